@@ -1,0 +1,253 @@
+"""The Archive: the only thing that stores, finds, reads and deletes instances.
+
+Every door (DIMSE, DICOMweb, WebSocket gateway, relay, peers) calls this API; none
+touches the index or the blob store itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Iterator, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from isthmus.archive import index as idx
+from isthmus.archive.index import InstanceRow
+from isthmus.archive.ingest import InstanceRecord, build_record
+from isthmus.archive.matching import Query, find
+from isthmus.archive.storage import BlobStore, open_blob_store
+from isthmus.archive.writer import GroupCommitWriter
+from isthmus.dicom import part10
+from isthmus.dicom.part10 import InvalidDicom
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StoreResult:
+    """Outcome of one store.  `status` is "stored", "duplicate" or "failed"."""
+
+    status: str
+    sop_instance_uid: str | None = None
+    sop_class_uid: str | None = None
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    transfer_syntax_uid: str | None = None
+    reason: str | None = None
+    # "invalid" (cannot understand), "resources" (disk full…), "conflict", "error"
+    failure: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+
+class Archive:
+    """Instances in a blob store, indexed in a relational database."""
+
+    def __init__(self, index_url: str, blob_url: str, duplicates: str = "keep") -> None:
+        self.engine = idx.create_engine(index_url)
+        idx.migrate(self.engine)
+        self.blobs: BlobStore = open_blob_store(blob_url)
+        self.duplicates = duplicates
+        self.writer = GroupCommitWriter(self.engine)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Archive":
+        settings.data.mkdir(parents=True, exist_ok=True)
+        return cls(settings.resolved_index_url, settings.resolved_blob_url, settings.duplicates)
+
+    def close(self) -> None:
+        self.writer.close()
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ store
+    def store(self, data: bytes | memoryview, transfer_syntax: str | None = None,
+              source_aet: str | None = None) -> StoreResult:
+        """Store one instance durably; success means blob and index row are on disk.
+
+        `data` is a Part 10 file, or a bare dataset encoded in `transfer_syntax`
+        (as received in a C-STORE).  Pixel data is never decoded.
+        """
+        try:
+            header = self._parse(data, transfer_syntax)
+        except InvalidDicom as exc:
+            return StoreResult("failed", reason=str(exc), failure="invalid")
+        ds = header.dataset
+        result = StoreResult(
+            "stored", str(ds.SOPInstanceUID).strip(), str(ds.SOPClassUID).strip(),
+            str(ds.StudyInstanceUID).strip(), str(ds.SeriesInstanceUID).strip(),
+            header.transfer_syntax)
+        if self.duplicates == "keep" and self.contains(result.sop_instance_uid):
+            result.status = "duplicate"
+            return result
+        meta = part10.file_meta(result.sop_class_uid, result.sop_instance_uid,
+                                header.transfer_syntax, source_aet)
+        key = _blob_key(result.sop_instance_uid)
+        try:
+            size = self.blobs.put(key, (meta, header.dataset_bytes))
+        except OSError as exc:
+            kind = "resources" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "error"
+            log.error("store %s: blob write failed: %s", result.sop_instance_uid, exc)
+            return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
+                               reason=f"cannot write: {exc.strerror}", failure=kind)
+        offset = None if header.pixel_offset is None else len(meta) + header.pixel_offset
+        try:
+            record = build_record(header, key, size, source_aet, offset)
+            outcome, old_key = self.writer.run(lambda conn: self._index(conn, record))
+        except Exception as exc:
+            self.blobs.delete(key)
+            log.exception("store %s: index write failed", result.sop_instance_uid)
+            return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
+                               reason=f"index write failed: {exc}", failure="error")
+        if outcome == "duplicate":
+            self.blobs.delete(key)
+            result.status = "duplicate"
+        if old_key:
+            self.blobs.delete(old_key)
+        return result
+
+    @staticmethod
+    def _parse(data: bytes | memoryview, transfer_syntax: str | None) -> part10.Header:
+        if transfer_syntax is None:
+            meta, dataset_bytes = part10.split_part10(data)
+            ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+            transfer_syntax = ts.strip() or part10.guess_transfer_syntax(dataset_bytes)
+        else:
+            dataset_bytes = memoryview(data)
+        return part10.read_header(dataset_bytes, transfer_syntax)
+
+    def _index(self, conn: Connection, record: InstanceRecord) -> tuple[str, str | None]:
+        """Insert the rows of one instance; returns (outcome, blob key to delete)."""
+        i = idx.instance.c
+        existing = conn.execute(sa.select(i.pk, i.blob_key).where(
+            i.sop_instance_uid == record.sop_instance_uid)).first()
+        if existing and self.duplicates == "keep":
+            return "duplicate", None
+        patient_pk = _get_or_create(conn, idx.patient, record.patient,
+                                    ("patient_id", "issuer_of_patient_id"))
+        study_pk = _get_or_create(conn, idx.study, {**record.study, "patient_pk": patient_pk},
+                                  ("study_instance_uid",))
+        series_pk = _get_or_create(conn, idx.series, {**record.series, "study_pk": study_pk},
+                                   ("series_instance_uid",))
+        values = {**record.instance, "series_pk": series_pk}
+        if existing:
+            conn.execute(idx.instance.update().where(i.pk == existing.pk).values(**values))
+            return "stored", existing.blob_key
+        conn.execute(idx.instance.insert().values(**values))
+        return "stored", None
+
+    # ------------------------------------------------------------------ read
+    def contains(self, sop_instance_uid: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(idx.instance.c.pk).where(
+                idx.instance.c.sop_instance_uid == sop_instance_uid)).first() is not None
+
+    def find(self, query: Query) -> list[dict[str, Any]]:
+        """Match a C-FIND / QIDO-RS query (PS3.4 C.2.2.2); returns DICOM JSON datasets."""
+        with self.engine.connect() as conn:
+            return find(conn, query)
+
+    def instances(self, study_uid: str | Sequence[str] | None = None,
+                  series_uid: str | Sequence[str] | None = None,
+                  sop_uid: str | Sequence[str] | None = None) -> list[InstanceRow]:
+        """Instance rows selected by UIDs, in study/series/instance-number order."""
+        with self.engine.connect() as conn:
+            return idx.instance_rows(conn, idx.uid_filter(study_uid, series_uid, sop_uid))
+
+    def open_instance(self, row: InstanceRow) -> BinaryIO:
+        """The stored Part 10 file of an instance, as a binary stream."""
+        return self.blobs.open(row.blob_key)
+
+    def read_instance(self, row: InstanceRow) -> bytes:
+        with self.open_instance(row) as fh:
+            return fh.read()
+
+    def local_path(self, row: InstanceRow) -> str:
+        """A local file holding the instance, for libraries that need a path."""
+        return self.blobs.local_path(row.blob_key)
+
+    def metadata(self, study_uid: str, series_uid: str | None = None,
+                 sop_uid: str | None = None) -> Iterator[str]:
+        """Stored DICOM JSON text of each selected instance (never opens a file)."""
+        where = idx.uid_filter(study_uid, series_uid, sop_uid)
+        i, s, st = idx.instance.c, idx.series.c, idx.study.c
+        query = (sa.select(i.metadata).select_from(idx.instance.join(idx.series).join(idx.study))
+                 .where(*where).order_by(s.series_number, s.pk, i.instance_number, i.pk))
+        with self.engine.connect() as conn:
+            for (text,) in conn.execute(query):
+                yield text
+
+    # ---------------------------------------------------------------- delete
+    def delete(self, study_uid: str, series_uid: str | None = None,
+               sop_uid: str | None = None) -> int:
+        """Delete instances (and parents left empty); returns how many instances."""
+        def job(conn: Connection) -> list[str]:
+            rows = idx.instance_rows(conn, idx.uid_filter(study_uid, series_uid, sop_uid))
+            if not rows:
+                return []
+            uids = [r.sop_instance_uid for r in rows]
+            for start in range(0, len(uids), 500):
+                conn.execute(idx.instance.delete().where(
+                    idx.instance.c.sop_instance_uid.in_(uids[start:start + 500])))
+            _delete_empty_parents(conn)
+            return [r.blob_key for r in rows]
+
+        keys = self.writer.run(job)
+        for key in keys:
+            self.blobs.delete(key)
+        return len(keys)
+
+    # ----------------------------------------------------------- consistency
+    def check(self, repair: bool = True) -> dict[str, int]:
+        """Find (and repair) what a crash can leave: partial blobs, orphan blobs, rows
+        whose blob is missing.  Safe to run at start-up."""
+        partial = self.blobs.sweep() if repair else 0
+        with self.engine.connect() as conn:
+            indexed = {k for (k,) in conn.execute(sa.select(idx.instance.c.blob_key))}
+        stored = set(self.blobs.keys())
+        orphans = stored - indexed
+        missing = indexed - stored
+        if repair:
+            for key in orphans:
+                self.blobs.delete(key)
+            if missing:
+                def job(conn: Connection) -> None:
+                    conn.execute(idx.instance.delete().where(
+                        idx.instance.c.blob_key.in_(list(missing))))
+                    _delete_empty_parents(conn)
+                self.writer.run(job)
+        return {"partial": partial, "orphans": len(orphans), "missing": len(missing),
+                "instances": len(indexed) - (len(missing) if repair else 0)}
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {name.lower(): conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+                    for name, t in idx.TABLES.items()}
+
+
+def _blob_key(sop_instance_uid: str) -> str:
+    digest = hashlib.sha256(sop_instance_uid.encode()).hexdigest()
+    return f"{digest[:2]}/{digest[2:4]}/{digest[:32]}-{secrets.token_hex(4)}.dcm"
+
+
+def _get_or_create(conn: Connection, table: sa.Table, values: dict[str, Any],
+                   unique: tuple[str, ...]) -> int:
+    where = [table.c[col] == values[col] for col in unique]
+    pk = conn.execute(sa.select(table.c.pk).where(*where)).scalar()
+    if pk is None:
+        idx.insert_ignore(conn, table, values)
+        pk = conn.execute(sa.select(table.c.pk).where(*where)).scalar_one()
+    return pk
+
+
+def _delete_empty_parents(conn: Connection) -> None:
+    i, s, st, p = idx.instance, idx.series, idx.study, idx.patient
+    conn.execute(s.delete().where(~sa.exists().where(i.c.series_pk == s.c.pk)))
+    conn.execute(st.delete().where(~sa.exists().where(s.c.study_pk == st.c.pk)))
+    conn.execute(p.delete().where(~sa.exists().where(st.c.patient_pk == p.c.pk)))

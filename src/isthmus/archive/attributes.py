@@ -1,0 +1,108 @@
+"""Attributes kept as indexed columns, by level.
+
+These are the C-FIND keys of PS3.4 C.6 and the QIDO-RS keys of PS3.18 table
+10.6.1-5 (plus a few common ones).  Any other attribute is still matched and
+returned, from each instance's stored DICOM JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+
+LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
+
+
+@dataclass(frozen=True)
+class Attribute:
+    keyword: str
+    level: str
+    column: str
+    computed: bool = False  # derived from lower levels, not stored
+
+    @property
+    def tag(self) -> int:
+        return int(tag_for_keyword(self.keyword))
+
+    @property
+    def vr(self) -> str:
+        return dictionary_VR(self.tag)
+
+
+def _attrs(level: str, *keywords: str, computed: tuple[str, ...] = ()) -> list[Attribute]:
+    out = [Attribute(kw, level, _snake(kw)) for kw in keywords]
+    out += [Attribute(kw, level, _snake(kw), computed=True) for kw in computed]
+    return out
+
+
+def _snake(keyword: str) -> str:
+    """CamelCase keyword to snake_case column name (SOPInstanceUID → sop_instance_uid)."""
+    text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", keyword)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text).lower()
+
+
+ATTRIBUTES: list[Attribute] = [
+    *_attrs("PATIENT", "PatientID", "PatientName", "IssuerOfPatientID", "PatientBirthDate",
+            "PatientSex",
+            computed=("NumberOfPatientRelatedStudies", "NumberOfPatientRelatedSeries",
+                      "NumberOfPatientRelatedInstances")),
+    *_attrs("STUDY", "StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", "StudyID",
+            "StudyDescription", "ReferringPhysicianName",
+            computed=("ModalitiesInStudy", "SOPClassesInStudy", "NumberOfStudyRelatedSeries",
+                      "NumberOfStudyRelatedInstances")),
+    *_attrs("SERIES", "SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription",
+            "SeriesDate", "SeriesTime", "BodyPartExamined", "PerformedProcedureStepStartDate",
+            "PerformedProcedureStepStartTime",
+            computed=("NumberOfSeriesRelatedInstances",)),
+    *_attrs("IMAGE", "SOPInstanceUID", "SOPClassUID", "InstanceNumber", "Rows", "Columns",
+            "BitsAllocated", "NumberOfFrames", "ContentDate", "ContentTime"),
+]
+
+BY_TAG: dict[int, Attribute] = {a.tag: a for a in ATTRIBUTES}
+BY_KEYWORD: dict[str, Attribute] = {a.keyword: a for a in ATTRIBUTES}
+
+UNIQUE_KEYS = {
+    "PATIENT": "PatientID",
+    "STUDY": "StudyInstanceUID",
+    "SERIES": "SeriesInstanceUID",
+    "IMAGE": "SOPInstanceUID",
+}
+
+# Attributes every response at a level carries (PS3.18 10.6.3.3, PS3.4 C.4.1.2.1).
+DEFAULT_RETURN = {
+    "PATIENT": ["PatientName", "PatientID", "PatientBirthDate", "PatientSex",
+                "NumberOfPatientRelatedStudies"],
+    "STUDY": ["StudyDate", "StudyTime", "AccessionNumber", "ModalitiesInStudy",
+              "ReferringPhysicianName", "PatientName", "PatientID", "PatientBirthDate",
+              "PatientSex", "StudyInstanceUID", "StudyID", "StudyDescription",
+              "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"],
+    "SERIES": ["Modality", "SeriesDescription", "SeriesInstanceUID", "SeriesNumber",
+               "SeriesDate", "SeriesTime", "NumberOfSeriesRelatedInstances",
+               "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime"],
+    "IMAGE": ["SOPClassUID", "SOPInstanceUID", "InstanceNumber", "Rows", "Columns",
+              "BitsAllocated", "NumberOfFrames"],
+}
+
+
+def level_index(level: str) -> int:
+    return LEVELS.index(level)
+
+
+def resolve_tag(key: str) -> int:
+    """A tag from a keyword or 8 hex digits (with or without a comma/parentheses)."""
+    text = key.strip().strip("()").replace(",", "")
+    tag = tag_for_keyword(text)
+    if tag is not None:
+        return int(tag)
+    if len(text) == 8:
+        try:
+            return int(text, 16)
+        except ValueError:
+            pass
+    raise KeyError(f"unknown attribute {key!r}")
+
+
+def keyword(tag: int) -> str:
+    return keyword_for_tag(tag) or f"{tag:08X}"

@@ -1,0 +1,183 @@
+"""The relational index: patients, studies, series and instances in SQLAlchemy Core.
+
+Runs the same on SQLite (WAL, synchronous=FULL so that a commit is durable) and on
+PostgreSQL (psycopg 3).  Schema changes are numbered migrations recorded in
+``schema_version``; opening an index applies the missing ones.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from isthmus.archive.attributes import ATTRIBUTES
+
+log = logging.getLogger(__name__)
+
+metadata = sa.MetaData()
+
+
+def _columns(level: str) -> list[sa.Column]:
+    cols: list[sa.Column] = []
+    for attr in ATTRIBUTES:
+        if attr.level != level or attr.computed or attr.keyword.endswith("InstanceUID"):
+            continue
+        kind = sa.Integer if attr.vr in ("IS", "US", "UL", "SL", "SS") else sa.String(256)
+        cols.append(sa.Column(attr.column, kind, index=attr.vr in ("DA", "PN", "LO", "SH", "CS")))
+        if attr.vr == "PN":  # upper-cased alphabetic group, for case-insensitive matching
+            cols.append(sa.Column(attr.column + "_norm", sa.String(256), index=True))
+    return cols
+
+
+patient = sa.Table(
+    "patient", metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    *_columns("PATIENT"),
+    sa.UniqueConstraint("patient_id", "issuer_of_patient_id", name="uq_patient_identity"),
+)
+
+study = sa.Table(
+    "study", metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("patient_pk", sa.ForeignKey("patient.pk", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("study_instance_uid", sa.String(64), nullable=False, unique=True),
+    *_columns("STUDY"),
+)
+
+series = sa.Table(
+    "series", metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("study_pk", sa.ForeignKey("study.pk", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("series_instance_uid", sa.String(64), nullable=False, unique=True),
+    *_columns("SERIES"),
+)
+
+instance = sa.Table(
+    "instance", metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("series_pk", sa.ForeignKey("series.pk", ondelete="CASCADE"), nullable=False,
+              index=True),
+    sa.Column("sop_instance_uid", sa.String(64), nullable=False, unique=True),
+    *_columns("IMAGE"),
+    sa.Column("transfer_syntax_uid", sa.String(64), nullable=False),
+    sa.Column("blob_key", sa.String(256), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("pixel_offset", sa.BigInteger),   # offset of pixel value in the blob
+    sa.Column("pixel_length", sa.BigInteger),   # 0xFFFFFFFF when encapsulated
+    sa.Column("metadata", sa.Text, nullable=False),  # DICOM JSON, BulkDataURIs relative
+    sa.Column("source_aet", sa.String(16)),
+    sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+schema_version = sa.Table(
+    "schema_version", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+TABLES = {"PATIENT": patient, "STUDY": study, "SERIES": series, "IMAGE": instance}
+
+
+def _migration_1(conn: Connection) -> None:
+    """The initial schema."""
+    metadata.create_all(conn, tables=[patient, study, series, instance])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
+
+
+@dataclass
+class InstanceRow:
+    """An index row the archive hands back to doors (no file paths)."""
+
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    sop_class_uid: str
+    transfer_syntax_uid: str
+    blob_key: str
+    size: int
+    pixel_offset: int | None
+    pixel_length: int | None
+    number_of_frames: int | None
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for ``sqlite:///path`` or ``postgresql://…`` (psycopg 3)."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA case_sensitive_like=ON")  # PS3.4: only PN matching ignores case
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def migrate(engine: Engine) -> int:
+    """Apply missing migrations; returns the schema version now in force."""
+    with engine.begin() as conn:
+        schema_version.create(conn, checkfirst=True)
+        current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
+        for number, step in enumerate(MIGRATIONS, start=1):
+            if number > current:
+                log.info("index: applying migration %d (%s)", number, step.__doc__)
+                step(conn)
+                conn.execute(schema_version.insert().values(
+                    version=number, applied_at=datetime.now(timezone.utc)))
+                current = number
+    return current
+
+
+def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
+    """INSERT … ON CONFLICT DO NOTHING on either dialect (safe with several processes)."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    conn.execute(insert(table).values(**values).on_conflict_do_nothing())
+
+
+def instance_rows(conn: Connection, where: Iterable[Any]) -> list[InstanceRow]:
+    """Instance rows with their study and series UIDs, in series/instance order."""
+    i, s, st = instance.c, series.c, study.c
+    query = (
+        sa.select(st.study_instance_uid, s.series_instance_uid, i.sop_instance_uid,
+                  i.sop_class_uid, i.transfer_syntax_uid, i.blob_key, i.size, i.pixel_offset,
+                  i.pixel_length, i.number_of_frames)
+        .select_from(instance.join(series).join(study))
+        .where(*where)
+        .order_by(st.pk, s.series_number, s.pk, i.instance_number, i.pk)
+    )
+    return [InstanceRow(*row) for row in conn.execute(query)]
+
+
+def uid_filter(study_uid: str | Sequence[str] | None = None,
+               series_uid: str | Sequence[str] | None = None,
+               sop_uid: str | Sequence[str] | None = None) -> list[Any]:
+    """WHERE clauses selecting instances by any mix of study/series/instance UIDs."""
+    where: list[Any] = []
+    for column, value in ((study.c.study_instance_uid, study_uid),
+                          (series.c.series_instance_uid, series_uid),
+                          (instance.c.sop_instance_uid, sop_uid)):
+        if value is None:
+            continue
+        values = [value] if isinstance(value, str) else list(value)
+        where.append(column.in_(values) if len(values) > 1 else column == values[0])
+    return where

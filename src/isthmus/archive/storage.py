@@ -1,0 +1,142 @@
+"""The blob store: where the bytes of each instance live.
+
+The archive addresses blobs by opaque keys; no door ever sees a file path.  The
+file store writes each blob atomically (temporary file, fsync, rename, fsync of the
+directory), so a key either names a complete, durable blob or nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator, Protocol
+from urllib.parse import urlparse
+
+_KEY_RE = re.compile(r"^[0-9a-zA-Z][0-9a-zA-Z._-]*(/[0-9a-zA-Z][0-9a-zA-Z._-]*)*$")
+_TMP_SUFFIX = ".partial"
+
+
+class BlobStore(Protocol):
+    """What the archive needs from a place that keeps bytes."""
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        """Write a complete blob durably; returns its size.  Replaces an existing key."""
+
+    def open(self, key: str) -> BinaryIO:
+        """Open a blob for reading (raises KeyError if absent)."""
+
+    def size(self, key: str) -> int: ...
+
+    def delete(self, key: str) -> None:
+        """Remove a blob; absent keys are ignored."""
+
+    def keys(self) -> Iterator[str]:
+        """Every complete blob's key."""
+
+    def local_path(self, key: str) -> str:
+        """A path on this machine holding the blob (for libraries that want one)."""
+
+    def sweep(self) -> int:
+        """Remove leftovers of interrupted writes; returns how many."""
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could escape the store (``..``, absolute paths, odd characters)."""
+    if not _KEY_RE.match(key) or ".." in key:
+        raise ValueError(f"invalid blob key {key!r}")
+    return key
+
+
+class FileBlobStore:
+    """Blobs as files under one folder, written atomically and fsynced."""
+
+    def __init__(self, root: str | os.PathLike, fsync: bool = True) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.fsync = fsync
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{id(chunks):x}{_TMP_SUFFIX}")
+        size = 0
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            try:
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                    size += len(chunk)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        if self.fsync:
+            _fsync_dir(path.parent)
+        return size
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return open(self._path(key), "rb")
+        except FileNotFoundError as exc:
+            raise KeyError(key) from exc
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError as exc:
+            raise KeyError(key) from exc
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def keys(self) -> Iterator[str]:
+        for dirpath, _dirs, files in os.walk(self.root):
+            rel = os.path.relpath(dirpath, self.root)
+            for name in files:
+                if not name.endswith(_TMP_SUFFIX):
+                    yield name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
+
+    def local_path(self, key: str) -> str:
+        return str(self._path(key))
+
+    def sweep(self) -> int:
+        count = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.endswith(_TMP_SUFFIX):
+                    Path(dirpath, name).unlink(missing_ok=True)
+                    count += 1
+        return count
+
+    def usage(self) -> tuple[int, int]:
+        """(free bytes, total bytes) of the file system holding the store."""
+        total, _used, free = shutil.disk_usage(self.root)
+        return free, total
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def open_blob_store(url: str) -> BlobStore:
+    """Blob store from a URL: ``file:///path`` (or a bare path)."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        return FileBlobStore(parsed.path if parsed.scheme else url)
+    raise ValueError(f"unsupported blob store URL {url!r} (use file:///path)")

@@ -1,0 +1,94 @@
+"""Group commit: one thread applies index writes in batches.
+
+Callers from many associations submit a job and wait; the writer drains whatever is
+queued, applies all of it in one transaction and commits once, then wakes every
+caller.  Nobody is answered before the commit that holds their row is durable.  A
+batch that fails is retried job by job so one bad job cannot fail its neighbours.
+It also serializes writers, which SQLite needs anyway.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Callable
+
+from sqlalchemy.engine import Connection, Engine
+
+Job = Callable[[Connection], Any]
+MAX_BATCH = 512
+
+
+class _Pending:
+    __slots__ = ("job", "done", "result", "error")
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class GroupCommitWriter:
+    """Runs write jobs on one thread, committing batches of them together."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._queue: "queue.Queue[_Pending | None]" = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="isthmus-index-writer",
+                                        daemon=True)
+        self._closed = False
+        self._thread.start()
+
+    def run(self, job: Job) -> Any:
+        """Apply `job(conn)` in a committed transaction and return its result."""
+        if self._closed:
+            raise RuntimeError("index writer is closed")
+        pending = _Pending(job)
+        self._queue.put(pending)
+        pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.result
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._apply(batch)
+            if stop:
+                return
+
+    def _apply(self, batch: list[_Pending]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                results = [p.job(conn) for p in batch]
+            for p, result in zip(batch, results):
+                p.result = result
+        except BaseException:
+            for p in batch:
+                try:
+                    with self.engine.begin() as conn:
+                        p.result = p.job(conn)
+                except BaseException as exc:  # reported to the caller that submitted it
+                    p.error = exc
+        for p in batch:
+            p.done.set()

@@ -1,0 +1,224 @@
+"""One settings object for every part of Isthmus.
+
+Settings come, lowest precedence first, from the defaults below, a TOML file
+(``--config``, see ``examples/isthmus.toml``), ``ISTHMUS_*`` environment
+variables, and command-line flags.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+SERVICES = ("echo", "store", "find", "move", "get")
+
+_PEER_RE = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>[^:]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A known DICOM application entity: who may call us and where we may send."""
+
+    aet: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Peer":
+        """Parse ``AET@HOST:PORT`` (PS3.8 AE titles are at most 16 characters)."""
+        match = _PEER_RE.match(text.strip())
+        if not match:
+            raise ConfigError(f"peer {text!r} is not of the form AET@HOST:PORT")
+        port = int(match["port"])
+        if not 0 < port < 65536:
+            raise ConfigError(f"peer {text!r}: port out of range")
+        return cls(check_aet(match["aet"]), match["host"].strip("[]"), port)
+
+    def __str__(self) -> str:
+        return f"{self.aet}@{self.host}:{self.port}"
+
+
+def check_aet(aet: str) -> str:
+    """Return a valid AE title (PS3.5 6.2 'AE': 1-16 chars, no backslash or control chars)."""
+    value = aet.strip()
+    if not value or len(value) > 16 or "\\" in value or any(ord(c) < 32 for c in value):
+        raise ConfigError(f"AE title {aet!r} is not valid (1-16 characters, no backslash)")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `isthmus serve` needs; immutable once built."""
+
+    data: Path = Path("isthmus-data")
+    host: str = "127.0.0.1"
+    dicom_port: int = 11112
+    http_port: int = 8042
+    aet: str = "ISTHMUS"
+    peers: tuple[Peer, ...] = ()
+    index_url: str = ""
+    blob_url: str = ""
+    # "keep": a second copy of a stored SOP Instance UID is acknowledged and dropped;
+    # "overwrite": it replaces the stored one.
+    duplicates: str = "keep"
+    # Called AE titles this node answers besides `aet`; "accept_any_called_aet" answers all.
+    accept_any_called_aet: bool = False
+    # Which callers may use each service: "any" or "known" (in `peers`).  Empty → default
+    # policy (see `access_policy`).
+    access: dict[str, str] = field(default_factory=dict)
+    # When a calling AE is known, also require its network address to match the peer's host.
+    check_peer_host: bool = False
+    max_associations: int = 64
+    max_pdu: int = 262_144
+    network_timeout: float = 60.0
+    check_on_start: bool = True
+    log_level: str = "info"
+    # API tokens: name → {"hash": "sha256:…", "permissions": [...]}; filled in by the web door.
+    tokens: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolved_index_url(self) -> str:
+        return self.index_url or f"sqlite:///{(self.data / 'index.sqlite').resolve()}"
+
+    @property
+    def resolved_blob_url(self) -> str:
+        return self.blob_url or f"file://{(self.data / 'blobs').resolve()}"
+
+    @property
+    def on_loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    def access_policy(self) -> dict[str, str]:
+        """Who may use which service.
+
+        Default: on loopback every caller may use every service (developer mode);
+        on any other address only known peers may store, find, move and get, while
+        C-ECHO stays open so that connectivity can be checked.  C-MOVE destinations
+        are always restricted to known peers, whatever this says.
+        """
+        default = "any" if self.on_loopback else "known"
+        policy = {svc: default for svc in SERVICES}
+        policy["echo"] = "any"
+        policy.update(self.access)
+        return policy
+
+    def peer(self, aet: str) -> Peer | None:
+        for peer in self.peers:
+            if peer.aet == aet:
+                return peer
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_ENV_PREFIX = "ISTHMUS_"
+
+
+def load(config_file: str | os.PathLike | None = None, env: dict[str, str] | None = None,
+         **overrides: Any) -> Settings:
+    """Build settings from defaults, TOML file, ``ISTHMUS_*`` environment, then overrides.
+
+    Overrides whose value is None are ignored, so CLI flags map straight onto it.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    path = config_file or env.get(_ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                values.update(_from_toml(tomllib.load(fh)))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    values.update(_from_env(env))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return _build(values)
+
+
+def _from_toml(doc: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    flat = dict(doc)
+    for section in ("server", "dicom", "storage", "web"):
+        flat.update(flat.pop(section, {}) or {})
+    known = {f.name for f in fields(Settings)}
+    for key, value in flat.items():
+        key = key.replace("-", "_")
+        if key == "peers":
+            out["peers"] = [_peer_from_toml(p) for p in value]
+        elif key in known:
+            out[key] = value
+        else:
+            raise ConfigError(f"unknown setting {key!r} in config file")
+    return out
+
+
+def _peer_from_toml(value: Any) -> Peer:
+    if isinstance(value, str):
+        return Peer.parse(value)
+    try:
+        return Peer(check_aet(value["aet"]), str(value["host"]), int(value["port"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"peer entry {value!r} needs aet, host and port") from exc
+
+
+def _from_env(env: dict[str, str] | os._Environ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(_ENV_PREFIX + f.name.upper())
+        if raw is None:
+            continue
+        if f.name == "peers":
+            out["peers"] = [Peer.parse(p) for p in raw.split(",") if p.strip()]
+        elif f.name == "access":
+            out["access"] = dict(item.split("=", 1) for item in raw.split(",") if "=" in item)
+        elif f.name == "tokens":
+            continue
+        else:
+            out[f.name] = raw
+    return out
+
+
+def _build(values: dict[str, Any]) -> Settings:
+    settings = Settings()
+    kinds = {f.name: f.type for f in fields(Settings)}
+    clean: dict[str, Any] = {}
+    for key, value in values.items():
+        kind = kinds[key]
+        try:
+            if kind == "int":
+                clean[key] = int(value)
+            elif kind == "float":
+                clean[key] = float(value)
+            elif kind == "bool":
+                clean[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+            elif kind == "Path":
+                clean[key] = Path(value)
+            elif key == "peers":
+                clean[key] = tuple(p if isinstance(p, Peer) else Peer.parse(p) for p in value)
+            else:
+                clean[key] = value
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"setting {key}={value!r}: {exc}") from exc
+    settings = replace(settings, **clean)
+    check_aet(settings.aet)
+    if settings.duplicates not in ("keep", "overwrite"):
+        raise ConfigError("duplicates must be 'keep' or 'overwrite'")
+    for svc, rule in settings.access.items():
+        if svc not in SERVICES or rule not in ("any", "known"):
+            raise ConfigError(f"access.{svc} = {rule!r}: services are {SERVICES}, rules 'any' or 'known'")
+    return settings

@@ -1,0 +1,75 @@
+"""The DICOM JSON model (PS3.18 Annex F) as stored at ingest.
+
+Each instance's metadata is computed once, when it is stored, so that WADO-RS
+``/metadata`` and C-FIND return keys never open a file.  Binary values larger than
+the threshold at the top level become ``BulkDataURI`` references of the form
+``/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}``, relative
+to the DICOMweb service root; doors prefix their own base URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from isthmus.dicom.part10 import Header
+
+log = logging.getLogger(__name__)
+
+BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+BULK_THRESHOLD = 1024
+
+
+def instance_path(study: str, series: str, instance: str) -> str:
+    return f"/studies/{study}/series/{series}/instances/{instance}"
+
+
+def tag_key(tag: int) -> str:
+    return f"{tag:08X}"
+
+
+def header_to_json(header: Header, threshold: int = BULK_THRESHOLD) -> dict[str, Any]:
+    """DICOM JSON of a parsed header, with a BulkDataURI for pixel data and large binaries."""
+    ds = header.dataset
+    prefix = instance_path(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
+                           str(ds.SOPInstanceUID)) + "/bulkdata/"
+    out = dataset_to_json(ds, threshold, prefix)
+    if header.pixel_tag is not None:
+        key = tag_key(header.pixel_tag)
+        out[key] = {"vr": header.pixel_vr or "OW", "BulkDataURI": prefix + key}
+    return out
+
+
+def dataset_to_json(ds: Dataset, threshold: int = BULK_THRESHOLD,
+                    bulk_prefix: str | None = None) -> dict[str, Any]:
+    """DICOM JSON of a dataset; unreadable elements are logged and kept as empty values."""
+    out: dict[str, Any] = {}
+    for elem in ds:
+        if elem.tag.group == 0x0002:
+            continue
+        key = tag_key(elem.tag)
+        try:
+            if bulk_prefix and elem.VR in BULK_VRS and elem.value is not None \
+                    and len(elem.value) > threshold:
+                out[key] = {"vr": elem.VR, "BulkDataURI": bulk_prefix + key}
+            else:
+                out[key] = elem.to_json_dict(None, threshold)
+        except Exception as exc:  # malformed value: keep the tag, drop the value
+            log.warning("element %s cannot be converted to JSON: %s", key, exc)
+            out[key] = {"vr": elem.VR if elem.VR and len(elem.VR) == 2 else "UN"}
+    return out
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def first_value(entry: dict[str, Any] | None) -> Any:
+    """The first value of a DICOM JSON element, or None."""
+    if not entry:
+        return None
+    values = entry.get("Value")
+    return values[0] if values else None

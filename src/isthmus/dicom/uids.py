@@ -1,0 +1,32 @@
+"""Transfer syntaxes the archive keeps as sent (PS3.5 Section 10 and Annex A)."""
+
+from __future__ import annotations
+
+from pydicom import uid
+
+IMPLICIT_VR_LITTLE_ENDIAN = uid.ImplicitVRLittleEndian
+EXPLICIT_VR_LITTLE_ENDIAN = uid.ExplicitVRLittleEndian
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = uid.DeflatedExplicitVRLittleEndian
+EXPLICIT_VR_BIG_ENDIAN = uid.ExplicitVRBigEndian
+
+UNCOMPRESSED = (IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN)
+
+# Everything pydicom knows that is a dataset encoding: uncompressed, deflate, JPEG family,
+# JPEG-LS, JPEG 2000, HTJ2K, RLE, MPEG/HEVC video, JPIP.  Stored byte for byte.
+STORABLE: tuple[str, ...] = tuple(str(ts) for ts in uid.AllTransferSyntaxes)
+
+# Order in which we propose/accept syntaxes for uncompressed data.
+PREFERRED_UNCOMPRESSED = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
+
+
+def is_encapsulated(transfer_syntax: str) -> bool:
+    """True when pixel data is encapsulated (compressed) in this syntax (PS3.5 A.4)."""
+    return uid.UID(transfer_syntax).is_encapsulated
+
+
+def encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
+    """(implicit VR, little endian, deflated) of a transfer syntax."""
+    ts = uid.UID(transfer_syntax)
+    if not ts.is_transfer_syntax:
+        raise ValueError(f"{transfer_syntax} is not a known transfer syntax")
+    return ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated
