@@ -68,11 +68,14 @@ class Archive:
 
     # ------------------------------------------------------------------ store
     def store(self, data: bytes | memoryview, transfer_syntax: str | None = None,
-              source_aet: str | None = None) -> StoreResult:
+              source_aet: str | None = None,
+              expected: tuple[str, str] | None = None) -> StoreResult:
         """Store one instance durably; success means blob and index row are on disk.
 
         `data` is a Part 10 file, or a bare dataset encoded in `transfer_syntax`
-        (as received in a C-STORE).  Pixel data is never decoded.
+        (as received in a C-STORE).  Pixel data is never decoded.  `expected` is the
+        (SOP Class UID, SOP Instance UID) the sender announced (PS3.4 B.2.3: a dataset
+        that does not match them is refused with 0xA900).
         """
         try:
             header = self._parse(data, transfer_syntax)
@@ -83,6 +86,10 @@ class Archive:
             "stored", str(ds.SOPInstanceUID).strip(), str(ds.SOPClassUID).strip(),
             str(ds.StudyInstanceUID).strip(), str(ds.SeriesInstanceUID).strip(),
             header.transfer_syntax)
+        if expected and (result.sop_class_uid, result.sop_instance_uid) != tuple(map(str.strip, expected)):
+            return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
+                               reason="dataset does not match the announced SOP class/instance",
+                               failure="mismatch")
         if self.duplicates == "keep" and self.contains(result.sop_instance_uid):
             result.status = "duplicate"
             return result

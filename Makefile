@@ -1,0 +1,32 @@
+# Isthmus: the two commands a newcomer needs are `make run` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA ?= ./isthmus-data
+
+.PHONY: run test test-python test-js bench system-deps clean
+
+run:
+	@scripts/venv.sh
+	$(VENV)/bin/isthmus serve --data $(DATA)
+
+test: system-deps
+	@scripts/venv.sh test
+	@$(MAKE) --no-print-directory test-python test-js
+
+test-python:
+	$(PY) -m pytest
+
+test-js:
+	@if ls tests/js/*.test.mjs tests/js/*/*.test.mjs >/dev/null 2>&1; then \
+	  node --test tests/js/; else echo "no JavaScript tests"; fi
+
+system-deps:
+	@scripts/system-deps.sh test
+
+bench:
+	@scripts/system-deps.sh bench
+	@scripts/venv.sh test
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install the system packages the tests and benchmarks need, only when missing:
+# DCMTK (real DICOM peers), PostgreSQL server, Chromium (browser tests), Node.js (JS tests).
+# Usage: scripts/system-deps.sh [test|bench]
+set -euo pipefail
+want=()
+command -v storescu >/dev/null 2>&1 || want+=(dcmtk)
+if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
+  want+=(postgresql)
+fi
+[ -x /usr/bin/chromium ] || want+=(chromium)
+command -v node >/dev/null 2>&1 || want+=(nodejs)
+command -v unshare >/dev/null 2>&1 || want+=(util-linux)
+command -v ip >/dev/null 2>&1 || want+=(iproute2)
+if [ "${1:-test}" = bench ]; then
+  [ -x /usr/sbin/Orthanc ] || want+=(orthanc)
+  [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || want+=(orthanc-dicomweb)
+fi
+if [ ${#want[@]} -eq 0 ]; then exit 0; fi
+echo "installing system packages: ${want[*]}"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "need root (or sudo) to install: ${want[*]}" >&2; exit 1; fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Do not start services the packages ship (Orthanc, PostgreSQL): tests start their own.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null

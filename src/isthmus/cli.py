@@ -1,0 +1,265 @@
+"""The `isthmus` command: serve, import, echo, send, query, retrieve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from pydicom.dataset import Dataset
+from tqdm import tqdm
+
+from isthmus import __version__
+from isthmus.config import ConfigError, Peer, Settings, load
+
+log = logging.getLogger("isthmus")
+
+LEVELS = {"patient": "PATIENT", "study": "STUDY", "series": "SERIES", "image": "IMAGE",
+          "instance": "IMAGE"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "func", None) is _query and not any(e.startswith("-") for e in extra):
+        args.keys = list(args.keys) + extra  # KEY=VALUE after options
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    logging.basicConfig(level=getattr(logging, (args.log_level or "info").upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "debug":
+        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"isthmus: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the CLI reports, it does not dump stacks at users
+        from isthmus.dimse.scu import SCUError
+        if isinstance(exc, (SCUError, OSError)):
+            print(f"isthmus: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="isthmus", description="A web-native PACS and DICOM gateway.")
+    parser.add_argument("--version", action="version", version=f"isthmus {__version__}")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        p.add_argument("--config", help="TOML configuration file")
+        p.add_argument("--data", help="archive folder (default ./isthmus-data)")
+        p.add_argument("--aet", help="our AE title (default ISTHMUS)")
+        p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        return p
+
+    p = command("serve", _serve, "serve the archive over DIMSE and HTTP")
+    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--dicom-port", type=int, help="DIMSE port (default 11112)")
+    p.add_argument("--http-port", type=int, help="HTTP port (default 8042)")
+    p.add_argument("--peer", action="append", default=[], metavar="AET@HOST:PORT",
+                   help="a known peer (repeatable)")
+    p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
+
+    p = command("import", _import, "import DICOM files or folders (recursive) into the archive")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
+
+    p = command("echo", _echo, "C-ECHO a peer")
+    p.add_argument("peer", metavar="AET@HOST:PORT")
+
+    p = command("send", _send, "C-STORE files or folders to a peer")
+    p.add_argument("peer", metavar="AET@HOST:PORT")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+
+    p = command("query", _query, "C-FIND a peer and print the matches")
+    p.add_argument("peer", metavar="AET@HOST:PORT")
+    p.add_argument("--level", required=True, choices=sorted(LEVELS))
+    p.add_argument("--model", choices=["study", "patient"], default="study",
+                   help="query/retrieve information model (default study root)")
+    p.add_argument("--json", action="store_true", help="print DICOM JSON")
+    p.add_argument("keys", nargs="*", metavar="KEY=VALUE",
+                   help="match keys by keyword or tag (e.g. PatientName=SMITH*); KEY alone returns it")
+
+    p = command("retrieve", _retrieve, "C-MOVE or C-GET a study/series into the local archive")
+    p.add_argument("peer", metavar="AET@HOST:PORT")
+    p.add_argument("--study", required=True, help="Study Instance UID")
+    p.add_argument("--series", help="Series Instance UID")
+    p.add_argument("--via", choices=["move", "get"], default="move")
+    p.add_argument("--port", type=int, help="port to receive C-MOVE sub-operations on")
+    p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    peers = [Peer.parse(p) for p in getattr(args, "peer", [])] if isinstance(
+        getattr(args, "peer", None), list) else None
+    overrides: dict[str, Any] = dict(
+        data=args.data, aet=args.aet, host=getattr(args, "host", None),
+        dicom_port=getattr(args, "dicom_port", None), http_port=getattr(args, "http_port", None),
+        index_url=getattr(args, "index_url", None), log_level=args.log_level)
+    settings = load(args.config, **overrides)
+    if peers:
+        from dataclasses import replace
+        known = {p.aet: p for p in settings.peers}
+        known.update({p.aet: p for p in peers})
+        settings = replace(settings, peers=tuple(known.values()))
+    return settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from isthmus.server import run_forever
+
+    run_forever(_settings(args))
+    return 0
+
+
+def iter_files(paths: Sequence[str]) -> Iterator[Path]:
+    """Every file under the given files and folders, recursively, in a stable order."""
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for dirpath, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    yield Path(dirpath, name)
+        elif path.exists():
+            yield path
+        else:
+            print(f"isthmus: {raw}: no such file or folder", file=sys.stderr)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from isthmus.archive import Archive
+
+    settings = _settings(args)
+    archive = Archive.from_settings(settings)
+    files = list(iter_files(args.paths))
+    counts = {"stored": 0, "duplicate": 0, "failed": 0}
+
+    def one(path: Path) -> tuple[Path, Any]:
+        try:
+            return path, archive.store(path.read_bytes(), source_aet=None)
+        except OSError as exc:
+            return path, exc
+
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool, \
+                tqdm(total=len(files), unit="file", desc="import", file=sys.stderr) as bar:
+            for path, result in pool.map(one, files):
+                bar.update(1)
+                if isinstance(result, OSError) or not result.ok:
+                    counts["failed"] += 1
+                    reason = result if isinstance(result, OSError) else result.reason
+                    tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
+                else:
+                    counts[result.status] += 1
+    finally:
+        archive.close()
+    print(f"imported {counts['stored']} instance(s), {counts['duplicate']} already stored, "
+          f"{counts['failed']} unreadable")
+    return 0 if not counts["failed"] else 1
+
+
+def _echo(args: argparse.Namespace) -> int:
+    from isthmus.dimse import scu
+
+    settings = _settings(args)
+    peer = Peer.parse(args.peer)
+    status = scu.echo(peer, settings.aet)
+    print(f"C-ECHO {peer}: status 0x{status:04X}" + (" (success)" if status == 0 else ""))
+    return 0 if status == 0 else 1
+
+
+def _send(args: argparse.Namespace) -> int:
+    from isthmus.dimse import scu
+
+    settings = _settings(args)
+    peer = Peer.parse(args.peer)
+    files = list(iter_files(args.paths))
+    with tqdm(total=len(files), unit="file", desc="send", file=sys.stderr) as bar:
+        report = scu.send(peer, files, settings.aet, progress=bar.update)
+    for path, reason in report.failed:
+        print(f"failed {path}: {reason}", file=sys.stderr)
+    print(f"sent {report.sent} of {len(files)} file(s) to {peer}")
+    return 0 if not report.failed else 1
+
+
+def parse_keys(level: str, pairs: Sequence[str]) -> Dataset:
+    """A C-FIND identifier from KEY=VALUE arguments (KEY alone: return it)."""
+    from pydicom.datadict import dictionary_VR
+
+    from isthmus.archive.attributes import DEFAULT_RETURN, resolve_tag
+
+    ds = Dataset()
+    ds.QueryRetrieveLevel = level
+    for keyword in DEFAULT_RETURN[level]:
+        tag = resolve_tag(keyword)
+        ds.add_new(tag, dictionary_VR(tag), "")
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        try:
+            tag = resolve_tag(name)
+        except KeyError as exc:
+            raise ConfigError(str(exc)) from None
+        ds.add_new(tag, dictionary_VR(tag), value)
+    return ds
+
+
+def _query(args: argparse.Namespace) -> int:
+    from isthmus.dimse import scu
+
+    settings = _settings(args)
+    peer = Peer.parse(args.peer)
+    level = LEVELS[args.level]
+    identifier = parse_keys(level, args.keys)
+    matches = scu.find(peer, identifier, args.model.upper(), settings.aet)
+    if args.json:
+        print(json.dumps([m.to_json_dict() for m in matches], indent=1))
+        return 0
+    _print_table(matches, identifier)
+    print(f"{len(matches)} match(es)")
+    return 0
+
+
+def _print_table(matches: list[Dataset], identifier: Dataset) -> None:
+    columns = [e.keyword for e in identifier if e.keyword not in ("QueryRetrieveLevel",
+                                                                  "SpecificCharacterSet")]
+    rows = [[_cell(m.get(c)) for c in columns] for m in matches]
+    widths = [min(40, max([len(c)] + [len(r[i]) for r in rows])) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w)[:w] for c, w in zip(columns, widths)))
+    for row in rows:
+        print("  ".join(v.ljust(w)[:w] for v, w in zip(row, widths)))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(str(v) for v in value)
+    return str(value)
+
+
+def _retrieve(args: argparse.Namespace) -> int:
+    from isthmus.dimse.fetch import retrieve_into_archive
+
+    settings = _settings(args)
+    peer = Peer.parse(args.peer)
+    report = retrieve_into_archive(settings, peer, args.study, args.series, args.via, args.port)
+    print(f"retrieved {report.completed} instance(s), {report.failed} failed, "
+          f"{report.warning} warning(s) (final status 0x{report.status:04X})")
+    return 0 if report.status in (0x0000,) and not report.failed else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,129 @@
+"""One DICOM port, routed by called AE title (DESIGN.md, "One DICOM port").
+
+The listener reads - without consuming - the A-ASSOCIATE-RQ that opens every
+association (PS3.8 9.3.2), looks at the called AE title and hands the connection
+to the archive's own SCP (pynetdicom), to a route registered by another door
+(a browser AE through the WebSocket gateway, a site through the relay), or
+answers A-ASSOCIATE-RJ "called AE title not recognized" (PS3.8 9.3.4).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any, Callable
+
+from pynetdicom.transport import ThreadedAssociationServer
+
+from isthmus.dimse import pdu
+
+log = logging.getLogger(__name__)
+
+# handler(socket, client address, parsed request): owns the socket from then on.
+RouteHandler = Callable[[socket.socket, Any, pdu.AssociateRequest], None]
+
+
+def set_nodelay(sock: socket.socket) -> None:
+    """Disable Nagle's algorithm: DIMSE is request/response (DESIGN.md measurements)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass
+
+
+class AssociationRouter(ThreadedAssociationServer):
+    """pynetdicom's threaded server, with routing by called AE title in front."""
+
+    own_aets: set[str]
+    accept_any: bool
+    peek_timeout: float = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.own_aets = set()
+        self.accept_any = False
+        self._routes: dict[str, RouteHandler] = {}
+        self._handed: set[int] = set()
+        self._lock = threading.Lock()
+
+    # -- routing table ---------------------------------------------------
+    def add_route(self, called_aet: str, handler: RouteHandler) -> None:
+        with self._lock:
+            self._routes[called_aet.strip()] = handler
+
+    def remove_route(self, called_aet: str) -> None:
+        with self._lock:
+            self._routes.pop(called_aet.strip(), None)
+
+    def route_for(self, called_aet: str) -> RouteHandler | None:
+        with self._lock:
+            return self._routes.get(called_aet)
+
+    # -- socketserver hooks ----------------------------------------------
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        set_nodelay(request)
+        try:
+            rq = self._peek_associate(request)
+        except (pdu.PDUError, OSError) as exc:
+            log.warning("connection from %s dropped before association: %s", client_address, exc)
+            _send_quietly(request, pdu.abort())
+            return
+        handler = self.route_for(rq.called_aet)
+        if handler is not None:
+            with self._lock:
+                self._handed.add(id(request))
+            handler(request, client_address, rq)
+            return
+        if rq.called_aet in self.own_aets or self.accept_any:
+            super().finish_request(request, client_address)
+            return
+        log.warning("A-ASSOCIATE-RJ to %r at %s: called AE title %r not recognized",
+                    rq.calling_aet, client_address[0], rq.called_aet)
+        _send_quietly(request, pdu.associate_rj(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER,
+                                                pdu.REASON_CALLED_AE_NOT_RECOGNIZED))
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._lock:
+            handed = id(request) in self._handed
+            self._handed.discard(id(request))
+        if not handed:
+            super().shutdown_request(request)
+
+    def _peek_associate(self, sock: socket.socket) -> pdu.AssociateRequest:
+        """Read the A-ASSOCIATE-RQ with MSG_PEEK so the SCP still receives it."""
+        deadline = time.monotonic() + self.peek_timeout
+        header = _peek(sock, pdu.PDU_HEADER, deadline)
+        if header[0] != pdu.A_ASSOCIATE_RQ:
+            raise pdu.PDUError(f"first PDU is type 0x{header[0]:02X}, not A-ASSOCIATE-RQ")
+        length = pdu.pdu_length(header)
+        if length > pdu.MAX_ASSOCIATE_RQ:
+            raise pdu.PDUError(f"A-ASSOCIATE-RQ of {length} bytes is too large")
+        return pdu.parse_associate_rq(_peek(sock, length, deadline))
+
+
+def _peek(sock: socket.socket, size: int, deadline: float) -> bytes:
+    previous = sock.gettimeout()
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise pdu.PDUError("timed out waiting for A-ASSOCIATE-RQ")
+            sock.settimeout(remaining)
+            data = sock.recv(size, socket.MSG_PEEK | socket.MSG_WAITALL)
+            if not data:
+                raise pdu.PDUError("connection closed before A-ASSOCIATE-RQ")
+            if len(data) >= size:
+                return data
+            time.sleep(0.002)
+    finally:
+        sock.settimeout(previous)
+
+
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    try:
+        sock.sendall(data)
+        time.sleep(0.05)  # let the peer read it before the close
+    except OSError:
+        pass

@@ -1,0 +1,253 @@
+"""SCU helpers: C-ECHO, C-STORE, C-FIND, C-MOVE and C-GET towards a peer (PS3.4).
+
+Used by the command line and by tests; files are sent without decoding their pixel
+data (pynetdicom's chunked send streams the dataset from the file).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, _config, evt
+from pynetdicom.association import Association
+from pynetdicom.presentation import build_role
+from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
+                                  PatientRootQueryRetrieveInformationModelGet,
+                                  PatientRootQueryRetrieveInformationModelMove,
+                                  StudyRootQueryRetrieveInformationModelFind,
+                                  StudyRootQueryRetrieveInformationModelGet,
+                                  StudyRootQueryRetrieveInformationModelMove, Verification)
+
+from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from isthmus.config import Peer
+from isthmus.dicom import part10, uids
+from isthmus.dimse.router import set_nodelay
+
+log = logging.getLogger(__name__)
+
+# Stream C-STORE datasets from files instead of decoding and re-encoding them.
+_config.STORE_SEND_CHUNKED_DATASET = True
+
+FIND_MODELS = {"PATIENT": PatientRootQueryRetrieveInformationModelFind,
+               "STUDY": StudyRootQueryRetrieveInformationModelFind}
+MOVE_MODELS = {"PATIENT": PatientRootQueryRetrieveInformationModelMove,
+               "STUDY": StudyRootQueryRetrieveInformationModelMove}
+GET_MODELS = {"PATIENT": PatientRootQueryRetrieveInformationModelGet,
+              "STUDY": StudyRootQueryRetrieveInformationModelGet}
+
+
+class SCUError(RuntimeError):
+    """A peer that refused or could not be reached; the message says which."""
+
+
+def _ae(calling_aet: str) -> AE:
+    ae = AE(ae_title=calling_aet)
+    ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    ae.acse_timeout = 30
+    ae.dimse_timeout = 120
+    ae.network_timeout = 60
+    return ae
+
+
+def associate(ae: AE, peer: Peer, **kwargs: Any) -> Association:
+    """Open an association with TCP_NODELAY set; raise SCUError when refused."""
+    handlers = list(kwargs.pop("evt_handlers", []))
+    handlers.append((evt.EVT_CONN_OPEN, _nodelay))
+    assoc = ae.associate(peer.host, peer.port, ae_title=peer.aet, evt_handlers=handlers, **kwargs)
+    if assoc.is_established:
+        return assoc
+    if assoc.is_rejected:
+        raise SCUError(f"{peer} rejected the association")
+    if assoc.is_aborted:
+        raise SCUError(f"{peer} aborted the association")
+    raise SCUError(f"cannot reach {peer}")
+
+
+def _nodelay(event: Any) -> None:
+    sock = getattr(event.assoc.dul.socket, "socket", None)
+    if isinstance(sock, socket.socket):
+        set_nodelay(sock)
+
+
+def echo(peer: Peer, calling_aet: str = "ISTHMUS") -> int:
+    """C-ECHO; returns the status (0x0000 success)."""
+    ae = _ae(calling_aet)
+    ae.add_requested_context(Verification)
+    assoc = associate(ae, peer)
+    try:
+        status = assoc.send_c_echo()
+        if not status:
+            raise SCUError(f"{peer} did not answer the C-ECHO")
+        return int(status.Status)
+    finally:
+        assoc.release()
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+
+def send(peer: Peer, files: Iterable[Path], calling_aet: str = "ISTHMUS",
+         progress: Callable[[int], None] | None = None) -> SendReport:
+    """C-STORE each file in its own transfer syntax, streamed from disk."""
+    report = SendReport()
+    items: list[tuple[Path, str, str]] = []
+    for path in files:
+        try:
+            items.append((path, *_sop_class_and_syntax(path)))
+        except (OSError, part10.InvalidDicom) as exc:
+            report.failed.append((str(path), str(exc)))
+            if progress:
+                progress(1)
+    for batch in _context_batches(items):
+        ae = _ae(calling_aet)
+        for sop_class, ts in dict.fromkeys((c, t) for _p, c, t in batch):
+            ae.add_requested_context(sop_class, [ts])
+        assoc = associate(ae, peer)
+        try:
+            for path, _c, _t in batch:
+                _send_one(assoc, path, report)
+                if progress:
+                    progress(1)
+        finally:
+            assoc.release()
+    return report
+
+
+def _send_one(assoc: Association, path: Path, report: SendReport) -> None:
+    try:
+        status = assoc.send_c_store(path)
+    except Exception as exc:  # no accepted context, unreadable file…
+        report.failed.append((str(path), str(exc)))
+        return
+    code = int(getattr(status, "Status", -1)) if status else -1
+    if code in (0x0000, 0xB000, 0xB006, 0xB007):
+        report.sent += 1
+    else:
+        report.failed.append((str(path), f"status 0x{code:04X}" if code >= 0 else "no response"))
+
+
+def _sop_class_and_syntax(path: Path) -> tuple[str, str]:
+    with open(path, "rb") as fh:
+        head = fh.read(64 * 1024)
+    meta, _rest = part10.split_part10(head)
+    if meta is None or "TransferSyntaxUID" not in meta or "MediaStorageSOPClassUID" not in meta:
+        raise part10.InvalidDicom(f"{path}: not a DICOM Part 10 file with file meta")
+    return str(meta.MediaStorageSOPClassUID), str(meta.TransferSyntaxUID)
+
+
+def _context_batches(items: list[tuple[Path, str, str]]) -> Iterator[list[tuple[Path, str, str]]]:
+    """Split files so that no association needs more than 128 presentation contexts."""
+    batch: list[tuple[Path, str, str]] = []
+    contexts: set[tuple[str, str]] = set()
+    for item in items:
+        key = (item[1], item[2])
+        if key not in contexts and len(contexts) >= 128:
+            yield batch
+            batch, contexts = [], set()
+        contexts.add(key)
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def find(peer: Peer, identifier: Dataset, model: str = "STUDY",
+         calling_aet: str = "ISTHMUS") -> list[Dataset]:
+    """C-FIND; returns the matches (raises SCUError on a failure status)."""
+    ae = _ae(calling_aet)
+    ae.add_requested_context(FIND_MODELS[model])
+    assoc = associate(ae, peer)
+    results: list[Dataset] = []
+    try:
+        for status, match in assoc.send_c_find(identifier, FIND_MODELS[model]):
+            if not status:
+                raise SCUError(f"{peer} stopped answering the C-FIND")
+            code = int(status.Status)
+            if code in (0xFF00, 0xFF01):
+                results.append(match)
+            elif code != 0x0000:
+                comment = status.get("ErrorComment", "")
+                raise SCUError(f"C-FIND failed with status 0x{code:04X} {comment}".strip())
+    finally:
+        assoc.release()
+    return results
+
+
+@dataclass
+class RetrieveReport:
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    status: int = 0
+    failed_uids: list[str] = field(default_factory=list)
+
+
+def move(peer: Peer, identifier: Dataset, destination: str, model: str = "STUDY",
+         calling_aet: str = "ISTHMUS", progress: Callable[[Dataset], None] | None = None
+         ) -> RetrieveReport:
+    """C-MOVE to `destination`; returns the final counts."""
+    ae = _ae(calling_aet)
+    ae.add_requested_context(MOVE_MODELS[model])
+    assoc = associate(ae, peer)
+    try:
+        return _collect(assoc.send_c_move(identifier, destination, MOVE_MODELS[model]), progress)
+    finally:
+        assoc.release()
+
+
+def get(peer: Peer, identifier: Dataset, on_store: Callable[[Any], int],
+        sop_classes: Iterable[str], model: str = "STUDY", calling_aet: str = "ISTHMUS",
+        progress: Callable[[Dataset], None] | None = None) -> RetrieveReport:
+    """C-GET; each received instance goes to `on_store(event)` (returns a C-STORE status)."""
+    ae = _ae(calling_aet)
+    ae.add_requested_context(GET_MODELS[model])
+    # Two contexts per class (PS3.7 D.3.3.4 role selection: we are the storage SCP):
+    # one accepting any compressed syntax as sent, one uncompressed.
+    classes = list(dict.fromkeys(sop_classes))[:63]
+    compressed = [ts for ts in uids.STORABLE if ts not in uids.UNCOMPRESSED]
+    roles = []
+    for sop_class in classes:
+        ae.add_requested_context(sop_class, list(uids.PREFERRED_UNCOMPRESSED))
+        ae.add_requested_context(sop_class, compressed)
+        roles.append(build_role(sop_class, scp_role=True))
+    assoc = associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    try:
+        return _collect(assoc.send_c_get(identifier, GET_MODELS[model]), progress)
+    finally:
+        assoc.release()
+
+
+def _collect(responses: Iterable[tuple[Dataset, Dataset | None]],
+             progress: Callable[[Dataset], None] | None) -> RetrieveReport:
+    report = RetrieveReport()
+    for status, identifier in responses:
+        if not status:
+            raise SCUError("the peer stopped answering")
+        code = int(status.Status)
+        report.completed = int(status.get("NumberOfCompletedSuboperations", report.completed) or 0)
+        report.failed = int(status.get("NumberOfFailedSuboperations", report.failed) or 0)
+        report.warning = int(status.get("NumberOfWarningSuboperations", report.warning) or 0)
+        if code in (0xFF00, 0xFF01):
+            if progress:
+                progress(status)
+            continue
+        report.status = code
+        if identifier is not None and "FailedSOPInstanceUIDList" in identifier:
+            value = identifier.FailedSOPInstanceUIDList
+            report.failed_uids = [value] if isinstance(value, str) else list(value)
+    return report
+
+
+def common_storage_classes(limit: int = 60) -> list[str]:
+    """The storage SOP classes to offer in a C-GET when the study's classes are unknown."""
+    from pynetdicom import StoragePresentationContexts
+
+    return [str(cx.abstract_syntax) for cx in StoragePresentationContexts][:limit]

@@ -1,0 +1,135 @@
+"""`isthmus serve`: one archive, its DIMSE port and its HTTP port, started together."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import uvicorn
+
+from isthmus.archive import Archive
+from isthmus.config import ConfigError, Settings
+from isthmus.dimse.peers import AccessControl
+from isthmus.dimse.scp import start_scp
+from isthmus.web.app import create_app
+from isthmus.web.context import WebContext
+
+log = logging.getLogger(__name__)
+
+
+def check_security(settings: Settings) -> None:
+    """Refuse to listen beyond loopback without authentication (docs/security.md)."""
+    if not settings.on_loopback and not settings.tokens and not _has_oidc(settings):
+        raise ConfigError(
+            f"refusing to serve on {settings.host}: bound beyond loopback, Isthmus needs "
+            "authentication configured (API tokens in the config file; see docs/security.md)")
+
+
+def _has_oidc(settings: Settings) -> bool:
+    return bool(getattr(settings, "oidc", None))
+
+
+class Node:
+    """An archive with its doors; start() returns once both ports listen."""
+
+    def __init__(self, settings: Settings) -> None:
+        check_security(settings)
+        self.settings = settings
+        self.archive = Archive.from_settings(settings)
+        self.access = AccessControl(settings)
+        self.router: Any = None
+        self._http: uvicorn.Server | None = None
+        self._http_thread: threading.Thread | None = None
+
+    def start(self, http: bool = True, block: bool = False) -> None:
+        if self.settings.check_on_start:
+            report = self.archive.check(repair=True)
+            if report["partial"] or report["orphans"] or report["missing"]:
+                log.warning("archive check repaired: %s", report)
+        self.router = start_scp(self.archive, self.settings, self.access)
+        if not http:
+            return
+        ctx = WebContext(self.settings, self.archive, self.router, self.access)
+        config = uvicorn.Config(create_app(ctx), host=self.settings.host,
+                                port=self.settings.http_port, log_level="warning",
+                                lifespan="on", ws_max_size=64 * 1024 * 1024)
+        self._http = uvicorn.Server(config)
+        if block:
+            try:
+                self._http.run()
+            finally:
+                self.stop()
+            return
+        self._http_thread = threading.Thread(target=self._http.run, name="isthmus-http",
+                                             daemon=True)
+        self._http_thread.start()
+        while not self._http.started and self._http_thread.is_alive():
+            threading.Event().wait(0.02)
+        if not self._http.started:
+            raise RuntimeError(f"HTTP server could not start on port {self.settings.http_port}")
+
+    @property
+    def dicom_port(self) -> int:
+        return self.router.server_address[1] if self.router else self.settings.dicom_port
+
+    @property
+    def http_port(self) -> int:
+        if self._http and self._http.servers:
+            return self._http.servers[0].sockets[0].getsockname()[1]
+        return self.settings.http_port
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.should_exit = True
+            if self._http_thread is not None:
+                self._http_thread.join(timeout=10)
+            self._http = None
+        if self.router is not None:
+            self.router.shutdown()
+            self.router.server_close()
+            self.router = None
+        self.archive.close()
+
+    def __enter__(self) -> "Node":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def run_forever(settings: Settings) -> None:
+    """Serve until interrupted, printing where everything is."""
+    node = Node(settings)
+    node.start(http=False)
+    print(f"Isthmus archive in {settings.data.resolve()}  (index: {_safe_url(settings.resolved_index_url)})")
+    print(f"  DICOM (DIMSE): AE title {settings.aet} on {settings.host}:{node.dicom_port}")
+    print(f"  HTTP:          http://{_host(settings.host)}:{settings.http_port}/")
+    print(f"  DICOMweb:      http://{_host(settings.host)}:{settings.http_port}/dicom-web")
+    print(f"  Viewer:        http://{_host(settings.host)}:{settings.http_port}/")
+    print("Press Ctrl+C to stop.", flush=True)
+    ctx = WebContext(settings, node.archive, node.router, node.access)
+    config = uvicorn.Config(create_app(ctx), host=settings.host, port=settings.http_port,
+                            log_level="warning", lifespan="on", ws_max_size=64 * 1024 * 1024)
+    server = uvicorn.Server(config)
+    try:
+        asyncio.run(server.serve())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.stop()
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _safe_url(url: str) -> str:
+    """An index URL without its password, for printing."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url

@@ -1,0 +1,78 @@
+"""Shared fixtures: an archive on SQLite and on a real PostgreSQL, a running node."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from isthmus.archive import Archive
+from isthmus.config import Peer, Settings
+from isthmus.server import Node
+from isthmus.testing.net import free_port
+from isthmus.testing.postgres import TemporaryPostgres
+
+DCMTK_TOOLS = ("echoscu", "storescu", "findscu", "movescu", "getscu", "storescp", "dcmsend")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[TemporaryPostgres]:
+    """One PostgreSQL server for the whole session, started and stopped by the tests."""
+    server = TemporaryPostgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty index database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'index.sqlite'}"
+    server: TemporaryPostgres = request.getfixturevalue("postgres")
+    return server.create_database("t_" + uuid.uuid4().hex[:12])
+
+
+@pytest.fixture
+def archive(index_url: str, tmp_path: Path) -> Iterator[Archive]:
+    arch = Archive(index_url, f"file://{tmp_path / 'blobs'}")
+    try:
+        yield arch
+    finally:
+        arch.close()
+
+
+@pytest.fixture
+def settings(index_url: str, tmp_path: Path) -> Settings:
+    """Settings for a node on free loopback ports, archive under tmp_path."""
+    return Settings(data=tmp_path / "data", dicom_port=free_port(), http_port=free_port(),
+                    index_url=index_url)
+
+
+@pytest.fixture
+def node(settings: Settings) -> Iterator[Node]:
+    """A running node (DIMSE + HTTP) on the settings above."""
+    with Node(settings) as running:
+        yield running
+
+
+def node_with(settings: Settings, **changes: object) -> Node:
+    """A node with changed settings (caller starts and stops it)."""
+    return Node(replace(settings, **changes))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def dcmtk() -> None:
+    """DCMTK's command-line tools must be there (`make test` installs them)."""
+    missing = [tool for tool in DCMTK_TOOLS if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"DCMTK tools missing: {missing} (run scripts/system-deps.sh)")
+
+
+def peer_of(node: Node) -> Peer:
+    return Peer(node.settings.aet, "127.0.0.1", node.dicom_port)
