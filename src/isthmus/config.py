@@ -84,6 +84,19 @@ class Settings:
     log_level: str = "info"
     # API tokens: name → {"hash": "sha256:…", "permissions": [...]}; filled in by the web door.
     tokens: dict[str, Any] = field(default_factory=dict)
+    # Web door (docs/security.md, docs/dicomweb.md).  `public_url`: the externally visible
+    # base URL (e.g. https://pacs.example.org) used in RetrieveURL/BulkDataURI; empty → from
+    # each request's Host.  `cors_origins`: origins allowed to call the API ("*" for any).
+    public_url: str = ""
+    cors_origins: tuple[str, ...] = ()
+    # OpenID Connect: JWTs from `oidc_issuer` for `oidc_audience`, verified with the keys
+    # in `oidc_jwks_file`; permissions from the claim `oidc_permissions_claim`, else the
+    # defaults.
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_file: str = ""
+    oidc_permissions_claim: str = "permissions"
+    oidc_default_permissions: tuple[str, ...] = ("read",)
 
     @property
     def resolved_index_url(self) -> str:
@@ -128,6 +141,8 @@ def is_loopback(host: str) -> bool:
 
 
 _ENV_PREFIX = "ISTHMUS_"
+# Settings given as a list in TOML and as comma-separated text in the environment.
+_LIST_SETTINGS = ("cors_origins", "oidc_default_permissions")
 
 
 def load(config_file: str | os.PathLike | None = None, env: dict[str, str] | None = None,
@@ -188,6 +203,8 @@ def _from_env(env: dict[str, str] | os._Environ) -> dict[str, Any]:
             out["access"] = dict(item.split("=", 1) for item in raw.split(",") if "=" in item)
         elif f.name == "tokens":
             continue
+        elif f.name in _LIST_SETTINGS:
+            out[f.name] = raw
         else:
             out[f.name] = raw
     return out
@@ -208,6 +225,9 @@ def _build(values: dict[str, Any]) -> Settings:
                 clean[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
             elif kind == "Path":
                 clean[key] = Path(value)
+            elif key in _LIST_SETTINGS:
+                items = value.split(",") if isinstance(value, str) else value
+                clean[key] = tuple(str(v).strip() for v in items if str(v).strip())
             elif key == "peers":
                 clean[key] = tuple(p if isinstance(p, Peer) else Peer.parse(p) for p in value)
             else:

@@ -28,7 +28,7 @@ def check_security(settings: Settings) -> None:
 
 
 def _has_oidc(settings: Settings) -> bool:
-    return bool(getattr(settings, "oidc", None))
+    return bool(getattr(settings, "oidc_issuer", ""))
 
 
 class Node:

@@ -55,7 +55,11 @@ class Archive:
         idx.migrate(self.engine)
         self.blobs: BlobStore = open_blob_store(blob_url)
         self.duplicates = duplicates
-        self.writer = GroupCommitWriter(self.engine)
+        # Primary keys of patients/studies/series already in the index, so that the
+        # instances of a series do not look their parents up again.  Only the writer
+        # thread touches it; deletes and failed batches clear it.
+        self._parents: dict[tuple[str, ...], int] = {}
+        self.writer = GroupCommitWriter(self.engine, on_failure=self._parents.clear)
 
     @classmethod
     def from_settings(cls, settings: Any) -> "Archive":
@@ -81,43 +85,73 @@ class Archive:
             header = self._parse(data, transfer_syntax)
         except InvalidDicom as exc:
             return StoreResult("failed", reason=str(exc), failure="invalid")
-        ds = header.dataset
         result = StoreResult(
-            "stored", str(ds.SOPInstanceUID).strip(), str(ds.SOPClassUID).strip(),
-            str(ds.StudyInstanceUID).strip(), str(ds.SeriesInstanceUID).strip(),
+            "stored", header.uid("SOPInstanceUID"), header.uid("SOPClassUID"),
+            header.uid("StudyInstanceUID"), header.uid("SeriesInstanceUID"),
             header.transfer_syntax)
         if expected and (result.sop_class_uid, result.sop_instance_uid) != tuple(map(str.strip, expected)):
             return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
                                reason="dataset does not match the announced SOP class/instance",
                                failure="mismatch")
-        if self.duplicates == "keep" and self.contains(result.sop_instance_uid):
-            result.status = "duplicate"
-            return result
         meta = part10.file_meta(result.sop_class_uid, result.sop_instance_uid,
                                 header.transfer_syntax, source_aet)
-        key = _blob_key(result.sop_instance_uid)
+        key = _blob_key(result.study_instance_uid, result.sop_instance_uid)
         try:
-            size = self.blobs.put(key, (meta, header.dataset_bytes))
+            # Blob complete and renamed first (readers never see a row without its
+            # file), then its fsync overlaps the index commit; success is reported
+            # only when both are durable.  A crash in between leaves an unreported
+            # row whose blob check() finds incomplete and removes.
+            size = self.blobs.put(key, (meta, header.dataset_bytes), sync=False)
         except OSError as exc:
-            kind = "resources" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "error"
-            log.error("store %s: blob write failed: %s", result.sop_instance_uid, exc)
-            return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
-                               reason=f"cannot write: {exc.strerror}", failure=kind)
+            return self._write_failed(result, exc)
         offset = None if header.pixel_offset is None else len(meta) + header.pixel_offset
         try:
             record = build_record(header, key, size, source_aet, offset)
-            outcome, old_key = self.writer.run(lambda conn: self._index(conn, record))
+            pending = self.writer.submit(lambda conn: self._index(conn, record))
+        except Exception as exc:
+            self.blobs.delete(key)
+            return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
+                               reason=f"index write failed: {exc}", failure="error")
+        sync_error = None
+        try:
+            self.blobs.sync(key)
+        except OSError as exc:
+            sync_error = exc
+        try:
+            outcome, old_key = pending.wait()
         except Exception as exc:
             self.blobs.delete(key)
             log.exception("store %s: index write failed", result.sop_instance_uid)
             return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
                                reason=f"index write failed: {exc}", failure="error")
+        if sync_error is not None:
+            if outcome == "stored":
+                self._forget(result.sop_instance_uid, key)
+            self.blobs.delete(key)
+            return self._write_failed(result, sync_error)
         if outcome == "duplicate":
             self.blobs.delete(key)
             result.status = "duplicate"
         if old_key:
             self.blobs.delete(old_key)
         return result
+
+    def _write_failed(self, result: StoreResult, exc: OSError) -> StoreResult:
+        kind = "resources" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "error"
+        log.error("store %s: blob write failed: %s", result.sop_instance_uid, exc)
+        return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
+                           reason=f"cannot write: {exc.strerror}", failure=kind)
+
+    def _forget(self, sop_instance_uid: str, key: str) -> None:
+        """Remove an index row whose blob could not be made durable."""
+        def job(conn: Connection) -> None:
+            conn.execute(idx.instance.delete().where(idx.instance.c.blob_key == key))
+            _delete_empty_parents(conn)
+            self._parents.clear()
+        try:
+            self.writer.run(job)
+        except Exception:
+            log.exception("cannot remove the row of %s; check() will", sop_instance_uid)
 
     @staticmethod
     def _parse(data: bytes | memoryview, transfer_syntax: str | None) -> part10.Header:
@@ -132,22 +166,37 @@ class Archive:
     def _index(self, conn: Connection, record: InstanceRecord) -> tuple[str, str | None]:
         """Insert the rows of one instance; returns (outcome, blob key to delete)."""
         i = idx.instance.c
-        existing = conn.execute(sa.select(i.pk, i.blob_key).where(
+        existing = conn.execute(sa.select(i.pk, i.blob_key, i.series_pk).where(
             i.sop_instance_uid == record.sop_instance_uid)).first()
         if existing and self.duplicates == "keep":
             return "duplicate", None
-        patient_pk = _get_or_create(conn, idx.patient, record.patient,
-                                    ("patient_id", "issuer_of_patient_id"))
-        study_pk = _get_or_create(conn, idx.study, {**record.study, "patient_pk": patient_pk},
-                                  ("study_instance_uid",))
-        series_pk = _get_or_create(conn, idx.series, {**record.series, "study_pk": study_pk},
-                                   ("series_instance_uid",))
+        patient_pk = self._parent(conn, idx.patient, record.patient,
+                                  ("patient_id", "issuer_of_patient_id"))
+        study_pk = self._parent(conn, idx.study, {**record.study, "patient_pk": patient_pk},
+                                ("study_instance_uid",))
+        series_pk = self._parent(conn, idx.series, {**record.series, "study_pk": study_pk},
+                                 ("series_instance_uid",))
         values = {**record.instance, "series_pk": series_pk}
-        if existing:
+        if existing:  # "overwrite": the new copy replaces the old one, in its parents too
             conn.execute(idx.instance.update().where(i.pk == existing.pk).values(**values))
+            moved = _refresh_parents(conn, record, patient_pk, study_pk, series_pk)
+            if moved or existing.series_pk != series_pk:
+                _delete_empty_parents(conn)
+                self._parents.clear()
             return "stored", existing.blob_key
         conn.execute(idx.instance.insert().values(**values))
         return "stored", None
+
+    def _parent(self, conn: Connection, table: sa.Table, values: dict[str, Any],
+                unique: tuple[str, ...]) -> int:
+        key = (table.name, *(str(values[c]) for c in unique))
+        pk = self._parents.get(key)
+        if pk is None:
+            pk = _get_or_create(conn, table, values, unique)
+            if len(self._parents) > 10_000:
+                self._parents.clear()
+            self._parents[key] = pk
+        return pk
 
     # ------------------------------------------------------------------ read
     def contains(self, sop_instance_uid: str) -> bool:
@@ -203,6 +252,7 @@ class Archive:
                 conn.execute(idx.instance.delete().where(
                     idx.instance.c.sop_instance_uid.in_(uids[start:start + 500])))
             _delete_empty_parents(conn)
+            self._parents.clear()
             return [r.blob_key for r in rows]
 
         keys = self.writer.run(job)
@@ -216,18 +266,23 @@ class Archive:
         whose blob is missing.  Safe to run at start-up."""
         partial = self.blobs.sweep() if repair else 0
         with self.engine.connect() as conn:
-            indexed = {k for (k,) in conn.execute(sa.select(idx.instance.c.blob_key))}
+            indexed = {k: n for k, n in conn.execute(
+                sa.select(idx.instance.c.blob_key, idx.instance.c.size))}
         stored = set(self.blobs.keys())
-        orphans = stored - indexed
-        missing = indexed - stored
+        orphans = stored - set(indexed)
+        missing = {key for key, size in indexed.items()
+                   if key not in stored or self.blobs.size(key) != size}
         if repair:
-            for key in orphans:
+            for key in orphans | missing:
                 self.blobs.delete(key)
             if missing:
                 def job(conn: Connection) -> None:
-                    conn.execute(idx.instance.delete().where(
-                        idx.instance.c.blob_key.in_(list(missing))))
+                    keys = list(missing)
+                    for start in range(0, len(keys), 500):
+                        conn.execute(idx.instance.delete().where(
+                            idx.instance.c.blob_key.in_(keys[start:start + 500])))
                     _delete_empty_parents(conn)
+                    self._parents.clear()
                 self.writer.run(job)
         return {"partial": partial, "orphans": len(orphans), "missing": len(missing),
                 "instances": len(indexed) - (len(missing) if repair else 0)}
@@ -238,9 +293,12 @@ class Archive:
                     for name, t in idx.TABLES.items()}
 
 
-def _blob_key(sop_instance_uid: str) -> str:
-    digest = hashlib.sha256(sop_instance_uid.encode()).hexdigest()
-    return f"{digest[:2]}/{digest[2:4]}/{digest[:32]}-{secrets.token_hex(4)}.dcm"
+def _blob_key(study_uid: str, sop_instance_uid: str) -> str:
+    """Opaque key: one folder per study (few directory creations and fsyncs on ingest),
+    a random suffix so a replaced instance never overwrites the bytes the index points to."""
+    study = hashlib.sha256(study_uid.encode()).hexdigest()
+    instance = hashlib.sha256(sop_instance_uid.encode()).hexdigest()
+    return f"{study[:2]}/{study[:20]}/{instance[:24]}-{secrets.token_hex(4)}.dcm"
 
 
 def _get_or_create(conn: Connection, table: sa.Table, values: dict[str, Any],
@@ -251,6 +309,22 @@ def _get_or_create(conn: Connection, table: sa.Table, values: dict[str, Any],
         idx.insert_ignore(conn, table, values)
         pk = conn.execute(sa.select(table.c.pk).where(*where)).scalar_one()
     return pk
+
+
+def _refresh_parents(conn: Connection, record: InstanceRecord, patient_pk: int, study_pk: int,
+                     series_pk: int) -> bool:
+    """Overwrite policy: the index columns of the parents follow the newest copy.
+    Returns True when the series or study changed parent (old parents may be empty)."""
+    st, s = idx.study.c, idx.series.c
+    old_patient = conn.execute(sa.select(st.patient_pk).where(st.pk == study_pk)).scalar()
+    old_study = conn.execute(sa.select(s.study_pk).where(s.pk == series_pk)).scalar()
+    conn.execute(idx.patient.update().where(idx.patient.c.pk == patient_pk)
+                 .values(**record.patient))
+    conn.execute(idx.study.update().where(st.pk == study_pk)
+                 .values(**record.study, patient_pk=patient_pk))
+    conn.execute(idx.series.update().where(s.pk == series_pk)
+                 .values(**record.series, study_pk=study_pk))
+    return old_patient != patient_pk or old_study != study_pk
 
 
 def _delete_empty_parents(conn: Connection) -> None:

@@ -8,7 +8,7 @@ returned, from each instance's stored DICOM JSON.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
 
@@ -21,14 +21,13 @@ class Attribute:
     level: str
     column: str
     computed: bool = False  # derived from lower levels, not stored
+    tag: int = field(init=False)
+    vr: str = field(init=False)
 
-    @property
-    def tag(self) -> int:
-        return int(tag_for_keyword(self.keyword))
-
-    @property
-    def vr(self) -> str:
-        return dictionary_VR(self.tag)
+    def __post_init__(self) -> None:
+        tag = int(tag_for_keyword(self.keyword))
+        object.__setattr__(self, "tag", tag)
+        object.__setattr__(self, "vr", dictionary_VR(tag))
 
 
 def _attrs(level: str, *keywords: str, computed: tuple[str, ...] = ()) -> list[Attribute]:

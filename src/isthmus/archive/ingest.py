@@ -6,14 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-
 from isthmus.archive.attributes import ATTRIBUTES
 from isthmus.dicom import json as dicom_json
 from isthmus.dicom.part10 import Header
 
 MAX_TEXT = 256
+INT_VRS = ("IS", "US", "UL", "SL", "SS")
 
 
 @dataclass
@@ -35,35 +33,43 @@ def normalize_pn(value: str) -> str:
     return value.split("=", 1)[0].upper()
 
 
-def column_value(ds: Dataset, keyword: str, vr: str) -> Any:
-    """A header value as stored in an index column (text, or int for IS/US)."""
-    value = ds.get(keyword)
-    if value is None or value == "":
+def column_value(model: dict[str, Any], tag: int, vr: str) -> Any:
+    """A header value, from its DICOM JSON, as stored in an index column."""
+    entry = model.get(f"{tag:08X}")
+    values = entry.get("Value") if entry else None
+    if not values:
         return None
-    if isinstance(value, MultiValue):
-        if vr in ("IS", "US", "UL", "SL", "SS"):
-            value = value[0] if len(value) else None
-        else:
-            value = "\\".join(str(v) for v in value)
-    if vr in ("IS", "US", "UL", "SL", "SS"):
+    if vr in INT_VRS:
         try:
-            return int(value)
+            return int(values[0])
         except (TypeError, ValueError):
             return None
-    return str(value).strip()[:MAX_TEXT]
+    if vr == "PN":
+        text = "\\".join("=".join(_pn_groups(v)) for v in values)
+    else:
+        text = "\\".join("" if v is None else str(v) for v in values)
+    return text.strip()[:MAX_TEXT] or None
+
+
+def _pn_groups(value: Any) -> list[str]:
+    if not isinstance(value, dict):
+        return [str(value or "")]
+    groups = [value.get("Alphabetic", ""), value.get("Ideographic", ""), value.get("Phonetic", "")]
+    while groups and not groups[-1]:
+        groups.pop()
+    return groups
 
 
 def build_record(header: Header, blob_key: str, size: int, source_aet: str | None,
                  pixel_offset_in_blob: int | None) -> InstanceRecord:
     """Index rows for every level plus the instance's DICOM JSON metadata."""
-    ds = header.dataset
     record = InstanceRecord()
     targets = {"PATIENT": record.patient, "STUDY": record.study, "SERIES": record.series,
                "IMAGE": record.instance}
     for attr in ATTRIBUTES:
         if attr.computed:
             continue
-        value = column_value(ds, attr.keyword, attr.vr)
+        value = column_value(header.json, attr.tag, attr.vr)
         target = targets[attr.level]
         target[attr.column] = value
         if attr.vr == "PN":
@@ -76,7 +82,7 @@ def build_record(header: Header, blob_key: str, size: int, source_aet: str | Non
         size=size,
         pixel_offset=pixel_offset_in_blob,
         pixel_length=header.pixel_length,
-        metadata=dicom_json.dumps(dicom_json.header_to_json(header)),
+        metadata=dicom_json.dumps(header.json),
         source_aet=(source_aet or "").strip()[:16] or None,
         stored_at=datetime.now(timezone.utc),
     )

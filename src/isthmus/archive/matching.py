@@ -161,10 +161,24 @@ def _pn_condition(norm: Any, full: Any, value: str, fuzzy: bool) -> Any:
                         norm.like("%^" + _like_pattern(p) + "%", escape="\\"),
                         norm.like("% " + _like_pattern(p) + "%", escape="\\")) for p in parts]
         return sa.and_(*conds)
-    alpha = _string_condition(norm, upper) if upper else sa.false()
-    if "=" in value:  # ideographic/phonetic groups: match the full stored value
-        return sa.or_(alpha, _string_condition(full, value))
-    return alpha
+    groups = value.split("=")
+    if len(groups) == 1:
+        return _string_condition(norm, upper) if upper else sa.false()
+    # Ideographic/phonetic groups (PS3.5 6.2.1.2): every group given must match.
+    conds = [_pn_groups_condition(full, groups)]
+    if upper and upper != "*":
+        conds.append(_string_condition(norm, upper))
+    return sa.and_(*conds)
+
+
+def _pn_groups_condition(full: Any, groups: list[str]) -> Any:
+    """The ideographic (and phonetic) group of a query, each matched in its own place
+    in the stored ``alphabetic=ideographic=phonetic`` value (alphabetic groups hold no '=')."""
+    ideo = _like_pattern(groups[1]) if groups[1] else "%"
+    if len(groups) > 2 and groups[2]:
+        return full.like(f"%={ideo}={_like_pattern(groups[2])}", escape="\\")
+    return sa.or_(full.like(f"%={ideo}=%", escape="\\"),
+                  sa.and_(full.like(f"%={ideo}", escape="\\"), ~full.like("%=%=%")))
 
 
 def _like_pattern(value: str) -> str:

@@ -21,8 +21,15 @@ _TMP_SUFFIX = ".partial"
 class BlobStore(Protocol):
     """What the archive needs from a place that keeps bytes."""
 
-    def put(self, key: str, chunks: Iterable[bytes]) -> int:
-        """Write a complete blob durably; returns its size.  Replaces an existing key."""
+    def put(self, key: str, chunks: Iterable[bytes], sync: bool = True) -> int:
+        """Write a complete blob; returns its size.  Replaces an existing key.
+
+        With sync=False the blob is complete and visible but may not survive a power
+        loss until `sync(key)` returns.
+        """
+
+    def sync(self, key: str) -> None:
+        """Make a blob written with sync=False durable."""
 
     def open(self, key: str) -> BinaryIO:
         """Open a blob for reading (raises KeyError if absent)."""
@@ -56,25 +63,46 @@ class FileBlobStore:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
+        self._folders: set[Path] = set()
+
+    def _ensure_folder(self, folder: Path) -> None:
+        """Create a folder (and parents) once; new entries are fsynced in their parent."""
+        if folder in self._folders:
+            return
+        missing = []
+        probe = folder
+        while not probe.exists() and probe != self.root:
+            missing.append(probe)
+            probe = probe.parent
+        for path in reversed(missing):
+            path.mkdir(exist_ok=True)
+            if self.fsync:
+                _fsync_dir(path.parent)
+        if len(self._folders) > 100_000:
+            self._folders.clear()
+        self._folders.add(folder)
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+    def put(self, key: str, chunks: Iterable[bytes], sync: bool = True) -> int:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._ensure_folder(path.parent)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{id(chunks):x}{_TMP_SUFFIX}")
         size = 0
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
             try:
-                for chunk in chunks:
-                    view = memoryview(chunk)
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
-                    size += len(chunk)
-                if self.fsync:
+                pending = [memoryview(c).cast("B") for c in chunks]
+                size = sum(len(c) for c in pending)
+                while pending:
+                    written = os.writev(fd, pending)
+                    while pending and written >= len(pending[0]):
+                        written -= len(pending[0])
+                        pending.pop(0)
+                    if pending and written:
+                        pending[0] = pending[0][written:]
+                if self.fsync and sync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
@@ -82,9 +110,20 @@ class FileBlobStore:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        if self.fsync:
+        if self.fsync and sync:
             _fsync_dir(path.parent)
         return size
+
+    def sync(self, key: str) -> None:
+        if not self.fsync:
+            return
+        path = self._path(key)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(path.parent)
 
     def open(self, key: str) -> BinaryIO:
         try:
@@ -99,7 +138,16 @@ class FileBlobStore:
             raise KeyError(key) from exc
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        folder = path.parent
+        while folder != self.root:  # drop folders left empty (a deleted study's)
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+            self._folders.discard(folder)
+            folder = folder.parent
 
     def keys(self) -> Iterator[str]:
         for dirpath, _dirs, files in os.walk(self.root):

@@ -28,12 +28,20 @@ class _Pending:
         self.result: Any = None
         self.error: BaseException | None = None
 
+    def wait(self) -> Any:
+        """Block until committed; return the job's result or raise its error."""
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        return self.result
+
 
 class GroupCommitWriter:
     """Runs write jobs on one thread, committing batches of them together."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, on_failure: Callable[[], None] | None = None) -> None:
         self.engine = engine
+        self.on_failure = on_failure
         self._queue: "queue.Queue[_Pending | None]" = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="isthmus-index-writer",
                                         daemon=True)
@@ -42,14 +50,15 @@ class GroupCommitWriter:
 
     def run(self, job: Job) -> Any:
         """Apply `job(conn)` in a committed transaction and return its result."""
+        return self.submit(job).wait()
+
+    def submit(self, job: Job) -> "_Pending":
+        """Queue `job`; the caller may work meanwhile and then `wait()` for its commit."""
         if self._closed:
             raise RuntimeError("index writer is closed")
         pending = _Pending(job)
         self._queue.put(pending)
-        pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.result
+        return pending
 
     def close(self) -> None:
         if not self._closed:
@@ -84,6 +93,8 @@ class GroupCommitWriter:
             for p, result in zip(batch, results):
                 p.result = result
         except BaseException:
+            if self.on_failure is not None:
+                self.on_failure()
             for p in batch:
                 try:
                     with self.engine.begin() as conn:

@@ -15,8 +15,6 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from isthmus.dicom.part10 import Header
-
 log = logging.getLogger(__name__)
 
 BULK_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
@@ -31,25 +29,13 @@ def tag_key(tag: int) -> str:
     return f"{tag:08X}"
 
 
-def header_to_json(header: Header, threshold: int = BULK_THRESHOLD) -> dict[str, Any]:
-    """DICOM JSON of a parsed header, with a BulkDataURI for pixel data and large binaries."""
-    ds = header.dataset
-    prefix = instance_path(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
-                           str(ds.SOPInstanceUID)) + "/bulkdata/"
-    out = dataset_to_json(ds, threshold, prefix)
-    if header.pixel_tag is not None:
-        key = tag_key(header.pixel_tag)
-        out[key] = {"vr": header.pixel_vr or "OW", "BulkDataURI": prefix + key}
-    return out
-
-
 def dataset_to_json(ds: Dataset, threshold: int = BULK_THRESHOLD,
                     bulk_prefix: str | None = None) -> dict[str, Any]:
     """DICOM JSON of a dataset; unreadable elements are logged and kept as empty values."""
     out: dict[str, Any] = {}
     for elem in ds:
-        if elem.tag.group == 0x0002:
-            continue
+        if elem.tag.group == 0x0002 or elem.tag.element == 0x0000:
+            continue  # file meta and group lengths are not part of the JSON model
         key = tag_key(elem.tag)
         try:
             if bulk_prefix and elem.VR in BULK_VRS and elem.value is not None \

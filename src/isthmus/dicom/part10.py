@@ -6,18 +6,18 @@ is parsed up to (7FE0,0010) and the received bytes are kept as they are.
 
 from __future__ import annotations
 
+import struct
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Iterable
+from typing import Any, Iterable
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomBytesIO
+from pydicom.dataset import FileMetaDataset  # noqa: F401  (type of split_part10's result)
 from pydicom.filereader import _read_file_meta_info, read_dataset
-from pydicom.filewriter import write_file_meta_info
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from isthmus.dicom import uids
+from isthmus.dicom import headers, uids
+from isthmus.dicom.json import BULK_THRESHOLD, dataset_to_json, first_value, instance_path
 
 PREAMBLE = b"\x00" * 128 + b"DICM"
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
@@ -31,7 +31,7 @@ class InvalidDicom(ValueError):
 class Header:
     """What ingest learns from the bytes before pixel data."""
 
-    dataset: Dataset                  # all elements before pixel data
+    json: dict[str, Any]              # DICOM JSON of every element before pixel data
     transfer_syntax: str
     dataset_bytes: memoryview         # the dataset as received (no preamble, no meta)
     pixel_tag: int | None             # 7FE00010, 7FE00008, 7FE00009 or None
@@ -39,24 +39,48 @@ class Header:
     pixel_offset: int | None          # offset of the pixel value inside dataset_bytes
     pixel_length: int | None          # 0xFFFFFFFF when encapsulated
 
+    def uid(self, keyword: str) -> str:
+        """A UID of the instance (validated at parse time)."""
+        return str(first_value(self.json.get(_TAGS[keyword])) or "")
+
+
+_TAGS = {"SOPClassUID": "00080016", "SOPInstanceUID": "00080018",
+         "StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E"}
+
 
 def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
               source_aet: str | None = None) -> bytes:
-    """Preamble, 'DICM' and an encoded File Meta Information group (PS3.10 7.1)."""
-    meta = FileMetaDataset()
-    meta.FileMetaInformationVersion = b"\x00\x01"
-    meta.MediaStorageSOPClassUID = sop_class_uid
-    meta.MediaStorageSOPInstanceUID = sop_instance_uid
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    if source_aet:
-        meta.SourceApplicationEntityTitle = source_aet.strip()
-    buf = DicomBytesIO()
-    buf.is_little_endian = True
-    buf.is_implicit_VR = False
-    write_file_meta_info(buf, meta, enforce_standard=True)
-    return PREAMBLE + buf.getvalue()
+    """Preamble, 'DICM' and an encoded File Meta Information group (PS3.10 7.1).
+
+    Encoded by hand (Explicit VR Little Endian, PS3.10 7.1): it runs once per stored
+    instance and pydicom's general writer costs more than the rest of ingest.
+    """
+    body = b"".join([
+        _meta_element(0x0001, "OB", b"\x00\x01"),
+        _meta_element(0x0002, "UI", _uid_bytes(sop_class_uid)),
+        _meta_element(0x0003, "UI", _uid_bytes(sop_instance_uid)),
+        _meta_element(0x0010, "UI", _uid_bytes(transfer_syntax)),
+        _meta_element(0x0012, "UI", _uid_bytes(IMPLEMENTATION_CLASS_UID)),
+        _meta_element(0x0013, "SH", _text_bytes(IMPLEMENTATION_VERSION_NAME)),
+        _meta_element(0x0016, "AE", _text_bytes(source_aet.strip())) if source_aet and source_aet.strip() else b"",
+    ])
+    return PREAMBLE + _meta_element(0x0000, "UL", struct.pack("<I", len(body))) + body
+
+
+def _meta_element(element: int, vr: str, value: bytes) -> bytes:
+    if vr in ("OB", "OW", "UN", "UT"):
+        return struct.pack("<HH2sHI", 0x0002, element, vr.encode(), 0, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr.encode(), len(value)) + value
+
+
+def _uid_bytes(uid: str) -> bytes:
+    raw = uid.strip().encode("ascii")
+    return raw + b"\x00" if len(raw) % 2 else raw
+
+
+def _text_bytes(text: str) -> bytes:
+    raw = text.encode("ascii", "replace")[:16]
+    return raw + b" " if len(raw) % 2 else raw
 
 
 def split_part10(data: bytes | memoryview) -> tuple[FileMetaDataset | None, memoryview]:
@@ -66,7 +90,7 @@ def split_part10(data: bytes | memoryview) -> tuple[FileMetaDataset | None, memo
     """
     view = memoryview(data)
     if len(view) >= 132 and bytes(view[128:132]) == b"DICM":
-        fp = BytesIO(view[132:])
+        fp = BytesIO(view[132:132 + 65536])  # the meta group only, not the pixel data
         try:
             meta = _read_file_meta_info(fp)
         except Exception as exc:  # pydicom raises several kinds on garbage
@@ -86,7 +110,11 @@ def guess_transfer_syntax(data: memoryview) -> str:
 
 
 def read_header(dataset_bytes: bytes | memoryview, transfer_syntax: str) -> Header:
-    """Parse every element before pixel data; never touches pixel values."""
+    """Parse every element before pixel data into DICOM JSON; never touches pixel values.
+
+    Little Endian encodings take the fast parser (isthmus.dicom.headers); anything
+    it declines goes through pydicom.
+    """
     try:
         implicit, little, deflated = uids.encoding(transfer_syntax)
     except ValueError as exc:
@@ -98,15 +126,60 @@ def read_header(dataset_bytes: bytes | memoryview, transfer_syntax: str) -> Head
             parse_bytes = zlib.decompress(bytes(raw), -zlib.MAX_WBITS)
         except zlib.error as exc:
             raise InvalidDicom(f"deflated dataset does not inflate: {exc}") from exc
-    fp = BytesIO(parse_bytes)
+    header = None
+    if little:
+        header = _fast_header(parse_bytes, implicit, transfer_syntax, raw, deflated)
+    if header is None:
+        header = _pydicom_header(parse_bytes, implicit, little, transfer_syntax, raw, deflated)
+    _check_identity(header.json)
+    return header
+
+
+def _fast_header(data: bytes | memoryview, implicit: bool, ts: str, raw: memoryview,
+                 deflated: bool) -> Header | None:
+    try:
+        parsed = headers.parse(data, implicit, BULK_PLACEHOLDER)
+    except headers.Unsupported:
+        return None
+    except ValueError as exc:
+        raise InvalidDicom(str(exc)) from exc
+    header = Header(parsed.json, ts, raw, parsed.pixel_tag, parsed.pixel_vr,
+                    None if deflated else parsed.pixel_offset, parsed.pixel_length)
+    _fill_bulk_prefix(header)
+    return header
+
+
+def _pydicom_header(data: bytes | memoryview, implicit: bool, little: bool, ts: str,
+                    raw: memoryview, deflated: bool) -> Header:
+    fp = BytesIO(data)
     try:
         ds = read_dataset(fp, implicit, little, stop_when=_at_pixels)
+        json_model = dataset_to_json(ds, BULK_THRESHOLD, BULK_PLACEHOLDER)
     except Exception as exc:
         raise InvalidDicom(f"dataset cannot be parsed: {exc}") from exc
-    header = Header(ds, transfer_syntax, raw, None, None, None, None)
-    _locate_pixels(header, parse_bytes, fp.tell(), implicit, little, deflated)
-    _check_identity(ds)
+    header = Header(json_model, ts, raw, None, None, None, None)
+    _locate_pixels(header, data, fp.tell(), implicit, little, deflated,
+                   int(ds.get("BitsAllocated", 16) or 16))
+    if header.pixel_tag is not None:
+        key = f"{header.pixel_tag:08X}"
+        header.json[key] = {"vr": header.pixel_vr, "BulkDataURI": BULK_PLACEHOLDER + key}
+    _fill_bulk_prefix(header)
     return header
+
+
+BULK_PLACEHOLDER = "\x00bulk/"
+
+
+def _fill_bulk_prefix(header: Header) -> None:
+    """Replace the placeholder by /studies/…/instances/…/bulkdata/ once UIDs are known."""
+    prefix = None
+    for entry in header.json.values():
+        uri = entry.get("BulkDataURI")
+        if uri and uri.startswith(BULK_PLACEHOLDER):
+            if prefix is None:
+                prefix = instance_path(header.uid("StudyInstanceUID"), header.uid("SeriesInstanceUID"),
+                                       header.uid("SOPInstanceUID")) + "/bulkdata/"
+            entry["BulkDataURI"] = prefix + uri[len(BULK_PLACEHOLDER):]
 
 
 def _at_pixels(tag: int, vr: str | None, length: int) -> bool:
@@ -114,7 +187,7 @@ def _at_pixels(tag: int, vr: str | None, length: int) -> bool:
 
 
 def _locate_pixels(header: Header, data: bytes | memoryview, pos: int, implicit: bool,
-                   little: bool, deflated: bool) -> None:
+                   little: bool, deflated: bool, bits: int) -> None:
     """Record the pixel element's tag, VR, value offset and length (PS3.5 7.1)."""
     if len(data) - pos < 8:
         return
@@ -124,12 +197,14 @@ def _locate_pixels(header: Header, data: bytes | memoryview, pos: int, implicit:
     tag = (group << 16) | elem
     if tag not in PIXEL_TAGS:
         return
+    vr_bytes = bytes(data[pos + 4:pos + 6])
+    if not implicit and not (vr_bytes.isalpha() and vr_bytes.isupper()):
+        implicit = True  # file meta says explicit, dataset is implicit (pydicom copes too)
     if implicit:
         vr, length, start = None, int.from_bytes(data[pos + 4:pos + 8], order), pos + 8
     else:
         vr = bytes(data[pos + 4:pos + 6]).decode("ascii", "replace")
         length, start = int.from_bytes(data[pos + 8:pos + 12], order), pos + 12
-    bits = header.dataset.get("BitsAllocated", 16) or 16
     header.pixel_tag = tag
     header.pixel_vr = vr or {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, "OW" if bits > 8 else "OB")
     header.pixel_length = length
@@ -141,14 +216,13 @@ def _locate_pixels(header: Header, data: bytes | memoryview, pos: int, implicit:
 REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
 
-def _check_identity(ds: Dataset) -> None:
-    missing = [kw for kw in REQUIRED if not str(ds.get(kw, "") or "").strip()]
-    if missing:
-        raise InvalidDicom("missing " + ", ".join(missing))
-    for kw in REQUIRED:
-        value = str(ds.get(kw)).strip()
+def _check_identity(model: dict[str, Any]) -> None:
+    for keyword in REQUIRED:
+        value = str(first_value(model.get(_TAGS[keyword])) or "").strip()
+        if not value:
+            raise InvalidDicom(f"missing {keyword}")
         if len(value) > 64 or not all(c.isdigit() or c == "." for c in value):
-            raise InvalidDicom(f"{kw} {value[:70]!r} is not a valid UID")
+            raise InvalidDicom(f"{keyword} {value[:70]!r} is not a valid UID")
 
 
 def part10_chunks(meta: bytes, dataset_bytes: bytes | memoryview) -> Iterable[bytes | memoryview]:

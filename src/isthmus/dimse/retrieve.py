@@ -17,6 +17,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.presentation import build_context
+from pynetdicom.sop_class import Verification
 
 from isthmus.archive import InstanceRow, Query, QueryError
 from isthmus.dicom import uids
@@ -93,7 +94,7 @@ def load(scp: "ArchiveSCP", row: InstanceRow, accepted: set[tuple[str, str]]) ->
         if row.transfer_syntax_uid in uids.UNCOMPRESSED:
             return ds  # pynetdicom converts between uncompressed syntaxes itself
         if any((row.sop_class_uid, ts) in accepted for ts in uids.PREFERRED_UNCOMPRESSED):
-            ds.decompress()
+            ds.decompress(generate_instance_uid=False)  # same instance, other syntax
             return ds
         raise ValueError("no accepted presentation context")
     except Exception as exc:
@@ -119,7 +120,9 @@ def move(scp: "ArchiveSCP", event: Any) -> Iterator[Any]:
     try:
         rows = select(scp, event.identifier)
     except QueryError as exc:
-        yield peer.host, peer.port
+        # pynetdicom associates with the destination before it takes a status.
+        yield peer.host, peer.port, {"contexts": [build_context(Verification)],
+                                     "ae_title": peer.aet}
         yield 1
         yield _failure(str(exc)), None
         return

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from pynetdicom.transport import ThreadedAssociationServer
 
-from isthmus.dimse import pdu
+from isthmus.dimse import acceptor, pdu
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,12 @@ class AssociationRouter(ThreadedAssociationServer):
             handler(request, client_address, rq)
             return
         if rq.called_aet in self.own_aets or self.accept_any:
+            scp = getattr(self, "scp", None)
+            if scp is not None and acceptor.handles(rq):
+                with self._lock:
+                    self._handed.add(id(request))
+                acceptor.StorageAcceptor(request, client_address, rq, scp).run()
+                return
             super().finish_request(request, client_address)
             return
         log.warning("A-ASSOCIATE-RJ to %r at %s: called AE title %r not recognized",

@@ -94,23 +94,37 @@ class ArchiveSCP:
         requestor = event.assoc.requestor
         return self.access.allowed(service, requestor.ae_title, requestor.address)
 
-    def on_echo(self, event: Any) -> int:
+    def echo(self, calling_aet: str, address: str | None) -> int:
         """C-ECHO (PS3.4 A.4)."""
-        return STATUS_SUCCESS if self._allowed("echo", event) else STATUS_NOT_AUTHORIZED
+        return STATUS_SUCCESS if self.access.allowed("echo", calling_aet, address) \
+            else STATUS_NOT_AUTHORIZED
+
+    def store(self, calling_aet: str, address: str | None, dataset: Any, transfer_syntax: str,
+              sop_class: str, sop_instance: str) -> tuple[int, str | None]:
+        """C-STORE (PS3.4 B.2): keep the received bytes as they are, plus file meta.
+
+        Returns the status and, on failure, an error comment.
+        """
+        if not self.access.allowed("store", calling_aet, address):
+            return STATUS_NOT_AUTHORIZED, "not authorized"
+        result = self.archive.store(dataset, transfer_syntax, source_aet=calling_aet,
+                                    expected=(sop_class, sop_instance))
+        if result.ok:
+            return STATUS_SUCCESS, None
+        log.warning("C-STORE from %s refused: %s", calling_aet, result.reason)
+        return _store_failure_status(result.failure, result.reason), result.reason
+
+    def on_echo(self, event: Any) -> int:
+        requestor = event.assoc.requestor
+        return self.echo(requestor.ae_title, requestor.address)
 
     def on_store(self, event: Any) -> int:
-        """C-STORE (PS3.4 B.2): keep the received bytes as they are, plus file meta."""
-        if not self._allowed("store", event):
-            return STATUS_NOT_AUTHORIZED
-        request = event.request
-        result = self.archive.store(
-            request.DataSet.getbuffer(), event.context.transfer_syntax,
-            source_aet=event.assoc.requestor.ae_title,
-            expected=(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID)))
-        if result.ok:
-            return STATUS_SUCCESS
-        log.warning("C-STORE from %s refused: %s", event.assoc.requestor.ae_title, result.reason)
-        return _store_failure_status(result.failure, result.reason)
+        requestor, request = event.assoc.requestor, event.request
+        status, _comment = self.store(
+            requestor.ae_title, requestor.address, request.DataSet.getbuffer(),
+            event.context.transfer_syntax, str(request.AffectedSOPClassUID),
+            str(request.AffectedSOPInstanceUID))
+        return status
 
     def on_find(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
         """C-FIND (PS3.4 C.4.1): one pending response per match."""
