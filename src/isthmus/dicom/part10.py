@@ -99,6 +99,17 @@ def split_part10(data: bytes | memoryview) -> tuple[FileMetaDataset | None, memo
     return None, view
 
 
+def dataset_offset(part10: bytes | memoryview) -> int:
+    """Where the dataset starts in a Part 10 file whose meta begins with its group
+    length, as every file Isthmus writes does (PS3.10 7.1)."""
+    if bytes(part10[128:132]) != b"DICM":
+        return 0
+    if bytes(part10[132:138]) != b"\x02\x00\x00\x00UL":
+        _meta, rest = split_part10(part10)
+        return len(part10) - len(rest)
+    return 144 + struct.unpack_from("<I", part10, 140)[0]
+
+
 def guess_transfer_syntax(data: memoryview) -> str:
     """For a bare dataset: Explicit VR LE if the 5th-6th bytes look like a VR, else Implicit."""
     if len(data) < 8:

@@ -1,28 +1,30 @@
-"""A lean association acceptor for the hot path: storage and verification only.
+"""The association acceptor: the upper layer of PS3.8 for the archive's own AE title.
 
-Most associations a PACS sees come from modalities and other archives pushing
-images.  pynetdicom's general machinery (a DUL thread, event queues, primitives,
-copies of every P-DATA fragment) costs milliseconds per instance; this acceptor
-implements the small part of PS3.8 such an association needs - A-ASSOCIATE-AC/RJ,
-P-DATA-TF with PDV fragmentation (PS3.8 9.3.5, E.2), A-RELEASE, A-ABORT - and
-PS3.7's C-STORE and C-ECHO (9.1.1, 9.1.5), reading each PDU straight into one
-buffer and handing the dataset bytes to the archive without another copy.
-Associations that propose anything else go to pynetdicom (router.py decides).
+It implements what Isthmus's services need: A-ASSOCIATE-AC/RJ with presentation
+context and role negotiation (PS3.8 9.3.2-9.3.4, PS3.7 D.3.3.4), P-DATA-TF with PDV
+fragmentation (PS3.8 9.3.5, E.2), A-RELEASE and A-ABORT; then DIMSE messages
+(PS3.7 9.3) go to the services in scp.py and retrieve.py.  Each PDU is read
+straight into one buffer with `recv_into`, and a C-STORE dataset reaches the
+archive without another copy: pynetdicom's general machinery (a DUL thread, event
+queues, copies of every fragment) cost milliseconds per instance.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
+import select
 import socket
 import struct
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pynetdicom.presentation import AllStoragePresentationContexts
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.dicom import uids
+from isthmus.dimse import messages as msg
 from isthmus.dimse import pdu
 
 if TYPE_CHECKING:
@@ -32,20 +34,14 @@ log = logging.getLogger(__name__)
 
 VERIFICATION = "1.2.840.10008.1.1"
 STORAGE_CLASSES = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
-C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
-C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
-NO_DATASET = 0x0101
+QR_CLASSES = {
+    "1.2.840.10008.5.1.4.1.2.1.1": ("FIND", "PATIENT"), "1.2.840.10008.5.1.4.1.2.2.1": ("FIND", "STUDY"),
+    "1.2.840.10008.5.1.4.1.2.1.2": ("MOVE", "PATIENT"), "1.2.840.10008.5.1.4.1.2.2.2": ("MOVE", "STUDY"),
+    "1.2.840.10008.5.1.4.1.2.1.3": ("GET", "PATIENT"), "1.2.840.10008.5.1.4.1.2.2.3": ("GET", "STUDY"),
+}
 STATUS_UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 C.5.5
 HARD_PDU_LIMIT = 64 * 1024 * 1024
 RESULT_ACCEPT, RESULT_ABSTRACT_NOT_SUPPORTED, RESULT_TS_NOT_SUPPORTED = 0, 3, 4
-
-
-def handles(rq: pdu.AssociateRequest) -> bool:
-    """True when every proposed context is storage or verification, roles default."""
-    if not rq.contexts or any(role.scp_role for role in rq.roles):
-        return False
-    return all(cx.abstract_syntax in STORAGE_CLASSES or cx.abstract_syntax == VERIFICATION
-               for cx in rq.contexts)
 
 
 class AbortAssociation(Exception):
@@ -56,14 +52,28 @@ class AbortAssociation(Exception):
         self.reason = reason
 
 
+class PeerAborted(Exception):
+    """The requestor sent A-ABORT or closed the connection."""
+
+
 @dataclass
-class _Message:
+class Message:
+    """A complete DIMSE message: command set, and the dataset bytes if any."""
+
     context_id: int
-    command: dict[int, bytes] = field(default_factory=dict)
-    fragments: list[memoryview] = field(default_factory=list)
+    command: msg.Command
+    dataset: memoryview | None
+
+    @property
+    def field(self) -> int:
+        return msg.us(self.command, msg.COMMAND_FIELD)
+
+    @property
+    def message_id(self) -> int:
+        return msg.us(self.command, msg.MESSAGE_ID)
 
 
-class StorageAcceptor:
+class Acceptor:
     """Serves one association on a connected socket until release, abort or error."""
 
     active = 0
@@ -74,109 +84,234 @@ class StorageAcceptor:
         self.sock = sock
         self.address = address[0] if isinstance(address, tuple) else str(address)
         self.rq = rq
+        self.calling_aet = rq.calling_aet
         self.scp = scp
         self.settings = scp.settings
-        self.syntaxes: dict[int, str] = {}
-        self.abstract: dict[int, str] = {}
+        self.syntaxes: dict[int, str] = {}   # accepted context id → transfer syntax
+        self.abstract: dict[int, str] = {}   # accepted context id → abstract syntax
+        self.scp_role: set[str] = set()      # storage classes we may C-STORE to (C-GET)
+        self.peer_max_pdu = rq.max_length
+        self._pdvs: collections.deque[tuple[int, int, memoryview]] = collections.deque()
+        self._cancelled: set[int] = set()
+        self._deferred: list[Message] = []
+        self._next_id = 1
         self.stored = 0
 
     # -- association -----------------------------------------------------
     def run(self) -> None:
-        with StorageAcceptor._count_lock:
-            StorageAcceptor.active += 1
-            too_many = StorageAcceptor.active > self.settings.max_associations
+        with Acceptor._count_lock:
+            Acceptor.active += 1
+            too_many = Acceptor.active > self.settings.max_associations
         try:
             self.sock.settimeout(self.settings.network_timeout)
             self._read_pdu()  # the A-ASSOCIATE-RQ the router peeked at
             if too_many:
-                self._reject(pdu.RESULT_TRANSIENT, pdu.SOURCE_SERVICE_PROVIDER_PRESENTATION,
-                             pdu.REASON_LOCAL_LIMIT_EXCEEDED)
+                self._send_quietly(pdu.associate_rj(
+                    pdu.RESULT_TRANSIENT, pdu.SOURCE_SERVICE_PROVIDER_PRESENTATION,
+                    pdu.REASON_LOCAL_LIMIT_EXCEEDED))
                 return
-            if not self._accept():
-                return
-            self._serve()
+            if self._accept():
+                self._serve()
         except AbortAssociation as exc:
-            log.warning("A-ABORT to %s (%s): %s", self.rq.calling_aet, self.address, exc)
+            log.warning("A-ABORT to %s (%s): %s", self.calling_aet, self.address, exc)
             self._send_quietly(pdu.abort(2, exc.reason))
-        except (EOFError, ConnectionError):
-            log.info("association from %s ended without release", self.rq.calling_aet)
+        except (PeerAborted, EOFError, ConnectionError):
+            log.info("association from %s ended without release", self.calling_aet)
         except socket.timeout:
-            log.warning("association from %s idle too long: A-ABORT", self.rq.calling_aet)
+            log.warning("association from %s idle too long: A-ABORT", self.calling_aet)
             self._send_quietly(pdu.abort(2, 0))
         finally:
-            with StorageAcceptor._count_lock:
-                StorageAcceptor.active -= 1
+            with Acceptor._count_lock:
+                Acceptor.active -= 1
             _close(self.sock)
             if self.stored:
-                log.info("association from %s: %d instance(s) stored", self.rq.calling_aet,
+                log.info("association from %s: %d instance(s) stored", self.calling_aet,
                          self.stored)
 
     def _accept(self) -> bool:
-        """Negotiate (PS3.8 9.3.3 / PS3.7 D.3.2): first proposed syntax we keep as sent."""
+        """Negotiate (PS3.8 9.3.3, PS3.7 D.3.2): the first proposed syntax we support."""
         rq = self.rq
         if not rq.protocol_version & 1:
-            self._reject(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_PROVIDER_ACSE, 2)
+            self._send_quietly(pdu.associate_rj(pdu.RESULT_PERMANENT,
+                                                pdu.SOURCE_SERVICE_PROVIDER_ACSE, 2))
             return False
         if rq.application_context != pdu.APPLICATION_CONTEXT:
-            self._reject(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, 2)
+            self._send_quietly(pdu.associate_rj(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, 2))
             return False
-        results = []
-        storable = set(uids.STORABLE)
-        for cx in rq.contexts:
-            choice = next((ts for ts in cx.transfer_syntaxes if ts in storable), None)
-            if cx.abstract_syntax == VERIFICATION:
-                choice = next((ts for ts in cx.transfer_syntaxes if ts in uids.UNCOMPRESSED), None)
-            if choice is None:
-                results.append((cx.context_id, RESULT_TS_NOT_SUPPORTED, cx.transfer_syntaxes[0]))
-                continue
-            self.syntaxes[cx.context_id] = choice
-            self.abstract[cx.context_id] = cx.abstract_syntax
-            results.append((cx.context_id, RESULT_ACCEPT, choice))
+        results = [self._negotiate(cx) for cx in rq.contexts]
+        roles = tuple(pdu.RoleSelection(r.sop_class, r.scu_role, r.scp_role and r.sop_class in STORAGE_CLASSES)
+                      for r in rq.roles)
+        self.scp_role = {r.sop_class for r in roles if r.scp_role}
         self.sock.sendall(pdu.associate_ac(rq, results, self.settings.max_pdu,
-                                           IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME))
+                                           IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME,
+                                           roles))
         return True
 
-    def _reject(self, result: int, source: int, reason: int) -> None:
-        self._send_quietly(pdu.associate_rj(result, source, reason))
+    def _negotiate(self, cx: pdu.PresentationContextRQ) -> tuple[int, int, str]:
+        if cx.abstract_syntax in STORAGE_CLASSES:
+            offered = uids.STORABLE
+        elif cx.abstract_syntax == VERIFICATION or cx.abstract_syntax in QR_CLASSES:
+            offered = (*uids.PREFERRED_UNCOMPRESSED, uids.EXPLICIT_VR_BIG_ENDIAN,
+                       uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)
+        else:
+            return cx.context_id, RESULT_ABSTRACT_NOT_SUPPORTED, cx.transfer_syntaxes[0]
+        choice = next((ts for ts in cx.transfer_syntaxes if ts in offered), None)
+        if choice is None:
+            return cx.context_id, RESULT_TS_NOT_SUPPORTED, cx.transfer_syntaxes[0]
+        self.syntaxes[cx.context_id] = choice
+        self.abstract[cx.context_id] = cx.abstract_syntax
+        return cx.context_id, RESULT_ACCEPT, choice
 
     def _serve(self) -> None:
-        message: _Message | None = None
         while True:
-            kind, body = self._read_pdu()
-            if kind == pdu.P_DATA_TF:
-                message = self._p_data(body, message)
-            elif kind == pdu.A_RELEASE_RQ:
-                self.sock.sendall(pdu.release_rp())
+            message = self._deferred.pop(0) if self._deferred else self.next_message()
+            if message is None:
                 return
-            elif kind == pdu.A_ABORT:
-                log.info("association from %s aborted by the peer", self.rq.calling_aet)
+            self._dispatch(message)
+
+    # -- DIMSE dispatch -------------------------------------------------------
+    def _dispatch(self, message: Message) -> None:
+        field_ = message.field
+        abstract = self.abstract[message.context_id]
+        if field_ == msg.C_ECHO_RQ and abstract == VERIFICATION:
+            self.respond(message, msg.C_ECHO_RSP, self.scp.echo(self.calling_aet, self.address))
+        elif field_ == msg.C_STORE_RQ and abstract in STORAGE_CLASSES and message.dataset is not None:
+            self._store(message)
+        elif field_ in (msg.C_FIND_RQ, msg.C_MOVE_RQ, msg.C_GET_RQ) and abstract in QR_CLASSES \
+                and message.dataset is not None:
+            service, root = QR_CLASSES[abstract]
+            expected = {"FIND": msg.C_FIND_RQ, "MOVE": msg.C_MOVE_RQ, "GET": msg.C_GET_RQ}[service]
+            if field_ != expected:
+                self.respond(message, field_ | 0x8000, STATUS_UNRECOGNIZED_OPERATION)
                 return
+            from isthmus.dimse import retrieve
+            handler = {"FIND": self.scp.find, "MOVE": retrieve.move, "GET": retrieve.get}[service]
+            if service == "FIND":
+                handler(self, message, root)
             else:
-                raise AbortAssociation(pdu.ABORT_UNEXPECTED_PDU, f"unexpected PDU 0x{kind:02X}")
+                handler(self.scp, self, message, root)
+        elif field_ == msg.C_CANCEL_RQ:
+            pass  # nothing outstanding: a late cancel is ignored (PS3.7 9.3.2.3)
+        else:
+            self.respond(message, field_ | 0x8000, STATUS_UNRECOGNIZED_OPERATION)
 
-    # -- PDUs ---------------------------------------------------------------
-    def _read_pdu(self) -> tuple[int, bytearray]:
-        header = self._recv(6)
-        kind, length = header[0], struct.unpack(">I", header[2:6])[0]
-        if kind not in pdu.PDU_TYPES:
-            raise AbortAssociation(pdu.ABORT_UNRECOGNIZED_PDU, f"PDU type 0x{kind:02X}")
-        if length > HARD_PDU_LIMIT:
-            raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER, f"PDU of {length} bytes")
-        return kind, self._recv(length)
+    def _store(self, message: Message) -> None:
+        command = message.command
+        sop_class = msg.text(command, msg.AFFECTED_SOP_CLASS)
+        sop_instance = msg.text(command, msg.AFFECTED_SOP_INSTANCE)
+        status, comment = self.scp.store(
+            self.calling_aet, self.address, message.dataset, self.syntaxes[message.context_id],
+            sop_class, sop_instance)
+        if status == 0:
+            self.stored += 1
+        self.respond(message, msg.C_STORE_RSP, status, comment=comment,
+                     extra={msg.AFFECTED_SOP_INSTANCE: sop_instance})
 
-    def _recv(self, size: int) -> bytearray:
-        buf = bytearray(size)
-        view = memoryview(buf)
-        got = 0
-        while got < size:
-            n = self.sock.recv_into(view[got:], size - got)
-            if n == 0:
-                raise EOFError("connection closed")
-            got += n
-        return buf
+    # -- what services use ------------------------------------------------
+    def transfer_syntax(self, message: Message) -> str:
+        return self.syntaxes[message.context_id]
 
-    def _p_data(self, body: bytearray, message: _Message | None) -> _Message | None:
-        """PDV items of a P-DATA-TF (PS3.8 9.3.5.1, E.2 message control header)."""
+    def respond(self, message: Message, field_: int, status: int, dataset: bytes | None = None,
+                comment: str | None = None, extra: dict[int, Any] | None = None) -> None:
+        """Send a response to `message` (PS3.7 9.3: Message ID Being Responded To, Status)."""
+        fields: dict[int, int | str | bytes] = {
+            msg.AFFECTED_SOP_CLASS: msg.text(message.command, msg.AFFECTED_SOP_CLASS),
+            msg.COMMAND_FIELD: field_, msg.MESSAGE_ID_RESPONDED: message.message_id,
+            msg.DATASET_TYPE: msg.NO_DATASET if dataset is None else msg.HAS_DATASET,
+            msg.STATUS: status}
+        if comment and status not in (0x0000, 0xFF00, 0xFF01):
+            fields[msg.ERROR_COMMENT] = comment[:64]
+        fields.update(extra or {})
+        self._send_message(message.context_id, msg.encode_command(fields), dataset)
+
+    def _send_message(self, context_id: int, command: bytes, dataset: bytes | memoryview | None) -> None:
+        parts: list[bytes | memoryview] = list(msg.p_data(context_id, command, True, self.peer_max_pdu))
+        if dataset is not None:
+            parts += msg.p_data(context_id, dataset, False, self.peer_max_pdu)
+        msg.send_all(self.sock, parts)
+
+    def storage_syntaxes(self, sop_class: str) -> dict[str, int]:
+        """Transfer syntax → context id, for C-STORE sub-operations to the requestor (C-GET)."""
+        if sop_class not in self.scp_role:
+            return {}
+        return {ts: cid for cid, ts in self.syntaxes.items() if self.abstract[cid] == sop_class}
+
+    def store_to_requestor(self, context_id: int, sop_class: str, sop_instance: str,
+                           dataset: bytes | memoryview, originator_id: int) -> int:
+        """A C-STORE sub-operation on this association (C-GET, PS3.4 C.4.3.3); returns status."""
+        message_id = self._next_id
+        self._next_id = self._next_id % 65535 + 1
+        command = msg.encode_command({
+            msg.AFFECTED_SOP_CLASS: sop_class, msg.COMMAND_FIELD: msg.C_STORE_RQ,
+            msg.MESSAGE_ID: message_id, msg.PRIORITY: 0, msg.DATASET_TYPE: msg.HAS_DATASET,
+            msg.AFFECTED_SOP_INSTANCE: sop_instance})
+        self._send_message(context_id, command, dataset)
+        while True:
+            reply = self.next_message()
+            if reply is None:
+                raise PeerAborted("released during C-GET")
+            if reply.field == msg.C_STORE_RSP and msg.us(reply.command, msg.MESSAGE_ID_RESPONDED) == message_id:
+                return msg.us(reply.command, msg.STATUS)
+            if reply.field == msg.C_CANCEL_RQ:
+                self._cancelled.add(msg.us(reply.command, msg.MESSAGE_ID_RESPONDED))
+
+    def cancelled(self, message: Message) -> bool:
+        """Has the requestor sent C-CANCEL-RQ for `message` (PS3.7 9.3.2.3)?  Only reads
+        when something has arrived, so it does not wait."""
+        while _readable(self.sock):
+            other = self.next_message()
+            if other is None:
+                raise PeerAborted("A-RELEASE-RQ while an operation is outstanding")
+            if other.field == msg.C_CANCEL_RQ:
+                self._cancelled.add(msg.us(other.command, msg.MESSAGE_ID_RESPONDED))
+            else:
+                self._deferred.append(other)
+        return message.message_id in self._cancelled
+
+    # -- PDUs and PDVs --------------------------------------------------------
+    def next_message(self) -> Message | None:
+        """Assemble the next complete message; None after A-RELEASE-RQ (answered)."""
+        context_id, command, fragments = None, None, []
+        while True:
+            if not self._pdvs:
+                if not self._read_p_data():
+                    return None
+                continue
+            cid, control, data = self._pdvs.popleft()
+            if context_id is None:
+                if not control & 1:
+                    raise AbortAssociation(pdu.ABORT_UNEXPECTED_PARAMETER, "dataset before command")
+                context_id = cid
+            if cid != context_id:
+                raise AbortAssociation(pdu.ABORT_UNEXPECTED_PARAMETER, "context changed mid-message")
+            is_command, is_last = bool(control & 1), bool(control & 2)
+            if is_command != (command is None):
+                raise AbortAssociation(pdu.ABORT_UNEXPECTED_PARAMETER, "command and dataset interleaved")
+            fragments.append(data)
+            if not is_last:
+                continue
+            if command is None:
+                try:
+                    command = msg.decode_command(b"".join(fragments))
+                except msg.MalformedCommand as exc:
+                    raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER, str(exc)) from None
+                fragments = []
+                if msg.us(command, msg.DATASET_TYPE) == msg.NO_DATASET:
+                    return Message(context_id, command, None)
+                continue
+            dataset = fragments[0] if len(fragments) == 1 else memoryview(b"".join(fragments))
+            return Message(context_id, command, dataset)
+
+    def _read_p_data(self) -> bool:
+        """Read one PDU; queue its PDVs.  False after A-RELEASE-RQ (answered)."""
+        kind, body = self._read_pdu()
+        if kind == pdu.A_RELEASE_RQ:
+            self.sock.sendall(pdu.release_rp())
+            return False
+        if kind == pdu.A_ABORT:
+            raise PeerAborted("A-ABORT from the requestor")
+        if kind != pdu.P_DATA_TF:
+            raise AbortAssociation(pdu.ABORT_UNEXPECTED_PDU, f"unexpected PDU 0x{kind:02X}")
         view = memoryview(body)
         pos = 0
         while pos < len(body):
@@ -189,78 +324,18 @@ class StorageAcceptor:
             if context_id not in self.syntaxes:
                 raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER,
                                        f"PDV on unaccepted presentation context {context_id}")
-            data = view[pos + 6:pos + 4 + length]
+            self._pdvs.append((context_id, control, view[pos + 6:pos + 4 + length]))
             pos += 4 + length
-            message = self._fragment(message, context_id, control, data)
-        return message
+        return True
 
-    def _fragment(self, message: _Message | None, context_id: int, control: int,
-                  data: memoryview) -> _Message | None:
-        is_command, is_last = bool(control & 1), bool(control & 2)
-        if message is None:
-            if not is_command:
-                raise AbortAssociation(pdu.ABORT_UNEXPECTED_PARAMETER, "dataset before command")
-            message = _Message(context_id)
-        if context_id != message.context_id:
-            raise AbortAssociation(pdu.ABORT_UNEXPECTED_PARAMETER, "context changed mid-message")
-        if is_command:
-            if message.command:
-                raise AbortAssociation(pdu.ABORT_UNEXPECTED_PARAMETER, "second command set")
-            message.fragments.append(data)
-            if is_last:
-                message.command = _decode_command(b"".join(message.fragments))
-                message.fragments = []
-                if _us(message.command, 0x0800) == NO_DATASET:
-                    self._dispatch(message, None)
-                    return None
-            return message
-        if not message.command:
-            raise AbortAssociation(pdu.ABORT_UNEXPECTED_PARAMETER, "dataset inside a command")
-        message.fragments.append(data)
-        if is_last:
-            parts = message.fragments
-            dataset = parts[0] if len(parts) == 1 else memoryview(b"".join(parts))
-            self._dispatch(message, dataset)
-            return None
-        return message
-
-    # -- DIMSE --------------------------------------------------------------
-    def _dispatch(self, message: _Message, dataset: memoryview | None) -> None:
-        command = message.command
-        field_ = _us(command, 0x0100)
-        message_id = _us(command, 0x0110)
-        sop_class = _text(command, 0x0002)
-        calling = self.rq.calling_aet
-        if field_ == C_ECHO_RQ:
-            status = self.scp.echo(calling, self.address)
-            self._respond(message.context_id, C_ECHO_RSP, message_id, sop_class, status)
-        elif field_ == C_STORE_RQ and dataset is not None:
-            sop_instance = _text(command, 0x1000)
-            status, comment = self.scp.store(
-                calling, self.address, dataset, self.syntaxes[message.context_id],
-                sop_class, sop_instance)
-            if status == 0:
-                self.stored += 1
-            self._respond(message.context_id, C_STORE_RSP, message_id, sop_class, status,
-                          sop_instance, comment)
-        else:
-            self._respond(message.context_id, field_ | 0x8000, message_id, sop_class,
-                          STATUS_UNRECOGNIZED_OPERATION)
-
-    def _respond(self, context_id: int, field_: int, message_id: int, sop_class: str,
-                 status: int, sop_instance: str | None = None, comment: str | None = None) -> None:
-        elements = [(0x0002, _ui(sop_class)), (0x0100, struct.pack("<H", field_)),
-                    (0x0120, struct.pack("<H", message_id)),
-                    (0x0800, struct.pack("<H", NO_DATASET)), (0x0900, struct.pack("<H", status))]
-        if comment:
-            text = comment.encode("ascii", "replace")[:64]
-            elements.append((0x0902, text + b" " * (len(text) % 2)))
-        if sop_instance:
-            elements.append((0x1000, _ui(sop_instance)))
-        body = b"".join(struct.pack("<HHI", 0, tag, len(v)) + v for tag, v in elements)
-        command = struct.pack("<HHII", 0, 0, 4, len(body)) + body
-        pdv = struct.pack(">IBB", len(command) + 2, context_id, 0x03) + command
-        self.sock.sendall(struct.pack(">BBI", pdu.P_DATA_TF, 0, len(pdv)) + pdv)
+    def _read_pdu(self) -> tuple[int, bytearray]:
+        header = msg.recv_exactly(self.sock, 6)
+        kind, length = header[0], struct.unpack(">I", header[2:6])[0]
+        if kind not in pdu.PDU_TYPES:
+            raise AbortAssociation(pdu.ABORT_UNRECOGNIZED_PDU, f"PDU type 0x{kind:02X}")
+        if length > HARD_PDU_LIMIT:
+            raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER, f"PDU of {length} bytes")
+        return kind, msg.recv_exactly(self.sock, length)
 
     def _send_quietly(self, data: bytes) -> None:
         try:
@@ -269,33 +344,9 @@ class StorageAcceptor:
             pass
 
 
-def _decode_command(data: bytes) -> dict[int, bytes]:
-    """A command set: Implicit VR Little Endian, group 0000 (PS3.7 6.3.1)."""
-    out: dict[int, bytes] = {}
-    pos = 0
-    while pos + 8 <= len(data):
-        group, element, length = struct.unpack_from("<HHI", data, pos)
-        if group != 0 or pos + 8 + length > len(data):
-            raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER, "malformed command set")
-        out[element] = data[pos + 8:pos + 8 + length]
-        pos += 8 + length
-    if pos != len(data) or 0x0100 not in out:
-        raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER, "malformed command set")
-    return out
-
-
-def _us(command: dict[int, bytes], element: int) -> int:
-    value = command.get(element, b"")
-    return struct.unpack("<H", value[:2])[0] if len(value) >= 2 else 0
-
-
-def _text(command: dict[int, bytes], element: int) -> str:
-    return command.get(element, b"").decode("ascii", "replace").strip(" \x00")
-
-
-def _ui(uid: str) -> bytes:
-    raw = uid.encode("ascii")
-    return raw + b"\x00" if len(raw) % 2 else raw
+def _readable(sock: socket.socket) -> bool:
+    ready, _, _ = select.select([sock], [], [], 0)
+    return bool(ready)
 
 
 def _close(sock: socket.socket) -> None:

@@ -14,7 +14,7 @@ from isthmus.archive import Archive
 from isthmus.config import Peer, Settings
 from isthmus.dimse import scu
 from isthmus.dimse.peers import AccessControl
-from isthmus.dimse.scp import STATUS_SUCCESS, _store_failure_status, start_scp
+from isthmus.dimse.scp import STATUS_SUCCESS, start_scp, store_failure_status
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def retrieve_into_archive(settings: Settings, peer: Peer, study: str, series: st
 def _store(archive: Archive, event: Any) -> int:
     result = archive.store(event.request.DataSet.getbuffer(), event.context.transfer_syntax,
                            source_aet=event.assoc.requestor.ae_title)
-    return STATUS_SUCCESS if result.ok else _store_failure_status(result.failure, result.reason)
+    return STATUS_SUCCESS if result.ok else store_failure_status(result.failure)
 
 
 def _move_to_self(settings: Settings, archive: Archive, peer: Peer, identifier: Dataset,

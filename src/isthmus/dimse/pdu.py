@@ -163,13 +163,18 @@ def item(item_type: int, body: bytes) -> bytes:
 
 
 def associate_ac(rq: AssociateRequest, results: list[tuple[int, int, str]], max_length: int,
-                 implementation_class_uid: str, implementation_version_name: str) -> bytes:
-    """An A-ASSOCIATE-AC (PS3.8 9.3.3); results are (context id, result, transfer syntax)."""
+                 implementation_class_uid: str, implementation_version_name: str,
+                 roles: tuple[RoleSelection, ...] = ()) -> bytes:
+    """An A-ASSOCIATE-AC (PS3.8 9.3.3); results are (context id, result, transfer syntax),
+    roles the SCP/SCU role selections we accept (PS3.7 D.3.3.4)."""
     body = [item(0x10, APPLICATION_CONTEXT.encode())]
     for context_id, result, syntax in results:
         body.append(item(0x21, bytes([context_id, 0, result, 0]) + item(0x40, syntax.encode())))
-    user = (item(0x51, struct.pack(">I", max_length)) + item(0x52, implementation_class_uid.encode())
-            + item(0x55, implementation_version_name.encode()))
+    user = (item(0x51, struct.pack(">I", max_length)) + item(0x52, implementation_class_uid.encode()))
+    for role in roles:
+        uid = role.sop_class.encode()
+        user += item(0x54, struct.pack(">H", len(uid)) + uid + bytes([role.scu_role, role.scp_role]))
+    user += item(0x55, implementation_version_name.encode())
     body.append(item(0x50, user))
     variable = b"".join(body)
     fixed = (struct.pack(">HH", 1, 0) + rq.called_aet.encode().ljust(16)[:16]

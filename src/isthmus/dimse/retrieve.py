@@ -1,37 +1,44 @@
-"""C-MOVE and C-GET: select instances by their unique keys, send them as C-STORE
+"""C-MOVE and C-GET: select instances by their unique keys and send them as C-STORE
 sub-operations (PS3.4 C.4.2, C.4.3).
 
-pynetdicom runs the sub-operations and sends the pending responses carrying the
-Number of Remaining/Completed/Failed/Warning Sub-operations; the final response is
-0xB000 with the Failed SOP Instance UID List when some failed.  Instances go out
-in their stored transfer syntax when the peer accepted it, decompressed to
-Explicit VR Little Endian otherwise.
+Instances go out byte for byte as stored when the receiver accepted the stored
+transfer syntax, and transcoded (isthmus.render) to one it accepted otherwise.
+A pending response after each sub-operation carries the Number of Remaining,
+Completed, Failed and Warning Sub-operations; the final response is 0xB000 with a
+Failed SOP Instance UID List when some failed, 0xA702 when all did.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pynetdicom import evt
-from pynetdicom.presentation import build_context
-from pynetdicom.sop_class import Verification
 
 from isthmus.archive import InstanceRow, Query, QueryError
-from isthmus.dicom import uids
+from isthmus.dicom import part10, uids
+from isthmus.dimse import messages as msg
 from isthmus.dimse.peers import STATUS_NOT_AUTHORIZED
+from isthmus.dimse.requestor import AssociationFailed, Requestor
 
 if TYPE_CHECKING:
+    from isthmus.dimse.acceptor import Acceptor, Message
     from isthmus.dimse.scp import ArchiveSCP
 
 log = logging.getLogger(__name__)
 
 STATUS_PENDING = 0xFF00
 STATUS_CANCEL = 0xFE00
+STATUS_WARNING = 0xB000
+STATUS_SUB_OPERATIONS_FAILED = 0xA702
+STATUS_DESTINATION_UNKNOWN = 0xA801
 STATUS_IDENTIFIER_MISMATCH = 0xA900
 MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1-255
+WARNING_STATUSES = (0xB000, 0xB006, 0xB007)
+
+# Sends one dataset on a context; returns the C-STORE status.
+Sender = Callable[[int, str, str, memoryview], int]
 
 
 def select(scp: "ArchiveSCP", identifier: Dataset) -> list[InstanceRow]:
@@ -53,8 +60,7 @@ def select(scp: "ArchiveSCP", identifier: Dataset) -> list[InstanceRow]:
         raise QueryError(f"a {level} level retrieve needs {needed}")
     study = uids_of("StudyInstanceUID")
     if level == "PATIENT":
-        patient_id = str(identifier.PatientID)
-        found = scp.archive.find(Query("STUDY", {0x00100020: patient_id, 0x0020000D: ""}))
+        found = scp.archive.find(Query("STUDY", {0x00100020: str(identifier.PatientID), 0x0020000D: ""}))
         study = [m["0020000D"]["Value"][0] for m in found.matches]
         if not study:
             return []
@@ -63,114 +69,172 @@ def select(scp: "ArchiveSCP", identifier: Dataset) -> list[InstanceRow]:
         uids_of("SOPInstanceUID") if level == "IMAGE" else None)
 
 
-def contexts_for(rows: list[InstanceRow]) -> list[Any]:
+def contexts_for(rows: list[InstanceRow]) -> list[tuple[str, list[str]]]:
     """Presentation contexts to propose: each stored syntax, plus uncompressed fallbacks."""
-    contexts: list[Any] = []
+    contexts: list[tuple[str, list[str]]] = []
     seen: set[tuple[str, str]] = set()
     for row in rows:
         key = (row.sop_class_uid, row.transfer_syntax_uid)
         if key not in seen and row.transfer_syntax_uid not in uids.PREFERRED_UNCOMPRESSED:
             seen.add(key)
-            contexts.append(build_context(row.sop_class_uid, [row.transfer_syntax_uid]))
+            contexts.append((row.sop_class_uid, [row.transfer_syntax_uid]))
     for sop_class in dict.fromkeys(r.sop_class_uid for r in rows):
-        contexts.append(build_context(sop_class, list(uids.PREFERRED_UNCOMPRESSED)))
+        contexts.append((sop_class, list(uids.PREFERRED_UNCOMPRESSED)))
     if len(contexts) > MAX_CONTEXTS:
         log.warning("retrieve needs %d presentation contexts; proposing the first %d",
                     len(contexts), MAX_CONTEXTS)
     return contexts[:MAX_CONTEXTS]
 
 
-def load(scp: "ArchiveSCP", row: InstanceRow, accepted: set[tuple[str, str]]) -> Dataset:
-    """The dataset to send, in a syntax the peer accepted.
+@dataclass
+class Progress:
+    """Sub-operation counts (PS3.4 C.4.2.1.6) and the failed instances."""
 
-    On failure returns a dataset without SOP Class UID, which pynetdicom counts as
-    a failed sub-operation and lists in Failed SOP Instance UID List.
-    """
+    remaining: int
+    completed: int = 0
+    failed: int = 0
+    warning: int = 0
+    failed_uids: list[str] = field(default_factory=list)
+
+    def record(self, uid: str, status: int | None) -> None:
+        self.remaining -= 1
+        if status == 0x0000:
+            self.completed += 1
+        elif status in WARNING_STATUSES:
+            self.warning += 1
+        else:
+            self.failed += 1
+            self.failed_uids.append(uid)
+
+    def fields(self, final: bool = False) -> dict[int, int]:
+        out = {msg.COMPLETED: self.completed, msg.FAILED: self.failed, msg.WARNING: self.warning}
+        if not final:
+            out[msg.REMAINING] = self.remaining
+        return out
+
+
+def send_instance(scp: "ArchiveSCP", row: InstanceRow, syntaxes: dict[str, int],
+                  send: Sender) -> int | None:
+    """One C-STORE sub-operation; None when it could not even be attempted."""
     try:
-        with scp.archive.open_instance(row) as fh:
-            ds = dcmread(fh)
-        if (row.sop_class_uid, row.transfer_syntax_uid) in accepted:
-            return ds
-        if row.transfer_syntax_uid in uids.UNCOMPRESSED:
-            return ds  # pynetdicom converts between uncompressed syntaxes itself
-        if any((row.sop_class_uid, ts) in accepted for ts in uids.PREFERRED_UNCOMPRESSED):
-            ds.decompress(generate_instance_uid=False)  # same instance, other syntax
-            return ds
-        raise ValueError("no accepted presentation context")
-    except Exception as exc:
+        data = scp.archive.read_instance(row)
+        if row.transfer_syntax_uid in syntaxes:
+            context_id = syntaxes[row.transfer_syntax_uid]
+        else:
+            target = next((ts for ts in (*uids.PREFERRED_UNCOMPRESSED, *syntaxes) if ts in syntaxes), None)
+            if target is None:
+                raise ValueError("the receiver accepted no transfer syntax for this SOP class")
+            from isthmus.render.transcode import transcode
+            data = transcode(data, target)
+            context_id = syntaxes[target]
+        dataset = memoryview(data)[part10.dataset_offset(data):]
+        return send(context_id, row.sop_class_uid, row.sop_instance_uid, dataset)
+    except (OSError, KeyError, ValueError) as exc:
         log.warning("retrieve: cannot send %s: %s", row.sop_instance_uid, exc)
-        failed = Dataset()
-        failed.SOPInstanceUID = row.sop_instance_uid
-        return failed
+        return None
 
 
-def move(scp: "ArchiveSCP", event: Any) -> Iterator[Any]:
-    """C-MOVE handler: destination, sub-operation count, then (status, dataset)."""
-    requestor = event.assoc.requestor
-    if not scp.access.allowed("move", requestor.ae_title, requestor.address):
-        raise PermissionError(f"C-MOVE not authorized for {requestor.ae_title!r}")
-    destination_aet = event.move_destination
-    if isinstance(destination_aet, bytes):
-        destination_aet = destination_aet.decode("ascii", "replace")
-    peer = scp.access.destination(destination_aet)
+def move(scp: "ArchiveSCP", channel: "Acceptor", message: "Message", root: str) -> None:
+    """C-MOVE SCP (PS3.4 C.4.2): sub-operations to a known destination only."""
+    rows = _rows(scp, channel, message, msg.C_MOVE_RSP, "move")
+    if rows is None:
+        return
+    destination = msg.text(message.command, msg.MOVE_DESTINATION)
+    peer = scp.access.destination(destination)
     if peer is None:
-        log.warning("C-MOVE from %r to unknown destination %r", requestor.ae_title, destination_aet)
-        yield None, None  # pynetdicom answers 0xA801 (PS3.4 C.4.2.1.5)
+        log.warning("C-MOVE from %r to unknown destination %r", channel.calling_aet, destination)
+        channel.respond(message, msg.C_MOVE_RSP, STATUS_DESTINATION_UNKNOWN,
+                        comment=f"move destination {destination!r} unknown")
+        return
+    progress = Progress(len(rows))
+    if not rows:
+        channel.respond(message, msg.C_MOVE_RSP, 0x0000, extra=progress.fields(final=True))
         return
     try:
-        rows = select(scp, event.identifier)
-    except QueryError as exc:
-        # pynetdicom associates with the destination before it takes a status.
-        yield peer.host, peer.port, {"contexts": [build_context(Verification)],
-                                     "ae_title": peer.aet}
-        yield 1
-        yield _failure(str(exc)), None
+        requestor = Requestor(peer, scp.settings.aet, contexts_for(rows),
+                              timeout=scp.settings.network_timeout).open()
+    except (AssociationFailed, OSError) as exc:
+        log.warning("C-MOVE to %s: %s", destination, exc)
+        channel.respond(message, msg.C_MOVE_RSP, STATUS_SUB_OPERATIONS_FAILED,
+                        comment=f"cannot associate with {destination}")
         return
-    accepted: set[tuple[str, str]] = set()
+    originator = (channel.calling_aet, message.message_id)
 
-    def on_accepted(accept_event: Any) -> None:
-        for cx in accept_event.assoc.accepted_contexts:
-            accepted.add((str(cx.abstract_syntax), str(cx.transfer_syntax[0])))
+    def send(context_id: int, sop_class: str, sop_instance: str, dataset: memoryview) -> int:
+        return requestor.store(context_id, sop_class, sop_instance, dataset, originator)
 
-    yield peer.host, peer.port, {
-        "contexts": contexts_for(rows) if rows else None,
-        "ae_title": peer.aet,
-        "evt_handlers": [(evt.EVT_ACCEPTED, on_accepted)],
-    }
-    yield len(rows)
-    yield from _sub_operations(scp, event, rows, accepted)
-
-
-def get(scp: "ArchiveSCP", event: Any) -> Iterator[Any]:
-    """C-GET handler: count, then (status, dataset) sent on the same association."""
-    requestor = event.assoc.requestor
-    if not scp.access.allowed("get", requestor.ae_title, requestor.address):
-        yield 1
-        yield _failure("not authorized", STATUS_NOT_AUTHORIZED), None
-        return
     try:
-        rows = select(scp, event.identifier)
-    except QueryError as exc:
-        yield 1
-        yield _failure(str(exc)), None
+        _sub_operations(scp, channel, message, msg.C_MOVE_RSP, rows, progress,
+                        lambda sop_class: {ts: requestor.context_for(sop_class, ts)
+                                           for ts in requestor.accepted_syntaxes(sop_class)}, send)
+    finally:
+        requestor.release()
+
+
+def get(scp: "ArchiveSCP", channel: "Acceptor", message: "Message", root: str) -> None:
+    """C-GET SCP (PS3.4 C.4.3): sub-operations on the same association."""
+    rows = _rows(scp, channel, message, msg.C_GET_RSP, "get")
+    if rows is None:
         return
-    accepted = {(str(cx.abstract_syntax), str(cx.transfer_syntax[0]))
-                for cx in event.assoc.accepted_contexts}
-    yield len(rows)
-    yield from _sub_operations(scp, event, rows, accepted)
+
+    def send(context_id: int, sop_class: str, sop_instance: str, dataset: memoryview) -> int:
+        return channel.store_to_requestor(context_id, sop_class, sop_instance, dataset,
+                                          message.message_id)
+
+    _sub_operations(scp, channel, message, msg.C_GET_RSP, rows, Progress(len(rows)),
+                    channel.storage_syntaxes, send)
 
 
-def _sub_operations(scp: "ArchiveSCP", event: Any, rows: list[InstanceRow],
-                    accepted: set[tuple[str, str]]) -> Iterator[tuple[int, Dataset | None]]:
-    for row in rows:
-        if event.is_cancelled:
-            yield STATUS_CANCEL, None
+def _rows(scp: "ArchiveSCP", channel: "Acceptor", message: "Message", response: int,
+          service: str) -> list[InstanceRow] | None:
+    """The instances to send, or None after answering a refusal."""
+    if not scp.access.allowed(service, channel.calling_aet, channel.address):
+        channel.respond(message, response, STATUS_NOT_AUTHORIZED, comment="not authorized")
+        return None
+    try:
+        identifier = msg.decode_identifier(message.dataset, channel.transfer_syntax(message))
+        rows = select(scp, identifier)
+    except QueryError as exc:
+        channel.respond(message, response, STATUS_IDENTIFIER_MISMATCH, comment=str(exc))
+        return None
+    except Exception as exc:
+        log.warning("C-%s from %s: %s", service.upper(), channel.calling_aet, exc)
+        channel.respond(message, response, STATUS_IDENTIFIER_MISMATCH,
+                        comment="identifier cannot be decoded")
+        return None
+    if len(rows) > 65535:  # counts are US (PS3.7 E.1-1)
+        channel.respond(message, response, STATUS_SUB_OPERATIONS_FAILED,
+                        comment="more than 65535 instances")
+        return None
+    return rows
+
+
+def _sub_operations(scp: "ArchiveSCP", channel: "Acceptor", message: "Message", response: int,
+                    rows: list[InstanceRow], progress: Progress,
+                    syntaxes_for: Callable[[str], dict[str, int]], send: Sender) -> None:
+    for index, row in enumerate(rows):
+        if channel.cancelled(message):
+            progress.failed_uids += [r.sop_instance_uid for r in rows[index:]]
+            _final(channel, message, response, progress, STATUS_CANCEL)
             return
-        yield STATUS_PENDING, load(scp, row, accepted)
+        status = send_instance(scp, row, syntaxes_for(row.sop_class_uid), send)
+        progress.record(row.sop_instance_uid, status)
+        channel.respond(message, response, STATUS_PENDING, extra=progress.fields())
+    if progress.failed and not (progress.completed or progress.warning):
+        _final(channel, message, response, progress, STATUS_SUB_OPERATIONS_FAILED)
+    elif progress.failed or progress.warning:
+        _final(channel, message, response, progress, STATUS_WARNING)
+    else:
+        _final(channel, message, response, progress, 0x0000)
 
 
-def _failure(comment: str, code: int = STATUS_IDENTIFIER_MISMATCH) -> Dataset:
-    status = Dataset()
-    status.Status = code
-    status.ErrorComment = comment[:64]
-    return status
+def _final(channel: "Acceptor", message: "Message", response: int, progress: Progress,
+           status: int) -> None:
+    dataset = None
+    if progress.failed_uids:
+        failed = Dataset()
+        failed.FailedSOPInstanceUIDList = progress.failed_uids
+        dataset = msg.encode_identifier(failed, channel.transfer_syntax(message))
+    fields = progress.fields(final=status != STATUS_CANCEL)
+    channel.respond(message, response, status, dataset=dataset, extra=fields)
+

@@ -10,12 +10,13 @@ answers A-ASSOCIATE-RJ "called AE title not recognized" (PS3.8 9.3.4).
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import threading
 import time
 from typing import Any, Callable
 
-from pynetdicom.transport import ThreadedAssociationServer
+import socketserver
 
 from isthmus.dimse import acceptor, pdu
 
@@ -33,15 +34,36 @@ def set_nodelay(sock: socket.socket) -> None:
         pass
 
 
-class AssociationRouter(ThreadedAssociationServer):
-    """pynetdicom's threaded server, with routing by called AE title in front."""
+def nodelay_handler(event: Any) -> None:
+    """pynetdicom EVT_CONN_OPEN handler: TCP_NODELAY on an outbound association's socket."""
+    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
+    if isinstance(sock, socket.socket):
+        set_nodelay(sock)
 
+
+class _Handler(socketserver.BaseRequestHandler):
+    def handle(self) -> None:  # the work happens in AssociationRouter.finish_request
+        pass
+
+
+class AssociationRouter(socketserver.ThreadingTCPServer):
+    """A threaded TCP listener (one thread per association) routing by called AE title."""
+
+    allow_reuse_address = True
+    daemon_threads = True
     own_aets: set[str]
     accept_any: bool
     peek_timeout: float = 30.0
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, address: tuple[str, int], scp: Any) -> None:
+        import ipaddress
+        try:
+            if ipaddress.ip_address(address[0]).version == 6:
+                self.address_family = socket.AF_INET6
+        except ValueError:
+            pass
+        super().__init__(address, _Handler)
+        self.scp = scp
         self.own_aets = set()
         self.accept_any = False
         self._routes: dict[str, RouteHandler] = {}
@@ -77,13 +99,9 @@ class AssociationRouter(ThreadedAssociationServer):
             handler(request, client_address, rq)
             return
         if rq.called_aet in self.own_aets or self.accept_any:
-            scp = getattr(self, "scp", None)
-            if scp is not None and acceptor.handles(rq):
-                with self._lock:
-                    self._handed.add(id(request))
-                acceptor.StorageAcceptor(request, client_address, rq, scp).run()
-                return
-            super().finish_request(request, client_address)
+            with self._lock:
+                self._handed.add(id(request))
+            acceptor.Acceptor(request, client_address, rq, self.scp).run()
             return
         log.warning("A-ASSOCIATE-RJ to %r at %s: called AE title %r not recognized",
                     rq.calling_aet, client_address[0], rq.called_aet)
@@ -122,7 +140,10 @@ def _peek(sock: socket.socket, size: int, deadline: float) -> bytes:
                 raise pdu.PDUError("connection closed before A-ASSOCIATE-RQ")
             if len(data) >= size:
                 return data
-            time.sleep(0.002)
+            # Wait for more; readable with nothing more to read means the peer closed.
+            if select.select([sock], [], [], remaining)[0] and \
+                    len(sock.recv(size, socket.MSG_PEEK)) == len(data):
+                raise pdu.PDUError("connection closed in the middle of A-ASSOCIATE-RQ")
     finally:
         sock.settimeout(previous)
 

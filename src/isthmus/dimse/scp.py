@@ -1,32 +1,24 @@
-"""The archive's SCP: C-ECHO, C-STORE, C-FIND, C-MOVE and C-GET handlers (PS3.4 B, C).
+"""The archive's SCP services: C-ECHO, C-STORE and C-FIND (PS3.4 A, B, C.4.1).
 
-Handlers translate DIMSE to Archive calls and back; they own nothing else.
+They translate DIMSE to Archive calls and back and own nothing else; the
+association itself is acceptor.py's, C-MOVE and C-GET are retrieve.py's.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterator
+import threading
+from typing import TYPE_CHECKING, Any
 
-from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
-from pynetdicom.presentation import (AllStoragePresentationContexts, PresentationContext,
-                                     build_context)
-from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
-                                  PatientRootQueryRetrieveInformationModelGet,
-                                  PatientRootQueryRetrieveInformationModelMove,
-                                  StudyRootQueryRetrieveInformationModelFind,
-                                  StudyRootQueryRetrieveInformationModelGet,
-                                  StudyRootQueryRetrieveInformationModelMove, Verification)
-
-from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.archive import Archive, Query, QueryError
 from isthmus.config import Settings
-from isthmus.dicom import uids
-from isthmus.dimse import retrieve
+from isthmus.dimse import messages as msg
 from isthmus.dimse.identifiers import identifier_keys, result_dataset
 from isthmus.dimse.peers import STATUS_NOT_AUTHORIZED, AccessControl
 from isthmus.dimse.router import AssociationRouter
+
+if TYPE_CHECKING:
+    from isthmus.dimse.acceptor import Acceptor, Message
 
 log = logging.getLogger(__name__)
 
@@ -40,59 +32,16 @@ STATUS_PROCESSING_FAILURE = 0x0110
 STATUS_PENDING = 0xFF00
 STATUS_CANCEL = 0xFE00
 STATUS_IDENTIFIER_MISMATCH = 0xA900
-
-QR_ROOTS = {
-    str(PatientRootQueryRetrieveInformationModelFind): "PATIENT",
-    str(StudyRootQueryRetrieveInformationModelFind): "STUDY",
-    str(PatientRootQueryRetrieveInformationModelMove): "PATIENT",
-    str(StudyRootQueryRetrieveInformationModelMove): "STUDY",
-    str(PatientRootQueryRetrieveInformationModelGet): "PATIENT",
-    str(StudyRootQueryRetrieveInformationModelGet): "STUDY",
-}
-
-
-def storage_contexts() -> list[PresentationContext]:
-    """Every storage SOP class pynetdicom knows, with every syntax kept as sent."""
-    return [build_context(cx.abstract_syntax, list(uids.STORABLE))
-            for cx in AllStoragePresentationContexts]
-
-
-def make_ae(settings: Settings) -> AE:
-    """The application entity with the archive's supported presentation contexts."""
-    ae = AE(ae_title=settings.aet)
-    ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
-    ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-    ae.maximum_pdu_size = settings.max_pdu
-    ae.maximum_associations = settings.max_associations
-    ae.network_timeout = settings.network_timeout
-    ae.acse_timeout = 30
-    ae.dimse_timeout = max(30.0, settings.network_timeout)
-    ae.require_called_aet = False  # the router decides on called AE titles
-    ae.add_supported_context(Verification)
-    for uid in QR_ROOTS:
-        ae.add_supported_context(uid, list(uids.PREFERRED_UNCOMPRESSED) + [uids.EXPLICIT_VR_BIG_ENDIAN])
-    for cx in storage_contexts():
-        ae.add_supported_context(cx.abstract_syntax, cx.transfer_syntax,
-                                 scu_role=True, scp_role=True)
-    return ae
+STATUS_UNABLE_TO_PROCESS = 0xC000
 
 
 class ArchiveSCP:
-    """Binds the DIMSE services to one Archive."""
+    """The DIMSE services of one Archive, with access control by AE title."""
 
     def __init__(self, archive: Archive, settings: Settings, access: AccessControl) -> None:
         self.archive = archive
         self.settings = settings
         self.access = access
-
-    def handlers(self) -> list[tuple[Any, Any]]:
-        return [(evt.EVT_C_ECHO, self.on_echo), (evt.EVT_C_STORE, self.on_store),
-                (evt.EVT_C_FIND, self.on_find), (evt.EVT_C_MOVE, self.on_move),
-                (evt.EVT_C_GET, self.on_get)]
-
-    def _allowed(self, service: str, event: Any) -> bool:
-        requestor = event.assoc.requestor
-        return self.access.allowed(service, requestor.ae_title, requestor.address)
 
     def echo(self, calling_aet: str, address: str | None) -> int:
         """C-ECHO (PS3.4 A.4)."""
@@ -112,85 +61,52 @@ class ArchiveSCP:
         if result.ok:
             return STATUS_SUCCESS, None
         log.warning("C-STORE from %s refused: %s", calling_aet, result.reason)
-        return _store_failure_status(result.failure, result.reason), result.reason
+        return store_failure_status(result.failure), result.reason
 
-    def on_echo(self, event: Any) -> int:
-        requestor = event.assoc.requestor
-        return self.echo(requestor.ae_title, requestor.address)
-
-    def on_store(self, event: Any) -> int:
-        requestor, request = event.assoc.requestor, event.request
-        status, _comment = self.store(
-            requestor.ae_title, requestor.address, request.DataSet.getbuffer(),
-            event.context.transfer_syntax, str(request.AffectedSOPClassUID),
-            str(request.AffectedSOPInstanceUID))
-        return status
-
-    def on_find(self, event: Any) -> Iterator[tuple[Any, Dataset | None]]:
-        """C-FIND (PS3.4 C.4.1): one pending response per match."""
-        if not self._allowed("find", event):
-            yield _status(STATUS_NOT_AUTHORIZED, "not authorized"), None
+    def find(self, channel: "Acceptor", message: "Message", root: str) -> None:
+        """C-FIND (PS3.4 C.4.1): a pending response per match, then the final one."""
+        if not self.access.allowed("find", channel.calling_aet, channel.address):
+            channel.respond(message, msg.C_FIND_RSP, STATUS_NOT_AUTHORIZED, comment="not authorized")
             return
+        ts = channel.transfer_syntax(message)
         try:
-            query = self._query(event)
+            identifier = msg.decode_identifier(message.dataset, ts)
+            level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
+            if level not in ("PATIENT", "STUDY", "SERIES", "IMAGE"):
+                raise QueryError(f"QueryRetrieveLevel {level!r} is not PATIENT, STUDY, SERIES or IMAGE")
+            query = Query(level=level, keys=identifier_keys(identifier), root=root, hierarchical=True)
             matches = self.archive.find(query).matches
         except QueryError as exc:
-            yield _status(STATUS_IDENTIFIER_MISMATCH, str(exc)), None
+            channel.respond(message, msg.C_FIND_RSP, STATUS_IDENTIFIER_MISMATCH, comment=str(exc))
+            return
+        except Exception as exc:  # an identifier pydicom cannot read
+            log.warning("C-FIND from %s: %s", channel.calling_aet, exc)
+            channel.respond(message, msg.C_FIND_RSP, STATUS_UNABLE_TO_PROCESS,
+                            comment="identifier cannot be decoded")
             return
         for match in matches:
-            if event.is_cancelled:
-                yield STATUS_CANCEL, None
+            if channel.cancelled(message):
+                channel.respond(message, msg.C_FIND_RSP, STATUS_CANCEL)
                 return
-            yield STATUS_PENDING, result_dataset(match, query.level, self.settings.aet)
-
-    def _query(self, event: Any) -> Query:
-        identifier = event.identifier
-        level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
-        if level not in ("PATIENT", "STUDY", "SERIES", "IMAGE"):
-            raise QueryError(f"QueryRetrieveLevel {level!r} is not PATIENT, STUDY, SERIES or IMAGE")
-        root = QR_ROOTS.get(str(event.request.AffectedSOPClassUID), "STUDY")
-        return Query(level=level, keys=identifier_keys(identifier), root=root, hierarchical=True)
-
-    def on_move(self, event: Any) -> Iterator[Any]:
-        """C-MOVE (PS3.4 C.4.2): sub-operations to a known destination only."""
-        return retrieve.move(self, event)
-
-    def on_get(self, event: Any) -> Iterator[Any]:
-        """C-GET (PS3.4 C.4.3): sub-operations on the same association."""
-        return retrieve.get(self, event)
+            result = result_dataset(match, level, self.settings.aet)
+            channel.respond(message, msg.C_FIND_RSP, STATUS_PENDING,
+                            dataset=msg.encode_identifier(result, ts))
+        channel.respond(message, msg.C_FIND_RSP, STATUS_SUCCESS)
 
 
-def _status(code: int, comment: str) -> Dataset:
-    status = Dataset()
-    status.Status = code
-    status.ErrorComment = comment[:64]
-    return status
-
-
-def _store_failure_status(failure: str | None, reason: str | None) -> int:
-    if failure == "resources":
-        return STATUS_OUT_OF_RESOURCES
-    if failure == "invalid":
-        return STATUS_CANNOT_UNDERSTAND
-    if failure == "mismatch":
-        return STATUS_DATASET_MISMATCH
-    return STATUS_PROCESSING_FAILURE
+def store_failure_status(failure: str | None) -> int:
+    """C-STORE failure status for an archive failure kind (PS3.4 B.2.3)."""
+    return {"resources": STATUS_OUT_OF_RESOURCES, "invalid": STATUS_CANNOT_UNDERSTAND,
+            "mismatch": STATUS_DATASET_MISMATCH}.get(failure or "", STATUS_PROCESSING_FAILURE)
 
 
 def start_scp(archive: Archive, settings: Settings, access: AccessControl) -> AssociationRouter:
     """Bind the DICOM port and serve in a background thread; returns the router."""
-    import threading
-
-    ae = make_ae(settings)
     scp = ArchiveSCP(archive, settings, access)
-    server = ae.make_server((settings.host, settings.dicom_port), ae_title=settings.aet,
-                            evt_handlers=scp.handlers(), server_class=AssociationRouter)
-    assert isinstance(server, AssociationRouter)
+    server = AssociationRouter((settings.host, settings.dicom_port), scp)
     server.own_aets = {settings.aet}
     server.accept_any = settings.accept_any_called_aet
-    server.scp = scp  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                               name="isthmus-dimse", daemon=True)
     thread.start()
-    ae._servers.append(server)
     return server

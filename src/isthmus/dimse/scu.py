@@ -7,7 +7,6 @@ data (pynetdicom's chunked send streams the dataset from the file).
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -26,7 +25,7 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Peer
 from isthmus.dicom import part10, uids
-from isthmus.dimse.router import set_nodelay
+from isthmus.dimse.router import nodelay_handler
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def _ae(calling_aet: str) -> AE:
 def associate(ae: AE, peer: Peer, **kwargs: Any) -> Association:
     """Open an association with TCP_NODELAY set; raise SCUError when refused."""
     handlers = list(kwargs.pop("evt_handlers", []))
-    handlers.append((evt.EVT_CONN_OPEN, _nodelay))
+    handlers.append((evt.EVT_CONN_OPEN, nodelay_handler))
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.aet, evt_handlers=handlers, **kwargs)
     if assoc.is_established:
         return assoc
@@ -67,12 +66,6 @@ def associate(ae: AE, peer: Peer, **kwargs: Any) -> Association:
     if assoc.is_aborted:
         raise SCUError(f"{peer} aborted the association")
     raise SCUError(f"cannot reach {peer}")
-
-
-def _nodelay(event: Any) -> None:
-    sock = getattr(event.assoc.dul.socket, "socket", None)
-    if isinstance(sock, socket.socket):
-        set_nodelay(sock)
 
 
 def echo(peer: Peer, calling_aet: str = "ISTHMUS") -> int:

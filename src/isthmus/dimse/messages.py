@@ -1,0 +1,169 @@
+"""DIMSE messages on the wire: command sets (PS3.7 6.3, 9.3, E) and P-DATA framing (PS3.8 9.3.5).
+
+Command sets are always Implicit VR Little Endian, group 0000.  A command is
+held as {element number: raw value bytes}; helpers read and build the few fields
+the services use.
+"""
+
+from __future__ import annotations
+
+import struct
+from io import BytesIO
+from typing import Any, Iterable, Iterator
+
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
+
+from isthmus.dicom import uids
+
+# Command Field values (PS3.7 E.1-1)
+C_STORE_RQ, C_STORE_RSP = 0x0001, 0x8001
+C_GET_RQ, C_GET_RSP = 0x0010, 0x8010
+C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
+C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
+C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
+C_CANCEL_RQ = 0x0FFF
+NO_DATASET = 0x0101
+HAS_DATASET = 0x0000
+
+# Command elements (group 0000)
+AFFECTED_SOP_CLASS = 0x0002
+COMMAND_FIELD = 0x0100
+MESSAGE_ID = 0x0110
+MESSAGE_ID_RESPONDED = 0x0120
+MOVE_DESTINATION = 0x0600
+PRIORITY = 0x0700
+DATASET_TYPE = 0x0800
+STATUS = 0x0900
+ERROR_COMMENT = 0x0902
+AFFECTED_SOP_INSTANCE = 0x1000
+REMAINING = 0x1020
+COMPLETED = 0x1021
+FAILED = 0x1022
+WARNING = 0x1023
+MOVE_ORIGINATOR_AET = 0x1030
+MOVE_ORIGINATOR_ID = 0x1031
+
+_US = {COMMAND_FIELD, MESSAGE_ID, MESSAGE_ID_RESPONDED, PRIORITY, DATASET_TYPE, STATUS,
+       REMAINING, COMPLETED, FAILED, WARNING, MOVE_ORIGINATOR_ID}
+_UI = {AFFECTED_SOP_CLASS, AFFECTED_SOP_INSTANCE}
+
+
+class MalformedCommand(ValueError):
+    """A command set that does not decode."""
+
+
+Command = dict[int, bytes]
+
+
+def decode_command(data: bytes) -> Command:
+    """Elements of a command set, by element number (PS3.7 6.3.1)."""
+    out: Command = {}
+    pos = 0
+    while pos + 8 <= len(data):
+        group, element, length = struct.unpack_from("<HHI", data, pos)
+        if group != 0 or pos + 8 + length > len(data):
+            raise MalformedCommand("element outside group 0000 or overrunning the command")
+        out[element] = bytes(data[pos + 8:pos + 8 + length])
+        pos += 8 + length
+    if pos != len(data) or COMMAND_FIELD not in out:
+        raise MalformedCommand("command set without Command Field")
+    return out
+
+
+def encode_command(fields: dict[int, int | str | bytes]) -> bytes:
+    """Encode a command set with its group length, elements in tag order."""
+    body = []
+    for element in sorted(fields):
+        value = fields[element]
+        if isinstance(value, int):
+            raw = struct.pack("<H", value)
+        elif isinstance(value, str):
+            raw = value.encode("ascii", "replace")
+            pad = b"\x00" if element in _UI else b" "
+            raw += pad * (len(raw) % 2)
+        else:
+            raw = value
+        body.append(struct.pack("<HHI", 0, element, len(raw)) + raw)
+    payload = b"".join(body)
+    return struct.pack("<HHII", 0, 0, 4, len(payload)) + payload
+
+
+def us(command: Command, element: int) -> int:
+    value = command.get(element, b"")
+    return struct.unpack("<H", value[:2])[0] if len(value) >= 2 else 0
+
+
+def text(command: Command, element: int) -> str:
+    return command.get(element, b"").decode("ascii", "replace").strip(" \x00")
+
+
+def p_data(context_id: int, payload: bytes | memoryview, is_command: bool,
+           max_pdu: int) -> Iterator[bytes | memoryview]:
+    """P-DATA-TF PDUs carrying `payload` in fragments that respect the peer's maximum
+    PDU length (PS3.8 9.3.5, E.2); 0 means unlimited."""
+    limit = (max_pdu or 0x7FFFFFFF) - 6  # PDV item header: length(4) + id(1) + control(1)
+    view = memoryview(payload)
+    total = len(view)
+    pos = 0
+    while True:
+        chunk = view[pos:pos + limit]
+        pos += len(chunk)
+        last = pos >= total
+        control = (1 if is_command else 0) | (2 if last else 0)
+        header = struct.pack(">BBIIBB", 0x04, 0, len(chunk) + 6, len(chunk) + 2, context_id, control)
+        yield header
+        yield chunk
+        if last:
+            return
+
+
+def send_all(sock: Any, parts: Iterable[bytes | memoryview]) -> None:
+    """Send buffers with as few system calls as the kernel allows (sendmsg gathers)."""
+    pending = [memoryview(p).cast("B") for p in parts if len(p)]
+    while pending:
+        sent = sock.sendmsg(pending[:512])
+        while pending and sent >= len(pending[0]):
+            sent -= len(pending[0])
+            pending.pop(0)
+        if pending and sent:
+            pending[0] = pending[0][sent:]
+
+
+def recv_exactly(sock: Any, size: int) -> bytearray:
+    """Read exactly `size` bytes into one buffer (raises EOFError if the peer closes)."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:], size - got)
+        if n == 0:
+            raise EOFError("connection closed")
+        got += n
+    return buf
+
+
+def decode_identifier(data: bytes | memoryview, transfer_syntax: str) -> Dataset:
+    """A query/retrieve identifier from its encoded bytes."""
+    implicit, little, deflated = uids.encoding(transfer_syntax)
+    raw = bytes(data)
+    if deflated:
+        import zlib
+        raw = zlib.decompress(raw, -zlib.MAX_WBITS)
+    return read_dataset(BytesIO(raw), implicit, little)
+
+
+def encode_identifier(ds: Dataset, transfer_syntax: str) -> bytes:
+    implicit, little, deflated = uids.encoding(transfer_syntax)
+    buf = DicomBytesIO()
+    buf.is_implicit_VR = implicit
+    buf.is_little_endian = little
+    write_dataset(buf, ds)
+    raw = buf.getvalue()
+    if deflated:
+        import zlib
+        compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+        raw = compressor.compress(raw) + compressor.flush()
+    return raw
