@@ -10,11 +10,13 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
 fi
 [ -x /usr/bin/chromium ] || want+=(chromium)
 command -v node >/dev/null 2>&1 || want+=(nodejs)
+command -v npm >/dev/null 2>&1 || want+=(npm)
 command -v unshare >/dev/null 2>&1 || want+=(util-linux)
 command -v ip >/dev/null 2>&1 || want+=(iproute2)
 if [ "${1:-test}" = bench ]; then
   [ -x /usr/sbin/Orthanc ] || want+=(orthanc)
   [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || want+=(orthanc-dicomweb)
+  command -v curl >/dev/null 2>&1 || want+=(curl)  # HTTP client of the DICOMweb benchmarks
 fi
 if [ ${#want[@]} -eq 0 ]; then exit 0; fi
 echo "installing system packages: ${want[*]}"

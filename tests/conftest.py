@@ -76,3 +76,14 @@ def dcmtk() -> None:
 
 def peer_of(node: Node) -> Peer:
     return Peer(node.settings.aet, "127.0.0.1", node.dicom_port)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_index_url(request: pytest.FixtureRequest,
+                     tmp_path_factory: pytest.TempPathFactory) -> str:
+    """An empty index database of each kind, shared by the tests of one module
+    (for read-only tests over one populated archive)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('index') / 'index.sqlite'}"
+    server: TemporaryPostgres = request.getfixturevalue("postgres")
+    return server.create_database("m_" + uuid.uuid4().hex[:12])

@@ -89,13 +89,18 @@ def split_part10(data: bytes | memoryview) -> tuple[FileMetaDataset | None, memo
     Returns (None, data) when there is no 'DICM' prefix (a bare dataset).
     """
     view = memoryview(data)
+    start = None
     if len(view) >= 132 and bytes(view[128:132]) == b"DICM":
-        fp = BytesIO(view[132:132 + 65536])  # the meta group only, not the pixel data
+        start = 132
+    elif bytes(view[:4]) == b"DICM":
+        start = 4  # no preamble (pydicom writes such files unless asked not to)
+    if start is not None:
+        fp = BytesIO(view[start:start + 65536])  # the meta group only, not the pixel data
         try:
             meta = _read_file_meta_info(fp)
         except Exception as exc:  # pydicom raises several kinds on garbage
             raise InvalidDicom(f"unreadable file meta information: {exc}") from exc
-        return meta, view[132 + fp.tell():]
+        return meta, view[start + fp.tell():]
     return None, view
 
 

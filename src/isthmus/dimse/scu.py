@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, _config, evt
-from pynetdicom.association import Association
+from pynetdicom import AE, evt
 from pynetdicom.presentation import build_role
 from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
                                   PatientRootQueryRetrieveInformationModelGet,
@@ -25,12 +24,10 @@ from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Peer
 from isthmus.dicom import part10, uids
+from isthmus.dimse.requestor import AssociationFailed, Requestor
 from isthmus.dimse.router import nodelay_handler
 
 log = logging.getLogger(__name__)
-
-# Stream C-STORE datasets from files instead of decoding and re-encoding them.
-_config.STORE_SEND_CHUNKED_DATASET = True
 
 FIND_MODELS = {"PATIENT": PatientRootQueryRetrieveInformationModelFind,
                "STUDY": StudyRootQueryRetrieveInformationModelFind}
@@ -90,7 +87,10 @@ class SendReport:
 
 def send(peer: Peer, files: Iterable[Path], calling_aet: str = "ISTHMUS",
          progress: Callable[[int], None] | None = None) -> SendReport:
-    """C-STORE each file in its own transfer syntax, streamed from disk."""
+    """C-STORE each file in its own transfer syntax, its dataset bytes as they are.
+
+    Uses the lean requestor (requestor.py): the files are not decoded.
+    """
     report = SendReport()
     items: list[tuple[Path, str, str]] = []
     for path in files:
@@ -101,31 +101,40 @@ def send(peer: Peer, files: Iterable[Path], calling_aet: str = "ISTHMUS",
             if progress:
                 progress(1)
     for batch in _context_batches(items):
-        ae = _ae(calling_aet)
-        for sop_class, ts in dict.fromkeys((c, t) for _p, c, t in batch):
-            ae.add_requested_context(sop_class, [ts])
-        assoc = associate(ae, peer)
+        contexts = [(c, [t]) for c, t in dict.fromkeys((c, t) for _p, c, t in batch)]
         try:
-            for path, _c, _t in batch:
-                _send_one(assoc, path, report)
+            requestor = Requestor(peer, calling_aet, contexts).open()
+        except AssociationFailed as exc:
+            raise SCUError(str(exc)) from exc
+        try:
+            for path, sop_class, ts in batch:
+                _send_one(requestor, path, sop_class, ts, report)
                 if progress:
                     progress(1)
         finally:
-            assoc.release()
+            requestor.release()
     return report
 
 
-def _send_one(assoc: Association, path: Path, report: SendReport) -> None:
+def _send_one(requestor: Requestor, path: Path, sop_class: str, ts: str,
+              report: SendReport) -> None:
+    context_id = requestor.context_for(sop_class, ts)
+    if context_id is None:
+        report.failed.append((str(path), f"{requestor.peer} does not accept {sop_class} in {ts}"))
+        return
     try:
-        status = assoc.send_c_store(path)
-    except Exception as exc:  # no accepted context, unreadable file…
+        data = path.read_bytes()
+        meta, _ = part10.split_part10(data)
+        sop_instance = str(meta.MediaStorageSOPInstanceUID) if meta is not None else ""
+        status = requestor.store(context_id, sop_class, sop_instance,
+                                 memoryview(data)[part10.dataset_offset(data):])
+    except (OSError, AssociationFailed) as exc:
         report.failed.append((str(path), str(exc)))
         return
-    code = int(getattr(status, "Status", -1)) if status else -1
-    if code in (0x0000, 0xB000, 0xB006, 0xB007):
+    if status in (0x0000, 0xB000, 0xB006, 0xB007):
         report.sent += 1
     else:
-        report.failed.append((str(path), f"status 0x{code:04X}" if code >= 0 else "no response"))
+        report.failed.append((str(path), f"status 0x{status:04X}"))
 
 
 def _sop_class_and_syntax(path: Path) -> tuple[str, str]:

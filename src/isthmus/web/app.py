@@ -1,18 +1,39 @@
-"""The ASGI application: one Starlette app composed of each web door's routes."""
+"""The ASGI application: one Starlette app composed of each web door's routes.
+
+Order matters: the API routes (/health, /dicom-web, /wado, the WebSocket gateway)
+come first and the viewer's static files last, so a file can never shadow the API.
+Middleware, outermost first: CORS (answers preflights, docs/security.md), then
+authentication of the DICOMweb and WADO-URI paths (auth.py).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from isthmus import __version__
+from isthmus.web import capabilities, dicom_ws, dicomweb, wado_uri
+from isthmus.web.auth import AuthMiddleware, Authenticator
 from isthmus.web.context import WebContext
+from isthmus.web.errors import EXCEPTION_HANDLERS
+from isthmus.web.service import DICOMWEB_PREFIX
+
+VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
+# Headers a cross-origin DICOMweb client needs to send and to read.
+CORS_ALLOW_HEADERS = ["Authorization", "Accept", "Content-Type", "Range", "Cache-Control"]
+CORS_EXPOSE_HEADERS = ["Warning", "Content-Location", "Content-Range", "Accept-Ranges",
+                       "Content-Length", "Content-Type", "Allow"]
 
 
 def create_app(ctx: WebContext) -> Starlette:
-    """Build the app; each door module contributes `routes(ctx)`."""
+    """Build the app; each door module contributes its routes."""
 
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({
@@ -23,7 +44,36 @@ def create_app(ctx: WebContext) -> Starlette:
             "counts": ctx.archive.counts(),
         })
 
-    routes: list[BaseRoute] = [Route("/health", health)]
-    app = Starlette(routes=routes)
+    if ctx.authenticator is None:
+        ctx.authenticator = Authenticator(ctx.settings)
+    routes: list[BaseRoute] = [
+        Route("/health", health),
+        Route(DICOMWEB_PREFIX, capabilities.capabilities, methods=["OPTIONS"]),
+        *dicomweb.routes(),
+        *wado_uri.routes(),
+        *dicom_ws.routes(ctx),
+        *viewer_routes(VIEWER_DIR),
+    ]
+    app = Starlette(routes=routes, middleware=middleware(ctx),
+                    exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
     app.state.ctx = ctx
     return app
+
+
+def middleware(ctx: WebContext) -> list[Middleware]:
+    stack: list[Middleware] = []
+    origins = list(ctx.settings.cors_origins)
+    if origins:
+        stack.append(Middleware(CORSMiddleware, allow_origins=origins,
+                                allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+                                allow_headers=CORS_ALLOW_HEADERS,
+                                expose_headers=CORS_EXPOSE_HEADERS, max_age=600))
+    stack.append(Middleware(AuthMiddleware, authenticator=ctx.authenticator))
+    return stack
+
+
+def viewer_routes(folder: Path) -> list[BaseRoute]:
+    """The viewer's static files at / (index.html for /), when the viewer is built."""
+    if not (folder / "index.html").is_file():
+        return []
+    return [Mount("/", app=StaticFiles(directory=folder, html=True), name="viewer")]

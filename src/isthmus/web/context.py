@@ -18,3 +18,6 @@ class WebContext:
     router: Any = None
     access: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
+    # Who may do what over HTTP (web/auth.py Authenticator); create_app fills it in.  The
+    # WebSocket gateway checks the "dicom-ws" permission with it.
+    authenticator: Any = None

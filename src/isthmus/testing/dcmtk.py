@@ -1,0 +1,256 @@
+"""DCMTK's command-line tools as real DICOM peers, for tests and benchmarks.
+
+The virtual environment also holds pynetdicom's example apps under the same names
+(``storescu``, ``findscu``…), so tools are looked up as native executables only.
+
+DCMTK's ``storescp`` cannot be told which address to bind (DESIGN.md, "Notes from
+measurements").  `StoreSCP` therefore runs it, as root, in a private network
+namespace with only loopback (``unshare -n``), and forwards a free port on
+127.0.0.1 of this namespace to it; without root it falls back to running it
+directly on a free port.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import selectors
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from isthmus.testing.net import free_port
+
+TOOLS = ("echoscu", "storescu", "findscu", "movescu", "getscu", "storescp", "dcmsend")
+_CLONE_NEWNET = 0x40000000
+_SEARCH = ("/usr/bin", "/usr/local/bin", "/bin")
+
+
+class DCMTKMissing(RuntimeError):
+    """A DCMTK tool is not installed (``scripts/system-deps.sh`` installs them)."""
+
+
+def tool(name: str) -> str:
+    """Path of DCMTK's `name` (a native executable, not a Python script of that name)."""
+    dirs = os.environ.get("PATH", "").split(os.pathsep) + list(_SEARCH)
+    for folder in dict.fromkeys(dirs):
+        path = Path(folder, name)
+        try:
+            with open(path, "rb") as fh:
+                if fh.read(4) == b"\x7fELF" and os.access(path, os.X_OK):
+                    return str(path)
+        except OSError:
+            continue
+    raise DCMTKMissing(f"DCMTK tool {name!r} not found")
+
+
+def missing_tools() -> list[str]:
+    out = []
+    for name in TOOLS:
+        try:
+            tool(name)
+        except DCMTKMissing:
+            out.append(name)
+    return out
+
+
+def run(name: str, *args: str, timeout: float = 120, cwd: str | os.PathLike | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    """Run a DCMTK tool to completion; output captured as text, exit status not checked."""
+    return subprocess.run([tool(name), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+def can_isolate() -> bool:
+    """True when servers can be run in a private network namespace (root + unshare + ip)."""
+    return os.geteuid() == 0 and bool(shutil.which("unshare")) and bool(shutil.which("ip"))
+
+
+class StoreSCP:
+    """DCMTK ``storescp`` writing what it receives, byte for byte, into `folder`.
+
+    Reachable at 127.0.0.1:`port` as AE `aet`.  Use as a context manager.
+    """
+
+    def __init__(self, folder: Path, aet: str = "STORESCP", extra: Sequence[str] = ()) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.aet = aet
+        self.extra = list(extra)
+        self.port = 0
+        self.isolated = can_isolate()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._forwarder: _Forwarder | None = None
+
+    def start(self) -> "StoreSCP":
+        inner = 11112 if self.isolated else free_port()
+        command = [tool("storescp"), "--aetitle", self.aet, "--output-directory", str(self.folder),
+                   "--bit-preserving", "--promiscuous", *self.extra, str(inner)]
+        if self.isolated:
+            script = 'ip link set lo up && exec "$@"'
+            command = ["unshare", "--net", "sh", "-c", script, "storescp", *command]
+        self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE)
+        try:
+            if self.isolated:
+                self._forwarder = _Forwarder(f"/proc/{self._proc.pid}/ns/net", inner)
+                self._forwarder.wait_ready(self._proc)
+                self.port = self._forwarder.port
+            else:
+                self.port = inner
+                _wait_listening(inner, self._proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._forwarder is not None:
+            self._forwarder.close()
+            self._forwarder = None
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=10)
+            if self._proc.stderr is not None:
+                self._proc.stderr.close()
+            self._proc = None
+
+    def received(self) -> list[Path]:
+        """Files written so far."""
+        return sorted(p for p in self.folder.iterdir() if p.is_file())
+
+    def __enter__(self) -> "StoreSCP":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"storescp exited with status {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"storescp does not listen on port {port}")
+
+
+class _Forwarder:
+    """Accept on 127.0.0.1:<free port> here; connect to 127.0.0.1:`inner` in another
+    network namespace (setns(2) applies to the calling thread only)."""
+
+    def __init__(self, netns: str, inner: int) -> None:
+        self.netns = netns
+        self.inner = inner
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, name="storescp-forwarder", daemon=True).start()
+
+    def _connect_inside(self) -> socket.socket:
+        result: dict[str, Any] = {}
+
+        def inside() -> None:
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                fd = os.open(self.netns, os.O_RDONLY)
+                try:
+                    if libc.setns(fd, _CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), "setns failed")
+                finally:
+                    os.close(fd)
+                result["sock"] = socket.create_connection(("127.0.0.1", self.inner), timeout=5)
+            except BaseException as exc:  # handed to the caller
+                result["error"] = exc
+
+        thread = threading.Thread(target=inside, daemon=True)
+        thread.start()
+        thread.join(30)
+        if "error" in result:
+            raise result["error"]
+        if "sock" not in result:
+            raise TimeoutError("no connection inside the namespace")
+        sock: socket.socket = result["sock"]
+        sock.settimeout(None)
+        return sock
+
+    def wait_ready(self, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise RuntimeError(f"storescp exited with status {proc.returncode}: {err}")
+            try:
+                self._connect_inside().close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("storescp does not listen in its namespace")
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _addr = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        try:
+            upstream = self._connect_inside()
+        except OSError:
+            client.close()
+            return
+        for sock in (client, upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self._open |= {client, upstream}
+        _pump(client, upstream)
+        with self._lock:
+            self._open -= {client, upstream}
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+        with self._lock:
+            for sock in self._open:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+def _pump(a: socket.socket, b: socket.socket) -> None:
+    """Copy bytes both ways until either side closes."""
+    sel = selectors.DefaultSelector()
+    sel.register(a, selectors.EVENT_READ, b)
+    sel.register(b, selectors.EVENT_READ, a)
+    try:
+        while True:
+            for key, _ in sel.select(timeout=300):
+                data = key.fileobj.recv(1 << 16)  # type: ignore[union-attr]
+                if not data:
+                    return
+                key.data.sendall(data)
+    except OSError:
+        return
+    finally:
+        sel.close()
+        a.close()
+        b.close()

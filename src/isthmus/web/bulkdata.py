@@ -1,0 +1,145 @@
+"""WADO-RS bulk data: the values metadata refers to by BulkDataURI (PS3.18 10.4.1.1.4).
+
+`/studies/{s}/series/{r}/instances/{i}/bulkdata/{tag}`, where `tag` is the 8-digit
+tag of a top-level binary attribute (ingest writes these URIs).  Native pixel data
+is streamed straight from its byte range in the stored file; other values are read
+from the header.  HTTP range requests (RFC 9110 14) select part of the value.
+Encapsulated pixel data is answered with its frames, as /frames would.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydicom import dcmread
+from pydicom.uid import UID
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from isthmus.archive import Archive, InstanceRow
+from isthmus.web import media_types as mt
+from isthmus.web.errors import HTTPError, not_found
+from isthmus.web.multipart import MultipartWriter
+from isthmus.web.negotiation import Offer, content_type, negotiate
+from isthmus.web.params import tag as parse_tag
+from isthmus.web.pixels import frames_of
+from isthmus.web.service import blocking, context
+from isthmus.web.wado import find_rows, open_blob, read_chunks
+
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+OFFERS = [Offer(mt.OCTET_STREAM, True, frozenset({mt.EXPLICIT_VR_LE}), mt.EXPLICIT_VR_LE),
+          Offer(mt.OCTET_STREAM, False, frozenset({mt.EXPLICIT_VR_LE}), mt.EXPLICIT_VR_LE)]
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def routes() -> list[Route]:
+    return [Route("/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}",
+                  retrieve_bulkdata, methods=["GET"])]
+
+
+async def retrieve_bulkdata(request: Request) -> Response:
+    tag = parse_tag(request.path_params["tag"])
+    row = (await find_rows(request))[0]
+    archive = context(request).archive
+    if tag in PIXEL_TAGS and _encapsulated_or_unlocated(row):
+        return await _pixel_frames(request, archive, row)
+    choice = negotiate(request, OFFERS)
+    if tag in PIXEL_TAGS:
+        start, length = row.pixel_offset or 0, row.pixel_length or 0
+        fh = await open_blob(archive, row)
+        return _ranged(request, choice.multipart, length,
+                       lambda first, size: read_chunks(fh, start + first, size), fh.close)
+    value = await blocking(_header_value, archive, row, tag)
+    return _ranged(request, choice.multipart, len(value),
+                   lambda first, size: _from_memory(value[first:first + size]), None)
+
+
+def _encapsulated_or_unlocated(row: InstanceRow) -> bool:
+    """Pixel data that cannot be sliced from the file: compressed, deflated, big endian."""
+    ts = UID(row.transfer_syntax_uid)
+    return (row.pixel_offset is None or row.pixel_length in (None, 0xFFFFFFFF)
+            or ts.is_encapsulated or not ts.is_little_endian)
+
+
+async def _pixel_frames(request: Request, archive: Archive, row: InstanceRow) -> Response:
+    """Encapsulated pixel data: every frame as stored, one per part."""
+    count = row.number_of_frames or 1
+    stored_type = mt.pixel_media_type(row.transfer_syntax_uid)
+    offers = [Offer(stored_type, True, None, mt.ANY_SYNTAX),
+              Offer(mt.OCTET_STREAM, True, frozenset({mt.EXPLICIT_VR_LE}), mt.EXPLICIT_VR_LE)]
+    if count == 1:
+        offers += [Offer(stored_type, False, None, mt.ANY_SYNTAX),
+                   Offer(mt.OCTET_STREAM, False, frozenset({mt.EXPLICIT_VR_LE}),
+                         mt.EXPLICIT_VR_LE)]
+    choice = negotiate(request, offers)
+    frames = await frames_of(archive, row, list(range(1, count + 1)), choice.transfer_syntax)
+    if not choice.multipart:
+        return Response(frames[0].data, media_type=frames[0].media_type)
+    writer = MultipartWriter()
+    body = b"".join(writer.part(f"{f.media_type}; transfer-syntax={f.transfer_syntax}") + f.data
+                    for f in frames) + writer.close()
+    return Response(body, media_type=content_type(choice, writer.boundary))
+
+
+def _header_value(archive: Archive, row: InstanceRow, tag: int) -> bytes:
+    with archive.open_instance(row) as fh:
+        ds = dcmread(fh, stop_before_pixels=True, force=True)
+    element = ds.get(tag)
+    if element is None or element.VR == "SQ" or not isinstance(element.value, (bytes, bytearray)):
+        raise not_found(f"instance {row.sop_instance_uid} has no bulk data at {tag:08X}")
+    return bytes(element.value)
+
+
+async def _from_memory(data: bytes):  # type: ignore[no-untyped-def]
+    yield data
+
+
+def _ranged(request: Request, multipart: bool, total: int, body, cleanup) -> Response:  # type: ignore[no-untyped-def]
+    """The value, or the byte range the Range header asks for (206, RFC 9110 15.3.7)."""
+    first, size, status = 0, total, 200
+    headers = {"Accept-Ranges": "bytes"}
+    wanted = request.headers.get("range")
+    if wanted:
+        first, size = _parse_range(wanted, total, cleanup)
+        status = 206
+        headers["Content-Range"] = f"bytes {first}-{first + size - 1}/{total}"
+    if not multipart:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(body(first, size), status_code=status, headers=headers,
+                                 media_type=mt.OCTET_STREAM)
+    writer = MultipartWriter()
+    part_headers = [("Content-Range", headers["Content-Range"])] if wanted else []
+
+    async def parts():  # type: ignore[no-untyped-def]
+        yield writer.part(f"{mt.OCTET_STREAM}; transfer-syntax={mt.EXPLICIT_VR_LE}", part_headers)
+        async for chunk in body(first, size):
+            yield chunk
+        yield writer.close()
+
+    headers.pop("Content-Range", None)
+    media_type = f'multipart/related; type="{mt.OCTET_STREAM}"; boundary={writer.boundary}'
+    return StreamingResponse(parts(), status_code=status, headers=headers, media_type=media_type)
+
+
+def _parse_range(text: str, total: int, cleanup) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    match = _RANGE_RE.match(text.strip())
+    if not match or not (match.group(1) or match.group(2)):
+        _close(cleanup)
+        raise HTTPError(400, f"Range {text[:60]!r}: only one 'bytes=first-last' range is supported")
+    if match.group(1):
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) else total - 1
+    else:  # suffix range: the last N bytes
+        first, last = max(total - int(match.group(2)), 0), total - 1
+    last = min(last, total - 1)
+    if first >= total or last < first:
+        _close(cleanup)
+        raise HTTPError(416, f"Range {text[:60]!r} lies outside the {total} bytes of the value",
+                        {"Content-Range": f"bytes */{total}"})
+    return first, last - first + 1
+
+
+def _close(cleanup) -> None:  # type: ignore[no-untyped-def]
+    if cleanup is not None:
+        cleanup()

@@ -1,0 +1,86 @@
+"""The door's bridge to the pixel layer (isthmus.render): frames, transcoding, rendering.
+
+Each call runs off the event loop, reads the instance through the archive, and turns
+the pixel layer's errors into HTTP answers (render/errors.py says which is which):
+a frame or pixel data that does not exist is 404, a conversion that cannot be done
+here is 406, bad rendering parameters are 400.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from isthmus.archive import Archive, InstanceRow
+from isthmus.web.errors import HTTPError
+from isthmus.web.service import blocking
+
+
+@contextmanager
+def pixel_errors() -> Iterator[None]:
+    """Map render's errors to HTTP errors whose message the client can read."""
+    from isthmus.render import errors as e
+
+    try:
+        yield
+    except (e.FrameNotFound, e.NoPixelData) as exc:
+        raise HTTPError(404, str(exc)) from None
+    except (e.TranscodeError, e.DecodeError) as exc:
+        raise HTTPError(406, str(exc)) from None
+    except e.RenderError as exc:
+        raise HTTPError(400, str(exc)) from None
+
+
+def can_transcode(source_ts: str, target_ts: str) -> bool:
+    from isthmus.render.transcode import can_transcode as check
+
+    try:
+        return check(source_ts, target_ts)
+    except ValueError:
+        return False
+
+
+def read_frames(archive: Archive, row: InstanceRow, numbers: list[int],
+                transfer_syntax: str | None) -> list[Any]:
+    """Frames of a stored instance (render.frames.Frame); reads only what is needed."""
+    from isthmus.render import frames
+    from isthmus.render.pixel_data import file_reader
+
+    if row.pixel_offset is not None:
+        with archive.open_instance(row) as fh:
+            return frames.get_frames_at(file_reader(fh), row.pixel_offset, numbers,
+                                        transfer_syntax)
+    return frames.get_frames(archive.read_instance(row), numbers, transfer_syntax)
+
+
+async def frames_of(archive: Archive, row: InstanceRow, numbers: list[int],
+                    transfer_syntax: str | None) -> list[Any]:
+    with pixel_errors():
+        return await blocking(read_frames, archive, row, numbers, transfer_syntax)
+
+
+def _transcoded(archive: Archive, row: InstanceRow, target_ts: str) -> bytes:
+    from isthmus.render.transcode import transcode
+
+    return transcode(archive.read_instance(row), target_ts)
+
+
+async def transcoded(archive: Archive, row: InstanceRow, target_ts: str) -> bytes:
+    """The instance as a Part 10 file in `target_ts` (HTTPError 406 if impossible)."""
+    with pixel_errors():
+        return await blocking(_transcoded, archive, row, target_ts)
+
+
+def _rendered(archive: Archive, row: InstanceRow, frame: int, media_type: str,
+              options: dict[str, Any]) -> bytes:
+    from isthmus.render import image
+
+    return image.render(archive.read_instance(row), frame=frame, media_type=media_type,
+                        **options)
+
+
+async def rendered(archive: Archive, row: InstanceRow, frame: int, media_type: str,
+                   options: dict[str, Any]) -> bytes:
+    """One frame rendered to a consumer image (PS3.18 8.3.5, 10.4.1.1.3)."""
+    with pixel_errors():
+        return await blocking(_rendered, archive, row, frame, media_type, options)

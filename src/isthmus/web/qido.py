@@ -1,0 +1,201 @@
+"""QIDO-RS: the Search transaction (PS3.18 10.6) over the archive's matching engine.
+
+Six resources: /studies, /series, /instances, /studies/{s}/series,
+/studies/{s}/instances, /studies/{s}/series/{r}/instances.  Query parameters are
+matching keys (keyword or tag), `includefield`, `fuzzymatching`, `limit` and
+`offset` (PS3.18 8.3.4); matching is the C-FIND engine's (PS3.4 C.2.2.2), so both
+doors answer the same question the same way.  A result lists the attributes of
+PS3.18 10.6.3.3 for its level, including those of the levels above it when the
+search spans them (all series, all instances, the instances of a study).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from isthmus.archive import FindResult, Query, QueryError
+from isthmus.archive.attributes import DEFAULT_RETURN, resolve_tag
+from isthmus.dicom.json import dumps
+from isthmus.web import media_types as mt
+from isthmus.web.dicom_xml import to_xml
+from isthmus.web.errors import bad_request
+from isthmus.web.multipart import MultipartWriter
+from isthmus.web.negotiation import Choice, Offer, content_type, negotiate
+from isthmus.web.params import non_negative_int, path_uids
+from isthmus.web.service import blocking, context, service_root
+
+MAX_RESULTS = 10_000
+OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML, multipart=True)]
+# Parameters that are not matching keys (PS3.18 8.3.3, 8.3.4).
+CONTROL_PARAMS = {"includefield", "fuzzymatching", "limit", "offset", "accept", "charset"}
+STUDY_UID, SERIES_UID = 0x0020000D, 0x0020000E
+RETRIEVE_URL, INSTANCE_AVAILABILITY = "00081190", "00080056"
+WARNING_TRUNCATED = ('299 isthmus "The number of results exceeded the limit; '
+                     'more results can be requested with offset"')
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/studies", search, methods=["GET"], name="qido_studies"),
+        Route("/series", search, methods=["GET"]),
+        Route("/instances", search, methods=["GET"]),
+        Route("/studies/{study}/series", search, methods=["GET"]),
+        Route("/studies/{study}/instances", search, methods=["GET"]),
+        Route("/studies/{study}/series/{series}/instances", search, methods=["GET"]),
+    ]
+
+
+def level_of(path: str) -> str:
+    """The query level a QIDO path searches at."""
+    if path.endswith("/instances"):
+        return "IMAGE"
+    if path.endswith("/series"):
+        return "SERIES"
+    return "STUDY"
+
+
+async def search(request: Request) -> Response:
+    """Any of the six search resources (PS3.18 10.6.1)."""
+    choice = negotiate(request, OFFERS)
+    study, series, _ = path_uids(request)
+    level = level_of(request.url.path)
+    query = build_query(request, level, study, series)
+    archive = context(request).archive
+    try:
+        result: FindResult = await blocking(archive.find, query)
+        matches = result.matches
+        if matches:
+            await blocking(add_parent_attributes, archive, level, study, series, matches)
+    except QueryError as exc:
+        raise bad_request(str(exc)) from None
+    if not matches:
+        return Response(status_code=204)
+    root = service_root(request)
+    for match in matches:
+        _add_retrieve_url(match, level, root)
+    headers = {"Warning": WARNING_TRUNCATED} if result.truncated else {}
+    return respond(choice, matches, headers)
+
+
+def build_query(request: Request, level: str, study: str | None, series: str | None) -> Query:
+    """A Query from the request's parameters (PS3.18 8.3.4), or a 400 for bad ones."""
+    keys: dict[int, str] = {}
+    include_all = False
+    for name, value in request.query_params.multi_items():
+        if name == "includefield":
+            for item in (v.strip() for v in value.split(",")):
+                if item == "all":
+                    include_all = True
+                elif item:
+                    keys.setdefault(_tag(item), "")
+        elif name not in CONTROL_PARAMS and name != "transfer-syntax":
+            tag = _tag(name)
+            value = _uid_list(tag, value)
+            keys[tag] = f"{keys[tag]}\\{value}" if keys.get(tag) else value
+    if study is not None:
+        keys[STUDY_UID] = study
+    if series is not None:
+        keys[SERIES_UID] = series
+    fuzzy = (request.query_params.get("fuzzymatching") or "false").lower()
+    if fuzzy not in ("true", "false"):
+        raise bad_request("fuzzymatching must be true or false")
+    limit = non_negative_int(request, "limit", MAX_RESULTS)
+    limit = min(limit or MAX_RESULTS, MAX_RESULTS)
+    offset = non_negative_int(request, "offset", 0) or 0
+    return Query(level=level, keys=keys, fuzzy=fuzzy == "true", include_defaults=True,
+                 include_all=include_all, limit=limit, offset=offset)
+
+
+def _tag(name: str) -> int:
+    if "." in name:
+        raise bad_request(f"{name[:80]!r}: matching on sequence items is not supported")
+    try:
+        return resolve_tag(name)
+    except KeyError:
+        raise bad_request(f"unknown query parameter or attribute {name[:80]!r}") from None
+
+
+def _uid_list(tag: int, value: str) -> str:
+    """UID lists may be comma-separated in QIDO (PS3.18 8.3.4.1); the engine wants '\\'."""
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return value
+    return value.replace(",", "\\") if vr == "UI" else value
+
+
+# ----------------------------------------------------------- parent attributes
+def add_parent_attributes(archive: Any, level: str, study: str | None, series: str | None,
+                          matches: list[dict[str, Any]]) -> None:
+    """Add the study (and series) attributes PS3.18 10.6.3.3 asks for at lower levels.
+
+    They come from a second search at the parent level, by UID list, so computed
+    attributes (Modalities in Study, Number of Study Related Series, …) are right.
+    """
+    if level == "SERIES" and study is None:
+        _merge(archive, "STUDY", STUDY_UID, matches)
+    if level == "IMAGE":
+        if study is None:
+            _merge(archive, "STUDY", STUDY_UID, matches)
+        if series is None:
+            _merge(archive, "SERIES", SERIES_UID, matches)
+
+
+def _merge(archive: Any, parent: str, uid_tag: int, matches: list[dict[str, Any]]) -> None:
+    key = f"{uid_tag:08X}"
+    uids = sorted({m[key]["Value"][0] for m in matches if m.get(key, {}).get("Value")})
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(uids), 400):
+        chunk = uids[start:start + 400]
+        result = archive.find(Query(level=parent, keys={uid_tag: "\\".join(chunk)},
+                                    include_defaults=True, limit=len(chunk)))
+        for row in result.matches:
+            found[row[key]["Value"][0]] = row
+    wanted = {f"{resolve_tag(kw):08X}" for kw in DEFAULT_RETURN[parent]}
+    for match in matches:
+        parent_row = found.get((match.get(key, {}).get("Value") or [None])[0])
+        if parent_row:
+            for tag in wanted:
+                if tag in parent_row and tag not in match:
+                    match[tag] = parent_row[tag]
+        match_sorted = dict(sorted(match.items()))
+        match.clear()
+        match.update(match_sorted)
+
+
+def _add_retrieve_url(match: dict[str, Any], level: str, root: str) -> None:
+    def uid(tag: str) -> str:
+        return (match.get(tag, {}).get("Value") or [""])[0]
+
+    url = f"{root}/studies/{uid('0020000D')}"
+    if level in ("SERIES", "IMAGE"):
+        url += f"/series/{uid('0020000E')}"
+    if level == "IMAGE":
+        url += f"/instances/{uid('00080018')}"
+    match[RETRIEVE_URL] = {"vr": "UR", "Value": [url]}
+    match[INSTANCE_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
+
+
+# --------------------------------------------------------------- responses
+def respond(choice: Choice, datasets: list[dict[str, Any]],
+            headers: dict[str, str] | None = None, status: int = 200) -> Response:
+    """A list of datasets as DICOM JSON, or as multipart DICOM XML (PS3.18 8.7.5)."""
+    if not choice.multipart:
+        body = dumps(datasets).encode("utf-8")
+        return Response(body, status_code=status, headers=headers,
+                        media_type=content_type(choice))
+    writer = MultipartWriter()
+
+    def parts() -> Any:
+        for dataset in datasets:
+            yield writer.part(mt.DICOM_XML) + to_xml(dataset)
+        yield writer.close()
+
+    return StreamingResponse(parts(), status_code=status, headers=headers,
+                             media_type=content_type(choice, writer.boundary))

@@ -1,0 +1,60 @@
+"""What every DICOMweb handler needs: the context, the service root URL, blocking calls.
+
+The archive is synchronous (SQL and file I/O); handlers are async, so each
+archive call runs in Starlette's thread pool and the event loop stays free.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from isthmus.web.context import WebContext
+
+DICOMWEB_PREFIX = "/dicom-web"
+WADO_URI_PREFIX = "/wado"
+T = TypeVar("T")
+
+
+def context(request: Request) -> WebContext:
+    return request.app.state.ctx
+
+
+def base_url(request: Request) -> str:
+    """The externally visible base URL: `public_url` if configured, else from the request."""
+    public = context(request).settings.public_url
+    if public:
+        return public.rstrip("/")
+    scheme = request.headers.get("x-forwarded-proto") or request.url.scheme
+    host = request.headers.get("x-forwarded-host") or request.headers.get("host") or ""
+    host = host.split(",")[0].strip()
+    server = request.scope.get("server")
+    if not host and server:
+        host = f"{server[0]}:{server[1]}"
+    elif server and not _has_port(host) and "x-forwarded-host" not in request.headers \
+            and server[1] != DEFAULT_PORTS.get(scheme):
+        # Some clients (dicomweb-client) send Host without the port they connected to.
+        host = f"{host}:{server[1]}"
+    root_path = request.scope.get("app_root_path", request.scope.get("root_path", ""))
+    return f"{scheme}://{host}{root_path}".rstrip("/")
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _has_port(host: str) -> bool:
+    if host.startswith("["):
+        return "]:" in host
+    return ":" in host
+
+
+def service_root(request: Request) -> str:
+    """The absolute DICOMweb service root (PS3.18 8.2), e.g. http://host:8042/dicom-web."""
+    return base_url(request) + DICOMWEB_PREFIX
+
+
+async def blocking(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking archive or codec call off the event loop."""
+    return await run_in_threadpool(func, *args, **kwargs)

@@ -1,0 +1,297 @@
+"""STOW-RS: the Store transaction (PS3.18 10.5), POST /studies and /studies/{study}.
+
+The request body is spooled to a temporary file as it arrives (never held whole in
+memory), its parts are located in the file, and each instance is handed to the
+archive as a zero-copy view.  Two forms are accepted (PS3.18 10.5.1.2):
+
+- `multipart/related; type="application/dicom"`: one Part 10 instance per part;
+- `multipart/related; type="application/dicom+json"` (or `+xml`): metadata parts
+  whose BulkDataURIs name the other parts by Content-Location (or `cid:` Content-ID).
+
+The answer is the Store Instances Response Module (PS3.18 Annex I): successes in
+Referenced SOP Sequence, failures in Failed SOP Sequence with a Failure Reason
+(PS3.18 I.2.2); 200 when all were stored, 202 when some were, 409 when none was.
+A study-scoped POST refuses instances of other studies.  Why each failure happened
+is also said in words, in a Warning header (RFC 9111 5.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mmap
+import os
+import tempfile
+from dataclasses import dataclass
+from typing import IO, Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from isthmus.archive import StoreResult
+from isthmus.dicom import part10
+from isthmus.dicom.json import dumps
+from isthmus.web import media_types as mt
+from isthmus.web.dicom_xml import to_xml
+from isthmus.web.errors import bad_request, unsupported_media_type
+from isthmus.web.multipart import MultipartError, Part, boundary_of, parse_parts
+from isthmus.web.negotiation import Offer, negotiate, parse_media_type
+from isthmus.web.params import path_uids
+from isthmus.web.service import blocking, context, service_root
+from isthmus.web.stow_json import InstanceBuilder, MetadataError
+
+log = logging.getLogger(__name__)
+
+RESPONSE_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML)]
+PARALLEL_STORES = 8
+SPOOL_CHUNK = 1 << 20
+
+# Failure Reason values (PS3.18 Table I.2-2; 0xC409 is Isthmus's own, in the Cxxx range).
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000
+TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
+STUDY_UID_MISMATCH = 0xC409
+PROCESSING_FAILURE = 0x0110
+
+
+def routes() -> list[Route]:
+    return [Route("/studies", store, methods=["POST"]),
+            Route("/studies/{study}", store, methods=["POST"])]
+
+
+@dataclass
+class Outcome:
+    """What became of one part."""
+
+    part: int
+    sop_class_uid: str | None = None
+    sop_instance_uid: str | None = None
+    study_instance_uid: str | None = None
+    series_instance_uid: str | None = None
+    failure: int | None = None
+    reason: str | None = None
+
+
+async def store(request: Request) -> Response:
+    """Store Instances (PS3.18 10.5)."""
+    study, _, _ = path_uids(request)
+    choice = negotiate(request, RESPONSE_OFFERS)
+    kind, boundary = _request_kind(request.headers.get("content-type", ""))
+    spool = await spool_body(request, context(request).settings.data / "tmp")
+    try:
+        outcomes = await _store_spooled(request, spool, kind, boundary, study)
+    finally:
+        spool.close()
+    return _response(request, outcomes, study, choice.media_type)
+
+
+def _request_kind(content_type: str) -> tuple[str, str | None]:
+    """('dicom' | 'metadata', boundary) from the request's Content-Type, or 415."""
+    media_type, params = parse_media_type(content_type)
+    if media_type == mt.DICOM:
+        return "single", None
+    if media_type != mt.MULTIPART_RELATED:
+        raise unsupported_media_type(
+            f"STOW-RS takes multipart/related; type=\"application/dicom\" (or dicom+json, "
+            f"dicom+xml metadata with bulk data), not {media_type or 'a body without type'}")
+    try:
+        boundary, _ = boundary_of(content_type)
+    except MultipartError as exc:
+        raise bad_request(str(exc)) from None
+    part_type = (params.get("type") or mt.DICOM).lower()
+    if part_type == mt.DICOM:
+        return "dicom", boundary
+    if part_type in (mt.DICOM_JSON, mt.DICOM_XML, mt.JSON):
+        return "metadata", boundary
+    raise unsupported_media_type(f"multipart/related type {part_type!r} is not storable; use "
+                                 "application/dicom, application/dicom+json or +xml")
+
+
+async def spool_body(request: Request, folder: os.PathLike | str) -> IO[bytes]:
+    """Write the request body to an anonymous temporary file as it arrives."""
+    os.makedirs(folder, exist_ok=True)
+    spool = tempfile.TemporaryFile(dir=folder, prefix="stow-")
+    try:
+        buffer = bytearray()
+        async for chunk in request.stream():
+            buffer += chunk
+            if len(buffer) >= SPOOL_CHUNK:
+                await blocking(spool.write, bytes(buffer))
+                buffer.clear()
+        if buffer:
+            await blocking(spool.write, bytes(buffer))
+        spool.flush()
+    except ClientDisconnect:
+        spool.close()
+        raise bad_request("the client disconnected before the body was complete") from None
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+async def _store_spooled(request: Request, spool: IO[bytes], kind: str, boundary: str | None,
+                         study: str | None) -> list[Outcome]:
+    size = os.fstat(spool.fileno()).st_size
+    if size == 0:
+        raise bad_request("the request body is empty")
+    mapped = mmap.mmap(spool.fileno(), size, access=mmap.ACCESS_READ)
+    view = memoryview(mapped)
+    try:
+        if kind == "single":
+            parts = [Part({"content-type": mt.DICOM}, 0, size)]
+        else:
+            try:
+                parts = await blocking(parse_parts, mapped, boundary)
+            except MultipartError as exc:
+                raise bad_request(f"{exc}; nothing was stored") from None
+        if not parts:
+            raise bad_request("the multipart body holds no part")
+        if kind == "metadata":
+            return await _store_from_metadata(request, view, parts, study)
+        return await _store_parts(request, [(p.index, p, view[p.start:p.end]) for p in parts],
+                                  study)
+    finally:
+        view.release()
+        try:
+            mapped.close()
+        except BufferError:  # a view still alive somewhere; the mapping goes with it
+            pass
+
+
+async def _store_parts(request: Request, items: list[tuple[int, Part | None, Any]],
+                       study: str | None) -> list[Outcome]:
+    """Store each (index, part, Part 10 bytes), a few at a time (group commit batches them)."""
+    archive = context(request).archive
+    gate = asyncio.Semaphore(PARALLEL_STORES)
+
+    async def one(index: int, part: Part | None, data: Any) -> Outcome:
+        if part is not None and part.content_type not in (mt.DICOM, "", mt.OCTET_STREAM):
+            return Outcome(index, failure=CANNOT_UNDERSTAND,
+                           reason=f"content type {part.content_type} is not application/dicom")
+        async with gate:
+            return await blocking(store_one, archive, index, data, study)
+
+    try:
+        return list(await asyncio.gather(*(one(i, p, d) for i, p, d in items)))
+    finally:
+        for _, _, data in items:
+            if isinstance(data, memoryview):
+                data.release()
+
+
+def store_one(archive: Any, index: int, data: Any, study: str | None) -> Outcome:
+    """Store one Part 10 instance; a study-scoped store first checks its study."""
+    if study is not None:
+        try:
+            found = _study_of(data)
+        except part10.InvalidDicom as exc:
+            return Outcome(index, failure=CANNOT_UNDERSTAND, reason=str(exc))
+        if found != study:
+            return Outcome(index, study_instance_uid=found, failure=STUDY_UID_MISMATCH,
+                           reason=f"belongs to study {found}, not {study}")
+    result: StoreResult = archive.store(with_preamble(data))
+    outcome = Outcome(index, result.sop_class_uid, result.sop_instance_uid,
+                      result.study_instance_uid, result.series_instance_uid)
+    if not result.ok:
+        outcome.failure = _failure_reason(result)
+        outcome.reason = result.reason or result.failure
+    return outcome
+
+
+def with_preamble(data: Any) -> Any:
+    """A Part 10 file whose 128-byte preamble and 'DICM' were left out (pydicom writes
+    such files unless told otherwise) gets them back; anything else is left as it is."""
+    if bytes(data[128:132]) != b"DICM" and bytes(data[:2]) == b"\x02\x00" \
+            and bytes(data[4:6]).isalpha() and bytes(data[4:6]).isupper():
+        return part10.PREAMBLE + bytes(data)
+    return data
+
+
+def _study_of(data: Any) -> str:
+    meta, dataset_bytes = part10.split_part10(with_preamble(data))
+    ts = str(meta.get("TransferSyntaxUID", "")).strip() if meta is not None else ""
+    header = part10.read_header(dataset_bytes, ts or part10.guess_transfer_syntax(dataset_bytes))
+    return header.uid("StudyInstanceUID")
+
+
+def _failure_reason(result: StoreResult) -> int:
+    if result.failure == "resources":
+        return OUT_OF_RESOURCES
+    if result.failure in ("invalid", "mismatch"):
+        if "transfer syntax" in (result.reason or "").lower():
+            return TRANSFER_SYNTAX_NOT_SUPPORTED
+        return CANNOT_UNDERSTAND
+    return PROCESSING_FAILURE
+
+
+async def _store_from_metadata(request: Request, view: memoryview, parts: list[Part],
+                               study: str | None) -> list[Outcome]:
+    """The JSON/XML-and-bulk-data form: build Part 10 instances, then store them."""
+    builder = InstanceBuilder(view, parts)
+    items: list[tuple[int, Part | None, Any]] = []
+    failures: list[Outcome] = []
+    for index, dataset in builder.datasets():
+        try:
+            items.append((index, None, await blocking(builder.part10, dataset)))
+        except MetadataError as exc:
+            failures.append(Outcome(index, failure=CANNOT_UNDERSTAND, reason=str(exc),
+                                    sop_instance_uid=exc.sop_instance_uid,
+                                    sop_class_uid=exc.sop_class_uid))
+    builder.release()
+    if not items and not failures:
+        raise bad_request("no application/dicom+json or +xml metadata part in the body")
+    stored = await _store_parts(request, items, study)
+    return sorted(stored + failures, key=lambda o: o.part)
+
+
+# ----------------------------------------------------------------- response
+def _response(request: Request, outcomes: list[Outcome], study: str | None,
+              media_type: str) -> Response:
+    root = service_root(request)
+    stored = [o for o in outcomes if o.failure is None]
+    failed = [o for o in outcomes if o.failure is not None]
+    body: dict[str, Any] = {}
+    studies = {o.study_instance_uid for o in stored} | ({study} if study else set())
+    body["00081190"] = ({"vr": "UR", "Value": [f"{root}/studies/{studies.pop()}"]}
+                        if len(studies) == 1 else {"vr": "UR"})
+    if failed:
+        body["00081198"] = {"vr": "SQ", "Value": [_failed_item(o) for o in failed]}
+    if stored:
+        body["00081199"] = {"vr": "SQ", "Value": [_referenced_item(o, root) for o in stored]}
+    status = 200 if not failed else 409 if not stored else 202
+    headers = {}
+    if failed:
+        for o in failed:
+            log.info("STOW-RS part %d refused: %s", o.part + 1, o.reason)
+        headers["Warning"] = ", ".join(_warning(o) for o in failed[:20])
+    if media_type == mt.DICOM_XML:
+        return Response(to_xml(body), status_code=status, headers=headers,
+                        media_type=mt.DICOM_XML)
+    return Response(dumps(body).encode("utf-8"), status_code=status, headers=headers,
+                    media_type=media_type)
+
+
+def _sop_reference(o: Outcome) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    item["00081150"] = {"vr": "UI", "Value": [o.sop_class_uid]} if o.sop_class_uid else {"vr": "UI"}
+    item["00081155"] = ({"vr": "UI", "Value": [o.sop_instance_uid]} if o.sop_instance_uid
+                        else {"vr": "UI"})
+    return item
+
+
+def _failed_item(o: Outcome) -> dict[str, Any]:
+    return {**_sop_reference(o), "00081197": {"vr": "US", "Value": [o.failure]}}
+
+
+def _referenced_item(o: Outcome, root: str) -> dict[str, Any]:
+    url = (f"{root}/studies/{o.study_instance_uid}/series/{o.series_instance_uid}"
+           f"/instances/{o.sop_instance_uid}")
+    return {**_sop_reference(o), "00081190": {"vr": "UR", "Value": [url]}}
+
+
+def _warning(o: Outcome) -> str:
+    text = (o.reason or "refused").replace('"', "'").replace("\\", "/")
+    text = "".join(c if 32 <= ord(c) < 127 else "?" for c in text)[:200]
+    return f'299 isthmus "part {o.part + 1}: {text}"'

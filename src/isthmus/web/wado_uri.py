@@ -1,0 +1,135 @@
+"""WADO-URI: GET /wado?requestType=WADO&studyUID=…&seriesUID=…&objectUID=… (PS3.18 9).
+
+Supported parameters: `contentType` (application/dicom, image/jpeg, image/png,
+image/gif; default image/jpeg for images, application/dicom otherwise),
+`transferSyntax` (with application/dicom), `frameNumber`, `rows`, `columns`,
+`windowCenter` + `windowWidth`, `imageQuality`, `annotation` (patient,
+technique) and `charset` (accepted, no effect).  Refused with 400 because Isthmus does not implement them:
+`anonymize=yes` (it would need the full PS3.15 Basic Profile), `region`, and
+presentation states (`presentationUID`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from isthmus.web import media_types as mt
+from isthmus.web.errors import bad_request, not_acceptable, not_found
+from isthmus.web.params import non_negative_int, single, uid
+from isthmus.web.pixels import can_transcode, rendered, transcoded
+from isthmus.web.service import blocking, context
+from isthmus.web.wado import open_blob, read_chunks
+
+CONTENT_TYPES = (mt.DICOM, mt.JPEG, mt.PNG, mt.GIF)
+KNOWN = {"requestType", "studyUID", "seriesUID", "objectUID", "contentType", "charset",
+         "anonymize", "annotation", "rows", "columns", "region", "windowCenter",
+         "windowWidth", "frameNumber", "imageQuality", "presentationUID",
+         "presentationSeriesUID", "transferSyntax"}
+UNSUPPORTED = ("region", "presentationUID", "presentationSeriesUID")
+
+
+def routes() -> list[Route]:
+    return [Route("/wado", wado, methods=["GET"])]
+
+
+async def wado(request: Request) -> Response:
+    """One object, as DICOM or rendered (PS3.18 9.4)."""
+    _check_parameters(request)
+    study = uid(_required(request, "studyUID"), "studyUID")
+    series = uid(_required(request, "seriesUID"), "seriesUID")
+    instance = uid(_required(request, "objectUID"), "objectUID")
+    archive = context(request).archive
+    rows = await blocking(archive.instances, study, series, instance)
+    if not rows:
+        raise not_found(f"object {instance} of series {series}, study {study} is not in "
+                        "the archive")
+    row = rows[0]
+    content_type = _content_type(request, has_pixels=row.pixel_length is not None)
+    if content_type == mt.DICOM:
+        return await _dicom(request, archive, row)
+    frame = non_negative_int(request, "frameNumber", 1) or 1
+    if frame > (row.number_of_frames or 1):
+        raise not_found(f"frame {frame} does not exist (the object has "
+                        f"{row.number_of_frames or 1})")
+    image = await rendered(archive, row, frame, content_type, _render_options(request))
+    return Response(image, media_type=content_type)
+
+
+def _check_parameters(request: Request) -> None:
+    unknown = sorted(set(request.query_params) - KNOWN)
+    if unknown:
+        raise bad_request(f"unknown WADO-URI parameters: {', '.join(unknown)[:200]}")
+    if single(request, "requestType") != "WADO":
+        raise bad_request("requestType must be WADO")
+    if (single(request, "anonymize") or "").lower() == "yes":
+        raise bad_request("anonymize=yes is not supported by Isthmus")
+    for name in UNSUPPORTED:
+        if single(request, name):
+            raise bad_request(f"{name} is not supported by Isthmus")
+
+
+def _required(request: Request, name: str) -> str:
+    value = single(request, name)
+    if not value:
+        raise bad_request(f"{name} is required")
+    return value
+
+
+def _content_type(request: Request, has_pixels: bool) -> str:
+    """The first supported type of the contentType list (PS3.18 9.4, contentType)."""
+    asked = single(request, "contentType")
+    if not asked:
+        return mt.JPEG if has_pixels else mt.DICOM
+    for item in asked.split(","):
+        media_type = item.split(";")[0].strip().lower()
+        if media_type in CONTENT_TYPES:
+            if media_type != mt.DICOM and not has_pixels:
+                raise not_acceptable("the object has no pixel data to render; "
+                                     "ask for contentType=application/dicom")
+            return media_type
+    raise not_acceptable(f"contentType {asked[:80]!r}: supported are {', '.join(CONTENT_TYPES)}")
+
+
+async def _dicom(request: Request, archive: Any, row: Any) -> Response:
+    syntax = single(request, "transferSyntax")
+    if syntax and syntax != row.transfer_syntax_uid:
+        uid(syntax, "transferSyntax")
+        if not can_transcode(row.transfer_syntax_uid, syntax):
+            raise not_acceptable(f"the object is stored in {row.transfer_syntax_uid} and cannot "
+                                 f"be sent in {syntax} here")
+        return Response(await transcoded(archive, row, syntax), media_type=mt.DICOM)
+    fh = await open_blob(archive, row)
+    return StreamingResponse(read_chunks(fh), media_type=mt.DICOM,
+                             headers={"Content-Length": str(row.size)})
+
+
+def _render_options(request: Request) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    rows = non_negative_int(request, "rows", maximum=8192)
+    columns = non_negative_int(request, "columns", maximum=8192)
+    if rows or columns:
+        out["viewport"] = (rows or columns, columns or rows)  # render takes (rows, columns)
+    center, width = single(request, "windowCenter"), single(request, "windowWidth")
+    if (center is None) != (width is None):
+        raise bad_request("windowCenter and windowWidth go together")
+    if center is not None and width is not None:
+        try:
+            out["window"] = (float(center), float(width), "LINEAR")
+        except ValueError:
+            raise bad_request("windowCenter and windowWidth must be numbers") from None
+        if out["window"][1] < 1:
+            raise bad_request("windowWidth must be at least 1")
+    annotation = single(request, "annotation")
+    if annotation:
+        labels = [a.strip().lower() for a in annotation.split(",") if a.strip()]
+        if any(label not in ("patient", "technique") for label in labels):
+            raise bad_request("annotation may be patient and/or technique")
+        out["annotation"] = labels
+    quality = non_negative_int(request, "imageQuality", maximum=100)
+    if quality:
+        out["quality"] = quality
+    return out

@@ -1,0 +1,384 @@
+"""The Archive API: store, duplicates, delete, check, metadata, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+from io import BytesIO
+from pathlib import Path
+
+import pytest
+from pydicom import dcmread
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+
+from isthmus.archive import Archive, query_from_keywords
+from isthmus.dicom.part10 import split_part10
+from isthmus.testing import samples
+from isthmus.testing.generate import StudySpec, ct_instance, study, write_study
+
+ITEM_TAG_LE = b"\xfe\xff\x00\xe0"
+
+
+def dataset_bytes(part10: bytes) -> bytes:
+    return bytes(split_part10(part10)[1])
+
+
+def blob_count(archive: Archive) -> int:
+    return len(list(archive.blobs.keys()))
+
+
+def bare(ds, implicit: bool = False) -> bytes:
+    """A dataset encoded without file meta, as a C-STORE carries it."""
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, implicit
+    write_dataset(buf, ds)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------- store
+@pytest.mark.parametrize("syntax", list(samples.BUNDLED))
+def test_every_transfer_syntax_is_stored_byte_for_byte(archive: Archive, tmp_path: Path,
+                                                       syntax: str) -> None:
+    path = samples.write_samples(tmp_path, [syntax])[syntax]
+    sent = path.read_bytes()
+    result = archive.store(sent, source_aet="MODALITY")
+    assert (result.status, result.transfer_syntax_uid) == ("stored", syntax)
+    [row] = archive.instances(sop_uid=result.sop_instance_uid)
+    stored = archive.read_instance(row)
+    assert dataset_bytes(stored) == dataset_bytes(sent)
+    meta = dcmread(BytesIO(stored)).file_meta
+    assert (meta.TransferSyntaxUID, meta.MediaStorageSOPInstanceUID) == (syntax,
+                                                                         result.sop_instance_uid)
+    assert meta.SourceApplicationEntityTitle == "MODALITY"
+    assert row.transfer_syntax_uid == syntax and row.size == len(stored)
+
+
+@pytest.mark.parametrize("syntax", [s for s in samples.BUNDLED if s != "1.2.840.10008.1.2.1.99"])
+def test_pixel_offset_points_at_the_stored_pixel_value(archive: Archive, tmp_path: Path,
+                                                       syntax: str) -> None:
+    path = samples.write_samples(tmp_path, [syntax])[syntax]
+    result = archive.store(path.read_bytes())
+    [row] = archive.instances(sop_uid=result.sop_instance_uid)
+    stored = archive.read_instance(row)
+    assert row.pixel_offset is not None
+    if dcmread(path).file_meta.TransferSyntaxUID.is_encapsulated:
+        assert row.pixel_length == 0xFFFFFFFF
+        assert stored[row.pixel_offset:row.pixel_offset + 4] == ITEM_TAG_LE  # offset table
+    else:
+        raw = dcmread(path)["PixelData"].value
+        assert stored[row.pixel_offset:row.pixel_offset + row.pixel_length] == raw
+
+
+def test_deflated_dataset_has_no_pixel_offset(archive: Archive, tmp_path: Path) -> None:
+    path = samples.write_samples(tmp_path, ["1.2.840.10008.1.2.1.99"])["1.2.840.10008.1.2.1.99"]
+    result = archive.store(path.read_bytes())
+    [row] = archive.instances(sop_uid=result.sop_instance_uid)
+    assert row.pixel_offset is None
+
+
+@pytest.mark.parametrize("implicit, syntax", [(True, "1.2.840.10008.1.2"),
+                                              (False, "1.2.840.10008.1.2.1")])
+def test_bare_dataset_is_kept_as_received_plus_file_meta(archive: Archive, implicit: bool,
+                                                         syntax: str) -> None:
+    ds = next(study(StudySpec(instances_per_series=1)))
+    data = bare(ds, implicit)
+    result = archive.store(data, transfer_syntax=syntax)
+    assert result.status == "stored"
+    [row] = archive.instances(sop_uid=result.sop_instance_uid)
+    stored = archive.read_instance(row)
+    assert dataset_bytes(stored) == data
+    assert dcmread(BytesIO(stored)).PatientName == "DOE^JANE"
+
+
+def test_bare_dataset_without_syntax_is_recognised(archive: Archive) -> None:
+    ds = next(study(StudySpec(instances_per_series=1)))
+    assert archive.store(bare(ds, implicit=True)).transfer_syntax_uid == "1.2.840.10008.1.2"
+    ds2 = next(study(StudySpec(instances_per_series=1)))
+    assert archive.store(bare(ds2, implicit=False)).transfer_syntax_uid == "1.2.840.10008.1.2.1"
+
+
+def _without(keyword: str) -> bytes:
+    ds = next(study(StudySpec(instances_per_series=1)))
+    delattr(ds, keyword)
+    return bare(ds)
+
+
+def _with(keyword: str, value: str) -> bytes:
+    ds = next(study(StudySpec(instances_per_series=1)))
+    setattr(ds, keyword, value)
+    return bare(ds)
+
+
+def _truncated() -> bytes:
+    data = bare(next(study(StudySpec(instances_per_series=1))))
+    return data[:-100]
+
+
+@pytest.mark.parametrize("data, syntax", [
+    (b"", "1.2.840.10008.1.2.1"),
+    (b"garbage that is no DICOM at all", "1.2.840.10008.1.2.1"),
+    (random.Random(7).randbytes(4096), "1.2.840.10008.1.2"),
+    (b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\x7f", None),   # broken file meta
+    (_without("SOPInstanceUID"), "1.2.840.10008.1.2.1"),
+    (_without("StudyInstanceUID"), "1.2.840.10008.1.2.1"),
+    (_with("SOPInstanceUID", "not a uid"), "1.2.840.10008.1.2.1"),
+    (_truncated(), "1.2.840.10008.1.2.1"),                            # pixel data cut short
+    (b"\x08\x00\x18\x00UI\x40\x00" + b"1.2.3", "1.2.840.10008.1.2.1"),  # value cut short
+    (_with("PatientName", "X"), "1.2.840.10008.1.2.1.99"),            # says deflated, is not
+    (_with("PatientName", "X"), "1.2.3.4.5.6"),                       # unknown syntax
+], ids=["empty", "text", "random", "bad-meta", "no-sop-uid", "no-study-uid", "bad-uid",
+        "truncated-pixels", "truncated-element", "not-deflated", "unknown-syntax"])
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_malformed_input_fails_as_invalid_and_stores_nothing(archive: Archive, data: bytes,
+                                                             syntax: str | None) -> None:
+    result = archive.store(data, transfer_syntax=syntax)
+    assert (result.status, result.failure) == ("failed", "invalid")
+    assert result.reason
+    assert archive.counts() == {"patient": 0, "study": 0, "series": 0, "image": 0}
+    assert blob_count(archive) == 0
+
+
+def test_dataset_not_matching_the_announced_instance_is_refused(archive: Archive) -> None:
+    ds = next(study(StudySpec(instances_per_series=1)))
+    result = archive.store(bare(ds), "1.2.840.10008.1.2.1",
+                           expected=(str(ds.SOPClassUID), "1.2.3.4"))
+    assert (result.status, result.failure) == ("failed", "mismatch")
+    assert archive.counts()["image"] == 0 and blob_count(archive) == 0
+
+
+# -------------------------------------------------------------------- duplicates
+def _instance_and_changed_copy(tmp_path: Path, **changes: str) -> tuple[bytes, bytes]:
+    path = write_study(StudySpec(instances_per_series=1), tmp_path / "in")[0]
+    original = path.read_bytes()
+    ds = dcmread(path)
+    for keyword, value in changes.items():
+        setattr(ds, keyword, value)
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return original, buf.getvalue()
+
+
+def test_duplicate_keep_policy_keeps_the_first_copy(archive: Archive, tmp_path: Path) -> None:
+    original, changed = _instance_and_changed_copy(tmp_path, StudyDescription="CHANGED")
+    assert archive.store(original).status == "stored"
+    assert archive.store(changed).status == "duplicate"
+    [row] = archive.instances()
+    assert archive.read_instance(row) == archive.read_instance(row)
+    assert dataset_bytes(archive.read_instance(row)) == dataset_bytes(original)
+    assert archive.counts()["image"] == 1 and blob_count(archive) == 1
+    match = archive.find(query_from_keywords("STUDY", {"StudyDescription": ""})).matches[0]
+    assert match["00081030"]["Value"] == ["CT CHEST"]
+
+
+def _overwriting(index_url: str, tmp_path: Path) -> Archive:
+    return Archive(index_url, f"file://{tmp_path / 'blobs'}", duplicates="overwrite")
+
+
+def test_duplicate_overwrite_policy_replaces_the_stored_copy(index_url: str,
+                                                             tmp_path: Path) -> None:
+    archive = _overwriting(index_url, tmp_path)
+    try:
+        original, changed = _instance_and_changed_copy(tmp_path, InstitutionName="CORRECTED")
+        assert archive.store(original).status == "stored"
+        assert archive.store(changed).status == "stored"
+        [row] = archive.instances()
+        assert dataset_bytes(archive.read_instance(row)) == dataset_bytes(changed)
+        assert archive.counts()["image"] == 1 and blob_count(archive) == 1
+        [meta] = [json.loads(t) for t in archive.metadata(row.study_instance_uid)]
+        assert meta["00080080"]["Value"] == ["CORRECTED"]
+    finally:
+        archive.close()
+
+
+def test_duplicate_overwrite_updates_indexed_attributes(index_url: str, tmp_path: Path) -> None:
+    archive = _overwriting(index_url, tmp_path)
+    try:
+        original, changed = _instance_and_changed_copy(tmp_path, StudyDescription="CORRECTED",
+                                                       SeriesDescription="CORRECTED SERIES")
+        archive.store(original)
+        archive.store(changed)
+        study_match = archive.find(query_from_keywords("STUDY", {"StudyDescription": ""}))
+        series_match = archive.find(query_from_keywords("SERIES", {"SeriesDescription": ""}))
+        assert study_match.matches[0]["00081030"]["Value"] == ["CORRECTED"]
+        assert series_match.matches[0]["0008103E"]["Value"] == ["CORRECTED SERIES"]
+    finally:
+        archive.close()
+
+
+def test_duplicate_overwrite_into_another_series_leaves_no_empty_series(
+        index_url: str, tmp_path: Path) -> None:
+    archive = _overwriting(index_url, tmp_path)
+    try:
+        original, moved = _instance_and_changed_copy(tmp_path, SeriesInstanceUID="1.2.3.4.5.6")
+        archive.store(original)
+        archive.store(moved)
+        assert archive.counts() == {"patient": 1, "study": 1, "series": 1, "image": 1}
+        [row] = archive.instances()
+        assert row.series_instance_uid == "1.2.3.4.5.6"
+    finally:
+        archive.close()
+
+
+def test_duplicate_overwrite_with_another_patient_moves_the_study(
+        index_url: str, tmp_path: Path) -> None:
+    archive = _overwriting(index_url, tmp_path)
+    try:
+        original, corrected = _instance_and_changed_copy(tmp_path, PatientID="PID-RIGHT",
+                                                         PatientName="RIGHT^PATIENT")
+        archive.store(original)
+        archive.store(corrected)
+        assert archive.counts() == {"patient": 1, "study": 1, "series": 1, "image": 1}
+        found = archive.find(query_from_keywords("PATIENT", {"PatientID": "", "PatientName": ""}))
+        assert [m["00100020"]["Value"] for m in found.matches] == [["PID-RIGHT"]]
+    finally:
+        archive.close()
+
+
+def test_the_same_instance_stored_concurrently_is_kept_once(archive: Archive,
+                                                            tmp_path: Path) -> None:
+    data = write_study(StudySpec(instances_per_series=1), tmp_path / "in")[0].read_bytes()
+    statuses: list[str] = []
+    barrier = threading.Barrier(8, timeout=30)
+
+    def store() -> None:
+        barrier.wait()
+        statuses.append(archive.store(data).status)
+
+    threads = [threading.Thread(target=store) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(statuses) == ["duplicate"] * 7 + ["stored"]
+    assert archive.counts()["image"] == 1 and blob_count(archive) == 1
+
+
+# ------------------------------------------------------------------------ delete
+@pytest.fixture
+def two_studies(archive: Archive, tmp_path: Path) -> Archive:
+    """Patient PID1 with study S1 (2 series x 2 instances) and S2 (1 x 1)."""
+    for uid, series, per in (("1.2.3.1", 2, 2), ("1.2.3.2", 1, 1)):
+        spec = StudySpec(patient_id="PID1", study_uid=uid, series_count=series,
+                         instances_per_series=per, rows=8, columns=8)
+        for path in write_study(spec, tmp_path / uid):
+            assert archive.store(path.read_bytes()).status == "stored"
+    return archive
+
+
+def _study_rows(archive: Archive, uid: str) -> list:
+    return archive.instances(study_uid=uid)
+
+
+def test_delete_instance_removes_its_row_and_blob(two_studies: Archive) -> None:
+    row = _study_rows(two_studies, "1.2.3.1")[0]
+    path = two_studies.local_path(row)
+    assert two_studies.delete(row.study_instance_uid, row.series_instance_uid,
+                              row.sop_instance_uid) == 1
+    assert not os.path.exists(path)
+    assert two_studies.counts() == {"patient": 1, "study": 2, "series": 3, "image": 4}
+    assert blob_count(two_studies) == 4
+
+
+def test_delete_series_removes_the_series_and_its_blobs(two_studies: Archive) -> None:
+    row = _study_rows(two_studies, "1.2.3.1")[0]
+    assert two_studies.delete("1.2.3.1", row.series_instance_uid) == 2
+    assert two_studies.counts() == {"patient": 1, "study": 2, "series": 2, "image": 3}
+    assert not two_studies.instances(series_uid=row.series_instance_uid)
+    assert blob_count(two_studies) == 3
+
+
+def test_delete_last_instance_removes_empty_parents(two_studies: Archive) -> None:
+    row = _study_rows(two_studies, "1.2.3.2")[0]
+    assert two_studies.delete("1.2.3.2", row.series_instance_uid, row.sop_instance_uid) == 1
+    assert two_studies.counts() == {"patient": 1, "study": 1, "series": 2, "image": 4}
+
+
+def test_delete_every_study_of_a_patient_removes_the_patient(two_studies: Archive) -> None:
+    assert two_studies.delete("1.2.3.1") == 4
+    assert two_studies.delete("1.2.3.2") == 1
+    assert two_studies.counts() == {"patient": 0, "study": 0, "series": 0, "image": 0}
+    assert blob_count(two_studies) == 0
+
+
+def test_delete_of_unknown_uids_deletes_nothing(two_studies: Archive) -> None:
+    assert two_studies.delete("9.9.9") == 0
+    assert two_studies.delete("1.2.3.1", "9.9.9") == 0
+    assert two_studies.counts()["image"] == 5
+
+
+# ------------------------------------------------------------------------- check
+def test_check_repairs_orphan_blobs_missing_blobs_and_partial_writes(two_studies: Archive) -> None:
+    gone = _study_rows(two_studies, "1.2.3.2")[0]
+    os.remove(two_studies.local_path(gone))                     # row without its blob
+    two_studies.blobs.put("ab/cd/orphan.dcm", [b"no row points here"])  # blob without a row
+    root = Path(two_studies.blobs.local_path("ab/cd/orphan.dcm")).parent
+    (root / "x.dcm.123.abc.partial").write_bytes(b"half a file")  # interrupted write
+
+    report = two_studies.check(repair=False)
+    assert (report["partial"], report["orphans"], report["missing"]) == (0, 1, 1)
+    assert two_studies.counts()["image"] == 5                   # nothing changed yet
+
+    report = two_studies.check(repair=True)
+    assert (report["partial"], report["orphans"], report["missing"]) == (1, 1, 1)
+    assert report["instances"] == 4
+    assert two_studies.counts() == {"patient": 1, "study": 1, "series": 2, "image": 4}
+    assert not list(root.glob("*.partial"))
+    again = two_studies.check()
+    assert (again["partial"], again["orphans"], again["missing"]) == (0, 0, 0)
+
+
+def test_check_on_a_consistent_archive_finds_nothing(two_studies: Archive) -> None:
+    assert two_studies.check() == {"partial": 0, "orphans": 0, "missing": 0, "instances": 5}
+
+
+# ------------------------------------------------------------ reading, metadata
+def test_instances_are_listed_in_series_and_instance_order(two_studies: Archive) -> None:
+    rows = _study_rows(two_studies, "1.2.3.1")
+    numbers = [(dcmread(BytesIO(two_studies.read_instance(r))).SeriesNumber,
+                dcmread(BytesIO(two_studies.read_instance(r))).InstanceNumber) for r in rows]
+    assert numbers == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    picked = two_studies.instances(sop_uid=[rows[0].sop_instance_uid, rows[3].sop_instance_uid])
+    assert [r.sop_instance_uid for r in picked] == [rows[0].sop_instance_uid,
+                                                    rows[3].sop_instance_uid]
+
+
+def test_metadata_is_precomputed_and_needs_no_file(two_studies: Archive) -> None:
+    rows = _study_rows(two_studies, "1.2.3.1")
+    for row in rows:
+        os.remove(two_studies.local_path(row))
+    documents = [json.loads(text) for text in two_studies.metadata("1.2.3.1")]
+    assert [d["00080018"]["Value"][0] for d in documents] == [r.sop_instance_uid for r in rows]
+    first = documents[0]
+    assert first["00100020"]["Value"] == ["PID1"]
+    assert first["7FE00010"]["BulkDataURI"].endswith(
+        f"/studies/1.2.3.1/series/{rows[0].series_instance_uid}/instances/"
+        f"{rows[0].sop_instance_uid}/bulkdata/7FE00010")
+    assert len(list(two_studies.metadata("1.2.3.1", rows[0].series_instance_uid))) == 2
+
+
+def test_read_instance_gives_a_readable_part10_file(archive: Archive) -> None:
+    ds = ct_instance(StudySpec(rows=8, columns=8), "1.2.3", "1.2.3.1", 1, 1)
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    archive.store(buf.getvalue())
+    [row] = archive.instances()
+    back = dcmread(archive.open_instance(row))
+    assert back.PixelData == ds.PixelData and back.SOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_reopening_an_archive_keeps_everything(index_url: str, tmp_path: Path) -> None:
+    paths = write_study(StudySpec(instances_per_series=3, rows=8, columns=8), tmp_path / "in")
+    first = Archive(index_url, f"file://{tmp_path / 'blobs'}")
+    for path in paths:
+        first.store(path.read_bytes())
+    first.close()
+    second = Archive(index_url, f"file://{tmp_path / 'blobs'}")
+    try:
+        assert second.counts()["image"] == 3
+        assert second.store(paths[0].read_bytes()).status == "duplicate"
+        assert second.check()["instances"] == 3
+    finally:
+        second.close()

@@ -1,0 +1,103 @@
+"""Group commit: many callers, one writer thread, batches that fail job by job."""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from isthmus.archive.index import create_engine
+from isthmus.archive.writer import GroupCommitWriter
+
+meta = sa.MetaData()
+rows = sa.Table("writer_test", meta, sa.Column("n", sa.Integer, primary_key=True))
+
+
+@pytest.fixture
+def engine(index_url: str) -> Iterator[sa.Engine]:
+    eng = create_engine(index_url)
+    meta.create_all(eng)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture
+def writer(engine: sa.Engine) -> Iterator[GroupCommitWriter]:
+    w = GroupCommitWriter(engine)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def stored(engine: sa.Engine) -> list[int]:
+    with engine.connect() as conn:
+        return sorted(n for (n,) in conn.execute(sa.select(rows.c.n)))
+
+
+def test_jobs_from_many_threads_are_all_committed(engine: sa.Engine,
+                                                  writer: GroupCommitWriter) -> None:
+    results: dict[int, int] = {}
+
+    def submit(n: int) -> None:
+        def job(conn: sa.Connection) -> int:
+            conn.execute(rows.insert().values(n=n))
+            return n
+        results[n] = writer.run(job)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == {n: n for n in range(64)}
+    assert stored(engine) == list(range(64))
+
+
+def test_a_failing_job_fails_alone_and_its_batch_neighbours_commit(
+        engine: sa.Engine, writer: GroupCommitWriter) -> None:
+    busy, gate = threading.Event(), threading.Event()
+
+    def occupy(conn: sa.Connection) -> None:
+        busy.set()
+        gate.wait(60)
+
+    first = threading.Thread(target=writer.run, args=(occupy,))
+    first.start()
+    assert busy.wait(30)                # the writer is busy: the jobs below queue up
+    outcomes: dict[int, object] = {}
+
+    def submit(n: int) -> None:
+        def job(conn: sa.Connection) -> int:
+            conn.execute(rows.insert().values(n=n))
+            if n == 3:
+                raise RuntimeError("job 3 is broken")
+            return n
+        try:
+            outcomes[n] = writer.run(job)
+        except RuntimeError as exc:
+            outcomes[n] = exc
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for _ in range(3000):               # all six wait, to be taken as one batch
+        if writer._queue.qsize() == 6:
+            break
+        threading.Event().wait(0.01)
+    gate.set()
+    for t in [first, *threads]:
+        t.join(60)
+    assert isinstance(outcomes.pop(3), RuntimeError)
+    assert outcomes == {0: 0, 1: 1, 2: 2, 4: 4, 5: 5}
+    assert stored(engine) == [0, 1, 2, 4, 5]
+
+
+def test_a_closed_writer_refuses_jobs(writer: GroupCommitWriter) -> None:
+    writer.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        writer.run(lambda conn: None)

@@ -1,0 +1,152 @@
+"""Helpers of the DIMSE tests: DCMTK command lines, stored bytes, raw DIMSE messages."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from io import BytesIO
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydicom import dcmread
+from pydicom.dataset import Dataset
+from pynetdicom.association import Association
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu import P_DATA_TF
+
+from isthmus.config import Peer
+from isthmus.dicom.part10 import split_part10
+from isthmus.server import Node
+from isthmus.testing import dcmtk
+
+
+def peer(node: Node) -> Peer:
+    return Peer(node.settings.aet, "127.0.0.1", node.dicom_port)
+
+
+def address(node: Node, called: str | None = None) -> list[str]:
+    """DCMTK arguments naming the node: -aec AET 127.0.0.1 PORT."""
+    return ["-aec", called or node.settings.aet, "127.0.0.1", str(node.dicom_port)]
+
+
+def run_ok(name: str, *args: str, cwd: Path | None = None) -> str:
+    """Run a DCMTK tool that must succeed; returns its combined output."""
+    done = dcmtk.run(name, *args, cwd=cwd)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{name} failed ({done.returncode}):\n{output}"
+    return output
+
+
+def findscu(node: Node, folder: Path, level: str, *keys: str, model: str = "-S",
+            calling: str = "FINDSCU") -> tuple[list[Dataset], str]:
+    """Run DCMTK findscu; returns the responses (extracted with -X) and its log."""
+    folder.mkdir(parents=True, exist_ok=True)
+    args = [model, "-v", "-aet", calling, "-X", "-od", str(folder),
+            "-k", f"QueryRetrieveLevel={level}"]
+    for key in keys:
+        args += ["-k", key]
+    output = run_ok("findscu", *args, *address(node))
+    responses = [dcmread(p) for p in sorted(folder.glob("rsp*.dcm"))]
+    for p in folder.glob("rsp*.dcm"):
+        p.unlink()
+    return responses, output
+
+
+def dataset_bytes(part10: bytes) -> bytes:
+    return bytes(split_part10(part10)[1])
+
+
+def stored(node: Node, sop_uid: str) -> tuple[str, bytes]:
+    """(transfer syntax, dataset bytes) the archive keeps for an instance."""
+    rows = node.archive.instances(sop_uid=sop_uid)
+    assert rows, f"{sop_uid} is not in the archive"
+    return rows[0].transfer_syntax_uid, dataset_bytes(node.archive.read_instance(rows[0]))
+
+
+def sop_uid_of(path: Path) -> str:
+    return str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+
+
+def c_store_request(sop_class: str, sop_uid: str, data: bytes, message_id: int = 1) -> C_STORE:
+    """A C-STORE request primitive carrying `data` as its (possibly broken) dataset."""
+    req = C_STORE()
+    req.MessageID = message_id
+    req.AffectedSOPClassUID = sop_class
+    req.AffectedSOPInstanceUID = sop_uid
+    req.Priority = 2
+    req.DataSet = BytesIO(data)
+    return req
+
+
+def send_raw_c_store(assoc: Association, req: C_STORE) -> int:
+    """Send a C-STORE whose dataset bytes are sent exactly as given; returns the status."""
+    context = next(cx for cx in assoc.accepted_contexts
+                   if cx.abstract_syntax == req.AffectedSOPClassUID)
+    assoc.dimse.send_msg(req, context.context_id)
+    _cx, rsp = assoc.dimse.get_msg(block=True)
+    assert rsp is not None, "no C-STORE response"
+    return int(rsp.Status)
+
+
+def raw_socket(assoc: Association) -> Any:
+    return assoc.dul.socket.socket  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------- raw upper layer (PS3.8)
+APPLICATION_CONTEXT = b"1.2.840.10008.3.1.1.1"
+
+
+def _item(kind: int, body: bytes) -> bytes:
+    return struct.pack(">BBH", kind, 0, len(body)) + body
+
+
+def associate_rq(called: str, calling: str,
+                 contexts: list[tuple[int, str, list[str]]], max_pdu: int = 16384) -> bytes:
+    """An A-ASSOCIATE-RQ PDU built by hand (PS3.8 9.3.2): (id, abstract syntax, syntaxes)."""
+    items = _item(0x10, APPLICATION_CONTEXT)
+    for context_id, abstract, syntaxes in contexts:
+        sub = _item(0x30, abstract.encode()) + b"".join(_item(0x40, ts.encode())
+                                                         for ts in syntaxes)
+        items += _item(0x20, struct.pack(">BBBB", context_id, 0, 0, 0) + sub)
+    items += _item(0x50, _item(0x51, struct.pack(">I", max_pdu)))
+    body = (struct.pack(">HH", 1, 0) + called.ljust(16).encode() + calling.ljust(16).encode()
+            + b"\x00" * 32 + items)
+    return struct.pack(">BBI", 0x01, 0, len(body)) + body
+
+
+def read_pdu(sock: socket.socket) -> tuple[int, bytes]:
+    """(type, body) of the next PDU; (0, b"") when the peer closed the connection."""
+    header = _read_exactly(sock, 6)
+    if len(header) < 6:
+        return 0, b""
+    kind, length = header[0], struct.unpack(">I", header[2:6])[0]
+    return kind, _read_exactly(sock, length)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def c_store_pdus(context_id: int, req: C_STORE, max_pdu: int = 16384) -> list[bytes]:
+    """The encoded P-DATA-TF PDUs carrying a C-STORE request (command, then dataset)."""
+    message = C_STORE_RQ()
+    message.primitive_to_message(req)
+    out = []
+    for primitive in message.encode_msg(context_id, max_pdu):
+        pdu = P_DATA_TF()
+        pdu.from_primitive(primitive)
+        out.append(pdu.encode())
+    return out
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with a TCP reset, as a crashed peer or a pulled cable would."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()

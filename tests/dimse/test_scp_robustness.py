@@ -1,0 +1,204 @@
+"""Bad input and load on the DICOM port: malformed datasets, associations aborted in the
+middle of a transfer, many associations at once - nothing half-stored, nothing lost."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
+from pynetdicom import AE
+
+from isthmus.server import Node
+from isthmus.testing.generate import StudySpec, ct_instance, study, write_study
+
+from .support import (associate_rq, c_store_pdus, c_store_request, dataset_bytes, read_pdu, reset,
+                      send_raw_c_store, sop_uid_of, stored)
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+
+
+def encoded(ds) -> bytes:
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_dataset(buf, ds)
+    return buf.getvalue()
+
+
+def nothing_half_stored(node: Node) -> None:
+    report = node.archive.check(repair=False)
+    assert (report["partial"], report["orphans"], report["missing"]) == (0, 0, 0)
+
+
+def _instance(rows: int = 16):
+    return next(study(StudySpec(instances_per_series=1, rows=rows, columns=rows)))
+
+
+def _garbage(ds) -> bytes:
+    return b"\x08\x00\x05\x00CS\x0a\x00ISO_IR 100" + bytes(range(256)) * 4
+
+
+def _truncated(ds) -> bytes:
+    return encoded(ds)[:-200]
+
+
+def _missing_uid(ds) -> bytes:
+    copy = ds.copy()
+    del copy.SOPInstanceUID
+    return encoded(copy)
+
+
+def _bad_uid(ds) -> bytes:
+    copy = ds.copy()
+    copy.StudyInstanceUID = "1.2.abc"
+    return encoded(copy)
+
+
+@pytest.mark.parametrize("make, expected", [
+    (_garbage, "C"), (_truncated, "C"), (_missing_uid, "C"), (_bad_uid, "C"),
+], ids=["garbage", "truncated", "no-sop-instance-uid", "invalid-uid"])
+def test_malformed_dataset_gets_a_failure_and_nothing_is_stored(module_node: Node, make,
+                                                                expected: str) -> None:
+    ds = _instance()
+    ae = AE(ae_title="BROKEN")
+    ae.add_requested_context(CT, EXPLICIT_LE)
+    assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
+    assert assoc.is_established
+    try:
+        status = send_raw_c_store(assoc, c_store_request(CT, str(ds.SOPInstanceUID), make(ds)))
+        assert f"{status:04X}".startswith(expected), f"status 0x{status:04X}"
+        assert not module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))
+        good = _instance()                      # the association is still usable
+        assert send_raw_c_store(assoc, c_store_request(CT, str(good.SOPInstanceUID),
+                                                       encoded(good), 2)) == 0x0000
+    finally:
+        assoc.release()
+    assert stored(module_node, str(good.SOPInstanceUID))[1] == encoded(good)
+    nothing_half_stored(module_node)
+
+
+def test_dataset_not_matching_its_request_gets_a900(module_node: Node) -> None:
+    ds = _instance()
+    ae = AE(ae_title="LIAR")
+    ae.add_requested_context(CT, EXPLICIT_LE)
+    assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
+    try:
+        status = send_raw_c_store(assoc, c_store_request(CT, "1.2.3.4.5.6.7", encoded(ds)))
+    finally:
+        assoc.release()
+    assert status == 0xA900
+    assert not module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))
+    assert not module_node.archive.instances(sop_uid="1.2.3.4.5.6.7")
+
+
+def _open_association(node: Node, contexts: list) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", node.dicom_port), timeout=30)
+    sock.sendall(associate_rq(node.settings.aet, "ABORTER", contexts))
+    kind, _ = read_pdu(sock)
+    assert kind == 0x02, "association not accepted"
+    return sock
+
+
+@pytest.mark.parametrize("contexts", [
+    [(1, CT, [EXPLICIT_LE])],
+    [(1, CT, [EXPLICIT_LE]), (3, STUDY_ROOT_FIND, [EXPLICIT_LE])],
+], ids=["storage", "storage+find"])
+@pytest.mark.parametrize("how", ["reset", "a-abort"])
+def test_association_aborted_mid_transfer_stores_nothing(module_node: Node, contexts: list,
+                                                         how: str) -> None:
+    big = _instance(rows=512)                       # 512 KB of pixel data
+    data = encoded(big)
+    pdus = c_store_pdus(1, c_store_request(CT, str(big.SOPInstanceUID), data))
+    assert len(pdus) > 10
+    sock = _open_association(module_node, contexts)
+    for pdu in pdus[:len(pdus) // 2]:               # command and half of the dataset
+        sock.sendall(pdu)
+    if how == "reset":
+        reset(sock)
+    else:
+        sock.sendall(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")   # A-ABORT, service user
+        sock.close()
+    after = _instance()                             # the node still works
+    sock = _open_association(module_node, contexts)
+    try:
+        for pdu in c_store_pdus(1, c_store_request(CT, str(after.SOPInstanceUID), encoded(after))):
+            sock.sendall(pdu)
+        kind, _ = read_pdu(sock)
+        assert kind == 0x04                         # the C-STORE response
+    finally:
+        sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")   # A-RELEASE-RQ
+        read_pdu(sock)
+        sock.close()
+    assert module_node.archive.instances(sop_uid=str(after.SOPInstanceUID))
+    assert not module_node.archive.instances(sop_uid=str(big.SOPInstanceUID))
+    nothing_half_stored(module_node)
+
+
+def test_sixteen_associations_store_at_once_without_loss_or_damage(
+        module_node: Node, tmp_path: Path) -> None:
+    associations, per_association = 16, 6
+    files = {n: write_study(StudySpec(patient_id=f"PID-C{n}", instances_per_series=per_association,
+                                      rows=128, columns=128), tmp_path / str(n))
+             for n in range(associations)}
+    together = threading.Barrier(associations, timeout=60)
+    failures: list[str] = []
+
+    def sender(n: int) -> None:
+        ae = AE(ae_title=f"SENDER{n}")
+        ae.add_requested_context(CT, EXPLICIT_LE)
+        assoc = ae.associate("127.0.0.1", module_node.dicom_port,
+                             ae_title=module_node.settings.aet)
+        try:
+            together.wait()                         # all sixteen are open now
+            for path in files[n]:
+                status = assoc.send_c_store(path)
+                if not status or status.Status != 0:
+                    failures.append(f"{path}: {status}")
+        except Exception as exc:  # reported below
+            failures.append(f"sender {n}: {exc!r}")
+        finally:
+            assoc.release()
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(associations)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert failures == []
+    for paths in files.values():
+        for path in paths:
+            assert stored(module_node, sop_uid_of(path))[1] == dataset_bytes(path.read_bytes())
+    nothing_half_stored(module_node)
+
+
+def test_instance_sent_twice_concurrently_is_stored_once(module_node: Node) -> None:
+    ds = ct_instance(StudySpec(rows=64, columns=64), "1.2.3.77", "1.2.3.77.1", 1, 1)
+    data = encoded(ds)
+    statuses: list[int] = []
+    together = threading.Barrier(4, timeout=60)
+
+    def sender() -> None:
+        ae = AE(ae_title="TWIN")
+        ae.add_requested_context(CT, EXPLICIT_LE)
+        assoc = ae.associate("127.0.0.1", module_node.dicom_port,
+                             ae_title=module_node.settings.aet)
+        try:
+            together.wait()
+            statuses.append(send_raw_c_store(assoc, c_store_request(CT, str(ds.SOPInstanceUID),
+                                                                    data)))
+        finally:
+            assoc.release()
+
+    threads = [threading.Thread(target=sender) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert statuses == [0, 0, 0, 0]
+    assert len(module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))) == 1
+    nothing_half_stored(module_node)

@@ -1,0 +1,48 @@
+"""The Native DICOM Model XML (PS3.19 A.1) written from and read back into DICOM JSON."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from isthmus.web.dicom_xml import from_xml, to_xml
+
+DATASET = {
+    "00080005": {"vr": "CS", "Value": ["ISO_IR 192"]},
+    "00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.2"]},
+    "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Müller^Hans^J^Dr^III",
+                                        "Ideographic": "ミュラー^ハンス"}]},
+    "00181050": {"vr": "DS", "Value": [0.5, 2]},
+    "00280010": {"vr": "US", "Value": [512]},
+    "00081115": {"vr": "SQ", "Value": [{"0020000E": {"vr": "UI", "Value": ["1.2.3"]}}]},
+    "00101002": {"vr": "SQ", "Value": []},
+    "00091010": {"vr": "LO", "Value": ["private"]},
+    "7FE00010": {"vr": "OW", "BulkDataURI": "http://x/bulkdata/7FE00010"},
+    "00660023": {"vr": "OB", "InlineBinary": "AAEC"},
+    "00200020": {"vr": "CS"},
+}
+
+
+def test_round_trip_keeps_every_value():
+    assert from_xml(to_xml(DATASET)) == DATASET
+
+
+def test_document_shape():
+    root = ET.fromstring(to_xml(DATASET))
+    assert root.tag == "{http://dicom.nema.org/PS3.19/models/NativeDICOM}NativeDicomModel"
+    by_tag = {a.get("tag"): a for a in root}
+    assert by_tag["00280010"].get("keyword") == "Rows"
+    assert by_tag["00091010"].get("keyword") is None
+    name = by_tag["00100010"].find("{*}PersonName")
+    assert name.get("number") == "1"
+    assert name.find("{*}Alphabetic/{*}NameSuffix").text == "III"
+    assert by_tag["00081115"].find("{*}Item").get("number") == "1"
+    assert by_tag["7FE00010"].find("{*}BulkData").get("uri").endswith("7FE00010")
+
+
+def test_not_a_native_dicom_model_is_refused():
+    with pytest.raises(ValueError):
+        from_xml(b"<html/>")
+    with pytest.raises(ValueError):
+        from_xml(b"<not xml")

@@ -1,0 +1,196 @@
+"""STOW-RS: both request forms, the PS3.18 response, and every kind of bad input."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pydicom
+import pytest
+
+from isthmus.dicom.json import dumps
+from tests.web.conftest import make_study, multipart_body, part10
+
+DICOM_MULTIPART = 'multipart/related; type="application/dicom"; boundary=b0undary'
+
+
+def post(http, body: bytes, content_type: str = DICOM_MULTIPART, path: str = "/studies", **kw):
+    return http.post(path, content=body, headers={"Content-Type": content_type, **kw})
+
+
+def referenced(response) -> list[str]:
+    items = response.json().get("00081199", {}).get("Value", [])
+    return [item["00081155"]["Value"][0] for item in items]
+
+
+def failed(response) -> list[dict]:
+    return response.json().get("00081198", {}).get("Value", [])
+
+
+def test_store_with_dicomweb_client_and_find_it_over_dimse_too(web_node, dicomweb):
+    datasets = make_study(instances_per_series=3)
+    result = dicomweb.store_instances(datasets)
+    assert len(result.ReferencedSOPSequence) == 3
+    assert "FailedSOPSequence" not in result
+    assert result.RetrieveURL.endswith("/studies/" + datasets[0].StudyInstanceUID)
+    assert web_node.archive.contains(datasets[2].SOPInstanceUID)
+
+
+def test_response_references_each_instance_with_its_retrieve_url(http):
+    datasets = make_study(instances_per_series=2)
+    response = post(http, multipart_body([("application/dicom", part10(d)) for d in datasets]))
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/dicom+json"
+    assert referenced(response) == [d.SOPInstanceUID for d in datasets]
+    item = response.json()["00081199"]["Value"][0]
+    assert item["00081150"]["Value"] == [datasets[0].SOPClassUID]
+    assert item["00081190"]["Value"][0].endswith("/instances/" + datasets[0].SOPInstanceUID)
+
+
+def test_a_non_dicom_part_among_good_ones_is_reported_and_the_rest_stored(web_node, http):
+    good = make_study(instances_per_series=2)
+    body = multipart_body([("application/dicom", part10(good[0])),
+                           ("application/dicom", b"this is not DICOM at all, just text " * 10),
+                           ("application/dicom", part10(good[1]))])
+    response = post(http, body)
+    assert response.status_code == 202
+    assert referenced(response) == [d.SOPInstanceUID for d in good]
+    [failure] = failed(response)
+    assert failure["00081197"]["Value"] == [0xC000]
+    assert "part 2" in response.headers["warning"]
+    assert all(web_node.archive.contains(d.SOPInstanceUID) for d in good)
+
+
+def test_a_part_of_another_media_type_is_refused(http):
+    good = make_study(instances_per_series=1)
+    body = multipart_body([("application/dicom", part10(good[0])), ("text/plain", b"hello")])
+    response = post(http, body)
+    assert response.status_code == 202
+    assert "text/plain" in response.headers["warning"]
+
+
+def test_nothing_stored_is_409(http):
+    response = post(http, multipart_body([("application/dicom", b"\x00" * 300)]))
+    assert response.status_code == 409
+    assert len(failed(response)) == 1
+
+
+def test_truncated_multipart_is_400_and_stores_nothing(web_node, http):
+    datasets = make_study(instances_per_series=2)
+    body = multipart_body([("application/dicom", part10(d)) for d in datasets])
+    response = post(http, body[:len(body) - 3000])
+    assert response.status_code == 400
+    assert "truncated" in response.json()["message"]
+    assert not any(web_node.archive.contains(d.SOPInstanceUID) for d in datasets)
+
+
+@pytest.mark.parametrize("content_type, status", [
+    ("application/json", 415),
+    ("text/plain", 415),
+    ('multipart/related; type="image/png"; boundary=b0undary', 415),
+    ('multipart/related; type="application/dicom"', 400),
+])
+def test_wrong_content_type(http, content_type, status):
+    body = multipart_body([("application/dicom", part10(make_study(instances_per_series=1)[0]))])
+    response = post(http, body, content_type)
+    assert response.status_code == status
+    assert response.json()["message"]
+
+
+def test_empty_body_is_400(http):
+    assert post(http, b"").status_code == 400
+
+
+def test_study_scoped_store_refuses_other_studies(web_node, http):
+    mine = make_study(instances_per_series=1)
+    other = make_study(instances_per_series=1)
+    body = multipart_body([("application/dicom", part10(mine[0])),
+                           ("application/dicom", part10(other[0]))])
+    response = post(http, body, path=f"/studies/{mine[0].StudyInstanceUID}")
+    assert response.status_code == 202
+    assert referenced(response) == [mine[0].SOPInstanceUID]
+    [failure] = failed(response)
+    assert failure["00081197"]["Value"] == [0xC409]
+    assert not web_node.archive.contains(other[0].SOPInstanceUID)
+    only_other = post(http, multipart_body([("application/dicom", part10(other[0]))]),
+                      path=f"/studies/{mine[0].StudyInstanceUID}")
+    assert only_other.status_code == 409
+
+
+def test_storing_twice_is_idempotent(http):
+    datasets = make_study(instances_per_series=1)
+    body = multipart_body([("application/dicom", part10(datasets[0]))])
+    assert post(http, body).status_code == 200
+    again = post(http, body)
+    assert again.status_code == 200
+    assert referenced(again) == [datasets[0].SOPInstanceUID]
+
+
+def test_single_part_application_dicom_body(http):
+    ds = make_study(instances_per_series=1)[0]
+    response = post(http, part10(ds), "application/dicom")
+    assert response.status_code == 200 and referenced(response) == [ds.SOPInstanceUID]
+
+
+def test_xml_response_when_asked(http):
+    ds = make_study(instances_per_series=1)[0]
+    response = post(http, multipart_body([("application/dicom", part10(ds))]),
+                    Accept="application/dicom+xml")
+    assert response.headers["content-type"] == "application/dicom+xml"
+    assert b"NativeDicomModel" in response.content and ds.SOPInstanceUID.encode() in response.content
+
+
+def test_json_metadata_with_bulk_data(web_node, http, dicomweb):
+    ds = make_study(instances_per_series=1)[0]
+    metadata = ds.to_json_dict(bulk_data_threshold=1024,
+                               bulk_data_element_handler=lambda elem: "pixels")
+    metadata["7FE00010"] = {"vr": "OW", "BulkDataURI": "pixels"}
+    body = (b"--b0undary\r\nContent-Type: application/dicom+json\r\n\r\n"
+            + json.dumps([metadata]).encode() + b"\r\n"
+            + b"--b0undary\r\nContent-Type: application/octet-stream\r\n"
+            + b"Content-Location: pixels\r\n\r\n" + ds.PixelData + b"\r\n--b0undary--\r\n")
+    response = post(http, body, 'multipart/related; type="application/dicom+json"; boundary=b0undary')
+    assert response.status_code == 200, response.text
+    back = dicomweb.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    assert back.PixelData == ds.PixelData and back.PatientName == ds.PatientName
+
+
+def test_json_metadata_with_compressed_pixel_data_and_a_missing_reference(http, dicomweb):
+    rle = pydicom.dcmread(pydicom.data.get_testdata_file("SC_rgb_rle.dcm"))
+    frame = next(pydicom.encaps.generate_frames(rle.PixelData, number_of_frames=1))
+    metadata = rle.to_json_dict(bulk_data_threshold=1 << 30)
+    metadata["7FE00010"] = {"vr": "OB", "BulkDataURI": "cid:frame1"}
+    broken = dict(metadata, **{"00080018": {"vr": "UI", "Value": ["1.2.3.4.5.6.7"]},
+                               "7FE00010": {"vr": "OB", "BulkDataURI": "cid:nowhere"}})
+    body = (b"--b0undary\r\nContent-Type: application/dicom+json\r\n\r\n"
+            + dumps([metadata, broken]).encode() + b"\r\n"
+            + b"--b0undary\r\nContent-Type: image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5\r\n"
+            + b"Content-ID: <frame1>\r\n\r\n" + frame + b"\r\n--b0undary--\r\n")
+    response = post(http, body, 'multipart/related; type="application/dicom+json"; boundary=b0undary')
+    assert response.status_code == 202, response.text
+    assert referenced(response) == [rle.SOPInstanceUID]
+    assert failed(response)[0]["00081155"]["Value"] == ["1.2.3.4.5.6.7"]
+    back = dicomweb.retrieve_instance(rle.StudyInstanceUID, rle.SeriesInstanceUID,
+                                      rle.SOPInstanceUID)
+    assert (back.pixel_array == rle.pixel_array).all()
+
+
+def test_xml_metadata_with_inline_pixels(http, dicomweb):
+    from isthmus.web.dicom_xml import to_xml
+
+    ds = make_study(instances_per_series=1, rows=8, columns=8)[0]
+    metadata = ds.to_json_dict(bulk_data_threshold=1 << 30)
+    assert "InlineBinary" in metadata["7FE00010"]
+    body = (b"--b0undary\r\nContent-Type: application/dicom+xml\r\n\r\n" + to_xml(metadata)
+            + b"\r\n--b0undary--\r\n")
+    response = post(http, body, 'multipart/related; type="application/dicom+xml"; boundary=b0undary')
+    assert response.status_code == 200, response.text
+    back = dicomweb.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    assert back.PixelData == base64.b64decode(metadata["7FE00010"]["InlineBinary"])
+
+
+def test_body_is_spooled_to_disk_not_kept(web_node, http):
+    """The temporary file of a request is gone once it is answered."""
+    folder = web_node.settings.data / "tmp"
+    post(http, multipart_body([("application/dicom", part10(make_study(instances_per_series=1)[0]))]))
+    assert folder.is_dir() and list(folder.iterdir()) == []

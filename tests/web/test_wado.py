@@ -1,0 +1,135 @@
+"""WADO-RS retrieval of studies, series and instances, through dicomweb-client and HTTP."""
+
+from __future__ import annotations
+
+from io import BytesIO
+
+import pydicom
+import pytest
+from dicomweb_client import DICOMwebClient
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+
+from isthmus.dicom.part10 import split_part10
+from tests.web.conftest import make_study, parse_multipart, part10
+
+
+@pytest.fixture(scope="module")
+def stored(dicomweb: DICOMwebClient) -> list[pydicom.Dataset]:
+    """Two series of three CT images; the second series stored Implicit VR Little Endian."""
+    datasets = make_study(series_count=2, instances_per_series=3)
+    for ds in datasets[3:]:
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    dicomweb.store_instances(datasets)
+    return datasets
+
+
+def by_uid(datasets):
+    return {ds.SOPInstanceUID: ds for ds in datasets}
+
+
+def test_study_retrieval_returns_every_instance_with_identical_pixels(dicomweb, stored):
+    retrieved = dicomweb.retrieve_study(stored[0].StudyInstanceUID)
+    assert len(retrieved) == 6
+    originals = by_uid(stored)
+    for ds in retrieved:
+        assert ds.PixelData == originals[ds.SOPInstanceUID].PixelData
+
+
+def test_series_retrieval_in_instance_order(dicomweb, stored):
+    retrieved = dicomweb.retrieve_series(stored[0].StudyInstanceUID, stored[0].SeriesInstanceUID)
+    assert [ds.InstanceNumber for ds in retrieved] == [1, 2, 3]
+
+
+def test_default_transfer_syntax_is_explicit_vr_little_endian(http, stored):
+    implicit = stored[4]
+    response = http.get(f"/studies/{implicit.StudyInstanceUID}/series/{implicit.SeriesInstanceUID}"
+                        f"/instances/{implicit.SOPInstanceUID}",
+                        headers={"Accept": 'multipart/related; type="application/dicom"'})
+    [(headers, body)] = parse_multipart(response)
+    assert f"transfer-syntax={ExplicitVRLittleEndian}" in headers["content-type"]
+    ds = pydicom.dcmread(BytesIO(body))
+    assert ds.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    assert ds.PixelData == implicit.PixelData
+
+
+def test_any_transfer_syntax_returns_the_stored_bytes(http, stored):
+    implicit = stored[4]
+    response = http.get(f"/studies/{implicit.StudyInstanceUID}/series/{implicit.SeriesInstanceUID}"
+                        f"/instances/{implicit.SOPInstanceUID}",
+                        headers={"Accept": 'multipart/related; type="application/dicom"; '
+                                           "transfer-syntax=*"})
+    assert response.status_code == 200
+    [(headers, body)] = parse_multipart(response)
+    assert f"transfer-syntax={ImplicitVRLittleEndian}" in headers["content-type"]
+    _, sent = split_part10(part10(implicit))
+    _, got = split_part10(body)
+    assert bytes(got) == bytes(sent)
+
+
+def test_transcoding_to_a_compressed_syntax_and_back(dicomweb, stored):
+    ds = stored[0]
+    compressed = dicomweb.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID,
+                                            ds.SOPInstanceUID,
+                                            media_types=(("application/dicom", RLELossless),))
+    assert compressed.file_meta.TransferSyntaxUID == RLELossless
+    assert (compressed.pixel_array == ds.pixel_array).all()
+
+
+def test_single_part_instance_when_asked(http, stored):
+    ds = stored[1]
+    response = http.get(f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+                        f"/instances/{ds.SOPInstanceUID}", headers={"Accept": "application/dicom"})
+    assert response.headers["content-type"].startswith("application/dicom")
+    assert pydicom.dcmread(BytesIO(response.content)).SOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_unknown_study_is_404(http, stored):
+    response = http.get("/studies/1.2.3.4.5")
+    assert response.status_code == 404
+    assert "1.2.3.4.5" in response.json()["message"]
+
+
+def test_instance_of_another_series_is_404(http, stored):
+    a, b = stored[0], stored[4]
+    response = http.get(f"/studies/{a.StudyInstanceUID}/series/{a.SeriesInstanceUID}"
+                        f"/instances/{b.SOPInstanceUID}")
+    assert response.status_code == 404
+
+
+def test_unsupported_transfer_syntax_is_406(http, stored):
+    response = http.get(f"/studies/{stored[0].StudyInstanceUID}",
+                        headers={"Accept": 'multipart/related; type="application/dicom"; '
+                                           "transfer-syntax=1.2.840.10008.1.2.4.50"})
+    assert response.status_code == 406
+    assert "transfer-syntax=*" in response.json()["message"]
+
+
+def test_wrong_media_type_is_406(http, stored):
+    response = http.get(f"/studies/{stored[0].StudyInstanceUID}", headers={"Accept": "text/html"})
+    assert response.status_code == 406
+
+
+def test_accept_query_parameter_takes_precedence(http, stored):
+    ds = stored[1]
+    response = http.get(f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+                        f"/instances/{ds.SOPInstanceUID}",
+                        params={"accept": "application/dicom"}, headers={"Accept": "*/*"})
+    assert response.headers["content-type"].startswith("application/dicom")
+
+
+def test_retrieval_streams_in_chunks(web_node, http, stored):
+    """A study larger than the read chunk comes through whole (the stream is not cut)."""
+    from isthmus.web import wado
+
+    big = make_study(instances_per_series=4, rows=512, columns=512)
+    response = http.post("/studies", content=b"".join(
+        f"--b\r\nContent-Type: application/dicom\r\n\r\n".encode() + part10(ds) + b"\r\n"
+        for ds in big) + b"--b--\r\n",
+        headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'})
+    assert response.status_code == 200
+    with http.stream("GET", f"/studies/{big[0].StudyInstanceUID}",
+                     headers={"Accept": 'multipart/related; type="application/dicom"; '
+                                        "transfer-syntax=*"}) as streamed:
+        sizes = [len(chunk) for chunk in streamed.iter_raw()]
+    assert sum(sizes) > 4 * 512 * 512 * 2
+    assert max(sizes) <= wado.CHUNK + 4096
