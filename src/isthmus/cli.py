@@ -91,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("keys", nargs="*", metavar="KEY=VALUE",
                    help="match keys by keyword or tag (e.g. PatientName=SMITH*); KEY alone returns it")
 
+    p = sub.add_parser("token", help="make an API token and the hash to put in the config",
+                       description="make an API token (printed once) and its SHA-256 hash for the "
+                                   "config file; `token hash TOKEN` hashes an existing one")
+    p.set_defaults(func=_token, log_level="warning")
+    p.add_argument("action", nargs="?", choices=["new", "hash"], default="new")
+    p.add_argument("value", nargs="?", help="the token to hash")
+
     p = command("retrieve", _retrieve, "C-MOVE or C-GET a study/series into the local archive")
     p.add_argument("peer", metavar="AET@HOST:PORT")
     p.add_argument("--study", required=True, help="Study Instance UID")
@@ -248,6 +255,12 @@ def _cell(value: Any) -> str:
     if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
         return "\\".join(str(v) for v in value)
     return str(value)
+
+
+def _token(args: argparse.Namespace) -> int:
+    from isthmus.web import auth
+
+    return auth.main([args.action] + ([args.value] if args.value else []))
 
 
 def _retrieve(args: argparse.Namespace) -> int:

@@ -70,6 +70,9 @@ class Settings:
     # "keep": a second copy of a stored SOP Instance UID is acknowledged and dropped;
     # "overwrite": it replaces the stored one.
     duplicates: str = "keep"
+    # True: a success status means blob and index row survive a power loss (fsync).
+    # False: they survive a crash of Isthmus only; for scratch archives and benchmarks.
+    durable: bool = True
     # Called AE titles this node answers besides `aet`; "accept_any_called_aet" answers all.
     accept_any_called_aet: bool = False
     # Which callers may use each service: "any" or "known" (in `peers`).  Empty → default

@@ -50,10 +50,15 @@ class StoreResult:
 class Archive:
     """Instances in a blob store, indexed in a relational database."""
 
-    def __init__(self, index_url: str, blob_url: str, duplicates: str = "keep") -> None:
-        self.engine = idx.create_engine(index_url)
+    def __init__(self, index_url: str, blob_url: str, duplicates: str = "keep",
+                 durable: bool = True) -> None:
+        """`durable=False` skips fsync (blobs) and relaxes SQLite to synchronous=NORMAL:
+        success then survives a crash of Isthmus but not of the machine.  Only for
+        scratch archives and like-for-like benchmarks against servers that never
+        fsync (DCMTK's storescp)."""
+        self.engine = idx.create_engine(index_url, durable)
         idx.migrate(self.engine)
-        self.blobs: BlobStore = open_blob_store(blob_url)
+        self.blobs: BlobStore = open_blob_store(blob_url, durable)
         self.duplicates = duplicates
         # Primary keys of patients/studies/series already in the index, so that the
         # instances of a series do not look their parents up again.  Only the writer
@@ -64,7 +69,8 @@ class Archive:
     @classmethod
     def from_settings(cls, settings: Any) -> "Archive":
         settings.data.mkdir(parents=True, exist_ok=True)
-        return cls(settings.resolved_index_url, settings.resolved_blob_url, settings.duplicates)
+        return cls(settings.resolved_index_url, settings.resolved_blob_url, settings.duplicates,
+                   settings.durable)
 
     def close(self) -> None:
         self.writer.close()

@@ -109,21 +109,25 @@ class InstanceRow:
     number_of_frames: int | None
 
 
-def create_engine(url: str) -> Engine:
+def create_engine(url: str, durable: bool = True) -> Engine:
     """An engine for ``sqlite:///path`` or ``postgresql://…`` (psycopg 3)."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        sa.event.listen(engine, "connect", _sqlite_pragmas if durable else _sqlite_pragmas_fast)
         return engine
     return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas_fast(dbapi_conn: Any, record: Any) -> None:
+    _sqlite_pragmas(dbapi_conn, record, synchronous="NORMAL")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, synchronous: str = "FULL") -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute(f"PRAGMA synchronous={synchronous}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA case_sensitive_like=ON")  # PS3.4: only PN matching ignores case
     cur.execute("PRAGMA busy_timeout=30000")

@@ -182,9 +182,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def open_blob_store(url: str) -> BlobStore:
+def open_blob_store(url: str, durable: bool = True) -> BlobStore:
     """Blob store from a URL: ``file:///path`` (or a bare path)."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
-        return FileBlobStore(parsed.path if parsed.scheme else url)
+        return FileBlobStore(parsed.path if parsed.scheme else url, fsync=durable)
     raise ValueError(f"unsupported blob store URL {url!r} (use file:///path)")
