@@ -21,6 +21,7 @@ class Attribute:
     level: str
     column: str
     computed: bool = False  # derived from lower levels, not stored
+    from_header: bool = True  # False: a column the archive fills itself (e.g. transfer syntax)
     tag: int = field(init=False)
     vr: str = field(init=False)
 
@@ -57,6 +58,8 @@ ATTRIBUTES: list[Attribute] = [
             computed=("NumberOfSeriesRelatedInstances",)),
     *_attrs("IMAGE", "SOPInstanceUID", "SOPClassUID", "InstanceNumber", "Rows", "Columns",
             "BitsAllocated", "NumberOfFrames", "ContentDate", "ContentTime"),
+    # The syntax the instance is stored in (PS3.18 10.6.3.3.3 instance attributes).
+    Attribute("AvailableTransferSyntaxUID", "IMAGE", "transfer_syntax_uid", from_header=False),
 ]
 
 BY_TAG: dict[int, Attribute] = {a.tag: a for a in ATTRIBUTES}
@@ -81,7 +84,7 @@ DEFAULT_RETURN = {
                "SeriesDate", "SeriesTime", "NumberOfSeriesRelatedInstances",
                "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime"],
     "IMAGE": ["SOPClassUID", "SOPInstanceUID", "InstanceNumber", "Rows", "Columns",
-              "BitsAllocated", "NumberOfFrames"],
+              "BitsAllocated", "NumberOfFrames", "AvailableTransferSyntaxUID"],
 }
 
 

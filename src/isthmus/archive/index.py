@@ -25,7 +25,8 @@ metadata = sa.MetaData()
 def _columns(level: str) -> list[sa.Column]:
     cols: list[sa.Column] = []
     for attr in ATTRIBUTES:
-        if attr.level != level or attr.computed or attr.keyword.endswith("InstanceUID"):
+        if attr.level != level or attr.computed or not attr.from_header \
+                or attr.keyword.endswith("InstanceUID"):
             continue
         kind = sa.Integer if attr.vr in ("IS", "US", "UL", "SL", "SS") else sa.String(256)
         cols.append(sa.Column(attr.column, kind, index=attr.vr in ("DA", "PN", "LO", "SH", "CS")))

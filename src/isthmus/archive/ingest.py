@@ -67,7 +67,7 @@ def build_record(header: Header, blob_key: str, size: int, source_aet: str | Non
     targets = {"PATIENT": record.patient, "STUDY": record.study, "SERIES": record.series,
                "IMAGE": record.instance}
     for attr in ATTRIBUTES:
-        if attr.computed:
+        if attr.computed or not attr.from_header:
             continue
         value = column_value(header.json, attr.tag, attr.vr)
         target = targets[attr.level]
