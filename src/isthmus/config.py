@@ -100,6 +100,15 @@ class Settings:
     oidc_jwks_file: str = ""
     oidc_permissions_claim: str = "permissions"
     oidc_default_permissions: tuple[str, ...] = ("read",)
+    # DICOM-over-WebSocket gateway (docs/dicom-websocket.md, docs/security.md).  Peers a
+    # browser may reach and AE titles it may register or call as ("*": all); empty → all
+    # in developer mode (loopback, no credentials), none otherwise.  Limits: the largest PDU
+    # forwarded (its variable field, PS3.8 D.1), open associations per client, idle seconds.
+    dicom_ws_peers: tuple[str, ...] = ()
+    dicom_ws_aets: tuple[str, ...] = ()
+    dicom_ws_max_pdu: int = 1_048_576
+    dicom_ws_max_associations: int = 32
+    dicom_ws_idle_timeout: float = 300.0
 
     @property
     def resolved_index_url(self) -> str:
@@ -145,7 +154,7 @@ def is_loopback(host: str) -> bool:
 
 _ENV_PREFIX = "ISTHMUS_"
 # Settings given as a list in TOML and as comma-separated text in the environment.
-_LIST_SETTINGS = ("cors_origins", "oidc_default_permissions")
+_LIST_SETTINGS = ("cors_origins", "oidc_default_permissions", "dicom_ws_peers", "dicom_ws_aets")
 
 
 def load(config_file: str | os.PathLike | None = None, env: dict[str, str] | None = None,
@@ -241,6 +250,8 @@ def _build(values: dict[str, Any]) -> Settings:
     check_aet(settings.aet)
     if settings.duplicates not in ("keep", "overwrite"):
         raise ConfigError("duplicates must be 'keep' or 'overwrite'")
+    if not 4096 <= settings.dicom_ws_max_pdu <= 64 * 1024 * 1024 - 6:
+        raise ConfigError("dicom_ws_max_pdu must be 4096 .. 67108858 bytes")
     for svc, rule in settings.access.items():
         if svc not in SERVICES or rule not in ("any", "known"):
             raise ConfigError(f"access.{svc} = {rule!r}: services are {SERVICES}, rules 'any' or 'known'")

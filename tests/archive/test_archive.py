@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
@@ -365,7 +366,7 @@ def test_read_instance_gives_a_readable_part10_file(archive: Archive) -> None:
     ds.save_as(buf, enforce_file_format=True)
     archive.store(buf.getvalue())
     [row] = archive.instances()
-    back = dcmread(archive.open_instance(row))
+    back = dcmread(BytesIO(archive.read_instance(row)))
     assert back.PixelData == ds.PixelData and back.SOPInstanceUID == ds.SOPInstanceUID
 
 
@@ -382,3 +383,20 @@ def test_reopening_an_archive_keeps_everything(index_url: str, tmp_path: Path) -
         assert second.check()["instances"] == 3
     finally:
         second.close()
+
+
+def test_values_are_indexed_in_their_character_set_and_sequences_returned(
+        archive: Archive) -> None:
+    ds = ct_instance(StudySpec(rows=8, columns=8, charset="ISO_IR 100",
+                               patient_name="Müller^Hans"), "1.2.3.9", "1.2.3.9.1", 1, 1)
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "CTHEAD", "L", "CT Kopf"
+    ds.ProcedureCodeSequence = [code]
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    assert archive.store(buf.getvalue()).status == "stored"
+    query = query_from_keywords("STUDY", {"PatientName": "müller*", "ProcedureCodeSequence": ""})
+    [match] = archive.find(query).matches
+    assert match["00100010"]["Value"] == [{"Alphabetic": "Müller^Hans"}]
+    [item] = match["00081032"]["Value"]
+    assert item["00080100"]["Value"] == ["CTHEAD"]

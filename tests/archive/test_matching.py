@@ -106,7 +106,8 @@ def test_person_name_is_returned_with_all_its_component_groups(catalogue_archive
     found = catalogue_archive.find(query_from_keywords("PATIENT", {"PatientID": "PID0004",
                                                                    "PatientName": ""}))
     assert [values(m, "00100010") for m in found.matches] == [[{
-        "Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}]]
+        "Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎",
+        "Phonetic": "やまだ^たろう"}]]
 
 
 # ------------------------------------------------------------------ date and time

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Iterator
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -83,14 +83,16 @@ def send_raw_c_store(assoc: Association, req: C_STORE) -> int:
     """Send a C-STORE whose dataset bytes are sent exactly as given; returns the status."""
     context = next(cx for cx in assoc.accepted_contexts
                    if cx.abstract_syntax == req.AffectedSOPClassUID)
-    assoc.dimse.send_msg(req, context.context_id)
-    _cx, rsp = assoc.dimse.get_msg(block=True)
+    assoc._reactor_checkpoint.clear()     # pause pynetdicom's reactor, as its own SCU calls do
+    while not assoc._is_paused:
+        time.sleep(0.0001)
+    try:
+        assoc.dimse.send_msg(req, context.context_id)
+        _cx, rsp = assoc.dimse.get_msg(block=True)
+    finally:
+        assoc._reactor_checkpoint.set()
     assert rsp is not None, "no C-STORE response"
     return int(rsp.Status)
-
-
-def raw_socket(assoc: Association) -> Any:
-    return assoc.dul.socket.socket  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------- raw upper layer (PS3.8)

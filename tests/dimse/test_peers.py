@@ -13,7 +13,7 @@ from isthmus.config import Peer, Settings
 from isthmus.dimse import scu
 from isthmus.dimse.peers import AccessControl
 from isthmus.server import Node
-from isthmus.testing import catalogue
+from isthmus.testing import catalogue, dcmtk
 from isthmus.testing.catalogue import study_uid
 from isthmus.testing.generate import StudySpec, write_study
 
@@ -105,8 +105,6 @@ def test_unknown_caller_is_refused_every_service_with_0124(guarded: Node, tmp_pa
 
 def test_unknown_caller_is_refused_by_dcmtk_storescu(dcmtk_tools: None, guarded: Node,
                                                      tmp_path: Path) -> None:
-    from isthmus.testing import dcmtk
-
     path = write_study(StudySpec(instances_per_series=1), tmp_path / "in")[0]
     done = dcmtk.run("storescu", "-v", "-aet", "STRANGER", *address(guarded), str(path))
     assert re.search(r"Store Response \(.*0x0?124\)", done.stdout + done.stderr)

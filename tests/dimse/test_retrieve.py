@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import replace
+from io import BytesIO
 from pathlib import Path
 from typing import Iterator
 
@@ -100,7 +100,8 @@ def received_uids(scp: dcmtk.StoreSCP) -> list[str]:
 def movescu(node: Node, destination: str, level: str, *keys: str, model: str = "-S",
             ok: bool = True) -> str:
     """Run DCMTK movescu (debug log); it exits non-zero when the move fails."""
-    args = [model, "-d", "-aet", "MOVESCU", "-aem", destination, "-k", f"QueryRetrieveLevel={level}"]
+    args = [model, "-d", "-aet", "MOVESCU", "-aem", destination,
+            "-k", f"QueryRetrieveLevel={level}"]
     for key in keys:
         args += ["-k", key]
     if ok:
@@ -163,7 +164,8 @@ def test_compressed_instance_goes_as_stored_when_accepted(
     movescu(retrieve_node, "STOREALL", "STUDY", f"StudyInstanceUID={row.study_instance_uid}")
     [path] = received["STOREALL"].received()
     assert dcmread(path).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
-    assert dataset_bytes(path.read_bytes()) == dataset_bytes(retrieve_node.archive.read_instance(row))
+    stored_bytes = dataset_bytes(retrieve_node.archive.read_instance(row))
+    assert dataset_bytes(path.read_bytes()) == stored_bytes
 
 
 def test_compressed_instance_is_decompressed_for_a_peer_that_wants_uncompressed(
@@ -176,7 +178,7 @@ def test_compressed_instance_is_decompressed_for_a_peer_that_wants_uncompressed(
     got = dcmread(path)
     assert got.SOPInstanceUID == row.sop_instance_uid          # the same instance
     assert not got.file_meta.TransferSyntaxUID.is_compressed
-    original = dcmread(retrieve_node.archive.open_instance(row))
+    original = dcmread(BytesIO(retrieve_node.archive.read_instance(row)))
     assert (got.pixel_array == original.pixel_array).all()
 
 
@@ -311,10 +313,21 @@ def test_pynetdicom_get_of_a_compressed_instance_keeps_its_identity(retrieve_nod
 
     [row] = [r for r in retrieve_node.archive.instances()
              if r.transfer_syntax_uid == "1.2.840.10008.1.2.5"]
-    report = scu.get(peer(retrieve_node), identifier("STUDY", StudyInstanceUID=row.study_instance_uid),
+    report = scu.get(peer(retrieve_node),
+                     identifier("STUDY", StudyInstanceUID=row.study_instance_uid),
                      on_store, [row.sop_class_uid])
     assert (report.status, report.completed) == (0, 1)
     received = got[row.sop_instance_uid]
     assert received.SOPInstanceUID == row.sop_instance_uid
-    original = dcmread(retrieve_node.archive.open_instance(row))
+    original = dcmread(BytesIO(retrieve_node.archive.read_instance(row)))
     assert (received.pixel_array == original.pixel_array).all()
+
+
+def test_move_whose_every_sub_operation_fails_ends_in_a702(
+        damaged_node: tuple[Node, str], received: dict[str, dcmtk.StoreSCP]) -> None:
+    node, lost = damaged_node
+    report = scu.move(peer(node), identifier("IMAGE", StudyInstanceUID=study_uid("A"),
+                                             SeriesInstanceUID=series_uid("A", 2),
+                                             SOPInstanceUID=lost), "STORESCP")
+    assert (report.status, report.completed, report.failed) == (0xA702, 0, 1)
+    assert report.failed_uids == [lost]

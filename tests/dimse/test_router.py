@@ -13,6 +13,7 @@ import pytest
 from isthmus.dimse import scu
 from isthmus.dimse.pdu import AssociateRequest
 from isthmus.server import Node
+from isthmus.testing import dcmtk
 from isthmus.testing.generate import StudySpec, write_study
 
 from .support import address, associate_rq, peer, read_pdu, run_ok
@@ -28,9 +29,8 @@ def connect(node: Node) -> socket.socket:
     return sock
 
 
-def test_unknown_called_ae_title_is_rejected_by_echoscu(dcmtk_tools: None, module_node: Node) -> None:
-    from isthmus.testing import dcmtk
-
+def test_unknown_called_ae_title_is_rejected_by_echoscu(dcmtk_tools: None,
+                                                        module_node: Node) -> None:
     done = dcmtk.run("echoscu", *address(module_node, called="NOT_ISTHMUS"))
     output = done.stdout + done.stderr
     assert done.returncode != 0
@@ -169,3 +169,30 @@ def _context_results(ac_body: bytes) -> dict[int, tuple[int, str | None]]:
             out[item[0]] = (item[2], ts)
         pos += 4 + length
     return out
+
+
+def test_associations_beyond_the_limit_are_rejected_transiently(
+        start_node: Callable[..., Node]) -> None:
+    node = start_node(max_associations=2)
+    rq = associate_rq("ISTHMUS", "CALLER", [(1, CT, [EXPLICIT_LE])])
+    held = [connect(node) for _ in range(2)]
+    try:
+        for sock in held:
+            sock.sendall(rq)
+            assert read_pdu(sock)[0] == 0x02
+        with connect(node) as third:
+            third.sendall(rq)
+            kind, body = read_pdu(third)
+        assert (kind, body[1]) == (0x03, 2)          # A-ASSOCIATE-RJ, transient
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_silent_association_is_aborted_after_the_network_timeout(
+        start_node: Callable[..., Node]) -> None:
+    node = start_node(network_timeout=0.5)
+    with connect(node) as sock:
+        sock.sendall(associate_rq("ISTHMUS", "CALLER", [(1, CT, [EXPLICIT_LE])]))
+        assert read_pdu(sock)[0] == 0x02
+        assert read_pdu(sock)[0] in (0x07, 0)        # A-ABORT (or closed) once idle

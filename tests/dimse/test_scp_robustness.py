@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from copy import deepcopy
 from pathlib import Path
 
 import pytest
@@ -48,17 +49,18 @@ def _truncated(ds) -> bytes:
 
 
 def _missing_uid(ds) -> bytes:
-    copy = ds.copy()
+    copy = deepcopy(ds)
     del copy.SOPInstanceUID
     return encoded(copy)
 
 
 def _bad_uid(ds) -> bytes:
-    copy = ds.copy()
+    copy = deepcopy(ds)
     copy.StudyInstanceUID = "1.2.abc"
     return encoded(copy)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("make, expected", [
     (_garbage, "C"), (_truncated, "C"), (_missing_uid, "C"), (_bad_uid, "C"),
 ], ids=["garbage", "truncated", "no-sop-instance-uid", "invalid-uid"])

@@ -97,3 +97,51 @@ def test_monochrome1_shows_the_minimum_as_white() -> None:
     m2 = display_values(values, ds, 16, False, "MONOCHROME2")
     np.testing.assert_array_equal(m1, [[255, 0]])
     np.testing.assert_array_equal(m1, 255 - m2)
+
+
+def _frame_of(values: np.ndarray, shape: tuple[int, int] = (512, 512)) -> tuple[np.ndarray, np.ndarray]:
+    """A large frame holding every one of `values` (and only those), and where each pixel's
+    value sits in `values`."""
+    rng = np.random.default_rng(7)
+    where = rng.integers(0, values.size, size=shape[0] * shape[1])
+    where[:values.size] = np.arange(values.size)
+    return values[where].reshape(shape), where.reshape(shape)
+
+
+@pytest.mark.parametrize("dtype, bits, signed, photometric, attrs, window", [
+    (np.int16, 16, True, "MONOCHROME2", {"RescaleIntercept": -1024, "WindowCenter": 40,
+                                         "WindowWidth": 400}, None),
+    (np.uint16, 12, False, "MONOCHROME1", {"WindowCenter": 1000, "WindowWidth": 800}, None),
+    (np.uint16, 12, True, "MONOCHROME2", {"RescaleSlope": 0.5, "RescaleIntercept": 3}, None),
+    (np.uint16, 16, False, "MONOCHROME2", {}, Window(300, 700, "SIGMOID")),
+    (np.int16, 16, True, "MONOCHROME2", {}, Window(-50.5, 300.5, "LINEAR_EXACT")),
+    (np.uint8, 8, False, "MONOCHROME2", {}, None),
+])
+def test_a_large_frame_shows_each_value_as_a_lone_pixel_would(dtype, bits, signed, photometric,
+                                                             attrs, window) -> None:
+    """Large frames go through a table of every value their type holds: the display values
+    must be those of the pixel-by-pixel pipeline (a small array), value range included."""
+    ds = Dataset()
+    for keyword, value in attrs.items():
+        setattr(ds, keyword, value)
+    info = np.iinfo(dtype)
+    values = np.random.default_rng(3).integers(info.min, info.max + 1, size=2000).astype(dtype)
+    if bits == 12:
+        values[:50] |= np.array(0xF000, dtype)  # bits above Bits Stored are not part of the value
+    frame, where = _frame_of(values)
+    one_by_one = display_values(values.reshape(1, -1), ds, bits, signed, photometric, window)
+    shown = display_values(frame, ds, bits, signed, photometric, window)
+    assert shown.dtype == np.uint8
+    np.testing.assert_array_equal(shown, one_by_one[0][where])
+
+
+def test_frames_with_another_rescale_or_window_get_their_own_display_values() -> None:
+    frame, _ = _frame_of(np.arange(-1024, 1024, dtype=np.int16))
+    first, second, third = Dataset(), Dataset(), Dataset()
+    for ds, intercept, width in ((first, 0, 400), (second, -500, 400), (third, 0, 1000)):
+        ds.RescaleIntercept, ds.WindowCenter, ds.WindowWidth = intercept, 40, width
+    shown = [display_values(frame, ds, 16, True, "MONOCHROME2") for ds in (first, second, third)]
+    for ds, image in zip((first, second, third), shown):
+        expected = display_values(frame[:1, :100], ds, 16, True, "MONOCHROME2")
+        np.testing.assert_array_equal(image[:1, :100], expected)
+    assert not np.array_equal(shown[0], shown[1]) and not np.array_equal(shown[0], shown[2])

@@ -119,3 +119,18 @@ def test_unrenderable_media_type_is_406(http, stored):
 
 def test_frame_outside_instance_is_404(http, stored):
     assert http.get(instance_url(stored["ct"][0]) + "/frames/2/rendered").status_code == 404
+
+
+def test_each_frame_of_a_stored_multiframe_instance_renders_as_from_the_whole_file(http, stored):
+    """The door reads only the header and the frame asked for; the picture is the one the
+    render module makes from the complete file."""
+    from isthmus.render.image import render
+
+    dose = stored["dose"]
+    whole = open(get_testdata_file("rtdose.dcm"), "rb").read()
+    for frame in (1, 7, dose.NumberOfFrames):
+        response = http.get(instance_url(dose) + f"/frames/{frame}/rendered",
+                            headers={"Accept": "image/png"})
+        assert response.status_code == 200
+        expected = render(whole, frame=frame, media_type="image/png")
+        assert np.array_equal(np.asarray(image(response.content)), np.asarray(image(expected)))

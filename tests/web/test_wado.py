@@ -133,3 +133,71 @@ def test_retrieval_streams_in_chunks(web_node, http, stored):
         sizes = [len(chunk) for chunk in streamed.iter_raw()]
     assert sum(sizes) > 4 * 512 * 512 * 2
     assert max(sizes) <= wado.CHUNK + 4096
+
+
+DICOM_AS_STORED = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+
+def test_retrieval_as_stored_announces_its_exact_length(http, stored):
+    response = http.get(f"/studies/{stored[0].StudyInstanceUID}",
+                        headers={"Accept": DICOM_AS_STORED})
+    assert response.status_code == 200
+    assert "chunked" not in response.headers.get("transfer-encoding", "")
+    assert int(response.headers["content-length"]) == len(response.content)
+    assert len(parse_multipart(response)) == 6
+
+
+def test_retrieval_that_transcodes_does_not_announce_a_length(http, stored):
+    """The implicit VR series goes out as Explicit VR Little Endian: sizes are not known
+    before transcoding, so the body is sent chunked."""
+    response = http.get(f"/studies/{stored[0].StudyInstanceUID}",
+                        headers={"Accept": 'multipart/related; type="application/dicom"'})
+    assert response.status_code == 200
+    assert "content-length" not in response.headers
+    assert len(parse_multipart(response)) == 6
+
+
+def test_instances_too_large_to_read_at_once_are_streamed_in_pieces(http, stored, monkeypatch):
+    from isthmus.web import wado
+
+    monkeypatch.setattr(wado, "WHOLE", 1024)
+    monkeypatch.setattr(wado, "CHUNK", 4096)
+    response = http.get(f"/studies/{stored[0].StudyInstanceUID}",
+                        headers={"Accept": DICOM_AS_STORED})
+    assert int(response.headers["content-length"]) == len(response.content)
+    originals = by_uid(stored)
+    parts = parse_multipart(response)
+    assert len(parts) == 6
+    for _, body in parts:
+        ds = pydicom.dcmread(BytesIO(body))
+        assert ds.PixelData == originals[ds.SOPInstanceUID].PixelData
+    single = http.get(f"/studies/{stored[0].StudyInstanceUID}/series/{stored[0].SeriesInstanceUID}"
+                      f"/instances/{stored[0].SOPInstanceUID}",
+                      headers={"Accept": "application/dicom; transfer-syntax=*"})
+    assert pydicom.dcmread(BytesIO(single.content)).PixelData == stored[0].PixelData
+
+
+def test_a_file_missing_from_a_response_of_announced_length_cuts_it_short(fresh_node):
+    """Announced bytes that cannot be sent must not look like a complete answer."""
+    import os
+
+    import httpx
+
+    from tests.web.conftest import root_of
+
+    datasets = make_study(instances_per_series=3)
+    with httpx.Client(base_url=root_of(fresh_node), timeout=60) as client:
+        body = b"".join(b"--b\r\nContent-Type: application/dicom\r\n\r\n" + part10(ds) + b"\r\n"
+                        for ds in datasets) + b"--b--\r\n"
+        stored = client.post("/studies", content=body, headers={
+            "Content-Type": 'multipart/related; type="application/dicom"; boundary=b'})
+        assert stored.status_code == 200
+        rows = fresh_node.archive.instances(datasets[0].StudyInstanceUID)
+        os.remove(fresh_node.archive.local_path(rows[1]))
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.get(f"/studies/{datasets[0].StudyInstanceUID}",
+                       headers={"Accept": DICOM_AS_STORED})
+        one = client.get(f"/studies/{datasets[0].StudyInstanceUID}/series/"
+                         f"{rows[1].series_instance_uid}/instances/{rows[1].sop_instance_uid}",
+                         headers={"Accept": "application/dicom; transfer-syntax=*"})
+        assert one.status_code == 500 and "missing" in one.json()["message"]

@@ -349,6 +349,7 @@ def _build(conn: Connection, query: Query, level: str, pks: list[int],
         tags |= {int(tag_for_keyword(kw)) for kw in DEFAULT_RETURN[level]}
         for upper in LEVELS[1:level_index(level) + 1]:
             tags.add(int(tag_for_keyword(UNIQUE_KEYS[upper])))
+    plan = _return_plan(tags, level)
     rows = _column_rows(conn, level, pks)
     computed = _computed_values(conn, level, pks, tags)
     out = []
@@ -359,21 +360,31 @@ def _build(conn: Connection, query: Query, level: str, pks: list[int],
         if query.include_all:
             result.update({k: v for k, v in meta.items() if "BulkDataURI" not in v
                            and _level_ok(int(k, 16), level)})
-        for tag in sorted(tags):
-            attr = BY_TAG.get(tag)
-            if attr is not None and level_index(attr.level) > level_index(level):
-                continue
-            key = f"{tag:08X}"
-            if attr is not None and attr.computed:
-                result[key] = computed.get((attr.keyword, pk), {"vr": attr.vr})
-            elif attr is not None:
-                result[key] = _json_entry(attr.vr, row.get(attr.column))
-            elif key in meta and "BulkDataURI" not in meta[key]:
-                result[key] = meta[key]
+        for key, attr, vr in plan:
+            if attr is None:
+                entry = meta.get(key)
+                if entry is None or "BulkDataURI" in entry:
+                    entry = {"vr": vr}
+                result[key] = entry
+            elif attr.computed:
+                result[key] = computed.get((attr.keyword, pk), {"vr": vr})
             else:
-                result[key] = {"vr": _vr(tag)}
-        out.append(dict(sorted(result.items())))
+                result[key] = _json_entry(vr, row.get(attr.column))
+        # The plan is in tag order; only the metadata of include_all needs sorting.
+        out.append(dict(sorted(result.items())) if query.include_all else result)
     return out
+
+
+def _return_plan(tags: set[int], level: str) -> list[tuple[str, Attribute | None, str]]:
+    """(key, indexed attribute or None, VR) of each returned tag, in tag order; keys of
+    levels below the query level are left out (PS3.4 C.4.1.2.1)."""
+    plan = []
+    for tag in sorted(tags):
+        attr = BY_TAG.get(tag)
+        if attr is not None and level_index(attr.level) > level_index(level):
+            continue
+        plan.append((f"{tag:08X}", attr, attr.vr if attr is not None else _vr(tag)))
+    return plan
 
 
 def _level_ok(tag: int, level: str) -> bool:
@@ -393,8 +404,10 @@ def _column_rows(conn: Connection, level: str, pks: list[int]) -> dict[int, dict
     out: dict[int, dict[str, Any]] = {}
     for chunk in _chunks(pks, 500):
         stmt = sa.select(*cols).select_from(_join_up(level)).where(base.c.pk.in_(chunk))
-        for row in conn.execute(stmt):
-            data = dict(row._mapping)
+        result = conn.execute(stmt)
+        names = list(result.keys())
+        for row in result:
+            data = dict(zip(names, row))
             out[data.pop("__pk")] = data
     return out
 
@@ -405,6 +418,9 @@ def _computed_values(conn: Connection, level: str, pks: list[int],
     out: dict[tuple[str, int], dict] = {}
     if not wanted:
         return out
+    # NumberOf…Related{Studies,Series,Instances} → which count it is.
+    counted = [(kw, noun) for kw in wanted for noun in ("Studies", "Series", "Instances")
+               if kw.startswith("NumberOf") and kw.endswith("Related" + noun)]
     i, s, st = idx.instance, idx.series, idx.study
     joined = i.join(s).join(st)
     group = {"PATIENT": st.c.patient_pk, "STUDY": st.c.pk, "SERIES": s.c.pk}.get(level)
@@ -418,12 +434,10 @@ def _computed_values(conn: Connection, level: str, pks: list[int],
         }
         stmt = (sa.select(group, *aggregates.values()).select_from(joined)
                 .where(group.in_(chunk)).group_by(group))
-        for g, n_studies, n_series, n_instances in conn.execute(stmt):
+        for g, n_studies, n_series, n_instances in (conn.execute(stmt) if counted else ()):
             counts = {"Studies": n_studies, "Series": n_series, "Instances": n_instances}
-            for kw in wanted:
-                for noun, n in counts.items():
-                    if kw.startswith("NumberOf") and kw.endswith("Related" + noun):
-                        out[(kw, g)] = {"vr": "IS", "Value": [n]}
+            for kw, noun in counted:
+                out[(kw, g)] = {"vr": "IS", "Value": [counts[noun]]}
         for kw, column in (("ModalitiesInStudy", s.c.modality),
                            ("SOPClassesInStudy", i.c.sop_class_uid)):
             if kw not in wanted:

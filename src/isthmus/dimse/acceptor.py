@@ -16,7 +16,6 @@ import logging
 import select
 import socket
 import struct
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -76,21 +75,19 @@ class Message:
 class Acceptor:
     """Serves one association on a connected socket until release, abort or error."""
 
-    active = 0
-    _count_lock = threading.Lock()
-
     def __init__(self, sock: socket.socket, address: Any, rq: pdu.AssociateRequest,
                  scp: "ArchiveSCP") -> None:
         self.sock = sock
         self.address = address[0] if isinstance(address, tuple) else str(address)
-        self.rq = rq
+        self.rq = rq  # the router's view (maybe AE titles only); run() reads the whole PDU
         self.calling_aet = rq.calling_aet
         self.scp = scp
         self.settings = scp.settings
         self.syntaxes: dict[int, str] = {}   # accepted context id → transfer syntax
         self.abstract: dict[int, str] = {}   # accepted context id → abstract syntax
         self.scp_role: set[str] = set()      # storage classes we may C-STORE to (C-GET)
-        self.peer_max_pdu = rq.max_length
+        self.peer_max_pdu = 0
+        self.release_requested = False       # A-RELEASE-RQ received, not yet answered
         self._pdvs: collections.deque[tuple[int, int, memoryview]] = collections.deque()
         self._cancelled: set[int] = set()
         self._deferred: list[Message] = []
@@ -99,12 +96,13 @@ class Acceptor:
 
     # -- association -----------------------------------------------------
     def run(self) -> None:
-        with Acceptor._count_lock:
-            Acceptor.active += 1
-            too_many = Acceptor.active > self.settings.max_associations
+        scp = self.scp
+        with scp.associations_lock:
+            scp.associations += 1
+            too_many = scp.associations > self.settings.max_associations
         try:
             self.sock.settimeout(self.settings.network_timeout)
-            self._read_pdu()  # the A-ASSOCIATE-RQ the router peeked at
+            self._read_associate_rq()
             if too_many:
                 self._send_quietly(pdu.associate_rj(
                     pdu.RESULT_TRANSIENT, pdu.SOURCE_SERVICE_PROVIDER_PRESENTATION,
@@ -116,17 +114,34 @@ class Acceptor:
             log.warning("A-ABORT to %s (%s): %s", self.calling_aet, self.address, exc)
             self._send_quietly(pdu.abort(2, exc.reason))
         except (PeerAborted, EOFError, ConnectionError):
+            if self.release_requested:  # released in the middle of C-GET sub-operations
+                self._send_quietly(pdu.release_rp())
             log.info("association from %s ended without release", self.calling_aet)
         except socket.timeout:
             log.warning("association from %s idle too long: A-ABORT", self.calling_aet)
             self._send_quietly(pdu.abort(2, 0))
+        except Exception:  # a bug must cost this association only, and tell the peer
+            log.exception("association from %s: internal error, A-ABORT", self.calling_aet)
+            self._send_quietly(pdu.abort(2, 0))
         finally:
-            with Acceptor._count_lock:
-                Acceptor.active -= 1
+            with scp.associations_lock:
+                scp.associations -= 1
             _close(self.sock)
             if self.stored:
                 log.info("association from %s: %d instance(s) stored", self.calling_aet,
                          self.stored)
+
+    def _read_associate_rq(self) -> None:
+        """Read the A-ASSOCIATE-RQ the router peeked at and parse all of it (PS3.8 9.3.2)."""
+        kind, body = self._read_pdu()
+        if kind != pdu.A_ASSOCIATE_RQ or len(body) > pdu.MAX_ASSOCIATE_RQ:
+            raise AbortAssociation(pdu.ABORT_UNEXPECTED_PDU, "no A-ASSOCIATE-RQ")
+        try:
+            self.rq = pdu.parse_associate_rq(struct.pack(">BBI", kind, 0, len(body)) + body)
+        except pdu.PDUError as exc:
+            raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER, str(exc)) from None
+        self.calling_aet = self.rq.calling_aet
+        self.peer_max_pdu = self.rq.max_length
 
     def _accept(self) -> bool:
         """Negotiate (PS3.8 9.3.3, PS3.7 D.3.2): the first proposed syntax we support."""
@@ -137,6 +152,13 @@ class Acceptor:
             return False
         if rq.application_context != pdu.APPLICATION_CONTEXT:
             self._send_quietly(pdu.associate_rj(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, 2))
+            return False
+        if 0 < rq.max_length < pdu.MIN_PEER_MAX_LENGTH:
+            # No P-DATA-TF fits (PS3.8 D.1): fragmenting for it would never end.
+            log.warning("A-ASSOCIATE-RJ to %s: maximum PDU length %d", self.calling_aet,
+                        rq.max_length)
+            self._send_quietly(pdu.associate_rj(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER,
+                                                pdu.REASON_NO_REASON))
             return False
         results = [self._negotiate(cx) for cx in rq.contexts]
         roles = tuple(pdu.RoleSelection(r.sop_class, r.scu_role, r.scp_role and r.sop_class in STORAGE_CLASSES)
@@ -163,9 +185,15 @@ class Acceptor:
         return cx.context_id, RESULT_ACCEPT, choice
 
     def _serve(self) -> None:
+        """Messages in order until A-RELEASE-RQ, answered once every message received
+        before it has been answered (PS3.8 9.1.4: an acceptor may still send P-DATA)."""
         while True:
-            message = self._deferred.pop(0) if self._deferred else self.next_message()
+            if self._deferred:
+                message: Message | None = self._deferred.pop(0)
+            else:
+                message = None if self.release_requested else self.next_message()
             if message is None:
+                self.sock.sendall(pdu.release_rp())
                 return
             self._dispatch(message)
 
@@ -248,20 +276,24 @@ class Acceptor:
         self._send_message(context_id, command, dataset)
         while True:
             reply = self.next_message()
-            if reply is None:
-                raise PeerAborted("released during C-GET")
+            if reply is None:  # the requestor may not answer any more (PS3.8 Sta7)
+                raise PeerAborted("A-RELEASE-RQ during C-GET sub-operations")
             if reply.field == msg.C_STORE_RSP and msg.us(reply.command, msg.MESSAGE_ID_RESPONDED) == message_id:
                 return msg.us(reply.command, msg.STATUS)
             if reply.field == msg.C_CANCEL_RQ:
                 self._cancelled.add(msg.us(reply.command, msg.MESSAGE_ID_RESPONDED))
+            elif not reply.field & 0x8000:
+                self._deferred.append(reply)  # a request: answered after this one
 
     def cancelled(self, message: Message) -> bool:
         """Has the requestor sent C-CANCEL-RQ for `message` (PS3.7 9.3.2.3)?  Only reads
-        when something has arrived, so it does not wait."""
-        while _readable(self.sock):
+        when something has arrived (in the socket, or PDVs already read with the request),
+        so it does not wait.  After an A-RELEASE-RQ nothing more is read: the operation
+        finishes and _serve() answers the release."""
+        while not self.release_requested and (self._pdvs or _readable(self.sock)):
             other = self.next_message()
             if other is None:
-                raise PeerAborted("A-RELEASE-RQ while an operation is outstanding")
+                break
             if other.field == msg.C_CANCEL_RQ:
                 self._cancelled.add(msg.us(other.command, msg.MESSAGE_ID_RESPONDED))
             else:
@@ -270,9 +302,12 @@ class Acceptor:
 
     # -- PDUs and PDVs --------------------------------------------------------
     def next_message(self) -> Message | None:
-        """Assemble the next complete message; None after A-RELEASE-RQ (answered)."""
+        """Assemble the next complete message; None after A-RELEASE-RQ (not yet answered:
+        release_requested is set)."""
         context_id, command, fragments = None, None, []
         while True:
+            if self.release_requested:
+                return None
             if not self._pdvs:
                 if not self._read_p_data():
                     return None
@@ -303,10 +338,10 @@ class Acceptor:
             return Message(context_id, command, dataset)
 
     def _read_p_data(self) -> bool:
-        """Read one PDU; queue its PDVs.  False after A-RELEASE-RQ (answered)."""
+        """Read one PDU; queue its PDVs.  False after A-RELEASE-RQ (to be answered)."""
         kind, body = self._read_pdu()
         if kind == pdu.A_RELEASE_RQ:
-            self.sock.sendall(pdu.release_rp())
+            self.release_requested = True
             return False
         if kind == pdu.A_ABORT:
             raise PeerAborted("A-ABORT from the requestor")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -46,4 +47,6 @@ def result_dataset(match: dict[str, Any], level: str, retrieve_aet: str) -> Data
 
 
 def _non_ascii(match: dict[str, Any]) -> bool:
-    return not str(match).isascii()
+    """Any character outside the default repertoire?  (Not str(match): its repr escapes
+    unprintable characters such as NO-BREAK SPACE to ASCII.)"""
+    return not json.dumps(match, ensure_ascii=False).isascii()

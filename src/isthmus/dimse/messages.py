@@ -103,8 +103,12 @@ def text(command: Command, element: int) -> str:
 def p_data(context_id: int, payload: bytes | memoryview, is_command: bool,
            max_pdu: int) -> Iterator[bytes | memoryview]:
     """P-DATA-TF PDUs carrying `payload` in fragments that respect the peer's maximum
-    PDU length (PS3.8 9.3.5, E.2); 0 means unlimited."""
+    PDU length (PS3.8 9.3.5, E.2); 0 means unlimited.  Fragments have even lengths, as
+    DICOM data has (DCMTK aborts on an odd one), also when the peer's maximum is odd."""
     limit = (max_pdu or 0x7FFFFFFF) - 6  # PDV item header: length(4) + id(1) + control(1)
+    limit -= limit % 2
+    if limit < 2:  # would yield empty fragments forever; negotiation refuses such peers
+        raise ValueError(f"maximum PDU length {max_pdu} cannot carry a PDV")
     view = memoryview(payload)
     total = len(view)
     pos = 0
@@ -166,4 +170,5 @@ def encode_identifier(ds: Dataset, transfer_syntax: str) -> bytes:
         import zlib
         compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
         raw = compressor.compress(raw) + compressor.flush()
+        raw += b"\x00" * (len(raw) % 2)  # PS3.5 A.5: an odd deflated stream gets a NULL byte
     return raw

@@ -12,6 +12,14 @@ PDU_HEADER = 6
 # An A-ASSOCIATE-RQ carries at most 128 presentation contexts and some user items;
 # anything much larger is not a real request.
 MAX_ASSOCIATE_RQ = 1 << 20
+# Header, protocol version, reserved, called and calling AE titles: what routing needs.
+TITLES_END = 42
+# The fixed fields of an A-ASSOCIATE-RQ after its 6-byte header (PS3.8 table 9-11).
+FIXED_LENGTH = 68
+# The smallest Maximum Length Received (PS3.8 D.1) through which a P-DATA-TF can carry
+# data: a PDV item is 4 bytes of length, a context ID, a control header and a fragment,
+# whose length must be even (DCMTK aborts on odd fragments): 2 bytes at least.
+MIN_PEER_MAX_LENGTH = 8
 
 # A-ASSOCIATE-RJ result/source/reason (PS3.8 9.3.4, table 9-21)
 RESULT_PERMANENT = 1
@@ -103,6 +111,18 @@ def parse_associate_rq(pdu: bytes) -> AssociateRequest:
         else:
             raise PDUError(f"unexpected item 0x{item_type:02X} in A-ASSOCIATE-RQ")
     return AssociateRequest(called, calling, contexts=tuple(contexts), **fields)
+
+
+def parse_titles(data: bytes) -> AssociateRequest:
+    """The AE titles of an A-ASSOCIATE-RQ from its first TITLES_END bytes (PS3.8 9.3.2),
+    for routing before the whole request, which can exceed a socket buffer, has arrived."""
+    if len(data) < TITLES_END or data[0] != A_ASSOCIATE_RQ:
+        raise PDUError("not an A-ASSOCIATE-RQ PDU")
+    if pdu_length(data[:PDU_HEADER]) < PDU_HEADER + FIXED_LENGTH:
+        raise PDUError("A-ASSOCIATE-RQ shorter than its fixed fields")
+    return AssociateRequest(data[10:26].decode("ascii", "replace").strip(" \x00"),
+                            data[26:42].decode("ascii", "replace").strip(" \x00"),
+                            protocol_version=struct.unpack(">H", data[6:8])[0])
 
 
 def _items(data: bytes, pos: int, end: int) -> list[tuple[int, bytes]]:

@@ -49,9 +49,14 @@ class Requestor:
         except OSError as exc:
             raise AssociationFailed(f"cannot connect to {self.peer}: {exc}") from exc
         set_nodelay(self.sock)
-        self.sock.sendall(self._associate_rq())
-        kind, body = self._read_pdu()
-        if kind == pdu.A_ASSOCIATE_RJ:
+        try:
+            self.sock.sendall(self._associate_rq())
+            kind, body = self._read_pdu()
+        except OSError as exc:  # AssociationFailed included: the socket is not ours to keep
+            self.close()
+            raise AssociationFailed(f"{self.peer} did not answer the A-ASSOCIATE-RQ: {exc}") \
+                from exc
+        if kind == pdu.A_ASSOCIATE_RJ and len(body) >= 4:
             self.close()
             raise AssociationFailed(f"{self.peer} rejected the association "
                                     f"(result {body[1]}, source {body[2]}, reason {body[3]})")
@@ -59,6 +64,9 @@ class Requestor:
             self.abort()
             raise AssociationFailed(f"{self.peer} answered PDU 0x{kind:02X} to A-ASSOCIATE-RQ")
         self._read_ac(body)
+        if 0 < self.max_pdu < pdu.MIN_PEER_MAX_LENGTH:  # no P-DATA-TF would fit (PS3.8 D.1)
+            self.abort()
+            raise AssociationFailed(f"{self.peer} accepts PDUs of {self.max_pdu} bytes at most")
         return self
 
     def _associate_rq(self) -> bytes:
@@ -103,8 +111,10 @@ class Requestor:
 
     def store(self, context_id: int, sop_class: str, sop_instance: str,
               dataset: bytes | memoryview, originator: tuple[str, int] | None = None) -> int:
-        """C-STORE one dataset; returns the response status (PS3.4 B.2.3)."""
-        assert self.sock is not None
+        """C-STORE one dataset; returns the response status (PS3.4 B.2.3).  Raises
+        AssociationFailed when the association is gone (then it stays closed)."""
+        if self.sock is None:
+            raise AssociationFailed(f"the association with {self.peer} has ended")
         message_id = self._next_id
         self._next_id = self._next_id % 65535 + 1
         fields: dict[int, int | str | bytes] = {
@@ -117,8 +127,14 @@ class Requestor:
         command = msg.encode_command(fields)
         parts: list[bytes | memoryview] = list(msg.p_data(context_id, command, True, self.max_pdu))
         parts += msg.p_data(context_id, dataset, False, self.max_pdu)
-        msg.send_all(self.sock, parts)
-        return self._response(message_id)
+        try:
+            msg.send_all(self.sock, parts)
+            return self._response(message_id)
+        except OSError as exc:  # reset, timeout, A-ABORT: no later C-STORE can succeed
+            self.abort()
+            if isinstance(exc, AssociationFailed):
+                raise
+            raise AssociationFailed(f"association with {self.peer} failed: {exc}") from exc
 
     def _response(self, message_id: int) -> int:
         fragments: list[bytes] = []
@@ -132,10 +148,14 @@ class Requestor:
             while pos + 6 <= len(body):
                 length = struct.unpack_from(">I", body, pos)[0]
                 control = body[pos + 5]
-                fragments.append(bytes(body[pos + 6:pos + 4 + length]))
+                if control & 1:  # a command fragment (a response has no data set)
+                    fragments.append(bytes(body[pos + 6:pos + 4 + length]))
                 pos += 4 + length
                 if control & 3 == 3:
-                    command = msg.decode_command(b"".join(fragments))
+                    try:
+                        command = msg.decode_command(b"".join(fragments))
+                    except msg.MalformedCommand as exc:
+                        raise AssociationFailed(f"{self.peer} sent a bad response: {exc}") from exc
                     fragments = []
                     if msg.us(command, msg.MESSAGE_ID_RESPONDED) == message_id:
                         return msg.us(command, msg.STATUS)

@@ -35,7 +35,11 @@ STATUS_SUB_OPERATIONS_FAILED = 0xA702
 STATUS_DESTINATION_UNKNOWN = 0xA801
 STATUS_IDENTIFIER_MISMATCH = 0xA900
 MAX_CONTEXTS = 128  # PS3.8 9.3.2.2: presentation context IDs are odd numbers 1-255
-WARNING_STATUSES = (0xB000, 0xB006, 0xB007)
+
+
+def is_warning(status: int) -> bool:
+    """A status of the Warning class (PS3.7 C.1): 0001, Bxxx, 0107 or 0116."""
+    return status in (0x0001, 0x0107, 0x0116) or 0xB000 <= status <= 0xBFFF
 
 # Sends one dataset on a context; returns the C-STORE status.
 Sender = Callable[[int, str, str, memoryview], int]
@@ -100,7 +104,7 @@ class Progress:
         self.remaining -= 1
         if status == 0x0000:
             self.completed += 1
-        elif status in WARNING_STATUSES:
+        elif status is not None and is_warning(status):
             self.warning += 1
         else:
             self.failed += 1
@@ -115,7 +119,9 @@ class Progress:
 
 def send_instance(scp: "ArchiveSCP", row: InstanceRow, syntaxes: dict[str, int],
                   send: Sender) -> int | None:
-    """One C-STORE sub-operation; None when it could not even be attempted."""
+    """One C-STORE sub-operation; None when it could not even be attempted, or when the
+    association to a C-MOVE destination failed.  Errors of the requestor's own association
+    (C-GET on it) are not this sub-operation's: they propagate and end that association."""
     try:
         data = scp.archive.read_instance(row)
         if row.transfer_syntax_uid in syntaxes:
@@ -128,8 +134,12 @@ def send_instance(scp: "ArchiveSCP", row: InstanceRow, syntaxes: dict[str, int],
             data = transcode(data, target)
             context_id = syntaxes[target]
         dataset = memoryview(data)[part10.dataset_offset(data):]
+    except Exception as exc:  # unreadable blob, no codec, codec error: this one fails
+        log.warning("retrieve: cannot send %s: %s", row.sop_instance_uid, exc)
+        return None
+    try:
         return send(context_id, row.sop_class_uid, row.sop_instance_uid, dataset)
-    except (OSError, KeyError, ValueError) as exc:
+    except AssociationFailed as exc:
         log.warning("retrieve: cannot send %s: %s", row.sop_instance_uid, exc)
         return None
 
@@ -155,8 +165,10 @@ def move(scp: "ArchiveSCP", channel: "Acceptor", message: "Message", root: str) 
                               timeout=scp.settings.network_timeout).open()
     except (AssociationFailed, OSError) as exc:
         log.warning("C-MOVE to %s: %s", destination, exc)
-        channel.respond(message, msg.C_MOVE_RSP, STATUS_SUB_OPERATIONS_FAILED,
-                        comment=f"cannot associate with {destination}")
+        for row in rows:  # every sub-operation failed (PS3.4 C.4.2.1.6)
+            progress.record(row.sop_instance_uid, None)
+        _final(channel, message, msg.C_MOVE_RSP, progress, STATUS_SUB_OPERATIONS_FAILED,
+               comment=f"cannot associate with {destination}")
         return
     originator = (channel.calling_aet, message.message_id)
 
@@ -229,12 +241,12 @@ def _sub_operations(scp: "ArchiveSCP", channel: "Acceptor", message: "Message", 
 
 
 def _final(channel: "Acceptor", message: "Message", response: int, progress: Progress,
-           status: int) -> None:
+           status: int, comment: str | None = None) -> None:
     dataset = None
     if progress.failed_uids:
         failed = Dataset()
         failed.FailedSOPInstanceUIDList = progress.failed_uids
         dataset = msg.encode_identifier(failed, channel.transfer_syntax(message))
     fields = progress.fields(final=status != STATUS_CANCEL)
-    channel.respond(message, response, status, dataset=dataset, extra=fields)
+    channel.respond(message, response, status, dataset=dataset, comment=comment, extra=fields)
 

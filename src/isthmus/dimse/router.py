@@ -116,7 +116,12 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             super().shutdown_request(request)
 
     def _peek_associate(self, sock: socket.socket) -> pdu.AssociateRequest:
-        """Read the A-ASSOCIATE-RQ with MSG_PEEK so the SCP still receives it."""
+        """Read the A-ASSOCIATE-RQ with MSG_PEEK so the SCP still receives it.
+
+        Only its AE titles when no route claims the called AE title: the acceptor reads
+        and parses the request itself, which may be larger than a socket's receive
+        buffer lets one peek at (128 presentation contexts of 38 syntaxes: 150 KB).
+        """
         deadline = time.monotonic() + self.peek_timeout
         header = _peek(sock, pdu.PDU_HEADER, deadline)
         if header[0] != pdu.A_ASSOCIATE_RQ:
@@ -124,6 +129,11 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         length = pdu.pdu_length(header)
         if length > pdu.MAX_ASSOCIATE_RQ:
             raise pdu.PDUError(f"A-ASSOCIATE-RQ of {length} bytes is too large")
+        if length < pdu.PDU_HEADER + pdu.FIXED_LENGTH:
+            raise pdu.PDUError(f"A-ASSOCIATE-RQ of {length} bytes is too short")
+        titles = pdu.parse_titles(_peek(sock, pdu.TITLES_END, deadline))
+        if self.route_for(titles.called_aet) is None:
+            return titles
         return pdu.parse_associate_rq(_peek(sock, length, deadline))
 
 
@@ -140,12 +150,23 @@ def _peek(sock: socket.socket, size: int, deadline: float) -> bytes:
                 raise pdu.PDUError("connection closed before A-ASSOCIATE-RQ")
             if len(data) >= size:
                 return data
-            # Wait for more; readable with nothing more to read means the peer closed.
-            if select.select([sock], [], [], remaining)[0] and \
-                    len(sock.recv(size, socket.MSG_PEEK)) == len(data):
+            # Part of it is here.  The socket stays readable while those bytes wait, so
+            # wait for the peer to close (POLLRDHUP) a little, then look again.
+            if _peer_closed(sock, min(remaining, 0.05)):
                 raise pdu.PDUError("connection closed in the middle of A-ASSOCIATE-RQ")
     finally:
         sock.settimeout(previous)
+
+
+def _peer_closed(sock: socket.socket, timeout: float) -> bool:
+    """Has the peer closed its side (or reset) within `timeout` seconds?  Bytes waiting to
+    be read do not wake this up, unlike select() on readability."""
+    if not hasattr(select, "POLLRDHUP"):  # not Linux: no way to tell, look again later
+        time.sleep(timeout)
+        return False
+    poller = select.poll()
+    poller.register(sock, select.POLLRDHUP)  # POLLHUP and POLLERR are always reported
+    return bool(poller.poll(timeout * 1000))
 
 
 def _send_quietly(sock: socket.socket, data: bytes) -> None:

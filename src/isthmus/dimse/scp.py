@@ -42,6 +42,9 @@ class ArchiveSCP:
         self.archive = archive
         self.settings = settings
         self.access = access
+        # Associations being served now, for settings.max_associations (acceptor.py).
+        self.associations = 0
+        self.associations_lock = threading.Lock()
 
     def echo(self, calling_aet: str, address: str | None) -> int:
         """C-ECHO (PS3.4 A.4)."""

@@ -54,10 +54,14 @@ def _ae(calling_aet: str) -> AE:
 def associate(ae: AE, peer: Peer, **kwargs: Any) -> Association:
     """Open an association with TCP_NODELAY set; raise SCUError when refused."""
     handlers = list(kwargs.pop("evt_handlers", []))
+    connected: list[bool] = []
     handlers.append((evt.EVT_CONN_OPEN, nodelay_handler))
+    handlers.append((evt.EVT_CONN_OPEN, lambda event: connected.append(True)))
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.aet, evt_handlers=handlers, **kwargs)
     if assoc.is_established:
         return assoc
+    if not connected:  # pynetdicom reports a refused connection as an abort
+        raise SCUError(f"cannot reach {peer}")
     if assoc.is_rejected:
         raise SCUError(f"{peer} rejected the association")
     if assoc.is_aborted:

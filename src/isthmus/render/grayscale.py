@@ -9,10 +9,18 @@ PS3.4 N.2.1 (grayscale transformations) with:
 - MONOCHROME1 shown inverted (PS3.3 C.7.6.3.1.2: minimum value is white).
 Enhanced multi-frame instances keep rescale and window per frame in functional groups
 (PS3.3 C.7.6.16.2.9 Pixel Value Transformation, C.7.6.16.2.10 Frame VOI LUT).
+
+Every step is pointwise except the min..max range (taken over the values present), so a
+frame of 8- or 16-bit integers is mapped through a table of all the values its type can
+hold: the pipeline runs on at most 65,536 values instead of every pixel, with the same
+result, and a table is kept for the next frame with the same rescale, window and
+photometric interpretation (the rest of a CT series).
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +30,9 @@ from pydicom.pixels import apply_modality_lut, apply_voi
 from isthmus.render.errors import RenderError
 
 FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+TABLES_KEPT = 16
+_tables: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_tables_lock = threading.Lock()
 
 
 @dataclass
@@ -60,9 +71,12 @@ def modality_values(stored: np.ndarray, attrs: Dataset) -> np.ndarray:
     """Apply the Modality LUT (PS3.3 C.11.1): LUT sequence or rescale slope/intercept."""
     if attrs.get("ModalityLUTSequence"):
         return apply_modality_lut(stored, attrs).astype(np.float64)
-    slope = float(attrs.get("RescaleSlope", 1) or 1)
-    intercept = float(attrs.get("RescaleIntercept", 0) or 0)
+    slope, intercept = _rescale(attrs)
     return stored.astype(np.float64) * slope + intercept
+
+
+def _rescale(attrs: Dataset) -> tuple[float, float]:
+    return float(attrs.get("RescaleSlope", 1) or 1), float(attrs.get("RescaleIntercept", 0) or 0)
 
 
 def file_window(attrs: Dataset) -> Window | None:
@@ -102,16 +116,65 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
 def display_values(array: np.ndarray, attrs: Dataset, bits_stored: int, signed: bool,
                    photometric: str, window: Window | None = None) -> np.ndarray:
     """8-bit display values (0 = black) of one grayscale frame."""
+    if array.dtype.kind in "iu" and array.dtype.itemsize <= 2 \
+            and array.size >= (1 << (8 * array.dtype.itemsize)) // 4:
+        return _through_table(array, attrs, bits_stored, signed, photometric, window)
+    return _display(array, attrs, bits_stored, signed, photometric, window)
+
+
+def _display(array: np.ndarray, attrs: Dataset, bits_stored: int, signed: bool,
+             photometric: str, window: Window | None,
+             present: np.ndarray | None = None) -> np.ndarray:
+    """The pipeline on `array`; `present` (a mask over it) limits the min..max range to the
+    values a frame holds when `array` is a table's domain."""
     stored = stored_values(array, bits_stored, signed)
     if window is None and attrs.get("VOILUTSequence"):
         shown = _voi_lut(stored, attrs)
     else:
         values = modality_values(stored, attrs)
         window = window or file_window(attrs)
-        shown = apply_window(values, window) if window else _full_range(values)
+        shown = apply_window(values, window) if window else _full_range(values, present)
     if photometric == "MONOCHROME1":
         shown = 255.0 - shown
     return np.clip(np.rint(shown), 0, 255).astype(np.uint8)
+
+
+def _through_table(array: np.ndarray, attrs: Dataset, bits_stored: int, signed: bool,
+                   photometric: str, window: Window | None) -> np.ndarray:
+    """`_display` of every value the frame's integer type can hold, indexed by the frame."""
+    unsigned = np.dtype(f"u{array.dtype.itemsize}")
+    indices = array.view(unsigned)
+    key = _table_key(array.dtype, attrs, bits_stored, signed, photometric, window)
+    with _tables_lock:
+        table = _tables.get(key) if key else None
+        if table is not None:
+            _tables.move_to_end(key)
+    if table is None:
+        domain = np.arange(1 << (8 * array.dtype.itemsize), dtype=unsigned).view(array.dtype)
+        present = None
+        if key is None:  # perhaps the min..max range: over the values of this frame
+            present = np.zeros(domain.size, dtype=bool)
+            present[indices] = True
+        table = _display(domain, attrs, bits_stored, signed, photometric, window, present)
+        table.flags.writeable = False
+        if key:
+            with _tables_lock:
+                _tables[key] = table
+                while len(_tables) > TABLES_KEPT:
+                    _tables.popitem(last=False)
+    return table[indices]
+
+
+def _table_key(dtype: np.dtype, attrs: Dataset, bits_stored: int, signed: bool,
+               photometric: str, window: Window | None) -> tuple | None:
+    """What a table depends on, or None when it holds LUT data or depends on the frame."""
+    if attrs.get("ModalityLUTSequence") or (window is None and attrs.get("VOILUTSequence")):
+        return None
+    window = window or file_window(attrs)
+    if window is None:
+        return None
+    return (dtype.str, bits_stored, signed, photometric, *_rescale(attrs),
+            window.center, window.width, window.function)
 
 
 def _voi_lut(stored: np.ndarray, attrs: Dataset) -> np.ndarray:
@@ -127,9 +190,10 @@ def _voi_lut(stored: np.ndarray, attrs: Dataset) -> np.ndarray:
     return out.astype(np.float64) * 255.0 / ((1 << bits) - 1)
 
 
-def _full_range(values: np.ndarray) -> np.ndarray:
+def _full_range(values: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
     """No window anywhere: min..max of the frame's modality values to 0..255."""
-    low, high = float(values.min()), float(values.max())
+    held = values if present is None else values[present]
+    low, high = float(held.min()), float(held.max())
     if high <= low:
         return np.zeros_like(values)
     return (values - low) * (255.0 / (high - low))

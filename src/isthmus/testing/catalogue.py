@@ -41,8 +41,8 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("C", "Smith^Anna", "PID0002", "20201231", "235959", "ACC3", "CT CHEST", ("CT",)),
     Entry("D", "DOE^JANE", "PID0003", "20210101", "000000", "ACC4", "CT ABDOMEN", ("CT", "SR"),
           institution="OTHER HOSPITAL"),
-    Entry("E", "Yamada^Tarou=山田^太郎=やまだ^たろう", "PID0004", "20200101", "120000", "ACC5",
-          "US ABDOMEN", ("US",), charset="ISO_IR 192"),
+    Entry("E", "Yamada^Tarou=山田^太郎=やまだ^たろう", "PID0004", "20200101", "120000",
+          "ACC5", "US ABDOMEN", ("US",), charset="ISO_IR 192"),
     Entry("F", "SMYTHE^JOHN", "PID0005", "20150505", "091500", "ACC%6", "CT SPINE", ("CT",)),
 )
 

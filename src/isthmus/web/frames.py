@@ -5,7 +5,9 @@ one frame is asked for with a single-part media type).  Native frames are
 `application/octet-stream`, little endian; compressed frames keep their bitstream
 in their own media type (image/jpeg, image/jls, image/jp2, …, PS3.18 Table 8.7.3-5)
 when the client accepts it or asks for `transfer-syntax=*`, and are decoded to
-octet-stream otherwise.  Each part's Content-Type names its transfer syntax.
+octet-stream otherwise.  Each part's Content-Type names its transfer syntax.  A
+multipart answer announces its Content-Length and sends the frames as they are, without
+joining them into one body.
 """
 
 from __future__ import annotations
@@ -58,11 +60,16 @@ async def retrieve_frames(request: Request) -> Response:
         return Response(frame.data,
                         media_type=f"{frame.media_type}; transfer-syntax={frame.transfer_syntax}")
     writer = MultipartWriter()
+    framing = [writer.part(f"{f.media_type}; transfer-syntax={f.transfer_syntax}")
+               for f in frames]
+    closing = writer.close()
+    length = sum(map(len, framing)) + sum(len(f.data) for f in frames) + len(closing)
 
-    def parts():  # type: ignore[no-untyped-def]
-        for frame in frames:
-            yield writer.part(f"{frame.media_type}; transfer-syntax={frame.transfer_syntax}") \
-                + frame.data
-        yield writer.close()
+    async def parts():  # type: ignore[no-untyped-def]
+        for head, frame in zip(framing, frames):
+            yield head
+            yield frame.data
+        yield closing
 
-    return StreamingResponse(parts(), media_type=content_type(choice, writer.boundary))
+    return StreamingResponse(parts(), media_type=content_type(choice, writer.boundary),
+                             headers={"Content-Length": str(length)})

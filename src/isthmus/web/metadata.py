@@ -3,7 +3,9 @@
 PS3.18 10.4.1.1.2.  The JSON was computed at ingest; here the stored texts are
 joined into one JSON array without being parsed, and the relative BulkDataURIs
 ("/studies/…/bulkdata/…") get the absolute service root in front (PS3.18 8.7.3.2
-asks for absolute URIs).  XML is built from the parsed JSON, one part per instance.
+asks for absolute URIs), all in a worker thread; remote clients that accept gzip get
+the array compressed (compression.py).  XML is built from the parsed JSON, one part
+per instance.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from isthmus.archive import Archive
 from isthmus.web import media_types as mt
+from isthmus.web.compression import json_response
 from isthmus.web.dicom_xml import to_xml
-from isthmus.web.errors import not_found
+from isthmus.web.errors import HTTPError, not_found
 from isthmus.web.multipart import MultipartWriter
 from isthmus.web.negotiation import Offer, content_type, negotiate
 from isthmus.web.params import path_uids
@@ -41,17 +45,33 @@ async def metadata(request: Request) -> Response:
     choice = negotiate(request, OFFERS)
     study, series, instance = path_uids(request)
     archive = context(request).archive
-    texts = await blocking(lambda: list(archive.metadata(study, series, instance)))
-    if not texts:
-        level = "instance" if instance else "series" if series else "study"
-        raise not_found(f"{level} {instance or series or study} is not in the archive")
     absolute = f'"BulkDataURI":"{_json_escape(service_root(request))}/studies/'
     if not choice.multipart:
-        body = ("[" + ",".join(texts) + "]").replace(RELATIVE_BULK, absolute)
-        return Response(body.encode("utf-8"), media_type=content_type(choice))
+        body = await blocking(_json_array, archive, study, series, instance, absolute)
+        if body is None:
+            raise _not_found(study, series, instance)
+        return await json_response(request, body, content_type(choice))
+    texts = await blocking(lambda: list(archive.metadata(study, series, instance)))
+    if not texts:
+        raise _not_found(study, series, instance)
     writer = MultipartWriter()
     return StreamingResponse(_xml_parts(texts, absolute, writer),
                              media_type=content_type(choice, writer.boundary))
+
+
+def _json_array(archive: Archive, study: str, series: str | None, instance: str | None,
+                absolute: str) -> bytes | None:
+    """The stored JSON texts joined into one array, with absolute BulkDataURIs; None if
+    nothing matched."""
+    texts = list(archive.metadata(study, series, instance))
+    if not texts:
+        return None
+    return ("[" + ",".join(texts) + "]").replace(RELATIVE_BULK, absolute).encode("utf-8")
+
+
+def _not_found(study: str, series: str | None, instance: str | None) -> HTTPError:
+    level = "instance" if instance else "series" if series else "study"
+    return not_found(f"{level} {instance or series or study} is not in the archive")
 
 
 def _json_escape(text: str) -> str:

@@ -40,17 +40,30 @@ def can_transcode(source_ts: str, target_ts: str) -> bool:
         return False
 
 
+@contextmanager
+def located_pixels(archive: Archive, row: InstanceRow) -> Iterator[Any]:
+    """The instance's pixel data (render.pixel_data.PixelData), reading only what is used.
+
+    With the pixel offset the archive recorded, only the header and then the frames
+    asked for are read from the file (a multi-frame instance is never read whole);
+    without it (deflated files), the whole file.
+    """
+    from isthmus.render.pixel_data import file_reader, open_at, open_part10
+
+    if row.pixel_offset is None:
+        yield open_part10(archive.read_instance(row))
+        return
+    with archive.open_instance(row) as fh:
+        yield open_at(file_reader(fh), row.pixel_offset)
+
+
 def read_frames(archive: Archive, row: InstanceRow, numbers: list[int],
                 transfer_syntax: str | None) -> list[Any]:
     """Frames of a stored instance (render.frames.Frame); reads only what is needed."""
     from isthmus.render import frames
-    from isthmus.render.pixel_data import file_reader
 
-    if row.pixel_offset is not None:
-        with archive.open_instance(row) as fh:
-            return frames.get_frames_at(file_reader(fh), row.pixel_offset, numbers,
-                                        transfer_syntax)
-    return frames.get_frames(archive.read_instance(row), numbers, transfer_syntax)
+    with located_pixels(archive, row) as pixels:
+        return frames.frames_of(pixels, numbers, transfer_syntax)
 
 
 async def frames_of(archive: Archive, row: InstanceRow, numbers: list[int],
@@ -59,7 +72,8 @@ async def frames_of(archive: Archive, row: InstanceRow, numbers: list[int],
         return await blocking(read_frames, archive, row, numbers, transfer_syntax)
 
 
-def _transcoded(archive: Archive, row: InstanceRow, target_ts: str) -> bytes:
+def transcode_blocking(archive: Archive, row: InstanceRow, target_ts: str) -> bytes:
+    """The instance as a Part 10 file in `target_ts`; raises render's errors."""
     from isthmus.render.transcode import transcode
 
     return transcode(archive.read_instance(row), target_ts)
@@ -68,15 +82,15 @@ def _transcoded(archive: Archive, row: InstanceRow, target_ts: str) -> bytes:
 async def transcoded(archive: Archive, row: InstanceRow, target_ts: str) -> bytes:
     """The instance as a Part 10 file in `target_ts` (HTTPError 406 if impossible)."""
     with pixel_errors():
-        return await blocking(_transcoded, archive, row, target_ts)
+        return await blocking(transcode_blocking, archive, row, target_ts)
 
 
 def _rendered(archive: Archive, row: InstanceRow, frame: int, media_type: str,
               options: dict[str, Any]) -> bytes:
     from isthmus.render import image
 
-    return image.render(archive.read_instance(row), frame=frame, media_type=media_type,
-                        **options)
+    with located_pixels(archive, row) as pixels:
+        return image.render_pixels(pixels, frame=frame, media_type=media_type, **options)
 
 
 async def rendered(archive: Archive, row: InstanceRow, frame: int, media_type: str,

@@ -21,6 +21,7 @@ from isthmus.archive import FindResult, Query, QueryError
 from isthmus.archive.attributes import DEFAULT_RETURN, resolve_tag
 from isthmus.dicom.json import dumps
 from isthmus.web import media_types as mt
+from isthmus.web.compression import json_response
 from isthmus.web.dicom_xml import to_xml
 from isthmus.web.errors import bad_request
 from isthmus.web.multipart import MultipartWriter
@@ -66,19 +67,32 @@ async def search(request: Request) -> Response:
     query = build_query(request, level, study, series)
     archive = context(request).archive
     try:
-        result: FindResult = await blocking(archive.find, query)
-        matches = result.matches
-        if matches:
-            await blocking(add_parent_attributes, archive, level, study, series, matches)
+        result: FindResult = await blocking(run_search, archive, query, level, study, series,
+                                            service_root(request))
     except QueryError as exc:
         raise bad_request(str(exc)) from None
-    if not matches:
+    if not result.matches:
         return Response(status_code=204)
-    root = service_root(request)
-    for match in matches:
-        _add_retrieve_url(match, level, root)
     headers = {"Warning": WARNING_TRUNCATED} if result.truncated else {}
-    return respond(choice, matches, headers)
+    if not choice.multipart:  # serialized off the event loop: a large answer takes a while
+        body = await blocking(_json_body, result.matches)
+        return await json_response(request, body, content_type(choice), headers)
+    return respond(choice, result.matches, headers)
+
+
+def run_search(archive: Any, query: Query, level: str, study: str | None, series: str | None,
+               root: str) -> FindResult:
+    """The matches, with the parent attributes and Retrieve URL of PS3.18 10.6.3.3."""
+    result: FindResult = archive.find(query)
+    if result.matches:
+        add_parent_attributes(archive, level, study, series, result.matches)
+        for match in result.matches:
+            _add_retrieve_url(match, level, root)
+    return result
+
+
+def _json_body(datasets: list[dict[str, Any]]) -> bytes:
+    return dumps(datasets).encode("utf-8")
 
 
 def build_query(request: Request, level: str, study: str | None, series: str | None) -> Query:
@@ -187,7 +201,7 @@ def respond(choice: Choice, datasets: list[dict[str, Any]],
             headers: dict[str, str] | None = None, status: int = 200) -> Response:
     """A list of datasets as DICOM JSON, or as multipart DICOM XML (PS3.18 8.7.5)."""
     if not choice.multipart:
-        body = dumps(datasets).encode("utf-8")
+        body = _json_body(datasets)
         return Response(body, status_code=status, headers=headers,
                         media_type=content_type(choice))
     writer = MultipartWriter()

@@ -22,6 +22,7 @@ import logging
 import mmap
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -44,7 +45,7 @@ from isthmus.web.stow_json import InstanceBuilder, MetadataError
 log = logging.getLogger(__name__)
 
 RESPONSE_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML)]
-PARALLEL_STORES = 8
+PARALLEL_STORES = 16
 SPOOL_CHUNK = 1 << 20
 
 # Failure Reason values (PS3.18 Table I.2-2; 0xC409 is Isthmus's own, in the Cxxx range).
@@ -78,11 +79,15 @@ async def store(request: Request) -> Response:
     study, _, _ = path_uids(request)
     choice = negotiate(request, RESPONSE_OFFERS)
     kind, boundary = _request_kind(request.headers.get("content-type", ""))
+    started = time.perf_counter()
     spool = await spool_body(request, context(request).settings.data / "tmp")
+    spooled = time.perf_counter()
     try:
         outcomes = await _store_spooled(request, spool, kind, boundary, study)
     finally:
         spool.close()
+    log.warning("STOW-RS: %d part(s) received in %.3f s, stored in %.3f s", len(outcomes),
+              spooled - started, time.perf_counter() - spooled)
     return _response(request, outcomes, study, choice.media_type)
 
 
@@ -109,19 +114,34 @@ def _request_kind(content_type: str) -> tuple[str, str | None]:
 
 
 async def spool_body(request: Request, folder: os.PathLike | str) -> IO[bytes]:
-    """Write the request body to an anonymous temporary file as it arrives."""
+    """Write the request body to an anonymous temporary file as it arrives.
+
+    Chunks are gathered up to SPOOL_CHUNK bytes and written with one writev call in a
+    worker thread while the next ones arrive (one write at a time, in order).  Each
+    write has its own duplicate of the file descriptor, so a request that ends early
+    can close the file while a write is still under way.
+    """
     os.makedirs(folder, exist_ok=True)
     spool = tempfile.TemporaryFile(dir=folder, prefix="stow-")
+    writing: asyncio.Future[None] | None = None
     try:
-        buffer = bytearray()
+        gathered: list[bytes] = []
+        size = 0
         async for chunk in request.stream():
-            buffer += chunk
-            if len(buffer) >= SPOOL_CHUNK:
-                await blocking(spool.write, bytes(buffer))
-                buffer.clear()
-        if buffer:
-            await blocking(spool.write, bytes(buffer))
-        spool.flush()
+            if not chunk:
+                continue
+            gathered.append(chunk)
+            size += len(chunk)
+            if size >= SPOOL_CHUNK:
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(blocking(_write_all, os.dup(spool.fileno()),
+                                                                  gathered))
+                gathered, size = [], 0
+        if writing is not None:
+            await writing
+        if gathered:
+            await blocking(_write_all, os.dup(spool.fileno()), gathered)
     except ClientDisconnect:
         spool.close()
         raise bad_request("the client disconnected before the body was complete") from None
@@ -129,6 +149,21 @@ async def spool_body(request: Request, folder: os.PathLike | str) -> IO[bytes]:
         spool.close()
         raise
     return spool
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
+    """Write every chunk at the file's position (writev, resumed after short writes),
+    then close `fd`."""
+    try:
+        pending = [memoryview(c) for c in chunks]
+        while pending:
+            written = os.writev(fd, pending[:1024])  # at most IOV_MAX buffers per call
+            while pending and written >= len(pending[0]):
+                written -= len(pending.pop(0))
+            if pending and written:
+                pending[0] = pending[0][written:]
+    finally:
+        os.close(fd)
 
 
 async def _store_spooled(request: Request, spool: IO[bytes], kind: str, boundary: str | None,

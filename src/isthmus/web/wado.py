@@ -1,8 +1,12 @@
 """WADO-RS: retrieving studies, series and instances as DICOM (PS3.18 10.4).
 
 The answer is `multipart/related; type="application/dicom"`, one Part 10 instance
-per part, streamed from the blob store in chunks: a study of any size passes through
-a small buffer.  The transfer syntax follows PS3.18 8.7.3.5 and 8.7.8.2:
+per part, streamed from the blob store: an instance of up to WHOLE bytes is read in
+one call while the one before it is being sent, a larger one in CHUNK pieces, so a
+study of any size passes through a small buffer.  When every instance goes out as
+stored, the length of the whole body is known from the index and sent as
+Content-Length (no chunked framing).  The transfer syntax follows PS3.18 8.7.3.5 and
+8.7.8.2:
 
 - `transfer-syntax=*`: each instance exactly as stored;
 - a named syntax: stored bytes when they are in it, otherwise transcoded (render);
@@ -12,8 +16,9 @@ a small buffer.  The transfer syntax follows PS3.18 8.7.3.5 and 8.7.8.2:
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import AsyncIterator
+from typing import IO, AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -25,11 +30,15 @@ from isthmus.web.errors import HTTPError, not_acceptable, not_found
 from isthmus.web.multipart import MultipartWriter
 from isthmus.web.negotiation import Choice, Offer, content_type, negotiate
 from isthmus.web.params import path_uids
-from isthmus.web.pixels import can_transcode, transcoded
+from isthmus.web.pixels import can_transcode, pixel_errors, transcode_blocking, transcoded
 from isthmus.web.service import blocking, context
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
+WHOLE = 8 << 20
+# What `_load` gives for one part: its transfer syntax and its bytes, or an open file
+# (larger than WHOLE), or None (the file is missing).
+Loaded = tuple[str, bytes | IO[bytes] | None]
 
 MULTIPART_DICOM = Offer(mt.DICOM, multipart=True, syntaxes=None)
 SINGLE_DICOM = Offer(mt.DICOM, multipart=False, syntaxes=None)
@@ -94,8 +103,14 @@ async def retrieve(request: Request) -> Response:
     if not choice.multipart:
         return await single_instance(archive, rows[0], choice)
     writer = MultipartWriter()
-    return StreamingResponse(stream_instances(archive, rows, choice.transfer_syntax, writer),
-                             media_type=content_type(choice, writer.boundary))
+    headers = {}
+    as_stored = all(target_syntax(choice.transfer_syntax, row.transfer_syntax_uid)
+                    == row.transfer_syntax_uid for row in rows)
+    if as_stored:
+        headers["Content-Length"] = str(multipart_length(rows, MultipartWriter(writer.boundary)))
+    return StreamingResponse(stream_instances(archive, rows, choice.transfer_syntax, writer,
+                                              exact=as_stored),
+                             media_type=content_type(choice, writer.boundary), headers=headers)
 
 
 async def single_instance(archive: Archive, row: InstanceRow, choice: Choice) -> Response:
@@ -103,30 +118,44 @@ async def single_instance(archive: Archive, row: InstanceRow, choice: Choice) ->
     media_type = f"{mt.DICOM}; transfer-syntax={target}"
     if target != row.transfer_syntax_uid:
         return Response(await transcoded(archive, row, target), media_type=media_type)
-    fh = await open_blob(archive, row)
-    return StreamingResponse(read_chunks(fh), media_type=media_type,
+    return await stored_file(archive, row, media_type)
+
+
+async def stored_file(archive: Archive, row: InstanceRow, media_type: str) -> Response:
+    """The stored Part 10 file as the whole body: read at once, or streamed when large."""
+    _, content = await blocking(_load, archive, row, row.transfer_syntax_uid)
+    if content is None:
+        raise _missing(row)
+    if isinstance(content, bytes):
+        return Response(content, media_type=media_type)
+    return StreamingResponse(read_chunks(content, 0, row.size), media_type=media_type,
                              headers={"Content-Length": str(row.size)})
+
+
+def _missing(row: InstanceRow) -> HTTPError:
+    return HTTPError(500, f"instance {row.sop_instance_uid} is indexed but its file is "
+                          "missing; run a consistency check")
 
 
 async def open_blob(archive: Archive, row: InstanceRow):  # type: ignore[no-untyped-def]
     try:
         return await blocking(archive.open_instance, row)
     except KeyError:
-        raise HTTPError(500, f"instance {row.sop_instance_uid} is indexed but its file is "
-                             "missing; run a consistency check") from None
+        raise _missing(row) from None
 
 
 async def read_chunks(fh, start: int = 0, length: int | None = None) -> AsyncIterator[bytes]:  # type: ignore[no-untyped-def]
-    """A blob's bytes, chunk by chunk (optionally `length` bytes from `start`); closes it."""
+    """A blob's bytes, chunk by chunk (optionally `length` bytes from `start`); closes it.
+
+    Each chunk is one call in a worker thread (seek and read together)."""
     try:
-        if start:
-            await blocking(fh.seek, start)
-        remaining = length
+        position, remaining = start, length
         while remaining is None or remaining > 0:
             size = CHUNK if remaining is None else min(CHUNK, remaining)
-            chunk = await blocking(fh.read, size)
+            chunk = await blocking(_read_at, fh, position, size)
             if not chunk:
                 break
+            position += len(chunk)
             if remaining is not None:
                 remaining -= len(chunk)
             yield chunk
@@ -134,25 +163,83 @@ async def read_chunks(fh, start: int = 0, length: int | None = None) -> AsyncIte
         fh.close()
 
 
-async def stream_instances(archive: Archive, rows: list[InstanceRow], requested: str | None,
-                           writer: MultipartWriter) -> AsyncIterator[bytes]:
-    """Every instance as one part; stored bytes are never held whole in memory."""
-    for row in rows:
-        target = target_syntax(requested, row.transfer_syntax_uid)
-        if target != row.transfer_syntax_uid:
-            try:
-                data = await transcoded(archive, row, target)
-            except HTTPError as exc:  # one instance the codec refuses: send it as stored
-                log.warning("instance %s sent as stored: %s", row.sop_instance_uid, exc.message)
-            else:
-                yield writer.part(f"{mt.DICOM}; transfer-syntax={target}") + data
-                continue
+def _read_at(fh: IO[bytes], position: int, size: int) -> bytes:
+    fh.seek(position)
+    return fh.read(size)
+
+
+def _part_header(writer: MultipartWriter, syntax: str) -> bytes:
+    return writer.part(f"{mt.DICOM}; transfer-syntax={syntax}")
+
+
+def multipart_length(rows: list[InstanceRow], writer: MultipartWriter) -> int:
+    """Bytes of the body `stream_instances` sends when every instance goes as stored."""
+    framing = sum(len(_part_header(writer, row.transfer_syntax_uid)) for row in rows)
+    return framing + sum(row.size for row in rows) + len(writer.close())
+
+
+def _load(archive: Archive, row: InstanceRow, target: str) -> Loaded:
+    """One part: (its transfer syntax, its bytes | an open file if large | None if missing).
+
+    A transcode the codec refuses sends the instance as stored (the 406 check before
+    the response started covers what can be known without decoding).
+    """
+    if target != row.transfer_syntax_uid:
         try:
-            fh = await blocking(archive.open_instance, row)
-        except KeyError:
-            log.error("instance %s: file missing from the blob store", row.sop_instance_uid)
-            continue
-        yield writer.part(f"{mt.DICOM}; transfer-syntax={row.transfer_syntax_uid}")
-        async for chunk in read_chunks(fh):
-            yield chunk
-    yield writer.close()
+            with pixel_errors():
+                return target, transcode_blocking(archive, row, target)
+        except HTTPError as exc:
+            log.warning("instance %s sent as stored: %s", row.sop_instance_uid, exc.message)
+    try:
+        fh = archive.open_instance(row)
+    except KeyError:
+        log.error("instance %s: file missing from the blob store", row.sop_instance_uid)
+        return row.transfer_syntax_uid, None
+    if row.size > WHOLE:
+        return row.transfer_syntax_uid, fh
+    with fh:
+        return row.transfer_syntax_uid, fh.read()
+
+
+async def stream_instances(archive: Archive, rows: list[InstanceRow], requested: str | None,
+                           writer: MultipartWriter, exact: bool = False) -> AsyncIterator[bytes]:
+    """Every instance as one part, the next one read while this one is sent.
+
+    At most two instances of up to WHOLE bytes are in memory.  A file missing from
+    the blob store is skipped, unless the body's length was announced (`exact`): then
+    the response is cut short, so the client sees that it is incomplete.
+    """
+    def load(row: InstanceRow) -> "asyncio.Future[Loaded]":
+        target = target_syntax(requested, row.transfer_syntax_uid)
+        return asyncio.ensure_future(blocking(_load, archive, row, target))
+
+    pending = load(rows[0]) if rows else None
+    try:
+        for index, row in enumerate(rows):
+            assert pending is not None
+            syntax, content = await pending
+            pending = load(rows[index + 1]) if index + 1 < len(rows) else None
+            if content is None:
+                if exact:
+                    raise RuntimeError(f"instance {row.sop_instance_uid}: file missing "
+                                       "from the blob store; response cut short")
+                continue
+            yield _part_header(writer, syntax)
+            if isinstance(content, bytes):
+                yield content
+            else:
+                async for chunk in read_chunks(content, 0, row.size):
+                    yield chunk
+        yield writer.close()
+    finally:
+        if pending is not None:
+            pending.add_done_callback(_close_unsent)
+
+
+def _close_unsent(future: "asyncio.Future[Loaded]") -> None:
+    """A part read ahead for a response that ended first: close its file, if any."""
+    if future.cancelled() or future.exception() is not None:
+        return
+    content = future.result()[1]
+    if content is not None and not isinstance(content, bytes):
+        content.close()

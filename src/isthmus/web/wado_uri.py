@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from isthmus.web import media_types as mt
@@ -22,7 +22,7 @@ from isthmus.web.errors import bad_request, not_acceptable, not_found
 from isthmus.web.params import non_negative_int, single, uid
 from isthmus.web.pixels import can_transcode, rendered, transcoded
 from isthmus.web.service import blocking, context
-from isthmus.web.wado import open_blob, read_chunks
+from isthmus.web.wado import stored_file
 
 CONTENT_TYPES = (mt.DICOM, mt.JPEG, mt.PNG, mt.GIF)
 KNOWN = {"requestType", "studyUID", "seriesUID", "objectUID", "contentType", "charset",
@@ -102,9 +102,7 @@ async def _dicom(request: Request, archive: Any, row: Any) -> Response:
             raise not_acceptable(f"the object is stored in {row.transfer_syntax_uid} and cannot "
                                  f"be sent in {syntax} here")
         return Response(await transcoded(archive, row, syntax), media_type=mt.DICOM)
-    fh = await open_blob(archive, row)
-    return StreamingResponse(read_chunks(fh), media_type=mt.DICOM,
-                             headers={"Content-Length": str(row.size)})
+    return await stored_file(archive, row, mt.DICOM)
 
 
 def _render_options(request: Request) -> dict[str, Any]:

@@ -1,0 +1,68 @@
+"""Issue 2: ingest of 10,000 small instances (64×64) over 200 studies.
+
+Method, identical for both archives: one association per study (50 instances, as a
+modality sends a study), four DCMTK storescu processes at a time, into a fresh
+archive; `--repeat` rounds, systems in turn.  The archives filled in the last round
+are kept for the C-FIND and C-MOVE scenarios.  An extra row, Isthmus with
+durable=false (no fsync), shows what durability costs here.
+"""
+
+from __future__ import annotations
+
+from bench import dimse, profile
+from bench.lab import Lab
+from bench.procs import CommandFailed, Server
+from bench.results import Scenario
+
+NAME = "ingest"
+TITLE = "Ingest 10,000 small instances / 200 studies (4 parallel storescu)"
+WORKERS = 4
+NOSYNC_NOTE = "Isthmus with durable=false: no fsync, SQLite synchronous=NORMAL"
+
+
+def run(lab: Lab) -> Scenario:
+    s = Scenario(NAME, TITLE, target="report (Orthanc 36 s in the issue)",
+                 ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)})
+    small = lab.data("small")
+    groups = [small.files(f) for f in small.folders]
+    for n in range(lab.repeat):
+        last = n == lab.repeat - 1
+        for system in ("isthmus", "orthanc", "isthmus-nosync"):
+            if system == "isthmus-nosync":
+                server = lab.fresh("isthmus", system, durable=False)
+            else:
+                server = lab.fresh(system, "main")
+            seconds, cpu = _ingest(server.start(), groups, small.count, lab)
+            m = s.measure(system, size_bytes=small.size_bytes,
+                          note=NOSYNC_NOTE if system == "isthmus-nosync" else "")
+            m.seconds.append(seconds)
+            m.server_cpu.append(cpu)
+            if last and system != "isthmus-nosync":
+                lab.adopt(system, "main", server, {"small": seconds})
+            else:
+                lab.discard(server)
+    if lab.profile:  # one extra, uncounted Isthmus run under py-spy
+        server = lab.fresh("isthmus", "profile")
+        with server, profile.maybe_record(True, server, lab.out_dir / "profile-ingest",
+                                          s.details):
+            dimse.storescu_parallel(server, groups, workers=WORKERS)
+        lab.discard(server)
+    s.details["instances_per_second"] = {
+        k: round(small.count / m.median, 1) for k, m in s.measurements.items() if m.median}
+    return s
+
+
+def _ingest(server: Server, groups: list, expected: int, lab: Lab) -> tuple[float, float]:
+    """Send every group to a started `server`; (wall seconds, server CPU seconds)."""
+    try:
+        cpu = server.cpu()
+        seconds = dimse.storescu_parallel(server, groups, workers=WORKERS)
+        cpu = server.cpu() - cpu
+        stored = server.count()  # type: ignore[attr-defined]
+    except BaseException:
+        lab.discard(server)
+        raise
+    if stored != expected:
+        lab.discard(server)
+        raise CommandFailed(f"{server.name}: {stored} of {expected} instances stored")
+    return seconds, cpu

@@ -1,0 +1,143 @@
+/**
+ * Received instances in the browser's IndexedDB: one record per SOP Instance UID
+ * holding the Part 10 bytes and the header fields a list needs.
+ *
+ * Writes are grouped: instances arriving while a transaction is open go into the
+ * next one, and each caller's promise resolves only after the transaction that
+ * holds its instance has committed, so a C-STORE success is never answered for
+ * data that is not in the database.
+ */
+import { TAGS } from './dictionary.js';
+
+export const DB_NAME = 'isthmus-dicomnet';
+const STORE = 'instances';
+const VERSION = 1;
+
+function promisify(request) {
+  return new Promise((resolve, reject) => {
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+/** The fields kept next to the bytes, from a parsed header. */
+export function summarize(header, extra = {}) {
+  return {
+    sopInstanceUID: header.string(TAGS.SOPInstanceUID),
+    sopClassUID: header.string(TAGS.SOPClassUID),
+    studyInstanceUID: header.string(TAGS.StudyInstanceUID),
+    seriesInstanceUID: header.string(TAGS.SeriesInstanceUID),
+    patientName: header.string(TAGS.PatientName),
+    patientID: header.string(TAGS.PatientID),
+    studyDate: header.string(TAGS.StudyDate),
+    studyDescription: header.string(TAGS.StudyDescription),
+    seriesDescription: header.string(TAGS.SeriesDescription),
+    modality: header.string(TAGS.Modality),
+    seriesNumber: header.number(TAGS.SeriesNumber),
+    instanceNumber: header.number(TAGS.InstanceNumber),
+    rows: header.number(TAGS.Rows),
+    columns: header.number(TAGS.Columns),
+    ...extra,
+  };
+}
+
+export class InstanceStore {
+  constructor(name = DB_NAME, indexedDB = globalThis.indexedDB) {
+    this.name = name;
+    this.indexedDB = indexedDB;
+    this.db = null;
+    this.queue = [];
+    this.flushing = null;
+    this.listeners = new Set();
+  }
+
+  async open() {
+    if (this.db) return this;
+    const request = this.indexedDB.open(this.name, VERSION);
+    request.onupgradeneeded = () => {
+      const store = request.result.createObjectStore(STORE, { keyPath: 'sopInstanceUID' });
+      store.createIndex('study', 'studyInstanceUID');
+      store.createIndex('receivedAt', 'receivedAt');
+    };
+    this.db = await promisify(request);
+    return this;
+  }
+
+  /** Subscribe to additions: fn(record without bytes). Returns an unsubscribe function. */
+  onChange(fn) {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Store one instance ({...summary, part10: Uint8Array}); resolves once committed. */
+  put(record) {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ record, resolve, reject });
+      if (!this.flushing) this.flushing = this.flush();
+    });
+  }
+
+  async flush() {
+    while (this.queue.length) {
+      const batch = this.queue.splice(0);
+      try {
+        await this.write(batch.map((b) => b.record));
+        for (const b of batch) b.resolve();
+        for (const b of batch) for (const fn of this.listeners) fn(withoutBytes(b.record));
+      } catch (error) {
+        for (const b of batch) b.reject(error);
+      }
+    }
+    this.flushing = null;
+  }
+
+  write(records) {
+    return new Promise((resolve, reject) => {
+      const tx = this.db.transaction(STORE, 'readwrite', { durability: 'relaxed' });
+      const store = tx.objectStore(STORE);
+      for (const record of records) store.put({ ...record, size: record.part10.length, receivedAt: record.receivedAt || Date.now() });
+      tx.oncomplete = () => resolve();
+      tx.onerror = () => reject(tx.error);
+      tx.onabort = () => reject(tx.error || new Error('IndexedDB transaction aborted'));
+    });
+  }
+
+  /** Every record without its bytes, newest first. */
+  async list() {
+    const tx = this.db.transaction(STORE, 'readonly');
+    const out = [];
+    await new Promise((resolve, reject) => {
+      const request = tx.objectStore(STORE).openCursor();
+      request.onsuccess = () => {
+        const cursor = request.result;
+        if (!cursor) { resolve(); return; }
+        out.push(withoutBytes(cursor.value));
+        cursor.continue();
+      };
+      request.onerror = () => reject(request.error);
+    });
+    return out.sort((a, b) => b.receivedAt - a.receivedAt);
+  }
+
+  /** The full record, bytes included, or undefined. */
+  get(sopInstanceUID) {
+    return promisify(this.db.transaction(STORE, 'readonly').objectStore(STORE).get(sopInstanceUID));
+  }
+
+  delete(sopInstanceUID) {
+    const tx = this.db.transaction(STORE, 'readwrite');
+    tx.objectStore(STORE).delete(sopInstanceUID);
+    return new Promise((resolve, reject) => { tx.oncomplete = resolve; tx.onerror = () => reject(tx.error); });
+  }
+
+  clear() {
+    const tx = this.db.transaction(STORE, 'readwrite');
+    tx.objectStore(STORE).clear();
+    return new Promise((resolve, reject) => { tx.oncomplete = resolve; tx.onerror = () => reject(tx.error); });
+  }
+}
+
+function withoutBytes(record) {
+  const { part10, ...rest } = record;
+  return rest;
+}

@@ -1,0 +1,70 @@
+"""`isthmus retrieve` in-process: a study from a peer into the local archive, by C-GET and
+by C-MOVE to ourselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from isthmus.archive import Archive
+from isthmus.config import Peer, Settings
+from isthmus.dimse.fetch import retrieve_into_archive
+from isthmus.server import Node
+from isthmus.testing import catalogue
+from isthmus.testing.catalogue import series_uid, study_uid
+from isthmus.testing.net import free_port
+
+from .support import dataset_bytes, peer
+
+
+def local_settings(tmp_path: Path, port: int) -> Settings:
+    return Settings(data=tmp_path / "local", aet="LOCAL", dicom_port=port, http_port=free_port())
+
+
+def same_instances(remote: Node, local: Settings, study: str) -> None:
+    archive = Archive.from_settings(local)
+    try:
+        got = {r.sop_instance_uid: r for r in archive.instances()}
+        want = remote.archive.instances(study_uid=study)
+        assert sorted(got) == sorted(r.sop_instance_uid for r in want)
+        for row in want:
+            assert dataset_bytes(archive.read_instance(got[row.sop_instance_uid])) == \
+                dataset_bytes(remote.archive.read_instance(row))
+    finally:
+        archive.close()
+
+
+@pytest.mark.parametrize("via", ["get", "move"])
+def test_retrieve_a_study_into_the_local_archive(start_node: Callable[..., Node], tmp_path: Path,
+                                                 via: str) -> None:
+    port = free_port()
+    remote = start_node(peers=(Peer("LOCAL", "127.0.0.1", port),))
+    catalogue.load(remote.archive, tmp_path / "files")
+    local = local_settings(tmp_path, port)
+    report = retrieve_into_archive(local, peer(remote), study_uid("A"), None, via)
+    assert (report.status, report.completed, report.failed) == (0, 4, 0)
+    same_instances(remote, local, study_uid("A"))
+
+
+def test_retrieve_one_series(start_node: Callable[..., Node], tmp_path: Path) -> None:
+    remote = start_node()
+    catalogue.load(remote.archive, tmp_path / "files")
+    local = local_settings(tmp_path, free_port())
+    report = retrieve_into_archive(local, peer(remote), study_uid("A"), series_uid("A", 2), "get")
+    assert report.completed == 2
+    archive = Archive.from_settings(local)
+    try:
+        assert {r.series_instance_uid for r in archive.instances()} == {series_uid("A", 2)}
+    finally:
+        archive.close()
+
+
+def test_move_to_ourselves_needs_the_peer_to_know_us(start_node: Callable[..., Node],
+                                                     tmp_path: Path) -> None:
+    remote = start_node()                                   # LOCAL is not one of its peers
+    catalogue.load(remote.archive, tmp_path / "files")
+    report = retrieve_into_archive(local_settings(tmp_path, free_port()), peer(remote),
+                                   study_uid("B"), None, "move")
+    assert (report.status, report.completed) == (0xA801, 0)

@@ -1,0 +1,46 @@
+"""The SCU helpers used by the command line (pynetdicom as SCU against real peers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from isthmus.config import Peer
+from isthmus.dimse import scu
+from isthmus.server import Node
+from isthmus.testing import samples
+from isthmus.testing.generate import StudySpec, write_study
+from isthmus.testing.net import free_port
+
+from .support import peer
+
+
+def test_unreachable_peer_is_an_scu_error_naming_it() -> None:
+    nobody = Peer("NOBODY", "127.0.0.1", free_port())
+    with pytest.raises(scu.SCUError, match=f"cannot reach {nobody}"):
+        scu.echo(nobody)
+
+
+def test_send_reports_unreadable_files_by_name_and_sends_the_rest(module_node: Node,
+                                                                  tmp_path: Path) -> None:
+    good = write_study(StudySpec(instances_per_series=2), tmp_path / "good")
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not DICOM")
+    report = scu.send(peer(module_node), [good[0], bad, good[1]], "SENDER")
+    assert report.sent == 2
+    assert [name for name, _reason in report.failed] == [str(bad)]
+
+
+def test_send_counts_progress_for_every_file(module_node: Node, tmp_path: Path) -> None:
+    files = list(samples.write_samples(tmp_path).values())
+    ticks: list[int] = []
+    report = scu.send(peer(module_node), files, progress=ticks.append)
+    assert report.sent == len(files) and sum(ticks) == len(files)
+
+
+def test_files_needing_more_than_128_contexts_go_over_several_associations() -> None:
+    items = [(Path(f"{n}.dcm"), f"1.2.3.{n}", "1.2.840.10008.1.2.1") for n in range(300)]
+    batches = list(scu._context_batches(items))
+    assert [len(b) for b in batches] == [128, 128, 44]
+    assert [i for b in batches for i in b] == items
