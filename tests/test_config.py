@@ -158,3 +158,14 @@ def test_example_file_shows_the_defaults() -> None:
     differing = [f.name for f in fields(Settings)
                  if f.name != "peers" and getattr(example, f.name) != getattr(defaults, f.name)]
     assert differing == [], f"examples/isthmus.toml and config.py disagree on {differing}"
+
+
+@pytest.mark.parametrize("name, value", [("durable", "maybe"), ("check_on_start", "2"),
+                                         ("dicom_port", "70000"), ("http_port", "-1")])
+def test_booleans_and_ports_are_checked_not_guessed(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load(env={f"ISTHMUS_{name.upper()}": value})
+
+
+def test_false_spelled_out_is_false() -> None:
+    assert load(env={"ISTHMUS_DURABLE": "off"}).durable is False

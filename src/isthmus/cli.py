@@ -32,8 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=getattr(logging, (args.log_level or "info").upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.log_level != "debug":
-        logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    if args.log_level != "debug":  # our own messages say what failed; pynetdicom's repeat it
+        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -222,6 +222,17 @@ def _from_env(env: dict[str, str] | os._Environ) -> dict[str, Any]:
     return out
 
 
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
 def _build(values: dict[str, Any]) -> Settings:
     settings = Settings()
     kinds = {f.name: f.type for f in fields(Settings)}
@@ -234,7 +245,7 @@ def _build(values: dict[str, Any]) -> Settings:
             elif kind == "float":
                 clean[key] = float(value)
             elif kind == "bool":
-                clean[key] = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+                clean[key] = _bool(value)
             elif kind == "Path":
                 clean[key] = Path(value)
             elif key in _LIST_SETTINGS:
@@ -248,6 +259,10 @@ def _build(values: dict[str, Any]) -> Settings:
             raise ConfigError(f"setting {key}={value!r}: {exc}") from exc
     settings = replace(settings, **clean)
     check_aet(settings.aet)
+    for name in ("dicom_port", "http_port"):
+        port = getattr(settings, name)
+        if not 0 <= port < 65536:  # 0: any free port
+            raise ConfigError(f"{name} {port} is not a TCP port")
     if settings.duplicates not in ("keep", "overwrite"):
         raise ConfigError("duplicates must be 'keep' or 'overwrite'")
     if not 4096 <= settings.dicom_ws_max_pdu <= 64 * 1024 * 1024 - 6:

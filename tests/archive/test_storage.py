@@ -85,3 +85,12 @@ def test_blob_store_urls(tmp_path: Path) -> None:
     assert (tmp_path / "a").is_dir() and (tmp_path / "b").is_dir()
     with pytest.raises(ValueError, match="s3://bucket"):
         open_blob_store("s3://bucket/prefix")
+
+
+def test_put_recreates_a_folder_a_concurrent_delete_removed(store: FileBlobStore) -> None:
+    store.put("ab/cd/one.dcm", [b"1"])  # the folder is now known to the store
+    # Another thread's delete empties and removes the folder behind this one's back.
+    Path(store.local_path("ab/cd/one.dcm")).unlink()
+    Path(store.local_path("ab/cd/one.dcm")).parent.rmdir()
+    assert store.put("ab/cd/three.dcm", [b"3"]) == 1
+    assert store.open("ab/cd/three.dcm").read() == b"3"

@@ -91,7 +91,7 @@ class FileBlobStore:
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{id(chunks):x}{_TMP_SUFFIX}")
         size = 0
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            fd = self._create(tmp)
             try:
                 pending = [memoryview(c).cast("B") for c in chunks]
                 size = sum(len(c) for c in pending)
@@ -124,6 +124,17 @@ class FileBlobStore:
         finally:
             os.close(fd)
         _fsync_dir(path.parent)
+
+    def _create(self, tmp: Path) -> int:
+        """Create the temporary file; if a concurrent delete just removed its (empty)
+        folder, make the folder again."""
+        for _attempt in range(3):
+            try:
+                return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+            except FileNotFoundError:
+                self._folders.discard(tmp.parent)
+                self._ensure_folder(tmp.parent)
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
 
     def open(self, key: str) -> BinaryIO:
         try:

@@ -101,5 +101,7 @@ class GroupCommitWriter:
                         p.result = p.job(conn)
                 except BaseException as exc:  # reported to the caller that submitted it
                     p.error = exc
+                    if self.on_failure is not None:
+                        self.on_failure()  # caches may hold keys of rolled-back rows
         for p in batch:
             p.done.set()
