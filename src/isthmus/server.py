@@ -54,7 +54,8 @@ class Node:
         ctx = WebContext(self.settings, self.archive, self.router, self.access)
         config = uvicorn.Config(create_app(ctx), host=self.settings.host,
                                 port=self.settings.http_port, log_level="warning",
-                                lifespan="on", ws_max_size=64 * 1024 * 1024)
+                                lifespan="on", ws_max_size=64 * 1024 * 1024,
+                                ws_per_message_deflate=False)
         self._http = uvicorn.Server(config)
         if block:
             try:
@@ -112,7 +113,8 @@ def run_forever(settings: Settings) -> None:
     print("Press Ctrl+C to stop.", flush=True)
     ctx = WebContext(settings, node.archive, node.router, node.access)
     config = uvicorn.Config(create_app(ctx), host=settings.host, port=settings.http_port,
-                            log_level="warning", lifespan="on", ws_max_size=64 * 1024 * 1024)
+                            log_level="warning", lifespan="on", ws_max_size=64 * 1024 * 1024,
+                            ws_per_message_deflate=False)
     server = uvicorn.Server(config)
     try:
         asyncio.run(server.serve())

@@ -112,6 +112,7 @@ class RawAssociation:
         self.sock.sendall(associate_rq(node.settings.aet, contexts, **rq))
         self.kind, self.body = self.read_pdu()
         self.p_data_lengths: list[int] = []
+        self.fragment_lengths: list[int] = []
 
     def read_pdu(self) -> tuple[int, bytes]:
         """(type, body) of the next PDU; (0, b"") when the connection is closed."""
@@ -144,6 +145,7 @@ class RawAssociation:
             while pos < len(body):
                 length, control = struct.unpack_from(">I", body, pos)[0], body[pos + 5]
                 fragment = body[pos + 6:pos + 4 + length]
+                self.fragment_lengths.append(len(fragment))
                 pos += 4 + length
                 if control & 1:
                     cmd += fragment
@@ -325,9 +327,11 @@ def test_acceptor_reassembles_a_c_store_split_into_pdvs_every_legal_way(
     assert stored(node, ds.SOPInstanceUID) == (EXPLICIT_LE, data)
 
 
-@pytest.mark.parametrize("max_pdu", [7, 64, 4096])
+@pytest.mark.parametrize("max_pdu", [8, 65, 4097, 4096])
 def test_acceptor_fragments_its_responses_to_the_peer_maximum_pdu_length(
         node: Node, max_pdu: int) -> None:
+    """PS3.8 D.1; fragments of even length even when the maximum is odd (DCMTK aborts on
+    an odd one)."""
     assoc = RawAssociation(node, [(1, FIND, [EXPLICIT_LE])], max_pdu=max_pdu)
     assoc.sock.sendall(p_data(pdv(1, 3, find_rq()), pdv(1, 2, study_query())))
     responses = []
@@ -341,12 +345,14 @@ def test_acceptor_fragments_its_responses_to_the_peer_maximum_pdu_length(
     assert {str(r.StudyInstanceUID) for r in responses[:-1]} == \
         {catalogue.study_uid(e.key) for e in catalogue.ENTRIES}
     assert max(assoc.p_data_lengths) <= max_pdu
+    assert all(length % 2 == 0 for length in assoc.fragment_lengths)
     assert assoc.release() == A_RELEASE_RP
 
 
-def test_acceptor_refuses_a_maximum_pdu_length_no_pdv_fits_in(node: Node) -> None:
-    """PS3.8 D.1: 6 bytes leave no room for a PDV; fragmenting for it never ended."""
-    assoc = RawAssociation(node, [(1, VERIFICATION, [IMPLICIT_LE])], max_pdu=6)
+@pytest.mark.parametrize("max_pdu", [1, 6, 7])
+def test_acceptor_refuses_a_maximum_pdu_length_no_pdv_fits_in(node: Node, max_pdu: int) -> None:
+    """PS3.8 D.1: below 8 bytes no PDV of even length fits; fragmenting for 6 never ended."""
+    assoc = RawAssociation(node, [(1, VERIFICATION, [IMPLICIT_LE])], max_pdu=max_pdu)
     assert (assoc.kind, assoc.body[1:]) == (A_ASSOCIATE_RJ, bytes([1, 1, 1]))
     assoc.close()
     still_serving(node)

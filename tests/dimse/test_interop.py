@@ -51,11 +51,13 @@ JAPANESE = "Yamada^Tarou=山田^太郎=やまだ^たろう"
 KOREAN = "Hong^Gildong=洪^吉洞=홍^길동"
 FRENCH = "Gérard^Élodie"
 CHINESE = "Wang^XiaoDong=王^小東"
+NO_BREAK = "O\u00a0Brien^Pat"
 CHARSET_PATIENTS = {  # name: (Specific Character Set, Patient ID)
     JAPANESE: (["", "ISO 2022 IR 87"], "CS-JP"),
     KOREAN: (["", "ISO 2022 IR 149"], "CS-KR"),
     FRENCH: ("ISO_IR 100", "CS-FR"),
     CHINESE: ("ISO_IR 192", "CS-CN"),
+    NO_BREAK: ("ISO_IR 100", "CS-NB"),
 }
 
 
@@ -184,11 +186,13 @@ def final_counts(log: str) -> dict[str, int]:
 
 
 def store_study_of(node: Node, paths: list[Path], study_uid: str) -> list[str]:
-    """Store copies of `paths` as one study; returns their SOP Instance UIDs."""
+    """Store copies of `paths` as one study (new series and instance UIDs: the same series
+    in two studies would be filed under the first); returns their SOP Instance UIDs."""
     uids = []
     for path in paths:
         ds = dcmread(path)
         ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = generate_uid(ROOT)
         ds.SOPInstanceUID = generate_uid(ROOT)
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         buf = BytesIO()
@@ -229,6 +233,14 @@ def test_interop_c_find_identifiers_in_any_syntax_the_context_accepted(
                   int(m.NumberOfStudyRelatedInstances)) for m in matches)
     assert got == sorted((e.patient_name, catalogue.study_uid(e.key), catalogue.instance_count(e.key))
                          for e in catalogue.ENTRIES if e.patient_name.upper().startswith("SMITH"))
+
+
+def test_interop_c_find_with_a_private_block_in_the_identifier_still_matches(node: Node) -> None:
+    """A private creator (gggg,00xx) only reserves a block (PS3.5 7.8.1); it is no key."""
+    ds = query("STUDY", PatientName="smith*", StudyInstanceUID="")
+    ds.private_block(0x0009, "SIEMENS MED", create=True).add_new(0x01, "LO", "")
+    assert len(find(node, ds)) == sum(e.patient_name.upper().startswith("SMITH")
+                                      for e in catalogue.ENTRIES)
 
 
 def test_interop_findscu_patient_root_with_a_deflate_proposal(dcmtk_tools: None, node: Node,
@@ -273,6 +285,15 @@ def test_interop_c_find_universal_match_returns_every_character_set(charset_node
     assert sorted(str(m.PatientName) for m in matches) == sorted(CHARSET_PATIENTS)
 
 
+def test_interop_c_find_declares_the_character_set_of_unprintable_non_ascii(
+        charset_node: Node) -> None:
+    """A NO-BREAK SPACE (ISO_IR 100 0xA0) is outside the default repertoire too."""
+    [match] = find(charset_node, query("STUDY", PatientID="CS-NB", PatientName="",
+                                       StudyInstanceUID=""))
+    assert match.SpecificCharacterSet
+    assert str(match.PatientName) == NO_BREAK
+
+
 def test_interop_findscu_iso_2022_ir_87_query_file(dcmtk_tools: None, charset_node: Node,
                                                    tmp_path: Path) -> None:
     """findscu sends an identifier encoded with ISO 2022 escape sequences (PS3.5 H)."""
@@ -310,6 +331,24 @@ def test_interop_c_move_to_a_destination_refusing_some_instances_ends_in_b000(
     failed = identifier.FailedSOPInstanceUIDList
     assert sorted([failed] if isinstance(failed, str) else failed) == sorted(refused)
     assert len(received) == catalogue.instance_count("A")
+
+
+@pytest.mark.parametrize("patient_id, moved", [("PID0001", 5), ("*", 0), ("PID000?", 0)])
+def test_interop_patient_level_c_move_matches_the_patient_id_as_a_single_value(
+        node: Node, destination: Callable[..., list[str]], patient_id: str, moved: int) -> None:
+    """PS3.4 C.4.2.2.1: no wildcards in a retrieve - PatientID "*" is not everyone."""
+    received = destination("EVERYONE", lambda _uid, _n: 0x0000)
+    ae = AE(ae_title="INTEROP")
+    ae.add_requested_context("1.2.840.10008.5.1.4.1.2.1.2", EXPLICIT_LE)   # Patient Root
+    assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title=node.settings.aet)
+    try:
+        answers = list(assoc.send_c_move(query("PATIENT", PatientID=patient_id), "EVERYONE",
+                                         "1.2.840.10008.5.1.4.1.2.1.2"))
+    finally:
+        assoc.release()
+    final = answers[-1][0]
+    assert (final.Status, final.NumberOfCompletedSuboperations, len(received)) == \
+        (0x0000, moved, moved)
 
 
 def test_interop_movescu_cancel_during_sub_operations_ends_with_fe00_and_counts(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 

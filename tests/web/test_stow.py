@@ -194,3 +194,32 @@ def test_body_is_spooled_to_disk_not_kept(web_node, http):
     folder = web_node.settings.data / "tmp"
     post(http, multipart_body([("application/dicom", part10(make_study(instances_per_series=1)[0]))]))
     assert folder.is_dir() and list(folder.iterdir()) == []
+
+
+def test_spooled_bodies_are_released_once_answered(web_node, http):
+    """The temporary file (and its mapping) of every request is closed after the answer,
+    whether the body was stored or refused."""
+    import os
+    import time
+
+    folder = os.path.realpath(web_node.settings.data / "tmp")
+
+    def open_spools() -> list[str]:
+        found = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                target = os.readlink(f"/proc/self/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith(folder + "/"):
+                found.append(target)
+        return found
+
+    datasets = make_study(instances_per_series=3)
+    body = multipart_body([("application/dicom", part10(d)) for d in datasets])
+    assert post(http, body).status_code == 200
+    assert post(http, body[:len(body) - 3000]).status_code == 400
+    deadline = time.monotonic() + 30  # the release runs in a worker thread after the answer
+    while open_spools() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert open_spools() == []

@@ -19,6 +19,8 @@ def identifier_keys(identifier: Dataset) -> dict[int, str]:
         tag = int(elem.tag)
         if tag in _CONTROL_TAGS or elem.tag.group in (0x0000, 0x0002):
             continue
+        if elem.tag.is_private_creator:  # reserves a private block: not a key (PS3.5 7.8.1)
+            continue
         keys[tag] = _text(elem)
     return keys
 

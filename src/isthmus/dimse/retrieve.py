@@ -64,8 +64,12 @@ def select(scp: "ArchiveSCP", identifier: Dataset) -> list[InstanceRow]:
         raise QueryError(f"a {level} level retrieve needs {needed}")
     study = uids_of("StudyInstanceUID")
     if level == "PATIENT":
-        found = scp.archive.find(Query("STUDY", {0x00100020: str(identifier.PatientID), 0x0020000D: ""}))
-        study = [m["0020000D"]["Value"][0] for m in found.matches]
+        # Single value matching only (PS3.4 C.4.2.2.1): "*" or "?" are no wildcards here,
+        # or PatientID "*" would retrieve the whole archive.
+        patient_id = str(identifier.PatientID).strip()  # LO: spaces are not significant
+        found = scp.archive.find(Query("STUDY", {0x00100020: patient_id, 0x0020000D: ""}))
+        study = [m["0020000D"]["Value"][0] for m in found.matches
+                 if str(m.get("00100020", {}).get("Value", [""])[0]).strip() == patient_id]
         if not study:
             return []
     return scp.archive.instances(

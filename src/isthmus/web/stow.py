@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -80,15 +81,36 @@ async def store(request: Request) -> Response:
     choice = negotiate(request, RESPONSE_OFFERS)
     kind, boundary = _request_kind(request.headers.get("content-type", ""))
     started = time.perf_counter()
-    spool = await spool_body(request, context(request).settings.data / "tmp")
-    spooled = time.perf_counter()
+    spooled = Spooled(await spool_body(request, context(request).settings.data / "tmp"))
+    received = time.perf_counter()
     try:
-        outcomes = await _store_spooled(request, spool, kind, boundary, study)
-    finally:
-        spool.close()
-    log.warning("STOW-RS: %d part(s) received in %.3f s, stored in %.3f s", len(outcomes),
-              spooled - started, time.perf_counter() - spooled)
-    return _response(request, outcomes, study, choice.media_type)
+        outcomes = await _store_spooled(request, spooled, kind, boundary, study)
+    except BaseException:
+        spooled.close()
+        raise
+    log.debug("STOW-RS: %d part(s) received in %.3f s, stored in %.3f s", len(outcomes),
+              received - started, time.perf_counter() - received)
+    response = _response(request, outcomes, study, choice.media_type)
+    # Freeing a large temporary file and its mapping takes a while: after the answer,
+    # in a worker thread (Starlette runs a synchronous background task there).
+    response.background = BackgroundTask(spooled.close)
+    return response
+
+
+class Spooled:
+    """A spooled request body and its memory mapping, released together."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.mapping: mmap.mmap | None = None
+
+    def close(self) -> None:
+        if self.mapping is not None:
+            try:
+                self.mapping.close()
+            except BufferError:  # a view still alive somewhere; the mapping goes with it
+                pass
+        self.file.close()
 
 
 def _request_kind(content_type: str) -> tuple[str, str | None]:
@@ -166,12 +188,12 @@ def _write_all(fd: int, chunks: list[bytes]) -> None:
         os.close(fd)
 
 
-async def _store_spooled(request: Request, spool: IO[bytes], kind: str, boundary: str | None,
+async def _store_spooled(request: Request, spooled: Spooled, kind: str, boundary: str | None,
                          study: str | None) -> list[Outcome]:
-    size = os.fstat(spool.fileno()).st_size
+    size = os.fstat(spooled.file.fileno()).st_size
     if size == 0:
         raise bad_request("the request body is empty")
-    mapped = mmap.mmap(spool.fileno(), size, access=mmap.ACCESS_READ)
+    mapped = spooled.mapping = mmap.mmap(spooled.file.fileno(), size, access=mmap.ACCESS_READ)
     view = memoryview(mapped)
     try:
         if kind == "single":
@@ -189,10 +211,6 @@ async def _store_spooled(request: Request, spool: IO[bytes], kind: str, boundary
                                   study)
     finally:
         view.release()
-        try:
-            mapped.close()
-        except BufferError:  # a view still alive somewhere; the mapping goes with it
-            pass
 
 
 async def _store_parts(request: Request, items: list[tuple[int, Part | None, Any]],

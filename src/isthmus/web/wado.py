@@ -224,12 +224,16 @@ async def stream_instances(archive: Archive, rows: list[InstanceRow], requested:
                     raise RuntimeError(f"instance {row.sop_instance_uid}: file missing "
                                        "from the blob store; response cut short")
                 continue
-            yield _part_header(writer, syntax)
             if isinstance(content, bytes):
+                yield _part_header(writer, syntax)
                 yield content
-            else:
+                continue
+            try:
+                yield _part_header(writer, syntax)
                 async for chunk in read_chunks(content, 0, row.size):
                     yield chunk
+            finally:
+                content.close()  # also when the response ends before its chunks are read
         yield writer.close()
     finally:
         if pending is not None:

@@ -139,6 +139,8 @@ test('an A-ASSOCIATE-AC during data transfer is unexpected: A-ABORT (AA-8)', asy
   transport.feed(capture.echo[1].bytes);
   assert.equal(decodePDU(await transport.waitSent(2)).type, PDU_TYPE.ABORT);
   assert.deepEqual(assoc.history.at(-1), ['Evt3', 'Sta6', 'AA-8']);
+  transport.peerCloses(); // AR-5: Sta13 → Sta1
+  assert.equal((await assoc.closed).aborted, true);
 });
 
 test('an A-ASSOCIATE-RJ from DCMTK rejects the request with its reason', async () => {

@@ -305,6 +305,38 @@ export class Association {
     return null;
   }
 
+  /** Acceptor decision after AE-6 (Sta3): ask the user, answer with AC (Evt7) or RJ (Evt8). */
+  async decide(rq) {
+    let answer;
+    try {
+      answer = this.onAssociateRequest ? await this.onAssociateRequest(rq) : { reject: {} };
+    } catch (error) {
+      this.log(`association request handler failed: ${error.message}`);
+      answer = { reject: {} };
+    }
+    if (this.state !== 'Sta3') return; // aborted or closed meanwhile
+    if (answer.reject) {
+      const { result = REJECT.RESULT_PERMANENT, source = REJECT.SOURCE_USER, reason = REJECT.REASON_NO_REASON } = answer.reject;
+      this.dispatch('Evt8', { pdu: { type: PDU_TYPE.ASSOCIATE_RJ, result, source, reason } });
+      return;
+    }
+    this.dispatch('Evt7', {
+      pdu: {
+        type: PDU_TYPE.ASSOCIATE_AC,
+        calledAET: rq.calledAET,
+        callingAET: rq.callingAET,
+        applicationContext: APPLICATION_CONTEXT,
+        presentationContexts: answer.contexts,
+        userInfo: {
+          maxLength: this.maxPDU,
+          implementationClassUID: IMPLEMENTATION_CLASS_UID,
+          implementationVersionName: IMPLEMENTATION_VERSION_NAME,
+          roles: answer.roles || [],
+        },
+      },
+    });
+  }
+
   deliver(m, dataset) {
     this.incoming = null;
     const context = this.contexts.get(m.contextId);
@@ -474,36 +506,4 @@ const ACTIONS = {
     this.startARTIM();
     return 'Sta13';
   },
-};
-
-/** Acceptor decision after AE-6 (Sta3): ask the user, answer with AC (Evt7) or RJ (Evt8). */
-Association.prototype.decide = async function decide(rq) {
-  let answer;
-  try {
-    answer = this.onAssociateRequest ? await this.onAssociateRequest(rq) : { reject: {} };
-  } catch (error) {
-    this.log(`association request handler failed: ${error.message}`);
-    answer = { reject: {} };
-  }
-  if (this.state !== 'Sta3') return; // aborted or closed meanwhile
-  if (answer.reject) {
-    const { result = REJECT.RESULT_PERMANENT, source = REJECT.SOURCE_USER, reason = REJECT.REASON_NO_REASON } = answer.reject;
-    this.dispatch('Evt8', { pdu: { type: PDU_TYPE.ASSOCIATE_RJ, result, source, reason } });
-    return;
-  }
-  this.dispatch('Evt7', {
-    pdu: {
-      type: PDU_TYPE.ASSOCIATE_AC,
-      calledAET: rq.calledAET,
-      callingAET: rq.callingAET,
-      applicationContext: APPLICATION_CONTEXT,
-      presentationContexts: answer.contexts,
-      userInfo: {
-        maxLength: this.maxPDU,
-        implementationClassUID: IMPLEMENTATION_CLASS_UID,
-        implementationVersionName: IMPLEMENTATION_VERSION_NAME,
-        roles: answer.roles || [],
-      },
-    },
-  });
 };

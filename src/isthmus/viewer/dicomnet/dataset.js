@@ -221,7 +221,7 @@ export function parseDataset(bytes, { implicit = false, start = 0, end = bytes.l
 const UINT = { US: 2, UL: 4, SS: 2, SL: 4, FL: 4, FD: 8 };
 const textEncoder = new TextEncoder();
 
-function valueBytes(vr, value, implicit) {
+function valueBytes(vr, value) {
   if (value === null || value === undefined) return new Uint8Array(0);
   if (value instanceof Uint8Array) return value;
   if (vr === 'SQ') throw new TypeError('sequence values are encoded by encodeElements');
@@ -245,13 +245,13 @@ function valueBytes(vr, value, implicit) {
     return w.toBytes();
   }
   const text = Array.isArray(value) ? value.map(String).join('\\') : String(value);
-  // eslint-disable-next-line no-control-regex
-  return /^[\u0000-\u00ff]*$/.test(text) && !/[\u0080-\u00ff]/.test(text) ? latin1Bytes(text) : textEncoder.encode(text);
+  // ASCII as is; anything else as UTF-8 (elementsFromKeywords then declares ISO_IR 192).
+  return /^[\x00-\x7f]*$/.test(text) ? latin1Bytes(text) : textEncoder.encode(text);
 }
 
-function writeElement(w, tag, vr, data, implicit, undefinedLength = false) {
+function writeElement(w, tag, vr, data, implicit) {
   const padded = data.length % 2 === 1;
-  const length = undefinedLength ? UNDEFINED_LENGTH : data.length + (padded ? 1 : 0);
+  const length = data.length + (padded ? 1 : 0);
   w.u16le(tag >>> 16).u16le(tag & 0xffff);
   if (implicit) w.u32le(length);
   else if (LONG_VRS.has(vr)) w.u8(vr.charCodeAt(0)).u8(vr.charCodeAt(1)).u16le(0).u32le(length);
@@ -277,7 +277,7 @@ export function encodeElements(elements, { implicit = false } = {}) {
       for (const item of items) body.u16le(0xfffe).u16le(0xe000).u32le(item.length).bytes(item);
       writeElement(w, el.tag, 'SQ', body.toBytes(), implicit);
     } else {
-      writeElement(w, el.tag, el.vr, valueBytes(el.vr, el.value, implicit), implicit);
+      writeElement(w, el.tag, el.vr, valueBytes(el.vr, el.value), implicit);
     }
   }
   return w.toBytes();

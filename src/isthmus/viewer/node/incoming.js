@@ -56,7 +56,10 @@ function logAssociation(info) {
   const text = (state) => `${started} ${info.calling} → ${info.called} (${info.address}): ${state}`
     + (info.count ? `, ${info.count} instance${info.count === 1 ? "" : "s"} received` : "");
   let state = "negotiating";
-  info.update = () => { li.textContent = text(state); };
+  let pending = null;
+  const show = () => { pending = null; li.textContent = text(state); };
+  // At most a few updates a second while instances stream in.
+  info.update = () => { if (!pending) pending = setTimeout(show, 250); };
   info.update();
   document.getElementById("incoming").prepend(li);
   info.association.established.then(() => { state = "accepted"; info.update(); }, () => {});

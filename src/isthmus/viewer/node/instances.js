@@ -19,7 +19,30 @@ export async function showInstances() {
   tbody.replaceChildren();
   rows.clear();
   for (const record of (await session.store.list()).reverse()) addRow(record);
-  session.store.onChange(addRow);
+  updateCount();
+  session.store.onChange(queueRow);
+}
+
+// While a series streams in, rows are added a few times a second rather than per instance:
+// laying out a growing table for every image would slow the transfer down.
+let queued = [];
+let flushTimer = null;
+
+function queueRow(record) {
+  queued.push(record);
+  if (!flushTimer) {
+    flushTimer = setTimeout(() => {
+      flushTimer = null;
+      const batch = queued;
+      queued = [];
+      for (const r of batch) addRow(r);
+      updateCount();
+    }, 250);
+  }
+}
+
+function updateCount() {
+  document.getElementById("received-count").textContent = `(${rows.size})`;
 }
 
 function addRow(record) {
@@ -38,7 +61,6 @@ function addRow(record) {
     h("td", {}, h("button", { type: "button", onclick: () => view(record.sopInstanceUID) }, "View")));
   if (old) old.replaceWith(tr); else tbody.prepend(tr);
   rows.set(record.sopInstanceUID, tr);
-  document.getElementById("received-count").textContent = `(${rows.size})`;
 }
 
 function selected() {
@@ -119,7 +141,7 @@ export async function deleteSelected() {
     rows.get(uid)?.remove();
     rows.delete(uid);
   }
-  document.getElementById("received-count").textContent = `(${rows.size})`;
+  updateCount();
 }
 
 /** SHA-256 of each stored dataset (the bytes after the file meta), for checking transfers. */

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from isthmus.web.dicom_ws.validation import (A_ABORT, A_ASSOCIATE_RJ, A_RELEASE_RP, HEADER,
+from isthmus.web.dicom_ws.validation import (A_ABORT, A_ASSOCIATE_RJ, HEADER,
                                              PDU_NAMES, AssociationState, PDUProblem,
                                              abort_pdu, pdu_length)
 
