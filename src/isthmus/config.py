@@ -87,7 +87,7 @@ class Settings:
     log_level: str = "info"
     # API tokens: name → {"hash": "sha256:…", "permissions": [...]}; filled in by the web door.
     tokens: dict[str, Any] = field(default_factory=dict)
-    # Web door (docs/security.md, docs/dicomweb.md).  `public_url`: the externally visible
+    # Web door (docs/security.md, docs/conformance.md).  `public_url`: the externally visible
     # base URL (e.g. https://pacs.example.org) used in RetrieveURL/BulkDataURI; empty → from
     # each request's Host.  `cors_origins`: origins allowed to call the API ("*" for any).
     public_url: str = ""

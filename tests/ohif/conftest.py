@@ -58,7 +58,7 @@ def ohif_dist() -> Path:
 
 
 def app_config(isthmus: str) -> str:
-    """OHIF's configuration: one DICOMweb data source, the Isthmus node (docs/dicomweb.md)."""
+    """OHIF's configuration: one DICOMweb data source, the Isthmus node (docs/conformance.md)."""
     return f"""window.config = {{
   routerBasename: '/',
   extensions: [],

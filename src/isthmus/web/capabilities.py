@@ -3,7 +3,7 @@
 The answer is a WADL document (`application/vnd.sun.wadl+xml`) describing the
 resources of the service, their methods, query parameters and media types, and
 an `Allow` header listing the methods of the resource asked about.  The same
-table drives both, and docs/dicomweb.md.
+table drives both, and docs/conformance.md.
 """
 
 from __future__ import annotations
