@@ -400,7 +400,8 @@ def test_acceptor_c_cancel_of_another_message_is_ignored(node: Node) -> None:
 
 def test_acceptor_release_sent_right_after_a_c_find_is_answered_after_the_find(
         node: Node) -> None:
-    """PS3.8 9.1.4: after an A-RELEASE indication the acceptor may still send P-DATA."""
+    """PS3.8 7.2, state Sta8: after an A-RELEASE indication the acceptor may still send
+    P-DATA."""
     assoc = RawAssociation(node, [(1, FIND, [EXPLICIT_LE])])
     assoc.sock.sendall(p_data(pdv(1, 3, find_rq()), pdv(1, 2, study_query())) + A_RELEASE_RQ_PDU)
     answers = assoc.responses()

@@ -336,7 +336,7 @@ def test_interop_c_move_to_a_destination_refusing_some_instances_ends_in_b000(
 @pytest.mark.parametrize("patient_id, moved", [("PID0001", 5), ("*", 0), ("PID000?", 0)])
 def test_interop_patient_level_c_move_matches_the_patient_id_as_a_single_value(
         node: Node, destination: Callable[..., list[str]], patient_id: str, moved: int) -> None:
-    """PS3.4 C.4.2.2.1: no wildcards in a retrieve - PatientID "*" is not everyone."""
+    """PS3.4 C.4.2.1.4.1: single value matching for Patient ID - "*" is not everyone."""
     received = destination("EVERYONE", lambda _uid, _n: 0x0000)
     ae = AE(ae_title="INTEROP")
     ae.add_requested_context("1.2.840.10008.5.1.4.1.2.1.2", EXPLICIT_LE)   # Patient Root
@@ -419,6 +419,18 @@ def test_interop_c_get_transcodes_for_an_scu_accepting_only_uncompressed(
     assert received_syntax == IMPLICIT_LE
     assert received.PatientName == original.PatientName
     assert (received.pixel_array == original.pixel_array).all()
+
+
+@pytest.mark.parametrize("preferred", ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.100"],
+                         ids=["j2k-lossless", "mpeg2"])
+def test_interop_c_get_context_preferring_a_compressed_syntax_still_delivers(
+        node: Node, preferred: str) -> None:
+    """One context [compressed, Explicit VR LE]: we send on it, so we accept the native
+    syntax - an encoder may refuse the image (J2K of 12-bit signed CT) or not exist (MPEG2)."""
+    study_uid = catalogue.study_uid("D")
+    answers, got = _get(node, study_uid, [(CT, [preferred, EXPLICIT_LE])])
+    assert answers[-1][:3] == (0x0000, catalogue.instance_count("D"), 0)
+    assert {syntax for syntax, _ds in got.values()} == {EXPLICIT_LE}
 
 
 def test_interop_c_get_without_a_context_for_a_class_fails_those_sub_operations(

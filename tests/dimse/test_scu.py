@@ -40,7 +40,9 @@ def test_send_counts_progress_for_every_file(module_node: Node, tmp_path: Path) 
 
 
 def test_files_needing_more_than_128_contexts_go_over_several_associations() -> None:
+    # 64 (class, syntax) pairs per association: with one uncompressed fallback context
+    # per class, never more than 128 presentation contexts (PS3.8 9.3.2.2).
     items = [(Path(f"{n}.dcm"), f"1.2.3.{n}", "1.2.840.10008.1.2.1") for n in range(300)]
     batches = list(scu._context_batches(items))
-    assert [len(b) for b in batches] == [128, 128, 44]
+    assert [len(b) for b in batches] == [64, 64, 64, 64, 44]
     assert [i for b in batches for i in b] == items

@@ -72,7 +72,7 @@ def test_ohif_lists_studies_and_renders_a_ct_series(isthmus_for_ohif, serve_ohif
     assert errors == [], errors
 
 
-def _wait_for_image(page, canvas, attempts: int = 60):
+def _wait_for_image(page, canvas, attempts: int = 150):
     """The viewport's pixels once they show an image (a bright disc on a dark background)."""
     for _ in range(attempts):
         shot = np.asarray(Image.open(BytesIO(canvas.screenshot())).convert("L"), dtype=np.int32)

@@ -106,7 +106,7 @@ def populate(node: Node) -> ViewerData:
     return ViewerData(phantom_uid, PHANTOM_SLICES, 0.7, 1 + len(named) + PAGING_STUDIES)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def viewer_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, ViewerData]]:
     """One node for the browser tests (SQLite; the viewer only speaks to the HTTP API)."""
     data = tmp_path_factory.mktemp("viewer-node")
@@ -116,17 +116,17 @@ def viewer_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node
         yield node, populate(node)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def base_url(viewer_node: tuple[Node, ViewerData]) -> str:
     return f"http://127.0.0.1:{viewer_node[0].http_port}/"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def viewer_data(viewer_node: tuple[Node, ViewerData]) -> ViewerData:
     return viewer_node[1]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} missing (apt-get install chromium)")

@@ -39,12 +39,18 @@ class StoreResult:
     series_instance_uid: str | None = None
     transfer_syntax_uid: str | None = None
     reason: str | None = None
-    # "invalid" (cannot understand), "resources" (disk full…), "conflict", "error"
+    # "invalid" (cannot understand), "mismatch" (not what the sender announced),
+    # "resources" (disk full…), "conflict" (series filed under another study), "error"
     failure: str | None = None
 
     @property
     def ok(self) -> bool:
         return self.status != "failed"
+
+
+class HierarchyConflict(Exception):
+    """An instance whose series is filed under another study (PS3.3 C.7.3: a series
+    belongs to one study); refused, not silently filed under the wrong study."""
 
 
 class Archive:
@@ -125,6 +131,11 @@ class Archive:
             sync_error = exc
         try:
             outcome, old_key = pending.wait()
+        except HierarchyConflict as exc:
+            self.blobs.delete(key)
+            log.warning("store %s refused: %s", result.sop_instance_uid, exc)
+            return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
+                               reason=str(exc), failure="conflict")
         except Exception as exc:
             self.blobs.delete(key)
             log.exception("store %s: index write failed", result.sop_instance_uid)
@@ -190,6 +201,14 @@ class Archive:
                 _delete_empty_parents(conn)
                 self._parents.clear()
             return "stored", existing.blob_key
+        owner = self._parents.get(("series-study", series_pk))
+        if owner is None:
+            owner = conn.execute(sa.select(idx.series.c.study_pk).where(
+                idx.series.c.pk == series_pk)).scalar_one()
+            self._parents[("series-study", series_pk)] = owner
+        if owner != study_pk:
+            raise HierarchyConflict(f"series {record.series['series_instance_uid']} belongs "
+                                    "to another study")
         conn.execute(idx.instance.insert().values(**values))
         return "stored", None
 

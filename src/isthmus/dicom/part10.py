@@ -108,6 +108,9 @@ def dataset_offset(part10: bytes | memoryview) -> int:
     """Where the dataset starts in a Part 10 file whose meta begins with its group
     length, as every file Isthmus writes does (PS3.10 7.1)."""
     if bytes(part10[128:132]) != b"DICM":
+        if bytes(part10[:4]) == b"DICM":  # no preamble
+            _meta, rest = split_part10(part10)
+            return len(part10) - len(rest)
         return 0
     if bytes(part10[132:138]) != b"\x02\x00\x00\x00UL":
         _meta, rest = split_part10(part10)

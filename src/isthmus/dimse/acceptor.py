@@ -39,6 +39,7 @@ QR_CLASSES = {
     "1.2.840.10008.5.1.4.1.2.1.3": ("GET", "PATIENT"), "1.2.840.10008.5.1.4.1.2.2.3": ("GET", "STUDY"),
 }
 STATUS_UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 C.5.5
+NATIVE = (*uids.UNCOMPRESSED, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)  # PS3.5 A.1-A.5
 HARD_PDU_LIMIT = 64 * 1024 * 1024
 RESULT_ACCEPT, RESULT_ABSTRACT_NOT_SUPPORTED, RESULT_TS_NOT_SUPPORTED = 0, 3, 4
 
@@ -160,10 +161,10 @@ class Acceptor:
             self._send_quietly(pdu.associate_rj(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER,
                                                 pdu.REASON_NO_REASON))
             return False
-        results = [self._negotiate(cx) for cx in rq.contexts]
         roles = tuple(pdu.RoleSelection(r.sop_class, r.scu_role, r.scp_role and r.sop_class in STORAGE_CLASSES)
                       for r in rq.roles)
         self.scp_role = {r.sop_class for r in roles if r.scp_role}
+        results = [self._negotiate(cx) for cx in rq.contexts]
         self.sock.sendall(pdu.associate_ac(rq, results, self.settings.max_pdu,
                                            IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME,
                                            roles))
@@ -177,7 +178,12 @@ class Acceptor:
                        uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)
         else:
             return cx.context_id, RESULT_ABSTRACT_NOT_SUPPORTED, cx.transfer_syntaxes[0]
-        choice = next((ts for ts in cx.transfer_syntaxes if ts in offered), None)
+        proposed = cx.transfer_syntaxes
+        if cx.abstract_syntax in self.scp_role:
+            # We send on this context (C-GET sub-operations): a native syntax first, which
+            # every stored instance can be turned into; an encoder may refuse an image.
+            proposed = tuple(sorted(proposed, key=lambda ts: ts not in NATIVE))
+        choice = next((ts for ts in proposed if ts in offered), None)
         if choice is None:
             return cx.context_id, RESULT_TS_NOT_SUPPORTED, cx.transfer_syntaxes[0]
         self.syntaxes[cx.context_id] = choice
@@ -186,7 +192,8 @@ class Acceptor:
 
     def _serve(self) -> None:
         """Messages in order until A-RELEASE-RQ, answered once every message received
-        before it has been answered (PS3.8 9.1.4: an acceptor may still send P-DATA)."""
+        before it has been answered (PS3.8 7.2 and state Sta8: after an A-RELEASE
+        indication the acceptor may still send P-DATA)."""
         while True:
             if self._deferred:
                 message: Message | None = self._deferred.pop(0)

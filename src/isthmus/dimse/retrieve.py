@@ -64,7 +64,7 @@ def select(scp: "ArchiveSCP", identifier: Dataset) -> list[InstanceRow]:
         raise QueryError(f"a {level} level retrieve needs {needed}")
     study = uids_of("StudyInstanceUID")
     if level == "PATIENT":
-        # Single value matching only (PS3.4 C.4.2.2.1): "*" or "?" are no wildcards here,
+        # Single value matching only (PS3.4 C.4.2.1.4.1): "*" or "?" are no wildcards here,
         # or PatientID "*" would retrieve the whole archive.
         patient_id = str(identifier.PatientID).strip()  # LO: spaces are not significant
         found = scp.archive.find(Query("STUDY", {0x00100020: patient_id, 0x0020000D: ""}))
@@ -78,20 +78,39 @@ def select(scp: "ArchiveSCP", identifier: Dataset) -> list[InstanceRow]:
 
 
 def contexts_for(rows: list[InstanceRow]) -> list[tuple[str, list[str]]]:
-    """Presentation contexts to propose: each stored syntax, plus uncompressed fallbacks."""
+    """Presentation contexts to propose for stored instances."""
+    return contexts_for_syntaxes([(r.sop_class_uid, r.transfer_syntax_uid) for r in rows])
+
+
+def contexts_for_syntaxes(pairs: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """For (SOP class, transfer syntax) pairs: each compressed syntax in a context of
+    its own, plus one uncompressed context per class, the fallback we can always
+    transcode to (PS3.5 10)."""
     contexts: list[tuple[str, list[str]]] = []
-    seen: set[tuple[str, str]] = set()
-    for row in rows:
-        key = (row.sop_class_uid, row.transfer_syntax_uid)
-        if key not in seen and row.transfer_syntax_uid not in uids.PREFERRED_UNCOMPRESSED:
-            seen.add(key)
-            contexts.append((row.sop_class_uid, [row.transfer_syntax_uid]))
-    for sop_class in dict.fromkeys(r.sop_class_uid for r in rows):
+    for sop_class, ts in dict.fromkeys(pairs):
+        if ts not in uids.PREFERRED_UNCOMPRESSED:
+            contexts.append((sop_class, [ts]))
+    for sop_class in dict.fromkeys(c for c, _t in pairs):
         contexts.append((sop_class, list(uids.PREFERRED_UNCOMPRESSED)))
     if len(contexts) > MAX_CONTEXTS:
-        log.warning("retrieve needs %d presentation contexts; proposing the first %d",
+        log.warning("sending needs %d presentation contexts; proposing the first %d",
                     len(contexts), MAX_CONTEXTS)
     return contexts[:MAX_CONTEXTS]
+
+
+def encode_for(data: bytes, transfer_syntax: str, syntaxes: dict[str, int]) -> tuple[int, memoryview]:
+    """The context and dataset bytes to send a Part 10 file on: as stored when its syntax
+    was accepted, otherwise transcoded to an accepted one (uncompressed first)."""
+    if transfer_syntax in syntaxes:
+        context_id = syntaxes[transfer_syntax]
+    else:
+        target = next((ts for ts in (*uids.PREFERRED_UNCOMPRESSED, *syntaxes) if ts in syntaxes), None)
+        if target is None:
+            raise ValueError("the receiver accepted no transfer syntax for this SOP class")
+        from isthmus.render.transcode import transcode
+        data = transcode(data, target)
+        context_id = syntaxes[target]
+    return context_id, memoryview(data)[part10.dataset_offset(data):]
 
 
 @dataclass
@@ -127,17 +146,8 @@ def send_instance(scp: "ArchiveSCP", row: InstanceRow, syntaxes: dict[str, int],
     association to a C-MOVE destination failed.  Errors of the requestor's own association
     (C-GET on it) are not this sub-operation's: they propagate and end that association."""
     try:
-        data = scp.archive.read_instance(row)
-        if row.transfer_syntax_uid in syntaxes:
-            context_id = syntaxes[row.transfer_syntax_uid]
-        else:
-            target = next((ts for ts in (*uids.PREFERRED_UNCOMPRESSED, *syntaxes) if ts in syntaxes), None)
-            if target is None:
-                raise ValueError("the receiver accepted no transfer syntax for this SOP class")
-            from isthmus.render.transcode import transcode
-            data = transcode(data, target)
-            context_id = syntaxes[target]
-        dataset = memoryview(data)[part10.dataset_offset(data):]
+        context_id, dataset = encode_for(scp.archive.read_instance(row),
+                                         row.transfer_syntax_uid, syntaxes)
     except Exception as exc:  # unreadable blob, no codec, codec error: this one fails
         log.warning("retrieve: cannot send %s: %s", row.sop_instance_uid, exc)
         return None

@@ -25,6 +25,7 @@ from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Peer
 from isthmus.dicom import part10, uids
 from isthmus.dimse.requestor import AssociationFailed, Requestor
+from isthmus.dimse.retrieve import contexts_for_syntaxes, encode_for, is_warning
 from isthmus.dimse.router import nodelay_handler
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def send(peer: Peer, files: Iterable[Path], calling_aet: str = "ISTHMUS",
             if progress:
                 progress(1)
     for batch in _context_batches(items):
-        contexts = [(c, [t]) for c, t in dict.fromkeys((c, t) for _p, c, t in batch)]
+        contexts = contexts_for_syntaxes([(c, t) for _p, c, t in batch])
         try:
             requestor = Requestor(peer, calling_aet, contexts).open()
         except AssociationFailed as exc:
@@ -122,20 +123,21 @@ def send(peer: Peer, files: Iterable[Path], calling_aet: str = "ISTHMUS",
 
 def _send_one(requestor: Requestor, path: Path, sop_class: str, ts: str,
               report: SendReport) -> None:
-    context_id = requestor.context_for(sop_class, ts)
-    if context_id is None:
-        report.failed.append((str(path), f"{requestor.peer} does not accept {sop_class} in {ts}"))
-        return
+    """Send one file as it is, or transcoded when the peer did not accept its syntax."""
+    syntaxes = {t: requestor.context_for(sop_class, t) for t in requestor.accepted_syntaxes(sop_class)}
     try:
         data = path.read_bytes()
         meta, _ = part10.split_part10(data)
         sop_instance = str(meta.MediaStorageSOPInstanceUID) if meta is not None else ""
-        status = requestor.store(context_id, sop_class, sop_instance,
-                                 memoryview(data)[part10.dataset_offset(data):])
+        context_id, dataset = encode_for(data, ts, syntaxes)
+        status = requestor.store(context_id, sop_class, sop_instance, dataset)
+    except ValueError as exc:  # no accepted syntax, or no codec for the conversion
+        report.failed.append((str(path), f"{requestor.peer}: {exc}"))
+        return
     except (OSError, AssociationFailed) as exc:
         report.failed.append((str(path), str(exc)))
         return
-    if status in (0x0000, 0xB000, 0xB006, 0xB007):
+    if status == 0x0000 or is_warning(status):
         report.sent += 1
     else:
         report.failed.append((str(path), f"status 0x{status:04X}"))
@@ -156,7 +158,7 @@ def _context_batches(items: list[tuple[Path, str, str]]) -> Iterator[list[tuple[
     contexts: set[tuple[str, str]] = set()
     for item in items:
         key = (item[1], item[2])
-        if key not in contexts and len(contexts) >= 128:
+        if key not in contexts and len(contexts) >= 64:  # + one fallback per class ≤ 128
             yield batch
             batch, contexts = [], set()
         contexts.add(key)

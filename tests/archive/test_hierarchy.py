@@ -1,0 +1,30 @@
+"""A series belongs to one study: an instance that says otherwise is refused."""
+
+from __future__ import annotations
+
+from isthmus.archive import Archive, query_from_keywords
+from isthmus.dicom.part10 import file_meta
+from isthmus.testing.generate import StudySpec, study
+
+
+def _part10(ds) -> bytes:
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_dataset(buf, ds)
+    return file_meta(ds.SOPClassUID, ds.SOPInstanceUID, "1.2.840.10008.1.2.1") + buf.getvalue()
+
+
+def test_instance_of_a_known_series_under_another_study_is_refused(archive: Archive) -> None:
+    first, second = list(study(StudySpec(instances_per_series=2)))
+    assert archive.store(_part10(first)).status == "stored"
+    second.StudyInstanceUID = "1.2.826.0.1.3680043.10.1386.9.777"
+    result = archive.store(_part10(second))
+    assert (result.status, result.failure) == ("failed", "conflict")
+    assert "belongs to another study" in result.reason
+    assert archive.counts() == {"patient": 1, "study": 1, "series": 1, "image": 1}
+    other = archive.find(query_from_keywords("STUDY", {"StudyInstanceUID": second.StudyInstanceUID}))
+    assert other.matches == []
+    assert archive.check(repair=False)["orphans"] == 0
