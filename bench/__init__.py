@@ -10,6 +10,7 @@ find, move (issue 2, DIMSE); metadata, wado, stow, qido, render (issue 3, DICOMw
 Shared parts: data (generated data sets), lab (servers and loaded archives), systems
 (Isthmus and Orthanc as subprocesses), procs (timed commands), dimse and http (the
 DCMTK and curl clients), profile (py-spy), results (table and files), netns.
-Separate tools on the same parts: `python -m bench.viewer` (the viewer in Chromium)
-and `python -m bench.web_profile` (Isthmus's DICOMweb paths alone).
+Separate tools on the same parts, not run by `make bench`: `python -m bench.viewer`
+(the viewer in Chromium), `python -m bench.web_profile` (Isthmus's DICOMweb paths
+alone) and `python -m bench.dicom_ws` (the browser DICOM node).
 """

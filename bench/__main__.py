@@ -42,12 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m bench" + (" " + shlex.join(argv) if argv else "")
     started = time.perf_counter()
     load_before = _loadavg()
+    source = _source_state()  # the servers run this tree: record it before they start
     try:
         for name in names:
             done.extend(_run_one(name, lab))
     finally:
         lab.close()
         machine = machine_info()
+        machine.update(source)
         machine["bench_seconds"] = round(time.perf_counter() - started, 1)
         machine["load_average_start_end"] = [load_before, _loadavg()]
         results.save(done, OUT, machine, command, lab.setup_seconds)
@@ -96,6 +98,13 @@ def _run_one(name: str, lab: Lab) -> list[results.Scenario]:
     return scenarios
 
 
+def _source_state() -> dict[str, Any]:
+    """The commit Isthmus runs from, and how many files under src/ differ from it."""
+    changed = _output(["git", "status", "--porcelain", "--", "src"])
+    return {"isthmus_commit": _output(["git", "rev-parse", "--short", "HEAD"]),
+            "isthmus_src_files_changed": len(changed.splitlines()) if changed != "unknown" else None}
+
+
 def _loadavg() -> float:
     """1-minute load average: how busy the shared machine was (2 cores: above 2 is queueing)."""
     import os
@@ -125,7 +134,6 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu, "nproc": os.cpu_count(), "kernel": platform.release(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "python": platform.python_version(), "isthmus": isthmus.__version__,
-        "isthmus_commit": _output(["git", "rev-parse", "--short", "HEAD"]),
         "dcmtk": _version([dcmtk("storescu"), "--version"], r"v(\d+\.\d+\.\d+)"),
         "orthanc": _version(["/usr/sbin/Orthanc", "--version"], r"Orthanc (\S+)"),
         "orthanc_dicomweb": _output(["dpkg-query", "-W", "-f=${Version}", "orthanc-dicomweb"]),

@@ -148,5 +148,6 @@ def save(scenarios: list[Scenario], out_dir: Path, machine: dict[str, Any],
     (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
     header = (f"Machine: {machine.get('cpu')}, {machine.get('nproc')} cores, load average "
               f"{machine.get('load_average_start_end')} (start, end); {machine.get('date')}; "
-              f"Isthmus {machine.get('isthmus_commit')}; command `{command}`\n\n")
+              f"Isthmus {machine.get('isthmus_commit')} (+{machine.get('isthmus_src_files_changed')} "
+              f"changed files under src/); command `{command}`\n\n")
     (out_dir / "results.md").write_text(header + markdown(scenarios))
