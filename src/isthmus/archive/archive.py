@@ -48,6 +48,12 @@ class StoreResult:
         return self.status != "failed"
 
 
+# Statements built once: SQLAlchemy then compiles them once, not per instance.
+_FIND_INSTANCE = sa.select(idx.instance.c.pk, idx.instance.c.blob_key, idx.instance.c.series_pk) \
+    .where(idx.instance.c.sop_instance_uid == sa.bindparam("uid"))
+_SERIES_OWNER = sa.select(idx.series.c.study_pk).where(idx.series.c.pk == sa.bindparam("pk"))
+
+
 class HierarchyConflict(Exception):
     """An instance whose series is filed under another study (PS3.3 C.7.3: a series
     belongs to one study); refused, not silently filed under the wrong study."""
@@ -183,8 +189,7 @@ class Archive:
     def _index(self, conn: Connection, record: InstanceRecord) -> tuple[str, str | None]:
         """Insert the rows of one instance; returns (outcome, blob key to delete)."""
         i = idx.instance.c
-        existing = conn.execute(sa.select(i.pk, i.blob_key, i.series_pk).where(
-            i.sop_instance_uid == record.sop_instance_uid)).first()
+        existing = conn.execute(_FIND_INSTANCE, {"uid": record.sop_instance_uid}).first()
         if existing and self.duplicates == "keep":
             return "duplicate", None
         patient_pk = self._parent(conn, idx.patient, record.patient,
@@ -203,13 +208,12 @@ class Archive:
             return "stored", existing.blob_key
         owner = self._parents.get(("series-study", series_pk))
         if owner is None:
-            owner = conn.execute(sa.select(idx.series.c.study_pk).where(
-                idx.series.c.pk == series_pk)).scalar_one()
+            owner = conn.execute(_SERIES_OWNER, {"pk": series_pk}).scalar_one()
             self._parents[("series-study", series_pk)] = owner
         if owner != study_pk:
             raise HierarchyConflict(f"series {record.series['series_instance_uid']} belongs "
                                     "to another study")
-        conn.execute(idx.instance.insert().values(**values))
+        conn.execute(idx.instance.insert(), values)  # constant statement: compiled once
         return "stored", None
 
     def _parent(self, conn: Connection, table: sa.Table, values: dict[str, Any],
