@@ -89,3 +89,18 @@ def test_frame_beyond_the_instance_is_404(http, stored):
 @pytest.mark.parametrize("frames", ["0", "a", "1,,2", "-1"])
 def test_malformed_frame_list_is_400(http, stored, frames):
     assert http.get(frames_url(stored["ct"], frames)).status_code == 400
+
+
+def test_lossless_jpeg_asked_as_baseline_or_octet_stream_falls_back_to_octet_stream(
+        dicomweb, http):
+    # The viewer's Accept: native, or JPEG baseline, at equal preference.  A lossless
+    # JPEG cannot become baseline, so the native frame is chosen, not 406.
+    jpeg = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_gdcm.dcm"))  # JPEG lossless SV1
+    dicomweb.store_instances([jpeg])
+    response = http.get(frames_url(jpeg, "1"), headers={"Accept": (
+        'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1, '
+        'multipart/related; type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.50')})
+    assert response.status_code == 200
+    [(headers, data)] = parse_multipart(response)
+    assert headers["content-type"].startswith("application/octet-stream")
+    assert data == jpeg.pixel_array.astype(jpeg.pixel_array.dtype.newbyteorder("<")).tobytes()

@@ -38,15 +38,26 @@ def frame_offers(row: InstanceRow, single: bool) -> list[Offer]:
     offers: list[Offer] = []
     native_type = mt.pixel_media_type(stored)
     if native_type != mt.OCTET_STREAM:
-        offers.append(Offer(native_type, True, frozenset(mt.syntaxes_of(native_type)), stored))
+        offers.append(Offer(native_type, True, _producible(stored, native_type), stored))
     offers.append(Offer(mt.OCTET_STREAM, True, octet, mt.EXPLICIT_VR_LE))
     for media_type in ("image/dicom-rle", "image/jls", "image/jp2"):
-        if media_type != native_type:
-            offers.append(Offer(media_type, True, frozenset(mt.syntaxes_of(media_type)),
-                                mt.DEFAULT_SYNTAX[media_type]))
+        syntaxes = _producible(stored, media_type)
+        if media_type != native_type and mt.DEFAULT_SYNTAX[media_type] in syntaxes:
+            offers.append(Offer(media_type, True, syntaxes, mt.DEFAULT_SYNTAX[media_type]))
     if single:
         offers += [Offer(o.media_type, False, o.syntaxes, o.default_syntax) for o in offers]
     return offers
+
+
+def _producible(stored: str, media_type: str) -> frozenset[str]:
+    """The syntaxes of a media type frames stored in `stored` can be sent in: the stored
+    one, or one we can transcode to.  Offering more would make negotiation pick a syntax
+    (say JPEG baseline for a lossless JPEG) only to fail with 406 instead of falling back
+    to another acceptable type (PS3.18 8.7.3.5)."""
+    from isthmus.render.transcode import can_transcode
+
+    return frozenset(ts for ts in mt.syntaxes_of(media_type)
+                     if ts == stored or can_transcode(stored, ts))
 
 
 async def retrieve_frames(request: Request) -> Response:
