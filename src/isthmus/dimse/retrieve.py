@@ -83,13 +83,12 @@ def contexts_for(rows: list[InstanceRow]) -> list[tuple[str, list[str]]]:
 
 
 def contexts_for_syntaxes(pairs: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
-    """For (SOP class, transfer syntax) pairs: each compressed syntax in a context of
-    its own, plus one uncompressed context per class, the fallback we can always
-    transcode to (PS3.5 10)."""
+    """For (SOP class, transfer syntax) pairs: each syntax in a context of its own, so
+    that instances go as they are, plus one uncompressed context per class, the fallback
+    we can always transcode to (PS3.5 10)."""
     contexts: list[tuple[str, list[str]]] = []
     for sop_class, ts in dict.fromkeys(pairs):
-        if ts not in uids.PREFERRED_UNCOMPRESSED:
-            contexts.append((sop_class, [ts]))
+        contexts.append((sop_class, [ts]))
     for sop_class in dict.fromkeys(c for c, _t in pairs):
         contexts.append((sop_class, list(uids.PREFERRED_UNCOMPRESSED)))
     if len(contexts) > MAX_CONTEXTS:
