@@ -11,7 +11,7 @@ from typing import Callable
 import pytest
 
 from isthmus.dimse import scu
-from isthmus.dimse.pdu import AssociateRequest
+from isthmus.dicom.pdu import AssociateRequest
 from isthmus.server import Node
 from isthmus.testing import dcmtk
 from isthmus.testing.generate import StudySpec, write_study

@@ -24,7 +24,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.dicom import uids
 from isthmus.dimse import messages as msg
-from isthmus.dimse import pdu
+from isthmus.dicom import pdu
 
 if TYPE_CHECKING:
     from isthmus.dimse.scp import ArchiveSCP

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Peer
 from isthmus.dimse import messages as msg
-from isthmus.dimse import pdu
+from isthmus.dicom import pdu
 from isthmus.dimse.router import set_nodelay
 
 log = logging.getLogger(__name__)

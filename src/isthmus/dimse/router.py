@@ -18,7 +18,8 @@ from typing import Any, Callable
 
 import socketserver
 
-from isthmus.dimse import acceptor, pdu
+from isthmus.dicom import pdu
+from isthmus.dimse import acceptor
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from isthmus.config import Peer
-from isthmus.dimse import pdu as router_pdu
+from isthmus.dicom import pdu as router_pdu
 from isthmus.dimse.router import set_nodelay
 from isthmus.web.dicom_ws.pipe import (CLOSE_BAD_PDU_FROM_BROWSER, CLOSE_BAD_PDU_FROM_PEER,
                                        CLOSE_CALLER_GONE, CLOSE_NORMAL, CLOSE_PEER_UNREACHABLE,

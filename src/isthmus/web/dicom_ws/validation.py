@@ -14,8 +14,8 @@ import re
 import struct
 from dataclasses import dataclass, field
 
-A_ASSOCIATE_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RJ = 0x01, 0x02, 0x03
-P_DATA_TF, A_RELEASE_RQ, A_RELEASE_RP, A_ABORT = 0x04, 0x05, 0x06, 0x07
+from isthmus.dicom.pdu import (A_ABORT, A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ,
+                               A_RELEASE_RP, A_RELEASE_RQ, P_DATA_TF, abort, associate_rj)
 PDU_NAMES = {1: "A-ASSOCIATE-RQ", 2: "A-ASSOCIATE-AC", 3: "A-ASSOCIATE-RJ", 4: "P-DATA-TF",
              5: "A-RELEASE-RQ", 6: "A-RELEASE-RP", 7: "A-ABORT"}
 HEADER = 6
@@ -40,13 +40,11 @@ class PDUProblem(ValueError):
 
 
 def abort_pdu(reason: int = 0, source: int = 2) -> bytes:
-    """An A-ABORT PDU (PS3.8 9.3.8)."""
-    return struct.pack(">BBIBBBB", A_ABORT, 0, 4, 0, 0, source, reason)
+    """An A-ABORT PDU (PS3.8 9.3.8), the gateway's argument order."""
+    return abort(source, reason)
 
 
-def reject_pdu(result: int, source: int, reason: int) -> bytes:
-    """An A-ASSOCIATE-RJ PDU (PS3.8 9.3.4)."""
-    return struct.pack(">BBIBBBB", A_ASSOCIATE_RJ, 0, 4, 0, result, source, reason)
+reject_pdu = associate_rj  # An A-ASSOCIATE-RJ PDU (PS3.8 9.3.4)
 
 
 def pdu_length(header: bytes) -> int:
