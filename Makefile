@@ -17,7 +17,7 @@ test-python:
 	$(PY) -m pytest
 
 test-js:
-	@if ls tests/js/*.test.mjs tests/js/*/*.test.mjs >/dev/null 2>&1; then \
+	@if find tests/js -name '*.test.mjs' | grep -q .; then \
 	  node --test tests/js/; else echo "no JavaScript tests"; fi
 
 system-deps:
