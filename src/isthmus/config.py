@@ -100,6 +100,9 @@ class Settings:
     oidc_jwks_file: str = ""
     oidc_permissions_claim: str = "permissions"
     oidc_default_permissions: tuple[str, ...] = ("read",)
+    # HTTPS for the HTTP door (and wss:// for the gateway): PEM certificate chain and key.
+    tls_cert: str = ""
+    tls_key: str = ""
     # DICOM-over-WebSocket gateway (docs/dicom-websocket.md, docs/security.md).  Peers a
     # browser may reach and AE titles it may register or call as ("*": all); empty → all
     # in developer mode (loopback, no credentials), none otherwise.  Limits: the largest PDU
@@ -259,6 +262,8 @@ def _build(values: dict[str, Any]) -> Settings:
             raise ConfigError(f"setting {key}={value!r}: {exc}") from exc
     settings = replace(settings, **clean)
     check_aet(settings.aet)
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("tls_cert and tls_key go together")
     for name in ("dicom_port", "http_port"):
         port = getattr(settings, name)
         if not 0 <= port < 65536:  # 0: any free port

@@ -31,6 +31,20 @@ def _has_oidc(settings: Settings) -> bool:
     return bool(getattr(settings, "oidc_issuer", ""))
 
 
+def http_config(ctx: WebContext) -> uvicorn.Config:
+    """The HTTP server: HTTPS (and so wss:// for the gateway) when a certificate is set.
+
+    permessage-deflate is off: compressing pixel data made the gateway 20× slower
+    (docs/performance.md).
+    """
+    settings = ctx.settings
+    tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key} \
+        if settings.tls_cert else {}
+    return uvicorn.Config(create_app(ctx), host=settings.host, port=settings.http_port,
+                          log_level="warning", lifespan="on", ws_max_size=64 * 1024 * 1024,
+                          ws_per_message_deflate=False, **tls)
+
+
 class Node:
     """An archive with its doors; start() returns once both ports listen."""
 
@@ -52,10 +66,7 @@ class Node:
         if not http:
             return
         ctx = WebContext(self.settings, self.archive, self.router, self.access)
-        config = uvicorn.Config(create_app(ctx), host=self.settings.host,
-                                port=self.settings.http_port, log_level="warning",
-                                lifespan="on", ws_max_size=64 * 1024 * 1024,
-                                ws_per_message_deflate=False)
+        config = http_config(ctx)
         self._http = uvicorn.Server(config)
         if block:
             try:
@@ -107,15 +118,13 @@ def run_forever(settings: Settings) -> None:
     node.start(http=False)
     print(f"Isthmus archive in {settings.data.resolve()}  (index: {_safe_url(settings.resolved_index_url)})")
     print(f"  DICOM (DIMSE): AE title {settings.aet} on {settings.host}:{node.dicom_port}")
-    print(f"  HTTP:          http://{_host(settings.host)}:{settings.http_port}/")
-    print(f"  DICOMweb:      http://{_host(settings.host)}:{settings.http_port}/dicom-web")
-    print(f"  Viewer:        http://{_host(settings.host)}:{settings.http_port}/")
+    base = f"{'https' if settings.tls_cert else 'http'}://{_host(settings.host)}:{settings.http_port}"
+    print(f"  HTTP:          {base}/")
+    print(f"  DICOMweb:      {base}/dicom-web")
+    print(f"  Viewer:        {base}/")
     print("Press Ctrl+C to stop.", flush=True)
     ctx = WebContext(settings, node.archive, node.router, node.access)
-    config = uvicorn.Config(create_app(ctx), host=settings.host, port=settings.http_port,
-                            log_level="warning", lifespan="on", ws_max_size=64 * 1024 * 1024,
-                            ws_per_message_deflate=False)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(http_config(ctx))
     try:
         asyncio.run(server.serve())
     except KeyboardInterrupt:
