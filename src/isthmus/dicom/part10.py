@@ -10,7 +10,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any, Iterable
+from typing import Any
 
 from pydicom.dataset import FileMetaDataset  # noqa: F401  (type of split_part10's result)
 from pydicom.filereader import _read_file_meta_info, read_dataset
@@ -242,8 +242,3 @@ def _check_identity(model: dict[str, Any]) -> None:
             raise InvalidDicom(f"missing {keyword}")
         if len(value) > 64 or not all(c.isdigit() or c == "." for c in value):
             raise InvalidDicom(f"{keyword} {value[:70]!r} is not a valid UID")
-
-
-def part10_chunks(meta: bytes, dataset_bytes: bytes | memoryview) -> Iterable[bytes | memoryview]:
-    """The chunks of a Part 10 file: preamble + meta, then the dataset as received."""
-    return (meta, dataset_bytes)
