@@ -29,7 +29,7 @@ from isthmus.testing import dcmtk, samples
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.net import free_port
 
-from .support import dataset_bytes
+from .support import dataset_bytes, read_pdu
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
@@ -294,13 +294,13 @@ class FakeSCP:
     def _serve(self) -> None:
         sock, _ = self.listener.accept()
         with sock:
-            kind, body = _read_pdu(sock)
+            kind, body = read_pdu(sock)
             if not self.answer:
                 return                                   # close without any answer
             sock.sendall(_associate_ac(body, self.max_length))
             command = b""
             while True:
-                kind, body = _read_pdu(sock)
+                kind, body = read_pdu(sock)
                 if kind != 0x04:
                     if kind == 0x05:
                         sock.sendall(b"\x06\x00\x00\x00\x00\x04\x00\x00\x00\x00")
@@ -323,23 +323,6 @@ class FakeSCP:
     def close(self) -> None:
         self.listener.close()
         self.thread.join(10)
-
-
-def _read_pdu(sock: socket.socket) -> tuple[int, bytes]:
-    header = _exactly(sock, 6)
-    if len(header) < 6:
-        return 0, b""
-    return header[0], _exactly(sock, struct.unpack(">I", header[2:6])[0])
-
-
-def _exactly(sock: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def _item(kind: int, body: bytes) -> bytes:

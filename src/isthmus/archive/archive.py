@@ -261,7 +261,7 @@ class Archive:
                  sop_uid: str | None = None) -> Iterator[str]:
         """Stored DICOM JSON text of each selected instance (never opens a file)."""
         where = idx.uid_filter(study_uid, series_uid, sop_uid)
-        i, s, st = idx.instance.c, idx.series.c, idx.study.c
+        i, s = idx.instance.c, idx.series.c
         query = (sa.select(i.metadata).select_from(idx.instance.join(idx.series).join(idx.study))
                  .where(*where).order_by(s.series_number, s.pk, i.instance_number, i.pk))
         with self.engine.connect() as conn:

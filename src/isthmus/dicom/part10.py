@@ -205,30 +205,55 @@ def _at_pixels(tag: int, vr: str | None, length: int) -> bool:
     return tag in PIXEL_TAGS
 
 
+PIXEL_VRS = (b"OB", b"OW", b"OF", b"OD", b"UN")
+
+
+@dataclass(frozen=True)
+class PixelElement:
+    """The header of a pixel data element (PS3.5 7.1): where its value starts."""
+
+    tag: int
+    vr: str | None      # None when the element is implicit VR
+    length: int         # 0xFFFFFFFF when encapsulated
+    start: int          # offset of the value
+
+
+def pixel_element(data: bytes | memoryview, pos: int, implicit: bool,
+                  little: bool) -> PixelElement | None:
+    """The pixel element whose header starts at `pos`, or None if it is not one.
+
+    Some files whose meta says Explicit VR are Implicit VR (pydicom copes too): without
+    a pixel VR after the tag, the element is read as implicit.
+    """
+    if len(data) - pos < 8:
+        return None
+    order = "little" if little else "big"
+    tag = (int.from_bytes(data[pos:pos + 2], order) << 16) | int.from_bytes(data[pos + 2:pos + 4], order)
+    if tag not in PIXEL_TAGS:
+        return None
+    vr_bytes = bytes(data[pos + 4:pos + 6])
+    if implicit or vr_bytes not in PIXEL_VRS:
+        return PixelElement(tag, None, int.from_bytes(data[pos + 4:pos + 8], order), pos + 8)
+    return PixelElement(tag, vr_bytes.decode("ascii"), int.from_bytes(data[pos + 8:pos + 12], order),
+                        pos + 12)
+
+
+def default_pixel_vr(tag: int, bits_allocated: int) -> str:
+    """The VR of an implicit-VR pixel element (PS3.5 8.2 and A.1)."""
+    return {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, "OW" if bits_allocated > 8 else "OB")
+
+
 def _locate_pixels(header: Header, data: bytes | memoryview, pos: int, implicit: bool,
                    little: bool, deflated: bool, bits: int) -> None:
     """Record the pixel element's tag, VR, value offset and length (PS3.5 7.1)."""
-    if len(data) - pos < 8:
+    element = pixel_element(data, pos, implicit, little)
+    if element is None:
         return
-    order = "little" if little else "big"
-    group = int.from_bytes(data[pos:pos + 2], order)
-    elem = int.from_bytes(data[pos + 2:pos + 4], order)
-    tag = (group << 16) | elem
-    if tag not in PIXEL_TAGS:
-        return
-    vr_bytes = bytes(data[pos + 4:pos + 6])
-    if not implicit and not (vr_bytes.isalpha() and vr_bytes.isupper()):
-        implicit = True  # file meta says explicit, dataset is implicit (pydicom copes too)
-    if implicit:
-        vr, length, start = None, int.from_bytes(data[pos + 4:pos + 8], order), pos + 8
-    else:
-        vr = bytes(data[pos + 4:pos + 6]).decode("ascii", "replace")
-        length, start = int.from_bytes(data[pos + 8:pos + 12], order), pos + 12
-    header.pixel_tag = tag
-    header.pixel_vr = vr or {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, "OW" if bits > 8 else "OB")
-    header.pixel_length = length
-    header.pixel_offset = None if deflated else start
-    if length != 0xFFFFFFFF and start + length > len(data):
+    header.pixel_tag = element.tag
+    header.pixel_vr = element.vr or default_pixel_vr(element.tag, bits)
+    header.pixel_length = element.length
+    header.pixel_offset = None if deflated else element.start
+    if element.length != 0xFFFFFFFF and element.start + element.length > len(data):
         raise InvalidDicom("pixel data is truncated")
 
 

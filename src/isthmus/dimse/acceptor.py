@@ -215,16 +215,15 @@ class Acceptor:
         elif field_ in (msg.C_FIND_RQ, msg.C_MOVE_RQ, msg.C_GET_RQ) and abstract in QR_CLASSES \
                 and message.dataset is not None:
             service, root = QR_CLASSES[abstract]
-            expected = {"FIND": msg.C_FIND_RQ, "MOVE": msg.C_MOVE_RQ, "GET": msg.C_GET_RQ}[service]
-            if field_ != expected:
+            from isthmus.dimse import retrieve  # here: retrieve → requestor → router → us
+            if service == "FIND" and field_ == msg.C_FIND_RQ:
+                self.scp.find(self, message, root)
+            elif service == "MOVE" and field_ == msg.C_MOVE_RQ:
+                retrieve.move(self.scp, self, message, root)
+            elif service == "GET" and field_ == msg.C_GET_RQ:
+                retrieve.get(self.scp, self, message, root)
+            else:  # a command of another Q/R service on this context
                 self.respond(message, field_ | 0x8000, STATUS_UNRECOGNIZED_OPERATION)
-                return
-            from isthmus.dimse import retrieve
-            handler = {"FIND": self.scp.find, "MOVE": retrieve.move, "GET": retrieve.get}[service]
-            if service == "FIND":
-                handler(self, message, root)
-            else:
-                handler(self.scp, self, message, root)
         elif field_ == msg.C_CANCEL_RQ:
             pass  # nothing outstanding: a late cancel is ignored (PS3.7 9.3.2.3)
         else:
@@ -272,15 +271,11 @@ class Acceptor:
         return {ts: cid for cid, ts in self.syntaxes.items() if self.abstract[cid] == sop_class}
 
     def store_to_requestor(self, context_id: int, sop_class: str, sop_instance: str,
-                           dataset: bytes | memoryview, originator_id: int) -> int:
+                           dataset: bytes | memoryview) -> int:
         """A C-STORE sub-operation on this association (C-GET, PS3.4 C.4.3.3); returns status."""
         message_id = self._next_id
         self._next_id = self._next_id % 65535 + 1
-        command = msg.encode_command({
-            msg.AFFECTED_SOP_CLASS: sop_class, msg.COMMAND_FIELD: msg.C_STORE_RQ,
-            msg.MESSAGE_ID: message_id, msg.PRIORITY: 0, msg.DATASET_TYPE: msg.HAS_DATASET,
-            msg.AFFECTED_SOP_INSTANCE: sop_instance})
-        self._send_message(context_id, command, dataset)
+        self._send_message(context_id, msg.c_store_rq(message_id, sop_class, sop_instance), dataset)
         while True:
             reply = self.next_message()
             if reply is None:  # the requestor may not answer any more (PS3.8 Sta7)

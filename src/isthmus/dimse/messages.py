@@ -91,6 +91,19 @@ def encode_command(fields: dict[int, int | str | bytes]) -> bytes:
     return struct.pack("<HHII", 0, 0, 4, len(payload)) + payload
 
 
+def c_store_rq(message_id: int, sop_class: str, sop_instance: str,
+               originator: tuple[str, int] | None = None) -> bytes:
+    """An encoded C-STORE-RQ command set (PS3.7 9.3.1.1); `originator` is the Move
+    Originator AE title and Message ID of a C-MOVE sub-operation."""
+    fields: dict[int, int | str | bytes] = {
+        AFFECTED_SOP_CLASS: sop_class, COMMAND_FIELD: C_STORE_RQ, MESSAGE_ID: message_id,
+        PRIORITY: 0, DATASET_TYPE: HAS_DATASET, AFFECTED_SOP_INSTANCE: sop_instance}
+    if originator:
+        fields[MOVE_ORIGINATOR_AET] = originator[0].ljust(16)[:16]
+        fields[MOVE_ORIGINATOR_ID] = originator[1]
+    return encode_command(fields)
+
+
 def us(command: Command, element: int) -> int:
     value = command.get(element, b"")
     return struct.unpack("<H", value[:2])[0] if len(value) >= 2 else 0

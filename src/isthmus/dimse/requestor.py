@@ -117,14 +117,7 @@ class Requestor:
             raise AssociationFailed(f"the association with {self.peer} has ended")
         message_id = self._next_id
         self._next_id = self._next_id % 65535 + 1
-        fields: dict[int, int | str | bytes] = {
-            msg.AFFECTED_SOP_CLASS: sop_class, msg.COMMAND_FIELD: msg.C_STORE_RQ,
-            msg.MESSAGE_ID: message_id, msg.PRIORITY: 0, msg.DATASET_TYPE: msg.HAS_DATASET,
-            msg.AFFECTED_SOP_INSTANCE: sop_instance}
-        if originator:
-            fields[msg.MOVE_ORIGINATOR_AET] = originator[0].ljust(16)[:16]
-            fields[msg.MOVE_ORIGINATOR_ID] = originator[1]
-        command = msg.encode_command(fields)
+        command = msg.c_store_rq(message_id, sop_class, sop_instance, originator)
         parts: list[bytes | memoryview] = list(msg.p_data(context_id, command, True, self.max_pdu))
         parts += msg.p_data(context_id, dataset, False, self.max_pdu)
         try:

@@ -201,13 +201,8 @@ def get(scp: "ArchiveSCP", channel: "Acceptor", message: "Message", root: str) -
     rows = _rows(scp, channel, message, msg.C_GET_RSP, "get")
     if rows is None:
         return
-
-    def send(context_id: int, sop_class: str, sop_instance: str, dataset: memoryview) -> int:
-        return channel.store_to_requestor(context_id, sop_class, sop_instance, dataset,
-                                          message.message_id)
-
     _sub_operations(scp, channel, message, msg.C_GET_RSP, rows, Progress(len(rows)),
-                    channel.storage_syntaxes, send)
+                    channel.storage_syntaxes, channel.store_to_requestor)
 
 
 def _rows(scp: "ArchiveSCP", channel: "Acceptor", message: "Message", response: int,

@@ -25,8 +25,6 @@ Read = Callable[[int, int], bytes]
 UNDEFINED_LENGTH = 0xFFFFFFFF
 PIXEL_KEYWORDS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData",
                   0x7FE00009: "DoubleFloatPixelData"}
-PIXEL_VRS = (b"OB", b"OW", b"OF", b"OD", b"UN")
-META_PREFIX = 1 << 16
 
 
 def memory_reader(data: bytes | bytearray | memoryview) -> Read:
@@ -109,7 +107,7 @@ class PixelData:
 def open_part10(data: bytes | bytearray | memoryview) -> PixelData:
     """Locate the pixel data of a complete Part 10 file held in memory (nothing is copied)."""
     view = memoryview(data).cast("B")
-    meta, dataset_bytes = _split(view)
+    meta, dataset_bytes = part10.split_part10(view)  # reads the meta group only
     stored = _transfer_syntax(meta, dataset_bytes)
     base = len(view) - len(dataset_bytes)
     if UID(stored).is_deflated:
@@ -139,20 +137,6 @@ def open_at(read: Read, pixel_offset: int) -> PixelData:
     return pixels
 
 
-def _split(view: memoryview) -> tuple[Dataset | None, memoryview]:
-    """part10.split_part10 on a prefix (it copies what it is given), then the rest as a view."""
-    prefix = view[:META_PREFIX]
-    try:
-        meta, rest = part10.split_part10(prefix)
-    except part10.InvalidDicom:
-        if len(view) <= len(prefix):
-            raise
-        return part10.split_part10(view)          # file meta longer than the prefix
-    if meta is None:
-        return None, view
-    return meta, view[len(prefix) - len(rest):]
-
-
 def _transfer_syntax(meta: Dataset | None, dataset_bytes: memoryview) -> str:
     ts = str(meta.get("TransferSyntaxUID", "") if meta is not None else "").strip()
     ts = ts or part10.guess_transfer_syntax(dataset_bytes)
@@ -169,20 +153,11 @@ def _parse(dataset_bytes: memoryview, base: int, read: Read, stored: str, ts: st
         ds = read_dataset(fp, implicit, little, stop_when=_at_pixels)
     except Exception as exc:
         raise DecodeError(f"dataset cannot be parsed: {exc}") from exc
-    pos = fp.tell()
-    element = bytes(dataset_bytes[pos:pos + 12])
-    if len(element) < 8:
+    element = part10.pixel_element(dataset_bytes, fp.tell(), implicit, little)
+    if element is None:
         raise NoPixelData("the instance has no pixel data")
-    order = "little" if little else "big"
-    tag = (int.from_bytes(element[0:2], order) << 16) | int.from_bytes(element[2:4], order)
-    if tag not in PIXEL_KEYWORDS:
-        raise NoPixelData("the instance has no pixel data")
-    if implicit or element[4:6] not in PIXEL_VRS:   # some "explicit" files are implicit
-        vr, length, start = "", int.from_bytes(element[4:8], order), pos + 8
-    else:
-        vr = element[4:6].decode("ascii", "replace")
-        length, start = int.from_bytes(element[8:12], order), pos + 12
-    return _describe(ds, stored, ts, read, tag, vr, base + start, length)
+    return _describe(ds, stored, ts, read, element.tag, element.vr or "",
+                     base + element.start, element.length)
 
 
 def _at_pixels(tag: int, vr: str | None, length: int) -> bool:
@@ -210,7 +185,7 @@ def _describe(ds: Dataset, stored: str, ts: str, read: Read, tag: int, vr: str,
         raise DecodeError(f"unsupported pixel layout: Bits Allocated {bits}, "
                           f"{pixels.rows}x{pixels.columns}")
     if not vr:
-        pixels.vr = {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, "OW" if bits > 8 else "OB")
+        pixels.vr = part10.default_pixel_vr(tag, bits)
     return pixels
 
 
