@@ -265,5 +265,5 @@ def _check_identity(model: dict[str, Any]) -> None:
         value = str(first_value(model.get(_TAGS[keyword])) or "").strip()
         if not value:
             raise InvalidDicom(f"missing {keyword}")
-        if len(value) > 64 or not all(c.isdigit() or c == "." for c in value):
+        if not uids.looks_like_uid(value):
             raise InvalidDicom(f"{keyword} {value[:70]!r} is not a valid UID")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pydicom import uid
 
 IMPLICIT_VR_LITTLE_ENDIAN = uid.ImplicitVRLittleEndian
@@ -30,3 +32,11 @@ def encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
     if not ts.is_transfer_syntax:
         raise ValueError(f"{transfer_syntax} is not a known transfer syntax")
     return ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated
+
+
+_UID_CHARACTERS = re.compile(r"^[0-9.]{1,64}$")
+
+
+def looks_like_uid(value: str) -> bool:
+    """Digits and dots, 1-64 characters (PS3.5 9.1): what a UID may hold at all."""
+    return bool(_UID_CHARACTERS.match(value))

@@ -10,12 +10,13 @@ is raised as `PDUProblem` with the A-ABORT reason to send (PS3.8 Table 9-26).
 
 from __future__ import annotations
 
-import re
 import struct
 from dataclasses import dataclass, field
 
 from isthmus.dicom.pdu import (A_ABORT, A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ,
                                A_RELEASE_RP, A_RELEASE_RQ, P_DATA_TF, abort, associate_rj)
+from isthmus.dicom.uids import looks_like_uid
+
 PDU_NAMES = {1: "A-ASSOCIATE-RQ", 2: "A-ASSOCIATE-AC", 3: "A-ASSOCIATE-RJ", 4: "P-DATA-TF",
              5: "A-RELEASE-RQ", 6: "A-RELEASE-RP", 7: "A-ABORT"}
 HEADER = 6
@@ -28,7 +29,6 @@ REASON_UNEXPECTED_PDU = 2
 REASON_UNRECOGNIZED_PARAMETER = 4
 REASON_INVALID_PARAMETER = 6
 
-_UID = re.compile(r"^[0-9.]{1,64}$")
 
 
 class PDUProblem(ValueError):
@@ -87,7 +87,7 @@ def _items(data: bytes, start: int, end: int, what: str):
 
 def _uid(data: bytes, start: int, end: int, what: str) -> str:
     text = data[start:end].rstrip(b"\x00 ").decode("ascii", "replace")
-    if not _UID.match(text):
+    if not looks_like_uid(text):
         raise PDUProblem(f"{what} {text!r} is not a UID")
     return text
 
