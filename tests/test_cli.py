@@ -54,7 +54,7 @@ def test_echo_a_node(node: Node) -> None:
 def test_echo_an_unreachable_peer_fails_with_a_message_not_a_traceback() -> None:
     done = isthmus("echo", f"NOBODY@127.0.0.1:{free_port()}")
     assert done.returncode == 1
-    assert f"isthmus: cannot reach NOBODY@127.0.0.1:" in done.stderr
+    assert "isthmus: cannot reach NOBODY@127.0.0.1:" in done.stderr
     assert "Traceback" not in done.stderr
 
 

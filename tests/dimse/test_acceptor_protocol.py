@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import socket
 import struct
-import threading
 import time
 from io import BytesIO
 from pathlib import Path
@@ -35,7 +34,7 @@ from isthmus.testing import catalogue
 from isthmus.testing.generate import StudySpec, ct_instance, study
 from isthmus.testing.net import free_port
 
-from .support import dataset_bytes, peer, stored
+from .support import peer, stored
 
 VERIFICATION = "1.2.840.10008.1.1"
 CT = "1.2.840.10008.5.1.4.1.1.2"

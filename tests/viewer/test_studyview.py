@@ -10,7 +10,7 @@ from PIL import Image
 
 from .browser import (AIR_AT, BONE_AT, LUNG_AT, SOFT_TISSUE_AT, canvas_stats, expected_gray,
                       gray_at, open_study, settle)
-from .conftest import BONE, LUNG, SOFT
+from .conftest import LUNG, SOFT
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "viewer-screenshot.png"
 

@@ -123,7 +123,7 @@ def test_retrieval_streams_in_chunks(web_node, http, stored):
 
     big = make_study(instances_per_series=4, rows=512, columns=512)
     response = http.post("/studies", content=b"".join(
-        f"--b\r\nContent-Type: application/dicom\r\n\r\n".encode() + part10(ds) + b"\r\n"
+        "--b\r\nContent-Type: application/dicom\r\n\r\n".encode() + part10(ds) + b"\r\n"
         for ds in big) + b"--b--\r\n",
         headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'})
     assert response.status_code == 200
