@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ./isthmus-data
 
-.PHONY: run test test-python test-js bench system-deps clean
+.PHONY: run test lint test-python test-js bench system-deps clean
 
 run:
 	@scripts/venv.sh
@@ -12,6 +12,12 @@ run:
 test: system-deps
 	@scripts/venv.sh test
 	@$(MAKE) --no-print-directory test-python test-js
+
+lint:
+	@scripts/venv.sh test
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 
 test-python:
 	$(PY) -m pytest

@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         results.save(done, OUT, machine, command, lab.setup_seconds)
         print()
         print(results.text_table(done))
-        print(f"{machine['cpu']} × {machine['nproc']}; {machine['bench_seconds']} s; "
-              f"written to {OUT / 'results.json'} and results.md")
+        print(
+            f"{machine['cpu']} × {machine['nproc']}; {machine['bench_seconds']} s; "
+            f"written to {OUT / 'results.json'} and results.md"
+        )
     return 0 if all(s.status != "failed" for s in done) else 1
 
 
@@ -64,9 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--only", default="", help=f"comma-separated scenarios: {','.join(SCENARIOS)}")
     p.add_argument("--repeat", type=int, default=3, help="repetitions of timed runs (median)")
-    p.add_argument("--profile", action="store_true",
-                   help="also record Isthmus with py-spy during an extra store run")
-    p.add_argument("--keep", action="store_true", help="keep the servers' folders in bench/out/work")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also record Isthmus with py-spy during an extra store run",
+    )
+    p.add_argument(
+        "--keep", action="store_true", help="keep the servers' folders in bench/out/work"
+    )
     p.add_argument("--time-limit", type=float, default=2400, help="stop everything after N s")
     return p
 
@@ -89,8 +96,9 @@ def _run_one(name: str, lab: Lab) -> list[results.Scenario]:
         out = module.run(lab)
     except Exception as exc:  # one failed scenario must not lose the others' figures
         traceback.print_exc()
-        out = results.Scenario(name, getattr(module, "TITLE", name), status="failed",
-                               note=str(exc)[:300])
+        out = results.Scenario(
+            name, getattr(module, "TITLE", name), status="failed", note=str(exc)[:300]
+        )
     scenarios = out if isinstance(out, list) else [out]
     for s in scenarios:
         print(results.text_table([s]).splitlines()[-1], flush=True)
@@ -101,8 +109,10 @@ def _run_one(name: str, lab: Lab) -> list[results.Scenario]:
 def _source_state() -> dict[str, Any]:
     """The commit Isthmus runs from, and how many files under src/ differ from it."""
     changed = _output(["git", "status", "--porcelain", "--", "src"])
-    return {"isthmus_commit": _output(["git", "rev-parse", "--short", "HEAD"]),
-            "isthmus_src_files_changed": len(changed.splitlines()) if changed != "unknown" else None}
+    return {
+        "isthmus_commit": _output(["git", "rev-parse", "--short", "HEAD"]),
+        "isthmus_src_files_changed": len(changed.splitlines()) if changed != "unknown" else None,
+    }
 
 
 def _loadavg() -> float:
@@ -131,9 +141,12 @@ def machine_info() -> dict[str, Any]:
     import isthmus
 
     return {
-        "cpu": cpu, "nproc": os.cpu_count(), "kernel": platform.release(),
+        "cpu": cpu,
+        "nproc": os.cpu_count(),
+        "kernel": platform.release(),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "python": platform.python_version(), "isthmus": isthmus.__version__,
+        "python": platform.python_version(),
+        "isthmus": isthmus.__version__,
         "dcmtk": _version([dcmtk("storescu"), "--version"], r"v(\d+\.\d+\.\d+)"),
         "orthanc": _version(["/usr/sbin/Orthanc", "--version"], r"Orthanc (\S+)"),
         "orthanc_dicomweb": _output(["dpkg-query", "-W", "-f=${Version}", "orthanc-dicomweb"]),

@@ -19,8 +19,18 @@ from pathlib import Path
 from isthmus.testing.generate import StudySpec, patients, study, write_study
 
 VERSION = 1
-QIDO_FAMILIES = ["SMITH", "JONES", "TAYLOR", "BROWN", "WILSON",
-                 "EVANS", "THOMAS", "ROBERTS", "WALKER", "WRIGHT"]
+QIDO_FAMILIES = [
+    "SMITH",
+    "JONES",
+    "TAYLOR",
+    "BROWN",
+    "WILSON",
+    "EVANS",
+    "THOMAS",
+    "ROBERTS",
+    "WALKER",
+    "WRIGHT",
+]
 
 
 @dataclass
@@ -54,23 +64,42 @@ def load(name: str, data_dir: Path) -> DataSet:
     study_uids = GENERATORS[name](root)
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     files = [p for f in folders for p in f.glob("*.dcm")]
-    doc = {"version": VERSION, "folders": [f.name for f in folders], "count": len(files),
-           "size_bytes": sum(p.stat().st_size for p in files), "study_uids": study_uids}
+    doc = {
+        "version": VERSION,
+        "folders": [f.name for f in folders],
+        "count": len(files),
+        "size_bytes": sum(p.stat().st_size for p in files),
+        "study_uids": study_uids,
+    }
     manifest.write_text(json.dumps(doc))
     print(f"  {len(files)} files in {time.perf_counter() - started:.1f} s", flush=True)
     return _from_manifest(name, root, doc)
 
 
 def _from_manifest(name: str, root: Path, doc: dict) -> DataSet:
-    return DataSet(name, root, [root / f for f in doc["folders"]], doc["count"],
-                   doc["size_bytes"], doc["study_uids"])
+    return DataSet(
+        name,
+        root,
+        [root / f for f in doc["folders"]],
+        doc["count"],
+        doc["size_bytes"],
+        doc["study_uids"],
+    )
 
 
 def _ct(root: Path) -> list[str]:
-    spec = StudySpec(patient_name="BENCH^CT", patient_id="BENCHCT", accession="BENCHCT1",
-                     description="CT BENCH", rows=512, columns=512, instances_per_series=271)
+    spec = StudySpec(
+        patient_name="BENCH^CT",
+        patient_id="BENCHCT",
+        accession="BENCHCT1",
+        description="CT BENCH",
+        rows=512,
+        columns=512,
+        instances_per_series=271,
+    )
     paths = write_study(spec, root / "study")
     from pydicom import dcmread
+
     return [str(dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID)]
 
 
@@ -80,6 +109,7 @@ def _small(root: Path) -> list[str]:
     for n, spec in enumerate(specs):
         paths = write_study(spec, root / f"study{n:03d}")
         from pydicom import dcmread
+
         uids.append(str(dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID))
     return uids
 
@@ -92,10 +122,16 @@ def qido_name(n: int) -> str:
 def _qido(root: Path) -> list[str]:
     uids = []
     for n in range(10_000):
-        spec = StudySpec(patient_name=qido_name(n), patient_id=f"Q{n:05d}",
-                         accession=f"QA{n:05d}", description=f"QIDO {n}",
-                         study_date=f"2020{1 + n % 12:02d}{1 + n % 28:02d}",
-                         instances_per_series=1, rows=16, columns=16)
+        spec = StudySpec(
+            patient_name=qido_name(n),
+            patient_id=f"Q{n:05d}",
+            accession=f"QA{n:05d}",
+            description=f"QIDO {n}",
+            study_date=f"2020{1 + n % 12:02d}{1 + n % 28:02d}",
+            instances_per_series=1,
+            rows=16,
+            columns=16,
+        )
         folder = root / f"batch{n // 100:03d}"
         folder.mkdir(parents=True, exist_ok=True)
         for ds in study(spec):

@@ -36,14 +36,24 @@ from bench.data import load
 from bench.procs import StoreSCP, dcmtk, dcmtk_env, run
 
 OUT = Path(__file__).resolve().parent / "out"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 AET = "BENCHWEB"
 
 
 def storescu(port: int, aet: str, files: list[Path]) -> float:
-    seconds, _ = run([dcmtk("storescu"), "-aec", aet, "127.0.0.1", str(port), *map(str, files)],
-                     timeout=600, env=dcmtk_env())
+    seconds, _ = run(
+        [dcmtk("storescu"), "-aec", aet, "127.0.0.1", str(port), *map(str, files)],
+        timeout=600,
+        env=dcmtk_env(),
+    )
     return seconds
 
 
@@ -72,12 +82,14 @@ def through_gateway(files: list[Path], work: Path, repeat: int) -> tuple[list[fl
     from isthmus.server import Node
     from isthmus.testing.net import free_port
 
-    settings = Settings(data=work / "isthmus", dicom_port=free_port(), http_port=free_port(),
-                        check_on_start=False)
+    settings = Settings(
+        data=work / "isthmus", dicom_port=free_port(), http_port=free_port(), check_on_start=False
+    )
     times, discarded = [], []
     with Node(settings) as node, sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(work / "profile"), executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            str(work / "profile"), executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+        )
         try:
             page = context.new_page()
             page.set_default_timeout(600_000)
@@ -91,7 +103,9 @@ def through_gateway(files: list[Path], work: Path, repeat: int) -> tuple[list[fl
                 discarded.append(storescu(node.dicom_port, "BENCHNULL", files))
                 page.evaluate("() => window.dicomNode.session.store.clear()")
                 seconds = storescu(node.dicom_port, AET, files)
-                stored = page.evaluate("async () => (await window.dicomNode.session.store.list()).length")
+                stored = page.evaluate(
+                    "async () => (await window.dicomNode.session.store.list()).length"
+                )
                 assert stored == len(files), f"IndexedDB holds {stored} of {len(files)}"
                 times.append(seconds)
         finally:
@@ -101,7 +115,7 @@ def through_gateway(files: list[Path], work: Path, repeat: int) -> tuple[list[fl
 
 def _items(data: bytes, start: int, end: int):
     while start < end:
-        kind, length = data[start], struct.unpack(">H", data[start + 2:start + 4])[0]
+        kind, length = data[start], struct.unpack(">H", data[start + 2 : start + 4])[0]
         yield kind, start + 4, start + 4 + length
         start += 4 + length
 
@@ -118,28 +132,43 @@ def _minimal_acceptor(base: str, ready: Any) -> None:
         listener.recv()
         ready.set()
         announced = json.loads(listener.recv())
-        with connect(base + f"accept?id={announced['id']}", subprotocols=["dicom-ws"], max_size=None) as conn:
+        with connect(
+            base + f"accept?id={announced['id']}", subprotocols=["dicom-ws"], max_size=None
+        ) as conn:
             rq = conn.recv()
             items = b"".join(
                 struct.pack(">BBHBBBB", 0x21, 0, 4 + e2 - s2 + 4, rq[s], 0, 0, 0)
-                + struct.pack(">BBH", 0x40, 0, e2 - s2) + rq[s2:e2]
-                for kind, s, e in _items(rq, 74, len(rq)) if kind == 0x20
-                for _, s2, e2 in [next(x for x in _items(rq, s + 4, e) if x[0] == 0x40)])
-            body = (rq[6:74] + struct.pack(">BBH", 0x10, 0, 21) + b"1.2.840.10008.3.1.1.1" + items
-                    + struct.pack(">BBHBBHI", 0x50, 0, 8, 0x51, 0, 4, 1 << 20))
+                + struct.pack(">BBH", 0x40, 0, e2 - s2)
+                + rq[s2:e2]
+                for kind, s, e in _items(rq, 74, len(rq))
+                if kind == 0x20
+                for _, s2, e2 in [next(x for x in _items(rq, s + 4, e) if x[0] == 0x40)]
+            )
+            body = (
+                rq[6:74]
+                + struct.pack(">BBH", 0x10, 0, 21)
+                + b"1.2.840.10008.3.1.1.1"
+                + items
+                + struct.pack(">BBHBBHI", 0x50, 0, 8, 0x51, 0, 4, 1 << 20)
+            )
             conn.send(struct.pack(">BBI", 2, 0, len(body)) + body)
             command: dict[int, bytes] = {}
             while (pdu := conn.recv())[0] == 4:
                 if pdu[11] & 1:
                     offset, command = 12, {}
                     while offset < len(pdu):
-                        _, tag, length = struct.unpack("<HHI", pdu[offset:offset + 8])
-                        command[tag] = pdu[offset + 8:offset + 8 + length]
+                        _, tag, length = struct.unpack("<HHI", pdu[offset : offset + 8])
+                        command[tag] = pdu[offset + 8 : offset + 8 + length]
                         offset += 8 + length
                 elif pdu[11] & 2:
-                    rsp = (element(2, command[2]) + element(0x100, struct.pack("<H", 0x8001))
-                           + element(0x120, command[0x110]) + element(0x800, struct.pack("<H", 0x101))
-                           + element(0x900, bytes(2)) + element(0x1000, command[0x1000]))
+                    rsp = (
+                        element(2, command[2])
+                        + element(0x100, struct.pack("<H", 0x8001))
+                        + element(0x120, command[0x110])
+                        + element(0x800, struct.pack("<H", 0x101))
+                        + element(0x900, bytes(2))
+                        + element(0x1000, command[0x1000])
+                    )
                     rsp = element(0, struct.pack("<I", len(rsp))) + rsp
                     pdv = struct.pack(">IBB", len(rsp) + 2, pdu[10], 3) + rsp
                     conn.send(struct.pack(">BBI", 4, 0, len(pdv)) + pdv)
@@ -155,12 +184,17 @@ def gateway_only(files: list[Path], work: Path) -> float:
     from isthmus.server import Node
     from isthmus.testing.net import free_port
 
-    settings = Settings(data=work / "isthmus-py", dicom_port=free_port(), http_port=free_port(),
-                        check_on_start=False)
+    settings = Settings(
+        data=work / "isthmus-py",
+        dicom_port=free_port(),
+        http_port=free_port(),
+        check_on_start=False,
+    )
     with Node(settings) as node:
         ready = multiprocessing.Event()
         client = multiprocessing.Process(
-            target=_minimal_acceptor, args=(f"ws://127.0.0.1:{node.http_port}/dicom-ws/", ready))
+            target=_minimal_acceptor, args=(f"ws://127.0.0.1:{node.http_port}/dicom-ws/", ready)
+        )
         client.start()
         ready.wait(60)
         try:
@@ -170,7 +204,9 @@ def gateway_only(files: list[Path], work: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.dicom_ws", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.dicom_ws", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
     if not netns.inside():
@@ -187,13 +223,23 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     best_direct, best_gateway = min(direct_times), min(gateway_times)
     print(f"\n{len(files)} CT images, {size_mb:.0f} MB, {args.repeat} runs each (best / median):")
-    print(f"  DCMTK storescu → storescp (files):               {best_direct:6.2f} s / {statistics.median(direct_times):6.2f} s")
-    print(f"  DCMTK storescu → gateway → minimal Python client: {min(python_times):5.2f} s / {statistics.median(python_times):6.2f} s")
-    print(f"  DCMTK storescu → gateway → Chromium (discarded): {min(discard_times):6.2f} s / {statistics.median(discard_times):6.2f} s")
-    print(f"  DCMTK storescu → gateway → Chromium IndexedDB:   {best_gateway:6.2f} s / {statistics.median(gateway_times):6.2f} s")
-    print(f"  gateway's own overhead (best): {min(python_times) - best_direct:+.2f} s; "
-          f"with the browser and IndexedDB: {best_gateway - best_direct:+.2f} s, "
-          f"{size_mb / best_gateway:.0f} MB/s into IndexedDB")
+    print(
+        f"  DCMTK storescu → storescp (files):               {best_direct:6.2f} s / {statistics.median(direct_times):6.2f} s"
+    )
+    print(
+        f"  DCMTK storescu → gateway → minimal Python client: {min(python_times):5.2f} s / {statistics.median(python_times):6.2f} s"
+    )
+    print(
+        f"  DCMTK storescu → gateway → Chromium (discarded): {min(discard_times):6.2f} s / {statistics.median(discard_times):6.2f} s"
+    )
+    print(
+        f"  DCMTK storescu → gateway → Chromium IndexedDB:   {best_gateway:6.2f} s / {statistics.median(gateway_times):6.2f} s"
+    )
+    print(
+        f"  gateway's own overhead (best): {min(python_times) - best_direct:+.2f} s; "
+        f"with the browser and IndexedDB: {best_gateway - best_direct:+.2f} s, "
+        f"{size_mb / best_gateway:.0f} MB/s into IndexedDB"
+    )
     print("  seed 003, Table 4 (DICOM JS, localhost, FileSystem API): 12.4 s")
     return 0
 
@@ -201,8 +247,18 @@ def main(argv: list[str] | None = None) -> int:
 def reexec(argv: list[str]) -> int:
     """Run this module again inside a namespace with only loopback (as bench/netns.py does)."""
     flags = "-n" if os.geteuid() == 0 else "-rn"
-    cmd = ["unshare", flags, "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-           sys.executable, "-m", "bench.dicom_ws", *argv]
+    cmd = [
+        "unshare",
+        flags,
+        "sh",
+        "-c",
+        'ip link set lo up && exec "$@"',
+        "sh",
+        sys.executable,
+        "-m",
+        "bench.dicom_ws",
+        *argv,
+    ]
     return subprocess.run(cmd, env=dict(os.environ, **{netns.MARKER: "1"}), timeout=3600).returncode
 
 

@@ -22,8 +22,12 @@ RUNS = 20
 
 
 def run(lab: Lab) -> Scenario:
-    s = Scenario(NAME, TITLE, target="report (Orthanc 94 ms in the issue)",
-                 ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)})
+    s = Scenario(
+        NAME,
+        TITLE,
+        target="report (Orthanc 94 ms in the issue)",
+        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)},
+    )
     servers = {system: lab.archive(system, "main") for system in ("isthmus", "orthanc")}
     counts = {system: dimse.find_count(server, KEYS) for system, server in servers.items()}
     s.details["matches"] = counts
@@ -35,8 +39,9 @@ def run(lab: Lab) -> Scenario:
             s.measure(system).seconds.append(dimse.findscu(server, KEYS))
         floor.seconds.append(dimse.echoscu(servers["isthmus"]))
     if lab.profile:  # extra, uncounted runs under py-spy
-        with profile.maybe_record(True, servers["isthmus"], lab.out_dir / "profile-find",
-                                  s.details):
+        with profile.maybe_record(
+            True, servers["isthmus"], lab.out_dir / "profile-find", s.details
+        ):
             for _ in range(RUNS):
                 dimse.findscu(servers["isthmus"], KEYS)
     return s

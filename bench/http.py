@@ -22,12 +22,25 @@ class Response:
     content_type: str
 
 
-def curl(url: str, accept: str | None = None, output: Path | None = None,
-         upload: Path | None = None, content_type: str | None = None,
-         timeout: float = 300.0) -> Response:
+def curl(
+    url: str,
+    accept: str | None = None,
+    output: Path | None = None,
+    upload: Path | None = None,
+    content_type: str | None = None,
+    timeout: float = 300.0,
+) -> Response:
     """GET `url` (or POST the file `upload`); raise CommandFailed on transport errors."""
-    cmd = ["curl", "-sS", "--max-time", str(timeout), "-o", str(output or "/dev/null"),
-           "-w", "%{http_code} %{size_download} %{time_total} %{content_type}"]
+    cmd = [
+        "curl",
+        "-sS",
+        "--max-time",
+        str(timeout),
+        "-o",
+        str(output or "/dev/null"),
+        "-w",
+        "%{http_code} %{size_download} %{time_total} %{content_type}",
+    ]
     if accept:
         cmd += ["-H", f"Accept: {accept}"]
     if upload is not None:
@@ -37,12 +50,14 @@ def curl(url: str, accept: str | None = None, output: Path | None = None,
     cmd.append(url)
     _, out = run(cmd, timeout + 10, capture=True)
     parts = out.strip().split(" ", 3)
-    return Response(int(parts[0]), int(parts[1]), float(parts[2]),
-                    parts[3] if len(parts) > 3 else "")
+    return Response(
+        int(parts[0]), int(parts[1]), float(parts[2]), parts[3] if len(parts) > 3 else ""
+    )
 
 
-def get_ok(url: str, accept: str | None = None, output: Path | None = None,
-           timeout: float = 300.0) -> Response:
+def get_ok(
+    url: str, accept: str | None = None, output: Path | None = None, timeout: float = 300.0
+) -> Response:
     """GET that must answer 200; returns the timing."""
     rsp = curl(url, accept, output, timeout=timeout)
     if rsp.status != 200:
@@ -53,7 +68,10 @@ def get_ok(url: str, accept: str | None = None, output: Path | None = None,
 def serves_dicomweb(root: str) -> bool:
     """Does `root` answer a QIDO-RS /studies request (200 or 204)?"""
     try:
-        return curl(f"{root}/studies?limit=1", "application/dicom+json", timeout=30).status in (200, 204)
+        return curl(f"{root}/studies?limit=1", "application/dicom+json", timeout=30).status in (
+            200,
+            204,
+        )
     except CommandFailed:
         return False
 

@@ -21,8 +21,12 @@ NOSYNC_NOTE = "Isthmus with durable=false: no fsync, SQLite synchronous=NORMAL"
 
 
 def run(lab: Lab) -> Scenario:
-    s = Scenario(NAME, TITLE, target="report (Orthanc 36 s in the issue)",
-                 ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)})
+    s = Scenario(
+        NAME,
+        TITLE,
+        target="report (Orthanc 36 s in the issue)",
+        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)},
+    )
     small = lab.data("small")
     groups = [small.files(f) for f in small.folders]
     for n in range(lab.repeat):
@@ -33,8 +37,11 @@ def run(lab: Lab) -> Scenario:
             else:
                 server = lab.fresh(system, "main")
             seconds, cpu = _ingest(server.start(), groups, small.count, lab)
-            m = s.measure(system, size_bytes=small.size_bytes,
-                          note=NOSYNC_NOTE if system == "isthmus-nosync" else "")
+            m = s.measure(
+                system,
+                size_bytes=small.size_bytes,
+                note=NOSYNC_NOTE if system == "isthmus-nosync" else "",
+            )
             m.seconds.append(seconds)
             m.server_cpu.append(cpu)
             if last and system != "isthmus-nosync":
@@ -43,12 +50,12 @@ def run(lab: Lab) -> Scenario:
                 lab.discard(server)
     if lab.profile:  # one extra, uncounted Isthmus run under py-spy
         server = lab.fresh("isthmus", "profile")
-        with server, profile.maybe_record(True, server, lab.out_dir / "profile-ingest",
-                                          s.details):
+        with server, profile.maybe_record(True, server, lab.out_dir / "profile-ingest", s.details):
             dimse.storescu_parallel(server, groups, workers=WORKERS)
         lab.discard(server)
     s.details["instances_per_second"] = {
-        k: round(small.count / m.median, 1) for k, m in s.measurements.items() if m.median}
+        k: round(small.count / m.median, 1) for k, m in s.measurements.items() if m.median
+    }
     return s
 
 

@@ -12,11 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from isthmus.testing.net import free_port
-
 from bench import data, dimse
 from bench.procs import CommandFailed, Server, StoreSCP
 from bench.systems import SYSTEMS
+from isthmus.testing.net import free_port
 
 # What each loaded archive holds: "main" = small (10,000 instances) + ct (271 CT);
 # "qido" = 10,000 one-instance studies.
@@ -31,8 +30,9 @@ class Loaded:
 
 
 class Lab:
-    def __init__(self, out_dir: Path, repeat: int = 3, profile: bool = False,
-                 keep: bool = False) -> None:
+    def __init__(
+        self, out_dir: Path, repeat: int = 3, profile: bool = False, keep: bool = False
+    ) -> None:
         self.out_dir = out_dir
         self.data_dir = out_dir / "data"
         self.work = out_dir / "work"
@@ -95,7 +95,9 @@ class Lab:
         for name in ARCHIVES[archive]:
             if name not in entry.datasets:
                 entry.load_seconds[name] = self.load(entry.server, name)
-                self.setup_seconds[f"{system} {archive}/{name}"] = round(entry.load_seconds[name], 2)
+                self.setup_seconds[f"{system} {archive}/{name}"] = round(
+                    entry.load_seconds[name], 2
+                )
                 entry.datasets.add(name)
         return entry.server
 
@@ -109,7 +111,9 @@ class Lab:
             seconds = dimse.storescu_parallel(server, [ds.files(f) for f in ds.folders])
         stored = server.count() - before  # type: ignore[attr-defined]
         if stored != ds.count:
-            raise CommandFailed(f"{server.name}: {stored} of {ds.count} instances of {name!r} stored")
+            raise CommandFailed(
+                f"{server.name}: {stored} of {ds.count} instances of {name!r} stored"
+            )
         return seconds
 
     def close(self) -> None:

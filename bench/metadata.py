@@ -20,8 +20,12 @@ RUNS = 10
 
 
 def run(lab: Lab) -> Scenario:
-    s = Scenario(NAME, TITLE, target="Isthmus ≤ 0.1× Orthanc",
-                 ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", 0.1)})
+    s = Scenario(
+        NAME,
+        TITLE,
+        target="Isthmus ≤ 0.1× Orthanc",
+        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", 0.1)},
+    )
     study = lab.data("ct").study_uids[0]
     body = lab.work / "metadata.json"
     urls = {}

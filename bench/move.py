@@ -17,8 +17,12 @@ TITLE = "C-MOVE 271 CT images to storescp (movescu wall)"
 
 
 def run(lab: Lab) -> Scenario:
-    s = Scenario(NAME, TITLE, target="report (Orthanc 0.45 s in the issue)",
-                 ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)})
+    s = Scenario(
+        NAME,
+        TITLE,
+        target="report (Orthanc 0.45 s in the issue)",
+        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)},
+    )
     ct = lab.data("ct")
     servers = {system: lab.archive(system, "main") for system in ("isthmus", "orthanc")}
     for _ in range(lab.repeat):
@@ -33,8 +37,10 @@ def run(lab: Lab) -> Scenario:
             s.measure(system, size_bytes=ct.size_bytes).seconds.append(seconds)
     if lab.profile:  # one extra, uncounted run under py-spy
         receiver = lab.fresh("storescp", "move-profile", port=lab.move_port)
-        with receiver, profile.maybe_record(True, servers["isthmus"],
-                                            lab.out_dir / "profile-move", s.details):
+        with (
+            receiver,
+            profile.maybe_record(True, servers["isthmus"], lab.out_dir / "profile-move", s.details),
+        ):
             dimse.movescu(servers["isthmus"], ct.study_uids[0])
         lab.discard(receiver)
     return s

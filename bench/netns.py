@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 MARKER = "ISTHMUS_BENCH_NETNS"
 
@@ -29,8 +29,18 @@ def reexec(argv: Sequence[str], timeout: float) -> int:
         print("bench: needs `unshare` (util-linux) and `ip` (iproute2)", file=sys.stderr)
         return 2
     flags = "-n" if os.geteuid() == 0 else "-rn"
-    cmd = ["unshare", flags, "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-           sys.executable, "-m", "bench", *argv]
+    cmd = [
+        "unshare",
+        flags,
+        "sh",
+        "-c",
+        'ip link set lo up && exec "$@"',
+        "sh",
+        sys.executable,
+        "-m",
+        "bench",
+        *argv,
+    ]
     env = dict(os.environ, **{MARKER: "1"})
     proc = subprocess.Popen(cmd, env=env)
     try:

@@ -10,8 +10,8 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from isthmus.testing.net import free_port, wait_for_port
 
@@ -40,15 +40,26 @@ def dcmtk_env() -> dict[str, str]:
     return env
 
 
-def run(cmd: Sequence[str], timeout: float, cwd: Path | None = None,
-        env: dict[str, str] | None = None, capture: bool = False) -> tuple[float, str]:
+def run(
+    cmd: Sequence[str],
+    timeout: float,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    capture: bool = False,
+) -> tuple[float, str]:
     """Run `cmd`, return (wall seconds, stdout+stderr if captured); raise CommandFailed."""
     started = time.perf_counter()
     try:
-        proc = subprocess.run(list(cmd), cwd=cwd, env=env or dcmtk_env(), timeout=timeout,
-                              stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-                              stderr=subprocess.STDOUT if capture else subprocess.PIPE,
-                              text=True, errors="replace")
+        proc = subprocess.run(
+            list(cmd),
+            cwd=cwd,
+            env=env or dcmtk_env(),
+            timeout=timeout,
+            stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT if capture else subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
     except subprocess.TimeoutExpired as exc:
         raise CommandFailed(f"{Path(cmd[0]).name} timed out after {timeout} s") from exc
     elapsed = time.perf_counter() - started
@@ -86,19 +97,26 @@ class Server:
     def env(self) -> dict[str, str]:
         return dcmtk_env()
 
-    def start(self, timeout: float = 60.0) -> "Server":
+    def start(self, timeout: float = 60.0) -> Server:
         log = open(self.workdir / f"{self.name}.log", "ab")
-        self.proc = subprocess.Popen(self.command(), cwd=self.workdir, env=self.env(),
-                                     stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.command(),
+            cwd=self.workdir,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         try:
             for port in (self.dicom_port, self.http_port):
                 if port:
                     wait_for_port(port, timeout=timeout)
                 if self.proc.poll() is not None:
-                    raise CommandFailed(f"{self.name} exited {self.proc.returncode} at start; "
-                                        f"see {self.workdir / (self.name + '.log')}")
+                    raise CommandFailed(
+                        f"{self.name} exited {self.proc.returncode} at start; "
+                        f"see {self.workdir / (self.name + '.log')}"
+                    )
         except BaseException:
             self.stop()
             raise
@@ -119,7 +137,7 @@ class Server:
                 self.proc.wait(timeout=15)
         self.proc = None
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -132,8 +150,7 @@ class StoreSCP(Server):
     name = "storescp"
     aet = "BENCHSCP"
 
-    def __init__(self, workdir: Path, port: int | None = None,
-                 extra: Sequence[str] = ()) -> None:
+    def __init__(self, workdir: Path, port: int | None = None, extra: Sequence[str] = ()) -> None:
         super().__init__(workdir)
         self.dicom_port = port or free_port()
         self.extra = list(extra)
@@ -141,8 +158,15 @@ class StoreSCP(Server):
         self.output.mkdir(parents=True, exist_ok=True)
 
     def command(self) -> list[str]:
-        return [dcmtk("storescp"), "-aet", self.aet, "-od", str(self.output), *self.extra,
-                str(self.dicom_port)]
+        return [
+            dcmtk("storescp"),
+            "-aet",
+            self.aet,
+            "-od",
+            str(self.output),
+            *self.extra,
+            str(self.dicom_port),
+        ]
 
     def count(self) -> int:
         return sum(1 for p in self.output.iterdir() if p.is_file())

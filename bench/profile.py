@@ -15,9 +15,10 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 
 def py_spy() -> str | None:
@@ -30,16 +31,33 @@ class Recorder:
         self.pid, self.stem, self.rate = pid, stem, rate
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def __enter__(self) -> "Recorder":
+    def __enter__(self) -> Recorder:
         exe = py_spy()
         if exe is None:
             print("py-spy not installed: no profile (pip install py-spy)", file=sys.stderr)
             return self
-        self.procs.append(subprocess.Popen(
-            [exe, "record", "--pid", str(self.pid), "--rate", str(self.rate), "--threads",
-             "--format", "raw", "--output", str(self.stem.with_suffix(".txt")),
-             "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        self.procs.append(
+            subprocess.Popen(
+                [
+                    exe,
+                    "record",
+                    "--pid",
+                    str(self.pid),
+                    "--rate",
+                    str(self.rate),
+                    "--threads",
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(self.stem.with_suffix(".txt")),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
         import time
+
         time.sleep(1.0)  # py-spy needs a moment to attach
         return self
 
@@ -81,8 +99,12 @@ def summarize(collapsed: str, top: int = 15) -> dict[str, Any]:
     def share(counter: collections.Counter[str]) -> list[tuple[str, float]]:
         return [(k, round(100.0 * v / total, 1)) for k, v in counter.most_common(top)]
 
-    return {"samples": total, "threads_pct": share(threads), "self_pct": share(own),
-            "inclusive_pct": share(inclusive)}
+    return {
+        "samples": total,
+        "threads_pct": share(threads),
+        "self_pct": share(own),
+        "inclusive_pct": share(inclusive),
+    }
 
 
 def _thread(frame: str) -> str:
@@ -100,8 +122,7 @@ def _short(frame: str) -> str:
 
 
 @contextmanager
-def maybe_record(enabled: bool, server: Any, stem: Path,
-                 into: dict[str, Any]) -> Iterator[None]:
+def maybe_record(enabled: bool, server: Any, stem: Path, into: dict[str, Any]) -> Iterator[None]:
     """Record `server` with py-spy during the block if `enabled` and it is Isthmus.
 
     The summary lands in `into["profile"]`; the collapsed stacks in `stem`.txt.

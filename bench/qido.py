@@ -24,9 +24,12 @@ QUERIES = {"qido": ("SMITH^01*", 10), "qido-broad": ("SMITH*", 1000)}
 def run(lab: Lab) -> list[Scenario]:
     out = []
     for name, (pattern, expected) in QUERIES.items():
-        s = Scenario(name, f"QIDO-RS /studies?PatientName={pattern} over 10,000 studies "
-                           f"({expected} matches)", target="report against Orthanc",
-                     ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)})
+        s = Scenario(
+            name,
+            f"QIDO-RS /studies?PatientName={pattern} over 10,000 studies ({expected} matches)",
+            target="report against Orthanc",
+            ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)},
+        )
         body = lab.work / "qido.json"
         urls = {}
         for system, server in web.servers(lab, "qido", s).items():

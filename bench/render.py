@@ -19,14 +19,20 @@ RUNS = 20
 
 
 def run(lab: Lab) -> Scenario:
-    s = Scenario(NAME, TITLE, target="report against Orthanc",
-                 ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)})
+    s = Scenario(
+        NAME,
+        TITLE,
+        target="report against Orthanc",
+        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)},
+    )
     study, series, instance = web.ct_uids(lab)
     image = lab.work / "rendered.jpg"
     urls = {}
     for system, server in web.servers(lab, "main", s).items():
-        urls[system] = (f"{server.dicomweb}/studies/{study}/series/{series}"  # type: ignore[attr-defined]
-                        f"/instances/{instance}/rendered")
+        urls[system] = (
+            f"{server.dicomweb}/studies/{study}/series/{series}"  # type: ignore[attr-defined]
+            f"/instances/{instance}/rendered"
+        )
         get_ok(urls[system], "image/jpeg", image)  # warm-up, checked
         if image.read_bytes()[:2] != b"\xff\xd8":
             raise CommandFailed(f"{system}: /rendered did not answer a JPEG")

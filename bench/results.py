@@ -73,11 +73,17 @@ class Scenario:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "title": self.title, "target": self.target,
-            "status": self.status, "note": self.note, "details": self.details,
+            "name": self.name,
+            "title": self.title,
+            "target": self.target,
+            "status": self.status,
+            "note": self.note,
+            "details": self.details,
             "measurements": {k: m.to_json() for k, m in self.measurements.items()},
-            "ratios": {label: {"value": self.ratio(label), "numerator": n, "denominator": d,
-                               "target": t} for label, (n, d, t) in self.ratios.items()},
+            "ratios": {
+                label: {"value": self.ratio(label), "numerator": n, "denominator": d, "target": t}
+                for label, (n, d, t) in self.ratios.items()
+            },
         }
 
 
@@ -113,8 +119,16 @@ def table_rows(scenarios: list[Scenario]) -> list[list[str]]:
         refs = [m for k, m in s.measurements.items() if k not in ("isthmus", "orthanc")]
         ref = "; ".join(f"{m.system} {_seconds(m)}" for m in refs) or "-"
         status = s.status if s.status == "ok" else f"{s.status}: {s.note}"
-        rows.append([s.title, _seconds(s.measurements.get("isthmus")),
-                     _seconds(s.measurements.get("orthanc")), ref, _ratios(s), status])
+        rows.append(
+            [
+                s.title,
+                _seconds(s.measurements.get("isthmus")),
+                _seconds(s.measurements.get("orthanc")),
+                ref,
+                _ratios(s),
+                status,
+            ]
+        )
     return rows
 
 
@@ -139,15 +153,26 @@ def text_table(scenarios: list[Scenario]) -> str:
     return "\n".join(out) + "\n"
 
 
-def save(scenarios: list[Scenario], out_dir: Path, machine: dict[str, Any],
-         command: str, setup: dict[str, float] | None = None) -> None:
+def save(
+    scenarios: list[Scenario],
+    out_dir: Path,
+    machine: dict[str, Any],
+    command: str,
+    setup: dict[str, float] | None = None,
+) -> None:
     """Write results.json (everything) and results.md (the table) into `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    doc = {"machine": machine, "command": command,
-           "scenarios": [s.to_json() for s in scenarios], "setup_seconds": setup or {}}
+    doc = {
+        "machine": machine,
+        "command": command,
+        "scenarios": [s.to_json() for s in scenarios],
+        "setup_seconds": setup or {},
+    }
     (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    header = (f"Machine: {machine.get('cpu')}, {machine.get('nproc')} cores, load average "
-              f"{machine.get('load_average_start_end')} (start, end); {machine.get('date')}; "
-              f"Isthmus {machine.get('isthmus_commit')} (+{machine.get('isthmus_src_files_changed')} "
-              f"changed files under src/); command `{command}`\n\n")
+    header = (
+        f"Machine: {machine.get('cpu')}, {machine.get('nproc')} cores, load average "
+        f"{machine.get('load_average_start_end')} (start, end); {machine.get('date')}; "
+        f"Isthmus {machine.get('isthmus_commit')} (+{machine.get('isthmus_src_files_changed')} "
+        f"changed files under src/); command `{command}`\n\n"
+    )
     (out_dir / "results.md").write_text(header + markdown(scenarios))

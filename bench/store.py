@@ -17,17 +17,29 @@ TITLE = "C-STORE 271 CT images (142 MB), one association"
 SYSTEMS = ("storescp", "isthmus", "orthanc")
 # Extra rows that locate the time, not compared against targets.
 VARIANTS = {
-    "storescp-pdu128k": ("storescp", {"extra": ["-pdu", "131072"]},
-                         "storescp --max-pdu 131072 (DCMTK's largest; Isthmus offers 262144)"),
-    "isthmus-nosync": ("isthmus", {"durable": False},
-                       "Isthmus with durable=false: no fsync, SQLite synchronous=NORMAL"),
+    "storescp-pdu128k": (
+        "storescp",
+        {"extra": ["-pdu", "131072"]},
+        "storescp --max-pdu 131072 (DCMTK's largest; Isthmus offers 262144)",
+    ),
+    "isthmus-nosync": (
+        "isthmus",
+        {"durable": False},
+        "Isthmus with durable=false: no fsync, SQLite synchronous=NORMAL",
+    ),
 }
 
 
 def run(lab: Lab) -> Scenario:
-    s = Scenario(NAME, TITLE, target="Isthmus ≤ 1.5× storescp, ≤ 0.5× Orthanc",
-                 ratios={"Isthmus/storescp": ("isthmus", "storescp", 1.5),
-                         "Isthmus/Orthanc": ("isthmus", "orthanc", 0.5)})
+    s = Scenario(
+        NAME,
+        TITLE,
+        target="Isthmus ≤ 1.5× storescp, ≤ 0.5× Orthanc",
+        ratios={
+            "Isthmus/storescp": ("isthmus", "storescp", 1.5),
+            "Isthmus/Orthanc": ("isthmus", "orthanc", 0.5),
+        },
+    )
     ct = lab.data("ct")
     files = ct.files()
     for system in SYSTEMS:

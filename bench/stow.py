@@ -19,8 +19,12 @@ BOUNDARY = "isthmus-bench-boundary-7d3f"
 
 
 def run(lab: Lab) -> Scenario:
-    s = Scenario(NAME, TITLE, target="report against Orthanc",
-                 ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)})
+    s = Scenario(
+        NAME,
+        TITLE,
+        target="report against Orthanc",
+        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)},
+    )
     ct = lab.data("ct")
     body = multipart_body(ct.files(), lab.data_dir / "ct-stow.multipart", BOUNDARY)
     content_type = f"{DICOM_MULTIPART}; boundary={BOUNDARY}"
@@ -33,8 +37,12 @@ def run(lab: Lab) -> Scenario:
                     lab.discard(server)
                     continue
                 cpu = server.cpu()
-                rsp = curl(f"{server.dicomweb}/studies", "application/dicom+json",  # type: ignore[attr-defined]
-                           upload=body, content_type=content_type)
+                rsp = curl(
+                    f"{server.dicomweb}/studies",
+                    "application/dicom+json",  # type: ignore[attr-defined]
+                    upload=body,
+                    content_type=content_type,
+                )
                 cpu = server.cpu() - cpu
                 stored = server.count()  # type: ignore[attr-defined]
             lab.discard(server)

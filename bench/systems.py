@@ -11,9 +11,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from isthmus.testing.net import free_port
-
 from bench.procs import Server
+from isthmus.testing.net import free_port
 
 CALLING_AET = "BENCHSCU"
 MOVE_AET = "BENCHSCP"
@@ -49,10 +48,23 @@ class IsthmusServer(Server):
     def command(self) -> list[str]:
         exe = Path(sys.executable).with_name("isthmus")
         base = [str(exe)] if exe.exists() else [sys.executable, "-m", "isthmus"]
-        return base + ["serve", "--data", str(self.workdir / "data"), "--aet", self.aet,
-                       "--dicom-port", str(self.dicom_port), "--http-port", str(self.http_port),
-                       "--peer", f"{MOVE_AET}@127.0.0.1:{self.move_port}",
-                       "--peer", f"{CALLING_AET}@127.0.0.1:104", "--log-level", "warning"]
+        return base + [
+            "serve",
+            "--data",
+            str(self.workdir / "data"),
+            "--aet",
+            self.aet,
+            "--dicom-port",
+            str(self.dicom_port),
+            "--http-port",
+            str(self.http_port),
+            "--peer",
+            f"{MOVE_AET}@127.0.0.1:{self.move_port}",
+            "--peer",
+            f"{CALLING_AET}@127.0.0.1:104",
+            "--log-level",
+            "warning",
+        ]
 
     @property
     def dicomweb(self) -> str:
@@ -88,12 +100,23 @@ class OrthancServer(Server):
     def command(self) -> list[str]:
         storage = self.workdir / "storage"
         config = {
-            "Name": "bench", "StorageDirectory": str(storage), "IndexDirectory": str(storage),
-            "DicomAet": self.aet, "DicomPort": self.dicom_port, "HttpPort": self.http_port,
-            "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+            "Name": "bench",
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(storage),
+            "DicomAet": self.aet,
+            "DicomPort": self.dicom_port,
+            "HttpPort": self.http_port,
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
             "Plugins": [str(DICOMWEB_PLUGIN)],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/", "EnableWado": True,
-                         "WadoRoot": "/wado", "Host": "127.0.0.1", "Ssl": False},
+            "DicomWeb": {
+                "Enable": True,
+                "Root": "/dicom-web/",
+                "EnableWado": True,
+                "WadoRoot": "/wado",
+                "Host": "127.0.0.1",
+                "Ssl": False,
+            },
             "DicomModalities": {
                 "benchscu": [CALLING_AET, "127.0.0.1", 104],
                 "benchscp": [MOVE_AET, "127.0.0.1", self.move_port],

@@ -24,13 +24,19 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from bench import data as bench_data
 from isthmus.testing.net import free_port
 
-from bench import data as bench_data
-
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 DATA_DIR = Path(__file__).resolve().parent / "out" / "data"
 
 SCROLL = """async () => {
@@ -69,12 +75,29 @@ def start_server(workdir: Path, files: list[Path]) -> tuple[subprocess.Popen, in
     exe = Path(sys.executable).with_name("isthmus")
     base = [str(exe)] if exe.exists() else [sys.executable, "-m", "isthmus"]
     archive = workdir / "data"
-    subprocess.run(base + ["import", "--data", str(archive), "--log-level", "warning",
-                           *map(str, files)], check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        base + ["import", "--data", str(archive), "--log-level", "warning", *map(str, files)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     http_port = free_port()
-    proc = subprocess.Popen(base + ["serve", "--data", str(archive), "--dicom-port", str(free_port()),
-                                    "--http-port", str(http_port), "--log-level", "warning"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        base
+        + [
+            "serve",
+            "--data",
+            str(archive),
+            "--dicom-port",
+            str(free_port()),
+            "--http-port",
+            str(http_port),
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     while not http_ok(f"http://127.0.0.1:{http_port}/health"):
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -99,12 +122,19 @@ def one_run(browser: Any, url: str) -> dict[str, float]:
         context.close()
     if errors:
         raise RuntimeError(f"console errors: {errors[:3]}")
-    return {"first_image_s": timing["firstImage"] / 1000, "series_loaded_s": timing["seriesLoaded"] / 1000,
-            "images": loaded, "scroll_fps": scroll["fps"], "draw_ms": scroll["drawMs"]}
+    return {
+        "first_image_s": timing["firstImage"] / 1000,
+        "series_loaded_s": timing["seriesLoaded"] / 1000,
+        "images": loaded,
+        "scroll_fps": scroll["fps"],
+        "draw_ms": scroll["drawMs"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.viewer", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.viewer", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)

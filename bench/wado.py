@@ -13,7 +13,8 @@ import shutil
 from bench import web
 from bench.http import DICOM_MULTIPART, get_ok
 from bench.lab import Lab
-from bench.procs import CommandFailed, run as run_command
+from bench.procs import CommandFailed
+from bench.procs import run as run_command
 from bench.results import Scenario
 
 NAME = "wado"
@@ -23,10 +24,16 @@ RUNS = 5
 
 
 def run(lab: Lab) -> Scenario:
-    s = Scenario(NAME, TITLE, target="Isthmus throughput ≥ Orthanc (time ratio ≤ 1)",
-                 ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", 1.0),
-                         "Isthmus/file copy": ("isthmus", "file copy", None),
-                 "Isthmus/file read": ("isthmus", "file read", None)})
+    s = Scenario(
+        NAME,
+        TITLE,
+        target="Isthmus throughput ≥ Orthanc (time ratio ≤ 1)",
+        ratios={
+            "Isthmus/Orthanc": ("isthmus", "orthanc", 1.0),
+            "Isthmus/file copy": ("isthmus", "file copy", None),
+            "Isthmus/file read": ("isthmus", "file read", None),
+        },
+    )
     ct = lab.data("ct")
     study = ct.study_uids[0]
     urls = {}
@@ -39,11 +46,16 @@ def run(lab: Lab) -> Scenario:
         s.details[f"{system}_bytes"] = rsp.size
     web.alternate(s, urls, ACCEPT, RUNS, size_bytes=ct.size_bytes)
     copy = s.measure("file copy", size_bytes=ct.size_bytes, note="cp -r of the same files")
-    read = s.measure("file read", size_bytes=ct.size_bytes, note="cat of the same files to /dev/null")
+    read = s.measure(
+        "file read", size_bytes=ct.size_bytes, note="cat of the same files to /dev/null"
+    )
     for n in range(RUNS):
         target = lab.work / f"copy{n}"
         copy.seconds.append(run_command(["cp", "-r", str(ct.folders[0]), str(target)], 120)[0])
         shutil.rmtree(target)
-        read.seconds.append(run_command(
-            ["sh", "-c", 'cat "$1"/*.dcm > /dev/null', "sh", str(ct.folders[0])], 120)[0])
+        read.seconds.append(
+            run_command(["sh", "-c", 'cat "$1"/*.dcm > /dev/null', "sh", str(ct.folders[0])], 120)[
+                0
+            ]
+        )
     return s

@@ -32,8 +32,9 @@ def ct_uids(lab: Lab) -> tuple[str, str, str]:
     return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
 
 
-def alternate(scenario: Scenario, urls: dict[str, str], accept: str, runs: int,
-              size_bytes: int | None = None) -> None:
+def alternate(
+    scenario: Scenario, urls: dict[str, str], accept: str, runs: int, size_bytes: int | None = None
+) -> None:
     """GET each system's URL in turn, `runs` rounds, so that the shared machine's
     noise falls on every system alike; times go into `scenario`'s measurements."""
     for system in urls:

@@ -33,11 +33,9 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-from isthmus.testing.net import free_port
 
 from bench import data
 from bench.dimse import storescu, storescu_parallel
@@ -45,10 +43,21 @@ from bench.http import DICOM_MULTIPART, curl, multipart_body
 from bench.procs import CommandFailed
 from bench.profile import Recorder
 from bench.systems import IsthmusServer
+from isthmus.testing.net import free_port
 
 OUT = Path(__file__).resolve().parent / "out"
-PATHS = ["small", "metadata", "wado", "instance", "frames", "render", "qido", "qido-broad",
-         "stow", "dimse"]
+PATHS = [
+    "small",
+    "metadata",
+    "wado",
+    "instance",
+    "frames",
+    "render",
+    "qido",
+    "qido-broad",
+    "stow",
+    "dimse",
+]
 REQUESTS = {"wado": 3, "stow": 1, "dimse": 1}  # per round; other paths: 10
 STOW_BOUNDARY = "isthmus-bench-boundary-7d3f"
 JSON = "application/dicom+json"
@@ -91,8 +100,10 @@ class Side:
                     storescu(server, ds.files())
                 else:
                     storescu_parallel(server, [ds.files(f) for f in ds.folders])
-                print(f"  {self.name}: loaded {archive} in {time.perf_counter() - started:.1f} s",
-                      flush=True)
+                print(
+                    f"  {self.name}: loaded {archive} in {time.perf_counter() - started:.1f} s",
+                    flush=True,
+                )
         return self.servers[archive]
 
     def close(self) -> None:
@@ -132,8 +143,10 @@ def request_of(side: Side, path: str) -> tuple[Server, Callable[[], float]]:
         "metadata": (f"{root}/studies/{study}/metadata", JSON),
         "wado": (f"{root}/studies/{study}", DICOM_MULTIPART + "; transfer-syntax=*"),
         "instance": (instance_url, "application/dicom; transfer-syntax=*"),
-        "frames": (instance_url + "/frames/1",
-                   'multipart/related; type="application/octet-stream"; transfer-syntax=*'),
+        "frames": (
+            instance_url + "/frames/1",
+            'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+        ),
         "render": (instance_url + "/rendered", "image/jpeg"),
     }
     url, accept = requests[path]
@@ -153,8 +166,12 @@ def store_once(side: Side, round_: int, dimse: bool, profile: bool) -> tuple[flo
             seconds = storescu(server, ct.files())
         else:
             body = multipart_body(ct.files(), OUT / "data" / "ct-stow.multipart", STOW_BOUNDARY)
-            rsp = curl(f"{server.dicomweb}/studies", JSON, upload=body,
-                       content_type=f"{DICOM_MULTIPART}; boundary={STOW_BOUNDARY}")
+            rsp = curl(
+                f"{server.dicomweb}/studies",
+                JSON,
+                upload=body,
+                content_type=f"{DICOM_MULTIPART}; boundary={STOW_BOUNDARY}",
+            )
             if rsp.status != 200:
                 raise CommandFailed(f"STOW answered {rsp.status}")
             seconds = rsp.seconds
@@ -210,8 +227,11 @@ def _print_profile(summary: dict) -> None:
 
 
 def summary(side: Side, path: str) -> dict[str, float]:
-    out = {"median_s": statistics.median(side.wall[path]), "min_s": min(side.wall[path]),
-           "server_cpu_s": statistics.median(side.cpu[path])}
+    out = {
+        "median_s": statistics.median(side.wall[path]),
+        "min_s": min(side.wall[path]),
+        "server_cpu_s": statistics.median(side.cpu[path]),
+    }
     size = data.load("ct", OUT / "data").size_bytes
     if path in ("wado", "stow", "dimse"):
         out["MB_per_s"] = size / out["median_s"] / 1e6
@@ -219,8 +239,11 @@ def summary(side: Side, path: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.web_profile", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.web_profile",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--only", default=",".join(PATHS))
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--baseline", help="source folder (holding isthmus/) to compare with")
@@ -229,8 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     sides = [Side("current", args.work / "current", None)]
     if args.baseline:
-        sides.append(Side("baseline", args.work / "baseline",
-                          os.path.abspath(args.baseline)))
+        sides.append(Side("baseline", args.work / "baseline", os.path.abspath(args.baseline)))
     paths = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = sorted(set(paths) - set(PATHS))
     if unknown:
@@ -240,12 +262,16 @@ def main(argv: list[str] | None = None) -> int:
         for path in paths:
             for round_ in range(args.rounds):
                 for side in sides if round_ % 2 == 0 else sides[::-1]:
-                    measure(side, path, round_, args.profile and side.name == "current"
-                            and round_ == 0)
+                    measure(
+                        side, path, round_, args.profile and side.name == "current" and round_ == 0
+                    )
             results[path] = {side.name: summary(side, path) for side in sides}
             for name, figures in results[path].items():
-                print(f"{path:11s} {name:9s} " + "  ".join(f"{k}={v:.4g}"
-                                                       for k, v in figures.items()), flush=True)
+                print(
+                    f"{path:11s} {name:9s} "
+                    + "  ".join(f"{k}={v:.4g}" for k, v in figures.items()),
+                    flush=True,
+                )
     finally:
         for side in sides:
             side.close()

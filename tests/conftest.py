@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -50,8 +50,9 @@ def archive(index_url: str, tmp_path: Path) -> Iterator[Archive]:
 @pytest.fixture
 def settings(index_url: str, tmp_path: Path) -> Settings:
     """Settings for a node on free loopback ports, archive under tmp_path."""
-    return Settings(data=tmp_path / "data", dicom_port=free_port(), http_port=free_port(),
-                    index_url=index_url)
+    return Settings(
+        data=tmp_path / "data", dicom_port=free_port(), http_port=free_port(), index_url=index_url
+    )
 
 
 @pytest.fixture
@@ -79,8 +80,9 @@ def peer_of(node: Node) -> Peer:
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def module_index_url(request: pytest.FixtureRequest,
-                     tmp_path_factory: pytest.TempPathFactory) -> str:
+def module_index_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> str:
     """An empty index database of each kind, shared by the tests of one module
     (for read-only tests over one populated archive)."""
     if request.param == "sqlite":

@@ -24,8 +24,14 @@ from isthmus.testing.net import free_port, wait_for_port
 
 def isthmus(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISTHMUS_")}
-    return subprocess.run([sys.executable, "-m", "isthmus", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "isthmus", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def address(node: Node) -> str:
@@ -80,8 +86,14 @@ def catalogue_node(node: Node, tmp_path: Path) -> Node:
 
 
 def test_query_prints_a_table(catalogue_node: Node) -> None:
-    done = isthmus("query", address(catalogue_node), "--level", "study", "PatientName=smith*",
-                   "AccessionNumber")
+    done = isthmus(
+        "query",
+        address(catalogue_node),
+        "--level",
+        "study",
+        "PatientName=smith*",
+        "AccessionNumber",
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert "PatientName" in lines[0] and "AccessionNumber" in lines[0]
@@ -98,13 +110,16 @@ def test_query_json_at_each_level(catalogue_node: Node) -> None:
     patients = query("--level", "patient", "--model", "patient", "PatientID=PID000?")
     assert len(patients) == 5
     studies = query("--level", "study", "StudyDate=20200101-20201231", "InstitutionName")
-    assert sorted(m["0020000D"]["Value"][0] for m in studies) == sorted(
-        study_uid(k) for k in "BCE")
+    assert sorted(m["0020000D"]["Value"][0] for m in studies) == sorted(study_uid(k) for k in "BCE")
     assert all(m["00080080"]["Value"] == ["ISTHMUS GENERAL"] for m in studies)
     series = query("--level", "series", f"StudyInstanceUID={study_uid('D')}", "Modality=SR")
     assert [m["00080060"]["Value"] for m in series] == [["SR"]]
-    images = query("--level", "image", f"StudyInstanceUID={study_uid('A')}",
-                   f"SeriesInstanceUID={catalogue.series_uid('A', 1)}")
+    images = query(
+        "--level",
+        "image",
+        f"StudyInstanceUID={study_uid('A')}",
+        f"SeriesInstanceUID={catalogue.series_uid('A', 1)}",
+    )
     assert len(images) == 2
 
 
@@ -121,8 +136,16 @@ def test_query_with_an_unknown_keyword_is_refused(catalogue_node: Node) -> None:
 
 def test_retrieve_by_get_into_the_local_archive(catalogue_node: Node, tmp_path: Path) -> None:
     local = tmp_path / "local"
-    done = isthmus("retrieve", address(catalogue_node), "--study", study_uid("A"), "--via", "get",
-                   "--data", str(local))
+    done = isthmus(
+        "retrieve",
+        address(catalogue_node),
+        "--study",
+        study_uid("A"),
+        "--via",
+        "get",
+        "--data",
+        str(local),
+    )
     assert done.returncode == 0, done.stderr
     assert "retrieved 4 instance(s), 0 failed" in done.stdout
     assert count(f"sqlite:///{local / 'index.sqlite'}", local) == 4
@@ -134,21 +157,36 @@ def test_retrieve_by_move_to_ourselves(settings: Settings, tmp_path: Path) -> No
     with node:
         catalogue.load(node.archive, tmp_path / "catalogue")
         local = tmp_path / "local"
-        done = isthmus("retrieve", address(node), "--study", study_uid("D"),
-                       "--series", catalogue.series_uid("D", 2), "--via", "move", "--aet", "LOCAL",
-                       "--port", str(port), "--data", str(local))
+        done = isthmus(
+            "retrieve",
+            address(node),
+            "--study",
+            study_uid("D"),
+            "--series",
+            catalogue.series_uid("D", 2),
+            "--via",
+            "move",
+            "--aet",
+            "LOCAL",
+            "--port",
+            str(port),
+            "--data",
+            str(local),
+        )
         assert done.returncode == 0, done.stderr
         assert "retrieved 1 instance(s), 0 failed" in done.stdout
     assert count(f"sqlite:///{local / 'index.sqlite'}", local) == 1
 
 
 def test_import_reports_unreadable_files_by_name_and_never_stores_twice(
-        index_url: str, tmp_path: Path) -> None:
+    index_url: str, tmp_path: Path
+) -> None:
     good = write_study(StudySpec(instances_per_series=3), tmp_path / "in" / "a")
-    good += write_study(StudySpec(patient_id="P2", instances_per_series=2),
-                        tmp_path / "in" / "b" / "c")
+    good += write_study(
+        StudySpec(patient_id="P2", instances_per_series=2), tmp_path / "in" / "b" / "c"
+    )
     broken = tmp_path / "in" / "b" / "broken.dcm"
-    broken.write_bytes(good[0].read_bytes()[:300])          # a cut-off file
+    broken.write_bytes(good[0].read_bytes()[:300])  # a cut-off file
     text = tmp_path / "in" / "notes.txt"
     text.write_text("not DICOM")
     data = tmp_path / "data"
@@ -163,8 +201,10 @@ def test_import_reports_unreadable_files_by_name_and_never_stores_twice(
     again = isthmus(*args)
     assert "imported 0 instance(s), 5 already stored, 2 unreadable" in again.stdout
     assert count(index_url, data) == 5
-    assert isthmus("import", str(good[0]), "--data", str(data),
-                   "--index-url", index_url).returncode == 0
+    assert (
+        isthmus("import", str(good[0]), "--data", str(data), "--index-url", index_url).returncode
+        == 0
+    )
 
 
 def test_import_of_a_missing_path_says_so(tmp_path: Path) -> None:
@@ -172,18 +212,38 @@ def test_import_of_a_missing_path_says_so(tmp_path: Path) -> None:
     assert f"{tmp_path / 'nothing-here'}: no such file or folder" in done.stderr
 
 
-def test_serve_prints_where_everything_is_and_stops_on_ctrl_c(index_url: str,
-                                                              tmp_path: Path) -> None:
+def test_serve_prints_where_everything_is_and_stops_on_ctrl_c(
+    index_url: str, tmp_path: Path
+) -> None:
     dicom_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISTHMUS_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "isthmus", "serve", "--data", str(tmp_path / "data"),
-         "--dicom-port", str(dicom_port), "--http-port", str(http_port), "--aet", "CLI_NODE",
-         "--index-url", index_url, "--peer", "PACS@127.0.0.1:104"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "isthmus",
+            "serve",
+            "--data",
+            str(tmp_path / "data"),
+            "--dicom-port",
+            str(dicom_port),
+            "--http-port",
+            str(http_port),
+            "--aet",
+            "CLI_NODE",
+            "--index-url",
+            index_url,
+            "--peer",
+            "PACS@127.0.0.1:104",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     try:
         lines = []
-        for line in proc.stdout:                          # type: ignore[union-attr]
+        for line in proc.stdout:  # type: ignore[union-attr]
             lines.append(line)
             if "Press Ctrl+C" in line:
                 break
@@ -199,4 +259,4 @@ def test_serve_prints_where_everything_is_and_stops_on_ctrl_c(index_url: str,
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
-        proc.stdout.close()                               # type: ignore[union-attr]
+        proc.stdout.close()  # type: ignore[union-attr]

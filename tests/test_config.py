@@ -24,15 +24,21 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_without_file_or_environment() -> None:
     settings = load(env={})
     assert settings == Settings()
-    assert (settings.host, settings.dicom_port, settings.http_port, settings.aet) == \
-        ("127.0.0.1", 11112, 8042, "ISTHMUS")
+    assert (settings.host, settings.dicom_port, settings.http_port, settings.aet) == (
+        "127.0.0.1",
+        11112,
+        8042,
+        "ISTHMUS",
+    )
     assert settings.duplicates == "keep"
     assert settings.resolved_index_url.startswith("sqlite:///")
     assert settings.resolved_index_url.endswith("isthmus-data/index.sqlite")
 
 
 def test_toml_file_sets_values_in_any_section(tmp_path: Path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 aet = "TOPLEVEL"
 [dicom]
 dicom_port = 4242
@@ -44,7 +50,8 @@ duplicates = "overwrite"
 index_url = "postgresql://isthmus@db/isthmus"
 [web]
 http-port = 9000
-""")
+""",
+    )
     settings = load(path, env={})
     assert (settings.aet, settings.dicom_port, settings.http_port) == ("TOPLEVEL", 4242, 9000)
     assert settings.peers == (Peer("PACS", "192.0.2.1", 104), Peer("CT", "192.0.2.2", 105))
@@ -55,9 +62,14 @@ http-port = 9000
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, '[dicom]\naet = "FROMFILE"\ndicom_port = 4242\n')
-    env = {"ISTHMUS_AET": "FROMENV", "ISTHMUS_PEERS": "A@192.0.2.1:1,B@192.0.2.2:2",
-           "ISTHMUS_ACCESS": "find=known,get=known", "ISTHMUS_ACCEPT_ANY_CALLED_AET": "true",
-           "ISTHMUS_NETWORK_TIMEOUT": "2.5", "ISTHMUS_DATA": "/srv/isthmus"}
+    env = {
+        "ISTHMUS_AET": "FROMENV",
+        "ISTHMUS_PEERS": "A@192.0.2.1:1,B@192.0.2.2:2",
+        "ISTHMUS_ACCESS": "find=known,get=known",
+        "ISTHMUS_ACCEPT_ANY_CALLED_AET": "true",
+        "ISTHMUS_NETWORK_TIMEOUT": "2.5",
+        "ISTHMUS_DATA": "/srv/isthmus",
+    }
     settings = load(path, env=env)
     assert (settings.aet, settings.dicom_port) == ("FROMENV", 4242)
     assert [p.aet for p in settings.peers] == ["A", "B"]
@@ -74,25 +86,48 @@ def test_config_file_may_come_from_the_environment(tmp_path: Path) -> None:
 
 def test_overrides_beat_environment_and_file_but_none_is_ignored(tmp_path: Path) -> None:
     path = write(tmp_path, '[dicom]\naet = "FROMFILE"\ndicom_port = 4242\n')
-    settings = load(path, env={"ISTHMUS_AET": "FROMENV", "ISTHMUS_DICOM_PORT": "4343"},
-                    aet="FROMFLAG", dicom_port=None)
+    settings = load(
+        path,
+        env={"ISTHMUS_AET": "FROMENV", "ISTHMUS_DICOM_PORT": "4343"},
+        aet="FROMFLAG",
+        dicom_port=None,
+    )
     assert (settings.aet, settings.dicom_port) == ("FROMFLAG", 4343)
 
 
-def test_command_line_flags_have_the_last_word(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    path = write(tmp_path, """
+def test_command_line_flags_have_the_last_word(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path,
+        """
 [dicom]
 aet = "FROMFILE"
 dicom_port = 4242
 peers = ["PACS@192.0.2.1:104"]
-""")
+""",
+    )
     monkeypatch.setenv("ISTHMUS_AET", "FROMENV")
     monkeypatch.setenv("ISTHMUS_HTTP_PORT", "9999")
-    args = cli._parser().parse_args([
-        "serve", "--config", str(path), "--aet", "FROMFLAG", "--dicom-port", "5000",
-        "--peer", "PACS@192.0.2.9:11112", "--peer", "WS@127.0.0.1:4000",
-        "--index-url", "sqlite:////tmp/x.sqlite", "--data", str(tmp_path / "d")])
+    args = cli._parser().parse_args(
+        [
+            "serve",
+            "--config",
+            str(path),
+            "--aet",
+            "FROMFLAG",
+            "--dicom-port",
+            "5000",
+            "--peer",
+            "PACS@192.0.2.9:11112",
+            "--peer",
+            "WS@127.0.0.1:4000",
+            "--index-url",
+            "sqlite:////tmp/x.sqlite",
+            "--data",
+            str(tmp_path / "d"),
+        ]
+    )
     settings = cli._settings(args)
     assert (settings.aet, settings.dicom_port, settings.http_port) == ("FROMFLAG", 5000, 9999)
     assert settings.peers == (Peer("PACS", "192.0.2.9", 11112), Peer("WS", "127.0.0.1", 4000))
@@ -100,22 +135,26 @@ peers = ["PACS@192.0.2.1:104"]
     assert settings.data == tmp_path / "d"
 
 
-@pytest.mark.parametrize("text, env, message", [
-    ('[dicom]\naet = "MUCH_TOO_LONG_AE_TITLE"\n', {}, "AE title"),
-    ('[dicom]\naet = "A\\\\B"\n', {}, "AE title"),
-    ('duplicates = "sometimes"\n', {}, "duplicates"),
-    ('[dicom.access]\nstore = "everyone"\n', {}, "access.store"),
-    ('[dicom.access]\nprint = "any"\n', {}, "access.print"),
-    ('no_such_setting = 1\n', {}, "no_such_setting"),
-    ('[dicom]\npeers = ["PACS@host"]\n', {}, "AET@HOST:PORT"),
-    ('[dicom]\npeers = [{ aet = "X" }]\n', {}, "aet, host and port"),
-    ('[dicom]\ndicom_port = "eleven"\n', {}, "dicom_port"),
-    ('', {"ISTHMUS_DICOM_PORT": "eleven"}, "dicom_port"),
-    ('', {"ISTHMUS_PEERS": "PACS@192.0.2.1:99999"}, "port out of range"),
-    ('this is [not toml\n', {}, "cannot read config file"),
-])
-def test_invalid_settings_are_refused_with_the_setting_named(tmp_path: Path, text: str,
-                                                             env: dict, message: str) -> None:
+@pytest.mark.parametrize(
+    "text, env, message",
+    [
+        ('[dicom]\naet = "MUCH_TOO_LONG_AE_TITLE"\n', {}, "AE title"),
+        ('[dicom]\naet = "A\\\\B"\n', {}, "AE title"),
+        ('duplicates = "sometimes"\n', {}, "duplicates"),
+        ('[dicom.access]\nstore = "everyone"\n', {}, "access.store"),
+        ('[dicom.access]\nprint = "any"\n', {}, "access.print"),
+        ("no_such_setting = 1\n", {}, "no_such_setting"),
+        ('[dicom]\npeers = ["PACS@host"]\n', {}, "AET@HOST:PORT"),
+        ('[dicom]\npeers = [{ aet = "X" }]\n', {}, "aet, host and port"),
+        ('[dicom]\ndicom_port = "eleven"\n', {}, "dicom_port"),
+        ("", {"ISTHMUS_DICOM_PORT": "eleven"}, "dicom_port"),
+        ("", {"ISTHMUS_PEERS": "PACS@192.0.2.1:99999"}, "port out of range"),
+        ("this is [not toml\n", {}, "cannot read config file"),
+    ],
+)
+def test_invalid_settings_are_refused_with_the_setting_named(
+    tmp_path: Path, text: str, env: dict, message: str
+) -> None:
     with pytest.raises(ConfigError, match=message):
         load(write(tmp_path, text), env=env)
 
@@ -155,13 +194,18 @@ def test_example_file_documents_every_setting() -> None:
 
 def test_example_file_shows_the_defaults() -> None:
     example, defaults = load(EXAMPLE, env={}), Settings()
-    differing = [f.name for f in fields(Settings)
-                 if f.name != "peers" and getattr(example, f.name) != getattr(defaults, f.name)]
+    differing = [
+        f.name
+        for f in fields(Settings)
+        if f.name != "peers" and getattr(example, f.name) != getattr(defaults, f.name)
+    ]
     assert differing == [], f"examples/isthmus.toml and config.py disagree on {differing}"
 
 
-@pytest.mark.parametrize("name, value", [("durable", "maybe"), ("check_on_start", "2"),
-                                         ("dicom_port", "70000"), ("http_port", "-1")])
+@pytest.mark.parametrize(
+    "name, value",
+    [("durable", "maybe"), ("check_on_start", "2"), ("dicom_port", "70000"), ("http_port", "-1")],
+)
 def test_booleans_and_ports_are_checked_not_guessed(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         load(env={f"ISTHMUS_{name.upper()}": value})

@@ -7,9 +7,10 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from pydicom.dataset import Dataset
 from tqdm import tqdm
@@ -19,19 +20,30 @@ from isthmus.config import ConfigError, Peer, Settings, load
 
 log = logging.getLogger("isthmus")
 
-LEVELS = {"patient": "PATIENT", "study": "STUDY", "series": "SERIES", "image": "IMAGE",
-          "instance": "IMAGE"}
+LEVELS = {
+    "patient": "PATIENT",
+    "study": "STUDY",
+    "series": "SERIES",
+    "image": "IMAGE",
+    "instance": "IMAGE",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and getattr(args, "func", None) is _query and not any(e.startswith("-") for e in extra):
+    if (
+        extra
+        and getattr(args, "func", None) is _query
+        and not any(e.startswith("-") for e in extra)
+    ):
         args.keys = list(args.keys) + extra  # KEY=VALUE after options
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    logging.basicConfig(level=getattr(logging, (args.log_level or "info").upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, (args.log_level or "info").upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     if args.log_level != "debug":  # our own messages say what failed; pynetdicom's repeat it
         logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     try:
@@ -43,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # the CLI reports, it does not dump stacks at users
         from isthmus.dimse.scu import SCUError
+
         if isinstance(exc, (SCUError, OSError)):
             print(f"isthmus: {exc}", file=sys.stderr)
             return 1
@@ -50,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="isthmus", description="A web-native PACS and DICOM gateway.")
+    parser = argparse.ArgumentParser(
+        prog="isthmus", description="A web-native PACS and DICOM gateway."
+    )
     parser.add_argument("--version", action="version", version=f"isthmus {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -67,8 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", help="address to bind (default 127.0.0.1)")
     p.add_argument("--dicom-port", type=int, help="DIMSE port (default 11112)")
     p.add_argument("--http-port", type=int, help="HTTP port (default 8042)")
-    p.add_argument("--peer", action="append", default=[], metavar="AET@HOST:PORT",
-                   help="a known peer (repeatable)")
+    p.add_argument(
+        "--peer",
+        action="append",
+        default=[],
+        metavar="AET@HOST:PORT",
+        help="a known peer (repeatable)",
+    )
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
 
     p = command("import", _import, "import DICOM files or folders (recursive) into the archive")
@@ -85,15 +105,26 @@ def _parser() -> argparse.ArgumentParser:
     p = command("query", _query, "C-FIND a peer and print the matches")
     p.add_argument("peer", metavar="AET@HOST:PORT")
     p.add_argument("--level", required=True, choices=sorted(LEVELS))
-    p.add_argument("--model", choices=["study", "patient"], default="study",
-                   help="query/retrieve information model (default study root)")
+    p.add_argument(
+        "--model",
+        choices=["study", "patient"],
+        default="study",
+        help="query/retrieve information model (default study root)",
+    )
     p.add_argument("--json", action="store_true", help="print DICOM JSON")
-    p.add_argument("keys", nargs="*", metavar="KEY=VALUE",
-                   help="match keys by keyword or tag (e.g. PatientName=SMITH*); KEY alone returns it")
+    p.add_argument(
+        "keys",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="match keys by keyword or tag (e.g. PatientName=SMITH*); KEY alone returns it",
+    )
 
-    p = sub.add_parser("token", help="make an API token and the hash to put in the config",
-                       description="make an API token (printed once) and its SHA-256 hash for the "
-                                   "config file; `token hash TOKEN` hashes an existing one")
+    p = sub.add_parser(
+        "token",
+        help="make an API token and the hash to put in the config",
+        description="make an API token (printed once) and its SHA-256 hash for the "
+        "config file; `token hash TOKEN` hashes an existing one",
+    )
     p.set_defaults(func=_token, log_level="warning")
     p.add_argument("action", nargs="?", choices=["new", "hash"], default="new")
     p.add_argument("value", nargs="?", help="the token to hash")
@@ -109,15 +140,24 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    peers = [Peer.parse(p) for p in getattr(args, "peer", [])] if isinstance(
-        getattr(args, "peer", None), list) else None
+    peers = (
+        [Peer.parse(p) for p in getattr(args, "peer", [])]
+        if isinstance(getattr(args, "peer", None), list)
+        else None
+    )
     overrides: dict[str, Any] = dict(
-        data=args.data, aet=args.aet, host=getattr(args, "host", None),
-        dicom_port=getattr(args, "dicom_port", None), http_port=getattr(args, "http_port", None),
-        index_url=getattr(args, "index_url", None), log_level=args.log_level)
+        data=args.data,
+        aet=args.aet,
+        host=getattr(args, "host", None),
+        dicom_port=getattr(args, "dicom_port", None),
+        http_port=getattr(args, "http_port", None),
+        index_url=getattr(args, "index_url", None),
+        log_level=args.log_level,
+    )
     settings = load(args.config, **overrides)
     if peers:
         from dataclasses import replace
+
         known = {p.aet: p for p in settings.peers}
         known.update({p.aet: p for p in peers})
         settings = replace(settings, peers=tuple(known.values()))
@@ -161,8 +201,10 @@ def _import(args: argparse.Namespace) -> int:
             return path, exc
 
     try:
-        with ThreadPoolExecutor(max_workers=4) as pool, \
-                tqdm(total=len(files), unit="file", desc="import", file=sys.stderr) as bar:
+        with (
+            ThreadPoolExecutor(max_workers=4) as pool,
+            tqdm(total=len(files), unit="file", desc="import", file=sys.stderr) as bar,
+        ):
             for path, result in pool.map(one, files):
                 bar.update(1)
                 if isinstance(result, OSError) or not result.ok:
@@ -173,8 +215,10 @@ def _import(args: argparse.Namespace) -> int:
                     counts[result.status] += 1
     finally:
         archive.close()
-    print(f"imported {counts['stored']} instance(s), {counts['duplicate']} already stored, "
-          f"{counts['failed']} unreadable")
+    print(
+        f"imported {counts['stored']} instance(s), {counts['duplicate']} already stored, "
+        f"{counts['failed']} unreadable"
+    )
     return 0 if not counts["failed"] else 1
 
 
@@ -240,8 +284,11 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _print_table(matches: list[Dataset], identifier: Dataset) -> None:
-    columns = [e.keyword for e in identifier if e.keyword not in ("QueryRetrieveLevel",
-                                                                  "SpecificCharacterSet")]
+    columns = [
+        e.keyword
+        for e in identifier
+        if e.keyword not in ("QueryRetrieveLevel", "SpecificCharacterSet")
+    ]
     rows = [[_cell(m.get(c)) for c in columns] for m in matches]
     widths = [min(40, max([len(c)] + [len(r[i]) for r in rows])) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w)[:w] for c, w in zip(columns, widths)))
@@ -269,8 +316,10 @@ def _retrieve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     peer = Peer.parse(args.peer)
     report = retrieve_into_archive(settings, peer, args.study, args.series, args.via, args.port)
-    print(f"retrieved {report.completed} instance(s), {report.failed} failed, "
-          f"{report.warning} warning(s) (final status 0x{report.status:04X})")
+    print(
+        f"retrieved {report.completed} instance(s), {report.failed} failed, "
+        f"{report.warning} warning(s) (final status 0x{report.status:04X})"
+    )
     return 0 if report.status in (0x0000,) and not report.failed else 1
 
 

@@ -33,7 +33,7 @@ class Peer:
     port: int
 
     @classmethod
-    def parse(cls, text: str) -> "Peer":
+    def parse(cls, text: str) -> Peer:
         """Parse ``AET@HOST:PORT`` (PS3.8 AE titles are at most 16 characters)."""
         match = _PEER_RE.match(text.strip())
         if not match:
@@ -160,8 +160,11 @@ _ENV_PREFIX = "ISTHMUS_"
 _LIST_SETTINGS = ("cors_origins", "oidc_default_permissions", "dicom_ws_peers", "dicom_ws_aets")
 
 
-def load(config_file: str | os.PathLike | None = None, env: dict[str, str] | None = None,
-         **overrides: Any) -> Settings:
+def load(
+    config_file: str | os.PathLike | None = None,
+    env: dict[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
     """Build settings from defaults, TOML file, ``ISTHMUS_*`` environment, then overrides.
 
     Overrides whose value is None are ignored, so CLI flags map straight onto it.
@@ -274,5 +277,7 @@ def _build(values: dict[str, Any]) -> Settings:
         raise ConfigError("dicom_ws_max_pdu must be 4096 .. 67108858 bytes")
     for svc, rule in settings.access.items():
         if svc not in SERVICES or rule not in ("any", "known"):
-            raise ConfigError(f"access.{svc} = {rule!r}: services are {SERVICES}, rules 'any' or 'known'")
+            raise ConfigError(
+                f"access.{svc} = {rule!r}: services are {SERVICES}, rules 'any' or 'known'"
+            )
     return settings

@@ -24,7 +24,8 @@ def check_security(settings: Settings) -> None:
     if not settings.on_loopback and not settings.tokens and not _has_oidc(settings):
         raise ConfigError(
             f"refusing to serve on {settings.host}: bound beyond loopback, Isthmus needs "
-            "authentication configured (API tokens in the config file; see docs/security.md)")
+            "authentication configured (API tokens in the config file; see docs/security.md)"
+        )
 
 
 def _has_oidc(settings: Settings) -> bool:
@@ -38,11 +39,21 @@ def http_config(ctx: WebContext) -> uvicorn.Config:
     (docs/performance.md).
     """
     settings = ctx.settings
-    tls = {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key} \
-        if settings.tls_cert else {}
-    return uvicorn.Config(create_app(ctx), host=settings.host, port=settings.http_port,
-                          log_level="warning", lifespan="on", ws_max_size=64 * 1024 * 1024,
-                          ws_per_message_deflate=False, **tls)
+    tls = (
+        {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
+        if settings.tls_cert
+        else {}
+    )
+    return uvicorn.Config(
+        create_app(ctx),
+        host=settings.host,
+        port=settings.http_port,
+        log_level="warning",
+        lifespan="on",
+        ws_max_size=64 * 1024 * 1024,
+        ws_per_message_deflate=False,
+        **tls,
+    )
 
 
 class Node:
@@ -74,8 +85,9 @@ class Node:
             finally:
                 self.stop()
             return
-        self._http_thread = threading.Thread(target=self._http.run, name="isthmus-http",
-                                             daemon=True)
+        self._http_thread = threading.Thread(
+            target=self._http.run, name="isthmus-http", daemon=True
+        )
         self._http_thread.start()
         while not self._http.started and self._http_thread.is_alive():
             threading.Event().wait(0.02)
@@ -104,7 +116,7 @@ class Node:
             self.router = None
         self.archive.close()
 
-    def __enter__(self) -> "Node":
+    def __enter__(self) -> Node:
         self.start()
         return self
 
@@ -116,9 +128,13 @@ def run_forever(settings: Settings) -> None:
     """Serve until interrupted, printing where everything is."""
     node = Node(settings)
     node.start(http=False)
-    print(f"Isthmus archive in {settings.data.resolve()}  (index: {_safe_url(settings.resolved_index_url)})")
+    print(
+        f"Isthmus archive in {settings.data.resolve()}  (index: {_safe_url(settings.resolved_index_url)})"
+    )
     print(f"  DICOM (DIMSE): AE title {settings.aet} on {settings.host}:{node.dicom_port}")
-    base = f"{'https' if settings.tls_cert else 'http'}://{_host(settings.host)}:{settings.http_port}"
+    base = (
+        f"{'https' if settings.tls_cert else 'http'}://{_host(settings.host)}:{settings.http_port}"
+    )
     print(f"  HTTP:          {base}/")
     print(f"  DICOMweb:      {base}/dicom-web")
     print(f"  Viewer:        {base}/")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,8 +11,9 @@ from isthmus.testing import catalogue
 
 
 @pytest.fixture(scope="module")
-def catalogue_archive(module_index_url: str,
-                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
+def catalogue_archive(
+    module_index_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Archive]:
     """An archive holding `isthmus.testing.catalogue`, shared by a module (read only)."""
     folder = tmp_path_factory.mktemp("catalogue")
     archive = Archive(module_index_url, f"file://{folder / 'blobs'}")

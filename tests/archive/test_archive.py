@@ -41,8 +41,9 @@ def bare(ds, implicit: bool = False) -> bytes:
 
 # ------------------------------------------------------------------------- store
 @pytest.mark.parametrize("syntax", list(samples.BUNDLED))
-def test_every_transfer_syntax_is_stored_byte_for_byte(archive: Archive, tmp_path: Path,
-                                                       syntax: str) -> None:
+def test_every_transfer_syntax_is_stored_byte_for_byte(
+    archive: Archive, tmp_path: Path, syntax: str
+) -> None:
     path = samples.write_samples(tmp_path, [syntax])[syntax]
     sent = path.read_bytes()
     result = archive.store(sent, source_aet="MODALITY")
@@ -51,15 +52,18 @@ def test_every_transfer_syntax_is_stored_byte_for_byte(archive: Archive, tmp_pat
     stored = archive.read_instance(row)
     assert dataset_bytes(stored) == dataset_bytes(sent)
     meta = dcmread(BytesIO(stored)).file_meta
-    assert (meta.TransferSyntaxUID, meta.MediaStorageSOPInstanceUID) == (syntax,
-                                                                         result.sop_instance_uid)
+    assert (meta.TransferSyntaxUID, meta.MediaStorageSOPInstanceUID) == (
+        syntax,
+        result.sop_instance_uid,
+    )
     assert meta.SourceApplicationEntityTitle == "MODALITY"
     assert row.transfer_syntax_uid == syntax and row.size == len(stored)
 
 
 @pytest.mark.parametrize("syntax", [s for s in samples.BUNDLED if s != "1.2.840.10008.1.2.1.99"])
-def test_pixel_offset_points_at_the_stored_pixel_value(archive: Archive, tmp_path: Path,
-                                                       syntax: str) -> None:
+def test_pixel_offset_points_at_the_stored_pixel_value(
+    archive: Archive, tmp_path: Path, syntax: str
+) -> None:
     path = samples.write_samples(tmp_path, [syntax])[syntax]
     result = archive.store(path.read_bytes())
     [row] = archive.instances(sop_uid=result.sop_instance_uid)
@@ -67,10 +71,10 @@ def test_pixel_offset_points_at_the_stored_pixel_value(archive: Archive, tmp_pat
     assert row.pixel_offset is not None
     if dcmread(path).file_meta.TransferSyntaxUID.is_encapsulated:
         assert row.pixel_length == 0xFFFFFFFF
-        assert stored[row.pixel_offset:row.pixel_offset + 4] == ITEM_TAG_LE  # offset table
+        assert stored[row.pixel_offset : row.pixel_offset + 4] == ITEM_TAG_LE  # offset table
     else:
         raw = dcmread(path)["PixelData"].value
-        assert stored[row.pixel_offset:row.pixel_offset + row.pixel_length] == raw
+        assert stored[row.pixel_offset : row.pixel_offset + row.pixel_length] == raw
 
 
 def test_deflated_dataset_has_no_pixel_offset(archive: Archive, tmp_path: Path) -> None:
@@ -80,10 +84,12 @@ def test_deflated_dataset_has_no_pixel_offset(archive: Archive, tmp_path: Path) 
     assert row.pixel_offset is None
 
 
-@pytest.mark.parametrize("implicit, syntax", [(True, "1.2.840.10008.1.2"),
-                                              (False, "1.2.840.10008.1.2.1")])
-def test_bare_dataset_is_kept_as_received_plus_file_meta(archive: Archive, implicit: bool,
-                                                         syntax: str) -> None:
+@pytest.mark.parametrize(
+    "implicit, syntax", [(True, "1.2.840.10008.1.2"), (False, "1.2.840.10008.1.2.1")]
+)
+def test_bare_dataset_is_kept_as_received_plus_file_meta(
+    archive: Archive, implicit: bool, syntax: str
+) -> None:
     ds = next(study(StudySpec(instances_per_series=1)))
     data = bare(ds, implicit)
     result = archive.store(data, transfer_syntax=syntax)
@@ -118,23 +124,39 @@ def _truncated() -> bytes:
     return data[:-100]
 
 
-@pytest.mark.parametrize("data, syntax", [
-    (b"", "1.2.840.10008.1.2.1"),
-    (b"garbage that is no DICOM at all", "1.2.840.10008.1.2.1"),
-    (random.Random(7).randbytes(4096), "1.2.840.10008.1.2"),
-    (b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\x7f", None),   # broken file meta
-    (_without("SOPInstanceUID"), "1.2.840.10008.1.2.1"),
-    (_without("StudyInstanceUID"), "1.2.840.10008.1.2.1"),
-    (_with("SOPInstanceUID", "not a uid"), "1.2.840.10008.1.2.1"),
-    (_truncated(), "1.2.840.10008.1.2.1"),                            # pixel data cut short
-    (b"\x08\x00\x18\x00UI\x40\x00" + b"1.2.3", "1.2.840.10008.1.2.1"),  # value cut short
-    (_with("PatientName", "X"), "1.2.840.10008.1.2.1.99"),            # says deflated, is not
-    (_with("PatientName", "X"), "1.2.3.4.5.6"),                       # unknown syntax
-], ids=["empty", "text", "random", "bad-meta", "no-sop-uid", "no-study-uid", "bad-uid",
-        "truncated-pixels", "truncated-element", "not-deflated", "unknown-syntax"])
+@pytest.mark.parametrize(
+    "data, syntax",
+    [
+        (b"", "1.2.840.10008.1.2.1"),
+        (b"garbage that is no DICOM at all", "1.2.840.10008.1.2.1"),
+        (random.Random(7).randbytes(4096), "1.2.840.10008.1.2"),
+        (b"\x00" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\x7f", None),  # broken file meta
+        (_without("SOPInstanceUID"), "1.2.840.10008.1.2.1"),
+        (_without("StudyInstanceUID"), "1.2.840.10008.1.2.1"),
+        (_with("SOPInstanceUID", "not a uid"), "1.2.840.10008.1.2.1"),
+        (_truncated(), "1.2.840.10008.1.2.1"),  # pixel data cut short
+        (b"\x08\x00\x18\x00UI\x40\x00" + b"1.2.3", "1.2.840.10008.1.2.1"),  # value cut short
+        (_with("PatientName", "X"), "1.2.840.10008.1.2.1.99"),  # says deflated, is not
+        (_with("PatientName", "X"), "1.2.3.4.5.6"),  # unknown syntax
+    ],
+    ids=[
+        "empty",
+        "text",
+        "random",
+        "bad-meta",
+        "no-sop-uid",
+        "no-study-uid",
+        "bad-uid",
+        "truncated-pixels",
+        "truncated-element",
+        "not-deflated",
+        "unknown-syntax",
+    ],
+)
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_malformed_input_fails_as_invalid_and_stores_nothing(archive: Archive, data: bytes,
-                                                             syntax: str | None) -> None:
+def test_malformed_input_fails_as_invalid_and_stores_nothing(
+    archive: Archive, data: bytes, syntax: str | None
+) -> None:
     result = archive.store(data, transfer_syntax=syntax)
     assert (result.status, result.failure) == ("failed", "invalid")
     assert result.reason
@@ -144,8 +166,9 @@ def test_malformed_input_fails_as_invalid_and_stores_nothing(archive: Archive, d
 
 def test_dataset_not_matching_the_announced_instance_is_refused(archive: Archive) -> None:
     ds = next(study(StudySpec(instances_per_series=1)))
-    result = archive.store(bare(ds), "1.2.840.10008.1.2.1",
-                           expected=(str(ds.SOPClassUID), "1.2.3.4"))
+    result = archive.store(
+        bare(ds), "1.2.840.10008.1.2.1", expected=(str(ds.SOPClassUID), "1.2.3.4")
+    )
     assert (result.status, result.failure) == ("failed", "mismatch")
     assert archive.counts()["image"] == 0 and blob_count(archive) == 0
 
@@ -178,8 +201,9 @@ def _overwriting(index_url: str, tmp_path: Path) -> Archive:
     return Archive(index_url, f"file://{tmp_path / 'blobs'}", duplicates="overwrite")
 
 
-def test_duplicate_overwrite_policy_replaces_the_stored_copy(index_url: str,
-                                                             tmp_path: Path) -> None:
+def test_duplicate_overwrite_policy_replaces_the_stored_copy(
+    index_url: str, tmp_path: Path
+) -> None:
     archive = _overwriting(index_url, tmp_path)
     try:
         original, changed = _instance_and_changed_copy(tmp_path, InstitutionName="CORRECTED")
@@ -197,8 +221,9 @@ def test_duplicate_overwrite_policy_replaces_the_stored_copy(index_url: str,
 def test_duplicate_overwrite_updates_indexed_attributes(index_url: str, tmp_path: Path) -> None:
     archive = _overwriting(index_url, tmp_path)
     try:
-        original, changed = _instance_and_changed_copy(tmp_path, StudyDescription="CORRECTED",
-                                                       SeriesDescription="CORRECTED SERIES")
+        original, changed = _instance_and_changed_copy(
+            tmp_path, StudyDescription="CORRECTED", SeriesDescription="CORRECTED SERIES"
+        )
         archive.store(original)
         archive.store(changed)
         study_match = archive.find(query_from_keywords("STUDY", {"StudyDescription": ""}))
@@ -210,7 +235,8 @@ def test_duplicate_overwrite_updates_indexed_attributes(index_url: str, tmp_path
 
 
 def test_duplicate_overwrite_into_another_series_leaves_no_empty_series(
-        index_url: str, tmp_path: Path) -> None:
+    index_url: str, tmp_path: Path
+) -> None:
     archive = _overwriting(index_url, tmp_path)
     try:
         original, moved = _instance_and_changed_copy(tmp_path, SeriesInstanceUID="1.2.3.4.5.6")
@@ -224,11 +250,13 @@ def test_duplicate_overwrite_into_another_series_leaves_no_empty_series(
 
 
 def test_duplicate_overwrite_with_another_patient_moves_the_study(
-        index_url: str, tmp_path: Path) -> None:
+    index_url: str, tmp_path: Path
+) -> None:
     archive = _overwriting(index_url, tmp_path)
     try:
-        original, corrected = _instance_and_changed_copy(tmp_path, PatientID="PID-RIGHT",
-                                                         PatientName="RIGHT^PATIENT")
+        original, corrected = _instance_and_changed_copy(
+            tmp_path, PatientID="PID-RIGHT", PatientName="RIGHT^PATIENT"
+        )
         archive.store(original)
         archive.store(corrected)
         assert archive.counts() == {"patient": 1, "study": 1, "series": 1, "image": 1}
@@ -238,8 +266,9 @@ def test_duplicate_overwrite_with_another_patient_moves_the_study(
         archive.close()
 
 
-def test_the_same_instance_stored_concurrently_is_kept_once(archive: Archive,
-                                                            tmp_path: Path) -> None:
+def test_the_same_instance_stored_concurrently_is_kept_once(
+    archive: Archive, tmp_path: Path
+) -> None:
     data = write_study(StudySpec(instances_per_series=1), tmp_path / "in")[0].read_bytes()
     statuses: list[str] = []
     barrier = threading.Barrier(8, timeout=30)
@@ -262,8 +291,14 @@ def test_the_same_instance_stored_concurrently_is_kept_once(archive: Archive,
 def two_studies(archive: Archive, tmp_path: Path) -> Archive:
     """Patient PID1 with study S1 (2 series x 2 instances) and S2 (1 x 1)."""
     for uid, series, per in (("1.2.3.1", 2, 2), ("1.2.3.2", 1, 1)):
-        spec = StudySpec(patient_id="PID1", study_uid=uid, series_count=series,
-                         instances_per_series=per, rows=8, columns=8)
+        spec = StudySpec(
+            patient_id="PID1",
+            study_uid=uid,
+            series_count=series,
+            instances_per_series=per,
+            rows=8,
+            columns=8,
+        )
         for path in write_study(spec, tmp_path / uid):
             assert archive.store(path.read_bytes()).status == "stored"
     return archive
@@ -276,8 +311,10 @@ def _study_rows(archive: Archive, uid: str) -> list:
 def test_delete_instance_removes_its_row_and_blob(two_studies: Archive) -> None:
     row = _study_rows(two_studies, "1.2.3.1")[0]
     path = two_studies.local_path(row)
-    assert two_studies.delete(row.study_instance_uid, row.series_instance_uid,
-                              row.sop_instance_uid) == 1
+    assert (
+        two_studies.delete(row.study_instance_uid, row.series_instance_uid, row.sop_instance_uid)
+        == 1
+    )
     assert not os.path.exists(path)
     assert two_studies.counts() == {"patient": 1, "study": 2, "series": 3, "image": 4}
     assert blob_count(two_studies) == 4
@@ -313,14 +350,14 @@ def test_delete_of_unknown_uids_deletes_nothing(two_studies: Archive) -> None:
 # ------------------------------------------------------------------------- check
 def test_check_repairs_orphan_blobs_missing_blobs_and_partial_writes(two_studies: Archive) -> None:
     gone = _study_rows(two_studies, "1.2.3.2")[0]
-    os.remove(two_studies.local_path(gone))                     # row without its blob
+    os.remove(two_studies.local_path(gone))  # row without its blob
     two_studies.blobs.put("ab/cd/orphan.dcm", [b"no row points here"])  # blob without a row
     root = Path(two_studies.blobs.local_path("ab/cd/orphan.dcm")).parent
     (root / "x.dcm.123.abc.partial").write_bytes(b"half a file")  # interrupted write
 
     report = two_studies.check(repair=False)
     assert (report["partial"], report["orphans"], report["missing"]) == (0, 1, 1)
-    assert two_studies.counts()["image"] == 5                   # nothing changed yet
+    assert two_studies.counts()["image"] == 5  # nothing changed yet
 
     report = two_studies.check(repair=True)
     assert (report["partial"], report["orphans"], report["missing"]) == (1, 1, 1)
@@ -338,12 +375,19 @@ def test_check_on_a_consistent_archive_finds_nothing(two_studies: Archive) -> No
 # ------------------------------------------------------------ reading, metadata
 def test_instances_are_listed_in_series_and_instance_order(two_studies: Archive) -> None:
     rows = _study_rows(two_studies, "1.2.3.1")
-    numbers = [(dcmread(BytesIO(two_studies.read_instance(r))).SeriesNumber,
-                dcmread(BytesIO(two_studies.read_instance(r))).InstanceNumber) for r in rows]
+    numbers = [
+        (
+            dcmread(BytesIO(two_studies.read_instance(r))).SeriesNumber,
+            dcmread(BytesIO(two_studies.read_instance(r))).InstanceNumber,
+        )
+        for r in rows
+    ]
     assert numbers == [(1, 1), (1, 2), (2, 1), (2, 2)]
     picked = two_studies.instances(sop_uid=[rows[0].sop_instance_uid, rows[3].sop_instance_uid])
-    assert [r.sop_instance_uid for r in picked] == [rows[0].sop_instance_uid,
-                                                    rows[3].sop_instance_uid]
+    assert [r.sop_instance_uid for r in picked] == [
+        rows[0].sop_instance_uid,
+        rows[3].sop_instance_uid,
+    ]
 
 
 def test_metadata_is_precomputed_and_needs_no_file(two_studies: Archive) -> None:
@@ -356,7 +400,8 @@ def test_metadata_is_precomputed_and_needs_no_file(two_studies: Archive) -> None
     assert first["00100020"]["Value"] == ["PID1"]
     assert first["7FE00010"]["BulkDataURI"].endswith(
         f"/studies/1.2.3.1/series/{rows[0].series_instance_uid}/instances/"
-        f"{rows[0].sop_instance_uid}/bulkdata/7FE00010")
+        f"{rows[0].sop_instance_uid}/bulkdata/7FE00010"
+    )
     assert len(list(two_studies.metadata("1.2.3.1", rows[0].series_instance_uid))) == 2
 
 
@@ -385,10 +430,14 @@ def test_reopening_an_archive_keeps_everything(index_url: str, tmp_path: Path) -
         second.close()
 
 
-def test_values_are_indexed_in_their_character_set_and_sequences_returned(
-        archive: Archive) -> None:
-    ds = ct_instance(StudySpec(rows=8, columns=8, charset="ISO_IR 100",
-                               patient_name="Müller^Hans"), "1.2.3.9", "1.2.3.9.1", 1, 1)
+def test_values_are_indexed_in_their_character_set_and_sequences_returned(archive: Archive) -> None:
+    ds = ct_instance(
+        StudySpec(rows=8, columns=8, charset="ISO_IR 100", patient_name="Müller^Hans"),
+        "1.2.3.9",
+        "1.2.3.9.1",
+        1,
+        1,
+    )
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "CTHEAD", "L", "CT Kopf"
     ds.ProcedureCodeSequence = [code]

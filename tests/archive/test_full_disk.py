@@ -37,14 +37,23 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                    reason="needs root and unshare to mount a small tmpfs")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None,
+    reason="needs root and unshare to mount a small tmpfs",
+)
 def test_full_disk_fails_with_out_of_resources_and_keeps_what_was_stored(tmp_path: Path) -> None:
     (tmp_path / "small").mkdir()
-    command = (f"mount -t tmpfs -o size=1m isthmus-full {tmp_path / 'small'} && "
-               f"exec {sys.executable} -c \"$SCRIPT\" {tmp_path}")
-    done = subprocess.run(["unshare", "-m", "sh", "-c", command], env={**os.environ, "SCRIPT": SCRIPT},
-                          capture_output=True, text=True, timeout=120)
+    command = (
+        f"mount -t tmpfs -o size=1m isthmus-full {tmp_path / 'small'} && "
+        f'exec {sys.executable} -c "$SCRIPT" {tmp_path}'
+    )
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", command],
+        env={**os.environ, "SCRIPT": SCRIPT},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     stored = report["statuses"].count("stored")

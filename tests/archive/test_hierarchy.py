@@ -25,6 +25,8 @@ def test_instance_of_a_known_series_under_another_study_is_refused(archive: Arch
     assert (result.status, result.failure) == ("failed", "conflict")
     assert "belongs to another study" in result.reason
     assert archive.counts() == {"patient": 1, "study": 1, "series": 1, "image": 1}
-    other = archive.find(query_from_keywords("STUDY", {"StudyInstanceUID": second.StudyInstanceUID}))
+    other = archive.find(
+        query_from_keywords("STUDY", {"StudyInstanceUID": second.StudyInstanceUID})
+    )
     assert other.matches == []
     assert archive.check(repair=False)["orphans"] == 0

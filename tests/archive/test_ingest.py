@@ -12,8 +12,10 @@ def test_person_name_is_normalized_to_its_upper_case_alphabetic_group() -> None:
 
 def test_column_values_from_dicom_json() -> None:
     model = {
-        "00100010": {"vr": "PN",
-                     "Value": [{"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"}]},
+        "00100010": {
+            "vr": "PN",
+            "Value": [{"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎"}],
+        },
         "00200011": {"vr": "IS", "Value": [7]},
         "00080061": {"vr": "CS", "Value": ["CT", "MR"]},
         "00081030": {"vr": "LO", "Value": ["x" * 300]},

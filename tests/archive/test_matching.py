@@ -29,127 +29,160 @@ ALL = {e.key for e in catalogue.ENTRIES}
 
 
 # ------------------------------------------------------------- single value, universal
-@pytest.mark.parametrize("keys, expected", [
-    ({}, ALL),
-    ({"PatientID": "PID0001"}, {"A", "B"}),
-    ({"PatientID": ""}, ALL),
-    ({"PatientID": "*"}, ALL),
-    ({"AccessionNumber": "ACC3"}, {"C"}),
-    ({"AccessionNumber": "acc3"}, set()),              # only PN ignores case
-    ({"PatientID": "PID0001", "AccessionNumber": "ACC2"}, {"B"}),  # keys combine with AND
-    ({"StudyDescription": "CT"}, set()),               # single value means the whole value
-])
-def test_single_value_and_universal_matching(catalogue_archive: Archive, keys: dict,
-                                             expected: set[str]) -> None:
+@pytest.mark.parametrize(
+    "keys, expected",
+    [
+        ({}, ALL),
+        ({"PatientID": "PID0001"}, {"A", "B"}),
+        ({"PatientID": ""}, ALL),
+        ({"PatientID": "*"}, ALL),
+        ({"AccessionNumber": "ACC3"}, {"C"}),
+        ({"AccessionNumber": "acc3"}, set()),  # only PN ignores case
+        ({"PatientID": "PID0001", "AccessionNumber": "ACC2"}, {"B"}),  # keys combine with AND
+        ({"StudyDescription": "CT"}, set()),  # single value means the whole value
+    ],
+)
+def test_single_value_and_universal_matching(
+    catalogue_archive: Archive, keys: dict, expected: set[str]
+) -> None:
     assert studies(catalogue_archive, **keys) == expected
 
 
 # ----------------------------------------------------------------------- wildcard
-@pytest.mark.parametrize("keys, expected", [
-    ({"StudyDescription": "CT*"}, {"A", "C", "D", "F"}),
-    ({"StudyDescription": "*ABDOMEN"}, {"D", "E"}),
-    ({"AccessionNumber": "ACC?"}, {"A", "B", "C", "D", "E"}),
-    ({"AccessionNumber": "A*C?"}, {"A", "B", "C", "D", "E"}),
-    ({"AccessionNumber": "ACC%6"}, {"F"}),             # SQL LIKE characters are literal
-    ({"AccessionNumber": "ACC%"}, set()),
-    ({"AccessionNumber": "ACC_"}, set()),
-    ({"AccessionNumber": "ACC%*"}, {"F"}),
-])
-def test_wildcard_matching_with_star_and_question_mark(catalogue_archive: Archive, keys: dict,
-                                                       expected: set[str]) -> None:
+@pytest.mark.parametrize(
+    "keys, expected",
+    [
+        ({"StudyDescription": "CT*"}, {"A", "C", "D", "F"}),
+        ({"StudyDescription": "*ABDOMEN"}, {"D", "E"}),
+        ({"AccessionNumber": "ACC?"}, {"A", "B", "C", "D", "E"}),
+        ({"AccessionNumber": "A*C?"}, {"A", "B", "C", "D", "E"}),
+        ({"AccessionNumber": "ACC%6"}, {"F"}),  # SQL LIKE characters are literal
+        ({"AccessionNumber": "ACC%"}, set()),
+        ({"AccessionNumber": "ACC_"}, set()),
+        ({"AccessionNumber": "ACC%*"}, {"F"}),
+    ],
+)
+def test_wildcard_matching_with_star_and_question_mark(
+    catalogue_archive: Archive, keys: dict, expected: set[str]
+) -> None:
     assert studies(catalogue_archive, **keys) == expected
 
 
 # -------------------------------------------------------------------- person names
-@pytest.mark.parametrize("name, expected", [
-    ("SMITH^JOHN", {"A", "B"}),
-    ("smith^john", {"A", "B"}),
-    ("smith*", {"A", "B", "C"}),
-    ("SM?TH^*", {"A", "B", "C"}),
-    ("SM?TH*", {"A", "B", "C", "F"}),
-    ("*john", {"A", "B", "F"}),
-    ("john", set()),
-])
-def test_person_names_match_case_insensitively(catalogue_archive: Archive, name: str,
-                                               expected: set[str]) -> None:
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("SMITH^JOHN", {"A", "B"}),
+        ("smith^john", {"A", "B"}),
+        ("smith*", {"A", "B", "C"}),
+        ("SM?TH^*", {"A", "B", "C"}),
+        ("SM?TH*", {"A", "B", "C", "F"}),
+        ("*john", {"A", "B", "F"}),
+        ("john", set()),
+    ],
+)
+def test_person_names_match_case_insensitively(
+    catalogue_archive: Archive, name: str, expected: set[str]
+) -> None:
     assert studies(catalogue_archive, PatientName=name) == expected
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("john", {"A", "B", "F"}),
-    ("smi", {"A", "B", "C"}),
-    ("sm john", {"A", "B", "F"}),
-    ("anna", {"C"}),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("john", {"A", "B", "F"}),
+        ("smi", {"A", "B", "C"}),
+        ("sm john", {"A", "B", "F"}),
+        ("anna", {"C"}),
+    ],
+)
 def test_fuzzy_matching_finds_names_by_the_start_of_any_component(
-        catalogue_archive: Archive, name: str, expected: set[str]) -> None:
+    catalogue_archive: Archive, name: str, expected: set[str]
+) -> None:
     assert studies(catalogue_archive, fuzzy=True, PatientName=name) == expected
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("Yamada^Tarou=山田^太郎=やまだ^たろう", {"E"}),
-    ("YAMADA^TAROU", {"E"}),
-    ("*=山田^太郎*", {"E"}),
-    ("=山田^太郎", {"E"}),
-    ("==やまだ*", {"E"}),
-    ("yamada*=山田*=*", {"E"}),
-    ("=やまだ^たろう", set()),            # the phonetic group is not the ideographic one
-    ("Yamada^Tarou=鈴木^一郎", set()),     # every group given must match
-    ("SMITH*=山田*", set()),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("Yamada^Tarou=山田^太郎=やまだ^たろう", {"E"}),
+        ("YAMADA^TAROU", {"E"}),
+        ("*=山田^太郎*", {"E"}),
+        ("=山田^太郎", {"E"}),
+        ("==やまだ*", {"E"}),
+        ("yamada*=山田*=*", {"E"}),
+        ("=やまだ^たろう", set()),  # the phonetic group is not the ideographic one
+        ("Yamada^Tarou=鈴木^一郎", set()),  # every group given must match
+        ("SMITH*=山田*", set()),
+    ],
+)
 def test_person_names_with_ideographic_and_phonetic_groups_match_group_by_group(
-        catalogue_archive: Archive, name: str, expected: set[str]) -> None:
+    catalogue_archive: Archive, name: str, expected: set[str]
+) -> None:
     assert studies(catalogue_archive, PatientName=name) == expected
 
 
 def test_person_name_is_returned_with_all_its_component_groups(catalogue_archive: Archive) -> None:
-    found = catalogue_archive.find(query_from_keywords("PATIENT", {"PatientID": "PID0004",
-                                                                   "PatientName": ""}))
-    assert [values(m, "00100010") for m in found.matches] == [[{
-        "Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎",
-        "Phonetic": "やまだ^たろう"}]]
+    found = catalogue_archive.find(
+        query_from_keywords("PATIENT", {"PatientID": "PID0004", "PatientName": ""})
+    )
+    assert [values(m, "00100010") for m in found.matches] == [
+        [{"Alphabetic": "Yamada^Tarou", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}]
+    ]
 
 
 # ------------------------------------------------------------------ date and time
-@pytest.mark.parametrize("value, expected", [
-    ("20200310", {"B"}),
-    ("20200101-", {"B", "C", "D", "E"}),
-    ("-20201231", {"A", "B", "C", "E", "F"}),
-    ("20200101-20201231", {"B", "C", "E"}),
-    ("20200310-20200310", {"B"}),
-    ("20220101-", set()),
-])
-def test_date_single_value_and_range_matching(catalogue_archive: Archive, value: str,
-                                              expected: set[str]) -> None:
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("20200310", {"B"}),
+        ("20200101-", {"B", "C", "D", "E"}),
+        ("-20201231", {"A", "B", "C", "E", "F"}),
+        ("20200101-20201231", {"B", "C", "E"}),
+        ("20200310-20200310", {"B"}),
+        ("20220101-", set()),
+    ],
+)
+def test_date_single_value_and_range_matching(
+    catalogue_archive: Archive, value: str, expected: set[str]
+) -> None:
     assert studies(catalogue_archive, StudyDate=value) == expected
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("0800-0900", {"A"}),
-    ("1415", {"B"}),                 # a partial time is the whole minute it names
-    ("14", {"B"}),
-    ("235959", {"C"}),
-    ("-0830", {"A", "D"}),
-    ("2300-", {"C"}),
-    ("120000-141500", {"B", "E"}),
-])
-def test_time_single_value_and_range_matching(catalogue_archive: Archive, value: str,
-                                              expected: set[str]) -> None:
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("0800-0900", {"A"}),
+        ("1415", {"B"}),  # a partial time is the whole minute it names
+        ("14", {"B"}),
+        ("235959", {"C"}),
+        ("-0830", {"A", "D"}),
+        ("2300-", {"C"}),
+        ("120000-141500", {"B", "E"}),
+    ],
+)
+def test_time_single_value_and_range_matching(
+    catalogue_archive: Archive, value: str, expected: set[str]
+) -> None:
     assert studies(catalogue_archive, StudyTime=value) == expected
 
 
-@pytest.mark.parametrize("keyword, value", [
-    ("StudyDate", "20201231-20200101"),   # ends before it starts
-    ("StudyDate", "2020-01-01"),
-    ("StudyDate", "-"),
-    ("StudyDate", "20201301"),
-    ("StudyDate", "yesterday"),
-    ("StudyTime", "2500"),
-    ("StudyTime", "12:00"),
-    ("StudyTime", "1200-1100"),
-])
-def test_invalid_dates_times_and_ranges_are_query_errors(catalogue_archive: Archive,
-                                                         keyword: str, value: str) -> None:
+@pytest.mark.parametrize(
+    "keyword, value",
+    [
+        ("StudyDate", "20201231-20200101"),  # ends before it starts
+        ("StudyDate", "2020-01-01"),
+        ("StudyDate", "-"),
+        ("StudyDate", "20201301"),
+        ("StudyDate", "yesterday"),
+        ("StudyTime", "2500"),
+        ("StudyTime", "12:00"),
+        ("StudyTime", "1200-1100"),
+    ],
+)
+def test_invalid_dates_times_and_ranges_are_query_errors(
+    catalogue_archive: Archive, keyword: str, value: str
+) -> None:
     with pytest.raises(QueryError, match=keyword):
         studies(catalogue_archive, **{keyword: value})
 
@@ -168,8 +201,9 @@ def test_list_of_uids_matches_any_of_them(catalogue_archive: Archive) -> None:
 
 def test_image_level_list_of_sop_instance_uids(catalogue_archive: Archive) -> None:
     wanted = [sop_uid("A", 1, 1), sop_uid("A", 2, 2)]
-    query = query_from_keywords("IMAGE", {"SOPInstanceUID": "\\".join(wanted),
-                                          "InstanceNumber": ""})
+    query = query_from_keywords(
+        "IMAGE", {"SOPInstanceUID": "\\".join(wanted), "InstanceNumber": ""}
+    )
     found = catalogue_archive.find(query).matches
     assert sorted(values(m, "00080018")[0] for m in found) == sorted(wanted)
     assert sorted(values(m, "00200013")[0] for m in found) == [1, 2]
@@ -194,8 +228,9 @@ def test_keys_not_indexed_are_matched_from_stored_metadata(catalogue_archive: Ar
 
 
 def test_keys_not_indexed_are_returned_from_stored_metadata(catalogue_archive: Archive) -> None:
-    query = query_from_keywords("STUDY", {"AccessionNumber": "ACC4", "InstitutionName": "",
-                                          "SliceThickness": ""})
+    query = query_from_keywords(
+        "STUDY", {"AccessionNumber": "ACC4", "InstitutionName": "", "SliceThickness": ""}
+    )
     [match] = catalogue_archive.find(query).matches
     assert values(match, "00080080") == ["OTHER HOSPITAL"]
     assert values(match, "00180050") == [1.0]
@@ -222,10 +257,15 @@ def test_modalities_in_study_matches_any_series_modality(catalogue_archive: Arch
 
 
 def test_study_level_counts_and_modalities_are_returned(catalogue_archive: Archive) -> None:
-    query = query_from_keywords("STUDY", {"StudyInstanceUID": study_uid("D"),
-                                          "ModalitiesInStudy": "",
-                                          "NumberOfStudyRelatedSeries": "",
-                                          "NumberOfStudyRelatedInstances": ""})
+    query = query_from_keywords(
+        "STUDY",
+        {
+            "StudyInstanceUID": study_uid("D"),
+            "ModalitiesInStudy": "",
+            "NumberOfStudyRelatedSeries": "",
+            "NumberOfStudyRelatedInstances": "",
+        },
+    )
     [match] = catalogue_archive.find(query).matches
     assert values(match, "00080061") == ["CT", "SR"]
     assert values(match, "00201206") == [2]
@@ -233,24 +273,41 @@ def test_study_level_counts_and_modalities_are_returned(catalogue_archive: Archi
 
 
 def test_patient_level_counts(catalogue_archive: Archive) -> None:
-    query = query_from_keywords("PATIENT", {"PatientName": "smith*", "PatientID": "",
-                                            "NumberOfPatientRelatedStudies": "",
-                                            "NumberOfPatientRelatedSeries": "",
-                                            "NumberOfPatientRelatedInstances": ""})
+    query = query_from_keywords(
+        "PATIENT",
+        {
+            "PatientName": "smith*",
+            "PatientID": "",
+            "NumberOfPatientRelatedStudies": "",
+            "NumberOfPatientRelatedSeries": "",
+            "NumberOfPatientRelatedInstances": "",
+        },
+    )
     found = {values(m, "00100020")[0]: m for m in catalogue_archive.find(query).matches}
     assert sorted(found) == ["PID0001", "PID0002"]
     john = found["PID0001"]
-    assert (values(john, "00201200"), values(john, "00201202"), values(john, "00201204")) == \
-        ([2], [3], [catalogue.instance_count("A") + catalogue.instance_count("B")])
+    assert (values(john, "00201200"), values(john, "00201202"), values(john, "00201204")) == (
+        [2],
+        [3],
+        [catalogue.instance_count("A") + catalogue.instance_count("B")],
+    )
 
 
 def test_series_level_count_of_instances(catalogue_archive: Archive) -> None:
-    query = query_from_keywords("SERIES", {"StudyInstanceUID": study_uid("A"), "Modality": "CT",
-                                           "SeriesInstanceUID": "",
-                                           "NumberOfSeriesRelatedInstances": ""})
+    query = query_from_keywords(
+        "SERIES",
+        {
+            "StudyInstanceUID": study_uid("A"),
+            "Modality": "CT",
+            "SeriesInstanceUID": "",
+            "NumberOfSeriesRelatedInstances": "",
+        },
+    )
     found = catalogue_archive.find(query).matches
-    assert sorted(values(m, "0020000E")[0] for m in found) == [series_uid("A", 1),
-                                                               series_uid("A", 2)]
+    assert sorted(values(m, "0020000E")[0] for m in found) == [
+        series_uid("A", 1),
+        series_uid("A", 2),
+    ]
     assert [values(m, "00201209") for m in found] == [[2], [2]]
 
 
@@ -271,9 +328,9 @@ def test_limit_offset_and_truncated_page_through_every_match(catalogue_archive: 
 
 def test_limit_and_offset_apply_after_matching_non_indexed_keys(catalogue_archive: Archive) -> None:
     def page(offset: int) -> tuple[list[str], bool]:
-        query = query_from_keywords("STUDY", {"StudyInstanceUID": "",
-                                              "InstitutionName": "ISTHMUS*"},
-                                    limit=3, offset=offset)
+        query = query_from_keywords(
+            "STUDY", {"StudyInstanceUID": "", "InstitutionName": "ISTHMUS*"}, limit=3, offset=offset
+        )
         result = catalogue_archive.find(query)
         return [values(m, "0020000D")[0] for m in result.matches], result.truncated
 
@@ -284,7 +341,8 @@ def test_limit_and_offset_apply_after_matching_non_indexed_keys(catalogue_archiv
 
 
 def test_include_all_returns_every_stored_attribute_but_bulk_data(
-        catalogue_archive: Archive) -> None:
+    catalogue_archive: Archive,
+) -> None:
     query = Query(level="STUDY", keys={STUDY_UID: study_uid("C")}, include_all=True)
     [match] = catalogue_archive.find(query).matches
     assert values(match, "00080080") == ["ISTHMUS GENERAL"]
@@ -303,27 +361,41 @@ def test_include_defaults_returns_the_level_attributes(catalogue_archive: Archiv
 
 
 # --------------------------------------------------------------- hierarchical checks
-@pytest.mark.parametrize("level, root, keys", [
-    ("SERIES", "STUDY", {SERIES_UID: ""}),
-    ("SERIES", "STUDY", {STUDY_UID: "1.2.*", SERIES_UID: ""}),
-    ("IMAGE", "STUDY", {STUDY_UID: "1.2.3", SOP_UID: ""}),
-    ("STUDY", "PATIENT", {STUDY_UID: ""}),
-    ("IMAGE", "PATIENT", {STUDY_UID: "1.2.3", SERIES_UID: "1.2.3.4", SOP_UID: ""}),
-    ("PATIENT", "STUDY", {PATIENT_ID: ""}),
-])
+@pytest.mark.parametrize(
+    "level, root, keys",
+    [
+        ("SERIES", "STUDY", {SERIES_UID: ""}),
+        ("SERIES", "STUDY", {STUDY_UID: "1.2.*", SERIES_UID: ""}),
+        ("IMAGE", "STUDY", {STUDY_UID: "1.2.3", SOP_UID: ""}),
+        ("STUDY", "PATIENT", {STUDY_UID: ""}),
+        ("IMAGE", "PATIENT", {STUDY_UID: "1.2.3", SERIES_UID: "1.2.3.4", SOP_UID: ""}),
+        ("PATIENT", "STUDY", {PATIENT_ID: ""}),
+    ],
+)
 def test_hierarchical_query_without_unique_keys_above_is_refused(
-        catalogue_archive: Archive, level: str, root: str, keys: dict[int, str]) -> None:
+    catalogue_archive: Archive, level: str, root: str, keys: dict[int, str]
+) -> None:
     with pytest.raises(QueryError):
         catalogue_archive.find(Query(level=level, keys=keys, root=root, hierarchical=True))
 
 
 def test_hierarchical_query_with_unique_keys_above_runs(catalogue_archive: Archive) -> None:
-    query = Query(level="IMAGE", root="PATIENT", hierarchical=True,
-                  keys={PATIENT_ID: "PID0001", STUDY_UID: study_uid("A"),
-                        SERIES_UID: series_uid("A", 2), SOP_UID: ""})
+    query = Query(
+        level="IMAGE",
+        root="PATIENT",
+        hierarchical=True,
+        keys={
+            PATIENT_ID: "PID0001",
+            STUDY_UID: study_uid("A"),
+            SERIES_UID: series_uid("A", 2),
+            SOP_UID: "",
+        },
+    )
     found = catalogue_archive.find(query).matches
-    assert sorted(values(m, "00080018")[0] for m in found) == [sop_uid("A", 2, 1),
-                                                               sop_uid("A", 2, 2)]
+    assert sorted(values(m, "00080018")[0] for m in found) == [
+        sop_uid("A", 2, 1),
+        sop_uid("A", 2, 2),
+    ]
 
 
 def test_unknown_level_and_unknown_keyword_are_query_errors(catalogue_archive: Archive) -> None:
@@ -335,5 +407,6 @@ def test_unknown_level_and_unknown_keyword_are_query_errors(catalogue_archive: A
 
 def test_keys_may_be_given_as_tags(catalogue_archive: Archive) -> None:
     query = query_from_keywords("STUDY", {"00100020": "PID0003", "(0020,000D)": ""})
-    assert [values(m, "0020000D") for m in catalogue_archive.find(query).matches] == \
-        [[study_uid("D")]]
+    assert [values(m, "0020000D") for m in catalogue_archive.find(query).matches] == [
+        [study_uid("D")]
+    ]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -49,8 +49,10 @@ def test_a_folder_emptied_by_delete_can_be_written_again(store: FileBlobStore) -
     assert list(store.keys()) == ["s1/a/2.dcm"]
 
 
-@pytest.mark.parametrize("key", ["../escape.dcm", "/etc/passwd", "a/../../b", "a//b", "",
-                                 ".hidden", "a b", "a/", "x/../y"])
+@pytest.mark.parametrize(
+    "key",
+    ["../escape.dcm", "/etc/passwd", "a/../../b", "a//b", "", ".hidden", "a b", "a/", "x/../y"],
+)
 def test_keys_that_could_escape_the_store_are_refused(store: FileBlobStore, key: str) -> None:
     with pytest.raises(ValueError):
         check_key(key)

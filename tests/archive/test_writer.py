@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -39,14 +39,16 @@ def stored(engine: sa.Engine) -> list[int]:
         return sorted(n for (n,) in conn.execute(sa.select(rows.c.n)))
 
 
-def test_jobs_from_many_threads_are_all_committed(engine: sa.Engine,
-                                                  writer: GroupCommitWriter) -> None:
+def test_jobs_from_many_threads_are_all_committed(
+    engine: sa.Engine, writer: GroupCommitWriter
+) -> None:
     results: dict[int, int] = {}
 
     def submit(n: int) -> None:
         def job(conn: sa.Connection) -> int:
             conn.execute(rows.insert().values(n=n))
             return n
+
         results[n] = writer.run(job)
 
     threads = [threading.Thread(target=submit, args=(n,)) for n in range(64)]
@@ -59,7 +61,8 @@ def test_jobs_from_many_threads_are_all_committed(engine: sa.Engine,
 
 
 def test_a_failing_job_fails_alone_and_its_batch_neighbours_commit(
-        engine: sa.Engine, writer: GroupCommitWriter) -> None:
+    engine: sa.Engine, writer: GroupCommitWriter
+) -> None:
     busy, gate = threading.Event(), threading.Event()
 
     def occupy(conn: sa.Connection) -> None:
@@ -68,7 +71,7 @@ def test_a_failing_job_fails_alone_and_its_batch_neighbours_commit(
 
     first = threading.Thread(target=writer.run, args=(occupy,))
     first.start()
-    assert busy.wait(30)                # the writer is busy: the jobs below queue up
+    assert busy.wait(30)  # the writer is busy: the jobs below queue up
     outcomes: dict[int, object] = {}
 
     def submit(n: int) -> None:
@@ -77,6 +80,7 @@ def test_a_failing_job_fails_alone_and_its_batch_neighbours_commit(
             if n == 3:
                 raise RuntimeError("job 3 is broken")
             return n
+
         try:
             outcomes[n] = writer.run(job)
         except RuntimeError as exc:
@@ -85,7 +89,7 @@ def test_a_failing_job_fails_alone_and_its_batch_neighbours_commit(
     threads = [threading.Thread(target=submit, args=(n,)) for n in range(6)]
     for t in threads:
         t.start()
-    for _ in range(3000):               # all six wait, to be taken as one batch
+    for _ in range(3000):  # all six wait, to be taken as one batch
         if writer._queue.qsize() == 6:
             break
         threading.Event().wait(0.01)

@@ -7,8 +7,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pydicom.data
+import pytest
 
 from isthmus.dicom import headers, part10, uids
 from isthmus.dicom.part10 import InvalidDicom, _fast_header, _pydicom_header

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -47,15 +47,15 @@ def dimse_node(start_node: Callable[..., Node]) -> Node:
 
 
 def _module_node(index_url: str, folder: Path) -> Node:
-    node = Node(Settings(data=folder, dicom_port=free_port(), http_port=free_port(),
-                         index_url=index_url))
+    node = Node(
+        Settings(data=folder, dicom_port=free_port(), http_port=free_port(), index_url=index_url)
+    )
     node.start(http=False)
     return node
 
 
 @pytest.fixture(scope="module")
-def module_node(module_index_url: str,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+def module_node(module_index_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """One node per backend shared by a module's tests (each stores instances of its own)."""
     node = _module_node(module_index_url, tmp_path_factory.mktemp("node"))
     try:
@@ -65,8 +65,9 @@ def module_node(module_index_url: str,
 
 
 @pytest.fixture(scope="module")
-def catalogue_node(module_index_url: str,
-                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+def catalogue_node(
+    module_index_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Node]:
     """A node holding `isthmus.testing.catalogue`, shared by a module (read only)."""
     folder = tmp_path_factory.mktemp("catalogue")
     node = _module_node(module_index_url, folder / "data")

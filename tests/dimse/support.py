@@ -38,12 +38,22 @@ def run_ok(name: str, *args: str, cwd: Path | None = None) -> str:
     return output
 
 
-def findscu(node: Node, folder: Path, level: str, *keys: str, model: str = "-S",
-            calling: str = "FINDSCU") -> tuple[list[Dataset], str]:
+def findscu(
+    node: Node, folder: Path, level: str, *keys: str, model: str = "-S", calling: str = "FINDSCU"
+) -> tuple[list[Dataset], str]:
     """Run DCMTK findscu; returns the responses (extracted with -X) and its log."""
     folder.mkdir(parents=True, exist_ok=True)
-    args = [model, "-v", "-aet", calling, "-X", "-od", str(folder),
-            "-k", f"QueryRetrieveLevel={level}"]
+    args = [
+        model,
+        "-v",
+        "-aet",
+        calling,
+        "-X",
+        "-od",
+        str(folder),
+        "-k",
+        f"QueryRetrieveLevel={level}",
+    ]
     for key in keys:
         args += ["-k", key]
     output = run_ok("findscu", *args, *address(node))
@@ -81,9 +91,10 @@ def c_store_request(sop_class: str, sop_uid: str, data: bytes, message_id: int =
 
 def send_raw_c_store(assoc: Association, req: C_STORE) -> int:
     """Send a C-STORE whose dataset bytes are sent exactly as given; returns the status."""
-    context = next(cx for cx in assoc.accepted_contexts
-                   if cx.abstract_syntax == req.AffectedSOPClassUID)
-    assoc._reactor_checkpoint.clear()     # pause pynetdicom's reactor, as its own SCU calls do
+    context = next(
+        cx for cx in assoc.accepted_contexts if cx.abstract_syntax == req.AffectedSOPClassUID
+    )
+    assoc._reactor_checkpoint.clear()  # pause pynetdicom's reactor, as its own SCU calls do
     while not assoc._is_paused:
         time.sleep(0.0001)
     try:
@@ -103,17 +114,22 @@ def _item(kind: int, body: bytes) -> bytes:
     return struct.pack(">BBH", kind, 0, len(body)) + body
 
 
-def associate_rq(called: str, calling: str,
-                 contexts: list[tuple[int, str, list[str]]], max_pdu: int = 16384) -> bytes:
+def associate_rq(
+    called: str, calling: str, contexts: list[tuple[int, str, list[str]]], max_pdu: int = 16384
+) -> bytes:
     """An A-ASSOCIATE-RQ PDU built by hand (PS3.8 9.3.2): (id, abstract syntax, syntaxes)."""
     items = _item(0x10, APPLICATION_CONTEXT)
     for context_id, abstract, syntaxes in contexts:
-        sub = _item(0x30, abstract.encode()) + b"".join(_item(0x40, ts.encode())
-                                                         for ts in syntaxes)
+        sub = _item(0x30, abstract.encode()) + b"".join(_item(0x40, ts.encode()) for ts in syntaxes)
         items += _item(0x20, struct.pack(">BBBB", context_id, 0, 0, 0) + sub)
     items += _item(0x50, _item(0x51, struct.pack(">I", max_pdu)))
-    body = (struct.pack(">HH", 1, 0) + called.ljust(16).encode() + calling.ljust(16).encode()
-            + b"\x00" * 32 + items)
+    body = (
+        struct.pack(">HH", 1, 0)
+        + called.ljust(16).encode()
+        + calling.ljust(16).encode()
+        + b"\x00" * 32
+        + items
+    )
     return struct.pack(">BBI", 0x01, 0, len(body)) + body
 
 

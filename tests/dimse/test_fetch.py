@@ -3,8 +3,8 @@ by C-MOVE to ourselves."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -30,15 +30,17 @@ def same_instances(remote: Node, local: Settings, study: str) -> None:
         want = remote.archive.instances(study_uid=study)
         assert sorted(got) == sorted(r.sop_instance_uid for r in want)
         for row in want:
-            assert dataset_bytes(archive.read_instance(got[row.sop_instance_uid])) == \
-                dataset_bytes(remote.archive.read_instance(row))
+            assert dataset_bytes(archive.read_instance(got[row.sop_instance_uid])) == dataset_bytes(
+                remote.archive.read_instance(row)
+            )
     finally:
         archive.close()
 
 
 @pytest.mark.parametrize("via", ["get", "move"])
-def test_retrieve_a_study_into_the_local_archive(start_node: Callable[..., Node], tmp_path: Path,
-                                                 via: str) -> None:
+def test_retrieve_a_study_into_the_local_archive(
+    start_node: Callable[..., Node], tmp_path: Path, via: str
+) -> None:
     port = free_port()
     remote = start_node(peers=(Peer("LOCAL", "127.0.0.1", port),))
     catalogue.load(remote.archive, tmp_path / "files")
@@ -61,10 +63,12 @@ def test_retrieve_one_series(start_node: Callable[..., Node], tmp_path: Path) ->
         archive.close()
 
 
-def test_move_to_ourselves_needs_the_peer_to_know_us(start_node: Callable[..., Node],
-                                                     tmp_path: Path) -> None:
-    remote = start_node()                                   # LOCAL is not one of its peers
+def test_move_to_ourselves_needs_the_peer_to_know_us(
+    start_node: Callable[..., Node], tmp_path: Path
+) -> None:
+    remote = start_node()  # LOCAL is not one of its peers
     catalogue.load(remote.archive, tmp_path / "files")
-    report = retrieve_into_archive(local_settings(tmp_path, free_port()), peer(remote),
-                                   study_uid("B"), None, "move")
+    report = retrieve_into_archive(
+        local_settings(tmp_path, free_port()), peer(remote), study_uid("B"), None, "move"
+    )
     assert (report.status, report.completed) == (0xA801, 0)

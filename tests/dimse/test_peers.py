@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from pydicom.dataset import Dataset
@@ -26,12 +26,22 @@ EVERYTHING_KNOWN = {s: "known" for s in ("echo", "store", "find", "move", "get")
 # ----------------------------------------------------------------- policy (no network)
 def test_default_policy_on_loopback_lets_every_caller_do_everything() -> None:
     assert Settings(host="127.0.0.1").access_policy() == {
-        "echo": "any", "store": "any", "find": "any", "move": "any", "get": "any"}
+        "echo": "any",
+        "store": "any",
+        "find": "any",
+        "move": "any",
+        "get": "any",
+    }
 
 
 def test_default_policy_beyond_loopback_is_known_peers_except_echo() -> None:
     assert Settings(host="0.0.0.0").access_policy() == {
-        "echo": "any", "store": "known", "find": "known", "move": "known", "get": "known"}
+        "echo": "any",
+        "store": "known",
+        "find": "known",
+        "move": "known",
+        "get": "known",
+    }
 
 
 def test_policy_is_configurable_per_service() -> None:
@@ -40,23 +50,28 @@ def test_policy_is_configurable_per_service() -> None:
 
 
 def test_known_rule_admits_listed_peers_only() -> None:
-    access = AccessControl(Settings(peers=(Peer("CT1", "127.0.0.1", 104),),
-                                    access={"store": "known"}))
+    access = AccessControl(
+        Settings(peers=(Peer("CT1", "127.0.0.1", 104),), access={"store": "known"})
+    )
     assert access.allowed("store", "CT1", "127.0.0.1")
-    assert access.allowed("store", "CT1 ", "127.0.0.1")        # AE titles are space-padded
+    assert access.allowed("store", "CT1 ", "127.0.0.1")  # AE titles are space-padded
     assert not access.allowed("store", "CT2", "127.0.0.1")
-    assert not access.allowed("store", "ct1", "127.0.0.1")      # AE titles are case-sensitive
-    assert access.allowed("find", "ANYONE", "127.0.0.1")        # loopback default: any
+    assert not access.allowed("store", "ct1", "127.0.0.1")  # AE titles are case-sensitive
+    assert access.allowed("find", "ANYONE", "127.0.0.1")  # loopback default: any
 
 
 def test_peer_host_check_refuses_a_known_title_from_elsewhere() -> None:
-    settings = Settings(peers=(Peer("CT1", "192.0.2.10", 104),), access={"store": "known"},
-                        check_peer_host=True)
+    settings = Settings(
+        peers=(Peer("CT1", "192.0.2.10", 104),), access={"store": "known"}, check_peer_host=True
+    )
     access = AccessControl(settings)
     assert access.allowed("store", "CT1", "192.0.2.10")
     assert not access.allowed("store", "CT1", "192.0.2.11")
-    loopback = AccessControl(Settings(peers=(Peer("WS", "localhost", 104),),
-                                      access={"store": "known"}, check_peer_host=True))
+    loopback = AccessControl(
+        Settings(
+            peers=(Peer("WS", "localhost", 104),), access={"store": "known"}, check_peer_host=True
+        )
+    )
     assert loopback.allowed("store", "WS", "127.0.0.1")
 
 
@@ -95,38 +110,51 @@ def test_unknown_caller_is_refused_every_service_with_0124(guarded: Node, tmp_pa
     assert report.sent == 0 and report.failed[0][1] == "status 0x0124"
     with pytest.raises(scu.SCUError, match="0x0124"):
         scu.find(node_peer, _study(""), calling_aet="STRANGER")
-    got = scu.get(node_peer, _study(study_uid("B")), lambda event: 0,
-                  scu.common_storage_classes(), calling_aet="STRANGER")
+    got = scu.get(
+        node_peer,
+        _study(study_uid("B")),
+        lambda event: 0,
+        scu.common_storage_classes(),
+        calling_aet="STRANGER",
+    )
     assert (got.status, got.completed) == (NOT_AUTHORIZED, 0)
     moved = scu.move(node_peer, _study(study_uid("B")), "KNOWN", calling_aet="STRANGER")
     assert (moved.status, moved.completed) == (NOT_AUTHORIZED, 0)
     assert guarded.archive.counts()["image"] == catalogue.instance_count()
 
 
-def test_unknown_caller_is_refused_by_dcmtk_storescu(dcmtk_tools: None, guarded: Node,
-                                                     tmp_path: Path) -> None:
+def test_unknown_caller_is_refused_by_dcmtk_storescu(
+    dcmtk_tools: None, guarded: Node, tmp_path: Path
+) -> None:
     path = write_study(StudySpec(instances_per_series=1), tmp_path / "in")[0]
     done = dcmtk.run("storescu", "-v", "-aet", "STRANGER", *address(guarded), str(path))
     assert re.search(r"Store Response \(.*0x0?124\)", done.stdout + done.stderr)
     assert guarded.archive.counts()["image"] == catalogue.instance_count()
 
 
-def test_known_caller_may_use_every_service(dcmtk_tools: None, guarded: Node,
-                                            tmp_path: Path) -> None:
+def test_known_caller_may_use_every_service(
+    dcmtk_tools: None, guarded: Node, tmp_path: Path
+) -> None:
     node_peer = peer(guarded)
     assert scu.echo(node_peer, "KNOWN") == 0
     path = write_study(StudySpec(instances_per_series=1), tmp_path / "in")[0]
     assert scu.send(node_peer, [path], "KNOWN").sent == 1
     assert len(scu.find(node_peer, _study(""), calling_aet="KNOWN")) == len(catalogue.ENTRIES) + 1
-    got = scu.get(node_peer, _study(study_uid("B")), lambda event: 0,
-                  scu.common_storage_classes(), calling_aet="KNOWN")
+    got = scu.get(
+        node_peer,
+        _study(study_uid("B")),
+        lambda event: 0,
+        scu.common_storage_classes(),
+        calling_aet="KNOWN",
+    )
     assert (got.status, got.completed) == (0, 1)
     run_ok("echoscu", "-aet", "KNOWN", *address(guarded))
 
 
 def test_c_move_destination_must_be_known_even_when_anyone_may_move(
-        start_node: Callable[..., Node], tmp_path: Path) -> None:
-    node = start_node()                                    # loopback: move is "any"
+    start_node: Callable[..., Node], tmp_path: Path
+) -> None:
+    node = start_node()  # loopback: move is "any"
     catalogue.load(node.archive, tmp_path / "catalogue")
     report = scu.move(peer(node), _study(study_uid("B")), "STRANGER", calling_aet="ANYONE")
     assert (report.status, report.completed) == (0xA801, 0)

@@ -12,9 +12,10 @@ import struct
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from pydicom import dcmread
@@ -59,13 +60,25 @@ PresentationContexts = MROnly
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """A node holding one study: 3 CT images (Explicit VR LE) and an RLE MR image."""
     folder = tmp_path_factory.mktemp("requestor")
-    running = Node(Settings(data=folder / "data", dicom_port=free_port(), http_port=free_port(),
-                            index_url=f"sqlite:///{folder}/i.sqlite"))
+    running = Node(
+        Settings(
+            data=folder / "data",
+            dicom_port=free_port(),
+            http_port=free_port(),
+            index_url=f"sqlite:///{folder}/i.sqlite",
+        )
+    )
     running.start(http=False)
     try:
-        ct = write_study(StudySpec(instances_per_series=3, rows=256, columns=256,
-                                   study_uid="1.2.826.0.1.3680043.10.1386.9.77"),
-                         folder / "ct")
+        ct = write_study(
+            StudySpec(
+                instances_per_series=3,
+                rows=256,
+                columns=256,
+                study_uid="1.2.826.0.1.3680043.10.1386.9.77",
+            ),
+            folder / "ct",
+        )
         [mr] = samples.write_samples(folder / "mr", [RLE]).values()
         ds = dcmread(mr)
         ds.StudyInstanceUID = "1.2.826.0.1.3680043.10.1386.9.77"
@@ -82,8 +95,9 @@ def files(node: Node, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """The node's study as Part 10 files: 3 CT (Explicit VR LE) then 1 MR (RLE)."""
     folder = tmp_path_factory.mktemp("files")
     out = []
-    for n, row in enumerate(sorted(node.archive.instances(),
-                                   key=lambda r: (r.sop_class_uid, r.sop_instance_uid))):
+    for n, row in enumerate(
+        sorted(node.archive.instances(), key=lambda r: (r.sop_class_uid, r.sop_instance_uid))
+    ):
         path = folder / f"{n}.dcm"
         path.write_bytes(node.archive.read_instance(row))
         out.append(path)
@@ -114,10 +128,22 @@ def storescp_with_profile(folder: Path, aet: str, config: str, profile: str) -> 
     folder.mkdir(parents=True, exist_ok=True)
     (folder.parent / "storescp.cfg").write_text(config)
     port = free_port()
-    proc = subprocess.Popen([dcmtk.tool("storescp"), "--aetitle", aet, "--output-directory",
-                             str(folder), "--bit-preserving", "--config-file",
-                             str(folder.parent / "storescp.cfg"), profile, str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            dcmtk.tool("storescp"),
+            "--aetitle",
+            aet,
+            "--output-directory",
+            str(folder),
+            "--bit-preserving",
+            "--config-file",
+            str(folder.parent / "storescp.cfg"),
+            profile,
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert scu.echo(_wait_for(port, proc, aet)) == 0x0000
         yield port
@@ -175,19 +201,22 @@ def failed_uids(identifier: Any) -> list[str]:
 
 # ------------------------------------------------------------------- isthmus send
 def test_requestor_send_to_storescp_with_4096_byte_pdus(
-        dcmtk_tools: None, storescp: Callable[..., dcmtk.StoreSCP], files: list[Path]) -> None:
+    dcmtk_tools: None, storescp: Callable[..., dcmtk.StoreSCP], files: list[Path]
+) -> None:
     scp = storescp("--max-pdu", "4096", "--accept-all")
     report = scu.send(peer_of(scp), files)
     assert (report.sent, report.failed) == (len(files), [])
     got = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in scp.received()}
     for path in files:
         sent = dcmread(path, stop_before_pixels=True)
-        assert dataset_bytes(got[str(sent.SOPInstanceUID)].read_bytes()) == \
-            dataset_bytes(path.read_bytes())
+        assert dataset_bytes(got[str(sent.SOPInstanceUID)].read_bytes()) == dataset_bytes(
+            path.read_bytes()
+        )
 
 
 def test_requestor_send_reports_each_file_of_a_class_the_peer_refuses(
-        dcmtk_tools: None, files: list[Path], tmp_path: Path) -> None:
+    dcmtk_tools: None, files: list[Path], tmp_path: Path
+) -> None:
     plain_mr = samples.write_samples(tmp_path / "mr", [EXPLICIT_LE])[EXPLICIT_LE]
     with storescp_with_profile(tmp_path / "out", "MRONLY", MR_ONLY, "MR") as port:
         report = scu.send(Peer("MRONLY", "127.0.0.1", port), [*files, plain_mr])
@@ -199,12 +228,14 @@ def test_requestor_send_reports_each_file_of_a_class_the_peer_refuses(
     assert sorted(refused) == sorted(p.name for p in ct)
     assert all("accepted no transfer syntax" in reason for reason in refused.values())
     mr = [p for p in files if p not in ct] + [plain_mr]
-    assert sorted(str(dcmread(p).SOPInstanceUID) for p in (tmp_path / "out").iterdir()) == \
-        sorted(str(dcmread(p).SOPInstanceUID) for p in mr)
+    assert sorted(str(dcmread(p).SOPInstanceUID) for p in (tmp_path / "out").iterdir()) == sorted(
+        str(dcmread(p).SOPInstanceUID) for p in mr
+    )
 
 
 def test_requestor_send_to_a_peer_refusing_associations_says_so(
-        dcmtk_tools: None, storescp: Callable[..., dcmtk.StoreSCP], files: list[Path]) -> None:
+    dcmtk_tools: None, storescp: Callable[..., dcmtk.StoreSCP], files: list[Path]
+) -> None:
     scp = storescp("--refuse")
     with pytest.raises(scu.SCUError, match="rejected the association"):
         scu.send(peer_of(scp), files)
@@ -212,8 +243,8 @@ def test_requestor_send_to_a_peer_refusing_associations_says_so(
 
 @pytest.mark.parametrize("option", ["--abort-during", "--abort-after"])
 def test_requestor_send_to_a_peer_aborting_mid_transfer_fails_every_file_cleanly(
-        dcmtk_tools: None, storescp: Callable[..., dcmtk.StoreSCP], files: list[Path],
-        option: str) -> None:
+    dcmtk_tools: None, storescp: Callable[..., dcmtk.StoreSCP], files: list[Path], option: str
+) -> None:
     scp = storescp(option, "--accept-all")
     report = scu.send(peer_of(scp), files)
     assert report.sent == 0
@@ -226,19 +257,22 @@ def test_requestor_send_to_a_peer_aborting_mid_transfer_fails_every_file_cleanly
 
 # ------------------------------------------------------------ C-MOVE sub-operations
 def test_requestor_move_to_storescp_with_4096_byte_pdus(
-        dcmtk_tools: None, storescp: Callable[..., dcmtk.StoreSCP], node: Node) -> None:
+    dcmtk_tools: None, storescp: Callable[..., dcmtk.StoreSCP], node: Node
+) -> None:
     scp = storescp("--max-pdu", "4096", "--accept-all", aet="SMALLPDU")
     status, _identifier = move(node, peer_of(scp))
     assert (status.Status, status.NumberOfCompletedSuboperations) == (0x0000, 4)
     got = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID): p for p in scp.received()}
     assert len(got) == 4
-    for row in node.archive.instances():                      # as stored, RLE included
-        assert dataset_bytes(got[row.sop_instance_uid].read_bytes()) == \
-            dataset_bytes(node.archive.read_instance(row))
+    for row in node.archive.instances():  # as stored, RLE included
+        assert dataset_bytes(got[row.sop_instance_uid].read_bytes()) == dataset_bytes(
+            node.archive.read_instance(row)
+        )
 
 
 def test_requestor_move_to_an_implicit_only_storescp_transcodes(
-        dcmtk_tools: None, storescp: Callable[..., dcmtk.StoreSCP], node: Node) -> None:
+    dcmtk_tools: None, storescp: Callable[..., dcmtk.StoreSCP], node: Node
+) -> None:
     scp = storescp("--implicit", aet="IMPLICIT")
     status, _identifier = move(node, peer_of(scp))
     assert (status.Status, status.NumberOfCompletedSuboperations) == (0x0000, 4)
@@ -250,26 +284,33 @@ def test_requestor_move_to_an_implicit_only_storescp_transcodes(
 
 
 def test_requestor_move_to_a_storescp_refusing_a_sop_class_ends_in_b000(
-        dcmtk_tools: None, node: Node, tmp_path: Path) -> None:
+    dcmtk_tools: None, node: Node, tmp_path: Path
+) -> None:
     with storescp_with_profile(tmp_path / "out", "MRONLY", MR_ONLY, "MR") as port:
         status, identifier = move(node, Peer("MRONLY", "127.0.0.1", port))
     ct = sorted(r.sop_instance_uid for r in node.archive.instances() if r.sop_class_uid == CT)
-    assert (status.Status, status.NumberOfCompletedSuboperations,
-            status.NumberOfFailedSuboperations) == (0xB000, 1, 3)
-    assert failed_uids(identifier) == ct                  # the RLE MR went decompressed
+    assert (
+        status.Status,
+        status.NumberOfCompletedSuboperations,
+        status.NumberOfFailedSuboperations,
+    ) == (0xB000, 1, 3)
+    assert failed_uids(identifier) == ct  # the RLE MR went decompressed
     [written] = (tmp_path / "out").iterdir()
     assert dcmread(written).file_meta.TransferSyntaxUID in (EXPLICIT_LE, IMPLICIT_LE)
 
 
 @pytest.mark.parametrize("option", ["--refuse", "--abort-during", "--abort-after"])
 def test_requestor_move_to_a_peer_refusing_or_aborting_fails_with_a702_and_the_list(
-        dcmtk_tools: None, storescp: Callable[..., dcmtk.StoreSCP], node: Node,
-        option: str) -> None:
+    dcmtk_tools: None, storescp: Callable[..., dcmtk.StoreSCP], node: Node, option: str
+) -> None:
     scp = storescp(option, "--accept-all", aet="BROKEN")
     status, identifier = move(node, peer_of(scp))
     everything = sorted(r.sop_instance_uid for r in node.archive.instances())
-    assert (status.Status, status.NumberOfCompletedSuboperations,
-            status.NumberOfFailedSuboperations) == (0xA702, 0, 4)
+    assert (
+        status.Status,
+        status.NumberOfCompletedSuboperations,
+        status.NumberOfFailedSuboperations,
+    ) == (0xA702, 0, 4)
     assert failed_uids(identifier) == everything
 
 
@@ -296,7 +337,7 @@ class FakeSCP:
         with sock:
             kind, body = read_pdu(sock)
             if not self.answer:
-                return                                   # close without any answer
+                return  # close without any answer
             sock.sendall(_associate_ac(body, self.max_length))
             command = b""
             while True:
@@ -309,7 +350,7 @@ class FakeSCP:
                 pos = 0
                 while pos < len(body):
                     length, context, control = struct.unpack_from(">IBB", body, pos)
-                    fragment = body[pos + 6:pos + 4 + length]
+                    fragment = body[pos + 6 : pos + 4 + length]
                     self.fragments.append(len(fragment))
                     pos += 4 + length
                     if control & 1:
@@ -333,12 +374,12 @@ def _associate_ac(rq_body: bytes, max_length: int) -> bytes:
     """Accept every proposed context with its first transfer syntax (PS3.8 9.3.3)."""
     items, pos = _item(0x10, b"1.2.840.10008.3.1.1.1"), 68
     while pos < len(rq_body):
-        kind, length = rq_body[pos], struct.unpack(">H", rq_body[pos + 2:pos + 4])[0]
+        kind, length = rq_body[pos], struct.unpack(">H", rq_body[pos + 2 : pos + 4])[0]
         if kind == 0x20:
             context, sub = rq_body[pos + 4], pos + 8
             while rq_body[sub] != 0x40:
-                sub += 4 + struct.unpack(">H", rq_body[sub + 2:sub + 4])[0]
-            ts = rq_body[sub + 4:sub + 4 + struct.unpack(">H", rq_body[sub + 2:sub + 4])[0]]
+                sub += 4 + struct.unpack(">H", rq_body[sub + 2 : sub + 4])[0]
+            ts = rq_body[sub + 4 : sub + 4 + struct.unpack(">H", rq_body[sub + 2 : sub + 4])[0]]
             items += _item(0x21, bytes([context, 0, 0, 0]) + _item(0x40, ts))
         pos += 4 + length
     items += _item(0x50, _item(0x51, struct.pack(">I", max_length)) + _item(0x52, b"1.2.3"))
@@ -351,15 +392,20 @@ def _store_rsp(context: int, command: bytes) -> bytes:
     fields, pos = {}, 12
     while pos + 8 <= len(command):
         element, length = struct.unpack_from("<HI", command, pos + 2)
-        fields[element] = command[pos + 8:pos + 8 + length]
+        fields[element] = command[pos + 8 : pos + 8 + length]
         pos += 8 + length
 
     def element(number: int, value: bytes) -> bytes:
         return struct.pack("<HHI", 0, number, len(value)) + value
 
-    rsp = (element(0x0002, fields[0x0002]) + element(0x0100, b"\x01\x80")
-           + element(0x0120, fields[0x0110]) + element(0x0800, b"\x01\x01")
-           + element(0x0900, b"\x00\x00") + element(0x1000, fields[0x1000]))
+    rsp = (
+        element(0x0002, fields[0x0002])
+        + element(0x0100, b"\x01\x80")
+        + element(0x0120, fields[0x0110])
+        + element(0x0800, b"\x01\x01")
+        + element(0x0900, b"\x00\x00")
+        + element(0x1000, fields[0x1000])
+    )
     rsp = element(0x0000, struct.pack("<I", len(rsp))) + rsp
     pdv = struct.pack(">IBB", len(rsp) + 2, context, 3) + rsp
     return struct.pack(">BBI", 0x04, 0, len(pdv)) + pdv
@@ -367,20 +413,22 @@ def _store_rsp(context: int, command: bytes) -> bytes:
 
 @pytest.mark.parametrize("max_length", [8, 4097, 16383, 0])
 def test_requestor_fragments_to_the_peer_maximum_in_even_lengths(
-        files: list[Path], max_length: int) -> None:
+    files: list[Path], max_length: int
+) -> None:
     """PS3.8 D.1 bounds each P-DATA-TF; DICOM data is even (DCMTK aborts on odd PDVs),
     so an odd maximum still yields even fragments.  0 means no maximum."""
     path = files[0]
     data = path.read_bytes()
     fake = FakeSCP(max_length)
-    requestor = Requestor(Peer("FAKE", "127.0.0.1", fake.port), "SENDER",
-                          [(CT, [EXPLICIT_LE])]).open()
+    requestor = Requestor(
+        Peer("FAKE", "127.0.0.1", fake.port), "SENDER", [(CT, [EXPLICIT_LE])]
+    ).open()
     try:
         context = requestor.context_for(CT, EXPLICIT_LE)
         assert context is not None
         uid = str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
-        if max_length == 8:           # 2 bytes a PDU: a small data set is enough
-            data = data[:len(data) - len(dataset_bytes(data))] + b"\x08\x00\x60\x00CS\x02\x00CT"
+        if max_length == 8:  # 2 bytes a PDU: a small data set is enough
+            data = data[: len(data) - len(dataset_bytes(data))] + b"\x08\x00\x60\x00CS\x02\x00CT"
         assert requestor.store(context, CT, uid, memoryview(dataset_bytes(data))) == 0x0000
     finally:
         requestor.release()
@@ -392,8 +440,7 @@ def test_requestor_fragments_to_the_peer_maximum_in_even_lengths(
 
 
 @pytest.mark.parametrize("max_length", [1, 6, 7])
-def test_requestor_refuses_a_peer_whose_maximum_pdu_length_fits_no_data(
-        max_length: int) -> None:
+def test_requestor_refuses_a_peer_whose_maximum_pdu_length_fits_no_data(max_length: int) -> None:
     fake = FakeSCP(max_length)
     try:
         with pytest.raises(AssociationFailed, match="PDUs of"):

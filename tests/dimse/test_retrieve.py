@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from pydicom import dcmread
@@ -77,12 +77,22 @@ def _peers(destinations: dict[str, dcmtk.StoreSCP]) -> tuple[Peer, ...]:
 
 
 @pytest.fixture(scope="module")
-def retrieve_node(module_index_url: str, tmp_path_factory: pytest.TempPathFactory,
-                  destinations: dict[str, dcmtk.StoreSCP]) -> Iterator[Node]:
+def retrieve_node(
+    module_index_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    destinations: dict[str, dcmtk.StoreSCP],
+) -> Iterator[Node]:
     """A node holding the catalogue plus one RLE instance, knowing both storescp."""
     folder = tmp_path_factory.mktemp("retrieve")
-    node = Node(Settings(data=folder / "data", dicom_port=free_port(), http_port=free_port(),
-                         index_url=module_index_url, peers=_peers(destinations)))
+    node = Node(
+        Settings(
+            data=folder / "data",
+            dicom_port=free_port(),
+            http_port=free_port(),
+            index_url=module_index_url,
+            peers=_peers(destinations),
+        )
+    )
     node.start(http=False)
     try:
         catalogue.load(node.archive, folder / "files")
@@ -97,11 +107,20 @@ def received_uids(scp: dcmtk.StoreSCP) -> list[str]:
     return sorted(str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in scp.received())
 
 
-def movescu(node: Node, destination: str, level: str, *keys: str, model: str = "-S",
-            ok: bool = True) -> str:
+def movescu(
+    node: Node, destination: str, level: str, *keys: str, model: str = "-S", ok: bool = True
+) -> str:
     """Run DCMTK movescu (debug log); it exits non-zero when the move fails."""
-    args = [model, "-d", "-aet", "MOVESCU", "-aem", destination,
-            "-k", f"QueryRetrieveLevel={level}"]
+    args = [
+        model,
+        "-d",
+        "-aet",
+        "MOVESCU",
+        "-aem",
+        destination,
+        "-k",
+        f"QueryRetrieveLevel={level}",
+    ]
     for key in keys:
         args += ["-k", key]
     if ok:
@@ -113,54 +132,79 @@ def movescu(node: Node, destination: str, level: str, *keys: str, model: str = "
 
 # ------------------------------------------------------------------------ movescu
 def test_movescu_study_to_storescp_with_pending_counts(
-        dcmtk_tools: None, retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]) -> None:
+    dcmtk_tools: None, retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]
+) -> None:
     log = movescu(retrieve_node, "STORESCP", "STUDY", f"StudyInstanceUID={study_uid('A')}")
     counts = responses(log)
     total = catalogue.instance_count("A")
     pending = [c for c in counts if c["status"] == 0xFF00]
     assert [(c["Remaining"], c["Completed"]) for c in pending] == [
-        (total - n, n) for n in range(1, total + 1)]
+        (total - n, n) for n in range(1, total + 1)
+    ]
     final = counts[-1]
-    assert (final["status"], final["Completed"], final["Failed"], final["Warning"]) == \
-        (0x0000, total, 0, 0)
+    assert (final["status"], final["Completed"], final["Failed"], final["Warning"]) == (
+        0x0000,
+        total,
+        0,
+        0,
+    )
     assert received_uids(received["STORESCP"]) == sorted(
-        sop_uid("A", s, n) for s in (1, 2) for n in (1, 2))
+        sop_uid("A", s, n) for s in (1, 2) for n in (1, 2)
+    )
 
 
-def test_moved_instances_are_the_stored_bytes(dcmtk_tools: None, retrieve_node: Node,
-                                              received: dict[str, dcmtk.StoreSCP]) -> None:
-    movescu(retrieve_node, "STORESCP", "SERIES", f"StudyInstanceUID={study_uid('A')}",
-            f"SeriesInstanceUID={series_uid('A', 1)}")
+def test_moved_instances_are_the_stored_bytes(
+    dcmtk_tools: None, retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]
+) -> None:
+    movescu(
+        retrieve_node,
+        "STORESCP",
+        "SERIES",
+        f"StudyInstanceUID={study_uid('A')}",
+        f"SeriesInstanceUID={series_uid('A', 1)}",
+    )
     files = received["STORESCP"].received()
     assert len(files) == 2
     for path in files:
         uid = str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
         [row] = retrieve_node.archive.instances(sop_uid=uid)
-        assert dataset_bytes(path.read_bytes()) == \
-            dataset_bytes(retrieve_node.archive.read_instance(row))
+        assert dataset_bytes(path.read_bytes()) == dataset_bytes(
+            retrieve_node.archive.read_instance(row)
+        )
 
 
 def test_movescu_patient_root_patient_level_moves_every_study(
-        dcmtk_tools: None, retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]) -> None:
+    dcmtk_tools: None, retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]
+) -> None:
     log = movescu(retrieve_node, "STORESCP", "PATIENT", "PatientID=PID0001", model="-P")
     expected = catalogue.instance_count("A") + catalogue.instance_count("B")
     assert responses(log)[-1]["Completed"] == expected
     assert len(received["STORESCP"].received()) == expected
 
 
-def test_movescu_image_level_list_of_instances(dcmtk_tools: None, retrieve_node: Node,
-                                               received: dict[str, dcmtk.StoreSCP]) -> None:
+def test_movescu_image_level_list_of_instances(
+    dcmtk_tools: None, retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]
+) -> None:
     wanted = [sop_uid("A", 1, 2), sop_uid("A", 2, 1)]
-    movescu(retrieve_node, "STORESCP", "IMAGE", f"StudyInstanceUID={study_uid('A')}",
-            f"SeriesInstanceUID={series_uid('A', 1)}\\{series_uid('A', 2)}",
-            "SOPInstanceUID=" + "\\".join(wanted))
+    movescu(
+        retrieve_node,
+        "STORESCP",
+        "IMAGE",
+        f"StudyInstanceUID={study_uid('A')}",
+        f"SeriesInstanceUID={series_uid('A', 1)}\\{series_uid('A', 2)}",
+        "SOPInstanceUID=" + "\\".join(wanted),
+    )
     assert received_uids(received["STORESCP"]) == sorted(wanted)
 
 
 def test_compressed_instance_goes_as_stored_when_accepted(
-        dcmtk_tools: None, retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]) -> None:
-    [row] = [r for r in retrieve_node.archive.instances()
-             if r.transfer_syntax_uid == "1.2.840.10008.1.2.5"]
+    dcmtk_tools: None, retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]
+) -> None:
+    [row] = [
+        r
+        for r in retrieve_node.archive.instances()
+        if r.transfer_syntax_uid == "1.2.840.10008.1.2.5"
+    ]
     movescu(retrieve_node, "STOREALL", "STUDY", f"StudyInstanceUID={row.study_instance_uid}")
     [path] = received["STOREALL"].received()
     assert dcmread(path).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.5"
@@ -169,48 +213,59 @@ def test_compressed_instance_goes_as_stored_when_accepted(
 
 
 def test_compressed_instance_is_decompressed_for_a_peer_that_wants_uncompressed(
-        dcmtk_tools: None, retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]) -> None:
-    [row] = [r for r in retrieve_node.archive.instances()
-             if r.transfer_syntax_uid == "1.2.840.10008.1.2.5"]
+    dcmtk_tools: None, retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]
+) -> None:
+    [row] = [
+        r
+        for r in retrieve_node.archive.instances()
+        if r.transfer_syntax_uid == "1.2.840.10008.1.2.5"
+    ]
     log = movescu(retrieve_node, "STORESCP", "STUDY", f"StudyInstanceUID={row.study_instance_uid}")
     assert responses(log)[-1]["status"] == 0x0000
     [path] = received["STORESCP"].received()
     got = dcmread(path)
-    assert got.SOPInstanceUID == row.sop_instance_uid          # the same instance
+    assert got.SOPInstanceUID == row.sop_instance_uid  # the same instance
     assert not got.file_meta.TransferSyntaxUID.is_compressed
     original = dcmread(BytesIO(retrieve_node.archive.read_instance(row)))
     assert (got.pixel_array == original.pixel_array).all()
 
 
 def test_movescu_to_an_unknown_destination_is_refused_with_a801(
-        dcmtk_tools: None, retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]) -> None:
-    log = movescu(retrieve_node, "NOWHERE", "STUDY", f"StudyInstanceUID={study_uid('A')}",
-                  ok=False)
+    dcmtk_tools: None, retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]
+) -> None:
+    log = movescu(retrieve_node, "NOWHERE", "STUDY", f"StudyInstanceUID={study_uid('A')}", ok=False)
     assert responses(log)[-1]["status"] == 0xA801
     assert "MoveDestinationUnknown" in log
     assert all(scp.received() == [] for scp in received.values())
 
 
 def test_move_of_an_unknown_study_completes_nothing(retrieve_node: Node) -> None:
-    report = scu.move(peer(retrieve_node), identifier("STUDY", StudyInstanceUID="1.2.3.999"),
-                      "STORESCP")
+    report = scu.move(
+        peer(retrieve_node), identifier("STUDY", StudyInstanceUID="1.2.3.999"), "STORESCP"
+    )
     assert (report.status, report.completed, report.failed) == (0x0000, 0, 0)
 
 
 def test_move_without_the_unique_key_of_its_level_fails(retrieve_node: Node) -> None:
-    report = scu.move(peer(retrieve_node), identifier("SERIES", StudyInstanceUID=study_uid("A")),
-                      "STORESCP")
+    report = scu.move(
+        peer(retrieve_node), identifier("SERIES", StudyInstanceUID=study_uid("A")), "STORESCP"
+    )
     assert report.status == 0xA900
 
 
 # ------------------------------------------------------- pynetdicom move, failures
-def test_pynetdicom_move_reports_progress_and_counts(retrieve_node: Node,
-                                                     received: dict[str, dcmtk.StoreSCP]) -> None:
+def test_pynetdicom_move_reports_progress_and_counts(
+    retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]
+) -> None:
     seen: list[tuple[int, int]] = []
-    report = scu.move(peer(retrieve_node), identifier("STUDY", StudyInstanceUID=study_uid("D")),
-                      "STORESCP", progress=lambda s: seen.append(
-                          (int(s.NumberOfRemainingSuboperations),
-                           int(s.NumberOfCompletedSuboperations))))
+    report = scu.move(
+        peer(retrieve_node),
+        identifier("STUDY", StudyInstanceUID=study_uid("D")),
+        "STORESCP",
+        progress=lambda s: seen.append(
+            (int(s.NumberOfRemainingSuboperations), int(s.NumberOfCompletedSuboperations))
+        ),
+    )
     assert seen == [(1, 1), (0, 2)]
     assert (report.status, report.completed, report.failed, report.warning) == (0, 2, 0, 0)
 
@@ -226,11 +281,10 @@ def damaged_node(start_node, tmp_path: Path, destinations) -> tuple[Node, str]:
 
 
 def test_move_with_a_failed_sub_operation_ends_in_b000_listing_it(
-        dcmtk_tools: None, damaged_node: tuple[Node, str],
-        received: dict[str, dcmtk.StoreSCP]) -> None:
+    dcmtk_tools: None, damaged_node: tuple[Node, str], received: dict[str, dcmtk.StoreSCP]
+) -> None:
     node, lost = damaged_node
-    report = scu.move(peer(node), identifier("STUDY", StudyInstanceUID=study_uid("A")),
-                      "STORESCP")
+    report = scu.move(peer(node), identifier("STUDY", StudyInstanceUID=study_uid("A")), "STORESCP")
     assert (report.status, report.completed, report.failed) == (0xB000, 3, 1)
     assert report.failed_uids == [lost]
     assert lost not in received_uids(received["STORESCP"])
@@ -246,10 +300,18 @@ def test_get_with_a_failed_sub_operation_ends_in_b000(damaged_node: tuple[Node, 
         got.append(str(event.dataset.SOPInstanceUID))
         return 0x0000
 
-    report = scu.get(peer(node), identifier("STUDY", StudyInstanceUID=study_uid("A")), on_store,
-                     [str(node.archive.instances()[0].sop_class_uid)])
-    assert (report.status, report.completed, report.failed, report.failed_uids) == \
-        (0xB000, 3, 1, [lost])
+    report = scu.get(
+        peer(node),
+        identifier("STUDY", StudyInstanceUID=study_uid("A")),
+        on_store,
+        [str(node.archive.instances()[0].sop_class_uid)],
+    )
+    assert (report.status, report.completed, report.failed, report.failed_uids) == (
+        0xB000,
+        3,
+        1,
+        [lost],
+    )
     assert lost not in got and len(got) == 3
 
 
@@ -263,9 +325,20 @@ def test_move_to_a_known_but_unreachable_destination_fails(start_node, tmp_path:
 
 # ------------------------------------------------------------------------ C-GET
 def test_getscu_retrieves_a_study(dcmtk_tools: None, retrieve_node: Node, tmp_path: Path) -> None:
-    log = run_ok("getscu", "-S", "-d", "-aet", "GETSCU", "-od", str(tmp_path),
-                 "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study_uid('D')}",
-                 *address(retrieve_node))
+    log = run_ok(
+        "getscu",
+        "-S",
+        "-d",
+        "-aet",
+        "GETSCU",
+        "-od",
+        str(tmp_path),
+        "-k",
+        "QueryRetrieveLevel=STUDY",
+        "-k",
+        f"StudyInstanceUID={study_uid('D')}",
+        *address(retrieve_node),
+    )
     got = sorted(str(dcmread(p).SOPInstanceUID) for p in tmp_path.iterdir())
     assert got == [sop_uid("D", 1, 1), sop_uid("D", 2, 1)]
     final = responses(log)[-1]
@@ -273,11 +346,25 @@ def test_getscu_retrieves_a_study(dcmtk_tools: None, retrieve_node: Node, tmp_pa
 
 
 def test_getscu_series_level(dcmtk_tools: None, retrieve_node: Node, tmp_path: Path) -> None:
-    run_ok("getscu", "-S", "-aet", "GETSCU", "-od", str(tmp_path),
-           "-k", "QueryRetrieveLevel=SERIES", "-k", f"StudyInstanceUID={study_uid('A')}",
-           "-k", f"SeriesInstanceUID={series_uid('A', 2)}", *address(retrieve_node))
+    run_ok(
+        "getscu",
+        "-S",
+        "-aet",
+        "GETSCU",
+        "-od",
+        str(tmp_path),
+        "-k",
+        "QueryRetrieveLevel=SERIES",
+        "-k",
+        f"StudyInstanceUID={study_uid('A')}",
+        "-k",
+        f"SeriesInstanceUID={series_uid('A', 2)}",
+        *address(retrieve_node),
+    )
     assert sorted(str(dcmread(p).SOPInstanceUID) for p in tmp_path.iterdir()) == [
-        sop_uid("A", 2, 1), sop_uid("A", 2, 2)]
+        sop_uid("A", 2, 1),
+        sop_uid("A", 2, 2),
+    ]
 
 
 def test_pynetdicom_get_receives_stored_bytes_with_counts(retrieve_node: Node) -> None:
@@ -286,20 +373,28 @@ def test_pynetdicom_get_receives_stored_bytes_with_counts(retrieve_node: Node) -
 
     def on_store(event) -> int:
         got[str(event.request.AffectedSOPInstanceUID)] = (
-            str(event.context.transfer_syntax), bytes(event.request.DataSet.getvalue()))
+            str(event.context.transfer_syntax),
+            bytes(event.request.DataSet.getvalue()),
+        )
         return 0x0000
 
-    report = scu.get(peer(retrieve_node), identifier("STUDY", StudyInstanceUID=study_uid("A")),
-                     on_store, scu.common_storage_classes(),
-                     progress=lambda s: progress.append(
-                         (int(s.NumberOfRemainingSuboperations),
-                          int(s.NumberOfCompletedSuboperations))))
+    report = scu.get(
+        peer(retrieve_node),
+        identifier("STUDY", StudyInstanceUID=study_uid("A")),
+        on_store,
+        scu.common_storage_classes(),
+        progress=lambda s: progress.append(
+            (int(s.NumberOfRemainingSuboperations), int(s.NumberOfCompletedSuboperations))
+        ),
+    )
     assert (report.status, report.completed, report.failed) == (0, 4, 0)
     assert progress == [(3, 1), (2, 2), (1, 3), (0, 4)]
     for row in retrieve_node.archive.instances(study_uid=study_uid("A")):
         syntax, data = got[row.sop_instance_uid]
-        assert (syntax, data) == (row.transfer_syntax_uid,
-                                  dataset_bytes(retrieve_node.archive.read_instance(row)))
+        assert (syntax, data) == (
+            row.transfer_syntax_uid,
+            dataset_bytes(retrieve_node.archive.read_instance(row)),
+        )
 
 
 def test_pynetdicom_get_of_a_compressed_instance_keeps_its_identity(retrieve_node: Node) -> None:
@@ -311,11 +406,17 @@ def test_pynetdicom_get_of_a_compressed_instance_keeps_its_identity(retrieve_nod
         got[str(event.request.AffectedSOPInstanceUID)] = ds
         return 0x0000
 
-    [row] = [r for r in retrieve_node.archive.instances()
-             if r.transfer_syntax_uid == "1.2.840.10008.1.2.5"]
-    report = scu.get(peer(retrieve_node),
-                     identifier("STUDY", StudyInstanceUID=row.study_instance_uid),
-                     on_store, [row.sop_class_uid])
+    [row] = [
+        r
+        for r in retrieve_node.archive.instances()
+        if r.transfer_syntax_uid == "1.2.840.10008.1.2.5"
+    ]
+    report = scu.get(
+        peer(retrieve_node),
+        identifier("STUDY", StudyInstanceUID=row.study_instance_uid),
+        on_store,
+        [row.sop_class_uid],
+    )
     assert (report.status, report.completed) == (0, 1)
     received = got[row.sop_instance_uid]
     assert received.SOPInstanceUID == row.sop_instance_uid
@@ -324,10 +425,18 @@ def test_pynetdicom_get_of_a_compressed_instance_keeps_its_identity(retrieve_nod
 
 
 def test_move_whose_every_sub_operation_fails_ends_in_a702(
-        damaged_node: tuple[Node, str], received: dict[str, dcmtk.StoreSCP]) -> None:
+    damaged_node: tuple[Node, str], received: dict[str, dcmtk.StoreSCP]
+) -> None:
     node, lost = damaged_node
-    report = scu.move(peer(node), identifier("IMAGE", StudyInstanceUID=study_uid("A"),
-                                             SeriesInstanceUID=series_uid("A", 2),
-                                             SOPInstanceUID=lost), "STORESCP")
+    report = scu.move(
+        peer(node),
+        identifier(
+            "IMAGE",
+            StudyInstanceUID=study_uid("A"),
+            SeriesInstanceUID=series_uid("A", 2),
+            SOPInstanceUID=lost,
+        ),
+        "STORESCP",
+    )
     assert (report.status, report.completed, report.failed) == (0xA702, 0, 1)
     assert report.failed_uids == [lost]

@@ -22,21 +22,25 @@ def keys_of(responses: list[Dataset]) -> set[str]:
 
 
 # ------------------------------------------------------------------- Study Root, STUDY
-@pytest.mark.parametrize("match, expected", [
-    ("PatientName=smith*", {"A", "B", "C"}),             # PN: case-insensitive
-    ("PatientName=SMITH^JOHN", {"A", "B"}),
-    ("AccessionNumber=ACC?", {"A", "B", "C", "D", "E"}),  # wildcard ?
-    ("StudyDescription=*ABDOMEN", {"D", "E"}),            # wildcard *
-    ("StudyDate=20200101-", {"B", "C", "D", "E"}),        # open-ended ranges and A-B
-    ("StudyDate=-20201231", {"A", "B", "C", "E", "F"}),
-    ("StudyDate=20200101-20201231", {"B", "C", "E"}),
-    ("StudyTime=0800-0900", {"A"}),
-    (f"StudyInstanceUID={study_uid('A')}\\{study_uid('F')}", {"A", "F"}),  # list of UIDs
-    ("ModalitiesInStudy=MR", {"B"}),
-    ("InstitutionName=OTHER*", {"D"}),                    # not an indexed column
-])
-def test_findscu_study_level_matching(dcmtk_tools: None, catalogue_node: Node, tmp_path: Path,
-                                      match: str, expected: set[str]) -> None:
+@pytest.mark.parametrize(
+    "match, expected",
+    [
+        ("PatientName=smith*", {"A", "B", "C"}),  # PN: case-insensitive
+        ("PatientName=SMITH^JOHN", {"A", "B"}),
+        ("AccessionNumber=ACC?", {"A", "B", "C", "D", "E"}),  # wildcard ?
+        ("StudyDescription=*ABDOMEN", {"D", "E"}),  # wildcard *
+        ("StudyDate=20200101-", {"B", "C", "D", "E"}),  # open-ended ranges and A-B
+        ("StudyDate=-20201231", {"A", "B", "C", "E", "F"}),
+        ("StudyDate=20200101-20201231", {"B", "C", "E"}),
+        ("StudyTime=0800-0900", {"A"}),
+        (f"StudyInstanceUID={study_uid('A')}\\{study_uid('F')}", {"A", "F"}),  # list of UIDs
+        ("ModalitiesInStudy=MR", {"B"}),
+        ("InstitutionName=OTHER*", {"D"}),  # not an indexed column
+    ],
+)
+def test_findscu_study_level_matching(
+    dcmtk_tools: None, catalogue_node: Node, tmp_path: Path, match: str, expected: set[str]
+) -> None:
     keys = [match] if match.startswith("StudyInstanceUID=") else [match, "StudyInstanceUID"]
     responses, _ = findscu(catalogue_node, tmp_path, "STUDY", *keys)
     assert keys_of(responses) == expected
@@ -45,64 +49,124 @@ def test_findscu_study_level_matching(dcmtk_tools: None, catalogue_node: Node, t
 
 
 def test_findscu_returns_requested_keys_including_non_indexed_ones(
-        dcmtk_tools: None, catalogue_node: Node, tmp_path: Path) -> None:
-    responses, _ = findscu(catalogue_node, tmp_path, "STUDY", "AccessionNumber=ACC4",
-                           "StudyInstanceUID", "PatientName", "StudyDate", "InstitutionName",
-                           "ModalitiesInStudy", "NumberOfStudyRelatedInstances")
+    dcmtk_tools: None, catalogue_node: Node, tmp_path: Path
+) -> None:
+    responses, _ = findscu(
+        catalogue_node,
+        tmp_path,
+        "STUDY",
+        "AccessionNumber=ACC4",
+        "StudyInstanceUID",
+        "PatientName",
+        "StudyDate",
+        "InstitutionName",
+        "ModalitiesInStudy",
+        "NumberOfStudyRelatedInstances",
+    )
     [r] = responses
     assert str(r.PatientName) == "DOE^JANE"
     assert r.StudyDate == "20210101"
     assert r.InstitutionName == "OTHER HOSPITAL"
     assert list(r.ModalitiesInStudy) == ["CT", "SR"]
     assert int(r.NumberOfStudyRelatedInstances) == 2
-    assert "SeriesDescription" not in r                  # only what was asked for
+    assert "SeriesDescription" not in r  # only what was asked for
 
 
-def test_findscu_study_root_series_and_image_levels(dcmtk_tools: None, catalogue_node: Node,
-                                                    tmp_path: Path) -> None:
-    series, _ = findscu(catalogue_node, tmp_path, "SERIES", f"StudyInstanceUID={study_uid('D')}",
-                        "SeriesInstanceUID", "Modality=SR", "NumberOfSeriesRelatedInstances")
-    assert [(s.SeriesInstanceUID, s.Modality, int(s.NumberOfSeriesRelatedInstances))
-            for s in series] == [(series_uid("D", 2), "SR", 1)]
-    images, _ = findscu(catalogue_node, tmp_path, "IMAGE", f"StudyInstanceUID={study_uid('A')}",
-                        f"SeriesInstanceUID={series_uid('A', 1)}", "SOPInstanceUID",
-                        "InstanceNumber")
+def test_findscu_study_root_series_and_image_levels(
+    dcmtk_tools: None, catalogue_node: Node, tmp_path: Path
+) -> None:
+    series, _ = findscu(
+        catalogue_node,
+        tmp_path,
+        "SERIES",
+        f"StudyInstanceUID={study_uid('D')}",
+        "SeriesInstanceUID",
+        "Modality=SR",
+        "NumberOfSeriesRelatedInstances",
+    )
+    assert [
+        (s.SeriesInstanceUID, s.Modality, int(s.NumberOfSeriesRelatedInstances)) for s in series
+    ] == [(series_uid("D", 2), "SR", 1)]
+    images, _ = findscu(
+        catalogue_node,
+        tmp_path,
+        "IMAGE",
+        f"StudyInstanceUID={study_uid('A')}",
+        f"SeriesInstanceUID={series_uid('A', 1)}",
+        "SOPInstanceUID",
+        "InstanceNumber",
+    )
     assert sorted((i.SOPInstanceUID, int(i.InstanceNumber)) for i in images) == [
-        (sop_uid("A", 1, 1), 1), (sop_uid("A", 1, 2), 2)]
+        (sop_uid("A", 1, 1), 1),
+        (sop_uid("A", 1, 2), 2),
+    ]
 
 
 # ----------------------------------------------------------------------- Patient Root
-def test_findscu_patient_root_at_all_four_levels(dcmtk_tools: None, catalogue_node: Node,
-                                                 tmp_path: Path) -> None:
-    patients, _ = findscu(catalogue_node, tmp_path, "PATIENT", "PatientName=smith*", "PatientID",
-                          "NumberOfPatientRelatedStudies", model="-P")
+def test_findscu_patient_root_at_all_four_levels(
+    dcmtk_tools: None, catalogue_node: Node, tmp_path: Path
+) -> None:
+    patients, _ = findscu(
+        catalogue_node,
+        tmp_path,
+        "PATIENT",
+        "PatientName=smith*",
+        "PatientID",
+        "NumberOfPatientRelatedStudies",
+        model="-P",
+    )
     assert sorted((p.PatientID, int(p.NumberOfPatientRelatedStudies)) for p in patients) == [
-        ("PID0001", 2), ("PID0002", 1)]
-    studies, _ = findscu(catalogue_node, tmp_path, "STUDY", "PatientID=PID0001",
-                         "StudyInstanceUID", "StudyDate=20200101-", model="-P")
+        ("PID0001", 2),
+        ("PID0002", 1),
+    ]
+    studies, _ = findscu(
+        catalogue_node,
+        tmp_path,
+        "STUDY",
+        "PatientID=PID0001",
+        "StudyInstanceUID",
+        "StudyDate=20200101-",
+        model="-P",
+    )
     assert keys_of(studies) == {"B"}
-    series, _ = findscu(catalogue_node, tmp_path, "SERIES", "PatientID=PID0001",
-                        f"StudyInstanceUID={study_uid('A')}", "SeriesInstanceUID",
-                        "SeriesNumber=2", model="-P")
+    series, _ = findscu(
+        catalogue_node,
+        tmp_path,
+        "SERIES",
+        "PatientID=PID0001",
+        f"StudyInstanceUID={study_uid('A')}",
+        "SeriesInstanceUID",
+        "SeriesNumber=2",
+        model="-P",
+    )
     assert [s.SeriesInstanceUID for s in series] == [series_uid("A", 2)]
     wanted = f"{sop_uid('A', 2, 1)}\\{sop_uid('A', 2, 2)}\\1.2.3.4"
-    images, _ = findscu(catalogue_node, tmp_path, "IMAGE", "PatientID=PID0001",
-                        f"StudyInstanceUID={study_uid('A')}",
-                        f"SeriesInstanceUID={series_uid('A', 2)}", f"SOPInstanceUID={wanted}",
-                        model="-P")
+    images, _ = findscu(
+        catalogue_node,
+        tmp_path,
+        "IMAGE",
+        "PatientID=PID0001",
+        f"StudyInstanceUID={study_uid('A')}",
+        f"SeriesInstanceUID={series_uid('A', 2)}",
+        f"SOPInstanceUID={wanted}",
+        model="-P",
+    )
     assert sorted(i.SOPInstanceUID for i in images) == [sop_uid("A", 2, 1), sop_uid("A", 2, 2)]
 
 
-@pytest.mark.parametrize("model, level, keys", [
-    ("-S", "SERIES", ["SeriesInstanceUID"]),                            # no Study Instance UID
-    ("-S", "IMAGE", [f"StudyInstanceUID={study_uid('A')}", "SOPInstanceUID"]),
-    ("-S", "SERIES", ["StudyInstanceUID=1.2.*", "SeriesInstanceUID"]),   # wildcard unique key
-    ("-P", "STUDY", ["StudyInstanceUID"]),                               # no Patient ID
-    ("-S", "PATIENT", ["PatientID"]),                                    # no such level
-])
+@pytest.mark.parametrize(
+    "model, level, keys",
+    [
+        ("-S", "SERIES", ["SeriesInstanceUID"]),  # no Study Instance UID
+        ("-S", "IMAGE", [f"StudyInstanceUID={study_uid('A')}", "SOPInstanceUID"]),
+        ("-S", "SERIES", ["StudyInstanceUID=1.2.*", "SeriesInstanceUID"]),  # wildcard unique key
+        ("-P", "STUDY", ["StudyInstanceUID"]),  # no Patient ID
+        ("-S", "PATIENT", ["PatientID"]),  # no such level
+    ],
+)
 def test_findscu_query_failing_the_hierarchical_check_gets_a_failure(
-        dcmtk_tools: None, catalogue_node: Node, tmp_path: Path, model: str, level: str,
-        keys: list[str]) -> None:
+    dcmtk_tools: None, catalogue_node: Node, tmp_path: Path, model: str, level: str, keys: list[str]
+) -> None:
     responses, log = findscu(catalogue_node, tmp_path, level, *keys, model=model)
     assert responses == []
     assert "Final Find Response (Error" in log or "Final Find Response (Failed" in log, log
@@ -129,13 +193,15 @@ def test_pynetdicom_find_with_person_name_groups(catalogue_node: Node) -> None:
 def test_pynetdicom_find_invalid_date_range_gets_a_failure_status(catalogue_node: Node) -> None:
     ae = AE(ae_title="PYNETDICOM")
     ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-    assoc = ae.associate("127.0.0.1", catalogue_node.dicom_port,
-                         ae_title=catalogue_node.settings.aet)
+    assoc = ae.associate(
+        "127.0.0.1", catalogue_node.dicom_port, ae_title=catalogue_node.settings.aet
+    )
     try:
         identifier = _identifier("STUDY", StudyDate="20201231-20200101", StudyInstanceUID="")
-        statuses = [(int(s.Status), s.get("ErrorComment", ""))
-                    for s, _ in assoc.send_c_find(identifier,
-                                                  StudyRootQueryRetrieveInformationModelFind)]
+        statuses = [
+            (int(s.Status), s.get("ErrorComment", ""))
+            for s, _ in assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind)
+        ]
     finally:
         assoc.release()
     [(code, comment)] = statuses

@@ -16,8 +16,17 @@ from pynetdicom import AE
 from isthmus.server import Node
 from isthmus.testing.generate import StudySpec, ct_instance, study, write_study
 
-from .support import (associate_rq, c_store_pdus, c_store_request, dataset_bytes, read_pdu, reset,
-                      send_raw_c_store, sop_uid_of, stored)
+from .support import (
+    associate_rq,
+    c_store_pdus,
+    c_store_request,
+    dataset_bytes,
+    read_pdu,
+    reset,
+    send_raw_c_store,
+    sop_uid_of,
+    stored,
+)
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
@@ -61,11 +70,19 @@ def _bad_uid(ds) -> bytes:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
-@pytest.mark.parametrize("make, expected", [
-    (_garbage, "C"), (_truncated, "C"), (_missing_uid, "C"), (_bad_uid, "C"),
-], ids=["garbage", "truncated", "no-sop-instance-uid", "invalid-uid"])
-def test_malformed_dataset_gets_a_failure_and_nothing_is_stored(module_node: Node, make,
-                                                                expected: str) -> None:
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (_garbage, "C"),
+        (_truncated, "C"),
+        (_missing_uid, "C"),
+        (_bad_uid, "C"),
+    ],
+    ids=["garbage", "truncated", "no-sop-instance-uid", "invalid-uid"],
+)
+def test_malformed_dataset_gets_a_failure_and_nothing_is_stored(
+    module_node: Node, make, expected: str
+) -> None:
     ds = _instance()
     ae = AE(ae_title="BROKEN")
     ae.add_requested_context(CT, EXPLICIT_LE)
@@ -75,9 +92,11 @@ def test_malformed_dataset_gets_a_failure_and_nothing_is_stored(module_node: Nod
         status = send_raw_c_store(assoc, c_store_request(CT, str(ds.SOPInstanceUID), make(ds)))
         assert f"{status:04X}".startswith(expected), f"status 0x{status:04X}"
         assert not module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))
-        good = _instance()                      # the association is still usable
-        assert send_raw_c_store(assoc, c_store_request(CT, str(good.SOPInstanceUID),
-                                                       encoded(good), 2)) == 0x0000
+        good = _instance()  # the association is still usable
+        assert (
+            send_raw_c_store(assoc, c_store_request(CT, str(good.SOPInstanceUID), encoded(good), 2))
+            == 0x0000
+        )
     finally:
         assoc.release()
     assert stored(module_node, str(good.SOPInstanceUID))[1] == encoded(good)
@@ -106,34 +125,39 @@ def _open_association(node: Node, contexts: list) -> socket.socket:
     return sock
 
 
-@pytest.mark.parametrize("contexts", [
-    [(1, CT, [EXPLICIT_LE])],
-    [(1, CT, [EXPLICIT_LE]), (3, STUDY_ROOT_FIND, [EXPLICIT_LE])],
-], ids=["storage", "storage+find"])
+@pytest.mark.parametrize(
+    "contexts",
+    [
+        [(1, CT, [EXPLICIT_LE])],
+        [(1, CT, [EXPLICIT_LE]), (3, STUDY_ROOT_FIND, [EXPLICIT_LE])],
+    ],
+    ids=["storage", "storage+find"],
+)
 @pytest.mark.parametrize("how", ["reset", "a-abort"])
-def test_association_aborted_mid_transfer_stores_nothing(module_node: Node, contexts: list,
-                                                         how: str) -> None:
-    big = _instance(rows=512)                       # 512 KB of pixel data
+def test_association_aborted_mid_transfer_stores_nothing(
+    module_node: Node, contexts: list, how: str
+) -> None:
+    big = _instance(rows=512)  # 512 KB of pixel data
     data = encoded(big)
     pdus = c_store_pdus(1, c_store_request(CT, str(big.SOPInstanceUID), data))
     assert len(pdus) > 10
     sock = _open_association(module_node, contexts)
-    for pdu in pdus[:len(pdus) // 2]:               # command and half of the dataset
+    for pdu in pdus[: len(pdus) // 2]:  # command and half of the dataset
         sock.sendall(pdu)
     if how == "reset":
         reset(sock)
     else:
-        sock.sendall(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")   # A-ABORT, service user
+        sock.sendall(b"\x07\x00\x00\x00\x00\x04\x00\x00\x00\x00")  # A-ABORT, service user
         sock.close()
-    after = _instance()                             # the node still works
+    after = _instance()  # the node still works
     sock = _open_association(module_node, contexts)
     try:
         for pdu in c_store_pdus(1, c_store_request(CT, str(after.SOPInstanceUID), encoded(after))):
             sock.sendall(pdu)
         kind, _ = read_pdu(sock)
-        assert kind == 0x04                         # the C-STORE response
+        assert kind == 0x04  # the C-STORE response
     finally:
-        sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")   # A-RELEASE-RQ
+        sock.sendall(b"\x05\x00\x00\x00\x00\x04\x00\x00\x00\x00")  # A-RELEASE-RQ
         read_pdu(sock)
         sock.close()
     assert module_node.archive.instances(sop_uid=str(after.SOPInstanceUID))
@@ -142,21 +166,27 @@ def test_association_aborted_mid_transfer_stores_nothing(module_node: Node, cont
 
 
 def test_sixteen_associations_store_at_once_without_loss_or_damage(
-        module_node: Node, tmp_path: Path) -> None:
+    module_node: Node, tmp_path: Path
+) -> None:
     associations, per_association = 16, 6
-    files = {n: write_study(StudySpec(patient_id=f"PID-C{n}", instances_per_series=per_association,
-                                      rows=128, columns=128), tmp_path / str(n))
-             for n in range(associations)}
+    files = {
+        n: write_study(
+            StudySpec(
+                patient_id=f"PID-C{n}", instances_per_series=per_association, rows=128, columns=128
+            ),
+            tmp_path / str(n),
+        )
+        for n in range(associations)
+    }
     together = threading.Barrier(associations, timeout=60)
     failures: list[str] = []
 
     def sender(n: int) -> None:
         ae = AE(ae_title=f"SENDER{n}")
         ae.add_requested_context(CT, EXPLICIT_LE)
-        assoc = ae.associate("127.0.0.1", module_node.dicom_port,
-                             ae_title=module_node.settings.aet)
+        assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
         try:
-            together.wait()                         # all sixteen are open now
+            together.wait()  # all sixteen are open now
             for path in files[n]:
                 status = assoc.send_c_store(path)
                 if not status or status.Status != 0:
@@ -187,12 +217,12 @@ def test_instance_sent_twice_concurrently_is_stored_once(module_node: Node) -> N
     def sender() -> None:
         ae = AE(ae_title="TWIN")
         ae.add_requested_context(CT, EXPLICIT_LE)
-        assoc = ae.associate("127.0.0.1", module_node.dicom_port,
-                             ae_title=module_node.settings.aet)
+        assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
         try:
             together.wait()
-            statuses.append(send_raw_c_store(assoc, c_store_request(CT, str(ds.SOPInstanceUID),
-                                                                    data)))
+            statuses.append(
+                send_raw_c_store(assoc, c_store_request(CT, str(ds.SOPInstanceUID), data))
+            )
         finally:
             assoc.release()
 

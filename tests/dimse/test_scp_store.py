@@ -32,8 +32,11 @@ STORESCU_OPTION = {
     "1.2.840.10008.1.2.4.91": "--propose-j2k-lossy",
     "1.2.840.10008.1.2.5": "--propose-rle",
 }
-COMPRESSED = [ts for ts in samples.BUNDLED if ts.startswith("1.2.840.10008.1.2.4")
-              or ts == "1.2.840.10008.1.2.5"]
+COMPRESSED = [
+    ts
+    for ts in samples.BUNDLED
+    if ts.startswith("1.2.840.10008.1.2.4") or ts == "1.2.840.10008.1.2.5"
+]
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,8 @@ def test_pynetdicom_c_echo_gets_success(module_node: Node) -> None:
 
 @pytest.mark.parametrize("syntax", list(STORESCU_OPTION))
 def test_storescu_instance_is_stored_as_sent_in_its_transfer_syntax(
-        dcmtk_tools: None, module_node: Node, sample_files: dict[str, Path], syntax: str) -> None:
+    dcmtk_tools: None, module_node: Node, sample_files: dict[str, Path], syntax: str
+) -> None:
     path = sample_files[syntax]
     run_ok("storescu", STORESCU_OPTION[syntax], *address(module_node), str(path))
     stored_syntax, stored_bytes = stored(module_node, sop_uid_of(path))
@@ -61,15 +65,17 @@ def test_storescu_instance_is_stored_as_sent_in_its_transfer_syntax(
 
 
 def test_dcmsend_stores_compressed_instances_without_decompressing(
-        dcmtk_tools: None, module_node: Node, tmp_path: Path) -> None:
+    dcmtk_tools: None, module_node: Node, tmp_path: Path
+) -> None:
     files = samples.write_samples(tmp_path, COMPRESSED)
     run_ok("dcmsend", "--decompress-never", *address(module_node), *map(str, files.values()))
     for syntax, path in files.items():
         assert stored(module_node, sop_uid_of(path)) == (syntax, dataset_bytes(path.read_bytes()))
 
 
-def test_dcmsend_uncompressed_instances_keep_their_content(dcmtk_tools: None, module_node: Node,
-                                                          tmp_path: Path) -> None:
+def test_dcmsend_uncompressed_instances_keep_their_content(
+    dcmtk_tools: None, module_node: Node, tmp_path: Path
+) -> None:
     uncompressed = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"]
     files = samples.write_samples(tmp_path, uncompressed)
     run_ok("dcmsend", *address(module_node), *map(str, files.values()))
@@ -82,17 +88,26 @@ def test_dcmsend_uncompressed_instances_keep_their_content(dcmtk_tools: None, mo
         assert (back.pixel_array == sent.pixel_array).all()
 
 
-def test_storescu_sends_a_ct_series_on_one_association(dcmtk_tools: None, module_node: Node,
-                                                       tmp_path: Path) -> None:
-    spec = StudySpec(patient_id="PID-STORESCU", series_count=2, instances_per_series=10,
-                     rows=128, columns=128)
+def test_storescu_sends_a_ct_series_on_one_association(
+    dcmtk_tools: None, module_node: Node, tmp_path: Path
+) -> None:
+    spec = StudySpec(
+        patient_id="PID-STORESCU", series_count=2, instances_per_series=10, rows=128, columns=128
+    )
     paths = write_study(spec, tmp_path)
     run_ok("storescu", *address(module_node), *map(str, paths))
     for path in paths:
         assert stored(module_node, sop_uid_of(path))[1] == dataset_bytes(path.read_bytes())
-    match = module_node.archive.find(query_from_keywords(
-        "STUDY", {"PatientID": "PID-STORESCU", "NumberOfStudyRelatedInstances": "",
-                  "NumberOfStudyRelatedSeries": ""})).matches
+    match = module_node.archive.find(
+        query_from_keywords(
+            "STUDY",
+            {
+                "PatientID": "PID-STORESCU",
+                "NumberOfStudyRelatedInstances": "",
+                "NumberOfStudyRelatedSeries": "",
+            },
+        )
+    ).matches
     assert [(m["00201206"]["Value"], m["00201208"]["Value"]) for m in match] == [([2], [20])]
 
 

@@ -22,8 +22,9 @@ def test_unreachable_peer_is_an_scu_error_naming_it() -> None:
         scu.echo(nobody)
 
 
-def test_send_reports_unreadable_files_by_name_and_sends_the_rest(module_node: Node,
-                                                                  tmp_path: Path) -> None:
+def test_send_reports_unreadable_files_by_name_and_sends_the_rest(
+    module_node: Node, tmp_path: Path
+) -> None:
     good = write_study(StudySpec(instances_per_series=2), tmp_path / "good")
     bad = tmp_path / "notes.txt"
     bad.write_text("not DICOM")

@@ -12,8 +12,8 @@ import shutil
 import subprocess
 import tarfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import uvicorn
@@ -28,9 +28,17 @@ from isthmus.testing.net import free_port
 OHIF_VERSION = "3.13.2"
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "ohif" / OHIF_VERSION
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+]
 
 
 def ohif_dist() -> Path:
@@ -42,8 +50,12 @@ def ohif_dist() -> Path:
     if npm is None:
         pytest.fail("npm is needed once to fetch @ohif/app (apt-get install npm)")
     CACHE.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run([npm, "pack", f"@ohif/app@{OHIF_VERSION}", "--pack-destination",
-                           str(CACHE), "--silent"], capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [npm, "pack", f"@ohif/app@{OHIF_VERSION}", "--pack-destination", str(CACHE), "--silent"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if done.returncode != 0:
         pytest.fail(f"npm pack @ohif/app failed: {done.stderr[-1000:]}")
     tarball = next(CACHE.glob("ohif-app-*.tgz"))
@@ -97,17 +109,21 @@ def app_config(isthmus: str) -> str:
 
 def ohif_app(dist: Path, config: str) -> Starlette:
     """OHIF's files, its app-config.js replaced, index.html for every client-side route."""
+
     async def config_js(request: Request) -> Response:
         return Response(config, media_type="application/javascript")
 
     async def spa(request: Request) -> Response:
         return FileResponse(dist / "index.html")
 
-    return Starlette(routes=[
-        Route("/app-config.js", config_js),
-        Route("/viewer", spa), Route("/viewer/{rest:path}", spa),
-        Mount("/", app=StaticFiles(directory=dist, html=True)),
-    ])
+    return Starlette(
+        routes=[
+            Route("/app-config.js", config_js),
+            Route("/viewer", spa),
+            Route("/viewer/{rest:path}", spa),
+            Mount("/", app=StaticFiles(directory=dist, html=True)),
+        ]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -120,11 +136,14 @@ class StaticServer:
 
     def __init__(self, app: Starlette) -> None:
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="off"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
+            )
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "StaticServer":
+    def __enter__(self) -> StaticServer:
         self.thread.start()
         while not self.server.started and self.thread.is_alive():
             threading.Event().wait(0.02)

@@ -10,12 +10,12 @@ import pytest
 from dicomweb_client import DICOMwebClient
 from PIL import Image
 from playwright.sync_api import sync_playwright
+from tests.ohif.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.web.conftest import node_settings
 
 from isthmus.server import Node
 from isthmus.testing.generate import StudySpec, study
 from isthmus.testing.net import free_port
-from tests.ohif.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.web.conftest import node_settings
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ohif"
 
@@ -27,11 +27,28 @@ def isthmus_for_ohif(tmp_path):
     settings = node_settings(tmp_path, cors_origins=(f"http://127.0.0.1:{ohif_port}",))
     with Node(settings) as node:
         client = DICOMwebClient(f"http://127.0.0.1:{node.http_port}/dicom-web")
-        ct = list(study(StudySpec(patient_name="OHIF^ALICE", patient_id="OHIF-CT-1",
-                                  description="CT ABDOMEN", instances_per_series=24,
-                                  rows=128, columns=128)))
-        other = list(study(StudySpec(patient_name="OHIF^BOB", patient_id="OHIF-CT-2",
-                                     description="CT HEAD", instances_per_series=2)))
+        ct = list(
+            study(
+                StudySpec(
+                    patient_name="OHIF^ALICE",
+                    patient_id="OHIF-CT-1",
+                    description="CT ABDOMEN",
+                    instances_per_series=24,
+                    rows=128,
+                    columns=128,
+                )
+            )
+        )
+        other = list(
+            study(
+                StudySpec(
+                    patient_name="OHIF^BOB",
+                    patient_id="OHIF-CT-2",
+                    description="CT HEAD",
+                    instances_per_series=2,
+                )
+            )
+        )
         client.store_instances(ct + other)
         yield node, ohif_port, ct
 
@@ -49,8 +66,14 @@ def test_ohif_lists_studies_and_renders_a_ct_series(isthmus_for_ohif, serve_ohif
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
             page.on("requestfailed", lambda r: failed_requests.append(f"{r.url} {r.failure}"))
-            page.on("response", lambda r: failed_requests.append(f"{r.status} {r.url}")
-                    if r.status >= 400 and str(node.http_port) in r.url else None)
+            page.on(
+                "response",
+                lambda r: (
+                    failed_requests.append(f"{r.status} {r.url}")
+                    if r.status >= 400 and str(node.http_port) in r.url
+                    else None
+                ),
+            )
 
             page.goto(ohif + "/", wait_until="domcontentloaded", timeout=60_000)
             page.get_by_text("CT ABDOMEN").first.wait_for(timeout=60_000)
@@ -59,8 +82,11 @@ def test_ohif_lists_studies_and_renders_a_ct_series(isthmus_for_ohif, serve_ohif
             page.screenshot(path=str(ARTIFACTS / "study-list.png"))
 
             uid = ct[0].StudyInstanceUID
-            page.goto(f"{ohif}/viewer?StudyInstanceUIDs={uid}", wait_until="domcontentloaded",
-                      timeout=60_000)
+            page.goto(
+                f"{ohif}/viewer?StudyInstanceUIDs={uid}",
+                wait_until="domcontentloaded",
+                timeout=60_000,
+            )
             canvas = page.locator(".cornerstone-canvas, canvas.cornerstone-canvas").first
             canvas.wait_for(state="visible", timeout=60_000)
             picture = _wait_for_image(page, canvas)

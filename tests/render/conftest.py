@@ -8,14 +8,13 @@ from io import BytesIO
 from pathlib import Path
 
 import numpy as np
+import pydicom.data
 import pytest
 from pydicom import dcmread
-import pydicom.data
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from isthmus.testing.generate import ROOT
-
 
 # pydicom's bundled files, read from its package folder: get_testdata_files() would also
 # try to download the external pydicom-data set, and tests never download anything.
@@ -47,7 +46,7 @@ def decodable_files() -> tuple[str, ...]:
                     names.append(path.name)
             except Exception:
                 continue
-    assert len(names) > 50, names    # the enumeration itself must not silently shrink
+    assert len(names) > 50, names  # the enumeration itself must not silently shrink
     return tuple(names)
 
 
@@ -70,8 +69,14 @@ def pixel_array(data: bytes) -> np.ndarray:
         return read(data).pixel_array
 
 
-def make_image(array: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int | None = None,
-               signed: bool | None = None, frames: int | None = None, **attributes) -> Dataset:
+def make_image(
+    array: np.ndarray,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int | None = None,
+    signed: bool | None = None,
+    frames: int | None = None,
+    **attributes,
+) -> Dataset:
     """A Secondary Capture dataset (Explicit VR LE) holding `array` as native pixel data."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import pytest
 from pydicom import uid
-from pydicom.encaps import (encapsulate, encapsulate_extended, fragment_frame, generate_frames,
-                            itemize_fragment)
+from pydicom.encaps import (
+    encapsulate,
+    encapsulate_extended,
+    fragment_frame,
+    generate_frames,
+    itemize_fragment,
+)
+from tests.render.conftest import bundled, part10, read
 
 from isthmus.render import DecodeError, get_frames, open_part10, transcode
-from tests.render.conftest import bundled, part10, read
 
 NUMBER_OF_FRAMES = 30
 
@@ -57,8 +62,11 @@ def test_fragmented_frames_without_offset_table_split_at_frame_markers(jpeg_fram
 def test_a_single_frame_in_several_fragments_is_joined(jpeg_frames) -> None:
     ds = read(bundled("SC_rgb_jpeg_dcmtk.dcm"))
     (frame,) = generate_frames(ds.PixelData, number_of_frames=1)
-    ds.PixelData = b"\xfe\xff\x00\xe0\x00\x00\x00\x00" + b"".join(
-        itemize_fragment(f) for f in fragment_frame(frame, 4)) + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    ds.PixelData = (
+        b"\xfe\xff\x00\xe0\x00\x00\x00\x00"
+        + b"".join(itemize_fragment(f) for f in fragment_frame(frame, 4))
+        + b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+    )
     (got,) = get_frames(part10(ds), [1])
     assert got.data == frame
 
@@ -66,7 +74,7 @@ def test_a_single_frame_in_several_fragments_is_joined(jpeg_frames) -> None:
 def test_a_value_that_is_not_an_item_sequence_is_reported(jpeg_frames) -> None:
     data = bytearray(with_pixel_value(encapsulate(jpeg_frames, has_bot=True)))
     value_offset = open_part10(bytes(data)).offset
-    data[value_offset:value_offset + 8] = b"\x00" * 8
+    data[value_offset : value_offset + 8] = b"\x00" * 8
     with pytest.raises(DecodeError, match="Basic Offset Table"):
         get_frames(bytes(data), [1])
 
@@ -74,7 +82,7 @@ def test_a_value_that_is_not_an_item_sequence_is_reported(jpeg_frames) -> None:
 def test_truncated_encapsulated_data_is_reported(jpeg_frames) -> None:
     value = encapsulate(jpeg_frames, has_bot=True)
     data = with_pixel_value(value)
-    cut = data[:len(data) - len(jpeg_frames[-1]) // 2 - 8]
+    cut = data[: len(data) - len(jpeg_frames[-1]) // 2 - 8]
     with pytest.raises(DecodeError, match="truncated|delimiter"):
         get_frames(cut, [NUMBER_OF_FRAMES])
 

@@ -7,11 +7,26 @@ import pytest
 from pydicom import uid
 from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import get_decoder
+from tests.render.conftest import (
+    bundled,
+    decodable_files,
+    encapsulated_files,
+    make_image,
+    native_files,
+    part10,
+    pixel_array,
+    read,
+)
 
-from isthmus.render import (FrameNotFound, NoPixelData, TranscodeError, get_frames,
-                            get_frames_at, memory_reader, open_part10)
-from tests.render.conftest import (decodable_files, encapsulated_files, make_image, native_files,
-                                   part10, pixel_array, read, bundled)
+from isthmus.render import (
+    FrameNotFound,
+    NoPixelData,
+    TranscodeError,
+    get_frames,
+    get_frames_at,
+    memory_reader,
+    open_part10,
+)
 
 EXPLICIT_LE = str(uid.ExplicitVRLittleEndian)
 
@@ -26,10 +41,10 @@ def frames_as_array(frames, data: bytes) -> np.ndarray:
     for frame in frames:
         if ds.BitsAllocated == 1:
             bits = np.unpackbits(np.frombuffer(frame.data, np.uint8), bitorder="little")
-            array = bits[:rows * columns].reshape(rows, columns)
+            array = bits[: rows * columns].reshape(rows, columns)
         else:
             dtype = np.dtype(f"<{kind}{ds.BitsAllocated // 8}")
-            array = np.frombuffer(frame.data, dtype)[:rows * columns * samples]
+            array = np.frombuffer(frame.data, dtype)[: rows * columns * samples]
             if samples == 1:
                 array = array.reshape(rows, columns)
             elif ds.get("PlanarConfiguration", 0) and not compressed:
@@ -40,14 +55,22 @@ def frames_as_array(frames, data: bytes) -> np.ndarray:
     return np.stack(arrays) if len(arrays) > 1 else arrays[0]
 
 
-@pytest.mark.parametrize("name", [n for n in decodable_files()   # native 4:2:2 just below
-                                  if n != "SC_ybr_full_422_uncompressed.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        n
+        for n in decodable_files()  # native 4:2:2 just below
+        if n != "SC_ybr_full_422_uncompressed.dcm"
+    ],
+)
 def test_decoded_frames_hold_the_same_pixels_as_pydicom(name: str) -> None:
     data = bundled(name)
     count = open_part10(data).number_of_frames
     frames = get_frames(data, list(range(1, count + 1)), EXPLICIT_LE)
-    assert all(f.media_type == "application/octet-stream" and f.transfer_syntax == EXPLICIT_LE
-               for f in frames)
+    assert all(
+        f.media_type == "application/octet-stream" and f.transfer_syntax == EXPLICIT_LE
+        for f in frames
+    )
     np.testing.assert_array_equal(frames_as_array(frames, data), pixel_array(data))
 
 
@@ -55,7 +78,7 @@ def test_native_ybr_full_422_frame_is_the_stored_subsampled_bytes() -> None:
     data = bundled("SC_ybr_full_422_uncompressed.dcm")
     ds = read(data)
     (frame,) = get_frames(data, [1])
-    assert frame.data == ds.PixelData[:ds.Rows * ds.Columns * 2]
+    assert frame.data == ds.PixelData[: ds.Rows * ds.Columns * 2]
 
 
 @pytest.mark.parametrize("name", encapsulated_files())
@@ -70,12 +93,19 @@ def test_stored_frames_of_encapsulated_data_are_its_fragments(name: str) -> None
         assert {f.transfer_syntax for f in frames} == {ds.file_meta.TransferSyntaxUID}
 
 
-@pytest.mark.parametrize("name, media_type", [
-    ("CT_small.dcm", "application/octet-stream"), ("MR_small_RLE.dcm", "image/dicom-rle"),
-    ("MR_small_jpeg_ls_lossless.dcm", "image/jls"), ("MR_small_jp2klossless.dcm", "image/jp2"),
-    ("SC_rgb_jpeg_dcmtk.dcm", "image/jpeg"), ("JPGExtended.dcm", "image/jpeg"),
-    ("SC_rgb_jpeg_gdcm.dcm", "image/jpeg"), ("MR_small_bigendian.dcm", "application/octet-stream"),
-])
+@pytest.mark.parametrize(
+    "name, media_type",
+    [
+        ("CT_small.dcm", "application/octet-stream"),
+        ("MR_small_RLE.dcm", "image/dicom-rle"),
+        ("MR_small_jpeg_ls_lossless.dcm", "image/jls"),
+        ("MR_small_jp2klossless.dcm", "image/jp2"),
+        ("SC_rgb_jpeg_dcmtk.dcm", "image/jpeg"),
+        ("JPGExtended.dcm", "image/jpeg"),
+        ("SC_rgb_jpeg_gdcm.dcm", "image/jpeg"),
+        ("MR_small_bigendian.dcm", "application/octet-stream"),
+    ],
+)
 def test_stored_frames_carry_the_media_type_of_their_transfer_syntax(name, media_type) -> None:
     (frame,) = get_frames(bundled(name), [1])
     assert frame.media_type == media_type
@@ -91,17 +121,21 @@ def test_native_frames_as_stored_are_little_endian_raw_bytes(name: str) -> None:
     assert {f.transfer_syntax for f in stored} == {EXPLICIT_LE}
 
 
-@pytest.mark.parametrize("big, little", [
-    ("MR_small_bigendian.dcm", "MR_small.dcm"),                 # 16-bit OW
-    ("rtdose_expb.dcm", "rtdose.dcm"),                          # 32-bit, 15 frames
-    ("liver_expb_1frame.dcm", "liver_1frame.dcm"),              # 1-bit
-    ("SC_rgb_small_odd_big_endian.dcm", "SC_rgb_small_odd.dcm"),  # 8-bit RGB as OW
-])
+@pytest.mark.parametrize(
+    "big, little",
+    [
+        ("MR_small_bigendian.dcm", "MR_small.dcm"),  # 16-bit OW
+        ("rtdose_expb.dcm", "rtdose.dcm"),  # 32-bit, 15 frames
+        ("liver_expb_1frame.dcm", "liver_1frame.dcm"),  # 1-bit
+        ("SC_rgb_small_odd_big_endian.dcm", "SC_rgb_small_odd.dcm"),  # 8-bit RGB as OW
+    ],
+)
 def test_big_endian_frames_are_sent_little_endian(big: str, little: str) -> None:
     count = open_part10(bundled(little)).number_of_frames
     numbers = list(range(1, count + 1))
-    assert [f.data for f in get_frames(bundled(big), numbers)] == \
-           [f.data for f in get_frames(bundled(little), numbers)]
+    assert [f.data for f in get_frames(bundled(big), numbers)] == [
+        f.data for f in get_frames(bundled(little), numbers)
+    ]
 
 
 def test_frames_come_in_the_order_asked() -> None:
@@ -129,7 +163,7 @@ def test_an_instance_without_pixel_data_has_no_frames() -> None:
 
 def test_one_bit_frames_starting_inside_a_byte_are_repacked_from_bit_zero() -> None:
     rng = np.random.default_rng(1)
-    bits = rng.integers(0, 2, size=(3, 3, 3), dtype=np.uint8)     # 9 bits per frame
+    bits = rng.integers(0, 2, size=(3, 3, 3), dtype=np.uint8)  # 9 bits per frame
     ds = make_image(bits[0], bits_stored=1)
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.NumberOfFrames = 1, 1, 0, 3
     ds.PixelData = np.packbits(bits.ravel(), bitorder="little").tobytes() + b"\x00"
@@ -156,13 +190,15 @@ def test_frames_can_be_encoded_in_another_compressed_syntax() -> None:
     assert (frame.media_type, frame.transfer_syntax) == ("image/jls", uid.JPEGLSLossless)
     assert frame.data[:2] == b"\xff\xd8"
     pixels = open_part10(data)
-    array, _ = get_decoder(uid.JPEGLSLossless).as_array(encapsulate([frame.data]),
-                                                       **pixels.decode_options())
+    array, _ = get_decoder(uid.JPEGLSLossless).as_array(
+        encapsulate([frame.data]), **pixels.decode_options()
+    )
     np.testing.assert_array_equal(array, pixel_array(data))
 
 
-@pytest.mark.parametrize("requested", [str(uid.ExplicitVRBigEndian), "1.2.3.4",
-                                       str(uid.JPEGBaseline8Bit)])
+@pytest.mark.parametrize(
+    "requested", [str(uid.ExplicitVRBigEndian), "1.2.3.4", str(uid.JPEGBaseline8Bit)]
+)
 def test_frames_refuse_syntaxes_they_cannot_be_sent_in(requested: str) -> None:
     with pytest.raises(TranscodeError):
         get_frames(bundled("CT_small.dcm"), [1], requested)
@@ -192,7 +228,7 @@ def test_get_frames_at_reads_only_the_header_and_the_asked_frame() -> None:
 @pytest.mark.parametrize("has_bot", [True, False])
 def test_get_frames_at_reads_only_item_headers_and_the_asked_frame(has_bot: bool) -> None:
     """Encapsulated data: the header, 8-byte item headers, the offset table, the frame."""
-    ds = read(bundled("rtdose_rle.dcm"))                     # 15 frames, RLE
+    ds = read(bundled("rtdose_rle.dcm"))  # 15 frames, RLE
     frames = list(generate_frames(ds.PixelData, number_of_frames=15))
     ds.PixelData = encapsulate(frames, has_bot=has_bot)
     data = part10(ds)
@@ -210,22 +246,26 @@ def test_get_frames_at_reads_only_item_headers_and_the_asked_frame(has_bot: bool
     assert reads[0] == (0, offset)
     assert values == ([4 * 15] if has_bot else []) + [len(frames[8])]
     if has_bot:
-        assert len(reads) == 5        # header, BOT item, BOT, frame item, frame
+        assert len(reads) == 5  # header, BOT item, BOT, frame item, frame
 
 
 def _archive_pixel_offset(data: bytes) -> int:
     """The pixel offset exactly as the archive computes it for InstanceRow.pixel_offset."""
     from isthmus.dicom import part10 as p10
+
     meta, dataset_bytes = p10.split_part10(data)
     header = p10.read_header(dataset_bytes, str(meta.TransferSyntaxUID))
     return len(data) - len(dataset_bytes) + header.pixel_offset
 
 
-@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_bigendian.dcm", "SC_rgb_rle_2frame.dcm",
-                                  "examples_ybr_color.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    ["CT_small.dcm", "MR_small_bigendian.dcm", "SC_rgb_rle_2frame.dcm", "examples_ybr_color.dcm"],
+)
 def test_frames_from_the_archive_use_the_pixel_offset_it_recorded(name: str, tmp_path) -> None:
     from isthmus.archive import Archive
     from isthmus.render import file_reader
+
     data = bundled(name)
     archive = Archive(f"sqlite:///{tmp_path / 'index.sqlite'}", f"file://{tmp_path / 'blobs'}")
     try:

@@ -7,16 +7,28 @@ import pytest
 from pydicom.dataset import Dataset
 
 from isthmus.render import RenderError
-from isthmus.render.grayscale import (Window, apply_window, display_values, file_window,
-                                      stored_values)
+from isthmus.render.grayscale import (
+    Window,
+    apply_window,
+    display_values,
+    file_window,
+    stored_values,
+)
 
 
 def test_linear_window_follows_the_equations_of_the_standard() -> None:
     """c=40, w=400: x <= -160 → 0; x > 239 → 255; else ((x - 39.5) / 399 + 0.5) * 255."""
     values = np.array([-1000.0, -160.0, -159.0, 40.0, 239.0, 239.5, 1000.0])
     got = apply_window(values, Window(40, 400))
-    expected = [0, 0, ((-159 - 39.5) / 399 + 0.5) * 255, (0.5 / 399 + 0.5) * 255,
-                ((239 - 39.5) / 399 + 0.5) * 255, 255, 255]
+    expected = [
+        0,
+        0,
+        ((-159 - 39.5) / 399 + 0.5) * 255,
+        (0.5 / 399 + 0.5) * 255,
+        ((239 - 39.5) / 399 + 0.5) * 255,
+        255,
+        255,
+    ]
     np.testing.assert_allclose(got, expected)
 
 
@@ -45,7 +57,7 @@ def test_an_unknown_voi_lut_function_is_refused() -> None:
 
 
 def test_stored_values_are_masked_to_bits_stored() -> None:
-    raw = np.array([0xF123, 0x0FFF, 0x1000], dtype=np.uint16)      # high bits hold garbage
+    raw = np.array([0xF123, 0x0FFF, 0x1000], dtype=np.uint16)  # high bits hold garbage
     np.testing.assert_array_equal(stored_values(raw, 12, signed=False), [0x123, 0xFFF, 0])
 
 
@@ -71,11 +83,11 @@ def test_an_unusable_window_in_the_file_falls_back_to_the_value_range() -> None:
 def test_modality_lut_sequence_replaces_rescale() -> None:
     ds = Dataset()
     item = Dataset()
-    item.LUTDescriptor = [4, 10, 16]                  # 4 entries, first stored value 10
+    item.LUTDescriptor = [4, 10, 16]  # 4 entries, first stored value 10
     item.LUTData = [0, 1000, 2000, 3000]
     item.ModalityLUTType = "HU"
     ds.ModalityLUTSequence = [item]
-    ds.WindowCenter, ds.WindowWidth = 1500, 3001      # LINEAR: 0 → 0, 3000 → 255
+    ds.WindowCenter, ds.WindowWidth = 1500, 3001  # LINEAR: 0 → 0, 3000 → 255
     shown = display_values(np.array([[9, 10, 11, 13]], np.uint16), ds, 16, False, "MONOCHROME2")
     np.testing.assert_array_equal(shown, [[0, 0, 85, 255]])
 
@@ -99,26 +111,38 @@ def test_monochrome1_shows_the_minimum_as_white() -> None:
     np.testing.assert_array_equal(m1, 255 - m2)
 
 
-def _frame_of(values: np.ndarray, shape: tuple[int, int] = (512, 512)) -> tuple[np.ndarray, np.ndarray]:
+def _frame_of(
+    values: np.ndarray, shape: tuple[int, int] = (512, 512)
+) -> tuple[np.ndarray, np.ndarray]:
     """A large frame holding every one of `values` (and only those), and where each pixel's
     value sits in `values`."""
     rng = np.random.default_rng(7)
     where = rng.integers(0, values.size, size=shape[0] * shape[1])
-    where[:values.size] = np.arange(values.size)
+    where[: values.size] = np.arange(values.size)
     return values[where].reshape(shape), where.reshape(shape)
 
 
-@pytest.mark.parametrize("dtype, bits, signed, photometric, attrs, window", [
-    (np.int16, 16, True, "MONOCHROME2", {"RescaleIntercept": -1024, "WindowCenter": 40,
-                                         "WindowWidth": 400}, None),
-    (np.uint16, 12, False, "MONOCHROME1", {"WindowCenter": 1000, "WindowWidth": 800}, None),
-    (np.uint16, 12, True, "MONOCHROME2", {"RescaleSlope": 0.5, "RescaleIntercept": 3}, None),
-    (np.uint16, 16, False, "MONOCHROME2", {}, Window(300, 700, "SIGMOID")),
-    (np.int16, 16, True, "MONOCHROME2", {}, Window(-50.5, 300.5, "LINEAR_EXACT")),
-    (np.uint8, 8, False, "MONOCHROME2", {}, None),
-])
-def test_a_large_frame_shows_each_value_as_a_lone_pixel_would(dtype, bits, signed, photometric,
-                                                             attrs, window) -> None:
+@pytest.mark.parametrize(
+    "dtype, bits, signed, photometric, attrs, window",
+    [
+        (
+            np.int16,
+            16,
+            True,
+            "MONOCHROME2",
+            {"RescaleIntercept": -1024, "WindowCenter": 40, "WindowWidth": 400},
+            None,
+        ),
+        (np.uint16, 12, False, "MONOCHROME1", {"WindowCenter": 1000, "WindowWidth": 800}, None),
+        (np.uint16, 12, True, "MONOCHROME2", {"RescaleSlope": 0.5, "RescaleIntercept": 3}, None),
+        (np.uint16, 16, False, "MONOCHROME2", {}, Window(300, 700, "SIGMOID")),
+        (np.int16, 16, True, "MONOCHROME2", {}, Window(-50.5, 300.5, "LINEAR_EXACT")),
+        (np.uint8, 8, False, "MONOCHROME2", {}, None),
+    ],
+)
+def test_a_large_frame_shows_each_value_as_a_lone_pixel_would(
+    dtype, bits, signed, photometric, attrs, window
+) -> None:
     """Large frames go through a table of every value their type holds: the display values
     must be those of the pixel-by-pixel pipeline (a small array), value range included."""
     ds = Dataset()

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut
+from tests.render.conftest import bundled, decodable_files, make_image, part10, pixel_array, read
 
 from isthmus.render import FrameNotFound, NoPixelData, RenderError, render, thumbnail
 from isthmus.render.image import fit_size
-from tests.render.conftest import bundled, decodable_files, make_image, part10, pixel_array, read
 
 
 def image_of(data: bytes) -> Image.Image:
@@ -44,7 +44,7 @@ def test_ct_window_40_400_is_rendered_exactly(ct_small: bytes) -> None:
 
 
 def test_the_file_window_is_used_when_none_is_asked() -> None:
-    data = bundled("MR_small.dcm")                           # Window 600/1600, no rescale
+    data = bundled("MR_small.dcm")  # Window 600/1600, no rescale
     expected = linear_window(pixel_array(data).astype(float), 600, 1600)
     np.testing.assert_array_equal(png(data), expected)
 
@@ -58,8 +58,9 @@ def test_without_any_window_the_value_range_fills_the_display(ct_small: bytes) -
 
 def test_the_voi_lut_function_of_the_file_applies() -> None:
     values = np.arange(-512, 512, dtype=np.int16).reshape(32, 32)
-    data = part10(make_image(values, signed=True, WindowCenter=0, WindowWidth=200,
-                             VOILUTFunction="SIGMOID"))
+    data = part10(
+        make_image(values, signed=True, WindowCenter=0, WindowWidth=200, VOILUTFunction="SIGMOID")
+    )
     expected = np.rint(255 / (1 + np.exp(-4 * values.astype(float) / 200))).astype(np.uint8)
     np.testing.assert_array_equal(png(data), expected)
 
@@ -73,7 +74,7 @@ def test_a_window_with_a_function_can_be_asked(ct_small: bytes) -> None:
 
 def test_signed_pixels_with_fewer_bits_stored_are_sign_extended() -> None:
     values = np.array([[-2048, -1, 0, 2047]], dtype=np.int16)
-    raw = (values.astype(np.int32) & 0x0FFF).astype(np.uint16) | 0xA000   # garbage above bit 11
+    raw = (values.astype(np.int32) & 0x0FFF).astype(np.uint16) | 0xA000  # garbage above bit 11
     ds = make_image(values, signed=True, bits_stored=12)
     ds.PixelData = raw.tobytes()
     got = png(part10(ds), window=(0, 4096))
@@ -95,16 +96,24 @@ def test_invert_flips_the_rendered_image(ct_small: bytes) -> None:
 def test_palette_color_goes_through_its_lookup_tables() -> None:
     data = bundled("examples_palette.dcm")
     ds = read(data)
-    rgb16 = apply_color_lut(ds.pixel_array, ds).astype(float)       # 16-bit LUT entries
+    rgb16 = apply_color_lut(ds.pixel_array, ds).astype(float)  # 16-bit LUT entries
     expected = np.rint(rgb16 * 255 / 65535).astype(np.uint8)
     got = png(data)
     assert got.shape == (ds.Rows, ds.Columns, 3)
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("name", ["SC_ybr_full_422_uncompressed.dcm", "SC_rgb_dcmtk_+eb+cy+np.dcm",
-                                  "SC_rgb_jpeg_dcmtk.dcm", "examples_rgb_color.dcm",
-                                  "examples_jpeg2k.dcm", "SC_rgb_rle.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "SC_ybr_full_422_uncompressed.dcm",
+        "SC_rgb_dcmtk_+eb+cy+np.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "examples_rgb_color.dcm",
+        "examples_jpeg2k.dcm",
+        "SC_rgb_rle.dcm",
+    ],
+)
 def test_color_images_are_rendered_as_their_rgb_pixels(name: str) -> None:
     """YBR_FULL, YBR_FULL_422 (native and JPEG) and YBR_RCT show as pydicom's RGB."""
     data = bundled(name)
@@ -130,8 +139,7 @@ def test_functional_groups_give_each_frame_its_own_window() -> None:
     ds.NumberOfFrames, ds.PixelData = 2, volume.tobytes()
     ds.PerFrameFunctionalGroupsSequence = [_frame_group(64, 64, 2), _frame_group(200, 100, 1)]
     data = part10(ds)
-    np.testing.assert_array_equal(png(data, frame=1),
-                                  linear_window(volume[0] * 2.0 + 0, 64, 64))
+    np.testing.assert_array_equal(png(data, frame=1), linear_window(volume[0] * 2.0 + 0, 64, 64))
     np.testing.assert_array_equal(png(data, frame=2), linear_window(volume[1] * 1.0, 200, 100))
 
 
@@ -152,10 +160,11 @@ def test_every_decodable_file_renders_as_jpeg_of_its_size(name: str) -> None:
     assert image.size == (ds.Columns, ds.Rows)
 
 
-@pytest.mark.parametrize("viewport, size", [((128, 128), (32, 128)), ((64, 1000), (16, 64)),
-                                            ((2048, 2048), (512, 2048))])
+@pytest.mark.parametrize(
+    "viewport, size", [((128, 128), (32, 128)), ((64, 1000), (16, 64)), ((2048, 2048), (512, 2048))]
+)
 def test_viewport_keeps_the_aspect_ratio(viewport, size) -> None:
-    data = bundled("JPEG2000.dcm")                    # 1024 rows x 256 columns
+    data = bundled("JPEG2000.dcm")  # 1024 rows x 256 columns
     assert image_of(render(data, viewport=viewport)).size == size
 
 
@@ -194,13 +203,20 @@ def test_thumbnail_fits_in_its_size() -> None:
     assert image_of(thumbnail(bundled("CT_small.dcm"), 100, "image/png")).size == (100, 100)
 
 
-@pytest.mark.parametrize("options, error", [
-    ({"frame": 0}, FrameNotFound), ({"frame": 2}, FrameNotFound),
-    ({"media_type": "image/tiff"}, RenderError), ({"quality": 0}, RenderError),
-    ({"quality": 101}, RenderError), ({"window": (40, 0)}, RenderError),
-    ({"window": ("a", "b")}, RenderError), ({"annotation": "everything"}, RenderError),
-    ({"viewport": (0, 0)}, RenderError),
-])
+@pytest.mark.parametrize(
+    "options, error",
+    [
+        ({"frame": 0}, FrameNotFound),
+        ({"frame": 2}, FrameNotFound),
+        ({"media_type": "image/tiff"}, RenderError),
+        ({"quality": 0}, RenderError),
+        ({"quality": 101}, RenderError),
+        ({"window": (40, 0)}, RenderError),
+        ({"window": ("a", "b")}, RenderError),
+        ({"annotation": "everything"}, RenderError),
+        ({"viewport": (0, 0)}, RenderError),
+    ],
+)
 def test_bad_requests_raise_clear_errors(ct_small: bytes, options, error) -> None:
     with pytest.raises(error):
         render(ct_small, **options)

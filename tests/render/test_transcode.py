@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pydicom import uid
-
-from isthmus.render import PixelDataError, TranscodeError, can_transcode, transcode
 from tests.render.conftest import bundled, decodable_files, pixel_array, read
 
-NATIVE = [uid.ExplicitVRLittleEndian, uid.ImplicitVRLittleEndian, uid.ExplicitVRBigEndian,
-          uid.DeflatedExplicitVRLittleEndian]
+from isthmus.render import PixelDataError, TranscodeError, can_transcode, transcode
+
+NATIVE = [
+    uid.ExplicitVRLittleEndian,
+    uid.ImplicitVRLittleEndian,
+    uid.ExplicitVRBigEndian,
+    uid.DeflatedExplicitVRLittleEndian,
+]
 LOSSLESS = [uid.RLELossless, uid.JPEGLSLossless, uid.JPEG2000Lossless]
 
 
@@ -18,7 +22,7 @@ def assert_same_instance(result: bytes, source: bytes, target: str) -> None:
     out, original = read(result), read(source)
     assert out.file_meta.TransferSyntaxUID == target
     assert out.SOPInstanceUID == original.SOPInstanceUID
-    if result != source:          # a new file meta names the instance of the dataset
+    if result != source:  # a new file meta names the instance of the dataset
         assert out.file_meta.MediaStorageSOPInstanceUID == original.SOPInstanceUID
     assert result[128:132] == b"DICM"
 
@@ -32,10 +36,21 @@ def test_every_decodable_file_becomes_explicit_le_with_the_same_pixels(name: str
 
 
 @pytest.mark.parametrize("target", NATIVE)
-@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_bigendian.dcm", "MR_small_implicit.dcm",
-                                  "image_dfl.dcm", "rtdose_expb.dcm", "liver_expb_1frame.dcm",
-                                  "SC_rgb_small_odd_big_endian.dcm", "ExplVR_BigEnd.dcm",
-                                  "examples_palette.dcm", "examples_overlay.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CT_small.dcm",
+        "MR_small_bigendian.dcm",
+        "MR_small_implicit.dcm",
+        "image_dfl.dcm",
+        "rtdose_expb.dcm",
+        "liver_expb_1frame.dcm",
+        "SC_rgb_small_odd_big_endian.dcm",
+        "ExplVR_BigEnd.dcm",
+        "examples_palette.dcm",
+        "examples_overlay.dcm",
+    ],
+)
 def test_native_syntaxes_convert_into_each_other(name: str, target: str) -> None:
     source = bundled(name)
     result = transcode(source, target)
@@ -52,16 +67,26 @@ def test_lookup_table_data_is_byte_swapped_for_big_endian() -> None:
     source = bundled("examples_palette.dcm")
     big, original = read(transcode(source, uid.ExplicitVRBigEndian)), read(source)
     for keyword in ("RedPaletteColorLookupTableData", "BluePaletteColorLookupTableData"):
-        np.testing.assert_array_equal(np.frombuffer(big[keyword].value, ">u2"),
-                                      np.frombuffer(original[keyword].value, "<u2"))
+        np.testing.assert_array_equal(
+            np.frombuffer(big[keyword].value, ">u2"), np.frombuffer(original[keyword].value, "<u2")
+        )
     assert big[keyword].value != original[keyword].value
 
 
 @pytest.mark.parametrize("target", LOSSLESS)
-@pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small_bigendian.dcm", "SC_rgb_rle_2frame.dcm",
-                                  "examples_palette.dcm", "ExplVR_BigEnd.dcm",
-                                  "SC_rgb_jpeg_dcmtk.dcm", "JPGExtended.dcm",
-                                  "examples_ybr_color.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CT_small.dcm",
+        "MR_small_bigendian.dcm",
+        "SC_rgb_rle_2frame.dcm",
+        "examples_palette.dcm",
+        "ExplVR_BigEnd.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "JPGExtended.dcm",
+        "examples_ybr_color.dcm",
+    ],
+)
 def test_lossless_encoding_keeps_the_decoded_pixels(name: str, target: str) -> None:
     source = bundled(name)
     result = transcode(source, target)
@@ -77,21 +102,24 @@ def test_the_stored_syntax_returns_the_bytes_unchanged() -> None:
     assert transcode(source, uid.RLELossless) == source
 
 
-@pytest.mark.parametrize("source, target, possible", [
-    (uid.JPEGBaseline8Bit, uid.ExplicitVRLittleEndian, True),
-    (uid.JPEG2000, uid.ImplicitVRLittleEndian, True),
-    (uid.JPEGLSNearLossless, uid.ExplicitVRBigEndian, True),
-    (uid.HTJ2KLossless, uid.ExplicitVRLittleEndian, True),
-    (uid.ExplicitVRLittleEndian, uid.RLELossless, True),
-    (uid.ExplicitVRLittleEndian, uid.JPEG2000Lossless, True),
-    (uid.ExplicitVRLittleEndian, uid.JPEGLSLossless, True),
-    (uid.JPEGBaseline8Bit, uid.RLELossless, True),
-    (uid.ExplicitVRLittleEndian, uid.JPEGBaseline8Bit, False),   # lossy: never
-    (uid.ExplicitVRLittleEndian, uid.HTJ2KLossless, False),      # no HTJ2K encoder
-    (uid.MPEG2MPML, uid.ExplicitVRLittleEndian, False),          # no video decoder
-    (uid.MPEG2MPML, uid.MPEG2MPML, True),
-    ("1.2.3", uid.ExplicitVRLittleEndian, False),
-])
+@pytest.mark.parametrize(
+    "source, target, possible",
+    [
+        (uid.JPEGBaseline8Bit, uid.ExplicitVRLittleEndian, True),
+        (uid.JPEG2000, uid.ImplicitVRLittleEndian, True),
+        (uid.JPEGLSNearLossless, uid.ExplicitVRBigEndian, True),
+        (uid.HTJ2KLossless, uid.ExplicitVRLittleEndian, True),
+        (uid.ExplicitVRLittleEndian, uid.RLELossless, True),
+        (uid.ExplicitVRLittleEndian, uid.JPEG2000Lossless, True),
+        (uid.ExplicitVRLittleEndian, uid.JPEGLSLossless, True),
+        (uid.JPEGBaseline8Bit, uid.RLELossless, True),
+        (uid.ExplicitVRLittleEndian, uid.JPEGBaseline8Bit, False),  # lossy: never
+        (uid.ExplicitVRLittleEndian, uid.HTJ2KLossless, False),  # no HTJ2K encoder
+        (uid.MPEG2MPML, uid.ExplicitVRLittleEndian, False),  # no video decoder
+        (uid.MPEG2MPML, uid.MPEG2MPML, True),
+        ("1.2.3", uid.ExplicitVRLittleEndian, False),
+    ],
+)
 def test_can_transcode_answers_from_the_syntaxes(source: str, target: str, possible: bool) -> None:
     assert can_transcode(source, target) is possible
 
@@ -101,8 +129,9 @@ def test_a_lossy_target_is_refused_with_a_reason() -> None:
         transcode(bundled("CT_small.dcm"), uid.JPEGBaseline8Bit)
 
 
-@pytest.mark.parametrize("name, target", [("liver_1frame.dcm", uid.RLELossless),
-                                          ("rtdose.dcm", uid.JPEGLSLossless)])
+@pytest.mark.parametrize(
+    "name, target", [("liver_1frame.dcm", uid.RLELossless), ("rtdose.dcm", uid.JPEGLSLossless)]
+)
 def test_an_image_an_encoder_cannot_take_is_refused(name: str, target: str) -> None:
     with pytest.raises(TranscodeError, match="cannot encode"):
         transcode(bundled(name), target)

@@ -8,9 +8,10 @@ patients; and enough one-image studies to need a second page of results.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -26,8 +27,15 @@ from isthmus.testing.net import free_port
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "viewer"
 PHANTOM_SLICES = 24
 PAGING_STUDIES = 27
@@ -39,6 +47,7 @@ AIR, LUNG, SOFT, BONE = -1000, -850, 40, 700
 @dataclass
 class ViewerData:
     """UIDs and facts the tests check against."""
+
     phantom_study: str
     phantom_slices: int
     pixel_spacing: float
@@ -54,8 +63,9 @@ def phantom_pixels(rows: int, columns: int, z: int) -> np.ndarray:
     hu[body] = SOFT
     lung_r = 0.12 + 0.03 * np.sin(z / 6)
     for side in (-1, 1):
-        lung = ((xx - cx - side * 0.19 * columns) / (lung_r * columns)) ** 2 \
-            + ((yy - cy + 0.02 * rows) / (0.2 * rows)) ** 2 < 1
+        lung = ((xx - cx - side * 0.19 * columns) / (lung_r * columns)) ** 2 + (
+            (yy - cy + 0.02 * rows) / (0.2 * rows)
+        ) ** 2 < 1
         hu[lung] = LUNG
     spine = (xx - cx) ** 2 + (yy - cy - 0.22 * rows) ** 2 < (0.05 * rows) ** 2
     hu[spine] = BONE
@@ -65,14 +75,23 @@ def phantom_pixels(rows: int, columns: int, z: int) -> np.ndarray:
 
 def phantom(rows: int = 512, columns: int = 512, slices: int = PHANTOM_SLICES) -> list[Dataset]:
     """A CT series whose pixels are the phantom (stored = HU + 1024, 12 bits stored)."""
-    spec = StudySpec(patient_name="PHANTOM^CHEST", patient_id="PH001", accession="PHACC",
-                     description="CT THORAX PHANTOM", study_date="20240301", rows=rows, columns=columns)
+    spec = StudySpec(
+        patient_name="PHANTOM^CHEST",
+        patient_id="PH001",
+        accession="PHACC",
+        description="CT THORAX PHANTOM",
+        study_date="20240301",
+        rows=rows,
+        columns=columns,
+    )
     study_uid, series_uid = generate_uid(ROOT), generate_uid(ROOT)
     out = []
     for n in range(1, slices + 1):
         ds = ct_instance(spec, study_uid, series_uid, 1, n)
         ds.SeriesDescription = "AXIAL 1mm"
-        stored = np.clip(np.round(phantom_pixels(rows, columns, n)) + 1024, 0, 4095).astype(np.int16)
+        stored = np.clip(np.round(phantom_pixels(rows, columns, n)) + 1024, 0, 4095).astype(
+            np.int16
+        )
         ds.PixelData = stored.tobytes()
         out.append(ds)
     return out
@@ -85,9 +104,17 @@ def part10(ds: Dataset) -> bytes:
 
 
 def tiny_study(i: int) -> list[Dataset]:
-    spec = StudySpec(patient_name=f"PAGE^TEST{i:02d}", patient_id=f"PG{i:03d}", accession=f"PGACC{i}",
-                     description=f"PAGING {i}", study_date=f"2019{1 + i % 12:02d}{1 + i % 27:02d}",
-                     modality="MR", rows=16, columns=16, instances_per_series=1)
+    spec = StudySpec(
+        patient_name=f"PAGE^TEST{i:02d}",
+        patient_id=f"PG{i:03d}",
+        accession=f"PGACC{i}",
+        description=f"PAGING {i}",
+        study_date=f"2019{1 + i % 12:02d}{1 + i % 27:02d}",
+        modality="MR",
+        rows=16,
+        columns=16,
+        instances_per_series=1,
+    )
     return list(study(spec))
 
 
@@ -110,8 +137,13 @@ def populate(node: Node) -> ViewerData:
 def viewer_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, ViewerData]]:
     """One node for the browser tests (SQLite; the viewer only speaks to the HTTP API)."""
     data = tmp_path_factory.mktemp("viewer-node")
-    settings = Settings(data=data, dicom_port=free_port(), http_port=free_port(),
-                        index_url=f"sqlite:///{data / 'index.sqlite'}", check_on_start=False)
+    settings = Settings(
+        data=data,
+        dicom_port=free_port(),
+        http_port=free_port(),
+        index_url=f"sqlite:///{data / 'index.sqlite'}",
+        check_on_start=False,
+    )
     with Node(settings) as node:
         yield node, populate(node)
 
@@ -154,7 +186,9 @@ class ConsoleWatch:
         return [e for e in self.errors if not any(p.search(e) for p in self.allowed)]
 
 
-def _open_page(browser: Any, request: pytest.FixtureRequest, **context_options: Any) -> Iterator[Any]:
+def _open_page(
+    browser: Any, request: pytest.FixtureRequest, **context_options: Any
+) -> Iterator[Any]:
     context = browser.new_context(**context_options)
     context.set_default_timeout(30_000)
     page = context.new_page()
@@ -178,5 +212,11 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 @pytest.fixture
 def phone(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     """A phone page: 390x844, touch, mobile."""
-    yield from _open_page(browser, request, viewport={"width": 390, "height": 844},
-                          device_scale_factor=2, is_mobile=True, has_touch=True)
+    yield from _open_page(
+        browser,
+        request,
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+    )

@@ -26,13 +26,13 @@ def source() -> str:
         "// tests/viewer/make_dictionary.py. One line per attribute: 8 hex digits, then the keyword.\n"
         f"const TABLE = {json.dumps(body)};\n\n"
         "let map = null;\n\n"
-        "/** The keyword of a tag such as \"00100010\" (group length and private tags get a description). */\n"
+        '/** The keyword of a tag such as "00100010" (group length and private tags get a description). */\n'
         "export function keyword(tag) {\n"
-        "  if (!map) map = new Map(TABLE.split(\"\\n\").map((line) => [line.slice(0, 8), line.slice(8)]));\n"
+        '  if (!map) map = new Map(TABLE.split("\\n").map((line) => [line.slice(0, 8), line.slice(8)]));\n'
         "  const known = map.get(tag.toUpperCase());\n"
         "  if (known) return known;\n"
-        "  if (tag.slice(4) === \"0000\") return \"GroupLength\";\n"
-        "  return parseInt(tag.slice(0, 4), 16) % 2 === 1 ? \"(private)\" : \"\";\n"
+        '  if (tag.slice(4) === "0000") return "GroupLength";\n'
+        '  return parseInt(tag.slice(0, 4), 16) % 2 === 1 ? "(private)" : "";\n'
         "}\n"
     )
 

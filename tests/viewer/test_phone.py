@@ -10,15 +10,28 @@ from .conftest import ARTIFACTS
 
 def touch(page: Any, kind: str, points: list[tuple[float, float]]) -> None:
     """Send a real touch event through the DevTools protocol (what a finger does)."""
-    page.cdp.send("Input.dispatchTouchEvent", {
-        "type": kind, "touchPoints": [{"x": x, "y": y, "id": i} for i, (x, y) in enumerate(points)]})
+    page.cdp.send(
+        "Input.dispatchTouchEvent",
+        {
+            "type": kind,
+            "touchPoints": [{"x": x, "y": y, "id": i} for i, (x, y) in enumerate(points)],
+        },
+    )
 
 
-def drag(page: Any, start: list[tuple[float, float]], end: list[tuple[float, float]], steps: int = 8) -> None:
+def drag(
+    page: Any, start: list[tuple[float, float]], end: list[tuple[float, float]], steps: int = 8
+) -> None:
     touch(page, "touchStart", start)
     for k in range(1, steps + 1):
-        touch(page, "touchMove", [(a[0] + (b[0] - a[0]) * k / steps, a[1] + (b[1] - a[1]) * k / steps)
-                                  for a, b in zip(start, end)])
+        touch(
+            page,
+            "touchMove",
+            [
+                (a[0] + (b[0] - a[0]) * k / steps, a[1] + (b[1] - a[1]) * k / steps)
+                for a, b in zip(start, end)
+            ],
+        )
         page.wait_for_timeout(40)
     touch(page, "touchEnd", [])
 

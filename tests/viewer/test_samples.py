@@ -7,8 +7,9 @@ color (which the browser leaves to the server's /rendered).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pydicom
 import pytest
@@ -36,8 +37,13 @@ SAMPLES = {
 @pytest.fixture(scope="module")
 def samples_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     data = tmp_path_factory.mktemp("samples-node")
-    settings = Settings(data=data, dicom_port=free_port(), http_port=free_port(),
-                        index_url=f"sqlite:///{data / 'index.sqlite'}", check_on_start=False)
+    settings = Settings(
+        data=data,
+        dicom_port=free_port(),
+        http_port=free_port(),
+        index_url=f"sqlite:///{data / 'index.sqlite'}",
+        check_on_start=False,
+    )
     with Node(settings) as node:
         studies = {}
         for name in [*SAMPLES, "test-SR.dcm"]:
@@ -59,7 +65,9 @@ SHOW = """([sop, frame]) => {
 
 
 @pytest.mark.parametrize("name", list(SAMPLES), ids=list(SAMPLES))
-def test_sample_file_is_displayed(page: Any, samples_url: tuple[str, dict[str, str]], name: str) -> None:
+def test_sample_file_is_displayed(
+    page: Any, samples_url: tuple[str, dict[str, str]], name: str
+) -> None:
     base_url, studies = samples_url
     header = pydicom.dcmread(TEST_FILES / name, stop_before_pixels=True)
     page.goto(f"{base_url}?study={studies[name]}&series={header.SeriesInstanceUID}")
@@ -79,8 +87,12 @@ def test_sample_file_is_displayed(page: Any, samples_url: tuple[str, dict[str, s
         assert red[0] > 200 and red[1] < 60 and red[2] < 60, red
 
 
-def test_a_series_without_images_says_so(page: Any, samples_url: tuple[str, dict[str, str]]) -> None:
+def test_a_series_without_images_says_so(
+    page: Any, samples_url: tuple[str, dict[str, str]]
+) -> None:
     base_url, studies = samples_url
     page.goto(f"{base_url}?study={studies['test-SR.dcm']}")
-    page.wait_for_function("document.querySelector('#viewport-message').textContent.includes('no images')")
+    page.wait_for_function(
+        "document.querySelector('#viewport-message').textContent.includes('no images')"
+    )
     assert page.locator(".series-button .thumb").text_content() == "SR"

@@ -21,7 +21,15 @@ def test_list_shows_studies_with_counts(page: Any, base_url: str, viewer_data: A
     assert page.locator("#list-status").text_content() == f"{viewer_data.studies} studies"
     row = page.locator("#studies tbody tr", has_text="PHANTOM, CHEST")
     cells = row.locator("td").all_text_contents()
-    assert cells[1:] == ["PH001", "2024-03-01", "CT THORAX PHANTOM", "PHACC", "CT", "1", str(viewer_data.phantom_slices)]
+    assert cells[1:] == [
+        "PH001",
+        "2024-03-01",
+        "CT THORAX PHANTOM",
+        "PHACC",
+        "CT",
+        "1",
+        str(viewer_data.phantom_slices),
+    ]
 
 
 def test_typing_a_name_narrows_the_list_and_the_url(page: Any, base_url: str) -> None:
@@ -68,11 +76,15 @@ def test_column_header_sorts_both_ways(page: Any, base_url: str) -> None:
     wait_rows(page, 25)
     header = page.locator("th[data-sort=PatientID]")
     header.locator("button").click()
-    page.wait_for_function("document.querySelector('th[data-sort=PatientID]').getAttribute('aria-sort') === 'ascending'")
+    page.wait_for_function(
+        "document.querySelector('th[data-sort=PatientID]').getAttribute('aria-sort') === 'ascending'"
+    )
     ids = page.locator("#studies tbody tr td:nth-child(2)").all_text_contents()
     assert ids == sorted(ids) and ids[0] == "PG000"
     header.locator("button").click()
-    page.wait_for_function("document.querySelector('th[data-sort=PatientID]').getAttribute('aria-sort') === 'descending'")
+    page.wait_for_function(
+        "document.querySelector('th[data-sort=PatientID]').getAttribute('aria-sort') === 'descending'"
+    )
     ids = page.locator("#studies tbody tr td:nth-child(2)").all_text_contents()
     assert ids == sorted(ids, reverse=True)
     assert "sort=-PatientID" in page.url
@@ -90,7 +102,9 @@ def test_results_are_paged(page: Any, base_url: str) -> None:
 
 def test_no_match_says_so(page: Any, base_url: str) -> None:
     page.goto(f"{base_url}?PatientName=NOBODY")
-    page.wait_for_function("document.querySelector('#list-status').textContent === 'No studies match.'")
+    page.wait_for_function(
+        "document.querySelector('#list-status').textContent === 'No studies match.'"
+    )
     assert rows(page) == []
 
 

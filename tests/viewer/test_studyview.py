@@ -8,8 +8,17 @@ from typing import Any
 
 from PIL import Image
 
-from .browser import (AIR_AT, BONE_AT, LUNG_AT, SOFT_TISSUE_AT, canvas_stats, expected_gray,
-                      gray_at, open_study, settle)
+from .browser import (
+    AIR_AT,
+    BONE_AT,
+    LUNG_AT,
+    SOFT_TISSUE_AT,
+    canvas_stats,
+    expected_gray,
+    gray_at,
+    open_study,
+    settle,
+)
 from .conftest import LUNG, SOFT
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "viewer-screenshot.png"
@@ -21,18 +30,26 @@ def instance_number(page: Any) -> str:
 
 def wait_instance(page: Any, number: int | str) -> None:
     """Wait until the viewport has drawn the image with this Instance Number."""
-    page.wait_for_function(f"document.querySelector('#viewport').dataset.instanceNumber === '{number}'")
+    page.wait_for_function(
+        f"document.querySelector('#viewport').dataset.instanceNumber === '{number}'"
+    )
 
 
-def test_opening_a_study_shows_series_thumbnails(page: Any, base_url: str, viewer_data: Any) -> None:
+def test_opening_a_study_shows_series_thumbnails(
+    page: Any, base_url: str, viewer_data: Any
+) -> None:
     open_study(page, base_url, viewer_data.phantom_study)
-    page.wait_for_function("() => { const i = document.querySelector('.series-button img'); return i && i.complete && i.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('.series-button img'); return i && i.complete && i.naturalWidth > 0; }"
+    )
     assert page.locator(".series-button").count() == 1
     assert "AXIAL 1mm" in page.locator(".series-button").text_content()
     assert page.locator("#study-title").text_content() == "PHANTOM, CHEST"
 
 
-def test_canvas_shows_the_image_in_the_files_window(page: Any, base_url: str, viewer_data: Any) -> None:
+def test_canvas_shows_the_image_in_the_files_window(
+    page: Any, base_url: str, viewer_data: Any
+) -> None:
     open_study(page, base_url, viewer_data.phantom_study)
     stats = canvas_stats(page)
     assert stats["std"] > 20, f"canvas looks blank: {stats}"
@@ -97,7 +114,9 @@ def test_wheel_moves_to_the_next_instance(page: Any, base_url: str, viewer_data:
     assert "Im 2/" in page.locator(".overlay.bl").text_content()
 
 
-def test_keys_and_scrollbar_move_through_the_series(page: Any, base_url: str, viewer_data: Any) -> None:
+def test_keys_and_scrollbar_move_through_the_series(
+    page: Any, base_url: str, viewer_data: Any
+) -> None:
     open_study(page, base_url, viewer_data.phantom_study)
     page.focus("#viewport")
     page.keyboard.press("ArrowDown")
@@ -116,10 +135,16 @@ def test_keys_and_scrollbar_move_through_the_series(page: Any, base_url: str, vi
     wait_instance(page, viewer_data.phantom_slices)
 
 
-def test_every_image_gets_loaded_with_visible_progress(page: Any, base_url: str, viewer_data: Any) -> None:
+def test_every_image_gets_loaded_with_visible_progress(
+    page: Any, base_url: str, viewer_data: Any
+) -> None:
     open_study(page, base_url, viewer_data.phantom_study)
     page.wait_for_selector("#study-view[data-loaded=true]")
-    assert page.locator("#load-status").text_content().startswith(f"All {viewer_data.phantom_slices} images loaded")
+    assert (
+        page.locator("#load-status")
+        .text_content()
+        .startswith(f"All {viewer_data.phantom_slices} images loaded")
+    )
     assert page.evaluate("document.querySelector('#load-fill').style.width") == "100%"
 
 
@@ -191,7 +216,9 @@ def test_cine_plays_through_the_series(page: Any, base_url: str, viewer_data: An
     page.wait_for_selector("#study-view[data-loaded=true]")
     page.select_option("#cine-fps", "30")
     page.click("#cine-play")
-    page.wait_for_function("Number(document.querySelector('#viewport').dataset.instanceNumber) >= 5")
+    page.wait_for_function(
+        "Number(document.querySelector('#viewport').dataset.instanceNumber) >= 5"
+    )
     page.click("#cine-play")
     settle(page)
     stopped = instance_number(page)
@@ -201,7 +228,9 @@ def test_cine_plays_through_the_series(page: Any, base_url: str, viewer_data: An
     assert page.get_attribute("#cine-play", "aria-pressed") == "false"
 
 
-def test_study_zip_download_holds_every_instance(page: Any, base_url: str, viewer_data: Any, tmp_path: Path) -> None:
+def test_study_zip_download_holds_every_instance(
+    page: Any, base_url: str, viewer_data: Any, tmp_path: Path
+) -> None:
     import zipfile
 
     import pydicom
@@ -243,7 +272,9 @@ def test_screenshot_for_the_readme(page: Any, base_url: str, viewer_data: Any) -
     image = Image.open(io.BytesIO(png))
     assert image.size == (1920, 1080)
     out = io.BytesIO()
-    image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, format="PNG", optimize=True)
+    image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+        out, format="PNG", optimize=True
+    )
     SCREENSHOT.parent.mkdir(exist_ok=True)
     SCREENSHOT.write_bytes(out.getvalue())
     assert SCREENSHOT.stat().st_size < 400_000
@@ -256,9 +287,15 @@ def test_choosing_another_series_shows_it(page: Any, base_url: str) -> None:
     first, second = page.locator(".series-button").all()
     page.wait_for_function("() => window.__isthmusViewer.viewport.frame?.kind === 'gray'")
     second.click()
-    assert second.get_attribute("aria-current") == "true" and first.get_attribute("aria-current") == "false"
+    assert (
+        second.get_attribute("aria-current") == "true"
+        and first.get_attribute("aria-current") == "false"
+    )
     uid = second.get_attribute("data-series")
-    page.wait_for_function("""(uid) => { const v = window.__isthmusViewer;
-      return v.current?.uid === uid && v.viewport.entry?.meta['0020000E'].Value[0] === uid && v.viewport.frame; }""", arg=uid)
+    page.wait_for_function(
+        """(uid) => { const v = window.__isthmusViewer;
+      return v.current?.uid === uid && v.viewport.entry?.meta['0020000E'].Value[0] === uid && v.viewport.frame; }""",
+        arg=uid,
+    )
     assert f"series={uid}" in page.url
     assert "Se 2:" in page.locator(".overlay.tr").text_content()

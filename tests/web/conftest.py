@@ -6,10 +6,11 @@ into it is what takes time, so modules share theirs); `fresh_node` is one per te
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pydicom
@@ -23,8 +24,9 @@ from isthmus.testing.net import free_port
 
 
 def node_settings(folder: Path, **changes: Any) -> Settings:
-    settings = Settings(data=folder / "data", dicom_port=free_port(), http_port=free_port(),
-                        check_on_start=False)
+    settings = Settings(
+        data=folder / "data", dicom_port=free_port(), http_port=free_port(), check_on_start=False
+    )
     return replace(settings, **changes)
 
 
@@ -83,4 +85,4 @@ def parse_multipart(response: httpx.Response) -> list[tuple[dict[str, str], byte
 
     boundary, _ = boundary_of(response.headers["content-type"])
     body = response.content
-    return [(p.headers, body[p.start:p.end]) for p in parse_parts(body, boundary)]
+    return [(p.headers, body[p.start : p.end]) for p in parse_parts(body, boundary)]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from websockets.sync.client import ClientConnection, connect
 
@@ -17,32 +17,52 @@ def _item(kind: int, value: bytes) -> bytes:
     return struct.pack(">BBH", kind, 0, len(value)) + value
 
 
-def associate_rq(called: str, calling: str, contexts: list[tuple[int, str, list[str]]] | None = None,
-                 max_length: int = 65536) -> bytes:
+def associate_rq(
+    called: str,
+    calling: str,
+    contexts: list[tuple[int, str, list[str]]] | None = None,
+    max_length: int = 65536,
+) -> bytes:
     """An A-ASSOCIATE-RQ (PS3.8 9.3.2); contexts: (id, abstract syntax, transfer syntaxes)."""
     contexts = contexts or [(1, VERIFICATION, [IMPLICIT_LE])]
-    body = struct.pack(">HH", 1, 0) + called.ljust(16).encode() + calling.ljust(16).encode() + bytes(32)
+    body = (
+        struct.pack(">HH", 1, 0)
+        + called.ljust(16).encode()
+        + calling.ljust(16).encode()
+        + bytes(32)
+    )
     body += _item(0x10, b"1.2.840.10008.3.1.1.1")
     for cid, abstract, syntaxes in contexts:
         sub = _item(0x30, abstract.encode()) + b"".join(_item(0x40, ts.encode()) for ts in syntaxes)
         body += _item(0x20, struct.pack(">BBBB", cid, 0, 0, 0) + sub)
-    user = _item(0x51, struct.pack(">I", max_length)) + _item(0x52, b"1.2.826.0.1.3680043.10.1386.3")
+    user = _item(0x51, struct.pack(">I", max_length)) + _item(
+        0x52, b"1.2.826.0.1.3680043.10.1386.3"
+    )
     body += _item(0x50, user)
     return struct.pack(">BBI", 1, 0, len(body)) + body
 
 
 def p_data(context_id: int, data: bytes, command: bool = True, last: bool = True) -> bytes:
-    pdv = struct.pack(">IBB", len(data) + 2, context_id, (1 if command else 0) | (2 if last else 0)) + data
+    pdv = (
+        struct.pack(">IBB", len(data) + 2, context_id, (1 if command else 0) | (2 if last else 0))
+        + data
+    )
     return struct.pack(">BBI", 4, 0, len(pdv)) + pdv
 
 
 def echo_rq_command(message_id: int = 1) -> bytes:
     """A C-ECHO-RQ command set, Implicit VR Little Endian (PS3.7 9.3.5)."""
+
     def element(tag: int, value: bytes) -> bytes:
         return struct.pack("<HHI", 0, tag, len(value)) + value
+
     uid = VERIFICATION.encode() + (b"\x00" if len(VERIFICATION) % 2 else b"")
-    body = (element(0x0002, uid) + element(0x0100, struct.pack("<H", 0x0030))
-            + element(0x0110, struct.pack("<H", message_id)) + element(0x0800, struct.pack("<H", 0x0101)))
+    body = (
+        element(0x0002, uid)
+        + element(0x0100, struct.pack("<H", 0x0030))
+        + element(0x0110, struct.pack("<H", message_id))
+        + element(0x0800, struct.pack("<H", 0x0101))
+    )
     return element(0x0000, struct.pack("<I", len(body))) + body
 
 
@@ -51,9 +71,9 @@ def response_status(pdu: bytes) -> int:
     data = pdu[12:]
     offset = 0
     while offset < len(data):
-        _, tag, length = struct.unpack("<HHI", data[offset:offset + 8])
+        _, tag, length = struct.unpack("<HHI", data[offset : offset + 8])
         if tag == 0x0900:
-            return struct.unpack("<H", data[offset + 8:offset + 10])[0]
+            return struct.unpack("<H", data[offset + 8 : offset + 10])[0]
         offset += 8 + length
     raise ValueError("no status")
 
@@ -63,18 +83,32 @@ RELEASE_RP = struct.pack(">BBIBBBB", 6, 0, 4, 0, 0, 0, 0)
 
 
 @contextmanager
-def ws(url: str, *, token: str | None = None, origin: str | None = None) -> Iterator[ClientConnection]:
+def ws(
+    url: str, *, token: str | None = None, origin: str | None = None
+) -> Iterator[ClientConnection]:
     protocols = ["dicom-ws"] + ([f"isthmus-token.{token}"] if token else [])
     headers = {"Origin": origin} if origin else None
-    with connect(url, subprotocols=protocols, additional_headers=headers, open_timeout=10,
-                 close_timeout=5, max_size=None) as conn:
+    with connect(
+        url,
+        subprotocols=protocols,
+        additional_headers=headers,
+        open_timeout=10,
+        close_timeout=5,
+        max_size=None,
+    ) as conn:
         yield conn
 
 
-def associate_ac(called: str, calling: str, contexts: list[tuple[int, int, str]],
-                 max_length: int = 65536) -> bytes:
+def associate_ac(
+    called: str, calling: str, contexts: list[tuple[int, int, str]], max_length: int = 65536
+) -> bytes:
     """An A-ASSOCIATE-AC (PS3.8 9.3.3); contexts: (id, result, transfer syntax)."""
-    body = struct.pack(">HH", 1, 0) + called.ljust(16).encode() + calling.ljust(16).encode() + bytes(32)
+    body = (
+        struct.pack(">HH", 1, 0)
+        + called.ljust(16).encode()
+        + calling.ljust(16).encode()
+        + bytes(32)
+    )
     body += _item(0x10, b"1.2.840.10008.3.1.1.1")
     for cid, result, ts in contexts:
         body += _item(0x21, struct.pack(">BBBB", cid, 0, result, 0) + _item(0x40, ts.encode()))
@@ -84,12 +118,18 @@ def associate_ac(called: str, calling: str, contexts: list[tuple[int, int, str]]
 
 def echo_rsp_command(message_id: int = 1) -> bytes:
     """A successful C-ECHO-RSP command set (PS3.7 9.3.5.2)."""
+
     def element(tag: int, value: bytes) -> bytes:
         return struct.pack("<HHI", 0, tag, len(value)) + value
+
     uid = VERIFICATION.encode() + (b"\x00" if len(VERIFICATION) % 2 else b"")
-    body = (element(0x0002, uid) + element(0x0100, struct.pack("<H", 0x8030))
-            + element(0x0120, struct.pack("<H", message_id)) + element(0x0800, struct.pack("<H", 0x0101))
-            + element(0x0900, struct.pack("<H", 0)))
+    body = (
+        element(0x0002, uid)
+        + element(0x0100, struct.pack("<H", 0x8030))
+        + element(0x0120, struct.pack("<H", message_id))
+        + element(0x0800, struct.pack("<H", 0x0101))
+        + element(0x0900, struct.pack("<H", 0))
+    )
     return element(0x0000, struct.pack("<I", len(body))) + body
 
 
@@ -112,6 +152,7 @@ def _read_exactly(sock, size: int) -> bytes:
 def closing(conn: ClientConnection) -> tuple[int, str, list[bytes]]:
     """Read until the gateway closes: (close code, reason, the PDUs that came before)."""
     from websockets.exceptions import ConnectionClosed
+
     pdus = []
     try:
         while True:

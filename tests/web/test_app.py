@@ -6,15 +6,18 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.web.conftest import node_settings
 
 from isthmus.server import Node
 from isthmus.web import app as app_module
-from tests.web.conftest import node_settings
 
 
 def test_errors_are_json_never_html(http):
-    for response in (http.get("/no/such/thing"), http.put("/studies"),
-                     http.get("/studies", params={"StudyDate": "x"})):
+    for response in (
+        http.get("/no/such/thing"),
+        http.put("/studies"),
+        http.get("/studies", params={"StudyDate": "x"}),
+    ):
         assert response.headers["content-type"] == "application/json"
         assert set(response.json()) == {"status", "error", "message"}
 
@@ -27,9 +30,15 @@ def cors_node(tmp_path):
 
 def test_cors_preflight_and_exposed_headers(cors_node):
     base = f"http://127.0.0.1:{cors_node.http_port}/dicom-web"
-    preflight = httpx.request("OPTIONS", base + "/studies", headers={
-        "Origin": "https://viewer.example", "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "authorization, accept"})
+    preflight = httpx.request(
+        "OPTIONS",
+        base + "/studies",
+        headers={
+            "Origin": "https://viewer.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization, accept",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "https://viewer.example"
     response = httpx.get(base + "/studies", headers={"Origin": "https://viewer.example"})

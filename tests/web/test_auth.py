@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -15,11 +16,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from dicomweb_client import DICOMwebClient
+from tests.web.conftest import make_study, multipart_body, node_settings, part10, root_of
 
 from isthmus.config import ConfigError, Settings
 from isthmus.server import Node, check_security
 from isthmus.web.auth import Authenticator, hash_token
-from tests.web.conftest import make_study, multipart_body, node_settings, part10, root_of
 
 ISSUER, AUDIENCE = "https://login.example.org/realms/pacs", "isthmus"
 TOKENS = {
@@ -46,17 +47,39 @@ class Issuer:
         rsa_public = self.rsa.public_key().public_numbers()
         ec_public = self.ec.public_key().public_numbers()
         self.jwks = folder / "jwks.json"
-        self.jwks.write_text(json.dumps({"keys": [
-            {"kty": "RSA", "kid": "r1", "use": "sig", "n": number(rsa_public.n),
-             "e": number(rsa_public.e)},
-            {"kty": "EC", "kid": "e1", "crv": "P-256", "x": b64(ec_public.x.to_bytes(32, "big")),
-             "y": b64(ec_public.y.to_bytes(32, "big"))},
-        ]}))
+        self.jwks.write_text(
+            json.dumps(
+                {
+                    "keys": [
+                        {
+                            "kty": "RSA",
+                            "kid": "r1",
+                            "use": "sig",
+                            "n": number(rsa_public.n),
+                            "e": number(rsa_public.e),
+                        },
+                        {
+                            "kty": "EC",
+                            "kid": "e1",
+                            "crv": "P-256",
+                            "x": b64(ec_public.x.to_bytes(32, "big")),
+                            "y": b64(ec_public.y.to_bytes(32, "big")),
+                        },
+                    ]
+                }
+            )
+        )
 
     def token(self, alg: str = "RS256", kid: str = "r1", **claims: Any) -> str:
         now = int(time.time())
-        body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now, "exp": now + 300,
-                **claims}
+        body = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "alice",
+            "iat": now,
+            "exp": now + 300,
+            **claims,
+        }
         head = b64(json.dumps({"alg": alg, "kid": kid, "typ": "JWT"}).encode())
         payload = b64(json.dumps(body).encode())
         signed = f"{head}.{payload}".encode()
@@ -78,9 +101,13 @@ def issuer(tmp_path_factory: pytest.TempPathFactory) -> Issuer:
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory, issuer) -> Iterator[Node]:
     """A node with API tokens and an OIDC issuer configured."""
-    settings = node_settings(tmp_path_factory.mktemp("secured"), tokens=TOKENS,
-                             oidc_issuer=ISSUER, oidc_audience=AUDIENCE,
-                             oidc_jwks_file=str(issuer.jwks))
+    settings = node_settings(
+        tmp_path_factory.mktemp("secured"),
+        tokens=TOKENS,
+        oidc_issuer=ISSUER,
+        oidc_audience=AUDIENCE,
+        oidc_jwks_file=str(issuer.jwks),
+    )
     with Node(settings) as node:
         yield node
 
@@ -94,8 +121,14 @@ def call(node: Node, method: str, path: str, token: str | None = None, **kwargs:
 
 def stow(node: Node, token: str | None):
     body = multipart_body([("application/dicom", part10(make_study(instances_per_series=1)[0]))])
-    return call(node, "POST", "/studies", token, content=body, headers={
-        "Content-Type": 'multipart/related; type="application/dicom"; boundary=b0undary'})
+    return call(
+        node,
+        "POST",
+        "/studies",
+        token,
+        content=body,
+        headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b0undary'},
+    )
 
 
 def test_loopback_without_users_is_developer_mode(fresh_node):
@@ -112,7 +145,9 @@ def test_no_credentials_is_401_with_a_challenge(secured):
 
 def test_unknown_token_is_401(secured):
     assert call(secured, "GET", "/studies", "guess").status_code == 401
-    assert call(secured, "GET", "/studies", headers={"Authorization": "Basic dTpw"}).status_code == 401
+    assert (
+        call(secured, "GET", "/studies", headers={"Authorization": "Basic dTpw"}).status_code == 401
+    )
 
 
 def test_read_permission_reads_but_does_not_write_or_delete(secured):
@@ -157,13 +192,16 @@ def test_oidc_permissions_claim(secured, issuer):
     assert stow(secured, issuer.token(permissions=["read", "write"])).status_code == 200
 
 
-@pytest.mark.parametrize("claims, alg, words", [
-    ({"exp": int(time.time()) - 3600}, "RS256", "expired"),
-    ({"aud": "someone-else"}, "RS256", "audience"),
-    ({"iss": "https://evil.example"}, "RS256", "issuer"),
-    ({}, "none", "algorithm"),
-    ({}, "HS256", "algorithm"),
-])
+@pytest.mark.parametrize(
+    "claims, alg, words",
+    [
+        ({"exp": int(time.time()) - 3600}, "RS256", "expired"),
+        ({"aud": "someone-else"}, "RS256", "audience"),
+        ({"iss": "https://evil.example"}, "RS256", "issuer"),
+        ({}, "none", "algorithm"),
+        ({}, "HS256", "algorithm"),
+    ],
+)
 def test_oidc_bad_tokens_are_401(secured, issuer, claims, alg, words):
     response = call(secured, "GET", "/studies", issuer.token(alg, **claims))
     assert response.status_code == 401
@@ -172,8 +210,11 @@ def test_oidc_bad_tokens_are_401(secured, issuer, claims, alg, words):
 
 def test_tampered_oidc_token_is_401(secured, issuer):
     head, payload, signature = issuer.token().split(".")
-    forged = b64(json.dumps({"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60,
-                             "permissions": ["admin"]}).encode())
+    forged = b64(
+        json.dumps(
+            {"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60, "permissions": ["admin"]}
+        ).encode()
+    )
     response = call(secured, "GET", "/studies", f"{head}.{forged}.{signature}")
     assert response.status_code == 401 and "signature" in response.json()["message"]
 
@@ -192,8 +233,14 @@ def test_beyond_loopback_needs_authentication(issuer):
     with pytest.raises(ConfigError):
         check_security(Settings(host="0.0.0.0"))
     check_security(Settings(host="0.0.0.0", tokens=TOKENS))
-    check_security(Settings(host="0.0.0.0", oidc_issuer=ISSUER, oidc_audience=AUDIENCE,
-                            oidc_jwks_file=str(issuer.jwks)))
+    check_security(
+        Settings(
+            host="0.0.0.0",
+            oidc_issuer=ISSUER,
+            oidc_audience=AUDIENCE,
+            oidc_jwks_file=str(issuer.jwks),
+        )
+    )
     assert not Authenticator(Settings(host="0.0.0.0", tokens=TOKENS)).developer_mode
 
 

@@ -15,10 +15,15 @@ def test_service_root_describes_every_transaction(web_node):
     assert response.headers["content-type"].startswith("application/vnd.sun.wadl+xml")
     root = ET.fromstring(response.content)
     paths = {r.get("path") for r in root.iter(WADL + "resource")}
-    assert {"studies", "series", "instances", "studies/{study}/metadata",
-            "studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
-            "studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}",
-            "studies/{study}/thumbnail"} <= paths
+    assert {
+        "studies",
+        "series",
+        "instances",
+        "studies/{study}/metadata",
+        "studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+        "studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}",
+        "studies/{study}/thumbnail",
+    } <= paths
     methods = {m.get("name") for m in root.iter(WADL + "method")}
     assert methods == {"GET", "POST", "DELETE"}
 

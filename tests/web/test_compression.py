@@ -9,11 +9,11 @@ import json
 import httpx
 import pytest
 from dicomweb_client import DICOMwebClient
+from tests.web.conftest import make_study
 
 from isthmus.web.app import create_app
 from isthmus.web.compression import MIN_SIZE, accepts_gzip
 from isthmus.web.context import WebContext
-from tests.web.conftest import make_study
 
 
 @pytest.fixture(scope="module")
@@ -26,20 +26,35 @@ def study_uid(dicomweb: DICOMwebClient) -> str:
 
 def remote_get(node, path: str, headers: dict[str, str]) -> httpx.Response:
     """GET through the real application as if from another machine (192.0.2.7)."""
+
     async def get() -> httpx.Response:
         app = create_app(WebContext(node.settings, node.archive))
         transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 40000))
-        async with httpx.AsyncClient(transport=transport,
-                                     base_url="http://pacs.example/dicom-web") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://pacs.example/dicom-web"
+        ) as client:
             return await client.get(path, headers=headers)
+
     return asyncio.run(get())
 
 
-@pytest.mark.parametrize("value, accepted", [
-    ("gzip", True), ("gzip, deflate, br, zstd", True), ("x-gzip", True), ("*", True),
-    ("GZIP;q=0.5", True), ("gzip;q=0", False), ("*;q=0", False), ("identity", False),
-    ("br, *;q=0.1", True), ("gzip;q=0, *", False), ("", False), (None, False),
-])
+@pytest.mark.parametrize(
+    "value, accepted",
+    [
+        ("gzip", True),
+        ("gzip, deflate, br, zstd", True),
+        ("x-gzip", True),
+        ("*", True),
+        ("GZIP;q=0.5", True),
+        ("gzip;q=0", False),
+        ("*;q=0", False),
+        ("identity", False),
+        ("br, *;q=0.1", True),
+        ("gzip;q=0, *", False),
+        ("", False),
+        (None, False),
+    ],
+)
 def test_accept_encoding_is_honoured(value, accepted):
     assert accepts_gzip(value) is accepted
 
@@ -55,19 +70,24 @@ def test_a_remote_client_that_accepts_gzip_gets_metadata_gzipped(web_node, study
 
 
 def test_a_remote_search_answer_is_gzipped_too(web_node, study_uid):
-    response = remote_get(web_node, f"/studies/{study_uid}/instances",
-                          {"Accept-Encoding": "gzip"})
+    response = remote_get(web_node, f"/studies/{study_uid}/instances", {"Accept-Encoding": "gzip"})
     assert response.headers["content-encoding"] == "gzip"
     assert len(response.json()) == 40
 
 
 def test_small_answers_are_not_compressed(web_node, study_uid):
-    instance = json.loads(remote_get(web_node, f"/studies/{study_uid}/metadata",
-                                     {"Accept-Encoding": "identity"}).content)[0]
+    instance = json.loads(
+        remote_get(
+            web_node, f"/studies/{study_uid}/metadata", {"Accept-Encoding": "identity"}
+        ).content
+    )[0]
     sop = instance["00080018"]["Value"][0]
     series = instance["0020000E"]["Value"][0]
-    response = remote_get(web_node, f"/studies/{study_uid}/series/{series}/instances/{sop}"
-                                    "/metadata", {"Accept-Encoding": "gzip"})
+    response = remote_get(
+        web_node,
+        f"/studies/{study_uid}/series/{series}/instances/{sop}/metadata",
+        {"Accept-Encoding": "gzip"},
+    )
     assert response.status_code == 200 and "content-encoding" not in response.headers
 
 

@@ -9,8 +9,9 @@ def test_delete_instance_series_and_study(web_node, http, dicomweb):
     datasets = make_study(series_count=2, instances_per_series=2)
     dicomweb.store_instances(datasets)
     a = datasets[0]
-    instance = http.delete(f"/studies/{a.StudyInstanceUID}/series/{a.SeriesInstanceUID}"
-                           f"/instances/{a.SOPInstanceUID}")
+    instance = http.delete(
+        f"/studies/{a.StudyInstanceUID}/series/{a.SeriesInstanceUID}/instances/{a.SOPInstanceUID}"
+    )
     assert instance.status_code == 200 and instance.json()["instances"] == 1
     assert not web_node.archive.contains(a.SOPInstanceUID)
     series = http.delete(f"/studies/{a.StudyInstanceUID}/series/{a.SeriesInstanceUID}")
@@ -25,7 +26,9 @@ def test_delete_with_dicomweb_client(dicomweb):
     ds = make_study(instances_per_series=1)[0]
     dicomweb.store_instances([ds])
     dicomweb.delete_study(ds.StudyInstanceUID)
-    assert dicomweb.search_for_studies(search_filters={"StudyInstanceUID": ds.StudyInstanceUID}) == []
+    assert (
+        dicomweb.search_for_studies(search_filters={"StudyInstanceUID": ds.StudyInstanceUID}) == []
+    )
 
 
 def test_series_of_another_study_is_not_deleted(web_node, http, dicomweb):

@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import socket
 import struct
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -19,25 +20,44 @@ from isthmus.server import Node
 from isthmus.testing.net import free_port
 from isthmus.web.auth import hash_token
 
-from .dicom_ws_support import (IMPLICIT_LE, RELEASE_RP, RELEASE_RQ,
-                                        associate_ac, associate_rq, closing, echo_rq_command,
-                                        echo_rsp_command, p_data, read_pdu, response_status, ws)
+from .dicom_ws_support import (
+    IMPLICIT_LE,
+    RELEASE_RP,
+    RELEASE_RQ,
+    associate_ac,
+    associate_rq,
+    closing,
+    echo_rq_command,
+    echo_rsp_command,
+    p_data,
+    read_pdu,
+    response_status,
+    ws,
+)
 
 TOKEN = "gateway-token-for-tests"
 READ_TOKEN = "read-only-token-for-tests"
 
 
 def settings_in(folder: Path, **changes: Any) -> Settings:
-    base = Settings(data=folder, dicom_port=free_port(), http_port=free_port(),
-                    index_url=f"sqlite:///{folder / 'index.sqlite'}", check_on_start=False)
+    base = Settings(
+        data=folder,
+        dicom_port=free_port(),
+        http_port=free_port(),
+        index_url=f"sqlite:///{folder / 'index.sqlite'}",
+        check_on_start=False,
+    )
     return replace(base, **changes)
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """Developer mode: no credentials, every AE title, every peer (one of them down)."""
-    settings = settings_in(tmp_path_factory.mktemp("ws"), network_timeout=3.0,
-                           peers=(Peer("DOWN", "127.0.0.1", free_port()),))
+    settings = settings_in(
+        tmp_path_factory.mktemp("ws"),
+        network_timeout=3.0,
+        peers=(Peer("DOWN", "127.0.0.1", free_port()),),
+    )
     with Node(settings) as running:
         yield running
 
@@ -45,12 +65,18 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     """Tokens configured; browsers may reach only the archive and use only WEB1."""
-    tokens = {"gateway": {"hash": hash_token(TOKEN), "permissions": ["dicom-ws"]},
-              "reader": {"hash": hash_token(READ_TOKEN), "permissions": ["read"]}}
-    settings = settings_in(tmp_path_factory.mktemp("ws-secured"), tokens=tokens,
-                           peers=(Peer("PACS1", "127.0.0.1", free_port()),),
-                           dicom_ws_peers=("ISTHMUS",), dicom_ws_aets=("WEB1",),
-                           cors_origins=("https://viewer.example",))
+    tokens = {
+        "gateway": {"hash": hash_token(TOKEN), "permissions": ["dicom-ws"]},
+        "reader": {"hash": hash_token(READ_TOKEN), "permissions": ["read"]},
+    }
+    settings = settings_in(
+        tmp_path_factory.mktemp("ws-secured"),
+        tokens=tokens,
+        peers=(Peer("PACS1", "127.0.0.1", free_port()),),
+        dicom_ws_peers=("ISTHMUS",),
+        dicom_ws_aets=("WEB1",),
+        cors_origins=("https://viewer.example",),
+    )
     with Node(settings) as running:
         yield running
 
@@ -114,26 +140,36 @@ def test_an_unknown_peer_is_refused_before_the_websocket_opens(node: Node) -> No
 
 
 def test_garbage_from_the_browser_aborts_that_association_only(node: Node) -> None:
-    with ws(url(node, "associate?peer=ISTHMUS")) as good, ws(url(node, "associate?peer=ISTHMUS")) as bad:
+    with (
+        ws(url(node, "associate?peer=ISTHMUS")) as good,
+        ws(url(node, "associate?peer=ISTHMUS")) as bad,
+    ):
         establish(good)
         establish(bad)
         bad.send(b"\x09\x00\x00\x00\x00\x04GARBAGE")
         code, reason, pdus = closing(bad)
         assert code == 4400 and "unknown PDU type 0x09" in reason
-        assert pdus == [struct.pack(">BBIBBBB", 7, 0, 4, 0, 0, 2, 1)]  # A-ABORT, provider, unrecognized PDU
+        assert pdus == [
+            struct.pack(">BBIBBBB", 7, 0, 4, 0, 0, 2, 1)
+        ]  # A-ABORT, provider, unrecognized PDU
         assert echo(good) == 0x0000
     with ws(url(node, "associate?peer=ISTHMUS")) as again:
         assert establish(again)[0] == 0x02
 
 
-@pytest.mark.parametrize("pdu, message", [
-    (b"\x04\x00\x00\x00\x00\x10" + b"\x00" * 8, "length field says 16, carries 8"),
-    (p_data(3, echo_rq_command()), "PDV on presentation context [3] that was not accepted"),
-    (b"\x04\x00\x00\x00\x00\x07\x00\x00\x00\x09\x01\x03\x00", "does not fit the PDU"),
-    (associate_rq("ISTHMUS", "BROWSER"), "A-ASSOCIATE-RQ from the browser is unexpected"),
-    (b"\x05\x00\x00\x00\x00\x05\x00\x00\x00\x00\x00", "A-RELEASE-RQ must be 10 bytes"),
-])
-def test_a_malformed_or_misplaced_pdu_aborts_the_association(node: Node, pdu: bytes, message: str) -> None:
+@pytest.mark.parametrize(
+    "pdu, message",
+    [
+        (b"\x04\x00\x00\x00\x00\x10" + b"\x00" * 8, "length field says 16, carries 8"),
+        (p_data(3, echo_rq_command()), "PDV on presentation context [3] that was not accepted"),
+        (b"\x04\x00\x00\x00\x00\x07\x00\x00\x00\x09\x01\x03\x00", "does not fit the PDU"),
+        (associate_rq("ISTHMUS", "BROWSER"), "A-ASSOCIATE-RQ from the browser is unexpected"),
+        (b"\x05\x00\x00\x00\x00\x05\x00\x00\x00\x00\x00", "A-RELEASE-RQ must be 10 bytes"),
+    ],
+)
+def test_a_malformed_or_misplaced_pdu_aborts_the_association(
+    node: Node, pdu: bytes, message: str
+) -> None:
     with ws(url(node, "associate?peer=ISTHMUS")) as conn:
         establish(conn)
         conn.send(pdu)
@@ -179,7 +215,10 @@ def test_an_idle_association_is_aborted_on_both_sides(tmp_path: Path) -> None:
 
 def test_open_associations_per_client_are_limited(tmp_path: Path) -> None:
     with Node(settings_in(tmp_path, dicom_ws_max_associations=2)) as limited:
-        with ws(url(limited, "associate?peer=ISTHMUS")) as a, ws(url(limited, "associate?peer=ISTHMUS")) as b:
+        with (
+            ws(url(limited, "associate?peer=ISTHMUS")) as a,
+            ws(url(limited, "associate?peer=ISTHMUS")) as b,
+        ):
             establish(a)
             establish(b)
             status, body = refused_status(url(limited, "associate?peer=ISTHMUS"))
@@ -205,14 +244,19 @@ def test_a_token_as_subprotocol_or_bearer_header_is_accepted(secured: Node) -> N
     with ws(url(secured, "associate?peer=ISTHMUS"), token=TOKEN) as conn:
         assert establish(conn, calling="WEB1")[0] == 0x02
     from websockets.sync.client import connect
-    with connect(url(secured, "associate?peer=ISTHMUS"), subprotocols=["dicom-ws"],
-                 additional_headers={"Authorization": f"Bearer {TOKEN}"}) as conn:
+
+    with connect(
+        url(secured, "associate?peer=ISTHMUS"),
+        subprotocols=["dicom-ws"],
+        additional_headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as conn:
         assert establish(conn, calling="WEB1")[0] == 0x02
 
 
 def test_a_foreign_origin_is_refused(secured: Node) -> None:
-    status, body = refused_status(url(secured, "associate?peer=ISTHMUS"), token=TOKEN,
-                                  origin="https://evil.example")
+    status, body = refused_status(
+        url(secured, "associate?peer=ISTHMUS"), token=TOKEN, origin="https://evil.example"
+    )
     assert status == 403 and "Origin" in body["error"]
     for origin in ("https://viewer.example", f"http://127.0.0.1:{secured.http_port}"):
         with ws(url(secured, "associate?peer=ISTHMUS"), token=TOKEN, origin=origin) as conn:
@@ -240,6 +284,7 @@ def test_registering_titles_outside_the_allowed_list_is_refused(secured: Node) -
 
 def test_peers_endpoint_says_what_the_client_may_do(secured: Node) -> None:
     import httpx
+
     base = f"http://127.0.0.1:{secured.http_port}/dicom-ws/peers"
     assert httpx.get(base).status_code == 401
     info = httpx.get(base, headers={"Authorization": f"Bearer {TOKEN}"}).json()
@@ -262,8 +307,11 @@ def test_a_registered_browser_accepts_an_association_and_answers_c_echo(node: No
         assert json.loads(listener.recv(timeout=30))["type"] == "registered"
         with call(node, "PYBROWSER") as caller:
             announced = json.loads(listener.recv(timeout=30))
-            assert (announced["type"], announced["calling"], announced["called"]) == \
-                ("association", "CALLER", "PYBROWSER")
+            assert (announced["type"], announced["calling"], announced["called"]) == (
+                "association",
+                "CALLER",
+                "PYBROWSER",
+            )
             with ws(url(node, f"accept?id={announced['id']}")) as conn:
                 assert conn.recv(timeout=30) == associate_rq("PYBROWSER", "CALLER")
                 conn.send(associate_ac("PYBROWSER", "CALLER", [(1, 0, IMPLICIT_LE)]))

@@ -7,8 +7,9 @@ from __future__ import annotations
 import hashlib
 import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pydicom
 import pytest
@@ -23,14 +24,21 @@ from isthmus.testing.net import free_port, wait_for_port
 pytestmark = pytest.mark.dcmtk
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 TIMEOUT_MS = 60_000
 
 
 def digest_of_dataset(part10: bytes) -> str:
     """SHA-256 of a Part 10 file's dataset (the bytes after its file meta)."""
-    return hashlib.sha256(part10[dataset_offset(part10):]).hexdigest()
+    return hashlib.sha256(part10[dataset_offset(part10) :]).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -48,17 +56,29 @@ HostTable END
 VendorTable BEGIN
 VendorTable END
 AETable BEGIN
-DCMQR {folder / 'db'} RW (100, 1024mb) ANY
+DCMQR {folder / "db"} RW (100, 1024mb) ANY
 AETable END
 """)
-    process = subprocess.Popen(["dcmqrscp", "-c", str(config)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        ["dcmqrscp", "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for_port(port)
-        files = write_study(StudySpec(patient_name="ROE^RICHARD", patient_id="PID777",
-                                      accession="ACC777", instances_per_series=3), folder / "in")
-        subprocess.run(["storescu", "-aec", "DCMQR", "127.0.0.1", str(port), *map(str, files)],
-                       check=True, timeout=60, capture_output=True)
+        files = write_study(
+            StudySpec(
+                patient_name="ROE^RICHARD",
+                patient_id="PID777",
+                accession="ACC777",
+                instances_per_series=3,
+            ),
+            folder / "in",
+        )
+        subprocess.run(
+            ["storescu", "-aec", "DCMQR", "127.0.0.1", str(port), *map(str, files)],
+            check=True,
+            timeout=60,
+            capture_output=True,
+        )
         yield Peer("DCMQR", "127.0.0.1", port)
     finally:
         process.kill()
@@ -69,9 +89,14 @@ AETable END
 def node(tmp_path_factory: pytest.TempPathFactory, dcmqrscp: Peer) -> Iterator[Node]:
     """A node in developer mode that knows DCMQR and a peer that is down, holding one study."""
     data = tmp_path_factory.mktemp("ws-node")
-    settings = Settings(data=data, dicom_port=free_port(), http_port=free_port(),
-                        index_url=f"sqlite:///{data / 'index.sqlite'}", check_on_start=False,
-                        peers=(dcmqrscp, Peer("DOWN", "127.0.0.1", free_port())))
+    settings = Settings(
+        data=data,
+        dicom_port=free_port(),
+        http_port=free_port(),
+        index_url=f"sqlite:///{data / 'index.sqlite'}",
+        check_on_start=False,
+        peers=(dcmqrscp, Peer("DOWN", "127.0.0.1", free_port())),
+    )
     with Node(settings) as running:
         for path in write_study(StudySpec(instances_per_series=5), data / "study"):
             assert running.archive.store(path.read_bytes()).ok
@@ -125,8 +150,15 @@ def stored_digests(page: Page) -> dict[str, str]:
 def find(page: Page, peer: str, level: str = "STUDY", **keys: str) -> None:
     page.select_option("#peer", peer)
     page.select_option("#query select[name=level]", level)
-    for name in ("PatientName", "PatientID", "StudyDate", "AccessionNumber", "Modality",
-                 "StudyInstanceUID", "SeriesInstanceUID"):
+    for name in (
+        "PatientName",
+        "PatientID",
+        "StudyDate",
+        "AccessionNumber",
+        "Modality",
+        "StudyInstanceUID",
+        "SeriesInstanceUID",
+    ):
         page.fill(f"#query input[name={name}]", keys.get(name, ""))
     page.click("#find-button")
     expect(page.locator("#query-status")).to_contain_text(re.compile(r"match|failed"))
@@ -134,8 +166,12 @@ def find(page: Page, peer: str, level: str = "STUDY", **keys: str) -> None:
 
 def test_dcmtk_echoscu_reaches_a_registered_browser(page: Page, node: Node) -> None:
     register(page, "BROWSER1")
-    result = subprocess.run(["echoscu", "-aec", "BROWSER1", "127.0.0.1", str(node.dicom_port)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["echoscu", "-aec", "BROWSER1", "127.0.0.1", str(node.dicom_port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     expect(page.locator("#incoming li").first).to_contain_text("ECHOSCU → BROWSER1")
     expect(page.locator("#incoming li").first).to_contain_text("released")
@@ -144,22 +180,35 @@ def test_dcmtk_echoscu_reaches_a_registered_browser(page: Page, node: Node) -> N
 def test_an_unregistered_ae_title_is_rejected_not_left_hanging(page: Page, node: Node) -> None:
     register(page, "BROWSER2")
     page.click("#unregister-button")
-    result = subprocess.run(["echoscu", "-aec", "BROWSER2", "127.0.0.1", str(node.dicom_port)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["echoscu", "-aec", "BROWSER2", "127.0.0.1", str(node.dicom_port)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode != 0
     assert "Called AE Title Not Recognized" in result.stderr
 
 
-def test_storescu_pushes_a_ct_series_into_indexeddb_byte_identical(page: Page, node: Node,
-                                                                    tmp_path: Path) -> None:
+def test_storescu_pushes_a_ct_series_into_indexeddb_byte_identical(
+    page: Page, node: Node, tmp_path: Path
+) -> None:
     register(page, "BROWSER3")
     files = write_study(StudySpec(patient_name="PUSH^ED", instances_per_series=20), tmp_path)
-    result = subprocess.run(["storescu", "-aec", "BROWSER3", "127.0.0.1", str(node.dicom_port),
-                             *map(str, files)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        ["storescu", "-aec", "BROWSER3", "127.0.0.1", str(node.dicom_port), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     expect(page.locator("#received-count")).to_have_text("(20)")
-    expected = {str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID):
-                digest_of_dataset(path.read_bytes()) for path in files}
+    expected = {
+        str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID): digest_of_dataset(
+            path.read_bytes()
+        )
+        for path in files
+    }
     assert stored_digests(page) == expected
     expect(page.locator("#incoming li").first).to_contain_text("20 instances received")
 
@@ -182,8 +231,13 @@ def test_browser_c_finds_every_level(page: Page, node: Node) -> None:
     expect(page.locator("#query-status")).to_have_text("1 patient match on ISTHMUS.")
     find(page, "ISTHMUS", "SERIES", StudyInstanceUID=row.study_instance_uid)
     expect(page.locator("#query-status")).to_have_text("1 series match on ISTHMUS.")
-    find(page, "ISTHMUS", "IMAGE", StudyInstanceUID=row.study_instance_uid,
-         SeriesInstanceUID=row.series_instance_uid)
+    find(
+        page,
+        "ISTHMUS",
+        "IMAGE",
+        StudyInstanceUID=row.study_instance_uid,
+        SeriesInstanceUID=row.series_instance_uid,
+    )
     expect(page.locator("#query-status")).to_have_text("5 image matches on ISTHMUS.")
 
 
@@ -193,8 +247,10 @@ def test_browser_c_moves_a_study_from_the_archive_into_itself(page: Page, node: 
     page.click("#results tbody tr >> text=Move here")
     expect(page.locator("#query-status")).to_have_text("C-MOVE to BROWSER4: 5 of 5 done.")
     expect(page.locator("#received-count")).to_have_text("(5)")
-    archived = {row.sop_instance_uid: digest_of_dataset(node.archive.read_instance(row))
-                for row in node.archive.instances()}
+    archived = {
+        row.sop_instance_uid: digest_of_dataset(node.archive.read_instance(row))
+        for row in node.archive.instances()
+    }
     assert stored_digests(page) == archived
 
 
@@ -214,12 +270,19 @@ def test_c_echo_to_a_peer_that_is_down_shows_the_error(page: Page, node: Node) -
     expect(status).to_have_class(re.compile("error"))
 
 
-def test_received_instances_are_viewable_sendable_and_uploadable(page: Page, node: Node,
-                                                               tmp_path: Path) -> None:
+def test_received_instances_are_viewable_sendable_and_uploadable(
+    page: Page, node: Node, tmp_path: Path
+) -> None:
     register(page, "BROWSER5")
-    files = write_study(StudySpec(patient_name="SEND^ON", patient_id="PID555", instances_per_series=2), tmp_path)
-    subprocess.run(["storescu", "-aec", "BROWSER5", "127.0.0.1", str(node.dicom_port), *map(str, files)],
-                   check=True, capture_output=True, timeout=60)
+    files = write_study(
+        StudySpec(patient_name="SEND^ON", patient_id="PID555", instances_per_series=2), tmp_path
+    )
+    subprocess.run(
+        ["storescu", "-aec", "BROWSER5", "127.0.0.1", str(node.dicom_port), *map(str, files)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     expect(page.locator("#received-count")).to_have_text("(2)")
     page.locator("#received tbody tr >> text=View").first.click()
     expect(page.locator("#image-dialog [data-role=message]")).to_contain_text("64 × 64")

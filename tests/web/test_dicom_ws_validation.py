@@ -6,22 +6,43 @@ import pytest
 
 from isthmus.web.dicom_ws.validation import AssociationState, PDUProblem, abort_pdu
 
-from .dicom_ws_support import (IMPLICIT_LE, RELEASE_RP, RELEASE_RQ, associate_ac,
-                                        associate_rq, echo_rq_command, p_data)
+from .dicom_ws_support import (
+    IMPLICIT_LE,
+    RELEASE_RP,
+    RELEASE_RQ,
+    associate_ac,
+    associate_rq,
+    echo_rq_command,
+    p_data,
+)
 
 
 def established(browser_requests: bool = True) -> AssociationState:
     state = AssociationState(browser_requests=browser_requests, max_pdu=65536)
     requestor, acceptor = ("browser", "peer") if browser_requests else ("peer", "browser")
-    state.check(associate_rq("PEER", "BROWSER", contexts=[(1, "1.2.840.10008.1.1", [IMPLICIT_LE]),
-                                                           (3, "1.2.840.10008.1.1", [IMPLICIT_LE])]), requestor)
+    state.check(
+        associate_rq(
+            "PEER",
+            "BROWSER",
+            contexts=[
+                (1, "1.2.840.10008.1.1", [IMPLICIT_LE]),
+                (3, "1.2.840.10008.1.1", [IMPLICIT_LE]),
+            ],
+        ),
+        requestor,
+    )
     state.check(associate_ac("PEER", "BROWSER", [(1, 0, IMPLICIT_LE), (3, 4, "")]), acceptor)
     return state
 
 
 def test_release_collision_lets_both_release_pdus_through() -> None:
     state = established()
-    for pdu, side in ((RELEASE_RQ, "browser"), (RELEASE_RQ, "peer"), (RELEASE_RP, "browser"), (RELEASE_RP, "peer")):
+    for pdu, side in (
+        (RELEASE_RQ, "browser"),
+        (RELEASE_RQ, "peer"),
+        (RELEASE_RP, "browser"),
+        (RELEASE_RP, "peer"),
+    ):
         state.check(pdu, side)
     assert (state.finished, state.outcome) == (True, "released")
 
@@ -60,13 +81,28 @@ def test_an_abort_ends_the_association_in_any_phase() -> None:
         assert (state.finished, state.outcome) == (True, "aborted")
 
 
-@pytest.mark.parametrize("rq, message", [
-    (associate_rq("PEER", "BRO\\WSER"), "calling AE title holds bytes not allowed"),
-    (associate_rq("PEER", "BROWSER", contexts=[(2, "1.2.840.10008.1.1", [IMPLICIT_LE])]), "ID 2 is not odd"),
-    (associate_rq("PEER", "BROWSER", contexts=[(1, "1.2.840.10008.1.1", [])]), "needs one abstract and some transfer"),
-    (associate_rq("PEER", "BROWSER", contexts=[(1, "not-a-uid", [IMPLICIT_LE])]), "is not a UID"),
-    (associate_rq("PEER", "BROWSER", contexts=[(1, "1.2.840.10008.1.1", [IMPLICIT_LE])] * 2), "ID 1 appears twice"),
-])
+@pytest.mark.parametrize(
+    "rq, message",
+    [
+        (associate_rq("PEER", "BRO\\WSER"), "calling AE title holds bytes not allowed"),
+        (
+            associate_rq("PEER", "BROWSER", contexts=[(2, "1.2.840.10008.1.1", [IMPLICIT_LE])]),
+            "ID 2 is not odd",
+        ),
+        (
+            associate_rq("PEER", "BROWSER", contexts=[(1, "1.2.840.10008.1.1", [])]),
+            "needs one abstract and some transfer",
+        ),
+        (
+            associate_rq("PEER", "BROWSER", contexts=[(1, "not-a-uid", [IMPLICIT_LE])]),
+            "is not a UID",
+        ),
+        (
+            associate_rq("PEER", "BROWSER", contexts=[(1, "1.2.840.10008.1.1", [IMPLICIT_LE])] * 2),
+            "ID 1 appears twice",
+        ),
+    ],
+)
 def test_malformed_association_requests_are_refused(rq: bytes, message: str) -> None:
     with pytest.raises(PDUProblem, match=message):
         AssociationState(browser_requests=True, max_pdu=1 << 20).check(rq, "browser")

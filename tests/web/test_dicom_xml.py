@@ -11,8 +11,10 @@ from isthmus.web.dicom_xml import from_xml, to_xml
 DATASET = {
     "00080005": {"vr": "CS", "Value": ["ISO_IR 192"]},
     "00080016": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.2"]},
-    "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Müller^Hans^J^Dr^III",
-                                        "Ideographic": "ミュラー^ハンス"}]},
+    "00100010": {
+        "vr": "PN",
+        "Value": [{"Alphabetic": "Müller^Hans^J^Dr^III", "Ideographic": "ミュラー^ハンス"}],
+    },
     "00181050": {"vr": "DS", "Value": [0.5, 2]},
     "00280010": {"vr": "US", "Value": [512]},
     "00081115": {"vr": "SQ", "Value": [{"0020000E": {"vr": "UI", "Value": ["1.2.3"]}}]},

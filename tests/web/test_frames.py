@@ -7,7 +7,6 @@ import pydicom
 import pytest
 from dicomweb_client import DICOMwebClient
 from pydicom.data import get_testdata_file
-
 from tests.web.conftest import make_study, parse_multipart
 
 
@@ -22,30 +21,38 @@ def stored(dicomweb: DICOMwebClient) -> dict[str, pydicom.Dataset]:
 
 
 def frames_url(ds: pydicom.Dataset, frames: str) -> str:
-    return (f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-            f"/instances/{ds.SOPInstanceUID}/frames/{frames}")
+    return (
+        f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}/frames/{frames}"
+    )
 
 
 def test_native_frame_round_trips_bit_exact(dicomweb, stored):
     ct = stored["ct"]
-    [frame] = dicomweb.retrieve_instance_frames(ct.StudyInstanceUID, ct.SeriesInstanceUID,
-                                                ct.SOPInstanceUID, [1])
+    [frame] = dicomweb.retrieve_instance_frames(
+        ct.StudyInstanceUID, ct.SeriesInstanceUID, ct.SOPInstanceUID, [1]
+    )
     assert frame == ct.PixelData
 
 
 def test_frames_of_a_multiframe_instance_in_the_order_asked(dicomweb, stored):
     dose = stored["dose"]
     frames = dicomweb.retrieve_instance_frames(
-        dose.StudyInstanceUID, dose.SeriesInstanceUID, dose.SOPInstanceUID, [5, 2],
-        media_types=("application/octet-stream",))
+        dose.StudyInstanceUID,
+        dose.SeriesInstanceUID,
+        dose.SOPInstanceUID,
+        [5, 2],
+        media_types=("application/octet-stream",),
+    )
     expected = dose.pixel_array
     assert frames == [expected[4].astype("<u4").tobytes(), expected[1].astype("<u4").tobytes()]
 
 
 def test_compressed_frames_keep_their_bitstream_when_asked(http, stored):
     rle = stored["rle"]
-    response = http.get(frames_url(rle, "2"),
-                        headers={"Accept": 'multipart/related; type="image/dicom-rle"'})
+    response = http.get(
+        frames_url(rle, "2"), headers={"Accept": 'multipart/related; type="image/dicom-rle"'}
+    )
     assert response.status_code == 200
     [(headers, data)] = parse_multipart(response)
     assert headers["content-type"] == "image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5"
@@ -55,8 +62,10 @@ def test_compressed_frames_keep_their_bitstream_when_asked(http, stored):
 
 def test_compressed_frames_are_decoded_for_octet_stream(http, stored):
     rle = stored["rle"]
-    response = http.get(frames_url(rle, "1"),
-                        headers={"Accept": 'multipart/related; type="application/octet-stream"'})
+    response = http.get(
+        frames_url(rle, "1"),
+        headers={"Accept": 'multipart/related; type="application/octet-stream"'},
+    )
     [(headers, data)] = parse_multipart(response)
     assert headers["content-type"].startswith("application/octet-stream")
     pixels = np.frombuffer(data, dtype=np.uint8).reshape(100, 100, 3)
@@ -66,11 +75,14 @@ def test_compressed_frames_are_decoded_for_octet_stream(http, stored):
 def test_any_transfer_syntax_with_octet_stream_sends_frames_as_stored(http, stored):
     """OHIF's Accept: the parts say what they hold."""
     rle = stored["rle"]
-    response = http.get(frames_url(rle, "1,2"), headers={
-        "Accept": "multipart/related; type=application/octet-stream; transfer-syntax=*"})
+    response = http.get(
+        frames_url(rle, "1,2"),
+        headers={"Accept": "multipart/related; type=application/octet-stream; transfer-syntax=*"},
+    )
     parts = parse_multipart(response)
     assert [h["content-type"] for h, _ in parts] == [
-        "image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5"] * 2
+        "image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5"
+    ] * 2
 
 
 def test_single_frame_as_single_part(http, stored):
@@ -91,15 +103,20 @@ def test_malformed_frame_list_is_400(http, stored, frames):
     assert http.get(frames_url(stored["ct"], frames)).status_code == 400
 
 
-def test_lossless_jpeg_asked_as_baseline_or_octet_stream_falls_back_to_octet_stream(
-        dicomweb, http):
+def test_lossless_jpeg_asked_as_baseline_or_octet_stream_falls_back_to_octet_stream(dicomweb, http):
     # The viewer's Accept: native, or JPEG baseline, at equal preference.  A lossless
     # JPEG cannot become baseline, so the native frame is chosen, not 406.
     jpeg = pydicom.dcmread(get_testdata_file("SC_rgb_jpeg_gdcm.dcm"))  # JPEG lossless SV1
     dicomweb.store_instances([jpeg])
-    response = http.get(frames_url(jpeg, "1"), headers={"Accept": (
-        'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1, '
-        'multipart/related; type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.50')})
+    response = http.get(
+        frames_url(jpeg, "1"),
+        headers={
+            "Accept": (
+                'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1, '
+                'multipart/related; type="image/jpeg"; transfer-syntax=1.2.840.10008.1.2.4.50'
+            )
+        },
+    )
     assert response.status_code == 200
     [(headers, data)] = parse_multipart(response)
     assert headers["content-type"].startswith("application/octet-stream")

@@ -8,7 +8,6 @@ import pydicom
 import pytest
 from dicomweb_client import DICOMwebClient
 from pydicom.data import get_testdata_file
-
 from tests.web.conftest import make_study, parse_multipart, root_of
 
 
@@ -36,39 +35,46 @@ def test_series_and_instance_metadata(dicomweb, stored):
     ds = stored[2]
     series = dicomweb.retrieve_series_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID)
     assert [m["00200013"]["Value"][0] for m in series] == [1, 2]
-    instance = dicomweb.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                                   ds.SOPInstanceUID)
+    instance = dicomweb.retrieve_instance_metadata(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
     assert instance["00080018"]["Value"] == [ds.SOPInstanceUID]
 
 
 def test_bulk_data_uris_are_absolute(web_node, dicomweb, stored):
     ds = stored[0]
-    [meta] = [m for m in dicomweb.retrieve_study_metadata(ds.StudyInstanceUID)
-              if m["00080018"]["Value"][0] == ds.SOPInstanceUID]
+    [meta] = [
+        m
+        for m in dicomweb.retrieve_study_metadata(ds.StudyInstanceUID)
+        if m["00080018"]["Value"][0] == ds.SOPInstanceUID
+    ]
     assert meta["7FE00010"]["BulkDataURI"].startswith(root_of(web_node) + "/studies/")
     assert meta["60003000"]["BulkDataURI"].endswith("/bulkdata/60003000")
 
 
 def test_pixel_data_by_its_bulk_data_uri_round_trips(dicomweb, stored):
     ds = stored[1]
-    meta = dicomweb.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                               ds.SOPInstanceUID)
+    meta = dicomweb.retrieve_instance_metadata(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
     [value] = dicomweb.retrieve_bulkdata(meta["7FE00010"]["BulkDataURI"])
     assert value == ds.PixelData
 
 
 def test_other_bulk_data_by_uri(dicomweb, stored):
     ds = stored[0]
-    meta = dicomweb.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                               ds.SOPInstanceUID)
+    meta = dicomweb.retrieve_instance_metadata(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
     [value] = dicomweb.retrieve_bulkdata(meta["60003000"]["BulkDataURI"])
     assert value == bytes(range(256)) * 16
 
 
 def test_bulk_data_range_requests(http, dicomweb, stored):
     ds = stored[1]
-    meta = dicomweb.retrieve_instance_metadata(ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                               ds.SOPInstanceUID)
+    meta = dicomweb.retrieve_instance_metadata(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
     uri = meta["7FE00010"]["BulkDataURI"]
     part = http.get(uri, headers={"Accept": "application/octet-stream", "Range": "bytes=100-199"})
     assert part.status_code == 206
@@ -84,10 +90,13 @@ def test_bulk_data_range_requests(http, dicomweb, stored):
 
 def test_encapsulated_pixel_data_comes_as_frames(http, dicomweb, stored):
     rle = stored[4]
-    meta = dicomweb.retrieve_instance_metadata(rle.StudyInstanceUID, rle.SeriesInstanceUID,
-                                               rle.SOPInstanceUID)
-    response = http.get(meta["7FE00010"]["BulkDataURI"],
-                        headers={"Accept": "multipart/related; type=\"image/dicom-rle\""})
+    meta = dicomweb.retrieve_instance_metadata(
+        rle.StudyInstanceUID, rle.SeriesInstanceUID, rle.SOPInstanceUID
+    )
+    response = http.get(
+        meta["7FE00010"]["BulkDataURI"],
+        headers={"Accept": 'multipart/related; type="image/dicom-rle"'},
+    )
     parts = parse_multipart(response)
     assert len(parts) == 2
     assert all(h["content-type"].startswith("image/dicom-rle") for h, _ in parts)
@@ -95,22 +104,30 @@ def test_encapsulated_pixel_data_comes_as_frames(http, dicomweb, stored):
 
 def test_unknown_bulk_data_tag_is_404(http, stored):
     ds = stored[1]
-    response = http.get(f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-                        f"/instances/{ds.SOPInstanceUID}/bulkdata/60003000")
+    response = http.get(
+        f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}/bulkdata/60003000"
+    )
     assert response.status_code == 404
-    bad = http.get(f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-                   f"/instances/{ds.SOPInstanceUID}/bulkdata/..%2Fx")
+    bad = http.get(
+        f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}/bulkdata/..%2Fx"
+    )
     assert bad.status_code in (400, 404)
 
 
 def test_metadata_as_xml(http, stored):
     ds = stored[0]
-    response = http.get(f"/studies/{ds.StudyInstanceUID}/metadata",
-                        headers={"Accept": 'multipart/related; type="application/dicom+xml"'})
+    response = http.get(
+        f"/studies/{ds.StudyInstanceUID}/metadata",
+        headers={"Accept": 'multipart/related; type="application/dicom+xml"'},
+    )
     parts = parse_multipart(response)
     assert len(parts) == 4
     roots = [ET.fromstring(body) for _, body in parts]
-    uids = {a.find("{*}Value").text for r in roots for a in r if a.get("keyword") == "SOPInstanceUID"}
+    uids = {
+        a.find("{*}Value").text for r in roots for a in r if a.get("keyword") == "SOPInstanceUID"
+    }
     assert uids == {d.SOPInstanceUID for d in stored[:4]}
     bulk = [a.find("{*}BulkData") for r in roots for a in r if a.get("tag") == "7FE00010"]
     assert all(b is not None and b.get("uri").startswith("http://") for b in bulk)

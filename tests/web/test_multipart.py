@@ -17,7 +17,7 @@ def test_round_trip_keeps_contents_exactly():
     contents = [b"", b"\r\n--not-the-boundary\r\n", bytes(range(256)) * 10]
     body, boundary = written(contents)
     parts = parse_parts(body, boundary)
-    assert [body[p.start:p.end] for p in parts] == contents
+    assert [body[p.start : p.end] for p in parts] == contents
     assert parts[0].headers["content-type"] == "application/octet-stream"
 
 
@@ -26,7 +26,7 @@ def test_preamble_and_quoted_boundary_as_dicomweb_client_sends():
     boundary, params = boundary_of('multipart/related; type="application/dicom"; boundary="xyz"')
     assert boundary == "xyz" and params["type"] == "application/dicom"
     [part] = parse_parts(body, boundary)
-    assert body[part.start:part.end] == b"DATA"
+    assert body[part.start : part.end] == b"DATA"
 
 
 def test_truncated_body_is_an_error():

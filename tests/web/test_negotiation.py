@@ -7,8 +7,9 @@ from isthmus.web.negotiation import Offer, parse_accept, parse_media_type, selec
 JSON = Offer("application/dicom+json")
 XML = Offer("application/dicom+xml", multipart=True)
 DICOM = Offer("application/dicom", multipart=True, syntaxes=None)
-OCTET = Offer("application/octet-stream", True, frozenset({"1.2.840.10008.1.2.1"}),
-              "1.2.840.10008.1.2.1")
+OCTET = Offer(
+    "application/octet-stream", True, frozenset({"1.2.840.10008.1.2.1"}), "1.2.840.10008.1.2.1"
+)
 JLS = Offer("image/jls", True, frozenset({"1.2.840.10008.1.2.4.80"}), "1.2.840.10008.1.2.4.80")
 
 
@@ -26,8 +27,13 @@ def test_quality_values_decide():
 
 
 def test_ties_go_to_the_resource_order():
-    assert choose("multipart/related; type=application/octet-stream, "
-                  "multipart/related; type=image/jls", [JLS, OCTET]).media_type == "image/jls"
+    assert (
+        choose(
+            "multipart/related; type=application/octet-stream, multipart/related; type=image/jls",
+            [JLS, OCTET],
+        ).media_type
+        == "image/jls"
+    )
 
 
 def test_wildcards_match():
@@ -37,8 +43,9 @@ def test_wildcards_match():
 
 
 def test_q_zero_excludes():
-    assert choose("application/dicom+json;q=0, */*", [JSON, XML]).media_type == \
-        "application/dicom+xml"
+    assert (
+        choose("application/dicom+json;q=0, */*", [JSON, XML]).media_type == "application/dicom+xml"
+    )
 
 
 def test_nothing_acceptable_is_none():
@@ -49,10 +56,18 @@ def test_nothing_acceptable_is_none():
 def test_transfer_syntax_parameter():
     choice = choose('multipart/related; type="application/dicom"; transfer-syntax=*', [DICOM])
     assert choice.transfer_syntax == "*"
-    assert choose("multipart/related; type=application/octet-stream; "
-                  "transfer-syntax=1.2.840.10008.1.2.4.50", [OCTET]) is None
-    assert choose("multipart/related; type=application/octet-stream",
-                  [OCTET]).transfer_syntax == "1.2.840.10008.1.2.1"
+    assert (
+        choose(
+            "multipart/related; type=application/octet-stream; "
+            "transfer-syntax=1.2.840.10008.1.2.4.50",
+            [OCTET],
+        )
+        is None
+    )
+    assert (
+        choose("multipart/related; type=application/octet-stream", [OCTET]).transfer_syntax
+        == "1.2.840.10008.1.2.1"
+    )
 
 
 def test_most_specific_range_gives_the_quality():
@@ -61,8 +76,9 @@ def test_most_specific_range_gives_the_quality():
 
 
 def test_parsing_quoted_parameters_and_lists():
-    media_type, params = parse_media_type('Multipart/Related; Type="application/dicom"; '
-                                          'boundary="a;b"')
+    media_type, params = parse_media_type(
+        'Multipart/Related; Type="application/dicom"; boundary="a;b"'
+    )
     assert media_type == "multipart/related"
     assert params == {"type": "application/dicom", "boundary": "a;b"}
     assert split_list('a/b; x="1,2", c/d') == ['a/b; x="1,2"', "c/d"]

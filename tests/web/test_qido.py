@@ -8,12 +8,20 @@ import httpx
 import pytest
 from dicomweb_client import DICOMwebClient
 from requests import HTTPError
-
-from isthmus.testing.generate import patients, study
 from tests.web.conftest import parse_multipart
 
-NAMES = {"SMITH^JOHN", "Smith^Anna", "DOE^JANE", "MÜLLER^HANS", "O'BRIEN^PAT", "NGUYEN^VAN",
-         "GARCIA^MARIA", "SMYTHE^JOHN"}
+from isthmus.testing.generate import patients, study
+
+NAMES = {
+    "SMITH^JOHN",
+    "Smith^Anna",
+    "DOE^JANE",
+    "MÜLLER^HANS",
+    "O'BRIEN^PAT",
+    "NGUYEN^VAN",
+    "GARCIA^MARIA",
+    "SMYTHE^JOHN",
+}
 
 
 @pytest.fixture(scope="module")
@@ -75,21 +83,31 @@ def test_keys_by_tag_match_like_keywords(http, stored):
 
 
 def test_includefield_returns_attributes_not_indexed(dicomweb, stored):
-    found = dicomweb.search_for_studies(fields=["InstitutionName"],
-                                        search_filters={"PatientID": "PID0000"})
+    found = dicomweb.search_for_studies(
+        fields=["InstitutionName"], search_filters={"PatientID": "PID0000"}
+    )
     assert found[0]["00080080"]["Value"] == ["ISTHMUS GENERAL"]
 
 
 def test_includefield_all(http, stored):
     found = http.get("/series", params={"includefield": "all", "PatientID": "PID0000"}).json()
-    assert found[0]["00080080"]["Value"] == ["ISTHMUS GENERAL"]   # from the stored metadata
+    assert found[0]["00080080"]["Value"] == ["ISTHMUS GENERAL"]  # from the stored metadata
     assert "7FE00010" not in found[0]
 
 
 def test_study_results_carry_the_required_attributes(dicomweb, stored):
     result = dicomweb.search_for_studies(search_filters={"PatientID": "PID0001"})[0]
-    for tag in ("00080020", "00080050", "00080061", "00100010", "00100020", "0020000D",
-                "00201206", "00201208", "00081190"):
+    for tag in (
+        "00080020",
+        "00080050",
+        "00080061",
+        "00100010",
+        "00100020",
+        "0020000D",
+        "00201206",
+        "00201208",
+        "00081190",
+    ):
         assert tag in result, tag
     assert result["00201208"]["Value"] == [2]
     assert result["00081190"]["Value"][0].endswith("/studies/" + result["0020000D"]["Value"][0])
@@ -100,25 +118,26 @@ def test_all_series_include_study_attributes(dicomweb, stored):
     assert len(series) == 1
     result = series[0]
     assert result["00100010"]["Value"][0]["Alphabetic"] == "O'BRIEN^PAT"
-    assert result["00201206"]["Value"] == [1]          # Number of Study Related Series
-    assert result["00080061"]["Value"] == ["CT"]       # Modalities in Study
-    assert result["00201209"]["Value"] == [2]          # Number of Series Related Instances
+    assert result["00201206"]["Value"] == [1]  # Number of Study Related Series
+    assert result["00080061"]["Value"] == ["CT"]  # Modalities in Study
+    assert result["00201209"]["Value"] == [2]  # Number of Series Related Instances
 
 
 def test_series_of_a_study(dicomweb, stored):
     ds = stored[0]
     series = dicomweb.search_for_series(ds.StudyInstanceUID)
     assert [s["0020000E"]["Value"][0] for s in series] == [ds.SeriesInstanceUID]
-    assert dicomweb.search_for_series(ds.StudyInstanceUID,
-                                      search_filters={"Modality": "MR"}) == []
+    assert dicomweb.search_for_series(ds.StudyInstanceUID, search_filters={"Modality": "MR"}) == []
 
 
 def test_all_instances_include_study_and_series_attributes(dicomweb, stored):
-    found = dicomweb.search_for_instances(search_filters={"SOPInstanceUID": stored[3].SOPInstanceUID})
+    found = dicomweb.search_for_instances(
+        search_filters={"SOPInstanceUID": stored[3].SOPInstanceUID}
+    )
     assert len(found) == 1
     result = found[0]
     assert result["00080016"]["Value"] == [stored[3].SOPClassUID]
-    assert result["00200011"]["Value"] == [1]           # Series Number
+    assert result["00200011"]["Value"] == [1]  # Series Number
     assert result["00080020"]["Value"] == [stored[3].StudyDate]
     assert result["00081190"]["Value"][0].endswith("/instances/" + stored[3].SOPInstanceUID)
 
@@ -128,9 +147,10 @@ def test_instances_of_a_study_and_of_a_series(dicomweb, stored):
     of_study = dicomweb.search_for_instances(ds.StudyInstanceUID)
     of_series = dicomweb.search_for_instances(ds.StudyInstanceUID, ds.SeriesInstanceUID)
     assert len(of_study) == len(of_series) == 2
-    assert "0008103E" in of_study[0]                     # series attributes merged in
-    by_number = dicomweb.search_for_instances(ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                              search_filters={"InstanceNumber": "2"})
+    assert "0008103E" in of_study[0]  # series attributes merged in
+    by_number = dicomweb.search_for_instances(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, search_filters={"InstanceNumber": "2"}
+    )
     assert [r["00200013"]["Value"] for r in by_number] == [[2]]
 
 
@@ -150,8 +170,11 @@ def test_no_match_is_204(http, stored):
 
 
 def test_xml_results_are_multipart_native_dicom_model(http, stored):
-    response = http.get("/studies", params={"PatientID": "PID0001"},
-                        headers={"Accept": 'multipart/related; type="application/dicom+xml"'})
+    response = http.get(
+        "/studies",
+        params={"PatientID": "PID0001"},
+        headers={"Accept": 'multipart/related; type="application/dicom+xml"'},
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("multipart/related")
     parts = parse_multipart(response)
@@ -162,14 +185,17 @@ def test_xml_results_are_multipart_native_dicom_model(http, stored):
     assert attrs["PatientName"].find("{*}PersonName/{*}Alphabetic/{*}GivenName").text == "Anna"
 
 
-@pytest.mark.parametrize("params, words", [
-    ({"StudyDate": "20200301-20200101"}, "ends before it starts"),
-    ({"StudyDate": "2020-01-01"}, "StudyDate"),
-    ({"NoSuchAttribute": "x"}, "NoSuchAttribute"),
-    ({"limit": "-1"}, "limit"),
-    ({"fuzzymatching": "maybe"}, "fuzzymatching"),
-    ({"00081111.00081150": "1.2"}, "sequence"),
-])
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        ({"StudyDate": "20200301-20200101"}, "ends before it starts"),
+        ({"StudyDate": "2020-01-01"}, "StudyDate"),
+        ({"NoSuchAttribute": "x"}, "NoSuchAttribute"),
+        ({"limit": "-1"}, "limit"),
+        ({"fuzzymatching": "maybe"}, "fuzzymatching"),
+        ({"00081111.00081150": "1.2"}, "sequence"),
+    ],
+)
 def test_bad_queries_are_400_with_a_readable_message(http, stored, params, words):
     response = http.get("/studies", params=params)
     assert response.status_code == 400
@@ -196,10 +222,12 @@ def test_invalid_uid_in_path_is_400(http, stored):
 def test_dimse_and_web_see_the_same_studies(web_node, stored):
     from isthmus.archive import query_from_keywords
 
-    via_archive = web_node.archive.find(query_from_keywords("STUDY", {"PatientName": "SM*"},
-                                                            include_defaults=True))
-    via_web = httpx.get(f"http://127.0.0.1:{web_node.http_port}/dicom-web/studies",
-                        params={"PatientName": "SM*"}).json()
+    via_archive = web_node.archive.find(
+        query_from_keywords("STUDY", {"PatientName": "SM*"}, include_defaults=True)
+    )
+    via_web = httpx.get(
+        f"http://127.0.0.1:{web_node.http_port}/dicom-web/studies", params={"PatientName": "SM*"}
+    ).json()
     assert names(via_archive.matches) == names(via_web)
 
 
@@ -207,16 +235,19 @@ def test_dimse_and_web_see_the_same_studies(web_node, stored):
 def test_the_same_searches_on_a_postgresql_index(postgres, tmp_path):
     import uuid
 
-    from isthmus.server import Node
     from tests.web.conftest import node_settings, root_of
+
+    from isthmus.server import Node
 
     index_url = postgres.create_database("t_" + uuid.uuid4().hex[:12])
     with Node(node_settings(tmp_path, index_url=index_url)) as node:
         client = DICOMwebClient(root_of(node))
         client.store_instances([ds for spec in patients(8) for ds in study(spec)][::5])
-        assert names(client.search_for_studies(search_filters={"PatientName": "smi*"})) == \
-            {"SMITH^JOHN", "Smith^Anna"}
+        assert names(client.search_for_studies(search_filters={"PatientName": "smi*"})) == {
+            "SMITH^JOHN",
+            "Smith^Anna",
+        }
         assert len(client.search_for_series(search_filters={"StudyDate": "20200101-20200310"})) == 2
-        assert names(client.search_for_studies(fuzzymatching=True,
-                                               search_filters={"PatientName": "john"})) == \
-            {"SMITH^JOHN", "SMYTHE^JOHN"}
+        assert names(
+            client.search_for_studies(fuzzymatching=True, search_filters={"PatientName": "john"})
+        ) == {"SMITH^JOHN", "SMYTHE^JOHN"}

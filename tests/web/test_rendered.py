@@ -10,7 +10,6 @@ import pytest
 from dicomweb_client import DICOMwebClient
 from PIL import Image
 from pydicom.data import get_testdata_file
-
 from tests.web.conftest import make_study, parse_multipart
 
 
@@ -32,17 +31,20 @@ def instance_url(ds) -> str:
 
 def test_instance_rendered_as_jpeg_by_default(dicomweb, stored):
     ds = stored["ct"][0]
-    data = dicomweb.retrieve_instance_rendered(ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                               ds.SOPInstanceUID)
+    data = dicomweb.retrieve_instance_rendered(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
     picture = image(data)
     assert picture.format == "JPEG" and picture.size == (64, 64)
 
 
 def test_png_with_window_and_viewport(http, stored):
     ds = stored["ct"][1]
-    response = http.get(instance_url(ds) + "/rendered",
-                        params={"window": "40,400,LINEAR", "viewport": "32,32"},
-                        headers={"Accept": "image/png"})
+    response = http.get(
+        instance_url(ds) + "/rendered",
+        params={"window": "40,400,LINEAR", "viewport": "32,32"},
+        headers={"Accept": "image/png"},
+    )
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     picture = image(response.content)
     assert picture.size == (32, 32)
@@ -61,22 +63,29 @@ def test_window_changes_the_image(http, stored):
 def test_frame_rendered(dicomweb, stored):
     dose = stored["dose"]
     data = dicomweb.retrieve_instance_frames_rendered(
-        dose.StudyInstanceUID, dose.SeriesInstanceUID, dose.SOPInstanceUID, [3],
-        media_types=("image/gif",))
+        dose.StudyInstanceUID,
+        dose.SeriesInstanceUID,
+        dose.SOPInstanceUID,
+        [3],
+        media_types=("image/gif",),
+    )
     assert image(data).format == "GIF"
 
 
 def test_series_rendered_as_one_image_when_a_single_image_is_asked(dicomweb, stored):
     ds = stored["ct"][0]
-    data = dicomweb.retrieve_series_rendered(ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                             media_types=("image/jpeg",))
+    data = dicomweb.retrieve_series_rendered(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, media_types=("image/jpeg",)
+    )
     assert image(data).format == "JPEG"
 
 
 def test_study_rendered_as_multipart_has_every_instance(http, stored):
     ds = stored["ct"][0]
-    response = http.get(f"/studies/{ds.StudyInstanceUID}/rendered",
-                        headers={"Accept": 'multipart/related; type="image/png"'})
+    response = http.get(
+        f"/studies/{ds.StudyInstanceUID}/rendered",
+        headers={"Accept": 'multipart/related; type="image/png"'},
+    )
     parts = parse_multipart(response)
     assert len(parts) == 6
     assert all(image(body).format == "PNG" for _, body in parts)
@@ -85,19 +94,30 @@ def test_study_rendered_as_multipart_has_every_instance(http, stored):
 @pytest.mark.parametrize("level", ["study", "series", "instance", "frame"])
 def test_thumbnails_at_every_level(http, stored, level):
     ds = stored["ct"][0]
-    url = {"study": f"/studies/{ds.StudyInstanceUID}",
-           "series": f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}",
-           "instance": instance_url(ds),
-           "frame": instance_url(ds) + "/frames/1"}[level]
+    url = {
+        "study": f"/studies/{ds.StudyInstanceUID}",
+        "series": f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}",
+        "instance": instance_url(ds),
+        "frame": instance_url(ds) + "/frames/1",
+    }[level]
     response = http.get(url + "/thumbnail", params={"viewport": "16,16"})
     assert response.status_code == 200
     assert image(response.content).size == (16, 16)
 
 
-@pytest.mark.parametrize("params", [
-    {"window": "40"}, {"window": "a,b"}, {"window": "40,400,CUBIC"}, {"viewport": "0,10"},
-    {"viewport": "10"}, {"quality": "0"}, {"quality": "101"}, {"annotation": "everything"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"window": "40"},
+        {"window": "a,b"},
+        {"window": "40,400,CUBIC"},
+        {"viewport": "0,10"},
+        {"viewport": "10"},
+        {"quality": "0"},
+        {"quality": "101"},
+        {"annotation": "everything"},
+    ],
+)
 def test_bad_rendering_parameters_are_400(http, stored, params):
     response = http.get(instance_url(stored["ct"][0]) + "/rendered", params=params)
     assert response.status_code == 400
@@ -112,8 +132,9 @@ def test_quality_changes_jpeg_size(http, stored):
 
 
 def test_unrenderable_media_type_is_406(http, stored):
-    response = http.get(instance_url(stored["ct"][0]) + "/rendered",
-                        headers={"Accept": "application/pdf"})
+    response = http.get(
+        instance_url(stored["ct"][0]) + "/rendered", headers={"Accept": "application/pdf"}
+    )
     assert response.status_code == 406
 
 
@@ -129,8 +150,9 @@ def test_each_frame_of_a_stored_multiframe_instance_renders_as_from_the_whole_fi
     dose = stored["dose"]
     whole = open(get_testdata_file("rtdose.dcm"), "rb").read()
     for frame in (1, 7, dose.NumberOfFrames):
-        response = http.get(instance_url(dose) + f"/frames/{frame}/rendered",
-                            headers={"Accept": "image/png"})
+        response = http.get(
+            instance_url(dose) + f"/frames/{frame}/rendered", headers={"Accept": "image/png"}
+        )
         assert response.status_code == 200
         expected = render(whole, frame=frame, media_type="image/png")
         assert np.array_equal(np.asarray(image(response.content)), np.asarray(image(expected)))

@@ -7,9 +7,9 @@ import json
 
 import pydicom
 import pytest
+from tests.web.conftest import make_study, multipart_body, part10
 
 from isthmus.dicom.json import dumps
-from tests.web.conftest import make_study, multipart_body, part10
 
 DICOM_MULTIPART = 'multipart/related; type="application/dicom"; boundary=b0undary'
 
@@ -49,9 +49,13 @@ def test_response_references_each_instance_with_its_retrieve_url(http):
 
 def test_a_non_dicom_part_among_good_ones_is_reported_and_the_rest_stored(web_node, http):
     good = make_study(instances_per_series=2)
-    body = multipart_body([("application/dicom", part10(good[0])),
-                           ("application/dicom", b"this is not DICOM at all, just text " * 10),
-                           ("application/dicom", part10(good[1]))])
+    body = multipart_body(
+        [
+            ("application/dicom", part10(good[0])),
+            ("application/dicom", b"this is not DICOM at all, just text " * 10),
+            ("application/dicom", part10(good[1])),
+        ]
+    )
     response = post(http, body)
     assert response.status_code == 202
     assert referenced(response) == [d.SOPInstanceUID for d in good]
@@ -78,18 +82,21 @@ def test_nothing_stored_is_409(http):
 def test_truncated_multipart_is_400_and_stores_nothing(web_node, http):
     datasets = make_study(instances_per_series=2)
     body = multipart_body([("application/dicom", part10(d)) for d in datasets])
-    response = post(http, body[:len(body) - 3000])
+    response = post(http, body[: len(body) - 3000])
     assert response.status_code == 400
     assert "truncated" in response.json()["message"]
     assert not any(web_node.archive.contains(d.SOPInstanceUID) for d in datasets)
 
 
-@pytest.mark.parametrize("content_type, status", [
-    ("application/json", 415),
-    ("text/plain", 415),
-    ('multipart/related; type="image/png"; boundary=b0undary', 415),
-    ('multipart/related; type="application/dicom"', 400),
-])
+@pytest.mark.parametrize(
+    "content_type, status",
+    [
+        ("application/json", 415),
+        ("text/plain", 415),
+        ('multipart/related; type="image/png"; boundary=b0undary', 415),
+        ('multipart/related; type="application/dicom"', 400),
+    ],
+)
 def test_wrong_content_type(http, content_type, status):
     body = multipart_body([("application/dicom", part10(make_study(instances_per_series=1)[0]))])
     response = post(http, body, content_type)
@@ -104,16 +111,20 @@ def test_empty_body_is_400(http):
 def test_study_scoped_store_refuses_other_studies(web_node, http):
     mine = make_study(instances_per_series=1)
     other = make_study(instances_per_series=1)
-    body = multipart_body([("application/dicom", part10(mine[0])),
-                           ("application/dicom", part10(other[0]))])
+    body = multipart_body(
+        [("application/dicom", part10(mine[0])), ("application/dicom", part10(other[0]))]
+    )
     response = post(http, body, path=f"/studies/{mine[0].StudyInstanceUID}")
     assert response.status_code == 202
     assert referenced(response) == [mine[0].SOPInstanceUID]
     [failure] = failed(response)
     assert failure["00081197"]["Value"] == [0xC409]
     assert not web_node.archive.contains(other[0].SOPInstanceUID)
-    only_other = post(http, multipart_body([("application/dicom", part10(other[0]))]),
-                      path=f"/studies/{mine[0].StudyInstanceUID}")
+    only_other = post(
+        http,
+        multipart_body([("application/dicom", part10(other[0]))]),
+        path=f"/studies/{mine[0].StudyInstanceUID}",
+    )
     assert only_other.status_code == 409
 
 
@@ -134,22 +145,33 @@ def test_single_part_application_dicom_body(http):
 
 def test_xml_response_when_asked(http):
     ds = make_study(instances_per_series=1)[0]
-    response = post(http, multipart_body([("application/dicom", part10(ds))]),
-                    Accept="application/dicom+xml")
+    response = post(
+        http, multipart_body([("application/dicom", part10(ds))]), Accept="application/dicom+xml"
+    )
     assert response.headers["content-type"] == "application/dicom+xml"
-    assert b"NativeDicomModel" in response.content and ds.SOPInstanceUID.encode() in response.content
+    assert (
+        b"NativeDicomModel" in response.content and ds.SOPInstanceUID.encode() in response.content
+    )
 
 
 def test_json_metadata_with_bulk_data(web_node, http, dicomweb):
     ds = make_study(instances_per_series=1)[0]
-    metadata = ds.to_json_dict(bulk_data_threshold=1024,
-                               bulk_data_element_handler=lambda elem: "pixels")
+    metadata = ds.to_json_dict(
+        bulk_data_threshold=1024, bulk_data_element_handler=lambda elem: "pixels"
+    )
     metadata["7FE00010"] = {"vr": "OW", "BulkDataURI": "pixels"}
-    body = (b"--b0undary\r\nContent-Type: application/dicom+json\r\n\r\n"
-            + json.dumps([metadata]).encode() + b"\r\n"
-            + b"--b0undary\r\nContent-Type: application/octet-stream\r\n"
-            + b"Content-Location: pixels\r\n\r\n" + ds.PixelData + b"\r\n--b0undary--\r\n")
-    response = post(http, body, 'multipart/related; type="application/dicom+json"; boundary=b0undary')
+    body = (
+        b"--b0undary\r\nContent-Type: application/dicom+json\r\n\r\n"
+        + json.dumps([metadata]).encode()
+        + b"\r\n"
+        + b"--b0undary\r\nContent-Type: application/octet-stream\r\n"
+        + b"Content-Location: pixels\r\n\r\n"
+        + ds.PixelData
+        + b"\r\n--b0undary--\r\n"
+    )
+    response = post(
+        http, body, 'multipart/related; type="application/dicom+json"; boundary=b0undary'
+    )
     assert response.status_code == 200, response.text
     back = dicomweb.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     assert back.PixelData == ds.PixelData and back.PatientName == ds.PatientName
@@ -160,18 +182,31 @@ def test_json_metadata_with_compressed_pixel_data_and_a_missing_reference(http, 
     frame = next(pydicom.encaps.generate_frames(rle.PixelData, number_of_frames=1))
     metadata = rle.to_json_dict(bulk_data_threshold=1 << 30)
     metadata["7FE00010"] = {"vr": "OB", "BulkDataURI": "cid:frame1"}
-    broken = dict(metadata, **{"00080018": {"vr": "UI", "Value": ["1.2.3.4.5.6.7"]},
-                               "7FE00010": {"vr": "OB", "BulkDataURI": "cid:nowhere"}})
-    body = (b"--b0undary\r\nContent-Type: application/dicom+json\r\n\r\n"
-            + dumps([metadata, broken]).encode() + b"\r\n"
-            + b"--b0undary\r\nContent-Type: image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5\r\n"
-            + b"Content-ID: <frame1>\r\n\r\n" + frame + b"\r\n--b0undary--\r\n")
-    response = post(http, body, 'multipart/related; type="application/dicom+json"; boundary=b0undary')
+    broken = dict(
+        metadata,
+        **{
+            "00080018": {"vr": "UI", "Value": ["1.2.3.4.5.6.7"]},
+            "7FE00010": {"vr": "OB", "BulkDataURI": "cid:nowhere"},
+        },
+    )
+    body = (
+        b"--b0undary\r\nContent-Type: application/dicom+json\r\n\r\n"
+        + dumps([metadata, broken]).encode()
+        + b"\r\n"
+        + b"--b0undary\r\nContent-Type: image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5\r\n"
+        + b"Content-ID: <frame1>\r\n\r\n"
+        + frame
+        + b"\r\n--b0undary--\r\n"
+    )
+    response = post(
+        http, body, 'multipart/related; type="application/dicom+json"; boundary=b0undary'
+    )
     assert response.status_code == 202, response.text
     assert referenced(response) == [rle.SOPInstanceUID]
     assert failed(response)[0]["00081155"]["Value"] == ["1.2.3.4.5.6.7"]
-    back = dicomweb.retrieve_instance(rle.StudyInstanceUID, rle.SeriesInstanceUID,
-                                      rle.SOPInstanceUID)
+    back = dicomweb.retrieve_instance(
+        rle.StudyInstanceUID, rle.SeriesInstanceUID, rle.SOPInstanceUID
+    )
     assert (back.pixel_array == rle.pixel_array).all()
 
 
@@ -181,9 +216,14 @@ def test_xml_metadata_with_inline_pixels(http, dicomweb):
     ds = make_study(instances_per_series=1, rows=8, columns=8)[0]
     metadata = ds.to_json_dict(bulk_data_threshold=1 << 30)
     assert "InlineBinary" in metadata["7FE00010"]
-    body = (b"--b0undary\r\nContent-Type: application/dicom+xml\r\n\r\n" + to_xml(metadata)
-            + b"\r\n--b0undary--\r\n")
-    response = post(http, body, 'multipart/related; type="application/dicom+xml"; boundary=b0undary')
+    body = (
+        b"--b0undary\r\nContent-Type: application/dicom+xml\r\n\r\n"
+        + to_xml(metadata)
+        + b"\r\n--b0undary--\r\n"
+    )
+    response = post(
+        http, body, 'multipart/related; type="application/dicom+xml"; boundary=b0undary'
+    )
     assert response.status_code == 200, response.text
     back = dicomweb.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     assert back.PixelData == base64.b64decode(metadata["7FE00010"]["InlineBinary"])
@@ -192,7 +232,9 @@ def test_xml_metadata_with_inline_pixels(http, dicomweb):
 def test_body_is_spooled_to_disk_not_kept(web_node, http):
     """The temporary file of a request is gone once it is answered."""
     folder = web_node.settings.data / "tmp"
-    post(http, multipart_body([("application/dicom", part10(make_study(instances_per_series=1)[0]))]))
+    post(
+        http, multipart_body([("application/dicom", part10(make_study(instances_per_series=1)[0]))])
+    )
     assert folder.is_dir() and list(folder.iterdir()) == []
 
 
@@ -218,7 +260,7 @@ def test_spooled_bodies_are_released_once_answered(web_node, http):
     datasets = make_study(instances_per_series=3)
     body = multipart_body([("application/dicom", part10(d)) for d in datasets])
     assert post(http, body).status_code == 200
-    assert post(http, body[:len(body) - 3000]).status_code == 400
+    assert post(http, body[: len(body) - 3000]).status_code == 400
     deadline = time.monotonic() + 30  # the release runs in a worker thread after the answer
     while open_spools() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -11,9 +11,9 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import UID, ExplicitVRLittleEndian
+from tests.web.conftest import multipart_body, parse_multipart
 
 from isthmus.dicom.part10 import split_part10
-from tests.web.conftest import multipart_body, parse_multipart
 
 REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
@@ -44,33 +44,52 @@ def samples() -> dict[str, str]:
 
 
 def test_the_bundled_files_cover_the_common_syntaxes():
-    assert {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
-            "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.70",
-            "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5"} <= set(samples())
+    assert {
+        "1.2.840.10008.1.2",
+        "1.2.840.10008.1.2.1",
+        "1.2.840.10008.1.2.2",
+        "1.2.840.10008.1.2.1.99",
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.70",
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.5",
+    } <= set(samples())
 
 
-@pytest.mark.parametrize("transfer_syntax", list(samples()),
-                         ids=lambda ts: UID(ts).name.replace(" ", "_"))
+@pytest.mark.parametrize(
+    "transfer_syntax", list(samples()), ids=lambda ts: UID(ts).name.replace(" ", "_")
+)
 def test_stored_and_retrieved_in_every_transfer_syntax(http, transfer_syntax):
     path = samples()[transfer_syntax]
     with open(path, "rb") as fh:
         original = fh.read()
     ds = pydicom.dcmread(BytesIO(original))
-    stored = http.post("/studies", content=multipart_body([("application/dicom", original)]),
-                       headers={"Content-Type": 'multipart/related; type="application/dicom"; '
-                                                "boundary=b0undary"})
+    stored = http.post(
+        "/studies",
+        content=multipart_body([("application/dicom", original)]),
+        headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b0undary'},
+    )
     assert stored.status_code == 200, stored.text
-    url = (f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-           f"/instances/{ds.SOPInstanceUID}")
+    url = (
+        f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}"
+    )
     try:
-        as_stored = http.get(url, headers={"Accept": 'multipart/related; type="application/dicom";'
-                                                     " transfer-syntax=*"})
+        as_stored = http.get(
+            url,
+            headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+        )
         [(headers, body)] = parse_multipart(as_stored)
         assert f"transfer-syntax={transfer_syntax}" in headers["content-type"]
         assert bytes(split_part10(body)[1]) == bytes(split_part10(original)[1])
 
-        explicit = http.get(url, headers={"Accept": 'multipart/related; type="application/dicom";'
-                                                    f" transfer-syntax={ExplicitVRLittleEndian}"})
+        explicit = http.get(
+            url,
+            headers={
+                "Accept": 'multipart/related; type="application/dicom";'
+                f" transfer-syntax={ExplicitVRLittleEndian}"
+            },
+        )
         [(headers, body)] = parse_multipart(explicit)
         assert f"transfer-syntax={ExplicitVRLittleEndian}" in headers["content-type"]
         decoded = pydicom.dcmread(BytesIO(body))

@@ -8,9 +8,9 @@ import pydicom
 import pytest
 from dicomweb_client import DICOMwebClient
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+from tests.web.conftest import make_study, parse_multipart, part10
 
 from isthmus.dicom.part10 import split_part10
-from tests.web.conftest import make_study, parse_multipart, part10
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +42,11 @@ def test_series_retrieval_in_instance_order(dicomweb, stored):
 
 def test_default_transfer_syntax_is_explicit_vr_little_endian(http, stored):
     implicit = stored[4]
-    response = http.get(f"/studies/{implicit.StudyInstanceUID}/series/{implicit.SeriesInstanceUID}"
-                        f"/instances/{implicit.SOPInstanceUID}",
-                        headers={"Accept": 'multipart/related; type="application/dicom"'})
+    response = http.get(
+        f"/studies/{implicit.StudyInstanceUID}/series/{implicit.SeriesInstanceUID}"
+        f"/instances/{implicit.SOPInstanceUID}",
+        headers={"Accept": 'multipart/related; type="application/dicom"'},
+    )
     [(headers, body)] = parse_multipart(response)
     assert f"transfer-syntax={ExplicitVRLittleEndian}" in headers["content-type"]
     ds = pydicom.dcmread(BytesIO(body))
@@ -54,10 +56,11 @@ def test_default_transfer_syntax_is_explicit_vr_little_endian(http, stored):
 
 def test_any_transfer_syntax_returns_the_stored_bytes(http, stored):
     implicit = stored[4]
-    response = http.get(f"/studies/{implicit.StudyInstanceUID}/series/{implicit.SeriesInstanceUID}"
-                        f"/instances/{implicit.SOPInstanceUID}",
-                        headers={"Accept": 'multipart/related; type="application/dicom"; '
-                                           "transfer-syntax=*"})
+    response = http.get(
+        f"/studies/{implicit.StudyInstanceUID}/series/{implicit.SeriesInstanceUID}"
+        f"/instances/{implicit.SOPInstanceUID}",
+        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+    )
     assert response.status_code == 200
     [(headers, body)] = parse_multipart(response)
     assert f"transfer-syntax={ImplicitVRLittleEndian}" in headers["content-type"]
@@ -68,17 +71,23 @@ def test_any_transfer_syntax_returns_the_stored_bytes(http, stored):
 
 def test_transcoding_to_a_compressed_syntax_and_back(dicomweb, stored):
     ds = stored[0]
-    compressed = dicomweb.retrieve_instance(ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                                            ds.SOPInstanceUID,
-                                            media_types=(("application/dicom", RLELossless),))
+    compressed = dicomweb.retrieve_instance(
+        ds.StudyInstanceUID,
+        ds.SeriesInstanceUID,
+        ds.SOPInstanceUID,
+        media_types=(("application/dicom", RLELossless),),
+    )
     assert compressed.file_meta.TransferSyntaxUID == RLELossless
     assert (compressed.pixel_array == ds.pixel_array).all()
 
 
 def test_single_part_instance_when_asked(http, stored):
     ds = stored[1]
-    response = http.get(f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-                        f"/instances/{ds.SOPInstanceUID}", headers={"Accept": "application/dicom"})
+    response = http.get(
+        f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}",
+        headers={"Accept": "application/dicom"},
+    )
     assert response.headers["content-type"].startswith("application/dicom")
     assert pydicom.dcmread(BytesIO(response.content)).SOPInstanceUID == ds.SOPInstanceUID
 
@@ -91,15 +100,20 @@ def test_unknown_study_is_404(http, stored):
 
 def test_instance_of_another_series_is_404(http, stored):
     a, b = stored[0], stored[4]
-    response = http.get(f"/studies/{a.StudyInstanceUID}/series/{a.SeriesInstanceUID}"
-                        f"/instances/{b.SOPInstanceUID}")
+    response = http.get(
+        f"/studies/{a.StudyInstanceUID}/series/{a.SeriesInstanceUID}/instances/{b.SOPInstanceUID}"
+    )
     assert response.status_code == 404
 
 
 def test_unsupported_transfer_syntax_is_406(http, stored):
-    response = http.get(f"/studies/{stored[0].StudyInstanceUID}",
-                        headers={"Accept": 'multipart/related; type="application/dicom"; '
-                                           "transfer-syntax=1.2.840.10008.1.2.4.50"})
+    response = http.get(
+        f"/studies/{stored[0].StudyInstanceUID}",
+        headers={
+            "Accept": 'multipart/related; type="application/dicom"; '
+            "transfer-syntax=1.2.840.10008.1.2.4.50"
+        },
+    )
     assert response.status_code == 406
     assert "transfer-syntax=*" in response.json()["message"]
 
@@ -111,9 +125,12 @@ def test_wrong_media_type_is_406(http, stored):
 
 def test_accept_query_parameter_takes_precedence(http, stored):
     ds = stored[1]
-    response = http.get(f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-                        f"/instances/{ds.SOPInstanceUID}",
-                        params={"accept": "application/dicom"}, headers={"Accept": "*/*"})
+    response = http.get(
+        f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}",
+        params={"accept": "application/dicom"},
+        headers={"Accept": "*/*"},
+    )
     assert response.headers["content-type"].startswith("application/dicom")
 
 
@@ -122,14 +139,21 @@ def test_retrieval_streams_in_chunks(web_node, http, stored):
     from isthmus.web import wado
 
     big = make_study(instances_per_series=4, rows=512, columns=512)
-    response = http.post("/studies", content=b"".join(
-        "--b\r\nContent-Type: application/dicom\r\n\r\n".encode() + part10(ds) + b"\r\n"
-        for ds in big) + b"--b--\r\n",
-        headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'})
+    response = http.post(
+        "/studies",
+        content=b"".join(
+            b"--b\r\nContent-Type: application/dicom\r\n\r\n" + part10(ds) + b"\r\n"
+            for ds in big
+        )
+        + b"--b--\r\n",
+        headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'},
+    )
     assert response.status_code == 200
-    with http.stream("GET", f"/studies/{big[0].StudyInstanceUID}",
-                     headers={"Accept": 'multipart/related; type="application/dicom"; '
-                                        "transfer-syntax=*"}) as streamed:
+    with http.stream(
+        "GET",
+        f"/studies/{big[0].StudyInstanceUID}",
+        headers={"Accept": 'multipart/related; type="application/dicom"; transfer-syntax=*'},
+    ) as streamed:
         sizes = [len(chunk) for chunk in streamed.iter_raw()]
     assert sum(sizes) > 4 * 512 * 512 * 2
     assert max(sizes) <= wado.CHUNK + 4096
@@ -139,8 +163,9 @@ DICOM_AS_STORED = 'multipart/related; type="application/dicom"; transfer-syntax=
 
 
 def test_retrieval_as_stored_announces_its_exact_length(http, stored):
-    response = http.get(f"/studies/{stored[0].StudyInstanceUID}",
-                        headers={"Accept": DICOM_AS_STORED})
+    response = http.get(
+        f"/studies/{stored[0].StudyInstanceUID}", headers={"Accept": DICOM_AS_STORED}
+    )
     assert response.status_code == 200
     assert "chunked" not in response.headers.get("transfer-encoding", "")
     assert int(response.headers["content-length"]) == len(response.content)
@@ -150,8 +175,10 @@ def test_retrieval_as_stored_announces_its_exact_length(http, stored):
 def test_retrieval_that_transcodes_does_not_announce_a_length(http, stored):
     """The implicit VR series goes out as Explicit VR Little Endian: sizes are not known
     before transcoding, so the body is sent chunked."""
-    response = http.get(f"/studies/{stored[0].StudyInstanceUID}",
-                        headers={"Accept": 'multipart/related; type="application/dicom"'})
+    response = http.get(
+        f"/studies/{stored[0].StudyInstanceUID}",
+        headers={"Accept": 'multipart/related; type="application/dicom"'},
+    )
     assert response.status_code == 200
     assert "content-length" not in response.headers
     assert len(parse_multipart(response)) == 6
@@ -162,8 +189,9 @@ def test_instances_too_large_to_read_at_once_are_streamed_in_pieces(http, stored
 
     monkeypatch.setattr(wado, "WHOLE", 1024)
     monkeypatch.setattr(wado, "CHUNK", 4096)
-    response = http.get(f"/studies/{stored[0].StudyInstanceUID}",
-                        headers={"Accept": DICOM_AS_STORED})
+    response = http.get(
+        f"/studies/{stored[0].StudyInstanceUID}", headers={"Accept": DICOM_AS_STORED}
+    )
     assert int(response.headers["content-length"]) == len(response.content)
     originals = by_uid(stored)
     parts = parse_multipart(response)
@@ -171,9 +199,11 @@ def test_instances_too_large_to_read_at_once_are_streamed_in_pieces(http, stored
     for _, body in parts:
         ds = pydicom.dcmread(BytesIO(body))
         assert ds.PixelData == originals[ds.SOPInstanceUID].PixelData
-    single = http.get(f"/studies/{stored[0].StudyInstanceUID}/series/{stored[0].SeriesInstanceUID}"
-                      f"/instances/{stored[0].SOPInstanceUID}",
-                      headers={"Accept": "application/dicom; transfer-syntax=*"})
+    single = http.get(
+        f"/studies/{stored[0].StudyInstanceUID}/series/{stored[0].SeriesInstanceUID}"
+        f"/instances/{stored[0].SOPInstanceUID}",
+        headers={"Accept": "application/dicom; transfer-syntax=*"},
+    )
     assert pydicom.dcmread(BytesIO(single.content)).PixelData == stored[0].PixelData
 
 
@@ -182,22 +212,32 @@ def test_a_file_missing_from_a_response_of_announced_length_cuts_it_short(fresh_
     import os
 
     import httpx
-
     from tests.web.conftest import root_of
 
     datasets = make_study(instances_per_series=3)
     with httpx.Client(base_url=root_of(fresh_node), timeout=60) as client:
-        body = b"".join(b"--b\r\nContent-Type: application/dicom\r\n\r\n" + part10(ds) + b"\r\n"
-                        for ds in datasets) + b"--b--\r\n"
-        stored = client.post("/studies", content=body, headers={
-            "Content-Type": 'multipart/related; type="application/dicom"; boundary=b'})
+        body = (
+            b"".join(
+                b"--b\r\nContent-Type: application/dicom\r\n\r\n" + part10(ds) + b"\r\n"
+                for ds in datasets
+            )
+            + b"--b--\r\n"
+        )
+        stored = client.post(
+            "/studies",
+            content=body,
+            headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'},
+        )
         assert stored.status_code == 200
         rows = fresh_node.archive.instances(datasets[0].StudyInstanceUID)
         os.remove(fresh_node.archive.local_path(rows[1]))
         with pytest.raises(httpx.RemoteProtocolError):
-            client.get(f"/studies/{datasets[0].StudyInstanceUID}",
-                       headers={"Accept": DICOM_AS_STORED})
-        one = client.get(f"/studies/{datasets[0].StudyInstanceUID}/series/"
-                         f"{rows[1].series_instance_uid}/instances/{rows[1].sop_instance_uid}",
-                         headers={"Accept": "application/dicom; transfer-syntax=*"})
+            client.get(
+                f"/studies/{datasets[0].StudyInstanceUID}", headers={"Accept": DICOM_AS_STORED}
+            )
+        one = client.get(
+            f"/studies/{datasets[0].StudyInstanceUID}/series/"
+            f"{rows[1].series_instance_uid}/instances/{rows[1].sop_instance_uid}",
+            headers={"Accept": "application/dicom; transfer-syntax=*"},
+        )
         assert one.status_code == 500 and "missing" in one.json()["message"]

@@ -9,7 +9,6 @@ import pydicom
 import pytest
 from PIL import Image
 from pydicom.uid import RLELossless
-
 from tests.web.conftest import make_study
 
 
@@ -27,10 +26,14 @@ def wado(web_node):
     def get(ds=None, **params):
         query = {"requestType": "WADO"}
         if ds is not None:
-            query.update(studyUID=ds.StudyInstanceUID, seriesUID=ds.SeriesInstanceUID,
-                         objectUID=ds.SOPInstanceUID)
+            query.update(
+                studyUID=ds.StudyInstanceUID,
+                seriesUID=ds.SeriesInstanceUID,
+                objectUID=ds.SOPInstanceUID,
+            )
         query.update(params)
         return httpx.get(base, params=query, timeout=30)
+
     return get
 
 
@@ -41,8 +44,14 @@ def test_default_is_a_jpeg(wado, stored):
 
 
 def test_png_with_size_and_window(wado, stored):
-    response = wado(stored[0], contentType="image/png", rows="32", columns="32",
-                    windowCenter="40", windowWidth="400")
+    response = wado(
+        stored[0],
+        contentType="image/png",
+        rows="32",
+        columns="32",
+        windowCenter="40",
+        windowWidth="400",
+    )
     assert response.headers["content-type"] == "image/png"
     assert Image.open(BytesIO(response.content)).size == (32, 32)
 
@@ -55,17 +64,20 @@ def test_dicom_as_stored_and_transcoded(wado, stored):
     assert pydicom.dcmread(BytesIO(rle.content)).file_meta.TransferSyntaxUID == RLELossless
 
 
-@pytest.mark.parametrize("params, status", [
-    ({"requestType": "WADO-RS"}, 400),
-    ({"anonymize": "yes"}, 400),
-    ({"region": "0,0,0.5,0.5"}, 400),
-    ({"frameNumber": "2"}, 404),
-    ({"contentType": "text/html"}, 406),
-    ({"windowCenter": "40"}, 400),
-    ({"bogus": "1"}, 400),
-    ({"objectUID": "1.2.3"}, 404),
-    ({"objectUID": "../../etc/passwd"}, 400),
-])
+@pytest.mark.parametrize(
+    "params, status",
+    [
+        ({"requestType": "WADO-RS"}, 400),
+        ({"anonymize": "yes"}, 400),
+        ({"region": "0,0,0.5,0.5"}, 400),
+        ({"frameNumber": "2"}, 404),
+        ({"contentType": "text/html"}, 406),
+        ({"windowCenter": "40"}, 400),
+        ({"bogus": "1"}, 400),
+        ({"objectUID": "1.2.3"}, 404),
+        ({"objectUID": "../../etc/passwd"}, 400),
+    ],
+)
 def test_bad_requests(wado, stored, params, status):
     response = wado(stored[0], **params)
     assert response.status_code == status

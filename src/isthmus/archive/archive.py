@@ -10,8 +10,9 @@ import errno
 import hashlib
 import logging
 import secrets
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator, Sequence
+from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -49,8 +50,9 @@ class StoreResult:
 
 
 # Statements built once: SQLAlchemy then compiles them once, not per instance.
-_FIND_INSTANCE = sa.select(idx.instance.c.pk, idx.instance.c.blob_key, idx.instance.c.series_pk) \
-    .where(idx.instance.c.sop_instance_uid == sa.bindparam("uid"))
+_FIND_INSTANCE = sa.select(
+    idx.instance.c.pk, idx.instance.c.blob_key, idx.instance.c.series_pk
+).where(idx.instance.c.sop_instance_uid == sa.bindparam("uid"))
 _SERIES_OWNER = sa.select(idx.series.c.study_pk).where(idx.series.c.pk == sa.bindparam("pk"))
 
 
@@ -62,8 +64,9 @@ class HierarchyConflict(Exception):
 class Archive:
     """Instances in a blob store, indexed in a relational database."""
 
-    def __init__(self, index_url: str, blob_url: str, duplicates: str = "keep",
-                 durable: bool = True) -> None:
+    def __init__(
+        self, index_url: str, blob_url: str, duplicates: str = "keep", durable: bool = True
+    ) -> None:
         """`durable=False` skips fsync (blobs) and relaxes SQLite to synchronous=NORMAL:
         success then survives a crash of Isthmus but not of the machine.  Only for
         scratch archives and like-for-like benchmarks against servers that never
@@ -79,19 +82,27 @@ class Archive:
         self.writer = GroupCommitWriter(self.engine, on_failure=self._parents.clear)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "Archive":
+    def from_settings(cls, settings: Any) -> Archive:
         settings.data.mkdir(parents=True, exist_ok=True)
-        return cls(settings.resolved_index_url, settings.resolved_blob_url, settings.duplicates,
-                   settings.durable)
+        return cls(
+            settings.resolved_index_url,
+            settings.resolved_blob_url,
+            settings.duplicates,
+            settings.durable,
+        )
 
     def close(self) -> None:
         self.writer.close()
         self.engine.dispose()
 
     # ------------------------------------------------------------------ store
-    def store(self, data: bytes | memoryview, transfer_syntax: str | None = None,
-              source_aet: str | None = None,
-              expected: tuple[str, str] | None = None) -> StoreResult:
+    def store(
+        self,
+        data: bytes | memoryview,
+        transfer_syntax: str | None = None,
+        source_aet: str | None = None,
+        expected: tuple[str, str] | None = None,
+    ) -> StoreResult:
         """Store one instance durably; success means blob and index row are on disk.
 
         `data` is a Part 10 file, or a bare dataset encoded in `transfer_syntax`
@@ -104,15 +115,26 @@ class Archive:
         except InvalidDicom as exc:
             return StoreResult("failed", reason=str(exc), failure="invalid")
         result = StoreResult(
-            "stored", header.uid("SOPInstanceUID"), header.uid("SOPClassUID"),
-            header.uid("StudyInstanceUID"), header.uid("SeriesInstanceUID"),
-            header.transfer_syntax)
-        if expected and (result.sop_class_uid, result.sop_instance_uid) != tuple(map(str.strip, expected)):
-            return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
-                               reason="dataset does not match the announced SOP class/instance",
-                               failure="mismatch")
-        meta = part10.file_meta(result.sop_class_uid, result.sop_instance_uid,
-                                header.transfer_syntax, source_aet)
+            "stored",
+            header.uid("SOPInstanceUID"),
+            header.uid("SOPClassUID"),
+            header.uid("StudyInstanceUID"),
+            header.uid("SeriesInstanceUID"),
+            header.transfer_syntax,
+        )
+        if expected and (result.sop_class_uid, result.sop_instance_uid) != tuple(
+            map(str.strip, expected)
+        ):
+            return StoreResult(
+                "failed",
+                result.sop_instance_uid,
+                result.sop_class_uid,
+                reason="dataset does not match the announced SOP class/instance",
+                failure="mismatch",
+            )
+        meta = part10.file_meta(
+            result.sop_class_uid, result.sop_instance_uid, header.transfer_syntax, source_aet
+        )
         key = _blob_key(result.study_instance_uid, result.sop_instance_uid)
         try:
             # Blob complete and renamed first (readers never see a row without its
@@ -128,8 +150,13 @@ class Archive:
             pending = self.writer.submit(lambda conn: self._index(conn, record))
         except Exception as exc:
             self.blobs.delete(key)
-            return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
-                               reason=f"index write failed: {exc}", failure="error")
+            return StoreResult(
+                "failed",
+                result.sop_instance_uid,
+                result.sop_class_uid,
+                reason=f"index write failed: {exc}",
+                failure="error",
+            )
         sync_error = None
         try:
             self.blobs.sync(key)
@@ -140,13 +167,23 @@ class Archive:
         except HierarchyConflict as exc:
             self.blobs.delete(key)
             log.warning("store %s refused: %s", result.sop_instance_uid, exc)
-            return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
-                               reason=str(exc), failure="conflict")
+            return StoreResult(
+                "failed",
+                result.sop_instance_uid,
+                result.sop_class_uid,
+                reason=str(exc),
+                failure="conflict",
+            )
         except Exception as exc:
             self.blobs.delete(key)
             log.exception("store %s: index write failed", result.sop_instance_uid)
-            return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
-                               reason=f"index write failed: {exc}", failure="error")
+            return StoreResult(
+                "failed",
+                result.sop_instance_uid,
+                result.sop_class_uid,
+                reason=f"index write failed: {exc}",
+                failure="error",
+            )
         if sync_error is not None:
             if outcome == "stored":
                 self._forget(result.sop_instance_uid, key)
@@ -162,15 +199,22 @@ class Archive:
     def _write_failed(self, result: StoreResult, exc: OSError) -> StoreResult:
         kind = "resources" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "error"
         log.error("store %s: blob write failed: %s", result.sop_instance_uid, exc)
-        return StoreResult("failed", result.sop_instance_uid, result.sop_class_uid,
-                           reason=f"cannot write: {exc.strerror}", failure=kind)
+        return StoreResult(
+            "failed",
+            result.sop_instance_uid,
+            result.sop_class_uid,
+            reason=f"cannot write: {exc.strerror}",
+            failure=kind,
+        )
 
     def _forget(self, sop_instance_uid: str, key: str) -> None:
         """Remove an index row whose blob could not be made durable."""
+
         def job(conn: Connection) -> None:
             conn.execute(idx.instance.delete().where(idx.instance.c.blob_key == key))
             _delete_empty_parents(conn)
             self._parents.clear()
+
         try:
             self.writer.run(job)
         except Exception:
@@ -192,12 +236,15 @@ class Archive:
         existing = conn.execute(_FIND_INSTANCE, {"uid": record.sop_instance_uid}).first()
         if existing and self.duplicates == "keep":
             return "duplicate", None
-        patient_pk = self._parent(conn, idx.patient, record.patient,
-                                  ("patient_id", "issuer_of_patient_id"))
-        study_pk = self._parent(conn, idx.study, {**record.study, "patient_pk": patient_pk},
-                                ("study_instance_uid",))
-        series_pk = self._parent(conn, idx.series, {**record.series, "study_pk": study_pk},
-                                 ("series_instance_uid",))
+        patient_pk = self._parent(
+            conn, idx.patient, record.patient, ("patient_id", "issuer_of_patient_id")
+        )
+        study_pk = self._parent(
+            conn, idx.study, {**record.study, "patient_pk": patient_pk}, ("study_instance_uid",)
+        )
+        series_pk = self._parent(
+            conn, idx.series, {**record.series, "study_pk": study_pk}, ("series_instance_uid",)
+        )
         values = {**record.instance, "series_pk": series_pk}
         if existing:  # "overwrite": the new copy replaces the old one, in its parents too
             conn.execute(idx.instance.update().where(i.pk == existing.pk).values(**values))
@@ -211,13 +258,15 @@ class Archive:
             owner = conn.execute(_SERIES_OWNER, {"pk": series_pk}).scalar_one()
             self._parents[("series-study", series_pk)] = owner
         if owner != study_pk:
-            raise HierarchyConflict(f"series {record.series['series_instance_uid']} belongs "
-                                    "to another study")
+            raise HierarchyConflict(
+                f"series {record.series['series_instance_uid']} belongs to another study"
+            )
         conn.execute(idx.instance.insert(), values)  # constant statement: compiled once
         return "stored", None
 
-    def _parent(self, conn: Connection, table: sa.Table, values: dict[str, Any],
-                unique: tuple[str, ...]) -> int:
+    def _parent(
+        self, conn: Connection, table: sa.Table, values: dict[str, Any], unique: tuple[str, ...]
+    ) -> int:
         key = (table.name, *(str(values[c]) for c in unique))
         pk = self._parents.get(key)
         if pk is None:
@@ -230,17 +279,26 @@ class Archive:
     # ------------------------------------------------------------------ read
     def contains(self, sop_instance_uid: str) -> bool:
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(idx.instance.c.pk).where(
-                idx.instance.c.sop_instance_uid == sop_instance_uid)).first() is not None
+            return (
+                conn.execute(
+                    sa.select(idx.instance.c.pk).where(
+                        idx.instance.c.sop_instance_uid == sop_instance_uid
+                    )
+                ).first()
+                is not None
+            )
 
     def find(self, query: Query) -> list[dict[str, Any]]:
         """Match a C-FIND / QIDO-RS query (PS3.4 C.2.2.2); returns DICOM JSON datasets."""
         with self.engine.connect() as conn:
             return find(conn, query)
 
-    def instances(self, study_uid: str | Sequence[str] | None = None,
-                  series_uid: str | Sequence[str] | None = None,
-                  sop_uid: str | Sequence[str] | None = None) -> list[InstanceRow]:
+    def instances(
+        self,
+        study_uid: str | Sequence[str] | None = None,
+        series_uid: str | Sequence[str] | None = None,
+        sop_uid: str | Sequence[str] | None = None,
+    ) -> list[InstanceRow]:
         """Instance rows selected by UIDs, in study/series/instance-number order."""
         with self.engine.connect() as conn:
             return idx.instance_rows(conn, idx.uid_filter(study_uid, series_uid, sop_uid))
@@ -257,29 +315,39 @@ class Archive:
         """A local file holding the instance, for libraries that need a path."""
         return self.blobs.local_path(row.blob_key)
 
-    def metadata(self, study_uid: str, series_uid: str | None = None,
-                 sop_uid: str | None = None) -> Iterator[str]:
+    def metadata(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> Iterator[str]:
         """Stored DICOM JSON text of each selected instance (never opens a file)."""
         where = idx.uid_filter(study_uid, series_uid, sop_uid)
         i, s = idx.instance.c, idx.series.c
-        query = (sa.select(i.metadata).select_from(idx.instance.join(idx.series).join(idx.study))
-                 .where(*where).order_by(s.series_number, s.pk, i.instance_number, i.pk))
+        query = (
+            sa.select(i.metadata)
+            .select_from(idx.instance.join(idx.series).join(idx.study))
+            .where(*where)
+            .order_by(s.series_number, s.pk, i.instance_number, i.pk)
+        )
         with self.engine.connect() as conn:
             for (text,) in conn.execute(query):
                 yield text
 
     # ---------------------------------------------------------------- delete
-    def delete(self, study_uid: str, series_uid: str | None = None,
-               sop_uid: str | None = None) -> int:
+    def delete(
+        self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
+    ) -> int:
         """Delete instances (and parents left empty); returns how many instances."""
+
         def job(conn: Connection) -> list[str]:
             rows = idx.instance_rows(conn, idx.uid_filter(study_uid, series_uid, sop_uid))
             if not rows:
                 return []
             uids = [r.sop_instance_uid for r in rows]
             for start in range(0, len(uids), 500):
-                conn.execute(idx.instance.delete().where(
-                    idx.instance.c.sop_instance_uid.in_(uids[start:start + 500])))
+                conn.execute(
+                    idx.instance.delete().where(
+                        idx.instance.c.sop_instance_uid.in_(uids[start : start + 500])
+                    )
+                )
             _delete_empty_parents(conn)
             self._parents.clear()
             return [r.blob_key for r in rows]
@@ -295,31 +363,47 @@ class Archive:
         whose blob is missing.  Safe to run at start-up."""
         partial = self.blobs.sweep() if repair else 0
         with self.engine.connect() as conn:
-            indexed = {k: n for k, n in conn.execute(
-                sa.select(idx.instance.c.blob_key, idx.instance.c.size))}
+            indexed = {
+                k: n
+                for k, n in conn.execute(sa.select(idx.instance.c.blob_key, idx.instance.c.size))
+            }
         stored = set(self.blobs.keys())
         orphans = stored - set(indexed)
-        missing = {key for key, size in indexed.items()
-                   if key not in stored or self.blobs.size(key) != size}
+        missing = {
+            key
+            for key, size in indexed.items()
+            if key not in stored or self.blobs.size(key) != size
+        }
         if repair:
             for key in orphans | missing:
                 self.blobs.delete(key)
             if missing:
+
                 def job(conn: Connection) -> None:
                     keys = list(missing)
                     for start in range(0, len(keys), 500):
-                        conn.execute(idx.instance.delete().where(
-                            idx.instance.c.blob_key.in_(keys[start:start + 500])))
+                        conn.execute(
+                            idx.instance.delete().where(
+                                idx.instance.c.blob_key.in_(keys[start : start + 500])
+                            )
+                        )
                     _delete_empty_parents(conn)
                     self._parents.clear()
+
                 self.writer.run(job)
-        return {"partial": partial, "orphans": len(orphans), "missing": len(missing),
-                "instances": len(indexed) - (len(missing) if repair else 0)}
+        return {
+            "partial": partial,
+            "orphans": len(orphans),
+            "missing": len(missing),
+            "instances": len(indexed) - (len(missing) if repair else 0),
+        }
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
-            return {name.lower(): conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
-                    for name, t in idx.TABLES.items()}
+            return {
+                name.lower(): conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+                for name, t in idx.TABLES.items()
+            }
 
 
 def _blob_key(study_uid: str, sop_instance_uid: str) -> str:
@@ -330,8 +414,9 @@ def _blob_key(study_uid: str, sop_instance_uid: str) -> str:
     return f"{study[:2]}/{study[:20]}/{instance[:24]}-{secrets.token_hex(4)}.dcm"
 
 
-def _get_or_create(conn: Connection, table: sa.Table, values: dict[str, Any],
-                   unique: tuple[str, ...]) -> int:
+def _get_or_create(
+    conn: Connection, table: sa.Table, values: dict[str, Any], unique: tuple[str, ...]
+) -> int:
     where = [table.c[col] == values[col] for col in unique]
     pk = conn.execute(sa.select(table.c.pk).where(*where)).scalar()
     if pk is None:
@@ -340,19 +425,23 @@ def _get_or_create(conn: Connection, table: sa.Table, values: dict[str, Any],
     return pk
 
 
-def _refresh_parents(conn: Connection, record: InstanceRecord, patient_pk: int, study_pk: int,
-                     series_pk: int) -> bool:
+def _refresh_parents(
+    conn: Connection, record: InstanceRecord, patient_pk: int, study_pk: int, series_pk: int
+) -> bool:
     """Overwrite policy: the index columns of the parents follow the newest copy.
     Returns True when the series or study changed parent (old parents may be empty)."""
     st, s = idx.study.c, idx.series.c
     old_patient = conn.execute(sa.select(st.patient_pk).where(st.pk == study_pk)).scalar()
     old_study = conn.execute(sa.select(s.study_pk).where(s.pk == series_pk)).scalar()
-    conn.execute(idx.patient.update().where(idx.patient.c.pk == patient_pk)
-                 .values(**record.patient))
-    conn.execute(idx.study.update().where(st.pk == study_pk)
-                 .values(**record.study, patient_pk=patient_pk))
-    conn.execute(idx.series.update().where(s.pk == series_pk)
-                 .values(**record.series, study_pk=study_pk))
+    conn.execute(
+        idx.patient.update().where(idx.patient.c.pk == patient_pk).values(**record.patient)
+    )
+    conn.execute(
+        idx.study.update().where(st.pk == study_pk).values(**record.study, patient_pk=patient_pk)
+    )
+    conn.execute(
+        idx.series.update().where(s.pk == series_pk).values(**record.series, study_pk=study_pk)
+    )
     return old_patient != patient_pk or old_study != study_pk
 
 

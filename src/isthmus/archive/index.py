@@ -8,9 +8,10 @@ PostgreSQL (psycopg 3).  Schema changes are numbered migrations recorded in
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -25,8 +26,12 @@ metadata = sa.MetaData()
 def _columns(level: str) -> list[sa.Column]:
     cols: list[sa.Column] = []
     for attr in ATTRIBUTES:
-        if attr.level != level or attr.computed or not attr.from_header \
-                or attr.keyword.endswith("InstanceUID"):
+        if (
+            attr.level != level
+            or attr.computed
+            or not attr.from_header
+            or attr.keyword.endswith("InstanceUID")
+        ):
             continue
         kind = sa.Integer if attr.vr in ("IS", "US", "UL", "SL", "SS") else sa.String(256)
         cols.append(sa.Column(attr.column, kind, index=attr.vr in ("DA", "PN", "LO", "SH", "CS")))
@@ -36,49 +41,57 @@ def _columns(level: str) -> list[sa.Column]:
 
 
 patient = sa.Table(
-    "patient", metadata,
+    "patient",
+    metadata,
     sa.Column("pk", sa.Integer, primary_key=True),
     *_columns("PATIENT"),
     sa.UniqueConstraint("patient_id", "issuer_of_patient_id", name="uq_patient_identity"),
 )
 
 study = sa.Table(
-    "study", metadata,
+    "study",
+    metadata,
     sa.Column("pk", sa.Integer, primary_key=True),
-    sa.Column("patient_pk", sa.ForeignKey("patient.pk", ondelete="CASCADE"), nullable=False,
-              index=True),
+    sa.Column(
+        "patient_pk", sa.ForeignKey("patient.pk", ondelete="CASCADE"), nullable=False, index=True
+    ),
     sa.Column("study_instance_uid", sa.String(64), nullable=False, unique=True),
     *_columns("STUDY"),
 )
 
 series = sa.Table(
-    "series", metadata,
+    "series",
+    metadata,
     sa.Column("pk", sa.Integer, primary_key=True),
-    sa.Column("study_pk", sa.ForeignKey("study.pk", ondelete="CASCADE"), nullable=False,
-              index=True),
+    sa.Column(
+        "study_pk", sa.ForeignKey("study.pk", ondelete="CASCADE"), nullable=False, index=True
+    ),
     sa.Column("series_instance_uid", sa.String(64), nullable=False, unique=True),
     *_columns("SERIES"),
 )
 
 instance = sa.Table(
-    "instance", metadata,
+    "instance",
+    metadata,
     sa.Column("pk", sa.Integer, primary_key=True),
-    sa.Column("series_pk", sa.ForeignKey("series.pk", ondelete="CASCADE"), nullable=False,
-              index=True),
+    sa.Column(
+        "series_pk", sa.ForeignKey("series.pk", ondelete="CASCADE"), nullable=False, index=True
+    ),
     sa.Column("sop_instance_uid", sa.String(64), nullable=False, unique=True),
     *_columns("IMAGE"),
     sa.Column("transfer_syntax_uid", sa.String(64), nullable=False),
     sa.Column("blob_key", sa.String(256), nullable=False),
     sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("pixel_offset", sa.BigInteger),   # offset of pixel value in the blob
-    sa.Column("pixel_length", sa.BigInteger),   # 0xFFFFFFFF when encapsulated
+    sa.Column("pixel_offset", sa.BigInteger),  # offset of pixel value in the blob
+    sa.Column("pixel_length", sa.BigInteger),  # 0xFFFFFFFF when encapsulated
     sa.Column("metadata", sa.Text, nullable=False),  # DICOM JSON, BulkDataURIs relative
     sa.Column("source_aet", sa.String(16)),
     sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 schema_version = sa.Table(
-    "schema_version", metadata,
+    "schema_version",
+    metadata,
     sa.Column("version", sa.Integer, primary_key=True),
     sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -144,8 +157,11 @@ def migrate(engine: Engine) -> int:
             if number > current:
                 log.info("index: applying migration %d (%s)", number, step.__doc__)
                 step(conn)
-                conn.execute(schema_version.insert().values(
-                    version=number, applied_at=datetime.now(timezone.utc)))
+                conn.execute(
+                    schema_version.insert().values(
+                        version=number, applied_at=datetime.now(UTC)
+                    )
+                )
                 current = number
     return current
 
@@ -163,9 +179,18 @@ def instance_rows(conn: Connection, where: Iterable[Any]) -> list[InstanceRow]:
     """Instance rows with their study and series UIDs, in series/instance order."""
     i, s, st = instance.c, series.c, study.c
     query = (
-        sa.select(st.study_instance_uid, s.series_instance_uid, i.sop_instance_uid,
-                  i.sop_class_uid, i.transfer_syntax_uid, i.blob_key, i.size, i.pixel_offset,
-                  i.pixel_length, i.number_of_frames)
+        sa.select(
+            st.study_instance_uid,
+            s.series_instance_uid,
+            i.sop_instance_uid,
+            i.sop_class_uid,
+            i.transfer_syntax_uid,
+            i.blob_key,
+            i.size,
+            i.pixel_offset,
+            i.pixel_length,
+            i.number_of_frames,
+        )
         .select_from(instance.join(series).join(study))
         .where(*where)
         .order_by(st.pk, s.series_number, s.pk, i.instance_number, i.pk)
@@ -173,14 +198,18 @@ def instance_rows(conn: Connection, where: Iterable[Any]) -> list[InstanceRow]:
     return [InstanceRow(*row) for row in conn.execute(query)]
 
 
-def uid_filter(study_uid: str | Sequence[str] | None = None,
-               series_uid: str | Sequence[str] | None = None,
-               sop_uid: str | Sequence[str] | None = None) -> list[Any]:
+def uid_filter(
+    study_uid: str | Sequence[str] | None = None,
+    series_uid: str | Sequence[str] | None = None,
+    sop_uid: str | Sequence[str] | None = None,
+) -> list[Any]:
     """WHERE clauses selecting instances by any mix of study/series/instance UIDs."""
     where: list[Any] = []
-    for column, value in ((study.c.study_instance_uid, study_uid),
-                          (series.c.series_instance_uid, series_uid),
-                          (instance.c.sop_instance_uid, sop_uid)):
+    for column, value in (
+        (study.c.study_instance_uid, study_uid),
+        (series.c.series_instance_uid, series_uid),
+        (instance.c.sop_instance_uid, sop_uid),
+    ):
         if value is None:
             continue
         values = [value] if isinstance(value, str) else list(value)

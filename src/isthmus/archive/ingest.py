@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from isthmus.archive.attributes import ATTRIBUTES
@@ -60,12 +60,21 @@ def _pn_groups(value: Any) -> list[str]:
     return groups
 
 
-def build_record(header: Header, blob_key: str, size: int, source_aet: str | None,
-                 pixel_offset_in_blob: int | None) -> InstanceRecord:
+def build_record(
+    header: Header,
+    blob_key: str,
+    size: int,
+    source_aet: str | None,
+    pixel_offset_in_blob: int | None,
+) -> InstanceRecord:
     """Index rows for every level plus the instance's DICOM JSON metadata."""
     record = InstanceRecord()
-    targets = {"PATIENT": record.patient, "STUDY": record.study, "SERIES": record.series,
-               "IMAGE": record.instance}
+    targets = {
+        "PATIENT": record.patient,
+        "STUDY": record.study,
+        "SERIES": record.series,
+        "IMAGE": record.instance,
+    }
     for attr in ATTRIBUTES:
         if attr.computed or not attr.from_header:
             continue
@@ -84,6 +93,6 @@ def build_record(header: Header, blob_key: str, size: int, source_aet: str | Non
         pixel_length=header.pixel_length,
         metadata=dicom_json.dumps(header.json),
         source_aet=(source_aet or "").strip()[:16] or None,
-        stored_at=datetime.now(timezone.utc),
+        stored_at=datetime.now(UTC),
     )
     return record

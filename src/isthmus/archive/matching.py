@@ -12,17 +12,24 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import sqlalchemy as sa
+from pydicom.datadict import dictionary_VR, tag_for_keyword
 from sqlalchemy.engine import Connection
 
 from isthmus.archive import index as idx
-from isthmus.archive.attributes import (BY_TAG, DEFAULT_RETURN, LEVELS, UNIQUE_KEYS, Attribute,
-                                        level_index)
+from isthmus.archive.attributes import (
+    BY_TAG,
+    DEFAULT_RETURN,
+    LEVELS,
+    UNIQUE_KEYS,
+    Attribute,
+    level_index,
+)
 from isthmus.archive.attributes import keyword as keyword_of
-from pydicom.datadict import dictionary_VR, tag_for_keyword
 
 _DATE_RE = re.compile(r"^\d{8}$")
 _TIME_RE = re.compile(r"^\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?$")
@@ -92,13 +99,15 @@ def find(conn: Connection, query: Query) -> FindResult:
         if query.limit is not None:
             stmt = stmt.limit(query.limit + 1)
     pks = [row[0] for row in conn.execute(stmt)]
-    representative = _representatives(conn, level, pks) if (post or _wants_metadata(query, level)) else {}
+    representative = (
+        _representatives(conn, level, pks) if (post or _wants_metadata(query, level)) else {}
+    )
     if post:
         pks = [pk for pk in pks if _post_match(representative.get(pk), post, query.fuzzy)]
-        pks = pks[query.offset:]
+        pks = pks[query.offset :]
     truncated = query.limit is not None and len(pks) > query.limit
     if query.limit is not None:
-        pks = pks[:query.limit]
+        pks = pks[: query.limit]
     return FindResult(_build(conn, query, level, pks, representative), truncated)
 
 
@@ -109,18 +118,23 @@ def _check_hierarchy(query: Query, level: str) -> None:
         raise QueryError(f"unknown information model {query.root!r}")
     if query.root == "STUDY" and level == "PATIENT":
         raise QueryError("the Study Root model has no PATIENT level")
-    for upper in LEVELS[start:level_index(level)]:
+    for upper in LEVELS[start : level_index(level)]:
         kw = UNIQUE_KEYS[upper]
         value = query.keys.get(int(tag_for_keyword(kw)))
         if not value or any(c in value for c in "*?"):
-            raise QueryError(f"{upper} level unique key {kw} must have a value "
-                             f"for a {level} level query")
+            raise QueryError(
+                f"{upper} level unique key {kw} must have a value for a {level} level query"
+            )
 
 
 def _join_up(level: str) -> Any:
     i, s, st, p = idx.instance, idx.series, idx.study, idx.patient
-    return {"PATIENT": p, "STUDY": st.join(p), "SERIES": s.join(st).join(p),
-            "IMAGE": i.join(s).join(st).join(p)}[level]
+    return {
+        "PATIENT": p,
+        "STUDY": st.join(p),
+        "SERIES": s.join(st).join(p),
+        "IMAGE": i.join(s).join(st).join(p),
+    }[level]
 
 
 def _column(attr: Attribute) -> sa.Column:
@@ -157,9 +171,14 @@ def _pn_condition(norm: Any, full: Any, value: str, fuzzy: bool) -> Any:
     upper = value.split("=", 1)[0].upper()
     if fuzzy and upper and "*" not in upper and "?" not in upper:
         parts = [p for p in re.split(r"[\^ ]+", upper) if p]
-        conds = [sa.or_(norm.like(_like_pattern(p) + "%", escape="\\"),
-                        norm.like("%^" + _like_pattern(p) + "%", escape="\\"),
-                        norm.like("% " + _like_pattern(p) + "%", escape="\\")) for p in parts]
+        conds = [
+            sa.or_(
+                norm.like(_like_pattern(p) + "%", escape="\\"),
+                norm.like("%^" + _like_pattern(p) + "%", escape="\\"),
+                norm.like("% " + _like_pattern(p) + "%", escape="\\"),
+            )
+            for p in parts
+        ]
         return sa.and_(*conds)
     groups = value.split("=")
     if len(groups) == 1:
@@ -177,8 +196,10 @@ def _pn_groups_condition(full: Any, groups: list[str]) -> Any:
     ideo = _like_pattern(groups[1]) if groups[1] else "%"
     if len(groups) > 2 and groups[2]:
         return full.like(f"%={ideo}={_like_pattern(groups[2])}", escape="\\")
-    return sa.or_(full.like(f"%={ideo}=%", escape="\\"),
-                  sa.and_(full.like(f"%={ideo}", escape="\\"), ~full.like("%=%=%")))
+    return sa.or_(
+        full.like(f"%={ideo}=%", escape="\\"),
+        sa.and_(full.like(f"%={ideo}", escape="\\"), ~full.like("%=%=%")),
+    )
 
 
 def _like_pattern(value: str) -> str:
@@ -247,7 +268,7 @@ def _pad(vr: str, value: str, upper: bool) -> str:
         return value
     if vr == "TM":
         whole = value.split(".")[0]
-        tail = "235959"[len(whole):] if upper else "000000"[len(whole):]
+        tail = "235959"[len(whole) :] if upper else "000000"[len(whole) :]
         frac = value.split(".")[1] if "." in value else ""
         frac = (frac + ("9" if upper else "0") * 6)[:6]
         return whole + tail + "." + frac if upper else whole + tail
@@ -260,8 +281,9 @@ def _computed_condition(attr: Attribute, value: str) -> Any:
     if attr.keyword == "ModalitiesInStudy":
         return sa.exists().where(s.c.study_pk == idx.study.c.pk, s.c.modality.in_(values))
     if attr.keyword == "SOPClassesInStudy":
-        return sa.exists().where(s.c.study_pk == idx.study.c.pk, i.c.series_pk == s.c.pk,
-                                 i.c.sop_class_uid.in_(values))
+        return sa.exists().where(
+            s.c.study_pk == idx.study.c.pk, i.c.series_pk == s.c.pk, i.c.sop_class_uid.in_(values)
+        )
     return sa.true()  # counts are return keys only
 
 
@@ -277,13 +299,21 @@ def _representatives(conn: Connection, level: str, pks: list[int]) -> dict[int, 
     if not pks:
         return {}
     i, s, st = idx.instance, idx.series, idx.study
-    group = {"IMAGE": i.c.pk, "SERIES": i.c.series_pk, "STUDY": s.c.study_pk,
-             "PATIENT": st.c.patient_pk}[level]
+    group = {
+        "IMAGE": i.c.pk,
+        "SERIES": i.c.series_pk,
+        "STUDY": s.c.study_pk,
+        "PATIENT": st.c.patient_pk,
+    }[level]
     out: dict[int, dict] = {}
     for chunk in _chunks(pks, 500):
-        first = (sa.select(group.label("g"), sa.func.min(i.c.pk).label("ipk"))
-                 .select_from(i.join(s).join(st)).where(group.in_(chunk)).group_by(group)
-                 .subquery())
+        first = (
+            sa.select(group.label("g"), sa.func.min(i.c.pk).label("ipk"))
+            .select_from(i.join(s).join(st))
+            .where(group.in_(chunk))
+            .group_by(group)
+            .subquery()
+        )
         rows = conn.execute(sa.select(first.c.g, i.c.metadata).join(i, i.c.pk == first.c.ipk))
         for g, text in rows:
             out[g] = json.loads(text)
@@ -321,7 +351,9 @@ def _text_match(stored: str, value: str, vr: str, fuzzy: bool) -> bool:
     for one in value.split("\\"):
         if vr in ("DA", "TM", "DT") and "-" in one:
             lo, _, hi = one.partition("-")
-            if (not lo or stored >= _pad(vr, lo, False)) and (not hi or stored <= _pad(vr, hi, True)):
+            if (not lo or stored >= _pad(vr, lo, False)) and (
+                not hi or stored <= _pad(vr, hi, True)
+            ):
                 return True
             continue
         if vr == "PN":
@@ -336,18 +368,19 @@ def _text_match(stored: str, value: str, vr: str, fuzzy: bool) -> bool:
 
 def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
-def _build(conn: Connection, query: Query, level: str, pks: list[int],
-           representative: dict[int, dict]) -> list[dict[str, Any]]:
+def _build(
+    conn: Connection, query: Query, level: str, pks: list[int], representative: dict[int, dict]
+) -> list[dict[str, Any]]:
     """DICOM JSON per match: requested keys (+ defaults for QIDO), from columns or metadata."""
     if not pks:
         return []
     tags = set(query.keys)
     if query.include_defaults:
         tags |= {int(tag_for_keyword(kw)) for kw in DEFAULT_RETURN[level]}
-        for upper in LEVELS[1:level_index(level) + 1]:
+        for upper in LEVELS[1 : level_index(level) + 1]:
             tags.add(int(tag_for_keyword(UNIQUE_KEYS[upper])))
     plan = _return_plan(tags, level)
     rows = _column_rows(conn, level, pks)
@@ -358,8 +391,13 @@ def _build(conn: Connection, query: Query, level: str, pks: list[int],
         meta = representative.get(pk, {})
         result: dict[str, Any] = {}
         if query.include_all:
-            result.update({k: v for k, v in meta.items() if "BulkDataURI" not in v
-                           and _level_ok(int(k, 16), level)})
+            result.update(
+                {
+                    k: v
+                    for k, v in meta.items()
+                    if "BulkDataURI" not in v and _level_ok(int(k, 16), level)
+                }
+            )
         for key, attr, vr in plan:
             if attr is None:
                 entry = meta.get(key)
@@ -393,14 +431,20 @@ def _level_ok(tag: int, level: str) -> bool:
 
 
 def _column_rows(conn: Connection, level: str, pks: list[int]) -> dict[int, dict[str, Any]]:
-    tables = {"PATIENT": [idx.patient], "STUDY": [idx.study, idx.patient],
-              "SERIES": [idx.series, idx.study, idx.patient],
-              "IMAGE": [idx.instance, idx.series, idx.study, idx.patient]}[level]
+    tables = {
+        "PATIENT": [idx.patient],
+        "STUDY": [idx.study, idx.patient],
+        "SERIES": [idx.series, idx.study, idx.patient],
+        "IMAGE": [idx.instance, idx.series, idx.study, idx.patient],
+    }[level]
     base = tables[0]
     cols = [base.c.pk.label("__pk")]
     for table in tables:
-        cols += [c for c in table.c if c.name != "pk" and not c.name.endswith("_pk")
-                 and c.name not in ("metadata",)]
+        cols += [
+            c
+            for c in table.c
+            if c.name != "pk" and not c.name.endswith("_pk") and c.name not in ("metadata",)
+        ]
     out: dict[int, dict[str, Any]] = {}
     for chunk in _chunks(pks, 500):
         stmt = sa.select(*cols).select_from(_join_up(level)).where(base.c.pk.in_(chunk))
@@ -412,15 +456,20 @@ def _column_rows(conn: Connection, level: str, pks: list[int]) -> dict[int, dict
     return out
 
 
-def _computed_values(conn: Connection, level: str, pks: list[int],
-                     tags: set[int]) -> dict[tuple[str, int], dict]:
+def _computed_values(
+    conn: Connection, level: str, pks: list[int], tags: set[int]
+) -> dict[tuple[str, int], dict]:
     wanted = {BY_TAG[t].keyword for t in tags if t in BY_TAG and BY_TAG[t].computed}
     out: dict[tuple[str, int], dict] = {}
     if not wanted:
         return out
     # NumberOf…Related{Studies,Series,Instances} → which count it is.
-    counted = [(kw, noun) for kw in wanted for noun in ("Studies", "Series", "Instances")
-               if kw.startswith("NumberOf") and kw.endswith("Related" + noun)]
+    counted = [
+        (kw, noun)
+        for kw in wanted
+        for noun in ("Studies", "Series", "Instances")
+        if kw.startswith("NumberOf") and kw.endswith("Related" + noun)
+    ]
     i, s, st = idx.instance, idx.series, idx.study
     joined = i.join(s).join(st)
     group = {"PATIENT": st.c.patient_pk, "STUDY": st.c.pk, "SERIES": s.c.pk}.get(level)
@@ -432,25 +481,35 @@ def _computed_values(conn: Connection, level: str, pks: list[int],
             "Series": sa.func.count(sa.distinct(s.c.pk)),
             "Instances": sa.func.count(i.c.pk),
         }
-        stmt = (sa.select(group, *aggregates.values()).select_from(joined)
-                .where(group.in_(chunk)).group_by(group))
-        for g, n_studies, n_series, n_instances in (conn.execute(stmt) if counted else ()):
+        stmt = (
+            sa.select(group, *aggregates.values())
+            .select_from(joined)
+            .where(group.in_(chunk))
+            .group_by(group)
+        )
+        for g, n_studies, n_series, n_instances in conn.execute(stmt) if counted else ():
             counts = {"Studies": n_studies, "Series": n_series, "Instances": n_instances}
             for kw, noun in counted:
                 out[(kw, g)] = {"vr": "IS", "Value": [counts[noun]]}
-        for kw, column in (("ModalitiesInStudy", s.c.modality),
-                           ("SOPClassesInStudy", i.c.sop_class_uid)):
+        for kw, column in (
+            ("ModalitiesInStudy", s.c.modality),
+            ("SOPClassesInStudy", i.c.sop_class_uid),
+        ):
             if kw not in wanted:
                 continue
-            stmt = (sa.select(group, column).select_from(joined).where(group.in_(chunk))
-                    .distinct().order_by(group, column))
+            stmt = (
+                sa.select(group, column)
+                .select_from(joined)
+                .where(group.in_(chunk))
+                .distinct()
+                .order_by(group, column)
+            )
             found: dict[int, list[str]] = {}
             for g, value in conn.execute(stmt):
                 if value:
                     found.setdefault(g, []).append(value)
             for g, values in found.items():
-                out[(kw, g)] = {"vr": "CS" if kw == "ModalitiesInStudy" else "UI",
-                                "Value": values}
+                out[(kw, g)] = {"vr": "CS" if kw == "ModalitiesInStudy" else "UI", "Value": values}
     return out
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Protocol
+from typing import BinaryIO, Protocol
 from urllib.parse import urlparse
 
 _KEY_RE = re.compile(r"^[0-9a-zA-Z][0-9a-zA-Z._-]*(/[0-9a-zA-Z][0-9a-zA-Z._-]*)*$")

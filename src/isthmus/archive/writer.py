@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
@@ -42,9 +43,8 @@ class GroupCommitWriter:
     def __init__(self, engine: Engine, on_failure: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self.on_failure = on_failure
-        self._queue: "queue.Queue[_Pending | None]" = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="isthmus-index-writer",
-                                        daemon=True)
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="isthmus-index-writer", daemon=True)
         self._closed = False
         self._thread.start()
 
@@ -52,7 +52,7 @@ class GroupCommitWriter:
         """Apply `job(conn)` in a committed transaction and return its result."""
         return self.submit(job).wait()
 
-    def submit(self, job: Job) -> "_Pending":
+    def submit(self, job: Job) -> _Pending:
         """Queue `job`; the caller may work meanwhile and then `wait()` for its commit."""
         if self._closed:
             raise RuntimeError("index writer is closed")

@@ -33,11 +33,25 @@ NUMBERS = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "SV
 
 # SpecificCharacterSet values a single Python codec decodes (PS3.3 C.12.1.1.2, no
 # code extensions).  Anything else goes the pydicom way.
-CODECS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 101": "iso8859_2",
-          "ISO_IR 109": "iso8859_3", "ISO_IR 110": "iso8859_4", "ISO_IR 144": "iso8859_5",
-          "ISO_IR 127": "iso8859_6", "ISO_IR 126": "iso8859_7", "ISO_IR 138": "iso8859_8",
-          "ISO_IR 148": "iso8859_9", "ISO_IR 203": "iso8859_15", "ISO_IR 166": "tis_620",
-          "ISO_IR 192": "utf-8", "GB18030": "gb18030", "GBK": "gbk", "ISO_IR 13": "shift_jis"}
+CODECS = {
+    "": "latin-1",
+    "ISO_IR 6": "latin-1",
+    "ISO_IR 100": "latin-1",
+    "ISO_IR 101": "iso8859_2",
+    "ISO_IR 109": "iso8859_3",
+    "ISO_IR 110": "iso8859_4",
+    "ISO_IR 144": "iso8859_5",
+    "ISO_IR 127": "iso8859_6",
+    "ISO_IR 126": "iso8859_7",
+    "ISO_IR 138": "iso8859_8",
+    "ISO_IR 148": "iso8859_9",
+    "ISO_IR 203": "iso8859_15",
+    "ISO_IR 166": "tis_620",
+    "ISO_IR 192": "utf-8",
+    "GB18030": "gb18030",
+    "GBK": "gbk",
+    "ISO_IR 13": "shift_jis",
+}
 CHARSET_VRS = frozenset({"SH", "LO", "ST", "LT", "UC", "UT", "PN"})
 
 
@@ -59,8 +73,9 @@ class Parsed:
 
 
 class _Parser:
-    def __init__(self, data: bytes | memoryview, implicit: bool, threshold: int,
-                 bulk_prefix: str) -> None:
+    def __init__(
+        self, data: bytes | memoryview, implicit: bool, threshold: int, bulk_prefix: str
+    ) -> None:
         self.data = data
         self.implicit = implicit
         self.threshold = threshold
@@ -73,8 +88,14 @@ class _Parser:
         if pos < 0:
             raise Unsupported("truncated dataset")
 
-    def parse_items(self, pos: int, end: int, target: dict[str, Any], top: bool = False,
-                    parsed: Parsed | None = None) -> int:
+    def parse_items(
+        self,
+        pos: int,
+        end: int,
+        target: dict[str, Any],
+        top: bool = False,
+        parsed: Parsed | None = None,
+    ) -> int:
         """Parse elements into `target` until `end` or an item delimiter; returns new pos."""
         data = self.data
         unpack = struct.unpack_from
@@ -90,7 +111,7 @@ class _Parser:
                 vr = self.implicit_vr(tag, length)
                 pos += 8
             else:
-                vr = bytes(data[pos + 4:pos + 6]).decode("ascii", "replace")
+                vr = bytes(data[pos + 4 : pos + 6]).decode("ascii", "replace")
                 if vr in LONG_VRS:
                     length = unpack("<I", data, pos + 8)[0]
                     pos += 12
@@ -155,7 +176,9 @@ class _Parser:
         while pos < limit:
             if limit - pos < 8:
                 raise Unsupported("truncated sequence")
-            tag = (struct.unpack_from("<H", data, pos)[0] << 16) | struct.unpack_from("<H", data, pos + 2)[0]
+            tag = (struct.unpack_from("<H", data, pos)[0] << 16) | struct.unpack_from(
+                "<H", data, pos + 2
+            )[0]
             length = struct.unpack_from("<I", data, pos + 4)[0]
             pos += 8
             if tag == SEQUENCE_END:
@@ -196,13 +219,14 @@ class _Parser:
             entry["Value"] = []
         target[f"{tag:08X}"] = entry
 
-    def element(self, target: dict[str, Any], tag: int, vr: str, pos: int, length: int,
-                top: bool) -> None:
+    def element(
+        self, target: dict[str, Any], tag: int, vr: str, pos: int, length: int, top: bool
+    ) -> None:
         key = f"{tag:08X}"
         if length == 0:
             target[key] = {"vr": vr}
             return
-        raw = self.data[pos:pos + length]
+        raw = self.data[pos : pos + length]
         if vr in BINARY_VRS:
             if top and length > self.threshold:
                 target[key] = {"vr": vr, "BulkDataURI": self.bulk_prefix + key}
@@ -221,8 +245,10 @@ class _Parser:
             return
         if vr == "AT":
             pairs = struct.unpack(f"<{length // 2}H", raw)
-            target[key] = {"vr": vr, "Value": [f"{pairs[i]:04X}{pairs[i + 1]:04X}"
-                                               for i in range(0, len(pairs) - 1, 2)]}
+            target[key] = {
+                "vr": vr,
+                "Value": [f"{pairs[i]:04X}{pairs[i + 1]:04X}" for i in range(0, len(pairs) - 1, 2)],
+            }
             return
         text = bytes(raw).decode(self.codec if vr in CHARSET_VRS else "latin-1")
         if tag == SPECIFIC_CHARACTER_SET:
@@ -284,8 +310,9 @@ def _person_name(value: str) -> Any:
     return names
 
 
-def parse(data: bytes | memoryview, implicit: bool, bulk_prefix: str,
-          threshold: int = 1024) -> Parsed:
+def parse(
+    data: bytes | memoryview, implicit: bool, bulk_prefix: str, threshold: int = 1024
+) -> Parsed:
     """DICOM JSON of a Little Endian dataset up to pixel data; raises Unsupported."""
     parser = _Parser(data, implicit, threshold, bulk_prefix)
     out = Parsed()

@@ -29,8 +29,9 @@ def tag_key(tag: int) -> str:
     return f"{tag:08X}"
 
 
-def dataset_to_json(ds: Dataset, threshold: int = BULK_THRESHOLD,
-                    bulk_prefix: str | None = None) -> dict[str, Any]:
+def dataset_to_json(
+    ds: Dataset, threshold: int = BULK_THRESHOLD, bulk_prefix: str | None = None
+) -> dict[str, Any]:
     """DICOM JSON of a dataset; unreadable elements are logged and kept as empty values."""
     out: dict[str, Any] = {}
     for elem in ds:
@@ -38,8 +39,12 @@ def dataset_to_json(ds: Dataset, threshold: int = BULK_THRESHOLD,
             continue  # file meta and group lengths are not part of the JSON model
         key = tag_key(elem.tag)
         try:
-            if bulk_prefix and elem.VR in BULK_VRS and elem.value is not None \
-                    and len(elem.value) > threshold:
+            if (
+                bulk_prefix
+                and elem.VR in BULK_VRS
+                and elem.value is not None
+                and len(elem.value) > threshold
+            ):
                 out[key] = {"vr": elem.VR, "BulkDataURI": bulk_prefix + key}
             else:
                 out[key] = elem.to_json_dict(None, threshold)

@@ -31,39 +31,48 @@ class InvalidDicom(ValueError):
 class Header:
     """What ingest learns from the bytes before pixel data."""
 
-    json: dict[str, Any]              # DICOM JSON of every element before pixel data
+    json: dict[str, Any]  # DICOM JSON of every element before pixel data
     transfer_syntax: str
-    dataset_bytes: memoryview         # the dataset as received (no preamble, no meta)
-    pixel_tag: int | None             # 7FE00010, 7FE00008, 7FE00009 or None
+    dataset_bytes: memoryview  # the dataset as received (no preamble, no meta)
+    pixel_tag: int | None  # 7FE00010, 7FE00008, 7FE00009 or None
     pixel_vr: str | None
-    pixel_offset: int | None          # offset of the pixel value inside dataset_bytes
-    pixel_length: int | None          # 0xFFFFFFFF when encapsulated
+    pixel_offset: int | None  # offset of the pixel value inside dataset_bytes
+    pixel_length: int | None  # 0xFFFFFFFF when encapsulated
 
     def uid(self, keyword: str) -> str:
         """A UID of the instance (validated at parse time)."""
         return str(first_value(self.json.get(_TAGS[keyword])) or "")
 
 
-_TAGS = {"SOPClassUID": "00080016", "SOPInstanceUID": "00080018",
-         "StudyInstanceUID": "0020000D", "SeriesInstanceUID": "0020000E"}
+_TAGS = {
+    "SOPClassUID": "00080016",
+    "SOPInstanceUID": "00080018",
+    "StudyInstanceUID": "0020000D",
+    "SeriesInstanceUID": "0020000E",
+}
 
 
-def file_meta(sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str,
-              source_aet: str | None = None) -> bytes:
+def file_meta(
+    sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, source_aet: str | None = None
+) -> bytes:
     """Preamble, 'DICM' and an encoded File Meta Information group (PS3.10 7.1).
 
     Encoded by hand (Explicit VR Little Endian, PS3.10 7.1): it runs once per stored
     instance and pydicom's general writer costs more than the rest of ingest.
     """
-    body = b"".join([
-        _meta_element(0x0001, "OB", b"\x00\x01"),
-        _meta_element(0x0002, "UI", _uid_bytes(sop_class_uid)),
-        _meta_element(0x0003, "UI", _uid_bytes(sop_instance_uid)),
-        _meta_element(0x0010, "UI", _uid_bytes(transfer_syntax)),
-        _meta_element(0x0012, "UI", _uid_bytes(IMPLEMENTATION_CLASS_UID)),
-        _meta_element(0x0013, "SH", _text_bytes(IMPLEMENTATION_VERSION_NAME)),
-        _meta_element(0x0016, "AE", _text_bytes(source_aet.strip())) if source_aet and source_aet.strip() else b"",
-    ])
+    body = b"".join(
+        [
+            _meta_element(0x0001, "OB", b"\x00\x01"),
+            _meta_element(0x0002, "UI", _uid_bytes(sop_class_uid)),
+            _meta_element(0x0003, "UI", _uid_bytes(sop_instance_uid)),
+            _meta_element(0x0010, "UI", _uid_bytes(transfer_syntax)),
+            _meta_element(0x0012, "UI", _uid_bytes(IMPLEMENTATION_CLASS_UID)),
+            _meta_element(0x0013, "SH", _text_bytes(IMPLEMENTATION_VERSION_NAME)),
+            _meta_element(0x0016, "AE", _text_bytes(source_aet.strip()))
+            if source_aet and source_aet.strip()
+            else b"",
+        ]
+    )
     return PREAMBLE + _meta_element(0x0000, "UL", struct.pack("<I", len(body))) + body
 
 
@@ -95,12 +104,12 @@ def split_part10(data: bytes | memoryview) -> tuple[FileMetaDataset | None, memo
     elif bytes(view[:4]) == b"DICM":
         start = 4  # no preamble (pydicom writes such files unless asked not to)
     if start is not None:
-        fp = BytesIO(view[start:start + 65536])  # the meta group only, not the pixel data
+        fp = BytesIO(view[start : start + 65536])  # the meta group only, not the pixel data
         try:
             meta = _read_file_meta_info(fp)
         except Exception as exc:  # pydicom raises several kinds on garbage
             raise InvalidDicom(f"unreadable file meta information: {exc}") from exc
-        return meta, view[start + fp.tell():]
+        return meta, view[start + fp.tell() :]
     return None, view
 
 
@@ -154,22 +163,31 @@ def read_header(dataset_bytes: bytes | memoryview, transfer_syntax: str) -> Head
     return header
 
 
-def _fast_header(data: bytes | memoryview, implicit: bool, ts: str, raw: memoryview,
-                 deflated: bool) -> Header | None:
+def _fast_header(
+    data: bytes | memoryview, implicit: bool, ts: str, raw: memoryview, deflated: bool
+) -> Header | None:
     try:
         parsed = headers.parse(data, implicit, BULK_PLACEHOLDER)
     except headers.Unsupported:
         return None
     except ValueError as exc:
         raise InvalidDicom(str(exc)) from exc
-    header = Header(parsed.json, ts, raw, parsed.pixel_tag, parsed.pixel_vr,
-                    None if deflated else parsed.pixel_offset, parsed.pixel_length)
+    header = Header(
+        parsed.json,
+        ts,
+        raw,
+        parsed.pixel_tag,
+        parsed.pixel_vr,
+        None if deflated else parsed.pixel_offset,
+        parsed.pixel_length,
+    )
     _fill_bulk_prefix(header)
     return header
 
 
-def _pydicom_header(data: bytes | memoryview, implicit: bool, little: bool, ts: str,
-                    raw: memoryview, deflated: bool) -> Header:
+def _pydicom_header(
+    data: bytes | memoryview, implicit: bool, little: bool, ts: str, raw: memoryview, deflated: bool
+) -> Header:
     fp = BytesIO(data)
     try:
         ds = read_dataset(fp, implicit, little, stop_when=_at_pixels)
@@ -177,8 +195,9 @@ def _pydicom_header(data: bytes | memoryview, implicit: bool, little: bool, ts: 
     except Exception as exc:
         raise InvalidDicom(f"dataset cannot be parsed: {exc}") from exc
     header = Header(json_model, ts, raw, None, None, None, None)
-    _locate_pixels(header, data, fp.tell(), implicit, little, deflated,
-                   int(ds.get("BitsAllocated", 16) or 16))
+    _locate_pixels(
+        header, data, fp.tell(), implicit, little, deflated, int(ds.get("BitsAllocated", 16) or 16)
+    )
     if header.pixel_tag is not None:
         key = f"{header.pixel_tag:08X}"
         header.json[key] = {"vr": header.pixel_vr, "BulkDataURI": BULK_PLACEHOLDER + key}
@@ -196,9 +215,15 @@ def _fill_bulk_prefix(header: Header) -> None:
         uri = entry.get("BulkDataURI")
         if uri and uri.startswith(BULK_PLACEHOLDER):
             if prefix is None:
-                prefix = instance_path(header.uid("StudyInstanceUID"), header.uid("SeriesInstanceUID"),
-                                       header.uid("SOPInstanceUID")) + "/bulkdata/"
-            entry["BulkDataURI"] = prefix + uri[len(BULK_PLACEHOLDER):]
+                prefix = (
+                    instance_path(
+                        header.uid("StudyInstanceUID"),
+                        header.uid("SeriesInstanceUID"),
+                        header.uid("SOPInstanceUID"),
+                    )
+                    + "/bulkdata/"
+                )
+            entry["BulkDataURI"] = prefix + uri[len(BULK_PLACEHOLDER) :]
 
 
 def _at_pixels(tag: int, vr: str | None, length: int) -> bool:
@@ -213,13 +238,14 @@ class PixelElement:
     """The header of a pixel data element (PS3.5 7.1): where its value starts."""
 
     tag: int
-    vr: str | None      # None when the element is implicit VR
-    length: int         # 0xFFFFFFFF when encapsulated
-    start: int          # offset of the value
+    vr: str | None  # None when the element is implicit VR
+    length: int  # 0xFFFFFFFF when encapsulated
+    start: int  # offset of the value
 
 
-def pixel_element(data: bytes | memoryview, pos: int, implicit: bool,
-                  little: bool) -> PixelElement | None:
+def pixel_element(
+    data: bytes | memoryview, pos: int, implicit: bool, little: bool
+) -> PixelElement | None:
     """The pixel element whose header starts at `pos`, or None if it is not one.
 
     Some files whose meta says Explicit VR are Implicit VR (pydicom copes too): without
@@ -228,14 +254,17 @@ def pixel_element(data: bytes | memoryview, pos: int, implicit: bool,
     if len(data) - pos < 8:
         return None
     order = "little" if little else "big"
-    tag = (int.from_bytes(data[pos:pos + 2], order) << 16) | int.from_bytes(data[pos + 2:pos + 4], order)
+    tag = (int.from_bytes(data[pos : pos + 2], order) << 16) | int.from_bytes(
+        data[pos + 2 : pos + 4], order
+    )
     if tag not in PIXEL_TAGS:
         return None
-    vr_bytes = bytes(data[pos + 4:pos + 6])
+    vr_bytes = bytes(data[pos + 4 : pos + 6])
     if implicit or vr_bytes not in PIXEL_VRS:
-        return PixelElement(tag, None, int.from_bytes(data[pos + 4:pos + 8], order), pos + 8)
-    return PixelElement(tag, vr_bytes.decode("ascii"), int.from_bytes(data[pos + 8:pos + 12], order),
-                        pos + 12)
+        return PixelElement(tag, None, int.from_bytes(data[pos + 4 : pos + 8], order), pos + 8)
+    return PixelElement(
+        tag, vr_bytes.decode("ascii"), int.from_bytes(data[pos + 8 : pos + 12], order), pos + 12
+    )
 
 
 def default_pixel_vr(tag: int, bits_allocated: int) -> str:
@@ -243,8 +272,15 @@ def default_pixel_vr(tag: int, bits_allocated: int) -> str:
     return {0x7FE00008: "OF", 0x7FE00009: "OD"}.get(tag, "OW" if bits_allocated > 8 else "OB")
 
 
-def _locate_pixels(header: Header, data: bytes | memoryview, pos: int, implicit: bool,
-                   little: bool, deflated: bool, bits: int) -> None:
+def _locate_pixels(
+    header: Header,
+    data: bytes | memoryview,
+    pos: int,
+    implicit: bool,
+    little: bool,
+    deflated: bool,
+    bits: int,
+) -> None:
     """Record the pixel element's tag, VR, value offset and length (PS3.5 7.1)."""
     element = pixel_element(data, pos, implicit, little)
     if element is None:

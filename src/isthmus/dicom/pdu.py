@@ -41,8 +41,15 @@ A_ASSOCIATE_AC = 0x02
 P_DATA_TF = 0x04
 A_RELEASE_RQ = 0x05
 A_RELEASE_RP = 0x06
-PDU_TYPES = (A_ASSOCIATE_RQ, A_ASSOCIATE_AC, A_ASSOCIATE_RJ, P_DATA_TF, A_RELEASE_RQ,
-             A_RELEASE_RP, A_ABORT)
+PDU_TYPES = (
+    A_ASSOCIATE_RQ,
+    A_ASSOCIATE_AC,
+    A_ASSOCIATE_RJ,
+    P_DATA_TF,
+    A_RELEASE_RQ,
+    A_RELEASE_RP,
+    A_ABORT,
+)
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"  # PS3.7 A.2.1
 
 # A-ABORT reasons when the source is the service provider (PS3.8 9.3.8, table 9-26)
@@ -120,9 +127,11 @@ def parse_titles(data: bytes) -> AssociateRequest:
         raise PDUError("not an A-ASSOCIATE-RQ PDU")
     if pdu_length(data[:PDU_HEADER]) < PDU_HEADER + FIXED_LENGTH:
         raise PDUError("A-ASSOCIATE-RQ shorter than its fixed fields")
-    return AssociateRequest(data[10:26].decode("ascii", "replace").strip(" \x00"),
-                            data[26:42].decode("ascii", "replace").strip(" \x00"),
-                            protocol_version=struct.unpack(">H", data[6:8])[0])
+    return AssociateRequest(
+        data[10:26].decode("ascii", "replace").strip(" \x00"),
+        data[26:42].decode("ascii", "replace").strip(" \x00"),
+        protocol_version=struct.unpack(">H", data[6:8])[0],
+    )
 
 
 def _items(data: bytes, pos: int, end: int) -> list[tuple[int, bytes]]:
@@ -131,10 +140,10 @@ def _items(data: bytes, pos: int, end: int) -> list[tuple[int, bytes]]:
         if end - pos < 4:
             raise PDUError("truncated item header")
         item_type = data[pos]
-        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
         if pos + 4 + length > end:
             raise PDUError(f"item 0x{item_type:02X} overruns its PDU")
-        items.append((item_type, data[pos + 4:pos + 4 + length]))
+        items.append((item_type, data[pos + 4 : pos + 4 + length]))
         pos += 4 + length
     return items
 
@@ -172,8 +181,13 @@ def _user_information(body: bytes) -> dict:
         elif sub_type == 0x54 and len(sub) >= 4:
             uid_length = struct.unpack(">H", sub[:2])[0]
             if len(sub) >= 2 + uid_length + 2:
-                roles.append(RoleSelection(_uid(sub[2:2 + uid_length]), bool(sub[2 + uid_length]),
-                                           bool(sub[3 + uid_length])))
+                roles.append(
+                    RoleSelection(
+                        _uid(sub[2 : 2 + uid_length]),
+                        bool(sub[2 + uid_length]),
+                        bool(sub[3 + uid_length]),
+                    )
+                )
     out["roles"] = tuple(roles)
     return out
 
@@ -182,23 +196,34 @@ def item(item_type: int, body: bytes) -> bytes:
     return struct.pack(">BBH", item_type, 0, len(body)) + body
 
 
-def associate_ac(rq: AssociateRequest, results: list[tuple[int, int, str]], max_length: int,
-                 implementation_class_uid: str, implementation_version_name: str,
-                 roles: tuple[RoleSelection, ...] = ()) -> bytes:
+def associate_ac(
+    rq: AssociateRequest,
+    results: list[tuple[int, int, str]],
+    max_length: int,
+    implementation_class_uid: str,
+    implementation_version_name: str,
+    roles: tuple[RoleSelection, ...] = (),
+) -> bytes:
     """An A-ASSOCIATE-AC (PS3.8 9.3.3); results are (context id, result, transfer syntax),
     roles the SCP/SCU role selections we accept (PS3.7 D.3.3.4)."""
     body = [item(0x10, APPLICATION_CONTEXT.encode())]
     for context_id, result, syntax in results:
         body.append(item(0x21, bytes([context_id, 0, result, 0]) + item(0x40, syntax.encode())))
-    user = (item(0x51, struct.pack(">I", max_length)) + item(0x52, implementation_class_uid.encode()))
+    user = item(0x51, struct.pack(">I", max_length)) + item(0x52, implementation_class_uid.encode())
     for role in roles:
         uid = role.sop_class.encode()
-        user += item(0x54, struct.pack(">H", len(uid)) + uid + bytes([role.scu_role, role.scp_role]))
+        user += item(
+            0x54, struct.pack(">H", len(uid)) + uid + bytes([role.scu_role, role.scp_role])
+        )
     user += item(0x55, implementation_version_name.encode())
     body.append(item(0x50, user))
     variable = b"".join(body)
-    fixed = (struct.pack(">HH", 1, 0) + rq.called_aet.encode().ljust(16)[:16]
-             + rq.calling_aet.encode().ljust(16)[:16] + b"\x00" * 32)
+    fixed = (
+        struct.pack(">HH", 1, 0)
+        + rq.called_aet.encode().ljust(16)[:16]
+        + rq.calling_aet.encode().ljust(16)[:16]
+        + b"\x00" * 32
+    )
     payload = fixed + variable
     return struct.pack(">BBI", A_ASSOCIATE_AC, 0, len(payload)) + payload
 

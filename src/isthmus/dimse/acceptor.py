@@ -22,9 +22,8 @@ from typing import TYPE_CHECKING, Any
 from pynetdicom.presentation import AllStoragePresentationContexts
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from isthmus.dicom import uids
+from isthmus.dicom import pdu, uids
 from isthmus.dimse import messages as msg
-from isthmus.dicom import pdu
 
 if TYPE_CHECKING:
     from isthmus.dimse.scp import ArchiveSCP
@@ -34,9 +33,12 @@ log = logging.getLogger(__name__)
 VERIFICATION = "1.2.840.10008.1.1"
 STORAGE_CLASSES = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
 QR_CLASSES = {
-    "1.2.840.10008.5.1.4.1.2.1.1": ("FIND", "PATIENT"), "1.2.840.10008.5.1.4.1.2.2.1": ("FIND", "STUDY"),
-    "1.2.840.10008.5.1.4.1.2.1.2": ("MOVE", "PATIENT"), "1.2.840.10008.5.1.4.1.2.2.2": ("MOVE", "STUDY"),
-    "1.2.840.10008.5.1.4.1.2.1.3": ("GET", "PATIENT"), "1.2.840.10008.5.1.4.1.2.2.3": ("GET", "STUDY"),
+    "1.2.840.10008.5.1.4.1.2.1.1": ("FIND", "PATIENT"),
+    "1.2.840.10008.5.1.4.1.2.2.1": ("FIND", "STUDY"),
+    "1.2.840.10008.5.1.4.1.2.1.2": ("MOVE", "PATIENT"),
+    "1.2.840.10008.5.1.4.1.2.2.2": ("MOVE", "STUDY"),
+    "1.2.840.10008.5.1.4.1.2.1.3": ("GET", "PATIENT"),
+    "1.2.840.10008.5.1.4.1.2.2.3": ("GET", "STUDY"),
 }
 STATUS_UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 C.5.5
 NATIVE = (*uids.UNCOMPRESSED, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)  # PS3.5 A.1-A.5
@@ -76,19 +78,20 @@ class Message:
 class Acceptor:
     """Serves one association on a connected socket until release, abort or error."""
 
-    def __init__(self, sock: socket.socket, address: Any, rq: pdu.AssociateRequest,
-                 scp: "ArchiveSCP") -> None:
+    def __init__(
+        self, sock: socket.socket, address: Any, rq: pdu.AssociateRequest, scp: ArchiveSCP
+    ) -> None:
         self.sock = sock
         self.address = address[0] if isinstance(address, tuple) else str(address)
         self.rq = rq  # the router's view (maybe AE titles only); run() reads the whole PDU
         self.calling_aet = rq.calling_aet
         self.scp = scp
         self.settings = scp.settings
-        self.syntaxes: dict[int, str] = {}   # accepted context id → transfer syntax
-        self.abstract: dict[int, str] = {}   # accepted context id → abstract syntax
-        self.scp_role: set[str] = set()      # storage classes we may C-STORE to (C-GET)
+        self.syntaxes: dict[int, str] = {}  # accepted context id → transfer syntax
+        self.abstract: dict[int, str] = {}  # accepted context id → abstract syntax
+        self.scp_role: set[str] = set()  # storage classes we may C-STORE to (C-GET)
         self.peer_max_pdu = 0
-        self.release_requested = False       # A-RELEASE-RQ received, not yet answered
+        self.release_requested = False  # A-RELEASE-RQ received, not yet answered
         self._pdvs: collections.deque[tuple[int, int, memoryview]] = collections.deque()
         self._cancelled: set[int] = set()
         self._deferred: list[Message] = []
@@ -105,9 +108,13 @@ class Acceptor:
             self.sock.settimeout(self.settings.network_timeout)
             self._read_associate_rq()
             if too_many:
-                self._send_quietly(pdu.associate_rj(
-                    pdu.RESULT_TRANSIENT, pdu.SOURCE_SERVICE_PROVIDER_PRESENTATION,
-                    pdu.REASON_LOCAL_LIMIT_EXCEEDED))
+                self._send_quietly(
+                    pdu.associate_rj(
+                        pdu.RESULT_TRANSIENT,
+                        pdu.SOURCE_SERVICE_PROVIDER_PRESENTATION,
+                        pdu.REASON_LOCAL_LIMIT_EXCEEDED,
+                    )
+                )
                 return
             if self._accept():
                 self._serve()
@@ -118,7 +125,7 @@ class Acceptor:
             if self.release_requested:  # released in the middle of C-GET sub-operations
                 self._send_quietly(pdu.release_rp())
             log.info("association from %s ended without release", self.calling_aet)
-        except socket.timeout:
+        except TimeoutError:
             log.warning("association from %s idle too long: A-ABORT", self.calling_aet)
             self._send_quietly(pdu.abort(2, 0))
         except Exception:  # a bug must cost this association only, and tell the peer
@@ -129,8 +136,9 @@ class Acceptor:
                 scp.associations -= 1
             _close(self.sock)
             if self.stored:
-                log.info("association from %s: %d instance(s) stored", self.calling_aet,
-                         self.stored)
+                log.info(
+                    "association from %s: %d instance(s) stored", self.calling_aet, self.stored
+                )
 
     def _read_associate_rq(self) -> None:
         """Read the A-ASSOCIATE-RQ the router peeked at and parse all of it (PS3.8 9.3.2)."""
@@ -148,34 +156,53 @@ class Acceptor:
         """Negotiate (PS3.8 9.3.3, PS3.7 D.3.2): the first proposed syntax we support."""
         rq = self.rq
         if not rq.protocol_version & 1:
-            self._send_quietly(pdu.associate_rj(pdu.RESULT_PERMANENT,
-                                                pdu.SOURCE_SERVICE_PROVIDER_ACSE, 2))
+            self._send_quietly(
+                pdu.associate_rj(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_PROVIDER_ACSE, 2)
+            )
             return False
         if rq.application_context != pdu.APPLICATION_CONTEXT:
             self._send_quietly(pdu.associate_rj(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, 2))
             return False
         if 0 < rq.max_length < pdu.MIN_PEER_MAX_LENGTH:
             # No P-DATA-TF fits (PS3.8 D.1): fragmenting for it would never end.
-            log.warning("A-ASSOCIATE-RJ to %s: maximum PDU length %d", self.calling_aet,
-                        rq.max_length)
-            self._send_quietly(pdu.associate_rj(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER,
-                                                pdu.REASON_NO_REASON))
+            log.warning(
+                "A-ASSOCIATE-RJ to %s: maximum PDU length %d", self.calling_aet, rq.max_length
+            )
+            self._send_quietly(
+                pdu.associate_rj(
+                    pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, pdu.REASON_NO_REASON
+                )
+            )
             return False
-        roles = tuple(pdu.RoleSelection(r.sop_class, r.scu_role, r.scp_role and r.sop_class in STORAGE_CLASSES)
-                      for r in rq.roles)
+        roles = tuple(
+            pdu.RoleSelection(
+                r.sop_class, r.scu_role, r.scp_role and r.sop_class in STORAGE_CLASSES
+            )
+            for r in rq.roles
+        )
         self.scp_role = {r.sop_class for r in roles if r.scp_role}
         results = [self._negotiate(cx) for cx in rq.contexts]
-        self.sock.sendall(pdu.associate_ac(rq, results, self.settings.max_pdu,
-                                           IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME,
-                                           roles))
+        self.sock.sendall(
+            pdu.associate_ac(
+                rq,
+                results,
+                self.settings.max_pdu,
+                IMPLEMENTATION_CLASS_UID,
+                IMPLEMENTATION_VERSION_NAME,
+                roles,
+            )
+        )
         return True
 
     def _negotiate(self, cx: pdu.PresentationContextRQ) -> tuple[int, int, str]:
         if cx.abstract_syntax in STORAGE_CLASSES:
             offered = uids.STORABLE
         elif cx.abstract_syntax == VERIFICATION or cx.abstract_syntax in QR_CLASSES:
-            offered = (*uids.PREFERRED_UNCOMPRESSED, uids.EXPLICIT_VR_BIG_ENDIAN,
-                       uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)
+            offered = (
+                *uids.PREFERRED_UNCOMPRESSED,
+                uids.EXPLICIT_VR_BIG_ENDIAN,
+                uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+            )
         else:
             return cx.context_id, RESULT_ABSTRACT_NOT_SUPPORTED, cx.transfer_syntaxes[0]
         proposed = cx.transfer_syntaxes
@@ -210,12 +237,18 @@ class Acceptor:
         abstract = self.abstract[message.context_id]
         if field_ == msg.C_ECHO_RQ and abstract == VERIFICATION:
             self.respond(message, msg.C_ECHO_RSP, self.scp.echo(self.calling_aet, self.address))
-        elif field_ == msg.C_STORE_RQ and abstract in STORAGE_CLASSES and message.dataset is not None:
+        elif (
+            field_ == msg.C_STORE_RQ and abstract in STORAGE_CLASSES and message.dataset is not None
+        ):
             self._store(message)
-        elif field_ in (msg.C_FIND_RQ, msg.C_MOVE_RQ, msg.C_GET_RQ) and abstract in QR_CLASSES \
-                and message.dataset is not None:
+        elif (
+            field_ in (msg.C_FIND_RQ, msg.C_MOVE_RQ, msg.C_GET_RQ)
+            and abstract in QR_CLASSES
+            and message.dataset is not None
+        ):
             service, root = QR_CLASSES[abstract]
             from isthmus.dimse import retrieve  # here: retrieve → requestor → router → us
+
             if service == "FIND" and field_ == msg.C_FIND_RQ:
                 self.scp.find(self, message, root)
             elif service == "MOVE" and field_ == msg.C_MOVE_RQ:
@@ -234,32 +267,55 @@ class Acceptor:
         sop_class = msg.text(command, msg.AFFECTED_SOP_CLASS)
         sop_instance = msg.text(command, msg.AFFECTED_SOP_INSTANCE)
         status, comment = self.scp.store(
-            self.calling_aet, self.address, message.dataset, self.syntaxes[message.context_id],
-            sop_class, sop_instance)
+            self.calling_aet,
+            self.address,
+            message.dataset,
+            self.syntaxes[message.context_id],
+            sop_class,
+            sop_instance,
+        )
         if status == 0:
             self.stored += 1
-        self.respond(message, msg.C_STORE_RSP, status, comment=comment,
-                     extra={msg.AFFECTED_SOP_INSTANCE: sop_instance})
+        self.respond(
+            message,
+            msg.C_STORE_RSP,
+            status,
+            comment=comment,
+            extra={msg.AFFECTED_SOP_INSTANCE: sop_instance},
+        )
 
     # -- what services use ------------------------------------------------
     def transfer_syntax(self, message: Message) -> str:
         return self.syntaxes[message.context_id]
 
-    def respond(self, message: Message, field_: int, status: int, dataset: bytes | None = None,
-                comment: str | None = None, extra: dict[int, Any] | None = None) -> None:
+    def respond(
+        self,
+        message: Message,
+        field_: int,
+        status: int,
+        dataset: bytes | None = None,
+        comment: str | None = None,
+        extra: dict[int, Any] | None = None,
+    ) -> None:
         """Send a response to `message` (PS3.7 9.3: Message ID Being Responded To, Status)."""
         fields: dict[int, int | str | bytes] = {
             msg.AFFECTED_SOP_CLASS: msg.text(message.command, msg.AFFECTED_SOP_CLASS),
-            msg.COMMAND_FIELD: field_, msg.MESSAGE_ID_RESPONDED: message.message_id,
+            msg.COMMAND_FIELD: field_,
+            msg.MESSAGE_ID_RESPONDED: message.message_id,
             msg.DATASET_TYPE: msg.NO_DATASET if dataset is None else msg.HAS_DATASET,
-            msg.STATUS: status}
+            msg.STATUS: status,
+        }
         if comment and status not in (0x0000, 0xFF00, 0xFF01):
             fields[msg.ERROR_COMMENT] = comment[:64]
         fields.update(extra or {})
         self._send_message(message.context_id, msg.encode_command(fields), dataset)
 
-    def _send_message(self, context_id: int, command: bytes, dataset: bytes | memoryview | None) -> None:
-        parts: list[bytes | memoryview] = list(msg.p_data(context_id, command, True, self.peer_max_pdu))
+    def _send_message(
+        self, context_id: int, command: bytes, dataset: bytes | memoryview | None
+    ) -> None:
+        parts: list[bytes | memoryview] = list(
+            msg.p_data(context_id, command, True, self.peer_max_pdu)
+        )
         if dataset is not None:
             parts += msg.p_data(context_id, dataset, False, self.peer_max_pdu)
         msg.send_all(self.sock, parts)
@@ -270,8 +326,9 @@ class Acceptor:
             return {}
         return {ts: cid for cid, ts in self.syntaxes.items() if self.abstract[cid] == sop_class}
 
-    def store_to_requestor(self, context_id: int, sop_class: str, sop_instance: str,
-                           dataset: bytes | memoryview) -> int:
+    def store_to_requestor(
+        self, context_id: int, sop_class: str, sop_instance: str, dataset: bytes | memoryview
+    ) -> int:
         """A C-STORE sub-operation on this association (C-GET, PS3.4 C.4.3.3); returns status."""
         message_id = self._next_id
         self._next_id = self._next_id % 65535 + 1
@@ -280,7 +337,10 @@ class Acceptor:
             reply = self.next_message()
             if reply is None:  # the requestor may not answer any more (PS3.8 Sta7)
                 raise PeerAborted("A-RELEASE-RQ during C-GET sub-operations")
-            if reply.field == msg.C_STORE_RSP and msg.us(reply.command, msg.MESSAGE_ID_RESPONDED) == message_id:
+            if (
+                reply.field == msg.C_STORE_RSP
+                and msg.us(reply.command, msg.MESSAGE_ID_RESPONDED) == message_id
+            ):
                 return msg.us(reply.command, msg.STATUS)
             if reply.field == msg.C_CANCEL_RQ:
                 self._cancelled.add(msg.us(reply.command, msg.MESSAGE_ID_RESPONDED))
@@ -320,10 +380,14 @@ class Acceptor:
                     raise AbortAssociation(pdu.ABORT_UNEXPECTED_PARAMETER, "dataset before command")
                 context_id = cid
             if cid != context_id:
-                raise AbortAssociation(pdu.ABORT_UNEXPECTED_PARAMETER, "context changed mid-message")
+                raise AbortAssociation(
+                    pdu.ABORT_UNEXPECTED_PARAMETER, "context changed mid-message"
+                )
             is_command, is_last = bool(control & 1), bool(control & 2)
             if is_command != (command is None):
-                raise AbortAssociation(pdu.ABORT_UNEXPECTED_PARAMETER, "command and dataset interleaved")
+                raise AbortAssociation(
+                    pdu.ABORT_UNEXPECTED_PARAMETER, "command and dataset interleaved"
+                )
             fragments.append(data)
             if not is_last:
                 continue
@@ -359,9 +423,11 @@ class Acceptor:
             if length < 2 or pos + 4 + length > len(body):
                 raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER, "PDV length overruns PDU")
             if context_id not in self.syntaxes:
-                raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER,
-                                       f"PDV on unaccepted presentation context {context_id}")
-            self._pdvs.append((context_id, control, view[pos + 6:pos + 4 + length]))
+                raise AbortAssociation(
+                    pdu.ABORT_INVALID_PARAMETER,
+                    f"PDV on unaccepted presentation context {context_id}",
+                )
+            self._pdvs.append((context_id, control, view[pos + 6 : pos + 4 + length]))
             pos += 4 + length
         return True
 

@@ -28,8 +28,14 @@ def retrieve_identifier(study: str, series: str | None) -> Dataset:
     return ds
 
 
-def retrieve_into_archive(settings: Settings, peer: Peer, study: str, series: str | None,
-                          via: str, port: int | None = None) -> scu.RetrieveReport:
+def retrieve_into_archive(
+    settings: Settings,
+    peer: Peer,
+    study: str,
+    series: str | None,
+    via: str,
+    port: int | None = None,
+) -> scu.RetrieveReport:
     """C-GET, or C-MOVE to ourselves, storing what arrives in the local archive.
 
     For C-MOVE the peer must know our AE title; we listen on `port` (default: our
@@ -49,9 +55,14 @@ def retrieve_into_archive(settings: Settings, peer: Peer, study: str, series: st
 
     try:
         if via == "get":
-            return scu.get(peer, identifier, lambda event: _store(archive, event),
-                           scu.common_storage_classes(), calling_aet=settings.aet,
-                           progress=progress)
+            return scu.get(
+                peer,
+                identifier,
+                lambda event: _store(archive, event),
+                scu.common_storage_classes(),
+                calling_aet=settings.aet,
+                progress=progress,
+            )
         return _move_to_self(settings, archive, peer, identifier, port, progress)
     finally:
         bar.close()
@@ -59,15 +70,25 @@ def retrieve_into_archive(settings: Settings, peer: Peer, study: str, series: st
 
 
 def _store(archive: Archive, event: Any) -> int:
-    result = archive.store(event.request.DataSet.getbuffer(), event.context.transfer_syntax,
-                           source_aet=event.assoc.requestor.ae_title)
+    result = archive.store(
+        event.request.DataSet.getbuffer(),
+        event.context.transfer_syntax,
+        source_aet=event.assoc.requestor.ae_title,
+    )
     return STATUS_SUCCESS if result.ok else store_failure_status(result.failure)
 
 
-def _move_to_self(settings: Settings, archive: Archive, peer: Peer, identifier: Dataset,
-                  port: int | None, progress: Any) -> scu.RetrieveReport:
-    local = replace(settings, dicom_port=port or settings.dicom_port,
-                    access={**settings.access, "store": "any"})
+def _move_to_self(
+    settings: Settings,
+    archive: Archive,
+    peer: Peer,
+    identifier: Dataset,
+    port: int | None,
+    progress: Any,
+) -> scu.RetrieveReport:
+    local = replace(
+        settings, dicom_port=port or settings.dicom_port, access={**settings.access, "store": "any"}
+    )
     router = None
     try:
         router = start_scp(archive, local, AccessControl(local))

@@ -8,8 +8,9 @@ the services use.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable, Iterator
 from io import BytesIO
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
@@ -46,8 +47,19 @@ WARNING = 0x1023
 MOVE_ORIGINATOR_AET = 0x1030
 MOVE_ORIGINATOR_ID = 0x1031
 
-_US = {COMMAND_FIELD, MESSAGE_ID, MESSAGE_ID_RESPONDED, PRIORITY, DATASET_TYPE, STATUS,
-       REMAINING, COMPLETED, FAILED, WARNING, MOVE_ORIGINATOR_ID}
+_US = {
+    COMMAND_FIELD,
+    MESSAGE_ID,
+    MESSAGE_ID_RESPONDED,
+    PRIORITY,
+    DATASET_TYPE,
+    STATUS,
+    REMAINING,
+    COMPLETED,
+    FAILED,
+    WARNING,
+    MOVE_ORIGINATOR_ID,
+}
 _UI = {AFFECTED_SOP_CLASS, AFFECTED_SOP_INSTANCE}
 
 
@@ -66,7 +78,7 @@ def decode_command(data: bytes) -> Command:
         group, element, length = struct.unpack_from("<HHI", data, pos)
         if group != 0 or pos + 8 + length > len(data):
             raise MalformedCommand("element outside group 0000 or overrunning the command")
-        out[element] = bytes(data[pos + 8:pos + 8 + length])
+        out[element] = bytes(data[pos + 8 : pos + 8 + length])
         pos += 8 + length
     if pos != len(data) or COMMAND_FIELD not in out:
         raise MalformedCommand("command set without Command Field")
@@ -91,13 +103,19 @@ def encode_command(fields: dict[int, int | str | bytes]) -> bytes:
     return struct.pack("<HHII", 0, 0, 4, len(payload)) + payload
 
 
-def c_store_rq(message_id: int, sop_class: str, sop_instance: str,
-               originator: tuple[str, int] | None = None) -> bytes:
+def c_store_rq(
+    message_id: int, sop_class: str, sop_instance: str, originator: tuple[str, int] | None = None
+) -> bytes:
     """An encoded C-STORE-RQ command set (PS3.7 9.3.1.1); `originator` is the Move
     Originator AE title and Message ID of a C-MOVE sub-operation."""
     fields: dict[int, int | str | bytes] = {
-        AFFECTED_SOP_CLASS: sop_class, COMMAND_FIELD: C_STORE_RQ, MESSAGE_ID: message_id,
-        PRIORITY: 0, DATASET_TYPE: HAS_DATASET, AFFECTED_SOP_INSTANCE: sop_instance}
+        AFFECTED_SOP_CLASS: sop_class,
+        COMMAND_FIELD: C_STORE_RQ,
+        MESSAGE_ID: message_id,
+        PRIORITY: 0,
+        DATASET_TYPE: HAS_DATASET,
+        AFFECTED_SOP_INSTANCE: sop_instance,
+    }
     if originator:
         fields[MOVE_ORIGINATOR_AET] = originator[0].ljust(16)[:16]
         fields[MOVE_ORIGINATOR_ID] = originator[1]
@@ -113,8 +131,9 @@ def text(command: Command, element: int) -> str:
     return command.get(element, b"").decode("ascii", "replace").strip(" \x00")
 
 
-def p_data(context_id: int, payload: bytes | memoryview, is_command: bool,
-           max_pdu: int) -> Iterator[bytes | memoryview]:
+def p_data(
+    context_id: int, payload: bytes | memoryview, is_command: bool, max_pdu: int
+) -> Iterator[bytes | memoryview]:
     """P-DATA-TF PDUs carrying `payload` in fragments that respect the peer's maximum
     PDU length (PS3.8 9.3.5, E.2); 0 means unlimited.  Fragments have even lengths, as
     DICOM data has (DCMTK aborts on an odd one), also when the peer's maximum is odd."""
@@ -126,11 +145,13 @@ def p_data(context_id: int, payload: bytes | memoryview, is_command: bool,
     total = len(view)
     pos = 0
     while True:
-        chunk = view[pos:pos + limit]
+        chunk = view[pos : pos + limit]
         pos += len(chunk)
         last = pos >= total
         control = (1 if is_command else 0) | (2 if last else 0)
-        header = struct.pack(">BBIIBB", 0x04, 0, len(chunk) + 6, len(chunk) + 2, context_id, control)
+        header = struct.pack(
+            ">BBIIBB", 0x04, 0, len(chunk) + 6, len(chunk) + 2, context_id, control
+        )
         yield header
         yield chunk
         if last:
@@ -168,6 +189,7 @@ def decode_identifier(data: bytes | memoryview, transfer_syntax: str) -> Dataset
     raw = bytes(data)
     if deflated:
         import zlib
+
         raw = zlib.decompress(raw, -zlib.MAX_WBITS)
     return read_dataset(BytesIO(raw), implicit, little)
 
@@ -181,6 +203,7 @@ def encode_identifier(ds: Dataset, transfer_syntax: str) -> bytes:
     raw = buf.getvalue()
     if deflated:
         import zlib
+
         compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
         raw = compressor.compress(raw) + compressor.flush()
         raw += b"\x00" * (len(raw) % 2)  # PS3.5 A.5: an odd deflated stream gets a NULL byte

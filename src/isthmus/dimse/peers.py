@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import socket
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from isthmus.config import Peer, Settings
 
@@ -42,8 +42,9 @@ class AccessControl:
             log.warning("refused %s from unknown calling AE %r", service, calling_aet)
             return False
         if self.settings.check_peer_host and address and not _same_host(peer.host, address):
-            log.warning("refused %s from %r: address %s is not %s", service, calling_aet,
-                        address, peer.host)
+            log.warning(
+                "refused %s from %r: address %s is not %s", service, calling_aet, address, peer.host
+            )
             return False
         return True
 

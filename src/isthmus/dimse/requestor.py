@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Peer
-from isthmus.dimse import messages as msg
 from isthmus.dicom import pdu
+from isthmus.dimse import messages as msg
 from isthmus.dimse.router import set_nodelay
 
 log = logging.getLogger(__name__)
@@ -41,11 +41,13 @@ class Requestor:
     max_pdu: int = 0
     _next_id: int = 1
 
-    def open(self) -> "Requestor":
+    def open(self) -> Requestor:
         if len(self.contexts) > 128:
             raise ValueError("at most 128 presentation contexts (PS3.8 9.3.2.2)")
         try:
-            self.sock = socket.create_connection((self.peer.host, self.peer.port), timeout=self.timeout)
+            self.sock = socket.create_connection(
+                (self.peer.host, self.peer.port), timeout=self.timeout
+            )
         except OSError as exc:
             raise AssociationFailed(f"cannot connect to {self.peer}: {exc}") from exc
         set_nodelay(self.sock)
@@ -54,12 +56,15 @@ class Requestor:
             kind, body = self._read_pdu()
         except OSError as exc:  # AssociationFailed included: the socket is not ours to keep
             self.close()
-            raise AssociationFailed(f"{self.peer} did not answer the A-ASSOCIATE-RQ: {exc}") \
-                from exc
+            raise AssociationFailed(
+                f"{self.peer} did not answer the A-ASSOCIATE-RQ: {exc}"
+            ) from exc
         if kind == pdu.A_ASSOCIATE_RJ and len(body) >= 4:
             self.close()
-            raise AssociationFailed(f"{self.peer} rejected the association "
-                                    f"(result {body[1]}, source {body[2]}, reason {body[3]})")
+            raise AssociationFailed(
+                f"{self.peer} rejected the association "
+                f"(result {body[1]}, source {body[2]}, reason {body[3]})"
+            )
         if kind != pdu.A_ASSOCIATE_AC:
             self.abort()
             raise AssociationFailed(f"{self.peer} answered PDU 0x{kind:02X} to A-ASSOCIATE-RQ")
@@ -72,14 +77,23 @@ class Requestor:
     def _associate_rq(self) -> bytes:
         items = [pdu.item(0x10, pdu.APPLICATION_CONTEXT.encode())]
         for index, (abstract, syntaxes) in enumerate(self.contexts):
-            sub = pdu.item(0x30, abstract.encode()) + b"".join(pdu.item(0x40, ts.encode()) for ts in syntaxes)
+            sub = pdu.item(0x30, abstract.encode()) + b"".join(
+                pdu.item(0x40, ts.encode()) for ts in syntaxes
+            )
             items.append(pdu.item(0x20, bytes([2 * index + 1, 0, 0, 0]) + sub))
-        user = (pdu.item(0x51, struct.pack(">I", OUR_MAX_PDU))
-                + pdu.item(0x52, IMPLEMENTATION_CLASS_UID.encode())
-                + pdu.item(0x55, IMPLEMENTATION_VERSION_NAME.encode()))
+        user = (
+            pdu.item(0x51, struct.pack(">I", OUR_MAX_PDU))
+            + pdu.item(0x52, IMPLEMENTATION_CLASS_UID.encode())
+            + pdu.item(0x55, IMPLEMENTATION_VERSION_NAME.encode())
+        )
         items.append(pdu.item(0x50, user))
-        payload = (struct.pack(">HH", 1, 0) + self.peer.aet.encode().ljust(16)[:16]
-                   + self.calling_aet.encode().ljust(16)[:16] + b"\x00" * 32 + b"".join(items))
+        payload = (
+            struct.pack(">HH", 1, 0)
+            + self.peer.aet.encode().ljust(16)[:16]
+            + self.calling_aet.encode().ljust(16)[:16]
+            + b"\x00" * 32
+            + b"".join(items)
+        )
         return struct.pack(">BBI", pdu.A_ASSOCIATE_RQ, 0, len(payload)) + payload
 
     def _read_ac(self, body: bytes) -> None:
@@ -87,20 +101,20 @@ class Requestor:
         proposed = {2 * i + 1: abstract for i, (abstract, _ts) in enumerate(self.contexts)}
         pos = 68
         while pos + 4 <= len(body):
-            item_type, length = body[pos], struct.unpack(">H", body[pos + 2:pos + 4])[0]
-            value = body[pos + 4:pos + 4 + length]
+            item_type, length = body[pos], struct.unpack(">H", body[pos + 2 : pos + 4])[0]
+            value = body[pos + 4 : pos + 4 + length]
             pos += 4 + length
             if item_type == 0x21 and len(value) >= 8 and value[2] == 0:
-                ts = value[8:8 + struct.unpack(">H", value[6:8])[0]].decode().strip(" \x00")
+                ts = value[8 : 8 + struct.unpack(">H", value[6:8])[0]].decode().strip(" \x00")
                 abstract = proposed.get(value[0])
                 if abstract:
                     self.accepted.setdefault((abstract, ts), value[0])
             elif item_type == 0x50:
                 sub = 0
                 while sub + 4 <= len(value):
-                    sub_type, sub_len = value[sub], struct.unpack(">H", value[sub + 2:sub + 4])[0]
+                    sub_type, sub_len = value[sub], struct.unpack(">H", value[sub + 2 : sub + 4])[0]
                     if sub_type == 0x51 and sub_len == 4:
-                        self.max_pdu = struct.unpack(">I", value[sub + 4:sub + 8])[0]
+                        self.max_pdu = struct.unpack(">I", value[sub + 4 : sub + 8])[0]
                     sub += 4 + sub_len
 
     def context_for(self, sop_class: str, transfer_syntax: str) -> int | None:
@@ -109,8 +123,14 @@ class Requestor:
     def accepted_syntaxes(self, sop_class: str) -> list[str]:
         return [ts for (abstract, ts) in self.accepted if abstract == sop_class]
 
-    def store(self, context_id: int, sop_class: str, sop_instance: str,
-              dataset: bytes | memoryview, originator: tuple[str, int] | None = None) -> int:
+    def store(
+        self,
+        context_id: int,
+        sop_class: str,
+        sop_instance: str,
+        dataset: bytes | memoryview,
+        originator: tuple[str, int] | None = None,
+    ) -> int:
         """C-STORE one dataset; returns the response status (PS3.4 B.2.3).  Raises
         AssociationFailed when the association is gone (then it stays closed)."""
         if self.sock is None:
@@ -142,7 +162,7 @@ class Requestor:
                 length = struct.unpack_from(">I", body, pos)[0]
                 control = body[pos + 5]
                 if control & 1:  # a command fragment (a response has no data set)
-                    fragments.append(bytes(body[pos + 6:pos + 4 + length]))
+                    fragments.append(bytes(body[pos + 6 : pos + 4 + length]))
                 pos += 4 + length
                 if control & 3 == 3:
                     try:

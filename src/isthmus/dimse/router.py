@@ -12,11 +12,11 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import socketserver
 import threading
 import time
-from typing import Any, Callable
-
-import socketserver
+from collections.abc import Callable
+from typing import Any
 
 from isthmus.dicom import pdu
 from isthmus.dimse import acceptor
@@ -58,6 +58,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
 
     def __init__(self, address: tuple[str, int], scp: Any) -> None:
         import ipaddress
+
         try:
             if ipaddress.ip_address(address[0]).version == 6:
                 self.address_family = socket.AF_INET6
@@ -104,10 +105,18 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
                 self._handed.add(id(request))
             acceptor.Acceptor(request, client_address, rq, self.scp).run()
             return
-        log.warning("A-ASSOCIATE-RJ to %r at %s: called AE title %r not recognized",
-                    rq.calling_aet, client_address[0], rq.called_aet)
-        _send_quietly(request, pdu.associate_rj(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER,
-                                                pdu.REASON_CALLED_AE_NOT_RECOGNIZED))
+        log.warning(
+            "A-ASSOCIATE-RJ to %r at %s: called AE title %r not recognized",
+            rq.calling_aet,
+            client_address[0],
+            rq.called_aet,
+        )
+        _send_quietly(
+            request,
+            pdu.associate_rj(
+                pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, pdu.REASON_CALLED_AE_NOT_RECOGNIZED
+            ),
+        )
 
     def shutdown_request(self, request: Any) -> None:
         with self._lock:

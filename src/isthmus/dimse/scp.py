@@ -48,59 +48,84 @@ class ArchiveSCP:
 
     def echo(self, calling_aet: str, address: str | None) -> int:
         """C-ECHO (PS3.4 A.4)."""
-        return STATUS_SUCCESS if self.access.allowed("echo", calling_aet, address) \
+        return (
+            STATUS_SUCCESS
+            if self.access.allowed("echo", calling_aet, address)
             else STATUS_NOT_AUTHORIZED
+        )
 
-    def store(self, calling_aet: str, address: str | None, dataset: Any, transfer_syntax: str,
-              sop_class: str, sop_instance: str) -> tuple[int, str | None]:
+    def store(
+        self,
+        calling_aet: str,
+        address: str | None,
+        dataset: Any,
+        transfer_syntax: str,
+        sop_class: str,
+        sop_instance: str,
+    ) -> tuple[int, str | None]:
         """C-STORE (PS3.4 B.2): keep the received bytes as they are, plus file meta.
 
         Returns the status and, on failure, an error comment.
         """
         if not self.access.allowed("store", calling_aet, address):
             return STATUS_NOT_AUTHORIZED, "not authorized"
-        result = self.archive.store(dataset, transfer_syntax, source_aet=calling_aet,
-                                    expected=(sop_class, sop_instance))
+        result = self.archive.store(
+            dataset, transfer_syntax, source_aet=calling_aet, expected=(sop_class, sop_instance)
+        )
         if result.ok:
             return STATUS_SUCCESS, None
         log.warning("C-STORE from %s refused: %s", calling_aet, result.reason)
         return store_failure_status(result.failure), result.reason
 
-    def find(self, channel: "Acceptor", message: "Message", root: str) -> None:
+    def find(self, channel: Acceptor, message: Message, root: str) -> None:
         """C-FIND (PS3.4 C.4.1): a pending response per match, then the final one."""
         if not self.access.allowed("find", channel.calling_aet, channel.address):
-            channel.respond(message, msg.C_FIND_RSP, STATUS_NOT_AUTHORIZED, comment="not authorized")
+            channel.respond(
+                message, msg.C_FIND_RSP, STATUS_NOT_AUTHORIZED, comment="not authorized"
+            )
             return
         ts = channel.transfer_syntax(message)
         try:
             identifier = msg.decode_identifier(message.dataset, ts)
             level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
             if level not in ("PATIENT", "STUDY", "SERIES", "IMAGE"):
-                raise QueryError(f"QueryRetrieveLevel {level!r} is not PATIENT, STUDY, SERIES or IMAGE")
-            query = Query(level=level, keys=identifier_keys(identifier), root=root, hierarchical=True)
+                raise QueryError(
+                    f"QueryRetrieveLevel {level!r} is not PATIENT, STUDY, SERIES or IMAGE"
+                )
+            query = Query(
+                level=level, keys=identifier_keys(identifier), root=root, hierarchical=True
+            )
             matches = self.archive.find(query).matches
         except QueryError as exc:
             channel.respond(message, msg.C_FIND_RSP, STATUS_IDENTIFIER_MISMATCH, comment=str(exc))
             return
         except Exception as exc:  # an identifier pydicom cannot read
             log.warning("C-FIND from %s: %s", channel.calling_aet, exc)
-            channel.respond(message, msg.C_FIND_RSP, STATUS_UNABLE_TO_PROCESS,
-                            comment="identifier cannot be decoded")
+            channel.respond(
+                message,
+                msg.C_FIND_RSP,
+                STATUS_UNABLE_TO_PROCESS,
+                comment="identifier cannot be decoded",
+            )
             return
         for match in matches:
             if channel.cancelled(message):
                 channel.respond(message, msg.C_FIND_RSP, STATUS_CANCEL)
                 return
             result = result_dataset(match, level, self.settings.aet)
-            channel.respond(message, msg.C_FIND_RSP, STATUS_PENDING,
-                            dataset=msg.encode_identifier(result, ts))
+            channel.respond(
+                message, msg.C_FIND_RSP, STATUS_PENDING, dataset=msg.encode_identifier(result, ts)
+            )
         channel.respond(message, msg.C_FIND_RSP, STATUS_SUCCESS)
 
 
 def store_failure_status(failure: str | None) -> int:
     """C-STORE failure status for an archive failure kind (PS3.4 B.2.3)."""
-    return {"resources": STATUS_OUT_OF_RESOURCES, "invalid": STATUS_CANNOT_UNDERSTAND,
-            "mismatch": STATUS_DATASET_MISMATCH}.get(failure or "", STATUS_PROCESSING_FAILURE)
+    return {
+        "resources": STATUS_OUT_OF_RESOURCES,
+        "invalid": STATUS_CANNOT_UNDERSTAND,
+        "mismatch": STATUS_DATASET_MISMATCH,
+    }.get(failure or "", STATUS_PROCESSING_FAILURE)
 
 
 def start_scp(archive: Archive, settings: Settings, access: AccessControl) -> AssociationRouter:
@@ -109,7 +134,11 @@ def start_scp(archive: Archive, settings: Settings, access: AccessControl) -> As
     server = AssociationRouter((settings.host, settings.dicom_port), scp)
     server.own_aets = {settings.aet}
     server.accept_any = settings.accept_any_called_aet
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                              name="isthmus-dimse", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.2},
+        name="isthmus-dimse",
+        daemon=True,
+    )
     thread.start()
     return server

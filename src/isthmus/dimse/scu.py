@@ -7,20 +7,24 @@ data (pynetdicom's chunked send streams the dataset from the file).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import build_role
-from pynetdicom.sop_class import (PatientRootQueryRetrieveInformationModelFind,
-                                  PatientRootQueryRetrieveInformationModelGet,
-                                  PatientRootQueryRetrieveInformationModelMove,
-                                  StudyRootQueryRetrieveInformationModelFind,
-                                  StudyRootQueryRetrieveInformationModelGet,
-                                  StudyRootQueryRetrieveInformationModelMove, Verification)
+from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Peer
@@ -31,12 +35,18 @@ from isthmus.dimse.router import nodelay_handler
 
 log = logging.getLogger(__name__)
 
-FIND_MODELS = {"PATIENT": PatientRootQueryRetrieveInformationModelFind,
-               "STUDY": StudyRootQueryRetrieveInformationModelFind}
-MOVE_MODELS = {"PATIENT": PatientRootQueryRetrieveInformationModelMove,
-               "STUDY": StudyRootQueryRetrieveInformationModelMove}
-GET_MODELS = {"PATIENT": PatientRootQueryRetrieveInformationModelGet,
-              "STUDY": StudyRootQueryRetrieveInformationModelGet}
+FIND_MODELS = {
+    "PATIENT": PatientRootQueryRetrieveInformationModelFind,
+    "STUDY": StudyRootQueryRetrieveInformationModelFind,
+}
+MOVE_MODELS = {
+    "PATIENT": PatientRootQueryRetrieveInformationModelMove,
+    "STUDY": StudyRootQueryRetrieveInformationModelMove,
+}
+GET_MODELS = {
+    "PATIENT": PatientRootQueryRetrieveInformationModelGet,
+    "STUDY": StudyRootQueryRetrieveInformationModelGet,
+}
 
 
 class SCUError(RuntimeError):
@@ -91,8 +101,12 @@ class SendReport:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
 
 
-def send(peer: Peer, files: Iterable[Path], calling_aet: str = "ISTHMUS",
-         progress: Callable[[int], None] | None = None) -> SendReport:
+def send(
+    peer: Peer,
+    files: Iterable[Path],
+    calling_aet: str = "ISTHMUS",
+    progress: Callable[[int], None] | None = None,
+) -> SendReport:
     """C-STORE each file in its own transfer syntax, its dataset bytes as they are.
 
     Uses the lean requestor (requestor.py): the files are not decoded.
@@ -122,10 +136,13 @@ def send(peer: Peer, files: Iterable[Path], calling_aet: str = "ISTHMUS",
     return report
 
 
-def _send_one(requestor: Requestor, path: Path, sop_class: str, ts: str,
-              report: SendReport) -> None:
+def _send_one(
+    requestor: Requestor, path: Path, sop_class: str, ts: str, report: SendReport
+) -> None:
     """Send one file as it is, or transcoded when the peer did not accept its syntax."""
-    syntaxes = {t: requestor.context_for(sop_class, t) for t in requestor.accepted_syntaxes(sop_class)}
+    syntaxes = {
+        t: requestor.context_for(sop_class, t) for t in requestor.accepted_syntaxes(sop_class)
+    }
     try:
         data = path.read_bytes()
         meta, _ = part10.split_part10(data)
@@ -168,8 +185,9 @@ def _context_batches(items: list[tuple[Path, str, str]]) -> Iterator[list[tuple[
         yield batch
 
 
-def find(peer: Peer, identifier: Dataset, model: str = "STUDY",
-         calling_aet: str = "ISTHMUS") -> list[Dataset]:
+def find(
+    peer: Peer, identifier: Dataset, model: str = "STUDY", calling_aet: str = "ISTHMUS"
+) -> list[Dataset]:
     """C-FIND; returns the matches (raises SCUError on a failure status)."""
     ae = _ae(calling_aet)
     ae.add_requested_context(FIND_MODELS[model])
@@ -199,9 +217,14 @@ class RetrieveReport:
     failed_uids: list[str] = field(default_factory=list)
 
 
-def move(peer: Peer, identifier: Dataset, destination: str, model: str = "STUDY",
-         calling_aet: str = "ISTHMUS", progress: Callable[[Dataset], None] | None = None
-         ) -> RetrieveReport:
+def move(
+    peer: Peer,
+    identifier: Dataset,
+    destination: str,
+    model: str = "STUDY",
+    calling_aet: str = "ISTHMUS",
+    progress: Callable[[Dataset], None] | None = None,
+) -> RetrieveReport:
     """C-MOVE to `destination`; returns the final counts."""
     ae = _ae(calling_aet)
     ae.add_requested_context(MOVE_MODELS[model])
@@ -212,9 +235,15 @@ def move(peer: Peer, identifier: Dataset, destination: str, model: str = "STUDY"
         assoc.release()
 
 
-def get(peer: Peer, identifier: Dataset, on_store: Callable[[Any], int],
-        sop_classes: Iterable[str], model: str = "STUDY", calling_aet: str = "ISTHMUS",
-        progress: Callable[[Dataset], None] | None = None) -> RetrieveReport:
+def get(
+    peer: Peer,
+    identifier: Dataset,
+    on_store: Callable[[Any], int],
+    sop_classes: Iterable[str],
+    model: str = "STUDY",
+    calling_aet: str = "ISTHMUS",
+    progress: Callable[[Dataset], None] | None = None,
+) -> RetrieveReport:
     """C-GET; each received instance goes to `on_store(event)` (returns a C-STORE status)."""
     ae = _ae(calling_aet)
     ae.add_requested_context(GET_MODELS[model])
@@ -234,8 +263,9 @@ def get(peer: Peer, identifier: Dataset, on_store: Callable[[Any], int],
         assoc.release()
 
 
-def _collect(responses: Iterable[tuple[Dataset, Dataset | None]],
-             progress: Callable[[Dataset], None] | None) -> RetrieveReport:
+def _collect(
+    responses: Iterable[tuple[Dataset, Dataset | None]], progress: Callable[[Dataset], None] | None
+) -> RetrieveReport:
     report = RetrieveReport()
     for status, identifier in responses:
         if not status:

@@ -11,8 +11,14 @@ Every error is a PixelDataError (a ValueError) with a message fit for the client
 FrameNotFound, NoPixelData, DecodeError, TranscodeError, RenderError.
 """
 
-from isthmus.render.errors import (DecodeError, FrameNotFound, NoPixelData, PixelDataError,
-                                   RenderError, TranscodeError)
+from isthmus.render.errors import (
+    DecodeError,
+    FrameNotFound,
+    NoPixelData,
+    PixelDataError,
+    RenderError,
+    TranscodeError,
+)
 from isthmus.render.frames import Frame, get_frames, get_frames_at
 from isthmus.render.image import render, render_pixels, thumbnail
 from isthmus.render.media import media_type_for, transfer_syntaxes_for
@@ -20,8 +26,25 @@ from isthmus.render.pixel_data import PixelData, file_reader, memory_reader, ope
 from isthmus.render.transcode import can_transcode, transcode
 
 __all__ = [
-    "DecodeError", "Frame", "FrameNotFound", "NoPixelData", "PixelData", "PixelDataError",
-    "RenderError", "TranscodeError", "can_transcode", "file_reader", "get_frames",
-    "get_frames_at", "media_type_for", "memory_reader", "open_at", "open_part10", "render",
-    "render_pixels", "thumbnail", "transcode", "transfer_syntaxes_for",
+    "DecodeError",
+    "Frame",
+    "FrameNotFound",
+    "NoPixelData",
+    "PixelData",
+    "PixelDataError",
+    "RenderError",
+    "TranscodeError",
+    "can_transcode",
+    "file_reader",
+    "get_frames",
+    "get_frames_at",
+    "media_type_for",
+    "memory_reader",
+    "open_at",
+    "open_part10",
+    "render",
+    "render_pixels",
+    "thumbnail",
+    "transcode",
+    "transfer_syntaxes_for",
 ]

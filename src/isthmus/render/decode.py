@@ -58,8 +58,9 @@ def decode_frame(pixels: PixelData, index: int, as_rgb: bool = True) -> tuple[np
         array, info = get_decoder(ts).as_array(source, raw=not as_rgb, **pixels.decode_options())
     except Exception as exc:  # decoders raise RuntimeError/ValueError with their reasons
         name = UID(pixels.transfer_syntax).name
-        raise DecodeError(f"frame {index + 1} cannot be decoded ({name}): "
-                          f"{_first_line(exc)}") from exc
+        raise DecodeError(
+            f"frame {index + 1} cannot be decoded ({name}): {_first_line(exc)}"
+        ) from exc
     return array, str(info.get("photometric_interpretation", pixels.photometric_interpretation))
 
 

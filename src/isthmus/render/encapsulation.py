@@ -37,11 +37,13 @@ def encapsulated_frame(pixels: PixelData, index: int) -> bytes:
     if len(offset_table) == pixels.number_of_frames:
         start = first_fragment + offset_table[index]
         end = first_fragment + offset_table[index + 1] if index + 1 < len(offset_table) else None
-        return b"".join(_read_exact(pixels, pos, size)
-                        for pos, size in _fragments(pixels, start, end))
+        return b"".join(
+            _read_exact(pixels, pos, size) for pos, size in _fragments(pixels, start, end)
+        )
     if pixels.number_of_frames == 1:
-        return b"".join(_read_exact(pixels, pos, size)
-                        for pos, size in _fragments(pixels, first_fragment, None))
+        return b"".join(
+            _read_exact(pixels, pos, size) for pos, size in _fragments(pixels, first_fragment, None)
+        )
     fragments = list(_fragments(pixels, first_fragment, None))
     if len(fragments) == pixels.number_of_frames:
         return _read_exact(pixels, *fragments[index])
@@ -52,8 +54,10 @@ def _basic_offset_table(pixels: PixelData) -> tuple[list[int], int]:
     """Offsets of the Basic Offset Table and the position of the first fragment's item."""
     tag, length = _item_header(pixels, pixels.offset)
     if tag != ITEM:
-        raise DecodeError(f"encapsulated pixel data does not start with the Basic Offset "
-                          f"Table item (found {tag:08X})")
+        raise DecodeError(
+            f"encapsulated pixel data does not start with the Basic Offset "
+            f"Table item (found {tag:08X})"
+        )
     table = _read_exact(pixels, pixels.offset + 8, length) if length else b""
     offsets = list(struct.unpack(f"<{length // 4}L", table))
     return offsets, pixels.offset + 8 + length
@@ -90,8 +94,9 @@ def _by_markers(pixels: PixelData, index: int) -> bytes:
     """Several fragments per frame and no offset table: let pydicom find frame boundaries."""
     value = _whole_value(pixels)
     try:
-        for number, frame in enumerate(generate_frames(
-                value, number_of_frames=pixels.number_of_frames)):
+        for number, frame in enumerate(
+            generate_frames(value, number_of_frames=pixels.number_of_frames)
+        ):
             if number == index:
                 return frame
     except Exception as exc:  # pydicom raises ValueError or struct errors on bad data

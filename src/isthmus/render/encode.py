@@ -27,18 +27,27 @@ def can_encode(transfer_syntax: str) -> bool:
         return False
 
 
-def encode_frame(array: np.ndarray, pixels: PixelData, photometric: str,
-                 transfer_syntax: str) -> bytes:
+def encode_frame(
+    array: np.ndarray, pixels: PixelData, photometric: str, transfer_syntax: str
+) -> bytes:
     """One frame's compressed bitstream in `transfer_syntax` (samples interleaved)."""
     if not can_encode(transfer_syntax):
         raise TranscodeError(f"cannot encode {uid.UID(transfer_syntax).name} here")
     try:
         return get_encoder(transfer_syntax).encode(
-            array, rows=pixels.rows, columns=pixels.columns,
-            samples_per_pixel=pixels.samples_per_pixel, bits_allocated=pixels.bits_allocated,
-            bits_stored=pixels.bits_stored, pixel_representation=pixels.pixel_representation,
-            photometric_interpretation=photometric, planar_configuration=0, number_of_frames=1)
+            array,
+            rows=pixels.rows,
+            columns=pixels.columns,
+            samples_per_pixel=pixels.samples_per_pixel,
+            bits_allocated=pixels.bits_allocated,
+            bits_stored=pixels.bits_stored,
+            pixel_representation=pixels.pixel_representation,
+            photometric_interpretation=photometric,
+            planar_configuration=0,
+            number_of_frames=1,
+        )
     except Exception as exc:  # encoders refuse layouts they cannot handle
-        raise TranscodeError(f"{uid.UID(transfer_syntax).name} cannot encode this image: "
-                             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                             ) from exc
+        raise TranscodeError(
+            f"{uid.UID(transfer_syntax).name} cannot encode this image: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from exc

@@ -26,11 +26,15 @@ def frame_attributes(ds: Dataset, index: int) -> Dataset:
         return ds
     attrs = Dataset()
     for elem in ds:
-        if elem.keyword not in ("SharedFunctionalGroupsSequence",
-                                "PerFrameFunctionalGroupsSequence"):
+        if elem.keyword not in (
+            "SharedFunctionalGroupsSequence",
+            "PerFrameFunctionalGroupsSequence",
+        ):
             attrs.add(elem)
-    for groups in (shared[0] if shared else None,
-                   per_frame[index] if per_frame and index < len(per_frame) else None):
+    for groups in (
+        shared[0] if shared else None,
+        per_frame[index] if per_frame and index < len(per_frame) else None,
+    ):
         if groups is not None:
             _overlay(attrs, groups)
     implicit, little = ds.original_encoding

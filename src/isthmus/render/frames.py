@@ -38,12 +38,13 @@ class Frame:
     """One frame as sent in a WADO-RS frames response part."""
 
     data: bytes
-    media_type: str       # application/octet-stream, image/jpeg, image/jls, image/jp2, ...
+    media_type: str  # application/octet-stream, image/jpeg, image/jls, image/jp2, ...
     transfer_syntax: str  # the transfer-syntax parameter of the part (PS3.18 8.7.3.5.2)
 
 
-def get_frames(part10: bytes | bytearray | memoryview, numbers: list[int],
-               transfer_syntax: str | None = None) -> list[Frame]:
+def get_frames(
+    part10: bytes | bytearray | memoryview, numbers: list[int], transfer_syntax: str | None = None
+) -> list[Frame]:
     """Frames `numbers` (1-based) of a Part 10 file held in memory.
 
     Raises FrameNotFound for a number outside 1..Number of Frames, NoPixelData, DecodeError,
@@ -52,8 +53,9 @@ def get_frames(part10: bytes | bytearray | memoryview, numbers: list[int],
     return frames_of(open_part10(part10), numbers, transfer_syntax)
 
 
-def get_frames_at(read: Read, pixel_offset: int, numbers: list[int],
-                  transfer_syntax: str | None = None) -> list[Frame]:
+def get_frames_at(
+    read: Read, pixel_offset: int, numbers: list[int], transfer_syntax: str | None = None
+) -> list[Frame]:
     """Like get_frames, reading only the header and the frames through `read(offset, length)`.
 
     `pixel_offset` is InstanceRow.pixel_offset (None for deflated files: use get_frames).
@@ -61,8 +63,9 @@ def get_frames_at(read: Read, pixel_offset: int, numbers: list[int],
     return frames_of(open_at(read, pixel_offset), numbers, transfer_syntax)
 
 
-def frames_of(pixels: PixelData, numbers: list[int],
-              transfer_syntax: str | None = None) -> list[Frame]:
+def frames_of(
+    pixels: PixelData, numbers: list[int], transfer_syntax: str | None = None
+) -> list[Frame]:
     """Frames of located pixel data; every number is checked before any work is done."""
     if not numbers:
         raise FrameNotFound("no frame numbers given")
@@ -79,13 +82,17 @@ def _target(pixels: PixelData, requested: str | None) -> str:
         return EXPLICIT_LE
     ts = uid.UID(requested)
     if not ts.is_transfer_syntax or not ts.is_compressed:
-        raise TranscodeError(f"frames cannot be sent in {requested}: frames are native little "
-                             f"endian ({EXPLICIT_LE}) or a compressed bitstream")
+        raise TranscodeError(
+            f"frames cannot be sent in {requested}: frames are native little "
+            f"endian ({EXPLICIT_LE}) or a compressed bitstream"
+        )
     if requested == pixels.transfer_syntax:
         return requested
     if not can_encode(requested):
-        raise TranscodeError(f"frames cannot be encoded in {ts.name} here; ask for "
-                             f"{EXPLICIT_LE} or '*' (stored as {pixels.transfer_syntax})")
+        raise TranscodeError(
+            f"frames cannot be encoded in {ts.name} here; ask for "
+            f"{EXPLICIT_LE} or '*' (stored as {pixels.transfer_syntax})"
+        )
     return requested
 
 

@@ -49,8 +49,9 @@ class Window:
             raise RenderError(f"unknown VOI LUT Function {self.function!r}")
         valid = self.width >= 1 if self.function == "LINEAR" else self.width > 0
         if not valid:
-            raise RenderError(f"window width {self.width} is not valid for {self.function} "
-                              f"(PS3.3 C.11.2.1.2)")
+            raise RenderError(
+                f"window width {self.width} is not valid for {self.function} (PS3.3 C.11.2.1.2)"
+            )
 
 
 def stored_values(array: np.ndarray, bits_stored: int, signed: bool) -> np.ndarray:
@@ -86,10 +87,11 @@ def file_window(attrs: Dataset) -> Window | None:
         return None
     function = str(attrs.get("VOILUTFunction", "") or "LINEAR").strip()
     try:
-        return Window(_first(center), _first(width),
-                      function if function in FUNCTIONS else "LINEAR")
+        return Window(
+            _first(center), _first(width), function if function in FUNCTIONS else "LINEAR"
+        )
     except (RenderError, ValueError, TypeError, IndexError):
-        return None       # an unusable window in the file: fall back to the value range
+        return None  # an unusable window in the file: fall back to the value range
 
 
 def _first(value) -> float:
@@ -113,18 +115,33 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
     return np.where(values <= low, 0.0, np.where(values > high, 255.0, inside))
 
 
-def display_values(array: np.ndarray, attrs: Dataset, bits_stored: int, signed: bool,
-                   photometric: str, window: Window | None = None) -> np.ndarray:
+def display_values(
+    array: np.ndarray,
+    attrs: Dataset,
+    bits_stored: int,
+    signed: bool,
+    photometric: str,
+    window: Window | None = None,
+) -> np.ndarray:
     """8-bit display values (0 = black) of one grayscale frame."""
-    if array.dtype.kind in "iu" and array.dtype.itemsize <= 2 \
-            and array.size >= (1 << (8 * array.dtype.itemsize)) // 4:
+    if (
+        array.dtype.kind in "iu"
+        and array.dtype.itemsize <= 2
+        and array.size >= (1 << (8 * array.dtype.itemsize)) // 4
+    ):
         return _through_table(array, attrs, bits_stored, signed, photometric, window)
     return _display(array, attrs, bits_stored, signed, photometric, window)
 
 
-def _display(array: np.ndarray, attrs: Dataset, bits_stored: int, signed: bool,
-             photometric: str, window: Window | None,
-             present: np.ndarray | None = None) -> np.ndarray:
+def _display(
+    array: np.ndarray,
+    attrs: Dataset,
+    bits_stored: int,
+    signed: bool,
+    photometric: str,
+    window: Window | None,
+    present: np.ndarray | None = None,
+) -> np.ndarray:
     """The pipeline on `array`; `present` (a mask over it) limits the min..max range to the
     values a frame holds when `array` is a table's domain."""
     stored = stored_values(array, bits_stored, signed)
@@ -139,8 +156,14 @@ def _display(array: np.ndarray, attrs: Dataset, bits_stored: int, signed: bool,
     return np.clip(np.rint(shown), 0, 255).astype(np.uint8)
 
 
-def _through_table(array: np.ndarray, attrs: Dataset, bits_stored: int, signed: bool,
-                   photometric: str, window: Window | None) -> np.ndarray:
+def _through_table(
+    array: np.ndarray,
+    attrs: Dataset,
+    bits_stored: int,
+    signed: bool,
+    photometric: str,
+    window: Window | None,
+) -> np.ndarray:
     """`_display` of every value the frame's integer type can hold, indexed by the frame."""
     unsigned = np.dtype(f"u{array.dtype.itemsize}")
     indices = array.view(unsigned)
@@ -165,16 +188,30 @@ def _through_table(array: np.ndarray, attrs: Dataset, bits_stored: int, signed: 
     return table[indices]
 
 
-def _table_key(dtype: np.dtype, attrs: Dataset, bits_stored: int, signed: bool,
-               photometric: str, window: Window | None) -> tuple | None:
+def _table_key(
+    dtype: np.dtype,
+    attrs: Dataset,
+    bits_stored: int,
+    signed: bool,
+    photometric: str,
+    window: Window | None,
+) -> tuple | None:
     """What a table depends on, or None when it holds LUT data or depends on the frame."""
     if attrs.get("ModalityLUTSequence") or (window is None and attrs.get("VOILUTSequence")):
         return None
     window = window or file_window(attrs)
     if window is None:
         return None
-    return (dtype.str, bits_stored, signed, photometric, *_rescale(attrs),
-            window.center, window.width, window.function)
+    return (
+        dtype.str,
+        bits_stored,
+        signed,
+        photometric,
+        *_rescale(attrs),
+        window.center,
+        window.width,
+        window.function,
+    )
 
 
 def _voi_lut(stored: np.ndarray, attrs: Dataset) -> np.ndarray:

@@ -16,8 +16,8 @@ Behaviour decided by the standard:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from io import BytesIO
-from typing import Iterable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -37,19 +37,32 @@ ANNOTATIONS = ("patient", "technique")
 WindowArg = tuple[float, float] | tuple[float, float, str] | None
 
 
-def render(part10: bytes | bytearray | memoryview, frame: int | None = 1,
-           media_type: str = "image/jpeg", window: WindowArg = None,
-           viewport: tuple[int, int] | None = None, quality: int | None = None,
-           annotation: str | Iterable[str] | None = None, invert: bool = False) -> bytes:
+def render(
+    part10: bytes | bytearray | memoryview,
+    frame: int | None = 1,
+    media_type: str = "image/jpeg",
+    window: WindowArg = None,
+    viewport: tuple[int, int] | None = None,
+    quality: int | None = None,
+    annotation: str | Iterable[str] | None = None,
+    invert: bool = False,
+) -> bytes:
     """One frame (1-based) of a Part 10 file as an encoded image; see the module docstring."""
-    return render_pixels(open_part10(part10), frame, media_type, window, viewport, quality,
-                         annotation, invert)
+    return render_pixels(
+        open_part10(part10), frame, media_type, window, viewport, quality, annotation, invert
+    )
 
 
-def render_pixels(pixels: PixelData, frame: int | None = 1, media_type: str = "image/jpeg",
-                  window: WindowArg = None, viewport: tuple[int, int] | None = None,
-                  quality: int | None = None, annotation: str | Iterable[str] | None = None,
-                  invert: bool = False) -> bytes:
+def render_pixels(
+    pixels: PixelData,
+    frame: int | None = 1,
+    media_type: str = "image/jpeg",
+    window: WindowArg = None,
+    viewport: tuple[int, int] | None = None,
+    quality: int | None = None,
+    annotation: str | Iterable[str] | None = None,
+    invert: bool = False,
+) -> bytes:
     """`render` for pixel data already located (pixel_data.open_part10 / open_at)."""
     media_type = _check_media_type(media_type)
     quality = _check_quality(quality)
@@ -68,25 +81,33 @@ def render_pixels(pixels: PixelData, frame: int | None = 1, media_type: str = "i
     return _encode(images, media_type, quality, pixels.dataset)
 
 
-def thumbnail(part10: bytes | bytearray | memoryview, size: int = 128,
-              media_type: str = "image/jpeg") -> bytes:
+def thumbnail(
+    part10: bytes | bytearray | memoryview, size: int = 128, media_type: str = "image/jpeg"
+) -> bytes:
     """A small rendering of the first frame, fitting in size×size (PS3.18 9.5.1.2.2)."""
     if not 1 <= size <= 4096:
         raise RenderError(f"thumbnail size {size} is outside 1..4096")
-    return render(part10, 1, media_type, viewport=(size, size),
-                  quality=75 if media_type == "image/jpeg" else None)
+    return render(
+        part10,
+        1,
+        media_type,
+        viewport=(size, size),
+        quality=75 if media_type == "image/jpeg" else None,
+    )
 
 
-def frame_image(pixels: PixelData, index: int, window: Window | None = None,
-                invert: bool = False) -> Image.Image:
+def frame_image(
+    pixels: PixelData, index: int, window: Window | None = None, invert: bool = False
+) -> Image.Image:
     """Frame `index` (0-based) as an 8-bit Pillow image (mode L or RGB) at full size."""
     array, photometric = decode_frame(pixels, index, as_rgb=True)
     attrs = frame_attributes(pixels.dataset, index)
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if array.ndim != 2:
             raise RenderError(f"grayscale frame has shape {array.shape}")
-        shown = display_values(array, attrs, pixels.bits_stored,
-                               pixels.pixel_representation == 1, photometric, window)
+        shown = display_values(
+            array, attrs, pixels.bits_stored, pixels.pixel_representation == 1, photometric, window
+        )
         mode = "L"
     else:
         shown, mode = rgb8(array, photometric, pixels.bits_stored, attrs), "RGB"
@@ -111,8 +132,9 @@ def _fit(image: Image.Image, viewport: tuple[int, int] | None) -> Image.Image:
     if (rows, columns) == (image.height, image.width):
         return image
     shrinking = rows < image.height
-    return image.resize((columns, rows), Image.Resampling.LANCZOS if shrinking
-                        else Image.Resampling.BILINEAR)
+    return image.resize(
+        (columns, rows), Image.Resampling.LANCZOS if shrinking else Image.Resampling.BILINEAR
+    )
 
 
 def _check_media_type(media_type: str) -> str:
@@ -153,8 +175,7 @@ def _check_annotation(annotation: str | Iterable[str] | None) -> list[str]:
     return labels
 
 
-def _annotate(image: Image.Image, ds: Dataset, labels: list[str], number: int,
-              frames: int) -> None:
+def _annotate(image: Image.Image, ds: Dataset, labels: list[str], number: int, frames: int) -> None:
     """Burn patient and/or technique text into the top-left corner (PS3.18 8.3.5.1.1)."""
     lines = []
     if "patient" in labels:
@@ -168,8 +189,7 @@ def _annotate(image: Image.Image, ds: Dataset, labels: list[str], number: int,
     white = 255 if image.mode == "L" else (255, 255, 255)
     black = 0 if image.mode == "L" else (0, 0, 0)
     for row, text in enumerate(line for line in lines if line):
-        draw.text((4, 4 + 12 * row), text, fill=white, font=font, stroke_width=1,
-                  stroke_fill=black)
+        draw.text((4, 4 + 12 * row), text, fill=white, font=font, stroke_width=1, stroke_fill=black)
 
 
 def _encode(images: list[Image.Image], media_type: str, quality: int, ds: Dataset) -> bytes:
@@ -181,6 +201,12 @@ def _encode(images: list[Image.Image], media_type: str, quality: int, ds: Datase
     else:
         frames = [image if image.mode == "L" else image.quantize(256) for image in images]
         duration = float(ds.get("FrameTime", 0) or 0) or 100.0
-        frames[0].save(out, "GIF", save_all=len(frames) > 1, append_images=frames[1:],
-                       duration=round(duration), loop=0)
+        frames[0].save(
+            out,
+            "GIF",
+            save_all=len(frames) > 1,
+            append_images=frames[1:],
+            duration=round(duration),
+            loop=0,
+        )
     return out.getvalue()

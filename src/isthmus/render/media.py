@@ -13,17 +13,32 @@ OCTET_STREAM = "application/octet-stream"
 
 # PS3.18 Table 8.7.3-5; the first syntax listed for a media type is its default.
 _BY_MEDIA_TYPE: dict[str, tuple[str, ...]] = {
-    "image/jpeg": (uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLossless,
-                   uid.JPEGLosslessSV1),
+    "image/jpeg": (
+        uid.JPEGBaseline8Bit,
+        uid.JPEGExtended12Bit,
+        uid.JPEGLossless,
+        uid.JPEGLosslessSV1,
+    ),
     "image/dicom-rle": (uid.RLELossless,),
     "image/jls": (uid.JPEGLSLossless, uid.JPEGLSNearLossless),
     "image/jp2": (uid.JPEG2000Lossless, uid.JPEG2000),
     "image/jpx": (uid.JPEG2000MCLossless, uid.JPEG2000MC),
     "image/jphc": (uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL, uid.HTJ2K),
     "video/mpeg2": (uid.MPEG2MPML, uid.MPEG2MPMLF, uid.MPEG2MPHL, uid.MPEG2MPHLF),
-    "video/mp4": (uid.MPEG4HP41, uid.MPEG4HP41F, uid.MPEG4HP41BD, uid.MPEG4HP41BDF,
-                  uid.MPEG4HP422D, uid.MPEG4HP422DF, uid.MPEG4HP423D, uid.MPEG4HP423DF,
-                  uid.MPEG4HP42STEREO, uid.MPEG4HP42STEREOF, uid.HEVCMP51, uid.HEVCM10P51),
+    "video/mp4": (
+        uid.MPEG4HP41,
+        uid.MPEG4HP41F,
+        uid.MPEG4HP41BD,
+        uid.MPEG4HP41BDF,
+        uid.MPEG4HP422D,
+        uid.MPEG4HP422DF,
+        uid.MPEG4HP423D,
+        uid.MPEG4HP423DF,
+        uid.MPEG4HP42STEREO,
+        uid.MPEG4HP42STEREOF,
+        uid.HEVCMP51,
+        uid.HEVCM10P51,
+    ),
 }
 
 # Older drafts of PS3.18 used experimental names; clients still send them.

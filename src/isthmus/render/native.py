@@ -20,10 +20,12 @@ def native_frame(pixels: PixelData, index: int) -> bytes:
     bits = pixels.frame_bits
     first_bit, end_bit = index * bits, (index + 1) * bits
     if end_bit > pixels.length * 8:
-        raise DecodeError(f"pixel data is truncated: frame {index + 1} needs "
-                          f"{(end_bit + 7) // 8} bytes, the value has {pixels.length}")
+        raise DecodeError(
+            f"pixel data is truncated: frame {index + 1} needs "
+            f"{(end_bit + 7) // 8} bytes, the value has {pixels.length}"
+        )
     word = _swap_word(pixels)
-    start = first_bit // 8 // word * word          # whole words around the frame
+    start = first_bit // 8 // word * word  # whole words around the frame
     stop = -(-end_bit // (8 * word)) * word
     raw = pixels.read(pixels.offset + start, stop - start)
     if len(raw) < stop - start:
@@ -32,7 +34,7 @@ def native_frame(pixels: PixelData, index: int) -> bytes:
         raw = np.frombuffer(raw, dtype=f">u{word}").astype(f"<u{word}").tobytes()
     shift = first_bit - start * 8
     if shift % 8 == 0 and bits % 8 == 0:
-        return bytes(raw[shift // 8:shift // 8 + bits // 8])
+        return bytes(raw[shift // 8 : shift // 8 + bits // 8])
     return _bit_slice(raw, shift, bits)
 
 
@@ -48,4 +50,4 @@ def _swap_word(pixels: PixelData) -> int:
 def _bit_slice(raw: bytes | memoryview, first_bit: int, count: int) -> bytes:
     """`count` bits from `first_bit` on, repacked from bit 0 (DICOM packs LSB first)."""
     bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")
-    return np.packbits(bits[first_bit:first_bit + count], bitorder="little").tobytes()
+    return np.packbits(bits[first_bit : first_bit + count], bitorder="little").tobytes()

@@ -9,8 +9,9 @@ which lets `open_at` parse just the bytes before it.
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
@@ -23,21 +24,26 @@ Read = Callable[[int, int], bytes]
 """read(offset, length) -> up to `length` bytes of the Part 10 file starting at `offset`."""
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
-PIXEL_KEYWORDS = {0x7FE00010: "PixelData", 0x7FE00008: "FloatPixelData",
-                  0x7FE00009: "DoubleFloatPixelData"}
+PIXEL_KEYWORDS = {
+    0x7FE00010: "PixelData",
+    0x7FE00008: "FloatPixelData",
+    0x7FE00009: "DoubleFloatPixelData",
+}
 
 
 def memory_reader(data: bytes | bytearray | memoryview) -> Read:
     """A `Read` over bytes in memory (slices a memoryview: no copy)."""
     view = memoryview(data)
-    return lambda offset, length: view[offset:offset + length]
+    return lambda offset, length: view[offset : offset + length]
 
 
 def file_reader(fh: BinaryIO) -> Read:
     """A `Read` over a seekable binary file (e.g. Archive.open_instance)."""
+
     def read(offset: int, length: int) -> bytes:
         fh.seek(offset)
         return fh.read(length)
+
     return read
 
 
@@ -45,14 +51,14 @@ def file_reader(fh: BinaryIO) -> Read:
 class PixelData:
     """The Image Pixel module (PS3.3 C.7.6.3) and the location of the pixel value."""
 
-    dataset: Dataset            # every top-level element before the pixel data
+    dataset: Dataset  # every top-level element before the pixel data
     stored_transfer_syntax: str
-    transfer_syntax: str        # of the bytes `read` returns (Explicit VR LE once inflated)
+    transfer_syntax: str  # of the bytes `read` returns (Explicit VR LE once inflated)
     read: Read
-    tag: int                    # 7FE00010, 7FE00008 or 7FE00009
+    tag: int  # 7FE00010, 7FE00008 or 7FE00009
     vr: str
-    offset: int                 # of the pixel value, in the bytes `read` returns
-    length: int                 # UNDEFINED_LENGTH when encapsulated
+    offset: int  # of the pixel value, in the bytes `read` returns
+    length: int  # UNDEFINED_LENGTH when encapsulated
     rows: int
     columns: int
     samples_per_pixel: int
@@ -90,18 +96,24 @@ class PixelData:
         if not 1 <= number <= self.number_of_frames:
             raise FrameNotFound(
                 f"frame {number} does not exist: the instance has {self.number_of_frames}"
-                f" frame{'s' if self.number_of_frames != 1 else ''}")
+                f" frame{'s' if self.number_of_frames != 1 else ''}"
+            )
         return number - 1
 
     def decode_options(self) -> dict:
         """The keyword options pydicom's Decoder.as_array needs for one frame."""
-        return dict(rows=self.rows, columns=self.columns,
-                    samples_per_pixel=self.samples_per_pixel,
-                    bits_allocated=self.bits_allocated, bits_stored=self.bits_stored,
-                    pixel_representation=self.pixel_representation,
-                    photometric_interpretation=self.photometric_interpretation,
-                    planar_configuration=self.planar_configuration,
-                    number_of_frames=1, pixel_keyword=self.pixel_keyword)
+        return dict(
+            rows=self.rows,
+            columns=self.columns,
+            samples_per_pixel=self.samples_per_pixel,
+            bits_allocated=self.bits_allocated,
+            bits_stored=self.bits_stored,
+            pixel_representation=self.pixel_representation,
+            photometric_interpretation=self.photometric_interpretation,
+            planar_configuration=self.planar_configuration,
+            number_of_frames=1,
+            pixel_keyword=self.pixel_keyword,
+        )
 
 
 def open_part10(data: bytes | bytearray | memoryview) -> PixelData:
@@ -115,8 +127,9 @@ def open_part10(data: bytes | bytearray | memoryview) -> PixelData:
             dataset_bytes = memoryview(zlib.decompress(bytes(dataset_bytes), -zlib.MAX_WBITS))
         except zlib.error as exc:
             raise DecodeError(f"deflated dataset does not inflate: {exc}") from exc
-        return _parse(dataset_bytes, 0, memory_reader(dataset_bytes), stored,
-                      str(ExplicitVRLittleEndian))
+        return _parse(
+            dataset_bytes, 0, memory_reader(dataset_bytes), stored, str(ExplicitVRLittleEndian)
+        )
     return _parse(dataset_bytes, base, memory_reader(view), stored, stored)
 
 
@@ -156,34 +169,48 @@ def _parse(dataset_bytes: memoryview, base: int, read: Read, stored: str, ts: st
     element = part10.pixel_element(dataset_bytes, fp.tell(), implicit, little)
     if element is None:
         raise NoPixelData("the instance has no pixel data")
-    return _describe(ds, stored, ts, read, element.tag, element.vr or "",
-                     base + element.start, element.length)
+    return _describe(
+        ds, stored, ts, read, element.tag, element.vr or "", base + element.start, element.length
+    )
 
 
 def _at_pixels(tag: int, vr: str | None, length: int) -> bool:
     return tag in PIXEL_KEYWORDS
 
 
-def _describe(ds: Dataset, stored: str, ts: str, read: Read, tag: int, vr: str,
-              offset: int, length: int) -> PixelData:
+def _describe(
+    ds: Dataset, stored: str, ts: str, read: Read, tag: int, vr: str, offset: int, length: int
+) -> PixelData:
     """Read the Image Pixel module attributes that decide the frame layout."""
     try:
         bits = int(ds.get("BitsAllocated") or 0)
         samples = int(ds.get("SamplesPerPixel") or 1)
         frames = int(ds.get("NumberOfFrames") or 1)
         pixels = PixelData(
-            ds, stored, ts, read, tag, vr, offset, length,
-            rows=int(ds.Rows), columns=int(ds.Columns), samples_per_pixel=samples,
-            bits_allocated=bits, bits_stored=int(ds.get("BitsStored") or bits),
+            ds,
+            stored,
+            ts,
+            read,
+            tag,
+            vr,
+            offset,
+            length,
+            rows=int(ds.Rows),
+            columns=int(ds.Columns),
+            samples_per_pixel=samples,
+            bits_allocated=bits,
+            bits_stored=int(ds.get("BitsStored") or bits),
             pixel_representation=int(ds.get("PixelRepresentation") or 0),
             photometric_interpretation=str(ds.get("PhotometricInterpretation", "")).strip(),
             planar_configuration=int(ds.get("PlanarConfiguration") or 0) if samples > 1 else 0,
-            number_of_frames=max(frames, 1))
+            number_of_frames=max(frames, 1),
+        )
     except (AttributeError, TypeError, ValueError) as exc:
         raise DecodeError(f"invalid Image Pixel module: {exc}") from exc
     if bits not in (1, 8, 16, 32, 64) or pixels.rows < 1 or pixels.columns < 1:
-        raise DecodeError(f"unsupported pixel layout: Bits Allocated {bits}, "
-                          f"{pixels.rows}x{pixels.columns}")
+        raise DecodeError(
+            f"unsupported pixel layout: Bits Allocated {bits}, {pixels.rows}x{pixels.columns}"
+        )
     if not vr:
         pixels.vr = part10.default_pixel_vr(tag, bits)
     return pixels
@@ -200,7 +227,7 @@ class _ViewFile:
 
     def read(self, size: int = -1) -> bytes:
         end = len(self.view) if size is None or size < 0 else self.position + size
-        chunk = bytes(self.view[self.position:end])
+        chunk = bytes(self.view[self.position : end])
         self.position += len(chunk)
         return chunk
 

@@ -72,8 +72,7 @@ def transcode(part10_bytes: bytes | bytearray | memoryview, target_ts: str) -> b
         _compress(ds, target)
     body = _encode(ds, target)
     source_aet = str(meta.get("SourceApplicationEntityTitle", "") or "") or None
-    return part10.file_meta(str(ds.SOPClassUID), str(ds.SOPInstanceUID), target,
-                            source_aet) + body
+    return part10.file_meta(str(ds.SOPClassUID), str(ds.SOPInstanceUID), target, source_aet) + body
 
 
 def _refusal(source: str, target: str) -> str:
@@ -82,8 +81,10 @@ def _refusal(source: str, target: str) -> str:
         return f"{target} is not a transfer syntax"
     if not can_decode(s):
         return f"no decoder here for {s.name} ({s})"
-    return (f"no lossless encoder here for {t.name} ({t}); "
-            f"available: native syntaxes and {', '.join(_encodable()) or 'none'}")
+    return (
+        f"no lossless encoder here for {t.name} ({t}); "
+        f"available: native syntaxes and {', '.join(_encodable()) or 'none'}"
+    )
 
 
 def _encodable() -> list[str]:
@@ -97,10 +98,11 @@ def _to_native_little_endian(ds: Dataset, source: str) -> None:
         try:
             ds.decompress(generate_instance_uid=False, as_rgb=True)
         except Exception as exc:
-            raise DecodeError(f"cannot decompress {ts.name}: "
-                              f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+            raise DecodeError(
+                f"cannot decompress {ts.name}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+            ) from exc
         for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
-            ds.pop(keyword, None)      # PS3.3 C.7.6.3.1.8: only for encapsulated data
+            ds.pop(keyword, None)  # PS3.3 C.7.6.3.1.8: only for encapsulated data
     elif not ts.is_little_endian:
         _swap_binary_values(ds)
         _swap_pixels(ds, to_big_endian=False)
@@ -109,17 +111,21 @@ def _to_native_little_endian(ds: Dataset, source: str) -> None:
 
 def _compress(ds: Dataset, target: str) -> None:
     if ds.get("BitsAllocated") == 1 or ds.get("PhotometricInterpretation") == "YBR_FULL_422":
-        raise TranscodeError(f"{uid.UID(target).name} cannot encode this image "
-                             f"(Bits Allocated 1 or native YBR_FULL_422)")
+        raise TranscodeError(
+            f"{uid.UID(target).name} cannot encode this image "
+            f"(Bits Allocated 1 or native YBR_FULL_422)"
+        )
     if ds.get("SamplesPerPixel", 1) > 1 and ds.get("PlanarConfiguration") == 1:
-        interleaved = ds.pixel_array          # (frames,) rows, columns, samples
+        interleaved = ds.pixel_array  # (frames,) rows, columns, samples
         ds.PlanarConfiguration = 0
         ds.PixelData = little_endian_bytes(interleaved)
     try:
         ds.compress(target, generate_instance_uid=False)
     except Exception as exc:
-        raise TranscodeError(f"{uid.UID(target).name} cannot encode this image: "
-                             f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+        raise TranscodeError(
+            f"{uid.UID(target).name} cannot encode this image: "
+            f"{str(exc).splitlines()[0] if str(exc) else exc!r}"
+        ) from exc
 
 
 def _encode(ds: Dataset, target: str) -> bytes:
@@ -130,7 +136,7 @@ def _encode(ds: Dataset, target: str) -> bytes:
         correct_ambiguous_vr(ds, True)
         _swap_binary_values(ds)
         _swap_pixels(ds, to_big_endian=True)
-    for _ in ds.iterall():   # parse every element now: a file may lie about its VR encoding
+    for _ in ds.iterall():  # parse every element now: a file may lie about its VR encoding
         pass
     fp = DicomBytesIO()
     fp.is_little_endian = not big_endian
@@ -171,8 +177,11 @@ def _swap_binary_values(ds: Dataset) -> None:
     top_level_pixels = [ds[tag] for tag in PIXEL_KEYWORDS if tag in ds]
     for elem in ds.iterall():
         word = SWAP_WORDS.get(elem.VR)
-        if (word and isinstance(elem.value, (bytes, bytearray))
-                and not any(elem is pixels for pixels in top_level_pixels)):
+        if (
+            word
+            and isinstance(elem.value, (bytes, bytearray))
+            and not any(elem is pixels for pixels in top_level_pixels)
+        ):
             elem.value = _swap(elem.value, word)
 
 

@@ -8,9 +8,10 @@ matching kind has a case that selects some studies and not others.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -29,8 +30,8 @@ class Entry:
     time: str
     accession: str
     description: str
-    modalities: tuple[str, ...]       # one series per modality
-    instances: int = 1                # per series
+    modalities: tuple[str, ...]  # one series per modality
+    instances: int = 1  # per series
     institution: str = "ISTHMUS GENERAL"
     charset: str | None = None
 
@@ -39,10 +40,28 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("A", "SMITH^JOHN", "PID0001", "20190615", "083000", "ACC1", "CT HEAD", ("CT", "CT"), 2),
     Entry("B", "SMITH^JOHN", "PID0001", "20200310", "141500", "ACC2", "MR KNEE", ("MR",)),
     Entry("C", "Smith^Anna", "PID0002", "20201231", "235959", "ACC3", "CT CHEST", ("CT",)),
-    Entry("D", "DOE^JANE", "PID0003", "20210101", "000000", "ACC4", "CT ABDOMEN", ("CT", "SR"),
-          institution="OTHER HOSPITAL"),
-    Entry("E", "Yamada^Tarou=山田^太郎=やまだ^たろう", "PID0004", "20200101", "120000",
-          "ACC5", "US ABDOMEN", ("US",), charset="ISO_IR 192"),
+    Entry(
+        "D",
+        "DOE^JANE",
+        "PID0003",
+        "20210101",
+        "000000",
+        "ACC4",
+        "CT ABDOMEN",
+        ("CT", "SR"),
+        institution="OTHER HOSPITAL",
+    ),
+    Entry(
+        "E",
+        "Yamada^Tarou=山田^太郎=やまだ^たろう",
+        "PID0004",
+        "20200101",
+        "120000",
+        "ACC5",
+        "US ABDOMEN",
+        ("US",),
+        charset="ISO_IR 192",
+    ),
     Entry("F", "SMYTHE^JOHN", "PID0005", "20150505", "091500", "ACC%6", "CT SPINE", ("CT",)),
 )
 
@@ -75,9 +94,17 @@ def datasets() -> Iterator[Dataset]:
     """Every instance of the catalogue (16×16 CT-like images, Explicit VR LE)."""
     rng = np.random.default_rng(7)
     for e in ENTRIES:
-        spec = StudySpec(patient_name=e.patient_name, patient_id=e.patient_id, study_date=e.date,
-                         study_time=e.time, accession=e.accession, description=e.description,
-                         rows=16, columns=16, charset=e.charset)
+        spec = StudySpec(
+            patient_name=e.patient_name,
+            patient_id=e.patient_id,
+            study_date=e.date,
+            study_time=e.time,
+            accession=e.accession,
+            description=e.description,
+            rows=16,
+            columns=16,
+            charset=e.charset,
+        )
         for s, modality in enumerate(e.modalities, start=1):
             for n in range(1, e.instances + 1):
                 ds = ct_instance(spec, study_uid(e.key), series_uid(e.key, s), s, n, rng)

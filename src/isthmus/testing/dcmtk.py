@@ -20,8 +20,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from isthmus.testing.net import free_port
 
@@ -58,11 +59,13 @@ def missing_tools() -> list[str]:
     return out
 
 
-def run(name: str, *args: str, timeout: float = 120, cwd: str | os.PathLike | None = None
-        ) -> subprocess.CompletedProcess[str]:
+def run(
+    name: str, *args: str, timeout: float = 120, cwd: str | os.PathLike | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a DCMTK tool to completion; output captured as text, exit status not checked."""
-    return subprocess.run([tool(name), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [tool(name), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
 
 
 def can_isolate() -> bool:
@@ -86,15 +89,23 @@ class StoreSCP:
         self._proc: subprocess.Popen[bytes] | None = None
         self._forwarder: _Forwarder | None = None
 
-    def start(self) -> "StoreSCP":
+    def start(self) -> StoreSCP:
         inner = 11112 if self.isolated else free_port()
-        command = [tool("storescp"), "--aetitle", self.aet, "--output-directory", str(self.folder),
-                   "--bit-preserving", "--promiscuous", *self.extra, str(inner)]
+        command = [
+            tool("storescp"),
+            "--aetitle",
+            self.aet,
+            "--output-directory",
+            str(self.folder),
+            "--bit-preserving",
+            "--promiscuous",
+            *self.extra,
+            str(inner),
+        ]
         if self.isolated:
             script = 'ip link set lo up && exec "$@"'
             command = ["unshare", "--net", "sh", "-c", script, "storescp", *command]
-        self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE)
+        self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             if self.isolated:
                 self._forwarder = _Forwarder(f"/proc/{self._proc.pid}/ns/net", inner)
@@ -127,7 +138,7 @@ class StoreSCP:
         """Files written so far."""
         return sorted(p for p in self.folder.iterdir() if p.is_file())
 
-    def __enter__(self) -> "StoreSCP":
+    def __enter__(self) -> StoreSCP:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

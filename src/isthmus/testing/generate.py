@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -31,8 +31,14 @@ class StudySpec:
     charset: str | None = None
 
 
-def ct_instance(spec: StudySpec, study_uid: str, series_uid: str, series_number: int,
-                number: int, rng: np.random.Generator | None = None) -> Dataset:
+def ct_instance(
+    spec: StudySpec,
+    study_uid: str,
+    series_uid: str,
+    series_number: int,
+    number: int,
+    rng: np.random.Generator | None = None,
+) -> Dataset:
     """One CT image (16-bit signed, rescale slope/intercept) with a proper file meta."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -80,8 +86,10 @@ def ct_instance(spec: StudySpec, study_uid: str, series_uid: str, series_number:
     ds.WindowCenter = 40
     ds.WindowWidth = 400
     rng = rng or np.random.default_rng(number)
-    yy, xx = np.mgrid[0:spec.rows, 0:spec.columns]
-    circle = ((yy - spec.rows / 2) ** 2 + (xx - spec.columns / 2) ** 2) < (min(spec.rows, spec.columns) / 3) ** 2
+    yy, xx = np.mgrid[0 : spec.rows, 0 : spec.columns]
+    circle = ((yy - spec.rows / 2) ** 2 + (xx - spec.columns / 2) ** 2) < (
+        min(spec.rows, spec.columns) / 3
+    ) ** 2
     pixels = np.where(circle, 1064 + number, 24).astype(np.int16)
     pixels += rng.integers(0, 20, size=pixels.shape, dtype=np.int16)
     ds.PixelData = pixels.tobytes()
@@ -91,7 +99,7 @@ def ct_instance(spec: StudySpec, study_uid: str, series_uid: str, series_number:
 def study(spec: StudySpec) -> Iterator[Dataset]:
     """Every instance of one study."""
     study_uid = spec.study_uid or generate_uid(ROOT)
-    rng = np.random.default_rng(abs(hash(study_uid)) % (2 ** 32))
+    rng = np.random.default_rng(abs(hash(study_uid)) % (2**32))
     for s in range(1, spec.series_count + 1):
         series_uid = generate_uid(ROOT)
         for n in range(1, spec.instances_per_series + 1):
@@ -111,17 +119,32 @@ def write_study(spec: StudySpec, folder: Path) -> list[Path]:
 
 def patients(count: int, studies_each: int = 1, **kwargs: object) -> list[StudySpec]:
     """Several patients with distinct names, IDs, dates and accession numbers."""
-    names = ["SMITH^JOHN", "Smith^Anna", "DOE^JANE", "MÜLLER^HANS", "O'BRIEN^PAT",
-             "NGUYEN^VAN", "GARCIA^MARIA", "SMYTHE^JOHN", "BROWN^ALEX", "LEE^KIM"]
+    names = [
+        "SMITH^JOHN",
+        "Smith^Anna",
+        "DOE^JANE",
+        "MÜLLER^HANS",
+        "O'BRIEN^PAT",
+        "NGUYEN^VAN",
+        "GARCIA^MARIA",
+        "SMYTHE^JOHN",
+        "BROWN^ALEX",
+        "LEE^KIM",
+    ]
     specs = []
     base = dt.date(2020, 1, 1)
     for p in range(count):
         for s in range(studies_each):
             i = p * studies_each + s
-            specs.append(StudySpec(
-                patient_name=names[p % len(names)] + ("" if p < len(names) else f"{p}"),
-                patient_id=f"PID{p:04d}", study_date=(base + dt.timedelta(days=37 * i)).strftime("%Y%m%d"),
-                accession=f"ACC{i:05d}", description=f"STUDY {i}",
-                charset="ISO_IR 192" if not names[p % len(names)].isascii() else None,
-                **kwargs))  # type: ignore[arg-type]
+            specs.append(
+                StudySpec(
+                    patient_name=names[p % len(names)] + ("" if p < len(names) else f"{p}"),
+                    patient_id=f"PID{p:04d}",
+                    study_date=(base + dt.timedelta(days=37 * i)).strftime("%Y%m%d"),
+                    accession=f"ACC{i:05d}",
+                    description=f"STUDY {i}",
+                    charset="ISO_IR 192" if not names[p % len(names)].isascii() else None,
+                    **kwargs,
+                )
+            )  # type: ignore[arg-type]
     return specs

@@ -44,17 +44,46 @@ class TemporaryPostgres:
             self._as = ["runuser", "-u", "postgres", "--"]
 
     def _run(self, *args: str) -> None:
-        subprocess.run([*self._as, *args], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, timeout=120, cwd="/")
+        subprocess.run(
+            [*self._as, *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            cwd="/",
+        )
 
-    def start(self) -> "TemporaryPostgres":
+    def start(self) -> TemporaryPostgres:
         data = self.dir / "data"
-        self._run(str(self.bin / "initdb"), "-D", str(data), "-U", self.user, "-A", "trust",
-                  "-E", "UTF8", "--no-locale")
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} "
-                   "-c fsync=off -c synchronous_commit=off -c max_connections=200")
-        self._run(str(self.bin / "pg_ctl"), "-D", str(data), "-o", options, "-l",
-                  str(self.dir / "log"), "-w", "-t", "60", "start")
+        self._run(
+            str(self.bin / "initdb"),
+            "-D",
+            str(data),
+            "-U",
+            self.user,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        )
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} "
+            "-c fsync=off -c synchronous_commit=off -c max_connections=200"
+        )
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            options,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         return self
 
     def url(self, database: str = "postgres") -> str:
@@ -69,8 +98,15 @@ class TemporaryPostgres:
 
     def stop(self) -> None:
         try:
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate",
-                      "-w", "stop")
+            self._run(
+                str(self.bin / "pg_ctl"),
+                "-D",
+                str(self.dir / "data"),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            )
         except (subprocess.SubprocessError, OSError):
             pass
         shutil.rmtree(self.dir, ignore_errors=True)

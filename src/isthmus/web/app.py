@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from isthmus import __version__
 from isthmus.web import capabilities, dicom_ws, dicomweb, wado_uri
-from isthmus.web.auth import AuthMiddleware, Authenticator
+from isthmus.web.auth import Authenticator, AuthMiddleware
 from isthmus.web.context import WebContext
 from isthmus.web.errors import EXCEPTION_HANDLERS
 from isthmus.web.service import DICOMWEB_PREFIX
@@ -28,21 +28,30 @@ from isthmus.web.service import DICOMWEB_PREFIX
 VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
 # Headers a cross-origin DICOMweb client needs to send and to read.
 CORS_ALLOW_HEADERS = ["Authorization", "Accept", "Content-Type", "Range", "Cache-Control"]
-CORS_EXPOSE_HEADERS = ["Warning", "Content-Location", "Content-Range", "Accept-Ranges",
-                       "Content-Length", "Content-Type", "Allow"]
+CORS_EXPOSE_HEADERS = [
+    "Warning",
+    "Content-Location",
+    "Content-Range",
+    "Accept-Ranges",
+    "Content-Length",
+    "Content-Type",
+    "Allow",
+]
 
 
 def create_app(ctx: WebContext) -> Starlette:
     """Build the app; each door module contributes its routes."""
 
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({
-            "status": "ok",
-            "version": __version__,
-            "aet": ctx.settings.aet,
-            "dicom_port": ctx.settings.dicom_port,
-            "counts": ctx.archive.counts(),
-        })
+        return JSONResponse(
+            {
+                "status": "ok",
+                "version": __version__,
+                "aet": ctx.settings.aet,
+                "dicom_port": ctx.settings.dicom_port,
+                "counts": ctx.archive.counts(),
+            }
+        )
 
     if ctx.authenticator is None:
         ctx.authenticator = Authenticator(ctx.settings)
@@ -54,8 +63,9 @@ def create_app(ctx: WebContext) -> Starlette:
         *dicom_ws.routes(ctx),
         *viewer_routes(VIEWER_DIR),
     ]
-    app = Starlette(routes=routes, middleware=middleware(ctx),
-                    exception_handlers=EXCEPTION_HANDLERS)  # type: ignore[arg-type]
+    app = Starlette(
+        routes=routes, middleware=middleware(ctx), exception_handlers=EXCEPTION_HANDLERS
+    )  # type: ignore[arg-type]
     app.state.ctx = ctx
     return app
 
@@ -64,10 +74,16 @@ def middleware(ctx: WebContext) -> list[Middleware]:
     stack: list[Middleware] = []
     origins = list(ctx.settings.cors_origins)
     if origins:
-        stack.append(Middleware(CORSMiddleware, allow_origins=origins,
-                                allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
-                                allow_headers=CORS_ALLOW_HEADERS,
-                                expose_headers=CORS_EXPOSE_HEADERS, max_age=600))
+        stack.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=origins,
+                allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+                allow_headers=CORS_ALLOW_HEADERS,
+                expose_headers=CORS_EXPOSE_HEADERS,
+                max_age=600,
+            )
+        )
     stack.append(Middleware(AuthMiddleware, authenticator=ctx.authenticator))
     return stack
 

@@ -28,8 +28,14 @@ from isthmus.web.oidc import JWTError, OIDCVerifier
 PERMISSIONS = ("read", "write", "delete", "admin", "dicom-ws")
 _HASH_PREFIX = "sha256:"
 # Methods → permission needed on the DICOMweb and WADO-URI paths.
-METHOD_PERMISSION = {"GET": "read", "HEAD": "read", "OPTIONS": "read", "POST": "write",
-                     "PUT": "write", "DELETE": "delete"}
+METHOD_PERMISSION = {
+    "GET": "read",
+    "HEAD": "read",
+    "OPTIONS": "read",
+    "POST": "write",
+    "PUT": "write",
+    "DELETE": "delete",
+}
 PROTECTED_PREFIXES = ("/dicom-web", "/wado")
 
 
@@ -92,8 +98,9 @@ class Authenticator:
                 claims = self.oidc.verify(credential)
             except JWTError as exc:
                 raise _unauthorized(f"token rejected: {exc}", "invalid_token") from None
-            return Principal(str(claims.get("sub", "oidc-user")),
-                             self.oidc.permissions(claims), "oidc")
+            return Principal(
+                str(claims.get("sub", "oidc-user")), self.oidc.permissions(claims), "oidc"
+            )
         digest = hashlib.sha256(credential.encode("utf-8")).digest()
         for token in self.tokens:
             if hmac.compare_digest(digest, token.digest):
@@ -122,10 +129,12 @@ def _load_tokens(config: dict[str, Any]) -> list[_Token]:
             raise ConfigError(f"tokens.{name} must be a table with hash and permissions")
         digest = str(entry.get("hash", ""))
         if not digest.startswith(_HASH_PREFIX) or len(digest) != len(_HASH_PREFIX) + 64:
-            raise ConfigError(f"tokens.{name}.hash must be 'sha256:' and 64 hex digits "
-                              "(python -m isthmus.web.auth new prints one)")
+            raise ConfigError(
+                f"tokens.{name}.hash must be 'sha256:' and 64 hex digits "
+                "(python -m isthmus.web.auth new prints one)"
+            )
         try:
-            raw = bytes.fromhex(digest[len(_HASH_PREFIX):])
+            raw = bytes.fromhex(digest[len(_HASH_PREFIX) :])
         except ValueError:
             raise ConfigError(f"tokens.{name}.hash is not hexadecimal") from None
         perms = entry.get("permissions", ["read"])
@@ -133,8 +142,9 @@ def _load_tokens(config: dict[str, Any]) -> list[_Token]:
             perms = [p.strip() for p in perms.split(",")]
         unknown = sorted(set(perms) - set(PERMISSIONS))
         if unknown:
-            raise ConfigError(f"tokens.{name}: unknown permissions {unknown}; "
-                              f"known: {', '.join(PERMISSIONS)}")
+            raise ConfigError(
+                f"tokens.{name}: unknown permissions {unknown}; known: {', '.join(PERMISSIONS)}"
+            )
         tokens.append(_Token(str(name), raw, frozenset(perms)))
     return tokens
 
@@ -168,8 +178,10 @@ class AuthMiddleware:
 
 
 def _protected(path: str) -> bool:
-    return any(path == p or path.startswith(p + "/") or path.startswith(p + "?")
-               for p in PROTECTED_PREFIXES)
+    return any(
+        path == p or path.startswith(p + "/") or path.startswith(p + "?")
+        for p in PROTECTED_PREFIXES
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,14 +28,21 @@ from isthmus.web.service import blocking, context
 from isthmus.web.wado import find_rows, open_blob, read_chunks
 
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
-OFFERS = [Offer(mt.OCTET_STREAM, True, frozenset({mt.EXPLICIT_VR_LE}), mt.EXPLICIT_VR_LE),
-          Offer(mt.OCTET_STREAM, False, frozenset({mt.EXPLICIT_VR_LE}), mt.EXPLICIT_VR_LE)]
+OFFERS = [
+    Offer(mt.OCTET_STREAM, True, frozenset({mt.EXPLICIT_VR_LE}), mt.EXPLICIT_VR_LE),
+    Offer(mt.OCTET_STREAM, False, frozenset({mt.EXPLICIT_VR_LE}), mt.EXPLICIT_VR_LE),
+]
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def routes() -> list[Route]:
-    return [Route("/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}",
-                  retrieve_bulkdata, methods=["GET"])]
+    return [
+        Route(
+            "/studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}",
+            retrieve_bulkdata,
+            methods=["GET"],
+        )
+    ]
 
 
 async def retrieve_bulkdata(request: Request) -> Response:
@@ -48,37 +55,59 @@ async def retrieve_bulkdata(request: Request) -> Response:
     if tag in PIXEL_TAGS:
         start, length = row.pixel_offset or 0, row.pixel_length or 0
         fh = await open_blob(archive, row)
-        return _ranged(request, choice.multipart, length,
-                       lambda first, size: read_chunks(fh, start + first, size), fh.close)
+        return _ranged(
+            request,
+            choice.multipart,
+            length,
+            lambda first, size: read_chunks(fh, start + first, size),
+            fh.close,
+        )
     value = await blocking(_header_value, archive, row, tag)
-    return _ranged(request, choice.multipart, len(value),
-                   lambda first, size: _from_memory(value[first:first + size]), None)
+    return _ranged(
+        request,
+        choice.multipart,
+        len(value),
+        lambda first, size: _from_memory(value[first : first + size]),
+        None,
+    )
 
 
 def _encapsulated_or_unlocated(row: InstanceRow) -> bool:
     """Pixel data that cannot be sliced from the file: compressed, deflated, big endian."""
     ts = UID(row.transfer_syntax_uid)
-    return (row.pixel_offset is None or row.pixel_length in (None, 0xFFFFFFFF)
-            or ts.is_encapsulated or not ts.is_little_endian)
+    return (
+        row.pixel_offset is None
+        or row.pixel_length in (None, 0xFFFFFFFF)
+        or ts.is_encapsulated
+        or not ts.is_little_endian
+    )
 
 
 async def _pixel_frames(request: Request, archive: Archive, row: InstanceRow) -> Response:
     """Encapsulated pixel data: every frame as stored, one per part."""
     count = row.number_of_frames or 1
     stored_type = mt.pixel_media_type(row.transfer_syntax_uid)
-    offers = [Offer(stored_type, True, None, mt.ANY_SYNTAX),
-              Offer(mt.OCTET_STREAM, True, frozenset({mt.EXPLICIT_VR_LE}), mt.EXPLICIT_VR_LE)]
+    offers = [
+        Offer(stored_type, True, None, mt.ANY_SYNTAX),
+        Offer(mt.OCTET_STREAM, True, frozenset({mt.EXPLICIT_VR_LE}), mt.EXPLICIT_VR_LE),
+    ]
     if count == 1:
-        offers += [Offer(stored_type, False, None, mt.ANY_SYNTAX),
-                   Offer(mt.OCTET_STREAM, False, frozenset({mt.EXPLICIT_VR_LE}),
-                         mt.EXPLICIT_VR_LE)]
+        offers += [
+            Offer(stored_type, False, None, mt.ANY_SYNTAX),
+            Offer(mt.OCTET_STREAM, False, frozenset({mt.EXPLICIT_VR_LE}), mt.EXPLICIT_VR_LE),
+        ]
     choice = negotiate(request, offers)
     frames = await frames_of(archive, row, list(range(1, count + 1)), choice.transfer_syntax)
     if not choice.multipart:
         return Response(frames[0].data, media_type=frames[0].media_type)
     writer = MultipartWriter()
-    body = b"".join(writer.part(f"{f.media_type}; transfer-syntax={f.transfer_syntax}") + f.data
-                    for f in frames) + writer.close()
+    body = (
+        b"".join(
+            writer.part(f"{f.media_type}; transfer-syntax={f.transfer_syntax}") + f.data
+            for f in frames
+        )
+        + writer.close()
+    )
     return Response(body, media_type=content_type(choice, writer.boundary))
 
 
@@ -106,8 +135,9 @@ def _ranged(request: Request, multipart: bool, total: int, body, cleanup) -> Res
         headers["Content-Range"] = f"bytes {first}-{first + size - 1}/{total}"
     if not multipart:
         headers["Content-Length"] = str(size)
-        return StreamingResponse(body(first, size), status_code=status, headers=headers,
-                                 media_type=mt.OCTET_STREAM)
+        return StreamingResponse(
+            body(first, size), status_code=status, headers=headers, media_type=mt.OCTET_STREAM
+        )
     writer = MultipartWriter()
     part_headers = [("Content-Range", headers["Content-Range"])] if wanted else []
 
@@ -135,8 +165,11 @@ def _parse_range(text: str, total: int, cleanup) -> tuple[int, int]:  # type: ig
     last = min(last, total - 1)
     if first >= total or last < first:
         _close(cleanup)
-        raise HTTPError(416, f"Range {text[:60]!r} lies outside the {total} bytes of the value",
-                        {"Content-Range": f"bytes */{total}"})
+        raise HTTPError(
+            416,
+            f"Range {text[:60]!r} lies outside the {total} bytes of the value",
+            {"Content-Range": f"bytes */{total}"},
+        )
     return first, last - first + 1
 
 

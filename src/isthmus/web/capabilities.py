@@ -35,8 +35,11 @@ RESOURCES: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     "studies": {"GET": (QIDO_PARAMS, QIDO_TYPES), "POST": ((), STOW_RESPONSE)},
     "series": {"GET": (QIDO_PARAMS, QIDO_TYPES)},
     "instances": {"GET": (QIDO_PARAMS, QIDO_TYPES)},
-    _S: {"GET": (("transfer-syntax",), DICOM_TYPES), "POST": ((), STOW_RESPONSE),
-         "DELETE": ((), (mt.JSON,))},
+    _S: {
+        "GET": (("transfer-syntax",), DICOM_TYPES),
+        "POST": ((), STOW_RESPONSE),
+        "DELETE": ((), (mt.JSON,)),
+    },
     f"{_S}/metadata": {"GET": ((), METADATA_TYPES)},
     f"{_S}/rendered": {"GET": (RENDER_PARAMS, RENDERED_TYPES)},
     f"{_S}/thumbnail": {"GET": (("viewport",), (mt.JPEG, mt.PNG, mt.GIF))},
@@ -47,26 +50,37 @@ RESOURCES: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     f"{_S}/{_R}/rendered": {"GET": (RENDER_PARAMS, RENDERED_TYPES)},
     f"{_S}/{_R}/thumbnail": {"GET": (("viewport",), (mt.JPEG, mt.PNG, mt.GIF))},
     f"{_S}/{_R}/instances": {"GET": (QIDO_PARAMS, QIDO_TYPES)},
-    f"{_S}/{_R}/{_I}": {"GET": (("transfer-syntax",), DICOM_TYPES + (mt.DICOM,)),
-                        "DELETE": ((), (mt.JSON,))},
+    f"{_S}/{_R}/{_I}": {
+        "GET": (("transfer-syntax",), DICOM_TYPES + (mt.DICOM,)),
+        "DELETE": ((), (mt.JSON,)),
+    },
     f"{_S}/{_R}/{_I}/metadata": {"GET": ((), METADATA_TYPES)},
     f"{_S}/{_R}/{_I}/rendered": {"GET": (RENDER_PARAMS, RENDERED_TYPES)},
     f"{_S}/{_R}/{_I}/thumbnail": {"GET": (("viewport",), (mt.JPEG, mt.PNG, mt.GIF))},
     f"{_S}/{_R}/{_I}/frames/{{frames}}": {
-        "GET": ((), ('multipart/related; type="application/octet-stream"',
-                     'multipart/related; type="image/*"'))},
+        "GET": (
+            (),
+            (
+                'multipart/related; type="application/octet-stream"',
+                'multipart/related; type="image/*"',
+            ),
+        )
+    },
     f"{_S}/{_R}/{_I}/frames/{{frames}}/rendered": {"GET": (RENDER_PARAMS, RENDERED_TYPES)},
     f"{_S}/{_R}/{_I}/frames/{{frames}}/thumbnail": {
-        "GET": (("viewport",), (mt.JPEG, mt.PNG, mt.GIF))},
+        "GET": (("viewport",), (mt.JPEG, mt.PNG, mt.GIF))
+    },
     f"{_S}/{_R}/{_I}/bulkdata/{{tag}}": {
-        "GET": ((), ('multipart/related; type="application/octet-stream"', mt.OCTET_STREAM))},
+        "GET": ((), ('multipart/related; type="application/octet-stream"', mt.OCTET_STREAM))
+    },
 }
 
 
 def routes() -> list[Route]:
     """OPTIONS on the root and on every resource template (unknown paths stay 404)."""
     return [Route("/", capabilities, methods=["OPTIONS"])] + [
-        Route("/" + path, capabilities, methods=["OPTIONS"]) for path in RESOURCES]
+        Route("/" + path, capabilities, methods=["OPTIONS"]) for path in RESOURCES
+    ]
 
 
 def wadl(base: str) -> bytes:
@@ -76,14 +90,18 @@ def wadl(base: str) -> bytes:
     for path, methods in RESOURCES.items():
         resource = ET.SubElement(resources, "resource", {"path": path})
         for name in re.findall(r"{(\w+)}", path):
-            ET.SubElement(resource, "param", {"name": name, "style": "template",
-                                              "type": "xsd:string", "required": "true"})
+            ET.SubElement(
+                resource,
+                "param",
+                {"name": name, "style": "template", "type": "xsd:string", "required": "true"},
+            )
         for verb, (params, types) in methods.items():
             method = ET.SubElement(resource, "method", {"name": verb})
             request = ET.SubElement(method, "request")
             for param in params:
-                ET.SubElement(request, "param", {"name": param, "style": "query",
-                                                 "type": "xsd:string"})
+                ET.SubElement(
+                    request, "param", {"name": param, "style": "query", "type": "xsd:string"}
+                )
             response = ET.SubElement(method, "response", {"status": "200"})
             for media_type in types:
                 ET.SubElement(response, "representation", {"mediaType": media_type})
@@ -96,7 +114,8 @@ def allowed_methods(path: str) -> list[str]:
     for template, methods in RESOURCES.items():
         parts = template.split("/")
         if len(parts) == len(segments) and all(
-                p.startswith("{") or p == s for p, s in zip(parts, segments)):
+            p.startswith("{") or p == s for p, s in zip(parts, segments)
+        ):
             return sorted(set(methods) | ({"HEAD"} if "GET" in methods else set())) + ["OPTIONS"]
     return ["OPTIONS"] if not segments else []
 
@@ -108,5 +127,6 @@ async def capabilities(request: Request) -> Response:
     if not methods:
         raise not_found(f"no DICOMweb resource at {request.url.path}")
     negotiate(request, [Offer(mt.WADL), Offer("application/xml")])
-    return Response(wadl(service_root(request)), media_type=mt.WADL,
-                    headers={"Allow": ", ".join(methods)})
+    return Response(
+        wadl(service_root(request)), media_type=mt.WADL, headers={"Allow": ", ".join(methods)}
+    )

@@ -61,12 +61,20 @@ def from_loopback(request: Request) -> bool:
         return False
 
 
-async def json_response(request: Request, body: bytes, media_type: str,
-                        headers: dict[str, str] | None = None, status: int = 200) -> Response:
+async def json_response(
+    request: Request,
+    body: bytes,
+    media_type: str,
+    headers: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
     """`body` as the answer, gzipped (off the event loop) when that is worth it."""
     headers = {**(headers or {}), "Vary": "Accept-Encoding"}
-    if len(body) >= MIN_SIZE and accepts_gzip(request.headers.get("accept-encoding")) \
-            and not from_loopback(request):
+    if (
+        len(body) >= MIN_SIZE
+        and accepts_gzip(request.headers.get("accept-encoding"))
+        and not from_loopback(request)
+    ):
         body = await blocking(gzip.compress, body, LEVEL, mtime=0)
         headers["Content-Encoding"] = "gzip"
     return Response(body, status_code=status, headers=headers, media_type=media_type)

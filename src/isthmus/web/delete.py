@@ -24,8 +24,7 @@ def routes() -> list[Route]:
     return [
         Route("/studies/{study}", delete, methods=["DELETE"]),
         Route("/studies/{study}/series/{series}", delete, methods=["DELETE"]),
-        Route("/studies/{study}/series/{series}/instances/{instance}", delete,
-              methods=["DELETE"]),
+        Route("/studies/{study}/series/{series}/instances/{instance}", delete, methods=["DELETE"]),
     ]
 
 
@@ -33,11 +32,11 @@ async def delete(request: Request) -> Response:
     study, series, instance = path_uids(request)
     assert study is not None
     count = await blocking(context(request).archive.delete, study, series, instance)
-    what = f"instance {instance}" if instance else f"series {series}" if series \
-        else f"study {study}"
+    what = (
+        f"instance {instance}" if instance else f"series {series}" if series else f"study {study}"
+    )
     if count == 0:
         raise not_found(f"{what} is not in the archive")
     principal = request.scope.get("state", {}).get("principal")
-    log.info("deleted %s (%d instances) for %s", what, count,
-             getattr(principal, "name", "unknown"))
+    log.info("deleted %s (%d instances) for %s", what, count, getattr(principal, "name", "unknown"))
     return JSONResponse({"deleted": what, "instances": count})

@@ -22,8 +22,9 @@ def to_xml(dataset: dict[str, Any]) -> bytes:
     """One DICOM JSON dataset as a PS3.19 XML document (UTF-8, with declaration)."""
     root = ET.Element("NativeDicomModel", {"xmlns": NAMESPACE, "xml:space": "preserve"})
     _fill(root, dataset)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8",
-                                                                       xml_declaration=False)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(
+        root, encoding="utf-8", xml_declaration=False
+    )
 
 
 def _fill(parent: ET.Element, dataset: dict[str, Any]) -> None:

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount
 
-from isthmus.web import (bulkdata, capabilities, delete, frames, metadata, qido, rendered, stow,
-                         wado)
+from isthmus.web import bulkdata, capabilities, delete, frames, metadata, qido, rendered, stow, wado
 from isthmus.web.service import DICOMWEB_PREFIX
 
 
 def routes() -> list[BaseRoute]:
     """QIDO-RS, WADO-RS, STOW-RS, delete and capabilities, under the service root."""
     inner: list[BaseRoute] = [
-        *qido.routes(), *metadata.routes(), *frames.routes(), *bulkdata.routes(),
-        *rendered.routes(), *wado.routes(), *stow.routes(), *delete.routes(),
+        *qido.routes(),
+        *metadata.routes(),
+        *frames.routes(),
+        *bulkdata.routes(),
+        *rendered.routes(),
+        *wado.routes(),
+        *stow.routes(),
+        *delete.routes(),
         *capabilities.routes(),
     ]
     return [Mount(DICOMWEB_PREFIX, routes=inner)]

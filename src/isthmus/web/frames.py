@@ -27,8 +27,13 @@ from isthmus.web.wado import find_rows
 
 
 def routes() -> list[Route]:
-    return [Route("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
-                  retrieve_frames, methods=["GET"])]
+    return [
+        Route(
+            "/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+            retrieve_frames,
+            methods=["GET"],
+        )
+    ]
 
 
 def frame_offers(row: InstanceRow, single: bool) -> list[Offer]:
@@ -56,8 +61,9 @@ def _producible(stored: str, media_type: str) -> frozenset[str]:
     to another acceptable type (PS3.18 8.7.3.5)."""
     from isthmus.render.transcode import can_transcode
 
-    return frozenset(ts for ts in mt.syntaxes_of(media_type)
-                     if ts == stored or can_transcode(stored, ts))
+    return frozenset(
+        ts for ts in mt.syntaxes_of(media_type) if ts == stored or can_transcode(stored, ts)
+    )
 
 
 async def retrieve_frames(request: Request) -> Response:
@@ -68,11 +74,11 @@ async def retrieve_frames(request: Request) -> Response:
     frames = await frames_of(context(request).archive, row, numbers, choice.transfer_syntax)
     if not choice.multipart:
         frame = frames[0]
-        return Response(frame.data,
-                        media_type=f"{frame.media_type}; transfer-syntax={frame.transfer_syntax}")
+        return Response(
+            frame.data, media_type=f"{frame.media_type}; transfer-syntax={frame.transfer_syntax}"
+        )
     writer = MultipartWriter()
-    framing = [writer.part(f"{f.media_type}; transfer-syntax={f.transfer_syntax}")
-               for f in frames]
+    framing = [writer.part(f"{f.media_type}; transfer-syntax={f.transfer_syntax}") for f in frames]
     closing = writer.close()
     length = sum(map(len, framing)) + sum(len(f.data) for f in frames) + len(closing)
 
@@ -82,5 +88,8 @@ async def retrieve_frames(request: Request) -> Response:
             yield frame.data
         yield closing
 
-    return StreamingResponse(parts(), media_type=content_type(choice, writer.boundary),
-                             headers={"Content-Length": str(length)})
+    return StreamingResponse(
+        parts(),
+        media_type=content_type(choice, writer.boundary),
+        headers={"Content-Length": str(length)},
+    )

@@ -76,11 +76,17 @@ def syntaxes_of(media_type: str) -> tuple[str, ...]:
     return tuple(ts for ts, mt in PIXEL_MEDIA_TYPES.items() if mt.lower() == media_type.lower())
 
 
-LOSSY_SYNTAXES = frozenset({
-    "1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.81",
-    "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.93",
-    "1.2.840.10008.1.2.4.203", *(ts for ts, mt in PIXEL_MEDIA_TYPES.items() if mt.startswith("video/")),
-})
+LOSSY_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2.4.50",
+        "1.2.840.10008.1.2.4.51",
+        "1.2.840.10008.1.2.4.81",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.4.93",
+        "1.2.840.10008.1.2.4.203",
+        *(ts for ts, mt in PIXEL_MEDIA_TYPES.items() if mt.startswith("video/")),
+    }
+)
 
 
 def is_lossy(transfer_syntax: str) -> bool:

@@ -11,7 +11,7 @@ per instance.
 from __future__ import annotations
 
 import json
-from typing import Iterator
+from collections.abc import Iterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -35,8 +35,11 @@ def routes() -> list[Route]:
     return [
         Route("/studies/{study}/metadata", metadata, methods=["GET"]),
         Route("/studies/{study}/series/{series}/metadata", metadata, methods=["GET"]),
-        Route("/studies/{study}/series/{series}/instances/{instance}/metadata", metadata,
-              methods=["GET"]),
+        Route(
+            "/studies/{study}/series/{series}/instances/{instance}/metadata",
+            metadata,
+            methods=["GET"],
+        ),
     ]
 
 
@@ -55,12 +58,14 @@ async def metadata(request: Request) -> Response:
     if not texts:
         raise _not_found(study, series, instance)
     writer = MultipartWriter()
-    return StreamingResponse(_xml_parts(texts, absolute, writer),
-                             media_type=content_type(choice, writer.boundary))
+    return StreamingResponse(
+        _xml_parts(texts, absolute, writer), media_type=content_type(choice, writer.boundary)
+    )
 
 
-def _json_array(archive: Archive, study: str, series: str | None, instance: str | None,
-                absolute: str) -> bytes | None:
+def _json_array(
+    archive: Archive, study: str, series: str | None, instance: str | None, absolute: str
+) -> bytes | None:
     """The stored JSON texts joined into one array, with absolute BulkDataURIs; None if
     nothing matched."""
     texts = list(archive.metadata(study, series, instance))

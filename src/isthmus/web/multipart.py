@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import mmap
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from isthmus.web.negotiation import parse_media_type
 
@@ -35,7 +35,9 @@ class MultipartWriter:
         lines += [f"{name}: {value}" for name, value in headers]
         prefix = b"" if self._first else CRLF
         self._first = False
-        return prefix + f"--{self.boundary}\r\n".encode() + "\r\n".join(lines).encode() + CRLF + CRLF
+        return (
+            prefix + f"--{self.boundary}\r\n".encode() + "\r\n".join(lines).encode() + CRLF + CRLF
+        )
 
     def close(self) -> bytes:
         """The close delimiter."""
@@ -86,7 +88,7 @@ def parse_parts(body: bytes | mmap.mmap, boundary: str) -> list[Part]:
     the whole request, so that nothing is half-accepted.
     """
     delimiter = b"--" + boundary.encode("latin-1")
-    if bytes(body[:len(delimiter)]) == delimiter:
+    if bytes(body[: len(delimiter)]) == delimiter:
         pos = 0
     else:
         found = body.find(CRLF + delimiter)
@@ -97,7 +99,7 @@ def parse_parts(body: bytes | mmap.mmap, boundary: str) -> list[Part]:
     size = len(body)
     while True:
         pos += len(delimiter)
-        if bytes(body[pos:pos + 2]) == b"--":
+        if bytes(body[pos : pos + 2]) == b"--":
             return parts
         line_end = body.find(CRLF, pos)
         if line_end < 0 or bytes(body[pos:line_end]).strip(b" \t"):
@@ -107,12 +109,13 @@ def parse_parts(body: bytes | mmap.mmap, boundary: str) -> list[Part]:
         head_end = body.find(CRLF + CRLF, line_end)
         if head_end < 0:
             raise MultipartError(f"part {len(parts) + 1} is truncated (its headers do not end)")
-        headers = _headers(bytes(body[line_end + 2:head_end]))
+        headers = _headers(bytes(body[line_end + 2 : head_end]))
         start = head_end + 4
         end = body.find(CRLF + delimiter, start)
         if end < 0:
-            raise MultipartError(f"the body is truncated: part {len(parts) + 1} has no "
-                                 "closing boundary")
+            raise MultipartError(
+                f"the body is truncated: part {len(parts) + 1} has no closing boundary"
+            )
         parts.append(Part(headers, start, end, len(parts)))
         pos = end + 2
 

@@ -28,7 +28,7 @@ _PARAM_RE = re.compile(r'\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 class MediaRange:
     """One entry of an Accept list."""
 
-    type: str                                   # "multipart/related", "image/*", "*/*"
+    type: str  # "multipart/related", "image/*", "*/*"
     params: dict[str, str] = field(default_factory=dict, hash=False)  # lower-case names
     q: float = 1.0
 
@@ -45,8 +45,11 @@ class MediaRange:
     @property
     def specificity(self) -> int:
         base = 0 if self.type == "*/*" else 1 if self.type.endswith("/*") else 2
-        return base * 4 + (2 if self.part_type and "*" not in self.part_type else 0) \
+        return (
+            base * 4
+            + (2 if self.part_type and "*" not in self.part_type else 0)
             + (1 if self.transfer_syntax else 0)
+        )
 
 
 @dataclass(frozen=True)

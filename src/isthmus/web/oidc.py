@@ -67,7 +67,7 @@ class OIDCVerifier:
     _mtime: float = -1.0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "OIDCVerifier | None":
+    def from_settings(cls, settings: Any) -> OIDCVerifier | None:
         issuer = getattr(settings, "oidc_issuer", "") or ""
         if not issuer:
             return None
@@ -78,9 +78,13 @@ class OIDCVerifier:
         defaults = getattr(settings, "oidc_default_permissions", ("read",))
         if isinstance(defaults, str):
             defaults = [p.strip() for p in defaults.split(",") if p.strip()]
-        verifier = cls(issuer, audience, jwks,
-                       getattr(settings, "oidc_permissions_claim", "permissions") or "permissions",
-                       frozenset(defaults))
+        verifier = cls(
+            issuer,
+            audience,
+            jwks,
+            getattr(settings, "oidc_permissions_claim", "permissions") or "permissions",
+            frozenset(defaults),
+        )
         verifier._reload()
         return verifier
 
@@ -99,8 +103,9 @@ class OIDCVerifier:
                 if jwk.get("use", "sig") == "sig":
                     keys[jwk.get("kid") or f"#{index}"] = (jwk, load_public_key(jwk))
         except (OSError, ValueError, KeyError) as exc:
-            raise ConfigError(f"oidc_jwks_file {self.jwks_file} is not a usable JWKS: {exc}") \
-                from None
+            raise ConfigError(
+                f"oidc_jwks_file {self.jwks_file} is not a usable JWKS: {exc}"
+            ) from None
         if not keys:
             raise ConfigError(f"oidc_jwks_file {self.jwks_file} holds no signing key")
         self._keys, self._mtime = keys, mtime
@@ -123,7 +128,9 @@ class OIDCVerifier:
         except ConfigError as exc:
             raise JWTError(f"issuer keys unavailable ({exc})") from None
         jwk, key = self._key(header.get("kid"))
-        _check_signature(alg, jwk, key, f"{head_b64}.{payload_b64}".encode(), b64url_decode(sig_b64))
+        _check_signature(
+            alg, jwk, key, f"{head_b64}.{payload_b64}".encode(), b64url_decode(sig_b64)
+        )
         self._check_claims(claims)
         return claims
 
@@ -161,7 +168,9 @@ class OIDCVerifier:
             value = value.get(part) if isinstance(value, dict) else None
         if value is None:
             return self.default_permissions
-        items = value.split() if isinstance(value, str) else value if isinstance(value, list) else []
+        items = (
+            value.split() if isinstance(value, str) else value if isinstance(value, list) else []
+        )
         return frozenset(str(item) for item in items)
 
 
@@ -173,13 +182,17 @@ def _check_signature(alg: str, jwk: dict, key: Any, signed: bytes, signature: by
         elif family == "RS" and isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, signed, padding.PKCS1v15(), _HASHES[bits]())
         elif family == "PS" and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, signed,
-                       padding.PSS(padding.MGF1(_HASHES[bits]()), _HASHES[bits].digest_size),
-                       _HASHES[bits]())
+            key.verify(
+                signature,
+                signed,
+                padding.PSS(padding.MGF1(_HASHES[bits]()), _HASHES[bits].digest_size),
+                _HASHES[bits](),
+            )
         elif family == "ES" and isinstance(key, ec.EllipticCurvePublicKey):
             half = len(signature) // 2
-            der = encode_dss_signature(int.from_bytes(signature[:half], "big"),
-                                       int.from_bytes(signature[half:], "big"))
+            der = encode_dss_signature(
+                int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+            )
             key.verify(der, signed, ec.ECDSA(_HASHES[bits]()))
         else:
             raise JWTError(f"algorithm {alg} does not fit key type {jwk.get('kty')}")

@@ -25,8 +25,10 @@ def uid(value: str, what: str = "UID") -> str:
     """
     value = value.strip()
     if not value or len(value) > 64 or not _LENIENT_UID_RE.match(value):
-        raise bad_request(f"{what} {value[:70]!r} is not a valid UID "
-                          "(digits separated by dots, at most 64 characters)")
+        raise bad_request(
+            f"{what} {value[:70]!r} is not a valid UID "
+            "(digits separated by dots, at most 64 characters)"
+        )
     return value
 
 
@@ -36,9 +38,11 @@ def path_uids(request: Request) -> tuple[str | None, str | None, str | None]:
     study = params.get("study")
     series = params.get("series")
     instance = params.get("instance")
-    return (uid(study, "Study Instance UID") if study is not None else None,
-            uid(series, "Series Instance UID") if series is not None else None,
-            uid(instance, "SOP Instance UID") if instance is not None else None)
+    return (
+        uid(study, "Study Instance UID") if study is not None else None,
+        uid(series, "Series Instance UID") if series is not None else None,
+        uid(instance, "SOP Instance UID") if instance is not None else None,
+    )
 
 
 def frame_numbers(text: str, limit: int | None = None) -> list[int]:
@@ -66,8 +70,9 @@ def tag(text: str) -> int:
     return int(text, 16)
 
 
-def non_negative_int(request: Request, name: str, default: int | None = None,
-                     maximum: int | None = None) -> int | None:
+def non_negative_int(
+    request: Request, name: str, default: int | None = None, maximum: int | None = None
+) -> int | None:
     """An optional integer query parameter (`limit`, `offset`, `quality`, …)."""
     values = request.query_params.getlist(name)
     if not values:

@@ -8,8 +8,9 @@ here is 406, bad rendering parameters are 400.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from isthmus.archive import Archive, InstanceRow
 from isthmus.web.errors import HTTPError
@@ -57,8 +58,9 @@ def located_pixels(archive: Archive, row: InstanceRow) -> Iterator[Any]:
         yield open_at(file_reader(fh), row.pixel_offset)
 
 
-def read_frames(archive: Archive, row: InstanceRow, numbers: list[int],
-                transfer_syntax: str | None) -> list[Any]:
+def read_frames(
+    archive: Archive, row: InstanceRow, numbers: list[int], transfer_syntax: str | None
+) -> list[Any]:
     """Frames of a stored instance (render.frames.Frame); reads only what is needed."""
     from isthmus.render import frames
 
@@ -66,8 +68,9 @@ def read_frames(archive: Archive, row: InstanceRow, numbers: list[int],
         return frames.frames_of(pixels, numbers, transfer_syntax)
 
 
-async def frames_of(archive: Archive, row: InstanceRow, numbers: list[int],
-                    transfer_syntax: str | None) -> list[Any]:
+async def frames_of(
+    archive: Archive, row: InstanceRow, numbers: list[int], transfer_syntax: str | None
+) -> list[Any]:
     with pixel_errors():
         return await blocking(read_frames, archive, row, numbers, transfer_syntax)
 
@@ -85,16 +88,18 @@ async def transcoded(archive: Archive, row: InstanceRow, target_ts: str) -> byte
         return await blocking(transcode_blocking, archive, row, target_ts)
 
 
-def _rendered(archive: Archive, row: InstanceRow, frame: int, media_type: str,
-              options: dict[str, Any]) -> bytes:
+def _rendered(
+    archive: Archive, row: InstanceRow, frame: int, media_type: str, options: dict[str, Any]
+) -> bytes:
     from isthmus.render import image
 
     with located_pixels(archive, row) as pixels:
         return image.render_pixels(pixels, frame=frame, media_type=media_type, **options)
 
 
-async def rendered(archive: Archive, row: InstanceRow, frame: int, media_type: str,
-                   options: dict[str, Any]) -> bytes:
+async def rendered(
+    archive: Archive, row: InstanceRow, frame: int, media_type: str, options: dict[str, Any]
+) -> bytes:
     """One frame rendered to a consumer image (PS3.18 8.3.5, 10.4.1.1.3)."""
     with pixel_errors():
         return await blocking(_rendered, archive, row, frame, media_type, options)

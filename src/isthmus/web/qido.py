@@ -35,8 +35,10 @@ OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML, multipart=Tr
 CONTROL_PARAMS = {"includefield", "fuzzymatching", "limit", "offset", "accept", "charset"}
 STUDY_UID, SERIES_UID = 0x0020000D, 0x0020000E
 RETRIEVE_URL, INSTANCE_AVAILABILITY = "00081190", "00080056"
-WARNING_TRUNCATED = ('299 isthmus "The number of results exceeded the limit; '
-                     'more results can be requested with offset"')
+WARNING_TRUNCATED = (
+    '299 isthmus "The number of results exceeded the limit; '
+    'more results can be requested with offset"'
+)
 
 
 def routes() -> list[Route]:
@@ -67,8 +69,9 @@ async def search(request: Request) -> Response:
     query = build_query(request, level, study, series)
     archive = context(request).archive
     try:
-        result: FindResult = await blocking(run_search, archive, query, level, study, series,
-                                            service_root(request))
+        result: FindResult = await blocking(
+            run_search, archive, query, level, study, series, service_root(request)
+        )
     except QueryError as exc:
         raise bad_request(str(exc)) from None
     if not result.matches:
@@ -80,8 +83,9 @@ async def search(request: Request) -> Response:
     return respond(choice, result.matches, headers)
 
 
-def run_search(archive: Any, query: Query, level: str, study: str | None, series: str | None,
-               root: str) -> FindResult:
+def run_search(
+    archive: Any, query: Query, level: str, study: str | None, series: str | None, root: str
+) -> FindResult:
     """The matches, with the parent attributes and Retrieve URL of PS3.18 10.6.3.3."""
     result: FindResult = archive.find(query)
     if result.matches:
@@ -120,8 +124,15 @@ def build_query(request: Request, level: str, study: str | None, series: str | N
     limit = non_negative_int(request, "limit", MAX_RESULTS)
     limit = min(limit or MAX_RESULTS, MAX_RESULTS)
     offset = non_negative_int(request, "offset", 0) or 0
-    return Query(level=level, keys=keys, fuzzy=fuzzy == "true", include_defaults=True,
-                 include_all=include_all, limit=limit, offset=offset)
+    return Query(
+        level=level,
+        keys=keys,
+        fuzzy=fuzzy == "true",
+        include_defaults=True,
+        include_all=include_all,
+        limit=limit,
+        offset=offset,
+    )
 
 
 def _tag(name: str) -> int:
@@ -145,8 +156,9 @@ def _uid_list(tag: int, value: str) -> str:
 
 
 # ----------------------------------------------------------- parent attributes
-def add_parent_attributes(archive: Any, level: str, study: str | None, series: str | None,
-                          matches: list[dict[str, Any]]) -> None:
+def add_parent_attributes(
+    archive: Any, level: str, study: str | None, series: str | None, matches: list[dict[str, Any]]
+) -> None:
     """Add the study (and series) attributes PS3.18 10.6.3.3 asks for at lower levels.
 
     They come from a second search at the parent level, by UID list, so computed
@@ -166,9 +178,15 @@ def _merge(archive: Any, parent: str, uid_tag: int, matches: list[dict[str, Any]
     uids = sorted({m[key]["Value"][0] for m in matches if m.get(key, {}).get("Value")})
     found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(uids), 400):
-        chunk = uids[start:start + 400]
-        result = archive.find(Query(level=parent, keys={uid_tag: "\\".join(chunk)},
-                                    include_defaults=True, limit=len(chunk)))
+        chunk = uids[start : start + 400]
+        result = archive.find(
+            Query(
+                level=parent,
+                keys={uid_tag: "\\".join(chunk)},
+                include_defaults=True,
+                limit=len(chunk),
+            )
+        )
         for row in result.matches:
             found[row[key]["Value"][0]] = row
     wanted = {f"{resolve_tag(kw):08X}" for kw in DEFAULT_RETURN[parent]}
@@ -197,13 +215,16 @@ def _add_retrieve_url(match: dict[str, Any], level: str, root: str) -> None:
 
 
 # --------------------------------------------------------------- responses
-def respond(choice: Choice, datasets: list[dict[str, Any]],
-            headers: dict[str, str] | None = None, status: int = 200) -> Response:
+def respond(
+    choice: Choice,
+    datasets: list[dict[str, Any]],
+    headers: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
     """A list of datasets as DICOM JSON, or as multipart DICOM XML (PS3.18 8.7.5)."""
     if not choice.multipart:
         body = _json_body(datasets)
-        return Response(body, status_code=status, headers=headers,
-                        media_type=content_type(choice))
+        return Response(body, status_code=status, headers=headers, media_type=content_type(choice))
     writer = MultipartWriter()
 
     def parts() -> Any:
@@ -211,5 +232,9 @@ def respond(choice: Choice, datasets: list[dict[str, Any]],
             yield writer.part(mt.DICOM_XML) + to_xml(dataset)
         yield writer.close()
 
-    return StreamingResponse(parts(), status_code=status, headers=headers,
-                             media_type=content_type(choice, writer.boundary))
+    return StreamingResponse(
+        parts(),
+        status_code=status,
+        headers=headers,
+        media_type=content_type(choice, writer.boundary),
+    )

@@ -45,8 +45,12 @@ _INSTANCE = "/studies/{study}/series/{series}/instances/{instance}"
 
 def routes() -> list[Route]:
     out = []
-    for resource in ("/studies/{study}", "/studies/{study}/series/{series}", _INSTANCE,
-                     _INSTANCE + "/frames/{frames}"):
+    for resource in (
+        "/studies/{study}",
+        "/studies/{study}/series/{series}",
+        _INSTANCE,
+        _INSTANCE + "/frames/{frames}",
+    ):
         out.append(Route(resource + "/rendered", render_resource, methods=["GET"]))
         out.append(Route(resource + "/thumbnail", thumbnail, methods=["GET"]))
     return out
@@ -133,15 +137,19 @@ async def render_resource(request: Request) -> Response:
         targets = [(rows[0], n) for n in range(1, count + 1)]
     else:
         targets = [(row, 1) for row in rows]
-    offers = SINGLE + MULTIPART if len(targets) == 1 or "instance" in request.path_params \
+    offers = (
+        SINGLE + MULTIPART
+        if len(targets) == 1 or "instance" in request.path_params
         else MULTIPART + SINGLE
+    )
     choice = negotiate(request, offers)
     archive = context(request).archive
     if not choice.multipart:
-        row, number = targets[0] if "instance" in request.path_params \
-            else (representative(rows), 1)
-        return Response(await rendered(archive, row, number, choice.media_type, opts),
-                        media_type=choice.media_type)
+        row, number = targets[0] if "instance" in request.path_params else (representative(rows), 1)
+        return Response(
+            await rendered(archive, row, number, choice.media_type, opts),
+            media_type=choice.media_type,
+        )
     writer = MultipartWriter()
 
     async def parts():  # type: ignore[no-untyped-def]

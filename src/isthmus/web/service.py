@@ -6,7 +6,8 @@ archive call runs in Starlette's thread pool and the event loop stays free.
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -33,8 +34,12 @@ def base_url(request: Request) -> str:
     server = request.scope.get("server")
     if not host and server:
         host = f"{server[0]}:{server[1]}"
-    elif server and not _has_port(host) and "x-forwarded-host" not in request.headers \
-            and server[1] != DEFAULT_PORTS.get(scheme):
+    elif (
+        server
+        and not _has_port(host)
+        and "x-forwarded-host" not in request.headers
+        and server[1] != DEFAULT_PORTS.get(scheme)
+    ):
         # Some clients (dicomweb-client) send Host without the port they connected to.
         host = f"{host}:{server[1]}"
     root_path = request.scope.get("app_root_path", request.scope.get("root_path", ""))

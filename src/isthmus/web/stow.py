@@ -58,8 +58,10 @@ PROCESSING_FAILURE = 0x0110
 
 
 def routes() -> list[Route]:
-    return [Route("/studies", store, methods=["POST"]),
-            Route("/studies/{study}", store, methods=["POST"])]
+    return [
+        Route("/studies", store, methods=["POST"]),
+        Route("/studies/{study}", store, methods=["POST"]),
+    ]
 
 
 @dataclass
@@ -88,8 +90,12 @@ async def store(request: Request) -> Response:
     except BaseException:
         spooled.close()
         raise
-    log.debug("STOW-RS: %d part(s) received in %.3f s, stored in %.3f s", len(outcomes),
-              received - started, time.perf_counter() - received)
+    log.debug(
+        "STOW-RS: %d part(s) received in %.3f s, stored in %.3f s",
+        len(outcomes),
+        received - started,
+        time.perf_counter() - received,
+    )
     response = _response(request, outcomes, study, choice.media_type)
     # Freeing a large temporary file and its mapping takes a while: after the answer,
     # in a worker thread (Starlette runs a synchronous background task there).
@@ -120,8 +126,9 @@ def _request_kind(content_type: str) -> tuple[str, str | None]:
         return "single", None
     if media_type != mt.MULTIPART_RELATED:
         raise unsupported_media_type(
-            f"STOW-RS takes multipart/related; type=\"application/dicom\" (or dicom+json, "
-            f"dicom+xml metadata with bulk data), not {media_type or 'a body without type'}")
+            f'STOW-RS takes multipart/related; type="application/dicom" (or dicom+json, '
+            f"dicom+xml metadata with bulk data), not {media_type or 'a body without type'}"
+        )
     try:
         boundary, _ = boundary_of(content_type)
     except MultipartError as exc:
@@ -131,8 +138,10 @@ def _request_kind(content_type: str) -> tuple[str, str | None]:
         return "dicom", boundary
     if part_type in (mt.DICOM_JSON, mt.DICOM_XML, mt.JSON):
         return "metadata", boundary
-    raise unsupported_media_type(f"multipart/related type {part_type!r} is not storable; use "
-                                 "application/dicom, application/dicom+json or +xml")
+    raise unsupported_media_type(
+        f"multipart/related type {part_type!r} is not storable; use "
+        "application/dicom, application/dicom+json or +xml"
+    )
 
 
 async def spool_body(request: Request, folder: os.PathLike | str) -> IO[bytes]:
@@ -157,8 +166,9 @@ async def spool_body(request: Request, folder: os.PathLike | str) -> IO[bytes]:
             if size >= SPOOL_CHUNK:
                 if writing is not None:
                     await writing
-                writing = asyncio.ensure_future(blocking(_write_all, os.dup(spool.fileno()),
-                                                                  gathered))
+                writing = asyncio.ensure_future(
+                    blocking(_write_all, os.dup(spool.fileno()), gathered)
+                )
                 gathered, size = [], 0
         if writing is not None:
             await writing
@@ -188,8 +198,9 @@ def _write_all(fd: int, chunks: list[bytes]) -> None:
         os.close(fd)
 
 
-async def _store_spooled(request: Request, spooled: Spooled, kind: str, boundary: str | None,
-                         study: str | None) -> list[Outcome]:
+async def _store_spooled(
+    request: Request, spooled: Spooled, kind: str, boundary: str | None, study: str | None
+) -> list[Outcome]:
     size = os.fstat(spooled.file.fileno()).st_size
     if size == 0:
         raise bad_request("the request body is empty")
@@ -207,22 +218,27 @@ async def _store_spooled(request: Request, spooled: Spooled, kind: str, boundary
             raise bad_request("the multipart body holds no part")
         if kind == "metadata":
             return await _store_from_metadata(request, view, parts, study)
-        return await _store_parts(request, [(p.index, p, view[p.start:p.end]) for p in parts],
-                                  study)
+        return await _store_parts(
+            request, [(p.index, p, view[p.start : p.end]) for p in parts], study
+        )
     finally:
         view.release()
 
 
-async def _store_parts(request: Request, items: list[tuple[int, Part | None, Any]],
-                       study: str | None) -> list[Outcome]:
+async def _store_parts(
+    request: Request, items: list[tuple[int, Part | None, Any]], study: str | None
+) -> list[Outcome]:
     """Store each (index, part, Part 10 bytes), a few at a time (group commit batches them)."""
     archive = context(request).archive
     gate = asyncio.Semaphore(PARALLEL_STORES)
 
     async def one(index: int, part: Part | None, data: Any) -> Outcome:
         if part is not None and part.content_type not in (mt.DICOM, "", mt.OCTET_STREAM):
-            return Outcome(index, failure=CANNOT_UNDERSTAND,
-                           reason=f"content type {part.content_type} is not application/dicom")
+            return Outcome(
+                index,
+                failure=CANNOT_UNDERSTAND,
+                reason=f"content type {part.content_type} is not application/dicom",
+            )
         async with gate:
             return await blocking(store_one, archive, index, data, study)
 
@@ -242,11 +258,20 @@ def store_one(archive: Any, index: int, data: Any, study: str | None) -> Outcome
         except part10.InvalidDicom as exc:
             return Outcome(index, failure=CANNOT_UNDERSTAND, reason=str(exc))
         if found != study:
-            return Outcome(index, study_instance_uid=found, failure=STUDY_UID_MISMATCH,
-                           reason=f"belongs to study {found}, not {study}")
+            return Outcome(
+                index,
+                study_instance_uid=found,
+                failure=STUDY_UID_MISMATCH,
+                reason=f"belongs to study {found}, not {study}",
+            )
     result: StoreResult = archive.store(with_preamble(data))
-    outcome = Outcome(index, result.sop_class_uid, result.sop_instance_uid,
-                      result.study_instance_uid, result.series_instance_uid)
+    outcome = Outcome(
+        index,
+        result.sop_class_uid,
+        result.sop_instance_uid,
+        result.study_instance_uid,
+        result.series_instance_uid,
+    )
     if not result.ok:
         outcome.failure = _failure_reason(result)
         outcome.reason = result.reason or result.failure
@@ -256,8 +281,12 @@ def store_one(archive: Any, index: int, data: Any, study: str | None) -> Outcome
 def with_preamble(data: Any) -> Any:
     """A Part 10 file whose 128-byte preamble and 'DICM' were left out (pydicom writes
     such files unless told otherwise) gets them back; anything else is left as it is."""
-    if bytes(data[128:132]) != b"DICM" and bytes(data[:2]) == b"\x02\x00" \
-            and bytes(data[4:6]).isalpha() and bytes(data[4:6]).isupper():
+    if (
+        bytes(data[128:132]) != b"DICM"
+        and bytes(data[:2]) == b"\x02\x00"
+        and bytes(data[4:6]).isalpha()
+        and bytes(data[4:6]).isupper()
+    ):
         return part10.PREAMBLE + bytes(data)
     return data
 
@@ -279,8 +308,9 @@ def _failure_reason(result: StoreResult) -> int:
     return PROCESSING_FAILURE
 
 
-async def _store_from_metadata(request: Request, view: memoryview, parts: list[Part],
-                               study: str | None) -> list[Outcome]:
+async def _store_from_metadata(
+    request: Request, view: memoryview, parts: list[Part], study: str | None
+) -> list[Outcome]:
     """The JSON/XML-and-bulk-data form: build Part 10 instances, then store them."""
     builder = InstanceBuilder(view, parts)
     items: list[tuple[int, Part | None, Any]] = []
@@ -289,9 +319,15 @@ async def _store_from_metadata(request: Request, view: memoryview, parts: list[P
         try:
             items.append((index, None, await blocking(builder.part10, dataset)))
         except MetadataError as exc:
-            failures.append(Outcome(index, failure=CANNOT_UNDERSTAND, reason=str(exc),
-                                    sop_instance_uid=exc.sop_instance_uid,
-                                    sop_class_uid=exc.sop_class_uid))
+            failures.append(
+                Outcome(
+                    index,
+                    failure=CANNOT_UNDERSTAND,
+                    reason=str(exc),
+                    sop_instance_uid=exc.sop_instance_uid,
+                    sop_class_uid=exc.sop_class_uid,
+                )
+            )
     builder.release()
     if not items and not failures:
         raise bad_request("no application/dicom+json or +xml metadata part in the body")
@@ -300,15 +336,19 @@ async def _store_from_metadata(request: Request, view: memoryview, parts: list[P
 
 
 # ----------------------------------------------------------------- response
-def _response(request: Request, outcomes: list[Outcome], study: str | None,
-              media_type: str) -> Response:
+def _response(
+    request: Request, outcomes: list[Outcome], study: str | None, media_type: str
+) -> Response:
     root = service_root(request)
     stored = [o for o in outcomes if o.failure is None]
     failed = [o for o in outcomes if o.failure is not None]
     body: dict[str, Any] = {}
     studies = {o.study_instance_uid for o in stored} | ({study} if study else set())
-    body["00081190"] = ({"vr": "UR", "Value": [f"{root}/studies/{studies.pop()}"]}
-                        if len(studies) == 1 else {"vr": "UR"})
+    body["00081190"] = (
+        {"vr": "UR", "Value": [f"{root}/studies/{studies.pop()}"]}
+        if len(studies) == 1
+        else {"vr": "UR"}
+    )
     if failed:
         body["00081198"] = {"vr": "SQ", "Value": [_failed_item(o) for o in failed]}
     if stored:
@@ -320,17 +360,18 @@ def _response(request: Request, outcomes: list[Outcome], study: str | None,
             log.info("STOW-RS part %d refused: %s", o.part + 1, o.reason)
         headers["Warning"] = ", ".join(_warning(o) for o in failed[:20])
     if media_type == mt.DICOM_XML:
-        return Response(to_xml(body), status_code=status, headers=headers,
-                        media_type=mt.DICOM_XML)
-    return Response(dumps(body).encode("utf-8"), status_code=status, headers=headers,
-                    media_type=media_type)
+        return Response(to_xml(body), status_code=status, headers=headers, media_type=mt.DICOM_XML)
+    return Response(
+        dumps(body).encode("utf-8"), status_code=status, headers=headers, media_type=media_type
+    )
 
 
 def _sop_reference(o: Outcome) -> dict[str, Any]:
     item: dict[str, Any] = {}
     item["00081150"] = {"vr": "UI", "Value": [o.sop_class_uid]} if o.sop_class_uid else {"vr": "UI"}
-    item["00081155"] = ({"vr": "UI", "Value": [o.sop_instance_uid]} if o.sop_instance_uid
-                        else {"vr": "UI"})
+    item["00081155"] = (
+        {"vr": "UI", "Value": [o.sop_instance_uid]} if o.sop_instance_uid else {"vr": "UI"}
+    )
     return item
 
 
@@ -339,8 +380,10 @@ def _failed_item(o: Outcome) -> dict[str, Any]:
 
 
 def _referenced_item(o: Outcome, root: str) -> dict[str, Any]:
-    url = (f"{root}/studies/{o.study_instance_uid}/series/{o.series_instance_uid}"
-           f"/instances/{o.sop_instance_uid}")
+    url = (
+        f"{root}/studies/{o.study_instance_uid}/series/{o.series_instance_uid}"
+        f"/instances/{o.sop_instance_uid}"
+    )
     return {**_sop_reference(o), "00081190": {"vr": "UR", "Value": [url]}}
 
 

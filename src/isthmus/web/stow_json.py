@@ -12,8 +12,9 @@ media type's default, PS3.18 Table 8.7.3-5) names.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from io import BytesIO
-from typing import Any, Iterator
+from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -48,8 +49,9 @@ class InstanceBuilder:
 
     def __init__(self, view: memoryview, parts: list[Part]) -> None:
         self.view = view
-        self.metadata = [p for p in parts if p.content_type in (mt.DICOM_JSON, mt.JSON,
-                                                                mt.DICOM_XML)]
+        self.metadata = [
+            p for p in parts if p.content_type in (mt.DICOM_JSON, mt.JSON, mt.DICOM_XML)
+        ]
         self.bulk: dict[str, Part] = {}
         for part in parts:
             if part in self.metadata:
@@ -64,7 +66,7 @@ class InstanceBuilder:
     def datasets(self) -> Iterator[tuple[int, dict[str, Any]]]:
         """(part index, DICOM JSON dataset) for each dataset in the metadata parts."""
         for part in self.metadata:
-            raw = bytes(self.view[part.start:part.end])
+            raw = bytes(self.view[part.start : part.end])
             try:
                 if part.content_type == mt.DICOM_XML:
                     documents: Any = [from_xml(raw)]
@@ -74,8 +76,12 @@ class InstanceBuilder:
                 yield part.index, {"__error__": f"metadata part {part.index + 1}: {exc}"}
                 continue
             for dataset in documents if isinstance(documents, list) else [documents]:
-                yield part.index, dataset if isinstance(dataset, dict) else {
-                    "__error__": f"metadata part {part.index + 1} is not a dataset"}
+                yield (
+                    part.index,
+                    dataset
+                    if isinstance(dataset, dict)
+                    else {"__error__": f"metadata part {part.index + 1} is not a dataset"},
+                )
 
     def part10(self, dataset: dict[str, Any]) -> bytes:
         """A Part 10 file for one metadata dataset; raises MetadataError."""
@@ -85,7 +91,9 @@ class InstanceBuilder:
         pixel_part = self._part(pixel["BulkDataURI"], dataset) if "BulkDataURI" in pixel else None
         rest = {k: v for k, v in dataset.items() if k != PIXEL_KEY or pixel_part is None}
         try:
-            ds = Dataset.from_json(rest, bulk_data_uri_handler=lambda uri: self._bytes(uri, dataset))
+            ds = Dataset.from_json(
+                rest, bulk_data_uri_handler=lambda uri: self._bytes(uri, dataset)
+            )
         except MetadataError:
             raise
         except Exception as exc:
@@ -98,27 +106,34 @@ class InstanceBuilder:
     def _part(self, uri: str, dataset: dict[str, Any]) -> Part:
         part = self.bulk.get(uri) or self.bulk.get(uri.rsplit("/", 1)[-1])
         if part is None:
-            raise MetadataError(f"BulkDataURI {uri[:100]!r} names no part of the request "
-                                "(match a part's Content-Location or cid: Content-ID)", dataset)
+            raise MetadataError(
+                f"BulkDataURI {uri[:100]!r} names no part of the request "
+                "(match a part's Content-Location or cid: Content-ID)",
+                dataset,
+            )
         return part
 
     def _bytes(self, uri: str, dataset: dict[str, Any]) -> bytes:
         part = self._part(uri, dataset)
-        return bytes(self.view[part.start:part.end])
+        return bytes(self.view[part.start : part.end])
 
-    def _set_pixels(self, ds: Dataset, part: Part, vr: str | None,
-                    dataset: dict[str, Any]) -> str:
+    def _set_pixels(self, ds: Dataset, part: Part, vr: str | None, dataset: dict[str, Any]) -> str:
         media_type = part.content_type
-        data = bytes(self.view[part.start:part.end])
+        data = bytes(self.view[part.start : part.end])
         if media_type in (mt.OCTET_STREAM, ""):
             ds.PixelData = data
-            ds["PixelData"].VR = vr if vr in ("OB", "OW") else (
-                "OW" if int(ds.get("BitsAllocated", 16) or 16) > 8 else "OB")
+            ds["PixelData"].VR = (
+                vr
+                if vr in ("OB", "OW")
+                else ("OW" if int(ds.get("BitsAllocated", 16) or 16) > 8 else "OB")
+            )
             return mt.EXPLICIT_VR_LE
         syntax = part.params.get("transfer-syntax") or mt.DEFAULT_SYNTAX.get(media_type)
         if not syntax or media_type not in [mt.pixel_media_type(syntax)]:
-            raise MetadataError(f"pixel data in {media_type} with transfer syntax {syntax} "
-                                "cannot be stored", dataset)
+            raise MetadataError(
+                f"pixel data in {media_type} with transfer syntax {syntax} cannot be stored",
+                dataset,
+            )
         ds.PixelData = encapsulate([data])
         ds["PixelData"].VR = "OB"
         ds["PixelData"].is_undefined_length = True

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import IO, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import IO
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -48,8 +49,7 @@ def routes() -> list[Route]:
     return [
         Route("/studies/{study}", retrieve, methods=["GET"]),
         Route("/studies/{study}/series/{series}", retrieve, methods=["GET"]),
-        Route("/studies/{study}/series/{series}/instances/{instance}", retrieve,
-              methods=["GET"]),
+        Route("/studies/{study}/series/{series}/instances/{instance}", retrieve, methods=["GET"]),
     ]
 
 
@@ -84,11 +84,14 @@ def check_syntax(requested: str | None, rows: list[InstanceRow]) -> None:
     if not requested or requested == mt.ANY_SYNTAX:
         return
     for row in rows:
-        if row.transfer_syntax_uid != requested and not can_transcode(row.transfer_syntax_uid,
-                                                                      requested):
-            raise not_acceptable(f"instance {row.sop_instance_uid} is stored in "
-                                 f"{row.transfer_syntax_uid} and cannot be sent in {requested} "
-                                 "here; ask for transfer-syntax=* to get it as stored")
+        if row.transfer_syntax_uid != requested and not can_transcode(
+            row.transfer_syntax_uid, requested
+        ):
+            raise not_acceptable(
+                f"instance {row.sop_instance_uid} is stored in "
+                f"{row.transfer_syntax_uid} and cannot be sent in {requested} "
+                "here; ask for transfer-syntax=* to get it as stored"
+            )
 
 
 async def retrieve(request: Request) -> Response:
@@ -104,13 +107,17 @@ async def retrieve(request: Request) -> Response:
         return await single_instance(archive, rows[0], choice)
     writer = MultipartWriter()
     headers = {}
-    as_stored = all(target_syntax(choice.transfer_syntax, row.transfer_syntax_uid)
-                    == row.transfer_syntax_uid for row in rows)
+    as_stored = all(
+        target_syntax(choice.transfer_syntax, row.transfer_syntax_uid) == row.transfer_syntax_uid
+        for row in rows
+    )
     if as_stored:
         headers["Content-Length"] = str(multipart_length(rows, MultipartWriter(writer.boundary)))
-    return StreamingResponse(stream_instances(archive, rows, choice.transfer_syntax, writer,
-                                              exact=as_stored),
-                             media_type=content_type(choice, writer.boundary), headers=headers)
+    return StreamingResponse(
+        stream_instances(archive, rows, choice.transfer_syntax, writer, exact=as_stored),
+        media_type=content_type(choice, writer.boundary),
+        headers=headers,
+    )
 
 
 async def single_instance(archive: Archive, row: InstanceRow, choice: Choice) -> Response:
@@ -128,13 +135,19 @@ async def stored_file(archive: Archive, row: InstanceRow, media_type: str) -> Re
         raise _missing(row)
     if isinstance(content, bytes):
         return Response(content, media_type=media_type)
-    return StreamingResponse(read_chunks(content, 0, row.size), media_type=media_type,
-                             headers={"Content-Length": str(row.size)})
+    return StreamingResponse(
+        read_chunks(content, 0, row.size),
+        media_type=media_type,
+        headers={"Content-Length": str(row.size)},
+    )
 
 
 def _missing(row: InstanceRow) -> HTTPError:
-    return HTTPError(500, f"instance {row.sop_instance_uid} is indexed but its file is "
-                          "missing; run a consistency check")
+    return HTTPError(
+        500,
+        f"instance {row.sop_instance_uid} is indexed but its file is "
+        "missing; run a consistency check",
+    )
 
 
 async def open_blob(archive: Archive, row: InstanceRow):  # type: ignore[no-untyped-def]
@@ -201,15 +214,21 @@ def _load(archive: Archive, row: InstanceRow, target: str) -> Loaded:
         return row.transfer_syntax_uid, fh.read()
 
 
-async def stream_instances(archive: Archive, rows: list[InstanceRow], requested: str | None,
-                           writer: MultipartWriter, exact: bool = False) -> AsyncIterator[bytes]:
+async def stream_instances(
+    archive: Archive,
+    rows: list[InstanceRow],
+    requested: str | None,
+    writer: MultipartWriter,
+    exact: bool = False,
+) -> AsyncIterator[bytes]:
     """Every instance as one part, the next one read while this one is sent.
 
     At most two instances of up to WHOLE bytes are in memory.  A file missing from
     the blob store is skipped, unless the body's length was announced (`exact`): then
     the response is cut short, so the client sees that it is incomplete.
     """
-    def load(row: InstanceRow) -> "asyncio.Future[Loaded]":
+
+    def load(row: InstanceRow) -> asyncio.Future[Loaded]:
         target = target_syntax(requested, row.transfer_syntax_uid)
         return asyncio.ensure_future(blocking(_load, archive, row, target))
 
@@ -221,8 +240,10 @@ async def stream_instances(archive: Archive, rows: list[InstanceRow], requested:
             pending = load(rows[index + 1]) if index + 1 < len(rows) else None
             if content is None:
                 if exact:
-                    raise RuntimeError(f"instance {row.sop_instance_uid}: file missing "
-                                       "from the blob store; response cut short")
+                    raise RuntimeError(
+                        f"instance {row.sop_instance_uid}: file missing "
+                        "from the blob store; response cut short"
+                    )
                 continue
             if isinstance(content, bytes):
                 yield _part_header(writer, syntax)
@@ -240,7 +261,7 @@ async def stream_instances(archive: Archive, rows: list[InstanceRow], requested:
             pending.add_done_callback(_close_unsent)
 
 
-def _close_unsent(future: "asyncio.Future[Loaded]") -> None:
+def _close_unsent(future: asyncio.Future[Loaded]) -> None:
     """A part read ahead for a response that ended first: close its file, if any."""
     if future.cancelled() or future.exception() is not None:
         return

@@ -25,10 +25,26 @@ from isthmus.web.service import blocking, context
 from isthmus.web.wado import stored_file
 
 CONTENT_TYPES = (mt.DICOM, mt.JPEG, mt.PNG, mt.GIF)
-KNOWN = {"requestType", "studyUID", "seriesUID", "objectUID", "contentType", "charset",
-         "anonymize", "annotation", "rows", "columns", "region", "windowCenter",
-         "windowWidth", "frameNumber", "imageQuality", "presentationUID",
-         "presentationSeriesUID", "transferSyntax"}
+KNOWN = {
+    "requestType",
+    "studyUID",
+    "seriesUID",
+    "objectUID",
+    "contentType",
+    "charset",
+    "anonymize",
+    "annotation",
+    "rows",
+    "columns",
+    "region",
+    "windowCenter",
+    "windowWidth",
+    "frameNumber",
+    "imageQuality",
+    "presentationUID",
+    "presentationSeriesUID",
+    "transferSyntax",
+}
 UNSUPPORTED = ("region", "presentationUID", "presentationSeriesUID")
 
 
@@ -45,16 +61,18 @@ async def wado(request: Request) -> Response:
     archive = context(request).archive
     rows = await blocking(archive.instances, study, series, instance)
     if not rows:
-        raise not_found(f"object {instance} of series {series}, study {study} is not in "
-                        "the archive")
+        raise not_found(
+            f"object {instance} of series {series}, study {study} is not in the archive"
+        )
     row = rows[0]
     content_type = _content_type(request, has_pixels=row.pixel_length is not None)
     if content_type == mt.DICOM:
         return await _dicom(request, archive, row)
     frame = non_negative_int(request, "frameNumber", 1) or 1
     if frame > (row.number_of_frames or 1):
-        raise not_found(f"frame {frame} does not exist (the object has "
-                        f"{row.number_of_frames or 1})")
+        raise not_found(
+            f"frame {frame} does not exist (the object has {row.number_of_frames or 1})"
+        )
     image = await rendered(archive, row, frame, content_type, _render_options(request))
     return Response(image, media_type=content_type)
 
@@ -88,8 +106,9 @@ def _content_type(request: Request, has_pixels: bool) -> str:
         media_type = item.split(";")[0].strip().lower()
         if media_type in CONTENT_TYPES:
             if media_type != mt.DICOM and not has_pixels:
-                raise not_acceptable("the object has no pixel data to render; "
-                                     "ask for contentType=application/dicom")
+                raise not_acceptable(
+                    "the object has no pixel data to render; ask for contentType=application/dicom"
+                )
             return media_type
     raise not_acceptable(f"contentType {asked[:80]!r}: supported are {', '.join(CONTENT_TYPES)}")
 
@@ -99,8 +118,10 @@ async def _dicom(request: Request, archive: Any, row: Any) -> Response:
     if syntax and syntax != row.transfer_syntax_uid:
         uid(syntax, "transferSyntax")
         if not can_transcode(row.transfer_syntax_uid, syntax):
-            raise not_acceptable(f"the object is stored in {row.transfer_syntax_uid} and cannot "
-                                 f"be sent in {syntax} here")
+            raise not_acceptable(
+                f"the object is stored in {row.transfer_syntax_uid} and cannot "
+                f"be sent in {syntax} here"
+            )
         return Response(await transcoded(archive, row, syntax), media_type=mt.DICOM)
     return await stored_file(archive, row, mt.DICOM)
 

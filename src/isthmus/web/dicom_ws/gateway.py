@@ -28,12 +28,18 @@ from starlette.websockets import WebSocket
 from isthmus.config import Peer
 from isthmus.dicom import pdu as router_pdu
 from isthmus.dimse.router import set_nodelay
-from isthmus.web.dicom_ws.pipe import (CLOSE_BAD_PDU_FROM_BROWSER, CLOSE_BAD_PDU_FROM_PEER,
-                                       CLOSE_CALLER_GONE, CLOSE_NORMAL, CLOSE_PEER_UNREACHABLE,
-                                       STREAM_LIMIT, Relay, read_pdu)
+from isthmus.web.dicom_ws.pipe import (
+    CLOSE_BAD_PDU_FROM_BROWSER,
+    CLOSE_BAD_PDU_FROM_PEER,
+    CLOSE_CALLER_GONE,
+    CLOSE_NORMAL,
+    CLOSE_PEER_UNREACHABLE,
+    STREAM_LIMIT,
+    Relay,
+    read_pdu,
+)
 from isthmus.web.dicom_ws.policy import GatewayPolicy, Refusal
-from isthmus.web.dicom_ws.validation import (AssociationState, PDUProblem, abort_pdu,
-                                             reject_pdu)
+from isthmus.web.dicom_ws.validation import AssociationState, PDUProblem, abort_pdu, reject_pdu
 from isthmus.web.errors import HTTPError
 
 log = logging.getLogger(__name__)
@@ -136,16 +142,18 @@ class Gateway:
         except HTTPError as exc:
             return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
         address = self.archive_address()
-        return JSONResponse({
-            "archive": self.settings.aet,
-            "dicom_port": address[1] if address else None,
-            "peers": self.policy.reachable(),
-            "aets": list(self.policy.aets),
-            "registered": sorted(self.listeners),
-            "max_pdu": self.settings.dicom_ws_max_pdu,
-            "max_associations": self.settings.dicom_ws_max_associations,
-            "idle_timeout": self.settings.dicom_ws_idle_timeout,
-        })
+        return JSONResponse(
+            {
+                "archive": self.settings.aet,
+                "dicom_port": address[1] if address else None,
+                "peers": self.policy.reachable(),
+                "aets": list(self.policy.aets),
+                "registered": sorted(self.listeners),
+                "max_pdu": self.settings.dicom_ws_max_pdu,
+                "max_associations": self.settings.dicom_ws_max_associations,
+                "idle_timeout": self.settings.dicom_ws_idle_timeout,
+            }
+        )
 
     async def associate(self, websocket: WebSocket) -> None:
         """Outbound: relay the browser's association to a known peer."""
@@ -154,8 +162,11 @@ class Gateway:
             aet = websocket.query_params.get("peer", "")
             peer = self.policy.peer(aet, self.archive_address())
             if not self.reserve(client):
-                raise Refusal(429, f"at most {self.settings.dicom_ws_max_associations} open "
-                                   "associations per client")
+                raise Refusal(
+                    429,
+                    f"at most {self.settings.dicom_ws_max_associations} open "
+                    "associations per client",
+                )
         except Refusal as refusal:
             await _refuse(websocket, refusal)
             return
@@ -169,11 +180,14 @@ class Gateway:
         timeout = min(self.settings.network_timeout, 30.0)
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(peer.host, peer.port, limit=STREAM_LIMIT), timeout)
-        except (OSError, asyncio.TimeoutError) as exc:
+                asyncio.open_connection(peer.host, peer.port, limit=STREAM_LIMIT), timeout
+            )
+        except (TimeoutError, OSError) as exc:
             why = str(exc) or type(exc).__name__
-            await websocket.close(CLOSE_PEER_UNREACHABLE,
-                                  f"peer {peer.aet} at {peer.host}:{peer.port} unreachable: {why}"[:120])
+            await websocket.close(
+                CLOSE_PEER_UNREACHABLE,
+                f"peer {peer.aet} at {peer.host}:{peer.port} unreachable: {why}"[:120],
+            )
             return
         set_nodelay(writer.get_extra_info("socket"))
         state = AssociationState(browser_requests=True, max_pdu=self.settings.dicom_ws_max_pdu)
@@ -186,13 +200,19 @@ class Gateway:
             return
         writer.write(request)
         await writer.drain()
-        await Relay(websocket, reader, writer, state, self.settings.dicom_ws_idle_timeout, label).run()
+        await Relay(
+            websocket, reader, writer, state, self.settings.dicom_ws_idle_timeout, label
+        ).run()
 
-    async def _first_request(self, websocket: WebSocket, state: AssociationState, peer_aet: str) -> bytes:
+    async def _first_request(
+        self, websocket: WebSocket, state: AssociationState, peer_aet: str
+    ) -> bytes:
         """The browser's A-ASSOCIATE-RQ, validated and checked against the policy."""
         try:
-            message = await asyncio.wait_for(websocket.receive(), self.settings.dicom_ws_idle_timeout)
-        except asyncio.TimeoutError:
+            message = await asyncio.wait_for(
+                websocket.receive(), self.settings.dicom_ws_idle_timeout
+            )
+        except TimeoutError:
             raise _Stop(CLOSE_NORMAL, "no A-ASSOCIATE-RQ") from None
         if message["type"] == "websocket.disconnect":
             raise _Stop(None, "")
@@ -204,11 +224,16 @@ class Gateway:
                 raise PDUProblem("the first PDU must be an A-ASSOCIATE-RQ", 2)
             state.check(data, "browser")
         except PDUProblem as problem:
-            raise _Stop(CLOSE_BAD_PDU_FROM_BROWSER, f"invalid PDU from the browser: {problem}",
-                        abort_pdu(problem.reason)) from None
+            raise _Stop(
+                CLOSE_BAD_PDU_FROM_BROWSER,
+                f"invalid PDU from the browser: {problem}",
+                abort_pdu(problem.reason),
+            ) from None
         assert state.request is not None
         if state.request.called_aet != peer_aet:
-            raise _Stop(CLOSE_NORMAL, f"called AE title must be {peer_aet!r}", reject_pdu(*RJ_CALLED_AE))
+            raise _Stop(
+                CLOSE_NORMAL, f"called AE title must be {peer_aet!r}", reject_pdu(*RJ_CALLED_AE)
+            )
         try:
             self.policy.may_use_aet(state.request.calling_aet)
         except Refusal as refusal:
@@ -232,9 +257,14 @@ class Gateway:
         self._register(listener)
         try:
             address = self.archive_address()
-            await websocket.send_json({"type": "registered", "aet": aet,
-                                       "dicom_port": address[1] if address else None,
-                                       "max_pdu": self.settings.dicom_ws_max_pdu})
+            await websocket.send_json(
+                {
+                    "type": "registered",
+                    "aet": aet,
+                    "dicom_port": address[1] if address else None,
+                    "max_pdu": self.settings.dicom_ws_max_pdu,
+                }
+            )
             while (await websocket.receive())["type"] != "websocket.disconnect":
                 pass  # the listen socket carries nothing from the browser
         finally:
@@ -277,14 +307,17 @@ class Gateway:
                 _reject_in_thread(sock, RJ_CALLED_AE)
                 return
             try:
-                asyncio.run_coroutine_threadsafe(self._incoming(listener, sock, address, rq),
-                                                 listener.loop)
+                asyncio.run_coroutine_threadsafe(
+                    self._incoming(listener, sock, address, rq), listener.loop
+                )
             except RuntimeError:
                 _reject_in_thread(sock, RJ_CALLED_AE)
+
         return handle
 
-    async def _incoming(self, listener: Listener, sock: socket.socket, address: Any,
-                        rq: router_pdu.AssociateRequest) -> None:
+    async def _incoming(
+        self, listener: Listener, sock: socket.socket, address: Any, rq: router_pdu.AssociateRequest
+    ) -> None:
         try:
             sock.setblocking(False)
             reader, writer = await asyncio.open_connection(sock=sock, limit=STREAM_LIMIT)
@@ -295,17 +328,29 @@ class Gateway:
             await _reject_caller(reader, writer, RJ_CALLED_AE)
             return
         if not self.reserve(listener.client):
-            log.warning("A-ASSOCIATE-RJ to %s: %s is at its association limit", rq.calling_aet, listener.client)
+            log.warning(
+                "A-ASSOCIATE-RJ to %s: %s is at its association limit",
+                rq.calling_aet,
+                listener.client,
+            )
             await _reject_caller(reader, writer, RJ_LIMIT)
             return
         pending = Pending(secrets.token_urlsafe(18), listener, reader, writer, rq.calling_aet)
         self.pending[pending.id] = pending
         pending.timer = asyncio.get_running_loop().call_later(
-            self.accept_timeout, lambda: asyncio.ensure_future(self._give_up(pending.id, RJ_NO_BROWSER)))
+            self.accept_timeout,
+            lambda: asyncio.ensure_future(self._give_up(pending.id, RJ_NO_BROWSER)),
+        )
         try:
-            await listener.websocket.send_json({"type": "association", "id": pending.id,
-                                                "calling": rq.calling_aet, "called": rq.called_aet,
-                                                "address": str(address[0])})
+            await listener.websocket.send_json(
+                {
+                    "type": "association",
+                    "id": pending.id,
+                    "calling": rq.calling_aet,
+                    "called": rq.called_aet,
+                    "address": str(address[0]),
+                }
+            )
         except Exception:  # the listener is going away; its unregister rejects the caller
             log.info("could not announce an association to %s", listener.aet)
 
@@ -316,8 +361,11 @@ class Gateway:
         if pending.timer:
             pending.timer.cancel()
         try:
-            log.warning("A-ASSOCIATE-RJ to %s: browser %s did not take the association",
-                        pending.calling, pending.listener.aet)
+            log.warning(
+                "A-ASSOCIATE-RJ to %s: browser %s did not take the association",
+                pending.calling,
+                pending.listener.aet,
+            )
             await _reject_caller(pending.reader, pending.writer, rj)
         finally:
             self.release(pending.listener.client)
@@ -347,21 +395,34 @@ class Gateway:
         state = AssociationState(browser_requests=False, max_pdu=self.settings.dicom_ws_max_pdu)
         label = f"{pending.calling} → {pending.listener.aet}"
         try:
-            request = await asyncio.wait_for(read_pdu(pending.reader, state.max_pdu), self.accept_timeout)
+            request = await asyncio.wait_for(
+                read_pdu(pending.reader, state.max_pdu), self.accept_timeout
+            )
             if request is None:
                 raise _Stop(CLOSE_CALLER_GONE, "the caller left before its A-ASSOCIATE-RQ was read")
             state.check(request, "peer")
         except PDUProblem as problem:
             await _close_quietly(pending.writer, abort_pdu(problem.reason))
-            await websocket.close(CLOSE_BAD_PDU_FROM_PEER, f"invalid PDU from the peer: {problem}"[:120])
+            await websocket.close(
+                CLOSE_BAD_PDU_FROM_PEER, f"invalid PDU from the peer: {problem}"[:120]
+            )
             return
-        except (_Stop, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, _Stop, OSError) as exc:
             await _close_quietly(pending.writer)
-            await (exc.apply(websocket) if isinstance(exc, _Stop)
-                   else websocket.close(CLOSE_CALLER_GONE, "the caller is gone"))
+            await (
+                exc.apply(websocket)
+                if isinstance(exc, _Stop)
+                else websocket.close(CLOSE_CALLER_GONE, "the caller is gone")
+            )
             return
-        await Relay(websocket, pending.reader, pending.writer, state,
-                    self.settings.dicom_ws_idle_timeout, label).run(first_to_browser=request)
+        await Relay(
+            websocket,
+            pending.reader,
+            pending.writer,
+            state,
+            self.settings.dicom_ws_idle_timeout,
+            label,
+        ).run(first_to_browser=request)
 
 
 class _Stop(Exception):
@@ -386,7 +447,7 @@ def _authorization(websocket: WebSocket) -> str | None:
         return header
     for proto in websocket.scope.get("subprotocols", []):
         if proto.startswith(TOKEN_PROTOCOL_PREFIX):
-            return "Bearer " + proto[len(TOKEN_PROTOCOL_PREFIX):]
+            return "Bearer " + proto[len(TOKEN_PROTOCOL_PREFIX) :]
     token = websocket.query_params.get("token")
     return f"Bearer {token}" if token else None
 
@@ -408,8 +469,9 @@ async def _close_quietly(writer: asyncio.StreamWriter, last: bytes | None = None
         writer.close()
 
 
-async def _reject_caller(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                         rj: tuple[int, int, int]) -> None:
+async def _reject_caller(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, rj: tuple[int, int, int]
+) -> None:
     """Read the caller's A-ASSOCIATE-RQ (so the close is clean), answer A-ASSOCIATE-RJ."""
     with contextlib.suppress(Exception):
         await asyncio.wait_for(read_pdu(reader, router_pdu.MAX_ASSOCIATE_RQ), 5)

@@ -17,9 +17,16 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from isthmus.web.dicom_ws.validation import (A_ABORT, A_ASSOCIATE_RJ, HEADER,
-                                             PDU_NAMES, AssociationState, PDUProblem,
-                                             abort_pdu, pdu_length)
+from isthmus.web.dicom_ws.validation import (
+    A_ABORT,
+    A_ASSOCIATE_RJ,
+    HEADER,
+    PDU_NAMES,
+    AssociationState,
+    PDUProblem,
+    abort_pdu,
+    pdu_length,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +47,9 @@ STREAM_LIMIT = 4 * 1024 * 1024
 class Ended(Exception):
     """The relay is over: how the WebSocket closes, and what to send the peer first."""
 
-    def __init__(self, code: int, reason: str, to_peer: bytes | None = None,
-                 to_browser: bytes | None = None) -> None:
+    def __init__(
+        self, code: int, reason: str, to_peer: bytes | None = None, to_browser: bytes | None = None
+    ) -> None:
         super().__init__(reason)
         self.code, self.reason, self.to_peer, self.to_browser = code, reason, to_peer, to_browser
 
@@ -58,7 +66,9 @@ async def read_pdu(reader: asyncio.StreamReader, limit: int) -> bytes | None:
     if header[0] not in PDU_NAMES:
         raise PDUProblem(f"unknown PDU type 0x{header[0]:02X}", 1)
     if length > limit:
-        raise PDUProblem(f"{PDU_NAMES[header[0]]} of {length} bytes exceeds the gateway limit of {limit}")
+        raise PDUProblem(
+            f"{PDU_NAMES[header[0]]} of {length} bytes exceeds the gateway limit of {limit}"
+        )
     try:
         return header + await reader.readexactly(length)
     except asyncio.IncompleteReadError:
@@ -81,9 +91,11 @@ class Relay:
 
     async def run(self, first_to_browser: bytes | None = None) -> None:
         """Relay until the association is over; then close both sides."""
-        tasks = [asyncio.create_task(self._browser_to_peer()),
-                 asyncio.create_task(self._peer_to_browser(first_to_browser)),
-                 asyncio.create_task(self._watch_idle())]
+        tasks = [
+            asyncio.create_task(self._browser_to_peer()),
+            asyncio.create_task(self._peer_to_browser(first_to_browser)),
+            asyncio.create_task(self._watch_idle()),
+        ]
         ended = Ended(CLOSE_GATEWAY_STOPPING, "gateway stopping", to_peer=abort_pdu())
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -124,7 +136,9 @@ class Relay:
                 if data is None:
                     if self.state.finished:
                         raise Ended(CLOSE_NORMAL, f"association {self.state.outcome}")
-                    raise Ended(CLOSE_PEER_CLOSED, "the peer closed the connection without release or abort")
+                    raise Ended(
+                        CLOSE_PEER_CLOSED, "the peer closed the connection without release or abort"
+                    )
                 self.state.check(data, "peer")
             except PDUProblem as problem:
                 raise self._bad("peer", problem) from None
@@ -139,19 +153,26 @@ class Relay:
         await self.websocket.send_bytes(data)
 
     def _bad(self, side: str, problem: PDUProblem) -> Ended:
-        log.warning("%s: invalid PDU from the %s, association aborted: %s", self.label, side, problem)
+        log.warning(
+            "%s: invalid PDU from the %s, association aborted: %s", self.label, side, problem
+        )
         code = CLOSE_BAD_PDU_FROM_BROWSER if side == "browser" else CLOSE_BAD_PDU_FROM_PEER
         abort = abort_pdu(problem.reason)
-        return Ended(code, f"invalid PDU from the {side}: {problem}"[:120], to_peer=abort,
-                     to_browser=abort)
+        return Ended(
+            code, f"invalid PDU from the {side}: {problem}"[:120], to_peer=abort, to_browser=abort
+        )
 
     async def _watch_idle(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.idle_timeout / 4))
             if time.monotonic() - self.last_activity > self.idle_timeout:
                 log.info("%s: idle for %.0f s, aborted", self.label, self.idle_timeout)
-                raise Ended(CLOSE_IDLE, f"no PDU for {self.idle_timeout:g} s", to_peer=abort_pdu(),
-                            to_browser=abort_pdu())
+                raise Ended(
+                    CLOSE_IDLE,
+                    f"no PDU for {self.idle_timeout:g} s",
+                    to_peer=abort_pdu(),
+                    to_browser=abort_pdu(),
+                )
 
     async def _finish(self, ended: Ended) -> None:
         if ended.to_peer is not None and not self.state.finished:

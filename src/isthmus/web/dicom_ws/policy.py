@@ -53,8 +53,9 @@ class GatewayPolicy:
         """Where an association to `aet` goes, or Refusal 403/404."""
         if aet not in self.reachable():
             if aet == self.settings.aet or self.settings.peer(aet) is not None:
-                raise Refusal(403, f"peer {aet!r} is not among the peers a browser may reach "
-                                   "(dicom_ws_peers)")
+                raise Refusal(
+                    403, f"peer {aet!r} is not among the peers a browser may reach (dicom_ws_peers)"
+                )
             raise Refusal(404, f"no known peer has AE title {aet!r}")
         if aet == self.settings.aet:
             if archive_address is None:
@@ -75,7 +76,9 @@ class GatewayPolicy:
         if aet in self._reserved:
             raise Refusal(403, f"AE title {aet!r} belongs to this archive or a configured peer")
         if ANY not in self.aets:
-            raise Refusal(403, f"AE title {aet!r} is not among those a browser may use (dicom_ws_aets)")
+            raise Refusal(
+                403, f"AE title {aet!r} is not among those a browser may use (dicom_ws_aets)"
+            )
         return aet
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:

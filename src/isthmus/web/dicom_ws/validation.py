@@ -13,12 +13,28 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from isthmus.dicom.pdu import (A_ABORT, A_ASSOCIATE_AC, A_ASSOCIATE_RJ, A_ASSOCIATE_RQ,
-                               A_RELEASE_RP, A_RELEASE_RQ, P_DATA_TF, abort, associate_rj)
+from isthmus.dicom.pdu import (
+    A_ABORT,
+    A_ASSOCIATE_AC,
+    A_ASSOCIATE_RJ,
+    A_ASSOCIATE_RQ,
+    A_RELEASE_RP,
+    A_RELEASE_RQ,
+    P_DATA_TF,
+    abort,
+    associate_rj,
+)
 from isthmus.dicom.uids import looks_like_uid
 
-PDU_NAMES = {1: "A-ASSOCIATE-RQ", 2: "A-ASSOCIATE-AC", 3: "A-ASSOCIATE-RJ", 4: "P-DATA-TF",
-             5: "A-RELEASE-RQ", 6: "A-RELEASE-RP", 7: "A-ABORT"}
+PDU_NAMES = {
+    1: "A-ASSOCIATE-RQ",
+    2: "A-ASSOCIATE-AC",
+    3: "A-ASSOCIATE-RJ",
+    4: "P-DATA-TF",
+    5: "A-RELEASE-RQ",
+    6: "A-RELEASE-RP",
+    7: "A-ABORT",
+}
 HEADER = 6
 APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1"
 MAX_CONTEXTS = 128
@@ -28,7 +44,6 @@ REASON_UNRECOGNIZED_PDU = 1
 REASON_UNEXPECTED_PDU = 2
 REASON_UNRECOGNIZED_PARAMETER = 4
 REASON_INVALID_PARAMETER = 6
-
 
 
 class PDUProblem(ValueError):
@@ -77,7 +92,7 @@ def _items(data: bytes, start: int, end: int, what: str):
     while offset < end:
         if end - offset < 4:
             raise PDUProblem(f"truncated item header in {what}")
-        kind, length = data[offset], struct.unpack(">H", data[offset + 2:offset + 4])[0]
+        kind, length = data[offset], struct.unpack(">H", data[offset + 2 : offset + 4])[0]
         value = offset + 4
         if value + length > end:
             raise PDUProblem(f"item 0x{kind:02X} overruns {what}")
@@ -114,7 +129,9 @@ def parse_associate(pdu: bytes) -> Associate:
         elif item == 0x50 and max_length is None:
             max_length = _user_information(pdu, start, end)
         else:
-            raise PDUProblem(f"unexpected item 0x{item:02X} in {name}", REASON_UNRECOGNIZED_PARAMETER)
+            raise PDUProblem(
+                f"unexpected item 0x{item:02X} in {name}", REASON_UNRECOGNIZED_PARAMETER
+            )
     if app_context is None:
         raise PDUProblem(f"{name} has no application context")
     if max_length is None:
@@ -142,10 +159,14 @@ def _presentation_context(pdu: bytes, item: int, start: int, end: int) -> tuple[
                 _uid(pdu, s, e, "transfer syntax")
             transfer += 1
         else:
-            raise PDUProblem(f"unexpected sub-item 0x{sub:02X} in presentation context {context_id}")
+            raise PDUProblem(
+                f"unexpected sub-item 0x{sub:02X} in presentation context {context_id}"
+            )
     if item == 0x20:
         if abstract != 1 or transfer == 0:
-            raise PDUProblem(f"presentation context {context_id} needs one abstract and some transfer syntaxes")
+            raise PDUProblem(
+                f"presentation context {context_id} needs one abstract and some transfer syntaxes"
+            )
         return context_id, 0
     if result > 4 or (result == 0 and transfer != 1):
         raise PDUProblem(f"presentation context {context_id} result {result} is not valid")
@@ -179,7 +200,7 @@ def pdv_contexts(pdu: bytes) -> set[int]:
     while offset < end:
         if end - offset < 6:
             raise PDUProblem("truncated PDV item")
-        length = struct.unpack(">I", pdu[offset:offset + 4])[0]
+        length = struct.unpack(">I", pdu[offset : offset + 4])[0]
         if length < 2 or offset + 4 + length > end:
             raise PDUProblem(f"PDV item length {length} does not fit the PDU")
         if pdu[offset + 5] & 0xFC:
@@ -224,21 +245,34 @@ class AssociationState:
         if kind not in PDU_NAMES:
             raise PDUProblem(f"unknown PDU type 0x{kind:02X}", REASON_UNRECOGNIZED_PDU)
         if pdu_length(pdu) != len(pdu) - HEADER:
-            raise PDUProblem(f"{PDU_NAMES[kind]} length field says {pdu_length(pdu)}, "
-                             f"carries {len(pdu) - HEADER}")
+            raise PDUProblem(
+                f"{PDU_NAMES[kind]} length field says {pdu_length(pdu)}, "
+                f"carries {len(pdu) - HEADER}"
+            )
         if len(pdu) - HEADER > self.max_pdu:
-            raise PDUProblem(f"{PDU_NAMES[kind]} of {len(pdu) - HEADER} bytes exceeds the gateway "
-                             f"limit of {self.max_pdu}")
+            raise PDUProblem(
+                f"{PDU_NAMES[kind]} of {len(pdu) - HEADER} bytes exceeds the gateway "
+                f"limit of {self.max_pdu}"
+            )
         role = self._role(side)
-        handler = {A_ASSOCIATE_RQ: self._rq, A_ASSOCIATE_AC: self._ac, A_ASSOCIATE_RJ: self._rj,
-                   P_DATA_TF: self._pdata, A_RELEASE_RQ: self._release,
-                   A_RELEASE_RP: self._release, A_ABORT: self._abort}[kind]
+        handler = {
+            A_ASSOCIATE_RQ: self._rq,
+            A_ASSOCIATE_AC: self._ac,
+            A_ASSOCIATE_RJ: self._rj,
+            P_DATA_TF: self._pdata,
+            A_RELEASE_RQ: self._release,
+            A_RELEASE_RP: self._release,
+            A_ABORT: self._abort,
+        }[kind]
         handler(pdu, side, role)
         return kind
 
     def _unexpected(self, pdu: bytes, side: str) -> PDUProblem:
-        return PDUProblem(f"{PDU_NAMES[pdu[0]]} from the {side} is unexpected while the "
-                          f"association is in phase {self.phase!r}", REASON_UNEXPECTED_PDU)
+        return PDUProblem(
+            f"{PDU_NAMES[pdu[0]]} from the {side} is unexpected while the "
+            f"association is in phase {self.phase!r}",
+            REASON_UNEXPECTED_PDU,
+        )
 
     def _rq(self, pdu: bytes, side: str, role: str) -> None:
         if self.phase != "request" or role != "requestor":
@@ -254,7 +288,9 @@ class AssociationState:
         ac = parse_associate(pdu)
         unknown = set(ac.contexts) - self.proposed
         if unknown:
-            raise PDUProblem(f"A-ASSOCIATE-AC answers presentation contexts never proposed: {sorted(unknown)}")
+            raise PDUProblem(
+                f"A-ASSOCIATE-AC answers presentation contexts never proposed: {sorted(unknown)}"
+            )
         self._note_max_length(side, ac.max_length)
         self.accepted = {cid for cid, result in ac.contexts.items() if result == 0}
         self.phase = "established"
@@ -262,7 +298,9 @@ class AssociationState:
     def _note_max_length(self, side: str, max_length: int) -> None:
         # What the browser can receive must fit through the gateway (PS3.8 D.1: 0 = unlimited).
         if side == "browser" and not 0 < max_length <= self.max_pdu:
-            raise PDUProblem(f"maximum length {max_length} must be 1..{self.max_pdu} (the gateway limit)")
+            raise PDUProblem(
+                f"maximum length {max_length} must be 1..{self.max_pdu} (the gateway limit)"
+            )
         self.max_length[side] = max_length
 
     def _rj(self, pdu: bytes, side: str, role: str) -> None:
@@ -277,8 +315,10 @@ class AssociationState:
         receiver = "peer" if side == "browser" else "browser"
         limit = self.max_length[receiver]
         if limit and len(pdu) - HEADER > limit:
-            raise PDUProblem(f"P-DATA-TF of {len(pdu) - HEADER} bytes exceeds the {receiver}'s "
-                             f"maximum length {limit}")
+            raise PDUProblem(
+                f"P-DATA-TF of {len(pdu) - HEADER} bytes exceeds the {receiver}'s "
+                f"maximum length {limit}"
+            )
         stray = pdv_contexts(pdu) - self.accepted
         if stray:
             raise PDUProblem(f"PDV on presentation context {sorted(stray)} that was not accepted")
