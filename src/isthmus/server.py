@@ -11,8 +11,9 @@ import uvicorn
 
 from isthmus.archive import Archive
 from isthmus.config import ConfigError, Settings
-from isthmus.dimse.peers import AccessControl
 from isthmus.dimse.scp import start_scp
+from isthmus.node.access import AccessControl
+from isthmus.node.router import AssociationRouter
 from isthmus.web.app import create_app
 from isthmus.web.context import WebContext
 
@@ -64,7 +65,7 @@ class Node:
         self.settings = settings
         self.archive = Archive.from_settings(settings)
         self.access = AccessControl(settings)
-        self.router: Any = None
+        self.router: AssociationRouter | None = None
         self._http: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
 

@@ -663,7 +663,7 @@ def test_acceptor_stores_nothing_from_a_transfer_cut_off_mid_data_set(node: Node
             assoc.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     assoc.close()
     still_serving(node)
-    assert eventually(lambda: node.router.scp.associations == 0)
+    assert eventually(lambda: node.router.own.associations == 0)
     assert not node.archive.instances(sop_uid=ds.SOPInstanceUID)
     nothing_half_stored(node)
 
@@ -766,7 +766,7 @@ def test_acceptor_more_associations_than_allowed_get_a_transient_rejection(
     assert (third.kind, tuple(third.body[1:4])) == (A_ASSOCIATE_RJ, (2, 3, 2))
     third.close()
     assert first.release() == A_RELEASE_RP
-    assert eventually(lambda: limited.router.scp.associations <= 1)
+    assert eventually(lambda: limited.router.own.associations <= 1)
     again = RawAssociation(limited, [(1, VERIFICATION, [IMPLICIT_LE])])
     assert again.kind == A_ASSOCIATE_AC
     for assoc in (second, again):
@@ -808,7 +808,7 @@ def test_acceptor_survives_many_broken_associations_and_frees_their_slots(
         assoc.sock.sendall(MALFORMED[name][0])
         assoc.read_pdu()
         assoc.close()
-    assert eventually(lambda: limited.router.scp.associations == 0)
+    assert eventually(lambda: limited.router.own.associations == 0)
     together = [RawAssociation(limited, [(1, VERIFICATION, [IMPLICIT_LE])]) for _ in range(2)]
     assert [a.kind for a in together] == [A_ASSOCIATE_AC, A_ASSOCIATE_AC]
     for assoc in together:

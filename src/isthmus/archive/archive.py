@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from isthmus.archive import index as idx
 from isthmus.archive.index import InstanceRow
 from isthmus.archive.ingest import InstanceRecord, build_record
-from isthmus.archive.matching import Query, find
+from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.storage import BlobStore, open_blob_store
 from isthmus.archive.writer import GroupCommitWriter
 from isthmus.dicom import part10
@@ -288,7 +288,7 @@ class Archive:
                 is not None
             )
 
-    def find(self, query: Query) -> list[dict[str, Any]]:
+    def find(self, query: Query) -> FindResult:
         """Match a C-FIND / QIDO-RS query (PS3.4 C.2.2.2); returns DICOM JSON datasets."""
         with self.engine.connect() as conn:
             return find(conn, query)

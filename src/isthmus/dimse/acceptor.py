@@ -3,7 +3,8 @@
 It implements what Isthmus's services need: A-ASSOCIATE-AC/RJ with presentation
 context and role negotiation (PS3.8 9.3.2-9.3.4, PS3.7 D.3.3.4), P-DATA-TF with PDV
 fragmentation (PS3.8 9.3.5, E.2), A-RELEASE and A-ABORT; then DIMSE messages
-(PS3.7 9.3) go to the services in scp.py and retrieve.py.  Each PDU is read
+(PS3.7 9.3, 10.3) go to the handlers of the node's service table (service.py),
+looked up by command field and SOP class.  Each PDU is read
 straight into one buffer with `recv_into`, and a C-STORE dataset reaches the
 archive without another copy: pynetdicom's general machinery (a DUL thread, event
 queues, copies of every fragment) cost milliseconds per instance.
@@ -16,31 +17,18 @@ import logging
 import select
 import socket
 import struct
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
-
-from pynetdicom.presentation import AllStoragePresentationContexts
+import threading
+from typing import Any
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from isthmus.config import Settings
 from isthmus.dicom import pdu, uids
+from isthmus.dicom.status import UNRECOGNIZED_OPERATION
 from isthmus.dimse import messages as msg
-
-if TYPE_CHECKING:
-    from isthmus.dimse.scp import ArchiveSCP
+from isthmus.dimse.service import Message, ServiceTable
 
 log = logging.getLogger(__name__)
 
-VERIFICATION = "1.2.840.10008.1.1"
-STORAGE_CLASSES = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
-QR_CLASSES = {
-    "1.2.840.10008.5.1.4.1.2.1.1": ("FIND", "PATIENT"),
-    "1.2.840.10008.5.1.4.1.2.2.1": ("FIND", "STUDY"),
-    "1.2.840.10008.5.1.4.1.2.1.2": ("MOVE", "PATIENT"),
-    "1.2.840.10008.5.1.4.1.2.2.2": ("MOVE", "STUDY"),
-    "1.2.840.10008.5.1.4.1.2.1.3": ("GET", "PATIENT"),
-    "1.2.840.10008.5.1.4.1.2.2.3": ("GET", "STUDY"),
-}
-STATUS_UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 C.5.5
 NATIVE = (*uids.UNCOMPRESSED, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)  # PS3.5 A.1-A.5
 HARD_PDU_LIMIT = 64 * 1024 * 1024
 RESULT_ACCEPT, RESULT_ABSTRACT_NOT_SUPPORTED, RESULT_TS_NOT_SUPPORTED = 0, 3, 4
@@ -58,35 +46,36 @@ class PeerAborted(Exception):
     """The requestor sent A-ABORT or closed the connection."""
 
 
-@dataclass
-class Message:
-    """A complete DIMSE message: command set, and the dataset bytes if any."""
+class LocalAE:
+    """The node's own AE on the DICOM port: the router's handler for its AE titles.
 
-    context_id: int
-    command: msg.Command
-    dataset: memoryview | None
+    It serves each association with an Acceptor, from the service table the node
+    built, and counts the associations being served for settings.max_associations.
+    """
 
-    @property
-    def field(self) -> int:
-        return msg.us(self.command, msg.COMMAND_FIELD)
+    def __init__(self, settings: Settings, services: ServiceTable) -> None:
+        self.settings = settings
+        self.services = services
+        self.associations = 0
+        self.associations_lock = threading.Lock()
 
-    @property
-    def message_id(self) -> int:
-        return msg.us(self.command, msg.MESSAGE_ID)
+    def __call__(self, sock: socket.socket, address: Any, rq: pdu.AssociateRequest) -> None:
+        Acceptor(sock, address, rq, self).run()
 
 
 class Acceptor:
     """Serves one association on a connected socket until release, abort or error."""
 
     def __init__(
-        self, sock: socket.socket, address: Any, rq: pdu.AssociateRequest, scp: ArchiveSCP
+        self, sock: socket.socket, address: Any, rq: pdu.AssociateRequest, ae: LocalAE
     ) -> None:
         self.sock = sock
         self.address = address[0] if isinstance(address, tuple) else str(address)
         self.rq = rq  # the router's view (maybe AE titles only); run() reads the whole PDU
         self.calling_aet = rq.calling_aet
-        self.scp = scp
-        self.settings = scp.settings
+        self.ae = ae
+        self.services = ae.services
+        self.settings = ae.settings
         self.syntaxes: dict[int, str] = {}  # accepted context id → transfer syntax
         self.abstract: dict[int, str] = {}  # accepted context id → abstract syntax
         self.scp_role: set[str] = set()  # storage classes we may C-STORE to (C-GET)
@@ -100,10 +89,10 @@ class Acceptor:
 
     # -- association -----------------------------------------------------
     def run(self) -> None:
-        scp = self.scp
-        with scp.associations_lock:
-            scp.associations += 1
-            too_many = scp.associations > self.settings.max_associations
+        ae = self.ae
+        with ae.associations_lock:
+            ae.associations += 1
+            too_many = ae.associations > self.settings.max_associations
         try:
             self.sock.settimeout(self.settings.network_timeout)
             self._read_associate_rq()
@@ -132,8 +121,8 @@ class Acceptor:
             log.exception("association from %s: internal error, A-ABORT", self.calling_aet)
             self._send_quietly(pdu.abort(2, 0))
         finally:
-            with scp.associations_lock:
-                scp.associations -= 1
+            with ae.associations_lock:
+                ae.associations -= 1
             _close(self.sock)
             if self.stored:
                 log.info(
@@ -176,7 +165,9 @@ class Acceptor:
             return False
         roles = tuple(
             pdu.RoleSelection(
-                r.sop_class, r.scu_role, r.scp_role and r.sop_class in STORAGE_CLASSES
+                r.sop_class,
+                r.scu_role,
+                r.scp_role and r.sop_class in self.services.scp_role_classes,
             )
             for r in rq.roles
         )
@@ -195,15 +186,8 @@ class Acceptor:
         return True
 
     def _negotiate(self, cx: pdu.PresentationContextRQ) -> tuple[int, int, str]:
-        if cx.abstract_syntax in STORAGE_CLASSES:
-            offered = uids.STORABLE
-        elif cx.abstract_syntax == VERIFICATION or cx.abstract_syntax in QR_CLASSES:
-            offered = (
-                *uids.PREFERRED_UNCOMPRESSED,
-                uids.EXPLICIT_VR_BIG_ENDIAN,
-                uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
-            )
-        else:
+        offered = self.services.transfer_syntaxes(cx.abstract_syntax)
+        if not offered:  # no service of the table serves this SOP class
             return cx.context_id, RESULT_ABSTRACT_NOT_SUPPORTED, cx.transfer_syntaxes[0]
         proposed = cx.transfer_syntaxes
         if cx.abstract_syntax in self.scp_role:
@@ -233,60 +217,22 @@ class Acceptor:
 
     # -- DIMSE dispatch -------------------------------------------------------
     def _dispatch(self, message: Message) -> None:
+        """Hand `message` to its service in the table (PS3.7 9.3, 10.3)."""
         field_ = message.field
-        abstract = self.abstract[message.context_id]
-        if field_ == msg.C_ECHO_RQ and abstract == VERIFICATION:
-            self.respond(message, msg.C_ECHO_RSP, self.scp.echo(self.calling_aet, self.address))
-        elif (
-            field_ == msg.C_STORE_RQ and abstract in STORAGE_CLASSES and message.dataset is not None
-        ):
-            self._store(message)
-        elif (
-            field_ in (msg.C_FIND_RQ, msg.C_MOVE_RQ, msg.C_GET_RQ)
-            and abstract in QR_CLASSES
-            and message.dataset is not None
-        ):
-            service, root = QR_CLASSES[abstract]
-            from isthmus.dimse import retrieve  # here: retrieve → requestor → router → us
-
-            if service == "FIND" and field_ == msg.C_FIND_RQ:
-                self.scp.find(self, message, root)
-            elif service == "MOVE" and field_ == msg.C_MOVE_RQ:
-                retrieve.move(self.scp, self, message, root)
-            elif service == "GET" and field_ == msg.C_GET_RQ:
-                retrieve.get(self.scp, self, message, root)
-            else:  # a command of another Q/R service on this context
-                self.respond(message, field_ | 0x8000, STATUS_UNRECOGNIZED_OPERATION)
+        service = self.services.service_for(message, self.abstract[message.context_id])
+        if service is not None:
+            service.handler(self, message)
         elif field_ == msg.C_CANCEL_RQ:
             pass  # nothing outstanding: a late cancel is ignored (PS3.7 9.3.2.3)
         else:
-            self.respond(message, field_ | 0x8000, STATUS_UNRECOGNIZED_OPERATION)
-
-    def _store(self, message: Message) -> None:
-        command = message.command
-        sop_class = msg.text(command, msg.AFFECTED_SOP_CLASS)
-        sop_instance = msg.text(command, msg.AFFECTED_SOP_INSTANCE)
-        status, comment = self.scp.store(
-            self.calling_aet,
-            self.address,
-            message.dataset,
-            self.syntaxes[message.context_id],
-            sop_class,
-            sop_instance,
-        )
-        if status == 0:
-            self.stored += 1
-        self.respond(
-            message,
-            msg.C_STORE_RSP,
-            status,
-            comment=comment,
-            extra={msg.AFFECTED_SOP_INSTANCE: sop_instance},
-        )
+            self.respond(message, field_ | 0x8000, UNRECOGNIZED_OPERATION)
 
     # -- what services use ------------------------------------------------
     def transfer_syntax(self, message: Message) -> str:
         return self.syntaxes[message.context_id]
+
+    def abstract_syntax(self, message: Message) -> str:
+        return self.abstract[message.context_id]
 
     def respond(
         self,
@@ -298,6 +244,8 @@ class Acceptor:
         extra: dict[int, Any] | None = None,
     ) -> None:
         """Send a response to `message` (PS3.7 9.3: Message ID Being Responded To, Status)."""
+        if field_ == msg.C_STORE_RSP and status == 0x0000:
+            self.stored += 1
         fields: dict[int, int | str | bytes] = {
             msg.AFFECTED_SOP_CLASS: msg.text(message.command, msg.AFFECTED_SOP_CLASS),
             msg.COMMAND_FIELD: field_,

@@ -12,9 +12,10 @@ from tqdm import tqdm
 
 from isthmus.archive import Archive
 from isthmus.config import Peer, Settings
+from isthmus.dicom.status import SUCCESS
 from isthmus.dimse import scu
-from isthmus.dimse.peers import AccessControl
-from isthmus.dimse.scp import STATUS_SUCCESS, start_scp, store_failure_status
+from isthmus.dimse.scp import start_scp, store_failure_status
+from isthmus.node.access import AccessControl
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def _store(archive: Archive, event: Any) -> int:
         event.context.transfer_syntax,
         source_aet=event.assoc.requestor.ae_title,
     )
-    return STATUS_SUCCESS if result.ok else store_failure_status(result.failure)
+    return SUCCESS if result.ok else store_failure_status(result.failure)
 
 
 def _move_to_self(

@@ -17,7 +17,7 @@ from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Peer
 from isthmus.dicom import pdu
 from isthmus.dimse import messages as msg
-from isthmus.dimse.router import set_nodelay
+from isthmus.node.sockets import set_nodelay
 
 log = logging.getLogger(__name__)
 

@@ -1,38 +1,60 @@
-"""The archive's SCP services: C-ECHO, C-STORE and C-FIND (PS3.4 A, B, C.4.1).
+"""The archive's SCP services: C-ECHO, C-STORE and C-FIND (PS3.4 A, B, C.4.1), and the
+service table that binds them, with retrieve.py's C-MOVE and C-GET, to command fields.
 
-They translate DIMSE to Archive calls and back and own nothing else; the
-association itself is acceptor.py's, C-MOVE and C-GET are retrieve.py's.
+The services translate DIMSE to Archive calls and back and own nothing else; the
+association itself is acceptor.py's.  `start_scp` composes the DIMSE door: the
+service table (service.py), the node's own AE (acceptor.LocalAE) and the DICOM
+port (isthmus.node.router), which takes the AE as a handler and imports no service.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pynetdicom.presentation import AllStoragePresentationContexts
 
 from isthmus.archive import Archive, Query, QueryError
 from isthmus.config import Settings
+from isthmus.dicom import uids
+from isthmus.dicom.status import (
+    CANCEL,
+    CANNOT_UNDERSTAND,
+    DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
+    NOT_AUTHORIZED,
+    OUT_OF_RESOURCES,
+    PENDING,
+    PROCESSING_FAILURE,
+    SUCCESS,
+    UNABLE_TO_PROCESS,
+)
 from isthmus.dimse import messages as msg
+from isthmus.dimse.acceptor import LocalAE
 from isthmus.dimse.identifiers import identifier_keys, result_dataset
-from isthmus.dimse.peers import STATUS_NOT_AUTHORIZED, AccessControl
-from isthmus.dimse.router import AssociationRouter
-
-if TYPE_CHECKING:
-    from isthmus.dimse.acceptor import Acceptor, Message
+from isthmus.dimse.retrieve import RetrieveSCP
+from isthmus.dimse.service import Channel, Message, Service, ServiceTable
+from isthmus.node.access import AccessControl
+from isthmus.node.router import AssociationRouter
 
 log = logging.getLogger(__name__)
 
-# C-STORE statuses (PS3.4 B.2.3)
-STATUS_SUCCESS = 0x0000
-STATUS_OUT_OF_RESOURCES = 0xA700
-STATUS_DATASET_MISMATCH = 0xA900
-STATUS_CANNOT_UNDERSTAND = 0xC000
-STATUS_PROCESSING_FAILURE = 0x0110
-# C-FIND (PS3.4 C.4.1.1.4)
-STATUS_PENDING = 0xFF00
-STATUS_CANCEL = 0xFE00
-STATUS_IDENTIFIER_MISMATCH = 0xA900
-STATUS_UNABLE_TO_PROCESS = 0xC000
+# SOP classes of the services (PS3.4 A.4, B.5, C.6.1.1, C.6.2.1)
+VERIFICATION = "1.2.840.10008.1.1"
+STORAGE_CLASSES = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
+FIND_ROOTS = {
+    "1.2.840.10008.5.1.4.1.2.1.1": "PATIENT",
+    "1.2.840.10008.5.1.4.1.2.2.1": "STUDY",
+}
+MOVE_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.2.1.2", "1.2.840.10008.5.1.4.1.2.2.2"})
+GET_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.2.1.3", "1.2.840.10008.5.1.4.1.2.2.3"})
+# What we accept for commands and identifiers: any native syntax, deflate included.
+COMMAND_SYNTAXES = (
+    *uids.PREFERRED_UNCOMPRESSED,
+    uids.EXPLICIT_VR_BIG_ENDIAN,
+    uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+)
 
 
 class ArchiveSCP:
@@ -42,17 +64,35 @@ class ArchiveSCP:
         self.archive = archive
         self.settings = settings
         self.access = access
-        # Associations being served now, for settings.max_associations (acceptor.py).
-        self.associations = 0
-        self.associations_lock = threading.Lock()
+
+    def c_echo(self, channel: Channel, message: Message) -> None:
+        """Service table handler: C-ECHO."""
+        channel.respond(message, msg.C_ECHO_RSP, self.echo(channel.calling_aet, channel.address))
+
+    def c_store(self, channel: Channel, message: Message) -> None:
+        """Service table handler: C-STORE, answered with the instance's UID (PS3.7 9.3.1.2)."""
+        command = message.command
+        sop_class = msg.text(command, msg.AFFECTED_SOP_CLASS)
+        sop_instance = msg.text(command, msg.AFFECTED_SOP_INSTANCE)
+        status, comment = self.store(
+            channel.calling_aet,
+            channel.address,
+            message.dataset,
+            channel.transfer_syntax(message),
+            sop_class,
+            sop_instance,
+        )
+        channel.respond(
+            message,
+            msg.C_STORE_RSP,
+            status,
+            comment=comment,
+            extra={msg.AFFECTED_SOP_INSTANCE: sop_instance},
+        )
 
     def echo(self, calling_aet: str, address: str | None) -> int:
         """C-ECHO (PS3.4 A.4)."""
-        return (
-            STATUS_SUCCESS
-            if self.access.allowed("echo", calling_aet, address)
-            else STATUS_NOT_AUTHORIZED
-        )
+        return SUCCESS if self.access.allowed("echo", calling_aet, address) else NOT_AUTHORIZED
 
     def store(
         self,
@@ -68,25 +108,24 @@ class ArchiveSCP:
         Returns the status and, on failure, an error comment.
         """
         if not self.access.allowed("store", calling_aet, address):
-            return STATUS_NOT_AUTHORIZED, "not authorized"
+            return NOT_AUTHORIZED, "not authorized"
         result = self.archive.store(
             dataset, transfer_syntax, source_aet=calling_aet, expected=(sop_class, sop_instance)
         )
         if result.ok:
-            return STATUS_SUCCESS, None
+            return SUCCESS, None
         log.warning("C-STORE from %s refused: %s", calling_aet, result.reason)
         return store_failure_status(result.failure), result.reason
 
-    def find(self, channel: Acceptor, message: Message, root: str) -> None:
+    def find(self, channel: Channel, message: Message) -> None:
         """C-FIND (PS3.4 C.4.1): a pending response per match, then the final one."""
+        root = FIND_ROOTS[channel.abstract_syntax(message)]
         if not self.access.allowed("find", channel.calling_aet, channel.address):
-            channel.respond(
-                message, msg.C_FIND_RSP, STATUS_NOT_AUTHORIZED, comment="not authorized"
-            )
+            channel.respond(message, msg.C_FIND_RSP, NOT_AUTHORIZED, comment="not authorized")
             return
         ts = channel.transfer_syntax(message)
         try:
-            identifier = msg.decode_identifier(message.dataset, ts)
+            identifier = msg.decode_identifier(message.require_dataset(), ts)
             level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
             if level not in ("PATIENT", "STUDY", "SERIES", "IMAGE"):
                 raise QueryError(
@@ -97,41 +136,62 @@ class ArchiveSCP:
             )
             matches = self.archive.find(query).matches
         except QueryError as exc:
-            channel.respond(message, msg.C_FIND_RSP, STATUS_IDENTIFIER_MISMATCH, comment=str(exc))
+            channel.respond(
+                message, msg.C_FIND_RSP, IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=str(exc)
+            )
             return
         except Exception as exc:  # an identifier pydicom cannot read
             log.warning("C-FIND from %s: %s", channel.calling_aet, exc)
             channel.respond(
                 message,
                 msg.C_FIND_RSP,
-                STATUS_UNABLE_TO_PROCESS,
+                UNABLE_TO_PROCESS,
                 comment="identifier cannot be decoded",
             )
             return
         for match in matches:
             if channel.cancelled(message):
-                channel.respond(message, msg.C_FIND_RSP, STATUS_CANCEL)
+                channel.respond(message, msg.C_FIND_RSP, CANCEL)
                 return
             result = result_dataset(match, level, self.settings.aet)
             channel.respond(
-                message, msg.C_FIND_RSP, STATUS_PENDING, dataset=msg.encode_identifier(result, ts)
+                message, msg.C_FIND_RSP, PENDING, dataset=msg.encode_identifier(result, ts)
             )
-        channel.respond(message, msg.C_FIND_RSP, STATUS_SUCCESS)
+        channel.respond(message, msg.C_FIND_RSP, SUCCESS)
 
 
 def store_failure_status(failure: str | None) -> int:
     """C-STORE failure status for an archive failure kind (PS3.4 B.2.3)."""
     return {
-        "resources": STATUS_OUT_OF_RESOURCES,
-        "invalid": STATUS_CANNOT_UNDERSTAND,
-        "mismatch": STATUS_DATASET_MISMATCH,
-    }.get(failure or "", STATUS_PROCESSING_FAILURE)
+        "resources": OUT_OF_RESOURCES,
+        "invalid": CANNOT_UNDERSTAND,
+        "mismatch": DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    }.get(failure or "", PROCESSING_FAILURE)
+
+
+def service_table(archive: Archive, settings: Settings, access: AccessControl) -> ServiceTable:
+    """The archive's DIMSE services by command field (PS3.7 9.3): what the acceptor serves.
+
+    A new service (an N-CREATE for UPS, say) is one more entry here.
+    """
+    scp = ArchiveSCP(archive, settings, access)
+    retrieve = RetrieveSCP(archive, settings, access)
+    services = {
+        msg.C_ECHO_RQ: Service(
+            "C-ECHO", frozenset({VERIFICATION}), COMMAND_SYNTAXES, scp.c_echo, needs_dataset=False
+        ),
+        msg.C_STORE_RQ: Service("C-STORE", STORAGE_CLASSES, uids.STORABLE, scp.c_store),
+        msg.C_FIND_RQ: Service("C-FIND", frozenset(FIND_ROOTS), COMMAND_SYNTAXES, scp.find),
+        msg.C_MOVE_RQ: Service("C-MOVE", MOVE_CLASSES, COMMAND_SYNTAXES, retrieve.move),
+        msg.C_GET_RQ: Service("C-GET", GET_CLASSES, COMMAND_SYNTAXES, retrieve.get),
+    }
+    return ServiceTable(services, scp_role_classes=STORAGE_CLASSES)
 
 
 def start_scp(archive: Archive, settings: Settings, access: AccessControl) -> AssociationRouter:
     """Bind the DICOM port and serve in a background thread; returns the router."""
-    scp = ArchiveSCP(archive, settings, access)
-    server = AssociationRouter((settings.host, settings.dicom_port), scp)
+    own = LocalAE(settings, service_table(archive, settings, access))
+    server = AssociationRouter((settings.host, settings.dicom_port), own)
     server.own_aets = {settings.aet}
     server.accept_any = settings.accept_any_called_aet
     thread = threading.Thread(

@@ -1,7 +1,9 @@
 """SCU helpers: C-ECHO, C-STORE, C-FIND, C-MOVE and C-GET towards a peer (PS3.4).
 
-Used by the command line and by tests; files are sent without decoding their pixel
-data (pynetdicom's chunked send streams the dataset from the file).
+Used by the command line and by tests.  C-ECHO, C-FIND, C-MOVE and C-GET go through
+pynetdicom; C-STORE (`send`) goes through the lean requestor (requestor.py), which
+sends each file's dataset bytes as they are, transcoded only when the peer accepted
+none of its syntaxes (contexts.py, shared with the SCP's C-MOVE and C-GET).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import build_role
-from pynetdicom.sop_class import (
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at run time
     PatientRootQueryRetrieveInformationModelFind,
     PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
@@ -29,9 +31,10 @@ from pynetdicom.sop_class import (
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Peer
 from isthmus.dicom import part10, uids
+from isthmus.dicom.status import PENDING, PENDING_WARNING, SUCCESS, is_warning
+from isthmus.dimse.contexts import accepted_syntaxes, contexts_for_syntaxes, encode_for
 from isthmus.dimse.requestor import AssociationFailed, Requestor
-from isthmus.dimse.retrieve import contexts_for_syntaxes, encode_for, is_warning
-from isthmus.dimse.router import nodelay_handler
+from isthmus.node.sockets import nodelay_handler
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +143,7 @@ def _send_one(
     requestor: Requestor, path: Path, sop_class: str, ts: str, report: SendReport
 ) -> None:
     """Send one file as it is, or transcoded when the peer did not accept its syntax."""
-    syntaxes = {
-        t: requestor.context_for(sop_class, t) for t in requestor.accepted_syntaxes(sop_class)
-    }
+    syntaxes = accepted_syntaxes(requestor.accepted, sop_class)
     try:
         data = path.read_bytes()
         meta, _ = part10.split_part10(data)
@@ -155,7 +156,7 @@ def _send_one(
     except (OSError, AssociationFailed) as exc:
         report.failed.append((str(path), str(exc)))
         return
-    if status == 0x0000 or is_warning(status):
+    if status == SUCCESS or is_warning(status):
         report.sent += 1
     else:
         report.failed.append((str(path), f"status 0x{status:04X}"))
@@ -198,9 +199,10 @@ def find(
             if not status:
                 raise SCUError(f"{peer} stopped answering the C-FIND")
             code = int(status.Status)
-            if code in (0xFF00, 0xFF01):
-                results.append(match)
-            elif code != 0x0000:
+            if code in (PENDING, PENDING_WARNING):
+                if match is not None:
+                    results.append(match)
+            elif code != SUCCESS:
                 comment = status.get("ErrorComment", "")
                 raise SCUError(f"C-FIND failed with status 0x{code:04X} {comment}".strip())
     finally:
@@ -274,7 +276,7 @@ def _collect(
         report.completed = int(status.get("NumberOfCompletedSuboperations", report.completed) or 0)
         report.failed = int(status.get("NumberOfFailedSuboperations", report.failed) or 0)
         report.warning = int(status.get("NumberOfWarningSuboperations", report.warning) or 0)
-        if code in (0xFF00, 0xFF01):
+        if code in (PENDING, PENDING_WARNING):
             if progress:
                 progress(status)
             continue

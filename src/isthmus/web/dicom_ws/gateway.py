@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket
 
 from isthmus.config import Peer
 from isthmus.dicom import pdu as router_pdu
-from isthmus.dimse.router import set_nodelay
+from isthmus.node.sockets import set_nodelay
 from isthmus.web.dicom_ws.pipe import (
     CLOSE_BAD_PDU_FROM_BROWSER,
     CLOSE_BAD_PDU_FROM_PEER,

@@ -10,13 +10,12 @@ from collections.abc import Callable
 
 import pytest
 
+from dimse.support import address, associate_rq, peer, read_pdu, run_ok
 from isthmus.dicom.pdu import AssociateRequest
 from isthmus.dimse import scu
 from isthmus.server import Node
 from isthmus.testing import dcmtk
 from isthmus.testing.generate import StudySpec, write_study
-
-from .support import address, associate_rq, peer, read_pdu, run_ok
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 VERIFICATION = "1.2.840.10008.1.1"
@@ -133,7 +132,7 @@ def test_connection_closed_in_the_middle_of_the_request_frees_its_thread(
     previous = router.peek_timeout
     router.peek_timeout = 20.0
     try:
-        with caplog.at_level("WARNING", logger="isthmus.dimse.router"):
+        with caplog.at_level("WARNING", logger="isthmus.node.router"):
             with connect(module_node) as sock:
                 sock.sendall(associate_rq("ISTHMUS", "HALF", [(1, CT, [EXPLICIT_LE])])[:20])
             for _ in range(50):

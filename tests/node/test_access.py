@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
+from dimse.support import address, peer, run_ok
 from isthmus.config import Peer, Settings
 from isthmus.dimse import scu
-from isthmus.dimse.peers import AccessControl
+from isthmus.node.access import AccessControl
 from isthmus.server import Node
 from isthmus.testing import catalogue, dcmtk
 from isthmus.testing.catalogue import study_uid
 from isthmus.testing.generate import StudySpec, write_study
-
-from .support import address, peer, run_ok
 
 NOT_AUTHORIZED = 0x0124
 EVERYTHING_KNOWN = {s: "known" for s in ("echo", "store", "find", "move", "get")}

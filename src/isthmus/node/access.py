@@ -4,7 +4,10 @@ The peer list (config file and ``--peer``) is also the access-control list: a
 service whose rule is "known" is open only to calling AE titles in it (and, with
 ``check_peer_host``, only from the peer's host).  C-MOVE destinations must always
 be known: a peer from the list, or an AE registered at run time by another door
-(e.g. a browser through the DICOM-over-WebSocket gateway).
+(e.g. a browser through the DICOM-over-WebSocket gateway).  Every door asks the
+same object: the DIMSE door per service, the WebSocket gateway and the relay when
+they register AEs as destinations.  A refusal is answered with the door's own
+"not authorized" (DIMSE: isthmus.dicom.status.NOT_AUTHORIZED, PS3.7 Annex C).
 """
 
 from __future__ import annotations
@@ -19,12 +22,9 @@ from isthmus.config import Peer, Settings
 
 log = logging.getLogger(__name__)
 
-# PS3.7 C.5.2 general status "Refused: Not Authorized".
-STATUS_NOT_AUTHORIZED = 0x0124
-
 
 class AccessControl:
-    """Decides who may use which DIMSE service, and where C-MOVE may send."""
+    """Decides who may use which DICOM service, and where C-MOVE may send."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -71,7 +71,7 @@ class AccessControl:
 
 def _same_host(host: str, address: str) -> bool:
     try:
-        wanted = {info[4][0] for info in socket.getaddrinfo(host, None)}
+        wanted = {str(info[4][0]) for info in socket.getaddrinfo(host, None)}
     except OSError:
         return False
     try:
@@ -81,7 +81,7 @@ def _same_host(host: str, address: str) -> bool:
     return any(_ip_equal(addr, w) for w in wanted)
 
 
-def _ip_equal(addr: ipaddress._BaseAddress, other: str) -> bool:
+def _ip_equal(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, other: str) -> bool:
     try:
         o = ipaddress.ip_address(other)
     except ValueError:

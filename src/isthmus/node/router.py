@@ -2,13 +2,15 @@
 
 The listener reads - without consuming - the A-ASSOCIATE-RQ that opens every
 association (PS3.8 9.3.2), looks at the called AE title and hands the connection
-to the archive's own SCP (pynetdicom), to a route registered by another door
-(a browser AE through the WebSocket gateway, a site through the relay), or
-answers A-ASSOCIATE-RJ "called AE title not recognized" (PS3.8 9.3.4).
+to the handler of the node's own AE titles (the DIMSE door's acceptor), to a route
+registered by another door (a browser AE through the WebSocket gateway, a site
+through the relay), or answers A-ASSOCIATE-RJ "called AE title not recognized"
+(PS3.8 9.3.4).  It imports no service: whoever starts it passes the handlers.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import select
 import socket
@@ -19,27 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 from isthmus.dicom import pdu
-from isthmus.dimse import acceptor
+from isthmus.node.sockets import set_nodelay
 
 log = logging.getLogger(__name__)
 
-# handler(socket, client address, parsed request): owns the socket from then on.
+# handler(socket, client address, parsed request): owns the socket from then on.  For
+# the own AE titles the request may hold the AE titles only (see _peek_associate).
 RouteHandler = Callable[[socket.socket, Any, pdu.AssociateRequest], None]
-
-
-def set_nodelay(sock: socket.socket) -> None:
-    """Disable Nagle's algorithm: DIMSE is request/response (DESIGN.md measurements)."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError:
-        pass
-
-
-def nodelay_handler(event: Any) -> None:
-    """pynetdicom EVT_CONN_OPEN handler: TCP_NODELAY on an outbound association's socket."""
-    sock = getattr(getattr(event.assoc.dul, "socket", None), "socket", None)
-    if isinstance(sock, socket.socket):
-        set_nodelay(sock)
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -56,16 +44,16 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
     accept_any: bool
     peek_timeout: float = 30.0
 
-    def __init__(self, address: tuple[str, int], scp: Any) -> None:
-        import ipaddress
-
+    def __init__(self, address: tuple[str, int], own: RouteHandler) -> None:
+        """Listen on `address`; `own` serves the called AE titles in `own_aets` (and any
+        title not routed elsewhere when `accept_any` is set)."""
         try:
             if ipaddress.ip_address(address[0]).version == 6:
                 self.address_family = socket.AF_INET6
         except ValueError:
             pass
         super().__init__(address, _Handler)
-        self.scp = scp
+        self.own = own
         self.own_aets = set()
         self.accept_any = False
         self._routes: dict[str, RouteHandler] = {}
@@ -74,6 +62,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
 
     # -- routing table ---------------------------------------------------
     def add_route(self, called_aet: str, handler: RouteHandler) -> None:
+        """Send associations called `called_aet` to `handler` (before the own AE titles)."""
         with self._lock:
             self._routes[called_aet.strip()] = handler
 
@@ -103,7 +92,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         if rq.called_aet in self.own_aets or self.accept_any:
             with self._lock:
                 self._handed.add(id(request))
-            acceptor.Acceptor(request, client_address, rq, self.scp).run()
+            self.own(request, client_address, rq)
             return
         log.warning(
             "A-ASSOCIATE-RJ to %r at %s: called AE title %r not recognized",
