@@ -158,7 +158,9 @@ def migrate(engine: Engine) -> int:
                 log.info("index: applying migration %d (%s)", number, step.__doc__)
                 step(conn)
                 conn.execute(
-                    schema_version.insert().values(version=number, applied_at=datetime.now(UTC))
+                    schema_version.insert().values(
+                        version=number, applied_at=datetime.now(UTC)
+                    )
                 )
                 current = number
     return current
