@@ -97,7 +97,7 @@ class Node:
 
     @property
     def dicom_port(self) -> int:
-        return self.router.server_address[1] if self.router else self.settings.dicom_port
+        return int(self.router.server_address[1]) if self.router else self.settings.dicom_port
 
     @property
     def http_port(self) -> int:

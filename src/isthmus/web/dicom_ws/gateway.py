@@ -273,7 +273,8 @@ class Gateway:
     def _register(self, listener: Listener) -> None:
         aet = listener.aet
         self.listeners[aet] = listener
-        self.ctx.router.add_route(aet, self._route_handler(aet))
+        if self.ctx.router is not None:  # listen() refuses when there is no DICOM port
+            self.ctx.router.add_route(aet, self._route_handler(aet))
         if self.ctx.access is not None:
             self.ctx.access.register_destination(aet, lambda: self._move_destination(aet))
         log.info("AE title %s registered by %s", aet, listener.client)
@@ -283,7 +284,8 @@ class Gateway:
         if self.listeners.get(aet) is not listener:
             return
         del self.listeners[aet]
-        self.ctx.router.remove_route(aet)
+        if self.ctx.router is not None:
+            self.ctx.router.remove_route(aet)
         if self.ctx.access is not None:
             self.ctx.access.unregister_destination(aet)
         for pending in [p for p in self.pending.values() if p.listener is listener]:
