@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from isthmus import __version__
 from isthmus.config import ConfigError, Peer, Settings, load
+from isthmus.dicom.status import SUCCESS
 
 log = logging.getLogger("isthmus")
 
@@ -320,7 +321,7 @@ def _retrieve(args: argparse.Namespace) -> int:
         f"retrieved {report.completed} instance(s), {report.failed} failed, "
         f"{report.warning} warning(s) (final status 0x{report.status:04X})"
     )
-    return 0 if report.status in (0x0000,) and not report.failed else 1
+    return 0 if report.status == SUCCESS and not report.failed else 1
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from typing import Any
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Settings
 from isthmus.dicom import pdu, uids
-from isthmus.dicom.status import UNRECOGNIZED_OPERATION
+from isthmus.dicom.status import PENDING, PENDING_WARNING, SUCCESS, UNRECOGNIZED_OPERATION
 from isthmus.dimse import messages as msg
 from isthmus.dimse.service import Message, ServiceTable
 
@@ -244,7 +244,7 @@ class Acceptor:
         extra: dict[int, Any] | None = None,
     ) -> None:
         """Send a response to `message` (PS3.7 9.3: Message ID Being Responded To, Status)."""
-        if field_ == msg.C_STORE_RSP and status == 0x0000:
+        if field_ == msg.C_STORE_RSP and status == SUCCESS:
             self.stored += 1
         fields: dict[int, int | str | bytes] = {
             msg.AFFECTED_SOP_CLASS: msg.text(message.command, msg.AFFECTED_SOP_CLASS),
@@ -253,7 +253,7 @@ class Acceptor:
             msg.DATASET_TYPE: msg.NO_DATASET if dataset is None else msg.HAS_DATASET,
             msg.STATUS: status,
         }
-        if comment and status not in (0x0000, 0xFF00, 0xFF01):
+        if comment and status not in (SUCCESS, PENDING, PENDING_WARNING):  # failures, warnings
             fields[msg.ERROR_COMMENT] = comment[:64]
         fields.update(extra or {})
         self._send_message(message.context_id, msg.encode_command(fields), dataset)
