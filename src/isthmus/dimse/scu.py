@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.association import Association
 from pynetdicom.presentation import build_role
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at run time
@@ -289,6 +289,4 @@ def _collect(
 
 def common_storage_classes(limit: int = 60) -> list[str]:
     """The storage SOP classes to offer in a C-GET when the study's classes are unknown."""
-    from pynetdicom import StoragePresentationContexts
-
     return [str(cx.abstract_syntax) for cx in StoragePresentationContexts][:limit]
