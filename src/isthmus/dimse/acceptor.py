@@ -24,7 +24,7 @@ from pynetdicom.presentation import AllStoragePresentationContexts
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.dicom import uids
-from isthmus.dicom.ul import errors, pdata, pdu, transport, validation
+from isthmus.dicom.ul import errors, items, pdata, pdu, transport, validation
 from isthmus.dicom.ul.errors import PDUError
 from isthmus.dicom.ul.items import (
     APPLICATION_CONTEXT,
@@ -52,7 +52,6 @@ QR_CLASSES = {
 }
 STATUS_UNRECOGNIZED_OPERATION = 0x0211  # PS3.7 C.5.5
 NATIVE = (*uids.UNCOMPRESSED, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)  # PS3.5 A.1-A.5
-RESULT_ACCEPT, RESULT_ABSTRACT_NOT_SUPPORTED, RESULT_TS_NOT_SUPPORTED = 0, 3, 4  # table 9-18
 
 
 class AbortAssociation(Exception):
@@ -165,34 +164,9 @@ class Acceptor:
     def _accept(self) -> bool:
         """Negotiate (PS3.8 9.3.3, PS3.7 D.3.2): the first proposed syntax we support."""
         rq = self.rq
-        if not rq.protocol_version & 1:
-            self._send_quietly(
-                pdu.associate_rj(
-                    pdu.RESULT_PERMANENT,
-                    pdu.SOURCE_SERVICE_PROVIDER_ACSE,
-                    pdu.REASON_PROTOCOL_VERSION_NOT_SUPPORTED,
-                )
-            )
-            return False
-        if rq.application_context != APPLICATION_CONTEXT:
-            self._send_quietly(
-                pdu.associate_rj(
-                    pdu.RESULT_PERMANENT,
-                    pdu.SOURCE_SERVICE_USER,
-                    pdu.REASON_APPLICATION_CONTEXT_NOT_SUPPORTED,
-                )
-            )
-            return False
-        if 0 < rq.max_length < pdata.MIN_PEER_MAX_LENGTH:
-            # No P-DATA-TF fits (PS3.8 D.1): fragmenting for it would never end.
-            log.warning(
-                "A-ASSOCIATE-RJ to %s: maximum PDU length %d", self.calling_aet, rq.max_length
-            )
-            self._send_quietly(
-                pdu.associate_rj(
-                    pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, pdu.REASON_NO_REASON
-                )
-            )
+        refusal = self._refusal(rq)
+        if refusal is not None:
+            self._send_quietly(pdu.associate_rj(pdu.RESULT_PERMANENT, *refusal))
             return False
         roles = tuple(
             RoleSelection(r.sop_class, r.scu_role, r.scp_role and r.sop_class in STORAGE_CLASSES)
@@ -210,6 +184,20 @@ class Acceptor:
         self.sock.sendall(ac.encode())
         return True
 
+    def _refusal(self, rq: pdu.AAssociateRQ) -> tuple[int, int] | None:
+        """Source and reason of a permanent A-ASSOCIATE-RJ (PS3.8 9.3.4), or None."""
+        if not rq.protocol_version & 1:  # PS3.8 9.3.2: only bit 0 (version 1) is tested
+            return pdu.SOURCE_SERVICE_PROVIDER_ACSE, pdu.REASON_PROTOCOL_VERSION_NOT_SUPPORTED
+        if rq.application_context != APPLICATION_CONTEXT:
+            return pdu.SOURCE_SERVICE_USER, pdu.REASON_APPLICATION_CONTEXT_NOT_SUPPORTED
+        if 0 < rq.max_length < pdata.MIN_PEER_MAX_LENGTH:
+            # No P-DATA-TF fits (PS3.8 D.1): fragmenting for it would never end.
+            log.warning(
+                "A-ASSOCIATE-RJ to %s: maximum PDU length %d", rq.calling_aet, rq.max_length
+            )
+            return pdu.SOURCE_SERVICE_USER, pdu.REASON_NO_REASON
+        return None
+
     def _negotiate(self, cx: PresentationContextRQ) -> PresentationContextAC:
         if cx.abstract_syntax in STORAGE_CLASSES:
             offered = uids.STORABLE
@@ -221,7 +209,7 @@ class Acceptor:
             )
         else:
             return PresentationContextAC(
-                cx.context_id, RESULT_ABSTRACT_NOT_SUPPORTED, cx.transfer_syntaxes[0]
+                cx.context_id, items.ABSTRACT_SYNTAX_NOT_SUPPORTED, cx.transfer_syntaxes[0]
             )
         proposed = cx.transfer_syntaxes
         if cx.abstract_syntax in self.scp_role:
@@ -231,11 +219,11 @@ class Acceptor:
         choice = next((ts for ts in proposed if ts in offered), None)
         if choice is None:
             return PresentationContextAC(
-                cx.context_id, RESULT_TS_NOT_SUPPORTED, cx.transfer_syntaxes[0]
+                cx.context_id, items.TRANSFER_SYNTAXES_NOT_SUPPORTED, cx.transfer_syntaxes[0]
             )
         self.syntaxes[cx.context_id] = choice
         self.abstract[cx.context_id] = cx.abstract_syntax
-        return PresentationContextAC(cx.context_id, RESULT_ACCEPT, choice)
+        return PresentationContextAC(cx.context_id, items.ACCEPTANCE, choice)
 
     def _serve(self) -> None:
         """Messages in order until A-RELEASE-RQ, answered once every message received

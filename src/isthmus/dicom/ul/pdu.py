@@ -38,7 +38,7 @@ from isthmus.dicom.ul.items import (
     text,
 )
 
-# PDU types (PS3.8 table 9-1... 9-26)
+# PDU types (PS3.8 9.3.2-9.3.8)
 A_ASSOCIATE_RQ = 0x01
 A_ASSOCIATE_AC = 0x02
 A_ASSOCIATE_RJ = 0x03
