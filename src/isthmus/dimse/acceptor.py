@@ -406,7 +406,7 @@ class Acceptor:
         """Read one PDU; queue its PDVs.  False after A-RELEASE-RQ (to be answered)."""
         kind, body = transport.read_pdu(self.sock)
         if kind == pdu.P_DATA_TF:
-            self._pdvs.extend(pdata.split_pdvs(memoryview(body), self.syntaxes))
+            pdata.split_pdvs(memoryview(body), self.syntaxes, self._pdvs)
             return True
         if kind == pdu.A_RELEASE_RQ:
             pdu.check_fixed_length(kind, len(body))

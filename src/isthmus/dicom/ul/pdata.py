@@ -10,7 +10,7 @@ tuple, and copy a fragment only when a message spans several (to join them).
 from __future__ import annotations
 
 import struct
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterator, MutableSequence
 
 from isthmus.dicom.ul.errors import INVALID_PARAMETER, UNEXPECTED_PARAMETER, PDUError
 from isthmus.dicom.ul.pdu import P_DATA_TF
@@ -23,22 +23,32 @@ COMMAND = 1  # message control header bit 0 (PS3.8 E.2)
 LAST = 2  # bit 1
 
 Fragment = tuple[int, int, memoryview]  # presentation context ID, control header, value
+_LENGTH = struct.Struct(">I").unpack_from
 
 
-def split_pdvs(body: memoryview, accepted: Container[int] | None = None) -> list[Fragment]:
+def split_pdvs(
+    body: memoryview,
+    accepted: Container[int] | None = None,
+    out: MutableSequence[Fragment] | None = None,
+) -> MutableSequence[Fragment]:
     """The PDVs of a P-DATA-TF body (after its 6-byte header), as views into it.
 
     PS3.8 9.3.5: one or more PDV items, each `length(4) context-id(1) control(1) value`,
     length counting the last two fields and the value.  With `accepted`, a PDV on any
     other presentation context is refused (PS3.8 9.3.5.1: an accepted context).
+    Fragments are appended to `out` when given (the acceptor's queue), else to a new list.
     Bits 2-7 of the control header are not tested (PS3.8 E.2: "never checked").
     """
-    out = []
+    if out is None:
+        out = []
+    append = out.append
     pos, end = 0, len(body)
+    if not end:
+        raise PDUError("P-DATA-TF carries no PDV", INVALID_PARAMETER)
     while pos < end:
         if end - pos < 6:
             raise PDUError("truncated PDV item", INVALID_PARAMETER)
-        length = struct.unpack_from(">I", body, pos)[0]
+        (length,) = _LENGTH(body, pos)
         if length < 2 or pos + 4 + length > end:
             raise PDUError(f"PDV item length {length} does not fit the PDU", INVALID_PARAMETER)
         context_id = body[pos + 4]
@@ -47,10 +57,8 @@ def split_pdvs(body: memoryview, accepted: Container[int] | None = None) -> list
                 f"PDV on presentation context [{context_id}] that was not accepted",
                 INVALID_PARAMETER,
             )
-        out.append((context_id, body[pos + 5], body[pos + 6 : pos + 4 + length]))
+        append((context_id, body[pos + 5], body[pos + 6 : pos + 4 + length]))
         pos += 4 + length
-    if not out:
-        raise PDUError("P-DATA-TF carries no PDV", INVALID_PARAMETER)
     return out
 
 
@@ -89,29 +97,34 @@ class Assembler:
     set follows; `reset()` after each complete message.
     """
 
-    __slots__ = ("context_id", "in_command", "_fragments")
+    __slots__ = ("context_id", "_kind", "_fragments")
 
     def __init__(self) -> None:
         self.context_id: int | None = None
-        self.in_command = True
+        self._kind = COMMAND  # the control bit 0 the next fragment must have
         self._fragments: list[memoryview] = []
 
+    @property
+    def in_command(self) -> bool:
+        """Is the command set still being assembled (or not yet begun)?"""
+        return self._kind == COMMAND
+
     def reset(self) -> None:
-        self.context_id, self.in_command = None, True
+        self.context_id, self._kind = None, COMMAND
         self._fragments = []
 
     def expect_dataset(self) -> None:
-        self.in_command = False
+        self._kind = 0
 
     def add(self, context_id: int, control: int, data: memoryview) -> memoryview | None:
         """Add a fragment; the whole command set or data set once its last one came."""
-        if self.context_id is None:
+        if context_id != self.context_id:
+            if self.context_id is not None:
+                raise PDUError("context changed mid-message", UNEXPECTED_PARAMETER)
             if not control & COMMAND:
                 raise PDUError("dataset before command", UNEXPECTED_PARAMETER)
             self.context_id = context_id
-        elif context_id != self.context_id:
-            raise PDUError("context changed mid-message", UNEXPECTED_PARAMETER)
-        if bool(control & COMMAND) != self.in_command:
+        if control & COMMAND != self._kind:
             raise PDUError("command and dataset interleaved", UNEXPECTED_PARAMETER)
         if not control & LAST:
             self._fragments.append(data)
