@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import Any
 
 from isthmus.dicom.ul import pdu, validation
-from isthmus.dicom.ul.errors import PDUError
 from isthmus.dimse import acceptor
 
 log = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         set_nodelay(request)
         try:
             rq = self._peek_associate(request)
-        except (PDUError, OSError) as exc:
+        except (pdu.PDUError, OSError) as exc:
             log.warning("connection from %s dropped before association: %s", client_address, exc)
             _send_quietly(request, pdu.abort())
             return
@@ -136,12 +135,12 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         deadline = time.monotonic() + self.peek_timeout
         header = _peek(sock, pdu.PDU_HEADER, deadline)
         if header[0] != pdu.A_ASSOCIATE_RQ:
-            raise PDUError(f"first PDU is type 0x{header[0]:02X}, not A-ASSOCIATE-RQ")
+            raise pdu.PDUError(f"first PDU is type 0x{header[0]:02X}, not A-ASSOCIATE-RQ")
         length = pdu.PDU_HEADER + pdu.pdu_length(header)
         if length > pdu.MAX_ASSOCIATE_RQ:
-            raise PDUError(f"A-ASSOCIATE-RQ of {length} bytes is too large")
+            raise pdu.PDUError(f"A-ASSOCIATE-RQ of {length} bytes is too large")
         if length < pdu.PDU_HEADER + pdu.FIXED_LENGTH:
-            raise PDUError(f"A-ASSOCIATE-RQ of {length} bytes is too short")
+            raise pdu.PDUError(f"A-ASSOCIATE-RQ of {length} bytes is too short")
         titles = pdu.parse_titles(_peek(sock, pdu.TITLES_END, deadline))
         if self.route_for(titles.called_aet) is None:
             return titles
@@ -154,17 +153,17 @@ def _peek(sock: socket.socket, size: int, deadline: float) -> bytes:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise PDUError("timed out waiting for A-ASSOCIATE-RQ")
+                raise pdu.PDUError("timed out waiting for A-ASSOCIATE-RQ")
             sock.settimeout(remaining)
             data = sock.recv(size, socket.MSG_PEEK | socket.MSG_WAITALL)
             if not data:
-                raise PDUError("connection closed before A-ASSOCIATE-RQ")
+                raise pdu.PDUError("connection closed before A-ASSOCIATE-RQ")
             if len(data) >= size:
                 return data
             # Part of it is here.  The socket stays readable while those bytes wait, so
             # wait for the peer to close (POLLRDHUP) a little, then look again.
             if _peer_closed(sock, min(remaining, 0.05)):
-                raise PDUError("connection closed in the middle of A-ASSOCIATE-RQ")
+                raise pdu.PDUError("connection closed in the middle of A-ASSOCIATE-RQ")
     finally:
         sock.settimeout(previous)
 

@@ -21,8 +21,8 @@ from isthmus.dicom.ul.errors import (
     UNEXPECTED_PARAMETER,
     UNRECOGNIZED_PARAMETER,
     UNRECOGNIZED_PDU,
-    PDUError,
 )
+from isthmus.dicom.ul.errors import PDUError as PDUError  # re-exported: pdu.PDUError
 from isthmus.dicom.ul.items import (
     APPLICATION_CONTEXT,
     APPLICATION_CONTEXT_ITEM,
