@@ -11,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from dimse.support import address, associate_rq, peer, read_pdu, run_ok
-from isthmus.dicom.pdu import AssociateRequest
+from isthmus.dicom.ul.pdu import AAssociateRQ
 from isthmus.dimse import scu
 from isthmus.server import Node
 from isthmus.testing import dcmtk
@@ -72,10 +72,10 @@ def test_accept_any_called_aet_answers_every_called_title(
 
 
 def test_registered_route_receives_the_connection_and_request(module_node: Node) -> None:
-    handed: list[tuple[AssociateRequest, int]] = []
+    handed: list[tuple[AAssociateRQ, int]] = []
     done = threading.Event()
 
-    def handler(sock: socket.socket, _address, rq: AssociateRequest) -> None:
+    def handler(sock: socket.socket, _address, rq: AAssociateRQ) -> None:
         handed.append((rq, sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
         sock.sendall(b"routed")
         sock.close()

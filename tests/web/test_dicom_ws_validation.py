@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from isthmus.web.dicom_ws.validation import AssociationState, PDUProblem, abort_pdu
+from isthmus.dicom.ul.errors import PDUError
+from isthmus.dicom.ul.pdu import abort
+from isthmus.web.dicom_ws.validation import AssociationState
 
 from .dicom_ws_support import (
     IMPLICIT_LE,
@@ -52,32 +54,32 @@ def test_p_data_after_release_is_unexpected() -> None:
     state.check(RELEASE_RQ, "browser")
     state.check(p_data(1, echo_rq_command()), "peer")  # the acceptor may still send (PS3.8 Sta8)
     state.check(RELEASE_RP, "peer")
-    with pytest.raises(PDUProblem, match="unexpected"):
+    with pytest.raises(PDUError, match="unexpected"):
         state.check(p_data(1, echo_rq_command()), "browser")
 
 
 def test_only_the_acceptor_answers_an_association_request() -> None:
     state = AssociationState(browser_requests=False, max_pdu=65536)
     state.check(associate_rq("BROWSER", "CALLER"), "peer")
-    with pytest.raises(PDUProblem, match="A-ASSOCIATE-AC from the peer is unexpected"):
+    with pytest.raises(PDUError, match="A-ASSOCIATE-AC from the peer is unexpected"):
         state.check(associate_ac("BROWSER", "CALLER", [(1, 0, IMPLICIT_LE)]), "peer")
 
 
 def test_an_answer_to_a_context_never_proposed_is_refused() -> None:
     state = AssociationState(browser_requests=True, max_pdu=65536)
     state.check(associate_rq("PEER", "BROWSER"), "browser")
-    with pytest.raises(PDUProblem, match=r"never proposed: \[5\]"):
+    with pytest.raises(PDUError, match=r"never proposed: \[5\]"):
         state.check(associate_ac("PEER", "BROWSER", [(5, 0, IMPLICIT_LE)]), "peer")
 
 
 def test_a_rejected_context_cannot_carry_data() -> None:
-    with pytest.raises(PDUProblem, match=r"context \[3\] that was not accepted"):
+    with pytest.raises(PDUError, match=r"context \[3\] that was not accepted"):
         established().check(p_data(3, echo_rq_command()), "browser")
 
 
 def test_an_abort_ends_the_association_in_any_phase() -> None:
     for state in (AssociationState(browser_requests=True, max_pdu=65536), established()):
-        state.check(abort_pdu(), "peer")
+        state.check(abort(), "peer")
         assert (state.finished, state.outcome) == (True, "aborted")
 
 
@@ -104,5 +106,5 @@ def test_an_abort_ends_the_association_in_any_phase() -> None:
     ],
 )
 def test_malformed_association_requests_are_refused(rq: bytes, message: str) -> None:
-    with pytest.raises(PDUProblem, match=message):
+    with pytest.raises(PDUError, match=message):
         AssociationState(browser_requests=True, max_pdu=1 << 20).check(rq, "browser")

@@ -4,10 +4,11 @@ It implements what Isthmus's services need: A-ASSOCIATE-AC/RJ with presentation
 context and role negotiation (PS3.8 9.3.2-9.3.4, PS3.7 D.3.3.4), P-DATA-TF with PDV
 fragmentation (PS3.8 9.3.5, E.2), A-RELEASE and A-ABORT; then DIMSE messages
 (PS3.7 9.3, 10.3) go to the handlers of the node's service table (service.py),
-looked up by command field and SOP class.  Each PDU is read
-straight into one buffer with `recv_into`, and a C-STORE dataset reaches the
-archive without another copy: pynetdicom's general machinery (a DUL thread, event
-queues, copies of every fragment) cost milliseconds per instance.
+looked up by command field and SOP class.  PDUs, their validation, PDVs and socket
+I/O come from `isthmus.dicom.ul`, shared with the requestor and the WebSocket
+gateway.  Each PDU is read straight into one buffer with `recv_into`, and a C-STORE
+dataset reaches the archive without another copy: pynetdicom's general machinery (a
+DUL thread, event queues, copies of every fragment) cost milliseconds per instance.
 """
 
 from __future__ import annotations
@@ -16,22 +17,28 @@ import collections
 import logging
 import select
 import socket
-import struct
 import threading
 from typing import Any
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Settings
-from isthmus.dicom import pdu, uids
+from isthmus.dicom import uids
 from isthmus.dicom.status import PENDING, PENDING_WARNING, SUCCESS, UNRECOGNIZED_OPERATION
+from isthmus.dicom.ul import errors, items, pdata, pdu, transport, validation
+from isthmus.dicom.ul.errors import PDUError
+from isthmus.dicom.ul.items import (
+    APPLICATION_CONTEXT,
+    PresentationContextAC,
+    PresentationContextRQ,
+    RoleSelection,
+    UserInformation,
+)
 from isthmus.dimse import messages as msg
 from isthmus.dimse.service import Message, ServiceTable
 
 log = logging.getLogger(__name__)
 
 NATIVE = (*uids.UNCOMPRESSED, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)  # PS3.5 A.1-A.5
-HARD_PDU_LIMIT = 64 * 1024 * 1024
-RESULT_ACCEPT, RESULT_ABSTRACT_NOT_SUPPORTED, RESULT_TS_NOT_SUPPORTED = 0, 3, 4
 
 
 class AbortAssociation(Exception):
@@ -59,7 +66,7 @@ class LocalAE:
         self.associations = 0
         self.associations_lock = threading.Lock()
 
-    def __call__(self, sock: socket.socket, address: Any, rq: pdu.AssociateRequest) -> None:
+    def __call__(self, sock: socket.socket, address: Any, rq: pdu.AAssociateRQ) -> None:
         Acceptor(sock, address, rq, self).run()
 
 
@@ -67,7 +74,7 @@ class Acceptor:
     """Serves one association on a connected socket until release, abort or error."""
 
     def __init__(
-        self, sock: socket.socket, address: Any, rq: pdu.AssociateRequest, ae: LocalAE
+        self, sock: socket.socket, address: Any, rq: pdu.AAssociateRQ, ae: LocalAE
     ) -> None:
         self.sock = sock
         self.address = address[0] if isinstance(address, tuple) else str(address)
@@ -81,7 +88,8 @@ class Acceptor:
         self.scp_role: set[str] = set()  # storage classes we may C-STORE to (C-GET)
         self.peer_max_pdu = 0
         self.release_requested = False  # A-RELEASE-RQ received, not yet answered
-        self._pdvs: collections.deque[tuple[int, int, memoryview]] = collections.deque()
+        self._pdvs: collections.deque[pdata.Fragment] = collections.deque()
+        self._assembler = pdata.Assembler()
         self._cancelled: set[int] = set()
         self._deferred: list[Message] = []
         self._next_id = 1
@@ -107,19 +115,19 @@ class Acceptor:
                 return
             if self._accept():
                 self._serve()
-        except AbortAssociation as exc:
+        except (AbortAssociation, PDUError) as exc:
             log.warning("A-ABORT to %s (%s): %s", self.calling_aet, self.address, exc)
-            self._send_quietly(pdu.abort(2, exc.reason))
+            self._send_quietly(pdu.abort(pdu.ABORT_SOURCE_PROVIDER, exc.reason))
         except (PeerAborted, EOFError, ConnectionError):
             if self.release_requested:  # released in the middle of C-GET sub-operations
-                self._send_quietly(pdu.release_rp())
+                self._send_quietly(pdu.RELEASE_RP)
             log.info("association from %s ended without release", self.calling_aet)
         except TimeoutError:
             log.warning("association from %s idle too long: A-ABORT", self.calling_aet)
-            self._send_quietly(pdu.abort(2, 0))
+            self._send_quietly(pdu.abort())
         except Exception:  # a bug must cost this association only, and tell the peer
             log.exception("association from %s: internal error, A-ABORT", self.calling_aet)
-            self._send_quietly(pdu.abort(2, 0))
+            self._send_quietly(pdu.abort())
         finally:
             with ae.associations_lock:
                 ae.associations -= 1
@@ -130,41 +138,26 @@ class Acceptor:
                 )
 
     def _read_associate_rq(self) -> None:
-        """Read the A-ASSOCIATE-RQ the router peeked at and parse all of it (PS3.8 9.3.2)."""
-        kind, body = self._read_pdu()
-        if kind != pdu.A_ASSOCIATE_RQ or len(body) > pdu.MAX_ASSOCIATE_RQ:
-            raise AbortAssociation(pdu.ABORT_UNEXPECTED_PDU, "no A-ASSOCIATE-RQ")
-        try:
-            self.rq = pdu.parse_associate_rq(struct.pack(">BBI", kind, 0, len(body)) + body)
-        except pdu.PDUError as exc:
-            raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER, str(exc)) from None
+        """Read the A-ASSOCIATE-RQ the router peeked at, and decode and validate all of it
+        (PS3.8 9.3.2; the policy is `ul.validation`'s)."""
+        header = transport.recv_exactly(self.sock, pdu.PDU_HEADER)
+        if header[0] != pdu.A_ASSOCIATE_RQ:
+            raise AbortAssociation(errors.UNEXPECTED_PDU, "no A-ASSOCIATE-RQ")
+        length = transport.check_header(header, pdu.MAX_ASSOCIATE_RQ)
+        body = transport.recv_exactly(self.sock, length)
+        self.rq = validation.parse_associate_rq(bytes(header) + body)
         self.calling_aet = self.rq.calling_aet
         self.peer_max_pdu = self.rq.max_length
 
     def _accept(self) -> bool:
         """Negotiate (PS3.8 9.3.3, PS3.7 D.3.2): the first proposed syntax we support."""
         rq = self.rq
-        if not rq.protocol_version & 1:
-            self._send_quietly(
-                pdu.associate_rj(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_PROVIDER_ACSE, 2)
-            )
-            return False
-        if rq.application_context != pdu.APPLICATION_CONTEXT:
-            self._send_quietly(pdu.associate_rj(pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, 2))
-            return False
-        if 0 < rq.max_length < pdu.MIN_PEER_MAX_LENGTH:
-            # No P-DATA-TF fits (PS3.8 D.1): fragmenting for it would never end.
-            log.warning(
-                "A-ASSOCIATE-RJ to %s: maximum PDU length %d", self.calling_aet, rq.max_length
-            )
-            self._send_quietly(
-                pdu.associate_rj(
-                    pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, pdu.REASON_NO_REASON
-                )
-            )
+        refusal = self._refusal(rq)
+        if refusal is not None:
+            self._send_quietly(pdu.associate_rj(pdu.RESULT_PERMANENT, *refusal))
             return False
         roles = tuple(
-            pdu.RoleSelection(
+            RoleSelection(
                 r.sop_class,
                 r.scu_role,
                 r.scp_role and r.sop_class in self.services.scp_role_classes,
@@ -173,22 +166,36 @@ class Acceptor:
         )
         self.scp_role = {r.sop_class for r in roles if r.scp_role}
         results = [self._negotiate(cx) for cx in rq.contexts]
-        self.sock.sendall(
-            pdu.associate_ac(
-                rq,
-                results,
-                self.settings.max_pdu,
-                IMPLEMENTATION_CLASS_UID,
-                IMPLEMENTATION_VERSION_NAME,
-                roles,
-            )
+        user = UserInformation(
+            max_length=self.settings.max_pdu,
+            implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+            implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+            roles=roles,
         )
+        ac = pdu.AAssociateAC(rq.called_aet, rq.calling_aet, user=user, contexts=tuple(results))
+        self.sock.sendall(ac.encode())
         return True
 
-    def _negotiate(self, cx: pdu.PresentationContextRQ) -> tuple[int, int, str]:
+    def _refusal(self, rq: pdu.AAssociateRQ) -> tuple[int, int] | None:
+        """Source and reason of a permanent A-ASSOCIATE-RJ (PS3.8 9.3.4), or None."""
+        if not rq.protocol_version & 1:  # PS3.8 9.3.2: only bit 0 (version 1) is tested
+            return pdu.SOURCE_SERVICE_PROVIDER_ACSE, pdu.REASON_PROTOCOL_VERSION_NOT_SUPPORTED
+        if rq.application_context != APPLICATION_CONTEXT:
+            return pdu.SOURCE_SERVICE_USER, pdu.REASON_APPLICATION_CONTEXT_NOT_SUPPORTED
+        if 0 < rq.max_length < pdata.MIN_PEER_MAX_LENGTH:
+            # No P-DATA-TF fits (PS3.8 D.1): fragmenting for it would never end.
+            log.warning(
+                "A-ASSOCIATE-RJ to %s: maximum PDU length %d", rq.calling_aet, rq.max_length
+            )
+            return pdu.SOURCE_SERVICE_USER, pdu.REASON_NO_REASON
+        return None
+
+    def _negotiate(self, cx: PresentationContextRQ) -> PresentationContextAC:
         offered = self.services.transfer_syntaxes(cx.abstract_syntax)
         if not offered:  # no service of the table serves this SOP class
-            return cx.context_id, RESULT_ABSTRACT_NOT_SUPPORTED, cx.transfer_syntaxes[0]
+            return PresentationContextAC(
+                cx.context_id, items.ABSTRACT_SYNTAX_NOT_SUPPORTED, cx.transfer_syntaxes[0]
+            )
         proposed = cx.transfer_syntaxes
         if cx.abstract_syntax in self.scp_role:
             # We send on this context (C-GET sub-operations): a native syntax first, which
@@ -196,10 +203,12 @@ class Acceptor:
             proposed = tuple(sorted(proposed, key=lambda ts: ts not in NATIVE))
         choice = next((ts for ts in proposed if ts in offered), None)
         if choice is None:
-            return cx.context_id, RESULT_TS_NOT_SUPPORTED, cx.transfer_syntaxes[0]
+            return PresentationContextAC(
+                cx.context_id, items.TRANSFER_SYNTAXES_NOT_SUPPORTED, cx.transfer_syntaxes[0]
+            )
         self.syntaxes[cx.context_id] = choice
         self.abstract[cx.context_id] = cx.abstract_syntax
-        return cx.context_id, RESULT_ACCEPT, choice
+        return PresentationContextAC(cx.context_id, items.ACCEPTANCE, choice)
 
     def _serve(self) -> None:
         """Messages in order until A-RELEASE-RQ, answered once every message received
@@ -211,7 +220,7 @@ class Acceptor:
             else:
                 message = None if self.release_requested else self.next_message()
             if message is None:
-                self.sock.sendall(pdu.release_rp())
+                self.sock.sendall(pdu.RELEASE_RP)
                 return
             self._dispatch(message)
 
@@ -262,11 +271,11 @@ class Acceptor:
         self, context_id: int, command: bytes, dataset: bytes | memoryview | None
     ) -> None:
         parts: list[bytes | memoryview] = list(
-            msg.p_data(context_id, command, True, self.peer_max_pdu)
+            pdata.fragment(context_id, command, True, self.peer_max_pdu)
         )
         if dataset is not None:
-            parts += msg.p_data(context_id, dataset, False, self.peer_max_pdu)
-        msg.send_all(self.sock, parts)
+            parts += pdata.fragment(context_id, dataset, False, self.peer_max_pdu)
+        transport.send_all(self.sock, parts)
 
     def storage_syntaxes(self, sop_class: str) -> dict[str, int]:
         """Transfer syntax → context id, for C-STORE sub-operations to the requestor (C-GET)."""
@@ -312,81 +321,49 @@ class Acceptor:
 
     # -- PDUs and PDVs --------------------------------------------------------
     def next_message(self) -> Message | None:
-        """Assemble the next complete message; None after A-RELEASE-RQ (not yet answered:
-        release_requested is set)."""
-        context_id, command, fragments = None, None, []
+        """Assemble the next complete message (PS3.8 E.2); None after A-RELEASE-RQ (not
+        yet answered: release_requested is set)."""
+        assembler = self._assembler
+        command: msg.Command | None = None
         while True:
             if self.release_requested:
+                assembler.reset()
                 return None
             if not self._pdvs:
                 if not self._read_p_data():
+                    assembler.reset()
                     return None
                 continue
-            cid, control, data = self._pdvs.popleft()
-            if context_id is None:
-                if not control & 1:
-                    raise AbortAssociation(pdu.ABORT_UNEXPECTED_PARAMETER, "dataset before command")
-                context_id = cid
-            if cid != context_id:
-                raise AbortAssociation(
-                    pdu.ABORT_UNEXPECTED_PARAMETER, "context changed mid-message"
-                )
-            is_command, is_last = bool(control & 1), bool(control & 2)
-            if is_command != (command is None):
-                raise AbortAssociation(
-                    pdu.ABORT_UNEXPECTED_PARAMETER, "command and dataset interleaved"
-                )
-            fragments.append(data)
-            if not is_last:
+            payload = assembler.add(*self._pdvs.popleft())
+            if payload is None:
                 continue
-            if command is None:
-                try:
-                    command = msg.decode_command(b"".join(fragments))
-                except msg.MalformedCommand as exc:
-                    raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER, str(exc)) from None
-                fragments = []
-                if msg.us(command, msg.DATASET_TYPE) == msg.NO_DATASET:
-                    return Message(context_id, command, None)
-                continue
-            dataset = fragments[0] if len(fragments) == 1 else memoryview(b"".join(fragments))
-            return Message(context_id, command, dataset)
+            context_id = assembler.context_id
+            assert context_id is not None
+            if command is not None:  # the data set
+                assembler.reset()
+                return Message(context_id, command, payload)
+            try:
+                command = msg.decode_command(payload)
+            except msg.MalformedCommand as exc:
+                raise AbortAssociation(errors.INVALID_PARAMETER, str(exc)) from None
+            if msg.us(command, msg.DATASET_TYPE) == msg.NO_DATASET:
+                assembler.reset()
+                return Message(context_id, command, None)
+            assembler.expect_dataset()
 
     def _read_p_data(self) -> bool:
         """Read one PDU; queue its PDVs.  False after A-RELEASE-RQ (to be answered)."""
-        kind, body = self._read_pdu()
+        kind, body = transport.read_pdu(self.sock)
+        if kind == pdu.P_DATA_TF:
+            pdata.split_pdvs(memoryview(body), self.syntaxes, self._pdvs)
+            return True
         if kind == pdu.A_RELEASE_RQ:
+            pdu.check_fixed_length(kind, len(body))
             self.release_requested = True
             return False
-        if kind == pdu.A_ABORT:
+        if kind == pdu.A_ABORT:  # of any length: the association ends either way
             raise PeerAborted("A-ABORT from the requestor")
-        if kind != pdu.P_DATA_TF:
-            raise AbortAssociation(pdu.ABORT_UNEXPECTED_PDU, f"unexpected PDU 0x{kind:02X}")
-        view = memoryview(body)
-        pos = 0
-        while pos < len(body):
-            if len(body) - pos < 6:
-                raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER, "truncated PDV item")
-            length = struct.unpack_from(">I", body, pos)[0]
-            context_id, control = body[pos + 4], body[pos + 5]
-            if length < 2 or pos + 4 + length > len(body):
-                raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER, "PDV length overruns PDU")
-            if context_id not in self.syntaxes:
-                raise AbortAssociation(
-                    pdu.ABORT_INVALID_PARAMETER,
-                    f"PDV on unaccepted presentation context {context_id}",
-                )
-            self._pdvs.append((context_id, control, view[pos + 6 : pos + 4 + length]))
-            pos += 4 + length
-        return True
-
-    def _read_pdu(self) -> tuple[int, bytearray]:
-        header = msg.recv_exactly(self.sock, 6)
-        kind, length = header[0], struct.unpack(">I", header[2:6])[0]
-        if kind not in pdu.PDU_TYPES:
-            raise AbortAssociation(pdu.ABORT_UNRECOGNIZED_PDU, f"PDU type 0x{kind:02X}")
-        if length > HARD_PDU_LIMIT:
-            raise AbortAssociation(pdu.ABORT_INVALID_PARAMETER, f"PDU of {length} bytes")
-        return kind, msg.recv_exactly(self.sock, length)
+        raise AbortAssociation(errors.UNEXPECTED_PDU, f"unexpected PDU 0x{kind:02X}")
 
     def _send_quietly(self, data: bytes) -> None:
         try:

@@ -1,4 +1,6 @@
-"""DIMSE messages on the wire: command sets (PS3.7 6.3, 9.3, E) and P-DATA framing (PS3.8 9.3.5).
+"""DIMSE messages: command sets (PS3.7 6.3, 9.3, E) and query/retrieve identifiers.
+
+P-DATA framing and socket I/O are the upper layer's (PS3.8): `isthmus.dicom.ul`.
 
 Command sets are always Implicit VR Little Endian, group 0000.  A command is
 held as {element number: raw value bytes}; helpers read and build the few fields
@@ -8,9 +10,7 @@ the services use.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
 from io import BytesIO
-from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
@@ -70,7 +70,7 @@ class MalformedCommand(ValueError):
 Command = dict[int, bytes]
 
 
-def decode_command(data: bytes) -> Command:
+def decode_command(data: bytes | memoryview) -> Command:
     """Elements of a command set, by element number (PS3.7 6.3.1)."""
     out: Command = {}
     pos = 0
@@ -129,58 +129,6 @@ def us(command: Command, element: int) -> int:
 
 def text(command: Command, element: int) -> str:
     return command.get(element, b"").decode("ascii", "replace").strip(" \x00")
-
-
-def p_data(
-    context_id: int, payload: bytes | memoryview, is_command: bool, max_pdu: int
-) -> Iterator[bytes | memoryview]:
-    """P-DATA-TF PDUs carrying `payload` in fragments that respect the peer's maximum
-    PDU length (PS3.8 9.3.5, E.2); 0 means unlimited.  Fragments have even lengths, as
-    DICOM data has (DCMTK aborts on an odd one), also when the peer's maximum is odd."""
-    limit = (max_pdu or 0x7FFFFFFF) - 6  # PDV item header: length(4) + id(1) + control(1)
-    limit -= limit % 2
-    if limit < 2:  # would yield empty fragments forever; negotiation refuses such peers
-        raise ValueError(f"maximum PDU length {max_pdu} cannot carry a PDV")
-    view = memoryview(payload)
-    total = len(view)
-    pos = 0
-    while True:
-        chunk = view[pos : pos + limit]
-        pos += len(chunk)
-        last = pos >= total
-        control = (1 if is_command else 0) | (2 if last else 0)
-        header = struct.pack(
-            ">BBIIBB", 0x04, 0, len(chunk) + 6, len(chunk) + 2, context_id, control
-        )
-        yield header
-        yield chunk
-        if last:
-            return
-
-
-def send_all(sock: Any, parts: Iterable[bytes | memoryview]) -> None:
-    """Send buffers with as few system calls as the kernel allows (sendmsg gathers)."""
-    pending = [memoryview(p).cast("B") for p in parts if len(p)]
-    while pending:
-        sent = sock.sendmsg(pending[:512])
-        while pending and sent >= len(pending[0]):
-            sent -= len(pending[0])
-            pending.pop(0)
-        if pending and sent:
-            pending[0] = pending[0][sent:]
-
-
-def recv_exactly(sock: Any, size: int) -> bytearray:
-    """Read exactly `size` bytes into one buffer (raises EOFError if the peer closes)."""
-    buf = bytearray(size)
-    view = memoryview(buf)
-    got = 0
-    while got < size:
-        n = sock.recv_into(view[got:], size - got)
-        if n == 0:
-            raise EOFError("connection closed")
-        got += n
-    return buf
 
 
 def decode_identifier(data: bytes | memoryview, transfer_syntax: str) -> Dataset:

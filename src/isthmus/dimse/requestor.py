@@ -3,19 +3,21 @@
 C-MOVE sub-operations send instances exactly as stored; going through pynetdicom
 would decode and re-encode every dataset.  This opens an association, negotiates
 the presentation contexts the caller asks for, and sends each dataset's bytes in
-P-DATA fragments sized to the peer's maximum PDU length.
+P-DATA fragments sized to the peer's maximum PDU length.  PDUs, their validation and
+PDVs come from `isthmus.dicom.ul`, as for the acceptor.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-import struct
 from dataclasses import dataclass, field
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Peer
-from isthmus.dicom import pdu
+from isthmus.dicom.ul import pdata, pdu, transport, validation
+from isthmus.dicom.ul.errors import PDUError
+from isthmus.dicom.ul.items import PresentationContextRQ, UserInformation
 from isthmus.dimse import messages as msg
 from isthmus.node.sockets import set_nodelay
 
@@ -59,63 +61,55 @@ class Requestor:
             raise AssociationFailed(
                 f"{self.peer} did not answer the A-ASSOCIATE-RQ: {exc}"
             ) from exc
-        if kind == pdu.A_ASSOCIATE_RJ and len(body) >= 4:
+        if kind == pdu.A_ASSOCIATE_RJ:
             self.close()
+            try:
+                rj = validation.validate_associate_rj(
+                    pdu.AAssociateRJ.decode(pdu.header(kind, len(body)) + body)
+                )
+            except PDUError as exc:
+                raise AssociationFailed(f"{self.peer} sent a bad A-ASSOCIATE-RJ: {exc}") from None
             raise AssociationFailed(
                 f"{self.peer} rejected the association "
-                f"(result {body[1]}, source {body[2]}, reason {body[3]})"
+                f"(result {rj.result}, source {rj.source}, reason {rj.reason})"
             )
         if kind != pdu.A_ASSOCIATE_AC:
             self.abort()
             raise AssociationFailed(f"{self.peer} answered PDU 0x{kind:02X} to A-ASSOCIATE-RQ")
-        self._read_ac(body)
-        if 0 < self.max_pdu < pdu.MIN_PEER_MAX_LENGTH:  # no P-DATA-TF would fit (PS3.8 D.1)
+        self._read_ac(pdu.header(kind, len(body)) + body)
+        if 0 < self.max_pdu < pdata.MIN_PEER_MAX_LENGTH:  # no P-DATA-TF would fit (PS3.8 D.1)
             self.abort()
             raise AssociationFailed(f"{self.peer} accepts PDUs of {self.max_pdu} bytes at most")
         return self
 
     def _associate_rq(self) -> bytes:
-        items = [pdu.item(0x10, pdu.APPLICATION_CONTEXT.encode())]
-        for index, (abstract, syntaxes) in enumerate(self.contexts):
-            sub = pdu.item(0x30, abstract.encode()) + b"".join(
-                pdu.item(0x40, ts.encode()) for ts in syntaxes
-            )
-            items.append(pdu.item(0x20, bytes([2 * index + 1, 0, 0, 0]) + sub))
-        user = (
-            pdu.item(0x51, struct.pack(">I", OUR_MAX_PDU))
-            + pdu.item(0x52, IMPLEMENTATION_CLASS_UID.encode())
-            + pdu.item(0x55, IMPLEMENTATION_VERSION_NAME.encode())
+        """Our A-ASSOCIATE-RQ (PS3.8 9.3.2): context IDs 1, 3, 5... in the caller's order."""
+        contexts = tuple(
+            PresentationContextRQ(2 * index + 1, abstract, tuple(syntaxes))
+            for index, (abstract, syntaxes) in enumerate(self.contexts)
         )
-        items.append(pdu.item(0x50, user))
-        payload = (
-            struct.pack(">HH", 1, 0)
-            + self.peer.aet.encode().ljust(16)[:16]
-            + self.calling_aet.encode().ljust(16)[:16]
-            + b"\x00" * 32
-            + b"".join(items)
+        user = UserInformation(
+            max_length=OUR_MAX_PDU,
+            implementation_class_uid=IMPLEMENTATION_CLASS_UID,
+            implementation_version_name=IMPLEMENTATION_VERSION_NAME,
         )
-        return struct.pack(">BBI", pdu.A_ASSOCIATE_RQ, 0, len(payload)) + payload
+        rq = pdu.AAssociateRQ(self.peer.aet, self.calling_aet, user=user, contexts=contexts)
+        return rq.encode()
 
-    def _read_ac(self, body: bytes) -> None:
+    def _read_ac(self, data: bytes) -> None:
         """Accepted contexts and the peer's maximum PDU length (PS3.8 9.3.3)."""
         proposed = {2 * i + 1: abstract for i, (abstract, _ts) in enumerate(self.contexts)}
-        pos = 68
-        while pos + 4 <= len(body):
-            item_type, length = body[pos], struct.unpack(">H", body[pos + 2 : pos + 4])[0]
-            value = body[pos + 4 : pos + 4 + length]
-            pos += 4 + length
-            if item_type == 0x21 and len(value) >= 8 and value[2] == 0:
-                ts = value[8 : 8 + struct.unpack(">H", value[6:8])[0]].decode().strip(" \x00")
-                abstract = proposed.get(value[0])
-                if abstract:
-                    self.accepted.setdefault((abstract, ts), value[0])
-            elif item_type == 0x50:
-                sub = 0
-                while sub + 4 <= len(value):
-                    sub_type, sub_len = value[sub], struct.unpack(">H", value[sub + 2 : sub + 4])[0]
-                    if sub_type == 0x51 and sub_len == 4:
-                        self.max_pdu = struct.unpack(">I", value[sub + 4 : sub + 8])[0]
-                    sub += 4 + sub_len
+        try:
+            ac = validation.parse_associate_ac(data, proposed)
+        except PDUError as exc:
+            self.abort()
+            raise AssociationFailed(f"{self.peer} sent a bad A-ASSOCIATE-AC: {exc}") from None
+        for cx in ac.contexts:
+            if cx.result == 0 and cx.transfer_syntax is not None:
+                self.accepted.setdefault(
+                    (proposed[cx.context_id], cx.transfer_syntax), cx.context_id
+                )
+        self.max_pdu = ac.max_length
 
     def context_for(self, sop_class: str, transfer_syntax: str) -> int | None:
         return self.accepted.get((sop_class, transfer_syntax))
@@ -138,10 +132,12 @@ class Requestor:
         message_id = self._next_id
         self._next_id = self._next_id % 65535 + 1
         command = msg.c_store_rq(message_id, sop_class, sop_instance, originator)
-        parts: list[bytes | memoryview] = list(msg.p_data(context_id, command, True, self.max_pdu))
-        parts += msg.p_data(context_id, dataset, False, self.max_pdu)
+        parts: list[bytes | memoryview] = list(
+            pdata.fragment(context_id, command, True, self.max_pdu)
+        )
+        parts += pdata.fragment(context_id, dataset, False, self.max_pdu)
         try:
-            msg.send_all(self.sock, parts)
+            transport.send_all(self.sock, parts)
             return self._response(message_id)
         except OSError as exc:  # reset, timeout, A-ABORT: no later C-STORE can succeed
             self.abort()
@@ -150,35 +146,39 @@ class Requestor:
             raise AssociationFailed(f"association with {self.peer} failed: {exc}") from exc
 
     def _response(self, message_id: int) -> int:
-        fragments: list[bytes] = []
+        """The status of the response to `message_id` (PS3.7 9.3.1.2); other responses,
+        and any data set one carries, are read and dropped."""
+        assembler = pdata.Assembler()
         while True:
             kind, body = self._read_pdu()
             if kind == pdu.A_ABORT:
                 raise AssociationFailed(f"{self.peer} aborted the association")
             if kind != pdu.P_DATA_TF:
                 raise AssociationFailed(f"unexpected PDU 0x{kind:02X} from {self.peer}")
-            pos = 0
-            while pos + 6 <= len(body):
-                length = struct.unpack_from(">I", body, pos)[0]
-                control = body[pos + 5]
-                if control & 1:  # a command fragment (a response has no data set)
-                    fragments.append(bytes(body[pos + 6 : pos + 4 + length]))
-                pos += 4 + length
-                if control & 3 == 3:
-                    try:
-                        command = msg.decode_command(b"".join(fragments))
-                    except msg.MalformedCommand as exc:
-                        raise AssociationFailed(f"{self.peer} sent a bad response: {exc}") from exc
-                    fragments = []
+            try:
+                for fragment in pdata.split_pdvs(memoryview(body)):
+                    payload = assembler.add(*fragment)
+                    if payload is None:
+                        continue
+                    if not assembler.in_command:  # a data set: nothing we asked for
+                        assembler.reset()
+                        continue
+                    command = msg.decode_command(payload)
+                    if msg.us(command, msg.DATASET_TYPE) != msg.NO_DATASET:
+                        assembler.expect_dataset()
+                        continue
+                    assembler.reset()
                     if msg.us(command, msg.MESSAGE_ID_RESPONDED) == message_id:
                         return msg.us(command, msg.STATUS)
+            except (PDUError, msg.MalformedCommand) as exc:
+                raise AssociationFailed(f"{self.peer} sent a bad response: {exc}") from exc
 
     def release(self) -> None:
         """A-RELEASE (PS3.8 7.2); closes the connection whatever the peer says."""
         if self.sock is None:
             return
         try:
-            self.sock.sendall(struct.pack(">BBI", pdu.A_RELEASE_RQ, 0, 4) + b"\x00" * 4)
+            self.sock.sendall(pdu.RELEASE_RQ)
             self._read_pdu()
         except (OSError, EOFError, AssociationFailed):
             pass
@@ -187,7 +187,7 @@ class Requestor:
     def abort(self) -> None:
         if self.sock is not None:
             try:
-                self.sock.sendall(pdu.abort(0, 0))
+                self.sock.sendall(pdu.abort(pdu.ABORT_SOURCE_USER, 0))
             except OSError:
                 pass
             self.close()
@@ -199,13 +199,11 @@ class Requestor:
             finally:
                 self.sock = None
 
-    def _read_pdu(self) -> tuple[int, bytes]:
+    def _read_pdu(self) -> tuple[int, bytearray]:
         assert self.sock is not None
         try:
-            header = msg.recv_exactly(self.sock, 6)
-            length = struct.unpack(">I", header[2:6])[0]
-            if length > 64 * 1024 * 1024:
-                raise AssociationFailed(f"PDU of {length} bytes from {self.peer}")
-            return header[0], bytes(msg.recv_exactly(self.sock, length))
+            return transport.read_pdu(self.sock)
+        except PDUError as exc:
+            raise AssociationFailed(f"{self.peer} sent a bad PDU: {exc}") from exc
         except EOFError as exc:
             raise AssociationFailed(f"{self.peer} closed the connection") from exc

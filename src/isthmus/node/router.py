@@ -20,14 +20,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from isthmus.dicom import pdu
+from isthmus.dicom.ul import pdu, validation
 from isthmus.node.sockets import set_nodelay
 
 log = logging.getLogger(__name__)
 
 # handler(socket, client address, parsed request): owns the socket from then on.  For
 # the own AE titles the request may hold the AE titles only (see _peek_associate).
-RouteHandler = Callable[[socket.socket, Any, pdu.AssociateRequest], None]
+RouteHandler = Callable[[socket.socket, Any, pdu.AAssociateRQ], None]
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -114,7 +114,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         if not handed:
             super().shutdown_request(request)
 
-    def _peek_associate(self, sock: socket.socket) -> pdu.AssociateRequest:
+    def _peek_associate(self, sock: socket.socket) -> pdu.AAssociateRQ:
         """Read the A-ASSOCIATE-RQ with MSG_PEEK so the SCP still receives it.
 
         Only its AE titles when no route claims the called AE title: the acceptor reads
@@ -125,7 +125,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         header = _peek(sock, pdu.PDU_HEADER, deadline)
         if header[0] != pdu.A_ASSOCIATE_RQ:
             raise pdu.PDUError(f"first PDU is type 0x{header[0]:02X}, not A-ASSOCIATE-RQ")
-        length = pdu.pdu_length(header)
+        length = pdu.PDU_HEADER + pdu.pdu_length(header)
         if length > pdu.MAX_ASSOCIATE_RQ:
             raise pdu.PDUError(f"A-ASSOCIATE-RQ of {length} bytes is too large")
         if length < pdu.PDU_HEADER + pdu.FIXED_LENGTH:
@@ -133,7 +133,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         titles = pdu.parse_titles(_peek(sock, pdu.TITLES_END, deadline))
         if self.route_for(titles.called_aet) is None:
             return titles
-        return pdu.parse_associate_rq(_peek(sock, length, deadline))
+        return validation.parse_associate_rq(_peek(sock, length, deadline))
 
 
 def _peek(sock: socket.socket, size: int, deadline: float) -> bytes:

@@ -26,7 +26,9 @@ from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket
 
 from isthmus.config import Peer
-from isthmus.dicom import pdu as router_pdu
+from isthmus.dicom.ul import pdu
+from isthmus.dicom.ul.errors import UNEXPECTED_PDU, UNRECOGNIZED_PDU, PDUError
+from isthmus.dicom.ul.transport import read_pdu_async
 from isthmus.node.sockets import set_nodelay
 from isthmus.web.dicom_ws.pipe import (
     CLOSE_BAD_PDU_FROM_BROWSER,
@@ -36,10 +38,9 @@ from isthmus.web.dicom_ws.pipe import (
     CLOSE_PEER_UNREACHABLE,
     STREAM_LIMIT,
     Relay,
-    read_pdu,
 )
 from isthmus.web.dicom_ws.policy import GatewayPolicy, Refusal
-from isthmus.web.dicom_ws.validation import AssociationState, PDUProblem, abort_pdu, reject_pdu
+from isthmus.web.dicom_ws.validation import AssociationState
 from isthmus.web.errors import HTTPError
 
 log = logging.getLogger(__name__)
@@ -219,25 +220,29 @@ class Gateway:
         data = message.get("bytes")
         try:
             if data is None:
-                raise PDUProblem("text message where an A-ASSOCIATE-RQ was expected", 1)
+                raise PDUError(
+                    "text message where an A-ASSOCIATE-RQ was expected", UNRECOGNIZED_PDU
+                )
             if data[:1] != b"\x01":
-                raise PDUProblem("the first PDU must be an A-ASSOCIATE-RQ", 2)
+                raise PDUError("the first PDU must be an A-ASSOCIATE-RQ", UNEXPECTED_PDU)
             state.check(data, "browser")
-        except PDUProblem as problem:
+        except PDUError as problem:
             raise _Stop(
                 CLOSE_BAD_PDU_FROM_BROWSER,
                 f"invalid PDU from the browser: {problem}",
-                abort_pdu(problem.reason),
+                pdu.abort(reason=problem.reason),
             ) from None
         assert state.request is not None
         if state.request.called_aet != peer_aet:
             raise _Stop(
-                CLOSE_NORMAL, f"called AE title must be {peer_aet!r}", reject_pdu(*RJ_CALLED_AE)
+                CLOSE_NORMAL,
+                f"called AE title must be {peer_aet!r}",
+                pdu.associate_rj(*RJ_CALLED_AE),
             )
         try:
             self.policy.may_use_aet(state.request.calling_aet)
         except Refusal as refusal:
-            raise _Stop(CLOSE_NORMAL, refusal.message, reject_pdu(*RJ_CALLING_AE)) from None
+            raise _Stop(CLOSE_NORMAL, refusal.message, pdu.associate_rj(*RJ_CALLING_AE)) from None
         return data
 
     async def listen(self, websocket: WebSocket) -> None:
@@ -302,7 +307,7 @@ class Gateway:
     # ------------------------------------------------------------ inbound
 
     def _route_handler(self, aet: str) -> Any:
-        def handle(sock: socket.socket, address: Any, rq: router_pdu.AssociateRequest) -> None:
+        def handle(sock: socket.socket, address: Any, rq: pdu.AAssociateRQ) -> None:
             # Runs in the router's thread; the loop takes the socket over.
             listener = self.listeners.get(aet)
             if listener is None or listener.loop.is_closed():
@@ -318,7 +323,7 @@ class Gateway:
         return handle
 
     async def _incoming(
-        self, listener: Listener, sock: socket.socket, address: Any, rq: router_pdu.AssociateRequest
+        self, listener: Listener, sock: socket.socket, address: Any, rq: pdu.AAssociateRQ
     ) -> None:
         try:
             sock.setblocking(False)
@@ -398,13 +403,13 @@ class Gateway:
         label = f"{pending.calling} → {pending.listener.aet}"
         try:
             request = await asyncio.wait_for(
-                read_pdu(pending.reader, state.max_pdu), self.accept_timeout
+                read_pdu_async(pending.reader, state.max_pdu), self.accept_timeout
             )
             if request is None:
                 raise _Stop(CLOSE_CALLER_GONE, "the caller left before its A-ASSOCIATE-RQ was read")
             state.check(request, "peer")
-        except PDUProblem as problem:
-            await _close_quietly(pending.writer, abort_pdu(problem.reason))
+        except PDUError as problem:
+            await _close_quietly(pending.writer, pdu.abort(reason=problem.reason))
             await websocket.close(
                 CLOSE_BAD_PDU_FROM_PEER, f"invalid PDU from the peer: {problem}"[:120]
             )
@@ -476,8 +481,8 @@ async def _reject_caller(
 ) -> None:
     """Read the caller's A-ASSOCIATE-RQ (so the close is clean), answer A-ASSOCIATE-RJ."""
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(read_pdu(reader, router_pdu.MAX_ASSOCIATE_RQ), 5)
-    writer.write(reject_pdu(*rj))
+        await asyncio.wait_for(read_pdu_async(reader, pdu.MAX_ASSOCIATE_RQ), 5)
+    writer.write(pdu.associate_rj(*rj))
     with contextlib.suppress(Exception):
         await asyncio.wait_for(writer.drain(), 2)
         await asyncio.wait_for(reader.read(1), 2)  # the caller closes after reading the RJ
@@ -489,15 +494,15 @@ def _reject_in_thread(sock: socket.socket, rj: tuple[int, int, int]) -> None:
     try:
         sock.settimeout(5)
         header = sock.recv(6, socket.MSG_WAITALL)
-        length = router_pdu.pdu_length(header) - 6
+        length = pdu.pdu_length(header)
         while length > 0:
             chunk = sock.recv(min(length, 65536))
             if not chunk:
                 break
             length -= len(chunk)
-        sock.sendall(reject_pdu(*rj))
+        sock.sendall(pdu.associate_rj(*rj))
         sock.recv(1)
-    except (OSError, router_pdu.PDUError):
+    except (OSError, PDUError):
         pass
     finally:
         sock.close()

@@ -2,7 +2,9 @@
 
 Framing: one complete PDU per binary WebSocket message, both ways.  From TCP the
 gateway reads a PDU header, then exactly the length it names (PS3.8 9.3.1), so a
-PDU is never split nor merged.  Every PDU is checked (validation.py) before it is
+PDU is never split nor merged (`isthmus.dicom.ul.transport.read_pdu_async`).  Every
+PDU is checked (the phase machine in validation.py, the PS3.8 validator of
+`isthmus.dicom.ul`) before it is
 forwarded; a bad one aborts this association only - both sides get an A-ABORT,
 the WebSocket closes with a code that says which side erred.
 """
@@ -17,16 +19,10 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from isthmus.web.dicom_ws.validation import (
-    A_ABORT,
-    A_ASSOCIATE_RJ,
-    HEADER,
-    PDU_NAMES,
-    AssociationState,
-    PDUProblem,
-    abort_pdu,
-    pdu_length,
-)
+from isthmus.dicom.ul.errors import UNRECOGNIZED_PDU, PDUError
+from isthmus.dicom.ul.pdu import A_ABORT, A_ASSOCIATE_RJ, abort
+from isthmus.dicom.ul.transport import read_pdu_async
+from isthmus.web.dicom_ws.validation import AssociationState
 
 log = logging.getLogger(__name__)
 
@@ -54,27 +50,6 @@ class Ended(Exception):
         self.code, self.reason, self.to_peer, self.to_browser = code, reason, to_peer, to_browser
 
 
-async def read_pdu(reader: asyncio.StreamReader, limit: int) -> bytes | None:
-    """One whole PDU from a TCP stream, or None at end of stream; refuses oversized ones."""
-    try:
-        header = await reader.readexactly(HEADER)
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial:
-            raise PDUProblem("connection closed inside a PDU header") from None
-        return None
-    length = pdu_length(header)
-    if header[0] not in PDU_NAMES:
-        raise PDUProblem(f"unknown PDU type 0x{header[0]:02X}", 1)
-    if length > limit:
-        raise PDUProblem(
-            f"{PDU_NAMES[header[0]]} of {length} bytes exceeds the gateway limit of {limit}"
-        )
-    try:
-        return header + await reader.readexactly(length)
-    except asyncio.IncompleteReadError:
-        raise PDUProblem("connection closed inside a PDU") from None
-
-
 @dataclass
 class Relay:
     """One association: a WebSocket on one side, a TCP stream on the other."""
@@ -96,7 +71,7 @@ class Relay:
             asyncio.create_task(self._peer_to_browser(first_to_browser)),
             asyncio.create_task(self._watch_idle()),
         ]
-        ended = Ended(CLOSE_GATEWAY_STOPPING, "gateway stopping", to_peer=abort_pdu())
+        ended = Ended(CLOSE_GATEWAY_STOPPING, "gateway stopping", to_peer=abort())
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             ended = _outcome(done.pop())
@@ -113,13 +88,15 @@ class Relay:
                 if self.state.finished:
                     raise Ended(CLOSE_NORMAL, "association over")
                 log.info("%s: browser left mid-association; A-ABORT to the peer", self.label)
-                raise Ended(CLOSE_NORMAL, "browser disconnected", to_peer=abort_pdu())
+                raise Ended(CLOSE_NORMAL, "browser disconnected", to_peer=abort())
             data = message.get("bytes")
             if data is None:
-                raise self._bad("browser", PDUProblem("text message where a PDU was expected", 1))
+                raise self._bad(
+                    "browser", PDUError("text message where a PDU was expected", UNRECOGNIZED_PDU)
+                )
             try:
                 kind = self.state.check(data, "browser")
-            except PDUProblem as problem:
+            except PDUError as problem:
                 raise self._bad("browser", problem) from None
             self.last_activity = time.monotonic()
             self.writer.write(data)
@@ -132,7 +109,7 @@ class Relay:
             await self._to_browser(first)
         while True:
             try:
-                data = await read_pdu(self.reader, self.state.max_pdu)
+                data = await read_pdu_async(self.reader, self.state.max_pdu)
                 if data is None:
                     if self.state.finished:
                         raise Ended(CLOSE_NORMAL, f"association {self.state.outcome}")
@@ -140,7 +117,7 @@ class Relay:
                         CLOSE_PEER_CLOSED, "the peer closed the connection without release or abort"
                     )
                 self.state.check(data, "peer")
-            except PDUProblem as problem:
+            except PDUError as problem:
                 raise self._bad("peer", problem) from None
             except (ConnectionError, OSError) as exc:
                 raise Ended(CLOSE_PEER_CLOSED, f"connection to the peer failed: {exc}") from None
@@ -152,14 +129,17 @@ class Relay:
         self.last_activity = time.monotonic()
         await self.websocket.send_bytes(data)
 
-    def _bad(self, side: str, problem: PDUProblem) -> Ended:
+    def _bad(self, side: str, problem: PDUError) -> Ended:
         log.warning(
             "%s: invalid PDU from the %s, association aborted: %s", self.label, side, problem
         )
         code = CLOSE_BAD_PDU_FROM_BROWSER if side == "browser" else CLOSE_BAD_PDU_FROM_PEER
-        abort = abort_pdu(problem.reason)
+        to_both = abort(reason=problem.reason)
         return Ended(
-            code, f"invalid PDU from the {side}: {problem}"[:120], to_peer=abort, to_browser=abort
+            code,
+            f"invalid PDU from the {side}: {problem}"[:120],
+            to_peer=to_both,
+            to_browser=to_both,
         )
 
     async def _watch_idle(self) -> None:
@@ -170,8 +150,8 @@ class Relay:
                 raise Ended(
                     CLOSE_IDLE,
                     f"no PDU for {self.idle_timeout:g} s",
-                    to_peer=abort_pdu(),
-                    to_browser=abort_pdu(),
+                    to_peer=abort(),
+                    to_browser=abort(),
                 )
 
     async def _finish(self, ended: Ended) -> None:
@@ -189,13 +169,13 @@ class Relay:
         log.debug("%s: closed (%s, %s)", self.label, ended.code, ended.reason)
 
 
-def _outcome(task: asyncio.Task) -> Ended:
+def _outcome(task: asyncio.Task[None]) -> Ended:
     exc = task.exception()
     if isinstance(exc, Ended):
         return exc
     if isinstance(exc, WebSocketDisconnect):
-        return Ended(CLOSE_NORMAL, "browser disconnected", to_peer=abort_pdu())
+        return Ended(CLOSE_NORMAL, "browser disconnected", to_peer=abort())
     if exc is not None:
         log.error("gateway relay failed: %r", exc)
-        return Ended(1011, "gateway error", to_peer=abort_pdu(), to_browser=abort_pdu())
+        return Ended(1011, "gateway error", to_peer=abort(), to_browser=abort())
     return Ended(CLOSE_NORMAL, "association over")

@@ -1,0 +1,82 @@
+"""PDUs on a TCP connection (PS3.8 9.1): one blocking reader, one asyncio reader, and a
+gathering writer.
+
+A PDU is read as its 6-byte header, then exactly the PDU-length it names (PS3.8
+9.3.1), so PDUs are never split nor merged.  Both readers refuse an unknown PDU type
+(A-ABORT reason 1) and a length above the caller's limit (reason 6) before reading
+the body: a length field is not a reason to allocate gigabytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+from isthmus.dicom.ul.errors import INVALID_PARAMETER, UNRECOGNIZED_PDU, PDUError
+from isthmus.dicom.ul.pdu import PDU_HEADER, PDU_NAMES
+
+# What a blocking reader accepts when the caller names no limit.
+HARD_PDU_LIMIT = 64 * 1024 * 1024
+
+
+def check_header(header: bytes | bytearray, limit: int) -> int:
+    """PDU-length of a known PDU type within `limit`, from its 6-byte header."""
+    kind, length = header[0], struct.unpack_from(">I", header, 2)[0]
+    if kind not in PDU_NAMES:
+        raise PDUError(f"unknown PDU type 0x{kind:02X}", UNRECOGNIZED_PDU)
+    if length > limit:
+        raise PDUError(
+            f"{PDU_NAMES[kind]} of {length} bytes exceeds the limit of {limit}", INVALID_PARAMETER
+        )
+    return int(length)
+
+
+def recv_exactly(sock: Any, size: int) -> bytearray:
+    """Read exactly `size` bytes into one buffer with recv_into (EOFError if the peer
+    closes first)."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = sock.recv_into(view[got:], size - got)
+        if n == 0:
+            raise EOFError("connection closed")
+        got += n
+    return buf
+
+
+def read_pdu(sock: Any, limit: int = HARD_PDU_LIMIT) -> tuple[int, bytearray]:
+    """The next PDU from a blocking socket: its type and its body (after the header),
+    read into one buffer so that data set bytes can be handed on as views."""
+    header = recv_exactly(sock, PDU_HEADER)
+    length = check_header(header, limit)
+    return header[0], recv_exactly(sock, length)
+
+
+def send_all(sock: Any, parts: Iterable[bytes | memoryview]) -> None:
+    """Send buffers with as few system calls as the kernel allows (sendmsg gathers)."""
+    pending = [memoryview(p).cast("B") for p in parts if len(p)]
+    while pending:
+        sent = sock.sendmsg(pending[:512])
+        while pending and sent >= len(pending[0]):
+            sent -= len(pending[0])
+            pending.pop(0)
+        if pending and sent:
+            pending[0] = pending[0][sent:]
+
+
+async def read_pdu_async(reader: asyncio.StreamReader, limit: int) -> bytes | None:
+    """One whole PDU (header included) from a stream, or None at a clean end of stream."""
+    try:
+        header = await reader.readexactly(PDU_HEADER)
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise PDUError("connection closed inside a PDU header") from None
+        return None
+    length = check_header(header, limit)
+    try:
+        return header + await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        raise PDUError("connection closed inside a PDU") from None
