@@ -24,7 +24,7 @@ def source() -> str:
     return (
         "// DICOM attribute keywords by tag (PS3.6), generated from pydicom's dictionary by\n"
         "// tests/viewer/make_dictionary.py. One line per attribute: 8 hex digits, then the keyword.\n"
-        f"const TABLE = {json.dumps(body)};\n\n"
+        f"const TABLE =\n  {json.dumps(body)};\n\n"
         "let map = null;\n\n"
         '/** The keyword of a tag such as "00100010" (group length and private tags get a description). */\n'
         "export function keyword(tag) {\n"

@@ -12,7 +12,7 @@ from .make_dictionary import TARGET, entries
 
 def table() -> dict[str, str]:
     text = TARGET.read_text(encoding="utf-8")
-    body = json.loads(re.search(r"const TABLE = (\".*\");", text).group(1))
+    body = json.loads(re.search(r"const TABLE =\s*(\".*\");", text).group(1))
     return {line[:8]: line[8:] for line in body.split("\n")}
 
 

@@ -5,13 +5,20 @@ const KEY = "isthmus.token";
 let pending = null;
 
 export function getToken() {
-  try { return sessionStorage.getItem(KEY) || ""; } catch { return ""; }
+  try {
+    return sessionStorage.getItem(KEY) || "";
+  } catch {
+    return "";
+  }
 }
 
 export function setToken(token) {
   try {
-    if (token) sessionStorage.setItem(KEY, token); else sessionStorage.removeItem(KEY);
-  } catch { /* storage refused: the token lives for this page only */ }
+    if (token) sessionStorage.setItem(KEY, token);
+    else sessionStorage.removeItem(KEY);
+  } catch {
+    /* storage refused: the token lives for this page only */
+  }
   document.dispatchEvent(new CustomEvent("isthmus:token", { detail: { signedIn: Boolean(token) } }));
 }
 
@@ -36,8 +43,14 @@ export function askToken(message) {
       if (token) setToken(token);
       resolve(token);
     };
-    const onSubmit = (event) => { event.preventDefault(); done(input.value.trim()); };
-    const onCancel = (event) => { event.preventDefault(); done(""); };
+    const onSubmit = (event) => {
+      event.preventDefault();
+      done(input.value.trim());
+    };
+    const onCancel = (event) => {
+      event.preventDefault();
+      done("");
+    };
     const cancel = dialog.querySelector("[data-role=cancel]");
     form.addEventListener("submit", onSubmit);
     dialog.addEventListener("cancel", onCancel);

@@ -27,12 +27,32 @@ function dosDateTime(date) {
 }
 
 class Bytes {
-  constructor(size) { this.view = new DataView(new ArrayBuffer(size)); this.pos = 0; }
-  u16(v) { this.view.setUint16(this.pos, v, true); this.pos += 2; return this; }
-  u32(v) { this.view.setUint32(this.pos, v >>> 0, true); this.pos += 4; return this; }
-  u64(v) { this.u32(v % 4294967296); return this.u32(Math.floor(v / 4294967296)); }
-  raw(bytes) { new Uint8Array(this.view.buffer).set(bytes, this.pos); this.pos += bytes.length; return this; }
-  get bytes() { return new Uint8Array(this.view.buffer); }
+  constructor(size) {
+    this.view = new DataView(new ArrayBuffer(size));
+    this.pos = 0;
+  }
+  u16(v) {
+    this.view.setUint16(this.pos, v, true);
+    this.pos += 2;
+    return this;
+  }
+  u32(v) {
+    this.view.setUint32(this.pos, v >>> 0, true);
+    this.pos += 4;
+    return this;
+  }
+  u64(v) {
+    this.u32(v % 4294967296);
+    return this.u32(Math.floor(v / 4294967296));
+  }
+  raw(bytes) {
+    new Uint8Array(this.view.buffer).set(bytes, this.pos);
+    this.pos += bytes.length;
+    return this;
+  }
+  get bytes() {
+    return new Uint8Array(this.view.buffer);
+  }
 }
 
 /**
@@ -61,10 +81,19 @@ export class ZipWriter {
     const zip64 = data.length >= MAX32 || this.offset >= MAX32;
     const extra = zip64 ? new Bytes(20).u16(0x0001).u16(16).u64(data.length).u64(data.length).bytes : new Uint8Array(0);
     const header = new Bytes(30 + nameBytes.length + extra.length)
-      .u32(0x04034b50).u16(zip64 ? 45 : 20).u16(0x0800).u16(0)
-      .u16(this.stamp.time).u16(this.stamp.day).u32(crc)
-      .u32(zip64 ? MAX32 : data.length).u32(zip64 ? MAX32 : data.length)
-      .u16(nameBytes.length).u16(extra.length).raw(nameBytes).raw(extra);
+      .u32(0x04034b50)
+      .u16(zip64 ? 45 : 20)
+      .u16(0x0800)
+      .u16(0)
+      .u16(this.stamp.time)
+      .u16(this.stamp.day)
+      .u32(crc)
+      .u32(zip64 ? MAX32 : data.length)
+      .u32(zip64 ? MAX32 : data.length)
+      .u16(nameBytes.length)
+      .u16(extra.length)
+      .raw(nameBytes)
+      .raw(extra);
     this.entries.push({ nameBytes, crc, size: data.length, offset: this.offset });
     await this.write(header.bytes);
     await this.write(data);
@@ -86,34 +115,76 @@ export class ZipWriter {
     const start = this.offset;
     for (const e of this.entries) await this.write(this.centralEntry(e));
     const size = this.offset - start;
-    const zip64 = start >= MAX32 || size >= MAX32 || this.entries.length >= 0xffff
-      || this.entries.some((e) => e.offset >= MAX32 || e.size >= MAX32);
+    const zip64 =
+      start >= MAX32 ||
+      size >= MAX32 ||
+      this.entries.length >= 0xffff ||
+      this.entries.some((e) => e.offset >= MAX32 || e.size >= MAX32);
     if (zip64) {
       const recordAt = this.offset;
-      await this.write(new Bytes(56).u32(0x06064b50).u64(44).u16(45).u16(45).u32(0).u32(0)
-        .u64(this.entries.length).u64(this.entries.length).u64(size).u64(start).bytes);
+      await this.write(
+        new Bytes(56)
+          .u32(0x06064b50)
+          .u64(44)
+          .u16(45)
+          .u16(45)
+          .u32(0)
+          .u32(0)
+          .u64(this.entries.length)
+          .u64(this.entries.length)
+          .u64(size)
+          .u64(start).bytes,
+      );
       await this.write(new Bytes(20).u32(0x07064b50).u32(0).u64(recordAt).u32(1).bytes);
     }
     const count = Math.min(this.entries.length, 0xffff);
-    await this.write(new Bytes(22).u32(0x06054b50).u16(0).u16(0).u16(count).u16(count)
-      .u32(Math.min(size, MAX32)).u32(Math.min(start, MAX32)).u16(0).bytes);
+    await this.write(
+      new Bytes(22)
+        .u32(0x06054b50)
+        .u16(0)
+        .u16(0)
+        .u16(count)
+        .u16(count)
+        .u32(Math.min(size, MAX32))
+        .u32(Math.min(start, MAX32))
+        .u16(0).bytes,
+    );
     return this.offset;
   }
 
   centralEntry(e) {
     const big = e.size >= MAX32 || e.offset >= MAX32;
-    const extra = big ? new Bytes(28).u16(0x0001).u16(24).u64(e.size).u64(e.size).u64(e.offset).bytes : new Uint8Array(0);
+    const extra = big
+      ? new Bytes(28).u16(0x0001).u16(24).u64(e.size).u64(e.size).u64(e.offset).bytes
+      : new Uint8Array(0);
     return new Bytes(46 + e.nameBytes.length + extra.length)
-      .u32(0x02014b50).u16(big ? 45 : 20).u16(big ? 45 : 20).u16(0x0800).u16(0)
-      .u16(this.stamp.time).u16(this.stamp.day).u32(e.crc)
-      .u32(big ? MAX32 : e.size).u32(big ? MAX32 : e.size)
-      .u16(e.nameBytes.length).u16(extra.length).u16(0).u16(0).u16(0).u32(0)
-      .u32(big ? MAX32 : e.offset).raw(e.nameBytes).raw(extra).bytes;
+      .u32(0x02014b50)
+      .u16(big ? 45 : 20)
+      .u16(big ? 45 : 20)
+      .u16(0x0800)
+      .u16(0)
+      .u16(this.stamp.time)
+      .u16(this.stamp.day)
+      .u32(e.crc)
+      .u32(big ? MAX32 : e.size)
+      .u32(big ? MAX32 : e.size)
+      .u16(e.nameBytes.length)
+      .u16(extra.length)
+      .u16(0)
+      .u16(0)
+      .u16(0)
+      .u32(0)
+      .u32(big ? MAX32 : e.offset)
+      .raw(e.nameBytes)
+      .raw(extra).bytes;
   }
 }
 
 /** A file or folder name without characters that file systems refuse. */
 export function safeName(text, fallback = "unnamed") {
-  const cleaned = String(text ?? "").replace(/[\\/:*?"<>|\x00-\x1f]+/g, "_").replace(/^[.\s]+|[.\s]+$/g, "").slice(0, 80);
+  const cleaned = String(text ?? "")
+    .replace(/[\\/:*?"<>|\p{Cc}]+/gu, "_")
+    .replace(/^[.\s]+|[.\s]+$/g, "")
+    .slice(0, 80);
   return cleaned || fallback;
 }
