@@ -26,7 +26,7 @@ export class TagsPanel {
   }
 
   async show(meta) {
-    if (!keywordOf) keywordOf = (await import("./dictionary.js")).keyword;
+    if (!keywordOf) keywordOf = (await import("../dicomnet/dictionary.js")).keyword;
     if (meta === this.meta && this.body.childElementCount) return;
     this.meta = meta;
     const rows = [];
