@@ -16,8 +16,8 @@ const repeating = new Set();
   const words = WORDS.split(" ");
   const single = new Map([...SINGLE].map((ch, i) => [ch, words[i]]));
   const row = new Map([...DOUBLE].map((ch, i) => [ch, SINGLE.length + i * SECOND.length]));
-  const escape = (chars) => chars.replace(/[-\\\]^]/g, "\\$&");
-  const code = new RegExp(`[${escape(SINGLE)}]|[${escape(DOUBLE)}].`, "g");
+  const inClass = (chars) => chars.replace(/[-\\\]^]/g, "\\$&");
+  const code = new RegExp(`[${inClass(SINGLE)}]|[${inClass(DOUBLE)}].`, "g");
   // One pass of the regular expression engine over the whole table spells out every keyword.
   const text = TABLE.replace(code, (c) => single.get(c) ?? words[row.get(c[0]) + SECOND.indexOf(c[1])]);
   let group = 0;

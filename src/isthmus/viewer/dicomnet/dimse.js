@@ -50,53 +50,6 @@ export const COMMAND = Object.freeze({
 export const NO_DATASET = 0x0101;
 export const DATASET_PRESENT = 0x0000;
 
-export const STATUS = Object.freeze({
-  SUCCESS: 0x0000,
-  PENDING: 0xff00,
-  PENDING_WARNING: 0xff01,
-  CANCEL: 0xfe00,
-  SUB_OPERATIONS_WARNING: 0xb000,
-  NOT_AUTHORIZED: 0x0124,
-  PROCESSING_FAILURE: 0x0110,
-  OUT_OF_RESOURCES: 0xa700,
-  DATASET_MISMATCH: 0xa900,
-  CANNOT_UNDERSTAND: 0xc000,
-  MOVE_DESTINATION_UNKNOWN: 0xa801,
-  UNRECOGNIZED_OPERATION: 0x0211,
-  SOP_CLASS_NOT_SUPPORTED: 0x0122,
-});
-
-/** success | pending | cancel | warning | failure (PS3.7 C.1). */
-export function statusCategory(status) {
-  if (status === 0x0000) return "success";
-  if (status === 0xff00 || status === 0xff01) return "pending";
-  if (status === 0xfe00) return "cancel";
-  if (status === 0x0001 || (status & 0xf000) === 0xb000 || status === 0x0107 || status === 0x0116) return "warning";
-  return "failure";
-}
-
-export function describeStatus(status) {
-  const known = {
-    0: "Success",
-    65280: "Pending",
-    65281: "Pending (optional keys not supported)",
-    65024: "Cancelled",
-    45056: "Warning: sub-operations failed",
-    292: "Refused: not authorized",
-    272: "Processing failure",
-    42752: "Refused: out of resources",
-    42753: "Refused: out of resources (matches)",
-    42754: "Refused: out of resources (sub-operations)",
-    43009: "Refused: move destination unknown",
-    43264: "Error: identifier does not match SOP class",
-    49152: "Error: cannot understand",
-    290: "Refused: SOP class not supported",
-    529: "Unrecognized operation",
-  };
-  const hex = `0x${status.toString(16).toUpperCase().padStart(4, "0")}`;
-  return known[status] ? `${known[status]} (${hex})` : `${statusCategory(status)} (${hex})`;
-}
-
 /** Encode a command object (keywords above) to Implicit VR LE bytes with group length. */
 export function encodeCommand(command) {
   const elements = [];

@@ -17,4 +17,5 @@ export * from "./part10.js";
 export * from "./pdu.js";
 export { DimseError, DimseService } from "./service.js";
 export * from "./services.js";
+export * from "./status.js";
 export * from "./uids.js";

@@ -7,21 +7,13 @@
  */
 
 import { AssociationError } from "./association.js";
-import {
-  COMMAND,
-  DATASET_PRESENT,
-  describeStatus,
-  encodeCommand,
-  isResponse,
-  NO_DATASET,
-  STATUS,
-  statusCategory,
-} from "./dimse.js";
+import { COMMAND, DATASET_PRESENT, encodeCommand, isResponse, NO_DATASET } from "./dimse.js";
+import { describeStatus, STATUS, statusCategory } from "./status.js";
 
 /** A DIMSE operation that ended with a failure status. */
 export class DimseError extends Error {
   constructor(operation, status, comment = "") {
-    super(`${operation} failed: ${describeStatus(status)}${comment ? ` - ${comment}` : ""}`);
+    super(`${operation} failed: ${describeStatus(status, operation)}${comment ? ` - ${comment}` : ""}`);
     this.name = "DimseError";
     this.status = status;
     this.comment = comment;

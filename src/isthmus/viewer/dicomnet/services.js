@@ -5,10 +5,11 @@
 import { DecodeError } from "./bytes.js";
 import { encodeIdentifier, PIXEL_DATA, parseDataset } from "./dataset.js";
 import { TAGS } from "./dictionary.js";
-import { COMMAND, STATUS, statusCategory } from "./dimse.js";
+import { COMMAND } from "./dimse.js";
 import { findContext } from "./negotiation.js";
 import { readPart10, toPart10 } from "./part10.js";
 import { DimseError } from "./service.js";
+import { STATUS, statusCategory } from "./status.js";
 import { isImplicitVR, QR_MODELS, SOP, STORAGE_SOP_CLASSES, UNCOMPRESSED } from "./uids.js";
 
 const PRIORITY_MEDIUM = 0;

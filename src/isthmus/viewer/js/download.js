@@ -5,7 +5,6 @@
 
 import { num, TAG, text } from "./dicomjson.js";
 import { formatBytes } from "./dom.js";
-import { readFileMeta } from "./part10.js";
 import { safeName, ZipWriter } from "./zip.js";
 
 const STREAM_TO_FILE_ABOVE = 512 * 1024 * 1024;
@@ -16,6 +15,8 @@ const STREAM_TO_FILE_ABOVE = 512 * 1024 * 1024;
  * @param {(text: string) => void} report progress text
  */
 export async function downloadStudy(api, studyUid, metadata, report, signal) {
+  // The Part 10 reader (and the data dictionary it brings) loads when the first download starts.
+  const { readFileMeta } = await import("../dicomnet/part10.js");
   const names = new Map();
   let estimate = 0;
   for (const m of metadata) {

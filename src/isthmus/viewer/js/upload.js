@@ -2,35 +2,12 @@
 // batches with a progress bar and a result per file from the response's Referenced/Failed SOP
 // Sequences (PS3.18 10.5.3, failure reasons PS3.4 Annex GG / B.2.3).
 
+import { statusText } from "../dicomnet/status.js";
 import { items, num, TAG, text } from "./dicomjson.js";
 import { formatBytes, h } from "./dom.js";
-import { readFileMeta } from "./part10.js";
 
 const BATCH_FILES = 40;
 const BATCH_BYTES = 24 * 1024 * 1024;
-
-const REASONS = {
-  272: "processing failure",
-  274: "no such object instance",
-  281: "class-instance conflict",
-  290: "SOP class not supported",
-  292: "not authorized",
-  305: "duplicate invocation",
-  42752: "out of resources",
-  43264: "data set does not match SOP class",
-  49152: "cannot understand",
-  49442: "transfer syntax not supported",
-  45056: "coercion of data elements",
-  45062: "elements discarded",
-  45063: "data set does not match SOP class",
-  50185: "instance belongs to another study",
-};
-
-export function reasonText(code) {
-  if (code === undefined || code === null) return "";
-  const hex = `0x${Number(code).toString(16).toUpperCase().padStart(4, "0")}`;
-  return REASONS[code] ? `${REASONS[code]} (${hex})` : `status ${hex}`;
-}
 
 export class Uploader {
   constructor(api, dialog) {
@@ -94,6 +71,8 @@ export class Uploader {
 
   /** Send [{file, path}] and report per file. */
   async upload(files) {
+    // The Part 10 reader (and the data dictionary it brings) loads when the first upload starts.
+    const { readFileMeta } = await import("../dicomnet/part10.js");
     this.open();
     if (this.busy) {
       this.summary.textContent = "An upload is already running; wait for it to finish.";
@@ -175,13 +154,17 @@ export function outcomeOf(result, sop) {
   const find = (seq) => items(body ?? {}, seq).find((it) => text(it, TAG.ReferencedSOPInstanceUID) === sop);
   const failed = find(TAG.FailedSOPSequence);
   if (failed)
-    return { ok: false, css: "bad", text: `failed: ${reasonText(num(failed, TAG.FailureReason, null)) || "refused"}` };
+    return {
+      ok: false,
+      css: "bad",
+      text: `failed: ${statusText(num(failed, TAG.FailureReason, null), "C-STORE") || "refused"}`,
+    };
   const stored = find(TAG.ReferencedSOPSequence);
   if (stored) {
     const warning = num(stored, TAG.WarningReason, null);
     return warning === null
       ? { ok: true, css: "ok", text: "stored" }
-      : { ok: true, css: "warn", text: `stored, with warning: ${reasonText(warning)}` };
+      : { ok: true, css: "warn", text: `stored, with warning: ${statusText(warning, "C-STORE")}` };
   }
   if (result.status >= 200 && result.status < 300 && !body) return { ok: true, css: "ok", text: "stored" };
   const message = result.status === 413 ? "too large for the server" : (result.text || "").slice(0, 120);

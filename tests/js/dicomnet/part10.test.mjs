@@ -1,9 +1,9 @@
-// Reading a Part 10 file's meta information before upload.
+// Reading a Part 10 file's meta information (the viewer before upload and in a ZIP download).
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { readFileMeta } from "../../../src/isthmus/viewer/js/part10.js";
+import { readFileMeta, readPart10, toPart10 } from "../../../src/isthmus/viewer/dicomnet/part10.js";
 
 function element(group, element, vr, value) {
   const bytes = new TextEncoder().encode(value.length % 2 ? `${value}\0` : value);
@@ -47,4 +47,20 @@ test("the SOP instance and transfer syntax are read from group 0002", () => {
 test("bytes without the DICM prefix are not Part 10", () => {
   assert.equal(readFileMeta(new Uint8Array(200)), null);
   assert.equal(readFileMeta(new TextEncoder().encode("hello")), null);
+});
+
+test("a file this library writes, group length and all, reads back", () => {
+  const meta = {
+    sopClassUID: "1.2.840.10008.5.1.4.1.1.7",
+    sopInstanceUID: "1.2.3",
+    transferSyntaxUID: "1.2.840.10008.1.2",
+  };
+  const bytes = toPart10(new Uint8Array([8, 0, 0x18, 0, 2, 0, 0, 0, 0x31, 0]), meta);
+  assert.deepEqual(readFileMeta(bytes), {
+    sopClass: meta.sopClassUID,
+    sopInstance: "1.2.3",
+    transferSyntax: "1.2.840.10008.1.2",
+  });
+  assert.equal(readPart10(bytes).datasetOffset, bytes.length - 10);
+  assert.equal(readFileMeta(bytes.subarray(0, 150)), null);
 });
