@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ./isthmus-data
 
-.PHONY: run test lint lint-js test-python test-js bench system-deps clean
+.PHONY: run test lint lint-js vendor-js test-python test-js bench system-deps clean
 
 run:
 	@scripts/venv.sh
@@ -24,6 +24,10 @@ lint: lint-js
 lint-js:
 	@test -x node_modules/.bin/biome || npm ci --no-audit --no-fund
 	npx biome check src/isthmus/viewer tests/js
+
+# Re-copy the vendored browser libraries (src/isthmus/viewer/vendor/) after changing their pins.
+vendor-js:
+	scripts/vendor-js.sh
 
 test-python:
 	$(PY) -m pytest
