@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ./isthmus-data
 
-.PHONY: run test lint test-python test-js bench system-deps clean
+.PHONY: run test lint lint-js vendor-js test-python test-js bench system-deps clean
 
 run:
 	@scripts/venv.sh
@@ -13,11 +13,21 @@ test: system-deps
 	@scripts/venv.sh test
 	@$(MAKE) --no-print-directory test-python test-js
 
-lint:
+lint: lint-js
 	@scripts/venv.sh test
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+
+# Biome (pinned in package.json/package-lock.json) lints and format-checks the browser code;
+# `npx biome check --write src/isthmus/viewer tests/js` applies its fixes and formatting.
+lint-js:
+	@test -x node_modules/.bin/biome || npm ci --no-audit --no-fund
+	npx biome check src/isthmus/viewer tests/js
+
+# Re-copy the vendored browser libraries (src/isthmus/viewer/vendor/) after changing their pins.
+vendor-js:
+	scripts/vendor-js.sh
 
 test-python:
 	$(PY) -m pytest

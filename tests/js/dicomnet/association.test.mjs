@@ -1,30 +1,35 @@
-import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { Association } from '../../../src/isthmus/viewer/dicomnet/association.js';
-import { storageNodePolicy } from '../../../src/isthmus/viewer/dicomnet/acceptor.js';
-import { encodeCommand, COMMAND, decodeCommand } from '../../../src/isthmus/viewer/dicomnet/dimse.js';
-import { acceptContexts } from '../../../src/isthmus/viewer/dicomnet/negotiation.js';
-import { PDU_TYPE, decodePDU, encodePDU } from '../../../src/isthmus/viewer/dicomnet/pdu.js';
-import { readPart10 } from '../../../src/isthmus/viewer/dicomnet/part10.js';
-import { DimseService } from '../../../src/isthmus/viewer/dicomnet/service.js';
-import { echo, echoHandler, proposalsFor, store, storeHandler } from '../../../src/isthmus/viewer/dicomnet/services.js';
-import { SOP, TS } from '../../../src/isthmus/viewer/dicomnet/uids.js';
-import { ScriptedTransport, dcmtkCapture, tick, transportPair } from './helpers.mjs';
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { storageNodePolicy } from "../../../src/isthmus/viewer/dicomnet/acceptor.js";
+import { Association } from "../../../src/isthmus/viewer/dicomnet/association.js";
+import { COMMAND, decodeCommand, encodeCommand } from "../../../src/isthmus/viewer/dicomnet/dimse.js";
+import { acceptContexts } from "../../../src/isthmus/viewer/dicomnet/negotiation.js";
+import { readPart10 } from "../../../src/isthmus/viewer/dicomnet/part10.js";
+import { decodePDU, encodePDU, PDU_TYPE } from "../../../src/isthmus/viewer/dicomnet/pdu.js";
+import { DimseService } from "../../../src/isthmus/viewer/dicomnet/service.js";
+import { echo, echoHandler, proposalsFor, store, storeHandler } from "../../../src/isthmus/viewer/dicomnet/services.js";
+import { SOP, TS } from "../../../src/isthmus/viewer/dicomnet/uids.js";
+import { dcmtkCapture, ScriptedTransport, tick, transportPair } from "./helpers.mjs";
 
 const capture = dcmtkCapture();
-const acceptAll = (rq) => ({ contexts: acceptContexts(rq.presentationContexts, () => [TS.EXPLICIT_LE, TS.IMPLICIT_LE]) });
+const acceptAll = (rq) => ({
+  contexts: acceptContexts(rq.presentationContexts, () => [TS.EXPLICIT_LE, TS.IMPLICIT_LE]),
+});
 
 async function connectedPair({ acceptorOptions = {}, requestorOptions = {}, proposals } = {}) {
   const [a, b] = transportPair();
   const acceptor = Association.accept(b, { onAssociateRequest: acceptAll, ...acceptorOptions });
   const requestor = await Association.request(a, {
-    callingAET: 'BROWSER', calledAET: 'PEER', proposals: proposals || proposalsFor({ echo: true, storage: [SOP.CT_IMAGE] }), ...requestorOptions,
+    callingAET: "BROWSER",
+    calledAET: "PEER",
+    proposals: proposals || proposalsFor({ echo: true, storage: [SOP.CT_IMAGE] }),
+    ...requestorOptions,
   });
   await acceptor.established;
   return { requestor, acceptor, a, b };
 }
 
-test('a requestor and an acceptor establish, C-ECHO and release', async () => {
+test("a requestor and an acceptor establish, C-ECHO and release", async () => {
   const { requestor, acceptor } = await connectedPair();
   new DimseService(acceptor, { handlers: { [COMMAND.C_ECHO_RQ]: echoHandler() } });
   const service = new DimseService(requestor);
@@ -32,21 +37,39 @@ test('a requestor and an acceptor establish, C-ECHO and release', async () => {
   await requestor.release();
   const [r, s] = await Promise.all([requestor.closed, acceptor.closed]);
   assert.deepEqual([r.released, s.released], [true, true]);
-  assert.equal(requestor.state, 'Sta1');
-  assert.equal(acceptor.state, 'Sta1');
-  assert.deepEqual(acceptor.history.map((h) => h[2]), ['AE-5', 'AE-6', 'AE-7', 'DT-2', 'DT-1', 'AR-2', 'AR-4', 'AR-5']);
+  assert.equal(requestor.state, "Sta1");
+  assert.equal(acceptor.state, "Sta1");
+  assert.deepEqual(
+    acceptor.history.map((h) => h[2]),
+    ["AE-5", "AE-6", "AE-7", "DT-2", "DT-1", "AR-2", "AR-4", "AR-5"],
+  );
 });
 
-test('a dataset larger than the peer maximum PDU is fragmented and reassembled byte for byte', async () => {
+test("a dataset larger than the peer maximum PDU is fragmented and reassembled byte for byte", async () => {
   const { requestor, acceptor, a } = await connectedPair({ acceptorOptions: { maxPDU: 4096 } });
   const received = [];
-  new DimseService(acceptor, { handlers: { [COMMAND.C_STORE_RQ]: async (m) => { received.push(m.dataset); return { status: 0 }; } } });
+  new DimseService(acceptor, {
+    handlers: {
+      [COMMAND.C_STORE_RQ]: async (m) => {
+        received.push(m.dataset);
+        return { status: 0 };
+      },
+    },
+  });
   const dataset = new Uint8Array(50_000).map((_, i) => (i * 7) & 0xff);
   const service = new DimseService(requestor);
   const context = [...requestor.contexts.values()].find((c) => c.abstractSyntax === SOP.CT_IMAGE);
-  for await (const response of service.request(context.id, {
-    AffectedSOPClassUID: SOP.CT_IMAGE, CommandField: COMMAND.C_STORE_RQ, Priority: 0, AffectedSOPInstanceUID: '1.2.3',
-  }, dataset)) assert.equal(response.command.Status, 0);
+  for await (const response of service.request(
+    context.id,
+    {
+      AffectedSOPClassUID: SOP.CT_IMAGE,
+      CommandField: COMMAND.C_STORE_RQ,
+      Priority: 0,
+      AffectedSOPInstanceUID: "1.2.3",
+    },
+    dataset,
+  ))
+    assert.equal(response.command.Status, 0);
   assert.deepEqual(received, [dataset]);
   const pdata = a.sent.map((bytes) => decodePDU(bytes)).filter((p) => p.type === PDU_TYPE.P_DATA_TF);
   assert.equal(pdata.length, 1 + Math.ceil(50_000 / 4090));
@@ -56,36 +79,42 @@ test('a dataset larger than the peer maximum PDU is fragmented and reassembled b
   await requestor.release();
 });
 
-test('release collision: both sides release at once and both end released (PS3.8 Sta9-Sta12)', async () => {
+test("release collision: both sides release at once and both end released (PS3.8 Sta9-Sta12)", async () => {
   const { requestor, acceptor } = await connectedPair();
   const both = Promise.all([requestor.release(), acceptor.release()]);
   await both;
   const [r, s] = await Promise.all([requestor.closed, acceptor.closed]);
   assert.deepEqual([r.released, s.released], [true, true]);
   const states = (assoc) => assoc.history.map((h) => h[1]);
-  assert.ok(states(requestor).includes('Sta9') && states(requestor).includes('Sta11'), states(requestor).join());
-  assert.ok(states(acceptor).includes('Sta10') && states(acceptor).includes('Sta12'), states(acceptor).join());
+  assert.ok(states(requestor).includes("Sta9") && states(requestor).includes("Sta11"), states(requestor).join());
+  assert.ok(states(acceptor).includes("Sta10") && states(acceptor).includes("Sta12"), states(acceptor).join());
 });
 
-test('ARTIM: an acceptor that never receives an A-ASSOCIATE-RQ closes the connection', async () => {
+test("ARTIM: an acceptor that never receives an A-ASSOCIATE-RQ closes the connection", async () => {
   const transport = new ScriptedTransport();
   const acceptor = Association.accept(transport, { onAssociateRequest: acceptAll, artimTimeout: 20 });
   const { error } = await acceptor.closed;
-  assert.equal(error.kind, 'closed');
+  assert.equal(error.kind, "closed");
   assert.equal(transport.closed, true);
-  assert.deepEqual(acceptor.history.map((h) => h[2]), ['AE-5', 'AA-2']);
+  assert.deepEqual(
+    acceptor.history.map((h) => h[2]),
+    ["AE-5", "AA-2"],
+  );
 });
 
-test('ARTIM: after a release response the acceptor closes if the requestor never does', async () => {
+test("ARTIM: after a release response the acceptor closes if the requestor never does", async () => {
   const { requestor, acceptor, a } = await connectedPair({ acceptorOptions: { artimTimeout: 20 } });
   a.close = () => {}; // the requestor side never closes its transport
-  requestor.dispatch('Evt11');
+  requestor.dispatch("Evt11");
   const result = await acceptor.closed;
   assert.equal(result.released, true);
-  assert.deepEqual(acceptor.history.slice(-3).map((h) => h[2]), ['AR-2', 'AR-4', 'AA-2']);
+  assert.deepEqual(
+    acceptor.history.slice(-3).map((h) => h[2]),
+    ["AR-2", "AR-4", "AA-2"],
+  );
 });
 
-test('an A-ABORT from the peer ends the association, with the reason in words', async () => {
+test("an A-ABORT from the peer ends the association, with the reason in words", async () => {
   const { requestor, acceptor } = await connectedPair();
   requestor.abort();
   const { error, aborted } = await acceptor.closed;
@@ -94,7 +123,7 @@ test('an A-ABORT from the peer ends the association, with the reason in words', 
   assert.equal((await requestor.closed).aborted, true);
 });
 
-test('pending DIMSE requests fail when the association is aborted', async () => {
+test("pending DIMSE requests fail when the association is aborted", async () => {
   const { requestor, acceptor } = await connectedPair();
   new DimseService(acceptor, { handlers: { [COMMAND.C_ECHO_RQ]: () => new Promise(() => {}) } });
   const pending = echo(new DimseService(requestor));
@@ -103,74 +132,106 @@ test('pending DIMSE requests fail when the association is aborted', async () => 
   await assert.rejects(pending, /aborted/);
 });
 
-test('an invalid PDU during data transfer is answered with A-ABORT (provider, invalid parameter)', async () => {
+test("an invalid PDU during data transfer is answered with A-ABORT (provider, invalid parameter)", async () => {
   const transport = new ScriptedTransport();
-  const requestor = Association.request(transport, { callingAET: 'ECHOSCU', calledAET: 'STORESCP', proposals: proposalsFor({ echo: true }) });
+  const requestor = Association.request(transport, {
+    callingAET: "ECHOSCU",
+    calledAET: "STORESCP",
+    proposals: proposalsFor({ echo: true }),
+  });
   await transport.waitSent(1);
   transport.feed(capture.echo[1].bytes); // DCMTK's A-ASSOCIATE-AC
   const assoc = await requestor;
   transport.feed(Uint8Array.from([0x04, 0, 0, 0, 0, 7, 0, 0, 0, 9, 1, 3, 0]));
   const abort = decodePDU(await transport.waitSent(2));
   assert.deepEqual(abort, { type: PDU_TYPE.ABORT, source: 2, reason: 6 });
-  assert.equal(assoc.state, 'Sta13');
+  assert.equal(assoc.state, "Sta13");
   transport.peerCloses();
   const { error } = await assoc.closed;
   assert.match(error.message, /overruns the PDU/);
 });
 
-test('a PDV on a presentation context that was not accepted aborts the association', async () => {
+test("a PDV on a presentation context that was not accepted aborts the association", async () => {
   const transport = new ScriptedTransport();
-  const requestor = Association.request(transport, { callingAET: 'ECHOSCU', calledAET: 'STORESCP', proposals: proposalsFor({ echo: true }) });
+  const requestor = Association.request(transport, {
+    callingAET: "ECHOSCU",
+    calledAET: "STORESCP",
+    proposals: proposalsFor({ echo: true }),
+  });
   await transport.waitSent(1);
   transport.feed(capture.echo[1].bytes);
   const assoc = await requestor;
-  transport.feed(encodePDU({ type: PDU_TYPE.P_DATA_TF, pdvs: [{ contextId: 5, isCommand: true, isLast: true, data: new Uint8Array(8) }] }));
+  transport.feed(
+    encodePDU({
+      type: PDU_TYPE.P_DATA_TF,
+      pdvs: [{ contextId: 5, isCommand: true, isLast: true, data: new Uint8Array(8) }],
+    }),
+  );
   assert.equal(decodePDU(await transport.waitSent(2)).type, PDU_TYPE.ABORT);
   transport.peerCloses();
   assert.match((await assoc.closed).error.message, /context 5, which was not accepted/);
 });
 
-test('an A-ASSOCIATE-AC during data transfer is unexpected: A-ABORT (AA-8)', async () => {
+test("an A-ASSOCIATE-AC during data transfer is unexpected: A-ABORT (AA-8)", async () => {
   const transport = new ScriptedTransport();
-  const requestor = Association.request(transport, { callingAET: 'ECHOSCU', calledAET: 'STORESCP', proposals: proposalsFor({ echo: true }) });
+  const requestor = Association.request(transport, {
+    callingAET: "ECHOSCU",
+    calledAET: "STORESCP",
+    proposals: proposalsFor({ echo: true }),
+  });
   await transport.waitSent(1);
   transport.feed(capture.echo[1].bytes);
   const assoc = await requestor;
   transport.feed(capture.echo[1].bytes);
   assert.equal(decodePDU(await transport.waitSent(2)).type, PDU_TYPE.ABORT);
-  assert.deepEqual(assoc.history.at(-1), ['Evt3', 'Sta6', 'AA-8']);
+  assert.deepEqual(assoc.history.at(-1), ["Evt3", "Sta6", "AA-8"]);
   transport.peerCloses(); // AR-5: Sta13 → Sta1
   assert.equal((await assoc.closed).aborted, true);
 });
 
-test('an A-ASSOCIATE-RJ from DCMTK rejects the request with its reason', async () => {
+test("an A-ASSOCIATE-RJ from DCMTK rejects the request with its reason", async () => {
   const transport = new ScriptedTransport();
-  const requestor = Association.request(transport, { callingAET: 'ECHOSCU', calledAET: 'STORESCP', proposals: proposalsFor({ echo: true }) });
+  const requestor = Association.request(transport, {
+    callingAET: "ECHOSCU",
+    calledAET: "STORESCP",
+    proposals: proposalsFor({ echo: true }),
+  });
   await transport.waitSent(1);
   transport.feed(capture.refused[1].bytes);
-  await assert.rejects(requestor, (err) => err.kind === 'rejected' && /rejected \(permanent\) by service user/.test(err.message));
+  await assert.rejects(
+    requestor,
+    (err) => err.kind === "rejected" && /rejected \(permanent\) by service user/.test(err.message),
+  );
   assert.equal(transport.closed, true);
 });
 
-test('an acceptor rejects a called AE title it does not have (PS3.8 reason 7)', async () => {
+test("an acceptor rejects a called AE title it does not have (PS3.8 reason 7)", async () => {
   const [a, b] = transportPair();
-  Association.accept(b, { onAssociateRequest: storageNodePolicy('BROWSER') });
-  await assert.rejects(Association.request(a, { callingAET: 'X', calledAET: 'SOMEONE', proposals: proposalsFor({ echo: true }) }),
-    /called AE title not recognized/);
+  Association.accept(b, { onAssociateRequest: storageNodePolicy("BROWSER") });
+  await assert.rejects(
+    Association.request(a, { callingAET: "X", calledAET: "SOMEONE", proposals: proposalsFor({ echo: true }) }),
+    /called AE title not recognized/,
+  );
 });
 
-test('user primitives outside their states are refused', async () => {
+test("user primitives outside their states are refused", async () => {
   const { requestor } = await connectedPair();
-  assert.throws(() => requestor.dispatch('Evt7'), /not allowed in state Sta6/);
+  assert.throws(() => requestor.dispatch("Evt7"), /not allowed in state Sta6/);
   await requestor.release();
   await assert.rejects(requestor.sendMessage(1, new Uint8Array(4)), /not established/);
 });
 
-test('DCMTK storescu replayed against the browser acceptor: instance byte-identical, success, release', async () => {
+test("DCMTK storescu replayed against the browser acceptor: instance byte-identical, success, release", async () => {
   const transport = new ScriptedTransport();
   const stored = [];
-  const acceptor = Association.accept(transport, { onAssociateRequest: storageNodePolicy('STORESCP'), maxPDU: 4096 });
-  new DimseService(acceptor, { handlers: { [COMMAND.C_STORE_RQ]: storeHandler(async (instance) => { stored.push(instance); }) } });
+  const acceptor = Association.accept(transport, { onAssociateRequest: storageNodePolicy("STORESCP"), maxPDU: 4096 });
+  new DimseService(acceptor, {
+    handlers: {
+      [COMMAND.C_STORE_RQ]: storeHandler(async (instance) => {
+        stored.push(instance);
+      }),
+    },
+  });
   const [rq, dcmtkAC, ...rest] = capture.store;
   await tick();
   transport.feed(rq.bytes);
@@ -181,7 +242,7 @@ test('DCMTK storescu replayed against the browser acceptor: instance byte-identi
   const used = decodePDU(rest[0].bytes).pdvs[0].contextId;
   const theirs = decodePDU(dcmtkAC.bytes).presentationContexts.find((pc) => pc.id === used);
   assert.deepEqual([ours.get(used).result, ours.get(used).transferSyntax], [0, theirs.transferSyntax]);
-  for (const p of rest.filter((x) => x.from === 'scu' && x.bytes[0] === PDU_TYPE.P_DATA_TF)) transport.feed(p.bytes);
+  for (const p of rest.filter((x) => x.from === "scu" && x.bytes[0] === PDU_TYPE.P_DATA_TF)) transport.feed(p.bytes);
   const response = decodePDU(await transport.waitSent(2));
   const command = decodeCommand(response.pdvs[0].data);
   assert.deepEqual([command.CommandField, command.Status], [COMMAND.C_STORE_RSP, 0]);
@@ -189,18 +250,25 @@ test('DCMTK storescu replayed against the browser acceptor: instance byte-identi
   const { datasetOffset } = readPart10(file);
   const got = stored[0].part10;
   assert.deepEqual(got.subarray(readPart10(got).datasetOffset), file.subarray(datasetOffset));
-  assert.equal(stored[0].callingAET, 'STORESCU');
+  assert.equal(stored[0].callingAET, "STORESCU");
   transport.feed(rest.find((p) => p.bytes[0] === PDU_TYPE.RELEASE_RQ).bytes);
   assert.equal(decodePDU(await transport.waitSent(3)).type, PDU_TYPE.RELEASE_RP);
   transport.peerCloses();
   assert.equal((await acceptor.closed).released, true);
 });
 
-test('DCMTK storescp replayed against the browser requestor: C-ECHO succeeds and release completes', async () => {
+test("DCMTK storescp replayed against the browser requestor: C-ECHO succeeds and release completes", async () => {
   const transport = new ScriptedTransport();
-  const pending = Association.request(transport, { callingAET: 'ECHOSCU', calledAET: 'STORESCP', proposals: proposalsFor({ echo: true }) });
+  const pending = Association.request(transport, {
+    callingAET: "ECHOSCU",
+    calledAET: "STORESCP",
+    proposals: proposalsFor({ echo: true }),
+  });
   const rq = decodePDU(await transport.waitSent(1));
-  assert.deepEqual(rq.presentationContexts.map((pc) => pc.abstractSyntax), [SOP.VERIFICATION]);
+  assert.deepEqual(
+    rq.presentationContexts.map((pc) => pc.abstractSyntax),
+    [SOP.VERIFICATION],
+  );
   const [, ac, echoRQ, echoRSP, , releaseRP] = capture.echo;
   transport.feed(ac.bytes);
   const assoc = await pending;
@@ -217,10 +285,18 @@ test('DCMTK storescp replayed against the browser requestor: C-ECHO succeeds and
   assert.equal(transport.closed, true);
 });
 
-test('C-STORE SCU sends a Part 10 file dataset as it is', async () => {
-  const { requestor, acceptor } = await connectedPair({ proposals: proposalsFor({ storage: [{ sopClass: SOP.CT_IMAGE, transferSyntaxes: [TS.EXPLICIT_LE] }] }) });
+test("C-STORE SCU sends a Part 10 file dataset as it is", async () => {
+  const { requestor, acceptor } = await connectedPair({
+    proposals: proposalsFor({ storage: [{ sopClass: SOP.CT_IMAGE, transferSyntaxes: [TS.EXPLICIT_LE] }] }),
+  });
   const got = [];
-  new DimseService(acceptor, { handlers: { [COMMAND.C_STORE_RQ]: storeHandler(async (i) => { got.push(i); }) } });
+  new DimseService(acceptor, {
+    handlers: {
+      [COMMAND.C_STORE_RQ]: storeHandler(async (i) => {
+        got.push(i);
+      }),
+    },
+  });
   const file = capture.storeFile;
   assert.equal(await store(new DimseService(requestor), file), 0);
   const { datasetOffset } = readPart10(file);
@@ -228,7 +304,7 @@ test('C-STORE SCU sends a Part 10 file dataset as it is', async () => {
   await requestor.release();
 });
 
-test('encodeCommand writes what DCMTK writes for a C-STORE-RQ', () => {
+test("encodeCommand writes what DCMTK writes for a C-STORE-RQ", () => {
   const pdata = decodePDU(capture.store[2].bytes);
   const dcmtk = pdata.pdvs[0].data;
   assert.deepEqual(encodeCommand(decodeCommand(dcmtk)), dcmtk);

@@ -1,13 +1,13 @@
 // Shared by the dicomnet tests: captured DCMTK PDUs and in-memory transports.
-import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { fromHex } from '../../../src/isthmus/viewer/dicomnet/bytes.js';
+import fs from "node:fs";
+import { fileURLToPath } from "node:url";
+import { fromHex } from "../../../src/isthmus/viewer/dicomnet/bytes.js";
 
-const here = fileURLToPath(new URL('.', import.meta.url));
+const here = fileURLToPath(new URL(".", import.meta.url));
 
 /** {scenario: [{from: 'scu'|'scp', bytes}]} plus storeFile (the file storescu sent). */
 export function dcmtkCapture() {
-  const raw = JSON.parse(fs.readFileSync(`${here}/fixtures/dcmtk-pdus.json`, 'utf8'));
+  const raw = JSON.parse(fs.readFileSync(`${here}/fixtures/dcmtk-pdus.json`, "utf8"));
   const out = {};
   for (const [name, value] of Object.entries(raw)) {
     if (Array.isArray(value)) out[name] = value.map((p) => ({ from: p.from, bytes: fromHex(p.hex) }));
@@ -27,14 +27,18 @@ export class MemoryTransport {
 
   connect(handlers) {
     this.handlers = handlers;
-    setImmediate(() => { if (!this.closed) handlers.open(); });
+    setImmediate(() => {
+      if (!this.closed) handlers.open();
+    });
   }
 
   send(bytes) {
     if (this.closed) return;
     const copy = bytes.slice();
     this.sent.push(copy);
-    setImmediate(() => { if (this.peer && !this.peer.closed && this.peer.handlers) this.peer.handlers.pdu(copy); });
+    setImmediate(() => {
+      if (this.peer && !this.peer.closed && this.peer.handlers) this.peer.handlers.pdu(copy);
+    });
   }
 
   close() {
@@ -44,7 +48,7 @@ export class MemoryTransport {
       this.handlers?.closed({ code: 1000 });
       if (this.peer && !this.peer.closed) {
         this.peer.closed = true;
-        this.peer.handlers?.closed({ code: 1000, reason: 'peer closed' });
+        this.peer.handlers?.closed({ code: 1000, reason: "peer closed" });
       }
     });
   }
@@ -67,22 +71,35 @@ export class ScriptedTransport {
     this.closed = false;
   }
 
-  connect(handlers) { this.handlers = handlers; setImmediate(() => handlers.open()); }
+  connect(handlers) {
+    this.handlers = handlers;
+    setImmediate(() => handlers.open());
+  }
 
   send(bytes) {
     this.sent.push(bytes.slice());
     for (const w of this.waiters.splice(0)) w();
   }
 
-  close() { this.closed = true; for (const w of this.waiters.splice(0)) w(); }
+  close() {
+    this.closed = true;
+    for (const w of this.waiters.splice(0)) w();
+  }
 
-  feed(bytes) { this.handlers.pdu(bytes); }
+  feed(bytes) {
+    this.handlers.pdu(bytes);
+  }
 
-  peerCloses() { this.handlers.closed({ code: 1000 }); }
+  peerCloses() {
+    this.handlers.closed({ code: 1000 });
+  }
 
   /** Resolves once at least n PDUs have been sent. */
   async waitSent(n) {
-    while (this.sent.length < n) await new Promise((resolve) => { this.waiters.push(resolve); });
+    while (this.sent.length < n)
+      await new Promise((resolve) => {
+        this.waiters.push(resolve);
+      });
     return this.sent[n - 1];
   }
 }

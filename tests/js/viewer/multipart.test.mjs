@@ -1,16 +1,26 @@
 // multipart/related parsing of WADO-RS responses, whole and in arbitrary chunks.
-import { test } from "node:test";
-import assert from "node:assert/strict";
 
-import { MultipartParser, mediaTypeParams, multipartBody, parseMultipart } from "../../../src/isthmus/viewer/js/multipart.js";
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import {
+  MultipartParser,
+  mediaTypeParams,
+  multipartBody,
+  parseMultipart,
+} from "../../../src/isthmus/viewer/js/multipart.js";
 
 const enc = new TextEncoder();
 
 function body(boundary, parts, { preamble = "", leadingCrlf = false } = {}) {
-  let s = preamble + (leadingCrlf ? "\r\n" : "");
+  const s = preamble + (leadingCrlf ? "\r\n" : "");
   const chunks = [];
   parts.forEach((p, i) => {
-    chunks.push(enc.encode(`${i || leadingCrlf ? "\r\n" : ""}--${boundary}\r\nContent-Type: application/octet-stream\r\nContent-Location: /f/${i}\r\n\r\n`));
+    chunks.push(
+      enc.encode(
+        `${i || leadingCrlf ? "\r\n" : ""}--${boundary}\r\nContent-Type: application/octet-stream\r\nContent-Location: /f/${i}\r\n\r\n`,
+      ),
+    );
     chunks.push(p);
   });
   chunks.push(enc.encode(`\r\n--${boundary}--\r\n`));
@@ -18,7 +28,10 @@ function body(boundary, parts, { preamble = "", leadingCrlf = false } = {}) {
   const out = new Uint8Array(total);
   out.set(enc.encode(s), 0);
   let at = s.length;
-  for (const c of chunks) { out.set(c, at); at += c.length; }
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
   return out;
 }
 
@@ -42,7 +55,10 @@ test("parts come back byte-exact with their headers", () => {
 });
 
 test("a preamble before the first boundary is skipped", () => {
-  const parts = parseMultipart(body("b1", [enc.encode("x")], { preamble: "ignore me", leadingCrlf: true }), "multipart/related; boundary=b1");
+  const parts = parseMultipart(
+    body("b1", [enc.encode("x")], { preamble: "ignore me", leadingCrlf: true }),
+    "multipart/related; boundary=b1",
+  );
   assert.deepEqual(Array.from(parts[0].body), [120]);
 });
 
@@ -55,7 +71,7 @@ test("chunked input gives the same parts as whole input", () => {
     for (let i = 0; i < whole.length; i += size) got.push(...parser.push(whole.subarray(i, i + size)));
     parser.end();
     assert.equal(got.length, payloads.length, `chunk size ${size}`);
-    got.forEach((p, i) => assert.deepEqual(p.body, payloads[i]));
+    for (const [i, p] of got.entries()) assert.deepEqual(p.body, payloads[i]);
   }
 });
 
@@ -67,12 +83,21 @@ test("a body cut before its closing boundary is an error", () => {
 });
 
 test("a body built for STOW-RS parses back", () => {
-  const { chunks, contentType } = multipartBody([{ body: enc.encode("one") }, { body: enc.encode("two") }], "application/dicom");
+  const { chunks, contentType } = multipartBody(
+    [{ body: enc.encode("one") }, { body: enc.encode("two") }],
+    "application/dicom",
+  );
   const total = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   let at = 0;
-  for (const c of chunks) { total.set(c, at); at += c.length; }
+  for (const c of chunks) {
+    total.set(c, at);
+    at += c.length;
+  }
   assert.match(contentType, /^multipart\/related; type="application\/dicom"; boundary=isthmus-/);
   const parts = parseMultipart(total, contentType);
-  assert.deepEqual(parts.map((p) => new TextDecoder().decode(p.body)), ["one", "two"]);
+  assert.deepEqual(
+    parts.map((p) => new TextDecoder().decode(p.body)),
+    ["one", "two"],
+  );
   assert.equal(parts[0].headers["content-type"], "application/dicom");
 });

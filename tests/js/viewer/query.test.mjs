@@ -1,18 +1,31 @@
 // The study search: URL round trip, QIDO parameters, sorting and paging.
-import { test } from "node:test";
+
 import assert from "node:assert/strict";
+import { test } from "node:test";
 
 import {
-  dateRange, nameMatch, pageOf, qidoParams, searchFromUrl, searchToUrl, sortRows, splitDateRange, studyRow,
+  dateRange,
+  nameMatch,
+  pageOf,
+  qidoParams,
+  searchFromUrl,
+  searchToUrl,
+  sortRows,
+  splitDateRange,
+  studyRow,
 } from "../../../src/isthmus/viewer/js/query.js";
 
 test("a search survives the trip through the URL", () => {
-  const state = searchFromUrl("?PatientName=SM*&StudyDate=20200101-20201231&ModalitiesInStudy=CT&sort=PatientName&page=3");
+  const state = searchFromUrl(
+    "?PatientName=SM*&StudyDate=20200101-20201231&ModalitiesInStudy=CT&sort=PatientName&page=3",
+  );
   assert.equal(state.PatientName, "SM*");
   assert.equal(state.sort, "PatientName");
   assert.equal(state.page, 3);
-  assert.equal(searchToUrl(state), "?PatientName=SM*&StudyDate=20200101-20201231&ModalitiesInStudy=CT&sort=PatientName&page=3"
-    .replace("SM*", "SM*"));
+  assert.equal(
+    searchToUrl(state),
+    "?PatientName=SM*&StudyDate=20200101-20201231&ModalitiesInStudy=CT&sort=PatientName&page=3".replace("SM*", "SM*"),
+  );
   assert.equal(searchToUrl(searchFromUrl("")), "");
 });
 
@@ -40,7 +53,10 @@ test("date ranges, open or closed, both ways", () => {
 });
 
 test("QIDO parameters carry the matching keys and what to include", () => {
-  const params = qidoParams({ PatientName: "smith", PatientID: "", AccessionNumber: "ACC1", StudyDate: "20200101-", ModalitiesInStudy: "ct" }, 100);
+  const params = qidoParams(
+    { PatientName: "smith", PatientID: "", AccessionNumber: "ACC1", StudyDate: "20200101-", ModalitiesInStudy: "ct" },
+    100,
+  );
   assert.equal(params.get("PatientName"), "smith*");
   assert.equal(params.get("AccessionNumber"), "ACC1");
   assert.equal(params.get("StudyDate"), "20200101-");
@@ -50,16 +66,28 @@ test("QIDO parameters carry the matching keys and what to include", () => {
   assert.ok(params.getAll("includefield").includes("NumberOfStudyRelatedInstances"));
 });
 
-const row = (name, date, n) => studyRow({
-  "00100010": { vr: "PN", Value: [{ Alphabetic: name }] }, "00080020": { vr: "DA", Value: [date] },
-  "00201208": { vr: "IS", Value: [n] }, "00080061": { vr: "CS", Value: ["CT", "SR"] },
-});
+const row = (name, date, n) =>
+  studyRow({
+    "00100010": { vr: "PN", Value: [{ Alphabetic: name }] },
+    "00080020": { vr: "DA", Value: [date] },
+    "00201208": { vr: "IS", Value: [n] },
+    "00080061": { vr: "CS", Value: ["CT", "SR"] },
+  });
 
 test("rows sort by any column either way", () => {
   const rows = [row("b^x", "20200101", 5), row("A^y", "20210101", 10), row("c^z", "20190101", 1)];
-  assert.deepEqual(sortRows(rows, "PatientName").map((r) => r.PatientName), ["A^y", "b^x", "c^z"]);
-  assert.deepEqual(sortRows(rows, "-StudyDate").map((r) => r.StudyDate), ["20210101", "20200101", "20190101"]);
-  assert.deepEqual(sortRows(rows, "NumberOfStudyRelatedInstances").map((r) => r.NumberOfStudyRelatedInstances), [1, 5, 10]);
+  assert.deepEqual(
+    sortRows(rows, "PatientName").map((r) => r.PatientName),
+    ["A^y", "b^x", "c^z"],
+  );
+  assert.deepEqual(
+    sortRows(rows, "-StudyDate").map((r) => r.StudyDate),
+    ["20210101", "20200101", "20190101"],
+  );
+  assert.deepEqual(
+    sortRows(rows, "NumberOfStudyRelatedInstances").map((r) => r.NumberOfStudyRelatedInstances),
+    [1, 5, 10],
+  );
   assert.equal(rows[0].ModalitiesInStudy, "CT, SR");
 });
 

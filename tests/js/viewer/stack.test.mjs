@@ -1,25 +1,41 @@
 // Stack order, prefetch order and viewport geometry.
-import { test } from "node:test";
-import assert from "node:assert/strict";
 
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import {
+  apply,
+  distance,
+  fitZoom,
+  initialView,
+  invert,
+  transform,
+  zoomAbout,
+} from "../../../src/isthmus/viewer/js/geometry.js";
 import { buildStack, prefetchOrder } from "../../../src/isthmus/viewer/js/stack.js";
-import { apply, distance, fitZoom, initialView, invert, transform, zoomAbout } from "../../../src/isthmus/viewer/js/geometry.js";
 
 const inst = (uid, number, frames, z) => ({
   "00080018": { vr: "UI", Value: [uid] },
   ...(number === null ? {} : { "00200013": { vr: "IS", Value: [number] } }),
   ...(frames ? { "00280008": { vr: "IS", Value: [frames] } } : {}),
-  ...(z === undefined ? {} : { "00200032": { vr: "DS", Value: [0, 0, z] }, "00200037": { vr: "DS", Value: [1, 0, 0, 0, 1, 0] } }),
+  ...(z === undefined
+    ? {}
+    : { "00200032": { vr: "DS", Value: [0, 0, z] }, "00200037": { vr: "DS", Value: [1, 0, 0, 0, 1, 0] } }),
 });
 
 test("instances are ordered by Instance Number and expand into their frames", () => {
   const stack = buildStack([inst("c", 10, 0), inst("a", 2, 3), inst("b", null, 0, 5), inst("d", 1, 0)]);
-  assert.deepEqual(stack.map((s) => `${s.sopUid}:${s.frame}`), ["d:1", "a:1", "a:2", "a:3", "c:1", "b:1"]);
+  assert.deepEqual(
+    stack.map((s) => `${s.sopUid}:${s.frame}`),
+    ["d:1", "a:1", "a:2", "a:3", "c:1", "b:1"],
+  );
 });
 
 test("without Instance Numbers, slices follow their position", () => {
   const stack = buildStack([inst("x", null, 0, 3), inst("y", null, 0, -2), inst("z", null, 0, 1)]);
-  assert.deepEqual(stack.map((s) => s.sopUid), ["y", "z", "x"]);
+  assert.deepEqual(
+    stack.map((s) => s.sopUid),
+    ["y", "z", "x"],
+  );
 });
 
 test("prefetch starts at the current image and works outward", () => {

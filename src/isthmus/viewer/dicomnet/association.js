@@ -8,15 +8,23 @@
  * `close()` and optionally `drain()` (resolves when its send buffer is low).
  * WebSocketTransport (gateway.js) is one; tests pair two in memory.
  */
-import { concat } from './bytes.js';
-import { decodeCommand, hasDataset } from './dimse.js';
-import { actionFor, PDU_EVENT } from './fsm.js';
-import { agreedContexts, proposeContexts, proposeRoles } from './negotiation.js';
+import { concat } from "./bytes.js";
+import { decodeCommand, hasDataset } from "./dimse.js";
+import { actionFor, PDU_EVENT } from "./fsm.js";
+import { agreedContexts, proposeContexts, proposeRoles } from "./negotiation.js";
 import {
-  ABORT_SOURCE, APPLICATION_CONTEXT, PDU_HEADER_LENGTH, PDU_TYPE, REJECT, decodePDU,
-  describeAbort, describeReject, encodePData, encodePDU,
-} from './pdu.js';
-import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from './uids.js';
+  ABORT_SOURCE,
+  APPLICATION_CONTEXT,
+  decodePDU,
+  describeAbort,
+  describeReject,
+  encodePData,
+  encodePDU,
+  PDU_HEADER_LENGTH,
+  PDU_TYPE,
+  REJECT,
+} from "./pdu.js";
+import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from "./uids.js";
 
 export const DEFAULT_MAX_PDU = 1024 * 1024;
 /** A-ABORT reasons when the provider aborts (PS3.8 Table 9-26). */
@@ -27,7 +35,7 @@ const INVALID_PARAMETER = 6;
 export class AssociationError extends Error {
   constructor(message, kind, detail = {}) {
     super(message);
-    this.name = 'AssociationError';
+    this.name = "AssociationError";
     this.kind = kind; // rejected | aborted | closed | timeout | local
     Object.assign(this, detail);
   }
@@ -35,7 +43,10 @@ export class AssociationError extends Error {
 
 function deferred() {
   const d = {};
-  d.promise = new Promise((resolve, reject) => { d.resolve = resolve; d.reject = reject; });
+  d.promise = new Promise((resolve, reject) => {
+    d.resolve = resolve;
+    d.reject = reject;
+  });
   d.promise.catch(() => {}); // observed by whoever awaits it; never an unhandled rejection
   return d;
 }
@@ -48,8 +59,8 @@ export class Association {
    */
   constructor(transport, options = {}) {
     this.transport = transport;
-    this.isRequestor = options.mode !== 'acceptor';
-    this.state = 'Sta1';
+    this.isRequestor = options.mode !== "acceptor";
+    this.state = "Sta1";
     this.maxPDU = options.maxPDU ?? DEFAULT_MAX_PDU;
     this.maxSendPDU = options.maxSendPDU ?? DEFAULT_MAX_PDU;
     this.artimTimeout = options.artimTimeout ?? 30000;
@@ -72,18 +83,24 @@ export class Association {
   }
 
   /** Resolves when established; rejects with AssociationError otherwise. */
-  get established() { return this.establishedD.promise; }
+  get established() {
+    return this.establishedD.promise;
+  }
 
   /** Resolves with {released, aborted, error} once the association is over. */
-  get closed() { return this.closedD.promise; }
+  get closed() {
+    return this.closedD.promise;
+  }
 
-  get isEstablished() { return this.state === 'Sta6'; }
+  get isEstablished() {
+    return this.state === "Sta6";
+  }
 
   // ------------------------------------------------------------ user primitives
 
   /** Requestor: connect and send an A-ASSOCIATE-RQ for `proposals`; resolves when accepted. */
   static async request(transport, { callingAET, calledAET, proposals, ...options }) {
-    const assoc = new Association(transport, { ...options, mode: 'requestor' });
+    const assoc = new Association(transport, { ...options, mode: "requestor" });
     assoc.request = {
       type: PDU_TYPE.ASSOCIATE_RQ,
       calledAET,
@@ -97,7 +114,7 @@ export class Association {
         roles: proposeRoles(proposals),
       },
     };
-    assoc.dispatch('Evt1');
+    assoc.dispatch("Evt1");
     await assoc.established;
     return assoc;
   }
@@ -108,7 +125,7 @@ export class Association {
    * {result, source, reason}} to reject.
    */
   static accept(transport, { onAssociateRequest, ...options }) {
-    const assoc = new Association(transport, { ...options, mode: 'acceptor' });
+    const assoc = new Association(transport, { ...options, mode: "acceptor" });
     assoc.onAssociateRequest = onAssociateRequest;
     assoc.connectTransport();
     return assoc;
@@ -116,20 +133,20 @@ export class Association {
 
   /** A-RELEASE request; resolves when the peer confirmed (PS3.8 7.2). */
   release() {
-    if (this.state !== 'Sta6') return this.closed.then(() => undefined);
+    if (this.state !== "Sta6") return this.closed.then(() => undefined);
     this.releasedD = deferred();
-    this.dispatch('Evt11');
+    this.dispatch("Evt11");
     return this.releasedD.promise;
   }
 
   /** A-ABORT request (PS3.8 7.3); the association ends at once. */
   abort() {
-    if (['Sta1', 'Sta13'].includes(this.state)) return;
-    if (this.state === 'Sta2') {
-      this.dispatch('Evt18'); // nothing negotiated yet: just close, as on ARTIM expiry
+    if (["Sta1", "Sta13"].includes(this.state)) return;
+    if (this.state === "Sta2") {
+      this.dispatch("Evt18"); // nothing negotiated yet: just close, as on ARTIM expiry
       return;
     }
-    this.dispatch('Evt15');
+    this.dispatch("Evt15");
   }
 
   /**
@@ -157,11 +174,13 @@ export class Association {
     let offset = 0;
     do {
       const end = Math.min(bytes.length, offset + max);
-      if (!['Sta6', 'Sta8'].includes(this.state)) {
-        throw this.outcome?.error || new AssociationError('association is not established', 'local');
+      if (!["Sta6", "Sta8"].includes(this.state)) {
+        throw this.outcome?.error || new AssociationError("association is not established", "local");
       }
-      const pdu = encodePData([{ contextId, isCommand, isLast: end === bytes.length, data: bytes.subarray(offset, end) }]);
-      this.dispatch('Evt9', { bytes: pdu });
+      const pdu = encodePData([
+        { contextId, isCommand, isLast: end === bytes.length, data: bytes.subarray(offset, end) },
+      ]);
+      this.dispatch("Evt9", { bytes: pdu });
       offset = end;
       if (this.transport.drain) await this.transport.drain();
     } while (offset < bytes.length);
@@ -171,11 +190,11 @@ export class Association {
 
   connectTransport() {
     this.transport.connect({
-      open: () => this.dispatch(this.isRequestor ? 'Evt2' : 'Evt5'),
+      open: () => this.dispatch(this.isRequestor ? "Evt2" : "Evt5"),
       pdu: (bytes) => this.receive(bytes),
       closed: (info = {}) => {
         this.transportClose = info;
-        if (this.state !== 'Sta1') this.dispatch('Evt17');
+        if (this.state !== "Sta1") this.dispatch("Evt17");
       },
     });
   }
@@ -185,11 +204,13 @@ export class Association {
     try {
       pdu = decodePDU(bytes);
       if (pdu.type === PDU_TYPE.P_DATA_TF && bytes.length - PDU_HEADER_LENGTH > this.maxPDU && this.maxPDU > 0) {
-        throw new Error(`P-DATA-TF of ${bytes.length - PDU_HEADER_LENGTH} bytes exceeds the negotiated maximum ${this.maxPDU}`);
+        throw new Error(
+          `P-DATA-TF of ${bytes.length - PDU_HEADER_LENGTH} bytes exceeds the negotiated maximum ${this.maxPDU}`,
+        );
       }
     } catch (error) {
       this.log(`invalid PDU: ${error.message}`);
-      this.dispatch('Evt19', { error, reason: INVALID_PARAMETER });
+      this.dispatch("Evt19", { error, reason: INVALID_PARAMETER });
       return;
     }
     this.dispatch(PDU_EVENT[pdu.type], { pdu });
@@ -206,17 +227,20 @@ export class Association {
     const action = actionFor(event, this.state);
     if (!action) {
       // A primitive the local user may not issue now (PS3.8 9.2: no defined action).
-      throw new AssociationError(`${event} is not allowed in state ${this.state}`, 'local');
+      throw new AssociationError(`${event} is not allowed in state ${this.state}`, "local");
     }
     this.history.push([event, this.state, action]);
     const next = ACTIONS[action].call(this, data);
     this.state = next;
-    if (next === 'Sta1') this.finish();
+    if (next === "Sta1") this.finish();
   }
 
   startTimer(name, ms, onExpiry) {
     this.stopTimer(name);
-    this.timers[name] = setTimeout(() => { this.timers[name] = null; onExpiry(); }, ms);
+    this.timers[name] = setTimeout(() => {
+      this.timers[name] = null;
+      onExpiry();
+    }, ms);
   }
 
   stopTimer(name) {
@@ -224,14 +248,16 @@ export class Association {
     this.timers[name] = null;
   }
 
-  startARTIM() { this.startTimer('artim', this.artimTimeout, () => this.dispatch('Evt18')); }
+  startARTIM() {
+    this.startTimer("artim", this.artimTimeout, () => this.dispatch("Evt18"));
+  }
 
   /** Waiting on the peer (AC, RP) for longer than acseTimeout aborts the association. */
   startACSETimer(what) {
-    this.startTimer('acse', this.acseTimeout, () => {
-      this.setOutcome(new AssociationError(`no ${what} from the peer within ${this.acseTimeout} ms`, 'timeout'));
-      if (this.state === 'Sta4') this.dispatch('Evt15');
-      else if (actionFor('Evt15', this.state)) this.dispatch('Evt15');
+    this.startTimer("acse", this.acseTimeout, () => {
+      this.setOutcome(new AssociationError(`no ${what} from the peer within ${this.acseTimeout} ms`, "timeout"));
+      if (this.state === "Sta4") this.dispatch("Evt15");
+      else if (actionFor("Evt15", this.state)) this.dispatch("Evt15");
     });
   }
 
@@ -240,20 +266,24 @@ export class Association {
   }
 
   closeTransport() {
-    try { this.transport.close(); } catch { /* already closed */ }
+    try {
+      this.transport.close();
+    } catch {
+      /* already closed */
+    }
   }
 
   /** Back in Sta1: settle every promise and stop timers. */
   finish() {
-    this.stopTimer('artim');
-    this.stopTimer('acse');
+    this.stopTimer("artim");
+    this.stopTimer("acse");
     const outcome = this.outcome || {};
     const error = outcome.error || null;
     if (this.incoming) this.incoming = null;
-    this.establishedD.reject(error || new AssociationError('association closed before it was established', 'closed'));
+    this.establishedD.reject(error || new AssociationError("association closed before it was established", "closed"));
     if (this.releasedD) {
       if (outcome.released) this.releasedD.resolve();
-      else this.releasedD.reject(error || new AssociationError('association ended without release', 'closed'));
+      else this.releasedD.reject(error || new AssociationError("association ended without release", "closed"));
     }
     this.closedD.resolve({ released: !!outcome.released, aborted: !!outcome.aborted, error });
   }
@@ -261,7 +291,7 @@ export class Association {
   /** Reason text from the transport, e.g. the gateway's WebSocket close reason. */
   transportReason() {
     const info = this.transportClose || {};
-    return info.reason ? ` (${info.reason})` : '';
+    return info.reason ? ` (${info.reason})` : "";
   }
 
   deliverPData(pdu) {
@@ -269,7 +299,8 @@ export class Association {
       const problem = this.reassemble(pdv);
       if (problem) {
         queueMicrotask(() => {
-          if (['Sta6', 'Sta7'].includes(this.state)) this.dispatch('Evt19', { error: new Error(problem), reason: INVALID_PARAMETER });
+          if (["Sta6", "Sta7"].includes(this.state))
+            this.dispatch("Evt19", { error: new Error(problem), reason: INVALID_PARAMETER });
         });
         return;
       }
@@ -279,16 +310,17 @@ export class Association {
   /** Collect PDV fragments into a DIMSE message (PS3.7 E.2); returns a problem or null. */
   reassemble(pdv) {
     const context = this.contexts.get(pdv.contextId);
-    if (!context || !context.accepted) return `PDV on presentation context ${pdv.contextId}, which was not accepted`;
+    if (!context?.accepted) return `PDV on presentation context ${pdv.contextId}, which was not accepted`;
     let m = this.incoming;
     if (!m) {
-      if (!pdv.isCommand) return 'dataset fragment before any command';
+      if (!pdv.isCommand) return "dataset fragment before any command";
       m = { contextId: pdv.contextId, commandChunks: [], datasetChunks: [], command: null };
       this.incoming = m;
     }
-    if (pdv.contextId !== m.contextId) return `PDV on context ${pdv.contextId} inside a message on context ${m.contextId}`;
+    if (pdv.contextId !== m.contextId)
+      return `PDV on context ${pdv.contextId} inside a message on context ${m.contextId}`;
     if (pdv.isCommand) {
-      if (m.command) return 'command fragment after the command set was complete';
+      if (m.command) return "command fragment after the command set was complete";
       m.commandChunks.push(pdv.data);
       if (!pdv.isLast) return null;
       try {
@@ -299,9 +331,10 @@ export class Association {
       if (!hasDataset(m.command)) this.deliver(m, null);
       return null;
     }
-    if (!m.command) return 'dataset fragment before the command set was complete';
+    if (!m.command) return "dataset fragment before the command set was complete";
     m.datasetChunks.push(pdv.data);
-    if (pdv.isLast) this.deliver(m, m.datasetChunks.length === 1 ? m.datasetChunks[0].slice() : concat(m.datasetChunks));
+    if (pdv.isLast)
+      this.deliver(m, m.datasetChunks.length === 1 ? m.datasetChunks[0].slice() : concat(m.datasetChunks));
     return null;
   }
 
@@ -314,13 +347,17 @@ export class Association {
       this.log(`association request handler failed: ${error.message}`);
       answer = { reject: {} };
     }
-    if (this.state !== 'Sta3') return; // aborted or closed meanwhile
+    if (this.state !== "Sta3") return; // aborted or closed meanwhile
     if (answer.reject) {
-      const { result = REJECT.RESULT_PERMANENT, source = REJECT.SOURCE_USER, reason = REJECT.REASON_NO_REASON } = answer.reject;
-      this.dispatch('Evt8', { pdu: { type: PDU_TYPE.ASSOCIATE_RJ, result, source, reason } });
+      const {
+        result = REJECT.RESULT_PERMANENT,
+        source = REJECT.SOURCE_USER,
+        reason = REJECT.REASON_NO_REASON,
+      } = answer.reject;
+      this.dispatch("Evt8", { pdu: { type: PDU_TYPE.ASSOCIATE_RJ, result, source, reason } });
       return;
     }
-    this.dispatch('Evt7', {
+    this.dispatch("Evt7", {
       pdu: {
         type: PDU_TYPE.ASSOCIATE_AC,
         calledAET: rq.calledAET,
@@ -347,163 +384,178 @@ export class Association {
 
 /** The actions of PS3.8 Table 9-9 ... 9-8; each returns the next state. */
 const ACTIONS = {
-  'AE-1'() {
-    this.startACSETimer('transport connection');
+  "AE-1"() {
+    this.startACSETimer("transport connection");
     this.connectTransport();
-    return 'Sta4';
+    return "Sta4";
   },
-  'AE-2'() {
+  "AE-2"() {
     this.send(this.request);
-    this.startACSETimer('A-ASSOCIATE response');
-    return 'Sta5';
+    this.startACSETimer("A-ASSOCIATE response");
+    return "Sta5";
   },
-  'AE-3'({ pdu }) {
-    this.stopTimer('acse');
+  "AE-3"({ pdu }) {
+    this.stopTimer("acse");
     this.response = pdu;
     this.contexts = agreedContexts(this.request.presentationContexts, pdu.presentationContexts);
     this.peerMaxPDU = pdu.userInfo.maxLength;
     this.peerRoles = pdu.userInfo.roles;
     this.establishedD.resolve(this);
-    return 'Sta6';
+    return "Sta6";
   },
-  'AE-4'({ pdu }) {
+  "AE-4"({ pdu }) {
     this.response = pdu;
-    this.setOutcome(new AssociationError(describeReject(pdu), 'rejected', { rejection: pdu }));
+    this.setOutcome(new AssociationError(describeReject(pdu), "rejected", { rejection: pdu }));
     this.closeTransport();
-    return 'Sta1';
+    return "Sta1";
   },
-  'AE-5'() {
+  "AE-5"() {
     this.startARTIM();
-    return 'Sta2';
+    return "Sta2";
   },
-  'AE-6'({ pdu }) {
-    this.stopTimer('artim');
+  "AE-6"({ pdu }) {
+    this.stopTimer("artim");
     this.request = pdu;
     this.peerMaxPDU = pdu.userInfo.maxLength;
     if (pdu.applicationContext !== APPLICATION_CONTEXT) {
-      this.response = { type: PDU_TYPE.ASSOCIATE_RJ, result: REJECT.RESULT_PERMANENT, source: REJECT.SOURCE_USER, reason: 2 };
+      this.response = {
+        type: PDU_TYPE.ASSOCIATE_RJ,
+        result: REJECT.RESULT_PERMANENT,
+        source: REJECT.SOURCE_USER,
+        reason: 2,
+      };
       this.send(this.response);
-      this.setOutcome(new AssociationError(describeReject(this.response), 'rejected', { rejection: this.response }));
+      this.setOutcome(new AssociationError(describeReject(this.response), "rejected", { rejection: this.response }));
       this.startARTIM();
-      return 'Sta13';
+      return "Sta13";
     }
     queueMicrotask(() => this.decide(pdu));
-    return 'Sta3';
+    return "Sta3";
   },
-  'AE-7'({ pdu }) {
+  "AE-7"({ pdu }) {
     this.send(pdu);
     this.response = pdu;
     this.contexts = agreedContexts(this.request.presentationContexts, pdu.presentationContexts);
     this.establishedD.resolve(this);
-    return 'Sta6';
+    return "Sta6";
   },
-  'AE-8'({ pdu }) {
+  "AE-8"({ pdu }) {
     this.send(pdu);
     this.response = pdu;
-    this.setOutcome(new AssociationError(describeReject(pdu), 'rejected', { rejection: pdu }));
+    this.setOutcome(new AssociationError(describeReject(pdu), "rejected", { rejection: pdu }));
     this.startARTIM();
-    return 'Sta13';
+    return "Sta13";
   },
-  'DT-1'({ bytes }) {
+  "DT-1"({ bytes }) {
     this.send(bytes);
-    return 'Sta6';
+    return "Sta6";
   },
-  'DT-2'({ pdu }) {
+  "DT-2"({ pdu }) {
     this.deliverPData(pdu);
-    return 'Sta6';
+    return "Sta6";
   },
-  'AR-1'() {
+  "AR-1"() {
     this.send({ type: PDU_TYPE.RELEASE_RQ });
-    this.startACSETimer('A-RELEASE-RP');
-    return 'Sta7';
+    this.startACSETimer("A-RELEASE-RP");
+    return "Sta7";
   },
-  'AR-2'() {
+  "AR-2"() {
     // A-RELEASE indication: this library answers at once (the DIMSE layer has sent all it will).
-    queueMicrotask(() => { if (this.state === 'Sta8') this.dispatch('Evt14'); });
-    return 'Sta8';
+    queueMicrotask(() => {
+      if (this.state === "Sta8") this.dispatch("Evt14");
+    });
+    return "Sta8";
   },
-  'AR-3'() {
-    this.stopTimer('acse');
+  "AR-3"() {
+    this.stopTimer("acse");
     this.setOutcome(null, { released: true });
     this.closeTransport();
-    return 'Sta1';
+    return "Sta1";
   },
-  'AR-4'() {
+  "AR-4"() {
     this.send({ type: PDU_TYPE.RELEASE_RP });
     this.setOutcome(null, { released: true });
     this.startARTIM();
-    return 'Sta13';
+    return "Sta13";
   },
-  'AR-5'() {
-    this.stopTimer('artim');
-    return 'Sta1';
+  "AR-5"() {
+    this.stopTimer("artim");
+    return "Sta1";
   },
-  'AR-6'({ pdu }) {
+  "AR-6"({ pdu }) {
     this.deliverPData(pdu);
-    return 'Sta7';
+    return "Sta7";
   },
-  'AR-7'({ bytes }) {
+  "AR-7"({ bytes }) {
     this.send(bytes);
-    return 'Sta8';
+    return "Sta8";
   },
-  'AR-8'() {
+  "AR-8"() {
     // Release collision (PS3.8 9.2.3 note): the requestor answers first, the acceptor waits.
     if (this.isRequestor) {
-      queueMicrotask(() => { if (this.state === 'Sta9') this.dispatch('Evt14'); });
-      return 'Sta9';
+      queueMicrotask(() => {
+        if (this.state === "Sta9") this.dispatch("Evt14");
+      });
+      return "Sta9";
     }
-    return 'Sta10';
+    return "Sta10";
   },
-  'AR-9'() {
+  "AR-9"() {
     this.send({ type: PDU_TYPE.RELEASE_RP });
-    return 'Sta11';
+    return "Sta11";
   },
-  'AR-10'() {
-    queueMicrotask(() => { if (this.state === 'Sta12') this.dispatch('Evt14'); });
-    return 'Sta12';
+  "AR-10"() {
+    queueMicrotask(() => {
+      if (this.state === "Sta12") this.dispatch("Evt14");
+    });
+    return "Sta12";
   },
-  'AA-1'({ error }) {
+  "AA-1"({ error }) {
     // Evt15 (local abort) is a service-user abort; an unexpected PDU in Sta2 is the provider's.
     const source = error ? ABORT_SOURCE.PROVIDER : ABORT_SOURCE.USER;
     this.send({ type: PDU_TYPE.ABORT, source, reason: error ? UNEXPECTED_PDU : 0 });
-    this.setOutcome(error || new AssociationError('association aborted by the local user', 'aborted'), { aborted: true });
+    this.setOutcome(error || new AssociationError("association aborted by the local user", "aborted"), {
+      aborted: true,
+    });
     this.startARTIM();
-    return 'Sta13';
+    return "Sta13";
   },
-  'AA-2'() {
-    this.stopTimer('artim');
-    this.setOutcome(new AssociationError(`transport closed${this.transportReason()}`, 'closed'));
+  "AA-2"() {
+    this.stopTimer("artim");
+    this.setOutcome(new AssociationError(`transport closed${this.transportReason()}`, "closed"));
     this.closeTransport();
-    return 'Sta1';
+    return "Sta1";
   },
-  'AA-3'({ pdu }) {
-    this.setOutcome(new AssociationError(describeAbort(pdu), 'aborted', { abort: pdu }), { aborted: true });
+  "AA-3"({ pdu }) {
+    this.setOutcome(new AssociationError(describeAbort(pdu), "aborted", { abort: pdu }), { aborted: true });
     this.closeTransport();
-    return 'Sta1';
+    return "Sta1";
   },
-  'AA-4'() {
+  "AA-4"() {
     const reason = this.transportClose?.reason;
-    const what = reason ? `connection closed: ${reason}` : 'connection closed without release or abort';
-    this.setOutcome(new AssociationError(what, 'closed'), { aborted: true });
-    return 'Sta1';
+    const what = reason ? `connection closed: ${reason}` : "connection closed without release or abort";
+    this.setOutcome(new AssociationError(what, "closed"), { aborted: true });
+    return "Sta1";
   },
-  'AA-5'() {
-    this.stopTimer('artim');
-    this.setOutcome(new AssociationError(`connection closed before an A-ASSOCIATE-RQ${this.transportReason()}`, 'closed'));
-    return 'Sta1';
+  "AA-5"() {
+    this.stopTimer("artim");
+    this.setOutcome(
+      new AssociationError(`connection closed before an A-ASSOCIATE-RQ${this.transportReason()}`, "closed"),
+    );
+    return "Sta1";
   },
-  'AA-6'() {
-    return 'Sta13';
+  "AA-6"() {
+    return "Sta13";
   },
-  'AA-7'() {
+  "AA-7"() {
     this.send({ type: PDU_TYPE.ABORT, source: ABORT_SOURCE.PROVIDER, reason: UNEXPECTED_PDU });
-    return 'Sta13';
+    return "Sta13";
   },
-  'AA-8'({ error, reason }) {
+  "AA-8"({ error, reason }) {
     this.send({ type: PDU_TYPE.ABORT, source: ABORT_SOURCE.PROVIDER, reason: reason ?? UNEXPECTED_PDU });
     const why = error ? error.message : `unexpected PDU in state ${this.state}`;
-    this.setOutcome(new AssociationError(`association aborted: ${why}`, 'aborted'), { aborted: true });
+    this.setOutcome(new AssociationError(`association aborted: ${why}`, "aborted"), { aborted: true });
     this.startARTIM();
-    return 'Sta13';
+    return "Sta13";
   },
 };

@@ -10,11 +10,11 @@
 export class DecodeError extends Error {
   constructor(message) {
     super(message);
-    this.name = 'DecodeError';
+    this.name = "DecodeError";
   }
 }
 
-const textDecoder = new TextDecoder('latin1');
+const textDecoder = new TextDecoder("latin1");
 
 /** Decode bytes as ISO 8859-1 (a superset of the ASCII that PDUs and UIDs use). */
 export function latin1(bytes) {
@@ -50,15 +50,15 @@ export function asBytes(value) {
   if (value instanceof Uint8Array) return value;
   if (value instanceof ArrayBuffer) return new Uint8Array(value);
   if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
-  throw new TypeError('expected binary data');
+  throw new TypeError("expected binary data");
 }
 
 export function toHex(bytes) {
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 export function fromHex(hex) {
-  const clean = hex.replace(/\s+/g, '');
+  const clean = hex.replace(/\s+/g, "");
   const out = new Uint8Array(clean.length / 2);
   for (let i = 0; i < out.length; i += 1) out[i] = parseInt(clean.slice(2 * i, 2 * i + 2), 16);
   return out;
@@ -82,11 +82,36 @@ export class ByteWriter {
     this.view = new DataView(grown.buffer);
   }
 
-  u8(v) { this.reserve(1); this.buf[this.length] = v; this.length += 1; return this; }
-  u16be(v) { this.reserve(2); this.view.setUint16(this.length, v, false); this.length += 2; return this; }
-  u32be(v) { this.reserve(4); this.view.setUint32(this.length, v, false); this.length += 4; return this; }
-  u16le(v) { this.reserve(2); this.view.setUint16(this.length, v, true); this.length += 2; return this; }
-  u32le(v) { this.reserve(4); this.view.setUint32(this.length, v, true); this.length += 4; return this; }
+  u8(v) {
+    this.reserve(1);
+    this.buf[this.length] = v;
+    this.length += 1;
+    return this;
+  }
+  u16be(v) {
+    this.reserve(2);
+    this.view.setUint16(this.length, v, false);
+    this.length += 2;
+    return this;
+  }
+  u32be(v) {
+    this.reserve(4);
+    this.view.setUint32(this.length, v, false);
+    this.length += 4;
+    return this;
+  }
+  u16le(v) {
+    this.reserve(2);
+    this.view.setUint16(this.length, v, true);
+    this.length += 2;
+    return this;
+  }
+  u32le(v) {
+    this.reserve(4);
+    this.view.setUint32(this.length, v, true);
+    this.length += 4;
+    return this;
+  }
 
   bytes(data) {
     this.reserve(data.length);
@@ -95,7 +120,12 @@ export class ByteWriter {
     return this;
   }
 
-  zeros(n) { this.reserve(n); this.buf.fill(0, this.length, this.length + n); this.length += n; return this; }
+  zeros(n) {
+    this.reserve(n);
+    this.buf.fill(0, this.length, this.length + n);
+    this.length += n;
+    return this;
+  }
 
   /** Write `text` padded with `pad` (default space) to exactly `size` bytes. */
   fixed(text, size, pad = 0x20) {
@@ -108,12 +138,20 @@ export class ByteWriter {
     return this;
   }
 
-  setU16be(offset, v) { this.view.setUint16(offset, v, false); }
-  setU32be(offset, v) { this.view.setUint32(offset, v, false); }
-  setU32le(offset, v) { this.view.setUint32(offset, v, true); }
+  setU16be(offset, v) {
+    this.view.setUint16(offset, v, false);
+  }
+  setU32be(offset, v) {
+    this.view.setUint32(offset, v, false);
+  }
+  setU32le(offset, v) {
+    this.view.setUint32(offset, v, true);
+  }
 
   /** The written bytes (a copy, detached from the growing buffer). */
-  toBytes() { return this.buf.slice(0, this.length); }
+  toBytes() {
+    return this.buf.slice(0, this.length);
+  }
 }
 
 /** Sequential reader; every read checks bounds and throws DecodeError past `end`. */
@@ -125,19 +163,46 @@ export class ByteReader {
     this.end = end;
   }
 
-  get remaining() { return this.end - this.offset; }
+  get remaining() {
+    return this.end - this.offset;
+  }
 
-  need(n, what = 'value') {
+  need(n, what = "value") {
     if (n < 0 || this.offset + n > this.end) {
       throw new DecodeError(`${what} of ${n} bytes at offset ${this.offset} runs past the end (${this.end})`);
     }
   }
 
-  u8() { this.need(1); const v = this.bytes[this.offset]; this.offset += 1; return v; }
-  u16be() { this.need(2); const v = this.view.getUint16(this.offset, false); this.offset += 2; return v; }
-  u32be() { this.need(4); const v = this.view.getUint32(this.offset, false); this.offset += 4; return v; }
-  u16le() { this.need(2); const v = this.view.getUint16(this.offset, true); this.offset += 2; return v; }
-  u32le() { this.need(4); const v = this.view.getUint32(this.offset, true); this.offset += 4; return v; }
+  u8() {
+    this.need(1);
+    const v = this.bytes[this.offset];
+    this.offset += 1;
+    return v;
+  }
+  u16be() {
+    this.need(2);
+    const v = this.view.getUint16(this.offset, false);
+    this.offset += 2;
+    return v;
+  }
+  u32be() {
+    this.need(4);
+    const v = this.view.getUint32(this.offset, false);
+    this.offset += 4;
+    return v;
+  }
+  u16le() {
+    this.need(2);
+    const v = this.view.getUint16(this.offset, true);
+    this.offset += 2;
+    return v;
+  }
+  u32le() {
+    this.need(4);
+    const v = this.view.getUint32(this.offset, true);
+    this.offset += 4;
+    return v;
+  }
 
   /** A view (no copy) of the next n bytes. */
   take(n, what) {
@@ -147,5 +212,8 @@ export class ByteReader {
     return out;
   }
 
-  skip(n, what) { this.need(n, what); this.offset += n; }
+  skip(n, what) {
+    this.need(n, what);
+    this.offset += n;
+  }
 }

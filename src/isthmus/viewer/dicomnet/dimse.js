@@ -3,85 +3,52 @@
  * with Command Group Length first. A command is a plain object keyed by the
  * keywords below; encodeCommand/decodeCommand convert it.
  */
-import { ByteReader, DecodeError, latin1 } from './bytes.js';
-import { encodeElements } from './dataset.js';
+import { ByteReader, DecodeError, latin1 } from "./bytes.js";
+import { encodeElements } from "./dataset.js";
 
 /** keyword → [tag, VR] of the command elements (PS3.7 E.1). */
 const COMMAND_ELEMENTS = {
-  AffectedSOPClassUID: [0x00000002, 'UI'],
-  RequestedSOPClassUID: [0x00000003, 'UI'],
-  CommandField: [0x00000100, 'US'],
-  MessageID: [0x00000110, 'US'],
-  MessageIDBeingRespondedTo: [0x00000120, 'US'],
-  MoveDestination: [0x00000600, 'AE'],
-  Priority: [0x00000700, 'US'],
-  CommandDataSetType: [0x00000800, 'US'],
-  Status: [0x00000900, 'US'],
-  OffendingElement: [0x00000901, 'AT'],
-  ErrorComment: [0x00000902, 'LO'],
-  ErrorID: [0x00000903, 'US'],
-  AffectedSOPInstanceUID: [0x00001000, 'UI'],
-  RequestedSOPInstanceUID: [0x00001001, 'UI'],
-  NumberOfRemainingSuboperations: [0x00001020, 'US'],
-  NumberOfCompletedSuboperations: [0x00001021, 'US'],
-  NumberOfFailedSuboperations: [0x00001022, 'US'],
-  NumberOfWarningSuboperations: [0x00001023, 'US'],
-  MoveOriginatorApplicationEntityTitle: [0x00001030, 'AE'],
-  MoveOriginatorMessageID: [0x00001031, 'US'],
+  AffectedSOPClassUID: [0x00000002, "UI"],
+  RequestedSOPClassUID: [0x00000003, "UI"],
+  CommandField: [0x00000100, "US"],
+  MessageID: [0x00000110, "US"],
+  MessageIDBeingRespondedTo: [0x00000120, "US"],
+  MoveDestination: [0x00000600, "AE"],
+  Priority: [0x00000700, "US"],
+  CommandDataSetType: [0x00000800, "US"],
+  Status: [0x00000900, "US"],
+  OffendingElement: [0x00000901, "AT"],
+  ErrorComment: [0x00000902, "LO"],
+  ErrorID: [0x00000903, "US"],
+  AffectedSOPInstanceUID: [0x00001000, "UI"],
+  RequestedSOPInstanceUID: [0x00001001, "UI"],
+  NumberOfRemainingSuboperations: [0x00001020, "US"],
+  NumberOfCompletedSuboperations: [0x00001021, "US"],
+  NumberOfFailedSuboperations: [0x00001022, "US"],
+  NumberOfWarningSuboperations: [0x00001023, "US"],
+  MoveOriginatorApplicationEntityTitle: [0x00001030, "AE"],
+  MoveOriginatorMessageID: [0x00001031, "US"],
 };
 const BY_TAG = new Map(Object.entries(COMMAND_ELEMENTS).map(([k, [t, vr]]) => [t, [k, vr]]));
 
 /** Command Field values (PS3.7 E.1). */
 export const COMMAND = Object.freeze({
-  C_STORE_RQ: 0x0001, C_STORE_RSP: 0x8001,
-  C_GET_RQ: 0x0010, C_GET_RSP: 0x8010,
-  C_FIND_RQ: 0x0020, C_FIND_RSP: 0x8020,
-  C_MOVE_RQ: 0x0021, C_MOVE_RSP: 0x8021,
-  C_ECHO_RQ: 0x0030, C_ECHO_RSP: 0x8030,
+  C_STORE_RQ: 0x0001,
+  C_STORE_RSP: 0x8001,
+  C_GET_RQ: 0x0010,
+  C_GET_RSP: 0x8010,
+  C_FIND_RQ: 0x0020,
+  C_FIND_RSP: 0x8020,
+  C_MOVE_RQ: 0x0021,
+  C_MOVE_RSP: 0x8021,
+  C_ECHO_RQ: 0x0030,
+  C_ECHO_RSP: 0x8030,
   C_CANCEL_RQ: 0x0fff,
 });
 
 /** Command Data Set Type: no dataset follows (PS3.7 E.1); anything else means one does. */
 export const NO_DATASET = 0x0101;
 export const DATASET_PRESENT = 0x0000;
-
-export const STATUS = Object.freeze({
-  SUCCESS: 0x0000,
-  PENDING: 0xff00,
-  PENDING_WARNING: 0xff01,
-  CANCEL: 0xfe00,
-  SUB_OPERATIONS_WARNING: 0xb000,
-  NOT_AUTHORIZED: 0x0124,
-  PROCESSING_FAILURE: 0x0110,
-  OUT_OF_RESOURCES: 0xa700,
-  DATASET_MISMATCH: 0xa900,
-  CANNOT_UNDERSTAND: 0xc000,
-  MOVE_DESTINATION_UNKNOWN: 0xa801,
-  UNRECOGNIZED_OPERATION: 0x0211,
-  SOP_CLASS_NOT_SUPPORTED: 0x0122,
-});
-
-/** success | pending | cancel | warning | failure (PS3.7 C.1). */
-export function statusCategory(status) {
-  if (status === 0x0000) return 'success';
-  if (status === 0xff00 || status === 0xff01) return 'pending';
-  if (status === 0xfe00) return 'cancel';
-  if (status === 0x0001 || (status & 0xf000) === 0xb000 || status === 0x0107 || status === 0x0116) return 'warning';
-  return 'failure';
-}
-
-export function describeStatus(status) {
-  const known = {
-    0x0000: 'Success', 0xff00: 'Pending', 0xff01: 'Pending (optional keys not supported)',
-    0xfe00: 'Cancelled', 0xb000: 'Warning: sub-operations failed', 0x0124: 'Refused: not authorized',
-    0x0110: 'Processing failure', 0xa700: 'Refused: out of resources', 0xa701: 'Refused: out of resources (matches)',
-    0xa702: 'Refused: out of resources (sub-operations)', 0xa801: 'Refused: move destination unknown',
-    0xa900: 'Error: identifier does not match SOP class', 0xc000: 'Error: cannot understand',
-    0x0122: 'Refused: SOP class not supported', 0x0211: 'Unrecognized operation',
-  };
-  const hex = `0x${status.toString(16).toUpperCase().padStart(4, '0')}`;
-  return known[status] ? `${known[status]} (${hex})` : `${statusCategory(status)} (${hex})`;
-}
 
 /** Encode a command object (keywords above) to Implicit VR LE bytes with group length. */
 export function encodeCommand(command) {
@@ -93,7 +60,7 @@ export function encodeCommand(command) {
     elements.push({ tag: entry[0], vr: entry[1], value });
   }
   const body = encodeElements(elements, { implicit: true });
-  const length = encodeElements([{ tag: 0x00000000, vr: 'UL', value: body.length }], { implicit: true });
+  const length = encodeElements([{ tag: 0x00000000, vr: "UL", value: body.length }], { implicit: true });
   const out = new Uint8Array(length.length + body.length);
   out.set(length, 0);
   out.set(body, length.length);
@@ -108,7 +75,8 @@ export function decodeCommand(bytes) {
     const group = r.u16le();
     const element = r.u16le();
     const length = r.u32le();
-    if (group !== 0x0000) throw new DecodeError(`command set element (${group.toString(16)},${element.toString(16)}) is not in group 0000`);
+    if (group !== 0x0000)
+      throw new DecodeError(`command set element (${group.toString(16)},${element.toString(16)}) is not in group 0000`);
     const value = r.take(length, `command element ${element.toString(16)}`);
     const tag = element;
     if (tag === 0) continue;
@@ -116,18 +84,21 @@ export function decodeCommand(bytes) {
     if (!entry) continue; // retired or unknown elements are ignored (PS3.7 6.3.1)
     const [keyword, vr] = entry;
     const view = new DataView(value.buffer, value.byteOffset, value.byteLength);
-    if (vr === 'US') {
+    if (vr === "US") {
       if (length !== 2) throw new DecodeError(`${keyword} has length ${length}, not 2`);
       command[keyword] = view.getUint16(0, true);
-    } else if (vr === 'AT') {
+    } else if (vr === "AT") {
       const tags = [];
-      for (let o = 0; o + 4 <= length; o += 4) tags.push(((view.getUint16(o, true) << 16) | view.getUint16(o + 2, true)) >>> 0);
+      for (let o = 0; o + 4 <= length; o += 4)
+        tags.push(((view.getUint16(o, true) << 16) | view.getUint16(o + 2, true)) >>> 0);
       command[keyword] = tags;
     } else {
-      command[keyword] = latin1(value).replace(/[\0 ]+$/, '').trim();
+      command[keyword] = latin1(value)
+        .replace(/[\0 ]+$/, "")
+        .trim();
     }
   }
-  if (command.CommandField === undefined) throw new DecodeError('command set has no Command Field');
+  if (command.CommandField === undefined) throw new DecodeError("command set has no Command Field");
   return command;
 }
 

@@ -9,11 +9,12 @@
  * Browsers cannot set an Authorization header on a WebSocket, so an API token
  * travels as the subprotocol "isthmus-token.<token>" next to "dicom-ws".
  */
-import { asBytes } from './bytes.js';
-import { Association } from './association.js';
-import { DimseService } from './service.js';
 
-export const SUBPROTOCOL = 'dicom-ws';
+import { Association } from "./association.js";
+import { asBytes } from "./bytes.js";
+import { DimseService } from "./service.js";
+
+export const SUBPROTOCOL = "dicom-ws";
 const HIGH_WATER = 4 * 1024 * 1024;
 
 /** A WebSocket carrying whole PDUs (PS3.8 9.3 framing replaced by message boundaries). */
@@ -29,14 +30,17 @@ export class WebSocketTransport {
   connect({ open, pdu, closed }) {
     const ws = new this.WebSocketImpl(this.url, this.protocols);
     this.ws = ws;
-    ws.binaryType = 'arraybuffer';
-    ws.onopen = () => { this.opened = true; open(); };
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => {
+      this.opened = true;
+      open();
+    };
     ws.onmessage = (event) => {
-      if (typeof event.data === 'string') return; // the gateway sends PDUs only, as binary
+      if (typeof event.data === "string") return; // the gateway sends PDUs only, as binary
       pdu(asBytes(event.data));
     };
     ws.onclose = (event) => {
-      const reason = event.reason || (this.opened ? '' : 'the gateway refused the WebSocket or is unreachable');
+      const reason = event.reason || (this.opened ? "" : "the gateway refused the WebSocket or is unreachable");
       closed({ code: event.code, reason });
     };
     ws.onerror = () => {};
@@ -69,7 +73,7 @@ export class Gateway {
 
   url(path, params) {
     const url = new URL(path, this.base);
-    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
     return url.toString();
   }
@@ -79,13 +83,16 @@ export class Gateway {
   }
 
   transport(path, params) {
-    return new WebSocketTransport(this.url(path, params), { protocols: this.protocols(), WebSocketImpl: this.WebSocketImpl });
+    return new WebSocketTransport(this.url(path, params), {
+      protocols: this.protocols(),
+      WebSocketImpl: this.WebSocketImpl,
+    });
   }
 
   /** What this client may do: {aet, peers, max_pdu, ...} from GET /dicom-ws/peers. */
   async info() {
     const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
-    const response = await fetch(new URL('/dicom-ws/peers', this.base), { headers });
+    const response = await fetch(new URL("/dicom-ws/peers", this.base), { headers });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(body.error || `gateway answered HTTP ${response.status}`);
     return body;
@@ -97,8 +104,13 @@ export class Gateway {
    * on it (C-STORE sub-operations of a C-GET).
    */
   async associate(peer, { callingAET, proposals, handlers = {}, maxPDU, timeout, ...options }) {
-    const association = await Association.request(this.transport('/dicom-ws/associate', { peer }), {
-      callingAET, calledAET: peer, proposals, maxPDU, maxSendPDU: maxPDU, ...options,
+    const association = await Association.request(this.transport("/dicom-ws/associate", { peer }), {
+      callingAET,
+      calledAET: peer,
+      proposals,
+      maxPDU,
+      maxSendPDU: maxPDU,
+      ...options,
     });
     return { association, service: new DimseService(association, { handlers, timeout }) };
   }
@@ -112,23 +124,29 @@ export class Gateway {
    */
   listen(aet, { decide, handlers, onAssociation = () => {}, onClose = () => {}, maxPDU, ...options }) {
     return new Promise((resolve, reject) => {
-      const ws = new this.WebSocketImpl(this.url('/dicom-ws/listen', { aet }), this.protocols());
+      const ws = new this.WebSocketImpl(this.url("/dicom-ws/listen", { aet }), this.protocols());
       const listener = new Listener(ws);
       ws.onmessage = (event) => {
-        if (typeof event.data !== 'string') return;
+        if (typeof event.data !== "string") return;
         const message = JSON.parse(event.data);
-        if (message.type === 'registered') resolve(listener);
-        else if (message.type === 'association') {
-          const association = Association.accept(this.transport('/dicom-ws/accept', { id: message.id }), {
-            onAssociateRequest: decide, maxPDU, maxSendPDU: maxPDU, ...options,
+        if (message.type === "registered") resolve(listener);
+        else if (message.type === "association") {
+          const association = Association.accept(this.transport("/dicom-ws/accept", { id: message.id }), {
+            onAssociateRequest: decide,
+            maxPDU,
+            maxSendPDU: maxPDU,
+            ...options,
           });
           const info = { ...message, association };
-          info.service = new DimseService(association, { handlers: typeof handlers === 'function' ? handlers(info) : handlers });
+          info.service = new DimseService(association, {
+            handlers: typeof handlers === "function" ? handlers(info) : handlers,
+          });
           onAssociation(info);
         }
       };
       ws.onclose = (event) => {
-        const reason = event.reason || `WebSocket closed (${event.code}); the gateway refused the registration or is unreachable`;
+        const reason =
+          event.reason || `WebSocket closed (${event.code}); the gateway refused the registration or is unreachable`;
         listener.closed = true;
         reject(new Error(reason));
         onClose({ code: event.code, reason });

@@ -7,10 +7,10 @@
  * holds its instance has committed, so a C-STORE success is never answered for
  * data that is not in the database.
  */
-import { TAGS } from './dictionary.js';
+import { TAGS } from "./dictionary.js";
 
-export const DB_NAME = 'isthmus-dicomnet';
-const STORE = 'instances';
+export const DB_NAME = "isthmus-dicomnet";
+const STORE = "instances";
 const VERSION = 1;
 
 function promisify(request) {
@@ -55,9 +55,9 @@ export class InstanceStore {
     if (this.db) return this;
     const request = this.indexedDB.open(this.name, VERSION);
     request.onupgradeneeded = () => {
-      const store = request.result.createObjectStore(STORE, { keyPath: 'sopInstanceUID' });
-      store.createIndex('study', 'studyInstanceUID');
-      store.createIndex('receivedAt', 'receivedAt');
+      const store = request.result.createObjectStore(STORE, { keyPath: "sopInstanceUID" });
+      store.createIndex("study", "studyInstanceUID");
+      store.createIndex("receivedAt", "receivedAt");
     };
     this.db = await promisify(request);
     return this;
@@ -93,24 +93,28 @@ export class InstanceStore {
 
   write(records) {
     return new Promise((resolve, reject) => {
-      const tx = this.db.transaction(STORE, 'readwrite', { durability: 'relaxed' });
+      const tx = this.db.transaction(STORE, "readwrite", { durability: "relaxed" });
       const store = tx.objectStore(STORE);
-      for (const record of records) store.put({ ...record, size: record.part10.length, receivedAt: record.receivedAt || Date.now() });
+      for (const record of records)
+        store.put({ ...record, size: record.part10.length, receivedAt: record.receivedAt || Date.now() });
       tx.oncomplete = () => resolve();
       tx.onerror = () => reject(tx.error);
-      tx.onabort = () => reject(tx.error || new Error('IndexedDB transaction aborted'));
+      tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
     });
   }
 
   /** Every record without its bytes, newest first. */
   async list() {
-    const tx = this.db.transaction(STORE, 'readonly');
+    const tx = this.db.transaction(STORE, "readonly");
     const out = [];
     await new Promise((resolve, reject) => {
       const request = tx.objectStore(STORE).openCursor();
       request.onsuccess = () => {
         const cursor = request.result;
-        if (!cursor) { resolve(); return; }
+        if (!cursor) {
+          resolve();
+          return;
+        }
         out.push(withoutBytes(cursor.value));
         cursor.continue();
       };
@@ -121,19 +125,25 @@ export class InstanceStore {
 
   /** The full record, bytes included, or undefined. */
   get(sopInstanceUID) {
-    return promisify(this.db.transaction(STORE, 'readonly').objectStore(STORE).get(sopInstanceUID));
+    return promisify(this.db.transaction(STORE, "readonly").objectStore(STORE).get(sopInstanceUID));
   }
 
   delete(sopInstanceUID) {
-    const tx = this.db.transaction(STORE, 'readwrite');
+    const tx = this.db.transaction(STORE, "readwrite");
     tx.objectStore(STORE).delete(sopInstanceUID);
-    return new Promise((resolve, reject) => { tx.oncomplete = resolve; tx.onerror = () => reject(tx.error); });
+    return new Promise((resolve, reject) => {
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+    });
   }
 
   clear() {
-    const tx = this.db.transaction(STORE, 'readwrite');
+    const tx = this.db.transaction(STORE, "readwrite");
     tx.objectStore(STORE).clear();
-    return new Promise((resolve, reject) => { tx.oncomplete = resolve; tx.onerror = () => reject(tx.error); });
+    return new Promise((resolve, reject) => {
+      tx.oncomplete = resolve;
+      tx.onerror = () => reject(tx.error);
+    });
   }
 }
 

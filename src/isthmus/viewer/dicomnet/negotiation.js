@@ -2,7 +2,7 @@
  * Presentation context negotiation (PS3.8 7.1.1.13, 9.3.2.2, 9.3.3.2) and
  * SCP/SCU role selection (PS3.7 D.3.3.4).
  */
-import { CONTEXT_RESULT } from './pdu.js';
+import { CONTEXT_RESULT } from "./pdu.js";
 
 export const MAX_PRESENTATION_CONTEXTS = 128;
 
@@ -11,11 +11,15 @@ export const MAX_PRESENTATION_CONTEXTS = 128;
  * Each proposal: {abstractSyntax, transferSyntaxes, scpRole?}.
  */
 export function proposeContexts(proposals) {
-  if (proposals.length === 0) throw new RangeError('propose at least one presentation context');
+  if (proposals.length === 0) throw new RangeError("propose at least one presentation context");
   if (proposals.length > MAX_PRESENTATION_CONTEXTS) {
     throw new RangeError(`${proposals.length} presentation contexts proposed; at most ${MAX_PRESENTATION_CONTEXTS}`);
   }
-  return proposals.map((p, i) => ({ id: 2 * i + 1, abstractSyntax: p.abstractSyntax, transferSyntaxes: [...p.transferSyntaxes] }));
+  return proposals.map((p, i) => ({
+    id: 2 * i + 1,
+    abstractSyntax: p.abstractSyntax,
+    transferSyntaxes: [...p.transferSyntaxes],
+  }));
 }
 
 /** Role selection items for proposals that ask for the SCP role (e.g. storage under C-GET). */
@@ -40,10 +44,10 @@ export function acceptContexts(proposed, supports) {
   return proposed.map((pc) => {
     const accepted = supports(pc.abstractSyntax);
     if (!accepted || accepted.length === 0) {
-      return { id: pc.id, result: CONTEXT_RESULT.ABSTRACT_SYNTAX_NOT_SUPPORTED, transferSyntax: '' };
+      return { id: pc.id, result: CONTEXT_RESULT.ABSTRACT_SYNTAX_NOT_SUPPORTED, transferSyntax: "" };
     }
     const ts = pc.transferSyntaxes.find((t) => accepted.includes(t));
-    if (!ts) return { id: pc.id, result: CONTEXT_RESULT.TRANSFER_SYNTAXES_NOT_SUPPORTED, transferSyntax: '' };
+    if (!ts) return { id: pc.id, result: CONTEXT_RESULT.TRANSFER_SYNTAXES_NOT_SUPPORTED, transferSyntax: "" };
     return { id: pc.id, result: CONTEXT_RESULT.ACCEPTANCE, transferSyntax: ts };
   });
 }
@@ -60,7 +64,13 @@ export function agreedContexts(proposed, answered) {
     if (!rq) continue; // an answer to a context never proposed is ignored
     const accepted = ac.result === CONTEXT_RESULT.ACCEPTANCE;
     if (accepted && !rq.transferSyntaxes.includes(ac.transferSyntax)) continue;
-    out.set(ac.id, { id: ac.id, abstractSyntax: rq.abstractSyntax, transferSyntax: ac.transferSyntax, accepted, result: ac.result });
+    out.set(ac.id, {
+      id: ac.id,
+      abstractSyntax: rq.abstractSyntax,
+      transferSyntax: ac.transferSyntax,
+      accepted,
+      result: ac.result,
+    });
   }
   return out;
 }

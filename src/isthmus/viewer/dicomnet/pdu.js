@@ -6,7 +6,7 @@
  * content, an unknown item inside an A-ASSOCIATE PDU or a missing mandatory
  * item throws PDUError, which the state machine turns into Evt19 (PS3.8 9.2.3).
  */
-import { ByteReader, ByteWriter, DecodeError, latin1 } from './bytes.js';
+import { ByteReader, ByteWriter, DecodeError, latin1 } from "./bytes.js";
 
 export const PDU_TYPE = Object.freeze({
   ASSOCIATE_RQ: 0x01,
@@ -19,12 +19,17 @@ export const PDU_TYPE = Object.freeze({
 });
 
 export const PDU_NAME = Object.freeze({
-  1: 'A-ASSOCIATE-RQ', 2: 'A-ASSOCIATE-AC', 3: 'A-ASSOCIATE-RJ', 4: 'P-DATA-TF',
-  5: 'A-RELEASE-RQ', 6: 'A-RELEASE-RP', 7: 'A-ABORT',
+  1: "A-ASSOCIATE-RQ",
+  2: "A-ASSOCIATE-AC",
+  3: "A-ASSOCIATE-RJ",
+  4: "P-DATA-TF",
+  5: "A-RELEASE-RQ",
+  6: "A-RELEASE-RP",
+  7: "A-ABORT",
 });
 
 /** PS3.7 Annex A.2.1: the only DICOM application context name. */
-export const APPLICATION_CONTEXT = '1.2.840.10008.3.1.1.1';
+export const APPLICATION_CONTEXT = "1.2.840.10008.3.1.1.1";
 export const PDU_HEADER_LENGTH = 6;
 
 // Item types (PS3.8 9.3.2, 9.3.3, PS3.7 D.3.3)
@@ -74,38 +79,47 @@ export const ABORT_SOURCE = Object.freeze({ USER: 0, PROVIDER: 2 });
 export class PDUError extends DecodeError {
   constructor(message) {
     super(message);
-    this.name = 'PDUError';
+    this.name = "PDUError";
   }
 }
 
 /** Explain an A-ASSOCIATE-RJ in words (PS3.8 Table 9-21). */
 export function describeReject({ result, source, reason }) {
   const reasons = {
-    1: { 1: 'no reason given', 2: 'application context name not supported',
-      3: 'calling AE title not recognized', 7: 'called AE title not recognized' },
-    2: { 1: 'no reason given', 2: 'protocol version not supported' },
-    3: { 1: 'temporary congestion', 2: 'local limit exceeded' },
+    1: {
+      1: "no reason given",
+      2: "application context name not supported",
+      3: "calling AE title not recognized",
+      7: "called AE title not recognized",
+    },
+    2: { 1: "no reason given", 2: "protocol version not supported" },
+    3: { 1: "temporary congestion", 2: "local limit exceeded" },
   };
-  const sources = { 1: 'service user', 2: 'service provider (ACSE)', 3: 'service provider (presentation)' };
-  const kind = result === 2 ? 'transient' : 'permanent';
-  const why = (reasons[source] || {})[reason] || `reason ${reason}`;
+  const sources = { 1: "service user", 2: "service provider (ACSE)", 3: "service provider (presentation)" };
+  const kind = result === 2 ? "transient" : "permanent";
+  const why = reasons[source]?.[reason] || `reason ${reason}`;
   return `association rejected (${kind}) by ${sources[source] || `source ${source}`}: ${why}`;
 }
 
 /** Explain an A-ABORT (PS3.8 Table 9-26). */
 export function describeAbort({ source, reason }) {
   const reasons = {
-    0: 'reason not specified', 1: 'unrecognized PDU', 2: 'unexpected PDU',
-    4: 'unrecognized PDU parameter', 5: 'unexpected PDU parameter', 6: 'invalid PDU parameter value',
+    0: "reason not specified",
+    1: "unrecognized PDU",
+    2: "unexpected PDU",
+    4: "unrecognized PDU parameter",
+    5: "unexpected PDU parameter",
+    6: "invalid PDU parameter value",
   };
-  if (source === ABORT_SOURCE.PROVIDER) return `association aborted by the service provider: ${reasons[reason] || `reason ${reason}`}`;
-  return 'association aborted by the service user';
+  if (source === ABORT_SOURCE.PROVIDER)
+    return `association aborted by the service provider: ${reasons[reason] || `reason ${reason}`}`;
+  return "association aborted by the service user";
 }
 
 // ---------------------------------------------------------------- encoding
 
 function uidItem(w, type, uid) {
-  const text = uid.replace(/\0+$/, '');
+  const text = uid.replace(/\0+$/, "");
   w.u8(type).u8(0).u16be(text.length).fixed(text, text.length);
 }
 
@@ -116,20 +130,26 @@ function beginItem(w, type) {
 
 function endItem(w, start) {
   const length = w.length - start;
-  if (length > 0xffff) throw new RangeError('item longer than 65535 bytes');
+  if (length > 0xffff) throw new RangeError("item longer than 65535 bytes");
   w.setU16be(start - 2, length);
 }
 
 function encodeUserInformation(w, info = {}) {
   const start = beginItem(w, ITEM.USER_INFORMATION);
-  w.u8(ITEM.MAX_LENGTH).u8(0).u16be(4).u32be(info.maxLength ?? 0);
+  w.u8(ITEM.MAX_LENGTH)
+    .u8(0)
+    .u16be(4)
+    .u32be(info.maxLength ?? 0);
   if (info.implementationClassUID) uidItem(w, ITEM.IMPLEMENTATION_CLASS_UID, info.implementationClassUID);
   if (info.asyncOps) {
     w.u8(ITEM.ASYNC_OPS_WINDOW).u8(0).u16be(4).u16be(info.asyncOps.invoked).u16be(info.asyncOps.performed);
   }
   for (const role of info.roles || []) {
     const s = beginItem(w, ITEM.ROLE_SELECTION);
-    w.u16be(role.sopClass.length).fixed(role.sopClass, role.sopClass.length).u8(role.scu ? 1 : 0).u8(role.scp ? 1 : 0);
+    w.u16be(role.sopClass.length)
+      .fixed(role.sopClass, role.sopClass.length)
+      .u8(role.scu ? 1 : 0)
+      .u8(role.scp ? 1 : 0);
     endItem(w, s);
   }
   if (info.implementationVersionName) {
@@ -162,7 +182,11 @@ function encodeAssociate(w, pdu) {
       const s = beginItem(w, ITEM.PRESENTATION_CONTEXT_AC);
       w.u8(pc.id).u8(0).u8(pc.result).u8(0);
       // PS3.8 9.3.3.2: the transfer syntax sub-item is present but not significant on rejection.
-      uidItem(w, ITEM.TRANSFER_SYNTAX, pc.result === CONTEXT_RESULT.ACCEPTANCE ? pc.transferSyntax : (pc.transferSyntax || ''));
+      uidItem(
+        w,
+        ITEM.TRANSFER_SYNTAX,
+        pc.result === CONTEXT_RESULT.ACCEPTANCE ? pc.transferSyntax : pc.transferSyntax || "",
+      );
       endItem(w, s);
     }
   }
@@ -188,7 +212,10 @@ export function encodePDU(pdu) {
       w.zeros(4);
       break;
     case PDU_TYPE.ABORT:
-      w.u8(0).u8(0).u8(pdu.source ?? 0).u8(pdu.reason ?? 0);
+      w.u8(0)
+        .u8(0)
+        .u8(pdu.source ?? 0)
+        .u8(pdu.reason ?? 0);
       break;
     default:
       throw new RangeError(`unknown PDU type ${pdu.type}`);
@@ -222,14 +249,15 @@ export function encodePData(pdvs) {
 // ---------------------------------------------------------------- decoding
 
 function readUID(r, length, what) {
-  const text = latin1(r.take(length, what)).replace(/[\0 ]+$/, '');
+  const text = latin1(r.take(length, what)).replace(/[\0 ]+$/, "");
   if (!/^[0-9.]*$/.test(text)) throw new PDUError(`${what} ${JSON.stringify(text)} is not a UID`);
   return text;
 }
 
 function readAET(bytes, what) {
   for (const b of bytes) {
-    if (b < 0x20 || b > 0x7e || b === 0x5c) throw new PDUError(`${what} contains a byte 0x${b.toString(16)} not allowed in an AE title`);
+    if (b < 0x20 || b > 0x7e || b === 0x5c)
+      throw new PDUError(`${what} contains a byte 0x${b.toString(16)} not allowed in an AE title`);
   }
   const text = latin1(bytes).trim();
   if (!text) throw new PDUError(`${what} is empty`);
@@ -238,14 +266,16 @@ function readAET(bytes, what) {
 
 function decodeSubItems(r, end, onItem) {
   while (r.offset < end) {
-    if (end - r.offset < 4) throw new PDUError('truncated item header');
+    if (end - r.offset < 4) throw new PDUError("truncated item header");
     const type = r.u8();
     r.skip(1);
     const length = r.u16be();
-    if (r.offset + length > end) throw new PDUError(`item 0x${type.toString(16)} of ${length} bytes overruns its parent`);
+    if (r.offset + length > end)
+      throw new PDUError(`item 0x${type.toString(16)} of ${length} bytes overruns its parent`);
     const itemEnd = r.offset + length;
     onItem(type, length, itemEnd);
-    if (r.offset !== itemEnd) throw new PDUError(`item 0x${type.toString(16)} has ${itemEnd - r.offset} unexpected bytes`);
+    if (r.offset !== itemEnd)
+      throw new PDUError(`item 0x${type.toString(16)} has ${itemEnd - r.offset} unexpected bytes`);
   }
 }
 
@@ -266,17 +296,17 @@ function decodePresentationContext(r, type, itemEnd) {
   decodeSubItems(r, itemEnd, (sub, length) => {
     if (sub === ITEM.ABSTRACT_SYNTAX && type === ITEM.PRESENTATION_CONTEXT_RQ) {
       if (pc.abstractSyntax !== null) throw new PDUError(`presentation context ${id} has two abstract syntaxes`);
-      pc.abstractSyntax = readUID(r, length, 'abstract syntax');
+      pc.abstractSyntax = readUID(r, length, "abstract syntax");
     } else if (sub === ITEM.TRANSFER_SYNTAX) {
       if (type === ITEM.PRESENTATION_CONTEXT_RQ) {
-        pc.transferSyntaxes.push(readUID(r, length, 'transfer syntax'));
+        pc.transferSyntaxes.push(readUID(r, length, "transfer syntax"));
       } else if (pc.transferSyntax !== null) {
         throw new PDUError(`presentation context ${id} has two transfer syntaxes`);
       } else if (result === CONTEXT_RESULT.ACCEPTANCE) {
-        pc.transferSyntax = readUID(r, length, 'transfer syntax');
+        pc.transferSyntax = readUID(r, length, "transfer syntax");
       } else {
         // PS3.8 9.3.3.2: not significant on rejection and "shall not be tested".
-        pc.transferSyntax = latin1(r.take(length)).replace(/[\0 ]+$/, '');
+        pc.transferSyntax = latin1(r.take(length)).replace(/[\0 ]+$/, "");
       }
     } else {
       throw new PDUError(`unexpected sub-item 0x${sub.toString(16)} in presentation context ${id}`);
@@ -299,28 +329,28 @@ function decodeUserInformation(r, itemEnd) {
   decodeSubItems(r, itemEnd, (sub, length, subEnd) => {
     switch (sub) {
       case ITEM.MAX_LENGTH:
-        if (length !== 4) throw new PDUError('maximum length sub-item is not 4 bytes');
+        if (length !== 4) throw new PDUError("maximum length sub-item is not 4 bytes");
         info.maxLength = r.u32be();
         break;
       case ITEM.IMPLEMENTATION_CLASS_UID:
-        info.implementationClassUID = readUID(r, length, 'implementation class UID');
+        info.implementationClassUID = readUID(r, length, "implementation class UID");
         break;
       case ITEM.IMPLEMENTATION_VERSION_NAME:
         info.implementationVersionName = latin1(r.take(length)).trim();
         break;
       case ITEM.ASYNC_OPS_WINDOW:
-        if (length !== 4) throw new PDUError('asynchronous operations window sub-item is not 4 bytes');
+        if (length !== 4) throw new PDUError("asynchronous operations window sub-item is not 4 bytes");
         info.asyncOps = { invoked: r.u16be(), performed: r.u16be() };
         break;
       case ITEM.ROLE_SELECTION: {
         const uidLength = r.u16be();
-        const sopClass = readUID(r, uidLength, 'role selection SOP class');
+        const sopClass = readUID(r, uidLength, "role selection SOP class");
         info.roles.push({ sopClass, scu: r.u8() === 1, scp: r.u8() === 1 });
         break;
       }
       case ITEM.SOP_CLASS_EXTENDED: {
         const uidLength = r.u16be();
-        const sopClass = readUID(r, uidLength, 'extended negotiation SOP class');
+        const sopClass = readUID(r, uidLength, "extended negotiation SOP class");
         info.extended.push({ sopClass, info: r.take(subEnd - r.offset).slice() });
         break;
       }
@@ -329,17 +359,18 @@ function decodeUserInformation(r, itemEnd) {
         info.other.push({ type: sub, data: r.take(length).slice() });
     }
   });
-  if (info.maxLength === null) throw new PDUError('user information has no maximum length sub-item (PS3.8 D.1)');
+  if (info.maxLength === null) throw new PDUError("user information has no maximum length sub-item (PS3.8 D.1)");
   return info;
 }
 
 function decodeAssociate(r, type) {
   const pdu = { type };
   pdu.protocolVersion = r.u16be();
-  if ((pdu.protocolVersion & 1) === 0) throw new PDUError(`protocol version 0x${pdu.protocolVersion.toString(16)} does not include version 1`);
+  if ((pdu.protocolVersion & 1) === 0)
+    throw new PDUError(`protocol version 0x${pdu.protocolVersion.toString(16)} does not include version 1`);
   r.skip(2);
-  pdu.calledAET = readAET(r.take(16), 'called AE title');
-  pdu.callingAET = readAET(r.take(16), 'calling AE title');
+  pdu.calledAET = readAET(r.take(16), "called AE title");
+  pdu.callingAET = readAET(r.take(16), "calling AE title");
   r.skip(32);
   pdu.applicationContext = null;
   pdu.presentationContexts = [];
@@ -348,15 +379,15 @@ function decodeAssociate(r, type) {
   const ids = new Set();
   decodeSubItems(r, r.end, (item, length, itemEnd) => {
     if (item === ITEM.APPLICATION_CONTEXT) {
-      if (pdu.applicationContext !== null) throw new PDUError('two application context items');
-      pdu.applicationContext = readUID(r, length, 'application context name');
+      if (pdu.applicationContext !== null) throw new PDUError("two application context items");
+      pdu.applicationContext = readUID(r, length, "application context name");
     } else if (item === wantedPC) {
       const pc = decodePresentationContext(r, item, itemEnd);
       if (ids.has(pc.id)) throw new PDUError(`presentation context ID ${pc.id} appears twice`);
       ids.add(pc.id);
       pdu.presentationContexts.push(pc);
     } else if (item === ITEM.USER_INFORMATION) {
-      if (pdu.userInfo !== null) throw new PDUError('two user information items');
+      if (pdu.userInfo !== null) throw new PDUError("two user information items");
       pdu.userInfo = decodeUserInformation(r, itemEnd);
     } else {
       throw new PDUError(`unexpected item 0x${item.toString(16)} in ${PDU_NAME[type]}`);
@@ -364,7 +395,7 @@ function decodeAssociate(r, type) {
   });
   if (!pdu.applicationContext) throw new PDUError(`${PDU_NAME[type]} has no application context item`);
   if (type === PDU_TYPE.ASSOCIATE_RQ && pdu.presentationContexts.length === 0) {
-    throw new PDUError('A-ASSOCIATE-RQ proposes no presentation context');
+    throw new PDUError("A-ASSOCIATE-RQ proposes no presentation context");
   }
   if (!pdu.userInfo) throw new PDUError(`${PDU_NAME[type]} has no user information item`);
   return pdu;
@@ -381,13 +412,13 @@ function decodePData(r) {
     if (header & 0xfc) throw new PDUError(`PDV message control header 0x${header.toString(16)} has reserved bits set`);
     pdvs.push({ contextId, isCommand: (header & 1) === 1, isLast: (header & 2) === 2, data: r.take(length - 2) });
   }
-  if (pdvs.length === 0) throw new PDUError('P-DATA-TF carries no PDV');
+  if (pdvs.length === 0) throw new PDUError("P-DATA-TF carries no PDV");
   return { type: PDU_TYPE.P_DATA_TF, pdvs };
 }
 
 /** Length of the whole PDU (header included) named by its first six bytes. */
 export function pduLength(header) {
-  if (header.length < PDU_HEADER_LENGTH) throw new PDUError('short PDU header');
+  if (header.length < PDU_HEADER_LENGTH) throw new PDUError("short PDU header");
   return PDU_HEADER_LENGTH + new DataView(header.buffer, header.byteOffset, 6).getUint32(2, false);
 }
 
@@ -398,7 +429,7 @@ export function pduLength(header) {
 export function decodePDU(bytes) {
   if (bytes.length < PDU_HEADER_LENGTH) throw new PDUError(`PDU of ${bytes.length} bytes is shorter than its header`);
   const type = bytes[0];
-  if (!PDU_NAME[type]) throw new PDUError(`unknown PDU type 0x${type.toString(16).padStart(2, '0')}`);
+  if (!PDU_NAME[type]) throw new PDUError(`unknown PDU type 0x${type.toString(16).padStart(2, "0")}`);
   const total = pduLength(bytes);
   if (total !== bytes.length) throw new PDUError(`${PDU_NAME[type]} says ${total} bytes but has ${bytes.length}`);
   const r = new ByteReader(bytes, PDU_HEADER_LENGTH);
@@ -415,7 +446,8 @@ export function decodePDU(bytes) {
         r.skip(1);
         const [a, b, c] = [r.u8(), r.u8(), r.u8()];
         if (type === PDU_TYPE.ASSOCIATE_RJ) {
-          if (a < 1 || a > 2 || b < 1 || b > 3) throw new PDUError(`A-ASSOCIATE-RJ result ${a} source ${b} is not valid`);
+          if (a < 1 || a > 2 || b < 1 || b > 3)
+            throw new PDUError(`A-ASSOCIATE-RJ result ${a} source ${b} is not valid`);
           return { type, result: a, source: b, reason: c };
         }
         if (type === PDU_TYPE.ABORT) return { type, source: b, reason: c };

@@ -5,14 +5,16 @@
  * request is outstanding per direction, but responses and sub-operation requests
  * (C-STORE under C-GET) can interleave, so both directions are served at once.
  */
-import { COMMAND, DATASET_PRESENT, NO_DATASET, STATUS, describeStatus, encodeCommand, isResponse, statusCategory } from './dimse.js';
-import { AssociationError } from './association.js';
+
+import { AssociationError } from "./association.js";
+import { COMMAND, DATASET_PRESENT, encodeCommand, isResponse, NO_DATASET } from "./dimse.js";
+import { describeStatus, STATUS, statusCategory } from "./status.js";
 
 /** A DIMSE operation that ended with a failure status. */
 export class DimseError extends Error {
-  constructor(operation, status, comment = '') {
-    super(`${operation} failed: ${describeStatus(status)}${comment ? ` - ${comment}` : ''}`);
-    this.name = 'DimseError';
+  constructor(operation, status, comment = "") {
+    super(`${operation} failed: ${describeStatus(status, operation)}${comment ? ` - ${comment}` : ""}`);
+    this.name = "DimseError";
     this.status = status;
     this.comment = comment;
   }
@@ -58,7 +60,7 @@ export class DimseService {
     this.incoming = Promise.resolve();
     association.onMessage = (message) => this.receive(message);
     association.closed.then(({ error }) => {
-      const why = error || new AssociationError('association released', 'closed');
+      const why = error || new AssociationError("association released", "closed");
       for (const queue of this.pending.values()) queue.fail(why);
       this.pending.clear();
     });
@@ -77,9 +79,11 @@ export class DimseService {
       return;
     }
     // Requests are handled one at a time, in the order they arrived.
-    this.incoming = this.incoming.then(() => this.handle(message)).catch((error) => {
-      this.association.log(`handling ${command.CommandField} failed: ${error.message}`);
-    });
+    this.incoming = this.incoming
+      .then(() => this.handle(message))
+      .catch((error) => {
+        this.association.log(`handling ${command.CommandField} failed: ${error.message}`);
+      });
   }
 
   async handle(message) {
@@ -119,7 +123,9 @@ export class DimseService {
     const queue = new ResponseQueue();
     this.pending.set(messageId, queue);
     const full = { ...command, MessageID: messageId, CommandDataSetType: dataset ? DATASET_PRESENT : NO_DATASET };
-    const sent = this.association.sendMessage(contextId, encodeCommand(full), dataset).catch((error) => queue.fail(error));
+    const sent = this.association
+      .sendMessage(contextId, encodeCommand(full), dataset)
+      .catch((error) => queue.fail(error));
     const service = this;
     return {
       messageId,
@@ -129,7 +135,7 @@ export class DimseService {
           for (;;) {
             const message = await service.withTimeout(queue.next());
             yield message;
-            if (statusCategory(message.command.Status) !== 'pending') return;
+            if (statusCategory(message.command.Status) !== "pending") return;
           }
         } finally {
           service.pending.delete(messageId);
@@ -140,9 +146,14 @@ export class DimseService {
 
   /** C-CANCEL-RQ for an outstanding C-FIND/C-MOVE/C-GET (PS3.7 9.3.2.3). */
   cancel(contextId, messageId) {
-    return this.association.sendMessage(contextId, encodeCommand({
-      CommandField: COMMAND.C_CANCEL_RQ, MessageIDBeingRespondedTo: messageId, CommandDataSetType: NO_DATASET,
-    }));
+    return this.association.sendMessage(
+      contextId,
+      encodeCommand({
+        CommandField: COMMAND.C_CANCEL_RQ,
+        MessageIDBeingRespondedTo: messageId,
+        CommandDataSetType: NO_DATASET,
+      }),
+    );
   }
 
   withTimeout(promise) {
@@ -150,7 +161,7 @@ export class DimseService {
     let timer;
     const expiry = new Promise((_, reject) => {
       timer = setTimeout(() => {
-        reject(new AssociationError(`no DIMSE response within ${this.timeout} ms`, 'timeout'));
+        reject(new AssociationError(`no DIMSE response within ${this.timeout} ms`, "timeout"));
         this.association.abort();
       }, this.timeout);
     });

@@ -2,14 +2,15 @@
  * DIMSE-C services (PS3.4 A, B, C; PS3.7 9.1): C-ECHO, C-FIND, C-MOVE, C-GET and
  * C-STORE as SCU, and C-ECHO and C-STORE handlers for the SCP side.
  */
-import { DecodeError } from './bytes.js';
-import { encodeIdentifier, parseDataset, PIXEL_DATA } from './dataset.js';
-import { TAGS } from './dictionary.js';
-import { COMMAND, STATUS, statusCategory } from './dimse.js';
-import { findContext } from './negotiation.js';
-import { readPart10, toPart10 } from './part10.js';
-import { DimseError } from './service.js';
-import { QR_MODELS, SOP, STORAGE_SOP_CLASSES, UNCOMPRESSED, isImplicitVR } from './uids.js';
+import { DecodeError } from "./bytes.js";
+import { encodeIdentifier, PIXEL_DATA, parseDataset } from "./dataset.js";
+import { TAGS } from "./dictionary.js";
+import { COMMAND } from "./dimse.js";
+import { findContext } from "./negotiation.js";
+import { readPart10, toPart10 } from "./part10.js";
+import { DimseError } from "./service.js";
+import { STATUS, statusCategory } from "./status.js";
+import { isImplicitVR, QR_MODELS, SOP, STORAGE_SOP_CLASSES, UNCOMPRESSED } from "./uids.js";
 
 const PRIORITY_MEDIUM = 0;
 
@@ -28,14 +29,26 @@ function modelUID(root, operation) {
 // ------------------------------------------------------------ presentation contexts to propose
 
 /** Proposals for the services a caller wants on one association. */
-export function proposalsFor({ echo = false, find = null, move = null, get = null, storage = [], storageRoles = false } = {}) {
+export function proposalsFor({
+  echo = false,
+  find = null,
+  move = null,
+  get = null,
+  storage = [],
+  storageRoles = false,
+} = {}) {
   const proposals = [];
   if (echo) proposals.push({ abstractSyntax: SOP.VERIFICATION, transferSyntaxes: [...UNCOMPRESSED] });
-  for (const [root, op] of [[find, 'find'], [move, 'move'], [get, 'get']]) {
+  for (const [root, op] of [
+    [find, "find"],
+    [move, "move"],
+    [get, "get"],
+  ]) {
     if (root) proposals.push({ abstractSyntax: modelUID(root, op), transferSyntaxes: [...UNCOMPRESSED] });
   }
   for (const item of storage) {
-    const { sopClass, transferSyntaxes } = typeof item === 'string' ? { sopClass: item, transferSyntaxes: UNCOMPRESSED } : item;
+    const { sopClass, transferSyntaxes } =
+      typeof item === "string" ? { sopClass: item, transferSyntaxes: UNCOMPRESSED } : item;
     proposals.push({ abstractSyntax: sopClass, transferSyntaxes: [...transferSyntaxes], scpRole: storageRoles });
   }
   return proposals;
@@ -43,12 +56,25 @@ export function proposalsFor({ echo = false, find = null, move = null, get = nul
 
 /** Storage SOP classes to offer as C-GET SCP, most common first, within the context limit. */
 export function commonStorageClasses(limit = 100) {
-  const first = ['CT', 'MR', 'Secondary Capture', 'Computed Radiography', 'Digital X-Ray', 'Ultrasound', 'Enhanced', 'Positron', 'Nuclear'];
+  const first = [
+    "CT",
+    "MR",
+    "Secondary Capture",
+    "Computed Radiography",
+    "Digital X-Ray",
+    "Ultrasound",
+    "Enhanced",
+    "Positron",
+    "Nuclear",
+  ];
   const score = ([, name]) => {
-    const i = first.findIndex((word) => name.replace(/([a-z])([A-Z])/g, '$1 $2').includes(word));
+    const i = first.findIndex((word) => name.replace(/([a-z])([A-Z])/g, "$1 $2").includes(word));
     return i === -1 ? first.length : i;
   };
-  return [...STORAGE_SOP_CLASSES].sort((a, b) => score(a) - score(b)).slice(0, limit).map(([uid]) => uid);
+  return [...STORAGE_SOP_CLASSES]
+    .sort((a, b) => score(a) - score(b))
+    .slice(0, limit)
+    .map(([uid]) => uid);
 }
 
 // ------------------------------------------------------------ SCU operations
@@ -57,20 +83,24 @@ async function finalResponse(responses, operation, onPending = null) {
   let last = null;
   for await (const message of responses) {
     last = message;
-    if (statusCategory(message.command.Status) === 'pending' && onPending) await onPending(message);
+    if (statusCategory(message.command.Status) === "pending" && onPending) await onPending(message);
   }
   if (!last) throw new Error(`${operation}: no response`);
   const status = last.command.Status;
-  if (statusCategory(status) === 'failure') throw new DimseError(operation, status, last.command.ErrorComment || '');
+  if (statusCategory(status) === "failure") throw new DimseError(operation, status, last.command.ErrorComment || "");
   return last;
 }
 
 /** C-ECHO SCU (PS3.4 A.4): resolves with the status. */
 export async function echo(service) {
-  const context = contextFor(service, SOP.VERIFICATION, 'C-ECHO');
-  const last = await finalResponse(service.request(context.id, {
-    AffectedSOPClassUID: SOP.VERIFICATION, CommandField: COMMAND.C_ECHO_RQ,
-  }), 'C-ECHO');
+  const context = contextFor(service, SOP.VERIFICATION, "C-ECHO");
+  const last = await finalResponse(
+    service.request(context.id, {
+      AffectedSOPClassUID: SOP.VERIFICATION,
+      CommandField: COMMAND.C_ECHO_RQ,
+    }),
+    "C-ECHO",
+  );
   return last.command.Status;
 }
 
@@ -79,16 +109,22 @@ export async function echo(service) {
  * '20240101-', StudyInstanceUID: '', ...}; matching keys have values, return keys are ''.
  * Resolves with the matches as objects keyword → value; `onMatch` sees each as it comes.
  */
-export async function find(service, { root = 'STUDY', keys, onMatch = null }) {
-  if (!keys || !keys.QueryRetrieveLevel) throw new RangeError('C-FIND needs keys with a QueryRetrieveLevel');
-  const sopClass = modelUID(root, 'find');
-  const context = contextFor(service, sopClass, 'C-FIND');
+export async function find(service, { root = "STUDY", keys, onMatch = null }) {
+  if (!keys?.QueryRetrieveLevel) throw new RangeError("C-FIND needs keys with a QueryRetrieveLevel");
+  const sopClass = modelUID(root, "find");
+  const context = contextFor(service, sopClass, "C-FIND");
   const implicit = isImplicitVR(context.transferSyntax);
   const matches = [];
-  const responses = service.request(context.id, {
-    AffectedSOPClassUID: sopClass, CommandField: COMMAND.C_FIND_RQ, Priority: PRIORITY_MEDIUM,
-  }, encodeIdentifier(keys, { implicit }));
-  await finalResponse(responses, 'C-FIND', (message) => {
+  const responses = service.request(
+    context.id,
+    {
+      AffectedSOPClassUID: sopClass,
+      CommandField: COMMAND.C_FIND_RQ,
+      Priority: PRIORITY_MEDIUM,
+    },
+    encodeIdentifier(keys, { implicit }),
+  );
+  await finalResponse(responses, "C-FIND", (message) => {
     if (!message.dataset) return;
     const match = parseDataset(message.dataset, { implicit }).toObject();
     matches.push(match);
@@ -109,17 +145,20 @@ function progressOf(command) {
 
 async function retrieve(service, operation, { root, keys, destination, onProgress }) {
   const sopClass = modelUID(root, operation);
-  const name = operation === 'move' ? 'C-MOVE' : 'C-GET';
+  const name = operation === "move" ? "C-MOVE" : "C-GET";
   const context = contextFor(service, sopClass, name);
   const implicit = isImplicitVR(context.transferSyntax);
   const command = {
     AffectedSOPClassUID: sopClass,
-    CommandField: operation === 'move' ? COMMAND.C_MOVE_RQ : COMMAND.C_GET_RQ,
+    CommandField: operation === "move" ? COMMAND.C_MOVE_RQ : COMMAND.C_GET_RQ,
     Priority: PRIORITY_MEDIUM,
   };
-  if (operation === 'move') command.MoveDestination = destination;
-  const last = await finalResponse(service.request(context.id, command, encodeIdentifier(keys, { implicit })), name,
-    (message) => onProgress && onProgress(progressOf(message.command)));
+  if (operation === "move") command.MoveDestination = destination;
+  const last = await finalResponse(
+    service.request(context.id, command, encodeIdentifier(keys, { implicit })),
+    name,
+    (message) => onProgress?.(progressOf(message.command)),
+  );
   const result = progressOf(last.command);
   if (onProgress) onProgress(result);
   return result;
@@ -129,17 +168,17 @@ async function retrieve(service, operation, { root, keys, destination, onProgres
  * C-MOVE SCU (PS3.4 C.4.2): ask the peer to send what `keys` names to `destination`;
  * `onProgress({remaining, completed, failed, warning})` follows the pending responses.
  */
-export function move(service, { root = 'STUDY', keys, destination, onProgress = null }) {
-  if (!destination) throw new RangeError('C-MOVE needs a destination AE title');
-  return retrieve(service, 'move', { root, keys, destination, onProgress });
+export function move(service, { root = "STUDY", keys, destination, onProgress = null }) {
+  if (!destination) throw new RangeError("C-MOVE needs a destination AE title");
+  return retrieve(service, "move", { root, keys, destination, onProgress });
 }
 
 /**
  * C-GET SCU (PS3.4 C.4.3): instances arrive as C-STORE requests on the same
  * association, handled by the service's C-STORE handler (storeHandler below).
  */
-export function get(service, { root = 'STUDY', keys, onProgress = null }) {
-  return retrieve(service, 'get', { root, keys, onProgress });
+export function get(service, { root = "STUDY", keys, onProgress = null }) {
+  return retrieve(service, "get", { root, keys, onProgress });
 }
 
 /**
@@ -153,11 +192,13 @@ export async function store(service, part10, { moveOriginator = null } = {}) {
   const context = findContext(service.association.contexts, sopClassUID, [transferSyntaxUID]);
   if (!context) throw new Error(`C-STORE: the peer accepted no context for ${sopClassUID} in ${transferSyntaxUID}`);
   const command = {
-    AffectedSOPClassUID: sopClassUID, CommandField: COMMAND.C_STORE_RQ, Priority: PRIORITY_MEDIUM,
+    AffectedSOPClassUID: sopClassUID,
+    CommandField: COMMAND.C_STORE_RQ,
+    Priority: PRIORITY_MEDIUM,
     AffectedSOPInstanceUID: sopInstanceUID,
   };
   if (moveOriginator) Object.assign(command, moveOriginator);
-  const last = await finalResponse(service.request(context.id, command, part10.subarray(datasetOffset)), 'C-STORE');
+  const last = await finalResponse(service.request(context.id, command, part10.subarray(datasetOffset)), "C-STORE");
   return last.command.Status;
 }
 
@@ -177,24 +218,32 @@ export function echoHandler() {
 export function storeHandler(onInstance) {
   return async (message, service) => {
     const { command, context, dataset } = message;
-    if (!dataset) return { status: STATUS.CANNOT_UNDERSTAND, ErrorComment: 'no dataset' };
+    if (!dataset) return { status: STATUS.CANNOT_UNDERSTAND, ErrorComment: "no dataset" };
     const transferSyntaxUID = context.transferSyntax;
     let header;
     try {
       header = parseDataset(dataset, { implicit: isImplicitVR(transferSyntaxUID), stopAt: PIXEL_DATA });
     } catch (error) {
-      if (error instanceof DecodeError) return { status: STATUS.CANNOT_UNDERSTAND, ErrorComment: error.message.slice(0, 64) };
+      if (error instanceof DecodeError)
+        return { status: STATUS.CANNOT_UNDERSTAND, ErrorComment: error.message.slice(0, 64) };
       throw error;
     }
     const sopInstanceUID = header.string(TAGS.SOPInstanceUID);
     const sopClassUID = header.string(TAGS.SOPClassUID);
     if (sopInstanceUID !== command.AffectedSOPInstanceUID || sopClassUID !== command.AffectedSOPClassUID) {
-      return { status: STATUS.DATASET_MISMATCH, ErrorComment: 'dataset does not match the command' };
+      return { status: STATUS.DATASET_MISMATCH, ErrorComment: "dataset does not match the command" };
     }
-    const callingAET = service.association.request?.callingAET || '';
+    const callingAET = service.association.request?.callingAET || "";
     const part10 = toPart10(dataset, { sopClassUID, sopInstanceUID, transferSyntaxUID, sourceAET: callingAET });
-    await onInstance({ part10, header, sopClassUID, sopInstanceUID, transferSyntaxUID, callingAET,
-      moveOriginator: command.MoveOriginatorApplicationEntityTitle || null });
+    await onInstance({
+      part10,
+      header,
+      sopClassUID,
+      sopInstanceUID,
+      transferSyntaxUID,
+      callingAET,
+      moveOriginator: command.MoveOriginatorApplicationEntityTitle || null,
+    });
     return { status: STATUS.SUCCESS };
   };
 }

@@ -37,7 +37,9 @@ export class DicomWeb {
       const response = await fetch(this.url(path, params), { method, body, headers: all, signal });
       if (response.status === 401 && attempt < 3) {
         const message = await errorText(response);
-        const entered = await askToken(token ? `The token was refused (${message}). Enter another.` : "This server needs an API token.");
+        const entered = await askToken(
+          token ? `The token was refused (${message}). Enter another.` : "This server needs an API token.",
+        );
         if (entered) continue;
       }
       if (!response.ok) throw new ApiError(response.status, await errorText(response));
@@ -52,11 +54,14 @@ export class DicomWeb {
     return { results, warning: response.headers.get("Warning") || "" };
   }
 
-  searchStudies(params, signal) { return this.search("/studies", params, signal); }
+  searchStudies(params, signal) {
+    return this.search("/studies", params, signal);
+  }
 
   async seriesOf(study, signal) {
     const params = new URLSearchParams();
-    for (const f of ["SeriesDescription", "Modality", "SeriesNumber", "NumberOfSeriesRelatedInstances"]) params.append("includefield", f);
+    for (const f of ["SeriesDescription", "Modality", "SeriesNumber", "NumberOfSeriesRelatedInstances"])
+      params.append("includefield", f);
     return (await this.search(`/studies/${study}/series`, params, signal)).results;
   }
 
@@ -73,8 +78,10 @@ export class DicomWeb {
    * Returns [{type, transferSyntax, bytes}] in the order asked.
    */
   async frames(study, series, sop, frameNumbers, { raw = false, signal } = {}) {
-    const response = await this.request(`/studies/${study}/series/${series}/instances/${sop}/frames/${frameNumbers.join(",")}`,
-      { accept: raw ? RAW_FRAMES : AUTO_FRAMES, signal });
+    const response = await this.request(
+      `/studies/${study}/series/${series}/instances/${sop}/frames/${frameNumbers.join(",")}`,
+      { accept: raw ? RAW_FRAMES : AUTO_FRAMES, signal },
+    );
     const type = response.headers.get("Content-Type") || "";
     const bytes = new Uint8Array(await response.arrayBuffer());
     const describe = (contentType, body) => {
@@ -90,15 +97,21 @@ export class DicomWeb {
   async rendered(study, series, sop, frame, { window, signal } = {}) {
     const params = new URLSearchParams();
     if (window) params.set("window", window);
-    const response = await this.request(`/studies/${study}/series/${series}/instances/${sop}/frames/${frame}/rendered`,
-      { params, accept: "image/png, image/jpeg;q=0.9", signal });
+    const response = await this.request(
+      `/studies/${study}/series/${series}/instances/${sop}/frames/${frame}/rendered`,
+      { params, accept: "image/png, image/jpeg;q=0.9", signal },
+    );
     return response.blob();
   }
 
   /** A series thumbnail (PS3.18 10.4.1.1.5) as a Blob. */
   async thumbnail(study, series, size, signal) {
     const params = new URLSearchParams({ viewport: `${size},${size}` });
-    const response = await this.request(`/studies/${study}/series/${series}/thumbnail`, { params, accept: "image/jpeg, image/png;q=0.9", signal });
+    const response = await this.request(`/studies/${study}/series/${series}/thumbnail`, {
+      params,
+      accept: "image/jpeg, image/png;q=0.9",
+      signal,
+    });
     return response.blob();
   }
 
@@ -108,7 +121,9 @@ export class DicomWeb {
     const response = await this.request(path, { accept: `${OCTET_FRAMES}, application/octet-stream;q=0.5`, signal });
     const type = response.headers.get("Content-Type") || "";
     const bytes = new Uint8Array(await response.arrayBuffer());
-    return type.toLowerCase().startsWith("multipart/") ? parseMultipart(bytes, type)[0]?.body ?? new Uint8Array(0) : bytes;
+    return type.toLowerCase().startsWith("multipart/")
+      ? (parseMultipart(bytes, type)[0]?.body ?? new Uint8Array(0))
+      : bytes;
   }
 
   /**
@@ -117,7 +132,8 @@ export class DicomWeb {
    */
   async retrieveStudy(study, onInstance, signal) {
     const response = await this.request(`/studies/${study}`, {
-      accept: 'multipart/related; type="application/dicom"; transfer-syntax=*', signal,
+      accept: 'multipart/related; type="application/dicom"; transfer-syntax=*',
+      signal,
     });
     const parser = new MultipartParser(mediaTypeParams(response.headers.get("Content-Type")).boundary);
     const reader = response.body.getReader();
@@ -134,23 +150,31 @@ export class DicomWeb {
    * Resolves to {status, body} — the response's DICOM JSON with Referenced/Failed SOP Sequences.
    */
   stow(files, onProgress) {
-    const { chunks, contentType } = multipartBody(files.map((bytes) => ({ body: bytes })), "application/dicom");
+    const { chunks, contentType } = multipartBody(
+      files.map((bytes) => ({ body: bytes })),
+      "application/dicom",
+    );
     const blob = new Blob(chunks, { type: contentType });
-    const send = (token) => new Promise((resolve, reject) => {
-      const xhr = new XMLHttpRequest();
-      xhr.open("POST", this.url("/studies"));
-      xhr.setRequestHeader("Content-Type", contentType);
-      xhr.setRequestHeader("Accept", "application/dicom+json");
-      if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
-      xhr.upload.onprogress = (e) => onProgress?.(e.loaded, e.total || blob.size);
-      xhr.onerror = () => reject(new ApiError(0, "network error while uploading"));
-      xhr.onload = () => {
-        let body = null;
-        try { body = xhr.responseText ? JSON.parse(xhr.responseText) : null; } catch { body = null; }
-        resolve({ status: xhr.status, body, text: xhr.responseText });
-      };
-      xhr.send(blob);
-    });
+    const send = (token) =>
+      new Promise((resolve, reject) => {
+        const xhr = new XMLHttpRequest();
+        xhr.open("POST", this.url("/studies"));
+        xhr.setRequestHeader("Content-Type", contentType);
+        xhr.setRequestHeader("Accept", "application/dicom+json");
+        if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+        xhr.upload.onprogress = (e) => onProgress?.(e.loaded, e.total || blob.size);
+        xhr.onerror = () => reject(new ApiError(0, "network error while uploading"));
+        xhr.onload = () => {
+          let body = null;
+          try {
+            body = xhr.responseText ? JSON.parse(xhr.responseText) : null;
+          } catch {
+            body = null;
+          }
+          resolve({ status: xhr.status, body, text: xhr.responseText });
+        };
+        xhr.send(blob);
+      });
     return (async () => {
       for (let attempt = 0; ; attempt++) {
         const result = await send(getToken());
@@ -166,11 +190,17 @@ export class DicomWeb {
 /** A short readable reason from an error response (JSON {"message"|"error"|"detail"} or text). */
 async function errorText(response) {
   let text = "";
-  try { text = await response.text(); } catch { /* body unreadable */ }
+  try {
+    text = await response.text();
+  } catch {
+    /* body unreadable */
+  }
   try {
     const json = JSON.parse(text);
     const message = json.message || json.error || json.detail;
     if (message) return String(message);
-  } catch { /* not JSON */ }
+  } catch {
+    /* not JSON */
+  }
   return (text && text.length < 300 ? text : response.statusText) || `HTTP ${response.status}`;
 }

@@ -37,12 +37,19 @@ window.addEventListener("popstate", route);
 window.addEventListener("isthmus:navigate", route);
 
 const signOut = $("#sign-out");
-const showSignOut = () => { signOut.hidden = !getToken(); };
+const showSignOut = () => {
+  signOut.hidden = !getToken();
+};
 document.addEventListener("isthmus:token", showSignOut);
-signOut.addEventListener("click", () => { setToken(""); location.reload(); });
+signOut.addEventListener("click", () => {
+  setToken("");
+  location.reload();
+});
 showSignOut();
 
 $("#upload-open").addEventListener("click", () => uploader.open());
-document.addEventListener("isthmus:uploaded", () => { if (!$("#list-view").hidden) list.refresh(); });
+document.addEventListener("isthmus:uploaded", () => {
+  if (!$("#list-view").hidden) list.refresh();
+});
 
 route();

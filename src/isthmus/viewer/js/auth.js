@@ -1,17 +1,27 @@
 // API token for a server with authentication on: asked for on HTTP 401, kept in
 // sessionStorage only (gone when the tab closes), sent as "Authorization: Bearer".
+// The sign-in dialog is made here, the first time it is needed, for every page.
+
+import { h } from "./dom.js";
 
 const KEY = "isthmus.token";
 let pending = null;
 
 export function getToken() {
-  try { return sessionStorage.getItem(KEY) || ""; } catch { return ""; }
+  try {
+    return sessionStorage.getItem(KEY) || "";
+  } catch {
+    return "";
+  }
 }
 
 export function setToken(token) {
   try {
-    if (token) sessionStorage.setItem(KEY, token); else sessionStorage.removeItem(KEY);
-  } catch { /* storage refused: the token lives for this page only */ }
+    if (token) sessionStorage.setItem(KEY, token);
+    else sessionStorage.removeItem(KEY);
+  } catch {
+    /* storage refused: the token lives for this page only */
+  }
   document.dispatchEvent(new CustomEvent("isthmus:token", { detail: { signedIn: Boolean(token) } }));
 }
 
@@ -21,7 +31,7 @@ export function setToken(token) {
  */
 export function askToken(message) {
   if (pending) return pending;
-  const dialog = document.getElementById("token-dialog");
+  const dialog = document.getElementById("token-dialog") ?? document.body.appendChild(signInDialog());
   const form = dialog.querySelector("form");
   const input = dialog.querySelector("input[name=token]");
   dialog.querySelector("[data-role=message]").textContent = message || "This server needs an API token.";
@@ -36,8 +46,14 @@ export function askToken(message) {
       if (token) setToken(token);
       resolve(token);
     };
-    const onSubmit = (event) => { event.preventDefault(); done(input.value.trim()); };
-    const onCancel = (event) => { event.preventDefault(); done(""); };
+    const onSubmit = (event) => {
+      event.preventDefault();
+      done(input.value.trim());
+    };
+    const onCancel = (event) => {
+      event.preventDefault();
+      done("");
+    };
     const cancel = dialog.querySelector("[data-role=cancel]");
     form.addEventListener("submit", onSubmit);
     dialog.addEventListener("cancel", onCancel);
@@ -46,4 +62,30 @@ export function askToken(message) {
     input.focus();
   });
   return pending;
+}
+
+function signInDialog() {
+  return h(
+    "dialog",
+    { id: "token-dialog", "aria-labelledby": "token-title" },
+    h(
+      "form",
+      { method: "dialog" },
+      h("h2", { id: "token-title" }, "Sign in"),
+      h("p", { "data-role": "message" }),
+      h(
+        "label",
+        {},
+        "API token ",
+        h("input", { name: "token", type: "password", autocomplete: "off", required: true }),
+      ),
+      h("p", { class: "small" }, "Kept in this browser tab only (session storage), sent as a Bearer token."),
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { type: "button", "data-role": "cancel" }, "Cancel"),
+        h("button", { type: "submit", class: "primary" }, "Use token"),
+      ),
+    ),
+  );
 }

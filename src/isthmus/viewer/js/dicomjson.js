@@ -3,34 +3,75 @@
 
 /** Tags used by the viewer, as the 8-hex-digit keys of DICOM JSON. */
 export const TAG = Object.freeze({
-  SpecificCharacterSet: "00080005", SOPClassUID: "00080016", SOPInstanceUID: "00080018",
-  StudyDate: "00080020", StudyTime: "00080030", AccessionNumber: "00080050", Modality: "00080060",
-  ModalitiesInStudy: "00080061", InstitutionName: "00080080", StudyDescription: "00081030",
-  SeriesDescription: "0008103E", PatientName: "00100010", PatientID: "00100020",
-  PatientBirthDate: "00100030", PatientSex: "00100040", SliceThickness: "00180050",
-  StudyInstanceUID: "0020000D", SeriesInstanceUID: "0020000E", StudyID: "00200010",
-  SeriesNumber: "00200011", InstanceNumber: "00200013", ImagePositionPatient: "00200032",
-  ImageOrientationPatient: "00200037", SliceLocation: "00201041",
-  NumberOfStudyRelatedSeries: "00201206", NumberOfStudyRelatedInstances: "00201208",
+  SpecificCharacterSet: "00080005",
+  SOPClassUID: "00080016",
+  SOPInstanceUID: "00080018",
+  StudyDate: "00080020",
+  StudyTime: "00080030",
+  AccessionNumber: "00080050",
+  Modality: "00080060",
+  ModalitiesInStudy: "00080061",
+  InstitutionName: "00080080",
+  StudyDescription: "00081030",
+  SeriesDescription: "0008103E",
+  PatientName: "00100010",
+  PatientID: "00100020",
+  PatientBirthDate: "00100030",
+  PatientSex: "00100040",
+  SliceThickness: "00180050",
+  StudyInstanceUID: "0020000D",
+  SeriesInstanceUID: "0020000E",
+  StudyID: "00200010",
+  SeriesNumber: "00200011",
+  InstanceNumber: "00200013",
+  ImagePositionPatient: "00200032",
+  ImageOrientationPatient: "00200037",
+  SliceLocation: "00201041",
+  NumberOfStudyRelatedSeries: "00201206",
+  NumberOfStudyRelatedInstances: "00201208",
   NumberOfSeriesRelatedInstances: "00201209",
-  SamplesPerPixel: "00280002", PhotometricInterpretation: "00280004", PlanarConfiguration: "00280006",
-  NumberOfFrames: "00280008", Rows: "00280010", Columns: "00280011", PixelSpacing: "00280030",
-  ImagerPixelSpacing: "00181164", BitsAllocated: "00280100", BitsStored: "00280101", HighBit: "00280102",
-  PixelRepresentation: "00280103", WindowCenter: "00281050", WindowWidth: "00281051",
-  RescaleIntercept: "00281052", RescaleSlope: "00281053", WindowCenterWidthExplanation: "00281055",
-  VOILUTFunction: "00281056", ModalityLUTSequence: "00283000", VOILUTSequence: "00283010",
-  LUTDescriptor: "00283002", LUTExplanation: "00283003", LUTData: "00283006",
-  PresentationLUTShape: "20500020", FrameTime: "00181063", RecommendedDisplayFrameRate: "00082144",
-  CineRate: "00180040", TransferSyntaxUID: "00020010", AvailableTransferSyntaxUID: "00083002",
-  ReferencedSOPSequence: "00081199", FailedSOPSequence: "00081198",
-  ReferencedSOPInstanceUID: "00081155", FailureReason: "00081197", WarningReason: "00081196",
-  RetrieveURL: "00081190", PixelData: "7FE00010",
+  SamplesPerPixel: "00280002",
+  PhotometricInterpretation: "00280004",
+  PlanarConfiguration: "00280006",
+  NumberOfFrames: "00280008",
+  Rows: "00280010",
+  Columns: "00280011",
+  PixelSpacing: "00280030",
+  ImagerPixelSpacing: "00181164",
+  BitsAllocated: "00280100",
+  BitsStored: "00280101",
+  HighBit: "00280102",
+  PixelRepresentation: "00280103",
+  WindowCenter: "00281050",
+  WindowWidth: "00281051",
+  RescaleIntercept: "00281052",
+  RescaleSlope: "00281053",
+  WindowCenterWidthExplanation: "00281055",
+  VOILUTFunction: "00281056",
+  ModalityLUTSequence: "00283000",
+  VOILUTSequence: "00283010",
+  LUTDescriptor: "00283002",
+  LUTExplanation: "00283003",
+  LUTData: "00283006",
+  PresentationLUTShape: "20500020",
+  FrameTime: "00181063",
+  RecommendedDisplayFrameRate: "00082144",
+  CineRate: "00180040",
+  TransferSyntaxUID: "00020010",
+  AvailableTransferSyntaxUID: "00083002",
+  ReferencedSOPSequence: "00081199",
+  FailedSOPSequence: "00081198",
+  ReferencedSOPInstanceUID: "00081155",
+  FailureReason: "00081197",
+  WarningReason: "00081196",
+  RetrieveURL: "00081190",
+  PixelData: "7FE00010",
 });
 
 /** Every value of an element (an array, possibly empty). */
 export function values(meta, tag) {
-  const element = meta && meta[tag];
-  return (element && Array.isArray(element.Value)) ? element.Value : [];
+  const element = meta?.[tag];
+  return element && Array.isArray(element.Value) ? element.Value : [];
 }
 
 /** The i-th value of an element, or `fallback` when absent. */
@@ -49,7 +90,8 @@ export function num(meta, tag, fallback = undefined, i = 0) {
 
 /** Every value as numbers (multi-valued DS such as Window Center). */
 export function nums(meta, tag) {
-  return values(meta, tag).map((v) => (typeof v === "number" ? v : Number(String(v).trim())))
+  return values(meta, tag)
+    .map((v) => (typeof v === "number" ? v : Number(String(v).trim())))
     .filter((n) => Number.isFinite(n));
 }
 
@@ -57,8 +99,7 @@ export function nums(meta, tag) {
 export function text(meta, tag, fallback = "") {
   const all = values(meta, tag);
   if (!all.length) return fallback;
-  return all.map((v) => (v && typeof v === "object" ? (v.Alphabetic ?? v.Ideographic ?? "") : String(v)))
-    .join("\\");
+  return all.map((v) => (v && typeof v === "object" ? (v.Alphabetic ?? v.Ideographic ?? "") : String(v))).join("\\");
 }
 
 /** "DOE^JANE^^DR" → "DOE, JANE": family, given and middle names for display (PS3.5 6.2 PN). */

@@ -33,7 +33,9 @@ export function toast(message, ms = 6000) {
   el.textContent = message;
   el.hidden = false;
   clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { el.hidden = true; }, ms);
+  toast.timer = setTimeout(() => {
+    el.hidden = true;
+  }, ms);
 }
 
 /** Bytes as "12.3 MB". */
@@ -42,6 +44,9 @@ export function formatBytes(n) {
   const units = ["KB", "MB", "GB", "TB"];
   let v = n;
   let u = -1;
-  do { v /= 1024; u++; } while (v >= 1024 && u < units.length - 1);
+  do {
+    v /= 1024;
+    u++;
+  } while (v >= 1024 && u < units.length - 1);
   return `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
 }

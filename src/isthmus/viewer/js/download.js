@@ -3,10 +3,9 @@
 // written into the ZIP as it arrives — to a file chosen by the person where the browser can
 // (File System Access), otherwise into a Blob.
 
-import { TAG, num, text } from "./dicomjson.js";
+import { num, TAG, text } from "./dicomjson.js";
 import { formatBytes } from "./dom.js";
-import { readFileMeta } from "./part10.js";
-import { ZipWriter, safeName } from "./zip.js";
+import { safeName, ZipWriter } from "./zip.js";
 
 const STREAM_TO_FILE_ABOVE = 512 * 1024 * 1024;
 
@@ -16,6 +15,8 @@ const STREAM_TO_FILE_ABOVE = 512 * 1024 * 1024;
  * @param {(text: string) => void} report progress text
  */
 export async function downloadStudy(api, studyUid, metadata, report, signal) {
+  // The Part 10 reader (and the data dictionary it brings) loads when the first download starts.
+  const { readFileMeta } = await import("../dicomnet/part10.js");
   const names = new Map();
   let estimate = 0;
   for (const m of metadata) {
@@ -34,13 +35,17 @@ export async function downloadStudy(api, studyUid, metadata, report, signal) {
   let count = 0;
   let bytes = 0;
   try {
-    await api.retrieveStudy(studyUid, async (part10) => {
-      const sop = readFileMeta(part10)?.sopInstance ?? "";
-      await zip.add(`${folder}/${names.get(sop) ?? `other/${safeName(sop, `instance${count + 1}`)}.dcm`}`, part10);
-      count++;
-      bytes += part10.length;
-      report(`Downloading: ${count} of ${metadata.length} files, ${formatBytes(bytes)}`);
-    }, signal);
+    await api.retrieveStudy(
+      studyUid,
+      async (part10) => {
+        const sop = readFileMeta(part10)?.sopInstance ?? "";
+        await zip.add(`${folder}/${names.get(sop) ?? `other/${safeName(sop, `instance${count + 1}`)}.dcm`}`, part10);
+        count++;
+        bytes += part10.length;
+        report(`Downloading: ${count} of ${metadata.length} files, ${formatBytes(bytes)}`);
+      },
+      signal,
+    );
     await zip.finish();
     await sink.close();
     report(`Downloaded ${count} files (${formatBytes(bytes)}) as ${zipName}`);
@@ -54,7 +59,10 @@ export async function downloadStudy(api, studyUid, metadata, report, signal) {
 async function openSink(name, estimate) {
   if (estimate > STREAM_TO_FILE_ABOVE && typeof window.showSaveFilePicker === "function") {
     try {
-      const handle = await window.showSaveFilePicker({ suggestedName: name, types: [{ description: "ZIP", accept: { "application/zip": [".zip"] } }] });
+      const handle = await window.showSaveFilePicker({
+        suggestedName: name,
+        types: [{ description: "ZIP", accept: { "application/zip": [".zip"] } }],
+      });
       const stream = await handle.createWritable();
       return { write: (c) => stream.write(c), close: () => stream.close(), abort: () => stream.abort() };
     } catch (err) {
@@ -63,7 +71,9 @@ async function openSink(name, estimate) {
   }
   const chunks = [];
   return {
-    write: (c) => { chunks.push(c); },
+    write: (c) => {
+      chunks.push(c);
+    },
     close: () => {
       const url = URL.createObjectURL(new Blob(chunks, { type: "application/zip" }));
       const a = Object.assign(document.createElement("a"), { href: url, download: name });

@@ -25,7 +25,7 @@ export function transform(view, image, viewport) {
   // Flip, then scale for aspect, rotate, zoom; about the image centre; then to viewport centre + pan.
   const fx = view.flipH ? -1 : 1;
   const fy = view.flipV ? -1 : 1;
-  const angle = (view.rotation % 4) * Math.PI / 2;
+  const angle = ((view.rotation % 4) * Math.PI) / 2;
   const cos = Math.round(Math.cos(angle));
   const sin = Math.round(Math.sin(angle));
   const z = view.zoom;
@@ -48,8 +48,14 @@ export function apply(m, x, y) {
 /** Inverse of a transform (viewport → image coordinates). */
 export function invert(m) {
   const det = m[0] * m[3] - m[1] * m[2];
-  return [m[3] / det, -m[1] / det, -m[2] / det, m[0] / det,
-    (m[2] * m[5] - m[3] * m[4]) / det, (m[1] * m[4] - m[0] * m[5]) / det];
+  return [
+    m[3] / det,
+    -m[1] / det,
+    -m[2] / det,
+    m[0] / det,
+    (m[2] * m[5] - m[3] * m[4]) / det,
+    (m[1] * m[4] - m[0] * m[5]) / det,
+  ];
 }
 
 /** Zoom by a factor about a viewport point, keeping that point fixed on screen. */

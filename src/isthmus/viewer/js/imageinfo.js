@@ -1,7 +1,7 @@
 // What the pixel pipeline needs to know about an image, read once from its DICOM JSON metadata.
 // PS3.3 C.7.6.3 (Image Pixel), C.11.1 (Modality LUT), C.11.2 (VOI LUT).
 
-import { TAG, items, num, nums, text, value, values } from "./dicomjson.js";
+import { items, num, nums, TAG, text, value, values } from "./dicomjson.js";
 
 /**
  * The image's pixel description and its grayscale transforms.
@@ -28,11 +28,14 @@ export function imageInfo(meta) {
     modalityLut: lutFrom(items(meta, TAG.ModalityLUTSequence)[0], num(meta, TAG.PixelRepresentation, 0)),
     windows: windowsOf(meta),
     voiFunction: text(meta, TAG.VOILUTFunction, "LINEAR").trim().toUpperCase() || "LINEAR",
-    voiLuts: items(meta, TAG.VOILUTSequence).map((item) => lutFrom(item, 0)).filter(Boolean),
+    voiLuts: items(meta, TAG.VOILUTSequence)
+      .map((item) => lutFrom(item, 0))
+      .filter(Boolean),
     presentationInverse: text(meta, TAG.PresentationLUTShape).trim().toUpperCase() === "INVERSE",
     pixelSpacing: spacing.length >= 2 ? spacing.slice(0, 2) : null,
     spacingSource: spacing.length >= 2 ? "PixelSpacing" : imagerSpacing.length >= 2 ? "ImagerPixelSpacing" : null,
-    measureSpacing: spacing.length >= 2 ? spacing.slice(0, 2) : imagerSpacing.length >= 2 ? imagerSpacing.slice(0, 2) : null,
+    measureSpacing:
+      spacing.length >= 2 ? spacing.slice(0, 2) : imagerSpacing.length >= 2 ? imagerSpacing.slice(0, 2) : null,
     frameTimeMs: num(meta, TAG.FrameTime, 0),
     frameRate: num(meta, TAG.RecommendedDisplayFrameRate, 0) || num(meta, TAG.CineRate, 0),
   };
@@ -66,7 +69,7 @@ export function lutFrom(item, pixelRepresentation) {
   const bits = d[2];
   const element = item[TAG.LUTData];
   const data = lutData(element, entries, bits);
-  if (!data) return element && element.BulkDataURI ? { pending: element.BulkDataURI, entries, first, bits } : null;
+  if (!data) return element?.BulkDataURI ? { pending: element.BulkDataURI, entries, first, bits } : null;
   return { entries, first, bits, data, explanation: String(value(item, TAG.LUTExplanation, 0, "")) };
 }
 
@@ -95,11 +98,18 @@ function base64Bytes(b64) {
 /** True when the browser pipeline can show this image from uncompressed frame bytes. */
 export function decodable(info) {
   const mono = info.photometric === "MONOCHROME1" || info.photometric === "MONOCHROME2";
-  const color = ["RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "YBR_PARTIAL_420", "YBR_PARTIAL_422"]
-    .includes(info.photometric) && info.samplesPerPixel === 3;
+  const color =
+    ["RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT", "YBR_PARTIAL_420", "YBR_PARTIAL_422"].includes(
+      info.photometric,
+    ) && info.samplesPerPixel === 3;
   const bitsOk = [1, 8, 16, 32].includes(info.bitsAllocated) && info.bitsStored <= info.bitsAllocated;
-  return info.rows > 0 && info.columns > 0 && bitsOk && ((mono && info.samplesPerPixel === 1) || color)
-    && !(info.modalityLut && info.modalityLut.pending);
+  return (
+    info.rows > 0 &&
+    info.columns > 0 &&
+    bitsOk &&
+    ((mono && info.samplesPerPixel === 1) || color) &&
+    !info.modalityLut?.pending
+  );
 }
 
 /** Bytes of one uncompressed frame (PS3.5 8.1.1; 1-bit frames are packed). */

@@ -40,8 +40,18 @@ export function attachGestures(el, actions) {
     const button = e.pointerType === "mouse" ? e.button : 0;
     const kind = button === 2 ? "wl" : button === 1 ? "pan" : actions.tool();
     const [x, y] = local(e);
-    gesture = { kind: "tool", tool: kind, x, y, startX: x, startY: y, t: e.timeStamp, touch: e.pointerType !== "mouse",
-      snapshot: e.pointerType !== "mouse" ? actions.snapshot() : null, scrollRest: 0 };
+    gesture = {
+      kind: "tool",
+      tool: kind,
+      x,
+      y,
+      startX: x,
+      startY: y,
+      t: e.timeStamp,
+      touch: e.pointerType !== "mouse",
+      snapshot: e.pointerType !== "mouse" ? actions.snapshot() : null,
+      scrollRest: 0,
+    };
     if (kind === "length") actions.lengthStart(x, y);
     e.preventDefault();
   });
@@ -64,17 +74,29 @@ export function attachGestures(el, actions) {
     gesture.x = x;
     gesture.y = y;
     switch (gesture.tool) {
-      case "wl": actions.windowBy(dx, dy); break;
-      case "pan": actions.panBy(dx, dy); break;
-      case "zoom": actions.zoomBy(Math.exp(-dy / 150), [gesture.startX, gesture.startY]); break;
-      case "length": actions.lengthMove(x, y); break;
+      case "wl":
+        actions.windowBy(dx, dy);
+        break;
+      case "pan":
+        actions.panBy(dx, dy);
+        break;
+      case "zoom":
+        actions.zoomBy(Math.exp(-dy / 150), [gesture.startX, gesture.startY]);
+        break;
+      case "length":
+        actions.lengthMove(x, y);
+        break;
       case "scroll": {
         gesture.scrollRest += dy;
         const n = Math.trunc(gesture.scrollRest / SCROLL_DRAG_PX);
-        if (n) { gesture.scrollRest -= n * SCROLL_DRAG_PX; actions.step(n); }
+        if (n) {
+          gesture.scrollRest -= n * SCROLL_DRAG_PX;
+          actions.step(n);
+        }
         break;
       }
-      default: break;
+      default:
+        break;
     }
   });
 
@@ -105,7 +127,10 @@ export function attachGestures(el, actions) {
       const along = Math.abs(dx) > Math.abs(dy) ? dx : dy;
       actions.step(along < 0 ? 1 : -1);
     } else if (quick && far < 10) {
-      if (e.timeStamp - lastTap < 350) { actions.fit(); lastTap = 0; } else lastTap = e.timeStamp;
+      if (e.timeStamp - lastTap < 350) {
+        actions.fit();
+        lastTap = 0;
+      } else lastTap = e.timeStamp;
     }
   }
 
@@ -114,19 +139,23 @@ export function attachGestures(el, actions) {
     return { distance: Math.hypot(b[0] - a[0], b[1] - a[1]), center: [(a[0] + b[0]) / 2, (a[1] + b[1]) / 2] };
   }
 
-  el.addEventListener("wheel", (e) => {
-    e.preventDefault();
-    const delta = e.deltaMode === 1 ? e.deltaY * 20 : e.deltaMode === 2 ? e.deltaY * 400 : e.deltaY;
-    if (e.ctrlKey || e.metaKey) {
-      actions.zoomBy(Math.exp(-delta / 300), local(e));
-      return;
-    }
-    wheelRest += delta;
-    if (Math.abs(wheelRest) < WHEEL_STEP && Math.abs(delta) < WHEEL_STEP) {
-      return;
-    }
-    const n = Math.sign(wheelRest) * Math.max(1, Math.floor(Math.abs(wheelRest) / 100));
-    wheelRest = 0;
-    actions.step(n);
-  }, { passive: false });
+  el.addEventListener(
+    "wheel",
+    (e) => {
+      e.preventDefault();
+      const delta = e.deltaMode === 1 ? e.deltaY * 20 : e.deltaMode === 2 ? e.deltaY * 400 : e.deltaY;
+      if (e.ctrlKey || e.metaKey) {
+        actions.zoomBy(Math.exp(-delta / 300), local(e));
+        return;
+      }
+      wheelRest += delta;
+      if (Math.abs(wheelRest) < WHEEL_STEP && Math.abs(delta) < WHEEL_STEP) {
+        return;
+      }
+      const n = Math.sign(wheelRest) * Math.max(1, Math.floor(Math.abs(wheelRest) / 100));
+      wheelRest = 0;
+      actions.step(n);
+    },
+    { passive: false },
+  );
 }

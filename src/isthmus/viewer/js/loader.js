@@ -35,13 +35,20 @@ export class SeriesLoader extends EventTarget {
 
   info(entry) {
     let info = this.infos.get(entry.sopUid);
-    if (!info) { info = imageInfo(entry.meta); this.infos.set(entry.sopUid, info); }
+    if (!info) {
+      info = imageInfo(entry.meta);
+      this.infos.set(entry.sopUid, info);
+    }
     return info;
   }
 
-  get(index) { return this.frames[index]; }
+  get(index) {
+    return this.frames[index];
+  }
 
-  get complete() { return this.loaded + this.failed >= this.stack.length; }
+  get complete() {
+    return this.loaded + this.failed >= this.stack.length;
+  }
 
   /** Start or resume loading from `index` outward. */
   start(index = this.current) {
@@ -55,7 +62,10 @@ export class SeriesLoader extends EventTarget {
   focus(index) {
     if (index === this.current) return;
     this.current = index;
-    if (!this.stopped) { this.queue = prefetchOrder(this.stack.length, index); this.pump(); }
+    if (!this.stopped) {
+      this.queue = prefetchOrder(this.stack.length, index);
+      this.pump();
+    }
   }
 
   stop() {
@@ -72,14 +82,16 @@ export class SeriesLoader extends EventTarget {
       if (!batch) return;
       this.running++;
       const signal = this.controller.signal;
-      this.fetchBatch(batch, signal).catch((err) => {
-        if (signal.aborted) return;
-        for (const i of batch.indexes) this.fail(i, err);
-      }).finally(() => {
-        if (signal.aborted) return;
-        this.running--;
-        this.pump();
-      });
+      this.fetchBatch(batch, signal)
+        .catch((err) => {
+          if (signal.aborted) return;
+          for (const i of batch.indexes) this.fail(i, err);
+        })
+        .finally(() => {
+          if (signal.aborted) return;
+          this.running--;
+          this.pump();
+        });
     }
   }
 
@@ -106,9 +118,13 @@ export class SeriesLoader extends EventTarget {
     const mode = this.mode;
     if (mode !== "rendered" && decodable(info)) {
       try {
-        const parts = await this.api.frames(this.studyUid, this.seriesUid, entry.sopUid, numbers, { raw: mode === "raw", signal });
+        const parts = await this.api.frames(this.studyUid, this.seriesUid, entry.sopUid, numbers, {
+          raw: mode === "raw",
+          signal,
+        });
         if (parts.length < numbers.length) throw new Error(`server sent ${parts.length} of ${numbers.length} frames`);
-        for (let k = 0; k < indexes.length; k++) this.done(indexes[k], await decode(parts[k], info), parts[k].bytes.length);
+        for (let k = 0; k < indexes.length; k++)
+          this.done(indexes[k], await decode(parts[k], info), parts[k].bytes.length);
         return;
       } catch (err) {
         if (signal.aborted || !(UNSUPPORTED.has(err.status) || err instanceof DecodeError)) throw err;
@@ -153,9 +169,17 @@ export class SeriesLoader extends EventTarget {
   }
 
   emit() {
-    this.dispatchEvent(new CustomEvent("progress", {
-      detail: { loaded: this.loaded, failed: this.failed, total: this.stack.length, bytes: this.bytes, mode: this.mode },
-    }));
+    this.dispatchEvent(
+      new CustomEvent("progress", {
+        detail: {
+          loaded: this.loaded,
+          failed: this.failed,
+          total: this.stack.length,
+          bytes: this.bytes,
+          mode: this.mode,
+        },
+      }),
+    );
   }
 }
 
@@ -167,10 +191,12 @@ const JPEG_BASELINE = "1.2.840.10008.1.2.4.50";
 async function decode(part, info) {
   try {
     if (part.type === "image/jpeg") {
-      if (part.transferSyntax && part.transferSyntax !== JPEG_BASELINE) throw new Error(`cannot decode ${part.transferSyntax}`);
+      if (part.transferSyntax && part.transferSyntax !== JPEG_BASELINE)
+        throw new Error(`cannot decode ${part.transferSyntax}`);
       return await decodeJpeg(part.bytes, info);
     }
-    if (info.samplesPerPixel === 3) return { kind: "rgb", ...rgbValues(part.bytes, decodedColor(info, part.bytes.length)), info };
+    if (info.samplesPerPixel === 3)
+      return { kind: "rgb", ...rgbValues(part.bytes, decodedColor(info, part.bytes.length)), info };
     return { kind: "gray", ...storedValues(part.bytes, info), info };
   } catch (err) {
     throw new DecodeError(err.message);
@@ -186,7 +212,8 @@ export function decodedColor(info, length) {
   const pixels = info.rows * info.columns;
   const rgbBytes = pixels * 3 * (info.bitsAllocated / 8);
   if (info.photometric === "YBR_FULL_422" && length >= rgbBytes) return { ...info, photometric: "RGB" };
-  if (["YBR_RCT", "YBR_ICT", "YBR_PARTIAL_420", "YBR_PARTIAL_422"].includes(info.photometric)) return { ...info, photometric: "RGB" };
+  if (["YBR_RCT", "YBR_ICT", "YBR_PARTIAL_420", "YBR_PARTIAL_422"].includes(info.photometric))
+    return { ...info, photometric: "RGB" };
   return info;
 }
 
@@ -198,10 +225,22 @@ async function decodeJpeg(bytes, info) {
   ctx.drawImage(bitmap, 0, 0);
   const rgba = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
   const n = bitmap.width * bitmap.height;
-  const eight = { ...info, bitsAllocated: 8, bitsStored: 8, highBit: 7, pixelRepresentation: 0, rows: bitmap.height, columns: bitmap.width };
+  const eight = {
+    ...info,
+    bitsAllocated: 8,
+    bitsStored: 8,
+    highBit: 7,
+    pixelRepresentation: 0,
+    rows: bitmap.height,
+    columns: bitmap.width,
+  };
   if (info.samplesPerPixel === 3) {
     const rgb = new Uint8Array(n * 3);
-    for (let i = 0, j = 0; i < n; i++, j += 4) { rgb[3 * i] = rgba[j]; rgb[3 * i + 1] = rgba[j + 1]; rgb[3 * i + 2] = rgba[j + 2]; }
+    for (let i = 0, j = 0; i < n; i++, j += 4) {
+      rgb[3 * i] = rgba[j];
+      rgb[3 * i + 1] = rgba[j + 1];
+      rgb[3 * i + 2] = rgba[j + 2];
+    }
     return { kind: "rgb", rgb, info: { ...eight, photometric: "RGB" } };
   }
   const values = new Uint8Array(n);

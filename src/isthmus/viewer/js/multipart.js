@@ -26,7 +26,10 @@ function splitParams(s) {
   for (let i = 0; i < s.length; i++) {
     const c = s[i];
     if (c === '"' && s[i - 1] !== "\\") quoted = !quoted;
-    if (c === ";" && !quoted) { out.push(cur); cur = ""; } else cur += c;
+    if (c === ";" && !quoted) {
+      out.push(cur);
+      cur = "";
+    } else cur += c;
   }
   out.push(cur);
   return out;
@@ -75,9 +78,14 @@ export class MultipartParser {
     this.headers = null;
   }
 
-  get buffer() { return this.store.subarray(this.head, this.tail); }
+  get buffer() {
+    return this.store.subarray(this.head, this.tail);
+  }
 
-  set buffer(view) { this.head = view.byteOffset - this.store.byteOffset; this.tail = this.head + view.length; }
+  set buffer(view) {
+    this.head = view.byteOffset - this.store.byteOffset;
+    this.tail = this.head + view.length;
+  }
 
   /** Append a chunk, compacting or growing the store (amortised linear time). */
   append(chunk) {
@@ -105,22 +113,30 @@ export class MultipartParser {
         // The first delimiter may start the body without a leading CRLF.
         const first = this.delimiter.subarray(2);
         const at = startsWith(this.buffer, first) ? 0 : indexOfBytes(this.buffer, this.delimiter);
-        if (at < 0) { this.keepTail(this.delimiter.length); return parts; }
+        if (at < 0) {
+          this.keepTail(this.delimiter.length);
+          return parts;
+        }
         const skip = at === 0 && startsWith(this.buffer, first) ? first.length : at + this.delimiter.length;
         this.buffer = this.buffer.subarray(skip);
         this.state = "after-delimiter";
       }
       if (this.state === "after-delimiter") {
         if (this.buffer.length < 2) return parts;
-        if (this.buffer[0] === 45 && this.buffer[1] === 45) { this.done = true; return parts; }
+        if (this.buffer[0] === 45 && this.buffer[1] === 45) {
+          this.done = true;
+          return parts;
+        }
         const eol = indexOfBytes(this.buffer, CRLF);
         if (eol < 0) return parts;
         this.buffer = this.buffer.subarray(eol + 2);
         this.state = "headers";
       }
       if (this.state === "headers") {
-        if (startsWith(this.buffer, CRLF)) { this.headers = {}; this.buffer = this.buffer.subarray(2); }
-        else {
+        if (startsWith(this.buffer, CRLF)) {
+          this.headers = {};
+          this.buffer = this.buffer.subarray(2);
+        } else {
           const end = indexOfBytes(this.buffer, CRLFCRLF);
           if (end < 0) return parts;
           this.headers = parseHeaders(this.buffer.subarray(0, end));
@@ -131,7 +147,10 @@ export class MultipartParser {
       if (this.state === "body") {
         const from = Math.max(0, this.scanned - this.delimiter.length + 1);
         const end = indexOfBytes(this.buffer, this.delimiter, from);
-        if (end < 0) { this.scanned = this.buffer.length; return parts; }
+        if (end < 0) {
+          this.scanned = this.buffer.length;
+          return parts;
+        }
         parts.push({ headers: this.headers, body: this.buffer.slice(0, end) });
         this.buffer = this.buffer.subarray(end + this.delimiter.length);
         this.scanned = 0;
@@ -182,5 +201,5 @@ export function multipartBody(parts, type, boundary = randomBoundary()) {
 export function randomBoundary() {
   const bytes = new Uint8Array(16);
   globalThis.crypto.getRandomValues(bytes);
-  return "isthmus-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return `isthmus-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
 }

@@ -49,10 +49,20 @@ function masked(raw, bits, shift, signed, allocated) {
   if (shift === 0 && inRange(view, signed ? -(2 ** (bits - 1)) : 0, signed ? 2 ** (bits - 1) - 1 : 2 ** bits - 1)) {
     return view; // no bits above Bits Stored are set: the values are the stored values already
   }
-  const Out = allocated === 32 ? (signed ? Int32Array : Uint32Array)
-    : allocated === 16 ? (signed ? Int16Array : Uint16Array) : (signed ? Int8Array : Uint8Array);
+  const Out =
+    allocated === 32
+      ? signed
+        ? Int32Array
+        : Uint32Array
+      : allocated === 16
+        ? signed
+          ? Int16Array
+          : Uint16Array
+        : signed
+          ? Int8Array
+          : Uint8Array;
   const out = new Out(raw.length);
-  const mask = bits >= 32 ? 0xffffffff : (2 ** bits) - 1;
+  const mask = bits >= 32 ? 0xffffffff : 2 ** bits - 1;
   const sign = 2 ** (bits - 1);
   const span = 2 ** bits;
   for (let i = 0; i < raw.length; i++) {

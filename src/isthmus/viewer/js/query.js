@@ -1,12 +1,20 @@
 // The study search: form state ⇄ page URL (so a search can be shared) ⇄ QIDO-RS parameters
 // (PS3.18 8.3.4: attribute matching, includefield, limit), plus sorting and paging of results.
 
-import { TAG, num, text, value } from "./dicomjson.js";
+import { num, TAG, text, value } from "./dicomjson.js";
 
 /** Search fields, named by their DICOM keywords so the URL reads like a QIDO query. */
 export const FIELDS = ["PatientName", "PatientID", "AccessionNumber", "StudyDate", "ModalitiesInStudy"];
-export const SORT_KEYS = ["PatientName", "PatientID", "StudyDate", "StudyDescription", "AccessionNumber",
-  "ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances"];
+export const SORT_KEYS = [
+  "PatientName",
+  "PatientID",
+  "StudyDate",
+  "StudyDescription",
+  "AccessionNumber",
+  "ModalitiesInStudy",
+  "NumberOfStudyRelatedSeries",
+  "NumberOfStudyRelatedInstances",
+];
 export const DEFAULT_SORT = "-StudyDate";
 export const PAGE_SIZE = 25;
 /** Studies fetched per search; sorting and paging happen over these in the browser. */
@@ -64,8 +72,15 @@ export function qidoParams(state, limit = FETCH_LIMIT) {
   if (state.PatientName) params.set("PatientName", nameMatch(state.PatientName));
   for (const f of ["PatientID", "AccessionNumber", "StudyDate"]) if (state[f]) params.set(f, state[f]);
   if (state.ModalitiesInStudy) params.set("ModalitiesInStudy", state.ModalitiesInStudy.toUpperCase());
-  for (const f of ["StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
-    "NumberOfStudyRelatedInstances", "PatientBirthDate", "PatientSex"]) params.append("includefield", f);
+  for (const f of [
+    "StudyDescription",
+    "ModalitiesInStudy",
+    "NumberOfStudyRelatedSeries",
+    "NumberOfStudyRelatedInstances",
+    "PatientBirthDate",
+    "PatientSex",
+  ])
+    params.append("includefield", f);
   params.set("limit", String(limit + 1)); // one more than shown tells us the list was cut
   return params;
 }
@@ -92,7 +107,8 @@ export function sortRows(rows, sort) {
   const desc = sort.startsWith("-");
   const key = sort.replace(/^-/, "");
   const collator = new Intl.Collator(undefined, { sensitivity: "base", numeric: true });
-  const cmp = (a, b) => (typeof a === "number" && typeof b === "number" ? a - b : collator.compare(String(a), String(b)));
+  const cmp = (a, b) =>
+    typeof a === "number" && typeof b === "number" ? a - b : collator.compare(String(a), String(b));
   return [...rows].sort((a, b) => {
     const primary = cmp(a[key], b[key]) * (desc ? -1 : 1);
     return primary || cmp(b.StudyDate + b.StudyTime, a.StudyDate + a.StudyTime);

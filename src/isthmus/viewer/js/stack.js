@@ -1,7 +1,7 @@
 // A series as a stack of frames to scroll through: instances in Instance Number order
 // (then along the slice normal, then by UID), each multi-frame instance contributing all frames.
 
-import { TAG, num, nums, text } from "./dicomjson.js";
+import { num, nums, TAG, text } from "./dicomjson.js";
 
 /** Position along the slice normal (PS3.3 C.7.6.2.1.1), or null. */
 export function slicePosition(meta) {
@@ -25,12 +25,22 @@ export function buildStack(metadata) {
     position: slicePosition(meta),
     frames: Math.max(1, num(meta, TAG.NumberOfFrames, 1)),
   }));
-  instances.sort((a, b) => order(a.instanceNumber, b.instanceNumber)
-    || order(a.position, b.position) || (a.sopUid < b.sopUid ? -1 : a.sopUid > b.sopUid ? 1 : 0));
+  instances.sort(
+    (a, b) =>
+      order(a.instanceNumber, b.instanceNumber) ||
+      order(a.position, b.position) ||
+      (a.sopUid < b.sopUid ? -1 : a.sopUid > b.sopUid ? 1 : 0),
+  );
   const stack = [];
   for (const inst of instances) {
     for (let f = 1; f <= inst.frames; f++) {
-      stack.push({ sopUid: inst.sopUid, frame: f, frames: inst.frames, instanceNumber: inst.instanceNumber, meta: inst.meta });
+      stack.push({
+        sopUid: inst.sopUid,
+        frame: f,
+        frames: inst.frames,
+        instanceNumber: inst.instanceNumber,
+        meta: inst.meta,
+      });
     }
   }
   return stack;

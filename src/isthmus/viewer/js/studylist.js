@@ -4,7 +4,15 @@
 import { formatDate, personName } from "./dicomjson.js";
 import { $, $$, h, navigate } from "./dom.js";
 import {
-  FETCH_LIMIT, dateRange, pageOf, qidoParams, searchFromUrl, searchToUrl, sortRows, splitDateRange, studyRow,
+  dateRange,
+  FETCH_LIMIT,
+  pageOf,
+  qidoParams,
+  searchFromUrl,
+  searchToUrl,
+  sortRows,
+  splitDateRange,
+  studyRow,
 } from "./query.js";
 
 export class StudyList {
@@ -16,10 +24,16 @@ export class StudyList {
     this.body = $("#studies tbody", root);
     this.cache = { key: null, rows: [], truncated: false };
     this.controller = null;
-    this.form.addEventListener("submit", (e) => { e.preventDefault(); this.submit(false); });
+    this.form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.submit(false);
+    });
     this.form.addEventListener("reset", () => setTimeout(() => this.submit(false)));
     this.form.addEventListener("input", (e) => {
-      if (e.target.type === "date" || e.target.tagName === "SELECT") { this.submit(true); return; }
+      if (e.target.type === "date" || e.target.tagName === "SELECT") {
+        this.submit(true);
+        return;
+      }
       clearTimeout(this.typing);
       this.typing = setTimeout(() => this.submit(true), 400);
     });
@@ -40,7 +54,9 @@ export class StudyList {
     this.load();
   }
 
-  hide() { this.root.hidden = true; }
+  hide() {
+    this.root.hidden = true;
+  }
 
   refresh() {
     this.cache.key = null;
@@ -54,7 +70,8 @@ export class StudyList {
   submit(typing) {
     const data = new FormData(this.form);
     const state = { sort: this.state?.sort, page: 1 };
-    for (const f of ["PatientName", "PatientID", "AccessionNumber", "ModalitiesInStudy"]) state[f] = String(data.get(f) ?? "").trim();
+    for (const f of ["PatientName", "PatientID", "AccessionNumber", "ModalitiesInStudy"])
+      state[f] = String(data.get(f) ?? "").trim();
     state.StudyDate = dateRange(String(data.get("from") ?? ""), String(data.get("to") ?? ""));
     const replace = (typing && this.editing) || location.search === searchToUrl(state);
     this.editing = typing;
@@ -63,7 +80,7 @@ export class StudyList {
 
   sortBy(key) {
     const current = this.state.sort;
-    const sort = current === key ? `-${key}` : current === `-${key}` ? key : (key === "StudyDate" ? `-${key}` : key);
+    const sort = current === key ? `-${key}` : current === `-${key}` ? key : key === "StudyDate" ? `-${key}` : key;
     navigate(`./${searchToUrl({ ...this.state, sort, page: 1 })}`);
   }
 
@@ -89,7 +106,11 @@ export class StudyList {
       try {
         const { results, warning } = await this.api.searchStudies(params, controller.signal);
         if (controller.signal.aborted) return;
-        this.cache = { key, rows: results.slice(0, FETCH_LIMIT).map(studyRow), truncated: results.length > FETCH_LIMIT || Boolean(warning) };
+        this.cache = {
+          key,
+          rows: results.slice(0, FETCH_LIMIT).map(studyRow),
+          truncated: results.length > FETCH_LIMIT || Boolean(warning),
+        };
       } catch (err) {
         if (err.name === "AbortError") return;
         this.cache = { key: null, rows: [], truncated: false };
@@ -109,7 +130,10 @@ export class StudyList {
     this.body.replaceChildren(...rows.map((r) => this.row(r)));
     for (const th of $$("th[data-sort]", this.root)) {
       const s = this.state.sort;
-      th.setAttribute("aria-sort", s === th.dataset.sort ? "ascending" : s === `-${th.dataset.sort}` ? "descending" : "none");
+      th.setAttribute(
+        "aria-sort",
+        s === th.dataset.sort ? "ascending" : s === `-${th.dataset.sort}` ? "descending" : "none",
+      );
     }
     const n = this.cache.rows.length;
     let text = n === 0 ? "No studies match." : `${n} ${n === 1 ? "study" : "studies"}`;
@@ -119,8 +143,14 @@ export class StudyList {
   }
 
   row(r) {
-    const link = h("a", { href: `?study=${encodeURIComponent(r.studyUid)}`, "data-link": true }, personName(r.PatientName) || "(no name)");
-    return h("tr", { "data-study": r.studyUid },
+    const link = h(
+      "a",
+      { href: `?study=${encodeURIComponent(r.studyUid)}`, "data-link": true },
+      personName(r.PatientName) || "(no name)",
+    );
+    return h(
+      "tr",
+      { "data-study": r.studyUid },
       h("td", { "data-label": "Patient" }, link),
       h("td", { "data-label": "ID" }, r.PatientID),
       h("td", { "data-label": "Date" }, formatDate(r.StudyDate)),
@@ -128,7 +158,8 @@ export class StudyList {
       h("td", { "data-label": "Accession" }, r.AccessionNumber),
       h("td", { "data-label": "Modalities" }, r.ModalitiesInStudy),
       h("td", { class: "num", "data-label": "Series" }, r.NumberOfStudyRelatedSeries),
-      h("td", { class: "num", "data-label": "Images" }, r.NumberOfStudyRelatedInstances));
+      h("td", { class: "num", "data-label": "Images" }, r.NumberOfStudyRelatedInstances),
+    );
   }
 
   pager(page, pages) {
@@ -140,7 +171,8 @@ export class StudyList {
       const ok = target >= 1 && target <= pages;
       a.href = `./${searchToUrl({ ...this.state, page: ok ? target : page })}`;
       a.setAttribute("aria-disabled", String(!ok));
-      if (ok) a.removeAttribute("tabindex"); else a.setAttribute("tabindex", "-1");
+      if (ok) a.removeAttribute("tabindex");
+      else a.setAttribute("tabindex", "-1");
     };
     link("prev", page - 1);
     link("next", page + 1);

@@ -1,7 +1,7 @@
 // The study view: series thumbnails, the viewport and its tools, scrolling, cine, tags,
 // background loading of the series and the study download.
 
-import { TAG, formatDate, num, personName, text } from "./dicomjson.js";
+import { formatDate, num, personName, TAG, text } from "./dicomjson.js";
 import { $, $$, formatBytes, h, toast } from "./dom.js";
 import { downloadStudy } from "./download.js";
 import { attachGestures } from "./interaction.js";
@@ -80,11 +80,19 @@ export class StudyView {
       return;
     }
     if (studyUid !== this.studyUid) return;
-    this.series = results.map((m) => ({
-      uid: text(m, TAG.SeriesInstanceUID), number: num(m, TAG.SeriesNumber, null), modality: text(m, TAG.Modality),
-      description: text(m, TAG.SeriesDescription), count: num(m, TAG.NumberOfSeriesRelatedInstances, 0),
-    })).sort((a, b) => (a.number ?? 1e9) - (b.number ?? 1e9));
-    if (!this.series.length) { this.viewport.showMessage("This study has no series."); return; }
+    this.series = results
+      .map((m) => ({
+        uid: text(m, TAG.SeriesInstanceUID),
+        number: num(m, TAG.SeriesNumber, null),
+        modality: text(m, TAG.Modality),
+        description: text(m, TAG.SeriesDescription),
+        count: num(m, TAG.NumberOfSeriesRelatedInstances, 0),
+      }))
+      .sort((a, b) => (a.number ?? 1e9) - (b.number ?? 1e9));
+    if (!this.series.length) {
+      this.viewport.showMessage("This study has no series.");
+      return;
+    }
     this.renderSeriesList();
     const target = this.series.find((s) => s.uid === seriesUid) ?? this.series[0];
     const opening = this.openSeries(target.uid);
@@ -105,16 +113,32 @@ export class StudyView {
 
   renderSeriesList() {
     const list = $("#series-list ul", this.root);
-    list.replaceChildren(...this.series.map((s) => {
-      s.progress = h("progress", { max: Math.max(1, s.count), value: 0, hidden: true, "aria-label": "Loaded" });
-      s.thumb = h("span", { class: "thumb" }, "…");
-      s.button = h("button", { type: "button", class: "series-button", "data-series": s.uid, "aria-current": "false",
-        onclick: () => this.openSeries(s.uid) },
-      s.thumb,
-      h("span", { class: "label" }, `${s.number ?? "?"} · ${s.modality} · ${s.description || "(no description)"}`, h("br"), `${s.count} image${s.count === 1 ? "" : "s"}`),
-      s.progress);
-      return h("li", {}, s.button);
-    }));
+    list.replaceChildren(
+      ...this.series.map((s) => {
+        s.progress = h("progress", { max: Math.max(1, s.count), value: 0, hidden: true, "aria-label": "Loaded" });
+        s.thumb = h("span", { class: "thumb" }, "…");
+        s.button = h(
+          "button",
+          {
+            type: "button",
+            class: "series-button",
+            "data-series": s.uid,
+            "aria-current": "false",
+            onclick: () => this.openSeries(s.uid),
+          },
+          s.thumb,
+          h(
+            "span",
+            { class: "label" },
+            `${s.number ?? "?"} · ${s.modality} · ${s.description || "(no description)"}`,
+            h("br"),
+            `${s.count} image${s.count === 1 ? "" : "s"}`,
+          ),
+          s.progress,
+        );
+        return h("li", {}, s.button);
+      }),
+    );
   }
 
   async loadThumbnails(studyUid) {
@@ -122,7 +146,10 @@ export class StudyView {
     const worker = async () => {
       while (queue.length && this.studyUid === studyUid) {
         const s = queue.shift();
-        if (NON_IMAGE_MODALITIES.has(s.modality)) { s.thumb.textContent = s.modality; continue; }
+        if (NON_IMAGE_MODALITIES.has(s.modality)) {
+          s.thumb.textContent = s.modality;
+          continue;
+        }
         try {
           const blob = await this.api.thumbnail(studyUid, s.uid, 128);
           if (this.studyUid !== studyUid) return;
@@ -162,7 +189,9 @@ export class StudyView {
       const loader = new SeriesLoader(this.api, this.studyUid, uid, stack);
       entry = { loader, stack };
       this.loaders.set(uid, entry);
-      loader.addEventListener("frame", (e) => { if (this.current === s && e.detail.index === this.index) this.showIndex(); });
+      loader.addEventListener("frame", (e) => {
+        if (this.current === s && e.detail.index === this.index) this.showIndex();
+      });
       loader.addEventListener("progress", (e) => this.onProgress(s, e.detail));
       this.setStudyTitle(metadata[0]);
     }
@@ -180,14 +209,21 @@ export class StudyView {
     this.index = 0;
     this.showIndex();
     if (!entry.loader.complete) entry.loader.start(0);
-    this.onProgress(s, { loaded: entry.loader.loaded, failed: entry.loader.failed, total: entry.stack.length, bytes: entry.loader.bytes, mode: entry.loader.mode });
+    this.onProgress(s, {
+      loaded: entry.loader.loaded,
+      failed: entry.loader.failed,
+      total: entry.stack.length,
+      bytes: entry.loader.bytes,
+      mode: entry.loader.mode,
+    });
   }
 
   /** Forget the frames of other series, least recently shown first, beyond the memory budget. */
   evict(keep) {
     let total = 0;
     for (const { loader } of this.loaders.values()) total += loader.bytes;
-    const others = [...this.loaders.entries()].filter(([uid]) => uid !== keep)
+    const others = [...this.loaders.entries()]
+      .filter(([uid]) => uid !== keep)
       .sort((a, b) => (a[1].shown ?? 0) - (b[1].shown ?? 0));
     for (const [uid, { loader }] of others) {
       if (total <= MEMORY_BUDGET) break;
@@ -201,16 +237,26 @@ export class StudyView {
     if (!meta) return;
     const name = personName(text(meta, TAG.PatientName)) || "(no name)";
     $("#study-title", this.root).textContent = name;
-    $("#study-sub", this.root).textContent = [text(meta, TAG.PatientID), formatDate(text(meta, TAG.StudyDate)),
-      text(meta, TAG.StudyDescription), text(meta, TAG.AccessionNumber) && `Acc ${text(meta, TAG.AccessionNumber)}`].filter(Boolean).join(" · ");
+    $("#study-sub", this.root).textContent = [
+      text(meta, TAG.PatientID),
+      formatDate(text(meta, TAG.StudyDate)),
+      text(meta, TAG.StudyDescription),
+      text(meta, TAG.AccessionNumber) && `Acc ${text(meta, TAG.AccessionNumber)}`,
+    ]
+      .filter(Boolean)
+      .join(" · ");
     document.title = `${name} · ${text(meta, TAG.StudyDescription) || "Study"} · Isthmus`;
   }
 
   // --- scrolling -----------------------------------------------------------------------
 
-  get stack() { return this.current ? this.loaders.get(this.current.uid)?.stack ?? [] : []; }
+  get stack() {
+    return this.current ? (this.loaders.get(this.current.uid)?.stack ?? []) : [];
+  }
 
-  get loader() { return this.current ? this.loaders.get(this.current.uid)?.loader ?? null : null; }
+  get loader() {
+    return this.current ? (this.loaders.get(this.current.uid)?.loader ?? null) : null;
+  }
 
   setIndex(i) {
     const n = this.stack.length;
@@ -221,7 +267,9 @@ export class StudyView {
     this.showIndex();
   }
 
-  step(delta) { this.setIndex(this.index + delta); }
+  step(delta) {
+    this.setIndex(this.index + delta);
+  }
 
   showIndex() {
     const stack = this.stack;
@@ -230,7 +278,9 @@ export class StudyView {
     if (!entry || !loader) return;
     const frame = loader.get(this.index);
     const ready = frame && frame.kind !== "error" ? frame : null;
-    this.viewport.showMessage(!frame ? "Loading image…" : frame.kind === "error" ? `Cannot show this image: ${frame.message}` : "");
+    this.viewport.showMessage(
+      !frame ? "Loading image…" : frame.kind === "error" ? `Cannot show this image: ${frame.message}` : "",
+    );
     this.viewport.setFrame(ready, entry, { index: this.index, total: stack.length });
     if (this.scrollbar.value !== String(this.index)) this.scrollbar.value = String(this.index);
     this.scrollbar.setAttribute("aria-valuetext", `Image ${this.index + 1} of ${stack.length}`);
@@ -276,15 +326,23 @@ export class StudyView {
       lengthMove: (x, y) => vp.moveLength(x, y),
       lengthEnd: () => vp.endLength(),
       snapshot: () => ({ voi: vp.voi, preset: vp.preset, view: vp.view }),
-      restore: (s) => { vp.voi = s.voi; vp.preset = s.preset; vp.view = s.view; vp.render(); this.onVoiChanged(); },
+      restore: (s) => {
+        vp.voi = s.voi;
+        vp.preset = s.preset;
+        vp.view = s.view;
+        vp.render();
+        this.onVoiChanged();
+      },
       fit: () => vp.fit(),
     };
   }
 
   setupToolbar() {
     const presets = $("#preset", this.root);
-    presets.replaceChildren(...PRESETS.map((p) => h("option", { value: p.id }, p.width ? `${p.label} (${p.center}/${p.width})` : p.label)),
-      h("option", { value: "custom", disabled: true }, "Custom"));
+    presets.replaceChildren(
+      ...PRESETS.map((p) => h("option", { value: p.id }, p.width ? `${p.label} (${p.center}/${p.width})` : p.label)),
+      h("option", { value: "custom", disabled: true }, "Custom"),
+    );
     presets.addEventListener("change", () => this.viewport.setPreset(presets.value));
     for (const b of $$("[data-tool]", this.root)) b.addEventListener("click", () => this.setTool(b.dataset.tool));
     const actions = {
@@ -296,9 +354,14 @@ export class StudyView {
       reset: () => this.viewport.reset(),
     };
     for (const b of $$("[data-action]", this.root)) {
-      b.addEventListener("click", () => { actions[b.dataset.action](); this.syncToggles(); });
+      b.addEventListener("click", () => {
+        actions[b.dataset.action]();
+        this.syncToggles();
+      });
     }
-    $("#cine-play", this.root).addEventListener("click", () => (this.cine.playing ? this.stopCine() : this.startCine()));
+    $("#cine-play", this.root).addEventListener("click", () =>
+      this.cine.playing ? this.stopCine() : this.startCine(),
+    );
     $("#tags-toggle", this.root).addEventListener("click", () => this.toggleTags());
   }
 
@@ -326,7 +389,9 @@ export class StudyView {
         try {
           const frame = await this.loader.rerender(index, vp.currentVoi());
           if (index === this.index) vp.setFrame(frame, this.stack[index], { index, total: this.stack.length });
-        } catch (err) { toast(`Could not re-render: ${err.message}`); }
+        } catch (err) {
+          toast(`Could not re-render: ${err.message}`);
+        }
       }, 150);
     }
   }
@@ -414,27 +479,76 @@ export class StudyView {
       return true;
     }
     switch (k) {
-      case "ArrowDown": case "ArrowRight": case "j": this.step(1); return true;
-      case "ArrowUp": case "ArrowLeft": case "k": this.step(-1); return true;
-      case "PageDown": this.step(10); return true;
-      case "PageUp": this.step(-10); return true;
-      case "Home": this.setIndex(0); return true;
-      case "End": this.setIndex(this.stack.length - 1); return true;
-      case " ": if (this.cine.playing) this.stopCine(); else this.startCine(); return true;
-      case "+": case "=": vp.zoomBy(1.25); return true;
-      case "-": vp.zoomBy(0.8); return true;
-      case "0": case "f": vp.fit(); return true;
-      case "i": vp.toggleInvert(); return true;
-      case "r": vp.rotate(); return true;
-      case "h": vp.flip("flipH"); this.syncToggles(); return true;
-      case "v": vp.flip("flipV"); this.syncToggles(); return true;
-      case "t": this.toggleTags(); return true;
-      case "Escape": vp.reset(); this.syncToggles(); return true;
-      default: break;
+      case "ArrowDown":
+      case "ArrowRight":
+      case "j":
+        this.step(1);
+        return true;
+      case "ArrowUp":
+      case "ArrowLeft":
+      case "k":
+        this.step(-1);
+        return true;
+      case "PageDown":
+        this.step(10);
+        return true;
+      case "PageUp":
+        this.step(-10);
+        return true;
+      case "Home":
+        this.setIndex(0);
+        return true;
+      case "End":
+        this.setIndex(this.stack.length - 1);
+        return true;
+      case " ":
+        if (this.cine.playing) this.stopCine();
+        else this.startCine();
+        return true;
+      case "+":
+      case "=":
+        vp.zoomBy(1.25);
+        return true;
+      case "-":
+        vp.zoomBy(0.8);
+        return true;
+      case "0":
+      case "f":
+        vp.fit();
+        return true;
+      case "i":
+        vp.toggleInvert();
+        return true;
+      case "r":
+        vp.rotate();
+        return true;
+      case "h":
+        vp.flip("flipH");
+        this.syncToggles();
+        return true;
+      case "v":
+        vp.flip("flipV");
+        this.syncToggles();
+        return true;
+      case "t":
+        this.toggleTags();
+        return true;
+      case "Escape":
+        vp.reset();
+        this.syncToggles();
+        return true;
+      default:
+        break;
     }
-    if (TOOL_KEYS[k]) { this.setTool(TOOL_KEYS[k]); return true; }
+    if (TOOL_KEYS[k]) {
+      this.setTool(TOOL_KEYS[k]);
+      return true;
+    }
     const preset = PRESETS.find((p) => p.key === k);
-    if (preset) { vp.setPreset(preset.id); return true; }
+    if (preset) {
+      vp.setPreset(preset.id);
+      return true;
+    }
     return false;
   }
 
@@ -442,7 +556,10 @@ export class StudyView {
 
   async download() {
     const button = $("#download-zip", this.root);
-    if (this.downloadController) { this.downloadController.abort(); return; }
+    if (this.downloadController) {
+      this.downloadController.abort();
+      return;
+    }
     const controller = new AbortController();
     this.downloadController = controller;
     const label = button.textContent;
@@ -450,7 +567,16 @@ export class StudyView {
     button.setAttribute("aria-label", "Cancel the download");
     try {
       const metadata = await this.api.metadata(this.studyUid, null, controller.signal);
-      await downloadStudy(this.api, this.studyUid, metadata, (msg) => { button.textContent = msg.replace(/^Downloading: /, ""); button.title = msg; }, controller.signal);
+      await downloadStudy(
+        this.api,
+        this.studyUid,
+        metadata,
+        (msg) => {
+          button.textContent = msg.replace(/^Downloading: /, "");
+          button.title = msg;
+        },
+        controller.signal,
+      );
     } catch (err) {
       if (err.name !== "AbortError") toast(`Download failed: ${err.message}`);
     } finally {

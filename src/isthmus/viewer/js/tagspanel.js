@@ -13,13 +13,20 @@ export class TagsPanel {
     this.meta = null;
     this.search.addEventListener("input", () => this.filter());
     panel.querySelector("#tags-close").addEventListener("click", onClose);
-    panel.addEventListener("keydown", (e) => { if (e.key === "Escape") { e.stopPropagation(); onClose(); } });
+    panel.addEventListener("keydown", (e) => {
+      if (e.key === "Escape") {
+        e.stopPropagation();
+        onClose();
+      }
+    });
   }
 
-  get open() { return !this.panel.hidden; }
+  get open() {
+    return !this.panel.hidden;
+  }
 
   async show(meta) {
-    if (!keywordOf) keywordOf = (await import("./dictionary.js")).keyword;
+    if (!keywordOf) keywordOf = (await import("../dicomnet/dictionary.js")).keyword;
     if (meta === this.meta && this.body.childElementCount) return;
     this.meta = meta;
     const rows = [];
@@ -56,18 +63,38 @@ function walk(dataset, depth, rows, parents) {
     const id = `t${++counter}`;
     const label = `(${tag.slice(0, 4)},${tag.slice(4)})`;
     const val = display(element);
-    const row = h("tr", {
-      "data-id": id, "data-parents": parents.join(" "), class: element.vr === "SQ" ? "seq" : false,
-      "data-search": `${tag} ${label} ${name} ${val}`.toLowerCase().replace(/[(),]/g, " ") + ` ${label.toLowerCase()}`,
-    },
-    h("td", { style: depth ? `padding-left:${6 + depth * 14}px` : false }, label),
-    h("td", {}, name), h("td", {}, element.vr ?? ""), h("td", {}, val));
+    const row = h(
+      "tr",
+      {
+        "data-id": id,
+        "data-parents": parents.join(" "),
+        class: element.vr === "SQ" ? "seq" : false,
+        "data-search": `${`${tag} ${label} ${name} ${val}`.toLowerCase().replace(/[(),]/g, " ")} ${label.toLowerCase()}`,
+      },
+      h("td", { style: depth ? `padding-left:${6 + depth * 14}px` : false }, label),
+      h("td", {}, name),
+      h("td", {}, element.vr ?? ""),
+      h("td", {}, val),
+    );
     rows.push(row);
     if (element.vr === "SQ" && Array.isArray(element.Value)) {
       element.Value.forEach((item, i) => {
         const itemId = `t${++counter}`;
-        rows.push(h("tr", { "data-id": itemId, "data-parents": [...parents, id].join(" "), class: "seq", "data-search": `item ${i + 1}` },
-          h("td", { style: `padding-left:${6 + (depth + 1) * 14}px` }, `Item ${i + 1}`), h("td"), h("td"), h("td")));
+        rows.push(
+          h(
+            "tr",
+            {
+              "data-id": itemId,
+              "data-parents": [...parents, id].join(" "),
+              class: "seq",
+              "data-search": `item ${i + 1}`,
+            },
+            h("td", { style: `padding-left:${6 + (depth + 1) * 14}px` }, `Item ${i + 1}`),
+            h("td"),
+            h("td"),
+            h("td"),
+          ),
+        );
         walk(item ?? {}, depth + 2, rows, [...parents, id, itemId]);
       });
     }
@@ -80,6 +107,8 @@ function display(element) {
   if (element.InlineBinary) return `(binary, ${Math.floor((element.InlineBinary.length * 3) / 4)} bytes)`;
   if (element.vr === "SQ") return `${element.Value?.length ?? 0} item(s)`;
   const values = element.Value ?? [];
-  const parts = values.slice(0, 64).map((v) => (v && typeof v === "object" ? (v.Alphabetic ?? v.Ideographic ?? v.Phonetic ?? "") : String(v)));
+  const parts = values
+    .slice(0, 64)
+    .map((v) => (v && typeof v === "object" ? (v.Alphabetic ?? v.Ideographic ?? v.Phonetic ?? "") : String(v)));
   return parts.join("\\") + (values.length > 64 ? ` … (${values.length} values)` : "");
 }

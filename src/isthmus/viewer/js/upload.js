@@ -2,26 +2,12 @@
 // batches with a progress bar and a result per file from the response's Referenced/Failed SOP
 // Sequences (PS3.18 10.5.3, failure reasons PS3.4 Annex GG / B.2.3).
 
-import { TAG, num, text, items } from "./dicomjson.js";
+import { statusText } from "../dicomnet/status.js";
+import { items, num, TAG, text } from "./dicomjson.js";
 import { formatBytes, h } from "./dom.js";
-import { readFileMeta } from "./part10.js";
 
 const BATCH_FILES = 40;
 const BATCH_BYTES = 24 * 1024 * 1024;
-
-const REASONS = {
-  0x0110: "processing failure", 0x0112: "no such object instance", 0x0119: "class-instance conflict",
-  0x0122: "SOP class not supported", 0x0124: "not authorized", 0x0131: "duplicate invocation",
-  0xa700: "out of resources", 0xa900: "data set does not match SOP class", 0xc000: "cannot understand",
-  0xc122: "transfer syntax not supported", 0xb000: "coercion of data elements", 0xb006: "elements discarded",
-  0xb007: "data set does not match SOP class", 0xc409: "instance belongs to another study",
-};
-
-export function reasonText(code) {
-  if (code === undefined || code === null) return "";
-  const hex = `0x${Number(code).toString(16).toUpperCase().padStart(4, "0")}`;
-  return REASONS[code] ? `${REASONS[code]} (${hex})` : `status ${hex}`;
-}
 
 export class Uploader {
   constructor(api, dialog) {
@@ -43,32 +29,59 @@ export class Uploader {
     this.watchDrops();
   }
 
-  open() { if (!this.dialog.open) this.dialog.showModal(); }
+  open() {
+    if (!this.dialog.open) this.dialog.showModal();
+  }
 
   /** Dropping files or folders anywhere on the page uploads them. */
   watchDrops() {
     const overlay = document.getElementById("drop-overlay");
     let depth = 0;
     const hasFiles = (e) => Array.from(e.dataTransfer?.types ?? []).includes("Files");
-    document.addEventListener("dragenter", (e) => { if (hasFiles(e)) { depth++; overlay.hidden = false; } });
-    document.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) overlay.hidden = true; });
-    document.addEventListener("dragover", (e) => { if (hasFiles(e)) { e.preventDefault(); e.dataTransfer.dropEffect = "copy"; } });
+    document.addEventListener("dragenter", (e) => {
+      if (hasFiles(e)) {
+        depth++;
+        overlay.hidden = false;
+      }
+    });
+    document.addEventListener("dragleave", () => {
+      depth = Math.max(0, depth - 1);
+      if (!depth) overlay.hidden = true;
+    });
+    document.addEventListener("dragover", (e) => {
+      if (hasFiles(e)) {
+        e.preventDefault();
+        e.dataTransfer.dropEffect = "copy";
+      }
+    });
     document.addEventListener("drop", async (e) => {
       if (!hasFiles(e)) return;
       e.preventDefault();
       depth = 0;
       overlay.hidden = true;
-      const entries = Array.from(e.dataTransfer.items ?? []).map((item) => item.webkitGetAsEntry?.()).filter(Boolean);
-      const files = entries.length ? await collect(entries) : Array.from(e.dataTransfer.files).map((file) => ({ file, path: file.name }));
+      const entries = Array.from(e.dataTransfer.items ?? [])
+        .map((item) => item.webkitGetAsEntry?.())
+        .filter(Boolean);
+      const files = entries.length
+        ? await collect(entries)
+        : Array.from(e.dataTransfer.files).map((file) => ({ file, path: file.name }));
       this.upload(files);
     });
   }
 
   /** Send [{file, path}] and report per file. */
   async upload(files) {
+    // The Part 10 reader (and the data dictionary it brings) loads when the first upload starts.
+    const { readFileMeta } = await import("../dicomnet/part10.js");
     this.open();
-    if (this.busy) { this.summary.textContent = "An upload is already running; wait for it to finish."; return; }
-    if (!files.length) { this.summary.textContent = "No files found."; return; }
+    if (this.busy) {
+      this.summary.textContent = "An upload is already running; wait for it to finish.";
+      return;
+    }
+    if (!files.length) {
+      this.summary.textContent = "No files found.";
+      return;
+    }
     this.busy = true;
     this.results.replaceChildren();
     const total = files.reduce((n, f) => n + f.file.size, 0);
@@ -84,7 +97,7 @@ export class Uploader {
         for (const f of batch) {
           const bytes = new Uint8Array(await f.file.arrayBuffer());
           const meta = readFileMeta(bytes);
-          if (!meta || !meta.sopInstance) {
+          if (!meta?.sopInstance) {
             counts.skipped++;
             mark(rows.get(f), "bad", "not a DICOM file (no Part 10 header); not sent");
             done += f.file.size;
@@ -96,9 +109,12 @@ export class Uploader {
           this.summary.textContent = `Uploading ${formatBytes(done)} of ${formatBytes(total)}…`;
           const base = done;
           const sent = parts.reduce((n, p) => n + p.f.file.size, 0);
-          const result = await this.api.stow(parts.map((p) => p.bytes), (loaded, all) => {
-            this.progress.value = base + Math.min(sent, (loaded / Math.max(1, all)) * sent);
-          });
+          const result = await this.api.stow(
+            parts.map((p) => p.bytes),
+            (loaded, all) => {
+              this.progress.value = base + Math.min(sent, (loaded / Math.max(1, all)) * sent);
+            },
+          );
           for (const p of parts) {
             const outcome = outcomeOf(result, p.sop);
             mark(rows.get(p.f), outcome.css, outcome.text);
@@ -137,11 +153,18 @@ export function outcomeOf(result, sop) {
   const body = Array.isArray(result.body) ? result.body[0] : result.body;
   const find = (seq) => items(body ?? {}, seq).find((it) => text(it, TAG.ReferencedSOPInstanceUID) === sop);
   const failed = find(TAG.FailedSOPSequence);
-  if (failed) return { ok: false, css: "bad", text: `failed: ${reasonText(num(failed, TAG.FailureReason, null)) || "refused"}` };
+  if (failed)
+    return {
+      ok: false,
+      css: "bad",
+      text: `failed: ${statusText(num(failed, TAG.FailureReason, null), "C-STORE") || "refused"}`,
+    };
   const stored = find(TAG.ReferencedSOPSequence);
   if (stored) {
     const warning = num(stored, TAG.WarningReason, null);
-    return warning === null ? { ok: true, css: "ok", text: "stored" } : { ok: true, css: "warn", text: `stored, with warning: ${reasonText(warning)}` };
+    return warning === null
+      ? { ok: true, css: "ok", text: "stored" }
+      : { ok: true, css: "warn", text: `stored, with warning: ${statusText(warning, "C-STORE")}` };
   }
   if (result.status >= 200 && result.status < 300 && !body) return { ok: true, css: "ok", text: "stored" };
   const message = result.status === 413 ? "too large for the server" : (result.text || "").slice(0, 120);

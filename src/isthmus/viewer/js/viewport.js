@@ -1,9 +1,9 @@
 // The image viewport: draws a decoded frame through the grayscale pipeline into a canvas
 // (W/L on the raw values, in the browser), with zoom/pan/rotate/flip, overlay text and lengths.
 
-import { TAG, formatDate, formatTime, num, personName, text } from "./dicomjson.js";
+import { formatDate, formatTime, num, personName, TAG, text } from "./dicomjson.js";
 import { apply, distance, fitZoom, initialView, invert, transform, zoomAbout } from "./geometry.js";
-import { PRESETS, buildLut, defaultVoi, renderGray, renderRgb, storedRange } from "./voi.js";
+import { buildLut, defaultVoi, PRESETS, renderGray, renderRgb, storedRange } from "./voi.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -14,7 +14,12 @@ export class Viewport extends EventTarget {
     this.canvas = el.querySelector("canvas");
     this.ctx = this.canvas.getContext("2d");
     this.svg = el.querySelector("svg");
-    this.corners = { tl: el.querySelector(".tl"), tr: el.querySelector(".tr"), bl: el.querySelector(".bl"), br: el.querySelector(".br") };
+    this.corners = {
+      tl: el.querySelector(".tl"),
+      tr: el.querySelector(".tr"),
+      bl: el.querySelector(".bl"),
+      br: el.querySelector(".br"),
+    };
     this.message = el.querySelector(".viewport-message");
     this.scratch = document.createElement("canvas");
     this.scratchCtx = this.scratch.getContext("2d");
@@ -37,7 +42,9 @@ export class Viewport extends EventTarget {
     this.userInvert = false;
   }
 
-  get size() { return { width: this.el.clientWidth, height: this.el.clientHeight }; }
+  get size() {
+    return { width: this.el.clientWidth, height: this.el.clientHeight };
+  }
 
   resize() {
     const dpr = window.devicePixelRatio || 1;
@@ -56,7 +63,9 @@ export class Viewport extends EventTarget {
     this.render();
   }
 
-  showMessage(text) { this.message.textContent = text || ""; }
+  showMessage(text) {
+    this.message.textContent = text || "";
+  }
 
   /** The image's shape for geometry: columns, rows and pixel aspect ratio. */
   imageShape() {
@@ -86,19 +95,23 @@ export class Viewport extends EventTarget {
   /** The window in force for the current frame. */
   currentVoi() {
     const f = this.frame;
-    if (!f || !f.info) return null;
+    if (!f?.info) return null;
     if (this.voi) return this.voi;
     if (f.kind === "rgb") return null;
     const preset = PRESETS.find((p) => p.id === this.preset);
-    if (preset && preset.width) return { center: preset.center, width: preset.width, fn: "LINEAR", label: preset.label };
+    if (preset?.width) return { center: preset.center, width: preset.width, fn: "LINEAR", label: preset.label };
     if (f.kind !== "gray") return null;
-    if (this.preset === "full") return { ...defaultVoi({ ...f.info, windows: [], voiLuts: [] }, f.min, f.max), label: "full range" };
+    if (this.preset === "full")
+      return { ...defaultVoi({ ...f.info, windows: [], voiLuts: [] }, f.min, f.max), label: "full range" };
     return defaultVoi(f.info, f.min, f.max);
   }
 
   render() {
     if (this.pending) return;
-    this.pending = requestAnimationFrame(() => { this.pending = 0; this.draw(); });
+    this.pending = requestAnimationFrame(() => {
+      this.pending = 0;
+      this.draw();
+    });
   }
 
   /** Draw now (also used by cine and scrolling, which already run in animation frames). */
@@ -144,9 +157,20 @@ export class Viewport extends EventTarget {
     const info = f.info;
     const voi = this.currentVoi();
     const [lo, hi] = storedRange(info, f.min, f.max);
-    const key = [info.slope, info.intercept, info.photometric, info.presentationInverse, lo, hi,
-      voi.center, voi.width, voi.fn, voi.lut ? info.voiLuts.indexOf(voi.lut) : -1, this.userInvert,
-      info.modalityLut ? this.entry?.sopUid : ""].join("|");
+    const key = [
+      info.slope,
+      info.intercept,
+      info.photometric,
+      info.presentationInverse,
+      lo,
+      hi,
+      voi.center,
+      voi.width,
+      voi.fn,
+      voi.lut ? info.voiLuts.indexOf(voi.lut) : -1,
+      this.userInvert,
+      info.modalityLut ? this.entry?.sopUid : "",
+    ].join("|");
     if (this.lutCache.key !== key) this.lutCache = { key, table: buildLut(info, voi, lo, hi, this.userInvert) };
     return this.lutCache.table;
   }
@@ -164,7 +188,12 @@ export class Viewport extends EventTarget {
     const f = this.frame;
     const range = f && f.kind === "gray" ? Math.abs((f.max - f.min) * (f.info.slope || 1)) : voi.width;
     const step = Math.max(range / 1024, voi.width / 512, 0.5);
-    this.voi = { center: voi.center + dy * step, width: Math.max(1, voi.width + dx * step), fn: voi.fn === "SIGMOID" ? "SIGMOID" : "LINEAR", label: "custom" };
+    this.voi = {
+      center: voi.center + dy * step,
+      width: Math.max(1, voi.width + dx * step),
+      fn: voi.fn === "SIGMOID" ? "SIGMOID" : "LINEAR",
+      label: "custom",
+    };
     this.render();
     this.dispatchEvent(new Event("voi"));
   }
@@ -197,11 +226,21 @@ export class Viewport extends EventTarget {
     this.render();
   }
 
-  rotate() { this.view = { ...this.view, rotation: (this.view.rotation + 1) % 4 }; this.render(); }
+  rotate() {
+    this.view = { ...this.view, rotation: (this.view.rotation + 1) % 4 };
+    this.render();
+  }
 
-  flip(axis) { this.view = { ...this.view, [axis]: !this.view[axis] }; this.render(); }
+  flip(axis) {
+    this.view = { ...this.view, [axis]: !this.view[axis] };
+    this.render();
+  }
 
-  toggleInvert() { this.userInvert = !this.userInvert; this.render(); this.dispatchEvent(new Event("voi")); }
+  toggleInvert() {
+    this.userInvert = !this.userInvert;
+    this.render();
+    this.dispatchEvent(new Event("voi"));
+  }
 
   reset() {
     this.resetState();
@@ -216,7 +255,9 @@ export class Viewport extends EventTarget {
     return m ? apply(invert(m), x, y) : null;
   }
 
-  measureKey() { return this.entry ? `${this.entry.sopUid}:${this.entry.frame}` : ""; }
+  measureKey() {
+    return this.entry ? `${this.entry.sopUid}:${this.entry.frame}` : "";
+  }
 
   startLength(x, y) {
     const p = this.toImage(x, y);
@@ -253,7 +294,11 @@ export class Viewport extends EventTarget {
       const [x2, y2] = apply(m, ...q);
       const { value, unit } = distance(p, q, spacing);
       const label = `${value.toFixed(unit === "mm" ? 1 : 0)} ${unit}`;
-      this.svg.append(el("line", { x1, y1, x2, y2 }), el("circle", { cx: x1, cy: y1, r: 3 }), el("circle", { cx: x2, cy: y2, r: 3 }));
+      this.svg.append(
+        el("line", { x1, y1, x2, y2 }),
+        el("circle", { cx: x1, cy: y1, r: 3 }),
+        el("circle", { cx: x2, cy: y2, r: 3 }),
+      );
       const t = el("text", { x: x2 + 8, y: y2 - 8, "data-length": value.toFixed(2), "data-unit": unit });
       t.textContent = label;
       this.svg.append(t);
@@ -264,25 +309,43 @@ export class Viewport extends EventTarget {
   drawOverlay() {
     const meta = this.entry?.meta;
     const c = this.corners;
-    if (!meta) { for (const k of Object.keys(c)) c[k].textContent = ""; this.el.setAttribute("aria-label", "No image"); return; }
+    if (!meta) {
+      for (const k of Object.keys(c)) c[k].textContent = "";
+      this.el.setAttribute("aria-label", "No image");
+      return;
+    }
     const voi = this.currentVoi();
     const { index, total } = this.position;
     const sex = text(meta, TAG.PatientSex);
     const birth = formatDate(text(meta, TAG.PatientBirthDate));
-    set(c.tl, [personName(text(meta, TAG.PatientName)), text(meta, TAG.PatientID), [birth, sex].filter(Boolean).join("  ")]);
-    set(c.tr, [text(meta, TAG.StudyDescription), `${formatDate(text(meta, TAG.StudyDate))} ${formatTime(text(meta, TAG.StudyTime))}`.trim(),
-      `Se ${num(meta, TAG.SeriesNumber, "")}: ${text(meta, TAG.SeriesDescription)}`.trim()]);
+    set(c.tl, [
+      personName(text(meta, TAG.PatientName)),
+      text(meta, TAG.PatientID),
+      [birth, sex].filter(Boolean).join("  "),
+    ]);
+    set(c.tr, [
+      text(meta, TAG.StudyDescription),
+      `${formatDate(text(meta, TAG.StudyDate))} ${formatTime(text(meta, TAG.StudyTime))}`.trim(),
+      `Se ${num(meta, TAG.SeriesNumber, "")}: ${text(meta, TAG.SeriesDescription)}`.trim(),
+    ]);
     const instance = num(meta, TAG.InstanceNumber, null);
     const frameText = this.entry.frames > 1 ? `  Fr ${this.entry.frame}/${this.entry.frames}` : "";
     const thickness = num(meta, TAG.SliceThickness, null);
     const location = num(meta, TAG.SliceLocation, null);
-    set(c.bl, [`Im ${index + 1}/${total}${instance === null ? "" : `  (#${instance})`}${frameText}`,
-      [location === null ? "" : `Loc ${location.toFixed(1)} mm`, thickness === null ? "" : `Thk ${thickness} mm`].filter(Boolean).join("  ")]);
+    set(c.bl, [
+      `Im ${index + 1}/${total}${instance === null ? "" : `  (#${instance})`}${frameText}`,
+      [location === null ? "" : `Loc ${location.toFixed(1)} mm`, thickness === null ? "" : `Thk ${thickness} mm`]
+        .filter(Boolean)
+        .join("  "),
+    ]);
     const wl = voi ? `W ${Math.round(voi.width)}  L ${Math.round(voi.center)}` : "W/L —";
     const zoom = `Zoom ${Math.round(this.effectiveZoom() * 100)}%`;
     const extra = this.frame?.kind === "bitmap" ? "rendered by server" : "";
     set(c.br, [wl + (this.userInvert ? "  inv" : ""), zoom, extra]);
-    this.el.setAttribute("aria-label", `Image ${index + 1} of ${total}${instance === null ? "" : `, instance ${instance}`}, ${wl}, ${zoom}`);
+    this.el.setAttribute(
+      "aria-label",
+      `Image ${index + 1} of ${total}${instance === null ? "" : `, instance ${instance}`}, ${wl}, ${zoom}`,
+    );
     this.el.dataset.instanceNumber = instance ?? "";
     this.el.dataset.index = String(index);
     this.el.dataset.window = voi ? `${voi.center},${voi.width}` : "";

@@ -5,7 +5,7 @@
 /** Modality value of a stored value (Modality LUT Sequence, else Rescale Slope/Intercept). */
 export function modalityValue(stored, info) {
   const lut = info.modalityLut;
-  if (lut && lut.data) {
+  if (lut?.data) {
     const i = Math.min(Math.max(stored - lut.first, 0), lut.data.length - 1);
     return lut.data[i];
   }
@@ -41,7 +41,7 @@ function lutScale(lut) {
   for (let i = 0; i < lut.data.length; i++) if (lut.data[i] > max) max = lut.data[i];
   // Many files declare 16 bits per entry and use 12: scale by the bits actually used.
   const used = Math.max(1, Math.ceil(Math.log2(max + 1)));
-  lut._scale = (2 ** Math.min(used, lut.bits || 16)) - 1;
+  lut._scale = 2 ** Math.min(used, lut.bits || 16) - 1;
   return lut._scale;
 }
 
@@ -65,7 +65,13 @@ export function defaultVoi(info, min, max) {
     const lut = info.voiLuts[0];
     const lo = lut.first;
     const hi = lut.first + lut.data.length - 1;
-    return { center: (lo + hi) / 2, width: Math.max(1, hi - lo + 1), fn: "LINEAR", lut, label: lut.explanation || "VOI LUT" };
+    return {
+      center: (lo + hi) / 2,
+      width: Math.max(1, hi - lo + 1),
+      fn: "LINEAR",
+      lut,
+      label: lut.explanation || "VOI LUT",
+    };
   }
   const a = modalityValue(min, info);
   const b = modalityValue(max, info);
@@ -83,7 +89,7 @@ export function buildLut(info, voi, min, max, userInvert = false) {
   const size = Math.max(1, max - min + 1);
   const lut = new Uint8Array(size);
   const invert = isInverted(info, userInvert);
-  const useLut = voi.lut && voi.lut.data;
+  const useLut = voi.lut?.data;
   for (let i = 0; i < size; i++) {
     const m = modalityValue(min + i, info);
     let y = useLut ? voiLutValue(m, voi.lut) : windowValue(m, voi.center, voi.width, voi.fn || "LINEAR");
@@ -107,7 +113,8 @@ export function renderGray(values, { lut, offset }, rgba) {
   const little = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
   for (let i = 0; i < values.length; i++) {
     let k = values[i] - offset;
-    if (k < 0) k = 0; else if (k > last) k = last;
+    if (k < 0) k = 0;
+    else if (k > last) k = last;
     const g = lut[k];
     out[i] = little ? (0xff000000 | (g << 16) | (g << 8) | g) >>> 0 : ((g << 24) | (g << 16) | (g << 8) | 0xff) >>> 0;
   }

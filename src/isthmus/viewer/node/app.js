@@ -18,7 +18,8 @@ async function main() {
   }
   const peers = $("#peer");
   peers.replaceChildren(...session.info.peers.map((aet) => new Option(aet, aet)));
-  if (!session.info.peers.length) say("peer-status", "This server lets this browser reach no peer (dicom_ws_peers).", true);
+  if (!session.info.peers.length)
+    say("peer-status", "This server lets this browser reach no peer (dicom_ws_peers).", true);
   await showInstances();
 
   $("#register").addEventListener("submit", async (event) => {
@@ -31,7 +32,10 @@ async function main() {
   });
   $("#unregister-button").addEventListener("click", unregister);
   $("#echo-button").addEventListener("click", () => echoPeer(peers.value));
-  $("#query").addEventListener("submit", (event) => { event.preventDefault(); findOnPeer(peers.value, event.target); });
+  $("#query").addEventListener("submit", (event) => {
+    event.preventDefault();
+    findOnPeer(peers.value, event.target);
+  });
   $("#select-all").addEventListener("click", selectAll);
   $("#send-button").addEventListener("click", () => sendSelected(peers.value));
   $("#upload-button").addEventListener("click", uploadSelected);

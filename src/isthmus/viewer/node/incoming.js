@@ -31,7 +31,10 @@ export async function register(aet) {
   session.aet = aet;
   showRegistered(true);
   const port = session.info.dicom_port;
-  say("node-status", `Registered as ${aet}: reachable on the DICOM port ${port} of this server (called AE title ${aet}).`);
+  say(
+    "node-status",
+    `Registered as ${aet}: reachable on the DICOM port ${port} of this server (called AE title ${aet}).`,
+  );
 }
 
 export function unregister() {
@@ -53,16 +56,28 @@ function showRegistered(on) {
 function logAssociation(info) {
   const started = new Date().toLocaleTimeString();
   const li = h("li", {}, "");
-  const text = (state) => `${started} ${info.calling} → ${info.called} (${info.address}): ${state}`
-    + (info.count ? `, ${info.count} instance${info.count === 1 ? "" : "s"} received` : "");
+  const text = (state) =>
+    `${started} ${info.calling} → ${info.called} (${info.address}): ${state}` +
+    (info.count ? `, ${info.count} instance${info.count === 1 ? "" : "s"} received` : "");
   let state = "negotiating";
   let pending = null;
-  const show = () => { pending = null; li.textContent = text(state); };
+  const show = () => {
+    pending = null;
+    li.textContent = text(state);
+  };
   // At most a few updates a second while instances stream in.
-  info.update = () => { if (!pending) pending = setTimeout(show, 250); };
+  info.update = () => {
+    if (!pending) pending = setTimeout(show, 250);
+  };
   info.update();
   document.getElementById("incoming").prepend(li);
-  info.association.established.then(() => { state = "accepted"; info.update(); }, () => {});
+  info.association.established.then(
+    () => {
+      state = "accepted";
+      info.update();
+    },
+    () => {},
+  );
   info.association.closed.then(({ released, error }) => {
     state = released ? "released" : `ended: ${error ? error.message : "closed"}`;
     li.classList.toggle("bad", !released);

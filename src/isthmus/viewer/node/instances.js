@@ -1,7 +1,7 @@
 // Received instances: kept in IndexedDB (dicomnet/idbstore.js), listed live, viewable on a
 // canvas, sent on to a peer (C-STORE SCU) or uploaded to the archive (STOW-RS).
 
-import { readPart10, store as cStore, summarize, TAGS } from "../dicomnet/index.js";
+import { store as cStore, readPart10, summarize, TAGS } from "../dicomnet/index.js";
 import { DicomWeb } from "../js/api.js";
 import { formatBytes, h } from "../js/dom.js";
 import { renderToCanvas } from "./render.js";
@@ -48,7 +48,9 @@ function updateCount() {
 function addRow(record) {
   const tbody = document.querySelector("#received tbody");
   const old = rows.get(record.sopInstanceUID);
-  const tr = h("tr", { "data-sop": record.sopInstanceUID },
+  const tr = h(
+    "tr",
+    { "data-sop": record.sopInstanceUID },
     h("td", {}, h("input", { type: "checkbox", "aria-label": `Select image ${record.instanceNumber ?? ""}` })),
     h("td", {}, record.patientName.replace(/\^/g, " ")),
     h("td", {}, record.studyDate),
@@ -58,8 +60,10 @@ function addRow(record) {
     h("td", { class: "num" }, record.instanceNumber ?? ""),
     h("td", { class: "num" }, formatBytes(record.size)),
     h("td", {}, record.sourceAET || ""),
-    h("td", {}, h("button", { type: "button", onclick: () => view(record.sopInstanceUID) }, "View")));
-  if (old) old.replaceWith(tr); else tbody.prepend(tr);
+    h("td", {}, h("button", { type: "button", onclick: () => view(record.sopInstanceUID) }, "View")),
+  );
+  if (old) old.replaceWith(tr);
+  else tbody.prepend(tr);
   rows.set(record.sopInstanceUID, tr);
 }
 
@@ -77,7 +81,8 @@ async function view(sopInstanceUID) {
   const dialog = document.getElementById("image-dialog");
   const message = dialog.querySelector("[data-role=message]");
   const record = await session.store.get(sopInstanceUID);
-  dialog.querySelector("h2").textContent = `${record.patientName.replace(/\^/g, " ")} · ${record.modality} · image ${record.instanceNumber ?? ""}`;
+  dialog.querySelector("h2").textContent =
+    `${record.patientName.replace(/\^/g, " ")} · ${record.modality} · image ${record.instanceNumber ?? ""}`;
   message.textContent = "";
   try {
     const info = renderToCanvas(record.part10, document.getElementById("instance-canvas"));
@@ -99,18 +104,40 @@ export async function sendSelected(peer) {
   try {
     const records = await selectedRecords();
     const pairs = new Map();
-    for (const r of records) pairs.set(`${r.sopClassUID} ${r.transferSyntaxUID}`, { sopClass: r.sopClassUID, transferSyntaxes: [r.transferSyntaxUID] });
+    for (const r of records)
+      pairs.set(`${r.sopClassUID} ${r.transferSyntaxUID}`, {
+        sopClass: r.sopClassUID,
+        transferSyntaxes: [r.transferSyntaxUID],
+      });
     if (pairs.size > 128) throw new Error("more than 128 SOP class / transfer syntax pairs; send fewer at once");
     say("received-status", `Sending ${records.length} to ${peer}…`);
     let done = 0;
     let failed = 0;
-    await withAssociation(peer, [...pairs.values()].map((p) => ({ abstractSyntax: p.sopClass, transferSyntaxes: p.transferSyntaxes })), async (service) => {
-      for (const r of records) {
-        try { await cStore(service, r.part10); done += 1; } catch (error) { failed += 1; say("received-status", error.message, true); }
-        say("received-status", `Sent ${done} of ${records.length} to ${peer}${failed ? `, ${failed} failed` : ""}…`, failed > 0);
-      }
-    });
-    say("received-status", `Sent ${done} of ${records.length} to ${peer}${failed ? `, ${failed} failed` : ""}.`, failed > 0);
+    await withAssociation(
+      peer,
+      [...pairs.values()].map((p) => ({ abstractSyntax: p.sopClass, transferSyntaxes: p.transferSyntaxes })),
+      async (service) => {
+        for (const r of records) {
+          try {
+            await cStore(service, r.part10);
+            done += 1;
+          } catch (error) {
+            failed += 1;
+            say("received-status", error.message, true);
+          }
+          say(
+            "received-status",
+            `Sent ${done} of ${records.length} to ${peer}${failed ? `, ${failed} failed` : ""}…`,
+            failed > 0,
+          );
+        }
+      },
+    );
+    say(
+      "received-status",
+      `Sent ${done} of ${records.length} to ${peer}${failed ? `, ${failed} failed` : ""}.`,
+      failed > 0,
+    );
   } catch (error) {
     say("received-status", `Sending to ${peer} failed: ${error.message}`, true);
   }
@@ -121,11 +148,19 @@ export async function uploadSelected() {
   try {
     const records = await selectedRecords();
     say("received-status", `Uploading ${records.length}…`);
-    const result = await new DicomWeb("/dicom-web").stow(records.map((r) => r.part10),
-      (sent, total) => say("received-status", `Uploading ${records.length}: ${Math.round((100 * sent) / total)}%`));
+    const result = await new DicomWeb("/dicom-web").stow(
+      records.map((r) => r.part10),
+      (sent, total) => say("received-status", `Uploading ${records.length}: ${Math.round((100 * sent) / total)}%`),
+    );
     const ok = result.status >= 200 && result.status < 300;
     const study = records[0].studyInstanceUID;
-    say("received-status", ok ? `Uploaded ${records.length} (HTTP ${result.status}).` : `Upload failed: HTTP ${result.status} ${result.text?.slice(0, 200) || ""}`, !ok);
+    say(
+      "received-status",
+      ok
+        ? `Uploaded ${records.length} (HTTP ${result.status}).`
+        : `Upload failed: HTTP ${result.status} ${result.text?.slice(0, 200) || ""}`,
+      !ok,
+    );
     if (ok) {
       const link = h("a", { href: `./?study=${encodeURIComponent(study)}` }, "Open in the viewer");
       document.getElementById("received-status").append(" ", link);

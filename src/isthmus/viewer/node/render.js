@@ -2,17 +2,34 @@
 // the viewer's own pipeline (js/imageinfo.js, js/pixels.js, js/voi.js). Uncompressed only;
 // compressed instances are shown after upload, in the viewer.
 
-import { PIXEL_DATA, TAGS, parseDataset, readPart10 } from "../dicomnet/index.js";
+import { PIXEL_DATA, parseDataset, readPart10, TAGS } from "../dicomnet/index.js";
 import { decodable, frameBytes, imageInfo } from "../js/imageinfo.js";
 import { rgbValues, storedValues } from "../js/pixels.js";
 import { buildLut, defaultVoi, renderGray, renderRgb, storedRange } from "../js/voi.js";
 
 const UNCOMPRESSED = new Set(["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"]);
 const NUMERIC = new Set(["US", "SS", "UL", "SL", "FL", "FD", "DS", "IS"]);
-const PIXEL_KEYWORDS = ["Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "PlanarConfiguration",
-  "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "NumberOfFrames", "RescaleSlope",
-  "RescaleIntercept", "WindowCenter", "WindowWidth", "WindowCenterWidthExplanation", "VOILUTFunction",
-  "PixelSpacing", "ImagerPixelSpacing", "PresentationLUTShape"];
+const PIXEL_KEYWORDS = [
+  "Rows",
+  "Columns",
+  "SamplesPerPixel",
+  "PhotometricInterpretation",
+  "PlanarConfiguration",
+  "BitsAllocated",
+  "BitsStored",
+  "HighBit",
+  "PixelRepresentation",
+  "NumberOfFrames",
+  "RescaleSlope",
+  "RescaleIntercept",
+  "WindowCenter",
+  "WindowWidth",
+  "WindowCenterWidthExplanation",
+  "VOILUTFunction",
+  "PixelSpacing",
+  "ImagerPixelSpacing",
+  "PresentationLUTShape",
+];
 
 /** The pixel-module attributes of a parsed dataset as DICOM JSON (PS3.18 F.2), for imageInfo. */
 export function pixelModuleJson(ds) {

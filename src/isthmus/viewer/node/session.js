@@ -23,7 +23,8 @@ export async function startSession() {
     } catch (error) {
       const needsToken = /token|authentication|401/i.test(error.message);
       if (!needsToken || attempt >= 3) throw error;
-      if (!(await askToken(`The DICOM gateway needs an API token with the dicom-ws permission (${error.message}).`))) throw error;
+      if (!(await askToken(`The DICOM gateway needs an API token with the dicom-ws permission (${error.message}).`)))
+        throw error;
     }
   }
 }
@@ -39,7 +40,10 @@ export function callingAET() {
  */
 export async function withAssociation(peer, proposals, work, handlers = {}) {
   const { association, service } = await session.gateway.associate(peer, {
-    callingAET: callingAET(), proposals, handlers, maxPDU: session.info.max_pdu,
+    callingAET: callingAET(),
+    proposals,
+    handlers,
+    maxPDU: session.info.max_pdu,
   });
   try {
     return await work(service, association);
