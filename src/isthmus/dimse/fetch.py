@@ -14,7 +14,7 @@ from isthmus.archive import Archive
 from isthmus.config import Peer, Settings
 from isthmus.dimse import scu
 from isthmus.dimse.peers import AccessControl
-from isthmus.dimse.scp import STATUS_SUCCESS, start_scp, store_failure_status
+from isthmus.dimse.scp import start_scp
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,13 @@ def retrieve_into_archive(
 
 
 def _store(archive: Archive, event: Any) -> int:
+    """The C-STORE handler of a fetch: its status is the outcome's (PS3.4 B.2.3)."""
     result = archive.store(
         event.request.DataSet.getbuffer(),
         event.context.transfer_syntax,
         source_aet=event.assoc.requestor.ae_title,
     )
-    return STATUS_SUCCESS if result.ok else store_failure_status(result.failure)
+    return result.outcome.dimse_status
 
 
 def _move_to_self(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 
-from isthmus.archive import InstanceRow, Query, QueryError
+from isthmus.archive import LEVELS, InstanceRow, Query, QueryError, unique_key
 from isthmus.dicom import part10, uids
 from isthmus.dimse import messages as msg
 from isthmus.dimse.peers import STATUS_NOT_AUTHORIZED
@@ -50,14 +50,9 @@ Sender = Callable[[int, str, str, memoryview], int]
 def select(scp: ArchiveSCP, identifier: Dataset) -> list[InstanceRow]:
     """Instances named by a retrieve identifier (PS3.4 C.4.2.1.4: unique keys)."""
     level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
-    needed = {
-        "PATIENT": "PatientID",
-        "STUDY": "StudyInstanceUID",
-        "SERIES": "SeriesInstanceUID",
-        "IMAGE": "SOPInstanceUID",
-    }.get(level)
-    if needed is None:
+    if level not in LEVELS:
         raise QueryError(f"QueryRetrieveLevel {level!r} is not valid")
+    needed = unique_key(level)
 
     def uids_of(keyword: str) -> list[str] | None:
         value = identifier.get(keyword)
@@ -165,9 +160,8 @@ def send_instance(
     association to a C-MOVE destination failed.  Errors of the requestor's own association
     (C-GET on it) are not this sub-operation's: they propagate and end that association."""
     try:
-        context_id, dataset = encode_for(
-            scp.archive.read_instance(row), row.transfer_syntax_uid, syntaxes
-        )
+        syntax, dataset = scp.archive.dataset_for(row, syntaxes)
+        context_id = syntaxes[syntax]
     except Exception as exc:  # unreadable blob, no codec, codec error: this one fails
         log.warning("retrieve: cannot send %s: %s", row.sop_instance_uid, exc)
         return None

@@ -22,12 +22,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# C-STORE statuses (PS3.4 B.2.3)
+# C-STORE failure statuses (PS3.4 B.2.3) come from the store's outcome
+# (isthmus.archive.outcome), the one table every door shares.
 STATUS_SUCCESS = 0x0000
-STATUS_OUT_OF_RESOURCES = 0xA700
-STATUS_DATASET_MISMATCH = 0xA900
-STATUS_CANNOT_UNDERSTAND = 0xC000
-STATUS_PROCESSING_FAILURE = 0x0110
 # C-FIND (PS3.4 C.4.1.1.4)
 STATUS_PENDING = 0xFF00
 STATUS_CANCEL = 0xFE00
@@ -75,7 +72,7 @@ class ArchiveSCP:
         if result.ok:
             return STATUS_SUCCESS, None
         log.warning("C-STORE from %s refused: %s", calling_aet, result.reason)
-        return store_failure_status(result.failure), result.reason
+        return result.outcome.dimse_status, result.reason
 
     def find(self, channel: Acceptor, message: Message, root: str) -> None:
         """C-FIND (PS3.4 C.4.1): a pending response per match, then the final one."""
@@ -117,15 +114,6 @@ class ArchiveSCP:
                 message, msg.C_FIND_RSP, STATUS_PENDING, dataset=msg.encode_identifier(result, ts)
             )
         channel.respond(message, msg.C_FIND_RSP, STATUS_SUCCESS)
-
-
-def store_failure_status(failure: str | None) -> int:
-    """C-STORE failure status for an archive failure kind (PS3.4 B.2.3)."""
-    return {
-        "resources": STATUS_OUT_OF_RESOURCES,
-        "invalid": STATUS_CANNOT_UNDERSTAND,
-        "mismatch": STATUS_DATASET_MISMATCH,
-    }.get(failure or "", STATUS_PROCESSING_FAILURE)
 
 
 def start_scp(archive: Archive, settings: Settings, access: AccessControl) -> AssociationRouter:
