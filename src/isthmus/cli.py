@@ -188,12 +188,15 @@ def iter_files(paths: Sequence[str]) -> Iterator[Path]:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from isthmus.archive import Archive
+    from collections import Counter
+
+    from isthmus.archive import Archive, StoreOutcome
 
     settings = _settings(args)
     archive = Archive.from_settings(settings)
     files = list(iter_files(args.paths))
-    counts = {"stored": 0, "duplicate": 0, "failed": 0}
+    counts: Counter[StoreOutcome] = Counter()
+    failed = 0
 
     def one(path: Path) -> tuple[Path, Any]:
         try:
@@ -208,19 +211,24 @@ def _import(args: argparse.Namespace) -> int:
         ):
             for path, result in pool.map(one, files):
                 bar.update(1)
-                if isinstance(result, OSError) or not result.ok:
-                    counts["failed"] += 1
-                    reason = result if isinstance(result, OSError) else result.reason
-                    tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
+                if isinstance(result, OSError):
+                    failed += 1
+                    tqdm.write(f"skipped {path}: {result}", file=sys.stderr)
+                elif not result.ok:
+                    failed += 1
+                    tqdm.write(
+                        f"skipped {path}: {result.reason} ({result.outcome})", file=sys.stderr
+                    )
                 else:
-                    counts[result.status] += 1
+                    counts[result.outcome] += 1
     finally:
         archive.close()
+    stored = counts[StoreOutcome.STORED] + counts[StoreOutcome.OVERWRITTEN]
     print(
-        f"imported {counts['stored']} instance(s), {counts['duplicate']} already stored, "
-        f"{counts['failed']} unreadable"
+        f"imported {stored} instance(s), {counts[StoreOutcome.DUPLICATE]} already stored, "
+        f"{failed} unreadable"
     )
-    return 0 if not counts["failed"] else 1
+    return 0 if not failed else 1
 
 
 def _echo(args: argparse.Namespace) -> int:
@@ -251,11 +259,11 @@ def parse_keys(level: str, pairs: Sequence[str]) -> Dataset:
     """A C-FIND identifier from KEY=VALUE arguments (KEY alone: return it)."""
     from pydicom.datadict import dictionary_VR
 
-    from isthmus.archive.attributes import DEFAULT_RETURN, resolve_tag
+    from isthmus.archive import default_return_keys, resolve_tag
 
     ds = Dataset()
     ds.QueryRetrieveLevel = level
-    for keyword in DEFAULT_RETURN[level]:
+    for keyword in default_return_keys(level):
         tag = resolve_tag(keyword)
         ds.add_new(tag, dictionary_VR(tag), "")
     for pair in pairs:

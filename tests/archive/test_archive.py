@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from isthmus.archive import Archive, query_from_keywords
+from isthmus.archive import Archive, StoreOutcome, query_from_keywords
 from isthmus.dicom.part10 import split_part10
 from isthmus.testing import samples
 from isthmus.testing.generate import StudySpec, ct_instance, study, write_study
@@ -137,7 +137,6 @@ def _truncated() -> bytes:
         (_truncated(), "1.2.840.10008.1.2.1"),  # pixel data cut short
         (b"\x08\x00\x18\x00UI\x40\x00" + b"1.2.3", "1.2.840.10008.1.2.1"),  # value cut short
         (_with("PatientName", "X"), "1.2.840.10008.1.2.1.99"),  # says deflated, is not
-        (_with("PatientName", "X"), "1.2.3.4.5.6"),  # unknown syntax
     ],
     ids=[
         "empty",
@@ -150,7 +149,6 @@ def _truncated() -> bytes:
         "truncated-pixels",
         "truncated-element",
         "not-deflated",
-        "unknown-syntax",
     ],
 )
 @pytest.mark.filterwarnings("ignore::UserWarning")
@@ -162,6 +160,13 @@ def test_malformed_input_fails_as_invalid_and_stores_nothing(
     assert result.reason
     assert archive.counts() == {"patient": 0, "study": 0, "series": 0, "image": 0}
     assert blob_count(archive) == 0
+
+
+def test_unknown_transfer_syntax_is_its_own_outcome_and_stores_nothing(archive: Archive) -> None:
+    result = archive.store(_with("PatientName", "X"), transfer_syntax="1.2.3.4.5.6")
+    assert (result.status, result.failure) == ("failed", StoreOutcome.UNKNOWN_TRANSFER_SYNTAX)
+    assert result.outcome.failure_reason == 0xC122 and result.reason
+    assert archive.counts()["image"] == 0 and blob_count(archive) == 0
 
 
 def test_dataset_not_matching_the_announced_instance_is_refused(archive: Archive) -> None:

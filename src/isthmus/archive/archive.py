@@ -10,43 +10,30 @@ import errno
 import hashlib
 import logging
 import secrets
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, BinaryIO
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from isthmus.archive import index as idx
+from isthmus.archive.bulk import BulkData, open_bulk_data, pixel_data_as_frames
 from isthmus.archive.index import InstanceRow
 from isthmus.archive.ingest import InstanceRecord, build_record
+from isthmus.archive.keys import add_parent_attributes
 from isthmus.archive.matching import FindResult, Query, find
+from isthmus.archive.outcome import StoreOutcome, StoreResult
 from isthmus.archive.storage import BlobStore, open_blob_store
 from isthmus.archive.writer import GroupCommitWriter
-from isthmus.dicom import part10
+from isthmus.dicom import part10, uids
 from isthmus.dicom.part10 import InvalidDicom
 
+if TYPE_CHECKING:
+    from isthmus.render.frames import Frame
+    from isthmus.render.pixel_data import PixelData
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class StoreResult:
-    """Outcome of one store.  `status` is "stored", "duplicate" or "failed"."""
-
-    status: str
-    sop_instance_uid: str | None = None
-    sop_class_uid: str | None = None
-    study_instance_uid: str | None = None
-    series_instance_uid: str | None = None
-    transfer_syntax_uid: str | None = None
-    reason: str | None = None
-    # "invalid" (cannot understand), "mismatch" (not what the sender announced),
-    # "resources" (disk full…), "conflict" (series filed under another study), "error"
-    failure: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status != "failed"
 
 
 # Statements built once: SQLAlchemy then compiles them once, not per instance.
@@ -78,7 +65,7 @@ class Archive:
         # Primary keys of patients/studies/series already in the index, so that the
         # instances of a series do not look their parents up again.  Only the writer
         # thread touches it; deletes and failed batches clear it.
-        self._parents: dict[tuple[str, ...], int] = {}
+        self._parents: dict[tuple[str | int, ...], int] = {}
         self.writer = GroupCommitWriter(self.engine, on_failure=self._parents.clear)
 
     @classmethod
@@ -102,61 +89,69 @@ class Archive:
         transfer_syntax: str | None = None,
         source_aet: str | None = None,
         expected: tuple[str, str] | None = None,
+        expected_study: str | None = None,
     ) -> StoreResult:
         """Store one instance durably; success means blob and index row are on disk.
 
         `data` is a Part 10 file, or a bare dataset encoded in `transfer_syntax`
         (as received in a C-STORE).  Pixel data is never decoded.  `expected` is the
         (SOP Class UID, SOP Instance UID) the sender announced (PS3.4 B.2.3: a dataset
-        that does not match them is refused with 0xA900).
+        that does not match them is refused with 0xA900); `expected_study` the study a
+        study-scoped STOW-RS names (PS3.18 10.5.1: instances of other studies are
+        refused).  Five steps: parse, check, write (blob), index, settle (durable, then
+        the answer); each refusal is a `StoreOutcome` (outcome.py says its statuses).
         """
         try:
-            header = self._parse(data, transfer_syntax)
+            header = _parse(data, transfer_syntax)
         except InvalidDicom as exc:
-            return StoreResult("failed", reason=str(exc), failure="invalid")
-        result = StoreResult(
-            "stored",
-            header.uid("SOPInstanceUID"),
-            header.uid("SOPClassUID"),
-            header.uid("StudyInstanceUID"),
-            header.uid("SeriesInstanceUID"),
-            header.transfer_syntax,
-        )
-        if expected and (result.sop_class_uid, result.sop_instance_uid) != tuple(
-            map(str.strip, expected)
-        ):
-            return StoreResult(
-                "failed",
-                result.sop_instance_uid,
-                result.sop_class_uid,
-                reason="dataset does not match the announced SOP class/instance",
-                failure="mismatch",
-            )
+            return StoreResult(_invalid_outcome(exc), reason=str(exc))
+        result = _result_of(header)
+        try:
+            _check(result, expected, expected_study)
+            key, record = self._write(header, result, source_aet)
+            pending = self._submit_index(result, key, record)
+            return self._settle(result, key, pending)
+        except _Refused as refused:
+            result.outcome, result.reason = refused.outcome, refused.reason
+            return result
+
+    def _write(
+        self, header: part10.Header, result: StoreResult, source_aet: str | None
+    ) -> tuple[str, InstanceRecord]:
+        """Write the blob (file meta + the dataset as received), not yet synced.
+
+        The blob is complete and renamed before its row is submitted, so readers never
+        see a row without its file; its fsync overlaps the index commit (`_settle`)."""
+        assert result.sop_instance_uid and result.sop_class_uid and result.study_instance_uid
         meta = part10.file_meta(
             result.sop_class_uid, result.sop_instance_uid, header.transfer_syntax, source_aet
         )
         key = _blob_key(result.study_instance_uid, result.sop_instance_uid)
         try:
-            # Blob complete and renamed first (readers never see a row without its
-            # file), then its fsync overlaps the index commit; success is reported
-            # only when both are durable.  A crash in between leaves an unreported
-            # row whose blob check() finds incomplete and removes.
             size = self.blobs.put(key, (meta, header.dataset_bytes), sync=False)
         except OSError as exc:
-            return self._write_failed(result, exc)
+            raise _write_failed(result, exc) from exc
         offset = None if header.pixel_offset is None else len(meta) + header.pixel_offset
         try:
-            record = build_record(header, key, size, source_aet, offset)
-            pending = self.writer.submit(lambda conn: self._index(conn, record))
+            return key, build_record(header, key, size, source_aet, offset)
         except Exception as exc:
             self.blobs.delete(key)
-            return StoreResult(
-                "failed",
-                result.sop_instance_uid,
-                result.sop_class_uid,
-                reason=f"index write failed: {exc}",
-                failure="error",
-            )
+            raise _Refused(StoreOutcome.PROCESSING_FAILURE, f"index write failed: {exc}") from exc
+
+    def _submit_index(self, result: StoreResult, key: str, record: InstanceRecord) -> Any:
+        """Queue the instance's rows for the group-commit writer (committed in `_settle`)."""
+        try:
+            return self.writer.submit(lambda conn: self._index(conn, record))
+        except Exception as exc:
+            self.blobs.delete(key)
+            raise _Refused(StoreOutcome.PROCESSING_FAILURE, f"index write failed: {exc}") from exc
+
+    def _settle(self, result: StoreResult, key: str, pending: Any) -> StoreResult:
+        """Sync the blob while the index commits; success only when both are durable.
+
+        A crash in between leaves an unreported row whose blob check() finds incomplete
+        and removes.  A duplicate kept as it was drops the new blob; an overwrite drops
+        the old one, after the commit."""
         sync_error = None
         try:
             self.blobs.sync(key)
@@ -167,45 +162,23 @@ class Archive:
         except HierarchyConflict as exc:
             self.blobs.delete(key)
             log.warning("store %s refused: %s", result.sop_instance_uid, exc)
-            return StoreResult(
-                "failed",
-                result.sop_instance_uid,
-                result.sop_class_uid,
-                reason=str(exc),
-                failure="conflict",
-            )
+            raise _Refused(StoreOutcome.SERIES_IN_OTHER_STUDY, str(exc)) from exc
         except Exception as exc:
             self.blobs.delete(key)
             log.exception("store %s: index write failed", result.sop_instance_uid)
-            return StoreResult(
-                "failed",
-                result.sop_instance_uid,
-                result.sop_class_uid,
-                reason=f"index write failed: {exc}",
-                failure="error",
-            )
+            raise _Refused(StoreOutcome.PROCESSING_FAILURE, f"index write failed: {exc}") from exc
         if sync_error is not None:
             if outcome == "stored":
-                self._forget(result.sop_instance_uid, key)
+                self._forget(result.sop_instance_uid or "", key)
             self.blobs.delete(key)
-            return self._write_failed(result, sync_error)
+            raise _write_failed(result, sync_error) from sync_error
         if outcome == "duplicate":
             self.blobs.delete(key)
-            result.status = "duplicate"
+            result.outcome = StoreOutcome.DUPLICATE
         if old_key:
             self.blobs.delete(old_key)
+            result.outcome = StoreOutcome.OVERWRITTEN
         return result
-
-    def _write_failed(self, result: StoreResult, exc: OSError) -> StoreResult:
-        kind = "resources" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "error"
-        log.error("store %s: blob write failed: %s", result.sop_instance_uid, exc)
-        return StoreResult(
-            "failed",
-            result.sop_instance_uid,
-            result.sop_class_uid,
-            reason=f"cannot write: {exc.strerror}",
-            failure=kind,
-        )
 
     def _forget(self, sop_instance_uid: str, key: str) -> None:
         """Remove an index row whose blob could not be made durable."""
@@ -219,16 +192,6 @@ class Archive:
             self.writer.run(job)
         except Exception:
             log.exception("cannot remove the row of %s; check() will", sop_instance_uid)
-
-    @staticmethod
-    def _parse(data: bytes | memoryview, transfer_syntax: str | None) -> part10.Header:
-        if transfer_syntax is None:
-            meta, dataset_bytes = part10.split_part10(data)
-            ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-            transfer_syntax = ts.strip() or part10.guess_transfer_syntax(dataset_bytes)
-        else:
-            dataset_bytes = memoryview(data)
-        return part10.read_header(dataset_bytes, transfer_syntax)
 
     def _index(self, conn: Connection, record: InstanceRecord) -> tuple[str, str | None]:
         """Insert the rows of one instance; returns (outcome, blob key to delete)."""
@@ -293,6 +256,17 @@ class Archive:
         with self.engine.connect() as conn:
             return find(conn, query)
 
+    def add_parent_attributes(
+        self,
+        level: str,
+        matches: list[dict[str, Any]],
+        study: str | None = None,
+        series: str | None = None,
+    ) -> None:
+        """Complete lower-level QIDO-RS matches with their study (and series)
+        attributes, unless the search was scoped to one (PS3.18 10.6.3.3)."""
+        add_parent_attributes(self.find, level, matches, study, series)
+
     def instances(
         self,
         study_uid: str | Sequence[str] | None = None,
@@ -314,6 +288,81 @@ class Archive:
     def local_path(self, row: InstanceRow) -> str:
         """A local file holding the instance, for libraries that need a path."""
         return self.blobs.local_path(row.blob_key)
+
+    # ------------------------------------------------------ pixels, bulk data
+    # The doors ask for frames, renderings, bulk data or "this instance in syntax X";
+    # how the blob is read (only header and frames when ingest located the pixel
+    # data, whole otherwise) is decided here.  The pixel work is isthmus.render's.
+    @contextmanager
+    def pixel_data(self, row: InstanceRow) -> Iterator[PixelData]:
+        """The instance's pixel data (render.pixel_data.PixelData), reading only what is
+        used: with the pixel offset recorded at ingest, the header and then the frames
+        asked for (a multi-frame instance is never read whole); without it (deflated
+        files), the whole file."""
+        from isthmus.render.pixel_data import file_reader, open_at, open_part10
+
+        if row.pixel_offset is None:
+            yield open_part10(self.read_instance(row))
+            return
+        with self.open_instance(row) as fh:
+            yield open_at(file_reader(fh), row.pixel_offset)
+
+    def frames(
+        self, row: InstanceRow, numbers: list[int], transfer_syntax: str | None = None
+    ) -> list[Frame]:
+        """Frames `numbers` (1-based) as stored, or in `transfer_syntax` (PS3.18
+        10.4.1.1.5); raises render's FrameNotFound, NoPixelData, DecodeError,
+        TranscodeError."""
+        from isthmus.render.frames import frames_of
+
+        with self.pixel_data(row) as pixels:
+            return frames_of(pixels, numbers, transfer_syntax)
+
+    def render(self, row: InstanceRow, frame: int | None, media_type: str, **options: Any) -> bytes:
+        """One frame (or, for GIF, every frame) rendered to a consumer image (PS3.18
+        10.4.1.1.3, 8.3.5: window, viewport, quality, annotation…); raises render's
+        errors."""
+        from isthmus.render.image import render_pixels
+
+        with self.pixel_data(row) as pixels:
+            return render_pixels(pixels, frame=frame, media_type=media_type, **options)
+
+    def read_as(self, row: InstanceRow, transfer_syntax: str) -> bytes:
+        """The instance as a Part 10 file in `transfer_syntax`: the stored bytes when
+        it is stored so, transcoded by isthmus.render otherwise (raises TranscodeError)."""
+        data = self.read_instance(row)
+        if transfer_syntax == row.transfer_syntax_uid:
+            return data
+        from isthmus.render.transcode import transcode
+
+        return transcode(data, transfer_syntax)
+
+    def dataset_for(self, row: InstanceRow, accepted: Collection[str]) -> tuple[str, memoryview]:
+        """(transfer syntax, dataset bytes) to send the instance in, for a receiver that
+        accepted `accepted` (a C-STORE sub-operation, PS3.4 C.4.2.3): as stored when the
+        stored syntax was accepted, else transcoded to an accepted one, uncompressed
+        first (PS3.5 10: every receiver takes those); ValueError when none is."""
+        target = row.transfer_syntax_uid
+        if target not in accepted:
+            target = next(
+                (ts for ts in (*uids.PREFERRED_UNCOMPRESSED, *accepted) if ts in accepted), ""
+            )
+            if not target:
+                raise ValueError("the receiver accepted no transfer syntax for this SOP class")
+        data = self.read_as(row, target)
+        return target, memoryview(data)[part10.dataset_offset(data) :]
+
+    def bulk_data(self, row: InstanceRow, tag: int) -> BulkData:
+        """The value a BulkDataURI names (PS3.18 10.4.1.1.4), to read by byte range and
+        close.  Raises NoBulkData when the instance has no binary value there, KeyError
+        when its blob is missing; pixel data that is not one byte range
+        (`pixel_data_as_frames`) is for `frames`."""
+        return open_bulk_data(row, tag, self.open_instance(row))
+
+    @staticmethod
+    def pixel_data_as_frames(row: InstanceRow, tag: int) -> bool:
+        """True when the bulk data at `tag` is pixel data to answer frame by frame."""
+        return pixel_data_as_frames(row, tag)
 
     def metadata(
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
@@ -401,9 +450,73 @@ class Archive:
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {
-                name.lower(): conn.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+                name.lower(): conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
                 for name, t in idx.TABLES.items()
             }
+
+
+class _Refused(Exception):
+    """A store step's refusal: the outcome and why, in words."""
+
+    def __init__(self, outcome: StoreOutcome, reason: str) -> None:
+        super().__init__(reason)
+        self.outcome, self.reason = outcome, reason
+
+
+def _parse(data: bytes | memoryview, transfer_syntax: str | None) -> part10.Header:
+    """The header of a Part 10 file, or of a bare dataset in `transfer_syntax`."""
+    if transfer_syntax is None:
+        meta, dataset_bytes = part10.split_part10(data)
+        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+        transfer_syntax = ts.strip() or part10.guess_transfer_syntax(dataset_bytes)
+    else:
+        dataset_bytes = memoryview(data)
+    return part10.read_header(dataset_bytes, transfer_syntax)
+
+
+def _invalid_outcome(exc: InvalidDicom) -> StoreOutcome:
+    if isinstance(exc, part10.UnknownTransferSyntax):
+        return StoreOutcome.UNKNOWN_TRANSFER_SYNTAX
+    return StoreOutcome.INVALID
+
+
+def _result_of(header: part10.Header) -> StoreResult:
+    return StoreResult(
+        StoreOutcome.STORED,
+        header.uid("SOPInstanceUID"),
+        header.uid("SOPClassUID"),
+        header.uid("StudyInstanceUID"),
+        header.uid("SeriesInstanceUID"),
+        header.transfer_syntax,
+    )
+
+
+def _check(
+    result: StoreResult, expected: tuple[str, str] | None, expected_study: str | None
+) -> None:
+    """Refuse what is not what the sender said it sends (PS3.4 B.2.3, PS3.18 10.5.1)."""
+    if expected and (result.sop_class_uid, result.sop_instance_uid) != tuple(
+        map(str.strip, expected)
+    ):
+        raise _Refused(
+            StoreOutcome.DATASET_MISMATCH,
+            "dataset does not match the announced SOP class/instance",
+        )
+    if expected_study is not None and result.study_instance_uid != expected_study:
+        raise _Refused(
+            StoreOutcome.STUDY_MISMATCH,
+            f"belongs to study {result.study_instance_uid}, not {expected_study}",
+        )
+
+
+def _write_failed(result: StoreResult, exc: OSError) -> _Refused:
+    """A blob that cannot be written or synced: out of resources when the disk is full."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    log.error("store %s: blob write failed: %s", result.sop_instance_uid, exc)
+    return _Refused(
+        StoreOutcome.OUT_OF_RESOURCES if full else StoreOutcome.PROCESSING_FAILURE,
+        f"cannot write: {exc.strerror}",
+    )
 
 
 def _blob_key(study_uid: str, sop_instance_uid: str) -> str:
@@ -422,7 +535,7 @@ def _get_or_create(
     if pk is None:
         idx.insert_ignore(conn, table, values)
         pk = conn.execute(sa.select(table.c.pk).where(*where)).scalar_one()
-    return pk
+    return int(pk)
 
 
 def _refresh_parents(

@@ -26,7 +26,10 @@ class Attribute:
     vr: str = field(init=False)
 
     def __post_init__(self) -> None:
-        tag = int(tag_for_keyword(self.keyword))
+        found = tag_for_keyword(self.keyword)
+        if found is None:
+            raise ValueError(f"{self.keyword} is not a DICOM keyword")
+        tag = int(found)
         object.__setattr__(self, "tag", tag)
         object.__setattr__(self, "vr", dictionary_VR(tag))
 

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 metadata = sa.MetaData()
 
 
-def _columns(level: str) -> list[sa.Column]:
-    cols: list[sa.Column] = []
+def _columns(level: str) -> list[sa.Column[Any]]:
+    cols: list[sa.Column[Any]] = []
     for attr in ATTRIBUTES:
         if (
             attr.level != level
@@ -158,9 +158,7 @@ def migrate(engine: Engine) -> int:
                 log.info("index: applying migration %d (%s)", number, step.__doc__)
                 step(conn)
                 conn.execute(
-                    schema_version.insert().values(
-                        version=number, applied_at=datetime.now(UTC)
-                    )
+                    schema_version.insert().values(version=number, applied_at=datetime.now(UTC))
                 )
                 current = number
     return current
@@ -169,10 +167,13 @@ def migrate(engine: Engine) -> int:
 def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
     """INSERT … ON CONFLICT DO NOTHING on either dialect (safe with several processes)."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(table).values(**values).on_conflict_do_nothing())
     else:
-        from sqlalchemy.dialects.sqlite import insert
-    conn.execute(insert(table).values(**values).on_conflict_do_nothing())
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        conn.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
 
 
 def instance_rows(conn: Connection, where: Iterable[Any]) -> list[InstanceRow]:
@@ -195,7 +196,8 @@ def instance_rows(conn: Connection, where: Iterable[Any]) -> list[InstanceRow]:
         .where(*where)
         .order_by(st.pk, s.series_number, s.pk, i.instance_number, i.pk)
     )
-    return [InstanceRow(*row) for row in conn.execute(query)]
+    rows: Iterable[Sequence[Any]] = conn.execute(query)
+    return [InstanceRow(*row) for row in rows]
 
 
 def uid_filter(

@@ -25,7 +25,7 @@ class InstanceRecord:
 
     @property
     def sop_instance_uid(self) -> str:
-        return self.instance["sop_instance_uid"]
+        return str(self.instance["sop_instance_uid"])
 
 
 def normalize_pn(value: str) -> str:

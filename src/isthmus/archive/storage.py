@@ -22,7 +22,7 @@ _TMP_SUFFIX = ".partial"
 class BlobStore(Protocol):
     """What the archive needs from a place that keeps bytes."""
 
-    def put(self, key: str, chunks: Iterable[bytes], sync: bool = True) -> int:
+    def put(self, key: str, chunks: Iterable[bytes | memoryview], sync: bool = True) -> int:
         """Write a complete blob; returns its size.  Replaces an existing key.
 
         With sync=False the blob is complete and visible but may not survive a power
@@ -60,7 +60,7 @@ def check_key(key: str) -> str:
 class FileBlobStore:
     """Blobs as files under one folder, written atomically and fsynced."""
 
-    def __init__(self, root: str | os.PathLike, fsync: bool = True) -> None:
+    def __init__(self, root: str | os.PathLike[str], fsync: bool = True) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
@@ -86,7 +86,7 @@ class FileBlobStore:
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def put(self, key: str, chunks: Iterable[bytes], sync: bool = True) -> int:
+    def put(self, key: str, chunks: Iterable[bytes | memoryview], sync: bool = True) -> int:
         path = self._path(key)
         self._ensure_folder(path.parent)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.{id(chunks):x}{_TMP_SUFFIX}")

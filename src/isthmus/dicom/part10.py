@@ -27,6 +27,11 @@ class InvalidDicom(ValueError):
     """Bytes that are not a DICOM dataset Isthmus can keep; the message says why."""
 
 
+class UnknownTransferSyntax(InvalidDicom):
+    """A dataset in a transfer syntax Isthmus does not know, so cannot read (a STOW-RS
+    answers it with Failure Reason 0xC122, PS3.18 Table I.2-2)."""
+
+
 @dataclass
 class Header:
     """What ingest learns from the bytes before pixel data."""
@@ -146,7 +151,7 @@ def read_header(dataset_bytes: bytes | memoryview, transfer_syntax: str) -> Head
     try:
         implicit, little, deflated = uids.encoding(transfer_syntax)
     except ValueError as exc:
-        raise InvalidDicom(str(exc)) from exc
+        raise UnknownTransferSyntax(str(exc)) from exc
     raw = memoryview(dataset_bytes)
     parse_bytes: bytes | memoryview = raw
     if deflated:

@@ -12,9 +12,8 @@ from tqdm import tqdm
 
 from isthmus.archive import Archive
 from isthmus.config import Peer, Settings
-from isthmus.dicom.status import SUCCESS
 from isthmus.dimse import scu
-from isthmus.dimse.scp import start_scp, store_failure_status
+from isthmus.dimse.scp import start_scp
 from isthmus.node.access import AccessControl
 
 log = logging.getLogger(__name__)
@@ -71,12 +70,13 @@ def retrieve_into_archive(
 
 
 def _store(archive: Archive, event: Any) -> int:
+    """The C-STORE handler of a fetch: its status is the outcome's (PS3.4 B.2.3)."""
     result = archive.store(
         event.request.DataSet.getbuffer(),
         event.context.transfer_syntax,
         source_aet=event.assoc.requestor.ae_title,
     )
-    return SUCCESS if result.ok else store_failure_status(result.failure)
+    return result.outcome.dimse_status
 
 
 def _move_to_self(

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
-from isthmus.archive import Archive, InstanceRow, Query, QueryError
+from isthmus.archive import LEVELS, Archive, InstanceRow, Query, QueryError, unique_key
 from isthmus.config import Settings
 from isthmus.dicom import status
 from isthmus.dimse import messages as msg
-from isthmus.dimse.contexts import accepted_syntaxes, contexts_for, encode_for
+from isthmus.dimse.contexts import accepted_syntaxes, contexts_for
 from isthmus.dimse.requestor import AssociationFailed, Requestor
 from isthmus.dimse.service import Channel, Message
 from isthmus.node.access import AccessControl
@@ -37,14 +37,9 @@ Sender = Callable[[int, str, str, memoryview], int]
 def select(archive: Archive, identifier: Dataset) -> list[InstanceRow]:
     """Instances named by a retrieve identifier (PS3.4 C.4.2.1.4: unique keys)."""
     level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
-    needed = {
-        "PATIENT": "PatientID",
-        "STUDY": "StudyInstanceUID",
-        "SERIES": "SeriesInstanceUID",
-        "IMAGE": "SOPInstanceUID",
-    }.get(level)
-    if needed is None:
+    if level not in LEVELS:
         raise QueryError(f"QueryRetrieveLevel {level!r} is not valid")
+    needed = unique_key(level)
 
     def uids_of(keyword: str) -> list[str] | None:
         value = identifier.get(keyword)
@@ -109,9 +104,8 @@ def send_instance(
     association to a C-MOVE destination failed.  Errors of the requestor's own association
     (C-GET on it) are not this sub-operation's: they propagate and end that association."""
     try:
-        context_id, dataset = encode_for(
-            archive.read_instance(row), row.transfer_syntax_uid, syntaxes
-        )
+        syntax, dataset = archive.dataset_for(row, syntaxes)
+        context_id = syntaxes[syntax]
     except Exception as exc:  # unreadable blob, no codec, codec error: this one fails
         log.warning("retrieve: cannot send %s: %s", row.sop_instance_uid, exc)
         return None

@@ -20,13 +20,9 @@ from isthmus.config import Settings
 from isthmus.dicom import uids
 from isthmus.dicom.status import (
     CANCEL,
-    CANNOT_UNDERSTAND,
-    DATASET_DOES_NOT_MATCH_SOP_CLASS,
     IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
     NOT_AUTHORIZED,
-    OUT_OF_RESOURCES,
     PENDING,
-    PROCESSING_FAILURE,
     SUCCESS,
     UNABLE_TO_PROCESS,
 )
@@ -115,7 +111,7 @@ class ArchiveSCP:
         if result.ok:
             return SUCCESS, None
         log.warning("C-STORE from %s refused: %s", calling_aet, result.reason)
-        return store_failure_status(result.failure), result.reason
+        return result.outcome.dimse_status, result.reason
 
     def find(self, channel: Channel, message: Message) -> None:
         """C-FIND (PS3.4 C.4.1): a pending response per match, then the final one."""
@@ -158,15 +154,6 @@ class ArchiveSCP:
                 message, msg.C_FIND_RSP, PENDING, dataset=msg.encode_identifier(result, ts)
             )
         channel.respond(message, msg.C_FIND_RSP, SUCCESS)
-
-
-def store_failure_status(failure: str | None) -> int:
-    """C-STORE failure status for an archive failure kind (PS3.4 B.2.3)."""
-    return {
-        "resources": OUT_OF_RESOURCES,
-        "invalid": CANNOT_UNDERSTAND,
-        "mismatch": DATASET_DOES_NOT_MATCH_SOP_CLASS,
-    }.get(failure or "", PROCESSING_FAILURE)
 
 
 def service_table(archive: Archive, settings: Settings, access: AccessControl) -> ServiceTable:

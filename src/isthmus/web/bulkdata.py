@@ -1,23 +1,24 @@
 """WADO-RS bulk data: the values metadata refers to by BulkDataURI (PS3.18 10.4.1.1.4).
 
 `/studies/{s}/series/{r}/instances/{i}/bulkdata/{tag}`, where `tag` is the 8-digit
-tag of a top-level binary attribute (ingest writes these URIs).  Native pixel data
-is streamed straight from its byte range in the stored file; other values are read
-from the header.  HTTP range requests (RFC 9110 14) select part of the value.
-Encapsulated pixel data is answered with its frames, as /frames would.
+tag of a top-level binary attribute (ingest writes these URIs).  The archive says
+where the value is (Archive.bulk_data): native pixel data is streamed from its byte
+range in the stored file, chunk by chunk; other values come from the header.  HTTP
+range requests (RFC 9110 14) select part of the value.  Pixel data that is not one
+byte range (Archive.pixel_data_as_frames) is answered with its frames, as /frames
+would.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
-from pydicom import dcmread
-from pydicom.uid import UID
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from isthmus.archive import Archive, InstanceRow
+from isthmus.archive import Archive, BulkData, InstanceRow, NoBulkData
 from isthmus.web import media_types as mt
 from isthmus.web.errors import HTTPError, not_found
 from isthmus.web.multipart import MultipartWriter
@@ -25,9 +26,8 @@ from isthmus.web.negotiation import Offer, content_type, negotiate
 from isthmus.web.params import tag as parse_tag
 from isthmus.web.pixels import frames_of
 from isthmus.web.service import blocking, context
-from isthmus.web.wado import find_rows, open_blob, read_chunks
+from isthmus.web.wado import CHUNK, find_rows, missing_file
 
-PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 OFFERS = [
     Offer(mt.OCTET_STREAM, True, frozenset({mt.EXPLICIT_VR_LE}), mt.EXPLICIT_VR_LE),
     Offer(mt.OCTET_STREAM, False, frozenset({mt.EXPLICIT_VR_LE}), mt.EXPLICIT_VR_LE),
@@ -49,38 +49,41 @@ async def retrieve_bulkdata(request: Request) -> Response:
     tag = parse_tag(request.path_params["tag"])
     row = (await find_rows(request))[0]
     archive = context(request).archive
-    if tag in PIXEL_TAGS and _encapsulated_or_unlocated(row):
+    if archive.pixel_data_as_frames(row, tag):
         return await _pixel_frames(request, archive, row)
     choice = negotiate(request, OFFERS)
-    if tag in PIXEL_TAGS:
-        start, length = row.pixel_offset or 0, row.pixel_length or 0
-        fh = await open_blob(archive, row)
-        return _ranged(
-            request,
-            choice.multipart,
-            length,
-            lambda first, size: read_chunks(fh, start + first, size),
-            fh.close,
-        )
-    value = await blocking(_header_value, archive, row, tag)
+    value = await _open_value(archive, row, tag)
     return _ranged(
         request,
         choice.multipart,
-        len(value),
-        lambda first, size: _from_memory(value[first : first + size]),
-        None,
+        value.length,
+        lambda first, size: _chunks(value, first, size),
+        value.close,
     )
 
 
-def _encapsulated_or_unlocated(row: InstanceRow) -> bool:
-    """Pixel data that cannot be sliced from the file: compressed, deflated, big endian."""
-    ts = UID(row.transfer_syntax_uid)
-    return (
-        row.pixel_offset is None
-        or row.pixel_length in (None, 0xFFFFFFFF)
-        or ts.is_encapsulated
-        or not ts.is_little_endian
-    )
+async def _open_value(archive: Archive, row: InstanceRow, tag: int) -> BulkData:
+    try:
+        return await blocking(archive.bulk_data, row, tag)
+    except NoBulkData as exc:
+        raise not_found(str(exc.args[0])) from None
+    except KeyError:
+        raise missing_file(row) from None
+
+
+async def _chunks(value: BulkData, first: int, size: int) -> AsyncIterator[bytes]:
+    """`size` bytes of the value from `first`, CHUNK by CHUNK (each read in a worker
+    thread); closes the value."""
+    try:
+        position, end = first, first + size
+        while position < end:
+            chunk = await blocking(value.read, position, min(CHUNK, end - position))
+            if not chunk:
+                break
+            position += len(chunk)
+            yield chunk
+    finally:
+        value.close()
 
 
 async def _pixel_frames(request: Request, archive: Archive, row: InstanceRow) -> Response:
@@ -109,19 +112,6 @@ async def _pixel_frames(request: Request, archive: Archive, row: InstanceRow) ->
         + writer.close()
     )
     return Response(body, media_type=content_type(choice, writer.boundary))
-
-
-def _header_value(archive: Archive, row: InstanceRow, tag: int) -> bytes:
-    with archive.open_instance(row) as fh:
-        ds = dcmread(fh, stop_before_pixels=True, force=True)
-    element = ds.get(tag)
-    if element is None or element.VR == "SQ" or not isinstance(element.value, (bytes, bytearray)):
-        raise not_found(f"instance {row.sop_instance_uid} has no bulk data at {tag:08X}")
-    return bytes(element.value)
-
-
-async def _from_memory(data: bytes):  # type: ignore[no-untyped-def]
-    yield data
 
 
 def _ranged(request: Request, multipart: bool, total: int, body, cleanup) -> Response:  # type: ignore[no-untyped-def]

@@ -17,8 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from isthmus.archive import FindResult, Query, QueryError
-from isthmus.archive.attributes import DEFAULT_RETURN, resolve_tag
+from isthmus.archive import FindResult, Query, QueryError, resolve_tag
 from isthmus.dicom.json import dumps
 from isthmus.web import media_types as mt
 from isthmus.web.compression import json_response
@@ -89,7 +88,7 @@ def run_search(
     """The matches, with the parent attributes and Retrieve URL of PS3.18 10.6.3.3."""
     result: FindResult = archive.find(query)
     if result.matches:
-        add_parent_attributes(archive, level, study, series, result.matches)
+        archive.add_parent_attributes(level, result.matches, study, series)
         for match in result.matches:
             _add_retrieve_url(match, level, root)
     return result
@@ -153,52 +152,6 @@ def _uid_list(tag: int, value: str) -> str:
     except KeyError:
         return value
     return value.replace(",", "\\") if vr == "UI" else value
-
-
-# ----------------------------------------------------------- parent attributes
-def add_parent_attributes(
-    archive: Any, level: str, study: str | None, series: str | None, matches: list[dict[str, Any]]
-) -> None:
-    """Add the study (and series) attributes PS3.18 10.6.3.3 asks for at lower levels.
-
-    They come from a second search at the parent level, by UID list, so computed
-    attributes (Modalities in Study, Number of Study Related Series, …) are right.
-    """
-    if level == "SERIES" and study is None:
-        _merge(archive, "STUDY", STUDY_UID, matches)
-    if level == "IMAGE":
-        if study is None:
-            _merge(archive, "STUDY", STUDY_UID, matches)
-        if series is None:
-            _merge(archive, "SERIES", SERIES_UID, matches)
-
-
-def _merge(archive: Any, parent: str, uid_tag: int, matches: list[dict[str, Any]]) -> None:
-    key = f"{uid_tag:08X}"
-    uids = sorted({m[key]["Value"][0] for m in matches if m.get(key, {}).get("Value")})
-    found: dict[str, dict[str, Any]] = {}
-    for start in range(0, len(uids), 400):
-        chunk = uids[start : start + 400]
-        result = archive.find(
-            Query(
-                level=parent,
-                keys={uid_tag: "\\".join(chunk)},
-                include_defaults=True,
-                limit=len(chunk),
-            )
-        )
-        for row in result.matches:
-            found[row[key]["Value"][0]] = row
-    wanted = {f"{resolve_tag(kw):08X}" for kw in DEFAULT_RETURN[parent]}
-    for match in matches:
-        parent_row = found.get((match.get(key, {}).get("Value") or [None])[0])
-        if parent_row:
-            for tag in wanted:
-                if tag in parent_row and tag not in match:
-                    match[tag] = parent_row[tag]
-        match_sorted = dict(sorted(match.items()))
-        match.clear()
-        match.update(match_sorted)
 
 
 def _add_retrieve_url(match: dict[str, Any], level: str, root: str) -> None:

@@ -11,8 +11,10 @@ archive as a zero-copy view.  Two forms are accepted (PS3.18 10.5.1.2):
 The answer is the Store Instances Response Module (PS3.18 Annex I): successes in
 Referenced SOP Sequence, failures in Failed SOP Sequence with a Failure Reason
 (PS3.18 I.2.2); 200 when all were stored, 202 when some were, 409 when none was.
-A study-scoped POST refuses instances of other studies.  Why each failure happened
-is also said in words, in a Warning header (RFC 9111 5.5).
+A study-scoped POST refuses instances of other studies (the archive checks, from the
+header it parses anyway).  Each instance's Failure Reason and the response's status
+are the store outcome's (isthmus.archive.outcome: one table for every door).  Why
+each failure happened is also said in words, in a Warning header (RFC 9111 5.5).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from isthmus.archive import StoreResult
+from isthmus.archive import StoreOutcome, StoreResult, stow_http_status
 from isthmus.dicom import part10
 from isthmus.dicom.json import dumps
 from isthmus.web import media_types as mt
@@ -48,13 +50,6 @@ log = logging.getLogger(__name__)
 RESPONSE_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML)]
 PARALLEL_STORES = 16
 SPOOL_CHUNK = 1 << 20
-
-# Failure Reason values (PS3.18 Table I.2-2; 0xC409 is Isthmus's own, in the Cxxx range).
-OUT_OF_RESOURCES = 0xA700
-CANNOT_UNDERSTAND = 0xC000
-TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
-STUDY_UID_MISMATCH = 0xC409
-PROCESSING_FAILURE = 0x0110
 
 
 def routes() -> list[Route]:
@@ -73,8 +68,12 @@ class Outcome:
     sop_instance_uid: str | None = None
     study_instance_uid: str | None = None
     series_instance_uid: str | None = None
-    failure: int | None = None
+    outcome: StoreOutcome = StoreOutcome.STORED
     reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome.ok
 
 
 async def store(request: Request) -> Response:
@@ -236,7 +235,7 @@ async def _store_parts(
         if part is not None and part.content_type not in (mt.DICOM, "", mt.OCTET_STREAM):
             return Outcome(
                 index,
-                failure=CANNOT_UNDERSTAND,
+                outcome=StoreOutcome.INVALID,
                 reason=f"content type {part.content_type} is not application/dicom",
             )
         async with gate:
@@ -251,31 +250,17 @@ async def _store_parts(
 
 
 def store_one(archive: Any, index: int, data: Any, study: str | None) -> Outcome:
-    """Store one Part 10 instance; a study-scoped store first checks its study."""
-    if study is not None:
-        try:
-            found = _study_of(data)
-        except part10.InvalidDicom as exc:
-            return Outcome(index, failure=CANNOT_UNDERSTAND, reason=str(exc))
-        if found != study:
-            return Outcome(
-                index,
-                study_instance_uid=found,
-                failure=STUDY_UID_MISMATCH,
-                reason=f"belongs to study {found}, not {study}",
-            )
-    result: StoreResult = archive.store(with_preamble(data))
-    outcome = Outcome(
+    """Store one Part 10 instance; a study-scoped store refuses other studies'."""
+    result: StoreResult = archive.store(with_preamble(data), expected_study=study)
+    return Outcome(
         index,
         result.sop_class_uid,
         result.sop_instance_uid,
         result.study_instance_uid,
         result.series_instance_uid,
+        result.outcome,
+        None if result.ok else result.reason or str(result.outcome),
     )
-    if not result.ok:
-        outcome.failure = _failure_reason(result)
-        outcome.reason = result.reason or result.failure
-    return outcome
 
 
 def with_preamble(data: Any) -> Any:
@@ -289,23 +274,6 @@ def with_preamble(data: Any) -> Any:
     ):
         return part10.PREAMBLE + bytes(data)
     return data
-
-
-def _study_of(data: Any) -> str:
-    meta, dataset_bytes = part10.split_part10(with_preamble(data))
-    ts = str(meta.get("TransferSyntaxUID", "")).strip() if meta is not None else ""
-    header = part10.read_header(dataset_bytes, ts or part10.guess_transfer_syntax(dataset_bytes))
-    return header.uid("StudyInstanceUID")
-
-
-def _failure_reason(result: StoreResult) -> int:
-    if result.failure == "resources":
-        return OUT_OF_RESOURCES
-    if result.failure in ("invalid", "mismatch"):
-        if "transfer syntax" in (result.reason or "").lower():
-            return TRANSFER_SYNTAX_NOT_SUPPORTED
-        return CANNOT_UNDERSTAND
-    return PROCESSING_FAILURE
 
 
 async def _store_from_metadata(
@@ -322,7 +290,7 @@ async def _store_from_metadata(
             failures.append(
                 Outcome(
                     index,
-                    failure=CANNOT_UNDERSTAND,
+                    outcome=StoreOutcome.INVALID,
                     reason=str(exc),
                     sop_instance_uid=exc.sop_instance_uid,
                     sop_class_uid=exc.sop_class_uid,
@@ -340,8 +308,8 @@ def _response(
     request: Request, outcomes: list[Outcome], study: str | None, media_type: str
 ) -> Response:
     root = service_root(request)
-    stored = [o for o in outcomes if o.failure is None]
-    failed = [o for o in outcomes if o.failure is not None]
+    stored = [o for o in outcomes if o.ok]
+    failed = [o for o in outcomes if not o.ok]
     body: dict[str, Any] = {}
     studies = {o.study_instance_uid for o in stored} | ({study} if study else set())
     body["00081190"] = (
@@ -353,7 +321,7 @@ def _response(
         body["00081198"] = {"vr": "SQ", "Value": [_failed_item(o) for o in failed]}
     if stored:
         body["00081199"] = {"vr": "SQ", "Value": [_referenced_item(o, root) for o in stored]}
-    status = 200 if not failed else 409 if not stored else 202
+    status = stow_http_status(o.outcome for o in outcomes)
     headers = {}
     if failed:
         for o in failed:
@@ -376,7 +344,7 @@ def _sop_reference(o: Outcome) -> dict[str, Any]:
 
 
 def _failed_item(o: Outcome) -> dict[str, Any]:
-    return {**_sop_reference(o), "00081197": {"vr": "US", "Value": [o.failure]}}
+    return {**_sop_reference(o), "00081197": {"vr": "US", "Value": [o.outcome.failure_reason]}}
 
 
 def _referenced_item(o: Outcome, root: str) -> dict[str, Any]:

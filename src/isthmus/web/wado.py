@@ -31,7 +31,7 @@ from isthmus.web.errors import HTTPError, not_acceptable, not_found
 from isthmus.web.multipart import MultipartWriter
 from isthmus.web.negotiation import Choice, Offer, content_type, negotiate
 from isthmus.web.params import path_uids
-from isthmus.web.pixels import can_transcode, pixel_errors, transcode_blocking, transcoded
+from isthmus.web.pixels import can_transcode, pixel_errors, transcoded
 from isthmus.web.service import blocking, context
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ async def stored_file(archive: Archive, row: InstanceRow, media_type: str) -> Re
     """The stored Part 10 file as the whole body: read at once, or streamed when large."""
     _, content = await blocking(_load, archive, row, row.transfer_syntax_uid)
     if content is None:
-        raise _missing(row)
+        raise missing_file(row)
     if isinstance(content, bytes):
         return Response(content, media_type=media_type)
     return StreamingResponse(
@@ -142,7 +142,7 @@ async def stored_file(archive: Archive, row: InstanceRow, media_type: str) -> Re
     )
 
 
-def _missing(row: InstanceRow) -> HTTPError:
+def missing_file(row: InstanceRow) -> HTTPError:
     return HTTPError(
         500,
         f"instance {row.sop_instance_uid} is indexed but its file is "
@@ -154,7 +154,7 @@ async def open_blob(archive: Archive, row: InstanceRow):  # type: ignore[no-unty
     try:
         return await blocking(archive.open_instance, row)
     except KeyError:
-        raise _missing(row) from None
+        raise missing_file(row) from None
 
 
 async def read_chunks(fh, start: int = 0, length: int | None = None) -> AsyncIterator[bytes]:  # type: ignore[no-untyped-def]
@@ -200,7 +200,7 @@ def _load(archive: Archive, row: InstanceRow, target: str) -> Loaded:
     if target != row.transfer_syntax_uid:
         try:
             with pixel_errors():
-                return target, transcode_blocking(archive, row, target)
+                return target, archive.read_as(row, target)
         except HTTPError as exc:
             log.warning("instance %s sent as stored: %s", row.sop_instance_uid, exc.message)
     try:
