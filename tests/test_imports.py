@@ -155,3 +155,16 @@ def test_function_local_type_checking_and_relative_imports_are_edges(tmp_path: P
 def test_no_import_cycles() -> None:
     found = cycles(import_graph())
     assert not found, "import cycles:\n" + "\n".join(" → ".join(c) for c in found)
+
+
+def test_the_node_package_imports_no_door() -> None:
+    """isthmus.node serves every door (DESIGN.md, "One DICOM port"): doors hand it their
+    handlers, it imports none of them."""
+    doors = ("isthmus.dimse", "isthmus.web")
+    graph = import_graph()
+    wrong = {
+        name: sorted(t for t in targets if t.startswith(doors))
+        for name, targets in graph.items()
+        if name.startswith("isthmus.node")
+    }
+    assert not any(wrong.values()), wrong

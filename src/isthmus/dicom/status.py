@@ -1,9 +1,10 @@
 """DIMSE statuses: one table of the codes Isthmus sends or reads, with their meaning.
 
 Every DIMSE response carries a Status (0000,0900) (PS3.7 9.1, E.1).  Its class -
-success, pending, cancel, warning or failure - follows from the code (PS3.7 Annex C);
-the general codes (01xx, 02xx) are defined in PS3.7 Annex C, the service-specific
-ones (Axxx, Bxxx, Cxxx, Fxxx) by each service class in PS3.4.  The same code can
+success, pending, cancel, warning or failure (PS3.7 C.1-C.5) - follows from the
+code; the general codes (01xx, 02xx) are defined in PS3.7 Annex C (warnings C.4,
+failures C.5), the service-specific ones (Axxx, Bxxx, Cxxx, FF01) by each service
+class in PS3.4.  The same code can
 mean different things in different services (0xC000 is "Cannot understand" for
 C-STORE and "Unable to process" for C-FIND; 0xB000 is "Coercion of data elements"
 for C-STORE and "Sub-operations complete, one or more failures" for C-MOVE), so a
@@ -72,28 +73,28 @@ ATTRIBUTE_VALUE_OUT_OF_RANGE = Status(
     0x0116, "ATTRIBUTE_VALUE_OUT_OF_RANGE", "Warning: attribute value out of range", "PS3.7 C.4"
 )
 PROCESSING_FAILURE = Status(
-    0x0110, "PROCESSING_FAILURE", "Failure: processing failure", "PS3.7 C.4"
+    0x0110, "PROCESSING_FAILURE", "Failure: processing failure", "PS3.7 C.5"
 )
 DUPLICATE_SOP_INSTANCE = Status(
-    0x0111, "DUPLICATE_SOP_INSTANCE", "Failure: duplicate SOP instance", "PS3.7 C.4"
+    0x0111, "DUPLICATE_SOP_INSTANCE", "Failure: duplicate SOP instance", "PS3.7 C.5"
 )
 NO_SUCH_SOP_INSTANCE = Status(
-    0x0112, "NO_SUCH_SOP_INSTANCE", "Failure: no such SOP instance", "PS3.7 C.4"
+    0x0112, "NO_SUCH_SOP_INSTANCE", "Failure: no such SOP instance", "PS3.7 C.5"
 )
-NO_SUCH_SOP_CLASS = Status(0x0118, "NO_SUCH_SOP_CLASS", "Failure: no such SOP class", "PS3.7 C.4")
+NO_SUCH_SOP_CLASS = Status(0x0118, "NO_SUCH_SOP_CLASS", "Failure: no such SOP class", "PS3.7 C.5")
 SOP_CLASS_NOT_SUPPORTED = Status(
-    0x0122, "SOP_CLASS_NOT_SUPPORTED", "Refused: SOP class not supported", "PS3.7 C.4"
+    0x0122, "SOP_CLASS_NOT_SUPPORTED", "Refused: SOP class not supported", "PS3.7 C.5"
 )
-NOT_AUTHORIZED = Status(0x0124, "NOT_AUTHORIZED", "Refused: not authorized", "PS3.7 C.4")
+NOT_AUTHORIZED = Status(0x0124, "NOT_AUTHORIZED", "Refused: not authorized", "PS3.7 C.5")
 DUPLICATE_INVOCATION = Status(
-    0x0210, "DUPLICATE_INVOCATION", "Failure: duplicate invocation", "PS3.7 C.4"
+    0x0210, "DUPLICATE_INVOCATION", "Failure: duplicate invocation", "PS3.7 C.5"
 )
 UNRECOGNIZED_OPERATION = Status(
-    0x0211, "UNRECOGNIZED_OPERATION", "Failure: unrecognized operation", "PS3.7 C.4"
+    0x0211, "UNRECOGNIZED_OPERATION", "Failure: unrecognized operation", "PS3.7 C.5"
 )
-MISTYPED_ARGUMENT = Status(0x0212, "MISTYPED_ARGUMENT", "Failure: mistyped argument", "PS3.7 C.4")
+MISTYPED_ARGUMENT = Status(0x0212, "MISTYPED_ARGUMENT", "Failure: mistyped argument", "PS3.7 C.5")
 RESOURCE_LIMITATION = Status(
-    0x0213, "RESOURCE_LIMITATION", "Failure: resource limitation", "PS3.7 C.4"
+    0x0213, "RESOURCE_LIMITATION", "Failure: resource limitation", "PS3.7 C.5"
 )
 
 # -- C-STORE (PS3.4 B.2.3) ------------------------------------------------------
