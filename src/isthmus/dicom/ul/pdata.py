@@ -13,7 +13,8 @@ import struct
 from collections.abc import Container, Iterator, MutableSequence
 
 from isthmus.dicom.ul.errors import INVALID_PARAMETER, UNEXPECTED_PARAMETER, PDUError
-from isthmus.dicom.ul.pdu import P_DATA_TF
+
+P_DATA_TF = 0x04  # PDU type of a P-DATA-TF (PS3.8 9.3.1); pdu.py builds on this module
 
 # The smallest Maximum Length Received (PS3.8 D.1) through which a P-DATA-TF can carry
 # data: a PDV item is 4 bytes of length, a context ID, a control header and a fragment,

@@ -37,12 +37,13 @@ from isthmus.dicom.ul.items import (
     iter_items,
     text,
 )
+from isthmus.dicom.ul.pdata import P_DATA_TF as P_DATA_TF  # re-exported: pdu.P_DATA_TF
+from isthmus.dicom.ul.pdata import split_pdvs
 
 # PDU types (PS3.8 9.3.2-9.3.8)
 A_ASSOCIATE_RQ = 0x01
 A_ASSOCIATE_AC = 0x02
 A_ASSOCIATE_RJ = 0x03
-P_DATA_TF = 0x04
 A_RELEASE_RQ = 0x05
 A_RELEASE_RP = 0x06
 A_ABORT = 0x07
@@ -337,8 +338,6 @@ class PDataTF:
 
     @classmethod
     def decode(cls, data: bytes | memoryview) -> PDataTF:
-        from isthmus.dicom.ul.pdata import split_pdvs  # pdata builds on this module
-
         _checked_length(data, P_DATA_TF)
         pdvs = split_pdvs(memoryview(data)[PDU_HEADER:])
         return cls(tuple(PDV(cid, control, bytes(value)) for cid, control, value in pdvs))
