@@ -245,9 +245,19 @@ def _time_upper(value: str) -> str:
 
 
 def _time_lower(value: str) -> str:
-    """The first moment a TM denotes: ``14`` → ``140000``, ``141500.5`` unchanged."""
+    """A lower bound for the stored TM strings that start at or after `value`: the value
+    without trailing zero components (``140000`` → ``14``, ``141500.50`` → ``141500.5``).
+
+    Stored times may be partial too (``1415`` starts at 14:15:00); string order puts
+    ``1415`` before ``141500``, so the bound drops what padding would add.  Every
+    stored value at or after the bound in string order starts at or after it in time."""
     whole, _, frac = value.partition(".")
-    return whole + "0" * (6 - len(whole)) + ("." + frac if frac else "")
+    frac = frac.rstrip("0")
+    if frac:
+        return whole + "." + frac
+    while len(whole) > 2 and whole.endswith("00"):
+        whole = whole[:-2]
+    return whole
 
 
 def split_range(keyword: str, value: str) -> tuple[str, str]:
@@ -581,10 +591,10 @@ class FuzzyName(Matcher):
         return False
 
 
-def person_name_matcher(value: str, fuzzy: bool) -> Matcher | None:
+def person_name_matcher(keyword: str, value: str, fuzzy: bool) -> Matcher | None:
     groups = tuple(value.split("="))
     if len(groups) > 3:
-        raise QueryError(f"person name {value!r} has more than three component groups")
+        raise QueryError(f"{keyword}: {value!r} has more than three component groups")
     if fuzzy and len(groups) == 1 and not has_wildcard(value):
         words = tuple(w for w in _WORD_SPLIT.split(value.upper()) if w)
         return FuzzyName(words) if words else None
@@ -648,7 +658,7 @@ def _one(keyword: str, vr: str, value: str, fuzzy: bool) -> Matcher | None:
     if vr in INT_VRS or vr in FLOAT_VRS:
         return number_matcher(keyword, vr, value)
     if vr == "PN":
-        return person_name_matcher(value, fuzzy)
+        return person_name_matcher(keyword, value, fuzzy)
     return text_matcher(value)
 
 
