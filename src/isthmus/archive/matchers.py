@@ -321,7 +321,12 @@ def time_matcher(keyword: str, value: str) -> Matcher:
     precision; this is also what range matching (C.2.2.2.5) gives for ``1415-1415``,
     so a single value and the degenerate range agree.  Both paths used to differ here
     (SQL took the interval, the stored-JSON path compared strings).  Ranges ``A-B``,
-    ``A-`` and ``-B`` run from the first moment of A to the last moment of B."""
+    ``A-`` and ``-B`` run from the first moment of A to the last moment of B.  A stored
+    partial time is the moment it starts at (stored ``1415`` matches ``141500``).
+
+    Combined DA-TM range matching (C.2.2.2.5: Study Date and Study Time ranges read as
+    one date-time range) is only in force when negotiated with extended negotiation,
+    which the SCP does not offer; date and time keys match independently."""
     if "-" not in value:
         check_time(keyword, value)
         return Between(_time_lower(value), _time_upper(value))
