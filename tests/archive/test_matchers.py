@@ -24,6 +24,8 @@ from typing import Any
 import pydicom
 import pytest
 import sqlalchemy as sa
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.uid import CTImageStorage, MRImageStorage
 
 from isthmus.archive import Archive, QueryError, query_from_keywords
@@ -169,6 +171,12 @@ def dataset(label: str) -> bytes:
     if label in ("b", "g"):
         ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
     ds.InstitutionName = "ISTHMUS" if label < "e" else "OTHER"
+    codes = {"a": [("CT1", "DCM"), ("MR1", "LN")], "b": [("CT1", "LN")], "c": [("US1", "DCM")]}
+    if label in codes:
+        ds.ProcedureCodeSequence = Sequence([code_item(v, s) for v, s in codes[label]])
+    refs = {"a": ["1.2.3.1", "1.2.3.2"], "b": ["1.2.3.2"], "c": [None]}
+    if label in refs:
+        ds.ReferencedStudySequence = Sequence([reference(uid) for uid in refs[label]])
     attrs = {keyword: None for keyword in SIDE if keyword != "InstitutionName"}
     attrs.update(DATA[label])
     attrs["AcquisitionDate"] = attrs.get("StudyDate")
@@ -182,6 +190,20 @@ def dataset(label: str) -> bytes:
     out = io.BytesIO()
     pydicom.dcmwrite(out, ds, enforce_file_format=True)
     return out.getvalue()
+
+
+def code_item(value: str, scheme: str) -> Dataset:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, value
+    return item
+
+
+def reference(uid: str | None) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"
+    if uid:
+        item.ReferencedSOPInstanceUID = uid
+    return item
 
 
 @pytest.fixture(scope="module")
@@ -487,3 +509,67 @@ def test_find_matches_non_indexed_keys_like_the_index(stored: Archive) -> None:
         assert labels({"StudyTime": value}) == labels({"AcquisitionTime": value}), value
     for value in ("20200310", "20200101-", "-20191231"):
         assert labels({"StudyDate": value}) == labels({"AcquisitionDate": value}), value
+
+
+# --------------------------------------------------------------- sequences
+def image_labels(archive: Archive, keys: dict[str, str]) -> set[str]:
+    query = query_from_keywords("IMAGE", {"SOPInstanceUID": "", **keys})
+    return {label_of(m["00080018"]["Value"][0]) for m in archive.find(query).matches}
+
+
+@pytest.mark.parametrize(
+    "keys, expected",
+    [
+        ({"ProcedureCodeSequence.CodeValue": "CT1"}, {"a", "b"}),
+        ({"ProcedureCodeSequence.CodeValue": "MR*"}, {"a"}),
+        ({"ProcedureCodeSequence.CodeValue": "CT1\\US1"}, {"a", "b", "c"}),
+        # every key of the item must hold in one stored item, not across items
+        (
+            {"ProcedureCodeSequence.CodeValue": "CT1", "00081032.00080102": "LN"},
+            {"b"},
+        ),
+        (
+            {"ProcedureCodeSequence.CodeValue": "MR1", "00081032.00080102": "LN"},
+            {"a"},
+        ),
+        ({"ProcedureCodeSequence.CodeValue": ""}, ALL),  # universal item key
+        ({"ReferencedStudySequence.ReferencedSOPInstanceUID": "1.2.3.2"}, {"a", "b"}),
+        ({"ReferencedStudySequence.ReferencedSOPInstanceUID": "1.2.3.1\\1.2.3.9"}, {"a"}),
+        ({"ReferencedStudySequence.ReferencedSOPInstanceUID": "1.2.3.9"}, set()),
+        (
+            {
+                "ReferencedStudySequence.ReferencedSOPInstanceUID": "1.2.3.2",
+                "ProcedureCodeSequence.CodeValue": "CT1",
+                "StudyTime": "1415",
+            },
+            {"a", "b"},
+        ),
+    ],
+)
+def test_sequence_matching_needs_one_item_matching_every_item_key(
+    stored: Archive, keys: dict[str, str], expected: set[str]
+) -> None:
+    assert image_labels(stored, keys) == expected
+
+
+def test_sequence_key_returns_the_stored_items(stored: Archive) -> None:
+    query = query_from_keywords(
+        "IMAGE", {"SOPInstanceUID": sop_uid("b"), "ProcedureCodeSequence.CodeValue": "CT1"}
+    )
+    [match] = stored.find(query).matches
+    [item] = match["00081032"]["Value"]
+    assert item["00080100"]["Value"] == ["CT1"]
+    assert item["00080102"]["Value"] == ["LN"]
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("ReferencedStudySequence.ReferencedSOPInstanceUID", "1.2.*"),
+        ("PatientName.PatientID", "x"),  # not a sequence
+        ("ProcedureCodeSequence.ConceptCodeSequence.CodeValue", "x"),  # two levels
+    ],
+)
+def test_invalid_sequence_keys_are_query_errors(stored: Archive, name: str, value: str) -> None:
+    with pytest.raises(QueryError):
+        image_labels(stored, {name: value})

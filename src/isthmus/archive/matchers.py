@@ -22,6 +22,7 @@ list of UIDs  C.2.2.2.2    `UidList` (also a single UID)
 universal     C.2.2.2.3    no matcher: `matcher_for` returns None for ``""``/``*``
 wildcard      C.2.2.2.4    `Wildcard`; not for DA/TM/DT/UI/numbers (refused)
 range         C.2.2.2.5    `DateRange` (DA), `TimeRange` (TM), `DateTimeRange` (DT)
+sequence      C.2.2.2.6    `SequenceMatch` (stored JSON only)
 multiple values            `AnyOf`: a key ``a\\b`` matches when any value matches
 =========================  =====================================================
 
@@ -627,6 +628,49 @@ class AnyOf(Matcher):
         return any(m.match(values) for m in self.matchers)
 
 
+@dataclass(frozen=True)
+class SequenceMatch(Matcher):
+    """Sequence matching (PS3.4 C.2.2.2.6): a sequence key holding one item of keys
+    matches an entity when at least one item of its stored sequence satisfies every
+    key of that item (each key by its own rule; universal item keys only ask for the
+    attribute).  Sequences are never index columns, so this rule runs over stored JSON
+    only (`indexable` is False)."""
+
+    items: tuple[tuple[str, Matcher], ...]  # (tag as 8 hex digits, matcher of that key)
+    indexable = False
+
+    def sql(self, column: Any, norm: Any = None) -> Condition:
+        raise TypeError("sequence keys are matched over stored values only")
+
+    def match(self, values: Sequence[Any]) -> bool:
+        for item in values:
+            if not isinstance(item, dict):
+                continue
+            if all(m.match((item.get(tag) or {}).get("Value", [])) for tag, m in self.items):
+                return True
+        return False
+
+
+def sequence_matcher(
+    keyword: str, item_keys: dict[int, str], fuzzy: bool = False
+) -> SequenceMatch | None:
+    """The matcher of a sequence key whose one item holds `item_keys` (tag → value),
+    or None when every item key is universal (then the key only returns the items)."""
+    from pydicom.datadict import dictionary_VR, keyword_for_tag
+
+    items = []
+    for tag, value in item_keys.items():
+        try:
+            vr = str(dictionary_VR(tag))
+        except KeyError:
+            vr = "UN"
+        name = f"{keyword}.{keyword_for_tag(tag) or f'{tag:08X}'}"
+        m = matcher_for(name, vr, value, fuzzy)
+        if m is not None:
+            items.append((f"{tag:08X}", m))
+    return SequenceMatch(tuple(items)) if items else None
+
+
 def matcher_for(keyword: str, vr: str, value: str | None, fuzzy: bool = False) -> Matcher | None:
     """The matcher of one key, or None for universal matching (PS3.4 C.2.2.2.3: an
     empty value, or ``*``, matches every entity and only asks for the attribute).
@@ -677,7 +721,9 @@ __all__ = [
     "Number",
     "PersonName",
     "QueryError",
+    "SequenceMatch",
     "UidList",
     "Wildcard",
     "matcher_for",
+    "sequence_matcher",
 ]

@@ -29,7 +29,13 @@ from isthmus.archive.attributes import (
     level_index,
 )
 from isthmus.archive.attributes import keyword as keyword_of
-from isthmus.archive.matchers import Matcher, QueryError, matcher_for
+from isthmus.archive.matchers import (
+    Matcher,
+    QueryError,
+    SequenceMatch,
+    matcher_for,
+    sequence_matcher,
+)
 
 _INT_VRS = ("IS", "US", "UL", "SL", "SS")
 
@@ -42,11 +48,14 @@ class Query:
     `hierarchical` applies PS3.4 C.4.1.2.1 rules on the unique keys of the levels
     above `level` for the information model `root` ("PATIENT" or "STUDY").
     `fuzzy` turns on fuzzy person name matching (`matchers.FuzzyName`; QIDO-RS
-    ``fuzzymatching=true``).
+    ``fuzzymatching=true``).  `sequence_keys` maps a sequence tag to the keys of its
+    one item (PS3.4 C.2.2.2.6 sequence matching, over stored metadata); the sequence
+    is returned like any key.
     """
 
     level: str
     keys: dict[int, str] = field(default_factory=dict)
+    sequence_keys: dict[int, dict[int, str]] = field(default_factory=dict)
     root: str = "STUDY"
     hierarchical: bool = False
     fuzzy: bool = False
@@ -90,6 +99,10 @@ def find(conn: Connection, query: Query) -> FindResult:
             where.append(_computed_condition(attr, matcher))
         else:
             post.append((tag, matcher))
+    for tag, item_keys in query.sequence_keys.items():
+        seq = sequence_matcher(keyword_of(tag), item_keys, query.fuzzy)
+        if seq is not None:
+            post.append((tag, seq))
     stmt = sa.select(base.c.pk).select_from(select_from).where(*where).order_by(base.c.pk)
     if not post:
         stmt = stmt.offset(query.offset or None)
@@ -160,7 +173,7 @@ def _computed_condition(attr: Attribute, matcher: Matcher) -> Any:
 def _wants_metadata(query: Query, level: str) -> bool:
     if query.include_all:
         return True
-    return any(tag not in BY_TAG for tag in query.keys)
+    return bool(query.sequence_keys) or any(tag not in BY_TAG for tag in query.keys)
 
 
 def _representatives(conn: Connection, level: str, pks: list[int]) -> dict[int, dict[str, Any]]:
@@ -195,8 +208,8 @@ def _post_match(meta: dict[str, Any] | None, keys: list[tuple[int, Matcher]]) ->
         return False
     for tag, matcher in keys:
         entry = meta.get(f"{tag:08X}") or {}
-        if entry.get("vr") == "SQ":
-            continue  # sequence keys are return keys: items are returned, not matched
+        if entry.get("vr") == "SQ" and not isinstance(matcher, SequenceMatch):
+            continue  # a plain value on a sequence key: items are returned, not matched
         if not matcher.match(entry.get("Value", [])):
             return False
     return True
@@ -231,7 +244,7 @@ def _build(
     """DICOM JSON per match: requested keys (+ defaults for QIDO), from columns or metadata."""
     if not pks:
         return []
-    tags = set(query.keys)
+    tags = set(query.keys) | set(query.sequence_keys)
     if query.include_defaults:
         tags |= {_tag(kw) for kw in DEFAULT_RETURN[level]}
         for upper in LEVELS[1 : level_index(level) + 1]:
@@ -381,16 +394,27 @@ def _json_entry(vr: str, value: Any) -> dict[str, Any]:
 
 
 def query_from_keywords(level: str, params: dict[str, str], **kwargs: Any) -> Query:
-    """Build a Query from keyword/tag → value pairs (CLI and QIDO-RS)."""
+    """Build a Query from keyword/tag → value pairs (CLI and QIDO-RS).
+
+    A dotted name (``ReferencedStudySequence.ReferencedSOPInstanceUID`` or
+    ``00081110.00081155``, PS3.18 8.3.4.1) is a key of the sequence's item (sequence
+    matching, one level deep)."""
     from isthmus.archive.attributes import resolve_tag
 
     keys: dict[int, str] = {}
+    sequences: dict[int, dict[int, str]] = {}
     for name, value in params.items():
         try:
-            keys[resolve_tag(name)] = value
+            path = [resolve_tag(part) for part in name.split(".")]
         except KeyError as exc:
             raise QueryError(str(exc)) from None
-    return Query(level=level.upper(), keys=keys, **kwargs)
+        if len(path) == 1:
+            keys[path[0]] = value
+        elif len(path) == 2 and _vr(path[0]) == "SQ":
+            sequences.setdefault(path[0], {})[path[1]] = value
+        else:
+            raise QueryError(f"{name[:80]!r}: only one level of sequence items can be matched")
+    return Query(level=level.upper(), keys=keys, sequence_keys=sequences, **kwargs)
 
 
 __all__ = ["Query", "QueryError", "FindResult", "find", "query_from_keywords", "keyword_of"]
