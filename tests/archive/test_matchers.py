@@ -309,6 +309,8 @@ CASES: list[tuple[str, str, set[str] | None]] = [
     ("AccessionNumber", "**", ALL - {"h"}),
     ("AccessionNumber", "A*C?", {"a", "e", "f", "g"}),
     ("AccessionNumber", "ACC1\\ACC5", {"a", "e"}),
+    ("AccessionNumber", "ACC1\\", {"a"}),  # an empty list item adds nothing
+    ("AccessionNumber", "ACC1\\*", None),  # `*` in a list: universal
     ("Modality", "C?", {"a", "c", "e"}),
     ("Modality", "MR\\US", {"b", "d", "g"}),
     ("InstitutionName", "ISTHMUS", {"a", "b", "c", "d"}),

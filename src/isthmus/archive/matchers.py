@@ -38,6 +38,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -90,8 +91,10 @@ def like_pattern(value: str) -> str:
     return "".join(out)
 
 
+@lru_cache(maxsize=1024)
 def wildcard_regex(value: str) -> re.Pattern[str]:
-    """The same wildcard value as a regular expression for a whole-string match."""
+    """The same wildcard value as a regular expression for a whole-string match
+    (cached: the stored-JSON path checks one key against every candidate)."""
     parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in value]
     return re.compile("".join(parts), re.S)
 
@@ -685,11 +688,13 @@ def matcher_for(keyword: str, vr: str, value: str | None, fuzzy: bool = False) -
     if vr in BINARY_VRS:
         raise QueryError(f"{keyword}: matching on {vr} values is not supported")
     matchers: list[Matcher] = []
-    for one in value.split("\\"):
+    for one in [v for v in value.split("\\") if v]:  # empty list items add nothing
         m = _one(keyword, vr, one, fuzzy)
         if m is None:
-            return None  # one universal value makes the whole key universal
+            return None  # a universal value (``*``) makes the whole key universal
         matchers.append(m)
+    if not matchers:
+        return None
     return matchers[0] if len(matchers) == 1 else AnyOf(tuple(matchers))
 
 
