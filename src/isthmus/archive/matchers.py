@@ -9,20 +9,22 @@ matcher (`matcher_for`).  A matcher answers the same question twice:
   attribute in an instance's stored DICOM JSON (PS3.18 F.2), for keys that are not
   columns.
 
-Both are built from one parsed key (validated once, in the constructor: an invalid
-DA/TM/DT/UID/number raises `QueryError` before either path runs), so SQL and Python
-cannot disagree.  ``tests/archive/test_matchers.py`` runs every rule through both
+Both are built from one parsed key (validated once, by `matcher_for`: an invalid
+DA/TM/DT/UID/number raises `QueryError` before either path runs, whether or not the
+attribute is a column), so SQL and Python cannot disagree.  ``tests/archive/test_matchers.py`` runs every rule through both
 paths on the same data.
 
 The rules (PS3.4 C.2.2.2; each class says why):
 
 =========================  =====================================================
-single value  C.2.2.2.1    `Exact` (text), `Number` (IS/DS/US/…), `PersonName`
+single value  C.2.2.2.1    `Exact` (text, DA), `Number` (IS/DS/US/…), `PersonName`
 list of UIDs  C.2.2.2.2    `UidList` (also a single UID)
 universal     C.2.2.2.3    no matcher: `matcher_for` returns None for ``""``/``*``
 wildcard      C.2.2.2.4    `Wildcard`; not for DA/TM/DT/UI/numbers (refused)
-range         C.2.2.2.5    `DateRange` (DA), `TimeRange` (TM), `DateTimeRange` (DT)
+range         C.2.2.2.5    `Between` (DA ranges; TM values and ranges as intervals),
+                           `DateTimeRange` (DT, on UTC instants; stored JSON only)
 sequence      C.2.2.2.6    `SequenceMatch` (stored JSON only)
+fuzzy names   PS3.18       `FuzzyName` (QIDO-RS ``fuzzymatching=true``, 8.3.4.1)
 multiple values            `AnyOf`: a key ``a\\b`` matches when any value matches
 =========================  =====================================================
 
@@ -561,8 +563,11 @@ class PersonName(Matcher):
 
 @dataclass(frozen=True)
 class FuzzyName(Matcher):
-    """Fuzzy person name matching (QIDO-RS ``fuzzymatching=true``, PS3.18 8.3.4.1;
-    PS3.4 C.2.2.2.1 leaves the rule to the SCP).
+    """Fuzzy person name matching (QIDO-RS ``fuzzymatching=true``, PS3.18 8.3.4.1).
+
+    The standard does not define the rule (it is the implementation's "fuzzy semantic
+    matching"); C-FIND has no flag for it here (the SCP does not offer extended
+    negotiation), but the engine is shared, so `Query.fuzzy` turns it on for either.
 
     The rule: split the key into words (at ``^``, spaces and commas); a name matches
     when every word is the start of some word of its alphabetic group, ignoring case.

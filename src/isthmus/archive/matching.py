@@ -93,11 +93,11 @@ def find(conn: Connection, query: Query) -> FindResult:
         matcher = matcher_for(keyword_of(tag), vr, value, query.fuzzy)
         if matcher is None:
             continue  # universal matching (PS3.4 C.2.2.2.3)
-        if attr is not None and not attr.computed:
+        if attr is not None and not attr.computed and matcher.indexable:
             where.append(_condition(attr, matcher))
-        elif attr is not None:
+        elif attr is not None and attr.computed:
             where.append(_computed_condition(attr, matcher))
-        else:
+        else:  # not a column, or a rule without SQL form (DT): over stored JSON
             post.append((tag, matcher))
     for tag, item_keys in query.sequence_keys.items():
         seq = sequence_matcher(keyword_of(tag), item_keys, query.fuzzy)
