@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from isthmus.archive import Archive, Query, QueryError, query_from_keywords
-from isthmus.archive.matching import _pad
+from isthmus.archive.matchers import _time_lower, _time_upper
 from isthmus.testing import catalogue
 from isthmus.testing.catalogue import series_uid, sop_uid, study_uid
 
@@ -188,9 +188,12 @@ def test_invalid_dates_times_and_ranges_are_query_errors(
 
 
 def test_time_bounds_stretch_a_partial_time_to_the_moments_it_denotes() -> None:
-    assert _pad("TM", "14", False) == "140000"
-    assert _pad("TM", "14", True) == "145959.999999"
-    assert _pad("TM", "1415", True) == "141559.999999"
+    assert _time_lower("14") == "14"
+    assert _time_lower("140000") == "14"
+    assert _time_upper("14") == "145959.999999"
+    assert _time_upper("1415") == "141559.999999"
+    assert (_time_lower("141500.5"), _time_upper("141500.5")) == ("141500.5", "141500.599999")
+    assert _time_lower("141500.50") == "141500.5"
 
 
 # ------------------------------------------------------------------- UID lists, numbers
