@@ -291,9 +291,9 @@ def _print_table(matches: list[Dataset], identifier: Dataset) -> None:
     ]
     rows = [[_cell(m.get(c)) for c in columns] for m in matches]
     widths = [min(40, max([len(c)] + [len(r[i]) for r in rows])) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w)[:w] for c, w in zip(columns, widths)))
+    print("  ".join(c.ljust(w)[:w] for c, w in zip(columns, widths, strict=True)))
     for row in rows:
-        print("  ".join(v.ljust(w)[:w] for v, w in zip(row, widths)))
+        print("  ".join(v.ljust(w)[:w] for v, w in zip(row, widths, strict=True)))
 
 
 def _cell(value: Any) -> str:

@@ -114,7 +114,7 @@ def allowed_methods(path: str) -> list[str]:
     for template, methods in RESOURCES.items():
         parts = template.split("/")
         if len(parts) == len(segments) and all(
-            p.startswith("{") or p == s for p, s in zip(parts, segments)
+            p.startswith("{") or p == s for p, s in zip(parts, segments, strict=True)
         ):
             return sorted(set(methods) | ({"HEAD"} if "GET" in methods else set())) + ["OPTIONS"]
     return ["OPTIONS"] if not segments else []

@@ -73,7 +73,7 @@ def _person_name(node: ET.Element, number: int, value: Any) -> None:
         if text is None:
             continue
         group_node = ET.SubElement(pn, group)
-        for name, part in zip(_PN_COMPONENTS, str(text).split("^")):
+        for name, part in zip(_PN_COMPONENTS, str(text).split("^"), strict=False):
             if part:
                 ET.SubElement(group_node, name).text = part
 

@@ -83,7 +83,7 @@ async def retrieve_frames(request: Request) -> Response:
     length = sum(map(len, framing)) + sum(len(f.data) for f in frames) + len(closing)
 
     async def parts():  # type: ignore[no-untyped-def]
-        for head, frame in zip(framing, frames):
+        for head, frame in zip(framing, frames, strict=True):
             yield head
             yield frame.data
         yield closing
