@@ -47,7 +47,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.log_level != "debug":  # our own messages say what failed; pynetdicom's repeat it
         logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     try:
-        return args.func(args)
+        status: int = args.func(args)  # argparse's Namespace is untyped
+        return status
     except ConfigError as exc:
         print(f"isthmus: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from types import TracebackType
 
 import uvicorn
 
 from isthmus.archive import Archive
 from isthmus.config import ConfigError, Settings
 from isthmus.dimse.peers import AccessControl
+from isthmus.dimse.router import AssociationRouter
 from isthmus.dimse.scp import start_scp
 from isthmus.web.app import create_app
 from isthmus.web.context import WebContext
@@ -29,7 +30,7 @@ def check_security(settings: Settings) -> None:
 
 
 def _has_oidc(settings: Settings) -> bool:
-    return bool(getattr(settings, "oidc_issuer", ""))
+    return bool(settings.oidc_issuer)
 
 
 def http_config(ctx: WebContext) -> uvicorn.Config:
@@ -39,11 +40,6 @@ def http_config(ctx: WebContext) -> uvicorn.Config:
     (docs/performance.md).
     """
     settings = ctx.settings
-    tls = (
-        {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
-        if settings.tls_cert
-        else {}
-    )
     return uvicorn.Config(
         create_app(ctx),
         host=settings.host,
@@ -52,7 +48,8 @@ def http_config(ctx: WebContext) -> uvicorn.Config:
         lifespan="on",
         ws_max_size=64 * 1024 * 1024,
         ws_per_message_deflate=False,
-        **tls,
+        ssl_certfile=settings.tls_cert or None,  # both or neither (config.load checks)
+        ssl_keyfile=settings.tls_key or None,
     )
 
 
@@ -64,7 +61,7 @@ class Node:
         self.settings = settings
         self.archive = Archive.from_settings(settings)
         self.access = AccessControl(settings)
-        self.router: Any = None
+        self.router: AssociationRouter | None = None
         self._http: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
 
@@ -96,12 +93,16 @@ class Node:
 
     @property
     def dicom_port(self) -> int:
-        return self.router.server_address[1] if self.router else self.settings.dicom_port
+        if self.router is None:
+            return self.settings.dicom_port
+        port: int = self.router.server_address[1]
+        return port
 
     @property
     def http_port(self) -> int:
         if self._http and self._http.servers:
-            return self._http.servers[0].sockets[0].getsockname()[1]
+            port: int = self._http.servers[0].sockets[0].getsockname()[1]
+            return port
         return self.settings.http_port
 
     def stop(self) -> None:
@@ -120,7 +121,12 @@ class Node:
         self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.stop()
 
 

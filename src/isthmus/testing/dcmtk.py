@@ -60,7 +60,7 @@ def missing_tools() -> list[str]:
 
 
 def run(
-    name: str, *args: str, timeout: float = 120, cwd: str | os.PathLike | None = None
+    name: str, *args: str, timeout: float = 120, cwd: str | os.PathLike[str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a DCMTK tool to completion; output captured as text, exit status not checked."""
     return subprocess.run(

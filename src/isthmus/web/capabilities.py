@@ -105,7 +105,9 @@ def wadl(base: str) -> bytes:
             response = ET.SubElement(method, "response", {"status": "200"})
             for media_type in types:
                 ET.SubElement(response, "representation", {"mediaType": media_type})
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(
+        root, encoding="unicode"
+    ).encode("utf-8")
 
 
 def allowed_methods(path: str) -> list[str]:

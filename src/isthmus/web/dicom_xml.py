@@ -23,8 +23,8 @@ def to_xml(dataset: dict[str, Any]) -> bytes:
     root = ET.Element("NativeDicomModel", {"xmlns": NAMESPACE, "xml:space": "preserve"})
     _fill(root, dataset)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(
-        root, encoding="utf-8", xml_declaration=False
-    )
+        root, encoding="unicode"
+    ).encode("utf-8")
 
 
 def _fill(parent: ET.Element, dataset: dict[str, Any]) -> None:

@@ -203,7 +203,8 @@ def _merge(archive: Any, parent: str, uid_tag: int, matches: list[dict[str, Any]
 
 def _add_retrieve_url(match: dict[str, Any], level: str, root: str) -> None:
     def uid(tag: str) -> str:
-        return (match.get(tag, {}).get("Value") or [""])[0]
+        value: str = (match.get(tag, {}).get("Value") or [""])[0]
+        return value
 
     url = f"{root}/studies/{uid('0020000D')}"
     if level in ("SERIES", "IMAGE"):

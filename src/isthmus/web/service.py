@@ -20,7 +20,11 @@ T = TypeVar("T")
 
 
 def context(request: Request) -> WebContext:
-    return request.app.state.ctx
+    """The context create_app left in the app's state."""
+    ctx = request.app.state.ctx
+    if not isinstance(ctx, WebContext):
+        raise TypeError(f"app.state.ctx is {type(ctx).__name__}, not WebContext")
+    return ctx
 
 
 def base_url(request: Request) -> str:

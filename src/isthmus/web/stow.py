@@ -144,7 +144,7 @@ def _request_kind(content_type: str) -> tuple[str, str | None]:
     )
 
 
-async def spool_body(request: Request, folder: os.PathLike | str) -> IO[bytes]:
+async def spool_body(request: Request, folder: os.PathLike[str] | str) -> IO[bytes]:
     """Write the request body to an anonymous temporary file as it arrives.
 
     Chunks are gathered up to SPOOL_CHUNK bytes and written with one writev call in a

@@ -18,8 +18,9 @@ import logging
 import secrets
 import socket
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -41,6 +42,9 @@ from isthmus.web.dicom_ws.pipe import (
 from isthmus.web.dicom_ws.policy import GatewayPolicy, Refusal
 from isthmus.web.dicom_ws.validation import AssociationState, PDUProblem, abort_pdu, reject_pdu
 from isthmus.web.errors import HTTPError
+
+if TYPE_CHECKING:
+    from isthmus.web.context import WebContext
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +82,7 @@ class Pending:
 class Gateway:
     """One per web app: the registry of listeners and pending associations."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.listeners: dict[str, Listener] = {}
@@ -101,7 +105,8 @@ class Gateway:
         router = self.ctx.router
         if router is None:
             return None
-        host, port = router.server_address[:2]
+        bound, port = router.server_address[:2]
+        host = bound.decode() if isinstance(bound, (bytes, bytearray)) else bound
         if host in ("0.0.0.0", ""):
             host = "127.0.0.1"
         elif host == "::":
@@ -216,7 +221,7 @@ class Gateway:
             raise _Stop(CLOSE_NORMAL, "no A-ASSOCIATE-RQ") from None
         if message["type"] == "websocket.disconnect":
             raise _Stop(None, "")
-        data = message.get("bytes")
+        data: bytes | None = message.get("bytes")
         try:
             if data is None:
                 raise PDUProblem("text message where an A-ASSOCIATE-RQ was expected", 1)
@@ -273,6 +278,7 @@ class Gateway:
     def _register(self, listener: Listener) -> None:
         aet = listener.aet
         self.listeners[aet] = listener
+        assert self.ctx.router is not None  # listen() refuses without a DICOM port
         self.ctx.router.add_route(aet, self._route_handler(aet))
         if self.ctx.access is not None:
             self.ctx.access.register_destination(aet, lambda: self._move_destination(aet))
@@ -283,7 +289,8 @@ class Gateway:
         if self.listeners.get(aet) is not listener:
             return
         del self.listeners[aet]
-        self.ctx.router.remove_route(aet)
+        if self.ctx.router is not None:
+            self.ctx.router.remove_route(aet)
         if self.ctx.access is not None:
             self.ctx.access.unregister_destination(aet)
         for pending in [p for p in self.pending.values() if p.listener is listener]:
@@ -299,7 +306,9 @@ class Gateway:
 
     # ------------------------------------------------------------ inbound
 
-    def _route_handler(self, aet: str) -> Any:
+    def _route_handler(
+        self, aet: str
+    ) -> Callable[[socket.socket, Any, router_pdu.AssociateRequest], None]:
         def handle(sock: socket.socket, address: Any, rq: router_pdu.AssociateRequest) -> None:
             # Runs in the router's thread; the loop takes the socket over.
             listener = self.listeners.get(aet)
@@ -445,7 +454,8 @@ def _authorization(websocket: WebSocket) -> str | None:
     header = websocket.headers.get("authorization")
     if header:
         return header
-    for proto in websocket.scope.get("subprotocols", []):
+    protocols: list[str] = websocket.scope.get("subprotocols", [])
+    for proto in protocols:
         if proto.startswith(TOKEN_PROTOCOL_PREFIX):
             return "Bearer " + proto[len(TOKEN_PROTOCOL_PREFIX) :]
     token = websocket.query_params.get("token")

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from isthmus.dicom.pdu import A_ABORT, A_ASSOCIATE_RJ
 from isthmus.web.dicom_ws.validation import (
-    A_ABORT,
-    A_ASSOCIATE_RJ,
     HEADER,
     PDU_NAMES,
     AssociationState,
@@ -189,7 +188,7 @@ class Relay:
         log.debug("%s: closed (%s, %s)", self.label, ended.code, ended.reason)
 
 
-def _outcome(task: asyncio.Task) -> Ended:
+def _outcome(task: asyncio.Task[None]) -> Ended:
     exc = task.exception()
     if isinstance(exc, Ended):
         return exc

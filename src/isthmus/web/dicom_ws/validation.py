@@ -11,6 +11,7 @@ is raised as `PDUProblem` with the A-ABORT reason to send (PS3.8 Table 9-26).
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from isthmus.dicom.pdu import (
@@ -64,7 +65,7 @@ reject_pdu = associate_rj  # An A-ASSOCIATE-RJ PDU (PS3.8 9.3.4)
 
 def pdu_length(header: bytes) -> int:
     """Length of the variable field, from a 6-byte PDU header."""
-    return struct.unpack(">I", header[2:6])[0]
+    return int.from_bytes(header[2:6], "big")
 
 
 @dataclass
@@ -86,7 +87,7 @@ def _aet(raw: bytes, what: str) -> str:
     return text
 
 
-def _items(data: bytes, start: int, end: int, what: str):
+def _items(data: bytes, start: int, end: int, what: str) -> Iterator[tuple[int, int, int]]:
     """(type, value start, value end) of each item in data[start:end]."""
     offset = start
     while offset < end:
@@ -179,7 +180,7 @@ def _user_information(pdu: bytes, start: int, end: int) -> int:
         if sub == 0x51:
             if e - s != 4:
                 raise PDUProblem("maximum length sub-item is not 4 bytes")
-            max_length = struct.unpack(">I", pdu[s:e])[0]
+            max_length = int.from_bytes(pdu[s:e], "big")
     if max_length is None:
         raise PDUProblem("user information has no maximum length sub-item (PS3.8 D.1)")
     return max_length
