@@ -3,8 +3,8 @@
 The virtual environment also holds pynetdicom's example apps under the same names
 (``storescu``, ``findscu``…), so tools are looked up as native executables only.
 
-DCMTK's ``storescp`` cannot be told which address to bind (DESIGN.md, "Notes from
-measurements").  `StoreSCP` therefore runs it, as root, in a private network
+DCMTK's ``storescp`` cannot be told which address to bind (it listens on every
+interface; docs/performance.md, "Method").  `StoreSCP` therefore runs it, as root, in a private network
 namespace with only loopback (``unshare -n``), and forwards a free port on
 127.0.0.1 of this namespace to it; without root it falls back to running it
 directly on a free port.
