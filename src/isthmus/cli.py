@@ -7,16 +7,19 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from tqdm import tqdm
 
 from isthmus import __version__
 from isthmus.config import ConfigError, Peer, Settings, load
+
+if TYPE_CHECKING:
+    from isthmus.archive import StoreResult
 
 log = logging.getLogger("isthmus")
 
@@ -70,7 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"isthmus {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
         p.add_argument("--config", help="TOML configuration file")
@@ -195,7 +200,7 @@ def _import(args: argparse.Namespace) -> int:
     files = list(iter_files(args.paths))
     counts = {"stored": 0, "duplicate": 0, "failed": 0}
 
-    def one(path: Path) -> tuple[Path, Any]:
+    def one(path: Path) -> tuple[Path, StoreResult | OSError]:
         try:
             return path, archive.store(path.read_bytes(), source_aet=None)
         except OSError as exc:

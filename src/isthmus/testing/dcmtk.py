@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
 
 from isthmus.testing.net import free_port
 
@@ -141,7 +141,12 @@ class StoreSCP:
     def __enter__(self) -> StoreSCP:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
@@ -175,7 +180,7 @@ class _Forwarder:
         threading.Thread(target=self._accept, name="storescp-forwarder", daemon=True).start()
 
     def _connect_inside(self) -> socket.socket:
-        result: dict[str, Any] = {}
+        result: dict[str, socket.socket | BaseException] = {}
 
         def inside() -> None:
             try:
@@ -193,11 +198,11 @@ class _Forwarder:
         thread = threading.Thread(target=inside, daemon=True)
         thread.start()
         thread.join(30)
-        if "error" in result:
-            raise result["error"]
-        if "sock" not in result:
+        error, sock = result.get("error"), result.get("sock")
+        if isinstance(error, BaseException):
+            raise error
+        if not isinstance(sock, socket.socket):
             raise TimeoutError("no connection inside the namespace")
-        sock: socket.socket = result["sock"]
         sock.settimeout(None)
         return sock
 

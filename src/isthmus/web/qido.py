@@ -11,13 +11,14 @@ search spans them (all series, all instances, the instances of a study).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from isthmus.archive import FindResult, Query, QueryError
+from isthmus.archive import Archive, FindResult, Query, QueryError
 from isthmus.archive.attributes import DEFAULT_RETURN, resolve_tag
 from isthmus.dicom.json import dumps
 from isthmus.web import media_types as mt
@@ -84,7 +85,7 @@ async def search(request: Request) -> Response:
 
 
 def run_search(
-    archive: Any, query: Query, level: str, study: str | None, series: str | None, root: str
+    archive: Archive, query: Query, level: str, study: str | None, series: str | None, root: str
 ) -> FindResult:
     """The matches, with the parent attributes and Retrieve URL of PS3.18 10.6.3.3."""
     result: FindResult = archive.find(query)
@@ -157,7 +158,11 @@ def _uid_list(tag: int, value: str) -> str:
 
 # ----------------------------------------------------------- parent attributes
 def add_parent_attributes(
-    archive: Any, level: str, study: str | None, series: str | None, matches: list[dict[str, Any]]
+    archive: Archive,
+    level: str,
+    study: str | None,
+    series: str | None,
+    matches: list[dict[str, Any]],
 ) -> None:
     """Add the study (and series) attributes PS3.18 10.6.3.3 asks for at lower levels.
 
@@ -173,7 +178,7 @@ def add_parent_attributes(
             _merge(archive, "SERIES", SERIES_UID, matches)
 
 
-def _merge(archive: Any, parent: str, uid_tag: int, matches: list[dict[str, Any]]) -> None:
+def _merge(archive: Archive, parent: str, uid_tag: int, matches: list[dict[str, Any]]) -> None:
     key = f"{uid_tag:08X}"
     uids = sorted({m[key]["Value"][0] for m in matches if m.get(key, {}).get("Value")})
     found: dict[str, dict[str, Any]] = {}
@@ -228,7 +233,7 @@ def respond(
         return Response(body, status_code=status, headers=headers, media_type=content_type(choice))
     writer = MultipartWriter()
 
-    def parts() -> Any:
+    def parts() -> Iterator[bytes]:
         for dataset in datasets:
             yield writer.part(mt.DICOM_XML) + to_xml(dataset)
         yield writer.close()

@@ -31,7 +31,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from isthmus.archive import StoreResult
+from isthmus.archive import Archive, StoreResult
 from isthmus.dicom import part10
 from isthmus.dicom.json import dumps
 from isthmus.web import media_types as mt
@@ -210,6 +210,7 @@ async def _store_spooled(
         if kind == "single":
             parts = [Part({"content-type": mt.DICOM}, 0, size)]
         else:
+            assert boundary is not None  # _request_kind gives every multipart kind one
             try:
                 parts = await blocking(parse_parts, mapped, boundary)
             except MultipartError as exc:
@@ -250,7 +251,7 @@ async def _store_parts(
                 data.release()
 
 
-def store_one(archive: Any, index: int, data: Any, study: str | None) -> Outcome:
+def store_one(archive: Archive, index: int, data: Any, study: str | None) -> Outcome:
     """Store one Part 10 instance; a study-scoped store first checks its study."""
     if study is not None:
         try:
