@@ -201,9 +201,12 @@ def _from_toml(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _peer_from_toml(value: Any) -> Peer:
+def _peer_from_toml(value: object) -> Peer:
+    """A peer from TOML: "AET@HOST:PORT" or a table with aet, host and port."""
     if isinstance(value, str):
         return Peer.parse(value)
+    if not isinstance(value, dict):
+        raise ConfigError(f"peer entry {value!r} needs aet, host and port")
     try:
         return Peer(check_aet(value["aet"]), str(value["host"]), int(value["port"]))
     except (KeyError, TypeError, ValueError) as exc:
@@ -229,7 +232,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _bool(value: Any) -> bool:
+def _bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
