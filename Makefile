@@ -11,7 +11,7 @@ run:
 
 test: system-deps
 	@scripts/venv.sh test
-	@$(MAKE) --no-print-directory test-python test-js
+	@$(MAKE) --no-print-directory lint test-python test-js
 
 lint: lint-js
 	@scripts/venv.sh test

@@ -1,8 +1,8 @@
 """Run the whole benchmark inside a private network namespace with only loopback.
 
-DCMTK's storescp and Orthanc cannot be told which address to bind (DESIGN.md), so
-every participant of a scenario - SCU, SCP, Isthmus, Orthanc - runs inside one
-namespace made by `unshare -n` (root) or `unshare -rn` (unprivileged, where user
+DCMTK's storescp and Orthanc cannot be told which address to bind (docs/performance.md,
+"Method"), so every participant of a scenario - SCU, SCP, Isthmus, Orthanc - runs inside
+one namespace made by `unshare -n` (root) or `unshare -rn` (unprivileged, where user
 namespaces are allowed), whose loopback is brought up first.  Nothing the
 benchmark starts can be reached from, or reach, any other network.
 """

@@ -33,7 +33,7 @@ def dcmtk_env() -> dict[str, str]:
     DCMTK 3.6.7 leaves Nagle's algorithm on unless TCP_NODELAY is set to a non-zero
     value in the environment (dcmnet/libsrc/dul.cc and dulfsm.cc; DCMTK's
     docs/envvars.txt); with it on, 271 CT images take 15 s on loopback instead of
-    under 1 s (DESIGN.md).
+    under 1 s (docs/performance.md, "Method").
     """
     env = dict(os.environ)
     env["TCP_NODELAY"] = "1"

@@ -147,7 +147,7 @@ def text_table(scenarios: list[Scenario]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     out = []
     for n, row in enumerate(rows):
-        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out) + "\n"

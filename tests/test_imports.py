@@ -158,7 +158,7 @@ def test_no_import_cycles() -> None:
 
 
 def test_the_node_package_imports_no_door() -> None:
-    """isthmus.node serves every door (DESIGN.md, "One DICOM port"): doors hand it their
+    """isthmus.node serves every door (docs/architecture.md, "Layers"): doors hand it their
     handlers, it imports none of them."""
     doors = ("isthmus.dimse", "isthmus.web")
     graph = import_graph()

@@ -7,10 +7,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 from tqdm import tqdm
@@ -18,6 +18,9 @@ from tqdm import tqdm
 from isthmus import __version__
 from isthmus.config import ConfigError, Peer, Settings, load
 from isthmus.dicom.status import SUCCESS
+
+if TYPE_CHECKING:
+    from isthmus.archive import StoreResult
 
 log = logging.getLogger("isthmus")
 
@@ -48,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.log_level != "debug":  # our own messages say what failed; pynetdicom's repeat it
         logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
     try:
-        return args.func(args)
+        status: int = args.func(args)  # argparse's Namespace is untyped
+        return status
     except ConfigError as exc:
         print(f"isthmus: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -70,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"isthmus {__version__}")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    def command(name: str, func: Any, help: str) -> argparse.ArgumentParser:
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.set_defaults(func=func)
         p.add_argument("--config", help="TOML configuration file")
@@ -198,7 +204,7 @@ def _import(args: argparse.Namespace) -> int:
     counts: Counter[StoreOutcome] = Counter()
     failed = 0
 
-    def one(path: Path) -> tuple[Path, Any]:
+    def one(path: Path) -> tuple[Path, StoreResult | OSError]:
         try:
             return path, archive.store(path.read_bytes(), source_aet=None)
         except OSError as exc:
@@ -300,9 +306,9 @@ def _print_table(matches: list[Dataset], identifier: Dataset) -> None:
     ]
     rows = [[_cell(m.get(c)) for c in columns] for m in matches]
     widths = [min(40, max([len(c)] + [len(r[i]) for r in rows])) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w)[:w] for c, w in zip(columns, widths)))
+    print("  ".join(c.ljust(w)[:w] for c, w in zip(columns, widths, strict=True)))
     for row in rows:
-        print("  ".join(v.ljust(w)[:w] for v, w in zip(row, widths)))
+        print("  ".join(v.ljust(w)[:w] for v, w in zip(row, widths, strict=True)))
 
 
 def _cell(value: Any) -> str:

@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -161,24 +162,24 @@ _LIST_SETTINGS = ("cors_origins", "oidc_default_permissions", "dicom_ws_peers", 
 
 
 def load(
-    config_file: str | os.PathLike | None = None,
-    env: dict[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
     **overrides: Any,
 ) -> Settings:
     """Build settings from defaults, TOML file, ``ISTHMUS_*`` environment, then overrides.
 
     Overrides whose value is None are ignored, so CLI flags map straight onto it.
     """
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     values: dict[str, Any] = {}
-    path = config_file or env.get(_ENV_PREFIX + "CONFIG")
+    path = config_file or environ.get(_ENV_PREFIX + "CONFIG")
     if path:
         try:
             with open(path, "rb") as fh:
                 values.update(_from_toml(tomllib.load(fh)))
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-    values.update(_from_env(env))
+    values.update(_from_env(environ))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return _build(values)
 
@@ -200,16 +201,19 @@ def _from_toml(doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _peer_from_toml(value: Any) -> Peer:
+def _peer_from_toml(value: object) -> Peer:
+    """A peer from TOML: "AET@HOST:PORT" or a table with aet, host and port."""
     if isinstance(value, str):
         return Peer.parse(value)
+    if not isinstance(value, dict):
+        raise ConfigError(f"peer entry {value!r} needs aet, host and port")
     try:
         return Peer(check_aet(value["aet"]), str(value["host"]), int(value["port"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"peer entry {value!r} needs aet, host and port") from exc
 
 
-def _from_env(env: dict[str, str] | os._Environ) -> dict[str, Any]:
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(Settings):
         raw = env.get(_ENV_PREFIX + f.name.upper())
@@ -228,7 +232,7 @@ def _from_env(env: dict[str, str] | os._Environ) -> dict[str, Any]:
     return out
 
 
-def _bool(value: Any) -> bool:
+def _bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from types import TracebackType
 
 import uvicorn
 
@@ -30,7 +30,7 @@ def check_security(settings: Settings) -> None:
 
 
 def _has_oidc(settings: Settings) -> bool:
-    return bool(getattr(settings, "oidc_issuer", ""))
+    return bool(settings.oidc_issuer)
 
 
 def http_config(ctx: WebContext) -> uvicorn.Config:
@@ -40,11 +40,6 @@ def http_config(ctx: WebContext) -> uvicorn.Config:
     (docs/performance.md).
     """
     settings = ctx.settings
-    tls = (
-        {"ssl_certfile": settings.tls_cert, "ssl_keyfile": settings.tls_key}
-        if settings.tls_cert
-        else {}
-    )
     return uvicorn.Config(
         create_app(ctx),
         host=settings.host,
@@ -53,7 +48,8 @@ def http_config(ctx: WebContext) -> uvicorn.Config:
         lifespan="on",
         ws_max_size=64 * 1024 * 1024,
         ws_per_message_deflate=False,
-        **tls,
+        ssl_certfile=settings.tls_cert or None,  # both or neither (config.load checks)
+        ssl_keyfile=settings.tls_key or None,
     )
 
 
@@ -102,7 +98,8 @@ class Node:
     @property
     def http_port(self) -> int:
         if self._http and self._http.servers:
-            return self._http.servers[0].sockets[0].getsockname()[1]
+            port: int = self._http.servers[0].sockets[0].getsockname()[1]
+            return port
         return self.settings.http_port
 
     def stop(self) -> None:
@@ -121,7 +118,12 @@ class Node:
         self.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.stop()
 
 

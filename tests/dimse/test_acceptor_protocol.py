@@ -827,7 +827,7 @@ def test_acceptor_pynetdicom_echo_store_find_at_any_maximum_pdu_length(
         1,
         1,
     )
-    ae = AE(ae_title="PDU%d" % max_pdu)
+    ae = AE(ae_title=f"PDU{max_pdu}")
     ae.maximum_pdu_size = max_pdu
     ae.add_requested_context(VERIFICATION)
     ae.add_requested_context(CT, EXPLICIT_LE)

@@ -579,7 +579,13 @@ def test_interop_getscu_implicit_proposal_receives_every_syntax_decodable(
 ) -> None:
     chosen = [RLE, "1.2.840.10008.1.2.4.50", BIG_ENDIAN, EXPLICIT_LE, IMPLICIT_LE]
     study_uid = generate_uid(ROOT)
-    uids = dict(zip(store_study_of(node, [sample_files[ts] for ts in chosen], study_uid), chosen))
+    uids = dict(
+        zip(
+            store_study_of(node, [sample_files[ts] for ts in chosen], study_uid),
+            chosen,
+            strict=True,
+        )
+    )
     out = tmp_path / "out"
     out.mkdir()
     log = run_ok(

@@ -1,5 +1,6 @@
-"""One DICOM port routed by called AE title (DESIGN.md): unknown called AE titles are
-rejected (PS3.8 9.3.4), other doors can register routes, garbage never hurts the port."""
+"""One DICOM port routed by called AE title (docs/architecture.md, "One DICOM port, routed
+by AE title"): unknown called AE titles are rejected (PS3.8 9.3.4), other doors can
+register routes, garbage never hurts the port."""
 
 from __future__ import annotations
 

@@ -165,7 +165,7 @@ def test_frames_with_another_rescale_or_window_get_their_own_display_values() ->
     for ds, intercept, width in ((first, 0, 400), (second, -500, 400), (third, 0, 1000)):
         ds.RescaleIntercept, ds.WindowCenter, ds.WindowWidth = intercept, 40, width
     shown = [display_values(frame, ds, 16, True, "MONOCHROME2") for ds in (first, second, third)]
-    for ds, image in zip((first, second, third), shown):
+    for ds, image in zip((first, second, third), shown, strict=True):
         expected = display_values(frame[:1, :100], ds, 16, True, "MONOCHROME2")
         np.testing.assert_array_equal(image[:1, :100], expected)
     assert not np.array_equal(shown[0], shown[1]) and not np.array_equal(shown[0], shown[2])

@@ -29,7 +29,7 @@ def drag(
             "touchMove",
             [
                 (a[0] + (b[0] - a[0]) * k / steps, a[1] + (b[1] - a[1]) * k / steps)
-                for a, b in zip(start, end)
+                for a, b in zip(start, end, strict=True)
             ],
         )
         page.wait_for_timeout(40)

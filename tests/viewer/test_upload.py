@@ -45,6 +45,7 @@ def test_chosen_files_are_stored_and_appear_in_the_list(
         zip(
             page.locator("#upload-results tbody td:first-child").all_text_contents(),
             page.locator("#upload-results tbody td:last-child").all_text_contents(),
+            strict=True,
         )
     )
     assert results[files[0].name] == "stored"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Iterator
@@ -12,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import requests
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from dicomweb_client import DICOMwebClient
@@ -21,6 +23,7 @@ from tests.web.conftest import make_study, multipart_body, node_settings, part10
 from isthmus.config import ConfigError, Settings
 from isthmus.server import Node, check_security
 from isthmus.web.auth import Authenticator, hash_token
+from isthmus.web.errors import HTTPError
 
 ISSUER, AUDIENCE = "https://login.example.org/realms/pacs", "isthmus"
 TOKENS = {
@@ -70,7 +73,21 @@ class Issuer:
             )
         )
 
-    def token(self, alg: str = "RS256", kid: str = "r1", **claims: Any) -> str:
+    def rsa_public_pem(self) -> bytes:
+        return self.rsa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def token(
+        self,
+        alg: str = "RS256",
+        kid: str | None = "r1",
+        hmac_secret: bytes = b"",
+        **claims: Any,
+    ) -> str:
+        """A token signed with the issuer's keys; `hmac_secret` signs an HS256 one (the
+        algorithm confusion attack signs with the issuer's public key as the secret).
+        A claim given as None is left out."""
         now = int(time.time())
         body = {
             "iss": ISSUER,
@@ -80,11 +97,21 @@ class Issuer:
             "exp": now + 300,
             **claims,
         }
-        head = b64(json.dumps({"alg": alg, "kid": kid, "typ": "JWT"}).encode())
+        body = {name: value for name, value in body.items() if value is not None}
+        header = {"alg": alg, "typ": "JWT"} | ({"kid": kid} if kid is not None else {})
+        head = b64(json.dumps(header).encode())
         payload = b64(json.dumps(body).encode())
         signed = f"{head}.{payload}".encode()
         if alg == "RS256":
             signature = self.rsa.sign(signed, padding.PKCS1v15(), hashes.SHA256())
+        elif alg == "PS256":
+            signature = self.rsa.sign(
+                signed,
+                padding.PSS(padding.MGF1(hashes.SHA256()), hashes.SHA256.digest_size),
+                hashes.SHA256(),
+            )
+        elif alg == "HS256":
+            signature = hmac.new(hmac_secret, signed, hashlib.sha256).digest()
         elif alg == "ES256":
             r, s = decode_dss_signature(self.ec.sign(signed, ec.ECDSA(hashes.SHA256())))
             signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
@@ -247,3 +274,89 @@ def test_beyond_loopback_needs_authentication(issuer):
 def test_oidc_needs_audience_and_keys():
     with pytest.raises(ConfigError):
         Authenticator(Settings(oidc_issuer=ISSUER))
+
+
+@pytest.mark.parametrize("alg, kid", [("RS256", "r1"), ("PS256", "r1"), ("ES256", "e1")])
+def test_oidc_algorithms_of_each_key(issuer, alg, kid):
+    auth = Authenticator(oidc_settings(issuer))
+    assert auth.require(f"Bearer {issuer.token(alg, kid)}", "read").name == "alice"
+
+
+def oidc_settings(issuer: Issuer, **changes: Any) -> Settings:
+    values: dict[str, Any] = {
+        "oidc_issuer": ISSUER,
+        "oidc_audience": AUDIENCE,
+        "oidc_jwks_file": str(issuer.jwks),
+    }
+    return Settings(**(values | changes))
+
+
+def rejected(auth: Authenticator, token: str) -> str:
+    """The 401 message for a token the authenticator must refuse."""
+    with pytest.raises(HTTPError) as refused:
+        auth.require(f"Bearer {token}", "read")
+    assert refused.value.status == 401
+    return refused.value.message
+
+
+def test_hmac_signed_with_the_public_key_is_refused(secured, issuer):
+    """Algorithm confusion: HS256 keyed with the issuer's public RSA key (PEM or the JWK's
+    modulus), which anybody can download, must not pass as the issuer's signature."""
+    for secret in (issuer.rsa_public_pem(), json.loads(issuer.jwks.read_text())["keys"][0]["n"]):
+        secret = secret if isinstance(secret, bytes) else secret.encode()
+        for kid in ("r1", None):
+            response = call(secured, "GET", "/studies", issuer.token("HS256", kid, secret))
+            assert response.status_code == 401
+            assert "algorithm" in response.json()["message"]
+
+
+def test_algorithm_must_fit_the_key(issuer):
+    auth = Authenticator(oidc_settings(issuer))
+    # An RS256 header naming the EC key, and an ES256 header naming the RSA key.
+    assert "does not fit" in rejected(auth, issuer.token("RS256", "e1"))
+    assert "does not fit" in rejected(auth, issuer.token("ES256", "r1"))
+
+
+def test_key_not_in_the_jwks_is_refused(issuer, tmp_path):
+    auth = Authenticator(oidc_settings(issuer))
+    assert "unknown key id" in rejected(auth, issuer.token("RS256", "rotated-away"))
+    # No kid, and the issuer has two keys: which one is not guessed.
+    assert "no key id" in rejected(auth, issuer.token("RS256", None))
+    # Signed by another issuer's key under a kid of ours: the signature fails.
+    other = Issuer(tmp_path)
+    assert "signature" in rejected(auth, other.token("RS256", "r1"))
+
+
+def test_single_key_without_kid(issuer, tmp_path):
+    document = json.loads(issuer.jwks.read_text())
+    jwks = tmp_path / "one.json"
+    jwks.write_text(json.dumps({"keys": [dict(document["keys"][0], kid=None)]}))
+    auth = Authenticator(oidc_settings(issuer, oidc_jwks_file=str(jwks)))
+    assert auth.require(f"Bearer {issuer.token('RS256', None)}", "read").name == "alice"
+
+
+def test_expiry_and_not_before_with_leeway(issuer):
+    auth = Authenticator(oidc_settings(issuer))
+    now = int(time.time())
+    assert auth.require(f"Bearer {issuer.token(exp=now - 30)}", "read")
+    assert auth.require(f"Bearer {issuer.token(nbf=now + 30)}", "read")
+    assert "expired" in rejected(auth, issuer.token(exp=now - 120))
+    assert "not valid yet" in rejected(auth, issuer.token(nbf=now + 600))
+    assert "no expiry" in rejected(auth, issuer.token(exp=None))
+    assert "audience" in rejected(auth, issuer.token(aud=["other", "more"]))
+    assert auth.require(f"Bearer {issuer.token(aud=['other', AUDIENCE])}", "read")
+    assert "issuer" in rejected(auth, issuer.token(iss=None))
+    assert "not a JWT" in rejected(auth, "a.b.c")
+
+
+def test_jwks_with_a_symmetric_key_is_refused(issuer, tmp_path):
+    """An "oct" key would turn the JWKS into a shared secret: the file is not usable."""
+    jwks = tmp_path / "oct.json"
+    jwks.write_text(json.dumps({"keys": [{"kty": "oct", "kid": "h1", "k": b64(b"secret")}]}))
+    with pytest.raises(ConfigError, match="unsupported key type"):
+        Authenticator(oidc_settings(issuer, oidc_jwks_file=str(jwks)))
+    jwks.write_text(
+        json.dumps({"keys": [dict(json.loads(issuer.jwks.read_text())["keys"][0], alg="HS256")]})
+    )
+    with pytest.raises(ConfigError, match="not accepted"):
+        Authenticator(oidc_settings(issuer, oidc_jwks_file=str(jwks)))

@@ -34,7 +34,7 @@ def samples() -> dict[str, str]:
             if not all(ds.get(k) for k in REQUIRED) or "Rows" not in ds:
                 continue
             try:
-                pydicom.dcmread(path).pixel_array
+                _ = pydicom.dcmread(path).pixel_array
             except Exception:
                 continue  # no decoder here, or no pixel data
             size = os.path.getsize(path)

@@ -90,7 +90,7 @@ class GroupCommitWriter:
         try:
             with self.engine.begin() as conn:
                 results = [p.job(conn) for p in batch]
-            for p, result in zip(batch, results):
+            for p, result in zip(batch, results, strict=True):
                 p.result = result
         except BaseException:
             if self.on_failure is not None:

@@ -305,7 +305,7 @@ def _person_name(value: str) -> Any:
         return None
     groups = value.split("=")
     names = {}
-    for name, group in zip(("Alphabetic", "Ideographic", "Phonetic"), groups):
+    for name, group in zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False):
         names[name] = group
     return names
 

@@ -1,6 +1,6 @@
 """Part 10 files: building the file meta header and reading a header without pixel data.
 
-Ingest never decodes pixel data (DESIGN.md, "Paths that must be fast"): the header
+Ingest never decodes pixel data (docs/architecture.md, "Ingest"): the header
 is parsed up to (7FE0,0010) and the received bytes are kept as they are.
 """
 
@@ -10,7 +10,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
-from typing import Any
+from typing import Any, Literal
 
 from pydicom.dataset import FileMetaDataset  # noqa: F401  (type of split_part10's result)
 from pydicom.filereader import _read_file_meta_info, read_dataset
@@ -129,7 +129,8 @@ def dataset_offset(part10: bytes | memoryview) -> int:
     if bytes(part10[132:138]) != b"\x02\x00\x00\x00UL":
         _meta, rest = split_part10(part10)
         return len(part10) - len(rest)
-    return 144 + struct.unpack_from("<I", part10, 140)[0]
+    group_length: int = struct.unpack_from("<I", part10, 140)[0]
+    return 144 + group_length
 
 
 def guess_transfer_syntax(data: memoryview) -> str:
@@ -258,7 +259,7 @@ def pixel_element(
     """
     if len(data) - pos < 8:
         return None
-    order = "little" if little else "big"
+    order: Literal["little", "big"] = "little" if little else "big"
     tag = (int.from_bytes(data[pos : pos + 2], order) << 16) | int.from_bytes(
         data[pos + 2 : pos + 4], order
     )

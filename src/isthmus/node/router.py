@@ -1,4 +1,4 @@
-"""One DICOM port, routed by called AE title (DESIGN.md, "One DICOM port").
+"""One DICOM port, routed by called AE title (docs/architecture.md, "One DICOM port, routed by AE title").
 
 The listener reads - without consuming - the A-ASSOCIATE-RQ that opens every
 association (PS3.8 9.3.2), looks at the called AE title and hands the connection

@@ -8,7 +8,7 @@ from typing import Any
 
 def set_nodelay(sock: socket.socket) -> None:
     """Disable Nagle's algorithm: DIMSE is request/response, and with Nagle on each
-    response waits for a delayed ACK (DESIGN.md measurements: 15 s instead of 0.8 s)."""
+    response waits for a delayed ACK (docs/performance.md, "Method": 15 s instead of 0.8 s)."""
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut
+from pydicom.pixels.processing import apply_color_lut
 
 from isthmus.render.errors import RenderError
 from isthmus.render.grayscale import stored_values
@@ -42,6 +42,8 @@ def _palette(array: np.ndarray, attrs: Dataset) -> np.ndarray:
 def _scale(values: np.ndarray, bits: int) -> np.ndarray:
     """Scale samples of `bits` bits to 0..255 (rounded)."""
     if bits == 8:
-        return np.clip(values, 0, 255).astype(np.uint8)
+        scaled: np.ndarray = np.clip(values, 0, 255).astype(np.uint8)
+        return scaled
     top = (1 << bits) - 1
-    return np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+    scaled = np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+    return scaled

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 from pydicom.encaps import encapsulate
-from pydicom.pixels import get_decoder
+from pydicom.pixels.decoders.base import get_decoder
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from isthmus.render.encapsulation import encapsulated_frame
@@ -55,7 +55,13 @@ def decode_frame(pixels: PixelData, index: int, as_rgb: bool = True) -> tuple[np
     else:
         ts, source = ExplicitVRLittleEndian, data
     try:
-        array, info = get_decoder(ts).as_array(source, raw=not as_rgb, **pixels.decode_options())
+        # pydicom annotates **kwargs as DecodeOptions, meaning each value; it means
+        # Unpack[DecodeOptions], which decode_options() is.
+        array, info = get_decoder(ts).as_array(
+            source,
+            raw=not as_rgb,
+            **pixels.decode_options(),  # type: ignore[arg-type]
+        )
     except Exception as exc:  # decoders raise RuntimeError/ValueError with their reasons
         name = UID(pixels.transfer_syntax).name
         raise DecodeError(

@@ -16,6 +16,7 @@ Only item headers and the wanted fragments are read, never the whole value (exce
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 from pydicom.encaps import generate_frames
 
@@ -63,7 +64,7 @@ def _basic_offset_table(pixels: PixelData) -> tuple[list[int], int]:
     return offsets, pixels.offset + 8 + length
 
 
-def _fragments(pixels: PixelData, pos: int, end: int | None):
+def _fragments(pixels: PixelData, pos: int, end: int | None) -> Iterator[tuple[int, int]]:
     """(value position, length) of each fragment item from `pos` up to `end` or the delimiter."""
     while end is None or pos < end:
         tag, length = _item_header(pixels, pos)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 from pydicom import uid
-from pydicom.pixels import get_encoder
+from pydicom.pixels.encoders.base import get_encoder
 
 from isthmus.render.errors import TranscodeError
 from isthmus.render.pixel_data import PixelData

@@ -21,17 +21,22 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import SupportsFloat
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi
+from pydicom.pixels.processing import apply_modality_lut, apply_voi
 
 from isthmus.render.errors import RenderError
 
 FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 TABLES_KEPT = 16
-_tables: OrderedDict[tuple, np.ndarray] = OrderedDict()
+# What a display table depends on (see _table_key): dtype, bits stored, signed,
+# photometric interpretation, rescale slope and intercept, window center, width, function.
+TableKey = tuple[str, int, bool, str, float, float, float, float, str]
+_tables: OrderedDict[TableKey, np.ndarray] = OrderedDict()
 _tables_lock = threading.Lock()
 
 
@@ -94,10 +99,12 @@ def file_window(attrs: Dataset) -> Window | None:
         return None  # an unusable window in the file: fall back to the value range
 
 
-def _first(value) -> float:
+def _first(value: object) -> float:
     """The first of a multi-valued DS (several windows may be given; the first is default)."""
-    if hasattr(value, "__len__") and not isinstance(value, str):
+    if isinstance(value, Sequence) and not isinstance(value, str):
         value = value[0]
+    if not isinstance(value, (str, SupportsFloat)):
+        raise TypeError(f"{type(value).__name__} is not a number")
     return float(value)
 
 
@@ -153,7 +160,8 @@ def _display(
         shown = apply_window(values, window) if window else _full_range(values, present)
     if photometric == "MONOCHROME1":
         shown = 255.0 - shown
-    return np.clip(np.rint(shown), 0, 255).astype(np.uint8)
+    display: np.ndarray = np.clip(np.rint(shown), 0, 255).astype(np.uint8)
+    return display
 
 
 def _through_table(
@@ -168,10 +176,12 @@ def _through_table(
     unsigned = np.dtype(f"u{array.dtype.itemsize}")
     indices = array.view(unsigned)
     key = _table_key(array.dtype, attrs, bits_stored, signed, photometric, window)
-    with _tables_lock:
-        table = _tables.get(key) if key else None
-        if table is not None:
-            _tables.move_to_end(key)
+    table: np.ndarray | None = None
+    if key is not None:
+        with _tables_lock:
+            table = _tables.get(key)
+            if table is not None:
+                _tables.move_to_end(key)
     if table is None:
         domain = np.arange(1 << (8 * array.dtype.itemsize), dtype=unsigned).view(array.dtype)
         present = None
@@ -180,12 +190,13 @@ def _through_table(
             present[indices] = True
         table = _display(domain, attrs, bits_stored, signed, photometric, window, present)
         table.flags.writeable = False
-        if key:
+        if key is not None:
             with _tables_lock:
                 _tables[key] = table
                 while len(_tables) > TABLES_KEPT:
                     _tables.popitem(last=False)
-    return table[indices]
+    shown: np.ndarray = table[indices]
+    return shown
 
 
 def _table_key(
@@ -195,7 +206,7 @@ def _table_key(
     signed: bool,
     photometric: str,
     window: Window | None,
-) -> tuple | None:
+) -> TableKey | None:
     """What a table depends on, or None when it holds LUT data or depends on the frame."""
     if attrs.get("ModalityLUTSequence") or (window is None and attrs.get("VOILUTSequence")):
         return None

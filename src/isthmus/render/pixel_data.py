@@ -11,17 +11,19 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
+from pydicom.pixels.decoders.base import DecodeOptions
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from isthmus.dicom import part10
 from isthmus.render.errors import DecodeError, FrameNotFound, NoPixelData
 
-Read = Callable[[int, int], bytes]
-"""read(offset, length) -> up to `length` bytes of the Part 10 file starting at `offset`."""
+Read = Callable[[int, int], bytes | memoryview]
+"""read(offset, length) -> up to `length` bytes of the Part 10 file starting at `offset`
+(a memoryview for a file in memory: no copy)."""
 
 UNDEFINED_LENGTH = 0xFFFFFFFF
 PIXEL_KEYWORDS = {
@@ -100,9 +102,9 @@ class PixelData:
             )
         return number - 1
 
-    def decode_options(self) -> dict:
+    def decode_options(self) -> DecodeOptions:
         """The keyword options pydicom's Decoder.as_array needs for one frame."""
-        return dict(
+        return DecodeOptions(
             rows=self.rows,
             columns=self.columns,
             samples_per_pixel=self.samples_per_pixel,
@@ -163,7 +165,8 @@ def _parse(dataset_bytes: memoryview, base: int, read: Read, stored: str, ts: st
     implicit, little = UID(ts).is_implicit_VR, UID(ts).is_little_endian
     fp = _ViewFile(dataset_bytes)
     try:
-        ds = read_dataset(fp, implicit, little, stop_when=_at_pixels)
+        # pydicom annotates the file as BinaryIO; it calls only read, seek and tell.
+        ds = read_dataset(cast(BinaryIO, fp), implicit, little, stop_when=_at_pixels)
     except Exception as exc:
         raise DecodeError(f"dataset cannot be parsed: {exc}") from exc
     element = part10.pixel_element(dataset_bytes, fp.tell(), implicit, little)

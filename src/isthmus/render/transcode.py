@@ -185,7 +185,7 @@ def _swap_binary_values(ds: Dataset) -> None:
             elem.value = _swap(elem.value, word)
 
 
-def _swap(value: bytes, word: int) -> bytes:
+def _swap(value: bytes | bytearray, word: int) -> bytes:
     usable = len(value) - len(value) % word
     swapped = np.frombuffer(value, dtype=f">u{word}", count=usable // word).byteswap().tobytes()
     return swapped + bytes(value[usable:])

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydicom.dataset import Dataset
 
 from isthmus.testing.generate import ROOT, StudySpec, ct_instance
+
+if TYPE_CHECKING:
+    from isthmus.archive import Archive
 
 BASE = ROOT + "100."
 
@@ -127,7 +130,7 @@ def write(folder: Path) -> list[Path]:
     return paths
 
 
-def load(archive: Any, folder: Path) -> int:
+def load(archive: Archive, folder: Path) -> int:
     """Store the catalogue into an Archive; returns the number stored."""
     stored = 0
     for path in write(folder):

@@ -3,8 +3,8 @@
 The virtual environment also holds pynetdicom's example apps under the same names
 (``storescu``, ``findscu``…), so tools are looked up as native executables only.
 
-DCMTK's ``storescp`` cannot be told which address to bind (DESIGN.md, "Notes from
-measurements").  `StoreSCP` therefore runs it, as root, in a private network
+DCMTK's ``storescp`` cannot be told which address to bind (it listens on every
+interface; docs/performance.md, "Method").  `StoreSCP` therefore runs it, as root, in a private network
 namespace with only loopback (``unshare -n``), and forwards a free port on
 127.0.0.1 of this namespace to it; without root it falls back to running it
 directly on a free port.
@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from types import TracebackType
 
 from isthmus.testing.net import free_port
 
@@ -60,7 +60,7 @@ def missing_tools() -> list[str]:
 
 
 def run(
-    name: str, *args: str, timeout: float = 120, cwd: str | os.PathLike | None = None
+    name: str, *args: str, timeout: float = 120, cwd: str | os.PathLike[str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a DCMTK tool to completion; output captured as text, exit status not checked."""
     return subprocess.run(
@@ -141,7 +141,12 @@ class StoreSCP:
     def __enter__(self) -> StoreSCP:
         return self.start()
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
@@ -175,7 +180,7 @@ class _Forwarder:
         threading.Thread(target=self._accept, name="storescp-forwarder", daemon=True).start()
 
     def _connect_inside(self) -> socket.socket:
-        result: dict[str, Any] = {}
+        result: dict[str, socket.socket | BaseException] = {}
 
         def inside() -> None:
             try:
@@ -193,11 +198,11 @@ class _Forwarder:
         thread = threading.Thread(target=inside, daemon=True)
         thread.start()
         thread.join(30)
-        if "error" in result:
-            raise result["error"]
-        if "sock" not in result:
+        error, sock = result.get("error"), result.get("sock")
+        if isinstance(error, BaseException):
+            raise error
+        if not isinstance(sock, socket.socket):
             raise TimeoutError("no connection inside the namespace")
-        sock: socket.socket = result["sock"]
         sock.settimeout(None)
         return sock
 

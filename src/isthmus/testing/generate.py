@@ -6,6 +6,7 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -117,7 +118,18 @@ def write_study(spec: StudySpec, folder: Path) -> list[Path]:
     return paths
 
 
-def patients(count: int, studies_each: int = 1, **kwargs: object) -> list[StudySpec]:
+class SeriesOptions(TypedDict, total=False):
+    """The StudySpec fields patients() leaves to its caller (the same for every study)."""
+
+    study_time: str
+    modality: str
+    series_count: int
+    instances_per_series: int
+    rows: int
+    columns: int
+
+
+def patients(count: int, studies_each: int = 1, **kwargs: Unpack[SeriesOptions]) -> list[StudySpec]:
     """Several patients with distinct names, IDs, dates and accession numbers."""
     names = [
         "SMITH^JOHN",
@@ -146,5 +158,5 @@ def patients(count: int, studies_each: int = 1, **kwargs: object) -> list[StudyS
                     charset="ISO_IR 192" if not names[p % len(names)].isascii() else None,
                     **kwargs,
                 )
-            )  # type: ignore[arg-type]
+            )
     return specs

@@ -30,9 +30,10 @@ class TemporaryPostgres:
     """
 
     def __init__(self) -> None:
-        self.bin = pg_bin()
-        if self.bin is None:
+        found = pg_bin()
+        if found is None:
             raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
+        self.bin: Path = found
         self.dir = Path(tempfile.mkdtemp(prefix="isthmus-pg-"))
         self.port = free_port()
         self.user = "isthmus"

@@ -20,7 +20,7 @@ from starlette.staticfiles import StaticFiles
 
 from isthmus import __version__
 from isthmus.web import capabilities, dicom_ws, dicomweb, wado_uri
-from isthmus.web.auth import Authenticator, AuthMiddleware
+from isthmus.web.auth import AuthMiddleware
 from isthmus.web.context import WebContext
 from isthmus.web.errors import EXCEPTION_HANDLERS
 from isthmus.web.service import DICOMWEB_PREFIX
@@ -53,8 +53,6 @@ def create_app(ctx: WebContext) -> Starlette:
             }
         )
 
-    if ctx.authenticator is None:
-        ctx.authenticator = Authenticator(ctx.settings)
     routes: list[BaseRoute] = [
         Route("/health", health),
         Route(DICOMWEB_PREFIX, capabilities.capabilities, methods=["OPTIONS"]),
@@ -65,7 +63,7 @@ def create_app(ctx: WebContext) -> Starlette:
     ]
     app = Starlette(
         routes=routes, middleware=middleware(ctx), exception_handlers=EXCEPTION_HANDLERS
-    )  # type: ignore[arg-type]
+    )
     app.state.ctx = ctx
     return app
 

@@ -131,7 +131,7 @@ def _ranged(request: Request, multipart: bool, total: int, body, cleanup) -> Res
     writer = MultipartWriter()
     part_headers = [("Content-Range", headers["Content-Range"])] if wanted else []
 
-    async def parts():  # type: ignore[no-untyped-def]
+    async def parts() -> AsyncIterator[bytes]:
         yield writer.part(f"{mt.OCTET_STREAM}; transfer-syntax={mt.EXPLICIT_VR_LE}", part_headers)
         async for chunk in body(first, size):
             yield chunk

@@ -105,7 +105,9 @@ def wadl(base: str) -> bytes:
             response = ET.SubElement(method, "response", {"status": "200"})
             for media_type in types:
                 ET.SubElement(response, "representation", {"mediaType": media_type})
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(
+        root, encoding="unicode"
+    ).encode("utf-8")
 
 
 def allowed_methods(path: str) -> list[str]:
@@ -114,7 +116,7 @@ def allowed_methods(path: str) -> list[str]:
     for template, methods in RESOURCES.items():
         parts = template.split("/")
         if len(parts) == len(segments) and all(
-            p.startswith("{") or p == s for p, s in zip(parts, segments)
+            p.startswith("{") or p == s for p, s in zip(parts, segments, strict=True)
         ):
             return sorted(set(methods) | ({"HEAD"} if "GET" in methods else set())) + ["OPTIONS"]
     return ["OPTIONS"] if not segments else []

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 from isthmus.archive import Archive
 from isthmus.config import Settings
-from isthmus.node.access import AccessControl
-from isthmus.node.router import AssociationRouter
+from isthmus.web.auth import Authenticator
+
+if TYPE_CHECKING:  # for the annotations only: the web door runs without the DIMSE door
+    from isthmus.node.access import AccessControl
+    from isthmus.node.router import AssociationRouter
 
 
 @dataclass
@@ -16,10 +19,13 @@ class WebContext:
     settings: Settings
     archive: Archive
     # The node's DICOM port and access control (isthmus.node), for doors that route
-    # associations (the DICOM-over-WebSocket gateway); None when DIMSE is off.
+    # associations (the DICOM-over-WebSocket gateway registers browser AE titles as
+    # routes and C-MOVE destinations); None when DIMSE is off.
     router: AssociationRouter | None = None
     access: AccessControl | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-    # Who may do what over HTTP (web/auth.py Authenticator); create_app fills it in.  The
-    # WebSocket gateway checks the "dicom-ws" permission with it.
-    authenticator: Any = None
+    # Who may do what over HTTP (web/auth.py), from the settings.  The HTTP middleware
+    # and the WebSocket gateway (permission "dicom-ws") ask it.
+    authenticator: Authenticator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.authenticator = Authenticator(self.settings)

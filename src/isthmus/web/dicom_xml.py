@@ -23,8 +23,8 @@ def to_xml(dataset: dict[str, Any]) -> bytes:
     root = ET.Element("NativeDicomModel", {"xmlns": NAMESPACE, "xml:space": "preserve"})
     _fill(root, dataset)
     return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(
-        root, encoding="utf-8", xml_declaration=False
-    )
+        root, encoding="unicode"
+    ).encode("utf-8")
 
 
 def _fill(parent: ET.Element, dataset: dict[str, Any]) -> None:
@@ -73,7 +73,7 @@ def _person_name(node: ET.Element, number: int, value: Any) -> None:
         if text is None:
             continue
         group_node = ET.SubElement(pn, group)
-        for name, part in zip(_PN_COMPONENTS, str(text).split("^")):
+        for name, part in zip(_PN_COMPONENTS, str(text).split("^"), strict=False):
             if part:
                 ET.SubElement(group_node, name).text = part
 

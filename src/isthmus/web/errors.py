@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -50,7 +49,7 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = "Error"
-    body: dict[str, Any] = {"status": status, "error": phrase, "message": message}
+    body: dict[str, int | str] = {"status": status, "error": phrase, "message": message}
     return JSONResponse(body, status_code=status, headers=headers)
 
 

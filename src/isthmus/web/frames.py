@@ -12,6 +12,8 @@ joining them into one body.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -82,8 +84,8 @@ async def retrieve_frames(request: Request) -> Response:
     closing = writer.close()
     length = sum(map(len, framing)) + sum(len(f.data) for f in frames) + len(closing)
 
-    async def parts():  # type: ignore[no-untyped-def]
-        for head, frame in zip(framing, frames):
+    async def parts() -> AsyncIterator[bytes]:
+        for head, frame in zip(framing, frames, strict=True):
             yield head
             yield frame.data
         yield closing

@@ -47,6 +47,7 @@ async def metadata(request: Request) -> Response:
     """Retrieve Metadata at study, series or instance level (PS3.18 10.4.1.1.2)."""
     choice = negotiate(request, OFFERS)
     study, series, instance = path_uids(request)
+    assert study is not None  # every metadata route has {study}
     archive = context(request).archive
     absolute = f'"BulkDataURI":"{_json_escape(service_root(request))}/studies/'
     if not choice.multipart:

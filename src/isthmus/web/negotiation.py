@@ -83,7 +83,9 @@ class Choice:
 
 def split_list(text: str) -> list[str]:
     """Split a header list on commas outside quoted strings."""
-    items, current, quoted = [], [], False
+    items: list[str] = []
+    current: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted

@@ -2,58 +2,87 @@
 
 The issuer's public keys are read from a JWKS file (RFC 7517) named in the config
 (`oidc_jwks_file`), re-read when it changes, so key rotation needs no restart and
-Isthmus never calls the network to validate a request.  Checked: signature
-(RS/PS/ES 256-512, EdDSA; never `none` or HMAC), `iss`, `aud`, `exp`, `nbf`.
+Isthmus never calls the network to validate a request.  Parsing, signature and claim
+checks are PyJWT's; this module chooses what is accepted:
+
+- algorithms: RS/PS/ES 256-512 and EdDSA, never `none` or HMAC (an HMAC algorithm
+  would let the issuer's *public* key serve as a shared secret);
+- each key verifies only the algorithms of its own type (RSA: RS*, PS*; EC: the ES* of
+  its curve; OKP Ed25519: EdDSA), narrowed to the key's `alg` when the JWKS names one;
+- the key is the one the token's `kid` names; a token without `kid` is accepted only
+  when the issuer has a single signing key;
+- `iss` exactly, `aud` (a string or a list holding ours), `exp` required, `nbf` and
+  `iat`, with 60 seconds of clock leeway.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+import jwt
+from jwt.algorithms import AllowedPublicKeys
 
 from isthmus.config import ConfigError
 
+if TYPE_CHECKING:
+    from isthmus.config import Settings
+
 LEEWAY_SECONDS = 60
-_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
-_CURVES = {"P-256": ec.SECP256R1, "P-384": ec.SECP384R1, "P-521": ec.SECP521R1}
-_ALGORITHMS = {f"{p}{n}" for p in ("RS", "PS", "ES") for n in _HASHES} | {"EdDSA"}
+# Algorithms each key type may verify (RFC 7518 3.1); nothing else is ever accepted.
+_RSA = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+_EC = {"P-256": ("ES256",), "P-384": ("ES384",), "P-521": ("ES512",)}
+_OKP = {"Ed25519": ("EdDSA",)}
+ALGORITHMS = frozenset(_RSA) | {a for algs in (*_EC.values(), *_OKP.values()) for a in algs}
+# Private members of a JWK (RFC 7518 6.2.2, 6.3.2): a JWKS file should have none; if it
+# does, only the public key is used.
+_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
+
+# JSON values as json.load returns them: claims, JWK members.
+JSONValue = str | int | float | bool | None | list["JSONValue"] | dict[str, "JSONValue"]
+Claims = dict[str, JSONValue]
 
 
 class JWTError(ValueError):
     """A token that does not verify; the message says why (safe to show the caller)."""
 
 
-def b64url_decode(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError):
-        raise JWTError("malformed base64url") from None
+@dataclass(frozen=True)
+class SigningKey:
+    """One public key of the issuer and the algorithms it may verify."""
+
+    kid: str
+    key: AllowedPublicKeys
+    algorithms: tuple[str, ...]
 
 
-def load_public_key(jwk: dict[str, Any]) -> Any:
-    """A cryptography public key from a JWK (RSA, EC or OKP/Ed25519)."""
-    kty = jwk.get("kty")
+def load_signing_key(jwk: dict[str, JSONValue], kid: str) -> SigningKey:
+    """The public key of a JWK (RSA, EC or OKP/Ed25519) with the algorithms it may verify.
+
+    Raises ValueError for a key type, curve or algorithm that is not accepted
+    (symmetric `oct` keys among them).
+    """
+    kty, crv, alg = jwk.get("kty"), jwk.get("crv"), jwk.get("alg")
     if kty == "RSA":
-        n = int.from_bytes(b64url_decode(jwk["n"]), "big")
-        e = int.from_bytes(b64url_decode(jwk["e"]), "big")
-        return rsa.RSAPublicNumbers(e, n).public_key()
-    if kty == "EC":
-        curve = _CURVES[jwk["crv"]]()
-        x = int.from_bytes(b64url_decode(jwk["x"]), "big")
-        y = int.from_bytes(b64url_decode(jwk["y"]), "big")
-        return ec.EllipticCurvePublicNumbers(x, y, curve).public_key()
-    if kty == "OKP" and jwk.get("crv") == "Ed25519":
-        return ed25519.Ed25519PublicKey.from_public_bytes(b64url_decode(jwk["x"]))
-    raise ValueError(f"unsupported key type {kty!r}")
+        algorithms: tuple[str, ...] = _RSA
+    elif kty == "EC" and isinstance(crv, str) and crv in _EC:
+        algorithms = _EC[crv]
+    elif kty == "OKP" and isinstance(crv, str) and crv in _OKP:
+        algorithms = _OKP[crv]
+    else:
+        raise ValueError(f"key {kid!r}: unsupported key type {kty!r} (curve {crv!r})")
+    if alg is not None:
+        if alg not in algorithms:
+            raise ValueError(f"key {kid!r}: algorithm {alg!r} is not accepted for {kty} keys")
+        algorithms = (str(alg),)
+    public = {name: value for name, value in jwk.items() if name not in _PRIVATE_MEMBERS}
+    try:
+        loaded = jwt.PyJWK(public, algorithm=algorithms[0]).key
+    except jwt.PyJWTError as exc:
+        raise ValueError(f"key {kid!r}: {exc}") from None
+    return SigningKey(kid, loaded, algorithms)
 
 
 @dataclass
@@ -63,27 +92,21 @@ class OIDCVerifier:
     jwks_file: str
     permissions_claim: str = "permissions"
     default_permissions: frozenset[str] = frozenset({"read"})
-    _keys: dict[str, Any] = field(default_factory=dict)
+    _keys: dict[str, SigningKey] = field(default_factory=dict)
     _mtime: float = -1.0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> OIDCVerifier | None:
-        issuer = getattr(settings, "oidc_issuer", "") or ""
-        if not issuer:
+    def from_settings(cls, settings: Settings) -> OIDCVerifier | None:
+        if not settings.oidc_issuer:
             return None
-        audience = getattr(settings, "oidc_audience", "") or ""
-        jwks = str(getattr(settings, "oidc_jwks_file", "") or "")
-        if not audience or not jwks:
+        if not settings.oidc_audience or not settings.oidc_jwks_file:
             raise ConfigError("oidc_issuer needs oidc_audience and oidc_jwks_file too")
-        defaults = getattr(settings, "oidc_default_permissions", ("read",))
-        if isinstance(defaults, str):
-            defaults = [p.strip() for p in defaults.split(",") if p.strip()]
         verifier = cls(
-            issuer,
-            audience,
-            jwks,
-            getattr(settings, "oidc_permissions_claim", "permissions") or "permissions",
-            frozenset(defaults),
+            settings.oidc_issuer,
+            settings.oidc_audience,
+            str(settings.oidc_jwks_file),
+            settings.oidc_permissions_claim or "permissions",
+            frozenset(settings.oidc_default_permissions),
         )
         verifier._reload()
         return verifier
@@ -98,11 +121,17 @@ class OIDCVerifier:
         try:
             with open(self.jwks_file, "rb") as fh:
                 document = json.load(fh)
-            keys = {}
-            for index, jwk in enumerate(document.get("keys", [])):
+            entries = document.get("keys", []) if isinstance(document, dict) else None
+            if not isinstance(entries, list):
+                raise ValueError("no 'keys' list")
+            keys: dict[str, SigningKey] = {}
+            for index, jwk in enumerate(entries):
+                if not isinstance(jwk, dict):
+                    raise ValueError(f"key #{index} is not an object")
                 if jwk.get("use", "sig") == "sig":
-                    keys[jwk.get("kid") or f"#{index}"] = (jwk, load_public_key(jwk))
-        except (OSError, ValueError, KeyError) as exc:
+                    kid = str(jwk.get("kid") or f"#{index}")
+                    keys[kid] = load_signing_key(jwk, kid)
+        except (OSError, ValueError) as exc:
             raise ConfigError(
                 f"oidc_jwks_file {self.jwks_file} is not a usable JWKS: {exc}"
             ) from None
@@ -110,60 +139,49 @@ class OIDCVerifier:
             raise ConfigError(f"oidc_jwks_file {self.jwks_file} holds no signing key")
         self._keys, self._mtime = keys, mtime
 
-    def verify(self, token: str) -> dict[str, Any]:
+    def verify(self, token: str) -> Claims:
         """The claims of a valid token; raises JWTError otherwise."""
         try:
-            head_b64, payload_b64, sig_b64 = token.split(".")
-            header = json.loads(b64url_decode(head_b64))
-            claims = json.loads(b64url_decode(payload_b64))
-        except (ValueError, UnicodeDecodeError):
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
             raise JWTError("not a JWT") from None
-        if not isinstance(header, dict) or not isinstance(claims, dict):
-            raise JWTError("not a JWT")
         alg = header.get("alg")
-        if alg not in _ALGORITHMS:
+        if alg not in ALGORITHMS:
             raise JWTError(f"algorithm {alg!r} is not accepted")
         try:
             self._reload()
         except ConfigError as exc:
             raise JWTError(f"issuer keys unavailable ({exc})") from None
-        jwk, key = self._key(header.get("kid"))
-        _check_signature(
-            alg, jwk, key, f"{head_b64}.{payload_b64}".encode(), b64url_decode(sig_b64)
-        )
-        self._check_claims(claims)
+        key = self._key(header.get("kid"))
+        if alg not in key.algorithms:
+            raise JWTError(f"algorithm {alg} does not fit key {key.kid!r}")
+        try:
+            claims: Claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=list(key.algorithms),
+                issuer=self.issuer,
+                audience=self.audience,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise JWTError(_reason(exc)) from None
         return claims
 
-    def _key(self, kid: str | None) -> tuple[dict, Any]:
+    def _key(self, kid: object) -> SigningKey:
         if kid is not None:
-            if kid not in self._keys:
+            if not isinstance(kid, str) or kid not in self._keys:
                 raise JWTError(f"unknown key id {kid!r}")
             return self._keys[kid]
         if len(self._keys) == 1:
             return next(iter(self._keys.values()))
         raise JWTError("token names no key id and the issuer has several keys")
 
-    def _check_claims(self, claims: dict[str, Any]) -> None:
-        now = time.time()
-        if claims.get("iss") != self.issuer:
-            raise JWTError("wrong issuer")
-        audience = claims.get("aud")
-        audiences = audience if isinstance(audience, list) else [audience]
-        if self.audience not in audiences:
-            raise JWTError("wrong audience")
-        exp = claims.get("exp")
-        if not isinstance(exp, (int, float)):
-            raise JWTError("no expiry")
-        if now > exp + LEEWAY_SECONDS:
-            raise JWTError("expired")
-        nbf = claims.get("nbf")
-        if isinstance(nbf, (int, float)) and now < nbf - LEEWAY_SECONDS:
-            raise JWTError("not valid yet")
-
-    def permissions(self, claims: dict[str, Any]) -> frozenset[str]:
+    def permissions(self, claims: Claims) -> frozenset[str]:
         """Permissions a token grants: the configured claim (a dotted path; a list or a
         space-separated string), or the default permissions when it is absent."""
-        value: Any = claims
+        value: JSONValue = claims
         for part in self.permissions_claim.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         if value is None:
@@ -174,27 +192,26 @@ class OIDCVerifier:
         return frozenset(str(item) for item in items)
 
 
-def _check_signature(alg: str, jwk: dict, key: Any, signed: bytes, signature: bytes) -> None:
-    family, bits = alg[:2], alg[2:]
-    try:
-        if alg == "EdDSA" and isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, signed)
-        elif family == "RS" and isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, signed, padding.PKCS1v15(), _HASHES[bits]())
-        elif family == "PS" and isinstance(key, rsa.RSAPublicKey):
-            key.verify(
-                signature,
-                signed,
-                padding.PSS(padding.MGF1(_HASHES[bits]()), _HASHES[bits].digest_size),
-                _HASHES[bits](),
-            )
-        elif family == "ES" and isinstance(key, ec.EllipticCurvePublicKey):
-            half = len(signature) // 2
-            der = encode_dss_signature(
-                int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
-            )
-            key.verify(der, signed, ec.ECDSA(_HASHES[bits]()))
-        else:
-            raise JWTError(f"algorithm {alg} does not fit key type {jwk.get('kty')}")
-    except InvalidSignature:
-        raise JWTError("bad signature") from None
+def _reason(exc: jwt.PyJWTError) -> str:
+    """A short message for a token PyJWT refused (shown to the caller in the 401)."""
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return {"exp": "no expiry", "iss": "wrong issuer", "aud": "wrong audience"}.get(
+            exc.claim, f"no {exc.claim!r} claim"
+        )
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "not valid yet"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "wrong audience"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "wrong issuer"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "bad signature"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return "algorithm is not accepted"
+    if isinstance(exc, jwt.InvalidKeyError):
+        return "algorithm does not fit the key"
+    if isinstance(exc, jwt.DecodeError):
+        return "not a JWT"
+    return f"invalid token ({exc})"

@@ -11,13 +11,14 @@ search spans them (all series, all instances, the instances of a study).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from isthmus.archive import FindResult, Query, QueryError, resolve_tag
+from isthmus.archive import Archive, FindResult, Query, QueryError, resolve_tag
 from isthmus.dicom.json import dumps
 from isthmus.web import media_types as mt
 from isthmus.web.compression import json_response
@@ -83,7 +84,7 @@ async def search(request: Request) -> Response:
 
 
 def run_search(
-    archive: Any, query: Query, level: str, study: str | None, series: str | None, root: str
+    archive: Archive, query: Query, level: str, study: str | None, series: str | None, root: str
 ) -> FindResult:
     """The matches, with the parent attributes and Retrieve URL of PS3.18 10.6.3.3."""
     result: FindResult = archive.find(query)
@@ -156,7 +157,8 @@ def _uid_list(tag: int, value: str) -> str:
 
 def _add_retrieve_url(match: dict[str, Any], level: str, root: str) -> None:
     def uid(tag: str) -> str:
-        return (match.get(tag, {}).get("Value") or [""])[0]
+        value: str = (match.get(tag, {}).get("Value") or [""])[0]
+        return value
 
     url = f"{root}/studies/{uid('0020000D')}"
     if level in ("SERIES", "IMAGE"):
@@ -180,7 +182,7 @@ def respond(
         return Response(body, status_code=status, headers=headers, media_type=content_type(choice))
     writer = MultipartWriter()
 
-    def parts() -> Any:
+    def parts() -> Iterator[bytes]:
         for dataset in datasets:
             yield writer.part(mt.DICOM_XML) + to_xml(dataset)
         yield writer.close()

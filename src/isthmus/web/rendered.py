@@ -17,6 +17,7 @@ the representative instance: the middle one of the first series.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -152,7 +153,7 @@ async def render_resource(request: Request) -> Response:
         )
     writer = MultipartWriter()
 
-    async def parts():  # type: ignore[no-untyped-def]
+    async def parts() -> AsyncIterator[bytes]:
         for row, number in targets:
             try:
                 image = await rendered(archive, row, number, choice.media_type, opts)

@@ -7,7 +7,7 @@ archive call runs in Starlette's thread pool and the event loop stays free.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -17,10 +17,15 @@ from isthmus.web.context import WebContext
 DICOMWEB_PREFIX = "/dicom-web"
 WADO_URI_PREFIX = "/wado"
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def context(request: Request) -> WebContext:
-    return request.app.state.ctx
+    """The context create_app left in the app's state."""
+    ctx = request.app.state.ctx
+    if not isinstance(ctx, WebContext):
+        raise TypeError(f"app.state.ctx is {type(ctx).__name__}, not WebContext")
+    return ctx
 
 
 def base_url(request: Request) -> str:
@@ -60,6 +65,6 @@ def service_root(request: Request) -> str:
     return base_url(request) + DICOMWEB_PREFIX
 
 
-async def blocking(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+async def blocking(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a blocking archive or codec call off the event loop."""
     return await run_in_threadpool(func, *args, **kwargs)

@@ -33,7 +33,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from isthmus.archive import StoreOutcome, StoreResult, stow_http_status
+from isthmus.archive import Archive, StoreOutcome, StoreResult, stow_http_status
 from isthmus.dicom import part10
 from isthmus.dicom.json import dumps
 from isthmus.web import media_types as mt
@@ -143,7 +143,7 @@ def _request_kind(content_type: str) -> tuple[str, str | None]:
     )
 
 
-async def spool_body(request: Request, folder: os.PathLike | str) -> IO[bytes]:
+async def spool_body(request: Request, folder: os.PathLike[str] | str) -> IO[bytes]:
     """Write the request body to an anonymous temporary file as it arrives.
 
     Chunks are gathered up to SPOOL_CHUNK bytes and written with one writev call in a
@@ -209,6 +209,7 @@ async def _store_spooled(
         if kind == "single":
             parts = [Part({"content-type": mt.DICOM}, 0, size)]
         else:
+            assert boundary is not None  # _request_kind gives every multipart kind one
             try:
                 parts = await blocking(parse_parts, mapped, boundary)
             except MultipartError as exc:
@@ -249,7 +250,7 @@ async def _store_parts(
                 data.release()
 
 
-def store_one(archive: Any, index: int, data: Any, study: str | None) -> Outcome:
+def store_one(archive: Archive, index: int, data: Any, study: str | None) -> Outcome:
     """Store one Part 10 instance; a study-scoped store refuses other studies'."""
     result: StoreResult = archive.store(with_preamble(data), expected_study=study)
     return Outcome(

@@ -19,6 +19,7 @@ from typing import Any
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.filewriter import dcmwrite
+from pydicom.uid import UID
 
 from isthmus.web import media_types as mt
 from isthmus.web.dicom_xml import from_xml
@@ -151,7 +152,7 @@ def _encode(ds: Dataset, syntax: str, dataset: dict[str, Any]) -> bytes:
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = syntax
+    ds.file_meta.TransferSyntaxUID = UID(syntax)
     out = BytesIO()
     try:
         dcmwrite(out, ds, enforce_file_format=True)

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from isthmus.archive import Archive, InstanceRow
 from isthmus.web import media_types as mt
 from isthmus.web.errors import bad_request, not_acceptable, not_found
 from isthmus.web.params import non_negative_int, single, uid
@@ -113,7 +114,7 @@ def _content_type(request: Request, has_pixels: bool) -> str:
     raise not_acceptable(f"contentType {asked[:80]!r}: supported are {', '.join(CONTENT_TYPES)}")
 
 
-async def _dicom(request: Request, archive: Any, row: Any) -> Response:
+async def _dicom(request: Request, archive: Archive, row: InstanceRow) -> Response:
     syntax = single(request, "transferSyntax")
     if syntax and syntax != row.transfer_syntax_uid:
         uid(syntax, "transferSyntax")

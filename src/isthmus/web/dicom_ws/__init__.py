@@ -5,17 +5,19 @@ One WebSocket carries one association, one complete PDU per binary message.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from isthmus.web.dicom_ws.gateway import Gateway
 
+if TYPE_CHECKING:
+    from isthmus.web.context import WebContext
 
-def routes(ctx: Any) -> list[BaseRoute]:
+
+def routes(ctx: WebContext) -> list[BaseRoute]:
     """The gateway's endpoints under /dicom-ws."""
     gateway = Gateway(ctx)
-    ctx.extras["dicom_ws"] = gateway
     return [
         Route("/dicom-ws/peers", gateway.peers),
         WebSocketRoute("/dicom-ws/associate", gateway.associate),

@@ -18,8 +18,9 @@ import logging
 import secrets
 import socket
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -42,6 +43,9 @@ from isthmus.web.dicom_ws.pipe import (
 from isthmus.web.dicom_ws.policy import GatewayPolicy, Refusal
 from isthmus.web.dicom_ws.validation import AssociationState
 from isthmus.web.errors import HTTPError
+
+if TYPE_CHECKING:
+    from isthmus.web.context import WebContext
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +83,7 @@ class Pending:
 class Gateway:
     """One per web app: the registry of listeners and pending associations."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: WebContext) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
         self.listeners: dict[str, Listener] = {}
@@ -102,7 +106,8 @@ class Gateway:
         router = self.ctx.router
         if router is None:
             return None
-        host, port = router.server_address[:2]
+        bound, port = router.server_address[:2]
+        host = bound.decode() if isinstance(bound, (bytes, bytearray)) else bound
         if host in ("0.0.0.0", ""):
             host = "127.0.0.1"
         elif host == "::":
@@ -217,7 +222,7 @@ class Gateway:
             raise _Stop(CLOSE_NORMAL, "no A-ASSOCIATE-RQ") from None
         if message["type"] == "websocket.disconnect":
             raise _Stop(None, "")
-        data = message.get("bytes")
+        data: bytes | None = message.get("bytes")
         try:
             if data is None:
                 raise PDUError(
@@ -306,7 +311,7 @@ class Gateway:
 
     # ------------------------------------------------------------ inbound
 
-    def _route_handler(self, aet: str) -> Any:
+    def _route_handler(self, aet: str) -> Callable[[socket.socket, Any, pdu.AAssociateRQ], None]:
         def handle(sock: socket.socket, address: Any, rq: pdu.AAssociateRQ) -> None:
             # Runs in the router's thread; the loop takes the socket over.
             listener = self.listeners.get(aet)
@@ -452,7 +457,8 @@ def _authorization(websocket: WebSocket) -> str | None:
     header = websocket.headers.get("authorization")
     if header:
         return header
-    for proto in websocket.scope.get("subprotocols", []):
+    protocols: list[str] = websocket.scope.get("subprotocols", [])
+    for proto in protocols:
         if proto.startswith(TOKEN_PROTOCOL_PREFIX):
             return "Bearer " + proto[len(TOKEN_PROTOCOL_PREFIX) :]
     token = websocket.query_params.get("token")
