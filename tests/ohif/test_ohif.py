@@ -99,8 +99,15 @@ def test_ohif_lists_studies_and_renders_a_ct_series(isthmus_for_ohif, serve_ohif
 
 
 def _wait_for_image(page, canvas, attempts: int = 150):
-    """The viewport's pixels once they show an image (a bright disc on a dark background)."""
+    """The viewport's pixels once they show an image (a bright disc on a dark background).
+
+    OHIF's onboarding tour ("Scrolling Through Images", "Skip all") may open over the
+    viewport and dim it, depending on timing: it is skipped when it shows.
+    """
     for _ in range(attempts):
+        skip = page.get_by_text("Skip all")
+        if skip.count() and skip.first.is_visible():
+            skip.first.click()
         shot = np.asarray(Image.open(BytesIO(canvas.screenshot())).convert("L"), dtype=np.int32)
         if shot.size and shot.max() - shot.min() > 100 and (shot > 60).mean() > 0.05:
             return shot
