@@ -16,6 +16,7 @@ from isthmus.node.access import AccessControl
 from isthmus.node.router import AssociationRouter
 from isthmus.web.app import create_app
 from isthmus.web.context import WebContext
+from isthmus.web.limits import http_server_options
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ def http_config(ctx: WebContext) -> uvicorn.Config:
     """The HTTP server: HTTPS (and so wss:// for the gateway) when a certificate is set.
 
     permessage-deflate is off: compressing pixel data made the gateway 20× slower
-    (docs/performance.md).
+    (docs/performance.md).  The connection-level limits (docs/security.md, "Limits")
+    come from `isthmus.web.limits`.
     """
     settings = ctx.settings
     tls = (
@@ -53,6 +55,7 @@ def http_config(ctx: WebContext) -> uvicorn.Config:
         lifespan="on",
         ws_max_size=64 * 1024 * 1024,
         ws_per_message_deflate=False,
+        **http_server_options(settings),
         **tls,
     )
 

@@ -5,10 +5,14 @@ No input may break the door: every answer is a 2xx, or a 4xx with a JSON message
 
 from __future__ import annotations
 
+import json
+import socket
+from collections.abc import Iterator
+
 import httpx
 import pytest
 from dicomweb_client import DICOMwebClient
-from tests.web.conftest import make_study, root_of
+from tests.web.conftest import make_study, node_settings, root_of
 
 from isthmus.server import Node
 
@@ -87,3 +91,145 @@ def test_study_attributes_in_lower_level_searches_on_an_empty_archive(fresh_node
 def test_an_invalid_uid_key_is_a_400_with_a_message(http, stored, key, value):
     for path in ("/studies", "/series", "/instances"):
         _json_error(http.get(path, params={key: value}), 400)
+
+
+# ------------------------------------------------------------------ limits of the door
+def _raw(port: int, data: bytes, then: bytes = b"", wait: float = 10.0) -> bytes:
+    """Send `data` (and `then`) on a raw connection; read until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        try:
+            sock.sendall(data)
+            if then:
+                sock.sendall(then)
+        except OSError:
+            pass  # the server may stop reading once it has answered; read the answer
+        out = b""
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
+def _status_and_json(raw: bytes) -> tuple[int, dict]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    assert b"content-type: application/json" in head.lower(), head
+    return status, json.loads(body[: body.index(b"}") + 1])
+
+
+@pytest.fixture(scope="module")
+def limited_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    settings = node_settings(
+        tmp_path_factory.mktemp("limited"),
+        http_max_url=4096,
+        http_max_header_bytes=8192,
+        http_max_query_params=50,
+        http_max_body=100_000,
+        http_head_timeout=0.5,
+        http_body_timeout=0.5,
+    )
+    with Node(settings) as node:
+        yield node
+
+
+@pytest.mark.parametrize("size", [70_000, 300_000])
+def test_a_huge_query_string_is_a_414_not_a_dropped_connection(web_node, size):
+    """Issue 15: a query string of a few hundred kilobytes broke the connection."""
+    request = f"GET /dicom-web/studies?PatientName={'x' * size} HTTP/1.1\r\nHost: a\r\n\r\n"
+    status, body = _status_and_json(_raw(web_node.http_port, request.encode()))
+    # the middleware's limit (414), or beyond h11's buffer for the whole head (431)
+    assert (status, size) in ((414, 70_000), (431, 300_000)), body
+
+
+def test_a_head_above_h11s_buffer_is_a_431_with_json(limited_node):
+    # beyond the middleware's limits and h11's buffer (url + headers + 16 KiB): h11 refuses
+    request = b"GET /dicom-web/studies HTTP/1.1\r\nHost: a\r\nX-Big: " + b"y" * 200_000
+    status, body = _status_and_json(_raw(limited_node.http_port, request, b"\r\n\r\n"))
+    assert status == 431
+
+
+def test_large_headers_are_a_431(limited_node):
+    request = b"GET /dicom-web/studies HTTP/1.1\r\nHost: a\r\nX-Big: " + b"y" * 10_000 + b"\r\n\r\n"
+    status, _ = _status_and_json(_raw(limited_node.http_port, request))
+    assert status == 431
+
+
+def test_too_many_query_parameters_are_a_400(limited_node):
+    url = "/dicom-web/studies?" + "&".join(f"PatientID={i}" for i in range(60))
+    request = f"GET {url} HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+    status, body = _status_and_json(_raw(limited_node.http_port, request))
+    assert status == 400 and "query parameters" in body["message"]
+
+
+def test_a_malformed_request_is_a_400_with_json(limited_node):
+    status, _ = _status_and_json(_raw(limited_node.http_port, b"\x00\x01 nonsense\r\n\r\n"))
+    assert status == 400
+
+
+def test_an_announced_body_above_the_limit_is_a_413(limited_node):
+    request = (
+        b"POST /dicom-web/studies HTTP/1.1\r\nHost: a\r\n"
+        b'Content-Type: multipart/related; type="application/dicom"; boundary=b\r\n'
+        b"Content-Length: 10000000000\r\n\r\n--b\r\n"
+    )
+    status, _ = _status_and_json(_raw(limited_node.http_port, request))
+    assert status == 413
+
+
+def test_a_chunked_body_above_the_limit_is_a_413_and_stores_nothing(limited_node):
+    head = (
+        b"POST /dicom-web/studies HTTP/1.1\r\nHost: a\r\n"
+        b'Content-Type: multipart/related; type="application/dicom"; boundary=b\r\n'
+        b"Transfer-Encoding: chunked\r\n\r\n"
+    )
+    chunk = b"x" * 60_000
+    body = (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 3
+    status, _ = _status_and_json(_raw(limited_node.http_port, head + body))
+    assert status == 413
+    assert limited_node.archive.counts()["image"] == 0
+
+
+def test_a_stalled_body_is_a_408(limited_node):
+    request = (
+        b"POST /dicom-web/studies HTTP/1.1\r\nHost: a\r\n"
+        b'Content-Type: multipart/related; type="application/dicom"; boundary=b\r\n'
+        b"Content-Length: 5000\r\n\r\n--b\r\n"
+    )
+    status, body = _status_and_json(_raw(limited_node.http_port, request))
+    assert status == 408 and "stalled" in body["message"]
+
+
+def test_a_slow_request_head_is_a_408_and_closed(limited_node):
+    """Slow loris: a head that never ends is answered 408 and the connection closed."""
+    status, body = _status_and_json(
+        _raw(limited_node.http_port, b"GET /dicom-web/studies HTTP/1.1\r\nHost: a\r\nX-A: 1")
+    )
+    assert status == 408
+
+
+def test_a_connection_that_sends_nothing_is_closed(limited_node):
+    assert _raw(limited_node.http_port, b"").startswith(b"HTTP/1.1 408")
+
+
+def test_requests_within_the_limits_are_served(limited_node):
+    with httpx.Client(base_url=root_of(limited_node), timeout=30, trust_env=False) as client:
+        assert client.get("/studies", params={"PatientName": "x" * 1000}).status_code == 204
+        # keep-alive across requests still works
+        assert client.get("/studies").status_code == 204
+
+
+def test_connections_beyond_the_limit_are_a_503(tmp_path):
+    settings = node_settings(tmp_path, http_max_connections=2)
+    with Node(settings) as node:
+        idle = [socket.create_connection(("127.0.0.1", node.http_port)) for _ in range(2)]
+        try:
+            answer = _raw(node.http_port, b"GET /health HTTP/1.1\r\nHost: a\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 503")
+        finally:
+            for sock in idle:
+                sock.close()
