@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 from dicomweb_client import DICOMwebClient
-from tests.web.conftest import make_study, node_settings, root_of
+from tests.web.conftest import make_study, multipart_body, node_settings, part10, root_of
 
 from isthmus.server import Node
 
@@ -233,3 +233,27 @@ def test_connections_beyond_the_limit_are_a_503(tmp_path):
         finally:
             for sock in idle:
                 sock.close()
+
+
+# ---------------------------------------------------------------- found by the fuzzers
+def test_an_instance_cut_inside_an_element_is_refused_not_half_stored(web_node, http):
+    """test_stow_properties: pydicom (the fallback parser) read an instance cut in the
+    middle of an element up to the cut and the archive stored the rest: no pixel data,
+    attributes missing.  Now a dataset that ends inside an element is refused (C000)."""
+    ds = make_study(patient_id="CUT", instances_per_series=1, rows=8, columns=8)[0]
+    data = part10(ds)
+    rows = data.index(b"\x28\x00\x10\x00US")  # (0028,0010) Rows
+    for cut in (rows + 3, rows + 9, len(data) - 10):
+        body = multipart_body([("application/dicom", data[:cut])])
+        response = http.post(
+            "/studies",
+            content=body,
+            headers={
+                "Content-Type": 'multipart/related; type="application/dicom"; boundary=b0undary'
+            },
+        )
+        assert response.status_code == 409, response.text
+        failed = response.json()["00081198"]["Value"]
+        assert failed[0]["00081197"]["Value"] == [0xC000]
+        assert "truncated" in response.headers["warning"]
+    assert web_node.archive.instances(sop_uid=ds.SOPInstanceUID) == []
