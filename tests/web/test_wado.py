@@ -142,7 +142,8 @@ def test_retrieval_streams_in_chunks(web_node, http, stored):
     response = http.post(
         "/studies",
         content=b"".join(
-            b"--b\r\nContent-Type: application/dicom\r\n\r\n" + part10(ds) + b"\r\n" for ds in big
+            b"--b\r\nContent-Type: application/dicom\r\n\r\n" + part10(ds) + b"\r\n"
+            for ds in big
         )
         + b"--b--\r\n",
         headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'},
