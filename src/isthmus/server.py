@@ -16,7 +16,7 @@ from isthmus.node.access import AccessControl
 from isthmus.node.router import AssociationRouter
 from isthmus.web.app import create_app
 from isthmus.web.context import WebContext
-from isthmus.web.limits import http_server_options
+from isthmus.web.limits import Contained, http_server_options
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def http_config(ctx: WebContext) -> uvicorn.Config:
         else {}
     )
     return uvicorn.Config(
-        create_app(ctx),
+        Contained(create_app(ctx)),
         host=settings.host,
         port=settings.http_port,
         log_level="warning",

@@ -257,3 +257,18 @@ def test_an_instance_cut_inside_an_element_is_refused_not_half_stored(web_node, 
         assert failed[0]["00081197"]["Value"] == [0xC000]
         assert "truncated" in response.headers["warning"]
     assert web_node.archive.instances(sop_uid=ds.SOPInstanceUID) == []
+
+
+def test_an_unexpected_error_is_a_json_500_and_keeps_the_connection(fresh_node, monkeypatch):
+    """Issue 15: after a 500 uvicorn closed the connection, so the client's next request
+    on it (ModalitiesInStudy, then anything) met a reset connection."""
+
+    def broken(query):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(fresh_node.archive, "find", broken)
+    with httpx.Client(base_url=root_of(fresh_node), timeout=30, trust_env=False) as client:
+        for _ in range(3):  # the same keep-alive connection each time
+            _json_error(client.get("/studies"), 500)
+        monkeypatch.undo()
+        assert client.get("/studies").status_code == 204

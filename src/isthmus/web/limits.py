@@ -124,6 +124,38 @@ class LimitsMiddleware:
         return limited
 
 
+class Contained:
+    """The outermost wrapper: an exception after a complete answer stays in the log.
+
+    Starlette answers an unexpected exception with the JSON 500 (errors.py), logs it,
+    and re-raises it to the server, and uvicorn then closes the connection, so that a
+    client's next request on it would meet a reset connection.  When the answer was
+    complete the exception is dropped here (it has been logged); when it was cut short
+    it goes on to uvicorn, which closes the connection (the client must not take a
+    partial body for a whole one)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        complete = False
+
+        async def watched(message: Any) -> None:
+            nonlocal complete
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                complete = True
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            if not complete:
+                raise
+
+
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
     for name, value in headers:
         if name == b"content-length":
