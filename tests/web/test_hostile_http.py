@@ -272,3 +272,44 @@ def test_an_unexpected_error_is_a_json_500_and_keeps_the_connection(fresh_node, 
             _json_error(client.get("/studies"), 500)
         monkeypatch.undo()
         assert client.get("/studies").status_code == 204
+
+
+@pytest.fixture(scope="module")
+def many_s(dicomweb: DICOMwebClient) -> None:
+    ds = make_study(patient_id="S", instances_per_series=1, rows=8, columns=8)[0]
+    ds.InstitutionName = "S" * 60  # not indexed: matched over the stored metadata
+    dicomweb.store_instances([ds])
+
+
+@pytest.mark.parametrize("key", ["InstitutionName", "PatientName", "00080080"])
+def test_a_wildcard_key_cannot_make_matching_backtrack_for_ever(http, stored, many_s, key):
+    """A wildcard over stored metadata was a regular expression (`*` → `.*`), which
+    backtracks exponentially on `*S*S*S…*x` against a value of many S (0.5 s per
+    candidate at five stars, hours at ten): one request kept a worker busy for ever.
+    Now it is a greedy match, at most len(key) × len(value) steps."""
+    hostile = "*S" * 30 + "*x"
+    for path in ("/studies", "/series", "/instances"):
+        assert http.get(path, params={key: hostile}).status_code == 204
+    # the same kind of key still matches what it should
+    found = http.get("/studies", params={"InstitutionName": "*S*T*M*S*"})
+    assert found.status_code == 200, found.text
+    found = http.get("/studies", params={"InstitutionName": "*S" * 30 + "*"})
+    assert [r["00100020"]["Value"] for r in found.json()] == [["S"]]
+
+
+def test_glob_matches_as_the_wildcard_rules_say():
+    from isthmus.archive.matchers import wildcard_regex
+
+    cases = [
+        ("*", "", True),
+        ("?", "", False),
+        ("a*b", "ab", True),
+        ("a*b", "axxb", True),
+        ("a*b", "axxbc", False),
+        ("*a*a*", "baab", True),
+        ("a?c", "abc", True),
+        ("a?c", "ac", False),
+        ("**", "x\ny", True),
+    ]
+    for value, text, expected in cases:
+        assert wildcard_regex(value).fullmatch(text) is expected, (value, text)

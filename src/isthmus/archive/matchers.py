@@ -93,12 +93,43 @@ def like_pattern(value: str) -> str:
     return "".join(out)
 
 
+@dataclass(frozen=True)
+class Glob:
+    """A wildcard value matched against a whole string without backtracking blow-up.
+
+    A regular expression of the value (``*`` → ``.*``) backtracks exponentially on a
+    hostile key such as ``*S*S*S*S*S*S*S*S*S*S*x`` (seconds per candidate at five stars,
+    hours at ten: issue 15); this greedy match returns to the last ``*`` only, so it costs
+    at most len(value) × len(text) steps."""
+
+    value: str
+
+    def fullmatch(self, text: str) -> bool:
+        p, t = self.value, text
+        pi = ti = 0
+        star, mark = -1, 0
+        while ti < len(t):
+            if pi < len(p) and p[pi] == "*":
+                star, mark = pi, ti
+                pi += 1
+            elif pi < len(p) and (p[pi] == "?" or p[pi] == t[ti]):
+                pi += 1
+                ti += 1
+            elif star >= 0:
+                pi, mark = star + 1, mark + 1
+                ti = mark
+            else:
+                return False
+        while pi < len(p) and p[pi] == "*":
+            pi += 1
+        return pi == len(p)
+
+
 @lru_cache(maxsize=1024)
-def wildcard_regex(value: str) -> re.Pattern[str]:
-    """The same wildcard value as a regular expression for a whole-string match
-    (cached: the stored-JSON path checks one key against every candidate)."""
-    parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in value]
-    return re.compile("".join(parts), re.S)
+def wildcard_regex(value: str) -> Glob:
+    """The same wildcard value as a whole-string matcher (`Glob.fullmatch`; cached: the
+    stored-JSON path checks one key against every candidate)."""
+    return Glob(value)
 
 
 def has_wildcard(value: str) -> bool:
