@@ -313,3 +313,25 @@ def test_glob_matches_as_the_wildcard_rules_say():
     ]
     for value, text, expected in cases:
         assert wildcard_regex(value).fullmatch(text) is expected, (value, text)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"PatientName": "\\".join(["ab"] * 3000)},
+        {"PatientID": "\\".join(["x"] * 500)},
+        {"StudyDate": "\\".join(["20200101-20200102"] * 3000)},
+        {"PatientName": " ".join(["ab"] * 3000), "fuzzymatching": "true"},
+        [("PatientID", "a")] * 900,  # repeated keys are a list of values
+    ],
+)
+def test_a_key_with_too_many_values_is_a_400_not_a_500(http, stored, params):
+    """Each value of a list was one SQL term: a few hundred made SQLite refuse the
+    expression ("Expression tree is too large") and the search answered 500."""
+    for path in ("/studies", "/series", "/instances"):
+        body = _json_error(http.get(path, params=params), 400)
+        assert "more than 100" in body["message"]
+    # a list within the limit still works
+    assert (
+        http.get("/studies", params={"PatientID": "\\".join(["A", *["x"] * 99])}).status_code == 200
+    )

@@ -102,6 +102,7 @@ HOSTILE = [
     "'; DROP TABLE study; --",
     "\u202e\u0000\ufffd",
     "😀" * 30,
+    "*S" * 30 + "*x",  # exponential for a backtracking regular expression
     "x" * 20_000,
     "1." * 40,
     "0",
@@ -149,6 +150,11 @@ VALUES = st.one_of(
     st.lists(UIDS, min_size=2, max_size=4).map("\\".join),
     st.integers(-(2**70), 2**70).map(str),
     st.sampled_from(HOSTILE),
+    # long lists: each value is one SQL term (SQLite refuses expressions deeper than 1000)
+    st.builds(
+        lambda v, n: "\\".join([v] * n), st.sampled_from(["ab", "20200101-"]), st.integers(90, 1200)
+    ),
+    st.integers(90, 1200).map(lambda n: " ".join(["ab"] * n)),
     st.text(max_size=40),  # any unicode, NUL and surrogates' neighbours included
 )
 
@@ -207,6 +213,7 @@ def uids(dicomweb: DICOMwebClient) -> dict[str, list[str]]:
         for spec in patients(3, series_count=2, instances_per_series=2, rows=8, columns=8)
         for ds in study(spec)
     ]
+    datasets[0].InstitutionName = "S" * 60  # long runs for the wildcard matcher
     dicomweb.store_instances(datasets)
     return {
         "study": sorted({ds.StudyInstanceUID for ds in datasets}),
@@ -288,3 +295,18 @@ def test_no_query_breaks_qido(http, uids, data):
 def test_every_attribute_at_every_level(http, uids, key, value, level, repeat):
     """One attribute, possibly repeated (repeated keys are a list of values)."""
     check_answer(http.get(level, params=[(key, value)] * repeat))
+
+
+@settings(max_examples=budget(30))
+@given(
+    key=st.sampled_from(ATTRIBUTES),
+    value=st.sampled_from(["AB", "2020*", "20200101-20200102", "1.2.3", "12", "A=B"]),
+    count=st.integers(1, 2000),
+    fuzzy=st.booleans(),
+    level=st.sampled_from(["/studies", "/series", "/instances"]),
+)
+def test_long_lists_of_values(http, uids, key, value, count, fuzzy, level):
+    """A key of many values (``a\\b\\…``) or a fuzzy name of many words."""
+    sep = " " if fuzzy and key == "PatientName" else "\\"
+    params = {key: sep.join([value] * count), "fuzzymatching": str(fuzzy).lower()}
+    check_answer(http.get(level, params=params))

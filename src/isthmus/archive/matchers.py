@@ -53,6 +53,9 @@ FLOAT_VRS = frozenset({"DS", "FL", "FD"})
 # PS3.4 C.2.2.2.4: wildcards are not defined for these VRs (nor for numbers).
 NO_WILDCARD_VRS = frozenset({"DA", "TM", "DT", "UI", "AT"}) | INT_VRS | FLOAT_VRS
 BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV"})
+# Values of one key (a list ``a\\b\\…``; words of a fuzzy name): each is an SQL term.
+# UID lists are one IN (…) and are not limited here.
+MAX_KEY_VALUES = 100
 
 Condition = ColumnElement[bool]
 
@@ -639,9 +642,11 @@ class FuzzyName(Matcher):
 def person_name_matcher(keyword: str, value: str, fuzzy: bool) -> Matcher | None:
     groups = tuple(value.split("="))
     if len(groups) > 3:
-        raise QueryError(f"{keyword}: {value!r} has more than three component groups")
+        raise QueryError(f"{keyword}: {value[:80]!r} has more than three component groups")
     if fuzzy and len(groups) == 1 and not has_wildcard(value):
         words = tuple(w for w in _WORD_SPLIT.split(value.upper()) if w)
+        if len(words) > MAX_KEY_VALUES:
+            raise QueryError(f"{keyword}: more than {MAX_KEY_VALUES} words to match")
         return FuzzyName(words) if words else None
     if not any(groups) or all(g in ("", "*") for g in groups):
         return None  # every group universal
@@ -723,8 +728,12 @@ def matcher_for(keyword: str, vr: str, value: str | None, fuzzy: bool = False) -
         return uid_matcher(keyword, value)
     if vr in BINARY_VRS:
         raise QueryError(f"{keyword}: matching on {vr} values is not supported")
+    values = [v for v in value.split("\\") if v]  # empty list items add nothing
+    if len(values) > MAX_KEY_VALUES:
+        # each value is one SQL term: SQLite refuses an expression deeper than 1000
+        raise QueryError(f"{keyword}: more than {MAX_KEY_VALUES} values to match")
     matchers: list[Matcher] = []
-    for one in [v for v in value.split("\\") if v]:  # empty list items add nothing
+    for one in values:
         m = _one(keyword, vr, one, fuzzy)
         if m is None:
             return None  # a universal value (``*``) makes the whole key universal
