@@ -335,3 +335,23 @@ def test_a_key_with_too_many_values_is_a_400_not_a_500(http, stored, params):
     assert (
         http.get("/studies", params={"PatientID": "\\".join(["A", *["x"] * 99])}).status_code == 200
     )
+
+
+def test_a_series_count_asked_of_a_study_search_is_not_computed(web_node, http, stored):
+    """test_qido_properties: includefield=NumberOfSeriesRelatedInstances in a study search
+    computed it anyway, over a cartesian product of every series with the studies found
+    (an SAWarning, and a cost growing with the archive), then left it out."""
+    import warnings
+
+    from sqlalchemy.exc import SAWarning
+
+    from isthmus.archive import Query
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SAWarning)
+        result = web_node.archive.find(
+            Query(level="STUDY", keys={0x00201209: ""}, include_defaults=True)
+        )
+    assert result.matches and all("00201209" not in r for r in result.matches)
+    response = http.get("/studies", params={"includefield": "NumberOfSeriesRelatedInstances"})
+    assert response.status_code == 200

@@ -347,7 +347,8 @@ def _computed_values(
     by_level: dict[str, set[str]] = {}
     for t in tags:
         attr = BY_TAG.get(t)
-        if attr is not None and attr.computed:
+        # below the query level they are not returned (PS3.4 C.4.1.2.1; _return_plan)
+        if attr is not None and attr.computed and level_index(attr.level) <= level_index(level):
             by_level.setdefault(attr.level, set()).add(attr.keyword)
     out: dict[tuple[str, int], dict[str, Any]] = {}
     for owner_level, wanted in by_level.items():
