@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -9,12 +10,30 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from isthmus.archive import Archive
 from isthmus.config import Peer, Settings
 from isthmus.server import Node
 from isthmus.testing.net import free_port
 from isthmus.testing.postgres import TemporaryPostgres
+
+# Property-based tests (issue 15): "ci" is small and derandomized (the default, so `make
+# test` stays fast and repeatable); HYPOTHESIS_PROFILE=fuzz searches much longer.
+settings.register_profile(
+    "ci",
+    max_examples=50,
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "fuzz",
+    max_examples=2000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DCMTK_TOOLS = ("echoscu", "storescu", "findscu", "movescu", "getscu", "storescp", "dcmsend")
 

@@ -113,6 +113,18 @@ class Settings:
     dicom_ws_max_pdu: int = 1_048_576
     dicom_ws_max_associations: int = 32
     dicom_ws_idle_timeout: float = 300.0
+    # Limits of the HTTP door (docs/security.md, "Limits"): URL bytes (414), header bytes
+    # (431), query parameters (400), request body bytes (413; 0: none), seconds for the
+    # request line and headers and between two body chunks (408), idle seconds between
+    # requests on a connection, open connections (503; 0: none).
+    http_max_url: int = 65_536
+    http_max_header_bytes: int = 65_536
+    http_max_query_params: int = 1_000
+    http_max_body: int = 4 * 1024**3
+    http_head_timeout: float = 30.0
+    http_body_timeout: float = 60.0
+    http_keep_alive: int = 5
+    http_max_connections: int = 512
 
     @property
     def resolved_index_url(self) -> str:
@@ -279,6 +291,15 @@ def _build(values: dict[str, Any]) -> Settings:
         raise ConfigError("duplicates must be 'keep' or 'overwrite'")
     if not 4096 <= settings.dicom_ws_max_pdu <= 64 * 1024 * 1024 - 6:
         raise ConfigError("dicom_ws_max_pdu must be 4096 .. 67108858 bytes")
+    for name in ("http_max_url", "http_max_header_bytes", "http_max_query_params"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    for name in ("http_max_body", "http_max_connections"):
+        if getattr(settings, name) < 0:
+            raise ConfigError(f"{name} must be 0 (no limit) or more")
+    for name in ("http_head_timeout", "http_body_timeout", "http_keep_alive"):
+        if not getattr(settings, name) > 0:
+            raise ConfigError(f"{name} must be more than 0 seconds")
     for svc, rule in settings.access.items():
         if svc not in SERVICES or rule not in ("any", "known"):
             raise ConfigError(

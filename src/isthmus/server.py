@@ -16,6 +16,7 @@ from isthmus.node.access import AccessControl
 from isthmus.node.router import AssociationRouter
 from isthmus.web.app import create_app
 from isthmus.web.context import WebContext
+from isthmus.web.limits import Contained, http_server_options
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +38,19 @@ def http_config(ctx: WebContext) -> uvicorn.Config:
     """The HTTP server: HTTPS (and so wss:// for the gateway) when a certificate is set.
 
     permessage-deflate is off: compressing pixel data made the gateway 20× slower
-    (docs/performance.md).
+    (docs/performance.md).  The connection-level limits (docs/security.md, "Limits")
+    come from `isthmus.web.limits`.
     """
     settings = ctx.settings
     return uvicorn.Config(
-        create_app(ctx),
+        Contained(create_app(ctx)),
         host=settings.host,
         port=settings.http_port,
         log_level="warning",
         lifespan="on",
         ws_max_size=64 * 1024 * 1024,
         ws_per_message_deflate=False,
+        **http_server_options(settings),
         ssl_certfile=settings.tls_cert or None,  # both or neither (config.load checks)
         ssl_keyfile=settings.tls_key or None,
     )

@@ -70,7 +70,13 @@ def test_fast_parser_matches_pydicom(path: str) -> None:
         return
     finally:
         logging.disable(logging.NOTSET)
-    fast = _fast_header(body, implicit, ts, body, False)
+    try:
+        fast = _fast_header(body, implicit, ts, body, False)
+    except InvalidDicom as exc:
+        # pydicom reads a truncated file up to the cut and drops the rest; the archive
+        # refuses it instead of storing half an instance (issue 15).
+        assert "truncated" in str(exc)
+        return
     if fast is None:
         pytest.skip("declined by the fast parser (pydicom handles it)")
     assert _normalized(fast.json) == _normalized(slow.json)

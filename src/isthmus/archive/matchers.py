@@ -53,6 +53,9 @@ FLOAT_VRS = frozenset({"DS", "FL", "FD"})
 # PS3.4 C.2.2.2.4: wildcards are not defined for these VRs (nor for numbers).
 NO_WILDCARD_VRS = frozenset({"DA", "TM", "DT", "UI", "AT"}) | INT_VRS | FLOAT_VRS
 BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV"})
+# Values of one key (a list ``a\\b\\…``; words of a fuzzy name): each is an SQL term.
+# UID lists are one IN (…) and are not limited here.
+MAX_KEY_VALUES = 100
 
 Condition = ColumnElement[bool]
 
@@ -93,12 +96,43 @@ def like_pattern(value: str) -> str:
     return "".join(out)
 
 
+@dataclass(frozen=True)
+class Glob:
+    """A wildcard value matched against a whole string without backtracking blow-up.
+
+    A regular expression of the value (``*`` → ``.*``) backtracks exponentially on a
+    hostile key such as ``*S*S*S*S*S*S*S*S*S*S*x`` (seconds per candidate at five stars,
+    hours at ten: issue 15); this greedy match returns to the last ``*`` only, so it costs
+    at most len(value) × len(text) steps."""
+
+    value: str
+
+    def fullmatch(self, text: str) -> bool:
+        p, t = self.value, text
+        pi = ti = 0
+        star, mark = -1, 0
+        while ti < len(t):
+            if pi < len(p) and p[pi] == "*":
+                star, mark = pi, ti
+                pi += 1
+            elif pi < len(p) and (p[pi] == "?" or p[pi] == t[ti]):
+                pi += 1
+                ti += 1
+            elif star >= 0:
+                pi, mark = star + 1, mark + 1
+                ti = mark
+            else:
+                return False
+        while pi < len(p) and p[pi] == "*":
+            pi += 1
+        return pi == len(p)
+
+
 @lru_cache(maxsize=1024)
-def wildcard_regex(value: str) -> re.Pattern[str]:
-    """The same wildcard value as a regular expression for a whole-string match
-    (cached: the stored-JSON path checks one key against every candidate)."""
-    parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in value]
-    return re.compile("".join(parts), re.S)
+def wildcard_regex(value: str) -> Glob:
+    """The same wildcard value as a whole-string matcher (`Glob.fullmatch`; cached: the
+    stored-JSON path checks one key against every candidate)."""
+    return Glob(value)
 
 
 def has_wildcard(value: str) -> bool:
@@ -608,9 +642,11 @@ class FuzzyName(Matcher):
 def person_name_matcher(keyword: str, value: str, fuzzy: bool) -> Matcher | None:
     groups = tuple(value.split("="))
     if len(groups) > 3:
-        raise QueryError(f"{keyword}: {value!r} has more than three component groups")
+        raise QueryError(f"{keyword}: {value[:80]!r} has more than three component groups")
     if fuzzy and len(groups) == 1 and not has_wildcard(value):
         words = tuple(w for w in _WORD_SPLIT.split(value.upper()) if w)
+        if len(words) > MAX_KEY_VALUES:
+            raise QueryError(f"{keyword}: more than {MAX_KEY_VALUES} words to match")
         return FuzzyName(words) if words else None
     if not any(groups) or all(g in ("", "*") for g in groups):
         return None  # every group universal
@@ -692,8 +728,12 @@ def matcher_for(keyword: str, vr: str, value: str | None, fuzzy: bool = False) -
         return uid_matcher(keyword, value)
     if vr in BINARY_VRS:
         raise QueryError(f"{keyword}: matching on {vr} values is not supported")
+    values = [v for v in value.split("\\") if v]  # empty list items add nothing
+    if len(values) > MAX_KEY_VALUES:
+        # each value is one SQL term: SQLite refuses an expression deeper than 1000
+        raise QueryError(f"{keyword}: more than {MAX_KEY_VALUES} values to match")
     matchers: list[Matcher] = []
-    for one in [v for v in value.split("\\") if v]:  # empty list items add nothing
+    for one in values:
         m = _one(keyword, vr, one, fuzzy)
         if m is None:
             return None  # a universal value (``*``) makes the whole key universal

@@ -63,6 +63,9 @@ class Query:
     include_all: bool = False
     limit: int | None = None
     offset: int = 0
+    #: Refuse invalid values of keys below the query level too, which are otherwise
+    #: ignored unchecked (QIDO-RS answers 400 for them; C-FIND stays lenient).
+    validate_all: bool = False
 
 
 @dataclass
@@ -87,9 +90,11 @@ def find(conn: Connection, query: Query) -> FindResult:
     post: list[tuple[int, Matcher]] = []
     for tag, value in query.keys.items():
         attr = BY_TAG.get(tag)
-        if attr is not None and level_index(attr.level) > level_index(level):
-            continue  # keys below the query level are ignored (PS3.4 C.4.1.2.1)
         vr = attr.vr if attr is not None else _vr(tag)
+        if attr is not None and level_index(attr.level) > level_index(level):
+            if query.validate_all:
+                matcher_for(keyword_of(tag), vr, value, query.fuzzy)  # QueryError if invalid
+            continue  # keys below the query level are ignored (PS3.4 C.4.1.2.1)
         matcher = matcher_for(keyword_of(tag), vr, value, query.fuzzy)
         if matcher is None:
             continue  # universal matching (PS3.4 C.2.2.2.3)
@@ -157,14 +162,25 @@ def _condition(attr: Attribute, matcher: Matcher) -> Any:
 def _computed_condition(attr: Attribute, matcher: Matcher) -> Any:
     """Modalities / SOP Classes in Study: the study matches when any of its series
     (instances) has a value the matcher accepts (EXISTS over one row per value)."""
-    s, i = idx.series, idx.instance
+    # Aliases: at the series and instance levels the outer query selects from these
+    # tables too, and the subquery must range over all of the study's rows, correlated
+    # to the study only (a study attribute in a lower-level search, PS3.18 10.6.1.2).
+    s, i = idx.series.alias("study_series"), idx.instance.alias("study_instance")
     if attr.keyword == "ModalitiesInStudy":
-        return sa.exists().where(s.c.study_pk == idx.study.c.pk, matcher.sql(s.c.modality))
+        return (
+            sa.exists()
+            .where(s.c.study_pk == idx.study.c.pk, matcher.sql(s.c.modality))
+            .correlate(idx.study)
+        )
     if attr.keyword == "SOPClassesInStudy":
-        return sa.exists().where(
-            s.c.study_pk == idx.study.c.pk,
-            i.c.series_pk == s.c.pk,
-            matcher.sql(i.c.sop_class_uid),
+        return (
+            sa.exists()
+            .where(
+                s.c.study_pk == idx.study.c.pk,
+                i.c.series_pk == s.c.pk,
+                matcher.sql(i.c.sop_class_uid),
+            )
+            .correlate(idx.study)
         )
     return sa.true()  # counts are return keys only
 
@@ -326,9 +342,47 @@ def _column_rows(conn: Connection, level: str, pks: list[int]) -> dict[int, dict
 def _computed_values(
     conn: Connection, level: str, pks: list[int], tags: set[int]
 ) -> dict[tuple[str, int], dict[str, Any]]:
-    wanted = {BY_TAG[t].keyword for t in tags if t in BY_TAG and BY_TAG[t].computed}
+    """Computed attributes of each result, each computed over the entity it describes:
+    a series result's Modalities in Study are its study's (PS3.18 10.6.3.3)."""
+    by_level: dict[str, set[str]] = {}
+    for t in tags:
+        attr = BY_TAG.get(t)
+        # below the query level they are not returned (PS3.4 C.4.1.2.1; _return_plan)
+        if attr is not None and attr.computed and level_index(attr.level) <= level_index(level):
+            by_level.setdefault(attr.level, set()).add(attr.keyword)
     out: dict[tuple[str, int], dict[str, Any]] = {}
-    if not wanted:
+    for owner_level, wanted in by_level.items():
+        if owner_level == level:
+            out.update(_computed_at(conn, level, pks, wanted))
+            continue
+        owners = _owners(conn, level, owner_level, pks)
+        values = _computed_at(conn, owner_level, sorted(set(owners.values())), wanted)
+        for pk, owner in owners.items():
+            for kw in wanted:
+                if (kw, owner) in values:
+                    out[(kw, pk)] = values[(kw, owner)]
+    return out
+
+
+def _owners(conn: Connection, level: str, owner_level: str, pks: list[int]) -> dict[int, int]:
+    """Result pk → pk of the entity above it at `owner_level` that owns it."""
+    owner_pk = _BASE[owner_level].c.pk
+    base = _BASE[level]
+    out: dict[int, int] = {}
+    for chunk in _chunks(pks, 500):
+        stmt = (
+            sa.select(base.c.pk, owner_pk).select_from(_join_up(level)).where(base.c.pk.in_(chunk))
+        )
+        out.update({pk: owner for pk, owner in conn.execute(stmt)})
+    return out
+
+
+def _computed_at(
+    conn: Connection, level: str, pks: list[int], wanted: set[str]
+) -> dict[tuple[str, int], dict[str, Any]]:
+    """Computed attributes `wanted` of entities at `level` (their own level)."""
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    if not wanted or not pks:
         return out
     # NumberOf…Related{Studies,Series,Instances} → which count it is.
     counted = [

@@ -59,6 +59,11 @@ class Unsupported(Exception):
     """This encoding is not for the fast path; use pydicom."""
 
 
+class Truncated(Unsupported):
+    """The data ends inside an element: no parser can read what is not there (pydicom
+    would return the elements before it and drop the rest, a half instance)."""
+
+
 class Parsed:
     """Result of a fast parse: JSON of the elements before pixel data, and where it is."""
 
@@ -101,6 +106,8 @@ class _Parser:
         unpack = struct.unpack_from
         while pos < end:
             if end - pos < 8:
+                if end == len(data) and any(bytes(data[pos:end])):
+                    raise Truncated(f"the data ends inside an element header at byte {pos}")
                 raise Unsupported("trailing bytes")
             group, elem = unpack("<HH", data, pos)
             tag = (group << 16) | elem
@@ -130,7 +137,9 @@ class _Parser:
                 self.emit(target, tag, "SQ", items)
                 continue
             if pos + length > len(data):
-                raise Unsupported("truncated element")
+                raise Truncated(
+                    f"element ({group:04X},{elem:04X}) of {length} bytes ends beyond the data"
+                )
             if vr == "UN" and not group & 1:
                 vr = self.known_vr(tag)  # PS3.5 6.2.2: UN of a known tag, value as implicit
             if vr == "SQ":
@@ -175,6 +184,8 @@ class _Parser:
         limit = len(data) if end is None else end
         while pos < limit:
             if limit - pos < 8:
+                if end is None:
+                    raise Truncated("the data ends inside a sequence")
                 raise Unsupported("truncated sequence")
             tag = (struct.unpack_from("<H", data, pos)[0] << 16) | struct.unpack_from(
                 "<H", data, pos + 2
@@ -318,7 +329,9 @@ def parse(
     out = Parsed()
     try:
         parser.parse_top(out)
-    except (struct.error, UnicodeDecodeError) as exc:
+    except struct.error as exc:  # a read beyond the end of the data
+        raise Truncated(str(exc)) from exc
+    except UnicodeDecodeError as exc:
         raise Unsupported(str(exc)) from exc
     out.json = dict(sorted(out.json.items()))
     if out.pixel_tag is not None:

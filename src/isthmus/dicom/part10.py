@@ -174,6 +174,8 @@ def _fast_header(
 ) -> Header | None:
     try:
         parsed = headers.parse(data, implicit, BULK_PLACEHOLDER)
+    except headers.Truncated as exc:
+        raise InvalidDicom(f"the dataset is truncated: {exc}") from exc
     except headers.Unsupported:
         return None
     except ValueError as exc:

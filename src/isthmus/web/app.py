@@ -2,8 +2,8 @@
 
 Order matters: the API routes (/health, /dicom-web, /wado, the WebSocket gateway)
 come first and the viewer's static files last, so a file can never shadow the API.
-Middleware, outermost first: CORS (answers preflights, docs/security.md), then
-authentication of the DICOMweb and WADO-URI paths (auth.py).
+Middleware, outermost first: CORS (answers preflights, docs/security.md), the request
+limits (limits.py), then authentication of the DICOMweb and WADO-URI paths (auth.py).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from isthmus.web import capabilities, dicom_ws, dicomweb, wado_uri
 from isthmus.web.auth import AuthMiddleware
 from isthmus.web.context import WebContext
 from isthmus.web.errors import EXCEPTION_HANDLERS
+from isthmus.web.limits import LimitsMiddleware
 from isthmus.web.service import DICOMWEB_PREFIX
 
 VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
@@ -82,6 +83,7 @@ def middleware(ctx: WebContext) -> list[Middleware]:
                 max_age=600,
             )
         )
+    stack.append(Middleware(LimitsMiddleware, settings=ctx.settings))
     stack.append(Middleware(AuthMiddleware, authenticator=ctx.authenticator))
     return stack
 

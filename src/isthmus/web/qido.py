@@ -132,6 +132,7 @@ def build_query(request: Request, level: str, study: str | None, series: str | N
         include_all=include_all,
         limit=limit,
         offset=offset,
+        validate_all=True,
     )
 
 
