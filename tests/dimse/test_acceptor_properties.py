@@ -57,8 +57,10 @@ def fuzzed_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
             http_port=free_port(),
             index_url=f"sqlite:///{folder / 'index.sqlite'}",
             max_pdu=16384,
-            pdu_timeout=1.0,
-            network_timeout=1.0,
+            # short, so that a stalled example costs little; not so short that a busy
+            # machine's own C-ECHO (still_serving) times out
+            pdu_timeout=2.0,
+            network_timeout=5.0,
         )
     )
     node.start(http=False)
