@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from isthmus import config
 from isthmus.config import Settings
 from isthmus.dimse import scu
 from isthmus.server import Node
@@ -205,3 +206,34 @@ def test_an_idle_association_is_aborted_after_the_network_timeout(
     kind, body = assoc.read_pdu()
     assert (kind, body[2]) == (A_ABORT, 2)
     assoc.close()
+
+
+def test_the_limits_are_settings_with_documented_defaults() -> None:
+    defaults = Settings()
+    assert (
+        defaults.max_pdu,
+        defaults.max_associate_rq,
+        defaults.pdu_timeout,
+        defaults.network_timeout,
+        defaults.max_associations,
+        defaults.max_associations_per_host,
+        defaults.max_associations_per_aet,
+    ) == (262_144, 1_048_576, 30.0, 60.0, 64, 32, 32)
+    env = {"ISTHMUS_PDU_TIMEOUT": "2.5", "ISTHMUS_MAX_ASSOCIATIONS_PER_AET": "4"}
+    loaded = config.load(env=env)
+    assert (loaded.pdu_timeout, loaded.max_associations_per_aet) == (2.5, 4)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"max_pdu": 100},
+        {"max_associate_rq": 10},
+        {"pdu_timeout": 0},
+        {"network_timeout": -1},
+        {"max_associations_per_host": 0},
+    ],
+)
+def test_limits_out_of_range_are_refused(change: dict[str, Any]) -> None:
+    with pytest.raises(config.ConfigError):
+        config.load(env={}, **change)
