@@ -1,7 +1,7 @@
 """Properties of C-STORE and C-FIND against generated and damaged data sets (issue 15).
 
 Data sets are built by hand, element by element, in Explicit or Implicit VR Little
-Endian: character sets (ISO 2022 escape sequences included) with raw person name bytes,
+Endian, or Explicit VR Big Endian: character sets (ISO 2022 escape sequences included) with raw person name bytes,
 any VR, sequences of defined and undefined length, wrong lengths; then maybe damaged
 (bytes flipped, inserted, cut off).  They go through a raw association, so they arrive
 exactly as generated.  C-STORE must answer success (and then the instance is stored and
@@ -71,18 +71,23 @@ CHARSETS = [
 ]
 ESCAPES = [b"\x1b$B", b"\x1b(B", b"\x1b(J", b"\x1b$)C", b"\x1b-A", b"\x1b$(D", b"\x1b"]
 CONTEXTS = [(1, VERIFICATION, [IMPLICIT_LE]), (3, CT, [EXPLICIT_LE]), (5, CT, [IMPLICIT_LE])]
-CONTEXTS += [(7, FIND, [EXPLICIT_LE])]
+BIG_ENDIAN = "1.2.840.10008.1.2.2"
+CONTEXTS += [(7, FIND, [EXPLICIT_LE]), (9, CT, [BIG_ENDIAN])]
 STORE_ANSWERS = {0x0000, 0xB000, 0xB006, 0xB007}  # success and its warnings
 
 
-def element(tag: int, vr: bytes, value: bytes, explicit: bool, length: int | None = None) -> bytes:
+def element(
+    tag: int, vr: bytes, value: bytes, explicit: bool, length: int | None = None, big: bool = False
+) -> bytes:
+    """One data element; `big`: Explicit VR Big Endian (the value bytes as given)."""
     group, elem = tag >> 16, tag & 0xFFFF
     size = len(value) if length is None else length
+    order = ">" if big else "<"
     if not explicit:
         return struct.pack("<HHI", group, elem, size) + value
     if vr in LONG_VRS:
-        return struct.pack("<HH2sHI", group, elem, vr, 0, size) + value
-    return struct.pack("<HH2sH", group, elem, vr, size & 0xFFFF) + value
+        return struct.pack(order + "HH2sHI", group, elem, vr, 0, size) + value
+    return struct.pack(order + "HH2sH", group, elem, vr, size & 0xFFFF) + value
 
 
 def padded(value: bytes, pad: bytes = b" ") -> bytes:
@@ -117,27 +122,30 @@ def sequence(draw: st.DrawFn, explicit: bool) -> bytes:
 
 
 @st.composite
-def store_dataset(draw: st.DrawFn) -> tuple[bool, str, bytes]:
-    """(explicit VR, SOP Instance UID, data set bytes)."""
-    explicit = draw(st.booleans())
+def store_dataset(draw: st.DrawFn) -> tuple[int, str, bytes]:
+    """(presentation context ID, SOP Instance UID, data set bytes)."""
+    context_id = draw(st.sampled_from([3, 5, 9]))  # Explicit LE, Implicit LE, Explicit BE
+    explicit, big = context_id != 5, context_id == 9
     n = draw(st.integers(0, 10**12))
     sop, study, series = f"{ROOT}.1.{n}", f"{ROOT}.2.{n}", f"{ROOT}.3.{n}"
     charset = draw(st.sampled_from(CHARSETS))
     parts = []
     if charset:
-        parts.append(element(0x00080005, b"CS", padded(charset), explicit))
-    parts.append(element(0x00080016, b"UI", padded(CT.encode(), b"\0"), explicit))
-    parts.append(element(0x00080018, b"UI", padded(sop.encode(), b"\0"), explicit))
-    parts.append(element(0x00080060, b"CS", b"CT", explicit))
+        parts.append(element(0x00080005, b"CS", padded(charset), explicit, big=big))
+    parts.append(element(0x00080016, b"UI", padded(CT.encode(), b"\0"), explicit, big=big))
+    parts.append(element(0x00080018, b"UI", padded(sop.encode(), b"\0"), explicit, big=big))
+    parts.append(element(0x00080060, b"CS", b"CT", explicit, big=big))
     if draw(st.booleans()):
-        parts.append(draw(sequence(explicit)))
-    parts.append(element(0x00100010, b"PN", padded(draw(names)), explicit))
-    parts.append(element(0x00100020, b"LO", padded(draw(st.binary(max_size=20))), explicit))
+        parts.append(draw(sequence(explicit)) if not big else b"")
+    parts.append(element(0x00100010, b"PN", padded(draw(names)), explicit, big=big))
+    parts.append(
+        element(0x00100020, b"LO", padded(draw(st.binary(max_size=20))), explicit, big=big)
+    )
     odd_vr = draw(st.sampled_from([b"DA", b"XX", b"UN", b"OB", b"SQ", b"US", b"DS", b"AT"]))
     odd_value = draw(st.binary(max_size=12))
-    parts.append(element(0x00200010, odd_vr, odd_value, explicit))  # Study ID, any VR
-    parts.append(element(0x0020000D, b"UI", padded(study.encode(), b"\0"), explicit))
-    parts.append(element(0x0020000E, b"UI", padded(series.encode(), b"\0"), explicit))
+    parts.append(element(0x00200010, odd_vr, odd_value, explicit, big=big))  # Study ID, any VR
+    parts.append(element(0x0020000D, b"UI", padded(study.encode(), b"\0"), explicit, big=big))
+    parts.append(element(0x0020000E, b"UI", padded(series.encode(), b"\0"), explicit, big=big))
     data = bytearray(b"".join(parts))
     damage = draw(st.sampled_from(["none", "none", "flip", "insert", "truncate", "length"]))
     if damage != "none" and data:
@@ -150,7 +158,7 @@ def store_dataset(draw: st.DrawFn) -> tuple[bool, str, bytes]:
             del data[pos:]
         else:
             data[pos : pos + 4] = b"\xff\xff\xff\x7f"
-    return explicit, sop, bytes(data)
+    return context_id, sop, bytes(data)
 
 
 @pytest.fixture(scope="module")
@@ -199,12 +207,12 @@ def echo_still_answered(assoc: RawAssociation) -> None:
 
 @given(store_dataset())
 def test_c_store_of_any_data_set_answers_a_status_and_stores_whole_or_nothing(
-    scp_node: Node, generated: tuple[bool, str, bytes]
+    scp_node: Node, generated: tuple[int, str, bytes]
 ) -> None:
-    explicit, sop, data = generated
+    context_id, sop, data = generated
     before = scp_node.archive.instances(sop_uid=sop)
     assoc = RawAssociation(scp_node, CONTEXTS)
-    send_message(assoc, 3 if explicit else 5, c_store_rq(sop), data)
+    send_message(assoc, context_id, c_store_rq(sop), data)
     status = int(assoc.responses()[-1].Status)
     # 0x0110 processing failure: a series already filed under another study (outcome.py)
     failure = status & 0xFF00 == 0xA900 or status & 0xF000 == 0xC000 or status == 0x0110
