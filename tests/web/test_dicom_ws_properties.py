@@ -17,17 +17,22 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
 from isthmus.config import Settings
+from isthmus.dicom.ul.errors import PDUError
 from isthmus.server import Node
 from isthmus.testing.net import free_port
 from isthmus.testing.strategies import hostile_pdu, mutated
+from isthmus.web.dicom_ws.validation import AssociationState
 
 from .dicom_ws_support import (
+    IMPLICIT_LE,
+    RELEASE_RP,
     RELEASE_RQ,
+    associate_ac,
     associate_rq,
     closing,
     echo_rq_command,
@@ -103,6 +108,9 @@ def test_any_first_message_from_the_browser_gets_a_documented_answer(
 
 
 @given(middle=st.lists(hostile_pdu(), min_size=1, max_size=3))
+# Found by this property: A-RELEASE-RQ twice (reserved bytes set).  The archive released
+# and closed; the gateway's write of the next PDU failed and it closed with 1011.
+@example(middle=[b"\x05\x0e\x00\x00\x00\x04\x00\x10\x00\x04"] * 2)
 def test_any_pdus_inside_an_association_get_a_documented_answer(
     gateway: Node, middle: list[bytes]
 ) -> None:
@@ -113,3 +121,48 @@ def test_any_pdus_inside_an_association_get_a_documented_answer(
         code, _reason, pdus = closing(conn)
     check_ending(code, pdus)
     still_serving(gateway)
+
+
+def established() -> AssociationState:
+    state = AssociationState(browser_requests=True, max_pdu=65536)
+    state.check(associate_rq("ISTHMUS", "BROWSER"), "browser")
+    state.check(associate_ac("BROWSER", "ISTHMUS", [(1, 0, IMPLICIT_LE)]), "peer")
+    return state
+
+
+def test_a_second_release_request_from_the_same_side_is_unexpected() -> None:
+    """Found by the property above: a browser repeating A-RELEASE-RQ (PS3.8 Sta7)."""
+    state = established()
+    state.check(RELEASE_RQ, "browser")
+    with pytest.raises(PDUError, match="unexpected"):
+        state.check(RELEASE_RQ, "browser")
+
+
+def test_a_release_answer_must_answer_the_other_sides_request() -> None:
+    state = established()
+    state.check(RELEASE_RQ, "browser")
+    with pytest.raises(PDUError, match="unexpected"):
+        state.check(RELEASE_RP, "browser")
+    state.check(RELEASE_RP, "peer")
+    assert state.finished
+
+
+def test_a_release_collision_is_still_allowed() -> None:
+    state = established()
+    state.check(RELEASE_RQ, "browser")
+    state.check(RELEASE_RQ, "peer")
+    state.check(RELEASE_RP, "peer")
+    state.check(RELEASE_RP, "browser")
+    assert state.finished
+
+
+def test_a_repeated_release_request_is_answered_without_a_gateway_error(gateway: Node) -> None:
+    """The peer answered the first one and closed: the browser gets 1000 or, when the
+    gateway saw the repeat first, an A-ABORT and 4400; never 1011 "gateway error"."""
+    for _ in range(5):
+        with ws(url(gateway)) as conn:
+            conn.send(associate_rq(gateway.settings.aet, "FUZZER"))
+            assert conn.recv(timeout=30)[0] == A_ASSOCIATE_AC
+            send_all(conn, [RELEASE_RQ, RELEASE_RQ])
+            code, _reason, pdus = closing(conn)
+        check_ending(code, pdus)
