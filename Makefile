@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ./isthmus-data
 
-.PHONY: run test lint lint-js vendor-js test-python test-js bench system-deps clean
+.PHONY: run test lint lint-js vendor-js test-python test-js fuzz bench system-deps clean
 
 run:
 	@scripts/venv.sh
@@ -31,6 +31,12 @@ vendor-js:
 
 test-python:
 	$(PY) -m pytest
+
+# The property-based suites (tests/**/test_*_properties.py) with many more examples than
+# `make test` runs (Hypothesis profile "fuzz", tests/conftest.py).
+fuzz: system-deps
+	@scripts/venv.sh test
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -q $$(find tests -name 'test_*_properties.py' | sort)
 
 test-js:
 	@if find tests/js -name '*.test.mjs' | grep -q .; then \

@@ -10,7 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from isthmus.archive import Archive
 from isthmus.config import Peer, Settings
@@ -18,22 +19,25 @@ from isthmus.server import Node
 from isthmus.testing.net import free_port
 from isthmus.testing.postgres import TemporaryPostgres
 
-# Property-based tests (issue 15): "ci" is small and derandomized (the default, so `make
-# test` stays fast and repeatable); HYPOTHESIS_PROFILE=fuzz searches much longer.
-settings.register_profile(
+# Hypothesis profiles (issue 15), chosen by HYPOTHESIS_PROFILE: "ci" (the default, for
+# `make test`: few examples, derandomized, no deadline) and "fuzz" (`make fuzz`: many).
+# Property suites are the files named test_*_properties.py.
+hypothesis_settings.register_profile(
     "ci",
-    max_examples=50,
+    max_examples=25,
     derandomize=True,
     deadline=None,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-settings.register_profile(
+hypothesis_settings.register_profile(
     "fuzz",
     max_examples=2000,
     deadline=None,
+    print_blob=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DCMTK_TOOLS = ("echoscu", "storescu", "findscu", "movescu", "getscu", "storescp", "dcmsend")
 

@@ -81,8 +81,18 @@ class Settings:
     access: dict[str, str] = field(default_factory=dict)
     # When a calling AE is known, also require its network address to match the peer's host.
     check_peer_host: bool = False
+    # Limits of the DICOM port (docs/security.md, "Limits").  Associations served at once,
+    # in total and per calling host and per calling AE title (more: A-ASSOCIATE-RJ
+    # transient, "local limit exceeded"); the Maximum Length we announce and the largest
+    # P-DATA-TF we accept (PS3.8 D.1; larger: A-ABORT); the largest A-ASSOCIATE-RQ;
+    # seconds to receive one PDU once it has begun (and the A-ASSOCIATE-RQ once connected);
+    # seconds an association may stay silent (also the timeout of outbound associations).
     max_associations: int = 64
+    max_associations_per_host: int = 32
+    max_associations_per_aet: int = 32
     max_pdu: int = 262_144
+    max_associate_rq: int = 1_048_576
+    pdu_timeout: float = 30.0
     network_timeout: float = 60.0
     check_on_start: bool = True
     log_level: str = "info"
@@ -289,6 +299,15 @@ def _build(values: dict[str, Any]) -> Settings:
             raise ConfigError(f"{name} {port} is not a TCP port")
     if settings.duplicates not in ("keep", "overwrite"):
         raise ConfigError("duplicates must be 'keep' or 'overwrite'")
+    if not 4096 <= settings.max_pdu <= 64 * 1024 * 1024:
+        raise ConfigError("max_pdu must be 4096 .. 67108864 bytes")
+    if not 1024 <= settings.max_associate_rq <= 64 * 1024 * 1024:
+        raise ConfigError("max_associate_rq must be 1024 .. 67108864 bytes")
+    for name in ("max_associations", "max_associations_per_host", "max_associations_per_aet"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    if settings.pdu_timeout <= 0 or settings.network_timeout <= 0:
+        raise ConfigError("pdu_timeout and network_timeout must be positive")
     if not 4096 <= settings.dicom_ws_max_pdu <= 64 * 1024 * 1024 - 6:
         raise ConfigError("dicom_ws_max_pdu must be 4096 .. 67108858 bytes")
     for name in ("http_max_url", "http_max_header_bytes", "http_max_query_params"):

@@ -18,6 +18,7 @@ import logging
 import select
 import socket
 import threading
+import time
 from typing import Any
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -57,17 +58,43 @@ class LocalAE:
     """The node's own AE on the DICOM port: the router's handler for its AE titles.
 
     It serves each association with an Acceptor, from the service table the node
-    built, and counts the associations being served for settings.max_associations.
+    built, and counts the associations being served, in total and per calling host
+    and AE title, for the limits of settings (max_associations, _per_host, _per_aet).
     """
 
     def __init__(self, settings: Settings, services: ServiceTable) -> None:
         self.settings = settings
         self.services = services
         self.associations = 0
+        self.per_host: collections.Counter[str] = collections.Counter()
+        self.per_aet: collections.Counter[str] = collections.Counter()
         self.associations_lock = threading.Lock()
 
     def __call__(self, sock: socket.socket, address: Any, rq: pdu.AAssociateRQ) -> None:
         Acceptor(sock, address, rq, self).run()
+
+    def enter(self, host: str, aet: str) -> str | None:
+        """Count one more association; the name of the limit it exceeds, or None."""
+        settings = self.settings
+        with self.associations_lock:
+            self.associations += 1
+            self.per_host[host] += 1
+            self.per_aet[aet] += 1
+            if self.associations > settings.max_associations:
+                return "max_associations"
+            if self.per_host[host] > settings.max_associations_per_host:
+                return "max_associations_per_host"
+            if self.per_aet[aet] > settings.max_associations_per_aet:
+                return "max_associations_per_aet"
+            return None
+
+    def leave(self, host: str, aet: str) -> None:
+        with self.associations_lock:
+            self.associations -= 1
+            for counter, key in ((self.per_host, host), (self.per_aet, aet)):
+                counter[key] -= 1
+                if counter[key] <= 0:
+                    del counter[key]
 
 
 class Acceptor:
@@ -98,13 +125,18 @@ class Acceptor:
     # -- association -----------------------------------------------------
     def run(self) -> None:
         ae = self.ae
-        with ae.associations_lock:
-            ae.associations += 1
-            too_many = ae.associations > self.settings.max_associations
+        counted = (self.address, self.calling_aet)  # the router's view of the request
+        too_many = ae.enter(*counted)
         try:
             self.sock.settimeout(self.settings.network_timeout)
             self._read_associate_rq()
             if too_many:
+                log.warning(
+                    "A-ASSOCIATE-RJ to %s (%s): %s exceeded",
+                    self.calling_aet,
+                    self.address,
+                    too_many,
+                )
                 self._send_quietly(
                     pdu.associate_rj(
                         pdu.RESULT_TRANSIENT,
@@ -122,6 +154,9 @@ class Acceptor:
             if self.release_requested:  # released in the middle of C-GET sub-operations
                 self._send_quietly(pdu.RELEASE_RP)
             log.info("association from %s ended without release", self.calling_aet)
+        except transport.PDUTimeout as exc:
+            log.warning("A-ABORT to %s: PDU too slow (pdu_timeout): %s", self.calling_aet, exc)
+            self._send_quietly(pdu.abort())
         except TimeoutError:
             log.warning("association from %s idle too long: A-ABORT", self.calling_aet)
             self._send_quietly(pdu.abort())
@@ -129,8 +164,7 @@ class Acceptor:
             log.exception("association from %s: internal error, A-ABORT", self.calling_aet)
             self._send_quietly(pdu.abort())
         finally:
-            with ae.associations_lock:
-                ae.associations -= 1
+            ae.leave(*counted)
             _close(self.sock)
             if self.stored:
                 log.info(
@@ -140,11 +174,13 @@ class Acceptor:
     def _read_associate_rq(self) -> None:
         """Read the A-ASSOCIATE-RQ the router peeked at, and decode and validate all of it
         (PS3.8 9.3.2; the policy is `ul.validation`'s)."""
-        header = transport.recv_exactly(self.sock, pdu.PDU_HEADER)
+        deadline = time.monotonic() + self.settings.pdu_timeout
+        header = transport.recv_exactly(self.sock, pdu.PDU_HEADER, deadline)
         if header[0] != pdu.A_ASSOCIATE_RQ:
             raise AbortAssociation(errors.UNEXPECTED_PDU, "no A-ASSOCIATE-RQ")
-        length = transport.check_header(header, pdu.MAX_ASSOCIATE_RQ)
-        body = transport.recv_exactly(self.sock, length)
+        length = transport.check_header(header, self.settings.max_associate_rq - pdu.PDU_HEADER)
+        body = transport.recv_exactly(self.sock, length, deadline)
+        self.sock.settimeout(self.settings.network_timeout)
         self.rq = validation.parse_associate_rq(bytes(header) + body)
         self.calling_aet = self.rq.calling_aet
         self.peer_max_pdu = self.rq.max_length
@@ -199,8 +235,14 @@ class Acceptor:
         proposed = cx.transfer_syntaxes
         if cx.abstract_syntax in self.scp_role:
             # We send on this context (C-GET sub-operations): a native syntax first, which
-            # every stored instance can be turned into; an encoder may refuse an image.
-            proposed = tuple(sorted(proposed, key=lambda ts: ts not in NATIVE))
+            # every stored instance can be turned into (an encoder may refuse an image),
+            # and one not yet accepted on another context of the same SOP class, so that
+            # a requestor proposing the same list on several contexts gets each of its
+            # syntaxes and an instance goes as stored when it proposed that syntax.
+            taken = {
+                ts for cid, ts in self.syntaxes.items() if self.abstract[cid] == cx.abstract_syntax
+            }
+            proposed = tuple(sorted(proposed, key=lambda ts: (ts not in NATIVE, ts in taken)))
         choice = next((ts for ts in proposed if ts in offered), None)
         if choice is None:
             return PresentationContextAC(
@@ -353,7 +395,7 @@ class Acceptor:
 
     def _read_p_data(self) -> bool:
         """Read one PDU; queue its PDVs.  False after A-RELEASE-RQ (to be answered)."""
-        kind, body = transport.read_pdu(self.sock)
+        kind, body = transport.read_pdu(self.sock, self.settings.max_pdu, self.settings.pdu_timeout)
         if kind == pdu.P_DATA_TF:
             pdata.split_pdvs(memoryview(body), self.syntaxes, self._pdvs)
             return True

@@ -181,6 +181,8 @@ def start_scp(archive: Archive, settings: Settings, access: AccessControl) -> As
     server = AssociationRouter((settings.host, settings.dicom_port), own)
     server.own_aets = {settings.aet}
     server.accept_any = settings.accept_any_called_aet
+    server.peek_timeout = settings.pdu_timeout
+    server.max_associate_rq = settings.max_associate_rq
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.2},

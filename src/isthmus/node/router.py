@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from isthmus.dicom.ul import pdu, validation
+from isthmus.dicom.ul.errors import NOT_SPECIFIED, UNEXPECTED_PDU, UNRECOGNIZED_PDU
 from isthmus.node.sockets import set_nodelay
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
     daemon_threads = True
     own_aets: set[str]
     accept_any: bool
-    peek_timeout: float = 30.0
+    peek_timeout: float = 30.0  # seconds for the whole A-ASSOCIATE-RQ (settings.pdu_timeout)
+    max_associate_rq: int = pdu.MAX_ASSOCIATE_RQ  # bytes, header included
 
     def __init__(self, address: tuple[str, int], own: RouteHandler) -> None:
         """Listen on `address`; `own` serves the called AE titles in `own_aets` (and any
@@ -81,7 +83,8 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             rq = self._peek_associate(request)
         except (pdu.PDUError, OSError) as exc:
             log.warning("connection from %s dropped before association: %s", client_address, exc)
-            _send_quietly(request, pdu.abort())
+            reason = exc.reason if isinstance(exc, pdu.PDUError) else 0
+            _send_quietly(request, pdu.abort(pdu.ABORT_SOURCE_PROVIDER, reason))
             return
         handler = self.route_for(rq.called_aet)
         if handler is not None:
@@ -124,9 +127,12 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         deadline = time.monotonic() + self.peek_timeout
         header = _peek(sock, pdu.PDU_HEADER, deadline)
         if header[0] != pdu.A_ASSOCIATE_RQ:
-            raise pdu.PDUError(f"first PDU is type 0x{header[0]:02X}, not A-ASSOCIATE-RQ")
+            raise pdu.PDUError(
+                f"first PDU is type 0x{header[0]:02X}, not A-ASSOCIATE-RQ",
+                UNRECOGNIZED_PDU if header[0] not in pdu.PDU_NAMES else UNEXPECTED_PDU,
+            )
         length = pdu.PDU_HEADER + pdu.pdu_length(header)
-        if length > pdu.MAX_ASSOCIATE_RQ:
+        if length > self.max_associate_rq:
             raise pdu.PDUError(f"A-ASSOCIATE-RQ of {length} bytes is too large")
         if length < pdu.PDU_HEADER + pdu.FIXED_LENGTH:
             raise pdu.PDUError(f"A-ASSOCIATE-RQ of {length} bytes is too short")
@@ -142,7 +148,7 @@ def _peek(sock: socket.socket, size: int, deadline: float) -> bytes:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise pdu.PDUError("timed out waiting for A-ASSOCIATE-RQ")
+                raise pdu.PDUError("timed out waiting for A-ASSOCIATE-RQ", NOT_SPECIFIED)
             sock.settimeout(remaining)
             data = sock.recv(size, socket.MSG_PEEK | socket.MSG_WAITALL)
             if not data:

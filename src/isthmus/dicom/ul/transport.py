@@ -4,13 +4,17 @@ gathering writer.
 A PDU is read as its 6-byte header, then exactly the PDU-length it names (PS3.8
 9.3.1), so PDUs are never split nor merged.  Both readers refuse an unknown PDU type
 (A-ABORT reason 1) and a length above the caller's limit (reason 6) before reading
-the body: a length field is not a reason to allocate gigabytes.
+the body: a length field is not a reason to allocate gigabytes.  With a `timeout`,
+the blocking reader also bounds the time one PDU may take once its first byte has
+arrived (PDUTimeout), so a peer trickling bytes cannot hold a thread for ever; the
+wait for that first byte is the socket's own timeout (the idle timeout).
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -33,26 +37,60 @@ def check_header(header: bytes | bytearray, limit: int) -> int:
     return int(length)
 
 
-def recv_exactly(sock: Any, size: int) -> bytearray:
+class PDUTimeout(TimeoutError):
+    """A PDU that began did not arrive whole within the time allowed."""
+
+
+def recv_exactly(sock: Any, size: int, deadline: float | None = None) -> bytearray:
     """Read exactly `size` bytes into one buffer with recv_into (EOFError if the peer
-    closes first)."""
+    closes first; PDUTimeout past `deadline`, a time.monotonic() value)."""
     buf = bytearray(size)
-    view = memoryview(buf)
-    got = 0
-    while got < size:
-        n = sock.recv_into(view[got:], size - got)
-        if n == 0:
-            raise EOFError("connection closed")
-        got += n
+    _fill(sock, memoryview(buf), 0, deadline)
     return buf
 
 
-def read_pdu(sock: Any, limit: int = HARD_PDU_LIMIT) -> tuple[int, bytearray]:
+def _fill(sock: Any, view: memoryview, got: int, deadline: float | None) -> None:
+    size = len(view)
+    while got < size:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PDUTimeout(f"{got} of {size} bytes received in the time allowed")
+            sock.settimeout(remaining)
+        try:
+            n = sock.recv_into(view[got:], size - got)
+        except TimeoutError:
+            if deadline is None:
+                raise
+            raise PDUTimeout(f"{got} of {size} bytes received in the time allowed") from None
+        if n == 0:
+            raise EOFError("connection closed")
+        got += n
+
+
+def read_pdu(
+    sock: Any, limit: int = HARD_PDU_LIMIT, timeout: float | None = None
+) -> tuple[int, bytearray]:
     """The next PDU from a blocking socket: its type and its body (after the header),
-    read into one buffer so that data set bytes can be handed on as views."""
-    header = recv_exactly(sock, PDU_HEADER)
-    length = check_header(header, limit)
-    return header[0], recv_exactly(sock, length)
+    read into one buffer so that data set bytes can be handed on as views.  With
+    `timeout`, the whole PDU must arrive within that many seconds of its first byte."""
+    if timeout is None:
+        header = recv_exactly(sock, PDU_HEADER)
+        length = check_header(header, limit)
+        return header[0], recv_exactly(sock, length)
+    header = bytearray(PDU_HEADER)
+    view = memoryview(header)
+    first = sock.recv_into(view, PDU_HEADER)  # waits as long as the socket's timeout
+    if first == 0:
+        raise EOFError("connection closed")
+    idle = sock.gettimeout()
+    deadline = time.monotonic() + timeout
+    try:
+        _fill(sock, view, first, deadline)
+        length = check_header(header, limit)
+        return header[0], recv_exactly(sock, length, deadline)
+    finally:
+        sock.settimeout(idle)
 
 
 def send_all(sock: Any, parts: Iterable[bytes | memoryview]) -> None:

@@ -99,8 +99,13 @@ class Relay:
             except PDUError as problem:
                 raise self._bad("browser", problem) from None
             self.last_activity = time.monotonic()
-            self.writer.write(data)
-            await self.writer.drain()
+            try:
+                self.writer.write(data)
+                await self.writer.drain()
+            except (ConnectionError, OSError) as exc:  # the peer is gone: not our error
+                if self.state.finished:
+                    raise Ended(CLOSE_NORMAL, f"association {self.state.outcome}") from None
+                raise Ended(CLOSE_PEER_CLOSED, f"connection to the peer failed: {exc}") from None
             if kind == A_ABORT:
                 raise Ended(CLOSE_NORMAL, "association aborted by the browser")
 

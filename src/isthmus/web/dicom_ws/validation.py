@@ -35,6 +35,7 @@ class AssociationState:
     max_length: dict[str, int] = field(default_factory=lambda: {"browser": 0, "peer": 0})
     request: pdu.AAssociateRQ | None = None
     outcome: str = ""  # released | aborted | rejected
+    release_requested: set[str] = field(default_factory=set)  # sides that sent A-RELEASE-RQ
 
     @property
     def finished(self) -> bool:
@@ -125,9 +126,18 @@ class AssociationState:
 
     def _release(self, data: bytes, side: str, role: str) -> None:
         kind = pdu.decode_pdu(data).pdu_type  # checks the length
-        if kind == pdu.A_RELEASE_RQ and self.phase in ("established", "releasing"):
+        if (
+            kind == pdu.A_RELEASE_RQ
+            and self.phase in ("established", "releasing")
+            and side not in self.release_requested  # once per side (PS3.8 Sta7: not again)
+        ):
+            self.release_requested.add(side)
             self.phase = "releasing"
-        elif kind == pdu.A_RELEASE_RP and self.phase in ("releasing", "released"):
+        elif (
+            kind == pdu.A_RELEASE_RP
+            and self.phase in ("releasing", "released")
+            and self.release_requested - {side}  # answers the other side's request
+        ):
             self.phase, self.outcome = "released", "released"
         else:
             raise self._unexpected(data, side)
