@@ -150,13 +150,6 @@ def missing_file(row: InstanceRow) -> HTTPError:
     )
 
 
-async def open_blob(archive: Archive, row: InstanceRow):  # type: ignore[no-untyped-def]
-    try:
-        return await blocking(archive.open_instance, row)
-    except KeyError:
-        raise missing_file(row) from None
-
-
 async def read_chunks(fh, start: int = 0, length: int | None = None) -> AsyncIterator[bytes]:  # type: ignore[no-untyped-def]
     """A blob's bytes, chunk by chunk (optionally `length` bytes from `start`); closes it.
 
