@@ -7,6 +7,7 @@ vocabulary (levels, unique keys, default return keys, tag names).
 
 from isthmus.archive.archive import Archive
 from isthmus.archive.bulk import BulkData, NoBulkData
+from isthmus.archive.events import Event, EventBus
 from isthmus.archive.index import InstanceRow
 from isthmus.archive.keys import LEVELS, default_return_keys, resolve_tag, unique_key
 from isthmus.archive.matching import FindResult, Query, QueryError, query_from_keywords
@@ -16,6 +17,8 @@ __all__ = [
     "LEVELS",
     "Archive",
     "BulkData",
+    "Event",
+    "EventBus",
     "FindResult",
     "InstanceRow",
     "NoBulkData",

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from isthmus.archive import index as idx
 from isthmus.archive.bulk import BulkData, open_bulk_data, pixel_data_as_frames
+from isthmus.archive.events import EventBus, LocalEventBus
 from isthmus.archive.index import InstanceRow
 from isthmus.archive.ingest import InstanceRecord, build_record
 from isthmus.archive.keys import add_parent_attributes
@@ -67,6 +68,8 @@ class Archive:
         # thread touches it; deletes and failed batches clear it.
         self._parents: dict[tuple[str | int, ...], int] = {}
         self.writer = GroupCommitWriter(self.engine, on_failure=self._parents.clear)
+        # What happened, for doors and (when processes share the archive) other processes.
+        self.events: EventBus = LocalEventBus()
 
     @classmethod
     def from_settings(cls, settings: Any) -> Archive:
@@ -79,6 +82,7 @@ class Archive:
         )
 
     def close(self) -> None:
+        self.events.close()
         self.writer.close()
         self.engine.dispose()
 
