@@ -6,9 +6,11 @@ import argparse
 import json
 import logging
 import os
+import ssl
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a known peer (repeatable)",
     )
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
+    _tls_arguments(p)
 
     p = command("import", _import, "import DICOM files or folders (recursive) into the archive")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -104,9 +107,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = command("echo", _echo, "C-ECHO a peer")
     p.add_argument("peer", metavar="AET@HOST:PORT")
+    _tls_arguments(p, client=True)
 
     p = command("send", _send, "C-STORE files or folders to a peer")
     p.add_argument("peer", metavar="AET@HOST:PORT")
+    _tls_arguments(p, client=True)
     p.add_argument("paths", nargs="+", metavar="PATH")
 
     p = command("query", _query, "C-FIND a peer and print the matches")
@@ -119,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
         help="query/retrieve information model (default study root)",
     )
     p.add_argument("--json", action="store_true", help="print DICOM JSON")
+    _tls_arguments(p, client=True)
     p.add_argument(
         "keys",
         nargs="*",
@@ -143,7 +149,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--via", choices=["move", "get"], default="move")
     p.add_argument("--port", type=int, help="port to receive C-MOVE sub-operations on")
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
+    _tls_arguments(p, client=True)
     return parser
+
+
+def _tls_arguments(p: argparse.ArgumentParser, client: bool = False) -> None:
+    """DICOM TLS flags (docs/security.md, "DICOM TLS"): the settings, and --tls for a peer."""
+    if client:
+        p.add_argument("--tls", action="store_true", help="call the peer over TLS")
+    else:
+        p.add_argument("--dicom-tls-port", type=int, help="TLS DIMSE port (default 2762)")
+    p.add_argument("--dicom-tls-cert", help="our certificate chain (PEM)")
+    p.add_argument("--dicom-tls-key", help="our private key (PEM)")
+    p.add_argument("--dicom-tls-ca", help="CA bundle (PEM) to verify peers' certificates")
+
+
+def _peer(args: argparse.Namespace, settings: Settings) -> Peer:
+    """The peer named on the command line; TLS with --tls or when the configured peer of
+    that AE title at that address has `tls`."""
+    peer = Peer.parse(args.peer)
+    known = settings.peer(peer.aet)
+    if known is not None and (known.host, known.port) == (peer.host, peer.port):
+        peer = known
+    return replace(peer, tls=True) if getattr(args, "tls", False) else peer
+
+
+def _client_tls(settings: Settings, peer: Peer) -> ssl.SSLContext | None:
+    from isthmus.node.tls import client_context
+
+    return client_context(settings) if peer.tls else None
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -160,11 +194,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         http_port=getattr(args, "http_port", None),
         index_url=getattr(args, "index_url", None),
         log_level=args.log_level,
+        dicom_tls_port=getattr(args, "dicom_tls_port", None),
+        dicom_tls_cert=getattr(args, "dicom_tls_cert", None),
+        dicom_tls_key=getattr(args, "dicom_tls_key", None),
+        dicom_tls_ca=getattr(args, "dicom_tls_ca", None),
     )
     settings = load(args.config, **overrides)
     if peers:
-        from dataclasses import replace
-
         known = {p.aet: p for p in settings.peers}
         known.update({p.aet: p for p in peers})
         settings = replace(settings, peers=tuple(known.values()))
@@ -241,8 +277,8 @@ def _echo(args: argparse.Namespace) -> int:
     from isthmus.dimse import scu
 
     settings = _settings(args)
-    peer = Peer.parse(args.peer)
-    status = scu.echo(peer, settings.aet)
+    peer = _peer(args, settings)
+    status = scu.echo(peer, settings.aet, tls=_client_tls(settings, peer))
     print(f"C-ECHO {peer}: status 0x{status:04X}" + (" (success)" if status == 0 else ""))
     return 0 if status == 0 else 1
 
@@ -251,10 +287,11 @@ def _send(args: argparse.Namespace) -> int:
     from isthmus.dimse import scu
 
     settings = _settings(args)
-    peer = Peer.parse(args.peer)
+    peer = _peer(args, settings)
+    tls = _client_tls(settings, peer)
     files = list(iter_files(args.paths))
     with tqdm(total=len(files), unit="file", desc="send", file=sys.stderr) as bar:
-        report = scu.send(peer, files, settings.aet, progress=bar.update)
+        report = scu.send(peer, files, settings.aet, progress=bar.update, tls=tls)
     for path, reason in report.failed:
         print(f"failed {path}: {reason}", file=sys.stderr)
     print(f"sent {report.sent} of {len(files)} file(s) to {peer}")
@@ -286,10 +323,12 @@ def _query(args: argparse.Namespace) -> int:
     from isthmus.dimse import scu
 
     settings = _settings(args)
-    peer = Peer.parse(args.peer)
+    peer = _peer(args, settings)
     level = LEVELS[args.level]
     identifier = parse_keys(level, args.keys)
-    matches = scu.find(peer, identifier, args.model.upper(), settings.aet)
+    matches = scu.find(
+        peer, identifier, args.model.upper(), settings.aet, tls=_client_tls(settings, peer)
+    )
     if args.json:
         print(json.dumps([m.to_json_dict() for m in matches], indent=1))
         return 0
@@ -329,7 +368,7 @@ def _retrieve(args: argparse.Namespace) -> int:
     from isthmus.dimse.fetch import retrieve_into_archive
 
     settings = _settings(args)
-    peer = Peer.parse(args.peer)
+    peer = _peer(args, settings)
     report = retrieve_into_archive(settings, peer, args.study, args.series, args.via, args.port)
     print(
         f"retrieved {report.completed} instance(s), {report.failed} failed, "

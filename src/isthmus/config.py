@@ -32,6 +32,11 @@ class Peer:
     aet: str
     host: str
     port: int
+    # DICOM TLS (docs/security.md, "DICOM TLS"): we call it over TLS, and it must call us
+    # over TLS; `certificate` ("sha256:<hex>" or "CN=<name>"): the client certificate it
+    # must present when it calls us.
+    tls: bool = False
+    certificate: str = ""
 
     @classmethod
     def parse(cls, text: str) -> Peer:
@@ -46,6 +51,21 @@ class Peer:
 
     def __str__(self) -> str:
         return f"{self.aet}@{self.host}:{self.port}"
+
+
+_HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_certificate(spec: str) -> str:
+    """A peer's `certificate`: "sha256:" and the 64 hex digits of the SHA-256 fingerprint
+    (colons allowed, as `openssl x509 -fingerprint -sha256` prints it), or "CN=<name>"."""
+    text = spec.strip()
+    if text.lower().startswith("sha256:"):
+        if _HEX64_RE.match(text[7:].replace(":", "").replace(" ", "").lower()):
+            return text
+    elif text[:3].upper() == "CN=" and text[3:]:
+        return text
+    raise ConfigError(f"certificate {spec!r}: expected 'sha256:<64 hex digits>' or 'CN=<name>'")
 
 
 def check_aet(aet: str) -> str:
@@ -114,6 +134,18 @@ class Settings:
     # HTTPS for the HTTP door (and wss:// for the gateway): PEM certificate chain and key.
     tls_cert: str = ""
     tls_key: str = ""
+    # DICOM TLS (PS3.15 Annex B; docs/security.md, "DICOM TLS"): with a certificate chain
+    # and key (PEM) a TLS DICOM port listens on `dicom_tls_port` next to the plain one
+    # (`dicom_tls_only`: instead of it).  `dicom_tls_ca`: the CA bundle client certificates
+    # are verified against (and peers' server certificates; empty: the system's);
+    # `dicom_tls_client_certs`: "none", "optional" or "required".  Our certificate is
+    # also our client certificate when we call peers over TLS.
+    dicom_tls_port: int = 2762
+    dicom_tls_cert: str = ""
+    dicom_tls_key: str = ""
+    dicom_tls_ca: str = ""
+    dicom_tls_client_certs: str = "optional"
+    dicom_tls_only: bool = False
     # DICOM-over-WebSocket gateway (docs/dicom-websocket.md, docs/security.md).  Peers a
     # browser may reach and AE titles it may register or call as ("*": all); empty → all
     # in developer mode (loopback, no credentials), none otherwise.  Limits: the largest PDU
@@ -229,8 +261,18 @@ def _peer_from_toml(value: object) -> Peer:
         return Peer.parse(value)
     if not isinstance(value, dict):
         raise ConfigError(f"peer entry {value!r} needs aet, host and port")
+    unknown = set(value) - {"aet", "host", "port", "tls", "certificate"}
+    if unknown:
+        raise ConfigError(f"peer entry {value!r}: unknown keys {sorted(unknown)}")
+    certificate = check_certificate(str(value["certificate"])) if "certificate" in value else ""
     try:
-        return Peer(check_aet(value["aet"]), str(value["host"]), int(value["port"]))
+        return Peer(
+            check_aet(value["aet"]),
+            str(value["host"]),
+            int(value["port"]),
+            tls=_bool(value.get("tls", False)),
+            certificate=certificate,
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"peer entry {value!r} needs aet, host and port") from exc
 
@@ -293,7 +335,8 @@ def _build(values: dict[str, Any]) -> Settings:
     check_aet(settings.aet)
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("tls_cert and tls_key go together")
-    for name in ("dicom_port", "http_port"):
+    _check_dicom_tls(settings)
+    for name in ("dicom_port", "http_port", "dicom_tls_port"):
         port = getattr(settings, name)
         if not 0 <= port < 65536:  # 0: any free port
             raise ConfigError(f"{name} {port} is not a TCP port")
@@ -325,3 +368,24 @@ def _build(values: dict[str, Any]) -> Settings:
                 f"access.{svc} = {rule!r}: services are {SERVICES}, rules 'any' or 'known'"
             )
     return settings
+
+
+def _check_dicom_tls(settings: Settings) -> None:
+    """DICOM TLS settings that go together (docs/security.md, "DICOM TLS")."""
+    if bool(settings.dicom_tls_cert) != bool(settings.dicom_tls_key):
+        raise ConfigError("dicom_tls_cert and dicom_tls_key go together")
+    if settings.dicom_tls_only and not settings.dicom_tls_cert:
+        raise ConfigError("dicom_tls_only needs dicom_tls_cert and dicom_tls_key")
+    if settings.dicom_tls_client_certs not in ("none", "optional", "required"):
+        raise ConfigError("dicom_tls_client_certs must be 'none', 'optional' or 'required'")
+    verifies = settings.dicom_tls_cert and settings.dicom_tls_client_certs != "none"
+    if verifies and not settings.dicom_tls_ca:
+        if settings.dicom_tls_client_certs == "required" or any(
+            p.certificate for p in settings.peers
+        ):
+            raise ConfigError("client certificates are verified against dicom_tls_ca: set it")
+    if any(p.certificate for p in settings.peers) and not verifies:
+        raise ConfigError(
+            "a peer's certificate can only be checked on the TLS DICOM port with client "
+            "certificates (dicom_tls_cert, dicom_tls_ca, dicom_tls_client_certs)"
+        )

@@ -14,6 +14,7 @@ from isthmus.config import ConfigError, Settings
 from isthmus.dimse.scp import start_scp
 from isthmus.node.access import AccessControl
 from isthmus.node.router import AssociationRouter
+from isthmus.node.tls import server_context
 from isthmus.web.app import create_app
 from isthmus.web.context import WebContext
 from isthmus.web.limits import Contained, http_server_options
@@ -64,7 +65,8 @@ class Node:
         self.settings = settings
         self.archive = Archive.from_settings(settings)
         self.access = AccessControl(settings)
-        self.router: AssociationRouter | None = None
+        self.router: AssociationRouter | None = None  # the plain port, else the TLS one
+        self.tls_router: AssociationRouter | None = None
         self._http: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
 
@@ -73,7 +75,7 @@ class Node:
             report = self.archive.check(repair=True)
             if report["partial"] or report["orphans"] or report["missing"]:
                 log.warning("archive check repaired: %s", report)
-        self.router = start_scp(self.archive, self.settings, self.access)
+        self._start_dicom()
         if not http:
             return
         ctx = WebContext(self.settings, self.archive, self.router, self.access)
@@ -94,9 +96,23 @@ class Node:
         if not self._http.started:
             raise RuntimeError(f"HTTP server could not start on port {self.settings.http_port}")
 
+    def _start_dicom(self) -> None:
+        """The plain DICOM port, the TLS one (docs/security.md, "DICOM TLS"), or both."""
+        settings = self.settings
+        tls = server_context(settings) if settings.dicom_tls_cert else None
+        plain = None if settings.dicom_tls_only else start_scp(self.archive, settings, self.access)
+        if tls is not None:
+            self.tls_router = start_scp(self.archive, settings, self.access, tls, beside=plain)
+        self.router = plain or self.tls_router
+
     @property
     def dicom_port(self) -> int:
         return int(self.router.server_address[1]) if self.router else self.settings.dicom_port
+
+    @property
+    def dicom_tls_port(self) -> int | None:
+        """The TLS DICOM port, or None when there is none."""
+        return int(self.tls_router.server_address[1]) if self.tls_router else None
 
     @property
     def http_port(self) -> int:
@@ -111,10 +127,10 @@ class Node:
             if self._http_thread is not None:
                 self._http_thread.join(timeout=10)
             self._http = None
-        if self.router is not None:
-            self.router.shutdown()
-            self.router.server_close()
-            self.router = None
+        for router in {id(r): r for r in (self.router, self.tls_router) if r}.values():
+            router.shutdown()
+            router.server_close()
+        self.router = self.tls_router = None
         self.archive.close()
 
     def __enter__(self) -> Node:
@@ -137,7 +153,10 @@ def run_forever(settings: Settings) -> None:
     print(
         f"Isthmus archive in {settings.data.resolve()}  (index: {_safe_url(settings.resolved_index_url)})"
     )
-    print(f"  DICOM (DIMSE): AE title {settings.aet} on {settings.host}:{node.dicom_port}")
+    if not settings.dicom_tls_only:
+        print(f"  DICOM (DIMSE): AE title {settings.aet} on {settings.host}:{node.dicom_port}")
+    if node.dicom_tls_port is not None:
+        print(f"  DICOM TLS:     AE title {settings.aet} on {settings.host}:{node.dicom_tls_port}")
     base = (
         f"{'https' if settings.tls_cert else 'http'}://{_host(settings.host)}:{settings.http_port}"
     )

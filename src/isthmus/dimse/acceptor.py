@@ -17,6 +17,7 @@ import collections
 import logging
 import select
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -415,6 +416,9 @@ class Acceptor:
 
 
 def _readable(sock: socket.socket) -> bool:
+    """Is something there to read?  Over TLS, decrypted bytes select() cannot see too."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
     ready, _, _ = select.select([sock], [], [], 0)
     return bool(ready)
 

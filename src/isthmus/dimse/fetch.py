@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import ssl
 from dataclasses import replace
 from typing import Any
 
@@ -15,6 +16,7 @@ from isthmus.config import Peer, Settings
 from isthmus.dimse import scu
 from isthmus.dimse.scp import start_scp
 from isthmus.node.access import AccessControl
+from isthmus.node.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ def retrieve_into_archive(
     archive, it receives the instances instead.
     """
     identifier = retrieve_identifier(study, series)
+    tls = client_context(settings) if peer.tls else None
     archive = Archive.from_settings(settings)
     bar = tqdm(unit="instance", desc="retrieve")
 
@@ -62,8 +65,9 @@ def retrieve_into_archive(
                 scu.common_storage_classes(),
                 calling_aet=settings.aet,
                 progress=progress,
+                tls=tls,
             )
-        return _move_to_self(settings, archive, peer, identifier, port, progress)
+        return _move_to_self(settings, archive, peer, identifier, port, progress, tls)
     finally:
         bar.close()
         archive.close()
@@ -86,6 +90,7 @@ def _move_to_self(
     identifier: Dataset,
     port: int | None,
     progress: Any,
+    tls: ssl.SSLContext | None = None,
 ) -> scu.RetrieveReport:
     local = replace(
         settings, dicom_port=port or settings.dicom_port, access={**settings.access, "store": "any"}
@@ -98,7 +103,9 @@ def _move_to_self(
             raise
         log.info("port %d is in use: assuming a running isthmus serve receives", local.dicom_port)
     try:
-        return scu.move(peer, identifier, settings.aet, calling_aet=settings.aet, progress=progress)
+        return scu.move(
+            peer, identifier, settings.aet, calling_aet=settings.aet, progress=progress, tls=tls
+        )
     finally:
         if router is not None:
             router.shutdown()

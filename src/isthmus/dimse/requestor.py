@@ -4,13 +4,16 @@ C-MOVE sub-operations send instances exactly as stored; going through pynetdicom
 would decode and re-encode every dataset.  This opens an association, negotiates
 the presentation contexts the caller asks for, and sends each dataset's bytes in
 P-DATA fragments sized to the peer's maximum PDU length.  PDUs, their validation and
-PDVs come from `isthmus.dicom.ul`, as for the acceptor.
+PDVs come from `isthmus.dicom.ul`, as for the acceptor.  With an SSL context
+(node.tls.client_context) the association runs over TLS (PS3.15 Annex B), the peer's
+certificate verified for its host.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from dataclasses import dataclass, field
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -38,6 +41,7 @@ class Requestor:
     calling_aet: str
     contexts: list[tuple[str, list[str]]]  # (abstract syntax, transfer syntaxes) per context
     timeout: float = 60.0
+    tls: ssl.SSLContext | None = None  # TLS when set (peers with `tls`)
     sock: socket.socket | None = None
     accepted: dict[tuple[str, str], int] = field(default_factory=dict)  # (class, ts) → id
     max_pdu: int = 0
@@ -53,6 +57,8 @@ class Requestor:
         except OSError as exc:
             raise AssociationFailed(f"cannot connect to {self.peer}: {exc}") from exc
         set_nodelay(self.sock)
+        if self.tls is not None:
+            self._secure(self.tls)
         try:
             self.sock.sendall(self._associate_rq())
             kind, body = self._read_pdu()
@@ -81,6 +87,15 @@ class Requestor:
             self.abort()
             raise AssociationFailed(f"{self.peer} accepts PDUs of {self.max_pdu} bytes at most")
         return self
+
+    def _secure(self, context: ssl.SSLContext) -> None:
+        """The TLS handshake, within the timeout; AssociationFailed when it fails."""
+        assert self.sock is not None
+        try:
+            self.sock = context.wrap_socket(self.sock, server_hostname=self.peer.host)
+        except (OSError, ValueError) as exc:  # ssl.SSLError (certificate), timeout, reset
+            self.close()
+            raise AssociationFailed(f"TLS with {self.peer} failed: {exc}") from exc
 
     def _associate_rq(self) -> bytes:
         """Our A-ASSOCIATE-RQ (PS3.8 9.3.2): context IDs 1, 3, 5... in the caller's order."""

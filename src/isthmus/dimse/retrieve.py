@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pydicom.dataset import Dataset
 
 from isthmus.archive import LEVELS, Archive, InstanceRow, Query, QueryError, unique_key
-from isthmus.config import Settings
+from isthmus.config import ConfigError, Settings
 from isthmus.dicom import status
 from isthmus.dimse import messages as msg
 from isthmus.dimse.contexts import accepted_syntaxes, contexts_for
 from isthmus.dimse.requestor import AssociationFailed, Requestor
 from isthmus.dimse.service import Channel, Message
 from isthmus.node.access import AccessControl
+from isthmus.node.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +151,13 @@ class RetrieveSCP:
             return
         try:
             requestor = Requestor(
-                peer, self.settings.aet, contexts_for(rows), timeout=self.settings.network_timeout
+                peer,
+                self.settings.aet,
+                contexts_for(rows),
+                timeout=self.settings.network_timeout,
+                tls=client_context(self.settings) if peer.tls else None,
             ).open()
-        except (AssociationFailed, OSError) as exc:
+        except (AssociationFailed, OSError, ConfigError) as exc:
             log.warning("C-MOVE to %s: %s", destination, exc)
             for row in rows:  # every sub-operation failed (PS3.4 C.4.2.1.6)
                 progress.record(row.sop_instance_uid, None)

@@ -10,6 +10,7 @@ port (isthmus.node.router), which takes the AE as a handler and imports no servi
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from typing import Any
 
@@ -175,10 +176,25 @@ def service_table(archive: Archive, settings: Settings, access: AccessControl) -
     return ServiceTable(services, scp_role_classes=STORAGE_CLASSES)
 
 
-def start_scp(archive: Archive, settings: Settings, access: AccessControl) -> AssociationRouter:
-    """Bind the DICOM port and serve in a background thread; returns the router."""
-    own = LocalAE(settings, service_table(archive, settings, access))
-    server = AssociationRouter((settings.host, settings.dicom_port), own)
+def start_scp(
+    archive: Archive,
+    settings: Settings,
+    access: AccessControl,
+    tls: ssl.SSLContext | None = None,
+    beside: AssociationRouter | None = None,
+) -> AssociationRouter:
+    """Bind the DICOM port and serve in a background thread; returns the router.
+
+    With `tls` (node.tls.server_context) the TLS DICOM port, on `dicom_tls_port`; next to
+    the plain router `beside`, it shares that one's AE (so the association limits count
+    both ports) and routing table.
+    """
+    own = beside.own if beside else LocalAE(settings, service_table(archive, settings, access))
+    port = settings.dicom_tls_port if tls else settings.dicom_port
+    server = AssociationRouter((settings.host, port), own, tls=tls)
+    if beside is not None:
+        server.share_routes(beside)
+    server.admit = access.admit
     server.own_aets = {settings.aet}
     server.accept_any = settings.accept_any_called_aet
     server.peek_timeout = settings.pdu_timeout
@@ -186,7 +202,7 @@ def start_scp(archive: Archive, settings: Settings, access: AccessControl) -> As
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.2},
-        name="isthmus-dimse",
+        name="isthmus-dimse-tls" if tls else "isthmus-dimse",
         daemon=True,
     )
     thread.start()

@@ -3,12 +3,15 @@
 Used by the command line and by tests.  C-ECHO, C-FIND, C-MOVE and C-GET go through
 pynetdicom; C-STORE (`send`) goes through the lean requestor (requestor.py), which
 sends each file's dataset bytes as they are, transcoded only when the peer accepted
-none of its syntaxes (contexts.py, shared with the SCP's C-MOVE and C-GET).
+none of its syntaxes (contexts.py, shared with the SCP's C-MOVE and C-GET).  A peer
+with `tls` is called over TLS with the SSL context the caller passes
+(node.tls.client_context, PS3.15 Annex B).
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,8 +69,13 @@ def _ae(calling_aet: str) -> AE:
     return ae
 
 
-def associate(ae: AE, peer: Peer, **kwargs: Any) -> Association:
-    """Open an association with TCP_NODELAY set; raise SCUError when refused."""
+def associate(ae: AE, peer: Peer, tls: ssl.SSLContext | None = None, **kwargs: Any) -> Association:
+    """Open an association with TCP_NODELAY set, over TLS for a peer with `tls`; raise
+    SCUError when refused."""
+    if peer.tls:
+        if tls is None:
+            raise SCUError(f"{peer} is called over TLS: no TLS context given")
+        kwargs["tls_args"] = (tls, peer.host)
     handlers = list(kwargs.pop("evt_handlers", []))
     connected: list[bool] = []
     handlers.append((evt.EVT_CONN_OPEN, nodelay_handler))
@@ -84,11 +92,11 @@ def associate(ae: AE, peer: Peer, **kwargs: Any) -> Association:
     raise SCUError(f"cannot reach {peer}")
 
 
-def echo(peer: Peer, calling_aet: str = "ISTHMUS") -> int:
+def echo(peer: Peer, calling_aet: str = "ISTHMUS", tls: ssl.SSLContext | None = None) -> int:
     """C-ECHO; returns the status (0x0000 success)."""
     ae = _ae(calling_aet)
     ae.add_requested_context(Verification)
-    assoc = associate(ae, peer)
+    assoc = associate(ae, peer, tls)
     try:
         status = assoc.send_c_echo()
         if not status:
@@ -109,6 +117,7 @@ def send(
     files: Iterable[Path],
     calling_aet: str = "ISTHMUS",
     progress: Callable[[int], None] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> SendReport:
     """C-STORE each file in its own transfer syntax, its dataset bytes as they are.
 
@@ -126,7 +135,9 @@ def send(
     for batch in _context_batches(items):
         contexts = contexts_for_syntaxes([(c, t) for _p, c, t in batch])
         try:
-            requestor = Requestor(peer, calling_aet, contexts).open()
+            if peer.tls and tls is None:
+                raise AssociationFailed(f"{peer} is called over TLS: no TLS context given")
+            requestor = Requestor(peer, calling_aet, contexts, tls=tls if peer.tls else None).open()
         except AssociationFailed as exc:
             raise SCUError(str(exc)) from exc
         try:
@@ -187,12 +198,16 @@ def _context_batches(items: list[tuple[Path, str, str]]) -> Iterator[list[tuple[
 
 
 def find(
-    peer: Peer, identifier: Dataset, model: str = "STUDY", calling_aet: str = "ISTHMUS"
+    peer: Peer,
+    identifier: Dataset,
+    model: str = "STUDY",
+    calling_aet: str = "ISTHMUS",
+    tls: ssl.SSLContext | None = None,
 ) -> list[Dataset]:
     """C-FIND; returns the matches (raises SCUError on a failure status)."""
     ae = _ae(calling_aet)
     ae.add_requested_context(FIND_MODELS[model])
-    assoc = associate(ae, peer)
+    assoc = associate(ae, peer, tls)
     results: list[Dataset] = []
     try:
         for status, match in assoc.send_c_find(identifier, FIND_MODELS[model]):
@@ -226,11 +241,12 @@ def move(
     model: str = "STUDY",
     calling_aet: str = "ISTHMUS",
     progress: Callable[[Dataset], None] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> RetrieveReport:
     """C-MOVE to `destination`; returns the final counts."""
     ae = _ae(calling_aet)
     ae.add_requested_context(MOVE_MODELS[model])
-    assoc = associate(ae, peer)
+    assoc = associate(ae, peer, tls)
     try:
         return _collect(assoc.send_c_move(identifier, destination, MOVE_MODELS[model]), progress)
     finally:
@@ -245,6 +261,7 @@ def get(
     model: str = "STUDY",
     calling_aet: str = "ISTHMUS",
     progress: Callable[[Dataset], None] | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> RetrieveReport:
     """C-GET; each received instance goes to `on_store(event)` (returns a C-STORE status)."""
     ae = _ae(calling_aet)
@@ -258,7 +275,7 @@ def get(
         ae.add_requested_context(sop_class, list(uids.PREFERRED_UNCOMPRESSED))
         ae.add_requested_context(sop_class, compressed)
         roles.append(build_role(sop_class, scp_role=True))
-    assoc = associate(ae, peer, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assoc = associate(ae, peer, tls, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
     try:
         return _collect(assoc.send_c_get(identifier, GET_MODELS[model]), progress)
     finally:

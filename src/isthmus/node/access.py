@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable
 
 from isthmus.config import Peer, Settings
+from isthmus.node.tls import PeerIdentity, certificate_matches
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,27 @@ class AccessControl:
             )
             return False
         return True
+
+    def admit(
+        self, calling_aet: str, secure: bool, peer_identity: PeerIdentity | None
+    ) -> str | None:
+        """Why an association from `calling_aet` may not even be accepted, or None.
+
+        A known peer with `tls` must call over TLS; one with a `certificate` must present
+        that client certificate, verified by the TLS port (PS3.15 B.9: the TLS peer's
+        identity is the certificate's).  Others are judged per service by `allowed`.
+        """
+        peer = self.settings.peer(calling_aet.strip())
+        if peer is None:
+            return None
+        if (peer.tls or peer.certificate) and not secure:
+            return f"{peer.aet} must call over TLS"
+        if peer.certificate:
+            if peer_identity is None:
+                return f"{peer.aet} must present a client certificate"
+            if not certificate_matches(peer.certificate, peer_identity):
+                return f"{peer.aet} presented {peer_identity}, not {peer.certificate}"
+        return None
 
     def destination(self, aet: str) -> Peer | None:
         """Where a C-MOVE to `aet` goes, or None if `aet` is not a known destination."""

@@ -6,6 +6,15 @@ to the handler of the node's own AE titles (the DIMSE door's acceptor), to a rou
 registered by another door (a browser AE through the WebSocket gateway, a site
 through the relay), or answers A-ASSOCIATE-RJ "called AE title not recognized"
 (PS3.8 9.3.4).  It imports no service: whoever starts it passes the handlers.
+
+With an SSL context the router is the TLS DICOM port (PS3.15 Annex B; `node.tls`):
+each connection's TLS handshake runs in that connection's own thread, bounded by
+`peek_timeout`, so a slow or plain-TCP client holds only its own thread; an SSL
+socket cannot be peeked at, so the router reads the A-ASSOCIATE-RQ and puts it back
+(`TLSConnection.replay`).  Before any handler runs, `admit` (the access control's)
+may refuse a calling AE title that must use TLS or a given client certificate.
+Routes registered by other doors take plain sockets into their own event loops and
+are served on the plain port only.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import logging
 import select
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -22,13 +32,17 @@ from typing import Any
 
 from isthmus.dicom.ul import pdu, validation
 from isthmus.dicom.ul.errors import NOT_SPECIFIED, UNEXPECTED_PDU, UNRECOGNIZED_PDU
+from isthmus.dicom.ul.transport import recv_exactly
 from isthmus.node.sockets import set_nodelay
+from isthmus.node.tls import PeerIdentity, TLSConnection, identity
 
 log = logging.getLogger(__name__)
 
 # handler(socket, client address, parsed request): owns the socket from then on.  For
 # the own AE titles the request may hold the AE titles only (see _peek_associate).
 RouteHandler = Callable[[socket.socket, Any, pdu.AAssociateRQ], None]
+# admit(calling AE title, over TLS?, verified client certificate): why not, or None.
+Admission = Callable[[str, bool, PeerIdentity | None], str | None]
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -46,9 +60,12 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
     peek_timeout: float = 30.0  # seconds for the whole A-ASSOCIATE-RQ (settings.pdu_timeout)
     max_associate_rq: int = pdu.MAX_ASSOCIATE_RQ  # bytes, header included
 
-    def __init__(self, address: tuple[str, int], own: RouteHandler) -> None:
+    def __init__(
+        self, address: tuple[str, int], own: RouteHandler, tls: ssl.SSLContext | None = None
+    ) -> None:
         """Listen on `address`; `own` serves the called AE titles in `own_aets` (and any
-        title not routed elsewhere when `accept_any` is set)."""
+        title not routed elsewhere when `accept_any` is set).  With `tls`, every
+        connection is TLS (node.tls.server_context)."""
         try:
             if ipaddress.ip_address(address[0]).version == 6:
                 self.address_family = socket.AF_INET6
@@ -56,6 +73,8 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             pass
         super().__init__(address, _Handler)
         self.own = own
+        self.tls = tls
+        self.admit: Admission | None = None
         self.own_aets = set()
         self.accept_any = False
         self._routes: dict[str, RouteHandler] = {}
@@ -73,30 +92,83 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             self._routes.pop(called_aet.strip(), None)
 
     def route_for(self, called_aet: str) -> RouteHandler | None:
+        if self.tls is not None:  # routes take plain sockets (see the module's docstring)
+            return None
         with self._lock:
             return self._routes.get(called_aet)
+
+    def share_routes(self, other: AssociationRouter) -> None:
+        """Use `other`'s routing table (the TLS port next to the plain one)."""
+        self._routes = other._routes
+        self._lock = other._lock
 
     # -- socketserver hooks ----------------------------------------------
     def finish_request(self, request: Any, client_address: Any) -> None:
         set_nodelay(request)
+        if self.tls is None:
+            self._route(request, client_address)
+            return
+        conn = self._handshake(request, client_address)
+        if conn is not None and not self._route(conn, client_address):
+            _close(conn)
+
+    def _handshake(self, raw: socket.socket, client_address: Any) -> TLSConnection | None:
+        """The TLS handshake (PS3.15 B.9), within peek_timeout; None when it failed."""
+        assert self.tls is not None
+        try:
+            conn = self.tls.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        except OSError as exc:
+            log.warning("TLS connection from %s dropped: %s", client_address[0], exc)
+            return None
+        assert isinstance(conn, TLSConnection)  # node.tls contexts make these
+        try:
+            conn.settimeout(self.peek_timeout)
+            conn.do_handshake()
+        except (OSError, ValueError) as exc:  # ssl.SSLError, timeout, reset
+            log.warning("TLS handshake with %s failed: %s", client_address[0], exc)
+            _close(conn)
+            return None
+        return conn
+
+    def _route(self, request: socket.socket, client_address: Any) -> bool:
+        """Read the A-ASSOCIATE-RQ and hand the connection on; True if handed."""
         try:
             rq = self._peek_associate(request)
-        except (pdu.PDUError, OSError) as exc:
+        except (pdu.PDUError, OSError, EOFError) as exc:
             log.warning("connection from %s dropped before association: %s", client_address, exc)
             reason = exc.reason if isinstance(exc, pdu.PDUError) else 0
             _send_quietly(request, pdu.abort(pdu.ABORT_SOURCE_PROVIDER, reason))
-            return
+            return False
+        peer_identity = identity(request)
+        refusal = (
+            self.admit(rq.calling_aet, self.tls is not None, peer_identity) if self.admit else None
+        )
+        if refusal is not None:
+            log.warning(
+                "A-ASSOCIATE-RJ to %r at %s: %s", rq.calling_aet, client_address[0], refusal
+            )
+            _send_quietly(
+                request,
+                pdu.associate_rj(
+                    pdu.RESULT_PERMANENT,
+                    pdu.SOURCE_SERVICE_USER,
+                    pdu.REASON_CALLING_AE_NOT_RECOGNIZED,
+                ),
+            )
+            return False
+        if peer_identity is not None:
+            log.info("association from %r over TLS as %s", rq.calling_aet, peer_identity)
         handler = self.route_for(rq.called_aet)
         if handler is not None:
             with self._lock:
                 self._handed.add(id(request))
             handler(request, client_address, rq)
-            return
+            return True
         if rq.called_aet in self.own_aets or self.accept_any:
             with self._lock:
                 self._handed.add(id(request))
             self.own(request, client_address, rq)
-            return
+            return True
         log.warning(
             "A-ASSOCIATE-RJ to %r at %s: called AE title %r not recognized",
             rq.calling_aet,
@@ -109,6 +181,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
                 pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, pdu.REASON_CALLED_AE_NOT_RECOGNIZED
             ),
         )
+        return False
 
     def shutdown_request(self, request: Any) -> None:
         with self._lock:
@@ -118,14 +191,26 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             super().shutdown_request(request)
 
     def _peek_associate(self, sock: socket.socket) -> pdu.AAssociateRQ:
-        """Read the A-ASSOCIATE-RQ with MSG_PEEK so the SCP still receives it.
+        """Read the A-ASSOCIATE-RQ with MSG_PEEK so the SCP still receives it (over TLS:
+        read it and put back what was read).
 
         Only its AE titles when no route claims the called AE title: the acceptor reads
         and parses the request itself, which may be larger than a socket's receive
         buffer lets one peek at (128 presentation contexts of 38 syntaxes: 150 KB).
         """
         deadline = time.monotonic() + self.peek_timeout
-        header = _peek(sock, pdu.PDU_HEADER, deadline)
+        if isinstance(sock, TLSConnection):
+            reader = _Reader(sock, deadline)
+            try:
+                return self._look_at_associate(reader.look)
+            finally:
+                sock.replay(bytes(reader.data))
+                sock.settimeout(None)
+        return self._look_at_associate(lambda size: _peek(sock, size, deadline))
+
+    def _look_at_associate(self, look: Callable[[int], bytes]) -> pdu.AAssociateRQ:
+        """The A-ASSOCIATE-RQ from `look(n)`, which gives its first n bytes."""
+        header = look(pdu.PDU_HEADER)
         if header[0] != pdu.A_ASSOCIATE_RQ:
             raise pdu.PDUError(
                 f"first PDU is type 0x{header[0]:02X}, not A-ASSOCIATE-RQ",
@@ -136,10 +221,29 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             raise pdu.PDUError(f"A-ASSOCIATE-RQ of {length} bytes is too large")
         if length < pdu.PDU_HEADER + pdu.FIXED_LENGTH:
             raise pdu.PDUError(f"A-ASSOCIATE-RQ of {length} bytes is too short")
-        titles = pdu.parse_titles(_peek(sock, pdu.TITLES_END, deadline))
+        titles = pdu.parse_titles(look(pdu.TITLES_END))
         if self.route_for(titles.called_aet) is None:
             return titles
-        return validation.parse_associate_rq(_peek(sock, length, deadline))
+        return validation.parse_associate_rq(look(length))
+
+
+class _Reader:
+    """The first bytes of a TLS connection, read as far as asked, within a deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.deadline = deadline
+        self.data = bytearray()
+
+    def look(self, size: int) -> bytes:
+        if len(self.data) < size:
+            try:
+                self.data += recv_exactly(self.sock, size - len(self.data), self.deadline)
+            except TimeoutError:
+                raise pdu.PDUError("timed out waiting for A-ASSOCIATE-RQ", NOT_SPECIFIED) from None
+            except EOFError:
+                raise pdu.PDUError("connection closed in the middle of A-ASSOCIATE-RQ") from None
+        return bytes(self.data[:size])
 
 
 def _peek(sock: socket.socket, size: int, deadline: float) -> bytes:
@@ -172,6 +276,14 @@ def _peer_closed(sock: socket.socket, timeout: float) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLRDHUP)  # POLLHUP and POLLERR are always reported
     return bool(poller.poll(timeout * 1000))
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
 
 
 def _send_quietly(sock: socket.socket, data: bytes) -> None:
