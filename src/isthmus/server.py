@@ -102,7 +102,13 @@ class Node:
         tls = server_context(settings) if settings.dicom_tls_cert else None
         plain = None if settings.dicom_tls_only else start_scp(self.archive, settings, self.access)
         if tls is not None:
-            self.tls_router = start_scp(self.archive, settings, self.access, tls, beside=plain)
+            try:
+                self.tls_router = start_scp(self.archive, settings, self.access, tls, beside=plain)
+            except BaseException:
+                if plain is not None:
+                    plain.shutdown()
+                    plain.server_close()
+                raise
         self.router = plain or self.tls_router
 
     @property
