@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from dimse.support import associate_rq, read_pdu
 from isthmus import config
 from isthmus.config import ConfigError, Peer, Settings
 from isthmus.dimse import scu
@@ -25,8 +26,6 @@ from isthmus.node.tls import BCP195_CIPHERS, client_context
 from isthmus.server import Node, check_security
 from isthmus.testing.certs import CertificateAuthority, Issued
 from isthmus.testing.net import free_port
-
-from dimse.support import associate_rq, read_pdu
 
 VERIFICATION = "1.2.840.10008.1.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"

@@ -35,7 +35,7 @@ class CertificateAuthority:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         self.certificate = (
             x509.CertificateBuilder()
             .subject_name(self.name)
@@ -60,7 +60,7 @@ class CertificateAuthority:
     ) -> Issued:
         """A certificate for `common_name`, valid as TLS server (for `hosts`) and client."""
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         names: list[x509.GeneralName] = []
         for host in hosts:
             try:
