@@ -115,6 +115,19 @@ def test_echoscu_over_tls_with_a_client_certificate(node: Node, site: Site) -> N
     assert "Received Echo Response (Success)" in output
 
 
+@pytest.mark.parametrize(
+    "profile, protocol",
+    [("+py", "TLSv1.3"), ("+px", "TLSv1.3"), ("+pz", "TLSv1.2")],
+    ids=["bcp195-nd", "bcp195", "bcp195-ex"],
+)
+def test_echoscu_with_each_dcmtk_bcp195_profile(
+    node: Node, site: Site, profile: str, protocol: str
+) -> None:
+    output = run_ok("echoscu", "-d", profile, *site.tls(site.modality), *tls_address(node))
+    assert f"Protocol    : {protocol}" in output
+    assert "Received Echo Response (Success)" in output
+
+
 def test_storescu_over_tls_stores_every_instance(node: Node, stored: list[Path]) -> None:
     for path in stored:
         assert node.archive.instances(sop_uid=sop_uid_of(path))

@@ -55,8 +55,8 @@ class AccessControl:
         """Why an association from `calling_aet` may not even be accepted, or None.
 
         A known peer with `tls` must call over TLS; one with a `certificate` must present
-        that client certificate, verified by the TLS port (PS3.15 B.9: the TLS peer's
-        identity is the certificate's).  Others are judged per service by `allowed`.
+        that client certificate, verified by the TLS port (PS3.15 Annex B: over TLS a
+        peer is authenticated by its certificate).  Others are judged per service by `allowed`.
         """
         peer = self.settings.peer(calling_aet.strip())
         if peer is None:

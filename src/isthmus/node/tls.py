@@ -1,6 +1,6 @@
 """DICOM over TLS: the contexts, the connection and the verified identity of a peer.
 
-PS3.15 Annex B, the BCP 195 secure transport connection profiles (B.9-B.13): TLS 1.2
+PS3.15 Annex B, the BCP 195 secure transport connection profiles: TLS 1.2
 or later (RFC 8996 deprecates 1.0 and 1.1), and for TLS 1.2 only the cipher suites
 RFC 9325 section 4.2 recommends: ephemeral (EC)DHE key exchange with AEAD ciphers
 (AES-GCM; ChaCha20-Poly1305 as its section 4.2 allows).  TLS 1.3 suites are all AEAD
