@@ -106,8 +106,12 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
     def finish_request(self, request: Any, client_address: Any) -> None:
         set_nodelay(request)
         if self.tls is None:
-            self._route(request, client_address)
+            if self._route(request, client_address):
+                with self._lock:
+                    self._handed.add(id(request))  # the handler closes it, not shutdown_request
             return
+        # The raw socket is detached once wrapped: shutdown_request only closes it when
+        # wrapping failed.  The TLS connection is closed here unless handed on.
         conn = self._handshake(request, client_address)
         if conn is not None and not self._route(conn, client_address):
             _close(conn)
@@ -160,13 +164,9 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             log.info("association from %r over TLS as %s", rq.calling_aet, peer_identity)
         handler = self.route_for(rq.called_aet)
         if handler is not None:
-            with self._lock:
-                self._handed.add(id(request))
             handler(request, client_address, rq)
             return True
         if rq.called_aet in self.own_aets or self.accept_any:
-            with self._lock:
-                self._handed.add(id(request))
             self.own(request, client_address, rq)
             return True
         log.warning(
