@@ -159,6 +159,14 @@ def _tls_arguments(p: argparse.ArgumentParser, client: bool = False) -> None:
         p.add_argument("--tls", action="store_true", help="call the peer over TLS")
     else:
         p.add_argument("--dicom-tls-port", type=int, help="TLS DIMSE port (default 2762)")
+        p.add_argument(
+            "--dicom-tls-only", action="store_true", default=None, help="no plain DIMSE port"
+        )
+        p.add_argument(
+            "--dicom-tls-client-certs",
+            choices=["none", "optional", "required"],
+            help="client certificates on the TLS port (default optional)",
+        )
     p.add_argument("--dicom-tls-cert", help="our certificate chain (PEM)")
     p.add_argument("--dicom-tls-key", help="our private key (PEM)")
     p.add_argument("--dicom-tls-ca", help="CA bundle (PEM) to verify peers' certificates")
@@ -198,6 +206,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         dicom_tls_cert=getattr(args, "dicom_tls_cert", None),
         dicom_tls_key=getattr(args, "dicom_tls_key", None),
         dicom_tls_ca=getattr(args, "dicom_tls_ca", None),
+        dicom_tls_only=getattr(args, "dicom_tls_only", None),
+        dicom_tls_client_certs=getattr(args, "dicom_tls_client_certs", None),
     )
     settings = load(args.config, **overrides)
     if peers:

@@ -78,7 +78,7 @@ class Node:
         self._start_dicom()
         if not http:
             return
-        ctx = WebContext(self.settings, self.archive, self.router, self.access)
+        ctx = WebContext(self.settings, self.archive, self.plain_router, self.access)
         config = http_config(ctx)
         self._http = uvicorn.Server(config)
         if block:
@@ -114,6 +114,11 @@ class Node:
     @property
     def dicom_port(self) -> int:
         return int(self.router.server_address[1]) if self.router else self.settings.dicom_port
+
+    @property
+    def plain_router(self) -> AssociationRouter | None:
+        """The plain DICOM port, where other doors register routes (None: TLS only)."""
+        return None if self.router is self.tls_router else self.router
 
     @property
     def dicom_tls_port(self) -> int | None:
@@ -170,7 +175,7 @@ def run_forever(settings: Settings) -> None:
     print(f"  DICOMweb:      {base}/dicom-web")
     print(f"  Viewer:        {base}/")
     print("Press Ctrl+C to stop.", flush=True)
-    ctx = WebContext(settings, node.archive, node.router, node.access)
+    ctx = WebContext(settings, node.archive, node.plain_router, node.access)
     server = uvicorn.Server(http_config(ctx))
     try:
         asyncio.run(server.serve())

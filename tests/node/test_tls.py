@@ -8,8 +8,12 @@ are in tests/dimse/test_tls.py.
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +29,7 @@ from isthmus.dimse import scu
 from isthmus.node.tls import BCP195_CIPHERS, client_context
 from isthmus.server import Node, check_security
 from isthmus.testing.certs import CertificateAuthority, Issued
-from isthmus.testing.net import free_port
+from isthmus.testing.net import free_port, wait_for_port
 
 VERIFICATION = "1.2.840.10008.1.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -396,3 +400,40 @@ def test_dicom_tls_settings_from_the_environment(pki: PKI) -> None:
         }
     )
     assert settings.dicom_tls_port == 2763 and settings.dicom_tls_only
+
+
+def test_isthmus_serve_tls_only_from_flags(pki: PKI, tmp_path: Path) -> None:
+    """`isthmus serve --dicom-tls-…` as users run it: only the TLS port, announced."""
+    dicom_port, tls_port, http_port = free_port(), free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISTHMUS_")}
+    command = [sys.executable, "-m", "isthmus", "serve", "--data", str(tmp_path / "data")]
+    command += ["--dicom-port", str(dicom_port), "--http-port", str(http_port)]
+    command += ["--dicom-tls-port", str(tls_port), "--dicom-tls-only"]
+    command += ["--dicom-tls-cert", str(pki.server.cert), "--dicom-tls-key", str(pki.server.key)]
+    command += ["--dicom-tls-ca", str(pki.ca.bundle), "--dicom-tls-client-certs", "required"]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        lines = []
+        for line in proc.stdout:  # type: ignore[union-attr]
+            lines.append(line)
+            if "Press Ctrl+C" in line:
+                break
+        text = "".join(lines)
+        assert f"DICOM TLS:     AE title ISTHMUS on 127.0.0.1:{tls_port}" in text, text
+        assert "DICOM (DIMSE)" not in text
+        wait_for_port(tls_port)
+        peer = Peer("ISTHMUS", "127.0.0.1", tls_port, tls=True)
+        assert scu.echo(peer, "ANYONE", tls=client(pki, pki.other)) == 0
+        with pytest.raises(scu.SCUError):
+            scu.echo(peer, "ANYONE", tls=client(pki, None))  # required
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", dicom_port), timeout=5).close()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        proc.stdout.close()  # type: ignore[union-attr]
