@@ -8,6 +8,7 @@ are in tests/dimse/test_tls.py.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -198,6 +199,23 @@ def test_rejection_on_the_tls_port_is_a_calling_ae_not_recognized_rj(node: Node,
             kind, body = read_pdu(conn)
     assert kind == A_ASSOCIATE_RJ
     assert tuple(body[1:4]) == (1, 1, 3)
+
+
+def test_tls_caller_vanishing_without_release_ends_its_association_quietly(
+    node: Node, pki: PKI, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A TCP close without TLS close_notify or A-RELEASE: the association just ends."""
+    assert node.dicom_tls_port is not None
+    caplog.set_level(logging.INFO, logger="isthmus.dimse.acceptor")
+    context = client(pki, pki.ct01)
+    raw = socket.create_connection(("127.0.0.1", node.dicom_tls_port), timeout=10)
+    conn = context.wrap_socket(raw, server_hostname="127.0.0.1")
+    conn.sendall(associate_rq("ISTHMUS", "CT01", [(1, VERIFICATION, [IMPLICIT_LE])]))
+    assert read_pdu(conn)[0] == 0x02  # A-ASSOCIATE-AC
+    conn.close()  # Python's SSL sockets close without close_notify
+    assert eventually(lambda: "ended without release" in caplog.text)
+    assert "internal error" not in caplog.text
+    assert serves_both_ports(node, pki)
 
 
 def test_client_certificate_from_another_ca_fails_the_handshake(node: Node, pki: PKI) -> None:

@@ -151,7 +151,7 @@ class Acceptor:
         except (AbortAssociation, PDUError) as exc:
             log.warning("A-ABORT to %s (%s): %s", self.calling_aet, self.address, exc)
             self._send_quietly(pdu.abort(pdu.ABORT_SOURCE_PROVIDER, exc.reason))
-        except (PeerAborted, EOFError, ConnectionError):
+        except (PeerAborted, EOFError, ConnectionError, ssl.SSLError):  # SSLError: TLS gone
             if self.release_requested:  # released in the middle of C-GET sub-operations
                 self._send_quietly(pdu.RELEASE_RP)
             log.info("association from %s ended without release", self.calling_aet)
