@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection
 from isthmus.archive import index as idx
 from isthmus.archive.events import EventBus
 from isthmus.archive.index import InstanceRow
-from isthmus.archive.outcome import StoreResult
+from isthmus.archive.outcome import StoreOutcome, StoreResult
 from isthmus.deid import (
     DeidentificationOptions,
     DeidentificationOptionsError,
@@ -85,7 +85,8 @@ class DeidentifiedStudies:
     """What `Archive.deidentify_studies` did, per study and instance."""
 
     studies: dict[str, str] = field(default_factory=dict)  # original → new Study UID
-    stored: int = 0  # instances stored (or already there from an earlier run)
+    stored: int = 0  # instances stored
+    duplicates: int = 0  # instances already there (from an earlier run in the project)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (SOP UID, reason)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (SOP UID, reason)
     missing: list[str] = field(default_factory=list)  # study UIDs not in the archive
@@ -122,7 +123,10 @@ def deidentify_studies(
             if not stored.ok:
                 result.failed.append((row.sop_instance_uid, stored.reason or str(stored.outcome)))
                 continue
-            result.stored += 1
+            if stored.outcome is StoreOutcome.DUPLICATE:
+                result.duplicates += 1
+            else:
+                result.stored += 1
             assert stored.study_instance_uid is not None
             result.studies[study_uid] = stored.study_instance_uid
         if study_uid in result.studies:
