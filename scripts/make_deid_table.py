@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
     entries = json.loads(Path(argv[1]).read_text(encoding="utf-8"))
     rows = []
     for entry in entries:
-        row = [tag_of(entry), entry["name"].strip()]
+        row = [tag_of(entry), " ".join(entry["name"].split())]
         for key in COLUMNS.values():
             action = entry.get(key, "").strip()
             if action and action not in ACTIONS:

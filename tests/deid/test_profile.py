@@ -266,3 +266,21 @@ def test_every_bundled_pydicom_file_deidentifies_to_a_valid_file_with_its_pixels
             assert value not in out, (path.name, value)
         assert re.fullmatch(r"2\.25\.\d+", after.SOPInstanceUID)
     assert done >= len(paths) - 3, excluded
+
+
+def test_uids_the_table_does_not_list_are_replaced_unless_the_standard_defines_them() -> None:
+    source = generate_uid(ROOT)
+    ds = instance(
+        MultiFrameSourceSOPInstanceUID=source, SOPClassesInStudy=["1.2.840.10008.5.1.4.1.1.2"]
+    )
+    code = Dataset()
+    code.CodingSchemeUID = "2.16.840.1.113883.6.96"  # SNOMED CT: registered, not in pydicom's list
+    ds.CodingSchemeIdentificationSequence = Sequence([code])
+    assert table.actions(()).for_tag(0x00081167) is None  # not listed in E.1-1
+    deid = Deidentifier(KEY)
+    after = deid.dataset(ds)
+    assert after.MultiFrameSourceSOPInstanceUID == deid.pseudonyms.uid(source)
+    assert after.SOPClassesInStudy == "1.2.840.10008.5.1.4.1.1.2"
+    assert after.CodingSchemeIdentificationSequence[0].CodingSchemeUID == "2.16.840.1.113883.6.96"
+    kept = Deidentifier(KEY, DeidentificationOptions(retain_uids=True)).dataset(ds)
+    assert kept.MultiFrameSourceSOPInstanceUID == source

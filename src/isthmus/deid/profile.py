@@ -39,7 +39,7 @@ import pydicom
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from isthmus.deid import pixels, safe_private, table, values
 from isthmus.deid.options import DeidentificationOptions
@@ -49,6 +49,8 @@ METHOD = "Isthmus, PS3.15 Annex E"
 PATIENT_NAME, PATIENT_ID, ISSUER = 0x00100010, 0x00100020, 0x00100021
 ACCESSION, STUDY_ID = 0x00080050, 0x00200010
 OVERLAY_DATA = 0x60003000
+# UI attributes whose values are registered (coding schemes, context groups): kept.
+KNOWN_UID_KEYWORDS = frozenset({"CodingSchemeUID", "ContextUID", "MappingResourceUID"})
 TEMPORAL = {"remove": "REMOVED", "full": "UNMODIFIED", "modified": "MODIFIED"}
 # What a combined action becomes for an (empty, non-empty) value (module docstring).
 COMBINED = {
@@ -173,10 +175,24 @@ class Deidentifier:
                 if action is None:
                     if elem.VR == "SQ":
                         self._items(elem, instance)
+                    elif elem.VR == "UI" and self._unlisted_instance_uid(elem):
+                        elem.value = self._dummy(elem)
                 else:
                     self._apply(ds, elem, action, instance)
         if self.actions.private != "X":
             self._drop_unused_creators(ds)
+
+    def _unlisted_instance_uid(self, elem: DataElement) -> bool:
+        """A UID of an attribute the table does not list, naming an instance, a frame of
+        reference or the like (not a SOP class, transfer syntax or other UID the standard
+        defines): replaced like the table's U, since a UID often embeds a date or a
+        device's address, and references must still meet (unless Retain UIDs)."""
+        if self.options.retain_uids or elem.is_empty:
+            return False
+        keyword = elem.keyword or ""
+        if "Class" in keyword or "TransferSyntax" in keyword or keyword in KNOWN_UID_KEYWORDS:
+            return False
+        return not any(UID(str(v)).name != str(v) for v in values.values_of(elem.value))
 
     def _items(self, elem: DataElement, instance: _Instance) -> None:
         for item in elem.value or ():
