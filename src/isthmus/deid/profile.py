@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pydicom
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -83,6 +84,12 @@ class Deidentifier:
         self.pseudonyms = Pseudonyms(key)
         self.actions = table.actions(tuple(self.options.columns))
         self._drop_overlays = self.actions.for_tag(OVERLAY_DATA) == "X"
+        # Whether any text gets action C (else the identifiers need not be gathered).
+        self._cleans_text = any(
+            action == "C" and dictionary_VR(tag) in values.TEXT
+            for tag, action in self.actions.exact.items()
+            if dictionary_has_tag(tag)
+        )
 
     # ------------------------------------------------------------ entry points
     def dataset(self, ds: Dataset, in_place: bool = False) -> Dataset:
@@ -144,7 +151,8 @@ class Deidentifier:
             born = str(ds.get("PatientBirthDate", "") or "")
             patient = ("", f"{name}\0{born}") if name else ("", str(ds.get("StudyInstanceUID")))
         shift = self.pseudonyms.days("date-shift", *patient)
-        return _Instance(patient, shift, values.scrubber(self._identifiers(ds)))
+        scrub = values.scrubber(self._identifiers(ds)) if self._cleans_text else None
+        return _Instance(patient, shift, scrub)
 
     def _identifiers(self, ds: Dataset) -> Iterator[str]:
         """The text values this profile removes or replaces, to take out of cleaned text."""
