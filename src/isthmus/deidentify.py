@@ -106,14 +106,28 @@ def _files(deid: Deidentifier, files: Iterable[Path], out: Path) -> int:
     done = skipped = 0
     for path in files:
         try:
-            ds = deid.dataset(pydicom.dcmread(path), in_place=True)
-        except (InvalidDicomError, OSError, Excluded) as exc:
+            ds = pydicom.dcmread(path)
+        except (InvalidDicomError, OSError) as exc:
             skipped += 1
             print(f"skipped {path}: {exc}", file=sys.stderr)
             continue
+        except Exception as exc:  # pydicom raises many kinds for a damaged file
+            skipped += 1
+            print(f"skipped {path}: unreadable ({type(exc).__name__}: {exc})", file=sys.stderr)
+            continue
+        try:
+            data = encode(deid.dataset(ds, in_place=True))
+        except Excluded as exc:
+            skipped += 1
+            print(f"skipped {path}: {exc}", file=sys.stderr)
+            continue
+        except (ValueError, TypeError, OverflowError) as exc:  # a value pydicom cannot write
+            skipped += 1
+            print(f"skipped {path}: cannot be written ({exc})", file=sys.stderr)
+            continue
         target = out / ds.StudyInstanceUID / f"{ds.SOPInstanceUID}.dcm"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(encode(ds))
+        target.write_bytes(data)
         done += 1
     print(f"de-identified {done} file(s) into {out}, {skipped} skipped")
     return 0 if not skipped else 1

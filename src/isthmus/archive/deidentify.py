@@ -119,6 +119,12 @@ def deidentify_studies(
             except Excluded as exc:
                 result.excluded.append((row.sop_instance_uid, str(exc)))
                 continue
+            except Exception as exc:  # pydicom can refuse what the header parser took
+                log.warning(
+                    "de-identification of %s failed (%s)", row.sop_instance_uid, type(exc).__name__
+                )
+                result.failed.append((row.sop_instance_uid, f"{type(exc).__name__}: {exc}"))
+                continue
             stored = archive.store(data)
             if not stored.ok:
                 result.failed.append((row.sop_instance_uid, stored.reason or str(stored.outcome)))
