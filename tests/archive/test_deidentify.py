@@ -4,6 +4,7 @@ de-identified into new studies (originals untouched), on SQLite and PostgreSQL."
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -18,6 +19,8 @@ from isthmus.archive import (
 )
 from isthmus.archive import index as idx
 from isthmus.testing.generate import StudySpec, study
+
+BUNDLED = Path(pydicom.__file__).parent / "data" / "test_files"
 
 
 def store_study(archive: Archive, **spec: object) -> list[pydicom.Dataset]:
@@ -103,3 +106,22 @@ def test_the_export_hook_deidentifies_a_stream_with_the_project_key(archive: Arc
     assert len(out) == 1 and len(excluded) == 1
     expected = archive.deidentifier("share").pseudonyms.uid(datasets[0].StudyInstanceUID)
     assert out[0].StudyInstanceUID == expected
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_pydicoms_bundled_files_deidentify_into_instances_the_archive_accepts(
+    tmp_path: Path,
+) -> None:
+    archive = Archive(f"sqlite:///{tmp_path / 'i.sqlite'}", f"file://{tmp_path / 'blobs'}")
+    try:
+        for path in sorted(BUNDLED.rglob("*.dcm")):
+            archive.store(path.read_bytes())
+        sources = {r.study_instance_uid for r in archive.instances()}
+        count = archive.counts()["image"]
+        assert count > 30  # bundled files share UIDs: 37 distinct instances in pydicom 3.0
+        result = archive.deidentify_studies(sorted(sources), "bundled")
+        assert not result.failed and not result.excluded, (result.failed, result.excluded)
+        assert result.stored == count and archive.counts()["image"] == 2 * count
+        assert set(result.studies) == sources
+    finally:
+        archive.close()

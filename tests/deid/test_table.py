@@ -208,3 +208,23 @@ def test_combined_actions_follow_the_value() -> None:
     assert after["DeviceSerialNumber"].is_empty
     assert len(after.ReferencedImageSequence) == 0
     assert after["AcquisitionDate"].is_empty
+
+
+def test_listed_attributes_inside_sequence_items_get_their_action_too(source: Dataset) -> None:
+    """E.1.1: the attributes are protected wherever they are, in items of sequences too."""
+    holder = Dataset()
+    holder.SOPClassUID, holder.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.7", "1.2.3.4"
+    item = Dataset()
+    item.update(source)
+    holder.AnatomicRegionSequence = Sequence([item])  # a sequence the table does not list
+    assert table.actions(()).for_tag(0x00082218) is None
+    after = Deidentifier(KEY).dataset(holder).AnatomicRegionSequence[0]
+    wrong = {}
+    for tag, vr, row in listed():
+        if tag in OWN:
+            continue
+        try:
+            check(tag, vr, expected(row, DeidentificationOptions()), item, after)
+        except AssertionError as exc:
+            wrong[f"{row.tag} {row.name}"] = str(exc)
+    assert not wrong, wrong
