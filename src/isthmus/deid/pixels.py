@@ -74,7 +74,9 @@ def clean(ds: Dataset, rule: PixelRule) -> None:
     """Fill the rule's rectangles with zero in every frame (native pixel data only).
 
     Raises PixelRuleError when the pixel data is encapsulated or cannot be decoded."""
-    syntax = ds.file_meta.TransferSyntaxUID
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None:
+        raise PixelRuleError("the transfer syntax is unknown (no file meta)")
     if syntax.is_compressed or not syntax.is_little_endian:
         raise PixelRuleError(f"pixel data is {syntax.name}: only native little endian is cleaned")
     if ds.get("BitsAllocated") not in (8, 16, 32) or ds.get("PhotometricInterpretation") in (
