@@ -284,3 +284,17 @@ def test_uids_the_table_does_not_list_are_replaced_unless_the_standard_defines_t
     assert after.CodingSchemeIdentificationSequence[0].CodingSchemeUID == "2.16.840.1.113883.6.96"
     kept = Deidentifier(KEY, DeidentificationOptions(retain_uids=True)).dataset(ds)
     assert kept.MultiFrameSourceSOPInstanceUID == source
+
+
+def test_a_pixel_rule_cleans_every_frame_of_a_planar_colour_image() -> None:
+    ds = instance(Rows=4, Columns=4, NumberOfFrames=2, BurnedInAnnotation="YES")
+    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 1
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = bytes(range(1, 97))  # 2 frames x 3 planes x 16 pixels, none zero
+    before = ds.pixel_array.copy()
+    options = DeidentificationOptions(pixel_rules=(PixelRule(((0, 0, 2, 2),)),))
+    after = Deidentifier(KEY, options).dataset(ds).pixel_array
+    assert (after[:, :2, :2, :] == 0).all()
+    mask = np.ones(after.shape, bool)
+    mask[:, :2, :2, :] = False
+    assert (after[mask] == before[mask]).all()
