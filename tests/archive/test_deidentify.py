@@ -125,3 +125,17 @@ def test_pydicoms_bundled_files_deidentify_into_instances_the_archive_accepts(
         assert set(result.studies) == sources
     finally:
         archive.close()
+
+
+def test_an_index_made_before_deidentification_gains_the_project_table(index_url: str) -> None:
+    engine = idx.create_engine(index_url)
+    try:
+        with engine.begin() as conn:  # an index at schema version 1, as older releases made
+            idx.schema_version.create(conn)
+            idx.MIGRATIONS[0](conn)
+            conn.execute(idx.schema_version.insert().values(version=1, applied_at=sa.func.now()))
+        assert not sa.inspect(engine).has_table("deid_project")
+        assert idx.migrate(engine) == len(idx.MIGRATIONS)
+        assert sa.inspect(engine).has_table("deid_project")
+    finally:
+        engine.dispose()
