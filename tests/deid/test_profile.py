@@ -298,3 +298,29 @@ def test_a_pixel_rule_cleans_every_frame_of_a_planar_colour_image() -> None:
     mask = np.ones(after.shape, bool)
     mask[:, :2, :2, :] = False
     assert (after[mask] == before[mask]).all()
+
+
+def test_retain_safe_private_keeps_what_the_data_set_declares_safe() -> None:
+    """PS3.3 C.12.1.1.7: a SAFE block whole, of a MIXED block the elements named."""
+    ds = instance()
+    whole = ds.private_block(0x0031, "ACME SAFE", create=True)
+    whole.add_new(0x01, "LO", "protocol A")
+    mixed = ds.private_block(0x0033, "ACME MIXED", create=True)
+    mixed.add_new(0x01, "DS", "1.5")
+    mixed.add_new(0x02, "LO", "Doe^Jane")
+    items = []
+    for group, creator, status, elements in (
+        (0x0031, "ACME SAFE", "SAFE", None),
+        (0x0033, "ACME MIXED", "MIXED", [0x01]),
+    ):
+        item = Dataset()
+        item.PrivateGroupReference, item.PrivateCreatorReference = group, creator
+        item.BlockIdentifyingInformationStatus = status
+        if elements:
+            item.NonidentifyingPrivateElements = elements
+        items.append(item)
+    ds.PrivateDataElementCharacteristicsSequence = Sequence(items)
+    options = DeidentificationOptions(retain_safe_private=True)
+    kept = {int(e.tag) for e in Deidentifier(KEY, options).dataset(ds) if e.tag.is_private}
+    assert kept == {0x00310010, 0x00311001, 0x00330010, 0x00331001}
+    assert not [e for e in Deidentifier(KEY).dataset(ds) if e.tag.is_private]

@@ -6,8 +6,8 @@ every sequence item, with the actions resolved for the chosen options (options.p
 - Standard attributes the table lists get its action; attributes it does not list are
   kept (E.2: the table lists what the profile removes or replaces).  Sequences are
   walked into whatever their action, except X (removed) and Z (emptied).
-- Private attributes are removed, or under Retain Safe Private kept when known safe
-  (safe_private.py).  Group lengths (gggg,0000) go (they would be wrong).
+- Private attributes are removed, or under Retain Safe Private kept when known safe or
+  declared safe by the data set itself (safe_private.py).  Group lengths (gggg,0000) go (they would be wrong).
 - Curves (50xx) are removed; when Overlay Data (60xx,3000) is, the whole overlay group
   goes with it (what remains of an overlay without its data is not a valid overlay).
 - Combined actions depend on the attribute's type in its IOD, which a generic tool does
@@ -169,6 +169,7 @@ class Deidentifier:
                     yield from re.split(r"[\^=\s]+", text)
 
     def _walk(self, ds: Dataset, instance: _Instance) -> None:
+        declared = safe_private.declared(ds) if self.actions.private != "X" else set()
         for elem in list(ds):
             tag = int(elem.tag)
             group = tag >> 16
@@ -177,7 +178,7 @@ class Deidentifier:
             ):
                 del ds[tag]
             elif elem.tag.is_private:
-                self._private(ds, elem)
+                self._private(ds, elem, declared)
             else:
                 action = self.actions.for_tag(tag)
                 if action is None:
@@ -206,7 +207,7 @@ class Deidentifier:
         for item in elem.value or ():
             self._walk(item, instance)
 
-    def _private(self, ds: Dataset, elem: DataElement) -> None:
+    def _private(self, ds: Dataset, elem: DataElement, declared: safe_private.Declared) -> None:
         if self.actions.private == "X":
             del ds[elem.tag]
             return
@@ -215,7 +216,7 @@ class Deidentifier:
         tag = int(elem.tag)
         creator = ds.get((tag & 0xFFFF0000) | ((tag >> 8) & 0xFF))
         name = str(creator.value) if creator is not None else None
-        if not safe_private.is_safe(name, tag, elem.VR):
+        if not safe_private.is_safe(name, tag, elem.VR, declared):
             del ds[elem.tag]
 
     @staticmethod
