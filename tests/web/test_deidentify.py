@@ -41,7 +41,7 @@ def post(node: Node, body: Any, headers: dict[str, str] | None = None) -> httpx.
     return httpx.post(url, json=body, headers=WRITER if headers is None else headers, timeout=60)
 
 
-def qido(node: Node, path: str, **params: str) -> httpx.Response:
+def get(node: Node, path: str, **params: str) -> httpx.Response:
     url = f"http://127.0.0.1:{node.http_port}/dicom-web{path}"
     return httpx.get(url, params=params, headers=WRITER, timeout=60)
 
@@ -52,13 +52,13 @@ def test_a_study_is_deidentified_into_a_new_study_qido_finds(secured: Node, sour
     body = answer.json()
     new = body["studies"][0]["study"]
     assert body["studies"] == [{"source": source, "study": new}] and body["stored"] == 4
-    found = qido(secured, "/studies", StudyInstanceUID=new).json()
+    found = get(secured, "/studies", StudyInstanceUID=new).json()
     assert len(found) == 1
     attrs = found[0]
     assert attrs["00100020"]["Value"][0].startswith("P")  # a pseudonym, not MRN-1
     assert attrs["00080020"]["Value"] == ["20240115"]  # full dates kept
     assert [
-        m["0020000D"]["Value"][0] for m in qido(secured, "/studies", PatientID="MRN-1").json()
+        m["0020000D"]["Value"][0] for m in get(secured, "/studies", PatientID="MRN-1").json()
     ] == [source]
     again = post(secured, {"project": "trial", "studies": [source], "options": {"dates": "full"}})
     assert again.json()["studies"][0]["study"] == new and again.json()["duplicates"] == 4
@@ -68,13 +68,13 @@ def test_a_deidentified_frame_renders_as_its_original(secured: Node, source: str
     new = post(secured, {"project": "render", "studies": [source]}).json()["studies"][0]["study"]
 
     def first_frame(study: str) -> bytes:
-        series = qido(secured, f"/studies/{study}/series", SeriesNumber="1").json()
+        series = get(secured, f"/studies/{study}/series", SeriesNumber="1").json()
         series_uid = series[0]["0020000E"]["Value"][0]
-        instances = qido(secured, f"/studies/{study}/series/{series_uid}/instances").json()
+        instances = get(secured, f"/studies/{study}/series/{series_uid}/instances").json()
         ordered = sorted(instances, key=lambda i: i["00200013"]["Value"][0])
         sop = ordered[0]["00080018"]["Value"][0]
         path = f"/studies/{study}/series/{series_uid}/instances/{sop}/frames/1/rendered"
-        got = qido(secured, path, accept="image/png")
+        got = get(secured, path, accept="image/png")
         assert got.status_code == 200 and got.headers["content-type"] == "image/png"
         return got.content
 
