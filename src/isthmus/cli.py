@@ -1,4 +1,4 @@
-"""The `isthmus` command: serve, import, echo, send, query, retrieve."""
+"""The `isthmus` command: serve, import, deidentify, echo, send, query, retrieve."""
 
 from __future__ import annotations
 
@@ -104,6 +104,15 @@ def _parser() -> argparse.ArgumentParser:
     p = command("import", _import, "import DICOM files or folders (recursive) into the archive")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
+
+    p = command(
+        "deidentify",
+        _deidentify,
+        "de-identify files (into a folder) or stored studies (into new studies), PS3.15 Annex E",
+    )
+    from isthmus.deidentify import add_arguments
+
+    add_arguments(p)
 
     p = command("echo", _echo, "C-ECHO a peer")
     p.add_argument("peer", metavar="AET@HOST:PORT")
@@ -281,6 +290,12 @@ def _import(args: argparse.Namespace) -> int:
         f"{failed} unreadable"
     )
     return 0 if not failed else 1
+
+
+def _deidentify(args: argparse.Namespace) -> int:
+    from isthmus.deidentify import run
+
+    return run(args, _settings(args), iter_files(args.paths))
 
 
 def _echo(args: argparse.Namespace) -> int:

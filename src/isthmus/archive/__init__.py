@@ -2,26 +2,33 @@
 
 Doors import from here only: the Archive, its results (`StoreResult` and its
 `StoreOutcome`, `FindResult`, `InstanceRow`, `BulkData`), queries, and the query
-vocabulary (levels, unique keys, default return keys, tag names).
+vocabulary (levels, unique keys, default return keys, tag names); and the
+de-identification options (`DeidentificationOptions`, isthmus.deid) that `Archive.deidentify*` take.
 """
 
 from isthmus.archive.archive import Archive
 from isthmus.archive.bulk import BulkData, NoBulkData
+from isthmus.archive.deidentify import DeidentifiedStudies
 from isthmus.archive.events import Event, EventBus
 from isthmus.archive.index import InstanceRow
 from isthmus.archive.keys import LEVELS, default_return_keys, resolve_tag, unique_key
 from isthmus.archive.matching import FindResult, Query, QueryError, query_from_keywords
 from isthmus.archive.outcome import StoreOutcome, StoreResult, stow_http_status
+from isthmus.deid import DeidentificationOptions, DeidentificationOptionsError, Excluded
 
 __all__ = [
     "LEVELS",
     "Archive",
     "BulkData",
+    "DeidentifiedStudies",
     "Event",
     "EventBus",
+    "Excluded",
     "FindResult",
     "InstanceRow",
     "NoBulkData",
+    "DeidentificationOptions",
+    "DeidentificationOptionsError",
     "Query",
     "QueryError",
     "StoreOutcome",

@@ -10,7 +10,7 @@ import errno
 import hashlib
 import logging
 import secrets
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from isthmus.archive import index as idx
 from isthmus.archive.bulk import BulkData, open_bulk_data, pixel_data_as_frames
+from isthmus.archive.deidentify import DeidentifiedStudies, deidentify_studies, project_key
 from isthmus.archive.events import EventBus, LocalEventBus
 from isthmus.archive.index import InstanceRow
 from isthmus.archive.ingest import InstanceRecord, build_record
@@ -27,10 +28,13 @@ from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.outcome import StoreOutcome, StoreResult
 from isthmus.archive.storage import BlobStore, open_blob_store
 from isthmus.archive.writer import GroupCommitWriter
+from isthmus.deid import DeidentificationOptions, Deidentifier, Excluded
 from isthmus.dicom import part10, uids
 from isthmus.dicom.part10 import InvalidDicom
 
 if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
     from isthmus.render.frames import Frame
     from isthmus.render.pixel_data import PixelData
 
@@ -409,6 +413,35 @@ class Archive:
         for key in keys:
             self.blobs.delete(key)
         return len(keys)
+
+    # ---------------------------------------------------- de-identification
+    def deidentifier(
+        self, project: str, options: DeidentificationOptions | None = None
+    ) -> Deidentifier:
+        """The project's de-identifier (PS3.15 Annex E, isthmus.deid): its pseudonyms
+        are keyed with the project's key, kept in the index (archive/deidentify.py)."""
+        return Deidentifier(project_key(self.writer.run, project), options)
+
+    def deidentify(
+        self,
+        datasets: Iterable[Dataset],
+        project: str,
+        options: DeidentificationOptions | None = None,
+        excluded: Callable[[Dataset, Excluded], None] | None = None,
+    ) -> Iterator[Dataset]:
+        """The hook exports call (share links, relay): data sets in, de-identified data
+        sets out; an instance that cannot be de-identified (burned-in annotation without
+        a pixel rule) is left out and handed to `excluded`."""
+        return self.deidentifier(project, options).stream(datasets, excluded)
+
+    def deidentify_studies(
+        self,
+        study_uids: Sequence[str],
+        project: str,
+        options: DeidentificationOptions | None = None,
+    ) -> DeidentifiedStudies:
+        """De-identify stored studies into new studies; the originals stay as they are."""
+        return deidentify_studies(self, study_uids, project, options or DeidentificationOptions())
 
     # ----------------------------------------------------------- consistency
     def check(self, repair: bool = True) -> dict[str, int]:

@@ -96,6 +96,16 @@ schema_version = sa.Table(
     sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# De-identification projects (PS3.15 Annex E): each has the secret key its pseudonyms
+# are keyed hashes of (isthmus.deid.pseudonyms); created on first use, never changed.
+deid_project = sa.Table(
+    "deid_project",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("secret", sa.String(64), nullable=False),  # 256 bits, hexadecimal
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 TABLES = {"PATIENT": patient, "STUDY": study, "SERIES": series, "IMAGE": instance}
 
 
@@ -104,7 +114,12 @@ def _migration_1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[patient, study, series, instance])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
+def _migration_2(conn: Connection) -> None:
+    """De-identification projects and their pseudonym keys."""
+    metadata.create_all(conn, tables=[deid_project])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2]
 
 
 @dataclass

@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from isthmus import __version__
-from isthmus.web import capabilities, dicom_ws, dicomweb, wado_uri
+from isthmus.web import capabilities, deidentify, dicom_ws, dicomweb, wado_uri
 from isthmus.web.auth import AuthMiddleware
 from isthmus.web.context import WebContext
 from isthmus.web.errors import EXCEPTION_HANDLERS
@@ -59,6 +59,7 @@ def create_app(ctx: WebContext) -> Starlette:
         Route(DICOMWEB_PREFIX, capabilities.capabilities, methods=["OPTIONS"]),
         *dicomweb.routes(),
         *wado_uri.routes(),
+        *deidentify.routes(),
         *dicom_ws.routes(ctx),
         *viewer_routes(VIEWER_DIR),
     ]
