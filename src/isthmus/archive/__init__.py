@@ -1,10 +1,12 @@
 """The archive core: index + blob store behind one API (`Archive`).
 
-Doors import from here only: the Archive, its results (`StoreResult` and its
+Doors import from here only: the Archive, its activity (the facts doors publish for the
+audit trail and the metrics, activity.py), its results (`StoreResult` and its
 `StoreOutcome`, `FindResult`, `InstanceRow`, `BulkData`), queries, and the query
 vocabulary (levels, unique keys, default return keys, tag names).
 """
 
+from isthmus.archive.activity import Activity, Transfer
 from isthmus.archive.archive import Archive
 from isthmus.archive.bulk import BulkData, NoBulkData
 from isthmus.archive.events import Event, EventBus
@@ -15,6 +17,7 @@ from isthmus.archive.outcome import StoreOutcome, StoreResult, stow_http_status
 
 __all__ = [
     "LEVELS",
+    "Activity",
     "Archive",
     "BulkData",
     "Event",
@@ -26,6 +29,7 @@ __all__ = [
     "QueryError",
     "StoreOutcome",
     "StoreResult",
+    "Transfer",
     "default_return_keys",
     "query_from_keywords",
     "resolve_tag",

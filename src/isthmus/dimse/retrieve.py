@@ -253,6 +253,8 @@ def _sub_operations(
     syntaxes_for: Callable[[str], dict[str, int]],
     send: Sender,
 ) -> None:
+    peer = msg.text(message.command, msg.MOVE_DESTINATION) if response == msg.C_MOVE_RSP else ""
+    tally = channel.transfer("transferred", peer)
     for index, row in enumerate(rows):
         if channel.cancelled(message):
             progress.failed_uids += [r.sop_instance_uid for r in rows[index:]]
@@ -260,6 +262,8 @@ def _sub_operations(
             return
         outcome = send_instance(archive, row, syntaxes_for(row.sop_class_uid), send)
         progress.record(row.sop_instance_uid, outcome)
+        ok = outcome is not None and (outcome == status.SUCCESS or outcome & 0xF000 == 0xB000)
+        tally.add(row.study_instance_uid, row.sop_class_uid, row.size, ok)
         channel.respond(message, response, status.PENDING, extra=progress.fields())
     if progress.failed and not (progress.completed or progress.warning):
         _final(channel, message, response, progress, status.OUT_OF_RESOURCES_SUB_OPERATIONS)

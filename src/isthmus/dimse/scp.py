@@ -15,7 +15,7 @@ from typing import Any
 
 from pynetdicom.presentation import AllStoragePresentationContexts
 
-from isthmus.archive import Archive, Query, QueryError
+from isthmus.archive import Archive, Query, QueryError, Transfer
 from isthmus.config import Settings
 from isthmus.dicom import uids
 from isthmus.dicom.status import (
@@ -77,6 +77,7 @@ class ArchiveSCP:
             channel.transfer_syntax(message),
             sop_class,
             sop_instance,
+            channel.transfer("stored"),
         )
         channel.respond(
             message,
@@ -98,16 +99,21 @@ class ArchiveSCP:
         transfer_syntax: str,
         sop_class: str,
         sop_instance: str,
+        tally: Transfer | None = None,
     ) -> tuple[int, str | None]:
         """C-STORE (PS3.4 B.2): keep the received bytes as they are, plus file meta.
 
-        Returns the status and, on failure, an error comment.
+        Returns the status and, on failure, an error comment; `tally` counts the
+        instance for the association's audit message and the metrics.
         """
         if not self.access.allowed("store", calling_aet, address):
             return NOT_AUTHORIZED, "not authorized"
         result = self.archive.store(
             dataset, transfer_syntax, source_aet=calling_aet, expected=(sop_class, sop_instance)
         )
+        if tally is not None:
+            size = len(dataset) if dataset is not None else 0
+            tally.add(result.study_instance_uid, result.sop_class_uid, size, result.ok)
         if result.ok:
             return SUCCESS, None
         log.warning("C-STORE from %s refused: %s", calling_aet, result.reason)
@@ -131,6 +137,15 @@ class ArchiveSCP:
                 level=level, keys=identifier_keys(identifier), root=root, hierarchical=True
             )
             matches = self.archive.find(query).matches
+            channel.activity.audit(
+                "query",
+                door="dimse",
+                user=channel.calling_aet,
+                address=channel.address,
+                local=channel.called_aet,
+                sop_class=channel.abstract_syntax(message),
+                query=identifier.to_json(),
+            )
         except QueryError as exc:
             channel.respond(
                 message, msg.C_FIND_RSP, IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=str(exc)
@@ -177,8 +192,9 @@ def service_table(archive: Archive, settings: Settings, access: AccessControl) -
 
 def start_scp(archive: Archive, settings: Settings, access: AccessControl) -> AssociationRouter:
     """Bind the DICOM port and serve in a background thread; returns the router."""
-    own = LocalAE(settings, service_table(archive, settings, access))
+    own = LocalAE(settings, service_table(archive, settings, access), archive.activity)
     server = AssociationRouter((settings.host, settings.dicom_port), own)
+    server.activity = archive.activity
     server.own_aets = {settings.aet}
     server.accept_any = settings.accept_any_called_aet
     server.peek_timeout = settings.pdu_timeout

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from isthmus.archive import Activity
 from isthmus.dicom.ul import pdu, validation
 from isthmus.dicom.ul.errors import NOT_SPECIFIED, UNEXPECTED_PDU, UNRECOGNIZED_PDU
 from isthmus.node.sockets import set_nodelay
@@ -59,6 +60,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         self.own_aets = set()
         self.accept_any = False
         self._routes: dict[str, RouteHandler] = {}
+        self.activity = Activity()  # start_scp gives the archive's (audit trail, metrics)
         self._handed: set[int] = set()
         self._lock = threading.Lock()
 
@@ -108,6 +110,13 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             pdu.associate_rj(
                 pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, pdu.REASON_CALLED_AE_NOT_RECOGNIZED
             ),
+        )
+        self.activity.association(
+            False,
+            rq.calling_aet,
+            rq.called_aet,
+            client_address[0],
+            "called AE title not recognized",
         )
 
     def shutdown_request(self, request: Any) -> None:
