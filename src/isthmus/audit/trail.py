@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,7 @@ from isthmus.archive import Archive, Event
 from isthmus.audit.logfile import AuditLog
 from isthmus.audit.message import Record, records
 from isthmus.audit.syslog import SyslogSender, frame
+from isthmus.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +60,15 @@ class AuditTrail:
         path = Path(settings.audit_log) if settings.audit_log else settings.data / "audit.log"
         sender = None
         if settings.audit_syslog:
-            sender = SyslogSender(
-                settings.audit_syslog,
-                settings.audit_syslog_ca,
-                settings.audit_syslog_cert,
-                settings.audit_syslog_key,
-            )
+            try:
+                sender = SyslogSender(
+                    settings.audit_syslog,
+                    settings.audit_syslog_ca,
+                    settings.audit_syslog_cert,
+                    settings.audit_syslog_key,
+                )
+            except (ValueError, OSError, ssl.SSLError) as exc:
+                raise ConfigError(str(exc)) from exc
         return cls(archive, path, settings.audit_source_id or settings.aet, sender)
 
     def flush(self, timeout: float = 10.0) -> None:

@@ -59,11 +59,7 @@ async def metrics(request: Request) -> Response:
         raise not_found("metrics are not collected by this server")
     from isthmus.metrics import CONTENT_TYPE
 
-    return Response(
-        ctx.metrics.render(),
-        media_type=CONTENT_TYPE.split(";")[0],
-        headers={"Content-Type": CONTENT_TYPE},
-    )
+    return Response(ctx.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def audit(request: Request) -> Response:
