@@ -221,22 +221,39 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _os_user() -> str:
+    """Who runs a command-line import, for its audit message."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def _import(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from isthmus.archive import Archive, StoreOutcome
 
+    from isthmus.audit import AuditTrail
+
     settings = _settings(args)
     archive = Archive.from_settings(settings)
+    trail = AuditTrail.from_settings(archive, settings)  # the import is audited too
+    tally = archive.activity.transfer("stored", "import", user=_os_user(), local=settings.aet)
     files = list(iter_files(args.paths))
     counts: Counter[StoreOutcome] = Counter()
     failed = 0
 
     def one(path: Path) -> tuple[Path, StoreResult | OSError]:
         try:
-            return path, archive.store(path.read_bytes(), source_aet=None)
+            data = path.read_bytes()
+            result = archive.store(data, source_aet=None)
         except OSError as exc:
             return path, exc
+        tally.add(result.study_instance_uid, result.sop_class_uid, len(data), result.ok)
+        return path, result
 
     try:
         with (
@@ -256,6 +273,8 @@ def _import(args: argparse.Namespace) -> int:
                 else:
                     counts[result.outcome] += 1
     finally:
+        tally.close()
+        trail.close()
         archive.close()
     stored = counts[StoreOutcome.STORED] + counts[StoreOutcome.OVERWRITTEN]
     print(

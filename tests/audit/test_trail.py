@@ -405,3 +405,20 @@ def test_application_stop_is_logged_when_the_node_stops(tmp_path: Path) -> None:
         for e in search_log(settings.data / "audit.log", Filter(event="application"))
     ]
     assert states == ["Application Stop", "Application Start"]
+
+
+def test_isthmus_import_is_one_stored_message_per_study(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    files = write_study(
+        StudySpec(patient_id="PIDI", instances_per_series=2, rows=8, columns=8), tmp_path / "in"
+    )
+    data = str(tmp_path / "data")
+    assert cli.main(["import", "--data", data, *map(str, files)]) == 0
+    capsys.readouterr()
+    assert cli.main(["audit", "--data", data, "--json"]) == 0
+    (entry,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (entry["event"], entry["studies"]) == ("stored", [_study_uid(files[0])])
+    assert entry["patients"][0]["id"] == "PIDI"
+    sop = check(entry["xml"]).find(".//SOPClass")
+    assert sop.get("NumberOfInstances") == "2"
