@@ -8,7 +8,7 @@ queue, open associations), are read when scraped.  docs/operations.md lists the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -99,7 +99,8 @@ class Metrics:
             opened.set_function(open_associations)
         for store in ("index", "blob"):  # present from the start, at zero
             self.errors.labels(store)
-        self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
             "metrics.instance": self._instance,
             "metrics.request": self._request,
             "metrics.association": self._association,
@@ -122,20 +123,27 @@ class Metrics:
     def _on_event(self, event: Event) -> None:
         handler = self._handlers.get(event.topic)
         if handler is not None:
-            handler(dict(event.payload))
+            handler(event.payload)
 
-    def _instance(self, payload: dict[str, Any]) -> None:
+    def _instance(self, payload: Mapping[str, Any]) -> None:
+        """Per instance (the ingest path): the labelled children are looked up once."""
         labels = (str(payload.get("door", "")), str(payload.get("direction", "")))
-        self.instances.labels(*labels).inc()
-        self.bytes.labels(*labels).inc(int(payload.get("bytes", 0)))
+        children = self._children.get(labels)
+        if children is None:
+            children = self._children[labels] = (
+                self.instances.labels(*labels),
+                self.bytes.labels(*labels),
+            )
+        children[0].inc()
+        children[1].inc(int(payload.get("bytes", 0)))
 
-    def _request(self, payload: dict[str, Any]) -> None:
+    def _request(self, payload: Mapping[str, Any]) -> None:
         status = f"{int(payload.get('status', 0)) // 100}xx"
         self.requests.labels(str(payload["route"]), str(payload["method"]), status).observe(
             float(payload["seconds"])
         )
 
-    def _association(self, payload: dict[str, Any]) -> None:
+    def _association(self, payload: Mapping[str, Any]) -> None:
         self.associations.labels(str(payload.get("door", ""))).observe(float(payload["seconds"]))
 
     def _on_audit(self, event: Event) -> None:
