@@ -116,6 +116,22 @@ def test_metrics_count_instances_sent_by_wado_rs(node: Node, tmp_path: Path) -> 
     assert total(samples, "isthmus_http_request_duration_seconds_count", route="wado") == 1
 
 
+def test_open_associations_are_counted_while_they_are_open(node: Node) -> None:
+    from pynetdicom import AE
+
+    ae = AE("GAUGE")
+    ae.add_requested_context("1.2.840.10008.1.1")
+    assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title="ISTHMUS")
+    assert assoc.is_established
+    try:
+        assert value(scrape(node), "isthmus_open_associations") == 1
+    finally:
+        assoc.release()
+    samples = scrape(node)
+    assert value(samples, "isthmus_open_associations") == 0
+    assert value(samples, "isthmus_association_duration_seconds_count", door="dimse") == 1
+
+
 def test_relay_and_p2p_counters_are_registered_before_those_doors_exist(node: Node) -> None:
     node.archive.activity.audit("relay-transfer", peer="SITE-B", detail={"direction": "sent"})
     node.archive.events.publish("metrics.p2p", {"direction": "received"})

@@ -235,7 +235,6 @@ def _import(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from isthmus.archive import Archive, StoreOutcome
-
     from isthmus.audit import AuditTrail
 
     settings = _settings(args)

@@ -44,6 +44,7 @@ class Day:
     node: Node
     study_a: str  # sent by DCMTK storescu, then queried, C-GET and C-MOVE
     study_b: str  # STOW-RS, QIDO, WADO-RS, then DELETE
+    first_a: Path | None = None  # one instance of study A, fetched with WADO-URI
     logs: list[logging.LogRecord] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
 
@@ -97,7 +98,7 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
     root.setLevel(logging.INFO)
     try:
         with Node(settings) as node:
-            today = Day(node, "", "", records)
+            today = Day(node, "", "", logs=records)
             _a_day(today, folder)
             node.audit.flush()
             today.entries = _all(node)
@@ -118,6 +119,7 @@ def _a_day(day: Day, folder: Path) -> None:
         folder / "a",
     )
     day.study_a = _study_uid(a[0])
+    day.first_a = a[0]
     _ok("storescu", "-aet", "MODALITY", "-aec", "ISTHMUS", "127.0.0.1", port, *map(str, a))
     _ok(
         "findscu",
@@ -205,10 +207,25 @@ def _web(day: Day, folder: Path) -> None:
         assert reader.get(f"/dicom-web/studies/{day.study_b}").status_code == 200
         assert reader.get(f"/dicom-web/studies/{day.study_b}/metadata").status_code == 200
         assert reader.delete(f"/dicom-web/studies/{day.study_b}").status_code == 403
+        assert reader.get("/wado", params=_wado_uri(day.first_a)).status_code == 200
     with day.http("wrong-token") as stranger:
         assert stranger.get("/dicom-web/studies").status_code == 401
     with day.http(ADMIN) as admin:
         assert admin.delete(f"/dicom-web/studies/{day.study_b}").status_code == 200
+
+
+def _wado_uri(path: Path | None) -> dict[str, str]:
+    from pydicom import dcmread
+
+    assert path is not None
+    ds = dcmread(path, stop_before_pixels=True)
+    return {
+        "requestType": "WADO",
+        "studyUID": str(ds.StudyInstanceUID),
+        "seriesUID": str(ds.SeriesInstanceUID),
+        "objectUID": str(ds.SOPInstanceUID),
+        "contentType": "application/dicom",
+    }
 
 
 def _ok(tool: str, *args: str) -> None:
@@ -322,9 +339,11 @@ def test_stow_qido_wado_and_delete_are_logged_with_the_http_user(day: Day) -> No
     assert stored["studies"] == [day.study_b]
     assert stored["patients"] == [{"id": "PIDB", "name": NAMES[1]}]
     assert day.of("query", user="reader")
-    # the study and its metadata, within a minute: one message (coalesced)
-    (read,) = day.of("transferred", user="reader")
+    # the study and its metadata, within a minute: one message (coalesced); WADO-URI
+    read, wado_uri = sorted(day.of("transferred", user="reader"), key=lambda e: e["time"])
     assert read["studies"] == [day.study_b]
+    assert wado_uri["studies"] == [day.study_a]
+    assert wado_uri["patients"][0]["id"] == "PIDA"
     (deleted,) = day.of("deleted", user="admin")
     assert deleted["action"] == "D"
     assert deleted["patients"] == [{"id": "PIDB", "name": NAMES[1]}]
