@@ -113,7 +113,10 @@ class AuditTrail:
             written += records(kind, self._with_patients(event.payload), self.audit_source)
         if not written:
             return
-        self.log.append(written)
+        try:
+            self.log.append(written)
+        except OSError:  # a full disk: the collector still gets them
+            log.exception("audit: cannot append %d message(s) to %s", len(written), self.log.path)
         if self.syslog is not None:
             self.syslog.send([frame(r.xml, r.time) for r in written])
 
