@@ -214,3 +214,29 @@ def test_readyz_is_503_while_the_blob_store_is_gone(node: Node) -> None:
     finally:
         moved.rename(blobs)
     assert httpx.get(f"http://127.0.0.1:{node.http_port}/readyz").status_code == 200
+
+
+def test_a_blob_store_that_cannot_be_written_is_counted_as_a_blob_error(
+    node: Node, tmp_path: Path
+) -> None:
+    from pynetdicom import AE
+
+    (instance,) = write_study(StudySpec(instances_per_series=1, rows=8, columns=8), tmp_path)
+    blobs = Path(node.archive.blobs.local_path("x/y.dcm")).parent.parent
+    blobs.rename(blobs.with_name("blobs-away"))
+    blobs.write_bytes(b"a file where the folder was")
+    try:
+        ae = AE("BROKEN")
+        ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.1.2.1")
+        assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title="ISTHMUS")
+        from pydicom import dcmread
+
+        status = assoc.send_c_store(dcmread(instance))
+        assoc.release()
+        assert status.Status != 0x0000
+    finally:
+        blobs.unlink()
+        blobs.with_name("blobs-away").rename(blobs)
+    samples = scrape(node)
+    assert value(samples, "isthmus_store_errors_total", store="blob") == 1
+    assert value(samples, "isthmus_store_errors_total", store="index") == 0
