@@ -441,3 +441,55 @@ def test_isthmus_import_is_one_stored_message_per_study(
     assert entry["patients"][0]["id"] == "PIDI"
     sop = check(entry["xml"]).find(".//SOPClass")
     assert sop.get("NumberOfInstances") == "2"
+
+
+def test_refused_store_find_and_get_are_failed_events(tmp_path: Path) -> None:
+    """Access control (known peers only) refuses a stranger: each refusal is audited."""
+    settings = Settings(
+        data=tmp_path / "data",
+        dicom_port=free_port(),
+        http_port=free_port(),
+        check_on_start=False,
+        access={"store": "known", "find": "known", "get": "known"},
+    )
+    files = write_study(StudySpec(instances_per_series=2, rows=8, columns=8), tmp_path / "in")
+    with Node(settings) as node:
+        port = str(node.dicom_port)
+        dcmtk.run(
+            "storescu", "-aet", "STRANGER", "-aec", "ISTHMUS", "127.0.0.1", port, *map(str, files)
+        )
+        dcmtk.run(
+            "findscu",
+            "-S",
+            "-aet",
+            "STRANGER",
+            "-aec",
+            "ISTHMUS",
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "127.0.0.1",
+            port,
+        )
+        dcmtk.run(
+            "getscu",
+            "-S",
+            "-aet",
+            "STRANGER",
+            "-aec",
+            "ISTHMUS",
+            "-od",
+            str(tmp_path),
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            "StudyInstanceUID=1.2.3",
+            "127.0.0.1",
+            port,
+        )
+        node.audit.flush()
+        entries = _all(node)
+    failed = {e["event"] for e in entries if e["user"] == "STRANGER" and e["outcome"] == 4}
+    assert failed == {"stored", "query", "transferred"}
+    (stored,) = [e for e in entries if e["event"] == "stored"]
+    assert "instance(s) failed" in check(stored["xml"]).findtext(".//EventOutcomeDescription")
+    assert node.archive.counts()["image"] == 0

@@ -212,6 +212,15 @@ def _rows(
     """The instances to send, or None after answering a refusal."""
     if not access.allowed(service, channel.calling_aet, channel.address):
         channel.respond(message, response, status.NOT_AUTHORIZED, comment="not authorized")
+        channel.activity.audit(
+            "transferred",
+            outcome=4,
+            description=f"C-{service.upper()} not authorized",
+            door="dimse",
+            user=channel.calling_aet,
+            address=channel.address,
+            local=channel.called_aet,
+        )
         return None
     try:
         identifier = msg.decode_identifier(

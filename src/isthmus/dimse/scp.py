@@ -107,6 +107,8 @@ class ArchiveSCP:
         instance for the association's audit message and the metrics.
         """
         if not self.access.allowed("store", calling_aet, address):
+            if tally is not None:  # a refusal is audited too (outcome 4)
+                tally.add(None, sop_class, 0, ok=False)
             return NOT_AUTHORIZED, "not authorized"
         result = self.archive.store(
             dataset, transfer_syntax, source_aet=calling_aet, expected=(sop_class, sop_instance)
@@ -124,6 +126,17 @@ class ArchiveSCP:
         root = FIND_ROOTS[channel.abstract_syntax(message)]
         if not self.access.allowed("find", channel.calling_aet, channel.address):
             channel.respond(message, msg.C_FIND_RSP, NOT_AUTHORIZED, comment="not authorized")
+            channel.activity.audit(
+                "query",
+                outcome=4,
+                description="not authorized",
+                door="dimse",
+                user=channel.calling_aet,
+                address=channel.address,
+                local=channel.called_aet,
+                sop_class=channel.abstract_syntax(message),
+                query="",
+            )
             return
         ts = channel.transfer_syntax(message)
         try:
