@@ -168,3 +168,17 @@ def test_the_node_package_imports_no_door() -> None:
         if name.startswith("isthmus.node")
     }
     assert not any(wrong.values()), wrong
+
+
+def test_the_audit_trail_and_the_metrics_import_no_door() -> None:
+    """They subscribe to the archive's events (archive/activity.py); doors publish, and
+    neither reaches into a door (docs/operations.md)."""
+    doors = ("isthmus.dimse", "isthmus.web", "isthmus.server", "isthmus.cli")
+    graph = import_graph()
+    wrong = {
+        name: sorted(t for t in targets if t.startswith(doors))
+        for name, targets in graph.items()
+        if name.startswith(("isthmus.audit", "isthmus.metrics"))
+    }
+    assert any(name.startswith("isthmus.audit") for name in graph)
+    assert not any(wrong.values()), wrong

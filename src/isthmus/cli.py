@@ -141,6 +141,17 @@ def _parser() -> argparse.ArgumentParser:
         help="match keys by keyword or tag (e.g. PatientName=SMITH*); KEY alone returns it",
     )
 
+    p = command("audit", _audit, "search the audit trail (newest first; it names patients)")
+    p.add_argument("--from", dest="start", metavar="WHEN", help="ISO 8601 date or date-time")
+    p.add_argument("--to", dest="end", metavar="WHEN", help="ISO 8601 date or date-time")
+    p.add_argument("--user", help="who asked: AE title or HTTP user")
+    p.add_argument("--patient", help="Patient ID, or part of the Patient's Name")
+    p.add_argument("--study", help="Study Instance UID")
+    p.add_argument("--event", help="stored, transferred, query, deleted, association, …")
+    p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    p.add_argument("--json", action="store_true", help="JSON lines, as GET /api/audit")
+    p.add_argument("--xml", action="store_true", help="the DICOM audit messages (PS3.15 A.5)")
+
     p = sub.add_parser(
         "token",
         help="make an API token and the hash to put in the config",
@@ -248,22 +259,55 @@ def iter_files(paths: Sequence[str]) -> Iterator[Path]:
             print(f"isthmus: {raw}: no such file or folder", file=sys.stderr)
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from isthmus.audit import search
+    from isthmus.audit.report import make_filter, write
+
+    settings = _settings(args)
+    try:
+        where = make_filter(
+            args.start, args.end, args.user, args.patient, args.study, args.event, args.limit
+        )
+    except ValueError as exc:
+        print(f"isthmus audit: {exc}", file=sys.stderr)
+        return 2
+    path = Path(settings.audit_log) if settings.audit_log else settings.data / "audit.log"
+    write(search(path, where), sys.stdout, args.json, args.xml)
+    return 0
+
+
+def _os_user() -> str:
+    """Who runs a command-line import, for its audit message."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def _import(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from isthmus.archive import Archive, StoreOutcome
+    from isthmus.audit import AuditTrail
 
     settings = _settings(args)
     archive = Archive.from_settings(settings)
+    trail = AuditTrail.from_settings(archive, settings)  # the import is audited too
+    tally = archive.activity.transfer("stored", "import", user=_os_user(), local=settings.aet)
     files = list(iter_files(args.paths))
     counts: Counter[StoreOutcome] = Counter()
     failed = 0
 
     def one(path: Path) -> tuple[Path, StoreResult | OSError]:
         try:
-            return path, archive.store(path.read_bytes(), source_aet=None)
+            data = path.read_bytes()
+            result = archive.store(data, source_aet=None)
         except OSError as exc:
             return path, exc
+        tally.add(result.study_instance_uid, result.sop_class_uid, len(data), result.ok)
+        return path, result
 
     try:
         with (
@@ -283,6 +327,8 @@ def _import(args: argparse.Namespace) -> int:
                 else:
                     counts[result.outcome] += 1
     finally:
+        tally.close()
+        trail.close()
         archive.close()
     stored = counts[StoreOutcome.STORED] + counts[StoreOutcome.OVERWRITTEN]
     print(

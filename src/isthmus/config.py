@@ -167,6 +167,16 @@ class Settings:
     http_body_timeout: float = 60.0
     http_keep_alive: int = 5
     http_max_connections: int = 512
+    # The audit trail (docs/operations.md, PS3.15 A.5): the local log (empty → DATA/audit.log),
+    # the AuditSourceID of its messages (empty → `aet`), and a syslog collector
+    # ("tls://host:6514" per RFC 5425 or "udp://host:514" per RFC 5426; empty → none) with the
+    # CA file that verifies it and our client certificate and key, if it asks for one.
+    audit_log: str = ""
+    audit_source_id: str = ""
+    audit_syslog: str = ""
+    audit_syslog_ca: str = ""
+    audit_syslog_cert: str = ""
+    audit_syslog_key: str = ""
 
     @property
     def resolved_index_url(self) -> str:

@@ -10,8 +10,10 @@ from types import TracebackType
 import uvicorn
 
 from isthmus.archive import Archive
+from isthmus.audit import AuditTrail
 from isthmus.config import ConfigError, Settings
 from isthmus.dimse.scp import start_scp
+from isthmus.metrics import Metrics
 from isthmus.node.access import AccessControl
 from isthmus.node.router import AssociationRouter
 from isthmus.node.tls import server_context
@@ -64,6 +66,9 @@ class Node:
         check_security(settings)
         self.settings = settings
         self.archive = Archive.from_settings(settings)
+        # Subscribers of the archive's events: the audit trail and the metrics.
+        self.audit = AuditTrail.from_settings(self.archive, settings)
+        self.metrics = Metrics(self.archive, self._open_associations)
         self.access = AccessControl(settings)
         self.router: AssociationRouter | None = None  # the plain port, else the TLS one
         self.tls_router: AssociationRouter | None = None
@@ -76,9 +81,10 @@ class Node:
             if report["partial"] or report["orphans"] or report["missing"]:
                 log.warning("archive check repaired: %s", report)
         self._start_dicom()
+        self._tell_application("started")
         if not http:
             return
-        ctx = WebContext(self.settings, self.archive, self.plain_router, self.access)
+        ctx = self.web_context()
         config = http_config(ctx)
         self._http = uvicorn.Server(config)
         if block:
@@ -111,6 +117,23 @@ class Node:
                 raise
         self.router = plain or self.tls_router
 
+    def web_context(self) -> WebContext:
+        """What the HTTP door serves: this node's archive, DICOM port, metrics, audit log."""
+        ctx = WebContext(self.settings, self.archive, self.plain_router, self.access)
+        ctx.metrics = self.metrics
+        ctx.audit_log = self.audit.log.path
+        return ctx
+
+    def _open_associations(self) -> int:
+        own = getattr(self.router, "own", None)
+        return int(getattr(own, "associations", 0))
+
+    def _tell_application(self, state: str) -> None:
+        """Application Activity (PS3.15 A.5.3.1): started or stopped."""
+        self.archive.activity.audit(
+            "application", door="node", local=self.settings.aet, detail={"state": state}
+        )
+
     @property
     def dicom_port(self) -> int:
         return int(self.router.server_address[1]) if self.router else self.settings.dicom_port
@@ -141,7 +164,11 @@ class Node:
         for router in {id(r): r for r in (self.router, self.tls_router) if r}.values():
             router.shutdown()
             router.server_close()
+        if self.router is not None:
+            self._tell_application("stopped")
         self.router = self.tls_router = None
+        self.metrics.close()
+        self.audit.close()
         self.archive.close()
 
     def __enter__(self) -> Node:
@@ -175,8 +202,7 @@ def run_forever(settings: Settings) -> None:
     print(f"  DICOMweb:      {base}/dicom-web")
     print(f"  Viewer:        {base}/")
     print("Press Ctrl+C to stop.", flush=True)
-    ctx = WebContext(settings, node.archive, node.plain_router, node.access)
-    server = uvicorn.Server(http_config(ctx))
+    server = uvicorn.Server(http_config(node.web_context()))
     try:
         asyncio.run(server.serve())
     except KeyboardInterrupt:

@@ -1,11 +1,13 @@
 """The archive core: index + blob store behind one API (`Archive`).
 
-Doors import from here only: the Archive, its results (`StoreResult` and its
+Doors import from here only: the Archive, its activity (the facts doors publish for the
+audit trail and the metrics, activity.py), its results (`StoreResult` and its
 `StoreOutcome`, `FindResult`, `InstanceRow`, `BulkData`), queries, and the query
 vocabulary (levels, unique keys, default return keys, tag names); and the
 de-identification options (`DeidentificationOptions`, isthmus.deid) that `Archive.deidentify*` take.
 """
 
+from isthmus.archive.activity import Activity, Transfer
 from isthmus.archive.archive import Archive
 from isthmus.archive.bulk import BulkData, NoBulkData
 from isthmus.archive.deidentify import DeidentifiedStudies
@@ -18,6 +20,7 @@ from isthmus.deid import DeidentificationOptions, DeidentificationOptionsError, 
 
 __all__ = [
     "LEVELS",
+    "Activity",
     "Archive",
     "BulkData",
     "DeidentifiedStudies",
@@ -33,6 +36,7 @@ __all__ = [
     "QueryError",
     "StoreOutcome",
     "StoreResult",
+    "Transfer",
     "default_return_keys",
     "query_from_keywords",
     "resolve_tag",

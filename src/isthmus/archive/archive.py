@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from isthmus.archive import index as idx
+from isthmus.archive.activity import Activity
 from isthmus.archive.bulk import BulkData, open_bulk_data, pixel_data_as_frames
 from isthmus.archive.deidentify import DeidentifiedStudies, deidentify_studies, project_key
 from isthmus.archive.events import EventBus, LocalEventBus
@@ -74,6 +75,8 @@ class Archive:
         self.writer = GroupCommitWriter(self.engine, on_failure=self._parents.clear)
         # What happened, for doors and (when processes share the archive) other processes.
         self.events: EventBus = LocalEventBus()
+        # The facts doors publish on it for the audit trail and the metrics (activity.py).
+        self.activity = Activity(self.events)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Archive:
@@ -138,6 +141,7 @@ class Archive:
         try:
             size = self.blobs.put(key, (meta, header.dataset_bytes), sync=False)
         except OSError as exc:
+            self.activity.error("blob")
             raise _write_failed(result, exc) from exc
         offset = None if header.pixel_offset is None else len(meta) + header.pixel_offset
         try:
@@ -173,9 +177,11 @@ class Archive:
             raise _Refused(StoreOutcome.SERIES_IN_OTHER_STUDY, str(exc)) from exc
         except Exception as exc:
             self.blobs.delete(key)
+            self.activity.error("index")
             log.exception("store %s: index write failed", result.sop_instance_uid)
             raise _Refused(StoreOutcome.PROCESSING_FAILURE, f"index write failed: {exc}") from exc
         if sync_error is not None:
+            self.activity.error("blob")
             if outcome == "stored":
                 self._forget(result.sop_instance_uid or "", key)
             self.blobs.delete(key)
@@ -263,6 +269,26 @@ class Archive:
         """Match a C-FIND / QIDO-RS query (PS3.4 C.2.2.2); returns DICOM JSON datasets."""
         with self.engine.connect() as conn:
             return find(conn, query)
+
+    def patients_of(self, study_uids: Collection[str]) -> dict[str, tuple[str, str]]:
+        """Study Instance UID → (Patient ID, Patient's Name) of the studies stored, for
+        the audit trail's participant objects (PS3.15 A.5.3)."""
+        if not study_uids:
+            return {}
+        st, p = idx.study.c, idx.patient.c
+        query = (
+            sa.select(st.study_instance_uid, p.patient_id, p.patient_name)
+            .select_from(idx.study.join(idx.patient))
+            .where(st.study_instance_uid.in_(list(study_uids)))
+        )
+        with self.engine.connect() as conn:
+            return {uid: (pid or "", name or "") for uid, pid, name in conn.execute(query)}
+
+    def ready(self) -> None:
+        """Raise when the index or the blob store cannot be reached (for /readyz)."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.select(1))
+        self.blobs.check()
 
     def add_parent_attributes(
         self,

@@ -49,6 +49,9 @@ class BlobStore(Protocol):
     def sweep(self) -> int:
         """Remove leftovers of interrupted writes; returns how many."""
 
+    def check(self) -> None:
+        """Raise OSError when the store cannot be reached or written (readiness)."""
+
 
 def check_key(key: str) -> str:
     """Refuse keys that could escape the store (``..``, absolute paths, odd characters)."""
@@ -179,6 +182,10 @@ class FileBlobStore:
                     Path(dirpath, name).unlink(missing_ok=True)
                     count += 1
         return count
+
+    def check(self) -> None:
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK | os.X_OK):
+            raise OSError(f"blob store {self.root} is not a writable folder")
 
     def usage(self) -> tuple[int, int]:
         """(free bytes, total bytes) of the file system holding the store."""

@@ -60,6 +60,10 @@ class GroupCommitWriter:
         self._queue.put(pending)
         return pending
 
+    def depth(self) -> int:
+        """Jobs waiting for the writer thread (approximate; for the metrics)."""
+        return self._queue.qsize()
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

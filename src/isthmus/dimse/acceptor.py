@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
+from isthmus.archive import Activity, Transfer
 from isthmus.config import Settings
 from isthmus.dicom import uids
 from isthmus.dicom.status import PENDING, PENDING_WARNING, SUCCESS, UNRECOGNIZED_OPERATION
@@ -63,9 +64,13 @@ class LocalAE:
     and AE title, for the limits of settings (max_associations, _per_host, _per_aet).
     """
 
-    def __init__(self, settings: Settings, services: ServiceTable) -> None:
+    def __init__(
+        self, settings: Settings, services: ServiceTable, activity: Activity | None = None
+    ) -> None:
         self.settings = settings
         self.services = services
+        # Where associations, queries and transfers are told (audit trail, metrics).
+        self.activity = activity if activity is not None else Activity()
         self.associations = 0
         self.per_host: collections.Counter[str] = collections.Counter()
         self.per_aet: collections.Counter[str] = collections.Counter()
@@ -122,12 +127,15 @@ class Acceptor:
         self._deferred: list[Message] = []
         self._next_id = 1
         self.stored = 0
+        self.activity = ae.activity
+        self.transfers: dict[tuple[str, str], Transfer] = {}
 
     # -- association -----------------------------------------------------
     def run(self) -> None:
         ae = self.ae
         counted = (self.address, self.calling_aet)  # the router's view of the request
         too_many = ae.enter(*counted)
+        started = time.monotonic()
         try:
             self.sock.settimeout(self.settings.network_timeout)
             self._read_associate_rq()
@@ -145,6 +153,7 @@ class Acceptor:
                         pdu.REASON_LOCAL_LIMIT_EXCEEDED,
                     )
                 )
+                self._tell_association(f"{too_many} exceeded")
                 return
             if self._accept():
                 self._serve()
@@ -167,6 +176,9 @@ class Acceptor:
         finally:
             ae.leave(*counted)
             _close(self.sock)
+            for transfer in self.transfers.values():
+                transfer.close()
+            self.activity.association_ended("dimse", time.monotonic() - started)
             if self.stored:
                 log.info(
                     "association from %s: %d instance(s) stored", self.calling_aet, self.stored
@@ -192,6 +204,7 @@ class Acceptor:
         refusal = self._refusal(rq)
         if refusal is not None:
             self._send_quietly(pdu.associate_rj(pdu.RESULT_PERMANENT, *refusal))
+            self._tell_association(f"A-ASSOCIATE-RJ source {refusal[0]} reason {refusal[1]}")
             return False
         roles = tuple(
             RoleSelection(
@@ -211,7 +224,35 @@ class Acceptor:
         )
         ac = pdu.AAssociateAC(rq.called_aet, rq.calling_aet, user=user, contexts=tuple(results))
         self.sock.sendall(ac.encode())
+        self._tell_association(None)
         return True
+
+    def _tell_association(self, refusal: str | None) -> None:
+        """Publish the association's result for the audit trail and the metrics."""
+        self.activity.association(
+            refusal is None, self.calling_aet, self.rq.called_aet, self.address, refusal
+        )
+
+    @property
+    def called_aet(self) -> str:
+        return self.rq.called_aet
+
+    def transfer(self, event: str, peer: str = "") -> Transfer:
+        """The tally of instances this association stores or sends (to `peer`), told
+        once, when the association ends (one audit message per study)."""
+        key = (event, peer)
+        tally = self.transfers.get(key)
+        if tally is None:
+            tally = self.activity.transfer(
+                event,
+                "dimse",
+                user=self.calling_aet,
+                address=self.address,
+                local=self.rq.called_aet,
+                peer=peer,
+            )
+            self.transfers[key] = tally
+        return tally
 
     def _refusal(self, rq: pdu.AAssociateRQ) -> tuple[int, int] | None:
         """Source and reason of a permanent A-ASSOCIATE-RJ (PS3.8 9.3.4), or None."""

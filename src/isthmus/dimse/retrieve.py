@@ -217,6 +217,15 @@ def _rows(
     """The instances to send, or None after answering a refusal."""
     if not access.allowed(service, channel.calling_aet, channel.address):
         channel.respond(message, response, status.NOT_AUTHORIZED, comment="not authorized")
+        channel.activity.audit(
+            "transferred",
+            outcome=4,
+            description=f"C-{service.upper()} not authorized",
+            door="dimse",
+            user=channel.calling_aet,
+            address=channel.address,
+            local=channel.called_aet,
+        )
         return None
     try:
         identifier = msg.decode_identifier(
@@ -258,6 +267,8 @@ def _sub_operations(
     syntaxes_for: Callable[[str], dict[str, int]],
     send: Sender,
 ) -> None:
+    peer = msg.text(message.command, msg.MOVE_DESTINATION) if response == msg.C_MOVE_RSP else ""
+    tally = channel.transfer("transferred", peer)
     for index, row in enumerate(rows):
         if channel.cancelled(message):
             progress.failed_uids += [r.sop_instance_uid for r in rows[index:]]
@@ -265,6 +276,8 @@ def _sub_operations(
             return
         outcome = send_instance(archive, row, syntaxes_for(row.sop_class_uid), send)
         progress.record(row.sop_instance_uid, outcome)
+        ok = outcome is not None and (outcome == status.SUCCESS or outcome & 0xF000 == 0xB000)
+        tally.add(row.study_instance_uid, row.sop_class_uid, row.size, ok)
         channel.respond(message, response, status.PENDING, extra=progress.fields())
     if progress.failed and not (progress.completed or progress.warning):
         _final(channel, message, response, progress, status.OUT_OF_RESOURCES_SUB_OPERATIONS)

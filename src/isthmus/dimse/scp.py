@@ -16,7 +16,7 @@ from typing import Any
 
 from pynetdicom.presentation import AllStoragePresentationContexts
 
-from isthmus.archive import Archive, Query, QueryError
+from isthmus.archive import Archive, Query, QueryError, Transfer
 from isthmus.config import Settings
 from isthmus.dicom import uids
 from isthmus.dicom.status import (
@@ -78,6 +78,7 @@ class ArchiveSCP:
             channel.transfer_syntax(message),
             sop_class,
             sop_instance,
+            channel.transfer("stored"),
         )
         channel.respond(
             message,
@@ -99,16 +100,23 @@ class ArchiveSCP:
         transfer_syntax: str,
         sop_class: str,
         sop_instance: str,
+        tally: Transfer | None = None,
     ) -> tuple[int, str | None]:
         """C-STORE (PS3.4 B.2): keep the received bytes as they are, plus file meta.
 
-        Returns the status and, on failure, an error comment.
+        Returns the status and, on failure, an error comment; `tally` counts the
+        instance for the association's audit message and the metrics.
         """
         if not self.access.allowed("store", calling_aet, address):
+            if tally is not None:  # a refusal is audited too (outcome 4)
+                tally.add(None, sop_class, 0, ok=False)
             return NOT_AUTHORIZED, "not authorized"
         result = self.archive.store(
             dataset, transfer_syntax, source_aet=calling_aet, expected=(sop_class, sop_instance)
         )
+        if tally is not None:
+            size = len(dataset) if dataset is not None else 0
+            tally.add(result.study_instance_uid, result.sop_class_uid, size, result.ok)
         if result.ok:
             return SUCCESS, None
         log.warning("C-STORE from %s refused: %s", calling_aet, result.reason)
@@ -119,6 +127,17 @@ class ArchiveSCP:
         root = FIND_ROOTS[channel.abstract_syntax(message)]
         if not self.access.allowed("find", channel.calling_aet, channel.address):
             channel.respond(message, msg.C_FIND_RSP, NOT_AUTHORIZED, comment="not authorized")
+            channel.activity.audit(
+                "query",
+                outcome=4,
+                description="not authorized",
+                door="dimse",
+                user=channel.calling_aet,
+                address=channel.address,
+                local=channel.called_aet,
+                sop_class=channel.abstract_syntax(message),
+                query="",
+            )
             return
         ts = channel.transfer_syntax(message)
         try:
@@ -132,6 +151,15 @@ class ArchiveSCP:
                 level=level, keys=identifier_keys(identifier), root=root, hierarchical=True
             )
             matches = self.archive.find(query).matches
+            channel.activity.audit(
+                "query",
+                door="dimse",
+                user=channel.calling_aet,
+                address=channel.address,
+                local=channel.called_aet,
+                sop_class=channel.abstract_syntax(message),
+                query=identifier.to_json(),
+            )
         except QueryError as exc:
             channel.respond(
                 message, msg.C_FIND_RSP, IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=str(exc)
@@ -189,11 +217,16 @@ def start_scp(
     the plain router `beside`, it shares that one's AE (so the association limits count
     both ports) and routing table.
     """
-    own = beside.own if beside else LocalAE(settings, service_table(archive, settings, access))
+    own = (
+        beside.own
+        if beside
+        else LocalAE(settings, service_table(archive, settings, access), archive.activity)
+    )
     port = settings.dicom_tls_port if tls else settings.dicom_port
     server = AssociationRouter((settings.host, port), own, tls=tls)
     if beside is not None:
         server.share_routes(beside)
+    server.activity = archive.activity
     server.admit = access.admit
     server.own_aets = {settings.aet}
     server.accept_any = settings.accept_any_called_aet

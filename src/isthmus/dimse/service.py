@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from isthmus.archive import Activity, Transfer
 from isthmus.dimse import messages as msg
 
 
@@ -48,6 +49,17 @@ class Channel(Protocol):
 
     calling_aet: str
     address: str
+    activity: Activity  # where services tell what they did (queries: audit trail)
+
+    @property
+    def called_aet(self) -> str:
+        """The AE title the requestor called (ours)."""
+        ...
+
+    def transfer(self, event: str, peer: str = "") -> Transfer:
+        """The association's tally of instances stored ("stored") or sent
+        ("transferred", to `peer` for C-MOVE), told when the association ends."""
+        ...
 
     def transfer_syntax(self, message: Message) -> str:
         """The transfer syntax of the presentation context `message` came on."""

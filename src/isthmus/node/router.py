@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from isthmus.archive import Activity
 from isthmus.dicom.ul import pdu, validation
 from isthmus.dicom.ul.errors import NOT_SPECIFIED, UNEXPECTED_PDU, UNRECOGNIZED_PDU
 from isthmus.dicom.ul.transport import recv_exactly
@@ -78,6 +79,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         self.own_aets = set()
         self.accept_any = False
         self._routes: dict[str, RouteHandler] = {}
+        self.activity = Activity()  # start_scp gives the archive's (audit trail, metrics)
         self._handed: set[int] = set()
         self._lock = threading.Lock()
 
@@ -159,6 +161,9 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
                     pdu.REASON_CALLING_AE_NOT_RECOGNIZED,
                 ),
             )
+            self.activity.association(
+                False, rq.calling_aet, rq.called_aet, client_address[0], refusal
+            )
             return False
         if peer_identity is not None:
             log.info("association from %r over TLS as %s", rq.calling_aet, peer_identity)
@@ -180,6 +185,13 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             pdu.associate_rj(
                 pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, pdu.REASON_CALLED_AE_NOT_RECOGNIZED
             ),
+        )
+        self.activity.association(
+            False,
+            rq.calling_aet,
+            rq.called_aet,
+            client_address[0],
+            "called AE title not recognized",
         )
         return False
 

@@ -2,8 +2,8 @@
 
 Order matters: the API routes (/health, /dicom-web, /wado, the WebSocket gateway)
 come first and the viewer's static files last, so a file can never shadow the API.
-Middleware, outermost first: CORS (answers preflights, docs/security.md), the request
-limits (limits.py), then authentication of the DICOMweb and WADO-URI paths (auth.py).
+Middleware, outermost first: CORS (answers preflights, docs/security.md), latency and
+audit of each request (observe.py), the request limits (limits.py), then authentication of the DICOMweb and WADO-URI paths (auth.py).
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from isthmus import __version__
-from isthmus.web import capabilities, deidentify, dicom_ws, dicomweb, wado_uri
+from isthmus.web import capabilities, deidentify, dicom_ws, dicomweb, operations, wado_uri
 from isthmus.web.auth import AuthMiddleware
 from isthmus.web.context import WebContext
 from isthmus.web.errors import EXCEPTION_HANDLERS
 from isthmus.web.limits import LimitsMiddleware
+from isthmus.web.observe import ObserveMiddleware
 from isthmus.web.service import DICOMWEB_PREFIX
 
 VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
@@ -56,6 +57,7 @@ def create_app(ctx: WebContext) -> Starlette:
 
     routes: list[BaseRoute] = [
         Route("/health", health),
+        *operations.routes(),
         Route(DICOMWEB_PREFIX, capabilities.capabilities, methods=["OPTIONS"]),
         *dicomweb.routes(),
         *wado_uri.routes(),
@@ -84,6 +86,7 @@ def middleware(ctx: WebContext) -> list[Middleware]:
                 max_age=600,
             )
         )
+    stack.append(Middleware(ObserveMiddleware, activity=ctx.archive.activity))
     stack.append(Middleware(LimitsMiddleware, settings=ctx.settings))
     stack.append(Middleware(AuthMiddleware, authenticator=ctx.authenticator))
     return stack

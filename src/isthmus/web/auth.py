@@ -8,7 +8,13 @@
   the issuer's public keys in a JWKS file (oidc.py); its permissions come from a claim.
 
 Permissions: `read` (QIDO, WADO, capabilities), `write` (STOW), `delete` (DELETE),
-`admin` (all of them), and `dicom-ws` (the DICOM-over-WebSocket gateway).
+`admin` (all of them, and the audit trail: GET /api/audit), `dicom-ws` (the
+DICOM-over-WebSocket gateway) and `metrics` (GET /metrics; docs/operations.md).
+
+Each credential checked is told to the audit trail (archive/activity.py, "authentication"):
+every failure, and a success once per caller and address every `SUCCESS_INTERVAL`
+seconds (bearer tokens come with every request; one message per request would bury
+the trail).  Developer mode authenticates nobody and tells nothing.
 """
 
 from __future__ import annotations
@@ -16,16 +22,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from isthmus.archive import Activity
 from isthmus.config import ConfigError, Settings
 from isthmus.web.errors import HTTPError, error_response
 from isthmus.web.oidc import JWTError, OIDCVerifier
 
-PERMISSIONS = ("read", "write", "delete", "admin", "dicom-ws")
+PERMISSIONS = ("read", "write", "delete", "admin", "dicom-ws", "metrics")
+SUCCESS_INTERVAL = 600.0
 _HASH_PREFIX = "sha256:"
 # Methods → permission needed on the DICOMweb and WADO-URI paths.
 METHOD_PERMISSION = {
@@ -71,10 +81,13 @@ class _Token:
 class Authenticator:
     """Turns an Authorization header into a Principal, per the settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, activity: Activity | None = None) -> None:
         self.tokens = _load_tokens(settings.tokens)
         self.oidc = OIDCVerifier.from_settings(settings)
         self.developer_mode = settings.on_loopback and not self.tokens and self.oidc is None
+        self.activity = activity if activity is not None else Activity()
+        self._told: dict[tuple[str, str | None], float] = {}
+        self._told_lock = threading.Lock()
 
     def identify(self, authorization: str | None) -> Principal | None:
         """The caller named by an Authorization header; None when there is none.
@@ -107,14 +120,47 @@ class Authenticator:
                 return Principal(token.name, token.permissions, "token")
         raise _unauthorized("unknown or revoked token", "invalid_token")
 
-    def require(self, authorization: str | None, permission: str) -> Principal:
-        """The caller, if it holds `permission`; otherwise HTTPError 401 or 403."""
-        principal = self.identify(authorization)
+    def require(
+        self, authorization: str | None, permission: str, address: str | None = None
+    ) -> Principal:
+        """The caller, if it holds `permission`; otherwise HTTPError 401 or 403.
+        `address` (the client's) goes into the audit trail."""
+        try:
+            principal = self.identify(authorization)
+        except HTTPError as exc:
+            self._tell("unknown", address, exc.message)
+            raise
         if principal is None:
+            self._tell("unknown", address, "no credential")
             raise _unauthorized("authentication required (Authorization: Bearer <token>)")
         if not principal.can(permission):
-            raise HTTPError(403, f"{principal.name!r} lacks the {permission!r} permission")
+            message = f"{principal.name!r} lacks the {permission!r} permission"
+            self._tell(principal.name, address, message)
+            raise HTTPError(403, message)
+        if principal.via != "developer-mode":
+            self._tell(principal.name, address, None)
         return principal
+
+    def _tell(self, user: str, address: str | None, failure: str | None) -> None:
+        """Audit a credential check: every failure, a success now and then."""
+        if failure is None:
+            now = time.monotonic()
+            with self._told_lock:
+                last = self._told.get((user, address))
+                if last is not None and now - last < SUCCESS_INTERVAL:
+                    return
+                if len(self._told) > 10_000:
+                    self._told.clear()
+                self._told[(user, address)] = now
+        self.activity.audit(
+            "authentication",
+            outcome=0 if failure is None else 4,
+            description=failure,
+            door="http",
+            user=user,
+            address=address,
+            local="isthmus",
+        )
 
 
 def _unauthorized(message: str, error: str | None = None) -> HTTPError:
@@ -167,8 +213,11 @@ class AuthMiddleware:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         permission = METHOD_PERMISSION.get(scope["method"], "admin")
+        client = scope.get("client")
         try:
-            principal = self.auth.require(headers.get("authorization"), permission)
+            principal = self.auth.require(
+                headers.get("authorization"), permission, client[0] if client else None
+            )
         except HTTPError as exc:
             response = error_response(exc.status, exc.message, exc.headers)
             await response(scope, receive, send)

@@ -10,6 +10,9 @@ from isthmus.config import Settings
 from isthmus.web.auth import Authenticator
 
 if TYPE_CHECKING:  # for the annotations only: the web door runs without the DIMSE door
+    from pathlib import Path
+
+    from isthmus.metrics import Metrics
     from isthmus.node.access import AccessControl
     from isthmus.node.router import AssociationRouter
 
@@ -26,6 +29,10 @@ class WebContext:
     # Who may do what over HTTP (web/auth.py), from the settings.  The HTTP middleware
     # and the WebSocket gateway (permission "dicom-ws") ask it.
     authenticator: Authenticator = field(init=False)
+    # The node's metrics (isthmus.metrics, for /metrics) and audit log (isthmus.audit,
+    # for /api/audit); None when the node runs without them.
+    metrics: Metrics | None = None
+    audit_log: Path | None = None
 
     def __post_init__(self) -> None:
-        self.authenticator = Authenticator(self.settings)
+        self.authenticator = Authenticator(self.settings, self.archive.activity)

@@ -31,7 +31,9 @@ def routes() -> list[Route]:
 async def delete(request: Request) -> Response:
     study, series, instance = path_uids(request)
     assert study is not None
-    count = await blocking(context(request).archive.delete, study, series, instance)
+    archive = context(request).archive
+    patients = await blocking(archive.patients_of, [study])  # before they are gone
+    count = await blocking(archive.delete, study, series, instance)
     what = (
         f"instance {instance}" if instance else f"series {series}" if series else f"study {study}"
     )
@@ -39,4 +41,14 @@ async def delete(request: Request) -> Response:
         raise not_found(f"{what} is not in the archive")
     principal = request.scope.get("state", {}).get("principal")
     log.info("deleted %s (%d instances) for %s", what, count, getattr(principal, "name", "unknown"))
+    patient_id, patient_name = patients.get(study, ("", ""))
+    archive.activity.audit(
+        "deleted",
+        door="dicomweb",
+        user=getattr(principal, "name", "unknown"),
+        address=request.client.host if request.client else None,
+        local=request.url.path,
+        studies=[{"uid": study, "patient_id": patient_id, "patient_name": patient_name}],
+        detail={"instances": count, "what": what},
+    )
     return JSONResponse({"deleted": what, "instances": count})

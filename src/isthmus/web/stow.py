@@ -70,6 +70,7 @@ class Outcome:
     series_instance_uid: str | None = None
     outcome: StoreOutcome = StoreOutcome.STORED
     reason: str | None = None
+    size: int = 0
 
     @property
     def ok(self) -> bool:
@@ -95,6 +96,7 @@ async def store(request: Request) -> Response:
         received - started,
         time.perf_counter() - received,
     )
+    _tell(request, outcomes)
     response = _response(request, outcomes, study, choice.media_type)
     # Freeing a large temporary file and its mapping takes a while: after the answer,
     # in a worker thread (Starlette runs a synchronous background task there).
@@ -261,7 +263,23 @@ def store_one(archive: Archive, index: int, data: Any, study: str | None) -> Out
         result.series_instance_uid,
         result.outcome,
         None if result.ok else result.reason or str(result.outcome),
+        len(data),
     )
+
+
+def _tell(request: Request, outcomes: list[Outcome]) -> None:
+    """One audit event for the request, naming each study stored (and the metrics)."""
+    principal = request.scope.get("state", {}).get("principal")
+    tally = context(request).archive.activity.transfer(
+        "stored",
+        "dicomweb",
+        user=getattr(principal, "name", "anonymous"),
+        address=request.client.host if request.client else None,
+        local=request.url.path,
+    )
+    for o in outcomes:
+        tally.add(o.study_instance_uid, o.sop_class_uid, o.size, o.ok)
+    tally.close()
 
 
 def with_preamble(data: Any) -> Any:

@@ -121,6 +121,7 @@ async def retrieve(request: Request) -> Response:
 
 
 async def single_instance(archive: Archive, row: InstanceRow, choice: Choice) -> Response:
+    archive.activity.instance("dicomweb", "sent", row.size)
     target = target_syntax(choice.transfer_syntax, row.transfer_syntax_uid)
     media_type = f"{mt.DICOM}; transfer-syntax={target}"
     if target != row.transfer_syntax_uid:
@@ -238,6 +239,7 @@ async def stream_instances(
                         "from the blob store; response cut short"
                     )
                 continue
+            archive.activity.instance("dicomweb", "sent", row.size)
             if isinstance(content, bytes):
                 yield _part_header(writer, syntax)
                 yield content

@@ -115,6 +115,7 @@ def _content_type(request: Request, has_pixels: bool) -> str:
 
 
 async def _dicom(request: Request, archive: Archive, row: InstanceRow) -> Response:
+    archive.activity.instance("wado-uri", "sent", row.size)
     syntax = single(request, "transferSyntax")
     if syntax and syntax != row.transfer_syntax_uid:
         uid(syntax, "transferSyntax")

@@ -122,7 +122,11 @@ class Gateway:
         if not self.policy.origin_allowed(headers.get("origin"), headers.get("host")):
             raise Refusal(403, f"Origin {headers.get('origin')!r} may not use the gateway")
         try:
-            principal = self.ctx.authenticator.require(_authorization(websocket), "dicom-ws")
+            principal = self.ctx.authenticator.require(
+                _authorization(websocket),
+                "dicom-ws",
+                websocket.client.host if websocket.client else None,
+            )
         except HTTPError as exc:
             raise Refusal(exc.status, exc.message) from None
         return principal.name
@@ -144,7 +148,11 @@ class Gateway:
     async def peers(self, request: Request) -> JSONResponse:
         """GET /dicom-ws/peers: what the caller may reach and register, and the limits."""
         try:
-            self.ctx.authenticator.require(request.headers.get("authorization"), "dicom-ws")
+            self.ctx.authenticator.require(
+                request.headers.get("authorization"),
+                "dicom-ws",
+                request.client.host if request.client else None,
+            )
         except HTTPError as exc:
             return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
         address = self.archive_address()

@@ -1,0 +1,268 @@
+"""DICOM audit messages (PS3.15 A.5): an activity event to the XML of the A.5.1 schema.
+
+One `Record` per message: the XML (``AuditMessage``: EventIdentification, one or more
+ActiveParticipant, AuditSourceIdentification, ParticipantObjectIdentification) and the
+fields the audit log is searched by.  An event naming several studies becomes one
+message per study (A.5.3.4: "DICOM Instances Transferred" describes one patient's
+study), so a transfer of three studies is three messages, not one per instance.
+
+Codes: the DCM event IDs, event types and roles of PS3.16 (CID 400-405) and PS3.15
+A.5.3; participant object ID types of RFC 3881 (2 "Patient Number", 12 "URI") and DCM
+(110180 "Study Instance UID", 110181 "SOP Class UID").  Every coded value carries
+csd-code, codeSystemName and originalText, as the schema's CodedValueType asks.
+The schema (A.5.1.1) makes a participant object name or query mandatory: a study's
+name is its Study Instance UID, a patient's the Patient's Name (possibly empty).
+"""
+
+from __future__ import annotations
+
+import base64
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Code = tuple[str, str, str]  # csd-code, codeSystemName, originalText
+
+# (EventID, EventTypeCode or None, EventActionCode) per activity event (A.5.3)
+APPLICATION_ACTIVITY: Code = ("110100", "DCM", "Application Activity")
+INSTANCES_ACCESSED: Code = ("110103", "DCM", "DICOM Instances Accessed")
+INSTANCES_TRANSFERRED: Code = ("110104", "DCM", "DICOM Instances Transferred")
+STUDY_DELETED: Code = ("110105", "DCM", "DICOM Study Deleted")
+EXPORT: Code = ("110106", "DCM", "Export")
+QUERY: Code = ("110112", "DCM", "Query")
+USER_AUTHENTICATION: Code = ("110114", "DCM", "User Authentication")
+APPLICATION_START: Code = ("110120", "DCM", "Application Start")
+APPLICATION_STOP: Code = ("110121", "DCM", "Application Stop")
+LOGIN: Code = ("110122", "DCM", "Login")
+# Roles (PS3.16 CID 402)
+APPLICATION: Code = ("110150", "DCM", "Application")
+DESTINATION: Code = ("110152", "DCM", "Destination Role ID")
+SOURCE: Code = ("110153", "DCM", "Source Role ID")
+# Participant object ID types (RFC 3881 5.5.4, PS3.16 CID 404)
+PATIENT_NUMBER: Code = ("2", "RFC-3881", "Patient Number")
+URI: Code = ("12", "RFC-3881", "URI")
+STUDY_INSTANCE_UID: Code = ("110180", "DCM", "Study Instance UID")
+SOP_CLASS_UID: Code = ("110181", "DCM", "SOP Class UID")
+
+ACTIONS = {
+    "application": (APPLICATION_ACTIVITY, "E"),
+    "association": (USER_AUTHENTICATION, "E"),
+    "authentication": (USER_AUTHENTICATION, "E"),
+    "query": (QUERY, "E"),
+    "stored": (INSTANCES_TRANSFERRED, "C"),
+    "transferred": (INSTANCES_TRANSFERRED, "R"),
+    "exported": (EXPORT, "R"),
+    "deleted": (STUDY_DELETED, "D"),
+    "share-link": (INSTANCES_ACCESSED, "R"),
+    "relay-transfer": (INSTANCES_TRANSFERRED, "R"),
+}
+SHARE_LINK_ACTIONS = {"created": "C", "used": "R", "revoked": "D"}
+
+
+@dataclass
+class Record:
+    """One audit message and what the audit log is searched by (docs/operations.md)."""
+
+    time: str
+    event: str
+    action: str
+    outcome: int
+    user: str
+    source: str
+    patients: list[dict[str, str]] = field(default_factory=list)
+    studies: list[str] = field(default_factory=list)
+    xml: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "event": self.event,
+            "action": self.action,
+            "outcome": self.outcome,
+            "user": self.user,
+            "source": self.source,
+            "patients": self.patients,
+            "studies": self.studies,
+            "xml": self.xml,
+        }
+
+
+def records(event: str, payload: Mapping[str, Any], audit_source: str) -> list[Record]:
+    """The audit messages of one ``audit.<event>`` payload (archive/activity.py)."""
+    studies = list(payload.get("studies") or [])
+    if not studies:
+        return [_record(event, payload, audit_source, None)]
+    return [_record(event, payload, audit_source, study) for study in studies]
+
+
+def _record(
+    event: str, payload: Mapping[str, Any], audit_source: str, study: Mapping[str, Any] | None
+) -> Record:
+    event_id, action = ACTIONS[event]
+    detail = payload.get("detail") or {}
+    if event == "share-link":
+        action = SHARE_LINK_ACTIONS.get(str(detail.get("action", "")), "R")
+    if event == "relay-transfer" and detail.get("direction") == "received":
+        action = "C"
+    root = ET.Element("AuditMessage")
+    _event_identification(root, event, payload, event_id, action)
+    for participant in _participants(event, payload):
+        _participant(root, *participant)
+    source = ET.SubElement(root, "AuditSourceIdentification", AuditSourceID=audit_source)
+    ET.SubElement(source, "AuditSourceTypeCode", {"csd-code": "4"})  # application server
+    patients: list[dict[str, str]] = []
+    studies: list[str] = []
+    if study is not None:
+        studies.append(str(study["uid"]))
+        _study_object(root, study)
+        if study.get("patient_id") is not None:
+            patient = {"id": str(study["patient_id"]), "name": str(study.get("patient_name", ""))}
+            patients.append(patient)
+            _patient_object(root, patient)
+    if payload.get("query") is not None:
+        _query_object(root, payload)
+    return Record(
+        time=str(payload["time"]),
+        event=event,
+        action=action,
+        outcome=int(payload.get("outcome", 0)),
+        user=str(payload.get("user") or ""),
+        source=str(payload.get("address") or ""),
+        patients=patients,
+        studies=studies,
+        xml=ET.tostring(root, encoding="unicode"),
+    )
+
+
+def _coded(parent: ET.Element, tag: str, code: Code) -> ET.Element:
+    return ET.SubElement(
+        parent, tag, {"csd-code": code[0], "codeSystemName": code[1], "originalText": code[2]}
+    )
+
+
+def _event_identification(
+    root: ET.Element, event: str, payload: Mapping[str, Any], event_id: Code, action: str
+) -> None:
+    ident = ET.SubElement(
+        root,
+        "EventIdentification",
+        EventActionCode=action,
+        EventDateTime=str(payload["time"]),
+        EventOutcomeIndicator=str(int(payload.get("outcome", 0))),
+    )
+    _coded(ident, "EventID", event_id)
+    if event == "application":
+        state = (payload.get("detail") or {}).get("state")
+        _coded(
+            ident, "EventTypeCode", APPLICATION_STOP if state == "stopped" else APPLICATION_START
+        )
+    elif event in ("association", "authentication"):
+        _coded(ident, "EventTypeCode", LOGIN)
+    if payload.get("description"):
+        ET.SubElement(ident, "EventOutcomeDescription").text = str(payload["description"])
+
+
+# (UserID, UserIsRequestor, NetworkAccessPointID or None, role or None)
+Participant = tuple[str, bool, str | None, Code | None]
+
+
+def _participants(event: str, payload: Mapping[str, Any]) -> list[Participant]:
+    """Who took part (A.5.3): the requestor (UserIsRequestor), the archive, a peer."""
+    user = str(payload.get("user") or "unknown")
+    address = payload.get("address")
+    local = str(payload.get("local") or "isthmus")
+    peer = str(payload.get("peer") or "")
+    if event == "application":
+        return [(local, False, None, APPLICATION)]
+    if event in ("association", "authentication", "query", "deleted", "share-link"):
+        role = SOURCE if event == "query" else None
+        return [(user, True, address, role), (local, False, None, DESTINATION if role else None)]
+    if event == "stored" or (
+        event == "relay-transfer" and (payload.get("detail") or {}).get("direction") == "received"
+    ):
+        return [(user, True, address, SOURCE), (local, False, None, DESTINATION)]
+    # sent: transferred, exported, relay-transfer (sent)
+    if peer and peer != user:  # C-MOVE, export: the requestor is neither end
+        return [
+            (user, True, address, None),
+            (local, False, None, SOURCE),
+            (peer, False, None, DESTINATION),
+        ]
+    return [(user, True, address, DESTINATION), (local, False, None, SOURCE)]
+
+
+def _participant(
+    root: ET.Element, user: str, requestor: bool, address: str | None, role: Code | None
+) -> None:
+    attrs = {"UserID": user, "UserIsRequestor": "true" if requestor else "false"}
+    if address:
+        attrs["NetworkAccessPointID"] = address
+        attrs["NetworkAccessPointTypeCode"] = "2" if _is_ip(address) else "1"
+    element = ET.SubElement(root, "ActiveParticipant", attrs)
+    if role is not None:
+        _coded(element, "RoleIDCode", role)
+
+
+def _is_ip(address: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def _study_object(root: ET.Element, study: Mapping[str, Any]) -> None:
+    """The study (type 2 system object, role 3 report; A.5.3.4)."""
+    uid = str(study["uid"])
+    obj = ET.SubElement(
+        root,
+        "ParticipantObjectIdentification",
+        ParticipantObjectID=uid,
+        ParticipantObjectTypeCode="2",
+        ParticipantObjectTypeCodeRole="3",
+    )
+    _coded(obj, "ParticipantObjectIDTypeCode", STUDY_INSTANCE_UID)
+    ET.SubElement(obj, "ParticipantObjectName").text = uid
+    classes = study.get("sop_classes") or {}
+    if classes:
+        description = ET.SubElement(obj, "ParticipantObjectDescription")
+        for sop_class, count in classes.items():
+            attrs = {"NumberOfInstances": str(int(count))}
+            if sop_class:
+                attrs["UID"] = sop_class
+            ET.SubElement(description, "SOPClass", attrs)
+
+
+def _patient_object(root: ET.Element, patient: Mapping[str, str]) -> None:
+    """The patient (type 1 person, role 1 patient; A.5.3.4)."""
+    obj = ET.SubElement(
+        root,
+        "ParticipantObjectIdentification",
+        ParticipantObjectID=patient["id"],
+        ParticipantObjectTypeCode="1",
+        ParticipantObjectTypeCodeRole="1",
+    )
+    _coded(obj, "ParticipantObjectIDTypeCode", PATIENT_NUMBER)
+    ET.SubElement(obj, "ParticipantObjectName").text = patient["name"]
+
+
+def _query_object(root: ET.Element, payload: Mapping[str, Any]) -> None:
+    """The query (type 2, role 24 query; A.5.3.8): the SOP class of a C-FIND with its
+    identifier, or the URI of a QIDO-RS search; the query itself base64-encoded."""
+    sop_class = payload.get("sop_class")
+    ident, code = (
+        (str(sop_class), SOP_CLASS_UID) if sop_class else (str(payload.get("local") or ""), URI)
+    )
+    obj = ET.SubElement(
+        root,
+        "ParticipantObjectIdentification",
+        ParticipantObjectID=ident or "query",
+        ParticipantObjectTypeCode="2",
+        ParticipantObjectTypeCodeRole="24",
+    )
+    _coded(obj, "ParticipantObjectIDTypeCode", code)
+    query = str(payload["query"]).encode("utf-8")
+    ET.SubElement(obj, "ParticipantObjectQuery").text = base64.b64encode(query).decode("ascii")

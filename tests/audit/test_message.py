@@ -1,0 +1,175 @@
+"""Audit messages (PS3.15 A.5) built from each activity event, checked against the
+standard's schema (A.5.1.1) and the codes and participants A.5.3 gives each event."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+
+from isthmus.archive.activity import AUDIT_EVENTS
+from isthmus.audit.message import records
+
+from .schema import check, code
+
+STUDY = {
+    "uid": "1.2.3.4",
+    "sop_classes": {"1.2.840.10008.5.1.4.1.1.2": 3},
+    "patient_id": "PID7",
+    "patient_name": "AUDIT^ALICE",
+}
+
+
+def payload(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "time": "2026-01-02T03:04:05.678+00:00",
+        "outcome": 0,
+        "door": "dimse",
+        "user": "MODALITY",
+        "address": "127.0.0.1",
+        "local": "ISTHMUS",
+        "peer": "",
+        "studies": [],
+    }
+    return {**base, **changes}
+
+
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "application": payload(user="", address=None, detail={"state": "started"}),
+    "association": payload(outcome=4, description="called AE title not recognized"),
+    "authentication": payload(door="http", user="alice"),
+    "query": payload(sop_class="1.2.840.10008.5.1.4.1.2.2.1", query='{"00100010": {}}'),
+    "stored": payload(studies=[STUDY]),
+    "transferred": payload(studies=[STUDY], peer="DEST"),
+    "exported": payload(studies=[STUDY], peer="PACS2"),
+    "deleted": payload(door="dicomweb", user="boss", studies=[STUDY]),
+    "share-link": payload(studies=[STUDY], detail={"action": "created", "link": "abc"}),
+    "relay-transfer": payload(studies=[STUDY], peer="SITE-B", detail={"direction": "sent"}),
+}
+EXPECTED = {  # EventID, EventActionCode
+    "application": ("110100", "E"),
+    "association": ("110114", "E"),
+    "authentication": ("110114", "E"),
+    "query": ("110112", "E"),
+    "stored": ("110104", "C"),
+    "transferred": ("110104", "R"),
+    "exported": ("110106", "R"),
+    "deleted": ("110105", "D"),
+    "share-link": ("110103", "C"),
+    "relay-transfer": ("110104", "R"),
+}
+
+
+def test_every_documented_event_has_an_example_here() -> None:
+    assert set(EXAMPLES) == set(AUDIT_EVENTS)
+
+
+@pytest.mark.parametrize("event", AUDIT_EVENTS)
+def test_each_event_is_a_schema_valid_message_with_its_dcm_event_id(event: str) -> None:
+    (record,) = records(event, EXAMPLES[event], "ISTHMUS")
+    doc = check(record.xml)
+    event_id, action = EXPECTED[event]
+    assert code(doc, "EventIdentification/EventID")[:2] == (event_id, "DCM")
+    ident = doc.find("EventIdentification")
+    assert ident is not None
+    assert ident.get("EventActionCode") == action == record.action
+    assert ident.get("EventDateTime") == EXAMPLES[event]["time"] == record.time
+    assert doc.find("AuditSourceIdentification").get("AuditSourceID") == "ISTHMUS"
+    requestors = [p for p in doc.iter("ActiveParticipant") if p.get("UserIsRequestor") == "true"]
+    assert len(requestors) == (0 if event == "application" else 1)
+
+
+def test_application_start_and_stop_have_their_event_types() -> None:
+    started = check(records("application", EXAMPLES["application"], "X")[0].xml)
+    stopped = check(records("application", payload(detail={"state": "stopped"}), "X")[0].xml)
+    assert code(started, "EventIdentification/EventTypeCode") == (
+        "110120",
+        "DCM",
+        "Application Start",
+    )
+    assert code(stopped, "EventIdentification/EventTypeCode")[0] == "110121"
+    assert code(started, "ActiveParticipant/RoleIDCode")[0] == "110150"
+
+
+def test_a_failure_carries_its_outcome_and_description() -> None:
+    (record,) = records("association", EXAMPLES["association"], "X")
+    doc = check(record.xml)
+    assert doc.find("EventIdentification").get("EventOutcomeIndicator") == "4"
+    assert doc.findtext("EventIdentification/EventOutcomeDescription") == (
+        "called AE title not recognized"
+    )
+    assert record.outcome == 4
+
+
+def test_stored_names_source_destination_study_and_patient() -> None:
+    (record,) = records("stored", EXAMPLES["stored"], "X")
+    doc = check(record.xml)
+    source, destination = doc.findall("ActiveParticipant")
+    assert (source.get("UserID"), source.get("UserIsRequestor")) == ("MODALITY", "true")
+    assert source.get("NetworkAccessPointID") == "127.0.0.1"
+    assert source.get("NetworkAccessPointTypeCode") == "2"
+    assert code(source, "RoleIDCode")[0] == "110153"
+    assert (destination.get("UserID"), code(destination, "RoleIDCode")[0]) == ("ISTHMUS", "110152")
+    study, patient = doc.findall("ParticipantObjectIdentification")
+    assert study.get("ParticipantObjectID") == "1.2.3.4"
+    assert (study.get("ParticipantObjectTypeCode"), study.get("ParticipantObjectTypeCodeRole")) == (
+        "2",
+        "3",
+    )
+    assert code(study, "ParticipantObjectIDTypeCode")[0] == "110180"
+    sop = study.find("ParticipantObjectDescription/SOPClass")
+    assert (sop.get("UID"), sop.get("NumberOfInstances")) == ("1.2.840.10008.5.1.4.1.1.2", "3")
+    assert patient.get("ParticipantObjectID") == "PID7"
+    assert patient.findtext("ParticipantObjectName") == "AUDIT^ALICE"
+    assert record.patients == [{"id": "PID7", "name": "AUDIT^ALICE"}]
+    assert record.studies == ["1.2.3.4"]
+
+
+def test_a_move_names_the_requestor_the_archive_and_the_destination() -> None:
+    doc = check(records("transferred", EXAMPLES["transferred"], "X")[0].xml)
+    roles = {
+        p.get("UserID"): (p.get("UserIsRequestor"), p.find("RoleIDCode"))
+        for p in doc.findall("ActiveParticipant")
+    }
+    assert roles["MODALITY"][0] == "true" and roles["MODALITY"][1] is None
+    assert roles["ISTHMUS"][1].get("csd-code") == "110153"  # source of the instances
+    assert roles["DEST"][1].get("csd-code") == "110152"
+
+
+def test_a_query_carries_its_sop_class_and_the_identifier_in_base64() -> None:
+    doc = check(records("query", EXAMPLES["query"], "X")[0].xml)
+    obj = doc.find("ParticipantObjectIdentification")
+    assert obj.get("ParticipantObjectID") == "1.2.840.10008.5.1.4.1.2.2.1"
+    assert obj.get("ParticipantObjectTypeCodeRole") == "24"
+    assert code(obj, "ParticipantObjectIDTypeCode")[0] == "110181"
+    assert base64.b64decode(obj.findtext("ParticipantObjectQuery")) == b'{"00100010": {}}'
+
+
+def test_an_event_naming_two_studies_is_two_messages() -> None:
+    other = {**STUDY, "uid": "1.2.3.5", "patient_id": "PID8"}
+    both = records("stored", payload(studies=[STUDY, other]), "X")
+    assert [r.studies for r in both] == [["1.2.3.4"], ["1.2.3.5"]]
+    assert [r.patients[0]["id"] for r in both] == ["PID7", "PID8"]
+
+
+def test_text_that_looks_like_xml_is_escaped_not_injected() -> None:
+    hostile = {**STUDY, "patient_name": "</ParticipantObjectName><Evil/>"}
+    doc = check(records("stored", payload(studies=[hostile], user="<x>&"), "X")[0].xml)
+    assert doc.find(".//Evil") is None
+    assert doc.find("ActiveParticipant").get("UserID") == "<x>&"
+
+
+def test_the_schema_check_refuses_what_the_standard_refuses() -> None:
+    """The validator is no rubber stamp: no audit source, a bad outcome, no EventID."""
+    (record,) = records("stored", EXAMPLES["stored"], "X")
+    broken = [
+        record.xml.replace('<AuditSourceIdentification AuditSourceID="X">', "<X>").replace(
+            "</AuditSourceIdentification>", "</X>"
+        ),
+        record.xml.replace('EventOutcomeIndicator="0"', 'EventOutcomeIndicator="3"'),
+        record.xml.replace("<EventID ", "<EventIDX "),
+    ]
+    for xml in broken:
+        with pytest.raises(AssertionError):
+            check(xml)
