@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA ?= ./isthmus-data
 
-.PHONY: run test lint lint-js vendor-js test-python test-js fuzz bench system-deps clean
+.PHONY: run test lint lint-js vendor-js test-python test-js fuzz bench bench-scale system-deps clean
 
 run:
 	@scripts/venv.sh
@@ -49,6 +49,15 @@ bench:
 	@scripts/system-deps.sh bench
 	@scripts/venv.sh test
 	$(PY) -m bench
+
+# Isthmus at 10k, 100k and 1M instances on SQLite and PostgreSQL, Orthanc at 100k
+# (docs/performance.md, "At scale"); about an hour.  SIZES=10000,100000 for a shorter run.
+SIZES ?= 10000,100000,1000000
+bench-scale:
+	@scripts/system-deps.sh bench
+	@scripts/venv.sh test
+	@VENV=$(VENV) scripts/venv.sh bench
+	$(PY) -m bench.scale --sizes $(SIZES)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -23,8 +23,8 @@ def inside() -> bool:
     return os.environ.get(MARKER) == "1"
 
 
-def reexec(argv: Sequence[str], timeout: float) -> int:
-    """Run `python -m bench ARGV` in a new namespace; return its exit status."""
+def reexec(argv: Sequence[str], timeout: float, module: str = "bench") -> int:
+    """Run `python -m MODULE ARGV` in a new namespace; return its exit status."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         print("bench: needs `unshare` (util-linux) and `ip` (iproute2)", file=sys.stderr)
         return 2
@@ -38,7 +38,7 @@ def reexec(argv: Sequence[str], timeout: float) -> int:
         "sh",
         sys.executable,
         "-m",
-        "bench",
+        module,
         *argv,
     ]
     env = dict(os.environ, **{MARKER: "1"})

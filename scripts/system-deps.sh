@@ -16,6 +16,7 @@ command -v ip >/dev/null 2>&1 || want+=(iproute2)
 if [ "${1:-test}" = bench ]; then
   [ -x /usr/sbin/Orthanc ] || want+=(orthanc)
   [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || want+=(orthanc-dicomweb)
+  [ -e /usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so ] || want+=(orthanc-postgresql)
   command -v curl >/dev/null 2>&1 || want+=(curl)  # HTTP client of the DICOMweb benchmarks
 fi
 if [ ${#want[@]} -eq 0 ]; then exit 0; fi

@@ -38,3 +38,43 @@ def test_postgresql_urls_use_psycopg_3() -> None:
         engine = idx.create_engine(url)
         assert (engine.dialect.name, engine.dialect.driver) == ("postgresql", "psycopg")
         engine.dispose()
+
+
+def test_planner_statistics_are_refreshed_as_the_archive_doubles() -> None:
+    due = [n for n in range(1, 600_000) if idx.statistics_due(n)]
+    assert due[:4] == [1000, 2000, 4000, 8000]
+    assert due[-2:] == [256_000, 512_000]
+
+
+def test_sqlite_statistics_give_the_planner_the_name_index_for_a_broad_date_range(
+    tmp_path,
+) -> None:
+    """With statistics, a prefix on PatientName beats a ten-year StudyDate range
+    (bench/scale: 72 ms → 23 ms at a million instances)."""
+    engine = idx.create_engine(f"sqlite:///{tmp_path / 'i.sqlite'}")
+    idx.migrate(engine)
+    with engine.begin() as conn:
+        for p in range(200):
+            pk = conn.execute(
+                idx.patient.insert().values(
+                    patient_id=f"P{p}", issuer_of_patient_id="", patient_name_norm=f"N{p:03d}"
+                )
+            ).inserted_primary_key[0]
+            for s in range(5):
+                conn.execute(
+                    idx.study.insert().values(
+                        patient_pk=pk, study_instance_uid=f"1.{p}.{s}", study_date=f"201{s}0101"
+                    )
+                )
+        idx.refresh_statistics(conn)
+        assert conn.exec_driver_sql("SELECT count(*) FROM sqlite_stat1").scalar() > 0
+        plan = " ".join(
+            str(row[3])
+            for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT study.pk FROM study JOIN patient ON patient.pk ="
+                " study.patient_pk WHERE patient.patient_name_norm LIKE 'N00%' AND"
+                " study.study_date >= '20100101' AND study.study_date <= '20201231'"
+            )
+        )
+    engine.dispose()
+    assert "ix_patient_patient_name_norm" in plan

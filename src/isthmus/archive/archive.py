@@ -66,6 +66,9 @@ class Archive:
         fsync (DCMTK's storescp)."""
         self.engine = idx.create_engine(index_url, durable)
         idx.migrate(self.engine)
+        with self.engine.begin() as conn:
+            idx.refresh_statistics(conn)
+        self._written = 0  # instances indexed since open (writer thread), for statistics
         self.blobs: BlobStore = open_blob_store(blob_url, durable)
         self.duplicates = duplicates
         # Primary keys of patients/studies/series already in the index, so that the
@@ -239,6 +242,9 @@ class Archive:
                 f"series {record.series['series_instance_uid']} belongs to another study"
             )
         conn.execute(idx.instance.insert(), values)  # constant statement: compiled once
+        self._written += 1
+        if idx.statistics_due(self._written):
+            idx.refresh_statistics(conn)
         return "stored", None
 
     def _parent(

@@ -160,7 +160,33 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, synchronous: str = "FULL") ->
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA case_sensitive_like=ON")  # PS3.4: only PN matching ignores case
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cur.close()
+
+
+# SQLite's page cache per connection (its default, 2 MiB, keeps too little of a large
+# index in memory: at a million instances the study-level queries re-read pages).
+SQLITE_CACHE_KIB = 32 * 1024
+# Statistics for SQLite's query planner (ANALYZE over a sample of this many rows per
+# index): without them it picks the StudyDate index for a ten-year range and walks most
+# studies instead of using the PatientName prefix (bench/scale, docs/performance.md).
+SQLITE_ANALYSIS_LIMIT = 1000
+_STATISTICS_AT = frozenset(1000 * 2**k for k in range(8))
+
+
+def refresh_statistics(conn: Connection) -> None:
+    """Give the query planner up-to-date statistics (SQLite; PostgreSQL's autovacuum
+    analyzes on its own).  Sampled, so it takes milliseconds even at a million rows."""
+    if conn.dialect.name != "sqlite":
+        return
+    conn.exec_driver_sql(f"PRAGMA analysis_limit={SQLITE_ANALYSIS_LIMIT}")
+    conn.exec_driver_sql("ANALYZE")
+
+
+def statistics_due(written: int) -> bool:
+    """Refresh after 1,000, 2,000, 4,000 … 128,000 instances written, then every
+    256,000: the planner's picture of a growing archive stays within a factor of two."""
+    return written in _STATISTICS_AT or (written > 0 and written % 256_000 == 0)
 
 
 def migrate(engine: Engine) -> int:

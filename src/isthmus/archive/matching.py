@@ -412,15 +412,16 @@ def _computed_at(
             counts = {"Studies": n_studies, "Series": n_series, "Instances": n_instances}
             for kw, noun in counted:
                 out[(kw, g)] = {"vr": "IS", "Value": [counts[noun]]}
-        for kw, column in (
-            ("ModalitiesInStudy", s.c.modality),
-            ("SOPClassesInStudy", i.c.sop_class_uid),
+        for kw, column, source in (
+            # Modalities are the series' own: no need to visit every instance.
+            ("ModalitiesInStudy", s.c.modality, s.join(st)),
+            ("SOPClassesInStudy", i.c.sop_class_uid, joined),
         ):
             if kw not in wanted:
                 continue
             stmt = (
                 sa.select(group, column)
-                .select_from(joined)
+                .select_from(source)
                 .where(group.in_(chunk))
                 .distinct()
                 .order_by(group, column)

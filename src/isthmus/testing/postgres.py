@@ -29,7 +29,10 @@ class TemporaryPostgres:
     ``postgres`` system user (created by Debian's package).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, durable: bool = False) -> None:
+        """`durable=False` (tests) turns fsync and synchronous commit off; benchmarks
+        that measure writes keep PostgreSQL's durable defaults."""
+        self.durable = durable
         found = pg_bin()
         if found is None:
             raise RuntimeError("PostgreSQL server binaries not found (apt-get install postgresql)")
@@ -69,9 +72,10 @@ class TemporaryPostgres:
             "--no-locale",
         )
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} "
-            "-c fsync=off -c synchronous_commit=off -c max_connections=200"
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c max_connections=200"
         )
+        if not self.durable:
+            options += " -c fsync=off -c synchronous_commit=off"
         self._run(
             str(self.bin / "pg_ctl"),
             "-D",

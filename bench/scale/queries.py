@@ -1,0 +1,138 @@
+"""The queries measured at every archive size: what a worklist or a viewer asks.
+
+Each kind of query runs RUNS times with a different value each time (a patient, a
+month, an accession number drawn from the studies the archive holds), so that no
+single cached answer is measured; the first WARMUP runs are not counted.
+"""
+
+from __future__ import annotations
+
+import calendar
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from bench.scale.population import Study
+
+RUNS = 30
+WARMUP = 3
+
+
+@dataclass
+class Timing:
+    """Latencies of one kind of query, in milliseconds."""
+
+    samples: list[float]
+    matches: list[int]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p95(self) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "p50_ms": round(self.p50, 2),
+            "p95_ms": round(self.p95, 2),
+            "median_matches": statistics.median(self.matches),
+        }
+
+
+def _month(study: Study) -> str:
+    """A range over the study's month (PS3.4 C.2.2.2.5 range matching)."""
+    year, month = int(study.date[:4]), int(study.date[4:6])
+    last = calendar.monthrange(year, month)[1]
+    return f"StudyDate={study.date[:6]}01-{study.date[:6]}{last:02d}"
+
+
+# name → (what it shows, a function from a study to the request path, must match)
+QIDO: dict[str, tuple[str, Callable[[Study], str], bool]] = {
+    "PatientName prefix": (
+        "/studies?PatientName=FAMILY^G*",
+        lambda s: (
+            f"/studies?PatientName={s.patient_name.split('^')[0]}^{s.patient_name.split('^')[1][0]}*"
+        ),
+        True,
+    ),
+    "PatientID": ("/studies?PatientID=…", lambda s: f"/studies?PatientID={s.patient_id}", True),
+    "AccessionNumber": (
+        "/studies?AccessionNumber=…",
+        lambda s: f"/studies?AccessionNumber={s.accession}",
+        True,
+    ),
+    "StudyDate range": ("/studies?StudyDate=one month", lambda s: "/studies?" + _month(s), True),
+    "ModalitiesInStudy": (
+        "/studies?ModalitiesInStudy=…&limit=100",
+        lambda s: f"/studies?ModalitiesInStudy={s.modality}&limit=100",
+        True,
+    ),
+    "combination, limit/offset": (
+        "/studies?PatientName=F*&StudyDate=2010-2020&ModalitiesInStudy=…&limit=25&offset=25",
+        lambda s: (
+            f"/studies?PatientName={s.patient_name[0]}*&StudyDate=20100101-20201231"
+            f"&ModalitiesInStudy={s.modality}&limit=25&offset=25"
+        ),
+        False,
+    ),
+    "series of a study": ("/studies/{uid}/series", lambda s: f"/studies/{s.uid}/series", True),
+    "instances of a study": (
+        "/studies/{uid}/instances",
+        lambda s: f"/studies/{s.uid}/instances",
+        True,
+    ),
+    "study metadata (WADO-RS)": (
+        "/studies/{uid}/metadata",
+        lambda s: f"/studies/{s.uid}/metadata",
+        True,
+    ),
+}
+
+
+def sample_studies(studies: Sequence[Study], seed: int = 9) -> list[Study]:
+    """RUNS + WARMUP studies drawn from those the archive holds (whole studies only)."""
+    rng = random.Random(seed)
+    return [rng.choice(studies[:-1] or studies) for _ in range(RUNS + WARMUP)]
+
+
+def qido(dicomweb: str, studies: Sequence[Study]) -> dict[str, Timing]:
+    """Every query kind against one DICOMweb root; checks each answer is well formed."""
+    picks = sample_studies(studies)
+    out = {}
+    with httpx.Client(timeout=120) as client:
+        for name, (_, path_of, must_match) in QIDO.items():
+            timing = Timing([], [])
+            for n, study in enumerate(picks):
+                url = dicomweb + path_of(study)
+                started = time.perf_counter()
+                rsp = client.get(url, headers={"Accept": "application/dicom+json"})
+                body = rsp.content
+                elapsed = (time.perf_counter() - started) * 1000
+                if rsp.status_code not in (200, 204):
+                    raise RuntimeError(f"{url}: HTTP {rsp.status_code} {body[:200]!r}")
+                count = len(rsp.json()) if rsp.status_code == 200 else 0
+                if must_match and count == 0:
+                    raise RuntimeError(f"{url}: no match, expected some")
+                if n >= WARMUP:
+                    timing.samples.append(elapsed)
+                    timing.matches.append(count)
+            out[name] = timing
+    return out
+
+
+def find(run_findscu: Callable[[str], float], studies: Sequence[Study]) -> Timing:
+    """Study-level C-FIND by PatientID through DCMTK findscu (process wall time)."""
+    timing = Timing([], [])
+    for n, study in enumerate(sample_studies(studies, seed=11)[: 10 + WARMUP]):
+        seconds = run_findscu(study.patient_id)
+        if n >= WARMUP:
+            timing.samples.append(seconds * 1000)
+            timing.matches.append(1)
+    return timing
