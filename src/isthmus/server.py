@@ -74,6 +74,7 @@ class Node:
             if report["partial"] or report["orphans"] or report["missing"]:
                 log.warning("archive check repaired: %s", report)
         self.router = start_scp(self.archive, self.settings, self.access)
+        self.archive.workitems.scp_status("RESTARTED")  # UPS subscribers (PS3.4 CC.2.4.2)
         if not http:
             return
         ctx = WebContext(self.settings, self.archive, self.router, self.access)
@@ -115,6 +116,7 @@ class Node:
             self.router.shutdown()
             self.router.server_close()
             self.router = None
+        self.archive.workitems.scp_status("GOING DOWN")
         self.archive.close()
 
     def __enter__(self) -> Node:

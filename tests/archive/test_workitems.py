@@ -257,3 +257,15 @@ def test_two_writers_claiming_one_item_exactly_one_wins(archive):
             except WorkItemError as exc:
                 assert exc.status == UpsStatus.WRONG_TRANSACTION_UID
         assert len(holders) == 1
+
+
+def test_scp_status_change_reaches_every_subscriber(archive):
+    wi = archive.workitems
+    wi.subscribe("ALL", GLOBAL_SUBSCRIPTION)
+    uid = wi.create(entry()).uid
+    wi.subscribe("ONE", uid)
+    wi.scp_status("GOING DOWN")
+    for aet in ("ALL", "ONE"):
+        last = wi.pending_events(aet)[-1]
+        assert last.event_type == EventType.SCP_STATUS_CHANGE
+        assert last.info["00741242"]["Value"] == ["GOING DOWN"]

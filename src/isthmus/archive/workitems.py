@@ -26,6 +26,7 @@ API (datasets are DICOM JSON dicts keyed by 8-hex-digit tags, PS3.18 F.2):
 ``mark_delivered(aet, ids) -> list[int]``                a door takes them (only those not
                                                           yet taken: send exactly these)
 ``mark_undelivered(aet, ids)``                            …and gives back what it could not send
+``scp_status(status)``                                    SCP Status Change to every subscriber
 ========================================================  ==================================
 
 `Result` has `uid`, `dataset` (as stored, without Transaction UID), `warnings`
@@ -107,6 +108,9 @@ from isthmus.dicom.uids import looks_like_uid
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 20
+# The Affected SOP Instance of an SCP Status Change: the well-known UPS instance that
+# stands for the SCP's UPS list (PS3.4 CC.2.4.2, as for global subscriptions).
+SCP_STATUS_UID = GLOBAL_SUBSCRIPTION
 _W, _S, _E = idx.workitem, idx.ups_subscription, idx.ups_event
 
 
@@ -497,6 +501,21 @@ class WorkItems:
     def _publish(self, logged: Iterable[WorkItemEvent]) -> None:
         for event in logged:
             self.events.publish(f"ups.{event.workitem_uid}", event.payload())
+
+    def scp_status(self, status: str) -> list[WorkItemEvent]:
+        """SCP Status Change (PS3.4 CC.2.4.2, event type 4) to every subscribed AE:
+        ``RESTARTED`` when the node starts, ``GOING DOWN`` when it stops.  Subscriptions
+        and work items live in the index, so both lists come back warm (WARM START)."""
+        info = {
+            "00741242": r.element("CS", status),
+            "00741244": r.element("CS", "WARM START"),
+            "00741246": r.element("CS", "WARM START"),
+        }
+        with self.engine.begin() as conn:
+            aets = sorted({s.aet for s in self._subscriptions(conn) if s.active})
+            logged = self._log_to(conn, aets, SCP_STATUS_UID, [(EventType.SCP_STATUS_CHANGE, info)])
+        self._publish(logged)
+        return logged
 
     def pending_events(self, aet: str, after: int = 0) -> list[WorkItemEvent]:
         """Events for `aet` not yet delivered, younger than the retention window, in
