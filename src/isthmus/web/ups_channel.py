@@ -1,4 +1,4 @@
-"""The Open Event Channel of UPS-RS: a WebSocket per subscriber AE (PS3.18 11.13, 8.10).
+"""The Open Event Channel of UPS-RS: a WebSocket per subscriber AE (PS3.18 8.10.4).
 
 ``ws://host:port/dicom-web/subscribers/{aet}`` (``wss://`` behind TLS).  The server
 sends each event report for `aet` as one text frame, a DICOM JSON dataset: Affected
