@@ -324,3 +324,24 @@ def test_capabilities_list_the_worklist_service(http: httpx.Client):
     assert b'path="workitems/{workitem}/state"' in r.content
     r = http.options(f"/workitems/{new_uid()}/state")
     assert "PUT" in r.headers["allow"]
+
+
+def test_an_open_channel_hears_the_node_going_down(tmp_path):
+    node = Node(node_settings(tmp_path))
+    node.start()
+    try:
+        me = aet()
+        with httpx.Client(base_url=root_of(node), timeout=30) as client:
+            assert client.post(f"/workitems/{GLOBAL}/subscribers/{me}").status_code == 201
+        with connect(ws_url(node, me), open_timeout=10) as ws:
+            with httpx.Client(base_url=root_of(node), timeout=30) as client:
+                uid = create(client)
+            receive_until(ws, uid)  # the channel is live
+            stopper = threading.Thread(target=node.stop)
+            stopper.start()
+            (report,) = receive(ws, 1)
+            stopper.join(30)
+        assert event_type(report) == 4
+        assert report["00741242"]["Value"] == ["GOING DOWN"]
+    finally:
+        node.stop()

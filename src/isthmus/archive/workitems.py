@@ -502,6 +502,13 @@ class WorkItems:
         for event in logged:
             self.events.publish(f"ups.{event.workitem_uid}", event.payload())
 
+    def report_scp_status(self, status: str) -> None:
+        """`scp_status`, for start-up and shutdown: a failure is logged, not raised."""
+        try:
+            self.scp_status(status)
+        except Exception:
+            log.exception("cannot report SCP status %s to UPS subscribers", status)
+
     def scp_status(self, status: str) -> list[WorkItemEvent]:
         """SCP Status Change (PS3.4 CC.2.4.2, event type 4) to every subscribed AE:
         ``RESTARTED`` when the node starts, ``GOING DOWN`` when it stops.  Subscriptions

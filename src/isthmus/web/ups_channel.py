@@ -63,18 +63,15 @@ async def event_channel(websocket: WebSocket) -> None:
     unsubscribe = ctx.archive.events.subscribe("ups.", heard)  # before the replay: no gap
     closed = asyncio.ensure_future(_until_closed(websocket))
     try:
-        sent = 0
         for event in await blocking(workitems.pending_events, aet):
-            sent = await _send(websocket, workitems, event)
+            await _send(websocket, workitems, event)
         while not closed.done():
             getter = asyncio.ensure_future(live.get())
             await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
             if not getter.done():
                 getter.cancel()
                 break
-            event = getter.result()
-            if event.id > sent:
-                sent = await _send(websocket, workitems, event)
+            await _send(websocket, workitems, getter.result())  # once: see _send
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass  # the events not sent stay undelivered: the next channel sends them
     finally:
@@ -84,17 +81,16 @@ async def event_channel(websocket: WebSocket) -> None:
             await websocket.close()
 
 
-async def _send(websocket: WebSocket, workitems: WorkItems, event: WorkItemEvent) -> int:
+async def _send(websocket: WebSocket, workitems: WorkItems, event: WorkItemEvent) -> None:
     """Take the event from the log, then send it; give it back if the send fails.
     Taking it first means a second channel of the same AE never sends it too."""
     if not await blocking(workitems.mark_delivered, event.aet, [event.id]):
-        return event.id  # another channel of this AE has sent it
+        return  # sent already: by the replay, or by another channel of this AE
     try:
         await websocket.send_text(json.dumps(event.report()))
     except BaseException:
         await asyncio.shield(blocking(workitems.mark_undelivered, event.aet, [event.id]))
         raise
-    return event.id
 
 
 async def _until_closed(websocket: WebSocket) -> None:
