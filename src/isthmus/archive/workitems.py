@@ -90,6 +90,7 @@ from sqlalchemy.engine import Connection, Engine
 from isthmus.archive import index as idx
 from isthmus.archive import workitem_rules as r
 from isthmus.archive.events import EventBus
+from isthmus.archive.matchers import DateTimeRange
 from isthmus.archive.workitem_events import (
     FILTERED_SUBSCRIPTION,
     GLOBAL_SUBSCRIPTION,
@@ -102,7 +103,7 @@ from isthmus.archive.workitem_events import (
     update_events,
 )
 from isthmus.archive.workitem_rules import Change, UpsStatus, WorkItemError
-from isthmus.archive.workitem_search import compile_keys, matches
+from isthmus.archive.workitem_search import Compiled, compile_keys, matches
 from isthmus.dicom.uids import looks_like_uid
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,7 @@ class WorkItems:
         patient = _plain(params, "PatientID", r.PATIENT_ID)
         if patient is not None:
             stmt = stmt.where(_W.c.patient_id == patient)
+        stmt = stmt.where(*_start_window(compiled))
         out: list[dict[str, Any]] = []
         skipped = 0
         with self.engine.connect() as conn:
@@ -601,6 +603,25 @@ def _plain(params: Mapping[str, str], keyword: str, tag: str) -> str | None:
         if v and not any(c in v for c in "*?\\"):
             return v
     return None
+
+
+def _start_window(compiled: Compiled) -> list[Any]:
+    """SQL bounds on the stored Scheduled Procedure Step Start DateTime that hold every
+    match of a DT key on it (a superset: the matcher decides).  Stored values start with
+    YYYYMMDD, so string order is date order; a day of margin covers UTC offsets."""
+    for tag, matcher in compiled:
+        if tag != int(r.SCHEDULED_START, 16) or not isinstance(matcher, DateTimeRange):
+            continue
+        out = []
+        if matcher.start is not None:
+            out.append(
+                _W.c.scheduled_start >= (matcher.start - timedelta(days=1)).strftime("%Y%m%d")
+            )
+        if matcher.end is not None:  # the last date with margin, and all of that day
+            after = (matcher.end + timedelta(days=2)).strftime("%Y%m%d")
+            out.append(_W.c.scheduled_start < after)
+        return out
+    return []
 
 
 def _aet(aet: str) -> str:
