@@ -276,9 +276,12 @@ def test_date_search_compares_instants_across_utc_offsets(archive):
     ds = entry(patient_id="TZ1")
     ds["00404005"] = {"vr": "DT", "Value": ["202601020030+0900"]}  # 2026-01-01 15:30 UTC
     uid = wi.create(ds).uid
-    found = lambda v: [
-        d["00080018"]["Value"][0]
-        for d in wi.search({"ScheduledProcedureStepStartDateTime": v, "PatientID": "TZ1"})
-    ]  # noqa: E731
+
+    def found(v):
+        return [
+            d["00080018"]["Value"][0]
+            for d in wi.search({"ScheduledProcedureStepStartDateTime": v, "PatientID": "TZ1"})
+        ]
+
     assert found("20260101150000+0000-20260101160000+0000") == [uid]
     assert found("20260102010000+0000-") == []
