@@ -345,3 +345,35 @@ def test_an_open_channel_hears_the_node_going_down(tmp_path):
         assert report["00741242"]["Value"] == ["GOING DOWN"]
     finally:
         node.stop()
+
+
+def test_malformed_requests_get_a_clear_4xx_and_change_nothing(http: httpx.Client):
+    uid = create(http)
+    before = http.get(f"/workitems/{uid}").json()
+    bad_bodies = [
+        b"[]",
+        b'{"00741204": "CT head"}',
+        b'{"nottag": {"vr": "LO"}}',
+        b'{"00741204": {"vr": "LO", "Value": "CT head"}}',
+        b'{"0040A370": {"vr": "SQ", "Value": [7]}}',
+    ]
+    for body in bad_bodies:
+        r = http.post(f"/workitems/{uid}", content=body, headers=JSON_TYPE)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["message"]
+    assert http.get("/workitems/not-a-uid").status_code == 400
+    assert (
+        http.post(
+            f"/workitems?{'9' * 80}", content=json.dumps(item()), headers=JSON_TYPE
+        ).status_code
+        == 400
+    )
+    assert (
+        http.post(
+            f"/workitems/{uid}", content=b"x" * (5 * 1024 * 1024), headers=JSON_TYPE
+        ).status_code
+        == 413
+    )
+    r = http.post(f"/workitems/{uid}/subscribers/{'A' * 17}")
+    assert r.status_code == 400
+    assert http.get(f"/workitems/{uid}").json() == before

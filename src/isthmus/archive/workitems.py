@@ -275,6 +275,7 @@ class WorkItems:
         (the performer among them) get a Cancel Requested event; the item stays as it
         is.  CANCELED: success with warning 0xB304; COMPLETED: 0xC311."""
         request = dict(request or {})
+        r.check_shape(request)
 
         def decide(row: _Row) -> tuple[Change, Events]:
             if row.state == r.COMPLETED:
