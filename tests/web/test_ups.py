@@ -14,7 +14,7 @@ import pytest
 from tests.web.conftest import node_settings, root_of
 from websockets.sync.client import ClientConnection, connect
 
-from isthmus.archive import completion, scheduled_workitem
+from isthmus.archive import Archive, completion, scheduled_workitem
 from isthmus.server import Node
 from isthmus.web.dicom_xml import to_xml
 
@@ -377,3 +377,17 @@ def test_malformed_requests_get_a_clear_4xx_and_change_nothing(http: httpx.Clien
     r = http.post(f"/workitems/{uid}/subscribers/{'A' * 17}")
     assert r.status_code == 400
     assert http.get(f"/workitems/{uid}").json() == before
+
+
+def test_events_logged_by_another_process_reach_an_open_channel(node: Node, http: httpx.Client):
+    me = aet()
+    pid = "X" + uuid.uuid4().hex[:8]
+    http.post(f"/workitems/{FILTERED}/subscribers/{me}", params={"PatientID": pid})
+    other = Archive(node.settings.resolved_index_url, node.settings.resolved_blob_url)
+    try:  # another Archive on the same index: its own event bus, like another process
+        with connect(ws_url(node, me), open_timeout=10) as ws:
+            uid = other.workitems.create(item(patient_id=pid)).uid
+            (report,) = receive(ws, 1)
+            assert report["00001000"]["Value"] == [uid]
+    finally:
+        other.close()

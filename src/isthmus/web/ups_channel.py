@@ -10,7 +10,8 @@ closed.
 Missed events: the store logs every event per subscriber (archive/workitems.py).  When
 a channel opens it first sends the logged events of its AE not yet delivered and not
 older than the retention window (`WorkItems.event_retention`, one hour by default),
-then the live ones, in order, each once; an event counts as delivered when its frame
+then the live ones, in order, each once (events logged by another process sharing the
+index within `POLL_SECONDS`); an event counts as delivered when its frame
 is handed to the socket (taken from the log just before, given back if the send fails).  PS3.18 does not require this queueing (8.10.4.2); it is what makes a
 reconnecting subscriber whole.  Permission: ``read``, credentials as for the DICOM
 WebSocket gateway (Authorization header, ``isthmus-token.<token>`` subprotocol or
@@ -34,6 +35,10 @@ from isthmus.web.service import blocking, context
 
 log = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008
+# While no live event comes, the channel looks at the log this often: events another
+# process logged (several processes sharing one index, `isthmus worklist add`) arrive
+# within this delay, until a cross-process event bus carries them at once.
+POLL_SECONDS = 2.0
 
 
 def routes() -> list[WebSocketRoute]:
@@ -67,10 +72,17 @@ async def event_channel(websocket: WebSocket) -> None:
             await _send(websocket, workitems, event)
         while not closed.done():
             getter = asyncio.ensure_future(live.get())
-            await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
+            await asyncio.wait(
+                {getter, closed}, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            if closed.done():
                 getter.cancel()
                 break
+            if not getter.done():  # quiet: events logged by other processes sharing the index
+                getter.cancel()
+                for event in await blocking(workitems.pending_events, aet):
+                    await _send(websocket, workitems, event)
+                continue
             await _send(websocket, workitems, getter.result())  # once: see _send
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass  # the events not sent stay undelivered: the next channel sends them
