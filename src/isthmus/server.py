@@ -82,6 +82,7 @@ class Node:
                 log.warning("archive check repaired: %s", report)
         self._start_dicom()
         self._tell_application("started")
+        self.archive.workitems.report_scp_status("RESTARTED")  # UPS subscribers (PS3.4 CC.2.4.2)
         if not http:
             return
         ctx = self.web_context()
@@ -156,6 +157,8 @@ class Node:
         return self.settings.http_port
 
     def stop(self) -> None:
+        if self._http is not None or self.router is not None:  # while channels are open
+            self.archive.workitems.report_scp_status("GOING DOWN")
         if self._http is not None:
             self._http.should_exit = True
             if self._http_thread is not None:

@@ -28,6 +28,7 @@ from isthmus.archive.keys import add_parent_attributes
 from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.outcome import StoreOutcome, StoreResult
 from isthmus.archive.storage import BlobStore, open_blob_store
+from isthmus.archive.workitems import WorkItems
 from isthmus.archive.writer import GroupCommitWriter
 from isthmus.deid import DeidentificationOptions, Deidentifier, Excluded
 from isthmus.dicom import part10, uids
@@ -80,6 +81,8 @@ class Archive:
         self.events: EventBus = LocalEventBus()
         # The facts doors publish on it for the audit trail and the metrics (activity.py).
         self.activity = Activity(self.events)
+        # Work items (UPS, PS3.4 Annex CC): one store for every workflow door.
+        self.workitems = WorkItems(self.engine, self.events)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Archive:
