@@ -19,7 +19,6 @@ from isthmus.archive.index import InstanceRow
 from isthmus.archive.keys import LEVELS, default_return_keys, resolve_tag, unique_key
 from isthmus.archive.matching import FindResult, Query, QueryError, query_from_keywords
 from isthmus.archive.outcome import StoreOutcome, StoreResult, stow_http_status
-from isthmus.deid import DeidentificationOptions, DeidentificationOptionsError, Excluded
 from isthmus.archive.workitem_entry import EntryError, completion, scheduled_workitem
 from isthmus.archive.workitem_events import (
     FILTERED_SUBSCRIPTION,
@@ -38,6 +37,7 @@ from isthmus.archive.workitem_rules import (
     WorkItemError,
 )
 from isthmus.archive.workitems import WorkItems
+from isthmus.deid import DeidentificationOptions, DeidentificationOptionsError, Excluded
 
 __all__ = [
     "CANCELED",
