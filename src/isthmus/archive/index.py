@@ -96,7 +96,24 @@ schema_version = sa.Table(
     sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# AE titles other doors registered at run time (a browser through the WebSocket
+# gateway), with the DICOM port of the process that holds them, so that every process
+# sharing the index can send there (docs/scaling.md).  Not patient data.
+route = sa.Table(
+    "route",
+    metadata,
+    sa.Column("aet", sa.String(16), primary_key=True),
+    sa.Column("host", sa.String(256), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("process", sa.String(64), nullable=False),
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 TABLES = {"PATIENT": patient, "STUDY": study, "SERIES": series, "IMAGE": instance}
+
+# Key of the PostgreSQL advisory lock that serializes migrations of processes starting
+# together (any constant; "isthmus" in ASCII).
+_MIGRATION_LOCK = 0x697374686D7573
 
 
 def _migration_1(conn: Connection) -> None:
@@ -104,7 +121,12 @@ def _migration_1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[patient, study, series, instance])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
+def _migration_2(conn: Connection) -> None:
+    """AE titles registered at run time, shared by the processes of one archive."""
+    metadata.create_all(conn, tables=[route])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2]
 
 
 @dataclass
@@ -149,8 +171,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, synchronous: str = "FULL") ->
 
 
 def migrate(engine: Engine) -> int:
-    """Apply missing migrations; returns the schema version now in force."""
+    """Apply missing migrations; returns the schema version now in force.
+
+    Several processes may open one PostgreSQL index at the same moment: an advisory
+    lock held for the transaction makes them migrate one after the other (the second
+    finds the work done).  On SQLite the first write takes the database lock."""
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
         schema_version.create(conn, checkfirst=True)
         current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
         for number, step in enumerate(MIGRATIONS, start=1):
@@ -174,6 +202,30 @@ def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> 
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         conn.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
+
+
+_INSERT_INSTANCE: dict[str, Any] = {}
+
+
+def insert_instance(dialect: str) -> Any:
+    """INSERT of one instance row that does nothing when the SOP Instance UID is there
+    (another process stored it first): built once per dialect, so compiled once."""
+    statement = _INSERT_INSTANCE.get(dialect)
+    if statement is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            statement = pg_insert(instance).on_conflict_do_nothing(
+                index_elements=["sop_instance_uid"]
+            )
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement = sqlite_insert(instance).on_conflict_do_nothing(
+                index_elements=["sop_instance_uid"]
+            )
+        _INSERT_INSTANCE[dialect] = statement
+    return statement
 
 
 def instance_rows(conn: Connection, where: Iterable[Any]) -> list[InstanceRow]:
