@@ -248,7 +248,7 @@ class Archive:
             raise HierarchyConflict(
                 f"series {record.series['series_instance_uid']} belongs to another study"
             )
-        if not conn.execute(idx.insert_instance(conn.dialect.name), values).rowcount:
+        if conn.execute(idx.insert_instance(conn.dialect.name), values).first() is None:
             # Another process stored the same SOP Instance UID since the lookup above (its
             # row is committed: the insert waited for it).  It is a duplicate like any other.
             if self.duplicates == "keep":

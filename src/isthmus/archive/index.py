@@ -209,7 +209,8 @@ _INSERT_INSTANCE: dict[str, Any] = {}
 
 def insert_instance(dialect: str) -> Any:
     """INSERT of one instance row that does nothing when the SOP Instance UID is there
-    (another process stored it first): built once per dialect, so compiled once."""
+    (another process stored it first) and returns the new row's key (no row: nothing
+    inserted; `rowcount` does not tell); built once per dialect, so compiled once."""
     statement = _INSERT_INSTANCE.get(dialect)
     if statement is None:
         if dialect == "postgresql":
@@ -218,12 +219,14 @@ def insert_instance(dialect: str) -> Any:
             statement = pg_insert(instance).on_conflict_do_nothing(
                 index_elements=["sop_instance_uid"]
             )
+            statement = statement.returning(instance.c.pk)
         else:
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
             statement = sqlite_insert(instance).on_conflict_do_nothing(
                 index_elements=["sop_instance_uid"]
             )
+            statement = statement.returning(instance.c.pk)
         _INSERT_INSTANCE[dialect] = statement
     return statement
 
