@@ -88,6 +88,7 @@ class Archive:
         self.events.subscribe(PARENTS_CHANGED, lambda _event: self._parents.clear())
         # This process, in the AE titles it registers for other doors (routes.py).
         self.process = routes.process_name()
+        self._closed = False
 
     @classmethod
     def from_settings(cls, settings: Any) -> Archive:
@@ -100,6 +101,9 @@ class Archive:
         )
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             routes.forget_process(self)
         except Exception:  # the index may be gone; the next start of this port cleans up

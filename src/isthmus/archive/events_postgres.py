@@ -74,6 +74,8 @@ class PostgresEventBus:
 
     def close(self) -> None:
         self._stop.set()
+        if self.listening:  # wake the listener up: it returns at once, not at its timeout
+            self._notify(json.dumps({"origin": self.origin, "wake": True}))
         self._thread.join(timeout=5)
         with self._publish_lock:
             if self._publisher is not None:
@@ -135,8 +137,10 @@ class PostgresEventBus:
                     self._listening.set()
                     delay = 0.2
                     while not self._stop.is_set():
-                        for notify in conn.notifies(timeout=0.5):
+                        for notify in conn.notifies(timeout=1.0, stop_after=1):
                             self._receive(notify.payload)
+                    # Gone from the others' count now, not when the server notices.
+                    conn.execute("SELECT pg_advisory_unlock_shared(%s)", (PRESENCE,))
             except psycopg.Error as exc:
                 self._listening.clear()
                 if self._stop.is_set():
