@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 from isthmus.archive import index as idx
 from isthmus.archive import routes
 from isthmus.archive.bulk import BulkData, open_bulk_data, pixel_data_as_frames
+from isthmus.archive.consistency import survey
 from isthmus.archive.events import EventBus, LocalEventBus
 from isthmus.archive.events_postgres import PostgresEventBus
 from isthmus.archive.index import InstanceRow
@@ -477,8 +478,6 @@ class Archive:
         it is made."""
         if grace is None:
             grace = SHARED_GRACE if self.shared() else 0.0
-        from isthmus.archive.consistency import survey
-
         found = survey(self, grace)
         if repair:
             found.repair(self)

@@ -16,15 +16,25 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from isthmus.archive import index as idx
+from isthmus.archive.storage import BlobStore
+from isthmus.archive.writer import GroupCommitWriter
 
-if TYPE_CHECKING:
-    from isthmus.archive.archive import Archive
+
+class ArchiveParts(Protocol):
+    """What of the archive (archive.py) the check uses."""
+
+    engine: Engine
+    blobs: BlobStore
+    writer: GroupCommitWriter
+
+    def parents_changed(self, conn: Connection) -> None: ...
+
 
 _BATCH = 500
 
@@ -39,7 +49,7 @@ class Survey:
     missing: set[str] = field(default_factory=set)  # rows whose blob is missing or short
     partial: int = 0
 
-    def repair(self, archive: Archive) -> None:
+    def repair(self, archive: ArchiveParts) -> None:
         """Remove temporary files, orphan blobs and rows without their blob."""
         self.partial = archive.blobs.sweep(older_than=self.grace)
         still = _indexed(archive, self.orphans)
@@ -74,7 +84,7 @@ class Survey:
         }
 
 
-def survey(archive: Archive, grace: float) -> Survey:
+def survey(archive: ArchiveParts, grace: float) -> Survey:
     """Compare the index with the blob store; what is younger than `grace` seconds may
     belong to a store in progress and is not reported."""
     now = time.time()
@@ -98,14 +108,14 @@ def survey(archive: Archive, grace: float) -> Survey:
     return found
 
 
-def _age(archive: Archive, key: str, now: float) -> float:
+def _age(archive: ArchiveParts, key: str, now: float) -> float:
     try:
         return now - archive.blobs.modified(key)
     except KeyError:  # deleted meanwhile
         return -1.0
 
 
-def _size(archive: Archive, key: str) -> int | None:
+def _size(archive: ArchiveParts, key: str) -> int | None:
     try:
         return archive.blobs.size(key)
     except KeyError:
@@ -117,7 +127,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _indexed(archive: Archive, keys: Iterable[str]) -> set[str]:
+def _indexed(archive: ArchiveParts, keys: Iterable[str]) -> set[str]:
     """Which of `keys` a row names now."""
     found: set[str] = set()
     with archive.engine.connect() as conn:

@@ -13,15 +13,24 @@ import os
 import secrets
 import socket
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from isthmus.archive import index as idx
+from isthmus.archive.events import EventBus
+from isthmus.archive.writer import GroupCommitWriter
 
-if TYPE_CHECKING:
-    from isthmus.archive.archive import Archive
+
+class ArchiveParts(Protocol):
+    """What of the archive (archive.py) the routes use."""
+
+    engine: Engine
+    writer: GroupCommitWriter
+    events: EventBus
+    process: str
+
 
 TOPIC = "route.browser"
 
@@ -32,7 +41,7 @@ def process_name() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def register(archive: Archive, aet: str, host: str, port: int) -> None:
+def register(archive: ArchiveParts, aet: str, host: str, port: int) -> None:
     """Record `aet` at host:port for this process; the latest registration wins."""
     r = idx.route.c
 
@@ -52,7 +61,7 @@ def register(archive: Archive, aet: str, host: str, port: int) -> None:
     archive.events.publish(TOPIC, {"aet": aet, "host": host, "port": port, "registered": True})
 
 
-def unregister(archive: Archive, aet: str) -> None:
+def unregister(archive: ArchiveParts, aet: str) -> None:
     r = idx.route.c
 
     def job(conn: Connection) -> int:
@@ -63,7 +72,7 @@ def unregister(archive: Archive, aet: str) -> None:
         archive.events.publish(TOPIC, {"aet": aet, "registered": False})
 
 
-def lookup(archive: Archive, aet: str) -> tuple[str, int, bool] | None:
+def lookup(archive: ArchiveParts, aet: str) -> tuple[str, int, bool] | None:
     r = idx.route.c
     with archive.engine.connect() as conn:
         row = conn.execute(sa.select(r.host, r.port, r.process).where(r.aet == aet)).first()
@@ -72,14 +81,14 @@ def lookup(archive: Archive, aet: str) -> tuple[str, int, bool] | None:
     return str(row.host), int(row.port), row.process == archive.process
 
 
-def forget_process(archive: Archive) -> None:
+def forget_process(archive: ArchiveParts) -> None:
     """At close: this process's registrations end with it."""
     archive.writer.run(
         lambda conn: conn.execute(idx.route.delete().where(idx.route.c.process == archive.process))
     )
 
 
-def forget_address(archive: Archive, host: str, port: int) -> None:
+def forget_address(archive: ArchiveParts, host: str, port: int) -> None:
     """At start: registrations a killed process listening at host:port left behind."""
     r = idx.route.c
     archive.writer.run(
