@@ -28,7 +28,7 @@ from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.net import free_port
 from web.dicom_ws_support import read_pdu, ws
 
-from .cluster import Balancer, Process, blob_files
+from .cluster import Balancer, blob_files
 from .conftest import Cluster
 
 STUDY_ROOT_MOVE = StudyRootQueryRetrieveInformationModelMove
@@ -250,8 +250,8 @@ class Browser:
     announced association is accepted over WebSocket and bridged to a pynetdicom
     Storage SCP, one PDU per message (docs/dicom-websocket.md)."""
 
-    def __init__(self, process: Process, aet: str) -> None:
-        self.process, self.aet = process, aet
+    def __init__(self, http_port: int, aet: str) -> None:
+        self.http_port, self.aet = http_port, aet
         self.received: list[str] = []
         self.ae = AE(aet)
         self.ae.supported_contexts = StoragePresentationContexts
@@ -272,7 +272,7 @@ class Browser:
         return 0x0000
 
     def _listen(self) -> None:
-        base = f"ws://127.0.0.1:{self.process.http_port}/dicom-ws"
+        base = f"ws://127.0.0.1:{self.http_port}/dicom-ws"
         with ws(f"{base}/listen?aet={self.aet}") as listener:
             assert json.loads(listener.recv(timeout=30))["type"] == "registered"
             self._registered.set()
@@ -339,7 +339,7 @@ def test_a_c_move_at_one_process_reaches_a_browser_registered_on_the_other(
     store_ok(one.dicom_port, paths)
     uid = str(dcmread(paths[0], stop_before_pixels=True).StudyInstanceUID)
     wanted = sorted(str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths)
-    browser = Browser(one, "WSBROWSER")
+    browser = Browser(one.http_port, "WSBROWSER")
     try:
         assert c_move(two.dicom_port, uid, "WSBROWSER") == (0x0000, 3)
         assert sorted(browser.received) == wanted
@@ -348,6 +348,15 @@ def test_a_c_move_at_one_process_reaches_a_browser_registered_on_the_other(
         assert sorted(browser.received) == sorted(wanted * 3)
     finally:
         browser.close()
+    # A browser that reaches the gateway through the balancer too (its listen and accept
+    # WebSockets land on one process: the gateway backend is balanced by source).
+    balanced = Browser(cluster.balancer.http_port, "LBBROWSER")
+    try:
+        for port in (one.dicom_port, two.dicom_port):
+            assert c_move(port, uid, "LBBROWSER") == (0x0000, 3)
+        assert sorted(balanced.received) == sorted(wanted * 2)
+    finally:
+        balanced.close()
     status, _ = c_move(two.dicom_port, uid, "WSBROWSER")
     assert status == 0xA801  # unregistered with its WebSocket: an unknown destination again
 
