@@ -33,7 +33,13 @@ class SharedRegistrations:
         local: Callable[[str], bool],
     ) -> None:
         self.archive = ctx.archive
-        self.address = address
+        public = ctx.settings.dicom_public_host
+
+        def shared_address() -> tuple[str, int] | None:
+            here = address()
+            return (public, here[1]) if here is not None and public else here
+
+        self.address = shared_address
         self.local = local  # is the AE title registered with this process's gateway?
         here = address()
         if here is not None:
