@@ -3,7 +3,8 @@
 Every process that shares a PostgreSQL index listens on one channel with a connection
 of its own (a thread waits for notifications and hands them to the local subscribers);
 `publish` delivers to the local subscribers at once, as the in-process bus does, and
-sends ``NOTIFY`` for the others, which skip their own.  PostgreSQL delivers a
+queues a ``NOTIFY`` for the others (which skip their own): a thread sends the queue in
+order, so a publisher - the index writer, an event loop - never waits for the database.  PostgreSQL delivers a
 notification to every listening session when the sending transaction commits (here: at
 once, autocommit), in the order sent (PostgreSQL documentation, NOTIFY).
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import secrets
 import threading
 from collections.abc import Callable, Mapping
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "isthmus_events"
 MAX_NOTIFY = 7999  # bytes; PostgreSQL refuses payloads of 8000 bytes and more
+OUTBOX = 10_000  # notifications waiting for the database; more are dropped (logged)
+CONNECT_TIMEOUT = 5  # seconds
 # Advisory lock every listening process holds shared: who else has the archive open.
 PRESENCE = 0x69737468_00000001
 
@@ -49,6 +53,9 @@ class PostgresEventBus:
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._backend_pid = 0  # the listener's session, which holds PRESENCE
+        self._outbox: queue.Queue[str | None] = queue.Queue(OUTBOX)
+        self._sender = threading.Thread(target=self._send, name="isthmus-notify", daemon=True)
+        self._sender.start()
         self._thread = threading.Thread(target=self._listen, name="isthmus-events", daemon=True)
         self._thread.start()
         # Subscribers made after this returns hear what other processes publish from now.
@@ -67,12 +74,17 @@ class PostgresEventBus:
                 f"at most {MAX_NOTIFY}): publish a reference, not the data"
             )
         self._local.deliver(event)
-        self._notify(text)
+        try:
+            self._outbox.put_nowait(text)
+        except queue.Full:
+            log.error("events: %s not sent to the other processes (database unreachable)", topic)
 
     def subscribe(self, prefix: str, callback: Callback) -> Callable[[], None]:
         return self._local.subscribe(prefix, callback)
 
     def close(self) -> None:
+        self._outbox.put(None)  # what is queued goes out first
+        self._sender.join(timeout=10)
         self._stop.set()
         if self.listening:  # wake the listener up: it returns at once, not at its timeout
             self._notify(json.dumps({"origin": self.origin, "wake": True}))
@@ -111,8 +123,17 @@ class PostgresEventBus:
     # -------------------------------------------------------------- inside
     def _connected(self) -> psycopg.Connection[Any]:
         if self._publisher is None or self._publisher.closed:
-            self._publisher = psycopg.connect(self.conninfo, autocommit=True)
+            self._publisher = psycopg.connect(
+                self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+            )
         return self._publisher
+
+    def _send(self) -> None:
+        while (text := self._outbox.get()) is not None:
+            try:
+                self._notify(text)
+            except Exception:  # keep sending the next ones
+                log.exception("events: a notification failed")
 
     def _notify(self, text: str) -> None:
         """NOTIFY on the publisher's connection, reconnecting once if it broke."""
@@ -130,7 +151,9 @@ class PostgresEventBus:
         delay = 0.2
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                with psycopg.connect(
+                    self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT
+                ) as conn:
                     conn.execute(f"LISTEN {self.channel}")
                     conn.execute("SELECT pg_advisory_lock_shared(%s)", (PRESENCE,))
                     self._backend_pid = conn.info.backend_pid
