@@ -4,7 +4,6 @@ HAProxy configured by examples/scaling/haproxy.cfg (the file docs/scaling.md sho
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -114,7 +113,7 @@ class Balancer:
         )
         assert check.returncode == 0, check.stdout + check.stderr
         with open(self.log, "ab") as out:
-            # -db: stay in the foreground; -W: master-worker, so SIGUSR1 stops it softly
+            # -db: stay in the foreground, no daemon
             self.proc = subprocess.Popen(
                 [HAPROXY, "-db", "-f", str(HAPROXY_CONFIG)],
                 env=self.env,
@@ -163,7 +162,3 @@ class Balancer:
 def blob_files(folder: Path) -> list[Path]:
     """The complete blobs under a file blob store (no temporary files)."""
     return [p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".partial")]
-
-
-def have_haproxy() -> bool:
-    return shutil.which(HAPROXY) is not None or Path(HAPROXY).exists()
