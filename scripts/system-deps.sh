@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages the tests and benchmarks need, only when missing:
-# DCMTK (real DICOM peers), PostgreSQL server, Chromium (browser tests), Node.js (JS tests).
+# DCMTK (real DICOM peers), PostgreSQL server, Chromium (browser tests), Node.js (JS tests),
+# HAProxy (the load balancer in front of several processes, tests/scaling).
 # Usage: scripts/system-deps.sh [test|bench]
 set -euo pipefail
 want=()
@@ -13,6 +14,7 @@ command -v node >/dev/null 2>&1 || want+=(nodejs)
 command -v npm >/dev/null 2>&1 || want+=(npm)
 command -v unshare >/dev/null 2>&1 || want+=(util-linux)
 command -v ip >/dev/null 2>&1 || want+=(iproute2)
+[ -x /usr/sbin/haproxy ] || want+=(haproxy)  # the load balancer of the scaling tests
 if [ "${1:-test}" = bench ]; then
   [ -x /usr/sbin/Orthanc ] || want+=(orthanc)
   [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || want+=(orthanc-dicomweb)

@@ -115,6 +115,9 @@ class Settings:
     pdu_timeout: float = 30.0
     network_timeout: float = 60.0
     check_on_start: bool = True
+    # Where the other processes of a shared archive reach our DICOM port (browser AE
+    # titles registered here, docs/scaling.md); empty: the bound address.
+    dicom_public_host: str = ""
     log_level: str = "info"
     # API tokens: name → {"hash": "sha256:…", "permissions": [...]}; filled in by the web door.
     tokens: dict[str, Any] = field(default_factory=dict)

@@ -145,6 +145,23 @@ def test_connection_closed_in_the_middle_of_the_request_frees_its_thread(
         router.peek_timeout = previous
 
 
+def test_a_connection_that_sends_nothing_is_no_warning(
+    module_node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A load balancer's TCP health check connects and closes every few seconds
+    (docs/scaling.md): logged at debug level, a half-sent request still at warning."""
+    with caplog.at_level("DEBUG", logger="isthmus.node.router"):
+        with connect(module_node):
+            pass
+        for _ in range(50):
+            if "dropped before association" in caplog.text:
+                break
+            threading.Event().wait(0.1)
+    dropped = [r for r in caplog.records if "dropped before association" in r.getMessage()]
+    assert [r.levelname for r in dropped] == ["DEBUG"]
+    assert scu.echo(peer(module_node)) == 0
+
+
 @pytest.mark.parametrize(
     "contexts, expected",
     [

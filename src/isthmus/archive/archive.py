@@ -18,10 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from isthmus.archive import index as idx
+from isthmus.archive import routes
 from isthmus.archive.activity import Activity
 from isthmus.archive.bulk import BulkData, open_bulk_data, pixel_data_as_frames
+from isthmus.archive.consistency import survey
 from isthmus.archive.deidentify import DeidentifiedStudies, deidentify_studies, project_key
 from isthmus.archive.events import EventBus, LocalEventBus
+from isthmus.archive.events_postgres import PostgresEventBus
 from isthmus.archive.index import InstanceRow
 from isthmus.archive.ingest import InstanceRecord, build_record
 from isthmus.archive.keys import add_parent_attributes
@@ -41,6 +44,13 @@ if TYPE_CHECKING:
     from isthmus.render.pixel_data import PixelData
 
 log = logging.getLogger(__name__)
+
+# Seconds a blob, temporary file or row must have existed before check() of a shared
+# archive (PostgreSQL) treats it as a crash's leftover and not as another process's
+# store in progress.  Far longer than a store takes between its blob and its commit.
+SHARED_GRACE = 600.0
+# The topic that says parents were deleted (their primary keys must not be reused).
+PARENTS_CHANGED = "archive.index.parents"
 
 
 # Statements built once: SQLAlchemy then compiles them once, not per instance.
@@ -77,8 +87,18 @@ class Archive:
         # thread touches it; deletes and failed batches clear it.
         self._parents: dict[tuple[str | int, ...], int] = {}
         self.writer = GroupCommitWriter(self.engine, on_failure=self._parents.clear)
-        # What happened, for doors and (when processes share the archive) other processes.
-        self.events: EventBus = LocalEventBus()
+        # What happened, for doors and (when processes share the archive) other processes:
+        # PostgreSQL's LISTEN/NOTIFY carries events between the processes of one index.
+        self.events: EventBus = (
+            PostgresEventBus(self.engine.url)
+            if self.engine.dialect.name == "postgresql"
+            else LocalEventBus()
+        )
+        # Another process deleted parents: their cached primary keys are stale.
+        self.events.subscribe(PARENTS_CHANGED, lambda _event: self._parents.clear())
+        # This process, in the AE titles it registers for other doors (routes.py).
+        self.process = routes.process_name()
+        self._closed = False
         # The facts doors publish on it for the audit trail and the metrics (activity.py).
         self.activity = Activity(self.events)
         # Work items (UPS, PS3.4 Annex CC): one store for every workflow door.
@@ -95,6 +115,13 @@ class Archive:
         )
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            routes.forget_process(self)
+        except Exception:  # the index may be gone; the next start of this port cleans up
+            log.warning("cannot remove the AE titles this process registered")
         self.events.close()
         self.writer.close()
         self.engine.dispose()
@@ -205,8 +232,7 @@ class Archive:
 
         def job(conn: Connection) -> None:
             conn.execute(idx.instance.delete().where(idx.instance.c.blob_key == key))
-            _delete_empty_parents(conn)
-            self._parents.clear()
+            self.parents_changed(conn)
 
         try:
             self.writer.run(job)
@@ -233,8 +259,7 @@ class Archive:
             conn.execute(idx.instance.update().where(i.pk == existing.pk).values(**values))
             moved = _refresh_parents(conn, record, patient_pk, study_pk, series_pk)
             if moved or existing.series_pk != series_pk:
-                _delete_empty_parents(conn)
-                self._parents.clear()
+                self.parents_changed(conn)
             return "stored", existing.blob_key
         owner = self._parents.get(("series-study", series_pk))
         if owner is None:
@@ -244,7 +269,12 @@ class Archive:
             raise HierarchyConflict(
                 f"series {record.series['series_instance_uid']} belongs to another study"
             )
-        conn.execute(idx.instance.insert(), values)  # constant statement: compiled once
+        if conn.execute(idx.insert_instance(conn.dialect.name), values).first() is None:
+            # Another process stored the same SOP Instance UID since the lookup above (its
+            # row is committed: the insert waited for it).  It is a duplicate like any other.
+            if self.duplicates == "keep":
+                return "duplicate", None
+            return self._index(conn, record)
         self._written += 1
         if idx.statistics_due(self._written):
             idx.refresh_statistics(conn)
@@ -261,6 +291,33 @@ class Archive:
                 self._parents.clear()
             self._parents[key] = pk
         return pk
+
+    def parents_changed(self, conn: Connection) -> None:
+        """Within a write job: delete parents left empty, and tell this process's and
+        the other processes' writers that cached parent keys may be stale."""
+        _delete_empty_parents(conn)
+        self._parents.clear()
+        self.events.publish(PARENTS_CHANGED, {"process": self.process})
+
+    # ---------------------------------------------------------------- routes
+    # AE titles other doors registered at run time (a browser through the WebSocket
+    # gateway), shared by every process of the archive: a C-MOVE arriving at one process
+    # sends to the DICOM port of the process that holds the AE title (docs/scaling.md).
+    def register_route(self, aet: str, host: str, port: int) -> None:
+        """Record that `aet` is reachable through this process's DICOM port host:port."""
+        routes.register(self, aet, host, port)
+
+    def unregister_route(self, aet: str) -> None:
+        """Forget `aet`, if this process registered it."""
+        routes.unregister(self, aet)
+
+    def route(self, aet: str) -> tuple[str, int, bool] | None:
+        """(host, port, registered by this process) of a registered AE title, or None."""
+        return routes.lookup(self, aet)
+
+    def forget_routes_at(self, host: str, port: int) -> None:
+        """Drop the AE titles an earlier life of a process listening at host:port left."""
+        routes.forget_address(self, host, port)
 
     # ------------------------------------------------------------------ read
     def contains(self, sop_instance_uid: str) -> bool:
@@ -440,8 +497,7 @@ class Archive:
                         idx.instance.c.sop_instance_uid.in_(uids[start : start + 500])
                     )
                 )
-            _delete_empty_parents(conn)
-            self._parents.clear()
+            self.parents_changed(conn)
             return [r.blob_key for r in rows]
 
         keys = self.writer.run(job)
@@ -479,45 +535,27 @@ class Archive:
         return deidentify_studies(self, study_uids, project, options or DeidentificationOptions())
 
     # ----------------------------------------------------------- consistency
-    def check(self, repair: bool = True) -> dict[str, int]:
+    def check(self, repair: bool = True, grace: float | None = None) -> dict[str, int]:
         """Find (and repair) what a crash can leave: partial blobs, orphan blobs, rows
-        whose blob is missing.  Safe to run at start-up."""
-        partial = self.blobs.sweep() if repair else 0
-        with self.engine.connect() as conn:
-            indexed = {
-                k: n
-                for k, n in conn.execute(sa.select(idx.instance.c.blob_key, idx.instance.c.size))
-            }
-        stored = set(self.blobs.keys())
-        orphans = stored - set(indexed)
-        missing = {
-            key
-            for key, size in indexed.items()
-            if key not in stored or self.blobs.size(key) != size
-        }
+        whose blob is missing.  Safe to run at start-up, also while other processes
+        share the archive (docs/scaling.md): what another process may be writing at
+        this moment - a temporary file, a blob whose row is not committed yet, a row
+        just stored - is left alone until it is `grace` seconds old (default: none on
+        SQLite or when no other process has the archive open, `SHARED_GRACE`
+        otherwise), and each repair is checked again against the index just before
+        it is made."""
+        if grace is None:
+            grace = SHARED_GRACE if self.shared() else 0.0
+        found = survey(self, grace)
         if repair:
-            for key in orphans | missing:
-                self.blobs.delete(key)
-            if missing:
+            found.repair(self)
+        return found.report(repaired=repair)
 
-                def job(conn: Connection) -> None:
-                    keys = list(missing)
-                    for start in range(0, len(keys), 500):
-                        conn.execute(
-                            idx.instance.delete().where(
-                                idx.instance.c.blob_key.in_(keys[start : start + 500])
-                            )
-                        )
-                    _delete_empty_parents(conn)
-                    self._parents.clear()
-
-                self.writer.run(job)
-        return {
-            "partial": partial,
-            "orphans": len(orphans),
-            "missing": len(missing),
-            "instances": len(indexed) - (len(missing) if repair else 0),
-        }
+    def shared(self) -> bool:
+        """Do other processes have this archive open now (or can this one not tell)?"""
+        if not isinstance(self.events, PostgresEventBus):
+            return False
+        return self.events.others() != 0
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:

@@ -106,6 +106,19 @@ deid_project = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# AE titles other doors registered at run time (a browser through the WebSocket
+# gateway), with the DICOM port of the process that holds them, so that every process
+# sharing the index can send there (docs/scaling.md).  Not patient data.
+route = sa.Table(
+    "route",
+    metadata,
+    sa.Column("aet", sa.String(16), primary_key=True),
+    sa.Column("host", sa.String(256), nullable=False),
+    sa.Column("port", sa.Integer, nullable=False),
+    sa.Column("process", sa.String(64), nullable=False),
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 TABLES = {"PATIENT": patient, "STUDY": study, "SERIES": series, "IMAGE": instance}
 
 # Work items (UPS, PS3.4 Annex CC): archive/workitems.py owns these tables.
@@ -156,6 +169,10 @@ ups_event = sa.Table(
     sa.Index("ix_ups_event_aet", "aet", "delivered", "pk"),
 )
 
+# Key of the PostgreSQL advisory lock that serializes migrations of processes starting
+# together (any constant; "isthmus" in ASCII).
+_MIGRATION_LOCK = 0x697374686D7573
+
 
 def _migration_1(conn: Connection) -> None:
     """The initial schema."""
@@ -172,7 +189,17 @@ def _migration_3(conn: Connection) -> None:
     metadata.create_all(conn, tables=[workitem, ups_subscription, ups_event])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2, _migration_3]
+def _migration_4(conn: Connection) -> None:
+    """AE titles registered at run time, shared by the processes of one archive."""
+    metadata.create_all(conn, tables=[route])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _migration_1,
+    _migration_2,
+    _migration_3,
+    _migration_4,
+]
 
 
 @dataclass
@@ -243,8 +270,14 @@ def statistics_due(written: int) -> bool:
 
 
 def migrate(engine: Engine) -> int:
-    """Apply missing migrations; returns the schema version now in force."""
+    """Apply missing migrations; returns the schema version now in force.
+
+    Several processes may open one PostgreSQL index at the same moment: an advisory
+    lock held for the transaction makes them migrate one after the other (the second
+    finds the work done).  On SQLite the first write takes the database lock."""
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
         schema_version.create(conn, checkfirst=True)
         current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
         for number, step in enumerate(MIGRATIONS, start=1):
@@ -268,6 +301,33 @@ def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> 
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         conn.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
+
+
+_INSERT_INSTANCE: dict[str, Any] = {}
+
+
+def insert_instance(dialect: str) -> Any:
+    """INSERT of one instance row that does nothing when the SOP Instance UID is there
+    (another process stored it first) and returns the new row's key (no row: nothing
+    inserted; `rowcount` does not tell); built once per dialect, so compiled once."""
+    statement = _INSERT_INSTANCE.get(dialect)
+    if statement is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            statement = pg_insert(instance).on_conflict_do_nothing(
+                index_elements=["sop_instance_uid"]
+            )
+            statement = statement.returning(instance.c.pk)
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement = sqlite_insert(instance).on_conflict_do_nothing(
+                index_elements=["sop_instance_uid"]
+            )
+            statement = statement.returning(instance.c.pk)
+        _INSERT_INSTANCE[dialect] = statement
+    return statement
 
 
 def instance_rows(conn: Connection, where: Iterable[Any]) -> list[InstanceRow]:

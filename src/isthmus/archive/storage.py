@@ -3,13 +3,20 @@
 The archive addresses blobs by opaque keys; no door ever sees a file path.  The
 file store writes each blob atomically (temporary file, fsync, rename, fsync of the
 directory), so a key either names a complete, durable blob or nothing.
+
+Several processes may share one store (docs/scaling.md).  A temporary file is named
+after the machine and process writing it, so that `sweep` removes at once what a dead
+process of this machine left, and what another machine left only after a grace period.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
+import socket
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -17,6 +24,11 @@ from urllib.parse import urlparse
 
 _KEY_RE = re.compile(r"^[0-9a-zA-Z][0-9a-zA-Z._-]*(/[0-9a-zA-Z][0-9a-zA-Z._-]*)*$")
 _TMP_SUFFIX = ".partial"
+# This machine, in temporary file names (`sweep` tells its own leftovers from others').
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_TMP_RE = re.compile(
+    r"\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)\.[0-9a-f]+" + re.escape(_TMP_SUFFIX) + "$"
+)
 
 
 class BlobStore(Protocol):
@@ -43,11 +55,16 @@ class BlobStore(Protocol):
     def keys(self) -> Iterator[str]:
         """Every complete blob's key."""
 
+    def modified(self, key: str) -> float:
+        """When the blob was written (POSIX time; raises KeyError if absent), so that
+        `Archive.check` leaves alone what another process may be about to index."""
+
     def local_path(self, key: str) -> str:
         """A path on this machine holding the blob (for libraries that want one)."""
 
-    def sweep(self) -> int:
-        """Remove leftovers of interrupted writes; returns how many."""
+    def sweep(self, older_than: float = 0.0) -> int:
+        """Remove leftovers of interrupted writes; returns how many.  A leftover another
+        live process may still be writing is kept until it is `older_than` seconds old."""
 
     def check(self) -> None:
         """Raise OSError when the store cannot be reached or written (readiness)."""
@@ -92,7 +109,7 @@ class FileBlobStore:
     def put(self, key: str, chunks: Iterable[bytes | memoryview], sync: bool = True) -> int:
         path = self._path(key)
         self._ensure_folder(path.parent)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{id(chunks):x}{_TMP_SUFFIX}")
+        tmp = path.with_name(f"{path.name}.{_HOST}-{os.getpid()}.{id(chunks):x}{_TMP_SUFFIX}")
         size = 0
         try:
             fd = self._create(tmp)
@@ -171,15 +188,25 @@ class FileBlobStore:
                 if not name.endswith(_TMP_SUFFIX):
                     yield name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
 
+    def modified(self, key: str) -> float:
+        try:
+            return self._path(key).stat().st_mtime
+        except FileNotFoundError as exc:
+            raise KeyError(key) from exc
+
     def local_path(self, key: str) -> str:
         return str(self._path(key))
 
-    def sweep(self) -> int:
+    def sweep(self, older_than: float = 0.0) -> int:
         count = 0
+        limit = time.time() - older_than
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
-                if name.endswith(_TMP_SUFFIX):
-                    Path(dirpath, name).unlink(missing_ok=True)
+                if not name.endswith(_TMP_SUFFIX):
+                    continue
+                path = Path(dirpath, name)
+                if _abandoned(name) or _older(path, limit):
+                    path.unlink(missing_ok=True)
                     count += 1
         return count
 
@@ -191,6 +218,30 @@ class FileBlobStore:
         """(free bytes, total bytes) of the file system holding the store."""
         total, _used, free = shutil.disk_usage(self.root)
         return free, total
+
+
+def _abandoned(name: str) -> bool:
+    """A temporary file of a process of this machine that no longer runs."""
+    match = _TMP_RE.search(name)
+    if match is None or match["host"] != _HOST:
+        return match is None  # the name of no live writer: an older version's leftover
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
+def _older(path: Path, limit: float) -> bool:
+    try:
+        return path.stat().st_mtime < limit
+    except FileNotFoundError:
+        return False
 
 
 def _fsync_dir(path: Path) -> None:

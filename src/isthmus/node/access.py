@@ -31,6 +31,7 @@ class AccessControl:
         self.settings = settings
         self.policy = settings.access_policy()
         self._dynamic: dict[str, Callable[[], Peer | None]] = {}
+        self._resolvers: list[Callable[[str], Peer | None]] = []
         self._lock = threading.Lock()
 
     def allowed(self, service: str, calling_aet: str, address: str | None) -> bool:
@@ -79,7 +80,14 @@ class AccessControl:
             peer = dynamic()
             if peer is not None:
                 return peer
-        return self.settings.peer(aet)
+        configured = self.settings.peer(aet)
+        if configured is not None:
+            return configured
+        for resolve in self._resolvers:
+            peer = resolve(aet)
+            if peer is not None:
+                return peer
+        return None
 
     def register_destination(self, aet: str, resolve: Callable[[], Peer | None]) -> None:
         """Make `aet` a known move destination while registered (used by other doors)."""
@@ -89,6 +97,11 @@ class AccessControl:
     def unregister_destination(self, aet: str) -> None:
         with self._lock:
             self._dynamic.pop(aet, None)
+
+    def add_resolver(self, resolve: Callable[[str], Peer | None]) -> None:
+        """Ask `resolve(aet)` for destinations neither registered here nor configured
+        (AE titles another process of a shared archive holds, docs/scaling.md)."""
+        self._resolvers.append(resolve)
 
 
 def _same_host(host: str, address: str) -> bool:

@@ -141,7 +141,10 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         try:
             rq = self._peek_associate(request)
         except (pdu.PDUError, OSError, EOFError) as exc:
-            log.warning("connection from %s dropped before association: %s", client_address, exc)
+            # A connection that sends nothing is a port probe (a load balancer's health
+            # check every few seconds, docs/scaling.md): not worth a warning.
+            level = logging.DEBUG if isinstance(exc, _NothingSent) else logging.WARNING
+            log.log(level, "connection from %s dropped before association: %s", client_address, exc)
             reason = exc.reason if isinstance(exc, pdu.PDUError) else 0
             _send_quietly(request, pdu.abort(pdu.ABORT_SOURCE_PROVIDER, reason))
             return False
@@ -258,6 +261,10 @@ class _Reader:
         return bytes(self.data[:size])
 
 
+class _NothingSent(pdu.PDUError):
+    """The peer connected and closed without sending a byte."""
+
+
 def _peek(sock: socket.socket, size: int, deadline: float) -> bytes:
     previous = sock.gettimeout()
     try:
@@ -267,8 +274,8 @@ def _peek(sock: socket.socket, size: int, deadline: float) -> bytes:
                 raise pdu.PDUError("timed out waiting for A-ASSOCIATE-RQ", NOT_SPECIFIED)
             sock.settimeout(remaining)
             data = sock.recv(size, socket.MSG_PEEK | socket.MSG_WAITALL)
-            if not data:
-                raise pdu.PDUError("connection closed before A-ASSOCIATE-RQ")
+            if not data:  # closed with nothing to read: nothing was sent at all
+                raise _NothingSent("connection closed before A-ASSOCIATE-RQ")
             if len(data) >= size:
                 return data
             # Part of it is here.  The socket stays readable while those bytes wait, so

@@ -42,6 +42,7 @@ from isthmus.web.dicom_ws.pipe import (
     Relay,
 )
 from isthmus.web.dicom_ws.policy import GatewayPolicy, Refusal
+from isthmus.web.dicom_ws.shared import SharedRegistrations
 from isthmus.web.dicom_ws.validation import AssociationState
 from isthmus.web.errors import HTTPError
 
@@ -91,6 +92,8 @@ class Gateway:
         self.pending: dict[str, Pending] = {}
         self.open: Counter[str] = Counter()
         self._policy: GatewayPolicy | None = None
+        # Registered AE titles, as seen by the other processes of the archive.
+        self.shared = SharedRegistrations(ctx, self.archive_address, self.listeners.__contains__)
 
     @property
     def policy(self) -> GatewayPolicy:
@@ -275,6 +278,7 @@ class Gateway:
         listener = Listener(aet, websocket, client, asyncio.get_running_loop())
         self._register(listener)
         try:
+            await self.shared.registered(aet)
             address = self.archive_address()
             await websocket.send_json(
                 {
@@ -288,6 +292,7 @@ class Gateway:
                 pass  # the listen socket carries nothing from the browser
         finally:
             self._unregister(listener)
+            await self.shared.unregistered(aet)
 
     def _register(self, listener: Listener) -> None:
         aet = listener.aet
