@@ -9,10 +9,12 @@ from types import TracebackType
 
 import uvicorn
 
-from isthmus.archive import Archive
+from isthmus.archive import Archive, Forwarding, JobWorker, RetryPolicy, parse_rules, retention_kind
 from isthmus.config import ConfigError, Settings
+from isthmus.dimse.forward import SEND_KINDS, store_kind
 from isthmus.dimse.scp import start_scp
 from isthmus.node.access import AccessControl
+from isthmus.node.activity import Activity
 from isthmus.node.router import AssociationRouter
 from isthmus.web.app import create_app
 from isthmus.web.context import WebContext
@@ -64,6 +66,8 @@ class Node:
         self.settings = settings
         self.archive = Archive.from_settings(settings)
         self.access = AccessControl(settings)
+        self.activity = Activity(self.archive.events)
+        self.forwarding, self.worker = _jobs(self.archive, settings, self.access)
         self.router: AssociationRouter | None = None
         self._http: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
@@ -74,9 +78,11 @@ class Node:
             if report["partial"] or report["orphans"] or report["missing"]:
                 log.warning("archive check repaired: %s", report)
         self.router = start_scp(self.archive, self.settings, self.access)
+        self.forwarding.start()
+        self.worker.start()
         if not http:
             return
-        ctx = WebContext(self.settings, self.archive, self.router, self.access)
+        ctx = self.web_context()
         config = http_config(ctx)
         self._http = uvicorn.Server(config)
         if block:
@@ -93,6 +99,11 @@ class Node:
             threading.Event().wait(0.02)
         if not self._http.started:
             raise RuntimeError(f"HTTP server could not start on port {self.settings.http_port}")
+
+    def web_context(self) -> WebContext:
+        return WebContext(
+            self.settings, self.archive, self.router, self.access, activity=self.activity
+        )
 
     @property
     def dicom_port(self) -> int:
@@ -115,6 +126,9 @@ class Node:
             self.router.shutdown()
             self.router.server_close()
             self.router = None
+        self.forwarding.stop()
+        self.worker.stop()
+        self.activity.close()
         self.archive.close()
 
     def __enter__(self) -> Node:
@@ -145,14 +159,31 @@ def run_forever(settings: Settings) -> None:
     print(f"  DICOMweb:      {base}/dicom-web")
     print(f"  Viewer:        {base}/")
     print("Press Ctrl+C to stop.", flush=True)
-    ctx = WebContext(settings, node.archive, node.router, node.access)
-    server = uvicorn.Server(http_config(ctx))
+    server = uvicorn.Server(http_config(node.web_context()))
     try:
         asyncio.run(server.serve())
     except KeyboardInterrupt:
         pass
     finally:
         node.stop()
+
+
+def _jobs(
+    archive: Archive, settings: Settings, access: AccessControl
+) -> tuple[Forwarding, JobWorker]:
+    """The forwarding rules and the job worker (docs/operations.md, "Forwarding and jobs"):
+    scheduling is the core's, the sending the DIMSE door's kind."""
+    archive.jobs.policy = RetryPolicy(
+        base=settings.job_retry_base,
+        max_attempts=settings.job_retry_max_attempts,
+        max_time=settings.job_retry_max_time,
+    )
+    rules = parse_rules(settings.forward, [p.aet for p in settings.peers])
+    forwarding = Forwarding(archive, rules, settings.retention_interval)
+    send = store_kind(archive, settings, access)
+    kinds = {kind: send for kind in SEND_KINDS} | {"retention": retention_kind(archive)}
+    worker = JobWorker(archive.jobs, kinds, threads=settings.job_threads, lease=settings.job_lease)
+    return forwarding, worker
 
 
 def _host(host: str) -> str:

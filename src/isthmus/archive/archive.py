@@ -22,6 +22,7 @@ from isthmus.archive.bulk import BulkData, open_bulk_data, pixel_data_as_frames
 from isthmus.archive.events import EventBus, LocalEventBus
 from isthmus.archive.index import InstanceRow
 from isthmus.archive.ingest import InstanceRecord, build_record
+from isthmus.archive.jobs import Jobs
 from isthmus.archive.keys import add_parent_attributes
 from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.outcome import StoreOutcome, StoreResult
@@ -70,6 +71,9 @@ class Archive:
         self.writer = GroupCommitWriter(self.engine, on_failure=self._parents.clear)
         # What happened, for doors and (when processes share the archive) other processes.
         self.events: EventBus = LocalEventBus()
+        # Persistent jobs in the index (forwarding, retention, C-MOVE that outlives its
+        # association); the worker threads are the node's (server.py).
+        self.jobs = Jobs(self.engine, self.events)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Archive:
@@ -114,10 +118,28 @@ class Archive:
             _check(result, expected, expected_study)
             key, record = self._write(header, result, source_aet)
             pending = self._submit_index(result, key, record)
-            return self._settle(result, key, pending)
+            self._settle(result, key, pending)
         except _Refused as refused:
             result.outcome, result.reason = refused.outcome, refused.reason
             return result
+        if result.outcome is not StoreOutcome.DUPLICATE:
+            self._stored(result, header, source_aet)
+        return result
+
+    def _stored(self, result: StoreResult, header: part10.Header, source_aet: str | None) -> None:
+        """Tell the other parts (forwarding rules, the admin page) an instance is stored."""
+        modality = header.json.get("00080060", {}).get("Value", [None])[0]
+        self.events.publish(
+            "instance.stored",
+            {
+                "study": result.study_instance_uid,
+                "series": result.series_instance_uid,
+                "sop_instance": result.sop_instance_uid,
+                "sop_class": result.sop_class_uid,
+                "modality": modality,
+                "source_aet": (source_aet or "").strip() or None,
+            },
+        )
 
     def _write(
         self, header: part10.Header, result: StoreResult, source_aet: str | None

@@ -178,6 +178,7 @@ def service_table(archive: Archive, settings: Settings, access: AccessControl) -
 def start_scp(archive: Archive, settings: Settings, access: AccessControl) -> AssociationRouter:
     """Bind the DICOM port and serve in a background thread; returns the router."""
     own = LocalAE(settings, service_table(archive, settings, access))
+    own.events = archive.events
     server = AssociationRouter((settings.host, settings.dicom_port), own)
     server.own_aets = {settings.aet}
     server.accept_any = settings.accept_any_called_aet

@@ -11,6 +11,7 @@ from isthmus.web.auth import Authenticator
 
 if TYPE_CHECKING:  # for the annotations only: the web door runs without the DIMSE door
     from isthmus.node.access import AccessControl
+    from isthmus.node.activity import Activity
     from isthmus.node.router import AssociationRouter
 
 
@@ -23,6 +24,9 @@ class WebContext:
     # routes and C-MOVE destinations); None when DIMSE is off.
     router: AssociationRouter | None = None
     access: AccessControl | None = None
+    # Associations in progress and last contact per AE (node/activity.py), for the
+    # admin page; None when the node does not track them.
+    activity: Activity | None = None
     # Who may do what over HTTP (web/auth.py), from the settings.  The HTTP middleware
     # and the WebSocket gateway (permission "dicom-ws") ask it.
     authenticator: Authenticator = field(init=False)
