@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 from pydicom import dcmread
+from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.presentation import AllStoragePresentationContexts
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove  # type: ignore[attr-defined]
 
 from isthmus.archive import Event, Job
 from isthmus.config import Peer, Settings
@@ -92,9 +94,7 @@ def storescp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoreSCP]:
 
 
 @pytest.fixture(scope="module")
-def forwarding_node(
-    storescp: StoreSCP, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Node]:
+def forwarding_node(storescp: StoreSCP, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     rules = [
         {"name": "ct01", "from": "CT01", "to": "PACS2", "settle": 0.5, "delete_after_days": 90},
         {"name": "mr", "modality": "MR", "to": "PACS2", "settle": 0.5},
@@ -213,7 +213,6 @@ class RefusingSCP:
         if self.hold_at and len(self.received) + 1 == self.hold_at and not self.held.is_set():
             self.held.set()
             self.release.wait(60)
-            return 0xA700  # the sender is gone by now
         if self.refuse_odd and int(ds.InstanceNumber) % 2:
             return 0xA700
         self.received.append(str(ds.SOPInstanceUID))
@@ -264,7 +263,7 @@ def test_a_node_killed_mid_job_resumes_it_after_restart(
     config.write_text(
         f'data = "{settings.data}"\nindex_url = "{index_url}"\n'
         f"dicom_port = {settings.dicom_port}\nhttp_port = {settings.http_port}\n"
-        f'check_on_start = false\njob_lease = 2.0\njob_retry_base = 0.2\n'
+        f"check_on_start = false\njob_lease = 2.0\njob_retry_base = 0.2\n"
         f'peers = ["PACS2@127.0.0.1:{scp.port}"]\n'
         '[[forward]]\nname = "ct01"\nfrom = "CT01"\nto = "PACS2"\nsettle = 1\n'
     )
@@ -288,7 +287,6 @@ def test_a_node_killed_mid_job_resumes_it_after_restart(
         if first.poll() is None:
             first.kill()
         scp.release.set()
-    assert len(scp.received) == 2
     try:
         with Node(replace(settings, dicom_port=free_port(), http_port=free_port())) as node:
             job = wait_for(lambda: finished(node, study), what="the resumed job")
@@ -297,4 +295,38 @@ def test_a_node_killed_mid_job_resumes_it_after_restart(
     assert job.status == "completed", job
     assert job.counts["done"] == 6
     assert job.attempts == 2
+    assert set(scp.received) == {sop_uid_of(f) for f in files}
+
+
+def test_a_c_move_whose_association_drops_completes_as_a_job(dcmtk: None, tmp_path: Path) -> None:
+    scp = RefusingSCP(hold_at=2)
+    files = study_files(tmp_path, "MOVE", 5)
+    study = study_of(files)
+    settings = node_settings(tmp_path, Peer("PACS2", "127.0.0.1", scp.port), [])
+    try:
+        with Node(settings) as node:
+            send(node, "CT01", files)
+            ae = AE(ae_title="MOVESCU")
+            ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+            assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title="ISTHMUS")
+            assert assoc.is_established
+            query = Dataset()
+            query.QueryRetrieveLevel = "STUDY"
+            query.StudyInstanceUID = study
+            responses = assoc.send_c_move(
+                query, "PACS2", StudyRootQueryRetrieveInformationModelMove
+            )
+            status, _identifier = next(responses)
+            assert status.Status == 0xFF00  # the first sub-operation is done
+            assert scp.held.wait(30)
+            assoc.abort()  # the requestor goes away in the middle of the move
+            scp.release.set()
+            job = wait_for(
+                lambda: [j for j in node.archive.jobs.search(kind="move") if j.status in FINAL],
+                what="the move job",
+            )[0]
+    finally:
+        scp.stop()
+    assert job.status == "completed", job
+    assert job.label == "MOVESCU" and job.subject == study
     assert set(scp.received) == {sop_uid_of(f) for f in files}

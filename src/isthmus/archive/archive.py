@@ -473,6 +473,22 @@ class Archive:
             "instances": len(indexed) - (len(missing) if repair else 0),
         }
 
+    def usage(self) -> dict[str, Any]:
+        """Storage in use: counts per level, bytes stored (from the index) and, for a
+        blob store on a local file system, its size and free space."""
+        with self.engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(idx.instance.c.size), 0))
+            ).scalar_one()
+        out: dict[str, Any] = {"counts": self.counts(), "bytes": int(stored)}
+        root = getattr(self.blobs, "root", None)
+        if root is not None:
+            import shutil
+
+            disk = shutil.disk_usage(root)
+            out["filesystem"] = {"total": disk.total, "used": disk.used, "free": disk.free}
+        return out
+
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {

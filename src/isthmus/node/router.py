@@ -72,6 +72,11 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         with self._lock:
             self._routes.pop(called_aet.strip(), None)
 
+    def routes(self) -> list[str]:
+        """The called AE titles routed elsewhere (browser AEs, relay sites), sorted."""
+        with self._lock:
+            return sorted(self._routes)
+
     def route_for(self, called_aet: str) -> RouteHandler | None:
         with self._lock:
             return self._routes.get(called_aet)
