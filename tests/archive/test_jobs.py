@@ -83,6 +83,7 @@ def test_nothing_done_is_a_failed_job_and_fail_keeps_its_reason(archive: Archive
     assert one is not None and one.status == "failed"
     assert two is not None and two.status == "failed"
     assert two.error == "destination 'X' is not a known peer"
+    assert two.counts["failed"] == 1 and two.counts["pending"] == 0
 
 
 def test_retry_backs_off_exponentially_then_gives_up_with_the_reason(archive: Archive) -> None:
@@ -107,6 +108,7 @@ def test_retry_backs_off_exponentially_then_gives_up_with_the_reason(archive: Ar
     job = archive.jobs.get(pk)
     assert job is not None and job.status == "failed" and job.attempts == 4
     assert job.error == "gave up after 4 attempts: cannot connect to PACS2"
+    assert job.failures == [{"item": "a", "reason": "cannot connect to PACS2"}]
 
 
 def test_retry_is_bounded_in_total_time(archive: Archive) -> None:

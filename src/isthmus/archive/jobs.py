@@ -258,8 +258,16 @@ class Jobs:
         return status
 
     def fail(self, job: RunningJob, reason: str) -> None:
+        """The whole job failed: its pending items fail with the same reason."""
+        now = self.clock()
+        i = idx.job_item.c
         with self.engine.begin() as conn:
-            self._final(conn, job.id, "failed", reason, self.clock())
+            conn.execute(
+                idx.job_item.update()
+                .where(i.job_pk == job.id, i.status == "pending")
+                .values(status="failed", reason=reason, updated_at=now)
+            )
+            self._final(conn, job.id, "failed", reason, now)
 
     def retry_later(self, job: RunningJob, reason: str) -> str:
         """Back to the queue with backoff, or failed when the policy gives up."""
@@ -270,6 +278,11 @@ class Jobs:
             elapsed = (now - (aware(row.first_try) or now)).total_seconds()
             if row.attempts >= self.policy.max_attempts or elapsed >= self.policy.max_time:
                 error = f"gave up after {row.attempts} attempts: {reason}"
+                conn.execute(
+                    idx.job_item.update()
+                    .where(idx.job_item.c.job_pk == job.id, idx.job_item.c.status == "pending")
+                    .values(status="failed", reason=reason, updated_at=now)
+                )
                 self._final(conn, job.id, "failed", error, now)
                 return "failed"
             conn.execute(
@@ -331,7 +344,7 @@ class Jobs:
                 return None
             if status == "queued":
                 conn.execute(idx.job.update().where(j.pk == pk).values(cancel_requested=True))
-                self._final(conn, pk, "cancelled", "cancelled", now)
+                self._final(conn, pk, "cancelled", None, now)
             elif status == "running":
                 conn.execute(
                     idx.job.update().where(j.pk == pk).values(cancel_requested=True, updated_at=now)

@@ -218,13 +218,20 @@ async function refreshAudit() {
           "div",
           { class: "head" },
           h("strong", {}, e.event || "event"),
-          h("span", { class: `badge ${e.outcome && e.outcome !== "0" ? "failed" : ""}` }, e.outcome ?? ""),
+          outcomeBadge(e.outcome),
           h("span", { class: "when" }, when(e.time)),
         ),
         h("div", { class: "sub" }, [e.user, e.source].filter(Boolean).join(" · ")),
       ),
     "No events.",
   );
+}
+
+/** PS3.15 A.5.3 EventOutcomeIndicator: 0 success, 4 minor, 8 serious, 12 major failure. */
+function outcomeBadge(outcome) {
+  const code = String(outcome ?? "");
+  const words = { 0: "success", 4: "minor failure", 8: "serious failure", 12: "major failure" };
+  return h("span", { class: `badge ${code === "0" ? "completed" : "failed"}` }, words[code] || code);
 }
 
 async function refreshSettings() {
