@@ -62,7 +62,7 @@ def store_kind(
             ).open()
         except (AssociationFailed, OSError) as exc:
             raise Retry(str(exc)) from exc
-        contact = _contact(archive, settings.aet, destination, f"{peer.host}:{peer.port}")
+        contact = announce_outbound(archive, settings.aet, destination, f"{peer.host}:{peer.port}")
         try:
             for row in rows:
                 if job.cancelled():
@@ -101,7 +101,9 @@ def _send(
         job.failed(uid, f"{destination} answered 0x{code:04X} ({status.meaning(code, 'C-STORE')})")
 
 
-def _contact(archive: Archive, calling: str, called: str, address: str) -> Callable[[], None]:
+def announce_outbound(
+    archive: Archive, calling: str, called: str, address: str
+) -> Callable[[], None]:
     """Publish an outbound association; returns the function that publishes its end."""
     payload = {
         "id": uuid.uuid4().hex,

@@ -23,6 +23,7 @@ from isthmus.config import Settings
 from isthmus.dicom import status
 from isthmus.dimse import messages as msg
 from isthmus.dimse.contexts import accepted_syntaxes, contexts_for
+from isthmus.dimse.forward import announce_outbound
 from isthmus.dimse.requestor import AssociationFailed, Requestor
 from isthmus.dimse.service import Channel, Message
 from isthmus.node.access import AccessControl
@@ -166,6 +167,9 @@ class RetrieveSCP:
             )
             return
         originator = (channel.calling_aet, message.message_id)
+        ended = announce_outbound(
+            self.archive, self.settings.aet, destination.strip(), f"{peer.host}:{peer.port}"
+        )
 
         def send(context_id: int, sop_class: str, sop_instance: str, dataset: memoryview) -> int:
             return requestor.store(context_id, sop_class, sop_instance, dataset, originator)
@@ -187,6 +191,7 @@ class RetrieveSCP:
             raise
         finally:
             requestor.release()
+            ended()
 
     def _continue_as_job(
         self,
