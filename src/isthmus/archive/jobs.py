@@ -32,6 +32,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,8 @@ from isthmus.archive.events import EventBus
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+FLUSH_ITEMS = 50  # item outcomes written in one commit at most…
+FLUSH_SECONDS = 1.0  # …or this long after the last write
 ACTIVE = ("queued", "running")
 FINAL = ("completed", "partial", "failed", "cancelled")
 
@@ -233,6 +236,7 @@ class Jobs:
     # --------------------------------------------------------------- finish
     def finish(self, job: RunningJob) -> str:
         """The final status from the items: every pending item left is failed."""
+        job.flush()
         now = self.clock()
         i, j = idx.job_item.c, idx.job.c
         with self.engine.begin() as conn:
@@ -259,6 +263,7 @@ class Jobs:
 
     def fail(self, job: RunningJob, reason: str) -> None:
         """The whole job failed: its pending items fail with the same reason."""
+        job.flush()
         now = self.clock()
         i = idx.job_item.c
         with self.engine.begin() as conn:
@@ -271,6 +276,7 @@ class Jobs:
 
     def retry_later(self, job: RunningJob, reason: str) -> str:
         """Back to the queue with backoff, or failed when the policy gives up."""
+        job.flush()
         now = self.clock()
         j = idx.job.c
         with self.engine.begin() as conn:
@@ -302,6 +308,7 @@ class Jobs:
 
     def release(self, job: RunningJob) -> None:
         """Give a job back untouched (the worker stops): due again at once."""
+        job.flush()
         j = idx.job.c
         with self.engine.begin() as conn:
             conn.execute(
@@ -464,6 +471,8 @@ class RunningJob:
         self.owner = owner
         self.lease = lease
         self.stopping = threading.Event()
+        self._reports: list[tuple[str, str, str | None]] = []
+        self._flushed = time.monotonic()
 
     def pending(self) -> list[str]:
         return [item for item, _s, _r in self.jobs.items(self.id, "pending")]
@@ -475,28 +484,43 @@ class RunningJob:
         self.report(item, "failed", reason)
 
     def report(self, item: str, status: str, reason: str | None) -> None:
-        """One item's outcome (an item the job did not have is added), and a renewed
-        lease; raises Stopped when the worker stops."""
+        """One item's outcome (an item the job did not have is added).  Outcomes are
+        written in batches (`FLUSH_ITEMS`, or `FLUSH_SECONDS` after the last write),
+        with a renewed lease: one commit per batch, not per instance.  An outcome not
+        yet written when the process dies is lost, and the item done again (at least
+        once).  Raises Stopped when the worker stops."""
+        self._reports.append((item, status, reason))
+        if len(self._reports) >= FLUSH_ITEMS or time.monotonic() - self._flushed >= FLUSH_SECONDS:
+            self.flush()
+        if self.stopping.is_set():
+            self.flush()
+            raise Stopped()
+
+    def flush(self) -> None:
+        """Write the outcomes reported so far, and renew the lease."""
+        reports, self._reports = self._reports, []
+        self._flushed = time.monotonic()
         now = self.jobs.clock()
         i, j = idx.job_item.c, idx.job.c
         with self.jobs.engine.begin() as conn:
-            idx.insert_ignore(
-                conn,
-                idx.job_item,
-                {"job_pk": self.id, "item": item, "status": status, "updated_at": now},
-            )
-            conn.execute(
-                idx.job_item.update()
-                .where(i.job_pk == self.id, i.item == item)
-                .values(status=status, reason=reason, updated_at=now)
-            )
+            for item, status, _reason in reports:
+                idx.insert_ignore(
+                    conn,
+                    idx.job_item,
+                    {"job_pk": self.id, "item": item, "status": status, "updated_at": now},
+                )
+            if reports:
+                conn.execute(
+                    idx.job_item.update()
+                    .where(i.job_pk == self.id, i.item == sa.bindparam("b_item"))
+                    .values(status=sa.bindparam("b_status"), reason=sa.bindparam("b_reason")),
+                    [{"b_item": it, "b_status": st, "b_reason": rs} for it, st, rs in reports],
+                )
             conn.execute(
                 idx.job.update()
                 .where(j.pk == self.id)
                 .values(lease_until=now + timedelta(seconds=self.lease), updated_at=now)
             )
-        if self.stopping.is_set():
-            raise Stopped()
 
     def cancelled(self) -> bool:
         j = idx.job.c
