@@ -17,6 +17,8 @@ from typing import Any
 
 from isthmus.archive import Event, EventBus
 
+MAX_CONTACTS = 1000  # AE titles remembered (a caller may invent any number of them)
+
 
 class Activity:
     """Associations in progress and the last contact of each AE title."""
@@ -40,7 +42,11 @@ class Activity:
                 self._open.pop(key, None)
             else:
                 return
-            self._last[str(peer).strip()] = {
+            aet = str(peer).strip()
+            self._last.pop(aet, None)
+            if len(self._last) >= MAX_CONTACTS:  # forget the least recent
+                self._last.pop(next(iter(self._last)))
+            self._last[aet] = {
                 "time": now,
                 "direction": direction,
                 "address": payload.get("address"),
