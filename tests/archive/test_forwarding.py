@@ -97,3 +97,23 @@ def test_stored_instances_become_one_job_per_rule_and_study(archive: Archive) ->
     }
     assert jobs["all-ct01", str(ct[0].StudyInstanceUID)].counts["total"] == 3
     assert all(j.status == "queued" and j.params == {"destination": "P"} for j in jobs.values())
+
+
+def test_each_stored_instance_is_published_once_and_a_dropped_duplicate_not(
+    archive: Archive,
+) -> None:
+    got: list = []
+    archive.events.subscribe("instance.stored", got.append)
+    (ds,) = study(StudySpec(patient_id="EV1", instances_per_series=1, modality="MR"))
+    assert archive.store(part10(ds), source_aet="CT01").ok
+    assert archive.store(part10(ds), source_aet="CT01").status == "duplicate"
+    assert [e.payload for e in got] == [
+        {
+            "study": str(ds.StudyInstanceUID),
+            "series": str(ds.SeriesInstanceUID),
+            "sop_instance": str(ds.SOPInstanceUID),
+            "sop_class": str(ds.SOPClassUID),
+            "modality": "MR",
+            "source_aet": "CT01",
+        }
+    ]

@@ -131,3 +131,15 @@ def test_settings_in_effect_hide_secrets(secured: Node, tmp_path: Path) -> None:
     shown: Any = settings_in_effect(WebContext(secured.settings_shown, secured.archive))  # type: ignore[attr-defined]
     assert shown["index_url"] == "postgresql://isthmus:(redacted)@db.example:5432/pacs"
     assert "s3cret" not in str(shown)
+
+
+def test_a_post_from_another_web_site_is_refused(secured: Node) -> None:
+    pk = secured.archive.jobs.enqueue(
+        "forward", ["9.9"], params={"destination": "PACS2"}, delay=3600
+    )
+    with client(secured) as admin:
+        own = f"http://127.0.0.1:{secured.http_port}"
+        refused = admin.post(f"jobs/{pk}/cancel", headers={"Origin": "https://evil.example"})
+        assert refused.status_code == 403
+        assert secured.archive.jobs.get(pk).status == "queued"  # type: ignore[union-attr]
+        assert admin.post(f"jobs/{pk}/cancel", headers={"Origin": own}).status_code == 200

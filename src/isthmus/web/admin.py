@@ -8,6 +8,7 @@ Every endpoint needs the ``admin`` permission (auth.py; developer mode has it):
   ``GET associations``: associations in progress (node/activity.py);
 - ``GET jobs`` (``status``, ``kind``, ``limit``), ``GET jobs/{id}`` (with its items),
   ``POST jobs/{id}/cancel``, ``POST jobs/{id}/retry`` (archive/jobs.py);
+  (a POST whose Origin is another site is refused);
 - ``GET storage``: archive counts, bytes stored, file system space;
 - ``GET settings``: the settings in effect, secrets redacted (token hashes, passwords
   in URLs, key files).
@@ -42,6 +43,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
     def admin(handler: Callable[[Request], Any]) -> Handler:
         async def endpoint(request: Request) -> Response:
             ctx.authenticator.require(request.headers.get("authorization"), "admin")
+            if request.method == "POST":
+                _same_origin(ctx, request)
             body = await run_in_threadpool(handler, request)
             return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
@@ -61,6 +64,19 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         Route(f"{PREFIX}/storage", admin(lambda r: ctx.archive.usage())),
         Route(f"{PREFIX}/settings", admin(lambda r: settings_in_effect(ctx))),
     ]
+
+
+def _same_origin(ctx: WebContext, request: Request) -> None:
+    """A POST from another web site's page is refused (403): in developer mode there is
+    no credential to stop it, and a form or a plain fetch() needs no CORS preflight.
+    Browsers send Origin on such requests; other clients send none."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    allowed = {f"{request.url.scheme}://{request.headers.get('host', '')}"}
+    allowed |= set(ctx.settings.cors_origins)
+    if origin not in allowed and "*" not in allowed:
+        raise HTTPError(403, f"cross-origin request from {origin} refused")
 
 
 def peers(ctx: WebContext) -> dict[str, Any]:
