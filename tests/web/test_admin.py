@@ -143,3 +143,14 @@ def test_a_post_from_another_web_site_is_refused(secured: Node) -> None:
         assert refused.status_code == 403
         assert secured.archive.jobs.get(pk).status == "queued"  # type: ignore[union-attr]
         assert admin.post(f"jobs/{pk}/cancel", headers={"Origin": own}).status_code == 200
+
+
+def test_routes_list_the_ae_titles_other_doors_registered(secured: Node) -> None:
+    assert secured.router is not None
+    secured.router.add_route("BROWSER1", lambda sock, address, rq: sock.close())
+    try:
+        with client(secured) as admin:
+            shown = admin.get("routes").json()
+    finally:
+        secured.router.remove_route("BROWSER1")
+    assert shown == {"aet": "ISTHMUS", "routes": [{"aet": "BROWSER1", "kind": "browser"}]}
