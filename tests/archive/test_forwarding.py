@@ -117,3 +117,25 @@ def test_each_stored_instance_is_published_once_and_a_dropped_duplicate_not(
             "source_aet": "CT01",
         }
     ]
+
+
+def test_instances_stored_before_a_crash_without_their_job_get_one_at_start(
+    archive: Archive,
+) -> None:
+    (rule,) = parse_rules([{"name": "r", "from": "CT01", "to": "P", "settle": 0}], ["P"])
+    first, second, other = study(StudySpec(patient_id="CU1", instances_per_series=3))
+    for ds, aet in ((first, "CT01"), (second, "CT01"), (other, "CT02")):
+        assert archive.store(part10(ds), source_aet=aet).ok  # no Forwarding running: "crash"
+    covered = archive.jobs.enqueue("forward", [str(first.SOPInstanceUID)], label="r")
+    forwarding = Forwarding(archive, [rule]).start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(archive.jobs.search(kind="forward")) < 2:
+            assert time.monotonic() < deadline, archive.jobs.search()
+            time.sleep(0.05)
+    finally:
+        forwarding.stop()
+    (new,) = [j for j in archive.jobs.search(kind="forward") if j.id != covered]
+    assert archive.jobs.items(new.id) == [(str(second.SOPInstanceUID), "pending", None)]
+    assert new.subject == str(second.StudyInstanceUID)
+    assert Forwarding(archive, [rule]).catch_up() == 0

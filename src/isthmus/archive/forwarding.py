@@ -177,32 +177,93 @@ class Forwarding:
                 self._queue.put((rule, dict(event.payload)))
 
     def _loop(self) -> None:
+        """Queue jobs for what the stores handed over; a batch that cannot be queued
+        (the index is busy or down) is tried again, not dropped."""
+        self._catch_up_quietly()
         next_retention = time.monotonic() + min(60.0, self.retention_interval)
         while True:
-            timeout = max(0.0, next_retention - time.monotonic())
+            batch, stopping = self._take(max(0.0, next_retention - time.monotonic()))
             try:
-                first = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                first = ()  # type: ignore[assignment]
-            if first is None:
-                return
-            batch = [first] if first else []
-            while True:  # everything waiting: one job update per (rule, study)
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
+                if batch:
                     self._schedule(batch)
-                    return
-                batch.append(more)
-            try:
-                self._schedule(batch)
                 if time.monotonic() >= next_retention:
                     next_retention = time.monotonic() + self.retention_interval
                     self.schedule_retention()
             except Exception:
-                log.exception("forwarding: cannot queue jobs")
+                log.exception("forwarding: cannot queue jobs; trying again")
+                if not stopping:
+                    for entry in batch:
+                        self._queue.put(entry)
+                    time.sleep(1.0)
+            if stopping:
+                return
+
+    def _take(self, timeout: float) -> tuple[list[tuple[ForwardRule, dict[str, Any]]], bool]:
+        """Everything waiting (after up to `timeout` seconds for the first), and whether
+        stop() was asked for."""
+        batch: list[tuple[ForwardRule, dict[str, Any]]] = []
+        try:
+            entry = self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return batch, False
+        while entry is not None:
+            batch.append(entry)
+            try:
+                entry = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, False
+        return batch, True
+
+    def _catch_up_quietly(self) -> None:
+        try:
+            found = self.catch_up()
+        except Exception:
+            log.exception("forwarding: cannot look for instances left without a job")
+            return
+        if found:
+            log.warning("forwarding: %d instances stored before a restart get their jobs", found)
+
+    def catch_up(self, window: float = 86_400.0) -> int:
+        """Instances stored in the last `window` seconds that no forward job of a rule
+        they match covers (stored just before a crash, before their job was queued) are
+        handed to the scheduler; returns how many (instance, rule) pairs."""
+        since = self.archive.jobs.clock() - timedelta(seconds=window)
+        i, s, st = idx.instance.c, idx.series.c, idx.study.c
+        ji, j = idx.job_item.c, idx.job.c
+        found = 0
+        for rule in self.rules:
+            covered = (
+                sa.select(ji.item)
+                .select_from(idx.job_item.join(idx.job))
+                .where(j.kind == FORWARD, j.label == rule.name, ji.item == i.sop_instance_uid)
+            )
+            query = (
+                sa.select(
+                    i.sop_instance_uid,
+                    i.sop_class_uid,
+                    i.source_aet,
+                    s.series_instance_uid,
+                    s.modality,
+                    st.study_instance_uid,
+                )
+                .select_from(idx.instance.join(idx.series).join(idx.study))
+                .where(i.stored_at >= since, ~sa.exists(covered))
+            )
+            with self.archive.engine.connect() as conn:
+                rows = conn.execute(query).all()
+            for row in rows:
+                stored = {
+                    "study": row.study_instance_uid,
+                    "series": row.series_instance_uid,
+                    "sop_instance": row.sop_instance_uid,
+                    "sop_class": row.sop_class_uid,
+                    "modality": row.modality,
+                    "source_aet": row.source_aet,
+                }
+                if rule.prefilter(stored):
+                    self._queue.put((rule, stored))
+                    found += 1
+        return found
 
     def _schedule(self, batch: list[tuple[ForwardRule, dict[str, Any]]]) -> None:
         grouped: dict[tuple[str, str], tuple[ForwardRule, list[str]]] = {}
