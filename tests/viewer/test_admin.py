@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
+from isthmus.config import Settings
 from isthmus.server import Node
+from isthmus.testing.net import free_port
+from isthmus.web.auth import hash_token
 
 from .conftest import ARTIFACTS, ViewerData
 
@@ -109,3 +113,34 @@ def test_admin_page_works_on_a_phone_without_an_audit_trail(
     phone.locator("#jobs li[data-job] [data-action=retry] >> nth=0").tap()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     phone.screenshot(path=str(ARTIFACTS / "phone-admin.png"), full_page=True)
+
+
+def test_admin_page_asks_for_a_token_and_says_when_it_lacks_the_admin_permission(
+    page: Any, tmp_path: Path
+) -> None:
+    reader, admin = "reader-token-for-the-admin-page", "admin-token-for-the-admin-page"
+    settings = Settings(
+        data=tmp_path,
+        dicom_port=free_port(),
+        http_port=free_port(),
+        check_on_start=False,
+        tokens={
+            "reader": {"hash": hash_token(reader), "permissions": ["read"]},
+            "root": {"hash": hash_token(admin), "permissions": ["admin"]},
+        },
+    )
+    page.console_watch.allow("40[134]")
+    audit(page, None)
+    with Node(settings) as node:
+        page.goto(f"http://127.0.0.1:{node.http_port}/admin.html")
+        page.fill("#token-dialog input[name=token]", reader)
+        page.press("#token-dialog input[name=token]", "Enter")
+        page.wait_for_function(
+            "document.querySelector('#admin-status').textContent.includes('admin permission')"
+        )
+        page.evaluate(f"sessionStorage.setItem('isthmus.token', {json.dumps(admin)})")
+        page.click("#refresh")
+        page.wait_for_function(
+            "document.querySelector('#admin-status').textContent.startsWith('Updated')"
+        )
+        assert page.locator("#jobs").text_content() == "No jobs."

@@ -386,7 +386,8 @@ class Jobs:
                         updated_at=now,
                     )
                 )
-        self._changed(pk, "queued")
+        if status in FINAL:
+            self._changed(pk, "queued")
         return self.get(pk)
 
     # ----------------------------------------------------------------- read
