@@ -139,7 +139,7 @@ class Settings:
     # delete_after_days; docs/operations.md, "Forwarding and jobs") and the job worker:
     # threads, lease seconds (a job whose lease runs out is taken over), retry backoff
     # (first delay, doubling) bounded by attempts and total seconds, how often retention
-    # runs; `move_as_job`: C-MOVE sub-operations left when the association drops go on.
+    # runs, days finished jobs are kept; `move_as_job`: C-MOVE sub-operations left when the association drops go on.
     forward: tuple[dict[str, Any], ...] = ()
     job_threads: int = 2
     job_lease: float = 60.0
@@ -147,6 +147,7 @@ class Settings:
     job_retry_max_attempts: int = 20
     job_retry_max_time: float = 86_400.0
     retention_interval: float = 3600.0
+    job_keep_days: float = 30.0
     move_as_job: bool = True
 
     @property

@@ -182,7 +182,13 @@ def _jobs(
     forwarding = Forwarding(archive, rules, settings.retention_interval)
     send = store_kind(archive, settings, access)
     kinds = {kind: send for kind in SEND_KINDS} | {"retention": retention_kind(archive)}
-    worker = JobWorker(archive.jobs, kinds, threads=settings.job_threads, lease=settings.job_lease)
+    worker = JobWorker(
+        archive.jobs,
+        kinds,
+        threads=settings.job_threads,
+        lease=settings.job_lease,
+        keep_days=settings.job_keep_days,
+    )
     return forwarding, worker
 
 

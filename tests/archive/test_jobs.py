@@ -6,8 +6,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from io import BytesIO
 
 from isthmus.archive import Archive, Fail, JobWorker, Retry, RetryPolicy, RunningJob
+from isthmus.testing.generate import StudySpec, study
 
 
 class Clock:
@@ -258,3 +260,26 @@ def test_a_stopping_worker_gives_the_job_back(archive: Archive) -> None:
     job = archive.jobs.get(pk)
     assert job is not None and job.status == "queued" and job.attempts == 0
     assert job.counts["done"] == 1 and job.counts["pending"] == 1
+
+
+def test_purge_deletes_old_finished_jobs_but_keeps_proof_of_forwarding(archive: Archive) -> None:
+    clock = clocked(archive)
+    (ds,) = study(StudySpec(patient_id="PURGE", instances_per_series=1))
+    buffer = BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    assert archive.store(buffer.getvalue()).ok
+    stored_study = str(ds.StudyInstanceUID)
+    kept = archive.jobs.enqueue("forward", ["x"], label="r", subject=stored_study)
+    gone = archive.jobs.enqueue("forward", ["y"], label="r", subject="1.2.3.deleted")
+    moved = archive.jobs.enqueue("move", ["z"])
+    running = archive.jobs.enqueue("test", ["w"])
+    worker = JobWorker(archive.jobs, {"forward": lambda j: None, "move": lambda j: None}, 0)
+    while worker.run_one():
+        pass
+    assert archive.jobs.claim("w", ["test"], lease=10**9) is not None
+    clock.advance(29 * 86400)
+    assert archive.jobs.purge(30) == 0
+    clock.advance(2 * 86400)
+    assert archive.jobs.purge(30) == 2
+    assert {j.id for j in archive.jobs.search()} == {kept, running}
+    assert archive.jobs.items(gone) == [] and archive.jobs.items(moved) == []

@@ -452,6 +452,26 @@ class Jobs:
         with self.engine.connect() as conn:
             return conn.execute(query.limit(1)).first() is not None
 
+    def purge(self, keep_days: float) -> int:
+        """Delete jobs finished more than `keep_days` ago; returns how many.  A forward
+        job whose study is still stored is kept: it is the proof retention needs that
+        the study was forwarded."""
+        cutoff = self.clock() - timedelta(days=keep_days)
+        j = idx.job.c
+        still_stored = sa.exists().where(idx.study.c.study_instance_uid == j.subject)
+        old = sa.select(j.pk).where(
+            j.status.in_(FINAL),
+            j.finished_at < cutoff,
+            sa.or_(j.kind != "forward", ~still_stored),
+        )
+        with self.engine.begin() as conn:
+            pks = [row.pk for row in conn.execute(old)]
+            for start in range(0, len(pks), 500):
+                chunk = pks[start : start + 500]
+                conn.execute(idx.job_item.delete().where(idx.job_item.c.job_pk.in_(chunk)))
+                conn.execute(idx.job.delete().where(j.pk.in_(chunk)))
+        return len(pks)
+
     def _changed(self, pk: int, status: str) -> None:
         self.wakeup.set()
         if self.events is not None:
@@ -542,8 +562,11 @@ class JobWorker:
         threads: int = 2,
         lease: float = 60.0,
         poll: float = 1.0,
+        keep_days: float = 30.0,
     ) -> None:
         self.jobs = jobs
+        self.keep_days = keep_days  # finished jobs are purged after this (Jobs.purge)
+        self._next_purge = time.monotonic() + 60.0
         self.kinds: dict[str, JobKind] = dict(kinds or {})
         self.threads = threads
         self.lease = lease
@@ -575,6 +598,7 @@ class JobWorker:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
+                self._purge_now_and_then()
                 ran = self.run_one()
             except Exception:
                 log.exception("jobs: worker error")
@@ -582,6 +606,15 @@ class JobWorker:
             if not ran:
                 self.jobs.wakeup.wait(self.poll)
                 self.jobs.wakeup.clear()
+
+    def _purge_now_and_then(self) -> None:
+        with self._lock:
+            if time.monotonic() < self._next_purge:
+                return
+            self._next_purge = time.monotonic() + 3600.0
+        purged = self.jobs.purge(self.keep_days)
+        if purged:
+            log.info("jobs: %d finished jobs older than %g days purged", purged, self.keep_days)
 
     def run_one(self) -> bool:
         """Claim and run one job; False when none was due."""
