@@ -12,7 +12,8 @@ from isthmus.archive.bulk import BulkData, NoBulkData
 from isthmus.archive.events import Event, EventBus
 from isthmus.archive.forwarding import Forwarding, ForwardRule, parse_rules, retention_kind
 from isthmus.archive.index import InstanceRow
-from isthmus.archive.jobs import Fail, Job, JobKind, Jobs, JobWorker, Retry, RetryPolicy, RunningJob
+from isthmus.archive.job_worker import JobWorker
+from isthmus.archive.jobs import Fail, Job, JobKind, Jobs, Retry, RetryPolicy, RunningJob
 from isthmus.archive.keys import LEVELS, default_return_keys, resolve_tag, unique_key
 from isthmus.archive.matching import FindResult, Query, QueryError, query_from_keywords
 from isthmus.archive.outcome import StoreOutcome, StoreResult, stow_http_status
