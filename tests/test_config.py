@@ -213,3 +213,19 @@ def test_booleans_and_ports_are_checked_not_guessed(name: str, value: str) -> No
 
 def test_false_spelled_out_is_false() -> None:
     assert load(env={"ISTHMUS_DURABLE": "off"}).durable is False
+
+
+def test_forwarding_rules_come_from_forward_tables_and_must_name_known_peers(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "isthmus.toml"
+    config.write_text(
+        'peers = ["PACS2@192.0.2.5:104"]\n'
+        '[[forward]]\nname = "ct01"\nfrom = "CT01"\nto = "PACS2"\ndelete_after_days = 90\n'
+        '[[forward]]\nmodality = "MR"\nmatch = { BodyPartExamined = "CHEST" }\nto = "PACS2"\n'
+    )
+    settings = load(config, env={})
+    assert [r.get("name") for r in settings.forward] == ["ct01", None]
+    config.write_text('[[forward]]\nfrom = "CT01"\nto = "PACS9"\n')
+    with pytest.raises(ConfigError, match="'PACS9' is not a known peer"):
+        load(config, env={})

@@ -180,6 +180,20 @@ class Settings:
     audit_syslog_ca: str = ""
     audit_syslog_cert: str = ""
     audit_syslog_key: str = ""
+    # Forwarding rules (``[[forward]]`` tables: name, from, modality, match, to, settle,
+    # delete_after_days; docs/operations.md, "Forwarding and jobs") and the job worker:
+    # threads, lease seconds (a job whose lease runs out is taken over), retry backoff
+    # (first delay, doubling) bounded by attempts and total seconds, how often retention
+    # runs, days finished jobs are kept; `move_as_job`: C-MOVE sub-operations left when the association drops go on.
+    forward: tuple[dict[str, Any], ...] = ()
+    job_threads: int = 2
+    job_lease: float = 60.0
+    job_retry_base: float = 5.0
+    job_retry_max_attempts: int = 20
+    job_retry_max_time: float = 86_400.0
+    retention_interval: float = 3600.0
+    job_keep_days: float = 30.0
+    move_as_job: bool = True
 
     @property
     def resolved_index_url(self) -> str:
@@ -300,7 +314,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             out["peers"] = [Peer.parse(p) for p in raw.split(",") if p.strip()]
         elif f.name == "access":
             out["access"] = dict(item.split("=", 1) for item in raw.split(",") if "=" in item)
-        elif f.name == "tokens":
+        elif f.name in ("tokens", "forward"):
             continue
         elif f.name in _LIST_SETTINGS:
             out[f.name] = raw
@@ -340,6 +354,8 @@ def _build(values: dict[str, Any]) -> Settings:
                 clean[key] = tuple(str(v).strip() for v in items if str(v).strip())
             elif key == "peers":
                 clean[key] = tuple(p if isinstance(p, Peer) else Peer.parse(p) for p in value)
+            elif key == "forward":
+                clean[key] = tuple(value)
             else:
                 clean[key] = value
         except (TypeError, ValueError) as exc:
@@ -375,6 +391,7 @@ def _build(values: dict[str, Any]) -> Settings:
     for name in ("http_head_timeout", "http_body_timeout", "http_keep_alive"):
         if not getattr(settings, name) > 0:
             raise ConfigError(f"{name} must be more than 0 seconds")
+    _check_forward(settings)
     for svc, rule in settings.access.items():
         if svc not in SERVICES or rule not in ("any", "known"):
             raise ConfigError(
@@ -402,3 +419,18 @@ def _check_dicom_tls(settings: Settings) -> None:
             "a peer's certificate can only be checked on the TLS DICOM port with client "
             "certificates (dicom_tls_cert, dicom_tls_ca, dicom_tls_client_certs)"
         )
+
+
+def _check_forward(settings: Settings) -> None:
+    """Forwarding rules must name known peers and real attributes (archive/forwarding.py)."""
+    for name in ("job_threads", "job_retry_max_attempts"):
+        if getattr(settings, name) < 1:
+            raise ConfigError(f"{name} must be at least 1")
+    if not settings.forward:
+        return
+    from isthmus.archive.forwarding import parse_rules
+
+    try:
+        parse_rules(settings.forward, [p.aet for p in settings.peers])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc

@@ -9,12 +9,14 @@ from types import TracebackType
 
 import uvicorn
 
-from isthmus.archive import Archive
+from isthmus.archive import Archive, Forwarding, JobWorker, RetryPolicy, parse_rules, retention_kind
 from isthmus.audit import AuditTrail
 from isthmus.config import ConfigError, Settings
+from isthmus.dimse.forward import SEND_KINDS, store_kind
 from isthmus.dimse.scp import start_scp
 from isthmus.metrics import Metrics
 from isthmus.node.access import AccessControl
+from isthmus.node.contacts import Contacts
 from isthmus.node.router import AssociationRouter
 from isthmus.node.tls import server_context
 from isthmus.web.app import create_app
@@ -72,6 +74,8 @@ class Node:
         self.access = AccessControl(settings)
         self.router: AssociationRouter | None = None  # the plain port, else the TLS one
         self.tls_router: AssociationRouter | None = None
+        self.contacts = Contacts(self.archive.events)
+        self.forwarding, self.worker = _jobs(self.archive, settings, self.access)
         self._http: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
 
@@ -83,6 +87,8 @@ class Node:
         self._start_dicom()
         self._tell_application("started")
         self.archive.workitems.report_scp_status("RESTARTED")  # UPS subscribers (PS3.4 CC.2.4.2)
+        self.forwarding.start()
+        self.worker.start()
         if not http:
             return
         ctx = self.web_context()
@@ -120,7 +126,9 @@ class Node:
 
     def web_context(self) -> WebContext:
         """What the HTTP door serves: this node's archive, DICOM port, metrics, audit log."""
-        ctx = WebContext(self.settings, self.archive, self.plain_router, self.access)
+        ctx = WebContext(
+            self.settings, self.archive, self.plain_router, self.access, contacts=self.contacts
+        )
         ctx.metrics = self.metrics
         ctx.audit_log = self.audit.log.path
         return ctx
@@ -172,6 +180,9 @@ class Node:
         self.router = self.tls_router = None
         self.metrics.close()
         self.audit.close()
+        self.forwarding.stop()
+        self.worker.stop()
+        self.contacts.close()
         self.archive.close()
 
     def __enter__(self) -> Node:
@@ -212,6 +223,30 @@ def run_forever(settings: Settings) -> None:
         pass
     finally:
         node.stop()
+
+
+def _jobs(
+    archive: Archive, settings: Settings, access: AccessControl
+) -> tuple[Forwarding, JobWorker]:
+    """The forwarding rules and the job worker (docs/operations.md, "Forwarding and jobs"):
+    scheduling is the core's, the sending the DIMSE door's kind."""
+    archive.jobs.policy = RetryPolicy(
+        base=settings.job_retry_base,
+        max_attempts=settings.job_retry_max_attempts,
+        max_time=settings.job_retry_max_time,
+    )
+    rules = parse_rules(settings.forward, [p.aet for p in settings.peers])
+    forwarding = Forwarding(archive, rules, settings.retention_interval)
+    send = store_kind(archive, settings, access)
+    kinds = {kind: send for kind in SEND_KINDS} | {"retention": retention_kind(archive)}
+    worker = JobWorker(
+        archive.jobs,
+        kinds,
+        threads=settings.job_threads,
+        lease=settings.job_lease,
+        keep_days=settings.job_keep_days,
+    )
+    return forwarding, worker
 
 
 def _host(host: str) -> str:

@@ -5,9 +5,11 @@ audit trail and the metrics, activity.py), its results (`StoreResult` and its
 `StoreOutcome`, `FindResult`, `InstanceRow`, `BulkData`), queries, and the query
 vocabulary (levels, unique keys, default return keys, tag names); the
 de-identification options (`DeidentificationOptions`, isthmus.deid) that
-`Archive.deidentify*` take; and the work item store (`Archive.workitems`, a `WorkItems`; workitems.py lists its API) with its error
-(`WorkItemError` with a `UpsStatus`), events (`WorkItemEvent`, `EventType`) and the
-well-known subscription UIDs.
+`Archive.deidentify*` take; the work item store (`Archive.workitems`, a `WorkItems`; workitems.py lists its API)
+with its error (`WorkItemError` with a `UpsStatus`), events (`WorkItemEvent`,
+`EventType`) and the well-known subscription UIDs; and the persistent jobs (`Jobs`,
+`JobWorker`, the kinds' `RunningJob`, `Retry`, `Fail`) with the forwarding rules that
+queue them.
 """
 
 from isthmus.archive.activity import Activity, Transfer
@@ -15,7 +17,10 @@ from isthmus.archive.archive import Archive
 from isthmus.archive.bulk import BulkData, NoBulkData
 from isthmus.archive.deidentify import DeidentifiedStudies
 from isthmus.archive.events import Event, EventBus
+from isthmus.archive.forwarding import Forwarding, ForwardRule, parse_rules, retention_kind
 from isthmus.archive.index import InstanceRow
+from isthmus.archive.job_worker import JobWorker
+from isthmus.archive.jobs import Fail, Job, JobKind, Jobs, Retry, RetryPolicy, RunningJob
 from isthmus.archive.keys import LEVELS, default_return_keys, resolve_tag, unique_key
 from isthmus.archive.matching import FindResult, Query, QueryError, query_from_keywords
 from isthmus.archive.outcome import StoreOutcome, StoreResult, stow_http_status
@@ -64,19 +69,31 @@ __all__ = [
     "Event",
     "EventBus",
     "Excluded",
+    "Fail",
     "FindResult",
+    "ForwardRule",
+    "Forwarding",
     "InstanceRow",
+    "Job",
+    "JobKind",
+    "JobWorker",
+    "Jobs",
     "NoBulkData",
     "DeidentificationOptions",
     "DeidentificationOptionsError",
     "Query",
     "QueryError",
+    "Retry",
+    "RetryPolicy",
+    "RunningJob",
     "StoreOutcome",
     "StoreResult",
     "Transfer",
     "default_return_keys",
+    "parse_rules",
     "query_from_keywords",
     "resolve_tag",
+    "retention_kind",
     "stow_http_status",
     "unique_key",
 ]

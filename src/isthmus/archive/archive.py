@@ -27,6 +27,7 @@ from isthmus.archive.events import EventBus, LocalEventBus
 from isthmus.archive.events_postgres import PostgresEventBus
 from isthmus.archive.index import InstanceRow
 from isthmus.archive.ingest import InstanceRecord, build_record
+from isthmus.archive.jobs import Jobs
 from isthmus.archive.keys import add_parent_attributes
 from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.outcome import StoreOutcome, StoreResult
@@ -103,6 +104,9 @@ class Archive:
         self.activity = Activity(self.events)
         # Work items (UPS, PS3.4 Annex CC): one store for every workflow door.
         self.workitems = WorkItems(self.engine, self.events)
+        # Persistent jobs in the index (forwarding, retention, C-MOVE that outlives its
+        # association); the worker threads are the node's (server.py).
+        self.jobs = Jobs(self.engine, self.events)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Archive:
@@ -154,10 +158,28 @@ class Archive:
             _check(result, expected, expected_study)
             key, record = self._write(header, result, source_aet)
             pending = self._submit_index(result, key, record)
-            return self._settle(result, key, pending)
+            self._settle(result, key, pending)
         except _Refused as refused:
             result.outcome, result.reason = refused.outcome, refused.reason
             return result
+        if result.outcome is not StoreOutcome.DUPLICATE:
+            self._stored(result, header, source_aet)
+        return result
+
+    def _stored(self, result: StoreResult, header: part10.Header, source_aet: str | None) -> None:
+        """Tell the other parts (forwarding rules, the admin page) an instance is stored."""
+        modality = header.json.get("00080060", {}).get("Value", [None])[0]
+        self.events.publish(
+            "instance.stored",
+            {
+                "study": result.study_instance_uid,
+                "series": result.series_instance_uid,
+                "sop_instance": result.sop_instance_uid,
+                "sop_class": result.sop_class_uid,
+                "modality": modality,
+                "source_aet": (source_aet or "").strip() or None,
+            },
+        )
 
     def _write(
         self, header: part10.Header, result: StoreResult, source_aet: str | None
@@ -556,6 +578,22 @@ class Archive:
         if not isinstance(self.events, PostgresEventBus):
             return False
         return self.events.others() != 0
+
+    def usage(self) -> dict[str, Any]:
+        """Storage in use: counts per level, bytes stored (from the index) and, for a
+        blob store on a local file system, its size and free space."""
+        with self.engine.connect() as conn:
+            stored = conn.execute(
+                sa.select(sa.func.coalesce(sa.func.sum(idx.instance.c.size), 0))
+            ).scalar_one()
+        out: dict[str, Any] = {"counts": self.counts(), "bytes": int(stored)}
+        root = getattr(self.blobs, "root", None)
+        if root is not None:
+            import shutil
+
+            disk = shutil.disk_usage(root)
+            out["filesystem"] = {"total": disk.total, "used": disk.used, "free": disk.free}
+        return out
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:

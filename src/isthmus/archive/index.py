@@ -179,6 +179,42 @@ def _migration_1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[patient, study, series, instance])
 
 
+job = sa.Table(
+    "job",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),  # "forward", "retention", …
+    sa.Column("label", sa.String(64), nullable=False, default=""),  # e.g. the rule's name
+    sa.Column("subject", sa.String(64), nullable=False, default=""),  # e.g. a study UID
+    sa.Column("params", sa.Text, nullable=False, default="{}"),  # JSON
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("not_before", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("first_try", sa.DateTime(timezone=True)),  # retries end max_retry_time after
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", sa.DateTime(timezone=True)),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Index("ix_job_kind_label_subject", "kind", "label", "subject"),
+)
+
+job_item = sa.Table(
+    "job_item",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("job_pk", sa.ForeignKey("job.pk", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("item", sa.String(64), nullable=False),  # e.g. a SOP Instance UID
+    sa.Column("status", sa.String(16), nullable=False),  # pending, done, failed
+    sa.Column("reason", sa.Text),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("job_pk", "item", name="uq_job_item"),
+    sa.Index("ix_job_item_item", "item"),
+)
+
+
 def _migration_2(conn: Connection) -> None:
     """De-identification projects and their pseudonym keys."""
     metadata.create_all(conn, tables=[deid_project])
@@ -194,11 +230,17 @@ def _migration_4(conn: Connection) -> None:
     metadata.create_all(conn, tables=[route])
 
 
+def _migration_5(conn: Connection) -> None:
+    """Persistent jobs (archive/jobs.py) and their per-item progress."""
+    metadata.create_all(conn, tables=[job, job_item])
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 ]
 
 

@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from isthmus.archive import Activity, Transfer
+from isthmus.archive import Activity, EventBus, Transfer
 from isthmus.config import Settings
 from isthmus.dicom import uids
 from isthmus.dicom.status import PENDING, PENDING_WARNING, SUCCESS, UNRECOGNIZED_OPERATION
@@ -75,6 +75,22 @@ class LocalAE:
         self.per_host: collections.Counter[str] = collections.Counter()
         self.per_aet: collections.Counter[str] = collections.Counter()
         self.associations_lock = threading.Lock()
+        # Where associations are announced (``association.opened``/``closed``, read by
+        # node/contacts.py for the admin page); set by start_scp.
+        self.events: EventBus | None = None
+
+    def announce(self, topic: str, acceptor: Acceptor) -> None:
+        if self.events is not None:
+            self.events.publish(
+                topic,
+                {
+                    "id": f"in-{id(acceptor):x}",
+                    "direction": "inbound",
+                    "calling_aet": acceptor.calling_aet.strip(),
+                    "called_aet": acceptor.rq.called_aet.strip(),
+                    "address": acceptor.address,
+                },
+            )
 
     def __call__(self, sock: socket.socket, address: Any, rq: pdu.AAssociateRQ) -> None:
         Acceptor(sock, address, rq, self).run()
@@ -136,6 +152,7 @@ class Acceptor:
         counted = (self.address, self.calling_aet)  # the router's view of the request
         too_many = ae.enter(*counted)
         started = time.monotonic()
+        announced = False
         try:
             self.sock.settimeout(self.settings.network_timeout)
             self._read_associate_rq()
@@ -156,6 +173,8 @@ class Acceptor:
                 self._tell_association(f"{too_many} exceeded")
                 return
             if self._accept():
+                ae.announce("association.opened", self)
+                announced = True
                 self._serve()
         except (AbortAssociation, PDUError) as exc:
             log.warning("A-ABORT to %s (%s): %s", self.calling_aet, self.address, exc)
@@ -174,6 +193,8 @@ class Acceptor:
             log.exception("association from %s: internal error, A-ABORT", self.calling_aet)
             self._send_quietly(pdu.abort())
         finally:
+            if announced:
+                ae.announce("association.closed", self)
             ae.leave(*counted)
             _close(self.sock)
             for transfer in self.transfers.values():

@@ -23,6 +23,7 @@ from isthmus.config import ConfigError, Settings
 from isthmus.dicom import status
 from isthmus.dimse import messages as msg
 from isthmus.dimse.contexts import accepted_syntaxes, contexts_for
+from isthmus.dimse.forward import announce_outbound
 from isthmus.dimse.requestor import AssociationFailed, Requestor
 from isthmus.dimse.service import Channel, Message
 from isthmus.node.access import AccessControl
@@ -171,6 +172,9 @@ class RetrieveSCP:
             )
             return
         originator = (channel.calling_aet, message.message_id)
+        ended = announce_outbound(
+            self.archive, self.settings.aet, destination.strip(), f"{peer.host}:{peer.port}"
+        )
 
         def send(context_id: int, sop_class: str, sop_instance: str, dataset: memoryview) -> int:
             return requestor.store(context_id, sop_class, sop_instance, dataset, originator)
@@ -186,8 +190,40 @@ class RetrieveSCP:
                 lambda sop_class: accepted_syntaxes(requestor.accepted, sop_class),
                 send,
             )
+        except Exception:
+            if self.settings.move_as_job:
+                self._continue_as_job(rows, progress, destination, originator)
+            raise
         finally:
             requestor.release()
+            ended()
+
+    def _continue_as_job(
+        self,
+        rows: list[InstanceRow],
+        progress: Progress,
+        destination: str,
+        originator: tuple[str, int],
+    ) -> None:
+        """The C-MOVE association dropped: its remaining sub-operations go on as a
+        persistent job of kind ``move`` (dimse/forward.py), so what was asked for still
+        arrives, even across a restart (settings.move_as_job)."""
+        remaining = rows[len(rows) - progress.remaining :]
+        if not remaining:
+            return
+        pk = self.archive.jobs.enqueue(
+            "move",
+            [r.sop_instance_uid for r in remaining],
+            label=originator[0].strip(),
+            subject=remaining[0].study_instance_uid,
+            params={"destination": destination.strip(), "originator": list(originator)},
+        )
+        log.warning(
+            "C-MOVE from %s dropped; %d sub-operations continue as job %d",
+            originator[0],
+            len(remaining),
+            pk,
+        )
 
     def get(self, channel: Channel, message: Message) -> None:
         """C-GET SCP (PS3.4 C.4.3): sub-operations on the same association."""

@@ -217,11 +217,11 @@ def start_scp(
     the plain router `beside`, it shares that one's AE (so the association limits count
     both ports) and routing table.
     """
-    own = (
-        beside.own
-        if beside
-        else LocalAE(settings, service_table(archive, settings, access), archive.activity)
-    )
+    if beside is not None:
+        own = beside.own
+    else:
+        own = LocalAE(settings, service_table(archive, settings, access), archive.activity)
+        own.events = archive.events
     port = settings.dicom_tls_port if tls else settings.dicom_port
     server = AssociationRouter((settings.host, port), own, tls=tls)
     if beside is not None:

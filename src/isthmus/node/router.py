@@ -93,6 +93,11 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         with self._lock:
             self._routes.pop(called_aet.strip(), None)
 
+    def routes(self) -> list[str]:
+        """The called AE titles routed elsewhere (browser AEs, relay sites), sorted."""
+        with self._lock:
+            return sorted(self._routes)
+
     def route_for(self, called_aet: str) -> RouteHandler | None:
         if self.tls is not None:  # routes take plain sockets (see the module's docstring)
             return None

@@ -79,18 +79,22 @@ class StoreSCP:
     Reachable at 127.0.0.1:`port` as AE `aet`.  Use as a context manager.
     """
 
-    def __init__(self, folder: Path, aet: str = "STORESCP", extra: Sequence[str] = ()) -> None:
+    def __init__(
+        self, folder: Path, aet: str = "STORESCP", extra: Sequence[str] = (), port: int = 0
+    ) -> None:
+        """`port`: where to be reachable (0: a free one), e.g. a port a peer is
+        configured with before the server comes up."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.aet = aet
         self.extra = list(extra)
-        self.port = 0
+        self.port = port
         self.isolated = can_isolate()
         self._proc: subprocess.Popen[bytes] | None = None
         self._forwarder: _Forwarder | None = None
 
     def start(self) -> StoreSCP:
-        inner = 11112 if self.isolated else free_port()
+        inner = 11112 if self.isolated else (self.port or free_port())
         command = [
             tool("storescp"),
             "--aetitle",
@@ -108,7 +112,7 @@ class StoreSCP:
         self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             if self.isolated:
-                self._forwarder = _Forwarder(f"/proc/{self._proc.pid}/ns/net", inner)
+                self._forwarder = _Forwarder(f"/proc/{self._proc.pid}/ns/net", inner, self.port)
                 self._forwarder.wait_ready(self._proc)
                 self.port = self._forwarder.port
             else:
@@ -167,11 +171,12 @@ class _Forwarder:
     """Accept on 127.0.0.1:<free port> here; connect to 127.0.0.1:`inner` in another
     network namespace (setns(2) applies to the calling thread only)."""
 
-    def __init__(self, netns: str, inner: int) -> None:
+    def __init__(self, netns: str, inner: int, port: int = 0) -> None:
         self.netns = netns
         self.inner = inner
         self._listener = socket.socket()
-        self._listener.bind(("127.0.0.1", 0))
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", port))
         self._listener.listen(64)
         self.port = self._listener.getsockname()[1]
         self._closed = False

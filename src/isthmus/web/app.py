@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from isthmus import __version__
-from isthmus.web import capabilities, deidentify, dicom_ws, dicomweb, operations, wado_uri
+from isthmus.web import admin, capabilities, deidentify, dicom_ws, dicomweb, operations, wado_uri
 from isthmus.web.auth import AuthMiddleware
 from isthmus.web.context import WebContext
 from isthmus.web.errors import EXCEPTION_HANDLERS
@@ -63,6 +63,7 @@ def create_app(ctx: WebContext) -> Starlette:
         *wado_uri.routes(),
         *deidentify.routes(),
         *dicom_ws.routes(ctx),
+        *admin.routes(ctx),
         *viewer_routes(VIEWER_DIR),
     ]
     app = Starlette(

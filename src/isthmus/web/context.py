@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # for the annotations only: the web door runs without the DIM
 
     from isthmus.metrics import Metrics
     from isthmus.node.access import AccessControl
+    from isthmus.node.contacts import Contacts
     from isthmus.node.router import AssociationRouter
 
 
@@ -26,6 +27,9 @@ class WebContext:
     # routes and C-MOVE destinations); None when DIMSE is off.
     router: AssociationRouter | None = None
     access: AccessControl | None = None
+    # Associations in progress and last contact per AE (node/contacts.py), for the
+    # admin page; None when the node does not track them.
+    contacts: Contacts | None = None
     # Who may do what over HTTP (web/auth.py), from the settings.  The HTTP middleware
     # and the WebSocket gateway (permission "dicom-ws") ask it.
     authenticator: Authenticator = field(init=False)
