@@ -9,6 +9,7 @@ from isthmus.archive.archive import Archive
 from isthmus.archive.bulk import BulkData, NoBulkData
 from isthmus.archive.events import Event, EventBus
 from isthmus.archive.index import InstanceRow
+from isthmus.archive.integrity import Integrity
 from isthmus.archive.keys import LEVELS, default_return_keys, resolve_tag, unique_key
 from isthmus.archive.matching import FindResult, Query, QueryError, query_from_keywords
 from isthmus.archive.outcome import StoreOutcome, StoreResult, stow_http_status
@@ -21,6 +22,7 @@ __all__ = [
     "EventBus",
     "FindResult",
     "InstanceRow",
+    "Integrity",
     "NoBulkData",
     "Query",
     "QueryError",

@@ -28,9 +28,10 @@ from isthmus.dicom.status import (
 )
 from isthmus.dimse import messages as msg
 from isthmus.dimse.acceptor import LocalAE
+from isthmus.dimse.commitment import STORAGE_COMMITMENT, StorageCommitmentSCP
 from isthmus.dimse.identifiers import identifier_keys, result_dataset
 from isthmus.dimse.retrieve import RetrieveSCP
-from isthmus.dimse.service import Channel, Message, Service, ServiceTable
+from isthmus.dimse.service import Channel, Message, Service, ServiceTable, by_sop_class
 from isthmus.node.access import AccessControl
 from isthmus.node.router import AssociationRouter
 
@@ -171,8 +172,21 @@ def service_table(archive: Archive, settings: Settings, access: AccessControl) -
         msg.C_FIND_RQ: Service("C-FIND", frozenset(FIND_ROOTS), COMMAND_SYNTAXES, scp.find),
         msg.C_MOVE_RQ: Service("C-MOVE", MOVE_CLASSES, COMMAND_SYNTAXES, retrieve.move),
         msg.C_GET_RQ: Service("C-GET", GET_CLASSES, COMMAND_SYNTAXES, retrieve.get),
+        **workflow_services(archive, settings, access),
     }
     return ServiceTable(services, scp_role_classes=STORAGE_CLASSES)
+
+
+def workflow_services(
+    archive: Archive, settings: Settings, access: AccessControl
+) -> dict[int, Service]:
+    """The DIMSE-N services: Storage Commitment (PS3.4 J), by command field."""
+    commitment = StorageCommitmentSCP(archive, settings, access)
+    return {
+        msg.N_ACTION_RQ: by_sop_class(
+            "N-ACTION", {STORAGE_COMMITMENT: commitment.n_action}, COMMAND_SYNTAXES
+        ),
+    }
 
 
 def start_scp(archive: Archive, settings: Settings, access: AccessControl) -> AssociationRouter:
