@@ -27,6 +27,7 @@ from isthmus.archive.keys import add_parent_attributes
 from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.outcome import StoreOutcome, StoreResult
 from isthmus.archive.storage import BlobStore, open_blob_store
+from isthmus.archive.workitems import WorkItems
 from isthmus.archive.writer import GroupCommitWriter
 from isthmus.dicom import part10, uids
 from isthmus.dicom.part10 import InvalidDicom
@@ -71,6 +72,8 @@ class Archive:
         self.writer = GroupCommitWriter(self.engine, on_failure=self._parents.clear)
         # What happened, for doors and (when processes share the archive) other processes.
         self.events: EventBus = LocalEventBus()
+        # Work items (UPS, PS3.4 Annex CC): one store for every workflow door.
+        self.workitems = WorkItems(self.engine, self.events)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Archive:

@@ -98,13 +98,66 @@ schema_version = sa.Table(
 
 TABLES = {"PATIENT": patient, "STUDY": study, "SERIES": series, "IMAGE": instance}
 
+# Work items (UPS, PS3.4 Annex CC): archive/workitems.py owns these tables.
+workitem = sa.Table(
+    "workitem",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("sop_instance_uid", sa.String(64), nullable=False, unique=True),
+    sa.Column("state", sa.String(16), nullable=False, index=True),  # Procedure Step State
+    sa.Column("transaction_uid", sa.String(64)),  # never returned to a reader (CC.2.6)
+    sa.Column("version", sa.Integer, nullable=False),  # conditional UPDATE: one writer wins
+    sa.Column("scheduled_start", sa.String(32), index=True),  # (0040,4005), as stored
+    sa.Column("patient_id", sa.String(64), index=True),
+    sa.Column("metadata", sa.Text, nullable=False),  # DICOM JSON, Transaction UID left out
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Subscriptions (PS3.4 CC.2.3.2): `workitem_uid` is the work item's UID, or the well-known
+# UID of the global subscription (…34.5) or of the filtered global one (…34.5.1).
+# `active` False records an unsubscription from one item that a global one would cover.
+ups_subscription = sa.Table(
+    "ups_subscription",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("aet", sa.String(16), nullable=False, index=True),
+    sa.Column("workitem_uid", sa.String(64), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("deletion_lock", sa.Boolean, nullable=False),
+    sa.Column("filter", sa.Text),  # JSON {keyword: value} of a filtered global subscription
+    # A suspended global subscription covers the work items up to this pk only.
+    sa.Column("suspended_after", sa.Integer),
+    sa.UniqueConstraint("aet", "workitem_uid", name="uq_ups_subscription"),
+)
+
+# Event reports (PS3.4 CC.2.4), one row per recipient, kept for `event_retention` so a
+# subscriber whose channel was down gets them when it reconnects.
+ups_event = sa.Table(
+    "ups_event",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("aet", sa.String(16), nullable=False),
+    sa.Column("workitem_uid", sa.String(64), nullable=False),
+    sa.Column("event_type", sa.Integer, nullable=False),
+    sa.Column("info", sa.Text, nullable=False),  # DICOM JSON of the event information
+    sa.Column("delivered", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Index("ix_ups_event_aet", "aet", "delivered", "pk"),
+)
+
 
 def _migration_1(conn: Connection) -> None:
     """The initial schema."""
     metadata.create_all(conn, tables=[patient, study, series, instance])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1]
+def _migration_2(conn: Connection) -> None:
+    """Work items (UPS), their subscriptions and event log."""
+    metadata.create_all(conn, tables=[workitem, ups_subscription, ups_event])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2]
 
 
 @dataclass

@@ -118,7 +118,7 @@ def find(conn: Connection, query: Query) -> FindResult:
         _representatives(conn, level, pks) if (post or _wants_metadata(query, level)) else {}
     )
     if post:
-        pks = [pk for pk in pks if _post_match(representative.get(pk), post)]
+        pks = [pk for pk in pks if match_stored(representative.get(pk), post)]
         pks = pks[query.offset :]
     truncated = query.limit is not None and len(pks) > query.limit
     if query.limit is not None:
@@ -218,8 +218,9 @@ def _representatives(conn: Connection, level: str, pks: list[int]) -> dict[int, 
     return out
 
 
-def _post_match(meta: dict[str, Any] | None, keys: list[tuple[int, Matcher]]) -> bool:
-    """Every non-indexed key's matcher accepts the stored value (PS3.4 C.2.2.2)."""
+def match_stored(meta: dict[str, Any] | None, keys: list[tuple[int, Matcher]]) -> bool:
+    """Every key's matcher accepts the stored DICOM JSON value (PS3.4 C.2.2.2); also
+    the whole matching of work items (archive/workitem_search.py)."""
     if meta is None:
         return False
     for tag, matcher in keys:

@@ -1,0 +1,257 @@
+"""The work item store: UPS state machine, attribute rules, subscriptions, events,
+concurrency (PS3.4 Annex CC), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from isthmus.archive import (
+    CANCELED,
+    COMPLETED,
+    FILTERED_SUBSCRIPTION,
+    GLOBAL_SUBSCRIPTION,
+    IN_PROGRESS,
+    SCHEDULED,
+    Archive,
+    EventType,
+    QueryError,
+    UpsStatus,
+    WorkItemError,
+    completion,
+    scheduled_workitem,
+)
+
+TUID = "1.2.826.0.1.3680043.10.1.1"
+OTHER_TUID = "1.2.826.0.1.3680043.10.1.2"
+
+
+@pytest.fixture
+def archive(index_url: str, tmp_path: Path) -> Iterator[Archive]:
+    arch = Archive(index_url, f"file://{tmp_path / 'blobs'}")
+    try:
+        yield arch
+    finally:
+        arch.close()
+
+
+def entry(**kw: str) -> dict:
+    base = {
+        "patient_id": "P1",
+        "patient_name": "Doe^Jane",
+        "accession": "A1",
+        "modality": "CT",
+        "station_aet": "CT01",
+        "start": "202601020930",
+        "label": "CT head",
+    }
+    return scheduled_workitem({**base, **kw})
+
+
+def status_of(call, *args, **kw) -> int:
+    with pytest.raises(WorkItemError) as info:
+        call(*args, **kw)
+    return int(info.value.status)
+
+
+def test_full_lifecycle_reaches_completed_and_keeps_the_transaction_uid_secret(archive):
+    wi = archive.workitems
+    created = wi.create(entry())
+    assert created.warnings == []
+    uid = created.uid
+    assert wi.state(uid) == SCHEDULED
+    assert wi.change_state(uid, IN_PROGRESS, TUID).dataset["00741000"]["Value"] == [IN_PROGRESS]
+    wi.update(uid, completion("202601020931", "202601020950"), TUID)
+    done = wi.change_state(uid, COMPLETED, TUID)
+    assert wi.state(uid) == COMPLETED
+    assert "00081195" not in wi.get(uid)
+    assert "00081195" not in done.dataset
+    again = wi.change_state(uid, COMPLETED, TUID)
+    assert again.warnings == [UpsStatus.ALREADY_COMPLETED]
+
+
+def test_state_machine_violations_get_the_standard_statuses(archive):
+    wi = archive.workitems
+    uid = wi.create(entry()).uid
+    assert status_of(wi.change_state, uid, COMPLETED, TUID) == 0xC310  # not IN PROGRESS
+    assert status_of(wi.change_state, uid, SCHEDULED, TUID) == 0xC303
+    assert status_of(wi.change_state, uid, IN_PROGRESS, None) == 0xC301
+    wi.change_state(uid, IN_PROGRESS, TUID)
+    assert status_of(wi.change_state, uid, IN_PROGRESS, OTHER_TUID) == 0xC302
+    assert status_of(wi.change_state, uid, COMPLETED, OTHER_TUID) == 0xC301
+    assert status_of(wi.update, uid, {"00741204": {"vr": "LO", "Value": ["x"]}}) == 0xC301
+    # final state requirements: no Performed Procedure Sequence yet
+    assert status_of(wi.change_state, uid, COMPLETED, TUID) == 0xC304
+    wi.change_state(uid, CANCELED, TUID)
+    assert status_of(wi.update, uid, {"00741204": {"vr": "LO", "Value": ["x"]}}, TUID) == 0xC300
+    assert status_of(wi.change_state, uid, COMPLETED, TUID) == 0xC300
+    assert status_of(wi.get, "1.2.3.4.5") == 0xC307
+
+
+def test_create_refuses_missing_required_attributes_and_duplicates(archive):
+    wi = archive.workitems
+    ds = entry()
+    del ds["00404005"]
+    assert status_of(wi.create, ds) == UpsStatus.MISSING_ATTRIBUTE
+    ds = entry()
+    ds["00741200"] = {"vr": "CS"}
+    assert status_of(wi.create, ds) == UpsStatus.MISSING_ATTRIBUTE_VALUE
+    ds = entry()
+    ds["00741000"] = {"vr": "CS", "Value": ["IN PROGRESS"]}
+    assert status_of(wi.create, ds) == 0xC309
+    uid = wi.create(entry(), uid="1.2.826.0.1.3680043.10.9").uid
+    assert status_of(wi.create, entry(), uid=uid) == UpsStatus.DUPLICATE_SOP_INSTANCE
+
+
+def test_missing_type_2_attributes_are_added_with_a_warning(archive):
+    ds = entry()
+    del ds["00404018"]
+    created = archive.workitems.create(ds)
+    assert created.warnings == [UpsStatus.CREATED_WITH_MODIFICATIONS]
+    assert archive.workitems.get(created.uid)["00404018"] == {"vr": "SQ"}
+
+
+def test_cancel_request_on_a_scheduled_item_cancels_it_through_in_progress(archive):
+    wi = archive.workitems
+    uid = wi.create(entry()).uid
+    wi.subscribe("WATCHER", uid)
+    wi.mark_delivered("WATCHER", [e.id for e in wi.pending_events("WATCHER")])
+    reason = {"00741238": {"vr": "LT", "Value": ["patient left"]}}
+    wi.request_cancel(uid, reason, aet="RIS")
+    assert wi.state(uid) == CANCELED
+    states = [e.info["00741000"]["Value"][0] for e in wi.pending_events("WATCHER")]
+    assert states == [IN_PROGRESS, CANCELED]
+    assert wi.request_cancel(uid).warnings == [UpsStatus.ALREADY_CANCELED]
+
+
+def test_cancel_request_on_an_in_progress_item_tells_the_subscribers(archive):
+    wi = archive.workitems
+    uid = wi.create(entry()).uid
+    wi.change_state(uid, IN_PROGRESS, TUID)
+    wi.subscribe("PERFORMER", uid)
+    wi.request_cancel(uid, {}, aet="RIS")
+    assert wi.state(uid) == IN_PROGRESS
+    last = wi.pending_events("PERFORMER")[-1]
+    assert last.event_type == EventType.CANCEL_REQUESTED
+    assert last.info["00741236"]["Value"] == ["RIS"]
+    wi.update(uid, completion("202601020931", "202601020950"), TUID)
+    wi.change_state(uid, COMPLETED, TUID)
+    assert status_of(wi.request_cancel, uid) == 0xC311
+
+
+def test_events_are_logged_per_subscriber_and_published_on_the_bus(archive):
+    wi = archive.workitems
+    heard = []
+    archive.events.subscribe("ups.", heard.append)
+    wi.subscribe("ALL", GLOBAL_SUBSCRIPTION)
+    uid = wi.create(entry()).uid
+    wi.change_state(uid, IN_PROGRESS, TUID)
+    progress = {"00741002": {"vr": "SQ", "Value": [{"00741004": {"vr": "DS", "Value": [50]}}]}}
+    wi.update(uid, progress, TUID)
+    types = [e.event_type for e in wi.pending_events("ALL")]
+    assert types == [EventType.STATE_REPORT, EventType.STATE_REPORT, EventType.PROGRESS_REPORT]
+    assert [e.topic for e in heard] == [f"ups.{uid}"] * 3
+    assert heard[0].payload["aet"] == "ALL"
+    wi.mark_delivered("ALL", [e.id for e in wi.pending_events("ALL")][:2])
+    assert [e.event_type for e in wi.pending_events("ALL")] == [EventType.PROGRESS_REPORT]
+
+
+def test_filtered_subscriptions_hear_only_matching_work_items(archive):
+    wi = archive.workitems
+    wi.subscribe(
+        "CTONLY",
+        FILTERED_SUBSCRIPTION,
+        filter={"ScheduledStationClassCodeSequence.CodeValue": "CT"},
+    )
+    wi.subscribe(
+        "MRONLY",
+        FILTERED_SUBSCRIPTION,
+        filter={"ScheduledStationClassCodeSequence.CodeValue": "MR"},
+    )
+    ct = wi.create(entry(modality="CT")).uid
+    mr = wi.create(entry(modality="MR")).uid
+    assert {e.workitem_uid for e in wi.pending_events("CTONLY")} == {ct}
+    assert {e.workitem_uid for e in wi.pending_events("MRONLY")} == {mr}
+    assert wi.subscribers(ct) == ["CTONLY"]
+
+
+def test_suspended_global_subscription_keeps_existing_items_only(archive):
+    wi = archive.workitems
+    wi.subscribe("ALL", GLOBAL_SUBSCRIPTION, deletion_lock=True)
+    old = wi.create(entry()).uid
+    wi.suspend("ALL")
+    new = wi.create(entry()).uid
+    assert wi.subscribers(old) == ["ALL"]
+    assert wi.subscribers(new) == []
+    wi.unsubscribe("ALL", old)
+    assert wi.subscribers(old) == []
+    wi.subscribe("ALL", GLOBAL_SUBSCRIPTION)
+    wi.unsubscribe("ALL", GLOBAL_SUBSCRIPTION)
+    assert wi.subscriptions("ALL") == []
+
+
+def test_subscribing_to_one_item_sends_its_initial_state(archive):
+    wi = archive.workitems
+    uid = wi.create(entry()).uid
+    wi.subscribe("ONE", uid)
+    (event,) = wi.pending_events("ONE")
+    assert event.event_type == EventType.STATE_REPORT
+    assert event.report()["00001000"]["Value"] == [uid]
+    assert event.report()["00001002"]["Value"] == [1]
+    assert status_of(wi.subscribe, "ONE", "1.2.3.999") == 0xC307
+
+
+def test_search_uses_the_query_matchers(archive):
+    wi = archive.workitems
+    a = wi.create(entry(patient_id="P1", start="202601020930", modality="CT")).uid
+    b = wi.create(entry(patient_id="P2", patient_name="Smith^John", start="202601030800")).uid
+    found = lambda **p: [d["00080018"]["Value"][0] for d in wi.search(p)]  # noqa: E731
+    assert found(PatientID="P1") == [a]
+    assert found(PatientName="smith*") == [b]
+    assert found(ScheduledProcedureStepStartDateTime="20260103-") == [b]
+    assert found(ProcedureStepState="SCHEDULED") == [a, b]
+    assert found(**{"ReferencedRequestSequence.AccessionNumber": "A1"}) == [a, b]
+    assert found(**{"ScheduledStationNameCodeSequence.CodeValue": "CT0?"}) == [a, b]
+    assert len(wi.search({}, limit=1, offset=1)) == 1
+    with pytest.raises(QueryError):
+        wi.search({"ScheduledProcedureStepStartDateTime": "tomorrow"})
+
+
+def claim_concurrently(wi, uid: str, tuids: tuple[str, ...]) -> list[str]:
+    """Every Transaction UID claims `uid` at the same moment; "won" or the status."""
+    barrier = threading.Barrier(len(tuids))
+    outcomes: list[str] = []
+
+    def claim(tuid: str) -> None:
+        barrier.wait()
+        try:
+            wi.change_state(uid, IN_PROGRESS, tuid)
+            outcomes.append("won")
+        except WorkItemError as exc:
+            outcomes.append(f"0x{int(exc.status):04X}")
+
+    threads = [threading.Thread(target=claim, args=(t,)) for t in tuids]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return sorted(outcomes)
+
+
+def test_two_writers_claiming_one_item_exactly_one_wins(archive):
+    wi = archive.workitems
+    for _ in range(3):
+        uid = wi.create(entry()).uid
+        assert claim_concurrently(wi, uid, (TUID, OTHER_TUID)) == ["0xC302", "won"]
+        label = {"00741204": {"vr": "LO", "Value": ["claimed"]}}
+        holders = []
+        for tuid in (TUID, OTHER_TUID):  # the stored Transaction UID is the winner's
+            try:
+                wi.update(uid, label, tuid)
+                holders.append(tuid)
+            except WorkItemError as exc:
+                assert exc.status == UpsStatus.WRONG_TRANSACTION_UID
+        assert len(holders) == 1
