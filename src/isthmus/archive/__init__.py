@@ -5,7 +5,8 @@ Doors import from here only: the Archive, its results (`StoreResult` and its
 vocabulary (levels, unique keys, default return keys, tag names); and the work item
 store (`Archive.workitems`, a `WorkItems`; workitems.py lists its API) with its error
 (`WorkItemError` with a `UpsStatus`), events (`WorkItemEvent`, `EventType`) and the
-well-known subscription UIDs.
+well-known subscription UIDs; Modality Performed Procedure Steps
+(`Archive.performed_steps`, a `PerformedSteps`, with `PerformedStepError`).
 """
 
 from isthmus.archive.archive import Archive
@@ -16,6 +17,12 @@ from isthmus.archive.integrity import Integrity
 from isthmus.archive.keys import LEVELS, default_return_keys, resolve_tag, unique_key
 from isthmus.archive.matching import FindResult, Query, QueryError, query_from_keywords
 from isthmus.archive.outcome import StoreOutcome, StoreResult, stow_http_status
+from isthmus.archive.performed import (
+    MPPS_SOP_CLASS,
+    PerformedStep,
+    PerformedStepError,
+    PerformedSteps,
+)
 from isthmus.archive.workitem_entry import EntryError, completion, scheduled_workitem
 from isthmus.archive.workitem_events import (
     FILTERED_SUBSCRIPTION,
@@ -53,6 +60,10 @@ __all__ = [
     "WorkItemEvent",
     "WorkItems",
     "LEVELS",
+    "MPPS_SOP_CLASS",
+    "PerformedStep",
+    "PerformedStepError",
+    "PerformedSteps",
     "Archive",
     "BulkData",
     "Event",

@@ -26,6 +26,7 @@ from isthmus.archive.integrity import Integrity
 from isthmus.archive.keys import add_parent_attributes
 from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.outcome import StoreOutcome, StoreResult
+from isthmus.archive.performed import PerformedSteps
 from isthmus.archive.storage import BlobStore, open_blob_store
 from isthmus.archive.workitems import WorkItems
 from isthmus.archive.writer import GroupCommitWriter
@@ -74,6 +75,7 @@ class Archive:
         self.events: EventBus = LocalEventBus()
         # Work items (UPS, PS3.4 Annex CC): one store for every workflow door.
         self.workitems = WorkItems(self.engine, self.events)
+        self.performed_steps = PerformedSteps(self.engine, self.workitems)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Archive:

@@ -147,6 +147,22 @@ ups_event = sa.Table(
 )
 
 
+# Modality Performed Procedure Steps (PS3.4 Annex F): archive/performed.py owns this table.
+performed_step = sa.Table(
+    "performed_step",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("sop_instance_uid", sa.String(64), nullable=False, unique=True),
+    sa.Column("status", sa.String(16), nullable=False),  # Performed Procedure Step Status
+    sa.Column("version", sa.Integer, nullable=False),  # conditional UPDATE: one writer wins
+    sa.Column("workitem_uid", sa.String(64), index=True),  # the work item it performs
+    sa.Column("source_aet", sa.String(16)),
+    sa.Column("metadata", sa.Text, nullable=False),  # DICOM JSON
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     """The initial schema."""
     metadata.create_all(conn, tables=[patient, study, series, instance])
@@ -157,7 +173,12 @@ def _migration_2(conn: Connection) -> None:
     metadata.create_all(conn, tables=[workitem, ups_subscription, ups_event])
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2]
+def _migration_3(conn: Connection) -> None:
+    """Modality Performed Procedure Steps (MPPS)."""
+    metadata.create_all(conn, tables=[performed_step])
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_migration_1, _migration_2, _migration_3]
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 from pynetdicom.presentation import AllStoragePresentationContexts
 
-from isthmus.archive import Archive, Query, QueryError
+from isthmus.archive import MPPS_SOP_CLASS, Archive, Query, QueryError
 from isthmus.config import Settings
 from isthmus.dicom import uids
 from isthmus.dicom.status import (
@@ -30,6 +30,7 @@ from isthmus.dimse import messages as msg
 from isthmus.dimse.acceptor import LocalAE
 from isthmus.dimse.commitment import STORAGE_COMMITMENT, StorageCommitmentSCP
 from isthmus.dimse.identifiers import identifier_keys, result_dataset
+from isthmus.dimse.mpps import MppsSCP
 from isthmus.dimse.retrieve import RetrieveSCP
 from isthmus.dimse.service import Channel, Message, Service, ServiceTable, by_sop_class
 from isthmus.node.access import AccessControl
@@ -180,12 +181,17 @@ def service_table(archive: Archive, settings: Settings, access: AccessControl) -
 def workflow_services(
     archive: Archive, settings: Settings, access: AccessControl
 ) -> dict[int, Service]:
-    """The DIMSE-N services: Storage Commitment (PS3.4 J), by command field."""
+    """The DIMSE-N services: Storage Commitment (PS3.4 J), MPPS (F), by command field."""
     commitment = StorageCommitmentSCP(archive, settings, access)
+    mpps = MppsSCP(archive, settings, access)
     return {
         msg.N_ACTION_RQ: by_sop_class(
             "N-ACTION", {STORAGE_COMMITMENT: commitment.n_action}, COMMAND_SYNTAXES
         ),
+        msg.N_CREATE_RQ: by_sop_class(
+            "N-CREATE", {MPPS_SOP_CLASS: mpps.n_create}, COMMAND_SYNTAXES
+        ),
+        msg.N_SET_RQ: by_sop_class("N-SET", {MPPS_SOP_CLASS: mpps.n_set}, COMMAND_SYNTAXES),
     }
 
 
