@@ -155,7 +155,9 @@ def test_events_are_logged_per_subscriber_and_published_on_the_bus(archive):
     assert types == [EventType.STATE_REPORT, EventType.STATE_REPORT, EventType.PROGRESS_REPORT]
     assert [e.topic for e in heard] == [f"ups.{uid}"] * 3
     assert heard[0].payload["aet"] == "ALL"
-    wi.mark_delivered("ALL", [e.id for e in wi.pending_events("ALL")][:2])
+    first_two = [e.id for e in wi.pending_events("ALL")][:2]
+    assert wi.mark_delivered("ALL", first_two) == first_two
+    assert wi.mark_delivered("ALL", first_two) == []  # taken once only
     assert [e.event_type for e in wi.pending_events("ALL")] == [EventType.PROGRESS_REPORT]
 
 

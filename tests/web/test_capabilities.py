@@ -23,9 +23,12 @@ def test_service_root_describes_every_transaction(web_node):
         "studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
         "studies/{study}/series/{series}/instances/{instance}/bulkdata/{tag}",
         "studies/{study}/thumbnail",
+        "workitems",
+        "workitems/{workitem}/state",
+        "workitems/{workitem}/subscribers/{aetitle}/suspend",
     } <= paths
     methods = {m.get("name") for m in root.iter(WADL + "method")}
-    assert methods == {"GET", "POST", "DELETE"}
+    assert methods == {"GET", "POST", "PUT", "DELETE"}  # PUT: UPS-RS change state
 
 
 def test_allow_header_per_resource(http):

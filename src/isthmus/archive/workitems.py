@@ -23,7 +23,9 @@ API (datasets are DICOM JSON dicts keyed by 8-hex-digit tags, PS3.18 F.2):
 ``subscribers(uid) -> list[str]``                         AE titles an event on `uid` reaches
 ``subscriptions(aet) -> list[Subscription]``
 ``pending_events(aet, after=0) -> list[WorkItemEvent]``   logged, undelivered, within retention
-``mark_delivered(aet, ids)``                              a door delivered them
+``mark_delivered(aet, ids) -> list[int]``                a door takes them (only those not
+                                                          yet taken: send exactly these)
+``mark_undelivered(aet, ids)``                            …and gives back what it could not send
 ========================================================  ==================================
 
 `Result` has `uid`, `dataset` (as stored, without Transaction UID), `warnings`
@@ -37,8 +39,9 @@ publishes it on `archive.events`: topic ``ups.<work item uid>``, payload
 ``{"id", "aet", "uid", "type", "info"}`` (`WorkItemEvent.payload`; `type` is the Event
 Type ID of PS3.4 Table CC.2.4-1: 1 State Report, 2 Cancel Requested, 3 Progress Report,
 4 SCP Status Change, 5 Assigned; `info` the event information as DICOM JSON).  A door
-delivers the events of the AE titles it serves (the Open Event Channel, N-EVENT-REPORT)
-and calls `mark_delivered`; on reconnect it sends `pending_events` first.
+delivers the events of the AE titles it serves (the Open Event Channel, N-EVENT-REPORT):
+it calls `mark_delivered` first and sends what that returns (`mark_undelivered` when the
+send fails); on reconnect it sends `pending_events` first.
 
 **Concurrency.** Every change is a read, a check and an UPDATE guarded by the row's
 `version` (``… WHERE pk = ? AND version = ?``).  When two doors change one item at once,
@@ -515,14 +518,29 @@ class WorkItems:
                 for pk, a, u, t, info in rows
             ]
 
-    def mark_delivered(self, aet: str, ids: Iterable[int]) -> None:
-        wanted = list(ids)
-        if not wanted:
-            return
+    def mark_delivered(self, aet: str, ids: Iterable[int]) -> list[int]:
+        """Mark events delivered; returns those that were not yet (a door sends only
+        these, so two channels of one AE never send an event twice)."""
+        claimed = []
         with self.engine.begin() as conn:
-            conn.execute(
-                _E.update().where(_E.c.aet == aet, _E.c.pk.in_(wanted)).values(delivered=True)
-            )
+            for pk in ids:
+                done = conn.execute(
+                    _E.update()
+                    .where(_E.c.aet == aet, _E.c.pk == pk, _E.c.delivered.is_(False))
+                    .values(delivered=True)
+                )
+                if done.rowcount == 1:
+                    claimed.append(pk)
+        return claimed
+
+    def mark_undelivered(self, aet: str, ids: Iterable[int]) -> None:
+        """Give events back to the log (a door could not send them after all)."""
+        wanted = list(ids)
+        if wanted:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    _E.update().where(_E.c.aet == aet, _E.c.pk.in_(wanted)).values(delivered=False)
+                )
 
 
 # ----------------------------------------------------------------------- helpers

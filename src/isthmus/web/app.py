@@ -77,7 +77,7 @@ def middleware(ctx: WebContext) -> list[Middleware]:
             Middleware(
                 CORSMiddleware,
                 allow_origins=origins,
-                allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+                allow_methods=["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"],
                 allow_headers=CORS_ALLOW_HEADERS,
                 expose_headers=CORS_EXPOSE_HEADERS,
                 max_age=600,

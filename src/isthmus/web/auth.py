@@ -7,7 +7,8 @@
 - OpenID Connect: a JWT signed by the configured issuer, verified offline against
   the issuer's public keys in a JWKS file (oidc.py); its permissions come from a claim.
 
-Permissions: `read` (QIDO, WADO, capabilities), `write` (STOW), `delete` (DELETE),
+Permissions: `read` (QIDO, WADO, capabilities, UPS-RS search, retrieve and event
+channel), `write` (STOW, UPS-RS changes and subscriptions), `delete` (DELETE),
 `admin` (all of them), and `dicom-ws` (the DICOM-over-WebSocket gateway).
 """
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from isthmus.config import ConfigError, Settings
 from isthmus.web.errors import HTTPError, error_response
@@ -117,6 +119,23 @@ class Authenticator:
         return principal
 
 
+TOKEN_PROTOCOL_PREFIX = "isthmus-token."
+
+
+def websocket_authorization(websocket: WebSocket) -> str | None:
+    """A WebSocket's credentials: the Authorization header, a subprotocol
+    ``isthmus-token.<token>`` (browsers cannot set headers), or ``?token=``."""
+    header = websocket.headers.get("authorization")
+    if header:
+        return header
+    protocols: list[str] = websocket.scope.get("subprotocols", [])
+    for proto in protocols:
+        if proto.startswith(TOKEN_PROTOCOL_PREFIX):
+            return "Bearer " + proto[len(TOKEN_PROTOCOL_PREFIX) :]
+    token = websocket.query_params.get("token")
+    return f"Bearer {token}" if token else None
+
+
 def _unauthorized(message: str, error: str | None = None) -> HTTPError:
     challenge = 'Bearer realm="isthmus"' + (f', error="{error}"' if error else "")
     return HTTPError(401, message, {"WWW-Authenticate": challenge})
@@ -166,7 +185,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        permission = METHOD_PERMISSION.get(scope["method"], "admin")
+        permission = permission_for(scope["method"], scope.get("path", ""))
         try:
             principal = self.auth.require(headers.get("authorization"), permission)
         except HTTPError as exc:
@@ -175,6 +194,14 @@ class AuthMiddleware:
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+
+def permission_for(method: str, path: str) -> str:
+    """The permission a request needs: by method, except that leaving a UPS
+    subscription (DELETE …/workitems/…/subscribers/…) is a write, not a delete."""
+    if method == "DELETE" and "/workitems/" in path:
+        return "write"
+    return METHOD_PERMISSION.get(method, "admin")
 
 
 def _protected(path: str) -> bool:

@@ -73,6 +73,22 @@ RESOURCES: dict[str, dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
     f"{_S}/{_R}/{_I}/bulkdata/{{tag}}": {
         "GET": ((), ('multipart/related; type="application/octet-stream"', mt.OCTET_STREAM))
     },
+    # UPS-RS, the Worklist Service (PS3.18 11; web/ups.py)
+    "workitems": {
+        "GET": (QIDO_PARAMS, QIDO_TYPES),
+        "POST": (("{workitem}",), (mt.DICOM_JSON, mt.DICOM_XML)),
+    },
+    "workitems/{workitem}": {
+        "GET": ((), (mt.DICOM_JSON, mt.DICOM_XML)),
+        "POST": (("{transaction}",), (mt.DICOM_JSON, mt.DICOM_XML)),
+    },
+    "workitems/{workitem}/state": {"PUT": ((), (mt.DICOM_JSON, mt.DICOM_XML))},
+    "workitems/{workitem}/cancelrequest": {"POST": ((), (mt.DICOM_JSON, mt.DICOM_XML))},
+    "workitems/{workitem}/subscribers/{aetitle}": {
+        "POST": (("deletionlock", "{attributeID}"), (mt.DICOM_JSON,)),
+        "DELETE": ((), (mt.DICOM_JSON,)),
+    },
+    "workitems/{workitem}/subscribers/{aetitle}/suspend": {"POST": ((), (mt.DICOM_JSON,))},
 }
 
 

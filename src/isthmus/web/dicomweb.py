@@ -8,12 +8,24 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Mount
 
-from isthmus.web import bulkdata, capabilities, delete, frames, metadata, qido, rendered, stow, wado
+from isthmus.web import (
+    bulkdata,
+    capabilities,
+    delete,
+    frames,
+    metadata,
+    qido,
+    rendered,
+    stow,
+    ups,
+    ups_channel,
+    wado,
+)
 from isthmus.web.service import DICOMWEB_PREFIX
 
 
 def routes() -> list[BaseRoute]:
-    """QIDO-RS, WADO-RS, STOW-RS, delete and capabilities, under the service root."""
+    """QIDO-RS, WADO-RS, STOW-RS, delete, UPS-RS and capabilities, under the service root."""
     inner: list[BaseRoute] = [
         *qido.routes(),
         *metadata.routes(),
@@ -23,6 +35,8 @@ def routes() -> list[BaseRoute]:
         *wado.routes(),
         *stow.routes(),
         *delete.routes(),
+        *ups.routes(),
+        *ups_channel.routes(),
         *capabilities.routes(),
     ]
     return [Mount(DICOMWEB_PREFIX, routes=inner)]

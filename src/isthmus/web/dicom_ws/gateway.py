@@ -31,6 +31,7 @@ from isthmus.dicom.ul import pdu
 from isthmus.dicom.ul.errors import UNEXPECTED_PDU, UNRECOGNIZED_PDU, PDUError
 from isthmus.dicom.ul.transport import read_pdu_async
 from isthmus.node.sockets import set_nodelay
+from isthmus.web.auth import websocket_authorization
 from isthmus.web.dicom_ws.pipe import (
     CLOSE_BAD_PDU_FROM_BROWSER,
     CLOSE_BAD_PDU_FROM_PEER,
@@ -454,15 +455,7 @@ class _Stop(Exception):
 
 def _authorization(websocket: WebSocket) -> str | None:
     """Credentials from the Authorization header, the token subprotocol or ?token=."""
-    header = websocket.headers.get("authorization")
-    if header:
-        return header
-    protocols: list[str] = websocket.scope.get("subprotocols", [])
-    for proto in protocols:
-        if proto.startswith(TOKEN_PROTOCOL_PREFIX):
-            return "Bearer " + proto[len(TOKEN_PROTOCOL_PREFIX) :]
-    token = websocket.query_params.get("token")
-    return f"Bearer {token}" if token else None
+    return websocket_authorization(websocket)
 
 
 def _subprotocol(websocket: WebSocket) -> str | None:
