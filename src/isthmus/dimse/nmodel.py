@@ -30,3 +30,24 @@ def encode_json(model: dict[str, Any], transfer_syntax: str) -> bytes:
 
 def to_dataset(model: dict[str, Any]) -> Dataset:
     return Dataset.from_json(model)
+
+
+def select(model: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of `model` an identifier or attribute list asks for (`wanted`, DICOM
+    JSON): each requested key, empty when `model` lacks it; of a sequence whose request
+    item names keys, those keys of each item (PS3.4 C.2.2.1.3), else whole items."""
+    out: dict[str, Any] = {}
+    for tag, request in wanted.items():
+        found = model.get(tag)
+        vr = request.get("vr", "UN")
+        if found is None:
+            out[tag] = {"vr": vr}
+            continue
+        template = (request.get("Value") or [None])[0] if vr == "SQ" else None
+        if isinstance(template, dict) and template:
+            found = {
+                "vr": "SQ",
+                "Value": [select(item, template) for item in found.get("Value") or []],
+            }
+        out[tag] = found
+    return out
