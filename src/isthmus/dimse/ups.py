@@ -121,10 +121,10 @@ class UpsSCP:
         except WorkItemError as exc:
             channel.respond(message, msg.N_GET_RSP, exc.status, comment=exc.reason, extra=extra)
             return
-        item.pop(TRANSACTION_UID, None)
         wanted = msg.tags(message.command, msg.ATTRIBUTE_IDENTIFIER_LIST)
         if wanted:
             item = select(item, {f"{t:08X}": {"vr": _vr(t)} for t in wanted})
+        item.pop(TRANSACTION_UID, None)
         data = encode_json(item, channel.transfer_syntax(message))
         channel.respond(message, msg.N_GET_RSP, SUCCESS, dataset=data, extra=extra)
 
