@@ -1,4 +1,4 @@
-"""The `isthmus` command: serve, import, echo, send, query, retrieve."""
+"""The `isthmus` command: serve, import, echo, send, query, retrieve, worklist."""
 
 from __future__ import annotations
 
@@ -143,6 +143,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--via", choices=["move", "get"], default="move")
     p.add_argument("--port", type=int, help="port to receive C-MOVE sub-operations on")
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
+
+    p = command("worklist", _worklist, "add scheduled procedures from a file, or list them")
+    p.add_argument("action", choices=["add", "list"])
+    p.add_argument("file", nargs="?", help="CSV, JSON or TOML of entries (add)")
+    p.add_argument("--url", help="a running Isthmus's DICOMweb root, to add over UPS-RS")
+    p.add_argument("--date", help="list: scheduled on this date or range (YYYYMMDD[-YYYYMMDD])")
+    p.add_argument("--modality", help="list: only this modality")
+    p.add_argument("--json", action="store_true", help="list: print DICOM JSON")
+    p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
     return parser
 
 
@@ -235,6 +244,23 @@ def _import(args: argparse.Namespace) -> int:
         f"{failed} unreadable"
     )
     return 0 if not failed else 1
+
+
+def _worklist(args: argparse.Namespace) -> int:
+    """`isthmus worklist add FILE` / `isthmus worklist list` (isthmus/worklist.py)."""
+    from isthmus import worklist
+
+    settings = _settings(args)
+    try:
+        if args.action == "add":
+            if not args.file:
+                print("isthmus: worklist add needs a FILE", file=sys.stderr)
+                return 2
+            return worklist.add(Path(args.file), settings, args.url)
+        return worklist.list_items(settings, args.date, args.modality, args.json)
+    except (worklist.WorklistFileError, ValueError) as exc:
+        print(f"isthmus: {exc}", file=sys.stderr)
+        return 1
 
 
 def _echo(args: argparse.Namespace) -> int:

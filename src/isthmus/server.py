@@ -74,6 +74,7 @@ class Node:
             if report["partial"] or report["orphans"] or report["missing"]:
                 log.warning("archive check repaired: %s", report)
         self.router = start_scp(self.archive, self.settings, self.access)
+        self.archive.workitems.report_scp_status("RESTARTED")  # UPS subscribers (PS3.4 CC.2.4.2)
         if not http:
             return
         ctx = WebContext(self.settings, self.archive, self.router, self.access)
@@ -106,6 +107,8 @@ class Node:
         return self.settings.http_port
 
     def stop(self) -> None:
+        if self._http is not None or self.router is not None:  # while channels are open
+            self.archive.workitems.report_scp_status("GOING DOWN")
         if self._http is not None:
             self._http.should_exit = True
             if self._http_thread is not None:

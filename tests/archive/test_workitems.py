@@ -257,3 +257,31 @@ def test_two_writers_claiming_one_item_exactly_one_wins(archive):
             except WorkItemError as exc:
                 assert exc.status == UpsStatus.WRONG_TRANSACTION_UID
         assert len(holders) == 1
+
+
+def test_scp_status_change_reaches_every_subscriber(archive):
+    wi = archive.workitems
+    wi.subscribe("ALL", GLOBAL_SUBSCRIPTION)
+    uid = wi.create(entry()).uid
+    wi.subscribe("ONE", uid)
+    wi.scp_status("GOING DOWN")
+    for aet in ("ALL", "ONE"):
+        last = wi.pending_events(aet)[-1]
+        assert last.event_type == EventType.SCP_STATUS_CHANGE
+        assert last.info["00741242"]["Value"] == ["GOING DOWN"]
+
+
+def test_date_search_compares_instants_across_utc_offsets(archive):
+    wi = archive.workitems
+    ds = entry(patient_id="TZ1")
+    ds["00404005"] = {"vr": "DT", "Value": ["202601020030+0900"]}  # 2026-01-01 15:30 UTC
+    uid = wi.create(ds).uid
+
+    def found(v):
+        return [
+            d["00080018"]["Value"][0]
+            for d in wi.search({"ScheduledProcedureStepStartDateTime": v, "PatientID": "TZ1"})
+        ]
+
+    assert found("20260101150000+0000-20260101160000+0000") == [uid]
+    assert found("20260102010000+0000-") == []

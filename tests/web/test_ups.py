@@ -14,7 +14,7 @@ import pytest
 from tests.web.conftest import node_settings, root_of
 from websockets.sync.client import ClientConnection, connect
 
-from isthmus.archive import completion, scheduled_workitem
+from isthmus.archive import Archive, completion, scheduled_workitem
 from isthmus.server import Node
 from isthmus.web.dicom_xml import to_xml
 
@@ -324,3 +324,70 @@ def test_capabilities_list_the_worklist_service(http: httpx.Client):
     assert b'path="workitems/{workitem}/state"' in r.content
     r = http.options(f"/workitems/{new_uid()}/state")
     assert "PUT" in r.headers["allow"]
+
+
+def test_an_open_channel_hears_the_node_going_down(tmp_path):
+    node = Node(node_settings(tmp_path))
+    node.start()
+    try:
+        me = aet()
+        with httpx.Client(base_url=root_of(node), timeout=30) as client:
+            assert client.post(f"/workitems/{GLOBAL}/subscribers/{me}").status_code == 201
+        with connect(ws_url(node, me), open_timeout=10) as ws:
+            with httpx.Client(base_url=root_of(node), timeout=30) as client:
+                uid = create(client)
+            receive_until(ws, uid)  # the channel is live
+            stopper = threading.Thread(target=node.stop)
+            stopper.start()
+            (report,) = receive(ws, 1)
+            stopper.join(30)
+        assert event_type(report) == 4
+        assert report["00741242"]["Value"] == ["GOING DOWN"]
+    finally:
+        node.stop()
+
+
+def test_malformed_requests_get_a_clear_4xx_and_change_nothing(http: httpx.Client):
+    uid = create(http)
+    before = http.get(f"/workitems/{uid}").json()
+    bad_bodies = [
+        b"[]",
+        b'{"00741204": "CT head"}',
+        b'{"nottag": {"vr": "LO"}}',
+        b'{"00741204": {"vr": "LO", "Value": "CT head"}}',
+        b'{"0040A370": {"vr": "SQ", "Value": [7]}}',
+    ]
+    for body in bad_bodies:
+        r = http.post(f"/workitems/{uid}", content=body, headers=JSON_TYPE)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["message"]
+    assert http.get("/workitems/not-a-uid").status_code == 400
+    assert (
+        http.post(
+            f"/workitems?{'9' * 80}", content=json.dumps(item()), headers=JSON_TYPE
+        ).status_code
+        == 400
+    )
+    assert (
+        http.post(
+            f"/workitems/{uid}", content=b"x" * (5 * 1024 * 1024), headers=JSON_TYPE
+        ).status_code
+        == 413
+    )
+    r = http.post(f"/workitems/{uid}/subscribers/{'A' * 17}")
+    assert r.status_code == 400
+    assert http.get(f"/workitems/{uid}").json() == before
+
+
+def test_events_logged_by_another_process_reach_an_open_channel(node: Node, http: httpx.Client):
+    me = aet()
+    pid = "X" + uuid.uuid4().hex[:8]
+    http.post(f"/workitems/{FILTERED}/subscribers/{me}", params={"PatientID": pid})
+    other = Archive(node.settings.resolved_index_url, node.settings.resolved_blob_url)
+    try:  # another Archive on the same index: its own event bus, like another process
+        with connect(ws_url(node, me), open_timeout=10) as ws:
+            uid = other.workitems.create(item(patient_id=pid)).uid
+            (report,) = receive(ws, 1)
+            assert report["00001000"]["Value"] == [uid]
+    finally:
+        other.close()

@@ -21,6 +21,7 @@ only with its Transaction UID (0xC301); COMPLETED and CANCELED are final (0xC300
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
@@ -158,10 +159,37 @@ _NOT_SETTABLE = {
 }
 
 
+_TAG_RE = re.compile(r"[0-9A-F]{8}")
+_VR_RE = re.compile(r"[A-Z]{2}")
+
+
+def check_shape(ds: Any, depth: int = 0) -> None:
+    """A DICOM JSON dataset (PS3.18 F.2): tags of 8 hex digits, each element an object
+    with a VR and, if any, a list of values; sequence items datasets too.  Anything
+    else is 0x0106, before a rule looks at it."""
+    if not isinstance(ds, Mapping) or depth > 8:
+        raise WorkItemError(UpsStatus.INVALID_ATTRIBUTE_VALUE, "not a DICOM JSON dataset")
+    for tag, elem in ds.items():
+        if not isinstance(tag, str) or not _TAG_RE.fullmatch(tag):
+            raise WorkItemError(
+                UpsStatus.INVALID_ATTRIBUTE_VALUE, f"{str(tag)[:20]!r} is not a tag"
+            )
+        vr = elem.get("vr") if isinstance(elem, Mapping) else None
+        if not isinstance(vr, str) or not _VR_RE.fullmatch(vr):
+            raise WorkItemError(UpsStatus.INVALID_ATTRIBUTE_VALUE, f"{tag}: no valid vr")
+        values = elem.get("Value", [])
+        if not isinstance(values, list):
+            raise WorkItemError(UpsStatus.INVALID_ATTRIBUTE_VALUE, f"{tag}: Value is not a list")
+        if vr == "SQ":
+            for item in values:
+                check_shape(item, depth + 1)
+
+
 def check_create(dataset: Mapping[str, Any], uid: str, now: str) -> Change:
     """N-CREATE (CC.2.5.1.1): a new SCHEDULED item.  Missing type 2 attributes are
     added empty and reported as 0xB300 "created with modifications"; a missing Worklist
     Label gets the SCP's default (Table CC.2.5-3: the SCP fills it in)."""
+    check_shape(dataset)
     ds = dict(dataset)
     state = value(ds, PROCEDURE_STEP_STATE)
     if state is None:
@@ -227,6 +255,7 @@ def check_update(
     """N-SET (CC.2.1): replace the attributes given (a sequence as a whole).  SCHEDULED
     items need no Transaction UID; IN PROGRESS ones need theirs."""
     check_transaction(state, stored_tuid, given_tuid)
+    check_shape(changes)
     for tag, name in _NOT_SETTABLE.items():
         if tag in changes and changes[tag] != dataset.get(tag):
             raise WorkItemError(UpsStatus.INVALID_ATTRIBUTE_VALUE, f"{name} cannot be set")

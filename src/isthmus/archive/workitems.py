@@ -26,6 +26,7 @@ API (datasets are DICOM JSON dicts keyed by 8-hex-digit tags, PS3.18 F.2):
 ``mark_delivered(aet, ids) -> list[int]``                a door takes them (only those not
                                                           yet taken: send exactly these)
 ``mark_undelivered(aet, ids)``                            …and gives back what it could not send
+``scp_status(status)``                                    SCP Status Change to every subscriber
 ========================================================  ==================================
 
 `Result` has `uid`, `dataset` (as stored, without Transaction UID), `warnings`
@@ -89,6 +90,7 @@ from sqlalchemy.engine import Connection, Engine
 from isthmus.archive import index as idx
 from isthmus.archive import workitem_rules as r
 from isthmus.archive.events import EventBus
+from isthmus.archive.matchers import DateTimeRange
 from isthmus.archive.workitem_events import (
     FILTERED_SUBSCRIPTION,
     GLOBAL_SUBSCRIPTION,
@@ -101,12 +103,15 @@ from isthmus.archive.workitem_events import (
     update_events,
 )
 from isthmus.archive.workitem_rules import Change, UpsStatus, WorkItemError
-from isthmus.archive.workitem_search import compile_keys, matches
+from isthmus.archive.workitem_search import Compiled, compile_keys, matches
 from isthmus.dicom.uids import looks_like_uid
 
 log = logging.getLogger(__name__)
 
 MAX_RETRIES = 20
+# The Affected SOP Instance of an SCP Status Change: the well-known UPS instance that
+# stands for the SCP's UPS list (PS3.4 CC.2.4.2, as for global subscriptions).
+SCP_STATUS_UID = GLOBAL_SUBSCRIPTION
 _W, _S, _E = idx.workitem, idx.ups_subscription, idx.ups_event
 
 
@@ -209,6 +214,7 @@ class WorkItems:
         patient = _plain(params, "PatientID", r.PATIENT_ID)
         if patient is not None:
             stmt = stmt.where(_W.c.patient_id == patient)
+        stmt = stmt.where(*_start_window(compiled))
         out: list[dict[str, Any]] = []
         skipped = 0
         with self.engine.connect() as conn:
@@ -269,6 +275,7 @@ class WorkItems:
         (the performer among them) get a Cancel Requested event; the item stays as it
         is.  CANCELED: success with warning 0xB304; COMPLETED: 0xC311."""
         request = dict(request or {})
+        r.check_shape(request)
 
         def decide(row: _Row) -> tuple[Change, Events]:
             if row.state == r.COMPLETED:
@@ -498,6 +505,28 @@ class WorkItems:
         for event in logged:
             self.events.publish(f"ups.{event.workitem_uid}", event.payload())
 
+    def report_scp_status(self, status: str) -> None:
+        """`scp_status`, for start-up and shutdown: a failure is logged, not raised."""
+        try:
+            self.scp_status(status)
+        except Exception:
+            log.exception("cannot report SCP status %s to UPS subscribers", status)
+
+    def scp_status(self, status: str) -> list[WorkItemEvent]:
+        """SCP Status Change (PS3.4 CC.2.4.2, event type 4) to every subscribed AE:
+        ``RESTARTED`` when the node starts, ``GOING DOWN`` when it stops.  Subscriptions
+        and work items live in the index, so both lists come back warm (WARM START)."""
+        info = {
+            "00741242": r.element("CS", status),
+            "00741244": r.element("CS", "WARM START"),
+            "00741246": r.element("CS", "WARM START"),
+        }
+        with self.engine.begin() as conn:
+            aets = sorted({s.aet for s in self._subscriptions(conn) if s.active})
+            logged = self._log_to(conn, aets, SCP_STATUS_UID, [(EventType.SCP_STATUS_CHANGE, info)])
+        self._publish(logged)
+        return logged
+
     def pending_events(self, aet: str, after: int = 0) -> list[WorkItemEvent]:
         """Events for `aet` not yet delivered, younger than the retention window, in
         the order they happened."""
@@ -575,6 +604,25 @@ def _plain(params: Mapping[str, str], keyword: str, tag: str) -> str | None:
         if v and not any(c in v for c in "*?\\"):
             return v
     return None
+
+
+def _start_window(compiled: Compiled) -> list[Any]:
+    """SQL bounds on the stored Scheduled Procedure Step Start DateTime that hold every
+    match of a DT key on it (a superset: the matcher decides).  Stored values start with
+    YYYYMMDD, so string order is date order; a day of margin covers UTC offsets."""
+    for tag, matcher in compiled:
+        if tag != int(r.SCHEDULED_START, 16) or not isinstance(matcher, DateTimeRange):
+            continue
+        out = []
+        if matcher.start is not None:
+            out.append(
+                _W.c.scheduled_start >= (matcher.start - timedelta(days=1)).strftime("%Y%m%d")
+            )
+        if matcher.end is not None:  # the last date with margin, and all of that day
+            after = (matcher.end + timedelta(days=2)).strftime("%Y%m%d")
+            out.append(_W.c.scheduled_start < after)
+        return out
+    return []
 
 
 def _aet(aet: str) -> str:

@@ -1,4 +1,4 @@
-"""The Open Event Channel of UPS-RS: a WebSocket per subscriber AE (PS3.18 11.13, 8.10).
+"""The Open Event Channel of UPS-RS: a WebSocket per subscriber AE (PS3.18 8.10.4).
 
 ``ws://host:port/dicom-web/subscribers/{aet}`` (``wss://`` behind TLS).  The server
 sends each event report for `aet` as one text frame, a DICOM JSON dataset: Affected
@@ -10,7 +10,8 @@ closed.
 Missed events: the store logs every event per subscriber (archive/workitems.py).  When
 a channel opens it first sends the logged events of its AE not yet delivered and not
 older than the retention window (`WorkItems.event_retention`, one hour by default),
-then the live ones, in order, each once; an event counts as delivered when its frame
+then the live ones, in order, each once (events logged by another process sharing the
+index within `POLL_SECONDS`); an event counts as delivered when its frame
 is handed to the socket (taken from the log just before, given back if the send fails).  PS3.18 does not require this queueing (8.10.4.2); it is what makes a
 reconnecting subscriber whole.  Permission: ``read``, credentials as for the DICOM
 WebSocket gateway (Authorization header, ``isthmus-token.<token>`` subprotocol or
@@ -34,6 +35,10 @@ from isthmus.web.service import blocking, context
 
 log = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008
+# While no live event comes, the channel looks at the log this often: events another
+# process logged (several processes sharing one index, `isthmus worklist add`) arrive
+# within this delay, until a cross-process event bus carries them at once.
+POLL_SECONDS = 2.0
 
 
 def routes() -> list[WebSocketRoute]:
@@ -63,18 +68,22 @@ async def event_channel(websocket: WebSocket) -> None:
     unsubscribe = ctx.archive.events.subscribe("ups.", heard)  # before the replay: no gap
     closed = asyncio.ensure_future(_until_closed(websocket))
     try:
-        sent = 0
         for event in await blocking(workitems.pending_events, aet):
-            sent = await _send(websocket, workitems, event)
+            await _send(websocket, workitems, event)
         while not closed.done():
             getter = asyncio.ensure_future(live.get())
-            await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():
+            await asyncio.wait(
+                {getter, closed}, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+            if closed.done():
                 getter.cancel()
                 break
-            event = getter.result()
-            if event.id > sent:
-                sent = await _send(websocket, workitems, event)
+            if not getter.done():  # quiet: events logged by other processes sharing the index
+                getter.cancel()
+                for event in await blocking(workitems.pending_events, aet):
+                    await _send(websocket, workitems, event)
+                continue
+            await _send(websocket, workitems, getter.result())  # once: see _send
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass  # the events not sent stay undelivered: the next channel sends them
     finally:
@@ -84,17 +93,16 @@ async def event_channel(websocket: WebSocket) -> None:
             await websocket.close()
 
 
-async def _send(websocket: WebSocket, workitems: WorkItems, event: WorkItemEvent) -> int:
+async def _send(websocket: WebSocket, workitems: WorkItems, event: WorkItemEvent) -> None:
     """Take the event from the log, then send it; give it back if the send fails.
     Taking it first means a second channel of the same AE never sends it too."""
     if not await blocking(workitems.mark_delivered, event.aet, [event.id]):
-        return event.id  # another channel of this AE has sent it
+        return  # sent already: by the replay, or by another channel of this AE
     try:
         await websocket.send_text(json.dumps(event.report()))
     except BaseException:
         await asyncio.shield(blocking(workitems.mark_undelivered, event.aet, [event.id]))
         raise
-    return event.id
 
 
 async def _until_closed(websocket: WebSocket) -> None:

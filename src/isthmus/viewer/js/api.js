@@ -58,6 +58,11 @@ export class DicomWeb {
     return this.search("/studies", params, signal);
   }
 
+  /** UPS-RS Search for Workitems (PS3.18 11.9): the worklist. */
+  searchWorkitems(params, signal) {
+    return this.search("/workitems", params, signal);
+  }
+
   async seriesOf(study, signal) {
     const params = new URLSearchParams();
     for (const f of ["SeriesDescription", "Modality", "SeriesNumber", "NumberOfSeriesRelatedInstances"])

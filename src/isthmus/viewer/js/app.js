@@ -1,5 +1,6 @@
-// The viewer's entry point: service root, routing between the study list and a study, the
-// header's upload and sign-out buttons. URLs: "./?PatientName=…" (list), "./?study=UID".
+// The viewer's entry point: service root, routing between the study list, a study and the
+// worklist, the header's upload and sign-out buttons. URLs: "./?PatientName=…" (list),
+// "./?study=UID", "./?view=worklist&date=…".
 
 import { DicomWeb } from "./api.js";
 import { getToken, setToken } from "./auth.js";
@@ -7,21 +8,29 @@ import { $, navigate } from "./dom.js";
 import { StudyList } from "./studylist.js";
 import { StudyView } from "./studyview.js";
 import { Uploader } from "./upload.js";
+import { WorklistView } from "./worklist.js";
 
 const rootMeta = document.querySelector('meta[name="dicomweb-root"]')?.content || "dicom-web";
 const api = new DicomWeb(new URL(rootMeta, document.baseURI).pathname);
 const list = new StudyList(api, $("#list-view"));
 const study = new StudyView(api, $("#study-view"));
 const uploader = new Uploader(api, $("#upload-dialog"));
+const worklist = new WorklistView(api, $("#worklist-view"));
 
 function route() {
   const params = new URLSearchParams(location.search);
   const uid = params.get("study");
-  if (uid) {
+  if (params.get("view") === "worklist") {
     list.hide();
+    study.hide();
+    worklist.show(location.search);
+  } else if (uid) {
+    list.hide();
+    worklist.hide();
     study.show(uid, params.get("series"));
   } else {
     study.hide();
+    worklist.hide();
     list.show(location.search);
   }
 }
