@@ -238,3 +238,26 @@ def test_unknown_action_type_is_refused_with_no_such_action(node: Node) -> None:
         assert status.Status == 0x0123
     finally:
         assoc.release()
+
+
+def test_a_requestor_that_releases_at_once_still_gets_its_result(
+    node: Node, receiver: Receiver
+) -> None:
+    """pynetdicom releases right after the N-ACTION response: the report may reach it on
+    that association before the release, or else on a new one; it arrives either way."""
+    refs = _stored(node, 1)
+    request = _request(refs)
+    ae = AE(ae_title=RECEIVER)
+    ae.add_requested_context(StorageCommitmentPushModel)
+    assoc = ae.associate(
+        "127.0.0.1",
+        node.dicom_port,
+        ae_title=node.settings.aet,
+        evt_handlers=[(evt.EVT_N_EVENT_REPORT, receiver.on_report("same"))],
+    )
+    status, _ = assoc.send_n_action(request, 1, StorageCommitmentPushModel, WELL_KNOWN)
+    assoc.release()
+    assert status.Status == 0x0000
+    where, event_type, info = receiver.next()
+    assert where in ("same", "new")
+    assert (event_type, info.TransactionUID) == (1, request.TransactionUID)
