@@ -171,7 +171,8 @@ class ArchiveSCP:
 def service_table(archive: Archive, settings: Settings, access: AccessControl) -> ServiceTable:
     """The archive's DIMSE services by command field (PS3.7 9.3): what the acceptor serves.
 
-    A new service (an N-CREATE for UPS, say) is one more entry here.
+    A new service is one more entry here; `workflow_services` adds the DIMSE-N commands
+    and widens C-FIND to the worklist and UPS models.
     """
     scp = ArchiveSCP(archive, settings, access)
     retrieve = RetrieveSCP(archive, settings, access)
@@ -181,10 +182,10 @@ def service_table(archive: Archive, settings: Settings, access: AccessControl) -
         ),
         msg.C_STORE_RQ: Service("C-STORE", STORAGE_CLASSES, uids.STORABLE, scp.c_store),
         msg.C_FIND_RQ: Service("C-FIND", frozenset(FIND_ROOTS), COMMAND_SYNTAXES, scp.find),
-        **workflow_services(archive, settings, access, scp.find),
         msg.C_MOVE_RQ: Service("C-MOVE", MOVE_CLASSES, COMMAND_SYNTAXES, retrieve.move),
         msg.C_GET_RQ: Service("C-GET", GET_CLASSES, COMMAND_SYNTAXES, retrieve.get),
     }
+    services.update(workflow_services(archive, settings, access, scp.find))
     return ServiceTable(services, scp_role_classes=STORAGE_CLASSES)
 
 
