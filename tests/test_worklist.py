@@ -67,3 +67,10 @@ def test_add_a_toml_file_to_a_running_node_over_ups_rs(tmp_path: Path):
         assert done.returncode == 0, done.stderr
         (uid,) = done.stdout.split()
         assert node.archive.workitems.get(uid)["00100020"]["Value"] == ["T1"]
+
+
+def test_the_example_worklist_file_is_valid():
+    from isthmus.worklist import datasets
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "worklist.csv"
+    assert len(datasets(example)) == 2

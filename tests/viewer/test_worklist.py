@@ -71,3 +71,20 @@ def test_worklist_lists_items_by_date_and_modality_with_their_state(
     page.wait_for_function("document.querySelectorAll('#worklist tbody tr').length === 1")
     assert rows(page)[0][5] == "W1"
     assert page.locator("#worklist-status").text_content() == "1 work item"
+
+
+def test_worklist_fits_a_phone_screen(phone: Any, base_url: str, viewer_node: Any) -> None:
+    add(
+        viewer_node[0],
+        patient_name="PHONE^CASE",
+        patient_id="W9",
+        modality="CT",
+        start="202603050800",
+        label="CT",
+    )
+    phone.goto(f"{base_url}?view=worklist")
+    phone.wait_for_function("document.querySelectorAll('#worklist tbody tr').length >= 1")
+    width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= phone.viewport_size["width"], f"page is {width}px wide"
+    box = phone.locator("#worklist tbody tr", has_text="PHONE").locator(".state").bounding_box()
+    assert box["x"] + box["width"] <= phone.viewport_size["width"]  # the state is on screen

@@ -104,22 +104,31 @@ def state_of(report: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- lifecycle
-def test_full_lifecycle_over_http(http: httpx.Client):
-    uid = new_uid()
+def test_full_lifecycle_over_http_with_a_subscriber_watching(node: Node, http: httpx.Client):
+    uid, watcher = new_uid(), aet()
     r = http.post(f"/workitems?{uid}", content=json.dumps(item()), headers=JSON_TYPE)
     assert r.status_code == 201
     assert r.headers["location"].endswith(f"/dicom-web/workitems/{uid}")
+    assert http.post(f"/workitems/{uid}/subscribers/{watcher}").status_code == 201
     got = http.get(f"/workitems/{uid}").json()[0]
     assert got["00741000"]["Value"] == ["SCHEDULED"]
-    tuid = new_uid()
-    assert put_state(http, uid, "IN PROGRESS", tuid).status_code == 200
-    progress = {"00741002": {"vr": "SQ", "Value": [{"00741004": {"vr": "DS", "Value": [40]}}]}}
-    done = completion("202601020931", "202601020950", "CT01")
-    r = http.post(
-        f"/workitems/{uid}?{tuid}", content=json.dumps({**progress, **done}), headers=JSON_TYPE
-    )
-    assert r.status_code == 200, r.text
-    assert put_state(http, uid, "COMPLETED", tuid).status_code == 200
+    with connect(ws_url(node, watcher), open_timeout=10) as ws:
+        tuid = new_uid()
+        assert put_state(http, uid, "IN PROGRESS", tuid).status_code == 200
+        progress = {"00741002": {"vr": "SQ", "Value": [{"00741004": {"vr": "DS", "Value": [40]}}]}}
+        done = completion("202601020931", "202601020950", "CT01")
+        body = json.dumps({**progress, **done})
+        r = http.post(f"/workitems/{uid}?{tuid}", content=body, headers=JSON_TYPE)
+        assert r.status_code == 200, r.text
+        assert put_state(http, uid, "COMPLETED", tuid).status_code == 200
+        reports = receive(ws, 4)
+    assert [(event_type(e), state_of(e) if event_type(e) == 1 else "") for e in reports] == [
+        (1, "SCHEDULED"),  # the initial state, sent when it subscribed
+        (1, "IN PROGRESS"),
+        (3, ""),
+        (1, "COMPLETED"),
+    ]
+    assert reports[2]["00741002"]["Value"][0]["00741004"]["Value"] == [40]
     got = http.get(f"/workitems/{uid}").json()[0]
     assert got["00741000"]["Value"] == ["COMPLETED"]
     assert "00081195" not in got  # the Transaction UID is never returned
