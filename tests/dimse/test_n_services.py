@@ -164,3 +164,28 @@ def _named() -> Dataset:
     ds = Dataset()
     ds.PatientID = "P1"
     return ds
+
+
+def test_n_create_without_an_instance_uid_is_answered_with_the_one_the_archive_chose(
+    dimse_node: Node,
+) -> None:
+    from isthmus.archive import scheduled_workitem
+
+    from .test_acceptor_protocol import EXPLICIT_LE, RawAssociation, command, encoded
+    from .test_scp_properties import send_message
+
+    entry = {"patient_id": "P1", "start": "202601020930", "label": "no uid given"}
+    data = encoded(Dataset.from_json(scheduled_workitem(entry)))
+    assoc = RawAssociation(dimse_node, [(1, UnifiedProcedureStepPush, [EXPLICIT_LE])])
+    request = command(
+        AffectedSOPClassUID=UnifiedProcedureStepPush,
+        CommandField=msg.N_CREATE_RQ,
+        MessageID=3,
+        CommandDataSetType=0x0000,
+    )
+    send_message(assoc, 1, request, data)
+    rsp, _data = assoc.message()
+    assert (rsp.CommandField, rsp.Status) == (msg.N_CREATE_RSP, 0x0000)
+    uid = str(rsp.AffectedSOPInstanceUID)
+    assert dimse_node.archive.workitems.state(uid) == "SCHEDULED"
+    assoc.release()

@@ -86,10 +86,16 @@ class UpsSCP:
     def n_create(self, channel: Channel, message: Message) -> None:
         """N-CREATE (CC.2.5.1.1): a new SCHEDULED work item."""
         uid = msg.text(message.command, msg.AFFECTED_SOP_INSTANCE) or None
-        status, comment = self._run(
-            channel, message, lambda ds: self.workitems.create(ds, uid=uid), needs_dataset=True
-        )
-        extra = {msg.AFFECTED_SOP_INSTANCE: uid} if uid else {}
+        created: list[str] = []
+
+        def create(ds: dict[str, Any]) -> Any:
+            result = self.workitems.create(ds, uid=uid)
+            created.append(result.uid)
+            return result
+
+        status, comment = self._run(channel, message, create, needs_dataset=True)
+        named = created[0] if created else uid  # the SCP's UID when the SCU gave none
+        extra = {msg.AFFECTED_SOP_INSTANCE: named} if named else {}
         channel.respond(message, msg.N_CREATE_RSP, status, comment=comment, extra=extra)
 
     # ------------------------------------------------------------------- N-SET
