@@ -205,7 +205,10 @@ def test_result_goes_on_a_new_association_when_the_requestor_has_released(
         while not kinds or kinds[-1] != pdu.A_RELEASE_RP:
             kind, _body = transport.read_pdu(requestor.sock)
             kinds.append(kind)
-        assert kinds == [pdu.P_DATA_TF, pdu.A_RELEASE_RP]  # N-ACTION-RSP, then released
+        # N-ACTION-RSP, (an N-EVENT-REPORT-RQ, if the release was not yet read: it stays
+        # unanswered, so the result goes on a new association all the same), released
+        assert kinds[0] == pdu.P_DATA_TF and kinds[-1] == pdu.A_RELEASE_RP
+        assert len(kinds) in (2, 3)
     finally:
         requestor.close()
     where, event_type, info = receiver.next()
