@@ -8,7 +8,7 @@ Both backends; an instance is committed only if stored and intact.
 
 from __future__ import annotations
 
-import queue
+import threading
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -33,11 +33,13 @@ RECEIVER = "COMMITSCU"
 
 
 class Receiver:
-    """A pynetdicom AE that accepts associations and keeps each N-EVENT-REPORT it gets."""
+    """A pynetdicom AE that accepts associations and keeps each N-EVENT-REPORT it gets,
+    by Transaction UID (a result may come twice: see test_a_requestor_that_releases...)."""
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.reports: queue.Queue[tuple[str, int, Dataset]] = queue.Queue()
+        self.reports: list[tuple[str, int, Dataset]] = []
+        self.arrived = threading.Condition()
         ae = AE(ae_title=RECEIVER)
         ae.add_supported_context(StorageCommitmentPushModel, scu_role=False, scp_role=True)
         ae.add_supported_context(Verification)
@@ -49,13 +51,21 @@ class Receiver:
 
     def on_report(self, where: str) -> Any:
         def handler(event: Any) -> tuple[int, None]:
-            self.reports.put((where, event.request.EventTypeID, event.event_information))
+            with self.arrived:
+                self.reports.append((where, event.request.EventTypeID, event.event_information))
+                self.arrived.notify_all()
             return 0x0000, None
 
         return handler
 
-    def next(self) -> tuple[str, int, Dataset]:
-        return self.reports.get(timeout=30)
+    def result(self, transaction: str) -> tuple[str, int, Dataset]:
+        """The first report of `transaction` (waiting for it)."""
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: self.seen(transaction), timeout=30)
+            return next(r for r in self.reports if r[2].TransactionUID == transaction)
+
+    def seen(self, transaction: str) -> bool:
+        return any(r[2].get("TransactionUID") == transaction for r in self.reports)
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +141,7 @@ def _ask(node: Node, receiver: Receiver, request: Dataset, instance: str = WELL_
         status, _reply = assoc.send_n_action(request, 1, StorageCommitmentPushModel, instance)
         code = int(status.Status)
         if code == 0:
-            where, event_type, info = receiver.next()  # while the association is open
-            receiver.reports.put((where, event_type, info))
+            receiver.result(request.TransactionUID)  # while the association is open
         return code
     finally:
         assoc.release()
@@ -148,7 +157,7 @@ def test_all_intact_instances_are_committed_on_the_same_association(
     refs = _stored(node, 3)
     request = _request(refs)
     assert _ask(node, receiver, request) == 0x0000
-    where, event_type, info = receiver.next()
+    where, event_type, info = receiver.result(request.TransactionUID)
     assert where == "same"
     assert event_type == 1
     assert info.TransactionUID == request.TransactionUID
@@ -164,8 +173,9 @@ def test_missing_damaged_and_mismatched_instances_fail_with_their_reasons(
     Path(node.archive.local_path(row)).write_bytes(b"truncated")  # a blob cut short
     missing = (CTImageStorage, generate_uid())
     refs = [good, damaged, (MRImageStorage, wrong_class[1]), missing]
-    assert _ask(node, receiver, _request(refs)) == 0x0000
-    where, event_type, info = receiver.next()
+    request = _request(refs)
+    assert _ask(node, receiver, request) == 0x0000
+    where, event_type, info = receiver.result(request.TransactionUID)
     assert (where, event_type) == ("same", 2)
     assert _uids(info.ReferencedSOPSequence) == {good[1]}
     reasons = {str(i.ReferencedSOPInstanceUID): i.FailureReason for i in info.FailedSOPSequence}
@@ -211,7 +221,7 @@ def test_result_goes_on_a_new_association_when_the_requestor_has_released(
         assert len(kinds) in (2, 3)
     finally:
         requestor.close()
-    where, event_type, info = receiver.next()
+    where, event_type, info = receiver.result(request.TransactionUID)
     assert (where, event_type) == ("new", 1)
     assert info.TransactionUID == request.TransactionUID
     assert _uids(info.ReferencedSOPSequence) == {uid for _c, uid in refs}
@@ -229,7 +239,9 @@ def test_bad_requests_get_the_standards_status_and_no_report(
     node: Node, receiver: Receiver, request_: Dataset, instance: str, status: int
 ) -> None:
     assert _ask(node, receiver, request_, instance) == status
-    assert receiver.reports.empty()
+    good = _request(_stored(node, 1))  # its result comes after any result of the bad one
+    assert _ask(node, receiver, good) == 0x0000
+    assert not receiver.seen(str(request_.get("TransactionUID", "none")))
 
 
 def test_unknown_action_type_is_refused_with_no_such_action(node: Node) -> None:
@@ -261,6 +273,6 @@ def test_a_requestor_that_releases_at_once_still_gets_its_result(
     status, _ = assoc.send_n_action(request, 1, StorageCommitmentPushModel, WELL_KNOWN)
     assoc.release()
     assert status.Status == 0x0000
-    where, event_type, info = receiver.next()
+    where, event_type, info = receiver.result(request.TransactionUID)
     assert where in ("same", "new")
     assert (event_type, info.TransactionUID) == (1, request.TransactionUID)

@@ -40,6 +40,7 @@ from isthmus.dimse.service import Message, ServiceTable
 log = logging.getLogger(__name__)
 
 NATIVE = (*uids.UNCOMPRESSED, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)  # PS3.5 A.1-A.5
+RELEASE_GRACE = 2.0  # seconds an N-EVENT-REPORT-RSP may follow the requestor's A-RELEASE-RQ
 
 
 class AbortAssociation(Exception):
@@ -377,7 +378,7 @@ class Acceptor:
         while True:
             reply = self.next_message()
             if reply is None:
-                return None
+                return self._response_after_release(message_id)
             if (
                 reply.field == msg.N_EVENT_REPORT_RSP
                 and msg.us(reply.command, msg.MESSAGE_ID_RESPONDED) == message_id
@@ -387,6 +388,27 @@ class Acceptor:
                 self._cancelled.add(msg.us(reply.command, msg.MESSAGE_ID_RESPONDED))
             elif not reply.field & 0x8000:
                 self._deferred.append(reply)  # a request: answered after this one
+
+    def _response_after_release(self, message_id: int) -> int | None:
+        """The requestor asked for release while our N-EVENT-REPORT-RQ was on its way.  In
+        PS3.8 Sta7 it may still answer, and some do right after their A-RELEASE-RQ
+        (pynetdicom, when the request reached it before it released): wait RELEASE_GRACE
+        seconds for that answer, so the report is not sent a second time elsewhere."""
+        self.release_requested = False
+        self.sock.settimeout(RELEASE_GRACE)
+        try:
+            while (reply := self.next_message()) is not None:
+                if (
+                    reply.field == msg.N_EVENT_REPORT_RSP
+                    and msg.us(reply.command, msg.MESSAGE_ID_RESPONDED) == message_id
+                ):
+                    return msg.us(reply.command, msg.STATUS)
+            return None
+        except (TimeoutError, OSError, PDUError):  # no answer: report another way
+            return None
+        finally:
+            self.release_requested = True
+            self.sock.settimeout(self.settings.network_timeout)
 
     def _take_pending(self) -> None:
         """Read, without waiting, what has already arrived: C-CANCEL-RQs are noted, other
