@@ -4,7 +4,7 @@ Pure functions over DICOM JSON: `check_create` (N-CREATE / UPS-RS create),
 `check_update` (N-SET / UPS-RS update), `check_state_change` (N-ACTION Change UPS State /
 UPS-RS change state) and `check_final_state` (the final state requirements).  Each
 refusal is a `WorkItemError` carrying its DIMSE status (the status tables of PS3.4
-CC.2.1 Change UPS State, CC.2.2 Request UPS Cancel, CC.2.5 N-CREATE/N-SET, and PS3.7
+CC.2.1 Change UPS State, CC.2.2 Request UPS Cancel, CC.2.5 N-CREATE, CC.2.6 N-SET, and PS3.7
 Annex C); every door maps that status to its own answer, so the rules live here once,
 whichever door changes a work item.
 
@@ -186,7 +186,7 @@ def check_shape(ds: Any, depth: int = 0) -> None:
 
 
 def check_create(dataset: Mapping[str, Any], uid: str, now: str) -> Change:
-    """N-CREATE (CC.2.5.1.1): a new SCHEDULED item.  Missing type 2 attributes are
+    """N-CREATE (PS3.4 CC.2.5): a new SCHEDULED item.  Missing type 2 attributes are
     added empty and reported as 0xB300 "created with modifications"; a missing Worklist
     Label gets the SCP's default (Table CC.2.5-3: the SCP fills it in)."""
     check_shape(dataset)
@@ -252,7 +252,7 @@ def check_update(
     given_tuid: str | None,
     now: str,
 ) -> Change:
-    """N-SET (CC.2.1): replace the attributes given (a sequence as a whole).  SCHEDULED
+    """N-SET (PS3.4 CC.2.6): replace the attributes given (a sequence whole, atomically).  SCHEDULED
     items need no Transaction UID; IN PROGRESS ones need theirs."""
     check_transaction(state, stored_tuid, given_tuid)
     check_shape(changes)
@@ -324,7 +324,7 @@ def with_cancellation(ds: dict[str, Any], now: str) -> dict[str, Any]:
 
 
 def check_final_state(ds: Mapping[str, Any], requested: str) -> None:
-    """Final state requirements (CC.2.5.1.3, Table CC.2.5-3, column "Final State").
+    """Final state requirements (PS3.4 CC.2.1.3: Table CC.2.5-3, its Final State column).
 
     COMPLETED: the Unified Procedure Step Performed Procedure Sequence holds an item with
     the Performed Procedure Step Start and End DateTime (codes "X": a value unless

@@ -11,10 +11,11 @@ API (datasets are DICOM JSON dicts keyed by 8-hex-digit tags, PS3.18 F.2):
 ``create(dataset, uid=None) -> Result``                   N-CREATE / UPS-RS create (CC.2.5)
 ``get(uid) -> dict``                                      N-GET / retrieve; no Transaction UID
 ``state(uid) -> str``                                     its Procedure Step State
-``update(uid, changes, transaction_uid=None) -> Result``  N-SET / UPS-RS update
+``update(uid, changes, transaction_uid=None) -> Result``  N-SET (CC.2.6) / UPS-RS update
 ``change_state(uid, state, transaction_uid) -> Result``   N-ACTION type 1 (CC.2.1)
 ``request_cancel(uid, request={}, aet=None) -> Result``   N-ACTION type 2 (CC.2.2)
-``search(params, limit=None, offset=0) -> list[dict]``    C-FIND / UPS-RS search, QIDO keys
+``search(params, limit=None, offset=0, fuzzy=False)``       C-FIND / UPS-RS search (QIDO keys)
+                                                          -> list[dict], by scheduled start
 ``subscribe(aet, uid, deletion_lock=False, filter=None)`` N-ACTION type 3 (CC.2.3); uid may be
                                                           GLOBAL_SUBSCRIPTION or
                                                           FILTERED_SUBSCRIPTION (+ filter keys)
@@ -152,8 +153,9 @@ class WorkItems:
 
     # ------------------------------------------------------------------ create
     def create(self, dataset: Mapping[str, Any], uid: str | None = None) -> Result:
-        """A new SCHEDULED work item (CC.2.5.1.1); 0x0111 if the UID exists."""
-        uid = uid or r.value(dataset, r.SOP_INSTANCE_UID)
+        """A new SCHEDULED work item (PS3.4 CC.2.5); 0x0111 if the UID exists."""
+        r.check_shape(dataset)
+        uid = str(uid or r.value(dataset, r.SOP_INSTANCE_UID) or "")
         if not uid:
             from pydicom.uid import generate_uid
 
@@ -234,7 +236,7 @@ class WorkItems:
     def update(
         self, uid: str, changes: Mapping[str, Any], transaction_uid: str | None = None
     ) -> Result:
-        """N-SET: replace the attributes in `changes` (CC.2.5.1.2 rules)."""
+        """N-SET (PS3.4 CC.2.6): replace the attributes in `changes`."""
         changes = dict(changes)
         if transaction_uid is None:
             transaction_uid = r.value(changes, r.TRANSACTION_UID)
