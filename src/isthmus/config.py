@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-SERVICES = ("echo", "store", "find", "move", "get")
+SERVICES = ("echo", "store", "find", "move", "get", "commit", "mpps", "worklist", "ups")
 
 _PEER_RE = re.compile(r"^(?P<aet>[^@]{1,16})@(?P<host>[^:]+|\[[0-9a-fA-F:]+\]):(?P<port>\d{1,5})$")
 

@@ -30,6 +30,10 @@ def test_default_policy_on_loopback_lets_every_caller_do_everything() -> None:
         "find": "any",
         "move": "any",
         "get": "any",
+        "commit": "any",
+        "mpps": "any",
+        "worklist": "any",
+        "ups": "any",
     }
 
 
@@ -40,6 +44,10 @@ def test_default_policy_beyond_loopback_is_known_peers_except_echo() -> None:
         "find": "known",
         "move": "known",
         "get": "known",
+        "commit": "known",
+        "mpps": "known",
+        "worklist": "known",
+        "ups": "known",
     }
 
 

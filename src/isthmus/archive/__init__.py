@@ -7,7 +7,8 @@ vocabulary (levels, unique keys, default return keys, tag names); the
 de-identification options (`DeidentificationOptions`, isthmus.deid) that
 `Archive.deidentify*` take; the work item store (`Archive.workitems`, a `WorkItems`; workitems.py lists its API)
 with its error (`WorkItemError` with a `UpsStatus`), events (`WorkItemEvent`,
-`EventType`) and the well-known subscription UIDs; and the persistent jobs (`Jobs`,
+`EventType`) and the well-known subscription UIDs; Modality Performed Procedure Steps
+(`Archive.performed_steps`, a `PerformedSteps`, with `PerformedStepError`); the persistent jobs (`Jobs`,
 `JobWorker`, the kinds' `RunningJob`, `Retry`, `Fail`) with the forwarding rules that
 queue them.
 """
@@ -19,11 +20,18 @@ from isthmus.archive.deidentify import DeidentifiedStudies
 from isthmus.archive.events import Event, EventBus
 from isthmus.archive.forwarding import Forwarding, ForwardRule, parse_rules, retention_kind
 from isthmus.archive.index import InstanceRow
+from isthmus.archive.integrity import Integrity
 from isthmus.archive.job_worker import JobWorker
 from isthmus.archive.jobs import Fail, Job, JobKind, Jobs, Retry, RetryPolicy, RunningJob
 from isthmus.archive.keys import LEVELS, default_return_keys, resolve_tag, unique_key
 from isthmus.archive.matching import FindResult, Query, QueryError, query_from_keywords
 from isthmus.archive.outcome import StoreOutcome, StoreResult, stow_http_status
+from isthmus.archive.performed import (
+    MPPS_SOP_CLASS,
+    PerformedStep,
+    PerformedStepError,
+    PerformedSteps,
+)
 from isthmus.archive.workitem_entry import EntryError, completion, scheduled_workitem
 from isthmus.archive.workitem_events import (
     FILTERED_SUBSCRIPTION,
@@ -63,6 +71,10 @@ __all__ = [
     "WorkItems",
     "LEVELS",
     "Activity",
+    "MPPS_SOP_CLASS",
+    "PerformedStep",
+    "PerformedStepError",
+    "PerformedSteps",
     "Archive",
     "BulkData",
     "DeidentifiedStudies",
@@ -78,6 +90,7 @@ __all__ = [
     "JobKind",
     "JobWorker",
     "Jobs",
+    "Integrity",
     "NoBulkData",
     "DeidentificationOptions",
     "DeidentificationOptionsError",

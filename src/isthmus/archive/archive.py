@@ -27,10 +27,12 @@ from isthmus.archive.events import EventBus, LocalEventBus
 from isthmus.archive.events_postgres import PostgresEventBus
 from isthmus.archive.index import InstanceRow
 from isthmus.archive.ingest import InstanceRecord, build_record
+from isthmus.archive.integrity import Integrity
 from isthmus.archive.jobs import Jobs
 from isthmus.archive.keys import add_parent_attributes
 from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.outcome import StoreOutcome, StoreResult
+from isthmus.archive.performed import PerformedSteps
 from isthmus.archive.storage import BlobStore, open_blob_store
 from isthmus.archive.workitems import WorkItems
 from isthmus.archive.writer import GroupCommitWriter
@@ -107,6 +109,7 @@ class Archive:
         # Persistent jobs in the index (forwarding, retention, C-MOVE that outlives its
         # association); the worker threads are the node's (server.py).
         self.jobs = Jobs(self.engine, self.events)
+        self.performed_steps = PerformedSteps(self.engine, self.workitems)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Archive:
@@ -594,6 +597,38 @@ class Archive:
             disk = shutil.disk_usage(root)
             out["filesystem"] = {"total": disk.total, "used": disk.used, "free": disk.free}
         return out
+
+    def verify(self, references: Sequence[tuple[str, str]]) -> dict[str, Integrity]:
+        """Is each (SOP Class UID, SOP Instance UID) durably stored and intact?  For Storage
+        Commitment (PS3.4 J.3.2: success means the SCP keeps the instance).  An instance is
+        intact when its row is committed (written after the blob's fsync settled, see
+        `store`), of that SOP class, and its blob is present with the size recorded when it
+        was stored (what `check` tests at start-up).  Keyed by SOP Instance UID."""
+        uids = [uid for _cls, uid in references]
+        rows: dict[str, tuple[str, str, int]] = {}
+        i = idx.instance.c
+        with self.engine.connect() as conn:
+            for start in range(0, len(uids), 500):
+                chosen = uids[start : start + 500]
+                query = sa.select(i.sop_instance_uid, i.sop_class_uid, i.blob_key, i.size)
+                for uid, sop_class, key, size in conn.execute(
+                    query.where(i.sop_instance_uid.in_(chosen))
+                ):
+                    rows[uid] = (sop_class, key, size)
+        return {uid: self._integrity(sop_class, rows.get(uid)) for sop_class, uid in references}
+
+    def _integrity(self, sop_class: str, row: tuple[str, str, int] | None) -> Integrity:
+        if row is None:
+            return Integrity.NO_SUCH_INSTANCE
+        stored_class, key, size = row
+        if stored_class != sop_class:
+            return Integrity.CLASS_INSTANCE_CONFLICT
+        try:
+            if self.blobs.size(key) != size:
+                return Integrity.DAMAGED
+        except (KeyError, OSError):
+            return Integrity.DAMAGED
+        return Integrity.INTACT
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:

@@ -174,6 +174,22 @@ ups_event = sa.Table(
 _MIGRATION_LOCK = 0x697374686D7573
 
 
+# Modality Performed Procedure Steps (PS3.4 Annex F): archive/performed.py owns this table.
+performed_step = sa.Table(
+    "performed_step",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column("sop_instance_uid", sa.String(64), nullable=False, unique=True),
+    sa.Column("status", sa.String(16), nullable=False),  # Performed Procedure Step Status
+    sa.Column("version", sa.Integer, nullable=False),  # conditional UPDATE: one writer wins
+    sa.Column("workitem_uid", sa.String(64), index=True),  # the work item it performs
+    sa.Column("source_aet", sa.String(16)),
+    sa.Column("metadata", sa.Text, nullable=False),  # DICOM JSON
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     """The initial schema."""
     metadata.create_all(conn, tables=[patient, study, series, instance])
@@ -235,12 +251,18 @@ def _migration_5(conn: Connection) -> None:
     metadata.create_all(conn, tables=[job, job_item])
 
 
+def _migration_6(conn: Connection) -> None:
+    """Modality Performed Procedure Steps (MPPS)."""
+    metadata.create_all(conn, tables=[performed_step])
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
     _migration_5,
+    _migration_6,
 ]
 
 

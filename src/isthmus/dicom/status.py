@@ -86,6 +86,28 @@ SOP_CLASS_NOT_SUPPORTED = Status(
     0x0122, "SOP_CLASS_NOT_SUPPORTED", "Refused: SOP class not supported", "PS3.7 C.5"
 )
 NOT_AUTHORIZED = Status(0x0124, "NOT_AUTHORIZED", "Refused: not authorized", "PS3.7 C.5")
+# DIMSE-N failures (PS3.7 C.5)
+NO_SUCH_ATTRIBUTE = Status(0x0105, "NO_SUCH_ATTRIBUTE", "Failure: no such attribute", "PS3.7 C.5")
+INVALID_ATTRIBUTE_VALUE = Status(
+    0x0106, "INVALID_ATTRIBUTE_VALUE", "Failure: invalid attribute value", "PS3.7 C.5"
+)
+NO_SUCH_EVENT_TYPE = Status(
+    0x0113, "NO_SUCH_EVENT_TYPE", "Failure: no such event type", "PS3.7 C.5"
+)
+INVALID_ARGUMENT_VALUE = Status(
+    0x0115, "INVALID_ARGUMENT_VALUE", "Failure: invalid argument value", "PS3.7 C.5"
+)
+INVALID_OBJECT_INSTANCE = Status(
+    0x0117, "INVALID_OBJECT_INSTANCE", "Failure: invalid SOP instance", "PS3.7 C.5"
+)
+CLASS_INSTANCE_CONFLICT = Status(
+    0x0119, "CLASS_INSTANCE_CONFLICT", "Failure: class-instance conflict", "PS3.7 C.5"
+)
+MISSING_ATTRIBUTE = Status(0x0120, "MISSING_ATTRIBUTE", "Failure: missing attribute", "PS3.7 C.5")
+MISSING_ATTRIBUTE_VALUE = Status(
+    0x0121, "MISSING_ATTRIBUTE_VALUE", "Failure: missing attribute value", "PS3.7 C.5"
+)
+NO_SUCH_ACTION = Status(0x0123, "NO_SUCH_ACTION", "Failure: no such action", "PS3.7 C.5")
 DUPLICATE_INVOCATION = Status(
     0x0210, "DUPLICATE_INVOCATION", "Failure: duplicate invocation", "PS3.7 C.5"
 )
@@ -169,6 +191,15 @@ GENERAL = _table(
     NO_SUCH_SOP_CLASS,
     SOP_CLASS_NOT_SUPPORTED,
     NOT_AUTHORIZED,
+    NO_SUCH_ATTRIBUTE,
+    INVALID_ATTRIBUTE_VALUE,
+    NO_SUCH_EVENT_TYPE,
+    INVALID_ARGUMENT_VALUE,
+    INVALID_OBJECT_INSTANCE,
+    CLASS_INSTANCE_CONFLICT,
+    MISSING_ATTRIBUTE,
+    MISSING_ATTRIBUTE_VALUE,
+    NO_SUCH_ACTION,
     DUPLICATE_INVOCATION,
     UNRECOGNIZED_OPERATION,
     MISTYPED_ARGUMENT,

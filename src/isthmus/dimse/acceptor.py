@@ -42,6 +42,7 @@ from isthmus.dimse.service import Message, ServiceTable
 log = logging.getLogger(__name__)
 
 NATIVE = (*uids.UNCOMPRESSED, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)  # PS3.5 A.1-A.5
+RELEASE_GRACE = 2.0  # seconds an N-EVENT-REPORT-RSP may follow the requestor's A-RELEASE-RQ
 
 
 class AbortAssociation(Exception):
@@ -338,6 +339,8 @@ class Acceptor:
             service.handler(self, message)
         elif field_ == msg.C_CANCEL_RQ:
             pass  # nothing outstanding: a late cancel is ignored (PS3.7 9.3.2.3)
+        elif field_ & 0x8000:
+            log.info("late response 0x%04X from %s dropped", field_, self.calling_aet)
         else:
             self.respond(message, field_ | 0x8000, UNRECOGNIZED_OPERATION)
 
@@ -361,7 +364,7 @@ class Acceptor:
         if field_ == msg.C_STORE_RSP and status == SUCCESS:
             self.stored += 1
         fields: dict[int, int | str | bytes] = {
-            msg.AFFECTED_SOP_CLASS: msg.text(message.command, msg.AFFECTED_SOP_CLASS),
+            msg.AFFECTED_SOP_CLASS: msg.sop_class_of(message.command),
             msg.COMMAND_FIELD: field_,
             msg.MESSAGE_ID_RESPONDED: message.message_id,
             msg.DATASET_TYPE: msg.NO_DATASET if dataset is None else msg.HAS_DATASET,
@@ -409,11 +412,70 @@ class Acceptor:
             elif not reply.field & 0x8000:
                 self._deferred.append(reply)  # a request: answered after this one
 
-    def cancelled(self, message: Message) -> bool:
-        """Has the requestor sent C-CANCEL-RQ for `message` (PS3.7 9.3.2.3)?  Only reads
-        when something has arrived (in the socket, or PDVs already read with the request),
-        so it does not wait.  After an A-RELEASE-RQ nothing more is read: the operation
-        finishes and _serve() answers the release."""
+    def context_for(self, sop_class: str) -> int | None:
+        """An accepted presentation context of `sop_class`, or None."""
+        return next((cid for cid, a in self.abstract.items() if a == sop_class), None)
+
+    def event_report(
+        self,
+        context_id: int,
+        sop_class: str,
+        sop_instance: str,
+        event_type: int,
+        dataset: bytes | None,
+    ) -> int | None:
+        """Send N-EVENT-REPORT-RQ to the requestor on this association (PS3.7 10.3.1: the
+        performing SCP reports to the SCU that asked, e.g. Storage Commitment, PS3.4 J.3.3)
+        and return the status of its response; None when the association can no longer
+        carry it (the requestor asked for release: PS3.8 Sta8 lets us send, but a
+        requestor that released need not answer), so the caller reports another way."""
+        self._take_pending()
+        if self.release_requested:
+            return None
+        message_id = self._next_id
+        self._next_id = self._next_id % 65535 + 1
+        command = msg.n_event_report_rq(
+            message_id, sop_class, sop_instance, event_type, dataset is not None
+        )
+        self._send_message(context_id, command, dataset)
+        while True:
+            reply = self.next_message()
+            if reply is None:
+                return self._response_after_release(message_id)
+            if (
+                reply.field == msg.N_EVENT_REPORT_RSP
+                and msg.us(reply.command, msg.MESSAGE_ID_RESPONDED) == message_id
+            ):
+                return msg.us(reply.command, msg.STATUS)
+            if reply.field == msg.C_CANCEL_RQ:
+                self._cancelled.add(msg.us(reply.command, msg.MESSAGE_ID_RESPONDED))
+            elif not reply.field & 0x8000:
+                self._deferred.append(reply)  # a request: answered after this one
+
+    def _response_after_release(self, message_id: int) -> int | None:
+        """The requestor asked for release while our N-EVENT-REPORT-RQ was on its way.  In
+        PS3.8 Sta7 it may still answer, and some do right after their A-RELEASE-RQ
+        (pynetdicom, when the request reached it before it released): wait RELEASE_GRACE
+        seconds for that answer, so the report is not sent a second time elsewhere."""
+        self.release_requested = False
+        self.sock.settimeout(RELEASE_GRACE)
+        try:
+            while (reply := self.next_message()) is not None:
+                if (
+                    reply.field == msg.N_EVENT_REPORT_RSP
+                    and msg.us(reply.command, msg.MESSAGE_ID_RESPONDED) == message_id
+                ):
+                    return msg.us(reply.command, msg.STATUS)
+            return None
+        except (TimeoutError, OSError, PDUError):  # no answer: report another way
+            return None
+        finally:
+            self.release_requested = True
+            self.sock.settimeout(self.settings.network_timeout)
+
+    def _take_pending(self) -> None:
+        """Read, without waiting, what has already arrived: C-CANCEL-RQs are noted, other
+        requests deferred, an A-RELEASE-RQ sets release_requested."""
         while not self.release_requested and (self._pdvs or _readable(self.sock)):
             other = self.next_message()
             if other is None:
@@ -422,6 +484,13 @@ class Acceptor:
                 self._cancelled.add(msg.us(other.command, msg.MESSAGE_ID_RESPONDED))
             else:
                 self._deferred.append(other)
+
+    def cancelled(self, message: Message) -> bool:
+        """Has the requestor sent C-CANCEL-RQ for `message` (PS3.7 9.3.2.3)?  Only reads
+        when something has arrived (in the socket, or PDVs already read with the request),
+        so it does not wait.  After an A-RELEASE-RQ nothing more is read: the operation
+        finishes and _serve() answers the release."""
+        self._take_pending()
         return message.message_id in self._cancelled
 
     # -- PDUs and PDVs --------------------------------------------------------

@@ -52,3 +52,24 @@ def _non_ascii(match: dict[str, Any]) -> bool:
     """Any character outside the default repertoire?  (Not str(match): its repr escapes
     unprintable characters such as NO-BREAK SPACE to ASCII.)"""
     return not json.dumps(match, ensure_ascii=False).isascii()
+
+
+def identifier_params(identifier: Dataset) -> dict[str, str]:
+    """An identifier as the query engine's named keys (``query_from_keywords``): each
+    top-level key by tag, each key of a sequence's item as ``SEQ.KEY`` (sequence
+    matching, PS3.4 C.2.2.2.6, one level); '' is universal (return only)."""
+    params: dict[str, str] = {}
+    for elem in identifier:
+        tag = int(elem.tag)
+        if tag in _CONTROL_TAGS or elem.tag.group in (0x0000, 0x0002):
+            continue
+        if elem.tag.is_private or elem.tag.is_private_creator:
+            continue
+        if elem.VR == "SQ":
+            for item in elem.value or []:
+                for sub in item:
+                    if sub.VR != "SQ" and not sub.tag.is_private:
+                        params[f"{tag:08X}.{int(sub.tag):08X}"] = _text(sub)
+            continue
+        params[f"{tag:08X}"] = _text(elem)
+    return params

@@ -26,11 +26,18 @@ C_FIND_RQ, C_FIND_RSP = 0x0020, 0x8020
 C_MOVE_RQ, C_MOVE_RSP = 0x0021, 0x8021
 C_ECHO_RQ, C_ECHO_RSP = 0x0030, 0x8030
 C_CANCEL_RQ = 0x0FFF
+N_EVENT_REPORT_RQ, N_EVENT_REPORT_RSP = 0x0100, 0x8100
+N_GET_RQ, N_GET_RSP = 0x0110, 0x8110
+N_SET_RQ, N_SET_RSP = 0x0120, 0x8120
+N_ACTION_RQ, N_ACTION_RSP = 0x0130, 0x8130
+N_CREATE_RQ, N_CREATE_RSP = 0x0140, 0x8140
+N_DELETE_RQ, N_DELETE_RSP = 0x0150, 0x8150
 NO_DATASET = 0x0101
 HAS_DATASET = 0x0000
 
 # Command elements (group 0000)
 AFFECTED_SOP_CLASS = 0x0002
+REQUESTED_SOP_CLASS = 0x0003
 COMMAND_FIELD = 0x0100
 MESSAGE_ID = 0x0110
 MESSAGE_ID_RESPONDED = 0x0120
@@ -39,7 +46,12 @@ PRIORITY = 0x0700
 DATASET_TYPE = 0x0800
 STATUS = 0x0900
 ERROR_COMMENT = 0x0902
+ERROR_ID = 0x0903
 AFFECTED_SOP_INSTANCE = 0x1000
+REQUESTED_SOP_INSTANCE = 0x1001
+EVENT_TYPE_ID = 0x1002
+ATTRIBUTE_IDENTIFIER_LIST = 0x1005
+ACTION_TYPE_ID = 0x1008
 REMAINING = 0x1020
 COMPLETED = 0x1021
 FAILED = 0x1022
@@ -59,8 +71,11 @@ _US = {
     FAILED,
     WARNING,
     MOVE_ORIGINATOR_ID,
+    ERROR_ID,
+    EVENT_TYPE_ID,
+    ACTION_TYPE_ID,
 }
-_UI = {AFFECTED_SOP_CLASS, AFFECTED_SOP_INSTANCE}
+_UI = {AFFECTED_SOP_CLASS, AFFECTED_SOP_INSTANCE, REQUESTED_SOP_CLASS, REQUESTED_SOP_INSTANCE}
 
 
 class MalformedCommand(ValueError):
@@ -120,6 +135,41 @@ def c_store_rq(
         fields[MOVE_ORIGINATOR_AET] = originator[0].ljust(16)[:16]
         fields[MOVE_ORIGINATOR_ID] = originator[1]
     return encode_command(fields)
+
+
+def n_event_report_rq(
+    message_id: int, sop_class: str, sop_instance: str, event_type: int, has_dataset: bool
+) -> bytes:
+    """An encoded N-EVENT-REPORT-RQ command set (PS3.7 10.3.1.1)."""
+    return encode_command(
+        {
+            AFFECTED_SOP_CLASS: sop_class,
+            COMMAND_FIELD: N_EVENT_REPORT_RQ,
+            MESSAGE_ID: message_id,
+            DATASET_TYPE: HAS_DATASET if has_dataset else NO_DATASET,
+            AFFECTED_SOP_INSTANCE: sop_instance,
+            EVENT_TYPE_ID: event_type,
+        }
+    )
+
+
+def sop_class_of(command: Command) -> str:
+    """The SOP class a request names: Affected (C-services, N-CREATE, N-EVENT-REPORT) or
+    Requested (N-GET, N-SET, N-ACTION, N-DELETE), PS3.7 9.3 and 10.3."""
+    return text(command, AFFECTED_SOP_CLASS) or text(command, REQUESTED_SOP_CLASS)
+
+
+def sop_instance_of(command: Command) -> str:
+    """The SOP instance a request names: Affected or Requested (PS3.7 10.3)."""
+    return text(command, AFFECTED_SOP_INSTANCE) or text(command, REQUESTED_SOP_INSTANCE)
+
+
+def tags(command: Command, element: int) -> list[int]:
+    """An AT list of a command, e.g. Attribute Identifier List (PS3.7 10.3.2.1)."""
+    raw = command.get(element, b"")
+    return [
+        (group << 16) | elem for group, elem in struct.iter_unpack("<HH", raw[: len(raw) // 4 * 4])
+    ]
 
 
 def us(command: Command, element: int) -> int:

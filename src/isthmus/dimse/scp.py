@@ -16,7 +16,7 @@ from typing import Any
 
 from pynetdicom.presentation import AllStoragePresentationContexts
 
-from isthmus.archive import Archive, Query, QueryError, Transfer
+from isthmus.archive import MPPS_SOP_CLASS, Archive, Query, QueryError, Transfer
 from isthmus.config import Settings
 from isthmus.dicom import uids
 from isthmus.dicom.status import (
@@ -29,9 +29,21 @@ from isthmus.dicom.status import (
 )
 from isthmus.dimse import messages as msg
 from isthmus.dimse.acceptor import LocalAE
+from isthmus.dimse.commitment import STORAGE_COMMITMENT, StorageCommitmentSCP
 from isthmus.dimse.identifiers import identifier_keys, result_dataset
+from isthmus.dimse.mpps import MppsSCP
 from isthmus.dimse.retrieve import RetrieveSCP
-from isthmus.dimse.service import Channel, Message, Service, ServiceTable
+from isthmus.dimse.service import (
+    Channel,
+    Message,
+    Service,
+    ServiceHandler,
+    ServiceTable,
+    by_sop_class,
+)
+from isthmus.dimse.ups import UPS_PULL, UPS_PUSH, UPS_QUERY, UPS_WATCH, UpsSCP
+from isthmus.dimse.ups_events import UpsEventSender
+from isthmus.dimse.worklist import MODALITY_WORKLIST_FIND, WorklistSCP
 from isthmus.node.access import AccessControl
 from isthmus.node.router import AssociationRouter
 
@@ -188,7 +200,8 @@ class ArchiveSCP:
 def service_table(archive: Archive, settings: Settings, access: AccessControl) -> ServiceTable:
     """The archive's DIMSE services by command field (PS3.7 9.3): what the acceptor serves.
 
-    A new service (an N-CREATE for UPS, say) is one more entry here.
+    A new service is one more entry here; `workflow_services` adds the DIMSE-N commands
+    and widens C-FIND to the worklist and UPS models.
     """
     scp = ArchiveSCP(archive, settings, access)
     retrieve = RetrieveSCP(archive, settings, access)
@@ -201,7 +214,48 @@ def service_table(archive: Archive, settings: Settings, access: AccessControl) -
         msg.C_MOVE_RQ: Service("C-MOVE", MOVE_CLASSES, COMMAND_SYNTAXES, retrieve.move),
         msg.C_GET_RQ: Service("C-GET", GET_CLASSES, COMMAND_SYNTAXES, retrieve.get),
     }
+    services.update(workflow_services(archive, settings, access, scp.find))
     return ServiceTable(services, scp_role_classes=STORAGE_CLASSES)
+
+
+def workflow_services(
+    archive: Archive, settings: Settings, access: AccessControl, find: ServiceHandler
+) -> dict[int, Service]:
+    """The workflow services by command field: Storage Commitment (PS3.4 J), MPPS (F),
+    Modality Worklist (K) and UPS (CC); C-FIND also keeps `find` (the Q/R models)."""
+    commitment = StorageCommitmentSCP(archive, settings, access)
+    mpps = MppsSCP(archive, settings, access)
+    ups = UpsSCP(archive, settings, access)
+    worklist = WorklistSCP(archive, settings, access)
+    syntaxes = COMMAND_SYNTAXES
+    return {
+        msg.C_FIND_RQ: by_sop_class(
+            "C-FIND",
+            {
+                **dict.fromkeys(FIND_ROOTS, find),
+                MODALITY_WORKLIST_FIND: worklist.find,
+                **dict.fromkeys((UPS_PULL, UPS_WATCH, UPS_QUERY), ups.c_find),
+            },
+            syntaxes,
+        ),
+        msg.N_ACTION_RQ: by_sop_class(
+            "N-ACTION",
+            {
+                STORAGE_COMMITMENT: commitment.n_action,
+                **dict.fromkeys((UPS_PUSH, UPS_PULL, UPS_WATCH), ups.n_action),
+            },
+            syntaxes,
+        ),
+        msg.N_CREATE_RQ: by_sop_class(
+            "N-CREATE", {MPPS_SOP_CLASS: mpps.n_create, UPS_PUSH: ups.n_create}, syntaxes
+        ),
+        msg.N_SET_RQ: by_sop_class(
+            "N-SET", {MPPS_SOP_CLASS: mpps.n_set, UPS_PULL: ups.n_set}, syntaxes
+        ),
+        msg.N_GET_RQ: by_sop_class(
+            "N-GET", dict.fromkeys((UPS_PUSH, UPS_PULL, UPS_WATCH), ups.n_get), syntaxes
+        ),
+    }
 
 
 def start_scp(
@@ -232,6 +286,8 @@ def start_scp(
     server.accept_any = settings.accept_any_called_aet
     server.peek_timeout = settings.pdu_timeout
     server.max_associate_rq = settings.max_associate_rq
+    if beside is None:  # one sender of UPS event reports per node, not per port
+        server.on_close.append(UpsEventSender(archive, settings, access).close)
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": 0.2},

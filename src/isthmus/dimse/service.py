@@ -81,6 +81,22 @@ class Channel(Protocol):
         """Send a response to `message` (PS3.7 9.3)."""
         ...
 
+    def context_for(self, sop_class: str) -> int | None:
+        """An accepted presentation context of `sop_class` on this association, or None."""
+        ...
+
+    def event_report(
+        self,
+        context_id: int,
+        sop_class: str,
+        sop_instance: str,
+        event_type: int,
+        dataset: bytes | None,
+    ) -> int | None:
+        """N-EVENT-REPORT to the requestor on this association (PS3.7 10.1.1); the status
+        of its response, or None if the association can no longer carry it."""
+        ...
+
     def cancelled(self, message: Message) -> bool:
         """Has the requestor sent C-CANCEL-RQ for `message` (PS3.7 9.3.2.3)?"""
         ...
@@ -142,3 +158,17 @@ class ServiceTable:
         if service.needs_dataset and message.dataset is None:
             return None
         return service
+
+
+def by_sop_class(
+    name: str, handlers: Mapping[str, ServiceHandler], transfer_syntaxes: tuple[str, ...]
+) -> Service:
+    """One command field served by several SOP classes' handlers (N-CREATE for MPPS and
+    UPS, N-ACTION for Storage Commitment and UPS): the context's SOP class picks one.
+    The handlers check for their data set (PS3.7 10.3: it is optional for some)."""
+    table = dict(handlers)
+
+    def handler(channel: Channel, message: Message) -> None:
+        table[channel.abstract_syntax(message)](channel, message)
+
+    return Service(name, frozenset(table), transfer_syntaxes, handler, needs_dataset=False)

@@ -82,6 +82,14 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         self.activity = Activity()  # start_scp gives the archive's (audit trail, metrics)
         self._handed: set[int] = set()
         self._lock = threading.Lock()
+        # What the doors started along with the port (e.g. the UPS event sender): closed
+        # with it, newest first.
+        self.on_close: list[Callable[[], None]] = []
+
+    def server_close(self) -> None:
+        while self.on_close:
+            self.on_close.pop()()
+        super().server_close()
 
     # -- routing table ---------------------------------------------------
     def add_route(self, called_aet: str, handler: RouteHandler) -> None:
