@@ -108,13 +108,22 @@ def test_a_study_from_ct01_reaches_storescp_as_one_job_on_one_association(
     dcmtk: None, forwarding_node: Node, storescp: StoreSCP, tmp_path: Path
 ) -> None:
     opened: list[Event] = []
-    unsubscribe = forwarding_node.archive.events.subscribe("association.opened", opened.append)
+    transferred: list[Event] = []
+    events = forwarding_node.archive.events
+    unsubscribe = events.subscribe("association.opened", opened.append)
+    unaudit = events.subscribe("audit.transferred", transferred.append)
     files = study_files(tmp_path, "CT01-A", 6)
     study = study_of(files)
     send(forwarding_node, "CT01", files[:3])
     send(forwarding_node, "CT01", files[3:])  # two associations in, one job out
     job = wait_for(lambda: finished(forwarding_node, study), what="the forward job")
+    wait_for(lambda: transferred or None, what="the audit message of the forward")
     unsubscribe()
+    unaudit()
+    # PS3.15 A.5.3.2 DICOM Instances Transferred: one message naming the study and PACS2.
+    assert [(e.payload["peer"], [s["uid"] for s in e.payload["studies"]]) for e in transferred] == [
+        ("PACS2", [study])
+    ]
     assert job.status == "completed", job
     assert job.counts == {"total": 6, "done": 6, "failed": 0, "pending": 0}
     assert len(forward_jobs(forwarding_node, study)) == 1

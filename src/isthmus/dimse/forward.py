@@ -63,14 +63,21 @@ def store_kind(
         except (AssociationFailed, OSError) as exc:
             raise Retry(str(exc)) from exc
         contact = announce_outbound(archive, settings.aet, destination, f"{peer.host}:{peer.port}")
+        # The audit trail's "DICOM Instances Transferred" (PS3.15 A.5.3.2), one message
+        # per attempt naming its studies; the metrics count the instances sent.
+        tally = archive.activity.transfer(
+            "transferred", "dimse", local=settings.aet, peer=destination, address=peer.host
+        )
         try:
             for row in rows:
                 if job.cancelled():
                     return
-                _send(archive, requestor, row, job, destination, originator)
+                ok = _send(archive, requestor, row, job, destination, originator)
+                tally.add(row.study_instance_uid, row.sop_class_uid, row.size, ok)
         finally:
             requestor.release()
             contact()
+            tally.close()
 
     return run
 
@@ -82,14 +89,15 @@ def _send(
     job: RunningJob,
     destination: str,
     originator: list[object] | None,
-) -> None:
+) -> bool:
+    """Send one instance; True when the destination stored it."""
     uid = row.sop_instance_uid
     syntaxes = accepted_syntaxes(requestor.accepted, row.sop_class_uid)
     try:
         syntax, dataset = archive.dataset_for(row, syntaxes)
     except Exception as exc:  # no accepted context, unreadable blob, codec error
         job.failed(uid, f"cannot send: {exc}")
-        return
+        return False
     move_originator = (str(originator[0]), int(str(originator[1]))) if originator else None
     try:
         code = requestor.store(syntaxes[syntax], row.sop_class_uid, uid, dataset, move_originator)
@@ -97,8 +105,9 @@ def _send(
         raise Retry(f"association with {destination} failed: {exc}") from exc
     if code == status.SUCCESS or status.is_warning(code):
         job.done(uid)
-    else:
-        job.failed(uid, f"{destination} answered 0x{code:04X} ({status.meaning(code, 'C-STORE')})")
+        return True
+    job.failed(uid, f"{destination} answered 0x{code:04X} ({status.meaning(code, 'C-STORE')})")
+    return False
 
 
 def announce_outbound(
