@@ -97,10 +97,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a known peer (repeatable)",
     )
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
+    p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
 
     p = command("import", _import, "import DICOM files or folders (recursive) into the archive")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
+    p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
 
     p = command("echo", _echo, "C-ECHO a peer")
     p.add_argument("peer", metavar="AET@HOST:PORT")
@@ -143,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--via", choices=["move", "get"], default="move")
     p.add_argument("--port", type=int, help="port to receive C-MOVE sub-operations on")
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
+    p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
     return parser
 
 
@@ -159,6 +162,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         dicom_port=getattr(args, "dicom_port", None),
         http_port=getattr(args, "http_port", None),
         index_url=getattr(args, "index_url", None),
+        blob_url=getattr(args, "blob_url", None),
         log_level=args.log_level,
     )
     settings = load(args.config, **overrides)

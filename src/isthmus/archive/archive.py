@@ -25,7 +25,7 @@ from isthmus.archive.ingest import InstanceRecord, build_record
 from isthmus.archive.keys import add_parent_attributes
 from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.outcome import StoreOutcome, StoreResult
-from isthmus.archive.storage import BlobStore, open_blob_store
+from isthmus.archive.storage import BlobStore, BlobStoreUnavailable, open_blob_store
 from isthmus.archive.writer import GroupCommitWriter
 from isthmus.dicom import part10, uids
 from isthmus.dicom.part10 import InvalidDicom
@@ -420,13 +420,9 @@ class Archive:
                 k: n
                 for k, n in conn.execute(sa.select(idx.instance.c.blob_key, idx.instance.c.size))
             }
-        stored = set(self.blobs.keys())
-        orphans = stored - set(indexed)
-        missing = {
-            key
-            for key, size in indexed.items()
-            if key not in stored or self.blobs.size(key) != size
-        }
+        stored = dict(self.blobs.sizes())
+        orphans = set(stored) - set(indexed)
+        missing = {key for key, size in indexed.items() if stored.get(key) != size}
         if repair:
             for key in orphans | missing:
                 self.blobs.delete(key)
@@ -514,8 +510,9 @@ def _check(
 
 
 def _write_failed(result: StoreResult, exc: OSError) -> _Refused:
-    """A blob that cannot be written or synced: out of resources when the disk is full."""
-    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    """A blob that cannot be written or synced: out of resources when the disk is full
+    or the blob store cannot be reached (transient: the sender may try again later)."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT) or isinstance(exc, BlobStoreUnavailable)
     log.error("store %s: blob write failed: %s", result.sop_instance_uid, exc)
     return _Refused(
         StoreOutcome.OUT_OF_RESOURCES if full else StoreOutcome.PROCESSING_FAILURE,
