@@ -158,16 +158,13 @@ class TemporarySeaweedFS:
                 time.sleep(0.2)
 
     def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL), keeping its data for `start()`."""
+        """Kill the server (as a crash would), keeping its data for `start()`: what it
+        acknowledged is on disk (in the page cache at least) and survives."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
 
     def close(self) -> None:
         self.stop()
