@@ -1,11 +1,12 @@
 """The archive core: index + blob store behind one API (`Archive`).
 
 Doors import from here only: the Archive, its results (`StoreResult` and its
-`StoreOutcome`, `FindResult`, `InstanceRow`, `BulkData`), queries, and the query
+`StoreOutcome`, `FindResult`, `InstanceRow`, `BulkData`, `BlobStoreUnavailable`), queries, and the query
 vocabulary (levels, unique keys, default return keys, tag names).
 """
 
 from isthmus.archive.archive import Archive
+from isthmus.archive.blob import BlobStoreUnavailable
 from isthmus.archive.bulk import BulkData, NoBulkData
 from isthmus.archive.events import Event, EventBus
 from isthmus.archive.index import InstanceRow
@@ -16,6 +17,7 @@ from isthmus.archive.outcome import StoreOutcome, StoreResult, stow_http_status
 __all__ = [
     "LEVELS",
     "Archive",
+    "BlobStoreUnavailable",
     "BulkData",
     "Event",
     "EventBus",
