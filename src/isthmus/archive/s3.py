@@ -133,7 +133,7 @@ class S3BlobStore:
             size = int(result.meta["size"])
             head = bytes(result.bytes())
         raw = _RangedReader(self.store, key, size, head)
-        return io.BufferedReader(raw, buffer_size=BUFFER)  # type: ignore[return-value]
+        return io.BufferedReader(raw, buffer_size=BUFFER)
 
     def size(self, key: str) -> int:
         check_key(key)
