@@ -54,7 +54,7 @@ from isthmus.archive.blob import BlobStoreUnavailable, NoLocalPath, check_key
 log = logging.getLogger(__name__)
 
 MAX_PUT = 5 * 1024**3  # S3's limit on one PUT request
-HEAD = 256 * 1024  # the first GET of `open` brings this much of the object
+HEAD = 1024 * 1024  # the first GET of `open` brings this much (a whole CT or MR image)
 BUFFER = 256 * 1024  # later reads are coalesced into ranged GETs of at least this
 RETRY_TIMEOUT = 15.0
 TIMEOUT = 120.0
