@@ -4,7 +4,7 @@ Starts SeaweedFS (`weed mini`, loopback) and two `isthmus serve` processes on SQ
 one with its blobs in files, one in S3, then for each:
 
 - **C-STORE**: DCMTK's storescu sends N generated CT instances (512×512, 16 bit,
-  about 0.5 MB each) on one association;
+  about 0.5 MB each) on one association; then N others on 4 associations at once;
 - **WADO-RS study**: the whole study as one multipart response, as stored;
 - **WADO-RS instances**: each instance by its own request, one after the other;
 - **blob store, 64 MiB**: one put and one streamed read of a 64 MiB blob, through the
@@ -57,9 +57,9 @@ class Server:
         self.process.wait(timeout=30)
 
 
-def timed(action: Callable[[], object]) -> float:
+def timed(action: Callable[..., object], *args: object) -> float:
     started = time.perf_counter()
-    action()
+    action(*args)
     return time.perf_counter() - started
 
 
@@ -94,10 +94,34 @@ def retrieve_each(server: Server, paths: list[tuple[str, str, str]]) -> int:
     return total
 
 
+def store_parallel(server: Server, folders: list[Path]) -> None:
+    """One storescu (one association) per folder, all at once."""
+    children = [
+        subprocess.Popen(
+            ["storescu", "-aec", "ISTHMUS", "+sd", "127.0.0.1", str(server.dicom_port), str(f)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for f in folders
+    ]
+    if any(child.wait(timeout=600) for child in children):
+        raise RuntimeError("storescu failed")
+
+
+def measure(server: Server, work: Path, uids: list[tuple[str, str, str]]) -> dict[str, float]:
+    quarters = sorted((work / "in4").iterdir())
+    return {
+        "C-STORE": timed(store, server, work / "in"),
+        "C-STORE, 4 associations": timed(store_parallel, server, quarters),
+        "WADO-RS study": timed(retrieve_study, server, uids[0][0]),
+        "WADO-RS instances": timed(retrieve_each, server, uids),
+    }
+
+
 def large_blob(url: str, work: Path) -> tuple[float, float]:
     store = open_blob_store(url or f"file://{work / 'large'}")
     data = os.urandom(64 << 20)
-    put = timed(lambda: store.put("ab/large.dcm", [data]))
+    put = timed(store.put, "ab/large.dcm", [data])
 
     def read() -> None:
         with store.open("ab/large.dcm") as fh:
@@ -117,6 +141,9 @@ def run(count: int, repeat: int) -> list[tuple[str, str, str]]:
             StudySpec(rows=512, columns=512, instances_per_series=count), work / "in"
         )
         size = sum(p.stat().st_size for p in files)
+        for quarter in range(4):  # another study of as many instances, in four parts
+            spec = StudySpec(rows=512, columns=512, instances_per_series=count // 4)
+            write_study(spec, work / "in4" / str(quarter))
         import pydicom
 
         uids = []
@@ -129,15 +156,8 @@ def run(count: int, repeat: int) -> list[tuple[str, str, str]]:
                 for name, url in (("files", ""), ("S3", s3.url())):
                     server = Server(work / f"{name}-{attempt}", url, s3.env)
                     try:
-                        rows.setdefault((name, "C-STORE"), []).append(
-                            timed(lambda: store(server, work / "in"))
-                        )
-                        rows.setdefault((name, "WADO-RS study"), []).append(
-                            timed(lambda: retrieve_study(server, uids[0][0]))
-                        )
-                        rows.setdefault((name, "WADO-RS instances"), []).append(
-                            timed(lambda: retrieve_each(server, uids))
-                        )
+                        for what, seconds in measure(server, work, uids).items():
+                            rows.setdefault((name, what), []).append(seconds)
                     finally:
                         server.stop()
                     env_before = dict(os.environ)

@@ -83,7 +83,12 @@ def test_keys_that_could_escape_the_prefix_are_refused(store: S3BlobStore) -> No
             store.put(key, [b"x"])
 
 
-def test_an_unreachable_store_fails_clearly_after_bounded_retries() -> None:
+def test_an_unreachable_store_fails_clearly_after_bounded_retries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Keys given, so that no credential lookup goes beyond loopback (no instance metadata).
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     port = free_port()  # nothing listens there
     store = open_s3_blob_store(f"s3://bucket/p?endpoint=http://127.0.0.1:{port}&retry_timeout=1")
     with pytest.raises(BlobStoreUnavailable, match="S3 PUT ab/k.dcm failed"):
