@@ -71,6 +71,12 @@ def test_reads_seek_anywhere_in_a_large_object(store: S3BlobStore) -> None:
         assert fh.read(10) == b""
 
 
+def test_an_empty_object_reads_as_empty(store: S3BlobStore) -> None:
+    store.put("ab/empty.dcm", [b""])
+    with store.open("ab/empty.dcm") as fh:
+        assert fh.read() == b"" and store.size("ab/empty.dcm") == 0
+
+
 def test_local_path_is_refused_cleanly(store: S3BlobStore) -> None:
     store.put("k.dcm", [b"x"])
     with pytest.raises(NoLocalPath, match="open"):

@@ -128,10 +128,15 @@ class S3BlobStore:
     def open(self, key: str) -> BinaryIO:
         """A seekable binary file over the object, read by ranged GETs; KeyError if absent."""
         check_key(key)
-        with _errors(f"GET {key}", missing=KeyError(key)):
-            result = obstore.get(self.store, key, options={"range": (0, HEAD)})
-            size = int(result.meta["size"])
-            head = bytes(result.bytes())
+        try:
+            with _errors(f"GET {key}", missing=KeyError(key)):
+                result = obstore.get(self.store, key, options={"range": (0, HEAD)})
+                size = int(result.meta["size"])
+                head = bytes(result.bytes())
+        except BlobStoreUnavailable as exc:
+            if "416" not in str(exc):  # Range Not Satisfiable: an empty object has no range
+                raise
+            size, head = self.size(key), b""
         raw = _RangedReader(self.store, key, size, head)
         return io.BufferedReader(raw, buffer_size=BUFFER)
 
