@@ -1,6 +1,7 @@
 """The S3 blob store when S3 fails: the server killed in the middle of an ingest and
-restarted (stores fail with out-of-resources within the retry bound, the index holds
-nothing half-written, ingest resumes, check() is clean), through both doors.
+restarted, or frozen (stores fail with out-of-resources within the retry and request
+time bounds, the index holds nothing half-written, ingest resumes, check() is clean),
+through both doors.
 
 Objects deleted behind the archive's back are covered by the suites that run on S3:
 tests/web/test_wado.py (WADO-RS), tests/dimse/test_retrieve.py (C-MOVE, C-GET) and
@@ -46,7 +47,7 @@ def own_s3() -> Iterator[TemporarySeaweedFS]:
 def s3_node(own_s3: TemporarySeaweedFS, tmp_path: Path) -> Iterator[Node]:
     if not own_s3.running:  # a failed test may have left it stopped
         own_s3.start()
-    url = own_s3.url(endpoint=own_s3.endpoint, retry_timeout=2)
+    url = own_s3.url(endpoint=own_s3.endpoint, retry_timeout=2, timeout=2)
     settings = Settings(
         data=tmp_path / "data", dicom_port=free_port(), http_port=free_port(), blob_url=url
     )
@@ -155,3 +156,38 @@ def test_stow_and_wado_while_s3_is_down_fail_clearly_then_work_again(
     assert not s3_node.archive.instances(sop_uid=str(lost.SOPInstanceUID))
     assert _stow(s3_node, lost).status_code == 200
     assert s3_node.archive.check()["missing"] == 0
+
+
+def test_a_frozen_s3_server_times_stores_and_reads_out_instead_of_hanging(
+    own_s3: TemporarySeaweedFS, s3_node: Node
+) -> None:
+    first, frozen, later = _instances(1), _instances(1), _instances(1)
+    assoc = _associate(s3_node, first)
+    try:
+        assert _store(assoc, first[0]) == 0
+        own_s3.pause()  # accepts connections, answers nothing
+        try:
+            assert _store(assoc, frozen[0]) == OUT_OF_RESOURCES
+            with httpx.Client(base_url=f"http://127.0.0.1:{s3_node.http_port}") as client:
+                ds = first[0]
+                down = client.get(
+                    f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+                    f"/instances/{ds.SOPInstanceUID}",
+                    headers={"Accept": "application/dicom"},
+                    timeout=60,
+                )
+            assert down.status_code == 503
+        finally:
+            own_s3.resume()
+        assert _store(assoc, later[0]) == 0
+    finally:
+        assoc.release()
+    archive = s3_node.archive
+    assert {r.sop_instance_uid for r in archive.instances()} == {
+        str(first[0].SOPInstanceUID),
+        str(later[0].SOPInstanceUID),
+    }
+    # The frozen PUT may still complete once the server runs again: an orphan check() removes.
+    report = archive.check()
+    assert (report["missing"], report["instances"]) == (0, 2) and report["orphans"] <= 1
+    assert archive.check() == {"partial": 0, "orphans": 0, "missing": 0, "instances": 2}

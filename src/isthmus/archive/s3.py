@@ -21,7 +21,8 @@ The guarantees are the file store's:
   sent.
 - **Durable on success.** S3 answers 200 only once the object is stored durably, so
   `put` returns after that answer and `sync` has nothing left to do.
-- **Bounded in time.** Requests time out (`timeout`, connect: 5 s); 5xx answers,
+- **Bounded in time.** Requests time out (`timeout`, 30 s; a large PUT gets the time to
+  send at 8 MB/s; connect: 5 s; a GET asks for at most 64 MiB); 5xx answers,
   dropped connections and timeouts of idempotent requests are retried with
   exponential backoff and jitter for at most `retry_timeout` seconds; then the call
   raises `BlobStoreUnavailable`, which a store reports as out of resources (C-STORE
@@ -57,8 +58,10 @@ MAX_PUT = 5 * 1024**3  # S3's limit on one PUT request
 HEAD = 1024 * 1024  # the first GET of `open` brings this much (a whole CT or MR image)
 BUFFER = 256 * 1024  # later reads are coalesced into ranged GETs of at least this
 RETRY_TIMEOUT = 15.0
-TIMEOUT = 120.0
+TIMEOUT = 30.0  # seconds for one request (a GET reads at most READ_MAX)
 CONNECT_TIMEOUT = 5.0
+MIN_RATE = 8e6  # bytes/s: the slowest upload a large PUT is given time for
+READ_MAX = 64 * 1024 * 1024  # the largest range one GET asks for
 
 
 class S3BlobStore:
@@ -86,25 +89,39 @@ class S3BlobStore:
         if region:
             config["region"] = region
         self.endpoint = endpoint or "AWS"
-        self.store = S3Store(
-            bucket,
+        self._config, self._retry_timeout, self.timeout = config, retry_timeout, timeout
+        self.store = self._client(timeout)
+
+    def _client(self, timeout: float) -> S3Store:
+        """A client whose requests time out after `timeout` seconds (connect: 5 s) and
+        are retried, with backoff, for at most `retry_timeout` seconds in all."""
+        endpoint = self._config.get("endpoint", "")
+        backoff = min(5.0, max(self._retry_timeout / 4, 0.1))
+        return S3Store(
+            self.bucket,
             prefix=self.prefix or None,
-            config=config,  # type: ignore[arg-type]
+            config=self._config,  # type: ignore[arg-type]
             client_options={
-                "allow_http": bool(endpoint and endpoint.startswith("http://")),
+                "allow_http": endpoint.startswith("http://"),
                 "timeout": timedelta(seconds=timeout),
                 "connect_timeout": timedelta(seconds=CONNECT_TIMEOUT),
             },
             retry_config={
                 "max_retries": 100,  # bounded by retry_timeout instead
-                "retry_timeout": timedelta(seconds=retry_timeout),
+                "retry_timeout": timedelta(seconds=self._retry_timeout),
                 "backoff": {
                     "init_backoff": timedelta(milliseconds=100),
-                    "max_backoff": timedelta(seconds=min(5.0, max(retry_timeout / 4, 0.1))),
+                    "max_backoff": timedelta(seconds=backoff),
                     "base": 2,
                 },
             },
         )
+
+    def _client_for(self, size: int) -> S3Store:
+        """The client for a PUT of `size` bytes: a large one gets the time to send them
+        at MIN_RATE (a 4 GiB instance: 9 minutes), any other `timeout`."""
+        seconds = size / MIN_RATE
+        return self.store if seconds <= self.timeout else self._client(seconds)
 
     def __repr__(self) -> str:
         return f"S3BlobStore(s3://{self.bucket}/{self.prefix} at {self.endpoint})"
@@ -118,7 +135,7 @@ class S3BlobStore:
         if size > MAX_PUT:
             raise OSError(errno.EFBIG, f"blob of {size} bytes exceeds S3's 5 GiB PUT limit")
         with _errors(f"PUT {key}"):
-            obstore.put(self.store, key, iter(parts), use_multipart=False)
+            obstore.put(self._client_for(size), key, iter(parts), use_multipart=False)
         return size
 
     def sync(self, key: str) -> None:
@@ -219,12 +236,17 @@ class _RangedReader(io.RawIOBase):
         return data
 
     def _read(self, start: int, length: int) -> bytes:
+        """`length` bytes from `start`: from the head, else by GETs of at most READ_MAX."""
         if length <= 0:
             return b""
         if start + length <= len(self._head):
             return self._head[start : start + length]
+        pieces = []
         with _errors(f"GET {self._key}"):
-            return bytes(obstore.get_range(self._store, self._key, start=start, length=length))
+            for first in range(start, start + length, READ_MAX):
+                size = min(READ_MAX, start + length - first)
+                pieces.append(obstore.get_range(self._store, self._key, start=first, length=size))
+        return b"".join(pieces)
 
 
 @contextmanager

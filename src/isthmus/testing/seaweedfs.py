@@ -170,6 +170,15 @@ class TemporarySeaweedFS:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): it still accepts connections but answers nothing."""
+        assert self._process is not None
+        os.killpg(self._process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        os.killpg(self._process.pid, signal.SIGCONT)
+
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
