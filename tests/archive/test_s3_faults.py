@@ -1,7 +1,7 @@
 """The S3 blob store when S3 fails: the server killed in the middle of an ingest and
 restarted, or frozen (stores fail with out-of-resources within the retry and request
-time bounds, the index holds nothing half-written, ingest resumes, check() is clean),
-through both doors.
+time bounds, retrieves fail their sub-operations, the index holds nothing half-written,
+ingest resumes, check() is clean), through both doors.
 
 Objects deleted behind the archive's back are covered by the suites that run on S3:
 tests/web/test_wado.py (WADO-RS), tests/dimse/test_retrieve.py (C-MOVE, C-GET) and
@@ -20,7 +20,8 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.association import Association
 
-from isthmus.config import Settings
+from isthmus.config import Peer, Settings
+from isthmus.dimse import scu
 from isthmus.server import Node
 from isthmus.testing.generate import StudySpec, study
 from isthmus.testing.net import free_port
@@ -74,6 +75,13 @@ def _store(assoc: Association, ds: Dataset) -> int:
     return int(status.Status)
 
 
+def _study_identifier(ds: Dataset) -> Dataset:
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = ds.StudyInstanceUID
+    return identifier
+
+
 def _part10(ds: Dataset) -> bytes:
     out = BytesIO()
     ds.save_as(out, enforce_file_format=True)
@@ -106,6 +114,15 @@ def test_s3_killed_mid_ingest_fails_stores_cleanly_and_ingest_resumes_after_rest
         assert [_store(assoc, ds) for ds in before] == [0, 0, 0]
         own_s3.stop()  # the S3 server dies under the open association
         assert [_store(assoc, ds) for ds in during] == [OUT_OF_RESOURCES] * 2
+        # C-GET of the study: every sub-operation fails (PS3.4 C.4.3.3: A702 when none
+        # completed), each at once now that S3 is presumed down.
+        got = scu.get(
+            Peer(s3_node.settings.aet, "127.0.0.1", s3_node.dicom_port),
+            _study_identifier(before[0]),
+            lambda event: 0,
+            [str(before[0].SOPClassUID)],
+        )
+        assert (got.completed, got.failed) == (0, 3) and got.status in (0xA702, 0xB000)
         own_s3.start()
         assert [_store(assoc, ds) for ds in after] == [0, 0]
     finally:

@@ -25,7 +25,8 @@ The guarantees are the file store's:
   send at 8 MB/s; connect: 5 s; a GET asks for at most 64 MiB); 5xx answers,
   dropped connections and timeouts of idempotent requests are retried with
   exponential backoff and jitter for at most `retry_timeout` seconds; then the call
-  raises `BlobStoreUnavailable`, which a store reports as out of resources (C-STORE
+  raises `BlobStoreUnavailable` (and for as long again later calls are not retried, so a
+  retrieve of many instances fails fast during an outage), which a store reports as out of resources (C-STORE
   0xA700, a STOW-RS failed instance with reason 0xA700): the sender may try later.
 - **Streaming reads.** `open` returns a seekable binary file that reads by HTTP range
   (the first GET brings the head of the object; frames and bulk data are then read
@@ -39,6 +40,7 @@ import errno
 import io
 import logging
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
@@ -91,8 +93,14 @@ class S3BlobStore:
         self.endpoint = endpoint or "AWS"
         self._config, self._retry_timeout, self.timeout = config, retry_timeout, timeout
         self.store = self._client(timeout)
+        # After a call failed its whole retry budget, S3 is presumed down for as long
+        # again: calls then go through `_quick` (no retries), so a C-MOVE of a study
+        # during an outage fails each instance at once, and the first call that
+        # succeeds ends the outage.
+        self._quick = self._client(timeout, retries=False)
+        self._down_until = 0.0
 
-    def _client(self, timeout: float) -> S3Store:
+    def _client(self, timeout: float, retries: bool = True) -> S3Store:
         """A client whose requests time out after `timeout` seconds (connect: 5 s) and
         are retried, with backoff, for at most `retry_timeout` seconds in all."""
         endpoint = self._config.get("endpoint", "")
@@ -107,7 +115,7 @@ class S3BlobStore:
                 "connect_timeout": timedelta(seconds=CONNECT_TIMEOUT),
             },
             retry_config={
-                "max_retries": 100,  # bounded by retry_timeout instead
+                "max_retries": 100 if retries else 0,  # bounded by retry_timeout instead
                 "retry_timeout": timedelta(seconds=self._retry_timeout),
                 "backoff": {
                     "init_backoff": timedelta(milliseconds=100),
@@ -121,7 +129,24 @@ class S3BlobStore:
         """The client for a PUT of `size` bytes: a large one gets the time to send them
         at MIN_RATE (a 4 GiB instance: 9 minutes), any other `timeout`."""
         seconds = size / MIN_RATE
-        return self.store if seconds <= self.timeout else self._client(seconds)
+        return self._now() if seconds <= self.timeout else self._client(seconds)
+
+    def _now(self) -> S3Store:
+        """The client to use now: without retries while S3 is presumed down."""
+        return self._quick if time.monotonic() < self._down_until else self.store
+
+    @contextmanager
+    def _call(self, what: str, missing: Exception | None = None) -> Iterator[None]:
+        """`_errors`, and the outage bookkeeping: a failure starts (or extends) one, a
+        success ends it."""
+        down = time.monotonic() < self._down_until
+        try:
+            with _errors(what + (" (not retried: S3 failed moments ago)" if down else ""), missing):
+                yield
+        except BlobStoreUnavailable:
+            self._down_until = time.monotonic() + self._retry_timeout
+            raise
+        self._down_until = 0.0
 
     def __repr__(self) -> str:
         return f"S3BlobStore(s3://{self.bucket}/{self.prefix} at {self.endpoint})"
@@ -134,7 +159,7 @@ class S3BlobStore:
         size = sum(len(p) for p in parts)
         if size > MAX_PUT:
             raise OSError(errno.EFBIG, f"blob of {size} bytes exceeds S3's 5 GiB PUT limit")
-        with _errors(f"PUT {key}"):
+        with self._call(f"PUT {key}"):
             obstore.put(self._client_for(size), key, iter(parts), use_multipart=False)
         return size
 
@@ -146,21 +171,19 @@ class S3BlobStore:
         """A seekable binary file over the object, read by ranged GETs; KeyError if absent."""
         check_key(key)
         try:
-            with _errors(f"GET {key}", missing=KeyError(key)):
-                result = obstore.get(self.store, key, options={"range": (0, HEAD)})
+            with self._call(f"GET {key}", missing=KeyError(key)):
+                result = obstore.get(self._now(), key, options={"range": (0, HEAD)})
                 size = int(result.meta["size"])
                 head = bytes(result.bytes())
-        except BlobStoreUnavailable as exc:
-            if "416" not in str(exc):  # Range Not Satisfiable: an empty object has no range
-                raise
+        except _EmptyRange:  # an empty object has no byte range to ask for
             size, head = self.size(key), b""
-        raw = _RangedReader(self.store, key, size, head)
+        raw = _RangedReader(self, key, size, head)
         return io.BufferedReader(raw, buffer_size=BUFFER)
 
     def size(self, key: str) -> int:
         check_key(key)
-        with _errors(f"HEAD {key}", missing=KeyError(key)):
-            return int(obstore.head(self.store, key)["size"])
+        with self._call(f"HEAD {key}", missing=KeyError(key)):
+            return int(obstore.head(self._now(), key)["size"])
 
     def keys(self) -> Iterator[str]:
         for key, _size in self.sizes():
@@ -168,8 +191,8 @@ class S3BlobStore:
 
     def sizes(self) -> Iterator[tuple[str, int]]:
         """(key, size) of every object under the prefix, from the listing (no HEADs)."""
-        with _errors("LIST"):
-            for batch in obstore.list(self.store, chunk_size=1000):
+        with self._call("LIST"):
+            for batch in obstore.list(self._now(), chunk_size=1000):
                 for meta in batch:
                     try:
                         key = check_key(meta["path"])
@@ -186,8 +209,8 @@ class S3BlobStore:
         object stays, as an orphan the next `Archive.check()` removes; never raises."""
         check_key(key)
         try:
-            with _errors(f"DELETE {key}"):
-                obstore.delete(self.store, key)
+            with self._call(f"DELETE {key}"):
+                obstore.delete(self._now(), key)
         except OSError as exc:
             log.warning("blob %s not deleted (check() will remove it): %s", key, exc)
 
@@ -201,9 +224,9 @@ class _RangedReader(io.RawIOBase):
     """The raw side of `S3BlobStore.open`: the head of the object fetched at open, then
     one ranged GET per read that goes past it (BufferedReader coalesces small reads)."""
 
-    def __init__(self, store: S3Store, key: str, size: int, head: bytes) -> None:
+    def __init__(self, owner: S3BlobStore, key: str, size: int, head: bytes) -> None:
         super().__init__()
-        self._store, self._key, self._size, self._head = store, key, size, head
+        self._owner, self._key, self._size, self._head = owner, key, size, head
         self._pos = 0
         self.name = key  # what io.BufferedReader.name (and pydicom) report
 
@@ -242,10 +265,11 @@ class _RangedReader(io.RawIOBase):
         if start + length <= len(self._head):
             return self._head[start : start + length]
         pieces = []
-        with _errors(f"GET {self._key}"):
+        with self._owner._call(f"GET {self._key}"):
             for first in range(start, start + length, READ_MAX):
                 size = min(READ_MAX, start + length - first)
-                pieces.append(obstore.get_range(self._store, self._key, start=first, length=size))
+                client = self._owner._now()
+                pieces.append(obstore.get_range(client, self._key, start=first, length=size))
         return b"".join(pieces)
 
 
@@ -260,11 +284,17 @@ def _errors(what: str, missing: Exception | None = None) -> Iterator[None]:
         if missing is not None:
             raise missing from None
         raise FileNotFoundError(errno.ENOENT, f"S3 {what}: no such object") from None
-    except BlobStoreUnavailable:
+    except (BlobStoreUnavailable, _EmptyRange):
         raise
     except (BaseError, OSError) as exc:
         summary = str(exc).split("\n", 1)[0][:300]
+        if "416 Range Not Satisfiable" in summary:
+            raise _EmptyRange(errno.EINVAL, summary) from exc
         raise BlobStoreUnavailable(errno.EIO, f"S3 {what} failed: {summary}") from exc
+
+
+class _EmptyRange(OSError):
+    """S3 answered 416: the range asked for is not in the object (an empty object)."""
 
 
 def _profile(env: Mapping[str, str], region: str | None) -> dict[str, str]:
