@@ -1,4 +1,9 @@
-"""Shared fixtures: an archive on SQLite and on a real PostgreSQL, a running node."""
+"""Shared fixtures: an archive on SQLite and on a real PostgreSQL, with its blobs in
+files and in a real S3 server (SeaweedFS), a running node.
+
+Backends are combined, not crossed: a test that needs an index runs on SQLite and on
+PostgreSQL; one that also needs a blob store runs once more, as "s3": SQLite with its
+blobs in S3 (`pytest_generate_tests`).  The file store is the default of the others."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from isthmus.config import Peer, Settings
 from isthmus.server import Node
 from isthmus.testing.net import free_port
 from isthmus.testing.postgres import TemporaryPostgres
+from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
 # Hypothesis profiles (issue 15), chosen by HYPOTHESIS_PROFILE: "ci" (the default, for
 # `make test`: few examples, derandomized, no deadline) and "fuzz" (`make fuzz`: many).
@@ -52,7 +58,54 @@ def postgres() -> Iterator[TemporaryPostgres]:
         server.stop()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# (index, blob store) of each backend id: PostgreSQL with files, SQLite with S3.
+BACKENDS = {
+    "sqlite": ("sqlite", "file"),
+    "postgresql": ("postgresql", "file"),
+    "s3": ("sqlite", "s3"),
+}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test on every backend it can see: "sqlite" and "postgresql" for the
+    index, and "s3" too when it also takes a blob store (function or module scope)."""
+    for index, blobs, scope in (
+        ("index_url", "blob_url", "function"),
+        ("module_index_url", "module_blob_url", "module"),
+    ):
+        if index not in metafunc.fixturenames:
+            continue
+        if blobs in metafunc.fixturenames:
+            metafunc.parametrize(
+                [index, blobs],
+                list(BACKENDS.values()),
+                indirect=True,
+                ids=list(BACKENDS),
+                scope=scope,  # type: ignore[arg-type]
+            )
+        else:
+            metafunc.parametrize(index, ["sqlite", "postgresql"], indirect=True, scope=scope)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def seaweedfs() -> Iterator[TemporarySeaweedFS]:
+    """One S3 server (SeaweedFS) for the whole session, started and stopped by the tests;
+    the standard AWS variables point at it while it runs."""
+    server = TemporarySeaweedFS().start()
+    saved = {name: os.environ.get(name) for name in server.env}
+    os.environ.update(server.env)
+    try:
+        yield server
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        server.close()
+
+
+@pytest.fixture
 def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty index database of each kind."""
     if request.param == "sqlite":
@@ -62,8 +115,18 @@ def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def archive(index_url: str, tmp_path: Path) -> Iterator[Archive]:
-    arch = Archive(index_url, f"file://{tmp_path / 'blobs'}")
+def blob_url(request: pytest.FixtureRequest) -> str:
+    """An empty blob store: "" (the file store, under the archive's folder) or an S3
+    prefix of its own on the session's server."""
+    if request.param == "s3":
+        server: TemporarySeaweedFS = request.getfixturevalue("seaweedfs")
+        return server.url()
+    return ""
+
+
+@pytest.fixture
+def archive(index_url: str, blob_url: str, tmp_path: Path) -> Iterator[Archive]:
+    arch = Archive(index_url, blob_url or f"file://{tmp_path / 'blobs'}")
     try:
         yield arch
     finally:
@@ -71,10 +134,14 @@ def archive(index_url: str, tmp_path: Path) -> Iterator[Archive]:
 
 
 @pytest.fixture
-def settings(index_url: str, tmp_path: Path) -> Settings:
+def settings(index_url: str, blob_url: str, tmp_path: Path) -> Settings:
     """Settings for a node on free loopback ports, archive under tmp_path."""
     return Settings(
-        data=tmp_path / "data", dicom_port=free_port(), http_port=free_port(), index_url=index_url
+        data=tmp_path / "data",
+        dicom_port=free_port(),
+        http_port=free_port(),
+        index_url=index_url,
+        blob_url=blob_url,
     )
 
 
@@ -102,7 +169,7 @@ def peer_of(node: Node) -> Peer:
     return Peer(node.settings.aet, "127.0.0.1", node.dicom_port)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module")
 def module_index_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> str:
@@ -112,3 +179,17 @@ def module_index_url(
         return f"sqlite:///{tmp_path_factory.mktemp('index') / 'index.sqlite'}"
     server: TemporaryPostgres = request.getfixturevalue("postgres")
     return server.create_database("m_" + uuid.uuid4().hex[:12])
+
+
+@pytest.fixture(scope="module")
+def module_blob_url(request: pytest.FixtureRequest) -> str:
+    """`blob_url` shared by the tests of one module."""
+    if request.param == "s3":
+        server: TemporarySeaweedFS = request.getfixturevalue("seaweedfs")
+        return server.url()
+    return ""
+
+
+def remove_blob(archive: Archive, blob_key: str) -> None:
+    """Delete a blob behind the archive's back (fault tests), in files or in S3."""
+    archive.blobs.delete(blob_key)

@@ -20,6 +20,7 @@ from isthmus.testing import catalogue
 from isthmus.testing.catalogue import study_uid
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.net import free_port, wait_for_port
+from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
 
 def isthmus(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -205,6 +206,20 @@ def test_import_reports_unreadable_files_by_name_and_never_stores_twice(
         isthmus("import", str(good[0]), "--data", str(data), "--index-url", index_url).returncode
         == 0
     )
+
+
+def test_import_into_an_s3_blob_store(seaweedfs: TemporarySeaweedFS, tmp_path: Path) -> None:
+    paths = write_study(StudySpec(instances_per_series=3), tmp_path / "in")
+    url, data = seaweedfs.url(), tmp_path / "data"
+    done = isthmus("import", str(tmp_path / "in"), "--data", str(data), "--blob-url", url)
+    assert done.returncode == 0, done.stderr
+    archive = Archive(f"sqlite:///{data / 'index.sqlite'}", url)
+    try:
+        assert len(list(archive.blobs.keys())) == len(paths) == archive.counts()["image"]
+        assert archive.check() == {"partial": 0, "orphans": 0, "missing": 0, "instances": 3}
+        assert not (data / "blobs").exists()
+    finally:
+        archive.close()
 
 
 def test_import_of_a_missing_path_says_so(tmp_path: Path) -> None:

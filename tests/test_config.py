@@ -124,6 +124,8 @@ peers = ["PACS@192.0.2.1:104"]
             "WS@127.0.0.1:4000",
             "--index-url",
             "sqlite:////tmp/x.sqlite",
+            "--blob-url",
+            "s3://bucket/prefix",
             "--data",
             str(tmp_path / "d"),
         ]
@@ -132,6 +134,7 @@ peers = ["PACS@192.0.2.1:104"]
     assert (settings.aet, settings.dicom_port, settings.http_port) == ("FROMFLAG", 5000, 9999)
     assert settings.peers == (Peer("PACS", "192.0.2.9", 11112), Peer("WS", "127.0.0.1", 4000))
     assert settings.index_url == "sqlite:////tmp/x.sqlite"
+    assert settings.resolved_blob_url == "s3://bucket/prefix"
     assert settings.data == tmp_path / "d"
 
 

@@ -100,10 +100,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
     _tls_arguments(p)
+    p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
 
     p = command("import", _import, "import DICOM files or folders (recursive) into the archive")
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
+    p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
 
     p = command(
         "deidentify",
@@ -113,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     from isthmus.deidentify import add_arguments
 
     add_arguments(p)
+    p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
 
     p = command("echo", _echo, "C-ECHO a peer")
     p.add_argument("peer", metavar="AET@HOST:PORT")
@@ -170,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port to receive C-MOVE sub-operations on")
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
     _tls_arguments(p, client=True)
+    p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
 
     p = command("worklist", _worklist, "add scheduled procedures from a file, or list them")
     p.add_argument("action", choices=["add", "list"])
@@ -179,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--modality", help="list: only this modality")
     p.add_argument("--json", action="store_true", help="list: print DICOM JSON")
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
+    p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
     return parser
 
 
@@ -230,6 +235,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         dicom_port=getattr(args, "dicom_port", None),
         http_port=getattr(args, "http_port", None),
         index_url=getattr(args, "index_url", None),
+        blob_url=getattr(args, "blob_url", None),
         log_level=args.log_level,
         dicom_tls_port=getattr(args, "dicom_tls_port", None),
         dicom_tls_cert=getattr(args, "dicom_tls_cert", None),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from isthmus.archive.s3 import S3BlobStore
 from isthmus.archive.storage import FileBlobStore, check_key, open_blob_store
 
 
@@ -85,8 +86,11 @@ def test_blob_store_urls(tmp_path: Path) -> None:
     assert isinstance(open_blob_store(f"file://{tmp_path / 'a'}"), FileBlobStore)
     assert isinstance(open_blob_store(str(tmp_path / "b")), FileBlobStore)
     assert (tmp_path / "a").is_dir() and (tmp_path / "b").is_dir()
+    assert isinstance(
+        open_blob_store("s3://bucket/prefix?endpoint=http://127.0.0.1:9"), S3BlobStore
+    )
     with pytest.raises(ValueError, match="s3://bucket"):
-        open_blob_store("s3://bucket/prefix")
+        open_blob_store("ftp://host/folder")
 
 
 def test_put_recreates_a_folder_a_concurrent_delete_removed(store: FileBlobStore) -> None:

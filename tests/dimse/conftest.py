@@ -46,18 +46,26 @@ def dimse_node(start_node: Callable[..., Node]) -> Node:
     return start_node()
 
 
-def _module_node(index_url: str, folder: Path) -> Node:
+def _module_node(index_url: str, blob_url: str, folder: Path) -> Node:
     node = Node(
-        Settings(data=folder, dicom_port=free_port(), http_port=free_port(), index_url=index_url)
+        Settings(
+            data=folder,
+            dicom_port=free_port(),
+            http_port=free_port(),
+            index_url=index_url,
+            blob_url=blob_url,
+        )
     )
     node.start(http=False)
     return node
 
 
 @pytest.fixture(scope="module")
-def module_node(module_index_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+def module_node(
+    module_index_url: str, module_blob_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Node]:
     """One node per backend shared by a module's tests (each stores instances of its own)."""
-    node = _module_node(module_index_url, tmp_path_factory.mktemp("node"))
+    node = _module_node(module_index_url, module_blob_url, tmp_path_factory.mktemp("node"))
     try:
         yield node
     finally:
@@ -66,11 +74,11 @@ def module_node(module_index_url: str, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def catalogue_node(
-    module_index_url: str, tmp_path_factory: pytest.TempPathFactory
+    module_index_url: str, module_blob_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Node]:
     """A node holding `isthmus.testing.catalogue`, shared by a module (read only)."""
     folder = tmp_path_factory.mktemp("catalogue")
-    node = _module_node(module_index_url, folder / "data")
+    node = _module_node(module_index_url, module_blob_url, folder / "data")
     try:
         catalogue.load(node.archive, folder / "files")
         yield node

@@ -28,7 +28,7 @@ INSTANCES = 60
 class Server:
     """`python -m isthmus serve` as a child process."""
 
-    def __init__(self, data: Path, index_url: str, log: Path) -> None:
+    def __init__(self, data: Path, index_url: str, blob_url: str, log: Path) -> None:
         self.port = free_port()
         self.command = [
             sys.executable,
@@ -39,6 +39,7 @@ class Server:
             str(data),
             "--index-url",
             index_url,
+            *(["--blob-url", blob_url] if blob_url else []),
             "--dicom-port",
             str(self.port),
             "--http-port",
@@ -92,14 +93,14 @@ def acknowledged(stream: IO[str], after: int, reached: threading.Event) -> list[
 
 
 def test_kill_9_during_bulk_ingest_loses_nothing_acknowledged(
-    index_url: str, tmp_path: Path
+    index_url: str, blob_url: str, tmp_path: Path
 ) -> None:
     files = write_study(
         StudySpec(patient_id="PID-KILL", instances_per_series=INSTANCES, rows=256, columns=256),
         tmp_path / "in",
     )
     data = tmp_path / "data"
-    server = Server(data, index_url, tmp_path / "server.log").start()
+    server = Server(data, index_url, blob_url, tmp_path / "server.log").start()
     sender = subprocess.Popen(
         [
             dcmtk.tool("storescu"),
@@ -129,7 +130,7 @@ def test_kill_9_during_bulk_ingest_loses_nothing_acknowledged(
         assert INSTANCES // 3 <= len(stored_ok) < INSTANCES, "the kill came too late to test"
 
         server.start()  # restart: repairs on start
-        archive = Archive(index_url, f"file://{data.resolve() / 'blobs'}")
+        archive = Archive(index_url, blob_url or f"file://{data.resolve() / 'blobs'}")
         try:
             report = archive.check(repair=False)
             assert (report["partial"], report["orphans"], report["missing"]) == (0, 0, 0)

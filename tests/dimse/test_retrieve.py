@@ -3,7 +3,6 @@ pynetdicom; sub-operation counts and failure statuses, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from io import BytesIO
@@ -79,6 +78,7 @@ def _peers(destinations: dict[str, dcmtk.StoreSCP]) -> tuple[Peer, ...]:
 @pytest.fixture(scope="module")
 def retrieve_node(
     module_index_url: str,
+    module_blob_url: str,
     tmp_path_factory: pytest.TempPathFactory,
     destinations: dict[str, dcmtk.StoreSCP],
 ) -> Iterator[Node]:
@@ -90,6 +90,7 @@ def retrieve_node(
             dicom_port=free_port(),
             http_port=free_port(),
             index_url=module_index_url,
+            blob_url=module_blob_url,
             peers=_peers(destinations),
         )
     )
@@ -276,7 +277,7 @@ def damaged_node(start_node, tmp_path: Path, destinations) -> tuple[Node, str]:
     node = start_node(peers=_peers(destinations))
     catalogue.load(node.archive, tmp_path / "files")
     [lost] = node.archive.instances(sop_uid=sop_uid("A", 2, 1))
-    os.remove(node.archive.local_path(lost))
+    node.archive.blobs.delete(lost.blob_key)  # behind the archive's back
     return node, lost.sop_instance_uid
 
 

@@ -21,6 +21,7 @@ from isthmus.config import Settings
 from isthmus.server import Node
 from isthmus.testing.generate import StudySpec, study
 from isthmus.testing.net import free_port
+from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
 
 def node_settings(folder: Path, **changes: Any) -> Settings:
@@ -30,16 +31,59 @@ def node_settings(folder: Path, **changes: Any) -> Settings:
     return replace(settings, **changes)
 
 
+# The modules that read or write blobs run twice: files on disk and S3 (SeaweedFS),
+# on a SQLite index both times; the others on files only.
+ON_S3 = frozenset(
+    {
+        "test_wado",
+        "test_stow",
+        "test_frames",
+        "test_rendered",
+        "test_wado_uri",
+        "test_delete",
+        "test_transfer_syntaxes",
+        "test_metadata",
+    }
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if "web_blob_store" in metafunc.fixturenames and module in ON_S3:
+        metafunc.parametrize("web_blob_store", ["files", "s3"], indirect=True, scope="module")
+
+
 @pytest.fixture(scope="module")
-def web_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    """A node shared by the tests of one module (SQLite index, files on disk)."""
-    with Node(node_settings(tmp_path_factory.mktemp("node"))) as node:
+def web_blob_store(request: pytest.FixtureRequest) -> str:
+    """Where the modules' nodes keep blobs: "files" (the default) or "s3"."""
+    return getattr(request, "param", "files")
+
+
+def _blob_url(request: pytest.FixtureRequest, kind: str) -> str:
+    """A fresh blob store of that kind ("" is the file store in the data folder)."""
+    if kind != "s3":
+        return ""
+    server: TemporarySeaweedFS = request.getfixturevalue("seaweedfs")
+    return server.url()
+
+
+@pytest.fixture(scope="module")
+def web_node(
+    request: pytest.FixtureRequest, web_blob_store: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Node]:
+    """A node shared by the tests of one module (SQLite index, blobs in `web_blob_store`)."""
+    settings = node_settings(
+        tmp_path_factory.mktemp("node"), blob_url=_blob_url(request, web_blob_store)
+    )
+    with Node(settings) as node:
         yield node
 
 
 @pytest.fixture
-def fresh_node(tmp_path: Path) -> Iterator[Node]:
-    with Node(node_settings(tmp_path)) as node:
+def fresh_node(
+    request: pytest.FixtureRequest, web_blob_store: str, tmp_path: Path
+) -> Iterator[Node]:
+    with Node(node_settings(tmp_path, blob_url=_blob_url(request, web_blob_store))) as node:
         yield node
 
 

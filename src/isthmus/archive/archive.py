@@ -33,7 +33,7 @@ from isthmus.archive.keys import add_parent_attributes
 from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.outcome import StoreOutcome, StoreResult
 from isthmus.archive.performed import PerformedSteps
-from isthmus.archive.storage import BlobStore, open_blob_store
+from isthmus.archive.storage import BlobStore, BlobStoreUnavailable, open_blob_store
 from isthmus.archive.workitems import WorkItems
 from isthmus.archive.writer import GroupCommitWriter
 from isthmus.deid import DeidentificationOptions, Deidentifier, Excluded
@@ -693,8 +693,9 @@ def _check(
 
 
 def _write_failed(result: StoreResult, exc: OSError) -> _Refused:
-    """A blob that cannot be written or synced: out of resources when the disk is full."""
-    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    """A blob that cannot be written or synced: out of resources when the disk is full
+    or the blob store cannot be reached (transient: the sender may try again later)."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT) or isinstance(exc, BlobStoreUnavailable)
     log.error("store %s: blob write failed: %s", result.sop_instance_uid, exc)
     return _Refused(
         StoreOutcome.OUT_OF_RESOURCES if full else StoreOutcome.PROCESSING_FAILURE,

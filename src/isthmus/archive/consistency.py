@@ -96,14 +96,14 @@ def survey(archive: ArchiveParts, grace: float) -> Survey:
             for key, size, stored_at in conn.execute(sa.select(i.blob_key, i.size, i.stored_at))
         }
     found = Survey(grace, len(rows))
-    stored = set(archive.blobs.keys())
-    for key in stored - set(rows):
+    stored = dict(archive.blobs.sizes())  # one listing (S3: no request per blob)
+    for key in stored.keys() - rows.keys():
         if _age(archive, key, now) >= grace:
             found.orphans.add(key)
     for key, (size, stored_at) in rows.items():
         if _aware(stored_at) >= cutoff:
             continue
-        if key not in stored or _size(archive, key) != size:
+        if stored.get(key) != size:
             found.missing.add(key)
     return found
 
@@ -113,13 +113,6 @@ def _age(archive: ArchiveParts, key: str, now: float) -> float:
         return now - archive.blobs.modified(key)
     except KeyError:  # deleted meanwhile
         return -1.0
-
-
-def _size(archive: ArchiveParts, key: str) -> int | None:
-    try:
-        return archive.blobs.size(key)
-    except KeyError:
-        return None
 
 
 def _aware(moment: datetime) -> datetime:

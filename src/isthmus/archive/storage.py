@@ -1,4 +1,4 @@
-"""The blob store: where the bytes of each instance live.
+"""The file blob store (the default) and `open_blob_store`, which opens a store by URL.
 
 The archive addresses blobs by opaque keys; no door ever sees a file path.  The
 file store writes each blob atomically (temporary file, fsync, rename, fsync of the
@@ -19,62 +19,26 @@ import socket
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 from urllib.parse import urlparse
 
-_KEY_RE = re.compile(r"^[0-9a-zA-Z][0-9a-zA-Z._-]*(/[0-9a-zA-Z][0-9a-zA-Z._-]*)*$")
+from isthmus.archive.blob import BlobStore, BlobStoreUnavailable, NoLocalPath, check_key
+
+__all__ = [
+    "BlobStore",
+    "BlobStoreUnavailable",
+    "FileBlobStore",
+    "NoLocalPath",
+    "check_key",
+    "open_blob_store",
+]
+
 _TMP_SUFFIX = ".partial"
 # This machine, in temporary file names (`sweep` tells its own leftovers from others').
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _TMP_RE = re.compile(
     r"\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)\.[0-9a-f]+" + re.escape(_TMP_SUFFIX) + "$"
 )
-
-
-class BlobStore(Protocol):
-    """What the archive needs from a place that keeps bytes."""
-
-    def put(self, key: str, chunks: Iterable[bytes | memoryview], sync: bool = True) -> int:
-        """Write a complete blob; returns its size.  Replaces an existing key.
-
-        With sync=False the blob is complete and visible but may not survive a power
-        loss until `sync(key)` returns.
-        """
-
-    def sync(self, key: str) -> None:
-        """Make a blob written with sync=False durable."""
-
-    def open(self, key: str) -> BinaryIO:
-        """Open a blob for reading (raises KeyError if absent)."""
-
-    def size(self, key: str) -> int: ...
-
-    def delete(self, key: str) -> None:
-        """Remove a blob; absent keys are ignored."""
-
-    def keys(self) -> Iterator[str]:
-        """Every complete blob's key."""
-
-    def modified(self, key: str) -> float:
-        """When the blob was written (POSIX time; raises KeyError if absent), so that
-        `Archive.check` leaves alone what another process may be about to index."""
-
-    def local_path(self, key: str) -> str:
-        """A path on this machine holding the blob (for libraries that want one)."""
-
-    def sweep(self, older_than: float = 0.0) -> int:
-        """Remove leftovers of interrupted writes; returns how many.  A leftover another
-        live process may still be writing is kept until it is `older_than` seconds old."""
-
-    def check(self) -> None:
-        """Raise OSError when the store cannot be reached or written (readiness)."""
-
-
-def check_key(key: str) -> str:
-    """Refuse keys that could escape the store (``..``, absolute paths, odd characters)."""
-    if not _KEY_RE.match(key) or ".." in key:
-        raise ValueError(f"invalid blob key {key!r}")
-    return key
 
 
 class FileBlobStore:
@@ -194,6 +158,13 @@ class FileBlobStore:
         except FileNotFoundError as exc:
             raise KeyError(key) from exc
 
+    def sizes(self) -> Iterator[tuple[str, int]]:
+        for key in self.keys():
+            try:
+                yield key, self._path(key).stat().st_size
+            except FileNotFoundError:
+                continue  # deleted while listing
+
     def local_path(self, key: str) -> str:
         return str(self._path(key))
 
@@ -253,8 +224,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 def open_blob_store(url: str, durable: bool = True) -> BlobStore:
-    """Blob store from a URL: ``file:///path`` (or a bare path)."""
+    """Blob store from a URL: ``file:///path`` (or a bare path), or
+    ``s3://bucket/prefix`` (`isthmus.archive.s3`: endpoint, credentials, parameters)."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         return FileBlobStore(parsed.path if parsed.scheme else url, fsync=durable)
-    raise ValueError(f"unsupported blob store URL {url!r} (use file:///path)")
+    if parsed.scheme == "s3":
+        from isthmus.archive.s3 import open_s3_blob_store
+
+        return open_s3_blob_store(url)
+    raise ValueError(f"unsupported blob store URL {url!r} (use file:///path or s3://bucket/prefix)")

@@ -14,6 +14,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from isthmus.archive import BlobStoreUnavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -73,8 +75,16 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500, "internal error; the server log has the details")
 
 
+async def _blobs_unavailable(request: Request, exc: Exception) -> Response:
+    """The blob store (S3) could not be reached within its retry bound: transient."""
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    message = "the blob store is unavailable; try again later"
+    return error_response(503, message, {"Retry-After": "30"})
+
+
 EXCEPTION_HANDLERS = {
     HTTPError: _http_error,
+    BlobStoreUnavailable: _blobs_unavailable,
     HTTPException: _starlette_error,
     Exception: _unexpected,
 }
