@@ -1,4 +1,4 @@
-"""Two `isthmus serve` processes on one PostgreSQL index and one blob folder, behind
+"""Two `isthmus serve` processes on one PostgreSQL index and one blob store, behind
 HAProxy configured by examples/scaling/haproxy.cfg (the file docs/scaling.md shows)."""
 
 from __future__ import annotations
@@ -157,8 +157,3 @@ class Balancer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-
-
-def blob_files(folder: Path) -> list[Path]:
-    """The complete blobs under a file blob store (no temporary files)."""
-    return [p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".partial")]

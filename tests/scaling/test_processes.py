@@ -1,4 +1,4 @@
-"""Two `isthmus serve` processes, one PostgreSQL index, one blob folder, HAProxy in front
+"""Two `isthmus serve` processes, one PostgreSQL index, one blob store (a folder or S3), HAProxy in front
 (examples/scaling/haproxy.cfg, docs/scaling.md): what one process commits, every query
 on either sees; the same instance sent to both is stored once; events and browser AE
 titles cross processes; a process killed mid-ingest leaves the other serving and the
@@ -28,7 +28,7 @@ from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.net import free_port
 from web.dicom_ws_support import read_pdu, ws
 
-from .cluster import Balancer, blob_files
+from .cluster import Balancer
 from .conftest import Cluster
 
 STUDY_ROOT_MOVE = StudyRootQueryRetrieveInformationModelMove
@@ -206,9 +206,10 @@ def test_the_same_instances_sent_to_both_processes_at_once_are_stored_once(
         rows = archive.instances(study_uid=uid)
         assert len(rows) == 30
         assert len({r.sop_instance_uid for r in rows}) == 30
-        folders = {Path(archive.local_path(r)).parent for r in rows}
-        assert len(folders) == 1  # one folder per study
-        assert len(blob_files(folders.pop())) == 30  # the losers' blobs are gone
+        folders = {r.blob_key.rsplit("/", 1)[0] for r in rows}
+        assert len(folders) == 1  # one folder (key prefix) per study
+        prefix = folders.pop() + "/"
+        assert sum(k.startswith(prefix) for k in archive.blobs.keys()) == 30  # losers' gone
         assert archive.counts()["study"] == len(qido(one.http, "studies"))
 
 
@@ -424,8 +425,7 @@ def test_sigkill_of_one_process_mid_ingest_leaves_the_other_serving_and_check_cl
             rows = archive.instances(sop_uid=uid)
             assert rows, f"acknowledged {path.name} is missing"
             assert archive.read_instance(rows[0])  # its blob is there
-        stored_keys = {Path(archive.local_path(r)) for r in archive.instances()}
-        assert set(blob_files(cluster.blobs)) == stored_keys
+        assert set(archive.blobs.keys()) == {r.blob_key for r in archive.instances()}
 
     one.proc = None
     one.launch().wait_ready()  # back: it joins the running archive
