@@ -62,7 +62,7 @@ def postgres() -> Iterator[TemporaryPostgres]:
 BACKENDS = {
     "sqlite": ("sqlite", "file"),
     "postgresql": ("postgresql", "file"),
-    "s3": ("sqlite", "s3"),
+    "s3": ("sqlite-s3", "s3"),  # a SQLite index of its own (not the "sqlite" variant's)
 }
 
 
@@ -108,7 +108,7 @@ def seaweedfs() -> Iterator[TemporarySeaweedFS]:
 @pytest.fixture
 def index_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty index database of each kind."""
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
         return f"sqlite:///{tmp_path / 'index.sqlite'}"
     server: TemporaryPostgres = request.getfixturevalue("postgres")
     return server.create_database("t_" + uuid.uuid4().hex[:12])
@@ -175,7 +175,7 @@ def module_index_url(
 ) -> str:
     """An empty index database of each kind, shared by the tests of one module
     (for read-only tests over one populated archive)."""
-    if request.param == "sqlite":
+    if request.param.startswith("sqlite"):
         return f"sqlite:///{tmp_path_factory.mktemp('index') / 'index.sqlite'}"
     server: TemporaryPostgres = request.getfixturevalue("postgres")
     return server.create_database("m_" + uuid.uuid4().hex[:12])
@@ -188,8 +188,3 @@ def module_blob_url(request: pytest.FixtureRequest) -> str:
         server: TemporarySeaweedFS = request.getfixturevalue("seaweedfs")
         return server.url()
     return ""
-
-
-def remove_blob(archive: Archive, blob_key: str) -> None:
-    """Delete a blob behind the archive's back (fault tests), in files or in S3."""
-    archive.blobs.delete(blob_key)

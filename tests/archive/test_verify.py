@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from io import BytesIO
-from pathlib import Path
 
 from pydicom.uid import CTImageStorage, MRImageStorage, generate_uid
 
@@ -23,9 +22,10 @@ def _store(archive: Archive, count: int) -> list[tuple[str, str]]:
 
 def test_each_instance_gets_its_integrity_and_failure_reason(archive: Archive) -> None:
     intact, truncated, deleted, other_class = _store(archive, 4)
-    row = archive.instances(sop_uid=truncated[1])[0]
-    Path(archive.local_path(row)).write_bytes(b"cut")
-    Path(archive.local_path(archive.instances(sop_uid=deleted[1])[0])).unlink()
+    # Behind the archive's back, through the blob store (files or S3): one blob cut
+    # short, one gone.
+    archive.blobs.put(archive.instances(sop_uid=truncated[1])[0].blob_key, [b"cut"])
+    archive.blobs.delete(archive.instances(sop_uid=deleted[1])[0].blob_key)
     never = (CTImageStorage, str(generate_uid()))
     result = archive.verify([intact, truncated, deleted, (MRImageStorage, other_class[1]), never])
     assert result == {
