@@ -3,9 +3,10 @@
 For each index (SQLite, PostgreSQL) the archive grows through the sizes; at each size a
 fresh `isthmus serve` on it answers the queries of bench/scale/queries.py (QIDO-RS,
 WADO-RS metadata) and findscu's study-level C-FIND, and four storescu associations
-send new instances to measure ingest.  Orthanc (Debian's package, its SQLite index and
-the PostgreSQL index plugin) is loaded over C-STORE with the same instances at one size
-and asked the same queries.  Results: bench/out/scale.json, bench/out/scale.md and the
+send new instances to measure ingest.  Orthanc (Debian's package, with the same kind of
+index: its SQLite one, or the PostgreSQL index plugin) is loaded over C-STORE with the
+same instances first and, when Isthmus holds as many, asked the same queries in turn
+with it, request by request.  Results: bench/out/scale.json, bench/out/scale.md and the
 chart docs/scale-latency.png.  Runs inside a private network namespace like `python -m
 bench`.
 """
@@ -18,6 +19,7 @@ import os
 import signal
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         return netns.reexec(argv, timeout=args.time_limit, module="bench.scale")
     signal.signal(signal.SIGTERM, _terminate)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    if args.orthanc_size and args.orthanc_size not in sizes:
+        raise SystemExit(f"--orthanc-size {args.orthanc_size} must be one of --sizes {sizes}")
     work = OUT / "scale-work"
     results: dict[str, Any] = {
         "command": "python -m bench.scale " + " ".join(argv),
@@ -48,10 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for backend in args.backends.split(","):
             results["isthmus"][backend] = {"sizes": {}}
-            runs.isthmus(backend, sizes, work, args.ingest, results["isthmus"][backend])
-        if args.orthanc_size:
-            for index in args.orthanc_index.split(","):
-                results["orthanc"][index] = runs.orthanc(index, args.orthanc_size, work)
+            with ExitStack() as stack:
+                rival = None
+                if args.orthanc_size and backend in args.orthanc_index.split(","):
+                    rival = stack.enter_context(runs.orthanc(backend, args.orthanc_size, work))
+                    results["orthanc"][backend] = rival.out
+                runs.isthmus(backend, sizes, work, args.ingest, results["isthmus"][backend], rival)
     finally:
         results["machine"] = machine_info()
         results["machine"]["bench_seconds"] = round(time.perf_counter() - started, 1)
@@ -70,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default=DEFAULT_SIZES, help="archive sizes, in instances")
     p.add_argument("--backends", default="sqlite,postgresql", help="Isthmus index kinds")
     p.add_argument("--ingest", type=int, default=2000, help="instances sent to time ingest")
-    p.add_argument("--orthanc-size", type=int, default=100_000, help="0: no Orthanc")
+    p.add_argument("--orthanc-size", type=int, default=100_000, help="one of --sizes (0: no Orthanc)")
     p.add_argument("--orthanc-index", default="sqlite,postgresql")
     p.add_argument("--chart", default=str(OUT.parent.parent / "docs" / "scale-latency.png"))
     p.add_argument("--time-limit", type=float, default=4 * 3600)

@@ -2,7 +2,9 @@
 
 Each kind of query runs RUNS times with a different value each time (a patient, a
 month, an accession number drawn from the studies the archive holds), so that no
-single cached answer is measured; the first WARMUP runs are not counted.
+single cached answer is measured; the first WARMUP runs are not counted.  When two
+servers hold the same instances (Isthmus and Orthanc at the comparison size) they are
+asked in turn, request by request: on a shared machine the load then weighs on both.
 """
 
 from __future__ import annotations
@@ -102,37 +104,55 @@ def sample_studies(studies: Sequence[Study], seed: int = 9) -> list[Study]:
     return [rng.choice(studies[:-1] or studies) for _ in range(RUNS + WARMUP)]
 
 
-def qido(dicomweb: str, studies: Sequence[Study]) -> dict[str, Timing]:
-    """Every query kind against one DICOMweb root; checks each answer is well formed."""
+def qido(roots: Sequence[str], studies: Sequence[Study]) -> list[dict[str, Timing]]:
+    """Every query kind against each DICOMweb root, the roots taking turns request by
+    request (and going first in turn), so that the machine's load falls on all alike;
+    checks each answer is well formed.  One dict of timings per root."""
     picks = sample_studies(studies)
-    out = {}
-    with httpx.Client(timeout=120) as client:
+    out: list[dict[str, Timing]] = [{} for _ in roots]
+    clients = [httpx.Client(timeout=120) for _ in roots]
+    try:
         for name, (_, path_of, must_match) in QIDO.items():
-            timing = Timing([], [])
+            timings = [Timing([], []) for _ in roots]
             for n, study in enumerate(picks):
-                url = dicomweb + path_of(study)
-                started = time.perf_counter()
-                rsp = client.get(url, headers={"Accept": "application/dicom+json"})
-                body = rsp.content
-                elapsed = (time.perf_counter() - started) * 1000
-                if rsp.status_code not in (200, 204):
-                    raise RuntimeError(f"{url}: HTTP {rsp.status_code} {body[:200]!r}")
-                count = len(rsp.json()) if rsp.status_code == 200 else 0
-                if must_match and count == 0:
-                    raise RuntimeError(f"{url}: no match, expected some")
-                if n >= WARMUP:
-                    timing.samples.append(elapsed)
-                    timing.matches.append(count)
-            out[name] = timing
+                order = list(range(len(roots)))
+                if n % 2:
+                    order.reverse()
+                for k in order:
+                    elapsed, count = _get(clients[k], roots[k] + path_of(study), must_match)
+                    if n >= WARMUP:
+                        timings[k].samples.append(elapsed)
+                        timings[k].matches.append(count)
+            for k, timing in enumerate(timings):
+                out[k][name] = timing
+    finally:
+        for client in clients:
+            client.close()
     return out
 
 
-def find(run_findscu: Callable[[str], float], studies: Sequence[Study]) -> Timing:
-    """Study-level C-FIND by PatientID through DCMTK findscu (process wall time)."""
-    timing = Timing([], [])
+def _get(client: httpx.Client, url: str, must_match: bool) -> tuple[float, int]:
+    """(milliseconds, number of results) of one QIDO-RS / WADO-RS metadata request."""
+    started = time.perf_counter()
+    rsp = client.get(url, headers={"Accept": "application/dicom+json"})
+    body = rsp.content
+    elapsed = (time.perf_counter() - started) * 1000
+    if rsp.status_code not in (200, 204):
+        raise RuntimeError(f"{url}: HTTP {rsp.status_code} {body[:200]!r}")
+    count = len(rsp.json()) if rsp.status_code == 200 else 0
+    if must_match and count == 0:
+        raise RuntimeError(f"{url}: no match, expected some")
+    return elapsed, count
+
+
+def find(runners: Sequence[Callable[[str], float]], studies: Sequence[Study]) -> list[Timing]:
+    """Study-level C-FIND by PatientID through DCMTK findscu (process wall time), each
+    runner (one per server) in turn."""
+    timings = [Timing([], []) for _ in runners]
     for n, study in enumerate(sample_studies(studies, seed=11)[: 10 + WARMUP]):
-        seconds = run_findscu(study.patient_id)
-        if n >= WARMUP:
-            timing.samples.append(seconds * 1000)
-            timing.matches.append(1)
-    return timing
+        for k, run in enumerate(runners):
+            seconds = run(study.patient_id)
+            if n >= WARMUP:
+                timings[k].samples.append(seconds * 1000)
+                timings[k].matches.append(1)
+    return timings

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import shutil
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,8 @@ import sqlalchemy as sa
 
 from bench import dimse
 from bench.procs import CommandFailed, Server
-from bench.scale import load, population, queries
+from bench.scale import population, queries
+from bench.scale.load import load as archive_load
 from bench.scale.servers import LoadedIsthmus, OrthancPostgres, orthanc_index_bytes
 from bench.systems import OrthancServer
 from isthmus.archive import Archive
@@ -21,8 +25,23 @@ from isthmus.testing.postgres import TemporaryPostgres
 WORKERS = 4
 
 
+@dataclass
+class Rival:
+    """A running Orthanc holding the first `size` instances, asked alongside Isthmus when
+    Isthmus holds as many; its results go into `out`."""
+
+    server: Server
+    size: int
+    out: dict[str, Any]
+
+
 def isthmus(
-    backend: str, sizes: list[int], work: Path, ingest_count: int, out: dict[str, Any]
+    backend: str,
+    sizes: list[int],
+    work: Path,
+    ingest_count: int,
+    out: dict[str, Any],
+    rival: Rival | None = None,
 ) -> None:
     """Isthmus on `backend` ("sqlite" or "postgresql"), grown through `sizes`; results go
     into `out` as they come (a failure keeps what was measured before it)."""
@@ -41,32 +60,45 @@ def isthmus(
             archive = Archive(url, blob_url)
             try:
                 print(f"== isthmus on {backend}: loading to {size:,} instances", flush=True)
-                seconds = load.load(archive, loaded, size)
+                seconds = archive_load(archive, loaded, size)
             finally:
                 archive.close()
             loaded, run = size, run + 1
             with LoadedIsthmus(folder / "serve", free_port(), url) as server:
-                out["sizes"][str(size)] = measure(server, size, run, ingest_count, work)
-            out["sizes"][str(size)]["load_seconds"] = round(seconds, 1)
-            out["sizes"][str(size)]["index_bytes_per_instance"] = round(
+                beside = rival if rival is not None and rival.size == size else None
+                servers = [server] + ([beside.server] if beside else [])
+                results = measure(servers, size, [run, 90], ingest_count, work)
+                if beside is not None:
+                    beside.out.update(results[1])
+            row = out["sizes"][str(size)] = results[0]
+            row["load_seconds"] = round(seconds, 1)
+            row["index_bytes_per_instance"] = round(
                 index_bytes(url) / (size + ingest_count * run), 1
             )
-            print(f"   {out['sizes'][str(size)]}", flush=True)
+            print(f"   {row}", flush=True)
     finally:
         if pg:
             pg.stop()
 
 
-def measure(server: Server, size: int, run: int, ingest_count: int, work: Path) -> dict[str, Any]:
-    """Queries, C-FIND and ingest against a running server holding `size` instances."""
+def measure(
+    servers: list[Server], size: int, runs: list[int], ingest_count: int, work: Path
+) -> list[dict[str, Any]]:
+    """Queries, C-FIND and ingest against running servers holding the same `size`
+    instances, asked in turn (queries.py); ingest runs `runs` (one per server)."""
     held = population.first_studies(size)
-    timings = queries.qido(server.dicomweb, held)  # type: ignore[attr-defined]
-    find = queries.find(lambda pid: dimse.findscu(server, {"PatientID": pid}), held)
-    result: dict[str, Any] = {name: t.summary() for name, t in timings.items()}
-    result["C-FIND study (findscu)"] = find.summary()
-    if ingest_count:
-        result["ingest_per_s"] = ingest(server, run, ingest_count, work)
-    return result
+    timings = queries.qido([s.dicomweb for s in servers], held)  # type: ignore[attr-defined]
+    finds = queries.find(
+        [lambda pid, s=s: dimse.findscu(s, {"PatientID": pid}) for s in servers], held
+    )
+    results = []
+    for server, timing, find, run in zip(servers, timings, finds, runs, strict=False):
+        result: dict[str, Any] = {name: t.summary() for name, t in timing.items()}
+        result["C-FIND study (findscu)"] = find.summary()
+        if ingest_count:
+            result["ingest_per_s"] = ingest(server, run, ingest_count, work)
+        results.append(result)
+    return results
 
 
 def ingest(server: Server, run: int, count: int, work: Path) -> float:
@@ -111,9 +143,11 @@ def index_bytes(url: str) -> int:
         engine.dispose()
 
 
-def orthanc(index: str, size: int, work: Path) -> dict[str, Any]:
+@contextmanager
+def orthanc(index: str, size: int, work: Path) -> Iterator[Rival]:
     """Orthanc with `index` ("sqlite" or "postgresql") loaded with the first `size`
-    instances over C-STORE (four storescu at a time), then the same measurements."""
+    instances over C-STORE (four storescu at a time), running while the context lasts;
+    its measurements are filled in by the Isthmus run it stands beside."""
     folder = work / f"orthanc-{index}"
     shutil.rmtree(folder, ignore_errors=True)
     data = work / f"orthanc-data-{size}"
@@ -135,20 +169,20 @@ def orthanc(index: str, size: int, work: Path) -> dict[str, Any]:
             seconds = dimse.storescu_parallel(server, groups, workers=WORKERS, timeout=7200)
             if server.count() != size:
                 raise CommandFailed(f"orthanc: {server.count()} of {size} instances stored")
-            result = measure(server, size, 90, 2000, work)
-            result["load_seconds"] = round(seconds, 1)
-            result["load_per_s"] = round(size / seconds, 1)
-        if not pg:
-            result["index_bytes_per_instance"] = round(
-                orthanc_index_bytes(server) / (size + 2000), 1
-            )
-        else:
-            result["index_bytes_per_instance"] = round(
-                index_bytes(pg.url("orthanc")) / (size + 2000), 1
-            )
-        result["size"] = size
-        print(f"   {result}", flush=True)
-        return result
+            rival = Rival(server, size, {"size": size})
+            rival.out["load_seconds"] = round(seconds, 1)
+            rival.out["load_per_s"] = round(size / seconds, 1)
+            yield rival
+            stored = size + 2000
+            if pg:
+                rival.out["index_bytes_per_instance"] = round(
+                    index_bytes(pg.url("orthanc")) / stored, 1
+                )
+            else:
+                rival.out["index_bytes_per_instance"] = round(
+                    orthanc_index_bytes(server) / stored, 1
+                )
+            print(f"   orthanc ({index}): {rival.out}", flush=True)
     finally:
         if pg:
             pg.stop()
