@@ -76,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sizes", default=DEFAULT_SIZES, help="archive sizes, in instances")
     p.add_argument("--backends", default="sqlite,postgresql", help="Isthmus index kinds")
     p.add_argument("--ingest", type=int, default=2000, help="instances sent to time ingest")
-    p.add_argument("--orthanc-size", type=int, default=100_000, help="one of --sizes (0: no Orthanc)")
+    p.add_argument(
+        "--orthanc-size", type=int, default=100_000, help="one of --sizes (0: no Orthanc)"
+    )
     p.add_argument("--orthanc-index", default="sqlite,postgresql")
     p.add_argument("--chart", default=str(OUT.parent.parent / "docs" / "scale-latency.png"))
     p.add_argument("--time-limit", type=float, default=4 * 3600)
