@@ -398,19 +398,26 @@ class Acceptor:
         message_id = self._next_id
         self._next_id = self._next_id % 65535 + 1
         self._send_message(context_id, msg.c_store_rq(message_id, sop_class, sop_instance), dataset)
+        reply = self._await_response(msg.C_STORE_RSP, message_id)
+        if reply is None:  # the requestor may not answer any more (PS3.8 Sta7)
+            raise PeerAborted("A-RELEASE-RQ during C-GET sub-operations")
+        return msg.us(reply.command, msg.STATUS)
+
+    def _await_response(self, field: int, message_id: int) -> Message | None:
+        """Read messages until the response `field` to our request `message_id`; None
+        when the requestor asked for release first.  A C-CANCEL-RQ meanwhile is noted,
+        another request is deferred (answered after this one)."""
         while True:
             reply = self.next_message()
-            if reply is None:  # the requestor may not answer any more (PS3.8 Sta7)
-                raise PeerAborted("A-RELEASE-RQ during C-GET sub-operations")
-            if (
-                reply.field == msg.C_STORE_RSP
-                and msg.us(reply.command, msg.MESSAGE_ID_RESPONDED) == message_id
-            ):
-                return msg.us(reply.command, msg.STATUS)
+            if reply is None:
+                return None
+            responded = msg.us(reply.command, msg.MESSAGE_ID_RESPONDED)
+            if reply.field == field and responded == message_id:
+                return reply
             if reply.field == msg.C_CANCEL_RQ:
-                self._cancelled.add(msg.us(reply.command, msg.MESSAGE_ID_RESPONDED))
+                self._cancelled.add(responded)
             elif not reply.field & 0x8000:
-                self._deferred.append(reply)  # a request: answered after this one
+                self._deferred.append(reply)
 
     def context_for(self, sop_class: str) -> int | None:
         """An accepted presentation context of `sop_class`, or None."""
@@ -438,19 +445,10 @@ class Acceptor:
             message_id, sop_class, sop_instance, event_type, dataset is not None
         )
         self._send_message(context_id, command, dataset)
-        while True:
-            reply = self.next_message()
-            if reply is None:
-                return self._response_after_release(message_id)
-            if (
-                reply.field == msg.N_EVENT_REPORT_RSP
-                and msg.us(reply.command, msg.MESSAGE_ID_RESPONDED) == message_id
-            ):
-                return msg.us(reply.command, msg.STATUS)
-            if reply.field == msg.C_CANCEL_RQ:
-                self._cancelled.add(msg.us(reply.command, msg.MESSAGE_ID_RESPONDED))
-            elif not reply.field & 0x8000:
-                self._deferred.append(reply)  # a request: answered after this one
+        reply = self._await_response(msg.N_EVENT_REPORT_RSP, message_id)
+        if reply is None:
+            return self._response_after_release(message_id)
+        return msg.us(reply.command, msg.STATUS)
 
     def _response_after_release(self, message_id: int) -> int | None:
         """The requestor asked for release while our N-EVENT-REPORT-RQ was on its way.  In
