@@ -214,7 +214,9 @@ def run_forever(settings: Settings) -> None:
     )
     print(f"  HTTP:          {base}/")
     print(f"  DICOMweb:      {base}/dicom-web")
-    print(f"  Viewer:        {base}/")
+    print(f"  Viewer:        {base}/  (worklist: {base}/?view=worklist)")
+    print(f"  Admin page:    {base}/admin.html")
+    print(f"  Health:        {base}/healthz, {base}/readyz; metrics: {base}/metrics")
     print("Press Ctrl+C to stop.", flush=True)
     server = uvicorn.Server(http_config(node.web_context()))
     try:
