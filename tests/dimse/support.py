@@ -5,8 +5,11 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -15,10 +18,31 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu import P_DATA_TF
 
-from isthmus.config import Peer
+from isthmus.config import Peer, Settings
 from isthmus.dicom.part10 import split_part10
 from isthmus.server import Node
 from isthmus.testing import dcmtk
+from isthmus.testing.net import free_port
+
+
+@contextmanager
+def dicom_node(folder: Path, **settings: Any) -> Iterator[Node]:
+    """A node serving DICOM only (no HTTP), on a fresh SQLite archive under `folder`,
+    with `settings` on top of free loopback ports; stopped when the context ends."""
+    node = Node(
+        Settings(
+            data=folder / "data",
+            dicom_port=free_port(),
+            http_port=free_port(),
+            index_url=f"sqlite:///{folder / 'index.sqlite'}",
+            **settings,
+        )
+    )
+    node.start(http=False)
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 def peer(node: Node) -> Peer:

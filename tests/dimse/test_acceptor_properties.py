@@ -20,11 +20,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from isthmus.config import Settings
 from isthmus.server import Node
-from isthmus.testing.net import free_port
 from isthmus.testing.strategies import hostile_pdu, mutated
 
+from .support import dicom_node
 from .test_acceptor_protocol import (
     CT,
     EXPLICIT_LE,
@@ -49,25 +48,12 @@ ANSWER_WAIT = 30.0  # far above the node's timeouts: reaching it means the node 
 
 @pytest.fixture(scope="module")
 def fuzzed_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    folder = tmp_path_factory.mktemp("fuzzed")
-    node = Node(
-        Settings(
-            data=folder / "data",
-            dicom_port=free_port(),
-            http_port=free_port(),
-            index_url=f"sqlite:///{folder / 'index.sqlite'}",
-            max_pdu=16384,
-            # short, so that a stalled example costs little; not so short that a busy
-            # machine's own C-ECHO (still_serving) times out
-            pdu_timeout=2.0,
-            network_timeout=5.0,
-        )
-    )
-    node.start(http=False)
-    try:
+    # short timeouts, so that a stalled example costs little; not so short that a busy
+    # machine's own C-ECHO (still_serving) times out
+    with dicom_node(
+        tmp_path_factory.mktemp("fuzzed"), max_pdu=16384, pdu_timeout=2.0, network_timeout=5.0
+    ) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def answers(sock: socket.socket) -> list[tuple[int, bytes]]:

@@ -19,10 +19,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from isthmus.config import Settings
 from isthmus.server import Node
-from isthmus.testing.net import free_port
 
+from .support import dicom_node
 from .test_acceptor_protocol import (
     EXPLICIT_LE,
     IMPLICIT_LE,
@@ -86,22 +85,10 @@ def n_dataset(draw: st.DrawFn) -> bytes:
 
 @pytest.fixture(scope="module")
 def n_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    folder = tmp_path_factory.mktemp("nprops")
-    node = Node(
-        Settings(
-            data=folder / "data",
-            dicom_port=free_port(),
-            http_port=free_port(),
-            index_url=f"sqlite:///{folder / 'index.sqlite'}",
-            pdu_timeout=5.0,
-            network_timeout=10.0,
-        )
-    )
-    node.start(http=False)
-    try:
+    with dicom_node(
+        tmp_path_factory.mktemp("nprops"), pdu_timeout=5.0, network_timeout=10.0
+    ) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def _defined(status: int) -> bool:

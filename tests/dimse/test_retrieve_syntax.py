@@ -12,12 +12,10 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pynetdicom import AE, build_role, evt
 
-from isthmus.config import Settings
 from isthmus.server import Node
 from isthmus.testing.generate import StudySpec, study
-from isthmus.testing.net import free_port
 
-from .support import dataset_bytes
+from .support import dataset_bytes, dicom_node
 
 GET = "1.2.840.10008.5.1.4.1.2.2.3"
 EBE, ELE, ILE = "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2"
@@ -25,25 +23,13 @@ EBE, ELE, ILE = "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2
 
 @pytest.fixture(scope="module")
 def big_endian_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Dataset]]:
-    folder = tmp_path_factory.mktemp("ebe")
-    node = Node(
-        Settings(
-            data=folder / "data",
-            dicom_port=free_port(),
-            http_port=free_port(),
-            index_url=f"sqlite:///{folder / 'index.sqlite'}",
-        )
-    )
-    node.start(http=False)
-    ds = next(study(StudySpec(instances_per_series=1, rows=8, columns=8)))
-    buf = DicomBytesIO()
-    buf.is_little_endian, buf.is_implicit_VR = False, False
-    write_dataset(buf, ds)
-    assert node.archive.store(buf.getvalue(), EBE).outcome.value == "stored"
-    try:
+    with dicom_node(tmp_path_factory.mktemp("ebe")) as node:
+        ds = next(study(StudySpec(instances_per_series=1, rows=8, columns=8)))
+        buf = DicomBytesIO()
+        buf.is_little_endian, buf.is_implicit_VR = False, False
+        write_dataset(buf, ds)
+        assert node.archive.store(buf.getvalue(), EBE).outcome.value == "stored"
         yield node, ds
-    finally:
-        node.stop()
 
 
 def c_get(node: Node, ds: Dataset, contexts: list[list[str]]) -> list[tuple[str, bytes]]:

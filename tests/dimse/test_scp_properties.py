@@ -20,10 +20,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from isthmus.config import Settings
 from isthmus.server import Node
-from isthmus.testing.net import free_port
 
+from .support import dicom_node
 from .test_acceptor_properties import nothing_half_stored
 from .test_acceptor_protocol import (
     CT,
@@ -163,22 +162,8 @@ def store_dataset(draw: st.DrawFn) -> tuple[int, str, bytes]:
 
 @pytest.fixture(scope="module")
 def scp_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    folder = tmp_path_factory.mktemp("scp")
-    node = Node(
-        Settings(
-            data=folder / "data",
-            dicom_port=free_port(),
-            http_port=free_port(),
-            index_url=f"sqlite:///{folder / 'index.sqlite'}",
-            pdu_timeout=5.0,
-            network_timeout=10.0,
-        )
-    )
-    node.start(http=False)
-    try:
+    with dicom_node(tmp_path_factory.mktemp("scp"), pdu_timeout=5.0, network_timeout=10.0) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def c_store_rq(sop: str, message_id: int = 1) -> bytes:
