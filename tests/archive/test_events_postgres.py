@@ -55,6 +55,20 @@ def test_an_event_published_on_one_bus_reaches_subscribers_of_the_other(
     assert heard.empty()
 
 
+def test_a_local_event_stays_in_the_process_that_published_it(
+    buses: tuple[PostgresEventBus, PostgresEventBus],
+) -> None:
+    """Metrics, audit facts and stored instances are each process's own: counted,
+    audited and forwarded once, by the process that did the work."""
+    one, two = buses
+    here, there = collect(one), collect(two)
+    one.publish("metrics.instance", {"door": "dimse"}, local=True)
+    one.publish("ups.1.2.5.state", {"state": "SCHEDULED"})  # shared: a marker after it
+    assert here.get(timeout=10).topic == "metrics.instance"
+    assert there.get(timeout=10).topic == "ups.1.2.5.state"  # in order: nothing before it
+    assert there.empty()
+
+
 def test_the_publishing_process_hears_its_event_once_and_at_once(
     buses: tuple[PostgresEventBus, PostgresEventBus],
 ) -> None:

@@ -102,7 +102,7 @@ class Activity:
         ):
             if value is not None:
                 payload[key] = value
-        self.events.publish(f"audit.{event}", payload)
+        self.events.publish(f"audit.{event}", payload, local=True)
 
     def association(
         self,
@@ -126,21 +126,22 @@ class Activity:
     def instance(self, door: str, direction: str, size: int) -> None:
         """One instance "received" or "sent" through `door` (metrics only)."""
         self.events.publish(
-            "metrics.instance", {"door": door, "direction": direction, "bytes": size}
+            "metrics.instance", {"door": door, "direction": direction, "bytes": size}, local=True
         )
 
     def association_ended(self, door: str, seconds: float) -> None:
-        self.events.publish("metrics.association", {"door": door, "seconds": seconds})
+        self.events.publish("metrics.association", {"door": door, "seconds": seconds}, local=True)
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.events.publish(
             "metrics.request",
             {"route": route, "method": method, "status": status, "seconds": seconds},
+            local=True,
         )
 
     def error(self, store: str) -> None:
         """An index ("index") or blob store ("blob") operation failed."""
-        self.events.publish("metrics.error", {"store": store})
+        self.events.publish("metrics.error", {"store": store}, local=True)
 
     def transfer(self, event: str, door: str, **who: Any) -> Transfer:
         """A tally of the instances one association or request stores or sends; its

@@ -170,7 +170,8 @@ class Archive:
         return result
 
     def _stored(self, result: StoreResult, header: part10.Header, source_aet: str | None) -> None:
-        """Tell the other parts (forwarding rules, the admin page) an instance is stored."""
+        """Tell this process's other parts (forwarding rules) an instance is stored: the
+        process that stored it queues the forward jobs, which any process may then run."""
         modality = header.json.get("00080060", {}).get("Value", [None])[0]
         self.events.publish(
             "instance.stored",
@@ -182,6 +183,7 @@ class Archive:
                 "modality": modality,
                 "source_aet": (source_aet or "").strip() or None,
             },
+            local=True,
         )
 
     def _write(

@@ -139,6 +139,7 @@ def deidentify_studies(
             archive.events.publish(
                 "deid.study",
                 {"project": project, "source": study_uid, "study": result.studies[study_uid]},
+                local=True,
             )
     log.info(
         "de-identified %d study(ies) for project %s: %d instance(s) stored, %d excluded, %d failed",

@@ -5,6 +5,10 @@ JSON-serializable payload, so that the same event can cross a process boundary: 
 several processes share one archive, the bus carries events between them (docs/scaling.md).
 The in-process bus below is the default and the interface every implementation keeps.
 
+An event about this process alone - its metrics and audit facts, what its doors stored,
+its associations - is published with ``local=True``: the subscribers of this process hear
+it and no other process does (each process counts, audits and forwards its own work).
+
 Subscribers name a topic prefix; ``""`` receives everything.  Callbacks run on the
 publisher's thread (or the bus's listener thread, for events from other processes) and
 must be quick: a door hands the event to its own loop (``loop.call_soon_threadsafe``) or
@@ -37,8 +41,11 @@ Callback = Callable[[Event], None]
 class EventBus(Protocol):
     """What doors need to tell each other (and other processes) what happened."""
 
-    def publish(self, topic: str, payload: Mapping[str, Any] | None = None) -> None:
-        """Deliver an event to every subscriber whose prefix starts its topic."""
+    def publish(
+        self, topic: str, payload: Mapping[str, Any] | None = None, *, local: bool = False
+    ) -> None:
+        """Deliver an event to every subscriber whose prefix starts its topic; with
+        `local`, to this process's subscribers only."""
 
     def subscribe(self, prefix: str, callback: Callback) -> Callable[[], None]:
         """Call `callback` for each event whose topic starts with `prefix`; returns the
@@ -55,7 +62,9 @@ class LocalEventBus:
         self._subscribers: dict[int, tuple[str, Callback]] = {}
         self._ids = itertools.count()
 
-    def publish(self, topic: str, payload: Mapping[str, Any] | None = None) -> None:
+    def publish(
+        self, topic: str, payload: Mapping[str, Any] | None = None, *, local: bool = False
+    ) -> None:
         self.deliver(Event(topic, dict(payload or {})))
 
     def deliver(self, event: Event) -> None:

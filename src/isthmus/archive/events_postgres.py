@@ -62,8 +62,13 @@ class PostgresEventBus:
         if not self._listening.wait(10):
             log.warning("events: not listening on PostgreSQL yet; retrying in the background")
 
-    def publish(self, topic: str, payload: Mapping[str, Any] | None = None) -> None:
+    def publish(
+        self, topic: str, payload: Mapping[str, Any] | None = None, *, local: bool = False
+    ) -> None:
         event = Event(topic, dict(payload or {}))
+        if local:  # a fact about this process alone (events.py): no NOTIFY
+            self._local.deliver(event)
+            return
         text = json.dumps(
             {"origin": self.origin, "topic": topic, "payload": event.payload},
             separators=(",", ":"),

@@ -91,6 +91,7 @@ class LocalAE:
                     "called_aet": acceptor.rq.called_aet.strip(),
                     "address": acceptor.address,
                 },
+                local=True,
             )
 
     def __call__(self, sock: socket.socket, address: Any, rq: pdu.AAssociateRQ) -> None:

@@ -121,5 +121,5 @@ def announce_outbound(
         "called_aet": called,
         "address": address,
     }
-    archive.events.publish("association.opened", payload)
-    return lambda: archive.events.publish("association.closed", payload)
+    archive.events.publish("association.opened", payload, local=True)
+    return lambda: archive.events.publish("association.closed", payload, local=True)
