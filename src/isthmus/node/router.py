@@ -318,9 +318,20 @@ def _close(sock: socket.socket) -> None:
     sock.close()
 
 
+# Seconds to wait for the peer to close after our last PDU (PS3.8 9.1.5, the ARTIM timer).
+ARTIM = 2.0
+
+
 def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    """Send a last PDU (A-ASSOCIATE-RJ, A-ABORT), then wait for the peer to close the
+    connection, reading and dropping what it still sends (PS3.8 Sta13, bounded by the
+    ARTIM timer): closing with its bytes unread - the A-ASSOCIATE-RQ we only peeked at -
+    would reset the connection and could destroy our PDU before the peer reads it."""
     try:
         sock.sendall(data)
-        time.sleep(0.05)  # let the peer read it before the close
-    except OSError:
+        sock.settimeout(ARTIM)
+        deadline = time.monotonic() + ARTIM
+        while time.monotonic() < deadline and sock.recv(65536):
+            pass
+    except (OSError, ValueError):
         pass
