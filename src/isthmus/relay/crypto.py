@@ -1,0 +1,198 @@
+"""End-to-end encryption between relay routers (docs/relay.md, "Envelopes").
+
+Every payload that leaves a site - DIMSE commands, identifiers, datasets, manifests,
+chunks of instances - is an *envelope*: a clear header (routing metadata only: the two
+site names, the kind of message, ids, sizes), the body encrypted to the recipient
+site with HPKE (RFC 9180: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305,
+base mode; the header is the HPKE `info`, so it cannot be changed or moved to another
+message), and an Ed25519 signature by the sending site over header and ciphertext.
+HPKE's base mode does not authenticate the sender; the signature does.  Both come
+from `cryptography` (OpenSSL); nothing here is home-made beyond framing bytes.
+
+A site's keys are generated at the site (`SiteIdentity.create`) and never leave it:
+the bridge, NATS and the object store see public keys and ciphertext only.  The
+fingerprint of a site's public keys is what administrators compare out of band.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hpke, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+MAGIC = b"IRE1"  # Isthmus relay envelope, version 1
+SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
+SIGNATURE_CONTEXT = b"isthmus-relay-envelope-v1\x00"
+FINGERPRINT_CONTEXT = b"isthmus-relay-site-v1\x00"
+# Control messages older than this are refused (replays); chunks in the object store
+# are checked against their manifest instead, so they carry no deadline.
+MAX_AGE = 300.0
+
+
+class EnvelopeError(ValueError):
+    """An envelope that is malformed, not for us, not signed by its sender, or stale."""
+
+
+@dataclass(frozen=True)
+class SiteKeys:
+    """A site's public keys: `kem` (X25519, encryption to it) and `sig` (Ed25519)."""
+
+    kem: bytes
+    sig: bytes
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of both keys, as 16 groups of 4 hex digits (what people compare)."""
+        digest = hashlib.sha256(FINGERPRINT_CONTEXT + self.kem + self.sig).hexdigest()
+        return ":".join(digest[i : i + 4] for i in range(0, 64, 4))
+
+    def to_json(self) -> dict[str, str]:
+        return {"kem": self.kem.hex(), "sig": self.sig.hex()}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> SiteKeys:
+        try:
+            kem, sig = bytes.fromhex(doc["kem"]), bytes.fromhex(doc["sig"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EnvelopeError(f"bad site keys: {exc}") from None
+        if len(kem) != 32 or len(sig) != 32:
+            raise EnvelopeError("bad site keys: X25519 and Ed25519 keys are 32 bytes")
+        return cls(kem, sig)
+
+
+class SiteIdentity:
+    """The site's private keys, kept in one file (mode 0600) in the site's data folder."""
+
+    def __init__(self, name: str, kem: X25519PrivateKey, sig: Ed25519PrivateKey) -> None:
+        self.name = name
+        self._kem = kem
+        self._sig = sig
+        self.keys = SiteKeys(_raw_public(kem.public_key()), _raw_public(sig.public_key()))
+
+    @classmethod
+    def create(cls, name: str) -> SiteIdentity:
+        return cls(name, X25519PrivateKey.generate(), Ed25519PrivateKey.generate())
+
+    def save(self, path: Path) -> None:
+        """Write both private keys; the file is created 0600 and replaced atomically."""
+        doc = {"site": self.name, "kem": _raw_private(self._kem), "sig": _raw_private(self._sig)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(doc, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> SiteIdentity:
+        doc = json.loads(path.read_text())
+        return cls(
+            doc["site"],
+            X25519PrivateKey.from_private_bytes(bytes.fromhex(doc["kem"])),
+            Ed25519PrivateKey.from_private_bytes(bytes.fromhex(doc["sig"])),
+        )
+
+    def sign(self, data: bytes) -> bytes:
+        return self._sig.sign(SIGNATURE_CONTEXT + data)
+
+    def seal(self, recipient: str, keys: SiteKeys, header: dict[str, Any], body: bytes) -> bytes:
+        """One envelope from this site to `recipient` (whose public keys are `keys`).
+
+        `header` is sent in the clear: routing metadata only, never patient data."""
+        head = dict(header, **{"from": self.name, "to": recipient, "ts": round(time.time(), 3)})
+        head_bytes = json.dumps(head, sort_keys=True, separators=(",", ":")).encode()
+        public = X25519PublicKey.from_public_bytes(keys.kem)
+        ciphertext = SUITE.encrypt(body, public, info=head_bytes)
+        signed = struct.pack(">I", len(head_bytes)) + head_bytes + ciphertext
+        return MAGIC + self.sign(signed) + signed
+
+    def open(self, data: bytes, sender_keys: Any, *, max_age: float | None = MAX_AGE) -> Opened:
+        """Check and decrypt an envelope addressed to this site.
+
+        `sender_keys(name)` gives the claimed sender's `SiteKeys` (from the directory,
+        pinned) or None for a site we do not know.  Raises EnvelopeError."""
+        header = peek_header(data)
+        if header.get("to") != self.name:
+            raise EnvelopeError(f"envelope for {header.get('to')!r}, not for {self.name!r}")
+        keys = sender_keys(str(header.get("from")))
+        if keys is None:
+            raise EnvelopeError(f"envelope from unknown or revoked site {header.get('from')!r}")
+        signature, signed = data[4:68], data[68:]
+        try:
+            Ed25519PublicKey.from_public_bytes(keys.sig).verify(
+                signature, SIGNATURE_CONTEXT + signed
+            )
+        except InvalidSignature:
+            raise EnvelopeError(f"envelope not signed by {header['from']!r}") from None
+        if max_age is not None and abs(time.time() - float(header.get("ts", 0))) > max_age:
+            raise EnvelopeError("stale envelope (replayed, or the clocks disagree)")
+        (size,) = struct.unpack_from(">I", signed)
+        try:
+            body = SUITE.decrypt(
+                bytes(signed[4 + size :]), self._kem, info=bytes(signed[4 : 4 + size])
+            )
+        except (InvalidTag, ValueError):
+            raise EnvelopeError("envelope does not decrypt") from None
+        return Opened(header, body)
+
+
+@dataclass(frozen=True)
+class Opened:
+    header: dict[str, Any]
+    body: bytes
+
+
+def peek_header(data: bytes | memoryview) -> dict[str, Any]:
+    """The clear header of an envelope, unchecked (for routing before `open`)."""
+    data = bytes(data[: 4 + 64 + 4 + 65536]) if len(data) > 72 else bytes(data)
+    if len(data) < 72 or data[:4] != MAGIC:
+        raise EnvelopeError("not a relay envelope")
+    (size,) = struct.unpack_from(">I", data, 68)
+    try:
+        header = json.loads(data[72 : 72 + size])
+    except ValueError:
+        raise EnvelopeError("envelope header is not JSON") from None
+    if not isinstance(header, dict):
+        raise EnvelopeError("envelope header is not an object")
+    return header
+
+
+def compress(data: bytes) -> bytes:
+    """Chunk bodies are deflated before they are sealed (level 1: the link, not the CPU,
+    is the bottleneck; pixel data that is already compressed costs little)."""
+    return zlib.compress(data, 1)
+
+
+def decompress(data: bytes, limit: int) -> bytes:
+    """Inflate at most `limit` bytes (a manifest's size), refusing a deflate bomb."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, limit + 1)
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise EnvelopeError("chunk inflates past its declared size")
+    return out
+
+
+def _raw_public(key: X25519PublicKey | Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _raw_private(key: X25519PrivateKey | Ed25519PrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    ).hex()
