@@ -18,6 +18,7 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from isthmus.relay.crypto import SiteKeys
@@ -89,14 +90,25 @@ class Directory:
         self.known = known
         self._lock = threading.Lock()
         self._sites: dict[str, SiteEntry] = {}
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(site name)` after every update or removal (revocation included)."""
+        self._listeners.append(listener)
 
     def update(self, entry: SiteEntry) -> None:
         with self._lock:
             self._sites[entry.name] = entry
+        self._changed(entry.name)
 
     def remove(self, name: str) -> None:
         with self._lock:
             self._sites.pop(name, None)
+        self._changed(name)
+
+    def _changed(self, name: str) -> None:
+        for listener in list(self._listeners):
+            listener(name)
 
     def site(self, name: str) -> SiteEntry | None:
         with self._lock:
