@@ -101,6 +101,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
     _tls_arguments(p)
     p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
+    p.add_argument("--relay", metavar="FILE", help="join a federation: the bridge's enrolment file")
+    p.add_argument(
+        "--export",
+        action="append",
+        default=[],
+        metavar="AET[@HOST:PORT]",
+        help="offer a device of this site (or, AET alone, this archive) to the federation",
+    )
 
     p = command("import", _import, "import DICOM files or folders (recursive) into the archive")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -175,6 +183,14 @@ def _parser() -> argparse.ArgumentParser:
     _tls_arguments(p, client=True)
     p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
 
+    p = command("relay", _relay, "the federation as a running node sees it; accept new keys")
+    p.add_argument("action", choices=["status", "accept"])
+    p.add_argument("site", nargs="?", help="accept: the site whose new keys you compared")
+    p.add_argument("fingerprint", nargs="?", help="accept: the new fingerprint, as compared")
+    p.add_argument("--server", default="http://127.0.0.1:8042", help="the running node")
+    p.add_argument("--token", help="an API token with the admin permission")
+    p.add_argument("--json", action="store_true", help="status: print JSON")
+
     p = command("worklist", _worklist, "add scheduled procedures from a file, or list them")
     p.add_argument("action", choices=["add", "list"])
     p.add_argument("file", nargs="?", help="CSV, JSON or TOML of entries (add)")
@@ -243,6 +259,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         dicom_tls_ca=getattr(args, "dicom_tls_ca", None),
         dicom_tls_only=getattr(args, "dicom_tls_only", None),
         dicom_tls_client_certs=getattr(args, "dicom_tls_client_certs", None),
+        relay=getattr(args, "relay", None),
+        relay_exports=getattr(args, "export", None) or None,
     )
     settings = load(args.config, **overrides)
     if peers:
@@ -357,6 +375,18 @@ def _deidentify(args: argparse.Namespace) -> int:
     from isthmus.deidentify import run
 
     return run(args, _settings(args), iter_files(args.paths))
+
+
+def _relay(args: argparse.Namespace) -> int:
+    """`isthmus relay status` / `isthmus relay accept SITE FINGERPRINT` (relay/console.py)."""
+    from isthmus.relay import console
+
+    if args.action == "status":
+        return console.status(args.server, args.token, args.json)
+    if not (args.site and args.fingerprint):
+        print("isthmus: relay accept needs SITE and FINGERPRINT", file=sys.stderr)
+        return 2
+    return console.accept(args.server, args.token, args.site, args.fingerprint)
 
 
 def _worklist(args: argparse.Namespace) -> int:

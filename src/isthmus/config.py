@@ -194,6 +194,15 @@ class Settings:
     retention_interval: float = 3600.0
     job_keep_days: float = 30.0
     move_as_job: bool = True
+    # The relay (docs/relay.md): the enrolment file the bridge's `add-site` wrote (empty: no
+    # relay); the AE titles this site exports ("AET@HOST:PORT" for a device of the site,
+    # "AET" for this node's own archive); per exported AE title, narrowing of who may call
+    # it for what (``[relay_export_rules.PACSB] services = ["find", "move"]``,
+    # ``sites = ["A"]``); seconds the relay waits for the far site before giving up.
+    relay: str = ""
+    relay_exports: tuple[str, ...] = ()
+    relay_export_rules: dict[str, Any] = field(default_factory=dict)
+    relay_timeout: float = 30.0
 
     @property
     def resolved_index_url(self) -> str:
@@ -239,7 +248,13 @@ def is_loopback(host: str) -> bool:
 
 _ENV_PREFIX = "ISTHMUS_"
 # Settings given as a list in TOML and as comma-separated text in the environment.
-_LIST_SETTINGS = ("cors_origins", "oidc_default_permissions", "dicom_ws_peers", "dicom_ws_aets")
+_LIST_SETTINGS = (
+    "cors_origins",
+    "oidc_default_permissions",
+    "dicom_ws_peers",
+    "dicom_ws_aets",
+    "relay_exports",
+)
 
 
 def load(
@@ -314,7 +329,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             out["peers"] = [Peer.parse(p) for p in raw.split(",") if p.strip()]
         elif f.name == "access":
             out["access"] = dict(item.split("=", 1) for item in raw.split(",") if "=" in item)
-        elif f.name in ("tokens", "forward"):
+        elif f.name in ("tokens", "forward", "relay_export_rules"):
             continue
         elif f.name in _LIST_SETTINGS:
             out[f.name] = raw
@@ -392,6 +407,7 @@ def _build(values: dict[str, Any]) -> Settings:
         if not getattr(settings, name) > 0:
             raise ConfigError(f"{name} must be more than 0 seconds")
     _check_forward(settings)
+    _check_relay(settings)
     for svc, rule in settings.access.items():
         if svc not in SERVICES or rule not in ("any", "known"):
             raise ConfigError(
@@ -419,6 +435,31 @@ def _check_dicom_tls(settings: Settings) -> None:
             "a peer's certificate can only be checked on the TLS DICOM port with client "
             "certificates (dicom_tls_cert, dicom_tls_ca, dicom_tls_client_certs)"
         )
+
+
+RELAY_SERVICES = ("echo", "find", "move", "get", "store")
+
+
+def _check_relay(settings: Settings) -> None:
+    """Exports are AE titles (with the device's address) and narrowing names services."""
+    if settings.relay_exports and not settings.relay:
+        raise ConfigError("relay_exports need relay (the enrolment file from the bridge)")
+    titles = set()
+    for spec in settings.relay_exports:
+        titles.add(check_aet(spec) if "@" not in spec else Peer.parse(spec).aet)
+    for aet, rule in settings.relay_export_rules.items():
+        if aet not in titles:
+            raise ConfigError(f"relay_export_rules.{aet}: {aet} is not in relay_exports")
+        if not isinstance(rule, dict) or set(rule) - {"services", "sites"}:
+            raise ConfigError(f"relay_export_rules.{aet}: only services and sites")
+        unknown = set(rule.get("services", ())) - set(RELAY_SERVICES)
+        if unknown:
+            raise ConfigError(
+                f"relay_export_rules.{aet}: unknown services {sorted(unknown)}; "
+                f"services are {RELAY_SERVICES}"
+            )
+    if settings.relay_timeout <= 0:
+        raise ConfigError("relay_timeout must be positive")
 
 
 def _check_forward(settings: Settings) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -22,6 +23,9 @@ from isthmus.node.tls import server_context
 from isthmus.web.app import create_app
 from isthmus.web.context import WebContext
 from isthmus.web.limits import Contained, http_server_options
+
+if TYPE_CHECKING:
+    from isthmus.relay.site import RelaySite
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +79,7 @@ class Node:
         self.router: AssociationRouter | None = None  # the plain port, else the TLS one
         self.tls_router: AssociationRouter | None = None
         self.contacts = Contacts(self.archive.events)
+        self.relay: RelaySite | None = None
         self.forwarding, self.worker = _jobs(self.archive, settings, self.access)
         self._http: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
@@ -85,6 +90,7 @@ class Node:
             if report["partial"] or report["orphans"] or report["missing"]:
                 log.warning("archive check repaired: %s", report)
         self._start_dicom()
+        self._start_relay()
         self._tell_application("started")
         self.archive.workitems.report_scp_status("RESTARTED")  # UPS subscribers (PS3.4 CC.2.4.2)
         self.forwarding.start()
@@ -124,6 +130,18 @@ class Node:
                 raise
         self.router = plain or self.tls_router
 
+    def _start_relay(self) -> None:
+        """Join the federation (docs/relay.md) once the DICOM port listens: the relay
+        routes remote AE titles on the plain port."""
+        if not self.settings.relay:
+            return
+        if self.plain_router is None:
+            raise ConfigError("the relay routes remote AE titles on the plain DICOM port")
+        from isthmus.relay.site import RelaySite
+
+        self.relay = RelaySite(self.settings, self.archive, self.plain_router)
+        self.relay.start()
+
     def web_context(self) -> WebContext:
         """What the HTTP door serves: this node's archive, DICOM port, metrics, audit log."""
         ctx = WebContext(
@@ -131,6 +149,7 @@ class Node:
         )
         ctx.metrics = self.metrics
         ctx.audit_log = self.audit.log.path
+        ctx.relay = self.relay
         return ctx
 
     def _open_associations(self) -> int:
@@ -175,6 +194,9 @@ class Node:
         for router in {id(r): r for r in (self.router, self.tls_router) if r}.values():
             router.shutdown()
             router.server_close()
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
         if self.router is not None:
             self._tell_application("stopped")
         self.router = self.tls_router = None
@@ -217,6 +239,10 @@ def run_forever(settings: Settings) -> None:
     print(f"  Viewer:        {base}/  (worklist: {base}/?view=worklist)")
     print(f"  Admin page:    {base}/admin.html")
     print(f"  Health:        {base}/healthz, {base}/readyz; metrics: {base}/metrics")
+    if node.relay is not None:
+        status = node.relay.status()
+        print(f"  Relay:         site {status['site']}, fingerprint {status['fingerprint']}")
+        print(f"                 federation status: {base}/api/admin/relay")
     print("Press Ctrl+C to stop.", flush=True)
     server = uvicorn.Server(http_config(node.web_context()))
     try:

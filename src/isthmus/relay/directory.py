@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 from isthmus.relay.crypto import SiteKeys
@@ -104,6 +104,10 @@ class Directory:
     def remove(self, name: str) -> None:
         with self._lock:
             self._sites.pop(name, None)
+        self._changed(name)
+
+    def touch(self, name: str) -> None:
+        """Tell the listeners that what we trust of `name` changed (its keys accepted)."""
         self._changed(name)
 
     def _changed(self, name: str) -> None:

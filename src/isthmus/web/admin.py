@@ -4,7 +4,8 @@ Every endpoint needs the ``admin`` permission (auth.py; developer mode has it):
 
 - ``GET peers``: the known peers (config) with their last contact, and other AE titles
   seen; ``GET routes``: AE titles routed elsewhere on the DICOM port (browser AEs
-  registered through the WebSocket gateway; relay sites later);
+  registered through the WebSocket gateway, and remote AE titles of the relay);
+  ``GET relay``: this site of the federation: fingerprints, sites, exports, imports;
   ``GET associations``: associations in progress (node/contacts.py);
 - ``GET jobs`` (``status``, ``kind``, ``limit``), ``GET jobs/{id}`` (with its items),
   ``POST jobs/{id}/cancel``, ``POST jobs/{id}/retry`` (archive/jobs.py);
@@ -63,6 +64,8 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
         ),
         Route(f"{PREFIX}/storage", admin(lambda r: ctx.archive.usage())),
         Route(f"{PREFIX}/settings", admin(lambda r: settings_in_effect(ctx))),
+        Route(f"{PREFIX}/relay", admin(lambda r: relay(ctx))),
+        Route(f"{PREFIX}/relay/accept", admin(lambda r: relay_accept(ctx, r)), methods=["POST"]),
     ]
 
 
@@ -97,10 +100,35 @@ def peers(ctx: WebContext) -> dict[str, Any]:
 
 def routes_in_effect(ctx: WebContext) -> dict[str, Any]:
     router = ctx.router
+    remote = {i["aet"]: i["site"] for i in relay(ctx).get("imports", [])}
     return {
         "aet": ctx.settings.aet,
-        "routes": [{"aet": aet, "kind": "browser"} for aet in (router.routes() if router else [])],
+        "routes": [
+            {"aet": aet, "kind": "relay", "site": remote[aet]}
+            if aet in remote
+            else {"aet": aet, "kind": "browser"}
+            for aet in (router.routes() if router else [])
+        ],
     }
+
+
+def relay(ctx: WebContext) -> dict[str, Any]:
+    """The federation as this site sees it (docs/relay.md, "Status"); {} without a relay."""
+    return ctx.relay.status() if ctx.relay is not None else {}
+
+
+def relay_accept(ctx: WebContext, request: Request) -> dict[str, Any]:
+    """Trust a site's changed keys: ``?site=B&fingerprint=…`` (the new fingerprint, which
+    the administrator compared with site B's own out of band)."""
+    if ctx.relay is None:
+        raise not_found("this node is not in a federation (no --relay)")
+    site = request.query_params.get("site", "")
+    fingerprint = request.query_params.get("fingerprint", "")
+    try:
+        ctx.relay.accept(site, fingerprint)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    return ctx.relay.status()
 
 
 def associations(ctx: WebContext) -> dict[str, Any]:

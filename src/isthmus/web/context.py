@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from isthmus.archive import Archive
 from isthmus.config import Settings
@@ -16,6 +16,16 @@ if TYPE_CHECKING:  # for the annotations only: the web door runs without the DIM
     from isthmus.node.access import AccessControl
     from isthmus.node.contacts import Contacts
     from isthmus.node.router import AssociationRouter
+
+
+class RelayView(Protocol):
+    """What the admin API shows and does of the relay (docs/relay.md, "Status")."""
+
+    def status(self) -> dict[str, Any]:
+        """Sites with fingerprints, exported and imported AE titles, transfers."""
+
+    def accept(self, site: str, fingerprint: str) -> None:
+        """Trust `site`'s new keys, compared out of band; ValueError if not offered."""
 
 
 @dataclass
@@ -37,6 +47,9 @@ class WebContext:
     # for /api/audit); None when the node runs without them.
     metrics: Metrics | None = None
     audit_log: Path | None = None
+    # This site of the federation (relay/site.py `RelaySite`), for the admin page; None:
+    # no relay.
+    relay: RelayView | None = None
 
     def __post_init__(self) -> None:
         self.authenticator = Authenticator(self.settings, self.archive.activity)

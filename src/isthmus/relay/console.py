@@ -1,0 +1,59 @@
+"""`isthmus relay status` and `isthmus relay accept`: the federation as a running node
+sees it, through its admin API (`/api/admin/relay`), printed for a person."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import httpx
+
+DEFAULT_SERVER = "http://127.0.0.1:8042"
+
+
+def _call(method: str, server: str, path: str, token: str | None, **params: str) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        reply = httpx.request(
+            method, f"{server.rstrip('/')}{path}", params=params, headers=headers, timeout=15
+        )
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"isthmus: cannot reach {server}: {exc}") from None
+    if reply.status_code >= 400:
+        raise SystemExit(f"isthmus: {server} answered {reply.status_code}: {reply.text.strip()}")
+    return reply.json()
+
+
+def status(server: str, token: str | None, as_json: bool) -> int:
+    doc = _call("GET", server, "/api/admin/relay", token)
+    if not doc:
+        print(f"{server} is not in a federation (started without --relay)")
+        return 1
+    if as_json:
+        json.dump(doc, sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"site {doc['site']}  fingerprint {doc['fingerprint']}")
+    print(f"bridge {doc['bridge']}  NATS {'connected' if doc['connected'] else 'DISCONNECTED'}")
+    print("exports:")
+    for e in doc["exports"]:
+        print(f"  {e['aet']:<16} {','.join(e['services']):<28} to {','.join(e['sites'])}")
+    print("imports:")
+    for e in doc["imports"]:
+        print(f"  {e['aet']:<16} {','.join(e['services']):<28} at site {e['site']}")
+    print("sites:")
+    for s in doc["sites"]:
+        state = "revoked" if s["revoked"] else "trusted" if s["pinned"] else "KEYS CHANGED"
+        print(f"  {s['site']:<12} {s['fingerprint']}  {state}")
+        if s.get("refused_fingerprint"):
+            print(f"  {'':<12} {s['refused_fingerprint']}  offered, refused until accepted")
+    for t in doc.get("transfers", []):
+        print(f"transfer {t['id']}: {t.get('status')} {t.get('done', 0)}/{t.get('total', '?')}")
+    return 0
+
+
+def accept(server: str, token: str | None, site: str, fingerprint: str) -> int:
+    _call("POST", server, "/api/admin/relay/accept", token, site=site, fingerprint=fingerprint)
+    print(f"site {site}: keys {fingerprint} accepted")
+    return 0
