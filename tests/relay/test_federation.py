@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.relay.federation import Federation, Site
 
 from isthmus.dicom.part10 import dataset_offset
 from isthmus.testing.dcmtk import tool
+from isthmus.testing.federation import Federation, Site
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 

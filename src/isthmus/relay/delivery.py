@@ -1,0 +1,87 @@
+"""The last hop of a transfer: C-STORE of each arrived instance to the destination AE of
+the site (PS3.4 B.2), on one association per transfer, reopened with more presentation
+contexts when an instance of a new SOP class or transfer syntax comes.
+
+The instance goes as it was sent when the destination accepts its transfer syntax, else
+transcoded to one it accepted (dimse/contexts.py, the rule C-MOVE from the archive
+uses).  The C-STORE sub-operations carry the Move Originator of the C-MOVE (PS3.7
+9.3.1.1) when there is one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from isthmus.config import Peer
+from isthmus.dimse.contexts import (
+    MAX_CONTEXTS,
+    accepted_syntaxes,
+    contexts_for_syntaxes,
+    encode_for,
+)
+from isthmus.dimse.requestor import AssociationFailed, Requestor
+
+log = logging.getLogger(__name__)
+OUT_OF_RESOURCES = 0xA700  # C-STORE: refused, out of resources (PS3.4 B.2.3)
+PROCESSING_FAILURE = 0x0110  # PS3.7 C.5
+
+
+class Delivery:
+    """C-STOREs to one destination device; `store` is thread-safe, `close` at the end."""
+
+    def __init__(
+        self,
+        peer: Peer,
+        calling_aet: str,
+        *,
+        originator: tuple[str, int] | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.peer = peer
+        self.calling_aet = calling_aet
+        self.originator = originator
+        self.timeout = timeout
+        self._pairs: list[tuple[str, str]] = []
+        self._requestor: Requestor | None = None
+        self._lock = threading.Lock()
+
+    def store(self, sop_class: str, sop_instance: str, transfer_syntax: str, data: bytes) -> int:
+        """C-STORE one Part 10 instance; the destination's status, or 0xA700/0x0110 when
+        it cannot be reached or accepts no context for it."""
+        with self._lock:
+            try:
+                requestor = self._association_for(sop_class, transfer_syntax)
+                syntaxes = accepted_syntaxes(requestor.accepted, sop_class)
+                context_id, dataset = encode_for(data, transfer_syntax, syntaxes)
+                return requestor.store(
+                    context_id, sop_class, sop_instance, dataset, self.originator
+                )
+            except AssociationFailed as exc:
+                log.warning("relay delivery to %s failed: %s", self.peer, exc)
+                self._requestor = None
+                return OUT_OF_RESOURCES
+            except ValueError as exc:  # no accepted syntax, or a codec refused it
+                log.warning("relay delivery to %s: %s", self.peer, exc)
+                return PROCESSING_FAILURE
+
+    def _association_for(self, sop_class: str, transfer_syntax: str) -> Requestor:
+        pair = (sop_class, transfer_syntax)
+        if self._requestor is not None and pair in self._pairs:
+            return self._requestor
+        if pair not in self._pairs:
+            self._pairs.append(pair)
+        if self._requestor is not None:  # a new class or syntax: propose them all again
+            self._requestor.release()
+        contexts = contexts_for_syntaxes(self._pairs[-MAX_CONTEXTS // 2 :])
+        self._requestor = Requestor(self.peer, self.calling_aet, contexts, timeout=self.timeout)
+        return self._requestor.open()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._requestor is not None:
+                try:
+                    self._requestor.release()
+                except OSError:
+                    self._requestor.close()
+                self._requestor = None
