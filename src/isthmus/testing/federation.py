@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 
 from isthmus.testing.dcmtk import StoreSCP, tool
+from isthmus.testing.latency import LatencyProxy
 from isthmus.testing.nats import TemporaryNATS
 from isthmus.testing.net import free_port, wait_for_port
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
@@ -200,6 +201,20 @@ class Federation:
         self.wait_for_directory()
         return self
 
+    def _start_proxies(self) -> None:
+        targets = {"nats": self.nats.port, "s3": self.s3.port, "bridge": self.bridge_port}
+        for name, port in targets.items():
+            self.proxies[name] = LatencyProxy(("127.0.0.1", port), self.wan).start()
+        # The bridge signs object URLs for the address the sites use (SigV4 signs the host).
+        self.env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{self.proxies['s3'].port}"
+
+    def _through_proxies(self, enrolment: Path) -> None:
+        """Point a site's enrolment file at the proxies instead of the services."""
+        doc = json.loads(enrolment.read_text())
+        doc["nats"] = f"nats://127.0.0.1:{self.proxies['nats'].port}"
+        doc["bridge"] = f"http://127.0.0.1:{self.proxies['bridge'].port}"
+        enrolment.write_text(json.dumps(doc))
+
     def start_bridge(self) -> None:
         with open(self.bridge_log, "ab") as out:
             self.bridge = subprocess.Popen(
@@ -274,3 +289,5 @@ class Federation:
                 self.bridge.kill()
                 self.bridge.wait(timeout=10)
         self.nats.close()
+        for proxy in self.proxies.values():
+            proxy.close()
