@@ -26,7 +26,10 @@ from bench.lab import Lab
 from bench.procs import dcmtk
 
 # Issue 2 (DIMSE) first, then issue 3 (DICOMweb); module name = scenario name.
-SCENARIOS = ["store", "ingest", "find", "move", "metadata", "wado", "stow", "qido", "render"]
+SCENARIOS = [
+    *("store", "ingest", "find", "move", "metadata", "wado", "stow", "qido", "render"),
+    "relay",  # issue 11
+]
 OUT = Path(__file__).resolve().parent / "out"
 
 

@@ -54,7 +54,7 @@ class QRSCP:
         )
         log = open(self.folder / "dcmqrscp.log", "ab")  # noqa: SIM115 - the child keeps it
         self.proc = subprocess.Popen(
-            [tool("dcmqrscp"), "-c", str(config), "--disable-host-lookup"],
+            [tool("dcmqrscp"), "-c", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -94,10 +94,12 @@ class Site:
         self.enrolment = self.folder / "enrolment.json"
         self.log = self.folder / "isthmus.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        # More C-MOVE destinations of the PACS (AE title → port on 127.0.0.1).
+        self.extra_destinations: dict[str, int] = {}
 
     def start_devices(self) -> None:
         self.store.start()
-        self.pacs.destinations = {self.store.aet: self.store.port}
+        self.pacs.destinations = {self.store.aet: self.store.port, **self.extra_destinations}
         self.pacs.start()
 
     def launch(self, env: dict[str, str]) -> None:
@@ -178,6 +180,9 @@ class Federation:
         self.bridge_log = folder / "bridge.log"
         self.bridge: subprocess.Popen[bytes] | None = None
         self.sites = {name: Site(folder, name) for name in names}
+        # DCMTK leaves Nagle's algorithm on without TCP_NODELAY=1 (bench/procs.py): the
+        # devices started here, storescp included, inherit it.
+        os.environ.setdefault("TCP_NODELAY", "1")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ISTHMUS_")}
         self.env.update(s3.env)
 
