@@ -79,6 +79,8 @@ class Link:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
+            if future.done():  # the coroutine's own timeout (nats-py's), not ours
+                raise
             future.cancel()
             raise LinkDown(f"NATS did not answer within {timeout:g} s") from None
 
