@@ -1,4 +1,5 @@
-"""The `isthmus` command: serve, import, deidentify, echo, send, query, retrieve, worklist."""
+"""The `isthmus` command: serve, import, deidentify, echo, send, query, retrieve, worklist,
+bridge."""
 
 from __future__ import annotations
 
@@ -174,6 +175,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
     _tls_arguments(p, client=True)
     p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
+
+    from isthmus.relay.bridge_cli import add_bridge_parser
+
+    add_bridge_parser(sub)
 
     p = command("worklist", _worklist, "add scheduled procedures from a file, or list them")
     p.add_argument("action", choices=["add", "list"])

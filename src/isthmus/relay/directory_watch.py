@@ -1,0 +1,114 @@
+"""A router's copy of the directory, kept up to date from the NATS KV bucket.
+
+The bridge publishes one entry per site in `relay-directory` (relay/bridge_publish.py);
+`DirectoryWatcher` loads the bucket, then follows it (a nats-py KV watch: JetStream
+pushes each change as it is written), feeding `Directory.update` / `Directory.remove`.
+A revocation thus reaches every router in the time NATS takes to deliver one message.
+If the watch fails (NATS restarted, the bucket not created yet) it is started again
+after a backoff, and the bucket is read afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from isthmus.relay.bridge_publish import BUCKET
+from isthmus.relay.crypto import EnvelopeError
+from isthmus.relay.directory import Directory, SiteEntry
+from isthmus.relay.link import Link
+
+log = logging.getLogger(__name__)
+
+IDLE = 5.0  # seconds between checks that the watch is still alive
+
+
+class DirectoryWatcher:
+    """Follows the bucket on `link`'s loop; `start` returns once it was read whole."""
+
+    def __init__(self, link: Link, directory: Directory) -> None:
+        self.link = link
+        self.directory = directory
+        self._loaded = asyncio.Event()
+        self._task: concurrent.futures.Future[None] | None = None
+        self._stopping = False
+
+    def start(self, timeout: float = 10.0) -> DirectoryWatcher:
+        """Start following; wait (at most `timeout` s) for the first full read.
+
+        Raises LinkDown if the bucket could not be read in time (the watch goes on
+        trying in the background; `stop()` ends it)."""
+        self._task = self.link.spawn(self._follow())
+        self.link.call(self._wait_loaded(), timeout=timeout)
+        return self
+
+    async def _wait_loaded(self) -> None:
+        await self._loaded.wait()
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()  # thread-safe: cancels the task on the link's loop
+
+    async def _follow(self) -> None:
+        delay = 0.2
+        while not self._stopping:
+            try:
+                kv = await self.link.js.key_value(BUCKET)
+                await self._watch(kv)
+                delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except BucketNotFoundError:
+                log.debug("directory bucket %s not there yet", BUCKET)
+            except Exception as exc:
+                log.warning("directory watch interrupted (restarting): %s", exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _watch(self, kv: KeyValue) -> None:
+        """Read the bucket (removing sites gone from it), then apply changes as they come."""
+        watcher = await kv.watchall()
+        seen: set[str] | None = set()
+        try:
+            while not self._stopping:
+                try:
+                    entry = await watcher.updates(timeout=IDLE)  # type: ignore[no-untyped-call]
+                except NatsTimeout:  # no change lately
+                    continue
+                if entry is None:  # the initial values are all in
+                    if seen is not None:
+                        self._drop_unseen(seen)
+                        seen = None
+                    self._loaded.set()
+                    continue
+                if seen is not None:
+                    seen.add(entry.key)
+                self._apply(entry.key, entry.operation, entry.value)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _apply(self, key: str, operation: str | None, value: bytes | None) -> None:
+        if operation is not None or not value:  # DEL or PURGE
+            self.directory.remove(key)
+            return
+        try:
+            entry = SiteEntry.from_json(json.loads(value))
+        except (ValueError, KeyError, TypeError, EnvelopeError) as exc:
+            log.warning("directory entry %r ignored: %s", key, exc)
+            return
+        if entry.name != key:
+            log.warning("directory entry %r names site %r: ignored", key, entry.name)
+            return
+        self.directory.update(entry)
+
+    def _drop_unseen(self, seen: set[str]) -> None:
+        for entry in self.directory.sites():
+            if entry.name not in seen:
+                self.directory.remove(entry.name)
