@@ -93,16 +93,22 @@ class DirectoryPublisher:
     async def _read(self) -> dict[str, bytes]:
         """What the bucket holds now (at start, and after a failed publish)."""
         out: dict[str, bytes] = {}
+        status = await self.kv.status()
+        last = int(status.stream_info.state.last_seq or 0)
+        if last == 0:
+            return out
         watcher = await self.kv.watchall()
         try:
             while True:
                 entry = await watcher.updates(timeout=NATS_TIMEOUT)  # type: ignore[no-untyped-call]
                 if entry is None:
-                    return out
+                    continue
                 if entry.operation is None and entry.value is not None:
                     out[entry.key] = bytes(entry.value)
                 else:
                     out.pop(entry.key, None)
+                if entry.revision is not None and entry.revision >= last:
+                    return out
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import logging
 
@@ -22,7 +23,7 @@ from nats.js.kv import KeyValue
 from isthmus.relay.bridge_publish import BUCKET
 from isthmus.relay.crypto import EnvelopeError
 from isthmus.relay.directory import Directory, SiteEntry
-from isthmus.relay.link import Link
+from isthmus.relay.link import Link, LinkDown
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class DirectoryWatcher:
         self._loaded = asyncio.Event()
         self._task: concurrent.futures.Future[None] | None = None
         self._stopping = False
+        self._running: asyncio.Task[None] | None = None
 
     def start(self, timeout: float = 10.0) -> DirectoryWatcher:
         """Start following; wait (at most `timeout` s) for the first full read.
@@ -51,12 +53,24 @@ class DirectoryWatcher:
     async def _wait_loaded(self) -> None:
         await self._loaded.wait()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the watch (and its JetStream consumer) before the link is closed."""
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()  # thread-safe: cancels the task on the link's loop
+        if self._task is not None and not self._task.done():
+            try:
+                self.link.call(self._cancel(), timeout=timeout)
+            except LinkDown:
+                self._task.cancel()
+
+    async def _cancel(self) -> None:
+        task = self._running
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _follow(self) -> None:
+        self._running = asyncio.current_task()
         delay = 0.2
         while not self._stopping:
             try:
@@ -73,7 +87,11 @@ class DirectoryWatcher:
             delay = min(delay * 2, 5.0)
 
     async def _watch(self, kv: KeyValue) -> None:
-        """Read the bucket (removing sites gone from it), then apply changes as they come."""
+        """Read the bucket (removing sites gone from it), then apply changes as they come.
+
+        The read is complete once the entry last written before the watch began has
+        arrived (nats-py's "no more pending" marker can come before entries in flight)."""
+        last = await last_revision(kv)
         watcher = await kv.watchall()
         seen: set[str] | None = set()
         try:
@@ -82,15 +100,14 @@ class DirectoryWatcher:
                     entry = await watcher.updates(timeout=IDLE)  # type: ignore[no-untyped-call]
                 except NatsTimeout:  # no change lately
                     continue
-                if entry is None:  # the initial values are all in
+                if entry is not None:
+                    self._apply(entry.key, entry.operation, entry.value)
                     if seen is not None:
-                        self._drop_unseen(seen)
-                        seen = None
+                        seen.add(entry.key)
+                if seen is not None and (last == 0 or (entry and entry.revision >= last)):
+                    self._drop_unseen(seen)
+                    seen = None
                     self._loaded.set()
-                    continue
-                if seen is not None:
-                    seen.add(entry.key)
-                self._apply(entry.key, entry.operation, entry.value)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
 
@@ -112,3 +129,9 @@ class DirectoryWatcher:
         for entry in self.directory.sites():
             if entry.name not in seen:
                 self.directory.remove(entry.name)
+
+
+async def last_revision(kv: KeyValue) -> int:
+    """The revision (stream sequence) of the last write to the bucket; 0 if none."""
+    status = await kv.status()
+    return int(status.stream_info.state.last_seq or 0)
