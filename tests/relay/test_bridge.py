@@ -15,6 +15,8 @@ from isthmus.relay.directory import Export
 from isthmus.relay.objects import MissingObject, ObjectsUnavailable
 from isthmus.relay.presigned import PresignedObjects
 from isthmus.relay.signing import request_message
+from isthmus.testing.net import free_port
+from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
 from .bridge_support import (  # noqa: F401 - fixtures
     RunningBridge,
@@ -250,3 +252,26 @@ def _signed(
     return httpx.request(
         method, bridge.url + path, content=body if send is None else send, headers=headers
     )
+
+
+def test_an_object_store_that_does_not_answer_fails_within_the_retry_budget(
+    bridge: RunningBridge, seaweedfs: TemporarySeaweedFS
+) -> None:
+    a = bridge.enrolled_client("A")
+    bridge.enrolled_client("B")
+    objects = PresignedObjects(a, retry_time=2.0)
+    seaweedfs.pause()
+    try:
+        with pytest.raises(ObjectsUnavailable, match="failed for 2 s"):
+            objects.put("A.B.t6", "0", b"chunk")
+    finally:
+        seaweedfs.resume()
+    objects.put("A.B.t6", "0", b"chunk")  # and works once it is back
+    assert objects.get("A.B.t6", "0") == b"chunk"
+
+
+def test_an_unreachable_bridge_fails_within_the_retry_budget(bridge: RunningBridge) -> None:
+    a = bridge.enrolled_client("A")
+    away = BridgeClient(f"http://127.0.0.1:{free_port()}", a.identity)
+    with pytest.raises(ObjectsUnavailable, match="not reached"):
+        PresignedObjects(away, retry_time=1.0).get("A.B.t7", "0")

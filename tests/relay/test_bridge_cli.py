@@ -137,3 +137,22 @@ def test_revoke_site_publishes_the_revocation_itself_when_no_bridge_runs(
     assert main(command) == 0
     entry = kv_entry(nats_server.url, "A")
     assert entry is not None and entry["revoked"] is True
+
+
+def test_serve_refuses_plain_http_beyond_loopback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = ["bridge", "serve", "--data", str(tmp_path), "--host", "0.0.0.0"]
+    command += ["--nats", "nats://127.0.0.1:1", "--blob-url", "s3://b/p"]
+    assert main([*command, "--public-url", "http://bridge.example"]) == 2
+    assert "over plain HTTP" in capsys.readouterr().err
+    assert main(command) == 2
+    assert "--public-url is needed" in capsys.readouterr().err
+    assert not (tmp_path / "bridge.json").exists()
+
+
+def test_serve_without_nats_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    command = ["bridge", "serve", "--data", str(tmp_path), "--http-port", str(free_port())]
+    command += ["--nats", f"nats://127.0.0.1:{free_port()}", "--blob-url", "s3://b/p"]
+    assert main(command) == 1
+    assert "not reached" in capsys.readouterr().err

@@ -35,6 +35,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from isthmus.config import ConfigError, is_loopback
 from isthmus.relay.bridge_publish import DirectoryPublisher, connect, directory_bucket
 from isthmus.relay.bridge_state import BridgeState, Refused, parse_keys
 from isthmus.relay.bridge_urls import UrlSigner
@@ -64,6 +65,23 @@ class BridgeSettings:
     host: str = "127.0.0.1"
     http_port: int = 8450
     poll: float = 1.0
+    public_url: str = ""  # what sites are told (https:// behind a TLS proxy)
+    tls_cert: str = ""  # PEM files: the bridge speaks HTTPS itself
+    tls_key: str = ""
+
+
+def check_transport(settings: BridgeSettings) -> None:
+    """Refuse to serve beyond loopback in clear: enrolment secrets and pre-signed URLs
+    travel in request bodies.  HTTPS here (`tls_cert`) or at a proxy (`public_url`
+    https://…) is required."""
+    if is_loopback(settings.host) or settings.tls_cert:
+        return
+    if settings.public_url.startswith("https://"):
+        return
+    raise ConfigError(
+        f"refusing to serve the bridge on {settings.host} over plain HTTP: give --tls-cert "
+        "and --tls-key, or --public-url https://… when a TLS proxy is in front"
+    )
 
 
 class Bridge:
@@ -247,6 +265,7 @@ class BridgeServer:
     """The bridge on uvicorn, in a thread (`start`/`stop`) or in the foreground (`run`)."""
 
     def __init__(self, settings: BridgeSettings) -> None:
+        check_transport(settings)
         self.bridge = Bridge(settings)
         config = uvicorn.Config(
             create_bridge_app(self.bridge),
@@ -255,12 +274,16 @@ class BridgeServer:
             log_level="warning",
             lifespan="on",
             timeout_keep_alive=30,
+            ssl_certfile=settings.tls_cert or None,
+            ssl_keyfile=settings.tls_key or None,
         )
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
-    def run(self) -> None:
+    def run(self) -> bool:
+        """Serve in the foreground until SIGINT/SIGTERM; False if it could not start."""
         self.server.run()
+        return bool(self.server.started)
 
     def start(self, timeout: float = 30.0) -> BridgeServer:
         self._thread = threading.Thread(target=self.server.run, name="isthmus-bridge", daemon=True)

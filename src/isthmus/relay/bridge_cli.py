@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from isthmus.config import ConfigError
+from isthmus.config import ConfigError, is_loopback
 
 if TYPE_CHECKING:
     from isthmus.relay.bridge_state import BridgeState
@@ -45,6 +45,8 @@ def add_bridge_parser(sub: Any) -> None:
     p.add_argument("--blob-url", required=True, metavar="s3://bucket/prefix")
     p.add_argument("--public-url", help="the bridge URL sites use (default http://HOST:PORT)")
     p.add_argument("--public-nats", metavar="URL", help="the NATS URL sites use (default --nats)")
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate chain")
+    p.add_argument("--tls-key", metavar="PEM", help="the certificate's private key")
 
     p = action("add-site", add_site, "add a site; write its enrolment file (one-time secret)")
     p.add_argument("name", metavar="NAME")
@@ -58,10 +60,16 @@ def add_bridge_parser(sub: Any) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from isthmus.relay.bridge import BridgeServer, BridgeSettings
+    from isthmus.relay.bridge import BridgeServer, BridgeSettings, check_transport
 
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
+    if not args.public_url and not is_loopback(args.host):
+        raise ConfigError(f"--public-url is needed on {args.host}: the URL sites reach it at")
+    scheme = "https" if args.tls_cert else "http"
+    public = args.public_url or f"{scheme}://{args.host}:{args.http_port}"
     settings = BridgeSettings(
         index_url=_index_url(args),
         nats_url=args.nats,
@@ -69,8 +77,11 @@ def serve(args: argparse.Namespace) -> int:
         public_nats=args.public_nats or args.nats,
         host=args.host,
         http_port=args.http_port,
+        public_url=public,
+        tls_cert=args.tls_cert or "",
+        tls_key=args.tls_key or "",
     )
-    public = args.public_url or f"http://{args.host}:{args.http_port}"
+    check_transport(settings)  # before anything is written
     record = {
         "bridge_url": public,
         "nats_url": settings.public_nats,
@@ -78,9 +89,27 @@ def serve(args: argparse.Namespace) -> int:
         "index_url": settings.index_url,
     }
     write_private(data / CONFIG, json.dumps(record, indent=1) + "\n", replace=True)
+    try:
+        asyncio.run(reachable(args.nats))
+    except Exception as exc:
+        print(
+            f"isthmus: NATS at {args.nats} not reached: {exc or type(exc).__name__}",
+            file=sys.stderr,
+        )
+        return 1
     print(f"isthmus bridge: {public} (NATS {args.nats}, objects {args.blob_url})", flush=True)
-    BridgeServer(settings).run()
-    return 0
+    return 0 if BridgeServer(settings).run() else 1
+
+
+async def reachable(url: str, timeout: float = 5.0) -> None:
+    """Connect to NATS once (the bridge would otherwise fail inside uvicorn's start)."""
+    import nats
+
+    nc = await asyncio.wait_for(
+        nats.connect(url, connect_timeout=timeout, max_reconnect_attempts=0, allow_reconnect=False),
+        timeout + 1,
+    )
+    await nc.close()
 
 
 def add_site(args: argparse.Namespace) -> int:

@@ -28,8 +28,8 @@ from isthmus.relay.bridge_client import BridgeClient, BridgeRefused, BridgeUnava
 from isthmus.relay.objects import MissingObject, ObjectsUnavailable
 
 RETRY_TIME = 30.0
-TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-MIN_RATE = 8e6  # bytes/s: a large PUT or GET is given the time to move at this rate
+IDLE = 30.0  # seconds of silence from the object store that fail one attempt
+TIMEOUT = httpx.Timeout(IDLE, connect=5.0)
 URL_MARGIN = 60.0  # a cached URL is used until this long before it expires
 URL_LIFETIME = 300.0  # what the bridge grants (bridge_urls.LIFETIME)
 T = TypeVar("T")
@@ -61,16 +61,16 @@ class PresignedObjects:
                 self._urls[(method, transfer, name)] = (url, until)
 
     def put(self, transfer: str, name: str, data: bytes) -> None:
-        def attempt() -> None:
-            response = self._send("PUT", transfer, name, data)
+        def attempt(deadline: float) -> None:
+            response = self._send("PUT", transfer, name, data, deadline)
             if response.status_code not in (200, 201, 204):
                 self._fail("PUT", transfer, name, response)
 
         self._retrying(f"PUT {transfer}/{name}", attempt)
 
     def get(self, transfer: str, name: str) -> bytes:
-        def attempt() -> bytes:
-            response = self._send("GET", transfer, name, None)
+        def attempt(deadline: float) -> bytes:
+            response = self._send("GET", transfer, name, None, deadline)
             if response.status_code == 404:
                 raise MissingObject(f"object {transfer}/{name} is not in the object store")
             if response.status_code != 200:
@@ -82,7 +82,7 @@ class PresignedObjects:
     def delete_transfer(self, transfer: str) -> None:
         """The bridge lists and removes the transfer's objects (we cannot list)."""
 
-        def attempt() -> None:
+        def attempt(_deadline: float) -> None:
             try:
                 self.client.delete_transfer(transfer)
             except BridgeUnavailable as exc:
@@ -110,10 +110,14 @@ class PresignedObjects:
                 cached = self._urls[(method, transfer, name)]
         return cached[0]
 
-    def _send(self, method: str, transfer: str, name: str, data: bytes | None) -> httpx.Response:
+    def _send(
+        self, method: str, transfer: str, name: str, data: bytes | None, deadline: float
+    ) -> httpx.Response:
+        """One request; httpx's timeouts are per read or write (a silence, not the whole
+        transfer), capped by what is left of the retry budget."""
         url = self._url(method, transfer, name)
-        size = len(data) if data is not None else 0
-        timeout = httpx.Timeout(max(30.0, size / MIN_RATE), connect=5.0)
+        left = min(IDLE, max(1.0, deadline - time.monotonic()))
+        timeout = httpx.Timeout(left, connect=min(5.0, left))
         try:
             return self._http.request(method, url, content=data, timeout=timeout)
         except httpx.HTTPError as exc:
@@ -128,12 +132,12 @@ class PresignedObjects:
             raise _Retry(f"object store answered {status}")
         raise ObjectsUnavailable(f"object store answered {status} to {method} {transfer}/{name}")
 
-    def _retrying(self, what: str, attempt: Callable[[], T]) -> T:
+    def _retrying(self, what: str, attempt: Callable[[float], T]) -> T:
         deadline = time.monotonic() + self.retry_time
         delay = 0.1
         while True:
             try:
-                return attempt()
+                return attempt(deadline)
             except _Retry as exc:
                 if time.monotonic() + delay > deadline:
                     raise ObjectsUnavailable(
