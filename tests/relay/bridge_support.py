@@ -109,10 +109,10 @@ def kv_entry(url: str, site: str) -> dict[str, object] | None:
     async def read() -> dict[str, object] | None:
         nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0)
         try:
-            kv = await nc.jetstream().key_value("relay-directory")
             try:
+                kv = await nc.jetstream().key_value("relay-directory")
                 entry = await kv.get(site)
-            except Exception:  # noqa: BLE001 - no such key
+            except Exception:  # noqa: BLE001 - no such bucket or key
                 return None
             return json.loads(entry.value) if entry.value else None
         finally:

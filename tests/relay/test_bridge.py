@@ -4,6 +4,7 @@ in NATS, pre-signed URLs scoped to a transfer, revocation - against real NATS an
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import httpx
@@ -275,3 +276,13 @@ def test_an_unreachable_bridge_fails_within_the_retry_budget(bridge: RunningBrid
     away = BridgeClient(f"http://127.0.0.1:{free_port()}", a.identity)
     with pytest.raises(ObjectsUnavailable, match="not reached"):
         PresignedObjects(away, retry_time=1.0).get("A.B.t7", "0")
+
+
+def test_the_directory_is_published_again_to_a_nats_that_lost_it(bridge: RunningBridge) -> None:
+    bridge.enrolled_client("A")
+    assert eventually(lambda: kv_entry(bridge.nats.url, "A"))
+    bridge.nats.stop()
+    shutil.rmtree(bridge.nats.dir / "js")  # a new, empty NATS server on the same address
+    bridge.nats.start()
+    entry = eventually(lambda: kv_entry(bridge.nats.url, "A"), timeout=30)
+    assert entry["site"] == "A"  # type: ignore[index]

@@ -140,3 +140,19 @@ def test_the_directory_watcher_follows_enrolments_exports_and_revocations(
     finally:
         watcher.stop()
         link.close()
+
+
+def test_a_revocation_reaches_the_watcher_after_nats_restarted(bridge: RunningBridge) -> None:
+    bridge.enrolled_client("A")
+    link = Link(bridge.nats.url, name="site-b").connect()
+    directory = Directory("B")
+    watcher = DirectoryWatcher(link, directory).start()
+    try:
+        assert directory.site("A") is not None
+        bridge.nats.stop()
+        bridge.nats.start()
+        bridge.server.bridge.state.revoke("A")  # the bridge's poll publishes it
+        assert eventually(lambda: (e := directory.site("A")) and e.revoked, timeout=30)
+    finally:
+        watcher.stop()
+        link.close()

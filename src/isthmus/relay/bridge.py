@@ -36,7 +36,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from isthmus.config import ConfigError, is_loopback
-from isthmus.relay.bridge_publish import DirectoryPublisher, connect, directory_bucket
+from isthmus.relay.bridge_publish import DirectoryPublisher, connect
 from isthmus.relay.bridge_state import BridgeState, Refused, parse_keys
 from isthmus.relay.bridge_urls import UrlSigner
 from isthmus.relay.names import BadName, TransferId
@@ -109,7 +109,7 @@ def create_bridge_app(bridge: Bridge) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         nc = await connect(bridge.settings.nats_url, "isthmus-bridge")
         stop = asyncio.Event()
-        bridge.publisher = DirectoryPublisher(await directory_bucket(nc), bridge.state.entries)
+        bridge.publisher = DirectoryPublisher(nc, bridge.state.entries)
         await bridge.publisher.sync()
         task = asyncio.create_task(bridge.publisher.run(stop, bridge.settings.poll))
         try:

@@ -61,43 +61,58 @@ async def connect(url: str, name: str) -> Client:
 class DirectoryPublisher:
     """Keeps the bucket equal to `entries()` (the database); one per bridge process."""
 
-    def __init__(self, kv: KeyValue, entries: Callable[[], dict[str, SiteEntry]]) -> None:
-        self.kv = kv
+    def __init__(self, nc: Client, entries: Callable[[], dict[str, SiteEntry]]) -> None:
+        self.nc = nc
         self._entries = entries
+        self._kv: KeyValue | None = None
         self._published: dict[str, bytes] | None = None  # None: compare with the bucket
+        self._reconnects = nc.stats["reconnects"]
         self._lock = asyncio.Lock()
 
     async def sync(self) -> int:
-        """Publish what changed since the last sync; returns the number of keys written."""
+        """Publish what changed since the last sync; returns the number of keys written.
+
+        After a reconnection (NATS restarted, perhaps empty) or a failure, the bucket
+        is opened (or created) again and compared whole with the database."""
         async with self._lock:
+            if self.nc.stats["reconnects"] != self._reconnects:
+                self._reconnects = self.nc.stats["reconnects"]
+                self._kv, self._published = None, None
             wanted = {
                 name: entry_value(entry)
                 for name, entry in (await asyncio.to_thread(self._entries)).items()
             }
-            known = self._published if self._published is not None else await self._read()
-            written = 0
             try:
-                for name, value in wanted.items():
-                    if known.get(name) != value:
-                        await asyncio.wait_for(self.kv.put(name, value), NATS_TIMEOUT)
-                        written += 1
-                for name in set(known) - set(wanted):
-                    await asyncio.wait_for(self.kv.delete(name), NATS_TIMEOUT)
-                    written += 1
+                return await self._publish(wanted)
             except BaseException:
-                self._published = None  # unknown now: compare with the bucket next time
+                self._kv, self._published = None, None  # unknown now: compare next time
                 raise
-            self._published = wanted
-            return written
 
-    async def _read(self) -> dict[str, bytes]:
-        """What the bucket holds now (at start, and after a failed publish)."""
+    async def _publish(self, wanted: dict[str, bytes]) -> int:
+        if self._kv is None:
+            self._kv = await asyncio.wait_for(directory_bucket(self.nc), NATS_TIMEOUT)
+        kv = self._kv
+        known = self._published if self._published is not None else await self._read(kv)
+        written = 0
+        for name, value in wanted.items():
+            if known.get(name) != value:
+                await asyncio.wait_for(kv.put(name, value), NATS_TIMEOUT)
+                written += 1
+        for name in set(known) - set(wanted):
+            await asyncio.wait_for(kv.delete(name), NATS_TIMEOUT)
+            written += 1
+        self._published = wanted
+        return written
+
+    @staticmethod
+    async def _read(kv: KeyValue) -> dict[str, bytes]:
+        """What the bucket holds now (at start, and after a failure or a reconnection)."""
         out: dict[str, bytes] = {}
-        status = await self.kv.status()
+        status = await kv.status()
         last = int(status.stream_info.state.last_seq or 0)
         if last == 0:
             return out
-        watcher = await self.kv.watchall()
+        watcher = await kv.watchall()
         try:
             while True:
                 entry = await watcher.updates(timeout=NATS_TIMEOUT)  # type: ignore[no-untyped-call]

@@ -4,8 +4,9 @@ The bridge publishes one entry per site in `relay-directory` (relay/bridge_publi
 `DirectoryWatcher` loads the bucket, then follows it (a nats-py KV watch: JetStream
 pushes each change as it is written), feeding `Directory.update` / `Directory.remove`.
 A revocation thus reaches every router in the time NATS takes to deliver one message.
-If the watch fails (NATS restarted, the bucket not created yet) it is started again
-after a backoff, and the bucket is read afresh.
+If the watch fails (the bucket not created yet, an error) or the connection was
+re-established (NATS restarted: nats-py's ordered consumer would notice only after
+several missed heartbeats, some 20 s), it is started again and the bucket read afresh.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from isthmus.relay.link import Link, LinkDown
 
 log = logging.getLogger(__name__)
 
-IDLE = 5.0  # seconds between checks that the watch is still alive
+IDLE = 1.0  # seconds between checks that the connection was not re-established
 
 
 class DirectoryWatcher:
@@ -91,6 +92,7 @@ class DirectoryWatcher:
 
         The read is complete once the entry last written before the watch began has
         arrived (nats-py's "no more pending" marker can come before entries in flight)."""
+        reconnects = self.link.nc.stats["reconnects"]
         last = await last_revision(kv)
         watcher = await kv.watchall()
         seen: set[str] | None = set()
@@ -99,6 +101,8 @@ class DirectoryWatcher:
                 try:
                     entry = await watcher.updates(timeout=IDLE)  # type: ignore[no-untyped-call]
                 except NatsTimeout:  # no change lately
+                    if self.link.nc.stats["reconnects"] != reconnects:
+                        return  # a new server (or the same, restarted): watch afresh
                     continue
                 if entry is not None:
                     self._apply(entry.key, entry.operation, entry.value)
