@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -110,7 +111,7 @@ def create_bridge_app(bridge: Bridge) -> Starlette:
         nc = await connect(bridge.settings.nats_url, "isthmus-bridge")
         stop = asyncio.Event()
         bridge.publisher = DirectoryPublisher(nc, bridge.state.entries)
-        await bridge.publisher.sync()
+        await bridge.changed()  # the directory at start (else the poll will)
         task = asyncio.create_task(bridge.publisher.run(stop, bridge.settings.poll))
         try:
             yield
@@ -288,12 +289,9 @@ class BridgeServer:
     def start(self, timeout: float = 30.0) -> BridgeServer:
         self._thread = threading.Thread(target=self.server.run, name="isthmus-bridge", daemon=True)
         self._thread.start()
-        self._thread.join(0)
-        waited = threading.Event()
-        for _ in range(int(timeout / 0.02)):
-            if self.server.started or not self._thread.is_alive():
-                break
-            waited.wait(0.02)
+        deadline = time.monotonic() + timeout
+        while not self.server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
         if not self.server.started:
             self.stop()
             raise RuntimeError(f"the bridge could not start on port {self.port}")
