@@ -84,3 +84,27 @@ def test_two_processes_racing_for_one_ae_title_give_it_to_one(index_url: str) ->
     finally:
         first.close()
         second.close()
+
+
+def test_two_enrolments_racing_with_one_secret_register_one_set_of_keys(index_url: str) -> None:
+    first, second = BridgeState(index_url), BridgeState(index_url)
+    try:
+        secret = first.add_site("A")
+        candidates = [SiteIdentity.create("A").keys for _ in range(2)]
+
+        def enrol(args: tuple[BridgeState, object]) -> object:
+            state, keys = args
+            try:
+                return state.enrol("A", secret, keys).keys  # type: ignore[arg-type]
+            except Refused as exc:
+                assert exc.status == 403
+                return None
+
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(enrol, zip((first, second), candidates, strict=True)))
+        winners = [keys for keys in results if keys is not None]
+        assert len(winners) == 1
+        assert first.entries()["A"].keys == winners[0]
+    finally:
+        first.close()
+        second.close()

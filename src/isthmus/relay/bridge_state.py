@@ -126,12 +126,14 @@ class BridgeState:
                 if row.keys and SiteKeys.from_json(json.loads(row.keys)) == keys:
                     return self._account(row)
                 raise Refused(403, f"the enrolment secret of {name!r} was already used")
-            conn.execute(
+            done = conn.execute(
                 sites.update()
                 .where(sites.c.name == name, sites.c.enrolled.is_(None))
                 .values(keys=json.dumps(keys.to_json()), enrolled=_now())
             )
         account = self.account(name)
+        if done.rowcount != 1 and (account is None or account.keys != keys):
+            raise Refused(403, f"the enrolment secret of {name!r} was already used")
         assert account is not None
         return account
 
