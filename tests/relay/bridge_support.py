@@ -5,15 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from isthmus.relay.bridge import BridgeServer, BridgeSettings
+from isthmus.relay.bridge import BridgeServer
 from isthmus.relay.bridge_client import BridgeClient
 from isthmus.relay.crypto import SiteIdentity
+from isthmus.testing.bridge import TemporaryBridge
 from isthmus.testing.nats import TemporaryNATS
-from isthmus.testing.net import free_port
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
 WAIT = 10.0  # seconds any test waits for something to propagate, at most
@@ -21,9 +20,13 @@ WAIT = 10.0  # seconds any test waits for something to propagate, at most
 
 @dataclass
 class RunningBridge:
-    server: BridgeServer
+    temporary: TemporaryBridge
     nats: TemporaryNATS
-    data: Path
+
+    @property
+    def server(self) -> BridgeServer:
+        assert self.temporary.server is not None
+        return self.temporary.server
 
     @property
     def url(self) -> str:
@@ -50,23 +53,12 @@ def nats_server_fixture() -> Iterator[TemporaryNATS]:
 
 @pytest.fixture(name="bridge")
 def bridge_fixture(
-    nats_server: TemporaryNATS, seaweedfs: TemporarySeaweedFS, tmp_path: Path
+    nats_server: TemporaryNATS, seaweedfs: TemporarySeaweedFS
 ) -> Iterator[RunningBridge]:
     """A bridge of its own (database, bucket prefix, KV bucket emptied) per test."""
     _empty_directory(nats_server.url)
-    settings = BridgeSettings(
-        index_url=f"sqlite:///{tmp_path / 'bridge.db'}",
-        nats_url=nats_server.url,
-        blob_url=seaweedfs.url(),
-        public_nats=nats_server.url,
-        http_port=free_port(),
-        poll=0.2,
-    )
-    server = BridgeServer(settings).start()
-    try:
-        yield RunningBridge(server, nats_server, tmp_path)
-    finally:
-        server.stop()
+    with TemporaryBridge(nats_server.url, seaweedfs.url()) as temporary:
+        yield RunningBridge(temporary, nats_server)
 
 
 def _empty_directory(url: str) -> None:

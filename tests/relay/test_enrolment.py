@@ -3,7 +3,6 @@ starts, and the directory followed from NATS KV - against a real bridge, NATS an
 
 from __future__ import annotations
 
-import json
 import stat
 import threading
 from pathlib import Path
@@ -32,10 +31,7 @@ from .bridge_support import (  # noqa: F401 - fixtures
 
 
 def enrolment_file(bridge: RunningBridge, name: str, folder: Path) -> Path:
-    path = folder / f"{name}.enrol.json"
-    doc = {"bridge": bridge.url, "nats": bridge.nats.url, "site": name}
-    path.write_text(json.dumps(doc | {"secret": bridge.add_site(name)}))
-    return path
+    return bridge.temporary.enrolment_file(name, folder)
 
 
 def test_the_first_start_makes_keys_at_the_site_and_enrols(
