@@ -13,9 +13,10 @@ import pytest
 from isthmus.relay.bridge_client import BridgeClient, BridgeRefused
 from isthmus.relay.crypto import SiteIdentity
 from isthmus.relay.directory import Export
+from isthmus.relay.link import Link
 from isthmus.relay.objects import MissingObject, ObjectsUnavailable
 from isthmus.relay.presigned import PresignedObjects
-from isthmus.relay.signing import request_message
+from isthmus.relay.signing import entry_signed_by, request_message
 from isthmus.testing.net import free_port
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
@@ -34,11 +35,17 @@ def test_a_site_enrols_with_its_secret_and_is_listed_with_its_fingerprint(
     identity = SiteIdentity.create("A")
     client = BridgeClient(bridge.url, identity)
     reply = client.enrol(bridge.add_site("A"))
-    assert reply == {"site": "A", "nats": bridge.nats.url, "fingerprint": identity.keys.fingerprint}
+    assert reply == {
+        "site": "A",
+        "nats": bridge.nats.url,
+        "fingerprint": identity.keys.fingerprint,
+        "bridge_key": bridge.temporary.directory_key.hex(),
+    }
     (entry,) = client.directory()
     assert entry.name == "A" and entry.keys == identity.keys and not entry.revoked
     raw = httpx.get(bridge.url + "/api/relay/directory").json()
     assert raw["sites"][0]["fingerprint"] == identity.keys.fingerprint
+    assert entry_signed_by(raw["sites"][0], bridge.temporary.directory_key)
     assert "secret" not in json.dumps(raw)
 
 
@@ -148,13 +155,16 @@ def test_the_directory_is_published_to_nats_kv(bridge: RunningBridge) -> None:
     a = bridge.enrolled_client("A")
     a.publish_exports([Export("PACSA", "A")])
     entry = eventually(lambda: (e := kv_entry(bridge.nats.url, "A")) and e["exports"] and e)
-    assert entry == {
+    assert isinstance(entry, dict)
+    assert entry_signed_by(entry, bridge.temporary.directory_key)
+    assert {k: v for k, v in entry.items() if k != "signature"} == {
         "site": "A",
         "keys": a.identity.keys.to_json(),
         "fingerprint": a.identity.keys.fingerprint,
         "revoked": False,
         "exports": [Export("PACSA", "A").to_json()],
     }
+    assert not entry_signed_by(dict(entry, revoked=True), bridge.temporary.directory_key)
 
 
 def test_a_revoked_site_is_refused_and_marked_revoked_in_the_kv(bridge: RunningBridge) -> None:
@@ -286,3 +296,18 @@ def test_the_directory_is_published_again_to_a_nats_that_lost_it(bridge: Running
     bridge.nats.start()
     entry = eventually(lambda: kv_entry(bridge.nats.url, "A"), timeout=30)
     assert entry["site"] == "A"  # type: ignore[index]
+
+
+def test_an_entry_written_behind_the_bridges_back_is_overwritten(bridge: RunningBridge) -> None:
+    bridge.enrolled_client("A")
+    assert eventually(lambda: kv_entry(bridge.nats.url, "A"))
+    link = Link(bridge.nats.url, name="replayer").connect()
+    try:
+        kv = link.call(link.js.key_value("relay-directory"))
+        before = link.call(kv.get("A")).value
+        bridge.temporary.revoke("A")
+        assert eventually(lambda: (e := kv_entry(bridge.nats.url, "A")) and e["revoked"])
+        link.call(kv.put("A", before))  # an old, validly signed entry replayed
+        assert eventually(lambda: (e := kv_entry(bridge.nats.url, "A")) and e["revoked"])
+    finally:
+        link.close()

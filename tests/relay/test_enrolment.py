@@ -3,6 +3,7 @@ starts, and the directory followed from NATS KV - against a real bridge, NATS an
 
 from __future__ import annotations
 
+import json
 import stat
 import threading
 from pathlib import Path
@@ -10,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from isthmus.config import ConfigError
-from isthmus.relay.bridge_client import BridgeRefused
+from isthmus.relay.bridge_client import BridgeError, BridgeRefused
 from isthmus.relay.crypto import SiteIdentity
-from isthmus.relay.directory import Directory, Export
+from isthmus.relay.directory import Directory, Export, SiteEntry
 from isthmus.relay.enrolment import (
     DirectoryWatcher,
     EnrolmentFile,
@@ -49,6 +50,7 @@ def test_the_first_start_makes_keys_at_the_site_and_enrols(
         "nats": bridge.nats.url,
         "site": "A",
         "fingerprint": identity.keys.fingerprint,
+        "bridge_key": bridge.temporary.directory_key.hex(),
     }
 
 
@@ -122,7 +124,7 @@ def test_the_directory_watcher_follows_enrolments_exports_and_revocations(
     directory.on_change(
         lambda name: (e := directory.site(name)) and e.revoked and revoked.set()  # type: ignore[func-returns-value]
     )
-    watcher = DirectoryWatcher(link, directory).start()
+    watcher = DirectoryWatcher(link, directory, bridge.temporary.directory_key).start()
     try:
         assert directory.site("A") is not None  # loaded before start() returned
         a.publish_exports([Export("PACSA", "A")])
@@ -149,6 +151,53 @@ def test_a_revocation_reaches_the_watcher_after_nats_restarted(bridge: RunningBr
         bridge.nats.start()
         bridge.server.bridge.state.revoke("A")  # the bridge's poll publishes it
         assert eventually(lambda: (e := directory.site("A")) and e.revoked, timeout=30)
+    finally:
+        watcher.stop()
+        link.close()
+
+
+def test_an_enrolment_file_names_the_bridge_key_it_must_find(
+    bridge: RunningBridge, tmp_path: Path
+) -> None:
+    file = enrolment_file(bridge, "A", tmp_path)
+    doc = json.loads(file.read_text())
+    file.write_text(json.dumps(dict(doc, bridge_key="00" * 32)))  # another bridge's
+    with pytest.raises(BridgeError, match="directory key"):
+        enrol_site(tmp_path / "site-a", file)
+
+
+def test_the_watcher_ignores_entries_the_bridge_did_not_sign(bridge: RunningBridge) -> None:
+    bridge.enrolled_client("A")
+    rogue = SiteEntry("EVIL", SiteIdentity.create("EVIL").keys, exports=(Export("PACSB", "EVIL"),))
+    link = Link(bridge.nats.url, name="site-b").connect()
+    directory = Directory("B")
+    watcher = DirectoryWatcher(link, directory, bridge.temporary.directory_key).start()
+    try:
+        kv = link.call(link.js.key_value("relay-directory"))
+        link.call(kv.put("EVIL", json.dumps(rogue.to_json()).encode()))  # any NATS client can
+        bridge.enrolled_client("C")  # a change the bridge makes after it
+        assert eventually(lambda: directory.site("C"))
+        assert directory.site("EVIL") is None and directory.export("PACSB") is None
+    finally:
+        watcher.stop()
+        link.close()
+
+
+def test_a_revocation_is_not_undone_by_replaying_an_older_entry(bridge: RunningBridge) -> None:
+    bridge.enrolled_client("A")
+    link = Link(bridge.nats.url, name="site-b").connect()
+    directory = Directory("B")
+    watcher = DirectoryWatcher(link, directory, bridge.temporary.directory_key).start()
+    try:
+        kv = link.call(link.js.key_value("relay-directory"))
+        before = link.call(kv.get("A")).value  # signed by the bridge, not revoked
+        bridge.temporary.revoke("A")
+        assert eventually(lambda: (e := directory.site("A")) and e.revoked)
+        link.call(kv.put("A", before))  # replayed by whoever can write to the bucket
+        bridge.enrolled_client("C")
+        assert eventually(lambda: directory.site("C"))
+        entry = directory.site("A")
+        assert entry is not None and entry.revoked
     finally:
         watcher.stop()
         link.close()

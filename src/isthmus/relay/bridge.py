@@ -9,9 +9,9 @@ database only, so several processes may serve one PostgreSQL database.
 HTTP API (JSON; errors are ``{"error": "…"}`` with a 4xx/5xx status):
 
 - ``POST /api/relay/enrol`` {site, secret, keys}, signed with the keys being enrolled
-  → {site, nats, fingerprint}
+  → {site, nats, fingerprint, bridge_key}
 - ``PUT /api/relay/exports`` (signed) {exports: [Export.to_json()]} → {exports}
-- ``GET /api/relay/directory`` → {sites: [SiteEntry.to_json()]} (public data only)
+- ``GET /api/relay/directory`` → {sites: [signed SiteEntry.to_json()]} (public data only)
 - ``POST /api/relay/urls`` (signed) {transfer, names, method} → {urls: {name: url}, expires}
 - ``DELETE /api/relay/transfers/{transfer}`` (signed) → {deleted: n}
 """
@@ -46,7 +46,9 @@ from isthmus.relay.signing import (
     SITE_HEADER,
     TIME_HEADER,
     fresh,
+    public_bytes,
     request_message,
+    sign_entry,
     verify_signature,
 )
 
@@ -65,7 +67,8 @@ class BridgeSettings:
     public_nats: str  # the NATS URL sites are told to use
     host: str = "127.0.0.1"
     http_port: int = 8450
-    poll: float = 1.0
+    poll: float = 1.0  # seconds between comparisons of the database with the bucket
+    reconcile: float = 10.0  # seconds between reads of the bucket itself
     public_url: str = ""  # what sites are told (https:// behind a TLS proxy)
     tls_cert: str = ""  # PEM files: the bridge speaks HTTPS itself
     tls_key: str = ""
@@ -92,6 +95,7 @@ class Bridge:
         self.settings = settings
         self.state = BridgeState(settings.index_url)
         self.signer = UrlSigner(settings.blob_url)
+        self.directory_key = self.state.directory_key()
         self.publisher: DirectoryPublisher | None = None
 
     async def changed(self) -> None:
@@ -110,9 +114,11 @@ def create_bridge_app(bridge: Bridge) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         nc = await connect(bridge.settings.nats_url, "isthmus-bridge")
         stop = asyncio.Event()
-        bridge.publisher = DirectoryPublisher(nc, bridge.state.entries)
+        bridge.publisher = DirectoryPublisher(nc, bridge.state.entries, bridge.directory_key)
         await bridge.changed()  # the directory at start (else the poll will)
-        task = asyncio.create_task(bridge.publisher.run(stop, bridge.settings.poll))
+        task = asyncio.create_task(
+            bridge.publisher.run(stop, bridge.settings.poll, bridge.settings.reconcile)
+        )
         try:
             yield
         finally:
@@ -165,6 +171,7 @@ async def enrol(bridge: Bridge, request: Request) -> dict[str, Any]:
         "site": account.name,
         "nats": bridge.settings.public_nats,
         "fingerprint": keys.fingerprint,
+        "bridge_key": public_bytes(bridge.directory_key).hex(),
     }
 
 
@@ -179,7 +186,8 @@ async def put_exports(bridge: Bridge, request: Request) -> dict[str, Any]:
 
 async def directory(bridge: Bridge, _request: Request) -> dict[str, Any]:
     entries = await run_in_threadpool(bridge.state.entries)
-    return {"sites": [entries[name].to_json() for name in sorted(entries)]}
+    key = bridge.directory_key
+    return {"sites": [sign_entry(key, entries[name].to_json()) for name in sorted(entries)]}
 
 
 async def urls(bridge: Bridge, request: Request) -> dict[str, Any]:

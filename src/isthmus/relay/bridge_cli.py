@@ -125,11 +125,13 @@ def add_site(args: argparse.Namespace) -> int:
     if out.exists():
         raise ConfigError(f"{out} exists; not overwriting an enrolment file")
     from isthmus.relay.bridge_state import Refused
+    from isthmus.relay.signing import public_bytes
 
     state = _state(args)
     try:
         secret = state.add_site(args.name)
         doc = {"bridge": bridge_url, "nats": nats_url, "site": args.name, "secret": secret}
+        doc["bridge_key"] = public_bytes(state.directory_key()).hex()
         try:
             write_private(out, json.dumps(doc, indent=1) + "\n")
         except OSError:
@@ -157,6 +159,7 @@ def revoke_site(args: argparse.Namespace) -> int:
             print(f"isthmus: no site {args.name!r}", file=sys.stderr)
             return 1
         entry = state.entries().get(args.name)
+        key = state.directory_key()
     finally:
         state.close()
     print(f"site {args.name} revoked")
@@ -166,7 +169,7 @@ def revoke_site(args: argparse.Namespace) -> int:
     from isthmus.relay.bridge_publish import publish_once
 
     try:
-        asyncio.run(publish_once(nats_url, entry))
+        asyncio.run(publish_once(nats_url, entry, key))
     except Exception as exc:
         print(
             f"isthmus: NATS not reached ({exc or type(exc).__name__}); the running bridge "

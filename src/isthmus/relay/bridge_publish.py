@@ -1,7 +1,8 @@
 """The bridge publishes the directory to the NATS KV bucket `relay-directory`.
 
 The database is the truth (relay/bridge_state.py); the bucket is its published copy,
-one key per enrolled site, value `SiteEntry.to_json()` (docs/relay.md, "Directory").
+one key per enrolled site, value `SiteEntry.to_json()` with the bridge's signature
+(relay/signing.py; docs/relay.md, "Directory").
 `DirectoryPublisher.sync` compares the database with what this process last put and
 puts what differs (and deletes keys of sites the database no longer has).  The bridge
 calls it after each change it makes and, as a backstop, every POLL seconds: so a
@@ -19,22 +20,27 @@ import logging
 from collections.abc import Callable
 
 import nats
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.client import Client
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from isthmus.relay.directory import SiteEntry
+from isthmus.relay.signing import sign_entry
 
 log = logging.getLogger(__name__)
 
 BUCKET = "relay-directory"
 HISTORY = 5  # a few past values per site, for an administrator's inspection
 POLL = 1.0
+RECONCILE = 10.0
 NATS_TIMEOUT = 5.0
 
 
-def entry_value(entry: SiteEntry) -> bytes:
-    return json.dumps(entry.to_json(), sort_keys=True, separators=(",", ":")).encode()
+def entry_value(entry: SiteEntry, key: Ed25519PrivateKey) -> bytes:
+    """The KV value of a site: its `SiteEntry.to_json()` signed by the bridge."""
+    doc = sign_entry(key, entry.to_json())
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
 async def directory_bucket(nc: Client) -> KeyValue:
@@ -61,9 +67,12 @@ async def connect(url: str, name: str) -> Client:
 class DirectoryPublisher:
     """Keeps the bucket equal to `entries()` (the database); one per bridge process."""
 
-    def __init__(self, nc: Client, entries: Callable[[], dict[str, SiteEntry]]) -> None:
+    def __init__(
+        self, nc: Client, entries: Callable[[], dict[str, SiteEntry]], key: Ed25519PrivateKey
+    ) -> None:
         self.nc = nc
         self._entries = entries
+        self._key = key
         self._kv: KeyValue | None = None
         self._published: dict[str, bytes] | None = None  # None: compare with the bucket
         self._reconnects = nc.stats["reconnects"]
@@ -79,7 +88,7 @@ class DirectoryPublisher:
                 self._reconnects = self.nc.stats["reconnects"]
                 self._kv, self._published = None, None
             wanted = {
-                name: entry_value(entry)
+                name: entry_value(entry, self._key)
                 for name, entry in (await asyncio.to_thread(self._entries)).items()
             }
             try:
@@ -127,10 +136,19 @@ class DirectoryPublisher:
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
 
-    async def run(self, stop: asyncio.Event, poll: float = POLL) -> None:
-        """Sync every `poll` seconds until `stop` is set; NATS outages are logged."""
+    async def run(
+        self, stop: asyncio.Event, poll: float = POLL, reconcile: float = RECONCILE
+    ) -> None:
+        """Sync every `poll` seconds until `stop` is set; NATS outages are logged.
+
+        Every `reconcile` seconds the bucket itself is read and compared: a value someone
+        else wrote there (an old entry replayed) is overwritten within that time."""
         failing = False
+        loop = asyncio.get_running_loop()
+        reconciled = loop.time()
         while not stop.is_set():
+            if loop.time() - reconciled >= reconcile:
+                self._published, reconciled = None, loop.time()
             try:
                 await self.sync()
                 if failing:
@@ -146,7 +164,9 @@ class DirectoryPublisher:
                 pass
 
 
-async def publish_once(url: str, entry: SiteEntry, timeout: float = NATS_TIMEOUT) -> None:
+async def publish_once(
+    url: str, entry: SiteEntry, key: Ed25519PrivateKey, timeout: float = NATS_TIMEOUT
+) -> None:
     """Put one site's entry in the bucket now (revoke-site; raises if NATS is away)."""
     nc = await asyncio.wait_for(
         nats.connect(
@@ -160,6 +180,6 @@ async def publish_once(url: str, entry: SiteEntry, timeout: float = NATS_TIMEOUT
     )
     try:
         kv = await asyncio.wait_for(directory_bucket(nc), timeout)
-        await asyncio.wait_for(kv.put(entry.name, entry_value(entry)), timeout)
+        await asyncio.wait_for(kv.put(entry.name, entry_value(entry, key)), timeout)
     finally:
         await nc.close()

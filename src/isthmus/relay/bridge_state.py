@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from isthmus.archive.index import create_engine
+from isthmus.archive.index import create_engine, insert_ignore
 from isthmus.config import ConfigError, check_aet
 from isthmus.relay.crypto import EnvelopeError, SiteKeys
 from isthmus.relay.directory import ANY_SITE, SERVICES, Export, SiteEntry
@@ -51,6 +52,12 @@ exports = sa.Table(
     sa.Column("site", sa.String(64), sa.ForeignKey("relay_sites.name"), nullable=False),
     sa.Column("services", sa.Text, nullable=False),  # JSON list
     sa.Column("sites", sa.Text, nullable=False),  # JSON list of site names or "*"
+)
+bridge_keys = sa.Table(
+    "relay_bridge_keys",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("private", sa.String(64), nullable=False),  # raw Ed25519, hex
 )
 _SCHEMA_LOCK = 0x15749  # PostgreSQL advisory lock: one process creates the tables
 
@@ -89,6 +96,18 @@ class BridgeState:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def directory_key(self) -> Ed25519PrivateKey:
+        """The key the bridge signs directory entries with: one for every process on
+        this database, made on first use (it signs; it opens nothing)."""
+        query = sa.select(bridge_keys.c.private).where(bridge_keys.c.name == "directory")
+        with self.engine.begin() as conn:
+            found = conn.execute(query).scalar()
+            if found is None:
+                fresh = Ed25519PrivateKey.generate().private_bytes_raw().hex()
+                insert_ignore(conn, bridge_keys, {"name": "directory", "private": fresh})
+                found = conn.execute(query).scalar()
+        return Ed25519PrivateKey.from_private_bytes(bytes.fromhex(str(found)))
 
     # ------------------------------------------------------------------ sites
     def add_site(self, name: str) -> str:

@@ -3,7 +3,10 @@
 The bridge publishes one entry per site in `relay-directory` (relay/bridge_publish.py);
 `DirectoryWatcher` loads the bucket, then follows it (a nats-py KV watch: JetStream
 pushes each change as it is written), feeding `Directory.update` / `Directory.remove`.
-A revocation thus reaches every router in the time NATS takes to deliver one message.
+A revocation thus reaches every router in the time NATS takes to deliver one message,
+and sticks: revocation is for good, so a later entry that would undo it is ignored.
+Given the bridge's public key, the watcher ignores entries the bridge did not sign
+(anyone else who can write to the bucket cannot invent a site or an export).
 If the watch fails (the bucket not created yet, an error) or the connection was
 re-established (NATS restarted: nats-py's ordered consumer would notice only after
 several missed heartbeats, some 20 s), it is started again and the bucket read afresh.
@@ -25,6 +28,7 @@ from isthmus.relay.bridge_publish import BUCKET
 from isthmus.relay.crypto import EnvelopeError
 from isthmus.relay.directory import Directory, SiteEntry
 from isthmus.relay.link import Link, LinkDown
+from isthmus.relay.signing import entry_signed_by
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +38,13 @@ IDLE = 1.0  # seconds between checks that the connection was not re-established
 class DirectoryWatcher:
     """Follows the bucket on `link`'s loop; `start` returns once it was read whole."""
 
-    def __init__(self, link: Link, directory: Directory) -> None:
+    def __init__(self, link: Link, directory: Directory, bridge_key: bytes | None = None) -> None:
+        """`bridge_key`: the bridge's public directory key (the enrolment file's
+        `bridge_key`); entries it did not sign are then ignored."""
         self.link = link
         self.directory = directory
+        self.bridge_key = bridge_key
+        self._revoked: set[str] = set()
         self._loaded = asyncio.Event()
         self._task: concurrent.futures.Future[None] | None = None
         self._stopping = False
@@ -117,21 +125,29 @@ class DirectoryWatcher:
 
     def _apply(self, key: str, operation: str | None, value: bytes | None) -> None:
         if operation is not None or not value:  # DEL or PURGE
-            self.directory.remove(key)
+            if key not in self._revoked:  # a revoked site stays known as revoked
+                self.directory.remove(key)
             return
         try:
-            entry = SiteEntry.from_json(json.loads(value))
+            doc = json.loads(value)
+            entry = SiteEntry.from_json(doc)
         except (ValueError, KeyError, TypeError, EnvelopeError) as exc:
             log.warning("directory entry %r ignored: %s", key, exc)
             return
         if entry.name != key:
             log.warning("directory entry %r names site %r: ignored", key, entry.name)
-            return
-        self.directory.update(entry)
+        elif self.bridge_key is not None and not entry_signed_by(doc, self.bridge_key):
+            log.warning("directory entry %r not signed by the bridge: ignored", key)
+        elif not entry.revoked and key in self._revoked:
+            log.warning("directory entry %r would undo its revocation: ignored", key)
+        else:
+            if entry.revoked:
+                self._revoked.add(key)
+            self.directory.update(entry)
 
     def _drop_unseen(self, seen: set[str]) -> None:
         for entry in self.directory.sites():
-            if entry.name not in seen:
+            if entry.name not in seen and entry.name not in self._revoked:
                 self.directory.remove(entry.name)
 
 

@@ -7,7 +7,8 @@
 1. On the first start it generates the site's keys (`SiteIdentity.create`; the private
    keys never leave ``DATA/relay/site.json``, mode 0600), saves them, *then* enrols
    (POST /api/relay/enrol, signed with the new key), and records the enrolment in
-   ``DATA/relay/enrolled.json`` (bridge URL, NATS URL, fingerprint).
+   ``DATA/relay/enrolled.json`` (bridge URL, NATS URL, fingerprint, and the bridge's
+   directory key from the enrolment file, with which the directory is checked).
 2. Later starts load the keys and the record and do not contact the bridge for it; the
    enrolment file may be deleted once it is spent.  A start interrupted between 1's
    save and record enrols again with the same keys, which the bridge accepts.
@@ -45,6 +46,7 @@ __all__ = [
     "EnrolmentFile",
     "PresignedObjects",
     "enrol_site",
+    "enrolled",
     "identity_path",
 ]
 
@@ -57,6 +59,7 @@ class EnrolmentFile:
     nats: str
     site: str
     secret: str
+    bridge_key: str = ""  # hex Ed25519 public key that signs the directory's entries
 
     @classmethod
     def load(cls, path: Path | str) -> EnrolmentFile:
@@ -74,7 +77,18 @@ class EnrolmentFile:
             check_site_name(doc["site"])
         except BadName as exc:
             raise ConfigError(f"enrolment file {path}: {exc}") from None
-        return cls(*(str(doc[f]) for f in fields))
+        key = doc.get("bridge_key", "")
+        if not isinstance(key, str) or (key and len(_hex(key)) != 32):
+            raise ConfigError(f"enrolment file {path}: bridge_key is not a hex Ed25519 key")
+        bridge, nats, site, secret = (str(doc[f]) for f in fields)
+        return cls(bridge, nats, site, secret, bridge_key=key)
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        return b""
 
 
 def identity_path(data_dir: Path) -> Path:
@@ -105,6 +119,9 @@ def enrol_site(data_dir: Path, enrolment_file: Path | str) -> tuple[SiteIdentity
         identity.save(keys_file)  # before enrolling: a retry must present the same keys
     client = BridgeClient(enrolment.bridge, identity)
     reply = client.enrol(enrolment.secret)
+    bridge_key = str(reply.get("bridge_key", ""))
+    if enrolment.bridge_key and bridge_key != enrolment.bridge_key:
+        raise BridgeError("the bridge's directory key is not the one in the enrolment file")
     _save_record(
         data_dir,
         {
@@ -112,13 +129,15 @@ def enrol_site(data_dir: Path, enrolment_file: Path | str) -> tuple[SiteIdentity
             "nats": str(reply.get("nats") or enrolment.nats),
             "site": identity.name,
             "fingerprint": identity.keys.fingerprint,
+            "bridge_key": enrolment.bridge_key or bridge_key,
         },
     )
     return identity, client
 
 
 def enrolled(data_dir: Path) -> dict[str, str] | None:
-    """The record of this site's enrolment (bridge, nats, site, fingerprint), or None."""
+    """The record of this site's enrolment (bridge, nats, site, fingerprint, bridge_key:
+    give `bytes.fromhex` of it to `DirectoryWatcher`), or None."""
     return _record(data_dir)
 
 

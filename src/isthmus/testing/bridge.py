@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 
 from isthmus.relay.bridge import BridgeServer, BridgeSettings
+from isthmus.relay.signing import public_bytes
 from isthmus.testing.net import free_port
 
 
@@ -31,6 +32,7 @@ class TemporaryBridge:
             public_nats=nats_url,
             http_port=free_port(),
             poll=poll,
+            reconcile=1.0,
         )
         self.server: BridgeServer | None = None
 
@@ -45,12 +47,20 @@ class TemporaryBridge:
     def enrolment_file(self, site: str, folder: Path | None = None) -> Path:
         """Add `site` and write its enrolment file (in `folder`, else the bridge's)."""
         assert self.server is not None, "start() the bridge first"
-        secret = self.server.bridge.state.add_site(site)
+        bridge = self.server.bridge
+        secret = bridge.state.add_site(site)
         path = (folder or self.dir) / f"{site}.enrol.json"
         doc = {"bridge": self.url, "nats": self.nats_url, "site": site, "secret": secret}
+        doc["bridge_key"] = public_bytes(bridge.directory_key).hex()
         path.write_text(json.dumps(doc))
         path.chmod(0o600)
         return path
+
+    @property
+    def directory_key(self) -> bytes:
+        """The bridge's public key that signs directory entries (DirectoryWatcher's)."""
+        assert self.server is not None
+        return public_bytes(self.server.bridge.directory_key)
 
     def revoke(self, site: str) -> None:
         """As `isthmus bridge revoke-site`: the bridge publishes it within `poll` s."""
