@@ -55,8 +55,11 @@ class PresignedObjects:
     def presign(self, transfer: str, names: list[str], method: str) -> None:
         """Fetch URLs for many objects in one bridge call (they are then cached)."""
         urls = self.client.urls(transfer, names, method)
-        until = time.monotonic() + URL_LIFETIME - URL_MARGIN
+        now = time.monotonic()
+        until = now + URL_LIFETIME - URL_MARGIN
         with self._lock:
+            for key in [k for k, (_url, valid) in self._urls.items() if valid < now]:
+                del self._urls[key]  # expired: the cache holds the last few minutes' only
             for name, url in urls.items():
                 self._urls[(method, transfer, name)] = (url, until)
 
