@@ -156,3 +156,35 @@ def test_serve_without_nats_says_so(tmp_path: Path, capsys: pytest.CaptureFixtur
     command += ["--nats", f"nats://127.0.0.1:{free_port()}", "--blob-url", "s3://b/p"]
     assert main(command) == 1
     assert "not reached" in capsys.readouterr().err
+
+
+def test_sites_lists_each_site_with_its_state_fingerprint_and_exports(
+    served: BridgeProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = str(served.data)
+    for name in ("A", "B", "C"):
+        assert (
+            main(["bridge", "add-site", name, "--data", data, "--out", str(tmp_path / name)]) == 0
+        )
+    a, client = enrol_site(tmp_path / "site-a", tmp_path / "A")
+    client.publish_exports([Export("PACSA", "A")])
+    enrol_site(tmp_path / "site-c", tmp_path / "C")
+    assert main(["bridge", "revoke-site", "C", "--data", data]) == 0
+    capsys.readouterr()
+    assert main(["bridge", "sites", "--data", data, "--json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(s["site"], s["state"], s["exports"]) for s in listed] == [
+        ("A", "enrolled", ["PACSA"]),
+        ("B", "added", []),
+        ("C", "revoked", []),
+    ]
+    assert listed[0]["fingerprint"] == a.keys.fingerprint
+
+
+def test_commands_on_a_folder_without_a_bridge_say_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["bridge", "sites", "--data", str(tmp_path / "none")]) == 2
+    assert "no bridge database" in capsys.readouterr().err
+    assert main(["bridge", "revoke-site", "A", "--data", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "none").exists()

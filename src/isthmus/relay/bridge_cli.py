@@ -54,6 +54,9 @@ def add_bridge_parser(sub: Any) -> None:
     p.add_argument("--bridge-url", help="default: the public URL `serve` recorded")
     p.add_argument("--nats", metavar="URL", help="default: the NATS URL `serve` recorded")
 
+    p = action("sites", list_sites, "list the sites: state, fingerprint, exported AE titles")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+
     p = action("revoke-site", revoke_site, "cut a site off at once (for good)")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--nats", metavar="URL", help="default: the NATS URL `serve` recorded")
@@ -127,7 +130,7 @@ def add_site(args: argparse.Namespace) -> int:
     from isthmus.relay.bridge_state import Refused
     from isthmus.relay.signing import public_bytes
 
-    state = _state(args)
+    state = _state(args, create=True)
     try:
         secret = state.add_site(args.name)
         doc = {"bridge": bridge_url, "nats": nats_url, "site": args.name, "secret": secret}
@@ -179,6 +182,28 @@ def revoke_site(args: argparse.Namespace) -> int:
     return 0
 
 
+def list_sites(args: argparse.Namespace) -> int:
+    state = _state(args)
+    try:
+        accounts, entries = state.accounts(), state.entries()
+    finally:
+        state.close()
+    for account in accounts:
+        entry = entries.get(account.name)
+        doc = {
+            "site": account.name,
+            "state": "revoked" if account.revoked else "enrolled" if account.enrolled else "added",
+            "fingerprint": account.keys.fingerprint if account.keys else "",
+            "exports": [e.aet for e in entry.exports] if entry else [],
+        }
+        if args.json:
+            print(json.dumps(doc))
+        else:
+            exported = " ".join(doc["exports"]) or "-"
+            print(f"{doc['site']:<16} {doc['state']:<8} {doc['fingerprint'] or '-'}  {exported}")
+    return 0
+
+
 def recorded(data: Path) -> dict[str, str]:
     """What `serve` recorded in DATA/bridge.json ({} if it never ran there)."""
     try:
@@ -190,11 +215,25 @@ def recorded(data: Path) -> dict[str, str]:
     return {k: v for k, v in doc.items() if isinstance(v, str)} if isinstance(doc, dict) else {}
 
 
-def _state(args: argparse.Namespace) -> BridgeState:
-    """The bridge's database (imported here: `isthmus --help` need not load SQLAlchemy)."""
+def _state(args: argparse.Namespace, create: bool = False) -> BridgeState:
+    """The bridge's database (imported here: `isthmus --help` need not load SQLAlchemy);
+    only `add-site` (and `serve`) may create it."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from isthmus.relay.bridge_state import BridgeState
 
-    return BridgeState(_index_url(args))
+    url = _index_url(args)
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not create and not path.exists():
+            raise ConfigError(f"no bridge database in {args.data} (no site was ever added)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return BridgeState(url)
+    except SQLAlchemyError as exc:
+        raise ConfigError(
+            f"bridge database {url.split('@')[-1]}: {getattr(exc, 'orig', None) or exc}"
+        ) from None
 
 
 def _index_url(args: argparse.Namespace) -> str:

@@ -168,6 +168,12 @@ class BridgeState:
                 return True
             return conn.execute(sites.select().where(sites.c.name == name)).first() is not None
 
+    def accounts(self) -> list[SiteAccount]:
+        """Every site account, enrolled or not, by name."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sites.select().order_by(sites.c.name)).all()
+        return [self._account(row) for row in rows]
+
     def account(self, name: str) -> SiteAccount | None:
         with self.engine.connect() as conn:
             row = conn.execute(sites.select().where(sites.c.name == name)).first()
