@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 
 import httpx
 import pytest
 
+from isthmus.relay.bridge import BridgeServer
 from isthmus.relay.bridge_client import BridgeClient, BridgeRefused
 from isthmus.relay.crypto import SiteIdentity
 from isthmus.relay.directory import Export
@@ -311,3 +313,25 @@ def test_an_entry_written_behind_the_bridges_back_is_overwritten(bridge: Running
         assert eventually(lambda: (e := kv_entry(bridge.nats.url, "A")) and e["revoked"])
     finally:
         link.close()
+
+
+def test_two_bridge_processes_on_one_database_serve_as_one(
+    bridge: RunningBridge, seaweedfs: TemporarySeaweedFS
+) -> None:
+    settings = replace(bridge.temporary.settings, http_port=free_port())
+    second = BridgeServer(settings).start()  # the same database, NATS and bucket
+    try:
+        a = bridge.enrolled_client("A")
+        via_second = BridgeClient(f"http://127.0.0.1:{second.port}", a.identity)
+        via_second.publish_exports([Export("PACSA", "A")])
+        assert [e.aet for e in a.directory()[0].exports] == ["PACSA"]
+        assert second.bridge.directory_key.private_bytes_raw() == (
+            bridge.server.bridge.directory_key.private_bytes_raw()
+        )
+        entry = eventually(lambda: (e := kv_entry(bridge.nats.url, "A")) and e["exports"] and e)
+        assert entry_signed_by(entry, bridge.temporary.directory_key)  # type: ignore[arg-type]
+        bridge.temporary.revoke("A")
+        with pytest.raises(BridgeRefused, match="revoked"):
+            via_second.urls("A.A.t8", ["0"], "PUT")
+    finally:
+        second.stop()
