@@ -1,4 +1,5 @@
-"""The `isthmus` command: serve, import, deidentify, echo, send, query, retrieve, worklist."""
+"""The `isthmus` command: serve, import, deidentify, echo, send, query, retrieve, worklist,
+bridge."""
 
 from __future__ import annotations
 
@@ -190,6 +191,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default="http://127.0.0.1:8042", help="the running node")
     p.add_argument("--token", help="an API token with the admin permission")
     p.add_argument("--json", action="store_true", help="status: print JSON")
+
+    from isthmus.relay.bridge_cli import add_bridge_parser
+
+    add_bridge_parser(sub)
 
     p = command("worklist", _worklist, "add scheduled procedures from a file, or list them")
     p.add_argument("action", choices=["add", "list"])
