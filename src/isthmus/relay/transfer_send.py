@@ -1,0 +1,205 @@
+"""The source side of a transfer: instances into the object store, announced on JetStream.
+
+The source router receives the C-STOREs of the C-MOVE (or C-GET) it issued to its local
+device on behalf of a remote caller and hands each instance to `TransferSender.add`,
+which compresses and seals it to the destination site, PUTs it (whole objects of at
+most PART_SIZE bytes before compression), then announces it on JetStream with the
+identifying data in the sealed body, and returns only when both are durable (S3's 200,
+JetStream's PubAck): the C-STORE can then be answered with success (PS3.4 B.2.3 - a
+success status means the instance is safe).  Within the bounded time either may take
+it raises `TransferUnavailable` instead, and the C-STORE fails with 0xA700.
+`finish` sends the manifest; `abort` ends the transfer early.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from nats.errors import Error as NatsError
+
+from isthmus.relay.crypto import SiteIdentity, compress
+from isthmus.relay.directory import Directory
+from isthmus.relay.link import Link, LinkDown
+from isthmus.relay.objects import ObjectsUnavailable, TransferObjects
+from isthmus.relay.transfer_status import CANCEL
+from isthmus.relay.transfer_wire import (
+    ABORT,
+    ANNOUNCE,
+    INSTANCE,
+    MANIFEST,
+    MANIFEST_KIND,
+    PART_SIZE,
+    STREAM,
+    Announcement,
+    Manifest,
+    ManifestEntry,
+    TransferError,
+    TransferUnavailable,
+    ensure_stream,
+    new_transfer_id,
+    part_count,
+    part_name,
+    transfer_subject,
+)
+
+log = logging.getLogger(__name__)
+TIMEOUT = 10.0  # seconds JetStream may take to acknowledge one announcement
+
+
+class TransferSender:
+    """One transfer from this site to `destination_site`'s AE `destination_aet`.
+
+    `origin` says where progress goes: ``{"site": …, "subject": …}`` (the router of
+    the C-MOVE's caller and the subject its ProgressListener listens on)."""
+
+    def __init__(
+        self,
+        link: Link,
+        identity: SiteIdentity,
+        directory: Directory,
+        objects: TransferObjects,
+        *,
+        destination_site: str,
+        destination_aet: str,
+        origin: dict[str, Any],
+        timeout: float = TIMEOUT,
+    ) -> None:
+        keys = directory.keys_of(destination_site)
+        if keys is None:
+            raise TransferError(f"site {destination_site!r} is unknown, revoked or not pinned")
+        if not {"site", "subject"} <= set(origin):
+            raise TransferError(f"origin {origin!r} names no site and subject")
+        self.link, self.identity, self.objects = link, identity, objects
+        self.destination, self.destination_aet = destination_site, destination_aet
+        self.origin, self.timeout, self._keys = dict(origin), timeout, keys
+        self._id = new_transfer_id(identity.name, destination_site)
+        self._subject = transfer_subject(destination_site, self._id)
+        self._entries: list[ManifestEntry] = []
+        self._next = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        # The number of instances the source device said it will send (from its
+        # C-MOVE pending responses), carried in announcements for "remaining".
+        self.expected: int | None = None
+        self._call(lambda: ensure_stream(link.js), "create the stream " + STREAM)
+
+    @property
+    def transfer_id(self) -> str:
+        return self._id
+
+    @property
+    def sent(self) -> int:
+        return len(self._entries)
+
+    def add(
+        self, sop_class_uid: str, sop_instance_uid: str, transfer_syntax: str, part10_bytes: bytes
+    ) -> None:
+        """Store and announce one instance; returns once both are durable, else raises
+        TransferUnavailable (NATS or S3 down, bounded) or TransferError (closed)."""
+        with self._lock:
+            if self._closed:
+                raise TransferError(f"transfer {self._id} is finished")
+            seq, self._next = self._next, self._next + 1  # never reused, even on failure
+        size, parts = len(part10_bytes), part_count(len(part10_bytes))
+        for part in range(parts):
+            self._put_part(
+                seq, part, parts, part10_bytes[part * PART_SIZE : (part + 1) * PART_SIZE]
+            )
+        announcement = Announcement(
+            transfer_id=self._id,
+            seq=seq,
+            source=self.identity.name,
+            destination=self.destination,
+            destination_aet=self.destination_aet,
+            origin=self.origin,
+            sop_class_uid=sop_class_uid,
+            sop_instance_uid=sop_instance_uid,
+            transfer_syntax=transfer_syntax,
+            size=size,
+            sha256=hashlib.sha256(part10_bytes).hexdigest(),
+            parts=parts,
+            expected=self.expected,
+        )
+        self._publish(ANNOUNCE, {"seq": seq}, announcement.to_bytes(), f"{self._id}.{seq}")
+        with self._lock:
+            self._entries.append(ManifestEntry(seq, sop_instance_uid, size, announcement.sha256))
+
+    def _put_part(self, seq: int, part: int, parts: int, chunk: bytes) -> None:
+        header = {
+            "kind": INSTANCE,
+            "transfer": self._id,
+            "seq": seq,
+            "part": part,
+            "parts": parts,
+            "size": len(chunk),
+        }
+        sealed = self.identity.seal(self.destination, self._keys, header, compress(chunk))
+        try:
+            self.objects.put(self._id, part_name(seq, part), sealed)
+        except ObjectsUnavailable as exc:
+            raise TransferUnavailable(f"object store: {exc}") from exc
+
+    def finish(self, status: int, *, failed: int = 0, failed_uids: Sequence[str] = ()) -> Manifest:
+        """Send the manifest: every instance sent, plus the number the source device
+        failed to send (`failed`, with their UIDs when known) and the final status it
+        reported for its C-MOVE/C-GET (`status`)."""
+        with self._lock:
+            self._closed = True
+            manifest = Manifest(self._id, tuple(self._entries), failed, status, tuple(failed_uids))
+        body = manifest.to_bytes()
+        header = {"kind": MANIFEST_KIND, "transfer": self._id, "count": len(manifest.entries)}
+        sealed = self.identity.seal(self.destination, self._keys, header, compress(body))
+        try:
+            self.objects.put(self._id, MANIFEST, sealed)
+        except ObjectsUnavailable as exc:
+            raise TransferUnavailable(f"object store: {exc}") from exc
+        notice = {
+            "size": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            **self._parties(),
+        }
+        self._publish(MANIFEST_KIND, header, _json(notice), f"{self._id}.manifest")
+        return manifest
+
+    def abort(self, reason: str, *, status: int = CANCEL) -> None:
+        """End the transfer early (a C-CANCEL, or the source gave up): the destination
+        keeps what it delivered, reports `status` as final and deletes the objects."""
+        with self._lock:
+            self._closed = True
+        body = _json({"reason": reason, "status": status, **self._parties()})
+        self._publish(ABORT, {"transfer": self._id}, body, f"{self._id}.abort")
+
+    def _parties(self) -> dict[str, Any]:
+        """What a transfer's first message must say (a transfer may have no instance)."""
+        return {"destination_aet": self.destination_aet, "origin": self.origin}
+
+    def _publish(self, kind: str, header: dict[str, Any], body: bytes, msg_id: str) -> None:
+        """One sealed message on JetStream, deduplicated by `msg_id`; waits for PubAck."""
+        head = dict(header, kind=kind, transfer=self._id)
+        sealed = self.identity.seal(self.destination, self._keys, head, body)
+        self._call(
+            lambda: self.link.js.publish(
+                self._subject,
+                sealed,
+                timeout=self.timeout,
+                stream=STREAM,
+                headers={"Nats-Msg-Id": msg_id},
+            ),
+            f"announce on {STREAM}",
+        )
+
+    def _call(self, coroutine: Callable[[], Coroutine[Any, Any, Any]], what: str) -> Any:
+        """Run a NATS coroutine on the link, bounded; any failure is TransferUnavailable."""
+        try:
+            return self.link.call(coroutine(), timeout=self.timeout + 2)
+        except (LinkDown, NatsError, OSError) as exc:
+            raise TransferUnavailable(f"NATS: cannot {what}: {exc or type(exc).__name__}") from exc
+
+
+def _json(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True).encode()
