@@ -38,7 +38,8 @@ def series():
 
 @pytest.fixture
 def fed(nats_server, seaweedfs, tmp_path) -> Iterator[Federation]:
-    yield from federation(nats_server.url, seaweedfs.url(), tmp_path)
+    with federation(nats_server.url, seaweedfs.url(), tmp_path) as running:
+        yield running
 
 
 def test_every_instance_arrives_byte_identical_in_order_and_the_manifest_completes(

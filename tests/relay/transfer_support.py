@@ -7,6 +7,7 @@ import io
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +182,7 @@ def wait_until(predicate, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+@contextmanager
 def federation(nats_url: str, blob_url: str, tmp: Path) -> Iterator[Federation]:
     fed = Federation(nats_url, blob_url, tmp)
     try:

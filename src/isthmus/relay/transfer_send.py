@@ -194,7 +194,13 @@ class TransferSender:
         )
 
     def _call(self, coroutine: Callable[[], Coroutine[Any, Any, Any]], what: str) -> Any:
-        """Run a NATS coroutine on the link, bounded; any failure is TransferUnavailable."""
+        """Run a NATS coroutine on the link, bounded; any failure is TransferUnavailable.
+
+        Nothing is published while the link is down: nats-py would keep the message
+        and send it after reconnecting, so an instance whose C-STORE failed would
+        still be delivered (a count the originator never hears of)."""
+        if not self.link.connected:
+            raise TransferUnavailable(f"NATS: cannot {what}: not connected")
         try:
             return self.link.call(coroutine(), timeout=self.timeout + 2)
         except (LinkDown, NatsError, OSError) as exc:

@@ -1,0 +1,258 @@
+"""Transfers under faults (issue 11): a receiver stopped mid-transfer resumes without
+delivering twice; an object corrupted or missing in the bucket is fetched again or
+failed honestly; a manifest entry that never arrives fails; NATS or S3 down makes
+`add` fail within a bounded time, and the next transfer works once NATS is back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import obstore
+import pytest
+from tests.relay.transfer_support import (
+    Collector,
+    Federation,
+    ct_series,
+    federation,
+    final_report,
+    send_all,
+    wait_until,
+)
+
+from isthmus.relay.crypto import SiteIdentity
+from isthmus.relay.directory import SiteEntry
+from isthmus.relay.objects import object_key
+from isthmus.relay.objects_s3 import S3Objects
+from isthmus.relay.transfer import (
+    Limits,
+    ManifestEntry,
+    ProgressListener,
+    TransferSender,
+    TransferUnavailable,
+    progress_subject,
+)
+from isthmus.testing.nats import TemporaryNATS
+from isthmus.testing.net import free_port
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def nats_server() -> Iterator[TemporaryNATS]:
+    server = TemporaryNATS().start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def series():
+    return ct_series(30, 512)
+
+
+@pytest.fixture
+def fed(nats_server, seaweedfs, tmp_path) -> Iterator[Federation]:
+    with federation(nats_server.url, seaweedfs.url(), tmp_path) as running:
+        yield running
+
+
+def test_a_receiver_stopped_mid_transfer_resumes_without_delivering_twice(
+    nats_server, seaweedfs, tmp_path, index_url, series
+) -> None:
+    with federation(nats_server.url, seaweedfs.url(), tmp_path) as fed:
+        fed.state(index_url)  # the site's index: SQLite or PostgreSQL
+        limits = Limits(ack_wait=3.0, manifest_wait=30.0, poll=0.5)
+        first, second = Collector(), Collector()
+        first.stop_after = 10
+        with fed.listener() as listener:
+            send_all(fed.sender(listener.subject), series)
+            crashed = fed.receiver(first, limits)
+            assert first.reached.wait(60)
+            crashed.stop(abandon=True)  # as if killed: its fetched batch is left unacked
+            fed.receivers.remove(crashed)
+            fed.receiver(second, limits, link=fed.link("B-restarted"))
+            final, _ = final_report(listener)
+        uids = first.uids() + second.uids()
+        assert len(uids) == len(set(uids)) == 30  # every one, none twice
+        delivered = {a.sop_instance_uid: data for a, data in first.delivered + second.delivered}
+        assert all(delivered[i.sop_instance_uid] == i.data for i in series)
+        assert (final.status, final.completed, final.failed) == (0, 30, 0)
+        assert len(first.delivered) >= 10 and second.delivered
+
+
+class Healing:
+    """The bucket's objects, where one damaged object is repaired after its first read
+    (as a store that served a bad replica once would)."""
+
+    def __init__(self, inner: S3Objects, name: str, original: bytes) -> None:
+        self.inner, self.name, self.original = inner, name, original
+        self.reads = 0
+
+    def put(self, transfer: str, name: str, data: bytes) -> None:
+        self.inner.put(transfer, name, data)
+
+    def get(self, transfer: str, name: str) -> bytes:
+        data = self.inner.get(transfer, name)
+        if name == self.name:
+            self.reads += 1
+            self.inner.put(transfer, name, self.original)
+        return data
+
+    def delete_transfer(self, transfer: str) -> None:
+        self.inner.delete_transfer(transfer)
+
+
+def _damage(data: bytes) -> bytes:
+    damaged = bytearray(data)
+    damaged[len(damaged) // 2] ^= 0x40
+    return bytes(damaged)
+
+
+def test_a_corrupted_object_is_detected_and_fetched_again(fed, series) -> None:
+    collector = Collector()
+    with fed.listener() as listener:
+        sender = fed.sender(listener.subject)
+        send_all(sender, series[:5])
+        original = fed.objects.get(sender.transfer_id, "2.0")
+        fed.objects.put(sender.transfer_id, "2.0", _damage(original))
+        fed.objects = Healing(fed.objects, "2.0", original)  # type: ignore[assignment]
+        fed.receiver(collector)
+        final, _ = final_report(listener)
+    assert fed.objects.reads == 2  # type: ignore[attr-defined]
+    assert [data for _, data in collector.delivered] == [i.data for i in series[:5]]
+    assert (final.status, final.completed, final.failed) == (0, 5, 0)
+
+
+def test_an_object_that_stays_corrupted_or_is_swapped_fails_honestly(fed, series) -> None:
+    collector = Collector()
+    with fed.listener() as listener:
+        sender = fed.sender(listener.subject)
+        send_all(sender, series[:5])
+        tid = sender.transfer_id
+        fed.objects.put(tid, "2.0", _damage(fed.objects.get(tid, "2.0")))
+        fed.objects.put(tid, "3.0", fed.objects.get(tid, "4.0"))  # valid, but not instance 3
+        fed.receiver(collector)
+        final, _ = final_report(listener)
+    bad = {series[2].sop_instance_uid, series[3].sop_instance_uid}
+    assert collector.uids() == [
+        i.sop_instance_uid for i in series[:5] if i.sop_instance_uid not in bad
+    ]
+    assert (final.status, final.completed, final.failed) == (0xB000, 3, 2)
+    assert set(final.failed_uids) == bad
+    reasons = {d.sop_instance_uid: d.reason for d in fed.state().deliveries(tid)}
+    assert all("verification" in (reasons[uid] or "") for uid in bad)
+    assert fed.state().get(tid).status == "failed"
+
+
+def test_a_missing_object_fails_its_instance_and_the_transfer_says_so(fed, series) -> None:
+    collector = Collector()
+    with fed.listener() as listener:
+        sender = fed.sender(listener.subject)
+        send_all(sender, series[:3])
+        obstore.delete(fed.objects.blobs.store, object_key("", sender.transfer_id, "1.0"))
+        fed.receiver(collector)
+        final, _ = final_report(listener)
+    assert (final.status, final.completed, final.failed) == (0xB000, 2, 1)
+    assert final.failed_uids == (series[1].sop_instance_uid,)
+    failed = [d for d in fed.state().deliveries(sender.transfer_id) if d.status == "failed"]
+    assert "missing object" in (failed[0].reason or "")
+
+
+def test_a_manifest_entry_that_never_arrives_is_failed_after_a_bounded_wait(fed, series) -> None:
+    collector = Collector()
+    fed.receiver(collector, Limits(ack_wait=5.0, manifest_wait=1.0, poll=0.5))
+    with fed.listener() as listener:
+        sender = fed.sender(listener.subject)
+        for item in series[:2]:
+            sender.add(item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax, item.data)
+        # An announcement lost on the way: listed in the manifest, never announced.
+        sender._entries.append(ManifestEntry(7, "1.2.3.999", 10, "0" * 64))
+        sender.finish(0)
+        final, _ = final_report(listener)
+    assert (final.status, final.completed, final.failed) == (0xB000, 2, 1)
+    assert final.failed_uids == ("1.2.3.999",)
+
+
+def test_add_fails_within_a_bounded_time_when_the_object_store_is_down(fed, series) -> None:
+    down = S3Objects(f"s3://isthmus/x?endpoint=http://127.0.0.1:{free_port()}&retry_timeout=1")
+    sender = TransferSender(
+        fed.link_a,
+        fed.a,
+        fed.dir_a,
+        down,
+        destination_site="B",
+        destination_aet="X",
+        origin={"site": "A", "subject": "relay.A.progress.x"},
+    )
+    item = series[0]
+    with pytest.raises(TransferUnavailable, match="object store"):
+        sender.add(item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax, item.data)
+
+
+def test_add_fails_within_a_bounded_time_when_nats_is_down_and_works_once_back(
+    seaweedfs, tmp_path, series
+) -> None:
+    server = TemporaryNATS().start()
+    try:
+        with federation(server.url, seaweedfs.url(), tmp_path) as fed:
+            collector = Collector()
+            fed.receiver(collector)
+            item = series[0]
+            with fed.listener() as listener:
+                broken = fed.sender(listener.subject, timeout=2.0)
+                broken.add(
+                    item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax, item.data
+                )
+                server.stop()
+                with pytest.raises(TransferUnavailable, match="NATS"):
+                    broken.add(
+                        series[1].sop_class_uid,
+                        series[1].sop_instance_uid,
+                        series[1].transfer_syntax,
+                        series[1].data,
+                    )
+                server.start()
+                wait_until(lambda: fed.link_a.connected and fed.link_b.connected)
+                broken.abort("NATS went down", status=0xA702)
+                final, _ = final_report(listener)
+            assert (final.status, final.completed) == (0xA702, 1)
+
+            with fed.listener() as listener:
+                send_all(fed.sender(listener.subject), series[:3])
+                final, _ = final_report(listener)
+            assert (final.status, final.completed, final.failed) == (0, 3, 0)
+    finally:
+        server.close()
+
+
+def test_messages_of_a_revoked_site_or_an_impostor_are_refused(fed, series) -> None:
+    """B stops taking A's transfer once A is revoked, and refuses a third site C that
+    claims a transfer of A's; C's own transfer, sent after both, still completes."""
+    c = SiteIdentity.create("C")
+    for directory in (fed.dir_a, fed.dir_b):
+        directory.update(SiteEntry("C", c.keys))
+    dir_c = fed.directory("C")
+    dir_c.update(SiteEntry("C", c.keys))
+    link_c = fed.link("C")
+    collector = Collector()
+    with fed.listener() as listener:
+        send_all(fed.sender(listener.subject), series[:2])  # A's, then A is revoked
+    fed.dir_b.update(SiteEntry("A", fed.a.keys, revoked=True))
+    forged = c.seal("B", fed.b.keys, {"kind": "announce", "transfer": "A.B.0"}, b"{}")
+    link_c.call(link_c.js.publish("relay.B.transfer.A.B.0", forged))
+    with ProgressListener(link_c, c, dir_c, progress_subject("C"), from_site="B") as listener:
+        sender = TransferSender(
+            link_c,
+            c,
+            dir_c,
+            fed.objects,
+            destination_site="B",
+            destination_aet="STORESCP",
+            origin={"site": "C", "subject": listener.subject},
+        )
+        send_all(sender, series[2:4])
+        fed.receiver(collector)
+        final, _ = final_report(listener)
+    assert final.status == 0
+    assert collector.uids() == [i.sop_instance_uid for i in series[2:4]]
