@@ -24,6 +24,7 @@ from isthmus.relay.directory import SiteEntry
 from isthmus.relay.objects import object_key
 from isthmus.relay.objects_s3 import S3Objects
 from isthmus.relay.transfer import (
+    STREAM,
     Limits,
     ManifestEntry,
     ProgressListener,
@@ -256,3 +257,22 @@ def test_messages_of_a_revoked_site_or_an_impostor_are_refused(fed, series) -> N
         final, _ = final_report(listener)
     assert final.status == 0
     assert collector.uids() == [i.sop_instance_uid for i in series[2:4]]
+
+
+def test_a_sender_the_directory_does_not_name_yet_is_waited_for(fed, series) -> None:
+    """A router that pulls before its directory has loaded keeps the messages."""
+    entry = fed.dir_b.site("A")
+    fed.dir_b.remove("A")
+    collector = Collector()
+    with fed.listener() as listener:
+        send_all(fed.sender(listener.subject), series[:2])
+        fed.receiver(collector)
+        wait_until(lambda: _delivered_by_consumer(fed) >= 2)  # seen, and handed back
+        fed.dir_b.update(entry)
+        final, _ = final_report(listener)
+    assert (final.status, final.completed) == (0, 2)
+
+
+def _delivered_by_consumer(fed: Federation) -> int:
+    info = fed.link_b.call(fed.link_b.js.consumer_info(STREAM, "site-B"))
+    return int(info.delivered.consumer_seq or 0)

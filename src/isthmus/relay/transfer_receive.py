@@ -42,7 +42,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from isthmus.archive import RelayDelivery, RelayTransfer, RelayTransfers
 from isthmus.archive.relay_transfers import ABORTED, COMPLETE, FAILED
-from isthmus.relay.crypto import EnvelopeError, SiteIdentity, decompress
+from isthmus.relay.crypto import EnvelopeError, SiteIdentity, decompress, peek_header
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
 from isthmus.relay.objects import MissingObject, ObjectsUnavailable, TransferObjects
@@ -66,6 +66,7 @@ from isthmus.relay.transfer_wire import (
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[Announcement, bytes], int]
+UNKNOWN_SENDER_DELIVERIES = 12  # x 5 s: a minute for the directory to name a sender
 
 
 class Unverified(ValueError):
@@ -213,9 +214,24 @@ class TransferReceiver:
                 return kind, (transfer, _json_body(opened.body))
             raise TransferError(f"unknown kind {kind!r}")
         except (EnvelopeError, TransferError, KeyError, TypeError) as exc:
-            log.warning("relay receiver %s: message refused: %s", self.site, exc)
-            self._ack(msg, term=True)
+            if self._not_yet_known(msg):
+                log.info("relay receiver %s: sender not in the directory yet: %s", self.site, exc)
+                self._nak(msg, delay=5.0)
+            else:
+                log.warning("relay receiver %s: message refused: %s", self.site, exc)
+                self._ack(msg, term=True)
             return None
+
+    def _not_yet_known(self, msg: Msg) -> bool:
+        """A message from a site the directory has no entry for (not a revoked or
+        un-pinned one), seen fewer than UNKNOWN_SENDER_DELIVERIES times: a router
+        that starts pulling before its directory is loaded must not drop transfers."""
+        try:
+            sender = str(peek_header(msg.data).get("from"))
+        except EnvelopeError:
+            return False
+        deliveries = msg.metadata.num_delivered or 1
+        return self.directory.site(sender) is None and deliveries < UNKNOWN_SENDER_DELIVERIES
 
     def _announcement(
         self,
