@@ -5,7 +5,13 @@ failed honestly; a manifest entry that never arrives fails; NATS or S3 down make
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import obstore
 import pytest
@@ -276,3 +282,55 @@ def test_a_sender_the_directory_does_not_name_yet_is_waited_for(fed, series) -> 
 def _delivered_by_consumer(fed: Federation) -> int:
     info = fed.link_b.call(fed.link_b.js.consumer_info(STREAM, "site-B"))
     return int(info.delivered.consumer_seq or 0)
+
+
+def test_a_receiving_process_killed_mid_transfer_resumes_without_delivering_twice(
+    fed, series, tmp_path
+) -> None:
+    """SIGKILL of the process that delivers (tests/relay/receiver_process.py), then a
+    new receiver on the same index and durable consumer finishes the transfer."""
+    out = tmp_path / "process"
+    out.mkdir()
+    fed.b.save(tmp_path / "b.key")
+    index_url = f"sqlite:///{tmp_path / 'b.sqlite'}"
+    config = {
+        "nats_url": fed.nats_url,
+        "blob_url": fed.blob_url,
+        "identity": str(tmp_path / "b.key"),
+        "sites": {s.name: s.keys.to_json() for s in (fed.a, fed.b)},
+        "index_url": index_url,
+        "out": str(out),
+        "block_after": 12,
+        "ack_wait": 3.0,
+    }
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    script = Path(__file__).with_name("receiver_process.py")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    collector = Collector()
+    with fed.listener() as listener:
+        send_all(fed.sender(listener.subject), series)
+        process = subprocess.Popen(
+            [sys.executable, str(script), str(tmp_path / "config.json")],
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            wait_until(lambda: (out / "blocked").exists() or process.poll() is not None, 90)
+            assert process.poll() is None, "the receiving process died on its own"
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+        fed.state(index_url)  # the same index the killed process wrote
+        fed.receiver(collector, Limits(ack_wait=3.0, manifest_wait=60.0, poll=0.5))
+        final, _ = final_report(listener)
+    before = (out / "delivered.log").read_text().split()
+    uids = before + collector.uids()
+    assert len(before) == 12
+    assert len(uids) == len(set(uids)) == 30
+    assert (final.status, final.completed, final.failed) == (0, 30, 0)
+    by_uid = {item.sop_instance_uid: item.data for item in series}
+    for item in series:
+        delivered = out / f"{item.sop_instance_uid}.dcm"
+        if item.sop_instance_uid in before:
+            assert delivered.read_bytes() == item.data
+    assert all(data == by_uid[a.sop_instance_uid] for a, data in collector.delivered)

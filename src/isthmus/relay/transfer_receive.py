@@ -250,7 +250,7 @@ class TransferReceiver:
             self.state.expect(transfer.transfer_id, announcement.expected)
         result = self._wait(fetch, pending, announcement)
         if result is None:  # stopping mid-fetch: nothing recorded, the message goes back
-            self._hand_back(pending)
+            self._hand_back([msg])
             return
         status: int | None
         reason: str | None
