@@ -16,6 +16,7 @@ from tests.relay.transfer_support import (
     send_all,
 )
 
+from isthmus.relay.crypto import peek_header
 from isthmus.relay.transfer import STREAM
 from isthmus.testing.nats import TemporaryNATS
 
@@ -205,3 +206,19 @@ def test_the_stream_is_made_once_with_its_subjects(fed) -> None:
     fed.sender("relay.A.progress.y")
     info = fed.link_a.call(fed.link_a.js.stream_info(STREAM))
     assert info.config.subjects == ["relay.*.transfer.>"]
+
+
+def test_an_already_compressed_instance_is_sealed_without_deflating_it(fed, series) -> None:
+    jpeg = "1.2.840.10008.1.2.4.50"  # JPEG Baseline: deflate would not shrink it
+    payload = bytes(range(256)) * 4000
+    collector = Collector()
+    with fed.listener() as listener:
+        sender = fed.sender(listener.subject)
+        sender.add(series[0].sop_class_uid, "1.2.3.4.6", jpeg, payload)
+        sender.add(series[0].sop_class_uid, "1.2.3.4.7", series[0].transfer_syntax, payload)
+        sender.finish(0)
+        headers = [peek_header(fed.objects.get(sender.transfer_id, n)) for n in ("0.0", "1.0")]
+        fed.receiver(collector)
+        final, _ = final_report(listener)
+    assert [h["deflate"] for h in headers] == [False, True]
+    assert final.status == 0 and [d for _, d in collector.delivered] == [payload, payload]

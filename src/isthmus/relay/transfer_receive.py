@@ -436,7 +436,10 @@ class TransferReceiver:
             }
             if any(opened.header.get(k) != v for k, v in expected.items()):
                 raise Unverified(f"object {name} is not part {part} of this instance")
-            pieces.append(decompress(opened.body, announcement.part_size(part)))
+            size = announcement.part_size(part)
+            pieces.append(
+                decompress(opened.body, size) if opened.header.get("deflate", True) else opened.body
+            )
         data = b"".join(pieces)
         if len(data) != announcement.size:
             raise Unverified(f"{len(data)} bytes, the announcement says {announcement.size}")

@@ -45,6 +45,7 @@ from isthmus.relay.transfer_wire import (
     part_count,
     part_name,
     transfer_subject,
+    worth_deflating,
 )
 
 log = logging.getLogger(__name__)
@@ -106,10 +107,10 @@ class TransferSender:
                 raise TransferError(f"transfer {self._id} is finished")
             seq, self._next = self._next, self._next + 1  # never reused, even on failure
         size, parts = len(part10_bytes), part_count(len(part10_bytes))
+        deflate = worth_deflating(transfer_syntax)
         for part in range(parts):
-            self._put_part(
-                seq, part, parts, part10_bytes[part * PART_SIZE : (part + 1) * PART_SIZE]
-            )
+            chunk = part10_bytes[part * PART_SIZE : (part + 1) * PART_SIZE]
+            self._put_part(seq, part, parts, chunk, deflate)
         announcement = Announcement(
             transfer_id=self._id,
             seq=seq,
@@ -129,7 +130,7 @@ class TransferSender:
         with self._lock:
             self._entries.append(ManifestEntry(seq, sop_instance_uid, size, announcement.sha256))
 
-    def _put_part(self, seq: int, part: int, parts: int, chunk: bytes) -> None:
+    def _put_part(self, seq: int, part: int, parts: int, chunk: bytes, deflate: bool) -> None:
         header = {
             "kind": INSTANCE,
             "transfer": self._id,
@@ -137,8 +138,10 @@ class TransferSender:
             "part": part,
             "parts": parts,
             "size": len(chunk),
+            "deflate": deflate,
         }
-        sealed = self.identity.seal(self.destination, self._keys, header, compress(chunk))
+        body = compress(chunk) if deflate else chunk
+        sealed = self.identity.seal(self.destination, self._keys, header, body)
         try:
             self.objects.put(self._id, part_name(seq, part), sealed)
         except ObjectsUnavailable as exc:

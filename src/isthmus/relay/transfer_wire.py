@@ -4,8 +4,8 @@ the sealed bodies of announcements, manifests and progress reports, and the stre
 A transfer id is ``<source>.<destination>.<uuid hex>``.  Instance n of a transfer is
 stored in parts of at most PART_SIZE bytes (before compression), as the objects
 ``transfers/<id>/<n>.<p>``, each a sealed envelope of kind "instance" whose clear
-header carries the transfer id, n, p, the number of parts and the part's size -
-never a UID.  The announcement (JetStream, ``relay.<destination>.transfer.<id>``,
+header carries the transfer id, n, p, the number of parts, the part's size and
+whether it is deflated (`worth_deflating`) - never a UID.  The announcement (JetStream, ``relay.<destination>.transfer.<id>``,
 kind "announce") carries in its sealed body what identifies the instance; the
 manifest (kind "manifest") names the object ``transfers/<id>/manifest`` whose sealed
 body lists every instance sent.  Everything is signed by the source site and sealed
@@ -29,6 +29,19 @@ STREAM_SUBJECTS = ["relay.*.transfer.>"]
 STREAM_MAX_AGE = 7 * 24 * 3600.0  # an unconsumed transfer is dropped after a week
 PART_SIZE = 8 * 1024 * 1024  # bytes of an instance per object, before compression
 MANIFEST = "manifest"  # the manifest's object name
+
+# Transfer syntaxes whose pixel data is not compressed (PS3.5 A.1-A.4, A.4.11):
+# instances in these are deflated before sealing; any other (JPEG, JPEG-LS, JPEG 2000,
+# RLE, MPEG, HEVC, Deflated Explicit VR) is already compressed and sealed as it is,
+# which spends no CPU on bytes that would not shrink.
+UNCOMPRESSED_SYNTAXES = frozenset(
+    {
+        "1.2.840.10008.1.2",  # Implicit VR Little Endian
+        "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+        "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired)
+        "1.2.840.10008.1.2.1.98",  # Encapsulated Uncompressed Explicit VR Little Endian
+    }
+)
 
 # Clear header kinds.
 INSTANCE, ANNOUNCE, MANIFEST_KIND, ABORT, PROGRESS = (
@@ -64,6 +77,11 @@ def consumer_name(site: str) -> str:
 
 def part_name(seq: int, part: int) -> str:
     return f"{seq}.{part}"
+
+
+def worth_deflating(transfer_syntax: str) -> bool:
+    """Deflate an instance of this transfer syntax before sealing it?"""
+    return transfer_syntax in UNCOMPRESSED_SYNTAXES
 
 
 def part_count(size: int) -> int:
