@@ -13,10 +13,12 @@ it raises `TransferUnavailable` instead, and the C-STORE fails with 0xA700.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -50,6 +52,7 @@ from isthmus.relay.transfer_wire import (
 
 log = logging.getLogger(__name__)
 TIMEOUT = 10.0  # seconds JetStream may take to acknowledge one announcement
+PUBLISH_ATTEMPT = 3.0  # seconds one publish waits for its PubAck before it is sent again
 
 
 class TransferSender:
@@ -182,21 +185,39 @@ class TransferSender:
         return {"destination_aet": self.destination_aet, "origin": self.origin}
 
     def _publish(self, kind: str, header: dict[str, Any], body: bytes, msg_id: str) -> None:
-        """One sealed message on JetStream, deduplicated by `msg_id`; waits for PubAck."""
+        """One sealed message on JetStream; waits for its PubAck.  A publish that gets no
+        answer (JetStream busy, or not ready yet after a restart) is sent again within
+        `timeout`: the stream keeps one copy of a `msg_id` (Nats-Msg-Id deduplication)."""
         head = dict(header, kind=kind, transfer=self._id)
         sealed = self.identity.seal(self.destination, self._keys, head, body)
-        self._call(
-            lambda: self.link.js.publish(
-                self._subject,
-                sealed,
-                timeout=self.timeout,
-                stream=STREAM,
-                headers={"Nats-Msg-Id": msg_id},
-            ),
-            f"announce on {STREAM}",
-        )
+        deadline = time.monotonic() + self.timeout
+        while True:
+            attempt = max(min(PUBLISH_ATTEMPT, deadline - time.monotonic()), 0.1)
+            try:
+                self._call(
+                    functools.partial(
+                        self.link.js.publish,
+                        self._subject,
+                        sealed,
+                        timeout=attempt,
+                        stream=STREAM,
+                        headers={"Nats-Msg-Id": msg_id},
+                    ),
+                    f"announce on {STREAM}",
+                    attempt,
+                )
+                return
+            except TransferUnavailable:
+                if time.monotonic() + 0.2 >= deadline or not self.link.connected:
+                    raise
+                time.sleep(0.2)
 
-    def _call(self, coroutine: Callable[[], Coroutine[Any, Any, Any]], what: str) -> Any:
+    def _call(
+        self,
+        coroutine: Callable[[], Coroutine[Any, Any, Any]],
+        what: str,
+        timeout: float | None = None,
+    ) -> Any:
         """Run a NATS coroutine on the link, bounded; any failure is TransferUnavailable.
 
         Nothing is published while the link is down: nats-py would keep the message
@@ -205,7 +226,7 @@ class TransferSender:
         if not self.link.connected:
             raise TransferUnavailable(f"NATS: cannot {what}: not connected")
         try:
-            return self.link.call(coroutine(), timeout=self.timeout + 2)
+            return self.link.call(coroutine(), timeout=(timeout or self.timeout) + 2)
         except (LinkDown, NatsError, OSError) as exc:
             raise TransferUnavailable(f"NATS: cannot {what}: {exc or type(exc).__name__}") from exc
 
