@@ -47,7 +47,12 @@ from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
 from isthmus.relay.objects import MissingObject, ObjectsUnavailable, TransferObjects
 from isthmus.relay.transfer_progress import publish_progress
-from isthmus.relay.transfer_status import PROCESSING_FAILURE, final_status, store_outcome
+from isthmus.relay.transfer_status import (
+    PROCESSING_FAILURE,
+    UNABLE_TO_PERFORM_SUBOPERATIONS,
+    final_status,
+    store_outcome,
+)
 from isthmus.relay.transfer_wire import (
     ABORT,
     ANNOUNCE,
@@ -355,7 +360,7 @@ class TransferReceiver:
             transfer.completed, failed, transfer.warning, source_status=source_status
         )
         if outcome == FAILED and reason is not None and status == 0:
-            status = 0xA702  # a manifest that could not be read is never a success
+            status = int(UNABLE_TO_PERFORM_SUBOPERATIONS)  # an unreadable manifest never succeeds
         self.state.finish(transfer.transfer_id, outcome, status, reason)
         uids = [
             d.sop_instance_uid

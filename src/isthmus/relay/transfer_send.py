@@ -151,9 +151,11 @@ class TransferSender:
             raise TransferUnavailable(f"object store: {exc}") from exc
 
     def finish(self, status: int, *, failed: int = 0, failed_uids: Sequence[str] = ()) -> Manifest:
-        """Send the manifest: every instance sent, plus the number the source device
-        failed to send (`failed`, with their UIDs when known) and the final status it
-        reported for its C-MOVE/C-GET (`status`)."""
+        """Send the manifest: every instance sent, plus what the source device's final
+        C-MOVE/C-GET response said: its Status (`status`), its Number of Failed
+        Sub-operations (`failed`: those it could not send, including the C-STOREs this
+        router refused) and its Failed SOP Instance UID List (`failed_uids`), PS3.4
+        C.4.2.1.5.  The destination counts these among the failures it reports."""
         with self._lock:
             self._closed = True
             manifest = Manifest(self._id, tuple(self._entries), failed, status, tuple(failed_uids))
