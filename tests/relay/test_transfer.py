@@ -222,3 +222,39 @@ def test_an_already_compressed_instance_is_sealed_without_deflating_it(fed, seri
         final, _ = final_report(listener)
     assert [h["deflate"] for h in headers] == [False, True]
     assert final.status == 0 and [d for _, d in collector.delivered] == [payload, payload]
+
+
+class Signing:
+    """The bucket's objects behind a store that signs URLs (as PresignedObjects does):
+    records what it is asked to pre-sign."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, int]] = []
+
+    def presign(self, transfer: str, names: list[str], method: str) -> None:
+        self.calls.append((method, len(names)))
+
+    def put(self, transfer: str, name: str, data: bytes) -> None:
+        self.inner.put(transfer, name, data)
+
+    def get(self, transfer: str, name: str) -> bytes:
+        return self.inner.get(transfer, name)
+
+    def delete_transfer(self, transfer: str) -> None:
+        self.inner.delete_transfer(transfer)
+
+
+def test_a_store_that_signs_urls_is_asked_for_them_in_batches(fed, series) -> None:
+    """Not one request to the bridge per instance: URLs for many objects at once."""
+    fed.objects = Signing(fed.objects)
+    collector = Collector()
+    with fed.listener() as listener:
+        send_all(fed.sender(listener.subject), series)
+        fed.receiver(collector)
+        final, _ = final_report(listener)
+    assert final.status == 0 and len(collector.delivered) == 30
+    puts = [n for method, n in fed.objects.calls if method == "PUT"]
+    gets = [n for method, n in fed.objects.calls if method == "GET"]
+    assert puts == [101]  # the next 100 instances and the manifest
+    assert 1 <= len(gets) <= 2 and sum(gets) == 30  # one call per batch of 16

@@ -46,6 +46,7 @@ from isthmus.relay.crypto import EnvelopeError, SiteIdentity, decompress, peek_h
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
 from isthmus.relay.objects import MissingObject, ObjectsUnavailable, TransferObjects
+from isthmus.relay.presign import presign
 from isthmus.relay.transfer_progress import publish_progress
 from isthmus.relay.transfer_status import (
     PROCESSING_FAILURE,
@@ -71,6 +72,7 @@ from isthmus.relay.transfer_wire import (
 log = logging.getLogger(__name__)
 
 Deliver = Callable[[Announcement, bytes], int]
+PREFETCH_BYTES = 64 * 1024 * 1024  # instances fetched ahead of delivery, at most
 UNKNOWN_SENDER_DELIVERIES = 12  # x 5 s: a minute for the directory to name a sender
 
 
@@ -82,7 +84,7 @@ class Unverified(ValueError):
 class Limits:
     """The bounds of a receiver's waits (seconds, attempts)."""
 
-    batch: int = 8  # announcements fetched at once (prefetched while delivering)
+    batch: int = 16  # announcements fetched at once (prefetched while delivering)
     ack_wait: float = 60.0  # JetStream redelivers what is unacknowledged this long
     fetch_attempts: int = 3  # fetches of an object that fails verification
     unavailable_timeout: float = 60.0  # an object store outage before instances fail
@@ -182,10 +184,19 @@ class TransferReceiver:
         """Open every message, prefetch the objects of the announcements, then handle
         them one by one in order."""
         opened = [self._open(msg) for msg in msgs]
+        wanted = {
+            i: item[1]
+            for i, item in enumerate(opened)
+            if item is not None and item[0] == ANNOUNCE and not self._recorded(item[1])
+        }
+        presign(self.objects, "GET", [(a.transfer_id, a.objects()) for a in wanted.values()])
         fetches: dict[int, concurrent.futures.Future[bytes | str | None]] = {}
-        for i, item in enumerate(opened):
-            if item is not None and item[0] == ANNOUNCE and not self._recorded(item[1]):
-                fetches[i] = self._pool.submit(self._fetch_verified, item[1])
+        held = 0  # bytes prefetched: a batch of huge instances is fetched in turn instead
+        for i, announcement in wanted.items():
+            held += announcement.size
+            if held > PREFETCH_BYTES and fetches:
+                break
+            fetches[i] = self._pool.submit(self._fetch_verified, announcement)
         for i, msg in enumerate(msgs):
             if self._stop.is_set():
                 self._hand_back(msgs[i:])

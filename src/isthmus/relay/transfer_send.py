@@ -28,6 +28,7 @@ from isthmus.relay.crypto import SiteIdentity, compress
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
 from isthmus.relay.objects import ObjectsUnavailable, TransferObjects
+from isthmus.relay.presign import presign
 from isthmus.relay.transfer_status import CANCEL
 from isthmus.relay.transfer_wire import (
     ABORT,
@@ -52,6 +53,7 @@ from isthmus.relay.transfer_wire import (
 
 log = logging.getLogger(__name__)
 TIMEOUT = 10.0  # seconds JetStream may take to acknowledge one announcement
+PRESIGN = 100  # instances whose URLs are asked for at once
 PUBLISH_ATTEMPT = 3.0  # seconds one publish waits for its PubAck before it is sent again
 
 
@@ -85,6 +87,7 @@ class TransferSender:
         self._subject = transfer_subject(destination_site, self._id)
         self._entries: list[ManifestEntry] = []
         self._next = 0
+        self._signed_until = 0  # instances below this have pre-signed URLs
         self._lock = threading.Lock()
         self._closed = False
         # The number of instances the source device said it will send (from its
@@ -110,6 +113,7 @@ class TransferSender:
                 raise TransferError(f"transfer {self._id} is finished")
             seq, self._next = self._next, self._next + 1  # never reused, even on failure
         size, parts = len(part10_bytes), part_count(len(part10_bytes))
+        self._presign(seq, parts)
         deflate = worth_deflating(transfer_syntax)
         for part in range(parts):
             chunk = part10_bytes[part * PART_SIZE : (part + 1) * PART_SIZE]
@@ -132,6 +136,16 @@ class TransferSender:
         self._publish(ANNOUNCE, {"seq": seq}, announcement.to_bytes(), f"{self._id}.{seq}")
         with self._lock:
             self._entries.append(ManifestEntry(seq, sop_instance_uid, size, announcement.sha256))
+
+    def _presign(self, seq: int, parts: int) -> None:
+        """URLs for the next PRESIGN instances' objects in one request, when the store
+        signs URLs (relay/presign.py); a large instance's parts when it comes."""
+        if parts > 1:
+            presign(self.objects, "PUT", [(self._id, [part_name(seq, p) for p in range(parts)])])
+        elif seq >= self._signed_until:
+            self._signed_until = seq + PRESIGN
+            names = [part_name(n, 0) for n in range(seq, seq + PRESIGN)]
+            presign(self.objects, "PUT", [(self._id, names + [MANIFEST])])
 
     def _put_part(self, seq: int, part: int, parts: int, chunk: bytes, deflate: bool) -> None:
         header = {
