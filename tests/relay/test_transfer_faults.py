@@ -25,6 +25,7 @@ from tests.relay.transfer_support import (
     wait_until,
 )
 
+from isthmus.archive import Archive
 from isthmus.relay.crypto import SiteIdentity
 from isthmus.relay.directory import SiteEntry
 from isthmus.relay.objects import object_key
@@ -34,6 +35,7 @@ from isthmus.relay.transfer import (
     Limits,
     ManifestEntry,
     ProgressListener,
+    TransferError,
     TransferSender,
     TransferUnavailable,
     progress_subject,
@@ -334,3 +336,36 @@ def test_a_receiving_process_killed_mid_transfer_resumes_without_delivering_twic
         if item.sop_instance_uid in before:
             assert delivered.read_bytes() == item.data
     assert all(data == by_uid[a.sop_instance_uid] for a, data in collector.delivered)
+
+
+def test_a_source_router_restarted_mid_transfer_resumes_it_without_sending_twice(
+    fed, series, tmp_path
+) -> None:
+    """The source keeps its transfer in its index: after a restart the re-issued
+    C-MOVE's instances that were sent before are skipped, the rest complete it."""
+    site_a = Archive(f"sqlite:///{tmp_path / 'a.sqlite'}", f"file://{tmp_path / 'a-blobs'}")
+    try:
+        collector = Collector()
+        with fed.listener() as listener:
+            before = fed.sender(listener.subject, state=site_a.relay_transfers)
+            for item in series[:10]:
+                before.add(
+                    item.sop_class_uid, item.sop_instance_uid, item.transfer_syntax, item.data
+                )
+            # The source router dies here; its successor takes the transfer up.
+            after = fed.sender(
+                listener.subject, state=site_a.relay_transfers, transfer_id=before.transfer_id
+            )
+            assert after.sent == 10 and after.already_sent(series[0].sop_instance_uid)
+            send_all(after, series)  # the PACS sends the whole series again
+            fed.receiver(collector)
+            final, _ = final_report(listener)
+        assert collector.uids() == [i.sop_instance_uid for i in series]
+        assert [d for _, d in collector.delivered] == [i.data for i in series]
+        assert (final.status, final.completed, final.failed) == (0, 30, 0)
+        sent = site_a.relay_transfers.get(before.transfer_id)
+        assert (sent.status, sent.completed) == ("complete", 30)
+        with pytest.raises(TransferError, match="no transfer"):
+            fed.sender(listener.subject, state=site_a.relay_transfers, transfer_id="A.B.nope")
+    finally:
+        site_a.close()

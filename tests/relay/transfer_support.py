@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
@@ -119,7 +120,7 @@ class Federation:
             self.archive = Archive(url, f"file://{self.tmp / 'blobs'}")
         return self.archive.relay_transfers
 
-    def sender(self, subject: str, timeout: float = 10.0) -> TransferSender:
+    def sender(self, subject: str, timeout: float = 10.0, **kwargs: Any) -> TransferSender:
         return TransferSender(
             self.link_a,
             self.a,
@@ -129,6 +130,7 @@ class Federation:
             destination_aet="STORESCP",
             origin={"site": "A", "subject": subject},
             timeout=timeout,
+            **kwargs,
         )
 
     def receiver(

@@ -1,12 +1,15 @@
-"""The relay's transfers this site receives, in the index (docs/relay.md, "Transfers").
+"""The relay's transfers this site receives or sends, in the index (docs/relay.md,
+"Transfers").
 
 `Archive.relay_transfers` is a `RelayTransfers`.  The relay door's receiver records each
 transfer (who sent it, to which local AE, where progress goes) and each instance it
 delivered or failed to deliver, in one transaction with the transfer's counts, before
 it acknowledges the announcement on JetStream.  A router that restarts finds here what
 it already delivered and never delivers it twice; the status page finds here the
-transfers in flight with their progress.  Nothing here is patient data beyond SOP
-Instance UIDs (which the index holds anyway).
+transfers in flight with their progress.  A source router may keep its transfers here
+too (status SENDING, each instance SENT once JetStream acknowledged it), so that after
+its own restart it continues the same transfer without sending an instance twice.
+Nothing here is patient data beyond SOP Instance UIDs (which the index holds anyway).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from isthmus.archive.index import relay_delivery, relay_transfer
 
-RECEIVING, COMPLETE, FAILED, ABORTED = "receiving", "complete", "failed", "aborted"
-DELIVERED, WARNING = "delivered", "warning"  # a delivery's status, or FAILED
+RECEIVING, SENDING = "receiving", "sending"  # a transfer in flight, either way
+COMPLETE, FAILED, ABORTED = "complete", "failed", "aborted"
+DELIVERED, WARNING, SENT = "delivered", "warning", "sent"  # a delivery's status, or FAILED
 FINISHED = (COMPLETE, FAILED, ABORTED)
 
 
@@ -82,8 +86,10 @@ class RelayTransfers:
         destination: str,
         destination_aet: str,
         origin: dict[str, Any],
+        status: str = RECEIVING,
     ) -> RelayTransfer:
-        """The transfer's row, created on its first announcement (idempotent)."""
+        """The transfer's row, created on its first announcement (idempotent); a
+        source's own record of what it sends begins as SENDING."""
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             if _transfer(conn, transfer_id) is None:
@@ -96,7 +102,7 @@ class RelayTransfers:
                         "destination": destination,
                         "destination_aet": destination_aet,
                         "origin": json.dumps(origin, sort_keys=True),
-                        "status": RECEIVING,
+                        "status": status,
                         "failed_at_source": 0,
                         "completed": 0,
                         "failed": 0,
@@ -114,9 +120,13 @@ class RelayTransfers:
             return _transfer(conn, transfer_id)
 
     def in_flight(self) -> list[RelayTransfer]:
-        """Transfers still receiving, oldest first (the status page)."""
+        """Transfers still receiving or sending, oldest first (the status page)."""
         t = relay_transfer.c
-        query = sa.select(relay_transfer).where(t.status == RECEIVING).order_by(t.created_at)
+        query = (
+            sa.select(relay_transfer)
+            .where(t.status.in_([RECEIVING, SENDING]))
+            .order_by(t.created_at)
+        )
         with self.engine.connect() as conn:
             return [_transfer_of(row) for row in conn.execute(query).mappings()]
 
@@ -150,7 +160,8 @@ class RelayTransfers:
             "reason": delivery.reason,
             "recorded_at": datetime.now(UTC),
         }
-        counter = {DELIVERED: "completed", WARNING: "warning"}.get(delivery.status, "failed")
+        counters = {DELIVERED: "completed", SENT: "completed", WARNING: "warning"}
+        counter = counters.get(delivery.status, "failed")
         t = relay_transfer.c
         with self.engine.begin() as conn:
             if not _insert_ignore(conn, relay_delivery, values):

@@ -19,11 +19,14 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from nats.errors import Error as NatsError
 
+from isthmus.archive import RelayDelivery, RelayTransfers
+from isthmus.archive.relay_transfers import ABORTED, COMPLETE, SENDING, SENT
 from isthmus.relay.crypto import SiteIdentity, compress
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
@@ -54,6 +57,7 @@ from isthmus.relay.transfer_wire import (
 log = logging.getLogger(__name__)
 TIMEOUT = 10.0  # seconds JetStream may take to acknowledge one announcement
 PRESIGN = 100  # instances whose URLs are asked for at once
+RESUME_GAP = 1000  # sequence numbers skipped on resuming (one may be unrecorded)
 PUBLISH_ATTEMPT = 3.0  # seconds one publish waits for its PubAck before it is sent again
 
 
@@ -61,7 +65,10 @@ class TransferSender:
     """One transfer from this site to `destination_site`'s AE `destination_aet`.
 
     `origin` says where progress goes: ``{"site": …, "subject": …}`` (the router of
-    the C-MOVE's caller and the subject its ProgressListener listens on)."""
+    the C-MOVE's caller and the subject its ProgressListener listens on).  With
+    `state` (the site's `Archive.relay_transfers`) the transfer and every instance
+    sent are recorded, and `transfer_id` resumes a transfer of this site after a
+    restart: the instances it recorded are in its manifest and not sent again."""
 
     def __init__(
         self,
@@ -74,6 +81,8 @@ class TransferSender:
         destination_aet: str,
         origin: dict[str, Any],
         timeout: float = TIMEOUT,
+        state: RelayTransfers | None = None,
+        transfer_id: str | None = None,
     ) -> None:
         keys = directory.keys_of(destination_site)
         if keys is None:
@@ -83,10 +92,16 @@ class TransferSender:
         self.link, self.identity, self.objects = link, identity, objects
         self.destination, self.destination_aet = destination_site, destination_aet
         self.origin, self.timeout, self._keys = dict(origin), timeout, keys
-        self._id = new_transfer_id(identity.name, destination_site)
+        self.state = state
+        self._id = transfer_id or new_transfer_id(identity.name, destination_site)
         self._subject = transfer_subject(destination_site, self._id)
         self._entries: list[ManifestEntry] = []
         self._next = 0
+        # Deduplication ids of this sender's messages: a resumed sender's never collide
+        # with those of the process before it (whose last one may not be recorded).
+        self._epoch = uuid.uuid4().hex[:8]
+        if state is not None:
+            self._record_begin(state, transfer_id is not None)
         self._signed_until = 0  # instances below this have pre-signed URLs
         self._lock = threading.Lock()
         self._closed = False
@@ -95,9 +110,33 @@ class TransferSender:
         self.expected: int | None = None
         self._call(lambda: ensure_stream(link.js), "create the stream " + STREAM)
 
+    def _record_begin(self, state: RelayTransfers, resuming: bool) -> None:
+        """Record a new transfer as SENDING, or take up a recorded one where it was."""
+        if not resuming:
+            state.begin(
+                self._id,
+                source=self.identity.name,
+                destination=self.destination,
+                destination_aet=self.destination_aet,
+                origin=self.origin,
+                status=SENDING,
+            )
+            return
+        row = state.get(self._id)
+        if row is None or row.status != SENDING or row.source != self.identity.name:
+            raise TransferError(f"no transfer {self._id} of this site in flight to resume")
+        sent = [d for d in state.deliveries(self._id) if d.status == SENT]
+        self._entries = [ManifestEntry(d.seq, d.sop_instance_uid, d.size, d.sha256) for d in sent]
+        recorded = [d.seq for d in state.deliveries(self._id)]
+        self._next = max(recorded, default=-1) + 1 + RESUME_GAP
+
     @property
     def transfer_id(self) -> str:
         return self._id
+
+    def already_sent(self, sop_instance_uid: str) -> bool:
+        """Was this instance sent (and recorded) by this transfer, before a restart?"""
+        return any(e.sop_instance_uid == sop_instance_uid for e in self._entries)
 
     @property
     def sent(self) -> int:
@@ -111,6 +150,8 @@ class TransferSender:
         with self._lock:
             if self._closed:
                 raise TransferError(f"transfer {self._id} is finished")
+            if self.state is not None and self.already_sent(sop_instance_uid):
+                return  # sent before this router restarted: durable already
             seq, self._next = self._next, self._next + 1  # never reused, even on failure
         size, parts = len(part10_bytes), part_count(len(part10_bytes))
         self._presign(seq, parts)
@@ -133,9 +174,15 @@ class TransferSender:
             parts=parts,
             expected=self.expected,
         )
-        self._publish(ANNOUNCE, {"seq": seq}, announcement.to_bytes(), f"{self._id}.{seq}")
+        msg_id = f"{self._id}.{seq}.{self._epoch}"
+        self._publish(ANNOUNCE, {"seq": seq}, announcement.to_bytes(), msg_id)
+        entry = ManifestEntry(seq, sop_instance_uid, size, announcement.sha256)
+        if self.state is not None:
+            self.state.record(
+                RelayDelivery(self._id, seq, sop_instance_uid, entry.sha256, size, SENT, None, None)
+            )
         with self._lock:
-            self._entries.append(ManifestEntry(seq, sop_instance_uid, size, announcement.sha256))
+            self._entries.append(entry)
 
     def _presign(self, seq: int, parts: int) -> None:
         """URLs for the next PRESIGN instances' objects in one request, when the store
@@ -186,6 +233,8 @@ class TransferSender:
             **self._parties(),
         }
         self._publish(MANIFEST_KIND, header, _json(notice), f"{self._id}.manifest")
+        if self.state is not None:
+            self.state.finish(self._id, COMPLETE, status)
         return manifest
 
     def abort(self, reason: str, *, status: int = CANCEL) -> None:
@@ -195,6 +244,8 @@ class TransferSender:
             self._closed = True
         body = _json({"reason": reason, "status": status, **self._parties()})
         self._publish(ABORT, {"transfer": self._id}, body, f"{self._id}.abort")
+        if self.state is not None:
+            self.state.finish(self._id, ABORTED, status, reason)
 
     def _parties(self) -> dict[str, Any]:
         """What a transfer's first message must say (a transfer may have no instance)."""
