@@ -73,7 +73,12 @@ class RelayDelivery:
 
 
 class RelayTransfers:
-    """Transfers received and their deliveries (thread-safe; every call one transaction)."""
+    """Transfers received (or sent) and their deliveries (thread-safe; every call one
+    transaction).  The statuses are attributes, for doors: a transfer's RECEIVING,
+    SENDING, COMPLETE, FAILED, ABORTED; a delivery's DELIVERED, WARNING, FAILED, SENT."""
+
+    RECEIVING, SENDING, COMPLETE, FAILED, ABORTED = RECEIVING, SENDING, COMPLETE, FAILED, ABORTED
+    DELIVERED, WARNING, SENT = DELIVERED, WARNING, SENT
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -41,7 +41,6 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from isthmus.archive import RelayDelivery, RelayTransfer, RelayTransfers
-from isthmus.archive.relay_transfers import ABORTED, COMPLETE, FAILED
 from isthmus.relay.crypto import EnvelopeError, SiteIdentity, decompress, peek_header
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
@@ -70,6 +69,7 @@ from isthmus.relay.transfer_wire import (
 )
 
 log = logging.getLogger(__name__)
+ABORTED, COMPLETE, FAILED = RelayTransfers.ABORTED, RelayTransfers.COMPLETE, RelayTransfers.FAILED
 
 Deliver = Callable[[Announcement, bytes], int]
 PREFETCH_BYTES = 64 * 1024 * 1024  # instances fetched ahead of delivery, at most

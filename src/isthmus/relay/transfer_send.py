@@ -26,7 +26,6 @@ from typing import Any
 from nats.errors import Error as NatsError
 
 from isthmus.archive import RelayDelivery, RelayTransfers
-from isthmus.archive.relay_transfers import ABORTED, COMPLETE, SENDING, SENT
 from isthmus.relay.crypto import SiteIdentity, compress
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
@@ -55,6 +54,8 @@ from isthmus.relay.transfer_wire import (
 )
 
 log = logging.getLogger(__name__)
+ABORTED, COMPLETE = RelayTransfers.ABORTED, RelayTransfers.COMPLETE
+SENDING, SENT = RelayTransfers.SENDING, RelayTransfers.SENT
 TIMEOUT = 10.0  # seconds JetStream may take to acknowledge one announcement
 PRESIGN = 100  # instances whose URLs are asked for at once
 RESUME_GAP = 1000  # sequence numbers skipped on resuming (one may be unrecorded)

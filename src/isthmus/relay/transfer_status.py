@@ -11,10 +11,11 @@ instance arrived, verified, and was stored.
 
 from __future__ import annotations
 
-from isthmus.archive.relay_transfers import DELIVERED, FAILED, WARNING
+from isthmus.archive import RelayTransfers
 from isthmus.dicom import status
 from isthmus.dicom.status import Category
 
+DELIVERED, WARNING, FAILED = RelayTransfers.DELIVERED, RelayTransfers.WARNING, RelayTransfers.FAILED
 SUCCESS = status.SUCCESS
 CANCEL = status.CANCEL
 PROCESSING_FAILURE = status.PROCESSING_FAILURE
