@@ -73,6 +73,7 @@ ABORTED, COMPLETE, FAILED = RelayTransfers.ABORTED, RelayTransfers.COMPLETE, Rel
 
 Deliver = Callable[[Announcement, bytes], int]
 PREFETCH_BYTES = 64 * 1024 * 1024  # instances fetched ahead of delivery, at most
+UNAVAILABLE_MANIFEST_DELIVERIES = 12  # x 5 s: a minute of object store outage
 UNKNOWN_SENDER_DELIVERIES = 12  # x 5 s: a minute for the directory to name a sender
 
 
@@ -314,7 +315,15 @@ class TransferReceiver:
             return
         try:
             manifest = self._fetch_manifest(transfer_id, notice)
-        except (MissingObject, ObjectsUnavailable, Unverified, EnvelopeError, zlib.error) as exc:
+        except ObjectsUnavailable as exc:
+            if (msg.metadata.num_delivered or 1) < UNAVAILABLE_MANIFEST_DELIVERIES:
+                log.warning("transfer %s: manifest later: %s", transfer_id, exc)
+                self._nak(msg, delay=5.0)  # an outage of the store: try again later
+                return
+            self._end(transfer, FAILED, f"manifest unreadable: {exc}", source_status=0)
+            self._ack(msg)
+            return
+        except (MissingObject, Unverified, EnvelopeError, zlib.error) as exc:
             self._end(transfer, FAILED, f"manifest unreadable: {exc}", source_status=0)
             self._ack(msg)
             return
@@ -389,7 +398,10 @@ class TransferReceiver:
             failed_uids=tuple(uids) + tuple(source_failed_uids),
             reason=reason,
         )
-        self.objects.delete_transfer(transfer.transfer_id)
+        try:
+            self.objects.delete_transfer(transfer.transfer_id)
+        except Exception as exc:  # left for the bucket's expiry; the report matters more
+            log.warning("transfer %s: objects not deleted: %s", transfer.transfer_id, exc)
         publish_progress(self.link, self.identity, self.directory, transfer.origin, report)
         log.info(
             "transfer %s %s: %d delivered, %d warning, %d failed (status 0x%04X)",
