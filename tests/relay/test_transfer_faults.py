@@ -369,3 +369,37 @@ def test_a_source_router_restarted_mid_transfer_resumes_it_without_sending_twice
             fed.sender(listener.subject, state=site_a.relay_transfers, transfer_id="A.B.nope")
     finally:
         site_a.close()
+
+
+class Outage:
+    """The bucket for writes, a store that does not answer for reads."""
+
+    def __init__(self, inner: S3Objects) -> None:
+        self.inner = inner
+        self.down = S3Objects(
+            f"s3://isthmus/x?endpoint=http://127.0.0.1:{free_port()}&retry_timeout=0.5"
+        )
+
+    def put(self, transfer: str, name: str, data: bytes) -> None:
+        self.inner.put(transfer, name, data)
+
+    def get(self, transfer: str, name: str) -> bytes:
+        return self.down.get(transfer, name)
+
+    def delete_transfer(self, transfer: str) -> None:
+        self.inner.delete_transfer(transfer)
+
+
+def test_an_object_store_outage_at_the_destination_fails_the_transfer_in_bounded_time(
+    fed, series
+) -> None:
+    fed.objects = Outage(fed.objects)  # type: ignore[assignment]
+    limits = Limits(ack_wait=5.0, manifest_wait=10.0, poll=0.5, unavailable_timeout=2.0)
+    with fed.listener() as listener:
+        send_all(fed.sender(listener.subject), series[:2])
+        fed.receiver(Collector(), limits)
+        final, _ = final_report(listener)
+    assert (final.status, final.completed, final.failed) == (0xA702, 0, 2)
+    assert "manifest unreadable" in (final.reason or "")
+    reasons = [d.reason or "" for d in fed.state().deliveries(final.transfer_id)]
+    assert all("object store unavailable" in r for r in reasons)

@@ -73,7 +73,6 @@ ABORTED, COMPLETE, FAILED = RelayTransfers.ABORTED, RelayTransfers.COMPLETE, Rel
 
 Deliver = Callable[[Announcement, bytes], int]
 PREFETCH_BYTES = 64 * 1024 * 1024  # instances fetched ahead of delivery, at most
-UNAVAILABLE_MANIFEST_DELIVERIES = 12  # x 5 s: a minute of object store outage
 UNKNOWN_SENDER_DELIVERIES = 12  # x 5 s: a minute for the directory to name a sender
 
 
@@ -116,6 +115,7 @@ class TransferReceiver:
         self._thread: threading.Thread | None = None
         self._sub: Any = None
         self._pool = concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="relay-fetch")
+        self._outages: dict[str, float] = {}  # transfer -> when its manifest first failed
 
     # ------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 10.0) -> TransferReceiver:
@@ -316,9 +316,10 @@ class TransferReceiver:
         try:
             manifest = self._fetch_manifest(transfer_id, notice)
         except ObjectsUnavailable as exc:
-            if (msg.metadata.num_delivered or 1) < UNAVAILABLE_MANIFEST_DELIVERIES:
+            first = self._outages.setdefault(transfer_id, time.monotonic())
+            if time.monotonic() - first < self.limits.unavailable_timeout:
                 log.warning("transfer %s: manifest later: %s", transfer_id, exc)
-                self._nak(msg, delay=5.0)  # an outage of the store: try again later
+                self._nak(msg, delay=2.0)  # an outage of the store: try again later
                 return
             self._end(transfer, FAILED, f"manifest unreadable: {exc}", source_status=0)
             self._ack(msg)
