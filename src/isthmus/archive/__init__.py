@@ -8,7 +8,9 @@ de-identification options (`DeidentificationOptions`, isthmus.deid) that
 `Archive.deidentify*` take; the work item store (`Archive.workitems`, a `WorkItems`; workitems.py lists its API)
 with its error (`WorkItemError` with a `UpsStatus`), events (`WorkItemEvent`,
 `EventType`) and the well-known subscription UIDs; Modality Performed Procedure Steps
-(`Archive.performed_steps`, a `PerformedSteps`, with `PerformedStepError`); the persistent jobs (`Jobs`,
+(`Archive.performed_steps`, a `PerformedSteps`, with `PerformedStepError`); the relay's
+transfers received (`Archive.relay_transfers`, a `RelayTransfers`, with its rows
+`RelayTransfer` and `RelayDelivery`); the persistent jobs (`Jobs`,
 `JobWorker`, the kinds' `RunningJob`, `Retry`, `Fail`) with the forwarding rules that
 queue them.
 """
@@ -33,6 +35,7 @@ from isthmus.archive.performed import (
     PerformedStepError,
     PerformedSteps,
 )
+from isthmus.archive.relay_transfers import RelayDelivery, RelayTransfer, RelayTransfers
 from isthmus.archive.workitem_entry import EntryError, completion, scheduled_workitem
 from isthmus.archive.workitem_events import (
     FILTERED_SUBSCRIPTION,
@@ -98,6 +101,9 @@ __all__ = [
     "DeidentificationOptionsError",
     "Query",
     "QueryError",
+    "RelayDelivery",
+    "RelayTransfer",
+    "RelayTransfers",
     "Retry",
     "RetryPolicy",
     "RunningJob",

@@ -33,6 +33,7 @@ from isthmus.archive.keys import add_parent_attributes
 from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.outcome import StoreOutcome, StoreResult
 from isthmus.archive.performed import PerformedSteps
+from isthmus.archive.relay_transfers import RelayTransfers
 from isthmus.archive.storage import BlobStore, BlobStoreUnavailable, open_blob_store
 from isthmus.archive.workitems import WorkItems
 from isthmus.archive.writer import GroupCommitWriter
@@ -110,6 +111,8 @@ class Archive:
         # association); the worker threads are the node's (server.py).
         self.jobs = Jobs(self.engine, self.events)
         self.performed_steps = PerformedSteps(self.engine, self.workitems)
+        # Relay transfers this site receives, resumable after a restart (relay door).
+        self.relay_transfers = RelayTransfers(self.engine)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Archive:

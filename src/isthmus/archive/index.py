@@ -190,6 +190,54 @@ performed_step = sa.Table(
 )
 
 
+# Relay transfers (docs/relay.md "Transfers"): archive/relay_transfers.py owns these.
+# One row per transfer this site receives, one per instance of it delivered (or failed)
+# to the local destination AE, so a restarted router resumes and never delivers twice.
+relay_transfer = sa.Table(
+    "relay_transfer",
+    metadata,
+    sa.Column("transfer_id", sa.String(160), primary_key=True),  # <source>.<dest>.<hex>
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("destination", sa.String(64), nullable=False),
+    sa.Column("destination_aet", sa.String(16), nullable=False),
+    sa.Column("origin", sa.Text, nullable=False),  # JSON: where progress goes
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("dicom_status", sa.Integer),  # the final C-MOVE/C-GET status, once final
+    sa.Column("expected", sa.Integer),  # instances the source said it would send
+    sa.Column("manifest_count", sa.Integer),  # entries of the manifest, once it came
+    sa.Column("failed_at_source", sa.Integer, nullable=False, default=0),
+    sa.Column("source_status", sa.Integer),  # the status the source device reported
+    sa.Column("completed", sa.Integer, nullable=False, default=0),
+    sa.Column("failed", sa.Integer, nullable=False, default=0),
+    sa.Column("warning", sa.Integer, nullable=False, default=0),
+    sa.Column("reason", sa.Text),
+    sa.Column("manifest_at", sa.DateTime(timezone=True)),  # first seen (its wait starts)
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+)
+
+relay_delivery = sa.Table(
+    "relay_delivery",
+    metadata,
+    sa.Column("pk", sa.Integer, primary_key=True),
+    sa.Column(
+        "transfer_id",
+        sa.ForeignKey("relay_transfer.transfer_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("seq", sa.Integer, nullable=False),  # order of announcement
+    sa.Column("sop_instance_uid", sa.String(64), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # delivered, warning, failed
+    sa.Column("dicom_status", sa.Integer),  # of the C-STORE to the destination AE
+    sa.Column("reason", sa.Text),
+    sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("transfer_id", "sop_instance_uid", name="uq_relay_delivery"),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     """The initial schema."""
     metadata.create_all(conn, tables=[patient, study, series, instance])
@@ -256,6 +304,11 @@ def _migration_6(conn: Connection) -> None:
     metadata.create_all(conn, tables=[performed_step])
 
 
+def _migration_7(conn: Connection) -> None:
+    """Relay transfers received and their deliveries (resumable, never twice)."""
+    metadata.create_all(conn, tables=[relay_transfer, relay_delivery])
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -263,6 +316,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_4,
     _migration_5,
     _migration_6,
+    _migration_7,
 ]
 
 

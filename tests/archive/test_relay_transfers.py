@@ -1,0 +1,80 @@
+"""The relay's record of transfers received (archive/relay_transfers.py), on SQLite and
+PostgreSQL: a transfer begins once, a delivery is recorded and counted once, the
+manifest's first sighting is kept, and a finished transfer leaves the in-flight list."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from isthmus.archive import Archive, RelayDelivery, RelayTransfers
+
+
+@pytest.fixture
+def transfers(index_url: str, tmp_path) -> Iterator[RelayTransfers]:
+    archive = Archive(index_url, f"file://{tmp_path / 'blobs'}")
+    try:
+        yield archive.relay_transfers
+    finally:
+        archive.close()
+
+
+def _begin(transfers: RelayTransfers, tid: str = "A.B.1"):
+    return transfers.begin(
+        tid,
+        source="A",
+        destination="B",
+        destination_aet="STORESCP",
+        origin={"site": "A", "subject": "relay.A.progress.1"},
+    )
+
+
+def _delivery(uid: str, status: str = "delivered", seq: int = 0) -> RelayDelivery:
+    return RelayDelivery("A.B.1", seq, uid, "ab" * 32, 100, status, 0, None)
+
+
+def test_a_transfer_begins_once_and_keeps_its_parties(transfers) -> None:
+    first = _begin(transfers)
+    again = _begin(transfers)
+    assert first == again
+    assert (first.source, first.destination_aet, first.status) == ("A", "STORESCP", "receiving")
+    assert first.origin == {"site": "A", "subject": "relay.A.progress.1"}
+    assert [t.transfer_id for t in transfers.in_flight()] == ["A.B.1"]
+
+
+def test_a_delivery_is_recorded_and_counted_once(transfers) -> None:
+    _begin(transfers)
+    assert transfers.record(_delivery("1.2.3", seq=0))
+    assert not transfers.record(_delivery("1.2.3", "failed", seq=0))  # after a restart
+    assert transfers.record(_delivery("1.2.4", "warning", seq=1))
+    assert transfers.record(_delivery("1.2.5", "failed", seq=2))
+    row = transfers.get("A.B.1")
+    assert (row.completed, row.warning, row.failed) == (1, 1, 1)
+    assert transfers.delivery("A.B.1", "1.2.3").status == "delivered"
+    assert [d.sop_instance_uid for d in transfers.deliveries("A.B.1")] == [
+        "1.2.3",
+        "1.2.4",
+        "1.2.5",
+    ]
+
+
+def test_the_manifest_wait_starts_at_its_first_sighting(transfers) -> None:
+    _begin(transfers)
+    seen = transfers.manifest_seen("A.B.1", count=3, failed_at_source=1, source_status=0xB000)
+    again = transfers.manifest_seen("A.B.1", count=3, failed_at_source=1, source_status=0xB000)
+    assert seen == again and seen.tzinfo is not None
+    row = transfers.get("A.B.1")
+    assert (row.manifest_count, row.failed_at_source, row.source_status) == (3, 1, 0xB000)
+
+
+def test_a_finished_transfer_leaves_the_in_flight_list(transfers) -> None:
+    _begin(transfers)
+    transfers.expect("A.B.1", 30)
+    transfers.finish("A.B.1", "complete", 0x0000)
+    row = transfers.get("A.B.1")
+    assert row.finished and row.dicom_status == 0 and row.expected == 30
+    assert row.finished_at is not None
+    assert transfers.in_flight() == []
+    transfers.forget("A.B.1")
+    assert transfers.get("A.B.1") is None
