@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
+from isthmus.archive import Activity, Event
+from isthmus.archive.events import LocalEventBus
 from isthmus.dicom.part10 import dataset_offset
+from isthmus.dicom.ul import items, pdu
+from isthmus.relay.crypto import SiteIdentity, peek_header
+from isthmus.relay.directory import SiteEntry
 from isthmus.relay.router import RelayRouter
+from isthmus.relay.wire import OpenRequest
 from isthmus.testing import dcmtk
 from isthmus.testing.dcmtk import StoreSCP
 from isthmus.testing.generate import StudySpec, patients, write_study
@@ -34,6 +40,7 @@ class Federation:
     store: StoreSCP
     studies: list[list[Path]]  # in PACSB: three small studies, then a big one
     folder: Path
+    events: list[Event]  # what site A's relay router published on its event bus
 
     def args(self, called: str) -> list[str]:
         """DCMTK arguments calling `called` on site A's DICOM port."""
@@ -74,9 +81,13 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         studies.append(write_study(big, folder / "big"))
         for files in studies:
             pacs.load("PACSB", files)
-        fed = Federation(nats, a, b, pacs, store, studies, folder)
+        fed = Federation(nats, a, b, pacs, store, studies, folder, [])
+        third = SiteIdentity.create("C")  # a site that exports PACSC to everyone
         for site in (a, b):
             site.directory.update(entry(a))
+            site.directory.update(SiteEntry("C", third.keys, exports=(export("C", "PACSC"),)))
+        bus = LocalEventBus()
+        bus.subscribe("", fed.events.append)
         fed.publish_b()
         exports = {aet: ("127.0.0.1", pacs.port) for aet in ("PACSB", "ECHOB", "HIDDENB")}
         exports["STOREB"] = ("127.0.0.1", store.port)
@@ -90,6 +101,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
                 node=site.port,
                 calling_aet=f"RELAY{site.name}",
                 timeout=10.0,
+                activity=Activity(bus) if site is a else None,
             )
             site.relay.start()
         yield fed
@@ -132,8 +144,8 @@ def uids_of(path: Path) -> list[str]:
 
 def test_the_routes_are_the_remote_ae_titles_exported_to_the_site(federation: Federation) -> None:
     assert federation.a.relay is not None
-    assert federation.a.relay.routes() == ["DOWNB", "ECHOB", "PACSB", "STOREB"]
-    assert federation.b.relay is not None and federation.b.relay.routes() == []
+    assert federation.a.relay.routes() == ["DOWNB", "ECHOB", "PACSB", "PACSC", "STOREB"]
+    assert federation.b.relay is not None and federation.b.relay.routes() == ["PACSC"]
 
 
 def test_c_echo_is_answered_by_the_far_device(federation: Federation) -> None:
@@ -362,3 +374,56 @@ def test_no_patient_data_crosses_nats_in_the_clear(federation: Federation, tmp_p
     for subject, data in seen:
         for secret in secrets:
             assert secret not in data and secret not in subject.encode(), (subject, secret)
+
+
+def test_c_move_to_an_ae_of_another_site_is_refused_without_a_transfer(
+    federation: Federation,
+) -> None:
+    """PACSC is site C's: moving there is a transfer (relay/transfer.py), not PACSB's
+    business; without one the caller hears 0xA801 (PS3.4 C.4.2.1.5)."""
+    uid = dcmread(federation.studies[0][0]).StudyInstanceUID
+    with spying(federation.nats, "relay.>") as spy:
+        code, output = run(
+            "movescu",
+            "-v",
+            "-S",
+            "-aem",
+            "PACSC",
+            *federation.args("PACSB"),
+            "-k",
+            "QueryRetrieveLevel=STUDY",
+            "-k",
+            f"StudyInstanceUID={uid}",
+        )
+        seen = spy.stop()
+    assert "Final Move Response (Refused: MoveDestinationUnknown)" in output, output
+    # The association was opened at B and released; the C-MOVE-RQ never left site A.
+    to_b = [peek_header(data)["kind"] for subject, data in seen if subject.startswith("relay.B.")]
+    assert "open" in to_b and "release" in to_b and "dimse" not in to_b
+
+
+def test_the_far_site_refuses_services_not_exported_to_the_caller(federation: Federation) -> None:
+    """Defence in depth: site B checks the export again, whatever site A's router let out."""
+    assert federation.b.relay is not None
+    find_model = items.PresentationContextRQ(
+        1, "1.2.840.10008.5.1.4.1.2.2.1", ("1.2.840.10008.1.2",)
+    )
+    request = OpenRequest(WS, "ECHOB", (find_model,), (), "0123abcd")
+    answer = federation.b.relay.agent.open("A", request)
+    assert answer.reject == (pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, pdu.REASON_NO_REASON)
+    hidden = OpenRequest(WS, "HIDDENB", (find_model,), (), "0123abcd")
+    assert federation.b.relay.agent.open("A", hidden).reject is not None
+
+
+def test_relayed_associations_are_audited_and_announced(federation: Federation) -> None:
+    federation.events.clear()
+    assert run("echoscu", *federation.args("PACSB"))[0] == 0
+    assert run("echoscu", *federation.args("HIDDENB"))[0] != 0  # no route: the port's RJ
+    assert run("findscu", "-S", "-k", "QueryRetrieveLevel=STUDY", *federation.args("ECHOB"))[0] != 0
+    audits = [e.payload for e in federation.events if e.topic == "audit.association"]
+    assert [(a["outcome"], a["local"], a["door"], a["peer"]) for a in audits] == [
+        (0, "PACSB", "relay", "B"),
+        (4, "ECHOB", "relay", ""),
+    ]
+    topics = [e.topic for e in federation.events if e.topic.startswith("association.")]
+    assert topics == ["association.opened", "association.closed"]

@@ -18,11 +18,11 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.dicom.status import MOVE_DESTINATION_UNKNOWN, NOT_AUTHORIZED
-from isthmus.dicom.ul import items, pdu, transport
+from isthmus.dicom.ul import items, pdata, pdu, transport
 from isthmus.dicom.ul.items import PresentationContextAC, PresentationContextRQ, UserInformation
 from isthmus.dimse import messages as msg
 from isthmus.node.router import _send_quietly
@@ -61,6 +61,50 @@ class Route:
     export: Export
     keys: SiteKeys
     contexts: tuple[PresentationContextRQ, ...]
+
+
+def _unusable(rq: pdu.AAssociateRQ) -> Refusal | None:
+    """What the acceptor refuses too (dimse/acceptor.py): another protocol version or
+    application context (PS3.8 9.3.2, 9.3.4), a Maximum Length no P-DATA fits (D.1)."""
+    if not rq.protocol_version & 1:
+        return Refusal(
+            "protocol version not supported",
+            (
+                pdu.RESULT_PERMANENT,
+                pdu.SOURCE_SERVICE_PROVIDER_ACSE,
+                pdu.REASON_PROTOCOL_VERSION_NOT_SUPPORTED,
+            ),
+        )
+    if rq.application_context != items.APPLICATION_CONTEXT:
+        return Refusal(
+            "application context not supported",
+            (
+                pdu.RESULT_PERMANENT,
+                pdu.SOURCE_SERVICE_USER,
+                pdu.REASON_APPLICATION_CONTEXT_NOT_SUPPORTED,
+            ),
+        )
+    if 0 < rq.max_length < pdata.MIN_PEER_MAX_LENGTH:
+        return Refusal(f"maximum PDU length {rq.max_length}", NOT_PERMITTED)
+    return None
+
+
+class MoveElsewhere(Protocol):
+    """Carries out a C-MOVE whose destination is not at the far site (the transfer
+    work, relay/transfer.py): at this site or at a third one (docs/relay.md,
+    "Transfers").  Passed to RelayRouter as `moves`."""
+
+    def claims(self, destination: str, far_site: str) -> bool:
+        """Is `destination` (a Move Destination AE title) one this transfer work serves,
+        when the C-MOVE goes to `far_site`?"""
+        ...
+
+    def move(self, session: CallerSession, message: Message) -> None:
+        """Run the C-MOVE `message` (command set, identifier) as a transfer from the
+        session's far site (`session.peer_site`, AE `session.called_aet`); answer the
+        caller with `session.respond` (pendings with counts, then the final status).
+        Called in the association's reader thread."""
+        ...
 
 
 class CallerSide:
@@ -116,6 +160,9 @@ class CallerSide:
     # -- the access-control list ------------------------------------------------
     def route(self, rq: pdu.AAssociateRQ) -> Route | Refusal:
         """Where `rq` may go, or why not (nothing has left the site yet)."""
+        unusable = _unusable(rq)
+        if unusable is not None:
+            return unusable
         directory = self.router.directory
         export = directory.export(rq.called_aet)
         if export is None:
@@ -247,42 +294,60 @@ class CallerSession(Session):
         own = self.router.directory.own_site
         if service is not None and not self.route.export.permits(own, service):
             log.warning("relay %s: %s not exported to site %s: refused", self.label, service, own)
-            self._answer_locally(message, command, NOT_AUTHORIZED, f"{service} not permitted")
+            self.respond(message, NOT_AUTHORIZED, f"{service} not permitted")
             return
-        if field == msg.C_MOVE_RQ:
-            destination = msg.text(command, msg.MOVE_DESTINATION)
-            elsewhere = self.router.directory.export(destination)
-            if elsewhere is not None and elsewhere.site != self.peer_site:
-                # A destination at another site (or at ours) is a transfer (relay/
-                # transfer.py), not the far device's business.  Where it plugs in.
-                log.warning(
-                    "relay %s: C-MOVE to %r at site %s needs a transfer: refused",
-                    self.label,
-                    destination,
-                    elsewhere.site,
-                )
-                self._answer_locally(
-                    message, command, MOVE_DESTINATION_UNKNOWN, "move destination at another site"
-                )
-                return
+        if field == msg.C_MOVE_RQ and self._moved_elsewhere(message, command):
+            return
         super().from_local(message)
 
-    def _answer_locally(
-        self, message: Message, command: msg.Command, status: int, why: str
-    ) -> None:
-        """A final response from this router to a request that may not leave the site."""
-        assert self.pipe is not None
-        response = msg.encode_command(
-            {
-                msg.AFFECTED_SOP_CLASS: msg.sop_class_of(command),
-                msg.COMMAND_FIELD: msg.us(command, msg.COMMAND_FIELD) | 0x8000,
-                msg.MESSAGE_ID_RESPONDED: msg.us(command, msg.MESSAGE_ID),
-                msg.DATASET_TYPE: msg.NO_DATASET,
-                msg.STATUS: status,
-                msg.ERROR_COMMENT: why[:64],
-            }
+    def _moved_elsewhere(self, message: Message, command: msg.Command) -> bool:
+        """A C-MOVE to a destination outside the far site is a transfer (`moves`), not
+        the far device's business; without transfers it is refused here (PS3.4
+        C.4.2.1.5: 0xA801 move destination unknown).  True when handled here."""
+        destination = msg.text(command, msg.MOVE_DESTINATION)
+        moves = self.router.moves
+        if moves is not None and moves.claims(destination, self.peer_site):
+            moves.move(self, message)
+            return True
+        elsewhere = self.router.directory.export(destination)
+        if elsewhere is None or elsewhere.site == self.peer_site:
+            return False
+        log.warning(
+            "relay %s: C-MOVE to %r at site %s needs a transfer: refused",
+            self.label,
+            destination,
+            elsewhere.site,
         )
-        self.pipe.write(Message(message.context_id, response, None))
+        self.respond(message, MOVE_DESTINATION_UNKNOWN, "move destination at another site")
+        return True
+
+    @property
+    def called_aet(self) -> str:
+        return self.route.export.aet
+
+    def respond(
+        self,
+        message: Message,
+        status: int,
+        comment: str | None = None,
+        extra: dict[int, int | str | bytes] | None = None,
+        dataset: bytes | None = None,
+    ) -> None:
+        """A response from this router to the caller's request `message` (PS3.7 9.3):
+        final ones for requests that may not leave the site, a transfer's C-MOVE-RSPs."""
+        assert self.pipe is not None
+        command = msg.decode_command(message.command)
+        fields: dict[int, int | str | bytes] = {
+            msg.AFFECTED_SOP_CLASS: msg.sop_class_of(command),
+            msg.COMMAND_FIELD: msg.us(command, msg.COMMAND_FIELD) | 0x8000,
+            msg.MESSAGE_ID_RESPONDED: msg.us(command, msg.MESSAGE_ID),
+            msg.DATASET_TYPE: msg.NO_DATASET if dataset is None else msg.HAS_DATASET,
+            msg.STATUS: status,
+        }
+        if comment:
+            fields[msg.ERROR_COMMENT] = comment[:64]
+        fields.update(extra or {})
+        self.pipe.write(Message(message.context_id, msg.encode_command(fields), dataset))
 
     def local_ended(self, ended: Ended) -> None:
         """A-RELEASE-RQ from the caller goes to the far device; anything else aborts it."""

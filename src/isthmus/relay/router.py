@@ -21,7 +21,7 @@ from isthmus.archive import Activity
 from isthmus.archive.activity import MINOR_FAILURE, SUCCESS
 from isthmus.node.router import AssociationRouter
 from isthmus.relay.agent import AgentSide
-from isthmus.relay.caller import CallerSide
+from isthmus.relay.caller import CallerSide, MoveElsewhere
 from isthmus.relay.crypto import SiteIdentity
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link
@@ -45,12 +45,15 @@ class RelayRouter:
         timeout: float = 30.0,
         idle: float = 300.0,
         activity: Activity | None = None,
+        moves: MoveElsewhere | None = None,
     ) -> None:
         """`exports`: this site's exported AE titles and where each device listens;
         `calling_aet`: the AE title this router calls as when it speaks for itself
         (transfers; a relayed association keeps its caller's); `timeout`: the bound of
         every wait for the other router, NATS or a device's answer; `idle`: how long a
-        DICOM peer may say nothing in an association."""
+        DICOM peer may say nothing in an association; `activity`: where associations
+        are told (audit trail, the admin page's contacts); `moves`: the transfer work
+        that carries out a C-MOVE to a destination outside the far site."""
         self.link = link
         self.identity = identity
         self.directory = directory
@@ -60,6 +63,7 @@ class RelayRouter:
         self.timeout = timeout
         self.idle = idle
         self.activity = activity if activity is not None else Activity()
+        self.moves = moves
         self.interval = max(0.2, min(timeout / 3, 10.0))  # heartbeat period
         self.caller = CallerSide(self)
         self.agent = AgentSide(self)

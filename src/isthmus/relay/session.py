@@ -183,7 +183,7 @@ class Session:
                 continue
             try:
                 self.from_remote(kind, body)
-            except (OSError, wire.WireError) as exc:
+            except Exception as exc:  # the socket, a bad body, a bug: this association only
                 log.warning("relay %s: cannot write to the local peer: %s", self.label, exc)
                 assert self.pipe is not None
                 self.pipe.abort()
