@@ -28,6 +28,7 @@ pytestmark = pytest.mark.dcmtk
 CT = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 TIMEOUT = 3.0  # the routers' bound on every wait for each other
+IDLE = 6.0  # seconds an association may carry no DIMSE message
 
 
 @dataclass
@@ -69,6 +70,7 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
                 node=site.port,
                 calling_aet=f"RELAY{site.name}",
                 timeout=TIMEOUT,
+                idle=IDLE,
             )
             site.relay.start()
         [instance] = write_study(StudySpec(instances_per_series=1), tmp_path / "in")
@@ -145,3 +147,27 @@ def _echo(pair: Pair) -> tuple[int, str]:
         "echoscu", "-aet", "WS", "-aec", "STOREB", "127.0.0.1", str(pair.a.dicom_port), timeout=60
     )
     return done.returncode, done.stdout + done.stderr
+
+
+def test_an_idle_association_is_aborted_on_both_sides(pair: Pair) -> None:
+    requestor = pair.requestor()
+    assert pair.store_one(requestor) == 0x0000
+    assert pair.a.relay is not None and pair.b.relay is not None
+    wait_until(
+        lambda: pair.a.relay.sessions() == 0 and pair.b.relay.sessions() == 0,
+        "the idle association ends",
+    )
+    with pytest.raises(AssociationFailed):
+        pair.store_one(requestor)
+
+
+def test_revoking_the_far_site_aborts_its_associations(pair: Pair) -> None:
+    requestor = pair.requestor()
+    assert pair.store_one(requestor) == 0x0000
+    pair.a.directory.update(entry(pair.b, export("B", "STOREB"), revoked=True))
+    with pytest.raises(AssociationFailed, match="aborted|closed"):
+        pair.store_one(requestor)
+    assert pair.a.relay is not None and pair.b.relay is not None
+    assert pair.a.relay.routes() == []
+    # B hears nothing more from A: its side ends when A falls silent.
+    wait_until(lambda: pair.b.relay.sessions() == 0, "site B's association ends")

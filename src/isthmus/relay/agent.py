@@ -139,7 +139,7 @@ class AgentSide:
         session.subscribe()
         pipe = Pipe(sock, ac.max_length, router.timeout)
         pipe.accepted = {cx.context_id for cx in ac.contexts if cx.result == items.ACCEPTANCE}
-        sock.settimeout(router.idle)
+        sock.settimeout(router.timeout)  # a read times out: idle? (Session._idle)
         router.opened(session, rq.calling_aet, rq.called_aet, f"{caller_site} (relay)")
         router.spawn_thread(session.run, pipe, name=f"relay-agent-{aid}")
         return OpenAnswer(aid=aid, contexts=ac.contexts, roles=ac.user.roles if ac.user else ())
@@ -159,6 +159,7 @@ class AgentSession(Session):
             peer_site=caller_site,
             inbound=f"relay.{own}.a.{aid}",
             timeout=router.timeout,
+            idle=router.idle,
             label=f"{caller_site}:{rq.calling_aet}->{rq.called_aet}",
         )
         self.aid = aid

@@ -153,7 +153,7 @@ class CallerSide:
         pipe = Pipe(sock, rq.max_length, router.timeout)
         pipe.accepted = {cx.context_id for cx in ac.contexts if cx.result == items.ACCEPTANCE}
         sock.sendall(ac.encode())
-        sock.settimeout(router.idle)
+        sock.settimeout(router.timeout)  # a read times out: idle? (Session._idle)
         router.opened(session, rq.calling_aet, rq.called_aet, host)
         session.run(pipe)
 
@@ -279,6 +279,7 @@ class CallerSession(Session):
             peer_site=route.export.site,
             inbound=f"relay.{router.directory.own_site}.r.{cid}",
             timeout=router.timeout,
+            idle=router.idle,
             label=f"{rq.calling_aet}->{rq.called_aet}@{route.export.site}",
         )
         self.router = router

@@ -13,6 +13,7 @@ wire.py; docs/relay.md, "Association relay").
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -80,6 +81,11 @@ class RelayRouter:
         self._subscription = self.link.call(
             self.link.nc.subscribe(f"relay.{own}.open", cb=self.agent.on_open),
             timeout=self.timeout,
+        )
+        # The server knows the subscription when start() returns: other sites' open
+        # requests from now on find it (a SUB not yet flushed gives them no responders).
+        self.link.call(
+            self.link.nc.flush(timeout=math.ceil(self.timeout)), timeout=self.timeout + 2
         )
         self.directory.on_change(self._changed)
         self.sync_routes()

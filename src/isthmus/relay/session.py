@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from isthmus.dicom.ul import pdu
+from isthmus.dicom.ul import pdu, transport
 from isthmus.dicom.ul.errors import PDUError
 from isthmus.dimse import messages as msg
 from isthmus.relay import wire
@@ -48,6 +48,7 @@ class Session:
         peer_site: str,
         inbound: str,
         timeout: float,
+        idle: float,
         label: str,
     ) -> None:
         self.link = link
@@ -58,6 +59,7 @@ class Session:
         self.outbound = ""  # the subject we send to it on (known once the aid is)
         self.aid = ""
         self.timeout = timeout
+        self.idle = idle  # seconds without a DIMSE message either way before A-ABORT
         self.label = label  # for logs: "A->PACSB (WS)", no patient data
         self.pipe: Pipe | None = None
         self.on_end: Callable[[Session], None] | None = None
@@ -67,7 +69,8 @@ class Session:
         self._reassembler = wire.Reassembler()
         self._queue: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self._subscription: Any = None
-        self.last_heard = self.last_sent = time.monotonic()
+        self._end_lock = threading.Lock()
+        self.last_heard = self.last_sent = self.last_traffic = time.monotonic()
 
     # -- NATS ---------------------------------------------------------------
     def subscribe(self) -> None:
@@ -154,7 +157,17 @@ class Session:
                 pipe.abort(pdu.ABORT_SOURCE_PROVIDER, exc.reason)
                 self.end(wire.ABORT)
                 return
-            except (TimeoutError, OSError) as exc:
+            except TimeoutError as exc:
+                if not isinstance(exc, transport.PDUTimeout) and not self._idle():
+                    continue  # the local peer waits for an answer: that is not idleness
+                if not self.done.is_set():
+                    log.warning(
+                        "relay %s: local peer idle or too slow (%s): A-ABORT", self.label, exc
+                    )
+                    pipe.abort()
+                    self.end(wire.ABORT)
+                return
+            except OSError as exc:
                 if not self.done.is_set():
                     log.warning("relay %s: local peer idle or gone (%s): A-ABORT", self.label, exc)
                     pipe.abort()
@@ -175,6 +188,11 @@ class Session:
                 self.end(wire.ABORT)
                 return
 
+    def _idle(self) -> bool:
+        """No DIMSE message either way for `idle` seconds (PS3.8 leaves the bound to the
+        implementation; a caller waiting for a long C-MOVE's responses is not idle)."""
+        return time.monotonic() - self.last_traffic >= self.idle
+
     def _write_loop(self) -> None:
         while not self.done.is_set():
             try:
@@ -191,6 +209,7 @@ class Session:
 
     def from_local(self, message: Message) -> None:
         """A message from the local peer: to the other router."""
+        self.last_traffic = time.monotonic()
         if log.isEnabledFor(logging.DEBUG):
             log.debug("relay %s: to site %s: %s", self.label, self.peer_site, _describe(message))
         self.send(wire.DIMSE, message.encode())
@@ -200,6 +219,7 @@ class Session:
         pipe = self.pipe
         assert pipe is not None
         if kind == wire.DIMSE:
+            self.last_traffic = time.monotonic()
             message = Message.decode(body)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("relay %s: to the local peer: %s", self.label, _describe(message))
@@ -248,8 +268,9 @@ class Session:
 
     def finish(self) -> None:
         """Stop listening and close the socket; idempotent."""
-        first = not self.done.is_set()
-        self.done.set()
+        with self._end_lock:
+            first = not self.done.is_set()
+            self.done.set()
         if self.pipe is not None:
             self.pipe.close()
         if first:
