@@ -371,9 +371,12 @@ def test_no_patient_data_crosses_nats_in_the_clear(federation: Federation, tmp_p
     ]
     secrets += [dcmread(p).SOPInstanceUID.encode() for p in files]
     assert len(seen) > 4
+    clear = {"from", "to", "ts", "kind", "aid", "cid", "seq", "part", "parts"}
     for subject, data in seen:
         for secret in secrets:
             assert secret not in data and secret not in subject.encode(), (subject, secret)
+        if data[:4] == b"IRE1":  # an envelope (replies too): routing metadata only in the clear
+            assert set(peek_header(data)) <= clear
 
 
 def test_c_move_to_an_ae_of_another_site_is_refused_without_a_transfer(

@@ -13,7 +13,6 @@ reached.  Then it relays the association's messages (session.py) on
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import socket
@@ -37,6 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Of the timeout the calling router waits for an answer, what connecting to the device
+# and its A-ASSOCIATE-AC may take each, so the answer comes before the caller gives up.
+OPEN_SHARE = 0.4
+
 
 class AgentSide:
     """Answers open requests from other sites (a NATS callback on the link's loop)."""
@@ -55,13 +58,24 @@ class AgentSide:
             log.warning("relay: open request dropped: %s", exc)
             return
         caller_site = str(opened.header["from"])
-        loop = asyncio.get_running_loop()
-        answer = await loop.run_in_executor(None, self.open, caller_site, request)
+        # A thread of its own: connecting to the device blocks (up to OPEN_SHARE of the
+        # timeout), and the loop's small executor must not queue other sites' opens.
+        router.spawn_thread(
+            self._open_and_answer, nats_msg, caller_site, request, name="relay-open"
+        )
+
+    def _open_and_answer(self, nats_msg: Any, caller_site: str, request: OpenRequest) -> None:
+        router = self.router
+        answer = self.open(caller_site, request)
         keys = router.directory.keys_of(caller_site)
         if keys is None or not nats_msg.reply:
             return
         header = {"kind": answer.kind, "cid": request.cid, "aid": answer.aid}
-        await nats_msg.respond(router.identity.seal(caller_site, keys, header, answer.encode()))
+        sealed = router.identity.seal(caller_site, keys, header, answer.encode())
+        try:
+            router.link.call(nats_msg.respond(sealed), timeout=router.timeout)
+        except Exception as exc:  # the caller's router times out and refuses: transient
+            log.warning("relay: answer to site %s not sent: %s", caller_site, exc)
 
     def open(self, caller_site: str, request: OpenRequest) -> OpenAnswer:
         """Open the association at the device (blocking: in an executor thread)."""
@@ -98,26 +112,34 @@ class AgentSide:
             ),
             contexts=tuple(contexts),
         )
+        budget = router.timeout * OPEN_SHARE
         try:
-            sock = socket.create_connection(address, timeout=router.timeout)
+            sock = socket.create_connection(address, timeout=budget)
         except OSError as exc:
             log.warning("relay: %r at %s:%d unreachable: %s", request.called_aet, *address, exc)
             return _reject(UNREACHABLE, "the device cannot be reached")
         set_nodelay(sock)
         try:
-            return self._associate(sock, caller_site, rq, request.cid)
+            return self._associate(sock, caller_site, rq, request.cid, budget)
         except (OSError, EOFError, PDUError) as exc:
             log.warning("relay: association with %r failed: %s", request.called_aet, exc)
             _close(sock)
             return _reject(UNREACHABLE, "the device did not accept the association")
 
     def _associate(
-        self, sock: socket.socket, caller_site: str, rq: pdu.AAssociateRQ, cid: str
+        self,
+        sock: socket.socket,
+        caller_site: str,
+        rq: pdu.AAssociateRQ,
+        cid: str,
+        budget: float,
     ) -> OpenAnswer:
-        """A-ASSOCIATE-RQ to the device and its answer; on AC, the session starts."""
+        """A-ASSOCIATE-RQ to the device and its answer (within `budget` seconds); on AC,
+        the session starts."""
         router = self.router
+        sock.settimeout(budget)
         sock.sendall(rq.encode())
-        kind, body = transport.read_pdu(sock, pdu.MAX_ASSOCIATE_RQ, router.timeout)
+        kind, body = transport.read_pdu(sock, pdu.MAX_ASSOCIATE_RQ, budget)
         data = pdu.header(kind, len(body)) + bytes(body)
         if kind == pdu.A_ASSOCIATE_RJ:
             rj = validation.validate_associate_rj(pdu.AAssociateRJ.decode(data))
