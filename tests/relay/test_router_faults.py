@@ -103,13 +103,17 @@ def test_the_far_device_going_away_aborts_the_caller(pair: Pair) -> None:
     wait_until(lambda: pair.a.relay.sessions() == 0, "site A's association ends")
 
 
-def test_the_caller_going_away_aborts_the_far_association(pair: Pair) -> None:
+@pytest.mark.parametrize("how", ["A-ABORT", "connection closed"])
+def test_the_caller_going_away_aborts_the_far_association(pair: Pair, how: str) -> None:
     requestor = pair.requestor()
     assert pair.store_one(requestor) == 0x0000
     assert pair.b.relay is not None and pair.b.relay.sessions() == 1
     assert requestor.sock is not None
-    requestor.sock.shutdown(socket.SHUT_RDWR)  # the workstation vanishes without A-ABORT
-    requestor.close()
+    if how == "A-ABORT":
+        requestor.abort()
+    else:  # the workstation vanishes without a word
+        requestor.sock.shutdown(socket.SHUT_RDWR)
+        requestor.close()
     wait_until(lambda: pair.b.relay.sessions() == 0, "site B's association with STOREB ends")
 
 
