@@ -43,9 +43,9 @@ class Federation:
     folder: Path
     events: list[Event]  # what site A's relay router published on its event bus
 
-    def args(self, called: str) -> list[str]:
+    def args(self, called: str, calling: str = WS) -> list[str]:
         """DCMTK arguments calling `called` on site A's DICOM port."""
-        return ["-aet", WS, "-aec", called, "127.0.0.1", str(self.a.dicom_port)]
+        return ["-aet", calling, "-aec", called, "127.0.0.1", str(self.a.dicom_port)]
 
     def publish_b(self, *, revoked: bool = False) -> None:
         """Site B's entry, as the bridge would publish it, in both directories."""
@@ -103,6 +103,8 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
                 calling_aet=f"RELAY{site.name}",
                 timeout=10.0,
                 activity=Activity(bus) if site is a else None,
+                # Site A's own access rules (node.access.AccessControl.allowed's shape).
+                allowed=lambda service, aet, address: aet != "STRANGER",
             )
             site.relay.start()
         yield fed
@@ -302,22 +304,23 @@ def test_c_get_brings_the_instances_back_through_the_relay(
 
 
 @pytest.mark.parametrize(
-    "called, tool",
+    "called, tool, calling, reason",
     [
-        ("NOSUCHAE", "echoscu"),  # unknown anywhere
-        ("HIDDENB", "echoscu"),  # exported to site C only
-        ("ECHOB", "findscu"),  # exported to A for C-ECHO only
+        ("NOSUCHAE", "echoscu", WS, "Called AE Title Not Recognized"),  # unknown anywhere
+        ("HIDDENB", "echoscu", WS, "Called AE Title Not Recognized"),  # exported to C only
+        ("ECHOB", "findscu", WS, "No Reason"),  # exported to A for C-ECHO only
+        ("PACSB", "echoscu", "STRANGER", "Calling AE Title Not Recognized"),  # site A's rules
     ],
 )
 def test_refused_at_the_calling_site_before_anything_leaves_it(
-    federation: Federation, called: str, tool: str
+    federation: Federation, called: str, tool: str, calling: str, reason: str
 ) -> None:
     args = ["-S", "-k", "QueryRetrieveLevel=STUDY"] if tool == "findscu" else []
     with spying(federation.nats, "relay.>") as spy:
-        code, output = run(tool, *args, *federation.args(called))
+        code, output = run(tool, *args, *federation.args(called, calling))
         seen = spy.stop()
     assert code != 0
-    assert "Association Rejected" in output
+    assert "Association Rejected" in output and reason in output, output
     assert seen == []
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -42,6 +41,11 @@ log = logging.getLogger(__name__)
 # A-ASSOCIATE-RJ (PS3.8 9.3.4 table 9-21) of the relay's own refusals.
 UNKNOWN_AE = (pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, pdu.REASON_CALLED_AE_NOT_RECOGNIZED)
 NOT_PERMITTED = (pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, pdu.REASON_NO_REASON)
+LOCAL_REFUSAL = (
+    pdu.RESULT_PERMANENT,
+    pdu.SOURCE_SERVICE_USER,
+    pdu.REASON_CALLING_AE_NOT_RECOGNIZED,
+)
 # The far site, NATS or the far device cannot be reached now: "temporary congestion".
 UNREACHABLE = (pdu.RESULT_TRANSIENT, pdu.SOURCE_SERVICE_PROVIDER_PRESENTATION, 1)
 
@@ -130,7 +134,7 @@ class CallerSide:
                 pass
 
     def _serve(self, sock: socket.socket, host: str, rq: pdu.AAssociateRQ) -> None:
-        route = self.route(rq)
+        route = self.route(rq, host)
         if isinstance(route, Refusal):
             self._refuse(sock, host, rq, route)
             return
@@ -154,12 +158,14 @@ class CallerSide:
         pipe.accepted = {cx.context_id for cx in ac.contexts if cx.result == items.ACCEPTANCE}
         sock.sendall(ac.encode())
         sock.settimeout(router.timeout)  # a read times out: idle? (Session._idle)
+        session.host = host
         router.opened(session, rq.calling_aet, rq.called_aet, host)
         session.run(pipe)
 
     # -- the access-control list ------------------------------------------------
-    def route(self, rq: pdu.AAssociateRQ) -> Route | Refusal:
-        """Where `rq` may go, or why not (nothing has left the site yet)."""
+    def route(self, rq: pdu.AAssociateRQ, host: str | None) -> Route | Refusal:
+        """Where `rq` from `host` may go, or why not (nothing has left the site yet):
+        the export's rules, then this node's own access rules for the calling AE."""
         unusable = _unusable(rq)
         if unusable is not None:
             return unusable
@@ -184,6 +190,15 @@ class CallerSide:
                 f"{rq.called_aet!r} is not exported to site {own!r} for {', '.join(asked)}",
                 NOT_PERMITTED,
             )
+        allowed = self.router.allowed
+        if allowed is not None:
+            contexts = permitted_contexts(
+                contexts, rq.roles, lambda s: allowed(s, rq.calling_aet, host)
+            )
+            if not contexts:
+                return Refusal(
+                    f"calling AE {rq.calling_aet!r} may not use {rq.called_aet!r}", LOCAL_REFUSAL
+                )
         return Route(export, keys, tuple(contexts))
 
     def _refuse(self, sock: socket.socket, host: str, rq: pdu.AAssociateRQ, why: Refusal) -> None:
@@ -285,21 +300,28 @@ class CallerSession(Session):
         self.router = router
         self.cid = cid
         self.route = route
-        self.abstract = {cx.context_id: cx.abstract_syntax for cx in route.contexts}
-        self.started = time.monotonic()
+        self.calling_aet = rq.calling_aet
+        self.host: str | None = None  # set by CallerSide when the association starts
 
     def from_local(self, message: Message) -> None:
         command = msg.decode_command(message.command)
         field = msg.us(command, msg.COMMAND_FIELD)
         service = BY_COMMAND.get(field)
         own = self.router.directory.own_site
-        if service is not None and not self.route.export.permits(own, service):
+        if service is not None and not self._may(service):
             log.warning("relay %s: %s not exported to site %s: refused", self.label, service, own)
             self.respond(message, NOT_AUTHORIZED, f"{service} not permitted")
             return
         if field == msg.C_MOVE_RQ and self._moved_elsewhere(message, command):
             return
         super().from_local(message)
+
+    def _may(self, service: str) -> bool:
+        """Does the export, and this node's access rules, let the caller use `service`?"""
+        allowed = self.router.allowed
+        if not self.route.export.permits(self.router.directory.own_site, service):
+            return False
+        return allowed is None or allowed(service, self.calling_aet, self.host)
 
     def _moved_elsewhere(self, message: Message, command: msg.Command) -> bool:
         """A C-MOVE to a destination outside the far site is a transfer (`moves`), not

@@ -30,6 +30,8 @@ from isthmus.relay.session import Session
 
 log = logging.getLogger(__name__)
 
+Allowed = Callable[[str, str, str | None], bool]
+
 
 class RelayRouter:
     """The relay door of one site (`start()` it once the link is connected)."""
@@ -47,6 +49,7 @@ class RelayRouter:
         idle: float = 300.0,
         activity: Activity | None = None,
         moves: MoveElsewhere | None = None,
+        allowed: Allowed | None = None,
     ) -> None:
         """`exports`: this site's exported AE titles and where each device listens;
         `calling_aet`: the AE title this router calls as when it speaks for itself
@@ -54,7 +57,9 @@ class RelayRouter:
         every wait for the other router, NATS or a device's answer; `idle`: how long a
         DICOM peer may say nothing in an association; `activity`: where associations
         are told (audit trail, the admin page's contacts); `moves`: the transfer work
-        that carries out a C-MOVE to a destination outside the far site."""
+        that carries out a C-MOVE to a destination outside the far site; `allowed`:
+        this node's own access rules, `allowed(service, calling AE, address)`
+        (node.access.AccessControl.allowed), applied to local callers of remote AEs."""
         self.link = link
         self.identity = identity
         self.directory = directory
@@ -65,6 +70,7 @@ class RelayRouter:
         self.idle = idle
         self.activity = activity if activity is not None else Activity()
         self.moves = moves
+        self.allowed = allowed
         self.interval = max(0.2, min(timeout / 3, 10.0))  # heartbeat period
         self.caller = CallerSide(self)
         self.agent = AgentSide(self)
