@@ -100,18 +100,22 @@ def spying(nats: TemporaryNATS, subject: str = ">") -> Iterator[Spy]:
 
 
 class QRSCP:
-    """DCMTK's `dcmqrscp` as site B's PACS: AE titles `aets`, move destinations `hosts`."""
+    """DCMTK's `dcmqrscp` as site B's PACS: AE titles `aets`, move destinations `hosts`;
+    the `strict` AE titles accept only a calling AE title nobody uses (so they reject)."""
 
-    def __init__(self, folder: Path, aets: list[str], hosts: dict[str, int]) -> None:
+    def __init__(
+        self, folder: Path, aets: list[str], hosts: dict[str, int], strict: tuple[str, ...] = ()
+    ) -> None:
         self.folder = folder
         self.port = free_port()
         lines = [f"NetworkTCPPort = {self.port}", "MaxPDUSize = 16384", "MaxAssociations = 16"]
-        lines += ["HostTable BEGIN"]
+        lines += ["HostTable BEGIN", "nobody = (NOBODY, 127.0.0.1, 9)"]
         lines += [f"{aet} = ({aet}, 127.0.0.1, {port})" for aet, port in hosts.items()]
         lines += ["HostTable END", "VendorTable BEGIN", "VendorTable END", "AETable BEGIN"]
-        for aet in aets:
+        for aet in (*aets, *strict):
             (folder / aet).mkdir(parents=True, exist_ok=True)
-            lines.append(f"{aet} {folder / aet} RW (200, 1024mb) ANY")
+            peers = "nobody" if aet in strict else "ANY"
+            lines.append(f"{aet} {folder / aet} RW (200, 1024mb) {peers}")
         lines.append("AETable END")
         self.config = folder / "dcmqrscp.cfg"
         self.config.write_text("\n".join(lines) + "\n")

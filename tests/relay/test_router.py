@@ -56,6 +56,7 @@ class Federation:
             export("B", "ECHOB", services=("echo",)),
             export("B", "HIDDENB", sites=("C",)),
             export("B", "DOWNB"),
+            export("B", "STRICTB"),
             revoked=revoked,
         )
         for site in (self.a, self.b):
@@ -72,7 +73,9 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
     a = start_site("A", nats.url)
     b = start_site("B", nats.url)
     store = StoreSCP(folder / "storeb", aet="STOREB").start()
-    pacs = QRSCP(folder / "pacs", ["PACSB", "ECHOB", "HIDDENB"], {"STOREB": store.port}).start()
+    pacs = QRSCP(
+        folder / "pacs", ["PACSB", "ECHOB", "HIDDENB"], {"STOREB": store.port}, strict=("STRICTB",)
+    ).start()
     try:
         studies = [
             write_study(spec, folder / f"study{i}")
@@ -90,7 +93,9 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         bus = LocalEventBus()
         bus.subscribe("", fed.events.append)
         fed.publish_b()
-        exports = {aet: ("127.0.0.1", pacs.port) for aet in ("PACSB", "ECHOB", "HIDDENB")}
+        exports = {
+            aet: ("127.0.0.1", pacs.port) for aet in ("PACSB", "ECHOB", "HIDDENB", "STRICTB")
+        }
         exports["STOREB"] = ("127.0.0.1", store.port)
         exports["DOWNB"] = ("127.0.0.1", free_port())
         for site, own_exports in ((a, {}), (b, exports)):
@@ -147,7 +152,7 @@ def uids_of(path: Path) -> list[str]:
 
 def test_the_routes_are_the_remote_ae_titles_exported_to_the_site(federation: Federation) -> None:
     assert federation.a.relay is not None
-    assert federation.a.relay.routes() == ["DOWNB", "ECHOB", "PACSB", "PACSC", "STOREB"]
+    assert federation.a.relay.routes() == ["DOWNB", "ECHOB", "PACSB", "PACSC", "STOREB", "STRICTB"]
     assert federation.b.relay is not None and federation.b.relay.routes() == ["PACSC"]
 
 
@@ -338,6 +343,17 @@ def test_a_revoked_site_loses_its_routes_and_is_refused(federation: Federation) 
     finally:
         fed.publish_b()
     assert "PACSB" in fed.a.relay.routes()
+
+
+def test_the_far_device_s_own_rejection_is_the_caller_s(federation: Federation) -> None:
+    """STRICTB (dcmqrscp) rejects every calling AE title but one nobody uses."""
+    with spying(federation.nats) as spy:
+        code, output = run("echoscu", *federation.args("STRICTB"))
+        seen = spy.stop()
+    assert code != 0
+    assert "Rejected Permanent, Source: Service User" in output, output
+    kinds = [peek_header(data)["kind"] for _subject, data in seen if data[:4] == b"IRE1"]
+    assert kinds == ["open", "reject"]  # asked at site B, refused by the device there
 
 
 def test_a_far_device_that_is_down_gets_a_transient_rejection(federation: Federation) -> None:

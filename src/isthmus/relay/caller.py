@@ -156,7 +156,11 @@ class CallerSide:
         ac = self._associate_ac(rq, route, answer)
         pipe = Pipe(sock, rq.max_length, router.timeout)
         pipe.accepted = {cx.context_id for cx in ac.contexts if cx.result == items.ACCEPTANCE}
-        sock.sendall(ac.encode())
+        try:
+            sock.sendall(ac.encode())
+        except OSError:  # the caller left while the far site opened: close it there
+            session.end(wire.ABORT)
+            raise
         sock.settimeout(router.timeout)  # a read times out: idle? (Session._idle)
         session.host = host
         router.opened(session, rq.calling_aet, rq.called_aet, host)
