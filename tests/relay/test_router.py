@@ -457,3 +457,35 @@ def test_relayed_associations_are_audited_and_announced(federation: Federation) 
     while len(topics()) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert topics() == ["association.opened", "association.closed"]
+
+
+def test_a_large_instance_goes_there_and_back_byte_identical(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """C-STORE into PACSB then C-GET back: 1.3 MB data sets, several envelopes each way."""
+    spec = StudySpec(patient_name="ROUND^TRIP", instances_per_series=1, rows=800, columns=800)
+    [path] = write_study(spec, tmp_path / "in")
+    with spying(federation.nats, "relay.>") as spy:
+        code, output = run("storescu", *federation.args("PACSB"), str(path))
+        assert code == 0, output
+        split_to = {
+            s.split(".")[2] for s, data in spy.stop() if peek_header(data).get("parts", 1) > 1
+        }
+    assert split_to == {"a"}  # A -> B: relay.B.a.<aid>
+    ds = dcmread(path)
+    keys = [*uids_of(path), f"SOPInstanceUID={ds.SOPInstanceUID}", "QueryRetrieveLevel=IMAGE"]
+    out = tmp_path / "out"
+    out.mkdir()
+    with spying(federation.nats, "relay.>") as spy:
+        code, output = run(
+            "getscu", "-S", "-od", str(out), *federation.args("PACSB"),
+            *(arg for key in keys for arg in ("-k", key)),
+        )  # fmt: skip
+        assert code == 0, output
+        split_to = {
+            s.split(".")[2] for s, data in spy.stop() if peek_header(data).get("parts", 1) > 1
+        }
+    assert split_to == {"r"}  # B -> A: the caller's inbox relay.A.r.<cid>
+    [back] = list(out.iterdir())
+    sent, got = path.read_bytes(), back.read_bytes()
+    assert got[dataset_offset(got) :] == sent[dataset_offset(sent) :]
