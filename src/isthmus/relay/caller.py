@@ -223,12 +223,12 @@ class CallerSide:
         """Ask the far router to open the association; its answer, or why it failed."""
         router = self.router
         site = route.export.site
-        scp_classes = {cx.abstract_syntax for cx in route.contexts}
+        kept = {cx.abstract_syntax for cx in route.contexts}  # roles for these only
         request = OpenRequest(
             rq.calling_aet,
             rq.called_aet,
             route.contexts,
-            tuple(r for r in rq.roles if r.sop_class in scp_classes),
+            tuple(r for r in rq.roles if r.sop_class in kept),
             session.cid,
         )
         header = {"kind": wire.OPEN, "cid": session.cid}
