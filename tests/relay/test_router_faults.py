@@ -175,3 +175,18 @@ def test_revoking_the_far_site_aborts_its_associations(pair: Pair) -> None:
     assert pair.a.relay.routes() == []
     # B hears nothing more from A: its side ends when A falls silent.
     wait_until(lambda: pair.b.relay.sessions() == 0, "site B's association ends")
+
+
+def test_a_site_holding_too_many_associations_is_refused_more(pair: Pair) -> None:
+    assert pair.b.relay is not None
+    pair.b.relay.max_associations = 1
+    first = pair.requestor()
+    try:
+        with pytest.raises(
+            AssociationFailed, match=r"rejected the association \(result 2, source 3, reason 2\)"
+        ):
+            pair.requestor()
+    finally:
+        first.release()
+    wait_until(lambda: pair.b.relay.sessions() == 0, "the first association ends")
+    pair.requestor().release()  # room again

@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 # Of the timeout the calling router waits for an answer, what connecting to the device
 # and its A-ASSOCIATE-AC may take each, so the answer comes before the caller gives up.
 OPEN_SHARE = 0.4
+# A-ASSOCIATE-RJ when a site holds max_associations here already (PS3.8 9.3.4).
+TOO_MANY = (
+    pdu.RESULT_TRANSIENT,
+    pdu.SOURCE_SERVICE_PROVIDER_PRESENTATION,
+    pdu.REASON_LOCAL_LIMIT_EXCEEDED,
+)
 
 
 class AgentSide:
@@ -78,8 +84,15 @@ class AgentSide:
             log.warning("relay: answer to site %s not sent: %s", caller_site, exc)
 
     def open(self, caller_site: str, request: OpenRequest) -> OpenAnswer:
-        """Open the association at the device (blocking: in an executor thread)."""
+        """Open the association at the device (blocking: in a thread of its own)."""
         router = self.router
+        if router.sessions(caller_site) >= router.max_associations:
+            log.warning(
+                "relay: site %s has %d associations here: refused",
+                caller_site,
+                router.max_associations,
+            )
+            return _reject(TOO_MANY, "too many associations from that site")
         address = router.exports.get(request.called_aet)
         if address is None:
             return _reject(UNKNOWN_AE, f"{request.called_aet!r} is not exported here")

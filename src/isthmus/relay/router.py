@@ -50,6 +50,7 @@ class RelayRouter:
         activity: Activity | None = None,
         moves: MoveElsewhere | None = None,
         allowed: Allowed | None = None,
+        max_associations: int = 64,
     ) -> None:
         """`exports`: this site's exported AE titles and where each device listens;
         `calling_aet`: the AE title this router calls as when it speaks for itself
@@ -59,7 +60,9 @@ class RelayRouter:
         are told (audit trail, the admin page's contacts); `moves`: the transfer work
         that carries out a C-MOVE to a destination outside the far site; `allowed`:
         this node's own access rules, `allowed(service, calling AE, address)`
-        (node.access.AccessControl.allowed), applied to local callers of remote AEs."""
+        (node.access.AccessControl.allowed), applied to local callers of remote AEs;
+        `max_associations`: how many associations one other site may hold here at once
+        (more are refused, transient: a compromised site cannot exhaust the devices)."""
         self.link = link
         self.identity = identity
         self.directory = directory
@@ -71,6 +74,7 @@ class RelayRouter:
         self.activity = activity if activity is not None else Activity()
         self.moves = moves
         self.allowed = allowed
+        self.max_associations = max_associations
         self.interval = max(0.2, min(timeout / 3, 10.0))  # heartbeat period
         self.caller = CallerSide(self)
         self.agent = AgentSide(self)
@@ -198,9 +202,10 @@ class RelayRouter:
             peer=site,
         )
 
-    def sessions(self) -> int:
+    def sessions(self, site: str | None = None) -> int:
+        """Relayed associations in progress (with `site` only, when given)."""
         with self._lock:
-            return len(self._sessions)
+            return sum(1 for s in self._sessions if site is None or s.peer_site == site)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
