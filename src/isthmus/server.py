@@ -139,7 +139,7 @@ class Node:
             raise ConfigError("the relay routes remote AE titles on the plain DICOM port")
         from isthmus.relay.site import RelaySite
 
-        self.relay = RelaySite(self.settings, self.archive, self.plain_router)
+        self.relay = RelaySite(self.settings, self.archive, self.plain_router, self.access)
         self.relay.start()
 
     def web_context(self) -> WebContext:

@@ -156,6 +156,11 @@ class CallerSide:
         ac = self._associate_ac(rq, route, answer)
         pipe = Pipe(sock, rq.max_length, router.timeout)
         pipe.accepted = {cx.context_id for cx in ac.contexts if cx.result == items.ACCEPTANCE}
+        session.syntaxes = {
+            cx.context_id: cx.transfer_syntax
+            for cx in ac.contexts
+            if cx.result == items.ACCEPTANCE and cx.transfer_syntax
+        }
         try:
             sock.sendall(ac.encode())
         except OSError:  # the caller left while the far site opened: close it there
@@ -306,6 +311,8 @@ class CallerSession(Session):
         self.route = route
         self.calling_aet = rq.calling_aet
         self.host: str | None = None  # set by CallerSide when the association starts
+        # Accepted context ID → its transfer syntax (the identifiers' encoding).
+        self.syntaxes: dict[int, str] = {}
 
     def from_local(self, message: Message) -> None:
         command = msg.decode_command(message.command)

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 from isthmus.config import Peer
 from isthmus.dimse.contexts import (
@@ -85,3 +88,49 @@ class Delivery:
                 except OSError:
                     self._requestor.close()
                 self._requestor = None
+
+
+class Deliveries:
+    """The destination side's `deliver` (relay/transfer_receive.py): each arrived instance
+    to the site's device named by the transfer's destination AE title, one association
+    per transfer, closed when the transfer has been quiet for `idle` seconds."""
+
+    def __init__(
+        self, local: Callable[[str], Peer | None], calling_aet: str, idle: float = 30.0
+    ) -> None:
+        self.local = local
+        self.calling_aet = calling_aet
+        self.idle = idle
+        self._open: dict[str, tuple[Delivery, float]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, announcement: Any, data: bytes) -> int:
+        peer = self.local(announcement.destination_aet)
+        if peer is None:
+            log.warning("relay: no device %r at this site", announcement.destination_aet)
+            return PROCESSING_FAILURE
+        delivery = self._delivery(announcement.transfer_id, peer)
+        return delivery.store(
+            announcement.sop_class_uid,
+            announcement.sop_instance_uid,
+            announcement.transfer_syntax,
+            data,
+        )
+
+    def _delivery(self, transfer_id: str, peer: Peer) -> Delivery:
+        now = time.monotonic()
+        with self._lock:
+            quiet = [k for k, (_d, t) in self._open.items() if now - t > self.idle]
+            closing = [self._open.pop(k)[0] for k in quiet if k != transfer_id]
+            found = self._open.get(transfer_id)
+            delivery = found[0] if found else Delivery(peer, self.calling_aet)
+            self._open[transfer_id] = (delivery, now)
+        for old in closing:
+            old.close()
+        return delivery
+
+    def close(self) -> None:
+        with self._lock:
+            open_, self._open = list(self._open.values()), {}
+        for delivery, _t in open_:
+            delivery.close()

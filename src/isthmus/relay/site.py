@@ -13,13 +13,22 @@ from pathlib import Path
 from typing import Any
 
 from isthmus.archive import Archive
-from isthmus.config import Settings
+from isthmus.config import Peer, Settings
+from isthmus.node.access import AccessControl
 from isthmus.node.router import AssociationRouter
+from isthmus.relay.delivery import Deliveries
 from isthmus.relay.directory import Directory, KnownKeys
-from isthmus.relay.enrolment import DirectoryWatcher, EnrolmentFile, PresignedObjects, enrol_site
+from isthmus.relay.enrolment import (
+    DirectoryWatcher,
+    PresignedObjects,
+    enrol_site,
+    enrolled,
+)
 from isthmus.relay.exports import export_addresses, site_exports
 from isthmus.relay.link import Link
+from isthmus.relay.moves import MoveSource, TransferMoves
 from isthmus.relay.router import RelayRouter
+from isthmus.relay.transfer import TransferReceiver
 
 log = logging.getLogger(__name__)
 
@@ -27,41 +36,68 @@ log = logging.getLogger(__name__)
 class RelaySite:
     """This node as a site of a federation; `start()` once the DICOM port listens."""
 
-    def __init__(self, settings: Settings, archive: Archive, node: AssociationRouter) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        archive: Archive,
+        node: AssociationRouter,
+        access: AccessControl | None = None,
+    ) -> None:
         self.settings = settings
         self.archive = archive
         self.node = node
-        self.folder = Path(settings.data) / "relay"
-        self.enrolment = EnrolmentFile.load(Path(settings.relay))
-        self.identity, self.bridge = enrol_site(self.folder, Path(settings.relay))
+        self.access = access
+        self.identity, self.bridge = enrol_site(Path(settings.data), Path(settings.relay))
+        self.record = enrolled(Path(settings.data)) or {}
         self.name = self.identity.name
-        self.directory = Directory(self.name, KnownKeys(self.folder / "known_sites.json"))
+        known = KnownKeys(Path(settings.data) / "relay" / "known_sites.json")
+        self.directory = Directory(self.name, known)
         self.objects = PresignedObjects(self.bridge)
+        self.exports = export_addresses(settings, int(node.server_address[1]))
+        self.deliveries = Deliveries(self.local_device, settings.aet)
         self.link: Link | None = None
-        self.watcher: DirectoryWatcher | None = None
-        self.router: RelayRouter | None = None
+        self.parts: list[Any] = []  # what close() stops, in reverse order
+
+    def local_device(self, aet: str) -> Peer | None:
+        """A device of this site by AE title: an export, or a known peer."""
+        if aet in self.exports:
+            host, port = self.exports[aet]
+            return Peer(aet, host, port)
+        return self.settings.peer(aet)
 
     def start(self) -> None:
-        settings = self.settings
-        self.link = Link(self.enrolment.nats, name=f"isthmus-{self.name}").connect()
-        self.watcher = DirectoryWatcher(self.link, self.directory)
-        self.watcher.start()
+        settings, timeout = self.settings, self.settings.relay_timeout
+        self.link = link = Link(self.record.get("nats", ""), name=f"isthmus-{self.name}").connect()
+        key = self.record.get("bridge_key")
+        watcher = DirectoryWatcher(link, self.directory, bytes.fromhex(key) if key else None)
+        watcher.start()
+        self.parts.append(watcher)
         self.bridge.publish_exports(site_exports(settings, self.name))
-        self.router = RelayRouter(
-            link=self.link,
+        args = (link, self.identity, self.directory)
+        receiver = TransferReceiver(
+            *args, self.objects, state=self.archive.relay_transfers, deliver=self.deliveries
+        )
+        source = MoveSource(*args, self.objects, self.exports, self.archive, timeout=timeout)
+        router = RelayRouter(
+            link=link,
             identity=self.identity,
             directory=self.directory,
-            exports=export_addresses(settings, int(self.node.server_address[1])),
+            exports=self.exports,
             node=self.node,
             calling_aet=settings.aet,
-            timeout=settings.relay_timeout,
+            timeout=timeout,
+            activity=self.archive.activity,
+            moves=TransferMoves(*args, self.local_device, timeout=timeout),
+            allowed=self.access.allowed if self.access is not None else None,
         )
-        self.router.start()
+        for part in (receiver, source, router):
+            part.start()
+            self.parts.append(part)
         log.info(
             "relay: site %s (fingerprint %s) joined through %s",
             self.name,
             self.identity.keys.fingerprint,
-            self.enrolment.bridge,
+            self.record.get("bridge"),
         )
 
     def status(self) -> dict[str, Any]:
@@ -71,7 +107,7 @@ class RelaySite:
         return {
             "site": self.name,
             "fingerprint": self.identity.keys.fingerprint,
-            "bridge": self.enrolment.bridge,
+            "bridge": self.record.get("bridge"),
             "connected": bool(self.link and self.link.connected),
             "exports": [e.to_json() for e in site_exports(self.settings, self.name)],
             "imports": [dict(e.to_json(), site=e.site) for e in self.directory.imports()],
@@ -100,8 +136,12 @@ class RelaySite:
         self.directory.touch(site)
 
     def close(self) -> None:
-        for part in (self.router, self.watcher):
-            if part is not None:
-                part.close()
+        for part in reversed(self.parts):
+            try:
+                part.stop() if hasattr(part, "stop") else part.close()
+            except Exception:  # stopping: report and go on with the others
+                log.warning("relay: stopping %s failed", type(part).__name__, exc_info=True)
+        self.parts = []
+        self.deliveries.close()
         if self.link is not None:
             self.link.close()

@@ -167,13 +167,23 @@ class Site:
 
 
 class Federation:
-    """NATS, the bridge (on the given S3 server) and sites `names`, started in order."""
+    """NATS, the bridge (on the given S3 server) and sites `names`, started in order.
+
+    With `wan` (seconds), every site reaches the cloud services (NATS, the bridge, the
+    object store) through a `LatencyProxy` delaying each way by that much: two sites
+    are then 2 × `wan` apart each way, through the cloud as over a direct link."""
 
     def __init__(
-        self, folder: Path, s3: TemporarySeaweedFS, names: tuple[str, ...] = ("A", "B", "C")
+        self,
+        folder: Path,
+        s3: TemporarySeaweedFS,
+        names: tuple[str, ...] = ("A", "B", "C"),
+        wan: float = 0.0,
     ) -> None:
         self.folder = folder
         self.s3 = s3
+        self.wan = wan
+        self.proxies: dict[str, LatencyProxy] = {}
         self.nats = TemporaryNATS()
         self.bridge_port = free_port()
         self.bridge_data = folder / "bridge"
@@ -265,7 +275,7 @@ class Federation:
         deadline = time.monotonic() + timeout
         want = {f"{kind}{name}" for name in self.sites for kind in ("PACS", "STORE", "ISTHMUS")}
         while True:
-            missing = {}
+            missing: dict[str, object] = {}
             for site in self.sites.values():
                 try:
                     seen = {i["aet"] for i in site.relay_status()["imports"]}

@@ -1,0 +1,278 @@
+"""C-MOVE across sites to a destination that is not at the far site (docs/relay.md,
+"Transfers"): at the caller's own site, or at a third one.
+
+The caller's router (`TransferMoves`, the association relay's `MoveElsewhere`) does not
+relay such a C-MOVE to the far device: it asks the far site's router, on
+`relay.<far>.move`, to send the matching instances as a transfer to the destination's
+site, and listens for that site's progress reports, which it turns into pending C-MOVE
+responses with real sub-operation counts (PS3.4 C.4.2.1.5) and, at the end, the final
+status with the Failed SOP Instance UID List.
+
+The far router (`MoveSource`) checks again that the calling site may use the export for
+C-MOVE, retrieves the instances from its device with C-GET (relay/collect.py), puts each
+into the transfer as it arrives (relay/transfer_send.py), and ends the transfer with the
+device's final status and counts.  The destination's router delivers (relay/site.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydicom.dataset import Dataset
+
+from isthmus.config import Peer
+from isthmus.dicom.status import (
+    NOT_AUTHORIZED,
+    OUT_OF_RESOURCES_SUB_OPERATIONS,
+    PENDING,
+    PROCESSING_FAILURE,
+    UNABLE_TO_PROCESS,
+)
+from isthmus.dimse import messages as msg
+from isthmus.relay.collect import GET_MODEL_OF_MOVE, collect_by_get
+from isthmus.relay.crypto import EnvelopeError, SiteIdentity
+from isthmus.relay.directory import Directory
+from isthmus.relay.link import Link, LinkDown
+from isthmus.relay.objects import TransferObjects
+from isthmus.relay.transfer import (
+    ProgressListener,
+    TransferError,
+    TransferSender,
+    progress_subject,
+)
+
+if TYPE_CHECKING:
+    from isthmus.archive import Archive
+    from isthmus.relay.caller import CallerSession
+    from isthmus.relay.wire import Message
+
+log = logging.getLogger(__name__)
+MOVE = "move"  # the envelope kind of a request, and of its answer
+
+
+def move_subject(site: str) -> str:
+    return f"relay.{site}.move"
+
+
+class TransferMoves:
+    """The calling site's side: claims C-MOVEs to destinations outside the far site."""
+
+    def __init__(
+        self,
+        link: Link,
+        identity: SiteIdentity,
+        directory: Directory,
+        local: Callable[[str], Peer | None],
+        timeout: float = 30.0,
+    ) -> None:
+        """`local(aet)`: the device of this site with that AE title (exports, peers)."""
+        self.link, self.identity, self.directory = link, identity, directory
+        self.local = local
+        self.timeout = timeout
+
+    def destination_site(self, aet: str) -> str | None:
+        if self.local(aet) is not None:
+            return self.directory.own_site
+        export = self.directory.export(aet)
+        return export.site if export is not None else None
+
+    def claims(self, destination: str, far_site: str) -> bool:
+        site = self.destination_site(destination)
+        return site is not None and site != far_site
+
+    def move(self, session: CallerSession, message: Message) -> None:
+        command = msg.decode_command(message.command)
+        destination = msg.text(command, msg.MOVE_DESTINATION)
+        site = self.destination_site(destination)
+        assert site is not None  # claims() said so
+        own = self.directory.own_site
+        subject = progress_subject(own, secrets.token_hex(8))
+        syntax = session.syntaxes.get(message.context_id, "1.2.840.10008.1.2")
+        request = {
+            "called_aet": session.called_aet,
+            "calling_aet": session.calling_aet,
+            "model": msg.sop_class_of(command),
+            "syntax": syntax,
+            "identifier": base64.b64encode(bytes(message.dataset or b"")).decode(),
+            "destination_site": site,
+            "destination_aet": destination,
+            "origin": {"site": own, "subject": subject},
+        }
+        try:
+            with ProgressListener(
+                self.link, self.identity, self.directory, subject, from_site=site
+            ) as listener:
+                refusal = self._ask(session.peer_site, request)
+                if refusal is not None:
+                    session.respond(message, refusal[0], refusal[1])
+                    return
+                self._relay_progress(session, message, listener, syntax)
+        except (LinkDown, TransferError, EnvelopeError) as exc:
+            log.warning("relay C-MOVE to %s failed: %s", destination, exc)
+            session.respond(message, PROCESSING_FAILURE, f"relay: {exc}"[:64])
+
+    def _ask(self, far_site: str, request: dict[str, Any]) -> tuple[int, str] | None:
+        """Send the request to the far router; None when it took it, else the refusal."""
+        keys = self.directory.keys_of(far_site)
+        if keys is None:
+            return NOT_AUTHORIZED, f"site {far_site} is not trusted"
+        sealed = self.identity.seal(far_site, keys, {"kind": MOVE}, json.dumps(request).encode())
+        reply = self.link.call(
+            self.link.nc.request(move_subject(far_site), sealed, timeout=self.timeout),
+            timeout=self.timeout + 2,
+        )
+        answer = json.loads(self.identity.open(reply.data, self.directory.keys_of).body)
+        if answer.get("status") is not None:
+            return int(answer["status"]), str(answer.get("why", ""))
+        return None
+
+    def _relay_progress(
+        self, session: CallerSession, message: Message, listener: ProgressListener, syntax: str
+    ) -> None:
+        """Pending C-MOVE-RSPs while the destination reports, then the final one."""
+        try:
+            for report in listener.reports(idle_timeout=self.timeout * 4):
+                counts: dict[int, int | str | bytes] = {
+                    msg.COMPLETED: report.completed,
+                    msg.FAILED: report.failed,
+                    msg.WARNING: report.warning,
+                }
+                if not report.final:
+                    if report.remaining is not None:
+                        counts[msg.REMAINING] = report.remaining
+                    session.respond(message, PENDING, extra=counts)
+                    continue
+                dataset = None
+                if report.failed_uids:
+                    failed = Dataset()
+                    failed.FailedSOPInstanceUIDList = list(report.failed_uids)
+                    dataset = msg.encode_identifier(failed, syntax)
+                status = int(report.status if report.status is not None else UNABLE_TO_PROCESS)
+                session.respond(message, status, report.reason, extra=counts, dataset=dataset)
+                return
+        except TimeoutError:
+            session.respond(message, UNABLE_TO_PROCESS, "relay: the destination fell silent")
+
+
+class MoveSource:
+    """The far site's side: answers `relay.<own>.move` for this site's exports."""
+
+    def __init__(
+        self,
+        link: Link,
+        identity: SiteIdentity,
+        directory: Directory,
+        objects: TransferObjects,
+        exports: dict[str, tuple[str, int]],
+        archive: Archive,
+        timeout: float = 30.0,
+    ) -> None:
+        self.link, self.identity, self.directory = link, identity, directory
+        self.objects, self.exports, self.archive = objects, exports, archive
+        self.timeout = timeout
+        self._subscription: Any = None
+
+    def start(self) -> None:
+        self._subscription = self.link.call(
+            self.link.nc.subscribe(move_subject(self.identity.name), cb=self._on_request),
+            timeout=self.timeout,
+        )
+
+    def close(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            try:
+                self.link.call(subscription.unsubscribe(), timeout=5)
+            except Exception:  # NATS gone: the subscription went with it
+                log.debug("relay: unsubscribe failed", exc_info=True)
+
+    async def _on_request(self, nats_msg: Any) -> None:
+        try:
+            opened = self.identity.open(nats_msg.data, self.directory.keys_of)
+            request = json.loads(opened.body)
+        except (EnvelopeError, ValueError) as exc:
+            log.warning("relay: move request dropped: %s", exc)
+            return
+        caller = str(opened.header["from"])
+        refusal = self._refusal(caller, request)
+        answer: dict[str, Any] = {}
+        if refusal is not None:
+            answer = {"status": refusal[0], "why": refusal[1]}
+        else:
+            threading.Thread(
+                target=self._run, args=(request,), name="relay-move-source", daemon=True
+            ).start()
+        keys = self.directory.keys_of(caller)
+        if keys is not None and nats_msg.reply:
+            sealed = self.identity.seal(caller, keys, {"kind": MOVE}, json.dumps(answer).encode())
+            await self.link.nc.publish(nats_msg.reply, sealed)
+
+    def _refusal(self, caller: str, request: dict[str, Any]) -> tuple[int, str] | None:
+        """The export must be ours, exported to the caller for C-MOVE (checked again
+        here: a router cannot trust another site's), and the destination's site known."""
+        aet = str(request.get("called_aet", ""))
+        own = self.directory.site(self.identity.name)
+        export = next((e for e in own.exports if e.aet == aet), None) if own else None
+        if aet not in self.exports or export is None or not export.permits(caller, "move"):
+            return NOT_AUTHORIZED, f"{aet} is not exported to site {caller} for C-MOVE"
+        if request.get("model") not in GET_MODEL_OF_MOVE:
+            return UNABLE_TO_PROCESS, "unknown C-MOVE information model"
+        if self.directory.keys_of(str(request.get("destination_site"))) is None:
+            return OUT_OF_RESOURCES_SUB_OPERATIONS, "destination site unknown"
+        return None
+
+    def _run(self, request: dict[str, Any]) -> None:
+        """Retrieve from the device into a transfer, and end it with the device's status."""
+        host, port = self.exports[request["called_aet"]]
+        device = Peer(request["called_aet"], host, port)
+        try:
+            sender = TransferSender(
+                self.link,
+                self.identity,
+                self.directory,
+                self.objects,
+                destination_site=request["destination_site"],
+                destination_aet=request["destination_aet"],
+                origin=request["origin"],
+                timeout=self.timeout,
+                state=self.archive.relay_transfers,
+            )
+        except (TransferError, LinkDown) as exc:
+            log.warning("relay: cannot begin a transfer: %s", exc)
+            return
+        identifier = msg.decode_identifier(
+            base64.b64decode(request["identifier"]), request["syntax"]
+        )
+
+        def progress(status: Dataset) -> None:
+            counts = [
+                status.get(k, 0) or 0
+                for k in (
+                    "NumberOfRemainingSuboperations",
+                    "NumberOfCompletedSuboperations",
+                    "NumberOfFailedSuboperations",
+                    "NumberOfWarningSuboperations",
+                )
+            ]
+            sender.expected = sum(int(c) for c in counts)
+
+        try:
+            report = collect_by_get(
+                device,
+                request["calling_aet"],
+                identifier,
+                GET_MODEL_OF_MOVE[request["model"]],
+                sender.add,
+                progress,
+            )
+        except Exception as exc:  # the device refused or vanished: an honest end
+            log.warning("relay: C-GET from %s failed: %s", device, exc)
+            sender.finish(UNABLE_TO_PROCESS)
+            return
+        sender.finish(report.status, failed=report.failed, failed_uids=report.failed_uids)
