@@ -184,7 +184,14 @@ def test_c_store_across_sites_lands_in_the_far_store(
     )
     b = federation.sites["B"]
     before = set(b.store.received())
-    done = dcmtk(federation.sites["A"], "storescu", "STOREB", *map(str, files))
+    a = federation.sites["A"]
+    done = subprocess.run(
+        [tool("storescu"), "-aet", WORKSTATION, "-aec", "STOREB", "127.0.0.1", str(a.dicom_port)]
+        + list(map(str, files)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     arrived = [p for p in b.store.received() if p not in before]
     assert sorted(map(dataset_digest, arrived)) == sorted(map(dataset_digest, files))
