@@ -6,8 +6,9 @@
 An index of K instances of the scale population (bench/scale/population.py, loaded
 in-process by bench/scale/load.py and kept in `--work` between runs) is served by
 `isthmus serve` on 127.0.0.1 (no start-up check: the loaded rows have no blobs), and
-every query of the scale benchmark (bench/scale/queries.py), `/health`, and PatientID
-with `includefield` are asked N times each over one keep-alive httpx connection, the
+every query of the scale benchmark (bench/scale/queries.py), `/health`, and three with
+`includefield` (indexed attributes, `all`, attributes only the stored JSON holds) are
+asked N times each over one keep-alive httpx connection, the
 value changing from request to request.  Printed: p50 and p95 in milliseconds per
 endpoint (client wall time, first byte sent to last byte read).
 
@@ -40,7 +41,8 @@ from isthmus.testing.net import free_port
 OUT = Path(__file__).resolve().parent / "out" / "http_door"
 HERE = str(Path(__file__).resolve().parent.parent / "src")
 JSON = "application/dicom+json"
-INCLUDE = "includefield=00081030,00100030,00080090,00200010"
+INCLUDE = "includefield=00081030,00100030,00080090,00200010"  # indexed columns
+INCLUDE_STORED = "includefield=00080070,00080080"  # Manufacturer, Institution: stored JSON
 
 
 class Served(LoadedIsthmus):
@@ -62,6 +64,12 @@ def endpoints() -> dict[str, Callable[[population.Study], str]]:
     for name, (_, path_of, _must) in queries.QIDO.items():
         out[name] = path_of
     out["PatientID + includefield"] = lambda s: f"/studies?PatientID={s.patient_id}&{INCLUDE}"
+    out["PatientID + includefield=all"] = lambda s: (
+        f"/studies?PatientID={s.patient_id}&includefield=all"
+    )
+    out["ModalitiesInStudy + stored includefield"] = lambda s: (
+        f"/studies?ModalitiesInStudy={s.modality}&limit=100&{INCLUDE_STORED}"
+    )
     return out
 
 

@@ -291,7 +291,8 @@ def _build(
         for upper in LEVELS[1 : level_index(level) + 1]:
             tags.add(_tag(UNIQUE_KEYS[upper]))
     plan = _return_plan(tags, level)
-    rows = _column_rows(conn, level, pks)
+    columns = sorted({a.column for _, a, _ in plan if a is not None and not a.computed})
+    rows = _column_rows(conn, level, pks, tuple(columns))
     computed = _computed_values(conn, level, pks, tags)
     out = []
     for pk in pks:
@@ -338,21 +339,25 @@ def _level_ok(tag: int, level: str) -> bool:
     return attr is None or level_index(attr.level) <= level_index(level)
 
 
-def _column_rows(conn: Connection, level: str, pks: list[int]) -> dict[int, dict[str, Any]]:
-    stmt = _column_select(level)
+def _column_rows(
+    conn: Connection, level: str, pks: list[int], columns: tuple[str, ...]
+) -> dict[int, dict[str, Any]]:
+    """The indexed `columns` (by name) of each result; columns not there are left out."""
+    stmt = _column_select(level, columns)
     out: dict[int, dict[str, Any]] = {}
     for chunk in _chunks(pks, 500):
         result = conn.execute(stmt, {"pks": chunk})
         names = list(result.keys())
-        for row in result:
+        for row in result.all():  # one fetchall: fewer trips through the result
             data = dict(zip(names, row, strict=True))
             out[data.pop("__pk")] = data
     return out
 
 
-@functools.cache
-def _column_select(level: str) -> Any:
-    """Every indexed column of the level and the levels above, by the level's pk."""
+@functools.lru_cache(maxsize=512)
+def _column_select(level: str, columns: tuple[str, ...]) -> Any:
+    """The named columns of the level and the levels above, by the level's pk (only those
+    a result returns: fetching all of them took most of a large answer's time)."""
     tables = {
         "PATIENT": [idx.patient],
         "STUDY": [idx.study, idx.patient],
@@ -360,13 +365,13 @@ def _column_select(level: str) -> Any:
         "IMAGE": [idx.instance, idx.series, idx.study, idx.patient],
     }[level]
     base = tables[0]
-    cols: list[Any] = [base.c.pk.label("__pk")]
-    for table in tables:
-        cols += [
-            c
-            for c in table.c
-            if c.name != "pk" and not c.name.endswith("_pk") and c.name not in ("metadata",)
-        ]
+    by_name = {
+        c.name: c
+        for table in tables
+        for c in table.c
+        if c.name != "pk" and not c.name.endswith("_pk") and c.name != "metadata"
+    }
+    cols = [base.c.pk.label("__pk"), *(by_name[n] for n in columns if n in by_name)]
     return sa.select(*cols).select_from(_join_up(level)).where(base.c.pk.in_(PKS))
 
 
