@@ -148,9 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     sides = [("current", HERE)]
     if args.baseline:
         sides.append(("baseline", os.path.abspath(args.baseline)))
-    servers = [Served(args.work / f"serve-{name}", url, src).start() for name, src in sides]
+    servers = [Served(args.work / f"serve-{name}", url, src) for name, src in sides]
     clients = [httpx.Client(timeout=60) for _ in servers]
     try:
+        for server in servers:
+            server.start()
         roots = [s.dicomweb for s in servers]
         if args.profile and servers[0].proc is not None:
             stem = args.work / "profile"
