@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import socket
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -170,6 +172,24 @@ def test_large_headers_are_a_431(limited_node):
     request = b"GET /dicom-web/studies HTTP/1.1\r\nHost: a\r\nX-Big: " + b"y" * 10_000 + b"\r\n\r\n"
     status, _ = _status_and_json(_raw(limited_node.http_port, request))
     assert status == 431
+
+
+def test_a_pipelined_request_after_a_large_body_is_served(limited_node):
+    """The bound on a head counts the head's bytes, not the end of the previous
+    request's body that arrived with its start (here 40 KB, above the 28 KB bound)."""
+    post = (
+        b"POST /dicom-web/studies HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\n"
+        b"Content-Length: 40000\r\n\r\n" + b"x" * 40_000
+    )
+    with socket.create_connection(("127.0.0.1", limited_node.http_port), timeout=10) as sock:
+        sock.sendall(post + b"GET /health HTTP/1.1\r\nHost: a\r\n")
+        time.sleep(0.2)  # the rest of the second head in a later chunk
+        sock.sendall(b"Connection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", answer)]
+    assert len(statuses) == 2 and statuses[0] >= 400 and statuses[1] == 200, answer[:500]
 
 
 def test_too_many_query_parameters_are_a_400(limited_node):

@@ -286,7 +286,8 @@ class LimitedHttpToolsProtocol(_HeadDeadline, HttpToolsProtocol):
     header lines without end).
 
     A head is awaited from the connection's start, and from the first byte of each
-    next request (llhttp's message begin) until its headers are complete.  A URL
+    next request (llhttp's message begin) until its headers are complete; the bound
+    counts the chunks received while it is awaited (so at most one chunk more).  A URL
     longer than `max_url` (at most what llhttp's URL parser can split) is refused
     here with the middleware's 414."""
 
@@ -299,6 +300,7 @@ class LimitedHttpToolsProtocol(_HeadDeadline, HttpToolsProtocol):
         self._lingering = False
         self._in_head = True
         self._head_bytes = 0
+        self._messages = 0  # requests begun on the connection
         self._refusal: tuple[int, str] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -312,11 +314,14 @@ class LimitedHttpToolsProtocol(_HeadDeadline, HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._lingering:
             return  # the answer is sent; what the client still sends is dropped
+        # A chunk counts towards the head unless a later request began in it (the chunk
+        # may then hold the end of the previous request, its body for one).
+        messages = self._messages
         super().data_received(data)
         if self._lingering or self.transport.is_closing():
             self._cancel_head_timer()
             return
-        if self._in_head:
+        if self._in_head and (self._messages == messages or self._messages == 1):
             self._head_bytes += len(data)
             if self.max_head and self._head_bytes > self.max_head:
                 self._answer_and_close(
@@ -329,6 +334,7 @@ class LimitedHttpToolsProtocol(_HeadDeadline, HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
+        self._messages += 1
 
     def on_headers_complete(self) -> None:
         self._in_head = False
