@@ -100,6 +100,7 @@ class Metrics:
         for store in ("index", "blob"):  # present from the start, at zero
             self.errors.labels(store)
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._request_children: dict[tuple[str, str, str], Any] = {}
         self._handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
             "metrics.instance": self._instance,
             "metrics.request": self._request,
@@ -138,10 +139,13 @@ class Metrics:
         children[1].inc(int(payload.get("bytes", 0)))
 
     def _request(self, payload: Mapping[str, Any]) -> None:
+        """Per HTTP request: the labelled child is looked up once per label set."""
         status = f"{int(payload.get('status', 0)) // 100}xx"
-        self.requests.labels(str(payload["route"]), str(payload["method"]), status).observe(
-            float(payload["seconds"])
-        )
+        labels = (str(payload["route"]), str(payload["method"]), status)
+        child = self._request_children.get(labels)
+        if child is None:
+            child = self._request_children[labels] = self.requests.labels(*labels)
+        child.observe(float(payload["seconds"]))
 
     def _association(self, payload: Mapping[str, Any]) -> None:
         self.associations.labels(str(payload.get("door", ""))).observe(float(payload["seconds"]))

@@ -5,7 +5,9 @@ pays for a dictionary and a queue put.  One thread takes what is queued, complet
 studies with their patient (Patient ID and Patient's Name from the index, for events
 whose door did not know them), builds the messages (message.py), appends them to the
 local log with one fsync per batch (logfile.py) and sends them to the syslog collector
-when one is configured (syslog.py).
+when one is configured (syslog.py).  A batch is what arrives within `BATCH_SECONDS` of
+its first event: under a stream of QIDO-RS searches (each one audited) one fsync per
+search cost each of them about 0.3 ms (docs/performance.md).
 
 HTTP retrievals come in bursts (a viewer asks for every frame of a series): a
 "transferred" event of the same user, address and studies within `COALESCE_SECONDS` of
@@ -32,6 +34,9 @@ from isthmus.config import ConfigError
 log = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 60.0
+# How long the thread waits after an event before it writes the batch (flush and close
+# do not wait).  The events are already asynchronous to the doors; this only groups them.
+BATCH_SECONDS = 0.02
 HTTP_DOORS = ("dicomweb", "wado-uri")
 
 
@@ -87,6 +92,10 @@ class AuditTrail:
     def _run(self) -> None:
         while True:
             batch = [self._queue.get()]
+            if batch[0] is not None and batch[0].topic != "flush":
+                # Let a batch gather (one fsync for all the requests of a busy moment,
+                # not one each: per request, a sync cost more than answering a search).
+                time.sleep(BATCH_SECONDS)
             while True:
                 try:
                     batch.append(self._queue.get_nowait())

@@ -54,8 +54,14 @@ def dataset_to_json(
     return out
 
 
+# DICOM JSON (PS3.18 F.2) is a tree of fresh dicts and lists: the encoder need not keep
+# the id of every container to detect cycles, which took a quarter of its time.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
+
+
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON text of DICOM JSON datasets (UTF-8 characters kept as they are)."""
+    return _ENCODER.encode(obj)
 
 
 def first_value(entry: dict[str, Any] | None) -> Any:

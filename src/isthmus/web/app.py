@@ -25,7 +25,7 @@ from isthmus.web.context import WebContext
 from isthmus.web.errors import EXCEPTION_HANDLERS
 from isthmus.web.limits import LimitsMiddleware
 from isthmus.web.observe import ObserveMiddleware
-from isthmus.web.service import DICOMWEB_PREFIX
+from isthmus.web.service import DICOMWEB_PREFIX, blocking
 
 VIEWER_DIR = Path(__file__).resolve().parent.parent / "viewer"
 # Headers a cross-origin DICOMweb client needs to send and to read.
@@ -45,13 +45,15 @@ def create_app(ctx: WebContext) -> Starlette:
     """Build the app; each door module contributes its routes."""
 
     async def health(request: Request) -> JSONResponse:
+        # counting is a scan of each table in SQLite: off the event loop
+        counts = await blocking(ctx.archive.counts)
         return JSONResponse(
             {
                 "status": "ok",
                 "version": __version__,
                 "aet": ctx.settings.aet,
                 "dicom_port": ctx.settings.dicom_port,
-                "counts": ctx.archive.counts(),
+                "counts": counts,
             }
         )
 

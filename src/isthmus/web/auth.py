@@ -230,19 +230,26 @@ class AuthMiddleware:
         if scope["type"] != "http" or not _protected(scope.get("path", "")):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        authorization = _header(scope, b"authorization")
         permission = permission_for(scope["method"], scope.get("path", ""))
         client = scope.get("client")
         try:
-            principal = self.auth.require(
-                headers.get("authorization"), permission, client[0] if client else None
-            )
+            principal = self.auth.require(authorization, permission, client[0] if client else None)
         except HTTPError as exc:
             response = error_response(exc.status, exc.message, exc.headers)
             await response(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The last value of a request header (`name` lower-case; so are the scope's, ASGI)."""
+    value = None
+    for key, raw in scope["headers"]:
+        if key == name:
+            value = raw.decode("latin-1")
+    return value
 
 
 def permission_for(method: str, path: str) -> str:

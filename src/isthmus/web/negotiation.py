@@ -13,6 +13,7 @@ must be one the offer can produce, or `*`.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -182,19 +183,36 @@ def negotiate(request: Request, offers: list[Offer]) -> Choice:
     """
     query_values = request.query_params.getlist("accept")
     if query_values:
-        choice = select(parse_accept(query_values), offers)
+        choice = _choose(query_values, offers)
         if choice is not None:
             syntax_param = request.query_params.get("transfer-syntax")
             if syntax_param and not _explicit_syntax(query_values):
                 choice = Choice(choice.media_type, choice.multipart, syntax_param)
             return choice
     header = request.headers.getlist("accept")
-    choice = select(parse_accept(header), offers)
+    choice = _choose(header, offers)
     if choice is None:
         wanted = ", ".join(query_values + header) or "(nothing)"
         can = "; ".join(describe(o) for o in offers)
         raise not_acceptable(f"cannot produce any of: {wanted[:300]}. This resource offers: {can}")
     return choice
+
+
+# Clients send the same few Accept values again and again: the choice for a short one
+# is kept (bounded: at most CACHED values of at most CACHED_LENGTH characters each).
+CACHED, CACHED_LENGTH = 512, 512
+
+
+def _choose(values: list[str], offers: list[Offer]) -> Choice | None:
+    """`select` over the media ranges of `values` (remembered for short values)."""
+    if sum(len(v) for v in values) > CACHED_LENGTH:
+        return select(parse_accept(values), offers)
+    return _choose_cached(tuple(values), tuple(offers))
+
+
+@functools.lru_cache(maxsize=CACHED)
+def _choose_cached(values: tuple[str, ...], offers: tuple[Offer, ...]) -> Choice | None:
+    return select(parse_accept(list(values)), list(offers))
 
 
 def _explicit_syntax(values: list[str]) -> bool:

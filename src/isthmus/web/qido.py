@@ -68,19 +68,42 @@ async def search(request: Request) -> Response:
     level = level_of(request.url.path)
     query = build_query(request, level, study, series)
     archive = context(request).archive
+    # One trip to the thread pool: the search and, for JSON, its serialization (a
+    # large answer takes a while and must not hold the event loop).
     try:
-        result: FindResult = await blocking(
-            run_search, archive, query, level, study, series, service_root(request)
+        result, body = await blocking(
+            _search_and_encode,
+            archive,
+            query,
+            level,
+            study,
+            series,
+            service_root(request),
+            not choice.multipart,
         )
     except QueryError as exc:
         raise bad_request(str(exc)) from None
     if not result.matches:
         return Response(status_code=204)
     headers = {"Warning": WARNING_TRUNCATED} if result.truncated else {}
-    if not choice.multipart:  # serialized off the event loop: a large answer takes a while
-        body = await blocking(_json_body, result.matches)
+    if body is not None:
         return await json_response(request, body, content_type(choice), headers)
     return respond(choice, result.matches, headers)
+
+
+def _search_and_encode(
+    archive: Archive,
+    query: Query,
+    level: str,
+    study: str | None,
+    series: str | None,
+    root: str,
+    encode: bool,
+) -> tuple[FindResult, bytes | None]:
+    """`run_search`, and the matches as a DICOM JSON body when `encode` (and any)."""
+    result = run_search(archive, query, level, study, series, root)
+    body = _json_body(result.matches) if encode and result.matches else None
+    return result, body
 
 
 def run_search(

@@ -1,0 +1,181 @@
+"""The per-request cost of the HTTP door: QIDO-RS and WADO-RS metadata on a loaded index.
+
+    .venv/bin/python -m bench.http_door [--instances K] [--requests N]
+                                        [--baseline SRC_DIR] [--profile] [--work DIR]
+
+An index of K instances of the scale population (bench/scale/population.py, loaded
+in-process by bench/scale/load.py and kept in `--work` between runs) is served by
+`isthmus serve` on 127.0.0.1 (no start-up check: the loaded rows have no blobs), and
+every query of the scale benchmark (bench/scale/queries.py), `/health`, and three with
+`includefield` (indexed attributes, `all`, attributes only the stored JSON holds) are
+asked N times each over one keep-alive httpx connection, the
+value changing from request to request.  Printed: p50 and p95 in milliseconds per
+endpoint (client wall time, first byte sent to last byte read).
+
+`--baseline SRC_DIR` starts a second server importing Isthmus from SRC_DIR (an older
+tree: `git archive COMMIT src | tar -x -C DIR`, then SRC_DIR=DIR/src) and asks both in
+turn, request by request, so that the load of a shared machine falls on both alike.
+`--profile` records the (first) server with py-spy during the requests and prints
+where its samples went (bench/profile.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from bench.profile import Recorder
+from bench.scale import population, queries
+from bench.scale.load import load
+from bench.scale.servers import LoadedIsthmus
+from isthmus.archive import Archive
+from isthmus.testing.net import free_port
+
+OUT = Path(__file__).resolve().parent / "out" / "http_door"
+HERE = str(Path(__file__).resolve().parent.parent / "src")
+JSON = "application/dicom+json"
+INCLUDE = "includefield=00081030,00100030,00080090,00200010"  # indexed columns
+INCLUDE_STORED = "includefield=00080070,00080080"  # Manufacturer, Institution: stored JSON
+
+
+class Served(LoadedIsthmus):
+    """A loaded server importing Isthmus from `pythonpath`."""
+
+    def __init__(self, workdir: Path, url: str, pythonpath: str) -> None:
+        super().__init__(workdir, free_port(), url)
+        self.pythonpath = pythonpath
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env["PYTHONPATH"] = self.pythonpath
+        return env
+
+
+def endpoints() -> dict[str, Callable[[population.Study], str]]:
+    """name → request path (under the service root, or absolute from /) of a study."""
+    out: dict[str, Callable[[population.Study], str]] = {"/health": lambda s: "!/health"}
+    for name, (_, path_of, _must) in queries.QIDO.items():
+        out[name] = path_of
+    out["PatientID + includefield"] = lambda s: f"/studies?PatientID={s.patient_id}&{INCLUDE}"
+    out["PatientID + includefield=all"] = lambda s: (
+        f"/studies?PatientID={s.patient_id}&includefield=all"
+    )
+    out["ModalitiesInStudy + stored includefield"] = lambda s: (
+        f"/studies?ModalitiesInStudy={s.modality}&limit=100&{INCLUDE_STORED}"
+    )
+    return out
+
+
+def index(instances: int, work: Path) -> str:
+    """The SQLite URL of an index holding the first `instances` (loaded once, kept)."""
+    folder = work / f"index-{instances}"
+    db = folder / "index.sqlite"
+    url = f"sqlite:///{db}"
+    if not (folder / "loaded").exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        db.unlink(missing_ok=True)
+        archive = Archive(url, f"file://{folder / 'blobs'}")
+        try:
+            print(f"loading {instances:,} instances: {load(archive, 0, instances):.1f} s")
+        finally:
+            archive.close()
+        (folder / "loaded").touch()
+    return url
+
+
+def ask(
+    clients: list[httpx.Client], roots: list[str], held: list[population.Study], requests: int
+) -> list[dict[str, list[float]]]:
+    """Every endpoint `requests` times per server, servers in turn; ms samples."""
+    rng = random.Random(10)
+    out: list[dict[str, list[float]]] = [{} for _ in roots]
+    for name, path_of in endpoints().items():
+        picks = [rng.choice(held[:-1] or held) for _ in range(requests + queries.WARMUP)]
+        for n, study in enumerate(picks):
+            order = list(range(len(roots))) if n % 2 == 0 else list(range(len(roots)))[::-1]
+            for k in order:
+                path = path_of(study)
+                url = roots[k].rsplit("/dicom-web", 1)[0] + path[1:] if path[0] == "!" else None
+                elapsed = _get(clients[k], url or roots[k] + path)
+                if n >= queries.WARMUP:
+                    out[k].setdefault(name, []).append(elapsed)
+    return out
+
+
+def _get(client: httpx.Client, url: str) -> float:
+    started = time.perf_counter()
+    rsp = client.get(url, headers={"Accept": JSON})
+    rsp.read()
+    elapsed = (time.perf_counter() - started) * 1000
+    if rsp.status_code not in (200, 204):
+        raise RuntimeError(f"{url}: HTTP {rsp.status_code} {rsp.content[:200]!r}")
+    return elapsed
+
+
+def p95(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def report(names: list[str], results: list[dict[str, list[float]]]) -> None:
+    head = "".join(f" | {n} p50 / p95" for n in names)
+    print(f"| endpoint{head} |")
+    print("|---" * (len(names) + 1) + "|")
+    for endpoint in results[0]:
+        cells = "".join(
+            f" | {statistics.median(r[endpoint]):.2f} / {p95(r[endpoint]):.2f}" for r in results
+        )
+        print(f"| {endpoint}{cells} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--instances", type=int, default=5000)
+    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--baseline", help="source folder (holding isthmus/) to compare with")
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--work", type=Path, default=OUT)
+    args = p.parse_args(argv)
+    url = index(args.instances, args.work)
+    held = population.first_studies(args.instances)
+    sides = [("current", HERE)]
+    if args.baseline:
+        sides.append(("baseline", os.path.abspath(args.baseline)))
+    servers = [Served(args.work / f"serve-{name}", url, src) for name, src in sides]
+    clients = [httpx.Client(timeout=60) for _ in servers]
+    try:
+        for server in servers:
+            server.start()
+        roots = [s.dicomweb for s in servers]
+        if args.profile and servers[0].proc is not None:
+            stem = args.work / "profile"
+            with Recorder(servers[0].proc.pid, stem, rate=500) as rec:
+                results = ask(clients, roots, held, args.requests)
+            summary = rec.summary(top=40)
+            for key in ("threads_pct", "self_pct", "inclusive_pct"):
+                print(key)
+                for frame, pct in summary.get(key, []):
+                    print(f"  {pct:5.1f}  {frame}")
+            print(f"collapsed stacks: {stem.with_suffix('.txt')}")
+        else:
+            results = ask(clients, roots, held, args.requests)
+    finally:
+        for client in clients:
+            client.close()
+        for server in servers:
+            server.stop()
+    print(f"{args.instances:,} instances, {args.requests} requests per endpoint, ms")
+    report([name for name, _ in sides], results)
+    print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
