@@ -32,7 +32,7 @@ from isthmus.relay.session import Session
 from isthmus.relay.wire import OpenAnswer, OpenRequest
 
 if TYPE_CHECKING:
-    from isthmus.relay.router import RelayRouter
+    from isthmus.relay.door import RelayDoor
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ TOO_MANY = (
 class AgentSide:
     """Answers open requests from other sites (a NATS callback on the link's loop)."""
 
-    def __init__(self, router: RelayRouter) -> None:
+    def __init__(self, router: RelayDoor) -> None:
         self.router = router
 
     async def on_open(self, nats_msg: Any) -> None:
@@ -184,7 +184,7 @@ class AgentSession(Session):
     """The far site's pump: the device's side of a relayed association."""
 
     def __init__(
-        self, router: RelayRouter, caller_site: str, rq: pdu.AAssociateRQ, aid: str, cid: str
+        self, router: RelayDoor, caller_site: str, rq: pdu.AAssociateRQ, aid: str, cid: str
     ) -> None:
         own = router.identity.name
         super().__init__(

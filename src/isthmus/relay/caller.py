@@ -34,7 +34,7 @@ from isthmus.relay.session import Session
 from isthmus.relay.wire import Message, OpenAnswer, OpenRequest
 
 if TYPE_CHECKING:
-    from isthmus.relay.router import RelayRouter
+    from isthmus.relay.door import RelayDoor
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class MoveElsewhere(Protocol):
 class CallerSide:
     """The route handler of remote AE titles (`RouteHandler` of node/router.py)."""
 
-    def __init__(self, router: RelayRouter) -> None:
+    def __init__(self, router: RelayDoor) -> None:
         self.router = router
 
     def __call__(self, sock: socket.socket, address: Any, rq: pdu.AAssociateRQ) -> None:

@@ -25,12 +25,11 @@ from isthmus.relay.agent import AgentSide
 from isthmus.relay.caller import CallerSide, MoveElsewhere
 from isthmus.relay.crypto import SiteIdentity
 from isthmus.relay.directory import Directory
+from isthmus.relay.door import Allowed
 from isthmus.relay.link import Link
 from isthmus.relay.session import Session
 
 log = logging.getLogger(__name__)
-
-Allowed = Callable[[str, str, str | None], bool]
 
 
 class RelayRouter:
