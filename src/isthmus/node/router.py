@@ -159,7 +159,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             level = logging.DEBUG if isinstance(exc, _NothingSent) else logging.WARNING
             log.log(level, "connection from %s dropped before association: %s", client_address, exc)
             reason = exc.reason if isinstance(exc, pdu.PDUError) else 0
-            _send_quietly(request, pdu.abort(pdu.ABORT_SOURCE_PROVIDER, reason))
+            send_last_pdu(request, pdu.abort(pdu.ABORT_SOURCE_PROVIDER, reason))
             return False
         peer_identity = identity(request)
         refusal = (
@@ -169,7 +169,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             log.warning(
                 "A-ASSOCIATE-RJ to %r at %s: %s", rq.calling_aet, client_address[0], refusal
             )
-            _send_quietly(
+            send_last_pdu(
                 request,
                 pdu.associate_rj(
                     pdu.RESULT_PERMANENT,
@@ -196,7 +196,7 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             client_address[0],
             rq.called_aet,
         )
-        _send_quietly(
+        send_last_pdu(
             request,
             pdu.associate_rj(
                 pdu.RESULT_PERMANENT, pdu.SOURCE_SERVICE_USER, pdu.REASON_CALLED_AE_NOT_RECOGNIZED
@@ -322,7 +322,7 @@ def _close(sock: socket.socket) -> None:
 ARTIM = 2.0
 
 
-def _send_quietly(sock: socket.socket, data: bytes) -> None:
+def send_last_pdu(sock: socket.socket, data: bytes) -> None:
     """Send a last PDU (A-ASSOCIATE-RJ, A-ABORT), then wait for the peer to close the
     connection, reading and dropping what it still sends (PS3.8 Sta13, bounded by the
     ARTIM timer): closing with its bytes unread - the A-ASSOCIATE-RQ we only peeked at -

@@ -24,7 +24,7 @@ from isthmus.dicom.status import MOVE_DESTINATION_UNKNOWN, NOT_AUTHORIZED
 from isthmus.dicom.ul import items, pdata, pdu, transport
 from isthmus.dicom.ul.items import PresentationContextAC, PresentationContextRQ, UserInformation
 from isthmus.dimse import messages as msg
-from isthmus.node.router import _send_quietly
+from isthmus.node.router import send_last_pdu
 from isthmus.relay import wire
 from isthmus.relay.crypto import EnvelopeError, SiteKeys
 from isthmus.relay.directory import Export
@@ -219,7 +219,7 @@ class CallerSide:
             why.why,
         )
         self.router.audit_association(False, rq.calling_aet, rq.called_aet, host, why.why)
-        _send_quietly(sock, pdu.associate_rj(*why.rj))
+        send_last_pdu(sock, pdu.associate_rj(*why.rj))
 
     # -- opening at the far site -----------------------------------------------
     def _open(
