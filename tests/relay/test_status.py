@@ -16,78 +16,23 @@ from typing import Any
 
 import pytest
 
-from isthmus.testing.dcmtk import tool
+from isthmus.config import Settings
+from isthmus.server import Node
 from isthmus.testing.federation import Federation, Site
-from isthmus.testing.generate import StudySpec, write_study
+from isthmus.testing.net import free_port
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
+from .status_support import WORKSTATION, dcmtk, federation_with_a_move, finished_transfer
+
 pytestmark = pytest.mark.dcmtk
-WORKSTATION = "WSA"
-PATIENT = StudySpec(
-    patient_name="STATUS^STELLA", patient_id="STAT0001", series_count=1, instances_per_series=3
-)
 
 
 @pytest.fixture(scope="module")
 def federation(
     tmp_path_factory: pytest.TempPathFactory, seaweedfs: TemporarySeaweedFS
 ) -> Iterator[Federation]:
-    """Sites A and B; B's PACS holds one study of 3 instances, which A moved to STOREA."""
-    folder = tmp_path_factory.mktemp("federation-status")
-    running = Federation(folder, seaweedfs, names=("A", "B"))
-    try:
-        running.start()
-        files = write_study(PATIENT, folder / "study")
-        running.sites["B"].pacs.load(files)
-        study = _study_uid(files[0])
-        done = dcmtk(
-            running.sites["A"],
-            "movescu",
-            "PACSB",
-            "-S",
-            "-aem",
-            "STOREA",
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            f"StudyInstanceUID={study}",
-        )
-        assert done.returncode == 0, done.stderr
+    with federation_with_a_move(tmp_path_factory.mktemp("federation-status"), seaweedfs) as running:
         yield running
-    except BaseException:
-        for site in running.sites.values():
-            print(f"--- site {site.name}\n{site.tail()}")
-        raise
-    finally:
-        running.close()
-
-
-def _study_uid(path: Path) -> str:
-    import pydicom
-
-    return str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
-
-
-def dcmtk(site: Site, name: str, called: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """A DCMTK tool of the site's workstation, calling `called` on the site's node."""
-    return subprocess.run(
-        [tool(name), "-aet", WORKSTATION, "-aec", called, *args, "127.0.0.1", str(site.dicom_port)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def finished_transfer(site: Site) -> dict[str, Any]:
-    """The site's one transfer, once finished (the source records its end after the
-    destination's final report, so it may lag the C-MOVE response by a moment)."""
-    deadline = time.monotonic() + 30
-    while True:
-        transfers = site.relay_status()["transfers"]
-        if transfers and transfers[0]["status"] != "receiving" and transfers[0]["finished"]:
-            return dict(transfers[0])
-        assert time.monotonic() < deadline, f"site {site.name}: {transfers}"
-        time.sleep(0.2)
 
 
 def test_status_shows_the_c_move_transfer_received_and_sent(federation: Federation) -> None:
@@ -109,9 +54,7 @@ def test_relay_status_command_prints_sites_ae_titles_and_transfers(
 ) -> None:
     a, b = federation.sites["A"], federation.sites["B"]
     finished_transfer(a)
-    command = [sys.executable, "-m", "isthmus", "relay", "status"]
-    server = ["--server", f"http://127.0.0.1:{a.http_port}"]
-    done = subprocess.run(command + server, capture_output=True, text=True, timeout=60)
+    done = relay_status(f"http://127.0.0.1:{a.http_port}")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     b_fingerprint = b.relay_status()["fingerprint"]
@@ -123,19 +66,34 @@ def test_relay_status_command_prints_sites_ae_titles_and_transfers(
     transfers = out.split("transfers:")[1]
     assert "receiving B -> A STOREA  complete  [##########] 3/3 delivered, 0 failed" in transfers
 
-    as_json = subprocess.run(command + server + ["--json"], capture_output=True, text=True)
+    as_json = relay_status(f"http://127.0.0.1:{a.http_port}", "--json")
     assert json.loads(as_json.stdout)["transfers"][0]["destination_aet"] == "STOREA"
 
 
 def test_relay_status_command_says_when_a_node_is_not_a_site(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "isthmus", "relay", "status", "--server", "http://127.0.0.1:9"],
+    settings = Settings(
+        data=tmp_path, dicom_port=free_port(), http_port=free_port(), check_on_start=False
+    )
+    with Node(settings) as node:
+        done = relay_status(f"http://127.0.0.1:{node.http_port}")
+    assert done.returncode == 1
+    assert "is not in a federation (started without --relay)" in done.stdout
+
+
+def test_relay_status_command_says_when_it_cannot_reach_the_node() -> None:
+    done = relay_status(f"http://127.0.0.1:{free_port()}")
+    assert done.returncode != 0
+    assert "cannot reach http://127.0.0.1:" in done.stderr
+
+
+def relay_status(server: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`isthmus relay status --server SERVER`, as an administrator types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "isthmus", "relay", "status", "--server", server, *args],
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.returncode != 0
-    assert "cannot reach http://127.0.0.1:9" in done.stderr
 
 
 def associations(site: Site, called: str) -> list[dict[str, Any]]:
