@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from isthmus.config import Settings
+from isthmus.relay import console
 from isthmus.server import Node
 from isthmus.testing.federation import Federation, Site
 from isthmus.testing.net import free_port
@@ -123,3 +124,26 @@ def test_a_c_find_across_sites_is_audited_at_both_sites(
     # Each names the other site: the caller's where PACSB is, the far site where WSA is.
     assert 'UserID="PACSB" UserIsRequestor="false" NetworkAccessPointID="B (relay)"' in at_a
     assert f'UserID="{WORKSTATION}" UserIsRequestor="true" NetworkAccessPointID="A (relay)"' in at_b
+
+
+def test_a_transfer_line_shows_progress_once_the_count_is_known() -> None:
+    moving = {
+        "id": "B.A.1",
+        "direction": "receiving",
+        "source": "B",
+        "destination": "A",
+        "destination_aet": "STOREA",
+        "status": "receiving",
+        "delivered": 4,
+        "failed": 1,
+        "expected": 10,
+        "remaining": 5,
+        "reason": None,
+    }
+    assert console.transfer_line(moving) == (
+        "  receiving B -> A STOREA  receiving [#####.....] 4/10 delivered, 1 failed  (B.A.1)"
+    )
+    unknown = dict(moving, expected=None, remaining=None, status="aborted", reason="timed out")
+    assert console.transfer_line(unknown) == (
+        "  receiving B -> A STOREA  aborted   4 delivered, 1 failed  (B.A.1)\n      timed out"
+    )
