@@ -255,6 +255,19 @@ def test_admin_page_accepts_a_sites_new_keys_after_a_confirm_showing_them(
     assert len(questions) == 1 and FixedRelay.NEW in questions[0]
 
 
+def test_the_federation_section_fits_a_phone(phone: Any, tmp_path: Path) -> None:
+    settings = Settings(
+        data=tmp_path, dicom_port=free_port(), http_port=free_port(), check_on_start=False
+    )
+    node = Node(settings)
+    node.relay = FixedRelay()  # type: ignore[assignment]
+    with node:
+        phone.goto(f"http://127.0.0.1:{node.http_port}/admin.html")
+        phone.locator("#federation-transfers progress").wait_for()
+        width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"page is {width}px wide on a 390px screen"
+
+
 @pytest.fixture(scope="module")
 def federation(
     tmp_path_factory: pytest.TempPathFactory, seaweedfs: TemporarySeaweedFS
