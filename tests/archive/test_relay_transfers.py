@@ -78,3 +78,17 @@ def test_a_finished_transfer_leaves_the_in_flight_list(transfers) -> None:
     assert transfers.in_flight() == []
     transfers.forget("A.B.1")
     assert transfers.get("A.B.1") is None
+
+
+def test_recent_lists_transfers_in_flight_then_the_last_finished(transfers) -> None:
+    for n in range(1, 5):
+        _begin(transfers, f"A.B.{n}")
+    transfers.expect("A.B.1", 3)
+    transfers.record(_delivery("1.2.3", seq=0))
+    for n in (2, 3, 4):  # finished in this order: 4 is the latest
+        transfers.finish(f"A.B.{n}", "complete", 0)
+    recent = transfers.recent(limit=2)
+    assert [t.transfer_id for t in recent] == ["A.B.1", "A.B.4", "A.B.3"]
+    assert recent[0].remaining == 2
+    assert recent[0].updated_at is not None and recent[0].updated_at.tzinfo is not None
+    assert _begin(transfers, "A.B.5").remaining is None  # the source has not said yet

@@ -102,6 +102,15 @@ def test_a_failure_carries_its_outcome_and_description() -> None:
     assert record.outcome == 4
 
 
+def test_a_relayed_association_names_the_site_of_the_called_ae() -> None:
+    relayed = payload(door="relay", local="PACSB", peer="B", detail={"called_address": "B (relay)"})
+    (record,) = records("association", relayed, "X")
+    caller, called = check(record.xml).findall("ActiveParticipant")
+    assert (caller.get("UserID"), caller.get("NetworkAccessPointID")) == ("MODALITY", "127.0.0.1")
+    assert (called.get("UserID"), called.get("NetworkAccessPointID")) == ("PACSB", "B (relay)")
+    assert called.get("NetworkAccessPointTypeCode") == "1"  # a machine name, not an IP
+
+
 def test_stored_names_source_destination_study_and_patient() -> None:
     (record,) = records("stored", EXAMPLES["stored"], "X")
     doc = check(record.xml)

@@ -1,16 +1,24 @@
 """The admin page in Chromium: jobs with progress and errors, cancel and retry buttons,
-storage, settings, the audit trail (present, or absent: 404), on a desktop and a phone."""
+storage, settings, the audit trail (present, or absent: 404), on a desktop and a phone;
+the Federation section (hidden without a relay; a real two-site federation; accepting a
+site's new keys)."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+from tests.relay.status_support import federation_with_a_move, finished_transfer
+
 from isthmus.config import Settings
 from isthmus.server import Node
+from isthmus.testing.federation import Federation
 from isthmus.testing.net import free_port
+from isthmus.testing.seaweedfs import TemporarySeaweedFS
 from isthmus.web.auth import hash_token
 
 from .conftest import ARTIFACTS, ViewerData
@@ -144,3 +152,153 @@ def test_admin_page_asks_for_a_token_and_says_when_it_lacks_the_admin_permission
             "document.querySelector('#admin-status').textContent.startsWith('Updated')"
         )
         assert page.locator("#jobs").text_content() == "No jobs."
+
+
+class FixedRelay:
+    """A `RelayView` (web/context.py) with fixed data: site C offers new keys, which
+    `accept` trusts.  The real federation is in `test_admin_page_shows_the_federation`."""
+
+    OLD, NEW = "c0" * 16, "c1" * 16
+
+    def __init__(self) -> None:
+        self.accepted: list[tuple[str, str]] = []
+        self.sites: list[dict[str, Any]] = [
+            {"site": "B", "fingerprint": "b0" * 16, "pinned": True, "revoked": False},
+            {"site": "C", "fingerprint": self.OLD, "pinned": True, "revoked": False},
+        ]
+        self.sites[1]["refused_fingerprint"] = self.NEW
+
+    def status(self) -> dict[str, Any]:
+        services = ["echo", "find", "move"]
+        transfer = {
+            "id": "B.A.0001",
+            "direction": "receiving",
+            "source": "B",
+            "destination": "A",
+            "destination_aet": "STOREA",
+            "status": "receiving",
+            "delivered": 4,
+            "failed": 1,
+            "expected": 10,
+            "remaining": 5,
+            "started": "2026-01-01T12:00:00+00:00",
+            "updated": "2026-01-01T12:00:05+00:00",
+            "finished": None,
+        }
+        return {
+            "site": "A",
+            "fingerprint": "a0" * 16,
+            "bridge": "http://127.0.0.1:9",
+            "connected": False,
+            "exports": [{"aet": "PACSA", "services": services, "sites": ["*"]}],
+            "imports": [{"aet": "PACSB", "services": services, "sites": ["*"], "site": "B"}],
+            "sites": self.sites,
+            "transfers": [transfer],
+        }
+
+    def accept(self, site: str, fingerprint: str) -> None:
+        if site != "C" or fingerprint != self.NEW:
+            raise ValueError(f"site {site!r} presents no new keys {fingerprint}")
+        self.accepted.append((site, fingerprint))
+        self.sites[1] = {"site": "C", "fingerprint": self.NEW, "pinned": True, "revoked": False}
+
+    def close(self) -> None:
+        """What Node.stop calls of its relay."""
+
+
+def test_admin_page_hides_the_federation_of_a_node_without_relay(page: Any, base_url: str) -> None:
+    audit(page, AUDIT_EVENTS)
+    page.goto(base_url + "admin.html")
+    page.wait_for_function(
+        "document.querySelector('#admin-status').textContent.startsWith('Updated')"
+    )
+    assert page.locator("#federation").is_hidden()
+
+
+def test_admin_page_accepts_a_sites_new_keys_after_a_confirm_showing_them(
+    page: Any, tmp_path: Path
+) -> None:
+    settings = Settings(
+        data=tmp_path, dicom_port=free_port(), http_port=free_port(), check_on_start=False
+    )
+    relay = FixedRelay()
+    node = Node(settings)
+    node.relay = relay  # type: ignore[assignment]  # a RelayView is all the web door uses
+    questions: list[str] = []
+
+    def confirm(dialog: Any) -> None:
+        questions.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", confirm)
+    with node:
+        page.goto(f"http://127.0.0.1:{node.http_port}/admin.html")
+        page.locator("#federation").wait_for()
+        assert "NATSdisconnected" in page.locator("#federation-site").text_content()
+        assert page.locator("#federation-imports li[data-aet=PACSB]").text_content() == (
+            "PACSBat site Becho, find, move"
+        )
+        assert page.locator("#federation-exports li[data-aet=PACSA]").count() == 1
+        progress = page.locator("#federation-transfers li[data-transfer='B.A.0001'] progress")
+        assert (progress.get_attribute("value"), progress.get_attribute("max")) == ("5", "10")
+        counts = page.locator("#federation-transfers [data-role=counts]").text_content()
+        assert counts == "4 delivered, 1 failed of 10"
+        assert page.locator("#federation-sites li[data-site=B]").get_attribute("data-state") == (
+            "trusted"
+        )
+        changed = page.locator("#federation-sites li[data-site=C]")
+        assert changed.get_attribute("data-state") == "changed"
+        assert page.locator("#federation-sites [data-action=accept]").count() == 1
+        changed.locator("[data-action=accept]").click()
+        page.wait_for_selector("#federation-sites li[data-site=C][data-state=trusted]")
+    assert relay.accepted == [("C", FixedRelay.NEW)]
+    assert len(questions) == 1 and FixedRelay.NEW in questions[0]
+
+
+def test_the_federation_section_fits_a_phone(phone: Any, tmp_path: Path) -> None:
+    settings = Settings(
+        data=tmp_path, dicom_port=free_port(), http_port=free_port(), check_on_start=False
+    )
+    node = Node(settings)
+    node.relay = FixedRelay()  # type: ignore[assignment]
+    with node:
+        phone.goto(f"http://127.0.0.1:{node.http_port}/admin.html")
+        phone.locator("#federation-transfers progress").wait_for()
+        width = phone.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"page is {width}px wide on a 390px screen"
+
+
+@pytest.fixture(scope="module")
+def federation(
+    tmp_path_factory: pytest.TempPathFactory, seaweedfs: TemporarySeaweedFS
+) -> Iterator[Federation]:
+    with federation_with_a_move(tmp_path_factory.mktemp("admin-federation"), seaweedfs) as running:
+        yield running
+
+
+@pytest.mark.dcmtk
+def test_admin_page_shows_the_federation(page: Any, federation: Federation) -> None:
+    """Site A's page, in a real federation: site B with its fingerprint, trusted, B's AE
+    titles, A's own, and the transfer of the C-MOVE from B with its progress."""
+    a, b = federation.sites["A"], federation.sites["B"]
+    transfer = finished_transfer(a)
+    page.goto(f"http://127.0.0.1:{a.http_port}/admin.html")
+    page.locator("#federation").wait_for()
+    site = page.locator("#federation-site").text_content()
+    assert f"siteAfingerprint{a.relay_status()['fingerprint']}" in site
+    assert "NATSconnected" in site
+    card = page.locator("#federation-sites li[data-site=B]")
+    assert card.get_attribute("data-state") == "trusted"
+    assert card.locator("[data-role=fingerprint]").text_content() == b.relay_status()["fingerprint"]
+    imported = page.locator("#federation-imports li").evaluate_all(
+        "cards => cards.map(c => c.dataset.aet)"
+    )
+    assert {"PACSB", "STOREB", "ISTHMUSB"} <= set(imported)
+    services = page.locator("#federation-imports li[data-aet=PACSB]").text_content()
+    assert services.endswith("echo, find, get, move, store")
+    assert page.locator("#federation-exports li[data-aet=PACSA]").count() == 1
+    moved = page.locator(f"#federation-transfers li[data-transfer='{transfer['id']}']")
+    assert moved.get_attribute("data-status") == "complete"
+    assert "STOREA from site B" in moved.text_content()
+    assert moved.locator("progress").get_attribute("value") == "3"
+    assert moved.locator("[data-role=counts]").text_content() == "3 delivered, 0 failed of 3"

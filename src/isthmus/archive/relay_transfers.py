@@ -52,10 +52,19 @@ class RelayTransfer:
     manifest_at: datetime | None
     created_at: datetime
     finished_at: datetime | None
+    updated_at: datetime | None = None
 
     @property
     def finished(self) -> bool:
         return self.status in FINISHED
+
+    @property
+    def remaining(self) -> int | None:
+        """Instances still to come, once the source said how many (expected or manifest)."""
+        total = self.manifest_count if self.manifest_count is not None else self.expected
+        if total is None:
+            return None
+        return max(0, total - self.completed - self.warning - self.failed)
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,21 @@ class RelayTransfers:
         )
         with self.engine.connect() as conn:
             return [_transfer_of(row) for row in conn.execute(query).mappings()]
+
+    def recent(self, limit: int = 20) -> list[RelayTransfer]:
+        """Transfers in flight (oldest first), then up to `limit` finished ones, the
+        most recently finished first: what the status page and `isthmus relay status`
+        show."""
+        t = relay_transfer.c
+        ended = (
+            sa.select(relay_transfer)
+            .where(t.status.in_(FINISHED))
+            .order_by(sa.func.coalesce(t.finished_at, t.updated_at).desc())
+            .limit(max(0, limit))
+        )
+        with self.engine.connect() as conn:
+            finished = [_transfer_of(row) for row in conn.execute(ended).mappings()]
+        return self.in_flight() + finished
 
     def delivery(self, transfer_id: str, sop_instance_uid: str) -> RelayDelivery | None:
         d = relay_delivery.c
@@ -237,7 +261,7 @@ def _transfer(conn: Connection, transfer_id: str) -> RelayTransfer | None:
 def _transfer_of(row: Any) -> RelayTransfer:
     fields = {name: row[name] for name in RelayTransfer.__dataclass_fields__}
     fields["origin"] = json.loads(row["origin"])
-    for name in ("manifest_at", "created_at", "finished_at"):
+    for name in ("manifest_at", "created_at", "finished_at", "updated_at"):
         fields[name] = _aware(row[name])
     return RelayTransfer(**fields)
 

@@ -177,7 +177,12 @@ def _participants(event: str, payload: Mapping[str, Any]) -> list[Participant]:
         return [(local, False, None, APPLICATION)]
     if event in ("association", "authentication", "query", "deleted", "share-link"):
         role = SOURCE if event == "query" else None
-        return [(user, True, address, role), (local, False, None, DESTINATION if role else None)]
+        # A relayed association's called AE is at another site: its access point says so.
+        called = (payload.get("detail") or {}).get("called_address")
+        return [
+            (user, True, address, role),
+            (local, False, str(called) if called else None, DESTINATION if role else None),
+        ]
     if event == "stored" or (
         event == "relay-transfer" and (payload.get("detail") or {}).get("direction") == "received"
     ):

@@ -168,7 +168,7 @@ class CallerSide:
             raise
         sock.settimeout(router.timeout)  # a read times out: idle? (Session._idle)
         session.host = host
-        router.opened(session, rq.calling_aet, rq.called_aet, host)
+        router.opened(session, rq.calling_aet, rq.called_aet, host, f"{route.export.site} (relay)")
         session.run(pipe)
 
     # -- the access-control list ------------------------------------------------

@@ -48,9 +48,30 @@ def status(server: str, token: str | None, as_json: bool) -> int:
         print(f"  {s['site']:<12} {s['fingerprint']}  {state}")
         if s.get("refused_fingerprint"):
             print(f"  {'':<12} {s['refused_fingerprint']}  offered, refused until accepted")
+    print("transfers:")
     for t in doc.get("transfers", []):
-        print(f"transfer {t['id']}: {t.get('status')} {t.get('done', 0)}/{t.get('total', '?')}")
+        print(transfer_line(t))
+    if not doc.get("transfers"):
+        print("  none")
     return 0
+
+
+def transfer_line(t: dict[str, Any]) -> str:
+    """One transfer: which way, its parties, its status, and a progress bar when the
+    source said how many instances come, e.g.
+    `  receiving B -> A STOREA  receiving [#####.....]  4/8 delivered, 0 failed`."""
+    way = f"{t['direction']:<9} {t['source']} -> {t['destination']} {t['destination_aet']}"
+    expected, delivered, failed = t.get("expected"), t["delivered"], t["failed"]
+    if expected:
+        done = min(expected, expected - (t.get("remaining") or 0))
+        filled = round(10 * done / expected)
+        bar = f"[{'#' * filled}{'.' * (10 - filled)}] {delivered}/{expected} delivered"
+    else:
+        bar = f"{delivered} delivered"
+    line = f"  {way}  {t['status']:<9} {bar}, {failed} failed  ({t['id']})"
+    if t.get("reason"):
+        line += f"\n      {t['reason']}"
+    return line
 
 
 def accept(server: str, token: str | None, site: str, fingerprint: str) -> int:

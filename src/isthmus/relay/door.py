@@ -27,8 +27,16 @@ class RelayDoor(Protocol):
     moves: Any  # caller.MoveElsewhere | None
     max_associations: int
 
-    def opened(self, session: Session, calling_aet: str, called_aet: str, address: str) -> None:
-        """A relayed association began."""
+    def opened(
+        self,
+        session: Session,
+        calling_aet: str,
+        called_aet: str,
+        address: str,
+        called_address: str | None = None,
+    ) -> None:
+        """A relayed association began (`called_address`: where the called AE is, when
+        another site)."""
 
     def audit_association(
         self,
@@ -38,6 +46,7 @@ class RelayDoor(Protocol):
         address: str,
         reason: str | None,
         site: str = "",
+        called_address: str | None = None,
     ) -> None:
         """The audit trail's Association event."""
 

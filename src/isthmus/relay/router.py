@@ -155,8 +155,17 @@ class RelayRouter:
             return sorted(self._routed)
 
     # -- associations -----------------------------------------------------------
-    def opened(self, session: Session, calling_aet: str, called_aet: str, address: str) -> None:
-        """A relayed association began: audit it, announce it, watch its heartbeat."""
+    def opened(
+        self,
+        session: Session,
+        calling_aet: str,
+        called_aet: str,
+        address: str,
+        called_address: str | None = None,
+    ) -> None:
+        """A relayed association began: audit it, announce it, watch its heartbeat.
+        `address` is the caller's (its IP address, or "A (relay)" at the far site);
+        `called_address` the called AE's when it is at another site ("B (relay)")."""
         key = f"relay-{session.aid or id(session)}"
         payload = {
             "id": key,
@@ -166,7 +175,9 @@ class RelayRouter:
             "address": address,
             "site": session.peer_site,
         }
-        self.audit_association(True, calling_aet, called_aet, address, None, session.peer_site)
+        self.audit_association(
+            True, calling_aet, called_aet, address, None, session.peer_site, called_address
+        )
         self.activity.events.publish("association.opened", payload, local=True)
 
         def ended(_session: Session) -> None:
@@ -188,8 +199,11 @@ class RelayRouter:
         address: str,
         reason: str | None,
         site: str = "",
+        called_address: str | None = None,
     ) -> None:
-        """The audit trail's Association event (PS3.15 A.5), door "relay"."""
+        """The audit trail's Association event (PS3.15 A.5), door "relay": both sites
+        log it, each naming the other (the caller's site as the called AE's network
+        access point "B (relay)", the far site as the requestor's, "A (relay)")."""
         self.activity.audit(
             "association",
             outcome=SUCCESS if accepted else MINOR_FAILURE,
@@ -199,6 +213,7 @@ class RelayRouter:
             address=address,
             local=called_aet,
             peer=site,
+            detail={"called_address": called_address} if called_address else None,
         )
 
     def sessions(self, site: str | None = None) -> int:

@@ -9,10 +9,11 @@ publishes, the router that carries associations, and the transfers of C-MOVE/C-G
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from isthmus.archive import Archive
+from isthmus.archive import Archive, RelayTransfer
 from isthmus.config import Peer, Settings
 from isthmus.node.access import AccessControl
 from isthmus.node.router import AssociationRouter
@@ -31,6 +32,8 @@ from isthmus.relay.router import RelayRouter
 from isthmus.relay.transfer import TransferReceiver
 
 log = logging.getLogger(__name__)
+
+RECENT_TRANSFERS = 20  # finished transfers the status shows, besides those in flight
 
 
 class RelaySite:
@@ -101,7 +104,8 @@ class RelaySite:
         )
 
     def status(self) -> dict[str, Any]:
-        """Sites, exported and imported AE titles with fingerprints (docs/relay.md, "Status")."""
+        """Sites, exported and imported AE titles with fingerprints, and the transfers
+        in flight and recently finished (docs/relay.md, "Status")."""
         pinned = self.directory.known.pinned() if self.directory.known else {}
         changed = dict(self.directory.known.changed) if self.directory.known else {}
         return {
@@ -120,6 +124,10 @@ class RelaySite:
                     "revoked": s.revoked,
                 }
                 for s in self.directory.sites()
+            ],
+            "transfers": [
+                transfer_status(t, self.name)
+                for t in self.archive.relay_transfers.recent(RECENT_TRANSFERS)
             ],
         }
 
@@ -145,3 +153,31 @@ class RelaySite:
         self.deliveries.close()
         if self.link is not None:
             self.link.close()
+
+
+def transfer_status(transfer: RelayTransfer, site: str) -> dict[str, Any]:
+    """One transfer for the status page: its parties, which way it goes from `site`
+    ("sending" or "receiving"), its counts and when it started and last moved."""
+    expected = transfer.manifest_count
+    return {
+        "id": transfer.transfer_id,
+        "direction": "sending" if transfer.source == site else "receiving",
+        "source": transfer.source,
+        "destination": transfer.destination,
+        "destination_aet": transfer.destination_aet,
+        "status": transfer.status,
+        "dicom_status": transfer.dicom_status,
+        "reason": transfer.reason,
+        "delivered": transfer.completed + transfer.warning,
+        "warning": transfer.warning,
+        "failed": transfer.failed + transfer.failed_at_source,  # the source's too
+        "expected": expected if expected is not None else transfer.expected,
+        "remaining": transfer.remaining,
+        "started": _iso(transfer.created_at),
+        "updated": _iso(transfer.updated_at),
+        "finished": _iso(transfer.finished_at),
+    }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None

@@ -1,6 +1,7 @@
-// The admin page: peers, routes, associations, jobs (cancel, retry), storage, audit
-// events and settings, from /api/admin/... (web/admin.py) and /api/audit, with the
-// Bearer token of auth.js.  Refreshes itself every few seconds while visible.
+// The admin page: jobs (cancel, retry), the federation (when the node is a relay site),
+// peers, routes, associations, storage, audit events and settings, from /api/admin/...
+// (web/admin.py) and /api/audit, with the Bearer token of auth.js.  Refreshes itself
+// every few seconds while visible.
 
 import { askToken, getToken } from "../js/auth.js";
 import { $, h, toast } from "../js/dom.js";
@@ -181,6 +182,124 @@ async function refreshRoutes() {
   );
 }
 
+/** A site's trust in the directory (docs/relay.md, "Trust"): its keys pinned, changed
+ * (refused until an administrator accepts them), or revoked by the bridge. */
+function siteState(s) {
+  if (s.revoked) return "revoked";
+  if (s.refused_fingerprint || !s.pinned) return "changed";
+  return "trusted";
+}
+
+function siteCard(s, own) {
+  const state = siteState(s);
+  const words = { revoked: "revoked", changed: "keys changed", trusted: "trusted" };
+  const offered = s.refused_fingerprint;
+  return h(
+    "li",
+    { "data-site": s.site, "data-state": state },
+    h(
+      "div",
+      { class: "head" },
+      h("strong", {}, `site ${s.site}`),
+      s.site === own ? h("span", { class: "sub" }, "this site") : null,
+      h("span", { class: `badge ${state}` }, words[state]),
+    ),
+    h("div", { class: "fingerprint", "data-role": "fingerprint" }, s.fingerprint),
+    offered
+      ? h(
+          "div",
+          { class: "sub" },
+          "offers new keys ",
+          h("span", { class: "fingerprint", "data-role": "offered" }, offered),
+          ", refused until accepted",
+        )
+      : null,
+    offered
+      ? h(
+          "div",
+          { class: "actions" },
+          h(
+            "button",
+            { type: "button", "data-action": "accept", onclick: () => acceptKeys(s.site, offered) },
+            "Accept new keys",
+          ),
+        )
+      : null,
+  );
+}
+
+/** Trust a site's new keys once the administrator compared the fingerprint with the one
+ * that site's own admin page shows (out of band: phone, letter). */
+async function acceptKeys(site, fingerprint) {
+  const question =
+    `Site ${site} now presents the keys with fingerprint\n\n${fingerprint}\n\n` +
+    `Accept them only if site ${site}'s administrator confirms this fingerprint.`;
+  if (!confirm(question)) return;
+  const params = new URLSearchParams({ site, fingerprint });
+  try {
+    await api(`/api/admin/relay/accept?${params}`, { method: "POST" });
+    toast(`Site ${site}: new keys accepted.`);
+  } catch (error) {
+    toast(`Cannot accept the keys of site ${site}: ${error.message}`);
+  }
+  await refreshFederation();
+}
+
+function aetCard(e, where) {
+  return h(
+    "li",
+    { "data-aet": e.aet },
+    h("div", { class: "head" }, h("strong", {}, e.aet), h("span", { class: "sub" }, where)),
+    h("div", { class: "sub" }, (e.services || []).join(", ")),
+  );
+}
+
+function transferCard(t) {
+  const handled = t.expected ? t.expected - (t.remaining ?? 0) : 0;
+  const way = t.direction === "sending" ? `to site ${t.destination}` : `from site ${t.source}`;
+  const total = t.expected ? ` of ${t.expected}` : "";
+  return h(
+    "li",
+    { "data-transfer": t.id, "data-status": t.status },
+    h(
+      "div",
+      { class: "head" },
+      h("strong", {}, `${t.destination_aet} ${way}`),
+      h("span", { class: `badge ${t.status === "aborted" ? "failed" : t.status}` }, t.status),
+      h("span", { class: "when" }, `started ${when(t.started)} · updated ${when(t.updated)}`),
+    ),
+    t.expected
+      ? h("progress", { max: t.expected, value: handled, "aria-label": `${handled} of ${t.expected} instances` })
+      : null,
+    h("div", { class: "sub", "data-role": "counts" }, `${t.delivered} delivered, ${t.failed} failed${total}`),
+    t.reason ? h("p", { class: "error" }, t.reason) : null,
+    h("div", { class: "fingerprint" }, t.id),
+  );
+}
+
+async function refreshFederation() {
+  const relay = await api("/api/admin/relay");
+  const section = $("#federation");
+  section.hidden = !relay.site;
+  if (!relay.site) return;
+  facts($("#federation-site"), [
+    ["site", relay.site],
+    ["fingerprint", relay.fingerprint],
+    ["bridge", relay.bridge || ""],
+    ["NATS", relay.connected ? "connected" : "disconnected"],
+  ]);
+  $("#federation-site").dataset.connected = String(Boolean(relay.connected));
+  fill($("#federation-sites"), relay.sites, (s) => siteCard(s, relay.site), "No site yet.");
+  fill(
+    $("#federation-exports"),
+    relay.exports,
+    (e) => aetCard(e, `to ${(e.sites || []).join(", ")}`),
+    "This site exports nothing.",
+  );
+  fill($("#federation-imports"), relay.imports, (e) => aetCard(e, `at site ${e.site}`), "No remote AE titles.");
+  fill($("#federation-transfers"), relay.transfers || [], transferCard, "No transfers.");
+}
+
 async function refreshStorage() {
   const usage = await api("/api/admin/storage");
   const pairs = [
@@ -248,6 +367,7 @@ async function refresh() {
   try {
     await Promise.all([
       refreshJobs(),
+      refreshFederation(),
       refreshPeers(),
       refreshAssociations(),
       refreshRoutes(),
