@@ -147,3 +147,27 @@ def test_a_transfer_line_shows_progress_once_the_count_is_known() -> None:
     assert console.transfer_line(unknown) == (
         "  receiving B -> A STOREA  aborted   4 delivered, 1 failed  (B.A.1)\n      timed out"
     )
+
+
+def transfers_audited(site: Site) -> list[str]:
+    """The DICOM Instances Transferred messages (110104) of the relay in the audit log."""
+    log = site.folder / "data" / "audit.log"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [r["xml"] for r in records if "110104" in r["xml"] and "(relay)" in r["xml"]]
+
+
+def test_a_c_move_across_sites_is_audited_as_instances_transferred_at_both_ends(
+    federation: Federation,
+) -> None:
+    """The move of the module's fixture: A received the study from B, B sent it to A."""
+    a, b = federation.sites["A"], federation.sites["B"]
+    deadline = time.monotonic() + 30
+    while not (transfers_audited(a) and transfers_audited(b)):
+        assert time.monotonic() < deadline, "the transfer is not in both audit logs"
+        time.sleep(0.2)
+    received, sent = transfers_audited(a)[-1], transfers_audited(b)[-1]
+    assert 'EventActionCode="C"' in received and 'NetworkAccessPointID="B (relay)"' in received
+    assert 'EventActionCode="R"' in sent and 'NetworkAccessPointID="A (relay)"' in sent
+    for xml in (received, sent):
+        assert 'EventOutcomeIndicator="0"' in xml
+        assert "ParticipantObjectIDTypeCode" in xml and 'csd-code="110180"' in xml  # a study

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from isthmus.archive import Activity
 from isthmus.config import Peer
 from isthmus.dimse.contexts import (
     MAX_CONTEXTS,
@@ -24,6 +25,7 @@ from isthmus.dimse.contexts import (
     encode_for,
 )
 from isthmus.dimse.requestor import AssociationFailed, Requestor
+from isthmus.relay.tally import TransferTally
 
 log = logging.getLogger(__name__)
 OUT_OF_RESOURCES = 0xA700  # C-STORE: refused, out of resources (PS3.4 B.2.3)
@@ -96,12 +98,18 @@ class Deliveries:
     per transfer, closed when the transfer has been quiet for `idle` seconds."""
 
     def __init__(
-        self, local: Callable[[str], Peer | None], calling_aet: str, idle: float = 30.0
+        self,
+        local: Callable[[str], Peer | None],
+        calling_aet: str,
+        activity: Activity | None = None,
+        idle: float = 30.0,
     ) -> None:
         self.local = local
         self.calling_aet = calling_aet
+        self.activity = activity
         self.idle = idle
         self._open: dict[str, tuple[Delivery, float]] = {}
+        self._tallies: dict[str, TransferTally] = {}
         self._lock = threading.Lock()
 
     def __call__(self, announcement: Any, data: bytes) -> int:
@@ -110,12 +118,34 @@ class Deliveries:
             log.warning("relay: no device %r at this site", announcement.destination_aet)
             return PROCESSING_FAILURE
         delivery = self._delivery(announcement.transfer_id, peer)
-        return delivery.store(
+        status = delivery.store(
             announcement.sop_class_uid,
             announcement.sop_instance_uid,
             announcement.transfer_syntax,
             data,
         )
+        if status == 0 or 0xB000 <= status <= 0xBFFF:  # stored (warnings too)
+            with self._lock:
+                tally = self._tallies.setdefault(announcement.transfer_id, TransferTally())
+            tally.count(announcement.sop_class_uid, data)
+        return status
+
+    def ended(self, transfer: Any, status: int) -> None:
+        """A transfer ended (TransferReceiver's on_end): close its association, audit it."""
+        with self._lock:
+            found = self._open.pop(transfer.transfer_id, None)
+            tally = self._tallies.pop(transfer.transfer_id, TransferTally())
+        if found is not None:
+            found[0].close()
+        if self.activity is not None:
+            tally.tell(
+                self.activity,
+                direction="received",
+                transfer_id=transfer.transfer_id,
+                peer_site=transfer.source,
+                local_aet=transfer.destination_aet,
+                status=status,
+            )
 
     def _delivery(self, transfer_id: str, peer: Peer) -> Delivery:
         now = time.monotonic()

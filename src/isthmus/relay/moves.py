@@ -40,6 +40,7 @@ from isthmus.relay.crypto import EnvelopeError, SiteIdentity
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
 from isthmus.relay.objects import TransferObjects
+from isthmus.relay.tally import TransferTally
 from isthmus.relay.transfer import (
     ProgressListener,
     TransferError,
@@ -262,17 +263,34 @@ class MoveSource:
             ]
             sender.expected = sum(int(c) for c in counts)
 
+        tally = TransferTally()
+
+        def add(sop_class: str, sop_instance: str, syntax: str, data: bytes) -> None:
+            sender.add(sop_class, sop_instance, syntax, data)
+            tally.count(sop_class, data)
+
+        status, failed, failed_uids = int(UNABLE_TO_PROCESS), 0, []
         try:
             report = collect_by_get(
                 device,
                 request["calling_aet"],
                 identifier,
                 GET_MODEL_OF_MOVE[request["model"]],
-                sender.add,
+                add,
                 progress,
             )
+            status, failed, failed_uids = report.status, report.failed, report.failed_uids
         except Exception as exc:  # the device refused or vanished: an honest end
             log.warning("relay: C-GET from %s failed: %s", device, exc)
-            sender.finish(UNABLE_TO_PROCESS)
-            return
-        sender.finish(report.status, failed=report.failed, failed_uids=report.failed_uids)
+        try:
+            sender.finish(status, failed=failed, failed_uids=failed_uids)
+        except Exception as exc:  # NATS or S3 gone: the destination's wait is bounded
+            log.warning("relay: transfer %s not finished: %s", sender.transfer_id, exc)
+        tally.tell(
+            self.archive.activity,
+            direction="sent",
+            transfer_id=sender.transfer_id,
+            peer_site=request["destination_site"],
+            local_aet=request["called_aet"],
+            status=status,
+        )

@@ -57,7 +57,7 @@ class RelaySite:
         self.directory = Directory(self.name, known)
         self.objects = PresignedObjects(self.bridge)
         self.exports = export_addresses(settings, int(node.server_address[1]))
-        self.deliveries = Deliveries(self.local_device, settings.aet)
+        self.deliveries = Deliveries(self.local_device, settings.aet, archive.activity)
         self.link: Link | None = None
         self.parts: list[Any] = []  # what close() stops, in reverse order
 
@@ -78,7 +78,11 @@ class RelaySite:
         self.bridge.publish_exports(site_exports(settings, self.name))
         args = (link, self.identity, self.directory)
         receiver = TransferReceiver(
-            *args, self.objects, state=self.archive.relay_transfers, deliver=self.deliveries
+            *args,
+            self.objects,
+            state=self.archive.relay_transfers,
+            deliver=self.deliveries,
+            on_end=self.deliveries.ended,
         )
         source = MoveSource(*args, self.objects, self.exports, self.archive, timeout=timeout)
         router = RelayRouter(

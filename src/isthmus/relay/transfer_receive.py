@@ -105,9 +105,12 @@ class TransferReceiver:
         state: RelayTransfers,
         deliver: Deliver,
         limits: Limits | None = None,
+        on_end: Callable[[RelayTransfer, int], None] | None = None,
     ) -> None:
+        """`on_end(transfer, final status)`: told after a transfer ended (the audit)."""
         self.link, self.identity, self.directory = link, identity, directory
         self.objects, self.state, self.deliver = objects, state, deliver
+        self.on_end = on_end
         self.limits = limits or Limits()
         self.site = identity.name
         self._stop = threading.Event()
@@ -404,6 +407,8 @@ class TransferReceiver:
         except Exception as exc:  # left for the bucket's expiry; the report matters more
             log.warning("transfer %s: objects not deleted: %s", transfer.transfer_id, exc)
         publish_progress(self.link, self.identity, self.directory, transfer.origin, report)
+        if self.on_end is not None:
+            self.on_end(transfer, status)
         log.info(
             "transfer %s %s: %d delivered, %d warning, %d failed (status 0x%04X)",
             transfer.transfer_id,
