@@ -232,3 +232,38 @@ def _study_uid(federation: Federation) -> str:
     import pydicom
 
     return str(pydicom.dcmread(federation.files_b[0], stop_before_pixels=True).StudyInstanceUID)  # type: ignore[attr-defined]
+
+
+def test_a_sites_own_archive_exported_by_its_title_stores_and_answers_across_sites(
+    federation: Federation, tmp_path: Path
+) -> None:
+    files = write_study(
+        StudySpec(patient_name="ARCHIVE^ANN", patient_id="FEDARCH1", instances_per_series=2),
+        tmp_path / "in",
+    )
+    a = federation.sites["A"]
+    stored = subprocess.run(
+        [tool("storescu"), "-aet", WORKSTATION, "-aec", "ISTHMUSB", "127.0.0.1", str(a.dicom_port)]
+        + list(map(str, files)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert stored.returncode == 0, stored.stderr
+    found = dcmtk(
+        a, "findscu", "ISTHMUSB", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientID=FEDARCH1",
+        "-k", "StudyInstanceUID", "-k", "NumberOfStudyRelatedInstances", "-X", "-od", str(tmp_path),
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    (answer,) = tmp_path.glob("rsp*.dcm")
+    import pydicom
+
+    study = pydicom.dcmread(answer)
+    assert study.StudyInstanceUID == _uid(files[0])
+    assert int(study.NumberOfStudyRelatedInstances) == 2
+
+
+def _uid(path: Path) -> str:
+    import pydicom
+
+    return str(pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID)
