@@ -21,12 +21,12 @@ from isthmus.relay.directory import SiteEntry
 from isthmus.relay.router import RelayRouter
 from isthmus.relay.wire import OpenRequest
 from isthmus.testing import dcmtk
-from isthmus.testing.dcmtk import StoreSCP
+from isthmus.testing.dcmtk import QRSCP, StoreSCP
 from isthmus.testing.generate import StudySpec, patients, write_study
 from isthmus.testing.nats import TemporaryNATS
 from isthmus.testing.net import free_port
 
-from .federation import QRSCP, Site, entry, export, spying, start_site
+from .router_support import Site, entry, export, spying, start_site
 
 pytestmark = pytest.mark.dcmtk
 WS = "WORKSTATION"
@@ -84,7 +84,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]
         big = StudySpec(patient_name="MANY^MATCHES", patient_id="PIDMANY", instances_per_series=200)
         studies.append(write_study(big, folder / "big"))
         for files in studies:
-            pacs.load("PACSB", files)
+            pacs.load(files, "PACSB")
         fed = Federation(nats, a, b, pacs, store, studies, folder, [])
         third = SiteIdentity.create("C")  # a site that exports PACSC to everyone
         for site in (a, b):

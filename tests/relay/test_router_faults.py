@@ -22,7 +22,7 @@ from isthmus.testing.dcmtk import StoreSCP
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.nats import TemporaryNATS
 
-from .federation import Site, entry, export, start_site
+from .router_support import Site, entry, export, start_site
 
 pytestmark = pytest.mark.dcmtk
 CT = "1.2.840.10008.5.1.4.1.1.2"

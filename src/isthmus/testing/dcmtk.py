@@ -275,3 +275,73 @@ def _pump(a: socket.socket, b: socket.socket) -> None:
         sel.close()
         a.close()
         b.close()
+
+
+class QRSCP:
+    """DCMTK's `dcmqrscp`, a PACS: AE titles `aets` (a database each), the C-MOVE
+    destinations `destinations` (AE title → port on 127.0.0.1, set until `start()`), and
+    `strict` AE titles that accept only a calling AE title nobody uses (so they reject).
+
+    dcmqrscp cannot choose its address: it listens on every interface of the machine's
+    network namespace, on a free port, for the length of a test."""
+
+    def __init__(
+        self,
+        folder: Path,
+        aets: Sequence[str],
+        destinations: dict[str, int] | None = None,
+        strict: Sequence[str] = (),
+    ) -> None:
+        self.folder = Path(folder)
+        self.aets = list(aets)
+        self.destinations = dict(destinations or {})
+        self.strict = tuple(strict)
+        self.port = free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def aet(self) -> str:
+        return self.aets[0]
+
+    def _config(self) -> Path:
+        lines = [f"NetworkTCPPort = {self.port}", "MaxPDUSize = 16384", "MaxAssociations = 16"]
+        lines += ["HostTable BEGIN", "nobody = (NOBODY, 127.0.0.1, 9)"]
+        lines += [f"{aet} = ({aet}, 127.0.0.1, {port})" for aet, port in self.destinations.items()]
+        lines += ["HostTable END", "VendorTable BEGIN", "VendorTable END", "AETable BEGIN"]
+        for aet in (*self.aets, *self.strict):
+            (self.folder / aet).mkdir(parents=True, exist_ok=True)
+            peers = "nobody" if aet in self.strict else "ANY"
+            lines.append(f"{aet} {self.folder / aet} RW (200, 1024mb) {peers}")
+        lines.append("AETable END")
+        config = self.folder / "dcmqrscp.cfg"
+        config.write_text("\n".join(lines) + "\n")
+        return config
+
+    def start(self) -> QRSCP:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        log = open(self.folder / "dcmqrscp.log", "ab")  # noqa: SIM115 - the child keeps it
+        self._proc = subprocess.Popen(
+            [tool("dcmqrscp"), "-c", str(self._config()), str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        try:
+            _wait_listening(self.port, self._proc)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def load(self, files: Sequence[Path], aet: str | None = None) -> None:
+        """Store `files` straight into the PACS (AE `aet`, default the first) with storescu."""
+        done = run(
+            "storescu", "-aec", aet or self.aet, "127.0.0.1", str(self.port), *map(str, files)
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+            self._proc = None

@@ -21,62 +21,13 @@ from typing import Any
 
 import httpx
 
-from isthmus.testing.dcmtk import StoreSCP, tool
+from isthmus.testing.dcmtk import QRSCP, StoreSCP
 from isthmus.testing.latency import LatencyProxy
 from isthmus.testing.nats import TemporaryNATS
 from isthmus.testing.net import free_port, wait_for_port
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
 STARTUP = 60.0  # seconds a process may take to come up
-
-
-class QRSCP:
-    """DCMTK's `dcmqrscp` as a site's PACS: AE `aet`, its own database folder, and the
-    move destinations `destinations` (AE title → port on 127.0.0.1)."""
-
-    def __init__(self, folder: Path, aet: str, destinations: dict[str, int] | None = None) -> None:
-        self.folder = folder
-        self.aet = aet
-        self.port = free_port()
-        self.destinations = destinations or {}
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> QRSCP:
-        (self.folder / "db").mkdir(parents=True, exist_ok=True)
-        hosts = "\n".join(
-            f"{aet} = ({aet}, 127.0.0.1, {port})" for aet, port in self.destinations.items()
-        )
-        config = self.folder / "dcmqrscp.cfg"
-        config.write_text(
-            f"NetworkTCPPort = {self.port}\nMaxPDUSize = 16384\nMaxAssociations = 16\n"
-            f"HostTable BEGIN\n{hosts}\nHostTable END\nVendorTable BEGIN\nVendorTable END\n"
-            f"AETable BEGIN\n{self.aet} {self.folder / 'db'} RW (200, 1024mb) ANY\nAETable END\n"
-        )
-        log = open(self.folder / "dcmqrscp.log", "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen(
-            [tool("dcmqrscp"), "-c", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        wait_for_port(self.port, timeout=STARTUP)
-        return self
-
-    def load(self, files: list[Path]) -> None:
-        """Store `files` into the PACS with DCMTK's storescu."""
-        done = subprocess.run(
-            [tool("storescu"), "-aec", self.aet, "127.0.0.1", str(self.port), *map(str, files)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 class Site:
@@ -87,7 +38,7 @@ class Site:
         self.folder = folder / name
         self.folder.mkdir(parents=True)
         self.store = StoreSCP(self.folder / "store", aet=f"STORE{name}")
-        self.pacs = QRSCP(self.folder / "pacs", f"PACS{name}")
+        self.pacs = QRSCP(self.folder / "pacs", [f"PACS{name}"])
         self.dicom_port = free_port()
         self.http_port = free_port()
         self.aet = f"ISTHMUS{name}"

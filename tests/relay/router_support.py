@@ -5,13 +5,11 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from isthmus.dicom.ul import pdu
@@ -20,9 +18,7 @@ from isthmus.relay.crypto import SiteIdentity
 from isthmus.relay.directory import SERVICES, Directory, Export, SiteEntry
 from isthmus.relay.link import Link
 from isthmus.relay.router import RelayRouter
-from isthmus.testing import dcmtk
 from isthmus.testing.nats import TemporaryNATS
-from isthmus.testing.net import free_port, wait_for_port
 
 
 def _refuse(sock: socket.socket, _address: Any, _rq: pdu.AAssociateRQ) -> None:
@@ -97,49 +93,6 @@ def spying(nats: TemporaryNATS, subject: str = ">") -> Iterator[Spy]:
         yield spy
     finally:
         link.close()
-
-
-class QRSCP:
-    """DCMTK's `dcmqrscp` as site B's PACS: AE titles `aets`, move destinations `hosts`;
-    the `strict` AE titles accept only a calling AE title nobody uses (so they reject)."""
-
-    def __init__(
-        self, folder: Path, aets: list[str], hosts: dict[str, int], strict: tuple[str, ...] = ()
-    ) -> None:
-        self.folder = folder
-        self.port = free_port()
-        lines = [f"NetworkTCPPort = {self.port}", "MaxPDUSize = 16384", "MaxAssociations = 16"]
-        lines += ["HostTable BEGIN", "nobody = (NOBODY, 127.0.0.1, 9)"]
-        lines += [f"{aet} = ({aet}, 127.0.0.1, {port})" for aet, port in hosts.items()]
-        lines += ["HostTable END", "VendorTable BEGIN", "VendorTable END", "AETable BEGIN"]
-        for aet in (*aets, *strict):
-            (folder / aet).mkdir(parents=True, exist_ok=True)
-            peers = "nobody" if aet in strict else "ANY"
-            lines.append(f"{aet} {folder / aet} RW (200, 1024mb) {peers}")
-        lines.append("AETable END")
-        self.config = folder / "dcmqrscp.cfg"
-        self.config.write_text("\n".join(lines) + "\n")
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> QRSCP:
-        self._proc = subprocess.Popen(
-            [dcmtk.tool("dcmqrscp"), "-c", str(self.config), str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port)
-        return self
-
-    def load(self, aet: str, files: list[Path]) -> None:
-        """Store `files` straight into the PACS (not through the relay)."""
-        done = dcmtk.run("storescu", "-aec", aet, "127.0.0.1", str(self.port), *map(str, files))
-        assert done.returncode == 0, done.stdout + done.stderr
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc.wait(timeout=10)
-            self._proc = None
 
 
 def entry(site: Site, *exports: Export, revoked: bool = False) -> SiteEntry:
