@@ -105,9 +105,12 @@ class TransferReceiver:
         state: RelayTransfers,
         deliver: Deliver,
         limits: Limits | None = None,
+        ended: Callable[[str], None] | None = None,
     ) -> None:
+        """`ended(transfer_id)` is told when a transfer ends (its deliveries are over)."""
         self.link, self.identity, self.directory = link, identity, directory
         self.objects, self.state, self.deliver = objects, state, deliver
+        self.ended = ended
         self.limits = limits or Limits()
         self.site = identity.name
         self._stop = threading.Event()
@@ -399,6 +402,11 @@ class TransferReceiver:
             failed_uids=tuple(uids) + tuple(source_failed_uids),
             reason=reason,
         )
+        if self.ended is not None:
+            try:
+                self.ended(transfer.transfer_id)
+            except Exception:  # releasing the destination's association: best effort
+                log.warning("transfer %s: end not handled", transfer.transfer_id, exc_info=True)
         try:
             self.objects.delete_transfer(transfer.transfer_id)
         except Exception as exc:  # left for the bucket's expiry; the report matters more
