@@ -95,7 +95,8 @@ class Delivery:
 class Deliveries:
     """The destination side's `deliver` (relay/transfer_receive.py): each arrived instance
     to the site's device named by the transfer's destination AE title, one association
-    per transfer, closed when the transfer has been quiet for `idle` seconds."""
+    per transfer, released when the transfer ends (`ended`), has been quiet for
+    `idle` seconds, or another transfer delivers to the same device."""
 
     def __init__(
         self,
@@ -148,10 +149,17 @@ class Deliveries:
             )
 
     def _delivery(self, transfer_id: str, peer: Peer) -> Delivery:
+        """The transfer's delivery; the others to the same device are released first:
+        the receiver delivers one instance at a time, so they are idle, and a store
+        that serves one association at a time would not accept the new one."""
         now = time.monotonic()
         with self._lock:
-            quiet = [k for k, (_d, t) in self._open.items() if now - t > self.idle]
-            closing = [self._open.pop(k)[0] for k in quiet if k != transfer_id]
+            quiet = [
+                k
+                for k, (d, t) in self._open.items()
+                if k != transfer_id and (now - t > self.idle or d.peer == peer)
+            ]
+            closing = [self._open.pop(k)[0] for k in quiet]
             found = self._open.get(transfer_id)
             delivery = found[0] if found else Delivery(peer, self.calling_aet)
             self._open[transfer_id] = (delivery, now)

@@ -28,6 +28,7 @@ from isthmus.testing.net import free_port, wait_for_port
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
 STARTUP = 60.0  # seconds a process may take to come up
+BRIDGE_PREFIX = "relay"  # the bridge's objects: s3://isthmus/relay/…
 
 
 class Site:
@@ -47,6 +48,9 @@ class Site:
         self.proc: subprocess.Popen[bytes] | None = None
         # More C-MOVE destinations of the PACS (AE title → port on 127.0.0.1).
         self.extra_destinations: dict[str, int] = {}
+        # TOML settings of the site's node (`--config`), e.g. relay_export_rules.
+        self.config = ""
+        self._env: dict[str, str] = {}
 
     def start_devices(self) -> None:
         self.store.start()
@@ -54,6 +58,7 @@ class Site:
         self.pacs.start()
 
     def launch(self, env: dict[str, str]) -> None:
+        self._env = env
         command = [
             sys.executable,
             "-m",
@@ -78,6 +83,10 @@ class Site:
             "--peer",
             f"{self.store.aet}@127.0.0.1:{self.store.port}",
         ]
+        if self.config:
+            config = self.folder / "isthmus.toml"
+            config.write_text(self.config)
+            command += ["--config", str(config)]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
 
@@ -98,6 +107,13 @@ class Site:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
+
+    def restart(self) -> None:
+        """Start the node again (after `kill` or `stop`), with the same data folder:
+        keys, enrolment and the index with its record of transfers."""
+        self.kill()
+        self.launch(self._env)
+        self.wait_ready()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -149,6 +165,8 @@ class Federation:
 
     def start(self) -> Federation:
         self.nats.start()
+        if self.wan:
+            self._start_proxies()
         self.start_bridge()
         for site in self.sites.values():
             self.isthmus(
@@ -174,14 +192,15 @@ class Federation:
         # The bridge signs object URLs for the address the sites use (SigV4 signs the host).
         self.env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{self.proxies['s3'].port}"
 
-    def _through_proxies(self, enrolment: Path) -> None:
-        """Point a site's enrolment file at the proxies instead of the services."""
-        doc = json.loads(enrolment.read_text())
-        doc["nats"] = f"nats://127.0.0.1:{self.proxies['nats'].port}"
-        doc["bridge"] = f"http://127.0.0.1:{self.proxies['bridge'].port}"
-        enrolment.write_text(json.dumps(doc))
-
     def start_bridge(self) -> None:
+        public = []  # the bridge tells the sites the proxies' addresses, not its own
+        if self.proxies:
+            public = [
+                "--public-url",
+                f"http://127.0.0.1:{self.proxies['bridge'].port}",
+                "--public-nats",
+                f"nats://127.0.0.1:{self.proxies['nats'].port}",
+            ]
         with open(self.bridge_log, "ab") as out:
             self.bridge = subprocess.Popen(
                 [
@@ -197,7 +216,8 @@ class Federation:
                     "--nats",
                     self.nats.url,
                     "--blob-url",
-                    self.s3.url("relay"),
+                    self.s3.url(BRIDGE_PREFIX),
+                    *public,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -209,6 +229,77 @@ class Federation:
             raise AssertionError(
                 f"the bridge did not start:\n{self.bridge_log.read_text()}"
             ) from None
+
+    def revoke(self, name: str) -> None:
+        """Cut site `name` off with `isthmus bridge revoke-site` (docs/relay.md)."""
+        self.isthmus("bridge", "revoke-site", name, "--data", str(self.bridge_data))
+
+    def bucket(self) -> dict[str, bytes]:
+        """Every object under the bridge's prefix of the bucket, raw (path → bytes)."""
+        import obstore
+        from obstore.exceptions import NotFoundError
+        from obstore.store import S3Store
+
+        from isthmus.testing.seaweedfs import ACCESS_KEY, BUCKET, SECRET_KEY
+
+        store = S3Store(
+            BUCKET,
+            endpoint=self.s3.endpoint,
+            access_key_id=ACCESS_KEY,
+            secret_access_key=SECRET_KEY,
+            region="us-east-1",
+            client_options={"allow_http": True},
+        )
+        found = {}
+        for batch in obstore.list(store, prefix=BRIDGE_PREFIX):
+            for meta in batch:
+                try:
+                    found[meta["path"]] = bytes(obstore.get(store, meta["path"]).bytes())
+                except NotFoundError:  # deleted since it was listed (a finished transfer)
+                    continue
+        return found
+
+    def stream(self, name: str = "RELAY_TRANSFERS") -> list[tuple[str, bytes]]:
+        """Every message the JetStream stream `name` holds, raw (subject, headers + data)."""
+        import asyncio
+
+        import nats
+
+        async def read() -> list[tuple[str, bytes]]:
+            nc = await nats.connect(self.nats.url, connect_timeout=5, max_reconnect_attempts=1)
+            try:
+                js = nc.jetstream()
+                info = await js.stream_info(name)
+                out: list[tuple[str, bytes]] = []
+                for seq in range(info.state.first_seq, info.state.last_seq + 1):
+                    try:
+                        m = await js.get_msg(name, seq)
+                    except nats.js.errors.NotFoundError:
+                        continue  # deleted
+                    headers = "".join(f"{k}: {v}\n" for k, v in (m.headers or {}).items())
+                    out.append((str(m.subject), headers.encode() + (m.data or b"")))
+                return out
+            finally:
+                await nc.close()
+
+        return asyncio.run(asyncio.wait_for(read(), 60))
+
+    def consumer(self, site: str) -> tuple[int, int]:
+        """(messages not yet delivered, delivered but not acknowledged) of site `site`'s
+        durable consumer of RELAY_TRANSFERS: (0, 0) once it handled everything."""
+        import asyncio
+
+        import nats
+
+        async def read() -> tuple[int, int]:
+            nc = await nats.connect(self.nats.url, connect_timeout=5, max_reconnect_attempts=1)
+            try:
+                info = await nc.jetstream().consumer_info("RELAY_TRANSFERS", f"site-{site}")
+                return int(info.num_pending or 0), int(info.num_ack_pending or 0)
+            finally:
+                await nc.close()
+
+        return asyncio.run(asyncio.wait_for(read(), 30))
 
     def isthmus(self, *args: str) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -222,21 +313,27 @@ class Federation:
         return done
 
     def wait_for_directory(self, timeout: float = STARTUP) -> None:
-        """Until every site imports every other site's exports."""
+        """Until every site imports every export of the other sites offered to it (all
+        of them, without `relay_export_rules` narrowing them to some sites)."""
         deadline = time.monotonic() + timeout
-        want = {f"{kind}{name}" for name in self.sites for kind in ("PACS", "STORE", "ISTHMUS")}
         while True:
             missing: dict[str, object] = {}
-            for site in self.sites.values():
-                try:
-                    seen = {i["aet"] for i in site.relay_status()["imports"]}
-                except (httpx.HTTPError, KeyError, json.JSONDecodeError) as exc:
-                    seen = set()
-                    missing[site.name] = str(exc)
-                own = {f"{kind}{site.name}" for kind in ("PACS", "STORE", "ISTHMUS")}
-                if want - own - seen:
-                    missing[site.name] = sorted(want - own - seen)
-            if not missing:
+            try:
+                status = {name: site.relay_status() for name, site in self.sites.items()}
+            except (httpx.HTTPError, json.JSONDecodeError) as exc:
+                status, missing["status"] = {}, str(exc)
+            for name, mine in status.items():
+                want = {
+                    e["aet"]
+                    for other, theirs in status.items()
+                    if other != name
+                    for e in theirs.get("exports", [])
+                    if "*" in e["sites"] or name in e["sites"]
+                }
+                seen = {i["aet"] for i in mine.get("imports", [])}
+                if want - seen:
+                    missing[name] = sorted(want - seen)
+            if status and not missing:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"directory incomplete: {missing}")
