@@ -129,6 +129,15 @@ class Deliveries:
             old.close()
         return delivery
 
+    def end(self, transfer_id: str) -> None:
+        """The transfer is over: release its association now.  A device that serves
+        one association at a time (storescp) would refuse the next transfer's while
+        this one idled open."""
+        with self._lock:
+            found = self._open.pop(transfer_id, None)
+        if found is not None:
+            found[0].close()
+
     def close(self) -> None:
         with self._lock:
             open_, self._open = list(self._open.values()), {}

@@ -75,7 +75,11 @@ class RelaySite:
         self.bridge.publish_exports(site_exports(settings, self.name))
         args = (link, self.identity, self.directory)
         receiver = TransferReceiver(
-            *args, self.objects, state=self.archive.relay_transfers, deliver=self.deliveries
+            *args,
+            self.objects,
+            state=self.archive.relay_transfers,
+            deliver=self.deliveries,
+            ended=self.deliveries.end,
         )
         source = MoveSource(*args, self.objects, self.exports, self.archive, timeout=timeout)
         router = RelayRouter(

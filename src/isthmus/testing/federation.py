@@ -198,6 +198,8 @@ class Federation:
 
     def start(self) -> Federation:
         self.nats.start()
+        if self.wan:
+            self._start_proxies()
         self.start_bridge()
         for site in self.sites.values():
             self.isthmus(
@@ -209,6 +211,8 @@ class Federation:
                 "--out",
                 str(site.enrolment),
             )
+            if self.wan:
+                self._through_proxies(site.enrolment)
             site.start_devices()
             site.launch(self.env)
         for site in self.sites.values():
@@ -230,6 +234,11 @@ class Federation:
         doc["bridge"] = f"http://127.0.0.1:{self.proxies['bridge'].port}"
         enrolment.write_text(json.dumps(doc))
 
+    def _public_nats(self) -> list[str]:
+        """The NATS URL the bridge tells enrolling sites: the WAN proxy's, with one."""
+        proxy = self.proxies.get("nats")
+        return ["--public-nats", f"nats://127.0.0.1:{proxy.port}"] if proxy else []
+
     def start_bridge(self) -> None:
         with open(self.bridge_log, "ab") as out:
             self.bridge = subprocess.Popen(
@@ -247,6 +256,7 @@ class Federation:
                     self.nats.url,
                     "--blob-url",
                     self.s3.url("relay"),
+                    *self._public_nats(),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
