@@ -273,25 +273,7 @@ def get(
     peer, fewer reads per instance; 0 is unlimited).  When `cancel` is set meanwhile the
     association is aborted (A-ABORT, PS3.8 7.3) and SCUError raised: the instances
     `on_store` accepted before stay accepted."""
-    ae = _ae(calling_aet)
-    ae.add_requested_context(GET_MODELS[model])
-    # Two contexts per class (PS3.7 D.3.3.4 role selection: we are the storage SCP):
-    # one accepting any compressed syntax as sent, one uncompressed.
-    classes = list(dict.fromkeys(sop_classes))[:63]
-    compressed = [ts for ts in uids.STORABLE if ts not in uids.UNCOMPRESSED]
-    roles = []
-    for sop_class in classes:
-        ae.add_requested_context(sop_class, list(uids.PREFERRED_UNCOMPRESSED))
-        ae.add_requested_context(sop_class, compressed)
-        roles.append(build_role(sop_class, scp_role=True))
-    assoc = associate(
-        ae,
-        peer,
-        tls,
-        ext_neg=roles,
-        evt_handlers=[(evt.EVT_C_STORE, on_store)],
-        max_pdu=max_pdu,
-    )
+    assoc = open_get(peer, on_store, sop_classes, model, calling_aet, tls, max_pdu=max_pdu)
     done = threading.Event()
     if cancel is not None:
         threading.Thread(
@@ -303,6 +285,44 @@ def get(
         done.set()
         if assoc.is_established:
             assoc.release()
+
+
+def open_get(
+    peer: Peer,
+    on_store: Callable[[Any], int],
+    sop_classes: Iterable[str],
+    model: str = "STUDY",
+    calling_aet: str = "ISTHMUS",
+    tls: ssl.SSLContext | None = None,
+    *,
+    max_pdu: int = 16382,
+) -> Association:
+    """An association for C-GETs of `model` (`get_report` on it, `release` at the end);
+    the instances go to `on_store(event)`."""
+    ae = _ae(calling_aet)
+    ae.add_requested_context(GET_MODELS[model])
+    # Two contexts per class (PS3.7 D.3.3.4 role selection: we are the storage SCP):
+    # one accepting any compressed syntax as sent, one uncompressed.
+    classes = list(dict.fromkeys(sop_classes))[:63]
+    compressed = [ts for ts in uids.STORABLE if ts not in uids.UNCOMPRESSED]
+    roles = []
+    for sop_class in classes:
+        ae.add_requested_context(sop_class, list(uids.PREFERRED_UNCOMPRESSED))
+        ae.add_requested_context(sop_class, compressed)
+        roles.append(build_role(sop_class, scp_role=True))
+    return associate(
+        ae,
+        peer,
+        tls,
+        ext_neg=roles,
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+        max_pdu=max_pdu,
+    )
+
+
+def get_report(assoc: Association, identifier: Dataset, model: str = "STUDY") -> RetrieveReport:
+    """One C-GET on an association from `open_get`; its final counts and status."""
+    return _collect(assoc.send_c_get(identifier, GET_MODELS[model]), None)
 
 
 def _abort_on(cancel: threading.Event, done: threading.Event, assoc: Association) -> None:

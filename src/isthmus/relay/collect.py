@@ -53,6 +53,24 @@ def collect_by_get(
     device counts it failed and the final status stays honest.  Setting `cancel` aborts
     the association with the device (scu.SCUError): a C-CANCEL of the C-MOVE served."""
 
+    return scu.get(
+        device,
+        identifier,
+        store_handler(add),
+        scu.common_storage_classes(),
+        model=model,
+        calling_aet=calling_aet,
+        progress=progress,
+        max_pdu=MAX_PDU,
+        cancel=cancel,
+    )
+
+
+def store_handler(add: AddInstance) -> Callable[[Any], int]:
+    """The C-STORE handler (pynetdicom's EVT_C_STORE) putting each instance into `add`:
+    success once durable, 0xA700 (out of resources) when it cannot be, so the device
+    counts it failed and the final status stays honest."""
+
     def on_store(event: Any) -> int:
         request = event.request
         try:
@@ -67,14 +85,4 @@ def collect_by_get(
             return OUT_OF_RESOURCES
         return 0x0000
 
-    return scu.get(
-        device,
-        identifier,
-        on_store,
-        scu.common_storage_classes(),
-        model=model,
-        calling_aet=calling_aet,
-        progress=progress,
-        max_pdu=MAX_PDU,
-        cancel=cancel,
-    )
+    return on_store

@@ -37,7 +37,8 @@ from isthmus.dicom.status import (
     UNABLE_TO_PROCESS,
 )
 from isthmus.dimse import messages as msg
-from isthmus.relay.collect import GET_MODEL_OF_MOVE, collect_by_get
+from isthmus.relay import collect_parallel
+from isthmus.relay.collect import GET_MODEL_OF_MOVE
 from isthmus.relay.crypto import EnvelopeError, SiteIdentity
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
@@ -328,26 +329,17 @@ class MoveSource:
             base64.b64decode(request["identifier"]), request["syntax"]
         )
 
-        def progress(status: Dataset) -> None:
-            counts = [
-                status.get(k, 0) or 0
-                for k in (
-                    "NumberOfRemainingSuboperations",
-                    "NumberOfCompletedSuboperations",
-                    "NumberOfFailedSuboperations",
-                    "NumberOfWarningSuboperations",
-                )
-            ]
-            sender.expected = sum(int(c) for c in counts)
+        def expect(count: int) -> None:
+            sender.expected = count
 
         try:
-            report = collect_by_get(
+            report = collect_parallel.collect(
                 device,
                 request["calling_aet"],
                 identifier,
                 GET_MODEL_OF_MOVE[request["model"]],
                 sender.add,
-                progress,
+                expect,
                 cancelled,
             )
         except Exception as exc:  # the device refused or vanished: an honest end
