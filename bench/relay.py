@@ -118,9 +118,10 @@ def _over_the_wan(
 
 def _move(federation: Federation, study: str, destination: str, count: int) -> float:
     a = federation.sites["A"]
-    before = len(a.store.received())
+    for path in a.store.received():  # storescp names files by UID: a repeat overwrites
+        path.unlink()
     started = time.perf_counter()
-    _run(
+    output = _run(
         [
             dcmtk("movescu"),
             "-aet",
@@ -139,9 +140,9 @@ def _move(federation: Federation, study: str, destination: str, count: int) -> f
         ]
     )
     seconds = time.perf_counter() - started
-    arrived = len(a.store.received()) - before
+    arrived = len(a.store.received())
     if arrived != count:
-        raise CommandFailed(f"relay C-MOVE delivered {arrived} of {count}")
+        raise CommandFailed(f"relay C-MOVE delivered {arrived} of {count}: {output[-400:]}")
     return seconds
 
 
@@ -168,7 +169,9 @@ def _find(called: str, port: int, study: str) -> float:
     return time.perf_counter() - started
 
 
-def _run(command: list[str]) -> None:
+def _run(command: list[str]) -> str:
+    """Run a DCMTK tool; its output (CommandFailed when it fails)."""
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=dcmtk_env())
     if done.returncode != 0:
         raise CommandFailed(f"{Path(command[0]).name}: {done.stderr[-500:]}")
+    return done.stdout + done.stderr

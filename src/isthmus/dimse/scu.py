@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,8 +263,42 @@ def get(
     calling_aet: str = "ISTHMUS",
     progress: Callable[[Dataset], None] | None = None,
     tls: ssl.SSLContext | None = None,
+    *,
+    max_pdu: int = 16382,
+    cancel: threading.Event | None = None,
 ) -> RetrieveReport:
-    """C-GET; each received instance goes to `on_store(event)` (returns a C-STORE status)."""
+    """C-GET; each received instance goes to `on_store(event)` (returns a C-STORE status).
+
+    `max_pdu`: the Maximum Length we receive (PS3.8 D.1: larger P-DATA-TF PDUs from the
+    peer, fewer reads per instance; 0 is unlimited).  When `cancel` is set meanwhile the
+    association is aborted (A-ABORT, PS3.8 7.3) and SCUError raised: the instances
+    `on_store` accepted before stay accepted."""
+    assoc = open_get(peer, on_store, sop_classes, model, calling_aet, tls, max_pdu=max_pdu)
+    done = threading.Event()
+    if cancel is not None:
+        threading.Thread(
+            target=_abort_on, args=(cancel, done, assoc), name="scu-get-cancel", daemon=True
+        ).start()
+    try:
+        return _collect(assoc.send_c_get(identifier, GET_MODELS[model]), progress)
+    finally:
+        done.set()
+        if assoc.is_established:
+            assoc.release()
+
+
+def open_get(
+    peer: Peer,
+    on_store: Callable[[Any], int],
+    sop_classes: Iterable[str],
+    model: str = "STUDY",
+    calling_aet: str = "ISTHMUS",
+    tls: ssl.SSLContext | None = None,
+    *,
+    max_pdu: int = 16382,
+) -> Association:
+    """An association for C-GETs of `model` (`get_report` on it, `release` at the end);
+    the instances go to `on_store(event)`."""
     ae = _ae(calling_aet)
     ae.add_requested_context(GET_MODELS[model])
     # Two contexts per class (PS3.7 D.3.3.4 role selection: we are the storage SCP):
@@ -275,11 +310,28 @@ def get(
         ae.add_requested_context(sop_class, list(uids.PREFERRED_UNCOMPRESSED))
         ae.add_requested_context(sop_class, compressed)
         roles.append(build_role(sop_class, scp_role=True))
-    assoc = associate(ae, peer, tls, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
-    try:
-        return _collect(assoc.send_c_get(identifier, GET_MODELS[model]), progress)
-    finally:
-        assoc.release()
+    return associate(
+        ae,
+        peer,
+        tls,
+        ext_neg=roles,
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+        max_pdu=max_pdu,
+    )
+
+
+def get_report(assoc: Association, identifier: Dataset, model: str = "STUDY") -> RetrieveReport:
+    """One C-GET on an association from `open_get`; its final counts and status."""
+    return _collect(assoc.send_c_get(identifier, GET_MODELS[model]), None)
+
+
+def _abort_on(cancel: threading.Event, done: threading.Event, assoc: Association) -> None:
+    """Abort `assoc` as soon as `cancel` is set, unless `done` comes first."""
+    while not done.is_set():
+        if cancel.wait(0.05):
+            if not done.is_set():
+                assoc.abort()
+            return
 
 
 def _collect(

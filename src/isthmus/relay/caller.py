@@ -16,6 +16,8 @@ from __future__ import annotations
 import logging
 import secrets
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -103,11 +105,13 @@ class MoveElsewhere(Protocol):
         when the C-MOVE goes to `far_site`?"""
         ...
 
-    def move(self, session: CallerSession, message: Message) -> None:
+    def move(self, session: CallerSession, message: Message, cancelled: threading.Event) -> None:
         """Run the C-MOVE `message` (command set, identifier) as a transfer from the
         session's far site (`session.peer_site`, AE `session.called_aet`); answer the
         caller with `session.respond` (pendings with counts, then the final status).
-        Called in the association's reader thread."""
+        Called in a thread of its own, so the association's reader goes on reading:
+        `cancelled` is set when the caller sends a C-CANCEL-RQ for it (PS3.7 9.3.2.3,
+        PS3.4 C.4.2.3.1), or when the association ends."""
         ...
 
 
@@ -313,10 +317,15 @@ class CallerSession(Session):
         self.host: str | None = None  # set by CallerSide when the association starts
         # Accepted context ID → its transfer syntax (the identifiers' encoding).
         self.syntaxes: dict[int, str] = {}
+        # Message ID of each C-MOVE running as a transfer → set to cancel it.
+        self._transfers: dict[int, threading.Event] = {}
+        self._transfers_lock = threading.Lock()
 
     def from_local(self, message: Message) -> None:
         command = msg.decode_command(message.command)
         field = msg.us(command, msg.COMMAND_FIELD)
+        if field == msg.C_CANCEL_RQ and self._cancel(msg.us(command, msg.MESSAGE_ID_RESPONDED)):
+            return
         service = BY_COMMAND.get(field)
         own = self.router.directory.own_site
         if service is not None and not self._may(service):
@@ -341,7 +350,7 @@ class CallerSession(Session):
         destination = msg.text(command, msg.MOVE_DESTINATION)
         moves = self.router.moves
         if moves is not None and moves.claims(destination, self.peer_site):
-            moves.move(self, message)
+            self._start_transfer(moves, message, msg.us(command, msg.MESSAGE_ID))
             return True
         elsewhere = self.router.directory.export(destination)
         if elsewhere is None or elsewhere.site == self.peer_site:
@@ -354,6 +363,41 @@ class CallerSession(Session):
         )
         self.respond(message, MOVE_DESTINATION_UNKNOWN, "move destination at another site")
         return True
+
+    def _start_transfer(self, moves: MoveElsewhere, message: Message, message_id: int) -> None:
+        """Run a transfer C-MOVE beside the reader, which goes on reading (C-CANCEL)."""
+        cancelled = threading.Event()
+        with self._transfers_lock:
+            self._transfers[message_id] = cancelled
+
+        def run() -> None:
+            try:
+                moves.move(self, message, cancelled)
+            except Exception as exc:  # the caller left, NATS down: this C-MOVE only
+                log.warning("relay %s: transfer C-MOVE ended: %s", self.label, exc)
+            finally:
+                with self._transfers_lock:
+                    self._transfers.pop(message_id, None)
+
+        threading.Thread(target=run, name=f"relay-move-{self.cid}", daemon=True).start()
+
+    def _cancel(self, message_id: int) -> bool:
+        """A C-CANCEL-RQ for a transfer C-MOVE of this association: tell it (True)."""
+        with self._transfers_lock:
+            cancelled = self._transfers.get(message_id)
+        if cancelled is None:
+            return False  # a C-MOVE or C-FIND the far device runs: relayed to it
+        log.info("relay %s: C-CANCEL of C-MOVE %d", self.label, message_id)
+        cancelled.set()
+        return True
+
+    def finish(self) -> None:
+        """The association ended: its transfers are cancelled too (nobody to answer)."""
+        with self._transfers_lock:
+            running = list(self._transfers.values())
+        for cancelled in running:
+            cancelled.set()
+        super().finish()
 
     @property
     def called_aet(self) -> str:
@@ -381,6 +425,7 @@ class CallerSession(Session):
         if comment:
             fields[msg.ERROR_COMMENT] = comment[:64]
         fields.update(extra or {})
+        self.last_traffic = time.monotonic()  # a long transfer's caller is not idle
         self.pipe.write(Message(message.context_id, msg.encode_command(fields), dataset))
 
     def local_ended(self, ended: Ended) -> None:

@@ -11,6 +11,7 @@ original caller, so the device's own access rules see who asks.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 # the transfer when it returns; raises when it cannot be.
 AddInstance = Callable[[str, str, str, bytes], None]
 
+# The Maximum Length the router receives from its device: a 512 x 512 CT image comes in
+# two P-DATA-TF PDUs instead of thirty-two of pynetdicom's default 16 KiB.
+MAX_PDU = 262_144
+
 # The C-MOVE information model's C-GET twin (PS3.4 C.6): same root, same identifier.
 GET_MODEL_OF_MOVE = {
     "1.2.840.10008.5.1.4.1.2.1.2": "PATIENT",  # Patient Root Q/R MOVE
@@ -40,11 +45,31 @@ def collect_by_get(
     model: str,
     add: AddInstance,
     progress: Callable[[Dataset], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> scu.RetrieveReport:
     """C-GET `identifier` from `device`, each instance into `add`; the device's counts.
 
     An instance `add` cannot make durable is answered 0xA700 (out of resources), so the
-    device counts it failed and the final status stays honest."""
+    device counts it failed and the final status stays honest.  Setting `cancel` aborts
+    the association with the device (scu.SCUError): a C-CANCEL of the C-MOVE served."""
+
+    return scu.get(
+        device,
+        identifier,
+        store_handler(add),
+        scu.common_storage_classes(),
+        model=model,
+        calling_aet=calling_aet,
+        progress=progress,
+        max_pdu=MAX_PDU,
+        cancel=cancel,
+    )
+
+
+def store_handler(add: AddInstance) -> Callable[[Any], int]:
+    """The C-STORE handler (pynetdicom's EVT_C_STORE) putting each instance into `add`:
+    success once durable, 0xA700 (out of resources) when it cannot be, so the device
+    counts it failed and the final status stays honest."""
 
     def on_store(event: Any) -> int:
         request = event.request
@@ -60,12 +85,4 @@ def collect_by_get(
             return OUT_OF_RESOURCES
         return 0x0000
 
-    return scu.get(
-        device,
-        identifier,
-        on_store,
-        scu.common_storage_classes(),
-        model=model,
-        calling_aet=calling_aet,
-        progress=progress,
-    )
+    return on_store

@@ -21,7 +21,6 @@ import json
 import os
 import struct
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from zstandard import ZstdCompressor, ZstdDecompressor, ZstdError
 
 MAGIC = b"IRE1"  # Isthmus relay envelope, version 1
 SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.CHACHA20_POLY1305)
@@ -173,19 +173,36 @@ def peek_header(data: bytes | memoryview) -> dict[str, Any]:
     return header
 
 
+ZSTD_LEVEL = 1  # the link, not the CPU, is the bottleneck: the fastest level that pays
+PROBE = 64 * 1024  # bytes compressed first to see whether the rest is worth it
+WORTH = 0.9  # compress only what shrinks below this ratio
+
+
 def compress(data: bytes) -> bytes:
-    """Chunk bodies are deflated before they are sealed (level 1: the link, not the CPU,
-    is the bottleneck; pixel data that is already compressed costs little)."""
-    return zlib.compress(data, 1)
+    """Chunk bodies are compressed with Zstandard (RFC 8878) before they are sealed:
+    level 1, about twice as fast as zlib's level 1 for a similar ratio on images, and
+    three times faster to decompress.  One frame, its content size in the header."""
+    return ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+
+
+def worth_compressing(data: bytes) -> bool:
+    """Does `data` shrink?  Judged on its first PROBE bytes (pixel data of noise or
+    already compressed does not; the probe costs a few percent of compressing it)."""
+    probe = data[:PROBE]
+    return len(probe) > 0 and len(compress(probe)) < WORTH * len(probe)
 
 
 def decompress(data: bytes, limit: int) -> bytes:
-    """Inflate at most `limit` bytes (a manifest's size), refusing a deflate bomb."""
-    inflater = zlib.decompressobj()
-    out = inflater.decompress(data, limit + 1)
-    if len(out) > limit or inflater.unconsumed_tail:
-        raise EnvelopeError("chunk inflates past its declared size")
-    return out
+    """Decompress at most `limit` bytes (a chunk's or a manifest's declared size),
+    refusing a decompression bomb or a frame that is not Zstandard (EnvelopeError)."""
+    try:
+        with ZstdDecompressor().stream_reader(data) as reader:
+            out = reader.read(limit + 1)
+    except ZstdError as exc:
+        raise EnvelopeError(f"chunk does not decompress: {exc}") from None
+    if len(out) > limit:
+        raise EnvelopeError("chunk decompresses past its declared size")
+    return bytes(out)
 
 
 def _raw_public(key: X25519PublicKey | Ed25519PublicKey) -> bytes:

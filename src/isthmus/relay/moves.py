@@ -21,6 +21,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from pydicom.dataset import Dataset
 
 from isthmus.config import Peer
 from isthmus.dicom.status import (
+    CANCEL,
     NOT_AUTHORIZED,
     OUT_OF_RESOURCES_SUB_OPERATIONS,
     PENDING,
@@ -35,7 +37,8 @@ from isthmus.dicom.status import (
     UNABLE_TO_PROCESS,
 )
 from isthmus.dimse import messages as msg
-from isthmus.relay.collect import GET_MODEL_OF_MOVE, collect_by_get
+from isthmus.relay import collect_parallel
+from isthmus.relay.collect import GET_MODEL_OF_MOVE
 from isthmus.relay.crypto import EnvelopeError, SiteIdentity
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
@@ -87,7 +90,7 @@ class TransferMoves:
         site = self.destination_site(destination)
         return site is not None and site != far_site
 
-    def move(self, session: CallerSession, message: Message) -> None:
+    def move(self, session: CallerSession, message: Message, cancelled: threading.Event) -> None:
         command = msg.decode_command(message.command)
         destination = msg.text(command, msg.MOVE_DESTINATION)
         site = self.destination_site(destination)
@@ -113,7 +116,7 @@ class TransferMoves:
                 if refusal is not None:
                     session.respond(message, refusal[0], refusal[1])
                     return
-                self._relay_progress(session, message, listener, syntax)
+                self._relay_progress(session, message, listener, syntax, cancelled, request)
         except (LinkDown, TransferError, EnvelopeError) as exc:
             log.warning("relay C-MOVE to %s failed: %s", destination, exc)
             session.respond(message, PROCESSING_FAILURE, f"relay: {exc}"[:64])
@@ -134,31 +137,74 @@ class TransferMoves:
         return None
 
     def _relay_progress(
-        self, session: CallerSession, message: Message, listener: ProgressListener, syntax: str
+        self,
+        session: CallerSession,
+        message: Message,
+        listener: ProgressListener,
+        syntax: str,
+        cancelled: threading.Event,
+        request: dict[str, Any],
     ) -> None:
-        """Pending C-MOVE-RSPs while the destination reports, then the final one."""
-        try:
-            for report in listener.reports(idle_timeout=self.timeout * 4):
-                counts: dict[int, int | str | bytes] = {
-                    msg.COMPLETED: report.completed,
-                    msg.FAILED: report.failed,
-                    msg.WARNING: report.warning,
-                }
-                if not report.final:
-                    if report.remaining is not None:
-                        counts[msg.REMAINING] = report.remaining
-                    session.respond(message, PENDING, extra=counts)
+        """Pending C-MOVE-RSPs while the destination reports, then the final one.
+
+        On a C-CANCEL the far router is told to stop (it aborts its C-GET and the
+        transfer); the destination then reports, as final, what it delivered with
+        status Cancel (PS3.4 C.4.2.3.1).  Should that report not come within
+        `timeout`, the caller gets Cancel with the last counts heard."""
+        counts: dict[int, int | str | bytes] = {}
+        quiet_until = time.monotonic() + self.timeout * 4
+        told = False
+        while True:
+            if cancelled.is_set() and not told:
+                told = True
+                self._cancel(session.peer_site, request)
+                quiet_until = time.monotonic() + self.timeout
+            try:
+                report = listener.next(min(0.2, max(quiet_until - time.monotonic(), 0)))
+            except TimeoutError:
+                if time.monotonic() < quiet_until:
                     continue
-                dataset = None
-                if report.failed_uids:
-                    failed = Dataset()
-                    failed.FailedSOPInstanceUIDList = list(report.failed_uids)
-                    dataset = msg.encode_identifier(failed, syntax)
-                status = int(report.status if report.status is not None else UNABLE_TO_PROCESS)
-                session.respond(message, status, report.reason, extra=counts, dataset=dataset)
+                if told:
+                    session.respond(message, CANCEL, "relay: cancelled", extra=counts)
+                else:
+                    session.respond(
+                        message, UNABLE_TO_PROCESS, "relay: the destination fell silent"
+                    )
                 return
-        except TimeoutError:
-            session.respond(message, UNABLE_TO_PROCESS, "relay: the destination fell silent")
+            quiet_until = time.monotonic() + (self.timeout if told else self.timeout * 4)
+            counts = {
+                msg.COMPLETED: report.completed,
+                msg.FAILED: report.failed,
+                msg.WARNING: report.warning,
+            }
+            if not report.final:
+                if report.remaining is not None:
+                    counts[msg.REMAINING] = report.remaining
+                if not session.done.is_set():
+                    session.respond(message, PENDING, extra=counts)
+                continue
+            dataset = None
+            if report.failed_uids:
+                failed = Dataset()
+                failed.FailedSOPInstanceUIDList = list(report.failed_uids)
+                dataset = msg.encode_identifier(failed, syntax)
+            status = int(report.status if report.status is not None else UNABLE_TO_PROCESS)
+            if not session.done.is_set():
+                session.respond(message, status, report.reason, extra=counts, dataset=dataset)
+            return
+
+    def _cancel(self, far_site: str, request: dict[str, Any]) -> None:
+        """Ask the far router to stop the transfer serving `request` (best effort: the
+        wait that follows is bounded either way)."""
+        keys = self.directory.keys_of(far_site)
+        if keys is None:
+            return
+        body = json.dumps({"cancel": request["origin"]["subject"]}).encode()
+        sealed = self.identity.seal(far_site, keys, {"kind": MOVE}, body)
+        try:
+            self.link.call(self.link.nc.publish(move_subject(far_site), sealed), timeout=5)
+        except Exception as exc:  # NATS down: the transfer ends by itself
+            log.warning("relay: C-CANCEL not sent to site %s: %s", far_site, exc)
 
 
 class MoveSource:
@@ -178,6 +224,9 @@ class MoveSource:
         self.objects, self.exports, self.archive = objects, exports, archive
         self.timeout = timeout
         self._subscription: Any = None
+        # (calling site, progress subject) of each transfer running → set to cancel it
+        self._running: dict[tuple[str, str], threading.Event] = {}
+        self._lock = threading.Lock()
 
     def start(self) -> None:
         self._subscription = self.link.call(
@@ -201,18 +250,38 @@ class MoveSource:
             log.warning("relay: move request dropped: %s", exc)
             return
         caller = str(opened.header["from"])
+        if "cancel" in request:
+            self._cancel(caller, str(request["cancel"]))
+            return
         refusal = self._refusal(caller, request)
         answer: dict[str, Any] = {}
         if refusal is not None:
             answer = {"status": refusal[0], "why": refusal[1]}
         else:
+            key = (caller, str(request["origin"]["subject"]))
+            cancelled = threading.Event()
+            with self._lock:  # before the caller hears the answer: it may cancel at once
+                self._running[key] = cancelled
             threading.Thread(
-                target=self._run, args=(request,), name="relay-move-source", daemon=True
+                target=self._run,
+                args=(key, request, cancelled),
+                name="relay-move-source",
+                daemon=True,
             ).start()
         keys = self.directory.keys_of(caller)
         if keys is not None and nats_msg.reply:
             sealed = self.identity.seal(caller, keys, {"kind": MOVE}, json.dumps(answer).encode())
             await self.link.nc.publish(nats_msg.reply, sealed)
+
+    def _cancel(self, caller: str, subject: str) -> None:
+        """A C-CANCEL from the caller's router: stop the C-GET serving its C-MOVE (only
+        the calling site's own transfers: the key holds its name)."""
+        with self._lock:
+            cancelled = self._running.get((caller, subject))
+        if cancelled is None:
+            log.info("relay: C-CANCEL from site %s for no running transfer", caller)
+            return
+        cancelled.set()
 
     def _refusal(self, caller: str, request: dict[str, Any]) -> tuple[int, str] | None:
         """The export must be ours, exported to the caller for C-MOVE (checked again
@@ -228,8 +297,18 @@ class MoveSource:
             return OUT_OF_RESOURCES_SUB_OPERATIONS, "destination site unknown"
         return None
 
-    def _run(self, request: dict[str, Any]) -> None:
-        """Retrieve from the device into a transfer, and end it with the device's status."""
+    def _run(
+        self, key: tuple[str, str], request: dict[str, Any], cancelled: threading.Event
+    ) -> None:
+        """Retrieve from the device into a transfer, and end it with the device's status
+        (or abort it, status Cancel, when the caller cancels)."""
+        try:
+            self._transfer(request, cancelled)
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+
+    def _transfer(self, request: dict[str, Any], cancelled: threading.Event) -> None:
         host, port = self.exports[request["called_aet"]]
         device = Peer(request["called_aet"], host, port)
         try:
@@ -251,17 +330,8 @@ class MoveSource:
             base64.b64decode(request["identifier"]), request["syntax"]
         )
 
-        def progress(status: Dataset) -> None:
-            counts = [
-                status.get(k, 0) or 0
-                for k in (
-                    "NumberOfRemainingSuboperations",
-                    "NumberOfCompletedSuboperations",
-                    "NumberOfFailedSuboperations",
-                    "NumberOfWarningSuboperations",
-                )
-            ]
-            sender.expected = sum(int(c) for c in counts)
+        def expect(count: int) -> None:
+            sender.expected = count
 
         tally = TransferTally()
 
@@ -271,16 +341,21 @@ class MoveSource:
 
         status, failed, failed_uids = int(UNABLE_TO_PROCESS), 0, []
         try:
-            report = collect_by_get(
+            report = collect_parallel.collect(
                 device,
                 request["calling_aet"],
                 identifier,
                 GET_MODEL_OF_MOVE[request["model"]],
                 add,
-                progress,
+                expect,
+                cancelled,
             )
             status, failed, failed_uids = report.status, report.failed, report.failed_uids
         except Exception as exc:  # the device refused or vanished: an honest end
+            if cancelled.is_set():
+                log.info("relay: transfer %s cancelled", sender.transfer_id)
+                sender.abort("C-CANCEL")
+                return
             log.warning("relay: C-GET from %s failed: %s", device, exc)
         try:
             sender.finish(status, failed=failed, failed_uids=failed_uids)

@@ -16,6 +16,7 @@ revoked site) is not retried.
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -26,6 +27,9 @@ import httpx
 
 from isthmus.relay.bridge_client import BridgeClient, BridgeRefused, BridgeUnavailable
 from isthmus.relay.objects import MissingObject, ObjectsUnavailable
+
+# httpx logs every request at INFO: a line per object of every transfer.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 RETRY_TIME = 30.0
 IDLE = 30.0  # seconds of silence from the object store that fail one attempt

@@ -4,7 +4,7 @@
 filter ``relay.<name>.transfer.>``) on a thread of its own, in order, and for each
 instance not yet recorded in the index (`RelayTransfers`: so a restart never delivers
 twice) fetches its objects, opens them (AEAD, signature of the source site, header
-bound to this transfer and position), inflates, checks size and SHA-256 against the
+bound to this transfer and position), decompresses, checks size and SHA-256 against the
 sealed announcement (a mismatch is fetched again a bounded number of times, then
 failed), calls `deliver` - the C-STORE to the destination AE, whose status it records -
 then acknowledges the message and reports progress to the originator.
@@ -29,7 +29,6 @@ import json
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -66,6 +65,7 @@ from isthmus.relay.transfer_wire import (
     TransferError,
     consumer_name,
     ensure_stream,
+    part_name,
 )
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ ABORTED, COMPLETE, FAILED = RelayTransfers.ABORTED, RelayTransfers.COMPLETE, Rel
 
 Deliver = Callable[[Announcement, bytes], int]
 PREFETCH_BYTES = 64 * 1024 * 1024  # instances fetched ahead of delivery, at most
+PRESIGN = 100  # instances whose GET URLs are asked for at once
+URLS_FRESH = 120.0  # seconds pre-signed URLs are counted on (they last 300)
 UNKNOWN_SENDER_DELIVERIES = 12  # x 5 s: a minute for the directory to name a sender
 
 
@@ -107,7 +109,8 @@ class TransferReceiver:
         limits: Limits | None = None,
         on_end: Callable[[RelayTransfer, int], None] | None = None,
     ) -> None:
-        """`on_end(transfer, final status)`: told after a transfer ended (the audit)."""
+        """`on_end(transfer, final status)`: told when a transfer ends, before its final
+        report goes out (its delivery released, the audit written)."""
         self.link, self.identity, self.directory = link, identity, directory
         self.objects, self.state, self.deliver = objects, state, deliver
         self.on_end = on_end
@@ -119,6 +122,8 @@ class TransferReceiver:
         self._sub: Any = None
         self._pool = concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="relay-fetch")
         self._outages: dict[str, float] = {}  # transfer -> when its manifest first failed
+        # transfer -> (instances below have GET URLs, until when they are fresh)
+        self._signed: dict[str, tuple[int, float]] = {}
 
     # ------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 10.0) -> TransferReceiver:
@@ -193,7 +198,7 @@ class TransferReceiver:
             for i, item in enumerate(opened)
             if item is not None and item[0] == ANNOUNCE and not self._recorded(item[1])
         }
-        presign(self.objects, "GET", [(a.transfer_id, a.objects()) for a in wanted.values()])
+        self._presign(list(wanted.values()))
         fetches: dict[int, concurrent.futures.Future[bytes | str | None]] = {}
         held = 0  # bytes prefetched: a batch of huge instances is fetched in turn instead
         for i, announcement in wanted.items():
@@ -327,7 +332,7 @@ class TransferReceiver:
             self._end(transfer, FAILED, f"manifest unreadable: {exc}", source_status=0)
             self._ack(msg)
             return
-        except (MissingObject, Unverified, EnvelopeError, zlib.error) as exc:
+        except (MissingObject, Unverified, EnvelopeError) as exc:
             self._end(transfer, FAILED, f"manifest unreadable: {exc}", source_status=0)
             self._ack(msg)
             return
@@ -386,6 +391,12 @@ class TransferReceiver:
         if outcome == FAILED and reason is not None and status == 0:
             status = int(UNABLE_TO_PERFORM_SUBOPERATIONS)  # an unreadable manifest never succeeds
         self.state.finish(transfer.transfer_id, outcome, status, reason)
+        self._signed.pop(transfer.transfer_id, None)
+        if self.on_end is not None:  # its delivery released before the caller hears
+            try:
+                self.on_end(transfer, status)
+            except Exception as exc:  # closing a delivery, the audit: the report matters more
+                log.warning("transfer %s: end not told: %s", transfer.transfer_id, exc)
         uids = [
             d.sop_instance_uid
             for d in self.state.deliveries(transfer.transfer_id)
@@ -407,8 +418,6 @@ class TransferReceiver:
         except Exception as exc:  # left for the bucket's expiry; the report matters more
             log.warning("transfer %s: objects not deleted: %s", transfer.transfer_id, exc)
         publish_progress(self.link, self.identity, self.directory, transfer.origin, report)
-        if self.on_end is not None:
-            self.on_end(transfer, status)
         log.info(
             "transfer %s %s: %d delivered, %d warning, %d failed (status 0x%04X)",
             transfer.transfer_id,
@@ -431,6 +440,22 @@ class TransferReceiver:
         publish_progress(self.link, self.identity, self.directory, t.origin, report)
 
     # --------------------------------------------------------------- objects
+    def _presign(self, announcements: list[Announcement]) -> None:
+        """GET URLs ahead: objects are named by position, so the next PRESIGN instances'
+        (and the manifest's) are asked for in one bridge call, as the source does for
+        its PUTs; an instance in several parts gets its own URLs when it comes."""
+        wanted: list[tuple[str, list[str]]] = []
+        for a in announcements:
+            if a.parts > 1:
+                wanted.append((a.transfer_id, a.objects()))
+            elif a.seq >= self._signed.get(a.transfer_id, (0, 0.0))[0] or (
+                time.monotonic() > self._signed[a.transfer_id][1]
+            ):
+                self._signed[a.transfer_id] = (a.seq + PRESIGN, time.monotonic() + URLS_FRESH)
+                names = [part_name(n, 0) for n in range(a.seq, a.seq + PRESIGN)]
+                wanted.append((a.transfer_id, names + [MANIFEST]))
+        presign(self.objects, "GET", wanted)
+
     def _fetch_verified(self, announcement: Announcement) -> bytes | str | None:
         """The instance's bytes, verified; or why not (a missing object, one that
         fails verification `fetch_attempts` times, or an outage longer than
@@ -442,7 +467,7 @@ class TransferReceiver:
                 return self._fetch(announcement)
             except MissingObject as exc:
                 return f"missing object: {exc}"
-            except (Unverified, EnvelopeError, zlib.error) as exc:
+            except (Unverified, EnvelopeError) as exc:
                 attempts, reason = attempts + 1, f"object failed verification: {exc}"
                 log.warning("transfer %s: %s", announcement.transfer_id, reason)
                 if attempts >= self.limits.fetch_attempts:
@@ -472,7 +497,7 @@ class TransferReceiver:
                 raise Unverified(f"object {name} is not part {part} of this instance")
             size = announcement.part_size(part)
             pieces.append(
-                decompress(opened.body, size) if opened.header.get("deflate", True) else opened.body
+                decompress(opened.body, size) if opened.header.get("zstd", True) else opened.body
             )
         data = b"".join(pieces)
         if len(data) != announcement.size:
@@ -501,7 +526,6 @@ class TransferReceiver:
                 EnvelopeError,
                 TransferError,
                 ObjectsUnavailable,
-                zlib.error,
             ) as exc:
                 last = exc
                 self._stop.wait(0.5 * (attempt + 1))

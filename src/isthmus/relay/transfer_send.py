@@ -26,7 +26,7 @@ from typing import Any
 from nats.errors import Error as NatsError
 
 from isthmus.archive import RelayDelivery, RelayTransfers
-from isthmus.relay.crypto import SiteIdentity, compress
+from isthmus.relay.crypto import SiteIdentity, compress, worth_compressing
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
 from isthmus.relay.objects import ObjectsUnavailable, TransferObjects
@@ -50,7 +50,7 @@ from isthmus.relay.transfer_wire import (
     part_count,
     part_name,
     transfer_subject,
-    worth_deflating,
+    worth_compressing_syntax,
 )
 
 log = logging.getLogger(__name__)
@@ -156,10 +156,10 @@ class TransferSender:
             seq, self._next = self._next, self._next + 1  # never reused, even on failure
         size, parts = len(part10_bytes), part_count(len(part10_bytes))
         self._presign(seq, parts)
-        deflate = worth_deflating(transfer_syntax)
+        squeeze = worth_compressing_syntax(transfer_syntax) and worth_compressing(part10_bytes)
         for part in range(parts):
             chunk = part10_bytes[part * PART_SIZE : (part + 1) * PART_SIZE]
-            self._put_part(seq, part, parts, chunk, deflate)
+            self._put_part(seq, part, parts, chunk, squeeze)
         announcement = Announcement(
             transfer_id=self._id,
             seq=seq,
@@ -195,7 +195,7 @@ class TransferSender:
             names = [part_name(n, 0) for n in range(seq, seq + PRESIGN)]
             presign(self.objects, "PUT", [(self._id, names + [MANIFEST])])
 
-    def _put_part(self, seq: int, part: int, parts: int, chunk: bytes, deflate: bool) -> None:
+    def _put_part(self, seq: int, part: int, parts: int, chunk: bytes, squeeze: bool) -> None:
         header = {
             "kind": INSTANCE,
             "transfer": self._id,
@@ -203,9 +203,9 @@ class TransferSender:
             "part": part,
             "parts": parts,
             "size": len(chunk),
-            "deflate": deflate,
+            "zstd": squeeze,
         }
-        body = compress(chunk) if deflate else chunk
+        body = compress(chunk) if squeeze else chunk
         sealed = self.identity.seal(self.destination, self._keys, header, body)
         try:
             self.objects.put(self._id, part_name(seq, part), sealed)

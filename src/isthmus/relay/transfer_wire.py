@@ -5,7 +5,7 @@ A transfer id is ``<source>.<destination>.<uuid hex>``.  Instance n of a transfe
 stored in parts of at most PART_SIZE bytes (before compression), as the objects
 ``transfers/<id>/<n>.<p>``, each a sealed envelope of kind "instance" whose clear
 header carries the transfer id, n, p, the number of parts, the part's size and
-whether it is deflated (`worth_deflating`) - never a UID.  The announcement (JetStream, ``relay.<destination>.transfer.<id>``,
+whether it is compressed with Zstandard (`zstd`) - never a UID.  The announcement (JetStream, ``relay.<destination>.transfer.<id>``,
 kind "announce") carries in its sealed body what identifies the instance; the
 manifest (kind "manifest") names the object ``transfers/<id>/manifest`` whose sealed
 body lists every instance sent.  Everything is signed by the source site and sealed
@@ -31,9 +31,10 @@ PART_SIZE = 8 * 1024 * 1024  # bytes of an instance per object, before compressi
 MANIFEST = "manifest"  # the manifest's object name
 
 # Transfer syntaxes whose pixel data is not compressed (PS3.5 A.1-A.4, A.4.11):
-# instances in these are deflated before sealing; any other (JPEG, JPEG-LS, JPEG 2000,
-# RLE, MPEG, HEVC, Deflated Explicit VR) is already compressed and sealed as it is,
-# which spends no CPU on bytes that would not shrink.
+# instances in these are compressed (Zstandard) before sealing when their first bytes
+# shrink (crypto.worth_compressing); any other (JPEG, JPEG-LS, JPEG 2000, RLE, MPEG,
+# HEVC, Deflated Explicit VR) is already compressed and sealed as it is, which spends
+# no CPU on bytes that would not shrink.
 UNCOMPRESSED_SYNTAXES = frozenset(
     {
         "1.2.840.10008.1.2",  # Implicit VR Little Endian
@@ -79,8 +80,8 @@ def part_name(seq: int, part: int) -> str:
     return f"{seq}.{part}"
 
 
-def worth_deflating(transfer_syntax: str) -> bool:
-    """Deflate an instance of this transfer syntax before sealing it?"""
+def worth_compressing_syntax(transfer_syntax: str) -> bool:
+    """Might an instance of this transfer syntax shrink (is its pixel data raw)?"""
     return transfer_syntax in UNCOMPRESSED_SYNTAXES
 
 
