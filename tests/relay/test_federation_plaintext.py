@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from tests.relay.federation import spying
 from tests.relay.federation_support import dcmtk, digests, move_args, running, study_uid
+from tests.relay.router_support import spying
 
 from isthmus.testing.federation import Federation
 from isthmus.testing.generate import StudySpec, write_study

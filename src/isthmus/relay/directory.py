@@ -122,6 +122,19 @@ class Directory:
         with self._lock:
             return sorted(self._sites.values(), key=lambda s: s.name)
 
+    def revoked(self, name: str) -> bool:
+        """The bridge marked `name` revoked (a site not yet seen is not)."""
+        entry = self.site(name)
+        return entry is not None and entry.revoked
+
+    def gone(self, *names: str) -> str | None:
+        """The first of these sites this router can no longer deal with: this site
+        revoked, or another one unknown, revoked or with keys not trusted."""
+        for name in names:
+            if self.revoked(name) if name == self.own_site else self.keys_of(name) is None:
+                return name
+        return None
+
     def keys_of(self, name: str) -> SiteKeys | None:
         """The keys to trust for `name`: None if unknown, revoked or not the pinned ones."""
         entry = self.site(name)

@@ -162,6 +162,12 @@ class TransferMoves:
             try:
                 report = listener.next(min(0.2, max(quiet_until - time.monotonic(), 0)))
             except TimeoutError:
+                gone = self.directory.gone(self.directory.own_site, request["destination_site"])
+                if gone is not None:  # no report can come from it, or reach us, any more
+                    session.respond(
+                        message, UNABLE_TO_PROCESS, f"relay: site {gone} revoked", extra=counts
+                    )
+                    return
                 if time.monotonic() < quiet_until:
                     continue
                 if told:
@@ -226,7 +232,19 @@ class MoveSource:
         self._subscription: Any = None
         # (calling site, progress subject) of each transfer running → set to cancel it
         self._running: dict[tuple[str, str], threading.Event] = {}
+        self._destinations: dict[tuple[str, str], str] = {}  # … → its destination site
         self._lock = threading.Lock()
+        directory.on_change(self._site_changed)
+
+    def _site_changed(self, _site: str) -> None:
+        """Stop the transfers that a revocation concerns: of the calling site, to the
+        destination site, or all of them when this site is revoked."""
+        with self._lock:
+            running = [(k, e, self._destinations.get(k, "")) for k, e in self._running.items()]
+        own = self.identity.name
+        for (caller, _subject), cancelled, destination in running:
+            if self.directory.gone(own, caller, destination) is not None:
+                cancelled.set()
 
     def start(self) -> None:
         self._subscription = self.link.call(
@@ -262,6 +280,7 @@ class MoveSource:
             cancelled = threading.Event()
             with self._lock:  # before the caller hears the answer: it may cancel at once
                 self._running[key] = cancelled
+                self._destinations[key] = str(request["destination_site"])
             threading.Thread(
                 target=self._run,
                 args=(key, request, cancelled),
@@ -282,6 +301,19 @@ class MoveSource:
             log.info("relay: C-CANCEL from site %s for no running transfer", caller)
             return
         cancelled.set()
+
+    def _stopped(self, sender: TransferSender, request: dict[str, Any]) -> None:
+        """Abort a transfer whose C-GET was stopped: by a C-CANCEL (status Cancel), or
+        because a party of it was revoked (a failure)."""
+        gone = self.directory.gone(
+            self.identity.name, request["origin"]["site"], request["destination_site"]
+        )
+        why = f"site {gone} revoked" if gone else "C-CANCEL"
+        log.info("relay: transfer %s stopped: %s", sender.transfer_id, why)
+        try:
+            sender.abort(why, status=int(UNABLE_TO_PROCESS if gone else CANCEL))
+        except Exception as exc:  # the destination revoked, NATS down: nothing to tell
+            log.warning("relay: transfer %s: abort not sent: %s", sender.transfer_id, exc)
 
     def _refusal(self, caller: str, request: dict[str, Any]) -> tuple[int, str] | None:
         """The export must be ours, exported to the caller for C-MOVE (checked again
@@ -307,6 +339,7 @@ class MoveSource:
         finally:
             with self._lock:
                 self._running.pop(key, None)
+                self._destinations.pop(key, None)
 
     def _transfer(self, request: dict[str, Any], cancelled: threading.Event) -> None:
         host, port = self.exports[request["called_aet"]]
@@ -353,8 +386,7 @@ class MoveSource:
             status, failed, failed_uids = report.status, report.failed, report.failed_uids
         except Exception as exc:  # the device refused or vanished: an honest end
             if cancelled.is_set():
-                log.info("relay: transfer %s cancelled", sender.transfer_id)
-                sender.abort("C-CANCEL")
+                self._stopped(sender, request)
                 return
             log.warning("relay: C-GET from %s failed: %s", device, exc)
         try:

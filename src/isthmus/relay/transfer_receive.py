@@ -124,6 +124,8 @@ class TransferReceiver:
         self._outages: dict[str, float] = {}  # transfer -> when its manifest first failed
         # transfer -> (instances below have GET URLs, until when they are fresh)
         self._signed: dict[str, tuple[int, float]] = {}
+        self._revisit = threading.Event()  # a site changed: end transfers it no longer may
+        directory.on_change(lambda _site: self._revisit.set())
 
     # ------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 10.0) -> TransferReceiver:
@@ -177,9 +179,32 @@ class TransferReceiver:
                 self._stop.wait(1.0)
                 continue
             try:
+                self._end_revoked()
                 self._batch(msgs)
             except Exception:  # never let one bad message stop the receiver
                 log.exception("relay receiver %s: a batch failed", self.site)
+
+    def _end_revoked(self) -> None:
+        """End, as failed, every transfer in flight to this site whose source (or this
+        site itself) was revoked (issue 11: "a site revoked mid-transfer → its
+        transfers stop").  Its later messages are refused by `_open`; without this the
+        transfer would wait for a manifest that can no longer come.  Only after the
+        directory changed."""
+        if not self._revisit.is_set():
+            return
+        self._revisit.clear()
+        for transfer in self.state.in_flight():
+            if transfer.destination != self.site:
+                continue
+            gone = self.directory.gone(self.site, transfer.source)
+            if gone is not None:
+                log.warning("transfer %s: site %s revoked", transfer.transfer_id, gone)
+                self._end(
+                    transfer,
+                    ABORTED,
+                    f"site {gone} revoked",
+                    int(UNABLE_TO_PERFORM_SUBOPERATIONS),
+                )
 
     async def _pull(self) -> list[Msg]:
         """One pull request: up to `batch` messages, none when `poll` s pass first."""
@@ -210,6 +235,7 @@ class TransferReceiver:
             if self._stop.is_set():
                 self._hand_back(msgs[i:])
                 return
+            self._end_revoked()  # then a revoked site's transfer's messages are stragglers
             item = opened[i]
             if item is None:
                 continue

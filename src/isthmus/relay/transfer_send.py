@@ -244,9 +244,11 @@ class TransferSender:
         with self._lock:
             self._closed = True
         body = _json({"reason": reason, "status": status, **self._parties()})
-        self._publish(ABORT, {"transfer": self._id}, body, f"{self._id}.abort")
-        if self.state is not None:
-            self.state.finish(self._id, ABORTED, status, reason)
+        try:
+            self._publish(ABORT, {"transfer": self._id}, body, f"{self._id}.abort")
+        finally:  # recorded as ended here even when the destination cannot be told
+            if self.state is not None:
+                self.state.finish(self._id, ABORTED, status, reason)
 
     def _parties(self) -> dict[str, Any]:
         """What a transfer's first message must say (a transfer may have no instance)."""
