@@ -16,7 +16,7 @@ from isthmus.archive import Activity, Event
 from isthmus.archive.events import LocalEventBus
 from isthmus.dicom.part10 import dataset_offset
 from isthmus.dicom.ul import items, pdu
-from isthmus.relay.crypto import SiteIdentity, peek_header
+from isthmus.relay.crypto import MAGIC, SiteIdentity, peek_header
 from isthmus.relay.directory import SiteEntry
 from isthmus.relay.router import RelayRouter
 from isthmus.relay.wire import OpenRequest
@@ -352,7 +352,7 @@ def test_the_far_device_s_own_rejection_is_the_caller_s(federation: Federation) 
         seen = spy.stop()
     assert code != 0
     assert "Rejected Permanent, Source: Service User" in output, output
-    kinds = [peek_header(data)["kind"] for _subject, data in seen if data[:4] == b"IRE1"]
+    kinds = [peek_header(data)["kind"] for _subject, data in seen if data[:4] == MAGIC]
     assert kinds == ["open", "reject"]  # asked at site B, refused by the device there
 
 
@@ -395,7 +395,7 @@ def test_no_patient_data_crosses_nats_in_the_clear(federation: Federation, tmp_p
     for subject, data in seen:
         for secret in secrets:
             assert secret not in data and secret not in subject.encode(), (subject, secret)
-        if data[:4] == b"IRE1":  # an envelope (replies too): routing metadata only in the clear
+        if data[:4] == MAGIC:  # an envelope (replies too): routing metadata only in the clear
             assert set(peek_header(data)) <= clear
 
 

@@ -20,7 +20,7 @@ from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Peer
 from isthmus.dicom.ul import pdata, pdu, transport, validation
 from isthmus.dicom.ul.errors import PDUError
-from isthmus.dicom.ul.items import PresentationContextRQ, UserInformation
+from isthmus.dicom.ul.items import PresentationContextRQ, RoleSelection, UserInformation
 from isthmus.dimse import messages as msg
 from isthmus.node.sockets import set_nodelay
 
@@ -44,6 +44,8 @@ class Requestor:
     tls: ssl.SSLContext | None = None  # TLS when set (peers with `tls`)
     sock: socket.socket | None = None
     accepted: dict[tuple[str, str], int] = field(default_factory=dict)  # (class, ts) → id
+    syntax_of: dict[int, str] = field(default_factory=dict)  # accepted context id → ts
+    scp_roles: tuple[str, ...] = ()  # classes we serve as SCP on it (C-GET, PS3.7 D.3.3.4)
     max_pdu: int = 0
     _next_id: int = 1
 
@@ -107,6 +109,7 @@ class Requestor:
             max_length=OUR_MAX_PDU,
             implementation_class_uid=IMPLEMENTATION_CLASS_UID,
             implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+            roles=tuple(RoleSelection(c, scu_role=False, scp_role=True) for c in self.scp_roles),
         )
         rq = pdu.AAssociateRQ(self.peer.aet, self.calling_aet, user=user, contexts=contexts)
         return rq.encode()
@@ -121,6 +124,7 @@ class Requestor:
             raise AssociationFailed(f"{self.peer} sent a bad A-ASSOCIATE-AC: {exc}") from None
         for cx in ac.contexts:
             if cx.result == 0 and cx.transfer_syntax is not None:
+                self.syntax_of[cx.context_id] = cx.transfer_syntax
                 self.accepted.setdefault(
                     (proposed[cx.context_id], cx.transfer_syntax), cx.context_id
                 )

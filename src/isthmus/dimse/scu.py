@@ -297,7 +297,7 @@ def open_get(
     *,
     max_pdu: int = 16382,
 ) -> Association:
-    """An association for C-GETs of `model` (`get_report` on it, `release` at the end);
+    """An association for C-GETs of `model` (`release` it at the end);
     the instances go to `on_store(event)`."""
     ae = _ae(calling_aet)
     ae.add_requested_context(GET_MODELS[model])
@@ -318,11 +318,6 @@ def open_get(
         evt_handlers=[(evt.EVT_C_STORE, on_store)],
         max_pdu=max_pdu,
     )
-
-
-def get_report(assoc: Association, identifier: Dataset, model: str = "STUDY") -> RetrieveReport:
-    """One C-GET on an association from `open_get`; its final counts and status."""
-    return _collect(assoc.send_c_get(identifier, GET_MODELS[model]), None)
 
 
 def _abort_on(cancel: threading.Event, done: threading.Event, assoc: Association) -> None:

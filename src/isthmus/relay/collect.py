@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from pydicom.dataset import Dataset
 
 from isthmus.config import Peer
+from isthmus.dicom.part10 import file_meta
 from isthmus.dimse import scu
+from isthmus.dimse.get_requestor import GetRequestor, OnStore, Progress, open_get
 from isthmus.relay.delivery import OUT_OF_RESOURCES
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,10 @@ log = logging.getLogger(__name__)
 # the transfer when it returns; raises when it cannot be.
 AddInstance = Callable[[str, str, str, bytes], None]
 
-# The Maximum Length the router receives from its device: a 512 x 512 CT image comes in
-# two P-DATA-TF PDUs instead of thirty-two of pynetdicom's default 16 KiB.
-MAX_PDU = 262_144
-
+GET_UIDS = {  # the C-GET information models (PS3.4 C.6.1.1, C.6.2.1)
+    "PATIENT": "1.2.840.10008.5.1.4.1.2.1.3",
+    "STUDY": "1.2.840.10008.5.1.4.1.2.2.3",
+}
 # The C-MOVE information model's C-GET twin (PS3.4 C.6): same root, same identifier.
 GET_MODEL_OF_MOVE = {
     "1.2.840.10008.5.1.4.1.2.1.2": "PATIENT",  # Patient Root Q/R MOVE
@@ -44,41 +45,38 @@ def collect_by_get(
     identifier: Dataset,
     model: str,
     add: AddInstance,
-    progress: Callable[[Dataset], None] | None = None,
+    progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> scu.RetrieveReport:
     """C-GET `identifier` from `device`, each instance into `add`; the device's counts.
 
     An instance `add` cannot make durable is answered 0xA700 (out of resources), so the
     device counts it failed and the final status stays honest.  Setting `cancel` aborts
-    the association with the device (scu.SCUError): a C-CANCEL of the C-MOVE served."""
-
-    return scu.get(
-        device,
-        identifier,
-        store_handler(add),
-        scu.common_storage_classes(),
-        model=model,
-        calling_aet=calling_aet,
-        progress=progress,
-        max_pdu=MAX_PDU,
-        cancel=cancel,
-    )
+    the association with the device (AssociationFailed): a C-CANCEL of the C-MOVE served."""
+    requestor = open_device(device, model, calling_aet)
+    try:
+        return requestor.get(identifier, store_handler(add), progress, cancel)
+    finally:
+        requestor.release()
 
 
-def store_handler(add: AddInstance) -> Callable[[Any], int]:
-    """The C-STORE handler (pynetdicom's EVT_C_STORE) putting each instance into `add`:
-    success once durable, 0xA700 (out of resources) when it cannot be, so the device
-    counts it failed and the final status stays honest."""
+def open_device(device: Peer, model: str, calling_aet: str) -> GetRequestor:
+    """An association with the device for C-GETs of `model` ("PATIENT" or "STUDY")."""
+    return open_get(device, GET_UIDS[model], scu.common_storage_classes(), calling_aet)
 
-    def on_store(event: Any) -> int:
-        request = event.request
+
+def store_handler(add: AddInstance) -> OnStore:
+    """The C-STORE sub-operations into `add`: success once durable, 0xA700 (out of
+    resources) when it cannot be, so the device counts it failed and the final status
+    stays honest."""
+
+    def on_store(sop_class: str, sop_instance: str, syntax: str, dataset: memoryview) -> int:
         try:
             add(
-                str(request.AffectedSOPClassUID),
-                str(request.AffectedSOPInstanceUID),
-                str(event.context.transfer_syntax),
-                bytes(event.encoded_dataset(include_meta=True)),
+                sop_class,
+                sop_instance,
+                syntax,
+                file_meta(sop_class, sop_instance, syntax) + dataset,
             )
         except Exception as exc:  # NATS or the object store down: the device retries later
             log.warning("relay: could not put an instance in the transfer: %s", exc)

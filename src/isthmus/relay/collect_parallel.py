@@ -30,7 +30,8 @@ from isthmus.dicom.status import (
     category,
 )
 from isthmus.dimse import scu
-from isthmus.relay.collect import MAX_PDU, AddInstance, collect_by_get, store_handler
+from isthmus.dimse.requestor import AssociationFailed
+from isthmus.relay.collect import AddInstance, collect_by_get, open_device, store_handler
 
 log = logging.getLogger(__name__)
 WORKERS = 4  # associations with the device at once (dcmqrscp allows 16 by default)
@@ -51,9 +52,8 @@ def collect(
     listed = _instances(device, calling_aet, identifier, model)
     if listed is None or len(listed) < MIN_INSTANCES:
 
-        def progress(status: Dataset) -> None:
-            keys = ("Remaining", "Completed", "Failed", "Warning")
-            expect(sum(int(status.get(f"NumberOf{k}Suboperations", 0) or 0) for k in keys))
+        def progress(remaining: int, completed: int, failed: int, warning: int) -> None:
+            expect(remaining + completed + failed + warning)
 
         return collect_by_get(device, calling_aet, identifier, model, add, progress, cancel)
     expect(len(listed))
@@ -130,17 +130,11 @@ def _worker(
 ) -> None:
     """C-GET instances from `work` one by one on an association of its own."""
     try:
-        assoc = scu.open_get(
-            device,
-            store_handler(add),
-            scu.common_storage_classes(),
-            "STUDY",
-            calling_aet,
-            max_pdu=MAX_PDU,
-        )
-    except scu.SCUError as exc:
+        requestor = open_device(device, "STUDY", calling_aet)
+    except AssociationFailed as exc:
         errors.append(exc)
         return
+    on_store = store_handler(add)
     try:
         while not (cancel is not None and cancel.is_set()):
             try:
@@ -148,8 +142,8 @@ def _worker(
             except queue.Empty:
                 return
             try:
-                report = scu.get_report(assoc, item, "STUDY")
-            except scu.SCUError as exc:
+                report = requestor.get(item, on_store, cancel=cancel)
+            except AssociationFailed as exc:
                 work.put(item)  # not retrieved: counted failed at the end
                 errors.append(exc)
                 return
@@ -157,10 +151,9 @@ def _worker(
                 report.failed = max(report.failed, 1)
                 report.failed_uids = report.failed_uids or [str(item.SOPInstanceUID)]
             reports.append(report)
-        errors.append(scu.SCUError("cancelled"))
+        errors.append(AssociationFailed("cancelled"))
     finally:
-        if assoc.is_established:
-            assoc.release()
+        requestor.release()
 
 
 def _drain(work: queue.Queue[Dataset]) -> list[Dataset]:

@@ -124,6 +124,8 @@ class TransferReceiver:
         self._outages: dict[str, float] = {}  # transfer -> when its manifest first failed
         # transfer -> (instances below have GET URLs, until when they are fresh)
         self._signed: dict[str, tuple[int, float]] = {}
+        # transfers begun and not ended → the instance count expected (index rows spared)
+        self._running: dict[str, int | None] = {}
         self._revisit = threading.Event()  # a site changed: end transfers it no longer may
         directory.on_change(lambda _site: self._revisit.set())
 
@@ -291,14 +293,17 @@ class TransferReceiver:
         fetch: concurrent.futures.Future[bytes | str | None] | None,
         pending: list[Msg],
     ) -> None:
-        transfer = self._begin(
-            announcement.transfer_id, announcement.destination_aet, announcement.origin
-        )
-        if transfer.finished or self._recorded(announcement):
+        tid = announcement.transfer_id
+        if tid not in self._running:
+            transfer = self._begin(tid, announcement.destination_aet, announcement.origin)
+            if not transfer.finished:
+                self._running[tid] = transfer.expected
+        if tid not in self._running or self._recorded(announcement):
             self._ack(msg)  # delivered before a restart, or a finished transfer's straggler
             return
-        if announcement.expected is not None and announcement.expected != transfer.expected:
-            self.state.expect(transfer.transfer_id, announcement.expected)
+        if announcement.expected is not None and announcement.expected != self._running[tid]:
+            self.state.expect(tid, announcement.expected)
+            self._running[tid] = announcement.expected
         result = self._wait(fetch, pending, announcement)
         if result is None:  # stopping mid-fetch: nothing recorded, the message goes back
             self._hand_back([msg])
@@ -418,6 +423,7 @@ class TransferReceiver:
             status = int(UNABLE_TO_PERFORM_SUBOPERATIONS)  # an unreadable manifest never succeeds
         self.state.finish(transfer.transfer_id, outcome, status, reason)
         self._signed.pop(transfer.transfer_id, None)
+        self._running.pop(transfer.transfer_id, None)
         if self.on_end is not None:  # its delivery released before the caller hears
             try:
                 self.on_end(transfer, status)
