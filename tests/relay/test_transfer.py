@@ -73,7 +73,10 @@ def test_pending_reports_count_down_what_the_source_said_it_would_send(fed, seri
         sender.expected = 5
         send_all(sender, series[:5])
         final, pending = final_report(listener)
-    assert [(p.completed, p.remaining) for p in pending] == [(n, 5 - n) for n in range(1, 6)]
+    # Pending reports are at most one per REPORT_EVERY seconds: the first always goes.
+    assert pending and pending[0].completed == 1
+    assert all(p.remaining == 5 - p.completed for p in pending)
+    assert [p.completed for p in pending] == sorted({p.completed for p in pending})
     assert final.remaining == 0 and final.status == 0
 
 

@@ -74,6 +74,7 @@ ABORTED, COMPLETE, FAILED = RelayTransfers.ABORTED, RelayTransfers.COMPLETE, Rel
 Deliver = Callable[[Announcement, bytes], int]
 PREFETCH_BYTES = 64 * 1024 * 1024  # instances fetched ahead of delivery, at most
 PRESIGN = 100  # instances whose GET URLs are asked for at once
+REPORT_EVERY = 0.1  # seconds between a transfer's pending progress reports, at least
 URLS_FRESH = 120.0  # seconds pre-signed URLs are counted on (they last 300)
 UNKNOWN_SENDER_DELIVERIES = 12  # x 5 s: a minute for the directory to name a sender
 
@@ -126,6 +127,7 @@ class TransferReceiver:
         self._signed: dict[str, tuple[int, float]] = {}
         # transfers begun and not ended → the instance count expected (index rows spared)
         self._running: dict[str, int | None] = {}
+        self._reported: dict[str, float] = {}  # transfer → when its last pending report went
         self._revisit = threading.Event()  # a site changed: end transfers it no longer may
         directory.on_change(lambda _site: self._revisit.set())
 
@@ -424,6 +426,7 @@ class TransferReceiver:
         self.state.finish(transfer.transfer_id, outcome, status, reason)
         self._signed.pop(transfer.transfer_id, None)
         self._running.pop(transfer.transfer_id, None)
+        self._reported.pop(transfer.transfer_id, None)
         if self.on_end is not None:  # its delivery released before the caller hears
             try:
                 self.on_end(transfer, status)
@@ -461,7 +464,14 @@ class TransferReceiver:
         )
 
     def _report(self, transfer_id: str) -> None:
-        """A pending report after one instance: counts so far, remaining if known."""
+        """A pending report after an instance: counts so far, remaining if known.  At
+        most one per REPORT_EVERY seconds a transfer (PS3.4 C.4.2.3.1: pending
+        responses are optional; each costs a query, an envelope and, at the caller, a
+        C-MOVE-RSP); the final report always goes."""
+        now = time.monotonic()
+        if now - self._reported.get(transfer_id, 0.0) < REPORT_EVERY:
+            return
+        self._reported[transfer_id] = now
         t = self.state.get(transfer_id)
         if t is None:
             return
