@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from isthmus.testing.dcmtk import dcmtk_env as dcmtk_env  # re-exported for the benchmarks
 from isthmus.testing.net import free_port, wait_for_port
 
 DCMTK_BIN = Path("/usr/bin")  # the venv's bin/ has pynetdicom apps of the same names
@@ -27,17 +28,6 @@ def dcmtk(tool: str) -> str:
     return str(DCMTK_BIN / tool)
 
 
-def dcmtk_env() -> dict[str, str]:
-    """Environment for DCMTK tools and Orthanc (which uses DCMTK's network code).
-
-    DCMTK 3.6.7 leaves Nagle's algorithm on unless TCP_NODELAY is set to a non-zero
-    value in the environment (dcmnet/libsrc/dul.cc and dulfsm.cc; DCMTK's
-    docs/envvars.txt); with it on, 271 CT images take 15 s on loopback instead of
-    under 1 s (docs/performance.md, "Method").
-    """
-    env = dict(os.environ)
-    env["TCP_NODELAY"] = "1"
-    return env
 
 
 def run(

@@ -14,10 +14,8 @@ from pathlib import Path
 import pydicom
 
 from isthmus.dicom.part10 import dataset_offset
-from isthmus.testing.dcmtk import tool
+from isthmus.testing.dcmtk import dcmtk_env
 from isthmus.testing.federation import Federation, Site
-
-WORKSTATION = "WSA"
 
 
 def dataset_digest(path: Path) -> str:
@@ -34,12 +32,7 @@ def dcmtk(
     site: Site, name: str, called: str, *args: str, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """A DCMTK tool of site `site`'s workstation, calling `called` on the site's node."""
-    return subprocess.run(
-        [tool(name), "-aet", WORKSTATION, "-aec", called, *args, "127.0.0.1", str(site.dicom_port)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return site.dcmtk(name, called, *args, timeout=timeout)
 
 
 def move_args(destination: str, study: str) -> list[str]:
@@ -58,12 +51,11 @@ def move_args(destination: str, study: str) -> list[str]:
 def movescu(site: Site, called: str, destination: str, study: str) -> subprocess.Popen[str]:
     """A C-MOVE started in the background (the caller of a fault test keeps waiting)."""
     return subprocess.Popen(
-        [tool("movescu"), "-aet", WORKSTATION, "-aec", called]
-        + move_args(destination, study)
-        + ["127.0.0.1", str(site.dicom_port)],
+        site.dcmtk_command("movescu", called, *move_args(destination, study)),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        env=dcmtk_env(),
     )
 
 

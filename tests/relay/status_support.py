@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,26 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+from tests.relay.federation_support import dcmtk
 
-from isthmus.testing.dcmtk import tool
 from isthmus.testing.federation import Federation, Site
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
-WORKSTATION = "WSA"
 PATIENT = StudySpec(
     patient_name="STATUS^STELLA", patient_id="STAT0001", series_count=1, instances_per_series=3
 )
-
-
-def dcmtk(site: Site, name: str, called: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """A DCMTK tool of the site's workstation, calling `called` on the site's node."""
-    return subprocess.run(
-        [tool(name), "-aet", WORKSTATION, "-aec", called, *args, "127.0.0.1", str(site.dicom_port)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @contextmanager

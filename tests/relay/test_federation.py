@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.relay.federation_support import dcmtk
 
 from isthmus.dicom.part10 import dataset_offset
-from isthmus.testing.dcmtk import tool
-from isthmus.testing.federation import Federation, Site
+from isthmus.testing.federation import Federation
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
 pytestmark = pytest.mark.dcmtk
-WORKSTATION = "WSA"
 PATIENT_B = StudySpec(
     patient_name="FEDERATION^BETTY",
     patient_id="FEDB0001",
@@ -55,16 +53,6 @@ def federation(
 def dataset_digest(path: Path) -> str:
     data = path.read_bytes()
     return hashlib.sha256(data[dataset_offset(data) :]).hexdigest()
-
-
-def dcmtk(site: Site, name: str, called: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """A DCMTK tool of site `site`'s workstation, calling `called` on the site's node."""
-    return subprocess.run(
-        [tool(name), "-aet", WORKSTATION, "-aec", called, *args, "127.0.0.1", str(site.dicom_port)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_c_echo_across_sites_is_answered_by_the_far_device(federation: Federation) -> None:
@@ -150,27 +138,10 @@ def test_c_get_across_sites_delivers_on_the_callers_association(
     federation: Federation, tmp_path: Path
 ) -> None:
     study = _study_uid(federation)
-    done = subprocess.run(
-        [
-            tool("getscu"),
-            "-aet",
-            WORKSTATION,
-            "-aec",
-            "PACSB",
-            "-S",
-            "-od",
-            str(tmp_path),
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            f"StudyInstanceUID={study}",
-            "127.0.0.1",
-            str(federation.sites["A"].dicom_port),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = dcmtk(
+        federation.sites["A"], "getscu", "PACSB", "-S", "-od", str(tmp_path),
+        "-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     arrived = [p for p in tmp_path.iterdir() if p.is_file()]
     assert sorted(map(dataset_digest, arrived)) == sorted(map(dataset_digest, federation.files_b))  # type: ignore[attr-defined]
@@ -185,13 +156,7 @@ def test_c_store_across_sites_lands_in_the_far_store(
     b = federation.sites["B"]
     before = set(b.store.received())
     a = federation.sites["A"]
-    done = subprocess.run(
-        [tool("storescu"), "-aet", WORKSTATION, "-aec", "STOREB", "127.0.0.1", str(a.dicom_port)]
-        + list(map(str, files)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = a.dcmtk("storescu", "STOREB", files=files)
     assert done.returncode == 0, done.stderr
     arrived = [p for p in b.store.received() if p not in before]
     assert sorted(map(dataset_digest, arrived)) == sorted(map(dataset_digest, files))
@@ -242,13 +207,7 @@ def test_a_sites_own_archive_exported_by_its_title_stores_and_answers_across_sit
         tmp_path / "in",
     )
     a = federation.sites["A"]
-    stored = subprocess.run(
-        [tool("storescu"), "-aet", WORKSTATION, "-aec", "ISTHMUSB", "127.0.0.1", str(a.dicom_port)]
-        + list(map(str, files)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    stored = a.dcmtk("storescu", "ISTHMUSB", files=files)
     assert stored.returncode == 0, stored.stderr
     found = dcmtk(
         a, "findscu", "ISTHMUSB", "-S", "-k", "QueryRetrieveLevel=STUDY", "-k", "PatientID=FEDARCH1",

@@ -19,11 +19,11 @@ import pytest
 from isthmus.config import Settings
 from isthmus.relay import console
 from isthmus.server import Node
-from isthmus.testing.federation import Federation, Site
+from isthmus.testing.federation import WORKSTATION, Federation, Site
 from isthmus.testing.net import free_port
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
-from .status_support import WORKSTATION, dcmtk, federation_with_a_move, finished_transfer
+from .status_support import dcmtk, federation_with_a_move, finished_transfer
 
 pytestmark = pytest.mark.dcmtk
 

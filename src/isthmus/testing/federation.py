@@ -16,18 +16,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from isthmus.testing.dcmtk import QRSCP, StoreSCP
+from isthmus.testing.dcmtk import QRSCP, StoreSCP, dcmtk_env, tool
 from isthmus.testing.latency import LatencyProxy
 from isthmus.testing.nats import TemporaryNATS
 from isthmus.testing.net import free_port, wait_for_port
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
 STARTUP = 60.0  # seconds a process may take to come up
+WORKSTATION = "WSA"  # the AE title of every site's workstation (DCMTK's tools)
 BRIDGE_PREFIX = "relay"  # the bridge's objects: s3://isthmus/relay/…
 
 
@@ -97,6 +99,38 @@ class Site:
             except TimeoutError:
                 raise AssertionError(f"site {self.name} did not start:\n{self.tail()}") from None
 
+    def dcmtk(
+        self,
+        name: str,
+        called: str,
+        *args: str,
+        files: Sequence[Path] = (),
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        """DCMTK's `name` run by the site's workstation (AE title WORKSTATION), calling
+        `called` on the site's node (`files` after the address: storescu's); its
+        outcome, exit status not checked."""
+        return subprocess.run(
+            self.dcmtk_command(name, called, *args) + [str(f) for f in files],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=dcmtk_env(),
+        )
+
+    def dcmtk_command(self, name: str, called: str, *args: str) -> list[str]:
+        """The command line of `dcmtk` (for a tool run in the background)."""
+        return [
+            tool(name),
+            "-aet",
+            WORKSTATION,
+            "-aec",
+            called,
+            *args,
+            "127.0.0.1",
+            str(self.dicom_port),
+        ]
+
     def relay_status(self) -> dict[str, Any]:
         reply = httpx.get(f"http://127.0.0.1:{self.http_port}/api/admin/relay", timeout=10)
         reply.raise_for_status()
@@ -157,9 +191,6 @@ class Federation:
         self.bridge_log = folder / "bridge.log"
         self.bridge: subprocess.Popen[bytes] | None = None
         self.sites = {name: Site(folder, name) for name in names}
-        # DCMTK leaves Nagle's algorithm on without TCP_NODELAY=1 (bench/procs.py): the
-        # devices started here, storescp included, inherit it.
-        os.environ.setdefault("TCP_NODELAY", "1")
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ISTHMUS_")}
         self.env.update(s3.env)
 
