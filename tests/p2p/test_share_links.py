@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from isthmus.testing.generate import StudySpec
 
 pytestmark = pytest.mark.timeout(300)
 STUDY = "1.2.826.0.1.3680043.10.1386.9.777.1"
+LARGE = "1.2.826.0.1.3680043.10.1386.9.777.2"  # 120 CT images of 512 x 512 (~63 MB)
 
 
 def stored(folder: Path, study: str) -> dict[str, bytes]:
@@ -36,6 +38,9 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node
     sharing.load(
         StudySpec(study_uid=STUDY, series_count=2, instances_per_series=15, rows=256, columns=256)
     )
+    sharing.load(
+        StudySpec(study_uid=LARGE, series_count=3, instances_per_series=40, rows=512, columns=512)
+    )
     sharing.start()
     fetching.start()
     try:
@@ -45,8 +50,8 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, Node
         sharing.stop()
 
 
-def share(node: Node, *extra: str) -> str:
-    done = node.isthmus("share", STUDY, "--server", node.url, *extra)
+def share(node: Node, *extra: str, study: str = STUDY) -> str:
+    done = node.isthmus("share", study, "--server", node.url, *extra)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 
@@ -90,3 +95,46 @@ def test_an_expired_link_is_refused(nodes: tuple[Node, Node]) -> None:
     done = fetching.isthmus("fetch", link, "--server", fetching.url)
     assert done.returncode == 1
     assert "expired at" in done.stderr
+
+
+def follow(node: Node, fetch_id: str, until: int | None = None) -> dict[str, Any]:
+    """Poll a fetch until it ends, or until `until` instances are stored (bounded)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        state: dict[str, Any] = httpx.get(
+            f"{node.url}/api/admin/p2p/fetch/{fetch_id}", timeout=10
+        ).json()
+        if state["status"] in ("complete", "failed"):
+            return state
+        if until is not None and state["progress"]["stored"] >= until:
+            return state
+        time.sleep(0.02)
+    raise AssertionError(f"fetch {fetch_id} did not progress")
+
+
+def start_fetch(node: Node, link: str) -> str:
+    reply = httpx.post(f"{node.url}/api/admin/p2p/fetch", json={"link": link}, timeout=10)
+    reply.raise_for_status()
+    fetch_id: str = reply.json()["id"]
+    return fetch_id
+
+
+def test_a_fetching_node_killed_mid_transfer_resumes_with_what_it_lacks(
+    nodes: tuple[Node, Node],
+) -> None:
+    sharing, fetching = nodes
+    link = share(sharing, study=LARGE)
+    before = follow(fetching, start_fetch(fetching, link), until=10)
+    assert before["status"] == "transferring", before
+    fetching.kill()
+    fetching.start()
+    held = len(stored(fetching.folder / "FETCHING", LARGE))
+    assert 10 <= held < 120
+    after = follow(fetching, start_fetch(fetching, link))
+    progress = after["progress"]
+    assert after["status"] == "complete", after
+    assert progress["already"] == held and progress["stored"] == 120 - held
+    # Only the instances it lacked came again: nothing of what it held was re-sent.
+    largest = max(len(b) for b in stored(sharing.folder / "SHARING", LARGE).values())
+    assert progress["bytes_received"] <= (120 - held) * largest
+    assert stored(fetching.folder / "FETCHING", LARGE) == stored(sharing.folder / "SHARING", LARGE)
