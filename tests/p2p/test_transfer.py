@@ -13,7 +13,7 @@ pytest.importorskip("aiolibdatachannel")
 
 from isthmus.archive import Archive
 from isthmus.p2p.channel import Peer
-from isthmus.p2p.receiver import Progress, Receiver
+from isthmus.p2p.receiver import Progress, Receiver, TransferFailed
 from isthmus.p2p.sender import Sender, SendReport, Tamper
 from isthmus.testing.generate import StudySpec, study
 
@@ -110,3 +110,13 @@ def test_a_stopped_fetch_resumes_asking_only_for_what_it_lacks(
     manifest_uids = {r.sop_instance_uid for r in archive.instances(uid)}
     assert len(report.requested) == len(manifest_uids) - len(held)
     assert stored_bytes(target, uid) == stored_bytes(archive, uid)
+
+
+def test_revoking_during_a_transfer_stops_it(source: tuple[Archive, str], tmp_path: Path) -> None:
+    archive, uid = source
+    target = make_archive(tmp_path / "target")
+    answers = iter([True, False])  # allowed at the first check, revoked at the second
+    sender = Sender(archive, uid, allowed=lambda: next(answers, False), check_every=0)
+    with pytest.raises(TransferFailed, match="revoked"):
+        asyncio.run(transfer(sender, Receiver(target, window=2)))
+    assert len(target.instances(uid)) < 12

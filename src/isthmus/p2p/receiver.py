@@ -64,10 +64,12 @@ class Receiver:
         archive: Archive,
         timeout: float = 30.0,
         on_progress: Callable[[Progress], None] | None = None,
+        window: int = WINDOW,
     ) -> None:
         self.archive = archive
         self.timeout = timeout
         self.on_progress = on_progress
+        self.window = window
         self.progress = Progress()
 
     async def run(self, channel: Channel) -> Progress:
@@ -123,7 +125,7 @@ class Receiver:
         outstanding: set[tuple[int, int]] = set()
         silent = 0
         while pending:
-            free = WINDOW - len(outstanding)
+            free = self.window - len(outstanding)
             if free > 0 and wanted:
                 batch, wanted = wanted[:free], wanted[free:]
                 outstanding |= set(batch)

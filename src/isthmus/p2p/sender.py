@@ -72,8 +72,8 @@ def build_manifest(archive: Archive, study_uid: str) -> tuple[list[Entry], list[
 
 
 class Sender:
-    """Serve `study_uid` on one channel; `allowed` is asked every few seconds (a revoked
-    share stops the transfer)."""
+    """Serve `study_uid` on one channel; `allowed` is asked at most every `check_every`
+    seconds, between requests (a revoked share stops the transfer)."""
 
     def __init__(
         self,
@@ -81,11 +81,13 @@ class Sender:
         study_uid: str,
         allowed: Callable[[], bool] | None = None,
         tamper: Tamper | None = None,
+        check_every: float = 2.0,
     ) -> None:
         self.archive = archive
         self.study_uid = study_uid
         self.allowed = allowed
         self.tamper = tamper
+        self.check_every = check_every
         self._cache: OrderedDict[int, bytes] = OrderedDict()
 
     async def serve(self, channel: Channel) -> SendReport:
@@ -127,7 +129,7 @@ class Sender:
                 return
             if doc["type"] != "request":
                 raise ProtocolError(f"unexpected message {doc['type']!r}")
-            if self.allowed is not None and time.monotonic() - checked > 2:
+            if self.allowed is not None and time.monotonic() - checked >= self.check_every:
                 checked = time.monotonic()
                 if not await asyncio.to_thread(self.allowed):
                     report.reason = "the share was revoked"
