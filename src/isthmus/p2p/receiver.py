@@ -32,6 +32,7 @@ from isthmus.p2p.protocol import (
 log = logging.getLogger(__name__)
 WINDOW = 32  # chunks requested and not yet received (≤ 8 MiB in flight)
 RETRIES = 3
+STORES = 4  # instances stored at once
 
 
 class TransferFailed(Exception):
@@ -70,6 +71,10 @@ class Receiver:
         self.timeout = timeout
         self.on_progress = on_progress
         self.window = window
+        # Verified instances being stored while the next ones arrive (Archive.store is
+        # thread-safe: every door stores concurrently).
+        self._slots = asyncio.Semaphore(STORES)
+        self._stores: set[asyncio.Task[None]] = set()
         self.progress = Progress()
 
     async def run(self, channel: Channel) -> Progress:
@@ -80,7 +85,10 @@ class Receiver:
         p.instances, p.already = len(entries), len(entries) - len(todo)
         p.bytes_total = sum(e.size for e in entries)
         self._tell()
-        await self._fetch(channel, todo)
+        try:
+            await self._fetch(channel, todo)
+        finally:  # what was verified is stored (durably) before "done" or a failure
+            await asyncio.gather(*self._stores)
         p.complete = not p.failed
         await channel.send(control("done", stored=p.stored, already=p.already))
         try:
@@ -171,14 +179,23 @@ class Receiver:
                 "p2p: instance %s failed verification; fetching it again", entry.sop_instance_uid
             )
             return False
-        result = await asyncio.to_thread(self.archive.store, data)
+        await self._slots.acquire()  # at most STORES instances wait for the disk
+        task = asyncio.create_task(self._store(entry, data))
+        self._stores.add(task)
+        task.add_done_callback(self._stores.discard)
+        return True
+
+    async def _store(self, entry: Entry, data: bytes) -> None:
+        try:
+            result = await asyncio.to_thread(self.archive.store, data)
+        finally:
+            self._slots.release()
         if result.ok:
             self.progress.stored += 1
         else:
             self.progress.failed.append(entry.sop_instance_uid)
             log.warning("p2p: the archive refused %s: %s", entry.sop_instance_uid, result.reason)
         self._tell()
-        return True
 
     def _tell(self) -> None:
         if self.on_progress is not None:
