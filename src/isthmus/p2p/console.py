@@ -75,6 +75,11 @@ def fetch(server: str, token: str | None, link: str) -> int:
     )
     if state["status"] == "complete":
         print(f"complete and verified: {summary}")
+        seconds = state.get("seconds") or 0
+        if seconds:
+            print(
+                f"{progress['bytes_received'] / 1e6:.1f} MB in {seconds:.2f} s ({progress['bytes_received'] / 1e6 / seconds:.1f} MB/s) on the node"
+            )
         return 0
     print(f"isthmus: fetch failed: {state.get('reason')} ({summary})", file=sys.stderr)
     return 1

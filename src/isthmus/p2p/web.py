@@ -7,7 +7,8 @@
   ``{"sdp", "proof"}`` → ``{"sdp", "proof"}``, the SDP answer; the sender then serves the
   study on the data channel.  404 unknown, 410 expired or revoked, 403 wrong secret.
 - ``POST /api/admin/p2p/fetch`` (admin) ``{"link"}`` → 202 ``{"id"}``: this node pulls the
-  study; ``GET /api/admin/p2p/fetch/{id}`` its progress.
+  study; ``GET /api/admin/p2p/fetch/{id}`` its progress (and, once ended, ``seconds``
+  from signalling to the last instance stored).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -197,9 +199,11 @@ class P2PDoor:
             state["progress"] = dataclasses.asdict(progress)
 
         async def run() -> None:
+            started = time.monotonic()
             try:
                 final = await fetch(self.ctx.archive, str(link), on_progress=tell)
                 tell(final)
+                state["seconds"] = round(time.monotonic() - started, 3)
                 state["status"] = "complete" if final.complete else "failed"
                 if not final.complete:
                     state["reason"] = f"the archive refused {len(final.failed)} instance(s)"
