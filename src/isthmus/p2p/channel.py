@@ -24,6 +24,10 @@ _HOST = re.compile(
 )
 
 
+class P2PUnavailable(RuntimeError):
+    """This Python has no aiolibdatachannel (its wheels need CPython 3.12+)."""
+
+
 class ChannelClosed(Exception):
     """The data channel closed (or never opened) before the exchange ended."""
 
@@ -102,7 +106,13 @@ class Peer:
     def __init__(
         self, ice_servers: Sequence[str] = (), relay_only: bool = False, loopback: bool = True
     ) -> None:
-        from aiolibdatachannel import PeerConnection, RTCConfiguration, TransportPolicy
+        try:
+            from aiolibdatachannel import PeerConnection, RTCConfiguration, TransportPolicy
+        except ImportError:
+            raise P2PUnavailable(
+                "peer-to-peer sharing needs aiolibdatachannel, which needs Python 3.12 or newer"
+                " (rebuild the venv with scripts/venv.sh)"
+            ) from None
 
         policy = TransportPolicy.RELAY if relay_only else TransportPolicy.ALL
         config = RTCConfiguration(

@@ -145,9 +145,12 @@ class P2PDoor:
                 403,
                 "the offer does not prove knowledge of the link's secret (wrong or truncated link?)",
             )
-        from isthmus.p2p.channel import Peer
+        from isthmus.p2p.channel import P2PUnavailable, Peer
 
-        peer = Peer()
+        try:
+            peer = Peer()
+        except P2PUnavailable as exc:
+            raise HTTPError(503, str(exc)) from None
         try:
             answer = await peer.answer(sdp)
         except Exception as exc:
