@@ -138,3 +138,31 @@ def test_a_fetching_node_killed_mid_transfer_resumes_with_what_it_lacks(
     largest = max(len(b) for b in stored(sharing.folder / "SHARING", LARGE).values())
     assert progress["bytes_received"] <= (120 - held) * largest
     assert stored(fetching.folder / "FETCHING", LARGE) == stored(sharing.folder / "SHARING", LARGE)
+
+
+def test_the_share_api_refuses_unknown_studies_bad_durations_and_unknown_links(
+    nodes: tuple[Node, Node],
+) -> None:
+    sharing, _ = nodes
+    unknown = httpx.post(f"{sharing.url}/api/shares", json={"study": "1.2.3.999"}, timeout=10)
+    assert unknown.status_code == 404 and "no study 1.2.3.999" in unknown.json()["message"]
+    bad = httpx.post(
+        f"{sharing.url}/api/shares", json={"study": STUDY, "expires": "soon"}, timeout=10
+    )
+    assert bad.status_code == 400 and "not a duration" in bad.json()["message"]
+    offer = httpx.post(
+        f"{sharing.url}/api/p2p/nosuchlink/offer", json={"sdp": "", "proof": ""}, timeout=10
+    )
+    assert offer.status_code == 404 and "no share link nosuchlink" in offer.json()["message"]
+    gone = httpx.delete(f"{sharing.url}/api/shares/nosuchlink", timeout=10)
+    assert gone.status_code == 404
+
+
+def test_a_link_without_its_secret_is_refused_before_any_connection(
+    nodes: tuple[Node, Node],
+) -> None:
+    sharing, fetching = nodes
+    link = share(sharing)
+    done = fetching.isthmus("fetch", link.split("#")[0], "--server", fetching.url)
+    assert done.returncode != 0
+    assert "has no secret" in done.stderr
