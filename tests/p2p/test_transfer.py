@@ -58,6 +58,7 @@ async def transfer(
         receiving = asyncio.create_task(receiver.run(near))
         if stop_after is not None:
             while receiver.progress.stored < stop_after:
+                assert not receiving.done(), "the transfer ended before it could be stopped"
                 await asyncio.sleep(0.01)
             receiving.cancel()
             await fetching.close()

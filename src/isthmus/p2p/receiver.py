@@ -30,7 +30,9 @@ from isthmus.p2p.protocol import (
 )
 
 log = logging.getLogger(__name__)
-WINDOW = 32  # chunks requested and not yet received (≤ 8 MiB in flight)
+# Chunks requested and not yet received (≤ 8 MiB in flight).  It must stay well under
+# aiolibdatachannel's receive queue (1024 messages, oldest dropped when full).
+WINDOW = 32
 RETRIES = 3
 STORES = 4  # instances stored at once
 
