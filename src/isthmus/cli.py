@@ -192,6 +192,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="an API token with the admin permission")
     p.add_argument("--json", action="store_true", help="status: print JSON")
 
+    p = command("share", _share, "make a share link for a study (or revoke one) on a running node")
+    p.add_argument("study", nargs="?", help="the Study Instance UID to share")
+    p.add_argument("--revoke", metavar="LINK", help="revoke this share link (or its id)")
+    p.add_argument("--expires", default="7d", help="lifetime: 7d (default), 12h, 30m, 2w")
+    p.add_argument("--server", default="http://127.0.0.1:8042", help="the running node")
+    p.add_argument("--token", help="an API token with the admin permission")
+
+    p = command("fetch", _fetch, "make a running node pull a shared study over WebRTC")
+    p.add_argument("link", help="the share link, http://HOST:PORT/share/ID#SECRET")
+    p.add_argument("--server", default="http://127.0.0.1:8042", help="the node that fetches")
+    p.add_argument("--token", help="an API token with the admin permission")
+
     from isthmus.relay.bridge_cli import add_bridge_parser
 
     add_bridge_parser(sub)
@@ -392,6 +404,25 @@ def _relay(args: argparse.Namespace) -> int:
         print("isthmus: relay accept needs SITE and FINGERPRINT", file=sys.stderr)
         return 2
     return console.accept(args.server, args.token, args.site, args.fingerprint)
+
+
+def _share(args: argparse.Namespace) -> int:
+    """`isthmus share STUDY_UID` / `isthmus share --revoke LINK` (p2p/console.py)."""
+    from isthmus.p2p import console
+
+    if args.revoke:
+        return console.revoke(args.server, args.token, args.revoke)
+    if not args.study:
+        print("isthmus: share needs STUDY_UID (or --revoke LINK)", file=sys.stderr)
+        return 2
+    return console.share(args.server, args.token, args.study, args.expires)
+
+
+def _fetch(args: argparse.Namespace) -> int:
+    """`isthmus fetch LINK`: the node at --server pulls the study (p2p/console.py)."""
+    from isthmus.p2p import console
+
+    return console.fetch(args.server, args.token, args.link)
 
 
 def _worklist(args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ with its error (`WorkItemError` with a `UpsStatus`), events (`WorkItemEvent`,
 `EventType`) and the well-known subscription UIDs; Modality Performed Procedure Steps
 (`Archive.performed_steps`, a `PerformedSteps`, with `PerformedStepError`); the relay's
 transfers received (`Archive.relay_transfers`, a `RelayTransfers`, with its rows
-`RelayTransfer` and `RelayDelivery`); the persistent jobs (`Jobs`,
+`RelayTransfer` and `RelayDelivery`); the share links of peer-to-peer sharing
+(`Archive.shares`, a `Shares`, with `Share` and `ShareRefused`); the persistent jobs (`Jobs`,
 `JobWorker`, the kinds' `RunningJob`, `Retry`, `Fail`) with the forwarding rules that
 queue them.
 """
@@ -36,6 +37,7 @@ from isthmus.archive.performed import (
     PerformedSteps,
 )
 from isthmus.archive.relay_transfers import RelayDelivery, RelayTransfer, RelayTransfers
+from isthmus.archive.shares import Share, ShareRefused, Shares
 from isthmus.archive.workitem_entry import EntryError, completion, scheduled_workitem
 from isthmus.archive.workitem_events import (
     FILTERED_SUBSCRIPTION,
@@ -57,6 +59,9 @@ from isthmus.archive.workitems import WorkItems
 from isthmus.deid import DeidentificationOptions, DeidentificationOptionsError, Excluded
 
 __all__ = [
+    "Share",
+    "ShareRefused",
+    "Shares",
     "CANCELED",
     "COMPLETED",
     "FILTERED_SUBSCRIPTION",

@@ -34,6 +34,7 @@ from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.outcome import StoreOutcome, StoreResult
 from isthmus.archive.performed import PerformedSteps
 from isthmus.archive.relay_transfers import RelayTransfers
+from isthmus.archive.shares import Shares
 from isthmus.archive.storage import BlobStore, BlobStoreUnavailable, open_blob_store
 from isthmus.archive.workitems import WorkItems
 from isthmus.archive.writer import GroupCommitWriter
@@ -113,6 +114,8 @@ class Archive:
         self.performed_steps = PerformedSteps(self.engine, self.workitems)
         # Relay transfers this site receives, resumable after a restart (relay door).
         self.relay_transfers = RelayTransfers(self.engine)
+        # Share links of peer-to-peer sharing (p2p door, docs/p2p.md).
+        self.shares = Shares(self.engine)
 
     @classmethod
     def from_settings(cls, settings: Any) -> Archive:

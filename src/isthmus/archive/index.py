@@ -238,6 +238,20 @@ relay_delivery = sa.Table(
 )
 
 
+# Share links of peer-to-peer sharing (docs/p2p.md): archive/shares.py owns this.  The
+# secret is kept because both ends prove knowledge of it with an HMAC keyed by it.
+share = sa.Table(
+    "share",
+    metadata,
+    sa.Column("link_id", sa.String(64), primary_key=True),
+    sa.Column("study_instance_uid", sa.String(64), nullable=False, index=True),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+
 def _migration_1(conn: Connection) -> None:
     """The initial schema."""
     metadata.create_all(conn, tables=[patient, study, series, instance])
@@ -309,6 +323,11 @@ def _migration_7(conn: Connection) -> None:
     metadata.create_all(conn, tables=[relay_transfer, relay_delivery])
 
 
+def _migration_8(conn: Connection) -> None:
+    """Share links for peer-to-peer study sharing (expiring, revocable)."""
+    metadata.create_all(conn, tables=[share])
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -317,6 +336,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_5,
     _migration_6,
     _migration_7,
+    _migration_8,
 ]
 
 

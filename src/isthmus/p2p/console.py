@@ -1,0 +1,85 @@
+"""`isthmus share` and `isthmus fetch`: the CLI asks a running node (--server) over its
+HTTP API, with the same tokens (docs/p2p.md)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from isthmus.p2p.signalling import link_id_of
+
+STALL = 120.0  # seconds without progress before `fetch` gives up waiting
+
+
+def _call(
+    method: str, server: str, path: str, token: str | None, body: dict[str, Any] | None = None
+) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        reply = httpx.request(
+            method, f"{server.rstrip('/')}{path}", json=body, headers=headers, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"isthmus: cannot reach {server}: {exc}") from None
+    if reply.status_code >= 400:
+        try:
+            message = reply.json().get("message", reply.text)
+        except ValueError:
+            message = reply.text.strip()
+        raise SystemExit(f"isthmus: {server} answered {reply.status_code}: {message}")
+    return reply.json()
+
+
+def share(server: str, token: str | None, study: str, expires: str) -> int:
+    doc = _call("POST", server, "/api/shares", token, {"study": study, "expires": expires})
+    print(f"study {doc['study']} shared until {doc['expires_at']}", file=sys.stderr)
+    print(doc["url"])
+    return 0
+
+
+def revoke(server: str, token: str | None, link: str) -> int:
+    doc = _call("DELETE", server, f"/api/shares/{link_id_of(link)}", token)
+    print(f"share link {doc['revoked']} revoked")
+    return 0
+
+
+def fetch(server: str, token: str | None, link: str) -> int:
+    """Start the pull on the node, then follow it until complete (0) or failed (1)."""
+    started = _call("POST", server, "/api/admin/p2p/fetch", token, {"link": link})
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, unit="B", unit_scale=True, file=sys.stderr, disable=not sys.stderr.isatty())
+    last, changed = None, time.monotonic()
+    while True:
+        state = _call("GET", server, f"/api/admin/p2p/fetch/{started['id']}", token)
+        progress = state["progress"]
+        bar.total = progress["bytes_total"]
+        bar.n = progress["bytes_received"]
+        bar.refresh()
+        if state["status"] in ("complete", "failed"):
+            break
+        if (progress["bytes_received"], progress["stored"]) != last:
+            last, changed = (progress["bytes_received"], progress["stored"]), time.monotonic()
+        elif time.monotonic() - changed > STALL:
+            bar.close()
+            print(f"isthmus: no progress for {STALL:g} s; giving up", file=sys.stderr)
+            return 1
+        time.sleep(0.3)
+    bar.close()
+    summary = (
+        f"{progress['instances']} instance(s) of study {progress['study_uid']}: "
+        f"{progress['stored']} stored, {progress['already']} already here, {progress['refetched']} refetched"
+    )
+    if state["status"] == "complete":
+        print(f"complete and verified: {summary}")
+        seconds = state.get("seconds") or 0
+        if seconds:
+            print(
+                f"{progress['bytes_received'] / 1e6:.1f} MB in {seconds:.2f} s ({progress['bytes_received'] / 1e6 / seconds:.1f} MB/s) on the node"
+            )
+        return 0
+    print(f"isthmus: fetch failed: {state.get('reason')} ({summary})", file=sys.stderr)
+    return 1

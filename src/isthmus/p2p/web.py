@@ -1,0 +1,228 @@
+"""The p2p door on the node's HTTP: share links and signalling (docs/p2p.md).
+
+- ``POST /api/shares`` (admin) ``{"study": UID, "expires": "7d"}`` → 201 with the link
+  (the only time its secret is shown); ``GET /api/shares`` (admin) lists them without
+  secrets; ``DELETE /api/shares/{id}`` (admin) revokes one (a transfer in progress stops).
+- ``POST /api/p2p/{id}/offer`` (no account: the link's secret is the credential)
+  ``{"sdp", "proof"}`` → ``{"sdp", "proof"}``, the SDP answer; the sender then serves the
+  study on the data channel.  404 unknown, 410 expired or revoked, 403 wrong secret.
+- ``POST /api/admin/p2p/fetch`` (admin) ``{"link"}`` → 202 ``{"id"}``: this node pulls the
+  study; ``GET /api/admin/p2p/fetch/{id}`` its progress (and, once ended, ``seconds``
+  from signalling to the last instance stored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from isthmus.archive import Share, ShareRefused
+from isthmus.p2p.signalling import answer_proof, link_url, offer_proof, parse_duration, verify
+from isthmus.web.admin import _same_origin
+from isthmus.web.context import WebContext
+from isthmus.web.errors import HTTPError, bad_request, not_found
+
+log = logging.getLogger(__name__)
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def share_json(row: Share) -> dict[str, Any]:
+    return {
+        "link_id": row.link_id,
+        "study": row.study_instance_uid,
+        "created_at": row.created_at.isoformat(),
+        "expires_at": row.expires_at.isoformat(),
+        "state": row.state(),
+    }
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    try:
+        doc = await request.json()
+    except ValueError:
+        raise bad_request("the body is not JSON") from None
+    if not isinstance(doc, dict):
+        raise bad_request("the body is not a JSON object")
+    return doc
+
+
+class P2PDoor:
+    """The door's state: senders and fetches in progress (tasks kept until they end)."""
+
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.fetches: dict[str, dict[str, Any]] = {}
+
+    def admin(self, handler: Handler) -> Handler:
+        async def endpoint(request: Request) -> Response:
+            self.ctx.authenticator.require(request.headers.get("authorization"), "admin")
+            if request.method in ("POST", "DELETE"):
+                _same_origin(self.ctx, request)
+            return await handler(request)
+
+        return endpoint
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/api/shares", self.admin(self.create_share), methods=["POST"]),
+            Route("/api/shares", self.admin(self.list_shares), methods=["GET"]),
+            Route("/api/shares/{link_id}", self.admin(self.revoke_share), methods=["DELETE"]),
+            Route("/api/p2p/{link_id}/offer", self.offer, methods=["POST"]),
+            Route("/api/admin/p2p/fetch", self.admin(self.start_fetch), methods=["POST"]),
+            Route(
+                "/api/admin/p2p/fetch/{fetch_id}", self.admin(self.fetch_status), methods=["GET"]
+            ),
+        ]
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def create_share(self, request: Request) -> Response:
+        doc = await _body(request)
+        study = doc.get("study")
+        if not isinstance(study, str) or not study:
+            raise bad_request('give the study as {"study": "<Study Instance UID>"}')
+        try:
+            lifetime = parse_duration(str(doc.get("expires", "7d")))
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        archive = self.ctx.archive
+        if not await asyncio.to_thread(archive.instances, study):
+            raise not_found(f"no study {study} in this archive")
+        row = await asyncio.to_thread(archive.shares.create, study, lifetime)
+        base = str(request.base_url).rstrip("/")
+        return JSONResponse(
+            {**share_json(row), "url": link_url(base, row.link_id, row.secret)}, status_code=201
+        )
+
+    async def list_shares(self, request: Request) -> Response:
+        rows = await asyncio.to_thread(
+            self.ctx.archive.shares.list, request.query_params.get("study")
+        )
+        return JSONResponse(
+            {"shares": [share_json(r) for r in rows]}, headers={"Cache-Control": "no-store"}
+        )
+
+    async def revoke_share(self, request: Request) -> Response:
+        link_id = request.path_params["link_id"]
+        if not await asyncio.to_thread(self.ctx.archive.shares.revoke, link_id):
+            raise not_found(f"no share link {link_id} on this node")
+        return JSONResponse({"revoked": link_id})
+
+    async def offer(self, request: Request) -> Response:
+        """Signalling: check the share and the offer's proof, answer with ours."""
+        link_id = request.path_params["link_id"]
+        shares = self.ctx.archive.shares
+        try:
+            row = await asyncio.to_thread(shares.check, link_id)
+        except ShareRefused as exc:
+            raise HTTPError(exc.status, str(exc)) from None
+        doc = await _body(request)
+        sdp = doc.get("sdp")
+        if not isinstance(sdp, str):
+            raise bad_request('give the SDP offer as {"sdp": ..., "proof": ...}')
+        try:
+            expected = offer_proof(row.secret, link_id, sdp)
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        if not verify(expected, doc.get("proof")):
+            log.warning(
+                "p2p: offer for share %s with a wrong secret from %s", link_id, request.client
+            )
+            raise HTTPError(
+                403,
+                "the offer does not prove knowledge of the link's secret (wrong or truncated link?)",
+            )
+        from isthmus.p2p.channel import P2PUnavailable, Peer
+
+        try:
+            peer = Peer()
+        except P2PUnavailable as exc:
+            raise HTTPError(503, str(exc)) from None
+        try:
+            answer = await peer.answer(sdp)
+        except Exception as exc:
+            await peer.close()
+            raise bad_request(f"cannot answer this offer: {exc}") from None
+        self._spawn(self._serve(peer, row))
+        return JSONResponse(
+            {"sdp": answer, "proof": answer_proof(row.secret, link_id, sdp, answer)}
+        )
+
+    async def _serve(self, peer: Any, row: Share) -> None:
+        from isthmus.p2p.channel import ChannelClosed
+        from isthmus.p2p.sender import Sender
+
+        shares = self.ctx.archive.shares
+
+        def allowed() -> bool:
+            found = shares.get(row.link_id)
+            return found is not None and found.state() == "active"
+
+        try:
+            channel = await peer.channel()
+            await Sender(self.ctx.archive, row.study_instance_uid, allowed=allowed).serve(channel)
+        except ChannelClosed as exc:
+            log.warning("p2p: share %s: %s", row.link_id, exc)
+        finally:
+            await peer.close()
+
+    async def start_fetch(self, request: Request) -> Response:
+        from isthmus.p2p.fetch import fetch
+        from isthmus.p2p.receiver import Progress
+        from isthmus.p2p.signalling import parse_link
+
+        link = (await _body(request)).get("link")
+        try:
+            parse_link(str(link))
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        fetch_id = secrets.token_hex(8)
+        state: dict[str, Any] = {
+            "id": fetch_id,
+            "status": "connecting",
+            "progress": dataclasses.asdict(Progress()),
+        }
+        self.fetches[fetch_id] = state
+
+        def tell(progress: Progress) -> None:
+            state["status"] = "transferring"
+            state["progress"] = dataclasses.asdict(progress)
+
+        async def run() -> None:
+            started = time.monotonic()
+            try:
+                final = await fetch(self.ctx.archive, str(link), on_progress=tell)
+                tell(final)
+                state["seconds"] = round(time.monotonic() - started, 3)
+                state["status"] = "complete" if final.complete else "failed"
+                if not final.complete:
+                    state["reason"] = f"the archive refused {len(final.failed)} instance(s)"
+            except Exception as exc:  # every failure is reported to the CLI polling
+                state["status"], state["reason"] = "failed", str(exc) or type(exc).__name__
+                log.warning("p2p: fetch %s failed: %s", fetch_id, state["reason"])
+
+        self._spawn(run())
+        return JSONResponse({"id": fetch_id}, status_code=202)
+
+    async def fetch_status(self, request: Request) -> Response:
+        state = self.fetches.get(request.path_params["fetch_id"])
+        if state is None:
+            raise not_found("no such fetch on this node")
+        return JSONResponse(state, headers={"Cache-Control": "no-store"})
+
+
+def routes(ctx: WebContext) -> list[BaseRoute]:
+    return P2PDoor(ctx).routes()
