@@ -28,8 +28,6 @@ def dcmtk(tool: str) -> str:
     return str(DCMTK_BIN / tool)
 
 
-
-
 def run(
     cmd: Sequence[str],
     timeout: float,
