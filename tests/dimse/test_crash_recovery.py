@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from typing import IO
 from pydicom import dcmread
 
 from isthmus.archive import Archive
-from isthmus.testing import dcmtk
+from isthmus.testing import dcmtk, processes
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.net import free_port, wait_for_port
 
@@ -60,18 +59,10 @@ class Server:
         return self
 
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
+        processes.kill(self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+        processes.stop(self.proc)
 
 
 def acknowledged(stream: IO[str], after: int, reached: threading.Event) -> list[str]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from isthmus.testing import processes
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.net import free_port, wait_for_port
 
@@ -57,14 +57,7 @@ class Node:
             ) from None
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
+        processes.kill(self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        processes.stop(self.proc)

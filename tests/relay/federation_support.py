@@ -4,6 +4,7 @@ node, byte-wise comparison of what arrived, and bounded waits."""
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import time
 from collections import Counter
@@ -90,3 +91,9 @@ def running(federation: Federation) -> Iterator[Federation]:
         raise
     finally:
         federation.close()
+
+
+def failed(done: subprocess.CompletedProcess[str]) -> bool:
+    """movescu reported a failure: its exit status, or the final response's status."""
+    final = done.stdout.split("Received Final Move Response")[-1]
+    return done.returncode != 0 or not re.search(r"Success", final)

@@ -19,6 +19,7 @@ import pytest
 from tests.relay.federation_support import (
     dcmtk,
     digests,
+    failed,
     move_args,
     movescu,
     running,
@@ -147,12 +148,6 @@ def stop_mid_transfer(federation: Federation, stop: object) -> subprocess.Comple
     finally:
         move.kill()
     return subprocess.CompletedProcess(move.args, move.returncode, out, "")
-
-
-def failed(done: subprocess.CompletedProcess[str]) -> bool:
-    """movescu reported a failure: its exit status, or the final response's status."""
-    final = done.stdout.split("Received Final Move Response")[-1]
-    return done.returncode != 0 or not re.search(r"Success", final)
 
 
 def next_move_works(federation: Federation) -> None:

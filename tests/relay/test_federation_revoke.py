@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from tests.relay.federation_support import (
     dcmtk,
+    failed,
     movescu,
     running,
     study_uid,
@@ -78,12 +79,6 @@ def revoke_mid_move(
     finally:
         move.kill()
     return subprocess.CompletedProcess(move.args, move.returncode, out, ""), at_revoke
-
-
-def failed(done: subprocess.CompletedProcess[str]) -> bool:
-    """movescu reported a failure: its exit status, or the final response's status."""
-    final = done.stdout.split("Received Final Move Response")[-1]
-    return done.returncode != 0 or not re.search(r"Success", final)
 
 
 def ended_for(site: Site, revoked: str) -> list[dict[str, object]]:

@@ -4,12 +4,12 @@ HAProxy configured by examples/scaling/haproxy.cfg (the file docs/scaling.md sho
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from isthmus.testing import processes
 from isthmus.testing.net import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,18 +62,10 @@ class Process:
                 raise AssertionError(f"{self.name} did not start: {self.log.read_text()}") from None
 
     def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
+        processes.kill(self.proc)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+        processes.stop(self.proc)
 
     @property
     def http(self) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from isthmus.testing import processes
 from isthmus.testing.dcmtk import QRSCP, StoreSCP, dcmtk_env, tool
 from isthmus.testing.latency import LatencyProxy
 from isthmus.testing.nats import TemporaryNATS
@@ -138,9 +138,7 @@ class Site:
         return status
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
+        processes.kill(self.proc)
 
     def restart(self) -> None:
         """Start the node again (after `kill` or `stop`), with the same data folder:
@@ -150,13 +148,7 @@ class Site:
         self.wait_ready()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
+        processes.stop(self.proc)
         self.proc = None
 
     def tail(self, lines: int = 60) -> str:
