@@ -21,6 +21,7 @@ from typing import Any
 from pydicom.dataset import Dataset
 from pynetdicom import AE, StoragePresentationContexts, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 from pynetdicom.presentation import build_role
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at run time
     PatientRootQueryRetrieveInformationModelFind,
@@ -79,14 +80,20 @@ def associate(ae: AE, peer: Peer, tls: ssl.SSLContext | None = None, **kwargs: A
         kwargs["tls_args"] = (tls, peer.host)
     handlers = list(kwargs.pop("evt_handlers", []))
     connected: list[bool] = []
+    rejected: list[bool] = []
     handlers.append((evt.EVT_CONN_OPEN, nodelay_handler))
     handlers.append((evt.EVT_CONN_OPEN, lambda event: connected.append(True)))
+    # pynetdicom 3.0 may report an A-ASSOCIATE-RJ as an abort when the peer closes the
+    # connection right after it (a race in its requestor): the PDU itself decides.
+    handlers.append(
+        (evt.EVT_PDU_RECV, lambda event: rejected.append(isinstance(event.pdu, A_ASSOCIATE_RJ)))
+    )
     assoc = ae.associate(peer.host, peer.port, ae_title=peer.aet, evt_handlers=handlers, **kwargs)
     if assoc.is_established:
         return assoc
     if not connected:  # pynetdicom reports a refused connection as an abort
         raise SCUError(f"cannot reach {peer}")
-    if assoc.is_rejected:
+    if assoc.is_rejected or any(rejected):
         raise SCUError(f"{peer} rejected the association")
     if assoc.is_aborted:
         raise SCUError(f"{peer} aborted the association")
