@@ -230,9 +230,9 @@ class MoveSource:
         self.objects, self.exports, self.archive = objects, exports, archive
         self.timeout = timeout
         self._subscription: Any = None
-        # (calling site, progress subject) of each transfer running → set to cancel it
-        self._running: dict[tuple[str, str], threading.Event] = {}
-        self._destinations: dict[tuple[str, str], str] = {}  # … → its destination site
+        # (calling site, progress subject) of each transfer running → (the event that
+        # cancels it, its destination site)
+        self._running: dict[tuple[str, str], tuple[threading.Event, str]] = {}
         self._lock = threading.Lock()
         directory.on_change(self._site_changed)
 
@@ -240,9 +240,9 @@ class MoveSource:
         """Stop the transfers that a revocation concerns: of the calling site, to the
         destination site, or all of them when this site is revoked."""
         with self._lock:
-            running = [(k, e, self._destinations.get(k, "")) for k, e in self._running.items()]
+            running = list(self._running.items())
         own = self.identity.name
-        for (caller, _subject), cancelled, destination in running:
+        for (caller, _subject), (cancelled, destination) in running:
             if self.directory.gone(own, caller, destination) is not None:
                 cancelled.set()
 
@@ -279,8 +279,7 @@ class MoveSource:
             key = (caller, str(request["origin"]["subject"]))
             cancelled = threading.Event()
             with self._lock:  # before the caller hears the answer: it may cancel at once
-                self._running[key] = cancelled
-                self._destinations[key] = str(request["destination_site"])
+                self._running[key] = (cancelled, str(request["destination_site"]))
             threading.Thread(
                 target=self._run,
                 args=(key, request, cancelled),
@@ -296,11 +295,11 @@ class MoveSource:
         """A C-CANCEL from the caller's router: stop the C-GET serving its C-MOVE (only
         the calling site's own transfers: the key holds its name)."""
         with self._lock:
-            cancelled = self._running.get((caller, subject))
-        if cancelled is None:
+            found = self._running.get((caller, subject))
+        if found is None:
             log.info("relay: C-CANCEL from site %s for no running transfer", caller)
             return
-        cancelled.set()
+        found[0].set()
 
     def _stopped(self, sender: TransferSender, request: dict[str, Any]) -> None:
         """Abort a transfer whose C-GET was stopped: by a C-CANCEL (status Cancel), or
@@ -339,7 +338,6 @@ class MoveSource:
         finally:
             with self._lock:
                 self._running.pop(key, None)
-                self._destinations.pop(key, None)
 
     def _transfer(self, request: dict[str, Any], cancelled: threading.Event) -> None:
         host, port = self.exports[request["called_aet"]]
