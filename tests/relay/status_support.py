@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
-from tests.relay.federation_support import dcmtk
+from tests.relay.federation_support import dcmtk, move_args, running
 
 from isthmus.testing.federation import Federation, Site
 from isthmus.testing.generate import StudySpec, write_study
@@ -25,32 +25,13 @@ PATIENT = StudySpec(
 def federation_with_a_move(folder: Path, s3: TemporarySeaweedFS) -> Iterator[Federation]:
     """Sites A and B; B's PACS holds one study of 3 instances, which A's workstation
     moved to STOREA (a transfer from B to A).  The sites' logs are printed on failure."""
-    running = Federation(folder, s3, names=("A", "B"))
-    try:
-        running.start()
+    with running(Federation(folder, s3, names=("A", "B"))) as federation:
         files = write_study(PATIENT, folder / "study")
-        running.sites["B"].pacs.load(files)
+        federation.sites["B"].pacs.load(files)
         study = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-        done = dcmtk(
-            running.sites["A"],
-            "movescu",
-            "PACSB",
-            "-S",
-            "-aem",
-            "STOREA",
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            f"StudyInstanceUID={study}",
-        )
+        done = dcmtk(federation.sites["A"], "movescu", "PACSB", *move_args("STOREA", study))
         assert done.returncode == 0, done.stderr
-        yield running
-    except BaseException:
-        for site in running.sites.values():
-            print(f"--- site {site.name}\n{site.tail()}")
-        raise
-    finally:
-        running.close()
+        yield federation
 
 
 def finished_transfer(site: Site) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.relay.federation_support import dcmtk
+from tests.relay.federation_support import dcmtk, move_args
 
 from isthmus.dicom.part10 import dataset_offset
 from isthmus.testing.federation import Federation
@@ -90,18 +90,7 @@ def test_c_move_to_the_callers_site_delivers_byte_identical_datasets(
     a = federation.sites["A"]
     before = set(a.store.received())
     study = _study_uid(federation)
-    done = dcmtk(
-        a,
-        "movescu",
-        "PACSB",
-        "-S",
-        "-aem",
-        "STOREA",
-        "-k",
-        "QueryRetrieveLevel=STUDY",
-        "-k",
-        f"StudyInstanceUID={study}",
-    )
+    done = dcmtk(a, "movescu", "PACSB", *move_args("STOREA", study))
     assert done.returncode == 0, done.stderr
     arrived = [p for p in a.store.received() if p not in before]
     assert sorted(map(dataset_digest, arrived)) == sorted(map(dataset_digest, federation.files_b))  # type: ignore[attr-defined]
@@ -111,18 +100,7 @@ def test_c_move_to_a_third_site_delivers_byte_identical_datasets(federation: Fed
     c = federation.sites["C"]
     before = set(c.store.received())
     study = _study_uid(federation)
-    done = dcmtk(
-        federation.sites["A"],
-        "movescu",
-        "PACSB",
-        "-S",
-        "-aem",
-        "STOREC",
-        "-k",
-        "QueryRetrieveLevel=STUDY",
-        "-k",
-        f"StudyInstanceUID={study}",
-    )
+    done = dcmtk(federation.sites["A"], "movescu", "PACSB", *move_args("STOREC", study))
     assert done.returncode == 0, done.stderr
     deadline = time.monotonic() + 30
     while (

@@ -14,6 +14,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at run time
     StudyRootQueryRetrieveInformationModelMove,
 )
+from tests.relay.federation_support import running
 
 from isthmus.dicom.status import CANCEL, PENDING, SUCCESS
 from isthmus.testing.federation import Federation
@@ -36,17 +37,9 @@ def federation(
     tmp_path_factory: pytest.TempPathFactory, seaweedfs: TemporarySeaweedFS
 ) -> Iterator[Federation]:
     folder = tmp_path_factory.mktemp("moves")
-    running = Federation(folder, seaweedfs, ("A", "B"))
-    try:
-        running.start()
-        running.sites["B"].pacs.load(write_study(STUDY, folder / "study"))
-        yield running
-    except BaseException:
-        for site in running.sites.values():
-            print(f"--- site {site.name}\n{site.tail()}")
-        raise
-    finally:
-        running.close()
+    with running(Federation(folder, seaweedfs, ("A", "B"))) as federation:
+        federation.sites["B"].pacs.load(write_study(STUDY, folder / "study"))
+        yield federation
 
 
 def _study_uid(federation: Federation) -> str:
