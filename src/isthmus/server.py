@@ -86,6 +86,7 @@ class Node:
         self.forwarding, self.worker = _jobs(self.archive, settings, self.access)
         self._http: uvicorn.Server | None = None
         self._http_thread: threading.Thread | None = None
+        self._web: WebContext | None = None
 
     def start(self, http: bool = True, block: bool = False) -> None:
         if self.settings.check_on_start:
@@ -100,7 +101,7 @@ class Node:
         self.worker.start()
         if not http:
             return
-        ctx = self.web_context()
+        self._web = ctx = self.web_context()
         config = http_config(ctx)
         self._http = uvicorn.Server(config)
         if block:
@@ -190,6 +191,8 @@ class Node:
         if self._http is not None or self.router is not None:  # while channels are open
             self.archive.workitems.report_scp_status("GOING DOWN")
         if self._http is not None:
+            if self._web is not None:  # open UPS channels hand "GOING DOWN" over first
+                self._web.ups_channels.drain(self.archive.workitems, timeout=2.0)
             self._http.should_exit = True
             if self._http_thread is not None:
                 self._http_thread.join(timeout=10)

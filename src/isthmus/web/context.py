@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from isthmus.archive import Archive
 from isthmus.config import Settings
 from isthmus.web.auth import Authenticator
+from isthmus.web.open_channels import OpenChannels
 
 if TYPE_CHECKING:  # for the annotations only: the web door runs without the DIMSE door
     from pathlib import Path
@@ -50,6 +51,9 @@ class WebContext:
     # This site of the federation (relay/site.py `RelaySite`), for the admin page; None:
     # no relay.
     relay: RelayView | None = None
+    # The UPS event channels open now (web/open_channels.py), so that stopping the node
+    # lets them send "GOING DOWN" before the sockets close.
+    ups_channels: OpenChannels = field(default_factory=OpenChannels)
 
     def __post_init__(self) -> None:
         self.authenticator = Authenticator(self.settings, self.archive.activity)

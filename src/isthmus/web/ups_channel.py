@@ -31,6 +31,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from isthmus.archive import Event, WorkItemEvent, WorkItems
 from isthmus.web.auth import TOKEN_PROTOCOL_PREFIX, websocket_authorization
 from isthmus.web.errors import HTTPError
+from isthmus.web.open_channels import OpenChannels
 from isthmus.web.service import blocking, context
 
 log = logging.getLogger(__name__)
@@ -67,42 +68,47 @@ async def event_channel(websocket: WebSocket) -> None:
 
     unsubscribe = ctx.archive.events.subscribe("ups.", heard)  # before the replay: no gap
     closed = asyncio.ensure_future(_until_closed(websocket))
-    try:
-        for event in await blocking(workitems.pending_events, aet):
-            await _send(websocket, workitems, event)
-        while not closed.done():
-            getter = asyncio.ensure_future(live.get())
-            await asyncio.wait(
-                {getter, closed}, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
-            )
-            if closed.done():
-                getter.cancel()
-                break
-            if not getter.done():  # quiet: events logged by other processes sharing the index
-                getter.cancel()
-                for event in await blocking(workitems.pending_events, aet):
-                    await _send(websocket, workitems, event)
-                continue
-            await _send(websocket, workitems, getter.result())  # once: see _send
-    except (WebSocketDisconnect, RuntimeError, OSError):
-        pass  # the events not sent stay undelivered: the next channel sends them
-    finally:
-        unsubscribe()
-        closed.cancel()
-        with contextlib.suppress(Exception):
-            await websocket.close()
+    channels = ctx.ups_channels
+    with channels.opened(aet):
+        try:
+            for event in await blocking(workitems.pending_events, aet):
+                await _send(websocket, channels, workitems, event)
+            while not closed.done():
+                getter = asyncio.ensure_future(live.get())
+                await asyncio.wait(
+                    {getter, closed}, timeout=POLL_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                if closed.done():
+                    getter.cancel()
+                    break
+                if not getter.done():  # quiet: events logged by other processes sharing the index
+                    getter.cancel()
+                    for event in await blocking(workitems.pending_events, aet):
+                        await _send(websocket, channels, workitems, event)
+                    continue
+                await _send(websocket, channels, workitems, getter.result())  # once: see _send
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass  # the events not sent stay undelivered: the next channel sends them
+        finally:
+            unsubscribe()
+            closed.cancel()
+            with contextlib.suppress(Exception):
+                await websocket.close()
 
 
-async def _send(websocket: WebSocket, workitems: WorkItems, event: WorkItemEvent) -> None:
+async def _send(
+    websocket: WebSocket, channels: OpenChannels, workitems: WorkItems, event: WorkItemEvent
+) -> None:
     """Take the event from the log, then send it; give it back if the send fails.
     Taking it first means a second channel of the same AE never sends it too."""
-    if not await blocking(workitems.mark_delivered, event.aet, [event.id]):
-        return  # sent already: by the replay, or by another channel of this AE
-    try:
-        await websocket.send_text(json.dumps(event.report()))
-    except BaseException:
-        await asyncio.shield(blocking(workitems.mark_undelivered, event.aet, [event.id]))
-        raise
+    with channels.sending():
+        if not await blocking(workitems.mark_delivered, event.aet, [event.id]):
+            return  # sent already: by the replay, or by another channel of this AE
+        try:
+            await websocket.send_text(json.dumps(event.report()))
+        except BaseException:
+            await asyncio.shield(blocking(workitems.mark_undelivered, event.aet, [event.id]))
+            raise
 
 
 async def _until_closed(websocket: WebSocket) -> None:
