@@ -19,7 +19,7 @@ from bench.lab import Lab
 from bench.procs import CommandFailed, dcmtk, dcmtk_env
 from bench.results import Scenario
 from isthmus.testing.dcmtk import StoreSCP
-from isthmus.testing.federation import Federation
+from isthmus.testing.federation import WORKSTATION, Federation
 from isthmus.testing.latency import LatencyProxy
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
@@ -80,24 +80,7 @@ def _over_the_wan(
         for _ in range(lab.repeat):
             move.measure("relay").seconds.append(_move(federation, study, "STOREA", len(files)))
             started = time.perf_counter()
-            _run(
-                [
-                    dcmtk("movescu"),
-                    "-aet",
-                    "WSA",
-                    "-aec",
-                    b.pacs.aet,
-                    "-aem",
-                    "DIRECTA",
-                    "-S",
-                    "-k",
-                    "QueryRetrieveLevel=STUDY",
-                    "-k",
-                    f"StudyInstanceUID={study}",
-                    "127.0.0.1",
-                    str(b.pacs.port),
-                ]
-            )
+            _run(study_command("movescu", b.pacs.aet, b.pacs.port, study, "-aem", "DIRECTA"))
             move.measure("direct").seconds.append(time.perf_counter() - started)
             far = _find(b.pacs.aet, b.pacs.port, study)
             across = _find(b.pacs.aet, federation.sites["A"].dicom_port, study)
@@ -121,24 +104,7 @@ def _move(federation: Federation, study: str, destination: str, count: int) -> f
     for path in a.store.received():  # storescp names files by UID: a repeat overwrites
         path.unlink()
     started = time.perf_counter()
-    output = _run(
-        [
-            dcmtk("movescu"),
-            "-aet",
-            "WSA",
-            "-aec",
-            "PACSB",
-            "-aem",
-            destination,
-            "-S",
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            f"StudyInstanceUID={study}",
-            "127.0.0.1",
-            str(a.dicom_port),
-        ]
-    )
+    output = _run(move_command(federation, study, destination))
     seconds = time.perf_counter() - started
     arrived = len(a.store.received())
     if arrived != count:
@@ -148,25 +114,23 @@ def _move(federation: Federation, study: str, destination: str, count: int) -> f
 
 def _find(called: str, port: int, study: str) -> float:
     started = time.perf_counter()
-    _run(
-        [
-            dcmtk("findscu"),
-            "-aet",
-            "WSA",
-            "-aec",
-            called,
-            "-S",
-            "-k",
-            "QueryRetrieveLevel=STUDY",
-            "-k",
-            f"StudyInstanceUID={study}",
-            "-k",
-            "PatientName",
-            "127.0.0.1",
-            str(port),
-        ]
-    )
+    _run(study_command("findscu", called, port, study, "-k", "PatientName"))
     return time.perf_counter() - started
+
+
+def study_command(tool: str, called: str, port: int, study: str, *args: str) -> list[str]:
+    """DCMTK's `tool` as the workstation WSA, at study level for `study`, calling
+    `called` at 127.0.0.1:`port`."""
+    keys = ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
+    address = ["127.0.0.1", str(port)]
+    return [dcmtk(tool), "-aet", WORKSTATION, "-aec", called, "-S", *keys, *args, *address]
+
+
+def move_command(federation: Federation, study: str, destination: str) -> list[str]:
+    """movescu at site A's workstation: PACSB's `study` to `destination`, through A."""
+    return study_command(
+        "movescu", "PACSB", federation.sites["A"].dicom_port, study, "-aem", destination
+    )
 
 
 def _run(command: list[str]) -> str:

@@ -24,7 +24,8 @@ import nats
 from pydicom import dcmread
 
 from bench.data import load
-from bench.procs import dcmtk, dcmtk_env
+from bench.procs import dcmtk_env
+from bench.relay import move_command
 from isthmus.testing.dcmtk import StoreSCP
 from isthmus.testing.federation import Federation
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
@@ -62,9 +63,7 @@ def _one_move(federation: Federation, study: str, size: int, n: int) -> None:
     started = time.perf_counter()
     watcher = threading.Thread(target=_watch, args=(federation, store, started, pace, stop))
     watcher.start()
-    command = [dcmtk("movescu"), "-aet", "WSA", "-aec", "PACSB", "-aem", "STOREA", "-S"]
-    command += ["-k", "QueryRetrieveLevel=STUDY", "-k", f"StudyInstanceUID={study}"]
-    command += ["127.0.0.1", str(federation.sites["A"].dicom_port)]
+    command = move_command(federation, study, "STOREA")
     done = subprocess.run(command, capture_output=True, text=True, env=dcmtk_env())
     seconds = time.perf_counter() - started
     stop.set()
