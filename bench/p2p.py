@@ -6,8 +6,8 @@ polled).  Timed: the fetching node's `seconds`, from signalling to the last inst
 verified (SHA-256) and durably stored; MB/s = study bytes / median.
 
 - `p2p-host`: host candidates (target ≥ 40 MB/s).  The benchmark's network namespace has
-  only `lo`, on which libjuice gathers no candidate at all, so the scenario adds a dummy
-  interface with a private address inside that namespace (it exists nowhere else);
+  only `lo`, on which libjuice gathers no candidate at all, so the scenario adds a veth
+  pair with a private address inside that namespace (it exists nowhere else);
   channel.py then adds its 127.0.0.1 candidates as on any machine;
 - `p2p-turn`: both nodes relay-only through coturn on 127.0.0.1 (isthmus.testing.turn),
   TURN REST API credentials from a shared secret (reported, no target).
@@ -125,7 +125,8 @@ DUMMY = ("isthmus-p2p0", "10.254.12.1/24")
 
 
 def _host_interface() -> None:
-    """Inside the benchmark's namespace only: a dummy interface, so ICE has a host
+    """Inside the benchmark's namespace only: a veth pair (the kernel may lack the
+    dummy driver) with a private address, so ICE has a host
     candidate to start from (see the module's docstring)."""
     if not netns.inside():
         return
@@ -133,8 +134,9 @@ def _host_interface() -> None:
     if subprocess.run(["ip", "link", "show", name], capture_output=True).returncode == 0:
         return
     for command in (
-        ["ip", "link", "add", name, "type", "dummy"],
+        ["ip", "link", "add", name, "type", "veth", "peer", "name", name + "b"],
         ["ip", "addr", "add", address, "dev", name],
+        ["ip", "link", "set", name + "b", "up"],
         ["ip", "link", "set", name, "up"],
     ):
         subprocess.run(command, check=True, capture_output=True)
@@ -164,5 +166,7 @@ def run(lab: Lab) -> list[Scenario]:
             "relay_only = true\n"
         )
         title = "p2p node → node, 271 CT, relay-only via coturn (MB/s)"
-        out.append(_guarded("p2p-turn", title, lambda: _path(lab, "turn", title, "", config)))
+        turned = _guarded("p2p-turn", title, lambda: _path(lab, "turn", title, "", config))
+        turned.details["turn_allocations"] = turn.allocations()  # proof the relay was used
+        out.append(turned)
     return out

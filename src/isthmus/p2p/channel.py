@@ -165,13 +165,18 @@ class Peer:
         not answer keeps gathering going (libjuice retries ~20 s), so it is bounded."""
         try:
             description = await asyncio.wait_for(work, timeout)
+            return self._local(description.sdp)
         except TimeoutError:
-            what = "relay-only ICE: no relay candidate" if self.relay_only else "ICE gathering"
-            raise ChannelClosed(
-                f"{what}: candidates not gathered within {timeout:g} s (a STUN/TURN server"
-                " down or unreachable?)"
-            ) from None
-        return self._local(description.sdp)
+            pass
+        # A server still unanswered: go with the candidates gathered so far, if they do.
+        partial = self._pc.local_description
+        if partial is not None and (not self.relay_only or has_relay_candidate(partial.sdp)):
+            return self._local(partial.sdp)
+        what = "relay-only ICE: no relay candidate" if self.relay_only else "ICE gathering"
+        raise ChannelClosed(
+            f"{what}: candidates not gathered within {timeout:g} s (a STUN/TURN server"
+            " down or unreachable?)"
+        )
 
     def _local(self, sdp: str) -> str:
         """Our SDP; relay-only without a relayed candidate fails now rather than after
