@@ -109,3 +109,17 @@ def test_wrong_proofs_empty_the_link_and_address_buckets_which_refill_with_time(
     assert limiter.retry_after("L1", "10.0.0.2") == 6
     now[0] = 10.0
     assert limiter.retry_after("L1", "10.0.0.1") == 0
+
+
+def test_serve_flags_give_ice_servers_and_relay_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from isthmus.cli import _parser, _settings
+
+    for name in ("ISTHMUS_P2P_ICE_SERVERS", "ISTHMUS_P2P_RELAY_ONLY", "ISTHMUS_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ISTHMUS_P2P_TURN_SECRET", "shared")
+    args = _parser().parse_args(
+        ["serve", "--ice-server", "stun:a:3478", "--ice-server", "turn:b:3478", "--relay-only"]
+    )
+    settings = _settings(args)
+    assert settings.p2p_ice_servers == ("stun:a:3478", "turn:b:3478")
+    assert settings.p2p_relay_only
