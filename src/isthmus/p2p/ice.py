@@ -22,12 +22,29 @@ import base64
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from isthmus.config import Settings
+from typing import Any, Protocol
 
 SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+
+
+class Settings(Protocol):
+    """The `p2p_*` part of isthmus.config.Settings (a Protocol: config checks them here,
+    so this module cannot import config)."""
+
+    @property
+    def p2p_ice_servers(self) -> Sequence[str]: ...
+    @property
+    def p2p_turn_username(self) -> str: ...
+    @property
+    def p2p_turn_credential(self) -> str: ...
+    @property
+    def p2p_turn_secret(self) -> str: ...
+    @property
+    def p2p_turn_ttl(self) -> float: ...
+    @property
+    def p2p_relay_only(self) -> bool: ...
 
 
 @dataclass(frozen=True)
