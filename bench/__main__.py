@@ -29,6 +29,7 @@ from bench.procs import dcmtk
 SCENARIOS = [
     *("store", "ingest", "find", "move", "metadata", "wado", "stow", "qido", "render"),
     "relay",  # issue 11
+    "p2p",  # issue 12
 ]
 OUT = Path(__file__).resolve().parent / "out"
 

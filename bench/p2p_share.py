@@ -1,7 +1,7 @@
 """`python -m bench.p2p_share [--images 271] [--size 512]`: node → node over WebRTC.
 
-Standalone (not a `python -m bench` scenario yet): two `isthmus serve` processes on
-127.0.0.1, a generated CT study imported into the first, `isthmus share` there and
+Standalone (the `python -m bench --only p2p` scenario is bench/p2p.py): two `isthmus
+serve` processes on 127.0.0.1, a generated CT study imported into the first, `isthmus share` there and
 `isthmus fetch` on the second; prints MB/s from the fetch command's start to its exit
 (complete and verified: every instance hashed and durably stored).
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages the tests and benchmarks need, only when missing:
 # DCMTK (real DICOM peers), PostgreSQL server, Chromium (browser tests), Node.js (JS tests),
-# HAProxy (the load balancer in front of several processes, tests/scaling).
+# HAProxy (the load balancer in front of several processes, tests/scaling), coturn (TURN, tests/p2p).
 # Usage: scripts/system-deps.sh [test|bench]
 set -euo pipefail
 want=()
@@ -15,6 +15,7 @@ command -v npm >/dev/null 2>&1 || want+=(npm)
 command -v unshare >/dev/null 2>&1 || want+=(util-linux)
 command -v ip >/dev/null 2>&1 || want+=(iproute2)
 [ -x /usr/sbin/haproxy ] || want+=(haproxy)  # the load balancer of the scaling tests
+command -v turnserver >/dev/null 2>&1 || want+=(coturn)  # TURN server of the p2p tests
 if [ "${1:-test}" = bench ]; then
   [ -x /usr/sbin/Orthanc ] || want+=(orthanc)
   [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || want+=(orthanc-dicomweb)

@@ -182,6 +182,7 @@ def _example_keys() -> dict:
     flat = dict(doc)
     for section in ("server", "dicom", "storage", "web"):
         flat.update(flat.pop(section, {}))
+    flat.update({"p2p_" + k: v for k, v in flat.pop("p2p", {}).items()})  # the [p2p] table
     return flat
 
 

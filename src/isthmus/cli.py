@@ -110,6 +110,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="AET[@HOST:PORT]",
         help="offer a device of this site (or, AET alone, this archive) to the federation",
     )
+    p.add_argument(
+        "--ice-server",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="p2p: a STUN/TURN server, stun:HOST:PORT or turn:HOST:PORT (repeatable)",
+    )
+    p.add_argument(
+        "--relay-only",
+        action="store_true",
+        default=None,
+        help="p2p: connect through TURN only (iceTransportPolicy relay)",
+    )
 
     p = command("import", _import, "import DICOM files or folders (recursive) into the archive")
     p.add_argument("paths", nargs="+", metavar="PATH")
@@ -278,6 +291,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         dicom_tls_client_certs=getattr(args, "dicom_tls_client_certs", None),
         relay=getattr(args, "relay", None),
         relay_exports=getattr(args, "export", None) or None,
+        p2p_ice_servers=getattr(args, "ice_server", None) or None,
+        p2p_relay_only=getattr(args, "relay_only", None),
     )
     settings = load(args.config, **overrides)
     if peers:

@@ -203,6 +203,20 @@ class Settings:
     relay_exports: tuple[str, ...] = ()
     relay_export_rules: dict[str, Any] = field(default_factory=dict)
     relay_timeout: float = 30.0
+    # Peer-to-peer sharing (docs/p2p.md, "ICE servers and TURN"; the ``[p2p]`` table, keys
+    # without the prefix): STUN/TURN URLs ("stun:host:3478", "turn:host:3478?transport=udp"),
+    # TURN credentials, static or minted from coturn's shared secret for `turn_ttl` seconds
+    # (isthmus.p2p.ice), and `relay_only`: iceTransportPolicy "relay" (TURN only).  Wrong
+    # proofs at the offer endpoint: `p2p_offer_failures` per link and per client address,
+    # one given back every `p2p_offer_refill` seconds; beyond them 429.
+    p2p_ice_servers: tuple[str, ...] = ()
+    p2p_turn_username: str = ""
+    p2p_turn_credential: str = ""
+    p2p_turn_secret: str = ""
+    p2p_turn_ttl: float = 3600.0
+    p2p_relay_only: bool = False
+    p2p_offer_failures: int = 5
+    p2p_offer_refill: float = 60.0
 
     @property
     def resolved_index_url(self) -> str:
@@ -254,6 +268,7 @@ _LIST_SETTINGS = (
     "dicom_ws_peers",
     "dicom_ws_aets",
     "relay_exports",
+    "p2p_ice_servers",
 )
 
 
@@ -285,6 +300,8 @@ def _from_toml(doc: dict[str, Any]) -> dict[str, Any]:
     flat = dict(doc)
     for section in ("server", "dicom", "storage", "web"):
         flat.update(flat.pop(section, {}) or {})
+    for key, value in (flat.pop("p2p", {}) or {}).items():
+        flat["p2p_" + key.replace("-", "_")] = value
     known = {f.name for f in fields(Settings)}
     for key, value in flat.items():
         key = key.replace("-", "_")
@@ -408,6 +425,7 @@ def _build(values: dict[str, Any]) -> Settings:
             raise ConfigError(f"{name} must be more than 0 seconds")
     _check_forward(settings)
     _check_relay(settings)
+    _check_p2p(settings)
     for svc, rule in settings.access.items():
         if svc not in SERVICES or rule not in ("any", "known"):
             raise ConfigError(
@@ -460,6 +478,18 @@ def _check_relay(settings: Settings) -> None:
             )
     if settings.relay_timeout <= 0:
         raise ConfigError("relay_timeout must be positive")
+
+
+def _check_p2p(settings: Settings) -> None:
+    """ICE servers and TURN credentials that can be used (isthmus.p2p.ice)."""
+    from isthmus.p2p.ice import check_settings
+
+    try:
+        check_settings(settings)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if settings.p2p_offer_failures < 1 or settings.p2p_offer_refill <= 0:
+        raise ConfigError("p2p offer_failures must be at least 1 and offer_refill positive")
 
 
 def _check_forward(settings: Settings) -> None:

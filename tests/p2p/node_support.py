@@ -37,7 +37,8 @@ class Node:
         done = self.isthmus("import", "--data", str(self.folder / self.name), str(files))
         assert done.returncode == 0, done.stderr
 
-    def start(self) -> None:
+    def start(self, *extra: str) -> None:
+        """`isthmus serve`, with `extra` arguments (e.g. --config FILE)."""
         command = [sys.executable, "-m", "isthmus", "serve", "--data", str(self.folder / self.name)]
         command += [
             "--aet",
@@ -46,6 +47,7 @@ class Node:
             str(self.http_port),
             "--dicom-port",
             str(self.dicom_port),
+            *extra,
         ]
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)

@@ -3,15 +3,20 @@
 The only module that imports the WebRTC library (aiolibdatachannel, libdatachannel's
 bindings: DTLS 1.2 + SCTP over ICE, RFC 8831/8832).  SDPs go whole, with every
 candidate gathered (no trickle), which suits one HTTP request of signalling.  Other
-paths (TURN servers, a relay-only policy) are `ice_servers`/`relay_only` here and
-nothing else changes.  `send` applies back-pressure on the channel's bufferedAmount.
+paths (TURN servers, a relay-only policy) are `ice_servers`/`relay_only` here (from
+isthmus.p2p.ice) and nothing else changes; libdatachannel takes TURN credentials inside
+the URL (``turn:USER:PASS@host:port?transport=udp``, URL-encoded), which
+aiolibdatachannel's IceServer.to_url builds.  `send` applies back-pressure on the channel's bufferedAmount.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from isthmus.p2p.ice import IceServer
 
 LABEL = "isthmus-p2p"
 HIGH_WATER = 4 * 1024 * 1024  # send() waits while more than this is buffered…
@@ -30,6 +35,31 @@ class P2PUnavailable(RuntimeError):
 
 class ChannelClosed(Exception):
     """The data channel closed (or never opened) before the exchange ended."""
+
+
+def has_relay_candidate(sdp: str) -> bool:
+    """Whether an SDP carries a relayed candidate (RFC 8445 §5.1.1.2, "typ relay")."""
+    return re.search(r"^a=candidate:.* typ relay\b", sdp, re.MULTILINE) is not None
+
+
+def _native_servers(servers: Sequence[IceServer | str]) -> list[object]:
+    """Our servers as aiolibdatachannel entries: one per URL, credentials attached."""
+    from aiolibdatachannel import IceServer as NativeServer
+
+    out: list[object] = []
+    for server in servers:
+        if isinstance(server, str):
+            out.append(server)
+            continue
+        for url in server.urls:
+            if server.username or server.credential:
+                native = NativeServer(
+                    url=url, username=server.username, credential=server.credential
+                )
+                out.append(native.to_url())
+            else:
+                out.append(url)
+    return out
 
 
 def fingerprint(sdp: str) -> str:
@@ -104,7 +134,10 @@ class Peer:
     then `channel()`.  The answerer: `answer(offer)`, send it back, then `channel()`."""
 
     def __init__(
-        self, ice_servers: Sequence[str] = (), relay_only: bool = False, loopback: bool = True
+        self,
+        ice_servers: Sequence[IceServer | str] = (),
+        relay_only: bool = False,
+        loopback: bool = True,
     ) -> None:
         try:
             from aiolibdatachannel import PeerConnection, RTCConfiguration, TransportPolicy
@@ -116,15 +149,43 @@ class Peer:
 
         policy = TransportPolicy.RELAY if relay_only else TransportPolicy.ALL
         config = RTCConfiguration(
-            ice_servers=list(ice_servers), ice_transport_policy=policy, max_message_size=MAX_MESSAGE
+            ice_servers=_native_servers(ice_servers),  # type: ignore[arg-type]
+            ice_transport_policy=policy,
+            max_message_size=MAX_MESSAGE,
         )
+        self.relay_only = relay_only
         self._pc = PeerConnection(config)
         self._loopback = loopback and not relay_only
         self._channel: Channel | None = None
         self.local_sdp = ""
         self.remote_sdp = ""
 
+    async def _gathered(self, work: Awaitable[Any], timeout: float) -> str:
+        """A local description once every candidate is gathered; a TURN server that does
+        not answer keeps gathering going (libjuice retries ~20 s), so it is bounded."""
+        try:
+            description = await asyncio.wait_for(work, timeout)
+            return self._local(description.sdp)
+        except TimeoutError:
+            pass
+        # A server still unanswered: go with the candidates gathered so far, if they do.
+        partial = self._pc.local_description
+        if partial is not None and (not self.relay_only or has_relay_candidate(partial.sdp)):
+            return self._local(partial.sdp)
+        what = "relay-only ICE: no relay candidate" if self.relay_only else "ICE gathering"
+        raise ChannelClosed(
+            f"{what}: candidates not gathered within {timeout:g} s (a STUN/TURN server"
+            " down or unreachable?)"
+        )
+
     def _local(self, sdp: str) -> str:
+        """Our SDP; relay-only without a relayed candidate fails now rather than after
+        the connection timeout (the TURN server is down, unreachable or refused us)."""
+        if self.relay_only and not has_relay_candidate(sdp):
+            raise ChannelClosed(
+                "relay-only ICE: no relay candidate from the TURN server(s) (down, unreachable"
+                " or wrong TURN credentials?)"
+            )
         self.local_sdp = with_loopback(sdp) if self._loopback else sdp
         return self.local_sdp
 
@@ -132,15 +193,13 @@ class Peer:
         """Create the data channel and the offer SDP (every candidate gathered)."""
         dc = await self._pc.create_data_channel(LABEL)
         self._channel = Channel(dc)
-        description = await asyncio.wait_for(self._pc.create_offer(), timeout)
-        return self._local(description.sdp)
+        return await self._gathered(self._pc.create_offer(), timeout)
 
     async def answer(self, offer_sdp: str, timeout: float = 10) -> str:
         """Apply a remote offer; the answer SDP."""
         self.remote_sdp = offer_sdp
         await asyncio.wait_for(self._pc.set_remote_description(offer_sdp, "offer"), timeout)
-        description = await asyncio.wait_for(self._pc.create_answer(), timeout)
-        return self._local(description.sdp)
+        return await self._gathered(self._pc.create_answer(), timeout)
 
     async def accept(self, answer_sdp: str, timeout: float = 10) -> None:
         """Apply the remote answer (the offerer's side)."""
@@ -159,9 +218,10 @@ class Peer:
                 self._channel = Channel(dc)
             await asyncio.wait_for(self._channel._dc.wait_open(), timeout)  # type: ignore[attr-defined]
         except TimeoutError:
-            raise ChannelClosed(
-                f"no WebRTC connection within {timeout:g} s (no ICE path?)"
-            ) from None
+            path = (
+                "through the TURN server (relay-only ICE)" if self.relay_only else "(no ICE path?)"
+            )
+            raise ChannelClosed(f"no WebRTC connection within {timeout:g} s {path}") from None
         except ChannelClosed:
             raise
         except Exception as exc:

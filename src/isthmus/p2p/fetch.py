@@ -9,6 +9,7 @@ import httpx
 
 from isthmus.archive import Archive
 from isthmus.p2p.channel import Peer
+from isthmus.p2p.ice import IceConfig
 from isthmus.p2p.receiver import Progress, Receiver, TransferFailed
 from isthmus.p2p.signalling import answer_proof, offer_proof, parse_link, verify
 
@@ -45,10 +46,13 @@ async def fetch(
     link: str,
     on_progress: Callable[[Progress], None] | None = None,
     timeout: float = 30.0,
+    ice: IceConfig | None = None,
 ) -> Progress:
     """Pull the linked study into `archive`; the final progress (`complete` when every
-    instance is stored and verified).  TransferFailed says why it could not."""
-    peer = Peer()
+    instance is stored and verified).  TransferFailed says why it could not.  `ice`: the
+    node's STUN/TURN servers and policy (p2p/ice.py); none: host candidates only."""
+    ice = ice or IceConfig()
+    peer = Peer(ice.servers, ice.relay_only)
     try:
         await signal(link, peer)
         channel = await peer.channel()

@@ -5,7 +5,10 @@
   secrets; ``DELETE /api/shares/{id}`` (admin) revokes one (a transfer in progress stops).
 - ``POST /api/p2p/{id}/offer`` (no account: the link's secret is the credential)
   ``{"sdp", "proof"}`` → ``{"sdp", "proof"}``, the SDP answer; the sender then serves the
-  study on the data channel.  404 unknown, 410 expired or revoked, 403 wrong secret.
+  study on the data channel.  404 unknown, 410 expired or revoked, 403 wrong secret, 429
+  after too many wrong proofs for that link or from that address (p2p/limits.py).
+- ``GET /api/p2p/{id}/ice`` (no account: an active link id) → the node's ICE servers for
+  a browser recipient, TURN credentials freshly minted (p2p/ice.py).
 - ``POST /api/admin/p2p/fetch`` (admin) ``{"link"}`` → 202 ``{"id"}``: this node pulls the
   study; ``GET /api/admin/p2p/fetch/{id}`` its progress (and, once ended, ``seconds``
   from signalling to the last instance stored).
@@ -26,6 +29,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from isthmus.archive import Share, ShareRefused
+from isthmus.p2p.ice import ice_config
+from isthmus.p2p.limits import OfferLimiter
 from isthmus.p2p.signalling import answer_proof, link_url, offer_proof, parse_duration, verify
 from isthmus.web.admin import _same_origin
 from isthmus.web.context import WebContext
@@ -62,6 +67,8 @@ class P2PDoor:
         self.ctx = ctx
         self.tasks: set[asyncio.Task[Any]] = set()
         self.fetches: dict[str, dict[str, Any]] = {}
+        settings = ctx.settings
+        self.limiter = OfferLimiter(settings.p2p_offer_failures, settings.p2p_offer_refill)
 
     def admin(self, handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
@@ -78,6 +85,7 @@ class P2PDoor:
             Route("/api/shares", self.admin(self.list_shares), methods=["GET"]),
             Route("/api/shares/{link_id}", self.admin(self.revoke_share), methods=["DELETE"]),
             Route("/api/p2p/{link_id}/offer", self.offer, methods=["POST"]),
+            Route("/api/p2p/{link_id}/ice", self.ice, methods=["GET"]),
             Route("/api/admin/p2p/fetch", self.admin(self.start_fetch), methods=["POST"]),
             Route(
                 "/api/admin/p2p/fetch/{fetch_id}", self.admin(self.fetch_status), methods=["GET"]
@@ -124,11 +132,16 @@ class P2PDoor:
     async def offer(self, request: Request) -> Response:
         """Signalling: check the share and the offer's proof, answer with ours."""
         link_id = request.path_params["link_id"]
-        shares = self.ctx.archive.shares
-        try:
-            row = await asyncio.to_thread(shares.check, link_id)
-        except ShareRefused as exc:
-            raise HTTPError(exc.status, str(exc)) from None
+        client = request.client.host if request.client else "?"
+        wait = self.limiter.retry_after(link_id, client)
+        if wait:
+            raise HTTPError(
+                429,
+                "too many offers with a wrong proof for this link or from this address; "
+                f"retry in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
+        row = await self._active(link_id)
         doc = await _body(request)
         sdp = doc.get("sdp")
         if not isinstance(sdp, str):
@@ -138,6 +151,7 @@ class P2PDoor:
         except ValueError as exc:
             raise bad_request(str(exc)) from None
         if not verify(expected, doc.get("proof")):
+            self.limiter.failed(link_id, client)
             log.warning(
                 "p2p: offer for share %s with a wrong secret from %s", link_id, request.client
             )
@@ -148,7 +162,8 @@ class P2PDoor:
         from isthmus.p2p.channel import P2PUnavailable, Peer
 
         try:
-            peer = Peer()
+            ice = ice_config(self.ctx.settings)
+            peer = Peer(ice.servers, ice.relay_only)
         except P2PUnavailable as exc:
             raise HTTPError(503, str(exc)) from None
         try:
@@ -160,6 +175,20 @@ class P2PDoor:
         return JSONResponse(
             {"sdp": answer, "proof": answer_proof(row.secret, link_id, sdp, answer)}
         )
+
+    async def _active(self, link_id: str) -> Share:
+        """The share, if it exists and is active; else 404/410 with the reason."""
+        try:
+            return await asyncio.to_thread(self.ctx.archive.shares.check, link_id)
+        except ShareRefused as exc:
+            raise HTTPError(exc.status, str(exc)) from None
+
+    async def ice(self, request: Request) -> Response:
+        """ICE servers for a browser recipient of an active link (RTCIceServer list)."""
+        link_id = request.path_params["link_id"]
+        await self._active(link_id)
+        doc = ice_config(self.ctx.settings).as_json()
+        return JSONResponse(doc, headers={"Cache-Control": "no-store"})
 
     async def _serve(self, peer: Any, row: Share) -> None:
         from isthmus.p2p.channel import ChannelClosed
@@ -204,7 +233,12 @@ class P2PDoor:
         async def run() -> None:
             started = time.monotonic()
             try:
-                final = await fetch(self.ctx.archive, str(link), on_progress=tell)
+                final = await fetch(
+                    self.ctx.archive,
+                    str(link),
+                    on_progress=tell,
+                    ice=ice_config(self.ctx.settings),
+                )
                 tell(final)
                 state["seconds"] = round(time.monotonic() - started, 3)
                 state["status"] = "complete" if final.complete else "failed"
