@@ -23,19 +23,10 @@ from isthmus.config import Settings
 from isthmus.server import Node
 from isthmus.testing.generate import ROOT, StudySpec, ct_instance, patients, study
 from isthmus.testing.net import free_port
+from tests.viewer.browser import CHROMIUM, CHROMIUM_ARGS
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "viewer"
 PHANTOM_SLICES = 24
 PAGING_STUDIES = 27
