@@ -119,7 +119,10 @@ export async function receive(channel, store, events = {}) {
   const stores = [];
   let silent = 0;
   let failure = null;
-  const send = (doc) => channel.send(JSON.stringify(doc));
+  const send = (doc) => {
+    if (channel.readyState !== "open") throw closedError();
+    channel.send(JSON.stringify(doc));
+  };
   const keyOf = (p, n) => p * 65536 + n;
 
   while (pending.size) {
