@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-pytest.importorskip("aiolibdatachannel")
-playwright_api = pytest.importorskip("playwright.sync_api")
+from tests.viewer.browser import CHROMIUM, CHROMIUM_ARGS, WEBRTC_ARGS
 
 from isthmus.config import Settings
 from isthmus.p2p.signalling import link_url
 from isthmus.server import Node
 from isthmus.testing.generate import StudySpec, study
 from isthmus.testing.net import free_port
-from tests.viewer.browser import CHROMIUM, CHROMIUM_ARGS, WEBRTC_ARGS
+
+pytest.importorskip("aiolibdatachannel")
+playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.timeout(180)
 SERIES, PER_SERIES = 2, 10
@@ -120,7 +120,9 @@ def context(browser: Any) -> Iterator[Any]:
         context.close()
 
 
-def open_link(context: Any, link: str, init: tuple[str, Any] | None = None) -> tuple[Any, list[str]]:
+def open_link(
+    context: Any, link: str, init: tuple[str, Any] | None = None
+) -> tuple[Any, list[str]]:
     """Open the link in a new page; (page, the URLs it requested)."""
     page = context.new_page()
     requests: list[str] = []
@@ -137,9 +139,7 @@ def ended(page: Any) -> dict[str, Any]:
     return page.evaluate("() => ({...window.__share})")
 
 
-def test_a_shared_study_arrives_in_indexeddb_byte_identical(
-    sharing: Sharing, context: Any
-) -> None:
+def test_a_shared_study_arrives_in_indexeddb_byte_identical(sharing: Sharing, context: Any) -> None:
     link, _ = sharing.link()
     page, _ = open_link(context, link)
     outcome = ended(page)
@@ -171,7 +171,9 @@ def test_the_first_image_is_on_screen_before_the_transfer_ends(
     outcome = ended(page)
     assert outcome["status"] == "complete", outcome["message"]
     assert outcome["firstImageAt"] is not None and outcome["firstImageAt"] < outcome["doneAt"]
-    size = page.evaluate("() => [document.querySelector('#share-canvas').width, document.querySelector('#share-canvas').height]")
+    size = page.evaluate(
+        "() => [document.querySelector('#share-canvas').width, document.querySelector('#share-canvas').height]"
+    )
     assert size == [512, 512]
 
 

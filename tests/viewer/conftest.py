@@ -18,12 +18,12 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import generate_uid
+from tests.viewer.browser import CHROMIUM, CHROMIUM_ARGS
 
 from isthmus.config import Settings
 from isthmus.server import Node
 from isthmus.testing.generate import ROOT, StudySpec, ct_instance, patients, study
 from isthmus.testing.net import free_port
-from tests.viewer.browser import CHROMIUM, CHROMIUM_ARGS
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 

@@ -11,6 +11,7 @@ export const CHUNK_SIZE = 256 * 1024 - 1024;
 const VERSION = 1;
 const WINDOW = 32; // chunks outstanding (≤ 8 MiB)
 const RETRIES = 3;
+const REFILL = 4; // ask again once this many chunks of the window have arrived
 const SILENCE_MS = 30_000;
 
 /** The channel's messages as a queue: next(ms) resolves to a message, or rejects. */
@@ -128,7 +129,7 @@ export async function receive(channel, store, events = {}) {
   while (pending.size) {
     if (failure) throw failure;
     const free = WINDOW - outstanding.size;
-    if (free >= WINDOW / 2 && wanted.length) {
+    if (free >= REFILL && wanted.length) {
       const batch = wanted.slice(0, free);
       wanted = wanted.slice(free);
       for (const [p, n] of batch) outstanding.add(keyOf(p, n));
