@@ -6,6 +6,7 @@ expired link are refused with a clear message; an interrupted transfer resumes."
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -128,7 +129,7 @@ def open_link(
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     if init is not None:
-        page.add_init_script(script=f"({init[0]})({init[1]!r})")
+        page.add_init_script(script=f"({init[0]})({json.dumps(init[1])})")
     page.goto(link)
     return page, requests
 
@@ -220,3 +221,72 @@ def test_reopening_an_interrupted_link_asks_only_for_what_is_missing(
     assert figures["already"] == len(held)
     assert len(figures["requested"]) == total - len(held)
     assert again.evaluate(STORED_DIGESTS, sharing.study) == sharing.digests
+
+
+# Flip one byte of the first chunk of instance `position`, before the page sees it.
+SPOIL_ONE_CHUNK = """(position) => {
+  const create = RTCPeerConnection.prototype.createDataChannel;
+  RTCPeerConnection.prototype.createDataChannel = function (...args) {
+    const channel = create.apply(this, args);
+    let spoiled = false;
+    channel.addEventListener('message', (event) => {
+      if (spoiled || typeof event.data === 'string') return;
+      const bytes = new Uint8Array(event.data);
+      const at = new DataView(event.data).getUint32(1);
+      if (at === position) {
+        bytes[200] ^= 0xff;
+        spoiled = true;
+      }
+    });
+    return channel;
+  };
+}"""
+
+# Record the RTCConfiguration the page creates its peer connection with.
+RECORD_CONFIGURATION = """() => {
+  const Native = RTCPeerConnection;
+  window.RTCPeerConnection = function (config) {
+    window.__iceConfig = config;
+    return new Native(config);
+  };
+  window.RTCPeerConnection.prototype = Native.prototype;
+}"""
+
+
+def test_a_corrupted_chunk_is_fetched_again_and_the_stored_study_is_identical(
+    sharing: Sharing, context: Any
+) -> None:
+    link, _ = sharing.link()
+    page, _ = open_link(context, link, (SPOIL_ONE_CHUNK, 3))
+    outcome = ended(page)
+    assert outcome["status"] == "complete", outcome["message"]
+    assert outcome["figures"]["refetched"] == 1
+    assert page.evaluate(STORED_DIGESTS, sharing.study) == sharing.digests
+
+
+def test_without_an_ice_endpoint_the_page_uses_no_servers_and_every_path(
+    sharing: Sharing, context: Any
+) -> None:
+    link, _ = sharing.link()
+    page, _ = open_link(context, link, (RECORD_CONFIGURATION, None))
+    assert ended(page)["status"] == "complete"
+    config = page.evaluate("() => window.__iceConfig")
+    assert config == {"iceServers": [], "iceTransportPolicy": "all"}
+
+
+def test_the_page_uses_the_ice_servers_and_policy_the_node_gives(
+    sharing: Sharing, context: Any
+) -> None:
+    link, link_id = sharing.link()
+    turn = {"urls": ["turn:127.0.0.1:3478?transport=udp"], "username": "u", "credential": "c"}
+    page = context.new_page()
+    page.route(
+        f"**/api/p2p/{link_id}/ice",
+        lambda route: route.fulfill(json={"ice_servers": [turn], "relay_only": True}),
+    )
+    page.add_init_script(script=f"({RECORD_CONFIGURATION})()")
+    page.goto(link)
+    page.wait_for_function("() => window.__iceConfig !== undefined")
+    config = page.evaluate("() => window.__iceConfig")
+    assert config == {"iceServers": [turn], "iceTransportPolicy": "relay"}
+    page.close()
