@@ -290,3 +290,22 @@ def test_the_page_uses_the_ice_servers_and_policy_the_node_gives(
     config = page.evaluate("() => window.__iceConfig")
     assert config == {"iceServers": [turn], "iceTransportPolicy": "relay"}
     page.close()
+
+
+def test_the_received_study_downloads_as_a_zip_of_its_files(
+    sharing: Sharing, context: Any, tmp_path: Path
+) -> None:
+    import zipfile
+
+    link, _ = sharing.link()
+    page, _ = open_link(context, link)
+    assert ended(page)["status"] == "complete"
+    with page.expect_download() as download:
+        page.click("#share-zip")
+    target = tmp_path / "study.zip"
+    download.value.save_as(target)
+    with zipfile.ZipFile(target) as archive:
+        names = archive.namelist()
+        digests = sorted(hashlib.sha256(archive.read(n)).hexdigest() for n in names)
+    assert len(names) == SERIES * PER_SERIES and all(n.endswith(".dcm") for n in names)
+    assert digests == sorted(sharing.digests.values())
