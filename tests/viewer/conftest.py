@@ -18,6 +18,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import generate_uid
+from tests.viewer.browser import CHROMIUM, CHROMIUM_ARGS
 
 from isthmus.config import Settings
 from isthmus.server import Node
@@ -26,16 +27,6 @@ from isthmus.testing.net import free_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "viewer"
 PHANTOM_SLICES = 24
 PAGING_STUDIES = 27

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from isthmus import __version__
+from isthmus.p2p.page import routes as share_page_routes
 from isthmus.p2p.web import routes as p2p_routes
 from isthmus.web import admin, capabilities, deidentify, dicom_ws, dicomweb, operations, wado_uri
 from isthmus.web.auth import AuthMiddleware
@@ -68,6 +69,7 @@ def create_app(ctx: WebContext) -> Starlette:
         *dicom_ws.routes(ctx),
         *admin.routes(ctx),
         *p2p_routes(ctx),
+        *share_page_routes(),
         *viewer_routes(VIEWER_DIR),
     ]
     app = Starlette(

@@ -123,6 +123,12 @@ export class InstanceStore {
     return out.sort((a, b) => b.receivedAt - a.receivedAt);
   }
 
+  /** The SOP Instance UIDs held of one study (keys only: no bytes are read). */
+  keys(studyInstanceUID) {
+    const index = this.db.transaction(STORE, "readonly").objectStore(STORE).index("study");
+    return promisify(index.getAllKeys(IDBKeyRange.only(studyInstanceUID)));
+  }
+
   /** The full record, bytes included, or undefined. */
   get(sopInstanceUID) {
     return promisify(this.db.transaction(STORE, "readonly").objectStore(STORE).get(sopInstanceUID));

@@ -56,7 +56,7 @@ export async function downloadStudy(api, studyUid, metadata, report, signal) {
 }
 
 /** Where the ZIP goes: a file stream for big studies when the browser offers one, else a Blob. */
-async function openSink(name, estimate) {
+export async function openSink(name, estimate) {
   if (estimate > STREAM_TO_FILE_ABOVE && typeof window.showSaveFilePicker === "function") {
     try {
       const handle = await window.showSaveFilePicker({
