@@ -5,6 +5,7 @@ expired link are refused with a clear message; an interrupted transfer resumes."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -72,18 +73,20 @@ class Sharing:
         return link_url(self.base, row.link_id, row.secret), row.link_id
 
 
-@pytest.fixture(scope="module")
-def sharing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sharing]:
-    """A node holding a CT study of 512 × 512 images (SQLite)."""
-    data = tmp_path_factory.mktemp("sharing-node")
-    settings = Settings(
+def node_settings(data: Path, **p2p: Any) -> Settings:
+    return Settings(
         data=data,
         dicom_port=free_port(),
         http_port=free_port(),
         index_url=f"sqlite:///{data / 'index.sqlite'}",
         check_on_start=False,
+        **p2p,
     )
-    spec = StudySpec(series_count=SERIES, instances_per_series=PER_SERIES, rows=512, columns=512)
+
+
+@contextlib.contextmanager
+def sharing_node(settings: Settings, spec: StudySpec) -> Iterator[Sharing]:
+    """A running node holding the study `spec` describes."""
     with Node(settings) as node:
         uid = ""
         for ds in study(spec):
@@ -96,6 +99,14 @@ def sharing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sharing]:
             for r in node.archive.instances(uid)
         }
         yield Sharing(node, uid, digests)
+
+
+@pytest.fixture(scope="module")
+def sharing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sharing]:
+    """A node holding a CT study of 512 × 512 images (SQLite)."""
+    spec = StudySpec(series_count=SERIES, instances_per_series=PER_SERIES, rows=512, columns=512)
+    with sharing_node(node_settings(tmp_path_factory.mktemp("sharing-node")), spec) as node:
+        yield node
 
 
 @pytest.fixture(scope="module")
@@ -264,7 +275,7 @@ def test_a_corrupted_chunk_is_fetched_again_and_the_stored_study_is_identical(
     assert page.evaluate(STORED_DIGESTS, sharing.study) == sharing.digests
 
 
-def test_without_an_ice_endpoint_the_page_uses_no_servers_and_every_path(
+def test_a_node_without_ice_servers_gives_the_page_none_and_every_path(
     sharing: Sharing, context: Any
 ) -> None:
     link, _ = sharing.link()
@@ -309,3 +320,28 @@ def test_the_received_study_downloads_as_a_zip_of_its_files(
         digests = sorted(hashlib.sha256(archive.read(n)).hexdigest() for n in names)
     assert len(names) == SERIES * PER_SERIES and all(n.endswith(".dcm") for n in names)
     assert digests == sorted(sharing.digests.values())
+
+
+def test_relay_only_through_coturn_the_study_arrives_over_relayed_candidates(
+    tmp_path: Path, context: Any
+) -> None:
+    """TURN forced: the node says relay-only (its /ice mints coturn REST credentials), so
+    the page and the node both offer relayed candidates only, and coturn carries it all."""
+    from isthmus.testing.turn import TemporaryTURN, turnserver_binary
+
+    if turnserver_binary() is None:
+        pytest.skip("coturn not installed")
+    secret = "browser-turn-secret"
+    with TemporaryTURN(secret=secret) as turn:
+        settings = node_settings(
+            tmp_path, p2p_ice_servers=(turn.url,), p2p_turn_secret=secret, p2p_relay_only=True
+        )
+        spec = StudySpec(series_count=1, instances_per_series=6, rows=256, columns=256)
+        with sharing_node(settings, spec) as relayed:
+            link, _ = relayed.link()
+            page, _ = open_link(context, link, (RECORD_CONFIGURATION, None))
+            outcome = ended(page)
+            assert outcome["status"] == "complete", outcome["message"]
+            assert page.evaluate("() => window.__iceConfig.iceTransportPolicy") == "relay"
+            assert page.evaluate(STORED_DIGESTS, relayed.study) == relayed.digests
+        assert turn.allocations() >= 2  # one per side: both ends went through coturn
