@@ -1,6 +1,6 @@
 """The browser recipient's page: ``GET /share/{link_id}`` (docs/p2p.md, "The browser recipient").
 
-The page (viewer/share.html and viewer/share/*.js) holds no patient data and needs no
+The page (viewer/share.html and viewer/recipient/*.js) holds no patient data and needs no
 account: it reads the secret from the URL fragment, which never reaches this server, and
 pulls the study over WebRTC.  It is the same page for every link id, known or not, so it
 tells nothing about which links exist (the offer's refusal says that, to whoever holds the
