@@ -203,6 +203,10 @@ class Settings:
     relay_exports: tuple[str, ...] = ()
     relay_export_rules: dict[str, Any] = field(default_factory=dict)
     relay_timeout: float = 30.0
+    # p2p sharing (docs/p2p.md): a relay-only ICE policy for the fetches of this node
+    # (TURN only; with no TURN server no WebRTC path opens, and a federated fetch takes
+    # the relay fallback).
+    p2p_relay_only: bool = False
 
     @property
     def resolved_index_url(self) -> str:
