@@ -60,6 +60,12 @@ def with_loopback(sdp: str) -> str:
     return sdp.rstrip("\r\n") + "\r\n" + lines + "\r\n"
 
 
+def without_candidates(sdp: str) -> str:
+    """The SDP without its candidate lines."""
+    lines = sdp.splitlines()
+    return "\r\n".join(x for x in lines if not x.startswith("a=candidate:")) + "\r\n"
+
+
 class Channel:
     """The data channel: binary messages of at most MAX_MESSAGE bytes, text for control."""
 
@@ -120,9 +126,19 @@ class Peer:
         )
         self._pc = PeerConnection(config)
         self._loopback = loopback and not relay_only
+        self._relay_only = relay_only
         self._channel: Channel | None = None
         self.local_sdp = ""
         self.remote_sdp = ""
+
+    def _remote(self, sdp: str) -> str:
+        """Under a relay-only policy a path needs a relay candidate of ours; with none
+        (no TURN server, or no allocation) libjuice would still reach the remote's
+        candidates from its host sockets, so they are dropped: no path, as the policy
+        says (the fetch then takes the relay fallback, p2p/fetch.py)."""
+        if self._relay_only and " typ relay" not in self.local_sdp:
+            return without_candidates(sdp)
+        return sdp
 
     def _local(self, sdp: str) -> str:
         self.local_sdp = with_loopback(sdp) if self._loopback else sdp
@@ -145,7 +161,9 @@ class Peer:
     async def accept(self, answer_sdp: str, timeout: float = 10) -> None:
         """Apply the remote answer (the offerer's side)."""
         self.remote_sdp = answer_sdp
-        await asyncio.wait_for(self._pc.set_remote_description(answer_sdp, "answer"), timeout)
+        await asyncio.wait_for(
+            self._pc.set_remote_description(self._remote(answer_sdp), "answer"), timeout
+        )
 
     async def add_candidate(self, candidate: str, mid: str = "0") -> None:
         """A remote candidate that came later (trickle ICE)."""

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from isthmus.archive.matching import Query
@@ -142,7 +142,7 @@ class FederatedSharing:
         with self._lock:
             own = self.site.name
             kv = self._kv(LISTINGS)
-            keys = set(self._keys(kv, f"*.{own}.*"))
+            keys = set(self._live(kv, self._keys(LISTINGS, f"*.{own}.*")))
             shares = self.archive.shares.federated()
             active = {s.link_id: s for s in shares if s.state() == "active"}
             peers = [
@@ -180,11 +180,27 @@ class FederatedSharing:
         }
         return json.dumps(doc, sort_keys=True).encode()
 
-    def _keys(self, kv: KeyValue, pattern: str) -> list[str]:
-        try:
-            return list(self._call(kv.keys(filters=[pattern])))
-        except NoKeysError:
-            return []
+    def _keys(self, bucket: str, pattern: str) -> list[str]:
+        """The keys of `bucket` matching `pattern` that hold a value, from the stream's
+        subjects (no consumer: a KV watch per listing would create one each time)."""
+        assert self.site.link is not None
+        prefix = f"$KV.{bucket}."
+        info = self._call(
+            self.site.link.js.stream_info(f"KV_{bucket}", subjects_filter=prefix + pattern)
+        )
+        subjects = info.state.subjects or {}
+        return sorted(subject[len(prefix) :] for subject in subjects)
+
+    def _live(self, kv: KeyValue, keys: list[str]) -> list[str]:
+        """Those of `keys` not deleted or purged (their last message is a value)."""
+        out = []
+        for key in keys:
+            try:
+                self._call(kv.get(key))
+                out.append(key)
+            except KeyNotFoundError:
+                continue
+        return out
 
     def shared_with_us(self) -> list[dict[str, Any]]:
         """The peers' listings addressed to this site, opened and checked (the link
@@ -194,7 +210,7 @@ class FederatedSharing:
         out = []
         now = datetime.now(UTC)
         online = self.online()
-        for key in sorted(self._keys(kv, f"{own}.*.*")):
+        for key in self._keys(LISTINGS, f"{own}.*.*"):
             try:
                 entry = self._call(kv.get(key))
             except KeyNotFoundError:
@@ -220,7 +236,7 @@ class FederatedSharing:
         """The sites whose presence entry is fresh and signed by their pinned keys."""
         kv = self._kv(PRESENCE, ttl=PRESENCE_TTL)
         found = []
-        for name in self._keys(kv, "*"):
+        for name in self._keys(PRESENCE, "*"):
             try:
                 doc = json.loads(self._call(kv.get(name)).value or b"{}")
                 keys = self.site.directory.keys_of(name)
