@@ -130,6 +130,9 @@ def test_a_study_shared_to_the_federation_is_listed_at_the_peers_sealed(
     assert entry["patient_name"] == STUDY.patient_name
     assert entry["description"] == STUDY.description
     assert entry["instances"] == 12 and entry["site"] == "A" and entry["link"] == made["url"]
+    server = f"http://127.0.0.1:{b.http_port}"
+    listing = federation.isthmus("share", "--list-federation", "--server", server).stdout
+    assert STUDY.patient_name in listing and made["url"] in listing
     wait_until(
         lambda: {"A", "B", "C"} <= set(api(b, "GET", "/api/p2p/federation")["online"]),
         60,
