@@ -164,6 +164,20 @@ def test_a_federated_link_unreachable_over_http_is_fetched_through_bridge_signal
     assert datasets(b, study) == datasets(a, study)
 
 
+def test_bridge_signalling_refuses_a_wrong_secret_and_a_revoked_link(
+    federation: Federation,
+) -> None:
+    a, b = federation.sites["A"], federation.sites["B"]
+    made = share(a, federation.study)  # type: ignore[attr-defined]
+    wrong = fetch(b, unreachable(made["url"].rsplit("#", 1)[0] + "#" + "x" * 43))
+    assert wrong["status"] == "failed" and "knowledge of the link's secret" in wrong["reason"]
+    assert "(403)" in wrong["reason"], wrong
+    api(a, "DELETE", f"/api/shares/{made['link_id']}")
+    revoked = fetch(b, unreachable(made["url"]))
+    assert revoked["status"] == "failed" and "revoked" in revoked["reason"], revoked
+    wait_until(lambda: listed(b, made["link_id"]) is None, 30, "the listing withdrawn")
+
+
 def test_without_a_webrtc_path_the_fetch_falls_back_to_the_relay(
     federation: Federation,
 ) -> None:
