@@ -26,6 +26,7 @@ from isthmus.archive import Share
 from isthmus.p2p.offers import still_active
 from isthmus.p2p.receiver import Progress, TransferFailed
 from isthmus.p2p.signalling import relay_proof
+from isthmus.relay.tally import TransferTally
 from isthmus.relay.transfer import TransferSender
 from isthmus.relay.transfer_progress import progress_subject
 from isthmus.relay.transfer_status import SUCCESS, UNABLE_TO_PERFORM_SUBOPERATIONS
@@ -58,28 +59,43 @@ def send_study(
         state=site.archive.relay_transfers,
     )
     sender.expected = len(rows)
+    tally = TransferTally()
+
+    def send() -> int:
+        for instance in rows:
+            if not still_active(site.archive.shares, row.link_id):
+                log.info("p2p: relay transfer %s stopped: %s", sender.transfer_id, REVOKED)
+                sender.abort(REVOKED, status=int(UNABLE_TO_PERFORM_SUBOPERATIONS))
+                return int(UNABLE_TO_PERFORM_SUBOPERATIONS)
+            data = site.archive.read_instance(instance)
+            sender.add(
+                instance.sop_class_uid,
+                instance.sop_instance_uid,
+                instance.transfer_syntax_uid,
+                data,
+            )
+            tally.count(instance.sop_class_uid, data)
+        sender.finish(int(SUCCESS))
+        return int(SUCCESS)
 
     def run() -> None:
+        status = 0xC000
         try:
-            for instance in rows:
-                if not still_active(site.archive.shares, row.link_id):
-                    log.info("p2p: relay transfer %s stopped: %s", sender.transfer_id, REVOKED)
-                    sender.abort(REVOKED, status=int(UNABLE_TO_PERFORM_SUBOPERATIONS))
-                    return
-                data = site.archive.read_instance(instance)
-                sender.add(
-                    instance.sop_class_uid,
-                    instance.sop_instance_uid,
-                    instance.transfer_syntax_uid,
-                    data,
-                )
-            sender.finish(int(SUCCESS))
+            status = send()
         except Exception as exc:  # NATS or S3 gone: the fetching site's wait is bounded
             log.warning("p2p: relay transfer %s failed: %s", sender.transfer_id, exc)
             try:
-                sender.abort(f"the sharing site failed: {exc}", status=0xC000)
+                sender.abort(f"the sharing site failed: {exc}", status=status)
             except Exception:  # nothing more to tell
                 log.debug("p2p: abort not sent", exc_info=True)
+        tally.tell(  # DICOM Instances Transferred, "sent" (PS3.15 A.5.3.3), as MoveSource
+            site.archive.activity,
+            direction="sent",
+            transfer_id=sender.transfer_id,
+            peer_site=destination,
+            local_aet=site.settings.aet,
+            status=status,
+        )
 
     threading.Thread(target=run, name="p2p-relay-send", daemon=True).start()
     return {
