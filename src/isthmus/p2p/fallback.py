@@ -20,9 +20,10 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from isthmus.archive import Share
+from isthmus.archive import InstanceRow, Share
 from isthmus.p2p.offers import still_active
 from isthmus.p2p.receiver import Progress, TransferFailed
 from isthmus.p2p.signalling import relay_proof
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from isthmus.relay.site import RelaySite
 
 log = logging.getLogger(__name__)
+SENDERS = 4  # instances put and announced at once (as the relay's C-MOVE source)
 STALL = 180.0  # seconds the fetching site waits for a transfer that does not move
 REVOKED = "the share link was revoked"
 
@@ -61,20 +63,34 @@ def send_study(
     sender.expected = len(rows)
     tally = TransferTally()
 
+    def one(instance: InstanceRow) -> None:
+        data = site.archive.read_instance(instance)
+        sender.add(
+            instance.sop_class_uid, instance.sop_instance_uid, instance.transfer_syntax_uid, data
+        )
+        tally.count(instance.sop_class_uid, data)
+
     def send() -> int:
-        for instance in rows:
-            if not still_active(site.archive.shares, row.link_id):
-                log.info("p2p: relay transfer %s stopped: %s", sender.transfer_id, REVOKED)
-                sender.abort(REVOKED, status=int(UNABLE_TO_PERFORM_SUBOPERATIONS))
-                return int(UNABLE_TO_PERFORM_SUBOPERATIONS)
-            data = site.archive.read_instance(instance)
-            sender.add(
-                instance.sop_class_uid,
-                instance.sop_instance_uid,
-                instance.transfer_syntax_uid,
-                data,
-            )
-            tally.count(instance.sop_class_uid, data)
+        """Every instance, SENDERS at a time (each waits for S3 and JetStream), the share
+        checked before each; the first failure stops the rest."""
+        slots = threading.BoundedSemaphore(SENDERS)
+        with ThreadPoolExecutor(SENDERS, thread_name_prefix="p2p-relay-send") as pool:
+            futures: list[Future[None]] = []
+            for instance in rows:
+                slots.acquire()
+                failed = next((f for f in futures if f.done() and f.exception()), None)
+                if failed is not None or not still_active(site.archive.shares, row.link_id):
+                    slots.release()
+                    break
+                future = pool.submit(one, instance)
+                future.add_done_callback(lambda _f: slots.release())
+                futures.append(future)
+        for future in futures:
+            future.result()  # raises the first failure
+        if len(futures) < len(rows):
+            log.info("p2p: relay transfer %s stopped: %s", sender.transfer_id, REVOKED)
+            sender.abort(REVOKED, status=int(UNABLE_TO_PERFORM_SUBOPERATIONS))
+            return int(UNABLE_TO_PERFORM_SUBOPERATIONS)
         sender.finish(int(SUCCESS))
         return int(SUCCESS)
 
