@@ -4,8 +4,8 @@ links", "Relay fallback"): NATS, SeaweedFS, the bridge and three `isthmus serve`
 A study shared to the federation by site A appears in B's list (sealed end to end:
 neither its patient name nor the link's secret is in the KV buckets or on NATS); B
 fetches a federated link whose HTTP address it cannot reach, signalling through the
-bridge, over WebRTC; C (relay-only ICE, no TURN server: no WebRTC path) fetches
-through the relay fallback; a revoked share stops the fallback."""
+bridge, over WebRTC; C (relay-only ICE, no TURN server: no WebRTC path; its archive not
+exported) fetches through the relay fallback; a revoked share stops the fallback."""
 
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ def federation(
     folder = tmp_path_factory.mktemp("p2p-federation")
     federation = Federation(folder, seaweedfs, names=("A", "B", "C"))
     federation.sites["C"].config = "p2p_relay_only = true\n"
+    federation.sites["C"].export_archive = False  # the fallback's transfer is invited
     with running(federation) as started:
         a = started.sites["A"]
         for name, spec in (("study", STUDY), ("big", BIG)):
