@@ -136,6 +136,14 @@ class FederatedSharing:
         self._call(kv.put(identity.name, json.dumps(doc).encode()))
 
     # ------------------------------------------------------------------ listings
+    def publish_soon(self) -> None:
+        """`publish`, for a share just made or revoked: a failure (NATS down) is logged
+        and the next heartbeat tries again."""
+        try:
+            self.publish()
+        except Exception as exc:
+            log.warning("p2p: listings not published yet: %s", exc)
+
     def publish(self) -> None:
         """Put the listings of every active federated share for every trusted peer
         that lacks one; delete those of shares revoked or expired."""

@@ -6,6 +6,9 @@
 - ``POST /api/p2p/{id}/offer`` (no account: the link's secret is the credential)
   ``{"sdp", "proof"}`` → ``{"sdp", "proof"}``, the SDP answer; the sender then serves the
   study on the data channel.  404 unknown, 410 expired or revoked, 403 wrong secret.
+- ``GET /api/p2p/federation`` (admin): the sites online and the studies other sites of
+  the federation shared with this one (p2p/federation.py); ``POST /api/shares`` with
+  ``"federation": true`` publishes a share to them.
 - ``POST /api/admin/p2p/fetch`` (admin) ``{"link"}`` → 202 ``{"id"}``: this node pulls the
   study; ``GET /api/admin/p2p/fetch/{id}`` its progress (and, once ended, ``seconds``
   from signalling to the last instance stored).
@@ -110,7 +113,7 @@ class P2PDoor:
         base = str(request.base_url).rstrip("/")
         site = sharing.site.name if federation else None
         if federation:
-            self._spawn(asyncio.to_thread(sharing.publish))
+            self._spawn(asyncio.to_thread(sharing.publish_soon))
         return JSONResponse(
             {**share_json(row), "url": link_url(base, row.link_id, row.secret, site)},
             status_code=201,
@@ -145,7 +148,7 @@ class P2PDoor:
             raise not_found(f"no share link {link_id} on this node")
         sharing = self._sharing()
         if sharing is not None:  # withdraw its listings from the peers
-            self._spawn(asyncio.to_thread(sharing.publish))
+            self._spawn(asyncio.to_thread(sharing.publish_soon))
         return JSONResponse({"revoked": link_id})
 
     async def offer(self, request: Request) -> Response:
