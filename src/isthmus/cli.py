@@ -209,6 +209,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("study", nargs="?", help="the Study Instance UID to share")
     p.add_argument("--revoke", metavar="LINK", help="revoke this share link (or its id)")
     p.add_argument("--expires", default="7d", help="lifetime: 7d (default), 12h, 30m, 2w")
+    p.add_argument(
+        "--federation", action="store_true", help="publish the share to the federation's sites"
+    )
+    p.add_argument(
+        "--list-federation",
+        action="store_true",
+        help="list the sites online and the studies they shared to this site",
+    )
+    p.add_argument("--json", action="store_true", help="--list-federation: print JSON")
     p.add_argument("--server", default="http://127.0.0.1:8042", help="the running node")
     p.add_argument("--token", help="an API token with the admin permission")
 
@@ -427,10 +436,12 @@ def _share(args: argparse.Namespace) -> int:
 
     if args.revoke:
         return console.revoke(args.server, args.token, args.revoke)
+    if args.list_federation:
+        return console.list_federation(args.server, args.token, args.json)
     if not args.study:
         print("isthmus: share needs STUDY_UID (or --revoke LINK)", file=sys.stderr)
         return 2
-    return console.share(args.server, args.token, args.study, args.expires)
+    return console.share(args.server, args.token, args.study, args.expires, args.federation)
 
 
 def _fetch(args: argparse.Namespace) -> int:

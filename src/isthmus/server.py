@@ -145,6 +145,9 @@ class Node:
 
         self.relay = RelaySite(self.settings, self.archive, self.plain_router, self.access)
         self.relay.start()
+        from isthmus.p2p.federation import join
+
+        join(self.relay)  # p2p sharing rides the relay (docs/p2p.md, "Discovery")
 
     def web_context(self) -> WebContext:
         """What the HTTP door serves: this node's archive, DICOM port, metrics, audit log."""

@@ -78,3 +78,22 @@ def test_sqlite_statistics_give_the_planner_the_name_index_for_a_broad_date_rang
         )
     engine.dispose()
     assert "ix_patient_patient_name_norm" in plan
+
+
+def test_migration_9_adds_the_federation_flag_to_an_existing_share_table(tmp_path) -> None:
+    engine = idx.create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    try:
+        with engine.begin() as conn:  # the share table as migration 8 made it before
+            conn.exec_driver_sql(
+                "CREATE TABLE share (link_id VARCHAR(64) PRIMARY KEY, study_instance_uid"
+                " VARCHAR(64) NOT NULL, secret VARCHAR(128) NOT NULL, created_at DATETIME"
+                " NOT NULL, expires_at DATETIME NOT NULL, revoked_at DATETIME)"
+            )
+            conn.exec_driver_sql(
+                "INSERT INTO share VALUES ('L', '1.2', 's', '2026-01-01', '2099-01-01', NULL)"
+            )
+            idx.MIGRATIONS[8](conn)
+            idx.MIGRATIONS[8](conn)  # once there, nothing to do
+            assert conn.exec_driver_sql("SELECT federation FROM share").scalar() == 0
+    finally:
+        engine.dispose()

@@ -196,6 +196,21 @@ class FixedRelay:
             "transfers": [transfer],
         }
 
+    class sharing:  # noqa: N801  # what p2p/web.py asks of a site's discovery
+        @staticmethod
+        def status() -> dict[str, Any]:
+            listing = {
+                "link_id": "L1",
+                "site": "B",
+                "online": True,
+                "patient_name": "DOE^JANE",
+                "description": "CT CHEST",
+                "study_date": "20240115",
+                "instances": 12,
+                "expires_at": "2026-01-08T12:00:00+00:00",
+            }
+            return {"site": "A", "online": ["A", "B"], "shares": [listing]}
+
     def accept(self, site: str, fingerprint: str) -> None:
         if site != "C" or fingerprint != self.NEW:
             raise ValueError(f"site {site!r} presents no new keys {fingerprint}")
@@ -243,6 +258,9 @@ def test_admin_page_accepts_a_sites_new_keys_after_a_confirm_showing_them(
         assert (progress.get_attribute("value"), progress.get_attribute("max")) == ("5", "10")
         counts = page.locator("#federation-transfers [data-role=counts]").text_content()
         assert counts == "4 delivered, 1 failed of 10"
+        shared = page.locator("#federation-shares li[data-link=L1]")
+        assert shared.get_attribute("data-online") == "true"
+        assert "DOE^JANE · CT CHEST · 20240115" in shared.text_content()
         assert page.locator("#federation-sites li[data-site=B]").get_attribute("data-state") == (
             "trusted"
         )

@@ -249,6 +249,8 @@ share = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    # Published to the federation's peers (docs/p2p.md, "Discovery"): migration 9.
+    sa.Column("federation", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 
@@ -328,6 +330,14 @@ def _migration_8(conn: Connection) -> None:
     metadata.create_all(conn, tables=[share])
 
 
+def _migration_9(conn: Connection) -> None:
+    """Shares published to the federation (a flag; migration 8 of a new index has it)."""
+    if "federation" not in {c["name"] for c in sa.inspect(conn).get_columns("share")}:
+        conn.execute(
+            sa.text("ALTER TABLE share ADD COLUMN federation BOOLEAN NOT NULL DEFAULT false")
+        )
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -337,6 +347,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_6,
     _migration_7,
     _migration_8,
+    _migration_9,
 ]
 
 

@@ -8,6 +8,7 @@ the index keeps it as is.  `Shares.check` is what signalling asks before it answ
 
 from __future__ import annotations
 
+import builtins
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,7 @@ class Share:
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
+    federation: bool = False  # published to the federation's peers (docs/p2p.md)
 
     def state(self, now: datetime | None = None) -> str:
         """ "active", "expired" or "revoked"."""
@@ -57,7 +59,9 @@ class Shares:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create(self, study_uid: str, lifetime: timedelta = DEFAULT_LIFETIME) -> Share:
+    def create(
+        self, study_uid: str, lifetime: timedelta = DEFAULT_LIFETIME, federation: bool = False
+    ) -> Share:
         if lifetime <= timedelta(0):
             raise ValueError("a share's lifetime must be positive")
         now = datetime.now(UTC)
@@ -68,6 +72,7 @@ class Shares:
             now,
             now + lifetime,
             None,
+            federation,
         )
         with self.engine.begin() as conn:
             conn.execute(
@@ -77,6 +82,7 @@ class Shares:
                     secret=row.secret,
                     created_at=row.created_at,
                     expires_at=row.expires_at,
+                    federation=row.federation,
                 )
             )
         return row
@@ -90,6 +96,13 @@ class Shares:
         query = sa.select(share).order_by(share.c.created_at)
         if study_uid:
             query = query.where(share.c.study_instance_uid == study_uid)
+        with self.engine.connect() as conn:
+            return [self._row(r) for r in conn.execute(query)]
+
+    def federated(self) -> builtins.list[Share]:
+        """The shares published to the federation, whatever their state (the publisher
+        withdraws the listings of those no longer active)."""
+        query = sa.select(share).where(share.c.federation.is_(True)).order_by(share.c.created_at)
         with self.engine.connect() as conn:
             return [self._row(r) for r in conn.execute(query)]
 
@@ -126,4 +139,5 @@ class Shares:
             _aware(r.created_at) or datetime.now(UTC),
             _aware(r.expires_at) or datetime.now(UTC),
             _aware(r.revoked_at),
+            bool(r.federation),
         )

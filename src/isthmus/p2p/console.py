@@ -33,10 +33,34 @@ def _call(
     return reply.json()
 
 
-def share(server: str, token: str | None, study: str, expires: str) -> int:
-    doc = _call("POST", server, "/api/shares", token, {"study": study, "expires": expires})
-    print(f"study {doc['study']} shared until {doc['expires_at']}", file=sys.stderr)
+def share(
+    server: str, token: str | None, study: str, expires: str, federation: bool = False
+) -> int:
+    body = {"study": study, "expires": expires, "federation": federation}
+    doc = _call("POST", server, "/api/shares", token, body)
+    where = " with the federation" if federation else ""
+    print(f"study {doc['study']} shared{where} until {doc['expires_at']}", file=sys.stderr)
     print(doc["url"])
+    return 0
+
+
+def list_federation(server: str, token: str | None, as_json: bool = False) -> int:
+    """The sites online and the studies shared to this site (GET /api/p2p/federation)."""
+    doc = _call("GET", server, "/api/p2p/federation", token)
+    if as_json:
+        import json
+
+        print(json.dumps(doc, indent=1))
+        return 0
+    print(f"online: {', '.join(doc.get('online', [])) or '(none)'}")
+    for s in doc.get("shares", []):
+        state = "online" if s.get("online") else "offline"
+        print(
+            f"{s['site']:<8} {state:<7} {s.get('study_date', ''):<8} "
+            f"{s.get('patient_name', '')[:24]:<24} {s.get('description', '')[:28]:<28} "
+            f"{s.get('instances', 0):>5} inst  until {s['expires_at'][:16]}"
+        )
+        print(f"         {s['link']}")
     return 0
 
 
@@ -73,6 +97,10 @@ def fetch(server: str, token: str | None, link: str) -> int:
         f"{progress['instances']} instance(s) of study {progress['study_uid']}: "
         f"{progress['stored']} stored, {progress['already']} already here, {progress['refetched']} refetched"
     )
+    if state.get("path"):
+        how = f" (signalling: {state['signalling']})" if state.get("signalling") else ""
+        why = f": {state['why']}" if state.get("why") else ""
+        print(f"path: {state['path']}{how}{why}", file=sys.stderr)
     if state["status"] == "complete":
         print(f"complete and verified: {summary}")
         seconds = state.get("seconds") or 0

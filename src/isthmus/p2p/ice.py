@@ -45,6 +45,8 @@ class Settings(Protocol):
     def p2p_turn_ttl(self) -> float: ...
     @property
     def p2p_relay_only(self) -> bool: ...
+    @property
+    def relay(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,9 @@ def ice_config(settings: Settings, name: str = "isthmus") -> IceConfig:
 
 
 def check_settings(settings: Settings) -> None:
-    """Settings that go together: TURN needs credentials, relay-only needs TURN."""
+    """Settings that go together: TURN needs credentials; relay-only needs TURN, or a
+    federation (`relay`), where the relay's object-store path is the fallback: relay-only
+    without TURN there means "never a direct WebRTC path, always the relay"."""
     urls = [check_url(u) for u in settings.p2p_ice_servers]
     has_turn = any(u.startswith(("turn:", "turns:")) for u in urls)
     static = settings.p2p_turn_username or settings.p2p_turn_credential
@@ -127,7 +131,9 @@ def check_settings(settings: Settings) -> None:
         raise ValueError("p2p: give turn_username/turn_credential or turn_secret, not both")
     if has_turn and not (static or settings.p2p_turn_secret):
         raise ValueError("p2p: a turn: server needs turn_username/turn_credential or turn_secret")
-    if settings.p2p_relay_only and not has_turn:
-        raise ValueError("p2p: relay_only needs a turn: server in ice_servers")
+    if settings.p2p_relay_only and not has_turn and not settings.relay:
+        raise ValueError(
+            "p2p: relay_only needs a turn: server in ice_servers (or a federation: --relay)"
+        )
     if settings.p2p_turn_ttl <= 0:
         raise ValueError("p2p: turn_ttl must be positive")

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import re
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from isthmus.p2p.channel import fingerprint
 
@@ -26,8 +26,17 @@ _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "": 86400}
 
 
-def link_url(base: str, link_id: str, secret: str) -> str:
-    return f"{base.rstrip('/')}/share/{link_id}#{secret}"
+def link_url(base: str, link_id: str, secret: str, site: str | None = None) -> str:
+    """The link; a federated one names the sharing site before the fragment
+    (``…/share/ID?site=A#SECRET``), for signalling through the bridge."""
+    query = f"?site={site}" if site else ""
+    return f"{base.rstrip('/')}/share/{link_id}{query}#{secret}"
+
+
+def link_site(link: str) -> str | None:
+    """The sharing site a federated link names (its ``site=`` query parameter), or None."""
+    found = parse_qs(urlsplit(link.strip()).query).get("site")
+    return found[0] if found else None
 
 
 def parse_link(link: str) -> tuple[str, str, str]:
@@ -72,6 +81,12 @@ def offer_proof(secret: str, link_id: str, offer_sdp: str) -> str:
 
 def answer_proof(secret: str, link_id: str, offer_sdp: str, answer_sdp: str) -> str:
     return _mac(secret, "answer", link_id, fingerprint(offer_sdp), fingerprint(answer_sdp))
+
+
+def relay_proof(secret: str, link_id: str, site: str, destination_aet: str) -> str:
+    """The fetching site's proof, in a request for the relay fallback, that it holds the
+    link: bound to the requesting site and the AE title the study is to go to."""
+    return _mac(secret, "relay", link_id, site, destination_aet)
 
 
 def verify(expected: str, given: object) -> bool:

@@ -9,6 +9,9 @@
   after too many wrong proofs for that link or from that address (p2p/limits.py).
 - ``GET /api/p2p/{id}/ice`` (no account: an active link id) → the node's ICE servers for
   a browser recipient, TURN credentials freshly minted (p2p/ice.py).
+- ``GET /api/p2p/federation`` (admin): the sites online and the studies other sites of
+  the federation shared with this one (p2p/federation.py); ``POST /api/shares`` with
+  ``"federation": true`` publishes a share to them.
 - ``POST /api/admin/p2p/fetch`` (admin) ``{"link"}`` → 202 ``{"id"}``: this node pulls the
   study; ``GET /api/admin/p2p/fetch/{id}`` its progress (and, once ended, ``seconds``
   from signalling to the last instance stored).
@@ -31,7 +34,8 @@ from starlette.routing import BaseRoute, Route
 from isthmus.archive import Share, ShareRefused
 from isthmus.p2p.ice import ice_config
 from isthmus.p2p.limits import OfferLimiter
-from isthmus.p2p.signalling import answer_proof, link_url, offer_proof, parse_duration, verify
+from isthmus.p2p.offers import spawn
+from isthmus.p2p.signalling import link_url, parse_duration
 from isthmus.web.admin import _same_origin
 from isthmus.web.context import WebContext
 from isthmus.web.errors import HTTPError, bad_request, not_found
@@ -86,6 +90,7 @@ class P2PDoor:
             Route("/api/shares/{link_id}", self.admin(self.revoke_share), methods=["DELETE"]),
             Route("/api/p2p/{link_id}/offer", self.offer, methods=["POST"]),
             Route("/api/p2p/{link_id}/ice", self.ice, methods=["GET"]),
+            Route("/api/p2p/federation", self.admin(self.federation), methods=["GET"]),
             Route("/api/admin/p2p/fetch", self.admin(self.start_fetch), methods=["POST"]),
             Route(
                 "/api/admin/p2p/fetch/{fetch_id}", self.admin(self.fetch_status), methods=["GET"]
@@ -93,9 +98,7 @@ class P2PDoor:
         ]
 
     def _spawn(self, work: Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(work)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        spawn(self.tasks, work)
 
     async def create_share(self, request: Request) -> Response:
         doc = await _body(request)
@@ -109,11 +112,34 @@ class P2PDoor:
         archive = self.ctx.archive
         if not await asyncio.to_thread(archive.instances, study):
             raise not_found(f"no study {study} in this archive")
-        row = await asyncio.to_thread(archive.shares.create, study, lifetime)
+        federation = doc.get("federation", False) is True
+        sharing = self._sharing()
+        if federation and sharing is None:
+            raise bad_request("this node is not a site of a federation (isthmus serve --relay)")
+        row = await asyncio.to_thread(archive.shares.create, study, lifetime, federation)
         base = str(request.base_url).rstrip("/")
+        site = sharing.site.name if federation else None
+        if federation:
+            self._spawn(asyncio.to_thread(sharing.publish_soon))
         return JSONResponse(
-            {**share_json(row), "url": link_url(base, row.link_id, row.secret)}, status_code=201
+            {**share_json(row), "url": link_url(base, row.link_id, row.secret, site)},
+            status_code=201,
         )
+
+    def _sharing(self) -> Any:
+        """This site's p2p discovery (p2p/federation.py), or None off a federation."""
+        return getattr(self.ctx.relay, "sharing", None)
+
+    async def federation(self, request: Request) -> Response:
+        """The sites online and the studies peers shared to this site."""
+        sharing = self._sharing()
+        if sharing is None:
+            return JSONResponse({"online": [], "shares": []})
+        try:
+            found = await asyncio.to_thread(sharing.status)
+        except Exception as exc:  # NATS down: say so
+            raise HTTPError(503, f"the federation cannot be read: {exc}") from None
+        return JSONResponse(found, headers={"Cache-Control": "no-store"})
 
     async def list_shares(self, request: Request) -> Response:
         rows = await asyncio.to_thread(
@@ -127,10 +153,15 @@ class P2PDoor:
         link_id = request.path_params["link_id"]
         if not await asyncio.to_thread(self.ctx.archive.shares.revoke, link_id):
             raise not_found(f"no share link {link_id} on this node")
+        sharing = self._sharing()
+        if sharing is not None:  # withdraw its listings from the peers
+            self._spawn(asyncio.to_thread(sharing.publish_soon))
         return JSONResponse({"revoked": link_id})
 
     async def offer(self, request: Request) -> Response:
         """Signalling: check the share and the offer's proof, answer with ours."""
+        from isthmus.p2p.offers import answer, check_offer
+
         link_id = request.path_params["link_id"]
         client = request.client.host if request.client else "?"
         wait = self.limiter.retry_after(link_id, client)
@@ -141,40 +172,18 @@ class P2PDoor:
                 f"retry in {wait} s",
                 headers={"Retry-After": str(wait)},
             )
-        row = await self._active(link_id)
-        doc = await _body(request)
-        sdp = doc.get("sdp")
-        if not isinstance(sdp, str):
-            raise bad_request('give the SDP offer as {"sdp": ..., "proof": ...}')
+        shares = self.ctx.archive.shares
         try:
-            expected = offer_proof(row.secret, link_id, sdp)
-        except ValueError as exc:
-            raise bad_request(str(exc)) from None
-        if not verify(expected, doc.get("proof")):
-            self.limiter.failed(link_id, client)
-            log.warning(
-                "p2p: offer for share %s with a wrong secret from %s", link_id, request.client
-            )
-            raise HTTPError(
-                403,
-                "the offer does not prove knowledge of the link's secret (wrong or truncated link?)",
-            )
-        from isthmus.p2p.channel import P2PUnavailable, Peer
-
-        try:
+            await asyncio.to_thread(shares.check, link_id)
+            doc = await _body(request)
+            row, sdp = await asyncio.to_thread(check_offer, shares, link_id, doc, client)
             ice = ice_config(self.ctx.settings)
-            peer = Peer(ice.servers, ice.relay_only)
-        except P2PUnavailable as exc:
-            raise HTTPError(503, str(exc)) from None
-        try:
-            answer = await peer.answer(sdp)
-        except Exception as exc:
-            await peer.close()
-            raise bad_request(f"cannot answer this offer: {exc}") from None
-        self._spawn(self._serve(peer, row))
-        return JSONResponse(
-            {"sdp": answer, "proof": answer_proof(row.secret, link_id, sdp, answer)}
-        )
+            reply = await answer(self.ctx.archive, ice, row, sdp, self.tasks)
+        except ShareRefused as exc:
+            if exc.status == 403:
+                self.limiter.failed(link_id, client)
+            raise HTTPError(exc.status, str(exc)) from None
+        return JSONResponse(reply)
 
     async def _active(self, link_id: str) -> Share:
         """The share, if it exists and is active; else 404/410 with the reason."""
@@ -189,24 +198,6 @@ class P2PDoor:
         await self._active(link_id)
         doc = ice_config(self.ctx.settings).as_json()
         return JSONResponse(doc, headers={"Cache-Control": "no-store"})
-
-    async def _serve(self, peer: Any, row: Share) -> None:
-        from isthmus.p2p.channel import ChannelClosed
-        from isthmus.p2p.sender import Sender
-
-        shares = self.ctx.archive.shares
-
-        def allowed() -> bool:
-            found = shares.get(row.link_id)
-            return found is not None and found.state() == "active"
-
-        try:
-            channel = await peer.channel()
-            await Sender(self.ctx.archive, row.study_instance_uid, allowed=allowed).serve(channel)
-        except ChannelClosed as exc:
-            log.warning("p2p: share %s: %s", row.link_id, exc)
-        finally:
-            await peer.close()
 
     async def start_fetch(self, request: Request) -> Response:
         from isthmus.p2p.fetch import fetch
@@ -238,6 +229,8 @@ class P2PDoor:
                     str(link),
                     on_progress=tell,
                     ice=ice_config(self.ctx.settings),
+                    site=self.ctx.relay,
+                    on_path=state.update,
                 )
                 tell(final)
                 state["seconds"] = round(time.monotonic() - started, 3)

@@ -17,7 +17,7 @@ from isthmus.archive import Archive, RelayTransfer
 from isthmus.config import Peer, Settings
 from isthmus.node.access import AccessControl
 from isthmus.node.router import AssociationRouter
-from isthmus.relay.delivery import Deliveries
+from isthmus.relay.delivery import PROCESSING_FAILURE, Deliveries
 from isthmus.relay.directory import Directory, KnownKeys
 from isthmus.relay.enrolment import (
     DirectoryWatcher,
@@ -25,7 +25,7 @@ from isthmus.relay.enrolment import (
     enrol_site,
     enrolled,
 )
-from isthmus.relay.exports import export_addresses, site_exports
+from isthmus.relay.exports import _reachable, export_addresses, site_exports
 from isthmus.relay.link import Link
 from isthmus.relay.moves import MoveSource, TransferMoves
 from isthmus.relay.router import RelayRouter
@@ -57,9 +57,16 @@ class RelaySite:
         self.directory = Directory(self.name, known)
         self.objects = PresignedObjects(self.bridge)
         self.exports = export_addresses(settings, int(node.server_address[1]))
-        self.deliveries = Deliveries(self.local_device, settings.aet, archive.activity)
+        self.deliveries = Deliveries(self.delivery_device, settings.aet, archive.activity)
         self.link: Link | None = None
         self.parts: list[Any] = []  # what close() stops, in reverse order
+        # p2p over the federation (p2p/federation.py, p2p/bridge_signal.py), set by
+        # isthmus.p2p.federation.join once the site has started.
+        self.sharing: Any = None
+        self.signalling: Any = None
+        # Progress subjects of the p2p relay fallbacks this site asked for: only their
+        # transfers may deliver into this node's archive when it is not exported.
+        self._invited: set[str] = set()
 
     def local_device(self, aet: str) -> Peer | None:
         """A device of this site by AE title: an export, or a known peer."""
@@ -67,6 +74,29 @@ class RelaySite:
             host, port = self.exports[aet]
             return Peer(aet, host, port)
         return self.settings.peer(aet)
+
+    def delivery_device(self, aet: str) -> Peer | None:
+        """Where a transfer to `aet` is delivered: a device of the site, or this node's
+        own archive on its DICOM port (the p2p relay fallback, p2p/fallback.py)."""
+        found = self.local_device(aet)
+        if found is None and aet == self.settings.aet:
+            host, port = _reachable(self.settings.host), int(self.node.server_address[1])
+            return Peer(aet, host, port)
+        return found
+
+    def invite(self, subject: str) -> None:
+        """Let the transfer whose origin is `subject` deliver into this node's archive."""
+        self._invited.add(subject)
+
+    def _deliver(self, announcement: Any, data: bytes) -> int:
+        """Deliver, refusing a transfer into the archive that this node neither exports
+        nor asked for (a p2p fallback names its origin subject beforehand)."""
+        aet = announcement.destination_aet
+        if aet == self.settings.aet and aet not in self.exports:
+            if str((announcement.origin or {}).get("subject")) not in self._invited:
+                log.warning("relay: transfer %s into the archive refused", announcement.transfer_id)
+                return PROCESSING_FAILURE
+        return self.deliveries(announcement, data)
 
     def start(self) -> None:
         settings, timeout = self.settings, self.settings.relay_timeout
@@ -81,7 +111,7 @@ class RelaySite:
             *args,
             self.objects,
             state=self.archive.relay_transfers,
-            deliver=self.deliveries,
+            deliver=self._deliver,
             on_end=self.deliveries.ended,
         )
         source = MoveSource(*args, self.objects, self.exports, self.archive, timeout=timeout)

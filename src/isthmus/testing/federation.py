@@ -52,6 +52,8 @@ class Site:
         self.extra_destinations: dict[str, int] = {}
         # TOML settings of the site's node (`--config`), e.g. relay_export_rules.
         self.config = ""
+        # Whether the node exports its own archive (`--export ISTHMUSX`) to the federation.
+        self.export_archive = True
         self._env: dict[str, str] = {}
 
     def start_devices(self) -> None:
@@ -80,8 +82,7 @@ class Site:
             f"{self.pacs.aet}@127.0.0.1:{self.pacs.port}",
             "--export",
             f"{self.store.aet}@127.0.0.1:{self.store.port}",
-            "--export",
-            self.aet,
+            *(["--export", self.aet] if self.export_archive else []),
             "--peer",
             f"{self.store.aet}@127.0.0.1:{self.store.port}",
         ]

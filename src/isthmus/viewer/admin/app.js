@@ -298,6 +298,36 @@ async function refreshFederation() {
   );
   fill($("#federation-imports"), relay.imports, (e) => aetCard(e, `at site ${e.site}`), "No remote AE titles.");
   fill($("#federation-transfers"), relay.transfers || [], transferCard, "No transfers.");
+  await refreshShared();
+}
+
+/** The studies other sites shared with this one (docs/p2p.md, "Discovery"). */
+async function refreshShared() {
+  const list = $("#federation-shares");
+  let shared;
+  try {
+    shared = await api("/api/p2p/federation");
+  } catch (error) {
+    fill(list, [], null, `Cannot read the shared studies: ${error.message}`);
+    return;
+  }
+  fill(list, shared.shares || [], sharedCard, "No study shared with this site.");
+}
+
+function sharedCard(s) {
+  const what = [s.patient_name, s.description, s.study_date].filter(Boolean).join(" · ");
+  return h(
+    "li",
+    { "data-link": s.link_id, "data-online": String(Boolean(s.online)) },
+    h(
+      "div",
+      { class: "head" },
+      h("strong", {}, what || s.study),
+      h("span", { class: "sub" }, `from site ${s.site}`),
+      h("span", { class: `badge ${s.online ? "complete" : "failed"}` }, s.online ? "online" : "offline"),
+    ),
+    h("div", { class: "sub", "data-role": "counts" }, `${s.instances} instances, until ${when(s.expires_at)}`),
+  );
 }
 
 async function refreshStorage() {
