@@ -201,8 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["status", "accept"])
     p.add_argument("site", nargs="?", help="accept: the site whose new keys you compared")
     p.add_argument("fingerprint", nargs="?", help="accept: the new fingerprint, as compared")
-    p.add_argument("--server", default="http://127.0.0.1:8042", help="the running node")
-    p.add_argument("--token", help="an API token with the admin permission")
+    _node_arguments(p, "the running node")
     p.add_argument("--json", action="store_true", help="status: print JSON")
 
     p = command("share", _share, "make a share link for a study (or revoke one) on a running node")
@@ -218,13 +217,11 @@ def _parser() -> argparse.ArgumentParser:
         help="list the sites online and the studies they shared to this site",
     )
     p.add_argument("--json", action="store_true", help="--list-federation: print JSON")
-    p.add_argument("--server", default="http://127.0.0.1:8042", help="the running node")
-    p.add_argument("--token", help="an API token with the admin permission")
+    _node_arguments(p, "the running node")
 
     p = command("fetch", _fetch, "make a running node pull a shared study over WebRTC")
     p.add_argument("link", help="the share link, http://HOST:PORT/share/ID#SECRET")
-    p.add_argument("--server", default="http://127.0.0.1:8042", help="the node that fetches")
-    p.add_argument("--token", help="an API token with the admin permission")
+    _node_arguments(p, "the node that fetches")
 
     from isthmus.relay.bridge_cli import add_bridge_parser
 
@@ -240,6 +237,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
     p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
     return parser
+
+
+def _node_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """--server and --token of the commands that act on a running node (node_api.py)."""
+    from isthmus.node_api import DEFAULT_SERVER
+
+    p.add_argument("--server", default=DEFAULT_SERVER, help=what)
+    p.add_argument("--token", help="an API token with the admin permission")
 
 
 def _tls_arguments(p: argparse.ArgumentParser, client: bool = False) -> None:

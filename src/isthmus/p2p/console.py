@@ -5,39 +5,18 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any
 
-import httpx
-
+from isthmus.node_api import call
 from isthmus.p2p.signalling import link_id_of
 
 STALL = 120.0  # seconds without progress before `fetch` gives up waiting
-
-
-def _call(
-    method: str, server: str, path: str, token: str | None, body: dict[str, Any] | None = None
-) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        reply = httpx.request(
-            method, f"{server.rstrip('/')}{path}", json=body, headers=headers, timeout=30
-        )
-    except httpx.HTTPError as exc:
-        raise SystemExit(f"isthmus: cannot reach {server}: {exc}") from None
-    if reply.status_code >= 400:
-        try:
-            message = reply.json().get("message", reply.text)
-        except ValueError:
-            message = reply.text.strip()
-        raise SystemExit(f"isthmus: {server} answered {reply.status_code}: {message}")
-    return reply.json()
 
 
 def share(
     server: str, token: str | None, study: str, expires: str, federation: bool = False
 ) -> int:
     body = {"study": study, "expires": expires, "federation": federation}
-    doc = _call("POST", server, "/api/shares", token, body)
+    doc = call("POST", server, "/api/shares", token, body=body)
     where = " with the federation" if federation else ""
     print(f"study {doc['study']} shared{where} until {doc['expires_at']}", file=sys.stderr)
     print(doc["url"])
@@ -46,7 +25,7 @@ def share(
 
 def list_federation(server: str, token: str | None, as_json: bool = False) -> int:
     """The sites online and the studies shared to this site (GET /api/p2p/federation)."""
-    doc = _call("GET", server, "/api/p2p/federation", token)
+    doc = call("GET", server, "/api/p2p/federation", token)
     if as_json:
         import json
 
@@ -65,20 +44,20 @@ def list_federation(server: str, token: str | None, as_json: bool = False) -> in
 
 
 def revoke(server: str, token: str | None, link: str) -> int:
-    doc = _call("DELETE", server, f"/api/shares/{link_id_of(link)}", token)
+    doc = call("DELETE", server, f"/api/shares/{link_id_of(link)}", token)
     print(f"share link {doc['revoked']} revoked")
     return 0
 
 
 def fetch(server: str, token: str | None, link: str) -> int:
     """Start the pull on the node, then follow it until complete (0) or failed (1)."""
-    started = _call("POST", server, "/api/admin/p2p/fetch", token, {"link": link})
+    started = call("POST", server, "/api/admin/p2p/fetch", token, body={"link": link})
     from tqdm import tqdm
 
     bar = tqdm(total=0, unit="B", unit_scale=True, file=sys.stderr, disable=not sys.stderr.isatty())
     last, changed = None, time.monotonic()
     while True:
-        state = _call("GET", server, f"/api/admin/p2p/fetch/{started['id']}", token)
+        state = call("GET", server, f"/api/admin/p2p/fetch/{started['id']}", token)
         progress = state["progress"]
         bar.total = progress["bytes_total"]
         bar.n = progress["bytes_received"]

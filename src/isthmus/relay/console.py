@@ -7,26 +7,11 @@ import json
 import sys
 from typing import Any
 
-import httpx
-
-DEFAULT_SERVER = "http://127.0.0.1:8042"
-
-
-def _call(method: str, server: str, path: str, token: str | None, **params: str) -> Any:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        reply = httpx.request(
-            method, f"{server.rstrip('/')}{path}", params=params, headers=headers, timeout=15
-        )
-    except httpx.HTTPError as exc:
-        raise SystemExit(f"isthmus: cannot reach {server}: {exc}") from None
-    if reply.status_code >= 400:
-        raise SystemExit(f"isthmus: {server} answered {reply.status_code}: {reply.text.strip()}")
-    return reply.json()
+from isthmus.node_api import call
 
 
 def status(server: str, token: str | None, as_json: bool) -> int:
-    doc = _call("GET", server, "/api/admin/relay", token)
+    doc = call("GET", server, "/api/admin/relay", token, timeout=15)
     if not doc:
         print(f"{server} is not in a federation (started without --relay)")
         return 1
@@ -75,6 +60,13 @@ def transfer_line(t: dict[str, Any]) -> str:
 
 
 def accept(server: str, token: str | None, site: str, fingerprint: str) -> int:
-    _call("POST", server, "/api/admin/relay/accept", token, site=site, fingerprint=fingerprint)
+    call(
+        "POST",
+        server,
+        "/api/admin/relay/accept",
+        token,
+        params={"site": site, "fingerprint": fingerprint},
+        timeout=15,
+    )
     print(f"site {site}: keys {fingerprint} accepted")
     return 0
