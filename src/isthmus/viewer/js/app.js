@@ -5,6 +5,7 @@
 import { DicomWeb } from "./api.js";
 import { getToken, setToken } from "./auth.js";
 import { $, navigate } from "./dom.js";
+import { SharePanel } from "./shares.js";
 import { StudyList } from "./studylist.js";
 import { StudyView } from "./studyview.js";
 import { Uploader } from "./upload.js";
@@ -15,6 +16,8 @@ const api = new DicomWeb(new URL(rootMeta, document.baseURI).pathname);
 const list = new StudyList(api, $("#list-view"));
 const study = new StudyView(api, $("#study-view"));
 const uploader = new Uploader(api, $("#upload-dialog"));
+const shares = new SharePanel(api, $("#share-dialog"));
+$("#share-study").addEventListener("click", () => shares.open(study.studyUid));
 const worklist = new WorklistView(api, $("#worklist-view"));
 
 function route() {
