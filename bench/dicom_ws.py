@@ -34,17 +34,9 @@ from typing import Any
 from bench import netns
 from bench.data import load
 from bench.procs import StoreSCP, dcmtk, dcmtk_env, run
+from isthmus.testing.chromium import CHROMIUM, CHROMIUM_ARGS
 
 OUT = Path(__file__).resolve().parent / "out"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 AET = "BENCHWEB"
 
 
@@ -88,7 +80,7 @@ def through_gateway(files: list[Path], work: Path, repeat: int) -> tuple[list[fl
     times, discarded = [], []
     with Node(settings) as node, sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(work / "profile"), executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+            str(work / "profile"), executable_path=CHROMIUM, args=CHROMIUM_ARGS
         )
         try:
             page = context.new_page()

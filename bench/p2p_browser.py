@@ -11,7 +11,6 @@ navigation's start).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
@@ -19,19 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tests.viewer.browser import CHROMIUM, CHROMIUM_ARGS, WEBRTC_ARGS
-
-from isthmus.testing.generate import StudySpec, write_study
+from bench.p2p_share import arguments, imported_study, isthmus
+from isthmus.testing.chromium import CHROMIUM, CHROMIUM_ARGS, WEBRTC_ARGS
 from isthmus.testing.net import free_port, wait_for_port
-
-
-def isthmus(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "isthmus", *args], capture_output=True, text=True, timeout=900
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"isthmus {args[0]} failed: {done.stderr[-2000:]}")
-    return done.stdout
 
 
 def one_run(browser: Any, link: str) -> dict[str, Any]:
@@ -51,21 +40,12 @@ def one_run(browser: Any, link: str) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--images", type=int, default=271)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    args = arguments(("--runs", 3))
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="p2p-browser-bench-") as tmp:
         folder = Path(tmp)
-        spec = StudySpec(
-            series_count=1, instances_per_series=args.images, rows=args.size, columns=args.size
-        )
-        files = write_study(spec, folder / "input")
-        total = sum(f.stat().st_size for f in files)
-        isthmus("import", "--data", str(folder / "a"), str(folder / "input"))
+        files, total = imported_study(folder, args.images, args.size)
         port = free_port()
         command = [sys.executable, "-m", "isthmus", "serve", "--data", str(folder / "a")]
         command += ["--log-level", "warning", "--http-port", str(port)]

@@ -28,19 +28,30 @@ def isthmus(*args: str) -> str:
     return done.stdout
 
 
-def main() -> None:
+def arguments(*extra: tuple[str, int]) -> argparse.Namespace:
+    """--images and --size of the generated study (and `extra` integer options)."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=271)
     parser.add_argument("--size", type=int, default=512)
-    args = parser.parse_args()
+    for name, default in extra:
+        parser.add_argument(name, type=int, default=default)
+    return parser.parse_args()
+
+
+def imported_study(folder: Path, images: int, size: int) -> tuple[list[Path], int]:
+    """A generated CT series of `images` slices imported into the archive folder/"a";
+    its files and their size in bytes."""
+    spec = StudySpec(series_count=1, instances_per_series=images, rows=size, columns=size)
+    files = write_study(spec, folder / "input")
+    isthmus("import", "--data", str(folder / "a"), str(folder / "input"))
+    return files, sum(f.stat().st_size for f in files)
+
+
+def main() -> None:
+    args = arguments()
     with tempfile.TemporaryDirectory(prefix="p2p-bench-") as tmp:
         folder = Path(tmp)
-        spec = StudySpec(
-            series_count=1, instances_per_series=args.images, rows=args.size, columns=args.size
-        )
-        files = write_study(spec, folder / "input")
-        total = sum(f.stat().st_size for f in files)
-        isthmus("import", "--data", str(folder / "a"), str(folder / "input"))
+        files, total = imported_study(folder, args.images, args.size)
         procs, urls = [], []
         for name in ("a", "b"):
             port = free_port()

@@ -25,18 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import data as bench_data
+from isthmus.testing.chromium import CHROMIUM, CHROMIUM_ARGS
 from isthmus.testing.net import free_port
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DATA_DIR = Path(__file__).resolve().parent / "out" / "data"
 
 SCROLL = """async () => {

@@ -23,22 +23,13 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from isthmus.testing.chromium import CHROMIUM_ARGS
 from isthmus.testing.net import free_port
 
 OHIF_VERSION = "3.13.2"
 CACHE = Path(__file__).resolve().parents[2] / ".cache" / "ohif" / OHIF_VERSION
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-]
+# OHIF renders with WebGL: software GL (SwiftShader) where there is no GPU.
+OHIF_CHROMIUM_ARGS = [*CHROMIUM_ARGS, "--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 
 
 def ohif_dist() -> Path:

@@ -10,10 +10,11 @@ import pytest
 from dicomweb_client import DICOMwebClient
 from PIL import Image
 from playwright.sync_api import sync_playwright
-from tests.ohif.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.ohif.conftest import OHIF_CHROMIUM_ARGS
 from tests.web.conftest import node_settings
 
 from isthmus.server import Node
+from isthmus.testing.chromium import CHROMIUM
 from isthmus.testing.generate import StudySpec, study
 from isthmus.testing.net import free_port
 
@@ -60,7 +61,7 @@ def test_ohif_lists_studies_and_renders_a_ct_series(isthmus_for_ohif, serve_ohif
     failed_requests: list[str] = []
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=OHIF_CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -4,24 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-# WebRTC with a node on this machine (the share page, docs/p2p.md "The browser recipient"):
-# host candidates as real addresses, not mDNS names libdatachannel cannot resolve, and
-# loopback interfaces allowed when they are the only ones.
-WEBRTC_ARGS = [
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--allow-loopback-in-peer-connection",
-    "--webrtc-ip-handling-policy=default",
-]
+from isthmus.testing.chromium import CHROMIUM, CHROMIUM_ARGS, WEBRTC_ARGS
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "WEBRTC_ARGS"]
 
 
 def open_study(page: Any, base_url: str, study_uid: str) -> None:

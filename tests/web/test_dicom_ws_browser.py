@@ -18,21 +18,12 @@ from playwright.sync_api import Page, expect, sync_playwright
 from isthmus.config import Peer, Settings
 from isthmus.dicom.part10 import dataset_offset
 from isthmus.server import Node
+from isthmus.testing.chromium import CHROMIUM, CHROMIUM_ARGS
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.net import free_port, wait_for_port
 
 pytestmark = pytest.mark.dcmtk
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 TIMEOUT_MS = 60_000
 
 
