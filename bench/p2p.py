@@ -25,6 +25,7 @@ import httpx
 
 from bench import netns
 from bench.lab import Lab
+from bench.p2p_share import isthmus
 from bench.results import Scenario
 from isthmus.testing import processes
 from isthmus.testing.net import free_port, wait_for_port
@@ -60,15 +61,6 @@ class Node:
 
     def stop(self) -> None:
         processes.stop(self.proc)
-
-
-def isthmus(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "isthmus", *args], capture_output=True, text=True, timeout=900
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"isthmus {args[0]} failed: {done.stderr[-1000:]}")
-    return done.stdout
 
 
 def fetch(node: Node, link: str, timeout: float = 600) -> dict[str, Any]:

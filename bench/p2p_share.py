@@ -15,16 +15,18 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.procs import CommandFailed
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.net import free_port, wait_for_port
 
 
 def isthmus(*args: str) -> str:
+    """`isthmus ARGS` in this Python; its stdout (CommandFailed with its stderr's tail)."""
     done = subprocess.run(
         [sys.executable, "-m", "isthmus", *args], capture_output=True, text=True, timeout=900
     )
     if done.returncode != 0:
-        raise SystemExit(f"isthmus {args[0]} failed: {done.stderr[-2000:]}")
+        raise CommandFailed(f"isthmus {args[0]} failed: {done.stderr[-2000:]}")
     return done.stdout
 
 
