@@ -128,9 +128,8 @@ class BridgeSignalling:
     async def _offer(self, doc: dict[str, Any]) -> dict[str, Any]:
         """As `POST /api/p2p/{id}/offer` (p2p/web.py): check, answer, serve."""
         link_id = str(doc.get("link_id", ""))
-        row, sdp = await asyncio.to_thread(
-            check_offer, self.archive.shares, link_id, doc, "the bridge"
-        )
+        row = await asyncio.to_thread(self.archive.shares.check, link_id)
+        sdp = check_offer(row, doc, "the bridge")
         return await answer(self.archive, ice_config(self.site.settings), row, sdp, self.tasks)
 
     async def _relay(self, caller: str, doc: dict[str, Any]) -> dict[str, Any]:

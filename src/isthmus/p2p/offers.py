@@ -21,21 +21,21 @@ log = logging.getLogger(__name__)
 WRONG_SECRET = "the offer does not prove knowledge of the link's secret (wrong or truncated link?)"
 
 
-def check_offer(shares: Shares, link_id: str, doc: object, who: object = None) -> tuple[Share, str]:
-    """(the share, the offer SDP) of a valid offer; ShareRefused (with the HTTP status:
-    404 unknown, 410 expired or revoked, 400 not an offer, 403 wrong proof) otherwise."""
-    row = shares.check(link_id)
+def check_offer(row: Share, doc: object, who: object = None) -> str:
+    """The offer SDP of a valid offer for the active share `row` (from `Shares.check`,
+    which refuses an unknown, expired or revoked link with 404/410); ShareRefused 400
+    for a body that is not an offer, 403 for a wrong proof."""
     sdp = doc.get("sdp") if isinstance(doc, dict) else None
     if not isinstance(sdp, str):
         raise ShareRefused(400, 'give the SDP offer as {"sdp": ..., "proof": ...}')
     try:
-        expected = offer_proof(row.secret, link_id, sdp)
+        expected = offer_proof(row.secret, row.link_id, sdp)
     except ValueError as exc:
         raise ShareRefused(400, str(exc)) from None
     if not verify(expected, doc.get("proof") if isinstance(doc, dict) else None):
-        log.warning("p2p: offer for share %s with a wrong secret from %s", link_id, who)
+        log.warning("p2p: offer for share %s with a wrong secret from %s", row.link_id, who)
         raise ShareRefused(403, WRONG_SECRET)
-    return row, sdp
+    return sdp
 
 
 def still_active(shares: Shares, link_id: str) -> bool:

@@ -174,9 +174,8 @@ class P2PDoor:
             )
         shares = self.ctx.archive.shares
         try:
-            await asyncio.to_thread(shares.check, link_id)
-            doc = await _body(request)
-            row, sdp = await asyncio.to_thread(check_offer, shares, link_id, doc, client)
+            row = await asyncio.to_thread(shares.check, link_id)
+            sdp = check_offer(row, await _body(request), client)
             ice = ice_config(self.ctx.settings)
             reply = await answer(self.ctx.archive, ice, row, sdp, self.tasks)
         except ShareRefused as exc:
