@@ -160,12 +160,9 @@ class RelayTransfers:
         return self.in_flight() + finished
 
     def delivery(self, transfer_id: str, sop_instance_uid: str) -> RelayDelivery | None:
-        d = relay_delivery.c
-        query = sa.select(relay_delivery).where(
-            d.transfer_id == transfer_id, d.sop_instance_uid == sop_instance_uid
-        )
         with self.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
+            found = conn.execute(_DELIVERY, {"b_transfer": transfer_id, "b_uid": sop_instance_uid})
+            row = found.mappings().first()
         return None if row is None else _delivery_of(row)
 
     def deliveries(self, transfer_id: str) -> list[RelayDelivery]:
@@ -189,16 +186,14 @@ class RelayTransfers:
             "reason": delivery.reason,
             "recorded_at": datetime.now(UTC),
         }
-        counters = {DELIVERED: "completed", SENT: "completed", WARNING: "warning"}
-        counter = counters.get(delivery.status, "failed")
-        t = relay_transfer.c
+        counter = _COUNTERS.get(delivery.status, "failed")
         with self.engine.begin() as conn:
-            if not _insert_ignore(conn, relay_delivery, values):
+            inserted = conn.execute(_insert_delivery(conn.dialect.name), values).first()
+            if inserted is None:
                 return False
             conn.execute(
-                relay_transfer.update()
-                .where(t.transfer_id == delivery.transfer_id)
-                .values({counter: t[counter] + 1, "updated_at": values["recorded_at"]})
+                _COUNT[counter],
+                {"b_transfer": delivery.transfer_id, "b_at": values["recorded_at"]},
             )
         return True
 
@@ -277,15 +272,47 @@ def _aware(moment: Any) -> Any:
     return moment
 
 
-def _insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
-    """INSERT … ON CONFLICT DO NOTHING; True when a row was inserted."""
-    if conn.dialect.name == "postgresql":
+# The statements every instance of a transfer runs, built once (so compiled once: an
+# expression built per call costs more than SQLite's work in it).
+_d, _t = relay_delivery.c, relay_transfer.c
+_DELIVERY = sa.select(relay_delivery).where(
+    _d.transfer_id == sa.bindparam("b_transfer"), _d.sop_instance_uid == sa.bindparam("b_uid")
+)
+_COUNTERS = {DELIVERED: "completed", SENT: "completed", WARNING: "warning"}
+_COUNT = {
+    counter: relay_transfer.update()
+    .where(_t.transfer_id == sa.bindparam("b_transfer"))
+    .values({counter: _t[counter] + 1, "updated_at": sa.bindparam("b_at")})
+    for counter in ("completed", "warning", "failed")
+}
+_INSERT_DELIVERY: dict[str, Any] = {}
+
+
+def _insert_delivery(dialect: str) -> Any:
+    """INSERT of one delivery that does nothing when the transfer has that SOP Instance UID and
+    returns its key when it inserted; one statement per dialect."""
+    statement = _INSERT_DELIVERY.get(dialect)
+    if statement is None:
+        statement = _on_conflict_do_nothing(dialect, relay_delivery)
+        _INSERT_DELIVERY[dialect] = statement
+    return statement
+
+
+def _on_conflict_do_nothing(dialect: str, table: sa.Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING the first key column, values bound at
+    execution."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        statement: Any = pg_insert(table).values(**values).on_conflict_do_nothing()
+        statement: Any = pg_insert(table).on_conflict_do_nothing()
     else:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        statement = sqlite_insert(table).values(**values).on_conflict_do_nothing()
-    key = next(iter(table.primary_key.columns))
-    return conn.execute(statement.returning(key)).first() is not None
+        statement = sqlite_insert(table).on_conflict_do_nothing()
+    return statement.returning(next(iter(table.primary_key.columns)))
+
+
+def _insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING; True when a row was inserted."""
+    statement = _on_conflict_do_nothing(conn.dialect.name, table)
+    return conn.execute(statement, values).first() is not None
