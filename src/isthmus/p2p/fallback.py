@@ -76,7 +76,7 @@ def send_study(
         sender.add(
             instance.sop_class_uid, instance.sop_instance_uid, instance.transfer_syntax_uid, data
         )
-        tally.count(instance.sop_class_uid, data)
+        tally.count(instance.sop_class_uid, instance.transfer_syntax_uid, data)
 
     def send() -> int:
         """Every instance, SENDERS at a time (each waits for S3 and JetStream), the share

@@ -128,7 +128,7 @@ class Deliveries:
         if status == 0 or 0xB000 <= status <= 0xBFFF:  # stored (warnings too)
             with self._lock:
                 tally = self._tallies.setdefault(announcement.transfer_id, TransferTally())
-            tally.count(announcement.sop_class_uid, data)
+            tally.count(announcement.sop_class_uid, announcement.transfer_syntax, data)
         return status
 
     def ended(self, transfer: Any, status: int) -> None:

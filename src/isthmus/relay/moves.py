@@ -368,7 +368,7 @@ class MoveSource:
 
         def add(sop_class: str, sop_instance: str, syntax: str, data: bytes) -> None:
             sender.add(sop_class, sop_instance, syntax, data)
-            tally.count(sop_class, data)
+            tally.count(sop_class, syntax, data)
 
         status, failed, failed_uids = int(UNABLE_TO_PROCESS), 0, []
         try:

@@ -5,6 +5,7 @@ destination "received"), named by the other site and the AE titles."""
 from __future__ import annotations
 
 import io
+import struct
 import threading
 from typing import Any
 
@@ -12,6 +13,10 @@ from pydicom import dcmread
 
 from isthmus.archive import Activity
 from isthmus.archive.activity import MINOR_FAILURE, SUCCESS
+from isthmus.dicom.headers import Unsupported
+from isthmus.dicom.scan import top_level_text
+
+STUDY_INSTANCE_UID = 0x0020000D
 
 
 class TransferTally:
@@ -21,8 +26,8 @@ class TransferTally:
         self.studies: dict[str, dict[str, int]] = {}
         self._lock = threading.Lock()
 
-    def count(self, sop_class: str, part10: bytes) -> None:
-        study = _study_uid(part10)
+    def count(self, sop_class: str, transfer_syntax: str, part10: bytes) -> None:
+        study = _study_uid(part10, transfer_syntax)
         with self._lock:
             classes = self.studies.setdefault(study, {})
             classes[sop_class] = classes.get(sop_class, 0) + 1
@@ -52,8 +57,13 @@ class TransferTally:
         )
 
 
-def _study_uid(part10: bytes) -> str:
-    """The Study Instance UID of a Part 10 instance (its header only)."""
+def _study_uid(part10: bytes, transfer_syntax: str) -> str:
+    """The Study Instance UID of a Part 10 instance (its header only): walked to, or
+    read by pydicom when the encoding is one the walk declines."""
+    try:
+        return top_level_text(part10, transfer_syntax, STUDY_INSTANCE_UID) or ""
+    except (Unsupported, ValueError, struct.error):
+        pass
     try:
         ds: Any = dcmread(io.BytesIO(part10), stop_before_pixels=True, specific_tags=[0x0020000D])
         return str(ds.get("StudyInstanceUID", ""))
