@@ -9,6 +9,7 @@ that failed, as `BridgeUnavailable`.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import httpx
@@ -18,6 +19,9 @@ from isthmus.relay.directory import Export, SiteEntry
 from isthmus.relay.signing import sign_request
 
 TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+
+# httpx logs every request at INFO: a line per call to the bridge.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class BridgeError(Exception):

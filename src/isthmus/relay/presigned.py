@@ -12,28 +12,29 @@ the call raises `ObjectsUnavailable`; a GET of an absent object raises `MissingO
 at once.  A PUT that returns was answered 200 by the object store: the object is
 durable (S3 semantics).  A refusal by the bridge (not a party of the transfer, a
 revoked site) is not retried.
+
+The objects themselves go through urllib3, not httpx (which asks the bridge): a
+transfer makes one request per instance at each end, and urllib3 spends about half a
+millisecond less CPU on each (the relay is CPU-bound on one machine, docs/performance.md).
 """
 
 from __future__ import annotations
 
-import logging
 import random
 import threading
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-import httpx
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from isthmus.relay.bridge_client import BridgeClient, BridgeRefused, BridgeUnavailable
 from isthmus.relay.objects import MissingObject, ObjectsUnavailable
 
-# httpx logs every request at INFO: a line per object of every transfer.
-logging.getLogger("httpx").setLevel(logging.WARNING)
-
 RETRY_TIME = 30.0
 IDLE = 30.0  # seconds of silence from the object store that fail one attempt
-TIMEOUT = httpx.Timeout(IDLE, connect=5.0)
+CONNECTIONS = 16  # kept open per object store host: the transfers' threads at once
 URL_MARGIN = 60.0  # a cached URL is used until this long before it expires
 URL_LIFETIME = 300.0  # what the bridge grants (bridge_urls.LIFETIME)
 T = TypeVar("T")
@@ -49,12 +50,12 @@ class PresignedObjects:
     def __init__(self, client: BridgeClient, *, retry_time: float = RETRY_TIME) -> None:
         self.client = client
         self.retry_time = retry_time
-        self._http = httpx.Client(timeout=TIMEOUT)
+        self._http = urllib3.PoolManager(maxsize=CONNECTIONS, retries=False)
         self._lock = threading.Lock()
         self._urls: dict[tuple[str, str, str], tuple[str, float]] = {}
 
     def close(self) -> None:
-        self._http.close()
+        self._http.clear()
 
     def presign(self, transfer: str, names: list[str], method: str) -> None:
         """Fetch URLs for many objects in one bridge call (they are then cached)."""
@@ -70,7 +71,7 @@ class PresignedObjects:
     def put(self, transfer: str, name: str, data: bytes) -> None:
         def attempt(deadline: float) -> None:
             response = self._send("PUT", transfer, name, data, deadline)
-            if response.status_code not in (200, 201, 204):
+            if response.status not in (200, 201, 204):
                 self._fail("PUT", transfer, name, response)
 
         self._retrying(f"PUT {transfer}/{name}", attempt)
@@ -78,11 +79,11 @@ class PresignedObjects:
     def get(self, transfer: str, name: str) -> bytes:
         def attempt(deadline: float) -> bytes:
             response = self._send("GET", transfer, name, None, deadline)
-            if response.status_code == 404:
+            if response.status == 404:
                 raise MissingObject(f"object {transfer}/{name} is not in the object store")
-            if response.status_code != 200:
+            if response.status != 200:
                 self._fail("GET", transfer, name, response)
-            return response.content
+            return response.data
 
         return self._retrying(f"GET {transfer}/{name}", attempt)
 
@@ -119,20 +120,22 @@ class PresignedObjects:
 
     def _send(
         self, method: str, transfer: str, name: str, data: bytes | None, deadline: float
-    ) -> httpx.Response:
-        """One request; httpx's timeouts are per read or write (a silence, not the whole
-        transfer), capped by what is left of the retry budget."""
+    ) -> urllib3.BaseHTTPResponse:
+        """One request, its whole answer read; the read timeout is per read (a silence,
+        not the whole transfer), capped by what is left of the retry budget."""
         url = self._url(method, transfer, name)
         left = min(IDLE, max(1.0, deadline - time.monotonic()))
-        timeout = httpx.Timeout(left, connect=min(5.0, left))
+        timeout = urllib3.Timeout(connect=min(5.0, left), read=left)
         try:
-            return self._http.request(method, url, content=data, timeout=timeout)
-        except httpx.HTTPError as exc:
+            return self._http.request(method, url, body=data, timeout=timeout, redirect=False)
+        except Urllib3Error as exc:
             raise _Retry(f"object store not reached: {exc}") from None
 
-    def _fail(self, method: str, transfer: str, name: str, response: httpx.Response) -> None:
+    def _fail(
+        self, method: str, transfer: str, name: str, response: urllib3.BaseHTTPResponse
+    ) -> None:
         """A non-success answer: retry a 403 (expired URL) or a 5xx, refuse the rest."""
-        status = response.status_code
+        status = response.status
         if status == 403 or status >= 500 or status == 429:
             with self._lock:
                 self._urls.pop((method, transfer, name), None)
