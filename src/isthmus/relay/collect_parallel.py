@@ -34,8 +34,12 @@ from isthmus.dimse.requestor import AssociationFailed
 from isthmus.relay.collect import AddInstance, collect_by_get, open_device, store_handler
 
 log = logging.getLogger(__name__)
-WORKERS = 4  # associations with the device at once (dcmqrscp allows 16 by default)
-MIN_INSTANCES = 2 * WORKERS  # fewer go in one C-GET
+# Associations with the device at once: each instance waits for its PUT and its PubAck,
+# a round trip to the cloud services each, so over a WAN the source's pace is WORKERS
+# instances per two round trips.  dcmqrscp allows 16 by default; an association a
+# device with a lower limit refuses only leaves its share to the others.
+WORKERS = 8
+MIN_INSTANCES = 8  # fewer go in one C-GET
 
 
 def collect(
