@@ -180,8 +180,7 @@ def peek_header(data: bytes | memoryview) -> dict[str, Any]:
 
 
 ZSTD_LEVEL = 1  # the link, not the CPU, is the bottleneck: the fastest level that pays
-PROBE = 64 * 1024  # bytes compressed first to see whether the rest is worth it
-WORTH = 0.9  # compress only what shrinks below this ratio
+WORTH = 0.9  # compressed bytes are kept only below this ratio
 
 
 def compress(data: bytes) -> bytes:
@@ -191,11 +190,15 @@ def compress(data: bytes) -> bytes:
     return ZstdCompressor(level=ZSTD_LEVEL).compress(data)
 
 
-def worth_compressing(data: bytes) -> bool:
-    """Does `data` shrink?  Judged on its first PROBE bytes (pixel data of noise or
-    already compressed does not; the probe costs a few percent of compressing it)."""
-    probe = data[:PROBE]
-    return len(probe) > 0 and len(compress(probe)) < WORTH * len(probe)
+def compress_if_worth(data: bytes) -> tuple[bytes, bool]:
+    """(`data` compressed, True) when that shrinks it below WORTH, else (`data`,
+    False): pixel data of noise does not shrink.  Compressing first and judging after
+    costs less than judging a sample first: Zstandard passes over what does not
+    shrink at several times its usual speed, and what shrinks is compressed once."""
+    body = compress(data)
+    if len(body) < WORTH * len(data):
+        return body, True
+    return data, False
 
 
 def decompress(data: bytes, limit: int) -> bytes:

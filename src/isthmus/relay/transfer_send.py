@@ -3,7 +3,8 @@
 The source router receives the C-STOREs of the C-MOVE (or C-GET) it issued to its local
 device on behalf of a remote caller and hands each instance to `TransferSender.add`,
 which compresses and seals it to the destination site, PUTs it (whole objects of at
-most PART_SIZE bytes before compression), then announces it on JetStream with the
+most PART_SIZE bytes before compression; parts that wait for a PUT in flight go
+together in the next, relay/transfer_pack.py), then announces it on JetStream with the
 identifying data in the sealed body, and returns only when both are durable (S3's 200,
 JetStream's PubAck): the C-STORE can then be answered with success (PS3.4 B.2.3 - a
 success status means the instance is safe).  Within the bounded time either may take
@@ -26,11 +27,12 @@ from typing import Any
 from nats.errors import Error as NatsError
 
 from isthmus.archive import RelayDelivery, RelayTransfers
-from isthmus.relay.crypto import SiteIdentity, compress, worth_compressing
+from isthmus.relay.crypto import SiteIdentity, compress, compress_if_worth
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
 from isthmus.relay.objects import ObjectsUnavailable, TransferObjects
 from isthmus.relay.presign import presign
+from isthmus.relay.transfer_pack import Packer, Part
 from isthmus.relay.transfer_status import CANCEL
 from isthmus.relay.transfer_wire import (
     ABORT,
@@ -104,6 +106,7 @@ class TransferSender:
         if state is not None:
             self._record_begin(state, transfer_id is not None)
         self._signed_until = 0  # instances below this have pre-signed URLs
+        self._packer = Packer(self._put_object)
         self._lock = threading.Lock()
         self._closed = False
         # The number of instances the source device said it will send (from its
@@ -156,10 +159,12 @@ class TransferSender:
             seq, self._next = self._next, self._next + 1  # never reused, even on failure
         size, parts = len(part10_bytes), part_count(len(part10_bytes))
         self._presign(seq, parts)
-        squeeze = worth_compressing_syntax(transfer_syntax) and worth_compressing(part10_bytes)
+        squeeze = worth_compressing_syntax(transfer_syntax)
+        stored_in = []
         for part in range(parts):
             chunk = part10_bytes[part * PART_SIZE : (part + 1) * PART_SIZE]
-            self._put_part(seq, part, parts, chunk, squeeze)
+            body, zstd = compress_if_worth(chunk) if squeeze else (chunk, False)
+            stored_in.append(self._packer.store(Part(seq, part, len(chunk), zstd, body)))
         announcement = Announcement(
             transfer_id=self._id,
             seq=seq,
@@ -174,6 +179,7 @@ class TransferSender:
             sha256=hashlib.sha256(part10_bytes).hexdigest(),
             parts=parts,
             expected=self.expected,
+            stored_in=stored_in,
         )
         msg_id = f"{self._id}.{seq}.{self._epoch}"
         self._publish(ANNOUNCE, {"seq": seq}, announcement.to_bytes(), msg_id)
@@ -195,20 +201,12 @@ class TransferSender:
             names = [part_name(n, 0) for n in range(seq, seq + PRESIGN)]
             presign(self.objects, "PUT", [(self._id, names + [MANIFEST])])
 
-    def _put_part(self, seq: int, part: int, parts: int, chunk: bytes, squeeze: bool) -> None:
-        header = {
-            "kind": INSTANCE,
-            "transfer": self._id,
-            "seq": seq,
-            "part": part,
-            "parts": parts,
-            "size": len(chunk),
-            "zstd": squeeze,
-        }
-        body = compress(chunk) if squeeze else chunk
+    def _put_object(self, name: str, contents: list[dict[str, Any]], body: bytes) -> None:
+        """One object of one or more parts (relay/transfer_pack.py), sealed once."""
+        header = {"kind": INSTANCE, "transfer": self._id, "contents": contents}
         sealed = self.identity.seal(self.destination, self._keys, header, body)
         try:
-            self.objects.put(self._id, part_name(seq, part), sealed)
+            self.objects.put(self._id, name, sealed)
         except ObjectsUnavailable as exc:
             raise TransferUnavailable(f"object store: {exc}") from exc
 
