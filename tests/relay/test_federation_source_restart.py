@@ -166,9 +166,7 @@ def test_a_transfer_found_sending_whose_device_is_gone_is_aborted_with_the_reaso
     assert ended["status"] == "aborted" and ended["finished"] is not None, ended
     assert "C-GET from PACSB failed" in str(ended["reason"]), ended
     received = [
-        t
-        for t in federation.sites["A"].relay_status()["transfers"]
-        if t["id"] == ended["id"]
+        t for t in federation.sites["A"].relay_status()["transfers"] if t["id"] == ended["id"]
     ]
     assert received and received[0]["finished"] is not None, received
     assert "aborted by the source: resumed, but C-GET" in str(received[0]["reason"])
