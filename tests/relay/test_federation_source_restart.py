@@ -3,7 +3,7 @@ restarts"; the receiving side is test_federation_faults.py).
 
 Site A's workstation C-MOVEs a study from site B's PACS to A's own store; B's router
 C-GETs it from its PACS into the transfer.  B's router reaches its PACS through a
-LatencyProxy (0.2 s each way), so that its C-GETs take long enough to be cut short:
+LatencyProxy (0.3 s each way), so that its C-GETs take long enough to be cut short:
 then `isthmus serve` at B is SIGKILLed and started again.  On its start it takes up the
 transfer it left SENDING (relay/resume.py): the same transfer, the instances it had
 sent not sent again, so the destination receives every instance exactly once and
@@ -41,7 +41,7 @@ from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
 pytestmark = pytest.mark.dcmtk
 TIMEOUT = 10  # relay_timeout of every site
-DEVICE_DELAY = 0.2  # seconds each way between B's router and B's PACS
+DEVICE_DELAY = 0.3  # seconds each way between B's router and B's PACS
 STUDY = StudySpec(
     patient_name="RESUME^ROSA",
     patient_id="RESUME0001",
