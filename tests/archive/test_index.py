@@ -97,3 +97,19 @@ def test_migration_9_adds_the_federation_flag_to_an_existing_share_table(tmp_pat
             assert conn.exec_driver_sql("SELECT federation FROM share").scalar() == 0
     finally:
         engine.dispose()
+
+
+def test_migration_10_adds_the_request_to_an_existing_relay_transfer_table(tmp_path) -> None:
+    engine = idx.create_engine(f"sqlite:///{tmp_path / 'old.sqlite'}")
+    try:
+        with engine.begin() as conn:  # the table as migration 7 made it before
+            conn.exec_driver_sql(
+                "CREATE TABLE relay_transfer (transfer_id VARCHAR(160) PRIMARY KEY,"
+                " status VARCHAR(16) NOT NULL)"
+            )
+            conn.exec_driver_sql("INSERT INTO relay_transfer VALUES ('B.A.1', 'sending')")
+            idx.MIGRATIONS[9](conn)
+            idx.MIGRATIONS[9](conn)  # once there, nothing to do
+            assert conn.exec_driver_sql("SELECT request FROM relay_transfer").scalar() is None
+    finally:
+        engine.dispose()

@@ -92,3 +92,23 @@ def test_recent_lists_transfers_in_flight_then_the_last_finished(transfers) -> N
     assert recent[0].remaining == 2
     assert recent[0].updated_at is not None and recent[0].updated_at.tzinfo is not None
     assert _begin(transfers, "A.B.5").remaining is None  # the source has not said yet
+
+
+def test_a_sent_transfer_keeps_its_request_until_it_finishes(transfers) -> None:
+    request = {"called_aet": "PACSB", "identifier": "AAEC", "origin": {"site": "C"}}
+    transfers.begin(
+        "B.A.1",
+        source="B",
+        destination="A",
+        destination_aet="STOREA",
+        origin={"site": "C", "subject": "relay.C.progress.1"},
+        status=transfers.SENDING,
+        request=request,
+    )
+    assert transfers.request_of("B.A.1") == request
+    assert transfers.request_of("A.B.404") is None
+    _begin(transfers)  # a received one has none
+    assert transfers.request_of("A.B.1") is None
+    transfers.finish("B.A.1", transfers.ABORTED, 0xC000, "the device is gone")
+    assert transfers.request_of("B.A.1") is None  # patient data kept no longer than needed
+    assert transfers.get("B.A.1").reason == "the device is gone"

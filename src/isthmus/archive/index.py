@@ -215,6 +215,9 @@ relay_transfer = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
+    # JSON: the request a source site's transfer serves (the C-GET to re-issue after a
+    # restart: AE titles, model, identifier, parties), kept while SENDING: migration 10.
+    sa.Column("request", sa.Text),
 )
 
 relay_delivery = sa.Table(
@@ -338,6 +341,13 @@ def _migration_9(conn: Connection) -> None:
         )
 
 
+def _migration_10(conn: Connection) -> None:
+    """The request a source's transfer serves (resumed after a restart; migration 7 of
+    a new index has it)."""
+    if "request" not in {c["name"] for c in sa.inspect(conn).get_columns("relay_transfer")}:
+        conn.execute(sa.text("ALTER TABLE relay_transfer ADD COLUMN request TEXT"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -348,6 +358,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_7,
     _migration_8,
     _migration_9,
+    _migration_10,
 ]
 
 

@@ -7,9 +7,11 @@ delivered or failed to deliver, in one transaction with the transfer's counts, b
 it acknowledges the announcement on JetStream.  A router that restarts finds here what
 it already delivered and never delivers it twice; the status page finds here the
 transfers in flight with their progress.  A source router may keep its transfers here
-too (status SENDING, each instance SENT once JetStream acknowledged it), so that after
-its own restart it continues the same transfer without sending an instance twice.
-Nothing here is patient data beyond SOP Instance UIDs (which the index holds anyway).
+too (status SENDING, each instance SENT once JetStream acknowledged it, and the request
+it serves), so that after its own restart it continues the same transfer without
+sending an instance twice.  Nothing here is patient data beyond SOP Instance UIDs
+(which the index holds anyway) and, while a sent transfer is in flight, its request's
+identifier (the C-MOVE's keys, as the site's own device received them).
 """
 
 from __future__ import annotations
@@ -101,9 +103,11 @@ class RelayTransfers:
         destination_aet: str,
         origin: dict[str, Any],
         status: str = RECEIVING,
+        request: dict[str, Any] | None = None,
     ) -> RelayTransfer:
         """The transfer's row, created on its first announcement (idempotent); a
-        source's own record of what it sends begins as SENDING."""
+        source's own record of what it sends begins as SENDING, with the `request` it
+        serves (what `request_of` gives back to resume it after a restart)."""
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             if _transfer(conn, transfer_id) is None:
@@ -123,6 +127,7 @@ class RelayTransfers:
                         "warning": 0,
                         "created_at": now,
                         "updated_at": now,
+                        "request": None if request is None else json.dumps(request),
                     },
                 )
             row = _transfer(conn, transfer_id)
@@ -132,6 +137,18 @@ class RelayTransfers:
     def get(self, transfer_id: str) -> RelayTransfer | None:
         with self.engine.connect() as conn:
             return _transfer(conn, transfer_id)
+
+    def request_of(self, transfer_id: str) -> dict[str, Any] | None:
+        """The request a transfer this site sends serves, while it is in flight (None
+        for a received one, a finished one, or one begun without it).  It may hold
+        patient data (the identifier of the C-MOVE): it stays in this index, the site's
+        own, and `finish` clears it."""
+        query = sa.select(relay_transfer.c.request).where(
+            relay_transfer.c.transfer_id == transfer_id
+        )
+        with self.engine.connect() as conn:
+            value = conn.execute(query).scalar()
+        return None if value is None else dict(json.loads(value))
 
     def in_flight(self) -> list[RelayTransfer]:
         """Transfers still receiving or sending, oldest first (the status page)."""
@@ -226,10 +243,16 @@ class RelayTransfers:
     def finish(
         self, transfer_id: str, status: str, dicom_status: int, reason: str | None = None
     ) -> None:
-        """The transfer ended: COMPLETE, FAILED or ABORTED, with its final DICOM status."""
+        """The transfer ended: COMPLETE, FAILED or ABORTED, with its final DICOM status
+        (its request, no longer needed, is cleared)."""
         now = datetime.now(UTC)
         self._update(
-            transfer_id, status=status, dicom_status=dicom_status, reason=reason, finished_at=now
+            transfer_id,
+            status=status,
+            dicom_status=dicom_status,
+            reason=reason,
+            finished_at=now,
+            request=None,
         )
 
     def forget(self, transfer_id: str) -> None:

@@ -320,6 +320,8 @@ class CallerSession(Session):
         # Message ID of each C-MOVE running as a transfer → set to cancel it.
         self._transfers: dict[int, threading.Event] = {}
         self._transfers_lock = threading.Lock()
+        self._transfer_ended = float("-inf")  # when the last transfer C-MOVE ended
+        self._release = "none"  # the caller's A-RELEASE-RQ: "none", "pending", "answered"
 
     def from_local(self, message: Message) -> None:
         command = msg.decode_command(message.command)
@@ -378,6 +380,10 @@ class CallerSession(Session):
             finally:
                 with self._transfers_lock:
                     self._transfers.pop(message_id, None)
+                    self._transfer_ended = time.monotonic()
+                    release = self._release == "pending" and not self._transfers
+                if release:  # the caller released on hearing the final response
+                    self._answer_release()
 
         threading.Thread(target=run, name=f"relay-move-{self.cid}", daemon=True).start()
 
@@ -390,6 +396,23 @@ class CallerSession(Session):
         log.info("relay %s: C-CANCEL of C-MOVE %d", self.label, message_id)
         cancelled.set()
         return True
+
+    def tick(self, interval: float) -> None:
+        """The heartbeat, except that a far router fallen silent does not end the
+        association while a transfer C-MOVE of it runs, nor for `timeout` after the
+        last one ended (time for the caller to release): a transfer does not depend on
+        the far router's association (its progress comes from the destination's
+        router, its own wait is bounded) and survives the far router's restart
+        (relay/resume.py).  Requests relayed to the far device meanwhile wait for it as
+        any would; the heartbeat ends the association once the transfers are done."""
+        with self._transfers_lock:
+            moving = bool(self._transfers) or (
+                time.monotonic() - self._transfer_ended < self.timeout
+            )
+        if not moving or self.done.is_set():
+            super().tick(interval)
+        elif self.outbound and time.monotonic() - self.last_sent >= interval:
+            self._send_quietly(wire.PING)
 
     def finish(self) -> None:
         """The association ended: its transfers are cancelled too (nobody to answer)."""
@@ -435,24 +458,34 @@ class CallerSession(Session):
         release once it has the responses it waits for (PS3.8 7.2: information in
         transit is delivered first), and the device cannot refuse a release.  That saves the caller a round trip across sites per association
         (docs/relay.md, "Association relay").  The far router still releases the
-        device; should a transfer C-MOVE of this association still run, the far
-        device's answer is waited for as before."""
+        device; should a transfer C-MOVE of this association still run, the answer
+        waits for the far device's or the C-MOVE's end, whichever comes first."""
         if ended.how != "release-rq":
             super().local_ended(ended)
             return
         self.send(wire.RELEASE)
         with self._transfers_lock:
             running = bool(self._transfers)
+            if running:
+                self._release = "pending"
         if not running:
-            assert self.pipe is not None
-            self.pipe.send(pdu.RELEASE_RP)
-            self.end(None)
+            self._answer_release()
+
+    def _answer_release(self) -> None:
+        """A-RELEASE-RP to the caller and the end here, once: when it released with no
+        transfer C-MOVE running, when the last one ended (a far router restarted
+        meanwhile cannot answer for it), or when the far device answered."""
+        with self._transfers_lock:
+            if self._release == "answered":
+                return
+            self._release = "answered"
+        assert self.pipe is not None
+        self.pipe.send(pdu.RELEASE_RP)
+        self.end(None)
 
     def remote_signal(self, kind: str) -> None:
         """`released`: the far device answered A-RELEASE-RP; so do we (PS3.8 7.2)."""
         if kind == wire.RELEASED:
-            assert self.pipe is not None
-            self.pipe.send(pdu.RELEASE_RP)
-            self.end(None)
+            self._answer_release()
             return
         super().remote_signal(kind)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -50,9 +51,13 @@ def collect(
     add: AddInstance,
     expect: Any,
     cancel: threading.Event | None = None,
+    skip: Callable[[str], bool] | None = None,
 ) -> scu.RetrieveReport:
     """Retrieve what `identifier` names into `add`, on WORKERS associations when it
-    can be listed; `expect(n)` is told the number of instances (for "remaining")."""
+    can be listed; `expect(n)` is told the number of instances (for "remaining").
+    Listed instances for which `skip(SOP Instance UID)` holds are not retrieved (a
+    transfer resumed after a restart sent them already: relay/resume.py); they count
+    in `expect` but not in the report."""
     listed = _instances(device, calling_aet, identifier, model)
     if listed is None or len(listed) < MIN_INSTANCES:
 
@@ -61,8 +66,9 @@ def collect(
 
         return collect_by_get(device, calling_aet, identifier, model, add, progress, cancel)
     expect(len(listed))
+    todo = [i for i in listed if skip is None or not skip(str(i.SOPInstanceUID))]
     work: queue.Queue[Dataset] = queue.Queue()
-    for item in listed:
+    for item in todo:
         work.put(item)
     reports: list[scu.RetrieveReport] = []
     errors: list[Exception] = []
@@ -73,7 +79,7 @@ def collect(
             name=f"relay-get-{n}",
             daemon=True,
         )
-        for n in range(min(WORKERS, len(listed)))
+        for n in range(min(WORKERS, len(todo)))
     ]
     for thread in threads:
         thread.start()

@@ -43,6 +43,7 @@ from isthmus.relay.crypto import EnvelopeError, SiteIdentity
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
 from isthmus.relay.objects import TransferObjects
+from isthmus.relay.resume import left_sending, why_not
 from isthmus.relay.tally import TransferTally
 from isthmus.relay.transfer import (
     ProgressListener,
@@ -52,7 +53,7 @@ from isthmus.relay.transfer import (
 )
 
 if TYPE_CHECKING:
-    from isthmus.archive import Archive
+    from isthmus.archive import Archive, RelayTransfer
     from isthmus.relay.caller import CallerSession
     from isthmus.relay.wire import Message
 
@@ -156,7 +157,7 @@ class TransferMoves:
         told = False
         while True:
             if cancelled.is_set() and not told:
-                told = True
+                told = listener.cancelled = True  # a source resuming it hears so too
                 self._cancel(session.peer_site, request)
                 quiet_until = time.monotonic() + self.timeout
             try:
@@ -247,10 +248,17 @@ class MoveSource:
                 cancelled.set()
 
     def start(self) -> None:
+        """Answer move requests; take up the transfers a process before this one left
+        SENDING (relay/resume.py), each on a thread of its own."""
+        left = left_sending(self.archive.relay_transfers, self.identity.name)
         self._subscription = self.link.call(
             self.link.nc.subscribe(move_subject(self.identity.name), cb=self._on_request),
             timeout=self.timeout,
         )
+        for transfer in left:
+            threading.Thread(
+                target=self._resume, args=(transfer,), name="relay-move-resume", daemon=True
+            ).start()
 
     def close(self) -> None:
         subscription, self._subscription = self._subscription, None
@@ -308,11 +316,64 @@ class MoveSource:
             self.identity.name, request["origin"]["site"], request["destination_site"]
         )
         why = f"site {gone} revoked" if gone else "C-CANCEL"
-        log.info("relay: transfer %s stopped: %s", sender.transfer_id, why)
+        _abort(sender, why, int(UNABLE_TO_PROCESS if gone else CANCEL))
+
+    def _resume(self, transfer: RelayTransfer) -> None:
+        """Take up a transfer a process before this one left SENDING, where it was; or
+        abort it, saying why not (relay/resume.py): never left SENDING."""
+        state, tid = self.archive.relay_transfers, transfer.transfer_id
+        request = state.request_of(tid)
+        key = (str(transfer.origin.get("site", "")), str(transfer.origin.get("subject", "")))
+        cancelled = threading.Event()
+        with self._lock:  # before the probe: a C-CANCEL from now on stops it
+            self._running[key] = (cancelled, transfer.destination)
         try:
-            sender.abort(why, status=int(UNABLE_TO_PROCESS if gone else CANCEL))
-        except Exception as exc:  # the destination revoked, NATS down: nothing to tell
-            log.warning("relay: transfer %s: abort not sent: %s", sender.transfer_id, exc)
+            refusal = why_not(transfer, request, self.link)
+            if refusal is None and request is not None:
+                denied = self._refusal(key[0], request)
+                refusal = None if denied is None else (f"not resumed: {denied[1]}", denied[0])
+            try:
+                sender = self._sender(
+                    transfer.destination, transfer.destination_aet, transfer.origin, resume=tid
+                )
+            except Exception as exc:  # the destination revoked, NATS down: it ends here
+                why = refusal[0] if refusal else "not resumed"
+                log.warning("relay: transfer %s %s: %s", tid, why, exc)
+                state.finish(tid, state.ABORTED, int(UNABLE_TO_PROCESS), f"{why}: {exc}")
+                return
+            if refusal is not None or request is None or cancelled.is_set():
+                why, status = refusal or ("C-CANCEL", int(CANCEL))
+                _abort(sender, why, status)
+                return
+            log.info("relay: transfer %s resumed (%d instances sent before)", tid, sender.sent)
+            self._transfer(sender, request, cancelled, resumed=True)
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+
+    def _sender(
+        self,
+        destination_site: str,
+        destination_aet: str,
+        origin: dict[str, Any],
+        *,
+        request: dict[str, Any] | None = None,
+        resume: str | None = None,
+    ) -> TransferSender:
+        """A new transfer serving `request` (recorded with it), or the one `resume`."""
+        return TransferSender(
+            self.link,
+            self.identity,
+            self.directory,
+            self.objects,
+            destination_site=destination_site,
+            destination_aet=destination_aet,
+            origin=origin,
+            timeout=self.timeout,
+            state=self.archive.relay_transfers,
+            transfer_id=resume,
+            request=request,
+        )
 
     def _refusal(self, caller: str, request: dict[str, Any]) -> tuple[int, str] | None:
         """The export must be ours, exported to the caller for C-MOVE (checked again
@@ -334,29 +395,33 @@ class MoveSource:
         """Retrieve from the device into a transfer, and end it with the device's status
         (or abort it, status Cancel, when the caller cancels)."""
         try:
-            self._transfer(request, cancelled)
-        finally:
-            with self._lock:
-                self._running.pop(key, None)
-
-    def _transfer(self, request: dict[str, Any], cancelled: threading.Event) -> None:
-        host, port = self.exports[request["called_aet"]]
-        device = Peer(request["called_aet"], host, port)
-        try:
-            sender = TransferSender(
-                self.link,
-                self.identity,
-                self.directory,
-                self.objects,
-                destination_site=request["destination_site"],
-                destination_aet=request["destination_aet"],
-                origin=request["origin"],
-                timeout=self.timeout,
-                state=self.archive.relay_transfers,
+            sender = self._sender(
+                request["destination_site"],
+                request["destination_aet"],
+                request["origin"],
+                request=request,
             )
         except (TransferError, LinkDown) as exc:
             log.warning("relay: cannot begin a transfer: %s", exc)
             return
+        try:
+            self._transfer(sender, request, cancelled)
+        finally:
+            with self._lock:
+                self._running.pop(key, None)
+
+    def _transfer(
+        self,
+        sender: TransferSender,
+        request: dict[str, Any],
+        cancelled: threading.Event,
+        *,
+        resumed: bool = False,
+    ) -> None:
+        """The C-GET from the device into `sender`, then its manifest; a transfer
+        `resumed` skips what it sent before, and is aborted if the device fails it."""
+        host, port = self.exports[request["called_aet"]]
+        device = Peer(request["called_aet"], host, port)
         identifier = msg.decode_identifier(
             base64.b64decode(request["identifier"]), request["syntax"]
         )
@@ -367,6 +432,8 @@ class MoveSource:
         tally = TransferTally()
 
         def add(sop_class: str, sop_instance: str, syntax: str, data: bytes) -> None:
+            if resumed and sender.already_sent(sop_instance):
+                return  # sent before the restart (one C-GET of everything brings it again)
             sender.add(sop_class, sop_instance, syntax, data)
             tally.count(sop_class, syntax, data)
 
@@ -380,6 +447,7 @@ class MoveSource:
                 add,
                 expect,
                 cancelled,
+                skip=sender.already_sent if resumed else None,
             )
             status, failed, failed_uids = report.status, report.failed, report.failed_uids
         except Exception as exc:  # the device refused or vanished: an honest end
@@ -387,6 +455,10 @@ class MoveSource:
                 self._stopped(sender, request)
                 return
             log.warning("relay: C-GET from %s failed: %s", device, exc)
+            if resumed:
+                why = f"resumed, but C-GET from {device.aet} failed: {exc}"
+                _abort(sender, why, int(UNABLE_TO_PROCESS))
+                return
         try:
             sender.finish(status, failed=failed, failed_uids=failed_uids)
         except Exception as exc:  # NATS or S3 gone: the destination's wait is bounded
@@ -399,3 +471,12 @@ class MoveSource:
             local_aet=request["called_aet"],
             status=status,
         )
+
+
+def _abort(sender: TransferSender, why: str, status: int) -> None:
+    """End a transfer early, with `why` for the destination (and the record)."""
+    log.info("relay: transfer %s stopped: %s", sender.transfer_id, why)
+    try:
+        sender.abort(why, status=status)
+    except Exception as exc:  # the destination revoked, NATS down: nothing to tell
+        log.warning("relay: transfer %s: abort not sent: %s", sender.transfer_id, exc)

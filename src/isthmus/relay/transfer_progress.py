@@ -8,6 +8,12 @@ final one, the final response with its status and Failed SOP Instance UID List (
 C.4.2.1.5, C.4.2.3.1; PS3.7 9.1.4).  Reports are best effort (core NATS): a report
 lost only delays the counts; the listener's bounded wait turns a lost final report
 into a failure the caller sees, never a hang.
+
+An empty message with a reply subject on the progress subject is a probe, from a
+source router taking up a transfer after its restart (relay/resume.py): the listener
+answers PROBE_AWAITED, or PROBE_CANCELLED once the caller cancelled the retrieve; with
+no listener left (the caller heard its final response, cancelled and stopped waiting,
+or went away) NATS answers "no responders" itself.  A probe carries nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from isthmus.relay.link import Link, LinkDown
 from isthmus.relay.transfer_wire import PROGRESS, Progress, TransferError
 
 log = logging.getLogger(__name__)
+PROBE_AWAITED, PROBE_CANCELLED = b"awaited", b"cancelled"  # answers to a probe
 
 
 def progress_subject(site: str, move_id: str | None = None) -> str:
@@ -72,9 +79,14 @@ class ProgressListener:
         self.link, self.identity, self.directory = link, identity, directory
         self.subject, self.from_site = subject, from_site
         self._queue: queue.Queue[bytes] = queue.Queue()
+        self.cancelled = False  # set when the caller cancelled: what a probe is told
         self._sub: Subscription = link.call(link.nc.subscribe(subject, cb=self._received), 10)
 
     async def _received(self, msg: Msg) -> None:
+        if not msg.data:  # a probe: is this retrieve still awaited?
+            if msg.reply:
+                await msg.respond(PROBE_CANCELLED if self.cancelled else PROBE_AWAITED)
+            return
         self._queue.put(msg.data)
 
     def next(self, timeout: float) -> Progress:

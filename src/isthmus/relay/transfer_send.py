@@ -71,7 +71,9 @@ class TransferSender:
     the C-MOVE's caller and the subject its ProgressListener listens on).  With
     `state` (the site's `Archive.relay_transfers`) the transfer and every instance
     sent are recorded, and `transfer_id` resumes a transfer of this site after a
-    restart: the instances it recorded are in its manifest and not sent again."""
+    restart: the instances it recorded are in its manifest and not sent again.
+    `request` (what the transfer serves, relay/moves.py) is recorded with a new one, for
+    the router that takes it up after a restart (relay/resume.py)."""
 
     def __init__(
         self,
@@ -86,6 +88,7 @@ class TransferSender:
         timeout: float = TIMEOUT,
         state: RelayTransfers | None = None,
         transfer_id: str | None = None,
+        request: dict[str, Any] | None = None,
     ) -> None:
         keys = directory.keys_of(destination_site)
         if keys is None:
@@ -104,7 +107,7 @@ class TransferSender:
         # with those of the process before it (whose last one may not be recorded).
         self._epoch = uuid.uuid4().hex[:8]
         if state is not None:
-            self._record_begin(state, transfer_id is not None)
+            self._record_begin(state, transfer_id is not None, request)
         self._signed_until = 0  # instances below this have pre-signed URLs
         self._packer = Packer(self._put_object)
         self._lock = threading.Lock()
@@ -114,7 +117,9 @@ class TransferSender:
         self.expected: int | None = None
         self._call(lambda: ensure_stream(link.js), "create the stream " + STREAM)
 
-    def _record_begin(self, state: RelayTransfers, resuming: bool) -> None:
+    def _record_begin(
+        self, state: RelayTransfers, resuming: bool, request: dict[str, Any] | None
+    ) -> None:
         """Record a new transfer as SENDING, or take up a recorded one where it was."""
         if not resuming:
             state.begin(
@@ -124,6 +129,7 @@ class TransferSender:
                 destination_aet=self.destination_aet,
                 origin=self.origin,
                 status=SENDING,
+                request=request,
             )
             return
         row = state.get(self._id)

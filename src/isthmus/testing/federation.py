@@ -54,6 +54,9 @@ class Site:
         self.config = ""
         # Whether the node exports its own archive (`--export ISTHMUSX`) to the federation.
         self.export_archive = True
+        # The port the node reaches its PACS on, when not the PACS's own: a LatencyProxy's,
+        # which slows the node's C-GETs (a transfer is then long enough to interrupt).
+        self.pacs_port_for_node: int | None = None
         self._env: dict[str, str] = {}
 
     def start_devices(self) -> None:
@@ -79,7 +82,7 @@ class Site:
             "--relay",
             str(self.enrolment),
             "--export",
-            f"{self.pacs.aet}@127.0.0.1:{self.pacs.port}",
+            f"{self.pacs.aet}@127.0.0.1:{self.pacs_port_for_node or self.pacs.port}",
             "--export",
             f"{self.store.aet}@127.0.0.1:{self.store.port}",
             *(["--export", self.aet] if self.export_archive else []),

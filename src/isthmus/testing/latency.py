@@ -91,6 +91,11 @@ class LatencyProxy:
         async def stop() -> None:
             if self._server is not None:
                 self._server.close()
+            # Connections still open are cut: their tasks end here, not with the loop.
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
         if self._thread.is_alive():
             asyncio.run_coroutine_threadsafe(stop(), self._loop).result(timeout=10)
