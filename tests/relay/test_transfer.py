@@ -228,7 +228,7 @@ def test_only_instances_that_shrink_are_compressed(fed, series) -> None:
         headers = [peek_header(fed.objects.get(sender.transfer_id, n)) for n in names]
         fed.receiver(collector)
         final, _ = final_report(listener)
-    assert [h["contents"][0]["zstd"] for h in headers] == [False, True, False]
+    assert [h["zstd"] for h in headers] == [False, True, False]
     delivered = [d for _, d in collector.delivered]
     assert final.status == 0 and delivered == [payload, payload, noise]
 

@@ -40,12 +40,11 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from isthmus.archive import RelayDelivery, RelayTransfer, RelayTransfers
-from isthmus.relay.crypto import EnvelopeError, Opened, SiteIdentity, decompress, peek_header
+from isthmus.relay.crypto import EnvelopeError, SiteIdentity, decompress, peek_header
 from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
 from isthmus.relay.objects import MissingObject, ObjectsUnavailable, TransferObjects
 from isthmus.relay.presign import presign
-from isthmus.relay.transfer_pack import SharedObjects
 from isthmus.relay.transfer_progress import publish_progress
 from isthmus.relay.transfer_status import (
     PROCESSING_FAILURE,
@@ -123,7 +122,6 @@ class TransferReceiver:
         self._thread: threading.Thread | None = None
         self._sub: Any = None
         self._pool = concurrent.futures.ThreadPoolExecutor(3, thread_name_prefix="relay-fetch")
-        self._shared = SharedObjects(self._load)
         self._outages: dict[str, float] = {}  # transfer -> when its manifest first failed
         # transfer -> (instances below have GET URLs, until when they are fresh)
         self._signed: dict[str, tuple[int, float]] = {}
@@ -487,17 +485,11 @@ class TransferReceiver:
     def _presign(self, announcements: list[Announcement]) -> None:
         """GET URLs ahead: objects are named by position, so the next PRESIGN instances'
         (and the manifest's) are asked for in one bridge call, as the source does for
-        its PUTs; an instance in several parts gets its own URLs when it comes.  A part
-        packed in an object named after another instance's position before the window
-        (relay/transfer_pack.py) is signed when it is fetched."""
+        its PUTs; an instance in several parts gets its own URLs when it comes."""
         wanted: list[tuple[str, list[str]]] = []
         for a in announcements:
-            try:
-                names = a.objects()
-            except TransferError:
-                continue  # its fetch fails, and says why
             if a.parts > 1:
-                wanted.append((a.transfer_id, names))
+                wanted.append((a.transfer_id, a.objects()))
             elif a.seq >= self._signed.get(a.transfer_id, (0, 0.0))[0] or (
                 time.monotonic() > self._signed[a.transfer_id][1]
             ):
@@ -517,8 +509,7 @@ class TransferReceiver:
                 return self._fetch(announcement)
             except MissingObject as exc:
                 return f"missing object: {exc}"
-            except (Unverified, EnvelopeError, TransferError) as exc:
-                self._forget(announcement)  # the next attempt fetches its objects again
+            except (Unverified, EnvelopeError) as exc:
                 attempts, reason = attempts + 1, f"object failed verification: {exc}"
                 log.warning("transfer %s: %s", announcement.transfer_id, reason)
                 if attempts >= self.limits.fetch_attempts:
@@ -535,37 +526,27 @@ class TransferReceiver:
     def _fetch(self, announcement: Announcement) -> bytes:
         pieces = []
         for part, name in enumerate(announcement.objects()):
-            opened, content, body = self._shared.part(
-                announcement.transfer_id, name, announcement.seq, part
-            )
+            raw = self.objects.get(announcement.transfer_id, name)
+            opened = self.identity.open(raw, self.directory.keys_of, max_age=None)
+            expected = {
+                "kind": INSTANCE,
+                "transfer": announcement.transfer_id,
+                "seq": announcement.seq,
+                "part": part,
+                "from": announcement.source,
+            }
+            if any(opened.header.get(k) != v for k, v in expected.items()):
+                raise Unverified(f"object {name} is not part {part} of this instance")
             size = announcement.part_size(part)
-            if opened.header.get("from") != announcement.source or content.get("size") != size:
-                raise Unverified(f"object {name} does not hold part {part} of this instance")
-            pieces.append(decompress(body, size) if content.get("zstd", True) else body)
+            pieces.append(
+                decompress(opened.body, size) if opened.header.get("zstd", True) else opened.body
+            )
         data = b"".join(pieces)
         if len(data) != announcement.size:
             raise Unverified(f"{len(data)} bytes, the announcement says {announcement.size}")
         if hashlib.sha256(data).hexdigest() != announcement.sha256:
             raise Unverified("SHA-256 differs from the announcement's")
         return data
-
-    def _forget(self, announcement: Announcement) -> None:
-        try:
-            names = announcement.objects()
-        except TransferError:
-            return
-        for name in names:
-            self._shared.forget(announcement.transfer_id, name)
-
-    def _load(self, transfer_id: str, name: str) -> Opened:
-        """One instance object, fetched and opened (its sender checked by `_fetch`)."""
-        opened = self.identity.open(
-            self.objects.get(transfer_id, name), self.directory.keys_of, max_age=None
-        )
-        header = opened.header
-        if header.get("kind") != INSTANCE or header.get("transfer") != transfer_id:
-            raise Unverified(f"object {name} is not an instance object of this transfer")
-        return opened
 
     def _fetch_manifest(self, transfer_id: str, notice: dict[str, Any]) -> Manifest:
         last: Exception = Unverified("no attempt")

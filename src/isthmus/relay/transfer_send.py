@@ -3,8 +3,7 @@
 The source router receives the C-STOREs of the C-MOVE (or C-GET) it issued to its local
 device on behalf of a remote caller and hands each instance to `TransferSender.add`,
 which compresses and seals it to the destination site, PUTs it (whole objects of at
-most PART_SIZE bytes before compression; parts that wait for a PUT in flight go
-together in the next, relay/transfer_pack.py), then announces it on JetStream with the
+most PART_SIZE bytes before compression), then announces it on JetStream with the
 identifying data in the sealed body, and returns only when both are durable (S3's 200,
 JetStream's PubAck): the C-STORE can then be answered with success (PS3.4 B.2.3 - a
 success status means the instance is safe).  Within the bounded time either may take
@@ -32,7 +31,6 @@ from isthmus.relay.directory import Directory
 from isthmus.relay.link import Link, LinkDown
 from isthmus.relay.objects import ObjectsUnavailable, TransferObjects
 from isthmus.relay.presign import presign
-from isthmus.relay.transfer_pack import Packer, Part
 from isthmus.relay.transfer_status import CANCEL
 from isthmus.relay.transfer_wire import (
     ABORT,
@@ -109,7 +107,6 @@ class TransferSender:
         if state is not None:
             self._record_begin(state, transfer_id is not None, request)
         self._signed_until = 0  # instances below this have pre-signed URLs
-        self._packer = Packer(self._put_object)
         self._lock = threading.Lock()
         self._closed = False
         # The number of instances the source device said it will send (from its
@@ -166,11 +163,9 @@ class TransferSender:
         size, parts = len(part10_bytes), part_count(len(part10_bytes))
         self._presign(seq, parts)
         squeeze = worth_compressing_syntax(transfer_syntax)
-        stored_in = []
         for part in range(parts):
             chunk = part10_bytes[part * PART_SIZE : (part + 1) * PART_SIZE]
-            body, zstd = compress_if_worth(chunk) if squeeze else (chunk, False)
-            stored_in.append(self._packer.store(Part(seq, part, len(chunk), zstd, body)))
+            self._put_part(seq, part, parts, chunk, squeeze)
         announcement = Announcement(
             transfer_id=self._id,
             seq=seq,
@@ -185,7 +180,6 @@ class TransferSender:
             sha256=hashlib.sha256(part10_bytes).hexdigest(),
             parts=parts,
             expected=self.expected,
-            stored_in=stored_in,
         )
         msg_id = f"{self._id}.{seq}.{self._epoch}"
         self._publish(ANNOUNCE, {"seq": seq}, announcement.to_bytes(), msg_id)
@@ -207,12 +201,21 @@ class TransferSender:
             names = [part_name(n, 0) for n in range(seq, seq + PRESIGN)]
             presign(self.objects, "PUT", [(self._id, names + [MANIFEST])])
 
-    def _put_object(self, name: str, contents: list[dict[str, Any]], body: bytes) -> None:
-        """One object of one or more parts (relay/transfer_pack.py), sealed once."""
-        header = {"kind": INSTANCE, "transfer": self._id, "contents": contents}
+    def _put_part(self, seq: int, part: int, parts: int, chunk: bytes, squeeze: bool) -> None:
+        """One part in its object, compressed when that shrinks it (`zstd` says which)."""
+        body, zstd = compress_if_worth(chunk) if squeeze else (chunk, False)
+        header = {
+            "kind": INSTANCE,
+            "transfer": self._id,
+            "seq": seq,
+            "part": part,
+            "parts": parts,
+            "size": len(chunk),
+            "zstd": zstd,
+        }
         sealed = self.identity.seal(self.destination, self._keys, header, body)
         try:
-            self.objects.put(self._id, name, sealed)
+            self.objects.put(self._id, part_name(seq, part), sealed)
         except ObjectsUnavailable as exc:
             raise TransferUnavailable(f"object store: {exc}") from exc
 

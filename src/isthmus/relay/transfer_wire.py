@@ -2,13 +2,11 @@
 the sealed bodies of announcements, manifests and progress reports, and the stream.
 
 A transfer id is ``<source>.<destination>.<uuid hex>``.  Instance n of a transfer is
-stored in parts of at most PART_SIZE bytes (before compression), in objects
-``transfers/<id>/<n>.<p>``, each a sealed envelope of kind "instance" holding one or
-more parts (relay/transfer_pack.py), whose clear header carries the transfer id and,
-per part, n, p, its size and whether it is compressed with Zstandard (`zstd`) - never
-a UID.  The announcement (JetStream, ``relay.<destination>.transfer.<id>``, kind
-"announce") carries in its sealed body what identifies the instance and the objects
-its parts are in; the
+stored in parts of at most PART_SIZE bytes (before compression), as the objects
+``transfers/<id>/<n>.<p>``, each a sealed envelope of kind "instance" whose clear
+header carries the transfer id, n, p, the number of parts, the part's size and
+whether it is compressed with Zstandard (`zstd`) - never a UID.  The announcement (JetStream, ``relay.<destination>.transfer.<id>``,
+kind "announce") carries in its sealed body what identifies the instance; the
 manifest (kind "manifest") names the object ``transfers/<id>/manifest`` whose sealed
 body lists every instance sent.  Everything is signed by the source site and sealed
 to the destination site; progress reports (core NATS, kind "progress") are signed by
@@ -18,7 +16,6 @@ the destination site and sealed to the originator's.
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -32,7 +29,6 @@ STREAM_SUBJECTS = ["relay.*.transfer.>"]
 STREAM_MAX_AGE = 7 * 24 * 3600.0  # an unconsumed transfer is dropped after a week
 PART_SIZE = 8 * 1024 * 1024  # bytes of an instance per object, before compression
 MANIFEST = "manifest"  # the manifest's object name
-_POSITION = re.compile(r"[0-9]{1,12}\.[0-9]{1,6}")  # an instance object's name
 
 # Transfer syntaxes whose pixel data is not compressed (PS3.5 A.1-A.4, A.4.11):
 # instances in these are compressed (Zstandard) before sealing, each part kept
@@ -110,16 +106,9 @@ class Announcement:
     sha256: str
     parts: int
     expected: int | None = None  # instances the source expects to send in all
-    # The object each part is in (relay/transfer_pack.py); absent: part p of instance n
-    # is alone in object "<n>.<p>".
-    stored_in: list[str] | None = None
 
     def objects(self) -> list[str]:
-        """The name of the object of each part, checked to be a position."""
-        names = self.stored_in or [part_name(self.seq, p) for p in range(self.parts)]
-        if len(names) != self.parts or not all(_POSITION.fullmatch(str(n)) for n in names):
-            raise TransferError(f"announcement {self.seq} names objects {names!r}")
-        return [str(n) for n in names]
+        return [part_name(self.seq, p) for p in range(self.parts)]
 
     def part_size(self, part: int) -> int:
         return min(PART_SIZE, self.size - part * PART_SIZE) if self.size else 0
