@@ -1,13 +1,14 @@
 """Where a relay C-MOVE's time goes: CPU seconds per process, and the pace of each side.
 
-    PYTHONPATH=src:. .venv/bin/python -m bench.relay_profile [--repeat 3]
+    PYTHONPATH=src:. .venv/bin/python -m bench.relay_profile [--repeat 3] [--wan 0.0125]
 
 Starts the loopback federation of `bench/relay.py` (sites A and B, NATS, SeaweedFS, the
 bridge, DCMTK's dcmqrscp and storescp), loads the 271-CT study into B's PACS and moves it
 to A's store with movescu, as the benchmark does.  For each C-MOVE it prints the wall time,
 the CPU seconds every process of the federation used (from /proc, children included),
 and every half second how many instances the source had announced on JetStream and how
-many the store at A held: which side sets the pace.
+many the store at A held: which side sets the pace.  `--wan S` puts S seconds each way
+between each site and the cloud services, as the benchmark's WAN rows do.
 """
 
 from __future__ import annotations
@@ -37,13 +38,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("bench/out/relay-profile"))
+    parser.add_argument(
+        "--wan", type=float, default=0.0, help="seconds each way between each site and the cloud"
+    )
     args = parser.parse_args()
     ct = load("ct", Path("bench/out/data"))
     files, size = ct.files(), ct.size_bytes
     study = str(dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
     subprocess.run(["rm", "-rf", str(args.work)], check=True)
     s3 = TemporarySeaweedFS().start()
-    federation = Federation(args.work, s3, ("A", "B")).start()
+    federation = Federation(args.work, s3, ("A", "B"), wan=args.wan).start()
     try:
         federation.sites["B"].pacs.load(files)
         for n in range(args.repeat):
