@@ -19,9 +19,11 @@ from tests.relay.federation_support import running
 from isthmus.dicom.status import CANCEL, PENDING, SUCCESS
 from isthmus.testing.federation import Federation
 from isthmus.testing.generate import StudySpec, write_study
+from isthmus.testing.latency import LatencyProxy
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
 pytestmark = pytest.mark.dcmtk
+DEVICE_DELAY = 0.1  # seconds each way between B's router and B's PACS
 STUDY = StudySpec(
     patient_name="CANCEL^CARL",
     patient_id="CANC0001",
@@ -37,9 +39,19 @@ def federation(
     tmp_path_factory: pytest.TempPathFactory, seaweedfs: TemporarySeaweedFS
 ) -> Iterator[Federation]:
     folder = tmp_path_factory.mktemp("moves")
-    with running(Federation(folder, seaweedfs, ("A", "B"))) as federation:
-        federation.sites["B"].pacs.load(write_study(STUDY, folder / "study"))
-        yield federation
+    federation = Federation(folder, seaweedfs, ("A", "B"))
+    b = federation.sites["B"]
+    # B's router reaches its PACS DEVICE_DELAY away each way: every C-STORE sub-operation
+    # then waits a round trip, so that a C-CANCEL after the first pending response
+    # finds the transfer still running, however fast the rest of the relay is.
+    proxy = LatencyProxy(("127.0.0.1", b.pacs.port), DEVICE_DELAY).start()
+    b.pacs_port_for_node = proxy.port
+    try:
+        with running(federation):
+            b.pacs.load(write_study(STUDY, folder / "study"))
+            yield federation
+    finally:
+        proxy.close()
 
 
 def _study_uid(federation: Federation) -> str:
