@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pydicom
 import pytest
 from pydicom.dataset import Dataset
+from tests.dimse.test_get_requestor import datasets, study_identifier
 
 from isthmus.config import Peer
 from isthmus.dicom.part10 import dataset_offset
@@ -52,22 +52,6 @@ class _Collector:
             self.stored += 1
 
 
-def _study(files: list[Path]) -> Dataset:
-    ds = Dataset()
-    ds.QueryRetrieveLevel = "STUDY"
-    ds.StudyInstanceUID = pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID
-    return ds
-
-
-def _expected(files: list[Path]) -> dict[str, bytes]:
-    out = {}
-    for path in files:
-        data = path.read_bytes()
-        uid = str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
-        out[uid] = data[dataset_offset(data) :]
-    return out
-
-
 def _counting_gets(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of SOP Instance UIDs of every C-GET the collection sends."""
     sizes: list[int] = []
@@ -90,22 +74,22 @@ def test_a_study_comes_byte_identical_one_c_get_per_instance(
     expected: list[int] = []
     device = Peer("PACS", "127.0.0.1", pacs.port)
     report = collect_parallel.collect(
-        device, "RELAYB", _study(files), "STUDY", collector.add, expected.append
+        device, "RELAYB", study_identifier(files), "STUDY", collector.add, expected.append
     )
     assert (report.completed, report.failed, report.status) == (40, 0, 0)
-    assert collector.datasets == _expected(files) and collector.stored == 40
+    assert collector.datasets == datasets(files) and collector.stored == 40
     assert expected == [40]
     assert sizes == [1] * 40
 
 
 def test_instances_already_sent_are_skipped(pacs: QRSCP, files: list[Path]) -> None:
     collector = _Collector()
-    sent = set(list(_expected(files))[:15])
+    sent = set(list(datasets(files))[:15])
     device = Peer("PACS", "127.0.0.1", pacs.port)
     report = collect_parallel.collect(
         device,
         "RELAYB",
-        _study(files),
+        study_identifier(files),
         "STUDY",
         collector.add,
         lambda n: None,
