@@ -165,7 +165,8 @@ def test_the_page_asks_the_node_only_for_itself_its_scripts_and_signalling(
 ) -> None:
     link, link_id = sharing.link()
     page, requests = open_link(context, link)
-    assert ended(page)["status"] == "complete"
+    outcome = ended(page)
+    assert outcome["status"] == "complete", outcome["message"]
     to_node = [u.removeprefix(sharing.base) for u in requests if u.startswith(sharing.base)]
     assert not [u for u in to_node if u.startswith(("/dicom-web", "/wado", "/api/admin"))]
     api = sorted({u for u in to_node if u.startswith("/api/")})
@@ -280,7 +281,8 @@ def test_a_node_without_ice_servers_gives_the_page_none_and_every_path(
 ) -> None:
     link, _ = sharing.link()
     page, _ = open_link(context, link, (RECORD_CONFIGURATION, None))
-    assert ended(page)["status"] == "complete"
+    outcome = ended(page)
+    assert outcome["status"] == "complete", outcome["message"]
     config = page.evaluate("() => window.__iceConfig")
     assert config == {"iceServers": [], "iceTransportPolicy": "all"}
 
@@ -310,7 +312,8 @@ def test_the_received_study_downloads_as_a_zip_of_its_files(
 
     link, _ = sharing.link()
     page, _ = open_link(context, link)
-    assert ended(page)["status"] == "complete"
+    outcome = ended(page)
+    assert outcome["status"] == "complete", outcome["message"]
     with page.expect_download() as download:
         page.click("#share-zip")
     target = tmp_path / "study.zip"
