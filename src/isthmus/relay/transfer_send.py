@@ -100,6 +100,7 @@ class TransferSender:
         self._id = transfer_id or new_transfer_id(identity.name, destination_site)
         self._subject = transfer_subject(destination_site, self._id)
         self._entries: list[ManifestEntry] = []
+        self._sent: set[str] = set()  # the SOP Instance UIDs of _entries
         self._next = 0
         # Deduplication ids of this sender's messages: a resumed sender's never collide
         # with those of the process before it (whose last one may not be recorded).
@@ -132,10 +133,11 @@ class TransferSender:
         row = state.get(self._id)
         if row is None or row.status != SENDING or row.source != self.identity.name:
             raise TransferError(f"no transfer {self._id} of this site in flight to resume")
-        sent = [d for d in state.deliveries(self._id) if d.status == SENT]
+        recorded = state.deliveries(self._id)
+        sent = [d for d in recorded if d.status == SENT]
         self._entries = [ManifestEntry(d.seq, d.sop_instance_uid, d.size, d.sha256) for d in sent]
-        recorded = [d.seq for d in state.deliveries(self._id)]
-        self._next = max(recorded, default=-1) + 1 + RESUME_GAP
+        self._sent = {e.sop_instance_uid for e in self._entries}
+        self._next = max((d.seq for d in recorded), default=-1) + 1 + RESUME_GAP
 
     @property
     def transfer_id(self) -> str:
@@ -143,7 +145,7 @@ class TransferSender:
 
     def already_sent(self, sop_instance_uid: str) -> bool:
         """Was this instance sent (and recorded) by this transfer, before a restart?"""
-        return any(e.sop_instance_uid == sop_instance_uid for e in self._entries)
+        return sop_instance_uid in self._sent
 
     @property
     def sent(self) -> int:
@@ -190,6 +192,7 @@ class TransferSender:
             )
         with self._lock:
             self._entries.append(entry)
+            self._sent.add(sop_instance_uid)
 
     def _presign(self, seq: int, parts: int) -> None:
         """URLs for the next PRESIGN instances' objects in one request, when the store
