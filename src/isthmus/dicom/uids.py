@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from pydicom import uid
@@ -21,13 +22,16 @@ STORABLE: tuple[str, ...] = tuple(str(ts) for ts in uid.AllTransferSyntaxes)
 PREFERRED_UNCOMPRESSED = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 
 
+@functools.lru_cache(maxsize=256)  # a handful of syntaxes, asked once per instance
 def is_encapsulated(transfer_syntax: str) -> bool:
     """True when pixel data is encapsulated (compressed) in this syntax (PS3.5 A.4)."""
     return uid.UID(transfer_syntax).is_encapsulated
 
 
+@functools.lru_cache(maxsize=256)
 def encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
-    """(implicit VR, little endian, deflated) of a transfer syntax."""
+    """(implicit VR, little endian, deflated) of a transfer syntax (remembered: building
+    pydicom's UID validates it with regular expressions, on every instance received)."""
     ts = uid.UID(transfer_syntax)
     if not ts.is_transfer_syntax:
         raise ValueError(f"{transfer_syntax} is not a known transfer syntax")
