@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
 
+from isthmus.archive import direct_io
 from isthmus.archive.blob import BlobStore, BlobStoreUnavailable, NoLocalPath, check_key
 
 __all__ = [
@@ -48,6 +49,7 @@ class FileBlobStore:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.fsync = fsync
+        self._direct = fsync  # around the page cache: only what is fsynced gains by it
         self._folders: set[Path] = set()
 
     def _ensure_folder(self, folder: Path) -> None:
@@ -76,21 +78,13 @@ class FileBlobStore:
         tmp = path.with_name(f"{path.name}.{_HOST}-{os.getpid()}.{id(chunks):x}{_TMP_SUFFIX}")
         size = 0
         try:
-            fd = self._create(tmp)
+            file = self._create(tmp)
             try:
-                pending = [memoryview(c).cast("B") for c in chunks]
-                size = sum(len(c) for c in pending)
-                while pending:
-                    written = os.writev(fd, pending)
-                    while pending and written >= len(pending[0]):
-                        written -= len(pending[0])
-                        pending.pop(0)
-                    if pending and written:
-                        pending[0] = pending[0][written:]
+                size = file.write_all(chunks)
                 if self.fsync and sync:
-                    os.fsync(fd)
+                    os.fsync(file.fd)
             finally:
-                os.close(fd)
+                os.close(file.fd)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -110,16 +104,22 @@ class FileBlobStore:
             os.close(fd)
         _fsync_dir(path.parent)
 
-    def _create(self, tmp: Path) -> int:
-        """Create the temporary file; if a concurrent delete just removed its (empty)
-        folder, make the folder again."""
+    def _create(self, tmp: Path) -> direct_io.DirectFile:
+        """Create the temporary file, for direct writes when the blob is to be fsynced
+        (`direct_io`); if a concurrent delete just removed its (empty) folder, make the
+        folder again."""
         for _attempt in range(3):
             try:
-                return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+                return self._open_new(tmp)
             except FileNotFoundError:
                 self._folders.discard(tmp.parent)
                 self._ensure_folder(tmp.parent)
-        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        return self._open_new(tmp)
+
+    def _open_new(self, tmp: Path) -> direct_io.DirectFile:
+        file = direct_io.create(tmp, direct=self._direct)
+        self._direct = file.direct  # a file system that refuses it once is not asked again
+        return file
 
     def open(self, key: str) -> BinaryIO:
         try:
