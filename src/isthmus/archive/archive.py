@@ -662,9 +662,8 @@ class _Refused(Exception):
 def _parse(data: bytes | memoryview, transfer_syntax: str | None) -> part10.Header:
     """The header of a Part 10 file, or of a bare dataset in `transfer_syntax`."""
     if transfer_syntax is None:
-        meta, dataset_bytes = part10.split_part10(data)
-        ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
-        transfer_syntax = ts.strip() or part10.guess_transfer_syntax(dataset_bytes)
+        ts, dataset_bytes = part10.split_transfer_syntax(data)
+        transfer_syntax = ts or part10.guess_transfer_syntax(dataset_bytes)
     else:
         dataset_bytes = memoryview(data)
     return part10.read_header(dataset_bytes, transfer_syntax)

@@ -20,6 +20,7 @@ from isthmus.dicom import headers, uids
 from isthmus.dicom.json import BULK_THRESHOLD, dataset_to_json, first_value, instance_path
 
 PREAMBLE = b"\x00" * 128 + b"DICM"
+_UNPACK = struct.unpack_from
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
@@ -116,6 +117,62 @@ def split_part10(data: bytes | memoryview) -> tuple[FileMetaDataset | None, memo
             raise InvalidDicom(f"unreadable file meta information: {exc}") from exc
         return meta, view[start + fp.tell() :]
     return None, view
+
+
+def split_transfer_syntax(data: bytes | memoryview) -> tuple[str | None, memoryview]:
+    """(Transfer Syntax UID of the file meta, the dataset's bytes) of a Part 10 file;
+    (None, data) for a bare dataset, ("", dataset) for a meta without one.
+
+    What ingest, rendering and transcoding need of the meta is its Transfer Syntax UID
+    and where it ends: the meta elements are walked header by header (PS3.10 7.1,
+    always Explicit VR Little Endian), not read into a pydicom Dataset, which cost a
+    fifth of a millisecond per instance.  An unusual meta goes to `split_part10`."""
+    view = memoryview(data)
+    start = _meta_start(view)
+    if start is None:
+        return None, view
+    walked = _walk_meta(view, start)
+    if walked is not None:
+        return walked[0], view[walked[1] :]
+    meta, rest = split_part10(view)
+    return (str(meta.get("TransferSyntaxUID", "")).strip() if meta is not None else ""), rest
+
+
+def _meta_start(view: memoryview) -> int | None:
+    if len(view) >= 132 and bytes(view[128:132]) == b"DICM":
+        return 132
+    if bytes(view[:4]) == b"DICM":
+        return 4  # no preamble (pydicom writes such files unless asked not to)
+    return None
+
+
+def _walk_meta(view: memoryview, pos: int) -> tuple[str, int] | None:
+    """(Transfer Syntax UID or "", where the dataset starts) walking group 0002's
+    Explicit VR Little Endian elements; None for anything else (a meta in Implicit VR,
+    an undefined length, a value past the end)."""
+    syntax, end = "", len(view)
+    while pos + 8 <= end:
+        group, element = _UNPACK("<HH", view, pos)
+        if group != 0x0002:
+            break
+        vr = bytes(view[pos + 4 : pos + 6])
+        if not (vr.isalpha() and vr.isupper()):
+            return None
+        if vr.decode() in headers.LONG_VRS:
+            if pos + 12 > end:
+                return None
+            length, value = _UNPACK("<I", view, pos + 8)[0], pos + 12
+        else:
+            length, value = _UNPACK("<H", view, pos + 6)[0], pos + 8
+        if value + length > end:
+            return None  # an undefined length (0xFFFFFFFF) too
+        if element == 0x0010:
+            syntax = bytes(view[value : value + length]).decode("ascii", "replace")
+            syntax = syntax.rstrip("\x00 ")
+        pos = value + length
+    if len(view) - pos < 8 and pos < len(view):
+        return None  # a fragment of a header: as pydicom decides
+    return syntax, pos
 
 
 def dataset_offset(part10: bytes | memoryview) -> int:
