@@ -16,9 +16,9 @@ from typing import BinaryIO, cast
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 from pydicom.pixels.decoders.base import DecodeOptions
-from pydicom.uid import UID, ExplicitVRLittleEndian
+from pydicom.uid import ExplicitVRLittleEndian
 
-from isthmus.dicom import part10
+from isthmus.dicom import part10, uids
 from isthmus.render.errors import DecodeError, FrameNotFound, NoPixelData
 
 Read = Callable[[int, int], bytes | memoryview]
@@ -77,7 +77,7 @@ class PixelData:
 
     @property
     def little_endian(self) -> bool:
-        return UID(self.transfer_syntax).is_little_endian
+        return uids.encoding(self.transfer_syntax)[1]
 
     @property
     def pixel_keyword(self) -> str:
@@ -121,10 +121,10 @@ class PixelData:
 def open_part10(data: bytes | bytearray | memoryview) -> PixelData:
     """Locate the pixel data of a complete Part 10 file held in memory (nothing is copied)."""
     view = memoryview(data).cast("B")
-    meta, dataset_bytes = part10.split_part10(view)  # reads the meta group only
-    stored = _transfer_syntax(meta, dataset_bytes)
+    meta_syntax, dataset_bytes = part10.split_transfer_syntax(view)  # the meta group only
+    stored = _transfer_syntax(meta_syntax, dataset_bytes)
     base = len(view) - len(dataset_bytes)
-    if UID(stored).is_deflated:
+    if uids.encoding(stored)[2]:
         try:
             dataset_bytes = memoryview(zlib.decompress(bytes(dataset_bytes), -zlib.MAX_WBITS))
         except zlib.error as exc:
@@ -142,9 +142,9 @@ def open_at(read: Read, pixel_offset: int) -> PixelData:
     the archive does not record - use `open_part10`).
     """
     head = memoryview(read(0, pixel_offset))
-    meta, dataset_bytes = part10.split_part10(head)
-    stored = _transfer_syntax(meta, dataset_bytes)
-    if UID(stored).is_deflated:
+    meta_syntax, dataset_bytes = part10.split_transfer_syntax(head)
+    stored = _transfer_syntax(meta_syntax, dataset_bytes)
+    if uids.encoding(stored)[2]:
         raise DecodeError("a deflated file has no pixel offset; read it whole")
     pixels = _parse(dataset_bytes, len(head) - len(dataset_bytes), read, stored, stored)
     if pixels.offset != pixel_offset:
@@ -152,17 +152,18 @@ def open_at(read: Read, pixel_offset: int) -> PixelData:
     return pixels
 
 
-def _transfer_syntax(meta: Dataset | None, dataset_bytes: memoryview) -> str:
-    ts = str(meta.get("TransferSyntaxUID", "") if meta is not None else "").strip()
-    ts = ts or part10.guess_transfer_syntax(dataset_bytes)
-    if not UID(ts).is_transfer_syntax:
-        raise DecodeError(f"unknown transfer syntax {ts}")
+def _transfer_syntax(meta_syntax: str | None, dataset_bytes: memoryview) -> str:
+    ts = meta_syntax or part10.guess_transfer_syntax(dataset_bytes)
+    try:
+        uids.encoding(ts)
+    except ValueError:
+        raise DecodeError(f"unknown transfer syntax {ts}") from None
     return ts
 
 
 def _parse(dataset_bytes: memoryview, base: int, read: Read, stored: str, ts: str) -> PixelData:
     """Parse the header up to the pixel element, then read that element's header."""
-    implicit, little = UID(ts).is_implicit_VR, UID(ts).is_little_endian
+    implicit, little, _deflated = uids.encoding(ts)
     fp = _ViewFile(dataset_bytes)
     try:
         # pydicom annotates the file as BinaryIO; it calls only read, seek and tell.
