@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
     from isthmus.render.frames import Frame
-    from isthmus.render.pixel_data import PixelData
+    from isthmus.render.pixel_data import HeaderCache, PixelData
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ class Archive:
         # thread touches it; deletes and failed batches clear it.
         self._parents: dict[tuple[str | int, ...], int] = {}
         self.writer = GroupCommitWriter(self.engine, on_failure=self._parents.clear)
+        self._pixel_headers: HeaderCache | None = None  # made at the first rendering
         # What happened, for doors and (when processes share the archive) other processes:
         # PostgreSQL's LISTEN/NOTIFY carries events between the processes of one index.
         self.events: EventBus = (
@@ -432,13 +433,15 @@ class Archive:
         used: with the pixel offset recorded at ingest, the header and then the frames
         asked for (a multi-frame instance is never read whole); without it (deflated
         files), the whole file."""
-        from isthmus.render.pixel_data import file_reader, open_at, open_part10
+        from isthmus.render.pixel_data import HeaderCache, file_reader, open_part10
 
         if row.pixel_offset is None:
             yield open_part10(self.read_instance(row))
             return
+        if self._pixel_headers is None:
+            self._pixel_headers = HeaderCache()
         with self.open_instance(row) as fh:
-            yield open_at(file_reader(fh), row.pixel_offset)
+            yield self._pixel_headers.open_at(row.blob_key, file_reader(fh), row.pixel_offset)
 
     def frames(
         self, row: InstanceRow, numbers: list[int], transfer_syntax: str | None = None

@@ -8,9 +8,11 @@ which lets `open_at` parse just the bytes before it.
 
 from __future__ import annotations
 
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, cast
 
 from pydicom.dataset import Dataset
@@ -150,6 +152,38 @@ def open_at(read: Read, pixel_offset: int) -> PixelData:
     if pixels.offset != pixel_offset:
         raise DecodeError(f"pixel value found at {pixels.offset}, expected {pixel_offset}")
     return pixels
+
+
+class HeaderCache:
+    """The pixel data descriptions of the instances rendered last, by blob key.
+
+    A viewer asks for the same instance again and again (each window change, each
+    frame of a multi-frame image, its thumbnail), and each time its header up to the
+    pixel data was read and parsed by pydicom: a third of a rendering's time.  A blob
+    key names bytes that never change (a new copy of an instance gets a new key), so
+    what was parsed stays true.  The header's elements are all converted before it is
+    shared, so readers on other threads only read it."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._items: OrderedDict[str, PixelData] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def open_at(self, key: str, read: Read, pixel_offset: int) -> PixelData:
+        """`open_at(read, pixel_offset)`, parsed once per blob key."""
+        with self._lock:
+            known = self._items.get(key)
+            if known is not None:
+                self._items.move_to_end(key)
+        if known is None:
+            known = open_at(read, pixel_offset)
+            for _element in known.dataset.iterall():  # converts every raw element
+                pass
+            with self._lock:
+                self._items[key] = known
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return replace(known, read=read)
 
 
 def _transfer_syntax(meta_syntax: str | None, dataset_bytes: memoryview) -> str:
