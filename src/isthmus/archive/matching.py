@@ -109,12 +109,19 @@ def find(conn: Connection, query: Query) -> FindResult:
         seq = sequence_matcher(keyword_of(tag), item_keys, query.fuzzy)
         if seq is not None:
             post.append((tag, seq))
-    stmt = sa.select(base.c.pk).select_from(select_from).where(*where).order_by(base.c.pk)
-    if not post:
-        stmt = stmt.offset(query.offset or None)
+    plan = _return_plan(_returned_tags(query, level), level)
+    columns = tuple(sorted({a.column for _, a, _ in plan if a is not None and not a.computed}))
+    rows: dict[int, dict[str, Any]] | None = None
+    if post:  # matched in Python: the columns are fetched for the survivors only
+        stmt = sa.select(base.c.pk).select_from(select_from).where(*where).order_by(base.c.pk)
+        pks = list(conn.execute(stmt).scalars().all())
+    else:  # the matches and their returned columns in one statement
+        stmt = sa.select(*_result_columns(level, columns)).select_from(select_from)
+        stmt = stmt.where(*where).order_by(base.c.pk).offset(query.offset or None)
         if query.limit is not None:
             stmt = stmt.limit(query.limit + 1)
-    pks = [row[0] for row in conn.execute(stmt)]
+        rows = _keyed_rows(conn.execute(stmt))
+        pks = list(rows)
     representative = (
         _representatives(conn, level, pks) if (post or _wants_metadata(query, level)) else {}
     )
@@ -124,7 +131,19 @@ def find(conn: Connection, query: Query) -> FindResult:
     truncated = query.limit is not None and len(pks) > query.limit
     if query.limit is not None:
         pks = pks[: query.limit]
-    return FindResult(_build(conn, query, level, pks, representative), truncated)
+    if rows is None:
+        rows = _column_rows(conn, level, pks, columns)
+    return FindResult(_build(conn, query, level, pks, representative, plan, rows), truncated)
+
+
+def _returned_tags(query: Query, level: str) -> set[int]:
+    """The requested keys, and for QIDO the defaults and the unique keys above."""
+    tags = set(query.keys) | set(query.sequence_keys)
+    if query.include_defaults:
+        tags |= {_tag(kw) for kw in DEFAULT_RETURN[level]}
+        for upper in LEVELS[1 : level_index(level) + 1]:
+            tags.add(_tag(UNIQUE_KEYS[upper]))
+    return tags
 
 
 def _check_hierarchy(query: Query, level: str) -> None:
@@ -281,25 +300,24 @@ def _build(
     level: str,
     pks: list[int],
     representative: dict[int, dict[str, Any]],
+    plan: list[tuple[str, Attribute | None, str]],
+    rows: dict[int, dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """DICOM JSON per match: requested keys (+ defaults for QIDO), from columns or metadata."""
+    """DICOM JSON per match: requested keys (+ defaults for QIDO), from columns or metadata.
+
+    The loop runs once per returned attribute of every match (15 000 times for 1,000
+    studies): each step's kind is decided once, before it."""
     if not pks:
         return []
-    tags = set(query.keys) | set(query.sequence_keys)
-    if query.include_defaults:
-        tags |= {_tag(kw) for kw in DEFAULT_RETURN[level]}
-        for upper in LEVELS[1 : level_index(level) + 1]:
-            tags.add(_tag(UNIQUE_KEYS[upper]))
-    plan = _return_plan(tags, level)
-    columns = sorted({a.column for _, a, _ in plan if a is not None and not a.computed})
-    rows = _column_rows(conn, level, pks, tuple(columns))
-    computed = _computed_values(conn, level, pks, tags)
+    computed = _computed_values(conn, level, pks, _returned_tags(query, level))
+    steps = [_step(key, attr, vr) for key, attr, vr in plan]
+    include_all = query.include_all
     out = []
     for pk in pks:
         row = rows[pk]
         meta = representative.get(pk, {})
         result: dict[str, Any] = {}
-        if query.include_all:
+        if include_all:
             result.update(
                 {
                     k: v
@@ -307,19 +325,39 @@ def _build(
                     if "BulkDataURI" not in v and _level_ok(int(k, 16), level)
                 }
             )
-        for key, attr, vr in plan:
-            if attr is None:
+        for key, kind, name, vr in steps:
+            if kind is _COLUMN:
+                value = row.get(name)
+                if value is None or value == "":
+                    result[key] = {"vr": vr}
+                elif vr in _SPLIT_VRS:
+                    result[key] = {"vr": vr, "Value": str(value).split("\\")}
+                else:
+                    result[key] = _json_entry(vr, value)
+            elif kind is _COMPUTED:
+                result[key] = computed.get((name, pk), {"vr": vr})
+            else:
                 entry = meta.get(key)
                 if entry is None or "BulkDataURI" in entry:
                     entry = {"vr": vr}
                 result[key] = entry
-            elif attr.computed:
-                result[key] = computed.get((attr.keyword, pk), {"vr": vr})
-            else:
-                result[key] = _json_entry(vr, row.get(attr.column))
         # The plan is in tag order; only the metadata of include_all needs sorting.
-        out.append(dict(sorted(result.items())) if query.include_all else result)
+        out.append(dict(sorted(result.items())) if include_all else result)
     return out
+
+
+_COLUMN, _COMPUTED, _STORED = "column", "computed", "stored"
+# Column VRs whose stored text is the DICOM JSON Value split at backslashes (strings).
+_SPLIT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UI", "UC", "UR"})
+
+
+def _step(key: str, attr: Attribute | None, vr: str) -> tuple[str, str, str, str]:
+    """(key, where its value comes from, column or keyword, VR) of one returned tag."""
+    if attr is None:
+        return key, _STORED, "", vr
+    if attr.computed:
+        return key, _COMPUTED, attr.keyword, vr
+    return key, _COLUMN, attr.column, vr
 
 
 def _return_plan(tags: set[int], level: str) -> list[tuple[str, Attribute | None, str]]:
@@ -346,18 +384,32 @@ def _column_rows(
     stmt = _column_select(level, columns)
     out: dict[int, dict[str, Any]] = {}
     for chunk in _chunks(pks, 500):
-        result = conn.execute(stmt, {"pks": chunk})
-        names = list(result.keys())
-        for row in result.all():  # one fetchall: fewer trips through the result
-            data = dict(zip(names, row, strict=True))
-            out[data.pop("__pk")] = data
+        out.update(_keyed_rows(conn.execute(stmt, {"pks": chunk})))
     return out
+
+
+def _keyed_rows(result: Any) -> dict[int, dict[str, Any]]:
+    """Result pk → its named columns, from a SELECT whose first column is ``__pk``
+    (in the statement's order; one fetchall: fewer trips through the result)."""
+    names = list(result.keys())[1:]
+    return {row[0]: dict(zip(names, row[1:], strict=True)) for row in result.all()}
 
 
 @functools.lru_cache(maxsize=512)
 def _column_select(level: str, columns: tuple[str, ...]) -> Any:
-    """The named columns of the level and the levels above, by the level's pk (only those
-    a result returns: fetching all of them took most of a large answer's time)."""
+    """The named columns of the level and the levels above, by the level's pk."""
+    return (
+        sa.select(*_result_columns(level, columns))
+        .select_from(_join_up(level))
+        .where(_BASE[level].c.pk.in_(PKS))
+    )
+
+
+@functools.lru_cache(maxsize=512)
+def _result_columns(level: str, columns: tuple[str, ...]) -> list[Any]:
+    """The level's pk as ``__pk``, then the named columns of the level and the levels
+    above (only those a result returns: fetching all of them took most of a large
+    answer's time)."""
     tables = {
         "PATIENT": [idx.patient],
         "STUDY": [idx.study, idx.patient],
@@ -371,8 +423,7 @@ def _column_select(level: str, columns: tuple[str, ...]) -> Any:
         for c in table.c
         if c.name != "pk" and not c.name.endswith("_pk") and c.name != "metadata"
     }
-    cols = [base.c.pk.label("__pk"), *(by_name[n] for n in columns if n in by_name)]
-    return sa.select(*cols).select_from(_join_up(level)).where(base.c.pk.in_(PKS))
+    return [base.c.pk.label("__pk"), *(by_name[n] for n in columns if n in by_name)]
 
 
 def _computed_values(
@@ -436,7 +487,7 @@ def _computed_at(
     if _GROUP.get(level) is None:
         return out
     for chunk in _chunks(pks, 500):
-        rows = conn.execute(_count_select(level), {"pks": chunk}) if counted else ()
+        rows = conn.execute(_count_select(level), {"pks": chunk}).all() if counted else ()
         for g, n_studies, n_series, n_instances in rows:
             counts = {"Studies": n_studies, "Series": n_series, "Instances": n_instances}
             for kw, noun in counted:
@@ -445,7 +496,7 @@ def _computed_at(
             if kw not in wanted:
                 continue
             found: dict[int, list[str]] = {}
-            for g, value in conn.execute(_values_select(level, kw), {"pks": chunk}):
+            for g, value in conn.execute(_values_select(level, kw), {"pks": chunk}).all():
                 if value:
                     found.setdefault(g, []).append(value)
             for g, values in found.items():
