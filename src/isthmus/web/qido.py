@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from isthmus.archive import Archive, FindResult, Query, QueryError, resolve_tag
-from isthmus.dicom.json import dumps
+from isthmus.dicom.json import dumps_bytes
 from isthmus.web import media_types as mt
 from isthmus.web.compression import json_response
 from isthmus.web.dicom_xml import to_xml
@@ -119,7 +119,7 @@ def run_search(
 
 
 def _json_body(datasets: list[dict[str, Any]]) -> bytes:
-    return dumps(datasets).encode("utf-8")
+    return dumps_bytes(datasets)
 
 
 def build_query(request: Request, level: str, study: str | None, series: str | None) -> Query:

@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from isthmus.archive import Archive, StoreOutcome, StoreResult, stow_http_status
 from isthmus.dicom import part10
-from isthmus.dicom.json import dumps
+from isthmus.dicom.json import dumps_bytes
 from isthmus.web import media_types as mt
 from isthmus.web.dicom_xml import to_xml
 from isthmus.web.errors import bad_request, unsupported_media_type
@@ -348,9 +348,7 @@ def _response(
         headers["Warning"] = ", ".join(_warning(o) for o in failed[:20])
     if media_type == mt.DICOM_XML:
         return Response(to_xml(body), status_code=status, headers=headers, media_type=mt.DICOM_XML)
-    return Response(
-        dumps(body).encode("utf-8"), status_code=status, headers=headers, media_type=media_type
-    )
+    return Response(dumps_bytes(body), status_code=status, headers=headers, media_type=media_type)
 
 
 def _sop_reference(o: Outcome) -> dict[str, Any]:

@@ -41,7 +41,7 @@ from isthmus.archive import (
     UpsStatus,
     WorkItemError,
 )
-from isthmus.dicom.json import dumps
+from isthmus.dicom.json import dumps_bytes
 from isthmus.dicom.uids import looks_like_uid
 from isthmus.web import media_types as mt
 from isthmus.web.dicom_xml import from_xml, to_xml
@@ -201,7 +201,7 @@ async def retrieve(request: Request) -> Response:
     dataset = await run(context(request).archive.workitems.get, workitem_uid(request))
     if choice.media_type == mt.DICOM_XML:
         return Response(to_xml(dataset), media_type=mt.DICOM_XML)
-    return Response(dumps([dataset]).encode("utf-8"), media_type=content_type(choice))
+    return Response(dumps_bytes([dataset]), media_type=content_type(choice))
 
 
 async def update(request: Request) -> Response:
