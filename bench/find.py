@@ -25,8 +25,8 @@ def run(lab: Lab) -> Scenario:
     s = Scenario(
         NAME,
         TITLE,
-        target="report (Orthanc 94 ms in the issue)",
-        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)},
+        target="Isthmus ≤ 0.5× Orthanc (issue 10)",
+        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", 0.5)},
     )
     servers = {system: lab.archive(system, "main") for system in ("isthmus", "orthanc")}
     counts = {system: dimse.find_count(server, KEYS) for system, server in servers.items()}

@@ -24,8 +24,8 @@ def run(lab: Lab) -> Scenario:
     s = Scenario(
         NAME,
         TITLE,
-        target="report (Orthanc 36 s in the issue)",
-        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)},
+        target="Isthmus ≤ 0.5× Orthanc (issue 10)",
+        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", 0.5)},
     )
     small = lab.data("small")
     groups = [small.files(f) for f in small.folders]

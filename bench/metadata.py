@@ -23,8 +23,8 @@ def run(lab: Lab) -> Scenario:
     s = Scenario(
         NAME,
         TITLE,
-        target="Isthmus ≤ 0.1× Orthanc",
-        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", 0.1)},
+        target="Isthmus ≤ 0.05× Orthanc (issue 10)",
+        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", 0.05)},
     )
     study = lab.data("ct").study_uids[0]
     body = lab.work / "metadata.json"

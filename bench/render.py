@@ -22,8 +22,8 @@ def run(lab: Lab) -> Scenario:
     s = Scenario(
         NAME,
         TITLE,
-        target="report against Orthanc",
-        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)},
+        target="Isthmus ≤ 0.5× Orthanc (issue 10)",
+        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", 0.5)},
     )
     study, series, instance = web.ct_uids(lab)
     image = lab.work / "rendered.jpg"

@@ -22,8 +22,8 @@ def run(lab: Lab) -> Scenario:
     s = Scenario(
         NAME,
         TITLE,
-        target="report against Orthanc",
-        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", None)},
+        target="Isthmus ≤ 0.3× Orthanc (issue 10)",
+        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", 0.3)},
     )
     ct = lab.data("ct")
     body = multipart_body(ct.files(), lab.data_dir / "ct-stow.multipart", BOUNDARY)
