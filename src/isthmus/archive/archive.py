@@ -409,7 +409,7 @@ class Archive:
     ) -> list[InstanceRow]:
         """Instance rows selected by UIDs, in study/series/instance-number order."""
         with self.engine.connect() as conn:
-            return idx.instance_rows(conn, idx.uid_filter(study_uid, series_uid, sop_uid))
+            return idx.instance_rows_by_uid(conn, study_uid, series_uid, sop_uid)
 
     def open_instance(self, row: InstanceRow) -> BinaryIO:
         """The stored Part 10 file of an instance, as a binary stream."""

@@ -7,6 +7,7 @@ PostgreSQL (psycopg 3).  Schema changes are numbered migrations recorded in
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -492,8 +493,34 @@ def insert_instance(dialect: str) -> Any:
 
 def instance_rows(conn: Connection, where: Iterable[Any]) -> list[InstanceRow]:
     """Instance rows with their study and series UIDs, in series/instance order."""
+    rows: Iterable[Sequence[Any]] = conn.execute(_instance_rows_select().where(*where))
+    return [InstanceRow(*row) for row in rows]
+
+
+def instance_rows_by_uid(
+    conn: Connection,
+    study_uid: str | Sequence[str] | None = None,
+    series_uid: str | Sequence[str] | None = None,
+    sop_uid: str | Sequence[str] | None = None,
+) -> list[InstanceRow]:
+    """`instance_rows` of `uid_filter`; a statement built once for single UIDs (what
+    every WADO-RS, rendering and frame request asks: building its joins and clauses
+    again cost more than running it)."""
+    given = (study_uid, series_uid, sop_uid)
+    if any(v is not None and not isinstance(v, str) for v in given):
+        return instance_rows(conn, uid_filter(study_uid, series_uid, sop_uid))
+    shape = tuple(v is not None for v in given)
+    params = {name: v for name, v in zip(_UID_PARAMS, given, strict=True) if v is not None}
+    return [InstanceRow(*row) for row in conn.execute(_rows_by_uid(shape), params)]
+
+
+_UID_PARAMS = ("study", "series", "sop")
+
+
+@functools.cache
+def _instance_rows_select() -> Any:
     i, s, st = instance.c, series.c, study.c
-    query = (
+    return (
         sa.select(
             st.study_instance_uid,
             s.series_instance_uid,
@@ -507,11 +534,23 @@ def instance_rows(conn: Connection, where: Iterable[Any]) -> list[InstanceRow]:
             i.number_of_frames,
         )
         .select_from(instance.join(series).join(study))
-        .where(*where)
         .order_by(st.pk, s.series_number, s.pk, i.instance_number, i.pk)
     )
-    rows: Iterable[Sequence[Any]] = conn.execute(query)
-    return [InstanceRow(*row) for row in rows]
+
+
+@functools.cache
+def _rows_by_uid(shape: tuple[bool, ...]) -> Any:
+    columns = (
+        study.c.study_instance_uid,
+        series.c.series_instance_uid,
+        instance.c.sop_instance_uid,
+    )
+    where = [
+        column == sa.bindparam(name)
+        for column, name, given in zip(columns, _UID_PARAMS, shape, strict=True)
+        if given
+    ]
+    return _instance_rows_select().where(*where)
 
 
 def uid_filter(

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from isthmus.archive import Archive, InstanceRow
-from isthmus.web.errors import HTTPError
+from isthmus.web.errors import HTTPError, not_found
 from isthmus.web.service import blocking
 
 
@@ -69,3 +69,22 @@ def _render(
     archive: Archive, row: InstanceRow, frame: int, media_type: str, options: dict[str, Any]
 ) -> bytes:
     return archive.render(row, frame, media_type, **options)
+
+
+async def rendered_instance(
+    archive: Archive, uids: tuple[str, str, str], media_type: str, options: dict[str, Any]
+) -> bytes:
+    """The first frame of the instance `uids` (study, series, SOP instance) rendered,
+    looked up and rendered in one trip to the worker threads (a trip costs about as
+    much as the lookup); 404 when the archive does not hold it."""
+    with pixel_errors():
+        return await blocking(_find_and_render, archive, uids, media_type, options)
+
+
+def _find_and_render(
+    archive: Archive, uids: tuple[str, str, str], media_type: str, options: dict[str, Any]
+) -> bytes:
+    rows = archive.instances(*uids)
+    if not rows:
+        raise not_found(f"instance {uids[2]} is not in the archive")
+    return archive.render(rows[0], 1, media_type, **options)

@@ -29,8 +29,8 @@ from isthmus.web import media_types as mt
 from isthmus.web.errors import HTTPError, bad_request
 from isthmus.web.multipart import MultipartWriter
 from isthmus.web.negotiation import Offer, content_type, negotiate
-from isthmus.web.params import frame_numbers, non_negative_int, single
-from isthmus.web.pixels import rendered
+from isthmus.web.params import frame_numbers, non_negative_int, path_uids, single
+from isthmus.web.pixels import rendered, rendered_instance
 from isthmus.web.service import context
 from isthmus.web.wado import find_rows
 
@@ -127,8 +127,17 @@ def representative(rows: list[InstanceRow]) -> InstanceRow:
 
 async def render_resource(request: Request) -> Response:
     """Rendered study, series, instance or frames (PS3.18 10.4.1.1.3)."""
-    rows = await find_rows(request)
     opts = options(request)
+    if "instance" in request.path_params and "frames" not in request.path_params:
+        choice = negotiate(request, SINGLE + MULTIPART)
+        if not choice.multipart:  # one image: found and rendered in one worker call
+            study, series, instance = path_uids(request)
+            assert study and series and instance  # the route names all three
+            image = await rendered_instance(
+                context(request).archive, (study, series, instance), choice.media_type, opts
+            )
+            return Response(image, media_type=choice.media_type)
+    rows = await find_rows(request)
     frames_text = request.path_params.get("frames")
     if frames_text is not None:
         numbers = frame_numbers(frames_text, rows[0].number_of_frames or 1)
