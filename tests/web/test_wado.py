@@ -10,7 +10,9 @@ from dicomweb_client import DICOMwebClient
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
 from tests.web.conftest import make_study, parse_multipart, part10
 
+from isthmus.archive import InstanceRow
 from isthmus.dicom.part10 import split_part10
+from isthmus.web import wado
 
 
 @pytest.fixture(scope="module")
@@ -239,3 +241,33 @@ def test_a_file_missing_from_a_response_of_announced_length_cuts_it_short(fresh_
             headers={"Accept": "application/dicom; transfer-syntax=*"},
         )
         assert one.status_code == 500 and "missing" in one.json()["message"]
+
+
+def _row(size: int) -> InstanceRow:
+    return InstanceRow(
+        "1.2",
+        "1.2.3",
+        f"1.2.3.{size}",
+        "1.2.840.10008.5.1.4.1.1.2",
+        "1.2.840.10008.1.2.1",
+        f"ab/{size}",
+        size,
+        None,
+        None,
+        None,
+    )
+
+
+def test_instances_are_read_in_groups_bounded_in_bytes_and_count_large_ones_alone() -> None:
+    big = wado.GROUP + 1
+    sizes = [wado.GROUP // 3] * 4 + [big, 10] + [1] * (wado.GROUP_COUNT + 1)
+    found = [[row.size for row in group] for group in wado.groups([_row(s) for s in sizes])]
+    third = wado.GROUP // 3
+    assert found == [
+        [third] * 3,
+        [third],
+        [big],
+        [10] + [1] * (wado.GROUP_COUNT - 1),
+        [1, 1],
+    ]
+    assert wado.groups([]) == []
