@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from pydicom import uid
 
@@ -26,8 +27,10 @@ def is_encapsulated(transfer_syntax: str) -> bool:
     return uid.UID(transfer_syntax).is_encapsulated
 
 
+@lru_cache(maxsize=64)
 def encoding(transfer_syntax: str) -> tuple[bool, bool, bool]:
-    """(implicit VR, little endian, deflated) of a transfer syntax."""
+    """(implicit VR, little endian, deflated) of a transfer syntax (each response of a
+    C-FIND asks again: kept)."""
     ts = uid.UID(transfer_syntax)
     if not ts.is_transfer_syntax:
         raise ValueError(f"{transfer_syntax} is not a known transfer syntax")
