@@ -199,10 +199,13 @@ def encode_identifier(ds: Dataset, transfer_syntax: str) -> bytes:
     buf.is_little_endian = little
     write_dataset(buf, ds)
     raw = buf.getvalue()
-    if deflated:
-        import zlib
+    return deflate(raw) if deflated else raw
 
-        compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
-        raw = compressor.compress(raw) + compressor.flush()
-        raw += b"\x00" * (len(raw) % 2)  # PS3.5 A.5: an odd deflated stream gets a NULL byte
-    return raw
+
+def deflate(raw: bytes) -> bytes:
+    """An encoded data set in Deflated Explicit VR Little Endian (PS3.5 A.5)."""
+    import zlib
+
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    raw = compressor.compress(raw) + compressor.flush()
+    return raw + b"\x00" * (len(raw) % 2)  # PS3.5 A.5: an odd deflated stream gets a NULL byte

@@ -30,7 +30,7 @@ from isthmus.dicom.status import (
 from isthmus.dimse import messages as msg
 from isthmus.dimse.acceptor import LocalAE
 from isthmus.dimse.commitment import STORAGE_COMMITMENT, StorageCommitmentSCP
-from isthmus.dimse.identifiers import identifier_keys, result_dataset
+from isthmus.dimse.identifiers import identifier_keys, result_identifier
 from isthmus.dimse.mpps import MppsSCP
 from isthmus.dimse.retrieve import RetrieveSCP
 from isthmus.dimse.service import (
@@ -190,10 +190,8 @@ class ArchiveSCP:
             if channel.cancelled(message):
                 channel.respond(message, msg.C_FIND_RSP, CANCEL)
                 return
-            result = result_dataset(match, level, self.settings.aet)
-            channel.respond(
-                message, msg.C_FIND_RSP, PENDING, dataset=msg.encode_identifier(result, ts)
-            )
+            result = result_identifier(match, level, self.settings.aet, ts)
+            channel.respond(message, msg.C_FIND_RSP, PENDING, dataset=result)
         channel.respond(message, msg.C_FIND_RSP, SUCCESS)
 
 
