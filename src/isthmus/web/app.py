@@ -8,6 +8,8 @@ audit of each request (observe.py), the request limits (limits.py), then authent
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -73,10 +75,22 @@ def create_app(ctx: WebContext) -> Starlette:
         *viewer_routes(VIEWER_DIR),
     ]
     app = Starlette(
-        routes=routes, middleware=middleware(ctx), exception_handlers=EXCEPTION_HANDLERS
+        routes=routes,
+        middleware=middleware(ctx),
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=_warm_up,
     )
     app.state.ctx = ctx
     return app
+
+
+@asynccontextmanager
+async def _warm_up(_app: Starlette) -> AsyncIterator[None]:
+    """Before the port is reported open: one call through the worker threads, so that
+    the first request does not import anyio's asyncio backend and start the thread
+    pool (90 ms of a fresh server's first STOW-RS here)."""
+    await blocking(int)
+    yield
 
 
 def middleware(ctx: WebContext) -> list[Middleware]:
