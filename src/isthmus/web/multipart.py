@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from isthmus.web.haystack import Haystack
 from isthmus.web.negotiation import parse_media_type
 
 CRLF = b"\r\n"
@@ -88,10 +89,15 @@ def parse_parts(body: bytes | mmap.mmap, boundary: str) -> list[Part]:
     the whole request, so that nothing is half-accepted.
     """
     delimiter = b"--" + boundary.encode("latin-1")
+    with Haystack(body) as haystack:  # released also when the body is refused
+        return _parts(body, haystack, delimiter)
+
+
+def _parts(body: bytes | mmap.mmap, haystack: Haystack, delimiter: bytes) -> list[Part]:
     if bytes(body[: len(delimiter)]) == delimiter:
         pos = 0
     else:
-        found = body.find(CRLF + delimiter)
+        found = haystack.find(CRLF + delimiter)
         if found < 0:
             raise MultipartError("the body holds no part delimited by the boundary")
         pos = found + 2
@@ -101,17 +107,17 @@ def parse_parts(body: bytes | mmap.mmap, boundary: str) -> list[Part]:
         pos += len(delimiter)
         if bytes(body[pos : pos + 2]) == b"--":
             return parts
-        line_end = body.find(CRLF, pos)
+        line_end = haystack.find(CRLF, pos)
         if line_end < 0 or bytes(body[pos:line_end]).strip(b" \t"):
             if pos >= size or not bytes(body[pos:]).strip():
                 return _closed_without_marker(parts)
             raise MultipartError(f"part {len(parts) + 1}: malformed delimiter line")
-        head_end = body.find(CRLF + CRLF, line_end)
+        head_end = haystack.find(CRLF + CRLF, line_end)
         if head_end < 0:
             raise MultipartError(f"part {len(parts) + 1} is truncated (its headers do not end)")
         headers = _headers(bytes(body[line_end + 2 : head_end]))
         start = head_end + 4
-        end = body.find(CRLF + delimiter, start)
+        end = haystack.find(CRLF + delimiter, start)
         if end < 0:
             raise MultipartError(
                 f"the body is truncated: part {len(parts) + 1} has no closing boundary"
