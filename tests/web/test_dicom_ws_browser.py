@@ -204,6 +204,72 @@ def test_storescu_pushes_a_ct_series_into_indexeddb_byte_identical(
     expect(page.locator("#incoming li").first).to_contain_text("20 instances received")
 
 
+# Every readwrite transaction the page opens, with the durability it asked for.
+RECORD_TRANSACTIONS = """() => {
+  window.__transactions = [];
+  const open = IDBDatabase.prototype.transaction;
+  IDBDatabase.prototype.transaction = function (...args) {
+    const tx = open.apply(this, args);
+    if (tx.mode === "readwrite") window.__transactions.push(tx.durability);
+    return tx;
+  };
+}"""
+
+# Each put aborts its transaction, as a quota or disk error would.
+ABORT_EVERY_PUT = """() => {
+  const put = IDBObjectStore.prototype.put;
+  IDBObjectStore.prototype.put = function (...args) {
+    const request = put.apply(this, args);
+    this.transaction.abort();
+    return request;
+  };
+}"""
+
+
+def test_each_instance_is_stored_in_a_strict_transaction(
+    page: Page, node: Node, tmp_path: Path
+) -> None:
+    register(page, "BROWSER6")
+    page.evaluate(RECORD_TRANSACTIONS)
+    files = write_study(StudySpec(patient_name="STRICT^LY", instances_per_series=3), tmp_path)
+    result = subprocess.run(
+        ["storescu", "-aec", "BROWSER6", "127.0.0.1", str(node.dicom_port), *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    durabilities = page.evaluate("() => window.__transactions")
+    assert durabilities and set(durabilities) == {"strict"}
+
+
+def test_a_failed_indexeddb_transaction_is_answered_with_a_failure_not_success(
+    page: Page, node: Node, tmp_path: Path
+) -> None:
+    register(page, "BROWSER7")
+    page.evaluate(ABORT_EVERY_PUT)
+    files = write_study(StudySpec(patient_name="ABOR^TED", instances_per_series=2), tmp_path)
+    result = subprocess.run(
+        [
+            "storescu",
+            "-v",
+            "--no-halt",
+            "-aec",
+            "BROWSER7",
+            "127.0.0.1",
+            str(node.dicom_port),
+            *map(str, files),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    responses = re.findall(r"Received Store Response \(([^)]*)\)", result.stdout + result.stderr)
+    assert len(responses) == len(files), result.stderr
+    assert all(re.search(r"0x0?110|Processing Failure", r) for r in responses), responses
+    assert page.evaluate("async () => (await window.dicomNode.session.store.list()).length") == 0
+
+
 def test_browser_c_finds_the_archive_and_dcmqrscp_with_real_keys(page: Page) -> None:
     find(page, "ISTHMUS", PatientName="DOE*")
     expect(page.locator("#query-status")).to_have_text("1 study match on ISTHMUS.")

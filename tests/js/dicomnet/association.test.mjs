@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { storageNodePolicy } from "../../../src/isthmus/viewer/dicomnet/acceptor.js";
 import { Association } from "../../../src/isthmus/viewer/dicomnet/association.js";
+import { concat } from "../../../src/isthmus/viewer/dicomnet/bytes.js";
+import { encodeElements, PIXEL_DATA } from "../../../src/isthmus/viewer/dicomnet/dataset.js";
+import { TAGS } from "../../../src/isthmus/viewer/dicomnet/dictionary.js";
 import { COMMAND, decodeCommand, encodeCommand } from "../../../src/isthmus/viewer/dicomnet/dimse.js";
 import { acceptContexts } from "../../../src/isthmus/viewer/dicomnet/negotiation.js";
 import { readPart10 } from "../../../src/isthmus/viewer/dicomnet/part10.js";
@@ -308,4 +311,85 @@ test("encodeCommand writes what DCMTK writes for a C-STORE-RQ", () => {
   const pdata = decodePDU(capture.store[2].bytes);
   const dcmtk = pdata.pdvs[0].data;
   assert.deepEqual(encodeCommand(decodeCommand(dcmtk)), dcmtk);
+});
+
+test("a fragmented C-STORE dataset becomes one Part 10 file: file meta, then the fragments byte for byte", async () => {
+  const { requestor, acceptor } = await connectedPair({
+    acceptorOptions: { maxPDU: 4096 },
+    proposals: proposalsFor({ storage: [{ sopClass: SOP.CT_IMAGE, transferSyntaxes: [TS.EXPLICIT_LE] }] }),
+  });
+  const messages = [];
+  const stored = [];
+  const handle = storeHandler(async (instance) => {
+    stored.push(instance);
+  });
+  new DimseService(acceptor, {
+    handlers: {
+      [COMMAND.C_STORE_RQ]: (message, service) => {
+        messages.push(message);
+        return handle(message, service);
+      },
+    },
+  });
+  const pixels = new Uint8Array(30_000).map((_, i) => (i * 13) & 0xff);
+  const dataset = encodeElements([
+    { tag: TAGS.SOPClassUID, vr: "UI", value: SOP.CT_IMAGE },
+    { tag: TAGS.SOPInstanceUID, vr: "UI", value: "1.2.826.0.1.3680043.10.1386.42" },
+    { tag: TAGS.PatientName, vr: "PN", value: "FRAG^MENTED" },
+    { tag: PIXEL_DATA, vr: "OW", value: pixels },
+  ]);
+  const context = [...requestor.contexts.values()].find((c) => c.abstractSyntax === SOP.CT_IMAGE);
+  const service = new DimseService(requestor);
+  for await (const response of service.request(
+    context.id,
+    {
+      AffectedSOPClassUID: SOP.CT_IMAGE,
+      CommandField: COMMAND.C_STORE_RQ,
+      Priority: 0,
+      AffectedSOPInstanceUID: "1.2.826.0.1.3680043.10.1386.42",
+    },
+    dataset,
+  ))
+    assert.equal(response.command.Status, 0);
+  assert.ok(messages[0].datasetChunks.length > 1, "the dataset arrived in several fragments");
+  assert.deepEqual(concat(messages[0].datasetChunks), dataset);
+  assert.deepEqual(messages[0].dataset, dataset);
+  const { part10, header } = stored[0];
+  const { meta, datasetOffset } = readPart10(part10);
+  assert.deepEqual(part10.subarray(datasetOffset), dataset);
+  assert.equal(part10.byteLength, part10.buffer.byteLength, "the file is its own buffer, not a view into a larger one");
+  assert.equal(meta.string(TAGS.MediaStorageSOPInstanceUID), "1.2.826.0.1.3680043.10.1386.42");
+  assert.equal(meta.string(TAGS.MediaStorageSOPClassUID), SOP.CT_IMAGE);
+  assert.equal(header.string(TAGS.PatientName), "FRAG^MENTED");
+  await requestor.release();
+});
+
+test("a C-STORE whose dataset names another instance than its command is refused (0xA900) and not kept", async () => {
+  const { requestor, acceptor } = await connectedPair({
+    proposals: proposalsFor({ storage: [{ sopClass: SOP.CT_IMAGE, transferSyntaxes: [TS.EXPLICIT_LE] }] }),
+  });
+  const stored = [];
+  new DimseService(acceptor, {
+    handlers: { [COMMAND.C_STORE_RQ]: storeHandler(async (instance) => stored.push(instance)) },
+  });
+  const dataset = encodeElements([
+    { tag: TAGS.SOPClassUID, vr: "UI", value: SOP.CT_IMAGE },
+    { tag: TAGS.SOPInstanceUID, vr: "UI", value: "1.2.3.4" },
+  ]);
+  const context = [...requestor.contexts.values()].find((c) => c.abstractSyntax === SOP.CT_IMAGE);
+  const responses = [];
+  for await (const response of new DimseService(requestor).request(
+    context.id,
+    {
+      AffectedSOPClassUID: SOP.CT_IMAGE,
+      CommandField: COMMAND.C_STORE_RQ,
+      Priority: 0,
+      AffectedSOPInstanceUID: "1.2.3.5",
+    },
+    dataset,
+  ))
+    responses.push(response.command.Status);
+  assert.deepEqual(responses, [0xa900]);
+  assert.deepEqual(stored, []);
+  await requestor.release();
 });

@@ -333,8 +333,7 @@ export class Association {
     }
     if (!m.command) return "dataset fragment before the command set was complete";
     m.datasetChunks.push(pdv.data);
-    if (pdv.isLast)
-      this.deliver(m, m.datasetChunks.length === 1 ? m.datasetChunks[0].slice() : concat(m.datasetChunks));
+    if (pdv.isLast) this.deliver(m, m.datasetChunks);
     return null;
   }
 
@@ -374,10 +373,27 @@ export class Association {
     });
   }
 
-  deliver(m, dataset) {
+  /**
+   * Hand a complete DIMSE message to the DIMSE layer. `datasetChunks` are the PDV values
+   * as received (views into the PDUs); `dataset` joins them into one new buffer the first
+   * time it is read, so a handler that copies the fragments somewhere anyway (the C-STORE
+   * SCP, behind the file meta) does so once, not twice.
+   */
+  deliver(m, chunks) {
     this.incoming = null;
     const context = this.contexts.get(m.contextId);
-    const message = { contextId: m.contextId, context, command: m.command, dataset };
+    let joined = null;
+    const message = {
+      contextId: m.contextId,
+      context,
+      command: m.command,
+      datasetChunks: chunks,
+      get dataset() {
+        if (!chunks) return null;
+        joined ??= chunks.length === 1 ? chunks[0].slice() : concat(chunks);
+        return joined;
+      },
+    };
     if (this.onMessage) this.onMessage(message);
   }
 }

@@ -4,14 +4,36 @@
  *
  * Writes are grouped: instances arriving while a transaction is open go into the
  * next one, and each caller's promise resolves only after the transaction that
- * holds its instance has committed, so a C-STORE success is never answered for
- * data that is not in the database.
+ * holds its instance has completed (`oncomplete`), so a C-STORE success is never
+ * answered for data that is not in the database.  Transactions are `strict`: Chromium
+ * then fdatasyncs the file holding the bytes and its LevelDB log before `complete`
+ * fires; `relaxed` (and `default`, which is `relaxed` in Chromium since 121) syncs
+ * neither the bytes nor, always, the log (docs/dicom-websocket.md, "Durability in the
+ * browser").
  */
 import { TAGS } from "./dictionary.js";
 
 export const DB_NAME = "isthmus-dicomnet";
 const STORE = "instances";
 const VERSION = 1;
+/** The IndexedDB durability hint of every write (see above). */
+export const DURABILITY = "strict";
+
+/**
+ * Settles when `tx` has completed (resolves) or failed (rejects, always with an Error:
+ * a transaction aborted by abort() has no `error` of its own, and the failing request's
+ * error is the one that says why).
+ */
+export function completion(tx) {
+  return new Promise((resolve, reject) => {
+    let why = null;
+    tx.oncomplete = () => resolve();
+    tx.onerror = (event) => {
+      why ||= event?.target?.error || tx.error;
+    };
+    tx.onabort = () => reject(tx.error || why || new Error("IndexedDB transaction aborted"));
+  });
+}
 
 function promisify(request) {
   return new Promise((resolve, reject) => {
@@ -42,9 +64,10 @@ export function summarize(header, extra = {}) {
 }
 
 export class InstanceStore {
-  constructor(name = DB_NAME, indexedDB = globalThis.indexedDB) {
+  constructor(name = DB_NAME, indexedDB = globalThis.indexedDB, { durability = DURABILITY } = {}) {
     this.name = name;
     this.indexedDB = indexedDB;
+    this.durability = durability;
     this.db = null;
     this.queue = [];
     this.flushing = null;
@@ -91,16 +114,25 @@ export class InstanceStore {
     this.flushing = null;
   }
 
+  /** One transaction holding `records`; resolves once it completed, rejects if it did not. */
   write(records) {
-    return new Promise((resolve, reject) => {
-      const tx = this.db.transaction(STORE, "readwrite", { durability: "relaxed" });
-      const store = tx.objectStore(STORE);
+    const tx = this.db.transaction(STORE, "readwrite", { durability: this.durability });
+    const done = completion(tx);
+    const store = tx.objectStore(STORE);
+    try {
       for (const record of records)
         store.put({ ...record, size: record.part10.length, receivedAt: record.receivedAt || Date.now() });
-      tx.oncomplete = () => resolve();
-      tx.onerror = () => reject(tx.error);
-      tx.onabort = () => reject(tx.error || new Error("IndexedDB transaction aborted"));
-    });
+    } catch (error) {
+      // None of the batch is kept, and the put's own error is the one to report.
+      done.catch(() => {});
+      try {
+        tx.abort();
+      } catch {
+        /* already aborted */
+      }
+      return Promise.reject(error);
+    }
+    return done;
   }
 
   /** Every record without its bytes, newest first. */
@@ -135,21 +167,17 @@ export class InstanceStore {
   }
 
   delete(sopInstanceUID) {
-    const tx = this.db.transaction(STORE, "readwrite");
+    const tx = this.db.transaction(STORE, "readwrite", { durability: this.durability });
+    const done = completion(tx);
     tx.objectStore(STORE).delete(sopInstanceUID);
-    return new Promise((resolve, reject) => {
-      tx.oncomplete = resolve;
-      tx.onerror = () => reject(tx.error);
-    });
+    return done;
   }
 
   clear() {
-    const tx = this.db.transaction(STORE, "readwrite");
+    const tx = this.db.transaction(STORE, "readwrite", { durability: this.durability });
+    const done = completion(tx);
     tx.objectStore(STORE).clear();
-    return new Promise((resolve, reject) => {
-      tx.oncomplete = resolve;
-      tx.onerror = () => reject(tx.error);
-    });
+    return done;
   }
 }
 

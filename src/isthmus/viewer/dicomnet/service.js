@@ -98,7 +98,9 @@ export class DimseService {
       try {
         response = await handler(message, this);
       } catch (error) {
-        response = { status: STATUS.PROCESSING_FAILURE, ErrorComment: String(error.message || error).slice(0, 64) };
+        // Whatever was thrown (an Error, a DOMException, null), the peer gets a failure.
+        const why = String(error?.message || error || "processing failed");
+        response = { status: STATUS.PROCESSING_FAILURE, ErrorComment: why.slice(0, 64) };
       }
     }
     const { status, dataset = null, ...extra } = response;

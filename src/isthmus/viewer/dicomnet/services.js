@@ -2,12 +2,12 @@
  * DIMSE-C services (PS3.4 A, B, C; PS3.7 9.1): C-ECHO, C-FIND, C-MOVE, C-GET and
  * C-STORE as SCU, and C-ECHO and C-STORE handlers for the SCP side.
  */
-import { DecodeError } from "./bytes.js";
+import { concat, DecodeError } from "./bytes.js";
 import { encodeIdentifier, PIXEL_DATA, parseDataset } from "./dataset.js";
 import { TAGS } from "./dictionary.js";
 import { COMMAND } from "./dimse.js";
 import { findContext } from "./negotiation.js";
-import { readPart10, toPart10 } from "./part10.js";
+import { fileMeta, readPart10 } from "./part10.js";
 import { DimseError } from "./service.js";
 import { STATUS, statusCategory } from "./status.js";
 import { isImplicitVR, QR_MODELS, SOP, STORAGE_SOP_CLASSES, UNCOMPRESSED } from "./uids.js";
@@ -217,9 +217,21 @@ export function echoHandler() {
  */
 export function storeHandler(onInstance) {
   return async (message, service) => {
-    const { command, context, dataset } = message;
-    if (!dataset) return { status: STATUS.CANNOT_UNDERSTAND, ErrorComment: "no dataset" };
+    const { command, context } = message;
+    const chunks = message.datasetChunks ?? (message.dataset ? [message.dataset] : null);
+    if (!chunks) return { status: STATUS.CANNOT_UNDERSTAND, ErrorComment: "no dataset" };
     const transferSyntaxUID = context.transferSyntax;
+    const callingAET = service.association.request?.callingAET || "";
+    // The file meta names what the command announced; the dataset must agree (checked below).
+    // Meta and fragments are copied once, into the file's own buffer.
+    const head = fileMeta({
+      sopClassUID: command.AffectedSOPClassUID,
+      sopInstanceUID: command.AffectedSOPInstanceUID,
+      transferSyntaxUID,
+      sourceAET: callingAET,
+    });
+    const part10 = concat([head, ...chunks]);
+    const dataset = part10.subarray(head.length);
     let header;
     try {
       header = parseDataset(dataset, { implicit: isImplicitVR(transferSyntaxUID), stopAt: PIXEL_DATA });
@@ -233,8 +245,6 @@ export function storeHandler(onInstance) {
     if (sopInstanceUID !== command.AffectedSOPInstanceUID || sopClassUID !== command.AffectedSOPClassUID) {
       return { status: STATUS.DATASET_MISMATCH, ErrorComment: "dataset does not match the command" };
     }
-    const callingAET = service.association.request?.callingAET || "";
-    const part10 = toPart10(dataset, { sopClassUID, sopInstanceUID, transferSyntaxUID, sourceAET: callingAET });
     await onInstance({
       part10,
       header,
