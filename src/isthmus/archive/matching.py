@@ -549,6 +549,8 @@ def _json_entry(vr: str, value: Any) -> dict[str, Any]:
     if value is None or value == "":
         return {"vr": vr}
     if vr == "PN":
+        if "=" not in value:  # most names: one (Alphabetic) component group
+            return {"vr": vr, "Value": [{"Alphabetic": value}]}
         groups = str(value).split("=")
         names = dict(zip(("Alphabetic", "Ideographic", "Phonetic"), groups, strict=False))
         return {"vr": vr, "Value": [{k: v for k, v in names.items() if v}]}
