@@ -504,17 +504,8 @@ class Archive:
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> Iterator[str]:
         """Stored DICOM JSON text of each selected instance (never opens a file)."""
-        where = idx.uid_filter(study_uid, series_uid, sop_uid)
-        i, s = idx.instance.c, idx.series.c
-        query = (
-            sa.select(i.metadata)
-            .select_from(idx.instance.join(idx.series).join(idx.study))
-            .where(*where)
-            .order_by(s.series_number, s.pk, i.instance_number, i.pk)
-        )
         with self.engine.connect() as conn:
-            for (text,) in conn.execute(query):
-                yield text
+            yield from idx.metadata_texts(conn, study_uid, series_uid, sop_uid)
 
     # ---------------------------------------------------------------- delete
     def delete(

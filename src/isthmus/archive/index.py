@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -540,17 +540,44 @@ def _instance_rows_select() -> Any:
 
 @functools.cache
 def _rows_by_uid(shape: tuple[bool, ...]) -> Any:
+    return _instance_rows_select().where(*_uid_conditions(shape))
+
+
+def metadata_texts(
+    conn: Connection, study_uid: str, series_uid: str | None, sop_uid: str | None
+) -> Iterator[str]:
+    """The stored DICOM JSON text of each instance of a study (series, instance), in
+    series/instance order; the statement is built once per shape, like `_rows_by_uid`."""
+    shape = (True, series_uid is not None, sop_uid is not None)
+    params = {"study": study_uid, "series": series_uid, "sop": sop_uid}
+    given = {name: v for name, v in params.items() if v is not None}
+    for (text,) in conn.execute(_metadata_by_uid(shape), given):
+        yield text
+
+
+@functools.cache
+def _metadata_by_uid(shape: tuple[bool, ...]) -> Any:
+    i, s = instance.c, series.c
+    return (
+        sa.select(i.metadata)
+        .select_from(instance.join(series).join(study))
+        .where(*_uid_conditions(shape))
+        .order_by(s.series_number, s.pk, i.instance_number, i.pk)
+    )
+
+
+def _uid_conditions(shape: tuple[bool, ...]) -> list[Any]:
+    """`uid_filter`'s clauses with bound parameters, for the levels `shape` names."""
     columns = (
         study.c.study_instance_uid,
         series.c.series_instance_uid,
         instance.c.sop_instance_uid,
     )
-    where = [
+    return [
         column == sa.bindparam(name)
         for column, name, given in zip(columns, _UID_PARAMS, shape, strict=True)
         if given
     ]
-    return _instance_rows_select().where(*where)
 
 
 def uid_filter(
