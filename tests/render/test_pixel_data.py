@@ -54,12 +54,24 @@ def test_the_cached_description_is_the_one_parsed_afresh() -> None:
 
 
 def test_other_keys_are_parsed_for_themselves_and_the_oldest_is_forgotten() -> None:
-    (one, one_at), (two, two_at) = _instance(3), _instance(4)
-    cache = HeaderCache(size=1)
-    cache.open_at("ab/one", memory_reader(one), one_at)
+    data, offset = _instance(3)
+    cache = HeaderCache(max_bytes=4 * offset)  # four headers of this size
+    for name in ("one", "two", "three", "four"):
+        cache.open_at(f"ab/{name}", memory_reader(data), offset)
     reads: list[tuple[int, int]] = []
-    cache.open_at("ab/two", _logged(two, reads), two_at)
-    assert reads == [(0, two_at)]
+    cache.open_at("ab/two", _logged(data, reads), offset)
+    assert reads == []  # still there
+    cache.open_at("ab/five", _logged(data, reads), offset)
+    assert reads == [(0, offset)]
     reads.clear()
-    cache.open_at("ab/one", _logged(one, reads), one_at)
-    assert reads == [(0, one_at)]  # forgotten: parsed again
+    cache.open_at("ab/one", _logged(data, reads), offset)
+    assert reads == [(0, offset)]  # the oldest, forgotten: parsed again
+
+
+def test_a_header_larger_than_a_quarter_of_the_cache_is_not_kept() -> None:
+    data, offset = _instance(5)
+    cache = HeaderCache(max_bytes=4 * offset - 4)
+    reads: list[tuple[int, int]] = []
+    cache.open_at("ab/big", _logged(data, reads), offset)
+    cache.open_at("ab/big", _logged(data, reads), offset)
+    assert reads == [(0, offset), (0, offset)]

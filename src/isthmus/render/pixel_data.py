@@ -161,12 +161,15 @@ class HeaderCache:
     frame of a multi-frame image, its thumbnail), and each time its header up to the
     pixel data was read and parsed by pydicom: a third of a rendering's time.  A blob
     key names bytes that never change (a new copy of an instance gets a new key), so
-    what was parsed stays true.  The header's elements are all converted before it is
-    shared, so readers on other threads only read it."""
+    what was parsed stays true.  The cache is bounded by the headers' encoded size (an
+    enhanced multi-frame header can hold megabytes of functional groups); the elements
+    are all converted before a header is shared, so readers on other threads only read.
+    """
 
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._items: OrderedDict[str, PixelData] = OrderedDict()
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[str, tuple[PixelData, int]] = OrderedDict()
+        self._bytes = 0
         self._lock = threading.Lock()
 
     def open_at(self, key: str, read: Read, pixel_offset: int) -> PixelData:
@@ -175,15 +178,24 @@ class HeaderCache:
             known = self._items.get(key)
             if known is not None:
                 self._items.move_to_end(key)
-        if known is None:
-            known = open_at(read, pixel_offset)
-            for _element in known.dataset.iterall():  # converts every raw element
+        if known is not None:
+            return replace(known[0], read=read)
+        pixels = open_at(read, pixel_offset)
+        if pixel_offset <= self.max_bytes // 4:
+            for _element in pixels.dataset.iterall():  # converts every raw element
                 pass
-            with self._lock:
-                self._items[key] = known
-                while len(self._items) > self.size:
-                    self._items.popitem(last=False)
-        return replace(known, read=read)
+            self._keep(key, pixels, pixel_offset)
+        return pixels
+
+    def _keep(self, key: str, pixels: PixelData, size: int) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (pixels, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _key, (_pixels, dropped) = self._items.popitem(last=False)
+                self._bytes -= dropped
 
 
 def _transfer_syntax(meta_syntax: str | None, dataset_bytes: memoryview) -> str:
