@@ -284,6 +284,11 @@ class Archive:
     def _index(self, conn: Connection, record: InstanceRecord) -> tuple[str, str | None]:
         """Insert the rows of one instance; returns (outcome, blob key to delete)."""
         values = record.instance  # the instance row, its parent's key added below
+        if self.duplicates == "keep":
+            series_pk = self._known_series(record)
+            if series_pk is not None:  # the insert alone tells a duplicate
+                values["series_pk"] = series_pk
+                return self._insert(conn, record)
         existing = _FIND_INSTANCE.first(conn, values)
         if existing and self.duplicates == "keep":
             return "duplicate", None
@@ -307,9 +312,30 @@ class Archive:
             raise HierarchyConflict(
                 f"series {record.series['series_instance_uid']} belongs to another study"
             )
-        if _INSERT_INSTANCE.first(conn, values) is None:
-            # Another process stored the same SOP Instance UID since the lookup above (its
-            # row is committed: the insert waited for it).  It is a duplicate like any other.
+        return self._insert(conn, record)
+
+    def _known_series(self, record: InstanceRecord) -> int | None:
+        """The series' key when patient, study and series are all cached and the series
+        is the study's: then nothing but the instance row can be written, and a
+        duplicate is one whatever the order of the checks (the common case: every
+        instance of a series after its first).  None when something must be looked up."""
+        parents = self._parents
+        if parents.get(_PATIENTS.cache_key(record.patient)) is None:
+            return None
+        study_pk = parents.get(_STUDIES.cache_key(record.study))
+        series_pk = parents.get(_SERIES.cache_key(record.series))
+        if study_pk is None or series_pk is None:
+            return None
+        if parents.get(("series-study", series_pk)) != study_pk:
+            return None  # not cached, or a hierarchy conflict: the full path says which
+        return series_pk
+
+    def _insert(self, conn: Connection, record: InstanceRecord) -> tuple[str, str | None]:
+        """Insert the instance row (its series key set), unless the SOP Instance UID is
+        already there."""
+        if _INSERT_INSTANCE.first(conn, record.instance) is None:
+            # Stored before (keep) or by another process since the lookup (overwrite; its
+            # row is committed: the insert waited for it).  A duplicate like any other.
             if self.duplicates == "keep":
                 return "duplicate", None
             return self._index(conn, record)
@@ -323,7 +349,7 @@ class Archive:
     ) -> int:
         """The key of the patient, study or series row of `values` (found, or inserted
         with its own parent's key `parent`), from the cache when it is there."""
-        key = (level.table.name, *[str(values[c]) for c in level.unique])
+        key = level.cache_key(values)
         pk = self._parents.get(key)
         if pk is None:
             pk = level.key(conn, {**values, **parent})
@@ -744,6 +770,10 @@ class _Parents:
         self._insert = Prepared(
             functools.partial(idx.insert_ignore_statement, table=table), per_columns=True
         )
+
+    def cache_key(self, values: dict[str, Any]) -> tuple[str, ...]:
+        """The key of the row of `values` in the archive's cache of parent keys."""
+        return (self.table.name, *[str(values[c]) for c in self.unique])
 
     def key(self, conn: Connection, values: dict[str, Any]) -> int:
         """The primary key of the row of `values`, inserted if there is none."""
