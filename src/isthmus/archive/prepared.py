@@ -4,7 +4,9 @@ Why: storing an instance runs a few small statements in the index writer thread 
 the SOP Instance UID there, insert the row), and that one thread serializes every
 association's writes.  Run through ``Connection.execute``, each statement costs far
 more in SQLAlchemy's Python (cache key, execution context, result object) than in the
-database itself: most of the writer's time during an ingest of small instances.
+database itself: most of the writer's time during an ingest of small instances.  Run
+here (with the writer's other changes), the writer's CPU per small instance halves
+(0.26 to 0.11 ms on SQLite, 0.55 to 0.2 ms on PostgreSQL, on the benchmark machine).
 
 Here the statement is still SQLAlchemy Core, built from index.py's tables (the one
 definition of the schema, nothing written by hand), compiled once per dialect and per
