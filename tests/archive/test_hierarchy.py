@@ -30,3 +30,23 @@ def test_instance_of_a_known_series_under_another_study_is_refused(archive: Arch
     )
     assert other.matches == []
     assert archive.check(repair=False)["orphans"] == 0
+
+
+def test_a_kept_duplicate_that_names_another_study_is_a_duplicate_not_a_conflict(
+    archive: Archive,
+) -> None:
+    first, second = list(study(StudySpec(instances_per_series=2)))
+    assert archive.store(_part10(first)).status == "stored"
+    assert archive.store(_part10(second)).status == "stored"  # every parent key cached
+    second.StudyInstanceUID = "1.2.826.0.1.3680043.10.1386.9.778"
+    assert archive.store(_part10(second)).status == "duplicate"
+    assert archive.counts() == {"patient": 1, "study": 1, "series": 1, "image": 2}
+
+
+def test_a_kept_duplicate_of_another_patient_adds_no_parent_rows(archive: Archive) -> None:
+    first, second = list(study(StudySpec(instances_per_series=2)))
+    assert archive.store(_part10(first)).status == "stored"
+    assert archive.store(_part10(second)).status == "stored"
+    second.PatientID = "SOMEONE-ELSE"
+    assert archive.store(_part10(second)).status == "duplicate"
+    assert archive.counts() == {"patient": 1, "study": 1, "series": 1, "image": 2}

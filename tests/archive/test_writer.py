@@ -105,3 +105,20 @@ def test_a_closed_writer_refuses_jobs(writer: GroupCommitWriter) -> None:
     writer.close()
     with pytest.raises(RuntimeError, match="closed"):
         writer.run(lambda conn: None)
+
+
+def test_a_job_commits_after_the_database_dropped_the_writers_connection(
+    engine: sa.Engine, writer: GroupCommitWriter
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a SQLite connection cannot be dropped from outside")
+    backend = writer.run(lambda conn: conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+    with engine.connect() as conn:
+        conn.execute(sa.select(sa.func.pg_terminate_backend(backend)))
+
+    def job(conn: sa.Connection) -> int:
+        conn.execute(rows.insert().values(n=1))
+        return 1
+
+    assert writer.run(job) == 1
+    assert stored(engine) == [1]

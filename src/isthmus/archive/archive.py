@@ -7,6 +7,7 @@ touches the index or the blob store itself.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import logging
 import secrets
@@ -33,6 +34,7 @@ from isthmus.archive.keys import add_parent_attributes
 from isthmus.archive.matching import FindResult, Query, find
 from isthmus.archive.outcome import StoreOutcome, StoreResult
 from isthmus.archive.performed import PerformedSteps
+from isthmus.archive.prepared import Prepared
 from isthmus.archive.relay_transfers import RelayTransfers
 from isthmus.archive.shares import Shares
 from isthmus.archive.storage import BlobStore, BlobStoreUnavailable, open_blob_store
@@ -58,11 +60,17 @@ SHARED_GRACE = 600.0
 PARENTS_CHANGED = "archive.index.parents"
 
 
-# Statements built once: SQLAlchemy then compiles them once, not per instance.
-_FIND_INSTANCE = sa.select(
-    idx.instance.c.pk, idx.instance.c.blob_key, idx.instance.c.series_pk
-).where(idx.instance.c.sop_instance_uid == sa.bindparam("uid"))
-_SERIES_OWNER = sa.select(idx.series.c.study_pk).where(idx.series.c.pk == sa.bindparam("pk"))
+# The statements every store runs, compiled once per dialect and run on the DB-API
+# cursor (prepared.py says why).
+_FIND_INSTANCE = Prepared(
+    sa.select(idx.instance.c.pk, idx.instance.c.blob_key, idx.instance.c.series_pk).where(
+        idx.instance.c.sop_instance_uid == sa.bindparam("sop_instance_uid")
+    )
+)
+_SERIES_OWNER = Prepared(
+    sa.select(idx.series.c.study_pk).where(idx.series.c.pk == sa.bindparam("series_pk"))
+)
+_INSERT_INSTANCE = Prepared(idx.insert_instance, per_columns=True)
 
 
 class HierarchyConflict(Exception):
@@ -275,37 +283,59 @@ class Archive:
 
     def _index(self, conn: Connection, record: InstanceRecord) -> tuple[str, str | None]:
         """Insert the rows of one instance; returns (outcome, blob key to delete)."""
-        i = idx.instance.c
-        existing = conn.execute(_FIND_INSTANCE, {"uid": record.sop_instance_uid}).first()
+        values = record.instance  # the instance row, its parent's key added below
+        if self.duplicates == "keep":
+            series_pk = self._known_series(record)
+            if series_pk is not None:  # the insert alone tells a duplicate
+                values["series_pk"] = series_pk
+                return self._insert(conn, record)
+        existing = _FIND_INSTANCE.first(conn, values)
         if existing and self.duplicates == "keep":
             return "duplicate", None
-        patient_pk = self._parent(
-            conn, idx.patient, record.patient, ("patient_id", "issuer_of_patient_id")
-        )
-        study_pk = self._parent(
-            conn, idx.study, {**record.study, "patient_pk": patient_pk}, ("study_instance_uid",)
-        )
-        series_pk = self._parent(
-            conn, idx.series, {**record.series, "study_pk": study_pk}, ("series_instance_uid",)
-        )
-        values = {**record.instance, "series_pk": series_pk}
+        patient_pk = self._parent(conn, _PATIENTS, record.patient)
+        study_pk = self._parent(conn, _STUDIES, record.study, patient_pk=patient_pk)
+        series_pk = self._parent(conn, _SERIES, record.series, study_pk=study_pk)
+        values["series_pk"] = series_pk
         if existing:  # "overwrite": the new copy replaces the old one, in its parents too
-            conn.execute(idx.instance.update().where(i.pk == existing.pk).values(**values))
+            old_pk, old_key, old_series_pk = existing
+            conn.execute(idx.instance.update().where(idx.instance.c.pk == old_pk).values(values))
             moved = _refresh_parents(conn, record, patient_pk, study_pk, series_pk)
-            if moved or existing.series_pk != series_pk:
+            if moved or old_series_pk != series_pk:
                 self.parents_changed(conn)
-            return "stored", existing.blob_key
+            return "stored", old_key
         owner = self._parents.get(("series-study", series_pk))
         if owner is None:
-            owner = conn.execute(_SERIES_OWNER, {"pk": series_pk}).scalar_one()
-            self._parents[("series-study", series_pk)] = owner
+            found = _SERIES_OWNER.first(conn, values)
+            assert found is not None, "the series row was just found or created"
+            owner = self._parents[("series-study", series_pk)] = found[0]
         if owner != study_pk:
             raise HierarchyConflict(
                 f"series {record.series['series_instance_uid']} belongs to another study"
             )
-        if conn.execute(idx.insert_instance(conn.dialect.name), values).first() is None:
-            # Another process stored the same SOP Instance UID since the lookup above (its
-            # row is committed: the insert waited for it).  It is a duplicate like any other.
+        return self._insert(conn, record)
+
+    def _known_series(self, record: InstanceRecord) -> int | None:
+        """The series' key when patient, study and series are all cached and the series
+        is the study's: then nothing but the instance row can be written, and a
+        duplicate is one whatever the order of the checks (the common case: every
+        instance of a series after its first).  None when something must be looked up."""
+        parents = self._parents
+        if parents.get(_PATIENTS.cache_key(record.patient)) is None:
+            return None
+        study_pk = parents.get(_STUDIES.cache_key(record.study))
+        series_pk = parents.get(_SERIES.cache_key(record.series))
+        if study_pk is None or series_pk is None:
+            return None
+        if parents.get(("series-study", series_pk)) != study_pk:
+            return None  # not cached, or a hierarchy conflict: the full path says which
+        return series_pk
+
+    def _insert(self, conn: Connection, record: InstanceRecord) -> tuple[str, str | None]:
+        """Insert the instance row (its series key set), unless the SOP Instance UID is
+        already there."""
+        if _INSERT_INSTANCE.first(conn, record.instance) is None:
+            # Stored before (keep) or by another process since the lookup (overwrite; its
+            # row is committed: the insert waited for it).  A duplicate like any other.
             if self.duplicates == "keep":
                 return "duplicate", None
             return self._index(conn, record)
@@ -315,12 +345,14 @@ class Archive:
         return "stored", None
 
     def _parent(
-        self, conn: Connection, table: sa.Table, values: dict[str, Any], unique: tuple[str, ...]
+        self, conn: Connection, level: _Parents, values: dict[str, Any], **parent: int
     ) -> int:
-        key = (table.name, *(str(values[c]) for c in unique))
+        """The key of the patient, study or series row of `values` (found, or inserted
+        with its own parent's key `parent`), from the cache when it is there."""
+        key = level.cache_key(values)
         pk = self._parents.get(key)
         if pk is None:
-            pk = _get_or_create(conn, table, values, unique)
+            pk = level.key(conn, {**values, **parent})
             if len(self._parents) > 10_000:
                 self._parents.clear()
             self._parents[key] = pk
@@ -717,15 +749,37 @@ def _blob_key(study_uid: str, sop_instance_uid: str) -> str:
     return f"{study[:2]}/{study[:20]}/{instance[:24]}-{secrets.token_hex(4)}.dcm"
 
 
-def _get_or_create(
-    conn: Connection, table: sa.Table, values: dict[str, Any], unique: tuple[str, ...]
-) -> int:
-    where = [table.c[col] == values[col] for col in unique]
-    pk = conn.execute(sa.select(table.c.pk).where(*where)).scalar()
-    if pk is None:
-        idx.insert_ignore(conn, table, values)
-        pk = conn.execute(sa.select(table.c.pk).where(*where)).scalar_one()
-    return int(pk)
+class _Parents:
+    """The rows of one parent level (patient, study, series): found by the columns that
+    identify one, inserted when missing (by another process at the same moment, too)."""
+
+    def __init__(self, table: sa.Table, unique: tuple[str, ...]) -> None:
+        self.table, self.unique = table, unique
+        self._find = Prepared(
+            sa.select(table.c.pk).where(*(table.c[c] == sa.bindparam(c) for c in unique))
+        )
+        self._insert = Prepared(
+            functools.partial(idx.insert_ignore_statement, table=table), per_columns=True
+        )
+
+    def cache_key(self, values: dict[str, Any]) -> tuple[str, ...]:
+        """The key of the row of `values` in the archive's cache of parent keys."""
+        return (self.table.name, *[str(values[c]) for c in self.unique])
+
+    def key(self, conn: Connection, values: dict[str, Any]) -> int:
+        """The primary key of the row of `values`, inserted if there is none."""
+        found = self._find.first(conn, values)
+        if found is None:
+            self._insert.first(conn, values)
+            found = self._find.first(conn, values)
+            if found is None:
+                raise RuntimeError(f"no {self.table.name} row after its insert")
+        return int(found[0])
+
+
+_PATIENTS = _Parents(idx.patient, ("patient_id", "issuer_of_patient_id"))
+_STUDIES = _Parents(idx.study, ("study_instance_uid",))
+_SERIES = _Parents(idx.series, ("series_instance_uid",))
 
 
 def _refresh_parents(

@@ -454,14 +454,18 @@ def migrate(engine: Engine) -> int:
 
 def insert_ignore(conn: Connection, table: sa.Table, values: dict[str, Any]) -> None:
     """INSERT … ON CONFLICT DO NOTHING on either dialect (safe with several processes)."""
-    if conn.dialect.name == "postgresql":
+    conn.execute(insert_ignore_statement(conn.dialect.name, table).values(**values))
+
+
+def insert_ignore_statement(dialect: str, table: sa.Table) -> Any:
+    """The INSERT … ON CONFLICT DO NOTHING of `table` for a dialect, without values."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        conn.execute(pg_insert(table).values(**values).on_conflict_do_nothing())
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        conn.execute(sqlite_insert(table).values(**values).on_conflict_do_nothing())
+    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 _INSERT_INSTANCE: dict[str, Any] = {}

@@ -4,13 +4,17 @@ Callers from many associations submit a job and wait; the writer drains whatever
 queued, applies all of it in one transaction and commits once, then wakes every
 caller.  Nobody is answered before the commit that holds their row is durable.  A
 batch that fails is retried job by job so one bad job cannot fail its neighbours.
-It also serializes writers, which SQLite needs anyway.
+It also serializes writers, which SQLite needs anyway.  The writer keeps its
+connection from one batch to the next while busy, and callers wait on a plain lock:
+with small batches (a few associations storing small instances) a pool checkout and
+an Event per job cost more than the batch's statements.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,18 +24,29 @@ Job = Callable[[Connection], Any]
 MAX_BATCH = 512
 
 
+# A connection idle for longer than this is given back to the pool before the next
+# batch, whose checkout then tests it (pool_pre_ping): a database restarted while the
+# archive was quiet costs no failed batch.  Busy, the writer keeps its connection.
+IDLE_SECONDS = 5.0
+
+
 class _Pending:
-    __slots__ = ("job", "done", "result", "error")
+    """A submitted job; its lock is held until the job's batch is committed (a plain
+    lock, not an Event: released by the writer, acquired by the caller)."""
+
+    __slots__ = ("job", "committed", "result", "error")
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        self.done = threading.Event()
+        self.committed = threading.Lock()
+        self.committed.acquire()
         self.result: Any = None
         self.error: BaseException | None = None
 
     def wait(self) -> Any:
         """Block until committed; return the job's result or raise its error."""
-        self.done.wait()
+        with self.committed:
+            pass
         if self.error is not None:
             raise self.error
         return self.result
@@ -43,9 +58,14 @@ class GroupCommitWriter:
     def __init__(self, engine: Engine, on_failure: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self.on_failure = on_failure
-        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="isthmus-index-writer", daemon=True)
         self._closed = False
+        # The writer thread's connection, kept from batch to batch (a checkout from the
+        # pool per batch costs more than a small batch's statements), and when it was
+        # last used.
+        self._conn: Connection | None = None
+        self._used = 0.0
         self._thread.start()
 
     def run(self, job: Job) -> Any:
@@ -71,32 +91,38 @@ class GroupCommitWriter:
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._apply(batch)
-            if stop:
-                return
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        stop = True
+                        break
+                    batch.append(item)
+                self._apply(batch)
+                if stop:
+                    return
+        finally:
+            self._release()
 
     def _apply(self, batch: list[_Pending]) -> None:
         try:
-            with self.engine.begin() as conn:
+            conn = self._connection()
+            with conn.begin():
                 results = [p.job(conn) for p in batch]
+            self._used = time.monotonic()
             for p, result in zip(batch, results, strict=True):
                 p.result = result
         except BaseException:
+            self._release()  # rolled back; the retries and the next batch check out anew
             if self.on_failure is not None:
                 self.on_failure()
             for p in batch:
@@ -108,4 +134,23 @@ class GroupCommitWriter:
                     if self.on_failure is not None:
                         self.on_failure()  # caches may hold keys of rolled-back rows
         for p in batch:
-            p.done.set()
+            p.committed.release()
+
+    def _connection(self) -> Connection:
+        """The writer thread's connection: kept while busy, from the pool after a pause."""
+        conn = self._conn
+        if conn is not None and (conn.invalidated or time.monotonic() - self._used > IDLE_SECONDS):
+            self._release()
+            conn = None
+        if conn is None:
+            conn = self._conn = self.engine.connect()
+        return conn
+
+    def _release(self) -> None:
+        """Give the writer's connection back to the pool (which drops a broken one)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # a broken connection: the pool has discarded it
+                pass
