@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydicom.datadict import dictionary_VR, tag_for_keyword
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 
 from isthmus.archive import index as idx
@@ -183,6 +184,30 @@ _SERIES_TO_STUDY = idx.series.join(idx.study)
 # with the primary keys as an expanding parameter (PKS), so that a search spends its
 # time in the database rather than in composing the same SQL again.
 PKS: sa.BindParameter[list[int]] = sa.bindparam("pks", expanding=True)
+
+
+def _pks_in(column: Any, dialect: str) -> Any:
+    """`column IN (the primary keys)` as one parameter, whatever their number: a JSON
+    array that SQLite's json_each lists, a PostgreSQL array.  Rendering 500 parameters
+    of an expanding IN took longer than the computed attributes' queries themselves
+    (`_pk_list` gives the value to bind)."""
+    if dialect == "sqlite":
+        listed: Any = sa.select(sa.column("value")).select_from(
+            sa.func.json_each(sa.bindparam("pk_list"))
+        )
+        return column.in_(listed.scalar_subquery())
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam("pk_list", type_=ARRAY(sa.Integer)))
+    return column.in_(PKS)
+
+
+def _pk_list(dialect: str, pks: list[int]) -> dict[str, Any]:
+    """The parameters of `_pks_in` for `pks`."""
+    if dialect == "sqlite":
+        return {"pk_list": json.dumps(pks)}
+    if dialect == "postgresql":
+        return {"pk_list": pks}
+    return {"pks": pks}
 
 
 def _join_up(level: str) -> Any:
@@ -486,8 +511,10 @@ def _computed_at(
     ]
     if _GROUP.get(level) is None:
         return out
+    dialect = conn.dialect.name
     for chunk in _chunks(pks, 500):
-        rows = conn.execute(_count_select(level), {"pks": chunk}).all() if counted else ()
+        params = _pk_list(dialect, chunk)
+        rows = conn.execute(_count_select(level, dialect), params).all() if counted else ()
         for g, n_studies, n_series, n_instances in rows:
             counts = {"Studies": n_studies, "Series": n_series, "Instances": n_instances}
             for kw, noun in counted:
@@ -496,7 +523,7 @@ def _computed_at(
             if kw not in wanted:
                 continue
             found: dict[int, list[str]] = {}
-            for g, value in conn.execute(_values_select(level, kw), {"pks": chunk}).all():
+            for g, value in conn.execute(_values_select(level, kw, dialect), params).all():
                 if value:
                     found.setdefault(g, []).append(value)
             for g, values in found.items():
@@ -509,7 +536,7 @@ _GROUP = {"PATIENT": idx.study.c.patient_pk, "STUDY": idx.study.c.pk, "SERIES": 
 
 
 @functools.cache
-def _count_select(level: str) -> Any:
+def _count_select(level: str, dialect: str) -> Any:
     """(group, studies, series, instances) of each entity at `level` among PKS."""
     i, s, st = idx.instance, idx.series, idx.study
     group = _GROUP[level]
@@ -521,13 +548,13 @@ def _count_select(level: str) -> Any:
             sa.func.count(i.c.pk),
         )
         .select_from(_INSTANCE_TO_STUDY)
-        .where(group.in_(PKS))
+        .where(_pks_in(group, dialect))
         .group_by(group)
     )
 
 
 @functools.cache
-def _values_select(level: str, keyword: str) -> Any:
+def _values_select(level: str, keyword: str, dialect: str) -> Any:
     """(group, value) of Modalities or SOP Classes in Study of each entity among PKS."""
     group = _GROUP[level]
     # Modalities are the series' own: no need to visit every instance.
@@ -538,7 +565,7 @@ def _values_select(level: str, keyword: str) -> Any:
     return (
         sa.select(group, column)
         .select_from(source)
-        .where(group.in_(PKS))
+        .where(_pks_in(group, dialect))
         .distinct()
         .order_by(group, column)
     )
