@@ -110,3 +110,17 @@ def test_a_result_that_needs_processing_is_refused(engine: sa.Engine) -> None:
             pytest.skip("psycopg returns datetimes itself")
         with pytest.raises(ValueError, match="processing"):
             select.first(conn, {"pk": 1})
+
+
+def test_every_row_of_a_read_comes_back_in_the_statement_order(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        for name, size in (("b", 2), ("a", 1), ("c", 3)):
+            INSERT.first(conn, row(name, size))
+    sizes = Prepared(
+        sa.select(things.c.name, things.c.size)
+        .where(things.c.size >= sa.bindparam("least"))
+        .order_by(things.c.name)
+    )
+    with engine.connect() as conn:  # a read outside any transaction begins one, as execute does
+        assert sizes.all(conn, {"least": 2}) == [("b", 2), ("c", 3)]
+        assert sizes.all(conn, {"least": 9}) == []

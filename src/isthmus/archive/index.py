@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from isthmus.archive.attributes import ATTRIBUTES
+from isthmus.archive.prepared import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -515,7 +516,15 @@ def instance_rows_by_uid(
         return instance_rows(conn, uid_filter(study_uid, series_uid, sop_uid))
     shape = tuple(v is not None for v in given)
     params = {name: v for name, v in zip(_UID_PARAMS, given, strict=True) if v is not None}
-    return [InstanceRow(*row) for row in conn.execute(_rows_by_uid(shape), params)]
+    return [InstanceRow(*row) for row in _prepared_rows_by_uid(shape).all(conn, params)]
+
+
+@functools.cache
+def _prepared_rows_by_uid(shape: tuple[bool, ...]) -> Prepared:
+    """`_rows_by_uid` run on the DB-API cursor (archive/prepared.py): every WADO-RS,
+    rendering and frame request looks its instances up, and SQLAlchemy's execution
+    took longer than the lookup."""
+    return Prepared(_rows_by_uid(shape))
 
 
 _UID_PARAMS = ("study", "series", "sop")

@@ -1,4 +1,5 @@
-"""Statements of the ingest path, compiled once per dialect and run on the DB-API cursor.
+"""Statements of the ingest path (and the instance lookup of every retrieve), compiled
+once per dialect and run on the DB-API cursor.
 
 Why: storing an instance runs a few small statements in the index writer thread (is
 the SOP Instance UID there, insert the row), and that one thread serializes every
@@ -89,6 +90,14 @@ class Prepared:
 
     def first(self, conn: Connection, values: Mapping[str, Any]) -> tuple[Any, ...] | None:
         """Run with `values`; the first row of the result (None when there is none)."""
+        rows = self._run(conn, values, everything=False)
+        return tuple(rows[0]) if rows else None
+
+    def all(self, conn: Connection, values: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        """Run with `values`; every row of the result."""
+        return [tuple(row) for row in self._run(conn, values, everything=True)]
+
+    def _run(self, conn: Connection, values: Mapping[str, Any], everything: bool) -> list[Any]:
         compiled = self._compile(conn.dialect, values)
         parameters = compiled.parameters(values)
         if not conn.in_transaction():
@@ -96,12 +105,16 @@ class Prepared:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             cursor.execute(compiled.sql, parameters)
-            row = cursor.fetchone() if cursor.description is not None else None
+            if cursor.description is None:
+                return []
+            if everything:
+                return list(cursor.fetchall())
+            row = cursor.fetchone()
+            return [] if row is None else [row]
         except conn.dialect.loaded_dbapi.Error as exc:
             raise _wrapped(conn, compiled.sql, parameters, exc, cursor) from exc
         finally:
             cursor.close()
-        return None if row is None else tuple(row)
 
     def _compile(self, dialect: Dialect, values: Mapping[str, Any]) -> _Compiled:
         last_dialect, by_columns = self._last
