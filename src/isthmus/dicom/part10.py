@@ -104,11 +104,7 @@ def split_part10(data: bytes | memoryview) -> tuple[FileMetaDataset | None, memo
     Returns (None, data) when there is no 'DICM' prefix (a bare dataset).
     """
     view = memoryview(data)
-    start = None
-    if len(view) >= 132 and bytes(view[128:132]) == b"DICM":
-        start = 132
-    elif bytes(view[:4]) == b"DICM":
-        start = 4  # no preamble (pydicom writes such files unless asked not to)
+    start = _meta_start(view)
     if start is not None:
         fp = BytesIO(view[start : start + 65536])  # the meta group only, not the pixel data
         try:
