@@ -110,7 +110,8 @@ def find(conn: Connection, query: Query) -> FindResult:
         seq = sequence_matcher(keyword_of(tag), item_keys, query.fuzzy)
         if seq is not None:
             post.append((tag, seq))
-    plan = _return_plan(_returned_tags(query, level), level)
+    tags = _returned_tags(query, level)
+    plan = _return_plan(tags, level)
     columns = tuple(sorted({a.column for _, a, _ in plan if a is not None and not a.computed}))
     rows: dict[int, dict[str, Any]] | None = None
     if post:  # matched in Python: the columns are fetched for the survivors only
@@ -134,7 +135,7 @@ def find(conn: Connection, query: Query) -> FindResult:
         pks = pks[: query.limit]
     if rows is None:
         rows = _column_rows(conn, level, pks, columns)
-    return FindResult(_build(conn, query, level, pks, representative, plan, rows), truncated)
+    return FindResult(_build(conn, query, level, pks, representative, tags, plan, rows), truncated)
 
 
 def _returned_tags(query: Query, level: str) -> set[int]:
@@ -325,6 +326,7 @@ def _build(
     level: str,
     pks: list[int],
     representative: dict[int, dict[str, Any]],
+    tags: set[int],
     plan: list[tuple[str, Attribute | None, str]],
     rows: dict[int, dict[str, Any]],
 ) -> list[dict[str, Any]]:
@@ -334,7 +336,7 @@ def _build(
     studies): each step's kind is decided once, before it."""
     if not pks:
         return []
-    computed = _computed_values(conn, level, pks, _returned_tags(query, level))
+    computed = _computed_values(conn, level, pks, tags)
     steps = [_step(key, attr, vr) for key, attr, vr in plan]
     include_all = query.include_all
     out = []
@@ -355,10 +357,10 @@ def _build(
                 value = row.get(name)
                 if value is None or value == "":
                     result[key] = {"vr": vr}
-                elif vr in _SPLIT_VRS:
-                    result[key] = {"vr": vr, "Value": str(value).split("\\")}
-                else:
+                elif vr == "PN" or vr in _INT_VRS:
                     result[key] = _json_entry(vr, value)
+                else:  # text: _json_entry's last case, without the call
+                    result[key] = {"vr": vr, "Value": str(value).split("\\")}
             elif kind is _COMPUTED:
                 result[key] = computed.get((name, pk), {"vr": vr})
             else:
@@ -372,8 +374,6 @@ def _build(
 
 
 _COLUMN, _COMPUTED, _STORED = "column", "computed", "stored"
-# Column VRs whose stored text is the DICOM JSON Value split at backslashes (strings).
-_SPLIT_VRS = frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "SH", "TM", "UI", "UC", "UR"})
 
 
 def _step(key: str, attr: Attribute | None, vr: str) -> tuple[str, str, str, str]:
