@@ -5,15 +5,15 @@ ordinary way, its bytes are first copied into the page cache and the fsync then 
 them back from there, in the caller's time: on the machines measured here that writeback
 cost about 1.3 ms of CPU and 2–3 ms of wall time per 525 KB CT image, against 0.3 ms and
 about 1 ms when the same bytes go straight from an aligned buffer to the device
-(docs/performance.md, "Durable writes").  The fsync that follows still makes the file's
+(docs/performance.md, "Issue 10's rows").  The fsync that follows still makes the file's
 size, its blocks and its name durable, and flushes the device's cache: the promise is the
 same, only the copy through the cache is gone.
 
 `O_DIRECT` wants the buffer, the length and the file offset aligned to the device's
 logical block; `ALIGN` (4096) covers every common device.  The bytes pass through one
 staging buffer per thread; the last block is padded with zeros and the file then cut to
-its true length.  A file system that refuses direct I/O (tmpfs, some FUSE ones) gets the
-ordinary path, chosen once at the first refusal.
+its true length.  A file system that refuses direct I/O (older tmpfs, some FUSE ones)
+gets the ordinary path; the file store stops asking after the first refusal.
 """
 
 from __future__ import annotations
@@ -71,18 +71,16 @@ class DirectFile:
 
     def _write(self, block: memoryview) -> None:
         """Write an aligned block; a short write or a refusal finishes it the ordinary way."""
-        while block:
+        written = 0
+        if self.direct:
             try:
-                written = os.write(self.fd, block) if self.direct else 0
+                written = os.write(self.fd, block)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
-                written = 0
-            if written == 0 or written < len(block):
-                self._ordinary()
-                _write_chunks(self.fd, [block[written:]])
-                return
-            block = block[written:]
+        if written < len(block):
+            self._ordinary()
+            _write_chunks(self.fd, [block[written:]])
 
     def _ordinary(self) -> None:
         if self.direct:

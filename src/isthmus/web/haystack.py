@@ -60,9 +60,9 @@ class Haystack:
 
     def find(self, needle: bytes, start: int = 0) -> int:
         """The first position of `needle` at or after `start`, or -1."""
-        if self._address is None or not needle:
+        if self._address is None or not needle or start < 0:
             return int(self.body.find(needle, start))
-        if start < 0 or start + len(needle) > self.size:
-            return int(self.body.find(needle, start)) if start < 0 else -1
+        if start + len(needle) > self.size:
+            return -1
         hit = _MEMMEM(self._address + start, self.size - start, needle, len(needle))
         return -1 if not hit else int(hit) - self._address
