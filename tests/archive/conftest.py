@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+import sqlalchemy as sa
 
 from isthmus.archive import Archive
+from isthmus.archive.index import create_engine
 from isthmus.testing import catalogue
 
 
@@ -22,3 +25,14 @@ def catalogue_archive(
         yield archive
     finally:
         archive.close()
+
+
+@contextmanager
+def engine_with(index_url: str, meta: sa.MetaData) -> Iterator[sa.Engine]:
+    """An index engine on `index_url` with the tables of `meta` created, disposed after."""
+    eng = create_engine(index_url)
+    meta.create_all(eng)
+    try:
+        yield eng
+    finally:
+        eng.dispose()

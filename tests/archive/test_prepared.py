@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from tests.archive.conftest import engine_with
 
-from isthmus.archive.index import create_engine, insert_ignore_statement
+from isthmus.archive.index import insert_ignore_statement
 from isthmus.archive.prepared import Prepared
 
 meta = sa.MetaData()
@@ -37,12 +38,8 @@ SEEN = datetime(2026, 12, 3, 6, 30, 15, 123456, tzinfo=UTC)
 
 @pytest.fixture
 def engine(index_url: str) -> Iterator[sa.Engine]:
-    eng = create_engine(index_url)
-    meta.create_all(eng)
-    try:
+    with engine_with(index_url, meta) as eng:
         yield eng
-    finally:
-        eng.dispose()
 
 
 def row(name: str, size: int | None = 7) -> dict[str, object]:

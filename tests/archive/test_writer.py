@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
+from tests.archive.conftest import engine_with
 
-from isthmus.archive.index import create_engine
 from isthmus.archive.writer import GroupCommitWriter
 
 meta = sa.MetaData()
@@ -17,12 +17,8 @@ rows = sa.Table("writer_test", meta, sa.Column("n", sa.Integer, primary_key=True
 
 @pytest.fixture
 def engine(index_url: str) -> Iterator[sa.Engine]:
-    eng = create_engine(index_url)
-    meta.create_all(eng)
-    try:
+    with engine_with(index_url, meta) as eng:
         yield eng
-    finally:
-        eng.dispose()
 
 
 @pytest.fixture
