@@ -4,7 +4,9 @@ Method, identical for both archives: one association per study (50 instances, as
 modality sends a study), four DCMTK storescu processes at a time, into a fresh
 archive; `--repeat` rounds, systems in turn.  The archives filled in the last round
 are kept for the C-FIND and C-MOVE scenarios.  An extra row, Isthmus with
-durable=false (no fsync), shows what durability costs here.
+durable=false (no fsync), shows what durability costs here, and one with two worker
+processes (`isthmus serve --workers 2`) what the second core brings; on this benchmark
+the four storescu processes share the machine's cores with the server.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ NAME = "ingest"
 TITLE = "Ingest 10,000 small instances / 200 studies (4 parallel storescu)"
 WORKERS = 4
 NOSYNC_NOTE = "Isthmus with durable=false: no fsync, SQLite synchronous=NORMAL"
+SERVER_WORKERS = 2
+WORKERS_NOTE = f"isthmus serve --workers {SERVER_WORKERS}, durable"
 
 
 def run(lab: Lab) -> Scenario:
@@ -25,26 +29,28 @@ def run(lab: Lab) -> Scenario:
         NAME,
         TITLE,
         target="Isthmus ≤ 0.5× Orthanc (issue 10)",
-        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", 0.5)},
+        ratios={
+            "Isthmus/Orthanc": ("isthmus", "orthanc", 0.5),
+            f"--workers {SERVER_WORKERS}/Orthanc": ("isthmus-workers", "orthanc", 0.5),
+        },
     )
     small = lab.data("small")
     groups = [small.files(f) for f in small.folders]
     for n in range(lab.repeat):
         last = n == lab.repeat - 1
-        for system in ("isthmus", "orthanc", "isthmus-nosync"):
+        for system in ("isthmus", "orthanc", "isthmus-nosync", "isthmus-workers"):
             if system == "isthmus-nosync":
                 server = lab.fresh("isthmus", system, durable=False)
+            elif system == "isthmus-workers":
+                server = lab.fresh("isthmus", system, workers=SERVER_WORKERS)
             else:
                 server = lab.fresh(system, "main")
             seconds, cpu = _ingest(server.start(), groups, small.count, lab)
-            m = s.measure(
-                system,
-                size_bytes=small.size_bytes,
-                note=NOSYNC_NOTE if system == "isthmus-nosync" else "",
-            )
+            notes = {"isthmus-nosync": NOSYNC_NOTE, "isthmus-workers": WORKERS_NOTE}
+            m = s.measure(system, size_bytes=small.size_bytes, note=notes.get(system, ""))
             m.seconds.append(seconds)
             m.server_cpu.append(cpu)
-            if last and system != "isthmus-nosync":
+            if last and system in ("isthmus", "orthanc"):
                 lab.adopt(system, "main", server, {"small": seconds})
             else:
                 lab.discard(server)

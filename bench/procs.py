@@ -58,12 +58,29 @@ def run(
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds used so far by process `pid` (its threads included)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    """User + system CPU seconds used so far by process `pid` and the processes it
+    started (`isthmus serve --workers N`), their threads included."""
+    stats = _stats()
+    family, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        family.add(parent)
+        todo.extend(p for p, (ppid, _) in stats.items() if ppid == parent and p not in family)
+    return sum(stats[p][1] for p in family if p in stats) / CLK_TCK
+
+
+def _stats() -> dict[int, tuple[int, int]]:
+    """Every process's (parent, user + system ticks), from /proc."""
+    out: dict[int, tuple[int, int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    return out
 
 
 class Server:

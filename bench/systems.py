@@ -31,18 +31,25 @@ class IsthmusServer(Server):
     name = "isthmus"
     aet = "ISTHMUS"
 
-    def __init__(self, workdir: Path, move_port: int, durable: bool = True) -> None:
+    def __init__(
+        self, workdir: Path, move_port: int, durable: bool = True, workers: int = 1
+    ) -> None:
         super().__init__(workdir)
         self.dicom_port, self.http_port = free_port(), free_port()
         self.move_port = move_port
         self.durable = durable
+        self.workers = workers
 
     def env(self) -> dict[str, str]:
         """`durable=False` (no fsync, SQLite synchronous=NORMAL) only to measure what
-        durability costs; every headline figure is with the default, durable."""
-        env = super().env()
+        durability costs; every headline figure is with the default, durable.
+        `workers`: `isthmus serve --workers N` (the server's CPU is then the sum of
+        the supervisor's and its workers', procs.cpu_seconds)."""
+        env = {k: v for k, v in super().env().items() if k != "ISTHMUS_WORKERS"}
         if not self.durable:
             env["ISTHMUS_DURABLE"] = "false"
+        if self.workers != 1:
+            env["ISTHMUS_WORKERS"] = str(self.workers)
         return env
 
     def command(self) -> list[str]:

@@ -240,3 +240,28 @@ def test_a_blob_store_that_cannot_be_written_is_counted_as_a_blob_error(
     samples = scrape(node)
     assert value(samples, "isthmus_store_errors_total", store="blob") == 1
     assert value(samples, "isthmus_store_errors_total", store="index") == 0
+
+
+def test_the_metrics_of_several_workers_read_as_one_exposition_labelled_by_worker() -> None:
+    from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+    from isthmus.metrics import by_worker
+
+    def worker(stored: int) -> str:
+        registry = CollectorRegistry()
+        Counter("isthmus_x", "X", ["door"], registry=registry).labels("dimse").inc(stored)
+        Histogram("isthmus_h", "H", registry=registry, buckets=(1, 2)).observe(1.5)
+        return generate_latest(registry).decode()
+
+    merged = by_worker({"w0": worker(1), "w1": worker(2)}).decode()
+    families = {f.name: f for f in text_string_to_metric_families(merged)}
+    samples = [
+        (s.labels, s.value) for s in families["isthmus_x"].samples if s.name.endswith("_total")
+    ]
+    assert samples == [
+        ({"worker": "w0", "door": "dimse"}, 1.0),
+        ({"worker": "w1", "door": "dimse"}, 2.0),
+    ]
+    counts = [s for s in families["isthmus_h"].samples if s.name == "isthmus_h_count"]
+    assert [(s.labels["worker"], s.value) for s in counts] == [("w0", 1.0), ("w1", 1.0)]
+    assert merged.count("# TYPE isthmus_h histogram") == 1

@@ -102,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--index-url", help="sqlite:///path or postgresql://user@host/db")
     _tls_arguments(p)
     p.add_argument("--blob-url", help="file:///path (default: DATA/blobs) or s3://bucket/prefix")
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes serving the ports (default 1; 0: one per core)",
+    )
     p.add_argument("--relay", metavar="FILE", help="join a federation: the bridge's enrolment file")
     p.add_argument(
         "--export",
@@ -304,6 +310,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         dicom_tls_only=getattr(args, "dicom_tls_only", None),
         dicom_tls_client_certs=getattr(args, "dicom_tls_client_certs", None),
         relay=getattr(args, "relay", None),
+        workers=getattr(args, "workers", None),
         relay_exports=getattr(args, "export", None) or None,
         p2p_ice_servers=getattr(args, "ice_server", None) or None,
         p2p_relay_only=getattr(args, "relay_only", None),
@@ -318,8 +325,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _serve(args: argparse.Namespace) -> int:
     from isthmus.server import run_forever
+    from isthmus.workers import serve_workers, worker_count
 
-    run_forever(_settings(args))
+    settings = _settings(args)
+    if worker_count(settings) > 1:
+        return serve_workers(settings)
+    run_forever(settings)
     return 0
 
 

@@ -115,6 +115,9 @@ class Settings:
     pdu_timeout: float = 30.0
     network_timeout: float = 60.0
     check_on_start: bool = True
+    # Worker processes serving the ports (workers.py): 1 serves in the process started,
+    # 0 starts one per core.
+    workers: int = 1
     # Where the other processes of a shared archive reach our DICOM port (browser AE
     # titles registered here, docs/scaling.md); empty: the bound address.
     dicom_public_host: str = ""
@@ -410,6 +413,8 @@ def _build(values: dict[str, Any]) -> Settings:
     for name in ("max_associations", "max_associations_per_host", "max_associations_per_aet"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1")
+    if settings.workers < 0:
+        raise ConfigError("workers must be 0 (one per core) or more")
     if settings.pdu_timeout <= 0 or settings.network_timeout <= 0:
         raise ConfigError("pdu_timeout and network_timeout must be positive")
     if not 4096 <= settings.dicom_ws_max_pdu <= 64 * 1024 * 1024 - 6:

@@ -159,3 +159,37 @@ class Metrics:
         elif kind == "relay-transfer":
             direction = (event.payload.get("detail") or {}).get("direction", "")
             self.relay.labels(str(direction)).inc()
+
+
+def by_worker(texts: Mapping[str, str]) -> bytes:
+    """The metrics of several worker processes (workers.py) as one exposition, each
+    sample labelled with its worker (``worker="w0"``), the way Prometheus labels the
+    instances of a job: sum them by that label for the node's totals.  Each text is in
+    the format `render` writes: a family is its ``# HELP`` and ``# TYPE`` lines followed
+    by its samples, and the same family of every worker becomes one."""
+    families: dict[str, tuple[list[str], list[str]]] = {}  # name → (header, samples)
+    for worker, text in texts.items():
+        family: tuple[list[str], list[str]] = ([], [])
+        for line in text.splitlines():
+            if line.startswith(("# HELP ", "# TYPE ")):
+                family = families.setdefault(line.split()[2], ([], []))
+                if line not in family[0]:
+                    family[0].append(line)
+            elif line.strip() and not line.startswith("#"):
+                family[1].append(_labelled(line, worker))
+    lines = [line for header, samples in families.values() for line in (*header, *samples)]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _labelled(sample: str, worker: str) -> str:
+    """``name{a="b"} 1`` → ``name{worker="w0",a="b"} 1`` (names never hold "{" or " ")."""
+    label = f'worker="{worker}"'
+    name_end = min((i for i in (sample.find("{"), sample.find(" ")) if i >= 0), default=-1)
+    if name_end < 0:
+        return sample
+    name, rest = sample[:name_end], sample[name_end:]
+    if rest.startswith("{}"):
+        return f"{name}{{{label}}}{rest[2:]}"
+    if rest.startswith("{"):
+        return f"{name}{{{label},{rest[1:]}"
+    return f"{name}{{{label}}}{rest}"

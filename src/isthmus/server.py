@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from isthmus.archive import Archive, Forwarding, JobWorker, RetryPolicy, parse_rules, retention_kind
+from isthmus.archive.events import EventBus
 from isthmus.audit import AuditTrail
 from isthmus.config import ConfigError, Settings
 from isthmus.dimse.forward import SEND_KINDS, store_kind
@@ -43,7 +47,7 @@ def _has_oidc(settings: Settings) -> bool:
     return bool(settings.oidc_issuer)
 
 
-def http_config(ctx: WebContext) -> uvicorn.Config:
+def http_config(ctx: WebContext, app: Any = None, own: bool = False) -> uvicorn.Config:
     """The HTTP server: HTTPS (and so wss:// for the gateway) when a certificate is set.
 
     permessage-deflate is off: compressing pixel data made the gateway 20× slower
@@ -51,36 +55,64 @@ def http_config(ctx: WebContext) -> uvicorn.Config:
     come from `isthmus.web.limits`.  Requests are parsed by httptools (llhttp) and the
     event loop is uvloop's where it is installed (uvicorn's "auto"): a small request
     costs a third less than on h11 and asyncio's loop (docs/performance.md).
+
+    `own`: a worker's own port (workers.py), on loopback for its siblings: plain HTTP,
+    serving `app` (the worker's, whose lifespan the shared port's server runs).
     """
     settings = ctx.settings
+    tls = settings.tls_cert and not own
     return uvicorn.Config(
-        Contained(create_app(ctx)),
+        app or Contained(create_app(ctx)),
         host=settings.host,
         port=settings.http_port,
         log_level="warning",
-        lifespan="on",
+        lifespan="off" if own else "on",
         loop="auto",
         ws_max_size=64 * 1024 * 1024,
         ws_per_message_deflate=False,
         **http_server_options(settings),
-        ssl_certfile=settings.tls_cert or None,  # both or neither (config.load checks)
-        ssl_keyfile=settings.tls_key or None,
+        ssl_certfile=settings.tls_cert if tls else None,  # both or neither (config.load)
+        ssl_keyfile=settings.tls_key if tls else None,
     )
 
 
-class Node:
-    """An archive with its doors; start() returns once both ports listen."""
+@dataclass
+class Listening:
+    """The sockets of a worker process, bound by its supervisor (workers.py): the ports
+    the workers share, and the two that reach this worker alone."""
 
-    def __init__(self, settings: Settings) -> None:
+    dicom: socket.socket | None  # the plain DICOM port (None: TLS only)
+    dicom_tls: socket.socket | None
+    http: socket.socket
+    own_dicom: socket.socket | None  # where browser AE titles registered here are routed
+    own_http: socket.socket  # plain HTTP on loopback, for the other workers
+
+
+class Node:
+    """An archive with its doors; start() returns once both ports listen.
+
+    A worker process (workers.py) passes its `events` bus and its `listening` sockets;
+    only the `primary` one tells UPS subscribers that the node restarted."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        events: EventBus | None = None,
+        listening: Listening | None = None,
+        primary: bool = True,
+    ) -> None:
         check_security(settings)
         self.settings = settings
-        self.archive = Archive.from_settings(settings)
+        self.listening = listening
+        self.primary = primary
+        self.archive = Archive.from_settings(settings, events)
         # Subscribers of the archive's events: the audit trail and the metrics.
         self.audit = AuditTrail.from_settings(self.archive, settings)
         self.metrics = Metrics(self.archive, self._open_associations)
         self.access = AccessControl(settings)
         self.router: AssociationRouter | None = None  # the plain port, else the TLS one
         self.tls_router: AssociationRouter | None = None
+        self.own_router: AssociationRouter | None = None  # a worker's own DICOM port
         self.contacts = Contacts(self.archive.events)
         self.relay: RelaySite | None = None
         self.forwarding, self.worker = _jobs(self.archive, settings, self.access)
@@ -96,7 +128,8 @@ class Node:
         self._start_dicom()
         self._start_relay()
         self._tell_application("started")
-        self.archive.workitems.report_scp_status("RESTARTED")  # UPS subscribers (PS3.4 CC.2.4.2)
+        if self.primary:  # UPS subscribers (PS3.4 CC.2.4.2)
+            self.archive.workitems.report_scp_status("RESTARTED")
         self.forwarding.start()
         self.worker.start()
         if not http:
@@ -121,17 +154,34 @@ class Node:
 
     def _start_dicom(self) -> None:
         """The plain DICOM port, the TLS one (docs/security.md, "DICOM TLS"), or both."""
-        settings = self.settings
+        settings, bound = self.settings, self.listening
         tls = server_context(settings) if settings.dicom_tls_cert else None
-        plain = None if settings.dicom_tls_only else start_scp(self.archive, settings, self.access)
-        if tls is not None:
-            try:
-                self.tls_router = start_scp(self.archive, settings, self.access, tls, beside=plain)
-            except BaseException:
-                if plain is not None:
-                    plain.shutdown()
-                    plain.server_close()
-                raise
+        plain = (
+            None
+            if settings.dicom_tls_only
+            else start_scp(
+                self.archive, settings, self.access, listening=bound.dicom if bound else None
+            )
+        )
+        try:
+            if tls is not None:
+                self.tls_router = start_scp(
+                    self.archive,
+                    settings,
+                    self.access,
+                    tls,
+                    beside=plain,
+                    listening=bound.dicom_tls if bound else None,
+                )
+            if plain is not None and bound is not None and bound.own_dicom is not None:
+                self.own_router = start_scp(
+                    self.archive, settings, self.access, beside=plain, listening=bound.own_dicom
+                )
+        except BaseException:
+            if plain is not None:
+                plain.shutdown()
+                plain.server_close()
+            raise
         self.router = plain or self.tls_router
 
     def _start_relay(self) -> None:
@@ -154,6 +204,7 @@ class Node:
         ctx = WebContext(
             self.settings, self.archive, self.plain_router, self.access, contacts=self.contacts
         )
+        ctx.dicom_home = self.own_router
         ctx.metrics = self.metrics
         ctx.audit_log = self.audit.log.path
         ctx.relay = self.relay
@@ -191,8 +242,8 @@ class Node:
         return self.settings.http_port
 
     def stop(self) -> None:
-        if self._http is not None or self.router is not None:  # while channels are open
-            self.archive.workitems.report_scp_status("GOING DOWN")
+        if self.primary and (self._http is not None or self.router is not None):
+            self.archive.workitems.report_scp_status("GOING DOWN")  # while channels are open
         if self._http is not None:
             if self._web is not None:  # open UPS channels hand "GOING DOWN" over first
                 self._web.ups_channels.drain(self.archive.workitems, timeout=2.0)
@@ -200,7 +251,8 @@ class Node:
             if self._http_thread is not None:
                 self._http_thread.join(timeout=10)
             self._http = None
-        for router in {id(r): r for r in (self.router, self.tls_router) if r}.values():
+        routers = (self.router, self.tls_router, self.own_router)
+        for router in {id(r): r for r in routers if r}.values():
             router.shutdown()
             router.server_close()
         if self.relay is not None:
@@ -208,7 +260,7 @@ class Node:
             self.relay = None
         if self.router is not None:
             self._tell_application("stopped")
-        self.router = self.tls_router = None
+        self.router = self.tls_router = self.own_router = None
         self.metrics.close()
         self.audit.close()
         self.forwarding.stop()
@@ -233,26 +285,8 @@ def run_forever(settings: Settings) -> None:
     """Serve until interrupted, printing where everything is."""
     node = Node(settings)
     node.start(http=False)
-    print(
-        f"Isthmus archive in {settings.data.resolve()}  (index: {_safe_url(settings.resolved_index_url)})"
-    )
-    if not settings.dicom_tls_only:
-        print(f"  DICOM (DIMSE): AE title {settings.aet} on {settings.host}:{node.dicom_port}")
-    if node.dicom_tls_port is not None:
-        print(f"  DICOM TLS:     AE title {settings.aet} on {settings.host}:{node.dicom_tls_port}")
-    base = (
-        f"{'https' if settings.tls_cert else 'http'}://{_host(settings.host)}:{settings.http_port}"
-    )
-    print(f"  HTTP:          {base}/")
-    print(f"  DICOMweb:      {base}/dicom-web")
-    print(f"  Viewer:        {base}/  (worklist: {base}/?view=worklist)")
-    print(f"  Admin page:    {base}/admin.html")
-    print(f"  Health:        {base}/healthz, {base}/readyz; metrics: {base}/metrics")
-    if node.relay is not None:
-        status = node.relay.status()
-        print(f"  Relay:         site {status['site']}, fingerprint {status['fingerprint']}")
-        print(f"                 federation status: {base}/api/admin/relay")
-    print("Press Ctrl+C to stop.", flush=True)
+    relay = node.relay.status() if node.relay is not None else None
+    print_where(settings, node.dicom_port, node.dicom_tls_port, settings.http_port, relay)
     config = http_config(node.web_context())
     server = uvicorn.Server(config)
     try:
@@ -263,6 +297,39 @@ def run_forever(settings: Settings) -> None:
         pass
     finally:
         node.stop()
+
+
+def print_where(
+    settings: Settings,
+    dicom_port: int,
+    dicom_tls_port: int | None,
+    http_port: int,
+    relay: dict[str, Any] | None = None,
+    workers: Sequence[str] = (),
+) -> None:
+    """Where everything is, for the person who started the node (`workers`: a line
+    about each worker process, workers.py)."""
+    print(
+        f"Isthmus archive in {settings.data.resolve()}  (index: {_safe_url(settings.resolved_index_url)})"
+    )
+    if workers:
+        print(f"  Workers:       {len(workers)} processes on the ports below, and each on its own:")
+        for line in workers:
+            print(f"                 {line}")
+    if not settings.dicom_tls_only:
+        print(f"  DICOM (DIMSE): AE title {settings.aet} on {settings.host}:{dicom_port}")
+    if dicom_tls_port is not None:
+        print(f"  DICOM TLS:     AE title {settings.aet} on {settings.host}:{dicom_tls_port}")
+    base = f"{'https' if settings.tls_cert else 'http'}://{_host(settings.host)}:{http_port}"
+    print(f"  HTTP:          {base}/")
+    print(f"  DICOMweb:      {base}/dicom-web")
+    print(f"  Viewer:        {base}/  (worklist: {base}/?view=worklist)")
+    print(f"  Admin page:    {base}/admin.html")
+    print(f"  Health:        {base}/healthz, {base}/readyz; metrics: {base}/metrics")
+    if relay is not None:
+        print(f"  Relay:         site {relay['site']}, fingerprint {relay['fingerprint']}")
+        print(f"                 federation status: {base}/api/admin/relay")
+    print("Press Ctrl+C to stop.", flush=True)
 
 
 def _jobs(

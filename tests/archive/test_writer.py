@@ -118,3 +118,50 @@ def test_a_job_commits_after_the_database_dropped_the_writers_connection(
 
     assert writer.run(job) == 1
     assert stored(engine) == [1]
+
+
+def test_writers_sharing_a_lock_file_take_turns(engine: sa.Engine, tmp_path) -> None:
+    """Two writers (as of two worker processes: flock excludes open files, not only
+    processes) on one lock file: the second's batch waits for the first's commit."""
+    lock = tmp_path / "index.sqlite-writer.lock"
+    first, second = (
+        GroupCommitWriter(engine, lock_path=lock),
+        GroupCommitWriter(engine, lock_path=lock),
+    )
+    inside, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow(conn: sa.Connection) -> None:
+        inside.set()
+        release.wait(30)
+        order.append("first")
+        conn.execute(rows.insert().values(n=1))
+
+    def quick(conn: sa.Connection) -> None:
+        order.append("second")
+        conn.execute(rows.insert().values(n=2))
+
+    try:
+        pending = first.submit(slow)
+        assert inside.wait(30)
+        waiting = second.submit(quick)
+        assert not waiting.committed.acquire(timeout=0.5)  # held back by the lock
+        release.set()
+        pending.wait()
+        waiting.wait()
+        assert order == ["first", "second"]
+        assert stored(engine) == [1, 2]
+    finally:
+        release.set()
+        first.close()
+        second.close()
+
+
+def test_a_sqlite_file_index_has_a_writer_lock_and_other_indexes_none() -> None:
+    from isthmus.archive.index import create_engine, writer_lock_path
+
+    assert writer_lock_path(create_engine("sqlite:////srv/isthmus/index.sqlite")) == (
+        "/srv/isthmus/index.sqlite-writer.lock"
+    )
+    assert writer_lock_path(create_engine("sqlite://")) is None
+    assert writer_lock_path(create_engine("postgresql://u@127.0.0.1/db")) is None

@@ -82,12 +82,18 @@ class Archive:
     """Instances in a blob store, indexed in a relational database."""
 
     def __init__(
-        self, index_url: str, blob_url: str, duplicates: str = "keep", durable: bool = True
+        self,
+        index_url: str,
+        blob_url: str,
+        duplicates: str = "keep",
+        durable: bool = True,
+        events: EventBus | None = None,
     ) -> None:
         """`durable=False` skips fsync (blobs) and relaxes SQLite to synchronous=NORMAL:
         success then survives a crash of Isthmus but not of the machine.  Only for
         scratch archives and like-for-like benchmarks against servers that never
-        fsync (DCMTK's storescp)."""
+        fsync (DCMTK's storescp).  `events`: the bus of a worker process on SQLite
+        (events_workers.py); by default PostgreSQL's or the in-process one."""
         self.engine = idx.create_engine(index_url, durable)
         idx.migrate(self.engine)
         with self.engine.begin() as conn:
@@ -99,15 +105,19 @@ class Archive:
         # instances of a series do not look their parents up again.  Only the writer
         # thread touches it; deletes and failed batches clear it.
         self._parents: dict[tuple[str | int, ...], int] = {}
-        self.writer = GroupCommitWriter(self.engine, on_failure=self._parents.clear)
+        self.writer = GroupCommitWriter(
+            self.engine, on_failure=self._parents.clear, lock_path=idx.writer_lock_path(self.engine)
+        )
         self._pixel_headers: HeaderCache | None = None  # made at the first rendering
         # What happened, for doors and (when processes share the archive) other processes:
         # PostgreSQL's LISTEN/NOTIFY carries events between the processes of one index.
-        self.events: EventBus = (
-            PostgresEventBus(self.engine.url)
-            if self.engine.dialect.name == "postgresql"
-            else LocalEventBus()
-        )
+        if events is None:
+            events = (
+                PostgresEventBus(self.engine.url)
+                if self.engine.dialect.name == "postgresql"
+                else LocalEventBus()
+            )
+        self.events: EventBus = events
         # Another process deleted parents: their cached primary keys are stale.
         self.events.subscribe(PARENTS_CHANGED, lambda _event: self._parents.clear())
         # This process, in the AE titles it registers for other doors (routes.py).
@@ -127,13 +137,14 @@ class Archive:
         self.shares = Shares(self.engine)
 
     @classmethod
-    def from_settings(cls, settings: Any) -> Archive:
+    def from_settings(cls, settings: Any, events: EventBus | None = None) -> Archive:
         settings.data.mkdir(parents=True, exist_ok=True)
         return cls(
             settings.resolved_index_url,
             settings.resolved_blob_url,
             settings.duplicates,
             settings.durable,
+            events,
         )
 
     def close(self) -> None:
@@ -612,9 +623,8 @@ class Archive:
 
     def shared(self) -> bool:
         """Do other processes have this archive open now (or can this one not tell)?"""
-        if not isinstance(self.events, PostgresEventBus):
-            return False
-        return self.events.others() != 0
+        others = getattr(self.events, "others", None)  # buses that cross processes
+        return others is not None and others() != 0
 
     def usage(self) -> dict[str, Any]:
         """Storage in use: counts per level, bytes stored (from the index) and, for a

@@ -391,6 +391,16 @@ def create_engine(url: str, durable: bool = True) -> Engine:
     return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
 
 
+def writer_lock_path(engine: Engine) -> str | None:
+    """The file whose lock the index writers of several processes take turns on
+    (writer.py): next to a SQLite database file; None for PostgreSQL, which lets
+    writers wait on each other itself, and for an in-memory database."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return database + "-writer.lock"
+
+
 def _sqlite_pragmas_fast(dbapi_conn: Any, record: Any) -> None:
     _sqlite_pragmas(dbapi_conn, record, synchronous="NORMAL")
 

@@ -4,7 +4,12 @@ Callers from many associations submit a job and wait; the writer drains whatever
 queued, applies all of it in one transaction and commits once, then wakes every
 caller.  Nobody is answered before the commit that holds their row is durable.  A
 batch that fails is retried job by job so one bad job cannot fail its neighbours.
-It also serializes writers, which SQLite needs anyway.  The writer keeps its
+It also serializes writers, which SQLite needs anyway; with `lock_path` (SQLite, where
+several worker processes may write one index: workers.py) it takes an exclusive
+`flock` on that file around each transaction.  SQLite's own wait for its write lock
+polls, sleeping up to 100 ms between tries, so two processes' writers taking turns
+through it spent most of their time asleep; a blocked `flock` wakes as the other
+process releases it.  The writer keeps its
 connection from one batch to the next while busy, and callers wait on a plain lock:
 with small batches (a few associations storing small instances) a pool checkout and
 an Event per job cost more than the batch's statements.
@@ -12,10 +17,13 @@ an Event per job cost more than the batch's statements.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
@@ -55,9 +63,19 @@ class _Pending:
 class GroupCommitWriter:
     """Runs write jobs on one thread, committing batches of them together."""
 
-    def __init__(self, engine: Engine, on_failure: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        on_failure: Callable[[], None] | None = None,
+        lock_path: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.engine = engine
         self.on_failure = on_failure
+        self._lock_fd = (
+            os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            if lock_path is not None
+            else None
+        )
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="isthmus-index-writer", daemon=True)
         self._closed = False
@@ -89,6 +107,9 @@ class GroupCommitWriter:
             self._closed = True
             self._queue.put(None)
             self._thread.join(timeout=30)
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
 
     def _run(self) -> None:
         try:
@@ -114,6 +135,24 @@ class GroupCommitWriter:
             self._release()
 
     def _apply(self, batch: list[_Pending]) -> None:
+        with self._exclusive():
+            self._apply_locked(batch)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """The other processes' writers wait while this one writes (see the module's
+        docstring)."""
+        fd = self._lock_fd
+        if fd is None:
+            yield
+            return
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _apply_locked(self, batch: list[_Pending]) -> None:
         try:
             conn = self._connection()
             with conn.begin():

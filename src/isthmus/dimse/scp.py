@@ -10,6 +10,7 @@ port (isthmus.node.router), which takes the AE as a handler and imports no servi
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from typing import Any
@@ -262,12 +263,14 @@ def start_scp(
     access: AccessControl,
     tls: ssl.SSLContext | None = None,
     beside: AssociationRouter | None = None,
+    listening: socket.socket | None = None,
 ) -> AssociationRouter:
     """Bind the DICOM port and serve in a background thread; returns the router.
 
     With `tls` (node.tls.server_context) the TLS DICOM port, on `dicom_tls_port`; next to
     the plain router `beside`, it shares that one's AE (so the association limits count
-    both ports) and routing table.
+    both ports) and routing table.  With `listening`, serve that socket, bound already
+    (a port shared by several worker processes, or a worker's own, workers.py).
     """
     if beside is not None:
         own = beside.own
@@ -275,7 +278,7 @@ def start_scp(
         own = LocalAE(settings, service_table(archive, settings, access), archive.activity)
         own.events = archive.events
     port = settings.dicom_tls_port if tls else settings.dicom_port
-    server = AssociationRouter((settings.host, port), own, tls=tls)
+    server = AssociationRouter((settings.host, port), own, tls=tls, listening=listening)
     if beside is not None:
         server.share_routes(beside)
     server.activity = archive.activity

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 # handler(socket, client address, parsed request): owns the socket from then on.  For
 # the own AE titles the request may hold the AE titles only (see _peek_associate).
 RouteHandler = Callable[[socket.socket, Any, pdu.AAssociateRQ], None]
+# On a shared port, the most associations a process defers accepting for (1 ms each).
+ACCEPT_DELAY_CAP = 8
 # admit(calling AE title, over TLS?, verified client certificate): why not, or None.
 Admission = Callable[[str, bool, PeerIdentity | None], str | None]
 
@@ -62,17 +64,29 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
     max_associate_rq: int = pdu.MAX_ASSOCIATE_RQ  # bytes, header included
 
     def __init__(
-        self, address: tuple[str, int], own: RouteHandler, tls: ssl.SSLContext | None = None
+        self,
+        address: tuple[str, int],
+        own: RouteHandler,
+        tls: ssl.SSLContext | None = None,
+        listening: socket.socket | None = None,
     ) -> None:
         """Listen on `address`; `own` serves the called AE titles in `own_aets` (and any
         title not routed elsewhere when `accept_any` is set).  With `tls`, every
-        connection is TLS (node.tls.server_context)."""
+        connection is TLS (node.tls.server_context).  With `listening`, accept on that
+        socket instead, bound and listening already and shared with other processes
+        (workers.py): it must be non-blocking, since another process may take the
+        connection this one was woken for."""
         try:
             if ipaddress.ip_address(address[0]).version == 6:
                 self.address_family = socket.AF_INET6
         except ValueError:
             pass
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, bind_and_activate=listening is None)
+        self.shared_port = listening is not None
+        if listening is not None:
+            self.socket.close()
+            self.socket = listening
+            self.server_address = listening.getsockname()
         self.own = own
         self.tls = tls
         self.admit: Admission | None = None
@@ -118,6 +132,17 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         self._lock = other._lock
 
     # -- socketserver hooks ----------------------------------------------
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """Accept a connection.  On a port shared by several processes each waits a
+        millisecond per association it serves first, so that a new one goes to the
+        least busy process (nginx's accept_mutex_delay in spirit): the kernel would
+        otherwise hand a burst of associations to whichever process wakes first."""
+        if self.shared_port:
+            busy = int(getattr(self.own, "associations", 0))
+            if busy:
+                time.sleep(min(busy, ACCEPT_DELAY_CAP) * 0.001)
+        return self.socket.accept()
+
     def finish_request(self, request: Any, client_address: Any) -> None:
         set_nodelay(request)
         if self.tls is None:

@@ -8,6 +8,7 @@ audit of each request (observe.py), the request limits (limits.py), then authent
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -59,6 +60,7 @@ def create_app(ctx: WebContext) -> Starlette:
                 "dicom_port": ctx.settings.dicom_port,
                 "counts": counts,
             }
+            | ({"worker": ctx.worker, "pid": os.getpid()} if ctx.worker else {})
         )
 
     routes: list[BaseRoute] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -38,6 +39,14 @@ class WebContext:
     # routes and C-MOVE destinations); None when DIMSE is off.
     router: AssociationRouter | None = None
     access: AccessControl | None = None
+    # A worker process's own DICOM port (workers.py), when `router`'s port is shared by
+    # several workers: the one other processes reach this worker's browser AE titles at.
+    dicom_home: AssociationRouter | None = None
+    # A worker's name (e.g. "w0") and its siblings' own HTTP ports (name → base URL on
+    # loopback), for the gateway's WebSockets that reach another worker; "" and empty
+    # when the node is one process.
+    worker: str = ""
+    siblings: Mapping[str, str] = field(default_factory=dict)
     # Associations in progress and last contact per AE (node/contacts.py), for the
     # admin page; None when the node does not track them.
     contacts: Contacts | None = None

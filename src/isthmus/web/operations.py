@@ -57,9 +57,33 @@ async def metrics(request: Request) -> Response:
     _require(request, "metrics")
     if ctx.metrics is None:
         raise not_found("metrics are not collected by this server")
-    from isthmus.metrics import CONTENT_TYPE
+    from isthmus.metrics import CONTENT_TYPE, by_worker
 
-    return Response(ctx.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+    own = ctx.metrics.render()
+    if not ctx.worker or request.query_params.get("worker") == "self":
+        return Response(own, headers={"Content-Type": CONTENT_TYPE})
+    texts = {ctx.worker: own.decode("utf-8")} | await _siblings_metrics(request)
+    return Response(by_worker(texts), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _siblings_metrics(request: Request) -> dict[str, str]:
+    """The other workers' own metrics (workers.py), asked on their own ports with the
+    caller's credentials; a worker that does not answer (restarting) is left out."""
+    import httpx
+
+    siblings = context(request).siblings
+    headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
+    out: dict[str, str] = {}
+    async with httpx.AsyncClient(timeout=5.0, headers=headers) as client:
+        for name, base in sorted(siblings.items()):
+            try:
+                rsp = await client.get(f"{base}/metrics", params={"worker": "self"})
+            except httpx.HTTPError as exc:
+                log.warning("metrics of worker %s: %s", name, exc)
+                continue
+            if rsp.status_code == 200:
+                out[name] = rsp.text
+    return out
 
 
 async def audit(request: Request) -> Response:

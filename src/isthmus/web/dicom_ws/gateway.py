@@ -107,7 +107,7 @@ class Gateway:
 
     def archive_address(self) -> tuple[str, int] | None:
         """Where the DICOM port is reachable from here (loopback for a wildcard bind)."""
-        router = self.ctx.router
+        router = self.ctx.dicom_home or self.ctx.router
         if router is None:
             return None
         bound, port = router.server_address[:2]
