@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -54,6 +55,12 @@ class WebContext:
     # The UPS event channels open now (web/open_channels.py), so that stopping the node
     # lets them send "GOING DOWN" before the sockets close.
     ups_channels: OpenChannels = field(default_factory=OpenChannels)
+    # With `isthmus serve --workers N`: this worker's name ("w0"), and the other
+    # workers' names with the base URL of their private plain-HTTP port
+    # ("http://127.0.0.1:40123"), where the gateway passes on an accept WebSocket for
+    # an association another worker holds (web/dicom_ws/sibling.py).  "": one process.
+    worker: str = ""
+    siblings: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.authenticator = Authenticator(self.settings, self.archive.activity)
