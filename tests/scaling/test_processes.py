@@ -34,21 +34,25 @@ from .conftest import Cluster
 STUDY_ROOT_MOVE = StudyRootQueryRetrieveInformationModelMove
 
 
-def storescu(port: int, paths: list[Path], calling: str = "STORESCU") -> list[str]:
+def storescu(
+    port: int, paths: list[Path], calling: str = "STORESCU", called: str = "ISTHMUS"
+) -> list[str]:
     return [
         dcmtk.tool("storescu"),
         "-aet",
         calling,
         "-aec",
-        "ISTHMUS",
+        called,
         "127.0.0.1",
         str(port),
         *map(str, paths),
     ]
 
 
-def store_ok(port: int, paths: list[Path]) -> None:
-    done = subprocess.run(storescu(port, paths), capture_output=True, text=True, timeout=120)
+def store_ok(port: int, paths: list[Path], called: str = "ISTHMUS") -> None:
+    done = subprocess.run(
+        storescu(port, paths, called=called), capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -360,6 +364,23 @@ def test_a_c_move_at_one_process_reaches_a_browser_registered_on_the_other(
         balanced.close()
     status, _ = c_move(two.dicom_port, uid, "WSBROWSER")
     assert status == 0xA801  # unregistered with its WebSocket: an unknown destination again
+
+
+def test_a_c_store_to_a_browser_ae_reaches_it_through_either_process(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    paths = write_study(StudySpec(patient_id="SCALE-DIRECT", instances_per_series=2), tmp_path)
+    one, two = cluster.processes
+    wanted = sorted(str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths)
+    browser = Browser(one.http_port, "DIRECTAE")
+    try:
+        # Process 2 passes the association on to process 1's DICOM port (node/remote.py);
+        # through the balancer it lands on either.
+        for port in (two.dicom_port, one.dicom_port, *[cluster.balancer.dicom_port] * 2):
+            store_ok(port, paths, called="DIRECTAE")
+        assert sorted(browser.received) == sorted(wanted * 4)
+    finally:
+        browser.close()
 
 
 # --------------------------------------------------------- one process dies
