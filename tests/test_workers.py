@@ -26,6 +26,7 @@ from isthmus.archive import Archive, scheduled_workitem
 from isthmus.testing import dcmtk, processes
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.net import free_port
+from web.dicom_ws_support import Browser
 
 READY_LINE = "Press Ctrl+C to stop."
 OWN = re.compile(r"(w\d+): DICOM port (\d+), HTTP (http://127\.0\.0\.1:\d+)/")
@@ -152,6 +153,30 @@ def test_a_ups_subscriber_on_one_worker_hears_a_work_item_made_on_the_other(node
         reports = []
         while not reports or reports[-1]["00001000"]["Value"] != [uid]:
             reports.append(json.loads(ws.recv(timeout=30)))
+
+
+def test_a_browser_ae_registered_on_one_worker_is_reached_through_the_other(
+    node: Workers, tmp_path: Path
+):
+    """storescu calls the browser's AE title at w1, which passes the association on to
+    w0 (the route table names w0's own port); the browser accepts it at w1, which
+    passes the WebSocket on to w0 (the id names w0)."""
+    w0, w1 = (int(node.own_http[n].rsplit(":", 1)[1]) for n in ("w0", "w1"))
+    paths = write_study(StudySpec(patient_id="WK-BROWSER", instances_per_series=3), tmp_path)
+    browser = Browser(w0, "WKBROWSER", accept_port=w1)
+    try:
+        sent = subprocess.run(
+            [dcmtk.tool("storescu"), "-aec", "WKBROWSER", "127.0.0.1", str(node.own_dicom["w1"])]
+            + [str(p) for p in paths],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        expected = {str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths}
+        assert set(browser.received) == expected
+    finally:
+        browser.close()
 
 
 def test_metrics_on_the_shared_port_cover_every_worker(node: Workers):

@@ -25,6 +25,7 @@ import pytest
 
 from dimse.support import associate_rq, read_pdu
 from isthmus import config
+from isthmus.archive import Archive
 from isthmus.config import ConfigError, Peer, Settings
 from isthmus.dimse import scu
 from isthmus.node.tls import BCP195_CIPHERS, client_context
@@ -287,6 +288,21 @@ def test_routes_of_other_doors_are_not_served_on_the_tls_port(node: Node, pki: P
         )
     finally:
         node.router.remove_route("BROWSER")
+
+
+def test_titles_another_process_holds_are_not_passed_on_from_the_tls_port(
+    node: Node, pki: PKI, tmp_path: Path
+) -> None:
+    holder = socket.create_server(("127.0.0.1", 0))
+    other = Archive(node.settings.resolved_index_url, f"file://{tmp_path / 'blobs'}")
+    try:
+        other.register_route("FARBROWSER", "127.0.0.1", holder.getsockname()[1])
+        assert "rejected" in rejection(
+            node, replace(tls_peer(node), aet="FARBROWSER"), "ANYONE", client(pki, None)
+        )
+    finally:
+        other.close()
+        holder.close()
 
 
 # ------------------------------------------------------------ TLS only, required

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import queue
 import re
-import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -18,15 +17,14 @@ from pathlib import Path
 
 import httpx
 from pydicom import dcmread
-from pynetdicom import AE, StoragePresentationContexts, evt
+from pynetdicom import AE
 from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelMove
 
 from isthmus.archive import Archive, Event
 from isthmus.archive.events_postgres import PostgresEventBus
 from isthmus.testing import dcmtk
 from isthmus.testing.generate import StudySpec, write_study
-from isthmus.testing.net import free_port
-from web.dicom_ws_support import read_pdu, ws
+from web.dicom_ws_support import Browser, ws
 
 from .cluster import Balancer
 from .conftest import Cluster
@@ -34,21 +32,25 @@ from .conftest import Cluster
 STUDY_ROOT_MOVE = StudyRootQueryRetrieveInformationModelMove
 
 
-def storescu(port: int, paths: list[Path], calling: str = "STORESCU") -> list[str]:
+def storescu(
+    port: int, paths: list[Path], calling: str = "STORESCU", called: str = "ISTHMUS"
+) -> list[str]:
     return [
         dcmtk.tool("storescu"),
         "-aet",
         calling,
         "-aec",
-        "ISTHMUS",
+        called,
         "127.0.0.1",
         str(port),
         *map(str, paths),
     ]
 
 
-def store_ok(port: int, paths: list[Path]) -> None:
-    done = subprocess.run(storescu(port, paths), capture_output=True, text=True, timeout=120)
+def store_ok(port: int, paths: list[Path], called: str = "ISTHMUS") -> None:
+    done = subprocess.run(
+        storescu(port, paths, called=called), capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -246,70 +248,6 @@ def test_events_published_by_one_process_reach_subscribers_in_another(
 
 
 # ------------------------------------------------- browser AE on the other one
-class Browser:
-    """A 'browser' that registered an AE title through one process's gateway: each
-    announced association is accepted over WebSocket and bridged to a pynetdicom
-    Storage SCP, one PDU per message (docs/dicom-websocket.md)."""
-
-    def __init__(self, http_port: int, aet: str) -> None:
-        self.http_port, self.aet = http_port, aet
-        self.received: list[str] = []
-        self.ae = AE(aet)
-        self.ae.supported_contexts = StoragePresentationContexts
-        self.port = free_port()
-        self.scp = self.ae.start_server(
-            ("127.0.0.1", self.port),
-            block=False,
-            evt_handlers=[(evt.EVT_C_STORE, self._stored)],
-        )
-        self._stop = threading.Event()
-        self._registered = threading.Event()
-        self._thread = threading.Thread(target=self._listen, daemon=True)
-        self._thread.start()
-        assert self._registered.wait(30), "the AE title was not registered"
-
-    def _stored(self, event: evt.Event) -> int:
-        self.received.append(str(event.dataset.SOPInstanceUID))
-        return 0x0000
-
-    def _listen(self) -> None:
-        base = f"ws://127.0.0.1:{self.http_port}/dicom-ws"
-        with ws(f"{base}/listen?aet={self.aet}") as listener:
-            assert json.loads(listener.recv(timeout=30))["type"] == "registered"
-            self._registered.set()
-            while not self._stop.is_set():
-                try:
-                    message = listener.recv(timeout=0.5)
-                except TimeoutError:
-                    continue
-                announced = json.loads(message)
-                threading.Thread(
-                    target=self._bridge, args=(f"{base}/accept?id={announced['id']}",), daemon=True
-                ).start()
-
-    def _bridge(self, accept_url: str) -> None:
-        with ws(accept_url) as conn, socket.create_connection(("127.0.0.1", self.port)) as scp:
-
-            def to_scp() -> None:
-                try:
-                    while True:
-                        scp.sendall(conn.recv(timeout=60))
-                except Exception:
-                    scp.close()
-
-            threading.Thread(target=to_scp, daemon=True).start()
-            try:
-                while True:
-                    conn.send(read_pdu(scp))
-            except (ConnectionError, OSError):
-                pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self.scp.shutdown()
-
-
 def c_move(port: int, study_uid: str, destination: str) -> tuple[int, int]:
     """C-MOVE a study (pynetdicom SCU); returns (final status, completed sub-operations)."""
     from pydicom.dataset import Dataset
@@ -360,6 +298,23 @@ def test_a_c_move_at_one_process_reaches_a_browser_registered_on_the_other(
         balanced.close()
     status, _ = c_move(two.dicom_port, uid, "WSBROWSER")
     assert status == 0xA801  # unregistered with its WebSocket: an unknown destination again
+
+
+def test_a_c_store_to_a_browser_ae_reaches_it_through_either_process(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    paths = write_study(StudySpec(patient_id="SCALE-DIRECT", instances_per_series=2), tmp_path)
+    one, two = cluster.processes
+    wanted = sorted(str(dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in paths)
+    browser = Browser(one.http_port, "DIRECTAE")
+    try:
+        # Process 2 passes the association on to process 1's DICOM port (node/remote.py);
+        # through the balancer it lands on either.
+        for port in (two.dicom_port, one.dicom_port, *[cluster.balancer.dicom_port] * 2):
+            store_ok(port, paths, called="DIRECTAE")
+        assert sorted(browser.received) == sorted(wanted * 4)
+    finally:
+        browser.close()
 
 
 # --------------------------------------------------------- one process dies

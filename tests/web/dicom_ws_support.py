@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import struct
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from pynetdicom import AE, StoragePresentationContexts, evt
 from websockets.sync.client import ClientConnection, connect
+
+from isthmus.testing.net import free_port
 
 VERIFICATION = "1.2.840.10008.1.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
@@ -160,3 +166,72 @@ def closing(conn: ClientConnection) -> tuple[int, str, list[bytes]]:
     except ConnectionClosed as closed:
         assert closed.rcvd is not None, "the connection ended without a close frame"
         return closed.rcvd.code, closed.rcvd.reason, pdus
+
+
+class Browser:
+    """A 'browser' that registered an AE title through one process's gateway: each
+    announced association is accepted over WebSocket and bridged to a pynetdicom
+    Storage SCP, one PDU per message (docs/dicom-websocket.md).  For the tests of
+    several processes and workers (tests/scaling, tests/test_workers.py)."""
+
+    def __init__(self, http_port: int, aet: str, accept_port: int | None = None) -> None:
+        """Listen at `http_port`; accept announced associations there, or at
+        `accept_port` (another worker's port: the gateway passes it on)."""
+        self.http_port, self.aet = http_port, aet
+        self.accept_port = accept_port or http_port
+        self.received: list[str] = []
+        self.ae = AE(aet)
+        self.ae.supported_contexts = StoragePresentationContexts
+        self.port = free_port()
+        self.scp = self.ae.start_server(
+            ("127.0.0.1", self.port),
+            block=False,
+            evt_handlers=[(evt.EVT_C_STORE, self._stored)],
+        )
+        self._stop = threading.Event()
+        self._registered = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+        assert self._registered.wait(30), "the AE title was not registered"
+
+    def _stored(self, event: evt.Event) -> int:
+        self.received.append(str(event.dataset.SOPInstanceUID))
+        return 0x0000
+
+    def _listen(self) -> None:
+        base = f"ws://127.0.0.1:{self.http_port}/dicom-ws"
+        accept = f"ws://127.0.0.1:{self.accept_port}/dicom-ws/accept"
+        with ws(f"{base}/listen?aet={self.aet}") as listener:
+            assert json.loads(listener.recv(timeout=30))["type"] == "registered"
+            self._registered.set()
+            while not self._stop.is_set():
+                try:
+                    message = listener.recv(timeout=0.5)
+                except TimeoutError:
+                    continue
+                announced = json.loads(message)
+                threading.Thread(
+                    target=self._bridge, args=(f"{accept}?id={announced['id']}",), daemon=True
+                ).start()
+
+    def _bridge(self, accept_url: str) -> None:
+        with ws(accept_url) as conn, socket.create_connection(("127.0.0.1", self.port)) as scp:
+
+            def to_scp() -> None:
+                try:
+                    while True:
+                        scp.sendall(conn.recv(timeout=60))
+                except Exception:
+                    scp.close()
+
+            threading.Thread(target=to_scp, daemon=True).start()
+            try:
+                while True:
+                    conn.send(read_pdu(scp))
+            except (ConnectionError, OSError):
+                pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.scp.shutdown()

@@ -3,8 +3,9 @@
 A browser registers an AE title through the WebSocket gateway of one process; its
 associations arrive at that process's DICOM port, whose router hands them to the
 browser.  The index records which DICOM port (host:port) holds each title, so that a
-C-MOVE arriving at any process sends its C-STORE sub-operations to that port
-(docs/scaling.md).  Each change is also an event (``route.browser``) for the doors.
+C-MOVE arriving at any process sends its C-STORE sub-operations to that port, and
+an association called that title arriving at another process is passed on to it
+(node/remote.py, docs/scaling.md).  Each change is also an event (``route.browser``) for the doors.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ def unregister(archive: ArchiveParts, aet: str) -> None:
 
 
 def lookup(archive: ArchiveParts, aet: str) -> tuple[str, int, bool] | None:
+    """(host, port, registered by this process?) of the DICOM port holding `aet`, or
+    None.  Asked for C-MOVE destinations and by the router for associations called a
+    title another process holds (node/remote.py): one primary-key read."""
     r = idx.route.c
     with archive.engine.connect() as conn:
         row = conn.execute(sa.select(r.host, r.port, r.process).where(r.aet == aet)).first()

@@ -13,6 +13,7 @@ import logging
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from pynetdicom.presentation import AllStoragePresentationContexts
@@ -287,6 +288,8 @@ def start_scp(
     server.accept_any = settings.accept_any_called_aet
     server.peek_timeout = settings.pdu_timeout
     server.max_associate_rq = settings.max_associate_rq
+    server.remote = _held_elsewhere(archive)
+    server.forward_timeout = settings.network_timeout
     if beside is None:  # one sender of UPS event reports per node, not per port
         server.on_close.append(UpsEventSender(archive, settings, access).close)
     thread = threading.Thread(
@@ -297,3 +300,16 @@ def start_scp(
     )
     thread.start()
     return server
+
+
+def _held_elsewhere(archive: Archive) -> Callable[[str], tuple[str, int] | None]:
+    """The router's `remote`: the DICOM port of another process of the archive that
+    holds an AE title (a browser registered with its gateway, docs/scaling.md)."""
+
+    def remote(aet: str) -> tuple[str, int] | None:
+        found = archive.route(aet)
+        if found is None or found[2]:  # unknown, or this process's own registration
+            return None
+        return found[0], found[1]
+
+    return remote

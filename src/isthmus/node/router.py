@@ -4,8 +4,9 @@ The listener reads - without consuming - the A-ASSOCIATE-RQ that opens every
 association (PS3.8 9.3.2), looks at the called AE title and hands the connection
 to the handler of the node's own AE titles (the DIMSE door's acceptor), to a route
 registered by another door (a browser AE through the WebSocket gateway, a site
-through the relay), or answers A-ASSOCIATE-RJ "called AE title not recognized"
-(PS3.8 9.3.4).  It imports no service: whoever starts it passes the handlers.
+through the relay), passes it on byte for byte to the process of the archive that
+holds the title (`remote`, `node.remote`: a browser registered elsewhere), or answers
+A-ASSOCIATE-RJ "called AE title not recognized" (PS3.8 9.3.4).  It imports no service: whoever starts it passes the handlers.
 
 With an SSL context the router is the TLS DICOM port (PS3.15 Annex B; `node.tls`):
 each connection's TLS handshake runs in that connection's own thread, bounded by
@@ -14,7 +15,7 @@ socket cannot be peeked at, so the router reads the A-ASSOCIATE-RQ and puts it b
 (`TLSConnection.replay`).  Before any handler runs, `admit` (the access control's)
 may refuse a calling AE title that must use TLS or a given client certificate.
 Routes registered by other doors take plain sockets into their own event loops and
-are served on the plain port only.
+are served on the plain port only; so are titles another process holds.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from isthmus.archive import Activity
 from isthmus.dicom.ul import pdu, validation
 from isthmus.dicom.ul.errors import NOT_SPECIFIED, UNEXPECTED_PDU, UNRECOGNIZED_PDU
 from isthmus.dicom.ul.transport import recv_exactly
+from isthmus.node.remote import connect as connect_holder
+from isthmus.node.remote import is_listening_address, pipe
 from isthmus.node.sockets import set_nodelay
 from isthmus.node.tls import PeerIdentity, TLSConnection, identity
 
@@ -46,6 +49,8 @@ RouteHandler = Callable[[socket.socket, Any, pdu.AAssociateRQ], None]
 ACCEPT_DELAY_CAP = 8
 # admit(calling AE title, over TLS?, verified client certificate): why not, or None.
 Admission = Callable[[str, bool, PeerIdentity | None], str | None]
+# remote(called AE title): host and port of the DICOM port of the process holding it.
+RemoteLookup = Callable[[str], tuple[str, int] | None]
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -62,6 +67,11 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
     accept_any: bool
     peek_timeout: float = 30.0  # seconds for the whole A-ASSOCIATE-RQ (settings.pdu_timeout)
     max_associate_rq: int = pdu.MAX_ASSOCIATE_RQ  # bytes, header included
+    # Where another process of the archive holds a called AE title (host, port of its
+    # DICOM port) or None: start_scp asks the archive's route table.  Associations for
+    # such a title are passed on there (node.remote).
+    remote: RemoteLookup | None = None
+    forward_timeout: float = 60.0  # seconds to connect to the holder (settings.network_timeout)
 
     def __init__(
         self,
@@ -212,7 +222,13 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         if handler is not None:
             handler(request, client_address, rq)
             return True
-        if rq.called_aet in self.own_aets or self.accept_any:
+        if rq.called_aet in self.own_aets:
+            self.own(request, client_address, rq)
+            return True
+        holder = self._holder(rq.called_aet)
+        if holder is not None:
+            return self._pass_on(request, client_address, rq, holder)
+        if self.accept_any:
             self.own(request, client_address, rq)
             return True
         log.warning(
@@ -235,6 +251,62 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             "called AE title not recognized",
         )
         return False
+
+    def _holder(self, called_aet: str) -> tuple[str, int] | None:
+        """The DICOM port of the process that holds `called_aet` (`remote`, the
+        archive's route table), unless that is this port: a route left pointing here
+        would pass the association on to itself without end.  Not on the TLS port: it
+        serves no routes (the module's docstring), and passing on would carry a TLS
+        association in the clear to the holder's plain port."""
+        if self.remote is None or self.tls is not None:
+            return None
+        try:
+            holder = self.remote(called_aet)
+        except Exception:  # the index is unreachable: the title is unknown here
+            log.exception("cannot look up which process holds AE title %r", called_aet)
+            return None
+        if holder is not None and is_listening_address(self.socket.getsockname(), *holder):
+            log.warning(
+                "AE title %r is routed to this port %s:%d: not passed on", called_aet, *holder
+            )
+            return None
+        return holder
+
+    def _pass_on(
+        self,
+        request: socket.socket,
+        client_address: Any,
+        rq: pdu.AAssociateRQ,
+        holder: tuple[str, int],
+    ) -> bool:
+        """Pipe the connection to the holder's port, A-ASSOCIATE-RQ (still unread) and
+        all; True once passed on.  An unreachable holder is A-ASSOCIATE-RJ, transient
+        (PS3.8 9.3.4): the browser may register again, as when it does not take an
+        association (docs/dicom-websocket.md)."""
+        host, port = holder
+        try:
+            onward = connect_holder(host, port, self.forward_timeout)
+        except OSError as exc:
+            why = f"AE title {rq.called_aet!r} is held at {host}:{port}, unreachable: {exc}"
+            log.warning("A-ASSOCIATE-RJ to %r at %s: %s", rq.calling_aet, client_address[0], why)
+            send_last_pdu(
+                request,
+                pdu.associate_rj(
+                    pdu.RESULT_TRANSIENT, pdu.SOURCE_SERVICE_USER, pdu.REASON_NO_REASON
+                ),
+            )
+            self.activity.association(False, rq.calling_aet, rq.called_aet, client_address[0], why)
+            return False
+        log.info(
+            "association from %r at %s for %r passed on to %s:%d",
+            rq.calling_aet,
+            client_address[0],
+            rq.called_aet,
+            host,
+            port,
+        )
+        pipe(request, onward, ARTIM, f"{rq.called_aet} via {host}:{port}")
+        return True
 
     def shutdown_request(self, request: Any) -> None:
         with self._lock:

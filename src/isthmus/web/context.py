@@ -42,11 +42,6 @@ class WebContext:
     # A worker process's own DICOM port (workers.py), when `router`'s port is shared by
     # several workers: the one other processes reach this worker's browser AE titles at.
     dicom_home: AssociationRouter | None = None
-    # A worker's name (e.g. "w0") and its siblings' own HTTP ports (name → base URL on
-    # loopback), for the gateway's WebSockets that reach another worker; "" and empty
-    # when the node is one process.
-    worker: str = ""
-    siblings: Mapping[str, str] = field(default_factory=dict)
     # Associations in progress and last contact per AE (node/contacts.py), for the
     # admin page; None when the node does not track them.
     contacts: Contacts | None = None
@@ -63,6 +58,12 @@ class WebContext:
     # The UPS event channels open now (web/open_channels.py), so that stopping the node
     # lets them send "GOING DOWN" before the sockets close.
     ups_channels: OpenChannels = field(default_factory=OpenChannels)
+    # With `isthmus serve --workers N`: this worker's name ("w0"), and the other
+    # workers' names with the base URL of their private plain-HTTP port
+    # ("http://127.0.0.1:40123"), where the gateway passes on an accept WebSocket for
+    # an association another worker holds (web/dicom_ws/sibling.py).  "": one process.
+    worker: str = ""
+    siblings: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.authenticator = Authenticator(self.settings, self.archive.activity)

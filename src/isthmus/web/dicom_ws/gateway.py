@@ -3,6 +3,7 @@
     GET /dicom-ws/associate?peer=AET   outbound: the browser is association-requestor
     GET /dicom-ws/listen?aet=AET       registers AET on the DICOM port (routes, C-MOVE)
     GET /dicom-ws/accept?id=ID         inbound: the browser accepts one announced caller
+                                       (passed on to the worker holding it: sibling.py)
     GET /dicom-ws/peers                what this client may reach and register (JSON)
 
 Everything runs on the web server's event loop; the association router hands an
@@ -32,6 +33,7 @@ from isthmus.dicom.ul.errors import UNEXPECTED_PDU, UNRECOGNIZED_PDU, PDUError
 from isthmus.dicom.ul.transport import read_pdu_async
 from isthmus.node.sockets import set_nodelay
 from isthmus.web.auth import websocket_authorization
+from isthmus.web.dicom_ws import sibling
 from isthmus.web.dicom_ws.pipe import (
     CLOSE_BAD_PDU_FROM_BROWSER,
     CLOSE_BAD_PDU_FROM_PEER,
@@ -361,7 +363,7 @@ class Gateway:
             )
             await _reject_caller(reader, writer, RJ_LIMIT)
             return
-        pending = Pending(secrets.token_urlsafe(18), listener, reader, writer, rq.calling_aet)
+        pending = Pending(self._new_id(), listener, reader, writer, rq.calling_aet)
         self.pending[pending.id] = pending
         pending.timer = asyncio.get_running_loop().call_later(
             self.accept_timeout,
@@ -379,6 +381,12 @@ class Gateway:
             )
         except Exception:  # the listener is going away; its unregister rejects the caller
             log.info("could not announce an association to %s", listener.aet)
+
+    def _new_id(self) -> str:
+        """An association id; with workers, prefixed by this worker's name ("w0.…") so
+        that an accept WebSocket reaching another worker finds its way (sibling.py)."""
+        token = secrets.token_urlsafe(18)  # no "." in it
+        return f"{self.ctx.worker}.{token}" if self.ctx.worker else token
 
     async def _give_up(self, pending_id: str, rj: tuple[int, int, int]) -> None:
         pending = self.pending.pop(pending_id, None)
@@ -398,9 +406,17 @@ class Gateway:
 
     async def accept(self, websocket: WebSocket) -> None:
         """Inbound: the browser takes an announced association and acts as acceptor."""
+        pending_id = websocket.query_params.get("id", "")
+        if pending_id not in self.pending:
+            holder = sibling.holder_of(
+                pending_id, self.ctx.worker, self.ctx.siblings, websocket.headers
+            )
+            if holder is not None:
+                await self._pass_on(websocket, holder)
+                return
         try:
             client = self.admit(websocket)
-            pending = self.pending.get(websocket.query_params.get("id", ""))
+            pending = self.pending.get(pending_id)
             if pending is None:
                 raise Refusal(404, "no such pending association (expired or already taken)")
             if pending.listener.client != client:
@@ -416,6 +432,22 @@ class Gateway:
             await self._accept(websocket, pending)
         finally:
             self.release(client)
+
+    async def _pass_on(self, websocket: WebSocket, base_url: str) -> None:
+        """The accept WebSocket of an association another worker holds: relayed to
+        that worker's private port, which admits the caller (sibling.py)."""
+        try:
+            upstream = await sibling.connect(
+                websocket, base_url, self.ctx.worker, self.accept_timeout
+            )
+        except Refusal as refusal:
+            await _refuse(websocket, refusal)
+            return
+        try:
+            await websocket.accept(subprotocol=upstream.subprotocol)
+            await sibling.relay(websocket, upstream)
+        finally:
+            await upstream.close()
 
     async def _accept(self, websocket: WebSocket, pending: Pending) -> None:
         state = AssociationState(browser_requests=False, max_pdu=self.settings.dicom_ws_max_pdu)
