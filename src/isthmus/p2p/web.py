@@ -22,11 +22,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -36,6 +36,7 @@ from isthmus.p2p.ice import ice_config
 from isthmus.p2p.limits import OfferLimiter
 from isthmus.p2p.offers import spawn
 from isthmus.p2p.signalling import link_url, parse_duration
+from isthmus.web import siblings
 from isthmus.web.admin import _same_origin
 from isthmus.web.context import WebContext
 from isthmus.web.errors import HTTPError, bad_request, not_found
@@ -208,7 +209,7 @@ class P2PDoor:
             parse_link(str(link))
         except ValueError as exc:
             raise bad_request(str(exc)) from None
-        fetch_id = secrets.token_hex(8)
+        fetch_id = siblings.new_id(self.ctx.worker, 8)  # names its worker (web/siblings.py)
         state: dict[str, Any] = {
             "id": fetch_id,
             "status": "connecting",
@@ -244,8 +245,22 @@ class P2PDoor:
         return JSONResponse({"id": fetch_id}, status_code=202)
 
     async def fetch_status(self, request: Request) -> Response:
-        state = self.fetches.get(request.path_params["fetch_id"])
+        fetch_id = request.path_params["fetch_id"]
+        state = self.fetches.get(fetch_id)
         if state is None:
+            holder = siblings.holder_of(
+                fetch_id, self.ctx.worker, self.ctx.siblings, request.headers
+            )
+            if holder is not None:  # a fetch another worker runs: its answer
+                try:
+                    rsp = await siblings.ask(request, holder)
+                except httpx.HTTPError:
+                    raise not_found(
+                        "no such fetch on this node (its worker is not answering)"
+                    ) from None
+                return Response(
+                    rsp.content, rsp.status_code, media_type=rsp.headers.get("content-type")
+                )
             raise not_found("no such fetch on this node")
         return JSONResponse(state, headers={"Cache-Control": "no-store"})
 

@@ -71,18 +71,17 @@ async def _siblings_metrics(request: Request) -> dict[str, str]:
     caller's credentials; a worker that does not answer (restarting) is left out."""
     import httpx
 
-    siblings = context(request).siblings
-    headers = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
+    from isthmus.web import siblings
+
     out: dict[str, str] = {}
-    async with httpx.AsyncClient(timeout=5.0, headers=headers) as client:
-        for name, base in sorted(siblings.items()):
-            try:
-                rsp = await client.get(f"{base}/metrics", params={"worker": "self"})
-            except httpx.HTTPError as exc:
-                log.warning("metrics of worker %s: %s", name, exc)
-                continue
-            if rsp.status_code == 200:
-                out[name] = rsp.text
+    for name, base in sorted(context(request).siblings.items()):
+        try:
+            rsp = await siblings.ask(request, base, {"worker": "self"})
+        except httpx.HTTPError as exc:
+            log.warning("metrics of worker %s: %s", name, exc)
+            continue
+        if rsp.status_code == 200:
+            out[name] = rsp.text
     return out
 
 

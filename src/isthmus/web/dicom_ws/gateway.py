@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from isthmus.dicom.ul import pdu
 from isthmus.dicom.ul.errors import UNEXPECTED_PDU, UNRECOGNIZED_PDU, PDUError
 from isthmus.dicom.ul.transport import read_pdu_async
 from isthmus.node.sockets import set_nodelay
+from isthmus.web import siblings
 from isthmus.web.auth import websocket_authorization
 from isthmus.web.dicom_ws import sibling
 from isthmus.web.dicom_ws.pipe import (
@@ -385,8 +385,7 @@ class Gateway:
     def _new_id(self) -> str:
         """An association id; with workers, prefixed by this worker's name ("w0.…") so
         that an accept WebSocket reaching another worker finds its way (sibling.py)."""
-        token = secrets.token_urlsafe(18)  # no "." in it
-        return f"{self.ctx.worker}.{token}" if self.ctx.worker else token
+        return siblings.new_id(self.ctx.worker)
 
     async def _give_up(self, pending_id: str, rj: tuple[int, int, int]) -> None:
         pending = self.pending.pop(pending_id, None)
@@ -408,7 +407,7 @@ class Gateway:
         """Inbound: the browser takes an announced association and acts as acceptor."""
         pending_id = websocket.query_params.get("id", "")
         if pending_id not in self.pending:
-            holder = sibling.holder_of(
+            holder = siblings.holder_of(
                 pending_id, self.ctx.worker, self.ctx.siblings, websocket.headers
             )
             if holder is not None:

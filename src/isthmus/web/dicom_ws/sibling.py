@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Mapping
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -28,27 +27,14 @@ from websockets.typing import Origin, Subprotocol
 
 from isthmus.web.dicom_ws.pipe import CLOSE_GATEWAY_STOPPING, CLOSE_NORMAL
 from isthmus.web.dicom_ws.policy import Refusal
+from isthmus.web.siblings import VIA_HEADER
 
 log = logging.getLogger(__name__)
 
-# Set on a passed-on request (the worker that passed it): such a request is never
-# passed on again, whatever the siblings say.
-VIA_HEADER = "x-isthmus-worker"
 # Close codes that are never sent (RFC 6455 7.4.1): no code given; closed without a
 # close frame (or a TLS failure).
 NO_STATUS = 1005
 _ABNORMAL = {None, 1006, 1015}
-
-
-def holder_of(
-    pending_id: str, worker: str, siblings: Mapping[str, str], headers: Mapping[str, str]
-) -> str | None:
-    """The base URL of the sibling the association `pending_id` belongs to, or None
-    (no worker prefix, this worker's own, an unknown worker, or passed on already)."""
-    name, dot, _ = pending_id.partition(".")
-    if not dot or not worker or name == worker or VIA_HEADER in headers:
-        return None
-    return siblings.get(name)
 
 
 async def connect(
