@@ -179,6 +179,19 @@ def test_a_browser_ae_registered_on_one_worker_is_reached_through_the_other(
         browser.close()
 
 
+def test_a_p2p_fetch_started_on_one_worker_is_followed_through_the_other(node: Workers):
+    w0, w1 = node.own_http["w0"], node.own_http["w1"]
+    link = f"{w0}/share/nosuchlink#secret"  # a fetch that fails: it is followed all the same
+    started = httpx.post(f"{w0}/api/admin/p2p/fetch", json={"link": link}, timeout=30)
+    assert started.status_code == 202, started.text
+    fetch_id = started.json()["id"]
+    assert fetch_id.startswith("w0.")
+    status = httpx.get(f"{w1}/api/admin/p2p/fetch/{fetch_id}", timeout=30)
+    assert status.status_code == 200, status.text
+    assert status.json()["id"] == fetch_id
+    assert httpx.get(f"{w1}/api/admin/p2p/fetch/w0.nosuchfetch").status_code == 404
+
+
 def test_metrics_on_the_shared_port_cover_every_worker(node: Workers):
     text = httpx.get(f"{node.http}/metrics", timeout=30).text
     for name in node.own_http:
