@@ -22,10 +22,10 @@ def test_column_values_from_dicom_json() -> None:
         "00200013": {"vr": "IS", "Value": ["not a number"]},
         "00080050": {"vr": "SH"},
     }
-    assert column_value(model, 0x00100010, "PN") == "Yamada^Tarou=山田^太郎"
-    assert column_value(model, 0x00200011, "IS") == 7
-    assert column_value(model, 0x00080061, "CS") == "CT\\MR"
-    assert len(column_value(model, 0x00081030, "LO")) == 256
-    assert column_value(model, 0x00200013, "IS") is None
-    assert column_value(model, 0x00080050, "SH") is None
-    assert column_value(model, 0x00080090, "PN") is None
+    assert column_value(model, "00100010", "PN") == "Yamada^Tarou=山田^太郎"
+    assert column_value(model, "00200011", "IS") == 7
+    assert column_value(model, "00080061", "CS") == "CT\\MR"
+    assert len(column_value(model, "00081030", "LO")) == 256
+    assert column_value(model, "00200013", "IS") is None
+    assert column_value(model, "00080050", "SH") is None
+    assert column_value(model, "00080090", "PN") is None

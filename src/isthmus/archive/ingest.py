@@ -33,9 +33,10 @@ def normalize_pn(value: str) -> str:
     return value.split("=", 1)[0].upper()
 
 
-def column_value(model: dict[str, Any], tag: int, vr: str) -> Any:
-    """A header value, from its DICOM JSON, as stored in an index column."""
-    entry = model.get(f"{tag:08X}")
+def column_value(model: dict[str, Any], key: str, vr: str) -> Any:
+    """A header value, from its DICOM JSON (`key`: the tag as 8 hex digits), as stored
+    in an index column."""
+    entry = model.get(key)
     values = entry.get("Value") if entry else None
     if not values:
         return None
@@ -60,6 +61,14 @@ def _pn_groups(value: Any) -> list[str]:
     return groups
 
 
+# The indexed attributes read from the header: (tag as in DICOM JSON, VR, level, column).
+_FROM_HEADER = tuple(
+    (f"{a.tag:08X}", a.vr, a.level, a.column)
+    for a in ATTRIBUTES
+    if a.from_header and not a.computed
+)
+
+
 def build_record(
     header: Header,
     blob_key: str,
@@ -75,14 +84,13 @@ def build_record(
         "SERIES": record.series,
         "IMAGE": record.instance,
     }
-    for attr in ATTRIBUTES:
-        if attr.computed or not attr.from_header:
-            continue
-        value = column_value(header.json, attr.tag, attr.vr)
-        target = targets[attr.level]
-        target[attr.column] = value
-        if attr.vr == "PN":
-            target[attr.column + "_norm"] = normalize_pn(value) if value else None
+    model = header.json
+    for key, vr, level, column in _FROM_HEADER:
+        value = column_value(model, key, vr)
+        target = targets[level]
+        target[column] = value
+        if vr == "PN":
+            target[column + "_norm"] = normalize_pn(value) if value else None
     record.patient["patient_id"] = record.patient.get("patient_id") or ""
     record.patient["issuer_of_patient_id"] = record.patient.get("issuer_of_patient_id") or ""
     record.instance.update(
@@ -91,7 +99,7 @@ def build_record(
         size=size,
         pixel_offset=pixel_offset_in_blob,
         pixel_length=header.pixel_length,
-        metadata=dicom_json.dumps(header.json),
+        metadata=dicom_json.dumps_bytes(model).decode("utf-8"),
         source_aet=(source_aet or "").strip()[:16] or None,
         stored_at=datetime.now(UTC),
     )
