@@ -6,8 +6,9 @@ fragmentation (PS3.8 9.3.5, E.2), A-RELEASE and A-ABORT; then DIMSE messages
 (PS3.7 9.3, 10.3) go to the handlers of the node's service table (service.py),
 looked up by command field and SOP class.  PDUs, their validation, PDVs and socket
 I/O come from `isthmus.dicom.ul`, shared with the requestor and the WebSocket
-gateway.  Each PDU is read straight into one buffer with `recv_into`, and a C-STORE
-dataset reaches the archive without another copy: pynetdicom's general machinery (a
+gateway.  PDUs are read ahead (`transport.PDUReader`: one receive for a small
+C-STORE's command and data set), each a view of the buffer `recv_into` filled, and a
+C-STORE dataset reaches the archive without another copy: pynetdicom's general machinery (a
 DUL thread, event queues, copies of every fragment) cost milliseconds per instance.
 """
 
@@ -128,6 +129,7 @@ class Acceptor:
         self, sock: socket.socket, address: Any, rq: pdu.AAssociateRQ, ae: LocalAE
     ) -> None:
         self.sock = sock
+        self.reader = transport.PDUReader(sock)  # after the A-ASSOCIATE-RQ: run() reads it
         self.address = address[0] if isinstance(address, tuple) else str(address)
         self.rq = rq  # the router's view (maybe AE titles only); run() reads the whole PDU
         self.calling_aet = rq.calling_aet
@@ -475,7 +477,9 @@ class Acceptor:
     def _take_pending(self) -> None:
         """Read, without waiting, what has already arrived: C-CANCEL-RQs are noted, other
         requests deferred, an A-RELEASE-RQ sets release_requested."""
-        while not self.release_requested and (self._pdvs or _readable(self.sock)):
+        while not self.release_requested and (
+            self._pdvs or self.reader.pending() or _readable(self.sock)
+        ):
             other = self.next_message()
             if other is None:
                 break
@@ -526,7 +530,7 @@ class Acceptor:
 
     def _read_p_data(self) -> bool:
         """Read one PDU; queue its PDVs.  False after A-RELEASE-RQ (to be answered)."""
-        kind, body = transport.read_pdu(self.sock, self.settings.max_pdu, self.settings.pdu_timeout)
+        kind, body = self.reader.read(self.settings.max_pdu, self.settings.pdu_timeout)
         if kind == pdu.P_DATA_TF:
             pdata.split_pdvs(memoryview(body), self.syntaxes, self._pdvs)
             return True

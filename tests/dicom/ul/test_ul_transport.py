@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 
 import pytest
 
@@ -43,6 +44,61 @@ def test_the_blocking_reader_raises_eof_when_the_peer_closes_mid_pdu() -> None:
         a.close()
         with pytest.raises(EOFError):
             transport.read_pdu(b)
+
+
+def p_data(size: int, fill: int) -> bytes:
+    """A P-DATA-TF PDU whose body is `size` bytes of `fill`."""
+    return bytes([pdu.P_DATA_TF, 0]) + size.to_bytes(4, "big") + bytes([fill]) * size
+
+
+def test_the_read_ahead_reader_hands_out_every_pdu_that_arrived_together() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(p_data(100, 1) + p_data(50, 2) + pdu.RELEASE_RQ)
+        reader = transport.PDUReader(b)
+        first = reader.read()
+        assert reader.pending() == 56 + len(pdu.RELEASE_RQ)
+        second = reader.read()
+        assert reader.read() == (pdu.A_RELEASE_RQ, bytearray(4))
+        assert reader.pending() == 0
+        # the first PDU's body is still intact after the others were read
+        assert first == (pdu.P_DATA_TF, bytes([1]) * 100)
+        assert second == (pdu.P_DATA_TF, bytes([2]) * 50)
+
+
+def test_the_read_ahead_reader_completes_a_pdu_longer_than_what_arrived() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        big = p_data(3 * transport.READ_AHEAD + 7, 3)
+        reader = transport.PDUReader(b)
+        a.sendall(big[:10])  # the header and a few bytes, then the rest with the next PDU
+        sender = threading.Thread(target=a.sendall, args=(big[10:] + p_data(5, 4),))
+        sender.start()
+        kind, body = reader.read(timeout=30)
+        sender.join()
+        assert (kind, bytes(body)) == (pdu.P_DATA_TF, big[6:])
+        assert reader.read(timeout=30) == (pdu.P_DATA_TF, bytes([4]) * 5)
+
+
+def test_the_read_ahead_reader_refuses_and_times_out_as_read_pdu_does() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(b"\x04\x00\xff\xff\xff\xf0")
+        with pytest.raises(PDUError, match="exceeds the limit"):
+            transport.PDUReader(b).read(limit=1 << 20)
+    a, b = socket.socketpair()
+    with a, b:
+        b.settimeout(30)
+        a.sendall(p_data(100, 1)[:20])  # a PDU begun and never finished
+        with pytest.raises(transport.PDUTimeout):
+            transport.PDUReader(b).read(timeout=0.2)
+        assert b.gettimeout() == 30  # the idle timeout is back
+    a, b = socket.socketpair()
+    with b:
+        a.sendall(p_data(100, 1)[:20])
+        a.close()
+        with pytest.raises(EOFError):
+            transport.PDUReader(b).read()
 
 
 def read_async(data: bytes, limit: int = 1 << 20) -> bytes | None:
