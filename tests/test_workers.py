@@ -1,7 +1,9 @@
-"""`isthmus serve --workers 2` on SQLite: two worker processes on the same ports, as a
-user starts them.  Both answer; what one stores the other finds; the same instance
-sent to both at once is stored once; events and metrics cross them; a worker killed
-mid-ingest is started again while the other serves, and the archive stays whole."""
+"""`isthmus serve --workers 2`: two worker processes on the same ports, as a user starts
+them, on each backend (SQLite and files, PostgreSQL and files, SQLite and S3).  Both
+answer; what one stores the other finds; the same instance sent to both at once is
+stored once; events (the supervisor's control sockets on SQLite, LISTEN/NOTIFY on
+PostgreSQL) and metrics cross them; a worker killed mid-ingest is started again while
+the other serves, and the archive stays whole."""
 
 from __future__ import annotations
 
@@ -45,18 +47,27 @@ class Workers:
     http: str
     own_dicom: dict[str, int] = field(default_factory=dict)
     own_http: dict[str, str] = field(default_factory=dict)
+    index_url: str = ""
+    blob_url: str = ""
 
     def archive(self) -> Archive:
-        return Archive(f"sqlite:///{self.data / 'index.sqlite'}", f"file://{self.data / 'blobs'}")
+        return Archive(
+            self.index_url or f"sqlite:///{self.data / 'index.sqlite'}",
+            self.blob_url or f"file://{self.data / 'blobs'}",
+        )
 
 
-def start(folder: Path, workers: int = 2) -> Workers:
+def start(folder: Path, workers: int = 2, index_url: str = "", blob_url: str = "") -> Workers:
+    """`isthmus serve --workers N` on free ports; "" for the data folder's index or blobs
+    (S3 credentials and endpoint come from the standard AWS variables the tests set)."""
     data, log = folder / "data", folder / "serve.log"
     dicom_port, http_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISTHMUS_")}
     command = [sys.executable, "-m", "isthmus", "serve", "--data", str(data)]
     command += ["--workers", str(workers), "--dicom-port", str(dicom_port)]
     command += ["--http-port", str(http_port)]
+    command += ["--index-url", index_url] if index_url else []
+    command += ["--blob-url", blob_url] if blob_url else []
     with open(log, "ab") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 90
@@ -66,6 +77,7 @@ def start(folder: Path, workers: int = 2) -> Workers:
             raise AssertionError(f"isthmus serve --workers did not start:\n{log.read_text()}")
         time.sleep(0.1)
     running = Workers(proc, data, log, dicom_port, f"http://127.0.0.1:{http_port}")
+    running.index_url, running.blob_url = index_url, blob_url
     for name, port, url in OWN.findall(log.read_text()):
         running.own_dicom[name], running.own_http[name] = int(port), url
     assert sorted(running.own_http) == [f"w{n}" for n in range(workers)]
@@ -73,8 +85,10 @@ def start(folder: Path, workers: int = 2) -> Workers:
 
 
 @pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
-    running = start(tmp_path_factory.mktemp("workers"))
+def node(
+    tmp_path_factory: pytest.TempPathFactory, module_index_url: str, module_blob_url: str
+) -> Iterator[Workers]:
+    running = start(tmp_path_factory.mktemp("workers"), 2, module_index_url, module_blob_url)
     yield running
     processes.stop(running.proc)
 
