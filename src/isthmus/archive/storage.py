@@ -223,7 +223,7 @@ def _older(path: Path, limit: float) -> bool:
         return False
 
 
-def _fsync_dir(path: str | Path) -> None:
+def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -54,20 +54,27 @@ def recv_exactly(sock: Any, size: int, deadline: float | None = None) -> bytearr
 def _fill(sock: Any, view: memoryview, got: int, deadline: float | None) -> None:
     size = len(view)
     while got < size:
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise PDUTimeout(f"{got} of {size} bytes received in the time allowed")
-            sock.settimeout(remaining)
-        try:
-            n = sock.recv_into(view[got:], size - got)
-        except TimeoutError:
-            if deadline is None:
-                raise
-            raise PDUTimeout(f"{got} of {size} bytes received in the time allowed") from None
-        if n == 0:
-            raise EOFError("connection closed")
-        got += n
+        got += _receive_once(sock, view[got:], deadline, f"{got} of {size} bytes")
+
+
+def _receive_once(sock: Any, view: memoryview, deadline: float | None, so_far: str) -> int:
+    """One `recv_into` of up to len(view) bytes, finished by `deadline` (PDUTimeout,
+    saying `so_far` arrived) or, without one, by the socket's own timeout; EOFError if
+    the peer closed."""
+    if deadline is not None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise PDUTimeout(f"{so_far} received in the time allowed")
+        sock.settimeout(remaining)
+    try:
+        n: int = sock.recv_into(view, len(view))
+    except TimeoutError:
+        if deadline is None:
+            raise
+        raise PDUTimeout(f"{so_far} received in the time allowed") from None
+    if n == 0:
+        raise EOFError("connection closed")
+    return n
 
 
 def read_pdu(
@@ -150,19 +157,7 @@ class PDUReader:
         chunk = bytearray(READ_AHEAD + len(left))
         chunk[: len(left)] = left
         view = memoryview(chunk)
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise PDUTimeout(f"{len(left)} bytes of a PDU received in the time allowed")
-            self.sock.settimeout(remaining)
-        try:
-            n = self.sock.recv_into(view[len(left) :], READ_AHEAD)
-        except TimeoutError:
-            if deadline is None:
-                raise
-            raise PDUTimeout(f"{len(left)} bytes of a PDU received in the time allowed") from None
-        if n == 0:
-            raise EOFError("connection closed")
+        n = _receive_once(self.sock, view[len(left) :], deadline, f"{len(left)} bytes of a PDU")
         self._chunk, self._pos = view[: len(left) + n], 0
 
 
