@@ -100,7 +100,9 @@ def frame_image(
     pixels: PixelData, index: int, window: Window | None = None, invert: bool = False
 ) -> Image.Image:
     """Frame `index` (0-based) as an 8-bit Pillow image (mode L or RGB) at full size."""
-    array, photometric = decode_frame(pixels, index, as_rgb=True)
+    grayscale = pixels.photometric_interpretation in ("MONOCHROME1", "MONOCHROME2")
+    # display_values keeps Bits Stored itself (grayscale.stored_values)
+    array, photometric = decode_frame(pixels, index, as_rgb=True, correct_unused_bits=not grayscale)
     attrs = frame_attributes(pixels.dataset, index)
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         if array.ndim != 2:
