@@ -22,6 +22,7 @@ from isthmus.archive import index as idx
 from isthmus.archive import routes
 from isthmus.archive.activity import Activity
 from isthmus.archive.bulk import BulkData, open_bulk_data, pixel_data_as_frames
+from isthmus.archive.connections import for_reads
 from isthmus.archive.consistency import survey
 from isthmus.archive.deidentify import DeidentifiedStudies, deidentify_studies, project_key
 from isthmus.archive.events import EventBus, LocalEventBus
@@ -95,6 +96,7 @@ class Archive:
         fsync (DCMTK's storescp).  `events`: the bus of a worker process on SQLite
         (events_workers.py); by default PostgreSQL's or the in-process one."""
         self.engine = idx.create_engine(index_url, durable)
+        self.reads = for_reads(self.engine)  # autocommit on PostgreSQL (connections.py)
         idx.migrate(self.engine)
         with self.engine.begin() as conn:
             idx.refresh_statistics(conn)
@@ -398,7 +400,7 @@ class Archive:
 
     # ------------------------------------------------------------------ read
     def contains(self, sop_instance_uid: str) -> bool:
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return (
                 conn.execute(
                     sa.select(idx.instance.c.pk).where(
@@ -410,7 +412,7 @@ class Archive:
 
     def find(self, query: Query) -> FindResult:
         """Match a C-FIND / QIDO-RS query (PS3.4 C.2.2.2); returns DICOM JSON datasets."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return find(conn, query)
 
     def patients_of(self, study_uids: Collection[str]) -> dict[str, tuple[str, str]]:
@@ -424,12 +426,12 @@ class Archive:
             .select_from(idx.study.join(idx.patient))
             .where(st.study_instance_uid.in_(list(study_uids)))
         )
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return {uid: (pid or "", name or "") for uid, pid, name in conn.execute(query)}
 
     def ready(self) -> None:
         """Raise when the index or the blob store cannot be reached (for /readyz)."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             conn.execute(sa.select(1))
         self.blobs.check()
 
@@ -451,7 +453,7 @@ class Archive:
         sop_uid: str | Sequence[str] | None = None,
     ) -> list[InstanceRow]:
         """Instance rows selected by UIDs, in study/series/instance-number order."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             return idx.instance_rows_by_uid(conn, study_uid, series_uid, sop_uid)
 
     def open_instance(self, row: InstanceRow) -> BinaryIO:
@@ -547,7 +549,7 @@ class Archive:
         self, study_uid: str, series_uid: str | None = None, sop_uid: str | None = None
     ) -> Iterator[str]:
         """Stored DICOM JSON text of each selected instance (never opens a file)."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             yield from idx.metadata_texts(conn, study_uid, series_uid, sop_uid)
 
     # ---------------------------------------------------------------- delete
@@ -629,7 +631,7 @@ class Archive:
     def usage(self) -> dict[str, Any]:
         """Storage in use: counts per level, bytes stored (from the index) and, for a
         blob store on a local file system, its size and free space."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             stored = conn.execute(
                 sa.select(sa.func.coalesce(sa.func.sum(idx.instance.c.size), 0))
             ).scalar_one()
@@ -651,7 +653,7 @@ class Archive:
         uids = [uid for _cls, uid in references]
         rows: dict[str, tuple[str, str, int]] = {}
         i = idx.instance.c
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             for start in range(0, len(uids), 500):
                 chosen = uids[start : start + 500]
                 query = sa.select(i.sop_instance_uid, i.sop_class_uid, i.blob_key, i.size)
@@ -676,7 +678,7 @@ class Archive:
 
     def counts(self) -> dict[str, int]:
         """Patients, studies, series and instances held (one statement: /health asks)."""
-        with self.engine.connect() as conn:
+        with self.reads.connect() as conn:
             row = conn.execute(_COUNTS).one()
         return {name.lower(): int(n) for name, n in zip(idx.TABLES, row, strict=True)}
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from isthmus.archive.attributes import ATTRIBUTES
+from isthmus.archive.connections import postgres_engine
 from isthmus.archive.prepared import Prepared
 
 log = logging.getLogger(__name__)
@@ -388,7 +389,7 @@ def create_engine(url: str, durable: bool = True) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas if durable else _sqlite_pragmas_fast)
         return engine
-    return sa.create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=True)
+    return postgres_engine(url)
 
 
 def writer_lock_path(engine: Engine) -> str | None:

@@ -33,8 +33,8 @@ MAX_BATCH = 512
 
 
 # A connection idle for longer than this is given back to the pool before the next
-# batch, whose checkout then tests it (pool_pre_ping): a database restarted while the
-# archive was quiet costs no failed batch.  Busy, the writer keeps its connection.
+# batch, whose checkout then tests it (connections.PING_AFTER): a database restarted
+# while the archive was quiet costs no failed batch.  Busy, the writer keeps it.
 IDLE_SECONDS = 5.0
 
 
