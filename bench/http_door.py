@@ -1,6 +1,6 @@
 """The per-request cost of the HTTP door: QIDO-RS and WADO-RS metadata on a loaded index.
 
-    .venv/bin/python -m bench.http_door [--instances K] [--requests N]
+    .venv/bin/python -m bench.http_door [--instances K] [--requests N] [--postgresql]
                                         [--baseline SRC_DIR] [--profile] [--work DIR]
 
 An index of K instances of the scale population (bench/scale/population.py, loaded
@@ -12,6 +12,8 @@ asked N times each over one keep-alive httpx connection, the
 value changing from request to request.  Printed: p50 and p95 in milliseconds per
 endpoint (client wall time, first byte sent to last byte read).
 
+`--postgresql` loads the index into a PostgreSQL server of its own (durable defaults,
+started and stopped by the run) instead of a kept SQLite file.
 `--baseline SRC_DIR` starts a second server importing Isthmus from SRC_DIR (an older
 tree: `git archive COMMIT src | tar -x -C DIR`, then SRC_DIR=DIR/src) and asks both in
 turn, request by request, so that the load of a shared machine falls on both alike.
@@ -37,6 +39,7 @@ from bench.scale.load import load
 from bench.scale.servers import LoadedIsthmus
 from isthmus.archive import Archive
 from isthmus.testing.net import free_port
+from isthmus.testing.postgres import TemporaryPostgres
 
 OUT = Path(__file__).resolve().parent / "out" / "http_door"
 HERE = str(Path(__file__).resolve().parent.parent / "src")
@@ -71,6 +74,17 @@ def endpoints() -> dict[str, Callable[[population.Study], str]]:
         f"/studies?ModalitiesInStudy={s.modality}&limit=100&{INCLUDE_STORED}"
     )
     return out
+
+
+def postgres_index(instances: int, server: TemporaryPostgres, work: Path) -> str:
+    """The URL of a fresh PostgreSQL database holding the first `instances`."""
+    url = server.create_database("door")
+    archive = Archive(url, f"file://{work / 'pg-blobs'}")
+    try:
+        print(f"loading {instances:,} instances: {load(archive, 0, instances):.1f} s")
+    finally:
+        archive.close()
+    return url
 
 
 def index(instances: int, work: Path) -> str:
@@ -141,9 +155,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--baseline", help="source folder (holding isthmus/) to compare with")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--postgresql", action="store_true", help="a PostgreSQL index")
     p.add_argument("--work", type=Path, default=OUT)
     args = p.parse_args(argv)
-    url = index(args.instances, args.work)
+    pg = TemporaryPostgres(durable=True).start() if args.postgresql else None
+    try:
+        return _run(args, pg)
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+def _run(args: argparse.Namespace, pg: TemporaryPostgres | None) -> int:
+    """Serve, ask, report (main's body, with the index chosen)."""
+    if pg is not None:
+        url = postgres_index(args.instances, pg, args.work)
+    else:
+        url = index(args.instances, args.work)
     held = population.first_studies(args.instances)
     sides = [("current", HERE)]
     if args.baseline:

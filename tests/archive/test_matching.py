@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from isthmus.archive import Archive, Query, QueryError, query_from_keywords
 from isthmus.archive.matchers import _time_lower, _time_upper
@@ -273,6 +274,38 @@ def test_study_level_counts_and_modalities_are_returned(catalogue_archive: Archi
     assert values(match, "00080061") == ["CT", "SR"]
     assert values(match, "00201206") == [2]
     assert values(match, "00201208") == [2]
+
+
+def test_a_study_s_computed_attributes_come_in_one_statement_after_the_match(
+    catalogue_archive: Archive,
+) -> None:
+    """Counts, Modalities and SOP Classes in Study together: one statement besides the
+    match (on PostgreSQL each is a round trip), each value list sorted."""
+    query = query_from_keywords(
+        "STUDY",
+        {
+            "StudyInstanceUID": study_uid("D"),
+            "ModalitiesInStudy": "",
+            "SOPClassesInStudy": "",
+            "NumberOfStudyRelatedSeries": "",
+            "NumberOfStudyRelatedInstances": "",
+        },
+    )
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    sa.event.listen(catalogue_archive.engine, "before_cursor_execute", seen)
+    try:
+        [match] = catalogue_archive.find(query).matches
+    finally:
+        sa.event.remove(catalogue_archive.engine, "before_cursor_execute", seen)
+    assert len(statements) == 2
+    assert values(match, "00080061") == ["CT", "SR"]
+    classes = values(match, "00080062")
+    assert "1.2.840.10008.5.1.4.1.1.2" in classes and classes == sorted(set(classes))
+    assert (values(match, "00201206"), values(match, "00201208")) == ([2], [2])
 
 
 def test_patient_level_counts(catalogue_archive: Archive) -> None:

@@ -511,23 +511,25 @@ def _computed_at(
     ]
     if _GROUP.get(level) is None:
         return out
+    keywords = tuple(kw for kw in ("ModalitiesInStudy", "SOPClassesInStudy") if kw in wanted)
+    if not counted and not keywords:
+        return out
     dialect = conn.dialect.name
+    stmt = _computed_select(level, dialect, bool(counted), keywords)
     for chunk in _chunks(pks, 500):
-        params = _pk_list(dialect, chunk)
-        rows = conn.execute(_count_select(level, dialect), params).all() if counted else ()
-        for g, n_studies, n_series, n_instances in rows:
-            counts = {"Studies": n_studies, "Series": n_series, "Instances": n_instances}
-            for kw, noun in counted:
-                out[(kw, g)] = {"vr": "IS", "Value": [counts[noun]]}
-        for kw in ("ModalitiesInStudy", "SOPClassesInStudy"):
-            if kw not in wanted:
-                continue
-            found: dict[int, list[str]] = {}
-            for g, value in conn.execute(_values_select(level, kw, dialect), params).all():
-                if value:
-                    found.setdefault(g, []).append(value)
-            for g, values in found.items():
-                out[(kw, g)] = {"vr": "CS" if kw == "ModalitiesInStudy" else "UI", "Value": values}
+        found: dict[tuple[int, int], list[str]] = {}
+        for kind, g, n_studies, n_series, n_instances, value in conn.execute(
+            stmt, _pk_list(dialect, chunk)
+        ):
+            if kind == 0:
+                counts = {"Studies": n_studies, "Series": n_series, "Instances": n_instances}
+                for kw, noun in counted:
+                    out[(kw, g)] = {"vr": "IS", "Value": [counts[noun]]}
+            elif value:
+                found.setdefault((kind, g), []).append(value)
+        for (kind, g), values in found.items():
+            kw = keywords[kind - 1]
+            out[(kw, g)] = {"vr": "CS" if kw == "ModalitiesInStudy" else "UI", "Value": values}
     return out
 
 
@@ -535,40 +537,58 @@ def _computed_at(
 _GROUP = {"PATIENT": idx.study.c.patient_pk, "STUDY": idx.study.c.pk, "SERIES": idx.series.c.pk}
 
 
+# Where Modalities and SOP Classes in Study come from: the series' own modality (no
+# need to visit every instance), each instance's SOP class.
+_VALUE_SOURCES = {
+    "ModalitiesInStudy": (idx.series.c.modality, _SERIES_TO_STUDY),
+    "SOPClassesInStudy": (idx.instance.c.sop_class_uid, _INSTANCE_TO_STUDY),
+}
+
+
 @functools.cache
-def _count_select(level: str, dialect: str) -> Any:
-    """(group, studies, series, instances) of each entity at `level` among PKS."""
+def _computed_select(level: str, dialect: str, counts: bool, keywords: tuple[str, ...]) -> Any:
+    """The counts (kind 0) and the distinct values of each of `keywords` (kind 1, 2…)
+    of the entities at `level` among PKS, in one statement of rows (kind, group,
+    studies, series, instances, value) ordered so that each entity's values come
+    sorted.  One statement rather than one per attribute: on PostgreSQL a statement is a
+    round trip, as long as a small query's own work."""
     i, s, st = idx.instance, idx.series, idx.study
     group = _GROUP[level]
-    return (
-        sa.select(
-            group,
-            sa.func.count(sa.distinct(st.c.pk)),
-            sa.func.count(sa.distinct(s.c.pk)),
-            sa.func.count(i.c.pk),
+    no_count = sa.cast(sa.null(), sa.Integer)
+    parts = []
+    if counts:
+        parts.append(
+            sa.select(
+                sa.literal_column("0", sa.Integer).label("kind"),
+                group.label("g"),
+                sa.func.count(sa.distinct(st.c.pk)),
+                sa.func.count(sa.distinct(s.c.pk)),
+                sa.func.count(i.c.pk),
+                sa.cast(sa.null(), sa.String).label("value"),
+            )
+            .select_from(_INSTANCE_TO_STUDY)
+            .where(_pks_in(group, dialect))
+            .group_by(group)
         )
-        .select_from(_INSTANCE_TO_STUDY)
-        .where(_pks_in(group, dialect))
-        .group_by(group)
-    )
-
-
-@functools.cache
-def _values_select(level: str, keyword: str, dialect: str) -> Any:
-    """(group, value) of Modalities or SOP Classes in Study of each entity among PKS."""
-    group = _GROUP[level]
-    # Modalities are the series' own: no need to visit every instance.
-    column, source = {
-        "ModalitiesInStudy": (idx.series.c.modality, _SERIES_TO_STUDY),
-        "SOPClassesInStudy": (idx.instance.c.sop_class_uid, _INSTANCE_TO_STUDY),
-    }[keyword]
-    return (
-        sa.select(group, column)
-        .select_from(source)
-        .where(_pks_in(group, dialect))
-        .distinct()
-        .order_by(group, column)
-    )
+    for kind, keyword in enumerate(keywords, start=1):
+        column, source = _VALUE_SOURCES[keyword]
+        parts.append(
+            sa.select(
+                sa.literal_column(str(kind), sa.Integer).label("kind"),
+                group.label("g"),
+                no_count,
+                no_count,
+                no_count,
+                column.label("value"),
+            )
+            .select_from(source)
+            .where(_pks_in(group, dialect))
+            .distinct()
+        )
+    order: list[Any] = [sa.literal_column(name) for name in ("kind", "g", "value")]
+    if len(parts) == 1:
+        return parts[0].order_by(*order)
+    return sa.union_all(*parts).order_by(*order)
 
 
 def _json_entry(vr: str, value: Any) -> dict[str, Any]:
