@@ -27,14 +27,14 @@ def engine(postgres: TemporaryPostgres) -> Iterator[Engine]:
         engine.dispose()
 
 
-def backends(engine: Engine) -> set[int]:
-    """Process ids of the PostgreSQL backends serving this engine's database."""
+def terminate_backends(engine: Engine) -> None:
+    """End every PostgreSQL backend serving this engine's database, as a restart of
+    PostgreSQL does to pooled connections."""
     with psycopg.connect(engine.url.set(drivername="postgresql").render_as_string(False)) as c:
-        rows = c.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-            " AND pid <> pg_backend_pid()"
-        ).fetchall()
-    return {pid for (pid,) in rows}
+        c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 def test_reads_run_in_autocommit_and_writes_keep_their_transactions(engine: Engine) -> None:
@@ -42,7 +42,8 @@ def test_reads_run_in_autocommit_and_writes_keep_their_transactions(engine: Engi
     with reads.connect() as conn:
         assert conn.connection.dbapi_connection.autocommit  # type: ignore[union-attr]
         conn.execute(sa.text("SELECT count(*) FROM t"))
-        assert conn.connection.dbapi_connection.info.transaction_status == 0  # IDLE  # type: ignore[union-attr]
+        status = conn.connection.dbapi_connection.info.transaction_status  # type: ignore[union-attr]
+        assert status == psycopg.pq.TransactionStatus.IDLE  # no BEGIN was sent
     with pytest.raises(RuntimeError), engine.begin() as conn:  # the same pool, afterwards
         assert not conn.connection.dbapi_connection.autocommit  # type: ignore[union-attr]
         conn.execute(sa.text("INSERT INTO t VALUES (1)"))
@@ -61,9 +62,7 @@ def test_a_connection_killed_while_idle_is_replaced_at_checkout(
 ) -> None:
     with engine.connect() as conn:
         conn.execute(sa.text("SELECT 1"))
-    for pid in backends(engine):  # what a PostgreSQL restart does to pooled connections
-        with psycopg.connect(engine.url.set(drivername="postgresql").render_as_string(False)) as c:
-            c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    terminate_backends(engine)
     monkeypatch.setattr(connections, "PING_AFTER", 0.0)  # it has idled long enough
     for reader in (engine, connections.for_reads(engine)):
         with reader.connect() as conn:
@@ -91,8 +90,6 @@ def test_a_connection_back_from_the_pool_at_once_is_not_pinged(
     with engine.connect() as conn:
         conn.execute(sa.text("SELECT 1"))
     assert len(pings) == 1 and pings[0] is not None  # checked in before, and not pinged
-    for pid in backends(engine):  # so a dead one that soon is not replaced in advance:
-        with psycopg.connect(engine.url.set(drivername="postgresql").render_as_string(False)) as c:
-            c.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    terminate_backends(engine)  # so a connection that dies that soon is not replaced first:
     with pytest.raises(sa.exc.OperationalError), engine.connect() as conn:
         conn.execute(sa.text("SELECT 1"))
