@@ -86,7 +86,7 @@ def _plain_integers(pixels: PixelData) -> bool:
         and pixels.pixel_keyword == "PixelData"
         and pixels.bits_allocated in (8, 16, 32)
         and 1 <= pixels.bits_stored <= pixels.bits_allocated
-        and pixels.photometric_interpretation != "YBR_FULL_422"
+        and pixels.photometric_interpretation != "YBR_FULL_422"  # 2 samples stored per pixel
     )
 
 

@@ -33,6 +33,7 @@ from isthmus.render.pixel_data import PixelData, open_part10
 MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif")
 DEFAULT_QUALITY = 90
 ANNOTATIONS = ("patient", "technique")
+_GRAYSCALE = ("MONOCHROME1", "MONOCHROME2")  # photometric interpretations shown as gray
 
 WindowArg = tuple[float, float] | tuple[float, float, str] | None
 
@@ -100,11 +101,11 @@ def frame_image(
     pixels: PixelData, index: int, window: Window | None = None, invert: bool = False
 ) -> Image.Image:
     """Frame `index` (0-based) as an 8-bit Pillow image (mode L or RGB) at full size."""
-    grayscale = pixels.photometric_interpretation in ("MONOCHROME1", "MONOCHROME2")
+    grayscale = pixels.photometric_interpretation in _GRAYSCALE
     # display_values keeps Bits Stored itself (grayscale.stored_values)
     array, photometric = decode_frame(pixels, index, as_rgb=True, correct_unused_bits=not grayscale)
     attrs = frame_attributes(pixels.dataset, index)
-    if photometric in ("MONOCHROME1", "MONOCHROME2"):
+    if photometric in _GRAYSCALE:
         if array.ndim != 2:
             raise RenderError(f"grayscale frame has shape {array.shape}")
         shown = display_values(

@@ -89,9 +89,7 @@ def read_pdu(
         return header[0], recv_exactly(sock, length)
     header = bytearray(PDU_HEADER)
     view = memoryview(header)
-    first = sock.recv_into(view, PDU_HEADER)  # waits as long as the socket's timeout
-    if first == 0:
-        raise EOFError("connection closed")
+    first = _receive_once(sock, view, None, "")  # waits as long as the socket's timeout
     idle = sock.gettimeout()
     deadline = time.monotonic() + timeout
     try:
