@@ -76,8 +76,8 @@ def start(folder: Path, workers: int = 2, index_url: str = "", blob_url: str = "
             processes.kill(proc)
             raise AssertionError(f"isthmus serve --workers did not start:\n{log.read_text()}")
         time.sleep(0.1)
-    running = Workers(proc, data, log, dicom_port, f"http://127.0.0.1:{http_port}")
-    running.index_url, running.blob_url = index_url, blob_url
+    http = f"http://127.0.0.1:{http_port}"
+    running = Workers(proc, data, log, dicom_port, http, index_url=index_url, blob_url=blob_url)
     for name, port, url in OWN.findall(log.read_text()):
         running.own_dicom[name], running.own_http[name] = int(port), url
     assert sorted(running.own_http) == [f"w{n}" for n in range(workers)]
