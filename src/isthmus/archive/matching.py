@@ -223,13 +223,18 @@ def _condition(attr: Attribute, matcher: Matcher) -> Any:
     return matcher.sql(table.c[attr.column], norm)
 
 
+# Aliases: at the series and instance levels the outer query selects from these tables
+# too, and the subquery must range over all of the study's rows, correlated to the study
+# only (a study attribute in a lower-level search, PS3.18 10.6.1.2).  Made once: an
+# alias builds a proxy of every column of its table (a fifth of a search's own time).
+_STUDY_SERIES = idx.series.alias("study_series")
+_STUDY_INSTANCE = idx.instance.alias("study_instance")
+
+
 def _computed_condition(attr: Attribute, matcher: Matcher) -> Any:
     """Modalities / SOP Classes in Study: the study matches when any of its series
     (instances) has a value the matcher accepts (EXISTS over one row per value)."""
-    # Aliases: at the series and instance levels the outer query selects from these
-    # tables too, and the subquery must range over all of the study's rows, correlated
-    # to the study only (a study attribute in a lower-level search, PS3.18 10.6.1.2).
-    s, i = idx.series.alias("study_series"), idx.instance.alias("study_instance")
+    s, i = _STUDY_SERIES, _STUDY_INSTANCE
     if attr.keyword == "ModalitiesInStudy":
         return (
             sa.exists()
