@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.http_door [--instances K] [--requests N] [--postgresql]
                                         [--baseline SRC_DIR] [--profile] [--work DIR]
+                                        [--pause MS]
 
 An index of K instances of the scale population (bench/scale/population.py, loaded
 in-process by bench/scale/load.py and kept in `--work` between runs) is served by
@@ -18,7 +19,10 @@ started and stopped by the run) instead of a kept SQLite file.
 tree: `git archive COMMIT src | tar -x -C DIR`, then SRC_DIR=DIR/src) and asks both in
 turn, request by request, so that the load of a shared machine falls on both alike.
 `--profile` records the (first) server with py-spy during the requests and prints
-where its samples went (bench/profile.py).
+where its samples went (bench/profile.py).  `--pause MS` waits MS milliseconds before
+each request: back to back, a server answers warm; after a pause, as a user's requests
+and the scale benchmark's (which asks Isthmus and Orthanc in turn) arrive, it answers
+from a machine that has been idle (docs/performance.md, "The cost of a pause").
 """
 
 from __future__ import annotations
@@ -105,9 +109,14 @@ def index(instances: int, work: Path) -> str:
 
 
 def ask(
-    clients: list[httpx.Client], roots: list[str], held: list[population.Study], requests: int
+    clients: list[httpx.Client],
+    roots: list[str],
+    held: list[population.Study],
+    requests: int,
+    pause: float = 0.0,
 ) -> list[dict[str, list[float]]]:
-    """Every endpoint `requests` times per server, servers in turn; ms samples."""
+    """Every endpoint `requests` times per server, servers in turn, `pause` ms before
+    each request; ms samples."""
     rng = random.Random(10)
     out: list[dict[str, list[float]]] = [{} for _ in roots]
     for name, path_of in endpoints().items():
@@ -117,6 +126,8 @@ def ask(
             for k in order:
                 path = path_of(study)
                 url = roots[k].rsplit("/dicom-web", 1)[0] + path[1:] if path[0] == "!" else None
+                if pause:
+                    time.sleep(pause / 1000)
                 elapsed = _get(clients[k], url or roots[k] + path)
                 if n >= queries.WARMUP:
                     out[k].setdefault(name, []).append(elapsed)
@@ -157,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true")
     p.add_argument("--postgresql", action="store_true", help="a PostgreSQL index")
     p.add_argument("--work", type=Path, default=OUT)
+    p.add_argument("--pause", type=float, default=0.0, help="ms to wait before each request")
     args = p.parse_args(argv)
     pg = TemporaryPostgres(durable=True).start() if args.postgresql else None
     try:
@@ -185,7 +197,7 @@ def _run(args: argparse.Namespace, pg: TemporaryPostgres | None) -> int:
         if args.profile and servers[0].proc is not None:
             stem = args.work / "profile"
             with Recorder(servers[0].proc.pid, stem, rate=500) as rec:
-                results = ask(clients, roots, held, args.requests)
+                results = ask(clients, roots, held, args.requests, args.pause)
             summary = rec.summary(top=40)
             for key in ("threads_pct", "self_pct", "inclusive_pct"):
                 print(key)
@@ -193,13 +205,14 @@ def _run(args: argparse.Namespace, pg: TemporaryPostgres | None) -> int:
                     print(f"  {pct:5.1f}  {frame}")
             print(f"collapsed stacks: {stem.with_suffix('.txt')}")
         else:
-            results = ask(clients, roots, held, args.requests)
+            results = ask(clients, roots, held, args.requests, args.pause)
     finally:
         for client in clients:
             client.close()
         for server in servers:
             server.stop()
-    print(f"{args.instances:,} instances, {args.requests} requests per endpoint, ms")
+    pause = f", {args.pause:g} ms pause before each" if args.pause else ""
+    print(f"{args.instances:,} instances, {args.requests} requests per endpoint{pause}, ms")
     report([name for name, _ in sides], results)
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     return 0
