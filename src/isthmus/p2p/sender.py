@@ -102,12 +102,16 @@ class Sender:
             report.reason = report.reason or str(exc) or type(exc).__name__
             if isinstance(exc, ProtocolError | StudyNotFound):
                 await _try_send(channel, control("error", reason=str(exc)))
-        log.info(
-            "p2p: served study %s: %d chunks, %d bytes, complete=%s",
+        # A transfer that ended short is worth a warning: the receiver was left without
+        # the study, and the reason is only known here.
+        log.log(
+            logging.INFO if report.complete else logging.WARNING,
+            "p2p: served study %s: %d chunks, %d bytes, complete=%s%s",
             self.study_uid,
             report.chunks_sent,
             report.bytes_sent,
             report.complete,
+            f" ({report.reason})" if report.reason else "",
         )
         return report
 
