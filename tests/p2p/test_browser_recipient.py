@@ -57,6 +57,16 @@ CUT_AFTER = """(limit) => {
   };
 }"""
 
+# Resume the page only `ms` after its answer is applied: by then the channel is open and
+# the node has sent the manifest (a busy page or a slow signalling thread, made certain).
+SLOW_TO_APPLY_THE_ANSWER = """(ms) => {
+  const apply = RTCPeerConnection.prototype.setRemoteDescription;
+  RTCPeerConnection.prototype.setRemoteDescription = async function (...args) {
+    await apply.apply(this, args);
+    await new Promise((resolve) => setTimeout(resolve, ms));
+  };
+}"""
+
 
 @dataclass
 class Sharing:
@@ -157,6 +167,16 @@ def test_a_shared_study_arrives_in_indexeddb_byte_identical(sharing: Sharing, co
     outcome = ended(page)
     assert outcome["status"] == "complete", outcome["message"]
     assert "Complete and verified" in page.locator("#share-status").inner_text()
+    assert page.evaluate(STORED_DIGESTS, sharing.study) == sharing.digests
+
+
+def test_a_manifest_sent_before_the_page_resumes_from_the_answer_is_not_lost(
+    sharing: Sharing, context: Any
+) -> None:
+    link, _ = sharing.link()
+    page, _ = open_link(context, link, (SLOW_TO_APPLY_THE_ANSWER, 1500))
+    outcome = ended(page)
+    assert outcome["status"] == "complete", outcome["message"]
     assert page.evaluate(STORED_DIGESTS, sharing.study) == sharing.digests
 
 

@@ -137,12 +137,12 @@ async function main() {
   }
   try {
     view.store = await new InstanceStore().open();
-    const { pc, channel } = await connect(linkId, secret);
+    const { pc, channel, mail } = await connect(linkId, secret);
     state.status = "transferring";
     say("Connected: receiving the study…");
     const started = performance.now();
     let study = "";
-    const figures = await receive(channel, view.store, {
+    const figures = await receive(channel, mail, view.store, {
       manifest: (m) => {
         study = m.study;
         $("share-study").textContent = `Study ${m.study} · ${m.entries.length} instances`;

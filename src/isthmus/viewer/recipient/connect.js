@@ -3,6 +3,7 @@
 // every candidate gathered before the offer goes (no trickle), POST /api/p2p/ID/offer with
 // P1, and the answer applied only when its P2 proves the sharing node holds the secret.
 
+import { Mailbox } from "./mailbox.js";
 import { answerProofValid, offerProof } from "./proof.js";
 
 export const LABEL = "isthmus-p2p";
@@ -82,11 +83,15 @@ function opened(pc, channel) {
   });
 }
 
-/** Connect to the sharing node of `linkId`; resolves to {pc, channel} once the channel is open. */
+/**
+ * Connect to the sharing node of `linkId`; resolves to {pc, channel, mail} once the channel
+ * is open, `mail` holding every message since the channel was created (mailbox.js).
+ */
 export async function connect(linkId, secret) {
   const pc = new RTCPeerConnection(await iceConfiguration(linkId));
   const channel = pc.createDataChannel(LABEL, { ordered: true });
   channel.binaryType = "arraybuffer";
+  const mail = new Mailbox(channel);
   try {
     await pc.setLocalDescription(await pc.createOffer());
     await gathered(pc);
@@ -96,7 +101,7 @@ export async function connect(linkId, secret) {
       throw new ShareError("the answer does not prove knowledge of the link's secret: not connecting");
     await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
     await opened(pc, channel);
-    return { pc, channel };
+    return { pc, channel, mail };
   } catch (error) {
     pc.close();
     throw error;

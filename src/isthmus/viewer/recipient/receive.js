@@ -14,47 +14,6 @@ const RETRIES = 3;
 const REFILL = 4; // ask again once this many chunks of the window have arrived
 const SILENCE_MS = 30_000;
 
-/** The channel's messages as a queue: next(ms) resolves to a message, or rejects. */
-class Mailbox {
-  constructor(channel) {
-    this.items = [];
-    this.waiter = null;
-    this.closed = false;
-    channel.addEventListener("message", (event) => this.#push({ data: event.data }));
-    channel.addEventListener("close", () => {
-      this.closed = true;
-      this.#push({ closed: true });
-    });
-  }
-
-  #push(item) {
-    if (this.waiter) {
-      const w = this.waiter;
-      this.waiter = null;
-      w(item);
-    } else this.items.push(item);
-  }
-
-  /** Make a waiting next() return (a verification finished). */
-  wake() {
-    this.#push({ wake: true });
-  }
-
-  next(ms) {
-    if (this.items.length) return Promise.resolve(this.items.shift());
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.waiter = null;
-        resolve({ timeout: true });
-      }, ms);
-      this.waiter = (item) => {
-        clearTimeout(timer);
-        resolve(item);
-      };
-    });
-  }
-}
-
 function control(item) {
   let doc;
   try {
@@ -92,12 +51,12 @@ async function manifest(mail) {
 }
 
 /**
- * Run one transfer on an open channel into `store` (an InstanceStore). `events` gets
+ * Run one transfer on an open channel, whose messages `mail` (a Mailbox) has held since the
+ * channel was created, into `store` (an InstanceStore). `events` gets
  * manifest({study, entries, held}), stored(entry, part10), progress(figures), refetch(entry).
  * Resolves to the final figures once "done" is sent.
  */
-export async function receive(channel, store, events = {}) {
-  const mail = new Mailbox(channel);
+export async function receive(channel, mail, store, events = {}) {
   const { study, entries } = await manifest(mail);
   const held = new Set(await store.keys(study));
   const todo = entries.filter((e) => !held.has(e.sop));
