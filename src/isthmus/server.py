@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from isthmus import collector
 from isthmus.archive import Archive, Forwarding, JobWorker, RetryPolicy, parse_rules, retention_kind
 from isthmus.archive.events import EventBus
 from isthmus.audit import AuditTrail
@@ -289,6 +290,7 @@ def run_forever(settings: Settings) -> None:
     print_where(settings, node.dicom_port, node.dicom_tls_port, settings.http_port, relay)
     config = http_config(node.web_context())
     server = uvicorn.Server(config)
+    collector.settle()
     try:
         # uvloop when installed (uvicorn's "auto" loop), as uvicorn.Server.run would
         with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:

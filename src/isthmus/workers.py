@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.context import SpawnProcess
 from typing import Any
 
+from isthmus import collector
 from isthmus.archive import Archive
 from isthmus.archive.events_workers import EVENT, MAX_EVENT, READY, EventRelay, WorkerEventBus
 from isthmus.config import ConfigError, Settings
@@ -305,6 +306,7 @@ def worker_main(settings: Settings, plan: WorkerPlan) -> None:
         ctx.siblings = plan.siblings
         http = WorkerHTTP(ctx, plan)
         http.start()
+        collector.settle()
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         watcher = threading.Thread(

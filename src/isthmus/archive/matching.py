@@ -277,7 +277,7 @@ def _representatives(conn: Connection, level: str, pks: list[int]) -> dict[int, 
         return {}
     out: dict[int, dict[str, Any]] = {}
     for chunk in _chunks(pks, 500):
-        for g, text in conn.execute(_representative_select(level), {"pks": chunk}):
+        for g, text in conn.execute(_representative_select(level), {"pks": chunk}).all():
             out[g] = json.loads(text)
     return out
 
@@ -358,7 +358,7 @@ def _build(
     out = []
     for pk in pks:
         row = by_pk[pk]
-        meta = representative.get(pk, {})
+        meta = representative.get(pk, _NO_METADATA)
         result: dict[str, Any] = {}
         if include_all:
             result.update(
@@ -369,16 +369,24 @@ def _build(
                 }
             )
         for key, kind, name, vr in steps:
-            if kind is _COLUMN:
+            if kind is _TEXT:  # _json_entry's cases, without the call
                 value = row[name]
                 if value is None or value == "":
                     result[key] = {"vr": vr}
-                elif vr == "PN" or vr in _INT_VRS:
-                    result[key] = _json_entry(vr, value)
-                else:  # text: _json_entry's last case, without the call
+                else:
                     result[key] = {"vr": vr, "Value": str(value).split("\\")}
+            elif kind is _NAME:
+                value = row[name]
+                if value is None or value == "":
+                    result[key] = {"vr": vr}
+                elif "=" not in value:
+                    result[key] = {"vr": vr, "Value": [{"Alphabetic": value}]}
+                else:
+                    result[key] = _json_entry(vr, value)
+            elif kind is _NUMBER:
+                result[key] = _json_entry(vr, row[name])
             elif kind is _COMPUTED:
-                result[key] = computed.get((name, pk), {"vr": vr})
+                result[key] = computed.get((name, pk)) or {"vr": vr}
             elif kind is _ABSENT:
                 result[key] = {"vr": vr}
             else:
@@ -391,7 +399,11 @@ def _build(
     return out
 
 
-_COLUMN, _COMPUTED, _STORED, _ABSENT = "column", "computed", "stored", "absent"
+# Where a step's value comes from: a column (text, person name, number), the computed
+# attributes, the stored metadata, or nowhere (a column the rows lack).
+_TEXT, _NAME, _NUMBER = "text", "name", "number"
+_COMPUTED, _STORED, _ABSENT = "computed", "stored", "absent"
+_NO_METADATA: dict[str, Any] = {}  # only read
 
 
 def _step(
@@ -406,7 +418,8 @@ def _step(
     position = positions.get(attr.column)
     if position is None:
         return key, _ABSENT, "", vr
-    return key, _COLUMN, position, vr
+    kind = _NAME if vr == "PN" else _NUMBER if vr in _INT_VRS else _TEXT
+    return key, kind, position, vr
 
 
 def _return_plan(tags: set[int], level: str) -> list[tuple[str, Attribute | None, str]]:
@@ -507,7 +520,7 @@ def _owners(conn: Connection, level: str, owner_level: str, pks: list[int]) -> d
     stmt = _owner_select(level, owner_level)
     out: dict[int, int] = {}
     for chunk in _chunks(pks, 500):
-        out.update({pk: owner for pk, owner in conn.execute(stmt, {"pks": chunk})})
+        out.update(conn.execute(stmt, {"pks": chunk}).tuples().all())
     return out
 
 
@@ -545,9 +558,10 @@ def _computed_at(
     places = [(kw, ("Studies", "Series", "Instances").index(noun)) for kw, noun in counted]
     for chunk in _chunks(pks, 500):
         found: dict[tuple[int, int], list[str]] = {}
+        # one fetchall: iterating the result fetched its 2,000 rows one call at a time
         for kind, g, n_studies, n_series, n_instances, value in conn.execute(
             stmt, _pk_list(dialect, chunk)
-        ):
+        ).all():
             if kind == 0:
                 counts = (n_studies, n_series, n_instances)
                 for kw, place in places:

@@ -180,17 +180,20 @@ def _uid_list(tag: int, value: str) -> str:
 
 
 def _add_retrieve_url(match: dict[str, Any], level: str, root: str) -> None:
-    def uid(tag: str) -> str:
-        value: str = (match.get(tag, {}).get("Value") or [""])[0]
-        return value
-
-    url = f"{root}/studies/{uid('0020000D')}"
+    url = f"{root}/studies/{_first(match, '0020000D')}"
     if level in ("SERIES", "IMAGE"):
-        url += f"/series/{uid('0020000E')}"
+        url += f"/series/{_first(match, '0020000E')}"
     if level == "IMAGE":
-        url += f"/instances/{uid('00080018')}"
+        url += f"/instances/{_first(match, '00080018')}"
     match[RETRIEVE_URL] = {"vr": "UR", "Value": [url]}
     match[INSTANCE_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
+
+
+def _first(match: dict[str, Any], tag: str) -> str:
+    """The first value of a match's element, or "" (an element without a value)."""
+    entry = match.get(tag)
+    values = entry.get("Value") if entry else None
+    return str(values[0]) if values else ""
 
 
 # --------------------------------------------------------------- responses
