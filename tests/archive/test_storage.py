@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from isthmus.archive.s3 import S3BlobStore
-from isthmus.archive.storage import FileBlobStore, check_key, open_blob_store
+from isthmus.archive.storage import SPARE_FOLDER, FileBlobStore, check_key, open_blob_store
 
 
 @pytest.fixture
@@ -17,7 +17,12 @@ def store(tmp_path: Path) -> FileBlobStore:
 
 
 def files_under(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    """The files under the store's root, but for its spare files."""
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and p.parent != root / SPARE_FOLDER
+    )
 
 
 def test_put_open_size_keys_and_delete(store: FileBlobStore) -> None:

@@ -160,6 +160,7 @@ class Archive:
         self.events.close()
         self.writer.close()
         self.engine.dispose()
+        self.blobs.close()
 
     # ------------------------------------------------------------------ store
     def store(

@@ -55,6 +55,9 @@ class BlobStore(Protocol):
         """Remove leftovers of interrupted writes; returns how many.  A leftover another
         live process may still be writing is kept until it is `older_than` seconds old."""
 
+    def close(self) -> None:
+        """Release what the store holds open (the file store's spare files)."""
+
     def check(self) -> None:
         """Raise OSError when the store cannot be reached or written (readiness)."""
 

@@ -520,7 +520,7 @@ def _owners(conn: Connection, level: str, owner_level: str, pks: list[int]) -> d
     stmt = _owner_select(level, owner_level)
     out: dict[int, int] = {}
     for chunk in _chunks(pks, 500):
-        out.update(conn.execute(stmt, {"pks": chunk}).tuples().all())
+        out.update((pk, owner) for pk, owner in conn.execute(stmt, {"pks": chunk}).all())
     return out
 
 

@@ -205,6 +205,9 @@ class S3BlobStore:
         with self._call(f"HEAD {key}", missing=KeyError(key)):
             return float(obstore.head(self._now(), key)["last_modified"].timestamp())
 
+    def close(self) -> None:
+        """Nothing held open: the client's connections go with it."""
+
     def check(self) -> None:
         """Readiness (/readyz): S3 answers a listing with these credentials."""
         with self._call("LIST"):

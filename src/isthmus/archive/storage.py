@@ -4,15 +4,21 @@ The archive addresses blobs by opaque keys; no door ever sees a file path.  The
 file store writes each blob atomically (temporary file, fsync, rename, fsync of the
 directory), so a key either names a complete, durable blob or nothing.
 
+The temporary file is usually a spare, an empty file made ahead in the `.spare` folder
+by a thread of the store (`spare_files.py`: creating a file can cost more than the
+rest of a small blob's write), renamed into the key's folder once written.
+
 Several processes may share one store (docs/scaling.md).  A temporary file is named
 after the machine and process writing it, so that `sweep` removes at once what a dead
-process of this machine left, and what another machine left only after a grace period.
+process of this machine left, and what another machine left only after a grace period;
+a process's own are never swept (they are being written, or spares).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import os
 import re
 import shutil
@@ -25,6 +31,7 @@ from urllib.parse import urlparse
 
 from isthmus.archive import direct_io
 from isthmus.archive.blob import BlobStore, BlobStoreUnavailable, NoLocalPath, check_key
+from isthmus.archive.spare_files import SpareFiles
 
 __all__ = [
     "BlobStore",
@@ -36,11 +43,16 @@ __all__ = [
 ]
 
 _TMP_SUFFIX = ".partial"
+_SPARE_SUFFIX = ".spare"  # an empty file made ahead (spare_files.py); a write's, once taken
+# Where the store keeps its spare files (spare_files.py): under the root, so that a
+# rename names a spare as any blob.  Not a key's folder: keys start with a UID.
+SPARE_FOLDER = ".spare"
 # This machine, in temporary file names (`sweep` tells its own leftovers from others').
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
-_TMP_RE = re.compile(
-    r"\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)\.[0-9a-f]+" + re.escape(_TMP_SUFFIX) + "$"
-)
+# Numbers temporary files apart: one count for every store of the process (two stores
+# of one process may share a folder, as two archives of one test do).
+_SERIAL = itertools.count()
+_TMP_RE = re.compile(r"\.(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)\.[0-9a-f]+(\.partial|\.spare)$")
 
 
 class FileBlobStore:
@@ -55,6 +67,9 @@ class FileBlobStore:
         # instance's store (building, then converting for every system call).
         self._root = str(self.root)
         self._folders: set[str] = set()
+        self._spares = SpareFiles(
+            os.path.join(self._root, SPARE_FOLDER), self._spare_name, direct=self._direct
+        )
 
     def _ensure_folder(self, folder: str) -> None:
         """Create a folder (and parents) once; new entries are fsynced in their parent."""
@@ -81,17 +96,19 @@ class FileBlobStore:
         path = self._path(key)
         folder = os.path.dirname(path)
         self._ensure_folder(folder)
-        tmp = f"{path}.{_HOST}-{os.getpid()}.{id(chunks):x}{_TMP_SUFFIX}"
+        spare = self._spares.take()  # an empty file made ahead, if one is ready
+        file, tmp = spare if spare is not None else (None, _temporary_name(path))
         size = 0
         try:
-            file = self._create(tmp)
+            if file is None:
+                file = self._create(tmp)
             try:
                 size = file.write_all(chunks)
                 if self.fsync and sync:
                     os.fsync(file.fd)
             finally:
                 os.close(file.fd)
-            os.replace(tmp, path)
+            self._rename(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -99,6 +116,27 @@ class FileBlobStore:
         if self.fsync and sync:
             _fsync_dir(folder)
         return size
+
+    def _rename(self, tmp: str, path: str) -> None:
+        """Name the written blob; if a concurrent delete just removed its (empty)
+        folder, make the folder again (a spare is written in the spare folder)."""
+        for _attempt in range(3):
+            try:
+                os.replace(tmp, path)
+                return
+            except FileNotFoundError:
+                if not os.path.exists(tmp):
+                    raise
+                self._folders.discard(os.path.dirname(path))
+                self._ensure_folder(os.path.dirname(path))
+        os.replace(tmp, path)
+
+    def _spare_name(self) -> str:
+        """A spare's name: a temporary file's, of this machine and process."""
+        return _temporary_name("blob", _SPARE_SUFFIX)
+
+    def close(self) -> None:
+        self._spares.close()
 
     def sync(self, key: str) -> None:
         if not self.fsync:
@@ -157,7 +195,7 @@ class FileBlobStore:
         for dirpath, _dirs, files in os.walk(self.root):
             rel = os.path.relpath(dirpath, self.root)
             for name in files:
-                if not name.endswith(_TMP_SUFFIX):
+                if not name.endswith((_TMP_SUFFIX, _SPARE_SUFFIX)):
                     yield name if rel == "." else f"{rel}/{name}".replace(os.sep, "/")
 
     def modified(self, key: str) -> float:
@@ -181,9 +219,11 @@ class FileBlobStore:
         limit = time.time() - older_than
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
-                if not name.endswith(_TMP_SUFFIX):
+                if not name.endswith((_TMP_SUFFIX, _SPARE_SUFFIX)):
                     continue
                 path = Path(dirpath, name)
+                if _ours(name):
+                    continue  # being written, or a spare (spare_files.py)
                 if _abandoned(name) or _older(path, limit):
                     path.unlink(missing_ok=True)
                     count += 1
@@ -197,6 +237,17 @@ class FileBlobStore:
         """(free bytes, total bytes) of the file system holding the store."""
         total, _used, free = shutil.disk_usage(self.root)
         return free, total
+
+
+def _temporary_name(path: str, suffix: str = _TMP_SUFFIX) -> str:
+    """`path` and this machine, process and a serial number (`_TMP_RE`)."""
+    return f"{path}.{_HOST}-{os.getpid()}.{next(_SERIAL):x}{suffix}"
+
+
+def _ours(name: str) -> bool:
+    """A temporary file of this very process."""
+    match = _TMP_RE.search(name)
+    return match is not None and match["host"] == _HOST and int(match["pid"]) == os.getpid()
 
 
 def _abandoned(name: str) -> bool:
