@@ -42,10 +42,19 @@ def names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+def start(spares: SpareFiles) -> None:
+    """The first take starts the thread (and may already get a spare: given back)."""
+    spare = spares.take()
+    if spare is not None:
+        os.close(spare[0].fd)
+        os.unlink(spare[1])
+
+
 def test_the_first_take_starts_a_thread_that_keeps_count_files_ready(
     spares: SpareFiles, folder: Path
 ) -> None:
-    assert spares.take() is None  # nothing made before it is asked for
+    assert names(folder) == []  # nothing made before it is asked for
+    start(spares)
     eventually(lambda: len(names(folder)) == 3)
     spare = spares.take()
     assert spare is not None
@@ -57,7 +66,7 @@ def test_the_first_take_starts_a_thread_that_keeps_count_files_ready(
 
 
 def test_close_removes_the_spares_not_taken(spares: SpareFiles, folder: Path) -> None:
-    spares.take()
+    start(spares)
     eventually(lambda: len(names(folder)) == 3)
     spares.close()
     assert names(folder) == []
@@ -66,7 +75,7 @@ def test_close_removes_the_spares_not_taken(spares: SpareFiles, folder: Path) ->
 
 def test_collecting_the_spare_files_stops_their_thread_and_removes_them(folder: Path) -> None:
     made = SpareFiles(str(folder), lambda: f"s.{time.monotonic_ns()}.spare", direct=False)
-    made.take()
+    start(made)
     eventually(lambda: len(names(folder)) == 8)
     del made
     gc.collect()
@@ -78,7 +87,7 @@ def test_spares_waiting_long_are_touched_so_that_another_machines_sweep_keeps_th
     spares: SpareFiles, folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(spare_files, "RENEW_EVERY", 0.05)
-    spares.take()
+    start(spares)
     eventually(lambda: len(names(folder)) == 3)
     for name in names(folder):
         os.utime(folder / name, (1_000_000, 1_000_000))  # as if made long ago
@@ -103,4 +112,14 @@ def test_a_store_writes_blobs_through_spares_and_its_sweep_spares_its_own(
     os.utime(spare_folder / "blob.00000000-1.1.spare", (1_000_000, 1_000_000))
     assert store.sweep(older_than=600) == 1
     store.close()
+    assert names(spare_folder) == []
+
+
+def test_a_store_no_longer_referenced_stops_its_spares_thread(tmp_path: Path) -> None:
+    store = FileBlobStore(tmp_path / "blobs")
+    store.put("s/1.dcm", [b"first"])
+    spare_folder = tmp_path / "blobs" / SPARE_FOLDER
+    eventually(lambda: len(names(spare_folder)) == 8)
+    del store
+    gc.collect()
     assert names(spare_folder) == []

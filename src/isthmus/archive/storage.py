@@ -68,7 +68,7 @@ class FileBlobStore:
         self._root = str(self.root)
         self._folders: set[str] = set()
         self._spares = SpareFiles(
-            os.path.join(self._root, SPARE_FOLDER), self._spare_name, direct=self._direct
+            os.path.join(self._root, SPARE_FOLDER), _spare_name, direct=self._direct
         )
 
     def _ensure_folder(self, folder: str) -> None:
@@ -130,10 +130,6 @@ class FileBlobStore:
                 self._folders.discard(os.path.dirname(path))
                 self._ensure_folder(os.path.dirname(path))
         os.replace(tmp, path)
-
-    def _spare_name(self) -> str:
-        """A spare's name: a temporary file's, of this machine and process."""
-        return _temporary_name("blob", _SPARE_SUFFIX)
 
     def close(self) -> None:
         self._spares.close()
@@ -242,6 +238,12 @@ class FileBlobStore:
 def _temporary_name(path: str, suffix: str = _TMP_SUFFIX) -> str:
     """`path` and this machine, process and a serial number (`_TMP_RE`)."""
     return f"{path}.{_HOST}-{os.getpid()}.{next(_SERIAL):x}{suffix}"
+
+
+def _spare_name() -> str:
+    """A spare's name: a temporary file's, of this machine and process (a function, not
+    a method: the spares' thread must not keep the store alive)."""
+    return _temporary_name("blob", _SPARE_SUFFIX)
 
 
 def _ours(name: str) -> bool:
