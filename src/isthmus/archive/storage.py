@@ -24,9 +24,9 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 from urllib.parse import urlparse
 
 from isthmus.archive import direct_io
@@ -42,6 +42,7 @@ __all__ = [
     "open_blob_store",
 ]
 
+_T = TypeVar("_T")
 _TMP_SUFFIX = ".partial"
 _SPARE_SUFFIX = ".spare"  # an empty file made ahead (spare_files.py); a write's, once taken
 # Where the store keeps its spare files (spare_files.py): under the root, so that a
@@ -118,18 +119,20 @@ class FileBlobStore:
         return size
 
     def _rename(self, tmp: str, path: str) -> None:
-        """Name the written blob; if a concurrent delete just removed its (empty)
-        folder, make the folder again (a spare is written in the spare folder)."""
+        """Name the written blob (a spare was written in the spare folder, not in the
+        key's, which a concurrent delete may have removed meanwhile)."""
+        self._again_if_folder_gone(os.path.dirname(path), lambda: os.replace(tmp, path))
+
+    def _again_if_folder_gone(self, folder: str, action: Callable[[], _T]) -> _T:
+        """`action`, tried again (up to three times) after making `folder` anew when a
+        concurrent delete just removed it, empty."""
         for _attempt in range(3):
             try:
-                os.replace(tmp, path)
-                return
+                return action()
             except FileNotFoundError:
-                if not os.path.exists(tmp):
-                    raise
-                self._folders.discard(os.path.dirname(path))
-                self._ensure_folder(os.path.dirname(path))
-        os.replace(tmp, path)
+                self._folders.discard(folder)
+                self._ensure_folder(folder)
+        return action()
 
     def close(self) -> None:
         self._spares.close()
@@ -149,13 +152,7 @@ class FileBlobStore:
         """Create the temporary file, for direct writes when the blob is to be fsynced
         (`direct_io`); if a concurrent delete just removed its (empty) folder, make the
         folder again."""
-        for _attempt in range(3):
-            try:
-                return self._open_new(tmp)
-            except FileNotFoundError:
-                self._folders.discard(os.path.dirname(tmp))
-                self._ensure_folder(os.path.dirname(tmp))
-        return self._open_new(tmp)
+        return self._again_if_folder_gone(os.path.dirname(tmp), lambda: self._open_new(tmp))
 
     def _open_new(self, tmp: str) -> direct_io.DirectFile:
         file = direct_io.create(tmp, direct=self._direct)

@@ -19,7 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from isthmus.archive import Archive, FindResult, Query, QueryError, resolve_tag
-from isthmus.dicom.json import dumps_bytes
+from isthmus.dicom.json import dumps_bytes, first_value
 from isthmus.web import media_types as mt
 from isthmus.web.compression import json_response
 from isthmus.web.dicom_xml import to_xml
@@ -180,20 +180,13 @@ def _uid_list(tag: int, value: str) -> str:
 
 
 def _add_retrieve_url(match: dict[str, Any], level: str, root: str) -> None:
-    url = f"{root}/studies/{_first(match, '0020000D')}"
+    url = f"{root}/studies/{first_value(match.get('0020000D')) or ''}"
     if level in ("SERIES", "IMAGE"):
-        url += f"/series/{_first(match, '0020000E')}"
+        url += f"/series/{first_value(match.get('0020000E')) or ''}"
     if level == "IMAGE":
-        url += f"/instances/{_first(match, '00080018')}"
+        url += f"/instances/{first_value(match.get('00080018')) or ''}"
     match[RETRIEVE_URL] = {"vr": "UR", "Value": [url]}
     match[INSTANCE_AVAILABILITY] = {"vr": "CS", "Value": ["ONLINE"]}
-
-
-def _first(match: dict[str, Any], tag: str) -> str:
-    """The first value of a match's element, or "" (an element without a value)."""
-    entry = match.get(tag)
-    values = entry.get("Value") if entry else None
-    return str(values[0]) if values else ""
 
 
 # --------------------------------------------------------------- responses
