@@ -2,15 +2,16 @@
 
     .venv/bin/python -m bench.http_door [--instances K] [--requests N] [--postgresql]
                                         [--baseline SRC_DIR] [--profile] [--work DIR]
-                                        [--pause MS]
+                                        [--pause MS] [--client keepalive,httpx]
 
 An index of K instances of the scale population (bench/scale/population.py, loaded
 in-process by bench/scale/load.py and kept in `--work` between runs) is served by
 `isthmus serve` on 127.0.0.1 (no start-up check: the loaded rows have no blobs), and
 every query of the scale benchmark (bench/scale/queries.py), `/health`, and three with
 `includefield` (indexed attributes, `all`, attributes only the stored JSON holds) are
-asked N times each over one keep-alive httpx connection, the
-value changing from request to request.  Printed: p50 and p95 in milliseconds per
+asked N times each over one keep-alive connection (bench/keepalive.py; `--client
+httpx` for httpx's instead, `--client keepalive,httpx` both in turn), the value
+changing from request to request.  Printed: p50 and p95 in milliseconds per
 endpoint (client wall time, first byte sent to last byte read).
 
 `--postgresql` loads the index into a PostgreSQL server of its own (durable defaults,
@@ -35,8 +36,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
+from bench.keepalive import CLIENTS, Client
 from bench.profile import Recorder
 from bench.scale import population, queries
 from bench.scale.load import load
@@ -109,7 +109,7 @@ def index(instances: int, work: Path) -> str:
 
 
 def ask(
-    clients: list[httpx.Client],
+    clients: list[Client],
     roots: list[str],
     held: list[population.Study],
     requests: int,
@@ -134,13 +134,12 @@ def ask(
     return out
 
 
-def _get(client: httpx.Client, url: str) -> float:
+def _get(client: Client, url: str) -> float:
     started = time.perf_counter()
-    rsp = client.get(url, headers={"Accept": JSON})
-    rsp.read()
+    status, body = client.get(url, JSON)
     elapsed = (time.perf_counter() - started) * 1000
-    if rsp.status_code not in (200, 204):
-        raise RuntimeError(f"{url}: HTTP {rsp.status_code} {rsp.content[:200]!r}")
+    if status not in (200, 204):
+        raise RuntimeError(f"{url}: HTTP {status} {body[:200]!r}")
     return elapsed
 
 
@@ -169,7 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--postgresql", action="store_true", help="a PostgreSQL index")
     p.add_argument("--work", type=Path, default=OUT)
     p.add_argument("--pause", type=float, default=0.0, help="ms to wait before each request")
+    p.add_argument(
+        "--client",
+        default="keepalive",
+        help=f"the client(s), comma-separated, asked in turn: {', '.join(sorted(CLIENTS))}",
+    )
     args = p.parse_args(argv)
+    unknown = set(args.client.split(",")) - set(CLIENTS)
+    if unknown:
+        p.error(f"unknown client(s): {', '.join(sorted(unknown))}")
     pg = TemporaryPostgres(durable=True).start() if args.postgresql else None
     try:
         return _run(args, pg)
@@ -189,11 +196,15 @@ def _run(args: argparse.Namespace, pg: TemporaryPostgres | None) -> int:
     if args.baseline:
         sides.append(("baseline", os.path.abspath(args.baseline)))
     servers = [Served(args.work / f"serve-{name}", url, src) for name, src in sides]
-    clients = [httpx.Client(timeout=60) for _ in servers]
+    kinds = args.client.split(",")
+    # Every server through every client asked (server, client) pair by pair, in turn.
+    pairs = [(server, kind) for server in servers for kind in kinds]
+    names = [name + (f" ({kind})" if len(kinds) > 1 else "") for name, _ in sides for kind in kinds]
+    clients = [CLIENTS[kind](60.0) for _server, kind in pairs]
     try:
         for server in servers:
             server.start()
-        roots = [s.dicomweb for s in servers]
+        roots = [server.dicomweb for server, _kind in pairs]
         if args.profile and servers[0].proc is not None:
             stem = args.work / "profile"
             with Recorder(servers[0].proc.pid, stem, rate=500) as rec:
@@ -213,7 +224,7 @@ def _run(args: argparse.Namespace, pg: TemporaryPostgres | None) -> int:
             server.stop()
     pause = f", {args.pause:g} ms pause before each" if args.pause else ""
     print(f"{args.instances:,} instances, {args.requests} requests per endpoint{pause}, ms")
-    report([name for name, _ in sides], results)
+    report(names, results)
     print(f"load: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     return 0
 

@@ -42,6 +42,7 @@ class Lab:
         self.repeat = repeat
         self.profile = profile
         self.keep = keep
+        self._trash = self.work / "deleted"  # what rounds stored, deleted by close()
         self.move_port = free_port()
         self._data: dict[str, data.DataSet] = {}
         self._loaded: dict[tuple[str, str], Loaded] = {}
@@ -67,13 +68,18 @@ class Lab:
         return SYSTEMS[system](workdir, self.move_port, **options)
 
     def discard(self, server: Server) -> None:
-        """Stop `server` and delete what it stored (its log stays)."""
+        """Stop `server` and put what it stored aside, deleted when the lab closes (its
+        log stays).  Deleting between rounds would bias the next round: on a file
+        system without a journal, ext4 skips every inode freed in the last seconds
+        when it creates a file (`recently_deleted`), and creating files is what the
+        next system's round does most (docs/performance.md, "Method")."""
         server.stop()
         if self.keep:
             return
         for path in server.workdir.iterdir():
             if path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
+                self._trash.mkdir(exist_ok=True)
+                path.rename(self._trash / f"{len(list(self._trash.iterdir())):04d}")
 
     def adopt(self, system: str, archive: str, server: Server, loaded: dict[str, float]) -> None:
         """Keep a running server (filled by a scenario) for later scenarios."""
@@ -120,3 +126,4 @@ class Lab:
         for entry in self._loaded.values():
             self.discard(entry.server)
         self._loaded.clear()
+        shutil.rmtree(self._trash, ignore_errors=True)

@@ -5,19 +5,21 @@ month, an accession number drawn from the studies the archive holds), so that no
 single cached answer is measured; the first WARMUP runs are not counted.  When two
 servers hold the same instances (Isthmus and Orthanc at the comparison size) they are
 asked in turn, request by request: on a shared machine the load then weighs on both.
+Every server is asked through the same client (bench/keepalive.py), one keep-alive
+connection each.
 """
 
 from __future__ import annotations
 
 import calendar
+import json
 import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import httpx
-
+from bench.keepalive import Client, KeepAlive
 from bench.scale.population import Study
 
 RUNS = 30
@@ -110,7 +112,7 @@ def qido(roots: Sequence[str], studies: Sequence[Study]) -> list[dict[str, Timin
     checks each answer is well formed.  One dict of timings per root."""
     picks = sample_studies(studies)
     out: list[dict[str, Timing]] = [{} for _ in roots]
-    clients = [httpx.Client(timeout=120) for _ in roots]
+    clients: list[Client] = [KeepAlive(timeout=120) for _ in roots]
     try:
         for name, (_, path_of, must_match) in QIDO.items():
             timings = [Timing([], []) for _ in roots]
@@ -131,15 +133,14 @@ def qido(roots: Sequence[str], studies: Sequence[Study]) -> list[dict[str, Timin
     return out
 
 
-def _get(client: httpx.Client, url: str, must_match: bool) -> tuple[float, int]:
+def _get(client: Client, url: str, must_match: bool) -> tuple[float, int]:
     """(milliseconds, number of results) of one QIDO-RS / WADO-RS metadata request."""
     started = time.perf_counter()
-    rsp = client.get(url, headers={"Accept": "application/dicom+json"})
-    body = rsp.content
+    status, body = client.get(url, "application/dicom+json")
     elapsed = (time.perf_counter() - started) * 1000
-    if rsp.status_code not in (200, 204):
-        raise RuntimeError(f"{url}: HTTP {rsp.status_code} {body[:200]!r}")
-    count = len(rsp.json()) if rsp.status_code == 200 else 0
+    if status not in (200, 204):
+        raise RuntimeError(f"{url}: HTTP {status} {body[:200]!r}")
+    count = len(json.loads(body)) if status == 200 else 0
     if must_match and count == 0:
         raise RuntimeError(f"{url}: no match, expected some")
     return elapsed, count
