@@ -121,3 +121,27 @@ def test_every_row_of_a_read_comes_back_in_the_statement_order(engine: sa.Engine
     with engine.connect() as conn:  # a read outside any transaction begins one, as execute does
         assert sizes.all(conn, {"least": 2}) == [("b", 2), ("c", 3)]
         assert sizes.all(conn, {"least": 9}) == []
+
+
+def test_the_engine_s_statement_listeners_see_each_prepared_statement(engine: sa.Engine) -> None:
+    """Statement counters and tracers listening on the engine see what runs here too."""
+    before: list[str] = []
+    after: list[str] = []
+
+    def on_before(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        before.append(statement)
+
+    def on_after(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        after.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", on_before)
+    sa.event.listen(engine, "after_cursor_execute", on_after)
+    try:
+        with engine.begin() as conn:
+            INSERT.first(conn, row("listened"))
+            FIND.first(conn, {"name": "listened"})
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", on_before)
+        sa.event.remove(engine, "after_cursor_execute", on_after)
+    assert len(before) == len(after) == 2
+    assert before[0].upper().startswith("INSERT") and before[1].upper().startswith("SELECT")

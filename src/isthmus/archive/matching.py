@@ -38,6 +38,7 @@ from isthmus.archive.matchers import (
     matcher_for,
     sequence_matcher,
 )
+from isthmus.archive.prepared import Prepared
 
 _INT_VRS = ("IS", "US", "UL", "SL", "SS")
 
@@ -128,8 +129,7 @@ def find(conn: Connection, query: Query) -> FindResult:
         stmt = sa.select(base.c.pk).select_from(select_from).where(*where).order_by(base.c.pk)
         pks = list(conn.execute(stmt).scalars().all())
     else:  # the matches and their returned columns in one statement
-        stmt = sa.select(*_result_columns(level, columns)).select_from(select_from)
-        stmt = stmt.where(*where).order_by(base.c.pk).offset(query.offset or None)
+        stmt = _match_select(level, columns).where(*where).offset(query.offset or None)
         if query.limit is not None:
             stmt = stmt.limit(query.limit + 1)
         rows = _keyed_rows(conn.execute(stmt))
@@ -460,6 +460,18 @@ def _keyed_rows(result: Any) -> ColumnRows:
 
 
 @functools.lru_cache(maxsize=512)
+def _match_select(level: str, columns: tuple[str, ...]) -> Any:
+    """The matches' pk and named columns, in pk order: a search adds its conditions
+    (built once per level and columns: building a SELECT of a few dozen columns cost
+    a tenth of a small search)."""
+    return (
+        sa.select(*_result_columns(level, columns))
+        .select_from(_join_up(level))
+        .order_by(_BASE[level].c.pk)
+    )
+
+
+@functools.lru_cache(maxsize=512)
 def _column_select(level: str, columns: tuple[str, ...]) -> Any:
     """The named columns of the level and the levels above, by the level's pk."""
     return (
@@ -558,10 +570,9 @@ def _computed_at(
     places = [(kw, ("Studies", "Series", "Instances").index(noun)) for kw, noun in counted]
     for chunk in _chunks(pks, 500):
         found: dict[tuple[int, int], list[str]] = {}
-        # one fetchall: iterating the result fetched its 2,000 rows one call at a time
-        for kind, g, n_studies, n_series, n_instances, value in conn.execute(
-            stmt, _pk_list(dialect, chunk)
-        ).all():
+        for kind, g, n_studies, n_series, n_instances, value in stmt.all(
+            conn, _pk_list(dialect, chunk)
+        ):
             if kind == 0:
                 counts = (n_studies, n_series, n_instances)
                 for kw, place in places:
@@ -587,12 +598,35 @@ _VALUE_SOURCES = {
 
 
 @functools.cache
-def _computed_select(level: str, dialect: str, counts: bool, keywords: tuple[str, ...]) -> Any:
+def _computed_select(
+    level: str, dialect: str, counts: bool, keywords: tuple[str, ...]
+) -> Prepared | _Executed:
     """The counts (kind 0) and the distinct values of each of `keywords` (kind 1, 2…)
     of the entities at `level` among PKS, in one statement of rows (kind, group,
     studies, series, instances, value) ordered so that each entity's values come
     sorted.  One statement rather than one per attribute: on PostgreSQL a statement is a
-    round trip, as long as a small query's own work."""
+    round trip, as long as a small query's own work.  Its shape is fixed (the keys are
+    one parameter), so it runs on the DB-API cursor (prepared.py): SQLAlchemy's own
+    execution cost more than SQLite's work for a small search's few results."""
+    statement = _computed_statement(level, dialect, counts, keywords)
+    if dialect in ("sqlite", "postgresql"):  # the keys as one parameter (_pks_in)
+        return Prepared(statement)
+    return _Executed(statement)
+
+
+class _Executed:
+    """A statement run through `Connection.execute` (an expanding parameter, which
+    `Prepared` does not take), with `Prepared.all`'s signature."""
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+
+    def all(self, conn: Connection, values: dict[str, Any]) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in conn.execute(self.statement, values).all()]
+
+
+def _computed_statement(level: str, dialect: str, counts: bool, keywords: tuple[str, ...]) -> Any:
+    """`_computed_select`'s statement."""
     i, s, st = idx.instance, idx.series, idx.study
     group = _GROUP[level]
     no_count = sa.cast(sa.null(), sa.Integer)

@@ -1,5 +1,6 @@
-"""Statements of the ingest path (and the instance lookup of every retrieve), compiled
-once per dialect and run on the DB-API cursor.
+"""Statements of the ingest path (and the instance lookup of every retrieve, and the
+computed attributes of every search), compiled once per dialect and run on the DB-API
+cursor.
 
 Why: storing an instance runs a few small statements in the index writer thread (is
 the SOP Instance UID there, insert the row), and that one thread serializes every
@@ -15,8 +16,9 @@ set of columns; only its execution is direct: the compiled SQL and its parameter
 the dialect's paramstyle (positional for SQLite's qmark, named for psycopg's
 pyformat), with the bind processors SQLAlchemy would apply (e.g. DATETIME as text on
 SQLite), on the cursor of the connection and transaction the job was given.  Errors
-are raised as SQLAlchemy's (IntegrityError, OperationalError…), and a connection the
-database dropped is invalidated, as ``Connection.execute`` does.  A statement whose
+are raised as SQLAlchemy's (IntegrityError, OperationalError…), a connection the
+database dropped is invalidated, as ``Connection.execute`` does, and the engine's
+``before_cursor_execute`` and ``after_cursor_execute`` listeners see each statement.  A statement whose
 result columns need processing is refused: rows come back as the DB-API's tuples.
 """
 
@@ -103,8 +105,17 @@ class Prepared:
         if not conn.in_transaction():
             conn.begin()  # as Connection.execute would (autobegin)
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        events = conn._has_events or conn.engine._has_events
         try:
+            if events:  # what listens to the engine's statements sees these too
+                conn.dispatch.before_cursor_execute(
+                    conn, cursor, compiled.sql, parameters, None, False
+                )
             cursor.execute(compiled.sql, parameters)
+            if events:
+                conn.dispatch.after_cursor_execute(
+                    conn, cursor, compiled.sql, parameters, None, False
+                )
             if cursor.description is None:
                 return []
             if everything:
