@@ -571,18 +571,19 @@ def metadata_texts(
     conn: Connection, study_uid: str, series_uid: str | None, sop_uid: str | None
 ) -> Iterator[str]:
     """The stored DICOM JSON text of each instance of a study (series, instance), in
-    series/instance order; the statement is built once per shape, like `_rows_by_uid`."""
+    series/instance order; the statement is built once per shape and run on the DB-API
+    cursor, like `_prepared_rows_by_uid`."""
     shape = (True, series_uid is not None, sop_uid is not None)
     params = {"study": study_uid, "series": series_uid, "sop": sop_uid}
     given = {name: v for name, v in params.items() if v is not None}
-    for (text,) in conn.execute(_metadata_by_uid(shape), given):
+    for (text,) in _metadata_by_uid(shape).all(conn, given):
         yield text
 
 
 @functools.cache
-def _metadata_by_uid(shape: tuple[bool, ...]) -> Any:
+def _metadata_by_uid(shape: tuple[bool, ...]) -> Prepared:
     i, s = instance.c, series.c
-    return (
+    return Prepared(
         sa.select(i.metadata)
         .select_from(instance.join(series).join(study))
         .where(*_uid_conditions(shape))

@@ -18,8 +18,9 @@ pyformat), with the bind processors SQLAlchemy would apply (e.g. DATETIME as tex
 SQLite), on the cursor of the connection and transaction the job was given.  Errors
 are raised as SQLAlchemy's (IntegrityError, OperationalError…), a connection the
 database dropped is invalidated, as ``Connection.execute`` does, and the engine's
-``before_cursor_execute`` and ``after_cursor_execute`` listeners see each statement.  A statement whose
-result columns need processing is refused: rows come back as the DB-API's tuples.
+``before_cursor_execute`` and ``after_cursor_execute`` listeners see each statement.
+A statement whose result columns need processing is refused: rows come back as the
+DB-API's tuples.
 """
 
 from __future__ import annotations
