@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from isthmus.archive import Archive, Query, QueryError, query_from_keywords
+from isthmus.archive import Archive, Query, QueryError, matching, query_from_keywords
 from isthmus.archive.matchers import _time_lower, _time_upper
 from isthmus.testing import catalogue
 from isthmus.testing.catalogue import series_uid, sop_uid, study_uid
@@ -446,3 +446,49 @@ def test_keys_may_be_given_as_tags(catalogue_archive: Archive) -> None:
     assert [values(m, "0020000D") for m in catalogue_archive.find(query).matches] == [
         [study_uid("D")]
     ]
+
+
+# ------------------------------------------------- single values, fixed-shape statement
+@pytest.mark.parametrize(
+    "level, keys, limit, offset",
+    [
+        ("STUDY", {"AccessionNumber": "ACC3"}, None, 0),
+        ("STUDY", {"PatientID": "PID0001", "AccessionNumber": "ACC2"}, 10, 0),
+        ("SERIES", {"StudyInstanceUID": study_uid("D")}, 1000, 0),
+        ("SERIES", {"StudyInstanceUID": study_uid("D")}, 1, 1),  # truncated, past an offset
+        ("IMAGE", {"SeriesInstanceUID": series_uid("D", 1)}, 2, 0),
+        (
+            "IMAGE",
+            {"StudyInstanceUID": study_uid("A"), "SOPInstanceUID": sop_uid("A", 1, 1)},
+            None,
+            0,
+        ),
+        ("STUDY", {"AccessionNumber": "NONE"}, 5, 0),
+    ],
+)
+def test_a_query_of_single_values_answers_as_the_general_statement_does(
+    catalogue_archive: Archive,
+    monkeypatch: pytest.MonkeyPatch,
+    level: str,
+    keys: dict[str, str],
+    limit: int | None,
+    offset: int,
+) -> None:
+    """Keys that are each one value of a column run as a statement of fixed shape
+    (matching._match_by_values); the answer is the one the general path gives."""
+    query = query_from_keywords(level, keys)
+    query.include_defaults, query.limit, query.offset = True, limit, offset
+    taken: list[bool] = []
+    prepared = matching._match_by_values
+
+    def spied(*args: Any) -> Any:
+        rows = prepared(*args)
+        taken.append(rows is not None)
+        return rows
+
+    monkeypatch.setattr(matching, "_match_by_values", spied)
+    fixed = catalogue_archive.find(query)
+    monkeypatch.setattr(matching, "_match_by_values", lambda *args: None)
+    general = catalogue_archive.find(query)
+    assert taken == [True]
+    assert (fixed.matches, fixed.truncated) == (general.matches, general.truncated)

@@ -32,9 +32,11 @@ from isthmus.archive.attributes import (
 )
 from isthmus.archive.attributes import keyword as keyword_of
 from isthmus.archive.matchers import (
+    Exact,
     Matcher,
     QueryError,
     SequenceMatch,
+    UidList,
     matcher_for,
     sequence_matcher,
 )
@@ -99,7 +101,8 @@ def find(conn: Connection, query: Query) -> FindResult:
         _check_hierarchy(query, level)
     base = _BASE[level]
     select_from = _join_up(level)
-    where: list[Any] = []
+    where: list[Any] = []  # the computed attributes' conditions, then the columns'
+    indexed: list[tuple[Attribute, Matcher]] = []
     post: list[tuple[int, Matcher]] = []
     for tag, value in query.keys.items():
         attr = BY_TAG.get(tag)
@@ -112,7 +115,7 @@ def find(conn: Connection, query: Query) -> FindResult:
         if matcher is None:
             continue  # universal matching (PS3.4 C.2.2.2.3)
         if attr is not None and not attr.computed and matcher.indexable:
-            where.append(_condition(attr, matcher))
+            indexed.append((attr, matcher))
         elif attr is not None and attr.computed:
             where.append(_computed_condition(attr, matcher))
         else:  # not a column, or a rule without SQL form (DT): over stored JSON
@@ -125,10 +128,16 @@ def find(conn: Connection, query: Query) -> FindResult:
     plan = _return_plan(tags, level)
     columns = tuple(sorted({a.column for _, a, _ in plan if a is not None and not a.computed}))
     rows: ColumnRows | None = None
-    if post:  # matched in Python: the columns are fetched for the survivors only
+    if not post and not where:  # single values only, perhaps: a statement of fixed shape
+        rows = _match_by_values(conn, level, columns, indexed, query)
+    if rows is not None:
+        pks = list(rows.rows)
+    elif post:  # matched in Python: the columns are fetched for the survivors only
+        where += [_condition(attr, matcher) for attr, matcher in indexed]
         stmt = sa.select(base.c.pk).select_from(select_from).where(*where).order_by(base.c.pk)
         pks = list(conn.execute(stmt).scalars().all())
     else:  # the matches and their returned columns in one statement
+        where += [_condition(attr, matcher) for attr, matcher in indexed]
         stmt = _match_select(level, columns).where(*where).offset(query.offset or None)
         if query.limit is not None:
             stmt = stmt.limit(query.limit + 1)
@@ -457,6 +466,73 @@ def _keyed_rows(result: Any) -> ColumnRows:
     statement's order; one fetchall: fewer trips through the result)."""
     positions = {name: i for i, name in enumerate(result.keys())}
     return ColumnRows(positions, {row[0]: row for row in result.all()})
+
+
+def _match_by_values(
+    conn: Connection,
+    level: str,
+    columns: tuple[str, ...],
+    indexed: list[tuple[Attribute, Matcher]],
+    query: Query,
+) -> ColumnRows | None:
+    """The matches of a query whose every key is one value of a column (a UID, an
+    accession number, a study's series as `/studies/{uid}/series` asks), by a statement
+    compiled once per shape and run on the DB-API cursor (prepared.py): building and
+    running it through SQLAlchemy cost a small search more than SQLite's work.  None
+    for any other query (then `find` builds its statement)."""
+    values: dict[str, Any] = {}
+    keys: list[tuple[str, str]] = []
+    for n, (attr, matcher) in enumerate(indexed):
+        value = _single_value(matcher)
+        if value is None or attr.vr == "PN":
+            return None
+        keys.append((attr.level, attr.column))
+        values[f"k{n}"] = value
+    if query.offset and query.limit is None:
+        return None  # rare (QIDO-RS always has a limit), and dialects differ there
+    shape = (level, columns, tuple(keys), query.limit is not None)
+    if shape in _UNPREPARED:
+        return None
+    statement, positions = _prepared_match(shape)
+    if query.limit is not None:
+        values["limit"], values["offset"] = query.limit + 1, query.offset
+    try:
+        found = statement.all(conn, values)
+    except ValueError:  # a returned column whose values SQLAlchemy would convert
+        _UNPREPARED.add(shape)
+        return None
+    return ColumnRows(positions, {row[0]: row for row in found})
+
+
+_UNPREPARED: set[tuple[Any, ...]] = set()  # shapes `Prepared` refused
+
+
+def _single_value(matcher: Matcher) -> str | None:
+    """The one value a single value or one-UID key matches (PS3.4 C.2.2.2.1, .2)."""
+    if isinstance(matcher, Exact):
+        return matcher.value
+    if isinstance(matcher, UidList) and len(matcher.uids) == 1:
+        return matcher.uids[0]
+    return None
+
+
+@functools.lru_cache(maxsize=512)
+def _prepared_match(shape: tuple[Any, ...]) -> tuple[Prepared, dict[str, int]]:
+    """`_match_by_values`' statement for a shape (level, returned columns, the (level,
+    column) of each key, limited?) and where each returned column is in its rows.  A
+    limit comes with its offset, both bound (SQLite's LIMIT always has an OFFSET)."""
+    level, columns, keys, limit = shape
+    selected = _result_columns(level, columns)
+    stmt = _match_select(level, columns).where(
+        *(
+            _BASE[key_level].c[column] == sa.bindparam(f"k{n}")
+            for n, (key_level, column) in enumerate(keys)
+        )
+    )
+    if limit:
+        stmt = stmt.limit(sa.bindparam("limit", type_=sa.Integer))
+        stmt = stmt.offset(sa.bindparam("offset", type_=sa.Integer))
+    return Prepared(stmt), {c.name: i for i, c in enumerate(selected)}
 
 
 @functools.lru_cache(maxsize=512)
