@@ -674,31 +674,16 @@ _VALUE_SOURCES = {
 
 
 @functools.cache
-def _computed_select(
-    level: str, dialect: str, counts: bool, keywords: tuple[str, ...]
-) -> Prepared | _Executed:
+def _computed_select(level: str, dialect: str, counts: bool, keywords: tuple[str, ...]) -> Prepared:
     """The counts (kind 0) and the distinct values of each of `keywords` (kind 1, 2…)
     of the entities at `level` among PKS, in one statement of rows (kind, group,
     studies, series, instances, value) ordered so that each entity's values come
     sorted.  One statement rather than one per attribute: on PostgreSQL a statement is a
     round trip, as long as a small query's own work.  Its shape is fixed (the keys are
-    one parameter), so it runs on the DB-API cursor (prepared.py): SQLAlchemy's own
-    execution cost more than SQLite's work for a small search's few results."""
-    statement = _computed_statement(level, dialect, counts, keywords)
-    if dialect in ("sqlite", "postgresql"):  # the keys as one parameter (_pks_in)
-        return Prepared(statement)
-    return _Executed(statement)
-
-
-class _Executed:
-    """A statement run through `Connection.execute` (an expanding parameter, which
-    `Prepared` does not take), with `Prepared.all`'s signature."""
-
-    def __init__(self, statement: Any) -> None:
-        self.statement = statement
-
-    def all(self, conn: Connection, values: dict[str, Any]) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in conn.execute(self.statement, values).all()]
+    one parameter, `_pks_in`), so it runs on the DB-API cursor (prepared.py):
+    SQLAlchemy's own execution cost more than SQLite's work for a small search's few
+    results."""
+    return Prepared(_computed_statement(level, dialect, counts, keywords))
 
 
 def _computed_statement(level: str, dialect: str, counts: bool, keywords: tuple[str, ...]) -> Any:
