@@ -2,12 +2,14 @@
 
 It subscribes to the archive's event bus; the callback only queues the event, so a door
 pays for a dictionary and a queue put.  One thread takes what is queued, completes the
-studies with their patient (Patient ID and Patient's Name from the index, for events
-whose door did not know them), builds the messages (message.py), appends them to the
+studies with their patient as each event arrives (Patient ID and Patient's Name from the
+index, for events whose door did not know them), builds the messages (message.py), appends them to the
 local log with one fsync per batch (logfile.py) and sends them to the syslog collector
 when one is configured (syslog.py).  A batch is what arrives within `BATCH_SECONDS` of
 its first event: under a stream of QIDO-RS searches (each one audited) one fsync per
-search cost each of them about 0.3 ms (docs/performance.md).
+search cost each of them about 0.3 ms, and a batch written every 20 ms still met the
+next search often enough to slow it by 0.1 ms (building the messages holds the
+interpreter; docs/performance.md).  `flush` and `close` end the wait at once.
 
 HTTP retrievals come in bursts (a viewer asks for every frame of a series): a
 "transferred" event of the same user, address and studies within `COALESCE_SECONDS` of
@@ -36,7 +38,7 @@ log = logging.getLogger(__name__)
 COALESCE_SECONDS = 60.0
 # How long the thread waits after an event before it writes the batch (flush and close
 # do not wait).  The events are already asynchronous to the doors; this only groups them.
-BATCH_SECONDS = 0.02
+BATCH_SECONDS = 0.25
 HTTP_DOORS = ("dicomweb", "wado-uri")
 
 
@@ -91,16 +93,7 @@ class AuditTrail:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            if batch[0] is not None and batch[0].topic != "flush":
-                # Let a batch gather (one fsync for all the requests of a busy moment,
-                # not one each: per request, a sync cost more than answering a search).
-                time.sleep(BATCH_SECONDS)
-            while True:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            batch = self._gather()
             stop = None in batch
             events = [e for e in batch if e is not None]
             try:
@@ -113,13 +106,40 @@ class AuditTrail:
             if stop:
                 return
 
+    def _gather(self) -> list[Event | None]:
+        """The next batch: an event and what follows it within `BATCH_SECONDS` (one fsync
+        for all the requests of a busy moment, not one each), ended at once by `flush`
+        or `close`.  Each event is made ready as it arrives (`_arrived`)."""
+        first = self._queue.get()
+        batch = [self._arrived(first)]
+        if first is None or first.topic == "flush":
+            return batch
+        deadline = time.monotonic() + BATCH_SECONDS
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                event = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                break
+            batch.append(self._arrived(event))
+            if event is None or event.topic == "flush":
+                break
+        return batch
+
+    def _arrived(self, event: Event | None) -> Event | None:
+        """An event with its studies' patients looked up now, while the index still holds
+        them (a study deleted within the batch's wait would have none); a repeated
+        retrieval (`_repeated`) becomes a non-audit event, not logged."""
+        if event is None or not event.topic.startswith("audit."):
+            return event
+        kind = event.topic.removeprefix("audit.")
+        if self._repeated(kind, event.payload):
+            return Event("repeated", {})
+        return Event(event.topic, dict(self._with_patients(event.payload)))
+
     def _write(self, events: list[Event]) -> None:
         written: list[Record] = []
         for event in events:
-            kind = event.topic.removeprefix("audit.")
-            if self._repeated(kind, event.payload):
-                continue
-            written += records(kind, self._with_patients(event.payload), self.audit_source)
+            written += records(event.topic.removeprefix("audit."), event.payload, self.audit_source)
         if not written:
             return
         try:

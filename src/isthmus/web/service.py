@@ -1,15 +1,17 @@
 """What every DICOMweb handler needs: the context, the service root URL, blocking calls.
 
 The archive is synchronous (SQL and file I/O); handlers are async, so each
-archive call runs in Starlette's thread pool and the event loop stays free.
+archive call runs in a pool of worker threads and the event loop stays free.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from isthmus.web.context import WebContext
@@ -18,6 +20,11 @@ DICOMWEB_PREFIX = "/dicom-web"
 WADO_URI_PREFIX = "/wado"
 T = TypeVar("T")
 P = ParamSpec("P")
+# The handlers' worker threads: as many as Starlette's (anyio's default limit, 40).
+# The loop's own executor hands a call over in a third of anyio's Python (its
+# capacity limiter, cancel scope and worker queue), which a small search pays twice
+# (docs/performance.md, "The floor of a request").
+WORKERS = ThreadPoolExecutor(max_workers=40, thread_name_prefix="isthmus-web")
 
 
 def context(request: Request) -> WebContext:
@@ -67,4 +74,7 @@ def service_root(request: Request) -> str:
 
 async def blocking(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a blocking archive or codec call off the event loop."""
-    return await run_in_threadpool(func, *args, **kwargs)
+    loop = asyncio.get_running_loop()
+    if kwargs:
+        return await loop.run_in_executor(WORKERS, functools.partial(func, *args, **kwargs))
+    return await loop.run_in_executor(WORKERS, func, *args)
