@@ -34,9 +34,13 @@ from isthmus.archive.attributes import keyword as keyword_of
 from isthmus.archive.matchers import (
     Exact,
     Matcher,
+    PersonName,
     QueryError,
     SequenceMatch,
     UidList,
+    Wildcard,
+    has_wildcard,
+    like_pattern,
     matcher_for,
     sequence_matcher,
 )
@@ -128,7 +132,7 @@ def find(conn: Connection, query: Query) -> FindResult:
     plan = _return_plan(tags, level)
     columns = tuple(sorted({a.column for _, a, _ in plan if a is not None and not a.computed}))
     rows: ColumnRows | None = None
-    if not post and not where:  # single values only, perhaps: a statement of fixed shape
+    if not post and not where:  # one comparison per key, perhaps: a statement of fixed shape
         rows = _match_by_values(conn, level, columns, indexed, query)
     if rows is not None:
         pks = list(rows.rows)
@@ -475,19 +479,20 @@ def _match_by_values(
     indexed: list[tuple[Attribute, Matcher]],
     query: Query,
 ) -> ColumnRows | None:
-    """The matches of a query whose every key is one value of a column (a UID, an
-    accession number, a study's series as `/studies/{uid}/series` asks), by a statement
-    compiled once per shape and run on the DB-API cursor (prepared.py): building and
-    running it through SQLAlchemy cost a small search more than SQLite's work.  None
-    for any other query (then `find` builds its statement)."""
+    """The matches of a query whose every key is one comparison of one column with one
+    value (a UID, an accession number, a study's series as `/studies/{uid}/series` asks,
+    a name or a description with wildcards), by a statement compiled once per shape and
+    run on the DB-API cursor (prepared.py): building and running it through SQLAlchemy
+    cost a small search more than the database's work.  None for any other query (then
+    `find` builds its statement)."""
     values: dict[str, Any] = {}
-    keys: list[tuple[str, str]] = []
+    keys: list[tuple[str, str, str]] = []
     for n, (attr, matcher) in enumerate(indexed):
-        value = _single_value(matcher)
-        if value is None or attr.vr == "PN":
+        bound = _bound(attr, matcher)
+        if bound is None:
             return None
-        keys.append((attr.level, attr.column))
-        values[f"k{n}"] = value
+        column, operator, values[f"k{n}"] = bound
+        keys.append((attr.level, column, operator))
     if query.offset and query.limit is None:
         return None  # rare (QIDO-RS always has a limit), and dialects differ there
     shape = (level, columns, tuple(keys), query.limit is not None)
@@ -505,6 +510,29 @@ def _match_by_values(
 
 
 _UNPREPARED: set[tuple[Any, ...]] = set()  # shapes `Prepared` refused
+_EQUALS, _LIKE = "=", "like"
+
+
+def _bound(attr: Attribute, matcher: Matcher) -> tuple[str, str, str] | None:
+    """(column, `_EQUALS` or `_LIKE`, value) of a key that is one such comparison, as
+    the matcher's own `sql` would write it: single value and one-UID list matching
+    (PS3.4 C.2.2.2.1, .2), wildcard matching (C.2.2.2.4, a LIKE pattern), and a person
+    name given by its alphabetic group only, compared upper-cased on the ``_norm``
+    column (`matchers.PersonName`).  None for anything else."""
+    if attr.vr == "PN":
+        if not isinstance(matcher, PersonName) or any(matcher.groups[1:]):
+            return None
+        alpha = matcher.groups[0].upper()
+        if not alpha:
+            return None
+        column = attr.column + "_norm"
+        if has_wildcard(alpha):
+            return column, _LIKE, like_pattern(alpha)
+        return column, _EQUALS, alpha
+    if isinstance(matcher, Wildcard):
+        return attr.column, _LIKE, like_pattern(matcher.value)
+    value = _single_value(matcher)
+    return None if value is None else (attr.column, _EQUALS, value)
 
 
 def _single_value(matcher: Matcher) -> str | None:
@@ -519,16 +547,19 @@ def _single_value(matcher: Matcher) -> str | None:
 @functools.lru_cache(maxsize=512)
 def _prepared_match(shape: tuple[Any, ...]) -> tuple[Prepared, dict[str, int]]:
     """`_match_by_values`' statement for a shape (level, returned columns, the (level,
-    column) of each key, limited?) and where each returned column is in its rows.  A
-    limit comes with its offset, both bound (SQLite's LIMIT always has an OFFSET)."""
+    column, comparison) of each key, limited?) and where each returned column is in its
+    rows.  A limit comes with its offset, both bound (SQLite's LIMIT always has an
+    OFFSET)."""
     level, columns, keys, limit = shape
     selected = _result_columns(level, columns)
-    stmt = _match_select(level, columns).where(
-        *(
-            _BASE[key_level].c[column] == sa.bindparam(f"k{n}")
-            for n, (key_level, column) in enumerate(keys)
+    conditions: list[Any] = []
+    for n, (key_level, column, operator) in enumerate(keys):
+        target = _BASE[key_level].c[column]
+        value: Any = sa.bindparam(f"k{n}")  # of the column's type, as in the general path
+        conditions.append(
+            target == value if operator == _EQUALS else target.like(value, escape="\\")
         )
-    )
+    stmt = _match_select(level, columns).where(*conditions)
     if limit:
         stmt = stmt.limit(sa.bindparam("limit", type_=sa.Integer))
         stmt = stmt.offset(sa.bindparam("offset", type_=sa.Integer))
