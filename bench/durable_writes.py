@@ -39,7 +39,8 @@ def file_per_blob(root: str, steps: int, count: int, block: mmap.mmap) -> Callab
 
     def run(thread: int) -> None:
         spare, folder = f"{root}/spare{thread}", f"{root}/folder{thread}"
-        os.makedirs(spare), os.makedirs(folder)
+        os.makedirs(spare)
+        os.makedirs(folder)
         for i in range(count):
             tmp, final = f"{spare}/{i}", f"{folder}/{i}"
             fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_DIRECT, 0o644)

@@ -7,7 +7,10 @@ matcher (`matcher_for`).  A matcher answers the same question twice:
   holds the attribute (for person names also the upper-cased alphabetic column);
 - `Matcher.match(values)`: the same condition over the ``"Value"`` list of the
   attribute in an instance's stored DICOM JSON (PS3.18 F.2), for keys that are not
-  columns.
+  columns;
+- `Matcher.comparison()`: for a rule that is one comparison of its column with one
+  value, that comparison, which `sql` is built from too, so that a statement of fixed
+  shape can bind the value (`matching._match_by_values`).
 
 Both are built from one parsed key (validated once, by `matcher_for`: an invalid
 DA/TM/DT/UID/number raises `QueryError` before either path runs, whether or not the
@@ -58,6 +61,15 @@ BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV"})
 MAX_KEY_VALUES = 100
 
 Condition = ColumnElement[bool]
+EQUALS, LIKE = "=", "like"  # the operators of `Matcher.comparison`
+
+
+def compare(column: Any, operator: str, value: Any) -> Condition:
+    """`column = value`, or `column LIKE value ESCAPE '\\'` with `value` a `like_pattern`
+    (`value` may be a bound parameter)."""
+    if operator == EQUALS:
+        return column == value  # type: ignore[no-any-return]
+    return column.like(value, escape="\\")  # type: ignore[no-any-return]
 
 
 class QueryError(ValueError):
@@ -77,6 +89,12 @@ class Matcher(ABC):
     @abstractmethod
     def match(self, values: Sequence[Any]) -> bool:
         """True when any of the stored DICOM JSON `values` satisfies the rule."""
+
+    def comparison(self) -> tuple[str, str] | None:
+        """(`EQUALS` or `LIKE`, value) when the rule is one comparison of its column (the
+        upper-cased one for person names) with one value, as `sql` writes it; None for
+        any other rule."""
+        return None
 
 
 # ------------------------------------------------------------------------- text
@@ -152,8 +170,11 @@ class Exact(Matcher):
 
     value: str
 
+    def comparison(self) -> tuple[str, str]:
+        return EQUALS, self.value
+
     def sql(self, column: Any, norm: Any = None) -> Condition:
-        return column == self.value  # type: ignore[no-any-return]
+        return compare(column, *self.comparison())
 
     def match(self, values: Sequence[Any]) -> bool:
         return any(_text(v).strip() == self.value for v in values)
@@ -170,8 +191,11 @@ class Wildcard(Matcher):
 
     value: str
 
+    def comparison(self) -> tuple[str, str]:
+        return LIKE, like_pattern(self.value)
+
     def sql(self, column: Any, norm: Any = None) -> Condition:
-        return column.like(like_pattern(self.value), escape="\\")  # type: ignore[no-any-return]
+        return compare(column, *self.comparison())
 
     def match(self, values: Sequence[Any]) -> bool:
         regex = wildcard_regex(self.value)
@@ -225,9 +249,12 @@ class UidList(Matcher):
 
     uids: tuple[str, ...]
 
+    def comparison(self) -> tuple[str, str] | None:
+        return (EQUALS, self.uids[0]) if len(self.uids) == 1 else None
+
     def sql(self, column: Any, norm: Any = None) -> Condition:
         if len(self.uids) == 1:
-            return column == self.uids[0]  # type: ignore[no-any-return]
+            return compare(column, EQUALS, self.uids[0])
         return column.in_(self.uids)  # type: ignore[no-any-return]
 
     def match(self, values: Sequence[Any]) -> bool:
@@ -550,6 +577,14 @@ class PersonName(Matcher):
 
     def _alpha(self) -> str:
         return self.groups[0].upper()
+
+    def comparison(self) -> tuple[str, str] | None:
+        """The alphabetic group's comparison on the upper-cased column, for a key that
+        gives no other group."""
+        alpha = self._alpha()
+        if not alpha or any(self.groups[1:]):
+            return None
+        return text_matcher(alpha).comparison()
 
     def sql(self, column: Any, norm: Any = None) -> Condition:
         if norm is None:

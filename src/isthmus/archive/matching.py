@@ -32,15 +32,10 @@ from isthmus.archive.attributes import (
 )
 from isthmus.archive.attributes import keyword as keyword_of
 from isthmus.archive.matchers import (
-    Exact,
     Matcher,
-    PersonName,
     QueryError,
     SequenceMatch,
-    UidList,
-    Wildcard,
-    has_wildcard,
-    like_pattern,
+    compare,
     matcher_for,
     sequence_matcher,
 )
@@ -510,38 +505,16 @@ def _match_by_values(
 
 
 _UNPREPARED: set[tuple[Any, ...]] = set()  # shapes `Prepared` refused
-_EQUALS, _LIKE = "=", "like"
 
 
 def _bound(attr: Attribute, matcher: Matcher) -> tuple[str, str, str] | None:
-    """(column, `_EQUALS` or `_LIKE`, value) of a key that is one such comparison, as
-    the matcher's own `sql` would write it: single value and one-UID list matching
-    (PS3.4 C.2.2.2.1, .2), wildcard matching (C.2.2.2.4, a LIKE pattern), and a person
-    name given by its alphabetic group only, compared upper-cased on the ``_norm``
-    column (`matchers.PersonName`).  None for anything else."""
-    if attr.vr == "PN":
-        if not isinstance(matcher, PersonName) or any(matcher.groups[1:]):
-            return None
-        alpha = matcher.groups[0].upper()
-        if not alpha:
-            return None
-        column = attr.column + "_norm"
-        if has_wildcard(alpha):
-            return column, _LIKE, like_pattern(alpha)
-        return column, _EQUALS, alpha
-    if isinstance(matcher, Wildcard):
-        return attr.column, _LIKE, like_pattern(matcher.value)
-    value = _single_value(matcher)
-    return None if value is None else (attr.column, _EQUALS, value)
-
-
-def _single_value(matcher: Matcher) -> str | None:
-    """The one value a single value or one-UID key matches (PS3.4 C.2.2.2.1, .2)."""
-    if isinstance(matcher, Exact):
-        return matcher.value
-    if isinstance(matcher, UidList) and len(matcher.uids) == 1:
-        return matcher.uids[0]
-    return None
+    """(column, operator, value) of a key that is one comparison (`Matcher.comparison`:
+    single values, one-UID lists, wildcards, names by their alphabetic group), on the
+    column `_condition` gives the matcher; None for any other key."""
+    comparison = matcher.comparison()
+    if comparison is None:
+        return None
+    return (attr.column + "_norm" if attr.vr == "PN" else attr.column), *comparison
 
 
 @functools.lru_cache(maxsize=512)
@@ -552,13 +525,10 @@ def _prepared_match(shape: tuple[Any, ...]) -> tuple[Prepared, dict[str, int]]:
     OFFSET)."""
     level, columns, keys, limit = shape
     selected = _result_columns(level, columns)
-    conditions: list[Any] = []
-    for n, (key_level, column, operator) in enumerate(keys):
-        target = _BASE[key_level].c[column]
-        value: Any = sa.bindparam(f"k{n}")  # of the column's type, as in the general path
-        conditions.append(
-            target == value if operator == _EQUALS else target.like(value, escape="\\")
-        )
+    conditions = [  # the parameters take the columns' types, as in the general path
+        compare(_BASE[key_level].c[column], operator, sa.bindparam(f"k{n}"))
+        for n, (key_level, column, operator) in enumerate(keys)
+    ]
     stmt = _match_select(level, columns).where(*conditions)
     if limit:
         stmt = stmt.limit(sa.bindparam("limit", type_=sa.Integer))

@@ -5,11 +5,12 @@ pays for a dictionary and a queue put.  One thread takes what is queued, complet
 studies with their patient as each event arrives (Patient ID and Patient's Name from the
 index, for events whose door did not know them), builds the messages (message.py),
 appends them to the local log with one fsync per batch (logfile.py) and sends them to
-the syslog collector when one is configured (syslog.py).  A batch is what arrives within `BATCH_SECONDS` of
-its first event: under a stream of QIDO-RS searches (each one audited) one fsync per
-search cost each of them about 0.3 ms, and a batch written every 20 ms still met the
-next search often enough to slow it by 0.1 ms (building the messages holds the
-interpreter; docs/performance.md).  `flush` and `close` end the wait at once.
+the syslog collector when one is configured (syslog.py).  A batch is what arrives
+within `BATCH_SECONDS` of its first event: under a stream of QIDO-RS searches (each one
+audited) one fsync per search cost each of them about 0.3 ms, and a batch written every
+20 ms still met the next search often enough to slow it by 0.1 ms (building the
+messages holds the interpreter; docs/performance.md).  `flush` and `close` end the wait
+at once.
 
 HTTP retrievals come in bursts (a viewer asks for every frame of a series): a
 "transferred" event of the same user, address and studies within `COALESCE_SECONDS` of

@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from isthmus.web.context import WebContext
 from isthmus.web.errors import HTTPError, bad_request, not_found
+from isthmus.web.service import blocking
 
 PREFIX = "/api/admin"
 REDACTED = "(redacted)"
@@ -46,7 +46,7 @@ def routes(ctx: WebContext) -> list[BaseRoute]:
             ctx.authenticator.require(request.headers.get("authorization"), "admin")
             if request.method == "POST":
                 _same_origin(ctx, request)
-            body = await run_in_threadpool(handler, request)
+            body = await blocking(handler, request)
             return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
         return endpoint
