@@ -6,7 +6,10 @@ archive; `--repeat` rounds, systems in turn.  The archives filled in the last ro
 are kept for the C-FIND and C-MOVE scenarios.  An extra row, Isthmus with
 durable=false (no fsync), shows what durability costs here, and one with two worker
 processes (`isthmus serve --workers 2`) what the second core brings; on this benchmark
-the four storescu processes share the machine's cores with the server.
+the four storescu processes share the machine's cores with the server.  DCMTK's
+storescp with `--fork` (a process per association, each writing files; no index, no
+fsync) is the floor: what the same clients and file system take with a receiver that
+does the least a C-STORE SCP can.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ WORKERS = 4
 NOSYNC_NOTE = "Isthmus with durable=false: no fsync, SQLite synchronous=NORMAL"
 SERVER_WORKERS = 2
 WORKERS_NOTE = f"isthmus serve --workers {SERVER_WORKERS}, durable"
+STORESCP_NOTE = "DCMTK storescp --fork: files only, no index, no fsync (the floor)"
+SYSTEMS = ("isthmus", "orthanc", "isthmus-nosync", "isthmus-workers", "storescp")
 
 
 def run(lab: Lab) -> Scenario:
@@ -32,21 +37,28 @@ def run(lab: Lab) -> Scenario:
         ratios={
             "Isthmus/Orthanc": ("isthmus", "orthanc", 0.5),
             f"--workers {SERVER_WORKERS}/Orthanc": ("isthmus-workers", "orthanc", 0.5),
+            "storescp --fork/Orthanc": ("storescp", "orthanc", None),
         },
     )
     small = lab.data("small")
     groups = [small.files(f) for f in small.folders]
     for n in range(lab.repeat):
         last = n == lab.repeat - 1
-        for system in ("isthmus", "orthanc", "isthmus-nosync", "isthmus-workers"):
-            if system == "isthmus-nosync":
+        for system in SYSTEMS:
+            if system == "storescp":
+                server = lab.fresh("storescp", "fork", extra=["--fork"])
+            elif system == "isthmus-nosync":
                 server = lab.fresh("isthmus", system, durable=False)
             elif system == "isthmus-workers":
                 server = lab.fresh("isthmus", system, workers=SERVER_WORKERS)
             else:
                 server = lab.fresh(system, "main")
             seconds, cpu = _ingest(server.start(), groups, small.count, lab)
-            notes = {"isthmus-nosync": NOSYNC_NOTE, "isthmus-workers": WORKERS_NOTE}
+            notes = {
+                "isthmus-nosync": NOSYNC_NOTE,
+                "isthmus-workers": WORKERS_NOTE,
+                "storescp": STORESCP_NOTE,
+            }
             m = s.measure(system, size_bytes=small.size_bytes, note=notes.get(system, ""))
             m.seconds.append(seconds)
             m.server_cpu.append(cpu)

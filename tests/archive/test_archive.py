@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from isthmus.archive import Archive, StoreOutcome, query_from_keywords
+from isthmus.archive import Archive, Staged, StoreOutcome, query_from_keywords
 from isthmus.archive.storage import FileBlobStore
 from isthmus.dicom.part10 import split_part10
 from isthmus.testing import samples
@@ -200,6 +200,41 @@ def test_duplicate_keep_policy_keeps_the_first_copy(archive: Archive, tmp_path: 
     assert archive.counts()["image"] == 1 and blob_count(archive) == 1
     match = archive.find(query_from_keywords("STUDY", {"StudyDescription": ""})).matches[0]
     assert match["00081030"]["Value"] == ["CT CHEST"]
+
+
+def test_staged_instances_are_invisible_until_committed(archive: Archive, tmp_path: Path) -> None:
+    paths = write_study(StudySpec(instances_per_series=3), tmp_path / "in")
+    staged = [archive.stage(p.read_bytes()) for p in paths]
+    assert all(isinstance(s, Staged) for s in staged)
+    assert archive.counts()["image"] == 0 and blob_count(archive) == 3
+    assert archive.check(repair=False)["orphans"] == 3  # what a crash here would leave
+    results = archive.commit(staged)  # type: ignore[arg-type]
+    assert [r.status for r in results] == ["stored"] * 3
+    assert archive.counts()["image"] == 3 and archive.check(repair=False)["orphans"] == 0
+
+
+def test_abandoned_instances_leave_nothing(archive: Archive, tmp_path: Path) -> None:
+    paths = write_study(StudySpec(instances_per_series=2), tmp_path / "in")
+    staged = [archive.stage(p.read_bytes()) for p in paths]
+    archive.abandon(staged)  # type: ignore[arg-type]
+    assert archive.counts()["image"] == 0 and blob_count(archive) == 0
+
+
+def test_a_staged_copy_of_a_stored_instance_commits_as_a_duplicate(
+    archive: Archive, tmp_path: Path
+) -> None:
+    original, changed = _instance_and_changed_copy(tmp_path, StudyDescription="CHANGED")
+    assert archive.store(original).status == "stored"
+    staged = archive.stage(changed)
+    assert isinstance(staged, Staged)
+    [result] = archive.commit([staged])
+    assert result.status == "duplicate" and blob_count(archive) == 1
+
+
+def test_staging_refuses_what_store_refuses(archive: Archive) -> None:
+    refused = archive.stage(b"not dicom at all" * 20)
+    assert not isinstance(refused, Staged) and refused.outcome is StoreOutcome.INVALID
+    assert blob_count(archive) == 0
 
 
 def _overwriting(index_url: str, tmp_path: Path) -> Archive:

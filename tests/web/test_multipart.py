@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import Callable
 
-from isthmus.web.multipart import MultipartError, MultipartWriter, boundary_of, parse_parts
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from isthmus.web.multipart import (
+    MultipartError,
+    MultipartWriter,
+    Part,
+    PartScanner,
+    boundary_of,
+    parse_parts,
+)
 
 
 def written(parts: list[bytes]) -> tuple[bytes, str]:
@@ -45,3 +56,47 @@ def test_content_type_without_boundary_is_an_error():
         boundary_of('multipart/related; type="application/dicom"')
     with pytest.raises(MultipartError):
         boundary_of("application/dicom")
+
+
+def _outcome(run: Callable[[], list[Part]]) -> object:
+    try:
+        return [(p.start, p.end, p.index, p.headers) for p in run()]
+    except MultipartError as exc:
+        return str(exc)
+
+
+BODIES = st.builds(
+    lambda contents, cut, junk: (contents, cut, junk),
+    st.lists(st.binary(max_size=300), max_size=4),
+    st.one_of(st.none(), st.integers(1, 200)),
+    st.sampled_from([b"", b"preamble\r\n", b"  \r\n", b"\r\n--x"]),
+)
+
+
+@settings(max_examples=max(300, settings.default.max_examples))
+@given(body=BODIES, splits=st.lists(st.integers(0, 2000), max_size=8))
+def test_parts_found_while_the_body_arrives_are_those_of_the_whole_body(body, splits):
+    """A body fed in pieces (the bytes not yet arrived are zeros, as in a spool file
+    sized by its Content-Length) gives the same parts, or the same error, as whole."""
+    contents, cut, junk = body
+    whole, boundary = written(contents)
+    whole = junk + whole
+    if cut is not None:
+        whole = whole[: max(0, len(whole) - cut)]
+    expected = _outcome(lambda: parse_parts(whole, boundary))
+    arriving = bytearray(len(whole))
+    scanner = PartScanner(arriving, boundary)
+
+    def fed() -> list[Part]:
+        found, done = [], 0
+        for at in sorted(min(s, len(whole)) for s in splits):
+            arriving[done:at] = whole[done:at]
+            done = max(done, at)
+            found += scanner.feed(done)
+        arriving[done:] = whole[done:]
+        return found + scanner.finish()
+
+    try:
+        assert _outcome(fed) == expected
+    finally:
+        scanner.release()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import time
 
+import httpx
 import pydicom
 import pytest
-from tests.web.conftest import make_study, multipart_body, part10
+from tests.web.conftest import make_study, multipart_body, part10, root_of
 
 from isthmus.dicom.json import dumps
 
@@ -265,3 +268,70 @@ def test_spooled_bodies_are_released_once_answered(web_node, http):
     while open_spools() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert open_spools() == []
+
+
+def _request_head(node, length: int) -> bytes:
+    return (
+        f"POST /dicom-web/studies HTTP/1.1\r\nHost: 127.0.0.1:{node.http_port}\r\n"
+        f"Content-Type: {DICOM_MULTIPART}\r\nContent-Length: {length}\r\n"
+        "Accept: application/dicom+json\r\n\r\n"
+    ).encode()
+
+
+def _large_study_body() -> tuple[list[pydicom.Dataset], bytes, int]:
+    """Six 512×512 CT instances (about 3 MB) and where the fifth part begins."""
+    datasets = make_study(instances_per_series=6, rows=512, columns=512)
+    body = multipart_body([("application/dicom", part10(d)) for d in datasets])
+    fifth = 0
+    for _ in range(5):
+        fifth = body.index(b"--b0undary", fifth + 1)
+    return datasets, body, fifth
+
+
+def _wait_for(condition, seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_parts_are_written_while_the_body_arrives_and_shown_once_it_is_whole(fresh_node):
+    """PS3.18 10.5: the parts that have arrived are written (staged) while the rest is
+    still on its way, and none is visible before the whole body is in and well formed."""
+    datasets, body, fifth = _large_study_body()
+    with socket.create_connection(("127.0.0.1", fresh_node.http_port), timeout=60) as conn:
+        conn.sendall(_request_head(fresh_node, len(body)) + body[:fifth])
+        assert _wait_for(lambda: fresh_node.archive.check(repair=False)["orphans"] >= 2)
+        assert not any(fresh_node.archive.contains(d.SOPInstanceUID) for d in datasets)
+        conn.sendall(body[fifth:])
+        answer = conn.makefile("rb").readline()
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    assert all(fresh_node.archive.contains(d.SOPInstanceUID) for d in datasets)
+    assert fresh_node.archive.check(repair=False)["orphans"] == 0
+
+
+def test_a_client_gone_mid_body_leaves_nothing_of_what_was_written(fresh_node):
+    """A client that disconnects after some parts were staged: they are removed, and the
+    spool file with them; nothing is stored."""
+    datasets, body, fifth = _large_study_body()
+    with socket.create_connection(("127.0.0.1", fresh_node.http_port), timeout=60) as conn:
+        conn.sendall(_request_head(fresh_node, len(body)) + body[:fifth])
+        assert _wait_for(lambda: fresh_node.archive.check(repair=False)["orphans"] >= 2)
+    assert _wait_for(lambda: fresh_node.archive.check(repair=False)["orphans"] == 0)
+    assert not any(fresh_node.archive.contains(d.SOPInstanceUID) for d in datasets)
+    tmp = fresh_node.settings.data / "tmp"
+    assert _wait_for(lambda: not list(tmp.iterdir()))
+
+
+def test_a_malformed_end_after_staged_parts_stores_nothing(fresh_node):
+    """The body's end decides: a last part without its closing boundary refuses the
+    request (400), and the parts staged before it are removed."""
+    datasets, body, _ = _large_study_body()
+    with httpx.Client(base_url=root_of(fresh_node), timeout=60) as client:
+        response = post(client, body[: len(body) - 3000])
+    assert response.status_code == 400
+    assert "truncated" in response.json()["message"]
+    assert not any(fresh_node.archive.contains(d.SOPInstanceUID) for d in datasets)
+    assert fresh_node.archive.check(repair=False)["orphans"] == 0

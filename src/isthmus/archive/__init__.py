@@ -2,7 +2,7 @@
 
 Doors import from here only: the Archive, its activity (the facts doors publish for the
 audit trail and the metrics, activity.py), its results (`StoreResult` and its
-`StoreOutcome`, `FindResult`, `InstanceRow`, `BulkData`, `BlobStoreUnavailable`), queries, and the query
+`StoreOutcome`, `Staged` for the two-step store of a request of many instances, `FindResult`, `InstanceRow`, `BulkData`, `BlobStoreUnavailable`), queries, and the query
 vocabulary (levels, unique keys, default return keys, tag names); the
 de-identification options (`DeidentificationOptions`, isthmus.deid) that
 `Archive.deidentify*` take; the work item store (`Archive.workitems`, a `WorkItems`; workitems.py lists its API)
@@ -17,7 +17,7 @@ queue them.
 """
 
 from isthmus.archive.activity import Activity, Transfer
-from isthmus.archive.archive import Archive
+from isthmus.archive.archive import Archive, Staged
 from isthmus.archive.blob import BlobStoreUnavailable
 from isthmus.archive.bulk import BulkData, NoBulkData
 from isthmus.archive.deidentify import DeidentifiedStudies
@@ -113,6 +113,7 @@ __all__ = [
     "RetryPolicy",
     "RunningJob",
     "StoreOutcome",
+    "Staged",
     "StoreResult",
     "Transfer",
     "default_return_keys",

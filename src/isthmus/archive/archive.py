@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import sqlalchemy as sa
@@ -195,13 +196,74 @@ class Archive:
             result.outcome, result.reason = refused.outcome, refused.reason
             return result
         if result.outcome is not StoreOutcome.DUPLICATE:
-            self._stored(result, header, source_aet)
+            self._stored(result, _modality(header), source_aet)
         return result
 
-    def _stored(self, result: StoreResult, header: part10.Header, source_aet: str | None) -> None:
+    def stage(
+        self,
+        data: bytes | memoryview,
+        source_aet: str | None = None,
+        expected_study: str | None = None,
+    ) -> Staged | StoreResult:
+        """The first half of `store` for a request of several instances that must be
+        whole before any is accepted (a STOW-RS body, PS3.18 10.5): parse, check, write
+        the blob and make it durable, but index nothing.  A staged instance is invisible
+        to every reader until `commit`; `abandon` removes it, and after a crash check()
+        finds its blob without a row and removes it.  A refusal is a StoreResult."""
+        try:
+            header = _parse(data, None)
+        except InvalidDicom as exc:
+            return StoreResult(_invalid_outcome(exc), reason=str(exc))
+        result = _result_of(header)
+        try:
+            _check(result, None, expected_study)
+            key, record = self._write(header, result, source_aet)
+            self._sync_staged(result, key)
+        except _Refused as refused:
+            result.outcome, result.reason = refused.outcome, refused.reason
+            return result
+        return Staged(result, key, record, _modality(header), source_aet)
+
+    def commit(self, staged: Sequence[Staged]) -> list[StoreResult]:
+        """Index staged instances, all submitted before any is waited for (the writer
+        commits them in as few batches as it can); a result per instance, in order."""
+        pending: list[Any] = []
+        for item in staged:
+            try:
+                pending.append(self._submit_index(item.result, item.key, item.record))
+            except _Refused as refused:
+                pending.append(refused)
+        results = []
+        for item, waiting in zip(staged, pending, strict=True):
+            result = item.result
+            try:
+                if isinstance(waiting, _Refused):
+                    raise waiting
+                self._indexed(result, item.key, waiting, None)
+            except _Refused as refused:
+                result.outcome, result.reason = refused.outcome, refused.reason
+            else:
+                if result.outcome is not StoreOutcome.DUPLICATE:
+                    self._stored(result, item.modality, item.source_aet)
+            results.append(result)
+        return results
+
+    def abandon(self, staged: Iterable[Staged]) -> None:
+        """Remove staged instances that will not be committed (their request failed)."""
+        for item in staged:
+            self.blobs.delete(item.key)
+
+    def _sync_staged(self, result: StoreResult, key: str) -> None:
+        try:
+            self.blobs.sync(key)
+        except OSError as exc:
+            self.activity.error("blob")
+            self.blobs.delete(key)
+            raise _write_failed(result, exc) from exc
+
+    def _stored(self, result: StoreResult, modality: str | None, source_aet: str | None) -> None:
         """Tell this process's other parts (forwarding rules) an instance is stored: the
         process that stored it queues the forward jobs, which any process may then run."""
-        modality = header.json.get("00080060", {}).get("Value", [None])[0]
         self.events.publish(
             "instance.stored",
             {
@@ -258,6 +320,12 @@ class Archive:
             self.blobs.sync(key)
         except OSError as exc:
             sync_error = exc
+        return self._indexed(result, key, pending, sync_error)
+
+    def _indexed(
+        self, result: StoreResult, key: str, pending: Any, sync_error: OSError | None
+    ) -> StoreResult:
+        """Wait for the instance's index commit and settle what it found (see `_settle`)."""
         try:
             outcome, old_key = pending.wait()
         except HierarchyConflict as exc:
@@ -688,6 +756,22 @@ class Archive:
 _COUNTS = sa.select(
     *(sa.select(sa.func.count()).select_from(t).scalar_subquery() for t in idx.TABLES.values())
 )
+
+
+@dataclass
+class Staged:
+    """An instance written and synced by `Archive.stage`, not yet in the index."""
+
+    result: StoreResult
+    key: str
+    record: InstanceRecord
+    modality: str | None
+    source_aet: str | None
+
+
+def _modality(header: part10.Header) -> str | None:
+    value = header.json.get("00080060", {}).get("Value", [None])[0]
+    return value if isinstance(value, str) else None
 
 
 class _Refused(Exception):

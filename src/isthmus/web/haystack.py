@@ -58,11 +58,12 @@ class Haystack:
         self._address = None
         self._array = None
 
-    def find(self, needle: bytes, start: int = 0) -> int:
-        """The first position of `needle` at or after `start`, or -1."""
+    def find(self, needle: bytes, start: int = 0, end: int | None = None) -> int:
+        """The first position of `needle` within body[start:end], or -1."""
+        end = self.size if end is None else min(end, self.size)
         if self._address is None or not needle or start < 0:
-            return int(self.body.find(needle, start))
-        if start + len(needle) > self.size:
+            return int(self.body.find(needle, start, end))
+        if start + len(needle) > end:
             return -1
-        hit = _MEMMEM(self._address + start, self.size - start, needle, len(needle))
+        hit = _MEMMEM(self._address + start, end - start, needle, len(needle))
         return -1 if not hit else int(hit) - self._address

@@ -25,6 +25,7 @@ import mmap
 import os
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -33,13 +34,13 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from isthmus.archive import Archive, StoreOutcome, StoreResult, stow_http_status
+from isthmus.archive import Archive, Staged, StoreOutcome, StoreResult, stow_http_status
 from isthmus.dicom import part10
 from isthmus.dicom.json import dumps_bytes
 from isthmus.web import media_types as mt
 from isthmus.web.dicom_xml import to_xml
 from isthmus.web.errors import bad_request, unsupported_media_type
-from isthmus.web.multipart import MultipartError, Part, boundary_of, parse_parts
+from isthmus.web.multipart import MultipartError, Part, PartScanner, boundary_of, parse_parts
 from isthmus.web.negotiation import Offer, negotiate, parse_media_type
 from isthmus.web.params import path_uids
 from isthmus.web.service import blocking, context, service_root
@@ -83,18 +84,21 @@ async def store(request: Request) -> Response:
     choice = negotiate(request, RESPONSE_OFFERS)
     kind, boundary = _request_kind(request.headers.get("content-type", ""))
     started = time.perf_counter()
-    spooled = Spooled(await spool_body(request, context(request).settings.data / "tmp"))
-    received = time.perf_counter()
-    try:
-        outcomes = await _store_spooled(request, spooled, kind, boundary, study)
-    except BaseException:
-        spooled.close()
-        raise
+    length = _content_length(request)
+    if kind == "dicom" and length:
+        assert boundary is not None  # _request_kind gives every multipart kind one
+        spooled, outcomes = await _store_arriving(request, boundary, length, study)
+    else:
+        spooled = Spooled(await spool_body(request, context(request).settings.data / "tmp"))
+        try:
+            outcomes = await _store_spooled(request, spooled, kind, boundary, study)
+        except BaseException:
+            spooled.close()
+            raise
     log.debug(
-        "STOW-RS: %d part(s) received in %.3f s, stored in %.3f s",
+        "STOW-RS: %d part(s) received and stored in %.3f s",
         len(outcomes),
-        received - started,
-        time.perf_counter() - received,
+        time.perf_counter() - started,
     )
     _tell(request, outcomes)
     response = _response(request, outcomes, study, choice.media_type)
@@ -146,42 +150,63 @@ def _request_kind(content_type: str) -> tuple[str, str | None]:
 
 
 async def spool_body(request: Request, folder: os.PathLike[str] | str) -> IO[bytes]:
-    """Write the request body to an anonymous temporary file as it arrives.
+    """Write the request body to an anonymous temporary file as it arrives."""
+    os.makedirs(folder, exist_ok=True)
+    spool = tempfile.TemporaryFile(dir=folder, prefix="stow-")
+    try:
+        async for _ in _spooling(request, spool):
+            pass
+    except ClientDisconnect:
+        spool.close()
+        raise _disconnected() from None
+    except BaseException:
+        spool.close()
+        raise
+    return spool
+
+
+async def _spooling(request: Request, spool: IO[bytes]) -> AsyncIterator[int]:
+    """Write the body to `spool` as it arrives; yields how many bytes the file holds
+    after each write.
 
     Chunks are gathered up to SPOOL_CHUNK bytes and written with one writev call in a
     worker thread while the next ones arrive (one write at a time, in order).  Each
     write has its own duplicate of the file descriptor, so a request that ends early
     can close the file while a write is still under way.
     """
-    os.makedirs(folder, exist_ok=True)
-    spool = tempfile.TemporaryFile(dir=folder, prefix="stow-")
     writing: asyncio.Future[None] | None = None
+    gathered: list[bytes] = []
+    size = written = 0
+    async for chunk in request.stream():
+        if not chunk:
+            continue
+        gathered.append(chunk)
+        size += len(chunk)
+        if size >= SPOOL_CHUNK:
+            if writing is not None:
+                await writing
+                yield written
+            writing = asyncio.ensure_future(blocking(_write_all, os.dup(spool.fileno()), gathered))
+            gathered, written, size = [], written + size, 0
+    if writing is not None:
+        await writing
+        yield written
+    if gathered:
+        await blocking(_write_all, os.dup(spool.fileno()), gathered)
+        yield written + size
+
+
+def _disconnected() -> Exception:
+    return bad_request("the client disconnected before the body was complete")
+
+
+def _content_length(request: Request) -> int | None:
+    """The body's declared length (the HTTP server holds the body to it), if any."""
     try:
-        gathered: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            if not chunk:
-                continue
-            gathered.append(chunk)
-            size += len(chunk)
-            if size >= SPOOL_CHUNK:
-                if writing is not None:
-                    await writing
-                writing = asyncio.ensure_future(
-                    blocking(_write_all, os.dup(spool.fileno()), gathered)
-                )
-                gathered, size = [], 0
-        if writing is not None:
-            await writing
-        if gathered:
-            await blocking(_write_all, os.dup(spool.fileno()), gathered)
-    except ClientDisconnect:
-        spool.close()
-        raise bad_request("the client disconnected before the body was complete") from None
-    except BaseException:
-        spool.close()
-        raise
-    return spool
+        length = int(request.headers.get("content-length", ""))
+    except ValueError:
+        return None
+    return length if length >= 0 else None
 
 
 def _write_all(fd: int, chunks: list[bytes]) -> None:
@@ -235,12 +260,9 @@ async def _store_parts(
     gate = asyncio.Semaphore(PARALLEL_STORES)
 
     async def one(index: int, part: Part | None, data: Any) -> Outcome:
-        if part is not None and part.content_type not in (mt.DICOM, "", mt.OCTET_STREAM):
-            return Outcome(
-                index,
-                outcome=StoreOutcome.INVALID,
-                reason=f"content type {part.content_type} is not application/dicom",
-            )
+        refusal = None if part is None else _refused_type(part)
+        if refusal is not None:
+            return refusal
         async with gate:
             return await blocking(store_one, archive, index, data, study)
 
@@ -252,9 +274,125 @@ async def _store_parts(
                 data.release()
 
 
+async def _store_arriving(
+    request: Request, boundary: str, length: int, study: str | None
+) -> tuple[Spooled, list[Outcome]]:
+    """The application/dicom form with a declared length, stored while it arrives.
+
+    The spool file is sized to the body and mapped whole from the start; each part,
+    once it has arrived, is staged (parsed, written and synced, not yet indexed:
+    Archive.stage) while the rest still arrives.  Once the body is whole and well
+    formed the staged instances are committed together; a body that is truncated,
+    malformed, or cut off by its client abandons them, so that, as with the spooled
+    form, nothing of a refused body is stored."""
+    archive = context(request).archive
+    spooled = _sized_spool(context(request).settings.data / "tmp", length)
+    assert spooled.mapping is not None
+    scanner = PartScanner(spooled.mapping, boundary)
+    view = memoryview(spooled.mapping)
+    staging: list[asyncio.Future[Outcome | tuple[int, Staged, int]]] = []
+    gate = asyncio.Semaphore(PARALLEL_STORES)
+
+    async def stage(part: Part) -> Outcome | tuple[int, Staged, int]:
+        refusal = _refused_type(part)
+        if refusal is not None:
+            return refusal
+        async with gate:
+            with view[part.start : part.end] as data:
+                return await blocking(stage_one, archive, part.index, data, study)
+
+    def start(parts: list[Part]) -> None:
+        staging.extend(asyncio.ensure_future(stage(part)) for part in parts)
+
+    try:
+        try:
+            received = 0
+            async for received in _spooling(request, spooled.file):
+                start(scanner.feed(received))
+            if received != length:
+                raise ClientDisconnect()
+            start(scanner.finish())
+            if not scanner.parts:
+                raise MultipartError("the multipart body holds no part")
+            staged = await asyncio.gather(*staging)
+        except BaseException as exc:
+            await _abandon(archive, staging)
+            scanner.release()
+            view.release()
+            spooled.close()
+            if isinstance(exc, MultipartError):
+                raise bad_request(f"{exc}; nothing was stored") from None
+            if isinstance(exc, ClientDisconnect):
+                raise _disconnected() from None
+            raise
+        return spooled, await blocking(_commit, archive, staged)
+    finally:
+        scanner.release()
+        view.release()
+
+
+def _sized_spool(folder: os.PathLike[str] | str, length: int) -> Spooled:
+    """A temporary file of `length` bytes (sparse until written), mapped for reading."""
+    os.makedirs(folder, exist_ok=True)
+    spooled = Spooled(tempfile.TemporaryFile(dir=folder, prefix="stow-"))
+    try:
+        os.ftruncate(spooled.file.fileno(), length)
+        spooled.mapping = mmap.mmap(spooled.file.fileno(), length, access=mmap.ACCESS_READ)
+    except BaseException:
+        spooled.close()
+        raise
+    return spooled
+
+
+def stage_one(
+    archive: Archive, index: int, data: Any, study: str | None
+) -> Outcome | tuple[int, Staged, int]:
+    """Stage one Part 10 instance; a refusal is its Outcome at once."""
+    staged = archive.stage(with_preamble(data), expected_study=study)
+    if isinstance(staged, Staged):
+        return index, staged, len(data)
+    return _outcome(index, staged, len(data))
+
+
+def _commit(archive: Archive, items: list[Outcome | tuple[int, Staged, int]]) -> list[Outcome]:
+    """Commit what was staged; every part's Outcome, in the body's order."""
+    staged = [item for item in items if not isinstance(item, Outcome)]
+    results = archive.commit([s for _, s, _ in staged])
+    outcomes = [item for item in items if isinstance(item, Outcome)]
+    outcomes += [
+        _outcome(index, result, size)
+        for (index, _, size), result in zip(staged, results, strict=True)
+    ]
+    return sorted(outcomes, key=lambda o: o.part)
+
+
+async def _abandon(
+    archive: Archive, staging: list[asyncio.Future[Outcome | tuple[int, Staged, int]]]
+) -> None:
+    """Wait for the stagings under way and remove what they wrote."""
+    done = await asyncio.gather(*staging, return_exceptions=True)
+    staged = [item[1] for item in done if isinstance(item, tuple)]
+    if staged:
+        await blocking(archive.abandon, staged)
+
+
+def _refused_type(part: Part) -> Outcome | None:
+    if part.content_type in (mt.DICOM, "", mt.OCTET_STREAM):
+        return None
+    return Outcome(
+        part.index,
+        outcome=StoreOutcome.INVALID,
+        reason=f"content type {part.content_type} is not application/dicom",
+    )
+
+
 def store_one(archive: Archive, index: int, data: Any, study: str | None) -> Outcome:
     """Store one Part 10 instance; a study-scoped store refuses other studies'."""
     result: StoreResult = archive.store(with_preamble(data), expected_study=study)
+    return _outcome(index, result, len(data))
+
+
+def _outcome(index: int, result: StoreResult, size: int) -> Outcome:
     return Outcome(
         index,
         result.sop_class_uid,
@@ -263,7 +401,7 @@ def store_one(archive: Archive, index: int, data: Any, study: str | None) -> Out
         result.series_instance_uid,
         result.outcome,
         None if result.ok else result.reason or str(result.outcome),
-        len(data),
+        size,
     )
 
 
