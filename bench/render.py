@@ -2,7 +2,9 @@
 
 `/studies/{s}/series/{r}/instances/{i}/rendered`, `Accept: image/jpeg`, default
 windowing (the instance's Window Center/Width).  One warm-up (checked: a JPEG),
-then the median of RUNS.
+then the median of RUNS.  Reference, asked in turn with the archives: Isthmus's JPEG
+sent by `sendfile(2)` with no HTTP server (bench/sendfile_floor.py), the floor of any
+answer over this loopback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from bench.http import get_ok
 from bench.lab import Lab
 from bench.procs import CommandFailed
 from bench.results import Scenario
+from bench.sendfile_floor import SendfileServer
 
 NAME = "render"
 TITLE = "Rendered JPEG of one 512×512 CT instance"
@@ -23,10 +26,13 @@ def run(lab: Lab) -> Scenario:
         NAME,
         TITLE,
         target="Isthmus ≤ 0.5× Orthanc (issue 10)",
-        ratios={"Isthmus/Orthanc": ("isthmus", "orthanc", 0.5)},
+        ratios={
+            "Isthmus/Orthanc": ("isthmus", "orthanc", 0.5),
+            "sendfile/Orthanc": ("sendfile", "orthanc", None),
+        },
     )
     study, series, instance = web.ct_uids(lab)
-    image = lab.work / "rendered.jpg"
+    image, kept = lab.work / "rendered.jpg", lab.work / "rendered-isthmus.jpg"
     urls = {}
     for system, server in web.servers(lab, "main", s).items():
         urls[system] = (
@@ -37,5 +43,13 @@ def run(lab: Lab) -> Scenario:
         if image.read_bytes()[:2] != b"\xff\xd8":
             raise CommandFailed(f"{system}: /rendered did not answer a JPEG")
         s.details[f"{system}_jpeg_bytes"] = image.stat().st_size
-    web.alternate(s, urls, "image/jpeg", RUNS)
+        if system == "isthmus":
+            image.replace(kept)
+    floor = SendfileServer([kept])
+    urls["sendfile"] = floor.url
+    s.measure("sendfile", note="Isthmus's JPEG by sendfile(2), no HTTP server: the floor")
+    try:
+        web.alternate(s, urls, "image/jpeg", RUNS)
+    finally:
+        floor.close()
     return s

@@ -2,8 +2,10 @@
 
 `multipart/related; type="application/dicom"; transfer-syntax=*` (no transcoding),
 body to /dev/null, checked to carry at least the stored bytes; median of RUNS.
-References: `cp -r` of the same 271 files to a new folder, and `cat` of them to
-/dev/null (page cache warm, like the servers').
+References: `cp -r` of the same 271 files to a new folder, `cat` of them to
+/dev/null (page cache warm, like the servers'), and the same bytes sent to curl by
+`sendfile(2)` with no HTTP server at all (bench/sendfile_floor.py), asked in turn with
+the archives: the floor of any answer of that size over this loopback.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from bench.lab import Lab
 from bench.procs import CommandFailed
 from bench.procs import run as run_command
 from bench.results import Scenario
+from bench.sendfile_floor import SendfileServer
 
 NAME = "wado"
 TITLE = "WADO-RS retrieve study, 271 CT instances (142 MB)"
@@ -32,6 +35,8 @@ def run(lab: Lab) -> Scenario:
             "Isthmus/Orthanc": ("isthmus", "orthanc", 0.7),
             "Isthmus/file copy": ("isthmus", "file copy", None),
             "Isthmus/file read": ("isthmus", "file read", None),
+            "Isthmus/sendfile": ("isthmus", "sendfile", None),
+            "sendfile/Orthanc": ("sendfile", "orthanc", None),
         },
     )
     ct = lab.data("ct")
@@ -44,7 +49,17 @@ def run(lab: Lab) -> Scenario:
             raise CommandFailed(f"{system}: {rsp.size} bytes, less than the {ct.size_bytes} stored")
         s.details[f"{system}_content_type"] = rsp.content_type.split(";")[0]
         s.details[f"{system}_bytes"] = rsp.size
-    web.alternate(s, urls, ACCEPT, RUNS, size_bytes=ct.size_bytes)
+    floor = SendfileServer(ct.files())
+    urls["sendfile"] = floor.url
+    s.measure(
+        "sendfile",
+        size_bytes=ct.size_bytes,
+        note="the same bytes by sendfile(2), no HTTP server: the floor",
+    )
+    try:
+        web.alternate(s, urls, ACCEPT, RUNS, size_bytes=ct.size_bytes)
+    finally:
+        floor.close()
     copy = s.measure("file copy", size_bytes=ct.size_bytes, note="cp -r of the same files")
     read = s.measure(
         "file read", size_bytes=ct.size_bytes, note="cat of the same files to /dev/null"
