@@ -335,3 +335,18 @@ def test_a_malformed_end_after_staged_parts_stores_nothing(fresh_node):
     assert "truncated" in response.json()["message"]
     assert not any(fresh_node.archive.contains(d.SOPInstanceUID) for d in datasets)
     assert fresh_node.archive.check(repair=False)["orphans"] == 0
+
+
+def test_parts_beyond_the_staged_bound_are_stored_once_the_body_is_whole(fresh_node, monkeypatch):
+    """At most STAGED_AT_MOST instances wait staged in memory; the rest of a large body
+    is stored from the spool after it has been accepted, with the same answer."""
+    from isthmus.web import stow
+
+    monkeypatch.setattr(stow, "STAGED_AT_MOST", 2)
+    datasets = make_study(instances_per_series=5)
+    body = multipart_body([("application/dicom", part10(d)) for d in datasets])
+    with httpx.Client(base_url=root_of(fresh_node), timeout=60) as client:
+        response = post(client, body)
+    assert response.status_code == 200, response.text
+    assert referenced(response) == [d.SOPInstanceUID for d in datasets]
+    assert all(fresh_node.archive.contains(d.SOPInstanceUID) for d in datasets)

@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 RESPONSE_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML)]
 PARALLEL_STORES = 16
 SPOOL_CHUNK = 1 << 20
+# Staged instances waiting for the end of their body keep their index records in memory
+# (a few kilobytes each); the parts of a body beyond this many are stored after it.
+STAGED_AT_MOST = 4096
 
 
 def routes() -> list[Route]:
@@ -284,13 +287,15 @@ async def _store_arriving(
     Archive.stage) while the rest still arrives.  Once the body is whole and well
     formed the staged instances are committed together; a body that is truncated,
     malformed, or cut off by its client abandons them, so that, as with the spooled
-    form, nothing of a refused body is stored."""
+    form, nothing of a refused body is stored.  Parts beyond STAGED_AT_MOST wait in the
+    spool and are stored once the body is accepted."""
     archive = context(request).archive
     spooled = _sized_spool(context(request).settings.data / "tmp", length)
     assert spooled.mapping is not None
     scanner = PartScanner(spooled.mapping, boundary)
     view = memoryview(spooled.mapping)
     staging: list[asyncio.Future[Outcome | tuple[int, Staged, int]]] = []
+    later: list[Part] = []
     gate = asyncio.Semaphore(PARALLEL_STORES)
 
     async def stage(part: Part) -> Outcome | tuple[int, Staged, int]:
@@ -302,7 +307,11 @@ async def _store_arriving(
                 return await blocking(stage_one, archive, part.index, data, study)
 
     def start(parts: list[Part]) -> None:
-        staging.extend(asyncio.ensure_future(stage(part)) for part in parts)
+        for part in parts:
+            if len(staging) < STAGED_AT_MOST:
+                staging.append(asyncio.ensure_future(stage(part)))
+            else:
+                later.append(part)
 
     try:
         try:
@@ -325,7 +334,11 @@ async def _store_arriving(
             if isinstance(exc, ClientDisconnect):
                 raise _disconnected() from None
             raise
-        return spooled, await blocking(_commit, archive, staged)
+        outcomes = await blocking(_commit, archive, staged)
+        if later:
+            items = [(p.index, p, view[p.start : p.end]) for p in later]
+            outcomes = sorted(outcomes + await _store_parts(request, items, study), key=_part)
+        return spooled, outcomes
     finally:
         scanner.release()
         view.release()
@@ -363,7 +376,11 @@ def _commit(archive: Archive, items: list[Outcome | tuple[int, Staged, int]]) ->
         _outcome(index, result, size)
         for (index, _, size), result in zip(staged, results, strict=True)
     ]
-    return sorted(outcomes, key=lambda o: o.part)
+    return sorted(outcomes, key=_part)
+
+
+def _part(outcome: Outcome) -> int:
+    return outcome.part
 
 
 async def _abandon(
