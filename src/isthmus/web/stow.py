@@ -336,7 +336,9 @@ async def _store_arriving(
             raise
         outcomes = await blocking(_commit, archive, staged)
         if later:
-            items = [(p.index, p, view[p.start : p.end]) for p in later]
+            items: list[tuple[int, Part | None, Any]] = [
+                (p.index, p, view[p.start : p.end]) for p in later
+            ]
             outcomes = sorted(outcomes + await _store_parts(request, items, study), key=_part)
         return spooled, outcomes
     finally:
