@@ -28,6 +28,7 @@ from bench.procs import dcmtk
 # Issue 2 (DIMSE) first, then issue 3 (DICOMweb); module name = scenario name.
 SCENARIOS = [
     *("store", "ingest", "find", "move", "metadata", "wado", "stow", "qido", "render"),
+    "browser",  # issue 10's last row
     "relay",  # issue 11
     "p2p",  # issue 12
 ]
