@@ -87,17 +87,20 @@ async def store(request: Request) -> Response:
     choice = negotiate(request, RESPONSE_OFFERS)
     kind, boundary = _request_kind(request.headers.get("content-type", ""))
     started = time.perf_counter()
+    folder = context(request).settings.data / "tmp"
     length = _content_length(request)
     if kind == "dicom" and length:
         assert boundary is not None  # _request_kind gives every multipart kind one
-        spooled, outcomes = await _store_arriving(request, boundary, length, study)
+        spooled = _sized_spool(folder, length)
+        storing = _store_arriving(request, spooled, boundary, length, study)
     else:
-        spooled = Spooled(await spool_body(request, context(request).settings.data / "tmp"))
-        try:
-            outcomes = await _store_spooled(request, spooled, kind, boundary, study)
-        except BaseException:
-            spooled.close()
-            raise
+        spooled = Spooled(await spool_body(request, folder))
+        storing = _store_spooled(request, spooled, kind, boundary, study)
+    try:
+        outcomes = await storing
+    except BaseException:
+        spooled.close()
+        raise
     log.debug(
         "STOW-RS: %d part(s) received and stored in %.3f s",
         len(outcomes),
@@ -278,8 +281,8 @@ async def _store_parts(
 
 
 async def _store_arriving(
-    request: Request, boundary: str, length: int, study: str | None
-) -> tuple[Spooled, list[Outcome]]:
+    request: Request, spooled: Spooled, boundary: str, length: int, study: str | None
+) -> list[Outcome]:
     """The application/dicom form with a declared length, stored while it arrives.
 
     The spool file is sized to the body and mapped whole from the start; each part,
@@ -290,7 +293,6 @@ async def _store_arriving(
     form, nothing of a refused body is stored.  Parts beyond STAGED_AT_MOST wait in the
     spool and are stored once the body is accepted."""
     archive = context(request).archive
-    spooled = _sized_spool(context(request).settings.data / "tmp", length)
     assert spooled.mapping is not None
     scanner = PartScanner(spooled.mapping, boundary)
     view = memoryview(spooled.mapping)
@@ -326,9 +328,6 @@ async def _store_arriving(
             staged = await asyncio.gather(*staging)
         except BaseException as exc:
             await _abandon(archive, staging)
-            scanner.release()
-            view.release()
-            spooled.close()
             if isinstance(exc, MultipartError):
                 raise bad_request(f"{exc}; nothing was stored") from None
             if isinstance(exc, ClientDisconnect):
@@ -340,8 +339,8 @@ async def _store_arriving(
                 (p.index, p, view[p.start : p.end]) for p in later
             ]
             outcomes = sorted(outcomes + await _store_parts(request, items, study), key=_part)
-        return spooled, outcomes
-    finally:
+        return outcomes
+    finally:  # before the caller closes the spool and its mapping
         scanner.release()
         view.release()
 
