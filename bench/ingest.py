@@ -27,6 +27,7 @@ SERVER_WORKERS = 2
 WORKERS_NOTE = f"isthmus serve --workers {SERVER_WORKERS}, durable"
 STORESCP_NOTE = "DCMTK storescp --fork: files only, no index, no fsync (the floor)"
 SYSTEMS = ("isthmus", "orthanc", "isthmus-nosync", "isthmus-workers", "storescp")
+NOTES = {"isthmus-nosync": NOSYNC_NOTE, "isthmus-workers": WORKERS_NOTE, "storescp": STORESCP_NOTE}
 
 
 def run(lab: Lab) -> Scenario:
@@ -54,12 +55,7 @@ def run(lab: Lab) -> Scenario:
             else:
                 server = lab.fresh(system, "main")
             seconds, cpu = _ingest(server.start(), groups, small.count, lab)
-            notes = {
-                "isthmus-nosync": NOSYNC_NOTE,
-                "isthmus-workers": WORKERS_NOTE,
-                "storescp": STORESCP_NOTE,
-            }
-            m = s.measure(system, size_bytes=small.size_bytes, note=notes.get(system, ""))
+            m = s.measure(system, size_bytes=small.size_bytes, note=NOTES.get(system, ""))
             m.seconds.append(seconds)
             m.server_cpu.append(cpu)
             if last and system in ("isthmus", "orthanc"):

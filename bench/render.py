@@ -14,7 +14,7 @@ from bench.http import get_ok
 from bench.lab import Lab
 from bench.procs import CommandFailed
 from bench.results import Scenario
-from bench.sendfile_floor import SendfileServer
+from bench.sendfile_floor import alternate_with_floor
 
 NAME = "render"
 TITLE = "Rendered JPEG of one 512×512 CT instance"
@@ -45,11 +45,6 @@ def run(lab: Lab) -> Scenario:
         s.details[f"{system}_jpeg_bytes"] = image.stat().st_size
         if system == "isthmus":
             image.replace(kept)
-    floor = SendfileServer([kept])
-    urls["sendfile"] = floor.url
-    s.measure("sendfile", note="Isthmus's JPEG by sendfile(2), no HTTP server: the floor")
-    try:
-        web.alternate(s, urls, "image/jpeg", RUNS)
-    finally:
-        floor.close()
+    note = "Isthmus's JPEG by sendfile(2), no HTTP server: the floor"
+    alternate_with_floor(s, urls, "image/jpeg", RUNS, [kept], note)
     return s

@@ -14,7 +14,30 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench import web
+from bench.results import Scenario
 from isthmus.testing.net import free_port
+
+SYSTEM = "sendfile"
+
+
+def alternate_with_floor(
+    scenario: Scenario,
+    urls: dict[str, str],
+    accept: str,
+    runs: int,
+    files: Sequence[Path],
+    note: str,
+    size_bytes: int | None = None,
+) -> None:
+    """`web.alternate` over the archives' `urls` and a SendfileServer of `files`, asked
+    in turn with them as the system "sendfile"."""
+    scenario.measure(SYSTEM, size_bytes=size_bytes, note=note)
+    floor = SendfileServer(files)
+    try:
+        web.alternate(scenario, {**urls, SYSTEM: floor.url}, accept, runs, size_bytes=size_bytes)
+    finally:
+        floor.close()
 
 
 class SendfileServer:

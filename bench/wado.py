@@ -18,7 +18,7 @@ from bench.lab import Lab
 from bench.procs import CommandFailed
 from bench.procs import run as run_command
 from bench.results import Scenario
-from bench.sendfile_floor import SendfileServer
+from bench.sendfile_floor import alternate_with_floor
 
 NAME = "wado"
 TITLE = "WADO-RS retrieve study, 271 CT instances (142 MB)"
@@ -49,17 +49,15 @@ def run(lab: Lab) -> Scenario:
             raise CommandFailed(f"{system}: {rsp.size} bytes, less than the {ct.size_bytes} stored")
         s.details[f"{system}_content_type"] = rsp.content_type.split(";")[0]
         s.details[f"{system}_bytes"] = rsp.size
-    floor = SendfileServer(ct.files())
-    urls["sendfile"] = floor.url
-    s.measure(
-        "sendfile",
+    alternate_with_floor(
+        s,
+        urls,
+        ACCEPT,
+        RUNS,
+        ct.files(),
+        "the same bytes by sendfile(2), no HTTP server: the floor",
         size_bytes=ct.size_bytes,
-        note="the same bytes by sendfile(2), no HTTP server: the floor",
     )
-    try:
-        web.alternate(s, urls, ACCEPT, RUNS, size_bytes=ct.size_bytes)
-    finally:
-        floor.close()
     copy = s.measure("file copy", size_bytes=ct.size_bytes, note="cp -r of the same files")
     read = s.measure(
         "file read", size_bytes=ct.size_bytes, note="cat of the same files to /dev/null"
