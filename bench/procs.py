@@ -69,6 +69,14 @@ def cpu_seconds(pid: int) -> float:
     return sum(stats[p][1] for p in family if p in stats) / CLK_TCK
 
 
+def machine_busy() -> float:
+    """Core-seconds the whole machine has spent running anything so far (user, nice,
+    system, interrupts; not idle, I/O wait or the hypervisor's steal), from /proc/stat."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
+    return (user + nice + system + irq + softirq) / CLK_TCK
+
+
 def _stats() -> dict[int, tuple[int, int]]:
     """Every process's (parent, user + system ticks), from /proc."""
     out: dict[int, tuple[int, int]] = {}
