@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from typing import Any
 
 from bench import dimse, profile
 from bench.lab import Lab
@@ -81,10 +82,17 @@ def run(lab: Lab) -> Scenario:
         k: round(small.count / m.median, 1) for k, m in s.measurements.items() if m.median
     }
     s.details.update(_budget(s, clients, small.count))
+    budget = s.details.get("server_cpu_ms_per_instance_at_target")
+    spent = s.details["server_cpu_ms_per_instance"]
+    if budget is not None and "isthmus" in spent:
+        s.remark = (
+            f"server CPU the target leaves: {budget} ms/instance "
+            f"(Isthmus spends {spent['isthmus']}, Orthanc {spent.get('orthanc')})"
+        )
     return s
 
 
-def _budget(s: Scenario, clients: dict[str, list[float]], count: int) -> dict[str, object]:
+def _budget(s: Scenario, clients: dict[str, list[float]], count: int) -> dict[str, Any]:
     """The rest of the machine's CPU in each system's rounds (medians: the clients, and
     the kernel's threads writing back and completing I/O for the server), and the
     server CPU per instance that the target leaves once the clients have had theirs.
@@ -101,7 +109,7 @@ def _budget(s: Scenario, clients: dict[str, list[float]], count: int) -> dict[st
         for k, m in s.measurements.items()
         if m.server_cpu and k != "storescp"
     }
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "rest_of_machine_cpu_s": rest,
         "server_cpu_ms_per_instance": per_instance,
     }

@@ -58,6 +58,9 @@ class Scenario:
     status: str = "ok"  # ok | skipped | failed
     note: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # A line for the Reference column beside the other systems (e.g. the ingest row's
+    # CPU budget at the target).
+    remark: str = ""
 
     def measure(self, system: str, **kwargs: Any) -> Measurement:
         if system not in self.measurements:
@@ -117,7 +120,8 @@ def table_rows(scenarios: list[Scenario]) -> list[list[str]]:
     rows = []
     for s in scenarios:
         refs = [m for k, m in s.measurements.items() if k not in ("isthmus", "orthanc")]
-        ref = "; ".join(f"{m.system} {_seconds(m)}" for m in refs) or "-"
+        ref = "; ".join([f"{m.system} {_seconds(m)}" for m in refs] + [s.remark] * bool(s.remark))
+        ref = ref or "-"
         status = s.status if s.status == "ok" else f"{s.status}: {s.note}"
         rows.append(
             [
