@@ -43,8 +43,8 @@ def run(
             cwd=cwd,
             env=env or dcmtk_env(),
             timeout=timeout,
-            stdout=subprocess.PIPE if capture else subprocess.DEVNULL,
-            stderr=subprocess.STDOUT if capture else subprocess.PIPE,
+            stdout=subprocess.PIPE,  # DCMTK's tools log their errors to stdout
+            stderr=subprocess.STDOUT,
             text=True,
             errors="replace",
         )
@@ -52,9 +52,9 @@ def run(
         raise CommandFailed(f"{Path(cmd[0]).name} timed out after {timeout} s") from exc
     elapsed = time.perf_counter() - started
     if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-5:]
+        tail = (proc.stdout or "").strip().splitlines()[-5:]
         raise CommandFailed(f"{Path(cmd[0]).name} exited {proc.returncode}: " + " | ".join(tail))
-    return elapsed, proc.stdout or ""
+    return elapsed, (proc.stdout or "") if capture else ""
 
 
 def cpu_seconds(pid: int) -> float:
