@@ -11,9 +11,9 @@ storescp with `--fork` (a process per association, each writing files; no index,
 fsync) is the floor: what the same clients and file system take with a receiver that
 does the least a C-STORE SCP can.
 
-Each round also counts what the rest of the machine spent meanwhile (`procs.
-machine_busy` less the server's CPU: the 200 storescu processes, mostly), and the
-details say what that leaves the server per instance at the target: on two cores,
+Each round also counts what the rest of the machine spent meanwhile
+(`procs.machine_busy` less the server's CPU: the 200 storescu processes, mostly), and
+the row says what that leaves the server per instance at the target: on two cores,
 2 × 0.5 × Orthanc's time, less the clients' share, over 10,000 instances (`_budget`).
 """
 

@@ -120,8 +120,10 @@ def table_rows(scenarios: list[Scenario]) -> list[list[str]]:
     rows = []
     for s in scenarios:
         refs = [m for k, m in s.measurements.items() if k not in ("isthmus", "orthanc")]
-        ref = "; ".join([f"{m.system} {_seconds(m)}" for m in refs] + [s.remark] * bool(s.remark))
-        ref = ref or "-"
+        entries = [f"{m.system} {_seconds(m)}" for m in refs]
+        if s.remark:
+            entries.append(s.remark)
+        ref = "; ".join(entries) or "-"
         status = s.status if s.status == "ok" else f"{s.status}: {s.note}"
         rows.append(
             [
