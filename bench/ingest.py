@@ -52,7 +52,7 @@ def run(lab: Lab) -> Scenario:
     )
     small = lab.data("small")
     groups = [small.files(f) for f in small.folders]
-    clients: dict[str, list[float]] = {system: [] for system in SYSTEMS}
+    rest_of_machine: dict[str, list[float]] = {system: [] for system in SYSTEMS}
     for n in range(lab.repeat):
         last = n == lab.repeat - 1
         for system in SYSTEMS:
@@ -65,7 +65,7 @@ def run(lab: Lab) -> Scenario:
             else:
                 server = lab.fresh(system, "main")
             seconds, cpu, rest = _ingest(server.start(), groups, small.count, lab)
-            clients[system].append(rest)
+            rest_of_machine[system].append(rest)
             m = s.measure(system, size_bytes=small.size_bytes, note=NOTES.get(system, ""))
             m.seconds.append(seconds)
             m.server_cpu.append(cpu)
@@ -81,7 +81,7 @@ def run(lab: Lab) -> Scenario:
     s.details["instances_per_second"] = {
         k: round(small.count / m.median, 1) for k, m in s.measurements.items() if m.median
     }
-    s.details.update(_budget(s, clients, small.count))
+    s.details.update(_budget(s, rest_of_machine, small.count))
     budget = s.details.get("server_cpu_ms_per_instance_at_target")
     spent = s.details["server_cpu_ms_per_instance"]
     if budget is not None and "isthmus" in spent:
@@ -92,7 +92,7 @@ def run(lab: Lab) -> Scenario:
     return s
 
 
-def _budget(s: Scenario, clients: dict[str, list[float]], count: int) -> dict[str, Any]:
+def _budget(s: Scenario, rest_of_machine: dict[str, list[float]], count: int) -> dict[str, Any]:
     """The rest of the machine's CPU in each system's rounds (medians: the clients, and
     the kernel's threads writing back and completing I/O for the server), and the
     server CPU per instance that the target leaves once the clients have had theirs.
@@ -101,7 +101,7 @@ def _budget(s: Scenario, clients: dict[str, list[float]], count: int) -> dict[st
     bound: it holds some kernel work too), so the budget is the most the target allows.
     storescp's children have exited when its CPU is read: their share is estimated as
     its rounds' rest less the clients'."""
-    rest = {k: round(statistics.median(v), 2) for k, v in clients.items() if v}
+    rest = {k: round(statistics.median(v), 2) for k, v in rest_of_machine.items() if v}
     archives = [v for k, v in rest.items() if k != "storescp"]
     orthanc = s.measurements.get("orthanc")
     per_instance = {
