@@ -88,6 +88,21 @@ def test_bulk_data_range_requests(http, dicomweb, stored):
     assert beyond.status_code == 416
 
 
+@pytest.mark.parametrize("header", ["items=0-9", "bytes=0-9,20-29"])
+def test_a_range_the_server_does_not_serve_is_ignored(http, dicomweb, stored, header):
+    """RFC 9110 14.2: an origin server MUST ignore a Range of a unit it does not
+    understand, and MAY ignore any Range: the whole value comes back, 200, never 400."""
+    ds = stored[1]
+    meta = dicomweb.retrieve_instance_metadata(
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
+    )
+    uri = meta["7FE00010"]["BulkDataURI"]
+    whole = http.get(uri, headers={"Accept": "application/octet-stream", "Range": header})
+    assert whole.status_code == 200
+    assert "content-range" not in whole.headers
+    assert whole.content == ds.PixelData
+
+
 def test_encapsulated_pixel_data_comes_as_frames(http, dicomweb, stored):
     rle = stored[4]
     meta = dicomweb.retrieve_instance_metadata(

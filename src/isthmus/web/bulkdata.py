@@ -119,8 +119,9 @@ def _ranged(request: Request, multipart: bool, total: int, body, cleanup) -> Res
     first, size, status = 0, total, 200
     headers = {"Accept-Ranges": "bytes"}
     wanted = request.headers.get("range")
-    if wanted:
-        first, size = _parse_range(wanted, total, cleanup)
+    selected = _parse_range(wanted, total, cleanup) if wanted else None
+    if selected is not None:
+        first, size = selected
         status = 206
         headers["Content-Range"] = f"bytes {first}-{first + size - 1}/{total}"
     if not multipart:
@@ -129,7 +130,7 @@ def _ranged(request: Request, multipart: bool, total: int, body, cleanup) -> Res
             body(first, size), status_code=status, headers=headers, media_type=mt.OCTET_STREAM
         )
     writer = MultipartWriter()
-    part_headers = [("Content-Range", headers["Content-Range"])] if wanted else []
+    part_headers = [("Content-Range", headers["Content-Range"])] if selected else []
 
     async def parts() -> AsyncIterator[bytes]:
         yield writer.part(f"{mt.OCTET_STREAM}; transfer-syntax={mt.EXPLICIT_VR_LE}", part_headers)
@@ -142,11 +143,13 @@ def _ranged(request: Request, multipart: bool, total: int, body, cleanup) -> Res
     return StreamingResponse(parts(), status_code=status, headers=headers, media_type=media_type)
 
 
-def _parse_range(text: str, total: int, cleanup) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _parse_range(text: str, total: int, cleanup) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
+    """(first byte, length) of the one byte range asked for; None when the header is to
+    be ignored and the whole value sent: a unit other than bytes, which an origin server
+    MUST ignore, or several ranges, which it MAY (RFC 9110 14.2)."""
     match = _RANGE_RE.match(text.strip())
     if not match or not (match.group(1) or match.group(2)):
-        _close(cleanup)
-        raise HTTPError(400, f"Range {text[:60]!r}: only one 'bytes=first-last' range is supported")
+        return None
     if match.group(1):
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) else total - 1
