@@ -120,6 +120,28 @@ def test_unsupported_transfer_syntax_is_406(http, stored):
     assert "transfer-syntax=*" in response.json()["message"]
 
 
+def test_a_syntax_the_encoder_refuses_for_the_instance_is_406_not_the_stored_syntax(dicomweb, http):
+    """PS3.18 8.7.8.2, 9.4.2.4: the part is sent in the syntax asked for, or the request
+    is Not Acceptable.  32-bit samples are outside every JPEG-LS profile (PS3.5 8.2.3):
+    the syntaxes alone allow it, the encoder refuses this image, so the answer is 406,
+    never 200 with a part in the stored syntax the client did not accept."""
+    ds = make_study(instances_per_series=1)[0]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 32, 32, 31, 0
+    ds.PixelData = bytes(4 * ds.Rows * ds.Columns)
+    dicomweb.store_instances([ds])
+    jpeg_ls = "1.2.840.10008.1.2.4.80"
+    instance = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    for path in (instance, f"/studies/{ds.StudyInstanceUID}"):
+        response = http.get(
+            path,
+            headers={
+                "Accept": f'multipart/related; type="application/dicom"; transfer-syntax={jpeg_ls}'
+            },
+        )
+        assert response.status_code == 406, path
+        assert "JPEG-LS" in response.json()["message"]
+
+
 def test_wrong_media_type_is_406(http, stored):
     response = http.get(f"/studies/{stored[0].StudyInstanceUID}", headers={"Accept": "text/html"})
     assert response.status_code == 406

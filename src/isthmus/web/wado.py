@@ -116,10 +116,13 @@ async def retrieve(request: Request) -> Response:
         target_syntax(choice.transfer_syntax, row.transfer_syntax_uid) == row.transfer_syntax_uid
         for row in rows
     )
+    first = None
     if as_stored:
         headers["Content-Length"] = str(multipart_length(rows, MultipartWriter(writer.boundary)))
+    else:
+        first = await blocking(load_first, archive, groups(rows)[0], choice.transfer_syntax)
     return StreamingResponse(
-        stream_instances(archive, rows, choice.transfer_syntax, writer, exact=as_stored),
+        stream_instances(archive, rows, choice.transfer_syntax, writer, as_stored, first),
         media_type=content_type(choice, writer.boundary),
         headers=headers,
     )
@@ -190,17 +193,19 @@ def multipart_length(rows: list[InstanceRow], writer: MultipartWriter) -> int:
     return framing + sum(row.size for row in rows) + len(writer.close())
 
 
-def _load(archive: Archive, row: InstanceRow, target: str) -> Loaded:
+def _load(archive: Archive, row: InstanceRow, target: str, strict: bool = False) -> Loaded:
     """One part: (its transfer syntax, its bytes | an open file if large | None if missing).
 
-    A transcode the codec refuses sends the instance as stored (the 406 check before
-    the response started covers what can be known without decoding).
+    A transcode the codec refuses raises the 406 when `strict` (the response has not
+    started); once it has, the instance is sent as stored.
     """
     if target != row.transfer_syntax_uid:
         try:
             with pixel_errors():
                 return target, archive.read_as(row, target)
         except HTTPError as exc:
+            if strict:
+                raise
             log.warning("instance %s sent as stored: %s", row.sop_instance_uid, exc.message)
     try:
         fh = archive.open_instance(row)
@@ -233,6 +238,7 @@ async def stream_instances(
     requested: str | None,
     writer: MultipartWriter,
     exact: bool = False,
+    first: list[Loaded] | None = None,
 ) -> AsyncIterator[bytes | memoryview]:
     """Every instance as one part; the next group of instances read while this one is
     sent (`groups`: many small instances per trip to a worker thread, each trip costing
@@ -241,14 +247,16 @@ async def stream_instances(
     At most two groups are in memory: up to GROUP bytes of instances, or one instance
     of up to WHOLE bytes, each.  A file missing from the blob store is skipped, unless
     the body's length was announced (`exact`): then the response is cut short, so the
-    client sees that it is incomplete.
+    client sees that it is incomplete.  `first`: the first group, already loaded.
     """
 
     def load(group: list[InstanceRow]) -> asyncio.Future[list[Loaded]]:
         return asyncio.ensure_future(blocking(_load_group, archive, group, requested))
 
     batches = groups(rows)
-    pending = load(batches[0]) if batches else None
+    pending = load(batches[0]) if batches and first is None else None
+    if first is not None:
+        pending = asyncio.ensure_future(_loaded(first))
     try:
         for index, group in enumerate(batches):
             assert pending is not None
@@ -300,10 +308,33 @@ def _load_group(archive: Archive, rows: list[InstanceRow], requested: str | None
     return [_load(archive, row, target_syntax(requested, row.transfer_syntax_uid)) for row in rows]
 
 
+def load_first(archive: Archive, rows: list[InstanceRow], requested: str | None) -> list[Loaded]:
+    """The first group of a response that transcodes, loaded before the response starts,
+    so that a syntax the encoder refuses for one of these instances (32-bit samples for
+    JPEG-LS, say) is still answered 406 (PS3.18 8.7.8.2), not sent as stored."""
+    loaded: list[Loaded] = []
+    try:
+        for row in rows:
+            target = target_syntax(requested, row.transfer_syntax_uid)
+            loaded.append(_load(archive, row, target, strict=True))
+    except HTTPError:
+        _close(loaded)
+        raise
+    return loaded
+
+
+async def _loaded(group: list[Loaded]) -> list[Loaded]:
+    return group
+
+
 def _close_unsent(future: asyncio.Future[list[Loaded]]) -> None:
     """Parts read ahead for a response that ended first: close their files, if any."""
     if future.cancelled() or future.exception() is not None:
         return
-    for _syntax, content in future.result():
+    _close(future.result())
+
+
+def _close(loaded: list[Loaded]) -> None:
+    for _syntax, content in loaded:
         if content is not None and not isinstance(content, bytes | memoryview):
             content.close()
