@@ -68,6 +68,20 @@ def test_a_non_dicom_part_among_good_ones_is_reported_and_the_rest_stored(web_no
     assert all(web_node.archive.contains(d.SOPInstanceUID) for d in good)
 
 
+def test_a_refused_instance_whose_uids_were_read_is_named_in_the_failed_sop_sequence(http):
+    """PS3.18 Annex I: each Failed SOP Sequence item is a SOP Instance Reference Macro
+    (PS3.3 Table 10-11, Referenced SOP Class / Instance UID Type 1) with its Failure
+    Reason; an instance refused for a bad Study Instance UID still has both."""
+    ds = make_study(instances_per_series=1)[0]
+    ds.StudyInstanceUID = "1.2.3.abc"
+    response = post(http, multipart_body([("application/dicom", part10(ds))]))
+    assert response.status_code == 409
+    [failure] = failed(response)
+    assert failure["00081197"]["Value"] == [0xC000]
+    assert failure["00081150"]["Value"] == [ds.SOPClassUID]
+    assert failure["00081155"]["Value"] == [ds.SOPInstanceUID]
+
+
 def test_a_part_of_another_media_type_is_refused(http):
     good = make_study(instances_per_series=1)
     body = multipart_body([("application/dicom", part10(good[0])), ("text/plain", b"hello")])

@@ -185,7 +185,7 @@ class Archive:
         try:
             header = _parse(data, transfer_syntax)
         except InvalidDicom as exc:
-            return StoreResult(_invalid_outcome(exc), reason=str(exc))
+            return _invalid_result(exc)
         result = _result_of(header)
         try:
             _check(result, expected, expected_study)
@@ -213,7 +213,7 @@ class Archive:
         try:
             header = _parse(data, None)
         except InvalidDicom as exc:
-            return StoreResult(_invalid_outcome(exc), reason=str(exc))
+            return _invalid_result(exc)
         result = _result_of(header)
         try:
             _check(result, None, expected_study)
@@ -790,6 +790,16 @@ def _parse(data: bytes | memoryview, transfer_syntax: str | None) -> part10.Head
     else:
         dataset_bytes = memoryview(data)
     return part10.read_header(dataset_bytes, transfer_syntax)
+
+
+def _invalid_result(exc: InvalidDicom) -> StoreResult:
+    """A refusal at parsing, with the UIDs read before it (PS3.18 Annex I wants them)."""
+    return StoreResult(
+        _invalid_outcome(exc),
+        sop_instance_uid=exc.sop_instance_uid,
+        sop_class_uid=exc.sop_class_uid,
+        reason=str(exc),
+    )
 
 
 def _invalid_outcome(exc: InvalidDicom) -> StoreOutcome:

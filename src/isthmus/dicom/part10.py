@@ -25,7 +25,17 @@ PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
 class InvalidDicom(ValueError):
-    """Bytes that are not a DICOM dataset Isthmus can keep; the message says why."""
+    """Bytes that are not a DICOM dataset Isthmus can keep; the message says why.
+
+    `sop_class_uid`, `sop_instance_uid`: the instance's, when they were read before the
+    refusal (a STOW-RS Failed SOP Sequence item names them, PS3.18 Annex I)."""
+
+    def __init__(
+        self, message: str, sop_class_uid: str | None = None, sop_instance_uid: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.sop_class_uid = sop_class_uid
+        self.sop_instance_uid = sop_instance_uid
 
 
 class UnknownTransferSyntax(InvalidDicom):
@@ -358,9 +368,13 @@ REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstance
 
 
 def _check_identity(model: dict[str, Any]) -> None:
-    for keyword in REQUIRED:
-        value = str(first_value(model.get(_TAGS[keyword])) or "").strip()
+    values = {k: str(first_value(model.get(_TAGS[k])) or "").strip() for k in REQUIRED}
+    known = {k: v if uids.looks_like_uid(v) else None for k, v in values.items()}
+    for keyword, value in values.items():
         if not value:
-            raise InvalidDicom(f"missing {keyword}")
-        if not uids.looks_like_uid(value):
-            raise InvalidDicom(f"{keyword} {value[:70]!r} is not a valid UID")
+            message = f"missing {keyword}"
+        elif known[keyword] is None:
+            message = f"{keyword} {value[:70]!r} is not a valid UID"
+        else:
+            continue
+        raise InvalidDicom(message, known["SOPClassUID"], known["SOPInstanceUID"])
