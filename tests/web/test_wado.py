@@ -142,6 +142,22 @@ def test_a_syntax_the_encoder_refuses_for_the_instance_is_406_not_the_stored_syn
         assert "JPEG-LS" in response.json()["message"]
 
 
+def test_the_preferred_syntax_that_can_be_produced_is_sent(http, stored):
+    """PS3.18 8.7.3.5.2: several acceptable transfer syntaxes are listed as media types
+    with quality values; 8.7.8: the one selected is the most preferred the origin server
+    supports.  JPEG Baseline (q=1) cannot be made of a native CT here, RLE (q=0.5) can."""
+    ds = stored[0]
+    dicom = 'multipart/related; type="application/dicom"; transfer-syntax='
+    response = http.get(
+        f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}",
+        headers={"Accept": f"{dicom}1.2.840.10008.1.2.4.50, {dicom}{RLELossless}; q=0.5"},
+    )
+    assert response.status_code == 200
+    [(headers, content)] = parse_multipart(response)
+    assert headers["content-type"] == f"application/dicom; transfer-syntax={RLELossless}"
+    assert pydicom.dcmread(BytesIO(content)).file_meta.TransferSyntaxUID == RLELossless
+
+
 def test_wrong_media_type_is_406(http, stored):
     response = http.get(f"/studies/{stored[0].StudyInstanceUID}", headers={"Accept": "text/html"})
     assert response.status_code == 406

@@ -198,6 +198,24 @@ def negotiate(request: Request, offers: list[Offer]) -> Choice:
     return choice
 
 
+def alternatives(request: Request, offers: list[Offer]) -> list[Choice]:
+    """The other transfer syntaxes the client accepts, most preferred first: media ranges
+    that name one (q > 0), from the `accept` query parameter, then the Accept header.
+
+    A client lists the syntaxes it can take as several media types with quality values
+    (PS3.18 8.7.3.5.2); when the one `negotiate` chose cannot be produced for the
+    resource, the next of these that can is the selected one (8.7.8).
+    """
+    out: list[Choice] = []
+    for values in (request.query_params.getlist("accept"), request.headers.getlist("accept")):
+        named = [r for r in parse_accept(values) if r.q > 0 and r.transfer_syntax]
+        for rng in sorted(named, key=lambda r: -r.q):  # stable: ties keep the client's order
+            offer = next((o for o in offers if matches(rng, o)), None)
+            if offer is not None:
+                out.append(Choice(offer.media_type, offer.multipart, rng.transfer_syntax))
+    return out
+
+
 # Clients send the same few Accept values again and again: the choice for a short one
 # is kept (bounded: at most CACHED values of at most CACHED_LENGTH characters each).
 CACHED, CACHED_LENGTH = 512, 512

@@ -32,7 +32,7 @@ from isthmus.archive import Archive, InstanceRow
 from isthmus.web import media_types as mt
 from isthmus.web.errors import HTTPError, not_acceptable, not_found
 from isthmus.web.multipart import MultipartWriter
-from isthmus.web.negotiation import Choice, Offer, content_type, negotiate
+from isthmus.web.negotiation import Choice, Offer, alternatives, content_type, negotiate
 from isthmus.web.params import path_uids
 from isthmus.web.pixels import can_transcode, pixel_errors, transcoded
 from isthmus.web.service import blocking, context
@@ -99,6 +99,22 @@ def check_syntax(requested: str | None, rows: list[InstanceRow]) -> None:
             )
 
 
+def producible(choice: Choice, others: list[Choice], rows: list[InstanceRow]) -> Choice:
+    """The chosen representation, or the client's next preferred one whose transfer
+    syntax can be produced for every instance (PS3.18 8.7.8); 406 when none can."""
+    try:
+        check_syntax(choice.transfer_syntax, rows)
+        return choice
+    except HTTPError as refusal:
+        for other in others:
+            try:
+                check_syntax(other.transfer_syntax, rows)
+            except HTTPError:
+                continue
+            return other
+        raise refusal from None
+
+
 async def retrieve(request: Request) -> Response:
     """Retrieve Study / Series / Instance (PS3.18 10.4.1.1.1)."""
     offers = [MULTIPART_DICOM]
@@ -106,7 +122,7 @@ async def retrieve(request: Request) -> Response:
         offers.append(SINGLE_DICOM)
     choice = negotiate(request, offers)
     rows = await find_rows(request)
-    check_syntax(choice.transfer_syntax, rows)
+    choice = producible(choice, alternatives(request, offers), rows)
     archive = context(request).archive
     if not choice.multipart:
         return await single_instance(archive, rows[0], choice)
