@@ -324,3 +324,12 @@ def test_retain_safe_private_keeps_what_the_data_set_declares_safe() -> None:
     kept = {int(e.tag) for e in Deidentifier(KEY, options).dataset(ds) if e.tag.is_private}
     assert kept == {0x00310010, 0x00311001, 0x00330010, 0x00331001}
     assert not [e for e in Deidentifier(KEY).dataset(ds) if e.tag.is_private]
+
+
+def test_clean_descriptors_takes_the_patients_name_out_of_descriptions() -> None:
+    # PS3.15 E.3.5: a cleaned description keeps its meaning without identifying
+    # information; the patient's name (one PN value, pydicom's PersonName) is such.
+    before = instance(StudyDescription="CT head Doe", ImageComments="Jane Doe, see MRN-4711")
+    after = Deidentifier(KEY, DeidentificationOptions(clean_descriptors=True)).dataset(before)
+    assert after.StudyDescription == "CT head ***"
+    assert after.ImageComments == "*** ***, see ***"
