@@ -182,3 +182,14 @@ def test_the_schema_check_refuses_what_the_standard_refuses() -> None:
     for xml in broken:
         with pytest.raises(AssertionError):
             check(xml)
+
+
+def test_control_characters_a_caller_sends_still_give_well_formed_xml() -> None:
+    """XML 1.0 (2.2 Char) has no control characters but tab, CR and LF; an A-ASSOCIATE-RQ
+    can carry them in its calling AE title, and the rejection is audited before the
+    title is validated: they are replaced, and the message stays a valid one."""
+    event = payload(user="EVIL\x01\x1b", outcome=4, description="bad\x00 title\x7f\ufffe")
+    record = records("association", event, "X")[0]
+    doc = check(record.xml)
+    assert doc.find("ActiveParticipant").get("UserID") == "EVIL\ufffd\ufffd"
+    assert doc.findtext(".//EventOutcomeDescription") == "bad\ufffd title\x7f\ufffd"

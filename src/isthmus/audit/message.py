@@ -17,6 +17,7 @@ name is its Study Instance UID, a patient's the Patient's Name (possibly empty).
 from __future__ import annotations
 
 import base64
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ ACTIONS = {
     "relay-transfer": (INSTANCES_TRANSFERRED, "R"),
 }
 SHARE_LINK_ACTIONS = {"created": "C", "used": "R", "revoked": "D"}
+# What XML 1.0 (2.2, Char) does not allow: control characters but tab, LF and CR,
+# surrogates, U+FFFE and U+FFFF.  ElementTree writes them as they are.
+NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass
@@ -131,8 +135,15 @@ def _record(
         source=str(payload.get("address") or ""),
         patients=patients,
         studies=studies,
-        xml=ET.tostring(root, encoding="unicode"),
+        xml=_well_formed(ET.tostring(root, encoding="unicode")),
     )
+
+
+def _well_formed(xml: str) -> str:
+    """The message with each character XML 1.0 does not allow replaced by U+FFFD: a
+    caller's text (a calling AE title not yet validated, a reason) may hold them, and
+    the collector must still be able to parse the message."""
+    return NOT_XML_CHAR.sub("\ufffd", xml)
 
 
 def _coded(parent: ET.Element, tag: str, code: Code) -> ET.Element:
