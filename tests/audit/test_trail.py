@@ -535,3 +535,23 @@ def test_worklist_and_ups_c_find_are_query_messages(tmp_path: Path) -> None:
         ("STRANGER", mwl, 0),
         ("STRANGER", ups_pull, 4),  # not a known peer: refused, and told
     }
+
+
+def test_a_ups_rs_search_is_a_query_message_not_a_transfer(tmp_path: Path) -> None:
+    """PS3.15 A.5.3.10: a UPS-RS search (PS3.18 11.9) is a query, with the URL and its
+    query string, as QIDO-RS; no DICOM Instances Transferred without instances."""
+    settings = Settings(
+        data=tmp_path / "data", dicom_port=free_port(), http_port=free_port(), check_on_start=False
+    )
+    with Node(settings) as node:
+        with httpx.Client(base_url=f"http://127.0.0.1:{node.http_port}", timeout=60) as client:
+            assert client.get("/dicom-web/workitems", params={"PatientID": "P1"}).status_code < 400
+        node.audit.flush()
+        entries = [json.loads(line) for line in (tmp_path / "data" / "audit.log").open()]
+    assert [e["event"] for e in entries if e["event"] != "application"] == ["query"]
+    (query,) = [e for e in entries if e["event"] == "query"]
+    obj = check(query["xml"]).find("ParticipantObjectIdentification")
+    assert obj.get("ParticipantObjectID") == "/dicom-web/workitems"
+    import base64
+
+    assert base64.b64decode(obj.findtext("ParticipantObjectQuery")) == b"PatientID=P1"
