@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pydicom
@@ -55,3 +56,17 @@ def test_a_command_without_input_or_with_bad_options_is_refused(tmp_path: Path) 
     assert bad.returncode == 2 and "rectangles" in bad.stderr
     wrong = isthmus("deidentify", "--study", "1.2.3", "--retain-uids", *data)
     assert wrong.returncode == 2 and "retain_uids" in wrong.stderr
+
+
+def test_studies_deidentified_into_the_archive_are_audited_as_stored(tmp_path: Path) -> None:
+    """docs/security.md: instances stored are audited, as `isthmus import` does it."""
+    files = write_study(StudySpec(patient_id="MRN-2", instances_per_series=2), tmp_path / "in")
+    data = tmp_path / "data"
+    assert isthmus("import", str(tmp_path / "in"), "--data", str(data)).returncode == 0
+    source = str(pydicom.dcmread(files[0]).StudyInstanceUID)
+    done = isthmus("deidentify", "--study", source, "--project", "p", "--data", str(data))
+    assert done.returncode == 0, done.stderr
+    new = done.stdout.split(f"{source} -> ")[1].split()[0]
+    entries = [json.loads(line) for line in (data / "audit.log").open(encoding="utf-8")]
+    (entry,) = [e for e in entries if e["event"] == "stored" and e["studies"] == [new]]
+    assert entry["outcome"] == 0 and entry["patients"][0]["id"] != "MRN-2"

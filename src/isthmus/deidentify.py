@@ -89,16 +89,22 @@ def run(args: argparse.Namespace, settings: Settings, files: Iterable[Path]) -> 
     except (DeidentificationOptionsError, PixelRuleError, ValueError, OSError) as exc:
         print(f"isthmus deidentify: {exc}", file=sys.stderr)
         return 2
+    from isthmus.audit import AuditTrail
+
     archive = Archive.from_settings(settings)
+    # New instances in the archive are audited, as `isthmus import`'s are.
+    trail = AuditTrail.from_settings(archive, settings) if args.study else None
     try:
         deid = archive.deidentifier(args.project, options)
         if args.study:
-            return _studies(archive, args.study, args.project, options)
+            return _studies(archive, args.study, args.project, options, settings.aet)
         return _files(deid, files, args.out)
     except DeidentificationOptionsError as exc:
         print(f"isthmus deidentify: {exc}", file=sys.stderr)
         return 2
     finally:
+        if trail is not None:
+            trail.close()
         archive.close()
 
 
@@ -134,9 +140,15 @@ def _files(deid: Deidentifier, files: Iterable[Path], out: Path) -> int:
 
 
 def _studies(
-    archive: Archive, studies: list[str], project: str, options: DeidentificationOptions
+    archive: Archive,
+    studies: list[str],
+    project: str,
+    options: DeidentificationOptions,
+    local: str,
 ) -> int:
-    result = archive.deidentify_studies(studies, project, options)
+    from isthmus.cli import _os_user
+
+    result = archive.deidentify_studies(studies, project, options, user=_os_user(), local=local)
     for source, new in result.studies.items():
         print(f"{source} -> {new}")
     for uid in result.missing:

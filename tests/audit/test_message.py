@@ -7,6 +7,8 @@ import base64
 from typing import Any
 
 import pytest
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
 
 from isthmus.archive.activity import AUDIT_EVENTS
 from isthmus.audit.message import records
@@ -39,7 +41,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "application": payload(user="", address=None, detail={"state": "started"}),
     "association": payload(outcome=4, description="called AE title not recognized"),
     "authentication": payload(door="http", user="alice"),
-    "query": payload(sop_class="1.2.840.10008.5.1.4.1.2.2.1", query='{"00100010": {}}'),
+    "query": payload(sop_class="1.2.840.10008.5.1.4.1.2.2.1", query='{"00100010": {"vr": "PN"}}'),
     "stored": payload(studies=[STUDY]),
     "transferred": payload(studies=[STUDY], peer="DEST"),
     "exported": payload(studies=[STUDY], peer="PACS2"),
@@ -146,13 +148,40 @@ def test_a_move_names_the_requestor_the_archive_and_the_destination() -> None:
     assert roles["DEST"][1].get("csd-code") == "110152"
 
 
-def test_a_query_carries_its_sop_class_and_the_identifier_in_base64() -> None:
+def test_a_c_find_query_is_a_report_with_its_identifier_in_a_transfer_syntax() -> None:
+    """PS3.15 A.5.3.10: the SOP queried is a system object (2) in the role of a report
+    (3), its ID the SOP Class UID (110181); the query is the identifier, base64, in the
+    transfer syntax that ParticipantObjectDetail "TransferSyntax" names."""
     doc = check(records("query", EXAMPLES["query"], "X")[0].xml)
     obj = doc.find("ParticipantObjectIdentification")
     assert obj.get("ParticipantObjectID") == "1.2.840.10008.5.1.4.1.2.2.1"
-    assert obj.get("ParticipantObjectTypeCodeRole") == "24"
+    assert (obj.get("ParticipantObjectTypeCode"), obj.get("ParticipantObjectTypeCodeRole")) == (
+        "2",
+        "3",
+    )
     assert code(obj, "ParticipantObjectIDTypeCode")[0] == "110181"
-    assert base64.b64decode(obj.findtext("ParticipantObjectQuery")) == b'{"00100010": {}}'
+    (detail,) = obj.findall("ParticipantObjectDetail")
+    assert detail.get("type") == "TransferSyntax"
+    syntax = base64.b64decode(detail.get("value")).decode("ascii")
+    assert syntax == "1.2.840.10008.1.2.1"
+    raw = DicomBytesIO(base64.b64decode(obj.findtext("ParticipantObjectQuery")))
+    identifier = read_dataset(raw, is_implicit_VR=False, is_little_endian=True)
+    assert "PatientName" in identifier and identifier.PatientName == ""
+
+
+def test_a_refused_c_find_without_identifier_still_names_its_transfer_syntax() -> None:
+    event = payload(outcome=4, sop_class="1.2.840.10008.5.1.4.31", query="")
+    obj = check(records("query", event, "X")[0].xml).find("ParticipantObjectIdentification")
+    assert obj.findtext("ParticipantObjectQuery") == ""
+    assert obj.find("ParticipantObjectDetail").get("type") == "TransferSyntax"
+
+
+def test_a_qido_query_is_its_url_and_query_string() -> None:
+    event = payload(door="dicomweb", local="/dicom-web/studies", query="PatientID=P1")
+    obj = check(records("query", event, "X")[0].xml).find("ParticipantObjectIdentification")
+    assert obj.get("ParticipantObjectID") == "/dicom-web/studies"
+    assert code(obj, "ParticipantObjectIDTypeCode")[0] == "12"
+    assert base64.b64decode(obj.findtext("ParticipantObjectQuery")) == b"PatientID=P1"
 
 
 def test_an_event_naming_two_studies_is_two_messages() -> None:
@@ -182,3 +211,14 @@ def test_the_schema_check_refuses_what_the_standard_refuses() -> None:
     for xml in broken:
         with pytest.raises(AssertionError):
             check(xml)
+
+
+def test_control_characters_a_caller_sends_still_give_well_formed_xml() -> None:
+    """XML 1.0 (2.2 Char) has no control characters but tab, CR and LF; an A-ASSOCIATE-RQ
+    can carry them in its calling AE title, and the rejection is audited before the
+    title is validated: they are replaced, and the message stays a valid one."""
+    event = payload(user="EVIL\x01\x1b", outcome=4, description="bad\x00 title\x7f\ufffe")
+    record = records("association", event, "X")[0]
+    doc = check(record.xml)
+    assert doc.find("ActiveParticipant").get("UserID") == "EVIL\ufffd\ufffd"
+    assert doc.findtext(".//EventOutcomeDescription") == "bad\ufffd title\x7f\ufffd"

@@ -493,3 +493,65 @@ def test_refused_store_find_and_get_are_failed_events(tmp_path: Path) -> None:
     (stored,) = [e for e in entries if e["event"] == "stored"]
     assert "instance(s) failed" in check(stored["xml"]).findtext(".//EventOutcomeDescription")
     assert node.archive.counts()["image"] == 0
+
+
+def test_worklist_and_ups_c_find_are_query_messages(tmp_path: Path) -> None:
+    """PS3.15 A.5.3.10: a Query message for every query received, Modality Worklist and
+    UPS among them (they answer with patients' names); a refused one too."""
+    from pydicom.dataset import Dataset
+
+    mwl, ups_pull = "1.2.840.10008.5.1.4.31", "1.2.840.10008.5.1.4.34.6.3"
+    settings = Settings(
+        data=tmp_path / "data",
+        dicom_port=free_port(),
+        http_port=free_port(),
+        check_on_start=False,
+        tokens=TOKENS,
+        access={"ups": "known"},
+        peers=(Peer("RIS", "127.0.0.1", free_port()),),
+    )
+    with Node(settings) as node:
+        for calling in ("RIS", "STRANGER"):
+            ae = AE(calling)
+            ae.add_requested_context(mwl)
+            ae.add_requested_context(ups_pull)
+            assoc = ae.associate("127.0.0.1", node.dicom_port, ae_title="ISTHMUS")
+            assert assoc.is_established
+            query = Dataset()
+            query.PatientName = ""
+            list(assoc.send_c_find(query, mwl))
+            list(assoc.send_c_find(query, ups_pull))
+            assoc.release()
+        node.audit.flush()
+        entries = _all(node)
+    found = set()
+    for entry in entries:
+        if entry["event"] == "query":
+            obj = check(entry["xml"]).find("ParticipantObjectIdentification")
+            found.add((entry["user"], obj.get("ParticipantObjectID"), entry["outcome"]))
+    assert found == {
+        ("RIS", mwl, 0),
+        ("RIS", ups_pull, 0),
+        ("STRANGER", mwl, 0),
+        ("STRANGER", ups_pull, 4),  # not a known peer: refused, and told
+    }
+
+
+def test_a_ups_rs_search_is_a_query_message_not_a_transfer(tmp_path: Path) -> None:
+    """PS3.15 A.5.3.10: a UPS-RS search (PS3.18 11.9) is a query, with the URL and its
+    query string, as QIDO-RS; no DICOM Instances Transferred without instances."""
+    settings = Settings(
+        data=tmp_path / "data", dicom_port=free_port(), http_port=free_port(), check_on_start=False
+    )
+    with Node(settings) as node:
+        with httpx.Client(base_url=f"http://127.0.0.1:{node.http_port}", timeout=60) as client:
+            assert client.get("/dicom-web/workitems", params={"PatientID": "P1"}).status_code < 400
+        node.audit.flush()
+        entries = [json.loads(line) for line in (tmp_path / "data" / "audit.log").open()]
+    assert [e["event"] for e in entries if e["event"] != "application"] == ["query"]
+    (query,) = [e for e in entries if e["event"] == "query"]
+    obj = check(query["xml"]).find("ParticipantObjectIdentification")
+    assert obj.get("ParticipantObjectID") == "/dicom-web/workitems"
+    import base64
+
+    assert base64.b64decode(obj.findtext("ParticipantObjectQuery")) == b"PatientID=P1"

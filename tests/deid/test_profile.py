@@ -324,3 +324,47 @@ def test_retain_safe_private_keeps_what_the_data_set_declares_safe() -> None:
     kept = {int(e.tag) for e in Deidentifier(KEY, options).dataset(ds) if e.tag.is_private}
     assert kept == {0x00310010, 0x00311001, 0x00330010, 0x00331001}
     assert not [e for e in Deidentifier(KEY).dataset(ds) if e.tag.is_private]
+
+
+def test_clean_descriptors_takes_the_patients_name_out_of_descriptions() -> None:
+    # PS3.15 E.3.5: a cleaned description keeps its meaning without identifying
+    # information; the patient's name (one PN value, pydicom's PersonName) is such.
+    before = instance(StudyDescription="CT head Doe", ImageComments="Jane Doe, see MRN-4711")
+    after = Deidentifier(KEY, DeidentificationOptions(clean_descriptors=True)).dataset(before)
+    assert after.StudyDescription == "CT head ***"
+    assert after.ImageComments == "*** ***, see ***"
+
+
+def content_item(value_type: str, **attrs: object) -> Dataset:
+    item = Dataset()
+    item.RelationshipType, item.ValueType = "CONTAINS", value_type
+    concept = Dataset()
+    concept.CodeValue, concept.CodingSchemeDesignator = "121071", "DCM"
+    concept.CodeMeaning = "Finding"
+    item.ConceptNameCodeSequence = [concept]
+    for name, value in attrs.items():
+        setattr(item, name, value)
+    return item
+
+
+def test_text_in_sr_content_and_graphic_annotations_is_replaced() -> None:
+    # Table E.1-1: Content Sequence and Graphic Annotation Sequence are D (replaced)
+    # unless Clean Structured Content / Clean Graphics, which Isthmus does not offer;
+    # the free text of their items must not come through as it was.
+    report = instance(ValueType="CONTAINER")
+    report.ContentSequence = [
+        content_item("TEXT", TextValue="Jane Doe, MRN-4711, seen on 2024-01-10"),
+        content_item("NUM", MeasuredValueSequence=[]),
+    ]
+    annotation = Dataset()
+    text = Dataset()
+    text.UnformattedTextValue = "Doe^Jane MRN-4711"
+    annotation.TextObjectSequence = [text]
+    report.GraphicAnnotationSequence = [annotation]
+    after = Deidentifier(KEY).dataset(report)
+    assert after.ContentSequence[0].TextValue == "ANONYMIZED"
+    assert after.ContentSequence[0].ConceptNameCodeSequence[0].CodeValue == "121071"
+    assert after.ContentSequence[1].ValueType == "NUM"
+    unformatted = after.GraphicAnnotationSequence[0].TextObjectSequence[0].UnformattedTextValue
+    assert unformatted == "ANONYMIZED"
+    assert b"MRN-4711" not in encode(after) and b"Doe" not in encode(after)

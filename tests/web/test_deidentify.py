@@ -3,6 +3,7 @@ WADO-RS like their originals; the write permission is needed."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -111,3 +112,19 @@ def test_bad_requests_get_a_clear_error(
         body["studies"] = [source]
     answer = post(secured, body)
     assert answer.status_code == status and words in answer.json()["message"], answer.text
+
+
+def test_the_new_instances_are_audited_as_stored_by_the_caller(secured: Node, source: str) -> None:
+    """docs/security.md: instances stored are audited (PS3.15 A.5.3.4, DICOM Instances
+    Transferred, action C), whichever door stores them: here the de-identified copies."""
+    answer = post(secured, {"project": "audited", "studies": [source]})
+    assert answer.status_code == 200, answer.text
+    new = answer.json()["studies"][0]["study"]
+    secured.audit.flush()
+    entries = [json.loads(line) for line in secured.audit.log.path.open(encoding="utf-8")]
+    stored = [e for e in entries if e["event"] == "stored" and e["studies"] == [new]]
+    assert len(stored) == 1, entries
+    (entry,) = stored
+    assert (entry["user"], entry["source"], entry["action"]) == ("writer", "127.0.0.1", "C")
+    assert entry["patients"][0]["id"].startswith("P")  # the pseudonym, never MRN-1
+    assert 'NumberOfInstances="4"' in entry["xml"]

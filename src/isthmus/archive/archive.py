@@ -671,9 +671,13 @@ class Archive:
         study_uids: Sequence[str],
         project: str,
         options: DeidentificationOptions | None = None,
+        **who: Any,
     ) -> DeidentifiedStudies:
-        """De-identify stored studies into new studies; the originals stay as they are."""
-        return deidentify_studies(self, study_uids, project, options or DeidentificationOptions())
+        """De-identify stored studies into new studies; the originals stay as they are.
+        `who` (``user``, ``address``, ``local``) is the caller the audit trail names."""
+        return deidentify_studies(
+            self, study_uids, project, options or DeidentificationOptions(), who
+        )
 
     # ----------------------------------------------------------- consistency
     def check(self, repair: bool = True, grace: float | None = None) -> dict[str, int]:

@@ -13,15 +13,16 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from isthmus.archive import index as idx
+from isthmus.archive.activity import Activity
 from isthmus.archive.events import EventBus
 from isthmus.archive.index import InstanceRow
 from isthmus.archive.outcome import StoreOutcome, StoreResult
@@ -71,6 +72,7 @@ class _Archive(Protocol):
     """What de-identifying stored studies needs of the Archive (archive.py)."""
 
     events: EventBus
+    activity: Activity
 
     def deidentifier(
         self, project: str, options: DeidentificationOptions | None = None
@@ -93,13 +95,19 @@ class DeidentifiedStudies:
 
 
 def deidentify_studies(
-    archive: _Archive, study_uids: Sequence[str], project: str, options: DeidentificationOptions
+    archive: _Archive,
+    study_uids: Sequence[str],
+    project: str,
+    options: DeidentificationOptions,
+    who: Mapping[str, Any] | None = None,
 ) -> DeidentifiedStudies:
     """De-identify stored studies into new studies of the archive.
 
     Retain UIDs is refused: the copy would have the originals' UIDs, and the archive
     keeps one instance per SOP Instance UID (it is an option for exports and files).
     Running again in the same project gives the same UIDs, so it stores nothing twice.
+    The copies stored are one "stored" audit event (PS3.15 A.5.3.4) for the caller
+    `who` (``user``, ``address``, ``local``: archive/activity.py), as any door's.
     """
     if options.retain_uids:
         raise DeidentificationOptionsError(
@@ -108,6 +116,7 @@ def deidentify_studies(
         )
     deid = archive.deidentifier(project, options)
     result = DeidentifiedStudies()
+    tally = archive.activity.transfer("stored", "deidentify", **dict(who or {}))
     for study_uid in study_uids:
         rows = archive.instances(study_uid)
         if not rows:
@@ -126,6 +135,7 @@ def deidentify_studies(
                 result.failed.append((row.sop_instance_uid, f"{type(exc).__name__}: {exc}"))
                 continue
             stored = archive.store(data)
+            tally.add(stored.study_instance_uid, stored.sop_class_uid, len(data), stored.ok)
             if not stored.ok:
                 result.failed.append((row.sop_instance_uid, stored.reason or str(stored.outcome)))
                 continue
@@ -141,6 +151,7 @@ def deidentify_studies(
                 {"project": project, "source": study_uid, "study": result.studies[study_uid]},
                 local=True,
             )
+    tally.close()
     log.info(
         "de-identified %d study(ies) for project %s: %d instance(s) stored, %d excluded, %d failed",
         len(result.studies),

@@ -17,10 +17,15 @@ name is its Study Instance UID, a patient's the Patient's Name (possibly empty).
 from __future__ import annotations
 
 import base64
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 
 Code = tuple[str, str, str]  # csd-code, codeSystemName, originalText
 
@@ -44,6 +49,7 @@ PATIENT_NUMBER: Code = ("2", "RFC-3881", "Patient Number")
 URI: Code = ("12", "RFC-3881", "URI")
 STUDY_INSTANCE_UID: Code = ("110180", "DCM", "Study Instance UID")
 SOP_CLASS_UID: Code = ("110181", "DCM", "SOP Class UID")
+QUERY_SYNTAX = "1.2.840.10008.1.2.1"  # Explicit VR Little Endian: how a C-FIND query is kept
 
 ACTIONS = {
     "application": (APPLICATION_ACTIVITY, "E"),
@@ -58,6 +64,9 @@ ACTIONS = {
     "relay-transfer": (INSTANCES_TRANSFERRED, "R"),
 }
 SHARE_LINK_ACTIONS = {"created": "C", "used": "R", "revoked": "D"}
+# What XML 1.0 (2.2, Char) does not allow: control characters but tab, LF and CR,
+# surrogates, U+FFFE and U+FFFF.  ElementTree writes them as they are.
+NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 @dataclass
@@ -131,8 +140,15 @@ def _record(
         source=str(payload.get("address") or ""),
         patients=patients,
         studies=studies,
-        xml=ET.tostring(root, encoding="unicode"),
+        xml=_well_formed(ET.tostring(root, encoding="unicode")),
     )
+
+
+def _well_formed(xml: str) -> str:
+    """The message with each character XML 1.0 does not allow replaced by U+FFFD: a
+    caller's text (a calling AE title not yet validated, a reason) may hold them, and
+    the collector must still be able to parse the message."""
+    return NOT_XML_CHAR.sub("\ufffd", xml)
 
 
 def _coded(parent: ET.Element, tag: str, code: Code) -> ET.Element:
@@ -255,19 +271,43 @@ def _patient_object(root: ET.Element, patient: Mapping[str, str]) -> None:
 
 
 def _query_object(root: ET.Element, payload: Mapping[str, Any]) -> None:
-    """The query (type 2, role 24 query; A.5.3.8): the SOP class of a C-FIND with its
-    identifier, or the URI of a QIDO-RS search; the query itself base64-encoded."""
+    """The query (A.5.3.10).  A C-FIND: the SOP class queried, a system object (2) in
+    the role of a report (3), its identifier as a data set in Explicit VR Little Endian,
+    which ParticipantObjectDetail "TransferSyntax" names (both mandatory there).  A
+    QIDO-RS or UPS-RS search: its URL (RFC 3881 type 12, role 24 query) and query string.
+    The query itself is base64-encoded."""
     sop_class = payload.get("sop_class")
-    ident, code = (
-        (str(sop_class), SOP_CLASS_UID) if sop_class else (str(payload.get("local") or ""), URI)
-    )
+    syntax = None
+    if sop_class:
+        ident, code, role = str(sop_class), SOP_CLASS_UID, "3"
+        query, syntax = _identifier(str(payload.get("query") or ""))
+    else:
+        ident, code, role = str(payload.get("local") or ""), URI, "24"
+        query = str(payload["query"]).encode("utf-8")
     obj = ET.SubElement(
         root,
         "ParticipantObjectIdentification",
         ParticipantObjectID=ident or "query",
         ParticipantObjectTypeCode="2",
-        ParticipantObjectTypeCodeRole="24",
+        ParticipantObjectTypeCodeRole=role,
     )
     _coded(obj, "ParticipantObjectIDTypeCode", code)
-    query = str(payload["query"]).encode("utf-8")
     ET.SubElement(obj, "ParticipantObjectQuery").text = base64.b64encode(query).decode("ascii")
+    if syntax:
+        value = base64.b64encode(syntax.encode("ascii")).decode("ascii")
+        ET.SubElement(obj, "ParticipantObjectDetail", type="TransferSyntax", value=value)
+
+
+def _identifier(query: str) -> tuple[bytes, str | None]:
+    """A C-FIND identifier given as DICOM JSON (PS3.18 F) as a data set in Explicit VR
+    Little Endian, and that syntax; empty when there is none (a refused request).  JSON
+    that is no data set is kept as it came, with no syntax: the message must be written."""
+    if not query:
+        return b"", QUERY_SYNTAX
+    out = DicomBytesIO()
+    out.is_little_endian, out.is_implicit_VR = True, False
+    try:
+        write_dataset(out, Dataset.from_json(query))
+    except Exception:  # noqa: BLE001 - pydicom raises many kinds for bad JSON or values
+        return query.encode("utf-8"), None
+    return out.getvalue(), QUERY_SYNTAX

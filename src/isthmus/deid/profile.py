@@ -6,6 +6,9 @@ every sequence item, with the actions resolved for the chosen options (options.p
 - Standard attributes the table lists get its action; attributes it does not list are
   kept (E.2: the table lists what the profile removes or replaces).  Sequences are
   walked into whatever their action, except X (removed) and Z (emptied).
+- Text Value (0040,A160) of SR content items and Unformatted Text Value (0070,0006) of
+  graphic annotations get D: the table replaces their sequences (Content Sequence,
+  Graphic Annotation Sequence: D) but does not list the free text of the items.
 - Private attributes are removed, or under Retain Safe Private kept when known safe or
   declared safe by the data set itself (safe_private.py).  Group lengths (gggg,0000) go (they would be wrong).
 - Curves (50xx) are removed; when Overlay Data (60xx,3000) is, the whole overlay group
@@ -53,6 +56,11 @@ OVERLAY_DATA = 0x60003000
 # UI attributes whose values are registered (coding schemes, context groups): kept.
 KNOWN_UID_KEYWORDS = frozenset({"CodingSchemeUID", "ContextUID", "MappingResourceUID"})
 TEMPORAL = {"remove": "REMOVED", "full": "UNMODIFIED", "modified": "MODIFIED"}
+# Free text in the items of sequences the table replaces (D) unless Clean Structured
+# Content or Clean Graphics, options Isthmus does not offer: Text Value (0040,A160) of
+# SR content items (Content Sequence) and Unformatted Text Value (0070,0006) of text
+# annotations (Graphic Annotation Sequence).  The table lists the sequences, not these.
+BEYOND_TABLE = {0x0040A160: "D", 0x00700006: "D"}
 # What a combined action becomes for an (empty, non-empty) value (module docstring).
 COMBINED = {
     "Z/D": ("Z", "D"),
@@ -159,7 +167,7 @@ class Deidentifier:
         for elem in ds.iterall():
             if elem.VR not in values.TEXT | {"DA", "DT", "AE"} or elem.is_empty:
                 continue
-            action = self.actions.for_tag(int(elem.tag))
+            action = self._action(int(elem.tag))
             if action is None or action in ("K", "C"):
                 continue
             for value in values.values_of(elem.value):
@@ -180,7 +188,7 @@ class Deidentifier:
             elif elem.tag.is_private:
                 self._private(ds, elem, declared)
             else:
-                action = self.actions.for_tag(tag)
+                action = self._action(tag)
                 if action is None:
                     if elem.VR == "SQ":
                         self._items(elem, instance)
@@ -190,6 +198,11 @@ class Deidentifier:
                     self._apply(ds, elem, action, instance)
         if self.actions.private != "X":
             self._drop_unused_creators(ds)
+
+    def _action(self, tag: int) -> str | None:
+        """The table's action for a standard tag, or the rule beyond it (BEYOND_TABLE)."""
+        action = self.actions.for_tag(tag)
+        return action if action is not None else BEYOND_TABLE.get(tag)
 
     def _unlisted_instance_uid(self, elem: DataElement) -> bool:
         """A UID of an attribute the table does not list, naming an instance, a frame of

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from typing import Any
 
+from pydicom.valuerep import PersonName
+
 # A non-zero length value of each VR (PS3.5 6.2) for action D; UI is never a dummy (U).
 DUMMY: dict[str, Any] = {
     "AE": "ANONYMOUS",
@@ -51,10 +53,11 @@ def dummy(vr: str) -> Any:
 
 
 def values_of(value: Any) -> list[Any]:
-    """An element's value as a list (pydicom gives one value or a MultiValue)."""
+    """An element's value as a list (pydicom gives one value or a MultiValue; a
+    PersonName is one value, though it iterates over its characters)."""
     if value is None or value == "":
         return []
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+    if isinstance(value, str | bytes | PersonName) or not isinstance(value, Iterable):
         return [value]
     return list(value)
 

@@ -44,6 +44,28 @@ class Message:
         return self.dataset
 
 
+def audit_query(
+    channel: Channel,
+    message: Message,
+    query: str,
+    outcome: int = 0,
+    description: str | None = None,
+) -> None:
+    """Tell the audit trail of a C-FIND received (PS3.15 A.5.3.10 Query: every query,
+    Modality Worklist and UPS ones too), with its SOP class and identifier."""
+    channel.activity.audit(
+        "query",
+        outcome=outcome,
+        description=description,
+        door="dimse",
+        user=channel.calling_aet,
+        address=channel.address,
+        local=channel.called_aet,
+        sop_class=channel.abstract_syntax(message),
+        query=query,
+    )
+
+
 class Channel(Protocol):
     """What a service may do with the association its request came on."""
 

@@ -53,7 +53,7 @@ from isthmus.dicom.status import (
 from isthmus.dimse import messages as msg
 from isthmus.dimse.identifiers import identifier_params
 from isthmus.dimse.nmodel import decode_json, encode_json, select, to_dataset
-from isthmus.dimse.service import Channel, Message
+from isthmus.dimse.service import Channel, Message, audit_query
 from isthmus.node.access import AccessControl
 
 log = logging.getLogger(__name__)
@@ -191,12 +191,14 @@ class UpsSCP:
         """C-FIND on work items (CC.2.8): the query engine's matching over the store."""
         if not self.access.allowed("ups", channel.calling_aet, channel.address):
             channel.respond(message, msg.C_FIND_RSP, NOT_AUTHORIZED, comment="not authorized")
+            audit_query(channel, message, "", outcome=4, description="not authorized")
             return
         ts = channel.transfer_syntax(message)
         try:
             identifier = msg.decode_identifier(message.require_dataset(), ts)
             wanted = identifier.to_json_dict(bulk_data_threshold=1 << 30)
             matches = self.workitems.search(identifier_params(identifier))
+            audit_query(channel, message, identifier.to_json())
         except QueryError as exc:
             channel.respond(
                 message, msg.C_FIND_RSP, IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=str(exc)

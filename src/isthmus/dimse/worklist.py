@@ -35,7 +35,7 @@ from isthmus.dicom.status import (
 from isthmus.dimse import messages as msg
 from isthmus.dimse.identifiers import identifier_params
 from isthmus.dimse.nmodel import encode_json, select
-from isthmus.dimse.service import Channel, Message
+from isthmus.dimse.service import Channel, Message, audit_query
 from isthmus.node.access import AccessControl
 
 log = logging.getLogger(__name__)
@@ -124,6 +124,7 @@ class WorklistSCP:
     def find(self, channel: Channel, message: Message) -> None:
         if not self.access.allowed("worklist", channel.calling_aet, channel.address):
             channel.respond(message, msg.C_FIND_RSP, NOT_AUTHORIZED, comment="not authorized")
+            audit_query(channel, message, "", outcome=4, description="not authorized")
             return
         ts = channel.transfer_syntax(message)
         try:
@@ -135,6 +136,7 @@ class WorklistSCP:
                 for w in self.workitems.search(params)
                 if _time_matches(str(_value(w, START) or "")[8:14], time)
             ]
+            audit_query(channel, message, identifier.to_json())
         except QueryError as exc:
             channel.respond(
                 message, msg.C_FIND_RSP, IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=str(exc)

@@ -40,7 +40,15 @@ async def deidentify(request: Request) -> Response:
     principal = ctx.authenticator.require(request.headers.get("authorization"), "write")
     project, studies, options = _parse(await request.body())
     try:
-        result = await blocking(ctx.archive.deidentify_studies, studies, project, options)
+        result = await blocking(
+            ctx.archive.deidentify_studies,
+            studies,
+            project,
+            options,
+            user=principal.name,
+            address=request.client.host if request.client else None,
+            local=request.url.path,
+        )
     except DeidentificationOptionsError as exc:
         raise bad_request(str(exc)) from None
     if len(result.missing) == len(studies):

@@ -3,8 +3,8 @@
 An ASGI middleware (outside the limits and authentication, so it times everything):
 when a response has been sent it publishes the request's latency (``metrics.request``,
 by route kind, bounded in number) and, for the reads of patient data, an audit event
-(archive/activity.py): QIDO-RS searches as "query", WADO-RS and WADO-URI retrievals as
-"transferred" with the study the URL names.  STOW-RS and DELETE tell their own (they
+(archive/activity.py): QIDO-RS and UPS-RS searches as "query", WADO-RS and WADO-URI
+retrievals as "transferred" with the study the URL names.  STOW-RS and DELETE tell their own (they
 know what they stored or deleted); credentials are told by auth.py.
 """
 
@@ -89,13 +89,19 @@ class ObserveMiddleware:
             "local": scope.get("path", ""),
         }
         query = scope.get("query_string", b"").decode("latin-1")
-        if kind == "qido":
+        if kind == "qido" or _is_ups_search(scope["method"], scope.get("path", "")):
             self.activity.audit("query", door="dicomweb", query=query, **who)
         elif kind.startswith("wado"):
             study = _study_of(scope.get("path", ""), query, kind)
             studies = [{"uid": study}] if study else []
             door = "wado-uri" if kind == "wado-uri" else "dicomweb"
             self.activity.audit("transferred", door=door, studies=studies, **who)
+
+
+def _is_ups_search(method: str, path: str) -> bool:
+    """A UPS-RS search (PS3.18 11.9, GET …/workitems): a query for the audit trail
+    (PS3.15 A.5.3.10), not a retrieval of instances."""
+    return method == "GET" and path.rstrip("/") == DICOMWEB_PREFIX + "/workitems"
 
 
 def _study_of(path: str, query: str, kind: str) -> str | None:
