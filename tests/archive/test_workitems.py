@@ -27,6 +27,7 @@ from isthmus.archive import (
 
 TUID = "1.2.826.0.1.3680043.10.1.1"
 OTHER_TUID = "1.2.826.0.1.3680043.10.1.2"
+CT_HEAD = ("P5-08000", "SRT", "CT of head")
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def test_full_lifecycle_reaches_completed_and_keeps_the_transaction_uid_secret(a
     uid = created.uid
     assert wi.state(uid) == SCHEDULED
     assert wi.change_state(uid, IN_PROGRESS, TUID).dataset["00741000"]["Value"] == [IN_PROGRESS]
-    wi.update(uid, completion("202601020931", "202601020950"), TUID)
+    wi.update(uid, completion("202601020931", "202601020950", "CT01", CT_HEAD), TUID)
     done = wi.change_state(uid, COMPLETED, TUID)
     assert wi.state(uid) == COMPLETED
     assert "00081195" not in wi.get(uid)
@@ -89,6 +90,26 @@ def test_state_machine_violations_get_the_standard_statuses(archive):
     assert status_of(wi.update, uid, {"00741204": {"vr": "LO", "Value": ["x"]}}, TUID) == 0xC300
     assert status_of(wi.change_state, uid, COMPLETED, TUID) == 0xC300
     assert status_of(wi.get, "1.2.3.4.5") == 0xC307
+
+
+def test_completing_needs_a_performed_station_and_workitem_code(archive):
+    """Final State code P (PS3.4 CC.2.5.1.1, Table CC.2.5-3): Performed Station Name
+    Code and Performed Workitem Code Sequences need a value (an item) to COMPLETE; the
+    Output Information Sequence may have no items."""
+    wi = archive.workitems
+    uid = wi.create(entry()).uid
+    wi.change_state(uid, IN_PROGRESS, TUID)
+    performed = completion("202601020931", "202601020950", "CT01", CT_HEAD)
+    item = performed["00741216"]["Value"][0]
+    for tag in ("00404028", "00404019"):
+        empty = {**item, tag: {"vr": "SQ"}}
+        wi.update(uid, {"00741216": {"vr": "SQ", "Value": [empty]}}, TUID)
+        assert status_of(wi.change_state, uid, COMPLETED, TUID) == 0xC304
+        assert wi.state(uid) == IN_PROGRESS
+    wi.update(uid, performed, TUID)
+    assert item["00404033"] == {"vr": "SQ"}
+    wi.change_state(uid, COMPLETED, TUID)
+    assert wi.state(uid) == COMPLETED
 
 
 def test_create_refuses_missing_required_attributes_and_duplicates(archive):
@@ -137,7 +158,7 @@ def test_cancel_request_on_an_in_progress_item_tells_the_subscribers(archive):
     last = wi.pending_events("PERFORMER")[-1]
     assert last.event_type == EventType.CANCEL_REQUESTED
     assert last.info["00741236"]["Value"] == ["RIS"]
-    wi.update(uid, completion("202601020931", "202601020950"), TUID)
+    wi.update(uid, completion("202601020931", "202601020950", "CT01", CT_HEAD), TUID)
     wi.change_state(uid, COMPLETED, TUID)
     assert status_of(wi.request_cancel, uid) == 0xC311
 

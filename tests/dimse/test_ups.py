@@ -36,6 +36,7 @@ RECEIVER = "WATCHER"
 LATE = "LATECOMER"  # a subscriber peer not listening when its first event happens
 LATE_PORT = free_port()
 GLOBAL = "1.2.840.10008.5.1.4.34.5"
+CT_HEAD = ("P5-08000", "SRT", "CT of head")
 
 
 class Receiver:
@@ -171,7 +172,8 @@ def test_full_lifecycle_with_events_to_the_subscribed_ae(
     transaction = str(generate_uid())
     assert _state(scu, uid, "IN PROGRESS", transaction) == 0x0000
     assert receiver.about(uid, 1) == [(1, "IN PROGRESS")]
-    assert _set(scu, uid, transaction, model=completion("202601020931", "202601020950")) == 0
+    done = completion("202601020931", "202601020950", "CT01", CT_HEAD)
+    assert _set(scu, uid, transaction, model=done) == 0
     assert _state(scu, uid, "COMPLETED", transaction) == 0x0000
     assert receiver.about(uid, 1) == [(1, "COMPLETED")]
     status, got = scu.send_n_get([0x00741000, 0x00081195], UnifiedProcedureStepPull, uid)

@@ -21,6 +21,7 @@ from isthmus.web.dicom_xml import to_xml
 GLOBAL = "1.2.840.10008.5.1.4.34.5"
 FILTERED = "1.2.840.10008.5.1.4.34.5.1"
 JSON_TYPE = {"Content-Type": "application/dicom+json"}
+CT_HEAD = ("P5-08000", "SRT", "CT of head")
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,7 @@ def test_full_lifecycle_over_http_with_a_subscriber_watching(node: Node, http: h
         tuid = new_uid()
         assert put_state(http, uid, "IN PROGRESS", tuid).status_code == 200
         progress = {"00741002": {"vr": "SQ", "Value": [{"00741004": {"vr": "DS", "Value": [40]}}]}}
-        done = completion("202601020931", "202601020950", "CT01")
+        done = completion("202601020931", "202601020950", "CT01", CT_HEAD)
         body = json.dumps({**progress, **done})
         r = http.post(f"/workitems/{uid}?{tuid}", content=body, headers=JSON_TYPE)
         assert r.status_code == 200, r.text

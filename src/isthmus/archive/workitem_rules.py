@@ -326,11 +326,13 @@ def with_cancellation(ds: dict[str, Any], now: str) -> dict[str, Any]:
 def check_final_state(ds: Mapping[str, Any], requested: str) -> None:
     """Final state requirements (PS3.4 CC.2.1.3: Table CC.2.5-3, its Final State column).
 
-    COMPLETED: the Unified Procedure Step Performed Procedure Sequence holds an item with
-    the Performed Procedure Step Start and End DateTime (codes "X": a value unless
-    CANCELED) and the Performed Station Name Code, Performed Workitem Code and Output
-    Information Sequences present (code "P").  CANCELED: the "X" attributes may be empty,
-    so nothing beyond what the SCP records (the cancellation date-time)."""
+    COMPLETED (code "P": a value before COMPLETED, CANCELED may go without): the Unified
+    Procedure Step Performed Procedure Sequence holds an item with the Performed
+    Procedure Step Start and End DateTime, an item in the Performed Station Name Code
+    and Performed Workitem Code Sequences, and the Output Information Sequence present
+    (it "may have no items" when there is no relevant output, Table CC.2.5-3).
+    CANCELED: the "P" attributes may be empty, so nothing beyond what the SCP records
+    (the cancellation date-time)."""
     if requested == CANCELED:
         return
     performed = items(ds, PERFORMED_PROCEDURE)
@@ -347,10 +349,11 @@ def check_final_state(ds: Mapping[str, Any], requested: str) -> None:
         for tag, name in (
             ("00404028", "Performed Station Name Code Sequence (0040,4028)"),
             ("00404019", "Performed Workitem Code Sequence (0040,4019)"),
-            ("00404033", "Output Information Sequence (0040,4033)"),
         ):
-            if tag not in item:
-                missing.append(name)
+            if not items(item, tag):
+                missing.append(f"an item of the {name}")
+        if "00404033" not in item:
+            missing.append("Output Information Sequence (0040,4033)")
     if missing:
         raise WorkItemError(
             UpsStatus.FINAL_STATE_NOT_MET,
