@@ -28,6 +28,15 @@ from isthmus.archive import (
 TUID = "1.2.826.0.1.3680043.10.1.1"
 OTHER_TUID = "1.2.826.0.1.3680043.10.1.2"
 CT_HEAD = ("P5-08000", "SRT", "CT of head")
+EQUIPMENT_FAILURE = {
+    "00080100": {"vr": "SH", "Value": ["110501"]},
+    "00080102": {"vr": "SH", "Value": ["DCM"]},
+    "00080104": {"vr": "LO", "Value": ["Equipment failure"]},
+}
+# What a performer N-SETs before CANCELED: why it stopped (Table CC.2.5-3, code X).
+DISCONTINUED = {
+    "00741002": {"vr": "SQ", "Value": [{"0074100E": {"vr": "SQ", "Value": [EQUIPMENT_FAILURE]}}]}
+}
 
 
 @pytest.fixture
@@ -86,6 +95,7 @@ def test_state_machine_violations_get_the_standard_statuses(archive):
     assert status_of(wi.update, uid, {"00741204": {"vr": "LO", "Value": ["x"]}}) == 0xC301
     # final state requirements: no Performed Procedure Sequence yet
     assert status_of(wi.change_state, uid, COMPLETED, TUID) == 0xC304
+    wi.update(uid, DISCONTINUED, TUID)
     wi.change_state(uid, CANCELED, TUID)
     assert status_of(wi.update, uid, {"00741204": {"vr": "LO", "Value": ["x"]}}, TUID) == 0xC300
     assert status_of(wi.change_state, uid, COMPLETED, TUID) == 0xC300
@@ -110,6 +120,38 @@ def test_completing_needs_a_performed_station_and_workitem_code(archive):
     assert item["00404033"] == {"vr": "SQ"}
     wi.change_state(uid, COMPLETED, TUID)
     assert wi.state(uid) == COMPLETED
+
+
+def test_canceling_needs_a_discontinuation_reason(archive):
+    """Final State code X (PS3.4 CC.2.5.1.1, Table CC.2.5-3): CANCELED needs the
+    Procedure Step Discontinuation Reason Code Sequence; the SCP records the
+    Procedure Step Cancellation DateTime itself."""
+    wi = archive.workitems
+    uid = wi.create(entry()).uid
+    wi.change_state(uid, IN_PROGRESS, TUID)
+    assert status_of(wi.change_state, uid, CANCELED, TUID) == 0xC304
+    assert wi.state(uid) == IN_PROGRESS
+    wi.update(uid, DISCONTINUED, TUID)
+    wi.change_state(uid, CANCELED, TUID)
+    (progress,) = wi.get(uid)["00741002"]["Value"]
+    assert progress["0074100E"]["Value"] == [EQUIPMENT_FAILURE]
+    assert progress["00404052"]["Value"]
+
+
+def test_a_canceled_scheduled_item_meets_the_final_state_requirements(archive):
+    """Request Cancel of a SCHEDULED item: the SCP cancels it "ensuring that the Final
+    State requirements are met" (PS3.4 CC.2.2.3): the reason code proposed, or one of
+    its own (CID 9300) when the request proposes none."""
+    wi = archive.workitems
+    uid = wi.create(entry()).uid
+    wi.request_cancel(uid, {}, aet="RIS")
+    (progress,) = wi.get(uid)["00741002"]["Value"]
+    (reason,) = progress["0074100E"]["Value"]
+    assert [reason["00080100"]["Value"], reason["00080102"]["Value"]] == [["110513"], ["DCM"]]
+    proposed = wi.create(entry()).uid
+    wi.request_cancel(proposed, {"0074100E": DISCONTINUED["00741002"]["Value"][0]["0074100E"]})
+    (progress,) = wi.get(proposed)["00741002"]["Value"]
+    assert progress["0074100E"]["Value"] == [EQUIPMENT_FAILURE]
 
 
 def test_create_refuses_missing_required_attributes_and_duplicates(archive):

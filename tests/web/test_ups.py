@@ -22,6 +22,19 @@ GLOBAL = "1.2.840.10008.5.1.4.34.5"
 FILTERED = "1.2.840.10008.5.1.4.34.5.1"
 JSON_TYPE = {"Content-Type": "application/dicom+json"}
 CT_HEAD = ("P5-08000", "SRT", "CT of head")
+# Why a performer stopped, N-SET before CANCELED (PS3.4 Table CC.2.5-3, Final State X).
+DISCONTINUATION = {
+    "0074100E": {
+        "vr": "SQ",
+        "Value": [
+            {
+                "00080100": {"vr": "SH", "Value": ["110501"]},
+                "00080102": {"vr": "SH", "Value": ["DCM"]},
+                "00080104": {"vr": "LO", "Value": ["Equipment failure"]},
+            }
+        ],
+    }
+}
 
 
 @pytest.fixture(scope="module")
@@ -241,13 +254,14 @@ def test_subscriber_gets_events_live_and_what_it_missed_on_reconnect(
     # the channel is closed: these events wait in the log
     tuid = new_uid()
     assert put_state(http, uid, "IN PROGRESS", tuid).status_code == 200
-    progress = {"00741002": {"vr": "SQ", "Value": [{"00741004": {"vr": "DS", "Value": [10]}}]}}
+    step = {"00741004": {"vr": "DS", "Value": [10]}, **DISCONTINUATION}
+    progress = {"00741002": {"vr": "SQ", "Value": [step]}}
     http.post(f"/workitems/{uid}?{tuid}", content=json.dumps(progress), headers=JSON_TYPE)
     with connect(ws_url(node, me), open_timeout=10) as ws:
         missed = about(receive_until(ws, uid), uid) + receive(ws, 1)
         assert [event_type(e) for e in missed] == [1, 3]
         assert state_of(missed[0]) == "IN PROGRESS"
-        put_state(http, uid, "CANCELED", tuid)
+        assert put_state(http, uid, "CANCELED", tuid).status_code == 200
         (live,) = receive(ws, 1)
         assert state_of(live) == "CANCELED"
     with connect(ws_url(node, me), open_timeout=10) as ws:  # nothing is sent twice
@@ -310,7 +324,9 @@ def test_cancel_request_reaches_the_performer_and_unsubscribe_stops_events(
         assert event_type(cancel) == 2
         assert cancel["00741238"]["Value"] == ["wrong patient"]
         assert http.delete(f"/workitems/{uid}/subscribers/{performer}").status_code == 200
-        put_state(http, uid, "CANCELED", tuid)
+        reason = {"00741002": {"vr": "SQ", "Value": [DISCONTINUATION]}}
+        http.post(f"/workitems/{uid}?{tuid}", content=json.dumps(reason), headers=JSON_TYPE)
+        assert put_state(http, uid, "CANCELED", tuid).status_code == 200
         other = create(http)
         assert http.post(f"/workitems/{other}/subscribers/{performer}").status_code == 201
         assert about(receive_until(ws, other), uid) == []  # no report of the cancel

@@ -315,6 +315,15 @@ def check_state_change(
     return Change(requested, stored_tuid, ds, [])
 
 
+# The SCP's reason when it cancels a SCHEDULED item on a request that proposes none
+# (PS3.4 CC.2.2.3; CID 9300 Procedure Discontinuation Reasons).
+UNSPECIFIED_DISCONTINUATION = {
+    "00080100": element("SH", "110513"),
+    "00080102": element("SH", "DCM"),
+    "00080104": element("LO", "Discontinued for unspecified reason"),
+}
+
+
 def with_cancellation(ds: dict[str, Any], now: str) -> dict[str, Any]:
     """Record the Procedure Step Cancellation DateTime in the progress information."""
     progress = items(ds, PROGRESS_INFORMATION)
@@ -331,9 +340,19 @@ def check_final_state(ds: Mapping[str, Any], requested: str) -> None:
     Procedure Step Start and End DateTime, an item in the Performed Station Name Code
     and Performed Workitem Code Sequences, and the Output Information Sequence present
     (it "may have no items" when there is no relevant output, Table CC.2.5-3).
-    CANCELED: the "P" attributes may be empty, so nothing beyond what the SCP records
-    (the cancellation date-time)."""
+    CANCELED (code "X": a value before CANCELED): the Procedure Step Progress Information
+    Sequence holds the Procedure Step Cancellation DateTime (the SCP records it, see
+    `with_cancellation`) and an item in the Procedure Step Discontinuation Reason Code
+    Sequence; the "P" attributes may be empty."""
     if requested == CANCELED:
+        progress = items(ds, PROGRESS_INFORMATION)
+        if not progress or not items(progress[0], DISCONTINUATION_REASONS):
+            raise WorkItemError(
+                UpsStatus.FINAL_STATE_NOT_MET,
+                "not ready to be CANCELED: missing an item of the Procedure Step"
+                " Discontinuation Reason Code Sequence (0074,100E) in the Procedure Step"
+                " Progress Information Sequence (0074,1002)",
+            )
         return
     performed = items(ds, PERFORMED_PROCEDURE)
     missing = []
