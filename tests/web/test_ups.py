@@ -186,6 +186,23 @@ def test_search_matches_with_qido_keys(http: httpx.Client):
 
 
 # ------------------------------------------------------- state-machine refusals
+def test_search_takes_a_comma_separated_uid_list(http: httpx.Client):
+    """UID list matching in a query parameter is comma-separated (PS3.18 8.3.4.1),
+    in Search for Workitems (11.9) as in QIDO-RS; top level and in a sequence item."""
+    pid, study = "U" + uuid.uuid4().hex[:8], new_uid()
+    first, second = create(http, patient_id=pid), create(http, patient_id=pid, study_uid=study)
+    create(http, patient_id=pid)
+
+    def uids(**params: str) -> list[str]:
+        r = http.get("/workitems", params={"PatientID": pid, **params})
+        assert r.status_code in (200, 204), r.text
+        return [] if r.status_code == 204 else [d["00080018"]["Value"][0] for d in r.json()]
+
+    assert uids(SOPInstanceUID=f"{first},{second}") == [first, second]
+    key = "ReferencedRequestSequence.StudyInstanceUID"
+    assert uids(**{key: f"{new_uid()},{study}"}) == [second]
+
+
 def test_state_machine_violations_are_refused_with_the_standard_codes(http: httpx.Client):
     uid = create(http)
     r = put_state(http, uid, "COMPLETED", new_uid())  # completing a SCHEDULED item

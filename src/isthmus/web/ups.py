@@ -30,6 +30,7 @@ import json
 from typing import Any
 from urllib.parse import unquote
 
+from pydicom.datadict import dictionary_VR
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -40,6 +41,7 @@ from isthmus.archive import (
     QueryError,
     UpsStatus,
     WorkItemError,
+    resolve_tag,
 )
 from isthmus.dicom.json import dumps_bytes
 from isthmus.dicom.uids import looks_like_uid
@@ -275,8 +277,19 @@ def match_params(request: Request, skip: tuple[str, ...] = ()) -> dict[str, str]
     for name, value in request.query_params.multi_items():
         if name.lower() in CONTROL_PARAMS or name in skip:
             continue
+        value = uid_list(name, value)
         params[name] = f"{params[name]}\\{value}" if name in params else value
     return params
+
+
+def uid_list(name: str, value: str) -> str:
+    """A UID list is comma-separated in a query parameter (PS3.18 8.3.4.1); the
+    matching engine takes it backslash-separated.  `name` may be ``Sequence.Key``."""
+    try:
+        vr = dictionary_VR(resolve_tag(name.rsplit(".", 1)[-1]))
+    except (KeyError, ValueError):
+        return value  # the engine refuses an unknown name
+    return value.replace(",", "\\") if vr == "UI" else value
 
 
 async def subscribe(request: Request) -> Response:
