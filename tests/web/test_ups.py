@@ -318,6 +318,22 @@ def test_two_filtered_subscribers_get_what_each_asked_for(node: Node, http: http
         assert [e["00001000"]["Value"][0] for e in receive(ct_ws, 1)] == [last]
 
 
+def test_filtered_subscription_takes_the_standards_filter_parameter(node: Node, http: httpx.Client):
+    """PS3.18 11.10.1.2: ``filter=`` a comma-separated list of attribute=value pairs
+    (a UID list keeps its commas)."""
+    watcher, pid = aet(), "G" + uuid.uuid4().hex[:8]
+    study = new_uid()
+    keys = f"ScheduledStationClassCodeSequence.CodeValue=MR,PatientID={pid}"
+    keys += f",ReferencedRequestSequence.StudyInstanceUID={new_uid()},{study}"
+    r = http.post(f"/workitems/{FILTERED}/subscribers/{watcher}", params={"filter": keys})
+    assert r.status_code == 201, r.text
+    with connect(ws_url(node, watcher), open_timeout=10) as ws:
+        create(http, modality="CT", patient_id=pid, study_uid=study)  # not MR
+        create(http, modality="MR", patient_id=pid)  # another study
+        mr = create(http, modality="MR", patient_id=pid, study_uid=study)
+        assert [e["00001000"]["Value"][0] for e in receive(ws, 1)] == [mr]
+
+
 def test_cancel_request_reaches_the_performer_and_unsubscribe_stops_events(
     node: Node, http: httpx.Client
 ):
