@@ -34,6 +34,7 @@ FINAL_STATES = (COMPLETED, CANCELED)
 UPS_PUSH_SOP_CLASS = "1.2.840.10008.5.1.4.34.6.1"
 
 # Tags (DICOM JSON keys) the rules look at.
+SPECIFIC_CHARACTER_SET = "00080005"
 SOP_CLASS_UID = "00080016"
 SOP_INSTANCE_UID = "00080018"
 TRANSACTION_UID = "00081195"
@@ -117,6 +118,14 @@ def value(ds: Mapping[str, Any], tag: str) -> Any:
     return values[0] if values else None
 
 
+def unicode(ds: Mapping[str, Any]) -> dict[str, Any]:
+    """A dataset as the store keeps it: DICOM JSON, whose values are Unicode whatever
+    character set they arrived in, so without a Specific Character Set (0008,0005) that
+    would misdescribe them once values of other sets join (PS3.4 CC.2.6.3: later
+    operations reflect the combination of the character sets)."""
+    return {tag: element for tag, element in ds.items() if tag != SPECIFIC_CHARACTER_SET}
+
+
 def items(ds: Mapping[str, Any], tag: str) -> list[dict[str, Any]]:
     return [i for i in (ds.get(tag) or {}).get("Value") or [] if isinstance(i, dict)]
 
@@ -190,7 +199,7 @@ def check_create(dataset: Mapping[str, Any], uid: str, now: str) -> Change:
     added empty and reported as 0xB300 "created with modifications"; a missing Worklist
     Label gets the SCP's default (Table CC.2.5-3: the SCP fills it in)."""
     check_shape(dataset)
-    ds = dict(dataset)
+    ds = unicode(dataset)
     state = value(ds, PROCEDURE_STEP_STATE)
     if state is None:
         raise WorkItemError(UpsStatus.MISSING_ATTRIBUTE, "Procedure Step State is required")
@@ -264,7 +273,7 @@ def check_update(
             raise WorkItemError(UpsStatus.MISSING_ATTRIBUTE_VALUE, f"{tag} cannot be emptied")
     _check_enums(changes)
     ds = dict(dataset)
-    ds.update({k: v for k, v in changes.items() if k != TRANSACTION_UID})
+    ds.update({k: v for k, v in unicode(changes).items() if k != TRANSACTION_UID})
     if state == SCHEDULED:
         ds[MODIFICATION_DATETIME] = element("DT", now)
     return Change(state, stored_tuid, ds, [])
