@@ -258,6 +258,21 @@ def test_suspended_global_subscription_keeps_existing_items_only(archive):
     assert wi.subscriptions("ALL") == []
 
 
+def test_subscribing_globally_again_covers_items_unsubscribed_before(archive):
+    """PS3.4 Table CC.2.3-2, "AE Subscribes Globally": every existing UPS whose state
+    for the AE is Not Subscribed goes to Subscribed, also one it had left."""
+    wi = archive.workitems
+    uid = wi.create(entry()).uid
+    wi.subscribe("WATCHER", GLOBAL_SUBSCRIPTION)
+    wi.unsubscribe("WATCHER", uid)
+    assert wi.subscribers(uid) == []
+    wi.subscribe("WATCHER", GLOBAL_SUBSCRIPTION)
+    assert wi.subscribers(uid) == ["WATCHER"]
+    wi.change_state(uid, IN_PROGRESS, TUID)
+    last = wi.pending_events("WATCHER")[-1]
+    assert (last.workitem_uid, last.info["00741000"]["Value"]) == (uid, [IN_PROGRESS])
+
+
 def test_subscribing_to_one_item_sends_its_initial_state(archive):
     wi = archive.workitems
     uid = wi.create(entry()).uid

@@ -370,7 +370,9 @@ class WorkItems:
         """Subscribe `aet` to one work item, globally (GLOBAL_SUBSCRIPTION) or with a
         filter (FILTERED_SUBSCRIPTION + `filter`, QIDO-style keys).  The subscriber gets
         an initial State Report of the item(s) it now follows (CC.2.3.2); a global
-        subscription reports the items not yet in a final state."""
+        subscription reports the items not yet in a final state, and covers again the
+        items `aet` unsubscribed from (Table CC.2.3-2: all Not Subscribed go to
+        Subscribed)."""
         aet = _aet(aet)
         filter_json = None
         if uid == FILTERED_SUBSCRIPTION:
@@ -379,7 +381,8 @@ class WorkItems:
         with self.engine.begin() as conn:
             if uid not in (GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION):
                 targets = [self._row(conn, uid)]
-            else:
+            else:  # every item the AE left ("Not Subscribed") is subscribed again
+                conn.execute(_S.delete().where(_S.c.aet == aet, _S.c.active.is_(False)))
                 targets = self._open_rows(conn)
             self._put_subscription(conn, aet, uid, deletion_lock, filter_json)
             logged = []
