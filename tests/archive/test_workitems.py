@@ -27,6 +27,16 @@ from isthmus.archive import (
 
 TUID = "1.2.826.0.1.3680043.10.1.1"
 OTHER_TUID = "1.2.826.0.1.3680043.10.1.2"
+CT_HEAD = ("P5-08000", "SRT", "CT of head")
+EQUIPMENT_FAILURE = {
+    "00080100": {"vr": "SH", "Value": ["110501"]},
+    "00080102": {"vr": "SH", "Value": ["DCM"]},
+    "00080104": {"vr": "LO", "Value": ["Equipment failure"]},
+}
+# What a performer N-SETs before CANCELED: why it stopped (Table CC.2.5-3, code X).
+DISCONTINUED = {
+    "00741002": {"vr": "SQ", "Value": [{"0074100E": {"vr": "SQ", "Value": [EQUIPMENT_FAILURE]}}]}
+}
 
 
 @pytest.fixture
@@ -64,7 +74,7 @@ def test_full_lifecycle_reaches_completed_and_keeps_the_transaction_uid_secret(a
     uid = created.uid
     assert wi.state(uid) == SCHEDULED
     assert wi.change_state(uid, IN_PROGRESS, TUID).dataset["00741000"]["Value"] == [IN_PROGRESS]
-    wi.update(uid, completion("202601020931", "202601020950"), TUID)
+    wi.update(uid, completion("202601020931", "202601020950", "CT01", CT_HEAD), TUID)
     done = wi.change_state(uid, COMPLETED, TUID)
     assert wi.state(uid) == COMPLETED
     assert "00081195" not in wi.get(uid)
@@ -85,10 +95,63 @@ def test_state_machine_violations_get_the_standard_statuses(archive):
     assert status_of(wi.update, uid, {"00741204": {"vr": "LO", "Value": ["x"]}}) == 0xC301
     # final state requirements: no Performed Procedure Sequence yet
     assert status_of(wi.change_state, uid, COMPLETED, TUID) == 0xC304
+    wi.update(uid, DISCONTINUED, TUID)
     wi.change_state(uid, CANCELED, TUID)
     assert status_of(wi.update, uid, {"00741204": {"vr": "LO", "Value": ["x"]}}, TUID) == 0xC300
     assert status_of(wi.change_state, uid, COMPLETED, TUID) == 0xC300
     assert status_of(wi.get, "1.2.3.4.5") == 0xC307
+
+
+def test_completing_needs_a_performed_station_and_workitem_code(archive):
+    """Final State code P (PS3.4 CC.2.5.1.1, Table CC.2.5-3): Performed Station Name
+    Code and Performed Workitem Code Sequences need a value (an item) to COMPLETE; the
+    Output Information Sequence may have no items."""
+    wi = archive.workitems
+    uid = wi.create(entry()).uid
+    wi.change_state(uid, IN_PROGRESS, TUID)
+    performed = completion("202601020931", "202601020950", "CT01", CT_HEAD)
+    item = performed["00741216"]["Value"][0]
+    for tag in ("00404028", "00404019"):
+        empty = {**item, tag: {"vr": "SQ"}}
+        wi.update(uid, {"00741216": {"vr": "SQ", "Value": [empty]}}, TUID)
+        assert status_of(wi.change_state, uid, COMPLETED, TUID) == 0xC304
+        assert wi.state(uid) == IN_PROGRESS
+    wi.update(uid, performed, TUID)
+    assert item["00404033"] == {"vr": "SQ"}
+    wi.change_state(uid, COMPLETED, TUID)
+    assert wi.state(uid) == COMPLETED
+
+
+def test_canceling_needs_a_discontinuation_reason(archive):
+    """Final State code X (PS3.4 CC.2.5.1.1, Table CC.2.5-3): CANCELED needs the
+    Procedure Step Discontinuation Reason Code Sequence; the SCP records the
+    Procedure Step Cancellation DateTime itself."""
+    wi = archive.workitems
+    uid = wi.create(entry()).uid
+    wi.change_state(uid, IN_PROGRESS, TUID)
+    assert status_of(wi.change_state, uid, CANCELED, TUID) == 0xC304
+    assert wi.state(uid) == IN_PROGRESS
+    wi.update(uid, DISCONTINUED, TUID)
+    wi.change_state(uid, CANCELED, TUID)
+    (progress,) = wi.get(uid)["00741002"]["Value"]
+    assert progress["0074100E"]["Value"] == [EQUIPMENT_FAILURE]
+    assert progress["00404052"]["Value"]
+
+
+def test_a_canceled_scheduled_item_meets_the_final_state_requirements(archive):
+    """Request Cancel of a SCHEDULED item: the SCP cancels it "ensuring that the Final
+    State requirements are met" (PS3.4 CC.2.2.3): the reason code proposed, or one of
+    its own (CID 9300) when the request proposes none."""
+    wi = archive.workitems
+    uid = wi.create(entry()).uid
+    wi.request_cancel(uid, {}, aet="RIS")
+    (progress,) = wi.get(uid)["00741002"]["Value"]
+    (reason,) = progress["0074100E"]["Value"]
+    assert [reason["00080100"]["Value"], reason["00080102"]["Value"]] == [["110513"], ["DCM"]]
+    proposed = wi.create(entry()).uid
+    wi.request_cancel(proposed, {"0074100E": DISCONTINUED["00741002"]["Value"][0]["0074100E"]})
+    (progress,) = wi.get(proposed)["00741002"]["Value"]
+    assert progress["0074100E"]["Value"] == [EQUIPMENT_FAILURE]
 
 
 def test_create_refuses_missing_required_attributes_and_duplicates(archive):
@@ -137,7 +200,7 @@ def test_cancel_request_on_an_in_progress_item_tells_the_subscribers(archive):
     last = wi.pending_events("PERFORMER")[-1]
     assert last.event_type == EventType.CANCEL_REQUESTED
     assert last.info["00741236"]["Value"] == ["RIS"]
-    wi.update(uid, completion("202601020931", "202601020950"), TUID)
+    wi.update(uid, completion("202601020931", "202601020950", "CT01", CT_HEAD), TUID)
     wi.change_state(uid, COMPLETED, TUID)
     assert status_of(wi.request_cancel, uid) == 0xC311
 
@@ -193,6 +256,21 @@ def test_suspended_global_subscription_keeps_existing_items_only(archive):
     wi.subscribe("ALL", GLOBAL_SUBSCRIPTION)
     wi.unsubscribe("ALL", GLOBAL_SUBSCRIPTION)
     assert wi.subscriptions("ALL") == []
+
+
+def test_subscribing_globally_again_covers_items_unsubscribed_before(archive):
+    """PS3.4 Table CC.2.3-2, "AE Subscribes Globally": every existing UPS whose state
+    for the AE is Not Subscribed goes to Subscribed, also one it had left."""
+    wi = archive.workitems
+    uid = wi.create(entry()).uid
+    wi.subscribe("WATCHER", GLOBAL_SUBSCRIPTION)
+    wi.unsubscribe("WATCHER", uid)
+    assert wi.subscribers(uid) == []
+    wi.subscribe("WATCHER", GLOBAL_SUBSCRIPTION)
+    assert wi.subscribers(uid) == ["WATCHER"]
+    wi.change_state(uid, IN_PROGRESS, TUID)
+    last = wi.pending_events("WATCHER")[-1]
+    assert (last.workitem_uid, last.info["00741000"]["Value"]) == (uid, [IN_PROGRESS])
 
 
 def test_subscribing_to_one_item_sends_its_initial_state(archive):

@@ -36,6 +36,7 @@ RECEIVER = "WATCHER"
 LATE = "LATECOMER"  # a subscriber peer not listening when its first event happens
 LATE_PORT = free_port()
 GLOBAL = "1.2.840.10008.5.1.4.34.5"
+CT_HEAD = ("P5-08000", "SRT", "CT of head")
 
 
 class Receiver:
@@ -45,6 +46,7 @@ class Receiver:
     def __init__(self, aet: str = RECEIVER, port: int | None = None) -> None:
         self.port = port or free_port()
         self.events: queue.Queue[tuple[str, int, str | None]] = queue.Queue()
+        self.reasons: dict[str, str] = {}  # work item UID → last Reason For Cancellation
         ae = AE(ae_title=aet)
         ae.add_supported_context(UnifiedProcedureStepEvent, scu_role=False, scp_role=True)
         self.server = ae.start_server(
@@ -55,6 +57,8 @@ class Receiver:
         info = event.event_information
         state = info.get("ProcedureStepState")
         uid = str(event.request.AffectedSOPInstanceUID)
+        if "ReasonForCancellation" in info:
+            self.reasons[uid] = str(info.ReasonForCancellation)
         self.events.put((uid, int(event.request.EventTypeID), state))
         return 0x0000, None
 
@@ -171,7 +175,8 @@ def test_full_lifecycle_with_events_to_the_subscribed_ae(
     transaction = str(generate_uid())
     assert _state(scu, uid, "IN PROGRESS", transaction) == 0x0000
     assert receiver.about(uid, 1) == [(1, "IN PROGRESS")]
-    assert _set(scu, uid, transaction, model=completion("202601020931", "202601020950")) == 0
+    done = completion("202601020931", "202601020950", "CT01", CT_HEAD)
+    assert _set(scu, uid, transaction, model=done) == 0
     assert _state(scu, uid, "COMPLETED", transaction) == 0x0000
     assert receiver.about(uid, 1) == [(1, "COMPLETED")]
     status, got = scu.send_n_get([0x00741000, 0x00081195], UnifiedProcedureStepPull, uid)
@@ -237,6 +242,38 @@ def test_cancel_request_of_a_scheduled_item_cancels_it(
     assert _action(scu, UnifiedProcedureStepPush, uid, 2, ReasonForCancellation="no show") == 0
     assert receiver.about(uid, 2) == [(1, "IN PROGRESS"), (1, "CANCELED")]
     assert node.archive.workitems.state(uid) == "CANCELED"
+
+
+def test_values_in_other_character_sets_survive_n_set_n_get_and_events(
+    node: Node, scu: Any, receiver: Receiver
+) -> None:
+    """An N-SET in ISO_IR 100 on an item holding Japanese: "subsequent operations reflect
+    the combination of the character sets" (PS3.4 CC.2.6.3), so N-GET and the event
+    reports carry every value intact, in a character set that holds them."""
+    ds = _workitem(patient_name="Yamada^Tarou=山田^太郎")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    status, uid = _create(scu, ds)
+    assert status == 0
+    change = Dataset()
+    change.SpecificCharacterSet = "ISO_IR 100"
+    change.ProcedureStepLabel = "Röntgen Thorax"
+    status, _ = scu.send_n_set(change, UnifiedProcedureStepPull, uid)
+    assert status.Status == 0
+    for wanted in ([], [0x00100010, 0x00741204]):
+        status, got = scu.send_n_get(wanted, UnifiedProcedureStepPush, uid)
+        assert status.Status == 0
+        assert str(got.PatientName) == "Yamada^Tarou=山田^太郎"
+        assert got.ProcedureStepLabel == "Röntgen Thorax"
+    assert "00080005" not in node.archive.workitems.get(uid)  # the store keeps Unicode
+    assert _action(scu, UnifiedProcedureStepWatch, uid, 3, ReceivingAE=RECEIVER) == 0
+    assert receiver.about(uid, 1) == [(1, "SCHEDULED")]
+    claim = _state(scu, uid, "IN PROGRESS", str(generate_uid()))
+    assert claim == 0 and receiver.about(uid, 1) == [(1, "IN PROGRESS")]
+    reason = "Patient möchte nicht — 患者不在"
+    utf8 = {"SpecificCharacterSet": "ISO_IR 192", "ReasonForCancellation": reason}
+    assert _action(scu, UnifiedProcedureStepPush, uid, 2, **utf8) == 0
+    assert receiver.about(uid, 1) == [(2, None)]
+    assert receiver.reasons[uid] == reason
 
 
 def _claim_from_both_doors(node: Node, scu: Any, uid: str) -> dict[str, int]:

@@ -21,6 +21,20 @@ from isthmus.web.dicom_xml import to_xml
 GLOBAL = "1.2.840.10008.5.1.4.34.5"
 FILTERED = "1.2.840.10008.5.1.4.34.5.1"
 JSON_TYPE = {"Content-Type": "application/dicom+json"}
+CT_HEAD = ("P5-08000", "SRT", "CT of head")
+# Why a performer stopped, N-SET before CANCELED (PS3.4 Table CC.2.5-3, Final State X).
+DISCONTINUATION = {
+    "0074100E": {
+        "vr": "SQ",
+        "Value": [
+            {
+                "00080100": {"vr": "SH", "Value": ["110501"]},
+                "00080102": {"vr": "SH", "Value": ["DCM"]},
+                "00080104": {"vr": "LO", "Value": ["Equipment failure"]},
+            }
+        ],
+    }
+}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +130,7 @@ def test_full_lifecycle_over_http_with_a_subscriber_watching(node: Node, http: h
         tuid = new_uid()
         assert put_state(http, uid, "IN PROGRESS", tuid).status_code == 200
         progress = {"00741002": {"vr": "SQ", "Value": [{"00741004": {"vr": "DS", "Value": [40]}}]}}
-        done = completion("202601020931", "202601020950", "CT01")
+        done = completion("202601020931", "202601020950", "CT01", CT_HEAD)
         body = json.dumps({**progress, **done})
         r = http.post(f"/workitems/{uid}?{tuid}", content=body, headers=JSON_TYPE)
         assert r.status_code == 200, r.text
@@ -172,6 +186,23 @@ def test_search_matches_with_qido_keys(http: httpx.Client):
 
 
 # ------------------------------------------------------- state-machine refusals
+def test_search_takes_a_comma_separated_uid_list(http: httpx.Client):
+    """UID list matching in a query parameter is comma-separated (PS3.18 8.3.4.1),
+    in Search for Workitems (11.9) as in QIDO-RS; top level and in a sequence item."""
+    pid, study = "U" + uuid.uuid4().hex[:8], new_uid()
+    first, second = create(http, patient_id=pid), create(http, patient_id=pid, study_uid=study)
+    create(http, patient_id=pid)
+
+    def uids(**params: str) -> list[str]:
+        r = http.get("/workitems", params={"PatientID": pid, **params})
+        assert r.status_code in (200, 204), r.text
+        return [] if r.status_code == 204 else [d["00080018"]["Value"][0] for d in r.json()]
+
+    assert uids(SOPInstanceUID=f"{first},{second}") == [first, second]
+    key = "ReferencedRequestSequence.StudyInstanceUID"
+    assert uids(**{key: f"{new_uid()},{study}"}) == [second]
+
+
 def test_state_machine_violations_are_refused_with_the_standard_codes(http: httpx.Client):
     uid = create(http)
     r = put_state(http, uid, "COMPLETED", new_uid())  # completing a SCHEDULED item
@@ -240,13 +271,14 @@ def test_subscriber_gets_events_live_and_what_it_missed_on_reconnect(
     # the channel is closed: these events wait in the log
     tuid = new_uid()
     assert put_state(http, uid, "IN PROGRESS", tuid).status_code == 200
-    progress = {"00741002": {"vr": "SQ", "Value": [{"00741004": {"vr": "DS", "Value": [10]}}]}}
+    step = {"00741004": {"vr": "DS", "Value": [10]}, **DISCONTINUATION}
+    progress = {"00741002": {"vr": "SQ", "Value": [step]}}
     http.post(f"/workitems/{uid}?{tuid}", content=json.dumps(progress), headers=JSON_TYPE)
     with connect(ws_url(node, me), open_timeout=10) as ws:
         missed = about(receive_until(ws, uid), uid) + receive(ws, 1)
         assert [event_type(e) for e in missed] == [1, 3]
         assert state_of(missed[0]) == "IN PROGRESS"
-        put_state(http, uid, "CANCELED", tuid)
+        assert put_state(http, uid, "CANCELED", tuid).status_code == 200
         (live,) = receive(ws, 1)
         assert state_of(live) == "CANCELED"
     with connect(ws_url(node, me), open_timeout=10) as ws:  # nothing is sent twice
@@ -286,6 +318,22 @@ def test_two_filtered_subscribers_get_what_each_asked_for(node: Node, http: http
         assert [e["00001000"]["Value"][0] for e in receive(ct_ws, 1)] == [last]
 
 
+def test_filtered_subscription_takes_the_standards_filter_parameter(node: Node, http: httpx.Client):
+    """PS3.18 11.10.1.2: ``filter=`` a comma-separated list of attribute=value pairs
+    (a UID list keeps its commas)."""
+    watcher, pid = aet(), "G" + uuid.uuid4().hex[:8]
+    study = new_uid()
+    keys = f"ScheduledStationClassCodeSequence.CodeValue=MR,PatientID={pid}"
+    keys += f",ReferencedRequestSequence.StudyInstanceUID={new_uid()},{study}"
+    r = http.post(f"/workitems/{FILTERED}/subscribers/{watcher}", params={"filter": keys})
+    assert r.status_code == 201, r.text
+    with connect(ws_url(node, watcher), open_timeout=10) as ws:
+        create(http, modality="CT", patient_id=pid, study_uid=study)  # not MR
+        create(http, modality="MR", patient_id=pid)  # another study
+        mr = create(http, modality="MR", patient_id=pid, study_uid=study)
+        assert [e["00001000"]["Value"][0] for e in receive(ws, 1)] == [mr]
+
+
 def test_cancel_request_reaches_the_performer_and_unsubscribe_stops_events(
     node: Node, http: httpx.Client
 ):
@@ -309,7 +357,9 @@ def test_cancel_request_reaches_the_performer_and_unsubscribe_stops_events(
         assert event_type(cancel) == 2
         assert cancel["00741238"]["Value"] == ["wrong patient"]
         assert http.delete(f"/workitems/{uid}/subscribers/{performer}").status_code == 200
-        put_state(http, uid, "CANCELED", tuid)
+        reason = {"00741002": {"vr": "SQ", "Value": [DISCONTINUATION]}}
+        http.post(f"/workitems/{uid}?{tuid}", content=json.dumps(reason), headers=JSON_TYPE)
+        assert put_state(http, uid, "CANCELED", tuid).status_code == 200
         other = create(http)
         assert http.post(f"/workitems/{other}/subscribers/{performer}").status_code == 201
         assert about(receive_until(ws, other), uid) == []  # no report of the cancel

@@ -100,14 +100,18 @@ def scheduled_workitem(entry: Mapping[str, str]) -> dict[str, Any]:
     return ds
 
 
-def completion(start: str, end: str, station_aet: str | None = None) -> dict[str, Any]:
+def completion(
+    start: str, end: str, station_aet: str, workitem: tuple[str, str, str]
+) -> dict[str, Any]:
     """The attributes a performer sets before COMPLETED (the final state requirements,
-    PS3.4 Table CC.2.5-3): the Unified Procedure Step Performed Procedure Sequence."""
+    PS3.4 Table CC.2.5-3, code P): the Unified Procedure Step Performed Procedure
+    Sequence with the start and end, the station that performed it and what was done
+    (`workitem`: code value, coding scheme designator, code meaning); no output."""
     item = {
         "00404050": element("DT", start),
         "00404051": element("DT", end),
-        "00404028": element("SQ", *[_code(station_aet, STATION_SCHEME)] if station_aet else []),
-        "00404019": element("SQ"),
+        "00404028": element("SQ", _code(station_aet, STATION_SCHEME)),
+        "00404019": element("SQ", _code(*workitem)),
         "00404033": element("SQ"),
     }
     return {"00741216": element("SQ", item)}

@@ -34,6 +34,7 @@ FINAL_STATES = (COMPLETED, CANCELED)
 UPS_PUSH_SOP_CLASS = "1.2.840.10008.5.1.4.34.6.1"
 
 # Tags (DICOM JSON keys) the rules look at.
+SPECIFIC_CHARACTER_SET = "00080005"
 SOP_CLASS_UID = "00080016"
 SOP_INSTANCE_UID = "00080018"
 TRANSACTION_UID = "00081195"
@@ -117,6 +118,14 @@ def value(ds: Mapping[str, Any], tag: str) -> Any:
     return values[0] if values else None
 
 
+def unicode(ds: Mapping[str, Any]) -> dict[str, Any]:
+    """A dataset as the store keeps it: DICOM JSON, whose values are Unicode whatever
+    character set they arrived in, so without a Specific Character Set (0008,0005) that
+    would misdescribe them once values of other sets join (PS3.4 CC.2.6.3: later
+    operations reflect the combination of the character sets)."""
+    return {tag: element for tag, element in ds.items() if tag != SPECIFIC_CHARACTER_SET}
+
+
 def items(ds: Mapping[str, Any], tag: str) -> list[dict[str, Any]]:
     return [i for i in (ds.get(tag) or {}).get("Value") or [] if isinstance(i, dict)]
 
@@ -190,7 +199,7 @@ def check_create(dataset: Mapping[str, Any], uid: str, now: str) -> Change:
     added empty and reported as 0xB300 "created with modifications"; a missing Worklist
     Label gets the SCP's default (Table CC.2.5-3: the SCP fills it in)."""
     check_shape(dataset)
-    ds = dict(dataset)
+    ds = unicode(dataset)
     state = value(ds, PROCEDURE_STEP_STATE)
     if state is None:
         raise WorkItemError(UpsStatus.MISSING_ATTRIBUTE, "Procedure Step State is required")
@@ -264,7 +273,7 @@ def check_update(
             raise WorkItemError(UpsStatus.MISSING_ATTRIBUTE_VALUE, f"{tag} cannot be emptied")
     _check_enums(changes)
     ds = dict(dataset)
-    ds.update({k: v for k, v in changes.items() if k != TRANSACTION_UID})
+    ds.update({k: v for k, v in unicode(changes).items() if k != TRANSACTION_UID})
     if state == SCHEDULED:
         ds[MODIFICATION_DATETIME] = element("DT", now)
     return Change(state, stored_tuid, ds, [])
@@ -315,6 +324,15 @@ def check_state_change(
     return Change(requested, stored_tuid, ds, [])
 
 
+# The SCP's reason when it cancels a SCHEDULED item on a request that proposes none
+# (PS3.4 CC.2.2.3; CID 9300 Procedure Discontinuation Reasons).
+UNSPECIFIED_DISCONTINUATION = {
+    "00080100": element("SH", "110513"),
+    "00080102": element("SH", "DCM"),
+    "00080104": element("LO", "Discontinued for unspecified reason"),
+}
+
+
 def with_cancellation(ds: dict[str, Any], now: str) -> dict[str, Any]:
     """Record the Procedure Step Cancellation DateTime in the progress information."""
     progress = items(ds, PROGRESS_INFORMATION)
@@ -326,12 +344,24 @@ def with_cancellation(ds: dict[str, Any], now: str) -> dict[str, Any]:
 def check_final_state(ds: Mapping[str, Any], requested: str) -> None:
     """Final state requirements (PS3.4 CC.2.1.3: Table CC.2.5-3, its Final State column).
 
-    COMPLETED: the Unified Procedure Step Performed Procedure Sequence holds an item with
-    the Performed Procedure Step Start and End DateTime (codes "X": a value unless
-    CANCELED) and the Performed Station Name Code, Performed Workitem Code and Output
-    Information Sequences present (code "P").  CANCELED: the "X" attributes may be empty,
-    so nothing beyond what the SCP records (the cancellation date-time)."""
+    COMPLETED (code "P": a value before COMPLETED, CANCELED may go without): the Unified
+    Procedure Step Performed Procedure Sequence holds an item with the Performed
+    Procedure Step Start and End DateTime, an item in the Performed Station Name Code
+    and Performed Workitem Code Sequences, and the Output Information Sequence present
+    (it "may have no items" when there is no relevant output, Table CC.2.5-3).
+    CANCELED (code "X": a value before CANCELED): the Procedure Step Progress Information
+    Sequence holds the Procedure Step Cancellation DateTime (the SCP records it, see
+    `with_cancellation`) and an item in the Procedure Step Discontinuation Reason Code
+    Sequence; the "P" attributes may be empty."""
     if requested == CANCELED:
+        progress = items(ds, PROGRESS_INFORMATION)
+        if not progress or not items(progress[0], DISCONTINUATION_REASONS):
+            raise WorkItemError(
+                UpsStatus.FINAL_STATE_NOT_MET,
+                "not ready to be CANCELED: missing an item of the Procedure Step"
+                " Discontinuation Reason Code Sequence (0074,100E) in the Procedure Step"
+                " Progress Information Sequence (0074,1002)",
+            )
         return
     performed = items(ds, PERFORMED_PROCEDURE)
     missing = []
@@ -347,10 +377,11 @@ def check_final_state(ds: Mapping[str, Any], requested: str) -> None:
         for tag, name in (
             ("00404028", "Performed Station Name Code Sequence (0040,4028)"),
             ("00404019", "Performed Workitem Code Sequence (0040,4019)"),
-            ("00404033", "Output Information Sequence (0040,4033)"),
         ):
-            if tag not in item:
-                missing.append(name)
+            if not items(item, tag):
+                missing.append(f"an item of the {name}")
+        if "00404033" not in item:
+            missing.append("Output Information Sequence (0040,4033)")
     if missing:
         raise WorkItemError(
             UpsStatus.FINAL_STATE_NOT_MET,

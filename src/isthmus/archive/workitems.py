@@ -275,7 +275,9 @@ class WorkItems:
         """N-ACTION Request UPS Cancel (CC.2.2.3).  SCHEDULED: the SCP cancels it itself
         (IN PROGRESS, then CANCELED: two State Reports).  IN PROGRESS: the subscribers
         (the performer among them) get a Cancel Requested event; the item stays as it
-        is.  CANCELED: success with warning 0xB304; COMPLETED: 0xC311."""
+        is.  CANCELED: success with warning 0xB304; COMPLETED: 0xC311.  Canceling a
+        SCHEDULED item meets the final state requirements: the reason code proposed,
+        else "Discontinued for unspecified reason" (DCM 110513)."""
         request = dict(request or {})
         r.check_shape(request)
 
@@ -299,7 +301,10 @@ class WorkItems:
             for tag in (r.REASON_FOR_CANCELLATION, r.DISCONTINUATION_REASONS):
                 if tag in request:
                     first[tag] = request[tag]
+            if not r.items(first, r.DISCONTINUATION_REASONS):  # the final state's need
+                first[r.DISCONTINUATION_REASONS] = r.element("SQ", r.UNSPECIFIED_DISCONTINUATION)
             ds[r.PROGRESS_INFORMATION] = r.element("SQ", first, *progress[1:])
+            r.check_final_state(ds, r.CANCELED)
             ds[r.PROCEDURE_STEP_STATE] = r.element("CS", r.IN_PROGRESS)
             in_progress = _state(ds)
             ds = {**ds, r.PROCEDURE_STEP_STATE: r.element("CS", r.CANCELED)}
@@ -365,7 +370,9 @@ class WorkItems:
         """Subscribe `aet` to one work item, globally (GLOBAL_SUBSCRIPTION) or with a
         filter (FILTERED_SUBSCRIPTION + `filter`, QIDO-style keys).  The subscriber gets
         an initial State Report of the item(s) it now follows (CC.2.3.2); a global
-        subscription reports the items not yet in a final state."""
+        subscription reports the items not yet in a final state, and covers again the
+        items `aet` unsubscribed from (Table CC.2.3-2: all Not Subscribed go to
+        Subscribed)."""
         aet = _aet(aet)
         filter_json = None
         if uid == FILTERED_SUBSCRIPTION:
@@ -374,7 +381,8 @@ class WorkItems:
         with self.engine.begin() as conn:
             if uid not in (GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION):
                 targets = [self._row(conn, uid)]
-            else:
+            else:  # every item the AE left ("Not Subscribed") is subscribed again
+                conn.execute(_S.delete().where(_S.c.aet == aet, _S.c.active.is_(False)))
                 targets = self._open_rows(conn)
             self._put_subscription(conn, aet, uid, deletion_lock, filter_json)
             logged = []

@@ -7,11 +7,14 @@ per message (these are small data sets, not instances to keep byte for byte).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydicom.dataset import Dataset
 
 from isthmus.dimse import messages as msg
+
+SPECIFIC_CHARACTER_SET = "00080005"
 
 
 def decode_json(data: bytes | memoryview, transfer_syntax: str) -> dict[str, Any]:
@@ -25,7 +28,17 @@ def decode_json(data: bytes | memoryview, transfer_syntax: str) -> dict[str, Any
 
 def encode_json(model: dict[str, Any], transfer_syntax: str) -> bytes:
     """DICOM JSON encoded in `transfer_syntax` (for N-GET, N-EVENT-REPORT, C-FIND)."""
-    return msg.encode_identifier(to_dataset(model), transfer_syntax)
+    return msg.encode_identifier(to_dataset(unicode_model(model)), transfer_syntax)
+
+
+def unicode_model(model: dict[str, Any]) -> dict[str, Any]:
+    """`model` ready to encode: its values are Unicode (DICOM JSON, PS3.18 F.2), so the
+    data set declares ISO_IR 192 when a value is not ASCII (PS3.5 6.1.2.3), whatever
+    Specific Character Set the model carries from a data set it was decoded from."""
+    rest = {tag: element for tag, element in model.items() if tag != SPECIFIC_CHARACTER_SET}
+    if json.dumps(rest, ensure_ascii=False).isascii():
+        return rest
+    return {SPECIFIC_CHARACTER_SET: {"vr": "CS", "Value": ["ISO_IR 192"]}, **rest}
 
 
 def to_dataset(model: dict[str, Any]) -> Dataset:

@@ -21,7 +21,7 @@ import threading
 
 from isthmus.archive import Archive, Event, WorkItemEvent
 from isthmus.config import Settings
-from isthmus.dimse.nmodel import to_dataset
+from isthmus.dimse.nmodel import to_dataset, unicode_model
 from isthmus.dimse.notify import EventReporter, ReportFailed
 from isthmus.node.access import AccessControl
 
@@ -90,7 +90,10 @@ class UpsEventSender:
     @staticmethod
     def _send(reporter: EventReporter, event: WorkItemEvent) -> None:
         status = reporter.send(
-            UPS_PUSH, event.workitem_uid, int(event.event_type), to_dataset(event.info)
+            UPS_PUSH,
+            event.workitem_uid,
+            int(event.event_type),
+            to_dataset(unicode_model(event.info)),
         )
         if status != 0x0000:
             log.info("UPS event %d to %s answered 0x%04X", event.id, event.aet, status)

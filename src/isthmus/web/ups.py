@@ -16,7 +16,7 @@ Resources, under the DICOMweb root (``/dicom-web``):
 =========================================================  =================================
 
 ``{uid}`` may be the global subscription UID (…34.5) or the filtered one (…34.5.1, whose
-query parameters are the filter).  Bodies are ``application/dicom+json`` (a dataset or
+``filter`` parameter, or plain matching-key parameters, are the filter).  Bodies are ``application/dicom+json`` (a dataset or
 an array of one) or ``application/dicom+xml``; answers are JSON unless the client
 accepts only XML.  The work item store decides everything; `HTTP_STATUS` maps its
 DIMSE status (`UpsStatus`) to the HTTP status PS3.18 names (404 for an unknown item,
@@ -27,9 +27,11 @@ and warning (0xB3xx) also travels in a ``Warning: 299`` header (PS3.18 11.x.3).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import unquote
 
+from pydicom.datadict import dictionary_VR
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -40,6 +42,7 @@ from isthmus.archive import (
     QueryError,
     UpsStatus,
     WorkItemError,
+    resolve_tag,
 )
 from isthmus.dicom.json import dumps_bytes
 from isthmus.dicom.uids import looks_like_uid
@@ -58,6 +61,7 @@ SEARCH_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML, multi
 ONE_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML)]
 CONTROL_PARAMS = {"includefield", "fuzzymatching", "limit", "offset", "accept", "charset"}
 GLOBAL_UIDS = (GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION)
+FILTER_PAIR = re.compile(r"[0-9A-Za-z]+(\.[0-9A-Za-z]+)*=")  # attribute (path) "="
 
 # DIMSE status of the store → HTTP status (PS3.18 11.4.3 … 11.12.3).
 HTTP_STATUS = {
@@ -275,15 +279,26 @@ def match_params(request: Request, skip: tuple[str, ...] = ()) -> dict[str, str]
     for name, value in request.query_params.multi_items():
         if name.lower() in CONTROL_PARAMS or name in skip:
             continue
+        value = uid_list(name, value)
         params[name] = f"{params[name]}\\{value}" if name in params else value
     return params
+
+
+def uid_list(name: str, value: str) -> str:
+    """A UID list is comma-separated in a query parameter (PS3.18 8.3.4.1); the
+    matching engine takes it backslash-separated.  `name` may be ``Sequence.Key``."""
+    try:
+        vr = dictionary_VR(resolve_tag(name.rsplit(".", 1)[-1]))
+    except (KeyError, ValueError):
+        return value  # the engine refuses an unknown name
+    return value.replace(",", "\\") if vr == "UI" else value
 
 
 async def subscribe(request: Request) -> Response:
     """Subscribe (PS3.18 11.10): to one item, globally, or with a filter; 201."""
     uid, aet = workitem_uid(request), str(request.path_params["aet"])
     lock = (request.query_params.get("deletionlock") or "false").lower() == "true"
-    filter_keys = match_params(request, ("deletionlock",)) if uid == FILTERED_SUBSCRIPTION else None
+    filter_keys = subscription_filter(request) if uid == FILTERED_SUBSCRIPTION else None
     if uid == FILTERED_SUBSCRIPTION and not filter_keys:
         raise bad_request("a filtered subscription needs matching keys in the query")
     try:
@@ -295,6 +310,29 @@ async def subscribe(request: Request) -> Response:
     except QueryError as exc:
         raise bad_request(str(exc)) from None
     return Response(status_code=201, headers=warnings_of(warnings))
+
+
+def subscription_filter(request: Request) -> dict[str, str]:
+    """The matching keys of a Filtered Worklist subscription: the ``filter`` parameter,
+    "a comma-separated list of one or more matching keys (attribute/value pairs)"
+    (PS3.18 11.10.1.2), where a piece that is no pair continues the value before it (a
+    UID list, ``0020000D=1.2.3,1.2.4``); and, as well, matching keys given as plain
+    query parameters."""
+    params = match_params(request, ("deletionlock", "filter"))
+    for raw in request.query_params.getlist("filter"):
+        pairs: list[tuple[str, str]] = []
+        for piece in raw.split(","):
+            if FILTER_PAIR.match(piece):
+                name, _, value = piece.partition("=")
+                pairs.append((name, value))
+            elif pairs:
+                pairs[-1] = (pairs[-1][0], f"{pairs[-1][1]},{piece}")
+            else:
+                raise bad_request(f"filter: {piece[:80]!r} is not attribute=value")
+        for name, value in pairs:
+            value = uid_list(name, value)
+            params[name] = f"{params[name]}\\{value}" if name in params else value
+    return params
 
 
 async def unsubscribe(request: Request) -> Response:
