@@ -366,26 +366,17 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _os_user() -> str:
-    """Who runs a command-line import, for its audit message."""
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
 def _import(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from isthmus.archive import Archive, StoreOutcome
+    from isthmus.archive.activity import os_user
     from isthmus.audit import AuditTrail
 
     settings = _settings(args)
     archive = Archive.from_settings(settings)
     trail = AuditTrail.from_settings(archive, settings)  # the import is audited too
-    tally = archive.activity.transfer("stored", "import", user=_os_user(), local=settings.aet)
+    tally = archive.activity.transfer("stored", "import", user=os_user(), local=settings.aet)
     files = list(iter_files(args.paths))
     counts: Counter[StoreOutcome] = Counter()
     failed = 0

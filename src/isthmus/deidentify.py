@@ -146,9 +146,9 @@ def _studies(
     options: DeidentificationOptions,
     local: str,
 ) -> int:
-    from isthmus.cli import _os_user
+    from isthmus.archive.activity import os_user
 
-    result = archive.deidentify_studies(studies, project, options, user=_os_user(), local=local)
+    result = archive.deidentify_studies(studies, project, options, user=os_user(), local=local)
     for source, new in result.studies.items():
         print(f"{source} -> {new}")
     for uid in result.missing:

@@ -68,7 +68,8 @@ def test_dicom_as_stored_and_transcoded(wado, stored):
     "params, status",
     [
         ({"requestType": "WADO-RS"}, 400),
-        ({"anonymize": "yes"}, 400),
+        ({"anonymize": "yes"}, 400),  # a rendered image: anonymize goes with application/dicom
+        ({"anonymize": "no", "contentType": "application/dicom"}, 400),
         ({"region": "0,0,0.5,0.5"}, 400),
         ({"frameNumber": "2"}, 404),
         ({"contentType": "text/html"}, 406),
@@ -86,3 +87,42 @@ def test_bad_requests(wado, stored, params, status):
 
 def test_missing_uids_is_400(wado, stored):
     assert wado().status_code == 400
+
+
+def test_anonymize_gives_the_object_de_identified_with_new_uids(wado, stored):
+    first = wado(stored[0], contentType="application/dicom", anonymize="yes")
+    assert first.status_code == 200 and first.headers["content-type"] == "application/dicom"
+    ds = pydicom.dcmread(BytesIO(first.content))
+    original = stored[0]
+    assert ds.SOPInstanceUID != original.SOPInstanceUID
+    assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+    assert ds.StudyInstanceUID != original.StudyInstanceUID
+    assert str(ds.PatientName) != str(original.PatientName)
+    assert ds.PatientIdentityRemoved == "YES"
+    assert ds.PixelData == original.PixelData
+    again = pydicom.dcmread(
+        BytesIO(wado(original, contentType="application/dicom", anonymize="yes").content)
+    )
+    other = pydicom.dcmread(
+        BytesIO(wado(stored[1], contentType="application/dicom", anonymize="yes").content)
+    )
+    assert again.SOPInstanceUID == ds.SOPInstanceUID  # the same new UIDs each time
+    assert other.StudyInstanceUID == ds.StudyInstanceUID  # one study still
+
+
+def test_anonymize_with_a_transfer_syntax_transcodes_then_de_identifies(wado, stored):
+    response = wado(
+        stored[1], contentType="application/dicom", anonymize="yes", transferSyntax=RLELossless
+    )
+    ds = pydicom.dcmread(BytesIO(response.content))
+    assert ds.file_meta.TransferSyntaxUID == RLELossless
+    assert ds.SOPInstanceUID != stored[1].SOPInstanceUID
+
+
+def test_an_object_with_burned_in_annotation_is_not_anonymized(wado, dicomweb):
+    (ds,) = make_study(series_count=1, instances_per_series=1)
+    ds.BurnedInAnnotation = "YES"
+    dicomweb.store_instances([ds])
+    response = wado(ds, contentType="application/dicom", anonymize="yes")
+    assert response.status_code == 409
+    assert "Burned In Annotation" in response.json()["message"]

@@ -53,6 +53,17 @@ AUDIT_EVENTS = (
 SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE, MAJOR_FAILURE = 0, 4, 8, 12
 
 
+def os_user() -> str:
+    """Who runs a command (an import, a de-identification into the archive) on this
+    machine: the user its audit message names."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 def now() -> str:
     """The current time as ISO 8601 with a UTC offset (xsd:dateTime)."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")

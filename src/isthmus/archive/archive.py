@@ -661,7 +661,7 @@ class Archive:
         options: DeidentificationOptions | None = None,
         excluded: Callable[[Dataset, Excluded], None] | None = None,
     ) -> Iterator[Dataset]:
-        """The hook exports call (share links, relay): data sets in, de-identified data
+        """For exports: data sets in, de-identified data
         sets out; an instance that cannot be de-identified (burned-in annotation without
         a pixel rule) is left out and handed to `excluded`."""
         return self.deidentifier(project, options).stream(datasets, excluded)

@@ -127,7 +127,7 @@ class Deidentifier:
         datasets: Iterable[Dataset],
         excluded: Callable[[Dataset, Excluded], None] | None = None,
     ) -> Iterator[Dataset]:
-        """The hook for exports (share links, relay): data sets in, de-identified ones
+        """For exports: data sets in, de-identified ones
         out, each excluded one left out and handed to `excluded` (if given)."""
         for ds in datasets:
             try:

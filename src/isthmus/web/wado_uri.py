@@ -4,8 +4,8 @@ Supported parameters: `contentType` (application/dicom, image/jpeg, image/png,
 image/gif; default image/jpeg for images, application/dicom otherwise),
 `transferSyntax` (with application/dicom), `frameNumber`, `rows`, `columns`,
 `windowCenter` + `windowWidth`, `imageQuality`, `annotation` (patient,
-technique) and `charset` (accepted, no effect).  Refused with 400 because Isthmus does not implement them:
-`anonymize=yes` (it would need the full PS3.15 Basic Profile), `region`, and
+technique), `charset` (accepted, no effect) and `anonymize=yes` (with application/dicom:
+`_anonymized`).  Refused with 400 because Isthmus does not implement them: `region`, and
 presentation states (`presentationUID`).
 """
 
@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from isthmus.archive import Archive, InstanceRow
+from isthmus.archive import Archive, Excluded, InstanceRow
 from isthmus.web import media_types as mt
-from isthmus.web.errors import bad_request, not_acceptable, not_found
+from isthmus.web.errors import HTTPError, bad_request, not_acceptable, not_found
 from isthmus.web.params import non_negative_int, single, uid
 from isthmus.web.pixels import can_transcode, rendered, transcoded
 from isthmus.web.service import blocking, context
@@ -47,6 +47,9 @@ KNOWN = {
     "transferSyntax",
 }
 UNSUPPORTED = ("region", "presentationUID", "presentationSeriesUID")
+# The de-identification project of `anonymize=yes`: its key gives every object the same
+# new UIDs each time it is asked for, so the objects of a study stay one study.
+ANONYMIZE_PROJECT = "wado-uri"
 
 
 def routes() -> list[Route]:
@@ -67,6 +70,10 @@ async def wado(request: Request) -> Response:
         )
     row = rows[0]
     content_type = _content_type(request, has_pixels=row.pixel_length is not None)
+    if _anonymize(request):
+        if content_type != mt.DICOM:
+            raise bad_request("anonymize=yes needs contentType=application/dicom")
+        return await _anonymized(request, archive, row)
     if content_type == mt.DICOM:
         return await _dicom(request, archive, row)
     frame = non_negative_int(request, "frameNumber", 1) or 1
@@ -84,11 +91,19 @@ def _check_parameters(request: Request) -> None:
         raise bad_request(f"unknown WADO-URI parameters: {', '.join(unknown)[:200]}")
     if single(request, "requestType") != "WADO":
         raise bad_request("requestType must be WADO")
-    if (single(request, "anonymize") or "").lower() == "yes":
-        raise bad_request("anonymize=yes is not supported by Isthmus")
     for name in UNSUPPORTED:
         if single(request, name):
             raise bad_request(f"{name} is not supported by Isthmus")
+
+
+def _anonymize(request: Request) -> bool:
+    """The anonymize parameter: absent, or the token "yes" (PS3.18 9.4.1)."""
+    value = single(request, "anonymize")
+    if value is None:
+        return False
+    if value.lower() != "yes":
+        raise bad_request(f"anonymize {value[:20]!r}: the one value defined is 'yes'")
+    return True
 
 
 def _required(request: Request, name: str) -> str:
@@ -116,16 +131,45 @@ def _content_type(request: Request, has_pixels: bool) -> str:
 
 async def _dicom(request: Request, archive: Archive, row: InstanceRow) -> Response:
     archive.activity.instance("wado-uri", "sent", row.size)
-    syntax = single(request, "transferSyntax")
-    if syntax and syntax != row.transfer_syntax_uid:
-        uid(syntax, "transferSyntax")
-        if not can_transcode(row.transfer_syntax_uid, syntax):
-            raise not_acceptable(
-                f"the object is stored in {row.transfer_syntax_uid} and cannot "
-                f"be sent in {syntax} here"
-            )
-        return Response(await transcoded(archive, row, syntax), media_type=mt.DICOM)
+    data = await _transcoded(request, archive, row)
+    if data is not None:
+        return Response(data, media_type=mt.DICOM)
     return await stored_file(archive, row, mt.DICOM)
+
+
+async def _transcoded(request: Request, archive: Archive, row: InstanceRow) -> bytes | None:
+    """The object in the transferSyntax asked for, or None when that is as stored
+    (406 when it cannot be made, PS3.18 8.7.3.5)."""
+    syntax = single(request, "transferSyntax")
+    if not syntax or syntax == row.transfer_syntax_uid:
+        return None
+    uid(syntax, "transferSyntax")
+    if not can_transcode(row.transfer_syntax_uid, syntax):
+        raise not_acceptable(
+            f"the object is stored in {row.transfer_syntax_uid} and cannot be sent in {syntax} here"
+        )
+    return await transcoded(archive, row, syntax)
+
+
+async def _anonymized(request: Request, archive: Archive, row: InstanceRow) -> Response:
+    """The object with its Individually Identifiable Information removed (PS3.18 9.4.1
+    anonymize: the PS3.15 Annex E Basic Profile with Clean Pixel Data): a new SOP Instance
+    UID and the other UIDs replaced, the same each time (`ANONYMIZE_PROJECT`).  Isthmus
+    has no pixel rules here, so an object flagged Burned In Annotation = YES cannot be
+    cleaned and gets 409 (9.4.2.3: a server unable to anonymize may answer an error)."""
+    archive.activity.instance("wado-uri", "sent", row.size)
+    data = await _transcoded(request, archive, row)
+    try:
+        out = await blocking(_deidentified, archive, row, data)
+    except Excluded as exc:
+        raise HTTPError(409, f"the object cannot be anonymized: {exc}") from None
+    return Response(out, media_type=mt.DICOM)
+
+
+def _deidentified(archive: Archive, row: InstanceRow, data: bytes | None) -> bytes:
+    """`data` (or the stored object) de-identified in the project of `anonymize=yes`."""
+    part10 = data if data is not None else archive.read_instance(row)
+    return archive.deidentifier(ANONYMIZE_PROJECT).part10(part10)
 
 
 def _render_options(request: Request) -> dict[str, Any]:
