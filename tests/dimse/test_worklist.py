@@ -16,6 +16,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
+from isthmus import UID_ROOT
 from isthmus.archive import scheduled_workitem
 from isthmus.server import Node
 
@@ -177,3 +178,27 @@ def test_a_bad_date_key_gets_a_failure_status(module_node: Node) -> None:
         assert statuses == [0xA900]
     finally:
         assoc.release()
+
+
+def test_an_entry_without_study_or_procedure_ids_gets_them_generated(
+    module_node: Node, tmp_path: Path, dcmtk_tools: None
+) -> None:
+    """Study Instance UID, Requested Procedure ID and Scheduled Procedure Step ID are
+    Type 1 return keys (PS3.4 Table K.6-1); the scheduler makes what the entry lacks,
+    the Study Instance UID under Isthmus's UID root."""
+    entry = {
+        "accession": "ACC-NOIDS",
+        "patient_id": "P-NOIDS",
+        "modality": "DX",
+        "station_aet": "DX01",
+        "start": "202601090800",
+        "label": "DX step",
+    }
+    module_node.archive.workitems.create(scheduled_workitem(entry))
+    (found,) = _findscu(module_node, tmp_path, f"{SPS}.ScheduledStationAETitle=DX01")
+    step = found.ScheduledProcedureStepSequence[0]
+    assert str(found.StudyInstanceUID).startswith(UID_ROOT + ".")
+    assert found.RequestedProcedureID
+    assert step.ScheduledProcedureStepID == found.RequestedProcedureID
+    other = scheduled_workitem(entry)["0040A370"]["Value"][0]
+    assert other["0020000D"]["Value"][0] != found.StudyInstanceUID

@@ -4,17 +4,28 @@ What a RIS or an administrator writes in a worklist file (``isthmus worklist add
 what tests create: patient, accession, modality, station AE title, start, label.  The
 attributes follow the Modality Worklist mapping in workitems.py, so the MWL door finds
 each entry by ScheduledStationAETitle, Modality, date, PatientID and AccessionNumber.
+
+The scheduler makes what is Type 1 and the entry lacks: the Study Instance UID of the
+requested procedure (Type 1 in the Referenced Request Sequence at N-CREATE, PS3.4
+Table CC.2.5-3, and a Type 1 MWL return key, Table K.6-1: the modality puts it into
+the images), under Isthmus's UID root; and the Requested Procedure ID, which the
+Modality Worklist also returns as Scheduled Procedure Step ID (both Type 1 there).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from pydicom.uid import generate_uid
+
+from isthmus import UID_ROOT
 from isthmus.archive.workitem_rules import element
 
 STATION_SCHEME = "99ISTHMUS"  # CodingSchemeDesignator of station AE title codes
 MODALITY_SCHEME = "DCM"  # modality codes of CID 29 are DCM codes
+STUDY_UID_PREFIX = f"{UID_ROOT}.4."  # the UIDs a node makes for what it schedules
 
 FIELDS = (
     "patient_id",
@@ -46,6 +57,11 @@ def _code(value: str, scheme: str, meaning: str | None = None) -> dict[str, Any]
     }
 
 
+def _procedure_id() -> str:
+    """A new Requested Procedure ID: 16 random hex digits (SH holds 16 characters)."""
+    return uuid.uuid4().hex[:16].upper()
+
+
 def scheduled_workitem(entry: Mapping[str, str]) -> dict[str, Any]:
     """The work item of one entry.  Needed: `start` (DT, e.g. ``20260102T0930`` or
     ``202601020930``) and `label` or `procedure`; the rest may be empty."""
@@ -60,13 +76,12 @@ def scheduled_workitem(entry: Mapping[str, str]) -> dict[str, Any]:
     if not label:
         raise EntryError("label (or procedure) is required")
     priority = e.get("priority", "MEDIUM").upper()
+    study_uid = e.get("study_uid") or str(generate_uid(STUDY_UID_PREFIX))
     request: dict[str, Any] = {
         "00080050": element("SH", *[e["accession"]] if "accession" in e else []),
-        "00401001": element(
-            "SH", *[e["requested_procedure_id"]] if "requested_procedure_id" in e else []
-        ),
+        "00401001": element("SH", e.get("requested_procedure_id") or _procedure_id()),
         "00321060": element("LO", *[e["procedure"]] if "procedure" in e else []),
-        "0020000D": element("UI", *[e["study_uid"]] if "study_uid" in e else []),
+        "0020000D": element("UI", study_uid),
     }
     ds: dict[str, Any] = {
         "00100010": element(
