@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +175,8 @@ def _a_day(day: Day, folder: Path) -> None:
     )
     refused = dcmtk.run("echoscu", "-aet", "STRANGER", "-aec", "NOBODY", "127.0.0.1", port)
     assert refused.returncode != 0
+    for malformed in MALFORMED.values():
+        assert _raw(node.dicom_port, malformed)[:1] == b"\x07"  # A-ABORT
     echo = AE("PYNETDICOM")
     echo.add_requested_context("1.2.840.10008.1.1")
     assoc = echo.associate("127.0.0.1", node.dicom_port, ae_title="ISTHMUS")
@@ -180,6 +184,42 @@ def _a_day(day: Day, folder: Path) -> None:
     assoc.send_c_echo()
     assoc.release()
     _web(day, folder)
+
+
+def _item(kind: int, body: bytes) -> bytes:
+    return struct.pack(">BBH", kind, 0, len(body)) + body
+
+
+def _associate_rq(calling: bytes) -> bytes:
+    """An A-ASSOCIATE-RQ (PS3.8 9.3.2) to ISTHMUS from the raw 16 bytes `calling`."""
+    body = (
+        struct.pack(">HH", 1, 0)
+        + b"ISTHMUS".ljust(16)
+        + calling.ljust(16)
+        + bytes(32)
+        + _item(0x10, b"1.2.840.10008.3.1.1.1")
+        + _item(0x20, b"\x01\x00\x00\x00" + _item(0x30, b"1.2.840.10008.1.1"))
+        + _item(0x50, _item(0x51, struct.pack(">I", 16384)))
+    )
+    return struct.pack(">BBI", 0x01, 0, len(body)) + body
+
+
+# What no DICOM toolkit sends: a calling AE title with control characters (PS3.5 6.2),
+# and a P-DATA-TF before any association.
+MALFORMED = {
+    "control characters": _associate_rq(b"EVIL\x01\x1b"),
+    "no A-ASSOCIATE-RQ": b"\x04\x00\x00\x00\x00\x04\x00\x00\x00\x00",
+}
+
+
+def _raw(port: int, data: bytes) -> bytes:
+    """What the node answers to `data` sent on a new connection, up to its close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+        return answer
 
 
 def _web(day: Day, folder: Path) -> None:
@@ -332,6 +372,21 @@ def test_associations_accepted_and_rejected_are_user_authentication(day: Day) ->
     (accepted,) = day.of("association", user="PYNETDICOM")
     assert accepted["outcome"] == 0
     assert len(day.of("association", user="MODALITY", outcome=0)) == 1
+
+
+def test_malformed_association_requests_are_audited_as_rejected(day: Day) -> None:
+    """An A-ASSOCIATE-RQ aborted for a protocol error is an association refused
+    (docs/operations.md; PS3.15 A.5.3 User Authentication, outcome 4), and the
+    caller's raw calling AE title does not break the message's XML."""
+    refused = [e for e in day.of("association", outcome=4) if e["user"] != "STRANGER"]
+    assert len(refused) == len(MALFORMED)
+    for entry in refused:
+        doc = check(entry["xml"])
+        assert code(doc, "EventIdentification/EventID")[0] == "110114"
+        assert doc.findtext("EventIdentification/EventOutcomeDescription")
+        assert entry["source"] == "127.0.0.1"
+    users = sorted(check(e["xml"]).find("ActiveParticipant").get("UserID") for e in refused)
+    assert users == ["EVIL\ufffd\ufffd", "unknown"]
 
 
 def test_stow_qido_wado_and_delete_are_logged_with_the_http_user(day: Day) -> None:

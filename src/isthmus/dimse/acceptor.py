@@ -219,7 +219,12 @@ class Acceptor:
         length = transport.check_header(header, self.settings.max_associate_rq - pdu.PDU_HEADER)
         body = transport.recv_exactly(self.sock, length, deadline)
         self.sock.settimeout(self.settings.network_timeout)
-        self.rq = validation.parse_associate_rq(bytes(header) + body)
+        data = bytes(header) + body
+        try:
+            self.rq = validation.parse_associate_rq(data)
+        except PDUError as exc:
+            self._tell_malformed(data, exc)
+            raise
         self.calling_aet = self.rq.calling_aet
         self.peer_max_pdu = self.rq.max_length
 
@@ -257,6 +262,17 @@ class Acceptor:
         self.activity.association(
             refusal is None, self.calling_aet, self.rq.called_aet, self.address, refusal
         )
+
+    def _tell_malformed(self, data: bytes, error: PDUError) -> None:
+        """Audit an A-ASSOCIATE-RQ aborted for a protocol error as an association refused
+        (docs/operations.md), with its AE titles as sent: the audit message replaces what
+        XML cannot hold."""
+        try:
+            titles = pdu.parse_titles(data)
+            calling, called = titles.calling_aet, titles.called_aet
+        except PDUError:
+            calling = called = ""
+        self.activity.association(False, calling, called, self.address, f"A-ABORT: {error}")
 
     @property
     def called_aet(self) -> str:

@@ -195,6 +195,9 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             log.log(level, "connection from %s dropped before association: %s", client_address, exc)
             reason = exc.reason if isinstance(exc, pdu.PDUError) else 0
             send_last_pdu(request, pdu.abort(pdu.ABORT_SOURCE_PROVIDER, reason))
+            if isinstance(exc, pdu.PDUError) and not isinstance(exc, _NothingSent):
+                # a protocol error: audited as an association refused (docs/operations.md)
+                self.activity.association(False, "", "", client_address[0], f"A-ABORT: {exc}")
             return False
         peer_identity = identity(request)
         refusal = (
