@@ -365,6 +365,21 @@ def test_cancel_request_reaches_the_performer_and_unsubscribe_stops_events(
         assert about(receive_until(ws, other), uid) == []  # no report of the cancel
 
 
+def test_cancel_request_without_a_requesting_ae_names_the_node(node: Node, http: httpx.Client):
+    """Requesting AE is required in a Cancel Requested event (PS3.4 Table CC.2.4-1); an
+    HTTP client has no AE title, so the event names the node's (docs/conformance.md)."""
+    performer = aet()
+    uid = create(http)
+    put_state(http, uid, "IN PROGRESS", new_uid())
+    assert http.post(f"/workitems/{uid}/subscribers/{performer}").status_code == 201
+    with connect(ws_url(node, performer), open_timeout=10) as ws:
+        receive(ws, 1)  # the initial state
+        assert http.post(f"/workitems/{uid}/cancelrequest").status_code == 202
+        (cancel,) = receive(ws, 1)
+        assert event_type(cancel) == 2
+        assert cancel["00741236"]["Value"] == [node.settings.aet]
+
+
 def test_suspended_global_subscription_skips_new_items(node: Node, http: httpx.Client):
     me = aet()
     http.post(f"/workitems/{GLOBAL}/subscribers/{me}", params={"deletionlock": "true"})

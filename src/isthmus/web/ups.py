@@ -238,11 +238,14 @@ async def change_state(request: Request) -> Response:
 
 
 async def request_cancel(request: Request) -> Response:
-    """Request Cancellation (PS3.18 11.8): 202 Accepted; the performer decides."""
+    """Request Cancellation (PS3.18 11.8): 202 Accepted; the performer decides.  The
+    Cancel Requested event needs a Requesting AE (PS3.4 Table CC.2.4-1): the body's, else
+    the node's own AE title, as the SCP that took the request (an HTTP client has none)."""
     uid = workitem_uid(request)
     body = await read_dataset(request, required=False)
-    requester = str(first_value(body, "00741236") or "") or None
-    result = await run(context(request).archive.workitems.request_cancel, uid, body, requester)
+    ctx = context(request)
+    requester = str(first_value(body, "00741236") or "") or ctx.settings.aet
+    result = await run(ctx.archive.workitems.request_cancel, uid, body, requester)
     return Response(status_code=202, headers=warnings_of(result.warnings))
 
 
