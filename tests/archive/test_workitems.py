@@ -169,6 +169,18 @@ def test_create_refuses_missing_required_attributes_and_duplicates(archive):
     assert status_of(wi.create, entry(), uid=uid) == UpsStatus.DUPLICATE_SOP_INSTANCE
 
 
+def test_create_refuses_a_referenced_request_without_its_study_instance_uid(archive):
+    """PS3.4 Table CC.2.5-3: >Study Instance UID of the Referenced Request Sequence is 1/1."""
+    wi = archive.workitems
+    ds = entry()
+    ds["0040A370"] = {"vr": "SQ", "Value": [{"00080050": {"vr": "SH", "Value": ["A1"]}}]}
+    assert status_of(wi.create, ds) == UpsStatus.MISSING_ATTRIBUTE
+    ds["0040A370"]["Value"][0]["0020000D"] = {"vr": "UI"}
+    assert status_of(wi.create, ds) == UpsStatus.MISSING_ATTRIBUTE_VALUE
+    ds["0040A370"]["Value"][0]["0020000D"] = {"vr": "UI", "Value": ["1.2.826.0.1.3680043.10.9.7"]}
+    assert wi.create(ds).uid
+
+
 def test_missing_type_2_attributes_are_added_with_a_warning(archive):
     ds = entry()
     del ds["00404018"]

@@ -156,6 +156,11 @@ _CREATE_TYPE_2 = {
     "0040A370": "SQ",  # Referenced Request Sequence
     PERFORMED_PROCEDURE: "SQ",
 }
+# Table CC.2.5-3, N-CREATE: type 1 in each item of a sequence that may have none.
+REFERENCED_REQUEST = "0040A370"
+_CREATE_ITEM_TYPE_1 = {
+    REFERENCED_REQUEST: {"0020000D": "Study Instance UID"},
+}
 _ENUMS = {
     PRIORITY: ("HIGH", "MEDIUM", "LOW"),
     INPUT_READINESS: ("READY", "UNAVAILABLE", "INCOMPLETE"),
@@ -216,6 +221,7 @@ def check_create(dataset: Mapping[str, Any], uid: str, now: str) -> Change:
             raise WorkItemError(UpsStatus.MISSING_ATTRIBUTE, f"{name} ({tag}) is required")
         if value(ds, tag) is None:
             raise WorkItemError(UpsStatus.MISSING_ATTRIBUTE_VALUE, f"{name} ({tag}) is empty")
+    _check_items(ds)
     _check_enums(ds)
     warnings: list[UpsStatus] = []
     for tag, vr in _CREATE_TYPE_2.items():
@@ -228,6 +234,23 @@ def check_create(dataset: Mapping[str, Any], uid: str, now: str) -> Change:
     ds[SOP_INSTANCE_UID] = element("UI", uid)
     ds[MODIFICATION_DATETIME] = element("DT", now)
     return Change(SCHEDULED, None, ds, sorted(set(warnings)))
+
+
+def _check_items(ds: Mapping[str, Any]) -> None:
+    """The type 1 attributes of each item (Table CC.2.5-3): a Referenced Request
+    Sequence item names the Study Instance UID the performer files its results under."""
+    for sequence, required in _CREATE_ITEM_TYPE_1.items():
+        for number, item in enumerate(items(ds, sequence), 1):
+            for tag, name in required.items():
+                if tag not in item:
+                    status, what = UpsStatus.MISSING_ATTRIBUTE, "is required"
+                elif value(item, tag) is None:
+                    status, what = UpsStatus.MISSING_ATTRIBUTE_VALUE, "is empty"
+                else:
+                    continue
+                raise WorkItemError(
+                    status, f"{name} ({tag}) of item {number} of ({sequence}) {what}"
+                )
 
 
 def _check_enums(ds: Mapping[str, Any]) -> None:
