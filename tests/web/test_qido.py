@@ -83,7 +83,7 @@ def test_keys_by_tag_match_like_keywords(http, stored):
 
 
 def test_includefield_returns_attributes_not_indexed(dicomweb, stored):
-    found = dicomweb.search_for_studies(
+    found = dicomweb.search_for_series(
         fields=["InstitutionName"], search_filters={"PatientID": "PID0000"}
     )
     assert found[0]["00080080"]["Value"] == ["ISTHMUS GENERAL"]
@@ -93,6 +93,36 @@ def test_includefield_all(http, stored):
     found = http.get("/series", params={"includefield": "all", "PatientID": "PID0000"}).json()
     assert found[0]["00080080"]["Value"] == ["ISTHMUS GENERAL"]  # from the stored metadata
     assert "7FE00010" not in found[0]
+
+
+# Instance-level attributes of the generated CT images: Image Plane, VOI LUT, Image Pixel.
+INSTANCE_ONLY = ("00200032", "00180050", "00280030", "00281050", "00280100", "00080018")
+
+
+def test_includefield_all_returns_only_attributes_of_the_level_searched(http, stored):
+    """PS3.18 10.6.3.3.1/.2: a study search returns study (and patient) attributes, a
+    series search those of the series and its study, never the first instance's."""
+    [series] = http.get("/series", params={"includefield": "all", "PatientID": "PID0000"}).json()
+    assert not [tag for tag in INSTANCE_ONLY if tag in series]
+    assert series["0008103E"]["Value"] and series["00100010"]["Value"]
+    [study] = http.get("/studies", params={"includefield": "all", "PatientID": "PID0000"}).json()
+    assert not [tag for tag in (*INSTANCE_ONLY, "00080080", "0008103E") if tag in study]
+    assert study["00081030"]["Value"] and study["00100010"]["Value"]
+    [instance, _] = http.get(
+        "/instances", params={"includefield": "all", "PatientID": "PID0000"}
+    ).json()
+    assert all(tag in instance for tag in INSTANCE_ONLY)
+
+
+@pytest.mark.parametrize("path", ["/studies", "/series"])
+def test_an_instance_attribute_named_in_includefield_is_not_returned_above_its_level(
+    http, stored, path
+):
+    params = {"includefield": "ImagePositionPatient,WindowCenter", "PatientID": "PID0001"}
+    [found] = http.get(path, params=params).json()
+    assert "00200032" not in found and "00281050" not in found
+    [first, _] = http.get("/instances", params=params).json()
+    assert "00200032" in first and first["00281050"]["Value"] == [40]
 
 
 def test_study_results_carry_the_required_attributes(dicomweb, stored):
