@@ -224,12 +224,23 @@ def test_xml_results_are_multipart_native_dicom_model(http, stored):
         ({"limit": "-1"}, "limit"),
         ({"fuzzymatching": "maybe"}, "fuzzymatching"),
         ({"00081111.00081150": "1.2"}, "sequence"),
+        ({"includefield": "PatientName.PatientID"}, "includefield"),
+        ({"includefield": "ReferencedStudySequence.NoSuchAttribute"}, "includefield"),
     ],
 )
 def test_bad_queries_are_400_with_a_readable_message(http, stored, params, words):
     response = http.get("/studies", params=params)
     assert response.status_code == 400
     assert words in response.json()["message"]
+
+
+@pytest.mark.parametrize("field", ["300C0002.00081155", "ReferencedRTPlanSequence.00081155"])
+def test_includefield_of_a_sequence_path_returns_the_sequence(http, stored, field):
+    """PS3.18 8.3.4.3: includefield names attributes to return, a sequence among them;
+    a path into one is an include, not a match: its top-level sequence is returned."""
+    response = http.get("/instances", params={"includefield": field, "PatientID": "PID0001"})
+    assert response.status_code == 200, response.text
+    assert all(found["300C0002"] == {"vr": "SQ"} for found in response.json())
 
 
 def test_invalid_date_range_through_dicomweb_client(dicomweb, stored):
