@@ -110,11 +110,14 @@ def test_query_json_at_each_level(catalogue_node: Node) -> None:
 
     patients = query("--level", "patient", "--model", "patient", "PatientID=PID000?")
     assert len(patients) == 5
-    studies = query("--level", "study", "StudyDate=20200101-20201231", "InstitutionName")
+    studies = query("--level", "study", "StudyDate=20200101-20201231", "StudyDescription")
     assert sorted(m["0020000D"]["Value"][0] for m in studies) == sorted(study_uid(k) for k in "BCE")
-    assert all(m["00080080"]["Value"] == ["ISTHMUS GENERAL"] for m in studies)
-    series = query("--level", "series", f"StudyInstanceUID={study_uid('D')}", "Modality=SR")
+    assert all(m["00081030"]["Value"] for m in studies)
+    series = query(
+        "--level", "series", f"StudyInstanceUID={study_uid('D')}", "Modality=SR", "InstitutionName"
+    )
     assert [m["00080060"]["Value"] for m in series] == [["SR"]]
+    assert series[0]["00080080"]["Value"] == ["OTHER HOSPITAL"]
     images = query(
         "--level",
         "image",

@@ -232,12 +232,23 @@ def test_keys_not_indexed_are_matched_from_stored_metadata(catalogue_archive: Ar
 
 
 def test_keys_not_indexed_are_returned_from_stored_metadata(catalogue_archive: Archive) -> None:
-    query = query_from_keywords(
-        "STUDY", {"AccessionNumber": "ACC4", "InstitutionName": "", "SliceThickness": ""}
-    )
-    [match] = catalogue_archive.find(query).matches
+    keys = {"SeriesInstanceUID": series_uid("D", 1), "InstitutionName": "", "SliceThickness": ""}
+    [match] = catalogue_archive.find(query_from_keywords("IMAGE", keys)).matches
     assert values(match, "00080080") == ["OTHER HOSPITAL"]
     assert values(match, "00180050") == [1.0]
+
+
+@pytest.mark.parametrize("level", ["STUDY", "SERIES"])
+def test_keys_not_indexed_are_returned_only_at_their_level(
+    catalogue_archive: Archive, level: str
+) -> None:
+    """PS3.18 10.6.3.3, PS3.4 C.6.2.1: Slice Thickness (Image Plane module) is of the
+    instance level, Institution Name (General Equipment) of the series level; neither
+    is taken from the first instance of a study, nor the first of a series."""
+    keys = {"AccessionNumber": "ACC4", "InstitutionName": "", "SliceThickness": ""}
+    matches = catalogue_archive.find(query_from_keywords(level, keys)).matches
+    assert matches and all("00180050" not in m for m in matches)
+    assert all(("00080080" in m) == (level == "SERIES") for m in matches)
 
 
 def test_requested_key_absent_everywhere_is_returned_empty(catalogue_archive: Archive) -> None:
@@ -379,8 +390,8 @@ def test_limit_and_offset_apply_after_matching_non_indexed_keys(catalogue_archiv
 def test_include_all_returns_every_stored_attribute_but_bulk_data(
     catalogue_archive: Archive,
 ) -> None:
-    query = Query(level="STUDY", keys={STUDY_UID: study_uid("C")}, include_all=True)
-    [match] = catalogue_archive.find(query).matches
+    query = Query(level="IMAGE", keys={STUDY_UID: study_uid("C")}, include_all=True)
+    match = catalogue_archive.find(query).matches[0]
     assert values(match, "00080080") == ["ISTHMUS GENERAL"]
     assert values(match, "00100010") == [{"Alphabetic": "Smith^Anna"}]
     assert "7FE00010" not in match

@@ -60,16 +60,19 @@ def test_findscu_returns_requested_keys_including_non_indexed_ones(
         "PatientName",
         "StudyDate",
         "InstitutionName",
+        "SliceThickness",
         "ModalitiesInStudy",
         "NumberOfStudyRelatedInstances",
     )
     [r] = responses
     assert str(r.PatientName) == "DOE^JANE"
     assert r.StudyDate == "20210101"
-    assert r.InstitutionName == "OTHER HOSPITAL"
     assert list(r.ModalitiesInStudy) == ["CT", "SR"]
     assert int(r.NumberOfStudyRelatedInstances) == 2
     assert "SeriesDescription" not in r  # only what was asked for
+    # Series (General Equipment) and instance (Image Plane) attributes are not the
+    # study's: not taken from its first instance (PS3.4 C.6.2.1.2).
+    assert "InstitutionName" not in r and "SliceThickness" not in r
 
 
 def test_findscu_study_root_series_and_image_levels(
@@ -83,10 +86,14 @@ def test_findscu_study_root_series_and_image_levels(
         "SeriesInstanceUID",
         "Modality=SR",
         "NumberOfSeriesRelatedInstances",
+        "InstitutionName",
+        "SliceThickness",
     )
     assert [
         (s.SeriesInstanceUID, s.Modality, int(s.NumberOfSeriesRelatedInstances)) for s in series
     ] == [(series_uid("D", 2), "SR", 1)]
+    assert series[0].InstitutionName == "OTHER HOSPITAL"  # General Equipment: the series'
+    assert "SliceThickness" not in series[0]  # Image Plane: the instance's
     images, _ = findscu(
         catalogue_node,
         tmp_path,

@@ -83,7 +83,7 @@ def test_keys_by_tag_match_like_keywords(http, stored):
 
 
 def test_includefield_returns_attributes_not_indexed(dicomweb, stored):
-    found = dicomweb.search_for_studies(
+    found = dicomweb.search_for_series(
         fields=["InstitutionName"], search_filters={"PatientID": "PID0000"}
     )
     assert found[0]["00080080"]["Value"] == ["ISTHMUS GENERAL"]
@@ -93,6 +93,36 @@ def test_includefield_all(http, stored):
     found = http.get("/series", params={"includefield": "all", "PatientID": "PID0000"}).json()
     assert found[0]["00080080"]["Value"] == ["ISTHMUS GENERAL"]  # from the stored metadata
     assert "7FE00010" not in found[0]
+
+
+# Instance-level attributes of the generated CT images: Image Plane, VOI LUT, Image Pixel.
+INSTANCE_ONLY = ("00200032", "00180050", "00280030", "00281050", "00280100", "00080018")
+
+
+def test_includefield_all_returns_only_attributes_of_the_level_searched(http, stored):
+    """PS3.18 10.6.3.3.1/.2: a study search returns study (and patient) attributes, a
+    series search those of the series and its study, never the first instance's."""
+    [series] = http.get("/series", params={"includefield": "all", "PatientID": "PID0000"}).json()
+    assert not [tag for tag in INSTANCE_ONLY if tag in series]
+    assert series["0008103E"]["Value"] and series["00100010"]["Value"]
+    [study] = http.get("/studies", params={"includefield": "all", "PatientID": "PID0000"}).json()
+    assert not [tag for tag in (*INSTANCE_ONLY, "00080080", "0008103E") if tag in study]
+    assert study["00081030"]["Value"] and study["00100010"]["Value"]
+    [instance, _] = http.get(
+        "/instances", params={"includefield": "all", "PatientID": "PID0000"}
+    ).json()
+    assert all(tag in instance for tag in INSTANCE_ONLY)
+
+
+@pytest.mark.parametrize("path", ["/studies", "/series"])
+def test_an_instance_attribute_named_in_includefield_is_not_returned_above_its_level(
+    http, stored, path
+):
+    params = {"includefield": "ImagePositionPatient,WindowCenter", "PatientID": "PID0001"}
+    [found] = http.get(path, params=params).json()
+    assert "00200032" not in found and "00281050" not in found
+    [first, _] = http.get("/instances", params=params).json()
+    assert "00200032" in first and first["00281050"]["Value"] == [40]
 
 
 def test_study_results_carry_the_required_attributes(dicomweb, stored):
@@ -194,12 +224,23 @@ def test_xml_results_are_multipart_native_dicom_model(http, stored):
         ({"limit": "-1"}, "limit"),
         ({"fuzzymatching": "maybe"}, "fuzzymatching"),
         ({"00081111.00081150": "1.2"}, "sequence"),
+        ({"includefield": "PatientName.PatientID"}, "includefield"),
+        ({"includefield": "ReferencedStudySequence.NoSuchAttribute"}, "includefield"),
     ],
 )
 def test_bad_queries_are_400_with_a_readable_message(http, stored, params, words):
     response = http.get("/studies", params=params)
     assert response.status_code == 400
     assert words in response.json()["message"]
+
+
+@pytest.mark.parametrize("field", ["300C0002.00081155", "ReferencedRTPlanSequence.00081155"])
+def test_includefield_of_a_sequence_path_returns_the_sequence(http, stored, field):
+    """PS3.18 8.3.4.3: includefield names attributes to return, a sequence among them;
+    a path into one is an include, not a match: its top-level sequence is returned."""
+    response = http.get("/instances", params={"includefield": field, "PatientID": "PID0001"})
+    assert response.status_code == 200, response.text
+    assert all(found["300C0002"] == {"vr": "SQ"} for found in response.json())
 
 
 def test_invalid_date_range_through_dicomweb_client(dicomweb, stored):

@@ -138,6 +138,20 @@ def test_unrenderable_media_type_is_406(http, stored):
     assert response.status_code == 406
 
 
+def test_several_frames_are_rendered_as_multipart_or_refused_never_cut_to_one(http, stored):
+    """PS3.18 10.4.1.1.3, 8.3.5.1: several frames rendered are a multi-frame media type;
+    one image/jpeg would silently drop all frames but the first."""
+    url = instance_url(stored["dose"]) + "/frames/1,2,3/rendered"
+    refused = http.get(url, headers={"Accept": "image/jpeg"})
+    assert refused.status_code == 406
+    assert "frames" in refused.json()["message"]
+    for accept in ('multipart/related; type="image/jpeg"', "*/*"):
+        parts = parse_multipart(http.get(url, headers={"Accept": accept}))
+        assert [image(body).format for _, body in parts] == ["JPEG"] * 3
+    one = http.get(instance_url(stored["dose"]) + "/frames/2/rendered", headers={"Accept": "*/*"})
+    assert one.headers["content-type"] == "image/jpeg"
+
+
 def test_frame_outside_instance_is_404(http, stored):
     assert http.get(instance_url(stored["ct"][0]) + "/frames/2/rendered").status_code == 404
 

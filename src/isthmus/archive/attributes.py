@@ -184,3 +184,161 @@ def resolve_tag(key: str) -> int:
 
 def keyword(tag: int) -> str:
     return keyword_for_tag(tag) or f"{tag:08X}"
+
+
+# The level of the attributes that are not indexed columns, by the Information Entity
+# whose modules hold them (PS3.3 A.1.2; the Query/Retrieve levels of PS3.4 C.6.1.1 and
+# C.6.2.1 hold "all other Attributes" of their IE).  An attribute named nowhere here
+# (image modules, private elements, …) is of the instance level: a search at a higher
+# level neither returns it nor takes it from the first instance (PS3.18 10.6.3.3).
+_MODULE_LEVELS: dict[str, tuple[str, ...]] = {
+    # Patient (PS3.3 C.7.1.1) and Clinical Trial Subject (C.7.1.3) modules: Patient IE.
+    "PATIENT": (
+        "IssuerOfPatientIDQualifiersSequence",
+        "TypeOfPatientID",
+        "PatientBirthTime",
+        "PatientBirthDateInAlternativeCalendar",
+        "PatientDeathDateInAlternativeCalendar",
+        "PatientAlternativeCalendar",
+        "OtherPatientIDs",
+        "OtherPatientIDsSequence",
+        "OtherPatientNames",
+        "EthnicGroup",
+        "PatientComments",
+        "PatientSpeciesDescription",
+        "PatientSpeciesCodeSequence",
+        "PatientBreedDescription",
+        "PatientBreedCodeSequence",
+        "BreedRegistrationSequence",
+        "StrainDescription",
+        "StrainNomenclature",
+        "StrainStockSequence",
+        "StrainAdditionalInformation",
+        "StrainCodeSequence",
+        "GeneticModificationsSequence",
+        "ResponsiblePerson",
+        "ResponsiblePersonRole",
+        "ResponsibleOrganization",
+        "PatientIdentityRemoved",
+        "DeidentificationMethod",
+        "DeidentificationMethodCodeSequence",
+        "QualityControlSubject",
+        "ReferencedPatientSequence",
+        "ReferencedPatientPhotoSequence",
+        "SourcePatientGroupIdentificationSequence",
+        "GroupOfPatientsIdentificationSequence",
+        "ClinicalTrialSponsorName",
+        "ClinicalTrialProtocolID",
+        "ClinicalTrialProtocolName",
+        "ClinicalTrialSiteID",
+        "ClinicalTrialSiteName",
+        "ClinicalTrialSubjectID",
+        "ClinicalTrialSubjectReadingID",
+        "ClinicalTrialProtocolEthicsCommitteeName",
+        "ClinicalTrialProtocolEthicsCommitteeApprovalNumber",
+        # SOP Common, but about the encoding of every response (PS3.4 C.4.1.1.3.2).
+        "SpecificCharacterSet",
+        "TimezoneOffsetFromUTC",
+    ),
+    # General Study (C.7.2.1), Patient Study (C.7.2.2), Clinical Trial Study (C.7.2.3).
+    "STUDY": (
+        "ReferringPhysicianIdentificationSequence",
+        "ConsultingPhysicianName",
+        "ConsultingPhysicianIdentificationSequence",
+        "IssuerOfAccessionNumberSequence",
+        "PhysiciansOfRecord",
+        "PhysiciansOfRecordIdentificationSequence",
+        "NameOfPhysiciansReadingStudy",
+        "PhysiciansReadingStudyIdentificationSequence",
+        "RequestingServiceCodeSequence",
+        "ReferencedStudySequence",
+        "ProcedureCodeSequence",
+        "ReasonForPerformedProcedureCodeSequence",
+        "AdmittingDiagnosesDescription",
+        "AdmittingDiagnosesCodeSequence",
+        "PatientAge",
+        "PatientSize",
+        "PatientWeight",
+        "PatientBodyMassIndex",
+        "MeasuredAPDimension",
+        "MeasuredLateralDimension",
+        "PatientSizeCodeSequence",
+        "MedicalAlerts",
+        "Allergies",
+        "SmokingStatus",
+        "PregnancyStatus",
+        "LastMenstrualDate",
+        "PatientState",
+        "Occupation",
+        "AdditionalPatientHistory",
+        "AdmissionID",
+        "IssuerOfAdmissionIDSequence",
+        "ServiceEpisodeID",
+        "IssuerOfServiceEpisodeIDSequence",
+        "ServiceEpisodeDescription",
+        "PatientSexNeutered",
+        "ReasonForVisit",
+        "ReasonForVisitCodeSequence",
+        "ClinicalTrialTimePointID",
+        "ClinicalTrialTimePointDescription",
+        "LongitudinalTemporalOffsetFromEvent",
+        "LongitudinalTemporalEventType",
+        "ConsentForClinicalTrialUseSequence",
+    ),
+    # General Series (C.7.3.1), Clinical Trial Series (C.7.3.2) and General Equipment
+    # (C.7.5.1: the Equipment IE, one per series, PS3.3 A.1.2.4).
+    "SERIES": (
+        "Laterality",
+        "PerformingPhysicianName",
+        "PerformingPhysicianIdentificationSequence",
+        "ProtocolName",
+        "SeriesDescriptionCodeSequence",
+        "OperatorsName",
+        "OperatorIdentificationSequence",
+        "ReferencedPerformedProcedureStepSequence",
+        "RelatedSeriesSequence",
+        "PatientPosition",
+        "SmallestPixelValueInSeries",
+        "LargestPixelValueInSeries",
+        "RequestAttributesSequence",
+        "PerformedProcedureStepID",
+        "PerformedProcedureStepEndDate",
+        "PerformedProcedureStepEndTime",
+        "PerformedProcedureStepDescription",
+        "PerformedProtocolCodeSequence",
+        "CommentsOnThePerformedProcedureStep",
+        "AnatomicalOrientationType",
+        "TreatmentSessionUID",
+        "ClinicalTrialCoordinatingCenterName",
+        "ClinicalTrialSeriesID",
+        "ClinicalTrialSeriesDescription",
+        "Manufacturer",
+        "InstitutionName",
+        "InstitutionAddress",
+        "StationName",
+        "InstitutionalDepartmentName",
+        "InstitutionalDepartmentTypeCodeSequence",
+        "ManufacturerModelName",
+        "DeviceSerialNumber",
+        "DeviceUID",
+        "SoftwareVersions",
+        "GantryID",
+        "UDISequence",
+        "SpatialResolution",
+        "DateOfLastCalibration",
+        "TimeOfLastCalibration",
+        "PixelPaddingValue",
+    ),
+}
+_LEVEL_BY_TAG: dict[int, str] = {
+    Attribute(kw, level, "").tag: level for level, kws in _MODULE_LEVELS.items() for kw in kws
+}
+
+
+def level_of(tag: int) -> str:
+    """The Query/Retrieve level an attribute belongs to: its column's, else the level
+    of the IE whose module holds it (`_MODULE_LEVELS`), else IMAGE."""
+    attr = BY_TAG.get(tag)
+    if attr is not None:
+        return attr.level
+    return _LEVEL_BY_TAG.get(tag, "IMAGE")

@@ -29,6 +29,7 @@ from isthmus.archive.attributes import (
     UNIQUE_KEYS,
     Attribute,
     level_index,
+    level_of,
 )
 from isthmus.archive.attributes import keyword as keyword_of
 from isthmus.archive.matchers import (
@@ -432,19 +433,20 @@ def _step(
 
 def _return_plan(tags: set[int], level: str) -> list[tuple[str, Attribute | None, str]]:
     """(key, indexed attribute or None, VR) of each returned tag, in tag order; keys of
-    levels below the query level are left out (PS3.4 C.4.1.2.1)."""
+    levels below the query level are left out (PS3.4 C.4.1.2.1, PS3.18 10.6.3.3),
+    indexed or not (`attributes.level_of`)."""
     plan = []
     for tag in sorted(tags):
-        attr = BY_TAG.get(tag)
-        if attr is not None and level_index(attr.level) > level_index(level):
+        if not _level_ok(tag, level):
             continue
+        attr = BY_TAG.get(tag)
         plan.append((f"{tag:08X}", attr, attr.vr if attr is not None else _vr(tag)))
     return plan
 
 
 def _level_ok(tag: int, level: str) -> bool:
-    attr = BY_TAG.get(tag)
-    return attr is None or level_index(attr.level) <= level_index(level)
+    """An attribute of `level` or above it: a result may carry it (PS3.18 10.6.3.3)."""
+    return level_index(level_of(tag)) <= level_index(level)
 
 
 def _column_rows(

@@ -132,7 +132,7 @@ def build_query(request: Request, level: str, study: str | None, series: str | N
                 if item == "all":
                     include_all = True
                 elif item:
-                    keys.setdefault(_tag(item), "")
+                    keys.setdefault(_include_tag(item), "")
         elif name not in CONTROL_PARAMS and name != "transfer-syntax":
             tag = _tag(name)
             value = _uid_list(tag, value)
@@ -166,6 +166,25 @@ def _tag(name: str) -> int:
         return resolve_tag(name)
     except KeyError:
         raise bad_request(f"unknown query parameter or attribute {name[:80]!r}") from None
+
+
+def _include_tag(name: str) -> int:
+    """The attribute an includefield value names (PS3.18 8.3.4.3): a tag or keyword, or a
+    path into a sequence (``300C0002.00081155``), which returns the whole sequence."""
+    from pydicom.datadict import dictionary_VR
+
+    if "." not in name:
+        return _tag(name)
+    path = name.split(".")
+    try:
+        tags = [resolve_tag(part) for part in path]
+        if any(dictionary_VR(tag) != "SQ" for tag in tags[:-1]):
+            raise KeyError(name)
+    except KeyError:
+        raise bad_request(
+            f"includefield {name[:80]!r}: not a path of sequence attributes to an attribute"
+        ) from None
+    return tags[0]
 
 
 def _uid_list(tag: int, value: str) -> str:

@@ -26,9 +26,9 @@ from starlette.routing import Route
 
 from isthmus.archive import InstanceRow
 from isthmus.web import media_types as mt
-from isthmus.web.errors import HTTPError, bad_request
+from isthmus.web.errors import HTTPError, bad_request, not_acceptable
 from isthmus.web.multipart import MultipartWriter
-from isthmus.web.negotiation import Offer, content_type, negotiate
+from isthmus.web.negotiation import Choice, Offer, content_type, negotiate
 from isthmus.web.params import frame_numbers, non_negative_int, path_uids, single
 from isthmus.web.pixels import rendered, rendered_instance
 from isthmus.web.service import context
@@ -147,12 +147,15 @@ async def render_resource(request: Request) -> Response:
         targets = [(rows[0], n) for n in range(1, count + 1)]
     else:
         targets = [(row, 1) for row in rows]
-    offers = (
-        SINGLE + MULTIPART
-        if len(targets) == 1 or "instance" in request.path_params
-        else MULTIPART + SINGLE
-    )
-    choice = negotiate(request, offers)
+    if frames_text is not None and len(targets) > 1:
+        choice = _several_frames(request)
+    else:
+        offers = (
+            SINGLE + MULTIPART
+            if len(targets) == 1 or "instance" in request.path_params
+            else MULTIPART + SINGLE
+        )
+        choice = negotiate(request, offers)
     archive = context(request).archive
     if not choice.multipart:
         row, number = targets[0] if "instance" in request.path_params else (representative(rows), 1)
@@ -173,6 +176,18 @@ async def render_resource(request: Request) -> Response:
         yield writer.close()
 
     return StreamingResponse(parts(), media_type=content_type(choice, writer.boundary))
+
+
+def _several_frames(request: Request) -> Choice:
+    """The multipart type several frames are rendered in, one image per part (PS3.18
+    10.4.1.1.3, 8.3.5.1), or 406: a single image would drop every frame but one."""
+    try:
+        return negotiate(request, MULTIPART)
+    except HTTPError as exc:
+        raise not_acceptable(
+            "several frames are rendered as multipart/related, one image per frame; "
+            f"ask for one frame for a single image. {exc.message}"
+        ) from None
 
 
 async def thumbnail(request: Request) -> Response:
