@@ -254,6 +254,28 @@ def test_move_without_the_unique_key_of_its_level_fails(retrieve_node: Node) -> 
     assert report.status == 0xA900
 
 
+@pytest.mark.parametrize("service", ["move", "get"])
+def test_study_root_retrieve_at_patient_level_is_refused_with_a900(
+    retrieve_node: Node, received: dict[str, dcmtk.StoreSCP], service: str
+) -> None:
+    """The Study Root model has no PATIENT level (PS3.4 C.6.2.2): nothing is sent."""
+    got: list[str] = []
+    patient = identifier("PATIENT", PatientID=catalogue.BY_KEY["B"].patient_id)
+    if service == "move":
+        report = scu.move(peer(retrieve_node), patient, "STORESCP", model="STUDY")
+    else:
+        report = scu.get(
+            peer(retrieve_node),
+            patient,
+            lambda event: got.append(str(event.dataset.SOPInstanceUID)) or 0x0000,
+            [str(row.sop_class_uid) for row in retrieve_node.archive.instances()],
+            model="STUDY",
+        )
+    assert (report.status, report.completed) == (0xA900, 0)
+    assert got == [] and received["STORESCP"].received() == []
+    assert scu.move(peer(retrieve_node), patient, "STORESCP", model="PATIENT").completed > 0
+
+
 # ------------------------------------------------------- pynetdicom move, failures
 def test_pynetdicom_move_reports_progress_and_counts(
     retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]

@@ -35,12 +35,23 @@ log = logging.getLogger(__name__)
 # Sends one dataset on a context; returns the C-STORE status.
 Sender = Callable[[int, str, str, memoryview], int]
 
+# The information model of each C-MOVE and C-GET SOP class (PS3.4 C.6.1.2, C.6.2.2).
+RETRIEVE_ROOTS = {
+    "1.2.840.10008.5.1.4.1.2.1.2": "PATIENT",
+    "1.2.840.10008.5.1.4.1.2.1.3": "PATIENT",
+    "1.2.840.10008.5.1.4.1.2.2.2": "STUDY",
+    "1.2.840.10008.5.1.4.1.2.2.3": "STUDY",
+}
 
-def select(archive: Archive, identifier: Dataset) -> list[InstanceRow]:
-    """Instances named by a retrieve identifier (PS3.4 C.4.2.1.4: unique keys)."""
+
+def select(archive: Archive, identifier: Dataset, root: str = "PATIENT") -> list[InstanceRow]:
+    """Instances named by a retrieve identifier (PS3.4 C.4.2.1.4: unique keys) of the
+    information model `root`; the Study Root model has no PATIENT level (PS3.4 C.6.2)."""
     level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
     if level not in LEVELS:
         raise QueryError(f"QueryRetrieveLevel {level!r} is not valid")
+    if root == "STUDY" and level == "PATIENT":
+        raise QueryError("the Study Root model has no PATIENT level")
     needed = unique_key(level)
 
     def uids_of(keyword: str) -> list[str] | None:
@@ -267,7 +278,7 @@ def _rows(
         identifier = msg.decode_identifier(
             message.require_dataset(), channel.transfer_syntax(message)
         )
-        rows = select(archive, identifier)
+        rows = select(archive, identifier, RETRIEVE_ROOTS[channel.abstract_syntax(message)])
     except QueryError as exc:
         channel.respond(
             message, response, status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=str(exc)
