@@ -276,6 +276,28 @@ def test_study_root_retrieve_at_patient_level_is_refused_with_a900(
     assert scu.move(peer(retrieve_node), patient, "STORESCP", model="PATIENT").completed > 0
 
 
+@pytest.mark.parametrize("level", ["STUDY", "SERIES"])
+def test_patient_root_retrieve_names_only_instances_of_the_patient_id_given(
+    retrieve_node: Node, received: dict[str, dcmtk.StoreSCP], level: str
+) -> None:
+    """Patient ID is the unique key of the level above (PS3.4 C.6.1.2), as for C-FIND:
+    a study of another patient is not retrieved."""
+    keys = {"StudyInstanceUID": study_uid("C")}
+    if level == "SERIES":
+        keys["SeriesInstanceUID"] = series_uid("C", 1)
+    other = catalogue.BY_KEY["A"].patient_id
+    own = catalogue.BY_KEY["C"].patient_id
+    wrong = scu.move(
+        peer(retrieve_node), identifier(level, PatientID=other, **keys), "STORESCP", "PATIENT"
+    )
+    assert (wrong.status, wrong.completed) == (0x0000, 0)
+    assert received["STORESCP"].received() == []
+    right = scu.move(
+        peer(retrieve_node), identifier(level, PatientID=own, **keys), "STORESCP", "PATIENT"
+    )
+    assert (right.status, right.completed) == (0x0000, catalogue.instance_count("C"))
+
+
 # ------------------------------------------------------- pynetdicom move, failures
 def test_pynetdicom_move_reports_progress_and_counts(
     retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]

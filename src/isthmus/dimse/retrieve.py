@@ -46,7 +46,9 @@ RETRIEVE_ROOTS = {
 
 def select(archive: Archive, identifier: Dataset, root: str = "PATIENT") -> list[InstanceRow]:
     """Instances named by a retrieve identifier (PS3.4 C.4.2.1.4: unique keys) of the
-    information model `root`; the Study Root model has no PATIENT level (PS3.4 C.6.2)."""
+    information model `root`; the Study Root model has no PATIENT level (PS3.4 C.6.2).
+    In the Patient Root model a Patient ID below the PATIENT level is the unique key of
+    the level above: only that patient's instances are named (PS3.4 C.6.1.2)."""
     level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
     if level not in LEVELS:
         raise QueryError(f"QueryRetrieveLevel {level!r} is not valid")
@@ -64,16 +66,12 @@ def select(archive: Archive, identifier: Dataset, root: str = "PATIENT") -> list
     if uids_of(needed) is None:
         raise QueryError(f"a {level} level retrieve needs {needed}")
     study = uids_of("StudyInstanceUID")
-    if level == "PATIENT":
-        # Single value matching only (PS3.4 C.4.2.1.4.1): "*" or "?" are no wildcards here,
-        # or PatientID "*" would retrieve the whole archive.
-        patient_id = str(identifier.PatientID).strip()  # LO: spaces are not significant
-        found = archive.find(Query("STUDY", {0x00100020: patient_id, 0x0020000D: ""}))
-        study = [
-            m["0020000D"]["Value"][0]
-            for m in found.matches
-            if str(m.get("00100020", {}).get("Value", [""])[0]).strip() == patient_id
-        ]
+    if level == "PATIENT" or (root == "PATIENT" and uids_of("PatientID") is not None):
+        of_patient = _studies_of(archive, str(identifier.PatientID))
+        if level != "PATIENT" and study is not None:
+            study = [uid for uid in study if uid in of_patient]
+        else:
+            study = of_patient
         if not study:
             return []
     return archive.instances(
@@ -81,6 +79,19 @@ def select(archive: Archive, identifier: Dataset, root: str = "PATIENT") -> list
         uids_of("SeriesInstanceUID") if level in ("SERIES", "IMAGE") else None,
         uids_of("SOPInstanceUID") if level == "IMAGE" else None,
     )
+
+
+def _studies_of(archive: Archive, patient_id: str) -> list[str]:
+    """The Study Instance UIDs of the patient `patient_id`.  Single value matching only
+    (PS3.4 C.4.2.1.4.1): "*" or "?" are no wildcards here, or PatientID "*" would
+    retrieve the whole archive."""
+    patient_id = patient_id.strip()  # LO: spaces are not significant
+    found = archive.find(Query("STUDY", {0x00100020: patient_id, 0x0020000D: ""}))
+    return [
+        m["0020000D"]["Value"][0]
+        for m in found.matches
+        if str(m.get("00100020", {}).get("Value", [""])[0]).strip() == patient_id
+    ]
 
 
 @dataclass
