@@ -399,8 +399,10 @@ def _build(
                 result[key] = {"vr": vr}
             else:
                 entry = meta.get(key)
-                if entry is None or "BulkDataURI" in entry:
+                if entry is None:
                     entry = {"vr": vr}
+                elif "BulkDataURI" in entry:  # bulk data is not returned: its VR is
+                    entry = {"vr": entry.get("vr", vr)}
                 result[key] = entry
         # The plan is in tag order; only the metadata of include_all needs sorting.
         out.append(dict(sorted(result.items())) if include_all else result)
@@ -438,8 +440,15 @@ def _return_plan(tags: set[int], level: str) -> list[tuple[str, Attribute | None
         attr = BY_TAG.get(tag)
         if attr is not None and level_index(attr.level) > level_index(level):
             continue
-        plan.append((f"{tag:08X}", attr, attr.vr if attr is not None else _vr(tag)))
+        plan.append((f"{tag:08X}", attr, attr.vr if attr is not None else _json_vr(tag)))
     return plan
+
+
+def _json_vr(tag: int) -> str:
+    """The VR of a returned element the entity lacks: DICOM JSON names one VR (PS3.18
+    F.2.3), so of a dictionary VR with alternatives ("OB or OW", "US or SS") the first;
+    a stored element keeps its own."""
+    return _vr(tag).split(" or ")[0]
 
 
 def _level_ok(tag: int, level: str) -> bool:
