@@ -332,6 +332,8 @@ def _tag(keyword: str) -> int:
 
 
 def _vr(tag: int) -> str:
+    if tag >> 16 & 1 and 0x10 <= tag & 0xFFFF <= 0xFF:
+        return "LO"  # a private creator (PS3.5 7.8.1)
     try:
         return str(dictionary_VR(tag))
     except KeyError:
