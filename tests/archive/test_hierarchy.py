@@ -50,3 +50,18 @@ def test_a_kept_duplicate_of_another_patient_adds_no_parent_rows(archive: Archiv
     second.PatientID = "SOMEONE-ELSE"
     assert archive.store(_part10(second)).status == "duplicate"
     assert archive.counts() == {"patient": 1, "study": 1, "series": 1, "image": 2}
+
+
+def test_an_instance_of_another_patient_in_a_known_study_leaves_no_empty_patient(
+    archive: Archive,
+) -> None:
+    """Filed under the study's patient (its first instance represents it), the instance
+    adds no patient of its own: a PATIENT level query never sees a patient without
+    studies (PS3.4 C.6.1.1.2)."""
+    first, second, third = list(study(StudySpec(instances_per_series=3)))
+    assert archive.store(_part10(first)).status == "stored"
+    second.PatientID = third.PatientID = "SOMEONE-ELSE"
+    assert archive.store(_part10(second)).status == "stored"
+    assert archive.store(_part10(third)).status == "stored"  # now with cached parents
+    assert archive.counts() == {"patient": 1, "study": 1, "series": 1, "image": 3}
+    assert archive.find(query_from_keywords("PATIENT", {"PatientID": "SOMEONE-ELSE"})).matches == []

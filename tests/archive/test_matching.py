@@ -257,6 +257,17 @@ def test_requested_key_absent_everywhere_is_returned_empty(catalogue_archive: Ar
     assert match["00101000"] == {"vr": "LO"}
 
 
+def test_requested_private_creator_absent_is_returned_empty_as_lo(
+    catalogue_archive: Archive,
+) -> None:
+    """A private creator is LO (PS3.5 7.8.1), not UN, also when the entity lacks it."""
+    query = Query(
+        "STUDY", {STUDY_UID: study_uid("A"), 0x00090010: "", 0x00091001: ""}, root="STUDY"
+    )
+    [match] = catalogue_archive.find(query).matches
+    assert (match["00090010"], match["00091001"]) == ({"vr": "LO"}, {"vr": "UN"})
+
+
 def test_keys_below_the_query_level_are_ignored(catalogue_archive: Archive) -> None:
     query = query_from_keywords("STUDY", {"StudyInstanceUID": "", "SeriesDescription": "nothing"})
     found = catalogue_archive.find(query).matches

@@ -282,6 +282,29 @@ def test_interop_c_find_with_a_private_block_in_the_identifier_still_matches(nod
     )
 
 
+@pytest.mark.parametrize("syntax", [IMPLICIT_LE, EXPLICIT_LE])
+def test_interop_c_find_returns_private_elements_with_their_private_creator(
+    node: Node, syntax: str
+) -> None:
+    """A private element is only read with the creator of its block (PS3.5 7.8.1): a
+    response carrying the one carries the other."""
+    ds = ct_instance(StudySpec(rows=8, columns=8), generate_uid(ROOT), generate_uid(ROOT), 1, 1)
+    ds.private_block(0x0029, "ACME 1.0", create=True).add_new(0x02, "LO", "hello")
+    buf = BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    assert node.archive.store(buf.getvalue()).status == "stored"
+    identifier = query(
+        "IMAGE",
+        StudyInstanceUID=ds.StudyInstanceUID,
+        SeriesInstanceUID=ds.SeriesInstanceUID,
+        SOPInstanceUID="",
+    )
+    identifier.private_block(0x0029, "ACME 1.0", create=True).add_new(0x02, "LO", "")
+    [match] = find(node, identifier, syntax)
+    assert match[0x00290010].value == "ACME 1.0"
+    assert match.private_block(0x0029, "ACME 1.0")[0x02].value in ("hello", b"hello ")
+
+
 def test_interop_findscu_patient_root_with_a_deflate_proposal(
     dcmtk_tools: None, node: Node, tmp_path: Path
 ) -> None:

@@ -254,6 +254,50 @@ def test_move_without_the_unique_key_of_its_level_fails(retrieve_node: Node) -> 
     assert report.status == 0xA900
 
 
+@pytest.mark.parametrize("service", ["move", "get"])
+def test_study_root_retrieve_at_patient_level_is_refused_with_a900(
+    retrieve_node: Node, received: dict[str, dcmtk.StoreSCP], service: str
+) -> None:
+    """The Study Root model has no PATIENT level (PS3.4 C.6.2.2): nothing is sent."""
+    got: list[str] = []
+    patient = identifier("PATIENT", PatientID=catalogue.BY_KEY["B"].patient_id)
+    if service == "move":
+        report = scu.move(peer(retrieve_node), patient, "STORESCP", model="STUDY")
+    else:
+        report = scu.get(
+            peer(retrieve_node),
+            patient,
+            lambda event: got.append(str(event.dataset.SOPInstanceUID)) or 0x0000,
+            [str(row.sop_class_uid) for row in retrieve_node.archive.instances()],
+            model="STUDY",
+        )
+    assert (report.status, report.completed) == (0xA900, 0)
+    assert got == [] and received["STORESCP"].received() == []
+    assert scu.move(peer(retrieve_node), patient, "STORESCP", model="PATIENT").completed > 0
+
+
+@pytest.mark.parametrize("level", ["STUDY", "SERIES"])
+def test_patient_root_retrieve_names_only_instances_of_the_patient_id_given(
+    retrieve_node: Node, received: dict[str, dcmtk.StoreSCP], level: str
+) -> None:
+    """Patient ID is the unique key of the level above (PS3.4 C.6.1.2), as for C-FIND:
+    a study of another patient is not retrieved."""
+    keys = {"StudyInstanceUID": study_uid("C")}
+    if level == "SERIES":
+        keys["SeriesInstanceUID"] = series_uid("C", 1)
+    other = catalogue.BY_KEY["A"].patient_id
+    own = catalogue.BY_KEY["C"].patient_id
+    wrong = scu.move(
+        peer(retrieve_node), identifier(level, PatientID=other, **keys), "STORESCP", "PATIENT"
+    )
+    assert (wrong.status, wrong.completed) == (0x0000, 0)
+    assert received["STORESCP"].received() == []
+    right = scu.move(
+        peer(retrieve_node), identifier(level, PatientID=own, **keys), "STORESCP", "PATIENT"
+    )
+    assert (right.status, right.completed) == (0x0000, catalogue.instance_count("C"))
+
+
 # ------------------------------------------------------- pynetdicom move, failures
 def test_pynetdicom_move_reports_progress_and_counts(
     retrieve_node: Node, received: dict[str, dcmtk.StoreSCP]

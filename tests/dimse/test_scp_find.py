@@ -16,6 +16,8 @@ from isthmus.testing.catalogue import key_of, series_uid, sop_uid, study_uid
 
 from .support import findscu, peer
 
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+
 
 def keys_of(responses: list[Dataset]) -> set[str]:
     return {key_of(str(r.StudyInstanceUID)) for r in responses}
@@ -218,3 +220,31 @@ def test_pynetdicom_find_invalid_date_range_gets_a_failure_status(catalogue_node
 def test_pynetdicom_find_without_level_is_refused(catalogue_node: Node) -> None:
     with pytest.raises(scu.SCUError, match="0xA900"):
         scu.find(peer(catalogue_node), _identifier("", PatientID=""))
+
+
+@pytest.mark.parametrize("tag", [0x7FE00010, 0x00283006])  # stored as bulk data; absent
+def test_pynetdicom_find_of_a_key_with_an_ambiguous_vr_returns_it_empty(
+    catalogue_node: Node, tag: int
+) -> None:
+    """Pixel Data ("OB or OW") and LUT Data ("US or OW") come back empty in one VR of
+    theirs (PS3.4 C.4.1.1.3.2), and the association is not aborted."""
+    identifier = _identifier(
+        "IMAGE",
+        StudyInstanceUID=study_uid("B"),
+        SeriesInstanceUID=series_uid("B", 1),
+        SOPInstanceUID="",
+    )
+    identifier.add_new(tag, "OW", None)
+    ae = AE(ae_title="PYNETDICOM")
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind, EXPLICIT_LE)
+    assoc = ae.associate(
+        "127.0.0.1", catalogue_node.dicom_port, ae_title=catalogue_node.settings.aet
+    )
+    try:
+        answers = list(assoc.send_c_find(identifier, StudyRootQueryRetrieveInformationModelFind))
+    finally:
+        assoc.release()
+    assert [int(s.Status) for s, _ in answers if "Status" in s] == [0xFF00, 0x0000]
+    match = answers[0][1]
+    assert match.SOPInstanceUID == sop_uid("B", 1, 1)
+    assert tag in match and match[tag].is_empty

@@ -374,8 +374,10 @@ class Archive:
         existing = _FIND_INSTANCE.first(conn, values)
         if existing and self.duplicates == "keep":
             return "duplicate", None
-        patient_pk = self._parent(conn, _PATIENTS, record.patient)
-        study_pk = self._parent(conn, _STUDIES, record.study, patient_pk=patient_pk)
+        study_pk = None if existing else self._known_study(conn, record)
+        if study_pk is None:  # a new study (or "overwrite": its patient may change)
+            patient_pk = self._parent(conn, _PATIENTS, record.patient)
+            study_pk = self._parent(conn, _STUDIES, record.study, patient_pk=patient_pk)
         series_pk = self._parent(conn, _SERIES, record.series, study_pk=study_pk)
         values["series_pk"] = series_pk
         if existing:  # "overwrite": the new copy replaces the old one, in its parents too
@@ -395,6 +397,28 @@ class Archive:
                 f"series {record.series['series_instance_uid']} belongs to another study"
             )
         return self._insert(conn, record)
+
+    def _known_study(self, conn: Connection, record: InstanceRecord) -> int | None:
+        """The key of the instance's study if it is indexed already, or None.  An instance
+        of a known study is filed under the study's patient (its first instance represents
+        it), so no patient row is looked up or made for it: one naming another patient
+        would be left without studies, and a PATIENT level query would list it."""
+        study_pk = self._found(conn, _STUDIES, record.study)
+        if study_pk is not None:  # cached too when it exists: `_known_series` needs it
+            self._found(conn, _PATIENTS, record.patient)
+        return study_pk
+
+    def _found(self, conn: Connection, level: _Parents, values: dict[str, Any]) -> int | None:
+        """The key of an existing patient, study or series row (cached), or None."""
+        key = level.cache_key(values)
+        pk = self._parents.get(key)
+        if pk is None:
+            pk = level.find(conn, values)
+            if pk is not None:
+                if len(self._parents) > 10_000:
+                    self._parents.clear()
+                self._parents[key] = pk
+        return pk
 
     def _known_series(self, record: InstanceRecord) -> int | None:
         """The series' key when patient, study and series are all cached and the series
@@ -876,6 +900,11 @@ class _Parents:
     def cache_key(self, values: dict[str, Any]) -> tuple[str, ...]:
         """The key of the row of `values` in the archive's cache of parent keys."""
         return (self.table.name, *[str(values[c]) for c in self.unique])
+
+    def find(self, conn: Connection, values: dict[str, Any]) -> int | None:
+        """The primary key of the row of `values`, or None if there is none."""
+        found = self._find.first(conn, values)
+        return None if found is None else int(found[0])
 
     def key(self, conn: Connection, values: dict[str, Any]) -> int:
         """The primary key of the row of `values`, inserted if there is none."""

@@ -333,6 +333,8 @@ def _tag(keyword: str) -> int:
 
 
 def _vr(tag: int) -> str:
+    if tag >> 16 & 1 and 0x10 <= tag & 0xFFFF <= 0xFF:
+        return "LO"  # a private creator (PS3.5 7.8.1)
     try:
         return str(dictionary_VR(tag))
     except KeyError:
@@ -400,8 +402,10 @@ def _build(
                 result[key] = {"vr": vr}
             else:
                 entry = meta.get(key)
-                if entry is None or "BulkDataURI" in entry:
+                if entry is None:
                     entry = {"vr": vr}
+                elif "BulkDataURI" in entry:  # bulk data is not returned: its VR is
+                    entry = {"vr": entry.get("vr", vr)}
                 result[key] = entry
         # The plan is in tag order; only the metadata of include_all needs sorting.
         out.append(dict(sorted(result.items())) if include_all else result)
@@ -440,8 +444,15 @@ def _return_plan(tags: set[int], level: str) -> list[tuple[str, Attribute | None
         if not _level_ok(tag, level):
             continue
         attr = BY_TAG.get(tag)
-        plan.append((f"{tag:08X}", attr, attr.vr if attr is not None else _vr(tag)))
+        plan.append((f"{tag:08X}", attr, attr.vr if attr is not None else _json_vr(tag)))
     return plan
+
+
+def _json_vr(tag: int) -> str:
+    """The VR of a returned element the entity lacks: DICOM JSON names one VR (PS3.18
+    F.2.3), so of a dictionary VR with alternatives ("OB or OW", "US or SS") the first;
+    a stored element keeps its own."""
+    return _vr(tag).split(" or ")[0]
 
 
 def _level_ok(tag: int, level: str) -> bool:

@@ -17,13 +17,17 @@ _CONTROL_TAGS = {0x00080052, 0x00080005, 0x00080054, 0x00080056}
 
 
 def identifier_keys(identifier: Dataset) -> dict[int, str]:
-    """Each key of an identifier as a match string; '' means universal (return only)."""
+    """Each key of an identifier as a match string; '' means universal (return only),
+    as for a private creator."""
     keys: dict[int, str] = {}
     for elem in identifier:
         tag = int(elem.tag)
         if tag in _CONTROL_TAGS or elem.tag.group in (0x0000, 0x0002):
             continue
-        if elem.tag.is_private_creator:  # reserves a private block: not a key (PS3.5 7.8.1)
+        if elem.tag.is_private_creator:
+            # Reserves a private block (PS3.5 7.8.1): never matched on, but returned, so
+            # that a response's private elements come with the creator of their block.
+            keys[tag] = ""
             continue
         keys[tag] = _text(elem)
     return keys

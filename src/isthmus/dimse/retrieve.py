@@ -35,12 +35,25 @@ log = logging.getLogger(__name__)
 # Sends one dataset on a context; returns the C-STORE status.
 Sender = Callable[[int, str, str, memoryview], int]
 
+# The information model of each C-MOVE and C-GET SOP class (PS3.4 C.6.1.2, C.6.2.2).
+RETRIEVE_ROOTS = {
+    "1.2.840.10008.5.1.4.1.2.1.2": "PATIENT",
+    "1.2.840.10008.5.1.4.1.2.1.3": "PATIENT",
+    "1.2.840.10008.5.1.4.1.2.2.2": "STUDY",
+    "1.2.840.10008.5.1.4.1.2.2.3": "STUDY",
+}
 
-def select(archive: Archive, identifier: Dataset) -> list[InstanceRow]:
-    """Instances named by a retrieve identifier (PS3.4 C.4.2.1.4: unique keys)."""
+
+def select(archive: Archive, identifier: Dataset, root: str = "PATIENT") -> list[InstanceRow]:
+    """Instances named by a retrieve identifier (PS3.4 C.4.2.1.4: unique keys) of the
+    information model `root`; the Study Root model has no PATIENT level (PS3.4 C.6.2).
+    In the Patient Root model a Patient ID below the PATIENT level is the unique key of
+    the level above: only that patient's instances are named (PS3.4 C.6.1.2)."""
     level = str(identifier.get("QueryRetrieveLevel", "")).strip().upper()
     if level not in LEVELS:
         raise QueryError(f"QueryRetrieveLevel {level!r} is not valid")
+    if root == "STUDY" and level == "PATIENT":
+        raise QueryError("the Study Root model has no PATIENT level")
     needed = unique_key(level)
 
     def uids_of(keyword: str) -> list[str] | None:
@@ -53,16 +66,12 @@ def select(archive: Archive, identifier: Dataset) -> list[InstanceRow]:
     if uids_of(needed) is None:
         raise QueryError(f"a {level} level retrieve needs {needed}")
     study = uids_of("StudyInstanceUID")
-    if level == "PATIENT":
-        # Single value matching only (PS3.4 C.4.2.1.4.1): "*" or "?" are no wildcards here,
-        # or PatientID "*" would retrieve the whole archive.
-        patient_id = str(identifier.PatientID).strip()  # LO: spaces are not significant
-        found = archive.find(Query("STUDY", {0x00100020: patient_id, 0x0020000D: ""}))
-        study = [
-            m["0020000D"]["Value"][0]
-            for m in found.matches
-            if str(m.get("00100020", {}).get("Value", [""])[0]).strip() == patient_id
-        ]
+    if level == "PATIENT" or (root == "PATIENT" and uids_of("PatientID") is not None):
+        of_patient = _studies_of(archive, str(identifier.PatientID))
+        if level != "PATIENT" and study is not None:
+            study = [uid for uid in study if uid in of_patient]
+        else:
+            study = of_patient
         if not study:
             return []
     return archive.instances(
@@ -70,6 +79,19 @@ def select(archive: Archive, identifier: Dataset) -> list[InstanceRow]:
         uids_of("SeriesInstanceUID") if level in ("SERIES", "IMAGE") else None,
         uids_of("SOPInstanceUID") if level == "IMAGE" else None,
     )
+
+
+def _studies_of(archive: Archive, patient_id: str) -> list[str]:
+    """The Study Instance UIDs of the patient `patient_id`.  Single value matching only
+    (PS3.4 C.4.2.1.4.1): "*" or "?" are no wildcards here, or PatientID "*" would
+    retrieve the whole archive."""
+    patient_id = patient_id.strip()  # LO: spaces are not significant
+    found = archive.find(Query("STUDY", {0x00100020: patient_id, 0x0020000D: ""}))
+    return [
+        m["0020000D"]["Value"][0]
+        for m in found.matches
+        if str(m.get("00100020", {}).get("Value", [""])[0]).strip() == patient_id
+    ]
 
 
 @dataclass
@@ -267,7 +289,7 @@ def _rows(
         identifier = msg.decode_identifier(
             message.require_dataset(), channel.transfer_syntax(message)
         )
-        rows = select(archive, identifier)
+        rows = select(archive, identifier, RETRIEVE_ROOTS[channel.abstract_syntax(message)])
     except QueryError as exc:
         channel.respond(
             message, response, status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=str(exc)
