@@ -456,7 +456,11 @@ def _json_vr(tag: int) -> str:
 
 
 def _level_ok(tag: int, level: str) -> bool:
-    """An attribute of `level` or above it: a result may carry it (PS3.18 10.6.3.3)."""
+    """An attribute of `level` or above it: a result may carry it (PS3.18 10.6.3.3).
+    A private element belongs to no Information Entity of PS3.3, so it is returned at
+    any level it is asked for, from the entity's representative instance."""
+    if (tag >> 16) % 2:
+        return True
     return level_index(level_of(tag)) <= level_index(level)
 
 
