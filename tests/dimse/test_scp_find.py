@@ -248,3 +248,14 @@ def test_pynetdicom_find_of_a_key_with_an_ambiguous_vr_returns_it_empty(
     match = answers[0][1]
     assert match.SOPInstanceUID == sop_uid("B", 1, 1)
     assert tag in match and match[tag].is_empty
+
+
+@pytest.mark.parametrize("level", ["STUDY", "SERIES"])
+def test_instance_availability_asked_for_is_online(catalogue_node: Node, level: str) -> None:
+    """PS3.4 C.6.2.1: Instance Availability is a return key of the STUDY, SERIES and
+    IMAGE levels; whatever Isthmus holds is retrievable at once."""
+    keys = {"StudyInstanceUID": study_uid("B"), "InstanceAvailability": ""}
+    if level == "SERIES":
+        keys["SeriesInstanceUID"] = ""
+    matches = scu.find(peer(catalogue_node), _identifier(level, **keys))
+    assert matches and all(m.InstanceAvailability == "ONLINE" for m in matches)

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from pydicom.dataset import Dataset
 from pynetdicom.presentation import AllStoragePresentationContexts
 
 from isthmus.archive import MPPS_SOP_CLASS, Archive, Query, QueryError, Transfer
@@ -188,13 +189,23 @@ class ArchiveSCP:
                 comment="identifier cannot be decoded",
             )
             return
+        online = _availability(identifier, level)
         for match in matches:
             if channel.cancelled(message):
                 channel.respond(message, msg.C_FIND_RSP, CANCEL)
                 return
-            result = result_identifier(match, level, self.settings.aet, ts)
+            result = result_identifier({**match, **online}, level, self.settings.aet, ts)
             channel.respond(message, msg.C_FIND_RSP, PENDING, dataset=result)
         channel.respond(message, msg.C_FIND_RSP, SUCCESS)
+
+
+def _availability(identifier: Dataset, level: str) -> dict[str, Any]:
+    """Instance Availability (0008,0056) when the identifier asks for it, at the levels
+    that have it (PS3.4 C.6.1.1.3-5, C.6.2.1.2-4): every instance Isthmus holds is ONLINE,
+    retrievable at once."""
+    if "InstanceAvailability" not in identifier or level == "PATIENT":
+        return {}
+    return {"00080056": {"vr": "CS", "Value": ["ONLINE"]}}
 
 
 def service_table(archive: Archive, settings: Settings, access: AccessControl) -> ServiceTable:
