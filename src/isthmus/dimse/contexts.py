@@ -27,19 +27,28 @@ def contexts_for(rows: list[InstanceRow]) -> list[tuple[str, list[str]]]:
 def contexts_for_syntaxes(pairs: list[tuple[str, str]]) -> list[tuple[str, list[str]]]:
     """For (SOP class, transfer syntax) pairs: each syntax in a context of its own, so
     that instances go as they are, plus one uncompressed context per class, the fallback
-    we can always transcode to (PS3.5 10)."""
-    contexts: list[tuple[str, list[str]]] = []
-    for sop_class, ts in dict.fromkeys(pairs):
-        contexts.append((sop_class, [ts]))
-    for sop_class in dict.fromkeys(c for c, _t in pairs):
-        contexts.append((sop_class, list(uids.PREFERRED_UNCOMPRESSED)))
-    if len(contexts) > MAX_CONTEXTS:
-        log.warning(
-            "sending needs %d presentation contexts; proposing the first %d",
-            len(contexts),
-            MAX_CONTEXTS,
-        )
-    return contexts[:MAX_CONTEXTS]
+    we can always transcode to (PS3.5 10).
+
+    At most 128 contexts fit in one association (PS3.8 9.3.2.2).  Beyond that the
+    fallbacks are kept, one per class, and the as-stored contexts fill what room is
+    left: an instance whose own syntax was not proposed is transcoded, not failed."""
+    stored = [(sop_class, [ts]) for sop_class, ts in dict.fromkeys(pairs)]
+    fallbacks: list[tuple[str, list[str]]] = [
+        (sop_class, [str(ts) for ts in uids.PREFERRED_UNCOMPRESSED])
+        for sop_class in dict.fromkeys(c for c, _t in pairs)
+    ]
+    if len(stored) + len(fallbacks) <= MAX_CONTEXTS:
+        return stored + fallbacks
+    room = max(MAX_CONTEXTS - len(fallbacks), 0)
+    log.warning(
+        "sending needs %d presentation contexts; proposing %d: the %d uncompressed "
+        "fallbacks and %d as stored (the other instances are transcoded)",
+        len(stored) + len(fallbacks),
+        MAX_CONTEXTS,
+        min(len(fallbacks), MAX_CONTEXTS),
+        room,
+    )
+    return (stored[:room] + fallbacks)[:MAX_CONTEXTS]
 
 
 def accepted_syntaxes(accepted: dict[tuple[str, str], int], sop_class: str) -> dict[str, int]:
