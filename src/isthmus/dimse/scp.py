@@ -42,6 +42,7 @@ from isthmus.dimse.service import (
     Service,
     ServiceHandler,
     ServiceTable,
+    audit_query,
     by_sop_class,
 )
 from isthmus.dimse.ups import UPS_PULL, UPS_PUSH, UPS_QUERY, UPS_WATCH, UpsSCP
@@ -142,17 +143,7 @@ class ArchiveSCP:
         root = FIND_ROOTS[channel.abstract_syntax(message)]
         if not self.access.allowed("find", channel.calling_aet, channel.address):
             channel.respond(message, msg.C_FIND_RSP, NOT_AUTHORIZED, comment="not authorized")
-            channel.activity.audit(
-                "query",
-                outcome=4,
-                description="not authorized",
-                door="dimse",
-                user=channel.calling_aet,
-                address=channel.address,
-                local=channel.called_aet,
-                sop_class=channel.abstract_syntax(message),
-                query="",
-            )
+            audit_query(channel, message, "", outcome=4, description="not authorized")
             return
         ts = channel.transfer_syntax(message)
         try:
@@ -166,15 +157,7 @@ class ArchiveSCP:
                 level=level, keys=identifier_keys(identifier), root=root, hierarchical=True
             )
             matches = self.archive.find(query).matches
-            channel.activity.audit(
-                "query",
-                door="dimse",
-                user=channel.calling_aet,
-                address=channel.address,
-                local=channel.called_aet,
-                sop_class=channel.abstract_syntax(message),
-                query=identifier.to_json(),
-            )
+            audit_query(channel, message, identifier.to_json())
         except QueryError as exc:
             channel.respond(
                 message, msg.C_FIND_RSP, IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=str(exc)
