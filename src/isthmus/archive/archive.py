@@ -415,9 +415,7 @@ class Archive:
         if pk is None:
             pk = level.find(conn, values)
             if pk is not None:
-                if len(self._parents) > 10_000:
-                    self._parents.clear()
-                self._parents[key] = pk
+                self._remember(key, pk)
         return pk
 
     def _known_series(self, record: InstanceRecord) -> int | None:
@@ -458,10 +456,14 @@ class Archive:
         key = level.cache_key(values)
         pk = self._parents.get(key)
         if pk is None:
-            pk = level.key(conn, {**values, **parent})
-            if len(self._parents) > 10_000:
-                self._parents.clear()
-            self._parents[key] = pk
+            pk = self._remember(key, level.key(conn, {**values, **parent}))
+        return pk
+
+    def _remember(self, key: tuple[str, ...], pk: int) -> int:
+        """Keep a parent's key in the cache (bounded: emptied past 10,000 keys)."""
+        if len(self._parents) > 10_000:
+            self._parents.clear()
+        self._parents[key] = pk
         return pk
 
     def parents_changed(self, conn: Connection) -> None:
@@ -908,13 +910,13 @@ class _Parents:
 
     def key(self, conn: Connection, values: dict[str, Any]) -> int:
         """The primary key of the row of `values`, inserted if there is none."""
-        found = self._find.first(conn, values)
-        if found is None:
+        pk = self.find(conn, values)
+        if pk is None:
             self._insert.first(conn, values)
-            found = self._find.first(conn, values)
-            if found is None:
+            pk = self.find(conn, values)
+            if pk is None:
                 raise RuntimeError(f"no {self.table.name} row after its insert")
-        return int(found[0])
+        return pk
 
 
 _PATIENTS = _Parents(idx.patient, ("patient_id", "issuer_of_patient_id"))
