@@ -270,9 +270,11 @@ async def stream_instances(
         return asyncio.ensure_future(blocking(_load_group, archive, group, requested))
 
     batches = groups(rows)
-    pending = load(batches[0]) if batches and first is None else None
+    pending: asyncio.Future[list[Loaded]] | None
     if first is not None:
         pending = asyncio.ensure_future(_loaded(first))
+    else:
+        pending = load(batches[0]) if batches else None
     try:
         for index, group in enumerate(batches):
             assert pending is not None
@@ -320,23 +322,27 @@ def groups(rows: list[InstanceRow]) -> list[list[InstanceRow]]:
     return out
 
 
-def _load_group(archive: Archive, rows: list[InstanceRow], requested: str | None) -> list[Loaded]:
-    return [_load(archive, row, target_syntax(requested, row.transfer_syntax_uid)) for row in rows]
+def _load_group(
+    archive: Archive, rows: list[InstanceRow], requested: str | None, strict: bool = False
+) -> list[Loaded]:
+    """The parts of `rows` (`_load` each); on an error, the files already opened are
+    closed before it goes on."""
+    loaded: list[Loaded] = []
+    try:
+        for row in rows:
+            target = target_syntax(requested, row.transfer_syntax_uid)
+            loaded.append(_load(archive, row, target, strict))
+    except HTTPError:
+        _close(loaded)
+        raise
+    return loaded
 
 
 def load_first(archive: Archive, rows: list[InstanceRow], requested: str | None) -> list[Loaded]:
     """The first group of a response that transcodes, loaded before the response starts,
     so that a syntax the encoder refuses for one of these instances (32-bit samples for
     JPEG-LS, say) is still answered 406 (PS3.18 8.7.8.2), not sent as stored."""
-    loaded: list[Loaded] = []
-    try:
-        for row in rows:
-            target = target_syntax(requested, row.transfer_syntax_uid)
-            loaded.append(_load(archive, row, target, strict=True))
-    except HTTPError:
-        _close(loaded)
-        raise
-    return loaded
+    return _load_group(archive, rows, requested, strict=True)
 
 
 async def _loaded(group: list[Loaded]) -> list[Loaded]:
