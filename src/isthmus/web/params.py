@@ -94,3 +94,15 @@ def single(request: Request, name: str) -> str | None:
     if len(values) > 1:
         raise bad_request(f"{name} is given more than once")
     return values[0] if values else None
+
+
+def uid_list(tag: int, value: str) -> str:
+    """A UID list is comma-separated in a query parameter (PS3.18 8.3.4.1); the matching
+    engine takes it backslash-separated.  Values of other VRs are left as they are."""
+    from pydicom.datadict import dictionary_VR
+
+    try:
+        vr = dictionary_VR(tag)
+    except KeyError:
+        return value
+    return value.replace(",", "\\") if vr == "UI" else value

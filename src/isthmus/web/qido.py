@@ -26,7 +26,7 @@ from isthmus.web.dicom_xml import to_xml
 from isthmus.web.errors import bad_request
 from isthmus.web.multipart import MultipartWriter
 from isthmus.web.negotiation import Choice, Offer, content_type, negotiate
-from isthmus.web.params import non_negative_int, path_uids
+from isthmus.web.params import non_negative_int, path_uids, uid_list
 from isthmus.web.service import blocking, context, service_root
 
 MAX_RESULTS = 10_000
@@ -135,7 +135,7 @@ def build_query(request: Request, level: str, study: str | None, series: str | N
                     keys.setdefault(_include_tag(item), "")
         elif name not in CONTROL_PARAMS and name != "transfer-syntax":
             tag = _tag(name)
-            value = _uid_list(tag, value)
+            value = uid_list(tag, value)
             keys[tag] = f"{keys[tag]}\\{value}" if keys.get(tag) else value
     if study is not None:
         keys[STUDY_UID] = study
@@ -185,17 +185,6 @@ def _include_tag(name: str) -> int:
             f"includefield {name[:80]!r}: not a path of sequence attributes to an attribute"
         ) from None
     return tags[0]
-
-
-def _uid_list(tag: int, value: str) -> str:
-    """UID lists may be comma-separated in QIDO (PS3.18 8.3.4.1); the engine wants '\\'."""
-    from pydicom.datadict import dictionary_VR
-
-    try:
-        vr = dictionary_VR(tag)
-    except KeyError:
-        return value
-    return value.replace(",", "\\") if vr == "UI" else value
 
 
 def _add_retrieve_url(match: dict[str, Any], level: str, root: str) -> None:

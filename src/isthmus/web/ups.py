@@ -31,7 +31,6 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-from pydicom.datadict import dictionary_VR
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -50,7 +49,7 @@ from isthmus.web import media_types as mt
 from isthmus.web.dicom_xml import from_xml, to_xml
 from isthmus.web.errors import HTTPError, bad_request, unsupported_media_type
 from isthmus.web.negotiation import Offer, content_type, negotiate
-from isthmus.web.params import non_negative_int
+from isthmus.web.params import non_negative_int, uid_list
 from isthmus.web.qido import respond
 from isthmus.web.service import blocking, context, service_root
 
@@ -282,19 +281,18 @@ def match_params(request: Request, skip: tuple[str, ...] = ()) -> dict[str, str]
     for name, value in request.query_params.multi_items():
         if name.lower() in CONTROL_PARAMS or name in skip:
             continue
-        value = uid_list(name, value)
+        value = _uid_list(name, value)
         params[name] = f"{params[name]}\\{value}" if name in params else value
     return params
 
 
-def uid_list(name: str, value: str) -> str:
-    """A UID list is comma-separated in a query parameter (PS3.18 8.3.4.1); the
-    matching engine takes it backslash-separated.  `name` may be ``Sequence.Key``."""
+def _uid_list(name: str, value: str) -> str:
+    """`params.uid_list` for a parameter named by keyword or tag, or ``Sequence.Key``."""
     try:
-        vr = dictionary_VR(resolve_tag(name.rsplit(".", 1)[-1]))
+        tag = resolve_tag(name.rsplit(".", 1)[-1])
     except (KeyError, ValueError):
         return value  # the engine refuses an unknown name
-    return value.replace(",", "\\") if vr == "UI" else value
+    return uid_list(tag, value)
 
 
 async def subscribe(request: Request) -> Response:
@@ -333,7 +331,7 @@ def subscription_filter(request: Request) -> dict[str, str]:
             else:
                 raise bad_request(f"filter: {piece[:80]!r} is not attribute=value")
         for name, value in pairs:
-            value = uid_list(name, value)
+            value = _uid_list(name, value)
             params[name] = f"{params[name]}\\{value}" if name in params else value
     return params
 
