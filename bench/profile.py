@@ -27,8 +27,10 @@ def py_spy() -> str | None:
 
 
 class Recorder:
-    def __init__(self, pid: int, stem: Path, rate: int = 250) -> None:
-        self.pid, self.stem, self.rate = pid, stem, rate
+    def __init__(self, pid: int, stem: Path, rate: int = 250, gil: bool = False) -> None:
+        """`gil`: sample only the thread holding the interpreter lock (py-spy --gil), so
+        that shares are of the CPU the interpreter spends, not of threads waiting."""
+        self.pid, self.stem, self.rate, self.gil = pid, stem, rate, gil
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Recorder:
@@ -51,6 +53,7 @@ class Recorder:
                     "--output",
                     str(self.stem.with_suffix(".txt")),
                     "--nonblocking",
+                    *(["--gil"] if self.gil else []),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -1,7 +1,7 @@
 """Isthmus's DICOMweb paths alone, timed and optionally profiled: a tool for making them fast.
 
     .venv/bin/python -m bench.web_profile [--only metadata,wado,…] [--rounds N]
-                                          [--baseline SRC_DIR] [--work DIR] [--profile]
+                                          [--baseline SRC_DIR] [--work DIR] [--profile [--gil]]
 
 Unlike `python -m bench` (Isthmus beside Orthanc, in a private network namespace), this
 runs only `isthmus serve` on 127.0.0.1, keeps its loaded archives in `--work` between
@@ -12,7 +12,9 @@ time of curl (`time_total`) and the server's CPU seconds per request.
 commit unpacked with `git archive COMMIT src | tar -x -C DIR`, then SRC_DIR=DIR/src)
 and alternates between the two in every round, so that the load of a shared machine
 falls on both alike.  `--profile` records the current server with py-spy during the
-timed requests (collapsed stacks in DIR/profile-PATH.txt, a summary on stdout).
+timed requests (collapsed stacks in DIR/profile-PATH.txt, a summary on stdout); with
+`--gil`, only the thread holding the interpreter lock is sampled, so the shares are of
+the interpreter's CPU and not of threads waiting for a lock, a disk or a socket.
 
 Paths: metadata (study, 271 instances), wado (whole study as stored), instance (one
 instance as stored), frames (one frame, as the viewer asks), render (JPEG of one
@@ -84,6 +86,7 @@ class Side:
     name: str
     work: Path
     pythonpath: str | None
+    gil: bool = False  # profile only the thread holding the interpreter lock
     servers: dict[str, Server] = field(default_factory=dict)
     wall: dict[str, list[float]] = field(default_factory=dict)
     cpu: dict[str, list[float]] = field(default_factory=dict)
@@ -160,7 +163,7 @@ def store_once(side: Side, round_: int, dimse: bool, profile: bool) -> tuple[flo
     shutil.rmtree(folder, ignore_errors=True)
     server = Server(folder, side.pythonpath).start()
     try:
-        recorder = _recorder(server, side.work / "profile-stow") if profile else None
+        recorder = _recorder(server, side.work / "profile-stow", side.gil) if profile else None
         cpu = server.cpu()
         if dimse:
             seconds = storescu(server, ct.files())
@@ -200,7 +203,7 @@ def measure(side: Side, path: str, round_: int, profile: bool) -> None:
     if round_ == 0:
         request()  # warm-up
     n = REQUESTS.get(path, 10)
-    recorder = _recorder(server, side.work / f"profile-{path}") if profile else None
+    recorder = _recorder(server, side.work / f"profile-{path}", side.gil) if profile else None
     cpu = server.cpu()
     side.wall.setdefault(path, []).extend(request() for _ in range(n))
     side.cpu.setdefault(path, []).append((server.cpu() - cpu) / n)
@@ -209,10 +212,10 @@ def measure(side: Side, path: str, round_: int, profile: bool) -> None:
         _print_profile(recorder.summary(25))
 
 
-def _recorder(server: Server, stem: Path) -> Recorder | None:
+def _recorder(server: Server, stem: Path, gil: bool) -> Recorder | None:
     if server.proc is None:
         return None
-    return Recorder(server.proc.pid, stem, rate=500).__enter__()
+    return Recorder(server.proc.pid, stem, rate=500, gil=gil).__enter__()
 
 
 def _print_profile(summary: dict) -> None:
@@ -249,8 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", help="source folder (holding isthmus/) to compare with")
     p.add_argument("--work", type=Path, default=Path("/tmp/isthmus-web-profile"))
     p.add_argument("--profile", action="store_true")
+    p.add_argument(
+        "--gil",
+        action="store_true",
+        help="profile only the thread holding the interpreter lock (py-spy --gil)",
+    )
     args = p.parse_args(argv)
-    sides = [Side("current", args.work / "current", None)]
+    sides = [Side("current", args.work / "current", None, gil=args.gil)]
     if args.baseline:
         sides.append(Side("baseline", args.work / "baseline", os.path.abspath(args.baseline)))
     paths = [n.strip() for n in args.only.split(",") if n.strip()]
