@@ -233,6 +233,22 @@ def test_bad_requests_get_the_standards_statuses(node: Node, scu: Any) -> None:
     assert status.Status == 0x0211  # no N-SET on UPS Push
 
 
+def test_n_create_refuses_progress_and_performed_procedure_information(
+    node: Node, scu: Any
+) -> None:
+    """PS3.4 Table CC.2.5-3, N-CREATE: both sequences "shall be empty"."""
+    performed = Dataset.from_json(completion("202601020931", "202601020950", "CT01", CT_HEAD))
+    progress = Dataset()
+    progress.ProcedureStepProgress = 10
+    for keyword, value in (
+        ("ProcedureStepProgressInformationSequence", [progress]),
+        ("UnifiedProcedureStepPerformedProcedureSequence", performed[0x00741216].value),
+    ):
+        ds = _workitem()
+        setattr(ds, keyword, value)
+        assert _create(scu, ds)[0] == 0x0106  # invalid attribute value
+
+
 def test_cancel_request_of_a_scheduled_item_cancels_it(
     node: Node, scu: Any, receiver: Receiver
 ) -> None:
