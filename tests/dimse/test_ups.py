@@ -203,6 +203,20 @@ def test_c_find_on_pull_finds_scheduled_items_by_their_keys(node: Node, scu: Any
     assert responses[-1][0].Status == 0x0000
 
 
+def test_c_find_answers_a_name_in_unicode_in_utf8(node: Node, scu: Any) -> None:
+    """A value ASCII cannot hold is answered in ISO_IR 192 (PS3.5 6.1.2.3)."""
+    ds = _workitem(patient_name="Müller^Jürgen=山田^太郎", patient_id="P-UTF8")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    _status, uid = _create(scu, ds)
+    query = Dataset()
+    query.PatientID = "P-UTF8"
+    query.PatientName = ""
+    responses = list(scu.send_c_find(query, UnifiedProcedureStepPull))
+    (found,) = [ds for status, ds in responses if status.Status == 0xFF00]
+    assert found.SpecificCharacterSet == "ISO_IR 192"
+    assert str(found.PatientName) == "Müller^Jürgen=山田^太郎"
+
+
 def test_state_machine_violations_get_the_standards_statuses(node: Node, scu: Any) -> None:
     _status, uid = _create(scu)
     assert _state(scu, uid, "COMPLETED", str(generate_uid())) == 0xC310  # not yet IN PROGRESS
