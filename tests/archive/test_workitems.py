@@ -181,6 +181,20 @@ def test_create_refuses_a_referenced_request_without_its_study_instance_uid(arch
     assert wi.create(ds).uid
 
 
+def test_create_refuses_progress_or_performed_procedure_information(archive):
+    """PS3.4 Table CC.2.5-3, N-CREATE: the Procedure Step Progress Information Sequence
+    "2/2 Shall be empty", the Unified Procedure Step Performed Procedure Sequence "2/2
+    Shall be created empty"; present and empty they are what a new item has."""
+    wi = archive.workitems
+    progress = {"00741002": {"vr": "SQ", "Value": [{"00741004": {"vr": "DS", "Value": [10]}}]}}
+    performed = completion("202601020931", "202601020950", "CT01", CT_HEAD)
+    for filled in (progress, performed):
+        ds = {**entry(), **filled}
+        assert status_of(wi.create, ds) == UpsStatus.INVALID_ATTRIBUTE_VALUE
+    uid = wi.create({**entry(), "00741002": {"vr": "SQ"}, "00741216": {"vr": "SQ"}}).uid
+    assert wi.get(uid)["00741216"] == {"vr": "SQ"}
+
+
 def test_missing_type_2_attributes_are_added_with_a_warning(archive):
     ds = entry()
     del ds["00404018"]

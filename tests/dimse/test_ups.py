@@ -203,6 +203,20 @@ def test_c_find_on_pull_finds_scheduled_items_by_their_keys(node: Node, scu: Any
     assert responses[-1][0].Status == 0x0000
 
 
+def test_c_find_answers_a_name_in_unicode_in_utf8(node: Node, scu: Any) -> None:
+    """A value ASCII cannot hold is answered in ISO_IR 192 (PS3.5 6.1.2.3)."""
+    ds = _workitem(patient_name="Müller^Jürgen=山田^太郎", patient_id="P-UTF8")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    _status, uid = _create(scu, ds)
+    query = Dataset()
+    query.PatientID = "P-UTF8"
+    query.PatientName = ""
+    responses = list(scu.send_c_find(query, UnifiedProcedureStepPull))
+    (found,) = [ds for status, ds in responses if status.Status == 0xFF00]
+    assert found.SpecificCharacterSet == "ISO_IR 192"
+    assert str(found.PatientName) == "Müller^Jürgen=山田^太郎"
+
+
 def test_state_machine_violations_get_the_standards_statuses(node: Node, scu: Any) -> None:
     _status, uid = _create(scu)
     assert _state(scu, uid, "COMPLETED", str(generate_uid())) == 0xC310  # not yet IN PROGRESS
@@ -231,6 +245,22 @@ def test_bad_requests_get_the_standards_statuses(node: Node, scu: Any) -> None:
     assert unknown == 0xC308  # the receiving AE is not a known peer
     status, _ = scu.send_n_set(_workitem(), UnifiedProcedureStepPush, uid)
     assert status.Status == 0x0211  # no N-SET on UPS Push
+
+
+def test_n_create_refuses_progress_and_performed_procedure_information(
+    node: Node, scu: Any
+) -> None:
+    """PS3.4 Table CC.2.5-3, N-CREATE: both sequences "shall be empty"."""
+    performed = Dataset.from_json(completion("202601020931", "202601020950", "CT01", CT_HEAD))
+    progress = Dataset()
+    progress.ProcedureStepProgress = 10
+    for keyword, value in (
+        ("ProcedureStepProgressInformationSequence", [progress]),
+        ("UnifiedProcedureStepPerformedProcedureSequence", performed[0x00741216].value),
+    ):
+        ds = _workitem()
+        setattr(ds, keyword, value)
+        assert _create(scu, ds)[0] == 0x0106  # invalid attribute value
 
 
 def test_cancel_request_of_a_scheduled_item_cancels_it(

@@ -163,6 +163,25 @@ def test_a_claimed_step_leaves_the_worklist(module_node: Node, tmp_path: Path) -
     assert _findscu(module_node, tmp_path, key) == []
 
 
+def test_a_name_in_unicode_comes_back_in_utf8(
+    module_node: Node, tmp_path: Path, dcmtk_tools: None
+) -> None:
+    """A value ASCII cannot hold is answered in ISO_IR 192 (PS3.5 6.1.2.3)."""
+    entry = {
+        "accession": "ACC-UTF8",
+        "patient_id": "P-UTF8",
+        "patient_name": "Müller^Jürgen=山田^太郎",
+        "modality": "CT",
+        "station_aet": "CT09",
+        "start": "202601090800",
+        "label": "CT step",
+    }
+    module_node.archive.workitems.create(scheduled_workitem(entry))
+    (found,) = _findscu(module_node, tmp_path, "PatientID=P-UTF8")
+    assert found.SpecificCharacterSet == "ISO_IR 192"
+    assert str(found.PatientName) == "Müller^Jürgen=山田^太郎"
+
+
 def test_a_bad_date_key_gets_a_failure_status(module_node: Node) -> None:
     ae = AE(ae_title="MODALITY")
     ae.add_requested_context(ModalityWorklistInformationFind)

@@ -230,6 +230,10 @@ def test_create_refuses_bad_work_items(http: httpx.Client):
     uid = create(http)
     r = http.post(f"/workitems?{uid}", content=json.dumps(item()), headers=JSON_TYPE)
     assert r.status_code == 409
+    ds = {**item(), **completion("202601020931", "202601020950", "CT01", CT_HEAD)}
+    r = http.post("/workitems", content=json.dumps(ds), headers=JSON_TYPE)  # shall be empty
+    assert r.status_code == 400 and "0x0106" in r.json()["message"]
+    assert "Performed Procedure Sequence" in r.headers["warning"]
     assert http.post("/workitems", content=b"{not json", headers=JSON_TYPE).status_code == 400
     r = http.post("/workitems", content=b"x", headers={"Content-Type": "text/plain"})
     assert r.status_code == 415

@@ -161,6 +161,13 @@ REFERENCED_REQUEST = "0040A370"
 _CREATE_ITEM_TYPE_1 = {
     REFERENCED_REQUEST: {"0020000D": "Study Instance UID"},
 }
+# Table CC.2.5-3, N-CREATE: "2/2 Shall be empty" (Procedure Step Progress Information
+# Sequence) and "2/2 Shall be created empty" (Unified Procedure Step Performed Procedure
+# Sequence); their items' attributes are "-/-" there, set later by N-SET.
+_CREATE_EMPTY = {
+    PROGRESS_INFORMATION: "Procedure Step Progress Information Sequence",
+    PERFORMED_PROCEDURE: "Unified Procedure Step Performed Procedure Sequence",
+}
 _ENUMS = {
     PRIORITY: ("HIGH", "MEDIUM", "LOW"),
     INPUT_READINESS: ("READY", "UNAVAILABLE", "INCOMPLETE"),
@@ -202,7 +209,8 @@ def check_shape(ds: Any, depth: int = 0) -> None:
 def check_create(dataset: Mapping[str, Any], uid: str, now: str) -> Change:
     """N-CREATE (PS3.4 CC.2.5): a new SCHEDULED item.  Missing type 2 attributes are
     added empty and reported as 0xB300 "created with modifications"; a missing Worklist
-    Label gets the SCP's default (Table CC.2.5-3: the SCP fills it in)."""
+    Label gets the SCP's default (Table CC.2.5-3: the SCP fills it in); progress or
+    performed procedure information is refused (0x0106, Table CC.2.5-3: shall be empty)."""
     check_shape(dataset)
     ds = unicode(dataset)
     state = value(ds, PROCEDURE_STEP_STATE)
@@ -222,6 +230,7 @@ def check_create(dataset: Mapping[str, Any], uid: str, now: str) -> Change:
         if value(ds, tag) is None:
             raise WorkItemError(UpsStatus.MISSING_ATTRIBUTE_VALUE, f"{name} ({tag}) is empty")
     _check_items(ds)
+    _check_empty(ds)
     _check_enums(ds)
     warnings: list[UpsStatus] = []
     for tag, vr in _CREATE_TYPE_2.items():
@@ -251,6 +260,17 @@ def _check_items(ds: Mapping[str, Any]) -> None:
                 raise WorkItemError(
                     status, f"{name} ({tag}) of item {number} of ({sequence}) {what}"
                 )
+
+
+def _check_empty(ds: Mapping[str, Any]) -> None:
+    """What a new item cannot have yet (Table CC.2.5-3, N-CREATE "shall be empty"):
+    progress and what was performed, which the performer N-SETs once IN PROGRESS.  An
+    item in either is an invalid value (0x0106), as a Transaction UID is."""
+    for tag, name in _CREATE_EMPTY.items():
+        if items(ds, tag):
+            raise WorkItemError(
+                UpsStatus.INVALID_ATTRIBUTE_VALUE, f"{name} ({tag}) must be empty at creation"
+            )
 
 
 def _check_enums(ds: Mapping[str, Any]) -> None:

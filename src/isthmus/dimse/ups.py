@@ -24,7 +24,6 @@ events go there on a new association): 0xC308 otherwise (CC.2.3.2).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -215,7 +214,7 @@ class UpsSCP:
                 return
             result = select(item, wanted)
             result.pop(TRANSACTION_UID, None)  # never disclosed (CC.2.8.3)
-            data = encode_json(_with_charset(result), ts)
+            data = encode_json(result, ts)  # declares ISO_IR 192 if need be
             channel.respond(message, msg.C_FIND_RSP, PENDING, dataset=data)
         channel.respond(message, msg.C_FIND_RSP, SUCCESS)
 
@@ -256,9 +255,3 @@ def _vr(tag: int) -> str:
         return str(dictionary_VR(tag))
     except KeyError:
         return "UN"
-
-
-def _with_charset(model: dict[str, Any]) -> dict[str, Any]:
-    if not json.dumps(model, ensure_ascii=False).isascii():
-        model = {"00080005": {"vr": "CS", "Value": ["ISO_IR 192"]}, **model}
-    return model

@@ -16,7 +16,6 @@ DateTime, the time against its time part.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -151,10 +150,8 @@ class WorklistSCP:
             if channel.cancelled(message):
                 channel.respond(message, msg.C_FIND_RSP, CANCEL)
                 return
-            result = select(item, wanted)
-            if not _ascii(result):
-                result = {"00080005": {"vr": "CS", "Value": ["ISO_IR 192"]}, **result}
-            channel.respond(message, msg.C_FIND_RSP, PENDING, dataset=encode_json(result, ts))
+            data = encode_json(select(item, wanted), ts)  # declares ISO_IR 192 if need be
+            channel.respond(message, msg.C_FIND_RSP, PENDING, dataset=data)
         channel.respond(message, msg.C_FIND_RSP, SUCCESS)
 
 
@@ -190,7 +187,3 @@ def _value(ds: dict[str, Any], tag: str) -> Any:
 
 def _el(vr: str, value: Any) -> dict[str, Any]:
     return {"vr": vr, "Value": [value]} if value not in (None, "") else {"vr": vr}
-
-
-def _ascii(model: dict[str, Any]) -> bool:
-    return json.dumps(model, ensure_ascii=False).isascii()
