@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
+
+import pytest
 import sqlalchemy as sa
 
+from isthmus.archive import Archive, query_from_keywords
 from isthmus.archive import index as idx
+from isthmus.testing.generate import ROOT, StudySpec, ct_instance
 
 
 def test_migrations_apply_once_and_record_their_version(index_url: str) -> None:
@@ -113,3 +119,58 @@ def test_migration_10_adds_the_request_to_an_existing_relay_transfer_table(tmp_p
             assert conn.exec_driver_sql("SELECT request FROM relay_transfer").scalar() is None
     finally:
         engine.dispose()
+
+
+# Patient names (and one referring physician's) as sent, each with trailing empty
+# components or groups (PS3.5 6.2.1.1, 6.2.1.2) but one.
+OLD_NAMES = ["Smith^John^^^", "Doe^Jane^^Dr", "Müller^Hans^", "Roe^Ann^^=山田^花子^", "Poe^Ed=="]
+
+
+def test_migration_11_upgrades_names_indexed_with_trailing_empty_components(
+    index_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index of the previous schema held the upper-cased alphabetic group as sent
+    (``SMITH^JOHN^^^``); migration 11 gives it the form ingest writes now, in ranges of
+    primary keys (two rows here), so PatientName=SMITH^JOHN finds it."""
+    archive = Archive(index_url, f"file://{tmp_path / 'blobs'}")
+    try:
+        for n, name in enumerate(OLD_NAMES):
+            spec = StudySpec(patient_name=name, patient_id=f"MIG{n}", charset="ISO_IR 192")
+            ds = ct_instance(spec, f"{ROOT}300.{n}", f"{ROOT}300.{n}.1", 1, 1)
+            ds.ReferringPhysicianName = "Who^Cares^^" if n == 0 else "Who^Cares"
+            out = io.BytesIO()
+            ds.save_as(out, enforce_file_format=True)
+            assert archive.store(out.getvalue()).status == "stored"
+    finally:
+        archive.close()
+    engine = idx.create_engine(index_url)
+    try:
+        with engine.begin() as conn:  # back to the values and version the previous one wrote
+            for table, column in (
+                (idx.patient, "patient_name"),
+                (idx.study, "referring_physician_name"),
+            ):
+                norm = table.c[column + "_norm"]
+                for pk, raw in conn.execute(sa.select(table.c.pk, table.c[column])).all():
+                    old = raw.split("=", 1)[0].upper()
+                    conn.execute(table.update().where(table.c.pk == pk).values({norm.name: old}))
+            conn.execute(idx.schema_version.delete().where(idx.schema_version.c.version == 11))
+        monkeypatch.setattr(idx, "PN_MIGRATION_BATCH", 2)
+        assert idx.migrate(engine) == 11
+        with engine.connect() as conn:
+            norms = set(conn.execute(sa.select(idx.patient.c.patient_name_norm)).scalars())
+            referring = set(
+                conn.execute(sa.select(idx.study.c.referring_physician_name_norm)).scalars()
+            )
+    finally:
+        engine.dispose()
+    assert norms == {"SMITH^JOHN", "DOE^JANE^^DR", "MÜLLER^HANS", "ROE^ANN", "POE^ED"}
+    assert referring == {"WHO^CARES"}
+    archive = Archive(index_url, f"file://{tmp_path / 'blobs'}")
+    try:
+        query = query_from_keywords("STUDY", {"PatientName": "SMITH^JOHN", "PatientID": ""})
+        assert [m["00100020"]["Value"] for m in archive.find(query).matches] == [["MIG0"]]
+        query = query_from_keywords("STUDY", {"ReferringPhysicianName": "who^cares"})
+        assert len(archive.find(query).matches) == len(OLD_NAMES)
+    finally:
+        archive.close()

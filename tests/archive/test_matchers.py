@@ -3,7 +3,7 @@
 One archive (SQLite and PostgreSQL) holds generated instances, one per patient/study/
 series, with values chosen for the edge cases of each rule (partial times, fractions,
 ideographic name groups, SQL LIKE characters, multi-valued attributes, missing
-values).  For each (key, value) the matcher runs
+values, names with trailing empty components).  For each (key, value) the matcher runs
 
 - as SQL: over the indexed column, exactly as `find` compiles it; for attributes that
   are not columns, over a side table with one row per stored value (the shape of
@@ -60,7 +60,7 @@ DATA: dict[str, dict[str, Any]] = {
         "AcquisitionDateTime": "20200310141500",
     },
     "b": {
-        "PatientName": "smith^anna",
+        "PatientName": "smith^anna^^",  # trailing empty components (PS3.5 6.2.1.1)
         "StudyDate": "20200101",
         "StudyTime": "141559.999999",
         "AccessionNumber": "ACC%2",
@@ -78,12 +78,12 @@ DATA: dict[str, dict[str, Any]] = {
         "AccessionNumber": "acc3",
         "Modality": "CT",
         "SeriesNumber": 3,
-        "OtherPatientNames": ["Yamada^Tarou=山田^太郎"],
+        "OtherPatientNames": ["Yamada^Tarou^^=山田^太郎^"],
         "SliceThickness": "1",
         "AcquisitionDateTime": "2020031014",
     },
     "d": {
-        "PatientName": "=山田^花子",
+        "PatientName": "=山田^花子^",
         "StudyDate": "20200229",
         "StudyTime": "235959.5",
         "AccessionNumber": "ACC_4",
@@ -372,9 +372,39 @@ CASES: list[tuple[str, str, set[str] | None]] = [
     ("PatientName", "*=*=?*", {"c", "g"}),
     ("PatientName", "SMITH*=山田*", set()),
     ("PatientName", "SMITH^JOHN\\DOE*", {"a", "f"}),
+    # trailing empty components and groups may be omitted (PS3.5 6.2.1.1, 6.2.1.2):
+    # on either side the name is the same
+    ("PatientName", "SMITH^JOHN^^^", {"a"}),
+    ("PatientName", "SMITH^JOHN==", {"a"}),
+    ("PatientName", "SMITH^JOHN^^^=^=", {"a"}),
+    ("PatientName", "smith^anna", {"b"}),
+    ("PatientName", "SMITH^ANNA^", {"b"}),
+    ("PatientName", "SMITH", set()),
+    ("PatientName", "SMITH^", set()),
+    ("PatientName", "DOE^JANE", set()),  # an empty middle name is not trailing
+    ("PatientName", "DOE^JANE^^DR^", {"f"}),
+    ("PatientName", "=山田^花子", {"d"}),
+    ("PatientName", "=山田^花子^^", {"d"}),
+    ("PatientName", "^", None),  # the empty name: universal
+    ("PatientName", "*^", None),
+    # wildcards: `*` after empty components may stand for none (SMITH^* finds SMITH)
+    ("PatientName", "SMITH^J*", {"a"}),
+    ("PatientName", "SMITH^*", {"a", "b"}),
+    ("PatientName", "SMITH^ANNA^*", {"b"}),
+    ("PatientName", "müller^hans^*", {"e"}),
+    ("PatientName", "müller^hans^^*", {"e"}),
+    ("PatientName", "MÜLLER^*^", {"e"}),
+    ("PatientName", "müller^hans^?*", set()),
+    ("PatientName", "DOE^JANE^*", {"f"}),
+    ("PatientName", "DOE^JANE^^*", {"f"}),
+    ("PatientName", "DOE^JANE^^^*", set()),
+    ("PatientName", "=山田^花子^*", {"d"}),
+    ("PatientName", "*=山田^花子^*", {"d"}),
     ("OtherPatientNames", "DOE^JANE", {"a"}),
     ("OtherPatientNames", "müller*", {"a"}),
     ("OtherPatientNames", "=山田^太郎", {"c"}),
+    ("OtherPatientNames", "Yamada^Tarou=山田^太郎^^", {"c"}),
+    ("OtherPatientNames", "yamada^tarou^*=山田^*", {"c"}),
 ]
 
 

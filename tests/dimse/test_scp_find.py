@@ -3,6 +3,7 @@ over the query catalogue, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind
 from isthmus.dimse import scu
 from isthmus.server import Node
 from isthmus.testing.catalogue import key_of, series_uid, sop_uid, study_uid
+from isthmus.testing.generate import StudySpec, study
 
 from .support import findscu, peer
 
@@ -259,3 +261,47 @@ def test_instance_availability_asked_for_is_online(catalogue_node: Node, level: 
         keys["SeriesInstanceUID"] = ""
     matches = scu.find(peer(catalogue_node), _identifier(level, **keys))
     assert matches and all(m.InstanceAvailability == "ONLINE" for m in matches)
+
+
+# ------------------------------------------------- trailing empty name components
+@pytest.fixture(scope="module")
+def trailing_names(module_node: Node) -> Node:
+    """Two studies whose names differ in trailing delimiters only (PS3.5 6.2.1.1): one
+    stored with them (JONES^MARY^^^), one without (BROWN^BOB)."""
+    for name, patient_id in (("JONES^MARY^^^", "PNT1"), ("BROWN^BOB", "PNT2")):
+        spec = StudySpec(patient_name=name, patient_id=patient_id, instances_per_series=1)
+        [ds] = study(spec)
+        out = BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        assert module_node.archive.store(out.getvalue()).status == "stored"
+    return module_node
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("JONES^MARY", {"PNT1"}),  # stored with trailing delimiters
+        ("BROWN^BOB^^^", {"PNT2"}),  # asked with them
+        ("brown^bob==", {"PNT2"}),  # trailing empty component groups (PS3.5 6.2.1.2)
+        ("BROWN^", set()),  # BROWN, not BROWN^BOB
+        ("JONES^M*", {"PNT1"}),  # wildcards as before (PS3.4 C.2.2.2.4)
+        ("JONES^*", {"PNT1"}),
+        ("BROWN^BOB^*", {"PNT2"}),  # `*` after an empty component stands for none too
+        ("JONES^MARY^?*", set()),
+    ],
+)
+def test_findscu_names_differing_in_trailing_delimiters_are_one_name(
+    dcmtk_tools: None, trailing_names: Node, tmp_path: Path, name: str, expected: set[str]
+) -> None:
+    responses, _ = findscu(trailing_names, tmp_path, "STUDY", f"PatientName={name}", "PatientID")
+    assert {str(r.PatientID) for r in responses} == expected
+
+
+def test_pynetdicom_find_names_differing_in_trailing_delimiters(trailing_names: Node) -> None:
+    for name, patient_id, stored_as in (
+        ("JONES^MARY", "PNT1", "JONES^MARY^^^"),
+        ("BROWN^BOB^^^", "PNT2", "BROWN^BOB"),
+    ):
+        identifier = _identifier("STUDY", PatientName=name, PatientID="")
+        [match] = scu.find(peer(trailing_names), identifier)
+        assert (match.PatientID, str(match.PatientName)) == (patient_id, stored_as)

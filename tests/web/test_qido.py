@@ -292,3 +292,29 @@ def test_the_same_searches_on_a_postgresql_index(postgres, tmp_path):
         assert names(
             client.search_for_studies(fuzzymatching=True, search_filters={"PatientName": "john"})
         ) == {"SMITH^JOHN", "SMYTHE^JOHN"}
+
+
+def test_names_differing_in_trailing_delimiters_are_one_name(index_url, tmp_path):
+    """PS3.5 6.2.1.1: ``JONES^MARY^^^`` is ``JONES^MARY`` whichever side has the
+    delimiters; wildcards match as before, and a result carries the name as stored."""
+    from tests.web.conftest import make_study, node_settings, root_of
+
+    from isthmus.server import Node
+
+    with Node(node_settings(tmp_path, index_url=index_url)) as node:
+        client = DICOMwebClient(root_of(node))
+        client.store_instances(
+            make_study(patient_name="JONES^MARY^^^", patient_id="PNT1", instances_per_series=1)
+            + make_study(patient_name="BROWN^BOB", patient_id="PNT2", instances_per_series=1)
+        )
+
+        def found(name: str) -> set[str]:
+            return names(client.search_for_studies(search_filters={"PatientName": name}))
+
+        assert found("JONES^MARY") == {"JONES^MARY^^^"}
+        assert found("brown^bob^^^") == {"BROWN^BOB"}
+        assert found("BROWN^BOB^^^==") == {"BROWN^BOB"}
+        assert found("BROWN^") == set()
+        assert found("JONES^M*") == {"JONES^MARY^^^"}
+        assert found("*^*") == {"JONES^MARY^^^", "BROWN^BOB"}
+        assert found("BROWN^BOB^*") == {"BROWN^BOB"}

@@ -351,6 +351,35 @@ def _migration_10(conn: Connection) -> None:
         conn.execute(sa.text("ALTER TABLE relay_transfer ADD COLUMN request TEXT"))
 
 
+# Rows of one table a statement of migration 11 visits at most (a range of primary keys).
+PN_MIGRATION_BATCH = 10_000
+
+
+def _migration_11(conn: Connection) -> None:
+    """Person names' upper-cased columns (``*_norm``) without the delimiters of trailing
+    empty components, as ingest writes them now (PS3.5 6.2.1.1: ``SMITH^JOHN^^^`` is
+    ``SMITH^JOHN``; matchers.pn_norm).
+
+    The old value is the upper-cased alphabetic group, so the new one is it without
+    trailing ``^`` (upper-casing makes none): SQL alone, nothing read into Python,
+    only names ending in ``^`` written, one range of primary keys per statement.  The
+    ranges stay in `migrate`'s one transaction: PostgreSQL's migration lock is that
+    transaction's, so committing a range would let a process starting at the same
+    time take the lock, find migration 11 unrecorded and run it too (then fail to
+    record it a second time); an interrupted migration leaves nothing half done."""
+    for table in (patient, study, series, instance):
+        norms = [c for c in table.c if c.name.endswith("_norm")]
+        top = conn.execute(sa.select(sa.func.max(table.c.pk))).scalar() if norms else None
+        for low in range(0, top or 0, PN_MIGRATION_BATCH):
+            in_range = sa.and_(table.c.pk > low, table.c.pk <= low + PN_MIGRATION_BATCH)
+            for norm in norms:
+                conn.execute(
+                    table.update()
+                    .where(in_range, norm.like("%^"))
+                    .values({norm.name: sa.func.rtrim(norm, "^")})
+                )
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -362,6 +391,7 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_8,
     _migration_9,
     _migration_10,
+    _migration_11,
 ]
 
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from isthmus.archive.attributes import ATTRIBUTES
+from isthmus.archive.matchers import pn_norm
 from isthmus.dicom import json as dicom_json
 from isthmus.dicom.part10 import Header
 
@@ -29,8 +30,10 @@ class InstanceRecord:
 
 
 def normalize_pn(value: str) -> str:
-    """Upper-cased alphabetic component group of a PN (PS3.5 6.2.1), for matching."""
-    return value.split("=", 1)[0].upper()
+    """Upper-cased alphabetic component group of a PN (PS3.5 6.2.1) without its trailing
+    empty components, for matching: the query's value takes the same form (one rule,
+    `matchers.pn_norm`)."""
+    return pn_norm(value)
 
 
 def column_value(model: dict[str, Any], key: str, vr: str) -> Any:

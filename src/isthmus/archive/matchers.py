@@ -38,6 +38,7 @@ stored attribute matches when any of its values does.
 
 from __future__ import annotations
 
+import itertools
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -548,15 +549,63 @@ def pn_text(value: Any) -> str:
     return "=".join(groups).strip()
 
 
+def pn_canonical(text: str) -> str:
+    """A PN value in its shortest form: each component group without the delimiters of
+    its trailing empty components, and without trailing empty groups.  PS3.5 6.2.1.1
+    and 6.2.1.2 let both be omitted, so ``SMITH^JOHN^^^``, ``SMITH^JOHN==`` and
+    ``SMITH^JOHN`` are one name, which matching compares in this form."""
+    groups = [group.rstrip("^") for group in text.split("=")]
+    while groups and not groups[-1]:
+        groups.pop()
+    return "=".join(groups)
+
+
+def pn_canonical_sql(column: Any) -> Any:
+    """`pn_canonical` in SQL over a PN column (``alpha=ideo=phon`` as stored): the
+    delimiters of trailing empty components before each ``=`` (a group has at most
+    four delimiters, PS3.5 6.2.1.1), then the trailing ``^`` and ``=``.  ``replace``
+    and two-argument ``rtrim`` are the same in SQLite and PostgreSQL."""
+    for _ in range(4):
+        column = sa.func.replace(column, "^=", "=")
+    return sa.func.rtrim(column, "^=")
+
+
 def pn_norm(text: str) -> str:
-    """The alphabetic group upper-cased: the ``*_norm`` column (ingest.normalize_pn)."""
-    return text.split("=", 1)[0].upper()
+    """The alphabetic group in its shortest form (`pn_canonical`), upper-cased: the
+    ``*_norm`` column (ingest.normalize_pn; migration 11 made the existing rows so)."""
+    return text.split("=", 1)[0].rstrip("^").upper()
+
+
+def pn_patterns(group: str) -> tuple[str, ...]:
+    """The patterns one key component group (in its shortest form) is matched with
+    against a stored group in its shortest form: any may match; () for an empty key
+    group, which matches anything.
+
+    A wildcard after empty components may stand for none of them: ``SMITH^*`` (any
+    given name, PS3.4 C.2.2.2.4) finds ``SMITH^JOHN`` and ``SMITH`` (``SMITH^`` with its
+    delimiter omitted, PS3.5 6.2.1.1), not ``SMITHSON``.  So a key that ends in a run
+    of ``^`` and ``*`` is its stem (what comes before the run) followed by the run's
+    ``^`` before its first ``*`` and one ``*``, or the stem alone.  A ``?`` stands for a
+    character of the name, never for an omitted delimiter."""
+    if not group:
+        return ()
+    stem = group.rstrip("^*")
+    tail = group[len(stem) :]
+    if "*" not in tail:
+        return (group,)
+    carets = len(tail) - len(tail.lstrip("^"))
+    wildcard = stem + "^" * carets + "*"
+    return (wildcard, stem) if carets else (wildcard,)
 
 
 @dataclass(frozen=True)
 class PersonName(Matcher):
     """Person name matching (PS3.4 C.2.2.2.1 single value, C.2.2.2.4 wildcard).
 
+    - Names are compared in their shortest form (`pn_canonical`, `pn_patterns`):
+      trailing empty components and groups may be omitted (PS3.5 6.2.1.1, 6.2.1.2),
+      so the key ``SMITH^JOHN^^^`` finds a stored ``SMITH^JOHN`` and ``SMITH^JOHN``
+      a stored ``SMITH^JOHN^^^``.
     - The **alphabetic** component group is matched case-insensitively: C.2.2.2.1
       allows PN matching "insensitive to some or all aspects of case"; the index holds
       it upper-cased (``*_norm``) and the key is upper-cased too, so ``smith*`` finds
@@ -568,37 +617,41 @@ class PersonName(Matcher):
       or with wildcards).  So ``=山田^太郎`` finds ``Yamada^Tarou=山田^太郎=やまだ^たろう``
       and ``=やまだ^たろう`` (a phonetic name in the ideographic place) does not.
 
-    In SQL the groups are checked on the full column ``alpha=ideo=phon``: one LIKE per
-    possible number of stored groups, each guarded by that number of ``=`` (a stored
-    group never contains ``=``, so a wildcard cannot run across a group boundary).
+    In SQL the groups are checked on the full column ``alpha=ideo=phon`` in its shortest
+    form (`pn_canonical_sql`): one LIKE per possible number of stored groups (and
+    pattern of each group), each guarded by that number of ``=`` (a stored group never
+    contains ``=``, so a wildcard cannot run across a group boundary).
     """
 
-    groups: tuple[str, ...]
+    groups: tuple[str, ...]  # the key's groups in their shortest form, alphabetic upper-cased
 
-    def _alpha(self) -> str:
-        return self.groups[0].upper()
+    @classmethod
+    def of(cls, value: str) -> PersonName:
+        """The matcher of one key value (groups split at ``=``)."""
+        groups = pn_canonical(value).split("=")
+        return cls((groups[0].upper(), *groups[1:]))
 
     def comparison(self) -> tuple[str, str] | None:
         """The alphabetic group's comparison on the upper-cased column, for a key that
-        gives no other group."""
-        alpha = self._alpha()
-        if not alpha or any(self.groups[1:]):
+        gives no other group and is one pattern."""
+        patterns = pn_patterns(self.groups[0])
+        if len(patterns) != 1 or any(self.groups[1:]):
             return None
-        return text_matcher(alpha).comparison()
+        return text_matcher(patterns[0]).comparison()
 
     def sql(self, column: Any, norm: Any = None) -> Condition:
         if norm is None:
             raise TypeError("person name matching needs the upper-cased (norm) column")
         conds: list[Condition] = []
-        alpha = self._alpha()
+        alpha = pn_patterns(self.groups[0])
         if alpha:
-            conds.append(text_matcher(alpha).sql(norm))
-        if len(self.groups) > 1 and any(self.groups[1:]):
-            conds.append(self._groups_sql(column))
+            conds.append(sa.or_(*[text_matcher(p).sql(norm) for p in alpha]))
+        if any(self.groups[1:]):
+            conds.append(self._groups_sql(pn_canonical_sql(column)))
         return sa.and_(*conds) if conds else sa.true()
 
     def _groups_sql(self, column: Any) -> Condition:
-        rest = (list(self.groups[1:]) + ["", ""])[:2]
+        rest = [pn_patterns(g) for g in (list(self.groups[1:]) + ["", ""])[:2]]
         branches: list[Condition] = []
         shapes = [
             ~column.like("%=%"),
@@ -608,10 +661,13 @@ class PersonName(Matcher):
         for stored_groups in (1, 2, 3):
             present = rest[: stored_groups - 1]
             absent = rest[stored_groups - 1 :]
-            if any(g and not wildcard_regex(g).fullmatch("") for g in absent):
+            if any(g and not any(wildcard_regex(p).fullmatch("") for p in g) for g in absent):
                 continue  # the key asks for a group the stored name lacks
-            pattern = "=".join(["%", *[like_pattern(g) if g else "%" for g in present]])
-            branches.append(sa.and_(shapes[stored_groups - 1], column.like(pattern, escape="\\")))
+            for chosen in itertools.product(*[g or ("*",) for g in present]):
+                pattern = "=".join(["%", *[like_pattern(p) for p in chosen]])
+                branches.append(
+                    sa.and_(shapes[stored_groups - 1], column.like(pattern, escape="\\"))
+                )
         return sa.or_(*branches) if branches else sa.false()
 
     def match(self, values: Sequence[Any]) -> bool:
@@ -620,12 +676,11 @@ class PersonName(Matcher):
     def _match_one(self, text: str) -> bool:
         if not text:
             return False
-        stored = (text.split("=") + ["", ""])[:3]
-        alpha = self._alpha()
-        if alpha and not wildcard_regex(alpha).fullmatch(pn_norm(text)):
-            return False
-        for key_group, stored_group in zip(self.groups[1:3], stored[1:3], strict=False):
-            if key_group and not wildcard_regex(key_group).fullmatch(stored_group):
+        stored = (pn_canonical(text).split("=") + ["", ""])[:3]
+        stored[0] = pn_norm(text)
+        for key_group, stored_group in zip(self.groups, stored, strict=False):
+            patterns = pn_patterns(key_group)
+            if patterns and not any(wildcard_regex(p).fullmatch(stored_group) for p in patterns):
                 return False
         return True
 
@@ -683,9 +738,10 @@ def person_name_matcher(keyword: str, value: str, fuzzy: bool) -> Matcher | None
         if len(words) > MAX_KEY_VALUES:
             raise QueryError(f"{keyword}: more than {MAX_KEY_VALUES} words to match")
         return FuzzyName(words) if words else None
-    if not any(groups) or all(g in ("", "*") for g in groups):
-        return None  # every group universal
-    return PersonName(groups)
+    matcher = PersonName.of(value)
+    if all(g in ("", "*") for g in matcher.groups):
+        return None  # every group universal (``^`` is the empty name too, PS3.5 6.2.1.1)
+    return matcher
 
 
 # ------------------------------------------------------------------ combination
