@@ -354,7 +354,7 @@ def test_isthmus_c_find_on_orthanc_at_study_and_patient_level(pair: Pair) -> Non
     assert str(answer.PatientName) == "FIND^ME"
 
 
-@pytest.mark.parametrize("via", ["get"])
+@pytest.mark.parametrize("via", ["move", "get"])
 def test_isthmus_retrieves_a_study_from_orthanc_into_the_archive(pair: Pair, via: str) -> None:
     datasets = own_study(f"ORT-{via.upper()}", 3)
     upload(pair.orthanc, datasets)
