@@ -32,7 +32,7 @@ from isthmus.server import Node
 from isthmus.testing import catalogue, orthanc, samples
 from isthmus.testing.generate import ROOT, StudySpec, study
 from isthmus.testing.net import free_port
-from isthmus.testing.orthanc import TemporaryOrthanc
+from isthmus.testing.orthanc import OrthancError, TemporaryOrthanc
 
 from .support import stored
 
@@ -175,8 +175,12 @@ def test_orthanc_c_store_to_isthmus_is_kept_byte_for_byte(pair: Pair, kind: str)
 # C-FIND: the catalogue's answers (PS3.4 C.2.2.2: wildcards, ranges, case-insensitive
 # names per Isthmus's conformance statement).
 def test_orthanc_patient_level_c_find_with_a_wildcard_name(pair: Pair) -> None:
-    answers = query(pair.orthanc, "Patient", {"PatientName": "SMITH*", "PatientID": ""})
-    assert uids(answers, "PatientID") == {"PID0001", "PID0002"}
+    keys = {"PatientName": "SMITH*", "PatientID": "", "NumberOfPatientRelatedStudies": ""}
+    answers = query(pair.orthanc, "Patient", keys)
+    assert {(a["PatientID"], a["NumberOfPatientRelatedStudies"]) for a in answers} == {
+        ("PID0001", "2"),
+        ("PID0002", "1"),
+    }
 
 
 def test_orthanc_study_level_c_find_with_a_date_range(pair: Pair) -> None:
@@ -250,6 +254,36 @@ def test_orthanc_c_move_from_isthmus_to_itself(pair: Pair) -> None:
         assert bytes(received) == stored(pair.node, sop_uid)[1]
 
 
+def test_orthanc_instance_level_c_move_from_isthmus(pair: Pair) -> None:
+    sop_uid = catalogue.sop_uid("D", 2, 1)
+    resource = {
+        "StudyInstanceUID": catalogue.study_uid("D"),
+        "SeriesInstanceUID": catalogue.series_uid("D", 2),
+        "SOPInstanceUID": sop_uid,
+    }
+    body = {"Level": "Instance", "Resources": [resource], "TargetAet": ORTHANC, "Synchronous": True}
+    pair.orthanc.post("/modalities/isthmus/move", body)
+    assert orthanc_holds(pair.orthanc, sop_uid)
+    assert not orthanc_holds(pair.orthanc, catalogue.sop_uid("D", 1, 1))
+
+
+def test_orthanc_patient_level_c_move_in_the_study_root_model_is_refused(pair: Pair) -> None:
+    """Orthanc 1.10 asks every C-MOVE in the Study Root model, a PATIENT level one too;
+    that model has no PATIENT level (PS3.4 C.6.2.1), so Isthmus answers 0xA900
+    (Identifier does not match SOP Class) and moves nothing.  Orthanc's deviation: the
+    standard outcome is checked, Isthmus is not bent to it."""
+    body = {
+        "Level": "Patient",
+        "Resources": [{"PatientID": "PID0003"}],
+        "TargetAet": ORTHANC,
+        "Synchronous": True,
+    }
+    with pytest.raises(OrthancError) as refused:
+        pair.orthanc.post("/modalities/isthmus/move", body)
+    assert "0xA900" in refused.value.body
+    assert not orthanc_holds(pair.orthanc, catalogue.sop_uid("D", 1, 1))
+
+
 def test_orthanc_retrieves_a_query_answer_by_c_move(pair: Pair) -> None:
     found = pair.orthanc.post(
         "/modalities/isthmus/query",
@@ -299,6 +333,16 @@ def test_orthanc_storage_commitment_of_an_unknown_instance_reports_no_such_objec
     [failure] = report["Failures"]
     assert failure["SOPInstanceUID"] == missing
     assert failure["FailureReason"] == 0x0112  # No such object instance (PS3.4 J.3.3.1.1)
+
+
+def test_orthanc_storage_commitment_naming_the_wrong_class_reports_a_class_instance_conflict(
+    pair: Pair,
+) -> None:
+    mr = "1.2.840.10008.5.1.4.1.1.4"
+    report = _commitment(pair, [(mr, catalogue.sop_uid("E", 1, 1))])
+    assert (report["Status"], report["Success"]) == ("Failure", [])
+    [failure] = report["Failures"]
+    assert failure["FailureReason"] == 0x0119  # Class / Instance conflict (PS3.4 J.3.3.1.1)
 
 
 def catalogue_class() -> str:
