@@ -12,12 +12,13 @@ import urllib.request
 from pathlib import Path
 
 from bench.procs import Server
+from isthmus.testing import orthanc
 from isthmus.testing.net import free_port
 
 CALLING_AET = "BENCHSCU"
 MOVE_AET = "BENCHSCP"
-ORTHANC_BIN = Path("/usr/sbin/Orthanc")
-DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
+ORTHANC_BIN = orthanc.ORTHANC_BIN
+DICOMWEB_PLUGIN = orthanc.DICOMWEB_PLUGIN
 
 
 def http_json(url: str, timeout: float = 30.0) -> object:
@@ -106,30 +107,12 @@ class OrthancServer(Server):
 
     def command(self) -> list[str]:
         storage = self.workdir / "storage"
-        config = {
-            "Name": "bench",
-            "StorageDirectory": str(storage),
-            "IndexDirectory": str(storage),
-            "DicomAet": self.aet,
-            "DicomPort": self.dicom_port,
-            "HttpPort": self.http_port,
-            "RemoteAccessAllowed": False,
-            "AuthenticationEnabled": False,
-            "Plugins": [str(DICOMWEB_PLUGIN)],
-            "DicomWeb": {
-                "Enable": True,
-                "Root": "/dicom-web/",
-                "EnableWado": True,
-                "WadoRoot": "/wado",
-                "Host": "127.0.0.1",
-                "Ssl": False,
-            },
-            "DicomModalities": {
-                "benchscu": [CALLING_AET, "127.0.0.1", 104],
-                "benchscp": [MOVE_AET, "127.0.0.1", self.move_port],
-            },
+        modalities = {
+            "benchscu": [CALLING_AET, "127.0.0.1", 104],
+            "benchscp": [MOVE_AET, "127.0.0.1", self.move_port],
         }
-        self.config.write_text(json.dumps(config, indent=1))
+        settings = orthanc.config(storage, self.dicom_port, self.http_port, self.aet, modalities)
+        self.config.write_text(json.dumps({**settings, "Name": "bench"}, indent=1))
         return [str(ORTHANC_BIN), str(self.config)]
 
     @property

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the system packages the tests and benchmarks need, only when missing:
 # DCMTK (real DICOM peers), PostgreSQL server, Chromium (browser tests), Node.js (JS tests),
-# HAProxy (the load balancer in front of several processes, tests/scaling), coturn (TURN, tests/p2p).
+# HAProxy (the load balancer in front of several processes, tests/scaling), coturn (TURN, tests/p2p),
+# Orthanc with its DICOMweb plugin (a PACS as a peer, tests/dimse and tests/web; the benchmarks).
 # Usage: scripts/system-deps.sh [test|bench]
 set -euo pipefail
 want=()
@@ -16,9 +17,11 @@ command -v unshare >/dev/null 2>&1 || want+=(util-linux)
 command -v ip >/dev/null 2>&1 || want+=(iproute2)
 [ -x /usr/sbin/haproxy ] || want+=(haproxy)  # the load balancer of the scaling tests
 command -v turnserver >/dev/null 2>&1 || want+=(coturn)  # TURN server of the p2p tests
+# Orthanc, a PACS as a peer: the interop tests (tests/dimse/test_orthanc_peer.py,
+# tests/web/test_orthanc_dicomweb.py) and the benchmarks' other archive.
+[ -x /usr/sbin/Orthanc ] || want+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || want+=(orthanc-dicomweb)
 if [ "${1:-test}" = bench ]; then
-  [ -x /usr/sbin/Orthanc ] || want+=(orthanc)
-  [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || want+=(orthanc-dicomweb)
   [ -e /usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so ] || want+=(orthanc-postgresql)
   command -v curl >/dev/null 2>&1 || want+=(curl)  # HTTP client of the DICOMweb benchmarks
 fi

@@ -4,6 +4,7 @@ register routes, garbage never hurts the port."""
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 import threading
@@ -14,6 +15,7 @@ import pytest
 from dimse.support import address, associate_rq, peer, read_pdu, run_ok
 from isthmus.dicom.ul.pdu import AAssociateRQ
 from isthmus.dimse import scu
+from isthmus.node.router import AssociationRouter
 from isthmus.server import Node
 from isthmus.testing import dcmtk
 from isthmus.testing.generate import StudySpec, write_study
@@ -53,6 +55,14 @@ def test_unknown_called_ae_title_gets_a_permanent_rejection(
         kind, body = read_pdu(sock)
     assert kind == 0x03  # A-ASSOCIATE-RJ
     assert body[1:] == bytes([1, 1, 7])  # permanent, service user, called AE not recognized
+
+
+def test_a_port_in_use_is_an_address_in_use_error(module_node: Node) -> None:
+    """`isthmus retrieve --via move` next to a running `isthmus serve` relies on it
+    (fetch.py): the bind's OSError, not an error of the half-built router's cleanup."""
+    with pytest.raises(OSError) as caught:
+        AssociationRouter(("127.0.0.1", module_node.dicom_port), lambda *args: None)
+    assert caught.value.errno == errno.EADDRINUSE
 
 
 def test_pynetdicom_scu_sees_the_rejection(module_node: Node) -> None:

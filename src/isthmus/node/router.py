@@ -91,6 +91,10 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
                 self.address_family = socket.AF_INET6
         except ValueError:
             pass
+        # What the doors started along with the port (e.g. the UPS event sender): closed
+        # with it, newest first.  Set before binding: a failed bind calls server_close,
+        # and the caller must see the OSError (EADDRINUSE: fetch.py's port in use).
+        self.on_close: list[Callable[[], None]] = []
         super().__init__(address, _Handler, bind_and_activate=listening is None)
         self.shared_port = listening is not None
         if listening is not None:
@@ -106,9 +110,6 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
         self.activity = Activity()  # start_scp gives the archive's (audit trail, metrics)
         self._handed: set[int] = set()
         self._lock = threading.Lock()
-        # What the doors started along with the port (e.g. the UPS event sender): closed
-        # with it, newest first.
-        self.on_close: list[Callable[[], None]] = []
 
     def server_close(self) -> None:
         while self.on_close:
