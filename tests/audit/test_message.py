@@ -15,6 +15,7 @@ from isthmus.audit.message import records
 
 from .schema import check, code
 
+UPS_PUSH, MPPS = "1.2.840.10008.5.1.4.34.6.1", "1.2.840.10008.3.1.2.3.3"
 STUDY = {
     "uid": "1.2.3.4",
     "sop_classes": {"1.2.840.10008.5.1.4.1.1.2": 3},
@@ -48,6 +49,19 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "deleted": payload(door="dicomweb", user="boss", studies=[STUDY]),
     "share-link": payload(studies=[STUDY], detail={"action": "created", "link": "abc"}),
     "relay-transfer": payload(studies=[STUDY], peer="SITE-B", detail={"direction": "sent"}),
+    "procedure-record": payload(
+        studies=[{"uid": "1.2.3.4", "patient_id": "PID7", "patient_name": "AUDIT^ALICE"}],
+        detail={
+            "action": "C",
+            "sop_class": UPS_PUSH,
+            "sop_instance": "1.2.3.9",
+            "operation": "N-CREATE",
+            "state": "SCHEDULED",
+            "accession": "ACC1",
+            "patient_id": "PID7",
+            "patient_name": "AUDIT^ALICE",
+        },
+    ),
 }
 EXPECTED = {  # EventID, EventActionCode
     "application": ("110100", "E"),
@@ -60,6 +74,7 @@ EXPECTED = {  # EventID, EventActionCode
     "deleted": ("110105", "D"),
     "share-link": ("110103", "C"),
     "relay-transfer": ("110104", "R"),
+    "procedure-record": ("110111", "C"),
 }
 
 
@@ -222,3 +237,79 @@ def test_control_characters_a_caller_sends_still_give_well_formed_xml() -> None:
     doc = check(record.xml)
     assert doc.find("ActiveParticipant").get("UserID") == "EVIL\ufffd\ufffd"
     assert doc.findtext(".//EventOutcomeDescription") == "bad\ufffd title\x7f\ufffd"
+
+
+def test_a_procedure_record_names_requestor_archive_study_with_the_step_and_patient() -> None:
+    """PS3.15 A.5.3.15: the requestor and the archive; the Study (type 2, role 3, 110180)
+    whose description names the step (a UPS: one instance of UPS Push) and accession;
+    the Patient (type 1, role 1, RFC-3881 2 "Patient Number")."""
+    (record,) = records("procedure-record", EXAMPLES["procedure-record"], "X")
+    doc = check(record.xml)
+    requestor, archive = doc.findall("ActiveParticipant")
+    assert (requestor.get("UserID"), requestor.get("UserIsRequestor")) == ("MODALITY", "true")
+    assert requestor.get("NetworkAccessPointID") == "127.0.0.1"
+    assert (archive.get("UserID"), archive.get("UserIsRequestor")) == ("ISTHMUS", "false")
+    study, patient = doc.findall("ParticipantObjectIdentification")
+    assert study.get("ParticipantObjectID") == "1.2.3.4"
+    assert (study.get("ParticipantObjectTypeCode"), study.get("ParticipantObjectTypeCodeRole")) == (
+        "2",
+        "3",
+    )
+    assert code(study, "ParticipantObjectIDTypeCode")[0] == "110180"
+    assert study.find("ParticipantObjectDescription/Accession").get("Number") == "ACC1"
+    sop = study.find("ParticipantObjectDescription/SOPClass")
+    assert (sop.get("UID"), sop.get("NumberOfInstances")) == (UPS_PUSH, "1")
+    assert sop.find("Instance").get("UID") == "1.2.3.9"
+    assert patient.get("ParticipantObjectID") == "PID7"
+    assert (
+        patient.get("ParticipantObjectTypeCode"),
+        patient.get("ParticipantObjectTypeCodeRole"),
+    ) == (
+        "1",
+        "1",
+    )
+    assert code(patient, "ParticipantObjectIDTypeCode") == ("2", "RFC-3881", "Patient Number")
+    assert patient.findtext("ParticipantObjectName") == "AUDIT^ALICE"
+    assert doc.findtext("EventIdentification/EventOutcomeDescription") == "SCHEDULED"
+    assert (record.patients, record.studies) == (
+        [{"id": "PID7", "name": "AUDIT^ALICE"}],
+        ["1.2.3.4"],
+    )
+
+
+def test_a_procedure_record_of_an_mpps_update_names_the_mpps_and_every_study_in_one() -> None:
+    """One message per change, naming its studies (A.5.3.15: Study 0..N); an MPPS is
+    the description's MPPS element; the patient the index found for a study."""
+    event = payload(
+        studies=[
+            {"uid": "1.2.3.4", "patient_id": "PID7", "patient_name": "A^B"},
+            {"uid": "1.2.3.5"},
+        ],
+        detail={"action": "U", "sop_class": MPPS, "sop_instance": "1.2.3.8", "state": "COMPLETED"},
+    )
+    (record,) = records("procedure-record", event, "X")
+    doc = check(record.xml)
+    assert doc.find("EventIdentification").get("EventActionCode") == "U" == record.action
+    first, second, patient = doc.findall("ParticipantObjectIdentification")
+    assert [first.get("ParticipantObjectID"), second.get("ParticipantObjectID")] == [
+        "1.2.3.4",
+        "1.2.3.5",
+    ]
+    assert first.find("ParticipantObjectDescription/MPPS").get("UID") == "1.2.3.8"
+    assert first.find("ParticipantObjectDescription/SOPClass") is None
+    assert patient.get("ParticipantObjectID") == "PID7"
+    assert record.studies == ["1.2.3.4", "1.2.3.5"]
+
+
+def test_a_refused_procedure_record_without_study_or_patient_is_still_valid() -> None:
+    event = payload(
+        outcome=4,
+        description="no work item 1.2.3.7",
+        detail={"action": "U", "sop_class": UPS_PUSH, "sop_instance": "1.2.3.7", "state": "X"},
+    )
+    (record,) = records("procedure-record", event, "X")
+    doc = check(record.xml)
+    assert doc.find("EventIdentification").get("EventOutcomeIndicator") == "4"
+    assert doc.findtext(".//EventOutcomeDescription") == "no work item 1.2.3.7"
+    assert doc.findall("ParticipantObjectIdentification") == []
+    assert (record.patients, record.studies, record.outcome) == ([], [], 4)

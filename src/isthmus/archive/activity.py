@@ -16,6 +16,18 @@ Topics and payloads (JSON-serializable, so a cross-process bus can carry them):
   path), ``peer`` (the other party of a transfer: C-MOVE destination, export target),
   ``studies`` (``[{"uid", "sop_classes": {uid: count}, "patient_id"?, "patient_name"?}]``),
   ``query`` (the query as received, for "query"), ``sop_class``, ``detail`` (a mapping).
+- ``audit.procedure-record``: a procedure step created or changed (PS3.15 A.5.3.15
+  "Procedure Record"): a UPS by N-CREATE, N-SET, N-ACTION Change State or Request Cancel
+  or their UPS-RS transactions, an MPPS by N-CREATE or N-SET; accepted (outcome 0) or
+  refused (4, the status's reason in ``description``; 8 when the archive itself failed).
+  ``detail``: ``{"action": "C"|"U", "sop_class", "sop_instance", "operation",
+  "state"?, "accession"?, "patient_id"?, "patient_name"?}``: "C" for a creation, "U" for
+  any other change (a state change, a cancel request); the step's SOP Class (UPS Push
+  for a work item, MPPS) and SOP Instance UID; the operation as the door names it
+  ("N-SET", "change state", …); the step's state after it; its patient when the step
+  names one.  ``studies``: the studies the step names (Study Instance UID at the top, in
+  the Referenced Request Sequence or the Scheduled Step Attributes Sequence), each with
+  that patient.  `Activity.procedure_record` builds it from the step's DICOM JSON.
 - ``metrics.instance``: one instance received or sent (``door``, ``direction``
   "received"/"sent", ``bytes``); published per instance, so it is lean.
 - ``metrics.association``: an association ended (``door``, ``seconds``).
@@ -49,6 +61,7 @@ AUDIT_EVENTS = (
     "deleted",  # instances deleted
     "share-link",  # a share link created, used or revoked (a future door)
     "relay-transfer",  # a study sent to or received from another site (a future door)
+    "procedure-record",  # a work item (UPS) or performed step (MPPS) created or changed
 )
 SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE, MAJOR_FAILURE = 0, 4, 8, 12
 
@@ -134,6 +147,46 @@ class Activity:
             local=called_aet,
         )
 
+    def procedure_record(
+        self,
+        action: str,
+        sop_class: str,
+        sop_instance: str,
+        step: Mapping[str, Any] | None,
+        *,
+        operation: str,
+        outcome: int = SUCCESS,
+        description: str | None = None,
+        door: str,
+        user: str,
+        address: str | None,
+        local: str,
+    ) -> None:
+        """A procedure step created ("C") or changed ("U"), or a refused attempt (PS3.15
+        A.5.3.15): `step` is its DICOM JSON as it is now (the request's, or the stored one,
+        when the change was refused), where its patient and studies are found."""
+        subject = step_subject(step or {})
+        patient = {k: subject[k] for k in ("patient_id", "patient_name") if k in subject}
+        studies = [{"uid": uid, **patient} for uid in subject.pop("studies")]
+        detail = {
+            "action": action,
+            "sop_class": sop_class,
+            "sop_instance": sop_instance,
+            "operation": operation,
+            **subject,
+        }
+        self.audit(
+            "procedure-record",
+            outcome=outcome,
+            description=description,
+            door=door,
+            user=user,
+            address=address,
+            local=local,
+            studies=studies,
+            detail=detail,
+        )
+
     def instance(self, door: str, direction: str, size: int) -> None:
         """One instance "received" or "sent" through `door` (metrics only)."""
         self.events.publish(
@@ -158,6 +211,59 @@ class Activity:
         """A tally of the instances one association or request stores or sends; its
         `close()` publishes one ``audit.<event>`` naming every study it saw."""
         return Transfer(self, event, door, who)
+
+
+# The attributes of a procedure step (PS3.4 Table CC.2.5-3 for a UPS, F.7.2-1 for an MPPS)
+# that say whom and what it is about.
+PATIENT_NAME, PATIENT_ID, STUDY_INSTANCE_UID = "00100010", "00100020", "0020000D"
+ACCESSION_NUMBER = "00080050"
+REFERENCED_REQUEST, SCHEDULED_STEP_ATTRIBUTES = "0040A370", "00400270"
+STEP_STATES = ("00741000", "00400252")  # Procedure Step State, PPS Status
+
+
+def step_subject(step: Mapping[str, Any]) -> dict[str, Any]:
+    """The patient, studies, accession and state a procedure step (DICOM JSON) names:
+    ``{"studies": [uid, …], "patient_id"?, "patient_name"?, "accession"?, "state"?}``.
+    A UPS names its studies in the Referenced Request Sequence, an MPPS in the Scheduled
+    Step Attributes Sequence (the Study Instance UID is type 1 in their items)."""
+    out: dict[str, Any] = {"studies": []}
+    patient_id = _first(step, PATIENT_ID)
+    if isinstance(patient_id, str) and patient_id:
+        out["patient_id"] = patient_id
+        out["patient_name"] = _person_name(_first(step, PATIENT_NAME))
+    requests = [step, *_items(step, REFERENCED_REQUEST), *_items(step, SCHEDULED_STEP_ATTRIBUTES)]
+    for item in requests:
+        uid = _first(item, STUDY_INSTANCE_UID)
+        if isinstance(uid, str) and uid and uid not in out["studies"]:
+            out["studies"].append(uid)
+        accession = _first(item, ACCESSION_NUMBER)
+        if isinstance(accession, str) and accession and "accession" not in out:
+            out["accession"] = accession
+    for tag in STEP_STATES:
+        state = _first(step, tag)
+        if isinstance(state, str) and state:
+            out["state"] = state.strip()
+            break
+    return out
+
+
+def _first(ds: Mapping[str, Any], tag: str) -> Any:
+    element = ds.get(tag)
+    values = element.get("Value") if isinstance(element, Mapping) else None
+    return values[0] if isinstance(values, list) and values else None
+
+
+def _items(ds: Mapping[str, Any], tag: str) -> list[Mapping[str, Any]]:
+    element = ds.get(tag)
+    values = element.get("Value") if isinstance(element, Mapping) else None
+    return [i for i in values if isinstance(i, Mapping)] if isinstance(values, list) else []
+
+
+def _person_name(value: Any) -> str:
+    """A PN value of DICOM JSON (PS3.18 F.2.2): its Alphabetic group, as the index keeps it."""
+    if isinstance(value, Mapping):
+        return str(value.get("Alphabetic") or "")
+    return str(value) if isinstance(value, str) else ""
 
 
 class Transfer:

@@ -4,7 +4,9 @@ One `Record` per message: the XML (``AuditMessage``: EventIdentification, one or
 ActiveParticipant, AuditSourceIdentification, ParticipantObjectIdentification) and the
 fields the audit log is searched by.  An event naming several studies becomes one
 message per study (A.5.3.4: "DICOM Instances Transferred" describes one patient's
-study), so a transfer of three studies is three messages, not one per instance.
+study), so a transfer of three studies is three messages, not one per instance.  A
+Procedure Record (A.5.3.15) is one message per change: its Study objects (0..N), then
+its Patient.
 
 Codes: the DCM event IDs, event types and roles of PS3.16 (CID 400-405) and PS3.15
 A.5.3; participant object ID types of RFC 3881 (2 "Patient Number", 12 "URI") and DCM
@@ -27,6 +29,8 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
+from isthmus.archive import MPPS_SOP_CLASS
+
 Code = tuple[str, str, str]  # csd-code, codeSystemName, originalText
 
 # (EventID, EventTypeCode or None, EventActionCode) per activity event (A.5.3)
@@ -35,6 +39,7 @@ INSTANCES_ACCESSED: Code = ("110103", "DCM", "DICOM Instances Accessed")
 INSTANCES_TRANSFERRED: Code = ("110104", "DCM", "DICOM Instances Transferred")
 STUDY_DELETED: Code = ("110105", "DCM", "DICOM Study Deleted")
 EXPORT: Code = ("110106", "DCM", "Export")
+PROCEDURE_RECORD: Code = ("110111", "DCM", "Procedure Record")
 QUERY: Code = ("110112", "DCM", "Query")
 USER_AUTHENTICATION: Code = ("110114", "DCM", "User Authentication")
 APPLICATION_START: Code = ("110120", "DCM", "Application Start")
@@ -62,6 +67,7 @@ ACTIONS = {
     "deleted": (STUDY_DELETED, "D"),
     "share-link": (INSTANCES_ACCESSED, "R"),
     "relay-transfer": (INSTANCES_TRANSFERRED, "R"),
+    "procedure-record": (PROCEDURE_RECORD, "U"),
 }
 SHARE_LINK_ACTIONS = {"created": "C", "used": "R", "revoked": "D"}
 # What XML 1.0 (2.2, Char) does not allow: control characters but tab, LF and CR,
@@ -100,6 +106,8 @@ class Record:
 def records(event: str, payload: Mapping[str, Any], audit_source: str) -> list[Record]:
     """The audit messages of one ``audit.<event>`` payload (archive/activity.py)."""
     studies = list(payload.get("studies") or [])
+    if event == "procedure-record":
+        return [_procedure_record(payload, audit_source)]
     if not studies:
         return [_record(event, payload, audit_source, None)]
     return [_record(event, payload, audit_source, study) for study in studies]
@@ -142,6 +150,81 @@ def _record(
         studies=studies,
         xml=_well_formed(ET.tostring(root, encoding="unicode")),
     )
+
+
+def _procedure_record(payload: Mapping[str, Any], audit_source: str) -> Record:
+    """A.5.3.15 Procedure Record: EventActionCode C (a step created) or U (changed); the
+    requestor as source and the archive as destination (as dcm4chee-arc writes it); a
+    Study object per study the step names, its description naming the step (an MPPS by
+    its UID; a UPS as one instance of the UPS Push SOP class) and the accession; the
+    Patient when the step (or the index, for its studies) names one.  An accepted
+    change's EventOutcomeDescription is the step's state after it."""
+    detail = payload.get("detail") or {}
+    action = str(detail.get("action") or "U")
+    if action not in ("C", "R", "U", "D"):
+        action = "U"
+    if payload.get("description") is None and detail.get("state") and not payload.get("outcome"):
+        payload = {**payload, "description": str(detail["state"])}
+    root = ET.Element("AuditMessage")
+    _event_identification(root, "procedure-record", payload, PROCEDURE_RECORD, action)
+    user = str(payload.get("user") or "unknown")
+    _participant(root, user, True, payload.get("address"), SOURCE)
+    _participant(root, str(payload.get("local") or "isthmus"), False, None, DESTINATION)
+    source = ET.SubElement(root, "AuditSourceIdentification", AuditSourceID=audit_source)
+    ET.SubElement(source, "AuditSourceTypeCode", {"csd-code": "4"})
+    studies = [s for s in payload.get("studies") or [] if s.get("uid")]
+    for study in studies:
+        _procedure_study_object(root, str(study["uid"]), detail)
+    patients: list[dict[str, str]] = []
+    named = (
+        detail
+        if detail.get("patient_id")
+        else next((s for s in studies if s.get("patient_id")), None)
+    )
+    if named is not None:
+        patients.append(
+            {"id": str(named["patient_id"]), "name": str(named.get("patient_name") or "")}
+        )
+        _patient_object(root, patients[0])
+    return Record(
+        time=str(payload["time"]),
+        event="procedure-record",
+        action=action,
+        outcome=int(payload.get("outcome", 0)),
+        user=str(payload.get("user") or ""),
+        source=str(payload.get("address") or ""),
+        patients=patients,
+        studies=[str(s["uid"]) for s in studies],
+        xml=_well_formed(ET.tostring(root, encoding="unicode")),
+    )
+
+
+def _procedure_study_object(root: ET.Element, uid: str, detail: Mapping[str, Any]) -> None:
+    """A study of a Procedure Record (type 2 system object, role 3 report), with the step
+    in its ParticipantObjectDescription: an MPPS element for an MPPS, a SOPClass with
+    its one Instance for a UPS (the schema's order: MPPS, Accession, SOPClass)."""
+    obj = ET.SubElement(
+        root,
+        "ParticipantObjectIdentification",
+        ParticipantObjectID=uid,
+        ParticipantObjectTypeCode="2",
+        ParticipantObjectTypeCodeRole="3",
+    )
+    _coded(obj, "ParticipantObjectIDTypeCode", STUDY_INSTANCE_UID)
+    ET.SubElement(obj, "ParticipantObjectName").text = uid
+    sop_class = str(detail.get("sop_class") or "")
+    instance = str(detail.get("sop_instance") or "")
+    accession = str(detail.get("accession") or "")
+    if not (instance or accession):
+        return
+    description = ET.SubElement(obj, "ParticipantObjectDescription")
+    if instance and sop_class == MPPS_SOP_CLASS:
+        ET.SubElement(description, "MPPS", UID=instance)
+    if accession:
+        ET.SubElement(description, "Accession", Number=accession)
+    if instance and sop_class and sop_class != MPPS_SOP_CLASS:
+        element = ET.SubElement(description, "SOPClass", UID=sop_class, NumberOfInstances="1")
+        ET.SubElement(element, "Instance", UID=instance)
 
 
 def _well_formed(xml: str) -> str:

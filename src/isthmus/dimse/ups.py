@@ -20,6 +20,10 @@ An operation a SOP class does not allow is refused before it reaches here:
 "unrecognized operation" (0x0211) for another command, "no such action" (0x0123)
 for another Action Type.  A subscription's Receiving AE must be a known peer (the
 events go there on a new association): 0xC308 otherwise (CC.2.3.2).
+
+Each N-CREATE, N-SET and N-ACTION Change State or Request Cancel, accepted or refused,
+is told to the audit trail as a Procedure Record (PS3.15 A.5.3.15; `_record`);
+subscriptions change no procedure step and are not.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from isthmus.archive import (
     UpsStatus,
     WorkItemError,
 )
+from isthmus.archive.activity import MINOR_FAILURE, SERIOUS_FAILURE
 from isthmus.config import Settings
 from isthmus.dicom.status import (
     CANCEL,
@@ -57,6 +62,8 @@ from isthmus.node.access import AccessControl
 
 log = logging.getLogger(__name__)
 
+Record = tuple[str, str, str | None]  # EventActionCode, operation, work item UID
+
 UPS_PUSH = "1.2.840.10008.5.1.4.34.6.1"
 UPS_WATCH = "1.2.840.10008.5.1.4.34.6.2"
 UPS_PULL = "1.2.840.10008.5.1.4.34.6.3"
@@ -64,6 +71,10 @@ UPS_EVENT = "1.2.840.10008.5.1.4.34.6.4"
 UPS_QUERY = "1.2.840.10008.5.1.4.34.6.5"
 
 CHANGE_STATE, REQUEST_CANCEL, SUBSCRIBE, UNSUBSCRIBE, SUSPEND = 1, 2, 3, 4, 5
+RECORDED_ACTIONS = {
+    CHANGE_STATE: "N-ACTION Change State",
+    REQUEST_CANCEL: "N-ACTION Request Cancel",
+}
 ACTIONS = {UPS_PUSH: {REQUEST_CANCEL}, UPS_PULL: {CHANGE_STATE}}
 ACTIONS[UPS_WATCH] = {REQUEST_CANCEL, SUBSCRIBE, UNSUBSCRIBE, SUSPEND}
 
@@ -92,7 +103,9 @@ class UpsSCP:
             created.append(result.uid)
             return result
 
-        status, comment = self._run(channel, message, create, needs_dataset=True)
+        status, comment = self._run(
+            channel, message, create, needs_dataset=True, record=("C", "N-CREATE", uid)
+        )
         named = created[0] if created else uid  # the SCP's UID when the SCU gave none
         extra = {msg.AFFECTED_SOP_INSTANCE: named} if named else {}
         channel.respond(message, msg.N_CREATE_RSP, status, comment=comment, extra=extra)
@@ -102,7 +115,11 @@ class UpsSCP:
         """N-SET (CC.2.5.1.2): the Transaction UID comes in the modification list."""
         uid = msg.sop_instance_of(message.command)
         status, comment = self._run(
-            channel, message, lambda ds: self.workitems.update(uid, ds), needs_dataset=True
+            channel,
+            message,
+            lambda ds: self.workitems.update(uid, ds),
+            needs_dataset=True,
+            record=("U", "N-SET", uid),
         )
         channel.respond(
             message,
@@ -139,7 +156,10 @@ class UpsSCP:
         action = msg.us(message.command, msg.ACTION_TYPE_ID)
         uid = msg.sop_instance_of(message.command)
         extra: dict[int, Any] = {msg.AFFECTED_SOP_INSTANCE: uid, msg.ACTION_TYPE_ID: action}
+        record = ("U", RECORDED_ACTIONS[action], uid) if action in RECORDED_ACTIONS else None
         if action not in ACTIONS.get(channel.abstract_syntax(message), set()):
+            if record is not None:
+                self._record(channel, record, None, NO_SUCH_ACTION, "no such action")
             channel.respond(message, msg.N_ACTION_RSP, NO_SUCH_ACTION, extra=extra)
             return
         operations = {
@@ -151,7 +171,7 @@ class UpsSCP:
             UNSUBSCRIBE: lambda ds: self.workitems.unsubscribe(self._receiver(ds), uid),
             SUSPEND: lambda ds: self._suspend(uid, ds),
         }
-        status, comment = self._run(channel, message, operations[action])
+        status, comment = self._run(channel, message, operations[action], record=record)
         channel.respond(message, msg.N_ACTION_RSP, status, comment=comment, extra=extra)
 
     def _change_state(self, uid: str, ds: dict[str, Any]) -> Any:
@@ -220,29 +240,100 @@ class UpsSCP:
 
     # ----------------------------------------------------------------- helpers
     def _run(
-        self, channel: Channel, message: Message, operation: Any, needs_dataset: bool = False
+        self,
+        channel: Channel,
+        message: Message,
+        operation: Any,
+        needs_dataset: bool = False,
+        record: Record | None = None,
     ) -> tuple[int, str | None]:
-        """Decode the data set, run the store operation; its status and error comment."""
+        """Decode the data set, run the store operation; its status and error comment.
+        A change of a work item (`record`: action, operation, UID) is told to the audit
+        trail, accepted or refused (`_record`)."""
+        try:
+            status, comment, ds, result = self._operate(channel, message, operation, needs_dataset)
+        except Exception:
+            if record is not None:  # the archive failed (an index down): serious (8)
+                self._record(
+                    channel,
+                    record,
+                    None,
+                    PROCESSING_FAILURE,
+                    "processing failure",
+                    None,
+                    SERIOUS_FAILURE,
+                )
+            raise
+        if record is not None:
+            self._record(channel, record, ds, status, comment, result)
+        return status, comment
+
+    def _operate(
+        self, channel: Channel, message: Message, operation: Any, needs_dataset: bool
+    ) -> tuple[int, str | None, dict[str, Any] | None, Any]:
+        """`_run`'s work: the status, comment, the data set decoded and the result."""
         if not self.access.allowed("ups", channel.calling_aet, channel.address):
-            return NOT_AUTHORIZED, "not authorized"
+            return NOT_AUTHORIZED, "not authorized", None, None
         if message.dataset is None:
             if needs_dataset:
-                return INVALID_ARGUMENT_VALUE, "no data set"
+                return INVALID_ARGUMENT_VALUE, "no data set", None, None
             ds: dict[str, Any] = {}
         else:
             try:
                 ds = decode_json(message.dataset, channel.transfer_syntax(message))
             except ValueError as exc:
-                return PROCESSING_FAILURE, str(exc)
+                return PROCESSING_FAILURE, str(exc), None, None
         try:
             result = operation(ds)
         except WorkItemError as exc:
             log.info("UPS %s from %s refused: %s", message.field, channel.calling_aet, exc)
-            return int(exc.status), exc.reason
+            return int(exc.status), exc.reason, ds, None
         except QueryError as exc:
-            return int(UpsStatus.INVALID_ATTRIBUTE_VALUE), str(exc)
+            return int(UpsStatus.INVALID_ATTRIBUTE_VALUE), str(exc), ds, None
         warnings = getattr(result, "warnings", result if isinstance(result, list) else [])
-        return (int(warnings[0]) if warnings else SUCCESS), None
+        return (int(warnings[0]) if warnings else SUCCESS), None, ds, result
+
+    def _record(
+        self,
+        channel: Channel,
+        record: Record,
+        request: dict[str, Any] | None,
+        status: int,
+        comment: str | None,
+        result: Any = None,
+        outcome: int = MINOR_FAILURE,
+    ) -> None:
+        """A Procedure Record of one change (PS3.15 A.5.3.15): accepted (a success or
+        warning status, PS3.7 C.1, C.3) with the item as it is now, or refused (`outcome`
+        4; 8 when the archive itself failed) with the item as stored (a creation: as
+        asked) and the status's reason."""
+        action, operation, uid = record
+        failed = status != SUCCESS and not 0xB000 <= status <= 0xBFFF
+        step = getattr(result, "dataset", None)
+        if step is None:
+            step = request if action == "C" else self._stored(uid) or request
+        channel.activity.procedure_record(
+            action,
+            UPS_PUSH,  # a work item's SOP Class, whichever of Push, Pull, Watch asked
+            str(getattr(result, "uid", None) or uid or ""),
+            step,
+            operation=operation,
+            outcome=outcome if failed else 0,
+            description=(comment or f"status 0x{status:04X}") if failed else None,
+            door="dimse",
+            user=channel.calling_aet,
+            address=channel.address,
+            local=channel.called_aet,
+        )
+
+    def _stored(self, uid: str | None) -> dict[str, Any] | None:
+        """The work item as stored, for the audit of a refused change: whom it is about."""
+        if not uid:
+            return None
+        try:
+            return self.workitems.get(uid)
+        except Exception:  # noqa: BLE001 - an unknown item, an index down: no subject
+            return None
 
 
 def _value(ds: dict[str, Any], tag: str) -> Any:

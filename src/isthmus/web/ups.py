@@ -22,12 +22,17 @@ accepts only XML.  The work item store decides everything; `HTTP_STATUS` maps it
 DIMSE status (`UpsStatus`) to the HTTP status PS3.18 names (404 for an unknown item,
 409 for a request the item's state refuses, 400 for a bad request), and every refusal
 and warning (0xB3xx) also travels in a ``Warning: 299`` header (PS3.18 11.x.3).
+
+Create, Update, Change State and Request Cancellation, accepted or refused, are each
+told to the audit trail as a Procedure Record (PS3.15 A.5.3.15; `StepChange`), with the
+HTTP user and address as requestor and the URL path as the archive.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from types import TracebackType
 from typing import Any
 from urllib.parse import unquote
 
@@ -43,6 +48,7 @@ from isthmus.archive import (
     WorkItemError,
     resolve_tag,
 )
+from isthmus.archive.activity import MINOR_FAILURE, SERIOUS_FAILURE, SUCCESS
 from isthmus.dicom.json import dumps_bytes
 from isthmus.dicom.uids import looks_like_uid
 from isthmus.web import media_types as mt
@@ -56,6 +62,7 @@ from isthmus.web.service import blocking, context, service_root
 MAX_BODY = 4 * 1024 * 1024
 MAX_RESULTS = 10_000
 PROCEDURE_STEP_STATE, TRANSACTION_UID = "00741000", "00081195"
+UPS_PUSH = "1.2.840.10008.5.1.4.34.6.1"  # the SOP Class of every work item (PS3.4 CC.3.1)
 SEARCH_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML, multipart=True)]
 ONE_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML)]
 CONTROL_PARAMS = {"includefield", "fuzzymatching", "limit", "offset", "accept", "charset"}
@@ -187,12 +194,67 @@ def location(request: Request, uid: str) -> str:
     return f"{service_root(request)}/workitems/{uid}"
 
 
+class StepChange:
+    """One UPS-RS change of a work item, told to the audit trail once it ends (PS3.15
+    A.5.3.15 Procedure Record): accepted, with `step` the item as it is now; refused by
+    the store or the door (an HTTPError: outcome 4, its message), or failed (any other
+    exception: outcome 8), with the item as stored (a creation: `step`, as asked).
+
+    ``async with StepChange(request, "U", "update") as change:`` and set `uid` and
+    `step` as they become known."""
+
+    def __init__(self, request: Request, action: str, operation: str) -> None:
+        self.request, self.action, self.operation = request, action, operation
+        self.uid: str | None = None
+        self.step: dict[str, Any] | None = None
+
+    async def __aenter__(self) -> StepChange:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        outcome, description = SUCCESS, None
+        if isinstance(exc, HTTPError):
+            outcome, description = MINOR_FAILURE, exc.message
+        elif exc is not None:
+            outcome, description = SERIOUS_FAILURE, "processing failure"
+        if isinstance(exc, Exception) and self.action != "C" and self.uid:
+            self.step = await self._stored(self.uid) or self.step
+        principal = self.request.scope.get("state", {}).get("principal")
+        context(self.request).archive.activity.procedure_record(
+            self.action,
+            UPS_PUSH,
+            self.uid or "",
+            self.step,
+            operation=self.operation,
+            outcome=outcome,
+            description=description,
+            door="dicomweb",
+            user=getattr(principal, "name", "anonymous"),
+            address=self.request.client.host if self.request.client else None,
+            local=self.request.url.path,
+        )
+
+    async def _stored(self, uid: str) -> dict[str, Any] | None:
+        """The work item as stored: whom a refused change was about."""
+        try:
+            return await blocking(context(self.request).archive.workitems.get, uid)
+        except Exception:  # noqa: BLE001 - an unknown item, an index down: no subject
+            return None
+
+
 # ---------------------------------------------------------------- resources
 async def create(request: Request) -> Response:
     """Create Workitem (PS3.18 11.4): 201 Created with its Location."""
-    uid = bare_query_uid(request, "workitem")
-    dataset = await read_dataset(request)
-    result = await run(context(request).archive.workitems.create, dataset, uid)
+    async with StepChange(request, "C", "create") as change:
+        change.uid = uid = bare_query_uid(request, "workitem")
+        change.step = dataset = await read_dataset(request)
+        result = await run(context(request).archive.workitems.create, dataset, uid)
+        change.uid, change.step = result.uid, result.dataset
     url = location(request, result.uid)
     headers = {"Location": url, "Content-Location": url, **warnings_of(result.warnings)}
     return Response(status_code=201, headers=headers)
@@ -210,29 +272,33 @@ async def retrieve(request: Request) -> Response:
 async def update(request: Request) -> Response:
     """Update Workitem (PS3.18 11.6): the Transaction UID in the query, as
     ``?{transaction}``, needed once the item is IN PROGRESS."""
-    uid = workitem_uid(request)
-    transaction = bare_query_uid(request, "transaction")
-    changes = await read_dataset(request)
-    result = await run(context(request).archive.workitems.update, uid, changes, transaction)
+    async with StepChange(request, "U", "update") as change:
+        change.uid = uid = workitem_uid(request)
+        transaction = bare_query_uid(request, "transaction")
+        changes = await read_dataset(request)
+        result = await run(context(request).archive.workitems.update, uid, changes, transaction)
+        change.step = result.dataset
     return Response(status_code=200, headers=warnings_of(result.warnings))
 
 
 async def change_state(request: Request) -> Response:
     """Change Workitem State (PS3.18 11.7): Procedure Step State and Transaction UID
     in the body."""
-    uid = workitem_uid(request)
-    body = await read_dataset(request)
-    state = first_value(body, PROCEDURE_STEP_STATE)
-    if state is None:
-        raise refused(
-            WorkItemError(
-                UpsStatus.MISSING_ATTRIBUTE, "Procedure Step State (0074,1000) is required"
+    async with StepChange(request, "U", "change state") as change:
+        change.uid = uid = workitem_uid(request)
+        body = await read_dataset(request)
+        state = first_value(body, PROCEDURE_STEP_STATE)
+        if state is None:
+            raise refused(
+                WorkItemError(
+                    UpsStatus.MISSING_ATTRIBUTE, "Procedure Step State (0074,1000) is required"
+                )
             )
+        transaction = first_value(body, TRANSACTION_UID)
+        result = await run(
+            context(request).archive.workitems.change_state, uid, str(state), transaction
         )
-    transaction = first_value(body, TRANSACTION_UID)
-    result = await run(
-        context(request).archive.workitems.change_state, uid, str(state), transaction
-    )
+        change.step = result.dataset
     return Response(status_code=200, headers=warnings_of(result.warnings))
 
 
@@ -240,11 +306,13 @@ async def request_cancel(request: Request) -> Response:
     """Request Cancellation (PS3.18 11.8): 202 Accepted; the performer decides.  The
     Cancel Requested event needs a Requesting AE (PS3.4 Table CC.2.4-1): the body's, else
     the node's own AE title, as the SCP that took the request (an HTTP client has none)."""
-    uid = workitem_uid(request)
-    body = await read_dataset(request, required=False)
-    ctx = context(request)
-    requester = str(first_value(body, "00741236") or "") or ctx.settings.aet
-    result = await run(ctx.archive.workitems.request_cancel, uid, body, requester)
+    async with StepChange(request, "U", "request cancellation") as change:
+        change.uid = uid = workitem_uid(request)
+        body = await read_dataset(request, required=False)
+        ctx = context(request)
+        requester = str(first_value(body, "00741236") or "") or ctx.settings.aet
+        result = await run(ctx.archive.workitems.request_cancel, uid, body, requester)
+        change.step = result.dataset
     return Response(status_code=202, headers=warnings_of(result.warnings))
 
 
