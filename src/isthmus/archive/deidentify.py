@@ -106,7 +106,7 @@ def deidentify_studies(
     Retain UIDs is refused: the copy would have the originals' UIDs, and the archive
     keeps one instance per SOP Instance UID (it is an option for exports and files).
     Running again in the same project gives the same UIDs, so it stores nothing twice.
-    The copies stored are one "stored" audit event (PS3.15 A.5.3.4) for the caller
+    The copies stored are one "stored" audit event (DICOM Instances Transferred, PS3.15 A.5.3.7) for the caller
     `who` (``user``, ``address``, ``local``: archive/activity.py), as any door's.
     """
     if options.retain_uids:

@@ -3,7 +3,7 @@
 One `Record` per message: the XML (``AuditMessage``: EventIdentification, one or more
 ActiveParticipant, AuditSourceIdentification, ParticipantObjectIdentification) and the
 fields the audit log is searched by.  An event naming several studies becomes one
-message per study (A.5.3.4: "DICOM Instances Transferred" describes one patient's
+message per study (A.5.3.7: "DICOM Instances Transferred" describes one patient's
 study), so a transfer of three studies is three messages, not one per instance.  A
 Procedure Record (A.5.3.15) is one message per change: its Study objects (0..N), then
 its Patient.
@@ -319,7 +319,7 @@ def _is_ip(address: str) -> bool:
 
 
 def _study_object(root: ET.Element, study: Mapping[str, Any]) -> None:
-    """The study (type 2 system object, role 3 report; A.5.3.4)."""
+    """The study (type 2 system object, role 3 report; A.5.3.7)."""
     uid = str(study["uid"])
     obj = ET.SubElement(
         root,
@@ -341,7 +341,7 @@ def _study_object(root: ET.Element, study: Mapping[str, Any]) -> None:
 
 
 def _patient_object(root: ET.Element, patient: Mapping[str, str]) -> None:
-    """The patient (type 1 person, role 1 patient; A.5.3.4)."""
+    """The patient (type 1 person, role 1 patient; A.5.3.7)."""
     obj = ET.SubElement(
         root,
         "ParticipantObjectIdentification",

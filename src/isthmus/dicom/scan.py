@@ -1,7 +1,7 @@
 """One top-level element's value, found by walking element headers (PS3.5 7.1).
 
 The relay counts every instance it moves by study for the audit trail (PS3.15
-A.5.3.3), and needs only the Study Instance UID: pydicom's reader builds a Dataset
+A.5.3.7), and needs only the Study Instance UID: pydicom's reader builds a Dataset
 to get it, a millisecond per instance, more than sealing the instance costs.  This
 walks the Little Endian encodings header by header, skipping values (sequences of
 undefined length item by item, PS3.5 7.5), and stops at the tag or the first tag past

@@ -63,7 +63,7 @@ def store_kind(
         except (AssociationFailed, OSError) as exc:
             raise Retry(str(exc)) from exc
         contact = announce_outbound(archive, settings.aet, destination, f"{peer.host}:{peer.port}")
-        # The audit trail's "DICOM Instances Transferred" (PS3.15 A.5.3.2), one message
+        # The audit trail's "DICOM Instances Transferred" (PS3.15 A.5.3.7), one message
         # per attempt naming its studies; the metrics count the instances sent.
         tally = archive.activity.transfer(
             "transferred", "dimse", local=settings.aet, peer=destination, address=peer.host

@@ -112,7 +112,7 @@ def send_study(
                 sender.abort(f"the sharing site failed: {exc}", status=status)
             except Exception:  # nothing more to tell
                 log.debug("p2p: abort not sent", exc_info=True)
-        tally.tell(  # DICOM Instances Transferred, "sent" (PS3.15 A.5.3.3), as MoveSource
+        tally.tell(  # DICOM Instances Transferred, "sent" (PS3.15 A.5.3.7), as MoveSource
             site.archive.activity,
             direction="sent",
             transfer_id=sender.transfer_id,

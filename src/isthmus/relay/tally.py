@@ -1,5 +1,5 @@
 """What a transfer moved, for the audit trail: DICOM Instances Transferred (PS3.15
-A.5.3.3), one message per study, written by both ends (the source "sent", the
+A.5.3.7), one message per study, written by both ends (the source "sent", the
 destination "received"), named by the other site and the AE titles."""
 
 from __future__ import annotations
