@@ -380,6 +380,11 @@ def _migration_11(conn: Connection) -> None:
                 )
 
 
+def _summary(step: Callable[[Connection], None]) -> str:
+    """A migration's docstring's first paragraph on one line: what the log says."""
+    return " ".join((step.__doc__ or step.__name__).split("\n\n", 1)[0].split())
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _migration_1,
     _migration_2,
@@ -485,7 +490,7 @@ def migrate(engine: Engine) -> int:
         current = conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0
         for number, step in enumerate(MIGRATIONS, start=1):
             if number > current:
-                log.info("index: applying migration %d (%s)", number, step.__doc__)
+                log.info("index: applying migration %d (%s)", number, _summary(step))
                 step(conn)
                 conn.execute(
                     schema_version.insert().values(version=number, applied_at=datetime.now(UTC))
