@@ -3,6 +3,7 @@ middle of a transfer, many associations at once - nothing half-stored, nothing l
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from copy import deepcopy
@@ -29,6 +30,7 @@ from .support import (
 )
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
+MR = "1.2.840.10008.5.1.4.1.1.4"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
@@ -103,18 +105,63 @@ def test_malformed_dataset_gets_a_failure_and_nothing_is_stored(
     nothing_half_stored(module_node)
 
 
-def test_dataset_not_matching_its_request_gets_a900(module_node: Node) -> None:
+def _refusal_logged(caplog: pytest.LogCaptureFixture, calling: str, ds) -> None:
+    """One line says the store was refused and by whom; none names the patient."""
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert any(calling in line and "refused" in line for line in lines), lines
+    assert not any(str(ds.PatientName).split("^")[0] in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    "change", ["SOPInstanceUID", "SOPClassUID"], ids=["instance-uid", "class-uid"]
+)
+def test_dataset_not_matching_its_request_gets_a900(
+    module_node: Node, caplog: pytest.LogCaptureFixture, change: str
+) -> None:
+    """PS3.4 B.2.3: the data set's SOP Class/Instance UID must be the request's Affected
+    SOP Class/Instance UID (0xA900 otherwise; DCMTK's storescp answers the same)."""
     ds = _instance()
+    announced = {"SOPClassUID": str(ds.SOPClassUID), "SOPInstanceUID": str(ds.SOPInstanceUID)}
+    setattr(ds, change, MR if change == "SOPClassUID" else "1.2.3.4.5.6.7")
     ae = AE(ae_title="LIAR")
     ae.add_requested_context(CT, EXPLICIT_LE)
     assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
+    request = c_store_request(announced["SOPClassUID"], announced["SOPInstanceUID"], encoded(ds))
     try:
-        status = send_raw_c_store(assoc, c_store_request(CT, "1.2.3.4.5.6.7", encoded(ds)))
+        with caplog.at_level(logging.INFO):
+            status = send_raw_c_store(assoc, request)
     finally:
         assoc.release()
     assert status == 0xA900
     assert not module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))
-    assert not module_node.archive.instances(sop_uid="1.2.3.4.5.6.7")
+    assert not module_node.archive.instances(sop_uid=announced["SOPInstanceUID"])
+    _refusal_logged(caplog, "LIAR", ds)
+
+
+def test_affected_sop_class_other_than_the_context_gets_0122_and_nothing_is_stored(
+    module_node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An MR instance announced as MR on the CT context: the context's abstract syntax is
+    the SOP class of its messages (PS3.7 9.1.1, PS3.8 7.1.1.13), so the request names a
+    SOP class not negotiated there - 0x0122 (PS3.7 C.5), as pynetdicom's own C-STORE SCP
+    answers.  The association stays usable."""
+    ds = _instance()
+    ds.SOPClassUID = MR
+    ae = AE(ae_title="ELSEWHERE")
+    ae.add_requested_context(CT, EXPLICIT_LE)
+    assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
+    try:
+        with caplog.at_level(logging.INFO):
+            request = c_store_request(MR, str(ds.SOPInstanceUID), encoded(ds))
+            status = send_raw_c_store(assoc, request, abstract_syntax=CT)
+        good = _instance()
+        request = c_store_request(CT, str(good.SOPInstanceUID), encoded(good), 2)
+        assert send_raw_c_store(assoc, request) == 0x0000
+    finally:
+        assoc.release()
+    assert status == 0x0122
+    assert not module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))
+    _refusal_logged(caplog, "ELSEWHERE", ds)
 
 
 def _open_association(node: Node, contexts: list) -> socket.socket:

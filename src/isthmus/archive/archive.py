@@ -852,14 +852,21 @@ def _result_of(header: part10.Header) -> StoreResult:
 def _check(
     result: StoreResult, expected: tuple[str, str] | None, expected_study: str | None
 ) -> None:
-    """Refuse what is not what the sender said it sends (PS3.4 B.2.3, PS3.18 10.5.1)."""
-    if expected and (result.sop_class_uid, result.sop_instance_uid) != tuple(
-        map(str.strip, expected)
-    ):
-        raise _Refused(
-            StoreOutcome.DATASET_MISMATCH,
-            "dataset does not match the announced SOP class/instance",
-        )
+    """Refuse what is not what the sender said it sends (PS3.4 B.2.3, PS3.18 10.5.1).
+
+    The reason fits a C-STORE Error Comment (64 characters, PS3.7 C.4) and names no
+    patient: it goes to the log as it is."""
+    if expected:
+        sop_class, sop_instance = map(str.strip, expected)
+        for keyword, announced, found in (
+            ("Class", sop_class, result.sop_class_uid),
+            ("Instance", sop_instance, result.sop_instance_uid),
+        ):
+            if found != announced:
+                raise _Refused(
+                    StoreOutcome.DATASET_MISMATCH,
+                    f"data set's SOP {keyword} UID is not the Affected SOP {keyword} UID",
+                )
     if expected_study is not None and result.study_instance_uid != expected_study:
         raise _Refused(
             StoreOutcome.STUDY_MISMATCH,
