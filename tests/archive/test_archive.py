@@ -11,11 +11,13 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
 from isthmus.archive import Archive, Staged, StoreOutcome, query_from_keywords
 from isthmus.archive.storage import FileBlobStore
+from isthmus.dicom import part10
 from isthmus.dicom.part10 import split_part10
 from isthmus.testing import samples
 from isthmus.testing.generate import StudySpec, ct_instance, study, write_study
@@ -175,6 +177,49 @@ def test_dataset_not_matching_the_announced_instance_is_refused(archive: Archive
         bare(ds), "1.2.840.10008.1.2.1", expected=(str(ds.SOPClassUID), "1.2.3.4")
     )
     assert (result.status, result.failure) == ("failed", "mismatch")
+    assert archive.counts()["image"] == 0 and blob_count(archive) == 0
+
+
+def _encapsulated_pixels(implicit: bool = False) -> bytes:
+    ds = next(study(StudySpec(instances_per_series=1)))
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    return bare(ds, implicit)
+
+
+def _in_part10(data: bytes, syntax: str) -> bytes:
+    """A Part 10 file whose meta names `syntax` for the dataset `data` (as STOW-RS gets)."""
+    ds = dcmread(BytesIO(data), force=True)
+    return part10.file_meta(str(ds.SOPClassUID), str(ds.SOPInstanceUID), syntax) + data
+
+
+@pytest.mark.parametrize(
+    "data, syntax",
+    [
+        (_encapsulated_pixels(), "1.2.840.10008.1.2.1"),
+        (_encapsulated_pixels(implicit=True), "1.2.840.10008.1.2"),
+        (bare(next(study(StudySpec(instances_per_series=1)))), "1.2.840.10008.1.2.4.50"),
+        (bare(next(study(StudySpec(instances_per_series=1)))), "1.2.840.10008.1.2.5"),
+        (_in_part10(_encapsulated_pixels(), "1.2.840.10008.1.2.1"), None),
+    ],
+    ids=[
+        "encapsulated-in-explicit-le",
+        "encapsulated-in-implicit-le",
+        "native-in-jpeg",
+        "native-in-rle",
+        "part10-encapsulated-in-explicit-le",
+    ],
+)
+def test_pixel_data_contradicting_the_transfer_syntax_is_refused_and_stores_nothing(
+    archive: Archive, data: bytes, syntax: str | None
+) -> None:
+    """PS3.5 A.4, 8.2: encapsulated Pixel Data in exactly the encapsulated syntaxes; an
+    instance against it can be neither decoded nor transcoded (cannot understand)."""
+    result = archive.store(data, transfer_syntax=syntax)
+    assert (result.status, result.failure) == ("failed", "invalid")
+    assert result.outcome.dimse_status == 0xC000 and result.sop_instance_uid
+    assert result.reason and len(result.reason) <= 64 and "Pixel Data" in result.reason
     assert archive.counts()["image"] == 0 and blob_count(archive) == 0
 
 

@@ -10,6 +10,7 @@ from copy import deepcopy
 from pathlib import Path
 
 import pytest
+from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pynetdicom import AE
@@ -32,6 +33,7 @@ from .support import (
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MR = "1.2.840.10008.5.1.4.1.1.4"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
 
@@ -102,6 +104,47 @@ def test_malformed_dataset_gets_a_failure_and_nothing_is_stored(
     finally:
         assoc.release()
     assert stored(module_node, str(good.SOPInstanceUID))[1] == encoded(good)
+    nothing_half_stored(module_node)
+
+
+def _encapsulated_pixels(ds):
+    """The instance with its pixels as one JPEG-like fragment (undefined length)."""
+    copy = deepcopy(ds)
+    copy.PixelData = encapsulate([b"\xff\xd8\xff\xd9"])
+    copy["PixelData"].VR = "OB"
+    copy["PixelData"].is_undefined_length = True
+    return copy
+
+
+@pytest.mark.parametrize(
+    "syntax, make",
+    [(EXPLICIT_LE, _encapsulated_pixels), (JPEG_BASELINE, deepcopy)],
+    ids=["encapsulated-in-explicit-le", "native-in-jpeg-baseline"],
+)
+def test_pixel_data_contradicting_the_context_gets_c000_and_nothing_is_stored(
+    module_node: Node, caplog: pytest.LogCaptureFixture, syntax: str, make
+) -> None:
+    """PS3.5 A.4 and 8.2: Pixel Data is encapsulated (undefined length) in exactly the
+    encapsulated transfer syntaxes.  An instance that breaks it can be neither decoded nor
+    transcoded: 0xC000 (cannot understand, PS3.4 B.2.3), nothing stored, the association
+    still usable."""
+    ds = make(_instance())
+    ae = AE(ae_title="MISLABEL")
+    ae.add_requested_context(CT, syntax)
+    ae.add_requested_context(CT, EXPLICIT_LE)
+    assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
+    try:
+        with caplog.at_level(logging.INFO):
+            request = c_store_request(CT, str(ds.SOPInstanceUID), encoded(ds))
+            status = send_raw_c_store(assoc, request, transfer_syntax=syntax)
+        good = _instance()
+        request = c_store_request(CT, str(good.SOPInstanceUID), encoded(good), 2)
+        assert send_raw_c_store(assoc, request, transfer_syntax=EXPLICIT_LE) == 0x0000
+    finally:
+        assoc.release()
+    assert status == 0xC000
+    assert not module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))
+    _refusal_logged(caplog, "MISLABEL", ds)
     nothing_half_stored(module_node)
 
 

@@ -229,6 +229,7 @@ def read_header(dataset_bytes: bytes | memoryview, transfer_syntax: str) -> Head
     if header is None:
         header = _pydicom_header(parse_bytes, implicit, little, transfer_syntax, raw, deflated)
     _check_identity(header.json)
+    _check_pixel_encoding(header)
     return header
 
 
@@ -362,6 +363,28 @@ def _locate_pixels(
     header.pixel_offset = None if deflated else element.start
     if element.length != 0xFFFFFFFF and element.start + element.length > len(data):
         raise InvalidDicom("pixel data is truncated")
+
+
+def _check_pixel_encoding(header: Header) -> None:
+    """Refuse Pixel Data whose encoding contradicts the transfer syntax: encapsulated
+    (undefined length) in a native syntax, or native (defined length) in an encapsulated
+    one (PS3.5 A.4 and 8.2).  Such an instance can be neither decoded nor transcoded, so
+    it is not understood (0xC000, PS3.4 B.2.3).  Two comparisons on what the header parse
+    found already; syntaxes that carry no pixel data of their own are not judged."""
+    if header.pixel_tag != 0x7FE00010 or header.pixel_length is None:
+        return
+    syntax = header.transfer_syntax
+    if syntax in uids.WITHOUT_PIXEL_DATA:
+        return
+    encapsulated = header.pixel_length == 0xFFFFFFFF
+    if encapsulated == uids.is_encapsulated(syntax):
+        return
+    message = (
+        "Pixel Data is encapsulated, the transfer syntax is native"
+        if encapsulated
+        else "Pixel Data is native, the transfer syntax is encapsulated"
+    )
+    raise InvalidDicom(message, header.uid("SOPClassUID"), header.uid("SOPInstanceUID"))
 
 
 REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
