@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
 import threading
 from copy import deepcopy
 from pathlib import Path
@@ -105,6 +106,39 @@ def test_malformed_dataset_gets_a_failure_and_nothing_is_stored(
         assoc.release()
     assert stored(module_node, str(good.SOPInstanceUID))[1] == encoded(good)
     nothing_half_stored(module_node)
+
+
+def test_file_meta_elements_in_a_data_set_are_dropped_with_a_warning(
+    module_node: Node, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """pynetdicom sends a data set as it is given, group 0002 elements included (a script
+    that set TransferSyntaxUID on the data set, not its file_meta).  PS3.10 7.1: they are
+    a file's meta, no attribute of the instance: stored without them (0x0000), under the
+    archive's own meta - one group 0002, which dcmdump reads without a complaint."""
+    ds = _instance()
+    sent = deepcopy(ds)
+    sent.MediaStorageSOPClassUID = MR
+    sent.TransferSyntaxUID = "1.2.840.10008.1.2.2"  # Explicit VR Big Endian: not the context's
+    ae = AE(ae_title="CARELESS")
+    ae.add_requested_context(CT, EXPLICIT_LE)
+    assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
+    try:
+        with caplog.at_level(logging.INFO):
+            status = assoc.send_c_store(sent)
+    finally:
+        assoc.release()
+    assert status.Status == 0x0000
+    assert stored(module_node, str(ds.SOPInstanceUID)) == (EXPLICIT_LE, encoded(ds))
+    [row] = module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))
+    path = tmp_path / "stored.dcm"
+    path.write_bytes(module_node.archive.read_instance(row))
+    dump = subprocess.run(["/usr/bin/dcmdump", str(path)], capture_output=True, text=True)
+    assert dump.returncode == 0 and "Invalid Element" not in dump.stdout + dump.stderr
+    assert dump.stdout.count("(0002,0010)") == 1 and "=LittleEndianExplicit" in dump.stdout
+    assert dump.stdout.count("(0002,0002) UI =CTImageStorage") == 1
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("CARELESS" in line and "(0002,0010)" in line for line in warned), warned
+    assert not any("DOE" in line for line in warned)
 
 
 def _encapsulated_pixels(ds):

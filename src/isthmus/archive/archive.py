@@ -183,7 +183,7 @@ class Archive:
         the answer); each refusal is a `StoreOutcome` (outcome.py says its statuses).
         """
         try:
-            header = _parse(data, transfer_syntax)
+            header = _parse(data, transfer_syntax, source_aet)
         except InvalidDicom as exc:
             return _invalid_result(exc)
         result = _result_of(header)
@@ -211,7 +211,7 @@ class Archive:
         to every reader until `commit`; `abandon` removes it, and after a crash check()
         finds its blob without a row and removes it.  A refusal is a StoreResult."""
         try:
-            header = _parse(data, None)
+            header = _parse(data, None, source_aet)
         except InvalidDicom as exc:
             return _invalid_result(exc)
         result = _result_of(header)
@@ -812,14 +812,27 @@ class _Refused(Exception):
         self.outcome, self.reason = outcome, reason
 
 
-def _parse(data: bytes | memoryview, transfer_syntax: str | None) -> part10.Header:
-    """The header of a Part 10 file, or of a bare dataset in `transfer_syntax`."""
+def _parse(
+    data: bytes | memoryview, transfer_syntax: str | None, source_aet: str | None
+) -> part10.Header:
+    """The header of a Part 10 file, or of a bare dataset in `transfer_syntax`; File Meta
+    Information elements the data set held are dropped from it, with a warning (the
+    sender's fault, worth its administrator's knowing; part10._drop_file_meta says why)."""
     if transfer_syntax is None:
         ts, dataset_bytes = part10.split_transfer_syntax(data)
         transfer_syntax = ts or part10.guess_transfer_syntax(dataset_bytes)
     else:
         dataset_bytes = memoryview(data)
-    return part10.read_header(dataset_bytes, transfer_syntax)
+    header = part10.read_header(dataset_bytes, transfer_syntax)
+    if header.discarded:
+        log.warning(
+            "store %s from %s: File Meta Information %s in the data set dropped "
+            "(PS3.10 7.1: group 0002 is a file's meta only)",
+            header.uid("SOPInstanceUID"),
+            (source_aet or "").strip() or "?",
+            " ".join(f"({tag >> 16:04X},{tag & 0xFFFF:04X})" for tag in header.discarded),
+        )
+    return header
 
 
 def _invalid_result(exc: InvalidDicom) -> StoreResult:
