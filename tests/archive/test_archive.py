@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import random
 import threading
+import zlib
 from io import BytesIO
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
 from isthmus.archive import Archive, Staged, StoreOutcome, query_from_keywords
 from isthmus.archive.storage import FileBlobStore
+from isthmus.dicom import part10, uids
 from isthmus.dicom.part10 import split_part10
 from isthmus.testing import samples
 from isthmus.testing.generate import StudySpec, ct_instance, study, write_study
@@ -175,6 +178,118 @@ def test_dataset_not_matching_the_announced_instance_is_refused(archive: Archive
         bare(ds), "1.2.840.10008.1.2.1", expected=(str(ds.SOPClassUID), "1.2.3.4")
     )
     assert (result.status, result.failure) == ("failed", "mismatch")
+    assert archive.counts()["image"] == 0 and blob_count(archive) == 0
+
+
+def _file_meta_elements(implicit: bool = False, little: bool = True) -> bytes:
+    """Group 0002 elements as a careless sender puts them in a data set: a group length,
+    a SOP class and a Transfer Syntax UID that contradict the data set and its context."""
+    ds = Dataset()
+    ds.FileMetaInformationGroupLength = 58
+    ds.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    ds.TransferSyntaxUID = "1.2.840.10008.1.2.2"  # Explicit VR Big Endian
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = little, implicit
+    write_dataset(buf, ds)
+    return buf.getvalue()
+
+
+def _encoded(ds, syntax: str) -> bytes:
+    """`ds` encoded as a C-STORE of `syntax` carries it (deflated too)."""
+    implicit, little, deflated = uids.encoding(syntax)
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = little, implicit
+    write_dataset(buf, ds)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "syntax",
+    ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99"],
+    ids=["explicit-le", "implicit-le", "explicit-be", "deflated"],
+)
+def test_file_meta_elements_in_a_data_set_are_dropped_and_the_meta_is_the_archives(
+    archive: Archive, syntax: str
+) -> None:
+    """PS3.10 7.1: group 0002 is a Part 10 file's meta, never a data set's.  The stored
+    file has one meta, built from the context's transfer syntax and the data set's UIDs,
+    and the data set without them; the metadata has none."""
+    ds = next(study(StudySpec(instances_per_series=1)))
+    implicit, little, deflated = uids.encoding(syntax)
+    data = _file_meta_elements(implicit, little) + _encoded(ds, syntax)
+    if deflated:
+        packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        data = packer.compress(data) + packer.flush()
+    result = archive.store(data, transfer_syntax=syntax, source_aet="CARELESS")
+    assert result.status == "stored"
+    [row] = archive.instances(sop_uid=result.sop_instance_uid)
+    stored = archive.read_instance(row)
+    back = dcmread(BytesIO(stored))
+    assert back.file_meta.TransferSyntaxUID == syntax
+    assert back.file_meta.MediaStorageSOPClassUID == ds.SOPClassUID
+    assert not [elem for elem in back if elem.tag.group == 2]
+    assert (back.PatientName, back.PixelData) == (ds.PatientName, ds.PixelData)
+    if not deflated:
+        assert dataset_bytes(stored) == _encoded(ds, syntax)
+        assert stored[row.pixel_offset : row.pixel_offset + row.pixel_length] == ds.PixelData
+    [text] = archive.metadata(
+        result.study_instance_uid, result.series_instance_uid, result.sop_instance_uid
+    )
+    assert not [key for key in json.loads(text) if key.startswith("0002")]
+
+
+def test_a_file_meta_element_amid_the_data_set_is_refused(archive: Archive) -> None:
+    """After other elements the data set is out of tag order (PS3.5 7.1): not dropped
+    from its middle, refused."""
+    data = bare(next(study(StudySpec(instances_per_series=1))))
+    at = data.index(b"\x08\x00\x18\x00UI")  # SOP Instance UID (0008,0018)
+    moved = data[:at] + _file_meta_elements()[12:] + data[at:]  # no group length
+    result = archive.store(moved, transfer_syntax="1.2.840.10008.1.2.1")
+    assert (result.status, result.failure) == ("failed", "invalid")
+    assert result.reason and "File Meta Information" in result.reason
+    assert archive.counts()["image"] == 0 and blob_count(archive) == 0
+
+
+def _encapsulated_pixels(implicit: bool = False) -> bytes:
+    ds = next(study(StudySpec(instances_per_series=1)))
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds["PixelData"].is_undefined_length = True
+    return bare(ds, implicit)
+
+
+def _in_part10(data: bytes, syntax: str) -> bytes:
+    """A Part 10 file whose meta names `syntax` for the dataset `data` (as STOW-RS gets)."""
+    ds = dcmread(BytesIO(data), force=True)
+    return part10.file_meta(str(ds.SOPClassUID), str(ds.SOPInstanceUID), syntax) + data
+
+
+@pytest.mark.parametrize(
+    "data, syntax",
+    [
+        (_encapsulated_pixels(), "1.2.840.10008.1.2.1"),
+        (_encapsulated_pixels(implicit=True), "1.2.840.10008.1.2"),
+        (bare(next(study(StudySpec(instances_per_series=1)))), "1.2.840.10008.1.2.4.50"),
+        (bare(next(study(StudySpec(instances_per_series=1)))), "1.2.840.10008.1.2.5"),
+        (_in_part10(_encapsulated_pixels(), "1.2.840.10008.1.2.1"), None),
+    ],
+    ids=[
+        "encapsulated-in-explicit-le",
+        "encapsulated-in-implicit-le",
+        "native-in-jpeg",
+        "native-in-rle",
+        "part10-encapsulated-in-explicit-le",
+    ],
+)
+def test_pixel_data_contradicting_the_transfer_syntax_is_refused_and_stores_nothing(
+    archive: Archive, data: bytes, syntax: str | None
+) -> None:
+    """PS3.5 A.4, 8.2: encapsulated Pixel Data in exactly the encapsulated syntaxes; an
+    instance against it can be neither decoded nor transcoded (cannot understand)."""
+    result = archive.store(data, transfer_syntax=syntax)
+    assert (result.status, result.failure) == ("failed", "invalid")
+    assert result.outcome.dimse_status == 0xC000 and result.sop_instance_uid
+    assert result.reason and len(result.reason) <= 64 and "Pixel Data" in result.reason
     assert archive.counts()["image"] == 0 and blob_count(archive) == 0
 
 

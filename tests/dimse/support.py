@@ -113,10 +113,20 @@ def c_store_request(sop_class: str, sop_uid: str, data: bytes, message_id: int =
     return req
 
 
-def send_raw_c_store(assoc: Association, req: C_STORE) -> int:
-    """Send a C-STORE whose dataset bytes are sent exactly as given; returns the status."""
+def send_raw_c_store(
+    assoc: Association,
+    req: C_STORE,
+    abstract_syntax: str | None = None,
+    transfer_syntax: str | None = None,
+) -> int:
+    """Send a C-STORE whose dataset bytes are sent exactly as given, on the context of
+    `abstract_syntax` (by default the request's Affected SOP Class) and, if given,
+    `transfer_syntax`; returns the status."""
+    wanted = abstract_syntax or req.AffectedSOPClassUID
     context = next(
-        cx for cx in assoc.accepted_contexts if cx.abstract_syntax == req.AffectedSOPClassUID
+        cx
+        for cx in assoc.accepted_contexts
+        if cx.abstract_syntax == wanted and transfer_syntax in (None, cx.transfer_syntax[0])
     )
     assoc._reactor_checkpoint.clear()  # pause pynetdicom's reactor, as its own SCU calls do
     while not assoc._is_paused:

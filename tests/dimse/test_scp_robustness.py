@@ -3,12 +3,15 @@ middle of a transfer, many associations at once - nothing half-stored, nothing l
 
 from __future__ import annotations
 
+import logging
 import socket
+import subprocess
 import threading
 from copy import deepcopy
 from pathlib import Path
 
 import pytest
+from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pynetdicom import AE
@@ -29,7 +32,9 @@ from .support import (
 )
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
+MR = "1.2.840.10008.5.1.4.1.1.4"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
 STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 
 
@@ -103,18 +108,137 @@ def test_malformed_dataset_gets_a_failure_and_nothing_is_stored(
     nothing_half_stored(module_node)
 
 
-def test_dataset_not_matching_its_request_gets_a900(module_node: Node) -> None:
+def test_file_meta_elements_in_a_data_set_are_dropped_with_a_warning(
+    module_node: Node, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """pynetdicom sends a data set as it is given, group 0002 elements included (a script
+    that set TransferSyntaxUID on the data set, not its file_meta).  PS3.10 7.1: they are
+    a file's meta, no attribute of the instance: stored without them (0x0000), under the
+    archive's own meta - one group 0002, which dcmdump reads without a complaint."""
     ds = _instance()
-    ae = AE(ae_title="LIAR")
+    sent = deepcopy(ds)
+    sent.MediaStorageSOPClassUID = MR
+    sent.TransferSyntaxUID = "1.2.840.10008.1.2.2"  # Explicit VR Big Endian: not the context's
+    ae = AE(ae_title="CARELESS")
     ae.add_requested_context(CT, EXPLICIT_LE)
     assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
     try:
-        status = send_raw_c_store(assoc, c_store_request(CT, "1.2.3.4.5.6.7", encoded(ds)))
+        with caplog.at_level(logging.INFO):
+            status = assoc.send_c_store(sent)
+    finally:
+        assoc.release()
+    assert status.Status == 0x0000
+    assert stored(module_node, str(ds.SOPInstanceUID)) == (EXPLICIT_LE, encoded(ds))
+    [row] = module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))
+    path = tmp_path / "stored.dcm"
+    path.write_bytes(module_node.archive.read_instance(row))
+    dump = subprocess.run(["/usr/bin/dcmdump", str(path)], capture_output=True, text=True)
+    assert dump.returncode == 0 and "Invalid Element" not in dump.stdout + dump.stderr
+    assert dump.stdout.count("(0002,0010)") == 1 and "=LittleEndianExplicit" in dump.stdout
+    assert dump.stdout.count("(0002,0002) UI =CTImageStorage") == 1
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("CARELESS" in line and "(0002,0010)" in line for line in warned), warned
+    assert not any("DOE" in line for line in warned)
+
+
+def _encapsulated_pixels(ds):
+    """The instance with its pixels as one JPEG-like fragment (undefined length)."""
+    copy = deepcopy(ds)
+    copy.PixelData = encapsulate([b"\xff\xd8\xff\xd9"])
+    copy["PixelData"].VR = "OB"
+    copy["PixelData"].is_undefined_length = True
+    return copy
+
+
+@pytest.mark.parametrize(
+    "syntax, make",
+    [(EXPLICIT_LE, _encapsulated_pixels), (JPEG_BASELINE, deepcopy)],
+    ids=["encapsulated-in-explicit-le", "native-in-jpeg-baseline"],
+)
+def test_pixel_data_contradicting_the_context_gets_c000_and_nothing_is_stored(
+    module_node: Node, caplog: pytest.LogCaptureFixture, syntax: str, make
+) -> None:
+    """PS3.5 A.4 and 8.2: Pixel Data is encapsulated (undefined length) in exactly the
+    encapsulated transfer syntaxes.  An instance that breaks it can be neither decoded nor
+    transcoded: 0xC000 (cannot understand, PS3.4 B.2.3), nothing stored, the association
+    still usable."""
+    ds = make(_instance())
+    ae = AE(ae_title="MISLABEL")
+    ae.add_requested_context(CT, syntax)
+    ae.add_requested_context(CT, EXPLICIT_LE)
+    assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
+    try:
+        with caplog.at_level(logging.INFO):
+            request = c_store_request(CT, str(ds.SOPInstanceUID), encoded(ds))
+            status = send_raw_c_store(assoc, request, transfer_syntax=syntax)
+        good = _instance()
+        request = c_store_request(CT, str(good.SOPInstanceUID), encoded(good), 2)
+        assert send_raw_c_store(assoc, request, transfer_syntax=EXPLICIT_LE) == 0x0000
+    finally:
+        assoc.release()
+    assert status == 0xC000
+    assert not module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))
+    _refusal_logged(caplog, "MISLABEL", ds)
+    nothing_half_stored(module_node)
+
+
+def _refusal_logged(caplog: pytest.LogCaptureFixture, calling: str, ds) -> None:
+    """One line says the store was refused and by whom; none names the patient."""
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert any(calling in line and "refused" in line for line in lines), lines
+    assert not any(str(ds.PatientName).split("^")[0] in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
+    "change", ["SOPInstanceUID", "SOPClassUID"], ids=["instance-uid", "class-uid"]
+)
+def test_dataset_not_matching_its_request_gets_a900(
+    module_node: Node, caplog: pytest.LogCaptureFixture, change: str
+) -> None:
+    """PS3.4 B.2.3: the data set's SOP Class/Instance UID must be the request's Affected
+    SOP Class/Instance UID (0xA900 otherwise; DCMTK's storescp answers the same)."""
+    ds = _instance()
+    announced = {"SOPClassUID": str(ds.SOPClassUID), "SOPInstanceUID": str(ds.SOPInstanceUID)}
+    setattr(ds, change, MR if change == "SOPClassUID" else "1.2.3.4.5.6.7")
+    ae = AE(ae_title="LIAR")
+    ae.add_requested_context(CT, EXPLICIT_LE)
+    assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
+    request = c_store_request(announced["SOPClassUID"], announced["SOPInstanceUID"], encoded(ds))
+    try:
+        with caplog.at_level(logging.INFO):
+            status = send_raw_c_store(assoc, request)
     finally:
         assoc.release()
     assert status == 0xA900
     assert not module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))
-    assert not module_node.archive.instances(sop_uid="1.2.3.4.5.6.7")
+    assert not module_node.archive.instances(sop_uid=announced["SOPInstanceUID"])
+    _refusal_logged(caplog, "LIAR", ds)
+
+
+def test_affected_sop_class_other_than_the_context_gets_0122_and_nothing_is_stored(
+    module_node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An MR instance announced as MR on the CT context: the context's abstract syntax is
+    the SOP class of its messages (PS3.7 9.1.1, PS3.8 7.1.1.13), so the request names a
+    SOP class not negotiated there - 0x0122 (PS3.7 C.5), as pynetdicom's own C-STORE SCP
+    answers.  The association stays usable."""
+    ds = _instance()
+    ds.SOPClassUID = MR
+    ae = AE(ae_title="ELSEWHERE")
+    ae.add_requested_context(CT, EXPLICIT_LE)
+    assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
+    try:
+        with caplog.at_level(logging.INFO):
+            request = c_store_request(MR, str(ds.SOPInstanceUID), encoded(ds))
+            status = send_raw_c_store(assoc, request, abstract_syntax=CT)
+        good = _instance()
+        request = c_store_request(CT, str(good.SOPInstanceUID), encoded(good), 2)
+        assert send_raw_c_store(assoc, request) == 0x0000
+    finally:
+        assoc.release()
+    assert status == 0x0122
+    assert not module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))
+    _refusal_logged(caplog, "ELSEWHERE", ds)
 
 
 def _open_association(node: Node, contexts: list) -> socket.socket:

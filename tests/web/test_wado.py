@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
 from io import BytesIO
 
 import pydicom
 import pytest
 from dicomweb_client import DICOMwebClient
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, RLELossless
+from pynetdicom import AE
 from tests.web.conftest import make_study, parse_multipart, part10
 
 from isthmus.archive import InstanceRow
@@ -309,3 +311,46 @@ def test_instances_are_read_in_groups_bounded_in_bytes_and_count_large_ones_alon
         [1, 1],
     ]
     assert wado.groups([]) == []
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        'multipart/related; type="application/dicom"; transfer-syntax=*',
+        'multipart/related; type="application/dicom"',
+        'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2',
+    ],
+    ids=["as-stored", "default", "transcoded"],
+)
+def test_an_instance_sent_with_file_meta_in_its_data_set_is_retrieved_with_one_meta(
+    web_node, http, tmp_path, accept
+):
+    """A C-STORE whose data set holds group 0002 (pynetdicom sends it as given): the file
+    WADO-RS returns has one meta, the archive's, that pydicom and DCMTK read as it is;
+    its metadata and QIDO-RS results name no group 0002 element (PS3.10 7.1)."""
+    [ds] = make_study(instances_per_series=1)
+    ds.TransferSyntaxUID = "1.2.840.10008.1.2.2"  # in the data set, against the context
+    ae = AE(ae_title="CARELESS")
+    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", web_node.dicom_port, ae_title=web_node.settings.aet)
+    try:
+        assert assoc.send_c_store(ds).Status == 0x0000
+    finally:
+        assoc.release()
+    path = f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    response = http.get(f"{path}/instances/{ds.SOPInstanceUID}", headers={"Accept": accept})
+    [(_headers, body)] = parse_multipart(response)
+    back = pydicom.dcmread(BytesIO(body))
+    assert back.file_meta.TransferSyntaxUID != "1.2.840.10008.1.2.2"
+    assert not [elem for elem in back if elem.tag.group == 2]
+    assert back.PixelData == ds.PixelData
+    (tmp_path / "back.dcm").write_bytes(body)
+    dump = subprocess.run(
+        ["/usr/bin/dcmdump", str(tmp_path / "back.dcm")], capture_output=True, text=True
+    )
+    assert dump.returncode == 0 and "Invalid Element" not in dump.stdout + dump.stderr
+    assert dump.stdout.count("(0002,0010)") == 1
+    [metadata] = http.get(f"{path}/instances/{ds.SOPInstanceUID}/metadata").json()
+    found = http.get(f"{path}/instances", params={"includefield": "all"}).json()
+    for model in (metadata, *found):
+        assert not [key for key in model if key.startswith("0002")]

@@ -183,7 +183,7 @@ class Archive:
         the answer); each refusal is a `StoreOutcome` (outcome.py says its statuses).
         """
         try:
-            header = _parse(data, transfer_syntax)
+            header = _parse(data, transfer_syntax, source_aet)
         except InvalidDicom as exc:
             return _invalid_result(exc)
         result = _result_of(header)
@@ -211,7 +211,7 @@ class Archive:
         to every reader until `commit`; `abandon` removes it, and after a crash check()
         finds its blob without a row and removes it.  A refusal is a StoreResult."""
         try:
-            header = _parse(data, None)
+            header = _parse(data, None, source_aet)
         except InvalidDicom as exc:
             return _invalid_result(exc)
         result = _result_of(header)
@@ -812,14 +812,27 @@ class _Refused(Exception):
         self.outcome, self.reason = outcome, reason
 
 
-def _parse(data: bytes | memoryview, transfer_syntax: str | None) -> part10.Header:
-    """The header of a Part 10 file, or of a bare dataset in `transfer_syntax`."""
+def _parse(
+    data: bytes | memoryview, transfer_syntax: str | None, source_aet: str | None
+) -> part10.Header:
+    """The header of a Part 10 file, or of a bare dataset in `transfer_syntax`; File Meta
+    Information elements the data set held are dropped from it, with a warning (the
+    sender's fault, worth its administrator's knowing; part10._drop_file_meta says why)."""
     if transfer_syntax is None:
         ts, dataset_bytes = part10.split_transfer_syntax(data)
         transfer_syntax = ts or part10.guess_transfer_syntax(dataset_bytes)
     else:
         dataset_bytes = memoryview(data)
-    return part10.read_header(dataset_bytes, transfer_syntax)
+    header = part10.read_header(dataset_bytes, transfer_syntax)
+    if header.discarded:
+        log.warning(
+            "store %s from %s: File Meta Information %s in the data set dropped "
+            "(PS3.10 7.1: group 0002 is a file's meta only)",
+            header.uid("SOPInstanceUID"),
+            (source_aet or "").strip() or "?",
+            " ".join(f"({tag >> 16:04X},{tag & 0xFFFF:04X})" for tag in header.discarded),
+        )
+    return header
 
 
 def _invalid_result(exc: InvalidDicom) -> StoreResult:
@@ -852,14 +865,21 @@ def _result_of(header: part10.Header) -> StoreResult:
 def _check(
     result: StoreResult, expected: tuple[str, str] | None, expected_study: str | None
 ) -> None:
-    """Refuse what is not what the sender said it sends (PS3.4 B.2.3, PS3.18 10.5.1)."""
-    if expected and (result.sop_class_uid, result.sop_instance_uid) != tuple(
-        map(str.strip, expected)
-    ):
-        raise _Refused(
-            StoreOutcome.DATASET_MISMATCH,
-            "dataset does not match the announced SOP class/instance",
-        )
+    """Refuse what is not what the sender said it sends (PS3.4 B.2.3, PS3.18 10.5.1).
+
+    The reason fits a C-STORE Error Comment (64 characters, PS3.7 C.4) and names no
+    patient: it goes to the log as it is."""
+    if expected:
+        sop_class, sop_instance = map(str.strip, expected)
+        for keyword, announced, found in (
+            ("Class", sop_class, result.sop_class_uid),
+            ("Instance", sop_instance, result.sop_instance_uid),
+        ):
+            if found != announced:
+                raise _Refused(
+                    StoreOutcome.DATASET_MISMATCH,
+                    f"data set's SOP {keyword} UID is not the Affected SOP {keyword} UID",
+                )
     if expected_study is not None and result.study_instance_uid != expected_study:
         raise _Refused(
             StoreOutcome.STUDY_MISMATCH,

@@ -1,7 +1,8 @@
 """Part 10 files: building the file meta header and reading a header without pixel data.
 
 Ingest never decodes pixel data (docs/architecture.md, "Ingest"): the header
-is parsed up to (7FE0,0010) and the received bytes are kept as they are.
+is parsed up to (7FE0,0010) and the received bytes are kept as they are, less any
+File Meta Information elements a data set should not hold (`_drop_file_meta`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class Header:
     pixel_vr: str | None
     pixel_offset: int | None  # offset of the pixel value inside dataset_bytes
     pixel_length: int | None  # 0xFFFFFFFF when encapsulated
+    # File Meta Information elements the data set held, dropped from it (`_drop_file_meta`)
+    discarded: tuple[int, ...] = ()
 
     def uid(self, keyword: str) -> str:
         """A UID of the instance (validated at parse time)."""
@@ -228,7 +231,9 @@ def read_header(dataset_bytes: bytes | memoryview, transfer_syntax: str) -> Head
         header = _fast_header(parse_bytes, implicit, transfer_syntax, raw, deflated)
     if header is None:
         header = _pydicom_header(parse_bytes, implicit, little, transfer_syntax, raw, deflated)
+    _drop_file_meta(header, parse_bytes, implicit, little, deflated)
     _check_identity(header.json)
+    _check_pixel_encoding(header)
     return header
 
 
@@ -362,6 +367,91 @@ def _locate_pixels(
     header.pixel_offset = None if deflated else element.start
     if element.length != 0xFFFFFFFF and element.start + element.length > len(data):
         raise InvalidDicom("pixel data is truncated")
+
+
+def _drop_file_meta(
+    header: Header, data: bytes | memoryview, implicit: bool, little: bool, deflated: bool
+) -> None:
+    """Drop File Meta Information elements (group 0002) from a data set: they belong to a
+    Part 10 file's meta only, never to a data set (PS3.10 7.1, PS3.5 7.1), and the meta
+    Isthmus writes is its own, from the transfer syntax the data set came in and its SOP
+    Class/Instance UIDs.  Kept, they would follow that meta, and a reader takes them for
+    it (a second Transfer Syntax UID, say another encoding than the data's).
+
+    They are no attribute of the SOP Instance, so nothing of it is lost.  In ascending
+    tag order (PS3.5 7.1) they lead the data set: the stored bytes start after them (a
+    view, no copy; a deflated data set is deflated again).  One anywhere else is a data
+    set out of order (or one with an undefined length), refused.  The common case costs
+    two comparisons."""
+    leading = len(data) >= 2 and _UNPACK("<H" if little else ">H", data, 0)[0] == 0x0002
+    if not leading and not next(iter(header.json), "").startswith("0002"):
+        return
+    end, tags = _file_meta_prefix(data, implicit, little)
+    keys = [key for key in header.json if key.startswith("0002")]
+    if set(keys) - {f"{tag:08X}" for tag in tags}:
+        raise InvalidDicom(
+            "File Meta Information element misplaced in the data set",
+            header.uid("SOPClassUID") or None,
+            header.uid("SOPInstanceUID") or None,
+        )
+    for key in keys:
+        del header.json[key]
+    header.discarded = tuple(tags)
+    if deflated:
+        packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+        header.dataset_bytes = memoryview(packer.compress(data[end:]) + packer.flush())
+        return
+    header.dataset_bytes = header.dataset_bytes[end:]
+    if header.pixel_offset is not None:
+        header.pixel_offset -= end
+
+
+def _file_meta_prefix(
+    data: bytes | memoryview, implicit: bool, little: bool
+) -> tuple[int, list[int]]:
+    """(where the group 0002 elements that lead `data` end, their tags)."""
+    order = "<" if little else ">"
+    pos, end, tags = 0, len(data), []
+    try:
+        while pos + 8 <= end:
+            group, element = _UNPACK(order + "HH", data, pos)
+            if group != 0x0002:
+                break
+            if implicit:
+                length, value = _UNPACK(order + "I", data, pos + 4)[0], pos + 8
+            elif bytes(data[pos + 4 : pos + 6]).decode("latin-1") in headers.LONG_VRS:
+                length, value = _UNPACK(order + "I", data, pos + 8)[0], pos + 12
+            else:
+                length, value = _UNPACK(order + "H", data, pos + 6)[0], pos + 8
+            if value + length > end:  # an undefined length too
+                break
+            tags.append(0x00020000 | element)
+            pos = value + length
+    except struct.error:
+        pass  # the last header is cut short: what follows is not group 0002 of the data set
+    return pos, tags
+
+
+def _check_pixel_encoding(header: Header) -> None:
+    """Refuse Pixel Data whose encoding contradicts the transfer syntax: encapsulated
+    (undefined length) in a native syntax, or native (defined length) in an encapsulated
+    one (PS3.5 A.4 and 8.2).  Such an instance can be neither decoded nor transcoded, so
+    it is not understood (0xC000, PS3.4 B.2.3).  Two comparisons on what the header parse
+    found already; syntaxes that carry no pixel data of their own are not judged."""
+    if header.pixel_tag != 0x7FE00010 or header.pixel_length is None:
+        return
+    syntax = header.transfer_syntax
+    if syntax in uids.WITHOUT_PIXEL_DATA:
+        return
+    encapsulated = header.pixel_length == 0xFFFFFFFF
+    if encapsulated == uids.is_encapsulated(syntax):
+        return
+    message = (
+        "Pixel Data is encapsulated, the transfer syntax is native"
+        if encapsulated
+        else "Pixel Data is native, the transfer syntax is encapsulated"
+    )
+    raise InvalidDicom(message, header.uid("SOPClassUID"), header.uid("SOPInstanceUID"))
 
 
 REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")

@@ -18,6 +18,21 @@ UNCOMPRESSED = (IMPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_V
 # JPEG-LS, JPEG 2000, HTJ2K, RLE, MPEG/HEVC video, JPIP.  Stored byte for byte.
 STORABLE: tuple[str, ...] = tuple(str(ts) for ts in uid.AllTransferSyntaxes)
 
+# Syntaxes whose instances carry no Pixel Data of their own (PS3.5 Annex A): JPIP
+# Referenced (a Pixel Data Provider URL instead) and SMPTE ST 2110 (DICOM-RTV streams);
+# whether pixel data is encapsulated is not theirs to say.
+WITHOUT_PIXEL_DATA = frozenset(
+    {
+        "1.2.840.10008.1.2.4.94",
+        "1.2.840.10008.1.2.4.95",
+        "1.2.840.10008.1.2.4.204",
+        "1.2.840.10008.1.2.4.205",
+        "1.2.840.10008.1.2.7.1",
+        "1.2.840.10008.1.2.7.2",
+        "1.2.840.10008.1.2.7.3",
+    }
+)
+
 # Order in which we propose/accept syntaxes for uncompressed data.
 PREFERRED_UNCOMPRESSED = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN)
 

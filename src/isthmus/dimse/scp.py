@@ -27,6 +27,7 @@ from isthmus.dicom.status import (
     IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
     NOT_AUTHORIZED,
     PENDING,
+    SOP_CLASS_NOT_SUPPORTED,
     SUCCESS,
     UNABLE_TO_PROCESS,
 )
@@ -95,6 +96,7 @@ class ArchiveSCP:
             sop_class,
             sop_instance,
             channel.transfer("stored"),
+            channel.abstract_syntax(message),
         )
         channel.respond(
             message,
@@ -117,16 +119,33 @@ class ArchiveSCP:
         sop_class: str,
         sop_instance: str,
         tally: Transfer | None = None,
+        abstract_syntax: str | None = None,
     ) -> tuple[int, str | None]:
         """C-STORE (PS3.4 B.2): keep the received bytes as they are, plus file meta.
 
         Returns the status and, on failure, an error comment; `tally` counts the
-        instance for the association's audit message and the metrics.
+        instance for the association's audit message and the metrics.  `abstract_syntax`
+        is the SOP class of the presentation context the request came on: the SOP class
+        of every message on it (PS3.7 9.1.1, PS3.8 7.1.1.13), so an Affected SOP Class
+        UID other than it names a SOP class not negotiated there, refused with 0x0122
+        (PS3.7 C.5), as pynetdicom's C-STORE SCP does; nothing is stored.
         """
         if not self.access.allowed("store", calling_aet, address):
             if tally is not None:  # a refusal is audited too (outcome 4)
                 tally.add(None, sop_class, 0, ok=False)
             return NOT_AUTHORIZED, "not authorized"
+        if abstract_syntax is not None and sop_class != abstract_syntax:
+            if tally is not None:
+                tally.add(None, sop_class, 0, ok=False)
+            log.warning(
+                "C-STORE from %s of %s refused: Affected SOP Class UID %s is not %s, "
+                "the abstract syntax of its presentation context",
+                calling_aet,
+                sop_instance,
+                sop_class,
+                abstract_syntax,
+            )
+            return SOP_CLASS_NOT_SUPPORTED, "Affected SOP Class UID is not the context's"
         result = self.archive.store(
             dataset, transfer_syntax, source_aet=calling_aet, expected=(sop_class, sop_instance)
         )
@@ -135,7 +154,7 @@ class ArchiveSCP:
             tally.add(result.study_instance_uid, result.sop_class_uid, size, result.ok)
         if result.ok:
             return SUCCESS, None
-        log.warning("C-STORE from %s refused: %s", calling_aet, result.reason)
+        log.warning("C-STORE from %s of %s refused: %s", calling_aet, sop_instance, result.reason)
         return result.outcome.dimse_status, result.reason
 
     def find(self, channel: Channel, message: Message) -> None:
