@@ -20,10 +20,12 @@ lint: lint-js
 	$(VENV)/bin/mypy
 
 # Biome (pinned in package.json/package-lock.json) lints and format-checks the browser code;
-# `npx biome check --write src/isthmus/viewer tests/js` applies its fixes and formatting.
+# `npx biome check --write src/isthmus/viewer tests/js tests/dimse/js` applies its fixes and formatting.
+# npm ci again whenever package-lock.json is newer than what it installed (new pins such
+# as dcmjs-dimse, the DICOM peer of tests/dimse/test_dcmjs_peer.py).
 lint-js:
-	@test -x node_modules/.bin/biome || npm ci --no-audit --no-fund
-	npx biome check src/isthmus/viewer tests/js
+	@test node_modules/.package-lock.json -nt package-lock.json || npm ci --no-audit --no-fund
+	npx biome check src/isthmus/viewer tests/js tests/dimse/js
 
 # Re-copy the vendored browser libraries (src/isthmus/viewer/vendor/) after changing their pins.
 vendor-js:

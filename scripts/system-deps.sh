@@ -2,7 +2,8 @@
 # Install the system packages the tests and benchmarks need, only when missing:
 # DCMTK (real DICOM peers), PostgreSQL server, Chromium (browser tests), Node.js (JS tests),
 # HAProxy (the load balancer in front of several processes, tests/scaling), coturn (TURN, tests/p2p),
-# Orthanc with its DICOMweb plugin (a PACS as a peer, tests/dimse and tests/web; the benchmarks).
+# Orthanc with its DICOMweb plugin (a PACS as a peer, tests/dimse and tests/web; the benchmarks),
+# GDCM's gdcmscu (a DICOM SCU as a peer, tests/dimse/test_gdcm_peer.py).
 # Usage: scripts/system-deps.sh [test|bench]
 set -euo pipefail
 want=()
@@ -21,6 +22,7 @@ command -v turnserver >/dev/null 2>&1 || want+=(coturn)  # TURN server of the p2
 # tests/web/test_orthanc_dicomweb.py) and the benchmarks' other archive.
 [ -x /usr/sbin/Orthanc ] || want+=(orthanc)
 [ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || want+=(orthanc-dicomweb)
+command -v gdcmscu >/dev/null 2>&1 || want+=(libgdcm-tools)  # GDCM's SCU (tests/dimse/test_gdcm_peer.py)
 if [ "${1:-test}" = bench ]; then
   [ -e /usr/share/orthanc/plugins/libOrthancPostgreSQLIndex.so ] || want+=(orthanc-postgresql)
   command -v curl >/dev/null 2>&1 || want+=(curl)  # HTTP client of the DICOMweb benchmarks

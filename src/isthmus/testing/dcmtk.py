@@ -268,13 +268,23 @@ class _Forwarder:
 
     def close(self) -> None:
         self._closed = True
-        self._listener.close()
+        _stop_listening(self._listener)
         with self._lock:
             for sock in self._open:
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+def _stop_listening(listener: socket.socket) -> None:
+    """Close a listening socket, waking the thread blocked in its accept() first: until
+    that returns the port stays bound, and the next listener on it would fail."""
+    try:
+        listener.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    listener.close()
 
 
 def _pump(a: socket.socket, b: socket.socket) -> None:
