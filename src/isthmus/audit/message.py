@@ -203,15 +203,7 @@ def _procedure_study_object(root: ET.Element, uid: str, detail: Mapping[str, Any
     """A study of a Procedure Record (type 2 system object, role 3 report), with the step
     in its ParticipantObjectDescription: an MPPS element for an MPPS, a SOPClass with
     its one Instance for a UPS (the schema's order: MPPS, Accession, SOPClass)."""
-    obj = ET.SubElement(
-        root,
-        "ParticipantObjectIdentification",
-        ParticipantObjectID=uid,
-        ParticipantObjectTypeCode="2",
-        ParticipantObjectTypeCodeRole="3",
-    )
-    _coded(obj, "ParticipantObjectIDTypeCode", STUDY_INSTANCE_UID)
-    ET.SubElement(obj, "ParticipantObjectName").text = uid
+    obj = _study_identification(root, uid)
     sop_class = str(detail.get("sop_class") or "")
     instance = str(detail.get("sop_instance") or "")
     accession = str(detail.get("accession") or "")
@@ -320,7 +312,20 @@ def _is_ip(address: str) -> bool:
 
 def _study_object(root: ET.Element, study: Mapping[str, Any]) -> None:
     """The study (type 2 system object, role 3 report; A.5.3.7)."""
-    uid = str(study["uid"])
+    obj = _study_identification(root, str(study["uid"]))
+    classes = study.get("sop_classes") or {}
+    if classes:
+        description = ET.SubElement(obj, "ParticipantObjectDescription")
+        for sop_class, count in classes.items():
+            attrs = {"NumberOfInstances": str(int(count))}
+            if sop_class:
+                attrs["UID"] = sop_class
+            ET.SubElement(description, "SOPClass", attrs)
+
+
+def _study_identification(root: ET.Element, uid: str) -> ET.Element:
+    """A study's ParticipantObjectIdentification up to its description: a type 2 system
+    object, role 3 report, identified by its Study Instance UID (A.5.3.7, A.5.3.15)."""
     obj = ET.SubElement(
         root,
         "ParticipantObjectIdentification",
@@ -330,14 +335,7 @@ def _study_object(root: ET.Element, study: Mapping[str, Any]) -> None:
     )
     _coded(obj, "ParticipantObjectIDTypeCode", STUDY_INSTANCE_UID)
     ET.SubElement(obj, "ParticipantObjectName").text = uid
-    classes = study.get("sop_classes") or {}
-    if classes:
-        description = ET.SubElement(obj, "ParticipantObjectDescription")
-        for sop_class, count in classes.items():
-            attrs = {"NumberOfInstances": str(int(count))}
-            if sop_class:
-                attrs["UID"] = sop_class
-            ET.SubElement(description, "SOPClass", attrs)
+    return obj
 
 
 def _patient_object(root: ET.Element, patient: Mapping[str, str]) -> None:
