@@ -12,22 +12,18 @@ directly on a free port.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import selectors
-import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 from isthmus.testing.net import free_port
+from isthmus.testing.netns import Forwarder, can_isolate
 
 TOOLS = ("echoscu", "storescu", "findscu", "movescu", "getscu", "storescp", "dcmsend")
-_CLONE_NEWNET = 0x40000000
 _SEARCH = ("/usr/bin", "/usr/local/bin", "/bin")
 
 
@@ -86,11 +82,6 @@ def run(
     )
 
 
-def can_isolate() -> bool:
-    """True when servers can be run in a private network namespace (root + unshare + ip)."""
-    return os.geteuid() == 0 and bool(shutil.which("unshare")) and bool(shutil.which("ip"))
-
-
 class StoreSCP:
     """DCMTK ``storescp`` writing what it receives, byte for byte, into `folder`.
 
@@ -109,7 +100,7 @@ class StoreSCP:
         self.port = port
         self.isolated = can_isolate()
         self._proc: subprocess.Popen[bytes] | None = None
-        self._forwarder: _Forwarder | None = None
+        self._forwarder: Forwarder | None = None
 
     def start(self) -> StoreSCP:
         inner = 11112 if self.isolated else (self.port or free_port())
@@ -132,8 +123,8 @@ class StoreSCP:
         )
         try:
             if self.isolated:
-                self._forwarder = _Forwarder(f"/proc/{self._proc.pid}/ns/net", inner, self.port)
-                self._forwarder.wait_ready(self._proc)
+                self._forwarder = Forwarder(f"/proc/{self._proc.pid}/ns/net", inner, self.port)
+                self._forwarder.wait_ready(self._proc, "storescp")
                 self.port = self._forwarder.port
             else:
                 self.port = inner
@@ -185,126 +176,6 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 3
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"storescp does not listen on port {port}")
-
-
-class _Forwarder:
-    """Accept on 127.0.0.1:<free port> here; connect to 127.0.0.1:`inner` in another
-    network namespace (setns(2) applies to the calling thread only)."""
-
-    def __init__(self, netns: str, inner: int, port: int = 0) -> None:
-        self.netns = netns
-        self.inner = inner
-        self._listener = socket.socket()
-        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._listener.bind(("127.0.0.1", port))
-        self._listener.listen(64)
-        self.port = self._listener.getsockname()[1]
-        self._closed = False
-        self._open: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, name="storescp-forwarder", daemon=True).start()
-
-    def _connect_inside(self) -> socket.socket:
-        result: dict[str, socket.socket | BaseException] = {}
-
-        def inside() -> None:
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-                fd = os.open(self.netns, os.O_RDONLY)
-                try:
-                    if libc.setns(fd, _CLONE_NEWNET) != 0:
-                        raise OSError(ctypes.get_errno(), "setns failed")
-                finally:
-                    os.close(fd)
-                result["sock"] = socket.create_connection(("127.0.0.1", self.inner), timeout=5)
-            except BaseException as exc:  # handed to the caller
-                result["error"] = exc
-
-        thread = threading.Thread(target=inside, daemon=True)
-        thread.start()
-        thread.join(30)
-        error, sock = result.get("error"), result.get("sock")
-        if isinstance(error, BaseException):
-            raise error
-        if not isinstance(sock, socket.socket):
-            raise TimeoutError("no connection inside the namespace")
-        sock.settimeout(None)
-        return sock
-
-    def wait_ready(self, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise RuntimeError(f"storescp exited with status {proc.returncode}: {err}")
-            try:
-                self._connect_inside().close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError("storescp does not listen in its namespace")
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _addr = self._listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
-
-    def _serve(self, client: socket.socket) -> None:
-        try:
-            upstream = self._connect_inside()
-        except OSError:
-            client.close()
-            return
-        for sock in (client, upstream):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._lock:
-            self._open |= {client, upstream}
-        _pump(client, upstream)
-        with self._lock:
-            self._open -= {client, upstream}
-
-    def close(self) -> None:
-        self._closed = True
-        _stop_listening(self._listener)
-        with self._lock:
-            for sock in self._open:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
-def _stop_listening(listener: socket.socket) -> None:
-    """Close a listening socket, waking the thread blocked in its accept() first: until
-    that returns the port stays bound, and the next listener on it would fail."""
-    try:
-        listener.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    listener.close()
-
-
-def _pump(a: socket.socket, b: socket.socket) -> None:
-    """Copy bytes both ways until either side closes."""
-    sel = selectors.DefaultSelector()
-    sel.register(a, selectors.EVENT_READ, b)
-    sel.register(b, selectors.EVENT_READ, a)
-    try:
-        while True:
-            for key, _ in sel.select(timeout=300):
-                data = key.fileobj.recv(1 << 16)  # type: ignore[union-attr]
-                if not data:
-                    return
-                key.data.sendall(data)
-    except OSError:
-        return
-    finally:
-        sel.close()
-        a.close()
-        b.close()
 
 
 class QRSCP:
