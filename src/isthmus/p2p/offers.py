@@ -96,9 +96,13 @@ async def answer(
 ) -> dict[str, str]:
     """Answer a checked offer with the node's ICE servers and serve the study on the
     channel in the background (kept in `tasks`); the reply ``{"sdp", "proof"}``.
-    ShareRefused 503 without a WebRTC library, 400 for an offer it cannot answer."""
+    ShareRefused 410 when the link's study is no longer in the archive (deleted since
+    the link was made: asked after the proof, so only a holder of the secret learns
+    it), 503 without a WebRTC library, 400 for an offer it cannot answer."""
     from isthmus.p2p.channel import P2PUnavailable, Peer
 
+    if not await asyncio.to_thread(archive.instances, row.study_instance_uid):
+        raise ShareRefused(410, f"the study of share link {row.link_id} is no longer on this node")
     try:
         peer = Peer(ice.servers, ice.relay_only)
     except P2PUnavailable as exc:

@@ -5,8 +5,9 @@
   secrets; ``DELETE /api/shares/{id}`` (admin) revokes one (a transfer in progress stops).
 - ``POST /api/p2p/{id}/offer`` (no account: the link's secret is the credential)
   ``{"sdp", "proof"}`` → ``{"sdp", "proof"}``, the SDP answer; the sender then serves the
-  study on the data channel.  404 unknown, 410 expired or revoked, 403 wrong secret, 429
-  after too many wrong proofs for that link or from that address (p2p/limits.py).
+  study on the data channel.  404 unknown, 410 expired, revoked or its study deleted,
+  403 wrong secret, 429 after too many wrong proofs for that link or from that address
+  (p2p/limits.py).
 - ``GET /api/p2p/{id}/ice`` (no account: an active link id) → the node's ICE servers for
   a browser recipient, TURN credentials freshly minted (p2p/ice.py).
 - ``GET /api/p2p/federation`` (admin): the sites online and the studies other sites of
