@@ -10,6 +10,7 @@ exported) fetches through the relay fallback; a revoked share stops the fallback
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -177,6 +178,23 @@ def test_bridge_signalling_refuses_a_wrong_secret_and_a_revoked_link(
     revoked = fetch(b, unreachable(made["url"]))
     assert revoked["status"] == "failed" and "revoked" in revoked["reason"], revoked
     wait_until(lambda: listed(b, made["link_id"]) is None, 30, "the listing withdrawn")
+    # Site A's audit trail: both refused uses, by site B, outcome 4 with the reason.
+    wait_until(lambda: len(refused_uses(a, made["link_id"])) == 2, 10, "the uses audited")
+    wrong_use, revoked_use = refused_uses(a, made["link_id"])
+    assert wrong_use["user"] == revoked_use["user"] == "B"
+    assert "knowledge of the link's secret" in wrong_use["xml"]
+    assert "was revoked" in revoked_use["xml"]
+
+
+def refused_uses(site: Site, link_id: str) -> list[dict[str, Any]]:
+    """The share-link uses refused in `site`'s audit log (outcome 4)."""
+    path = site.folder / "data" / "audit.log"
+    entries = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [
+        e
+        for e in entries
+        if e["event"] == "share-link" and link_id in e["xml"] and e["outcome"] == 4
+    ]
 
 
 def test_without_a_webrtc_path_the_fetch_falls_back_to_the_relay(

@@ -5,13 +5,16 @@ interrupted transfer resumed asking only for what is missing."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytest.importorskip("aiolibdatachannel")
 
-from isthmus.archive import Archive
+from isthmus.archive import Archive, InstanceRow
 from isthmus.p2p.channel import Peer
 from isthmus.p2p.receiver import Progress, Receiver, TransferFailed
 from isthmus.p2p.sender import Sender, SendReport, Tamper
@@ -126,3 +129,50 @@ def test_revoking_during_a_transfer_stops_it(source: tuple[Archive, str], tmp_pa
     with pytest.raises(TransferFailed, match="revoked"):
         asyncio.run(transfer(sender, Receiver(target, window=2)))
     assert len(target.instances(uid)) < 12
+
+
+class LyingArchive(Archive):
+    """A sharing node whose manifest does not name what it sends: `rename` changes the
+    rows the manifest is made of; the bytes sent are the stored ones."""
+
+    def __init__(
+        self, folder: Path, study_uid: str, rename: Callable[[int, InstanceRow], InstanceRow]
+    ) -> None:
+        super().__init__(f"sqlite:///{folder / 'index.db'}", f"file://{folder / 'blobs'}")
+        self.real_study, self.rename = study_uid, rename
+
+    def instances(self, *args: Any, **kwargs: Any) -> list[InstanceRow]:
+        rows = super().instances(self.real_study)
+        return [self.rename(i, row) for i, row in enumerate(rows)]
+
+
+def test_instances_of_another_study_than_the_manifests_are_refused(
+    source: tuple[Archive, str], tmp_path: Path
+) -> None:
+    """The manifest names study 1.2.3.4 and the instances sent are of another: the
+    receiver stores none of them (an instance slipped into a study the fetching node
+    holds would pass for that study's) and the transfer is not complete."""
+    _, uid = source
+    lying = LyingArchive(tmp_path / "source", uid, lambda i, row: row)
+    target = make_archive(tmp_path / "target")
+    _, progress = asyncio.run(transfer(Sender(lying, "1.2.3.4"), Receiver(target)))
+    assert progress is not None and not progress.complete
+    assert len(progress.failed) == 12 and progress.stored == 0
+    assert target.instances(uid) == []
+
+
+def test_an_instance_that_is_not_the_one_its_manifest_entry_names_is_refused(
+    source: tuple[Archive, str], tmp_path: Path
+) -> None:
+    archive, uid = source
+    renamed = archive.instances(uid)[5].sop_instance_uid
+
+    def rename(i: int, row: InstanceRow) -> InstanceRow:
+        return replace(row, sop_instance_uid=row.sop_instance_uid + ".9") if i == 5 else row
+
+    lying = LyingArchive(tmp_path / "source", uid, rename)
+    target = make_archive(tmp_path / "target")
+    _, progress = asyncio.run(transfer(Sender(lying, uid), Receiver(target)))
+    assert progress is not None and not progress.complete
+    assert progress.failed == [renamed + ".9"] and progress.stored == 11
+    assert renamed not in {r.sop_instance_uid for r in target.instances(uid)}

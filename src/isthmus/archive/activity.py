@@ -35,8 +35,8 @@ Topics and payloads (JSON-serializable, so a cross-process bus can carry them):
 - ``metrics.error``: an index or blob store error (``store``: "index" or "blob").
 - ``metrics.p2p``: a transfer between WebRTC peers (``direction``).
 
-Future doors publish the documented events too: ``audit.share-link`` (detail
-``{"action": "created"|"used"|"revoked", "link": id}``) and ``audit.relay-transfer``
+``audit.share-link`` (p2p/offers.py `audit`; detail ``{"action":
+"created"|"used"|"revoked", "link": id}``, a refused use outcome 4) and ``audit.relay-transfer``
 (``peer`` the remote site, ``detail`` ``{"direction": "sent"|"received"}``; counted
 by the metrics too), with ``metrics.instance`` per instance (``door`` "relay" or "p2p").
 """
@@ -59,7 +59,7 @@ AUDIT_EVENTS = (
     "transferred",  # instances sent: C-MOVE, C-GET, WADO-RS, WADO-URI
     "exported",  # instances sent out of the archive's control (forwarding, export)
     "deleted",  # instances deleted
-    "share-link",  # a share link created, used or revoked (a future door)
+    "share-link",  # a share link created, used (or refused) or revoked
     "relay-transfer",  # a study sent to or received from another site (a future door)
     "procedure-record",  # a work item (UPS) or performed step (MPPS) created or changed
 )

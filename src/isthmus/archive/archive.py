@@ -169,7 +169,7 @@ class Archive:
         data: bytes | memoryview,
         transfer_syntax: str | None = None,
         source_aet: str | None = None,
-        expected: tuple[str, str] | None = None,
+        expected: tuple[str | None, str] | None = None,
         expected_study: str | None = None,
     ) -> StoreResult:
         """Store one instance durably; success means blob and index row are on disk.
@@ -177,8 +177,9 @@ class Archive:
         `data` is a Part 10 file, or a bare dataset encoded in `transfer_syntax`
         (as received in a C-STORE).  Pixel data is never decoded.  `expected` is the
         (SOP Class UID, SOP Instance UID) the sender announced (PS3.4 B.2.3: a dataset
-        that does not match them is refused with 0xA900); `expected_study` the study a
-        study-scoped STOW-RS names (PS3.18 10.5.1: instances of other studies are
+        that does not match them is refused with 0xA900; a None class is not checked: a
+        p2p manifest names the instance only); `expected_study` the study a study-scoped
+        STOW-RS or a p2p manifest names (PS3.18 10.5.1: instances of other studies are
         refused).  Five steps: parse, check, write (blob), index, settle (durable, then
         the answer); each refusal is a `StoreOutcome` (outcome.py says its statuses).
         """
@@ -863,19 +864,19 @@ def _result_of(header: part10.Header) -> StoreResult:
 
 
 def _check(
-    result: StoreResult, expected: tuple[str, str] | None, expected_study: str | None
+    result: StoreResult, expected: tuple[str | None, str] | None, expected_study: str | None
 ) -> None:
     """Refuse what is not what the sender said it sends (PS3.4 B.2.3, PS3.18 10.5.1).
 
     The reason fits a C-STORE Error Comment (64 characters, PS3.7 C.4) and names no
     patient: it goes to the log as it is."""
     if expected:
-        sop_class, sop_instance = map(str.strip, expected)
+        sop_class, sop_instance = expected
         for keyword, announced, found in (
             ("Class", sop_class, result.sop_class_uid),
             ("Instance", sop_instance, result.sop_instance_uid),
         ):
-            if found != announced:
+            if announced is not None and found != announced.strip():
                 raise _Refused(
                     StoreOutcome.DATASET_MISMATCH,
                     f"data set's SOP {keyword} UID is not the Affected SOP {keyword} UID",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from isthmus.archive import ShareRefused
@@ -33,7 +34,7 @@ from isthmus.p2p.bridge_wire import (
     p2p_subject,
 )
 from isthmus.p2p.ice import ice_config
-from isthmus.p2p.offers import answer, check_offer
+from isthmus.p2p.offers import answer, audit, check_offer
 from isthmus.p2p.signalling import relay_proof, verify
 from isthmus.relay.crypto import EnvelopeError
 
@@ -109,9 +110,9 @@ class BridgeSignalling:
         caller, kind = str(opened.header["from"]), opened.header.get("kind")
         try:
             if kind == OFFER:
-                answer = await self._offer(doc)
+                answer = await self._audited(caller, doc, self._offer(doc))
             elif kind == RELAY:
-                answer = await self._relay(caller, doc)
+                answer = await self._audited(caller, doc, self._relay(caller, doc))
             else:
                 raise ShareRefused(400, f"unknown request {kind!r}")
         except ShareRefused as exc:
@@ -124,6 +125,22 @@ class BridgeSignalling:
             header = {"kind": ANSWER if kind == OFFER else str(kind)}
             sealed = site.identity.seal(caller, keys, header, json.dumps(answer).encode())
             await site.link.nc.publish(msg.reply, sealed)  # type: ignore[union-attr]
+
+    async def _audited(
+        self, caller: str, doc: dict[str, Any], work: Awaitable[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """`work`'s answer, the link's use audited as over HTTP (p2p/offers.py `audit`):
+        the requesting site is the user, a refusal is outcome 4 with its reason."""
+        link_id = str(doc.get("link_id", ""))
+        try:
+            done = await work
+        except ShareRefused as exc:
+            await asyncio.to_thread(
+                audit, self.archive, "used", link_id, refused=exc, door="relay", user=caller
+            )
+            raise
+        await asyncio.to_thread(audit, self.archive, "used", link_id, door="relay", user=caller)
+        return done
 
     async def _offer(self, doc: dict[str, Any]) -> dict[str, Any]:
         """As `POST /api/p2p/{id}/offer` (p2p/web.py): check, answer, serve."""

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from isthmus.archive import Archive, Share, ShareRefused, Shares
+from isthmus.archive.activity import MINOR_FAILURE, SUCCESS
 from isthmus.p2p.ice import IceConfig
 from isthmus.p2p.signalling import answer_proof, offer_proof, verify
 
@@ -36,6 +37,36 @@ def check_offer(row: Share, doc: object, who: object = None) -> str:
         log.warning("p2p: offer for share %s with a wrong secret from %s", row.link_id, who)
         raise ShareRefused(403, WRONG_SECRET)
     return sdp
+
+
+def audit(
+    archive: Archive,
+    action: str,
+    link_id: str,
+    *,
+    refused: Exception | None = None,
+    door: str = "p2p",
+    user: str = "anonymous",
+    address: str | None = None,
+) -> None:
+    """Publish ``audit.share-link`` (docs/operations.md; PS3.15 A.5.3.5 DICOM Instances
+    Accessed): `action` "created" (C), "used" (R) or "revoked" (D), a use `refused`
+    with outcome 4 and its reason.  The archive participant is the link's path
+    (``/share/LINK_ID``), and the study is the link's (the trail adds its patient): a
+    refused use names the study of a link that exists (revoked, expired, wrong proof),
+    none for an unknown link id.  A blocking call (it reads the index)."""
+    found = archive.shares.get(link_id)
+    archive.activity.audit(
+        "share-link",
+        outcome=MINOR_FAILURE if refused is not None else SUCCESS,
+        description=str(refused) if refused is not None else None,
+        door=door,
+        user=user,
+        address=address,
+        local=f"/share/{link_id}",
+        studies=[{"uid": found.study_instance_uid}] if found is not None else [],
+        detail={"action": action, "link": link_id},
+    )
 
 
 def still_active(shares: Shares, link_id: str) -> bool:
@@ -65,9 +96,13 @@ async def answer(
 ) -> dict[str, str]:
     """Answer a checked offer with the node's ICE servers and serve the study on the
     channel in the background (kept in `tasks`); the reply ``{"sdp", "proof"}``.
-    ShareRefused 503 without a WebRTC library, 400 for an offer it cannot answer."""
+    ShareRefused 410 when the link's study is no longer in the archive (deleted since
+    the link was made: asked after the proof, so only a holder of the secret learns
+    it), 503 without a WebRTC library, 400 for an offer it cannot answer."""
     from isthmus.p2p.channel import P2PUnavailable, Peer
 
+    if not await asyncio.to_thread(archive.instances, row.study_instance_uid):
+        raise ShareRefused(410, f"the study of share link {row.link_id} is no longer on this node")
     try:
         peer = Peer(ice.servers, ice.relay_only)
     except P2PUnavailable as exc:

@@ -189,7 +189,14 @@ class Receiver:
 
     async def _store(self, entry: Entry, data: bytes) -> None:
         try:
-            result = await asyncio.to_thread(self.archive.store, data)
+            # The instance the manifest entry names, of the manifest's study: a sharing
+            # node cannot slip an instance into another study the fetching node holds.
+            result = await asyncio.to_thread(
+                self.archive.store,
+                data,
+                expected=(None, entry.sop_instance_uid),
+                expected_study=self.progress.study_uid,
+            )
         finally:
             self._slots.release()
         if result.ok:

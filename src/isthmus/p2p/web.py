@@ -5,8 +5,9 @@
   secrets; ``DELETE /api/shares/{id}`` (admin) revokes one (a transfer in progress stops).
 - ``POST /api/p2p/{id}/offer`` (no account: the link's secret is the credential)
   ``{"sdp", "proof"}`` → ``{"sdp", "proof"}``, the SDP answer; the sender then serves the
-  study on the data channel.  404 unknown, 410 expired or revoked, 403 wrong secret, 429
-  after too many wrong proofs for that link or from that address (p2p/limits.py).
+  study on the data channel.  404 unknown, 410 expired, revoked or its study deleted,
+  403 wrong secret, 429 after too many wrong proofs for that link or from that address
+  (p2p/limits.py).
 - ``GET /api/p2p/{id}/ice`` (no account: an active link id) → the node's ICE servers for
   a browser recipient, TURN credentials freshly minted (p2p/ice.py).
 - ``GET /api/p2p/federation`` (admin): the sites online and the studies other sites of
@@ -34,7 +35,7 @@ from starlette.routing import BaseRoute, Route
 from isthmus.archive import Share, ShareRefused
 from isthmus.p2p.ice import ice_config
 from isthmus.p2p.limits import OfferLimiter
-from isthmus.p2p.offers import spawn
+from isthmus.p2p.offers import audit, spawn
 from isthmus.p2p.signalling import link_url, parse_duration
 from isthmus.web import siblings
 from isthmus.web.admin import _same_origin
@@ -65,6 +66,10 @@ async def _body(request: Request) -> dict[str, Any]:
     return doc
 
 
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
 class P2PDoor:
     """The door's state: senders and fetches in progress (tasks kept until they end)."""
 
@@ -77,7 +82,10 @@ class P2PDoor:
 
     def admin(self, handler: Handler) -> Handler:
         async def endpoint(request: Request) -> Response:
-            self.ctx.authenticator.require(request.headers.get("authorization"), "admin")
+            principal = self.ctx.authenticator.require(
+                request.headers.get("authorization"), "admin"
+            )
+            request.scope.setdefault("state", {})["principal"] = principal
             if request.method in ("POST", "DELETE"):
                 _same_origin(self.ctx, request)
             return await handler(request)
@@ -101,6 +109,22 @@ class P2PDoor:
     def _spawn(self, work: Awaitable[Any]) -> None:
         spawn(self.tasks, work)
 
+    async def _audit(
+        self, request: Request, action: str, link_id: str, refused: Exception | None = None
+    ) -> None:
+        """The share-link audit message of this request (p2p/offers.py `audit`): the
+        admin who created or revoked the link, an anonymous caller who used it."""
+        principal = request.scope.get("state", {}).get("principal")
+        await asyncio.to_thread(
+            audit,
+            self.ctx.archive,
+            action,
+            link_id,
+            refused=refused,
+            user=getattr(principal, "name", "anonymous"),
+            address=_client(request),
+        )
+
     async def create_share(self, request: Request) -> Response:
         doc = await _body(request)
         study = doc.get("study")
@@ -122,6 +146,7 @@ class P2PDoor:
         site = sharing.site.name if federation else None
         if federation:
             self._spawn(asyncio.to_thread(sharing.publish_soon))
+        await self._audit(request, "created", row.link_id)
         return JSONResponse(
             {**share_json(row), "url": link_url(base, row.link_id, row.secret, site)},
             status_code=201,
@@ -154,6 +179,7 @@ class P2PDoor:
         link_id = request.path_params["link_id"]
         if not await asyncio.to_thread(self.ctx.archive.shares.revoke, link_id):
             raise not_found(f"no share link {link_id} on this node")
+        await self._audit(request, "revoked", link_id)
         sharing = self._sharing()
         if sharing is not None:  # withdraw its listings from the peers
             self._spawn(asyncio.to_thread(sharing.publish_soon))
@@ -167,12 +193,14 @@ class P2PDoor:
         client = request.client.host if request.client else "?"
         wait = self.limiter.retry_after(link_id, client)
         if wait:
-            raise HTTPError(
+            limited = HTTPError(
                 429,
                 "too many offers with a wrong proof for this link or from this address; "
                 f"retry in {wait} s",
                 headers={"Retry-After": str(wait)},
             )
+            await self._audit(request, "used", link_id, limited)
+            raise limited
         shares = self.ctx.archive.shares
         try:
             row = await asyncio.to_thread(shares.check, link_id)
@@ -182,7 +210,9 @@ class P2PDoor:
         except ShareRefused as exc:
             if exc.status == 403:
                 self.limiter.failed(link_id, client)
+            await self._audit(request, "used", link_id, exc)
             raise HTTPError(exc.status, str(exc)) from None
+        await self._audit(request, "used", link_id)
         return JSONResponse(reply)
 
     async def _active(self, link_id: str) -> Share:
