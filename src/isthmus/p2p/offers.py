@@ -49,7 +49,7 @@ def audit(
     user: str = "anonymous",
     address: str | None = None,
 ) -> None:
-    """Publish ``audit.share-link`` (docs/operations.md; PS3.15 A.5.3.5 DICOM Instances
+    """Publish ``audit.share-link`` (docs/operations.md; PS3.15 A.5.3.6 DICOM Instances
     Accessed): `action` "created" (C), "used" (R) or "revoked" (D), a use `refused`
     with outcome 4 and its reason.  The archive participant is the link's path
     (``/share/LINK_ID``), and the study is the link's (the trail adds its patient): a
