@@ -230,19 +230,17 @@ def test_import_of_a_missing_path_says_so(tmp_path: Path) -> None:
     assert f"{tmp_path / 'nothing-here'}: no such file or folder" in done.stderr
 
 
-def test_serve_prints_where_everything_is_and_stops_on_ctrl_c(
-    index_url: str, tmp_path: Path
-) -> None:
-    dicom_port, http_port = free_port(), free_port()
+def serve(data: Path, index_url: str, dicom_port: int, http_port: int) -> subprocess.Popen[str]:
+    """`isthmus serve` as a user starts it, AE title CLI_NODE, printing to a pipe."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISTHMUS_")}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [
             sys.executable,
             "-m",
             "isthmus",
             "serve",
             "--data",
-            str(tmp_path / "data"),
+            str(data),
             "--dicom-port",
             str(dicom_port),
             "--http-port",
@@ -259,13 +257,25 @@ def test_serve_prints_where_everything_is_and_stops_on_ctrl_c(
         text=True,
         env=env,
     )
+
+
+def printed_until_ready(proc: subprocess.Popen[str]) -> str:
+    """What `isthmus serve` printed up to its "Press Ctrl+C" line."""
+    lines = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        lines.append(line)
+        if "Press Ctrl+C" in line:
+            break
+    return "".join(lines)
+
+
+def test_serve_prints_where_everything_is_and_stops_on_ctrl_c(
+    index_url: str, tmp_path: Path
+) -> None:
+    dicom_port, http_port = free_port(), free_port()
+    proc = serve(tmp_path / "data", index_url, dicom_port, http_port)
     try:
-        lines = []
-        for line in proc.stdout:  # type: ignore[union-attr]
-            lines.append(line)
-            if "Press Ctrl+C" in line:
-                break
-        text = "".join(lines)
+        text = printed_until_ready(proc)
         assert f"AE title CLI_NODE on 127.0.0.1:{dicom_port}" in text
         assert f"http://127.0.0.1:{http_port}/" in text
         wait_for_port(dicom_port)
@@ -278,3 +288,30 @@ def test_serve_prints_where_everything_is_and_stops_on_ctrl_c(
             proc.kill()
             proc.wait(timeout=30)
         proc.stdout.close()  # type: ignore[union-attr]
+
+
+def test_serve_stops_in_order_on_sigterm_and_ends_by_it(index_url: str, tmp_path: Path) -> None:
+    """A service manager stops with SIGTERM: the node still closes (the Application Stop
+    audit message, PS3.15 A.5.3.1; no spare files left for the next start to "repair"),
+    and the process ends by the signal.  uvicorn re-raised it to the default handler,
+    which ended the process first."""
+    data, dicom_port, http_port = tmp_path / "data", free_port(), free_port()
+    proc = serve(data, index_url, dicom_port, http_port)
+    try:
+        printed_until_ready(proc)
+        wait_for_port(dicom_port)
+        files = write_study(StudySpec(instances_per_series=2), tmp_path / "in")
+        sent = isthmus("send", f"CLI_NODE@127.0.0.1:{dicom_port}", str(tmp_path / "in"))
+        assert sent.returncode == 0, sent.stderr
+        assert list((data / "blobs" / ".spare").iterdir())  # made ahead while storing
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        proc.stdout.close()  # type: ignore[union-attr]
+    assert not list((data / "blobs" / ".spare").iterdir())
+    events = [json.loads(line) for line in (data / "audit.log").read_text().splitlines()]
+    assert any('csd-code="110121"' in e["xml"] for e in events)  # Application Stop
+    assert count(index_url, data) == len(files)
