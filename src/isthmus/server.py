@@ -25,7 +25,7 @@ from isthmus.metrics import Metrics
 from isthmus.node.access import AccessControl
 from isthmus.node.contacts import Contacts
 from isthmus.node.router import AssociationRouter
-from isthmus.node.tls import server_context
+from isthmus.node.tls import BCP195_CIPHERS, server_context
 from isthmus.web.app import create_app
 from isthmus.web.context import WebContext
 from isthmus.web.limits import Contained, http_server_options
@@ -52,6 +52,11 @@ def _has_oidc(settings: Settings) -> bool:
 def http_config(ctx: WebContext, app: Any = None, own: bool = False) -> uvicorn.Config:
     """The HTTP server: HTTPS (and so wss:// for the gateway) when a certificate is set.
 
+    HTTPS has the DICOM TLS port's profile (RFC 9325, BCP 195; docs/security.md, "TLS"):
+    TLS 1.2 or later (Python's floor for a server context since 3.10) and for TLS 1.2
+    only `BCP195_CIPHERS`, ECDHE/DHE with AEAD ciphers; uvicorn's own cipher list let
+    CBC suites (ECDHE-RSA-AES128-SHA256, …) through.
+
     permessage-deflate is off: compressing pixel data made the gateway 20× slower
     (docs/performance.md).  The connection-level limits (docs/security.md, "Limits")
     come from `isthmus.web.limits`.  Requests are parsed by httptools (llhttp) and the
@@ -75,6 +80,7 @@ def http_config(ctx: WebContext, app: Any = None, own: bool = False) -> uvicorn.
         **http_server_options(settings),
         ssl_certfile=settings.tls_cert if tls else None,  # both or neither (config.load)
         ssl_keyfile=settings.tls_key if tls else None,
+        ssl_ciphers=BCP195_CIPHERS,  # TLS 1.2's; TLS 1.3's suites are all AEAD
     )
 
 

@@ -4,13 +4,15 @@ by C-MOVE to ourselves."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from isthmus.archive import Archive
 from isthmus.config import Peer, Settings
-from isthmus.dimse.fetch import retrieve_into_archive
+from isthmus.dimse.fetch import receiving_settings, retrieve_into_archive
+from isthmus.node.access import AccessControl
 from isthmus.server import Node
 from isthmus.testing import catalogue
 from isthmus.testing.catalogue import series_uid, study_uid
@@ -72,3 +74,18 @@ def test_move_to_ourselves_needs_the_peer_to_know_us(
         local_settings(tmp_path, free_port()), peer(remote), study_uid("B"), None, "move"
     )
     assert (report.status, report.completed) == (0xA801, 0)
+
+
+def test_move_to_ourselves_beyond_loopback_takes_stores_only_from_the_peer(
+    tmp_path: Path,
+) -> None:
+    """The receiving port of `retrieve --via move` opened store to any caller; beyond
+    loopback (docs/security.md: only known peers store there) it takes C-STOREs from the
+    peer it retrieves from and the known ones, nobody else.  Judged on the settings it
+    listens with: no test binds beyond loopback."""
+    source = Peer("PACS", "10.0.0.5", 104)
+    for host, stranger in (("10.0.0.2", False), ("127.0.0.1", True)):
+        settings = replace(local_settings(tmp_path, free_port()), host=host)
+        access = AccessControl(receiving_settings(settings, source, None))
+        assert access.allowed("store", "PACS", "10.0.0.5")
+        assert access.allowed("store", "STRANGER", "10.0.0.9") is stranger

@@ -26,6 +26,7 @@ import pytest
 from dimse.support import associate_rq, read_pdu
 from isthmus import config
 from isthmus.archive import Archive
+from isthmus.audit.logfile import entries
 from isthmus.config import ConfigError, Peer, Settings
 from isthmus.dimse import scu
 from isthmus.node.tls import BCP195_CIPHERS, client_context
@@ -223,6 +224,34 @@ def test_client_certificate_from_another_ca_fails_the_handshake(node: Node, pki:
     message = rejection(node, tls_peer(node), "ANYONE", client(pki, pki.rogue))
     assert "cannot reach" in message or "aborted" in message
     assert serves_both_ports(node, pki)
+
+
+def test_handshakes_failing_on_the_client_certificate_are_audited_as_refused_associations(
+    node: Node, pki: PKI
+) -> None:
+    """A certificate is the caller's credential on the TLS port (PS3.15 B.9): a refused
+    one, from another CA or missing where required, is audited like an association
+    refused (docs/security.md, "Audit trail": a failed credential is always audited)."""
+    required = Node(
+        tls_settings(pki, node.settings.data / "required", dicom_tls_client_certs="required")
+    )
+    required.start(http=False)
+    try:
+        for cert in (pki.rogue, None):
+            with pytest.raises(scu.SCUError):
+                scu.echo(tls_peer(required), "ANYONE", tls=client(pki, cert))
+        required.audit.flush()
+        refused = [
+            e
+            for e in entries(required.audit.log.path)
+            if e["event"] == "association" and e["outcome"] == 4
+        ]
+    finally:
+        required.stop()
+    assert len(refused) == 2, refused
+    assert all(e["source"] == "127.0.0.1" for e in refused)
+    assert "certificate verify failed" in refused[0]["xml"].lower()
+    assert "did not return a certificate" in refused[1]["xml"].lower()
 
 
 def test_client_refuses_a_server_whose_certificate_it_cannot_verify(node: Node, pki: PKI) -> None:

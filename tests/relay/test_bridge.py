@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
 
-from isthmus.relay.bridge import BridgeServer
+from isthmus.node.tls import BCP195_CIPHERS
+from isthmus.relay.bridge import BridgeServer, BridgeSettings
 from isthmus.relay.bridge_client import BridgeClient, BridgeRefused
 from isthmus.relay.crypto import SiteIdentity
 from isthmus.relay.directory import Export
@@ -19,6 +22,7 @@ from isthmus.relay.link import Link
 from isthmus.relay.objects import MissingObject, ObjectsUnavailable
 from isthmus.relay.presigned import PresignedObjects
 from isthmus.relay.signing import entry_signed_by, request_message
+from isthmus.testing.certs import CertificateAuthority
 from isthmus.testing.net import free_port
 from isthmus.testing.seaweedfs import TemporarySeaweedFS
 
@@ -335,3 +339,24 @@ def test_two_bridge_processes_on_one_database_serve_as_one(
             via_second.urls("A.A.t8", ["0"], "PUT")
     finally:
         second.stop()
+
+
+def test_the_bridge_serves_https_with_the_bcp195_profile(tmp_path: Path) -> None:
+    """RFC 9325 (BCP 195) 4.2, as Isthmus's own HTTPS: for TLS 1.2 only ECDHE/DHE with
+    AEAD ciphers, TLS 1.2 at least (uvicorn's own list has CBC suites).  Judged on the
+    context uvicorn would serve with; the bridge is not started."""
+    issued = CertificateAuthority(tmp_path / "ca").issue("bridge")
+    settings = BridgeSettings(
+        index_url=f"sqlite:///{tmp_path / 'bridge.db'}",
+        nats_url="nats://127.0.0.1:1",
+        blob_url="s3://bucket/relay",
+        public_nats="nats://127.0.0.1:1",
+        tls_cert=str(issued.cert),
+        tls_key=str(issued.key),
+    )
+    config = BridgeServer(settings).server.config
+    config.load()
+    assert config.ssl is not None
+    assert config.ssl.minimum_version >= ssl.TLSVersion.TLSv1_2
+    tls12 = {c["name"] for c in config.ssl.get_ciphers() if c["protocol"] == "TLSv1.2"}
+    assert tls12 and tls12 <= set(BCP195_CIPHERS.split(":")), tls12

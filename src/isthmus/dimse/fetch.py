@@ -83,6 +83,17 @@ def _store(archive: Archive, event: Any) -> int:
     return result.outcome.dimse_status
 
 
+def receiving_settings(settings: Settings, peer: Peer, port: int | None) -> Settings:
+    """The settings of the port that receives a C-MOVE to ourselves: the C-STOREs of its
+    sub-operations come from `peer` (PS3.4 C.4.2.2), so `peer` is a known peer there.
+    On loopback anyone may store (developer mode); beyond it the store rule stays the
+    configured one, "known" by default (docs/security.md), so that no other caller on
+    the network can store into the archive while the retrieve runs."""
+    peers = settings.peers if settings.peer(peer.aet) else (*settings.peers, peer)
+    access = {**settings.access, "store": "any"} if settings.on_loopback else settings.access
+    return replace(settings, dicom_port=port or settings.dicom_port, peers=peers, access=access)
+
+
 def _move_to_self(
     settings: Settings,
     archive: Archive,
@@ -92,9 +103,7 @@ def _move_to_self(
     progress: Any,
     tls: ssl.SSLContext | None = None,
 ) -> scu.RetrieveReport:
-    local = replace(
-        settings, dicom_port=port or settings.dicom_port, access={**settings.access, "store": "any"}
-    )
+    local = receiving_settings(settings, peer, port)
     router = None
     try:
         router = start_scp(archive, local, AccessControl(local))

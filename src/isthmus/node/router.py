@@ -181,6 +181,10 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             conn.do_handshake()
         except (OSError, ValueError) as exc:  # ssl.SSLError, timeout, reset
             log.warning("TLS handshake with %s failed: %s", client_address[0], exc)
+            if _refused_handshake(exc):  # audited like an A-ASSOCIATE-RJ (docs/operations.md)
+                self.activity.association(
+                    False, "", "", client_address[0], f"TLS handshake failed: {exc}"
+                )
             _close(conn)
             return None
         return conn
@@ -409,6 +413,15 @@ def _peer_closed(sock: socket.socket, timeout: float) -> bool:
     poller = select.poll()
     poller.register(sock, select.POLLRDHUP)  # POLLHUP and POLLERR are always reported
     return bool(poller.poll(timeout * 1000))
+
+
+def _refused_handshake(exc: BaseException) -> bool:
+    """Did the TLS layer refuse the caller (its certificate, protocol version or suites:
+    a failed credential, PS3.15 B.9), rather than the caller going away mid-handshake
+    (a port probe, a reset, a timeout), which is only logged?"""
+    return isinstance(exc, ssl.SSLError) and not isinstance(
+        exc, ssl.SSLEOFError | ssl.SSLZeroReturnError
+    )
 
 
 def _close(sock: socket.socket) -> None:

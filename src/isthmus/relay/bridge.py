@@ -37,6 +37,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from isthmus.config import ConfigError, is_loopback
+from isthmus.node.tls import BCP195_CIPHERS
 from isthmus.relay.bridge_publish import DirectoryPublisher, connect
 from isthmus.relay.bridge_state import BridgeState, Refused, parse_keys
 from isthmus.relay.bridge_urls import UrlSigner
@@ -285,6 +286,7 @@ class BridgeServer:
             timeout_keep_alive=30,
             ssl_certfile=settings.tls_cert or None,
             ssl_keyfile=settings.tls_key or None,
+            ssl_ciphers=BCP195_CIPHERS,  # TLS 1.2's, as Isthmus's HTTPS (server.http_config)
         )
         self.server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
