@@ -6,7 +6,13 @@ import os
 
 import pytest
 
-from isthmus.dicom.ul.items import PresentationContextAC, PresentationContextRQ, RoleSelection
+from isthmus.dicom.ul.items import (
+    CommonExtendedNegotiation,
+    ExtendedNegotiation,
+    PresentationContextAC,
+    PresentationContextRQ,
+    RoleSelection,
+)
 from isthmus.relay import wire
 from isthmus.relay.crypto import SiteIdentity
 from isthmus.relay.wire import Message, OpenAnswer, OpenRequest, Reassembler, WireError
@@ -75,3 +81,22 @@ def test_an_id_that_would_change_a_subject_is_refused(cid: str) -> None:
     body = OpenRequest("A", "B", (), (), "ok").encode().replace(b'"ok"', f'"{cid}"'.encode())
     with pytest.raises(WireError):
         OpenRequest.decode(body)
+
+
+def test_extended_negotiation_round_trips_and_an_older_router_s_bodies_have_none() -> None:
+    find = "1.2.840.10008.5.1.4.1.2.2.1"
+    request = OpenRequest(
+        "WS",
+        "PACSB",
+        (PresentationContextRQ(1, CT, (EXPLICIT_LE,)),),
+        (),
+        "abc123",
+        (ExtendedNegotiation(find, b"\x01\x01"),),
+        (CommonExtendedNegotiation(CT, "1.2.840.10008.4.2", (CT + ".1",)),),
+    )
+    assert OpenRequest.decode(request.encode()) == request
+    answer = OpenAnswer("def456", extended=(ExtendedNegotiation(find, b"\x00\x01"),))
+    assert OpenAnswer.decode(answer.encode()) == answer
+    older = OpenRequest.decode(b'{"calling":"WS","called":"P","contexts":[],"roles":[],"cid":"a"}')
+    assert older.extended == () and older.common_extended == ()
+    assert OpenAnswer.decode(b'{"aid":"b","contexts":[],"roles":[]}').extended == ()

@@ -5,8 +5,8 @@ use the export for the services asked (defence in depth: the caller's router che
 first, but a router cannot trust another site's), opens a TCP association to the
 exported device with the original caller's AE title as calling AE title (so the
 device sees, and may authorize, who asks), proposes the same presentation contexts
-with the same IDs and the same role selections, and answers with what the device
-accepted - or with the device's A-ASSOCIATE-RJ, or a transient one when it cannot be
+with the same IDs, the same role selections and extended negotiation (PS3.7 D.3.3.4-6),
+and answers with what the device accepted - or with the device's A-ASSOCIATE-RJ, or a transient one when it cannot be
 reached.  Then it relays the association's messages (session.py) on
 `relay.<own site>.a.<aid>` until release, abort or silence.
 """
@@ -114,6 +114,7 @@ class AgentSide:
                 request.called_aet,
             )
             return _reject(NOT_PERMITTED, f"not exported to site {caller_site!r} for that")
+        classes = {cx.abstract_syntax for cx in contexts}
         rq = pdu.AAssociateRQ(
             request.called_aet,
             request.calling_aet,
@@ -122,6 +123,8 @@ class AgentSide:
                 implementation_class_uid=IMPLEMENTATION_CLASS_UID,
                 implementation_version_name=IMPLEMENTATION_VERSION_NAME,
                 roles=request.roles,
+                extended=tuple(e for e in request.extended if e.sop_class in classes),
+                common_extended=tuple(c for c in request.common_extended if c.sop_class in classes),
             ),
             contexts=tuple(contexts),
         )
@@ -177,7 +180,12 @@ class AgentSide:
         sock.settimeout(router.timeout)  # a read times out: idle? (Session._idle)
         router.opened(session, rq.calling_aet, rq.called_aet, f"{caller_site} (relay)")
         router.spawn_thread(session.run, pipe, name=f"relay-agent-{aid}")
-        return OpenAnswer(aid=aid, contexts=ac.contexts, roles=ac.user.roles if ac.user else ())
+        return OpenAnswer(
+            aid=aid,
+            contexts=ac.contexts,
+            roles=ac.user.roles if ac.user else (),
+            extended=ac.user.extended if ac.user else (),
+        )
 
 
 class AgentSession(Session):
