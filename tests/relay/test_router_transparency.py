@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from pynetdicom import AE, evt
-from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
+from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation, UserIdentityNegotiation
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at run time
     StudyRootQueryRetrieveInformationModelFind,
     Verification,
@@ -28,6 +28,8 @@ FIND = StudyRootQueryRetrieveInformationModelFind
 # semantic matching of person names, timezone query adjustment (1 = supported).
 QUERY_OPTIONS = b"\x01\x01\x00\x01"
 PACS_OPTIONS = b"\x00\x01\x00\x01"  # what the PACS supports of them
+# PS3.7 D.3.3.7: the PACS takes this JSON Web Token (type 5) only, and answers it.
+TOKEN, SERVER_RESPONSE = b"eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9.", b"welcome alice"
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Far:
 
     port: int
     requested: list[dict[str, bytes]] = field(default_factory=list)
+    identities: list[tuple[int, bytes, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -59,9 +62,14 @@ def federation() -> Iterator[Federation]:
         far.requested.append(asked)
         return {uid: PACS_OPTIONS for uid in asked}
 
-    server = scp.start_server(
-        ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_SOP_EXTENDED, extended)]
-    )
+    def identity(event: Any) -> tuple[bool, bytes | None]:
+        """PS3.7 D.3.3.7: the SCP checks the user and answers when asked to."""
+        far.identities.append((event.user_id_type, event.primary_field, event.secondary_field))
+        known = event.primary_field == TOKEN
+        return known, SERVER_RESPONSE if known else None
+
+    handlers = [(evt.EVT_SOP_EXTENDED, extended), (evt.EVT_USER_ID, identity)]
+    server = scp.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
     far.port = int(server.server_address[1])
     nats = TemporaryNATS().start()
     a = start_site("A", nats.url)
@@ -128,3 +136,39 @@ def test_a_caller_without_extended_negotiation_gets_none(federation: Federation)
         assert dict(assoc.acceptor.sop_class_extended) == {}
     finally:
         assoc.release()
+
+
+def _identity(token: bytes) -> UserIdentityNegotiation:
+    item = UserIdentityNegotiation()
+    item.user_identity_type = 5  # JSON Web Token
+    item.positive_response_requested = True
+    item.primary_field = token
+    return item
+
+
+@pytest.mark.parametrize("path", ["direct", "relay"])
+def test_user_identity_reaches_the_far_pacs_and_its_server_response_the_caller(
+    federation: Federation, path: str
+) -> None:
+    """PS3.7 D.3.3.7: a PACS that authenticates its users by user identity negotiation
+    sees the workstation's, and the workstation the PACS's server response."""
+    port = federation.far.port if path == "direct" else federation.a.dicom_port
+    before = len(federation.far.identities)
+    assoc = _associate(port, [_identity(TOKEN)])
+    try:
+        response = assoc.acceptor.user_identity
+    finally:
+        assoc.release()
+    assert federation.far.identities[before:] == [(5, TOKEN, b"")]
+    assert response is not None and response.server_response == SERVER_RESPONSE
+
+
+def test_a_user_the_far_pacs_does_not_know_is_rejected_through_the_relay(
+    federation: Federation,
+) -> None:
+    ae = AE(ae_title="WORKSTATION")
+    ae.add_requested_context(FIND)
+    ae.acse_timeout = ae.network_timeout = 30
+    port = federation.a.dicom_port
+    assoc = ae.associate("127.0.0.1", port, ae_title="PACSB", ext_neg=[_identity(b"wrong")])
+    assert assoc.is_rejected

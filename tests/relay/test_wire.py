@@ -12,6 +12,7 @@ from isthmus.dicom.ul.items import (
     PresentationContextAC,
     PresentationContextRQ,
     RoleSelection,
+    UserIdentityRQ,
 )
 from isthmus.relay import wire
 from isthmus.relay.crypto import SiteIdentity
@@ -100,3 +101,13 @@ def test_extended_negotiation_round_trips_and_an_older_router_s_bodies_have_none
     older = OpenRequest.decode(b'{"calling":"WS","called":"P","contexts":[],"roles":[],"cid":"a"}')
     assert older.extended == () and older.common_extended == ()
     assert OpenAnswer.decode(b'{"aid":"b","contexts":[],"roles":[]}').extended == ()
+
+
+def test_user_identity_and_its_server_response_round_trip() -> None:
+    identity = UserIdentityRQ(2, True, b"alice", b"s3cret")
+    request = OpenRequest("WS", "PACSB", (), (), "abc123", user_identity=identity)
+    assert OpenRequest.decode(request.encode()).user_identity == identity
+    assert OpenRequest.decode(OpenRequest("WS", "P", (), (), "a").encode()).user_identity is None
+    answer = OpenAnswer("def456", server_response=b"")
+    assert OpenAnswer.decode(answer.encode()).server_response == b""
+    assert OpenAnswer.decode(OpenAnswer("def456").encode()).server_response is None

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.dicom.status import MOVE_DESTINATION_UNKNOWN, NOT_AUTHORIZED
 from isthmus.dicom.ul import items, pdata, pdu, transport
-from isthmus.dicom.ul.items import PresentationContextAC, PresentationContextRQ, UserInformation
+from isthmus.dicom.ul.items import (
+    PresentationContextAC,
+    PresentationContextRQ,
+    UserIdentityAC,
+    UserIdentityRQ,
+    UserInformation,
+)
 from isthmus.dimse import messages as msg
 from isthmus.node.router import send_last_pdu
 from isthmus.relay import wire
@@ -243,6 +249,8 @@ class CallerSide:
             # PS3.7 D.3.3.5, D.3.3.6: the device answers the caller's options itself.
             tuple(e for e in user.extended if e.sop_class in kept) if user else (),
             tuple(c for c in user.common_extended if c.sop_class in kept) if user else (),
+            # PS3.7 D.3.3.7: the device authenticates the user (nothing here does).
+            user.user_identity if user and isinstance(user.user_identity, UserIdentityRQ) else None,
         )
         header = {"kind": wire.OPEN, "cid": session.cid}
         sealed = router.identity.seal(site, route.keys, header, request.encode())
@@ -275,7 +283,8 @@ class CallerSide:
     ) -> pdu.AAssociateAC:
         """The caller's A-ASSOCIATE-AC: the far device's results for the contexts that
         left, a rejection for the others (PS3.8 9.3.3.2); the device's role selections
-        and SOP class extended negotiation answers (PS3.7 D.3.3.4, D.3.3.5)."""
+        SOP class extended negotiation and user identity answers (PS3.7 D.3.3.4, D.3.3.5,
+        D.3.3.7.2)."""
         far = {cx.context_id: cx for cx in answer.contexts}
         sent = {cx.context_id for cx in route.contexts}
         proposed = {cx.abstract_syntax for cx in route.contexts}
@@ -298,6 +307,9 @@ class CallerSide:
             implementation_version_name=IMPLEMENTATION_VERSION_NAME,
             roles=answer.roles,
             extended=tuple(e for e in answer.extended if e.sop_class in proposed),
+            user_identity=None
+            if answer.server_response is None
+            else UserIdentityAC(answer.server_response),
         )
         return pdu.AAssociateAC(rq.called_aet, rq.calling_aet, user=user, contexts=tuple(results))
 
