@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from pynetdicom import AE, evt
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, evt
 from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation, UserIdentityNegotiation
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at run time
     CTImageStorage,
@@ -26,6 +27,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at run 
 from isthmus.dicom.part10 import dataset_offset
 from isthmus.relay.router import RelayRouter
 from isthmus.testing import dcmtk
+from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.nats import TemporaryNATS
 
 from .router_support import Site, entry, export, start_site
@@ -57,6 +59,7 @@ class Far:
     requested: list[dict[str, bytes]] = field(default_factory=list)
     identities: list[tuple[int, bytes, bytes]] = field(default_factory=list)
     identifiers: list[bytes] = field(default_factory=list)  # C-FIND identifiers, as sent
+    stored: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # UID: syntax, data set
     store_port: int = 0  # MOVE's destination STOREB, which refuses one instance of three
 
 
@@ -75,6 +78,7 @@ def federation() -> Iterator[Federation]:
     scp.add_supported_context(FIND)
     scp.add_supported_context(MOVE)
     scp.add_requested_context(CTImageStorage)
+    scp.add_supported_context(CTImageStorage, ALL_TRANSFER_SYNTAXES)
     far = Far(0)
     store = AE(ae_title="STOREB")
     store.add_supported_context(CTImageStorage)
@@ -99,6 +103,15 @@ def federation() -> Iterator[Federation]:
             match.StudyDate = "20200315"
             match.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
             yield 0xFF00, match
+
+    def store_here(event: Any) -> int:
+        """PACSB's own C-STORE SCP: keeps each data set as it came, in its syntax."""
+        syntax = event.context.transfer_syntax
+        far.stored[event.request.AffectedSOPInstanceUID] = (
+            syntax,
+            event.request.DataSet.getvalue(),
+        )
+        return 0x0000
 
     def move(event: Any) -> Iterator[Any]:
         yield "127.0.0.1", far.store_port
@@ -128,6 +141,7 @@ def federation() -> Iterator[Federation]:
         (evt.EVT_USER_ID, identity),
         (evt.EVT_C_FIND, find),
         (evt.EVT_C_MOVE, move),
+        (evt.EVT_C_STORE, store_here),
     ]
     server = scp.start_server(("127.0.0.1", 0), block=False, evt_handlers=handlers)
     far.port = int(server.server_address[1])
@@ -307,3 +321,54 @@ def test_c_move_warning_and_its_counts_reach_the_workstation(
     assert [r[0].NumberOfRemainingSuboperations for r in responses[:-1]] == [2, 1, 0][
         : len(responses) - 1
     ]
+
+
+def _storescu(port: int, path: Path, *options: str) -> None:
+    done = dcmtk.run(
+        "storescu", *options, "-aet", "WORKSTATION", "-aec", "PACSB", "127.0.0.1", str(port),
+        str(path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _stored_as_sent(federation: Federation, path: Path) -> None:
+    sent = path.read_bytes()
+    ds = dcmread(path, stop_before_pixels=True)
+    syntax, got = federation.far.stored[ds.SOPInstanceUID]
+    assert syntax == ds.file_meta.TransferSyntaxUID
+    assert got == sent[dataset_offset(sent) :]
+
+
+@pytest.mark.dcmtk
+@pytest.mark.parametrize(
+    ("compress", "syntax", "option"),
+    [
+        ("dcmcjpeg", "1.2.840.10008.1.2.4.50", "-xy"),  # JPEG baseline (process 1), 8 bits
+        ("dcmcjpls", "1.2.840.10008.1.2.4.80", "-xt"),  # JPEG-LS lossless
+    ],
+)
+def test_a_compressed_instance_is_stored_as_sent_byte_for_byte(
+    federation: Federation, tmp_path: Path, compress: str, syntax: str, option: str
+) -> None:
+    """PS3.5 A.4: an instance in a compressed transfer syntax the far PACS accepts is
+    relayed as it is (the relay neither decodes nor re-encodes it)."""
+    [plain] = write_study(StudySpec(instances_per_series=1, rows=256, columns=256), tmp_path / "in")
+    path = tmp_path / "compressed.dcm"
+    extra = ["--encode-baseline"] if compress == "dcmcjpeg" else []
+    done = dcmtk.run(compress, *extra, str(plain), str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID == syntax
+    _storescu(federation.a.dicom_port, path, option)
+    _stored_as_sent(federation, path)
+
+
+@pytest.mark.dcmtk
+def test_an_instance_of_tens_of_megabytes_is_stored_byte_for_byte(
+    federation: Federation, tmp_path: Path
+) -> None:
+    """A 32 MB data set: 64 envelopes of 512 KiB each, reassembled in order."""
+    spec = StudySpec(instances_per_series=1, rows=4000, columns=4000)
+    [path] = write_study(spec, tmp_path)
+    assert path.stat().st_size > 32_000_000
+    _storescu(federation.a.dicom_port, path)
+    _stored_as_sent(federation, path)
