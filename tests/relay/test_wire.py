@@ -6,7 +6,14 @@ import os
 
 import pytest
 
-from isthmus.dicom.ul.items import PresentationContextAC, PresentationContextRQ, RoleSelection
+from isthmus.dicom.ul.items import (
+    CommonExtendedNegotiation,
+    ExtendedNegotiation,
+    PresentationContextAC,
+    PresentationContextRQ,
+    RoleSelection,
+    UserIdentityRQ,
+)
 from isthmus.relay import wire
 from isthmus.relay.crypto import SiteIdentity
 from isthmus.relay.wire import Message, OpenAnswer, OpenRequest, Reassembler, WireError
@@ -75,3 +82,32 @@ def test_an_id_that_would_change_a_subject_is_refused(cid: str) -> None:
     body = OpenRequest("A", "B", (), (), "ok").encode().replace(b'"ok"', f'"{cid}"'.encode())
     with pytest.raises(WireError):
         OpenRequest.decode(body)
+
+
+def test_extended_negotiation_round_trips_and_an_older_router_s_bodies_have_none() -> None:
+    find = "1.2.840.10008.5.1.4.1.2.2.1"
+    request = OpenRequest(
+        "WS",
+        "PACSB",
+        (PresentationContextRQ(1, CT, (EXPLICIT_LE,)),),
+        (),
+        "abc123",
+        (ExtendedNegotiation(find, b"\x01\x01"),),
+        (CommonExtendedNegotiation(CT, "1.2.840.10008.4.2", (CT + ".1",)),),
+    )
+    assert OpenRequest.decode(request.encode()) == request
+    answer = OpenAnswer("def456", extended=(ExtendedNegotiation(find, b"\x00\x01"),))
+    assert OpenAnswer.decode(answer.encode()) == answer
+    older = OpenRequest.decode(b'{"calling":"WS","called":"P","contexts":[],"roles":[],"cid":"a"}')
+    assert older.extended == () and older.common_extended == ()
+    assert OpenAnswer.decode(b'{"aid":"b","contexts":[],"roles":[]}').extended == ()
+
+
+def test_user_identity_and_its_server_response_round_trip() -> None:
+    identity = UserIdentityRQ(2, True, b"alice", b"s3cret")
+    request = OpenRequest("WS", "PACSB", (), (), "abc123", user_identity=identity)
+    assert OpenRequest.decode(request.encode()).user_identity == identity
+    assert OpenRequest.decode(OpenRequest("WS", "P", (), (), "a").encode()).user_identity is None
+    answer = OpenAnswer("def456", server_response=b"")
+    assert OpenAnswer.decode(answer.encode()).server_response == b""
+    assert OpenAnswer.decode(OpenAnswer("def456").encode()).server_response is None

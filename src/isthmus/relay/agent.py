@@ -5,8 +5,8 @@ use the export for the services asked (defence in depth: the caller's router che
 first, but a router cannot trust another site's), opens a TCP association to the
 exported device with the original caller's AE title as calling AE title (so the
 device sees, and may authorize, who asks), proposes the same presentation contexts
-with the same IDs and the same role selections, and answers with what the device
-accepted - or with the device's A-ASSOCIATE-RJ, or a transient one when it cannot be
+with the same IDs, the same role selections, extended negotiation and user identity
+(PS3.7 D.3.3.4-7), and answers with what the device accepted - or with the device's A-ASSOCIATE-RJ, or a transient one when it cannot be
 reached.  Then it relays the association's messages (session.py) on
 `relay.<own site>.a.<aid>` until release, abort or silence.
 """
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.dicom.ul import items, pdu, transport, validation
 from isthmus.dicom.ul.errors import PDUError
-from isthmus.dicom.ul.items import UserInformation
+from isthmus.dicom.ul.items import UserIdentityAC, UserInformation
 from isthmus.node.sockets import set_nodelay
 from isthmus.relay import wire
 from isthmus.relay.caller import NOT_PERMITTED, UNKNOWN_AE, UNREACHABLE
@@ -114,6 +114,7 @@ class AgentSide:
                 request.called_aet,
             )
             return _reject(NOT_PERMITTED, f"not exported to site {caller_site!r} for that")
+        classes = {cx.abstract_syntax for cx in contexts}
         rq = pdu.AAssociateRQ(
             request.called_aet,
             request.calling_aet,
@@ -122,6 +123,9 @@ class AgentSide:
                 implementation_class_uid=IMPLEMENTATION_CLASS_UID,
                 implementation_version_name=IMPLEMENTATION_VERSION_NAME,
                 roles=request.roles,
+                extended=tuple(e for e in request.extended if e.sop_class in classes),
+                common_extended=tuple(c for c in request.common_extended if c.sop_class in classes),
+                user_identity=request.user_identity,
             ),
             contexts=tuple(contexts),
         )
@@ -177,7 +181,13 @@ class AgentSide:
         sock.settimeout(router.timeout)  # a read times out: idle? (Session._idle)
         router.opened(session, rq.calling_aet, rq.called_aet, f"{caller_site} (relay)")
         router.spawn_thread(session.run, pipe, name=f"relay-agent-{aid}")
-        return OpenAnswer(aid=aid, contexts=ac.contexts, roles=ac.user.roles if ac.user else ())
+        return OpenAnswer(
+            aid=aid,
+            contexts=ac.contexts,
+            roles=ac.user.roles if ac.user else (),
+            extended=ac.user.extended if ac.user else (),
+            server_response=_server_response(ac.user),
+        )
 
 
 class AgentSession(Session):
@@ -214,6 +224,13 @@ class AgentSession(Session):
             self.pipe.send(pdu.RELEASE_RQ)
             return
         super().remote_signal(kind)
+
+
+def _server_response(user: UserInformation | None) -> bytes | None:
+    """The device's answer to the caller's user identity (PS3.7 D.3.3.7.2), if any."""
+    if user is not None and isinstance(user.user_identity, UserIdentityAC):
+        return user.user_identity.server_response
+    return None
 
 
 def _reject(rj: tuple[int, int, int], why: str) -> OpenAnswer:

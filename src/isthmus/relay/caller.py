@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.dicom.status import MOVE_DESTINATION_UNKNOWN, NOT_AUTHORIZED
 from isthmus.dicom.ul import items, pdata, pdu, transport
-from isthmus.dicom.ul.items import PresentationContextAC, PresentationContextRQ, UserInformation
+from isthmus.dicom.ul.items import (
+    PresentationContextAC,
+    PresentationContextRQ,
+    UserIdentityAC,
+    UserIdentityRQ,
+    UserInformation,
+)
 from isthmus.dimse import messages as msg
 from isthmus.node.router import send_last_pdu
 from isthmus.relay import wire
@@ -233,12 +239,18 @@ class CallerSide:
         router = self.router
         site = route.export.site
         kept = {cx.abstract_syntax for cx in route.contexts}  # roles for these only
+        user = rq.user
         request = OpenRequest(
             rq.calling_aet,
             rq.called_aet,
             route.contexts,
             tuple(r for r in rq.roles if r.sop_class in kept),
             session.cid,
+            # PS3.7 D.3.3.5, D.3.3.6: the device answers the caller's options itself.
+            tuple(e for e in user.extended if e.sop_class in kept) if user else (),
+            tuple(c for c in user.common_extended if c.sop_class in kept) if user else (),
+            # PS3.7 D.3.3.7: the device authenticates the user (nothing here does).
+            user.user_identity if user and isinstance(user.user_identity, UserIdentityRQ) else None,
         )
         header = {"kind": wire.OPEN, "cid": session.cid}
         sealed = router.identity.seal(site, route.keys, header, request.encode())
@@ -270,9 +282,12 @@ class CallerSide:
         self, rq: pdu.AAssociateRQ, route: Route, answer: OpenAnswer
     ) -> pdu.AAssociateAC:
         """The caller's A-ASSOCIATE-AC: the far device's results for the contexts that
-        left, a rejection for the others (PS3.8 9.3.3.2)."""
+        left, a rejection for the others (PS3.8 9.3.3.2); the device's role selections
+        SOP class extended negotiation and user identity answers (PS3.7 D.3.3.4, D.3.3.5,
+        D.3.3.7.2)."""
         far = {cx.context_id: cx for cx in answer.contexts}
         sent = {cx.context_id for cx in route.contexts}
+        proposed = {cx.abstract_syntax for cx in route.contexts}
         results = []
         for cx in rq.contexts:
             if cx.context_id in far and cx.context_id in sent:
@@ -291,6 +306,10 @@ class CallerSide:
             implementation_class_uid=IMPLEMENTATION_CLASS_UID,
             implementation_version_name=IMPLEMENTATION_VERSION_NAME,
             roles=answer.roles,
+            extended=tuple(e for e in answer.extended if e.sop_class in proposed),
+            user_identity=None
+            if answer.server_response is None
+            else UserIdentityAC(answer.server_response),
         )
         return pdu.AAssociateAC(rq.called_aet, rq.calling_aet, user=user, contexts=tuple(results))
 

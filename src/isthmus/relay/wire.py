@@ -6,10 +6,16 @@ split body - never an AE title, a patient name, an ID or a UID.  The sealed bodi
 
 - `open` (A -> B, request/reply): JSON - calling and called AE titles, the proposed
   presentation contexts `[[id, abstract syntax, [transfer syntaxes]]]`, the role
-  selections `[[SOP class, SCU role, SCP role]]` (PS3.7 D.3.3.4) and `cid`, the id of
-  the caller's inbox `relay.<A>.r.<cid>`;
+  selections `[[SOP class, SCU role, SCP role]]` (PS3.7 D.3.3.4), the SOP class
+  extended negotiation sub-items `extended: [[SOP class, hex info]]` (D.3.3.5) and the
+  common extended ones `common: [[SOP class, service class, [related classes]]]`
+  (D.3.3.6), the user identity `identity: [type, response requested, hex primary, hex
+  secondary]` or null (D.3.3.7.1), and `cid`, the id of the caller's inbox
+  `relay.<A>.r.<cid>`;
 - its reply, `accept`: JSON `{"aid", "contexts": [[id, result, transfer syntax]],
-  "roles": [...]}`, or `reject`: `{"reject": [result, source, reason], "why": text}`
+  "roles": [...], "extended": [...], "identity": hex server response or null}` (the
+  device's answers), or `reject`:
+  `{"reject": [result, source, reason], "why": text}`
   (PS3.8 9.3.4 table 9-21);
 - `dimse`: one whole DIMSE message (PS3.7 6.3): `context id (u8) | flags (u8, bit 0:
   a data set follows) | command length (u32, big endian) | command set | data set`;
@@ -29,7 +35,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from isthmus.dicom.ul.items import PresentationContextAC, PresentationContextRQ, RoleSelection
+from isthmus.dicom.ul.items import (
+    CommonExtendedNegotiation,
+    ExtendedNegotiation,
+    PresentationContextAC,
+    PresentationContextRQ,
+    RoleSelection,
+    UserIdentityRQ,
+)
 
 OPEN, ACCEPT, REJECT = "open", "accept", "reject"
 DIMSE, PING, RELEASE, RELEASED, ABORT = "dimse", "ping", "release", "released", "abort"
@@ -52,8 +65,12 @@ class OpenRequest:
     contexts: tuple[PresentationContextRQ, ...]
     roles: tuple[RoleSelection, ...]
     cid: str
+    extended: tuple[ExtendedNegotiation, ...] = ()
+    common_extended: tuple[CommonExtendedNegotiation, ...] = ()
+    user_identity: UserIdentityRQ | None = None
 
     def encode(self) -> bytes:
+        identity = self.user_identity
         return _json(
             {
                 "calling": self.calling_aet,
@@ -63,6 +80,19 @@ class OpenRequest:
                     for c in self.contexts
                 ],
                 "roles": [[r.sop_class, r.scu_role, r.scp_role] for r in self.roles],
+                "extended": _extended(self.extended),
+                "common": [
+                    [c.sop_class, c.service_class, list(c.related_classes)]
+                    for c in self.common_extended
+                ],
+                "identity": None
+                if identity is None
+                else [
+                    identity.identity_type,
+                    identity.response_requested,
+                    identity.primary.hex(),
+                    identity.secondary.hex(),
+                ],
                 "cid": self.cid,
             }
         )
@@ -80,6 +110,12 @@ class OpenRequest:
                 ),
                 roles=tuple(RoleSelection(str(u), bool(s), bool(p)) for u, s, p in doc["roles"]),
                 cid=_token(doc["cid"]),
+                extended=_extended_of(doc),
+                common_extended=tuple(
+                    CommonExtendedNegotiation(str(u), str(c), tuple(map(str, r)))
+                    for u, c, r in doc.get("common", ())
+                ),
+                user_identity=_identity_of(doc.get("identity")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise WireError(f"bad open request: {exc}") from None
@@ -92,6 +128,8 @@ class OpenAnswer:
     aid: str = ""
     contexts: tuple[PresentationContextAC, ...] = ()
     roles: tuple[RoleSelection, ...] = ()
+    extended: tuple[ExtendedNegotiation, ...] = ()
+    server_response: bytes | None = None  # the device's user identity answer
     reject: tuple[int, int, int] | None = None
     why: str = field(default="")
 
@@ -107,6 +145,8 @@ class OpenAnswer:
                 "aid": self.aid,
                 "contexts": [[c.context_id, c.result, c.transfer_syntax] for c in self.contexts],
                 "roles": [[r.sop_class, r.scu_role, r.scp_role] for r in self.roles],
+                "extended": _extended(self.extended),
+                "identity": None if self.server_response is None else self.server_response.hex(),
             }
         )
 
@@ -124,6 +164,10 @@ class OpenAnswer:
                     for i, r, ts in doc["contexts"]
                 ),
                 roles=tuple(RoleSelection(str(u), bool(s), bool(p)) for u, s, p in doc["roles"]),
+                extended=_extended_of(doc),
+                server_response=None
+                if doc.get("identity") is None
+                else bytes.fromhex(doc["identity"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise WireError(f"bad open answer: {exc}") from None
@@ -206,6 +250,27 @@ def _load(body: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise WireError("body is not a JSON object")
     return doc
+
+
+def _extended(items: tuple[ExtendedNegotiation, ...]) -> list[list[str]]:
+    return [[e.sop_class, e.info.hex()] for e in items]
+
+
+def _extended_of(doc: dict[str, Any]) -> tuple[ExtendedNegotiation, ...]:
+    """The extended negotiation sub-items of an open request or answer (none from a
+    router that does not send them)."""
+    return tuple(
+        ExtendedNegotiation(str(u), bytes.fromhex(info)) for u, info in doc.get("extended", ())
+    )
+
+
+def _identity_of(value: Any) -> UserIdentityRQ | None:
+    if value is None:
+        return None
+    kind, requested, primary, secondary = value
+    return UserIdentityRQ(
+        int(kind), bool(requested), bytes.fromhex(primary), bytes.fromhex(secondary)
+    )
 
 
 def _token(value: Any) -> str:
