@@ -7,7 +7,7 @@ import sys
 import time
 
 from isthmus.node_api import call
-from isthmus.p2p.signalling import link_id_of
+from isthmus.p2p.signalling import link_id_of, parse_link
 
 STALL = 120.0  # seconds without progress before `fetch` gives up waiting
 
@@ -50,7 +50,13 @@ def revoke(server: str, token: str | None, link: str) -> int:
 
 
 def fetch(server: str, token: str | None, link: str) -> int:
-    """Start the pull on the node, then follow it until complete (0) or failed (1)."""
+    """Start the pull on the node, then follow it until complete (0) or failed (1); a
+    string that is not a share link fails (1) before the node is asked."""
+    try:
+        parse_link(link)
+    except ValueError as exc:
+        print(f"isthmus: {exc}", file=sys.stderr)
+        return 1
     started = call("POST", server, "/api/admin/p2p/fetch", token, body={"link": link})
     from tqdm import tqdm
 
