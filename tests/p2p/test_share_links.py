@@ -74,6 +74,10 @@ def test_a_wrong_secret_is_refused(nodes: tuple[Node, Node]) -> None:
     done = fetching.isthmus("fetch", link[:-3] + "xyz", "--server", fetching.url)
     assert done.returncode == 1
     assert "does not prove knowledge of the link's secret" in done.stderr
+    # No manifest came: the message says what failed, not the figures of an unknown study.
+    failed = done.stderr.splitlines()[-1]
+    assert failed.startswith("isthmus: fetch failed before any manifest arrived: ")
+    assert "instance(s)" not in failed and "study" not in failed
 
 
 def test_a_revoked_link_is_refused(nodes: tuple[Node, Node]) -> None:

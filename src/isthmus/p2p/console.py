@@ -94,5 +94,11 @@ def fetch(server: str, token: str | None, link: str) -> int:
                 f"{progress['bytes_received'] / 1e6:.1f} MB in {seconds:.2f} s ({progress['bytes_received'] / 1e6 / seconds:.1f} MB/s) on the node"
             )
         return 0
+    if not progress["study_uid"]:  # refused or cut before the manifest: no study, no figures
+        print(
+            f"isthmus: fetch failed before any manifest arrived: {state.get('reason')}",
+            file=sys.stderr,
+        )
+        return 1
     print(f"isthmus: fetch failed: {state.get('reason')} ({summary})", file=sys.stderr)
     return 1
