@@ -274,6 +274,25 @@ SPOIL_ONE_CHUNK = """(position) => {
   };
 }"""
 
+# The manifest names study `study` (a lying sharing node): the page's listeners get the
+# manifest with that study, the instances the node sends are of the real one.
+RENAME_THE_MANIFESTS_STUDY = """(study) => {
+  const create = RTCPeerConnection.prototype.createDataChannel;
+  RTCPeerConnection.prototype.createDataChannel = function (...args) {
+    const channel = create.apply(this, args);
+    const listen = channel.addEventListener.bind(channel);
+    channel.addEventListener = (type, listener, ...rest) => {
+      if (type !== 'message') return listen(type, listener, ...rest);
+      return listen('message', (event) => {
+        const doc = typeof event.data === 'string' ? JSON.parse(event.data) : null;
+        if (doc?.type !== 'manifest') return listener(event);
+        listener({ data: JSON.stringify({ ...doc, study }) });
+      }, ...rest);
+    };
+    return channel;
+  };
+}"""
+
 # Record the RTCConfiguration the page creates its peer connection with.
 RECORD_CONFIGURATION = """() => {
   const Native = RTCPeerConnection;
@@ -294,6 +313,22 @@ def test_a_corrupted_chunk_is_fetched_again_and_the_stored_study_is_identical(
     assert outcome["status"] == "complete", outcome["message"]
     assert outcome["figures"]["refetched"] == 1
     assert page.evaluate(STORED_DIGESTS, sharing.study) == sharing.digests
+
+
+def test_instances_of_another_study_than_the_manifests_are_refused_and_the_page_fails(
+    sharing: Sharing, context: Any
+) -> None:
+    """The page stores an instance only if it is of the manifest's study: a sharing node
+    cannot slip instances into another study this browser holds."""
+    link, _ = sharing.link()
+    page, _ = open_link(context, link, (RENAME_THE_MANIFESTS_STUDY, "1.2.3.4"))
+    outcome = ended(page)
+    assert outcome["status"] == "failed"
+    assert f"{SERIES * PER_SERIES} instance(s) refused" in outcome["message"]
+    assert "Study Instance UID is not the manifest's study" in outcome["message"]
+    assert "Complete and verified" not in page.locator("#share-status").inner_text()
+    assert page.evaluate(STORED_DIGESTS, sharing.study) == {}
+    assert page.evaluate(STORED_DIGESTS, "1.2.3.4") == {}
 
 
 def test_a_node_without_ice_servers_gives_the_page_none_and_every_path(

@@ -74,6 +74,10 @@ def test_a_wrong_secret_is_refused(nodes: tuple[Node, Node]) -> None:
     done = fetching.isthmus("fetch", link[:-3] + "xyz", "--server", fetching.url)
     assert done.returncode == 1
     assert "does not prove knowledge of the link's secret" in done.stderr
+    # No manifest came: the message says what failed, not the figures of an unknown study.
+    failed = done.stderr.splitlines()[-1]
+    assert failed.startswith("isthmus: fetch failed before any manifest arrived: ")
+    assert "instance(s)" not in failed and "study" not in failed
 
 
 def test_a_revoked_link_is_refused(nodes: tuple[Node, Node]) -> None:
@@ -166,3 +170,19 @@ def test_a_link_without_its_secret_is_refused_before_any_connection(
     done = fetching.isthmus("fetch", link.split("#")[0], "--server", fetching.url)
     assert done.returncode != 0
     assert "has no secret" in done.stderr
+
+
+def test_a_link_with_an_invalid_port_is_refused_before_any_connection(
+    nodes: tuple[Node, Node],
+) -> None:
+    """`isthmus fetch` and the fetch endpoint read the link's port when they read the link
+    (exit 1, 400), and the message names the port, never the secret."""
+    _, fetching = nodes
+    link = "http://127.0.0.1:notaport/share/ID#SECRET"
+    done = fetching.isthmus("fetch", link, "--server", fetching.url)
+    assert done.returncode == 1
+    assert "port 'notaport' is not a number from 1 to 65535" in done.stderr
+    assert "SECRET" not in done.stderr and "Invalid port" not in done.stderr
+    reply = httpx.post(f"{fetching.url}/api/admin/p2p/fetch", json={"link": link}, timeout=10)
+    assert reply.status_code == 400
+    assert "port 'notaport' is not a number from 1 to 65535" in reply.json()["message"]

@@ -7,7 +7,7 @@ import sys
 import time
 
 from isthmus.node_api import call
-from isthmus.p2p.signalling import link_id_of
+from isthmus.p2p.signalling import link_id_of, parse_link
 
 STALL = 120.0  # seconds without progress before `fetch` gives up waiting
 
@@ -50,7 +50,13 @@ def revoke(server: str, token: str | None, link: str) -> int:
 
 
 def fetch(server: str, token: str | None, link: str) -> int:
-    """Start the pull on the node, then follow it until complete (0) or failed (1)."""
+    """Start the pull on the node, then follow it until complete (0) or failed (1); a
+    string that is not a share link fails (1) before the node is asked."""
+    try:
+        parse_link(link)
+    except ValueError as exc:
+        print(f"isthmus: {exc}", file=sys.stderr)
+        return 1
     started = call("POST", server, "/api/admin/p2p/fetch", token, body={"link": link})
     from tqdm import tqdm
 
@@ -88,5 +94,11 @@ def fetch(server: str, token: str | None, link: str) -> int:
                 f"{progress['bytes_received'] / 1e6:.1f} MB in {seconds:.2f} s ({progress['bytes_received'] / 1e6 / seconds:.1f} MB/s) on the node"
             )
         return 0
+    if not progress["study_uid"]:  # refused or cut before the manifest: no study, no figures
+        print(
+            f"isthmus: fetch failed before any manifest arrived: {state.get('reason')}",
+            file=sys.stderr,
+        )
+        return 1
     print(f"isthmus: fetch failed: {state.get('reason')} ({summary})", file=sys.stderr)
     return 1

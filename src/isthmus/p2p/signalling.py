@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import re
 from datetime import timedelta
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from isthmus.p2p.channel import fingerprint
 
@@ -51,7 +51,22 @@ def parse_link(link: str) -> tuple[str, str, str]:
         raise ValueError(f"not a share link: {link!r}")
     if not parts.fragment:
         raise ValueError("the share link has no secret (the part after #): copy the whole link")
+    _check_authority(parts)
     return f"{parts.scheme}://{parts.netloc}{prefix}", link_id, parts.fragment
+
+
+def _check_authority(parts: SplitResult) -> None:
+    """A host and, when the link names one, a port 1–65535 (RFC 3986 3.2.3): refused here,
+    not once the fetch is under way.  The message never repeats the link (its secret)."""
+    if not parts.hostname:
+        raise ValueError("the share link names no host (expected http(s)://HOST/share/ID#SECRET)")
+    port = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+    try:
+        valid = parts.port is None or parts.port > 0
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ValueError(f"the share link's port {port!r} is not a number from 1 to 65535")
 
 
 def link_id_of(link: str) -> str:

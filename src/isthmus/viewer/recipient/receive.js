@@ -1,7 +1,10 @@
 // The receiving side of the transfer protocol in the browser (docs/p2p.md, "Messages"): read
 // the manifest, ask only for the chunks of instances IndexedDB does not hold (≤ WINDOW
 // outstanding, manifest order: first images first), verify each instance's length and
-// SHA-256 (WebCrypto) before it is stored, fetch a bad one again, then say "done".
+// SHA-256 (WebCrypto) before it is stored, fetch a bad one again, then say "done". A verified
+// instance is stored only if it is the one its manifest entry names, of the manifest's study
+// (its header's SOP and Study Instance UIDs): a sharing node cannot slip an instance into
+// another study this browser holds. A refused one fails the transfer once the rest is stored.
 
 import { PIXEL_DATA, parseDataset, readPart10, summarize } from "../dicomnet/index.js";
 import { ShareError } from "./connect.js";
@@ -68,6 +71,7 @@ export async function receive(channel, mail, store, events = {}) {
     bytesHeld: entries.filter((e) => held.has(e.sop)).reduce((n, e) => n + e.size, 0),
     bytesReceived: 0,
     refetched: 0,
+    refused: [], // [SOP Instance UID the entry names, why]
     requested: todo.map((e) => e.position),
   };
   events.manifest?.({ study, entries, held });
@@ -129,8 +133,15 @@ export async function receive(channel, mail, store, events = {}) {
         task.verifying = false;
         if (part10) {
           pending.delete(position);
+          const { found, reason } = admit(part10, task.entry, study);
+          if (reason) {
+            figures.refused.push([task.entry.sop, reason]);
+            events.progress?.(figures);
+            mail.wake();
+            return;
+          }
           stores.push(
-            store.put(record(part10)).then(() => {
+            store.put(found).then(() => {
               figures.stored++;
               events.stored?.(task.entry, part10);
               events.progress?.(figures);
@@ -157,6 +168,10 @@ export async function receive(channel, mail, store, events = {}) {
   send({ type: "done", stored: figures.stored, already: figures.already });
   await mail.next(5000); // "bye"; its absence changes nothing: everything is stored
   channel.close();
+  if (figures.refused.length) {
+    const which = figures.refused.map(([sop, reason]) => `${sop} (${reason})`).join("; ");
+    throw new ShareError(`${figures.refused.length} instance(s) refused: ${which}`);
+  }
   return figures;
 }
 
@@ -174,6 +189,24 @@ async function verify(task) {
   parts.clear();
   if (offset !== entry.size) return null;
   return hex(await crypto.subtle.digest("SHA-256", part10)) === entry.sha256 ? part10 : null;
+}
+
+/**
+ * {found: the IndexedDB record} of a verified instance when its header is the instance its
+ * manifest entry names (SOP Instance UID) of the manifest's study (Study Instance UID), else
+ * {reason}: the same rule as the node's receiver (docs/p2p.md, "Messages").
+ */
+function admit(part10, entry, study) {
+  let found;
+  try {
+    found = record(part10);
+  } catch (error) {
+    return { reason: error.message };
+  }
+  if (found.sopInstanceUID !== entry.sop)
+    return { reason: "its SOP Instance UID is not the one its manifest entry names" };
+  if (found.studyInstanceUID !== study) return { reason: "its Study Instance UID is not the manifest's study" };
+  return { found };
 }
 
 /** The IndexedDB record of a verified instance (the browser node's store). */
