@@ -32,3 +32,17 @@ def test_a_link_whose_port_is_not_a_port_is_refused_naming_the_port_not_the_secr
 def test_a_link_without_a_host_is_refused() -> None:
     with pytest.raises(ValueError, match="names no host"):
         parse_link("http://:8042/share/ID#SECRET")
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "ftp://node.a/share/ID#s3cr3t-xyz",
+        "http://node.a/other/ID#s3cr3t-xyz",
+        "http://node.a/share/#s3cr3t-xyz",
+    ],
+)
+def test_a_link_that_is_not_a_share_link_is_refused_without_its_secret(link: str) -> None:
+    with pytest.raises(ValueError, match="not a share link") as e:
+        parse_link(link)
+    assert "s3cr3t" not in str(e.value)

@@ -41,14 +41,16 @@ def link_site(link: str) -> str | None:
 
 def parse_link(link: str) -> tuple[str, str, str]:
     """(base URL of the sharing node, link id, secret) of a share link; ValueError if the
-    link is not one."""
+    link is not one.  An error names the link without its fragment: the secret must not
+    reach a log or an HTTP answer."""
     parts = urlsplit(link.strip())
     path = parts.path.rstrip("/")
+    shown = repr(link.strip().split("#", 1)[0] + ("#…" if parts.fragment else ""))
     if parts.scheme not in ("http", "https") or "/share/" not in path:
-        raise ValueError(f"not a share link: {link!r} (expected http(s)://HOST/share/ID#SECRET)")
+        raise ValueError(f"not a share link: {shown} (expected http(s)://HOST/share/ID#SECRET)")
     prefix, _, link_id = path.rpartition("/share/")
     if not link_id or "/" in link_id:
-        raise ValueError(f"not a share link: {link!r}")
+        raise ValueError(f"not a share link: {shown}")
     if not parts.fragment:
         raise ValueError("the share link has no secret (the part after #): copy the whole link")
     _check_authority(parts)
