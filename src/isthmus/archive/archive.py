@@ -114,7 +114,10 @@ class Archive:
         # thread touches it; deletes and failed batches clear it.
         self._parents: dict[tuple[str | int, ...], int] = {}
         self.writer = GroupCommitWriter(
-            self.engine, on_failure=self._parents.clear, lock_path=idx.writer_lock_path(self.engine)
+            self.engine,
+            on_failure=self._parents.clear,
+            lock_path=idx.writer_lock_path(self.engine),
+            on_stale=self._parents.clear,  # another worker on this SQLite file deleted parents
         )
         self._pixel_headers: HeaderCache | None = None  # made at the first rendering
         # What happened, for doors and (when processes share the archive) other processes:
@@ -508,6 +511,7 @@ class Archive:
         the other processes' writers that cached parent keys may be stale."""
         _delete_empty_parents(conn)
         self._parents.clear()
+        self.writer.changed()  # SQLite reuses freed keys: other workers' writers, at once
         self.events.publish(PARENTS_CHANGED, {"process": self.process})
 
     # ---------------------------------------------------------------- routes
