@@ -65,3 +65,32 @@ def test_an_instance_of_another_patient_in_a_known_study_leaves_no_empty_patient
     assert archive.store(_part10(third)).status == "stored"  # now with cached parents
     assert archive.counts() == {"patient": 1, "study": 1, "series": 1, "image": 3}
     assert archive.find(query_from_keywords("PATIENT", {"PatientID": "SOMEONE-ELSE"})).matches == []
+
+
+def test_a_parent_key_another_process_freed_and_sqlite_reused_files_nothing_under_it(
+    tmp_path,
+) -> None:
+    """Two workers of `isthmus serve --workers 2` on one SQLite index, before (or
+    without: a full control socket drops it) the event that says parents were deleted:
+    one caches the keys of a study's patient, study and series; the other deletes the
+    study and stores another, whose rows SQLite gives the freed keys (it reuses the
+    largest rowid).  An instance of the first study stored again by the first worker
+    is filed under its own study, not under the other one's series."""
+    url, blobs = f"sqlite:///{tmp_path / 'index.sqlite'}", f"file://{tmp_path / 'blobs'}"
+    first = list(study(StudySpec(patient_id="FREED", instances_per_series=2)))
+    other = next(iter(study(StudySpec(patient_id="REUSER", instances_per_series=1))))
+    one, two = Archive(url, blobs), Archive(url, blobs)  # each its own event bus
+    try:
+        assert one.store(_part10(first[0])).status == "stored"  # its parents cached
+        assert two.delete(first[0].StudyInstanceUID) == 1
+        assert two.store(_part10(other)).status == "stored"  # the freed keys, reused
+        assert one.store(_part10(first[1])).status == "stored"
+        [row] = one.instances(sop_uid=first[1].SOPInstanceUID)
+        assert row.study_instance_uid == first[1].StudyInstanceUID
+        assert row.series_instance_uid == first[1].SeriesInstanceUID
+        assert [r.sop_instance_uid for r in two.instances(other.StudyInstanceUID)] == [
+            other.SOPInstanceUID
+        ]
+    finally:
+        one.close()
+        two.close()

@@ -9,12 +9,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from isthmus.archive import Archive
+from isthmus.archive import Archive, Staged, StoreOutcome
 from isthmus.archive import index as idx
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.postgres import TemporaryPostgres
@@ -153,6 +154,29 @@ def test_check_leaves_young_blobs_and_temporary_files_of_other_processes_alone(
     report = two.check()
     assert (report["orphans"], report["partial"]) == (1, 1)
     assert not elsewhere.exists() and mine.exists()
+
+
+def test_a_staged_blob_a_check_elsewhere_removed_during_a_long_request_is_not_acknowledged(
+    pair: tuple[Archive, Archive], tmp_path: Path
+) -> None:
+    """A STOW-RS body that takes longer than SHARED_GRACE to arrive: its first staged
+    blob looks like a crash's orphan to a check another process runs meanwhile (a
+    worker started again, a process joining) and is removed.  Committed as it was, the
+    instance would be acknowledged with a row and no blob; it is refused instead, and
+    no row is left."""
+    one, two = pair
+    path = write_study(StudySpec(patient_id="SHARED-LONG", instances_per_series=1), tmp_path)[0]
+    staged = one.stage(path.read_bytes())
+    assert isinstance(staged, Staged)
+    old = time.time() - 3600  # the body began to arrive an hour ago
+    os.utime(one.blobs.local_path(staged.key), (old, old))
+    staged = replace(staged, staged_at=staged.staged_at - 3600)
+    assert two.check()["orphans"] == 1  # another process's check, meanwhile
+
+    [result] = one.commit([staged])
+    assert result.outcome is StoreOutcome.PROCESSING_FAILURE, result
+    assert not one.instances(sop_uid=result.sop_instance_uid)
+    assert two.check(grace=0)["missing"] == 0
 
 
 def test_check_removes_at_once_what_a_dead_process_of_this_machine_left(

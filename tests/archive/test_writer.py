@@ -157,6 +157,32 @@ def test_writers_sharing_a_lock_file_take_turns(engine: sa.Engine, tmp_path) -> 
         second.close()
 
 
+def test_a_writer_hears_before_its_next_transaction_that_another_on_its_lock_file_changed(
+    engine: sa.Engine, tmp_path
+) -> None:
+    """`changed()` in a job of one writer: the other writer on the lock file calls its
+    `on_stale` as it next takes the lock, before its job runs; the writer that said it
+    does not (its own cache is its caller's to clear)."""
+    lock = tmp_path / "index.sqlite-writer.lock"
+    heard: list[str] = []
+    first = GroupCommitWriter(engine, lock_path=lock, on_stale=lambda: heard.append("first"))
+    second = GroupCommitWriter(engine, lock_path=lock, on_stale=lambda: heard.append("second"))
+    try:
+        first.run(lambda conn: None)
+        second.run(lambda conn: None)
+        heard.clear()  # each saw the file for the first time
+        first.run(lambda conn: first.changed())
+        first.run(lambda conn: None)
+        assert heard == []
+        second.run(lambda conn: heard.append("job"))
+        assert heard == ["second", "job"]
+        second.run(lambda conn: None)
+        assert heard == ["second", "job"]
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_sqlite_file_index_has_a_writer_lock_and_other_indexes_none() -> None:
     from isthmus.archive.index import create_engine, writer_lock_path
 

@@ -11,9 +11,10 @@ import functools
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import sqlalchemy as sa
@@ -58,6 +59,10 @@ log = logging.getLogger(__name__)
 # archive (PostgreSQL) treats it as a crash's leftover and not as another process's
 # store in progress.  Far longer than a store takes between its blob and its commit.
 SHARED_GRACE = 600.0
+# Seconds after which a staged blob may have been taken for an orphan by such a check
+# (half the grace: the check ages blobs by their modification time, a clock of its own
+# machine or of S3's), so that its commit makes sure the blob is still there.
+STAGED_RECHECK = SHARED_GRACE / 2
 # The topic that says parents were deleted (their primary keys must not be reused).
 PARENTS_CHANGED = "archive.index.parents"
 
@@ -109,7 +114,10 @@ class Archive:
         # thread touches it; deletes and failed batches clear it.
         self._parents: dict[tuple[str | int, ...], int] = {}
         self.writer = GroupCommitWriter(
-            self.engine, on_failure=self._parents.clear, lock_path=idx.writer_lock_path(self.engine)
+            self.engine,
+            on_failure=self._parents.clear,
+            lock_path=idx.writer_lock_path(self.engine),
+            on_stale=self._parents.clear,  # another worker on this SQLite file deleted parents
         )
         self._pixel_headers: HeaderCache | None = None  # made at the first rendering
         # What happened, for doors and (when processes share the archive) other processes:
@@ -240,7 +248,7 @@ class Archive:
             try:
                 if isinstance(waiting, _Refused):
                     raise waiting
-                self._indexed(result, item.key, waiting, None)
+                self._indexed(result, item.key, waiting, None, functools.partial(self._kept, item))
             except _Refused as refused:
                 result.outcome, result.reason = refused.outcome, refused.reason
             else:
@@ -253,6 +261,28 @@ class Archive:
         """Remove staged instances that will not be committed (their request failed)."""
         for item in staged:
             self.blobs.delete(item.key)
+
+    def _kept(self, item: Staged) -> OSError | None:
+        """Once its row is committed: is a long-staged blob still there, whole?  A request
+        that arrives for longer than `SHARED_GRACE` (a large STOW-RS body on a slow link)
+        has staged blobs that another process's check (a worker started again, a process
+        joining, docs/scaling.md) takes for a crash's orphans and removes; acknowledged,
+        such an instance would be a row without its blob.  The error that refuses it, or
+        None (always None for a blob staged less than `STAGED_RECHECK` ago: no check can
+        have taken it yet, and it costs nothing)."""
+        if time.monotonic() - item.staged_at < STAGED_RECHECK:
+            return None
+        try:
+            size = self.blobs.size(item.key)
+        except KeyError:
+            size = -1
+        if size == item.record.instance["size"]:
+            return None
+        return FileNotFoundError(
+            errno.ENOENT,
+            "its staged file was removed while the request arrived (a consistency check "
+            "took it for a leftover); send it again",
+        )
 
     def _sync_staged(self, result: StoreResult, key: str) -> None:
         try:
@@ -324,9 +354,16 @@ class Archive:
         return self._indexed(result, key, pending, sync_error)
 
     def _indexed(
-        self, result: StoreResult, key: str, pending: Any, sync_error: OSError | None
+        self,
+        result: StoreResult,
+        key: str,
+        pending: Any,
+        sync_error: OSError | None,
+        kept: Callable[[], OSError | None] | None = None,
     ) -> StoreResult:
-        """Wait for the instance's index commit and settle what it found (see `_settle`)."""
+        """Wait for the instance's index commit and settle what it found (see `_settle`);
+        `kept`: asked once a new row is committed whether its blob is still there (a
+        staged one, `commit`), an error refusing the instance when not."""
         try:
             outcome, old_key = pending.wait()
         except HierarchyConflict as exc:
@@ -338,6 +375,8 @@ class Archive:
             self.activity.error("index")
             log.exception("store %s: index write failed", result.sop_instance_uid)
             raise _Refused(StoreOutcome.PROCESSING_FAILURE, f"index write failed: {exc}") from exc
+        if sync_error is None and kept is not None and outcome == "stored":
+            sync_error = kept()
         if sync_error is not None:
             self.activity.error("blob")
             if outcome == "stored":
@@ -472,6 +511,7 @@ class Archive:
         the other processes' writers that cached parent keys may be stale."""
         _delete_empty_parents(conn)
         self._parents.clear()
+        self.writer.changed()  # SQLite reuses freed keys: other workers' writers, at once
         self.events.publish(PARENTS_CHANGED, {"process": self.process})
 
     # ---------------------------------------------------------------- routes
@@ -798,6 +838,7 @@ class Staged:
     record: InstanceRecord
     modality: str | None
     source_aet: str | None
+    staged_at: float = field(default_factory=time.monotonic)  # when its blob was synced
 
 
 def _modality(header: part10.Header) -> str | None:

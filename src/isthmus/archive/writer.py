@@ -13,6 +13,15 @@ process releases it.  The writer keeps its
 connection from one batch to the next while busy, and callers wait on a plain lock:
 with small batches (a few associations storing small instances) a pool checkout and
 an Event per job cost more than the batch's statements.
+
+The lock file also carries a generation number (its first 8 bytes) for what the
+writers cache about the index: a job that makes such caches stale - it deletes rows
+whose primary keys are cached, which SQLite gives again to the next row inserted (it
+reuses the largest rowid) - calls `changed()`, and every other writer on the file sees
+the new number as it next takes the lock and calls `on_stale` before its transaction.
+An event says so too (archive.py, PARENTS_CHANGED), but it arrives a little later, or
+not at all when a worker's control socket is full; a stale key that now names another
+row would file an instance under another study's series.
 """
 
 from __future__ import annotations
@@ -68,9 +77,12 @@ class GroupCommitWriter:
         engine: Engine,
         on_failure: Callable[[], None] | None = None,
         lock_path: str | os.PathLike[str] | None = None,
+        on_stale: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.on_failure = on_failure
+        self.on_stale = on_stale
+        self._generation: int | None = None  # the lock file's, as this writer last saw it
         self._lock_fd = (
             os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             if lock_path is not None
@@ -97,6 +109,17 @@ class GroupCommitWriter:
         pending = _Pending(job)
         self._queue.put(pending)
         return pending
+
+    def changed(self) -> None:
+        """Within a job: the other writers on the lock file must drop what they cache
+        (`on_stale`) before their next transaction.  Counted before this one commits, so
+        a crash in between costs them a cache, never a stale key.  Nothing to do
+        without a lock file (one writer, or PostgreSQL, which never reuses a key)."""
+        fd = self._lock_fd
+        if fd is None:
+            return
+        self._generation = _generation(fd) + 1
+        os.pwrite(fd, self._generation.to_bytes(8, "little"), 0)
 
     def depth(self) -> int:
         """Jobs waiting for the writer thread (approximate; for the metrics)."""
@@ -148,6 +171,11 @@ class GroupCommitWriter:
             return
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
+            generation = _generation(fd)
+            if generation != self._generation:
+                self._generation = generation
+                if self.on_stale is not None:
+                    self.on_stale()
             yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -193,3 +221,8 @@ class GroupCommitWriter:
                 conn.close()
             except Exception:  # a broken connection: the pool has discarded it
                 pass
+
+
+def _generation(fd: int) -> int:
+    """The generation number in the lock file (0 while none was written)."""
+    return int.from_bytes(os.pread(fd, 8, 0), "little")
