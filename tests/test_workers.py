@@ -253,48 +253,6 @@ def test_a_worker_killed_mid_ingest_is_started_again_and_the_archive_stays_whole
         archive.close()
 
 
-def test_a_worker_killed_mid_stow_answers_no_success_and_leaves_nothing_half_stored(
-    node: Workers, tmp_path: Path
-):
-    """STOW-RS to w0 killed (SIGKILL) while its body arrives: the client gets an error,
-    never a success; the supervisor starts w0 again; none of the body's instances is
-    indexed (a STOW-RS body is committed once whole, PS3.18 10.5), and its staged
-    blobs are orphans a check removes, never rows without their blob."""
-    doomed = write_study(
-        StudySpec(patient_id="WK-STOWKILL", instances_per_series=40, rows=256, columns=256),
-        tmp_path,
-    )
-    victim = worker_pid(node, "w0")
-
-    def body() -> Iterator[bytes]:
-        for number, path in enumerate(doomed):
-            if number == 20:
-                os.kill(victim, signal.SIGKILL)
-            yield b"--b\r\nContent-Type: application/dicom\r\n\r\n" + path.read_bytes() + b"\r\n"
-        yield b"--b--\r\n"
-
-    with pytest.raises(httpx.HTTPError):
-        answer = httpx.post(
-            f"{node.own_http['w0']}/dicom-web/studies",
-            content=body(),
-            headers={"Content-Type": 'multipart/related; type="application/dicom"; boundary=b'},
-            timeout=60,
-        )
-        raise AssertionError(f"answered {answer.status_code} by a killed worker")
-    deadline = time.monotonic() + 60
-    while worker_pid(node, "w0") in (victim, 0):
-        assert time.monotonic() < deadline, node.log.read_text()
-        time.sleep(0.2)
-    archive = node.archive()
-    try:
-        study_uid = str(dcmread(doomed[0], stop_before_pixels=True).StudyInstanceUID)
-        assert archive.instances(study_uid=study_uid) == []
-        assert archive.check(grace=0)["missing"] == 0
-        assert set(archive.blobs.keys()) == {r.blob_key for r in archive.instances()}
-    finally:
-        archive.close()
-
-
 def worker_pid(node: Workers, name: str) -> int:
     """The process id behind a worker's own HTTP port (0 while it does not answer)."""
     try:
