@@ -24,6 +24,7 @@ from pynetdicom.sop_class import (
     UnifiedProcedureStepPull,
     UnifiedProcedureStepPush,
 )
+from tests.dimse.support import mpps_in_progress
 
 from isthmus.archive import completion, scheduled_workitem
 from isthmus.config import Settings
@@ -198,26 +199,6 @@ def test_ups_rs_create_and_cancel_request_are_procedure_records_with_the_http_us
     assert _objects(refused) == []  # no such work item: nobody to name
 
 
-def _in_progress(study: str, accession: str) -> Dataset:
-    ds = Dataset()
-    step = Dataset()
-    step.StudyInstanceUID = study
-    step.AccessionNumber = accession
-    step.RequestedProcedureID = "RP1"
-    step.ScheduledProcedureStepID = "RP1"
-    ds.ScheduledStepAttributesSequence = [step]
-    ds.PatientName = "AUDIT^DAVE"
-    ds.PatientID = "P-MPPS"
-    ds.PerformedProcedureStepID = "PPS1"
-    ds.PerformedStationAETitle = "MODALITY"
-    ds.PerformedProcedureStepStartDate = "20260102"
-    ds.PerformedProcedureStepStartTime = "0931"
-    ds.PerformedProcedureStepStatus = "IN PROGRESS"
-    ds.Modality = "CT"
-    ds.PerformedSeriesSequence = []
-    return ds
-
-
 def _completed(status: str) -> Dataset:
     ds = Dataset()
     ds.PerformedProcedureStepStatus = status
@@ -239,7 +220,9 @@ def test_mpps_n_create_and_n_set_are_procedure_records_and_a_refused_n_set_too(
     node: Node, scu: Any
 ) -> None:
     study, accession, uid = str(generate_uid()), "ACC-MPPS", str(generate_uid())
-    status, _ = scu.send_n_create(_in_progress(study, accession), MPPS, uid)
+    status, _ = scu.send_n_create(
+        mpps_in_progress(study, accession, "AUDIT^DAVE", "P-MPPS"), MPPS, uid
+    )
     assert status.Status == 0x0000
     assert scu.send_n_set(_completed("COMPLETED"), MPPS, uid)[0].Status == 0x0000
     assert scu.send_n_set(_completed("DISCONTINUED"), MPPS, uid)[0].Status == 0x0110

@@ -202,3 +202,27 @@ def reset(sock: socket.socket) -> None:
     """Close with a TCP reset, as a crashed peer or a pulled cable would."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+
+
+def mpps_in_progress(
+    study: str, accession: str, patient_name: str = "DOE^JANE", patient_id: str = "P1"
+) -> Dataset:
+    """An MPPS N-CREATE data set (PS3.4 F.7.2.1) of a CT step IN PROGRESS for the
+    scheduled step of `study` and `accession`."""
+    ds = Dataset()
+    step = Dataset()
+    step.StudyInstanceUID = study
+    step.AccessionNumber = accession
+    step.RequestedProcedureID = "RP1"
+    step.ScheduledProcedureStepID = "RP1"
+    ds.ScheduledStepAttributesSequence = [step]
+    ds.PatientName = patient_name
+    ds.PatientID = patient_id
+    ds.PerformedProcedureStepID = "PPS1"
+    ds.PerformedStationAETitle = "MODALITY"
+    ds.PerformedProcedureStepStartDate = "20260102"
+    ds.PerformedProcedureStepStartTime = "0931"
+    ds.PerformedProcedureStepStatus = "IN PROGRESS"
+    ds.Modality = "CT"
+    ds.PerformedSeriesSequence = []
+    return ds

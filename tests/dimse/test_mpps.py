@@ -18,6 +18,8 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep
 from isthmus.archive import scheduled_workitem
 from isthmus.server import Node
 
+from .support import mpps_in_progress
+
 
 @pytest.fixture
 def mpps(module_node: Node) -> Iterator[Any]:
@@ -47,26 +49,6 @@ def _scheduled(node: Node) -> tuple[str, str, str]:
     }
     created = node.archive.workitems.create(scheduled_workitem(entry))
     return created.uid, study, accession
-
-
-def _in_progress(study: str, accession: str) -> Dataset:
-    ds = Dataset()
-    step = Dataset()
-    step.StudyInstanceUID = study
-    step.AccessionNumber = accession
-    step.RequestedProcedureID = "RP1"
-    step.ScheduledProcedureStepID = "RP1"
-    ds.ScheduledStepAttributesSequence = [step]
-    ds.PatientName = "DOE^JANE"
-    ds.PatientID = "P1"
-    ds.PerformedProcedureStepID = "PPS1"
-    ds.PerformedStationAETitle = "MODALITY"
-    ds.PerformedProcedureStepStartDate = "20260102"
-    ds.PerformedProcedureStepStartTime = "0931"
-    ds.PerformedProcedureStepStatus = "IN PROGRESS"
-    ds.Modality = "CT"
-    ds.PerformedSeriesSequence = []
-    return ds
 
 
 def _completed(status: str = "COMPLETED", series: bool = True) -> Dataset:
@@ -101,7 +83,7 @@ def test_step_is_created_linked_to_its_work_item_and_completed_once(
     module_node: Node, mpps: Any
 ) -> None:
     workitem, study, accession = _scheduled(module_node)
-    status, uid = _create(mpps, _in_progress(study, accession))
+    status, uid = _create(mpps, mpps_in_progress(study, accession))
     assert status == 0x0000
     steps = module_node.archive.performed_steps
     assert steps.get(uid).status == "IN PROGRESS"
@@ -115,31 +97,31 @@ def test_step_is_created_linked_to_its_work_item_and_completed_once(
 
 
 def test_step_naming_no_known_request_is_kept_unlinked(module_node: Node, mpps: Any) -> None:
-    status, uid = _create(mpps, _in_progress(str(generate_uid()), "NOSUCH"))
+    status, uid = _create(mpps, mpps_in_progress(str(generate_uid()), "NOSUCH"))
     assert status == 0x0000
     assert module_node.archive.performed_steps.get(uid).workitem_uid is None
 
 
 def test_create_refusals_have_the_standards_statuses(module_node: Node, mpps: Any) -> None:
     _w, study, accession = _scheduled(module_node)
-    finished = _in_progress(study, accession)
+    finished = mpps_in_progress(study, accession)
     finished.PerformedProcedureStepStatus = "COMPLETED"
     assert _create(mpps, finished)[0] == 0x0106  # begins IN PROGRESS only
-    no_modality = _in_progress(study, accession)
+    no_modality = mpps_in_progress(study, accession)
     del no_modality.Modality
     assert _create(mpps, no_modality)[0] == 0x0120  # missing attribute
-    empty_id = _in_progress(study, accession)
+    empty_id = mpps_in_progress(study, accession)
     empty_id.PerformedProcedureStepID = ""
     assert _create(mpps, empty_id)[0] == 0x0121  # missing attribute value
-    status, uid = _create(mpps, _in_progress(study, accession))
+    status, uid = _create(mpps, mpps_in_progress(study, accession))
     assert status == 0x0000
-    assert _create(mpps, _in_progress(study, accession), uid)[0] == 0x0111  # duplicate
+    assert _create(mpps, mpps_in_progress(study, accession), uid)[0] == 0x0111  # duplicate
 
 
 def test_set_refusals_have_the_standards_statuses(module_node: Node, mpps: Any) -> None:
     assert _set(mpps, _completed(), str(generate_uid())).Status == 0x0112  # no such instance
     _w, study, accession = _scheduled(module_node)
-    _status, uid = _create(mpps, _in_progress(study, accession))
+    _status, uid = _create(mpps, mpps_in_progress(study, accession))
     assert _set(mpps, _completed(series=False), uid).Status == 0x0110  # no performed series
     moved = Dataset()
     moved.Modality = "MR"
