@@ -62,6 +62,13 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "patient_name": "AUDIT^ALICE",
         },
     ),
+    "security-alert": payload(
+        outcome=4,
+        user="127.0.0.1",
+        local="",
+        description="TLS handshake failed: certificate verify failed",
+        detail={"type": "node-authentication"},
+    ),
 }
 EXPECTED = {  # EventID, EventActionCode
     "application": ("110100", "E"),
@@ -75,6 +82,7 @@ EXPECTED = {  # EventID, EventActionCode
     "share-link": ("110103", "C"),
     "relay-transfer": ("110104", "R"),
     "procedure-record": ("110111", "C"),
+    "security-alert": ("110113", "E"),
 }
 
 
@@ -107,6 +115,27 @@ def test_application_start_and_stop_have_their_event_types() -> None:
     )
     assert code(stopped, "EventIdentification/EventTypeCode")[0] == "110121"
     assert code(started, "ActiveParticipant/RoleIDCode")[0] == "110150"
+
+
+def test_a_node_refused_at_its_tls_handshake_is_a_node_authentication_alert() -> None:
+    """PS3.15 A.5.3.11: type 110126 (CID 403); the node refused is the requestor, at its
+    address; the archive, named by its audit source, reports it."""
+    (record,) = records("security-alert", EXAMPLES["security-alert"], "ISTHMUS-DEVICE")
+    doc = check(record.xml)
+    assert code(doc, "EventIdentification/EventTypeCode") == (
+        "110126",
+        "DCM",
+        "Node Authentication",
+    )
+    assert doc.find("EventIdentification").get("EventOutcomeIndicator") == "4"
+    node, archive = doc.findall("ActiveParticipant")
+    assert (node.get("UserID"), node.get("UserIsRequestor")) == ("127.0.0.1", "true")
+    assert (node.get("NetworkAccessPointID"), node.get("NetworkAccessPointTypeCode")) == (
+        "127.0.0.1",
+        "2",
+    )
+    assert (archive.get("UserID"), archive.get("UserIsRequestor")) == ("ISTHMUS-DEVICE", "false")
+    assert doc.find("ParticipantObjectIdentification") is None
 
 
 def test_a_failure_carries_its_outcome_and_description() -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from audit import schema
 from dimse.support import associate_rq, read_pdu
 from isthmus import config
 from isthmus.archive import Archive
@@ -226,12 +227,14 @@ def test_client_certificate_from_another_ca_fails_the_handshake(node: Node, pki:
     assert serves_both_ports(node, pki)
 
 
-def test_handshakes_failing_on_the_client_certificate_are_audited_as_refused_associations(
+def test_handshakes_failing_on_the_client_certificate_are_audited_as_node_authentication_alerts(
     node: Node, pki: PKI
 ) -> None:
     """A certificate is the caller's credential on the TLS port (PS3.15 B.9): a refused
-    one, from another CA or missing where required, is audited like an association
-    refused (docs/security.md, "Audit trail": a failed credential is always audited)."""
+    one, from another CA or missing where required, is a Security Alert of type Node
+    Authentication (PS3.15 A.5.3.11, CID 403 110126; IHE ATNA's node-authentication-
+    failure), outcome 4, naming the node refused and the archive (docs/security.md,
+    "Audit trail": a failed credential is always audited)."""
     required = Node(
         tls_settings(pki, node.settings.data / "required", dicom_tls_client_certs="required")
     )
@@ -241,17 +244,28 @@ def test_handshakes_failing_on_the_client_certificate_are_audited_as_refused_ass
             with pytest.raises(scu.SCUError):
                 scu.echo(tls_peer(required), "ANYONE", tls=client(pki, cert))
         required.audit.flush()
-        refused = [
-            e
-            for e in entries(required.audit.log.path)
-            if e["event"] == "association" and e["outcome"] == 4
-        ]
+        logged = list(entries(required.audit.log.path))
     finally:
         required.stop()
+    refused = [e for e in logged if e["event"] == "security-alert"]
     assert len(refused) == 2, refused
-    assert all(e["source"] == "127.0.0.1" for e in refused)
+    assert not [e for e in logged if e["event"] == "association" and e["outcome"] == 4]
+    assert all(e["source"] == "127.0.0.1" and e["outcome"] == 4 for e in refused)
     assert "certificate verify failed" in refused[0]["xml"].lower()
     assert "did not return a certificate" in refused[1]["xml"].lower()
+    for entry in refused:
+        message = schema.check(entry["xml"])
+        assert message.find("EventIdentification").get("EventActionCode") == "E"  # type: ignore[union-attr]
+        assert schema.code(message, "EventIdentification/EventID")[0] == "110113"
+        assert schema.code(message, "EventIdentification/EventTypeCode") == (
+            "110126",
+            "DCM",
+            "Node Authentication",
+        )
+        who = {
+            (p.get("UserID"), p.get("UserIsRequestor")) for p in message.iter("ActiveParticipant")
+        }
+        assert who == {("127.0.0.1", "true"), (required.audit.audit_source, "false")}
 
 
 def test_client_refuses_a_server_whose_certificate_it_cannot_verify(node: Node, pki: PKI) -> None:

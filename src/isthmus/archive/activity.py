@@ -28,6 +28,11 @@ Topics and payloads (JSON-serializable, so a cross-process bus can carry them):
   names one.  ``studies``: the studies the step names (Study Instance UID at the top, in
   the Referenced Request Sequence or the Scheduled Step Attributes Sequence), each with
   that patient.  `Activity.procedure_record` builds it from the step's DICOM JSON.
+- ``audit.security-alert``: a Security Alert (PS3.15 A.5.3.11); ``detail`` ``{"type":
+  "node-authentication"}`` for a node refused at a TLS handshake (``user`` and
+  ``address`` its address, the reason in ``description``; no ``local``: the handshake
+  comes before any called AE title, and the message names the archive by its audit
+  source).
 - ``metrics.instance``: one instance received or sent (``door``, ``direction``
   "received"/"sent", ``bytes``); published per instance, so it is lean.
 - ``metrics.association``: an association ended (``door``, ``seconds``).
@@ -62,6 +67,7 @@ AUDIT_EVENTS = (
     "share-link",  # a share link created, used (or refused) or revoked
     "relay-transfer",  # a study sent to or received from another site (a future door)
     "procedure-record",  # a work item (UPS) or performed step (MPPS) created or changed
+    "security-alert",  # a node refused at the TLS handshake (detail {"type": "node-authentication"})
 )
 SUCCESS, MINOR_FAILURE, SERIOUS_FAILURE, MAJOR_FAILURE = 0, 4, 8, 12
 
@@ -145,6 +151,22 @@ class Activity:
             user=calling_aet,
             address=address,
             local=called_aet,
+        )
+
+    def node_authentication_failed(self, address: str | None, reason: str) -> None:
+        """A peer node refused at the TLS handshake of a secure transport connection: its
+        certificate from another CA or missing where required, a protocol or suites it
+        may not use (PS3.15 B.9).  A Security Alert of type Node Authentication (PS3.15
+        A.5.3.11, CID 403 110126; IHE ATNA's "node-authentication-failure"), outcome 4:
+        the refusal is the mitigation, and it worked."""
+        self.audit(
+            "security-alert",
+            outcome=MINOR_FAILURE,
+            description=reason,
+            door="dimse",
+            user=address or "unknown",
+            address=address,
+            detail={"type": "node-authentication"},
         )
 
     def procedure_record(

@@ -41,10 +41,15 @@ STUDY_DELETED: Code = ("110105", "DCM", "DICOM Study Deleted")
 EXPORT: Code = ("110106", "DCM", "Export")
 PROCEDURE_RECORD: Code = ("110111", "DCM", "Procedure Record")
 QUERY: Code = ("110112", "DCM", "Query")
+SECURITY_ALERT: Code = ("110113", "DCM", "Security Alert")
 USER_AUTHENTICATION: Code = ("110114", "DCM", "User Authentication")
 APPLICATION_START: Code = ("110120", "DCM", "Application Start")
 APPLICATION_STOP: Code = ("110121", "DCM", "Application Stop")
 LOGIN: Code = ("110122", "DCM", "Login")
+# Security Alert types (PS3.16 CID 403)
+SECURITY_ALERT_TYPES: dict[str, Code] = {
+    "node-authentication": ("110126", "DCM", "Node Authentication"),
+}
 # Roles (PS3.16 CID 402)
 APPLICATION: Code = ("110150", "DCM", "Application")
 DESTINATION: Code = ("110152", "DCM", "Destination Role ID")
@@ -68,6 +73,7 @@ ACTIONS = {
     "share-link": (INSTANCES_ACCESSED, "R"),
     "relay-transfer": (INSTANCES_TRANSFERRED, "R"),
     "procedure-record": (PROCEDURE_RECORD, "U"),
+    "security-alert": (SECURITY_ALERT, "E"),
 }
 SHARE_LINK_ACTIONS = {"created": "C", "used": "R", "revoked": "D"}
 # What XML 1.0 (2.2, Char) does not allow: control characters but tab, LF and CR,
@@ -124,7 +130,7 @@ def _record(
         action = "C"
     root = ET.Element("AuditMessage")
     _event_identification(root, event, payload, event_id, action)
-    for participant in _participants(event, payload):
+    for participant in _participants(event, payload, audit_source):
         _participant(root, *participant)
     source = ET.SubElement(root, "AuditSourceIdentification", AuditSourceID=audit_source)
     ET.SubElement(source, "AuditSourceTypeCode", {"csd-code": "4"})  # application server
@@ -250,6 +256,9 @@ def _event_identification(
         )
     elif event in ("association", "authentication"):
         _coded(ident, "EventTypeCode", LOGIN)
+    elif event == "security-alert":
+        kind = str((payload.get("detail") or {}).get("type", ""))
+        _coded(ident, "EventTypeCode", SECURITY_ALERT_TYPES[kind])
     if payload.get("description"):
         ET.SubElement(ident, "EventOutcomeDescription").text = str(payload["description"])
 
@@ -258,7 +267,7 @@ def _event_identification(
 Participant = tuple[str, bool, str | None, Code | None]
 
 
-def _participants(event: str, payload: Mapping[str, Any]) -> list[Participant]:
+def _participants(event: str, payload: Mapping[str, Any], audit_source: str) -> list[Participant]:
     """Who took part (A.5.3): the requestor (UserIsRequestor), the archive, a peer."""
     user = str(payload.get("user") or "unknown")
     address = payload.get("address")
@@ -266,6 +275,8 @@ def _participants(event: str, payload: Mapping[str, Any]) -> list[Participant]:
     peer = str(payload.get("peer") or "")
     if event == "application":
         return [(local, False, None, APPLICATION)]
+    if event == "security-alert":  # A.5.3.11: the node refused, and the archive reporting
+        return [(user, True, address, None), (audit_source, False, None, None)]
     if event in ("association", "authentication", "query", "deleted", "share-link"):
         role = SOURCE if event == "query" else None
         # A relayed association's called AE is at another site: its access point says so.

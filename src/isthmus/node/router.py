@@ -181,9 +181,9 @@ class AssociationRouter(socketserver.ThreadingTCPServer):
             conn.do_handshake()
         except (OSError, ValueError) as exc:  # ssl.SSLError, timeout, reset
             log.warning("TLS handshake with %s failed: %s", client_address[0], exc)
-            if _refused_handshake(exc):  # audited like an A-ASSOCIATE-RJ (docs/operations.md)
-                self.activity.association(
-                    False, "", "", client_address[0], f"TLS handshake failed: {exc}"
+            if _refused_handshake(exc):  # a Security Alert (docs/operations.md)
+                self.activity.node_authentication_failed(
+                    client_address[0], f"TLS handshake failed: {exc}"
                 )
             _close(conn)
             return None
