@@ -283,9 +283,9 @@ def _peer(args: argparse.Namespace, settings: Settings) -> Peer:
 
 
 def _client_tls(settings: Settings, peer: Peer) -> ssl.SSLContext | None:
-    from isthmus.node.tls import client_context
+    from isthmus.node.tls import peer_context
 
-    return client_context(settings) if peer.tls else None
+    return peer_context(settings, peer)
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -9,6 +9,7 @@ query/retrieve --tls` call the TLS port the same way.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -307,3 +308,37 @@ def test_isthmus_retrieve_over_tls_with_c_get(
         }
     finally:
         local.archive.close()
+
+
+def test_a_forwarding_rule_to_a_tls_peer_sends_over_tls(
+    site: Site, destination: dcmtk.StoreSCP, tmp_path: Path
+) -> None:
+    """A peer with `tls` must be called over TLS by every door (docs/security.md, "DICOM
+    TLS"): the forwarding job's association too, which storescp (TLS only, requiring our
+    certificate) would not take in plain TCP."""
+    for path in destination.received():
+        path.unlink()
+    settings = Settings(
+        data=tmp_path / "data",
+        index_url=f"sqlite:///{tmp_path / 'index.sqlite'}",
+        dicom_port=free_port(),
+        dicom_tls_cert=str(site.node.cert),
+        dicom_tls_key=str(site.node.key),
+        dicom_tls_ca=str(site.ca.bundle),
+        peers=(Peer("STORESCP", "127.0.0.1", destination.port, tls=True),),
+        forward=({"name": "all", "to": "STORESCP", "settle": 0.2},),
+        job_retry_base=0.2,
+        check_on_start=False,
+    )
+    files = write_study(
+        StudySpec(patient_id="PID-TLS-FWD", instances_per_series=2), tmp_path / "files"
+    )
+    with Node(settings) as running:
+        assert scu.send(Peer(settings.aet, "127.0.0.1", running.dicom_port), files).sent == 2
+        deadline = time.monotonic() + 60
+        while {sop_uid_of(p) for p in destination.received()} != {sop_uid_of(f) for f in files}:
+            jobs = running.archive.jobs.search(kind="forward")
+            assert time.monotonic() < deadline, jobs
+            time.sleep(0.2)
+        (job,) = running.archive.jobs.search(kind="forward")
+        assert job.counts["done"] == 2 and job.attempts == 1, job

@@ -34,7 +34,7 @@ from isthmus.dicom.status import (
     SUCCESS,
 )
 from isthmus.dimse import messages as msg
-from isthmus.dimse.notify import ReportFailed, send_event_report
+from isthmus.dimse.notify import ReportFailed, reporting_context, send_event_report
 from isthmus.dimse.service import Channel, Message
 from isthmus.node.access import AccessControl
 
@@ -177,6 +177,7 @@ class StorageCommitmentSCP:
                 event_type,
                 report,
                 self.settings.network_timeout,
+                reporting_context(self.settings, peer),
             )
             log.info(
                 "storage commitment %s reported to %s: 0x%04X", report.TransactionUID, peer, status

@@ -16,7 +16,7 @@ from isthmus.config import Peer, Settings
 from isthmus.dimse import scu
 from isthmus.dimse.scp import start_scp
 from isthmus.node.access import AccessControl
-from isthmus.node.tls import client_context
+from isthmus.node.tls import peer_context
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def retrieve_into_archive(
     archive, it receives the instances instead.
     """
     identifier = retrieve_identifier(study, series)
-    tls = client_context(settings) if peer.tls else None
+    tls = peer_context(settings, peer)
     archive = Archive.from_settings(settings)
     bar = tqdm(unit="instance", desc="retrieve")
 

@@ -5,7 +5,8 @@ kinds ``forward`` (forwarding rules, archive/forwarding.py) and ``move`` (C-MOVE
 sub-operations left when the association that asked for them dropped, retrieve.py).
 Both are "send these SOP instances to AE `destination`": one association per attempt
 with the lean requestor (requestor.py) and the contexts of contexts.py, instances as
-stored or transcoded to what the peer accepted (PS3.4 C.4.2.3 for sub-operations).
+stored or transcoded to what the peer accepted (PS3.4 C.4.2.3 for sub-operations),
+over TLS to a peer with `tls` (PS3.15 B.9, node.tls.client_context).
 
 Per instance: a success or warning status (PS3.4 B.2.3) is ``done``; a failure status
 is ``failed`` with the peer's answer as the reason (not retried by itself: a peer that
@@ -22,11 +23,12 @@ import uuid
 from collections.abc import Callable
 
 from isthmus.archive import Archive, Fail, InstanceRow, Retry, RunningJob
-from isthmus.config import Settings
+from isthmus.config import ConfigError, Settings
 from isthmus.dicom import status
 from isthmus.dimse.contexts import accepted_syntaxes, contexts_for
 from isthmus.dimse.requestor import AssociationFailed, Requestor
 from isthmus.node.access import AccessControl
+from isthmus.node.tls import peer_context
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +59,12 @@ def store_kind(
             return
         originator = job.params.get("originator")
         try:
+            tls = peer_context(settings, peer)
+        except ConfigError as exc:  # no retry mends it: the settings must change
+            raise Fail(f"cannot call {destination} over TLS: {exc}") from exc
+        try:
             requestor = Requestor(
-                peer, settings.aet, contexts_for(rows), timeout=settings.network_timeout
+                peer, settings.aet, contexts_for(rows), timeout=settings.network_timeout, tls=tls
             ).open()
         except (AssociationFailed, OSError) as exc:
             raise Retry(str(exc)) from exc

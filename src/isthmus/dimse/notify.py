@@ -14,13 +14,16 @@ already negotiates roles and encodes the event information.
 from __future__ import annotations
 
 import logging
+import ssl
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, build_role
 from pynetdicom.association import Association
 
-from isthmus.config import Peer
+from isthmus.config import ConfigError, Peer, Settings
+from isthmus.dimse.scu import SCUError, associate
+from isthmus.node.tls import peer_context
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +37,24 @@ class EventReporter:
     `abstract_syntax` (the presentation context's SOP class)."""
 
     def __init__(
-        self, peer: Peer, calling_aet: str, abstract_syntax: str, timeout: float = 30.0
+        self,
+        peer: Peer,
+        calling_aet: str,
+        abstract_syntax: str,
+        timeout: float = 30.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        """Associate with `peer`, over TLS with `tls` for a peer with `tls` (PS3.15 B.9;
+        such a peer is never called in clear: ReportFailed without a context)."""
         self.peer = peer
         ae = AE(ae_title=calling_aet)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
         ae.add_requested_context(abstract_syntax, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         role = build_role(abstract_syntax, scu_role=False, scp_role=True)
-        self.assoc: Association = ae.associate(
-            peer.host, peer.port, ae_title=peer.aet, ext_neg=[role]
-        )
-        if not self.assoc.is_established:
-            raise ReportFailed(f"no association with {peer}")
+        try:
+            self.assoc: Association = associate(ae, peer, tls, ext_neg=[role])
+        except SCUError as exc:
+            raise ReportFailed(f"no association with {peer}: {exc}") from exc
         self._next_id = 1
 
     def send(
@@ -74,6 +83,14 @@ class EventReporter:
         self.close()
 
 
+def reporting_context(settings: Settings, peer: Peer) -> ssl.SSLContext | None:
+    """node.tls.peer_context, with our TLS files that cannot be loaded a ReportFailed."""
+    try:
+        return peer_context(settings, peer)
+    except ConfigError as exc:
+        raise ReportFailed(f"cannot call {peer} over TLS: {exc}") from exc
+
+
 def send_event_report(
     peer: Peer,
     calling_aet: str,
@@ -82,9 +99,10 @@ def send_event_report(
     event_type: int,
     information: Dataset | None,
     timeout: float = 30.0,
+    tls: ssl.SSLContext | None = None,
 ) -> int:
     """Open an association to `peer`, send one N-EVENT-REPORT-RQ as SCP of `sop_class`,
     release; returns the response status.  Raises ReportFailed when nothing was
     delivered (unreachable, rejected, context or role refused, no response)."""
-    with EventReporter(peer, calling_aet, sop_class, timeout) as reporter:
+    with EventReporter(peer, calling_aet, sop_class, timeout, tls) as reporter:
         return reporter.send(sop_class, sop_instance, event_type, information)

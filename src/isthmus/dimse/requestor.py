@@ -52,6 +52,8 @@ class Requestor:
     def open(self) -> Requestor:
         if len(self.contexts) > 128:
             raise ValueError("at most 128 presentation contexts (PS3.8 9.3.2.2)")
+        if self.peer.tls and self.tls is None:  # never a peer that must use TLS in clear
+            raise AssociationFailed(f"{self.peer} is called over TLS: no TLS context given")
         try:
             self.sock = socket.create_connection(
                 (self.peer.host, self.peer.port), timeout=self.timeout

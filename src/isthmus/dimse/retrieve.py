@@ -27,7 +27,7 @@ from isthmus.dimse.forward import announce_outbound
 from isthmus.dimse.requestor import AssociationFailed, Requestor
 from isthmus.dimse.service import Channel, Message
 from isthmus.node.access import AccessControl
-from isthmus.node.tls import client_context
+from isthmus.node.tls import peer_context
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class RetrieveSCP:
                 self.settings.aet,
                 contexts_for(rows),
                 timeout=self.settings.network_timeout,
-                tls=client_context(self.settings) if peer.tls else None,
+                tls=peer_context(self.settings, peer),
             ).open()
         except (AssociationFailed, OSError, ConfigError) as exc:
             log.warning("C-MOVE to %s: %s", destination, exc)

@@ -143,8 +143,6 @@ def send(
     for batch in _context_batches(items):
         contexts = contexts_for_syntaxes([(c, t) for _p, c, t in batch])
         try:
-            if peer.tls and tls is None:
-                raise AssociationFailed(f"{peer} is called over TLS: no TLS context given")
             requestor = Requestor(peer, calling_aet, contexts, tls=tls if peer.tls else None).open()
         except AssociationFailed as exc:
             raise SCUError(str(exc)) from exc

@@ -22,7 +22,7 @@ import threading
 from isthmus.archive import Archive, Event, WorkItemEvent
 from isthmus.config import Settings
 from isthmus.dimse.nmodel import to_dataset, unicode_model
-from isthmus.dimse.notify import EventReporter, ReportFailed
+from isthmus.dimse.notify import EventReporter, ReportFailed, reporting_context
 from isthmus.node.access import AccessControl
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,11 @@ class UpsEventSender:
             return True
         try:
             with EventReporter(
-                peer, self.settings.aet, UPS_EVENT, self.settings.network_timeout
+                peer,
+                self.settings.aet,
+                UPS_EVENT,
+                self.settings.network_timeout,
+                reporting_context(self.settings, peer),
             ) as reporter:
                 for event in pending:
                     self._send(reporter, event)

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from isthmus.config import ConfigError, Settings
+from isthmus.config import ConfigError, Peer, Settings
 
 # RFC 9325 4.2 (TLS 1.2): ECDHE first (4.2.1), AEAD only.  OpenSSL names.
 BCP195_CIPHERS = ":".join(
@@ -146,8 +146,8 @@ def server_context(settings: Settings) -> ssl.SSLContext:
 
 
 def client_context(settings: Settings) -> ssl.SSLContext:
-    """The context of every outgoing DICOM TLS association (C-MOVE sub-operations, the
-    command line, later the relay's local legs): the peer's certificate is verified
+    """The context of every outgoing DICOM TLS association (C-MOVE sub-operations,
+    forwarding jobs, reports, a relay transfer's delivery, the command line): the peer's certificate is verified
     against `dicom_tls_ca` (else the system's trust store) and its host name; our
     certificate, when configured, is presented to peers that require one."""
     context = _profile(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
@@ -161,3 +161,9 @@ def client_context(settings: Settings) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"DICOM TLS certificate, key or CA bundle: {exc}") from exc
     return context
+
+
+def peer_context(settings: Settings, peer: Peer) -> ssl.SSLContext | None:
+    """The context to call `peer` with: `client_context` for a peer with `tls`, None for
+    one called in plain TCP.  Raises ConfigError when our TLS files cannot be loaded."""
+    return client_context(settings) if peer.tls else None

@@ -5,19 +5,21 @@ contexts when an instance of a new SOP class or transfer syntax comes.
 The instance goes as it was sent when the destination accepts its transfer syntax, else
 transcoded to one it accepted (dimse/contexts.py, the rule C-MOVE from the archive
 uses).  The C-STORE sub-operations carry the Move Originator of the C-MOVE (PS3.7
-9.3.1.1) when there is one.
+9.3.1.1) when there is one.  A device with `tls` is called over TLS (PS3.15 B.9), with
+the site's client context (node.tls.client_context), never in clear.
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from isthmus.archive import Activity
-from isthmus.config import Peer
+from isthmus.config import ConfigError, Peer
 from isthmus.dimse.contexts import (
     MAX_CONTEXTS,
     accepted_syntaxes,
@@ -42,8 +44,10 @@ class Delivery:
         *,
         originator: tuple[str, int] | None = None,
         timeout: float = 60.0,
+        tls: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         self.peer = peer
+        self.tls = tls
         self.calling_aet = calling_aet
         self.originator = originator
         self.timeout = timeout
@@ -62,7 +66,7 @@ class Delivery:
                 return requestor.store(
                     context_id, sop_class, sop_instance, dataset, self.originator
                 )
-            except AssociationFailed as exc:
+            except (AssociationFailed, ConfigError) as exc:
                 log.warning("relay delivery to %s failed: %s", self.peer, exc)
                 self._requestor = None
                 return OUT_OF_RESOURCES
@@ -79,7 +83,10 @@ class Delivery:
         if self._requestor is not None:  # a new class or syntax: propose them all again
             self._requestor.release()
         contexts = contexts_for_syntaxes(self._pairs[-MAX_CONTEXTS // 2 :])
-        self._requestor = Requestor(self.peer, self.calling_aet, contexts, timeout=self.timeout)
+        tls = self.tls() if self.peer.tls and self.tls is not None else None
+        self._requestor = Requestor(
+            self.peer, self.calling_aet, contexts, timeout=self.timeout, tls=tls
+        )
         return self._requestor.open()
 
     def close(self) -> None:
@@ -104,8 +111,10 @@ class Deliveries:
         calling_aet: str,
         activity: Activity | None = None,
         idle: float = 30.0,
+        tls: Callable[[], ssl.SSLContext] | None = None,
     ) -> None:
         self.local = local
+        self.tls = tls
         self.calling_aet = calling_aet
         self.activity = activity
         self.idle = idle
@@ -161,7 +170,7 @@ class Deliveries:
             ]
             closing = [self._open.pop(k)[0] for k in quiet]
             found = self._open.get(transfer_id)
-            delivery = found[0] if found else Delivery(peer, self.calling_aet)
+            delivery = found[0] if found else Delivery(peer, self.calling_aet, tls=self.tls)
             self._open[transfer_id] = (delivery, now)
         for old in closing:
             old.close()

@@ -17,6 +17,7 @@ from isthmus.archive import Archive, RelayTransfer
 from isthmus.config import Peer, Settings
 from isthmus.node.access import AccessControl
 from isthmus.node.router import AssociationRouter
+from isthmus.node.tls import client_context
 from isthmus.relay.delivery import PROCESSING_FAILURE, Deliveries
 from isthmus.relay.directory import Directory, KnownKeys
 from isthmus.relay.enrolment import (
@@ -57,7 +58,12 @@ class RelaySite:
         self.directory = Directory(self.name, known)
         self.objects = PresignedObjects(self.bridge)
         self.exports = export_addresses(settings, int(node.server_address[1]))
-        self.deliveries = Deliveries(self.delivery_device, settings.aet, archive.activity)
+        self.deliveries = Deliveries(
+            self.delivery_device,
+            settings.aet,
+            archive.activity,
+            tls=lambda: client_context(settings),
+        )
         self.link: Link | None = None
         self.parts: list[Any] = []  # what close() stops, in reverse order
         # p2p over the federation (p2p/federation.py, p2p/bridge_signal.py), set by
