@@ -225,3 +225,20 @@ def test_syslog_urls_other_than_tls_and_udp_are_refused() -> None:
     for url in ("tcp://127.0.0.1:514", "udp://127.0.0.1", "tls://:6514"):
         with pytest.raises(ValueError, match="udp://HOST:PORT or tls://HOST:PORT"):
             SyslogSender(url)
+
+
+def test_a_collector_offering_only_cbc_suites_gets_nothing(
+    tmp_path: Path, tls_cert: tuple[Path, Path]
+) -> None:
+    """The audit channel keeps to BCP 195 like the DICOM TLS port (RFC 9325 4.2, PS3.15
+    B.9): a collector that would only negotiate TLS 1.2 with a CBC suite is refused."""
+    weak = TLSCollector(*tls_cert)
+    weak.context.maximum_version = ssl.TLSVersion.TLSv1_2
+    weak.context.set_ciphers("ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES256-SHA384")
+    try:
+        sender = SyslogSender(f"tls://127.0.0.1:{weak.port}", ca_file=str(tls_cert[0]))
+        assert not sender.send([frame("<AuditMessage/>", "2026-01-01T00:00:00+00:00")])
+        sender.close()
+        assert weak.messages == []
+    finally:
+        weak.close()

@@ -21,6 +21,8 @@ import socket
 import ssl
 from urllib.parse import urlparse
 
+from isthmus.node.tls import BCP195_CIPHERS
+
 log = logging.getLogger(__name__)
 
 PRI = 10 * 8 + 5  # facility security/authorization, severity notice
@@ -60,7 +62,10 @@ class SyslogSender:
         self._context: ssl.SSLContext | None = None
         if self.scheme == "tls":
             context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file or None)
+            # BCP 195 as on the DICOM TLS port (RFC 9325 4.2): TLS 1.2+, AEAD suites only
             context.minimum_version = ssl.TLSVersion.TLSv1_2
+            context.set_ciphers(BCP195_CIPHERS)
+            context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
             if cert_file:
                 context.load_cert_chain(cert_file, key_file or None)
             self._context = context
