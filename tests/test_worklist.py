@@ -43,6 +43,21 @@ def test_add_a_csv_file_then_list_by_date_and_modality(index_url: str, tmp_path:
     assert [d["00100020"]["Value"] for d in json.loads(listed.stdout)] == [["P101"]]
 
 
+def test_adding_to_the_archive_files_writes_a_procedure_record_each(tmp_path: Path):
+    """PS3.15 A.5.3.15: each work item created by `worklist add` on the archive's own
+    files is audited as over UPS-RS (110111, action C), the operator its user."""
+    data = tmp_path / "data"
+    (tmp_path / "w.csv").write_text(CSV)
+    common = ("--data", str(data), "--index-url", f"sqlite:///{tmp_path / 'i.sqlite'}")
+    assert isthmus("worklist", "add", str(tmp_path / "w.csv"), *common).returncode == 0
+    found = isthmus("audit", "--event", "procedure-record", "--json", "--data", str(data))
+    assert found.returncode == 0, found.stderr
+    records = [json.loads(line) for line in found.stdout.splitlines()]
+    assert sorted(r["patients"][0]["id"] for r in records) == ["P100", "P101"]
+    assert {(r["action"], r["outcome"]) for r in records} == {("C", 0)}
+    assert all(r["user"] and "SCHEDULED" in r["xml"] for r in records)
+
+
 def test_a_file_with_a_bad_entry_creates_nothing(tmp_path: Path):
     data = tmp_path / "data"
     index_url = f"sqlite:///{tmp_path / 'i.sqlite'}"

@@ -89,18 +89,44 @@ def add(path: Path, settings: Any, url: str | None = None) -> int:
 
 
 def _add_locally(settings: Any, items: list[dict[str, Any]]) -> list[str]:
-    from isthmus.archive import Archive, WorkItemError
+    """Create the work items in the archive's own files; each creation, or the refusal
+    that stops the run, is a Procedure Record (PS3.15 A.5.3.15) in the audit trail, as
+    through UPS-RS, with the operator (the OS user) as requestor."""
+    from isthmus.archive import UPS_PUSH_SOP_CLASS, Archive, WorkItemError
+    from isthmus.archive.activity import MINOR_FAILURE, SUCCESS, os_user
+    from isthmus.audit import AuditTrail
 
     archive = Archive.from_settings(settings)
+    trail = AuditTrail.from_settings(archive, settings)
+
+    def audit(uid: str, step: dict[str, Any], outcome: int, why: str | None = None) -> None:
+        archive.activity.procedure_record(
+            "C",
+            UPS_PUSH_SOP_CLASS,
+            uid,
+            step,
+            operation="worklist add",
+            outcome=outcome,
+            description=why,
+            door="cli",
+            user=os_user(),
+            address=None,
+            local=settings.aet,
+        )
+
     try:
         out = []
         for ds in items:
             try:
-                out.append(archive.workitems.create(ds).uid)
+                created = archive.workitems.create(ds)
             except WorkItemError as exc:
+                audit("", ds, MINOR_FAILURE, str(exc))
                 raise WorklistFileError(f"refused: {exc}") from None
+            audit(created.uid, created.dataset, SUCCESS)
+            out.append(created.uid)
         return out
     finally:
+        trail.close()
         archive.close()
 
 
