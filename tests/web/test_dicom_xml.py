@@ -64,3 +64,10 @@ def test_a_character_xml_cannot_hold_becomes_a_replacement_character():
     assert back["00204000"]["Value"] == ["page 1\ufffdpage 2\tend\n"]
     assert back["00081030"]["Value"] == ["\ufffd$BCT\ufffd(B"]
     assert back["00100010"]["Value"] == [{"Alphabetic": "Doe\ufffd^Jane"}]
+
+
+def test_a_carriage_return_in_a_text_value_is_kept():
+    """LT, ST and UT lines end in CR LF (PS3.5 6.1.3); an XML parser reads a CR LF
+    written as it is as LF (XML 1.0 2.11), so it goes as a character reference."""
+    dataset = {"00204000": {"vr": "LT", "Value": ["line 1\r\nline 2\rline 3"]}}
+    assert from_xml(to_xml(dataset)) == dataset

@@ -24,9 +24,10 @@ def to_xml(dataset: dict[str, Any]) -> bytes:
     """One DICOM JSON dataset as a PS3.19 XML document (UTF-8, with declaration)."""
     root = ET.Element("NativeDicomModel", {"xmlns": NAMESPACE, "xml:space": "preserve"})
     _fill(root, dataset)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(
-        root, encoding="unicode"
-    ).encode("utf-8")
+    # ElementTree writes a CR in text as it is, which a parser reads as LF (XML 1.0
+    # 2.11): LT, ST and UT lines end in CR LF (PS3.5 6.1.3).  Only text holds one.
+    text = ET.tostring(root, encoding="unicode").replace("\r", "&#13;")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + text.encode("utf-8")
 
 
 def _fill(parent: ET.Element, dataset: dict[str, Any]) -> None:
