@@ -1,5 +1,9 @@
 """Isthmus: a web-native PACS and DICOM gateway."""
 
+from isthmus.dicom import charset as _charset
+
+_charset.repair()  # before any data set is read or written (isthmus.dicom.charset)
+
 __version__ = "0.1.0"
 
 # Isthmus's UID root is 1.2.826.0.1.3680043.10.1386, a root under Medical Connections'

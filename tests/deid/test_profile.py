@@ -335,6 +335,41 @@ def test_clean_descriptors_takes_the_patients_name_out_of_descriptions() -> None
     assert after.ImageComments == "*** ***, see ***"
 
 
+@pytest.mark.parametrize(
+    "charset, name, description, comments",
+    [
+        (
+            ["", "ISO 2022 IR 87"],
+            "Yamada^Tarou=山田^太郎=やまだ^たろう",
+            "山田太郎 頭部CT",
+            "やまだ たろう様",
+        ),
+        (["", "ISO 2022 IR 149"], "Hong^Gildong=洪^吉洞=홍^길동", "홍길동 CT", "洪吉洞"),
+        (["", "ISO 2022 IR 58"], "Zhang^XiaoDong=张^小东", "张小东 CT", "张 小东"),
+        ("GB18030", "Wang^XiaoDong=王^小东", "王小东 CT", "王小东"),
+    ],
+)
+def test_clean_descriptors_takes_a_name_written_in_ideographs_or_kana_out(
+    charset: object, name: str, description: str, comments: str
+) -> None:
+    """PS3.5 6.2.1.2: a Japanese, Korean or Chinese name's components are one or two
+    characters, shorter than an identifier the scrubber takes (it would match
+    anywhere); written in text they come together, with or without a space between
+    them (PS3.5 Annexes H, I, J, K), and that whole name is taken out."""
+    before = instance(
+        SpecificCharacterSet=charset,
+        PatientName=name,
+        StudyDescription=description,
+        ImageComments=comments,
+    )
+    options = DeidentificationOptions(clean_descriptors=True)
+    out = Deidentifier(KEY, options).part10(encode(before))
+    after = pydicom.dcmread(io.BytesIO(out))
+    assert after.StudyDescription in ("*** CT", "*** 頭部CT")
+    assert "***" in after.ImageComments
+    assert not set(after.ImageComments) & set(name.split("=", 1)[1]) - set("^")
+
+
 def content_item(value_type: str, **attrs: object) -> Dataset:
     item = Dataset()
     item.RelationshipType, item.ValueType = "CONTAINS", value_type

@@ -48,3 +48,26 @@ def test_not_a_native_dicom_model_is_refused():
         from_xml(b"<html/>")
     with pytest.raises(ValueError):
         from_xml(b"<not xml")
+
+
+def test_a_character_xml_cannot_hold_becomes_a_replacement_character():
+    """PS3.5 6.1.3 lets LT, ST and UT hold FORM FEED and ESC (an ISO 2022 escape
+    sequence pydicom did not know is left in the text); XML 1.0 (2.2) allows no C0
+    control but TAB, LF and CR, so a value holding one made the whole document
+    ill-formed: every application/dicom+xml answer with the instance was unreadable."""
+    dataset = {
+        "00204000": {"vr": "LT", "Value": ["page 1\x0cpage 2\tend\n"]},
+        "00081030": {"vr": "LO", "Value": ["\x1b$BCT\x1b(B"]},
+        "00100010": {"vr": "PN", "Value": [{"Alphabetic": "Doe\x1b^Jane"}]},
+    }
+    back = from_xml(to_xml(dataset))  # parses
+    assert back["00204000"]["Value"] == ["page 1\ufffdpage 2\tend\n"]
+    assert back["00081030"]["Value"] == ["\ufffd$BCT\ufffd(B"]
+    assert back["00100010"]["Value"] == [{"Alphabetic": "Doe\ufffd^Jane"}]
+
+
+def test_a_carriage_return_in_a_text_value_is_kept():
+    """LT, ST and UT lines end in CR LF (PS3.5 6.1.3); an XML parser reads a CR LF
+    written as it is as LF (XML 1.0 2.11), so it goes as a character reference."""
+    dataset = {"00204000": {"vr": "LT", "Value": ["line 1\r\nline 2\rline 3"]}}
+    assert from_xml(to_xml(dataset)) == dataset

@@ -171,6 +171,53 @@ def test_xml_response_when_asked(http):
     )
 
 
+def _metadata_with(charset: list[str] | None, name: str, description: str) -> dict:
+    ds = make_study(instances_per_series=1, rows=8, columns=8)[0]
+    metadata = ds.to_json_dict(bulk_data_threshold=1 << 30)
+    metadata.pop("00080005", None)
+    if charset is not None:
+        metadata["00080005"] = {"vr": "CS", "Value": charset}
+    metadata["00100010"] = {"vr": "PN", "Value": [{"Alphabetic": name}]}
+    metadata["00081030"] = {"vr": "LO", "Value": [description]}
+    return metadata
+
+
+@pytest.mark.parametrize("kind", ["json", "xml"])
+@pytest.mark.parametrize("charset", [None, ["ISO_IR 100"], ["", "ISO 2022 IR 87"]])
+def test_metadata_text_the_declared_character_set_cannot_hold_is_stored_in_utf8(
+    http, dicomweb, kind, charset
+):
+    """PS3.18 F.2 / F.3: the metadata's text is Unicode, whatever Specific Character Set
+    it names (that of the data set it came from).  Written in that set, a character it
+    lacks became '?' (pydicom's replacement) and the store still answered 200; the
+    instance declares ISO_IR 192 instead (PS3.3 C.12.1.1.2), every character kept."""
+    from isthmus.web.dicom_xml import to_xml
+
+    name, description = "山田^太郎=Ямада", "Étude Ключ 검사"
+    metadata = _metadata_with(charset, name, description)
+    content = json.dumps([metadata]).encode() if kind == "json" else to_xml(metadata)
+    body = multipart_body([(f"application/dicom+{kind}", content)])
+    response = post(
+        http, body, f'multipart/related; type="application/dicom+{kind}"; boundary=b0undary'
+    )
+    assert response.status_code == 200, response.text
+    uids = [metadata[t]["Value"][0] for t in ("0020000D", "0020000E", "00080018")]
+    back = dicomweb.retrieve_instance(*uids)
+    assert back.SpecificCharacterSet == "ISO_IR 192"
+    assert (str(back.PatientName), back.StudyDescription) == (name, description)
+
+
+def test_metadata_in_ascii_keeps_its_specific_character_set(http, dicomweb):
+    metadata = _metadata_with(["ISO_IR 100"], "SMITH^ANNA", "CT HEAD")
+    body = multipart_body([("application/dicom+json", json.dumps([metadata]).encode())])
+    response = post(
+        http, body, 'multipart/related; type="application/dicom+json"; boundary=b0undary'
+    )
+    assert response.status_code == 200, response.text
+    uids = [metadata[t]["Value"][0] for t in ("0020000D", "0020000E", "00080018")]
+    assert dicomweb.retrieve_instance(*uids).SpecificCharacterSet == "ISO_IR 100"
+
+
 def test_json_metadata_with_bulk_data(web_node, http, dicomweb):
     ds = make_study(instances_per_series=1)[0]
     metadata = ds.to_json_dict(

@@ -175,6 +175,7 @@ class Deidentifier:
                 yield text
                 if elem.VR == "PN":
                     yield from re.split(r"[\^=\s]+", text)
+                    yield from values.written_names(text)
 
     def _walk(self, ds: Dataset, instance: _Instance) -> None:
         declared = safe_private.declared(ds) if self.actions.private != "X" else set()

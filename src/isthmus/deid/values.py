@@ -4,7 +4,7 @@ and free text with the instance's identifiers taken out (action C on text, E.3.5
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from typing import Any
 
@@ -98,6 +98,18 @@ def scrubber(identifiers: Iterable[str]) -> re.Pattern[str] | None:
     if not words:
         return None
     return re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE)
+
+
+def written_names(person_name: str) -> Iterator[str]:
+    """Each component group of a PN value as text writes it: its components together,
+    without a space and with one.  A Japanese, Korean or Chinese name's components
+    are one or two characters (PS3.5 6.2.1.2, Annexes H-K), too short for `scrubber`
+    alone; 山田^太郎 is written 山田太郎 or 山田 太郎."""
+    for group in person_name.split("="):
+        parts = [p for p in group.split("^") if p.strip()]
+        if len(parts) > 1:
+            yield "".join(parts)
+            yield " ".join(parts)
 
 
 def scrub(text: str, pattern: re.Pattern[str] | None, vr: str) -> str:

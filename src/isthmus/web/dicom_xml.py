@@ -13,6 +13,8 @@ from typing import Any
 
 from pydicom.datadict import keyword_for_tag
 
+from isthmus.audit.message import NOT_XML_CHAR
+
 NAMESPACE = "http://dicom.nema.org/PS3.19/models/NativeDICOM"
 _PN_GROUPS = ("Alphabetic", "Ideographic", "Phonetic")
 _PN_COMPONENTS = ("FamilyName", "GivenName", "MiddleName", "NamePrefix", "NameSuffix")
@@ -22,9 +24,10 @@ def to_xml(dataset: dict[str, Any]) -> bytes:
     """One DICOM JSON dataset as a PS3.19 XML document (UTF-8, with declaration)."""
     root = ET.Element("NativeDicomModel", {"xmlns": NAMESPACE, "xml:space": "preserve"})
     _fill(root, dataset)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(
-        root, encoding="unicode"
-    ).encode("utf-8")
+    # ElementTree writes a CR in text as it is, which a parser reads as LF (XML 1.0
+    # 2.11): LT, ST and UT lines end in CR LF (PS3.5 6.1.3).  Only text holds one.
+    text = ET.tostring(root, encoding="unicode").replace("\r", "&#13;")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + text.encode("utf-8")
 
 
 def _fill(parent: ET.Element, dataset: dict[str, Any]) -> None:
@@ -61,7 +64,16 @@ def _values(node: ET.Element, vr: str, element: dict[str, Any]) -> None:
 def _text(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         return repr(value)
-    return str(value)
+    return _xml_chars(str(value))
+
+
+def _xml_chars(text: str) -> str:
+    """`text` with each character XML 1.0 cannot hold as U+FFFD, as audit messages
+    have it.  A value may have one: FORM FEED and ESC are allowed in text VRs (PS3.5
+    6.1.3), and an escape sequence of a character set the data set does not declare
+    stays in the decoded value; one left in made the whole document ill-formed.  The
+    instance and its DICOM JSON keep the character."""
+    return NOT_XML_CHAR.sub("\ufffd", text)
 
 
 def _person_name(node: ET.Element, number: int, value: Any) -> None:
@@ -75,7 +87,7 @@ def _person_name(node: ET.Element, number: int, value: Any) -> None:
         group_node = ET.SubElement(pn, group)
         for name, part in zip(_PN_COMPONENTS, str(text).split("^"), strict=False):
             if part:
-                ET.SubElement(group_node, name).text = part
+                ET.SubElement(group_node, name).text = _xml_chars(part)
 
 
 # ----------------------------------------------------------------- XML → JSON

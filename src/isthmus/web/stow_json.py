@@ -26,6 +26,7 @@ from isthmus.web.dicom_xml import from_xml
 from isthmus.web.multipart import Part
 
 PIXEL_KEY = "7FE00010"
+SPECIFIC_CHARACTER_SET = "00080005"
 
 
 class MetadataError(ValueError):
@@ -90,7 +91,9 @@ class InstanceBuilder:
             raise MetadataError(dataset["__error__"])
         pixel = dataset.get(PIXEL_KEY, {})
         pixel_part = self._part(pixel["BulkDataURI"], dataset) if "BulkDataURI" in pixel else None
-        rest = {k: v for k, v in dataset.items() if k != PIXEL_KEY or pixel_part is None}
+        rest = unicode_metadata(
+            {k: v for k, v in dataset.items() if k != PIXEL_KEY or pixel_part is None}
+        )
         try:
             ds = Dataset.from_json(
                 rest, bulk_data_uri_handler=lambda uri: self._bytes(uri, dataset)
@@ -143,6 +146,19 @@ class InstanceBuilder:
     def release(self) -> None:
         self.bulk.clear()
         self.metadata = []
+
+
+def unicode_metadata(dataset: dict[str, Any]) -> dict[str, Any]:
+    """`dataset` declaring ISO_IR 192 when a value is not ASCII.
+
+    The text of DICOM JSON and XML is Unicode (PS3.18 F.2, F.3) whatever Specific
+    Character Set (0008,0005) the metadata names, which is that of the data set it came
+    from; written in that set (or the default repertoire when none is named), a
+    character it lacks became '?'.  UTF-8 holds every character (PS3.3 C.12.1.1.2);
+    metadata all in ASCII keeps the set it names."""
+    if json.dumps(dataset, ensure_ascii=False).isascii():
+        return dataset
+    return {**dataset, SPECIFIC_CHARACTER_SET: {"vr": "CS", "Value": ["ISO_IR 192"]}}
 
 
 def _encode(ds: Dataset, syntax: str, dataset: dict[str, Any]) -> bytes:
