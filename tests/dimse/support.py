@@ -122,11 +122,21 @@ def send_raw_c_store(
     """Send a C-STORE whose dataset bytes are sent exactly as given, on the context of
     `abstract_syntax` (by default the request's Affected SOP Class) and, if given,
     `transfer_syntax`; returns the status."""
-    wanted = abstract_syntax or req.AffectedSOPClassUID
+    rsp = send_raw_request(assoc, req, abstract_syntax or req.AffectedSOPClassUID, transfer_syntax)
+    return int(rsp.Status)
+
+
+def send_raw_request(
+    assoc: Association, req: Any, abstract_syntax: str, transfer_syntax: str | None = None
+) -> Any:
+    """Send a DIMSE request primitive (C-STORE, C-MOVE, C-GET, ...) whose data set is sent
+    exactly as given, on the context of `abstract_syntax` (and `transfer_syntax` if
+    given); returns the first response primitive."""
     context = next(
         cx
         for cx in assoc.accepted_contexts
-        if cx.abstract_syntax == wanted and transfer_syntax in (None, cx.transfer_syntax[0])
+        if cx.abstract_syntax == abstract_syntax
+        and transfer_syntax in (None, cx.transfer_syntax[0])
     )
     assoc._reactor_checkpoint.clear()  # pause pynetdicom's reactor, as its own SCU calls do
     while not assoc._is_paused:
@@ -136,8 +146,8 @@ def send_raw_c_store(
         _cx, rsp = assoc.dimse.get_msg(block=True)
     finally:
         assoc._reactor_checkpoint.set()
-    assert rsp is not None, "no C-STORE response"
-    return int(rsp.Status)
+    assert rsp is not None, "no response"
+    return rsp
 
 
 # ------------------------------------------------------------- raw upper layer (PS3.8)
