@@ -37,6 +37,7 @@ from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Peer
 from isthmus.dicom import part10, uids
 from isthmus.dicom.status import PENDING, PENDING_WARNING, SUCCESS, is_warning
+from isthmus.dimse import messages as msg
 from isthmus.dimse.contexts import accepted_syntaxes, contexts_for_syntaxes, encode_for
 from isthmus.dimse.requestor import AssociationFailed, Requestor
 from isthmus.node.sockets import nodelay_handler
@@ -352,9 +353,7 @@ def _collect(
                 progress(status)
             continue
         report.status = code
-        if identifier is not None and "FailedSOPInstanceUIDList" in identifier:
-            value = identifier.FailedSOPInstanceUIDList
-            report.failed_uids = [value] if isinstance(value, str) else list(value)
+        report.failed_uids = msg.failed_sop_instance_uids(identifier)
     return report
 
 
