@@ -122,11 +122,21 @@ def send_raw_c_store(
     """Send a C-STORE whose dataset bytes are sent exactly as given, on the context of
     `abstract_syntax` (by default the request's Affected SOP Class) and, if given,
     `transfer_syntax`; returns the status."""
-    wanted = abstract_syntax or req.AffectedSOPClassUID
+    rsp = send_raw_request(assoc, req, abstract_syntax or req.AffectedSOPClassUID, transfer_syntax)
+    return int(rsp.Status)
+
+
+def send_raw_request(
+    assoc: Association, req: Any, abstract_syntax: str, transfer_syntax: str | None = None
+) -> Any:
+    """Send a DIMSE request primitive (C-STORE, C-MOVE, C-GET, ...) whose data set is sent
+    exactly as given, on the context of `abstract_syntax` (and `transfer_syntax` if
+    given); returns the first response primitive."""
     context = next(
         cx
         for cx in assoc.accepted_contexts
-        if cx.abstract_syntax == wanted and transfer_syntax in (None, cx.transfer_syntax[0])
+        if cx.abstract_syntax == abstract_syntax
+        and transfer_syntax in (None, cx.transfer_syntax[0])
     )
     assoc._reactor_checkpoint.clear()  # pause pynetdicom's reactor, as its own SCU calls do
     while not assoc._is_paused:
@@ -136,8 +146,8 @@ def send_raw_c_store(
         _cx, rsp = assoc.dimse.get_msg(block=True)
     finally:
         assoc._reactor_checkpoint.set()
-    assert rsp is not None, "no C-STORE response"
-    return int(rsp.Status)
+    assert rsp is not None, "no response"
+    return rsp
 
 
 # ------------------------------------------------------------- raw upper layer (PS3.8)
@@ -226,3 +236,49 @@ def mpps_in_progress(
     ds.Modality = "CT"
     ds.PerformedSeriesSequence = []
     return ds
+
+
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+# 1,100 UIDs of 63 characters: their list is longer than the 64 KiB a UI element's 16-bit
+# length holds, so in Explicit VR it travels as UN (PS3.5 6.2.2).
+LONG_FAILED_LIST = [f"1.2.826.0.1.3680043.10.1386.9{n:034d}" for n in range(1100)]
+
+
+@contextmanager
+def failing_retrieve_scp() -> Iterator[Peer]:
+    """A pynetdicom Study Root Query/Retrieve SCP (AE title PACS) whose C-GET and C-MOVE
+    end at once in 0xA702 with `LONG_FAILED_LIST` as the Failed SOP Instance UID List;
+    its C-MOVE destination "SCU" is a pynetdicom storage SCP."""
+    from pynetdicom import AE, evt
+
+    store = AE(ae_title="SCU")
+    store.add_supported_context(CT_IMAGE_STORAGE)
+    store_port = free_port()
+    receiver = store.start_server(("127.0.0.1", store_port), block=False)
+
+    def final(event: Any, destination: bool) -> Iterator[Any]:
+        if destination:
+            yield "127.0.0.1", store_port
+        yield len(LONG_FAILED_LIST)
+        failed = Dataset()
+        failed.FailedSOPInstanceUIDList = LONG_FAILED_LIST
+        yield 0xA702, failed
+
+    pacs = AE(ae_title="PACS")
+    for model in ("1.2.840.10008.5.1.4.1.2.2.3", "1.2.840.10008.5.1.4.1.2.2.2"):
+        pacs.add_supported_context(model, "1.2.840.10008.1.2.1")
+    pacs.add_requested_context(CT_IMAGE_STORAGE)  # for its association to the destination
+    port = free_port()
+    server = pacs.start_server(
+        ("127.0.0.1", port),
+        block=False,
+        evt_handlers=[
+            (evt.EVT_C_GET, lambda event: final(event, False)),
+            (evt.EVT_C_MOVE, lambda event: final(event, True)),
+        ],
+    )
+    try:
+        yield Peer("PACS", "127.0.0.1", port)
+    finally:
+        server.shutdown()
+        receiver.shutdown()

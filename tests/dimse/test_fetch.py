@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from pydicom import dcmread
+from pydicom.uid import generate_uid
 
 from isthmus.archive import Archive
 from isthmus.config import Peer, Settings
@@ -16,6 +18,7 @@ from isthmus.node.access import AccessControl
 from isthmus.server import Node
 from isthmus.testing import catalogue
 from isthmus.testing.catalogue import series_uid, study_uid
+from isthmus.testing.generate import ROOT, StudySpec, write_study
 from isthmus.testing.net import free_port
 
 from .support import dataset_bytes, peer
@@ -50,6 +53,41 @@ def test_retrieve_a_study_into_the_local_archive(
     report = retrieve_into_archive(local, peer(remote), study_uid("A"), None, via)
     assert (report.status, report.completed, report.failed) == (0, 4, 0)
     same_instances(remote, local, study_uid("A"))
+
+
+# Classes a study often holds beside its images: Secondary Capture (dose screens),
+# X-Ray Radiation Dose SR, Key Object Selection, Encapsulated PDF, Segmentation.
+BESIDE_IMAGES = (
+    "1.2.840.10008.5.1.4.1.1.7",
+    "1.2.840.10008.5.1.4.1.1.88.67",
+    "1.2.840.10008.5.1.4.1.1.88.59",
+    "1.2.840.10008.5.1.4.1.1.104.1",
+    "1.2.840.10008.5.1.4.1.1.66.4",
+)
+
+
+def test_retrieve_by_get_takes_the_classes_a_study_holds_beside_its_images(
+    start_node: Callable[..., Node], tmp_path: Path
+) -> None:
+    """C-GET sub-operations of a class the requestor proposed no context (and role) for
+    fail (PS3.4 C.4.3.3): the classes offered are the frequent ones, not the first 60
+    by UID, which left out Secondary Capture, every SR and Segmentation."""
+    remote = start_node()
+    [image] = write_study(StudySpec(instances_per_series=1, rows=8, columns=8), tmp_path / "in")
+    study = str(dcmread(image).StudyInstanceUID)
+    for n, sop_class in enumerate(BESIDE_IMAGES):
+        ds = dcmread(image)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid(ROOT)
+        ds.SeriesInstanceUID = generate_uid(ROOT)
+        path = tmp_path / f"{n}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        assert remote.archive.store(path.read_bytes()).status == "stored"
+    remote.archive.store(image.read_bytes())
+    local = local_settings(tmp_path, free_port())
+    report = retrieve_into_archive(local, peer(remote), study, None, "get")
+    assert (report.status, report.completed, report.failed) == (0, 1 + len(BESIDE_IMAGES), 0)
+    same_instances(remote, local, study)
 
 
 def test_retrieve_one_series(start_node: Callable[..., Node], tmp_path: Path) -> None:

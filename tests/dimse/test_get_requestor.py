@@ -17,6 +17,8 @@ from isthmus.dimse.requestor import AssociationFailed
 from isthmus.testing.dcmtk import QRSCP
 from isthmus.testing.generate import StudySpec, write_study
 
+from .support import CT_IMAGE_STORAGE, LONG_FAILED_LIST, failing_retrieve_scp
+
 pytestmark = pytest.mark.dcmtk
 STUDY_GET = "1.2.840.10008.5.1.4.1.2.2.3"
 SPEC = StudySpec(patient_id="GET001", series_count=2, instances_per_series=3)
@@ -104,6 +106,21 @@ def test_instances_the_handler_refuses_are_counted_failed_and_listed(
     assert report.status != 0  # 0xB000: sub-operations complete, one or more failures
     assert (report.completed, report.failed) == (len(files) - 2, 2)
     assert sorted(report.failed_uids) == sorted(refused)
+
+
+def test_a_failed_sop_instance_uid_list_over_64_kib_is_read_as_uids() -> None:
+    """A list too long for UI in Explicit VR comes as UN (PS3.5 6.2.2): its bytes are the
+    UIDs, not a list of byte values."""
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = "1.2.3"
+    with failing_retrieve_scp() as pacs:
+        requestor = open_get(pacs, STUDY_GET, [CT_IMAGE_STORAGE], "GETTER")
+        try:
+            report = requestor.get(identifier, lambda *args: 0)
+        finally:
+            requestor.release()
+    assert (report.status, report.failed_uids) == (0xA702, LONG_FAILED_LIST)
 
 
 def test_cancel_aborts_the_association_mid_retrieve(pacs: tuple[QRSCP, list[Path]]) -> None:

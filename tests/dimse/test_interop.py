@@ -37,6 +37,7 @@ MR = "1.2.840.10008.5.1.4.1.1.4"
 FIND = "1.2.840.10008.5.1.4.1.2.2.1"
 MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
 GET = "1.2.840.10008.5.1.4.1.2.2.3"
+VERIFICATION = "1.2.840.10008.1.1"
 IMPLICIT_LE = "1.2.840.10008.1.2"
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 DEFLATED = "1.2.840.10008.1.2.1.99"
@@ -129,18 +130,23 @@ def sample_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture
 def destination(node: Node) -> Iterator[Callable[..., list[str]]]:
-    """A pynetdicom storage SCP answering each C-STORE with `status_for(uid, n)`, known
-    to `node` as a C-MOVE destination while the test runs; returns the UIDs it received."""
+    """A pynetdicom storage SCP answering each C-STORE with `status_for(uid, n)` (None:
+    A-ABORT instead of an answer), known to `node` as a C-MOVE destination while the
+    test runs; returns the UIDs it received."""
     servers: list[Any] = []
     aets: list[str] = []
 
-    def start(aet: str, status_for: Callable[[str, int], int]) -> list[str]:
+    def start(aet: str, status_for: Callable[[str, int], int | None]) -> list[str]:
         received: list[str] = []
 
         def on_store(event: Any) -> int:
             uid = str(event.request.AffectedSOPInstanceUID)
             received.append(uid)
-            return status_for(uid, len(received))
+            status = status_for(uid, len(received))
+            if status is None:
+                event.assoc.abort()
+                return 0x0000  # never sent: the association is gone
+            return status
 
         ae = AE(ae_title=aet)
         ae.supported_contexts = StoragePresentationContexts
@@ -434,6 +440,36 @@ def test_interop_c_move_to_a_destination_refusing_some_instances_ends_in_b000(
     assert len(received) == catalogue.instance_count("A")
 
 
+def test_interop_c_move_to_a_destination_aborting_mid_transfer_ends_in_b000_keeping_all(
+    node: Node, destination: Callable[..., list[str]]
+) -> None:
+    """The destination A-ABORTs instead of answering the second C-STORE: that one and
+    the rest fail (no association to send them on), the C-MOVE ends with 0xB000, its
+    counts and the failed UIDs (PS3.4 C.4.2.3.1), and the archive keeps every instance."""
+    study = catalogue.study_uid("A")
+    received = destination("ABORTS", lambda _uid, n: None if n == 2 else 0x0000)
+    assoc = association(node, [(MOVE, [EXPLICIT_LE])])
+    try:
+        answers = list(assoc.send_c_move(query("STUDY", StudyInstanceUID=study), "ABORTS", MOVE))
+        assert assoc.is_established  # the requestor's association goes on
+    finally:
+        assoc.release()
+    status, identifier = answers[-1]
+    total = catalogue.instance_count("A")
+    assert (
+        status.Status,
+        status.NumberOfCompletedSuboperations,
+        status.NumberOfFailedSuboperations,
+    ) == (0xB000, 1, total - 1)
+    failed = identifier.FailedSOPInstanceUIDList
+    assert sorted([failed] if isinstance(failed, str) else failed) == sorted(
+        r.sop_instance_uid
+        for r in node.archive.instances(study)
+        if r.sop_instance_uid != received[0]
+    )
+    assert len(node.archive.instances(study)) == total
+
+
 @pytest.mark.parametrize("patient_id, moved", [("PID0001", 5), ("*", 0), ("PID000?", 0)])
 def test_interop_patient_level_c_move_matches_the_patient_id_as_a_single_value(
     node: Node, destination: Callable[..., list[str]], patient_id: str, moved: int
@@ -595,6 +631,40 @@ def test_interop_c_get_without_a_context_for_a_class_fails_those_sub_operations(
     status, completed, failed, failed_uids = answers[-1]
     assert (status, completed, failed, got) == (0xA702, 0, 3, {})
     assert sorted(failed_uids) == sorted([*ct_uids, mr_uid])
+
+
+def test_interop_c_get_without_the_scp_role_for_a_class_fails_its_sub_operations(
+    node: Node,
+) -> None:
+    """A storage context proposed without SCP/SCU Role Selection (PS3.7 D.3.3.4) leaves
+    the requestor the SCU of that class: Isthmus may not C-STORE to it, so each
+    sub-operation fails and is counted, and the association goes on (no abort)."""
+    study = catalogue.study_uid("A")
+    [sop_class] = {r.sop_class_uid for r in node.archive.instances(study)}
+    got: list[str] = []
+
+    def on_store(event: Any) -> int:
+        got.append(str(event.request.AffectedSOPInstanceUID))
+        return 0x0000
+
+    assoc = association(
+        node,
+        [(GET, [EXPLICIT_LE]), (sop_class, [EXPLICIT_LE]), (VERIFICATION, [EXPLICIT_LE])],
+        evt_handlers=[(evt.EVT_C_STORE, on_store)],
+    )
+    try:
+        answers = list(assoc.send_c_get(query("STUDY", StudyInstanceUID=study), GET))
+        assert assoc.send_c_echo().Status == 0x0000  # the association still serves
+    finally:
+        assoc.release()
+    status, identifier = answers[-1]
+    total = catalogue.instance_count("A")
+    assert (
+        status.Status,
+        status.NumberOfCompletedSuboperations,
+        status.NumberOfFailedSuboperations,
+    ) == (0xA702, 0, total)
+    assert len(identifier.FailedSOPInstanceUIDList) == total and got == []
 
 
 def test_interop_getscu_implicit_proposal_receives_every_syntax_decodable(

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pynetdicom.dimse_primitives import C_GET, C_MOVE
 
 from isthmus.config import Peer, Settings
 from isthmus.dimse import scu
@@ -19,9 +21,12 @@ from isthmus.testing import catalogue, dcmtk, samples
 from isthmus.testing.catalogue import series_uid, sop_uid, study_uid
 from isthmus.testing.net import free_port
 
-from .support import address, dataset_bytes, peer, run_ok
+from .support import address, dataset_bytes, peer, run_ok, send_raw_request
 
 FIELDS = ("Remaining", "Completed", "Failed", "Warning")
+MOVE = "1.2.840.10008.5.1.4.1.2.2.2"
+GET = "1.2.840.10008.5.1.4.1.2.2.3"
+DEFLATED = "1.2.840.10008.1.2.1.99"
 
 
 def responses(log: str) -> list[dict[str, int | None]]:
@@ -274,6 +279,33 @@ def test_study_root_retrieve_at_patient_level_is_refused_with_a900(
     assert (report.status, report.completed) == (0xA900, 0)
     assert got == [] and received["STORESCP"].received() == []
     assert scu.move(peer(retrieve_node), patient, "STORESCP", model="PATIENT").completed > 0
+
+
+@pytest.mark.parametrize("service", ["move", "get"])
+def test_retrieve_whose_identifier_cannot_be_decoded_fails_with_c000(
+    retrieve_node: Node, received: dict[str, dcmtk.StoreSCP], service: str
+) -> None:
+    """An identifier that is no data set (here: not deflated on a Deflated Explicit VR
+    Little Endian context) cannot be processed, 0xC000 (PS3.4 C.4.2.1.5, C.4.3.1.4), as
+    for C-FIND; 0xA900 says the keys do not match the SOP class.  Nothing is sent."""
+    model = MOVE if service == "move" else GET
+    ae = AE(ae_title="RAWSCU")
+    ae.add_requested_context(model, [DEFLATED])
+    assoc = ae.associate("127.0.0.1", retrieve_node.dicom_port, ae_title=retrieve_node.settings.aet)
+    assert assoc.is_established
+    req = C_MOVE() if service == "move" else C_GET()
+    req.MessageID = 1
+    req.AffectedSOPClassUID = model
+    req.Priority = 2
+    if service == "move":
+        req.MoveDestination = "STORESCP"
+    req.Identifier = BytesIO(b"this is not a deflated data set")
+    try:
+        rsp = send_raw_request(assoc, req, model, DEFLATED)
+    finally:
+        assoc.release()
+    assert rsp.Status == 0xC000
+    assert received["STORESCP"].received() == []
 
 
 @pytest.mark.parametrize("level", ["STUDY", "SERIES"])

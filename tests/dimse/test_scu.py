@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydicom.dataset import Dataset
 
 from isthmus.config import Peer
 from isthmus.dimse import scu
@@ -13,7 +15,7 @@ from isthmus.testing import samples
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.net import free_port
 
-from .support import peer
+from .support import CT_IMAGE_STORAGE, LONG_FAILED_LIST, failing_retrieve_scp, peer
 
 
 def test_unreachable_peer_is_an_scu_error_naming_it() -> None:
@@ -47,3 +49,26 @@ def test_files_needing_more_than_128_contexts_go_over_several_associations() -> 
     batches = list(scu._context_batches(items))
     assert [len(b) for b in batches] == [64, 64, 64, 64, 44]
     assert [i for b in batches for i in b] == items
+
+
+@pytest.fixture
+def failing_pacs() -> Iterator[Peer]:
+    with failing_retrieve_scp() as pacs:
+        yield pacs
+
+
+@pytest.mark.parametrize("service", ["get", "move"])
+def test_a_failed_sop_instance_uid_list_over_64_kib_is_read_as_uids(
+    failing_pacs: Peer, service: str
+) -> None:
+    """A list too long for UI in Explicit VR comes as UN (PS3.5 6.2.2): its bytes are the
+    UIDs, not a list of byte values."""
+    identifier = Dataset()
+    identifier.QueryRetrieveLevel = "STUDY"
+    identifier.StudyInstanceUID = "1.2.3"
+    if service == "get":
+        report = scu.get(failing_pacs, identifier, lambda event: 0x0000, [CT_IMAGE_STORAGE])
+    else:
+        report = scu.move(failing_pacs, identifier, "SCU", calling_aet="SCU")
+    assert report.status == 0xA702
+    assert report.failed_uids == LONG_FAILED_LIST

@@ -187,8 +187,9 @@ class _Exchange:
         )
         if data is not None:  # the Failed SOP Instance UID List (PS3.4 C.4.3.1.3.1)
             syntax = self.get.syntax_of.get(context_id, uids.IMPLICIT_VR_LITTLE_ENDIAN)
-            failed = msg.decode_identifier(data, syntax).get("FailedSOPInstanceUIDList", [])
-            self.report.failed_uids = [failed] if isinstance(failed, str) else list(failed)
+            self.report.failed_uids = msg.failed_sop_instance_uids(
+                msg.decode_identifier(data, syntax)
+            )
         return True
 
     def _store(self, context_id: int, command: msg.Command, data: memoryview | None) -> None:

@@ -192,6 +192,21 @@ def decode_identifier(data: bytes | memoryview, transfer_syntax: str) -> Dataset
     return read_dataset(BytesIO(raw), implicit, little)
 
 
+def failed_sop_instance_uids(identifier: Dataset | None) -> list[str]:
+    """The Failed SOP Instance UID List (0008,0058) of a C-MOVE or C-GET response
+    (PS3.4 C.4.2.1.4.2, C.4.3.1.3.2).  A list longer than the 64 KiB a UI value's 16-bit
+    length holds comes as UN in an explicit VR syntax (PS3.5 6.2.2): its bytes are the
+    UIDs, backslash-separated, padded with NUL."""
+    if identifier is None or "FailedSOPInstanceUIDList" not in identifier:
+        return []
+    value = identifier["FailedSOPInstanceUIDList"].value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace").rstrip("\x00 ").split("\\")
+    elif value is None or isinstance(value, str):
+        value = [value] if value else []
+    return [str(uid).strip("\x00 ") for uid in value if str(uid).strip("\x00 ")]
+
+
 def encode_identifier(ds: Dataset, transfer_syntax: str) -> bytes:
     implicit, little, deflated = uids.encoding(transfer_syntax)
     buf = DicomBytesIO()

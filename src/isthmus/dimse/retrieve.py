@@ -272,7 +272,10 @@ def _rows(
     response: int,
     service: str,
 ) -> list[InstanceRow] | None:
-    """The instances to send, or None after answering a refusal."""
+    """The instances to send, or None after answering a refusal: 0xA900 when the
+    identifier's keys do not name instances as the model wants, 0xC000 (unable to
+    process, PS3.4 C.4.2.1.5, C.4.3.1.4) when it cannot be decoded or the archive
+    cannot select from it, as C-FIND answers."""
     if not access.allowed(service, channel.calling_aet, channel.address):
         channel.respond(message, response, status.NOT_AUTHORIZED, comment="not authorized")
         channel.activity.audit(
@@ -295,13 +298,10 @@ def _rows(
             message, response, status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=str(exc)
         )
         return None
-    except Exception as exc:
+    except Exception as exc:  # an identifier pydicom cannot read, an index error
         log.warning("C-%s from %s: %s", service.upper(), channel.calling_aet, exc)
         channel.respond(
-            message,
-            response,
-            status.IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS,
-            comment="identifier cannot be decoded",
+            message, response, status.UNABLE_TO_PROCESS, comment="identifier cannot be processed"
         )
         return None
     if len(rows) > 65535:  # counts are US (PS3.7 E.1-1)

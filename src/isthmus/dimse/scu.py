@@ -37,6 +37,7 @@ from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.config import Peer
 from isthmus.dicom import part10, uids
 from isthmus.dicom.status import PENDING, PENDING_WARNING, SUCCESS, is_warning
+from isthmus.dimse import messages as msg
 from isthmus.dimse.contexts import accepted_syntaxes, contexts_for_syntaxes, encode_for
 from isthmus.dimse.requestor import AssociationFailed, Requestor
 from isthmus.node.sockets import nodelay_handler
@@ -350,12 +351,73 @@ def _collect(
                 progress(status)
             continue
         report.status = code
-        if identifier is not None and "FailedSOPInstanceUIDList" in identifier:
-            value = identifier.FailedSOPInstanceUIDList
-            report.failed_uids = [value] if isinstance(value, str) else list(value)
+        report.failed_uids = msg.failed_sop_instance_uids(identifier)
     return report
 
 
+# The storage SOP classes studies most often hold (PS3.4 B.5), offered first: a C-GET
+# requestor names the classes it takes, at most about 60 of them in one association's
+# 128 presentation contexts (PS3.8 9.3.2.2), and a sub-operation of any other class
+# fails (PS3.4 C.4.3.3).  Images, then what a study holds beside them.
+FREQUENT_STORAGE_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.2",  # CT Image
+    "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT Image
+    "1.2.840.10008.5.1.4.1.1.4",  # MR Image
+    "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR Image
+    "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography Image
+    "1.2.840.10008.5.1.4.1.1.1.1",  # Digital X-Ray Image - For Presentation
+    "1.2.840.10008.5.1.4.1.1.1.1.1",  # Digital X-Ray Image - For Processing
+    "1.2.840.10008.5.1.4.1.1.1.2",  # Digital Mammography X-Ray Image - For Presentation
+    "1.2.840.10008.5.1.4.1.1.1.2.1",  # Digital Mammography X-Ray Image - For Processing
+    "1.2.840.10008.5.1.4.1.1.13.1.3",  # Breast Tomosynthesis Image
+    "1.2.840.10008.5.1.4.1.1.6.1",  # Ultrasound Image
+    "1.2.840.10008.5.1.4.1.1.3.1",  # Ultrasound Multi-frame Image
+    "1.2.840.10008.5.1.4.1.1.6.2",  # Enhanced US Volume
+    "1.2.840.10008.5.1.4.1.1.20",  # Nuclear Medicine Image
+    "1.2.840.10008.5.1.4.1.1.128",  # Positron Emission Tomography Image
+    "1.2.840.10008.5.1.4.1.1.130",  # Enhanced PET Image
+    "1.2.840.10008.5.1.4.1.1.12.1",  # X-Ray Angiographic Image
+    "1.2.840.10008.5.1.4.1.1.12.2",  # X-Ray Radiofluoroscopic Image
+    "1.2.840.10008.5.1.4.1.1.13.1.1",  # X-Ray 3D Angiographic Image
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image
+    "1.2.840.10008.5.1.4.1.1.7.1",  # Multi-frame Single Bit Secondary Capture Image
+    "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte Secondary Capture Image
+    "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word Secondary Capture Image
+    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color Secondary Capture Image
+    "1.2.840.10008.5.1.4.1.1.77.1.1",  # VL Endoscopic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.2",  # VL Microscopic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.4",  # VL Photographic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # Video Photographic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.5.1",  # Ophthalmic Photography 8 Bit Image
+    "1.2.840.10008.5.1.4.1.1.77.1.5.4",  # Ophthalmic Tomography Image
+    "1.2.840.10008.5.1.4.1.1.77.1.6",  # VL Whole Slide Microscopy Image
+    "1.2.840.10008.5.1.4.1.1.481.1",  # RT Image
+    "1.2.840.10008.5.1.4.1.1.481.2",  # RT Dose
+    "1.2.840.10008.5.1.4.1.1.481.3",  # RT Structure Set
+    "1.2.840.10008.5.1.4.1.1.481.5",  # RT Plan
+    "1.2.840.10008.5.1.4.1.1.481.8",  # RT Ion Plan
+    "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
+    "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
+    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
+    "1.2.840.10008.5.1.4.1.1.88.50",  # Mammography CAD SR
+    "1.2.840.10008.5.1.4.1.1.88.59",  # Key Object Selection Document
+    "1.2.840.10008.5.1.4.1.1.88.67",  # X-Ray Radiation Dose SR
+    "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
+    "1.2.840.10008.5.1.4.1.1.11.1",  # Grayscale Softcopy Presentation State
+    "1.2.840.10008.5.1.4.1.1.11.2",  # Color Softcopy Presentation State
+    "1.2.840.10008.5.1.4.1.1.66",  # Raw Data
+    "1.2.840.10008.5.1.4.1.1.66.1",  # Spatial Registration
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
+    "1.2.840.10008.5.1.4.1.1.9.1.1",  # 12-lead ECG Waveform
+    "1.2.840.10008.5.1.4.1.1.9.1.2",  # General ECG Waveform
+)
+
+
 def common_storage_classes(limit: int = 60) -> list[str]:
-    """The storage SOP classes to offer in a C-GET when the study's classes are unknown."""
-    return [str(cx.abstract_syntax) for cx in StoragePresentationContexts][:limit]
+    """The storage SOP classes to offer in a C-GET when the study's classes are unknown:
+    the frequent ones first, then the others pynetdicom knows, `limit` in all."""
+    known = [str(cx.abstract_syntax) for cx in StoragePresentationContexts]
+    frequent = [uid for uid in FREQUENT_STORAGE_CLASSES if uid in known]
+    return list(dict.fromkeys([*frequent, *known]))[:limit]
