@@ -121,3 +121,24 @@ def test_lossless_jpeg_asked_as_baseline_or_octet_stream_falls_back_to_octet_str
     [(headers, data)] = parse_multipart(response)
     assert headers["content-type"].startswith("application/octet-stream")
     assert data == jpeg.pixel_array.astype(jpeg.pixel_array.dtype.newbyteorder("<")).tobytes()
+
+
+def test_a_native_frame_asked_for_as_jpeg_ls_is_sent_encoded(dicomweb, http, stored):
+    """PS3.18 8.7.3.5: a frame asked for in another media type than stored, here
+    image/jls, is encoded; the JPEG-LS encoder's bytearray was handed to the response as
+    if it were text, and the answer broke off after its headers."""
+    import jpeg_ls
+
+    ct = stored["ct"]
+    [frame] = dicomweb.retrieve_instance_frames(
+        ct.StudyInstanceUID,
+        ct.SeriesInstanceUID,
+        ct.SOPInstanceUID,
+        [1],
+        media_types=(("image/jls", "1.2.840.10008.1.2.4.80"),),
+    )
+    single = http.get(frames_url(ct, "1"), headers={"Accept": "image/jls"})
+    assert single.status_code == 200
+    assert single.headers["content-type"] == "image/jls; transfer-syntax=1.2.840.10008.1.2.4.80"
+    for data in (frame, single.content):
+        assert (jpeg_ls.decode(np.frombuffer(data, np.uint8)) == ct.pixel_array).all()

@@ -234,6 +234,25 @@ def test_bad_queries_are_400_with_a_readable_message(http, stored, params, words
     assert words in response.json()["message"]
 
 
+@pytest.mark.parametrize(
+    "name, matching", [("emptyvaluematching", "Empty"), ("multiplevaluematching", "Multiple")]
+)
+def test_matching_asked_for_and_not_supported_is_left_out_with_a_warning(
+    http, stored, name, matching
+):
+    """PS3.18 Table 8.3.4-1: every origin server takes emptyvaluematching and
+    multiplevaluematching; one without that matching searches without it and says so
+    (8.3.4.5, 8.3.4.6).  Both were refused as unknown attributes (400)."""
+    asked = http.get("/studies", params={"PatientID": "PID0001", name: "true"})
+    assert asked.status_code == 200 and len(asked.json()) == 1
+    assert f"{matching} Value Matching has not been performed" in asked.headers["warning"]
+    none = http.get("/studies", params={"PatientID": "NOBODY", name: "TRUE"})
+    assert none.status_code == 204 and "not been performed" in none.headers["warning"]
+    plain = http.get("/series", params={"PatientID": "PID0001", name: "false"})
+    assert plain.status_code == 200 and "warning" not in plain.headers
+    assert http.get("/instances", params={name: "yes"}).status_code == 400
+
+
 @pytest.mark.parametrize("field", ["300C0002.00081155", "ReferencedRTPlanSequence.00081155"])
 def test_includefield_of_a_sequence_path_returns_the_sequence(http, stored, field):
     """PS3.18 8.3.4.3: includefield names attributes to return, a sequence among them;

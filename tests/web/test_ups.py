@@ -185,6 +185,18 @@ def test_search_matches_with_qido_keys(http: httpx.Client):
     )
 
 
+def test_search_without_empty_or_multiple_value_matching_says_so(http: httpx.Client):
+    """PS3.18 11.9.1 takes the search parameters of 8.3.4: emptyvaluematching and
+    multiplevaluematching asked for are not performed, and a Warning says so (8.3.4.5,
+    8.3.4.6); they were refused as unknown attributes (400)."""
+    pid = "UPS-EMPTY"
+    create(http, patient_id=pid)
+    params = {"PatientID": pid, "emptyvaluematching": "true", "multiplevaluematching": "true"}
+    r = http.get("/workitems", params=params)
+    assert r.status_code == 200 and len(r.json()) == 1
+    assert r.headers["warning"].count("has not been performed") == 2
+
+
 # ------------------------------------------------------- state-machine refusals
 def test_search_takes_a_comma_separated_uid_list(http: httpx.Client):
     """UID list matching in a query parameter is comma-separated (PS3.18 8.3.4.1),

@@ -160,6 +160,41 @@ def test_the_preferred_syntax_that_can_be_produced_is_sent(http, stored):
     assert pydicom.dcmread(BytesIO(content)).file_meta.TransferSyntaxUID == RLELossless
 
 
+@pytest.mark.parametrize(
+    "fallback",
+    ['multipart/related; type="application/dicom"; q=0.5', "*/*; q=0.1"],
+)
+def test_a_syntax_that_cannot_be_produced_falls_back_to_an_accepted_range_naming_none(
+    http, stored, fallback
+):
+    """PS3.18 8.7.8: of the acceptable media types the most preferred that can be
+    produced is sent; a range naming no transfer syntax asks for the default, Explicit VR
+    Little Endian (8.7.3.5.2).  JPEG Baseline (q=1) cannot be made of a native CT here;
+    only other ranges naming a syntax were tried, and the answer was 406."""
+    ds = stored[0]
+    baseline = 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50'
+    for path in (
+        f"/studies/{ds.StudyInstanceUID}",
+        f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}",
+    ):
+        response = http.get(path, headers={"Accept": f"{baseline}, {fallback}"})
+        assert response.status_code == 200, (path, response.text)
+        syntaxes = {h["content-type"] for h, _ in parse_multipart(response)}
+        assert syntaxes == {f"application/dicom; transfer-syntax={ExplicitVRLittleEndian}"}
+
+
+def test_a_fallback_to_the_default_syntax_the_client_refused_is_406(http, stored):
+    """RFC 9110 12.5.1: q=0 means not acceptable; the default syntax refused so is not
+    the fallback of a range naming no syntax."""
+    dicom = 'multipart/related; type="application/dicom"'
+    accept = (
+        f"{dicom}; transfer-syntax=1.2.840.10008.1.2.4.50, "
+        f"{dicom}; transfer-syntax={ExplicitVRLittleEndian}; q=0, */*; q=0.1"
+    )
+    response = http.get(f"/studies/{stored[0].StudyInstanceUID}", headers={"Accept": accept})
+    assert response.status_code == 406
+
+
 def test_wrong_media_type_is_406(http, stored):
     response = http.get(f"/studies/{stored[0].StudyInstanceUID}", headers={"Accept": "text/html"})
     assert response.status_code == 406

@@ -30,11 +30,12 @@ def can_encode(transfer_syntax: str) -> bool:
 def encode_frame(
     array: np.ndarray, pixels: PixelData, photometric: str, transfer_syntax: str
 ) -> bytes:
-    """One frame's compressed bitstream in `transfer_syntax` (samples interleaved)."""
+    """One frame's compressed bitstream in `transfer_syntax` (samples interleaved), as
+    bytes: the JPEG-LS encoder gives a bytearray, which a response cannot send as is."""
     if not can_encode(transfer_syntax):
         raise TranscodeError(f"cannot encode {uid.UID(transfer_syntax).name} here")
     try:
-        return get_encoder(transfer_syntax).encode(
+        encoded = get_encoder(transfer_syntax).encode(
             array,
             rows=pixels.rows,
             columns=pixels.columns,
@@ -51,3 +52,4 @@ def encode_frame(
             f"{uid.UID(transfer_syntax).name} cannot encode this image: "
             f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc
+    return bytes(encoded)

@@ -199,20 +199,27 @@ def negotiate(request: Request, offers: list[Offer]) -> Choice:
 
 
 def alternatives(request: Request, offers: list[Offer]) -> list[Choice]:
-    """The other transfer syntaxes the client accepts, most preferred first: media ranges
-    that name one (q > 0), from the `accept` query parameter, then the Accept header.
+    """The other representations the client accepts, most preferred first: media ranges
+    with q > 0, from the `accept` query parameter, then the Accept header.
 
     A client lists the syntaxes it can take as several media types with quality values
     (PS3.18 8.7.3.5.2); when the one `negotiate` chose cannot be produced for the
-    resource, the next of these that can is the selected one (8.7.8).
+    resource, the next of these that can is the selected one (8.7.8).  A range naming no
+    syntax (`multipart/related; type="application/dicom"`, `*/*`) asks for the offer's
+    default, Explicit VR Little Endian for instances (8.7.3.5.2) — unless a range of
+    q=0 refuses that syntax.
     """
     out: list[Choice] = []
     for values in (request.query_params.getlist("accept"), request.headers.getlist("accept")):
-        named = [r for r in parse_accept(values) if r.q > 0 and r.transfer_syntax]
-        for rng in sorted(named, key=lambda r: -r.q):  # stable: ties keep the client's order
+        ranges = parse_accept(values)
+        refused = {r.transfer_syntax for r in ranges if r.q <= 0 and r.transfer_syntax}
+        accepted = [r for r in ranges if r.q > 0]
+        for rng in sorted(accepted, key=lambda r: -r.q):  # stable: ties keep the client's order
             offer = next((o for o in offers if matches(rng, o)), None)
-            if offer is not None:
-                out.append(Choice(offer.media_type, offer.multipart, rng.transfer_syntax))
+            syntax = rng.transfer_syntax or (offer.default_syntax if offer else None)
+            if offer is None or (syntax is None and mt.EXPLICIT_VR_LE in refused):
+                continue
+            out.append(Choice(offer.media_type, offer.multipart, syntax))
     return out
 
 

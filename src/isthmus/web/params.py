@@ -106,3 +106,28 @@ def uid_list(tag: int, value: str) -> str:
     except KeyError:
         return value
     return value.replace(",", "\\") if vr == "UI" else value
+
+
+# Search parameters every origin server takes (PS3.18 Table 8.3.4-1) for matching it may
+# not perform (8.3.4.5 Empty Value Matching, 8.3.4.6 Multiple Value Matching), with the
+# Warning text the standard gives for a search performed without it.
+UNPERFORMED_MATCHING = {
+    "emptyvaluematching": "The emptyvaluematching parameter is not supported. "
+    "Empty Value Matching has not been performed.",
+    "multiplevaluematching": "The multiplevaluematching parameter is not supported. "
+    "Multiple Value Matching has not been performed.",
+}
+
+
+def unperformed_matching(request: Request) -> list[str]:
+    """The Warning texts for the matching of UNPERFORMED_MATCHING asked for (`=true`):
+    the search goes on without it (PS3.18 8.3.4.5, 8.3.4.6); `false` asks for nothing,
+    any other value is a 400."""
+    texts: list[str] = []
+    for name, text in UNPERFORMED_MATCHING.items():
+        value = (single(request, name) or "false").lower()
+        if value not in ("true", "false"):
+            raise bad_request(f"{name} must be true or false")
+        if value == "true":
+            texts.append(text)
+    return texts

@@ -26,13 +26,27 @@ from isthmus.web.dicom_xml import to_xml
 from isthmus.web.errors import bad_request
 from isthmus.web.multipart import MultipartWriter
 from isthmus.web.negotiation import Choice, Offer, content_type, negotiate
-from isthmus.web.params import non_negative_int, path_uids, uid_list
+from isthmus.web.params import (
+    UNPERFORMED_MATCHING,
+    non_negative_int,
+    path_uids,
+    uid_list,
+    unperformed_matching,
+)
 from isthmus.web.service import blocking, context, service_root
 
 MAX_RESULTS = 10_000
 OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML, multipart=True)]
 # Parameters that are not matching keys (PS3.18 8.3.3, 8.3.4).
-CONTROL_PARAMS = {"includefield", "fuzzymatching", "limit", "offset", "accept", "charset"}
+CONTROL_PARAMS = {
+    "includefield",
+    "fuzzymatching",
+    "limit",
+    "offset",
+    "accept",
+    "charset",
+    *UNPERFORMED_MATCHING,
+}
 STUDY_UID, SERIES_UID = 0x0020000D, 0x0020000E
 RETRIEVE_URL, INSTANCE_AVAILABILITY = "00081190", "00080056"
 WARNING_TRUNCATED = (
@@ -67,6 +81,7 @@ async def search(request: Request) -> Response:
     study, series, _ = path_uids(request)
     level = level_of(request.url.path)
     query = build_query(request, level, study, series)
+    warnings = [warning(text) for text in unperformed_matching(request)]
     archive = context(request).archive
     # One trip to the thread pool: the search and, for JSON, its serialization (a
     # large answer takes a while and must not hold the event loop).
@@ -83,12 +98,19 @@ async def search(request: Request) -> Response:
         )
     except QueryError as exc:
         raise bad_request(str(exc)) from None
+    if result.truncated:
+        warnings.append(WARNING_TRUNCATED)
+    headers = {"Warning": ", ".join(warnings)} if warnings else {}
     if not result.matches:
-        return Response(status_code=204)
-    headers = {"Warning": WARNING_TRUNCATED} if result.truncated else {}
+        return Response(status_code=204, headers=headers)
     if body is not None:
         return await json_response(request, body, content_type(choice), headers)
     return respond(choice, result.matches, headers)
+
+
+def warning(text: str) -> str:
+    """A Warning header value (RFC 9111 5.5) of code 299 from this server."""
+    return f'299 isthmus "{text}"'
 
 
 def _search_and_encode(

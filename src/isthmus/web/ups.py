@@ -55,7 +55,12 @@ from isthmus.web import media_types as mt
 from isthmus.web.dicom_xml import from_xml, to_xml
 from isthmus.web.errors import HTTPError, bad_request, unsupported_media_type
 from isthmus.web.negotiation import Offer, content_type, negotiate
-from isthmus.web.params import non_negative_int, uid_list
+from isthmus.web.params import (
+    UNPERFORMED_MATCHING,
+    non_negative_int,
+    uid_list,
+    unperformed_matching,
+)
 from isthmus.web.qido import respond
 from isthmus.web.service import blocking, context, service_root
 
@@ -65,7 +70,15 @@ PROCEDURE_STEP_STATE, TRANSACTION_UID = "00741000", "00081195"
 UPS_PUSH = "1.2.840.10008.5.1.4.34.6.1"  # the SOP Class of every work item (PS3.4 CC.3.1)
 SEARCH_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML, multipart=True)]
 ONE_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML)]
-CONTROL_PARAMS = {"includefield", "fuzzymatching", "limit", "offset", "accept", "charset"}
+CONTROL_PARAMS = {
+    "includefield",
+    "fuzzymatching",
+    "limit",
+    "offset",
+    "accept",
+    "charset",
+    *UNPERFORMED_MATCHING,
+}
 GLOBAL_UIDS = (GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION)
 FILTER_PAIR = re.compile(r"[0-9A-Za-z]+(\.[0-9A-Za-z]+)*=")  # attribute (path) "="
 
@@ -324,23 +337,27 @@ async def search(request: Request) -> Response:
     limit = min(non_negative_int(request, "limit", MAX_RESULTS) or MAX_RESULTS, MAX_RESULTS)
     offset = non_negative_int(request, "offset", 0) or 0
     fuzzy = (request.query_params.get("fuzzymatching") or "false").lower() == "true"
+    warnings = [warning_header(text) for text in unperformed_matching(request)]
     try:
         found = await blocking(
             context(request).archive.workitems.search, params, limit + 1, offset, fuzzy
         )
     except QueryError as exc:
         raise bad_request(str(exc)) from None
-    if not found:
-        return Response(status_code=204)
-    headers = {}
-    if len(found) > limit:
+    truncated = len(found) > limit
+    if truncated:
         found = found[:limit]
-        headers["Warning"] = warning_header(
-            "The number of results exceeded the limit; more can be requested with offset"
+        warnings.append(
+            warning_header(
+                "The number of results exceeded the limit; more can be requested with offset"
+            )
         )
+    headers = {"Warning": ", ".join(warnings)} if warnings else {}
+    if not found:
+        return Response(status_code=204, headers=headers)
     for ds in found:
         ds["00081190"] = {"vr": "UR", "Value": [location(request, first_value(ds, "00080018"))]}
-    return respond(choice, found, headers, status=206 if headers else 200)
+    return respond(choice, found, headers, status=206 if truncated else 200)
 
 
 def match_params(request: Request, skip: tuple[str, ...] = ()) -> dict[str, str]:
