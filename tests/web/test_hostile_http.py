@@ -143,6 +143,7 @@ def limited_node(
         http_max_body=100_000,
         http_head_timeout=0.5,
         http_body_timeout=0.5,
+        http_send_timeout=0.5,
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
@@ -453,3 +454,54 @@ def test_a_client_gone_mid_response_leaves_no_blob_open(web_node, large_study):
         assert eventually(lambda: _blob_handles(web_node) <= before), _blob_handles(web_node)
     finally:
         gc.enable()
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(limited_node):
+    """A WADO-RS client that stops reading a large answer but keeps its connection: the
+    server holds at most its buffers of the answer meanwhile (back-pressure), and once
+    nothing has been taken for `http_send_timeout` the connection is dropped and the
+    blobs being sent are released; it waited for the client for ever."""
+    datasets = make_study(patient_id="STALLS", instances_per_series=12, rows=512, columns=512)
+    for ds in datasets:
+        assert limited_node.archive.store(part10(ds)).ok
+    before = _blob_handles(limited_node)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with sock:
+        sock.connect(("127.0.0.1", limited_node.http_port))
+        sock.sendall(_retrieve_request(datasets[0].StudyInstanceUID))
+        assert eventually(lambda: _blob_handles(limited_node) > before)  # being sent
+        assert eventually(lambda: _blob_handles(limited_node) <= before)  # dropped
+        sock.settimeout(30)
+        received = 0
+        try:
+            while chunk := sock.recv(65536):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+    assert received < 12 * 512 * 512 * 2  # the answer was cut short, not sent whole
+
+
+def test_a_client_reading_slowly_gets_the_whole_answer(limited_node):
+    """The send timeout is idle time: a client taking a 2 MB answer in small reads, for
+    far longer than `http_send_timeout` in all, is served to the end."""
+    datasets = make_study(patient_id="SLOW", instances_per_series=4, rows=512, columns=512)
+    for ds in datasets:
+        assert limited_node.archive.store(part10(ds)).ok
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    with sock:
+        sock.connect(("127.0.0.1", limited_node.http_port))
+        sock.sendall(_retrieve_request(datasets[0].StudyInstanceUID))
+        sock.settimeout(30)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+        assert length > 2_000_000
+        while len(body) < length:
+            time.sleep(0.05)
+            chunk = sock.recv(16384)
+            assert chunk, f"the answer was cut after {len(body)} of {length} bytes"
+            body += chunk
