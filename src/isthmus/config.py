@@ -163,7 +163,8 @@ class Settings:
     dicom_ws_idle_timeout: float = 300.0
     # Limits of the HTTP door (docs/security.md, "Limits"): URL bytes (414), header bytes
     # (431), query parameters (400), request body bytes (413; 0: none), seconds for the
-    # request line and headers and between two body chunks (408), idle seconds between
+    # request line and headers and between two body chunks (408), seconds an answer may
+    # wait for its client to take any of it (connection dropped), idle seconds between
     # requests on a connection, open connections (503; 0: none).
     http_max_url: int = 65_536
     http_max_header_bytes: int = 65_536
@@ -171,6 +172,7 @@ class Settings:
     http_max_body: int = 4 * 1024**3
     http_head_timeout: float = 30.0
     http_body_timeout: float = 60.0
+    http_send_timeout: float = 60.0
     http_keep_alive: int = 5
     http_max_connections: int = 512
     # The audit trail (docs/operations.md, PS3.15 A.5): the local log (empty → DATA/audit.log),
@@ -425,7 +427,7 @@ def _build(values: dict[str, Any]) -> Settings:
     for name in ("http_max_body", "http_max_connections"):
         if getattr(settings, name) < 0:
             raise ConfigError(f"{name} must be 0 (no limit) or more")
-    for name in ("http_head_timeout", "http_body_timeout", "http_keep_alive"):
+    for name in ("http_head_timeout", "http_body_timeout", "http_send_timeout", "http_keep_alive"):
         if not getattr(settings, name) > 0:
             raise ConfigError(f"{name} must be more than 0 seconds")
     _check_forward(settings)

@@ -7,6 +7,7 @@ is tested is the association, not the index.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import struct
 import subprocess
@@ -29,6 +30,7 @@ from isthmus.server import Node
 from isthmus.testing import dcmtk, samples
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.net import free_port
+from isthmus.testing.netns import can_isolate, inside, namespace_of
 
 from .support import dataset_bytes, read_pdu
 
@@ -458,3 +460,63 @@ def test_requestor_a_peer_closing_without_answer_fails_and_leaves_no_socket() ->
         assert requestor.sock is None
     finally:
         fake.close()
+
+
+@contextmanager
+def storescp_behind_a_slow_link(folder: Path, rate: str) -> Iterator[str]:
+    """DCMTK storescp on port 11112 of a network namespace whose loopback carries `rate`
+    (tc tbf; this kernel has no netem); yields the namespace, where the requestor's
+    socket must be made (netns.inside)."""
+    if not can_isolate() or not shutil.which("tc"):
+        pytest.skip("needs root, unshare, ip and tc")
+    shape = f"tc qdisc add dev lo root tbf rate {rate} burst 64kb latency 400ms"
+    script = f'ip link set lo up mtu 1500 && {shape} && exec "$@"'
+    command = [dcmtk.tool("storescp"), "--output-directory", str(folder), "--promiscuous"]
+    folder.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        ["unshare", "--net", "sh", "-c", script, "storescp", *command, "11112"],
+        env=dcmtk.dcmtk_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        netns = namespace_of(proc.pid, 30)
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                assert proc.stderr is not None
+                pytest.skip(f"no rate-limited namespace: {proc.stderr.read().decode()}")
+            try:
+                inside(netns, lambda: socket.create_connection(("127.0.0.1", 11112), 1)).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "storescp does not listen"
+                time.sleep(0.05)
+        yield netns
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_requestor_c_store_over_a_link_slower_than_its_timeout_succeeds(tmp_path: Path) -> None:
+    """A timeout is idle time, not total time: a C-STORE of 1.2 MB over a 1 Mbit/s link
+    (ten seconds) succeeds with a timeout of two.  The kernel takes the data set long
+    before the peer has it: the wait for its response, and a send waiting for room in a
+    full buffer, timed out while the link was still busy with our bytes."""
+    path = write_study(StudySpec(instances_per_series=1, rows=768, columns=768), tmp_path / "a")[0]
+    data = dataset_bytes(path.read_bytes())
+    uid = str(dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+    received = tmp_path / "received"
+    with storescp_behind_a_slow_link(received, "1mbit") as netns:
+        peer = Peer("STORESCP", "127.0.0.1", 11112)
+        requestor = inside(
+            netns, lambda: Requestor(peer, "SENDER", [(CT, [EXPLICIT_LE])], timeout=2.0).open()
+        )
+        try:
+            context = requestor.context_for(CT, EXPLICIT_LE)
+            assert context is not None
+            status = requestor.store(context, CT, uid, data)
+        finally:
+            requestor.release()
+    assert status == 0x0000
+    assert [p for p in received.iterdir() if uid in p.name]

@@ -6,11 +6,13 @@ No input may break the door: every answer is a 2xx, or a 4xx with a JSON message
 from __future__ import annotations
 
 import functools
+import gc
 import json
+import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -141,6 +143,7 @@ def limited_node(
         http_max_body=100_000,
         http_head_timeout=0.5,
         http_body_timeout=0.5,
+        http_send_timeout=0.5,
     )
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
@@ -388,3 +391,117 @@ def test_a_series_count_asked_of_a_study_search_is_not_computed(web_node, http, 
     assert result.matches and all("00201209" not in r for r in result.matches)
     response = http.get("/studies", params={"includefield": "NumberOfSeriesRelatedInstances"})
     assert response.status_code == 200
+
+
+# --------------------------------------------- clients that go away or stop reading
+def eventually(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
+    """Wait for what the server does in its own time (not a speed check)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _blob_handles(node: Node) -> int:
+    """Files and memory mappings of the node's stored blobs this process holds open."""
+    root = str(node.settings.data / "blobs")
+    spare = os.path.join(root, ".spare")
+    files = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        files += target.startswith(root) and not target.startswith(spare)
+    with open("/proc/self/maps") as maps:
+        mapped = sum(root in line and spare not in line for line in maps)
+    return files + mapped
+
+
+def _retrieve_request(study: str) -> bytes:
+    return (
+        f"GET /dicom-web/studies/{study} HTTP/1.1\r\nHost: a\r\n"
+        'Accept: multipart/related; type="application/dicom"\r\n\r\n'
+    ).encode()
+
+
+@pytest.fixture(scope="module")
+def large_study(dicomweb: DICOMwebClient) -> str:
+    """Twelve 512 x 512 CT images: a WADO-RS answer of 6 MB, sent in several groups."""
+    datasets = make_study(patient_id="LARGE", instances_per_series=12, rows=512, columns=512)
+    dicomweb.store_instances(datasets)
+    return str(datasets[0].StudyInstanceUID)
+
+
+def test_a_client_gone_mid_response_leaves_no_blob_open(web_node, large_study):
+    """The files and mappings a WADO-RS answer reads from are released when its client
+    disconnects, not when the cyclic garbage collector happens to run (disabled here):
+    Starlette left the abandoned body iterator suspended, so the files it held stayed
+    open in a busy server."""
+    before = _blob_handles(web_node)
+    gc.disable()
+    try:
+        for _ in range(3):
+            with socket.create_connection(("127.0.0.1", web_node.http_port), timeout=30) as sock:
+                sock.sendall(_retrieve_request(large_study))
+                received = 0
+                while received < 1_000_000:
+                    chunk = sock.recv(65536)
+                    assert chunk, "the answer ended early"
+                    received += len(chunk)
+        assert eventually(lambda: _blob_handles(web_node) <= before), _blob_handles(web_node)
+    finally:
+        gc.enable()
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_send_timeout(limited_node):
+    """A WADO-RS client that stops reading a large answer but keeps its connection: the
+    server holds at most its buffers of the answer meanwhile (back-pressure), and once
+    nothing has been taken for `http_send_timeout` the connection is dropped and the
+    blobs being sent are released; it waited for the client for ever."""
+    datasets = make_study(patient_id="STALLS", instances_per_series=12, rows=512, columns=512)
+    for ds in datasets:
+        assert limited_node.archive.store(part10(ds)).ok
+    before = _blob_handles(limited_node)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with sock:
+        sock.connect(("127.0.0.1", limited_node.http_port))
+        sock.sendall(_retrieve_request(datasets[0].StudyInstanceUID))
+        assert eventually(lambda: _blob_handles(limited_node) > before)  # being sent
+        assert eventually(lambda: _blob_handles(limited_node) <= before)  # dropped
+        sock.settimeout(30)
+        received = 0
+        try:
+            while chunk := sock.recv(65536):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+    assert received < 12 * 512 * 512 * 2  # the answer was cut short, not sent whole
+
+
+def test_a_client_reading_slowly_gets_the_whole_answer(limited_node):
+    """The send timeout is idle time: a client taking a 2 MB answer in small reads, for
+    far longer than `http_send_timeout` in all, is served to the end."""
+    datasets = make_study(patient_id="SLOW", instances_per_series=4, rows=512, columns=512)
+    for ds in datasets:
+        assert limited_node.archive.store(part10(ds)).ok
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+    with sock:
+        sock.connect(("127.0.0.1", limited_node.http_port))
+        sock.sendall(_retrieve_request(datasets[0].StudyInstanceUID))
+        sock.settimeout(30)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(65536)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: (\d+)", head.lower()).group(1))
+        assert length > 2_000_000
+        while len(body) < length:
+            time.sleep(0.05)
+            chunk = sock.recv(16384)
+            assert chunk, f"the answer was cut after {len(body)} of {length} bytes"
+            body += chunk

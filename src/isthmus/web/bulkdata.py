@@ -15,7 +15,7 @@ import re
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from isthmus.archive import Archive, BulkData, InstanceRow, NoBulkData
@@ -25,7 +25,7 @@ from isthmus.web.multipart import MultipartWriter
 from isthmus.web.negotiation import Offer, content_type, negotiate
 from isthmus.web.params import tag as parse_tag
 from isthmus.web.pixels import frames_of
-from isthmus.web.service import blocking, context
+from isthmus.web.service import ClosingStreamingResponse, blocking, context
 from isthmus.web.wado import CHUNK, find_rows, missing_file
 
 OFFERS = [
@@ -126,7 +126,7 @@ def _ranged(request: Request, multipart: bool, total: int, body, cleanup) -> Res
         headers["Content-Range"] = f"bytes {first}-{first + size - 1}/{total}"
     if not multipart:
         headers["Content-Length"] = str(size)
-        return StreamingResponse(
+        return ClosingStreamingResponse(
             body(first, size), status_code=status, headers=headers, media_type=mt.OCTET_STREAM
         )
     writer = MultipartWriter()
@@ -140,7 +140,9 @@ def _ranged(request: Request, multipart: bool, total: int, body, cleanup) -> Res
 
     headers.pop("Content-Range", None)
     media_type = f'multipart/related; type="{mt.OCTET_STREAM}"; boundary={writer.boundary}'
-    return StreamingResponse(parts(), status_code=status, headers=headers, media_type=media_type)
+    return ClosingStreamingResponse(
+        parts(), status_code=status, headers=headers, media_type=media_type
+    )
 
 
 def _parse_range(text: str, total: int, cleanup) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]

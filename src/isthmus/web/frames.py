@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from isthmus.archive import InstanceRow
@@ -24,7 +24,7 @@ from isthmus.web.multipart import MultipartWriter
 from isthmus.web.negotiation import Offer, content_type, negotiate
 from isthmus.web.params import frame_numbers
 from isthmus.web.pixels import frames_of
-from isthmus.web.service import context
+from isthmus.web.service import ClosingStreamingResponse, context
 from isthmus.web.wado import find_rows
 
 
@@ -90,7 +90,7 @@ async def retrieve_frames(request: Request) -> Response:
             yield frame.data
         yield closing
 
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         parts(),
         media_type=content_type(choice, writer.boundary),
         headers={"Content-Length": str(length)},

@@ -7,9 +7,10 @@ Two layers enforce them:
   (413, from ``Content-Length`` before anything is read, or counted as it arrives) and
   the time between two chunks of a body (408).  Every refusal is the JSON error body.
 - `LimitedHttpToolsProtocol` (uvicorn's httptools protocol, the one served) and
-  `LimitedH11Protocol` (uvicorn's h11 protocol) with the same two additions: a deadline
+  `LimitedH11Protocol` (uvicorn's h11 protocol) with the same three additions: a deadline
   for the request line and headers (a slow-loris client gets 408 and the connection
-  closes), and a JSON answer with a lingering close when the parser refuses a request
+  closes), a bound on the time an answer waits for its client to read (the connection is
+  dropped), and a JSON answer with a lingering close when the parser refuses a request
   (malformed, or a head above the protocol's bound, which `http_server_options` sets
   above the middleware's limits so that those answer first).  Without the lingering
   close a client still sending its request would see a reset connection instead of the
@@ -186,16 +187,19 @@ def raw_error(status: int, message: str) -> bytes:
 
 
 class _HeadDeadline:
-    """What both HTTP protocols add to uvicorn's: a deadline for the request head, and
-    JSON refusals answered with a lingering close.  The protocol says when it waits for
-    a head (`_waiting_for_head`)."""
+    """What both HTTP protocols add to uvicorn's: a deadline for the request head, a
+    deadline for a stalled answer, and JSON refusals answered with a lingering close.
+    The protocol says when it waits for a head (`_waiting_for_head`), and when its
+    transport pauses and resumes writing (`_watch_send`)."""
 
     head_timeout: float = 30.0
+    send_timeout: float = 60.0
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     timeout_keep_alive_task: asyncio.TimerHandle | None
     logger: Any
     _head_timer: asyncio.TimerHandle | None
+    _send_timer: asyncio.TimerHandle | None = None
     _lingering: bool
 
     def _waiting_for_head(self) -> bool:
@@ -220,6 +224,35 @@ class _HeadDeadline:
         self._answer_and_close(
             408, f"the request line and headers were not received within {self.head_timeout:g} s"
         )
+
+    def _watch_send(self, paused: bool) -> None:
+        """The transport's buffer is full (`paused`) or has drained below its low mark.
+
+        uvicorn then holds the application's next send until the client reads (back-
+        pressure: memory stays bounded) but for ever: a client that keeps its connection
+        and stops reading held the connection, the handler and the files it sends.  The
+        time counts from the pause, and starts again each time the client takes enough:
+        idle time, so that a slow but live client is served whatever the answer's size."""
+        if not paused:
+            self._cancel_send_timer()
+        elif self._send_timer is None:
+            self._send_timer = self.loop.call_later(self.send_timeout, self._send_timed_out)
+
+    def _cancel_send_timer(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
+
+    def _send_timed_out(self) -> None:
+        self._send_timer = None
+        self.logger.warning(
+            "the client read nothing of the answer for %g s; connection dropped",
+            self.send_timeout,
+        )
+        # abort, not close: close waits for the buffer to drain, the wait that does not
+        # end (also when the answer is complete and only its last bytes wait, closing);
+        # uvicorn then tells the application of the disconnect
+        self.transport.abort()
 
     def _answer_and_close(self, status: int, message: str) -> None:
         self._cancel_head_timer()
@@ -247,7 +280,16 @@ class LimitedH11Protocol(_HeadDeadline, H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_send_timer()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._watch_send(paused=True)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._watch_send(paused=False)
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -309,7 +351,16 @@ class LimitedHttpToolsProtocol(_HeadDeadline, HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        self._cancel_send_timer()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._watch_send(paused=True)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._watch_send(paused=False)
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:
@@ -371,6 +422,7 @@ def http_server_options(settings: Settings, parser: str = "httptools") -> dict[s
         (base,),
         {
             "head_timeout": settings.http_head_timeout,
+            "send_timeout": settings.http_send_timeout,
             "max_head": max_head,
             # the middleware's limit counts path and query; the request target has a "?"
             "max_url": min(settings.http_max_url + 1, URL_PARSER_LIMIT),

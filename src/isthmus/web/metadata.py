@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterator
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from isthmus.archive import Archive
@@ -25,7 +25,7 @@ from isthmus.web.errors import HTTPError, not_found
 from isthmus.web.multipart import MultipartWriter
 from isthmus.web.negotiation import Offer, content_type, negotiate
 from isthmus.web.params import path_uids
-from isthmus.web.service import blocking, context, service_root
+from isthmus.web.service import ClosingStreamingResponse, blocking, context, service_root
 
 OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML, multipart=True)]
 RELATIVE_BULK = '"BulkDataURI":"/studies/'
@@ -59,7 +59,7 @@ async def metadata(request: Request) -> Response:
     if not texts:
         raise _not_found(study, series, instance)
     writer = MultipartWriter()
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         _xml_parts(texts, absolute, writer), media_type=content_type(choice, writer.boundary)
     )
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from isthmus.archive import Archive, FindResult, Query, QueryError, resolve_tag
@@ -33,7 +33,7 @@ from isthmus.web.params import (
     uid_list,
     unperformed_matching,
 )
-from isthmus.web.service import blocking, context, service_root
+from isthmus.web.service import ClosingStreamingResponse, blocking, context, service_root
 
 MAX_RESULTS = 10_000
 OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML, multipart=True)]
@@ -237,7 +237,7 @@ def respond(
             yield writer.part(mt.DICOM_XML) + to_xml(dataset)
         yield writer.close()
 
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         parts(),
         status_code=status,
         headers=headers,

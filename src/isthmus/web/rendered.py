@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from isthmus.archive import InstanceRow
@@ -31,7 +31,7 @@ from isthmus.web.multipart import MultipartWriter
 from isthmus.web.negotiation import Choice, Offer, content_type, negotiate
 from isthmus.web.params import frame_numbers, non_negative_int, path_uids, single
 from isthmus.web.pixels import rendered, rendered_instance
-from isthmus.web.service import context
+from isthmus.web.service import ClosingStreamingResponse, context
 from isthmus.web.wado import find_rows
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ async def render_resource(request: Request) -> Response:
             yield writer.part(choice.media_type) + image
         yield writer.close()
 
-    return StreamingResponse(parts(), media_type=content_type(choice, writer.boundary))
+    return ClosingStreamingResponse(parts(), media_type=content_type(choice, writer.boundary))
 
 
 def _several_frames(request: Request) -> Choice:

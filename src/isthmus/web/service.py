@@ -1,4 +1,5 @@
-"""What every DICOMweb handler needs: the context, the service root URL, blocking calls.
+"""What every DICOMweb handler needs: the context, the service root URL, blocking calls,
+and a streamed answer that lets go of what it reads from when the client goes away.
 
 The archive is synchronous (SQL and file I/O); handlers are async, so each
 archive call runs in a pool of worker threads and the event loop stays free.
@@ -8,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from isthmus.web.context import WebContext
 
@@ -78,3 +82,33 @@ async def blocking(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T
     if kwargs:
         return await loop.run_in_executor(WORKERS, functools.partial(func, *args, **kwargs))
     return await loop.run_in_executor(WORKERS, func, *args)
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """Starlette's StreamingResponse, letting go of its body iterator however the answer
+    ends.
+
+    When the client disconnects in the middle of a body, Starlette cancels the sending
+    and leaves the iterator as it was: suspended at a `yield`, its `finally` (which
+    closes the blobs it reads) not run; or, cancelled inside it, finished but with its
+    frame, and the files and memory mappings its locals hold, kept alive by the
+    traceback of the cancellation (with the last chunk sent, in Starlette's frame), in
+    a reference cycle.  Either way they were released only when the cyclic garbage
+    collector got to them, so a server whose clients go away mid-retrieval (a viewer
+    scrolling past a series) held open files without bound.  Here the iterator is
+    closed, and the frames of the traceback cleared, as soon as the answer ends."""
+
+    async def stream_response(self, send: Send) -> None:
+        try:
+            await super().stream_response(send)
+        except BaseException as exc:  # the cancellation of a client gone, mostly
+            traceback.clear_frames(exc.__traceback__)
+            raise
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator
 from typing import IO
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from isthmus.archive import Archive, InstanceRow
@@ -35,7 +35,7 @@ from isthmus.web.multipart import MultipartWriter
 from isthmus.web.negotiation import Choice, Offer, alternatives, content_type, negotiate
 from isthmus.web.params import path_uids
 from isthmus.web.pixels import can_transcode, pixel_errors, transcoded
-from isthmus.web.service import blocking, context
+from isthmus.web.service import ClosingStreamingResponse, blocking, context
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
@@ -137,7 +137,7 @@ async def retrieve(request: Request) -> Response:
         headers["Content-Length"] = str(multipart_length(rows, MultipartWriter(writer.boundary)))
     else:
         first = await blocking(load_first, archive, groups(rows)[0], choice.transfer_syntax)
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         stream_instances(archive, rows, choice.transfer_syntax, writer, as_stored, first),
         media_type=content_type(choice, writer.boundary),
         headers=headers,
@@ -160,7 +160,7 @@ async def stored_file(archive: Archive, row: InstanceRow, media_type: str) -> Re
         raise missing_file(row)
     if isinstance(content, bytes | memoryview):
         return Response(content, media_type=media_type)
-    return StreamingResponse(
+    return ClosingStreamingResponse(
         read_chunks(content, 0, row.size),
         media_type=media_type,
         headers={"Content-Length": str(row.size)},

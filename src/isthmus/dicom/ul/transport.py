@@ -13,7 +13,10 @@ wait for that first byte is the socket's own timeout (the idle timeout).
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import ssl
 import struct
+import termios
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -59,22 +62,48 @@ def _fill(sock: Any, view: memoryview, got: int, deadline: float | None) -> None
 
 def _receive_once(sock: Any, view: memoryview, deadline: float | None, so_far: str) -> int:
     """One `recv_into` of up to len(view) bytes, finished by `deadline` (PDUTimeout,
-    saying `so_far` arrived) or, without one, by the socket's own timeout; EOFError if
-    the peer closed."""
+    saying `so_far` arrived) or, without one, by the socket's own timeout once the
+    link is idle (`_still_taking`); EOFError if the peer closed."""
     if deadline is not None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise PDUTimeout(f"{so_far} received in the time allowed")
         sock.settimeout(remaining)
-    try:
-        n: int = sock.recv_into(view, len(view))
-    except TimeoutError:
-        if deadline is None:
-            raise
-        raise PDUTimeout(f"{so_far} received in the time allowed") from None
+    taking: int | None = None
+    while True:
+        try:
+            n: int = sock.recv_into(view, len(view))
+            break
+        except TimeoutError:
+            if deadline is not None:
+                raise PDUTimeout(f"{so_far} received in the time allowed") from None
+            taking = _still_taking(sock, taking)
+            if taking is None:
+                raise
     if n == 0:
         raise EOFError("connection closed")
     return n
+
+
+def unacknowledged(sock: Any) -> int:
+    """Bytes sent on `sock` that its peer has not acknowledged yet (SIOCOUTQ, which is
+    TIOCOUTQ, on Linux); 0 where that cannot be told."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (AttributeError, OSError, ValueError):
+        return 0
+    return int(struct.unpack("i", raw)[0])
+
+
+def _still_taking(sock: Any, before: int | None) -> int | None:
+    """After a socket timeout: is the peer still taking our bytes?  The bytes it has not
+    acknowledged, to compare after the next timeout, while they fall from one timeout to
+    the next (`before`; None at the first, when any bytes still on their way count);
+    None once it took nothing for a whole timeout: the link is idle."""
+    now = unacknowledged(sock)
+    if before is None:
+        return now if now > 0 else None
+    return now if now < before else None
 
 
 def read_pdu(
@@ -160,10 +189,21 @@ class PDUReader:
 
 
 def send_all(sock: Any, parts: Iterable[bytes | memoryview]) -> None:
-    """Send buffers with as few system calls as the kernel allows (sendmsg gathers)."""
+    """Send buffers with as few system calls as the kernel allows (sendmsg gathers).
+    A send that times out goes on while the peer still acknowledges our bytes (the
+    module's docstring); not over TLS, where a timed-out send may have sent part of
+    what it was given without saying how much."""
     pending = [memoryview(p).cast("B") for p in parts if len(p)]
+    taking: int | None = None
     while pending:
-        sent = sock.sendmsg(pending[:512])
+        try:
+            sent = sock.sendmsg(pending[:512])
+        except TimeoutError:
+            taking = None if isinstance(sock, ssl.SSLSocket) else _still_taking(sock, taking)
+            if taking is None:
+                raise
+            continue
+        taking = None
         while pending and sent >= len(pending[0]):
             sent -= len(pending[0])
             pending.pop(0)
