@@ -16,7 +16,7 @@ from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from isthmus.archive import Archive, Staged, StoreOutcome, query_from_keywords
+from isthmus.archive import Archive, Staged, StoreOutcome, StoreWarning, query_from_keywords
 from isthmus.archive.storage import FileBlobStore
 from isthmus.dicom import part10, uids
 from isthmus.dicom.part10 import split_part10
@@ -236,6 +236,60 @@ def test_file_meta_elements_in_a_data_set_are_dropped_and_the_meta_is_the_archiv
         result.study_instance_uid, result.series_instance_uid, result.sop_instance_uid
     )
     assert not [key for key in json.loads(text) if key.startswith("0002")]
+
+
+def test_file_meta_elements_dropped_from_a_data_set_are_a_warning_naming_them(
+    archive: Archive,
+) -> None:
+    """PS3.4 B.2.3: the archive stored the instance but discarded elements it was sent,
+    so the store is 0xB006 Elements Discarded, saying which (its Offending Element and
+    Error Comment), not a plain success; the stored one is as in the test above."""
+    ds = next(study(StudySpec(instances_per_series=1)))
+    data = _file_meta_elements() + _encoded(ds, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    result = archive.store(data, transfer_syntax=uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    assert (result.outcome, result.warning) == (
+        StoreOutcome.STORED,
+        StoreWarning.ELEMENTS_DISCARDED,
+    )
+    assert result.dimse_status == 0xB006
+    assert result.discarded == (0x00020000, 0x00020002, 0x00020010)
+    assert result.reason and "(0002,0000) (0002,0002) (0002,0010)" in result.reason
+    assert archive.contains(ds.SOPInstanceUID)
+
+
+def test_a_store_that_changes_nothing_has_no_warning(archive: Archive) -> None:
+    """Only what the archive really changes is a warning: a data set kept as it was
+    sent is plain success (0x0000), and so is a duplicate of a warned store (policy
+    "keep": nothing of the new copy is kept, so nothing of it was discarded)."""
+    ds = next(study(StudySpec(instances_per_series=1)))
+    plain = archive.store(
+        _encoded(ds, uids.EXPLICIT_VR_LITTLE_ENDIAN), uids.EXPLICIT_VR_LITTLE_ENDIAN
+    )
+    assert (plain.outcome, plain.warning, plain.dimse_status) == (StoreOutcome.STORED, None, 0)
+    again = archive.store(
+        _file_meta_elements() + _encoded(ds, uids.EXPLICIT_VR_LITTLE_ENDIAN),
+        transfer_syntax=uids.EXPLICIT_VR_LITTLE_ENDIAN,
+    )
+    assert (again.outcome, again.warning, again.dimse_status) == (
+        StoreOutcome.DUPLICATE,
+        None,
+        0x0000,
+    )
+
+
+def test_a_staged_store_carries_its_warning_through_the_commit(archive: Archive) -> None:
+    """A STOW-RS body's instances are staged, then committed: the warning of what was
+    discarded reaches the result the door answers from."""
+    ds = next(study(StudySpec(instances_per_series=1)))
+    meta = part10.file_meta(ds.SOPClassUID, ds.SOPInstanceUID, uids.EXPLICIT_VR_BIG_ENDIAN, None)
+    data = meta + _file_meta_elements(little=False) + _encoded(ds, uids.EXPLICIT_VR_BIG_ENDIAN)
+    staged = archive.stage(data)
+    assert isinstance(staged, Staged)
+    [result] = archive.commit([staged])
+    assert (result.outcome, result.warning) == (
+        StoreOutcome.STORED,
+        StoreWarning.ELEMENTS_DISCARDED,
+    )
 
 
 def test_a_file_meta_element_amid_the_data_set_is_refused(archive: Archive) -> None:

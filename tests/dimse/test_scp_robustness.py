@@ -15,17 +15,21 @@ from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pynetdicom import AE
+from pynetdicom.status import code_to_category as status_category
 
+from isthmus.dicom import part10
 from isthmus.server import Node
 from isthmus.testing.generate import StudySpec, ct_instance, study, write_study
 
 from .support import (
+    address,
     associate_rq,
     c_store_pdus,
     c_store_request,
     dataset_bytes,
     read_pdu,
     reset,
+    run_ok,
     send_raw_c_store,
     sop_uid_of,
     stored,
@@ -113,8 +117,10 @@ def test_file_meta_elements_in_a_data_set_are_dropped_with_a_warning(
 ) -> None:
     """pynetdicom sends a data set as it is given, group 0002 elements included (a script
     that set TransferSyntaxUID on the data set, not its file_meta).  PS3.10 7.1: they are
-    a file's meta, no attribute of the instance: stored without them (0x0000), under the
-    archive's own meta - one group 0002, which dcmdump reads without a complaint."""
+    a file's meta, no attribute of the instance: stored without them, under the
+    archive's own meta - one group 0002, which dcmdump reads without a complaint.  The
+    sender is told: 0xB006 Elements Discarded, the tags in the Offending Element and the
+    Error Comment (PS3.4 B.2.3), which pynetdicom takes for stored (a warning)."""
     ds = _instance()
     sent = deepcopy(ds)
     sent.MediaStorageSOPClassUID = MR
@@ -127,7 +133,9 @@ def test_file_meta_elements_in_a_data_set_are_dropped_with_a_warning(
             status = assoc.send_c_store(sent)
     finally:
         assoc.release()
-    assert status.Status == 0x0000
+    assert status.Status == 0xB006 and status_category(status.Status) == "Warning"
+    assert list(status.OffendingElement) == [0x00020002, 0x00020010]
+    assert "(0002,0002) (0002,0010)" in status.ErrorComment
     assert stored(module_node, str(ds.SOPInstanceUID)) == (EXPLICIT_LE, encoded(ds))
     [row] = module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))
     path = tmp_path / "stored.dcm"
@@ -139,6 +147,24 @@ def test_file_meta_elements_in_a_data_set_are_dropped_with_a_warning(
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("CARELESS" in line and "(0002,0010)" in line for line in warned), warned
     assert not any("DOE" in line for line in warned)
+
+
+def test_storescu_takes_elements_discarded_for_stored(
+    dcmtk_tools: None, module_node: Node, tmp_path: Path
+) -> None:
+    """DCMTK's storescu sends a file's data set as it reads it, group 0002 elements
+    included (it warns "Invalid Element ... found in data set"); the 0xB006 it is
+    answered is a warning: it counts the file stored and exits 0 (PS3.4 B.2.3)."""
+    ds = _instance()
+    stray = deepcopy(ds)
+    stray.clear()
+    stray.ImplementationVersionName = "CARELESS"
+    path = tmp_path / "careless.dcm"
+    meta = part10.file_meta(str(ds.SOPClassUID), str(ds.SOPInstanceUID), EXPLICIT_LE)
+    path.write_bytes(meta + encoded(stray) + encoded(ds))
+    log = run_ok("storescu", "-v", *address(module_node), str(path))
+    assert "Received Store Response (Warning: ElementsDiscarded)" in log, log
+    assert stored(module_node, str(ds.SOPInstanceUID)) == (EXPLICIT_LE, encoded(ds))
 
 
 def _encapsulated_pixels(ds):

@@ -6,12 +6,17 @@ import base64
 import json
 import socket
 import time
+import zlib
 
 import httpx
 import pydicom
 import pytest
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset
 from tests.web.conftest import make_study, multipart_body, part10, root_of
 
+from isthmus.dicom import part10 as dicom_part10
 from isthmus.dicom.json import dumps
 
 DICOM_MULTIPART = 'multipart/related; type="application/dicom"; boundary=b0undary'
@@ -158,6 +163,71 @@ def test_single_part_application_dicom_body(http):
     ds = make_study(instances_per_series=1)[0]
     response = post(http, part10(ds), "application/dicom")
     assert response.status_code == 200 and referenced(response) == [ds.SOPInstanceUID]
+
+
+DEFLATED = "1.2.840.10008.1.2.1.99"
+
+
+def _careless_deflated(ds: Dataset) -> bytes:
+    """A Part 10 file in Deflated Explicit VR Little Endian whose (deflated) data set
+    begins with File Meta Information elements, as a careless writer makes one."""
+    stray = Dataset()
+    stray.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+    stray.ImplementationVersionName = "CARELESS"
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    write_dataset(buf, stray)
+    write_dataset(buf, ds)
+    packer = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    deflated = packer.compress(buf.getvalue()) + packer.flush()
+    return dicom_part10.file_meta(ds.SOPClassUID, ds.SOPInstanceUID, DEFLATED) + deflated
+
+
+def test_an_instance_stored_with_elements_discarded_has_a_warning_reason(web_node, http):
+    """PS3.18 10.5.3, Table I.2-1: the archive stored the instance but left out the
+    group 0002 elements its data set held: its Referenced SOP Sequence item has Warning
+    Reason 0xB006 (Elements Discarded), a Warning header says which, and the response is
+    202 (PS3.18 10.5.3.1: warnings exist), even beside an instance stored as it was."""
+    careless, clean = make_study(instances_per_series=2)
+    body = multipart_body(
+        [("application/dicom", part10(clean)), ("application/dicom", _careless_deflated(careless))]
+    )
+    response = post(http, body)
+    assert response.status_code == 202
+    assert referenced(response) == [clean.SOPInstanceUID, careless.SOPInstanceUID]
+    assert not failed(response)
+    plain, warned = response.json()["00081199"]["Value"]
+    assert "00081196" not in plain
+    assert warned["00081196"] == {"vr": "US", "Value": [0xB006]}
+    assert (
+        "part 2: group 0002 in the data set discarded: (0002,0002) (0002,0013)"
+        in (response.headers["warning"])
+    )
+    assert web_node.archive.contains(careless.SOPInstanceUID)
+
+
+def test_dicomweb_client_takes_a_warned_store_for_stored(web_node, dicomweb):
+    """A client reads the 202 and its Referenced SOP Sequence: stored, with a Warning
+    Reason, nothing failed."""
+    ds = make_study(instances_per_series=1)[0]
+    result = dicomweb._http_post_multipart_application_dicom(
+        root_of(web_node) + "/studies", [_careless_deflated(ds)]
+    )
+    [item] = result.ReferencedSOPSequence
+    assert (item.ReferencedSOPInstanceUID, item.WarningReason) == (ds.SOPInstanceUID, 0xB006)
+    assert "FailedSOPSequence" not in result
+
+
+def test_a_warning_reason_in_the_xml_response(http):
+    ds = make_study(instances_per_series=1)[0]
+    response = post(
+        http,
+        multipart_body([("application/dicom", _careless_deflated(ds))]),
+        Accept="application/dicom+xml",
+    )
+    assert response.status_code == 202
+    assert b'tag="00081196" vr="US"' in response.content
+    assert b'<Value number="1">45062</Value>' in response.content
 
 
 def test_xml_response_when_asked(http):

@@ -29,7 +29,7 @@ from isthmus.archive.job_worker import JobWorker
 from isthmus.archive.jobs import Fail, Job, JobKind, Jobs, Retry, RetryPolicy, RunningJob
 from isthmus.archive.keys import LEVELS, default_return_keys, resolve_tag, unique_key
 from isthmus.archive.matching import FindResult, Query, QueryError, query_from_keywords
-from isthmus.archive.outcome import StoreOutcome, StoreResult, stow_http_status
+from isthmus.archive.outcome import StoreOutcome, StoreResult, StoreWarning, stow_http_status
 from isthmus.archive.performed import (
     MPPS_SOP_CLASS,
     PerformedStep,
@@ -115,6 +115,7 @@ __all__ = [
     "StoreOutcome",
     "Staged",
     "StoreResult",
+    "StoreWarning",
     "Transfer",
     "default_return_keys",
     "parse_rules",

@@ -35,7 +35,7 @@ from isthmus.archive.integrity import Integrity
 from isthmus.archive.jobs import Jobs
 from isthmus.archive.keys import add_parent_attributes
 from isthmus.archive.matching import FindResult, Query, find
-from isthmus.archive.outcome import StoreOutcome, StoreResult
+from isthmus.archive.outcome import StoreOutcome, StoreResult, StoreWarning
 from isthmus.archive.performed import PerformedSteps
 from isthmus.archive.prepared import Prepared
 from isthmus.archive.relay_transfers import RelayTransfers
@@ -383,9 +383,10 @@ class Archive:
                 self._forget(result.sop_instance_uid or "", key)
             self.blobs.delete(key)
             raise _write_failed(result, sync_error) from sync_error
-        if outcome == "duplicate":
+        if outcome == "duplicate":  # nothing of what was sent is kept: nothing changed
             self.blobs.delete(key)
             result.outcome = StoreOutcome.DUPLICATE
+            result.warning, result.discarded, result.reason = None, (), None
         if old_key:
             self.blobs.delete(old_key)
             result.outcome = StoreOutcome.OVERWRITTEN
@@ -894,7 +895,11 @@ def _invalid_outcome(exc: InvalidDicom) -> StoreOutcome:
 
 
 def _result_of(header: part10.Header) -> StoreResult:
-    return StoreResult(
+    """The result of a store about to be written: stored, with the warning of what it
+    changed of what was sent.  Its File Meta Information elements left out of the data
+    set are Elements Discarded (PS3.4 B.2.3, 0xB006; PS3.18 Table I.2-1); the stored
+    file holds all else as it was sent."""
+    result = StoreResult(
         StoreOutcome.STORED,
         header.uid("SOPInstanceUID"),
         header.uid("SOPClassUID"),
@@ -902,6 +907,13 @@ def _result_of(header: part10.Header) -> StoreResult:
         header.uid("SeriesInstanceUID"),
         header.transfer_syntax,
     )
+    if header.discarded:
+        result.warning = StoreWarning.ELEMENTS_DISCARDED
+        result.discarded = header.discarded
+        result.reason = "group 0002 in the data set discarded: " + " ".join(
+            f"({tag >> 16:04X},{tag & 0xFFFF:04X})" for tag in header.discarded
+        )
+    return result
 
 
 def _check(

@@ -3,8 +3,11 @@
 `Archive.store` answers a `StoreResult` whose `outcome` is a `StoreOutcome`.  Each
 outcome has exactly one C-STORE status (PS3.4 B.2.3) and one STOW-RS Failure Reason
 (0008,1197; PS3.18 10.5.3 and Table I.2-2), looked up in `_CODES` below; a door
-never decides a status from the text of a reason.  The HTTP status of a STOW-RS
-response follows from its outcomes (`stow_http_status`, PS3.18 10.5.3).
+never decides a status from the text of a reason.  A store that kept the instance but
+not all of what was sent has a `StoreWarning` too: its C-STORE warning status, which is
+also its STOW-RS Warning Reason (0008,1196; PS3.4 B.2.3, PS3.18 Table I.2-1).  The HTTP
+status of a STOW-RS response follows from its results (`stow_http_status`, PS3.18
+10.5.3).
 
 The outcome's value doubles as a short, stable name ("stored", "resources", …) for
 logs, the CLI and JSON reports.
@@ -57,6 +60,24 @@ class StoreOutcome(StrEnum):
         return _CODES[self][1]
 
 
+class StoreWarning(StrEnum):
+    """What a store that kept the instance did to what it was sent (PS3.4 B.2.3: the
+    SCP stored it and says so with a warning status; PS3.18 Table I.2-1, the same
+    codes as the Warning Reason (0008,1196) of a STOW-RS).  Only what the archive really
+    changes has one: a warning never stands for a check the archive does not make."""
+
+    # PS3.4 B.2.3 0xB006 Elements Discarded: File Meta Information (group 0002) found
+    # in a data set, left out of the stored file (part10._drop_file_meta).
+    ELEMENTS_DISCARDED = "discarded"
+
+    @property
+    def dimse_status(self) -> int:
+        """The C-STORE warning status, also the STOW-RS Warning Reason (0008,1196)."""
+        return _WARNING_CODES[self]
+
+
+_WARNING_CODES: dict[StoreWarning, int] = {StoreWarning.ELEMENTS_DISCARDED: 0xB006}
+
 _SUCCESSES = frozenset({StoreOutcome.STORED, StoreOutcome.DUPLICATE, StoreOutcome.OVERWRITTEN})
 
 # Outcome → (C-STORE status, PS3.4 B.2.3 | STOW-RS Failure Reason, PS3.18 Table I.2-2).
@@ -80,16 +101,18 @@ _CODES: dict[StoreOutcome, tuple[int, int | None]] = {
 }
 
 
-def stow_http_status(outcomes: Iterable[StoreOutcome]) -> int:
-    """The HTTP status of a STOW-RS response (PS3.18 10.5.3): 200 when every instance
-    was stored, 202 when some were and some failed, 409 when none was."""
-    stored = failed = False
-    for outcome in outcomes:
+def stow_http_status(results: Iterable[tuple[StoreOutcome, StoreWarning | None]]) -> int:
+    """The HTTP status of a STOW-RS response from each instance's (outcome, warning)
+    (PS3.18 10.5.3.1): 200 when every instance was stored without a warning, 202 when
+    some were and warnings or failures exist, 409 when none was."""
+    stored = flawed = False
+    for outcome, warning in results:
         if outcome.ok:
             stored = True
+            flawed = flawed or warning is not None
         else:
-            failed = True
-    if not failed:
+            flawed = True
+    if not flawed:
         return 200
     return 202 if stored else 409
 
@@ -104,11 +127,24 @@ class StoreResult:
     study_instance_uid: str | None = None
     series_instance_uid: str | None = None
     transfer_syntax_uid: str | None = None
-    reason: str | None = None  # why it failed, in words (a C-STORE Error Comment)
+    # why it failed, or what its warning is about, in words (a C-STORE Error Comment)
+    reason: str | None = None
+    # what a store that kept the instance changed of what it was sent, and the tags of
+    # the elements it discarded (a C-STORE response's Offending Element, PS3.4 B.2.3)
+    warning: StoreWarning | None = None
+    discarded: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.outcome.ok
+
+    @property
+    def dimse_status(self) -> int:
+        """The C-STORE response status (PS3.4 B.2.3): the warning's on a stored instance
+        with one, else the outcome's."""
+        if self.warning is not None and self.outcome.ok:
+            return self.warning.dimse_status
+        return self.outcome.dimse_status
 
     @property
     def status(self) -> str:

@@ -27,7 +27,13 @@ from isthmus import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from isthmus.archive import Activity, EventBus, Transfer
 from isthmus.config import Settings
 from isthmus.dicom import uids
-from isthmus.dicom.status import PENDING, PENDING_WARNING, SUCCESS, UNRECOGNIZED_OPERATION
+from isthmus.dicom.status import (
+    PENDING,
+    PENDING_WARNING,
+    SUCCESS,
+    UNRECOGNIZED_OPERATION,
+    is_warning,
+)
 from isthmus.dicom.ul import errors, items, pdata, pdu, transport, validation
 from isthmus.dicom.ul.errors import PDUError
 from isthmus.dicom.ul.items import (
@@ -380,8 +386,8 @@ class Acceptor:
         extra: dict[int, Any] | None = None,
     ) -> None:
         """Send a response to `message` (PS3.7 9.3: Message ID Being Responded To, Status)."""
-        if field_ == msg.C_STORE_RSP and status == SUCCESS:
-            self.stored += 1
+        if field_ == msg.C_STORE_RSP and (status == SUCCESS or is_warning(status)):
+            self.stored += 1  # a warning status is stored too (PS3.4 B.2.3)
         fields: dict[int, int | str | bytes] = {
             msg.AFFECTED_SOP_CLASS: msg.sop_class_of(message.command),
             msg.COMMAND_FIELD: field_,

@@ -80,7 +80,7 @@ def _store(archive: Archive, event: Any) -> int:
         event.context.transfer_syntax,
         source_aet=event.assoc.requestor.ae_title,
     )
-    return result.outcome.dimse_status
+    return result.dimse_status
 
 
 def receiving_settings(settings: Settings, peer: Peer, port: int | None) -> Settings:

@@ -45,6 +45,7 @@ MOVE_DESTINATION = 0x0600
 PRIORITY = 0x0700
 DATASET_TYPE = 0x0800
 STATUS = 0x0900
+OFFENDING_ELEMENT = 0x0901
 ERROR_COMMENT = 0x0902
 ERROR_ID = 0x0903
 AFFECTED_SOP_INSTANCE = 0x1000
@@ -98,6 +99,13 @@ def decode_command(data: bytes | memoryview) -> Command:
     if pos != len(data) or COMMAND_FIELD not in out:
         raise MalformedCommand("command set without Command Field")
     return out
+
+
+def attribute_tags(tags: tuple[int, ...]) -> bytes:
+    """An AT value of `tags` as a command element holds it (Implicit VR Little Endian,
+    PS3.7 6.3.1; PS3.5 6.2: each tag its group then its element, 16-bit each), e.g. an
+    Offending Element (0000,0901)."""
+    return b"".join(struct.pack("<HH", tag >> 16, tag & 0xFFFF) for tag in tags)
 
 
 def encode_command(fields: dict[int, int | str | bytes]) -> bytes:

@@ -88,7 +88,7 @@ class ArchiveSCP:
         command = message.command
         sop_class = msg.text(command, msg.AFFECTED_SOP_CLASS)
         sop_instance = msg.text(command, msg.AFFECTED_SOP_INSTANCE)
-        status, comment = self.store(
+        status, comment, offending = self.store(
             channel.calling_aet,
             channel.address,
             message.dataset,
@@ -98,13 +98,10 @@ class ArchiveSCP:
             channel.transfer("stored"),
             channel.abstract_syntax(message),
         )
-        channel.respond(
-            message,
-            msg.C_STORE_RSP,
-            status,
-            comment=comment,
-            extra={msg.AFFECTED_SOP_INSTANCE: sop_instance},
-        )
+        extra: dict[int, Any] = {msg.AFFECTED_SOP_INSTANCE: sop_instance}
+        if offending:
+            extra[msg.OFFENDING_ELEMENT] = msg.attribute_tags(offending)
+        channel.respond(message, msg.C_STORE_RSP, status, comment=comment, extra=extra)
 
     def echo(self, calling_aet: str, address: str | None) -> int:
         """C-ECHO (PS3.4 A.4)."""
@@ -120,10 +117,12 @@ class ArchiveSCP:
         sop_instance: str,
         tally: Transfer | None = None,
         abstract_syntax: str | None = None,
-    ) -> tuple[int, str | None]:
+    ) -> tuple[int, str | None, tuple[int, ...]]:
         """C-STORE (PS3.4 B.2): keep the received bytes as they are, plus file meta.
 
-        Returns the status and, on failure, an error comment; `tally` counts the
+        Returns the status, on failure or warning an error comment, and the tags of the
+        elements a warning is about (its Offending Element, PS3.4 B.2.3: 0xB006 names
+        the File Meta Information elements discarded from the data set); `tally` counts the
         instance for the association's audit message and the metrics.  `abstract_syntax`
         is the SOP class of the presentation context the request came on: the SOP class
         of every message on it (PS3.7 9.1.1, PS3.8 7.1.1.13), so an Affected SOP Class
@@ -133,7 +132,7 @@ class ArchiveSCP:
         if not self.access.allowed("store", calling_aet, address):
             if tally is not None:  # a refusal is audited too (outcome 4)
                 tally.add(None, sop_class, 0, ok=False)
-            return NOT_AUTHORIZED, "not authorized"
+            return NOT_AUTHORIZED, "not authorized", ()
         if abstract_syntax is not None and sop_class != abstract_syntax:
             if tally is not None:
                 tally.add(None, sop_class, 0, ok=False)
@@ -145,7 +144,7 @@ class ArchiveSCP:
                 sop_class,
                 abstract_syntax,
             )
-            return SOP_CLASS_NOT_SUPPORTED, "Affected SOP Class UID is not the context's"
+            return SOP_CLASS_NOT_SUPPORTED, "Affected SOP Class UID is not the context's", ()
         result = self.archive.store(
             dataset, transfer_syntax, source_aet=calling_aet, expected=(sop_class, sop_instance)
         )
@@ -153,9 +152,11 @@ class ArchiveSCP:
             size = len(dataset) if dataset is not None else 0
             tally.add(result.study_instance_uid, result.sop_class_uid, size, result.ok)
         if result.ok:
-            return SUCCESS, None
+            if result.warning is None:
+                return SUCCESS, None, ()
+            return result.dimse_status, result.reason, result.discarded
         log.warning("C-STORE from %s of %s refused: %s", calling_aet, sop_instance, result.reason)
-        return result.outcome.dimse_status, result.reason
+        return result.outcome.dimse_status, result.reason, ()
 
     def find(self, channel: Channel, message: Message) -> None:
         """C-FIND (PS3.4 C.4.1): a pending response per match, then the final one."""

@@ -9,12 +9,15 @@ archive as a zero-copy view.  Two forms are accepted (PS3.18 10.5.1.2):
   whose BulkDataURIs name the other parts by Content-Location (or `cid:` Content-ID).
 
 The answer is the Store Instances Response Module (PS3.18 Annex I): successes in
-Referenced SOP Sequence, failures in Failed SOP Sequence with a Failure Reason
-(PS3.18 I.2.2); 200 when all were stored, 202 when some were, 409 when none was.
+Referenced SOP Sequence, with a Warning Reason (PS3.18 I.2.1) when the archive stored
+an instance but changed something of it, failures in Failed SOP Sequence with a Failure
+Reason (PS3.18 I.2.2); 200 when all were stored without a warning, 202 when some were
+and warnings or failures exist, 409 when none was (PS3.18 10.5.3.1).
 A study-scoped POST refuses instances of other studies (the archive checks, from the
 header it parses anyway).  Each instance's Failure Reason and the response's status
 are the store outcome's (isthmus.archive.outcome: one table for every door).  Why
-each failure happened is also said in words, in a Warning header (RFC 9111 5.5).
+each failure or warning happened is also said in words, in a Warning header (RFC 9111
+5.5).
 """
 
 from __future__ import annotations
@@ -34,7 +37,14 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from isthmus.archive import Archive, Staged, StoreOutcome, StoreResult, stow_http_status
+from isthmus.archive import (
+    Archive,
+    Staged,
+    StoreOutcome,
+    StoreResult,
+    StoreWarning,
+    stow_http_status,
+)
 from isthmus.dicom import part10
 from isthmus.dicom.json import dumps_bytes
 from isthmus.web import media_types as mt
@@ -73,8 +83,9 @@ class Outcome:
     study_instance_uid: str | None = None
     series_instance_uid: str | None = None
     outcome: StoreOutcome = StoreOutcome.STORED
-    reason: str | None = None
+    reason: str | None = None  # why it failed, or what its warning is about
     size: int = 0
+    warning: StoreWarning | None = None
 
     @property
     def ok(self) -> bool:
@@ -418,8 +429,9 @@ def _outcome(index: int, result: StoreResult, size: int) -> Outcome:
         result.study_instance_uid,
         result.series_instance_uid,
         result.outcome,
-        None if result.ok else result.reason or str(result.outcome),
+        result.reason if result.ok else result.reason or str(result.outcome),
         size,
+        result.warning if result.ok else None,
     )
 
 
@@ -496,12 +508,14 @@ def _response(
         body["00081198"] = {"vr": "SQ", "Value": [_failed_item(o) for o in failed]}
     if stored:
         body["00081199"] = {"vr": "SQ", "Value": [_referenced_item(o, root) for o in stored]}
-    status = stow_http_status(o.outcome for o in outcomes)
+    status = stow_http_status((o.outcome, o.warning) for o in outcomes)
     headers = {}
-    if failed:
-        for o in failed:
-            log.info("STOW-RS part %d refused: %s", o.part + 1, o.reason)
-        headers["Warning"] = ", ".join(_warning(o) for o in failed[:20])
+    warned = [o for o in stored if o.warning is not None]
+    for o in failed:
+        log.info("STOW-RS part %d refused: %s", o.part + 1, o.reason)
+    if failed or warned:
+        told = sorted(failed + warned, key=_part)[:20]
+        headers["Warning"] = ", ".join(_warning(o) for o in told)
     if media_type == mt.DICOM_XML:
         return Response(to_xml(body), status_code=status, headers=headers, media_type=mt.DICOM_XML)
     return Response(dumps_bytes(body), status_code=status, headers=headers, media_type=media_type)
@@ -525,7 +539,10 @@ def _referenced_item(o: Outcome, root: str) -> dict[str, Any]:
         f"{root}/studies/{o.study_instance_uid}/series/{o.series_instance_uid}"
         f"/instances/{o.sop_instance_uid}"
     )
-    return {**_sop_reference(o), "00081190": {"vr": "UR", "Value": [url]}}
+    item = {**_sop_reference(o), "00081190": {"vr": "UR", "Value": [url]}}
+    if o.warning is not None:
+        item["00081196"] = {"vr": "US", "Value": [o.warning.dimse_status]}
+    return item
 
 
 def _warning(o: Outcome) -> str:
