@@ -119,6 +119,21 @@ UNPERFORMED_MATCHING = {
 }
 
 
+# The query parameters of a search that are not matching keys (PS3.18 8.3.3, 8.3.4):
+# QIDO-RS and UPS-RS Search alike.
+SEARCH_CONTROL_PARAMS = frozenset(
+    {
+        "includefield",
+        "fuzzymatching",
+        "limit",
+        "offset",
+        "accept",
+        "charset",
+        *UNPERFORMED_MATCHING,
+    }
+)
+
+
 def unperformed_matching(request: Request) -> list[str]:
     """The Warning texts for the matching of UNPERFORMED_MATCHING asked for (`=true`):
     the search goes on without it (PS3.18 8.3.4.5, 8.3.4.6); `false` asks for nothing,

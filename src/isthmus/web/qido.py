@@ -27,7 +27,7 @@ from isthmus.web.errors import bad_request
 from isthmus.web.multipart import MultipartWriter
 from isthmus.web.negotiation import Choice, Offer, content_type, negotiate
 from isthmus.web.params import (
-    UNPERFORMED_MATCHING,
+    SEARCH_CONTROL_PARAMS,
     non_negative_int,
     path_uids,
     uid_list,
@@ -37,16 +37,6 @@ from isthmus.web.service import ClosingStreamingResponse, blocking, context, ser
 
 MAX_RESULTS = 10_000
 OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML, multipart=True)]
-# Parameters that are not matching keys (PS3.18 8.3.3, 8.3.4).
-CONTROL_PARAMS = {
-    "includefield",
-    "fuzzymatching",
-    "limit",
-    "offset",
-    "accept",
-    "charset",
-    *UNPERFORMED_MATCHING,
-}
 STUDY_UID, SERIES_UID = 0x0020000D, 0x0020000E
 RETRIEVE_URL, INSTANCE_AVAILABILITY = "00081190", "00080056"
 WARNING_TRUNCATED = (
@@ -155,7 +145,7 @@ def build_query(request: Request, level: str, study: str | None, series: str | N
                     include_all = True
                 elif item:
                     keys.setdefault(_include_tag(item), "")
-        elif name not in CONTROL_PARAMS and name != "transfer-syntax":
+        elif name not in SEARCH_CONTROL_PARAMS and name != "transfer-syntax":
             tag = _tag(name)
             value = uid_list(tag, value)
             keys[tag] = f"{keys[tag]}\\{value}" if keys.get(tag) else value

@@ -56,7 +56,7 @@ from isthmus.web.dicom_xml import from_xml, to_xml
 from isthmus.web.errors import HTTPError, bad_request, unsupported_media_type
 from isthmus.web.negotiation import Offer, content_type, negotiate
 from isthmus.web.params import (
-    UNPERFORMED_MATCHING,
+    SEARCH_CONTROL_PARAMS,
     non_negative_int,
     uid_list,
     unperformed_matching,
@@ -70,15 +70,6 @@ PROCEDURE_STEP_STATE, TRANSACTION_UID = "00741000", "00081195"
 UPS_PUSH = "1.2.840.10008.5.1.4.34.6.1"  # the SOP Class of every work item (PS3.4 CC.3.1)
 SEARCH_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML, multipart=True)]
 ONE_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML)]
-CONTROL_PARAMS = {
-    "includefield",
-    "fuzzymatching",
-    "limit",
-    "offset",
-    "accept",
-    "charset",
-    *UNPERFORMED_MATCHING,
-}
 GLOBAL_UIDS = (GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION)
 FILTER_PAIR = re.compile(r"[0-9A-Za-z]+(\.[0-9A-Za-z]+)*=")  # attribute (path) "="
 
@@ -364,7 +355,7 @@ def match_params(request: Request, skip: tuple[str, ...] = ()) -> dict[str, str]
     """Matching keys of the query string; repeated keys are a list (``a\\b``)."""
     params: dict[str, str] = {}
     for name, value in request.query_params.multi_items():
-        if name.lower() in CONTROL_PARAMS or name in skip:
+        if name.lower() in SEARCH_CONTROL_PARAMS or name in skip:
             continue
         value = _uid_list(name, value)
         params[name] = f"{params[name]}\\{value}" if name in params else value
