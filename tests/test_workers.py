@@ -28,6 +28,7 @@ from isthmus.archive import Archive, scheduled_workitem
 from isthmus.testing import dcmtk, processes
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.net import free_port
+from isthmus.web.stow import SPOOL_CHUNK
 from web.dicom_ws_support import Browser
 
 READY_LINE = "Press Ctrl+C to stop."
@@ -251,6 +252,86 @@ def test_a_worker_killed_mid_ingest_is_started_again_and_the_archive_stays_whole
         assert set(archive.blobs.keys()) == {r.blob_key for r in archive.instances()}
     finally:
         archive.close()
+
+
+def test_a_worker_killed_mid_stow_answers_no_success_and_leaves_nothing_half_stored(
+    node: Workers, tmp_path: Path
+):
+    """STOW-RS to w0 killed (SIGKILL) while its body arrives: the client gets an error,
+    never a success; the supervisor starts w0 again; none of the body's instances is
+    indexed (a STOW-RS body is committed once whole, PS3.18 10.5), and its staged
+    blobs are orphans a check removes, never rows without their blob.
+
+    The kill waits until w0 has staged a part of this body, so w0 has accepted the
+    connection.  Killed earlier, the connection can still wait in the listening
+    socket's backlog (the supervisor holds that socket, so the restarted w0 listens
+    on it too): the restarted w0 then receives the whole body and rightly answers 200."""
+    doomed = write_study(
+        StudySpec(patient_id="WK-STOWKILL", instances_per_series=40, rows=256, columns=256),
+        tmp_path,
+    )
+    study_uid = str(dcmread(doomed[0], stop_before_pixels=True).StudyInstanceUID)
+    victim = worker_pid(node, "w0")
+    archive = node.archive()
+    try:
+        before = set(archive.blobs.keys())
+        staged: set[str] = set()
+        parts = [
+            b"--b\r\nContent-Type: application/dicom\r\n\r\n" + p.read_bytes() + b"\r\n"
+            for p in doomed
+        ]
+        parts.append(b"--b--\r\n")
+
+        def body() -> Iterator[bytes]:
+            sent = 0
+            for part in parts:
+                if not staged and sent >= 3 * SPOOL_CHUNK:  # parts are staged once spooled
+                    staged.update(staged_by(archive, before, victim))
+                    os.kill(victim, signal.SIGKILL)
+                yield part
+                sent += len(part)
+
+        with pytest.raises(httpx.HTTPError):
+            answer = httpx.post(
+                f"{node.own_http['w0']}/dicom-web/studies",
+                content=body(),
+                headers={  # a declared length: parts are staged as they arrive
+                    "Content-Type": 'multipart/related; type="application/dicom"; boundary=b',
+                    "Content-Length": str(sum(map(len, parts))),
+                },
+                timeout=60,
+            )
+            raise AssertionError(f"answered {answer.status_code} by a killed worker")
+        deadline = time.monotonic() + 60
+        while worker_pid(node, "w0") in (victim, 0):
+            assert time.monotonic() < deadline, node.log.read_text()
+            time.sleep(0.2)
+        assert archive.instances(study_uid=study_uid) == []
+        assert archive.check(grace=0)["missing"] == 0
+        keys = set(archive.blobs.keys())
+        assert not staged & keys, "the killed worker's staged blobs were kept"
+        assert keys == {r.blob_key for r in archive.instances()}
+    finally:
+        archive.close()
+
+
+def staged_by(archive: Archive, before: set[str], pid: int) -> set[str]:
+    """Wait until blobs appear that were not there `before` while process `pid` still
+    runs (w1 stores nothing meanwhile, so they are `pid`'s staging); those keys."""
+    deadline = time.monotonic() + 60
+    while not (new := set(archive.blobs.keys()) - before):
+        assert time.monotonic() < deadline, "w0 staged nothing of the body"
+        time.sleep(0.05)
+    assert running(pid), "w0 was gone before it was killed"
+    return new
+
+
+def running(pid: int) -> bool:
+    """Does process `pid` still run (not gone, not a zombie)?"""
+    try:
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
 
 
 def worker_pid(node: Workers, name: str) -> int:
