@@ -221,3 +221,29 @@ def test_an_entry_without_study_or_procedure_ids_gets_them_generated(
     assert step.ScheduledProcedureStepID == found.RequestedProcedureID
     other = scheduled_workitem(entry)["0040A370"]["Value"][0]
     assert other["0020000D"]["Value"][0] != found.StudyInstanceUID
+
+
+def test_a_start_with_a_utc_offset_is_found_by_the_date_it_is_answered_with(
+    module_node: Node, tmp_path: Path, dcmtk_tools: None
+) -> None:
+    """The DA and TM keys match the date and time the worklist item shows, the local
+    ones before the offset (PS3.4 C.2.2.2.5: without Timezone Query Adjustment nothing
+    is converted); the offset of 00:30+0100 made the step a step of the day before."""
+    entry = {
+        "accession": "ACC-TZ",
+        "patient_id": "P-TZ",
+        "modality": "CT",
+        "station_aet": "CT07",
+        "start": "202601060030",
+        "label": "CT step",
+    }
+    workitem = scheduled_workitem(entry)
+    workitem["00404005"]["Value"] = ["202601060030+0100"]
+    module_node.archive.workitems.create(workitem)
+    station = f"{SPS}.ScheduledStationAETitle=CT07"
+    date = f"{SPS}.ScheduledProcedureStepStartDate"
+    (found,) = _findscu(module_node, tmp_path, station, f"{date}=20260106")
+    assert found.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate == "20260106"
+    assert _findscu(module_node, tmp_path, station, f"{date}=20260105") == []
+    assert _accessions(_findscu(module_node, tmp_path, station, f"{date}=20260106-")) == ["ACC-TZ"]
+    assert _findscu(module_node, tmp_path, station, f"{date}=-20260105") == []
