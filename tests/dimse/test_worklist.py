@@ -8,19 +8,21 @@ and leave the worklist once claimed.  Both backends, one node per module.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
+from pynetdicom.dimse_primitives import C_FIND
 from pynetdicom.sop_class import ModalityWorklistInformationFind
 
 from isthmus import UID_ROOT
 from isthmus.archive import scheduled_workitem
 from isthmus.server import Node
 
-from .support import address, run_ok
+from .support import address, run_ok, send_raw_request
 
 SPS = "ScheduledProcedureStepSequence[0]"
 ENTRIES = [
@@ -221,3 +223,59 @@ def test_an_entry_without_study_or_procedure_ids_gets_them_generated(
     assert step.ScheduledProcedureStepID == found.RequestedProcedureID
     other = scheduled_workitem(entry)["0040A370"]["Value"][0]
     assert other["0020000D"]["Value"][0] != found.StudyInstanceUID
+
+
+def test_a_start_with_a_utc_offset_is_found_by_the_date_it_is_answered_with(
+    module_node: Node, tmp_path: Path, dcmtk_tools: None
+) -> None:
+    """The DA and TM keys match the date and time the worklist item shows, the local
+    ones before the offset (PS3.4 C.2.2.2.5: without Timezone Query Adjustment nothing
+    is converted); the offset of 00:30+0100 made the step a step of the day before."""
+    entry = {
+        "accession": "ACC-TZ",
+        "patient_id": "P-TZ",
+        "modality": "CT",
+        "station_aet": "CT07",
+        "start": "202601060030",
+        "label": "CT step",
+    }
+    workitem = scheduled_workitem(entry)
+    workitem["00404005"]["Value"] = ["202601060030+0100"]
+    module_node.archive.workitems.create(workitem)
+    station = f"{SPS}.ScheduledStationAETitle=CT07"
+    date = f"{SPS}.ScheduledProcedureStepStartDate"
+    (found,) = _findscu(module_node, tmp_path, station, f"{date}=20260106")
+    assert found.ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate == "20260106"
+    assert _findscu(module_node, tmp_path, station, f"{date}=20260105") == []
+    assert _accessions(_findscu(module_node, tmp_path, station, f"{date}=20260106-")) == ["ACC-TZ"]
+    assert _findscu(module_node, tmp_path, station, f"{date}=-20260105") == []
+
+
+@pytest.mark.parametrize(
+    "identifier",
+    [
+        pytest.param(b"\x10\x00\x10\x00PN\xff\x7fxx", id="value-shorter-than-its-length"),
+        pytest.param(
+            b"\x40\x00\x00\x01SQ\x00\x00\xff\xff\xff\xff\xfe\xff\x00\xe0\xff\xff\xff\xff",
+            id="sequence-without-its-delimiters",
+        ),
+        pytest.param(b"\x10\x00\x20\x00LO", id="element-header-cut-short"),
+    ],
+)
+def test_a_truncated_identifier_is_unable_to_process(module_node: Node, identifier: bytes) -> None:
+    """An identifier whose bytes end inside an element or sequence cannot be processed
+    (0xC000, PS3.4 K.4.1.1.4); pydicom read what there was, the cut sequence as an empty
+    item, and the query was answered as if its keys were universal."""
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(ModalityWorklistInformationFind, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
+    try:
+        req = C_FIND()
+        req.MessageID = 1
+        req.AffectedSOPClassUID = ModalityWorklistInformationFind
+        req.Priority = 2
+        req.Identifier = BytesIO(identifier)
+        rsp = send_raw_request(assoc, req, ModalityWorklistInformationFind)
+        assert rsp.Status == 0xC000
+    finally:
+        assoc.release()

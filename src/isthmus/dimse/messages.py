@@ -200,6 +200,88 @@ def decode_identifier(data: bytes | memoryview, transfer_syntax: str) -> Dataset
     return read_dataset(BytesIO(raw), implicit, little)
 
 
+_LONG_VRS = frozenset(
+    (b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV")
+)
+_UNDEFINED = 0xFFFFFFFF
+_ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+
+
+def check_structure(data: bytes | memoryview, transfer_syntax: str) -> None:
+    """Raise ValueError unless `data` is whole data elements (PS3.5 7.1), each value and
+    sequence item within the bytes given and every undefined length closed by its
+    delimiter (PS3.5 7.5).  pydicom's reader takes what there is: a value cut short
+    became the bytes that came, so a truncated identifier was matched as another one."""
+    implicit, little, deflated = uids.encoding(transfer_syntax)
+    raw = bytes(data)
+    if deflated:
+        import zlib
+
+        raw = zlib.decompress(raw, -zlib.MAX_WBITS)
+    _elements(raw, 0, len(raw), implicit, "<" if little else ">", None)
+
+
+def _elements(raw: bytes, pos: int, end: int, implicit: bool, order: str, until: int | None) -> int:
+    """Walk the elements in raw[pos:end] up to the delimiter `until` (None: to `end`);
+    the position after them."""
+    while pos < end:
+        tag, vr, length, pos = _header(raw, pos, end, implicit, order)
+        if tag == until:
+            return pos
+        if length == _UNDEFINED:
+            pos = _items(
+                raw, pos, end, implicit or vr == b"UN", order, vr not in (b"SQ", b"UN", None)
+            )
+        elif pos + length > end:
+            raise ValueError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) ends beyond the data set")
+        else:
+            if vr == b"SQ":
+                _items(raw, pos, pos + length, implicit, order, False)
+            pos += length
+    if until is not None:
+        raise ValueError("an item of undefined length without its delimitation item")
+    return pos
+
+
+def _items(raw: bytes, pos: int, end: int, implicit: bool, order: str, fragments: bool) -> int:
+    """Walk the items of a sequence in raw[pos:end] (of undefined length: up to its
+    Sequence Delimitation Item); the position after them."""
+    while pos < end:
+        tag, _vr, length, pos = _header(raw, pos, end, True, order)
+        if tag == _SEQUENCE_END:
+            return pos
+        if tag != _ITEM:
+            raise ValueError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) where an item was due")
+        if length == _UNDEFINED and not fragments:
+            pos = _elements(raw, pos, end, implicit, order, _ITEM_END)
+        elif length == _UNDEFINED or pos + length > end:
+            raise ValueError("a sequence item ends beyond the data set")
+        else:
+            if not fragments:
+                _elements(raw, pos, pos + length, implicit, order, None)
+            pos += length
+    return pos
+
+
+def _header(
+    raw: bytes, pos: int, end: int, implicit: bool, order: str
+) -> tuple[int, bytes | None, int, int]:
+    """(tag, VR or None, value length, position of the value) of the element at `pos`;
+    delimiters and items have no VR in any syntax (PS3.5 7.5)."""
+    if pos + 8 > end:
+        raise ValueError("a data element header cut short")
+    group, element = struct.unpack_from(order + "HH", raw, pos)
+    tag = group << 16 | element
+    if implicit or group == 0xFFFE:
+        return tag, None, struct.unpack_from(order + "I", raw, pos + 4)[0], pos + 8
+    vr = raw[pos + 4 : pos + 6]
+    if vr not in _LONG_VRS:
+        return tag, vr, struct.unpack_from(order + "H", raw, pos + 6)[0], pos + 8
+    if pos + 12 > end:
+        raise ValueError("a data element header cut short")
+    return tag, vr, struct.unpack_from(order + "I", raw, pos + 8)[0], pos + 12
+
+
 def failed_sop_instance_uids(identifier: Dataset | None) -> list[str]:
     """The Failed SOP Instance UID List (0008,0058) of a C-MOVE or C-GET response
     (PS3.4 C.4.2.1.4.2, C.4.3.1.3.2).  A list longer than the 64 KiB a UI value's 16-bit

@@ -10,13 +10,16 @@ of which only the requested keys are returned (PS3.4 C.2.2.1.3).
 
 Matching: the keys below match; any other key is return only.  Date and time are
 matched independently (PS3.4 C.2.2.2.5 without the combined date-time extended
-negotiation): the date through the work item's Scheduled Procedure Step Start
-DateTime, the time against its time part.
+negotiation), each against its part of the work item's Scheduled Procedure Step Start
+DateTime as written, before any UTC offset: the date and time the worklist item shows
+(no Timezone Query Adjustment is negotiated, so nothing is converted).  The query
+engine only narrows the candidates by a window a day wider on each side.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import date, timedelta
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -67,9 +70,9 @@ _TOP_KEYS = {
 }
 
 
-def workitem_params(params: dict[str, str]) -> tuple[dict[str, str], str]:
+def workitem_params(params: dict[str, str]) -> tuple[dict[str, str], str, str]:
     """MWL keys (identifier_params of the C-FIND identifier) → work item search keys,
-    and the time key (matched apart, on the time part of the start)."""
+    and the date and time keys (matched apart, on the date and time part of the start)."""
     out = {"ProcedureStepState": SCHEDULED}
     for key, value in params.items():
         if not value:
@@ -78,10 +81,29 @@ def workitem_params(params: dict[str, str]) -> tuple[dict[str, str], str]:
             out[_TOP_KEYS[key]] = value
         elif key.startswith(SPS + ".") and key[9:] in _SPS_KEYS:
             out[_SPS_KEYS[key[9:]]] = value
-    date = params.get(f"{SPS}.{SPS_START_DATE}", "")
-    if date:
-        out[START] = date if "-" in date else f"{date}-{date}"
-    return out, params.get(f"{SPS}.{SPS_START_TIME}", "")
+    day = params.get(f"{SPS}.{SPS_START_DATE}", "")
+    if day:
+        out[START] = _start_window(day)
+    return out, day, params.get(f"{SPS}.{SPS_START_TIME}", "")
+
+
+def _start_window(key: str) -> str:
+    """The DA key (single value or range, PS3.4 C.2.2.2.5) as a DT range a day wider on
+    each side: it holds every start whose local date matches, whatever its UTC offset
+    (at most 14 hours); `_date_matches` then decides.  QueryError for a bad date."""
+    low, _, high = key.partition("-") if "-" in key else (key, "", key)
+    return "-".join(_da(part, days) if part else "" for part, days in ((low, -1), (high, 1)))
+
+
+def _da(value: str, days: int) -> str:
+    """The YYYYMMDD `days` after `value`; QueryError if `value` is not a date."""
+    try:
+        if len(value) != 8 or not value.isdigit():
+            raise ValueError(value)
+        moved = date(int(value[:4]), int(value[4:6]), int(value[6:])) + timedelta(days=days)
+    except (ValueError, OverflowError):
+        raise QueryError(f"ScheduledProcedureStepStartDate: {value!r} is not a date") from None
+    return moved.strftime("%Y%m%d")
 
 
 def worklist_item(workitem: dict[str, Any]) -> dict[str, Any]:
@@ -127,13 +149,14 @@ class WorklistSCP:
             return
         ts = channel.transfer_syntax(message)
         try:
+            msg.check_structure(message.require_dataset(), ts)  # 0xC000 if cut short
             identifier = msg.decode_identifier(message.require_dataset(), ts)
             wanted = _wanted(identifier)
-            params, time = workitem_params(identifier_params(identifier))
+            params, day, time = workitem_params(identifier_params(identifier))
             matches = [
                 worklist_item(w)
                 for w in self.workitems.search(params)
-                if _time_matches(str(_value(w, START) or "")[8:14], time)
+                if _start_matches(str(_value(w, START) or ""), day, time)
             ]
             audit_query(channel, message, identifier.to_json())
         except QueryError as exc:
@@ -159,6 +182,19 @@ def _wanted(identifier: Dataset) -> dict[str, Any]:
     wanted = dict(identifier.to_json_dict(bulk_data_threshold=1 << 30))
     wanted.pop("00080005", None)
     return wanted
+
+
+def _start_matches(start: str, day: str, time: str) -> bool:
+    """The start's own date and time (before any UTC offset) against the keys."""
+    return _date_matches(start[:8], day) and _time_matches(start[8:14], time)
+
+
+def _date_matches(value: str, key: str) -> bool:
+    """DA single value or range (PS3.4 C.2.2.2.5) against YYYYMMDD, compared as digits."""
+    if not key:
+        return True
+    low, _, high = key.partition("-") if "-" in key else (key, "", key)
+    return (not low or value >= low) and (not high or value <= high)
 
 
 def _time_matches(time: str, key: str) -> bool:
