@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 from copy import deepcopy
+from io import BytesIO
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from pydicom.encaps import encapsulate
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pynetdicom import AE
+from pynetdicom.dimse_primitives import C_FIND, C_GET
 from pynetdicom.status import code_to_category as status_category
 
 from isthmus.dicom import part10
@@ -31,6 +33,7 @@ from .support import (
     reset,
     run_ok,
     send_raw_c_store,
+    send_raw_request,
     sop_uid_of,
     stored,
 )
@@ -384,3 +387,38 @@ def test_instance_sent_twice_concurrently_is_stored_once(module_node: Node) -> N
     assert statuses == [0, 0, 0, 0]
     assert len(module_node.archive.instances(sop_uid=str(ds.SOPInstanceUID))) == 1
     nothing_half_stored(module_node)
+
+
+# QueryRetrieveLevel=STUDY, then a Patient's Name declaring 0x7FFF bytes and holding 2:
+# pydicom read it as the name "xx" and the request was carried out as another one.
+_CUT_SHORT = b"\x08\x00\x52\x00CS\x06\x00STUDY \x10\x00\x10\x00PN\xff\x7fxx"
+
+
+@pytest.mark.parametrize(
+    "abstract_syntax, primitive",
+    [
+        (STUDY_ROOT_FIND, C_FIND),
+        ("1.2.840.10008.5.1.4.1.2.2.3", C_GET),  # Study Root GET
+        ("1.2.840.10008.5.1.4.34.6.3", C_FIND),  # UPS Pull
+    ],
+    ids=["c-find", "c-get", "ups-c-find"],
+)
+def test_an_identifier_cut_short_is_unable_to_process(
+    module_node: Node, abstract_syntax: str, primitive: type
+) -> None:
+    """An identifier whose bytes end inside an element cannot be processed (0xC000: PS3.4
+    C.4.1.1.4, C.4.3.1.4, CC.2.8.4; PS3.5 7.1), for every service reading one, as for the
+    worklist; it is not read as the bytes that came."""
+    ae = AE(ae_title="CUTSHORT")
+    ae.add_requested_context(abstract_syntax, EXPLICIT_LE)
+    assoc = ae.associate("127.0.0.1", module_node.dicom_port, ae_title=module_node.settings.aet)
+    assert assoc.is_established
+    try:
+        req = primitive()
+        req.MessageID = 1
+        req.AffectedSOPClassUID = abstract_syntax
+        req.Priority = 2
+        req.Identifier = BytesIO(_CUT_SHORT)
+        assert send_raw_request(assoc, req, abstract_syntax).Status == 0xC000
+    finally:
+        assoc.release()

@@ -188,7 +188,7 @@ class _Exchange:
         if data is not None:  # the Failed SOP Instance UID List (PS3.4 C.4.3.1.3.1)
             syntax = self.get.syntax_of.get(context_id, uids.IMPLICIT_VR_LITTLE_ENDIAN)
             self.report.failed_uids = msg.failed_sop_instance_uids(
-                msg.decode_identifier(data, syntax)
+                msg.decode_identifier(data, syntax, check=False)
             )
         return True
 

@@ -189,14 +189,21 @@ def text(command: Command, element: int) -> str:
     return command.get(element, b"").decode("ascii", "replace").strip(" \x00")
 
 
-def decode_identifier(data: bytes | memoryview, transfer_syntax: str) -> Dataset:
-    """A query/retrieve identifier from its encoded bytes."""
+def decode_identifier(
+    data: bytes | memoryview, transfer_syntax: str, check: bool = True
+) -> Dataset:
+    """A query/retrieve identifier (or any request's data set) from its encoded bytes;
+    ValueError unless they are whole data elements (`_check_structure`: a request cut
+    short is not read as another one).  `check=False` for what a peer answered, read
+    as leniently as pydicom reads."""
     implicit, little, deflated = uids.encoding(transfer_syntax)
     raw = bytes(data)
     if deflated:
         import zlib
 
         raw = zlib.decompress(raw, -zlib.MAX_WBITS)
+    if check:
+        _check_structure(raw, implicit, little)
     return read_dataset(BytesIO(raw), implicit, little)
 
 
@@ -207,17 +214,11 @@ _UNDEFINED = 0xFFFFFFFF
 _ITEM, _ITEM_END, _SEQUENCE_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 
 
-def check_structure(data: bytes | memoryview, transfer_syntax: str) -> None:
-    """Raise ValueError unless `data` is whole data elements (PS3.5 7.1), each value and
+def _check_structure(raw: bytes, implicit: bool, little: bool) -> None:
+    """Raise ValueError unless `raw` is whole data elements (PS3.5 7.1), each value and
     sequence item within the bytes given and every undefined length closed by its
     delimiter (PS3.5 7.5).  pydicom's reader takes what there is: a value cut short
     became the bytes that came, so a truncated identifier was matched as another one."""
-    implicit, little, deflated = uids.encoding(transfer_syntax)
-    raw = bytes(data)
-    if deflated:
-        import zlib
-
-        raw = zlib.decompress(raw, -zlib.MAX_WBITS)
     _elements(raw, 0, len(raw), implicit, "<" if little else ">", None)
 
 

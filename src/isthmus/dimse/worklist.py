@@ -149,7 +149,6 @@ class WorklistSCP:
             return
         ts = channel.transfer_syntax(message)
         try:
-            msg.check_structure(message.require_dataset(), ts)  # 0xC000 if cut short
             identifier = msg.decode_identifier(message.require_dataset(), ts)
             wanted = _wanted(identifier)
             params, day, time = workitem_params(identifier_params(identifier))
