@@ -95,6 +95,25 @@ def spying(nats: TemporaryNATS, subject: str = ">") -> Iterator[Spy]:
         link.close()
 
 
+def start_relays(a: Site, b: Site, exports: dict[str, tuple[str, int]], **options: Any) -> None:
+    """Site A and site B knowing each other, B exporting `exports` (AE title → address),
+    each with its association relay started (`options`: RelayRouter's own)."""
+    for site in (a, b):
+        site.directory.update(entry(a))
+        site.directory.update(entry(b, *(export("B", aet) for aet in exports)))
+    for site, own in ((a, {}), (b, exports)):
+        site.relay = RelayRouter(
+            link=site.link,
+            identity=site.identity,
+            directory=site.directory,
+            exports=own,
+            node=site.port,
+            calling_aet=f"RELAY{site.name}",
+            **options,
+        )
+        site.relay.start()
+
+
 def entry(site: Site, *exports: Export, revoked: bool = False) -> SiteEntry:
     return SiteEntry(site.name, site.identity.keys, revoked=revoked, exports=exports)
 

@@ -16,13 +16,12 @@ from pydicom import dcmread
 from isthmus.config import Peer
 from isthmus.dicom.part10 import dataset_offset
 from isthmus.dimse.requestor import AssociationFailed, Requestor
-from isthmus.relay.router import RelayRouter
 from isthmus.testing import dcmtk
 from isthmus.testing.dcmtk import StoreSCP
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.nats import TemporaryNATS
 
-from .router_support import Site, entry, export, start_site
+from .router_support import Site, entry, export, start_relays, start_site
 
 pytestmark = pytest.mark.dcmtk
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -58,21 +57,7 @@ def pair(tmp_path: Path) -> Iterator[Pair]:
     a, b = start_site("A", nats.url), start_site("B", nats.url)
     store = StoreSCP(tmp_path / "storeb", aet="STOREB").start()
     try:
-        for site in (a, b):
-            site.directory.update(entry(a))
-            site.directory.update(entry(b, export("B", "STOREB")))
-        for site, exports in ((a, {}), (b, {"STOREB": ("127.0.0.1", store.port)})):
-            site.relay = RelayRouter(
-                link=site.link,
-                identity=site.identity,
-                directory=site.directory,
-                exports=exports,
-                node=site.port,
-                calling_aet=f"RELAY{site.name}",
-                timeout=TIMEOUT,
-                idle=IDLE,
-            )
-            site.relay.start()
+        start_relays(a, b, {"STOREB": ("127.0.0.1", store.port)}, timeout=TIMEOUT, idle=IDLE)
         [instance] = write_study(StudySpec(instances_per_series=1), tmp_path / "in")
         yield Pair(nats, a, b, store, instance)
     finally:

@@ -25,12 +25,11 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at run 
 )
 
 from isthmus.dicom.part10 import dataset_offset
-from isthmus.relay.router import RelayRouter
 from isthmus.testing import dcmtk
 from isthmus.testing.generate import StudySpec, write_study
 from isthmus.testing.nats import TemporaryNATS
 
-from .router_support import Site, entry, export, start_site
+from .router_support import Site, start_relays, start_site
 
 FIND = StudyRootQueryRetrieveInformationModelFind
 MOVE = StudyRootQueryRetrieveInformationModelMove
@@ -149,20 +148,7 @@ def federation() -> Iterator[Federation]:
     a = start_site("A", nats.url)
     b = start_site("B", nats.url)
     try:
-        for site in (a, b):
-            site.directory.update(entry(a))
-            site.directory.update(entry(b, export("B", "PACSB")))
-        for site, exports in ((a, {}), (b, {"PACSB": ("127.0.0.1", far.port)})):
-            site.relay = RelayRouter(
-                link=site.link,
-                identity=site.identity,
-                directory=site.directory,
-                exports=exports,
-                node=site.port,
-                calling_aet=f"RELAY{site.name}",
-                timeout=10.0,
-            )
-            site.relay.start()
+        start_relays(a, b, {"PACSB": ("127.0.0.1", far.port)}, timeout=10.0)
         yield Federation(nats, a, b, far)
     finally:
         for site in (a, b):
