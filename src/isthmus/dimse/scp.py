@@ -20,6 +20,7 @@ from pydicom.dataset import Dataset
 from pynetdicom.presentation import AllStoragePresentationContexts
 
 from isthmus.archive import MPPS_SOP_CLASS, Archive, Query, QueryError, Transfer
+from isthmus.archive import UPS_PUSH_SOP_CLASS as UPS_PUSH
 from isthmus.config import Settings
 from isthmus.dicom import uids
 from isthmus.dicom.status import (
@@ -46,7 +47,7 @@ from isthmus.dimse.service import (
     audit_query,
     by_sop_class,
 )
-from isthmus.dimse.ups import UPS_PULL, UPS_PUSH, UPS_QUERY, UPS_WATCH, UpsSCP
+from isthmus.dimse.ups import UPS_PULL, UPS_QUERY, UPS_WATCH, UpsSCP
 from isthmus.dimse.ups_events import UpsEventSender
 from isthmus.dimse.worklist import MODALITY_WORKLIST_FIND, WorklistSCP
 from isthmus.node.access import AccessControl

@@ -41,6 +41,7 @@ from isthmus.archive import (
     UpsStatus,
     WorkItemError,
 )
+from isthmus.archive import UPS_PUSH_SOP_CLASS as UPS_PUSH
 from isthmus.archive.activity import MINOR_FAILURE, SERIOUS_FAILURE
 from isthmus.config import Settings
 from isthmus.dicom.status import (
@@ -64,7 +65,6 @@ log = logging.getLogger(__name__)
 
 Record = tuple[str, str, str | None]  # EventActionCode, operation, work item UID
 
-UPS_PUSH = "1.2.840.10008.5.1.4.34.6.1"
 UPS_WATCH = "1.2.840.10008.5.1.4.34.6.2"
 UPS_PULL = "1.2.840.10008.5.1.4.34.6.3"
 UPS_EVENT = "1.2.840.10008.5.1.4.34.6.4"

@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 
+from isthmus.archive import UPS_PUSH_SOP_CLASS as UPS_PUSH
 from isthmus.archive import Archive, Event, WorkItemEvent
 from isthmus.config import Settings
 from isthmus.dimse.nmodel import to_dataset, unicode_model
@@ -27,7 +28,6 @@ from isthmus.node.access import AccessControl
 
 log = logging.getLogger(__name__)
 
-UPS_PUSH = "1.2.840.10008.5.1.4.34.6.1"
 UPS_EVENT = "1.2.840.10008.5.1.4.34.6.4"
 
 

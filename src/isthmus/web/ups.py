@@ -48,6 +48,7 @@ from isthmus.archive import (
     WorkItemError,
     resolve_tag,
 )
+from isthmus.archive import UPS_PUSH_SOP_CLASS as UPS_PUSH
 from isthmus.archive.activity import MINOR_FAILURE, SERIOUS_FAILURE, SUCCESS
 from isthmus.dicom.json import dumps_bytes
 from isthmus.dicom.uids import looks_like_uid
@@ -67,7 +68,6 @@ from isthmus.web.service import blocking, context, service_root
 MAX_BODY = 4 * 1024 * 1024
 MAX_RESULTS = 10_000
 PROCEDURE_STEP_STATE, TRANSACTION_UID = "00741000", "00081195"
-UPS_PUSH = "1.2.840.10008.5.1.4.34.6.1"  # the SOP Class of every work item (PS3.4 CC.3.1)
 SEARCH_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML, multipart=True)]
 ONE_OFFERS = [Offer(mt.DICOM_JSON), Offer(mt.JSON), Offer(mt.DICOM_XML)]
 GLOBAL_UIDS = (GLOBAL_SUBSCRIPTION, FILTERED_SUBSCRIPTION)
